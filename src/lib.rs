@@ -1,0 +1,1 @@
+//! Slipway's domain core (being written).
