@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # end2end/start-server.sh — started by Playwright's webServer (playwright.config.ts).
-# Runs the RELEASE binary (built by `cargo leptos build --release`) in demo mode
+# Runs the RELEASE binary ($SLIPWAY_BIN, default $CARGO_TARGET_DIR/release/slipway,
+# built by `cargo leptos build --release`) in demo mode
 # on 127.0.0.1:${SLIPWAY_E2E_PORT:-3100} with a fresh temporary data directory,
 # which is removed when the server exits. Run from end2end/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 target="${CARGO_TARGET_DIR:-$HOME/.cache/slipway-target}"
-bin="$target/release/slipway"
+bin="${SLIPWAY_BIN:-$target/release/slipway}"
 port="${SLIPWAY_E2E_PORT:-3100}"
 
 [ -x "$bin" ] || { echo "start-server.sh: $bin not found; run 'cargo leptos build --release' first" >&2; exit 1; }

@@ -31,23 +31,32 @@ banner() {
   printf '==================================================================\n' >&2
 }
 
-# run_stage NAME CMD...: banner, run, print timing; on failure print a clear
-# FAILED banner and exit with the command's status.
-run_stage() {
-  local name="$1"; shift
-  banner "STAGE: $name"
-  local start=$SECONDS rc=0
-  "$@" || rc=$?
-  local dur=$((SECONDS - start))
-  STAGE_TIMINGS+=("$(printf '%-34s %4ds  %s' "$name" "$dur" "$([ $rc -eq 0 ] && echo ok || echo FAILED)")")
-  if [ $rc -ne 0 ]; then
-    banner "FAILED: $name (exit $rc, after ${dur}s)"
-    print_timings
-    exit "$rc"
-  fi
-  log "stage '$name' passed in ${dur}s"
-}
+# run_stage NAME CMD...: banner, run CMD with errexit in force, record timing.
+# Call it as a plain command (not inside if/&&/||, which would switch errexit
+# off for the whole stage). On failure the script exits through its EXIT trap,
+# which should call stage_failed to print the FAILED banner and timings.
 STAGE_TIMINGS=()
+CURRENT_STAGE=""
+STAGE_START=0
+run_stage() {
+  CURRENT_STAGE="$1"; shift
+  banner "STAGE: $CURRENT_STAGE"
+  STAGE_START=$SECONDS
+  "$@"
+  local dur=$((SECONDS - STAGE_START))
+  STAGE_TIMINGS+=("$(printf '%-34s %5ds  ok' "$CURRENT_STAGE" "$dur")")
+  log "stage '$CURRENT_STAGE' passed in ${dur}s"
+  CURRENT_STAGE=""
+}
+# stage_failed RC: report the stage that was running when the script died.
+stage_failed() {
+  local rc="$1"
+  [ -n "$CURRENT_STAGE" ] || return 0
+  local dur=$((SECONDS - STAGE_START))
+  STAGE_TIMINGS+=("$(printf '%-34s %5ds  FAILED (exit %s)' "$CURRENT_STAGE" "$dur" "$rc")")
+  banner "FAILED: $CURRENT_STAGE (exit $rc, after ${dur}s)"
+  print_timings
+}
 print_timings() {
   [ ${#STAGE_TIMINGS[@]} -gt 0 ] || return 0
   printf '\n-- stage timings --\n' >&2
