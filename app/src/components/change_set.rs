@@ -1,0 +1,88 @@
+//! Rendered files, and what changed between two revisions of them.
+
+use leptos::prelude::*;
+use serde_json::Value;
+use slipway_core::diff::{FileDiff, FileStatus, LineTag};
+use slipway_core::render::ChangeSet;
+use slipway_core::views::ReviewDiff;
+
+#[component]
+pub fn ChangeSetView(change_set: ChangeSet, hash: String) -> impl IntoView {
+    view! {
+        <section class="change-set" aria-label="Rendered files">
+            <h2>"Rendered files"</h2>
+            <p class="muted">"Change set " <code class="hash" title=hash.clone()>{short(&hash)}</code></p>
+            {change_set
+                .files
+                .into_iter()
+                .map(|file| view! {
+                    <details class="file">
+                        <summary><code>{file.path.clone()}</code></summary>
+                        <pre><code>{file.content}</code></pre>
+                    </details>
+                })
+                .collect_view()}
+        </section>
+    }
+}
+
+pub fn short(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
+fn show(value: &Option<Value>) -> String {
+    match value {
+        None => "(not set)".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// What changed since the revision this reviewer last saw: parameters, then each file.
+#[component]
+pub fn ReviewDiffView(diff: ReviewDiff) -> impl IntoView {
+    let unchanged = diff.files.iter().filter(|f| f.status == FileStatus::Unchanged).count();
+    let changed: Vec<FileDiff> = diff.files.into_iter().filter(|f| f.status != FileStatus::Unchanged).collect();
+    view! {
+        <section class="review-diff" aria-labelledby="diff-heading">
+            <h2 id="diff-heading">{format!("Changes since revision {}", diff.base_revision)}</h2>
+            <p class="muted">{format!("You last saw revision {}; this is revision {}.", diff.base_revision, diff.revision)}</p>
+            <table class="params-diff">
+                <caption>"Parameters"</caption>
+                <thead><tr><th scope="col">"Parameter"</th><th scope="col">"Before"</th><th scope="col">"After"</th></tr></thead>
+                <tbody>
+                    {diff.params.iter().map(|p| view! {
+                        <tr><th scope="row">{p.name.clone()}</th><td class="del">{show(&p.before)}</td><td class="add">{show(&p.after)}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            {changed.into_iter().map(|file| view! { <FileDiffView file /> }).collect_view()}
+            {(unchanged > 0).then(|| view! { <p class="muted">{format!("{unchanged} file(s) unchanged.")}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn FileDiffView(file: FileDiff) -> impl IntoView {
+    let status = match file.status {
+        FileStatus::Added => "added",
+        FileStatus::Removed => "removed",
+        FileStatus::Modified => "modified",
+        FileStatus::Unchanged => "unchanged",
+    };
+    view! {
+        <div class="file-diff">
+            <h3><code>{file.path.clone()}</code> " " <span class="muted">{status}</span></h3>
+            <pre class="diff">
+                {file.lines.into_iter().map(|line| {
+                    let (class, mark) = match line.tag {
+                        LineTag::Added => ("add", "+"),
+                        LineTag::Removed => ("del", "-"),
+                        LineTag::Context => ("ctx", " "),
+                    };
+                    view! { <span class=class>{format!("{mark} {}\n", line.text.trim_end_matches('\n'))}</span> }
+                }).collect_view()}
+            </pre>
+        </div>
+    }
+}

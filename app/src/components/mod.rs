@@ -1,0 +1,55 @@
+//! Components shared by the pages.
+
+pub mod change_set;
+pub mod flow;
+pub mod precheck;
+pub mod request_form;
+pub mod schema_form;
+pub mod tables;
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_location;
+use slipway_core::state::RequestState;
+
+use crate::error::AppError;
+
+/// Shows an error where the data would be; a missing session goes to the sign-in page
+/// and comes back here afterwards.
+pub fn error_view(error: AppError) -> AnyView {
+    match error {
+        AppError::Unauthenticated => {
+            let here = use_location().pathname.get_untracked();
+            let target = format!("/login?next={}", encode_path(&here));
+            view! { <Redirect path=target /> }.into_any()
+        }
+        AppError::Forbidden(message) => view! {
+            <div class="notice error" role="alert"><strong>"Not allowed. "</strong>{message}</div>
+        }
+        .into_any(),
+        other => view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any(),
+    }
+}
+
+/// Percent-encodes the few characters that would break a query string.
+fn encode_path(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            '&' => "%26".to_string(),
+            '?' => "%3F".to_string(),
+            '#' => "%23".to_string(),
+            ' ' => "%20".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[component]
+pub fn StateBadge(state: RequestState) -> impl IntoView {
+    view! { <span class=format!("badge state-{}", state.as_str()) data-testid="request-state">{state.label()}</span> }
+}
+
+#[component]
+pub fn Loading() -> impl IntoView {
+    view! { <p class="loading" role="status">"Loading…"</p> }
+}

@@ -1,0 +1,157 @@
+//! The one form every resource type uses, generated from its parameter schema.
+//! Validation runs in the browser with the same code the server runs.
+
+use leptos::prelude::*;
+use serde_json::{Map, Value};
+use slipway_core::catalog::{FieldKind, FieldSpec};
+use slipway_core::validate::{FieldError, coerce_form_value};
+
+/// The form's state: current values, which fields the user has left, and the errors.
+#[derive(Clone, Copy)]
+pub struct FormState {
+    pub values: RwSignal<Map<String, Value>>,
+    pub touched: RwSignal<Vec<String>>,
+    pub errors: Signal<Vec<FieldError>>,
+    /// Set on a submit attempt: from then on every error shows, touched or not.
+    pub show_all: RwSignal<bool>,
+}
+
+impl FormState {
+    fn error_for(&self, field: &str) -> Option<String> {
+        let visible = self.show_all.get() || self.touched.with(|t| t.iter().any(|f| f == field));
+        if !visible {
+            return None;
+        }
+        self.errors.with(|errors| errors.iter().find(|e| e.field == field).map(|e| e.message.clone()))
+    }
+
+    fn touch(&self, field: &str) {
+        if !self.touched.with_untracked(|t| t.iter().any(|f| f == field)) {
+            self.touched.update(|t| t.push(field.to_string()));
+        }
+    }
+
+    fn set(&self, field: &str, value: Value) {
+        self.values.update(|values| {
+            if value.is_null() {
+                values.remove(field);
+            } else {
+                values.insert(field.to_string(), value);
+            }
+        });
+    }
+}
+
+fn text_of(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items.iter().map(|i| text_of(Some(i))).collect::<Vec<_>>().join("\n"),
+        Some(other) => other.to_string(),
+    }
+}
+
+#[component]
+pub fn SchemaForm(fields: Vec<FieldSpec>, form: FormState) -> impl IntoView {
+    view! {
+        <div class="schema-form">
+            {fields.into_iter().map(|field| view! { <Field field form /> }).collect_view()}
+        </div>
+    }
+}
+
+#[component]
+fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
+    let id = format!("field-{}", field.name);
+    let help_id = format!("{id}-help");
+    let error_id = format!("{id}-error");
+    let name = field.name.clone();
+    let error = {
+        let name = name.clone();
+        Memo::new(move |_| form.error_for(&name))
+    };
+    let described_by = if field.description.is_some() { format!("{help_id} {error_id}") } else { error_id.clone() };
+    let kind = field.kind.clone();
+    let control = control(&field, &id, &described_by, form, error);
+    let required = field.required && !matches!(kind, FieldKind::Boolean);
+    view! {
+        <div class="field" class:has-error=move || error.get().is_some()>
+            <label for=id.clone()>
+                {field.title.clone()}
+                {required.then(|| view! { <span class="required" aria-hidden="true">" *"</span> })}
+            </label>
+            {control}
+            {field.description.clone().map(|d| view! { <p class="help" id=help_id.clone()>{d}</p> })}
+            <p class="field-error" id=error_id.clone() role="alert">{move || error.get()}</p>
+        </div>
+    }
+}
+
+fn control(field: &FieldSpec, id: &str, described_by: &str, form: FormState, error: Memo<Option<String>>) -> AnyView {
+    let name = field.name.clone();
+    let current = {
+        let name = name.clone();
+        move || form.values.with(|v| text_of(v.get(&name)))
+    };
+    let on_input = {
+        let (name, kind) = (name.clone(), field.kind.clone());
+        move |raw: String| form.set(&name, coerce_form_value(&kind, &raw))
+    };
+    let on_blur = {
+        let name = name.clone();
+        move |_| form.touch(&name)
+    };
+    let invalid = move || error.get().is_some().to_string();
+    let (id, described_by, required) = (id.to_string(), described_by.to_string(), field.required);
+    match &field.kind {
+        FieldKind::Text { max_length, .. } => view! {
+            <input type="text" id=id name=name.clone() required=required autocomplete="off"
+                maxlength=max_length.map(|m| m.to_string())
+                aria-describedby=described_by aria-invalid=invalid
+                prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
+        }
+        .into_any(),
+        FieldKind::Integer { minimum, maximum } => view! {
+            <input type="number" inputmode="numeric" id=id name=name.clone() required=required
+                min=minimum.map(|m| m.to_string()) max=maximum.map(|m| m.to_string())
+                aria-describedby=described_by aria-invalid=invalid
+                prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
+        }
+        .into_any(),
+        FieldKind::Boolean => {
+            let checked = {
+                let name = name.clone();
+                move || form.values.with(|v| v.get(&name).and_then(Value::as_bool).unwrap_or(false))
+            };
+            let name_for_set = name.clone();
+            view! {
+                <input type="checkbox" id=id name=name.clone() aria-describedby=described_by
+                    prop:checked=checked
+                    on:change=move |ev| { form.set(&name_for_set, Value::Bool(event_target_checked(&ev))); form.touch(&name_for_set); } />
+            }
+            .into_any()
+        }
+        FieldKind::Choice { options } => {
+            let options = options.clone();
+            let has_value = {
+                let name = name.clone();
+                move || form.values.with(|v| v.contains_key(&name))
+            };
+            let name_for_touch = name.clone();
+            view! {
+                <select id=id name=name.clone() required=required aria-describedby=described_by aria-invalid=invalid
+                    prop:value=current on:change=move |ev| { on_input(event_target_value(&ev)); form.touch(&name_for_touch); }>
+                    <option value="" disabled=true selected=move || !has_value()>"Choose…"</option>
+                    {options.into_iter().map(|o| view! { <option value=o.value.clone()>{o.label.clone()}</option> }).collect_view()}
+                </select>
+            }
+            .into_any()
+        }
+        FieldKind::TextList { .. } => view! {
+            <textarea id=id name=name.clone() rows="3" aria-describedby=described_by aria-invalid=invalid
+                placeholder="One per line"
+                prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur></textarea>
+        }
+        .into_any(),
+    }
+}

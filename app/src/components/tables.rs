@@ -1,0 +1,40 @@
+use leptos::prelude::*;
+use slipway_core::views::RequestSummary;
+
+use crate::components::StateBadge;
+
+#[component]
+pub fn RequestTable(requests: Vec<RequestSummary>, #[prop(optional)] show_requester: bool, empty: &'static str) -> impl IntoView {
+    if requests.is_empty() {
+        return view! { <p class="empty">{empty}</p> }.into_any();
+    }
+    view! {
+        <table class="list">
+            <thead>
+                <tr>
+                    <th scope="col">"Request"</th>
+                    <th scope="col">"Type"</th>
+                    <th scope="col">"Resource"</th>
+                    {show_requester.then(|| view! { <th scope="col">"Requester"</th> })}
+                    <th scope="col">"Revision"</th>
+                    <th scope="col">"State"</th>
+                    <th scope="col">"Updated"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {requests.into_iter().map(|r| view! {
+                    <tr>
+                        <td><a href=format!("/requests/{}", r.id)>{format!("#{}", r.id)}</a></td>
+                        <td>{r.type_title.clone()}</td>
+                        <td><code>{r.resource_name.clone()}</code></td>
+                        {show_requester.then(|| view! { <td>{r.requester.clone()}</td> })}
+                        <td>{r.revision}</td>
+                        <td><StateBadge state=r.state /></td>
+                        <td>{r.updated_at.clone()}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}

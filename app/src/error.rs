@@ -1,0 +1,54 @@
+//! The error every server function returns: what the user can act on, and never the
+//! inside of a failure (internal errors carry only a reference to the log line).
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+use slipway_core::precheck::PrecheckReport;
+use slipway_core::validate::FieldError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Sign in to continue.")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("Not found: {0}.")]
+    NotFound(String),
+    #[error("{}", describe(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("The pre-check did not pass; fix the problems it lists.")]
+    PrecheckFailed(Box<PrecheckReport>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Something went wrong on our side (reference {0}). Try again; if it persists, tell the platform team.")]
+    Internal(String),
+    #[error("The server could not be reached or answered strangely: {0}")]
+    Transport(String),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{} {}", e.field, e.message) })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl AppError {
+    /// The error for one form field, if the server named it.
+    pub fn field(&self, name: &str) -> Option<String> {
+        match self {
+            AppError::Invalid(errors) => errors.iter().find(|e| e.field == name).map(|e| e.message.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Transport(value.to_string())
+    }
+}

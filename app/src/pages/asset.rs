@@ -1,0 +1,65 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use serde_json::Value;
+use slipway_core::ids::AssetId;
+
+use crate::api::fetch_asset;
+use crate::components::{Loading, error_view};
+use crate::error::AppError;
+
+#[component]
+pub fn AssetPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).map(AssetId));
+    let asset = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => fetch_asset(id).await,
+            None => Err(AppError::NotFound("asset".into())),
+        }
+    });
+    view! {
+        <Suspense fallback=|| view! { <Loading /> }>
+            {move || Suspend::new(async move {
+                match asset.await {
+                    Ok(a) => {
+                        let params: Vec<(String, String)> = a.params.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), match v { Value::String(s) => s.clone(), o => o.to_string() })).collect()).unwrap_or_default();
+                        view! {
+                            <Title text=format!("Asset {}", a.summary.name) />
+                            <h1>{format!("Asset #{}: ", a.summary.id)}<code>{a.summary.name.clone()}</code></h1>
+                            <p class="muted">{format!("{} · {} · created {} by ", a.summary.type_name, a.summary.state, a.summary.created_at)}
+                                <a href=format!("/requests/{}", a.summary.request_id)>{format!("request #{}", a.summary.request_id)}</a>
+                                " at commit " <code>{a.commit_id.chars().take(12).collect::<String>()}</code></p>
+                            <div class="two-columns">
+                                <section aria-label="Parameters">
+                                    <h2>"Parameters"</h2>
+                                    <table class="kv"><tbody>{params.into_iter().map(|(k, v)| view! { <tr><th scope="row">{k}</th><td>{v}</td></tr> }).collect_view()}</tbody></table>
+                                </section>
+                                <section aria-label="Monitoring">
+                                    <h2>"Monitoring"</h2>
+                                    <ul class="plain">
+                                        {a.monitoring.into_iter().map(|m| view! { <li><strong>{m.name.clone()}</strong>{format!(" ({})", m.kind)}<br /><code>{m.target.clone()}</code></li> }).collect_view()}
+                                    </ul>
+                                    <h2>"Relations"</h2>
+                                    {if a.relations.is_empty() { view! { <p class="empty">"None."</p> }.into_any() } else { view! {
+                                        <ul class="plain">
+                                            {a.relations.into_iter().map(|r| view! { <li>{format!("{} ", r.kind)}<a href=format!("/assets/{}", r.asset_id)>{r.asset_name.clone()}</a>{format!(" ({})", r.type_name)}</li> }).collect_view()}
+                                        </ul>
+                                    }.into_any() }}
+                                </section>
+                            </div>
+                            <section aria-label="History">
+                                <h2>"History"</h2>
+                                <ol class="timeline">
+                                    {a.history.into_iter().map(|e| view! { <li><time>{e.at.clone()}</time>" "<span class="what">{format!("{} by {}", e.action, e.actor)}</span><p class="detail">{e.detail.clone()}</p></li> }).collect_view()}
+                                </ol>
+                            </section>
+                        }
+                        .into_any()
+                    }
+                    Err(e) => error_view(e),
+                }
+            })}
+        </Suspense>
+    }
+}

@@ -1,0 +1,68 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use serde_json::Value;
+use slipway_core::ids::RequestId;
+
+use crate::api::{load_form_context, fetch_request, resubmit_request};
+use crate::components::request_form::RequestForm;
+use crate::components::{Loading, error_view};
+use crate::error::AppError;
+
+/// The requester's side of "changes requested": the same form, filled with the last
+/// revision, submitting a new one.
+#[component]
+pub fn EditRequestPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).map(RequestId));
+    let loaded = Resource::new(id, |id| async move {
+        let id = id.ok_or_else(|| AppError::NotFound("request".into()))?;
+        let detail = fetch_request(id).await?;
+        let ctx = load_form_context(detail.summary.type_name.clone()).await?;
+        Ok::<_, AppError>((id, detail, ctx))
+    });
+    view! {
+        <Suspense fallback=|| view! { <Loading /> }>
+            {move || Suspend::new(async move {
+                match loaded.await {
+                    Ok((id, detail, ctx)) => {
+                        let resubmit = Action::new(move |params: &Value| {
+                            let params = params.clone();
+                            async move { resubmit_request(id, params).await }
+                        });
+                        let navigate = use_navigate();
+                        Effect::new(move |_| {
+                            if let Some(Ok(())) = resubmit.value().get() {
+                                navigate(&format!("/requests/{id}"), Default::default());
+                            }
+                        });
+                        let last = detail.revisions.last();
+                        let initial = last.and_then(|r| r.params.as_object().cloned()).unwrap_or_default();
+                        let feedback: Vec<_> = detail.decisions.iter().filter(|d| d.decision == "request_changes" && !d.voided).map(|d| (d.decided_by.clone(), d.comment.clone())).collect();
+                        let next_revision = detail.summary.revision + 1;
+                        view! {
+                            <Title text=format!("Revise request #{id}") />
+                            <h1>{format!("Revise request #{id}")}</h1>
+                            {feedback.into_iter().map(|(who, comment)| view! {
+                                <blockquote class="feedback"><p>{comment}</p><footer>{format!("— {who}, reviewer")}</footer></blockquote>
+                            }).collect_view()}
+                            <p class="muted">{format!("Submitting creates revision {next_revision}; the reviewer sees only what changed.")}</p>
+                            {(!detail.permissions.resubmit).then(|| view! { <p class="notice">"This request is not waiting for changes; the server will refuse a new revision."</p> })}
+                            <RequestForm
+                                resource_type=ctx.resource_type
+                                initial
+                                exclude=Some(id)
+                                submit_label="Resubmit"
+                                on_submit=Callback::new(move |params| { resubmit.dispatch(params); })
+                                pending=resubmit.pending().into()
+                                server_error=Signal::derive(move || resubmit.value().get().and_then(|r| r.err()))
+                            />
+                        }
+                        .into_any()
+                    }
+                    Err(e) => error_view(e),
+                }
+            })}
+        </Suspense>
+    }
+}

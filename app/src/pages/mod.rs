@@ -1,0 +1,13 @@
+//! One module per page.
+
+pub mod asset;
+pub mod assets;
+pub mod attention;
+pub mod audit;
+pub mod catalog;
+pub mod edit_request;
+pub mod login;
+pub mod my_requests;
+pub mod new_request;
+pub mod request;
+pub mod reviews;

@@ -1,0 +1,93 @@
+//! Server-only glue: the portal's router, and the helpers server functions use to
+//! reach the application state and the signed-in user.
+
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, ResponseOptions, generate_route_list};
+use slipway_core::ids::UserId;
+use slipway_core::views::UserView;
+use slipway_server::AppState;
+use slipway_server::services::{self, ServiceError};
+use tower_sessions::Session;
+
+use crate::app::{App, shell};
+use crate::error::AppError;
+
+pub const SESSION_USER: &str = "user_id";
+
+/// Mounts the pages and server functions, with the application state in context.
+pub fn portal_router(state: AppState) -> Router {
+    let options = LeptosOptions::builder()
+        .output_name("slipway")
+        .site_root(state.settings.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(state.settings.addr)
+        .build();
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+    let provide = move || provide_context(context_state.clone());
+    Router::new()
+        .leptos_routes_with_context(&options, routes, provide.clone(), {
+            let options = options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context(provide, shell))
+        .with_state(options)
+}
+
+fn status_for(error: &ServiceError) -> u16 {
+    match error {
+        ServiceError::Unauthenticated => 401,
+        ServiceError::Forbidden(_) => 403,
+        ServiceError::NotFound(_) => 404,
+        ServiceError::Invalid(_) | ServiceError::PrecheckFailed(_) => 422,
+        ServiceError::Conflict(_) => 409,
+        ServiceError::Internal(_) => 500,
+    }
+}
+
+/// Maps a service error to what the user sees, once. Internal errors are logged here
+/// with a reference the user can quote; their text never leaves the server.
+pub fn user_error(error: ServiceError) -> AppError {
+    if let Some(response) = use_context::<ResponseOptions>() {
+        if let Ok(status) = axum::http::StatusCode::from_u16(status_for(&error)) {
+            response.set_status(status);
+        }
+    }
+    match error {
+        ServiceError::Unauthenticated => AppError::Unauthenticated,
+        ServiceError::Forbidden(m) => AppError::Forbidden(m),
+        ServiceError::NotFound(m) => AppError::NotFound(m),
+        ServiceError::Invalid(fields) => AppError::Invalid(fields),
+        ServiceError::PrecheckFailed(report) => AppError::PrecheckFailed(report),
+        ServiceError::Conflict(m) => AppError::Conflict(m),
+        ServiceError::Internal(message) => {
+            let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+            tracing::error!(reference, %message, "internal error");
+            AppError::Internal(reference)
+        }
+    }
+}
+
+pub fn app_state() -> Result<AppState, AppError> {
+    use_context::<AppState>().ok_or_else(|| user_error(ServiceError::Internal("application state missing from context".into())))
+}
+
+pub async fn session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))
+}
+
+/// The signed-in user, if any; a session whose user no longer exists counts as none.
+pub async fn optional_user(state: &AppState) -> Result<Option<UserView>, AppError> {
+    let session = session().await?;
+    let id: Option<i64> = session.get(SESSION_USER).await.map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))?;
+    let Some(id) = id else { return Ok(None) };
+    services::auth::user(state, UserId(id)).await.map_err(user_error)
+}
+
+/// The application state and the signed-in user, or `Unauthenticated`.
+pub async fn signed_in() -> Result<(AppState, UserView), AppError> {
+    let state = app_state()?;
+    let user = optional_user(&state).await?.ok_or_else(|| user_error(ServiceError::Unauthenticated))?;
+    Ok((state, user))
+}

@@ -1,0 +1,154 @@
+//! The `slipway` binary's commands. The binary itself lives beside the portal (it
+//! must link the pages); everything it does is here.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use clap::Parser;
+use tokio::sync::{Notify, watch};
+use tower_http::trace::TraceLayer;
+
+use crate::catalog_source;
+use crate::config::{CatalogCommand, Cli, Command, Settings};
+use crate::drivers::gitops::GitOpsRepo;
+use crate::orchestrator;
+use crate::services::auth::ensure_initial_users;
+use crate::state::AppState;
+use crate::storage::Db;
+use crate::storage::sessions::DbSessionStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Setting(#[from] crate::config::SettingError),
+    #[error(transparent)]
+    Catalog(#[from] catalog_source::CatalogLoadError),
+    #[error("database ({url}): {source}")]
+    Database { url: String, source: crate::storage::StorageError },
+    #[error(transparent)]
+    GitOps(#[from] crate::drivers::gitops::GitOpsError),
+    #[error("first-start set-up: {0}")]
+    Seed(crate::services::ServiceError),
+    #[error("--addr (SLIPWAY_ADDR) {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// Builds everything a server needs from checked settings: catalog, database with
+/// migrations, GitOps repository, first users.
+pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
+    let catalog = catalog_source::load(&settings.catalog)?;
+    let db = Db::connect(&settings.database_url).await.map_err(|source| StartError::Database {
+        url: crate::config::redact_url(&settings.database_url),
+        source,
+    })?;
+    let gitops = GitOpsRepo::open_or_init(&settings.gitops_repo)?;
+    let state = AppState {
+        db,
+        catalog: Arc::new(catalog),
+        gitops,
+        settings: Arc::new(settings),
+        jobs_ready: Arc::new(Notify::new()),
+    };
+    ensure_initial_users(&state).await.map_err(StartError::Seed)?;
+    Ok(state)
+}
+
+/// The full router: the portal (built by the caller), health, sessions, tracing.
+pub fn router(state: &AppState, portal: Router) -> Router {
+    portal
+        .merge(crate::http::router().with_state(state.clone()))
+        .layer(crate::http::session_layer(state))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn serve(settings: Settings, portal: impl FnOnce(AppState) -> Router) -> Result<(), StartError> {
+    tracing::info!(?settings, "starting");
+    let state = build_state(settings).await?;
+    let (stop, stopped) = watch::channel(false);
+    let worker = orchestrator::spawn(state.clone(), stopped.clone());
+    DbSessionStore::new(&state.db).spawn_cleanup(stopped);
+    let app = router(&state, portal(state.clone()));
+    let addr = state.settings.addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr: addr.to_string(), source })?;
+    tracing::info!("Slipway listens on http://{addr}");
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let _ = stop.send(true);
+    let _ = worker.await;
+    served.map_err(|source| StartError::Listen { addr: addr.to_string(), source })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn check_catalog(dir: &std::path::Path) -> ExitCode {
+    match catalog_source::load(dir) {
+        Ok(loaded) => {
+            println!(
+                "catalog {} is valid: {} dictionaries, {} resource types, {} templates",
+                dir.display(),
+                loaded.catalog.dictionaries.len(),
+                loaded.catalog.types.len(),
+                loaded.catalog.templates.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Entry point of the `slipway` binary; `portal` mounts the web pages on the state.
+pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
+        Command::Serve(args) => {
+            let result = match args.check() {
+                Ok(settings) => serve(settings, portal).await,
+                Err(error) => Err(error.into()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("cannot start: {error}");
+                    eprintln!("slipway: cannot start: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

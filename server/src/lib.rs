@@ -1,0 +1,15 @@
+//! Slipway's server side. Storage, services, the orchestrator and its drivers are
+//! server-only; the portal (`app`) and, later, the REST API and ChatOps adapt the
+//! service layer to their transports.
+
+pub mod catalog_source;
+pub mod cli;
+pub mod config;
+pub mod drivers;
+pub mod http;
+pub mod orchestrator;
+pub mod services;
+pub mod state;
+pub mod storage;
+
+pub use state::AppState;

@@ -1,0 +1,221 @@
+//! The apply job: execute the approved change set through the GitOps driver, verify
+//! it with the type's acceptance checks, and record the asset.
+
+use slipway_core::catalog::CheckKind;
+use slipway_core::render::{self, ChangeSet};
+use slipway_core::state::{Action, RequestState, next_state};
+use tracing::instrument;
+
+use crate::services::assets::record_asset;
+use crate::services::{Actor, ServiceError, load_request, transition};
+use crate::state::AppState;
+use crate::storage::jobs::{self, JobRow};
+use crate::storage::requests::{NewCheckResult, RequestRow};
+use crate::storage::{self, StorageError};
+
+#[derive(Debug)]
+enum JobError {
+    /// Worth another attempt later (the repository was busy, the database blinked).
+    Retryable(String),
+    /// Another attempt would fail the same way.
+    Permanent(String),
+}
+
+impl From<ServiceError> for JobError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Internal(message) => JobError::Retryable(message),
+            other => JobError::Permanent(other.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for JobError {
+    fn from(error: StorageError) -> Self {
+        JobError::Retryable(error.to_string())
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(error: sqlx::Error) -> Self {
+        JobError::Retryable(error.to_string())
+    }
+}
+
+fn backoff_millis(attempts: i64) -> i64 {
+    1000 * 2_i64.pow(attempts.clamp(0, 6) as u32)
+}
+
+/// Runs one claimed job to an end state: done, rescheduled, or failed with the
+/// request in `failed` where people see it.
+#[instrument(skip_all, fields(job_id = job.id, request_id = %job.request_id, attempt = job.attempts))]
+pub async fn run_job(state: &AppState, job: &JobRow) -> Result<(), StorageError> {
+    match execute(state, job).await {
+        Ok(()) => {
+            let mut tx = state.db.write().await?;
+            jobs::finish(&mut tx, job.id, jobs::DONE, None).await?;
+            tx.commit().await?;
+        }
+        Err(JobError::Retryable(message)) if job.attempts < job.max_attempts => {
+            tracing::warn!(%message, "job failed; will retry");
+            let mut tx = state.db.write().await?;
+            jobs::reschedule(&mut tx, job.id, backoff_millis(job.attempts), &message).await?;
+            tx.commit().await?;
+        }
+        Err(JobError::Retryable(message) | JobError::Permanent(message)) => {
+            tracing::error!(%message, "job failed");
+            fail_request(state, job, &message).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn fail_request(state: &AppState, job: &JobRow, message: &str) -> Result<(), StorageError> {
+    let mut tx = state.db.write().await?;
+    if let Some(mut request) = storage::requests::get(&mut tx, job.request_id).await? {
+        if next_state(request.state, Action::Fail).is_ok() {
+            if let Err(error) = transition(&mut tx, state.db.engine, &mut request, Action::Fail, &Actor::Worker, message.to_string()).await {
+                tracing::error!(%error, "could not mark the request failed");
+            }
+        }
+        storage::requests::set_error(&mut tx, job.request_id, Some(message)).await?;
+    }
+    jobs::finish(&mut tx, job.id, jobs::FAILED, Some(message)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn execute(state: &AppState, job: &JobRow) -> Result<(), JobError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let mut request = load_request(&mut conn, job.request_id).await?;
+    drop(conn);
+    match request.state {
+        RequestState::Approved => {
+            let mut tx = state.db.write().await?;
+            transition(&mut tx, state.db.engine, &mut request, Action::StartExecution, &Actor::Worker, format!("job {} attempt {}", job.id, job.attempts)).await?;
+            tx.commit().await?;
+        }
+        RequestState::Executing | RequestState::Verifying => {}
+        RequestState::Completed => return Ok(()),
+        other => return Err(JobError::Permanent(format!("request #{} is {}; there is nothing to run", request.id, other.label()))),
+    }
+    let change_set = approved_change_set(state, &request).await?;
+    if request.state == RequestState::Executing {
+        apply(state, &mut request, &change_set).await?;
+    }
+    verify(state, &mut request, &change_set).await
+}
+
+/// The change set the approval names, refusing any whose hash differs from the one
+/// approved: the reviewer approved those bytes, not whatever is stored now.
+async fn approved_change_set(state: &AppState, request: &RequestRow) -> Result<ChangeSet, JobError> {
+    let (Some(revision), Some(approved_hash)) = (request.approved_revision, request.approved_hash.as_deref()) else {
+        return Err(JobError::Permanent(format!("request #{} has no recorded approval", request.id)));
+    };
+    if revision != request.current_revision {
+        return Err(JobError::Permanent(format!(
+            "the approval is for revision {revision} but the request is at revision {}",
+            request.current_revision
+        )));
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    let revisions = storage::requests::revisions(&mut conn, request.id).await?;
+    let stored = revisions
+        .into_iter()
+        .find(|r| r.revision == revision)
+        .ok_or_else(|| JobError::Permanent(format!("revision {revision} is missing")))?;
+    let actual = stored.change_set.hash();
+    if actual != approved_hash {
+        return Err(JobError::Permanent(format!(
+            "refusing to apply: the change set's hash {actual} differs from the approved hash {approved_hash}"
+        )));
+    }
+    Ok(stored.change_set)
+}
+
+async fn apply(state: &AppState, request: &mut RequestRow, change_set: &ChangeSet) -> Result<(), JobError> {
+    let repo = state.gitops.clone();
+    let files = change_set.files.clone();
+    let message = format!(
+        "{} {} (request #{}, revision {})\n\nRequested by {} through Slipway.",
+        request.type_name, request.resource_name, request.id, request.current_revision, request.requester
+    );
+    let applied = tokio::task::spawn_blocking(move || repo.apply(&files, &message))
+        .await
+        .map_err(|e| JobError::Retryable(format!("the GitOps driver stopped: {e}")))?
+        .map_err(|e| JobError::Retryable(e.to_string()))?;
+    let detail = if applied.created {
+        format!("committed {}", applied.commit)
+    } else {
+        format!("already at {}; nothing new to commit", applied.commit)
+    };
+    let mut tx = state.db.write().await?;
+    storage::requests::set_applied_commit(&mut tx, request.id, &applied.commit).await?;
+    transition(&mut tx, state.db.engine, request, Action::ExecutionSucceeded, &Actor::Worker, detail).await?;
+    tx.commit().await?;
+    request.applied_commit = Some(applied.commit);
+    Ok(())
+}
+
+/// Runs the type's acceptance checks against the applied commit and records each
+/// result; all passing completes the request and records the asset.
+async fn verify(state: &AppState, request: &mut RequestRow, change_set: &ChangeSet) -> Result<(), JobError> {
+    let commit = request
+        .applied_commit
+        .clone()
+        .ok_or_else(|| JobError::Permanent("verifying without an applied commit".into()))?;
+    let ty = state
+        .catalog
+        .resource_type(&request.type_name)
+        .ok_or_else(|| JobError::Permanent(format!("resource type {} is no longer in the catalog", request.type_name)))?;
+    let params = {
+        let mut conn = state.db.pool.acquire().await?;
+        storage::requests::revisions(&mut conn, request.id)
+            .await?
+            .into_iter()
+            .find(|r| r.revision == request.current_revision)
+            .map(|r| r.params)
+            .ok_or_else(|| JobError::Permanent("the current revision is missing".into()))?
+    };
+    let checks = render::checks(ty, &params, &request.resource_name).map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
+    let mut results = Vec::with_capacity(checks.len());
+    for check in &checks {
+        let CheckKind::GitopsFile { path } = &check.kind;
+        let repo = state.gitops.clone();
+        let (commit_for_read, path_for_read) = (commit.clone(), path.clone());
+        let found = tokio::task::spawn_blocking(move || repo.read_file(&commit_for_read, &path_for_read))
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        let expected = change_set.files.iter().find(|f| &f.path == path).map(|f| f.content.as_str());
+        let (passed, detail) = match (found.as_deref(), expected) {
+            (None, _) => (false, format!("{path} is missing at commit {commit}")),
+            (Some(actual), Some(expected)) if actual != expected => (false, format!("{path} at commit {commit} differs from the approved content")),
+            (Some(_), _) => (true, format!("{path} present at commit {commit}")),
+        };
+        results.push(("gitops-file", check.description.clone(), passed, detail));
+    }
+    let mut tx = state.db.write().await?;
+    for (kind, description, passed, detail) in &results {
+        storage::requests::insert_check(&mut tx, &NewCheckResult {
+            request_id: request.id,
+            revision: request.current_revision,
+            kind,
+            description,
+            passed: *passed,
+            detail,
+        })
+        .await?;
+    }
+    let failed: Vec<&str> = results.iter().filter(|r| !r.2).map(|r| r.3.as_str()).collect();
+    if failed.is_empty() {
+        record_asset(state, &mut tx, request, &commit, &Actor::Worker).await?;
+        transition(&mut tx, state.db.engine, request, Action::VerificationPassed, &Actor::Worker, format!("{} check(s) passed", results.len())).await?;
+    } else {
+        let message = format!("acceptance checks failed: {}", failed.join("; "));
+        transition(&mut tx, state.db.engine, request, Action::Fail, &Actor::Worker, message.clone()).await?;
+        storage::requests::set_error(&mut tx, request.id, Some(&message)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The CMDB: assets, their relations and monitoring items, and their history.
+
+use slipway_core::ids::AssetId;
+use slipway_core::precheck;
+use slipway_core::render;
+use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary, UserView};
+use sqlx::AnyConnection;
+
+use super::{Actor, ServiceError, ServiceResult, record};
+use crate::services::requests::in_scope;
+use crate::state::AppState;
+use crate::storage::assets::NewAsset;
+use crate::storage::requests::RequestRow;
+use crate::storage::{self};
+
+pub async fn list(state: &AppState, _user: &UserView, filter: &AssetFilter) -> ServiceResult<Vec<AssetSummary>> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(storage::assets::list(&mut conn, filter).await?)
+}
+
+pub async fn detail(state: &AppState, _user: &UserView, id: AssetId) -> ServiceResult<AssetDetail> {
+    let mut conn = state.db.pool.acquire().await?;
+    let asset = storage::assets::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
+    Ok(AssetDetail {
+        monitoring: storage::assets::monitoring(&mut conn, id).await?,
+        relations: storage::assets::relations(&mut conn, id).await?,
+        history: storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?,
+        params: asset.params,
+        commit_id: asset.commit_id,
+        summary: asset.summary,
+    })
+}
+
+/// Records the asset a completed request made, once: a re-run finds it and returns it.
+pub(crate) async fn record_asset(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    request: &RequestRow,
+    commit: &str,
+    actor: &Actor,
+) -> ServiceResult<AssetId> {
+    if let Some(existing) = storage::assets::by_request(conn, request.id).await? {
+        return Ok(existing.summary.id);
+    }
+    let ty = state
+        .catalog
+        .resource_type(&request.type_name)
+        .ok_or_else(|| ServiceError::Conflict(format!("resource type {} is no longer in the catalog", request.type_name)))?;
+    let revisions = storage::requests::revisions(conn, request.id).await?;
+    let params = revisions
+        .iter()
+        .find(|r| r.revision == request.current_revision)
+        .map(|r| r.params.clone())
+        .ok_or_else(|| ServiceError::Internal(format!("request #{} has no current revision", request.id)))?;
+    let id = storage::assets::insert(conn, &NewAsset {
+        type_name: &ty.name,
+        name: &request.resource_name,
+        params: &params,
+        request_id: request.id,
+        commit_id: commit,
+    })
+    .await?;
+    let monitoring = render::monitoring(ty, &params, &request.resource_name)
+        .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?;
+    for item in &monitoring {
+        storage::assets::insert_monitoring(conn, id, item).await?;
+    }
+    for dependency in precheck::dependency_queries(ty, &params).unwrap_or_default() {
+        let candidates = storage::assets::active_of_type(conn, &dependency.type_name).await?;
+        if let Some(target) = candidates.iter().find(|a| in_scope(&a.params, &dependency.r#match)) {
+            storage::assets::insert_relation(conn, id, target.summary.id, "requires").await?;
+        }
+    }
+    record(conn, state.db.engine, actor, "asset.created", ("asset", id.to_string()),
+        Some(request.resource_name.clone()), format!("{} from request #{} at commit {commit}", ty.name, request.id)).await?;
+    Ok(id)
+}

@@ -1,0 +1,33 @@
+use slipway_core::catalog::{Dictionary, ResourceType};
+use slipway_core::views::{TypeSummary, UserView};
+
+use super::{ServiceError, ServiceResult};
+use crate::state::AppState;
+
+pub fn list_types(state: &AppState, _user: &UserView) -> Vec<TypeSummary> {
+    state
+        .catalog
+        .catalog
+        .types
+        .values()
+        .map(|ty| TypeSummary {
+            name: ty.name.clone(),
+            title: ty.title.clone(),
+            description: ty.description.clone(),
+            owner: ty.owner.clone(),
+            auto_approve_when: ty.review.auto_approve_when.clone(),
+        })
+        .collect()
+}
+
+pub fn resource_type(state: &AppState, _user: &UserView, name: &str) -> ServiceResult<ResourceType> {
+    state
+        .catalog
+        .resource_type(name)
+        .cloned()
+        .ok_or_else(|| ServiceError::NotFound(format!("resource type {name:?}")))
+}
+
+pub fn dictionaries(state: &AppState, _user: &UserView) -> Vec<Dictionary> {
+    state.catalog.catalog.dictionaries.values().cloned().collect()
+}

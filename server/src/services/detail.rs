@@ -1,0 +1,135 @@
+//! One request as a person sees it: every revision, decision, step and check, what
+//! they may do next, and for a reviewer what changed since they last looked.
+
+use slipway_core::diff;
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+use slipway_core::views::{
+    CheckResultView, DecisionView, JobView, Permissions, RequestDetail, ReviewDiff, RevisionView, Role, TimelineEntry, UserView,
+};
+use sqlx::AnyConnection;
+
+use super::{ServiceError, ServiceResult, load_request};
+use crate::services::requests::summary;
+use crate::state::AppState;
+use crate::storage::requests::{RequestRow, RevisionRow};
+use crate::storage::{self, format_millis};
+
+fn may_view(user: &UserView, request: &RequestRow) -> bool {
+    request.requester_id == user.id || [Role::Reviewer, Role::Platform, Role::Auditor].iter().any(|r| user.has(*r))
+}
+
+/// Whether this person may decide on this request now. Also used by the queue.
+pub(crate) fn may_review(state: &AppState, user: &UserView, request: &RequestRow) -> bool {
+    let approver = state
+        .catalog
+        .resource_type(&request.type_name)
+        .and_then(|ty| Role::parse(&ty.review.approver_role));
+    request.state == RequestState::InReview && request.requester_id != user.id && approver.is_some_and(|role| user.has(role))
+}
+
+fn permissions(state: &AppState, user: &UserView, request: &RequestRow) -> Permissions {
+    let own = request.requester_id == user.id;
+    let cancellable = matches!(
+        request.state,
+        RequestState::Draft | RequestState::Submitted | RequestState::InReview | RequestState::ChangesRequested
+    );
+    Permissions {
+        review: may_review(state, user, request),
+        resubmit: own && request.state == RequestState::ChangesRequested,
+        cancel: cancellable && (own || user.has(Role::Admin)),
+        retry: request.state == RequestState::Failed && user.has(Role::Platform),
+        take_over: request.state == RequestState::Failed && user.has(Role::Platform),
+        resolve: request.state == RequestState::Manual && user.has(Role::Platform),
+    }
+}
+
+fn revision_view(row: &RevisionRow) -> RevisionView {
+    RevisionView {
+        revision: row.revision,
+        params: row.params.clone(),
+        precheck: row.precheck.clone(),
+        change_set: row.change_set.clone(),
+        change_set_hash: row.change_set_hash.clone(),
+        author: row.author.clone(),
+        created_at: format_millis(row.created_at),
+    }
+}
+
+/// The diff against the newest earlier revision this reviewer saw; records that they
+/// have now seen the current one.
+async fn review_diff(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    user: &UserView,
+    request: &RequestRow,
+    revisions: &[RevisionRow],
+) -> ServiceResult<Option<ReviewDiff>> {
+    let base = storage::requests::last_seen_before(conn, request.id, user.id, request.current_revision).await?;
+    let mut tx = state.db.write().await?;
+    storage::requests::mark_viewed(&mut tx, request.id, user.id, request.current_revision).await?;
+    tx.commit().await?;
+    let (Some(base), Some(current)) = (base, revisions.iter().find(|r| r.revision == request.current_revision)) else {
+        return Ok(None);
+    };
+    let Some(before) = revisions.iter().find(|r| r.revision == base) else {
+        return Ok(None);
+    };
+    Ok(Some(ReviewDiff {
+        base_revision: base,
+        revision: current.revision,
+        params: diff::param_changes(&before.params, &current.params),
+        files: diff::change_set_diff(&before.change_set, &current.change_set),
+    }))
+}
+
+pub async fn request_detail(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<RequestDetail> {
+    let mut conn = state.db.pool.acquire().await?;
+    let request = load_request(&mut conn, id).await?;
+    if !may_view(user, &request) {
+        return Err(ServiceError::Forbidden(format!("request #{id} belongs to {}", request.requester)));
+    }
+    let revisions = storage::requests::revisions(&mut conn, id).await?;
+    let decisions = storage::requests::decisions(&mut conn, id).await?;
+    let timeline = storage::audit::for_target(&mut conn, "request", &id.to_string()).await?;
+    let checks = storage::requests::checks(&mut conn, id).await?;
+    let job = storage::jobs::latest_for_request(&mut conn, id).await?;
+    let asset = storage::assets::by_request(&mut conn, id).await?;
+    let permissions = permissions(state, user, &request);
+    let review_diff = if permissions.review {
+        review_diff(state, &mut conn, user, &request, &revisions).await?
+    } else {
+        None
+    };
+    Ok(RequestDetail {
+        summary: summary(state, &request),
+        type_title: state.catalog.resource_type(&request.type_name).map(|t| t.title.clone()).unwrap_or_else(|| request.type_name.clone()),
+        revisions: revisions.iter().map(revision_view).collect(),
+        decisions: decisions
+            .into_iter()
+            .map(|d| DecisionView {
+                revision: d.revision,
+                decided_by: d.decided_by,
+                decision: d.decision,
+                comment: d.comment,
+                change_set_hash: d.change_set_hash,
+                voided: d.voided,
+                at: format_millis(d.created_at),
+            })
+            .collect(),
+        timeline: timeline
+            .into_iter()
+            .map(|e| TimelineEntry { at: e.at, actor: e.actor, action: e.action, from_state: e.before, to_state: e.after, detail: e.detail })
+            .collect(),
+        checks: checks
+            .into_iter()
+            .map(|c| CheckResultView { revision: c.revision, kind: c.kind, description: c.description, passed: c.passed, detail: c.detail, at: format_millis(c.created_at) })
+            .collect(),
+        job: job.map(|j| JobView { state: j.state, attempts: j.attempts, max_attempts: j.max_attempts, last_error: j.last_error }),
+        asset_id: asset.map(|a| a.summary.id),
+        last_error: request.last_error.clone(),
+        manual_owner: request.manual_owner.clone(),
+        review_diff,
+        permissions,
+    })
+}

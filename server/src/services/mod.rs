@@ -1,0 +1,149 @@
+//! The service layer: every rule about who may do what, and every state change with
+//! its audit event, lives here once. The portal's server functions (and later the
+//! REST API and ChatOps) are thin adapters over these functions.
+
+pub mod assets;
+pub mod audit;
+pub mod auth;
+pub mod catalog;
+pub mod detail;
+mod error;
+pub mod operations;
+pub mod requests;
+pub mod reviews;
+
+pub use error::{ServiceError, ServiceResult};
+
+use slipway_core::ids::{RequestId, UserId};
+use slipway_core::state::{Action, RequestState, next_state};
+use slipway_core::views::{Role, UserView};
+use sqlx::AnyConnection;
+
+use crate::storage::audit::NewEvent;
+use crate::storage::requests::RequestRow;
+use crate::storage::{self, Engine};
+
+/// Who acts: a signed-in person, a catalog policy, or the background worker.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    User(UserView),
+    Policy(String),
+    Worker,
+}
+
+impl Actor {
+    pub fn name(&self) -> String {
+        match self {
+            Actor::User(user) => user.username.clone(),
+            Actor::Policy(policy) => format!("policy:{policy}"),
+            Actor::Worker => "worker".to_string(),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Actor::User(user) => Some(user.id),
+            _ => None,
+        }
+    }
+}
+
+pub fn require_role(user: &UserView, role: Role, doing: &str) -> ServiceResult<()> {
+    if user.has(role) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "{doing} needs the {} role, which {} does not have",
+            role.as_str(),
+            user.username
+        )))
+    }
+}
+
+pub fn require_any_role(user: &UserView, roles: &[Role], doing: &str) -> ServiceResult<()> {
+    if roles.iter().any(|r| user.has(*r)) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ServiceError::Forbidden(format!(
+            "{doing} needs one of the roles {}, which {} does not have",
+            names.join(", "),
+            user.username
+        )))
+    }
+}
+
+pub(crate) async fn load_request(conn: &mut AnyConnection, id: RequestId) -> ServiceResult<RequestRow> {
+    storage::requests::get(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("request #{id}")))
+}
+
+/// The one place a request changes state: the state machine decides, the row moves
+/// only from the state we read (so a concurrent change loses cleanly), and the audit
+/// event is written in the same transaction.
+pub(crate) async fn transition(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    request: &mut RequestRow,
+    action: Action,
+    actor: &Actor,
+    detail: String,
+) -> ServiceResult<RequestState> {
+    let from = request.state;
+    let to = next_state(from, action)?;
+    if !storage::requests::set_state(conn, request.id, from, to).await? {
+        return Err(ServiceError::Conflict(format!(
+            "request #{} changed while you were working on it; reload and try again",
+            request.id
+        )));
+    }
+    let actor_name = actor.name();
+    storage::audit::append(
+        conn,
+        engine,
+        &NewEvent {
+            actor_id: actor.user_id(),
+            actor: &actor_name,
+            action: &format!("request.{}", action.as_str()),
+            target_kind: "request",
+            target_id: request.id.to_string(),
+            before: Some(from.as_str().to_string()),
+            after: Some(to.as_str().to_string()),
+            detail,
+        },
+    )
+    .await?;
+    tracing::info!(request_id = %request.id, from = from.as_str(), to = to.as_str(), actor = %actor_name, "request transition");
+    request.state = to;
+    Ok(to)
+}
+
+/// An audit event that is not a state change (an asset recorded, a sign-in).
+pub(crate) async fn record(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    actor: &Actor,
+    action: &str,
+    target: (&str, String),
+    after: Option<String>,
+    detail: String,
+) -> ServiceResult<()> {
+    let actor_name = actor.name();
+    storage::audit::append(
+        conn,
+        engine,
+        &NewEvent {
+            actor_id: actor.user_id(),
+            actor: &actor_name,
+            action,
+            target_kind: target.0,
+            target_id: target.1,
+            before: None,
+            after,
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
+}

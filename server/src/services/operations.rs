@@ -1,0 +1,58 @@
+//! The human fallback: the platform team retries a failed request or takes it over,
+//! acts by hand, and resolves it with a note.
+
+use slipway_core::ids::RequestId;
+use slipway_core::state::Action;
+use slipway_core::validate::FieldError;
+use slipway_core::views::{Role, UserView};
+use tracing::instrument;
+
+use super::{Actor, ServiceError, ServiceResult, load_request, require_role, transition};
+use crate::services::assets::record_asset;
+use crate::services::requests::{APPLY_JOB, APPLY_MAX_ATTEMPTS};
+use crate::state::AppState;
+use crate::storage::{self, jobs};
+
+#[instrument(skip_all, fields(request_id = %id))]
+pub async fn retry(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
+    require_role(user, Role::Platform, "retrying a request")?;
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    let error = request.last_error.clone().unwrap_or_default();
+    transition(&mut tx, state.db.engine, &mut request, Action::Retry, &Actor::User(user.clone()), format!("after: {error}")).await?;
+    storage::requests::set_error(&mut tx, id, None).await?;
+    jobs::enqueue(&mut tx, id, APPLY_JOB, APPLY_MAX_ATTEMPTS).await?;
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    Ok(())
+}
+
+#[instrument(skip_all, fields(request_id = %id))]
+pub async fn take_over(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
+    require_role(user, Role::Platform, "taking a request over")?;
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    transition(&mut tx, state.db.engine, &mut request, Action::TakeOver, &Actor::User(user.clone()), format!("{} handles it by hand", user.username)).await?;
+    storage::requests::set_manual_owner(&mut tx, id, user.id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Closes a manually handled request. The resource now exists, so it enters the CMDB
+/// like any other, pointing at the commit if one was made.
+#[instrument(skip_all, fields(request_id = %id))]
+pub async fn resolve(state: &AppState, user: &UserView, id: RequestId, note: &str) -> ServiceResult<()> {
+    require_role(user, Role::Platform, "resolving a request")?;
+    let note = note.trim();
+    if note.is_empty() {
+        return Err(ServiceError::Invalid(vec![FieldError { field: "note".into(), message: "is required: say what was done by hand".into() }]));
+    }
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    let actor = Actor::User(user.clone());
+    transition(&mut tx, state.db.engine, &mut request, Action::ResolveManually, &actor, note.to_string()).await?;
+    let commit = request.applied_commit.clone().unwrap_or_else(|| "manual".to_string());
+    record_asset(state, &mut tx, &request, &commit, &actor).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Requesting: the pre-check, submitting, revising and cancelling a request, and
+//! reading requests back.
+
+use serde_json::Value;
+use slipway_core::catalog::ResourceType;
+use slipway_core::ids::RequestId;
+use slipway_core::precheck::{self, DependencyFound, PrecheckReport, QuotaQuery, QuotaUsage};
+use slipway_core::render::{self, ChangeSet};
+use slipway_core::state::{Action, RequestState, next_state};
+use slipway_core::validate::{FieldError, ParamValidator};
+use slipway_core::views::{RequestDraft, RequestSummary, Role, UserView};
+use sqlx::AnyConnection;
+use tracing::instrument;
+
+use super::{Actor, ServiceError, ServiceResult, load_request, require_role, transition};
+use crate::state::AppState;
+use crate::storage::requests::{NewDecision, NewRequest, NewRevision, RequestRow};
+use crate::storage::{self, Engine, format_millis, jobs};
+
+pub const APPLY_JOB: &str = "apply";
+pub const APPLY_MAX_ATTEMPTS: i64 = 5;
+
+pub(crate) fn type_and_validator<'a>(state: &'a AppState, type_name: &str) -> ServiceResult<(&'a ResourceType, &'a ParamValidator)> {
+    let ty = state
+        .catalog
+        .resource_type(type_name)
+        .ok_or_else(|| ServiceError::NotFound(format!("resource type {type_name:?}")))?;
+    let validator = state
+        .catalog
+        .validator(type_name)
+        .ok_or_else(|| ServiceError::Internal(format!("no validator for {type_name}")))?;
+    Ok((ty, validator))
+}
+
+/// A parameter as the text a quota scope or a dependency match compares.
+pub(crate) fn param_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn in_scope(params: &Value, scope: &std::collections::BTreeMap<String, String>) -> bool {
+    scope
+        .iter()
+        .all(|(key, want)| params.get(key).and_then(param_text).as_deref() == Some(want.as_str()))
+}
+
+fn usage(query: &QuotaQuery, holders: &[Value]) -> QuotaUsage {
+    let mut used = QuotaUsage { count: 0, sum: 0 };
+    for params in holders.iter().filter(|p| in_scope(p, &query.scope)) {
+        used.count += 1;
+        if let Some(sum_param) = &query.sum_param {
+            used.sum += params.get(sum_param).and_then(Value::as_i64).unwrap_or(0);
+        }
+    }
+    used
+}
+
+/// Runs every rule of the pre-check against the current data. `exclude` leaves the
+/// request being revised out of its own quota.
+pub(crate) async fn compute_precheck(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    validator: &ParamValidator,
+    params: &Value,
+    exclude: Option<RequestId>,
+) -> ServiceResult<PrecheckReport> {
+    let queries = precheck::quota_queries(ty, params);
+    let mut usages = Vec::with_capacity(queries.len());
+    let mut holders: Vec<Value> = Vec::new();
+    if !queries.is_empty() {
+        holders.extend(storage::assets::active_of_type(conn, &ty.name).await?.into_iter().map(|a| a.params));
+        holders.extend(storage::requests::in_flight_params(conn, &ty.name, exclude).await?);
+    }
+    for query in &queries {
+        usages.push(usage(query, &holders));
+    }
+    let dependency_queries = precheck::dependency_queries(ty, params).unwrap_or_default();
+    let mut found = Vec::with_capacity(dependency_queries.len());
+    for query in &dependency_queries {
+        let candidates = storage::assets::active_of_type(conn, &query.type_name).await?;
+        let hit = candidates.into_iter().find(|asset| in_scope(&asset.params, &query.r#match));
+        found.push(DependencyFound { asset_name: hit.map(|a| a.summary.name) });
+    }
+    let mut report = precheck::evaluate(validator, ty, params, &usages, &found);
+    if let Some(name) = &report.resource_name {
+        if let Some(taken_by) = name_taken(conn, &ty.name, name, exclude).await? {
+            report.field_errors.push(FieldError {
+                field: String::new(),
+                message: format!("the resource name {name} is already taken by {taken_by}"),
+            });
+        }
+    }
+    Ok(report)
+}
+
+async fn name_taken(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    name: &str,
+    exclude: Option<RequestId>,
+) -> ServiceResult<Option<String>> {
+    let assets = storage::assets::active_of_type(conn, type_name).await?;
+    if let Some(asset) = assets.iter().find(|a| a.summary.name == name) {
+        return Ok(Some(format!("asset #{}", asset.summary.id)));
+    }
+    let in_flight = storage::requests::by_states(conn, &in_flight_states()).await?;
+    Ok(in_flight
+        .iter()
+        .find(|r| r.type_name == type_name && r.resource_name == name && Some(r.id) != exclude)
+        .map(|r| format!("request #{}", r.id)))
+}
+
+fn in_flight_states() -> Vec<RequestState> {
+    RequestState::ALL.iter().copied().filter(|s| s.is_in_flight()).collect()
+}
+
+#[instrument(skip_all, fields(type_name = %type_name))]
+pub async fn precheck(
+    state: &AppState,
+    user: &UserView,
+    type_name: &str,
+    params: &Value,
+    exclude: Option<RequestId>,
+) -> ServiceResult<PrecheckReport> {
+    require_role(user, Role::Requester, "checking a request")?;
+    let (ty, validator) = type_and_validator(state, type_name)?;
+    let mut conn = state.db.pool.acquire().await?;
+    compute_precheck(&mut conn, ty, validator, params, exclude).await
+}
+
+struct Prepared {
+    report: PrecheckReport,
+    resource_name: String,
+    change_set: ChangeSet,
+    hash: String,
+}
+
+/// Pre-check, then render: a request is stored only when both succeed.
+async fn prepare(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    ty: &ResourceType,
+    validator: &ParamValidator,
+    params: &Value,
+    exclude: Option<RequestId>,
+) -> ServiceResult<Prepared> {
+    let report = compute_precheck(conn, ty, validator, params, exclude).await?;
+    if !report.passed() {
+        return Err(ServiceError::PrecheckFailed(Box::new(report)));
+    }
+    let resource_name = report
+        .resource_name
+        .clone()
+        .ok_or_else(|| ServiceError::Internal("a passing pre-check has no resource name".into()))?;
+    let change_set = render::change_set(&state.catalog.catalog, ty, params, &resource_name).map_err(|e| {
+        ServiceError::Invalid(vec![FieldError { field: String::new(), message: format!("the change could not be rendered: {e}") }])
+    })?;
+    let hash = change_set.hash();
+    Ok(Prepared { report, resource_name, change_set, hash })
+}
+
+/// After (re)submission: the type's policy approves it, or it waits for a reviewer.
+async fn route_for_review(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    request: &mut RequestRow,
+    ty: &ResourceType,
+    params: &Value,
+    hash: &str,
+) -> ServiceResult<()> {
+    if precheck::auto_approves(ty, params) {
+        let policy = Actor::Policy(format!("{}.auto_approve", ty.name));
+        let rule = ty.review.auto_approve_when.clone().unwrap_or_default();
+        storage::requests::insert_decision(conn, &NewDecision {
+            request_id: request.id,
+            revision: request.current_revision,
+            reviewer_id: None,
+            decision: "auto_approve",
+            comment: &format!("auto-approved by the catalog policy: {rule}"),
+            change_set_hash: hash,
+        })
+        .await?;
+        transition(conn, engine, request, Action::AutoApprove, &policy, format!("policy {rule}; change set {hash}")).await?;
+        approve_and_enqueue(conn, request, hash).await
+    } else {
+        transition(conn, engine, request, Action::EnterReview, &Actor::Policy("review".into()), format!("waits for the {} role", ty.review.approver_role)).await?;
+        Ok(())
+    }
+}
+
+/// Binds the approval to the exact change set and queues its execution, in the
+/// caller's transaction.
+pub(crate) async fn approve_and_enqueue(conn: &mut AnyConnection, request: &RequestRow, hash: &str) -> ServiceResult<()> {
+    storage::requests::set_approval(conn, request.id, Some((request.current_revision, hash))).await?;
+    jobs::enqueue(conn, request.id, APPLY_JOB, APPLY_MAX_ATTEMPTS).await?;
+    Ok(())
+}
+
+const MAX_SUBMIT_KEY: usize = 100;
+
+/// Submits a new request. The same submit key twice returns the first request, so a
+/// double-clicked button creates one request.
+#[instrument(skip_all, fields(type_name = %draft.type_name))]
+pub async fn submit(state: &AppState, user: &UserView, draft: &RequestDraft) -> ServiceResult<RequestId> {
+    require_role(user, Role::Requester, "submitting a request")?;
+    let key = draft.submit_key.trim();
+    if key.is_empty() || key.len() > MAX_SUBMIT_KEY {
+        return Err(ServiceError::Invalid(vec![FieldError { field: "submit_key".into(), message: format!("must be 1 to {MAX_SUBMIT_KEY} characters") }]));
+    }
+    let (ty, validator) = type_and_validator(state, &draft.type_name)?;
+    let mut tx = state.db.write().await?;
+    if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
+        return Ok(existing);
+    }
+    let prepared = prepare(&mut tx, state, ty, validator, &draft.params, None).await?;
+    let id = storage::requests::insert(&mut tx, &NewRequest {
+        type_name: &ty.name,
+        resource_name: &prepared.resource_name,
+        requester_id: user.id,
+        state: RequestState::Draft,
+        submit_key: key,
+    })
+    .await?;
+    storage::requests::insert_revision(&mut tx, &NewRevision {
+        request_id: id,
+        revision: 1,
+        params: &draft.params,
+        precheck: &prepared.report,
+        change_set: &prepared.change_set,
+        change_set_hash: &prepared.hash,
+        author_id: user.id,
+    })
+    .await?;
+    let mut request = load_request(&mut tx, id).await?;
+    let actor = Actor::User(user.clone());
+    transition(&mut tx, state.db.engine, &mut request, Action::Submit, &actor, format!("revision 1, change set {}", prepared.hash)).await?;
+    route_for_review(&mut tx, state.db.engine, &mut request, ty, &draft.params, &prepared.hash).await?;
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    tracing::info!(request_id = %id, state = request.state.as_str(), "request submitted");
+    Ok(id)
+}
+
+/// The requester's answer to "changes requested": a new revision, earlier approvals void.
+#[instrument(skip_all, fields(request_id = %id))]
+pub async fn resubmit(state: &AppState, user: &UserView, id: RequestId, params: &Value) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    if request.requester_id != user.id {
+        return Err(ServiceError::Forbidden(format!("only {} can revise request #{id}", request.requester)));
+    }
+    next_state(request.state, Action::Resubmit)?;
+    let (ty, validator) = type_and_validator(state, &request.type_name)?;
+    let prepared = prepare(&mut tx, state, ty, validator, params, Some(id)).await?;
+    let revision = request.current_revision + 1;
+    storage::requests::insert_revision(&mut tx, &NewRevision {
+        request_id: id,
+        revision,
+        params,
+        precheck: &prepared.report,
+        change_set: &prepared.change_set,
+        change_set_hash: &prepared.hash,
+        author_id: user.id,
+    })
+    .await?;
+    storage::requests::set_revision(&mut tx, id, revision, &prepared.resource_name).await?;
+    let voided = storage::requests::void_decisions(&mut tx, id).await?;
+    storage::requests::set_approval(&mut tx, id, None).await?;
+    request.current_revision = revision;
+    let actor = Actor::User(user.clone());
+    transition(&mut tx, state.db.engine, &mut request, Action::Resubmit, &actor, format!("revision {revision}, change set {}; {voided} earlier decision(s) voided", prepared.hash)).await?;
+    route_for_review(&mut tx, state.db.engine, &mut request, ty, params, &prepared.hash).await?;
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    Ok(())
+}
+
+#[instrument(skip_all, fields(request_id = %id))]
+pub async fn cancel(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    if request.requester_id != user.id && !user.has(Role::Admin) {
+        return Err(ServiceError::Forbidden(format!("only {} or an admin can cancel request #{id}", request.requester)));
+    }
+    transition(&mut tx, state.db.engine, &mut request, Action::Cancel, &Actor::User(user.clone()), String::new()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
+    RequestSummary {
+        id: row.id,
+        type_name: row.type_name.clone(),
+        type_title: state.catalog.resource_type(&row.type_name).map(|t| t.title.clone()).unwrap_or_else(|| row.type_name.clone()),
+        resource_name: row.resource_name.clone(),
+        state: row.state,
+        revision: row.current_revision,
+        requester: row.requester.clone(),
+        created_at: format_millis(row.created_at),
+        updated_at: format_millis(row.updated_at),
+    }
+}
+
+pub async fn mine(state: &AppState, user: &UserView) -> ServiceResult<Vec<RequestSummary>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = storage::requests::by_requester(&mut conn, user.id).await?;
+    Ok(rows.iter().map(|r| summary(state, r)).collect())
+}
+
+/// Requests the platform team must look at: failed or under manual handling.
+pub async fn needing_attention(state: &AppState, user: &UserView) -> ServiceResult<Vec<RequestSummary>> {
+    require_role(user, Role::Platform, "viewing failed requests")?;
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = storage::requests::by_states(&mut conn, &[RequestState::Failed, RequestState::Manual]).await?;
+    Ok(rows.iter().map(|r| summary(state, r)).collect())
+}

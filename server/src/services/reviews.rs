@@ -1,0 +1,108 @@
+//! The review queue and review decisions, with segregation of duties.
+
+use slipway_core::ids::RequestId;
+use slipway_core::state::{Action, RequestState, next_state};
+use slipway_core::validate::FieldError;
+use slipway_core::views::{RequestSummary, ReviewDecision, Role, UserView};
+use tracing::instrument;
+
+use super::{Actor, ServiceError, ServiceResult, load_request, record, require_role, transition};
+use crate::services::detail::may_review;
+use crate::services::requests::{approve_and_enqueue, summary};
+use crate::state::AppState;
+use crate::storage::requests::NewDecision;
+use crate::storage::{self};
+
+/// Requests waiting for this reviewer: in review, of a type they may approve, not their own.
+pub async fn queue(state: &AppState, user: &UserView) -> ServiceResult<Vec<RequestSummary>> {
+    require_role(user, Role::Reviewer, "the review queue")?;
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = storage::requests::by_states(&mut conn, &[RequestState::InReview]).await?;
+    Ok(rows.iter().filter(|r| may_review(state, user, r)).map(|r| summary(state, r)).collect())
+}
+
+fn action_of(decision: ReviewDecision) -> Action {
+    match decision {
+        ReviewDecision::Approve => Action::Approve,
+        ReviewDecision::Reject => Action::Reject,
+        ReviewDecision::RequestChanges => Action::RequestChanges,
+    }
+}
+
+/// Records a reviewer's decision on the revision they looked at. An approval names
+/// the change-set hash it approves; enough approvals move the request on and queue
+/// its execution in the same transaction.
+#[instrument(skip_all, fields(request_id = %id, decision = decision.as_str()))]
+pub async fn decide(
+    state: &AppState,
+    user: &UserView,
+    id: RequestId,
+    revision: i64,
+    decision: ReviewDecision,
+    comment: &str,
+) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    let ty = state
+        .catalog
+        .resource_type(&request.type_name)
+        .ok_or_else(|| ServiceError::Conflict(format!("resource type {} is no longer in the catalog", request.type_name)))?;
+    let approver = Role::parse(&ty.review.approver_role)
+        .ok_or_else(|| ServiceError::Internal(format!("unknown approver role {}", ty.review.approver_role)))?;
+    require_role(user, approver, "deciding on this request")?;
+    if request.requester_id == user.id {
+        return Err(ServiceError::Forbidden("nobody reviews their own request: another reviewer must decide".into()));
+    }
+    let action = action_of(decision);
+    next_state(request.state, action)?;
+    if revision != request.current_revision {
+        return Err(ServiceError::Conflict(format!(
+            "request #{id} is now at revision {}; you reviewed revision {revision}. Reload and review the new revision",
+            request.current_revision
+        )));
+    }
+    let comment = comment.trim();
+    if decision != ReviewDecision::Approve && comment.is_empty() {
+        return Err(ServiceError::Invalid(vec![FieldError {
+            field: "comment".into(),
+            message: "is required: tell the requester what to change or why".into(),
+        }]));
+    }
+    let revisions = storage::requests::revisions(&mut tx, id).await?;
+    let hash = revisions
+        .iter()
+        .find(|r| r.revision == revision)
+        .map(|r| r.change_set_hash.clone())
+        .ok_or_else(|| ServiceError::Internal(format!("request #{id} has no revision {revision}")))?;
+    let earlier = storage::requests::decisions(&mut tx, id).await?;
+    if decision == ReviewDecision::Approve
+        && earlier.iter().any(|d| !d.voided && d.revision == revision && d.decision == "approve" && d.decided_by == user.username)
+    {
+        return Err(ServiceError::Conflict(format!("you already approved revision {revision} of request #{id}")));
+    }
+    storage::requests::insert_decision(&mut tx, &NewDecision {
+        request_id: id,
+        revision,
+        reviewer_id: Some(user.id),
+        decision: decision.as_str(),
+        comment,
+        change_set_hash: &hash,
+    })
+    .await?;
+    let actor = Actor::User(user.clone());
+    if decision == ReviewDecision::Approve {
+        let approvals = 1 + earlier.iter().filter(|d| !d.voided && d.revision == revision && d.decision == "approve").count();
+        if (approvals as u32) < ty.review.required {
+            record(&mut tx, state.db.engine, &actor, "request.approval_recorded", ("request", id.to_string()), Some(hash.clone()),
+                format!("{approvals} of {} approvals", ty.review.required)).await?;
+        } else {
+            transition(&mut tx, state.db.engine, &mut request, action, &actor, format!("approved change set {hash}. {comment}")).await?;
+            approve_and_enqueue(&mut tx, &request, &hash).await?;
+        }
+    } else {
+        transition(&mut tx, state.db.engine, &mut request, action, &actor, comment.to_string()).await?;
+    }
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    Ok(())
+}

@@ -1,0 +1,19 @@
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::catalog_source::LoadedCatalog;
+use crate::config::Settings;
+use crate::drivers::gitops::GitOpsRepo;
+use crate::storage::Db;
+
+/// Everything a request handler or the worker needs, cloned cheaply into each.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub catalog: Arc<LoadedCatalog>,
+    pub gitops: GitOpsRepo,
+    pub settings: Arc<Settings>,
+    /// Wakes the worker when a job is enqueued, so it need not poll fast.
+    pub jobs_ready: Arc<Notify>,
+}

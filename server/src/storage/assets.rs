@@ -1,0 +1,165 @@
+use serde_json::Value;
+use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::render::MonitoringItem;
+use slipway_core::views::{AssetFilter, AssetSummary, RelationView};
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, format_millis, now_millis, parse_json, to_json};
+
+pub const ACTIVE: &str = "active";
+
+#[derive(Debug, Clone)]
+pub struct AssetRow {
+    pub summary: AssetSummary,
+    pub params: Value,
+    pub commit_id: String,
+}
+
+const ASSET_COLUMNS: &str = "id, type_name, name, params, request_id, commit_id, state, created_at";
+
+fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRow, StorageError> {
+    Ok(AssetRow {
+        summary: AssetSummary {
+            id: AssetId(row.try_get("id")?),
+            type_name: row.try_get("type_name")?,
+            name: row.try_get("name")?,
+            state: row.try_get("state")?,
+            request_id: RequestId(row.try_get("request_id")?),
+            created_at: format_millis(row.try_get("created_at")?),
+        },
+        params: parse_json(&row.try_get::<String, _>("params")?, "asset parameters")?,
+        commit_id: row.try_get("commit_id")?,
+    })
+}
+
+pub struct NewAsset<'a> {
+    pub type_name: &'a str,
+    pub name: &'a str,
+    pub params: &'a Value,
+    pub request_id: RequestId,
+    pub commit_id: &'a str,
+}
+
+pub async fn insert(conn: &mut AnyConnection, asset: &NewAsset<'_>) -> Result<AssetId, StorageError> {
+    let now = now_millis();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO assets (type_name, name, params, request_id, commit_id, state, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+    )
+    .bind(asset.type_name)
+    .bind(asset.name)
+    .bind(to_json(asset.params))
+    .bind(asset.request_id.0)
+    .bind(asset.commit_id)
+    .bind(ACTIVE)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(AssetId(id))
+}
+
+pub async fn by_request(conn: &mut AnyConnection, request_id: RequestId) -> Result<Option<AssetRow>, StorageError> {
+    let row = sqlx::query(&format!("SELECT {ASSET_COLUMNS} FROM assets WHERE request_id = $1"))
+        .bind(request_id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(asset_from_row).transpose()
+}
+
+pub async fn get(conn: &mut AnyConnection, id: AssetId) -> Result<Option<AssetRow>, StorageError> {
+    let row = sqlx::query(&format!("SELECT {ASSET_COLUMNS} FROM assets WHERE id = $1"))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(asset_from_row).transpose()
+}
+
+pub async fn active_of_type(conn: &mut AnyConnection, type_name: &str) -> Result<Vec<AssetRow>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ASSET_COLUMNS} FROM assets WHERE type_name = $1 AND state = $2 ORDER BY id"
+    ))
+    .bind(type_name)
+    .bind(ACTIVE)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(asset_from_row).collect()
+}
+
+pub async fn list(conn: &mut AnyConnection, filter: &AssetFilter) -> Result<Vec<AssetSummary>, StorageError> {
+    let type_name = filter.type_name.as_deref().filter(|t| !t.is_empty());
+    let text = filter
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("%{}%", t.to_lowercase()));
+    let rows = sqlx::query(&format!(
+        "SELECT {ASSET_COLUMNS} FROM assets WHERE ($1 IS NULL OR type_name = $1) \
+         AND ($2 IS NULL OR LOWER(name) LIKE $2 OR LOWER(params) LIKE $2) ORDER BY id DESC LIMIT 500"
+    ))
+    .bind(type_name)
+    .bind(text)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|r| asset_from_row(r).map(|a| a.summary)).collect()
+}
+
+pub async fn insert_relation(conn: &mut AnyConnection, from: AssetId, to: AssetId, kind: &str) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO asset_relations (from_asset_id, to_asset_id, kind) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(from.0)
+    .bind(to.0)
+    .bind(kind)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Both directions: what this asset requires, and what requires it.
+pub async fn relations(conn: &mut AnyConnection, id: AssetId) -> Result<Vec<RelationView>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT r.kind, a.id, a.name, a.type_name FROM asset_relations r \
+           JOIN assets a ON a.id = r.to_asset_id WHERE r.from_asset_id = $1 \
+         UNION ALL \
+         SELECT 'required by' AS kind, a.id, a.name, a.type_name FROM asset_relations r \
+           JOIN assets a ON a.id = r.from_asset_id WHERE r.to_asset_id = $1",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RelationView {
+                kind: row.try_get(0)?,
+                asset_id: AssetId(row.try_get(1)?),
+                asset_name: row.try_get(2)?,
+                type_name: row.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn insert_monitoring(conn: &mut AnyConnection, asset: AssetId, item: &MonitoringItem) -> Result<(), StorageError> {
+    sqlx::query("INSERT INTO monitoring_items (asset_id, name, kind, target) VALUES ($1, $2, $3, $4)")
+        .bind(asset.0)
+        .bind(&item.name)
+        .bind(&item.kind)
+        .bind(&item.target)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn monitoring(conn: &mut AnyConnection, asset: AssetId) -> Result<Vec<MonitoringItem>, StorageError> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT name, kind, target FROM monitoring_items WHERE asset_id = $1 ORDER BY id")
+            .bind(asset.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, kind, target)| MonitoringItem { name, kind, target })
+        .collect())
+}

@@ -1,0 +1,446 @@
+use serde_json::Value;
+use slipway_core::ids::{RequestId, UserId};
+use slipway_core::precheck::PrecheckReport;
+use slipway_core::render::ChangeSet;
+use slipway_core::state::RequestState;
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, now_millis, parse_json, to_json};
+
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    pub id: RequestId,
+    pub type_name: String,
+    pub resource_name: String,
+    pub requester_id: UserId,
+    pub requester: String,
+    pub state: RequestState,
+    pub current_revision: i64,
+    pub approved_revision: Option<i64>,
+    pub approved_hash: Option<String>,
+    pub manual_owner: Option<String>,
+    pub last_error: Option<String>,
+    pub applied_commit: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const REQUEST_SELECT: &str = "SELECT r.id, r.type_name, r.resource_name, r.requester_id, \
+     u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, \
+     m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at \
+     FROM requests r JOIN users u ON u.id = r.requester_id \
+     LEFT JOIN users m ON m.id = r.manual_owner_id";
+
+fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RequestRow, StorageError> {
+    let state: String = row.try_get("state")?;
+    Ok(RequestRow {
+        id: RequestId(row.try_get("id")?),
+        type_name: row.try_get("type_name")?,
+        resource_name: row.try_get("resource_name")?,
+        requester_id: UserId(row.try_get("requester_id")?),
+        requester: row.try_get("requester")?,
+        state: state
+            .parse()
+            .map_err(|_| StorageError::Corrupt(format!("unknown request state {state:?}")))?,
+        current_revision: row.try_get("current_revision")?,
+        approved_revision: row.try_get("approved_revision")?,
+        approved_hash: row.try_get("approved_hash")?,
+        manual_owner: row.try_get("manual_owner")?,
+        last_error: row.try_get("last_error")?,
+        applied_commit: row.try_get("applied_commit")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub struct NewRequest<'a> {
+    pub type_name: &'a str,
+    pub resource_name: &'a str,
+    pub requester_id: UserId,
+    pub state: RequestState,
+    pub submit_key: &'a str,
+}
+
+pub async fn insert(conn: &mut AnyConnection, new: &NewRequest<'_>) -> Result<RequestId, StorageError> {
+    let now = now_millis();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO requests (type_name, resource_name, requester_id, state, current_revision, \
+         submit_key, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $6) RETURNING id",
+    )
+    .bind(new.type_name)
+    .bind(new.resource_name)
+    .bind(new.requester_id.0)
+    .bind(new.state.as_str())
+    .bind(new.submit_key)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(RequestId(id))
+}
+
+pub async fn by_submit_key(
+    conn: &mut AnyConnection,
+    requester: UserId,
+    key: &str,
+) -> Result<Option<RequestId>, StorageError> {
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM requests WHERE requester_id = $1 AND submit_key = $2")
+            .bind(requester.0)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(id.map(RequestId))
+}
+
+pub async fn get(conn: &mut AnyConnection, id: RequestId) -> Result<Option<RequestRow>, StorageError> {
+    let row = sqlx::query(&format!("{REQUEST_SELECT} WHERE r.id = $1"))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(request_from_row).transpose()
+}
+
+pub async fn by_requester(conn: &mut AnyConnection, requester: UserId) -> Result<Vec<RequestRow>, StorageError> {
+    let rows = sqlx::query(&format!("{REQUEST_SELECT} WHERE r.requester_id = $1 ORDER BY r.id DESC"))
+        .bind(requester.0)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(request_from_row).collect()
+}
+
+pub async fn by_states(conn: &mut AnyConnection, states: &[RequestState]) -> Result<Vec<RequestRow>, StorageError> {
+    // A handful of fixed state names, never user input: safe to inline.
+    let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let rows = sqlx::query(&format!(
+        "{REQUEST_SELECT} WHERE r.state IN ({}) ORDER BY r.updated_at",
+        list.join(", ")
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(request_from_row).collect()
+}
+
+/// Moves the request to `to` only if it is still in `from`; false when another
+/// actor moved it first, so two decisions can never both win.
+pub async fn set_state(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    from: RequestState,
+    to: RequestState,
+) -> Result<bool, StorageError> {
+    let done = sqlx::query("UPDATE requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+        .bind(to.as_str())
+        .bind(now_millis())
+        .bind(id.0)
+        .bind(from.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_approval(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    approval: Option<(i64, &str)>,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE requests SET approved_revision = $1, approved_hash = $2 WHERE id = $3")
+        .bind(approval.map(|a| a.0))
+        .bind(approval.map(|a| a.1.to_string()))
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_revision(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    revision: i64,
+    resource_name: &str,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE requests SET current_revision = $1, resource_name = $2 WHERE id = $3")
+        .bind(revision)
+        .bind(resource_name)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_error(conn: &mut AnyConnection, id: RequestId, error: Option<&str>) -> Result<(), StorageError> {
+    sqlx::query("UPDATE requests SET last_error = $1 WHERE id = $2")
+        .bind(error)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_applied_commit(conn: &mut AnyConnection, id: RequestId, commit: &str) -> Result<(), StorageError> {
+    sqlx::query("UPDATE requests SET applied_commit = $1 WHERE id = $2")
+        .bind(commit)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_manual_owner(conn: &mut AnyConnection, id: RequestId, owner: UserId) -> Result<(), StorageError> {
+    sqlx::query("UPDATE requests SET manual_owner_id = $1 WHERE id = $2")
+        .bind(owner.0)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct RevisionRow {
+    pub revision: i64,
+    pub params: Value,
+    pub precheck: PrecheckReport,
+    pub change_set: ChangeSet,
+    pub change_set_hash: String,
+    pub author: String,
+    pub created_at: i64,
+}
+
+pub struct NewRevision<'a> {
+    pub request_id: RequestId,
+    pub revision: i64,
+    pub params: &'a Value,
+    pub precheck: &'a PrecheckReport,
+    pub change_set: &'a ChangeSet,
+    pub change_set_hash: &'a str,
+    pub author_id: UserId,
+}
+
+pub async fn insert_revision(conn: &mut AnyConnection, rev: &NewRevision<'_>) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO request_revisions (request_id, revision, params, precheck, change_set, \
+         change_set_hash, author_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(rev.request_id.0)
+    .bind(rev.revision)
+    .bind(to_json(rev.params))
+    .bind(to_json(rev.precheck))
+    .bind(to_json(rev.change_set))
+    .bind(rev.change_set_hash)
+    .bind(rev.author_id.0)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn revisions(conn: &mut AnyConnection, id: RequestId) -> Result<Vec<RevisionRow>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT v.revision, v.params, v.precheck, v.change_set, v.change_set_hash, \
+         u.username AS author, v.created_at FROM request_revisions v \
+         JOIN users u ON u.id = v.author_id WHERE v.request_id = $1 ORDER BY v.revision",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RevisionRow {
+                revision: row.try_get("revision")?,
+                params: parse_json(&row.try_get::<String, _>("params")?, "revision parameters")?,
+                precheck: parse_json(&row.try_get::<String, _>("precheck")?, "revision pre-check")?,
+                change_set: parse_json(&row.try_get::<String, _>("change_set")?, "change set")?,
+                change_set_hash: row.try_get("change_set_hash")?,
+                author: row.try_get("author")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Parameters of every request of this type that still counts toward quota.
+pub async fn in_flight_params(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    exclude: Option<RequestId>,
+) -> Result<Vec<Value>, StorageError> {
+    let in_flight: Vec<String> = RequestState::ALL
+        .iter()
+        .filter(|s| s.is_in_flight())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let rows: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT v.params FROM requests r JOIN request_revisions v \
+           ON v.request_id = r.id AND v.revision = r.current_revision \
+         WHERE r.type_name = $1 AND r.id <> $2 AND r.state IN ({})",
+        in_flight.join(", ")
+    ))
+    .bind(type_name)
+    .bind(exclude.map(|id| id.0).unwrap_or(-1))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|p| parse_json(p, "request parameters")).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    pub revision: i64,
+    pub decided_by: String,
+    pub decision: String,
+    pub comment: String,
+    pub change_set_hash: String,
+    pub voided: bool,
+    pub created_at: i64,
+}
+
+pub struct NewDecision<'a> {
+    pub request_id: RequestId,
+    pub revision: i64,
+    pub reviewer_id: Option<UserId>,
+    pub decision: &'a str,
+    pub comment: &'a str,
+    pub change_set_hash: &'a str,
+}
+
+pub async fn insert_decision(conn: &mut AnyConnection, d: &NewDecision<'_>) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO decisions (request_id, revision, reviewer_id, decision, comment, \
+         change_set_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(d.request_id.0)
+    .bind(d.revision)
+    .bind(d.reviewer_id.map(|id| id.0))
+    .bind(d.decision)
+    .bind(d.comment)
+    .bind(d.change_set_hash)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A new revision voids every earlier approval: they approved other content.
+pub async fn void_decisions(conn: &mut AnyConnection, id: RequestId) -> Result<u64, StorageError> {
+    let done = sqlx::query("UPDATE decisions SET voided = 1 WHERE request_id = $1 AND voided = 0")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn decisions(conn: &mut AnyConnection, id: RequestId) -> Result<Vec<DecisionRow>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT d.revision, COALESCE(u.username, 'policy') AS decided_by, d.decision, d.comment, \
+         d.change_set_hash, d.voided, d.created_at FROM decisions d \
+         LEFT JOIN users u ON u.id = d.reviewer_id WHERE d.request_id = $1 ORDER BY d.id",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DecisionRow {
+                revision: row.try_get("revision")?,
+                decided_by: row.try_get("decided_by")?,
+                decision: row.try_get("decision")?,
+                comment: row.try_get("comment")?,
+                change_set_hash: row.try_get("change_set_hash")?,
+                voided: row.try_get::<i64, _>("voided")? != 0,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn mark_viewed(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    reviewer: UserId,
+    revision: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO review_views (request_id, reviewer_id, revision, first_seen_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(id.0)
+    .bind(reviewer.0)
+    .bind(revision)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The newest revision before `revision` that this reviewer has seen.
+pub async fn last_seen_before(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    reviewer: UserId,
+    revision: i64,
+) -> Result<Option<i64>, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT MAX(revision) FROM review_views WHERE request_id = $1 AND reviewer_id = $2 \
+         AND revision < $3",
+    )
+    .bind(id.0)
+    .bind(reviewer.0)
+    .bind(revision)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+pub struct NewCheckResult<'a> {
+    pub request_id: RequestId,
+    pub revision: i64,
+    pub kind: &'a str,
+    pub description: &'a str,
+    pub passed: bool,
+    pub detail: &'a str,
+}
+
+pub async fn insert_check(conn: &mut AnyConnection, c: &NewCheckResult<'_>) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO check_results (request_id, revision, kind, description, passed, detail, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(c.request_id.0)
+    .bind(c.revision)
+    .bind(c.kind)
+    .bind(c.description)
+    .bind(i64::from(c.passed))
+    .bind(c.detail)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub struct CheckRow {
+    pub revision: i64,
+    pub kind: String,
+    pub description: String,
+    pub passed: bool,
+    pub detail: String,
+    pub created_at: i64,
+}
+
+pub async fn checks(conn: &mut AnyConnection, id: RequestId) -> Result<Vec<CheckRow>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT revision, kind, description, passed, detail, created_at FROM check_results \
+         WHERE request_id = $1 ORDER BY id",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CheckRow {
+                revision: row.try_get("revision")?,
+                kind: row.try_get("kind")?,
+                description: row.try_get("description")?,
+                passed: row.try_get::<i64, _>("passed")? != 0,
+                detail: row.try_get("detail")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
