@@ -1,1 +1,18 @@
-//! Slipway's domain core (being written).
+//! Slipway's domain core: the catalog, parameter validation, pre-check rules,
+//! the request state machine and change-set rendering.
+//!
+//! No I/O happens here: the server and the browser both run this crate, so the
+//! portal's form shows exactly the errors the server would report.
+
+pub mod catalog;
+pub mod diff;
+pub mod ids;
+pub mod precheck;
+pub mod render;
+pub mod state;
+mod template;
+pub mod validate;
+pub mod views;
+
+#[cfg(test)]
+mod test_support;

@@ -1,0 +1,139 @@
+//! The YAML shape of catalog files. Kept apart from the model so the file format
+//! can stay friendly (`approvers: { role: reviewer }`) while the model stays flat.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DictionaryFile {
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub terms: Vec<TermFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TermFile {
+    pub key: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TypeFile {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub owner: String,
+    pub parameters: serde_json::Value,
+    pub naming: NamingFile,
+    #[serde(default)]
+    pub quota: Vec<QuotaFile>,
+    #[serde(default)]
+    pub requires: Vec<RequirementFile>,
+    pub review: ReviewFile,
+    #[serde(default)]
+    pub risk_hints: Vec<RiskHintFile>,
+    pub outputs: Vec<OutputFile>,
+    #[serde(default)]
+    pub checks: Vec<CheckFile>,
+    #[serde(default)]
+    pub monitoring: Vec<MonitoringFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NamingFile {
+    pub template: String,
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuotaFile {
+    pub per: Vec<String>,
+    #[serde(default)]
+    pub max_count: Option<u64>,
+    #[serde(default)]
+    pub sum: Option<String>,
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RequirementFile {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    #[serde(rename = "match")]
+    pub match_: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReviewFile {
+    pub approvers: ApproversFile,
+    #[serde(default)]
+    pub required: Option<u32>,
+    #[serde(default)]
+    pub auto_approve: Option<AutoApproveFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApproversFile {
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AutoApproveFile {
+    pub when: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RiskHintFile {
+    pub when: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OutputFile {
+    pub path: String,
+    pub template: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CheckFile {
+    pub kind: CheckKindFile,
+    pub path: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Only one kind today; new kinds add a variant here and fields above.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum CheckKindFile {
+    GitopsFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MonitoringFile {
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+}

@@ -1,0 +1,346 @@
+//! Turns catalog files into a [`Catalog`], collecting every problem with the file
+//! and the path inside it, so an author fixes them all in one pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::DeserializeOwned;
+
+use super::file::{CheckKindFile, DictionaryFile, TypeFile};
+use super::schema::{self, SchemaProblem};
+use super::{
+    Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, DEFAULT_MAX_NAME_LENGTH,
+    Dictionary, MonitoringSpec, Naming, OutputSpec, QuotaRule, Requirement, ResourceType,
+    ReviewPolicy, RiskHint, SourceFile, Term,
+};
+use crate::template;
+
+/// Errors found in one file, tagged with that file's path.
+struct FileErrors<'a> {
+    file: &'a str,
+    errors: &'a mut Vec<CatalogError>,
+}
+
+impl FileErrors<'_> {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(CatalogError {
+            file: self.file.to_string(),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn template(&mut self, path: impl Into<String>, source: &str) {
+        if let Err(message) = template::check_template(source) {
+            self.push(path, format!("invalid template: {message}"));
+        }
+    }
+
+    fn expression(&mut self, path: impl Into<String>, source: &str) {
+        if let Err(message) = template::check_expression(source) {
+            self.push(path, format!("invalid expression: {message}"));
+        }
+    }
+}
+
+pub(super) fn load(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
+    let mut errors = Vec::new();
+    let mut catalog = Catalog::default();
+    let mut type_files = Vec::new();
+    for file in files {
+        let path = file.path.trim_start_matches("./");
+        if let Some(name) = path.strip_prefix("templates/") {
+            let mut fe = FileErrors { file: path, errors: &mut errors };
+            fe.template("", &file.content);
+            catalog.templates.insert(name.to_string(), file.content.clone());
+        } else if let Some(stem) = yaml_stem(path, "dictionaries/") {
+            if let Some(dictionary) = load_dictionary(path, stem, &file.content, &mut errors) {
+                catalog.dictionaries.insert(dictionary.name.clone(), dictionary);
+            }
+        } else if let Some(stem) = yaml_stem(path, "types/") {
+            type_files.push((path, stem, &file.content));
+        }
+    }
+    let mut type_origin = BTreeMap::new();
+    let mut unreadable = BTreeSet::new();
+    for (path, stem, content) in type_files {
+        match load_type(path, stem, content, &catalog, &mut errors) {
+            Some(ty) => {
+                type_origin.insert(ty.name.clone(), path);
+                catalog.types.insert(ty.name.clone(), ty);
+            }
+            None => {
+                unreadable.insert(stem);
+            }
+        }
+    }
+    check_requirements(&catalog, &type_origin, &unreadable, &mut errors);
+    if errors.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(CatalogErrors(errors))
+    }
+}
+
+/// "types/x.yaml" -> "x"; nested folders are not part of the format.
+fn yaml_stem<'a>(path: &'a str, folder: &str) -> Option<&'a str> {
+    let stem = path.strip_prefix(folder)?.strip_suffix(".yaml")?;
+    (!stem.contains('/')).then_some(stem)
+}
+
+fn parse_yaml<T: DeserializeOwned>(
+    file: &str,
+    content: &str,
+    errors: &mut Vec<CatalogError>,
+) -> Option<T> {
+    let deserializer = serde_norway::Deserializer::from_str(content);
+    match serde_path_to_error::deserialize(deserializer) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            let path = error.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let message = error.into_inner().to_string();
+            // serde_norway repeats the path in front of its message; we report it apart.
+            let message = match message.split_once(": ") {
+                Some((head, rest)) if !head.is_empty() && path.starts_with(head) => rest.to_string(),
+                _ => message,
+            };
+            errors.push(CatalogError {
+                file: file.to_string(),
+                path,
+                message,
+            });
+            None
+        }
+    }
+}
+
+fn load_dictionary(
+    file: &str,
+    stem: &str,
+    content: &str,
+    errors: &mut Vec<CatalogError>,
+) -> Option<Dictionary> {
+    let raw: DictionaryFile = parse_yaml(file, content, errors)?;
+    let mut fe = FileErrors { file, errors };
+    if raw.name != stem {
+        fe.push("name", format!("must match the file name {stem:?}"));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, term) in raw.terms.iter().enumerate() {
+        if term.key.trim().is_empty() {
+            fe.push(format!("terms[{i}].key"), "must not be empty");
+        } else if !seen.insert(term.key.as_str()) {
+            fe.push(format!("terms[{i}].key"), format!("duplicate key {:?}", term.key));
+        }
+    }
+    if raw.terms.is_empty() {
+        fe.push("terms", "a dictionary needs at least one term");
+    }
+    let terms = raw.terms.into_iter().map(|t| Term {
+        key: t.key,
+        title: t.title,
+        description: t.description,
+    });
+    Some(Dictionary {
+        name: raw.name,
+        title: raw.title,
+        description: raw.description,
+        terms: terms.collect(),
+    })
+}
+
+fn load_type(
+    file: &str,
+    stem: &str,
+    content: &str,
+    catalog: &Catalog,
+    errors: &mut Vec<CatalogError>,
+) -> Option<ResourceType> {
+    let raw: TypeFile = parse_yaml(file, content, errors)?;
+    let mut fe = FileErrors { file, errors };
+    if raw.name != stem {
+        fe.push("name", format!("must match the file name {stem:?}"));
+    }
+    let parameters = load_parameters(raw.parameters, catalog, &mut fe);
+    let ty = ResourceType {
+        name: raw.name,
+        title: raw.title,
+        description: raw.description,
+        owner: raw.owner,
+        naming: Naming {
+            template: raw.naming.template,
+            max_length: raw.naming.max_length.unwrap_or(DEFAULT_MAX_NAME_LENGTH),
+        },
+        quota: raw.quota.into_iter().map(|q| QuotaRule {
+            per: q.per,
+            max_count: q.max_count,
+            sum: q.sum,
+            max: q.max,
+        }).collect(),
+        requires: raw.requires.into_iter().map(|r| Requirement {
+            type_name: r.type_name,
+            r#match: r.match_,
+            description: r.description,
+        }).collect(),
+        review: ReviewPolicy {
+            approver_role: raw.review.approvers.role,
+            required: raw.review.required.unwrap_or(1),
+            auto_approve_when: raw.review.auto_approve.map(|a| a.when),
+        },
+        risk_hints: raw.risk_hints.into_iter().map(|r| RiskHint {
+            when: r.when,
+            message: r.message,
+        }).collect(),
+        outputs: raw.outputs.into_iter().map(|o| OutputSpec {
+            path: o.path,
+            template: o.template,
+        }).collect(),
+        checks: raw.checks.into_iter().map(|c| CheckSpec {
+            kind: match c.kind {
+                CheckKindFile::GitopsFile => CheckKind::GitopsFile { path: c.path },
+            },
+            description: c.description,
+        }).collect(),
+        monitoring: raw.monitoring.into_iter().map(|m| MonitoringSpec {
+            name: m.name,
+            kind: m.kind,
+            target: m.target,
+        }).collect(),
+        parameters,
+    };
+    check_type(&ty, catalog, &mut fe);
+    Some(ty)
+}
+
+fn load_parameters(
+    mut parameters: serde_json::Value,
+    catalog: &Catalog,
+    fe: &mut FileErrors<'_>,
+) -> serde_json::Value {
+    let mut problems: Vec<SchemaProblem> = Vec::new();
+    schema::resolve_dictionaries(&mut parameters, &catalog.dictionaries, "", &mut problems);
+    schema::check_form_shape(&parameters, &mut problems);
+    schema::check_valid(&parameters, &mut problems);
+    for p in problems {
+        let path = if p.path.is_empty() {
+            "parameters".to_string()
+        } else if p.path.starts_with('[') {
+            format!("parameters{}", p.path)
+        } else {
+            format!("parameters.{}", p.path)
+        };
+        fe.push(path, p.message);
+    }
+    parameters
+}
+
+fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
+    fe.template("naming.template", &ty.naming.template);
+    if ty.naming.max_length == 0 {
+        fe.push("naming.max_length", "must be at least 1");
+    }
+    for (i, rule) in ty.quota.iter().enumerate() {
+        check_quota(ty, i, rule, fe);
+    }
+    for (i, req) in ty.requires.iter().enumerate() {
+        for (param, source) in &req.r#match {
+            fe.template(format!("requires[{i}].match.{param}"), source);
+        }
+    }
+    if ty.review.required == 0 {
+        fe.push("review.required", "must be at least 1; use auto_approve for no review");
+    }
+    if let Some(when) = &ty.review.auto_approve_when {
+        fe.expression("review.auto_approve.when", when);
+    }
+    for (i, hint) in ty.risk_hints.iter().enumerate() {
+        fe.expression(format!("risk_hints[{i}].when"), &hint.when);
+        fe.template(format!("risk_hints[{i}].message"), &hint.message);
+    }
+    check_outputs(ty, catalog, fe);
+    for (i, check) in ty.checks.iter().enumerate() {
+        match &check.kind {
+            CheckKind::GitopsFile { path } => fe.template(format!("checks[{i}].path"), path),
+        }
+    }
+    for (i, item) in ty.monitoring.iter().enumerate() {
+        fe.template(format!("monitoring[{i}].name"), &item.name);
+        fe.template(format!("monitoring[{i}].kind"), &item.kind);
+        fe.template(format!("monitoring[{i}].target"), &item.target);
+    }
+}
+
+fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileErrors<'_>) {
+    for (j, param) in rule.per.iter().enumerate() {
+        if !ty.has_param(param) {
+            fe.push(format!("quota[{i}].per[{j}]"), format!("unknown parameter {param:?}"));
+        }
+    }
+    match (&rule.sum, rule.max) {
+        (Some(sum), Some(_)) => {
+            if !ty.has_param(sum) {
+                fe.push(format!("quota[{i}].sum"), format!("unknown parameter {sum:?}"));
+            } else if schema::property_type(&ty.parameters, sum) != Some("integer") {
+                fe.push(
+                    format!("quota[{i}].sum"),
+                    format!("parameter {sum:?} must be of type integer to be summed"),
+                );
+            }
+        }
+        (Some(_), None) => fe.push(format!("quota[{i}]"), "`sum` needs a `max`"),
+        (None, Some(_)) => fe.push(format!("quota[{i}]"), "`max` needs a `sum`"),
+        (None, None) if rule.max_count.is_none() => {
+            fe.push(format!("quota[{i}]"), "needs `max_count`, or `sum` with `max`");
+        }
+        (None, None) => {}
+    }
+}
+
+fn check_outputs(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
+    if ty.outputs.is_empty() {
+        fe.push("outputs", "a type needs at least one output");
+    }
+    for (i, output) in ty.outputs.iter().enumerate() {
+        fe.template(format!("outputs[{i}].path"), &output.path);
+        if !catalog.templates.contains_key(&output.template) {
+            fe.push(
+                format!("outputs[{i}].template"),
+                format!("no file templates/{} in the catalog", output.template),
+            );
+        }
+    }
+}
+
+/// Needs every type loaded, so it runs last.
+fn check_requirements(
+    catalog: &Catalog,
+    origin: &BTreeMap<String, &str>,
+    unreadable: &BTreeSet<&str>,
+    errors: &mut Vec<CatalogError>,
+) {
+    for (name, ty) in &catalog.types {
+        let file = origin.get(name).copied().unwrap_or_default();
+        let mut fe = FileErrors { file, errors };
+        for (i, req) in ty.requires.iter().enumerate() {
+            // A type file that failed to parse is already reported; don't cascade.
+            if unreadable.contains(req.type_name.as_str()) {
+                continue;
+            }
+            let Some(target) = catalog.resource_type(&req.type_name) else {
+                fe.push(
+                    format!("requires[{i}].type"),
+                    format!("unknown resource type {:?}", req.type_name),
+                );
+                continue;
+            };
+            for param in req.r#match.keys() {
+                if !target.has_param(param) {
+                    fe.push(
+                        format!("requires[{i}].match.{param}"),
+                        format!("type {:?} has no parameter {param:?}", target.name),
+                    );
+                }
+            }
+        }
+    }
+}

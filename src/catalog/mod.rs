@@ -1,0 +1,223 @@
+//! The catalog: dictionaries of terms and resource types, loaded from YAML files.
+//! A resource type is data; nothing in Rust knows any particular type.
+
+mod fields;
+mod file;
+mod loader;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use fields::{ChoiceOption, FieldKind, FieldSpec};
+
+/// A catalog file as read by the caller (the server from disk, tests from `include_str!`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Relative to the catalog root, '/'-separated, e.g. "types/postgres-database.yaml".
+    pub path: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub dictionaries: BTreeMap<String, Dictionary>,
+    pub types: BTreeMap<String, ResourceType>,
+    /// Keyed by the path under `templates/`, e.g. "postgres-database/cluster.yaml.j2".
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// Reads `dictionaries/*.yaml`, `types/*.yaml` and `templates/**`; other files are ignored.
+    /// Every problem found is reported, not just the first.
+    pub fn from_files(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
+        loader::load(files)
+    }
+
+    pub fn resource_type(&self, name: &str) -> Option<&ResourceType> {
+        self.types.get(name)
+    }
+
+    pub fn dictionary(&self, name: &str) -> Option<&Dictionary> {
+        self.dictionaries.get(name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogErrors(pub Vec<CatalogError>);
+
+impl fmt::Display for CatalogErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CatalogErrors {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogError {
+    pub file: String,
+    /// Where inside the file, e.g. "parameters.properties.size.enum"; "" for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dictionary {
+    pub name: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub terms: Vec<Term>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Term {
+    pub key: String,
+    pub title: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceType {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub owner: String,
+    /// The JSON Schema, with every `x-dictionary` already resolved into
+    /// `enum` (the keys) and `x-enum-titles` (the titles).
+    pub parameters: serde_json::Value,
+    pub naming: Naming,
+    pub quota: Vec<QuotaRule>,
+    pub requires: Vec<Requirement>,
+    pub review: ReviewPolicy,
+    pub risk_hints: Vec<RiskHint>,
+    pub outputs: Vec<OutputSpec>,
+    pub checks: Vec<CheckSpec>,
+    pub monitoring: Vec<MonitoringSpec>,
+}
+
+impl ResourceType {
+    /// The form's fields, in the schema's property order.
+    pub fn fields(&self) -> Vec<FieldSpec> {
+        fields::fields(&self.parameters)
+    }
+
+    pub fn default_params(&self) -> serde_json::Map<String, serde_json::Value> {
+        fields::default_params(&self.parameters)
+    }
+
+    /// The title of a parameter, falling back to its name.
+    pub fn param_title(&self, name: &str) -> String {
+        self.parameters
+            .pointer(&format!("/properties/{name}/title"))
+            .and_then(|t| t.as_str())
+            .unwrap_or(name)
+            .to_string()
+    }
+
+    pub fn has_param(&self, name: &str) -> bool {
+        self.parameters
+            .get("properties")
+            .and_then(|p| p.get(name))
+            .is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Naming {
+    /// A minijinja template over the parameters, e.g. "{{ team }}-{{ name }}".
+    pub template: String,
+    pub max_length: usize,
+}
+
+pub const DEFAULT_MAX_NAME_LENGTH: usize = 63;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaRule {
+    /// Parameter names whose values define the scope the rule counts in.
+    pub per: Vec<String>,
+    pub max_count: Option<u64>,
+    /// An integer parameter summed over the scope.
+    pub sum: Option<String>,
+    pub max: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Requirement {
+    pub type_name: String,
+    /// Parameter of the required type -> template over this request's parameters.
+    pub r#match: BTreeMap<String, String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewPolicy {
+    pub approver_role: String,
+    pub required: u32,
+    /// A minijinja expression over the parameters; true means the policy approves.
+    pub auto_approve_when: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskHint {
+    pub when: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub path: String,
+    /// A file under `templates/`.
+    pub template: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    pub kind: CheckKind,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// The rendered path exists in the GitOps repository with the expected content.
+    GitopsFile { path: String },
+}
+
+impl CheckKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::GitopsFile { .. } => "gitops-file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitoringSpec {
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+}
+
+#[cfg(test)]
+mod tests;

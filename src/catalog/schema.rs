@@ -1,0 +1,183 @@
+//! Checks and prepares a type's parameters schema: dictionary references are
+//! resolved, the schema is compiled, and every property must be one the generic
+//! form can show.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::Dictionary;
+
+/// A problem at a path inside the schema, e.g. "properties.size.enum".
+pub(super) struct SchemaProblem {
+    pub path: String,
+    pub message: String,
+}
+
+fn problem(path: String, message: impl Into<String>) -> SchemaProblem {
+    SchemaProblem {
+        path,
+        message: message.into(),
+    }
+}
+
+fn join(base: &str, key: &str) -> String {
+    if base.is_empty() {
+        key.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+/// Replaces each `x-dictionary: name` by `enum` + `x-enum-titles`, wherever it occurs.
+pub(super) fn resolve_dictionaries(
+    schema: &mut Value,
+    dictionaries: &BTreeMap<String, Dictionary>,
+    path: &str,
+    problems: &mut Vec<SchemaProblem>,
+) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(reference) = map.get("x-dictionary").cloned() {
+                resolve_one(map, &reference, dictionaries, path, problems);
+            }
+            for (key, child) in map.iter_mut() {
+                resolve_dictionaries(child, dictionaries, &join(path, key), problems);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                resolve_dictionaries(child, dictionaries, &format!("{path}[{i}]"), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn resolve_one(
+    map: &mut Map<String, Value>,
+    reference: &Value,
+    dictionaries: &BTreeMap<String, Dictionary>,
+    path: &str,
+    problems: &mut Vec<SchemaProblem>,
+) {
+    let at = join(path, "x-dictionary");
+    let Some(name) = reference.as_str() else {
+        problems.push(problem(at, "must be the name of a dictionary"));
+        return;
+    };
+    let Some(dictionary) = dictionaries.get(name) else {
+        let known: Vec<&str> = dictionaries.keys().map(String::as_str).collect();
+        problems.push(problem(
+            at,
+            format!(
+                "unknown dictionary {name:?} (known: {})",
+                known.join(", ")
+            ),
+        ));
+        return;
+    };
+    if map.contains_key("enum") {
+        problems.push(problem(at, "cannot be combined with enum"));
+        return;
+    }
+    let keys = dictionary.terms.iter().map(|t| Value::from(t.key.clone()));
+    let titles = dictionary.terms.iter().map(|t| Value::from(t.title.clone()));
+    map.insert("enum".into(), keys.collect());
+    map.insert("x-enum-titles".into(), titles.collect());
+}
+
+/// Meta-schema errors, then compile errors (e.g. a bad regex the meta-schema accepts).
+pub(super) fn check_valid(schema: &Value, problems: &mut Vec<SchemaProblem>) {
+    if let Some(draft) = schema.get("$schema")
+        && !draft.as_str().is_some_and(is_bundled_draft)
+    {
+        problems.push(problem(
+            "$schema".into(),
+            "only the JSON Schema drafts 4, 6, 7, 2019-09 and 2020-12 are supported",
+        ));
+        return;
+    }
+    let before = problems.len();
+    match jsonschema::meta::validator_for(schema) {
+        Ok(meta) => {
+            for error in meta.iter_errors(schema) {
+                let path = pointer_to_path(error.instance_path().as_str());
+                problems.push(problem(path, format!("invalid JSON Schema: {error}")));
+            }
+        }
+        Err(error) => problems.push(problem(String::new(), error.to_string())),
+    }
+    if problems.len() == before
+        && let Err(error) = jsonschema::validator_for(schema)
+    {
+        let path = pointer_to_path(error.schema_path().as_str());
+        problems.push(problem(path, format!("invalid JSON Schema: {error}")));
+    }
+}
+
+fn is_bundled_draft(uri: &str) -> bool {
+    let uri = uri.trim_end_matches('#');
+    [
+        "http://json-schema.org/draft-04/schema",
+        "http://json-schema.org/draft-06/schema",
+        "http://json-schema.org/draft-07/schema",
+        "https://json-schema.org/draft/2019-09/schema",
+        "https://json-schema.org/draft/2020-12/schema",
+    ]
+    .contains(&uri)
+}
+
+/// "/properties/size/enum" -> "properties.size.enum"; "/required/0" -> "required[0]".
+pub(super) fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for raw in pointer.split('/').skip(1) {
+        let segment = raw.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            out = join(&out, &segment);
+        }
+    }
+    out
+}
+
+/// The form knows text, integers, booleans, choices and lists of text; anything
+/// else would be a parameter nobody can fill in.
+pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>) {
+    if schema.get("type").and_then(Value::as_str) != Some("object") {
+        problems.push(problem("type".into(), "the parameters must be `type: object`"));
+    }
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        problems.push(problem(
+            "properties".into(),
+            "the parameters need a `properties` map",
+        ));
+        return;
+    };
+    for (name, property) in properties {
+        let at = format!("properties.{name}");
+        let kind = property.get("type").and_then(Value::as_str);
+        let items = property.pointer("/items/type").and_then(Value::as_str);
+        match (kind, items) {
+            (Some("string" | "integer" | "boolean"), _) | (Some("array"), Some("string")) => {}
+            (Some("array"), _) => problems.push(problem(
+                format!("{at}.items.type"),
+                "list parameters must be lists of strings",
+            )),
+            _ => problems.push(problem(
+                format!("{at}.type"),
+                "must be one of string, integer, boolean or array (of strings)",
+            )),
+        }
+    }
+}
+
+/// The JSON type a top-level property declares, if any.
+pub(super) fn property_type<'a>(schema: &'a Value, name: &str) -> Option<&'a str> {
+    schema
+        .get("properties")?
+        .get(name)?
+        .get("type")?
+        .as_str()
+}

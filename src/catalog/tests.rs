@@ -1,0 +1,354 @@
+use serde_json::json;
+
+use super::*;
+use crate::test_support::{shipped_catalog, shipped_text, with_file};
+
+fn errors_of(files: &[SourceFile]) -> Vec<CatalogError> {
+    match Catalog::from_files(files) {
+        Ok(_) => panic!("expected the catalog to be rejected"),
+        Err(CatalogErrors(errors)) => errors,
+    }
+}
+
+fn err(file: &str, path: &str, message: &str) -> (String, String, String) {
+    (file.into(), path.into(), message.into())
+}
+
+fn triples(errors: &[CatalogError]) -> Vec<(String, String, String)> {
+    errors
+        .iter()
+        .map(|e| (e.file.clone(), e.path.clone(), e.message.clone()))
+        .collect()
+}
+
+/// A type file that is valid on its own, to break one thing at a time.
+fn minimal_type(extra: &str) -> String {
+    format!(
+        r#"name: widget
+title: Widget
+description: A test type.
+owner: platform
+parameters:
+  type: object
+  required: [name]
+  properties:
+    name: {{ type: string, pattern: "^[a-z]+$" }}
+    size: {{ type: integer, default: 1 }}
+    team: {{ type: string, x-dictionary: teams }}
+naming: {{ template: "{{{{ name }}}}" }}
+review: {{ approvers: {{ role: reviewer }} }}
+outputs:
+  - {{ path: "w/{{{{ name }}}}.yaml", template: k8s-namespace/namespace.yaml.j2 }}
+{extra}"#
+    )
+}
+
+#[test]
+fn shipped_catalog_loads() {
+    let catalog = shipped_catalog();
+    assert_eq!(
+        catalog.types.keys().collect::<Vec<_>>(),
+        ["k8s-namespace", "postgres-database"]
+    );
+    assert_eq!(
+        catalog.dictionaries.keys().collect::<Vec<_>>(),
+        ["environments", "teams"]
+    );
+    assert_eq!(catalog.templates.len(), 4);
+    let teams = catalog.dictionary("teams").map(|d| d.terms.len());
+    assert_eq!(teams, Some(4));
+    assert!(catalog.resource_type("nope").is_none());
+}
+
+#[test]
+fn dictionaries_resolve_into_enum_and_titles() {
+    let catalog = shipped_catalog();
+    let ty = catalog.resource_type("postgres-database").cloned();
+    let params = ty.map(|t| t.parameters).unwrap_or_default();
+    assert_eq!(
+        params.pointer("/properties/team/enum"),
+        Some(&json!(["payments", "search", "platform", "dba"]))
+    );
+    assert_eq!(
+        params.pointer("/properties/environment/x-enum-titles"),
+        Some(&json!(["Development", "Staging", "Production"]))
+    );
+}
+
+#[test]
+fn shipped_type_policies_are_read() {
+    let catalog = shipped_catalog();
+    let Some(ns) = catalog.resource_type("k8s-namespace") else {
+        panic!("k8s-namespace missing")
+    };
+    assert_eq!(ns.naming.max_length, 63);
+    assert_eq!(ns.review.approver_role, "reviewer");
+    assert_eq!(ns.review.required, 1);
+    assert_eq!(ns.review.auto_approve_when.as_deref(), Some("environment == 'dev'"));
+    assert_eq!(ns.quota.len(), 2);
+    assert_eq!(ns.quota[1].sum.as_deref(), Some("cpu_limit"));
+    assert_eq!(ns.outputs.len(), 3);
+    let Some(pg) = catalog.resource_type("postgres-database") else {
+        panic!("postgres-database missing")
+    };
+    assert_eq!(pg.review.auto_approve_when, None);
+    assert_eq!(pg.requires[0].type_name, "k8s-namespace");
+    assert_eq!(pg.risk_hints.len(), 2);
+}
+
+#[test]
+fn fields_follow_schema_order_with_kinds() {
+    let catalog = shipped_catalog();
+    let Some(pg) = catalog.resource_type("postgres-database") else {
+        panic!("postgres-database missing")
+    };
+    let fields = pg.fields();
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "name",
+            "team",
+            "environment",
+            "size",
+            "storage_gb",
+            "version",
+            "high_availability",
+            "extensions"
+        ]
+    );
+    assert_eq!(
+        fields[0].kind,
+        FieldKind::Text {
+            pattern: Some("^[a-z][a-z0-9-]{1,30}$".into()),
+            min_length: None,
+            max_length: None
+        }
+    );
+    assert!(fields[0].required);
+    let FieldKind::Choice { options } = &fields[1].kind else {
+        panic!("team should be a choice")
+    };
+    assert_eq!(
+        options[0],
+        ChoiceOption {
+            value: "payments".into(),
+            label: "Payments".into()
+        }
+    );
+    assert_eq!(
+        fields[4].kind,
+        FieldKind::Integer {
+            minimum: Some(10),
+            maximum: Some(500)
+        }
+    );
+    assert_eq!(fields[4].title, "Storage (GB)");
+    assert_eq!(fields[6].kind, FieldKind::Boolean);
+    assert!(!fields[6].required);
+    assert!(matches!(fields[7].kind, FieldKind::TextList { .. }));
+}
+
+#[test]
+fn default_params_come_from_the_schema() {
+    let catalog = shipped_catalog();
+    let defaults = catalog
+        .resource_type("postgres-database")
+        .map(|t| t.default_params())
+        .unwrap_or_default();
+    assert_eq!(
+        serde_json::Value::Object(defaults),
+        json!({"size": "small", "storage_gb": 20, "version": "16", "high_availability": false})
+    );
+}
+
+#[test]
+fn other_files_are_ignored() {
+    let files = with_file("notes/whatever.txt", "not: [yaml");
+    assert!(Catalog::from_files(&files).is_ok());
+}
+
+#[test]
+fn yaml_syntax_error_names_line_and_column() {
+    let files = with_file("dictionaries/teams.yaml", "name: teams\ntitle: \"Teams\n");
+    let errors = errors_of(&files);
+    assert_eq!(errors.len(), 1 + 2, "{errors:?}");
+    assert_eq!(errors[0].file, "dictionaries/teams.yaml");
+    assert_eq!(errors[0].path, "title");
+    assert!(errors[0].message.contains("line 2 column 8"), "{}", errors[0].message);
+    // Without the dictionary, both shipped types' x-dictionary: teams are reported.
+    assert!(errors[1..].iter().all(|e| e.message.starts_with("unknown dictionary \"teams\"")));
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_path() {
+    let text = shipped_text("types/k8s-namespace.yaml").replace("  required: 1\n", "  required: 1\n  quorum: 2\n");
+    let errors = errors_of(&with_file("types/k8s-namespace.yaml", &text));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, "types/k8s-namespace.yaml");
+    assert_eq!(errors[0].path, "review.quorum");
+    assert_eq!(
+        errors[0].message,
+        "unknown field `quorum`, expected one of `approvers`, `required`, `auto_approve` at line 63 column 3"
+    );
+}
+
+#[test]
+fn error_display_omits_empty_path() {
+    let with_path = CatalogError {
+        file: "types/a.yaml".into(),
+        path: "quota[0].sum".into(),
+        message: "unknown parameter".into(),
+    };
+    let without = CatalogError {
+        path: String::new(),
+        ..with_path.clone()
+    };
+    assert_eq!(with_path.to_string(), "types/a.yaml: quota[0].sum: unknown parameter");
+    assert_eq!(without.to_string(), "types/a.yaml: unknown parameter");
+    let all = CatalogErrors(vec![with_path, without]);
+    assert_eq!(all.to_string().lines().count(), 2);
+}
+
+#[test]
+fn semantic_errors_are_all_collected() {
+    let broken = minimal_type(
+        r#"quota:
+  - { per: [team, region], max_count: 2 }
+  - { per: [team], sum: name, max: 10 }
+  - { per: [team], sum: size }
+  - { per: [team] }
+requires:
+  - { type: database, match: { team: "{{ team }}" } }
+  - { type: k8s-namespace, match: { flavour: "{{ team }}", team: "{{ team" } }
+risk_hints:
+  - { when: "size >", message: "{% if %}" }
+"#,
+    );
+    let errors = errors_of(&with_file("types/widget.yaml", &broken));
+    let f = "types/widget.yaml";
+    let got = triples(&errors);
+    let want = [
+        err(f, "quota[0].per[1]", "unknown parameter \"region\""),
+        err(f, "quota[1].sum", "parameter \"name\" must be of type integer to be summed"),
+        err(f, "quota[2]", "`sum` needs a `max`"),
+        err(f, "quota[3]", "needs `max_count`, or `sum` with `max`"),
+        err(f, "requires[0].type", "unknown resource type \"database\""),
+        err(f, "requires[1].match.flavour", "type \"k8s-namespace\" has no parameter \"flavour\""),
+    ];
+    for w in &want {
+        assert!(got.contains(w), "missing {w:?} in {got:#?}");
+    }
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for p in ["requires[1].match.team", "risk_hints[0].when", "risk_hints[0].message"] {
+        assert!(paths.contains(&p), "missing {p} in {paths:?}");
+    }
+    let when = errors.iter().find(|e| e.path == "risk_hints[0].when");
+    assert!(when.is_some_and(|e| e.message.starts_with("invalid expression: ")));
+    assert_eq!(errors.len(), want.len() + 3, "{got:#?}");
+}
+
+#[test]
+fn type_name_must_match_file_stem() {
+    let text = minimal_type("");
+    let errors = errors_of(&with_file("types/gadget.yaml", &text));
+    assert_eq!(
+        triples(&errors),
+        [err("types/gadget.yaml", "name", "must match the file name \"gadget\"")]
+    );
+}
+
+#[test]
+fn missing_output_template_and_bad_templates() {
+    let text = minimal_type(
+        r#"checks:
+  - { kind: gitops-file, path: "{{ name }" }
+monitoring:
+  - { name: "{{ name }}", kind: alert, target: "{% for %}" }
+"#,
+    )
+    .replace("k8s-namespace/namespace.yaml.j2", "widget/missing.yaml.j2");
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["outputs[0].template", "checks[0].path", "monitoring[0].target"]);
+    assert_eq!(errors[0].message, "no file templates/widget/missing.yaml.j2 in the catalog");
+    assert!(errors[1].message.starts_with("invalid template: "));
+}
+
+#[test]
+fn unknown_check_kind_is_rejected() {
+    let text = minimal_type("checks:\n  - { kind: http-probe, path: x }\n");
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].path, "checks[0].kind");
+    assert!(errors[0].message.contains("unknown variant `http-probe`"), "{}", errors[0].message);
+}
+
+#[test]
+fn invalid_schema_is_reported_at_its_path() {
+    let text = minimal_type("").replace(
+        "size: { type: integer, default: 1 }",
+        "size: { type: integer, minimum: \"ten\" }",
+    );
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "parameters.properties.size.minimum");
+    assert!(errors[0].message.starts_with("invalid JSON Schema: "), "{}", errors[0].message);
+}
+
+#[test]
+fn invalid_regex_in_schema_is_reported() {
+    let text = minimal_type("").replace("\"^[a-z]+$\"", "\"^[a-z+$\"");
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].path.starts_with("parameters.properties.name"), "{}", errors[0].path);
+}
+
+#[test]
+fn unknown_dictionary_and_unsupported_property_types() {
+    let text = minimal_type("")
+        .replace("x-dictionary: teams", "x-dictionary: squads")
+        .replace("size: { type: integer, default: 1 }", "size: { type: object }");
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    assert_eq!(
+        triples(&errors),
+        [
+            err(
+                "types/widget.yaml",
+                "parameters.properties.team.x-dictionary",
+                "unknown dictionary \"squads\" (known: environments, teams)"
+            ),
+            err(
+                "types/widget.yaml",
+                "parameters.properties.size.type",
+                "must be one of string, integer, boolean or array (of strings)"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn duplicate_dictionary_keys() {
+    let text = "name: colours\ntitle: Colours\nterms:\n  - { key: red, title: Red }\n  - { key: red, title: Rouge }\n";
+    let errors = errors_of(&with_file("dictionaries/colours.yaml", text));
+    assert_eq!(
+        triples(&errors),
+        [err("dictionaries/colours.yaml", "terms[1].key", "duplicate key \"red\"")]
+    );
+}
+
+#[test]
+fn broken_output_template_file_is_reported() {
+    let errors = errors_of(&with_file("templates/extra.j2", "{% if x %}no end"));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].file, "templates/extra.j2");
+    assert_eq!(errors[0].path, "");
+}
+
+#[test]
+fn model_round_trips_through_json() {
+    let catalog = shipped_catalog();
+    let text = serde_json::to_string(&catalog).unwrap_or_default();
+    let back: Result<Catalog, _> = serde_json::from_str(&text);
+    assert_eq!(back.ok(), Some(catalog));
+}

@@ -1,0 +1,269 @@
+//! Pre-check: quotas, dependencies and risk hints. The server looks up usage and
+//! existing assets; the rules and the verdict live here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::{QuotaRule, ResourceType};
+use crate::template;
+use crate::validate::{FieldError, ParamValidator};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaQuery {
+    pub rule_index: usize,
+    /// Parameter -> the value this request has; usage is counted where all match.
+    pub scope: BTreeMap<String, String>,
+    pub sum_param: Option<String>,
+}
+
+/// Existing assets plus in-flight requests of the type in the scope, excluding this request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUsage {
+    pub count: u64,
+    pub sum: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DependencyQuery {
+    pub type_name: String,
+    /// Parameter of the required type -> the value it must have.
+    pub r#match: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyFound {
+    pub asset_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaCheck {
+    pub description: String,
+    pub used: i64,
+    pub requested: i64,
+    pub limit: i64,
+    pub unit: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DependencyCheck {
+    pub type_name: String,
+    pub description: String,
+    pub found: Option<String>,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecheckReport {
+    pub resource_name: Option<String>,
+    pub field_errors: Vec<FieldError>,
+    pub quotas: Vec<QuotaCheck>,
+    pub dependencies: Vec<DependencyCheck>,
+    /// Hints for requester and reviewer; they never block.
+    pub risks: Vec<String>,
+}
+
+impl PrecheckReport {
+    pub fn passed(&self) -> bool {
+        self.field_errors.is_empty()
+            && self.quotas.iter().all(|q| q.ok)
+            && self.dependencies.iter().all(|d| d.ok)
+    }
+}
+
+/// Scope values as stored and compared by the server: strings as-is, others as JSON.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// One query per rule whose scope parameters (and summed parameter) this request has.
+pub fn quota_queries(ty: &ResourceType, params: &Value) -> Vec<QuotaQuery> {
+    ty.quota
+        .iter()
+        .enumerate()
+        .filter_map(|(rule_index, rule)| {
+            let scope = rule
+                .per
+                .iter()
+                .map(|p| Some((p.clone(), scalar_text(params.get(p)?)?)))
+                .collect::<Option<BTreeMap<_, _>>>()?;
+            if let Some(sum) = &rule.sum {
+                params.get(sum)?.as_i64()?;
+            }
+            Some(QuotaQuery {
+                rule_index,
+                scope,
+                sum_param: rule.sum.clone(),
+            })
+        })
+        .collect()
+}
+
+pub fn dependency_queries(ty: &ResourceType, params: &Value) -> Result<Vec<DependencyQuery>, String> {
+    let ctx = template::context(ty, params, None);
+    ty.requires
+        .iter()
+        .map(|req| {
+            let r#match = req
+                .r#match
+                .iter()
+                .map(|(param, source)| {
+                    template::render_str(source, &ctx)
+                        .map(|value| (param.clone(), value))
+                        .map_err(|e| format!("requirement {}: {param}: {e}", req.type_name))
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()?;
+            Ok(DependencyQuery {
+                type_name: req.type_name.clone(),
+                r#match,
+            })
+        })
+        .collect()
+}
+
+/// Hints whose condition holds; a hint whose parameters are missing stays silent.
+pub fn risk_hints(ty: &ResourceType, params: &Value) -> Vec<String> {
+    let ctx = template::context(ty, params, None);
+    ty.risk_hints
+        .iter()
+        .filter(|hint| template::eval_bool(&hint.when, &ctx) == Ok(true))
+        .filter_map(|hint| template::render_str(&hint.message, &ctx).ok())
+        .collect()
+}
+
+/// Only an expression that evaluates cleanly to true approves: errors never do.
+pub fn auto_approves(ty: &ResourceType, params: &Value) -> bool {
+    let Some(when) = &ty.review.auto_approve_when else {
+        return false;
+    };
+    let ctx = template::context(ty, params, None);
+    template::eval_bool(when, &ctx) == Ok(true)
+}
+
+pub fn evaluate(
+    validator: &ParamValidator,
+    ty: &ResourceType,
+    params: &Value,
+    quota_usage: &[QuotaUsage],
+    deps: &[DependencyFound],
+) -> PrecheckReport {
+    let quotas = quota_queries(ty, params)
+        .iter()
+        .zip(quota_usage.iter().map(Some).chain(std::iter::repeat(None)))
+        .flat_map(|(query, usage)| quota_checks(ty, params, query, usage))
+        .collect();
+    let dependencies = match dependency_queries(ty, params) {
+        Ok(queries) => queries
+            .iter()
+            .enumerate()
+            .map(|(i, query)| dependency_check(ty, i, query, deps.get(i)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    PrecheckReport {
+        resource_name: validator.resource_name(params).ok(),
+        field_errors: validator.check(params),
+        quotas,
+        dependencies,
+        risks: risk_hints(ty, params),
+    }
+}
+
+fn scope_text(scope: &BTreeMap<String, String>, rule: &QuotaRule) -> String {
+    let parts: Vec<String> = rule
+        .per
+        .iter()
+        .filter_map(|p| Some(format!("{} {}", p.replace('_', " "), scope.get(p)?)))
+        .collect();
+    if parts.is_empty() {
+        "overall".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn quota_checks(
+    ty: &ResourceType,
+    params: &Value,
+    query: &QuotaQuery,
+    usage: Option<&QuotaUsage>,
+) -> Vec<QuotaCheck> {
+    let Some(rule) = ty.quota.get(query.rule_index) else {
+        return Vec::new();
+    };
+    let scope = scope_text(&query.scope, rule);
+    let mut checks = Vec::new();
+    if let Some(max_count) = rule.max_count {
+        let used = usage.map(|u| i64::try_from(u.count).unwrap_or(i64::MAX));
+        checks.push(quota_check(&scope, used, 1, clamp(max_count), "requests".into()));
+    }
+    if let (Some(sum), Some(max)) = (&rule.sum, rule.max) {
+        let requested = params.get(sum).and_then(Value::as_i64).unwrap_or(0);
+        let unit = ty.param_title(sum);
+        checks.push(quota_check(&scope, usage.map(|u| u.sum), requested, clamp(max), unit));
+    }
+    checks
+}
+
+fn clamp(limit: u64) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Unknown usage (the server sent too few answers) fails closed.
+fn quota_check(scope: &str, used: Option<i64>, requested: i64, limit: i64, unit: String) -> QuotaCheck {
+    let Some(used) = used else {
+        return QuotaCheck {
+            description: format!("{scope}: usage of {unit} unknown, limit {limit}"),
+            used: 0,
+            requested,
+            limit,
+            unit,
+            ok: false,
+        };
+    };
+    let total = used.saturating_add(requested);
+    QuotaCheck {
+        description: format!(
+            "{scope}: {used} of {limit} {unit} used, this request makes {total}"
+        ),
+        used,
+        requested,
+        limit,
+        unit,
+        ok: total <= limit,
+    }
+}
+
+fn dependency_check(
+    ty: &ResourceType,
+    index: usize,
+    query: &DependencyQuery,
+    found: Option<&DependencyFound>,
+) -> DependencyCheck {
+    let wanted: Vec<String> = query
+        .r#match
+        .iter()
+        .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
+        .collect();
+    let what = format!("a {} with {}", query.type_name, wanted.join(", "));
+    let description = match ty.requires.get(index).and_then(|r| r.description.as_ref()) {
+        Some(text) => format!("{text} ({what})"),
+        None => what,
+    };
+    let found = found.and_then(|f| f.asset_name.clone());
+    DependencyCheck {
+        type_name: query.type_name.clone(),
+        description,
+        ok: found.is_some(),
+        found,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! One place that decides how catalog templates and expressions are evaluated,
+//! so the loader's compile check and the renderers cannot drift apart.
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use serde_json::Map;
+
+use crate::catalog::ResourceType;
+
+/// Strict undefined: a typo in a template must fail loudly, never render "".
+pub(crate) fn environment<'s>() -> Environment<'s> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Outputs are YAML and paths, never HTML: escaping would corrupt them.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env
+}
+
+/// Every template sees each parameter at top level plus `resource_type`
+/// and, once known, `resource_name`.
+pub(crate) fn context(
+    ty: &ResourceType,
+    params: &serde_json::Value,
+    resource_name: Option<&str>,
+) -> Value {
+    let mut map = match params {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    map.insert("resource_type".into(), ty.name.clone().into());
+    if let Some(name) = resource_name {
+        map.insert("resource_name".into(), name.into());
+    }
+    Value::from_serialize(&map)
+}
+
+pub(crate) fn error_text(err: &minijinja::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(detail) = err.detail()
+        && !text.contains(detail)
+    {
+        text = format!("{text}: {detail}");
+    }
+    text
+}
+
+pub(crate) fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
+    environment()
+        .render_str(source, ctx)
+        .map_err(|e| error_text(&e))
+}
+
+pub(crate) fn eval_bool(expression: &str, ctx: &Value) -> Result<bool, String> {
+    let env = environment();
+    let expr = env
+        .compile_expression(expression)
+        .map_err(|e| error_text(&e))?;
+    let value = expr.eval(ctx).map_err(|e| error_text(&e))?;
+    if value.is_undefined() {
+        return Err("the expression is undefined".into());
+    }
+    Ok(value.is_true())
+}
+
+pub(crate) fn check_template(source: &str) -> Result<(), String> {
+    environment()
+        .template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| error_text(&e))
+}
+
+pub(crate) fn check_expression(expression: &str) -> Result<(), String> {
+    environment()
+        .compile_expression(expression)
+        .map(|_| ())
+        .map_err(|e| error_text(&e))
+}
+
+/// Rendered paths become paths in a git repository: they must stay inside it.
+pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
+    if path.trim().is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.starts_with('/') || path.starts_with('\\') {
+        return Err(format!("the path {path:?} must be relative, not start with '/'"));
+    }
+    if path.contains('\\') {
+        return Err(format!("the path {path:?} must use '/' as separator"));
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return Err(format!("the path {path:?} has an empty segment")),
+            ".." | "." => {
+                return Err(format!("the path {path:?} must not contain '{segment}'"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_must_stay_inside_the_repository() {
+        assert!(check_relative_path("dev/payments/x.yaml").is_ok());
+        for bad in ["", "/etc/passwd", "a/../b", "./a", "a//b", "a\\b", "a/"] {
+            assert!(check_relative_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn strict_undefined_is_an_error() {
+        let ctx = Value::from_serialize(serde_json::json!({"a": 1}));
+        assert_eq!(render_str("{{ a }}", &ctx), Ok("1".to_string()));
+        assert!(render_str("{{ b }}", &ctx).is_err());
+        assert!(eval_bool("b == 'x'", &ctx).is_err());
+        assert_eq!(eval_bool("a == 1", &ctx), Ok(true));
+        assert_eq!(eval_bool("b is defined", &ctx), Ok(false));
+    }
+}

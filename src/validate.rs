@@ -1,0 +1,250 @@
+//! Parameter validation: the JSON Schema plus the naming rule, with messages a
+//! person can act on. The browser runs this too, so the form shows the same errors.
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{JsonType, ValidationError, Validator};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::{FieldKind, ResourceType};
+use crate::template;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Top-level property name; "" for the whole object.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Compiling a schema is costly; callers build one per type and keep it.
+pub struct ParamValidator {
+    schema: Validator,
+    ty: ResourceType,
+    name_field: String,
+}
+
+impl std::fmt::Debug for ParamValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParamValidator")
+            .field("type", &self.ty.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParamValidator {
+    pub fn new(ty: &ResourceType) -> Result<ParamValidator, String> {
+        let schema = jsonschema::validator_for(&ty.parameters)
+            .map_err(|e| format!("the parameters schema of {:?} is invalid: {e}", ty.name))?;
+        let name_field = if ty.has_param("name") { "name" } else { "" };
+        Ok(ParamValidator {
+            schema,
+            ty: ty.clone(),
+            name_field: name_field.to_string(),
+        })
+    }
+
+    pub fn check(&self, params: &Value) -> Vec<FieldError> {
+        let params = without_nulls(params);
+        let mut errors: Vec<FieldError> = self
+            .schema
+            .iter_errors(&params)
+            .flat_map(|e| describe(&e))
+            .collect();
+        match self.name_of(&params) {
+            Ok(_) => {}
+            // A missing parameter is already reported as required; don't repeat it.
+            Err(_) if !errors.is_empty() => {}
+            Err(e) => errors.push(e),
+        }
+        dedup(errors)
+    }
+
+    pub fn resource_name(&self, params: &Value) -> Result<String, FieldError> {
+        self.name_of(&without_nulls(params))
+    }
+
+    fn name_of(&self, params: &Value) -> Result<String, FieldError> {
+        let ctx = template::context(&self.ty, params, None);
+        let name = template::render_str(&self.ty.naming.template, &ctx).map_err(|e| {
+            FieldError::new(&self.name_field, format!("cannot build the resource name: {e}"))
+        })?;
+        check_dns_label(&name, self.ty.naming.max_length)
+            .map_err(|m| FieldError::new(&self.name_field, m))?;
+        Ok(name)
+    }
+}
+
+pub fn local_check(ty: &ResourceType, params: &Value) -> Vec<FieldError> {
+    match ParamValidator::new(ty) {
+        Ok(validator) => validator.check(params),
+        Err(message) => vec![FieldError::new("", message)],
+    }
+}
+
+/// A cleared form field arrives as null and means "not given".
+fn without_nulls(params: &Value) -> Value {
+    match params {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn dedup(errors: Vec<FieldError>) -> Vec<FieldError> {
+    let mut out: Vec<FieldError> = Vec::with_capacity(errors.len());
+    for e in errors {
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Resource names end up as Kubernetes names, DNS labels and database names.
+pub fn check_dns_label(name: &str, max_length: usize) -> Result<(), String> {
+    let rule = "lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
+    if name.is_empty() {
+        return Err("the resource name is empty".into());
+    }
+    if name.len() > max_length {
+        return Err(format!(
+            "the resource name {name:?} is {} characters long, at most {max_length} are allowed",
+            name.len()
+        ));
+    }
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let starts = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    let ends = name
+        .bytes()
+        .last()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if valid_chars && starts && ends {
+        Ok(())
+    } else {
+        Err(format!("the resource name {name:?} must be {rule}"))
+    }
+}
+
+fn describe(error: &ValidationError<'_>) -> Vec<FieldError> {
+    let mut segments = error
+        .instance_path()
+        .as_str()
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"));
+    let field = segments.next().unwrap_or_default();
+    let prefix = match segments.next() {
+        Some(index) => match index.parse::<usize>() {
+            Ok(i) => format!("item {} ", i + 1),
+            Err(_) => format!("{index} "),
+        },
+        None => String::new(),
+    };
+    match error.kind() {
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().map_or_else(|| property.to_string(), str::to_string);
+            vec![FieldError::new(name, "is required")]
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|name| FieldError::new(name, "is not a parameter of this type"))
+            .collect(),
+        kind => vec![FieldError::new(field, format!("{prefix}{}", message(kind, error)))],
+    }
+}
+
+fn message(kind: &ValidationErrorKind, error: &ValidationError<'_>) -> String {
+    use ValidationErrorKind as K;
+    match kind {
+        K::Pattern { pattern } => format!("must match the pattern {pattern}"),
+        K::Minimum { limit } => format!("must be at least {limit}"),
+        K::Maximum { limit } => format!("must be at most {limit}"),
+        K::ExclusiveMinimum { limit } => format!("must be greater than {limit}"),
+        K::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
+        K::MinLength { limit } => format!("must be at least {limit} characters long"),
+        K::MaxLength { limit } => format!("must be at most {limit} characters long"),
+        K::MinItems { limit } => format!("must have at least {limit} items"),
+        K::MaxItems { limit } => format!("must have at most {limit} items"),
+        K::UniqueItems => "must not contain duplicates".into(),
+        K::Enum { options } => format!("must be one of: {}", list(options)),
+        K::Constant { expected_value } => format!("must be {}", plain(expected_value)),
+        K::Format { format } => format!("must be a valid {format}"),
+        K::Type { kind } => format!("must be {}", type_name(kind)),
+        _ => error.to_string(),
+    }
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list(options: &Value) -> String {
+    match options {
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        other => plain(other),
+    }
+}
+
+fn type_name(kind: &TypeKind) -> String {
+    let one = |t: &JsonType| match t {
+        JsonType::Array => "a list",
+        JsonType::Boolean => "true or false",
+        JsonType::Integer => "an integer",
+        JsonType::Null => "empty",
+        JsonType::Number => "a number",
+        JsonType::Object => "an object",
+        JsonType::String => "a text",
+    };
+    match kind {
+        TypeKind::Single(t) => one(t).to_string(),
+        TypeKind::Multiple(set) => set.iter().map(|t| one(&t)).collect::<Vec<_>>().join(" or "),
+    }
+}
+
+/// Turns what a form field holds into JSON. Text that is not a number stays
+/// text, so the schema reports "must be an integer" instead of losing the input.
+/// An empty field becomes null, which validation treats as "not given".
+pub fn coerce_form_value(kind: &FieldKind, raw: &str) -> Value {
+    let trimmed = raw.trim();
+    match kind {
+        FieldKind::Integer { .. } if trimmed.is_empty() => Value::Null,
+        FieldKind::Integer { .. } => trimmed
+            .parse::<i64>()
+            .map_or_else(|_| Value::String(raw.to_string()), Value::from),
+        FieldKind::Boolean => match trimmed {
+            "true" | "on" | "yes" => Value::Bool(true),
+            "false" | "off" | "no" | "" => Value::Bool(false),
+            _ => Value::String(raw.to_string()),
+        },
+        FieldKind::TextList { .. } => Value::Array(
+            raw.split([',', '\n'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Value::from)
+                .collect(),
+        ),
+        FieldKind::Choice { .. } | FieldKind::Text { .. } if trimmed.is_empty() => Value::Null,
+        FieldKind::Choice { .. } | FieldKind::Text { .. } => Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
