@@ -38,6 +38,12 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let user = Resource::new(|| (), |_| async { current_user().await.ok().flatten() });
     provide_context(CurrentUser(user));
+    // Effects run only in the browser: the attribute tells tests (and CSS) the page is live.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/slipway.css" />
         <Title formatter=|page: String| if page.is_empty() { "Slipway".to_string() } else { format!("{page} · Slipway") } />
