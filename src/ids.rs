@@ -45,7 +45,10 @@ mod tests {
     #[test]
     fn ids_display_and_serialize_as_plain_numbers() {
         assert_eq!(RequestId(42).to_string(), "42");
-        assert_eq!(serde_json::to_string(&AssetId(7)).ok(), Some("7".to_string()));
+        assert_eq!(
+            serde_json::to_string(&AssetId(7)).ok(),
+            Some("7".to_string())
+        );
         let user: Result<UserId, _> = serde_json::from_str("3");
         assert_eq!(user.ok(), Some(UserId(3)));
         assert!(RequestId(1) < RequestId(2));

@@ -105,7 +105,10 @@ pub fn quota_queries(ty: &ResourceType, params: &Value) -> Vec<QuotaQuery> {
         .collect()
 }
 
-pub fn dependency_queries(ty: &ResourceType, params: &Value) -> Result<Vec<DependencyQuery>, String> {
+pub fn dependency_queries(
+    ty: &ResourceType,
+    params: &Value,
+) -> Result<Vec<DependencyQuery>, String> {
     let ctx = template::context(ty, params, None);
     ty.requires
         .iter()
@@ -201,12 +204,24 @@ fn quota_checks(
     let mut checks = Vec::new();
     if let Some(max_count) = rule.max_count {
         let used = usage.map(|u| i64::try_from(u.count).unwrap_or(i64::MAX));
-        checks.push(quota_check(&scope, used, 1, clamp(max_count), "requests".into()));
+        checks.push(quota_check(
+            &scope,
+            used,
+            1,
+            clamp(max_count),
+            "requests".into(),
+        ));
     }
     if let (Some(sum), Some(max)) = (&rule.sum, rule.max) {
         let requested = params.get(sum).and_then(Value::as_i64).unwrap_or(0);
         let unit = ty.param_title(sum);
-        checks.push(quota_check(&scope, usage.map(|u| u.sum), requested, clamp(max), unit));
+        checks.push(quota_check(
+            &scope,
+            usage.map(|u| u.sum),
+            requested,
+            clamp(max),
+            unit,
+        ));
     }
     checks
 }
@@ -216,7 +231,13 @@ fn clamp(limit: u64) -> i64 {
 }
 
 /// Unknown usage (the server sent too few answers) fails closed.
-fn quota_check(scope: &str, used: Option<i64>, requested: i64, limit: i64, unit: String) -> QuotaCheck {
+fn quota_check(
+    scope: &str,
+    used: Option<i64>,
+    requested: i64,
+    limit: i64,
+    unit: String,
+) -> QuotaCheck {
     let Some(used) = used else {
         return QuotaCheck {
             description: format!("{scope}: usage of {unit} unknown, limit {limit}"),
@@ -229,9 +250,7 @@ fn quota_check(scope: &str, used: Option<i64>, requested: i64, limit: i64, unit:
     };
     let total = used.saturating_add(requested);
     QuotaCheck {
-        description: format!(
-            "{scope}: {used} of {limit} {unit} used, this request makes {total}"
-        ),
+        description: format!("{scope}: {used} of {limit} {unit} used, this request makes {total}"),
         used,
         requested,
         limit,

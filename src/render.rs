@@ -105,7 +105,10 @@ pub fn change_set(
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     if let Some(pair) = files.windows(2).find(|w| w[0].path == w[1].path) {
-        return Err(fail("outputs", format!("two outputs render to {}", pair[0].path)));
+        return Err(fail(
+            "outputs",
+            format!("two outputs render to {}", pair[0].path),
+        ));
     }
     Ok(ChangeSet { files })
 }

@@ -84,7 +84,9 @@ pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
         return Err("the path is empty".into());
     }
     if path.starts_with('/') || path.starts_with('\\') {
-        return Err(format!("the path {path:?} must be relative, not start with '/'"));
+        return Err(format!(
+            "the path {path:?} must be relative, not start with '/'"
+        ));
     }
     if path.contains('\\') {
         return Err(format!("the path {path:?} must use '/' as separator"));

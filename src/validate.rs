@@ -75,7 +75,10 @@ impl ParamValidator {
     fn name_of(&self, params: &Value) -> Result<String, FieldError> {
         let ctx = template::context(&self.ty, params, None);
         let name = template::render_str(&self.ty.naming.template, &ctx).map_err(|e| {
-            FieldError::new(&self.name_field, format!("cannot build the resource name: {e}"))
+            FieldError::new(
+                &self.name_field,
+                format!("cannot build the resource name: {e}"),
+            )
         })?;
         check_dns_label(&name, self.ty.naming.max_length)
             .map_err(|m| FieldError::new(&self.name_field, m))?;
@@ -157,14 +160,19 @@ fn describe(error: &ValidationError<'_>) -> Vec<FieldError> {
     };
     match error.kind() {
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().map_or_else(|| property.to_string(), str::to_string);
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
             vec![FieldError::new(name, "is required")]
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
             .iter()
             .map(|name| FieldError::new(name, "is not a parameter of this type"))
             .collect(),
-        kind => vec![FieldError::new(field, format!("{prefix}{}", message(kind, error)))],
+        kind => vec![FieldError::new(
+            field,
+            format!("{prefix}{}", message(kind, error)),
+        )],
     }
 }
 

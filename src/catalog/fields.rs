@@ -73,7 +73,10 @@ pub(super) fn default_params(schema: &Value) -> Map<String, Value> {
 }
 
 fn text(property: &Value, key: &str) -> Option<String> {
-    property.get(key).and_then(Value::as_str).map(str::to_string)
+    property
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn unsigned(property: &Value, key: &str) -> Option<u64> {

@@ -49,12 +49,19 @@ pub(super) fn load(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
     for file in files {
         let path = file.path.trim_start_matches("./");
         if let Some(name) = path.strip_prefix("templates/") {
-            let mut fe = FileErrors { file: path, errors: &mut errors };
+            let mut fe = FileErrors {
+                file: path,
+                errors: &mut errors,
+            };
             fe.template("", &file.content);
-            catalog.templates.insert(name.to_string(), file.content.clone());
+            catalog
+                .templates
+                .insert(name.to_string(), file.content.clone());
         } else if let Some(stem) = yaml_stem(path, "dictionaries/") {
             if let Some(dictionary) = load_dictionary(path, stem, &file.content, &mut errors) {
-                catalog.dictionaries.insert(dictionary.name.clone(), dictionary);
+                catalog
+                    .dictionaries
+                    .insert(dictionary.name.clone(), dictionary);
             }
         } else if let Some(stem) = yaml_stem(path, "types/") {
             type_files.push((path, stem, &file.content));
@@ -101,7 +108,9 @@ fn parse_yaml<T: DeserializeOwned>(
             let message = error.into_inner().to_string();
             // serde_norway repeats the path in front of its message; we report it apart.
             let message = match message.split_once(": ") {
-                Some((head, rest)) if !head.is_empty() && path.starts_with(head) => rest.to_string(),
+                Some((head, rest)) if !head.is_empty() && path.starts_with(head) => {
+                    rest.to_string()
+                }
                 _ => message,
             };
             errors.push(CatalogError {
@@ -130,7 +139,10 @@ fn load_dictionary(
         if term.key.trim().is_empty() {
             fe.push(format!("terms[{i}].key"), "must not be empty");
         } else if !seen.insert(term.key.as_str()) {
-            fe.push(format!("terms[{i}].key"), format!("duplicate key {:?}", term.key));
+            fe.push(
+                format!("terms[{i}].key"),
+                format!("duplicate key {:?}", term.key),
+            );
         }
     }
     if raw.terms.is_empty() {
@@ -171,41 +183,65 @@ fn load_type(
             template: raw.naming.template,
             max_length: raw.naming.max_length.unwrap_or(DEFAULT_MAX_NAME_LENGTH),
         },
-        quota: raw.quota.into_iter().map(|q| QuotaRule {
-            per: q.per,
-            max_count: q.max_count,
-            sum: q.sum,
-            max: q.max,
-        }).collect(),
-        requires: raw.requires.into_iter().map(|r| Requirement {
-            type_name: r.type_name,
-            r#match: r.match_,
-            description: r.description,
-        }).collect(),
+        quota: raw
+            .quota
+            .into_iter()
+            .map(|q| QuotaRule {
+                per: q.per,
+                max_count: q.max_count,
+                sum: q.sum,
+                max: q.max,
+            })
+            .collect(),
+        requires: raw
+            .requires
+            .into_iter()
+            .map(|r| Requirement {
+                type_name: r.type_name,
+                r#match: r.match_,
+                description: r.description,
+            })
+            .collect(),
         review: ReviewPolicy {
             approver_role: raw.review.approvers.role,
             required: raw.review.required.unwrap_or(1),
             auto_approve_when: raw.review.auto_approve.map(|a| a.when),
         },
-        risk_hints: raw.risk_hints.into_iter().map(|r| RiskHint {
-            when: r.when,
-            message: r.message,
-        }).collect(),
-        outputs: raw.outputs.into_iter().map(|o| OutputSpec {
-            path: o.path,
-            template: o.template,
-        }).collect(),
-        checks: raw.checks.into_iter().map(|c| CheckSpec {
-            kind: match c.kind {
-                CheckKindFile::GitopsFile => CheckKind::GitopsFile { path: c.path },
-            },
-            description: c.description,
-        }).collect(),
-        monitoring: raw.monitoring.into_iter().map(|m| MonitoringSpec {
-            name: m.name,
-            kind: m.kind,
-            target: m.target,
-        }).collect(),
+        risk_hints: raw
+            .risk_hints
+            .into_iter()
+            .map(|r| RiskHint {
+                when: r.when,
+                message: r.message,
+            })
+            .collect(),
+        outputs: raw
+            .outputs
+            .into_iter()
+            .map(|o| OutputSpec {
+                path: o.path,
+                template: o.template,
+            })
+            .collect(),
+        checks: raw
+            .checks
+            .into_iter()
+            .map(|c| CheckSpec {
+                kind: match c.kind {
+                    CheckKindFile::GitopsFile => CheckKind::GitopsFile { path: c.path },
+                },
+                description: c.description,
+            })
+            .collect(),
+        monitoring: raw
+            .monitoring
+            .into_iter()
+            .map(|m| MonitoringSpec {
+                name: m.name,
+                kind: m.kind,
+                target: m.target,
+            })
+            .collect(),
         parameters,
     };
     check_type(&ty, catalog, &mut fe);
@@ -248,7 +284,10 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         }
     }
     if ty.review.required == 0 {
-        fe.push("review.required", "must be at least 1; use auto_approve for no review");
+        fe.push(
+            "review.required",
+            "must be at least 1; use auto_approve for no review",
+        );
     }
     if let Some(when) = &ty.review.auto_approve_when {
         fe.expression("review.auto_approve.when", when);
@@ -273,13 +312,19 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
 fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileErrors<'_>) {
     for (j, param) in rule.per.iter().enumerate() {
         if !ty.has_param(param) {
-            fe.push(format!("quota[{i}].per[{j}]"), format!("unknown parameter {param:?}"));
+            fe.push(
+                format!("quota[{i}].per[{j}]"),
+                format!("unknown parameter {param:?}"),
+            );
         }
     }
     match (&rule.sum, rule.max) {
         (Some(sum), Some(_)) => {
             if !ty.has_param(sum) {
-                fe.push(format!("quota[{i}].sum"), format!("unknown parameter {sum:?}"));
+                fe.push(
+                    format!("quota[{i}].sum"),
+                    format!("unknown parameter {sum:?}"),
+                );
             } else if schema::property_type(&ty.parameters, sum) != Some("integer") {
                 fe.push(
                     format!("quota[{i}].sum"),
@@ -290,7 +335,10 @@ fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileError
         (Some(_), None) => fe.push(format!("quota[{i}]"), "`sum` needs a `max`"),
         (None, Some(_)) => fe.push(format!("quota[{i}]"), "`max` needs a `sum`"),
         (None, None) if rule.max_count.is_none() => {
-            fe.push(format!("quota[{i}]"), "needs `max_count`, or `sum` with `max`");
+            fe.push(
+                format!("quota[{i}]"),
+                "needs `max_count`, or `sum` with `max`",
+            );
         }
         (None, None) => {}
     }

@@ -70,10 +70,7 @@ fn resolve_one(
         let known: Vec<&str> = dictionaries.keys().map(String::as_str).collect();
         problems.push(problem(
             at,
-            format!(
-                "unknown dictionary {name:?} (known: {})",
-                known.join(", ")
-            ),
+            format!("unknown dictionary {name:?} (known: {})", known.join(", ")),
         ));
         return;
     };
@@ -82,7 +79,10 @@ fn resolve_one(
         return;
     }
     let keys = dictionary.terms.iter().map(|t| Value::from(t.key.clone()));
-    let titles = dictionary.terms.iter().map(|t| Value::from(t.title.clone()));
+    let titles = dictionary
+        .terms
+        .iter()
+        .map(|t| Value::from(t.title.clone()));
     map.insert("enum".into(), keys.collect());
     map.insert("x-enum-titles".into(), titles.collect());
 }
@@ -146,7 +146,10 @@ pub(super) fn pointer_to_path(pointer: &str) -> String {
 /// else would be a parameter nobody can fill in.
 pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>) {
     if schema.get("type").and_then(Value::as_str) != Some("object") {
-        problems.push(problem("type".into(), "the parameters must be `type: object`"));
+        problems.push(problem(
+            "type".into(),
+            "the parameters must be `type: object`",
+        ));
     }
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         problems.push(problem(
@@ -175,9 +178,5 @@ pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>
 
 /// The JSON type a top-level property declares, if any.
 pub(super) fn property_type<'a>(schema: &'a Value, name: &str) -> Option<&'a str> {
-    schema
-        .get("properties")?
-        .get(name)?
-        .get("type")?
-        .as_str()
+    schema.get("properties")?.get(name)?.get("type")?.as_str()
 }

@@ -84,7 +84,10 @@ fn shipped_type_policies_are_read() {
     assert_eq!(ns.naming.max_length, 63);
     assert_eq!(ns.review.approver_role, "reviewer");
     assert_eq!(ns.review.required, 1);
-    assert_eq!(ns.review.auto_approve_when.as_deref(), Some("environment == 'dev'"));
+    assert_eq!(
+        ns.review.auto_approve_when.as_deref(),
+        Some("environment == 'dev'")
+    );
     assert_eq!(ns.quota.len(), 2);
     assert_eq!(ns.quota[1].sum.as_deref(), Some("cpu_limit"));
     assert_eq!(ns.outputs.len(), 3);
@@ -175,14 +178,23 @@ fn yaml_syntax_error_names_line_and_column() {
     assert_eq!(errors.len(), 1 + 2, "{errors:?}");
     assert_eq!(errors[0].file, "dictionaries/teams.yaml");
     assert_eq!(errors[0].path, "title");
-    assert!(errors[0].message.contains("line 2 column 8"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("line 2 column 8"),
+        "{}",
+        errors[0].message
+    );
     // Without the dictionary, both shipped types' x-dictionary: teams are reported.
-    assert!(errors[1..].iter().all(|e| e.message.starts_with("unknown dictionary \"teams\"")));
+    assert!(
+        errors[1..]
+            .iter()
+            .all(|e| e.message.starts_with("unknown dictionary \"teams\""))
+    );
 }
 
 #[test]
 fn unknown_fields_are_rejected_with_their_path() {
-    let text = shipped_text("types/k8s-namespace.yaml").replace("  required: 1\n", "  required: 1\n  quorum: 2\n");
+    let text = shipped_text("types/k8s-namespace.yaml")
+        .replace("  required: 1\n", "  required: 1\n  quorum: 2\n");
     let errors = errors_of(&with_file("types/k8s-namespace.yaml", &text));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].file, "types/k8s-namespace.yaml");
@@ -204,7 +216,10 @@ fn error_display_omits_empty_path() {
         path: String::new(),
         ..with_path.clone()
     };
-    assert_eq!(with_path.to_string(), "types/a.yaml: quota[0].sum: unknown parameter");
+    assert_eq!(
+        with_path.to_string(),
+        "types/a.yaml: quota[0].sum: unknown parameter"
+    );
     assert_eq!(without.to_string(), "types/a.yaml: unknown parameter");
     let all = CatalogErrors(vec![with_path, without]);
     assert_eq!(all.to_string().lines().count(), 2);
@@ -230,17 +245,29 @@ risk_hints:
     let got = triples(&errors);
     let want = [
         err(f, "quota[0].per[1]", "unknown parameter \"region\""),
-        err(f, "quota[1].sum", "parameter \"name\" must be of type integer to be summed"),
+        err(
+            f,
+            "quota[1].sum",
+            "parameter \"name\" must be of type integer to be summed",
+        ),
         err(f, "quota[2]", "`sum` needs a `max`"),
         err(f, "quota[3]", "needs `max_count`, or `sum` with `max`"),
         err(f, "requires[0].type", "unknown resource type \"database\""),
-        err(f, "requires[1].match.flavour", "type \"k8s-namespace\" has no parameter \"flavour\""),
+        err(
+            f,
+            "requires[1].match.flavour",
+            "type \"k8s-namespace\" has no parameter \"flavour\"",
+        ),
     ];
     for w in &want {
         assert!(got.contains(w), "missing {w:?} in {got:#?}");
     }
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-    for p in ["requires[1].match.team", "risk_hints[0].when", "risk_hints[0].message"] {
+    for p in [
+        "requires[1].match.team",
+        "risk_hints[0].when",
+        "risk_hints[0].message",
+    ] {
         assert!(paths.contains(&p), "missing {p} in {paths:?}");
     }
     let when = errors.iter().find(|e| e.path == "risk_hints[0].when");
@@ -254,7 +281,11 @@ fn type_name_must_match_file_stem() {
     let errors = errors_of(&with_file("types/gadget.yaml", &text));
     assert_eq!(
         triples(&errors),
-        [err("types/gadget.yaml", "name", "must match the file name \"gadget\"")]
+        [err(
+            "types/gadget.yaml",
+            "name",
+            "must match the file name \"gadget\""
+        )]
     );
 }
 
@@ -270,8 +301,18 @@ monitoring:
     .replace("k8s-namespace/namespace.yaml.j2", "widget/missing.yaml.j2");
     let errors = errors_of(&with_file("types/widget.yaml", &text));
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-    assert_eq!(paths, ["outputs[0].template", "checks[0].path", "monitoring[0].target"]);
-    assert_eq!(errors[0].message, "no file templates/widget/missing.yaml.j2 in the catalog");
+    assert_eq!(
+        paths,
+        [
+            "outputs[0].template",
+            "checks[0].path",
+            "monitoring[0].target"
+        ]
+    );
+    assert_eq!(
+        errors[0].message,
+        "no file templates/widget/missing.yaml.j2 in the catalog"
+    );
     assert!(errors[1].message.starts_with("invalid template: "));
 }
 
@@ -281,7 +322,11 @@ fn unknown_check_kind_is_rejected() {
     let errors = errors_of(&with_file("types/widget.yaml", &text));
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].path, "checks[0].kind");
-    assert!(errors[0].message.contains("unknown variant `http-probe`"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("unknown variant `http-probe`"),
+        "{}",
+        errors[0].message
+    );
 }
 
 #[test]
@@ -293,7 +338,11 @@ fn invalid_schema_is_reported_at_its_path() {
     let errors = errors_of(&with_file("types/widget.yaml", &text));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].path, "parameters.properties.size.minimum");
-    assert!(errors[0].message.starts_with("invalid JSON Schema: "), "{}", errors[0].message);
+    assert!(
+        errors[0].message.starts_with("invalid JSON Schema: "),
+        "{}",
+        errors[0].message
+    );
 }
 
 #[test]
@@ -301,14 +350,21 @@ fn invalid_regex_in_schema_is_reported() {
     let text = minimal_type("").replace("\"^[a-z]+$\"", "\"^[a-z+$\"");
     let errors = errors_of(&with_file("types/widget.yaml", &text));
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].path.starts_with("parameters.properties.name"), "{}", errors[0].path);
+    assert!(
+        errors[0].path.starts_with("parameters.properties.name"),
+        "{}",
+        errors[0].path
+    );
 }
 
 #[test]
 fn unknown_dictionary_and_unsupported_property_types() {
     let text = minimal_type("")
         .replace("x-dictionary: teams", "x-dictionary: squads")
-        .replace("size: { type: integer, default: 1 }", "size: { type: object }");
+        .replace(
+            "size: { type: integer, default: 1 }",
+            "size: { type: object }",
+        );
     let errors = errors_of(&with_file("types/widget.yaml", &text));
     assert_eq!(
         triples(&errors),
@@ -333,7 +389,11 @@ fn duplicate_dictionary_keys() {
     let errors = errors_of(&with_file("dictionaries/colours.yaml", text));
     assert_eq!(
         triples(&errors),
-        [err("dictionaries/colours.yaml", "terms[1].key", "duplicate key \"red\"")]
+        [err(
+            "dictionaries/colours.yaml",
+            "terms[1].key",
+            "duplicate key \"red\""
+        )]
     );
 }
 

@@ -1,0 +1,241 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::catalog::ResourceType;
+use crate::test_support::shipped_catalog;
+
+fn ty(name: &str) -> ResourceType {
+    match shipped_catalog().resource_type(name) {
+        Some(t) => t.clone(),
+        None => panic!("{name} missing"),
+    }
+}
+
+fn validator(t: &ResourceType) -> ParamValidator {
+    match ParamValidator::new(t) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn pg(environment: &str, ha: bool) -> Value {
+    json!({
+        "name": "orders", "team": "payments", "environment": environment, "size": "small",
+        "storage_gb": 100, "version": "16", "high_availability": ha
+    })
+}
+
+#[test]
+fn quota_queries_carry_the_scope() {
+    let queries = quota_queries(&ty("postgres-database"), &pg("prod", true));
+    assert_eq!(
+        queries,
+        vec![
+            QuotaQuery {
+                rule_index: 0,
+                scope: [
+                    ("team".into(), "payments".into()),
+                    ("environment".into(), "prod".into())
+                ]
+                .into_iter()
+                .collect(),
+                sum_param: None,
+            },
+            QuotaQuery {
+                rule_index: 1,
+                scope: [("team".into(), "payments".into())].into_iter().collect(),
+                sum_param: Some("storage_gb".into()),
+            },
+        ]
+    );
+}
+
+#[test]
+fn rules_with_missing_parameters_are_skipped() {
+    let queries = quota_queries(&ty("postgres-database"), &json!({"team": "payments"}));
+    assert!(queries.is_empty(), "{queries:?}");
+    let queries = quota_queries(
+        &ty("postgres-database"),
+        &json!({"team": "payments", "storage_gb": 20}),
+    );
+    assert_eq!(
+        queries.iter().map(|q| q.rule_index).collect::<Vec<_>>(),
+        [1]
+    );
+}
+
+#[test]
+fn quotas_are_evaluated_against_usage() {
+    let t = ty("postgres-database");
+    let usage = [
+        QuotaUsage { count: 4, sum: 0 },
+        QuotaUsage { count: 9, sum: 950 },
+    ];
+    let report = evaluate(
+        &validator(&t),
+        &t,
+        &pg("prod", true),
+        &usage,
+        &[DependencyFound {
+            asset_name: Some("payments-apps-prod".into()),
+        }],
+    );
+    assert_eq!(
+        report.quotas,
+        vec![
+            QuotaCheck {
+                description:
+                    "team payments, environment prod: 4 of 5 requests used, this request makes 5"
+                        .into(),
+                used: 4,
+                requested: 1,
+                limit: 5,
+                unit: "requests".into(),
+                ok: true,
+            },
+            QuotaCheck {
+                description:
+                    "team payments: 950 of 1000 Storage (GB) used, this request makes 1050".into(),
+                used: 950,
+                requested: 100,
+                limit: 1000,
+                unit: "Storage (GB)".into(),
+                ok: false,
+            },
+        ]
+    );
+    assert!(!report.passed());
+}
+
+#[test]
+fn missing_usage_fails_closed() {
+    let t = ty("postgres-database");
+    let report = evaluate(&validator(&t), &t, &pg("dev", false), &[], &[]);
+    assert_eq!(report.quotas.len(), 2);
+    assert!(report.quotas.iter().all(|q| !q.ok));
+}
+
+#[test]
+fn dependencies_are_rendered_and_decided() {
+    let t = ty("postgres-database");
+    let queries = dependency_queries(&t, &pg("staging", false));
+    assert_eq!(
+        queries,
+        Ok(vec![DependencyQuery {
+            type_name: "k8s-namespace".into(),
+            r#match: [
+                ("environment".into(), "staging".into()),
+                ("team".into(), "payments".into())
+            ]
+            .into_iter()
+            .collect(),
+        }])
+    );
+    let usage = [QuotaUsage::default(), QuotaUsage::default()];
+    let missing = evaluate(
+        &validator(&t),
+        &t,
+        &pg("staging", false),
+        &usage,
+        &[DependencyFound::default()],
+    );
+    assert_eq!(
+        missing.dependencies,
+        vec![DependencyCheck {
+            type_name: "k8s-namespace".into(),
+            description: "the team's namespace in the same environment (a k8s-namespace with environment staging, team payments)".into(),
+            found: None,
+            ok: false,
+        }]
+    );
+    assert!(!missing.passed());
+    let found = [DependencyFound {
+        asset_name: Some("payments-apps-staging".into()),
+    }];
+    let report = evaluate(&validator(&t), &t, &pg("staging", false), &usage, &found);
+    assert_eq!(
+        report.dependencies[0].found.as_deref(),
+        Some("payments-apps-staging")
+    );
+    assert!(report.passed(), "{report:?}");
+    assert_eq!(
+        report.resource_name.as_deref(),
+        Some("payments-orders-staging")
+    );
+}
+
+#[test]
+fn dependency_queries_fail_on_missing_parameters() {
+    let result = dependency_queries(&ty("postgres-database"), &json!({"team": "payments"}));
+    assert!(result.is_err_and(|e| e.starts_with("requirement k8s-namespace: environment:")));
+}
+
+#[test]
+fn risk_hints_fire_on_their_conditions() {
+    let t = ty("postgres-database");
+    assert_eq!(risk_hints(&t, &pg("dev", false)), Vec::<String>::new());
+    assert_eq!(
+        risk_hints(&t, &pg("prod", true)),
+        vec!["Production database: backups and on-call apply".to_string()]
+    );
+    assert_eq!(risk_hints(&t, &pg("prod", false)).len(), 2);
+    assert_eq!(
+        risk_hints(
+            &ty("k8s-namespace"),
+            &json!({"team": "search", "environment": "prod"})
+        ),
+        vec!["Production namespace for search: workloads here are paged on.".to_string()]
+    );
+    assert!(risk_hints(&t, &json!({})).is_empty());
+}
+
+#[test]
+fn risks_never_block() {
+    let t = ty("postgres-database");
+    let usage = [QuotaUsage::default(), QuotaUsage::default()];
+    let found = [DependencyFound {
+        asset_name: Some("ns".into()),
+    }];
+    let report = evaluate(&validator(&t), &t, &pg("prod", false), &usage, &found);
+    assert_eq!(report.risks.len(), 2);
+    assert!(report.passed());
+}
+
+#[test]
+fn field_errors_block_but_other_rules_still_run() {
+    let t = ty("postgres-database");
+    let mut params = pg("prod", true);
+    if let Some(map) = params.as_object_mut() {
+        map.insert("storage_gb".into(), json!(5));
+    }
+    let usage = [QuotaUsage::default(), QuotaUsage::default()];
+    let report = evaluate(
+        &validator(&t),
+        &t,
+        &params,
+        &usage,
+        &[DependencyFound::default()],
+    );
+    assert_eq!(report.field_errors.len(), 1);
+    assert_eq!(report.quotas.len(), 2);
+    assert_eq!(report.dependencies.len(), 1);
+    assert!(!report.passed());
+}
+
+#[test]
+fn auto_approve_policy() {
+    let ns = ty("k8s-namespace");
+    assert!(auto_approves(&ns, &json!({"environment": "dev"})));
+    assert!(!auto_approves(&ns, &json!({"environment": "prod"})));
+    assert!(
+        !auto_approves(&ns, &json!({})),
+        "an undefined parameter never approves"
+    );
+    assert!(
+        !auto_approves(&ty("postgres-database"), &pg("dev", false)),
+        "no policy, no approval"
+    );
+    let mut broken = ns.clone();
+    broken.review.auto_approve_when = Some("environment ==".into());
+    assert!(!auto_approves(&broken, &json!({"environment": "dev"})));
+}

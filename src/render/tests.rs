@@ -1,0 +1,236 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::catalog::ResourceType;
+use crate::test_support::shipped_catalog;
+
+fn ty(name: &str) -> ResourceType {
+    match shipped_catalog().resource_type(name) {
+        Some(t) => t.clone(),
+        None => panic!("{name} missing"),
+    }
+}
+
+fn ns_params() -> Value {
+    json!({"name": "checkout", "team": "payments", "environment": "prod",
+           "cpu_limit": 8, "memory_limit_gi": 16, "admins": ["alice", "bob"]})
+}
+
+fn pg_params(ha: bool) -> Value {
+    json!({"name": "orders", "team": "payments", "environment": "prod", "size": "medium",
+           "storage_gb": 50, "version": "17", "high_availability": ha, "extensions": ["pgcrypto"]})
+}
+
+fn render_ok(t: &str, params: &Value, name: &str) -> ChangeSet {
+    match change_set(&shipped_catalog(), &ty(t), params, name) {
+        Ok(set) => set,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn namespace_renders_three_sorted_files() {
+    let set = render_ok("k8s-namespace", &ns_params(), "payments-checkout-prod");
+    let paths: Vec<&str> = set.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "prod/payments/k8s-namespace/checkout/namespace.yaml",
+            "prod/payments/k8s-namespace/checkout/resourcequota.yaml",
+            "prod/payments/k8s-namespace/checkout/rolebinding.yaml",
+        ]
+    );
+    assert!(
+        set.files[0]
+            .content
+            .contains("  name: payments-checkout-prod\n")
+    );
+    assert!(
+        set.files[0]
+            .content
+            .contains("slipway.io/resource-type: k8s-namespace")
+    );
+    assert!(set.files[1].content.contains("limits.memory: 16Gi"));
+    assert!(set.files[2].content.contains("    name: alice\n"));
+    assert!(set.files[2].content.contains("    name: bob\n"));
+}
+
+#[test]
+fn rendered_files_are_valid_yaml() {
+    let sets = [
+        render_ok("k8s-namespace", &ns_params(), "payments-checkout-prod"),
+        render_ok(
+            "postgres-database",
+            &pg_params(true),
+            "payments-orders-prod",
+        ),
+    ];
+    for file in sets.iter().flat_map(|s| s.files.iter()) {
+        let parsed: Result<serde_json::Value, _> = serde_norway::from_str(&file.content);
+        assert!(
+            parsed.is_ok(),
+            "{}:\n{}\n{parsed:?}",
+            file.path,
+            file.content
+        );
+    }
+}
+
+#[test]
+fn cnpg_cluster_follows_the_parameters() {
+    let set = render_ok(
+        "postgres-database",
+        &pg_params(true),
+        "payments-orders-prod",
+    );
+    assert_eq!(set.files.len(), 1);
+    let parsed: Value = serde_norway::from_str(&set.files[0].content).unwrap_or_default();
+    assert_eq!(parsed["apiVersion"], "postgresql.cnpg.io/v1");
+    assert_eq!(parsed["kind"], "Cluster");
+    assert_eq!(parsed["spec"]["instances"], 3);
+    assert_eq!(parsed["spec"]["storage"]["size"], "50Gi");
+    assert_eq!(
+        parsed["spec"]["imageName"],
+        "ghcr.io/cloudnative-pg/postgresql:17"
+    );
+    assert_eq!(parsed["spec"]["resources"]["limits"]["memory"], "8Gi");
+    let single = render_ok(
+        "postgres-database",
+        &pg_params(false),
+        "payments-orders-prod",
+    );
+    let parsed: Value = serde_norway::from_str(&single.files[0].content).unwrap_or_default();
+    assert_eq!(parsed["spec"]["instances"], 1);
+}
+
+#[test]
+fn optional_parameters_may_be_absent() {
+    let mut params = ns_params();
+    if let Some(map) = params.as_object_mut() {
+        map.remove("admins");
+    }
+    let set = render_ok("k8s-namespace", &params, "payments-checkout-prod");
+    assert!(set.files[2].content.contains("subjects: []"));
+}
+
+#[test]
+fn hash_is_stable_and_content_sensitive() {
+    let a = render_ok("k8s-namespace", &ns_params(), "payments-checkout-prod");
+    let b = render_ok("k8s-namespace", &ns_params(), "payments-checkout-prod");
+    assert_eq!(a.hash(), b.hash());
+    assert_eq!(a.hash().len(), 64);
+    let mut reversed = a.clone();
+    reversed.files.reverse();
+    assert_eq!(
+        reversed.hash(),
+        a.hash(),
+        "the hash does not depend on file order"
+    );
+    let mut params = ns_params();
+    params["cpu_limit"] = json!(9);
+    let c = render_ok("k8s-namespace", &params, "payments-checkout-prod");
+    assert_ne!(a.hash(), c.hash());
+    // Pinned: changing the hash scheme would void every recorded approval.
+    let tiny = ChangeSet {
+        files: vec![RenderedFile {
+            path: "a".into(),
+            content: "b".into(),
+        }],
+    };
+    assert_eq!(
+        tiny.hash(),
+        "8fb20ef63ced4145fc2e983ffe597d1dcff39154c3bf21f0fa9dde6a0c50fdc9"
+    );
+    let empty = ChangeSet::default();
+    assert_eq!(
+        empty.hash(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+}
+
+#[test]
+fn undefined_variables_and_escaping_paths_are_errors() {
+    let catalog = shipped_catalog();
+    let mut t = ty("k8s-namespace");
+    let err = change_set(&catalog, &t, &json!({"name": "x"}), "x").err();
+    assert_eq!(
+        err.as_ref().map(|e| e.what.as_str()),
+        Some("outputs[0].path")
+    );
+    t.outputs[0].path = "../{{ name }}.yaml".into();
+    let err = change_set(&catalog, &t, &ns_params(), "n").err();
+    assert_eq!(
+        err.map(|e| e.to_string()),
+        Some("outputs[0].path: the path \"../checkout.yaml\" must not contain '..'".into())
+    );
+    t.outputs[0].path = "/{{ name }}.yaml".into();
+    assert!(change_set(&catalog, &t, &ns_params(), "n").is_err());
+}
+
+#[test]
+fn duplicate_output_paths_are_errors() {
+    let mut t = ty("k8s-namespace");
+    t.outputs[1].path = t.outputs[0].path.clone();
+    let err = change_set(&shipped_catalog(), &t, &ns_params(), "n").err();
+    assert_eq!(err.map(|e| e.what), Some("outputs".to_string()));
+}
+
+#[test]
+fn checks_render_paths_and_descriptions() {
+    let checks = match checks(
+        &ty("postgres-database"),
+        &pg_params(false),
+        "payments-orders-prod",
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        checks,
+        vec![RenderedCheck {
+            kind: CheckKind::GitopsFile {
+                path: "prod/payments/postgres-database/orders/cluster.yaml".into()
+            },
+            description:
+                "The CloudNativePG Cluster for payments-orders-prod is in the GitOps repository"
+                    .into(),
+        }]
+    );
+    let ns = checks_or_panic("k8s-namespace", &ns_params());
+    assert_eq!(ns.len(), 3);
+    assert_eq!(
+        ns[1].description,
+        "prod/payments/k8s-namespace/checkout/resourcequota.yaml is in the GitOps repository"
+    );
+}
+
+fn checks_or_panic(t: &str, params: &Value) -> Vec<RenderedCheck> {
+    checks(&ty(t), params, "payments-checkout-prod").unwrap_or_default()
+}
+
+#[test]
+fn monitoring_items_render() {
+    let items = monitoring(
+        &ty("postgres-database"),
+        &pg_params(true),
+        "payments-orders-prod",
+    )
+    .unwrap_or_default();
+    assert_eq!(
+        items[0],
+        MonitoringItem {
+            name: "payments-orders-prod availability".into(),
+            kind: "prometheus-rule".into(),
+            target: "cnpg_collector_up{cluster=\"payments-orders-prod\"} == 0".into(),
+        }
+    );
+    assert_eq!(items[1].kind, "grafana-dashboard");
+    let ns = monitoring(&ty("k8s-namespace"), &ns_params(), "payments-checkout-prod")
+        .unwrap_or_default();
+    assert_eq!(ns.len(), 2);
+    assert!(
+        ns[0]
+            .target
+            .contains("namespace=\"payments-checkout-prod\"")
+    );
+}

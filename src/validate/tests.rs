@@ -1,0 +1,202 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::catalog::ResourceType;
+use crate::test_support::shipped_catalog;
+
+fn ty(name: &str) -> ResourceType {
+    match shipped_catalog().resource_type(name) {
+        Some(t) => t.clone(),
+        None => panic!("{name} missing"),
+    }
+}
+
+fn pg_params() -> Value {
+    json!({
+        "name": "orders", "team": "payments", "environment": "prod", "size": "medium",
+        "storage_gb": 50, "version": "16", "high_availability": true, "extensions": ["pgcrypto"]
+    })
+}
+
+fn validator(name: &str) -> ParamValidator {
+    match ParamValidator::new(&ty(name)) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn set(mut params: Value, key: &str, value: Value) -> Value {
+    if let Some(map) = params.as_object_mut() {
+        map.insert(key.into(), value);
+    }
+    params
+}
+
+#[test]
+fn valid_params_have_no_errors_and_a_name() {
+    let v = validator("postgres-database");
+    assert_eq!(v.check(&pg_params()), vec![]);
+    assert_eq!(
+        v.resource_name(&pg_params()),
+        Ok("payments-orders-prod".to_string())
+    );
+}
+
+#[test]
+fn messages_name_the_rule() {
+    let v = validator("postgres-database");
+    let cases = [
+        (
+            "name",
+            json!("Orders"),
+            "must match the pattern ^[a-z][a-z0-9-]{1,30}$",
+        ),
+        ("storage_gb", json!(5), "must be at least 10"),
+        ("storage_gb", json!(501), "must be at most 500"),
+        ("storage_gb", json!("lots"), "must be an integer"),
+        (
+            "size",
+            json!("huge"),
+            "must be one of: small, medium, large",
+        ),
+        (
+            "team",
+            json!("sales"),
+            "must be one of: payments, search, platform, dba",
+        ),
+        ("high_availability", json!("yes"), "must be true or false"),
+        (
+            "extensions",
+            json!(["ok", "Bad!"]),
+            "item 2 must match the pattern ^[a-z][a-z0-9_]{1,62}$",
+        ),
+    ];
+    for (field, value, message) in cases {
+        let errors = v.check(&set(pg_params(), field, value));
+        assert_eq!(errors, vec![FieldError::new(field, message)], "{field}");
+    }
+}
+
+#[test]
+fn missing_and_unknown_parameters() {
+    let v = validator("postgres-database");
+    let mut params = pg_params();
+    if let Some(map) = params.as_object_mut() {
+        map.remove("team");
+        map.insert("colour".into(), json!("blue"));
+    }
+    let errors = v.check(&params);
+    assert!(
+        errors.contains(&FieldError::new("team", "is required")),
+        "{errors:?}"
+    );
+    assert!(errors.contains(&FieldError::new(
+        "colour",
+        "is not a parameter of this type"
+    )));
+    // The name cannot be built without the team, but that is already said above.
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}
+
+#[test]
+fn nulls_count_as_absent() {
+    let v = validator("postgres-database");
+    let errors = v.check(&set(pg_params(), "extensions", Value::Null));
+    assert_eq!(errors, vec![]);
+    let errors = v.check(&set(pg_params(), "storage_gb", Value::Null));
+    assert_eq!(errors, vec![FieldError::new("storage_gb", "is required")]);
+}
+
+#[test]
+fn naming_rule_is_checked_on_the_field_name() {
+    let mut t = ty("postgres-database");
+    t.naming.max_length = 15;
+    let v = ParamValidator::new(&t).ok();
+    let errors = v.map(|v| v.check(&pg_params())).unwrap_or_default();
+    assert_eq!(
+        errors,
+        vec![FieldError::new(
+            "name",
+            "the resource name \"payments-orders-prod\" is 20 characters long, at most 15 are allowed"
+        )]
+    );
+}
+
+#[test]
+fn naming_errors_go_to_the_whole_object_without_a_name_field() {
+    let mut t = ty("k8s-namespace");
+    if let Some(props) = t
+        .parameters
+        .get_mut("properties")
+        .and_then(Value::as_object_mut)
+    {
+        props.remove("name");
+    }
+    if let Some(req) = t
+        .parameters
+        .get_mut("required")
+        .and_then(Value::as_array_mut)
+    {
+        req.retain(|r| r != "name");
+    }
+    t.naming.template = "{{ team }}_{{ environment }}".into();
+    let params =
+        json!({"team": "search", "environment": "dev", "cpu_limit": 2, "memory_limit_gi": 4});
+    let errors = local_check(&t, &params);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "");
+    assert!(
+        errors[0]
+            .message
+            .contains("\"search_dev\" must be lowercase letters")
+    );
+}
+
+#[test]
+fn dns_label_rule() {
+    assert!(check_dns_label("a-1", 63).is_ok());
+    for bad in ["", "1abc", "abc-", "aBc", "a_b", "a.b"] {
+        assert!(check_dns_label(bad, 63).is_err(), "{bad:?}");
+    }
+    assert!(check_dns_label(&"a".repeat(64), 63).is_err());
+    assert!(check_dns_label(&"a".repeat(63), 63).is_ok());
+}
+
+#[test]
+fn coerce_form_values() {
+    let int = FieldKind::Integer {
+        minimum: None,
+        maximum: None,
+    };
+    assert_eq!(coerce_form_value(&int, " 42 "), json!(42));
+    assert_eq!(coerce_form_value(&int, "4.5"), json!("4.5"));
+    assert_eq!(coerce_form_value(&int, ""), Value::Null);
+    assert_eq!(coerce_form_value(&FieldKind::Boolean, "true"), json!(true));
+    assert_eq!(
+        coerce_form_value(&FieldKind::Boolean, "false"),
+        json!(false)
+    );
+    let list = FieldKind::TextList {
+        items_pattern: None,
+    };
+    assert_eq!(
+        coerce_form_value(&list, "a, b\nc,,\n"),
+        json!(["a", "b", "c"])
+    );
+    let text = FieldKind::Text {
+        pattern: None,
+        min_length: None,
+        max_length: None,
+    };
+    assert_eq!(coerce_form_value(&text, "x y"), json!("x y"));
+    let v = validator("postgres-database");
+    let errors = v.check(&set(
+        pg_params(),
+        "storage_gb",
+        coerce_form_value(&int, "ten"),
+    ));
+    assert_eq!(
+        errors,
+        vec![FieldError::new("storage_gb", "must be an integer")]
+    );
+}
