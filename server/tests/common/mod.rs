@@ -1,0 +1,277 @@
+//! The test harness: a real `AppState` built by `cli::build_state` on a fresh
+//! database (SQLite always, PostgreSQL when `SLIPWAY_TEST_POSTGRES_URL` is set) and a
+//! fresh temporary directory holding the data directory and the GitOps repository.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+use slipway_core::views::{RequestDraft, ReviewDecision, UserView};
+use slipway_server::AppState;
+use slipway_server::config::Settings;
+use slipway_server::services::{auth, requests, reviews};
+use slipway_server::storage::requests::RequestRow;
+use slipway_server::storage::{self, Engine};
+use sqlx::Connection;
+use tempfile::TempDir;
+
+pub type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+
+pub const POSTGRES_ENV: &str = "SLIPWAY_TEST_POSTGRES_URL";
+
+/// The repository's shipped catalog.
+pub fn shipped_catalog() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../catalog"))
+}
+
+/// A PostgreSQL database made for one test, dropped (best effort) when the test ends.
+struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: use a thread with its own runtime.
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut conn = sqlx::AnyConnection::connect(&admin_url).await.map_err(|e| e.to_string())?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.close().await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_string()) {
+            eprintln!("note: could not drop the test database {}: {error}", self.name);
+        }
+    }
+}
+
+/// `postgres://u@h:5432/db?x=y` with the database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (without_query, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+    let base = match without_query[scheme_end..].find('/') {
+        Some(slash) => &without_query[..scheme_end + slash],
+        None => without_query,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub engine: Engine,
+    settings: Settings,
+    // Dropped after `state` (fields drop in order): the database, then the files.
+    _database: Option<ScratchDatabase>,
+    _dir: TempDir,
+    _catalog_dir: Option<TempDir>,
+}
+
+impl TestApp {
+    /// A fresh app on the shipped catalog; `None` when the engine is not available.
+    pub async fn start(engine: Engine) -> TestResult<Option<TestApp>> {
+        TestApp::start_with_catalog(engine, None).await
+    }
+
+    /// A fresh app on the given catalog directory (kept alive as long as the app).
+    pub async fn start_with_catalog(engine: Engine, catalog: Option<TempDir>) -> TestResult<Option<TestApp>> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir)?;
+        let (database_url, database) = match engine {
+            Engine::Sqlite => (format!("sqlite://{}?mode=rwc", data_dir.join("slipway.db").display()), None),
+            Engine::Postgres => {
+                let Some(admin_url) = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.trim().is_empty()) else {
+                    return Ok(None);
+                };
+                sqlx::any::install_default_drivers();
+                let name = format!("slipway_t_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::AnyConnection::connect(&admin_url).await?;
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+                conn.close().await?;
+                let url = with_database(&admin_url, &name);
+                (url, Some(ScratchDatabase { admin_url, name }))
+            }
+        };
+        let catalog_path = catalog.as_ref().map_or_else(shipped_catalog, |d| d.path().to_path_buf());
+        let settings = Settings {
+            addr: "127.0.0.1:0".parse()?,
+            data_dir: data_dir.clone(),
+            catalog: catalog_path,
+            demo: true,
+            database_url,
+            gitops_repo: data_dir.join("gitops.git"),
+            site_root: dir.path().join("site"),
+            secure_cookies: false,
+        };
+        let state = slipway_server::cli::build_state(settings.clone()).await?;
+        Ok(Some(TestApp { state, engine, settings, _database: database, _dir: dir, _catalog_dir: catalog }))
+    }
+
+    /// A second state on the same database, data directory and repository, as a
+    /// restarted process builds it.
+    pub async fn restart(&self) -> TestResult<AppState> {
+        Ok(slipway_server::cli::build_state(self.settings.clone()).await?)
+    }
+
+    /// Commits on the GitOps branch.
+    pub fn gitops_commits(&self) -> TestResult<usize> {
+        Ok(self.state.gitops.commit_count()?)
+    }
+
+    /// Signs a demo user in with the demo password.
+    pub async fn user(&self, name: &str) -> TestResult<UserView> {
+        Ok(auth::login(&self.state, name, &format!("{name}-demo-pw")).await?)
+    }
+
+    /// Runs due jobs until none is left; returns how many ran.
+    pub async fn run_jobs(&self) -> TestResult<usize> {
+        run_jobs_on(&self.state).await
+    }
+
+    pub async fn request(&self, id: RequestId) -> TestResult<RequestRow> {
+        let mut conn = self.state.db.pool.acquire().await?;
+        Ok(storage::requests::get(&mut conn, id).await?.ok_or_else(|| format!("request #{id} is missing"))?)
+    }
+
+    pub async fn request_state(&self, id: RequestId) -> TestResult<RequestState> {
+        Ok(self.request(id).await?.state)
+    }
+
+    pub async fn count(&self, table: &str) -> TestResult<i64> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.state.db.pool).await?;
+        Ok(n)
+    }
+
+    /// Row counts of every table a request touches, to prove a refused call changed nothing.
+    pub async fn snapshot(&self) -> TestResult<Vec<(&'static str, i64)>> {
+        let mut counts = Vec::new();
+        for table in ["requests", "request_revisions", "decisions", "jobs", "check_results", "assets", "audit_events"] {
+            counts.push((table, self.count(table).await?));
+        }
+        Ok(counts)
+    }
+
+    pub async fn exec(&self, sql: &str) -> TestResult<u64> {
+        Ok(sqlx::query(sql).execute(&self.state.db.pool).await?.rows_affected())
+    }
+
+    /// Submits a k8s-namespace for alice's team in `environment`, has bob approve it
+    /// when the policy does not, runs the jobs and checks it completed.
+    pub async fn namespace(&self, requester: &UserView, environment: &str, name: &str) -> TestResult<RequestId> {
+        let id = requests::submit(&self.state, requester, &draft("k8s-namespace", namespace_params(name, "payments", environment, 2))).await?;
+        if self.request_state(id).await? == RequestState::InReview {
+            let bob = self.user("bob").await?;
+            reviews::decide(&self.state, &bob, id, 1, ReviewDecision::Approve, "ok").await?;
+        }
+        self.run_jobs().await?;
+        let state = self.request_state(id).await?;
+        if state != RequestState::Completed {
+            return Err(format!("namespace request #{id} ended {state}, not completed").into());
+        }
+        Ok(id)
+    }
+}
+
+pub async fn run_jobs_on(state: &AppState) -> TestResult<usize> {
+    let mut ran = 0;
+    while slipway_server::orchestrator::run_once(state, "test-worker").await? {
+        ran += 1;
+        if ran > 100 {
+            return Err("more than 100 jobs ran: the queue does not drain".into());
+        }
+    }
+    Ok(ran)
+}
+
+/// A draft with a fresh submit key.
+pub fn draft(type_name: &str, params: Value) -> RequestDraft {
+    RequestDraft { type_name: type_name.into(), params, submit_key: uuid::Uuid::new_v4().to_string() }
+}
+
+pub fn namespace_params(name: &str, team: &str, environment: &str, cpu: i64) -> Value {
+    serde_json::json!({
+        "name": name, "team": team, "environment": environment,
+        "cpu_limit": cpu, "memory_limit_gi": 4, "admins": ["alice"],
+    })
+}
+
+pub fn postgres_params(name: &str, environment: &str, storage_gb: i64) -> Value {
+    serde_json::json!({
+        "name": name, "team": "payments", "environment": environment,
+        "size": "small", "storage_gb": storage_gb, "version": "16",
+    })
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Generates `<scenario>::sqlite` and `<scenario>::postgres` tests from one
+/// `async fn scenario(app: &TestApp) -> TestResult`. The PostgreSQL twin says so and
+/// passes when `SLIPWAY_TEST_POSTGRES_URL` is unset.
+macro_rules! on_both_engines {
+    ($($scenario:ident),* $(,)?) => {
+        $( on_both_engines!(@one $scenario, $crate::common::TestApp::start); )*
+    };
+    (@one $scenario:ident, $start:path) => {
+        mod $scenario {
+            use $crate::common::TestResult;
+            use slipway_server::storage::Engine;
+
+            #[tokio::test]
+            async fn sqlite() -> TestResult {
+                let app = $start(Engine::Sqlite).await?.ok_or("SQLite is always available")?;
+                super::$scenario(&app).await
+            }
+
+            #[tokio::test]
+            async fn postgres() -> TestResult {
+                let Some(app) = $start(Engine::Postgres).await? else {
+                    eprintln!("note: {} is not set; skipping the PostgreSQL run", $crate::common::POSTGRES_ENV);
+                    return Ok(());
+                };
+                super::$scenario(&app).await
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database_in_a_url() {
+        assert_eq!(super::with_database("postgres://p@h:5432/test", "x"), "postgres://p@h:5432/x");
+        assert_eq!(super::with_database("postgres://p@h/test?sslmode=disable", "x"), "postgres://p@h/x?sslmode=disable");
+        assert_eq!(super::with_database("postgres://p@h", "x"), "postgres://p@h/x");
+    }
+}

@@ -1,0 +1,537 @@
+//! End-to-end flows through the service layer and the orchestrator, each run on
+//! SQLite and (with `SLIPWAY_TEST_POSTGRES_URL`) on PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use common::{TestApp, TestResult, draft, namespace_params, postgres_params, run_jobs_on};
+use serde_json::json;
+use slipway_core::diff::{FileStatus, LineTag};
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+use slipway_core::views::{AssetFilter, AuditFilter, ReviewDecision};
+use slipway_server::services::{ServiceError, assets, audit, catalog, detail, operations, requests, reviews};
+use slipway_server::storage::audit::ChainStatus;
+use slipway_server::storage::{self, Engine};
+
+on_both_engines!(
+    whole_chain,
+    auto_approve_and_rerun,
+    restart_mid_job,
+    restart_after_the_commit_landed,
+    hash_binding_and_manual_fallback,
+    bad_requests_change_nothing,
+    bad_reviews_change_nothing,
+    state_machine_through_the_services,
+);
+on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
+
+/// Audit actions on one target, oldest first.
+async fn audit_actions(app: &TestApp, target: &str) -> TestResult<Vec<String>> {
+    let carol = app.user("carol").await?;
+    let filter = AuditFilter { target: Some(target.into()), ..AuditFilter::default() };
+    let mut entries = audit::list(&app.state, &carol, &filter).await?;
+    entries.reverse();
+    Ok(entries.into_iter().map(|e| e.action).collect())
+}
+
+async fn whole_chain(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob, carol) = (app.user("alice").await?, app.user("bob").await?, app.user("carol").await?);
+    let namespace_request = app.namespace(&alice, "prod", "core").await?;
+    let namespace_asset = {
+        let mut conn = state.db.pool.acquire().await?;
+        storage::assets::by_request(&mut conn, namespace_request).await?.ok_or("the namespace has no asset")?
+    };
+
+    let id = requests::submit(state, &alice, &draft("postgres-database", postgres_params("ledger", "prod", 20))).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    let queue = reviews::queue(state, &bob).await?;
+    assert!(queue.iter().any(|r| r.id == id), "bob's queue lacks #{id}: {queue:?}");
+    assert!(matches!(reviews::queue(state, &alice).await, Err(ServiceError::Forbidden(_))));
+
+    let first_look = detail::request_detail(state, &bob, id).await?;
+    assert!(first_look.permissions.review);
+    assert_eq!(first_look.review_diff, None, "nothing to compare with on a first look");
+    reviews::decide(state, &bob, id, 1, ReviewDecision::RequestChanges, "50 GB please, the ledger grows").await?;
+    assert_eq!(app.request_state(id).await?, RequestState::ChangesRequested);
+
+    requests::resubmit(state, &alice, id, &postgres_params("ledger", "prod", 50)).await?;
+    let row = app.request(id).await?;
+    assert_eq!((row.state, row.current_revision), (RequestState::InReview, 2));
+
+    let second_look = detail::request_detail(state, &bob, id).await?;
+    let diff = second_look.review_diff.ok_or("bob should see what changed since revision 1")?;
+    assert_eq!((diff.base_revision, diff.revision), (1, 2));
+    assert_eq!(diff.params.len(), 1, "{:?}", diff.params);
+    assert_eq!(diff.params[0].name, "storage_gb");
+    assert_eq!((diff.params[0].before.clone(), diff.params[0].after.clone()), (Some(json!(20)), Some(json!(50))));
+    let cluster = "prod/payments/postgres-database/ledger/cluster.yaml";
+    let file = diff.files.iter().find(|f| f.path == cluster).ok_or("no diff for the cluster file")?;
+    assert_eq!(file.status, FileStatus::Modified);
+    assert!(file.lines.iter().any(|l| l.tag == LineTag::Removed && l.text.contains("size: 20Gi")), "{:?}", file.lines);
+    assert!(file.lines.iter().any(|l| l.tag == LineTag::Added && l.text.contains("size: 50Gi")), "{:?}", file.lines);
+
+    reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, "").await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed);
+    let commit = row.applied_commit.ok_or("a completed request names its commit")?;
+
+    let approved = second_look.revisions.iter().find(|r| r.revision == 2).ok_or("revision 2")?;
+    assert_eq!(approved.change_set.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), [cluster]);
+    let in_repo = state.gitops.read_file(&commit, cluster)?.ok_or("the cluster file is not in the GitOps repo")?;
+    assert_eq!(in_repo, approved.change_set.files[0].content);
+    assert!(in_repo.contains("name: payments-ledger-prod") && in_repo.contains("size: 50Gi"), "{in_repo}");
+
+    let filter = AssetFilter { type_name: Some("postgres-database".into()), text: None };
+    let listed = assets::list(state, &alice, &filter).await?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].name.as_str(), listed[0].request_id), ("payments-ledger-prod", id));
+    let asset = assets::detail(state, &alice, listed[0].id).await?;
+    assert_eq!(asset.commit_id, commit);
+    assert_eq!(asset.params["storage_gb"], json!(50));
+    let monitoring: Vec<&str> = asset.monitoring.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(monitoring, ["payments-ledger-prod availability", "payments-ledger-prod dashboard"]);
+    assert!(
+        asset.relations.iter().any(|r| r.kind == "requires" && r.asset_id == namespace_asset.summary.id),
+        "{:?}",
+        asset.relations
+    );
+    assert!(asset.history.iter().any(|e| e.action == "asset.created"));
+
+    assert_eq!(
+        audit_actions(app, &format!("request:{id}")).await?,
+        [
+            "request.submit",
+            "request.enter_review",
+            "request.request_changes",
+            "request.resubmit",
+            "request.enter_review",
+            "request.approve",
+            "request.start_execution",
+            "request.execution_succeeded",
+            "request.verification_passed",
+        ]
+    );
+    assert_eq!(audit_actions(app, &format!("asset:{}", asset.summary.id)).await?, ["asset.created"]);
+
+    let events = app.count("audit_events").await?;
+    let mut conn = state.db.pool.acquire().await?;
+    assert_eq!(storage::audit::verify_chain(&mut conn).await?, ChainStatus::Intact { events });
+    assert_eq!(audit::verify(state, &carol).await?, ChainStatus::Intact { events });
+    assert!(matches!(audit::verify(state, &alice).await, Err(ServiceError::Forbidden(_))));
+
+    assert_eq!(app.exec("UPDATE audit_events SET detail = 'x' WHERE seq = 2").await?, 1);
+    match storage::audit::verify_chain(&mut conn).await? {
+        ChainStatus::Broken { seq, .. } => assert_eq!(seq, 2),
+        intact => panic!("a tampered row must break the chain, got {intact:?}"),
+    }
+    Ok(())
+}
+
+async fn auto_approve_and_rerun(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    let id = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("web", "payments", "dev", 2))).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    let seen = detail::request_detail(state, &alice, id).await?;
+    assert_eq!(seen.decisions.len(), 1);
+    let decision = &seen.decisions[0];
+    assert_eq!((decision.decided_by.as_str(), decision.decision.as_str()), ("policy", "auto_approve"));
+    assert!(decision.comment.contains("environment == 'dev'"), "{}", decision.comment);
+    assert_eq!(decision.change_set_hash, seen.revisions[0].change_set_hash);
+    assert_eq!(seen.job.as_ref().map(|j| j.state.as_str()), Some("queued"));
+    let actors: Vec<(String, String)> = seen.timeline.iter().map(|t| (t.actor.clone(), t.action.clone())).collect();
+    assert_eq!(
+        actors,
+        [
+            ("alice".to_string(), "request.submit".to_string()),
+            ("policy:k8s-namespace.auto_approve".to_string(), "request.auto_approve".to_string())
+        ]
+    );
+
+    assert_eq!(app.gitops_commits()?, 0);
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed);
+    let commit = row.applied_commit.ok_or("applied commit")?;
+    assert_eq!(app.gitops_commits()?, 1);
+    for file in ["namespace.yaml", "resourcequota.yaml", "rolebinding.yaml"] {
+        let path = format!("dev/payments/k8s-namespace/web/{file}");
+        assert!(state.gitops.read_file(&commit, &path)?.is_some(), "{path} missing");
+    }
+
+    // The same job again (a duplicate delivery): nothing new happens.
+    let mut tx = state.db.write().await?;
+    storage::jobs::enqueue(&mut tx, id, requests::APPLY_JOB, requests::APPLY_MAX_ATTEMPTS).await?;
+    tx.commit().await?;
+    let before = app.snapshot().await?;
+    assert_eq!(app.run_jobs().await?, 1);
+    assert_eq!(app.gitops_commits()?, 1);
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    assert_eq!(app.snapshot().await?, before, "a re-run job must not add rows");
+    let mut conn = state.db.pool.acquire().await?;
+    let job = storage::jobs::latest_for_request(&mut conn, id).await?.ok_or("job")?;
+    assert_eq!(job.state, storage::jobs::DONE);
+    Ok(())
+}
+
+/// A prod namespace bob approved, its job not yet run.
+async fn approved_prod_namespace(app: &TestApp, name: &str) -> TestResult<RequestId> {
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let id = requests::submit(&app.state, &alice, &draft("k8s-namespace", namespace_params(name, "payments", "prod", 2))).await?;
+    reviews::decide(&app.state, &bob, id, 1, ReviewDecision::Approve, "fine").await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    Ok(id)
+}
+
+/// The worker "dead" claims the job and moves the request to executing, then dies.
+async fn crash_after_claim(app: &TestApp, id: RequestId) -> TestResult<i64> {
+    let state = &app.state;
+    let mut tx = state.db.write().await?;
+    let lease = slipway_server::orchestrator::LEASE.as_millis() as i64;
+    let job = storage::jobs::claim(&mut tx, state.db.engine, "dead", lease).await?.ok_or("a job to claim")?;
+    assert_eq!(job.request_id, id);
+    assert!(storage::requests::set_state(&mut tx, id, RequestState::Approved, RequestState::Executing).await?);
+    tx.commit().await?;
+    Ok(job.id)
+}
+
+/// Builds a new state on the same database and files and frees the dead worker's job
+/// the way each engine does: SQLite at start-up, PostgreSQL when the lease runs out.
+async fn restart_and_recover(app: &TestApp) -> TestResult<slipway_server::AppState> {
+    let restarted = app.restart().await?;
+    assert!(!slipway_server::orchestrator::run_once(&restarted, "new-worker").await?, "a live lease must hold");
+    match app.engine {
+        Engine::Sqlite => {
+            let mut tx = restarted.db.write().await?;
+            assert_eq!(storage::jobs::release_stale_leases(&mut tx).await?, 1);
+            tx.commit().await?;
+        }
+        Engine::Postgres => {
+            // Stands in for waiting out the lease.
+            app.exec("UPDATE jobs SET lease_until = lease_until - 120000 WHERE state = 'running'").await?;
+        }
+    }
+    Ok(restarted)
+}
+
+async fn restart_mid_job(app: &TestApp) -> TestResult {
+    let id = approved_prod_namespace(app, "api").await?;
+    let job = crash_after_claim(app, id).await?;
+    let restarted = restart_and_recover(app).await?;
+    assert_eq!(run_jobs_on(&restarted).await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed);
+    assert_eq!(app.gitops_commits()?, 1, "exactly one commit");
+    let mut conn = restarted.db.pool.acquire().await?;
+    let latest = storage::jobs::latest_for_request(&mut conn, id).await?.ok_or("job")?;
+    assert_eq!((latest.id, latest.state.as_str(), latest.attempts), (job, storage::jobs::DONE, 2));
+    assert_eq!(app.count("assets").await?, 1);
+    let actions = audit_actions(app, &format!("request:{id}")).await?;
+    assert_eq!(actions.iter().filter(|a| *a == "request.execution_succeeded").count(), 1, "{actions:?}");
+    assert_eq!(actions.last().map(String::as_str), Some("request.verification_passed"));
+    Ok(())
+}
+
+async fn restart_after_the_commit_landed(app: &TestApp) -> TestResult {
+    let id = approved_prod_namespace(app, "api").await?;
+    crash_after_claim(app, id).await?;
+    // The dead worker got as far as committing before it died.
+    let mut conn = app.state.db.pool.acquire().await?;
+    let revision = storage::requests::revisions(&mut conn, id).await?.remove(0);
+    drop(conn);
+    let landed = app.state.gitops.apply(&revision.change_set.files, "committed by the dead worker")?;
+    assert!(landed.created);
+    let restarted = restart_and_recover(app).await?;
+    assert_eq!(run_jobs_on(&restarted).await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed);
+    assert_eq!(row.applied_commit.as_deref(), Some(landed.commit.as_str()));
+    assert_eq!(app.gitops_commits()?, 1, "the re-run must not commit again");
+    Ok(())
+}
+
+async fn hash_binding_and_manual_fallback(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let id = approved_prod_namespace(app, "api").await?;
+    let mut conn = state.db.pool.acquire().await?;
+    let mut revision = storage::requests::revisions(&mut conn, id).await?.remove(0);
+    drop(conn);
+    revision.change_set.files[0].content.push_str("# slipped in after the review\n");
+    let tampered = serde_json::to_string(&revision.change_set)?;
+    let changed = sqlx::query("UPDATE request_revisions SET change_set = $1 WHERE request_id = $2 AND revision = 1")
+        .bind(tampered)
+        .bind(id.0)
+        .execute(&state.db.pool)
+        .await?
+        .rows_affected();
+    assert_eq!(changed, 1);
+
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    let error = row.last_error.ok_or("a failed request says why")?;
+    assert!(error.contains("hash") && error.contains(&revision.change_set_hash), "{error}");
+    assert_eq!(row.applied_commit, None);
+    assert_eq!(app.gitops_commits()?, 0, "nothing may reach the GitOps repo");
+
+    let (alice, carol) = (app.user("alice").await?, app.user("carol").await?);
+    assert!(matches!(operations::take_over(state, &alice, id).await, Err(ServiceError::Forbidden(_))));
+    operations::take_over(state, &carol, id).await?;
+    let row = app.request(id).await?;
+    assert_eq!((row.state, row.manual_owner.as_deref()), (RequestState::Manual, Some("carol")));
+    let before = app.snapshot().await?;
+    match operations::resolve(state, &carol, id, "   ").await {
+        Err(ServiceError::Invalid(fields)) => assert_eq!(fields[0].field, "note"),
+        other => panic!("an empty note must be Invalid, got {other:?}"),
+    }
+    assert_eq!(app.snapshot().await?, before);
+    operations::resolve(state, &carol, id, "created the namespace by hand with kubectl").await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    let actions = audit_actions(app, &format!("request:{id}")).await?;
+    assert_eq!(
+        actions[actions.len() - 4..],
+        ["request.start_execution", "request.fail", "request.take_over", "request.resolve_manually"]
+    );
+    let mut conn = state.db.pool.acquire().await?;
+    let asset = storage::assets::by_request(&mut conn, id).await?.ok_or("a resolved request records its asset")?;
+    assert_eq!(asset.commit_id, "manual");
+    Ok(())
+}
+
+const REDIS_TYPE: &str = r#"name: redis-cache
+title: Redis cache
+description: An in-memory cache for one team in one environment.
+owner: platform
+parameters:
+  type: object
+  additionalProperties: false
+  required: [name, team, environment, memory_mb]
+  properties:
+    name: { type: string, title: Name, pattern: "^[a-z][a-z0-9-]{1,30}$" }
+    team: { type: string, title: Team, x-dictionary: teams }
+    environment: { type: string, title: Environment, x-dictionary: environments }
+    memory_mb: { type: integer, title: Memory (MB), minimum: 64, maximum: 4096, default: 256 }
+naming:
+  template: "{{ team }}-{{ name }}-{{ environment }}-redis"
+quota:
+  - per: [team]
+    sum: memory_mb
+    max: 8192
+review:
+  approvers: { role: reviewer }
+  required: 1
+  auto_approve: { when: "environment == 'dev'" }
+outputs:
+  - path: "{{ environment }}/{{ team }}/redis-cache/{{ name }}/redis.yaml"
+    template: redis-cache/redis.yaml.j2
+checks:
+  - kind: gitops-file
+    path: "{{ environment }}/{{ team }}/redis-cache/{{ name }}/redis.yaml"
+monitoring:
+  - name: "{{ resource_name }} memory"
+    kind: prometheus-rule
+    target: 'redis_memory_used_bytes{instance="{{ resource_name }}"} > {{ memory_mb }} * 1048576 * 0.9'
+"#;
+
+const REDIS_TEMPLATE: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ resource_name }}
+  namespace: {{ team }}-{{ environment }}
+data:
+  maxmemory: "{{ memory_mb }}mb"
+"#;
+
+async fn start_with_redis_catalog(engine: Engine) -> TestResult<Option<TestApp>> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    std::fs::write(dir.path().join("types/redis-cache.yaml"), REDIS_TYPE)?;
+    std::fs::create_dir_all(dir.path().join("templates/redis-cache"))?;
+    std::fs::write(dir.path().join("templates/redis-cache/redis.yaml.j2"), REDIS_TEMPLATE)?;
+    TestApp::start_with_catalog(engine, Some(dir)).await
+}
+
+async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    assert!(catalog::list_types(state, &alice).iter().any(|t| t.name == "redis-cache"));
+    let params = |env: &str| json!({"name": "sessions", "team": "payments", "environment": env, "memory_mb": 512});
+
+    let dev = requests::submit(state, &alice, &draft("redis-cache", params("dev"))).await?;
+    assert_eq!(app.request_state(dev).await?, RequestState::Approved, "the type's own policy auto-approves dev");
+    let prod = requests::submit(state, &alice, &draft("redis-cache", params("prod"))).await?;
+    assert_eq!(app.request_state(prod).await?, RequestState::InReview);
+    reviews::decide(state, &bob, prod, 1, ReviewDecision::Approve, "").await?;
+    assert_eq!(app.run_jobs().await?, 2);
+
+    for (id, env) in [(dev, "dev"), (prod, "prod")] {
+        let row = app.request(id).await?;
+        assert_eq!(row.state, RequestState::Completed);
+        let commit = row.applied_commit.ok_or("commit")?;
+        let path = format!("{env}/payments/redis-cache/sessions/redis.yaml");
+        let content = state.gitops.read_file(&commit, &path)?.ok_or("rendered file")?;
+        assert!(content.contains(&format!("name: payments-sessions-{env}-redis")), "{content}");
+        assert!(content.contains("maxmemory: \"512mb\""), "{content}");
+    }
+    let listed = assets::list(state, &alice, &AssetFilter { type_name: Some("redis-cache".into()), text: None }).await?;
+    assert_eq!(listed.len(), 2);
+    let asset = assets::detail(state, &alice, listed[0].id).await?;
+    assert_eq!(asset.monitoring.len(), 1);
+    assert!(asset.monitoring[0].target.contains("512 * 1048576"), "{:?}", asset.monitoring);
+
+    // The type's quota applies too: 8192 MB per team.
+    let over = json!({"name": "big", "team": "payments", "environment": "dev", "memory_mb": 4096});
+    requests::submit(state, &alice, &draft("redis-cache", over.clone())).await?;
+    let over = json!({"name": "bigger", "team": "payments", "environment": "dev", "memory_mb": 4096});
+    match requests::submit(state, &alice, &draft("redis-cache", over)).await {
+        Err(ServiceError::PrecheckFailed(report)) => assert!(report.quotas.iter().any(|q| !q.ok), "{report:?}"),
+        other => panic!("expected the quota to refuse, got {other:?}"),
+    }
+    Ok(())
+}
+
+/// Asserts a call failed the way `check` expects and left every table as it was.
+macro_rules! refused {
+    ($app:expr, $call:expr, $pattern:pat => $check:expr) => {{
+        let before = $app.snapshot().await?;
+        match $call.await {
+            Err($pattern) => $check,
+            other => panic!("{} should have been refused, got {other:?}", stringify!($call)),
+        }
+        assert_eq!($app.snapshot().await?, before, "{} changed stored data", stringify!($call));
+    }};
+}
+
+async fn bad_requests_change_nothing(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+
+    let mut wrong_type = postgres_params("ledger", "dev", 20);
+    wrong_type["storage_gb"] = json!("lots");
+    refused!(app, requests::submit(state, &alice, &draft("postgres-database", wrong_type)),
+        ServiceError::PrecheckFailed(report) => assert!(report.field_errors.iter().any(|e| e.field == "storage_gb"), "{report:?}"));
+
+    refused!(app, requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("Bad_Name", "payments", "dev", 2))),
+        ServiceError::PrecheckFailed(report) => assert!(report.field_errors.iter().any(|e| e.field == "name"), "{report:?}"));
+
+    refused!(app, requests::submit(state, &alice, &draft("postgres-database", postgres_params("ledger", "dev", 20))),
+        ServiceError::PrecheckFailed(report) => {
+            assert_eq!(report.dependencies.len(), 1, "{report:?}");
+            assert!(!report.dependencies[0].ok && report.dependencies[0].type_name == "k8s-namespace", "{report:?}");
+        });
+
+    refused!(app, requests::submit(state, &alice, &draft("redis-cache", json!({"name": "x"}))),
+        ServiceError::NotFound(what) => assert!(what.contains("redis-cache"), "{what}"));
+
+    // Quota: three namespaces per team and environment.
+    for name in ["one", "two", "three"] {
+        requests::submit(state, &alice, &draft("k8s-namespace", namespace_params(name, "payments", "dev", 1))).await?;
+    }
+    refused!(app, requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("four", "payments", "dev", 1))),
+        ServiceError::PrecheckFailed(report) => assert!(report.quotas.iter().any(|q| !q.ok && q.limit == 3), "{report:?}"));
+    // Quota: 128 CPU per team across environments (64 is the most one namespace may ask).
+    requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("big", "payments", "staging", 64))).await?;
+    refused!(app, requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("bigger", "payments", "prod", 64))),
+        ServiceError::PrecheckFailed(report) => assert!(report.quotas.iter().any(|q| !q.ok && q.limit == 128 && q.used == 67), "{report:?}"));
+
+    // A double-clicked submit lands once.
+    let twice = draft("k8s-namespace", namespace_params("clicked", "search", "dev", 1));
+    let first = requests::submit(state, &alice, &twice).await?;
+    let requests_after_first = app.count("requests").await?;
+    let second = requests::submit(state, &alice, &twice).await?;
+    assert_eq!(first, second);
+    assert_eq!(app.count("requests").await?, requests_after_first);
+    Ok(())
+}
+
+async fn bad_reviews_change_nothing(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob, carol) = (app.user("alice").await?, app.user("bob").await?, app.user("carol").await?);
+
+    let own = requests::submit(state, &bob, &draft("k8s-namespace", namespace_params("tools", "platform", "prod", 1))).await?;
+    refused!(app, reviews::decide(state, &bob, own, 1, ReviewDecision::Approve, ""),
+        ServiceError::Forbidden(message) => assert!(message.contains("own"), "{message}"));
+
+    let id = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("api", "payments", "prod", 1))).await?;
+    refused!(app, reviews::decide(state, &alice, id, 1, ReviewDecision::Approve, ""),
+        ServiceError::Forbidden(message) => assert!(message.contains("reviewer"), "{message}"));
+    refused!(app, reviews::decide(state, &bob, id, 1, ReviewDecision::Reject, "  "),
+        ServiceError::Invalid(fields) => assert_eq!(fields[0].field, "comment"));
+    refused!(app, reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, ""),
+        ServiceError::Conflict(_) => {});
+
+    // A stale revision: bob reviews revision 1 after alice sent revision 2.
+    reviews::decide(state, &bob, id, 1, ReviewDecision::RequestChanges, "4 CPUs").await?;
+    requests::resubmit(state, &alice, id, &namespace_params("api", "payments", "prod", 4)).await?;
+    refused!(app, reviews::decide(state, &bob, id, 1, ReviewDecision::Approve, ""),
+        ServiceError::Conflict(message) => assert!(message.contains("revision 2"), "{message}"));
+
+    reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, "").await?;
+    refused!(app, reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, ""),
+        ServiceError::Conflict(_) => {});
+    refused!(app, reviews::decide(state, &carol, id, 2, ReviewDecision::Approve, ""),
+        ServiceError::Conflict(_) => {});
+
+    let rejected = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("old", "payments", "prod", 1))).await?;
+    reviews::decide(state, &bob, rejected, 1, ReviewDecision::Reject, "we have one already").await?;
+    assert_eq!(app.request_state(rejected).await?, RequestState::Rejected);
+    refused!(app, reviews::decide(state, &carol, rejected, 1, ReviewDecision::Approve, ""),
+        ServiceError::Conflict(_) => {});
+    Ok(())
+}
+
+async fn state_machine_through_the_services(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob, carol) = (app.user("alice").await?, app.user("bob").await?, app.user("carol").await?);
+    let done = app.namespace(&alice, "dev", "web").await?;
+    refused!(app, requests::cancel(state, &alice, done), ServiceError::Conflict(_) => {});
+    refused!(app, operations::retry(state, &carol, done), ServiceError::Conflict(_) => {});
+    refused!(app, operations::take_over(state, &carol, done), ServiceError::Conflict(_) => {});
+    refused!(app, operations::resolve(state, &carol, done, "done by hand"), ServiceError::Conflict(_) => {});
+    refused!(app, requests::resubmit(state, &alice, done, &namespace_params("web", "payments", "dev", 3)),
+        ServiceError::Conflict(_) => {});
+
+    let waiting = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("api", "payments", "prod", 1))).await?;
+    refused!(app, requests::resubmit(state, &alice, waiting, &namespace_params("api", "payments", "prod", 2)),
+        ServiceError::Conflict(_) => {});
+    refused!(app, requests::cancel(state, &bob, waiting), ServiceError::Forbidden(_) => {});
+    requests::cancel(state, &alice, waiting).await?;
+    assert_eq!(app.request_state(waiting).await?, RequestState::Cancelled);
+    refused!(app, requests::cancel(state, &alice, waiting), ServiceError::Conflict(_) => {});
+    refused!(app, reviews::decide(state, &bob, waiting, 1, ReviewDecision::Approve, ""), ServiceError::Conflict(_) => {});
+    Ok(())
+}
+
+#[test]
+fn a_broken_catalog_names_the_file_and_the_place() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    let shipped = std::fs::read_to_string(dir.path().join("types/k8s-namespace.yaml"))?;
+    let broken = shipped
+        .replace("name: k8s-namespace\n", "name: broken-namespace\n")
+        .replace("    role: reviewer\n", "    rolle: reviewer\n");
+    assert_ne!(broken, shipped);
+    std::fs::write(dir.path().join("types/broken-namespace.yaml"), broken)?;
+    let error = match slipway_server::catalog_source::load(dir.path()) {
+        Err(error) => error,
+        Ok(_) => return Err("a broken catalog must not load".into()),
+    };
+    let text = error.to_string();
+    assert!(text.contains("types/broken-namespace.yaml"), "{text}");
+    assert!(text.contains("review.approvers"), "{text}");
+    assert!(!text.contains("types/k8s-namespace.yaml"), "only the broken file is blamed: {text}");
+    Ok(())
+}
+
+#[test]
+fn the_shipped_catalog_loads() -> TestResult {
+    let loaded = slipway_server::catalog_source::load(&common::shipped_catalog())?;
+    assert!(loaded.resource_type("postgres-database").is_some());
+    assert!(loaded.resource_type("k8s-namespace").is_some());
+    assert!(loaded.validator("postgres-database").is_some());
+    Ok(())
+}
