@@ -68,6 +68,11 @@ impl ParamValidator {
         dedup(errors)
     }
 
+    /// The type this validator was built for.
+    pub fn resource_type(&self) -> &ResourceType {
+        &self.ty
+    }
+
     pub fn resource_name(&self, params: &Value) -> Result<String, FieldError> {
         self.name_of(&without_nulls(params))
     }

@@ -200,3 +200,11 @@ fn coerce_form_values() {
         vec![FieldError::new("storage_gb", "must be an integer")]
     );
 }
+
+#[test]
+fn validators_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let v = validator("k8s-namespace");
+    shareable(&v);
+    assert_eq!(v.resource_type().name, "k8s-namespace");
+}
