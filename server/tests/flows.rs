@@ -23,6 +23,9 @@ on_both_engines!(
     bad_requests_change_nothing,
     bad_reviews_change_nothing,
     state_machine_through_the_services,
+    concurrent_double_click_lands_once,
+    concurrent_submits_respect_the_quota,
+    concurrent_submits_of_one_name_land_once,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
 
@@ -441,10 +444,10 @@ async fn bad_requests_change_nothing(app: &TestApp) -> TestResult {
     // A double-clicked submit lands once.
     let twice = draft("k8s-namespace", namespace_params("clicked", "search", "dev", 1));
     let first = requests::submit(state, &alice, &twice).await?;
-    let requests_after_first = app.count("requests").await?;
+    let after_first = app.snapshot().await?;
     let second = requests::submit(state, &alice, &twice).await?;
     assert_eq!(first, second);
-    assert_eq!(app.count("requests").await?, requests_after_first);
+    assert_eq!(app.snapshot().await?, after_first);
     Ok(())
 }
 
@@ -503,6 +506,46 @@ async fn state_machine_through_the_services(app: &TestApp) -> TestResult {
     assert_eq!(app.request_state(waiting).await?, RequestState::Cancelled);
     refused!(app, requests::cancel(state, &alice, waiting), ServiceError::Conflict(_) => {});
     refused!(app, reviews::decide(state, &bob, waiting, 1, ReviewDecision::Approve, ""), ServiceError::Conflict(_) => {});
+    Ok(())
+}
+
+async fn concurrent_double_click_lands_once(app: &TestApp) -> TestResult {
+    let alice = app.user("alice").await?;
+    let twice = draft("k8s-namespace", namespace_params("clicked", "payments", "dev", 1));
+    let (first, second) = tokio::join!(requests::submit(&app.state, &alice, &twice), requests::submit(&app.state, &alice, &twice));
+    assert_eq!(first?, second?);
+    assert_eq!(app.count("requests").await?, 1);
+    Ok(())
+}
+
+/// Two requests racing for the last slot of a quota: one wins, one is refused.
+async fn concurrent_submits_respect_the_quota(app: &TestApp) -> TestResult {
+    let alice = app.user("alice").await?;
+    for name in ["one", "two"] {
+        requests::submit(&app.state, &alice, &draft("k8s-namespace", namespace_params(name, "payments", "dev", 1))).await?;
+    }
+    let (three, four) = (
+        draft("k8s-namespace", namespace_params("three", "payments", "dev", 1)),
+        draft("k8s-namespace", namespace_params("four", "payments", "dev", 1)),
+    );
+    let (a, b) = tokio::join!(requests::submit(&app.state, &alice, &three), requests::submit(&app.state, &alice, &four));
+    let refused = [&a, &b].iter().filter(|r| matches!(r, Err(ServiceError::PrecheckFailed(_)))).count();
+    assert_eq!((a.is_ok() as usize + b.is_ok() as usize, refused), (1, 1), "{a:?} / {b:?}");
+    assert_eq!(app.count("requests").await?, 3, "the quota allows 3 namespaces per team and environment");
+    Ok(())
+}
+
+/// Two requests for the same resource name at once: one wins.
+async fn concurrent_submits_of_one_name_land_once(app: &TestApp) -> TestResult {
+    let alice = app.user("alice").await?;
+    let (one, other) = (
+        draft("k8s-namespace", namespace_params("web", "payments", "dev", 1)),
+        draft("k8s-namespace", namespace_params("web", "payments", "dev", 1)),
+    );
+    let (a, b) = tokio::join!(requests::submit(&app.state, &alice, &one), requests::submit(&app.state, &alice, &other));
+    let refused = [&a, &b].iter().filter(|r| matches!(r, Err(ServiceError::PrecheckFailed(_)))).count();
+    assert_eq!((a.is_ok() as usize + b.is_ok() as usize, refused), (1, 1), "{a:?} / {b:?}");
+    assert_eq!(app.count("requests").await?, 1);
     Ok(())
 }
 

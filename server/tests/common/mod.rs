@@ -123,6 +123,9 @@ impl TestApp {
             secure_cookies: false,
         };
         let state = slipway_server::cli::build_state(settings.clone()).await?;
+        if state.db.engine != engine {
+            return Err(format!("asked for {engine:?}, got {:?}", state.db.engine).into());
+        }
         Ok(Some(TestApp { state, engine, settings, _database: database, _dir: dir, _catalog_dir: catalog }))
     }
 
