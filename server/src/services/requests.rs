@@ -213,6 +213,7 @@ pub async fn submit(state: &AppState, user: &UserView, draft: &RequestDraft) -> 
     }
     let (ty, validator) = type_and_validator(state, &draft.type_name)?;
     let mut tx = state.db.write().await?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine).await?;
     if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
         return Ok(existing);
     }
@@ -249,6 +250,7 @@ pub async fn submit(state: &AppState, user: &UserView, draft: &RequestDraft) -> 
 #[instrument(skip_all, fields(request_id = %id))]
 pub async fn resubmit(state: &AppState, user: &UserView, id: RequestId, params: &Value) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine).await?;
     let mut request = load_request(&mut tx, id).await?;
     if request.requester_id != user.id {
         return Err(ServiceError::Forbidden(format!("only {} can revise request #{id}", request.requester)));

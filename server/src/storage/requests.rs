@@ -5,7 +5,19 @@ use slipway_core::render::ChangeSet;
 use slipway_core::state::RequestState;
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, now_millis, parse_json, to_json};
+use super::{Engine, StorageError, now_millis, parse_json, to_json};
+
+/// Makes submissions take turns, inside the caller's write transaction, so each
+/// pre-check (submit key, resource name, quota) sees the requests committed before
+/// it. SQLite's `BEGIN IMMEDIATE` already does this; PostgreSQL's default READ
+/// COMMITTED does not, and two racing submissions would both pass.
+pub async fn serialize_submissions(conn: &mut AnyConnection, engine: Engine) -> Result<(), StorageError> {
+    if engine == Engine::Postgres {
+        // Always taken before the audit log's lock (7105001), never after: no deadlock.
+        sqlx::query("SELECT pg_advisory_xact_lock(7105002)").execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone)]
 pub struct RequestRow {
