@@ -10,7 +10,9 @@ use slipway_core::diff::{FileStatus, LineTag};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{AssetFilter, AuditFilter, ReviewDecision};
-use slipway_server::services::{ServiceError, assets, audit, catalog, detail, operations, requests, reviews};
+use slipway_server::services::{
+    ServiceError, assets, audit, catalog, detail, operations, requests, reviews,
+};
 use slipway_server::storage::audit::ChainStatus;
 use slipway_server::storage::{self, Engine};
 
@@ -32,7 +34,10 @@ on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog
 /// Audit actions on one target, oldest first.
 async fn audit_actions(app: &TestApp, target: &str) -> TestResult<Vec<String>> {
     let carol = app.user("carol").await?;
-    let filter = AuditFilter { target: Some(target.into()), ..AuditFilter::default() };
+    let filter = AuditFilter {
+        target: Some(target.into()),
+        ..AuditFilter::default()
+    };
     let mut entries = audit::list(&app.state, &carol, &filter).await?;
     entries.reverse();
     Ok(entries.into_iter().map(|e| e.action).collect())
@@ -40,65 +45,152 @@ async fn audit_actions(app: &TestApp, target: &str) -> TestResult<Vec<String>> {
 
 async fn whole_chain(app: &TestApp) -> TestResult {
     let state = &app.state;
-    let (alice, bob, carol) = (app.user("alice").await?, app.user("bob").await?, app.user("carol").await?);
+    let (alice, bob, carol) = (
+        app.user("alice").await?,
+        app.user("bob").await?,
+        app.user("carol").await?,
+    );
     let namespace_request = app.namespace(&alice, "prod", "core").await?;
     let namespace_asset = {
         let mut conn = state.db.pool.acquire().await?;
-        storage::assets::by_request(&mut conn, namespace_request).await?.ok_or("the namespace has no asset")?
+        storage::assets::by_request(&mut conn, namespace_request)
+            .await?
+            .ok_or("the namespace has no asset")?
     };
 
-    let id = requests::submit(state, &alice, &draft("postgres-database", postgres_params("ledger", "prod", 20))).await?;
+    let id = requests::submit(
+        state,
+        &alice,
+        &draft("postgres-database", postgres_params("ledger", "prod", 20)),
+    )
+    .await?;
     assert_eq!(app.request_state(id).await?, RequestState::InReview);
     let queue = reviews::queue(state, &bob).await?;
-    assert!(queue.iter().any(|r| r.id == id), "bob's queue lacks #{id}: {queue:?}");
-    assert!(matches!(reviews::queue(state, &alice).await, Err(ServiceError::Forbidden(_))));
+    assert!(
+        queue.iter().any(|r| r.id == id),
+        "bob's queue lacks #{id}: {queue:?}"
+    );
+    assert!(matches!(
+        reviews::queue(state, &alice).await,
+        Err(ServiceError::Forbidden(_))
+    ));
 
     let first_look = detail::request_detail(state, &bob, id).await?;
     assert!(first_look.permissions.review);
-    assert_eq!(first_look.review_diff, None, "nothing to compare with on a first look");
-    reviews::decide(state, &bob, id, 1, ReviewDecision::RequestChanges, "50 GB please, the ledger grows").await?;
+    assert_eq!(
+        first_look.review_diff, None,
+        "nothing to compare with on a first look"
+    );
+    reviews::decide(
+        state,
+        &bob,
+        id,
+        1,
+        ReviewDecision::RequestChanges,
+        "50 GB please, the ledger grows",
+    )
+    .await?;
     assert_eq!(app.request_state(id).await?, RequestState::ChangesRequested);
 
     requests::resubmit(state, &alice, id, &postgres_params("ledger", "prod", 50)).await?;
     let row = app.request(id).await?;
-    assert_eq!((row.state, row.current_revision), (RequestState::InReview, 2));
+    assert_eq!(
+        (row.state, row.current_revision),
+        (RequestState::InReview, 2)
+    );
 
     let second_look = detail::request_detail(state, &bob, id).await?;
-    let diff = second_look.review_diff.ok_or("bob should see what changed since revision 1")?;
+    let diff = second_look
+        .review_diff
+        .ok_or("bob should see what changed since revision 1")?;
     assert_eq!((diff.base_revision, diff.revision), (1, 2));
     assert_eq!(diff.params.len(), 1, "{:?}", diff.params);
     assert_eq!(diff.params[0].name, "storage_gb");
-    assert_eq!((diff.params[0].before.clone(), diff.params[0].after.clone()), (Some(json!(20)), Some(json!(50))));
+    assert_eq!(
+        (diff.params[0].before.clone(), diff.params[0].after.clone()),
+        (Some(json!(20)), Some(json!(50)))
+    );
     let cluster = "prod/payments/postgres-database/ledger/cluster.yaml";
-    let file = diff.files.iter().find(|f| f.path == cluster).ok_or("no diff for the cluster file")?;
+    let file = diff
+        .files
+        .iter()
+        .find(|f| f.path == cluster)
+        .ok_or("no diff for the cluster file")?;
     assert_eq!(file.status, FileStatus::Modified);
-    assert!(file.lines.iter().any(|l| l.tag == LineTag::Removed && l.text.contains("size: 20Gi")), "{:?}", file.lines);
-    assert!(file.lines.iter().any(|l| l.tag == LineTag::Added && l.text.contains("size: 50Gi")), "{:?}", file.lines);
+    assert!(
+        file.lines
+            .iter()
+            .any(|l| l.tag == LineTag::Removed && l.text.contains("size: 20Gi")),
+        "{:?}",
+        file.lines
+    );
+    assert!(
+        file.lines
+            .iter()
+            .any(|l| l.tag == LineTag::Added && l.text.contains("size: 50Gi")),
+        "{:?}",
+        file.lines
+    );
 
     reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, "").await?;
     assert_eq!(app.request_state(id).await?, RequestState::Approved);
     assert_eq!(app.run_jobs().await?, 1);
     let row = app.request(id).await?;
     assert_eq!(row.state, RequestState::Completed);
-    let commit = row.applied_commit.ok_or("a completed request names its commit")?;
+    let commit = row
+        .applied_commit
+        .ok_or("a completed request names its commit")?;
 
-    let approved = second_look.revisions.iter().find(|r| r.revision == 2).ok_or("revision 2")?;
-    assert_eq!(approved.change_set.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), [cluster]);
-    let in_repo = state.gitops.read_file(&commit, cluster)?.ok_or("the cluster file is not in the GitOps repo")?;
+    let approved = second_look
+        .revisions
+        .iter()
+        .find(|r| r.revision == 2)
+        .ok_or("revision 2")?;
+    assert_eq!(
+        approved
+            .change_set
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>(),
+        [cluster]
+    );
+    let in_repo = state
+        .gitops
+        .read_file(&commit, cluster)?
+        .ok_or("the cluster file is not in the GitOps repo")?;
     assert_eq!(in_repo, approved.change_set.files[0].content);
-    assert!(in_repo.contains("name: payments-ledger-prod") && in_repo.contains("size: 50Gi"), "{in_repo}");
+    assert!(
+        in_repo.contains("name: payments-ledger-prod") && in_repo.contains("size: 50Gi"),
+        "{in_repo}"
+    );
 
-    let filter = AssetFilter { type_name: Some("postgres-database".into()), text: None };
+    let filter = AssetFilter {
+        type_name: Some("postgres-database".into()),
+        text: None,
+    };
     let listed = assets::list(state, &alice, &filter).await?;
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!((listed[0].name.as_str(), listed[0].request_id), ("payments-ledger-prod", id));
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].request_id),
+        ("payments-ledger-prod", id)
+    );
     let asset = assets::detail(state, &alice, listed[0].id).await?;
     assert_eq!(asset.commit_id, commit);
     assert_eq!(asset.params["storage_gb"], json!(50));
     let monitoring: Vec<&str> = asset.monitoring.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(monitoring, ["payments-ledger-prod availability", "payments-ledger-prod dashboard"]);
+    assert_eq!(
+        monitoring,
+        [
+            "payments-ledger-prod availability",
+            "payments-ledger-prod dashboard"
+        ]
+    );
     assert!(
-        asset.relations.iter().any(|r| r.kind == "requires" && r.asset_id == namespace_asset.summary.id),
+        asset
+            .relations
+            .iter()
+            .any(|r| r.kind == "requires" && r.asset_id == namespace_asset.summary.id),
         "{:?}",
         asset.relations
     );
@@ -118,15 +210,31 @@ async fn whole_chain(app: &TestApp) -> TestResult {
             "request.verification_passed",
         ]
     );
-    assert_eq!(audit_actions(app, &format!("asset:{}", asset.summary.id)).await?, ["asset.created"]);
+    assert_eq!(
+        audit_actions(app, &format!("asset:{}", asset.summary.id)).await?,
+        ["asset.created"]
+    );
 
     let events = app.count("audit_events").await?;
     let mut conn = state.db.pool.acquire().await?;
-    assert_eq!(storage::audit::verify_chain(&mut conn).await?, ChainStatus::Intact { events });
-    assert_eq!(audit::verify(state, &carol).await?, ChainStatus::Intact { events });
-    assert!(matches!(audit::verify(state, &alice).await, Err(ServiceError::Forbidden(_))));
+    assert_eq!(
+        storage::audit::verify_chain(&mut conn).await?,
+        ChainStatus::Intact { events }
+    );
+    assert_eq!(
+        audit::verify(state, &carol).await?,
+        ChainStatus::Intact { events }
+    );
+    assert!(matches!(
+        audit::verify(state, &alice).await,
+        Err(ServiceError::Forbidden(_))
+    ));
 
-    assert_eq!(app.exec("UPDATE audit_events SET detail = 'x' WHERE seq = 2").await?, 1);
+    assert_eq!(
+        app.exec("UPDATE audit_events SET detail = 'x' WHERE seq = 2")
+            .await?,
+        1
+    );
     match storage::audit::verify_chain(&mut conn).await? {
         ChainStatus::Broken { seq, .. } => assert_eq!(seq, 2),
         intact => panic!("a tampered row must break the chain, got {intact:?}"),
@@ -137,21 +245,43 @@ async fn whole_chain(app: &TestApp) -> TestResult {
 async fn auto_approve_and_rerun(app: &TestApp) -> TestResult {
     let state = &app.state;
     let alice = app.user("alice").await?;
-    let id = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("web", "payments", "dev", 2))).await?;
+    let id = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("web", "payments", "dev", 2),
+        ),
+    )
+    .await?;
     assert_eq!(app.request_state(id).await?, RequestState::Approved);
     let seen = detail::request_detail(state, &alice, id).await?;
     assert_eq!(seen.decisions.len(), 1);
     let decision = &seen.decisions[0];
-    assert_eq!((decision.decided_by.as_str(), decision.decision.as_str()), ("policy", "auto_approve"));
-    assert!(decision.comment.contains("environment == 'dev'"), "{}", decision.comment);
+    assert_eq!(
+        (decision.decided_by.as_str(), decision.decision.as_str()),
+        ("policy", "auto_approve")
+    );
+    assert!(
+        decision.comment.contains("environment == 'dev'"),
+        "{}",
+        decision.comment
+    );
     assert_eq!(decision.change_set_hash, seen.revisions[0].change_set_hash);
     assert_eq!(seen.job.as_ref().map(|j| j.state.as_str()), Some("queued"));
-    let actors: Vec<(String, String)> = seen.timeline.iter().map(|t| (t.actor.clone(), t.action.clone())).collect();
+    let actors: Vec<(String, String)> = seen
+        .timeline
+        .iter()
+        .map(|t| (t.actor.clone(), t.action.clone()))
+        .collect();
     assert_eq!(
         actors,
         [
             ("alice".to_string(), "request.submit".to_string()),
-            ("policy:k8s-namespace.auto_approve".to_string(), "request.auto_approve".to_string())
+            (
+                "policy:k8s-namespace.auto_approve".to_string(),
+                "request.auto_approve".to_string()
+            )
         ]
     );
 
@@ -163,20 +293,35 @@ async fn auto_approve_and_rerun(app: &TestApp) -> TestResult {
     assert_eq!(app.gitops_commits()?, 1);
     for file in ["namespace.yaml", "resourcequota.yaml", "rolebinding.yaml"] {
         let path = format!("dev/payments/k8s-namespace/web/{file}");
-        assert!(state.gitops.read_file(&commit, &path)?.is_some(), "{path} missing");
+        assert!(
+            state.gitops.read_file(&commit, &path)?.is_some(),
+            "{path} missing"
+        );
     }
 
     // The same job again (a duplicate delivery): nothing new happens.
     let mut tx = state.db.write().await?;
-    storage::jobs::enqueue(&mut tx, id, requests::APPLY_JOB, requests::APPLY_MAX_ATTEMPTS).await?;
+    storage::jobs::enqueue(
+        &mut tx,
+        id,
+        requests::APPLY_JOB,
+        requests::APPLY_MAX_ATTEMPTS,
+    )
+    .await?;
     tx.commit().await?;
     let before = app.snapshot().await?;
     assert_eq!(app.run_jobs().await?, 1);
     assert_eq!(app.gitops_commits()?, 1);
     assert_eq!(app.request_state(id).await?, RequestState::Completed);
-    assert_eq!(app.snapshot().await?, before, "a re-run job must not add rows");
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "a re-run job must not add rows"
+    );
     let mut conn = state.db.pool.acquire().await?;
-    let job = storage::jobs::latest_for_request(&mut conn, id).await?.ok_or("job")?;
+    let job = storage::jobs::latest_for_request(&mut conn, id)
+        .await?
+        .ok_or("job")?;
     assert_eq!(job.state, storage::jobs::DONE);
     Ok(())
 }
@@ -184,7 +329,15 @@ async fn auto_approve_and_rerun(app: &TestApp) -> TestResult {
 /// A prod namespace bob approved, its job not yet run.
 async fn approved_prod_namespace(app: &TestApp, name: &str) -> TestResult<RequestId> {
     let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
-    let id = requests::submit(&app.state, &alice, &draft("k8s-namespace", namespace_params(name, "payments", "prod", 2))).await?;
+    let id = requests::submit(
+        &app.state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params(name, "payments", "prod", 2),
+        ),
+    )
+    .await?;
     reviews::decide(&app.state, &bob, id, 1, ReviewDecision::Approve, "fine").await?;
     assert_eq!(app.request_state(id).await?, RequestState::Approved);
     Ok(id)
@@ -195,9 +348,14 @@ async fn crash_after_claim(app: &TestApp, id: RequestId) -> TestResult<i64> {
     let state = &app.state;
     let mut tx = state.db.write().await?;
     let lease = slipway_server::orchestrator::LEASE.as_millis() as i64;
-    let job = storage::jobs::claim(&mut tx, state.db.engine, "dead", lease).await?.ok_or("a job to claim")?;
+    let job = storage::jobs::claim(&mut tx, state.db.engine, "dead", lease)
+        .await?
+        .ok_or("a job to claim")?;
     assert_eq!(job.request_id, id);
-    assert!(storage::requests::set_state(&mut tx, id, RequestState::Approved, RequestState::Executing).await?);
+    assert!(
+        storage::requests::set_state(&mut tx, id, RequestState::Approved, RequestState::Executing)
+            .await?
+    );
     tx.commit().await?;
     Ok(job.id)
 }
@@ -206,7 +364,10 @@ async fn crash_after_claim(app: &TestApp, id: RequestId) -> TestResult<i64> {
 /// the way each engine does: SQLite at start-up, PostgreSQL when the lease runs out.
 async fn restart_and_recover(app: &TestApp) -> TestResult<slipway_server::AppState> {
     let restarted = app.restart().await?;
-    assert!(!slipway_server::orchestrator::run_once(&restarted, "new-worker").await?, "a live lease must hold");
+    assert!(
+        !slipway_server::orchestrator::run_once(&restarted, "new-worker").await?,
+        "a live lease must hold"
+    );
     match app.engine {
         Engine::Sqlite => {
             let mut tx = restarted.db.write().await?;
@@ -215,7 +376,8 @@ async fn restart_and_recover(app: &TestApp) -> TestResult<slipway_server::AppSta
         }
         Engine::Postgres => {
             // Stands in for waiting out the lease.
-            app.exec("UPDATE jobs SET lease_until = lease_until - 120000 WHERE state = 'running'").await?;
+            app.exec("UPDATE jobs SET lease_until = lease_until - 120000 WHERE state = 'running'")
+                .await?;
         }
     }
     Ok(restarted)
@@ -230,12 +392,27 @@ async fn restart_mid_job(app: &TestApp) -> TestResult {
     assert_eq!(row.state, RequestState::Completed);
     assert_eq!(app.gitops_commits()?, 1, "exactly one commit");
     let mut conn = restarted.db.pool.acquire().await?;
-    let latest = storage::jobs::latest_for_request(&mut conn, id).await?.ok_or("job")?;
-    assert_eq!((latest.id, latest.state.as_str(), latest.attempts), (job, storage::jobs::DONE, 2));
+    let latest = storage::jobs::latest_for_request(&mut conn, id)
+        .await?
+        .ok_or("job")?;
+    assert_eq!(
+        (latest.id, latest.state.as_str(), latest.attempts),
+        (job, storage::jobs::DONE, 2)
+    );
     assert_eq!(app.count("assets").await?, 1);
     let actions = audit_actions(app, &format!("request:{id}")).await?;
-    assert_eq!(actions.iter().filter(|a| *a == "request.execution_succeeded").count(), 1, "{actions:?}");
-    assert_eq!(actions.last().map(String::as_str), Some("request.verification_passed"));
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "request.execution_succeeded")
+            .count(),
+        1,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("request.verification_passed")
+    );
     Ok(())
 }
 
@@ -246,7 +423,10 @@ async fn restart_after_the_commit_landed(app: &TestApp) -> TestResult {
     let mut conn = app.state.db.pool.acquire().await?;
     let revision = storage::requests::revisions(&mut conn, id).await?.remove(0);
     drop(conn);
-    let landed = app.state.gitops.apply(&revision.change_set.files, "committed by the dead worker")?;
+    let landed = app
+        .state
+        .gitops
+        .apply(&revision.change_set.files, "committed by the dead worker")?;
     assert!(landed.created);
     let restarted = restart_and_recover(app).await?;
     assert_eq!(run_jobs_on(&restarted).await?, 1);
@@ -263,44 +443,74 @@ async fn hash_binding_and_manual_fallback(app: &TestApp) -> TestResult {
     let mut conn = state.db.pool.acquire().await?;
     let mut revision = storage::requests::revisions(&mut conn, id).await?.remove(0);
     drop(conn);
-    revision.change_set.files[0].content.push_str("# slipped in after the review\n");
+    revision.change_set.files[0]
+        .content
+        .push_str("# slipped in after the review\n");
     let tampered = serde_json::to_string(&revision.change_set)?;
-    let changed = sqlx::query("UPDATE request_revisions SET change_set = $1 WHERE request_id = $2 AND revision = 1")
-        .bind(tampered)
-        .bind(id.0)
-        .execute(&state.db.pool)
-        .await?
-        .rows_affected();
+    let changed = sqlx::query(
+        "UPDATE request_revisions SET change_set = $1 WHERE request_id = $2 AND revision = 1",
+    )
+    .bind(tampered)
+    .bind(id.0)
+    .execute(&state.db.pool)
+    .await?
+    .rows_affected();
     assert_eq!(changed, 1);
 
     assert_eq!(app.run_jobs().await?, 1);
     let row = app.request(id).await?;
     assert_eq!(row.state, RequestState::Failed);
     let error = row.last_error.ok_or("a failed request says why")?;
-    assert!(error.contains("hash") && error.contains(&revision.change_set_hash), "{error}");
+    assert!(
+        error.contains("hash") && error.contains(&revision.change_set_hash),
+        "{error}"
+    );
     assert_eq!(row.applied_commit, None);
-    assert_eq!(app.gitops_commits()?, 0, "nothing may reach the GitOps repo");
+    assert_eq!(
+        app.gitops_commits()?,
+        0,
+        "nothing may reach the GitOps repo"
+    );
 
     let (alice, carol) = (app.user("alice").await?, app.user("carol").await?);
-    assert!(matches!(operations::take_over(state, &alice, id).await, Err(ServiceError::Forbidden(_))));
+    assert!(matches!(
+        operations::take_over(state, &alice, id).await,
+        Err(ServiceError::Forbidden(_))
+    ));
     operations::take_over(state, &carol, id).await?;
     let row = app.request(id).await?;
-    assert_eq!((row.state, row.manual_owner.as_deref()), (RequestState::Manual, Some("carol")));
+    assert_eq!(
+        (row.state, row.manual_owner.as_deref()),
+        (RequestState::Manual, Some("carol"))
+    );
     let before = app.snapshot().await?;
     match operations::resolve(state, &carol, id, "   ").await {
         Err(ServiceError::Invalid(fields)) => assert_eq!(fields[0].field, "note"),
         other => panic!("an empty note must be Invalid, got {other:?}"),
     }
     assert_eq!(app.snapshot().await?, before);
-    operations::resolve(state, &carol, id, "created the namespace by hand with kubectl").await?;
+    operations::resolve(
+        state,
+        &carol,
+        id,
+        "created the namespace by hand with kubectl",
+    )
+    .await?;
     assert_eq!(app.request_state(id).await?, RequestState::Completed);
     let actions = audit_actions(app, &format!("request:{id}")).await?;
     assert_eq!(
         actions[actions.len() - 4..],
-        ["request.start_execution", "request.fail", "request.take_over", "request.resolve_manually"]
+        [
+            "request.start_execution",
+            "request.fail",
+            "request.take_over",
+            "request.resolve_manually"
+        ]
     );
     let mut conn = state.db.pool.acquire().await?;
-    let asset = storage::assets::by_request(&mut conn, id).await?.ok_or("a resolved request records its asset")?;
+    let asset = storage::assets::by_request(&mut conn, id)
+        .await?
+        .ok_or("a resolved request records its asset")?;
     assert_eq!(asset.commit_id, "manual");
     Ok(())
 }
@@ -354,18 +564,29 @@ async fn start_with_redis_catalog(engine: Engine) -> TestResult<Option<TestApp>>
     common::copy_dir(&common::shipped_catalog(), dir.path())?;
     std::fs::write(dir.path().join("types/redis-cache.yaml"), REDIS_TYPE)?;
     std::fs::create_dir_all(dir.path().join("templates/redis-cache"))?;
-    std::fs::write(dir.path().join("templates/redis-cache/redis.yaml.j2"), REDIS_TEMPLATE)?;
+    std::fs::write(
+        dir.path().join("templates/redis-cache/redis.yaml.j2"),
+        REDIS_TEMPLATE,
+    )?;
     TestApp::start_with_catalog(engine, Some(dir)).await
 }
 
 async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {
     let state = &app.state;
     let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
-    assert!(catalog::list_types(state, &alice).iter().any(|t| t.name == "redis-cache"));
+    assert!(
+        catalog::list_types(state, &alice)
+            .iter()
+            .any(|t| t.name == "redis-cache")
+    );
     let params = |env: &str| json!({"name": "sessions", "team": "payments", "environment": env, "memory_mb": 512});
 
     let dev = requests::submit(state, &alice, &draft("redis-cache", params("dev"))).await?;
-    assert_eq!(app.request_state(dev).await?, RequestState::Approved, "the type's own policy auto-approves dev");
+    assert_eq!(
+        app.request_state(dev).await?,
+        RequestState::Approved,
+        "the type's own policy auto-approves dev"
+    );
     let prod = requests::submit(state, &alice, &draft("redis-cache", params("prod"))).await?;
     assert_eq!(app.request_state(prod).await?, RequestState::InReview);
     reviews::decide(state, &bob, prod, 1, ReviewDecision::Approve, "").await?;
@@ -376,22 +597,43 @@ async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {
         assert_eq!(row.state, RequestState::Completed);
         let commit = row.applied_commit.ok_or("commit")?;
         let path = format!("{env}/payments/redis-cache/sessions/redis.yaml");
-        let content = state.gitops.read_file(&commit, &path)?.ok_or("rendered file")?;
-        assert!(content.contains(&format!("name: payments-sessions-{env}-redis")), "{content}");
+        let content = state
+            .gitops
+            .read_file(&commit, &path)?
+            .ok_or("rendered file")?;
+        assert!(
+            content.contains(&format!("name: payments-sessions-{env}-redis")),
+            "{content}"
+        );
         assert!(content.contains("maxmemory: \"512mb\""), "{content}");
     }
-    let listed = assets::list(state, &alice, &AssetFilter { type_name: Some("redis-cache".into()), text: None }).await?;
+    let listed = assets::list(
+        state,
+        &alice,
+        &AssetFilter {
+            type_name: Some("redis-cache".into()),
+            text: None,
+        },
+    )
+    .await?;
     assert_eq!(listed.len(), 2);
     let asset = assets::detail(state, &alice, listed[0].id).await?;
     assert_eq!(asset.monitoring.len(), 1);
-    assert!(asset.monitoring[0].target.contains("512 * 1048576"), "{:?}", asset.monitoring);
+    assert!(
+        asset.monitoring[0].target.contains("512 * 1048576"),
+        "{:?}",
+        asset.monitoring
+    );
 
     // The type's quota applies too: 8192 MB per team.
     let over = json!({"name": "big", "team": "payments", "environment": "dev", "memory_mb": 4096});
     requests::submit(state, &alice, &draft("redis-cache", over.clone())).await?;
-    let over = json!({"name": "bigger", "team": "payments", "environment": "dev", "memory_mb": 4096});
+    let over =
+        json!({"name": "bigger", "team": "payments", "environment": "dev", "memory_mb": 4096});
     match requests::submit(state, &alice, &draft("redis-cache", over)).await {
-        Err(ServiceError::PrecheckFailed(report)) => assert!(report.quotas.iter().any(|q| !q.ok), "{report:?}"),
+        Err(ServiceError::PrecheckFailed(report)) => {
+            assert!(report.quotas.iter().any(|q| !q.ok), "{report:?}")
+        }
         other => panic!("expected the quota to refuse, got {other:?}"),
     }
     Ok(())
@@ -403,9 +645,17 @@ macro_rules! refused {
         let before = $app.snapshot().await?;
         match $call.await {
             Err($pattern) => $check,
-            other => panic!("{} should have been refused, got {other:?}", stringify!($call)),
+            other => panic!(
+                "{} should have been refused, got {other:?}",
+                stringify!($call)
+            ),
         }
-        assert_eq!($app.snapshot().await?, before, "{} changed stored data", stringify!($call));
+        assert_eq!(
+            $app.snapshot().await?,
+            before,
+            "{} changed stored data",
+            stringify!($call)
+        );
     }};
 }
 
@@ -422,27 +672,46 @@ async fn bad_requests_change_nothing(app: &TestApp) -> TestResult {
         ServiceError::PrecheckFailed(report) => assert!(report.field_errors.iter().any(|e| e.field == "name"), "{report:?}"));
 
     refused!(app, requests::submit(state, &alice, &draft("postgres-database", postgres_params("ledger", "dev", 20))),
-        ServiceError::PrecheckFailed(report) => {
-            assert_eq!(report.dependencies.len(), 1, "{report:?}");
-            assert!(!report.dependencies[0].ok && report.dependencies[0].type_name == "k8s-namespace", "{report:?}");
-        });
+    ServiceError::PrecheckFailed(report) => {
+        assert_eq!(report.dependencies.len(), 1, "{report:?}");
+        assert!(!report.dependencies[0].ok && report.dependencies[0].type_name == "k8s-namespace", "{report:?}");
+    });
 
     refused!(app, requests::submit(state, &alice, &draft("redis-cache", json!({"name": "x"}))),
         ServiceError::NotFound(what) => assert!(what.contains("redis-cache"), "{what}"));
 
     // Quota: three namespaces per team and environment.
     for name in ["one", "two", "three"] {
-        requests::submit(state, &alice, &draft("k8s-namespace", namespace_params(name, "payments", "dev", 1))).await?;
+        requests::submit(
+            state,
+            &alice,
+            &draft(
+                "k8s-namespace",
+                namespace_params(name, "payments", "dev", 1),
+            ),
+        )
+        .await?;
     }
     refused!(app, requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("four", "payments", "dev", 1))),
         ServiceError::PrecheckFailed(report) => assert!(report.quotas.iter().any(|q| !q.ok && q.limit == 3), "{report:?}"));
     // Quota: 128 CPU per team across environments (64 is the most one namespace may ask).
-    requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("big", "payments", "staging", 64))).await?;
+    requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("big", "payments", "staging", 64),
+        ),
+    )
+    .await?;
     refused!(app, requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("bigger", "payments", "prod", 64))),
         ServiceError::PrecheckFailed(report) => assert!(report.quotas.iter().any(|q| !q.ok && q.limit == 128 && q.used == 67), "{report:?}"));
 
     // A double-clicked submit lands once.
-    let twice = draft("k8s-namespace", namespace_params("clicked", "search", "dev", 1));
+    let twice = draft(
+        "k8s-namespace",
+        namespace_params("clicked", "search", "dev", 1),
+    );
     let first = requests::submit(state, &alice, &twice).await?;
     let after_first = app.snapshot().await?;
     let second = requests::submit(state, &alice, &twice).await?;
@@ -453,13 +722,33 @@ async fn bad_requests_change_nothing(app: &TestApp) -> TestResult {
 
 async fn bad_reviews_change_nothing(app: &TestApp) -> TestResult {
     let state = &app.state;
-    let (alice, bob, carol) = (app.user("alice").await?, app.user("bob").await?, app.user("carol").await?);
+    let (alice, bob, carol) = (
+        app.user("alice").await?,
+        app.user("bob").await?,
+        app.user("carol").await?,
+    );
 
-    let own = requests::submit(state, &bob, &draft("k8s-namespace", namespace_params("tools", "platform", "prod", 1))).await?;
+    let own = requests::submit(
+        state,
+        &bob,
+        &draft(
+            "k8s-namespace",
+            namespace_params("tools", "platform", "prod", 1),
+        ),
+    )
+    .await?;
     refused!(app, reviews::decide(state, &bob, own, 1, ReviewDecision::Approve, ""),
         ServiceError::Forbidden(message) => assert!(message.contains("own"), "{message}"));
 
-    let id = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("api", "payments", "prod", 1))).await?;
+    let id = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("api", "payments", "prod", 1),
+        ),
+    )
+    .await?;
     refused!(app, reviews::decide(state, &alice, id, 1, ReviewDecision::Approve, ""),
         ServiceError::Forbidden(message) => assert!(message.contains("reviewer"), "{message}"));
     refused!(app, reviews::decide(state, &bob, id, 1, ReviewDecision::Reject, "  "),
@@ -469,7 +758,13 @@ async fn bad_reviews_change_nothing(app: &TestApp) -> TestResult {
 
     // A stale revision: bob reviews revision 1 after alice sent revision 2.
     reviews::decide(state, &bob, id, 1, ReviewDecision::RequestChanges, "4 CPUs").await?;
-    requests::resubmit(state, &alice, id, &namespace_params("api", "payments", "prod", 4)).await?;
+    requests::resubmit(
+        state,
+        &alice,
+        id,
+        &namespace_params("api", "payments", "prod", 4),
+    )
+    .await?;
     refused!(app, reviews::decide(state, &bob, id, 1, ReviewDecision::Approve, ""),
         ServiceError::Conflict(message) => assert!(message.contains("revision 2"), "{message}"));
 
@@ -479,8 +774,24 @@ async fn bad_reviews_change_nothing(app: &TestApp) -> TestResult {
     refused!(app, reviews::decide(state, &carol, id, 2, ReviewDecision::Approve, ""),
         ServiceError::Conflict(_) => {});
 
-    let rejected = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("old", "payments", "prod", 1))).await?;
-    reviews::decide(state, &bob, rejected, 1, ReviewDecision::Reject, "we have one already").await?;
+    let rejected = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("old", "payments", "prod", 1),
+        ),
+    )
+    .await?;
+    reviews::decide(
+        state,
+        &bob,
+        rejected,
+        1,
+        ReviewDecision::Reject,
+        "we have one already",
+    )
+    .await?;
     assert_eq!(app.request_state(rejected).await?, RequestState::Rejected);
     refused!(app, reviews::decide(state, &carol, rejected, 1, ReviewDecision::Approve, ""),
         ServiceError::Conflict(_) => {});
@@ -489,7 +800,11 @@ async fn bad_reviews_change_nothing(app: &TestApp) -> TestResult {
 
 async fn state_machine_through_the_services(app: &TestApp) -> TestResult {
     let state = &app.state;
-    let (alice, bob, carol) = (app.user("alice").await?, app.user("bob").await?, app.user("carol").await?);
+    let (alice, bob, carol) = (
+        app.user("alice").await?,
+        app.user("bob").await?,
+        app.user("carol").await?,
+    );
     let done = app.namespace(&alice, "dev", "web").await?;
     refused!(app, requests::cancel(state, &alice, done), ServiceError::Conflict(_) => {});
     refused!(app, operations::retry(state, &carol, done), ServiceError::Conflict(_) => {});
@@ -498,7 +813,15 @@ async fn state_machine_through_the_services(app: &TestApp) -> TestResult {
     refused!(app, requests::resubmit(state, &alice, done, &namespace_params("web", "payments", "dev", 3)),
         ServiceError::Conflict(_) => {});
 
-    let waiting = requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("api", "payments", "prod", 1))).await?;
+    let waiting = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("api", "payments", "prod", 1),
+        ),
+    )
+    .await?;
     refused!(app, requests::resubmit(state, &alice, waiting, &namespace_params("api", "payments", "prod", 2)),
         ServiceError::Conflict(_) => {});
     refused!(app, requests::cancel(state, &bob, waiting), ServiceError::Forbidden(_) => {});
@@ -511,8 +834,14 @@ async fn state_machine_through_the_services(app: &TestApp) -> TestResult {
 
 async fn concurrent_double_click_lands_once(app: &TestApp) -> TestResult {
     let alice = app.user("alice").await?;
-    let twice = draft("k8s-namespace", namespace_params("clicked", "payments", "dev", 1));
-    let (first, second) = tokio::join!(requests::submit(&app.state, &alice, &twice), requests::submit(&app.state, &alice, &twice));
+    let twice = draft(
+        "k8s-namespace",
+        namespace_params("clicked", "payments", "dev", 1),
+    );
+    let (first, second) = tokio::join!(
+        requests::submit(&app.state, &alice, &twice),
+        requests::submit(&app.state, &alice, &twice)
+    );
     assert_eq!(first?, second?);
     assert_eq!(app.count("requests").await?, 1);
     Ok(())
@@ -522,16 +851,44 @@ async fn concurrent_double_click_lands_once(app: &TestApp) -> TestResult {
 async fn concurrent_submits_respect_the_quota(app: &TestApp) -> TestResult {
     let alice = app.user("alice").await?;
     for name in ["one", "two"] {
-        requests::submit(&app.state, &alice, &draft("k8s-namespace", namespace_params(name, "payments", "dev", 1))).await?;
+        requests::submit(
+            &app.state,
+            &alice,
+            &draft(
+                "k8s-namespace",
+                namespace_params(name, "payments", "dev", 1),
+            ),
+        )
+        .await?;
     }
     let (three, four) = (
-        draft("k8s-namespace", namespace_params("three", "payments", "dev", 1)),
-        draft("k8s-namespace", namespace_params("four", "payments", "dev", 1)),
+        draft(
+            "k8s-namespace",
+            namespace_params("three", "payments", "dev", 1),
+        ),
+        draft(
+            "k8s-namespace",
+            namespace_params("four", "payments", "dev", 1),
+        ),
     );
-    let (a, b) = tokio::join!(requests::submit(&app.state, &alice, &three), requests::submit(&app.state, &alice, &four));
-    let refused = [&a, &b].iter().filter(|r| matches!(r, Err(ServiceError::PrecheckFailed(_)))).count();
-    assert_eq!((a.is_ok() as usize + b.is_ok() as usize, refused), (1, 1), "{a:?} / {b:?}");
-    assert_eq!(app.count("requests").await?, 3, "the quota allows 3 namespaces per team and environment");
+    let (a, b) = tokio::join!(
+        requests::submit(&app.state, &alice, &three),
+        requests::submit(&app.state, &alice, &four)
+    );
+    let refused = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(ServiceError::PrecheckFailed(_))))
+        .count();
+    assert_eq!(
+        (a.is_ok() as usize + b.is_ok() as usize, refused),
+        (1, 1),
+        "{a:?} / {b:?}"
+    );
+    assert_eq!(
+        app.count("requests").await?,
+        3,
+        "the quota allows 3 namespaces per team and environment"
+    );
     Ok(())
 }
 
@@ -539,12 +896,28 @@ async fn concurrent_submits_respect_the_quota(app: &TestApp) -> TestResult {
 async fn concurrent_submits_of_one_name_land_once(app: &TestApp) -> TestResult {
     let alice = app.user("alice").await?;
     let (one, other) = (
-        draft("k8s-namespace", namespace_params("web", "payments", "dev", 1)),
-        draft("k8s-namespace", namespace_params("web", "payments", "dev", 1)),
+        draft(
+            "k8s-namespace",
+            namespace_params("web", "payments", "dev", 1),
+        ),
+        draft(
+            "k8s-namespace",
+            namespace_params("web", "payments", "dev", 1),
+        ),
     );
-    let (a, b) = tokio::join!(requests::submit(&app.state, &alice, &one), requests::submit(&app.state, &alice, &other));
-    let refused = [&a, &b].iter().filter(|r| matches!(r, Err(ServiceError::PrecheckFailed(_)))).count();
-    assert_eq!((a.is_ok() as usize + b.is_ok() as usize, refused), (1, 1), "{a:?} / {b:?}");
+    let (a, b) = tokio::join!(
+        requests::submit(&app.state, &alice, &one),
+        requests::submit(&app.state, &alice, &other)
+    );
+    let refused = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(ServiceError::PrecheckFailed(_))))
+        .count();
+    assert_eq!(
+        (a.is_ok() as usize + b.is_ok() as usize, refused),
+        (1, 1),
+        "{a:?} / {b:?}"
+    );
     assert_eq!(app.count("requests").await?, 1);
     Ok(())
 }
@@ -566,7 +939,10 @@ fn a_broken_catalog_names_the_file_and_the_place() -> TestResult {
     let text = error.to_string();
     assert!(text.contains("types/broken-namespace.yaml"), "{text}");
     assert!(text.contains("review.approvers"), "{text}");
-    assert!(!text.contains("types/k8s-namespace.yaml"), "only the broken file is blamed: {text}");
+    assert!(
+        !text.contains("types/k8s-namespace.yaml"),
+        "only the broken file is blamed: {text}"
+    );
     Ok(())
 }
 

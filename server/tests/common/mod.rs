@@ -43,7 +43,9 @@ impl Drop for ScratchDatabase {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime.block_on(async {
-                let mut conn = sqlx::AnyConnection::connect(&admin_url).await.map_err(|e| e.to_string())?;
+                let mut conn = sqlx::AnyConnection::connect(&admin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
                     .await
@@ -53,7 +55,10 @@ impl Drop for ScratchDatabase {
         })
         .join();
         if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_string()) {
-            eprintln!("note: could not drop the test database {}: {error}", self.name);
+            eprintln!(
+                "note: could not drop the test database {}: {error}",
+                self.name
+            );
         }
     }
 }
@@ -92,26 +97,42 @@ impl TestApp {
     }
 
     /// A fresh app on the given catalog directory (kept alive as long as the app).
-    pub async fn start_with_catalog(engine: Engine, catalog: Option<TempDir>) -> TestResult<Option<TestApp>> {
+    pub async fn start_with_catalog(
+        engine: Engine,
+        catalog: Option<TempDir>,
+    ) -> TestResult<Option<TestApp>> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir)?;
         let (database_url, database) = match engine {
-            Engine::Sqlite => (format!("sqlite://{}?mode=rwc", data_dir.join("slipway.db").display()), None),
+            Engine::Sqlite => (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("slipway.db").display()
+                ),
+                None,
+            ),
             Engine::Postgres => {
-                let Some(admin_url) = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.trim().is_empty()) else {
+                let Some(admin_url) = std::env::var(POSTGRES_ENV)
+                    .ok()
+                    .filter(|u| !u.trim().is_empty())
+                else {
                     return Ok(None);
                 };
                 sqlx::any::install_default_drivers();
                 let name = format!("slipway_t_{}", uuid::Uuid::new_v4().simple());
                 let mut conn = sqlx::AnyConnection::connect(&admin_url).await?;
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await?;
                 conn.close().await?;
                 let url = with_database(&admin_url, &name);
                 (url, Some(ScratchDatabase { admin_url, name }))
             }
         };
-        let catalog_path = catalog.as_ref().map_or_else(shipped_catalog, |d| d.path().to_path_buf());
+        let catalog_path = catalog
+            .as_ref()
+            .map_or_else(shipped_catalog, |d| d.path().to_path_buf());
         let settings = Settings {
             addr: "127.0.0.1:0".parse()?,
             data_dir: data_dir.clone(),
@@ -126,7 +147,14 @@ impl TestApp {
         if state.db.engine != engine {
             return Err(format!("asked for {engine:?}, got {:?}", state.db.engine).into());
         }
-        Ok(Some(TestApp { state, engine, settings, _database: database, _dir: dir, _catalog_dir: catalog }))
+        Ok(Some(TestApp {
+            state,
+            engine,
+            settings,
+            _database: database,
+            _dir: dir,
+            _catalog_dir: catalog,
+        }))
     }
 
     /// A second state on the same database, data directory and repository, as a
@@ -152,7 +180,9 @@ impl TestApp {
 
     pub async fn request(&self, id: RequestId) -> TestResult<RequestRow> {
         let mut conn = self.state.db.pool.acquire().await?;
-        Ok(storage::requests::get(&mut conn, id).await?.ok_or_else(|| format!("request #{id} is missing"))?)
+        Ok(storage::requests::get(&mut conn, id)
+            .await?
+            .ok_or_else(|| format!("request #{id} is missing"))?)
     }
 
     pub async fn request_state(&self, id: RequestId) -> TestResult<RequestState> {
@@ -160,27 +190,53 @@ impl TestApp {
     }
 
     pub async fn count(&self, table: &str) -> TestResult<i64> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.state.db.pool).await?;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.state.db.pool)
+            .await?;
         Ok(n)
     }
 
     /// Row counts of every table a request touches, to prove a refused call changed nothing.
     pub async fn snapshot(&self) -> TestResult<Vec<(&'static str, i64)>> {
         let mut counts = Vec::new();
-        for table in ["requests", "request_revisions", "decisions", "jobs", "check_results", "assets", "audit_events"] {
+        for table in [
+            "requests",
+            "request_revisions",
+            "decisions",
+            "jobs",
+            "check_results",
+            "assets",
+            "audit_events",
+        ] {
             counts.push((table, self.count(table).await?));
         }
         Ok(counts)
     }
 
     pub async fn exec(&self, sql: &str) -> TestResult<u64> {
-        Ok(sqlx::query(sql).execute(&self.state.db.pool).await?.rows_affected())
+        Ok(sqlx::query(sql)
+            .execute(&self.state.db.pool)
+            .await?
+            .rows_affected())
     }
 
     /// Submits a k8s-namespace for alice's team in `environment`, has bob approve it
     /// when the policy does not, runs the jobs and checks it completed.
-    pub async fn namespace(&self, requester: &UserView, environment: &str, name: &str) -> TestResult<RequestId> {
-        let id = requests::submit(&self.state, requester, &draft("k8s-namespace", namespace_params(name, "payments", environment, 2))).await?;
+    pub async fn namespace(
+        &self,
+        requester: &UserView,
+        environment: &str,
+        name: &str,
+    ) -> TestResult<RequestId> {
+        let id = requests::submit(
+            &self.state,
+            requester,
+            &draft(
+                "k8s-namespace",
+                namespace_params(name, "payments", environment, 2),
+            ),
+        )
+        .await?;
         if self.request_state(id).await? == RequestState::InReview {
             let bob = self.user("bob").await?;
             reviews::decide(&self.state, &bob, id, 1, ReviewDecision::Approve, "ok").await?;
@@ -207,7 +263,11 @@ pub async fn run_jobs_on(state: &AppState) -> TestResult<usize> {
 
 /// A draft with a fresh submit key.
 pub fn draft(type_name: &str, params: Value) -> RequestDraft {
-    RequestDraft { type_name: type_name.into(), params, submit_key: uuid::Uuid::new_v4().to_string() }
+    RequestDraft {
+        type_name: type_name.into(),
+        params,
+        submit_key: uuid::Uuid::new_v4().to_string(),
+    }
 }
 
 pub fn namespace_params(name: &str, team: &str, environment: &str, cpu: i64) -> Value {
@@ -273,8 +333,17 @@ macro_rules! on_both_engines {
 mod tests {
     #[test]
     fn replaces_the_database_in_a_url() {
-        assert_eq!(super::with_database("postgres://p@h:5432/test", "x"), "postgres://p@h:5432/x");
-        assert_eq!(super::with_database("postgres://p@h/test?sslmode=disable", "x"), "postgres://p@h/x?sslmode=disable");
-        assert_eq!(super::with_database("postgres://p@h", "x"), "postgres://p@h/x");
+        assert_eq!(
+            super::with_database("postgres://p@h:5432/test", "x"),
+            "postgres://p@h:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://p@h/test?sslmode=disable", "x"),
+            "postgres://p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://p@h", "x"),
+            "postgres://p@h/x"
+        );
     }
 }
