@@ -8,13 +8,13 @@ use slipway_core::catalog::{Dictionary, ResourceType};
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::views::{
-    AssetDetail, AssetFilter, AssetSummary, AuditEntry, AuditFilter, RequestDetail, RequestDraft, RequestSummary,
-    ReviewDecision, TypeSummary, UserView,
+    AssetDetail, AssetFilter, AssetSummary, AuditEntry, AuditFilter, RequestDetail, RequestDraft,
+    RequestSummary, ReviewDecision, TypeSummary, UserView,
 };
 
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
-use crate::ssr::{app_state, optional_user, session, signed_in, user_error, SESSION_USER};
+use crate::ssr::{SESSION_USER, app_state, optional_user, session, signed_in, user_error};
 #[cfg(feature = "ssr")]
 use slipway_server::services;
 
@@ -27,15 +27,28 @@ pub async fn current_user() -> Result<Option<UserView>, AppError> {
 /// Signs in with a local account; the session id is replaced so a session fixed
 /// before sign-in is worthless after it.
 #[server]
-pub async fn login(username: String, password: String, next: Option<String>) -> Result<(), AppError> {
+pub async fn login(
+    username: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), AppError> {
     let state = app_state()?;
-    let user = services::auth::login(&state, &username, &password).await.map_err(user_error)?;
+    let user = services::auth::login(&state, &username, &password)
+        .await
+        .map_err(user_error)?;
     let session = session().await?;
-    let internal = |e: tower_sessions::session::Error| user_error(services::ServiceError::Internal(format!("session: {e}")));
+    let internal = |e: tower_sessions::session::Error| {
+        user_error(services::ServiceError::Internal(format!("session: {e}")))
+    };
     session.cycle_id().await.map_err(internal)?;
-    session.insert(SESSION_USER, user.id.0).await.map_err(internal)?;
+    session
+        .insert(SESSION_USER, user.id.0)
+        .await
+        .map_err(internal)?;
     // Only local paths: an open redirect would let a link send people elsewhere.
-    let target = next.filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/catalog".into());
+    let target = next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or_else(|| "/catalog".into());
     leptos_axum::redirect(&target);
     Ok(())
 }
@@ -69,7 +82,8 @@ pub struct FormContext {
 #[server]
 pub async fn load_form_context(type_name: String) -> Result<FormContext, AppError> {
     let (state, user) = signed_in().await?;
-    let resource_type = services::catalog::resource_type(&state, &user, &type_name).map_err(user_error)?;
+    let resource_type =
+        services::catalog::resource_type(&state, &user, &type_name).map_err(user_error)?;
     Ok(FormContext {
         resource_type,
         dictionaries: services::catalog::dictionaries(&state, &user),
@@ -78,91 +92,130 @@ pub async fn load_form_context(type_name: String) -> Result<FormContext, AppErro
 }
 
 #[server(input = Json)]
-pub async fn precheck_request(type_name: String, params: Value, exclude: Option<RequestId>) -> Result<PrecheckReport, AppError> {
+pub async fn precheck_request(
+    type_name: String,
+    params: Value,
+    exclude: Option<RequestId>,
+) -> Result<PrecheckReport, AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::precheck(&state, &user, &type_name, &params, exclude).await.map_err(user_error)
+    services::requests::precheck(&state, &user, &type_name, &params, exclude)
+        .await
+        .map_err(user_error)
 }
 
 #[server(input = Json)]
 pub async fn submit_request(draft: RequestDraft) -> Result<RequestId, AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::submit(&state, &user, &draft).await.map_err(user_error)
+    services::requests::submit(&state, &user, &draft)
+        .await
+        .map_err(user_error)
 }
 
 #[server(input = Json)]
 pub async fn resubmit_request(id: RequestId, params: Value) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::resubmit(&state, &user, id, &params).await.map_err(user_error)
+    services::requests::resubmit(&state, &user, id, &params)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn cancel_request(id: RequestId) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::cancel(&state, &user, id).await.map_err(user_error)
+    services::requests::cancel(&state, &user, id)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn my_requests() -> Result<Vec<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::mine(&state, &user).await.map_err(user_error)
+    services::requests::mine(&state, &user)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn fetch_request(id: RequestId) -> Result<RequestDetail, AppError> {
     let (state, user) = signed_in().await?;
-    services::detail::request_detail(&state, &user, id).await.map_err(user_error)
+    services::detail::request_detail(&state, &user, id)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn review_queue() -> Result<Vec<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::reviews::queue(&state, &user).await.map_err(user_error)
+    services::reviews::queue(&state, &user)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
-pub async fn decide(id: RequestId, revision: i64, decision: ReviewDecision, comment: String) -> Result<(), AppError> {
+pub async fn decide(
+    id: RequestId,
+    revision: i64,
+    decision: ReviewDecision,
+    comment: String,
+) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::reviews::decide(&state, &user, id, revision, decision, &comment).await.map_err(user_error)
+    services::reviews::decide(&state, &user, id, revision, decision, &comment)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn needing_attention() -> Result<Vec<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::needing_attention(&state, &user).await.map_err(user_error)
+    services::requests::needing_attention(&state, &user)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn retry_request(id: RequestId) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::operations::retry(&state, &user, id).await.map_err(user_error)
+    services::operations::retry(&state, &user, id)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn take_over_request(id: RequestId) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::operations::take_over(&state, &user, id).await.map_err(user_error)
+    services::operations::take_over(&state, &user, id)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn resolve_request(id: RequestId, note: String) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::operations::resolve(&state, &user, id, &note).await.map_err(user_error)
+    services::operations::resolve(&state, &user, id, &note)
+        .await
+        .map_err(user_error)
 }
 
 #[server(input = Json)]
 pub async fn list_assets(filter: AssetFilter) -> Result<Vec<AssetSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::assets::list(&state, &user, &filter).await.map_err(user_error)
+    services::assets::list(&state, &user, &filter)
+        .await
+        .map_err(user_error)
 }
 
 #[server]
 pub async fn fetch_asset(id: AssetId) -> Result<AssetDetail, AppError> {
     let (state, user) = signed_in().await?;
-    services::assets::detail(&state, &user, id).await.map_err(user_error)
+    services::assets::detail(&state, &user, id)
+        .await
+        .map_err(user_error)
 }
 
 #[server(input = Json)]
 pub async fn audit_log(filter: AuditFilter) -> Result<Vec<AuditEntry>, AppError> {
     let (state, user) = signed_in().await?;
-    services::audit::list(&state, &user, &filter).await.map_err(user_error)
+    services::audit::list(&state, &user, &filter)
+        .await
+        .map_err(user_error)
 }

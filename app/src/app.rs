@@ -1,14 +1,15 @@
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::components::{Redirect, Route, Router, Routes, A};
+use leptos_router::components::{A, Redirect, Route, Router, Routes};
 use leptos_router::path;
 use slipway_core::views::{Role, UserView};
 
 use crate::api::{Logout, current_user};
 use crate::pages::{
-    asset::AssetPage, assets::AssetsPage, attention::AttentionPage, audit::AuditPage, catalog::CatalogPage,
-    edit_request::EditRequestPage, login::LoginPage, my_requests::MyRequestsPage, new_request::NewRequestPage,
-    request::RequestPage, reviews::ReviewQueuePage,
+    asset::AssetPage, assets::AssetsPage, attention::AttentionPage, audit::AuditPage,
+    catalog::CatalogPage, edit_request::EditRequestPage, login::LoginPage,
+    my_requests::MyRequestsPage, new_request::NewRequestPage, request::RequestPage,
+    reviews::ReviewQueuePage,
 };
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {

@@ -21,7 +21,9 @@ pub enum AppError {
     PrecheckFailed(Box<PrecheckReport>),
     #[error("{0}")]
     Conflict(String),
-    #[error("Something went wrong on our side (reference {0}). Try again; if it persists, tell the platform team.")]
+    #[error(
+        "Something went wrong on our side (reference {0}). Try again; if it persists, tell the platform team."
+    )]
     Internal(String),
     #[error("The server could not be reached or answered strangely: {0}")]
     Transport(String),
@@ -30,7 +32,13 @@ pub enum AppError {
 fn describe(errors: &[FieldError]) -> String {
     errors
         .iter()
-        .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{} {}", e.field, e.message) })
+        .map(|e| {
+            if e.field.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{} {}", e.field, e.message)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -39,7 +47,10 @@ impl AppError {
     /// The error for one form field, if the server named it.
     pub fn field(&self, name: &str) -> Option<String> {
         match self {
-            AppError::Invalid(errors) => errors.iter().find(|e| e.field == name).map(|e| e.message.clone()),
+            AppError::Invalid(errors) => errors
+                .iter()
+                .find(|e| e.field == name)
+                .map(|e| e.message.clone()),
             _ => None,
         }
     }

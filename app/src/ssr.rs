@@ -31,7 +31,9 @@ pub fn portal_router(state: AppState) -> Router {
             let options = options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context(provide, shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context(
+            provide, shell,
+        ))
         .with_state(options)
 }
 
@@ -70,24 +72,37 @@ pub fn user_error(error: ServiceError) -> AppError {
 }
 
 pub fn app_state() -> Result<AppState, AppError> {
-    use_context::<AppState>().ok_or_else(|| user_error(ServiceError::Internal("application state missing from context".into())))
+    use_context::<AppState>().ok_or_else(|| {
+        user_error(ServiceError::Internal(
+            "application state missing from context".into(),
+        ))
+    })
 }
 
 pub async fn session() -> Result<Session, AppError> {
-    leptos_axum::extract::<Session>().await.map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))
+    leptos_axum::extract::<Session>()
+        .await
+        .map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))
 }
 
 /// The signed-in user, if any; a session whose user no longer exists counts as none.
 pub async fn optional_user(state: &AppState) -> Result<Option<UserView>, AppError> {
     let session = session().await?;
-    let id: Option<i64> = session.get(SESSION_USER).await.map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))?;
+    let id: Option<i64> = session
+        .get(SESSION_USER)
+        .await
+        .map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))?;
     let Some(id) = id else { return Ok(None) };
-    services::auth::user(state, UserId(id)).await.map_err(user_error)
+    services::auth::user(state, UserId(id))
+        .await
+        .map_err(user_error)
 }
 
 /// The application state and the signed-in user, or `Unauthenticated`.
 pub async fn signed_in() -> Result<(AppState, UserView), AppError> {
     let state = app_state()?;
-    let user = optional_user(&state).await?.ok_or_else(|| user_error(ServiceError::Unauthenticated))?;
+    let user = optional_user(&state)
+        .await?
+        .ok_or_else(|| user_error(ServiceError::Unauthenticated))?;
     Ok((state, user))
 }

@@ -40,7 +40,12 @@ async fn drain(state: &AppState) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-async fn namespace(state: &AppState, alice: &UserView, name: &str, key: &str) -> Result<(), Box<dyn Error>> {
+async fn namespace(
+    state: &AppState,
+    alice: &UserView,
+    name: &str,
+    key: &str,
+) -> Result<(), Box<dyn Error>> {
     let draft = RequestDraft {
         type_name: "k8s-namespace".into(),
         params: json!({ "name": name, "team": "payments", "environment": "dev", "cpu_limit": 1, "memory_limit_gi": 1 }),
@@ -68,7 +73,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
     for _ in 0..PRECHECK_CALLS {
         let t = Instant::now();
-        let report = services::requests::precheck(&state, &alice, "postgres-database", &params, None).await?;
+        let report =
+            services::requests::precheck(&state, &alice, "postgres-database", &params, None)
+                .await?;
         samples.push(t.elapsed());
         if !report.passed() {
             return Err(format!("pre-check unexpectedly failed: {report:?}").into());
@@ -77,8 +84,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let total = started.elapsed();
     samples.sort();
     println!("pre-check (postgres-database, SQLite, warm, {PRECHECK_CALLS} sequential calls):");
-    println!("  p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms", ms(percentile(&samples, 0.5)), ms(percentile(&samples, 0.99)), ms(samples[samples.len() - 1]));
-    println!("  {:.0} checks/second", PRECHECK_CALLS as f64 / total.as_secs_f64());
+    println!(
+        "  p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms",
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99)),
+        ms(samples[samples.len() - 1])
+    );
+    println!(
+        "  {:.0} checks/second",
+        PRECHECK_CALLS as f64 / total.as_secs_f64()
+    );
 
     let mut submit = Vec::with_capacity(SUBMIT_RUNS);
     for i in 0..SUBMIT_RUNS {
@@ -92,8 +107,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .await?;
     }
     submit.sort();
-    println!("submit → asset (auto-approved k8s-namespace, SQLite, worker in-process, {SUBMIT_RUNS} runs):");
-    println!("  p50 {:.1} ms   p99 {:.1} ms   min {:.1} ms", ms(percentile(&submit, 0.5)), ms(percentile(&submit, 0.99)), ms(submit[0]));
+    println!(
+        "submit → asset (auto-approved k8s-namespace, SQLite, worker in-process, {SUBMIT_RUNS} runs):"
+    );
+    println!(
+        "  p50 {:.1} ms   p99 {:.1} ms   min {:.1} ms",
+        ms(percentile(&submit, 0.5)),
+        ms(percentile(&submit, 0.99)),
+        ms(submit[0])
+    );
     Ok(())
 }
 

@@ -70,5 +70,8 @@ pub fn load(dir: &Path) -> Result<LoadedCatalog, CatalogLoadError> {
         })?;
         validators.insert(name.clone(), validator);
     }
-    Ok(LoadedCatalog { catalog, validators })
+    Ok(LoadedCatalog {
+        catalog,
+        validators,
+    })
 }

@@ -25,18 +25,25 @@ pub enum StartError {
     #[error(transparent)]
     Catalog(#[from] catalog_source::CatalogLoadError),
     #[error("database ({url}): {source}")]
-    Database { url: String, source: crate::storage::StorageError },
+    Database {
+        url: String,
+        source: crate::storage::StorageError,
+    },
     #[error(transparent)]
     GitOps(#[from] crate::drivers::gitops::GitOpsError),
     #[error("first-start set-up: {0}")]
     Seed(crate::services::ServiceError),
     #[error("--addr (SLIPWAY_ADDR) {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_sessions=warn")
+    });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
@@ -44,10 +51,12 @@ fn init_tracing() {
 /// migrations, GitOps repository, first users.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
     let catalog = catalog_source::load(&settings.catalog)?;
-    let db = Db::connect(&settings.database_url).await.map_err(|source| StartError::Database {
-        url: crate::config::redact_url(&settings.database_url),
-        source,
-    })?;
+    let db = Db::connect(&settings.database_url)
+        .await
+        .map_err(|source| StartError::Database {
+            url: crate::config::redact_url(&settings.database_url),
+            source,
+        })?;
     let gitops = GitOpsRepo::open_or_init(&settings.gitops_repo)?;
     let state = AppState {
         db,
@@ -56,7 +65,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         settings: Arc::new(settings),
         jobs_ready: Arc::new(Notify::new()),
     };
-    ensure_initial_users(&state).await.map_err(StartError::Seed)?;
+    ensure_initial_users(&state)
+        .await
+        .map_err(StartError::Seed)?;
     Ok(state)
 }
 
@@ -68,7 +79,10 @@ pub fn router(state: &AppState, portal: Router) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-async fn serve(settings: Settings, portal: impl FnOnce(AppState) -> Router) -> Result<(), StartError> {
+async fn serve(
+    settings: Settings,
+    portal: impl FnOnce(AppState) -> Router,
+) -> Result<(), StartError> {
     tracing::info!(?settings, "starting");
     let state = build_state(settings).await?;
     let (stop, stopped) = watch::channel(false);
@@ -78,12 +92,20 @@ async fn serve(settings: Settings, portal: impl FnOnce(AppState) -> Router) -> R
     let addr = state.settings.addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Listen { addr: addr.to_string(), source })?;
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
     tracing::info!("Slipway listens on http://{addr}");
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     let _ = stop.send(true);
     let _ = worker.await;
-    served.map_err(|source| StartError::Listen { addr: addr.to_string(), source })
+    served.map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 async fn shutdown_signal() {

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "slipway", version, about = "Slipway: a self-service portal for platform resources")]
+#[command(
+    name = "slipway",
+    version,
+    about = "Slipway: a self-service portal for platform resources"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -67,7 +71,10 @@ impl std::fmt::Debug for ServeArgs {
             .field("data_dir", &self.data_dir)
             .field("catalog", &self.catalog)
             .field("demo", &self.demo)
-            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
             .field("gitops_repo", &self.gitops_repo)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
@@ -137,16 +144,30 @@ impl ServeArgs {
             });
         }
         let database_url = match self.database_url.filter(|u| !u.trim().is_empty()) {
-            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:") => url,
+            Some(url)
+                if url.starts_with("sqlite:")
+                    || url.starts_with("postgres:")
+                    || url.starts_with("postgresql:") =>
+            {
+                url
+            }
             Some(url) => {
                 return Err(SettingError {
                     setting: "--database-url (DATABASE_URL)",
-                    message: format!("must start with sqlite: or postgres:, got {:?}", redact_url(&url)),
+                    message: format!(
+                        "must start with sqlite: or postgres:, got {:?}",
+                        redact_url(&url)
+                    ),
                 });
             }
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("slipway.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("slipway.db").display()
+            ),
         };
-        let gitops_repo = self.gitops_repo.unwrap_or_else(|| self.data_dir.join("gitops.git"));
+        let gitops_repo = self
+            .gitops_repo
+            .unwrap_or_else(|| self.data_dir.join("gitops.git"));
         Ok(Settings {
             addr: self.addr,
             data_dir: self.data_dir,
@@ -166,7 +187,10 @@ mod tests {
 
     #[test]
     fn redacts_the_password_only() {
-        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
     }
@@ -185,7 +209,12 @@ mod tests {
             secure_cookies: false,
         };
         let error = args.check().err().ok_or("expected an error")?;
-        assert!(error.to_string().starts_with("--database-url (DATABASE_URL)"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("--database-url (DATABASE_URL)"),
+            "{error}"
+        );
         Ok(())
     }
 
@@ -203,7 +232,10 @@ mod tests {
             secure_cookies: false,
         };
         let error = args.check().err().ok_or("expected an error")?;
-        assert!(error.to_string().starts_with("--catalog (SLIPWAY_CATALOG)"), "{error}");
+        assert!(
+            error.to_string().starts_with("--catalog (SLIPWAY_CATALOG)"),
+            "{error}"
+        );
         Ok(())
     }
 }

@@ -41,8 +41,16 @@ fn show(value: &Option<Value>) -> String {
 /// What changed since the revision this reviewer last saw: parameters, then each file.
 #[component]
 pub fn ReviewDiffView(diff: ReviewDiff) -> impl IntoView {
-    let unchanged = diff.files.iter().filter(|f| f.status == FileStatus::Unchanged).count();
-    let changed: Vec<FileDiff> = diff.files.into_iter().filter(|f| f.status != FileStatus::Unchanged).collect();
+    let unchanged = diff
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Unchanged)
+        .count();
+    let changed: Vec<FileDiff> = diff
+        .files
+        .into_iter()
+        .filter(|f| f.status != FileStatus::Unchanged)
+        .collect();
     view! {
         <section class="review-diff" aria-labelledby="diff-heading">
             <h2 id="diff-heading">{format!("Changes since revision {}", diff.base_revision)}</h2>

@@ -4,7 +4,14 @@
 use leptos::prelude::*;
 use slipway_core::state::RequestState;
 
-const STEPS: [&str; 6] = ["Request", "Pre-check", "Review", "Execute", "Verify", "Record"];
+const STEPS: [&str; 6] = [
+    "Request",
+    "Pre-check",
+    "Review",
+    "Execute",
+    "Verify",
+    "Record",
+];
 
 /// Index of the step in progress, and whether the flow stopped there.
 fn position(state: RequestState) -> (usize, bool) {

@@ -27,7 +27,9 @@ pub fn error_view(error: AppError) -> AnyView {
             <div class="notice error" role="alert"><strong>"Not allowed. "</strong>{message}</div>
         }
         .into_any(),
-        other => view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any(),
+        other => {
+            view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any()
+        }
     }
 }
 

@@ -36,7 +36,12 @@ pub fn RequestForm(
         let params = Value::Object(values.get());
         validator.with_value(|v| v.as_ref().map(|v| v.check(&params)).unwrap_or_default())
     });
-    let form = FormState { values, touched: RwSignal::new(Vec::new()), errors, show_all: RwSignal::new(false) };
+    let form = FormState {
+        values,
+        touched: RwSignal::new(Vec::new()),
+        errors,
+        show_all: RwSignal::new(false),
+    };
 
     // The server pre-check follows the values after a short pause in typing.
     let settled = RwSignal::new(values.get_untracked());
@@ -105,7 +110,9 @@ fn server_error_view(error: &AppError) -> AnyView {
             </div>
         }
         .into_any(),
-        other => view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any(),
+        other => {
+            view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any()
+        }
     }
 }
 

@@ -22,11 +22,19 @@ impl FormState {
         if !visible {
             return None;
         }
-        self.errors.with(|errors| errors.iter().find(|e| e.field == field).map(|e| e.message.clone()))
+        self.errors.with(|errors| {
+            errors
+                .iter()
+                .find(|e| e.field == field)
+                .map(|e| e.message.clone())
+        })
     }
 
     fn touch(&self, field: &str) {
-        if !self.touched.with_untracked(|t| t.iter().any(|f| f == field)) {
+        if !self
+            .touched
+            .with_untracked(|t| t.iter().any(|f| f == field))
+        {
             self.touched.update(|t| t.push(field.to_string()));
         }
     }
@@ -46,7 +54,11 @@ fn text_of(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items.iter().map(|i| text_of(Some(i))).collect::<Vec<_>>().join("\n"),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| text_of(Some(i)))
+            .collect::<Vec<_>>()
+            .join("\n"),
         Some(other) => other.to_string(),
     }
 }
@@ -70,7 +82,11 @@ fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
         let name = name.clone();
         Memo::new(move |_| form.error_for(&name))
     };
-    let described_by = if field.description.is_some() { format!("{help_id} {error_id}") } else { error_id.clone() };
+    let described_by = if field.description.is_some() {
+        format!("{help_id} {error_id}")
+    } else {
+        error_id.clone()
+    };
     let kind = field.kind.clone();
     let control = control(&field, &id, &described_by, form, error);
     let required = field.required && !matches!(kind, FieldKind::Boolean);
@@ -87,7 +103,13 @@ fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
     }
 }
 
-fn control(field: &FieldSpec, id: &str, described_by: &str, form: FormState, error: Memo<Option<String>>) -> AnyView {
+fn control(
+    field: &FieldSpec,
+    id: &str,
+    described_by: &str,
+    form: FormState,
+    error: Memo<Option<String>>,
+) -> AnyView {
     let name = field.name.clone();
     let current = {
         let name = name.clone();

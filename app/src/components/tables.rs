@@ -4,7 +4,11 @@ use slipway_core::views::RequestSummary;
 use crate::components::StateBadge;
 
 #[component]
-pub fn RequestTable(requests: Vec<RequestSummary>, #[prop(optional)] show_requester: bool, empty: &'static str) -> impl IntoView {
+pub fn RequestTable(
+    requests: Vec<RequestSummary>,
+    #[prop(optional)] show_requester: bool,
+    empty: &'static str,
+) -> impl IntoView {
     if requests.is_empty() {
         return view! { <p class="empty">{empty}</p> }.into_any();
     }

@@ -11,7 +11,10 @@ use crate::components::{Loading, error_view};
 pub fn AssetsPage() -> impl IntoView {
     let query = use_query_map();
     let filter = move || {
-        query.with(|q| AssetFilter { type_name: q.get("type").filter(|t| !t.is_empty()), text: q.get("q").filter(|t| !t.is_empty()) })
+        query.with(|q| AssetFilter {
+            type_name: q.get("type").filter(|t| !t.is_empty()),
+            text: q.get("q").filter(|t| !t.is_empty()),
+        })
     };
     let assets = Resource::new(filter, list_assets);
     let types = Resource::new(|| (), |_| list_types());

@@ -4,7 +4,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 
-use crate::api::{load_form_context, fetch_request, resubmit_request};
+use crate::api::{fetch_request, load_form_context, resubmit_request};
 use crate::components::request_form::RequestForm;
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
@@ -14,7 +14,13 @@ use crate::error::AppError;
 #[component]
 pub fn EditRequestPage() -> impl IntoView {
     let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).map(RequestId));
+    let id = move || {
+        params.with(|p| {
+            p.get("id")
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(RequestId)
+        })
+    };
     let loaded = Resource::new(id, |id| async move {
         let id = id.ok_or_else(|| AppError::NotFound("request".into()))?;
         let detail = fetch_request(id).await?;

@@ -11,7 +11,9 @@ use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{RequestDetail, ReviewDecision};
 
-use crate::api::{cancel_request, decide, fetch_request, resolve_request, retry_request, take_over_request};
+use crate::api::{
+    cancel_request, decide, fetch_request, resolve_request, retry_request, take_over_request,
+};
 use crate::components::change_set::{ChangeSetView, ReviewDiffView, short};
 use crate::components::flow::FlowSteps;
 use crate::components::precheck::PrecheckPanel;
@@ -20,20 +22,32 @@ use crate::error::AppError;
 
 /// States in which the worker is busy and the page refreshes itself.
 fn in_motion(state: RequestState) -> bool {
-    matches!(state, RequestState::Approved | RequestState::Executing | RequestState::Verifying)
+    matches!(
+        state,
+        RequestState::Approved | RequestState::Executing | RequestState::Verifying
+    )
 }
 
 #[component]
 pub fn RequestPage() -> impl IntoView {
     let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).map(RequestId));
+    let id = move || {
+        params.with(|p| {
+            p.get("id")
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(RequestId)
+        })
+    };
     let version = RwSignal::new(0u32);
-    let detail = Resource::new(move || (id(), version.get()), |(id, _)| async move {
-        match id {
-            Some(id) => fetch_request(id).await,
-            None => Err(AppError::NotFound("request".into())),
-        }
-    });
+    let detail = Resource::new(
+        move || (id(), version.get()),
+        |(id, _)| async move {
+            match id {
+                Some(id) => fetch_request(id).await,
+                None => Err(AppError::NotFound("request".into())),
+            }
+        },
+    );
     // While the worker runs the request, look again every second.
     Effect::new(move |_| {
         if let Some(Ok(d)) = detail.get() {
@@ -59,7 +73,10 @@ pub fn RequestPage() -> impl IntoView {
 fn RequestView(detail: RequestDetail, refresh: Callback<()>) -> impl IntoView {
     let s = detail.summary.clone();
     let current = detail.revisions.last().cloned();
-    let params = current.as_ref().map(|r| r.params.clone()).unwrap_or(Value::Null);
+    let params = current
+        .as_ref()
+        .map(|r| r.params.clone())
+        .unwrap_or(Value::Null);
     view! {
         <Title text=format!("Request #{}", s.id) />
         <div class="request-head">
@@ -93,7 +110,15 @@ fn ParamsTable(params: Value) -> impl IntoView {
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), match v { Value::String(s) => s.clone(), other => other.to_string() }))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -129,12 +154,18 @@ fn Actions(detail: RequestDetail, refresh: Callback<()>) -> impl IntoView {
         }
     });
     Effect::new(move |_| {
-        if matches!(review.value().get(), Some(Ok(()))) || matches!(operate.value().get(), Some(Ok(()))) {
+        if matches!(review.value().get(), Some(Ok(())))
+            || matches!(operate.value().get(), Some(Ok(())))
+        {
             refresh.run(());
         }
     });
     let error = move || {
-        review.value().get().and_then(|r| r.err()).or_else(|| operate.value().get().and_then(|r| r.err()))
+        review
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .or_else(|| operate.value().get().and_then(|r| r.err()))
     };
     let busy = move || review.pending().get() || operate.pending().get();
     let any = p.review || p.resubmit || p.cancel || p.retry || p.take_over || p.resolve;

@@ -34,7 +34,9 @@ pub struct GitOpsRepo {
 
 impl std::fmt::Debug for GitOpsRepo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitOpsRepo").field("path", &self.path).finish()
+        f.debug_struct("GitOpsRepo")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -73,10 +75,16 @@ impl GitOpsRepo {
     pub fn apply(&self, files: &[RenderedFile], message: &str) -> Result<Applied, GitOpsError> {
         let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
         let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
-        self.apply_in(&repo, files, message).map_err(|e| self.git_error(e))
+        self.apply_in(&repo, files, message)
+            .map_err(|e| self.git_error(e))
     }
 
-    fn apply_in(&self, repo: &Repository, files: &[RenderedFile], message: &str) -> Result<Applied, git2::Error> {
+    fn apply_in(
+        &self,
+        repo: &Repository,
+        files: &[RenderedFile],
+        message: &str,
+    ) -> Result<Applied, git2::Error> {
         let head = match repo.refname_to_id(&self.branch_ref) {
             Ok(id) => Some(repo.find_commit(id)?),
             Err(e) if e.code() == git2::ErrorCode::NotFound => None,
@@ -106,7 +114,14 @@ impl GitOpsRepo {
         let tree = repo.find_tree(tree_id)?;
         let signature = Signature::now("Slipway", "slipway@localhost")?;
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
-        let commit = repo.commit(Some(&self.branch_ref), &signature, &signature, message, &tree, &parents)?;
+        let commit = repo.commit(
+            Some(&self.branch_ref),
+            &signature,
+            &signature,
+            message,
+            &tree,
+            &parents,
+        )?;
         Ok(Applied {
             commit: commit.to_string(),
             created: true,
@@ -167,14 +182,30 @@ mod tests {
     fn applying_the_same_files_twice_commits_once() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let repo = GitOpsRepo::open_or_init(&dir.path().join("gitops.git"))?;
-        let files = [file("dev/payments/a/x.yaml", "a: 1\n"), file("dev/payments/a/y.yaml", "b: 2\n")];
+        let files = [
+            file("dev/payments/a/x.yaml", "a: 1\n"),
+            file("dev/payments/a/y.yaml", "b: 2\n"),
+        ];
         let first = repo.apply(&files, "first")?;
         assert!(first.created);
         let second = repo.apply(&files, "again")?;
-        assert_eq!(second, Applied { commit: first.commit.clone(), created: false });
+        assert_eq!(
+            second,
+            Applied {
+                commit: first.commit.clone(),
+                created: false
+            }
+        );
         assert_eq!(repo.commit_count()?, 1);
-        assert_eq!(repo.read_file(&first.commit, "dev/payments/a/y.yaml")?.as_deref(), Some("b: 2\n"));
-        assert_eq!(repo.read_file(&first.commit, "dev/payments/a/z.yaml")?, None);
+        assert_eq!(
+            repo.read_file(&first.commit, "dev/payments/a/y.yaml")?
+                .as_deref(),
+            Some("b: 2\n")
+        );
+        assert_eq!(
+            repo.read_file(&first.commit, "dev/payments/a/z.yaml")?,
+            None
+        );
         Ok(())
     }
 
@@ -185,7 +216,10 @@ mod tests {
         repo.apply(&[file("dev/a.yaml", "1")], "one")?;
         let second = repo.apply(&[file("prod/b.yaml", "2")], "two")?;
         assert!(second.created);
-        assert_eq!(repo.read_file(&second.commit, "dev/a.yaml")?.as_deref(), Some("1"));
+        assert_eq!(
+            repo.read_file(&second.commit, "dev/a.yaml")?.as_deref(),
+            Some("1")
+        );
         assert_eq!(repo.commit_count()?, 2);
         Ok(())
     }

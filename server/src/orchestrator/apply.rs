@@ -74,7 +74,16 @@ async fn fail_request(state: &AppState, job: &JobRow, message: &str) -> Result<(
     let mut tx = state.db.write().await?;
     if let Some(mut request) = storage::requests::get(&mut tx, job.request_id).await? {
         if next_state(request.state, Action::Fail).is_ok() {
-            if let Err(error) = transition(&mut tx, state.db.engine, &mut request, Action::Fail, &Actor::Worker, message.to_string()).await {
+            if let Err(error) = transition(
+                &mut tx,
+                state.db.engine,
+                &mut request,
+                Action::Fail,
+                &Actor::Worker,
+                message.to_string(),
+            )
+            .await
+            {
                 tracing::error!(%error, "could not mark the request failed");
             }
         }
@@ -92,12 +101,26 @@ async fn execute(state: &AppState, job: &JobRow) -> Result<(), JobError> {
     match request.state {
         RequestState::Approved => {
             let mut tx = state.db.write().await?;
-            transition(&mut tx, state.db.engine, &mut request, Action::StartExecution, &Actor::Worker, format!("job {} attempt {}", job.id, job.attempts)).await?;
+            transition(
+                &mut tx,
+                state.db.engine,
+                &mut request,
+                Action::StartExecution,
+                &Actor::Worker,
+                format!("job {} attempt {}", job.id, job.attempts),
+            )
+            .await?;
             tx.commit().await?;
         }
         RequestState::Executing | RequestState::Verifying => {}
         RequestState::Completed => return Ok(()),
-        other => return Err(JobError::Permanent(format!("request #{} is {}; there is nothing to run", request.id, other.label()))),
+        other => {
+            return Err(JobError::Permanent(format!(
+                "request #{} is {}; there is nothing to run",
+                request.id,
+                other.label()
+            )));
+        }
     }
     let change_set = approved_change_set(state, &request).await?;
     if request.state == RequestState::Executing {
@@ -108,9 +131,17 @@ async fn execute(state: &AppState, job: &JobRow) -> Result<(), JobError> {
 
 /// The change set the approval names, refusing any whose hash differs from the one
 /// approved: the reviewer approved those bytes, not whatever is stored now.
-async fn approved_change_set(state: &AppState, request: &RequestRow) -> Result<ChangeSet, JobError> {
-    let (Some(revision), Some(approved_hash)) = (request.approved_revision, request.approved_hash.as_deref()) else {
-        return Err(JobError::Permanent(format!("request #{} has no recorded approval", request.id)));
+async fn approved_change_set(
+    state: &AppState,
+    request: &RequestRow,
+) -> Result<ChangeSet, JobError> {
+    let (Some(revision), Some(approved_hash)) =
+        (request.approved_revision, request.approved_hash.as_deref())
+    else {
+        return Err(JobError::Permanent(format!(
+            "request #{} has no recorded approval",
+            request.id
+        )));
     };
     if revision != request.current_revision {
         return Err(JobError::Permanent(format!(
@@ -133,12 +164,20 @@ async fn approved_change_set(state: &AppState, request: &RequestRow) -> Result<C
     Ok(stored.change_set)
 }
 
-async fn apply(state: &AppState, request: &mut RequestRow, change_set: &ChangeSet) -> Result<(), JobError> {
+async fn apply(
+    state: &AppState,
+    request: &mut RequestRow,
+    change_set: &ChangeSet,
+) -> Result<(), JobError> {
     let repo = state.gitops.clone();
     let files = change_set.files.clone();
     let message = format!(
         "{} {} (request #{}, revision {})\n\nRequested by {} through Slipway.",
-        request.type_name, request.resource_name, request.id, request.current_revision, request.requester
+        request.type_name,
+        request.resource_name,
+        request.id,
+        request.current_revision,
+        request.requester
     );
     let applied = tokio::task::spawn_blocking(move || repo.apply(&files, &message))
         .await
@@ -151,7 +190,15 @@ async fn apply(state: &AppState, request: &mut RequestRow, change_set: &ChangeSe
     };
     let mut tx = state.db.write().await?;
     storage::requests::set_applied_commit(&mut tx, request.id, &applied.commit).await?;
-    transition(&mut tx, state.db.engine, request, Action::ExecutionSucceeded, &Actor::Worker, detail).await?;
+    transition(
+        &mut tx,
+        state.db.engine,
+        request,
+        Action::ExecutionSucceeded,
+        &Actor::Worker,
+        detail,
+    )
+    .await?;
     tx.commit().await?;
     request.applied_commit = Some(applied.commit);
     Ok(())
@@ -159,7 +206,11 @@ async fn apply(state: &AppState, request: &mut RequestRow, change_set: &ChangeSe
 
 /// Runs the type's acceptance checks against the applied commit and records each
 /// result; all passing completes the request and records the asset.
-async fn verify(state: &AppState, request: &mut RequestRow, change_set: &ChangeSet) -> Result<(), JobError> {
+async fn verify(
+    state: &AppState,
+    request: &mut RequestRow,
+    change_set: &ChangeSet,
+) -> Result<(), JobError> {
     let commit = request
         .applied_commit
         .clone()
@@ -167,7 +218,12 @@ async fn verify(state: &AppState, request: &mut RequestRow, change_set: &ChangeS
     let ty = state
         .catalog
         .resource_type(&request.type_name)
-        .ok_or_else(|| JobError::Permanent(format!("resource type {} is no longer in the catalog", request.type_name)))?;
+        .ok_or_else(|| {
+            JobError::Permanent(format!(
+                "resource type {} is no longer in the catalog",
+                request.type_name
+            ))
+        })?;
     let params = {
         let mut conn = state.db.pool.acquire().await?;
         storage::requests::revisions(&mut conn, request.id)
@@ -177,43 +233,75 @@ async fn verify(state: &AppState, request: &mut RequestRow, change_set: &ChangeS
             .map(|r| r.params)
             .ok_or_else(|| JobError::Permanent("the current revision is missing".into()))?
     };
-    let checks = render::checks(ty, &params, &request.resource_name).map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
+    let checks = render::checks(ty, &params, &request.resource_name)
+        .map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
     let mut results = Vec::with_capacity(checks.len());
     for check in &checks {
         let CheckKind::GitopsFile { path } = &check.kind;
         let repo = state.gitops.clone();
         let (commit_for_read, path_for_read) = (commit.clone(), path.clone());
-        let found = tokio::task::spawn_blocking(move || repo.read_file(&commit_for_read, &path_for_read))
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
-        let expected = change_set.files.iter().find(|f| &f.path == path).map(|f| f.content.as_str());
+        let found =
+            tokio::task::spawn_blocking(move || repo.read_file(&commit_for_read, &path_for_read))
+                .await
+                .map_err(|e| JobError::Retryable(e.to_string()))?
+                .map_err(|e| JobError::Retryable(e.to_string()))?;
+        let expected = change_set
+            .files
+            .iter()
+            .find(|f| &f.path == path)
+            .map(|f| f.content.as_str());
         let (passed, detail) = match (found.as_deref(), expected) {
             (None, _) => (false, format!("{path} is missing at commit {commit}")),
-            (Some(actual), Some(expected)) if actual != expected => (false, format!("{path} at commit {commit} differs from the approved content")),
+            (Some(actual), Some(expected)) if actual != expected => (
+                false,
+                format!("{path} at commit {commit} differs from the approved content"),
+            ),
             (Some(_), _) => (true, format!("{path} present at commit {commit}")),
         };
         results.push(("gitops-file", check.description.clone(), passed, detail));
     }
     let mut tx = state.db.write().await?;
     for (kind, description, passed, detail) in &results {
-        storage::requests::insert_check(&mut tx, &NewCheckResult {
-            request_id: request.id,
-            revision: request.current_revision,
-            kind,
-            description,
-            passed: *passed,
-            detail,
-        })
+        storage::requests::insert_check(
+            &mut tx,
+            &NewCheckResult {
+                request_id: request.id,
+                revision: request.current_revision,
+                kind,
+                description,
+                passed: *passed,
+                detail,
+            },
+        )
         .await?;
     }
-    let failed: Vec<&str> = results.iter().filter(|r| !r.2).map(|r| r.3.as_str()).collect();
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.2)
+        .map(|r| r.3.as_str())
+        .collect();
     if failed.is_empty() {
         record_asset(state, &mut tx, request, &commit, &Actor::Worker).await?;
-        transition(&mut tx, state.db.engine, request, Action::VerificationPassed, &Actor::Worker, format!("{} check(s) passed", results.len())).await?;
+        transition(
+            &mut tx,
+            state.db.engine,
+            request,
+            Action::VerificationPassed,
+            &Actor::Worker,
+            format!("{} check(s) passed", results.len()),
+        )
+        .await?;
     } else {
         let message = format!("acceptance checks failed: {}", failed.join("; "));
-        transition(&mut tx, state.db.engine, request, Action::Fail, &Actor::Worker, message.clone()).await?;
+        transition(
+            &mut tx,
+            state.db.engine,
+            request,
+            Action::Fail,
+            &Actor::Worker,
+            message.clone(),
+        )
+        .await?;
         storage::requests::set_error(&mut tx, request.id, Some(&message)).await?;
     }
     tx.commit().await?;

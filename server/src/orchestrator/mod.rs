@@ -37,7 +37,10 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
                         if let Err(error) = tx.commit().await {
                             tracing::error!(%error, "could not release stale job leases");
                         } else if released > 0 {
-                            tracing::info!(released, "resuming jobs interrupted by the last shutdown");
+                            tracing::info!(
+                                released,
+                                "resuming jobs interrupted by the last shutdown"
+                            );
                         }
                     }
                     Err(error) => tracing::error!(%error, "could not release stale job leases"),

@@ -13,7 +13,11 @@ use crate::storage::assets::NewAsset;
 use crate::storage::requests::RequestRow;
 use crate::storage::{self};
 
-pub async fn list(state: &AppState, _user: &UserView, filter: &AssetFilter) -> ServiceResult<Vec<AssetSummary>> {
+pub async fn list(
+    state: &AppState,
+    _user: &UserView,
+    filter: &AssetFilter,
+) -> ServiceResult<Vec<AssetSummary>> {
     let mut conn = state.db.pool.acquire().await?;
     Ok(storage::assets::list(&mut conn, filter).await?)
 }
@@ -47,20 +51,30 @@ pub(crate) async fn record_asset(
     let ty = state
         .catalog
         .resource_type(&request.type_name)
-        .ok_or_else(|| ServiceError::Conflict(format!("resource type {} is no longer in the catalog", request.type_name)))?;
+        .ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "resource type {} is no longer in the catalog",
+                request.type_name
+            ))
+        })?;
     let revisions = storage::requests::revisions(conn, request.id).await?;
     let params = revisions
         .iter()
         .find(|r| r.revision == request.current_revision)
         .map(|r| r.params.clone())
-        .ok_or_else(|| ServiceError::Internal(format!("request #{} has no current revision", request.id)))?;
-    let id = storage::assets::insert(conn, &NewAsset {
-        type_name: &ty.name,
-        name: &request.resource_name,
-        params: &params,
-        request_id: request.id,
-        commit_id: commit,
-    })
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("request #{} has no current revision", request.id))
+        })?;
+    let id = storage::assets::insert(
+        conn,
+        &NewAsset {
+            type_name: &ty.name,
+            name: &request.resource_name,
+            params: &params,
+            request_id: request.id,
+            commit_id: commit,
+        },
+    )
     .await?;
     let monitoring = render::monitoring(ty, &params, &request.resource_name)
         .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?;
@@ -69,11 +83,25 @@ pub(crate) async fn record_asset(
     }
     for dependency in precheck::dependency_queries(ty, &params).unwrap_or_default() {
         let candidates = storage::assets::active_of_type(conn, &dependency.type_name).await?;
-        if let Some(target) = candidates.iter().find(|a| in_scope(&a.params, &dependency.r#match)) {
+        if let Some(target) = candidates
+            .iter()
+            .find(|a| in_scope(&a.params, &dependency.r#match))
+        {
             storage::assets::insert_relation(conn, id, target.summary.id, "requires").await?;
         }
     }
-    record(conn, state.db.engine, actor, "asset.created", ("asset", id.to_string()),
-        Some(request.resource_name.clone()), format!("{} from request #{} at commit {commit}", ty.name, request.id)).await?;
+    record(
+        conn,
+        state.db.engine,
+        actor,
+        "asset.created",
+        ("asset", id.to_string()),
+        Some(request.resource_name.clone()),
+        format!(
+            "{} from request #{} at commit {commit}",
+            ty.name, request.id
+        ),
+    )
+    .await?;
     Ok(id)
 }

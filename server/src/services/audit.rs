@@ -6,7 +6,11 @@ use crate::storage::{self, audit::ChainStatus};
 
 const AUDIT_ROLES: [Role; 3] = [Role::Platform, Role::Auditor, Role::Admin];
 
-pub async fn list(state: &AppState, user: &UserView, filter: &AuditFilter) -> ServiceResult<Vec<AuditEntry>> {
+pub async fn list(
+    state: &AppState,
+    user: &UserView,
+    filter: &AuditFilter,
+) -> ServiceResult<Vec<AuditEntry>> {
     require_any_role(user, &AUDIT_ROLES, "reading the audit log")?;
     let mut conn = state.db.pool.acquire().await?;
     Ok(storage::audit::list(&mut conn, filter, 500).await?)

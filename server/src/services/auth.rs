@@ -1,8 +1,8 @@
 //! Local accounts. Passwords are argon2id hashes; the user model also carries an
 //! external issuer/subject pair so OIDC accounts can sit beside local ones.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::Rng;
 use slipway_core::ids::UserId;
 use slipway_core::views::{Role, UserView};
@@ -23,7 +23,11 @@ pub fn hash_password(password: &str) -> ServiceResult<String> {
 
 fn password_matches(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -33,15 +37,25 @@ const WRONG_CREDENTIALS: &str = "the user name or the password is wrong";
 pub async fn login(state: &AppState, username: &str, password: &str) -> ServiceResult<UserView> {
     let username = username.trim();
     if username.is_empty() || password.is_empty() {
-        return Err(ServiceError::Invalid(vec![slipway_core::validate::FieldError {
-            field: if username.is_empty() { "username" } else { "password" }.into(),
-            message: "is required".into(),
-        }]));
+        return Err(ServiceError::Invalid(vec![
+            slipway_core::validate::FieldError {
+                field: if username.is_empty() {
+                    "username"
+                } else {
+                    "password"
+                }
+                .into(),
+                message: "is required".into(),
+            },
+        ]));
     }
     let mut conn = state.db.pool.acquire().await?;
     let stored = users::by_username(&mut conn, username).await?;
     let verified = match &stored {
-        Some(user) => user.password_hash.as_deref().is_some_and(|h| password_matches(password, h)),
+        Some(user) => user
+            .password_hash
+            .as_deref()
+            .is_some_and(|h| password_matches(password, h)),
         None => {
             // Spend the same time as a real check so timing does not reveal user names.
             let _ = password_matches(password, &DUMMY_HASH);
@@ -54,7 +68,16 @@ pub async fn login(state: &AppState, username: &str, password: &str) -> ServiceR
     };
     let mut tx = state.db.write().await?;
     let actor = Actor::User(user.view.clone());
-    record(&mut tx, state.db.engine, &actor, "user.sign_in", ("user", user.view.id.to_string()), None, String::new()).await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &actor,
+        "user.sign_in",
+        ("user", user.view.id.to_string()),
+        None,
+        String::new(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(user.view)
 }
@@ -78,9 +101,27 @@ struct DemoUser {
 
 /// The demo accounts the README lists.
 const DEMO_USERS: [DemoUser; 3] = [
-    DemoUser { username: "alice", display_name: "Alice (payments)", password: "alice-demo-pw", roles: &[Role::Requester], teams: &["payments"] },
-    DemoUser { username: "bob", display_name: "Bob (reviewer)", password: "bob-demo-pw", roles: &[Role::Reviewer, Role::Requester], teams: &["platform"] },
-    DemoUser { username: "carol", display_name: "Carol (platform admin)", password: "carol-demo-pw", roles: &[Role::Admin, Role::Platform], teams: &["platform"] },
+    DemoUser {
+        username: "alice",
+        display_name: "Alice (payments)",
+        password: "alice-demo-pw",
+        roles: &[Role::Requester],
+        teams: &["payments"],
+    },
+    DemoUser {
+        username: "bob",
+        display_name: "Bob (reviewer)",
+        password: "bob-demo-pw",
+        roles: &[Role::Reviewer, Role::Requester],
+        teams: &["platform"],
+    },
+    DemoUser {
+        username: "carol",
+        display_name: "Carol (platform admin)",
+        password: "carol-demo-pw",
+        roles: &[Role::Admin, Role::Platform],
+        teams: &["platform"],
+    },
 ];
 
 /// First start only: demo users in demo mode, otherwise one admin with a generated
@@ -95,17 +136,57 @@ pub async fn ensure_initial_users(state: &AppState) -> ServiceResult<()> {
         for demo in &DEMO_USERS {
             let teams: Vec<String> = demo.teams.iter().map(|t| t.to_string()).collect();
             let hash = hash_password(demo.password)?;
-            let id = users::insert(&mut tx, &NewUser { username: demo.username, display_name: demo.display_name, password_hash: Some(&hash), roles: demo.roles, teams: &teams }).await?;
-            record(&mut tx, state.db.engine, &system, "user.created", ("user", id.to_string()), Some(demo.username.into()), "demo user".into()).await?;
+            let id = users::insert(
+                &mut tx,
+                &NewUser {
+                    username: demo.username,
+                    display_name: demo.display_name,
+                    password_hash: Some(&hash),
+                    roles: demo.roles,
+                    teams: &teams,
+                },
+            )
+            .await?;
+            record(
+                &mut tx,
+                state.db.engine,
+                &system,
+                "user.created",
+                ("user", id.to_string()),
+                Some(demo.username.into()),
+                "demo user".into(),
+            )
+            .await?;
         }
         tracing::info!("demo mode: created users alice, bob and carol (passwords in the README)");
     } else {
         let password = generate_password();
         let hash = hash_password(&password)?;
-        let id = users::insert(&mut tx, &NewUser { username: "admin", display_name: "Administrator", password_hash: Some(&hash), roles: &[Role::Admin], teams: &[] }).await?;
-        record(&mut tx, state.db.engine, &system, "user.created", ("user", id.to_string()), Some("admin".into()), "first start".into()).await?;
+        let id = users::insert(
+            &mut tx,
+            &NewUser {
+                username: "admin",
+                display_name: "Administrator",
+                password_hash: Some(&hash),
+                roles: &[Role::Admin],
+                teams: &[],
+            },
+        )
+        .await?;
+        record(
+            &mut tx,
+            state.db.engine,
+            &system,
+            "user.created",
+            ("user", id.to_string()),
+            Some("admin".into()),
+            "first start".into(),
+        )
+        .await?;
         // Printed once, on the first start only; the hash is all that is stored.
-        tracing::warn!("first start: created user admin with password {password} (shown once; change it after signing in)");
+        tracing::warn!(
+            "first start: created user admin with password {password} (shown once; change it after signing in)"
+        );
     }
     tx.commit().await?;
     Ok(())
@@ -114,5 +195,7 @@ pub async fn ensure_initial_users(state: &AppState) -> ServiceResult<()> {
 fn generate_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..20).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }

@@ -20,7 +20,11 @@ pub fn list_types(state: &AppState, _user: &UserView) -> Vec<TypeSummary> {
         .collect()
 }
 
-pub fn resource_type(state: &AppState, _user: &UserView, name: &str) -> ServiceResult<ResourceType> {
+pub fn resource_type(
+    state: &AppState,
+    _user: &UserView,
+    name: &str,
+) -> ServiceResult<ResourceType> {
     state
         .catalog
         .resource_type(name)
@@ -29,5 +33,11 @@ pub fn resource_type(state: &AppState, _user: &UserView, name: &str) -> ServiceR
 }
 
 pub fn dictionaries(state: &AppState, _user: &UserView) -> Vec<Dictionary> {
-    state.catalog.catalog.dictionaries.values().cloned().collect()
+    state
+        .catalog
+        .catalog
+        .dictionaries
+        .values()
+        .cloned()
+        .collect()
 }

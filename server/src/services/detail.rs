@@ -5,7 +5,8 @@ use slipway_core::diff;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    CheckResultView, DecisionView, JobView, Permissions, RequestDetail, ReviewDiff, RevisionView, Role, TimelineEntry, UserView,
+    CheckResultView, DecisionView, JobView, Permissions, RequestDetail, ReviewDiff, RevisionView,
+    Role, TimelineEntry, UserView,
 };
 use sqlx::AnyConnection;
 
@@ -16,7 +17,10 @@ use crate::storage::requests::{RequestRow, RevisionRow};
 use crate::storage::{self, format_millis};
 
 fn may_view(user: &UserView, request: &RequestRow) -> bool {
-    request.requester_id == user.id || [Role::Reviewer, Role::Platform, Role::Auditor].iter().any(|r| user.has(*r))
+    request.requester_id == user.id
+        || [Role::Reviewer, Role::Platform, Role::Auditor]
+            .iter()
+            .any(|r| user.has(*r))
 }
 
 /// Whether this person may decide on this request now. Also used by the queue.
@@ -25,14 +29,19 @@ pub(crate) fn may_review(state: &AppState, user: &UserView, request: &RequestRow
         .catalog
         .resource_type(&request.type_name)
         .and_then(|ty| Role::parse(&ty.review.approver_role));
-    request.state == RequestState::InReview && request.requester_id != user.id && approver.is_some_and(|role| user.has(role))
+    request.state == RequestState::InReview
+        && request.requester_id != user.id
+        && approver.is_some_and(|role| user.has(role))
 }
 
 fn permissions(state: &AppState, user: &UserView, request: &RequestRow) -> Permissions {
     let own = request.requester_id == user.id;
     let cancellable = matches!(
         request.state,
-        RequestState::Draft | RequestState::Submitted | RequestState::InReview | RequestState::ChangesRequested
+        RequestState::Draft
+            | RequestState::Submitted
+            | RequestState::InReview
+            | RequestState::ChangesRequested
     );
     Permissions {
         review: may_review(state, user, request),
@@ -65,11 +74,18 @@ async fn review_diff(
     request: &RequestRow,
     revisions: &[RevisionRow],
 ) -> ServiceResult<Option<ReviewDiff>> {
-    let base = storage::requests::last_seen_before(conn, request.id, user.id, request.current_revision).await?;
+    let base =
+        storage::requests::last_seen_before(conn, request.id, user.id, request.current_revision)
+            .await?;
     let mut tx = state.db.write().await?;
     storage::requests::mark_viewed(&mut tx, request.id, user.id, request.current_revision).await?;
     tx.commit().await?;
-    let (Some(base), Some(current)) = (base, revisions.iter().find(|r| r.revision == request.current_revision)) else {
+    let (Some(base), Some(current)) = (
+        base,
+        revisions
+            .iter()
+            .find(|r| r.revision == request.current_revision),
+    ) else {
         return Ok(None);
     };
     let Some(before) = revisions.iter().find(|r| r.revision == base) else {
@@ -83,11 +99,18 @@ async fn review_diff(
     }))
 }
 
-pub async fn request_detail(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<RequestDetail> {
+pub async fn request_detail(
+    state: &AppState,
+    user: &UserView,
+    id: RequestId,
+) -> ServiceResult<RequestDetail> {
     let mut conn = state.db.pool.acquire().await?;
     let request = load_request(&mut conn, id).await?;
     if !may_view(user, &request) {
-        return Err(ServiceError::Forbidden(format!("request #{id} belongs to {}", request.requester)));
+        return Err(ServiceError::Forbidden(format!(
+            "request #{id} belongs to {}",
+            request.requester
+        )));
     }
     let revisions = storage::requests::revisions(&mut conn, id).await?;
     let decisions = storage::requests::decisions(&mut conn, id).await?;
@@ -103,7 +126,11 @@ pub async fn request_detail(state: &AppState, user: &UserView, id: RequestId) ->
     };
     Ok(RequestDetail {
         summary: summary(state, &request),
-        type_title: state.catalog.resource_type(&request.type_name).map(|t| t.title.clone()).unwrap_or_else(|| request.type_name.clone()),
+        type_title: state
+            .catalog
+            .resource_type(&request.type_name)
+            .map(|t| t.title.clone())
+            .unwrap_or_else(|| request.type_name.clone()),
         revisions: revisions.iter().map(revision_view).collect(),
         decisions: decisions
             .into_iter()
@@ -119,13 +146,32 @@ pub async fn request_detail(state: &AppState, user: &UserView, id: RequestId) ->
             .collect(),
         timeline: timeline
             .into_iter()
-            .map(|e| TimelineEntry { at: e.at, actor: e.actor, action: e.action, from_state: e.before, to_state: e.after, detail: e.detail })
+            .map(|e| TimelineEntry {
+                at: e.at,
+                actor: e.actor,
+                action: e.action,
+                from_state: e.before,
+                to_state: e.after,
+                detail: e.detail,
+            })
             .collect(),
         checks: checks
             .into_iter()
-            .map(|c| CheckResultView { revision: c.revision, kind: c.kind, description: c.description, passed: c.passed, detail: c.detail, at: format_millis(c.created_at) })
+            .map(|c| CheckResultView {
+                revision: c.revision,
+                kind: c.kind,
+                description: c.description,
+                passed: c.passed,
+                detail: c.detail,
+                at: format_millis(c.created_at),
+            })
             .collect(),
-        job: job.map(|j| JobView { state: j.state, attempts: j.attempts, max_attempts: j.max_attempts, last_error: j.last_error }),
+        job: job.map(|j| JobView {
+            state: j.state,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            last_error: j.last_error,
+        }),
         asset_id: asset.map(|a| a.summary.id),
         last_error: request.last_error.clone(),
         manual_owner: request.manual_owner.clone(),

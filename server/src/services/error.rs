@@ -27,7 +27,13 @@ pub enum ServiceError {
 fn describe_fields(errors: &[FieldError]) -> String {
     errors
         .iter()
-        .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) })
+        .map(|e| {
+            if e.field.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.field, e.message)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -36,10 +42,28 @@ fn describe_precheck(report: &PrecheckReport) -> String {
     let mut problems: Vec<String> = report
         .field_errors
         .iter()
-        .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) })
+        .map(|e| {
+            if e.field.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.field, e.message)
+            }
+        })
         .collect();
-    problems.extend(report.quotas.iter().filter(|q| !q.ok).map(|q| format!("quota: {}", q.description)));
-    problems.extend(report.dependencies.iter().filter(|d| !d.ok).map(|d| format!("missing dependency: {}", d.description)));
+    problems.extend(
+        report
+            .quotas
+            .iter()
+            .filter(|q| !q.ok)
+            .map(|q| format!("quota: {}", q.description)),
+    );
+    problems.extend(
+        report
+            .dependencies
+            .iter()
+            .filter(|d| !d.ok)
+            .map(|d| format!("missing dependency: {}", d.description)),
+    );
     problems.join("; ")
 }
 

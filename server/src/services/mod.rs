@@ -73,7 +73,10 @@ pub fn require_any_role(user: &UserView, roles: &[Role], doing: &str) -> Service
     }
 }
 
-pub(crate) async fn load_request(conn: &mut AnyConnection, id: RequestId) -> ServiceResult<RequestRow> {
+pub(crate) async fn load_request(
+    conn: &mut AnyConnection,
+    id: RequestId,
+) -> ServiceResult<RequestRow> {
     storage::requests::get(conn, id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("request #{id}")))

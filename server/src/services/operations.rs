@@ -19,7 +19,15 @@ pub async fn retry(state: &AppState, user: &UserView, id: RequestId) -> ServiceR
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     let error = request.last_error.clone().unwrap_or_default();
-    transition(&mut tx, state.db.engine, &mut request, Action::Retry, &Actor::User(user.clone()), format!("after: {error}")).await?;
+    transition(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        Action::Retry,
+        &Actor::User(user.clone()),
+        format!("after: {error}"),
+    )
+    .await?;
     storage::requests::set_error(&mut tx, id, None).await?;
     jobs::enqueue(&mut tx, id, APPLY_JOB, APPLY_MAX_ATTEMPTS).await?;
     tx.commit().await?;
@@ -32,7 +40,15 @@ pub async fn take_over(state: &AppState, user: &UserView, id: RequestId) -> Serv
     require_role(user, Role::Platform, "taking a request over")?;
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
-    transition(&mut tx, state.db.engine, &mut request, Action::TakeOver, &Actor::User(user.clone()), format!("{} handles it by hand", user.username)).await?;
+    transition(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        Action::TakeOver,
+        &Actor::User(user.clone()),
+        format!("{} handles it by hand", user.username),
+    )
+    .await?;
     storage::requests::set_manual_owner(&mut tx, id, user.id).await?;
     tx.commit().await?;
     Ok(())
@@ -41,17 +57,36 @@ pub async fn take_over(state: &AppState, user: &UserView, id: RequestId) -> Serv
 /// Closes a manually handled request. The resource now exists, so it enters the CMDB
 /// like any other, pointing at the commit if one was made.
 #[instrument(skip_all, fields(request_id = %id))]
-pub async fn resolve(state: &AppState, user: &UserView, id: RequestId, note: &str) -> ServiceResult<()> {
+pub async fn resolve(
+    state: &AppState,
+    user: &UserView,
+    id: RequestId,
+    note: &str,
+) -> ServiceResult<()> {
     require_role(user, Role::Platform, "resolving a request")?;
     let note = note.trim();
     if note.is_empty() {
-        return Err(ServiceError::Invalid(vec![FieldError { field: "note".into(), message: "is required: say what was done by hand".into() }]));
+        return Err(ServiceError::Invalid(vec![FieldError {
+            field: "note".into(),
+            message: "is required: say what was done by hand".into(),
+        }]));
     }
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     let actor = Actor::User(user.clone());
-    transition(&mut tx, state.db.engine, &mut request, Action::ResolveManually, &actor, note.to_string()).await?;
-    let commit = request.applied_commit.clone().unwrap_or_else(|| "manual".to_string());
+    transition(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        Action::ResolveManually,
+        &actor,
+        note.to_string(),
+    )
+    .await?;
+    let commit = request
+        .applied_commit
+        .clone()
+        .unwrap_or_else(|| "manual".to_string());
     record_asset(state, &mut tx, &request, &commit, &actor).await?;
     tx.commit().await?;
     Ok(())

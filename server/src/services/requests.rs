@@ -20,7 +20,10 @@ use crate::storage::{self, Engine, format_millis, jobs};
 pub const APPLY_JOB: &str = "apply";
 pub const APPLY_MAX_ATTEMPTS: i64 = 5;
 
-pub(crate) fn type_and_validator<'a>(state: &'a AppState, type_name: &str) -> ServiceResult<(&'a ResourceType, &'a ParamValidator)> {
+pub(crate) fn type_and_validator<'a>(
+    state: &'a AppState,
+    type_name: &str,
+) -> ServiceResult<(&'a ResourceType, &'a ParamValidator)> {
     let ty = state
         .catalog
         .resource_type(type_name)
@@ -72,7 +75,12 @@ pub(crate) async fn compute_precheck(
     let mut usages = Vec::with_capacity(queries.len());
     let mut holders: Vec<Value> = Vec::new();
     if !queries.is_empty() {
-        holders.extend(storage::assets::active_of_type(conn, &ty.name).await?.into_iter().map(|a| a.params));
+        holders.extend(
+            storage::assets::active_of_type(conn, &ty.name)
+                .await?
+                .into_iter()
+                .map(|a| a.params),
+        );
         holders.extend(storage::requests::in_flight_params(conn, &ty.name, exclude).await?);
     }
     for query in &queries {
@@ -82,8 +90,12 @@ pub(crate) async fn compute_precheck(
     let mut found = Vec::with_capacity(dependency_queries.len());
     for query in &dependency_queries {
         let candidates = storage::assets::active_of_type(conn, &query.type_name).await?;
-        let hit = candidates.into_iter().find(|asset| in_scope(&asset.params, &query.r#match));
-        found.push(DependencyFound { asset_name: hit.map(|a| a.summary.name) });
+        let hit = candidates
+            .into_iter()
+            .find(|asset| in_scope(&asset.params, &query.r#match));
+        found.push(DependencyFound {
+            asset_name: hit.map(|a| a.summary.name),
+        });
     }
     let mut report = precheck::evaluate(validator, ty, params, &usages, &found);
     if let Some(name) = &report.resource_name {
@@ -115,7 +127,11 @@ async fn name_taken(
 }
 
 fn in_flight_states() -> Vec<RequestState> {
-    RequestState::ALL.iter().copied().filter(|s| s.is_in_flight()).collect()
+    RequestState::ALL
+        .iter()
+        .copied()
+        .filter(|s| s.is_in_flight())
+        .collect()
 }
 
 #[instrument(skip_all, fields(type_name = %type_name))]
@@ -156,11 +172,20 @@ async fn prepare(
         .resource_name
         .clone()
         .ok_or_else(|| ServiceError::Internal("a passing pre-check has no resource name".into()))?;
-    let change_set = render::change_set(&state.catalog.catalog, ty, params, &resource_name).map_err(|e| {
-        ServiceError::Invalid(vec![FieldError { field: String::new(), message: format!("the change could not be rendered: {e}") }])
-    })?;
+    let change_set = render::change_set(&state.catalog.catalog, ty, params, &resource_name)
+        .map_err(|e| {
+            ServiceError::Invalid(vec![FieldError {
+                field: String::new(),
+                message: format!("the change could not be rendered: {e}"),
+            }])
+        })?;
     let hash = change_set.hash();
-    Ok(Prepared { report, resource_name, change_set, hash })
+    Ok(Prepared {
+        report,
+        resource_name,
+        change_set,
+        hash,
+    })
 }
 
 /// After (re)submission: the type's policy approves it, or it waits for a reviewer.
@@ -175,27 +200,51 @@ async fn route_for_review(
     if precheck::auto_approves(ty, params) {
         let policy = Actor::Policy(format!("{}.auto_approve", ty.name));
         let rule = ty.review.auto_approve_when.clone().unwrap_or_default();
-        storage::requests::insert_decision(conn, &NewDecision {
-            request_id: request.id,
-            revision: request.current_revision,
-            reviewer_id: None,
-            decision: "auto_approve",
-            comment: &format!("auto-approved by the catalog policy: {rule}"),
-            change_set_hash: hash,
-        })
+        storage::requests::insert_decision(
+            conn,
+            &NewDecision {
+                request_id: request.id,
+                revision: request.current_revision,
+                reviewer_id: None,
+                decision: "auto_approve",
+                comment: &format!("auto-approved by the catalog policy: {rule}"),
+                change_set_hash: hash,
+            },
+        )
         .await?;
-        transition(conn, engine, request, Action::AutoApprove, &policy, format!("policy {rule}; change set {hash}")).await?;
+        transition(
+            conn,
+            engine,
+            request,
+            Action::AutoApprove,
+            &policy,
+            format!("policy {rule}; change set {hash}"),
+        )
+        .await?;
         approve_and_enqueue(conn, request, hash).await
     } else {
-        transition(conn, engine, request, Action::EnterReview, &Actor::Policy("review".into()), format!("waits for the {} role", ty.review.approver_role)).await?;
+        transition(
+            conn,
+            engine,
+            request,
+            Action::EnterReview,
+            &Actor::Policy("review".into()),
+            format!("waits for the {} role", ty.review.approver_role),
+        )
+        .await?;
         Ok(())
     }
 }
 
 /// Binds the approval to the exact change set and queues its execution, in the
 /// caller's transaction.
-pub(crate) async fn approve_and_enqueue(conn: &mut AnyConnection, request: &RequestRow, hash: &str) -> ServiceResult<()> {
-    storage::requests::set_approval(conn, request.id, Some((request.current_revision, hash))).await?;
+pub(crate) async fn approve_and_enqueue(
+    conn: &mut AnyConnection,
+    request: &RequestRow,
+    hash: &str,
+) -> ServiceResult<()> {
+    storage::requests::set_approval(conn, request.id, Some((request.current_revision, hash)))
+        .await?;
     jobs::enqueue(conn, request.id, APPLY_JOB, APPLY_MAX_ATTEMPTS).await?;
     Ok(())
 }
@@ -205,11 +254,18 @@ const MAX_SUBMIT_KEY: usize = 100;
 /// Submits a new request. The same submit key twice returns the first request, so a
 /// double-clicked button creates one request.
 #[instrument(skip_all, fields(type_name = %draft.type_name))]
-pub async fn submit(state: &AppState, user: &UserView, draft: &RequestDraft) -> ServiceResult<RequestId> {
+pub async fn submit(
+    state: &AppState,
+    user: &UserView,
+    draft: &RequestDraft,
+) -> ServiceResult<RequestId> {
     require_role(user, Role::Requester, "submitting a request")?;
     let key = draft.submit_key.trim();
     if key.is_empty() || key.len() > MAX_SUBMIT_KEY {
-        return Err(ServiceError::Invalid(vec![FieldError { field: "submit_key".into(), message: format!("must be 1 to {MAX_SUBMIT_KEY} characters") }]));
+        return Err(ServiceError::Invalid(vec![FieldError {
+            field: "submit_key".into(),
+            message: format!("must be 1 to {MAX_SUBMIT_KEY} characters"),
+        }]));
     }
     let (ty, validator) = type_and_validator(state, &draft.type_name)?;
     let mut tx = state.db.write().await?;
@@ -218,28 +274,50 @@ pub async fn submit(state: &AppState, user: &UserView, draft: &RequestDraft) -> 
         return Ok(existing);
     }
     let prepared = prepare(&mut tx, state, ty, validator, &draft.params, None).await?;
-    let id = storage::requests::insert(&mut tx, &NewRequest {
-        type_name: &ty.name,
-        resource_name: &prepared.resource_name,
-        requester_id: user.id,
-        state: RequestState::Draft,
-        submit_key: key,
-    })
+    let id = storage::requests::insert(
+        &mut tx,
+        &NewRequest {
+            type_name: &ty.name,
+            resource_name: &prepared.resource_name,
+            requester_id: user.id,
+            state: RequestState::Draft,
+            submit_key: key,
+        },
+    )
     .await?;
-    storage::requests::insert_revision(&mut tx, &NewRevision {
-        request_id: id,
-        revision: 1,
-        params: &draft.params,
-        precheck: &prepared.report,
-        change_set: &prepared.change_set,
-        change_set_hash: &prepared.hash,
-        author_id: user.id,
-    })
+    storage::requests::insert_revision(
+        &mut tx,
+        &NewRevision {
+            request_id: id,
+            revision: 1,
+            params: &draft.params,
+            precheck: &prepared.report,
+            change_set: &prepared.change_set,
+            change_set_hash: &prepared.hash,
+            author_id: user.id,
+        },
+    )
     .await?;
     let mut request = load_request(&mut tx, id).await?;
     let actor = Actor::User(user.clone());
-    transition(&mut tx, state.db.engine, &mut request, Action::Submit, &actor, format!("revision 1, change set {}", prepared.hash)).await?;
-    route_for_review(&mut tx, state.db.engine, &mut request, ty, &draft.params, &prepared.hash).await?;
+    transition(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        Action::Submit,
+        &actor,
+        format!("revision 1, change set {}", prepared.hash),
+    )
+    .await?;
+    route_for_review(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        ty,
+        &draft.params,
+        &prepared.hash,
+    )
+    .await?;
     tx.commit().await?;
     state.jobs_ready.notify_one();
     tracing::info!(request_id = %id, state = request.state.as_str(), "request submitted");
@@ -248,34 +326,64 @@ pub async fn submit(state: &AppState, user: &UserView, draft: &RequestDraft) -> 
 
 /// The requester's answer to "changes requested": a new revision, earlier approvals void.
 #[instrument(skip_all, fields(request_id = %id))]
-pub async fn resubmit(state: &AppState, user: &UserView, id: RequestId, params: &Value) -> ServiceResult<()> {
+pub async fn resubmit(
+    state: &AppState,
+    user: &UserView,
+    id: RequestId,
+    params: &Value,
+) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     storage::requests::serialize_submissions(&mut tx, state.db.engine).await?;
     let mut request = load_request(&mut tx, id).await?;
     if request.requester_id != user.id {
-        return Err(ServiceError::Forbidden(format!("only {} can revise request #{id}", request.requester)));
+        return Err(ServiceError::Forbidden(format!(
+            "only {} can revise request #{id}",
+            request.requester
+        )));
     }
     next_state(request.state, Action::Resubmit)?;
     let (ty, validator) = type_and_validator(state, &request.type_name)?;
     let prepared = prepare(&mut tx, state, ty, validator, params, Some(id)).await?;
     let revision = request.current_revision + 1;
-    storage::requests::insert_revision(&mut tx, &NewRevision {
-        request_id: id,
-        revision,
-        params,
-        precheck: &prepared.report,
-        change_set: &prepared.change_set,
-        change_set_hash: &prepared.hash,
-        author_id: user.id,
-    })
+    storage::requests::insert_revision(
+        &mut tx,
+        &NewRevision {
+            request_id: id,
+            revision,
+            params,
+            precheck: &prepared.report,
+            change_set: &prepared.change_set,
+            change_set_hash: &prepared.hash,
+            author_id: user.id,
+        },
+    )
     .await?;
     storage::requests::set_revision(&mut tx, id, revision, &prepared.resource_name).await?;
     let voided = storage::requests::void_decisions(&mut tx, id).await?;
     storage::requests::set_approval(&mut tx, id, None).await?;
     request.current_revision = revision;
     let actor = Actor::User(user.clone());
-    transition(&mut tx, state.db.engine, &mut request, Action::Resubmit, &actor, format!("revision {revision}, change set {}; {voided} earlier decision(s) voided", prepared.hash)).await?;
-    route_for_review(&mut tx, state.db.engine, &mut request, ty, params, &prepared.hash).await?;
+    transition(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        Action::Resubmit,
+        &actor,
+        format!(
+            "revision {revision}, change set {}; {voided} earlier decision(s) voided",
+            prepared.hash
+        ),
+    )
+    .await?;
+    route_for_review(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        ty,
+        params,
+        &prepared.hash,
+    )
+    .await?;
     tx.commit().await?;
     state.jobs_ready.notify_one();
     Ok(())
@@ -286,9 +394,20 @@ pub async fn cancel(state: &AppState, user: &UserView, id: RequestId) -> Service
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     if request.requester_id != user.id && !user.has(Role::Admin) {
-        return Err(ServiceError::Forbidden(format!("only {} or an admin can cancel request #{id}", request.requester)));
+        return Err(ServiceError::Forbidden(format!(
+            "only {} or an admin can cancel request #{id}",
+            request.requester
+        )));
     }
-    transition(&mut tx, state.db.engine, &mut request, Action::Cancel, &Actor::User(user.clone()), String::new()).await?;
+    transition(
+        &mut tx,
+        state.db.engine,
+        &mut request,
+        Action::Cancel,
+        &Actor::User(user.clone()),
+        String::new(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -297,7 +416,11 @@ pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
     RequestSummary {
         id: row.id,
         type_name: row.type_name.clone(),
-        type_title: state.catalog.resource_type(&row.type_name).map(|t| t.title.clone()).unwrap_or_else(|| row.type_name.clone()),
+        type_title: state
+            .catalog
+            .resource_type(&row.type_name)
+            .map(|t| t.title.clone())
+            .unwrap_or_else(|| row.type_name.clone()),
         resource_name: row.resource_name.clone(),
         state: row.state,
         revision: row.current_revision,
@@ -314,9 +437,14 @@ pub async fn mine(state: &AppState, user: &UserView) -> ServiceResult<Vec<Reques
 }
 
 /// Requests the platform team must look at: failed or under manual handling.
-pub async fn needing_attention(state: &AppState, user: &UserView) -> ServiceResult<Vec<RequestSummary>> {
+pub async fn needing_attention(
+    state: &AppState,
+    user: &UserView,
+) -> ServiceResult<Vec<RequestSummary>> {
     require_role(user, Role::Platform, "viewing failed requests")?;
     let mut conn = state.db.pool.acquire().await?;
-    let rows = storage::requests::by_states(&mut conn, &[RequestState::Failed, RequestState::Manual]).await?;
+    let rows =
+        storage::requests::by_states(&mut conn, &[RequestState::Failed, RequestState::Manual])
+            .await?;
     Ok(rows.iter().map(|r| summary(state, r)).collect())
 }

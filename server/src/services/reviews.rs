@@ -18,7 +18,11 @@ pub async fn queue(state: &AppState, user: &UserView) -> ServiceResult<Vec<Reque
     require_role(user, Role::Reviewer, "the review queue")?;
     let mut conn = state.db.pool.acquire().await?;
     let rows = storage::requests::by_states(&mut conn, &[RequestState::InReview]).await?;
-    Ok(rows.iter().filter(|r| may_review(state, user, r)).map(|r| summary(state, r)).collect())
+    Ok(rows
+        .iter()
+        .filter(|r| may_review(state, user, r))
+        .map(|r| summary(state, r))
+        .collect())
 }
 
 fn action_of(decision: ReviewDecision) -> Action {
@@ -46,12 +50,20 @@ pub async fn decide(
     let ty = state
         .catalog
         .resource_type(&request.type_name)
-        .ok_or_else(|| ServiceError::Conflict(format!("resource type {} is no longer in the catalog", request.type_name)))?;
-    let approver = Role::parse(&ty.review.approver_role)
-        .ok_or_else(|| ServiceError::Internal(format!("unknown approver role {}", ty.review.approver_role)))?;
+        .ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "resource type {} is no longer in the catalog",
+                request.type_name
+            ))
+        })?;
+    let approver = Role::parse(&ty.review.approver_role).ok_or_else(|| {
+        ServiceError::Internal(format!("unknown approver role {}", ty.review.approver_role))
+    })?;
     require_role(user, approver, "deciding on this request")?;
     if request.requester_id == user.id {
-        return Err(ServiceError::Forbidden("nobody reviews their own request: another reviewer must decide".into()));
+        return Err(ServiceError::Forbidden(
+            "nobody reviews their own request: another reviewer must decide".into(),
+        ));
     }
     let action = action_of(decision);
     next_state(request.state, action)?;
@@ -73,34 +85,73 @@ pub async fn decide(
         .iter()
         .find(|r| r.revision == revision)
         .map(|r| r.change_set_hash.clone())
-        .ok_or_else(|| ServiceError::Internal(format!("request #{id} has no revision {revision}")))?;
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("request #{id} has no revision {revision}"))
+        })?;
     let earlier = storage::requests::decisions(&mut tx, id).await?;
     if decision == ReviewDecision::Approve
-        && earlier.iter().any(|d| !d.voided && d.revision == revision && d.decision == "approve" && d.decided_by == user.username)
+        && earlier.iter().any(|d| {
+            !d.voided
+                && d.revision == revision
+                && d.decision == "approve"
+                && d.decided_by == user.username
+        })
     {
-        return Err(ServiceError::Conflict(format!("you already approved revision {revision} of request #{id}")));
+        return Err(ServiceError::Conflict(format!(
+            "you already approved revision {revision} of request #{id}"
+        )));
     }
-    storage::requests::insert_decision(&mut tx, &NewDecision {
-        request_id: id,
-        revision,
-        reviewer_id: Some(user.id),
-        decision: decision.as_str(),
-        comment,
-        change_set_hash: &hash,
-    })
+    storage::requests::insert_decision(
+        &mut tx,
+        &NewDecision {
+            request_id: id,
+            revision,
+            reviewer_id: Some(user.id),
+            decision: decision.as_str(),
+            comment,
+            change_set_hash: &hash,
+        },
+    )
     .await?;
     let actor = Actor::User(user.clone());
     if decision == ReviewDecision::Approve {
-        let approvals = 1 + earlier.iter().filter(|d| !d.voided && d.revision == revision && d.decision == "approve").count();
+        let approvals = 1 + earlier
+            .iter()
+            .filter(|d| !d.voided && d.revision == revision && d.decision == "approve")
+            .count();
         if (approvals as u32) < ty.review.required {
-            record(&mut tx, state.db.engine, &actor, "request.approval_recorded", ("request", id.to_string()), Some(hash.clone()),
-                format!("{approvals} of {} approvals", ty.review.required)).await?;
+            record(
+                &mut tx,
+                state.db.engine,
+                &actor,
+                "request.approval_recorded",
+                ("request", id.to_string()),
+                Some(hash.clone()),
+                format!("{approvals} of {} approvals", ty.review.required),
+            )
+            .await?;
         } else {
-            transition(&mut tx, state.db.engine, &mut request, action, &actor, format!("approved change set {hash}. {comment}")).await?;
+            transition(
+                &mut tx,
+                state.db.engine,
+                &mut request,
+                action,
+                &actor,
+                format!("approved change set {hash}. {comment}"),
+            )
+            .await?;
             approve_and_enqueue(&mut tx, &request, &hash).await?;
         }
     } else {
-        transition(&mut tx, state.db.engine, &mut request, action, &actor, comment.to_string()).await?;
+        transition(
+            &mut tx,
+            state.db.engine,
+            &mut request,
+            action,
+            &actor,
+            comment.to_string(),
+        )
+        .await?;
     }
     tx.commit().await?;
     state.jobs_ready.notify_one();

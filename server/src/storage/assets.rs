@@ -40,7 +40,10 @@ pub struct NewAsset<'a> {
     pub commit_id: &'a str,
 }
 
-pub async fn insert(conn: &mut AnyConnection, asset: &NewAsset<'_>) -> Result<AssetId, StorageError> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    asset: &NewAsset<'_>,
+) -> Result<AssetId, StorageError> {
     let now = now_millis();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO assets (type_name, name, params, request_id, commit_id, state, created_at, \
@@ -58,11 +61,16 @@ pub async fn insert(conn: &mut AnyConnection, asset: &NewAsset<'_>) -> Result<As
     Ok(AssetId(id))
 }
 
-pub async fn by_request(conn: &mut AnyConnection, request_id: RequestId) -> Result<Option<AssetRow>, StorageError> {
-    let row = sqlx::query(&format!("SELECT {ASSET_COLUMNS} FROM assets WHERE request_id = $1"))
-        .bind(request_id.0)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn by_request(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+) -> Result<Option<AssetRow>, StorageError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ASSET_COLUMNS} FROM assets WHERE request_id = $1"
+    ))
+    .bind(request_id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
     row.as_ref().map(asset_from_row).transpose()
 }
 
@@ -74,7 +82,10 @@ pub async fn get(conn: &mut AnyConnection, id: AssetId) -> Result<Option<AssetRo
     row.as_ref().map(asset_from_row).transpose()
 }
 
-pub async fn active_of_type(conn: &mut AnyConnection, type_name: &str) -> Result<Vec<AssetRow>, StorageError> {
+pub async fn active_of_type(
+    conn: &mut AnyConnection,
+    type_name: &str,
+) -> Result<Vec<AssetRow>, StorageError> {
     let rows = sqlx::query(&format!(
         "SELECT {ASSET_COLUMNS} FROM assets WHERE type_name = $1 AND state = $2 ORDER BY id"
     ))
@@ -85,7 +96,10 @@ pub async fn active_of_type(conn: &mut AnyConnection, type_name: &str) -> Result
     rows.iter().map(asset_from_row).collect()
 }
 
-pub async fn list(conn: &mut AnyConnection, filter: &AssetFilter) -> Result<Vec<AssetSummary>, StorageError> {
+pub async fn list(
+    conn: &mut AnyConnection,
+    filter: &AssetFilter,
+) -> Result<Vec<AssetSummary>, StorageError> {
     let type_name = filter.type_name.as_deref().filter(|t| !t.is_empty());
     let text = filter
         .text
@@ -101,10 +115,17 @@ pub async fn list(conn: &mut AnyConnection, filter: &AssetFilter) -> Result<Vec<
     .bind(text)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(|r| asset_from_row(r).map(|a| a.summary)).collect()
+    rows.iter()
+        .map(|r| asset_from_row(r).map(|a| a.summary))
+        .collect()
 }
 
-pub async fn insert_relation(conn: &mut AnyConnection, from: AssetId, to: AssetId, kind: &str) -> Result<(), StorageError> {
+pub async fn insert_relation(
+    conn: &mut AnyConnection,
+    from: AssetId,
+    to: AssetId,
+    kind: &str,
+) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO asset_relations (from_asset_id, to_asset_id, kind) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -118,7 +139,10 @@ pub async fn insert_relation(conn: &mut AnyConnection, from: AssetId, to: AssetI
 }
 
 /// Both directions: what this asset requires, and what requires it.
-pub async fn relations(conn: &mut AnyConnection, id: AssetId) -> Result<Vec<RelationView>, StorageError> {
+pub async fn relations(
+    conn: &mut AnyConnection,
+    id: AssetId,
+) -> Result<Vec<RelationView>, StorageError> {
     let rows = sqlx::query(
         "SELECT r.kind, a.id, a.name, a.type_name FROM asset_relations r \
            JOIN assets a ON a.id = r.to_asset_id WHERE r.from_asset_id = $1 \
@@ -141,23 +165,33 @@ pub async fn relations(conn: &mut AnyConnection, id: AssetId) -> Result<Vec<Rela
         .collect()
 }
 
-pub async fn insert_monitoring(conn: &mut AnyConnection, asset: AssetId, item: &MonitoringItem) -> Result<(), StorageError> {
-    sqlx::query("INSERT INTO monitoring_items (asset_id, name, kind, target) VALUES ($1, $2, $3, $4)")
-        .bind(asset.0)
-        .bind(&item.name)
-        .bind(&item.kind)
-        .bind(&item.target)
-        .execute(&mut *conn)
-        .await?;
+pub async fn insert_monitoring(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    item: &MonitoringItem,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO monitoring_items (asset_id, name, kind, target) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(asset.0)
+    .bind(&item.name)
+    .bind(&item.kind)
+    .bind(&item.target)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
-pub async fn monitoring(conn: &mut AnyConnection, asset: AssetId) -> Result<Vec<MonitoringItem>, StorageError> {
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT name, kind, target FROM monitoring_items WHERE asset_id = $1 ORDER BY id")
-            .bind(asset.0)
-            .fetch_all(&mut *conn)
-            .await?;
+pub async fn monitoring(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+) -> Result<Vec<MonitoringItem>, StorageError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT name, kind, target FROM monitoring_items WHERE asset_id = $1 ORDER BY id",
+    )
+    .bind(asset.0)
+    .fetch_all(&mut *conn)
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(name, kind, target)| MonitoringItem { name, kind, target })

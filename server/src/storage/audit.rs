@@ -148,7 +148,12 @@ pub async fn list(
     filter: &AuditFilter,
     limit: i64,
 ) -> Result<Vec<AuditEntry>, StorageError> {
-    let blank = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let blank = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     let actor = blank(&filter.actor);
     let action = blank(&filter.action);
     let (kind, id) = match blank(&filter.target) {
@@ -203,9 +208,11 @@ pub enum ChainStatus {
 
 /// Recomputes every hash from the start.
 pub async fn verify_chain(conn: &mut AnyConnection) -> Result<ChainStatus, StorageError> {
-    let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq"))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
     let mut prev = GENESIS.to_string();
     let mut count = 0;
     for row in &rows {
@@ -213,7 +220,8 @@ pub async fn verify_chain(conn: &mut AnyConnection) -> Result<ChainStatus, Stora
         if e.prev_hash != prev {
             return Ok(ChainStatus::Broken {
                 seq: e.seq,
-                reason: "does not follow the previous event (a row was removed or reordered)".into(),
+                reason: "does not follow the previous event (a row was removed or reordered)"
+                    .into(),
             });
         }
         let content = HashedContent {

@@ -95,7 +95,12 @@ pub async fn claim(
     job_from_row(&row).map(Some)
 }
 
-pub async fn finish(conn: &mut AnyConnection, id: i64, state: &str, error: Option<&str>) -> Result<(), StorageError> {
+pub async fn finish(
+    conn: &mut AnyConnection,
+    id: i64,
+    state: &str,
+    error: Option<&str>,
+) -> Result<(), StorageError> {
     sqlx::query(
         "UPDATE jobs SET state = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, \
          updated_at = $3 WHERE id = $4",
@@ -110,7 +115,12 @@ pub async fn finish(conn: &mut AnyConnection, id: i64, state: &str, error: Optio
 }
 
 /// Puts a job back in the queue after a transient failure, to run after `delay_millis`.
-pub async fn reschedule(conn: &mut AnyConnection, id: i64, delay_millis: i64, error: &str) -> Result<(), StorageError> {
+pub async fn reschedule(
+    conn: &mut AnyConnection,
+    id: i64,
+    delay_millis: i64,
+    error: &str,
+) -> Result<(), StorageError> {
     let now = now_millis();
     sqlx::query(
         "UPDATE jobs SET state = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, \
@@ -136,7 +146,10 @@ pub async fn release_stale_leases(conn: &mut AnyConnection) -> Result<u64, Stora
     Ok(done.rows_affected())
 }
 
-pub async fn latest_for_request(conn: &mut AnyConnection, request_id: RequestId) -> Result<Option<JobRow>, StorageError> {
+pub async fn latest_for_request(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+) -> Result<Option<JobRow>, StorageError> {
     let row = sqlx::query(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE request_id = $1 ORDER BY id DESC LIMIT 1"
     ))
@@ -147,9 +160,11 @@ pub async fn latest_for_request(conn: &mut AnyConnection, request_id: RequestId)
 }
 
 pub async fn count_unfinished(conn: &mut AnyConnection) -> Result<i64, StorageError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state IN ($1, $2)")
-        .bind(QUEUED)
-        .bind(RUNNING)
-        .fetch_one(&mut *conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state IN ($1, $2)")
+            .bind(QUEUED)
+            .bind(RUNNING)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }

@@ -11,10 +11,15 @@ use super::{Engine, StorageError, now_millis, parse_json, to_json};
 /// pre-check (submit key, resource name, quota) sees the requests committed before
 /// it. SQLite's `BEGIN IMMEDIATE` already does this; PostgreSQL's default READ
 /// COMMITTED does not, and two racing submissions would both pass.
-pub async fn serialize_submissions(conn: &mut AnyConnection, engine: Engine) -> Result<(), StorageError> {
+pub async fn serialize_submissions(
+    conn: &mut AnyConnection,
+    engine: Engine,
+) -> Result<(), StorageError> {
     if engine == Engine::Postgres {
         // Always taken before the audit log's lock (7105001), never after: no deadlock.
-        sqlx::query("SELECT pg_advisory_xact_lock(7105002)").execute(&mut *conn).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7105002)")
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -73,7 +78,10 @@ pub struct NewRequest<'a> {
     pub submit_key: &'a str,
 }
 
-pub async fn insert(conn: &mut AnyConnection, new: &NewRequest<'_>) -> Result<RequestId, StorageError> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    new: &NewRequest<'_>,
+) -> Result<RequestId, StorageError> {
     let now = now_millis();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO requests (type_name, resource_name, requester_id, state, current_revision, \
@@ -104,7 +112,10 @@ pub async fn by_submit_key(
     Ok(id.map(RequestId))
 }
 
-pub async fn get(conn: &mut AnyConnection, id: RequestId) -> Result<Option<RequestRow>, StorageError> {
+pub async fn get(
+    conn: &mut AnyConnection,
+    id: RequestId,
+) -> Result<Option<RequestRow>, StorageError> {
     let row = sqlx::query(&format!("{REQUEST_SELECT} WHERE r.id = $1"))
         .bind(id.0)
         .fetch_optional(&mut *conn)
@@ -112,15 +123,23 @@ pub async fn get(conn: &mut AnyConnection, id: RequestId) -> Result<Option<Reque
     row.as_ref().map(request_from_row).transpose()
 }
 
-pub async fn by_requester(conn: &mut AnyConnection, requester: UserId) -> Result<Vec<RequestRow>, StorageError> {
-    let rows = sqlx::query(&format!("{REQUEST_SELECT} WHERE r.requester_id = $1 ORDER BY r.id DESC"))
-        .bind(requester.0)
-        .fetch_all(&mut *conn)
-        .await?;
+pub async fn by_requester(
+    conn: &mut AnyConnection,
+    requester: UserId,
+) -> Result<Vec<RequestRow>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "{REQUEST_SELECT} WHERE r.requester_id = $1 ORDER BY r.id DESC"
+    ))
+    .bind(requester.0)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter().map(request_from_row).collect()
 }
 
-pub async fn by_states(conn: &mut AnyConnection, states: &[RequestState]) -> Result<Vec<RequestRow>, StorageError> {
+pub async fn by_states(
+    conn: &mut AnyConnection,
+    states: &[RequestState],
+) -> Result<Vec<RequestRow>, StorageError> {
     // A handful of fixed state names, never user input: safe to inline.
     let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
     let rows = sqlx::query(&format!(
@@ -140,13 +159,14 @@ pub async fn set_state(
     from: RequestState,
     to: RequestState,
 ) -> Result<bool, StorageError> {
-    let done = sqlx::query("UPDATE requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
-        .bind(to.as_str())
-        .bind(now_millis())
-        .bind(id.0)
-        .bind(from.as_str())
-        .execute(&mut *conn)
-        .await?;
+    let done =
+        sqlx::query("UPDATE requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+            .bind(to.as_str())
+            .bind(now_millis())
+            .bind(id.0)
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -179,7 +199,11 @@ pub async fn set_revision(
     Ok(())
 }
 
-pub async fn set_error(conn: &mut AnyConnection, id: RequestId, error: Option<&str>) -> Result<(), StorageError> {
+pub async fn set_error(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    error: Option<&str>,
+) -> Result<(), StorageError> {
     sqlx::query("UPDATE requests SET last_error = $1 WHERE id = $2")
         .bind(error)
         .bind(id.0)
@@ -188,7 +212,11 @@ pub async fn set_error(conn: &mut AnyConnection, id: RequestId, error: Option<&s
     Ok(())
 }
 
-pub async fn set_applied_commit(conn: &mut AnyConnection, id: RequestId, commit: &str) -> Result<(), StorageError> {
+pub async fn set_applied_commit(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    commit: &str,
+) -> Result<(), StorageError> {
     sqlx::query("UPDATE requests SET applied_commit = $1 WHERE id = $2")
         .bind(commit)
         .bind(id.0)
@@ -197,7 +225,11 @@ pub async fn set_applied_commit(conn: &mut AnyConnection, id: RequestId, commit:
     Ok(())
 }
 
-pub async fn set_manual_owner(conn: &mut AnyConnection, id: RequestId, owner: UserId) -> Result<(), StorageError> {
+pub async fn set_manual_owner(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    owner: UserId,
+) -> Result<(), StorageError> {
     sqlx::query("UPDATE requests SET manual_owner_id = $1 WHERE id = $2")
         .bind(owner.0)
         .bind(id.0)
@@ -227,7 +259,10 @@ pub struct NewRevision<'a> {
     pub author_id: UserId,
 }
 
-pub async fn insert_revision(conn: &mut AnyConnection, rev: &NewRevision<'_>) -> Result<(), StorageError> {
+pub async fn insert_revision(
+    conn: &mut AnyConnection,
+    rev: &NewRevision<'_>,
+) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO request_revisions (request_id, revision, params, precheck, change_set, \
          change_set_hash, author_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -245,7 +280,10 @@ pub async fn insert_revision(conn: &mut AnyConnection, rev: &NewRevision<'_>) ->
     Ok(())
 }
 
-pub async fn revisions(conn: &mut AnyConnection, id: RequestId) -> Result<Vec<RevisionRow>, StorageError> {
+pub async fn revisions(
+    conn: &mut AnyConnection,
+    id: RequestId,
+) -> Result<Vec<RevisionRow>, StorageError> {
     let rows = sqlx::query(
         "SELECT v.revision, v.params, v.precheck, v.change_set, v.change_set_hash, \
          u.username AS author, v.created_at FROM request_revisions v \
@@ -290,7 +328,9 @@ pub async fn in_flight_params(
     .bind(exclude.map(|id| id.0).unwrap_or(-1))
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(|p| parse_json(p, "request parameters")).collect()
+    rows.iter()
+        .map(|p| parse_json(p, "request parameters"))
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -313,7 +353,10 @@ pub struct NewDecision<'a> {
     pub change_set_hash: &'a str,
 }
 
-pub async fn insert_decision(conn: &mut AnyConnection, d: &NewDecision<'_>) -> Result<(), StorageError> {
+pub async fn insert_decision(
+    conn: &mut AnyConnection,
+    d: &NewDecision<'_>,
+) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO decisions (request_id, revision, reviewer_id, decision, comment, \
          change_set_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -339,7 +382,10 @@ pub async fn void_decisions(conn: &mut AnyConnection, id: RequestId) -> Result<u
     Ok(done.rows_affected())
 }
 
-pub async fn decisions(conn: &mut AnyConnection, id: RequestId) -> Result<Vec<DecisionRow>, StorageError> {
+pub async fn decisions(
+    conn: &mut AnyConnection,
+    id: RequestId,
+) -> Result<Vec<DecisionRow>, StorageError> {
     let rows = sqlx::query(
         "SELECT d.revision, COALESCE(u.username, 'policy') AS decided_by, d.decision, d.comment, \
          d.change_set_hash, d.voided, d.created_at FROM decisions d \
@@ -409,7 +455,10 @@ pub struct NewCheckResult<'a> {
     pub detail: &'a str,
 }
 
-pub async fn insert_check(conn: &mut AnyConnection, c: &NewCheckResult<'_>) -> Result<(), StorageError> {
+pub async fn insert_check(
+    conn: &mut AnyConnection,
+    c: &NewCheckResult<'_>,
+) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO check_results (request_id, revision, kind, description, passed, detail, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -435,7 +484,10 @@ pub struct CheckRow {
     pub created_at: i64,
 }
 
-pub async fn checks(conn: &mut AnyConnection, id: RequestId) -> Result<Vec<CheckRow>, StorageError> {
+pub async fn checks(
+    conn: &mut AnyConnection,
+    id: RequestId,
+) -> Result<Vec<CheckRow>, StorageError> {
     let rows = sqlx::query(
         "SELECT revision, kind, description, passed, detail, created_at FROM check_results \
          WHERE request_id = $1 ORDER BY id",

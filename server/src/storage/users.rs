@@ -59,10 +59,12 @@ pub async fn by_username(
     conn: &mut AnyConnection,
     username: &str,
 ) -> Result<Option<StoredUser>, StorageError> {
-    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
-        .bind(username)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+    ))
+    .bind(username)
+    .fetch_optional(&mut *conn)
+    .await?;
     row.as_ref().map(user_from_row).transpose()
 }
 
