@@ -103,13 +103,13 @@ impl GitOpsRepo {
             update.upsert(file.path.as_str(), blob, FileMode::Blob);
         }
         let tree_id = update.create_updated(repo, &baseline)?;
-        if let Some(commit) = &head {
-            if commit.tree_id() == tree_id {
-                return Ok(Applied {
-                    commit: commit.id().to_string(),
-                    created: false,
-                });
-            }
+        if let Some(commit) = &head
+            && commit.tree_id() == tree_id
+        {
+            return Ok(Applied {
+                commit: commit.id().to_string(),
+                created: false,
+            });
         }
         let tree = repo.find_tree(tree_id)?;
         let signature = Signature::now("Slipway", "slipway@localhost")?;

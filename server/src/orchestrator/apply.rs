@@ -73,8 +73,8 @@ pub async fn run_job(state: &AppState, job: &JobRow) -> Result<(), StorageError>
 async fn fail_request(state: &AppState, job: &JobRow, message: &str) -> Result<(), StorageError> {
     let mut tx = state.db.write().await?;
     if let Some(mut request) = storage::requests::get(&mut tx, job.request_id).await? {
-        if next_state(request.state, Action::Fail).is_ok() {
-            if let Err(error) = transition(
+        if next_state(request.state, Action::Fail).is_ok()
+            && let Err(error) = transition(
                 &mut tx,
                 state.db.engine,
                 &mut request,
@@ -83,9 +83,8 @@ async fn fail_request(state: &AppState, job: &JobRow, message: &str) -> Result<(
                 message.to_string(),
             )
             .await
-            {
-                tracing::error!(%error, "could not mark the request failed");
-            }
+        {
+            tracing::error!(%error, "could not mark the request failed");
         }
         storage::requests::set_error(&mut tx, job.request_id, Some(message)).await?;
     }

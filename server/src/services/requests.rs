@@ -98,13 +98,13 @@ pub(crate) async fn compute_precheck(
         });
     }
     let mut report = precheck::evaluate(validator, ty, params, &usages, &found);
-    if let Some(name) = &report.resource_name {
-        if let Some(taken_by) = name_taken(conn, &ty.name, name, exclude).await? {
-            report.field_errors.push(FieldError {
-                field: String::new(),
-                message: format!("the resource name {name} is already taken by {taken_by}"),
-            });
-        }
+    if let Some(name) = &report.resource_name
+        && let Some(taken_by) = name_taken(conn, &ty.name, name, exclude).await?
+    {
+        report.field_errors.push(FieldError {
+            field: String::new(),
+            message: format!("the resource name {name} is already taken by {taken_by}"),
+        });
     }
     Ok(report)
 }
