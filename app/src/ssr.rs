@@ -51,10 +51,10 @@ fn status_for(error: &ServiceError) -> u16 {
 /// Maps a service error to what the user sees, once. Internal errors are logged here
 /// with a reference the user can quote; their text never leaves the server.
 pub fn user_error(error: ServiceError) -> AppError {
-    if let Some(response) = use_context::<ResponseOptions>() {
-        if let Ok(status) = axum::http::StatusCode::from_u16(status_for(&error)) {
-            response.set_status(status);
-        }
+    if let Some(response) = use_context::<ResponseOptions>()
+        && let Ok(status) = axum::http::StatusCode::from_u16(status_for(&error))
+    {
+        response.set_status(status);
     }
     match error {
         ServiceError::Unauthenticated => AppError::Unauthenticated,

@@ -50,10 +50,10 @@ pub fn RequestPage() -> impl IntoView {
     );
     // While the worker runs the request, look again every second.
     Effect::new(move |_| {
-        if let Some(Ok(d)) = detail.get() {
-            if in_motion(d.summary.state) {
-                set_timeout(move || version.update(|v| *v += 1), Duration::from_secs(1));
-            }
+        if let Some(Ok(d)) = detail.get()
+            && in_motion(d.summary.state)
+        {
+            set_timeout(move || version.update(|v| *v += 1), Duration::from_secs(1));
         }
     });
     let refresh = Callback::new(move |_: ()| version.update(|v| *v += 1));
