@@ -95,7 +95,7 @@ fn Header() -> impl IntoView {
                             view! {
                                 <nav aria-label="Main">
                                     <A href="/catalog">"Catalog"</A>
-                                    <A href="/requests">"My requests"</A>
+                                    <A href="/requests" exact=true>"My requests"</A>
                                     {has(Role::Reviewer).then(|| view! { <A href="/reviews">"Review queue"</A> })}
                                     {has(Role::Platform).then(|| view! { <A href="/attention">"Needs attention"</A> })}
                                     <A href="/assets">"Assets"</A>

@@ -1,6 +1,9 @@
 //! Slipway's portal: pages and components (compiled for the server and the browser)
 //! and the server functions they call, each a thin adapter over the service layer.
 
+// Deeply nested typed views (the generated request form) exceed the default limit.
+#![recursion_limit = "512"]
+
 pub mod api;
 pub mod app;
 pub mod components;

@@ -28,11 +28,11 @@ const state = (page: Page) => page.getByTestId('request-state').first();
 test('a namespace in dev is approved by policy and completes', async ({ page }) => {
   await loginAs(page, 'alice');
   await openForm(page, 'Kubernetes namespace');
-  await page.getByLabel('Name', { exact: true }).fill('shop');
+  await page.getByRole('textbox', { name: 'Name', exact: true }).fill('shop');
   await page.getByLabel('Team').selectOption('payments');
   await page.getByLabel('Environment').selectOption('dev');
   const precheck = page.getByRole('region', { name: 'Pre-check' });
-  await expect(precheck).toContainText('passed');
+  await expect(precheck.getByTestId('precheck-verdict')).toHaveText('passed');
   await expect(precheck.getByTestId('resource-name')).toHaveText('payments-shop-dev');
   await page.getByRole('button', { name: 'Submit request' }).click();
   await expect(page).toHaveURL(/\/requests\/\d+$/);
@@ -49,7 +49,7 @@ test('a database request: live pre-check, changes requested, diff, approval, ass
   // Request, with a live error fixed before submitting.
   await loginAs(alice, 'alice');
   await openForm(alice, 'PostgreSQL database');
-  const name = alice.getByLabel('Name', { exact: true });
+  const name = alice.getByRole('textbox', { name: 'Name', exact: true });
   await name.fill('Orders');
   await name.blur();
   await expect(alice.locator('#field-name-error')).toContainText('pattern');
@@ -61,7 +61,7 @@ test('a database request: live pre-check, changes requested, diff, approval, ass
   const precheck = alice.getByRole('region', { name: 'Pre-check' });
   await expect(precheck).toContainText('payments-orders-dev');
   await expect(precheck).toContainText('found payments-shop-dev');
-  await expect(precheck).toContainText('passed');
+  await expect(precheck.getByTestId('precheck-verdict')).toHaveText('passed');
   await alice.getByRole('button', { name: 'Submit request' }).click();
   await expect(alice).toHaveURL(/\/requests\/\d+$/);
   const id = requestIdFrom(alice);
@@ -82,8 +82,8 @@ test('a database request: live pre-check, changes requested, diff, approval, ass
   await alice.getByRole('link', { name: 'Edit and resubmit' }).click();
   await hydrated(alice);
   await expect(alice.getByText('Please give it 50 GB of storage.')).toBeVisible();
-  await alice.getByLabel('Storage (GB)').fill('50');
-  await expect(alice.getByRole('region', { name: 'Pre-check' })).toContainText('passed');
+  await alice.getByRole('spinbutton', { name: 'Storage (GB)' }).fill('50');
+  await expect(alice.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
   await alice.getByRole('button', { name: 'Resubmit' }).click();
   await expect(alice).toHaveURL(new RegExp(`/requests/${id}$`));
   await expect(state(alice)).toHaveText('In review');

@@ -7,9 +7,17 @@ pub fn PrecheckPanel(report: PrecheckReport) -> impl IntoView {
     let passed = report.passed();
     view! {
         <section class="precheck" aria-label="Pre-check" aria-live="polite">
-            <h2>"Pre-check " {if passed { view! { <span class="ok">"passed"</span> }.into_any() } else { view! { <span class="bad">"not passed"</span> }.into_any() }}</h2>
+            <h2>
+                "Pre-check: "
+                {if passed {
+                    view! { <span class="ok" data-testid="precheck-verdict">"passed"</span> }.into_any()
+                } else {
+                    view! { <span class="bad" data-testid="precheck-verdict">"blocked"</span> }.into_any()
+                }}
+            </h2>
             {report.resource_name.clone().map(|name| view! { <p>"Resource name: " <code data-testid="resource-name">{name}</code></p> })}
             <ul class="checks">
+                {fields_to_fix(&report).map(|text| view! { <li class="bad">{text}</li> })}
                 {report.field_errors.iter().filter(|e| e.field.is_empty()).map(|e| view! { <li class="bad">{e.message.clone()}</li> }).collect_view()}
                 {report.quotas.iter().map(|q| {
                     let class = if q.ok { "ok" } else { "bad" };
@@ -35,4 +43,16 @@ pub fn PrecheckPanel(report: PrecheckReport) -> impl IntoView {
             </ul>
         </section>
     }
+}
+
+/// One line for the form's field errors, which show in full beside their fields.
+fn fields_to_fix(report: &PrecheckReport) -> Option<String> {
+    let mut fields: Vec<&str> = report
+        .field_errors
+        .iter()
+        .map(|e| e.field.as_str())
+        .filter(|f| !f.is_empty())
+        .collect();
+    fields.dedup();
+    (!fields.is_empty()).then(|| format!("Fields to complete or fix: {}", fields.join(", ")))
 }
