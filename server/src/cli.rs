@@ -137,7 +137,7 @@ fn check_catalog(dir: &std::path::Path) -> ExitCode {
     match catalog_source::load(dir) {
         Ok(loaded) => {
             println!(
-                "catalog {} is valid: {} dictionaries, {} resource types, {} templates",
+                "{}: a valid catalog with {} dictionaries, {} resource types and {} templates",
                 dir.display(),
                 loaded.catalog.dictionaries.len(),
                 loaded.catalog.types.len(),
@@ -166,7 +166,6 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    tracing::error!("cannot start: {error}");
                     eprintln!("slipway: cannot start: {error}");
                     ExitCode::FAILURE
                 }
