@@ -81,13 +81,17 @@ fn render_path(what: &str, source: &str, ctx: &minijinja::Value) -> Result<Strin
     Ok(path)
 }
 
+/// Renders the type's outputs. `requires` names the assets that satisfied the type's
+/// `requires` entries, in their order; templates read them as `requires[0]`, … so a
+/// database lands in the namespace that was actually found.
 pub fn change_set(
     catalog: &Catalog,
     ty: &ResourceType,
     params: &Value,
     resource_name: &str,
+    requires: &[String],
 ) -> Result<ChangeSet, RenderError> {
-    let ctx = template::context(ty, params, Some(resource_name));
+    let ctx = template::render_context(ty, params, resource_name, requires);
     let mut env = template::environment();
     for (name, source) in &catalog.templates {
         env.add_template(name, source)

@@ -36,6 +36,23 @@ pub(crate) fn context(
     Value::from_serialize(&map)
 }
 
+/// The context output templates see: `context` plus the names of required assets.
+pub(crate) fn render_context(
+    ty: &ResourceType,
+    params: &serde_json::Value,
+    resource_name: &str,
+    requires: &[String],
+) -> Value {
+    let mut map = match params {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    map.insert("resource_type".into(), ty.name.clone().into());
+    map.insert("resource_name".into(), resource_name.into());
+    map.insert("requires".into(), requires.to_vec().into());
+    Value::from_serialize(&map)
+}
+
 pub(crate) fn error_text(err: &minijinja::Error) -> String {
     let mut text = err.to_string();
     if let Some(detail) = err.detail()

@@ -22,7 +22,12 @@ fn pg_params(ha: bool) -> Value {
 }
 
 fn render_ok(t: &str, params: &Value, name: &str) -> ChangeSet {
-    match change_set(&shipped_catalog(), &ty(t), params, name) {
+    let requires: Vec<String> = ty(t)
+        .requires
+        .iter()
+        .map(|_| "payments-checkout-prod".to_string())
+        .collect();
+    match change_set(&shipped_catalog(), &ty(t), params, name, &requires) {
         Ok(set) => set,
         Err(e) => panic!("{e}"),
     }
@@ -87,6 +92,8 @@ fn cnpg_cluster_follows_the_parameters() {
     let parsed: Value = serde_norway::from_str(&set.files[0].content).unwrap_or_default();
     assert_eq!(parsed["apiVersion"], "postgresql.cnpg.io/v1");
     assert_eq!(parsed["kind"], "Cluster");
+    // The namespace is the asset the pre-check found, not a guess from the parameters.
+    assert_eq!(parsed["metadata"]["namespace"], "payments-checkout-prod");
     assert_eq!(parsed["spec"]["instances"], 3);
     assert_eq!(parsed["spec"]["storage"]["size"], "50Gi");
     assert_eq!(
@@ -152,26 +159,26 @@ fn hash_is_stable_and_content_sensitive() {
 fn undefined_variables_and_escaping_paths_are_errors() {
     let catalog = shipped_catalog();
     let mut t = ty("k8s-namespace");
-    let err = change_set(&catalog, &t, &json!({"name": "x"}), "x").err();
+    let err = change_set(&catalog, &t, &json!({"name": "x"}), "x", &[]).err();
     assert_eq!(
         err.as_ref().map(|e| e.what.as_str()),
         Some("outputs[0].path")
     );
     t.outputs[0].path = "../{{ name }}.yaml".into();
-    let err = change_set(&catalog, &t, &ns_params(), "n").err();
+    let err = change_set(&catalog, &t, &ns_params(), "n", &[]).err();
     assert_eq!(
         err.map(|e| e.to_string()),
         Some("outputs[0].path: the path \"../checkout.yaml\" must not contain '..'".into())
     );
     t.outputs[0].path = "/{{ name }}.yaml".into();
-    assert!(change_set(&catalog, &t, &ns_params(), "n").is_err());
+    assert!(change_set(&catalog, &t, &ns_params(), "n", &[]).is_err());
 }
 
 #[test]
 fn duplicate_output_paths_are_errors() {
     let mut t = ty("k8s-namespace");
     t.outputs[1].path = t.outputs[0].path.clone();
-    let err = change_set(&shipped_catalog(), &t, &ns_params(), "n").err();
+    let err = change_set(&shipped_catalog(), &t, &ns_params(), "n", &[]).err();
     assert_eq!(err.map(|e| e.what), Some("outputs".to_string()));
 }
 

@@ -1,6 +1,7 @@
 //! One request as a person sees it: every revision, decision, step and check, what
 //! they may do next, and for a reviewer what changed since they last looked.
 
+use serde_json::Value;
 use slipway_core::diff;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
@@ -53,10 +54,30 @@ fn permissions(state: &AppState, user: &UserView, request: &RequestRow) -> Permi
     }
 }
 
-fn revision_view(row: &RevisionRow) -> RevisionView {
+/// Parameters in the order the type's form shows them, so every page reads alike.
+fn in_form_order(state: &AppState, type_name: &str, params: &Value) -> Value {
+    let (Some(ty), Some(values)) = (state.catalog.resource_type(type_name), params.as_object())
+    else {
+        return params.clone();
+    };
+    let mut ordered = serde_json::Map::new();
+    for field in ty.fields() {
+        if let Some(value) = values.get(&field.name) {
+            ordered.insert(field.name, value.clone());
+        }
+    }
+    for (name, value) in values {
+        if !ordered.contains_key(name) {
+            ordered.insert(name.clone(), value.clone());
+        }
+    }
+    Value::Object(ordered)
+}
+
+fn revision_view(state: &AppState, type_name: &str, row: &RevisionRow) -> RevisionView {
     RevisionView {
         revision: row.revision,
-        params: row.params.clone(),
+        params: in_form_order(state, type_name, &row.params),
         precheck: row.precheck.clone(),
         change_set: row.change_set.clone(),
         change_set_hash: row.change_set_hash.clone(),
@@ -131,7 +152,10 @@ pub async fn request_detail(
             .resource_type(&request.type_name)
             .map(|t| t.title.clone())
             .unwrap_or_else(|| request.type_name.clone()),
-        revisions: revisions.iter().map(revision_view).collect(),
+        revisions: revisions
+            .iter()
+            .map(|r| revision_view(state, &request.type_name, r))
+            .collect(),
         decisions: decisions
             .into_iter()
             .map(|d| DecisionView {

@@ -172,13 +172,24 @@ async fn prepare(
         .resource_name
         .clone()
         .ok_or_else(|| ServiceError::Internal("a passing pre-check has no resource name".into()))?;
-    let change_set = render::change_set(&state.catalog.catalog, ty, params, &resource_name)
-        .map_err(|e| {
-            ServiceError::Invalid(vec![FieldError {
-                field: String::new(),
-                message: format!("the change could not be rendered: {e}"),
-            }])
-        })?;
+    let required_assets: Vec<String> = report
+        .dependencies
+        .iter()
+        .filter_map(|d| d.found.clone())
+        .collect();
+    let change_set = render::change_set(
+        &state.catalog.catalog,
+        ty,
+        params,
+        &resource_name,
+        &required_assets,
+    )
+    .map_err(|e| {
+        ServiceError::Invalid(vec![FieldError {
+            field: String::new(),
+            message: format!("the change could not be rendered: {e}"),
+        }])
+    })?;
     let hash = change_set.hash();
     Ok(Prepared {
         report,
