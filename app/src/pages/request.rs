@@ -99,6 +99,7 @@ fn RequestView(detail: RequestDetail, refresh: Callback<()>) -> impl IntoView {
         </div>
         {current.map(|r| view! { <ChangeSetView change_set=r.change_set hash=r.change_set_hash /> })}
         <Checks detail=detail.clone() />
+        <Revisions detail=detail.clone() />
         <Decisions detail=detail.clone() />
         <Timeline detail />
     }
@@ -217,6 +218,29 @@ fn Checks(detail: RequestDetail) -> impl IntoView {
                     </li>
                 }).collect_view()}
             </ul>
+        </section>
+    })
+}
+
+/// Every revision the requester submitted, newest first, each with what it asked for.
+#[component]
+fn Revisions(detail: RequestDetail) -> impl IntoView {
+    (detail.revisions.len() > 1).then(|| view! {
+        <section aria-label="Revisions">
+            <h2>"Revisions"</h2>
+            <ol class="revisions" reversed=true>
+                {detail.revisions.into_iter().rev().map(|r| view! {
+                    <li>
+                        <details>
+                            <summary>
+                                {format!("Revision {} by {} on {} · change set ", r.revision, r.author, r.created_at)}
+                                <code>{short(&r.change_set_hash)}</code>
+                            </summary>
+                            <ParamsTable params=r.params />
+                        </details>
+                    </li>
+                }).collect_view()}
+            </ol>
         </section>
     })
 }

@@ -1,0 +1,70 @@
+//! First and later starts: what is seeded, and only once.
+
+// Each test binary uses a part of the shared harness.
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use common::{TestApp, TestResult, shipped_catalog};
+use slipway_core::views::Role;
+use slipway_server::config::Settings;
+use slipway_server::services::{ServiceError, auth};
+use slipway_server::storage::Engine;
+
+#[tokio::test]
+async fn a_second_start_seeds_nothing_twice() -> TestResult {
+    let app = TestApp::start(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    assert_eq!(app.count("users").await?, 3);
+    let restarted = app.restart().await?;
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&restarted.db.pool)
+        .await?;
+    assert_eq!(
+        users, 3,
+        "the demo users are seeded on the first start only"
+    );
+    let created: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'user.created'")
+            .fetch_one(&restarted.db.pool)
+            .await?;
+    assert_eq!(created, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let settings = Settings {
+        addr: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().to_path_buf(),
+        catalog: shipped_catalog(),
+        demo: false,
+        database_url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("slipway.db").display()
+        ),
+        gitops_repo: dir.path().join("gitops.git"),
+        site_root: dir.path().to_path_buf(),
+        secure_cookies: false,
+    };
+    let state = slipway_server::cli::build_state(settings.clone()).await?;
+    let users: Vec<(String, String)> = sqlx::query_as("SELECT username, roles FROM users")
+        .fetch_all(&state.db.pool)
+        .await?;
+    assert_eq!(
+        users,
+        vec![("admin".to_string(), Role::Admin.as_str().to_string())]
+    );
+    let refused = auth::login(&state, "alice", "alice-demo-pw").await;
+    assert!(
+        matches!(refused, Err(ServiceError::Forbidden(_))),
+        "no demo user outside demo mode: {refused:?}"
+    );
+    let again = slipway_server::cli::build_state(settings).await?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&again.db.pool)
+        .await?;
+    assert_eq!(count, 1, "a second start creates no second admin");
+    Ok(())
+}
