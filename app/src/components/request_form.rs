@@ -63,6 +63,8 @@ pub fn RequestForm(
         },
     );
 
+    let live = RwSignal::new(false);
+    Effect::new(move |_| live.set(true));
     let fields = resource_type.fields();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -75,7 +77,8 @@ pub fn RequestForm(
     view! {
         <form class="request-form" on:submit=submit novalidate=true>
             <div class="form-columns">
-                <div>
+                // Until the page is live, typed values would be lost and nothing checked.
+                <fieldset class="plain" disabled=move || !live.get()>
                     <SchemaForm fields form />
                     {move || server_error.get().map(|e| server_error_view(&e))}
                     <div class="actions">
@@ -85,7 +88,7 @@ pub fn RequestForm(
                         {move || (form.show_all.get() && !errors.with(|e| e.is_empty()))
                             .then(|| view! { <span class="hint" role="status">"Fix the fields marked above to submit."</span> })}
                     </div>
-                </div>
+                </fieldset>
                 <aside>
                     <Transition fallback=|| view! { <p class="loading" role="status">"Checking…"</p> }>
                         {move || Suspend::new(async move {
