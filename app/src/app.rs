@@ -4,7 +4,7 @@ use leptos_router::components::{A, Redirect, Route, Router, Routes};
 use leptos_router::path;
 use slipway_core::views::{Role, UserView};
 
-use crate::api::{Logout, current_user};
+use crate::api::{Login, Logout, current_user};
 use crate::pages::{
     asset::AssetPage, assets::AssetsPage, attention::AttentionPage, audit::AuditPage,
     catalog::CatalogPage, edit_request::EditRequestPage, login::LoginPage,
@@ -30,14 +30,35 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The signed-in user, loaded once per page and shared through context.
+/// The signed-in user, shared through context; reloaded whenever someone signs in or
+/// out, because those navigate without reloading the page.
 #[derive(Clone, Copy)]
 pub struct CurrentUser(pub Resource<Option<UserView>>);
+
+/// The sign-in and sign-out actions, shared so the header follows them.
+#[derive(Clone, Copy)]
+pub struct SessionActions {
+    pub login: ServerAction<Login>,
+    pub logout: ServerAction<Logout>,
+}
 
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let user = Resource::new(|| (), |_| async { current_user().await.ok().flatten() });
+    let actions = SessionActions {
+        login: ServerAction::<Login>::new(),
+        logout: ServerAction::<Logout>::new(),
+    };
+    provide_context(actions);
+    let user = Resource::new(
+        move || {
+            (
+                actions.login.version().get(),
+                actions.logout.version().get(),
+            )
+        },
+        |_| async { current_user().await.ok().flatten() },
+    );
     provide_context(CurrentUser(user));
     // Effects run only in the browser: the attribute tells tests (and CSS) the page is live.
     Effect::new(move |_| {
@@ -83,7 +104,7 @@ fn NotFound() -> impl IntoView {
 #[component]
 fn Header() -> impl IntoView {
     let CurrentUser(user) = expect_context::<CurrentUser>();
-    let logout = ServerAction::<Logout>::new();
+    let logout = expect_context::<SessionActions>().logout;
     view! {
         <header class="top">
             <a class="brand" href="/catalog">"Slipway"</a>

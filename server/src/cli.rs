@@ -10,7 +10,7 @@ use tokio::sync::{Notify, watch};
 use tower_http::trace::TraceLayer;
 
 use crate::catalog_source;
-use crate::config::{CatalogCommand, Cli, Command, Settings};
+use crate::config::{AuditCommand, CatalogCommand, Cli, Command, Settings};
 use crate::drivers::gitops::GitOpsRepo;
 use crate::orchestrator;
 use crate::services::auth::ensure_initial_users;
@@ -152,12 +152,43 @@ fn check_catalog(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+async fn verify_audit(database_url: Option<String>, data_dir: &std::path::Path) -> ExitCode {
+    let url = database_url
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("slipway.db").display()));
+    let checked = async {
+        let db = Db::connect(&url).await?;
+        let mut conn = db.pool.acquire().await?;
+        crate::storage::audit::verify_chain(&mut conn).await
+    };
+    match checked.await {
+        Ok(crate::storage::audit::ChainStatus::Intact { events }) => {
+            println!("audit log intact: {events} events, every hash matches");
+            ExitCode::SUCCESS
+        }
+        Ok(crate::storage::audit::ChainStatus::Broken { seq, reason }) => {
+            eprintln!("audit log BROKEN at event {seq}: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!(
+                "slipway: cannot read the audit log ({}): {error}",
+                crate::config::redact_url(&url)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Entry point of the `slipway` binary; `portal` mounts the web pages on the state.
 pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
+        Command::Audit(AuditCommand::Verify {
+            database_url,
+            data_dir,
+        }) => verify_audit(database_url, &data_dir).await,
         Command::Serve(args) => {
             let result = match args.check() {
                 Ok(settings) => serve(settings, portal).await,

@@ -23,6 +23,22 @@ pub enum Command {
     /// Work with a catalog without starting the portal.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain; exit status 1 if an event was edited or removed.
+    Verify {
+        /// Database URL: sqlite://… or postgres://…
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        /// The data directory whose SQLite database to check when no URL is given.
+        #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -230,6 +230,23 @@ async fn whole_chain(app: &TestApp) -> TestResult {
         Err(ServiceError::Forbidden(_))
     ));
 
+    // The database refuses edits and deletions of audit events…
+    assert!(
+        app.exec("UPDATE audit_events SET detail = 'x' WHERE seq = 2")
+            .await
+            .is_err()
+    );
+    assert!(
+        app.exec("DELETE FROM audit_events WHERE seq = 2")
+            .await
+            .is_err()
+    );
+    // …and when someone with full access removes that guard, the chain shows it.
+    let drop_guard = match app.engine {
+        Engine::Sqlite => "DROP TRIGGER audit_events_no_update",
+        Engine::Postgres => "DROP TRIGGER audit_events_no_update ON audit_events",
+    };
+    app.exec(drop_guard).await?;
     assert_eq!(
         app.exec("UPDATE audit_events SET detail = 'x' WHERE seq = 2")
             .await?,

@@ -2,11 +2,11 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::Login;
+use crate::app::SessionActions;
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let login = ServerAction::<Login>::new();
+    let login = expect_context::<SessionActions>().login;
     let next = move || use_query_map().with(|q| q.get("next")).unwrap_or_default();
     let error = move || {
         login
