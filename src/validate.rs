@@ -25,6 +25,26 @@ impl FieldError {
     }
 }
 
+/// "storage_gb must be at least 10", or just the message for the whole object.
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{} {}", self.field, self.message)
+        }
+    }
+}
+
+/// Several field errors as one sentence, for places that cannot show them by field.
+pub fn describe_all(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Compiling a schema is costly; callers build one per type and keep it.
 pub struct ParamValidator {
     schema: Validator,

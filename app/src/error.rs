@@ -5,7 +5,7 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 use slipway_core::precheck::PrecheckReport;
-use slipway_core::validate::FieldError;
+use slipway_core::validate::{FieldError, describe_all};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
@@ -15,7 +15,7 @@ pub enum AppError {
     Forbidden(String),
     #[error("Not found: {0}.")]
     NotFound(String),
-    #[error("{}", describe(.0))]
+    #[error("{}", describe_all(.0))]
     Invalid(Vec<FieldError>),
     #[error("The pre-check did not pass; fix the problems it lists.")]
     PrecheckFailed(Box<PrecheckReport>),
@@ -27,20 +27,6 @@ pub enum AppError {
     Internal(String),
     #[error("The server could not be reached or answered strangely: {0}")]
     Transport(String),
-}
-
-fn describe(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            if e.field.is_empty() {
-                e.message.clone()
-            } else {
-                format!("{} {}", e.field, e.message)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl AppError {

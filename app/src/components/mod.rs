@@ -46,6 +46,12 @@ fn encode_path(path: &str) -> String {
         .collect()
 }
 
+/// The numeric `:id` of the current route, if it is one.
+pub fn route_id() -> impl Fn() -> Option<i64> + Clone + Send + Sync + 'static {
+    let params = leptos_router::hooks::use_params_map();
+    move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()))
+}
+
 #[component]
 pub fn StateBadge(state: RequestState) -> impl IntoView {
     view! { <span class=format!("badge state-{}", state.as_str()) data-testid="request-state">{state.label()}</span> }

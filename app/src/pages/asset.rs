@@ -1,6 +1,5 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 use serde_json::Value;
 use slipway_core::ids::AssetId;
 
@@ -10,8 +9,8 @@ use crate::error::AppError;
 
 #[component]
 pub fn AssetPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).map(AssetId));
+    let raw_id = crate::components::route_id();
+    let id = move || raw_id().map(AssetId);
     let asset = Resource::new(id, |id| async move {
         match id {
             Some(id) => fetch_asset(id).await,

@@ -1,6 +1,6 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_navigate;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 
@@ -13,14 +13,8 @@ use crate::error::AppError;
 /// revision, submitting a new one.
 #[component]
 pub fn EditRequestPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || {
-        params.with(|p| {
-            p.get("id")
-                .and_then(|s| s.parse::<i64>().ok())
-                .map(RequestId)
-        })
-    };
+    let raw_id = crate::components::route_id();
+    let id = move || raw_id().map(RequestId);
     let loaded = Resource::new(id, |id| async move {
         let id = id.ok_or_else(|| AppError::NotFound("request".into()))?;
         let detail = fetch_request(id).await?;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
@@ -30,14 +29,8 @@ fn in_motion(state: RequestState) -> bool {
 
 #[component]
 pub fn RequestPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || {
-        params.with(|p| {
-            p.get("id")
-                .and_then(|s| s.parse::<i64>().ok())
-                .map(RequestId)
-        })
-    };
+    let raw_id = crate::components::route_id();
+    let id = move || raw_id().map(RequestId);
     let version = RwSignal::new(0u32);
     let detail = Resource::new(
         move || (id(), version.get()),

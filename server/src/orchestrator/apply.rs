@@ -7,7 +7,7 @@ use slipway_core::state::{Action, RequestState, next_state};
 use tracing::instrument;
 
 use crate::services::assets::record_asset;
-use crate::services::{Actor, ServiceError, load_request, transition};
+use crate::services::{Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
 use crate::storage::jobs::{self, JobRow};
 use crate::storage::requests::{NewCheckResult, RequestRow};
@@ -214,15 +214,7 @@ async fn verify(
         .applied_commit
         .clone()
         .ok_or_else(|| JobError::Permanent("verifying without an applied commit".into()))?;
-    let ty = state
-        .catalog
-        .resource_type(&request.type_name)
-        .ok_or_else(|| {
-            JobError::Permanent(format!(
-                "resource type {} is no longer in the catalog",
-                request.type_name
-            ))
-        })?;
+    let ty = request_type(state, request)?;
     let params = {
         let mut conn = state.db.pool.acquire().await?;
         storage::requests::revisions(&mut conn, request.id)

@@ -6,7 +6,7 @@ use slipway_core::render;
 use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary, UserView};
 use sqlx::AnyConnection;
 
-use super::{Actor, ServiceError, ServiceResult, record};
+use super::{Actor, ServiceError, ServiceResult, record, request_type};
 use crate::services::requests::in_scope;
 use crate::state::AppState;
 use crate::storage::assets::NewAsset;
@@ -48,15 +48,7 @@ pub(crate) async fn record_asset(
     if let Some(existing) = storage::assets::by_request(conn, request.id).await? {
         return Ok(existing.summary.id);
     }
-    let ty = state
-        .catalog
-        .resource_type(&request.type_name)
-        .ok_or_else(|| {
-            ServiceError::Conflict(format!(
-                "resource type {} is no longer in the catalog",
-                request.type_name
-            ))
-        })?;
+    let ty = request_type(state, request)?;
     let revisions = storage::requests::revisions(conn, request.id).await?;
     let params = revisions
         .iter()

@@ -1,6 +1,6 @@
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::TransitionError;
-use slipway_core::validate::FieldError;
+use slipway_core::validate::{FieldError, describe_all};
 
 use crate::storage::StorageError;
 
@@ -14,7 +14,7 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
-    #[error("{}", describe_fields(.0))]
+    #[error("{}", describe_all(.0))]
     Invalid(Vec<FieldError>),
     #[error("the pre-check did not pass: {}", describe_precheck(.0))]
     PrecheckFailed(Box<PrecheckReport>),
@@ -24,31 +24,11 @@ pub enum ServiceError {
     Internal(String),
 }
 
-fn describe_fields(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            if e.field.is_empty() {
-                e.message.clone()
-            } else {
-                format!("{}: {}", e.field, e.message)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 fn describe_precheck(report: &PrecheckReport) -> String {
     let mut problems: Vec<String> = report
         .field_errors
         .iter()
-        .map(|e| {
-            if e.field.is_empty() {
-                e.message.clone()
-            } else {
-                format!("{}: {}", e.field, e.message)
-            }
-        })
+        .map(ToString::to_string)
         .collect();
     problems.extend(
         report

@@ -14,11 +14,13 @@ pub mod reviews;
 
 pub use error::{ServiceError, ServiceResult};
 
+use slipway_core::catalog::ResourceType;
 use slipway_core::ids::{RequestId, UserId};
 use slipway_core::state::{Action, RequestState, next_state};
 use slipway_core::views::{Role, UserView};
 use sqlx::AnyConnection;
 
+use crate::state::AppState;
 use crate::storage::audit::NewEvent;
 use crate::storage::requests::RequestRow;
 use crate::storage::{self, Engine};
@@ -73,6 +75,23 @@ pub fn require_any_role(user: &UserView, roles: &[Role], doing: &str) -> Service
     }
 }
 
+/// The catalog entry of a stored request; a type removed from the catalog since is a
+/// conflict the platform team must resolve, not a crash.
+pub(crate) fn request_type<'a>(
+    state: &'a AppState,
+    request: &RequestRow,
+) -> ServiceResult<&'a ResourceType> {
+    state
+        .catalog
+        .resource_type(&request.type_name)
+        .ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "resource type {} is no longer in the catalog",
+                request.type_name
+            ))
+        })
+}
+
 pub(crate) async fn load_request(
     conn: &mut AnyConnection,
     id: RequestId,
@@ -101,23 +120,20 @@ pub(crate) async fn transition(
             request.id
         )));
     }
-    let actor_name = actor.name();
-    storage::audit::append(
+    append_event(
         conn,
         engine,
-        &NewEvent {
-            actor_id: actor.user_id(),
-            actor: &actor_name,
-            action: &format!("request.{}", action.as_str()),
-            target_kind: "request",
-            target_id: request.id.to_string(),
-            before: Some(from.as_str().to_string()),
-            after: Some(to.as_str().to_string()),
-            detail,
-        },
+        actor,
+        &format!("request.{}", action.as_str()),
+        ("request", request.id.to_string()),
+        (
+            Some(from.as_str().to_string()),
+            Some(to.as_str().to_string()),
+        ),
+        detail,
     )
     .await?;
-    tracing::info!(request_id = %request.id, from = from.as_str(), to = to.as_str(), actor = %actor_name, "request transition");
+    tracing::info!(request_id = %request.id, from = from.as_str(), to = to.as_str(), actor = %actor.name(), "request transition");
     request.state = to;
     Ok(to)
 }
@@ -132,6 +148,18 @@ pub(crate) async fn record(
     after: Option<String>,
     detail: String,
 ) -> ServiceResult<()> {
+    append_event(conn, engine, actor, action, target, (None, after), detail).await
+}
+
+async fn append_event(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    actor: &Actor,
+    action: &str,
+    target: (&str, String),
+    (before, after): (Option<String>, Option<String>),
+    detail: String,
+) -> ServiceResult<()> {
     let actor_name = actor.name();
     storage::audit::append(
         conn,
@@ -142,7 +170,7 @@ pub(crate) async fn record(
             action,
             target_kind: target.0,
             target_id: target.1,
-            before: None,
+            before,
             after,
             detail,
         },

@@ -6,7 +6,10 @@ use slipway_core::validate::FieldError;
 use slipway_core::views::{RequestSummary, ReviewDecision, Role, UserView};
 use tracing::instrument;
 
-use super::{Actor, ServiceError, ServiceResult, load_request, record, require_role, transition};
+use super::{
+    Actor, ServiceError, ServiceResult, load_request, record, request_type, require_role,
+    transition,
+};
 use crate::services::detail::may_review;
 use crate::services::requests::{approve_and_enqueue, summary};
 use crate::state::AppState;
@@ -47,15 +50,7 @@ pub async fn decide(
 ) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
-    let ty = state
-        .catalog
-        .resource_type(&request.type_name)
-        .ok_or_else(|| {
-            ServiceError::Conflict(format!(
-                "resource type {} is no longer in the catalog",
-                request.type_name
-            ))
-        })?;
+    let ty = request_type(state, &request)?;
     let approver = Role::parse(&ty.review.approver_role).ok_or_else(|| {
         ServiceError::Internal(format!("unknown approver role {}", ty.review.approver_role))
     })?;
