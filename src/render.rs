@@ -38,6 +38,24 @@ impl ChangeSet {
     }
 }
 
+/// The identity of a request's parameters, independent of key order: an approval
+/// binds these as well as the change set, because they become the CMDB record.
+pub fn params_hash(params: &Value) -> String {
+    fn canonical(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let sorted: std::collections::BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, canonical(v))).collect();
+                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    let text = serde_json::to_string(&canonical(params)).unwrap_or_default();
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderedCheck {
     pub kind: CheckKind,

@@ -241,3 +241,13 @@ fn monitoring_items_render() {
             .contains("namespace=\"payments-checkout-prod\"")
     );
 }
+
+#[test]
+fn params_hash_ignores_key_order_but_not_values() {
+    let a = json!({"name": "orders", "storage_gb": 20, "tags": ["x", "y"]});
+    let b = json!({"tags": ["x", "y"], "storage_gb": 20, "name": "orders"});
+    let c = json!({"name": "orders", "storage_gb": 21, "tags": ["x", "y"]});
+    assert_eq!(params_hash(&a), params_hash(&b));
+    assert_ne!(params_hash(&a), params_hash(&c));
+    assert_eq!(params_hash(&a).len(), 64);
+}

@@ -160,6 +160,14 @@ async fn approved_change_set(
             "refusing to apply: the change set's hash {actual} differs from the approved hash {approved_hash}"
         )));
     }
+    let params_hash = render::params_hash(&stored.params);
+    if let Some(approved) = request.approved_params_hash.as_deref()
+        && approved != params_hash
+    {
+        return Err(JobError::Permanent(format!(
+            "refusing to apply: the parameters' hash {params_hash} differs from the approved hash {approved}"
+        )));
+    }
     Ok(stored.change_set)
 }
 

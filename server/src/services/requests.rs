@@ -14,7 +14,7 @@ use tracing::instrument;
 
 use super::{Actor, ServiceError, ServiceResult, load_request, require_role, transition};
 use crate::state::AppState;
-use crate::storage::requests::{NewDecision, NewRequest, NewRevision, RequestRow};
+use crate::storage::requests::{Approval, NewDecision, NewRequest, NewRevision, RequestRow};
 use crate::storage::{self, Engine, format_millis, jobs};
 
 pub const APPLY_JOB: &str = "apply";
@@ -232,7 +232,7 @@ async fn route_for_review(
             format!("policy {rule}; change set {hash}"),
         )
         .await?;
-        approve_and_enqueue(conn, request, hash).await
+        approve_and_enqueue(conn, request, hash, params).await
     } else {
         transition(
             conn,
@@ -247,15 +247,21 @@ async fn route_for_review(
     }
 }
 
-/// Binds the approval to the exact change set and queues its execution, in the
-/// caller's transaction.
+/// Binds the approval to the exact change set and parameters, and queues the
+/// execution, in the caller's transaction.
 pub(crate) async fn approve_and_enqueue(
     conn: &mut AnyConnection,
     request: &RequestRow,
     hash: &str,
+    params: &Value,
 ) -> ServiceResult<()> {
-    storage::requests::set_approval(conn, request.id, Some((request.current_revision, hash)))
-        .await?;
+    let params_hash = render::params_hash(params);
+    let approval = Approval {
+        revision: request.current_revision,
+        change_set_hash: hash,
+        params_hash: &params_hash,
+    };
+    storage::requests::set_approval(conn, request.id, Some(approval)).await?;
     jobs::enqueue(conn, request.id, APPLY_JOB, APPLY_MAX_ATTEMPTS).await?;
     Ok(())
 }

@@ -76,13 +76,13 @@ pub async fn decide(
         }]));
     }
     let revisions = storage::requests::revisions(&mut tx, id).await?;
-    let hash = revisions
+    let reviewed = revisions
         .iter()
         .find(|r| r.revision == revision)
-        .map(|r| r.change_set_hash.clone())
         .ok_or_else(|| {
             ServiceError::Internal(format!("request #{id} has no revision {revision}"))
         })?;
+    let hash = reviewed.change_set_hash.clone();
     let earlier = storage::requests::decisions(&mut tx, id).await?;
     if decision == ReviewDecision::Approve
         && earlier.iter().any(|d| {
@@ -135,7 +135,7 @@ pub async fn decide(
                 format!("approved change set {hash}. {comment}"),
             )
             .await?;
-            approve_and_enqueue(&mut tx, &request, &hash).await?;
+            approve_and_enqueue(&mut tx, &request, &hash, &reviewed.params).await?;
         }
     } else {
         transition(

@@ -35,6 +35,7 @@ pub struct RequestRow {
     pub current_revision: i64,
     pub approved_revision: Option<i64>,
     pub approved_hash: Option<String>,
+    pub approved_params_hash: Option<String>,
     pub manual_owner: Option<String>,
     pub last_error: Option<String>,
     pub applied_commit: Option<String>,
@@ -43,7 +44,7 @@ pub struct RequestRow {
 }
 
 const REQUEST_SELECT: &str = "SELECT r.id, r.type_name, r.resource_name, r.requester_id, \
-     u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, \
+     u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, r.approved_params_hash, \
      m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at \
      FROM requests r JOIN users u ON u.id = r.requester_id \
      LEFT JOIN users m ON m.id = r.manual_owner_id";
@@ -62,6 +63,7 @@ fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RequestRow, StorageError>
         current_revision: row.try_get("current_revision")?,
         approved_revision: row.try_get("approved_revision")?,
         approved_hash: row.try_get("approved_hash")?,
+        approved_params_hash: row.try_get("approved_params_hash")?,
         manual_owner: row.try_get("manual_owner")?,
         last_error: row.try_get("last_error")?,
         applied_commit: row.try_get("applied_commit")?,
@@ -170,17 +172,29 @@ pub async fn set_state(
     Ok(done.rows_affected() == 1)
 }
 
+/// What an approval binds: a revision, its change set and its parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Approval<'a> {
+    pub revision: i64,
+    pub change_set_hash: &'a str,
+    pub params_hash: &'a str,
+}
+
 pub async fn set_approval(
     conn: &mut AnyConnection,
     id: RequestId,
-    approval: Option<(i64, &str)>,
+    approval: Option<Approval<'_>>,
 ) -> Result<(), StorageError> {
-    sqlx::query("UPDATE requests SET approved_revision = $1, approved_hash = $2 WHERE id = $3")
-        .bind(approval.map(|a| a.0))
-        .bind(approval.map(|a| a.1.to_string()))
-        .bind(id.0)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE requests SET approved_revision = $1, approved_hash = $2, \
+         approved_params_hash = $3 WHERE id = $4",
+    )
+    .bind(approval.map(|a| a.revision))
+    .bind(approval.map(|a| a.change_set_hash.to_string()))
+    .bind(approval.map(|a| a.params_hash.to_string()))
+    .bind(id.0)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
