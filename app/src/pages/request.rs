@@ -221,7 +221,7 @@ fn Revisions(detail: RequestDetail) -> impl IntoView {
     (detail.revisions.len() > 1).then(|| view! {
         <section aria-label="Revisions">
             <h2>"Revisions"</h2>
-            <ol class="revisions" reversed=true>
+            <ul class="revisions">
                 {detail.revisions.into_iter().rev().map(|r| view! {
                     <li>
                         <details>
@@ -233,7 +233,7 @@ fn Revisions(detail: RequestDetail) -> impl IntoView {
                         </details>
                     </li>
                 }).collect_view()}
-            </ol>
+            </ul>
         </section>
     })
 }
