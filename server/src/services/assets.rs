@@ -7,7 +7,7 @@ use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary, UserView};
 use sqlx::AnyConnection;
 
 use super::{Actor, ServiceError, ServiceResult, record, request_type};
-use crate::services::requests::in_scope;
+use crate::services::requests::find_required_asset;
 use crate::state::AppState;
 use crate::storage::assets::NewAsset;
 use crate::storage::requests::RequestRow;
@@ -73,12 +73,12 @@ pub(crate) async fn record_asset(
     for item in &monitoring {
         storage::assets::insert_monitoring(conn, id, item).await?;
     }
-    for dependency in precheck::dependency_queries(ty, &params).unwrap_or_default() {
-        let candidates = storage::assets::active_of_type(conn, &dependency.type_name).await?;
-        if let Some(target) = candidates
-            .iter()
-            .find(|a| in_scope(&a.params, &dependency.r#match))
-        {
+    let dependencies = precheck::dependency_queries(ty, &params).unwrap_or_else(|error| {
+        tracing::warn!(request_id = %request.id, %error, "requirements not evaluable; the asset is recorded without relations");
+        Vec::new()
+    });
+    for dependency in &dependencies {
+        if let Some(target) = find_required_asset(conn, dependency).await? {
             storage::assets::insert_relation(conn, id, target.summary.id, "requires").await?;
         }
     }

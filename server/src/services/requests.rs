@@ -4,7 +4,9 @@
 use serde_json::Value;
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::RequestId;
-use slipway_core::precheck::{self, DependencyFound, PrecheckReport, QuotaQuery, QuotaUsage};
+use slipway_core::precheck::{
+    self, DependencyFound, DependencyQuery, PrecheckReport, QuotaQuery, QuotaUsage,
+};
 use slipway_core::render::{self, ChangeSet};
 use slipway_core::state::{Action, RequestState, next_state};
 use slipway_core::validate::{FieldError, ParamValidator};
@@ -14,6 +16,7 @@ use tracing::instrument;
 
 use super::{Actor, ServiceError, ServiceResult, load_request, require_role, transition};
 use crate::state::AppState;
+use crate::storage::assets::AssetRow;
 use crate::storage::requests::{Approval, NewDecision, NewRequest, NewRevision, RequestRow};
 use crate::storage::{self, Engine, format_millis, jobs};
 
@@ -45,7 +48,7 @@ pub(crate) fn param_text(value: &Value) -> Option<String> {
     }
 }
 
-pub(crate) fn in_scope(params: &Value, scope: &std::collections::BTreeMap<String, String>) -> bool {
+fn in_scope(params: &Value, scope: &std::collections::BTreeMap<String, String>) -> bool {
     scope
         .iter()
         .all(|(key, want)| params.get(key).and_then(param_text).as_deref() == Some(want.as_str()))
@@ -86,18 +89,28 @@ pub(crate) async fn compute_precheck(
     for query in &queries {
         usages.push(usage(query, &holders));
     }
-    let dependency_queries = precheck::dependency_queries(ty, params).unwrap_or_default();
+    // A requirement that cannot be evaluated while fields are still missing is normal;
+    // with every field valid it must block, never pass unchecked.
+    let (dependency_queries, dependency_error) = match precheck::dependency_queries(ty, params) {
+        Ok(queries) => (queries, None),
+        Err(error) => (Vec::new(), Some(error)),
+    };
     let mut found = Vec::with_capacity(dependency_queries.len());
     for query in &dependency_queries {
-        let candidates = storage::assets::active_of_type(conn, &query.type_name).await?;
-        let hit = candidates
-            .into_iter()
-            .find(|asset| in_scope(&asset.params, &query.r#match));
+        let hit = find_required_asset(conn, query).await?;
         found.push(DependencyFound {
             asset_name: hit.map(|a| a.summary.name),
         });
     }
     let mut report = precheck::evaluate(validator, ty, params, &usages, &found);
+    if let Some(error) = dependency_error
+        && report.field_errors.is_empty()
+    {
+        report.field_errors.push(FieldError {
+            field: String::new(),
+            message: format!("the requirements could not be checked: {error}"),
+        });
+    }
     if let Some(name) = &report.resource_name
         && let Some(taken_by) = name_taken(conn, &ty.name, name, exclude).await?
     {
@@ -115,23 +128,22 @@ async fn name_taken(
     name: &str,
     exclude: Option<RequestId>,
 ) -> ServiceResult<Option<String>> {
-    let assets = storage::assets::active_of_type(conn, type_name).await?;
-    if let Some(asset) = assets.iter().find(|a| a.summary.name == name) {
-        return Ok(Some(format!("asset #{}", asset.summary.id)));
+    if let Some(asset) = storage::assets::active_named(conn, type_name, name).await? {
+        return Ok(Some(format!("asset #{asset}")));
     }
-    let in_flight = storage::requests::by_states(conn, &in_flight_states()).await?;
-    Ok(in_flight
-        .iter()
-        .find(|r| r.type_name == type_name && r.resource_name == name && Some(r.id) != exclude)
-        .map(|r| format!("request #{}", r.id)))
+    let request = storage::requests::in_flight_named(conn, type_name, name, exclude).await?;
+    Ok(request.map(|id| format!("request #{id}")))
 }
 
-fn in_flight_states() -> Vec<RequestState> {
-    RequestState::ALL
-        .iter()
-        .copied()
-        .filter(|s| s.is_in_flight())
-        .collect()
+/// The active asset a requirement points at, if one exists.
+pub(crate) async fn find_required_asset(
+    conn: &mut AnyConnection,
+    query: &DependencyQuery,
+) -> ServiceResult<Option<AssetRow>> {
+    let candidates = storage::assets::active_of_type(conn, &query.type_name).await?;
+    Ok(candidates
+        .into_iter()
+        .find(|asset| in_scope(&asset.params, &query.r#match)))
 }
 
 #[instrument(skip_all, fields(type_name = %type_name))]

@@ -96,6 +96,22 @@ pub async fn active_of_type(
     rows.iter().map(asset_from_row).collect()
 }
 
+pub async fn active_named(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    name: &str,
+) -> Result<Option<AssetId>, StorageError> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM assets WHERE type_name = $1 AND name = $2 AND state = $3",
+    )
+    .bind(type_name)
+    .bind(name)
+    .bind(ACTIVE)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id.map(AssetId))
+}
+
 pub async fn list(
     conn: &mut AnyConnection,
     filter: &AssetFilter,

@@ -321,22 +321,47 @@ pub async fn revisions(
         .collect()
 }
 
+fn in_flight_list() -> String {
+    // Fixed state names, never user input: safe to inline.
+    let names: Vec<String> = RequestState::ALL
+        .iter()
+        .filter(|s| s.is_in_flight())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    names.join(", ")
+}
+
+/// An in-flight request of this type that will create a resource of this name.
+pub async fn in_flight_named(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    resource_name: &str,
+    exclude: Option<RequestId>,
+) -> Result<Option<RequestId>, StorageError> {
+    let id: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM requests WHERE type_name = $1 AND resource_name = $2 AND id <> $3 \
+         AND state IN ({}) ORDER BY id LIMIT 1",
+        in_flight_list()
+    ))
+    .bind(type_name)
+    .bind(resource_name)
+    .bind(exclude.map(|id| id.0).unwrap_or(-1))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id.map(RequestId))
+}
+
 /// Parameters of every request of this type that still counts toward quota.
 pub async fn in_flight_params(
     conn: &mut AnyConnection,
     type_name: &str,
     exclude: Option<RequestId>,
 ) -> Result<Vec<Value>, StorageError> {
-    let in_flight: Vec<String> = RequestState::ALL
-        .iter()
-        .filter(|s| s.is_in_flight())
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
     let rows: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT v.params FROM requests r JOIN request_revisions v \
            ON v.request_id = r.id AND v.revision = r.current_revision \
          WHERE r.type_name = $1 AND r.id <> $2 AND r.state IN ({})",
-        in_flight.join(", ")
+        in_flight_list()
     ))
     .bind(type_name)
     .bind(exclude.map(|id| id.0).unwrap_or(-1))
