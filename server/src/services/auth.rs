@@ -131,58 +131,29 @@ pub async fn ensure_initial_users(state: &AppState) -> ServiceResult<()> {
     if users::count(&mut tx).await? > 0 {
         return Ok(());
     }
-    let system = Actor::Policy("bootstrap".into());
     if state.settings.demo {
         for demo in &DEMO_USERS {
             let teams: Vec<String> = demo.teams.iter().map(|t| t.to_string()).collect();
-            let hash = hash_password(demo.password)?;
-            let id = users::insert(
-                &mut tx,
-                &NewUser {
-                    username: demo.username,
-                    display_name: demo.display_name,
-                    password_hash: Some(&hash),
-                    roles: demo.roles,
-                    teams: &teams,
-                },
-            )
-            .await?;
-            record(
-                &mut tx,
-                state.db.engine,
-                &system,
-                "user.created",
-                ("user", id.to_string()),
-                Some(demo.username.into()),
-                "demo user".into(),
-            )
-            .await?;
+            let user = NewUser {
+                username: demo.username,
+                display_name: demo.display_name,
+                password_hash: None,
+                roles: demo.roles,
+                teams: &teams,
+            };
+            create_user(state, &mut tx, user, demo.password, "demo user").await?;
         }
         tracing::info!("demo mode: created users alice, bob and carol (passwords in the README)");
     } else {
         let password = generate_password();
-        let hash = hash_password(&password)?;
-        let id = users::insert(
-            &mut tx,
-            &NewUser {
-                username: "admin",
-                display_name: "Administrator",
-                password_hash: Some(&hash),
-                roles: &[Role::Admin],
-                teams: &[],
-            },
-        )
-        .await?;
-        record(
-            &mut tx,
-            state.db.engine,
-            &system,
-            "user.created",
-            ("user", id.to_string()),
-            Some("admin".into()),
-            "first start".into(),
-        )
-        .await?;
+        let admin = NewUser {
+            username: "admin",
+            display_name: "Administrator",
+            password_hash: None,
+            roles: &[Role::Admin],
+            teams: &[],
+        };
+        create_user(state, &mut tx, admin, &password, "first start").await?;
         // Printed once, on the first start only; the hash is all that is stored.
         tracing::warn!(
             "first start: created user admin with password {password} (shown once; change it after signing in)"
@@ -190,6 +161,37 @@ pub async fn ensure_initial_users(state: &AppState) -> ServiceResult<()> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Stores a local account with its password hashed, and audits its creation.
+async fn create_user(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    user: NewUser<'_>,
+    password: &str,
+    why: &str,
+) -> ServiceResult<()> {
+    let hash = hash_password(password)?;
+    let id = users::insert(
+        conn,
+        &NewUser {
+            password_hash: Some(&hash),
+            ..user
+        },
+    )
+    .await?;
+    let system = Actor::Policy("bootstrap".into());
+    let target = ("user", id.to_string());
+    record(
+        conn,
+        state.db.engine,
+        &system,
+        "user.created",
+        target,
+        Some(user.username.into()),
+        why.into(),
+    )
+    .await
 }
 
 fn generate_password() -> String {
