@@ -1,7 +1,7 @@
 // Playwright configuration for Slipway's end-to-end tests.
 //
 // Run through ../scripts/test (which builds the release binary and site first),
-// or by hand after `cargo leptos build --release`:
+// or by hand after `cargo leptos build --release --split`:
 //   cd end2end && npx playwright test            # all specs
 //   npx playwright test --list                   # list specs without running
 // The browser is the system Chromium (CHROMIUM_PATH, default /usr/bin/chromium);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # end2end/start-server.sh — started by Playwright's webServer (playwright.config.ts).
 # Runs the RELEASE binary ($SLIPWAY_BIN, default $CARGO_TARGET_DIR/release/slipway,
-# built by `cargo leptos build --release`) in demo mode
+# built by `cargo leptos build --release --split`) in demo mode
 # on 127.0.0.1:${SLIPWAY_E2E_PORT:-3100} with a fresh temporary data directory,
 # which is removed when the server exits. Run from end2end/.
 set -euo pipefail
@@ -11,7 +11,7 @@ target="${CARGO_TARGET_DIR:-$HOME/.cache/slipway-target}"
 bin="${SLIPWAY_BIN:-$target/release/slipway}"
 port="${SLIPWAY_E2E_PORT:-3100}"
 
-[ -x "$bin" ] || { echo "start-server.sh: $bin not found; run 'cargo leptos build --release' first" >&2; exit 1; }
+[ -x "$bin" ] || { echo "start-server.sh: $bin not found; run 'cargo leptos build --release --split' first" >&2; exit 1; }
 [ -d ../target/site/pkg ] || echo "start-server.sh: warning: ../target/site/pkg missing (no hydration assets)" >&2
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/slipway-e2e.XXXXXX")"

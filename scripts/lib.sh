@@ -6,7 +6,7 @@
 #   CARGO_TARGET_DIR  build cache OUTSIDE the clone (default $HOME/.cache/slipway-target)
 #   SLIPWAY_TOOLS_DIR non-cargo tools (default $HOME/.cache/slipway-tools)
 #   PATH              $HOME/.cargo/bin first, so our pinned tools win
-# Provides: log, warn, die, banner, run_stage NAME CMD..., as_root CMD...
+# Provides: site_build, log, warn, die, banner, run_stage NAME CMD..., as_root CMD...
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export REPO_ROOT
@@ -20,6 +20,11 @@ esac
 # Never let Playwright (or its postinstall) download browsers.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 export CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
+
+# The release site build. --split puts every `#[lazy]` function (the parameter
+# checks with their JSON Schema engine) into its own wasm chunk, loaded only where
+# it is used; without it the lazy imports would not link.
+site_build() { cargo leptos build --release --split "$@"; }
 
 log()  { printf '[slipway] %s\n' "$*" >&2; }
 warn() { printf '[slipway] WARNING: %s\n' "$*" >&2; }

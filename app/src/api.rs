@@ -7,6 +7,7 @@ use serde_json::Value;
 use slipway_core::catalog::{Dictionary, ResourceType};
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::precheck::PrecheckReport;
+use slipway_core::state::RequestState;
 use slipway_core::views::{
     AssetDetail, AssetFilter, AssetSummary, AuditEntry, AuditFilter, RequestDetail, RequestDraft,
     RequestSummary, ReviewDecision, TypeSummary, UserView,
@@ -139,6 +140,14 @@ pub async fn my_requests() -> Result<Vec<RequestSummary>, AppError> {
 pub async fn fetch_request(id: RequestId) -> Result<RequestDetail, AppError> {
     let (state, user) = signed_in().await?;
     services::detail::request_detail(&state, &user, id)
+        .await
+        .map_err(user_error)
+}
+
+#[server]
+pub async fn current_state(id: RequestId) -> Result<RequestState, AppError> {
+    let (state, user) = signed_in().await?;
+    services::detail::request_state(&state, &user, id)
         .await
         .map_err(user_error)
 }

@@ -16,5 +16,7 @@ pub mod ssr;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Only the islands (the request form, the live refresh) run in the browser; every
+    // other part of a page is finished HTML from the server.
+    leptos::mount::hydrate_islands();
 }

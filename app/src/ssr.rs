@@ -52,6 +52,7 @@ fn status_for(error: &ServiceError) -> u16 {
 /// with a reference the user can quote; their text never leaves the server.
 pub fn user_error(error: ServiceError) -> AppError {
     if let Some(response) = use_context::<ResponseOptions>()
+        && !is_plain_form_post()
         && let Ok(status) = axum::http::StatusCode::from_u16(status_for(&error))
     {
         response.set_status(status);
@@ -69,6 +70,19 @@ pub fn user_error(error: ServiceError) -> AppError {
             AppError::Internal(reference)
         }
     }
+}
+
+/// A form posted without script: the answer must stay the redirect back to the page,
+/// which then shows the error (an error status would stop the browser there).
+fn is_plain_form_post() -> bool {
+    use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+        parts.uri.path().starts_with("/api/")
+            && parts
+                .headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"))
+    })
 }
 
 pub fn app_state() -> Result<AppState, AppError> {

@@ -2,6 +2,8 @@
 
 pub mod change_set;
 pub mod flow;
+pub mod live_refresh;
+pub mod param_checks;
 pub mod precheck;
 pub mod request_form;
 pub mod schema_form;
@@ -23,8 +25,19 @@ pub fn error_view(error: AppError) -> AnyView {
             let target = format!("/login?next={}", encode_path(&here));
             view! { <Redirect path=target /> }.into_any()
         }
+        other => error_notice(&other),
+    }
+}
+
+/// An error as a notice, for places that cannot redirect (islands in the browser).
+pub fn error_notice(error: &AppError) -> AnyView {
+    match error {
+        AppError::Unauthenticated => view! {
+            <div class="notice error" role="alert">"Your session has ended. " <a href="/login">"Sign in again"</a></div>
+        }
+        .into_any(),
         AppError::Forbidden(message) => view! {
-            <div class="notice error" role="alert"><strong>"Not allowed. "</strong>{message}</div>
+            <div class="notice error" role="alert"><strong>"Not allowed. "</strong>{message.clone()}</div>
         }
         .into_any(),
         other => {

@@ -1,15 +1,21 @@
 //! A request being written: the generated form, its live checks (instant ones in the
-//! browser, the server's pre-check a moment later) and the submit button.
+//! browser, the server's pre-check a moment later) and the submit button. It is an
+//! island: the only part of the new-request and revise pages that runs in the browser.
 
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::RequestId;
-use slipway_core::validate::ParamValidator;
+use slipway_core::validate::FieldError;
+use slipway_core::views::RequestDraft;
 
-use crate::api::precheck_request;
+use crate::api::{precheck_request, resubmit_request, submit_request};
+use crate::components::error_notice;
+use crate::components::param_checks::check_params;
 use crate::components::precheck::PrecheckPanel;
 use crate::components::schema_form::{FormState, SchemaForm};
 use crate::error::AppError;
@@ -17,33 +23,143 @@ use crate::error::AppError;
 /// How long typing must pause before the server pre-check runs.
 const PRECHECK_DELAY: Duration = Duration::from_millis(250);
 
-#[component]
+/// What submitting the form does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FormMode {
+    /// A new request; the key makes a double-clicked submit land once.
+    New { submit_key: String },
+    /// A new revision of a request whose reviewer asked for changes.
+    Resubmit { id: RequestId },
+}
+
+impl FormMode {
+    /// The request left out of its own quota while it is revised.
+    fn excluded(&self) -> Option<RequestId> {
+        match self {
+            FormMode::New { .. } => None,
+            FormMode::Resubmit { id } => Some(*id),
+        }
+    }
+
+    async fn send(self, type_name: String, params: Value) -> Result<RequestId, AppError> {
+        match self {
+            FormMode::New { submit_key } => {
+                let draft = RequestDraft {
+                    type_name,
+                    params,
+                    submit_key,
+                };
+                submit_request(draft).await
+            }
+            FormMode::Resubmit { id } => resubmit_request(id, params).await.map(|()| id),
+        }
+    }
+}
+
+#[island]
 pub fn RequestForm(
     resource_type: ResourceType,
     initial: Map<String, Value>,
-    /// The request being revised, left out of its own quota.
-    exclude: Option<RequestId>,
-    submit_label: &'static str,
-    /// Called with the parameters once every check in the browser passes.
-    on_submit: Callback<Value>,
-    pending: Signal<bool>,
-    server_error: Signal<Option<AppError>>,
+    mode: FormMode,
+    submit_label: String,
 ) -> impl IntoView {
-    let validator = ParamValidator::new(&resource_type).ok();
     let values = RwSignal::new(initial);
-    let validator = StoredValue::new(validator);
-    let errors = Signal::derive(move || {
-        let params = Value::Object(values.get());
-        validator.with_value(|v| v.as_ref().map(|v| v.check(&params)).unwrap_or_default())
-    });
     let form = FormState {
         values,
         touched: RwSignal::new(Vec::new()),
-        errors,
+        errors: RwSignal::new(Vec::new()),
         show_all: RwSignal::new(false),
     };
+    let fields = resource_type.fields();
+    let exclude = mode.excluded();
+    let resource_type = StoredValue::new(resource_type);
+    follow_with_local_checks(resource_type, form);
+    let report = server_precheck(resource_type, values, exclude);
 
-    // The server pre-check follows the values after a short pause in typing.
+    let send = Action::new(move |params: &Value| {
+        let (mode, params) = (mode.clone(), params.clone());
+        let type_name = resource_type.with_value(|t| t.name.clone());
+        async move { mode.send(type_name, params).await }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = send.value().get() {
+            let _ = window().location().set_href(&format!("/requests/{id}"));
+        }
+    });
+    // The checks must have seen exactly these values, so run them once more.
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        form.show_all.set(true);
+        let params = Value::Object(values.get_untracked());
+        let resource_type = resource_type.get_value();
+        spawn_local(async move {
+            let found = check_params(resource_type, params.clone()).await;
+            let clean = found.is_empty();
+            form.errors.set(found);
+            if clean {
+                send.dispatch(params);
+            }
+        });
+    };
+
+    let live = RwSignal::new(false);
+    Effect::new(move |_| live.set(true));
+    let pending = send.pending();
+    let has_errors = move || form.show_all.get() && !form.errors.with(Vec::is_empty);
+    let server_error = move || send.value().get().and_then(Result::err);
+    view! {
+        <form class="request-form" on:submit=submit novalidate=true>
+            <div class="form-columns">
+                // Until the page is live, typed values would be lost and nothing checked.
+                <fieldset class="plain" disabled=move || !live.get()>
+                    <SchemaForm fields form />
+                    {move || server_error().map(|e| server_error_view(&e))}
+                    <div class="actions">
+                        <button type="submit" class="primary" disabled=move || pending.get() || has_errors() aria-busy=move || pending.get().to_string()>
+                            {move || if pending.get() { "Submitting…".to_string() } else { submit_label.clone() }}
+                        </button>
+                        {move || has_errors().then(|| view! { <span class="hint" role="status">"Fix the fields marked above to submit."</span> })}
+                    </div>
+                </fieldset>
+                <aside>
+                    <Transition fallback=|| view! { <p class="loading" role="status">"Checking…"</p> }>
+                        {move || Suspend::new(async move {
+                            match report.await {
+                                Ok(report) => view! { <PrecheckPanel report /> }.into_any(),
+                                Err(error) => error_notice(&error),
+                            }
+                        })}
+                    </Transition>
+                </aside>
+            </div>
+        </form>
+    }
+}
+
+/// Field errors follow every change. The newest check wins: an older one that
+/// finishes late must not bring back errors the user has fixed since.
+fn follow_with_local_checks(resource_type: StoredValue<ResourceType>, form: FormState) {
+    let generation = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        let params = Value::Object(form.values.get());
+        generation.update_value(|g| *g += 1);
+        let mine = generation.get_value();
+        let resource_type = resource_type.get_value();
+        spawn_local(async move {
+            let found: Vec<FieldError> = check_params(resource_type, params).await;
+            if generation.get_value() == mine {
+                form.errors.set(found);
+            }
+        });
+    });
+}
+
+/// The server pre-check follows the values after a short pause in typing.
+fn server_precheck(
+    resource_type: StoredValue<ResourceType>,
+    values: RwSignal<Map<String, Value>>,
+    exclude: Option<RequestId>,
+) -> Resource<Result<slipway_core::precheck::PrecheckReport, AppError>> {
     let settled = RwSignal::new(values.get_untracked());
     let pending_timer = StoredValue::new(None::<TimeoutHandle>);
     Effect::new(move |_| {
@@ -54,54 +170,13 @@ pub fn RequestForm(
         let handle = set_timeout_with_handle(move || settled.set(current), PRECHECK_DELAY).ok();
         pending_timer.set_value(handle);
     });
-    let type_name = resource_type.name.clone();
-    let report = Resource::new(
+    Resource::new(
         move || settled.get(),
         move |params| {
-            let type_name = type_name.clone();
+            let type_name = resource_type.with_value(|t| t.name.clone());
             async move { precheck_request(type_name, Value::Object(params), exclude).await }
         },
-    );
-
-    let live = RwSignal::new(false);
-    Effect::new(move |_| live.set(true));
-    let fields = resource_type.fields();
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        form.show_all.set(true);
-        if errors.with_untracked(|e| e.is_empty()) {
-            on_submit.run(Value::Object(values.get_untracked()));
-        }
-    };
-    let blocked = move || pending.get() || (form.show_all.get() && !errors.with(|e| e.is_empty()));
-    view! {
-        <form class="request-form" on:submit=submit novalidate=true>
-            <div class="form-columns">
-                // Until the page is live, typed values would be lost and nothing checked.
-                <fieldset class="plain" disabled=move || !live.get()>
-                    <SchemaForm fields form />
-                    {move || server_error.get().map(|e| server_error_view(&e))}
-                    <div class="actions">
-                        <button type="submit" class="primary" disabled=blocked aria-busy=move || pending.get().to_string()>
-                            {move || if pending.get() { "Submitting…" } else { submit_label }}
-                        </button>
-                        {move || (form.show_all.get() && !errors.with(|e| e.is_empty()))
-                            .then(|| view! { <span class="hint" role="status">"Fix the fields marked above to submit."</span> })}
-                    </div>
-                </fieldset>
-                <aside>
-                    <Transition fallback=|| view! { <p class="loading" role="status">"Checking…"</p> }>
-                        {move || Suspend::new(async move {
-                            match report.await {
-                                Ok(report) => view! { <PrecheckPanel report /> }.into_any(),
-                                Err(error) => crate::components::error_view(error),
-                            }
-                        })}
-                    </Transition>
-                </aside>
-            </div>
-        </form>
-    }
+    )
 }
 
 fn server_error_view(error: &AppError) -> AnyView {
@@ -113,13 +188,6 @@ fn server_error_view(error: &AppError) -> AnyView {
             </div>
         }
         .into_any(),
-        other => {
-            view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any()
-        }
+        other => error_notice(other),
     }
-}
-
-/// The schema's defaults, as the form starts.
-pub fn default_values(resource_type: &ResourceType) -> Map<String, Value> {
-    resource_type.default_params()
 }

@@ -11,7 +11,8 @@ use slipway_core::validate::{FieldError, coerce_form_value};
 pub struct FormState {
     pub values: RwSignal<Map<String, Value>>,
     pub touched: RwSignal<Vec<String>>,
-    pub errors: Signal<Vec<FieldError>>,
+    /// Filled by the checks, which run in the background as values change.
+    pub errors: RwSignal<Vec<FieldError>>,
     /// Set on a submit attempt: from then on every error shows, touched or not.
     pub show_all: RwSignal<bool>,
 }

@@ -40,7 +40,7 @@ pub fn AssetsPage() -> impl IntoView {
                 </div>
                 <div class="field">
                     <label for="asset-q">"Name or parameter contains"</label>
-                    <input id="asset-q" type="search" name="q" prop:value=move || filter().text.unwrap_or_default() />
+                    <input id="asset-q" type="search" name="q" value=move || filter().text.unwrap_or_default() />
                 </div>
                 <button type="submit">"Filter"</button>
             </div>

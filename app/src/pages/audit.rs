@@ -24,9 +24,9 @@ pub fn AuditPage() -> impl IntoView {
         <p class="muted">"Every decision and state change, newest first. Each entry's hash covers the one before it, so an edited or removed entry shows."</p>
         <Form method="GET" action="">
             <div class="filters">
-                <div class="field"><label for="audit-actor">"Actor"</label><input id="audit-actor" name="actor" prop:value=move || filter().actor.unwrap_or_default() /></div>
-                <div class="field"><label for="audit-action">"Action"</label><input id="audit-action" name="action" placeholder="request.approve" prop:value=move || filter().action.unwrap_or_default() /></div>
-                <div class="field"><label for="audit-target">"Target"</label><input id="audit-target" name="target" placeholder="request:12" prop:value=move || filter().target.unwrap_or_default() /></div>
+                <div class="field"><label for="audit-actor">"Actor"</label><input id="audit-actor" name="actor" value=move || filter().actor.unwrap_or_default() /></div>
+                <div class="field"><label for="audit-action">"Action"</label><input id="audit-action" name="action" placeholder="request.approve" value=move || filter().action.unwrap_or_default() /></div>
+                <div class="field"><label for="audit-target">"Target"</label><input id="audit-target" name="target" placeholder="request:12" value=move || filter().target.unwrap_or_default() /></div>
                 <button type="submit">"Filter"</button>
             </div>
         </Form>

@@ -1,11 +1,9 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_navigate;
-use serde_json::Value;
 use slipway_core::ids::RequestId;
 
-use crate::api::{fetch_request, load_form_context, resubmit_request};
-use crate::components::request_form::RequestForm;
+use crate::api::{fetch_request, load_form_context};
+use crate::components::request_form::{FormMode, RequestForm};
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
 
@@ -26,16 +24,6 @@ pub fn EditRequestPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match loaded.await {
                     Ok((id, detail, ctx)) => {
-                        let resubmit = Action::new(move |params: &Value| {
-                            let params = params.clone();
-                            async move { resubmit_request(id, params).await }
-                        });
-                        let navigate = use_navigate();
-                        Effect::new(move |_| {
-                            if let Some(Ok(())) = resubmit.value().get() {
-                                navigate(&format!("/requests/{id}"), Default::default());
-                            }
-                        });
                         let last = detail.revisions.last();
                         let initial = last.and_then(|r| r.params.as_object().cloned()).unwrap_or_default();
                         let feedback: Vec<_> = detail.decisions.iter().filter(|d| d.decision == "request_changes" && !d.voided).map(|d| (d.decided_by.clone(), d.comment.clone())).collect();
@@ -51,11 +39,8 @@ pub fn EditRequestPage() -> impl IntoView {
                             <RequestForm
                                 resource_type=ctx.resource_type
                                 initial
-                                exclude=Some(id)
-                                submit_label="Resubmit"
-                                on_submit=Callback::new(move |params| { resubmit.dispatch(params); })
-                                pending=resubmit.pending().into()
-                                server_error=Signal::derive(move || resubmit.value().get().and_then(|r| r.err()))
+                                mode=FormMode::Resubmit { id }
+                                submit_label="Resubmit".to_string()
                             />
                         }
                         .into_any()

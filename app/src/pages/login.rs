@@ -2,12 +2,16 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::app::SessionActions;
+use crate::api::Login;
 
+/// A plain form: it signs in without any script, and the server sends the browser on
+/// to where it was going. A refused sign-in comes back here with the error in the URL.
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let login = expect_context::<SessionActions>().login;
-    let next = move || use_query_map().with(|q| q.get("next")).unwrap_or_default();
+    let login = ServerAction::<Login>::new();
+    let next = use_query_map()
+        .with_untracked(|q| q.get("next"))
+        .unwrap_or_default();
     let error = move || {
         login
             .value()
@@ -21,7 +25,7 @@ pub fn LoginPage() -> impl IntoView {
             <h1>"Sign in to Slipway"</h1>
             <p class="muted">"Request platform resources, review changes, and see what exists."</p>
             <ActionForm action=login>
-                <input type="hidden" name="next" prop:value=next />
+                <input type="hidden" name="next" value=next />
                 <div class="field">
                     <label for="username">"User name"</label>
                     <input id="username" name="username" type="text" autocomplete="username" required=true autofocus=true />
@@ -31,7 +35,7 @@ pub fn LoginPage() -> impl IntoView {
                     <input id="password" name="password" type="password" autocomplete="current-password" required=true />
                 </div>
                 {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
-                <button type="submit" class="primary" disabled=move || login.pending().get()>"Sign in"</button>
+                <button type="submit" class="primary">"Sign in"</button>
             </ActionForm>
         </div>
     }

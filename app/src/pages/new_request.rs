@@ -1,11 +1,9 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_params_map};
-use serde_json::Value;
-use slipway_core::views::RequestDraft;
+use leptos_router::hooks::use_params_map;
 
-use crate::api::{load_form_context, submit_request};
-use crate::components::request_form::{RequestForm, default_values};
+use crate::api::load_form_context;
+use crate::components::request_form::{FormMode, RequestForm};
 use crate::components::{Loading, error_view};
 
 #[component]
@@ -18,31 +16,16 @@ pub fn NewRequestPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match context.await {
                     Ok(ctx) => {
-                        let submit_key = ctx.submit_key.clone();
-                        let type_name = ctx.resource_type.name.clone();
-                        let submit = Action::new(move |params: &Value| {
-                            let draft = RequestDraft { type_name: type_name.clone(), params: params.clone(), submit_key: submit_key.clone() };
-                            async move { submit_request(draft).await }
-                        });
-                        let navigate = use_navigate();
-                        Effect::new(move |_| {
-                            if let Some(Ok(id)) = submit.value().get() {
-                                navigate(&format!("/requests/{id}"), Default::default());
-                            }
-                        });
                         let title = ctx.resource_type.title.clone();
                         view! {
                             <Title text=format!("Request a {title}") />
                             <h1>{format!("Request a {title}")}</h1>
                             <p class="muted">{ctx.resource_type.description.clone()}</p>
                             <RequestForm
-                                initial=default_values(&ctx.resource_type)
+                                initial=ctx.resource_type.default_params()
                                 resource_type=ctx.resource_type
-                                exclude=None
-                                submit_label="Submit request"
-                                on_submit=Callback::new(move |params| { submit.dispatch(params); })
-                                pending=submit.pending().into()
-                                server_error=Signal::derive(move || submit.value().get().and_then(|r| r.err()))
+                                mode=FormMode::New { submit_key: ctx.submit_key }
+                                submit_label="Submit request".to_string()
                             />
                         }
                         .into_any()

@@ -1,69 +1,48 @@
 //! One request: where it stands, its timeline, what it will change, and the actions
 //! the viewer may take (review, revise, cancel, retry, take over, resolve).
 
-use std::time::Duration;
-
 use leptos::prelude::*;
 use leptos_meta::Title;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
-use slipway_core::state::RequestState;
-use slipway_core::views::{RequestDetail, ReviewDecision};
+use slipway_core::views::RequestDetail;
 
 use crate::api::{
-    cancel_request, decide, fetch_request, resolve_request, retry_request, take_over_request,
+    CancelRequest, Decide, ResolveRequest, RetryRequest, TakeOverRequest, fetch_request,
 };
 use crate::components::change_set::{ChangeSetView, ReviewDiffView, short};
 use crate::components::flow::FlowSteps;
+use crate::components::live_refresh::{LiveRefresh, in_motion};
 use crate::components::precheck::PrecheckPanel;
 use crate::components::{Loading, StateBadge, error_view};
 use crate::error::AppError;
 
-/// States in which the worker is busy and the page refreshes itself.
-fn in_motion(state: RequestState) -> bool {
-    matches!(
-        state,
-        RequestState::Approved | RequestState::Executing | RequestState::Verifying
-    )
-}
-
 #[component]
 pub fn RequestPage() -> impl IntoView {
     let raw_id = crate::components::route_id();
-    let id = move || raw_id().map(RequestId);
-    let version = RwSignal::new(0u32);
     let detail = Resource::new(
-        move || (id(), version.get()),
-        |(id, _)| async move {
+        move || raw_id().map(RequestId),
+        |id| async move {
             match id {
                 Some(id) => fetch_request(id).await,
                 None => Err(AppError::NotFound("request".into())),
             }
         },
     );
-    // While the worker runs the request, look again every second.
-    Effect::new(move |_| {
-        if let Some(Ok(d)) = detail.get()
-            && in_motion(d.summary.state)
-        {
-            set_timeout(move || version.update(|v| *v += 1), Duration::from_secs(1));
-        }
-    });
-    let refresh = Callback::new(move |_: ()| version.update(|v| *v += 1));
     view! {
-        <Transition fallback=|| view! { <Loading /> }>
+        <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => view! { <RequestView detail refresh /> }.into_any(),
+                    Ok(detail) => view! { <RequestView detail /> }.into_any(),
                     Err(e) => error_view(e),
                 }
             })}
-        </Transition>
+        </Suspense>
     }
 }
 
 #[component]
-fn RequestView(detail: RequestDetail, refresh: Callback<()>) -> impl IntoView {
+fn RequestView(detail: RequestDetail) -> impl IntoView {
     let s = detail.summary.clone();
     let current = detail.revisions.last().cloned();
     let params = current
@@ -78,10 +57,11 @@ fn RequestView(detail: RequestDetail, refresh: Callback<()>) -> impl IntoView {
         </div>
         <p class="muted">{format!("Requested by {} on {} · revision {}", s.requester, s.created_at, s.revision)}</p>
         <FlowSteps state=s.state />
+        {in_motion(s.state).then(|| view! { <LiveRefresh id=s.id state=s.state /> })}
         {detail.last_error.clone().map(|e| view! { <div class="notice error" role="alert"><strong>"Failed: "</strong>{e}</div> })}
         {detail.manual_owner.clone().map(|o| view! { <div class="notice">{format!("Handled by hand by {o}.")}</div> })}
         {detail.asset_id.map(|a| view! { <div class="notice ok">"Recorded as " <a href=format!("/assets/{a}")>{format!("asset #{a}")}</a></div> })}
-        <Actions detail=detail.clone() refresh />
+        <Actions detail=detail.clone() />
         {detail.review_diff.clone().map(|diff| view! { <ReviewDiffView diff /> })}
         <div class="two-columns">
             <section aria-label="Parameters">
@@ -125,78 +105,75 @@ fn ParamsTable(params: Value) -> impl IntoView {
     }
 }
 
+/// What the viewer may do now. Plain forms: they work before (and without) any
+/// script, and the server sends the browser back here, where a refused action shows
+/// its error.
 #[component]
-fn Actions(detail: RequestDetail, refresh: Callback<()>) -> impl IntoView {
+fn Actions(detail: RequestDetail) -> impl IntoView {
     let id = detail.summary.id;
     let revision = detail.summary.revision;
     let p = detail.permissions.clone();
-    let comment = RwSignal::new(String::new());
-    let note = RwSignal::new(String::new());
-    let review = Action::new(move |decision: &ReviewDecision| {
-        let decision = *decision;
-        async move { decide(id, revision, decision, comment.get_untracked()).await }
-    });
-    let operate = Action::new(move |op: &&'static str| {
-        let op = *op;
-        async move {
-            match op {
-                "cancel" => cancel_request(id).await,
-                "retry" => retry_request(id).await,
-                "take_over" => take_over_request(id).await,
-                _ => resolve_request(id, note.get_untracked()).await,
-            }
-        }
-    });
-    Effect::new(move |_| {
-        if matches!(review.value().get(), Some(Ok(())))
-            || matches!(operate.value().get(), Some(Ok(())))
-        {
-            refresh.run(());
-        }
-    });
-    let error = move || {
-        review
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .or_else(|| operate.value().get().and_then(|r| r.err()))
-    };
-    let busy = move || review.pending().get() || operate.pending().get();
+    let review = ServerAction::<Decide>::new();
+    let cancel = ServerAction::<CancelRequest>::new();
+    let retry = ServerAction::<RetryRequest>::new();
+    let take_over = ServerAction::<TakeOverRequest>::new();
+    let resolve = ServerAction::<ResolveRequest>::new();
+    let refused = [
+        review.value(),
+        cancel.value(),
+        retry.value(),
+        take_over.value(),
+        resolve.value(),
+    ]
+    .into_iter()
+    .find_map(|value| value.get_untracked().and_then(Result::err));
+    let comment_error = refused.as_ref().and_then(|e| e.field("comment"));
+    let other_error = refused.filter(|e| e.field("comment").is_none());
+    let hash = detail
+        .revisions
+        .last()
+        .map(|r| r.change_set_hash.clone())
+        .unwrap_or_default();
     let any = p.review || p.resubmit || p.cancel || p.retry || p.take_over || p.resolve;
-    view! {
-        <Show when=move || any>
-            <section class="actions-panel" aria-label="Actions">
-                {p.review.then(|| view! {
-                    <div class="review-box">
-                        <h2>"Your review"</h2>
-                        <p class="muted">{format!("You approve exactly revision {revision}, change set {}.", short(&detail.revisions.last().map(|r| r.change_set_hash.clone()).unwrap_or_default()))}</p>
-                        <label for="review-comment">"Comment"</label>
-                        <textarea id="review-comment" rows="3" aria-describedby="review-comment-help" prop:value=move || comment.get()
-                            on:input=move |ev| comment.set(event_target_value(&ev))></textarea>
-                        <p class="help" id="review-comment-help">"Required when you request changes or reject."</p>
-                        <p class="field-error" role="alert">{move || error().and_then(|e| e.field("comment"))}</p>
-                        <div class="buttons">
-                            <button class="primary" disabled=busy on:click=move |_| { review.dispatch(ReviewDecision::Approve); }>"Approve"</button>
-                            <button disabled=busy on:click=move |_| { review.dispatch(ReviewDecision::RequestChanges); }>"Request changes"</button>
-                            <button class="danger" disabled=busy on:click=move |_| { review.dispatch(ReviewDecision::Reject); }>"Reject"</button>
-                        </div>
+    any.then(|| view! {
+        <section class="actions-panel" aria-label="Actions">
+            {other_error.map(|e| view! { <p class="notice error" role="alert">{e.to_string()}</p> })}
+            {p.review.then(|| view! {
+                <ActionForm action=review attr:class="review-box">
+                    <h2>"Your review"</h2>
+                    <p class="muted">{format!("You approve exactly revision {revision}, change set {}.", short(&hash))}</p>
+                    {hidden_id(id)}
+                    <input type="hidden" name="revision" value=revision.to_string() />
+                    <label for="review-comment">"Comment"</label>
+                    <textarea id="review-comment" name="comment" rows="3" aria-describedby="review-comment-help"></textarea>
+                    <p class="help" id="review-comment-help">"Required when you request changes or reject."</p>
+                    <p class="field-error" role="alert">{comment_error}</p>
+                    <div class="buttons">
+                        <button type="submit" class="primary" name="decision" value="approve">"Approve"</button>
+                        <button type="submit" name="decision" value="request_changes">"Request changes"</button>
+                        <button type="submit" class="danger" name="decision" value="reject">"Reject"</button>
                     </div>
-                })}
-                {p.resubmit.then(|| view! { <a class="button primary" href=format!("/requests/{id}/edit")>"Edit and resubmit"</a> })}
-                {p.retry.then(|| view! { <button class="primary" disabled=busy on:click=move |_| { operate.dispatch("retry"); }>"Retry"</button> })}
-                {p.take_over.then(|| view! { <button disabled=busy on:click=move |_| { operate.dispatch("take_over"); }>"Take over by hand"</button> })}
-                {p.resolve.then(|| view! {
-                    <div class="resolve-box">
-                        <label for="resolve-note">"Resolution note"</label>
-                        <textarea id="resolve-note" rows="3" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))></textarea>
-                        <button class="primary" disabled=busy on:click=move |_| { operate.dispatch("resolve"); }>"Resolve"</button>
-                    </div>
-                })}
-                {p.cancel.then(|| view! { <button class="danger" disabled=busy on:click=move |_| { operate.dispatch("cancel"); }>"Cancel request"</button> })}
-                {move || error().filter(|e| e.field("comment").is_none()).map(|e| view! { <p class="notice error" role="alert">{e.to_string()}</p> })}
-            </section>
-        </Show>
-    }
+                </ActionForm>
+            })}
+            {p.resubmit.then(|| view! { <a class="button primary" href=format!("/requests/{id}/edit")>"Edit and resubmit"</a> })}
+            {p.retry.then(|| view! { <ActionForm action=retry>{hidden_id(id)}<button type="submit" class="primary">"Retry"</button></ActionForm> })}
+            {p.take_over.then(|| view! { <ActionForm action=take_over>{hidden_id(id)}<button type="submit">"Take over by hand"</button></ActionForm> })}
+            {p.resolve.then(|| view! {
+                <ActionForm action=resolve attr:class="resolve-box">
+                    {hidden_id(id)}
+                    <label for="resolve-note">"Resolution note"</label>
+                    <textarea id="resolve-note" name="note" rows="3"></textarea>
+                    <button type="submit" class="primary">"Resolve"</button>
+                </ActionForm>
+            })}
+            {p.cancel.then(|| view! { <ActionForm action=cancel>{hidden_id(id)}<button type="submit" class="danger">"Cancel request"</button></ActionForm> })}
+        </section>
+    })
+}
+
+/// Names the request in an action's form.
+fn hidden_id(id: RequestId) -> impl IntoView {
+    view! { <input type="hidden" name="id" value=id.to_string() /> }
 }
 
 #[component]

@@ -120,19 +120,40 @@ async fn review_diff(
     }))
 }
 
-pub async fn request_detail(
-    state: &AppState,
+/// The request, if this person may see it.
+async fn viewable_request(
+    conn: &mut AnyConnection,
     user: &UserView,
     id: RequestId,
-) -> ServiceResult<RequestDetail> {
-    let mut conn = state.db.pool.acquire().await?;
-    let request = load_request(&mut conn, id).await?;
+) -> ServiceResult<RequestRow> {
+    let request = load_request(conn, id).await?;
     if !may_view(user, &request) {
         return Err(ServiceError::Forbidden(format!(
             "request #{id} belongs to {}",
             request.requester
         )));
     }
+    Ok(request)
+}
+
+/// Where a request stands, cheaply: what a page watching the worker asks every second.
+pub async fn request_state(
+    state: &AppState,
+    user: &UserView,
+    id: RequestId,
+) -> ServiceResult<RequestState> {
+    let mut conn = state.db.pool.acquire().await?;
+    let request = viewable_request(&mut conn, user, id).await?;
+    Ok(request.state)
+}
+
+pub async fn request_detail(
+    state: &AppState,
+    user: &UserView,
+    id: RequestId,
+) -> ServiceResult<RequestDetail> {
+    let mut conn = state.db.pool.acquire().await?;
+    let request = viewable_request(&mut conn, user, id).await?;
     let revisions = storage::requests::revisions(&mut conn, id).await?;
     let decisions = storage::requests::decisions(&mut conn, id).await?;
     let timeline = storage::audit::for_target(&mut conn, "request", &id.to_string()).await?;

@@ -1,0 +1,65 @@
+// The portal's shape in the browser: pages are finished HTML from the server, only
+// the request form and the live refresh run as wasm islands, the parameter checks
+// arrive as a separate chunk only where they are used, and every action still works
+// with script turned off.
+import { test, expect, type Page } from '@playwright/test';
+import { loginAs } from './helpers';
+
+test.describe.configure({ mode: 'serial' });
+
+function wasmFetches(page: Page): string[] {
+  const seen: string[] = [];
+  page.on('request', (req) => {
+    const path = new URL(req.url()).pathname;
+    if (path.endsWith('.wasm')) seen.push(path);
+  });
+  return seen;
+}
+
+test('most pages load only the first bundle; the form loads the checks chunk on demand', async ({ page }) => {
+  const fetched = wasmFetches(page);
+  await loginAs(page, 'alice');
+  await page.goto('/catalog');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  expect(fetched.every((p) => p === '/pkg/slipway.wasm'), `fetched ${fetched.join(', ')}`).toBe(true);
+
+  await page.getByRole('link', { name: 'Request a PostgreSQL database' }).click();
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  const name = page.getByRole('textbox', { name: 'Name', exact: true });
+  await name.fill('Bad Name');
+  await name.blur();
+  await expect(page.locator('#field-name-error')).toContainText('pattern');
+  expect(fetched.some((p) => p !== '/pkg/slipway.wasm'), `fetched ${fetched.join(', ')}`).toBe(true);
+});
+
+test('signing in, reviewing and signing out work with script turned off', async ({ browser }) => {
+  const alice = await (await browser.newContext()).newPage();
+  await loginAs(alice, 'alice');
+  await alice.goto('/requests/new/k8s-namespace');
+  await expect(alice.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await alice.getByRole('textbox', { name: 'Name', exact: true }).fill('noscript');
+  await alice.getByLabel('Team').selectOption('payments');
+  await alice.getByLabel('Environment').selectOption('staging');
+  await expect(alice.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+  await alice.getByRole('button', { name: 'Submit request' }).click();
+  await expect(alice).toHaveURL(/\/requests\/\d+$/);
+  const id = /\/requests\/(\d+)/.exec(alice.url())?.[1];
+
+  const bob = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
+  await loginAs(bob, 'bob');
+  await bob.goto(`/requests/${id}`);
+  const state = bob.getByTestId('request-state').first();
+  await expect(state).toHaveText('In review');
+  // A request for changes needs a comment: the refusal shows next to the field.
+  await bob.getByRole('button', { name: 'Request changes' }).click();
+  await expect(bob).toHaveURL(new RegExp(`/requests/${id}`));
+  await expect(bob.locator('.review-box .field-error')).toContainText('is required');
+  await expect(state).toHaveText('In review');
+  await bob.getByLabel('Comment').fill('Staging needs a reason in the description.');
+  await bob.getByRole('button', { name: 'Request changes' }).click();
+  await expect(state).toHaveText('Changes requested');
+  await expect(bob.getByRole('region', { name: 'Decisions' })).toContainText('Staging needs a reason');
+
+  await bob.getByRole('button', { name: 'Sign out' }).click();
+  await expect(bob).toHaveURL(/\/login/);
+});
