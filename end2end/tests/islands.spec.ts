@@ -63,3 +63,17 @@ test('signing in, reviewing and signing out work with script turned off', async 
   await bob.getByRole('button', { name: 'Sign out' }).click();
   await expect(bob).toHaveURL(/\/login/);
 });
+
+test('when the checks chunk cannot load, the form says so and the server still checks', async ({ page }) => {
+  await loginAs(page, 'alice');
+  await page.route(/\/pkg\/split_[^/]*\.wasm$/, (route) => route.abort());
+  await page.goto('/requests/new/k8s-namespace');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await page.getByRole('textbox', { name: 'Name', exact: true }).fill('Not Valid');
+  await page.getByLabel('Team').selectOption('payments');
+  await page.getByLabel('Environment').selectOption('dev');
+  await expect(page.getByRole('status').filter({ hasText: 'could not be loaded' })).toBeVisible();
+  await page.getByRole('button', { name: 'Submit request' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: 'The server refused the request' })).toBeVisible();
+  await expect(page).toHaveURL(/\/requests\/new\/k8s-namespace$/);
+});

@@ -1,23 +1,37 @@
 //! The browser's copy of the parameter checks. It is the same `slipway_core` code the
 //! server runs, but it carries the JSON Schema engine and its regular expressions, the
-//! largest part of the client. Marked `#[lazy]`, it is split into its own wasm chunk
-//! that only the request form loads; every other page stays small.
+//! largest part of the client. Split into its own wasm chunk (`cargo leptos build
+//! --split`), it is loaded only by the request form; every other page stays small.
 
 use std::cell::RefCell;
 
-use leptos::prelude::*;
-use serde_json::Value;
 use slipway_core::catalog::ResourceType;
 use slipway_core::validate::{FieldError, ParamValidator};
 
-/// Every field error of `params`, as the server would report them.
-#[lazy]
-pub fn check_params(resource_type: ResourceType, params: Value) -> Vec<FieldError> {
+/// The chunk with the checks could not be fetched (offline, blocked, a deploy
+/// replaced it). The form then leaves checking to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChecksUnavailable;
+
+impl From<leptos::wasm_split::SplitLoaderError> for ChecksUnavailable {
+    fn from(_: leptos::wasm_split::SplitLoaderError) -> Self {
+        ChecksUnavailable
+    }
+}
+
+/// Every field error of `params`, as the server would report them. The first call
+/// loads the chunk; a failed load is an `Err`, never a panic (which would stop the
+/// whole form), and the next call tries again.
+#[leptos::wasm_split::wasm_split(param_checks, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn check_params(
+    resource_type: ResourceType,
+    params: serde_json::Value,
+) -> Result<Vec<FieldError>, ChecksUnavailable> {
     // Compiling the schema costs far more than checking; a form checks one type.
     thread_local! {
         static COMPILED: RefCell<Option<ParamValidator>> = const { RefCell::new(None) };
     }
-    COMPILED.with(|cell| {
+    Ok(COMPILED.with(|cell| {
         let mut compiled = cell.borrow_mut();
         let stale = compiled
             .as_ref()
@@ -32,5 +46,5 @@ pub fn check_params(resource_type: ResourceType, params: Value) -> Vec<FieldErro
             .as_ref()
             .map(|v| v.check(&params))
             .unwrap_or_default()
-    })
+    }))
 }

@@ -10,12 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::RequestId;
-use slipway_core::validate::FieldError;
 use slipway_core::views::RequestDraft;
 
 use crate::api::{precheck_request, resubmit_request, submit_request};
 use crate::components::error_notice;
-use crate::components::param_checks::check_params;
+use crate::components::param_checks::{ChecksUnavailable, check_params};
 use crate::components::precheck::PrecheckPanel;
 use crate::components::schema_form::{FormState, SchemaForm};
 use crate::error::AppError;
@@ -73,7 +72,8 @@ pub fn RequestForm(
     let fields = resource_type.fields();
     let exclude = mode.excluded();
     let resource_type = StoredValue::new(resource_type);
-    follow_with_local_checks(resource_type, form);
+    let checks_missing = RwSignal::new(false);
+    follow_with_local_checks(resource_type, form, checks_missing);
     let report = server_precheck(resource_type, values, exclude);
 
     let send = Action::new(move |params: &Value| {
@@ -93,9 +93,18 @@ pub fn RequestForm(
         let params = Value::Object(values.get_untracked());
         let resource_type = resource_type.get_value();
         spawn_local(async move {
-            let found = check_params(resource_type, params.clone()).await;
-            let clean = found.is_empty();
-            form.errors.set(found);
+            // Without the browser's checks the server's are the only ones; let it judge.
+            let clean = match check_params(resource_type, params.clone()).await {
+                Ok(found) => {
+                    let clean = found.is_empty();
+                    form.errors.set(found);
+                    clean
+                }
+                Err(ChecksUnavailable) => {
+                    checks_missing.set(true);
+                    true
+                }
+            };
             if clean {
                 send.dispatch(params);
             }
@@ -112,6 +121,9 @@ pub fn RequestForm(
             <div class="form-columns">
                 // Until the page is live, typed values would be lost and nothing checked.
                 <fieldset class="plain" disabled=move || !live.get()>
+                    {move || checks_missing.get().then(|| view! {
+                        <p class="notice" role="status">"The checks could not be loaded into this page; the server checks the request when you submit it."</p>
+                    })}
                     <SchemaForm fields form />
                     {move || server_error().map(|e| server_error_view(&e))}
                     <div class="actions">
@@ -138,7 +150,11 @@ pub fn RequestForm(
 
 /// Field errors follow every change. The newest check wins: an older one that
 /// finishes late must not bring back errors the user has fixed since.
-fn follow_with_local_checks(resource_type: StoredValue<ResourceType>, form: FormState) {
+fn follow_with_local_checks(
+    resource_type: StoredValue<ResourceType>,
+    form: FormState,
+    checks_missing: RwSignal<bool>,
+) {
     let generation = StoredValue::new(0u64);
     Effect::new(move |_| {
         let params = Value::Object(form.values.get());
@@ -146,10 +162,12 @@ fn follow_with_local_checks(resource_type: StoredValue<ResourceType>, form: Form
         let mine = generation.get_value();
         let resource_type = resource_type.get_value();
         spawn_local(async move {
-            let found: Vec<FieldError> = check_params(resource_type, params).await;
-            if generation.get_value() == mine {
-                form.errors.set(found);
+            let outcome = check_params(resource_type, params).await;
+            if generation.get_value() != mine {
+                return;
             }
+            checks_missing.set(outcome.is_err());
+            form.errors.set(outcome.unwrap_or_default());
         });
     });
 }
