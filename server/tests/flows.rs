@@ -25,6 +25,7 @@ on_both_engines!(
     bad_requests_change_nothing,
     bad_reviews_change_nothing,
     state_machine_through_the_services,
+    request_state_is_shown_to_those_who_may_see_the_request,
     concurrent_double_click_lands_once,
     concurrent_submits_respect_the_quota,
     concurrent_submits_of_one_name_land_once,
@@ -846,6 +847,58 @@ async fn state_machine_through_the_services(app: &TestApp) -> TestResult {
     assert_eq!(app.request_state(waiting).await?, RequestState::Cancelled);
     refused!(app, requests::cancel(state, &alice, waiting), ServiceError::Conflict(_) => {});
     refused!(app, reviews::decide(state, &bob, waiting, 1, ReviewDecision::Approve, ""), ServiceError::Conflict(_) => {});
+    Ok(())
+}
+
+/// What a page watching the worker asks every second: the same visibility rule as
+/// the request page, and it writes nothing (the request page marks a review as seen).
+async fn request_state_is_shown_to_those_who_may_see_the_request(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let outsider = {
+        let mut conn = state.db.pool.acquire().await?;
+        let teams = ["billing".to_string()];
+        let new = storage::users::NewUser {
+            username: "dave",
+            display_name: "Dave (billing)",
+            password_hash: None,
+            roles: &[slipway_core::views::Role::Requester],
+            teams: &teams,
+        };
+        storage::users::insert(&mut conn, &new).await?;
+        storage::users::by_username(&mut conn, "dave")
+            .await?
+            .ok_or("dave was not stored")?
+            .view
+    };
+    let id = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("ops", "payments", "prod", 1),
+        ),
+    )
+    .await?;
+    let before = app.snapshot().await?;
+    assert_eq!(
+        detail::request_state(state, &alice, id).await?,
+        RequestState::InReview
+    );
+    assert_eq!(
+        detail::request_state(state, &bob, id).await?,
+        RequestState::InReview
+    );
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "asking for the state wrote something"
+    );
+    refused!(app, detail::request_state(state, &outsider, id), ServiceError::Forbidden(m) => {
+        assert!(m.contains("alice"), "{m}");
+    });
+    refused!(app, detail::request_detail(state, &outsider, id), ServiceError::Forbidden(_) => {});
+    refused!(app, detail::request_state(state, &alice, RequestId(9_999)), ServiceError::NotFound(_) => {});
     Ok(())
 }
 
