@@ -77,3 +77,17 @@ test('when the checks chunk cannot load, the form says so and the server still c
   await expect(page.getByRole('alert').filter({ hasText: 'The server refused the request' })).toBeVisible();
   await expect(page).toHaveURL(/\/requests\/new\/k8s-namespace$/);
 });
+
+test('a double-clicked submit creates one request', async ({ page }) => {
+  await loginAs(page, 'alice');
+  await page.goto('/requests/new/k8s-namespace');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await page.getByRole('textbox', { name: 'Name', exact: true }).fill('twice');
+  await page.getByLabel('Team').selectOption('payments');
+  await page.getByLabel('Environment').selectOption('staging');
+  await expect(page.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+  await page.getByRole('button', { name: 'Submit request' }).dblclick();
+  await expect(page).toHaveURL(/\/requests\/\d+$/);
+  await page.goto('/requests');
+  await expect(page.getByRole('row').filter({ hasText: 'payments-twice-staging' })).toHaveCount(1);
+});

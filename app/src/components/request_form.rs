@@ -81,15 +81,23 @@ pub fn RequestForm(
         let type_name = resource_type.with_value(|t| t.name.clone());
         async move { mode.send(type_name, params).await }
     });
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = send.value().get() {
+    // From the click until the server answered: a second click must not send twice.
+    let submitting = RwSignal::new(false);
+    Effect::new(move |_| match send.value().get() {
+        Some(Ok(id)) => {
             let _ = window().location().set_href(&format!("/requests/{id}"));
         }
+        Some(Err(_)) => submitting.set(false),
+        None => {}
     });
     // The checks must have seen exactly these values, so run them once more.
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         form.show_all.set(true);
+        if submitting.get_untracked() {
+            return;
+        }
+        submitting.set(true);
         let params = Value::Object(values.get_untracked());
         let resource_type = resource_type.get_value();
         spawn_local(async move {
@@ -107,13 +115,14 @@ pub fn RequestForm(
             };
             if clean {
                 send.dispatch(params);
+            } else {
+                submitting.set(false);
             }
         });
     };
 
     let live = RwSignal::new(false);
     Effect::new(move |_| live.set(true));
-    let pending = send.pending();
     let has_errors = move || form.show_all.get() && !form.errors.with(Vec::is_empty);
     let server_error = move || send.value().get().and_then(Result::err);
     view! {
@@ -127,8 +136,8 @@ pub fn RequestForm(
                     <SchemaForm fields form />
                     {move || server_error().map(|e| server_error_view(&e))}
                     <div class="actions">
-                        <button type="submit" class="primary" disabled=move || pending.get() || has_errors() aria-busy=move || pending.get().to_string()>
-                            {move || if pending.get() { "Submitting…".to_string() } else { submit_label.clone() }}
+                        <button type="submit" class="primary" disabled=move || submitting.get() || has_errors() aria-busy=move || submitting.get().to_string()>
+                            {move || if submitting.get() { "Submitting…".to_string() } else { submit_label.clone() }}
                         </button>
                         {move || has_errors().then(|| view! { <span class="hint" role="status">"Fix the fields marked above to submit."</span> })}
                     </div>
