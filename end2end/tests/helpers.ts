@@ -30,3 +30,16 @@ export async function loginAs(page: Page, who: DemoUser): Promise<void> {
   const { user, password } = USERS[who];
   await login(page, user, password);
 }
+
+/**
+ * Opens the namespace form for team payments, fills it and waits until the server's
+ * pre-check passes; the submit is left to the caller.
+ */
+export async function fillNamespaceForm(page: Page, name: string, environment: string): Promise<void> {
+  await page.goto('/requests/new/k8s-namespace');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await page.getByRole('textbox', { name: 'Name', exact: true }).fill(name);
+  await page.getByLabel('Team').selectOption('payments');
+  await page.getByLabel('Environment').selectOption(environment);
+  await expect(page.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+}

@@ -3,7 +3,7 @@
 // arrive as a separate chunk only where they are used, and every action still works
 // with script turned off.
 import { test, expect, type Page } from '@playwright/test';
-import { loginAs } from './helpers';
+import { fillNamespaceForm, loginAs } from './helpers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -35,12 +35,7 @@ test('most pages load only the first bundle; the form loads the checks chunk on 
 test('signing in, reviewing and signing out work with script turned off', async ({ browser }) => {
   const alice = await (await browser.newContext()).newPage();
   await loginAs(alice, 'alice');
-  await alice.goto('/requests/new/k8s-namespace');
-  await expect(alice.locator('body')).toHaveAttribute('data-hydrated', 'true');
-  await alice.getByRole('textbox', { name: 'Name', exact: true }).fill('noscript');
-  await alice.getByLabel('Team').selectOption('payments');
-  await alice.getByLabel('Environment').selectOption('staging');
-  await expect(alice.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+  await fillNamespaceForm(alice, 'noscript', 'staging');
   await alice.getByRole('button', { name: 'Submit request' }).click();
   await expect(alice).toHaveURL(/\/requests\/\d+$/);
   const id = /\/requests\/(\d+)/.exec(alice.url())?.[1];
@@ -80,12 +75,7 @@ test('when the checks chunk cannot load, the form says so and the server still c
 
 test('a double-clicked submit creates one request', async ({ page }) => {
   await loginAs(page, 'alice');
-  await page.goto('/requests/new/k8s-namespace');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-  await page.getByRole('textbox', { name: 'Name', exact: true }).fill('twice');
-  await page.getByLabel('Team').selectOption('payments');
-  await page.getByLabel('Environment').selectOption('staging');
-  await expect(page.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+  await fillNamespaceForm(page, 'twice', 'staging');
   await page.getByRole('button', { name: 'Submit request' }).dblclick();
   await expect(page).toHaveURL(/\/requests\/\d+$/);
   await page.goto('/requests');
