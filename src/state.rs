@@ -258,13 +258,5 @@ pub fn next_state(from: RequestState, action: Action) -> Result<RequestState, Tr
     Ok(to)
 }
 
-/// The actions allowed from a state, for showing buttons and for docs.
-pub fn allowed_actions(from: RequestState) -> Vec<Action> {
-    Action::ALL
-        .into_iter()
-        .filter(|a| next_state(from, *a).is_ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests;

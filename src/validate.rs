@@ -6,7 +6,7 @@ use jsonschema::{JsonType, ValidationError, Validator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog::{FieldKind, ResourceType};
+use crate::catalog::{FieldKind, Naming, ResourceType};
 use crate::template;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,7 @@ pub fn describe_all(errors: &[FieldError]) -> String {
 /// Compiling a schema is costly; callers build one per type and keep it.
 pub struct ParamValidator {
     schema: Validator,
+    name_rule: NameRule,
     ty: ResourceType,
     name_field: String,
 }
@@ -64,9 +65,12 @@ impl ParamValidator {
     pub fn new(ty: &ResourceType) -> Result<ParamValidator, String> {
         let schema = jsonschema::validator_for(&ty.parameters)
             .map_err(|e| format!("the parameters schema of {:?} is invalid: {e}", ty.name))?;
+        let name_rule = NameRule::new(&ty.naming)
+            .map_err(|e| format!("the naming rule of {:?}: {e}", ty.name))?;
         let name_field = if ty.has_param("name") { "name" } else { "" };
         Ok(ParamValidator {
             schema,
+            name_rule,
             ty: ty.clone(),
             name_field: name_field.to_string(),
         })
@@ -105,7 +109,8 @@ impl ParamValidator {
                 format!("cannot build the resource name: {e}"),
             )
         })?;
-        check_dns_label(&name, self.ty.naming.max_length)
+        self.name_rule
+            .check(&name)
             .map_err(|m| FieldError::new(&self.name_field, m))?;
         Ok(name)
     }
@@ -141,30 +146,46 @@ fn dedup(errors: Vec<FieldError>) -> Vec<FieldError> {
     out
 }
 
-/// Resource names end up as Kubernetes names, DNS labels and database names.
-pub fn check_dns_label(name: &str, max_length: usize) -> Result<(), String> {
-    let rule = "lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
-    if name.is_empty() {
-        return Err("the resource name is empty".into());
+/// A type's naming rule, compiled once: the name's pattern and its length limit.
+/// The pattern runs on the JSON Schema engine, so it means in the catalog exactly
+/// what a `pattern` in a parameter schema means.
+pub struct NameRule {
+    pattern: Validator,
+    max_length: usize,
+    description: String,
+}
+
+impl NameRule {
+    pub fn new(naming: &Naming) -> Result<NameRule, String> {
+        let schema = serde_json::json!({ "type": "string", "pattern": naming.pattern });
+        let pattern = jsonschema::validator_for(&schema)
+            .map_err(|e| format!("{:?} is not a valid pattern: {e}", naming.pattern))?;
+        Ok(NameRule {
+            pattern,
+            max_length: naming.max_length,
+            description: naming.pattern_description.clone(),
+        })
     }
-    if name.len() > max_length {
-        return Err(format!(
-            "the resource name {name:?} is {} characters long, at most {max_length} are allowed",
-            name.len()
-        ));
-    }
-    let valid_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let starts = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
-    let ends = name
-        .bytes()
-        .last()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if valid_chars && starts && ends {
-        Ok(())
-    } else {
-        Err(format!("the resource name {name:?} must be {rule}"))
+
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        if name.is_empty() {
+            return Err("the resource name is empty".into());
+        }
+        let length = name.chars().count();
+        if length > self.max_length {
+            return Err(format!(
+                "the resource name {name:?} is {length} characters long, at most {} are allowed",
+                self.max_length
+            ));
+        }
+        if self.pattern.is_valid(&Value::from(name)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the resource name {name:?} must be {}",
+                self.description
+            ))
+        }
     }
 }
 

@@ -31,6 +31,8 @@ pub(super) struct TypeFile {
     pub title: String,
     pub description: String,
     pub owner: String,
+    #[serde(default)]
+    pub owner_param: Option<String>,
     pub parameters: serde_json::Value,
     pub naming: NamingFile,
     #[serde(default)]
@@ -51,6 +53,10 @@ pub(super) struct TypeFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct NamingFile {
     pub template: String,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub pattern_description: Option<String>,
     #[serde(default)]
     pub max_length: Option<usize>,
 }

@@ -9,10 +9,12 @@ use super::file::{CheckKindFile, DictionaryFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
     Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, DEFAULT_MAX_NAME_LENGTH,
-    Dictionary, MonitoringSpec, Naming, OutputSpec, QuotaRule, Requirement, ResourceType,
-    ReviewPolicy, RiskHint, SourceFile, Term,
+    DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, MonitoringSpec, Naming,
+    OutputSpec, OwnerParam, QuotaRule, Requirement, ResourceType, ReviewPolicy, RiskHint,
+    SourceFile, Term,
 };
 use crate::template;
+use crate::views::Role;
 
 /// Errors found in one file, tagged with that file's path.
 struct FileErrors<'a> {
@@ -173,16 +175,46 @@ fn load_type(
     if raw.name != stem {
         fe.push("name", format!("must match the file name {stem:?}"));
     }
+    let owner_param = raw.owner_param.map(|param| {
+        // The dictionary is read before resolution replaces `x-dictionary` by an enum.
+        let dictionary = raw
+            .parameters
+            .get("properties")
+            .and_then(|p| p.get(&param))
+            .and_then(|p| p.get("x-dictionary"))
+            .and_then(|d| d.as_str())
+            .unwrap_or_default()
+            .to_string();
+        OwnerParam { param, dictionary }
+    });
     let parameters = load_parameters(raw.parameters, catalog, &mut fe);
+    let naming = match raw.naming.pattern {
+        Some(pattern) => Naming {
+            pattern_description: raw
+                .naming
+                .pattern_description
+                .unwrap_or_else(|| format!("matching {pattern}")),
+            pattern,
+            template: raw.naming.template,
+            max_length: raw.naming.max_length.unwrap_or(DEFAULT_MAX_NAME_LENGTH),
+        },
+        None => Naming {
+            pattern: DEFAULT_NAME_PATTERN.to_string(),
+            pattern_description: raw
+                .naming
+                .pattern_description
+                .unwrap_or_else(|| DEFAULT_NAME_PATTERN_DESCRIPTION.to_string()),
+            template: raw.naming.template,
+            max_length: raw.naming.max_length.unwrap_or(DEFAULT_MAX_NAME_LENGTH),
+        },
+    };
     let ty = ResourceType {
         name: raw.name,
         title: raw.title,
         description: raw.description,
         owner: raw.owner,
-        naming: Naming {
-            template: raw.naming.template,
-            max_length: raw.naming.max_length.unwrap_or(DEFAULT_MAX_NAME_LENGTH),
-        },
+        owner_param,
+        naming,
         quota: raw
             .quota
             .into_iter()
@@ -275,6 +307,21 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
     if ty.naming.max_length == 0 {
         fe.push("naming.max_length", "must be at least 1");
     }
+    if let Err(message) = crate::validate::NameRule::new(&ty.naming) {
+        fe.push("naming.pattern", message);
+    }
+    check_owner(ty, catalog, fe);
+    if Role::parse(&ty.review.approver_role).is_none() {
+        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        fe.push(
+            "review.approvers.role",
+            format!(
+                "{:?} is not a role; the roles are {}",
+                ty.review.approver_role,
+                roles.join(", ")
+            ),
+        );
+    }
     for (i, rule) in ty.quota.iter().enumerate() {
         check_quota(ty, i, rule, fe);
     }
@@ -306,6 +353,45 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         fe.template(format!("monitoring[{i}].name"), &item.name);
         fe.template(format!("monitoring[{i}].kind"), &item.kind);
         fe.template(format!("monitoring[{i}].target"), &item.target);
+    }
+}
+
+/// The owning-team parameter must exist and draw from a dictionary that also knows
+/// the team offering the type.
+fn check_owner(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
+    let Some(owner) = &ty.owner_param else { return };
+    if !ty.has_param(&owner.param) {
+        fe.push(
+            "owner_param",
+            format!(
+                "names {:?}, which is not a parameter of this type",
+                owner.param
+            ),
+        );
+        return;
+    }
+    if owner.dictionary.is_empty() {
+        fe.push(
+            "owner_param",
+            format!(
+                "the parameter {:?} must take its values from a dictionary of teams (x-dictionary)",
+                owner.param
+            ),
+        );
+        return;
+    }
+    // An unknown dictionary is reported where the parameter names it.
+    let Some(teams) = catalog.dictionary(&owner.dictionary) else {
+        return;
+    };
+    if !teams.terms.iter().any(|t| t.key == ty.owner) {
+        fe.push(
+            "owner",
+            format!(
+                "{:?} is not a team of the dictionary {:?}",
+                ty.owner, owner.dictionary
+            ),
+        );
     }
 }
 

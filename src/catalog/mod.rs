@@ -102,7 +102,11 @@ pub struct ResourceType {
     pub name: String,
     pub title: String,
     pub description: String,
+    /// The team responsible for this offering; its reviewers review requests of it.
     pub owner: String,
+    /// The parameter that names the team a request is for, and the dictionary of
+    /// teams it draws from. Absent: requests of this type belong to no team.
+    pub owner_param: Option<OwnerParam>,
     /// The JSON Schema, with every `x-dictionary` already resolved into
     /// `enum` (the keys) and `x-enum-titles` (the titles).
     pub parameters: serde_json::Value,
@@ -143,14 +147,37 @@ impl ResourceType {
     }
 }
 
+impl ResourceType {
+    /// The team a set of parameters is for, when the type declares one.
+    pub fn owning_team<'a>(&self, params: &'a serde_json::Value) -> Option<&'a str> {
+        let owner = self.owner_param.as_ref()?;
+        params.get(&owner.param).and_then(|v| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerParam {
+    pub param: String,
+    /// The dictionary the parameter's values come from (its `x-dictionary`).
+    pub dictionary: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Naming {
     /// A minijinja template over the parameters, e.g. "{{ team }}-{{ name }}".
     pub template: String,
+    /// The rule a rendered name must follow (an ECMA-262 regular expression, as in
+    /// JSON Schema), and the rule in words for error messages.
+    pub pattern: String,
+    pub pattern_description: String,
     pub max_length: usize,
 }
 
 pub const DEFAULT_MAX_NAME_LENGTH: usize = 63;
+/// A DNS-1123 label: names end up as Kubernetes names, hostnames and database names.
+pub const DEFAULT_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+pub const DEFAULT_NAME_PATTERN_DESCRIPTION: &str =
+    "lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuotaRule {

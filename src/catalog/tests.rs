@@ -201,7 +201,7 @@ fn unknown_fields_are_rejected_with_their_path() {
     assert_eq!(errors[0].path, "review.quorum");
     assert_eq!(
         errors[0].message,
-        "unknown field `quorum`, expected one of `approvers`, `required`, `auto_approve` at line 63 column 3"
+        "unknown field `quorum`, expected one of `approvers`, `required`, `auto_approve` at line 64 column 3"
     );
 }
 
@@ -411,4 +411,89 @@ fn model_round_trips_through_json() {
     let text = serde_json::to_string(&catalog).unwrap_or_default();
     let back: Result<Catalog, _> = serde_json::from_str(&text);
     assert_eq!(back.ok(), Some(catalog));
+}
+
+#[test]
+fn a_review_role_that_does_not_exist_is_refused() {
+    let text = minimal_type("").replace("role: reviewer", "role: reviwer");
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    assert_eq!(
+        triples(&errors),
+        [err(
+            "types/widget.yaml",
+            "review.approvers.role",
+            "\"reviwer\" is not a role; the roles are requester, reviewer, platform, auditor, admin"
+        )]
+    );
+}
+
+#[test]
+fn the_owning_team_parameter_is_declared_and_checked() {
+    let good = minimal_type("owner_param: team\n");
+    let files = with_file("types/widget.yaml", &good);
+    let catalog = Catalog::from_files(&files).ok();
+    let owner = catalog.and_then(|c| {
+        c.resource_type("widget")
+            .and_then(|t| t.owner_param.clone())
+    });
+    assert_eq!(
+        owner,
+        Some(OwnerParam {
+            param: "team".into(),
+            dictionary: "teams".into()
+        })
+    );
+
+    let missing = minimal_type("owner_param: squad\n");
+    let errors = errors_of(&with_file("types/widget.yaml", &missing));
+    assert_eq!(
+        triples(&errors),
+        [err(
+            "types/widget.yaml",
+            "owner_param",
+            "names \"squad\", which is not a parameter of this type"
+        )]
+    );
+
+    let not_a_dictionary = minimal_type("owner_param: size\n");
+    let errors = errors_of(&with_file("types/widget.yaml", &not_a_dictionary));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].message.contains("dictionary of teams"),
+        "{errors:?}"
+    );
+
+    let unknown_owner =
+        minimal_type("owner_param: team\n").replace("owner: platform", "owner: nobody");
+    let errors = errors_of(&with_file("types/widget.yaml", &unknown_owner));
+    assert_eq!(
+        triples(&errors),
+        [err(
+            "types/widget.yaml",
+            "owner",
+            "\"nobody\" is not a team of the dictionary \"teams\""
+        )]
+    );
+}
+
+#[test]
+fn a_naming_pattern_is_read_and_a_broken_one_refused() {
+    let dotted = minimal_type("").replace(
+        r#"naming: { template: "{{ name }}" }"#,
+        r#"naming: { template: "{{ name }}.events", pattern: "^[a-z.]+$", pattern_description: "lowercase letters and dots", max_length: 249 }"#,
+    );
+    let catalog = Catalog::from_files(&with_file("types/widget.yaml", &dotted)).ok();
+    let naming = catalog.and_then(|c| c.resource_type("widget").map(|t| t.naming.clone()));
+    assert_eq!(
+        naming.map(|n| (n.pattern, n.max_length)),
+        Some(("^[a-z.]+$".into(), 249))
+    );
+
+    let broken = minimal_type("").replace(
+        r#"naming: { template: "{{ name }}" }"#,
+        r#"naming: { template: "{{ name }}", pattern: "^[a-z" }"#,
+    );
+    let errors = errors_of(&with_file("types/widget.yaml", &broken));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "naming.pattern");
 }

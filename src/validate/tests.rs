@@ -152,14 +152,41 @@ fn naming_errors_go_to_the_whole_object_without_a_name_field() {
     );
 }
 
+fn name_rule(pattern: Option<&str>, max_length: usize) -> Result<NameRule, String> {
+    use crate::catalog::{DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION};
+    NameRule::new(&Naming {
+        template: String::new(),
+        pattern: pattern.unwrap_or(DEFAULT_NAME_PATTERN).to_string(),
+        pattern_description: DEFAULT_NAME_PATTERN_DESCRIPTION.to_string(),
+        max_length,
+    })
+}
+
 #[test]
-fn dns_label_rule() {
-    assert!(check_dns_label("a-1", 63).is_ok());
-    for bad in ["", "1abc", "abc-", "aBc", "a_b", "a.b"] {
-        assert!(check_dns_label(bad, 63).is_err(), "{bad:?}");
+fn the_default_name_rule_is_a_dns_label() -> Result<(), String> {
+    let rule = name_rule(None, 63)?;
+    assert!(rule.check("a-1").is_ok());
+    for bad in ["", "1abc", "abc-", "aBc", "a_b", "a.b", "-a", "a b", "ä"] {
+        assert!(rule.check(bad).is_err(), "{bad:?}");
     }
-    assert!(check_dns_label(&"a".repeat(64), 63).is_err());
-    assert!(check_dns_label(&"a".repeat(63), 63).is_ok());
+    assert!(rule.check(&"a".repeat(64)).is_err());
+    assert!(rule.check(&"a".repeat(63)).is_ok());
+    Ok(())
+}
+
+#[test]
+fn a_type_may_declare_names_with_dots_and_underscores() -> Result<(), String> {
+    // A Kafka topic: dots and underscores are allowed, 249 characters at most.
+    let rule = name_rule(Some("^[a-zA-Z0-9._-]+$"), 249)?;
+    assert!(rule.check("payments.orders_v2").is_ok());
+    assert!(rule.check("payments/orders").is_err());
+    assert!(rule.check(&"a".repeat(250)).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_broken_name_pattern_is_refused() {
+    assert!(name_rule(Some("^[a-z"), 63).is_err());
 }
 
 #[test]
