@@ -7,7 +7,7 @@ mod common;
 use common::{TestApp, TestResult, draft, namespace_params, postgres_params, run_jobs_on};
 use serde_json::json;
 use slipway_core::diff::{FileStatus, LineTag};
-use slipway_core::ids::RequestId;
+use slipway_core::ids::{RequestId, UserId};
 use slipway_core::state::RequestState;
 use slipway_core::views::{AssetFilter, AuditFilter, ReviewDecision};
 use slipway_server::services::{
@@ -29,6 +29,7 @@ on_both_engines!(
     concurrent_double_click_lands_once,
     concurrent_submits_respect_the_quota,
     concurrent_submits_of_one_name_land_once,
+    constraint_violations_name_what_clashed,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
 
@@ -725,10 +726,26 @@ async fn bad_requests_change_nothing(app: &TestApp) -> TestResult {
     refused!(app, requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("bigger", "payments", "prod", 64))),
         ServiceError::PrecheckFailed(report) => assert!(report.quotas.iter().any(|q| !q.ok && q.limit == 128 && q.used == 67), "{report:?}"));
 
+    // Alice of payments cannot ask for team search, even where a policy would approve.
+    refused!(app, requests::submit(state, &alice, &draft("k8s-namespace", namespace_params("elsewhere", "search", "dev", 1))),
+        ServiceError::Forbidden(m) => assert!(m.contains("not a member of team search"), "{m}"));
+    let report = requests::precheck(
+        state,
+        &alice,
+        "k8s-namespace",
+        &namespace_params("elsewhere", "search", "dev", 1),
+        None,
+    )
+    .await?;
+    assert!(
+        report.field_errors.iter().any(|e| e.field == "team"),
+        "{report:?}"
+    );
+
     // A double-clicked submit lands once.
     let twice = draft(
         "k8s-namespace",
-        namespace_params("clicked", "search", "dev", 1),
+        namespace_params("clicked", "payments", "staging", 1),
     );
     let first = requests::submit(state, &alice, &twice).await?;
     let after_first = app.snapshot().await?;
@@ -895,7 +912,7 @@ async fn request_state_is_shown_to_those_who_may_see_the_request(app: &TestApp) 
         "asking for the state wrote something"
     );
     refused!(app, detail::request_state(state, &outsider, id), ServiceError::Forbidden(m) => {
-        assert!(m.contains("alice"), "{m}");
+        assert!(m.contains("another team"), "{m}");
     });
     refused!(app, detail::request_detail(state, &outsider, id), ServiceError::Forbidden(_) => {});
     refused!(app, detail::request_state(state, &alice, RequestId(9_999)), ServiceError::NotFound(_) => {});
@@ -906,7 +923,7 @@ async fn concurrent_double_click_lands_once(app: &TestApp) -> TestResult {
     let alice = app.user("alice").await?;
     let twice = draft(
         "k8s-namespace",
-        namespace_params("clicked", "payments", "dev", 1),
+        namespace_params("clicked", "payments", "staging", 1),
     );
     let (first, second) = tokio::join!(
         requests::submit(&app.state, &alice, &twice),
@@ -1022,5 +1039,50 @@ fn the_shipped_catalog_loads() -> TestResult {
     assert!(loaded.resource_type("postgres-database").is_some());
     assert!(loaded.resource_type("k8s-namespace").is_some());
     assert!(loaded.validator("postgres-database").is_some());
+    Ok(())
+}
+
+/// A violated database constraint keeps its cause: a clash is a conflict, a dangling
+/// reference is bad input, and neither is a server fault the worker would retry.
+async fn constraint_violations_name_what_clashed(app: &TestApp) -> TestResult {
+    let mut conn = app.state.db.pool.acquire().await?;
+    let teams: [String; 0] = [];
+    let again = storage::users::NewUser {
+        username: "alice",
+        display_name: "Another Alice",
+        password_hash: None,
+        roles: &[slipway_core::views::Role::Requester],
+        teams: &teams,
+    };
+    let clash = storage::users::insert(&mut conn, &again)
+        .await
+        .err()
+        .ok_or("a second alice was stored")?;
+    let error = ServiceError::from(clash);
+    match &error {
+        ServiceError::Conflict(message) => {
+            assert!(message.contains("users"), "{message}");
+            assert!(message.contains("already exists"), "{message}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(!error.is_transient());
+
+    let dangling = sqlx::query(
+        "INSERT INTO review_views (request_id, reviewer_id, revision, first_seen_at) \
+         VALUES ($1, $2, 1, 0)",
+    )
+    .bind(9_999_i64)
+    .bind(UserId(9_999).0)
+    .execute(&mut *conn)
+    .await
+    .err()
+    .ok_or("a view of a missing request was stored")?;
+    let error = ServiceError::from(dangling);
+    assert!(
+        matches!(&error, ServiceError::Invalid(fields) if fields[0].message.contains("does not exist")),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
     Ok(())
 }

@@ -153,6 +153,56 @@ impl ResourceType {
         let owner = self.owner_param.as_ref()?;
         params.get(&owner.param).and_then(|v| v.as_str())
     }
+
+    /// The type as a person who may ask only for `teams` sees it: the owning-team
+    /// field offers just those (with their titles), so the form and its checks agree
+    /// with what the server will accept.
+    pub fn for_teams(&self, teams: &[String]) -> ResourceType {
+        let mut narrowed = self.clone();
+        let Some(owner) = &self.owner_param else {
+            return narrowed;
+        };
+        let Some(field) = narrowed
+            .parameters
+            .get_mut("properties")
+            .and_then(|p| p.get_mut(&owner.param))
+            .and_then(|f| f.as_object_mut())
+        else {
+            return narrowed;
+        };
+        let keys = field
+            .get("enum")
+            .and_then(|e| e.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let titles = field
+            .get("x-enum-titles")
+            .and_then(|e| e.as_array())
+            .cloned();
+        let keep: Vec<usize> = (0..keys.len())
+            .filter(|i| {
+                keys[*i]
+                    .as_str()
+                    .is_some_and(|k| teams.iter().any(|t| t == k))
+            })
+            .collect();
+        field.insert(
+            "enum".into(),
+            keep.iter().map(|i| keys[*i].clone()).collect(),
+        );
+        if let Some(titles) = titles {
+            field.insert(
+                "x-enum-titles".into(),
+                keep.iter()
+                    .filter_map(|i| titles.get(*i).cloned())
+                    .collect(),
+            );
+        }
+        if keep.len() == 1 {
+            field.insert("default".into(), keys[keep[0]].clone());
+        }
+        narrowed
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,22 +23,24 @@ enum JobError {
 
 impl From<ServiceError> for JobError {
     fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::Internal(message) => JobError::Retryable(message),
-            other => JobError::Permanent(other.to_string()),
+        if error.is_transient() {
+            JobError::Retryable(error.to_string())
+        } else {
+            JobError::Permanent(error.to_string())
         }
     }
 }
 
+/// A constraint violation fails the same way every time; only the rest is retried.
 impl From<StorageError> for JobError {
     fn from(error: StorageError) -> Self {
-        JobError::Retryable(error.to_string())
+        ServiceError::from(error).into()
     }
 }
 
 impl From<sqlx::Error> for JobError {
     fn from(error: sqlx::Error) -> Self {
-        JobError::Retryable(error.to_string())
+        ServiceError::from(error).into()
     }
 }
 

@@ -113,7 +113,7 @@ const DEMO_USERS: [DemoUser; 3] = [
         display_name: "Bob (reviewer)",
         password: "bob-demo-pw",
         roles: &[Role::Reviewer, Role::Requester],
-        teams: &["platform"],
+        teams: &["platform", "dba"],
     },
     DemoUser {
         username: "carol",

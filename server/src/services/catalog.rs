@@ -1,4 +1,5 @@
 use slipway_core::catalog::{Dictionary, ResourceType};
+use slipway_core::policy;
 use slipway_core::views::{TypeSummary, UserView};
 
 use super::{ServiceError, ServiceResult};
@@ -20,16 +21,17 @@ pub fn list_types(state: &AppState, _user: &UserView) -> Vec<TypeSummary> {
         .collect()
 }
 
-pub fn resource_type(
-    state: &AppState,
-    _user: &UserView,
-    name: &str,
-) -> ServiceResult<ResourceType> {
-    state
+/// The type as this person's form shows it: the owning-team field offers only the
+/// teams they may ask for.
+pub fn resource_type(state: &AppState, user: &UserView, name: &str) -> ServiceResult<ResourceType> {
+    let ty = state
         .catalog
         .resource_type(name)
-        .cloned()
-        .ok_or_else(|| ServiceError::NotFound(format!("resource type {name:?}")))
+        .ok_or_else(|| ServiceError::NotFound(format!("resource type {name:?}")))?;
+    Ok(match policy::requestable_teams(user) {
+        Some(teams) => ty.for_teams(teams),
+        None => ty.clone(),
+    })
 }
 
 pub fn dictionaries(state: &AppState, _user: &UserView) -> Vec<Dictionary> {

@@ -4,55 +4,19 @@
 use serde_json::Value;
 use slipway_core::diff;
 use slipway_core::ids::RequestId;
+use slipway_core::policy::{self, Verb};
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    CheckResultView, DecisionView, JobView, Permissions, RequestDetail, ReviewDiff, RevisionView,
-    Role, TimelineEntry, UserView,
+    CheckResultView, DecisionView, JobView, RequestDetail, ReviewDiff, RevisionView, TimelineEntry,
+    UserView,
 };
 use sqlx::AnyConnection;
 
-use super::{ServiceError, ServiceResult, load_request};
+use super::{ServiceResult, authorize, facts, load_request};
 use crate::services::requests::summary;
 use crate::state::AppState;
 use crate::storage::requests::{RequestRow, RevisionRow};
 use crate::storage::{self, format_millis};
-
-fn may_view(user: &UserView, request: &RequestRow) -> bool {
-    request.requester_id == user.id
-        || [Role::Reviewer, Role::Platform, Role::Auditor]
-            .iter()
-            .any(|r| user.has(*r))
-}
-
-/// Whether this person may decide on this request now. Also used by the queue.
-pub(crate) fn may_review(state: &AppState, user: &UserView, request: &RequestRow) -> bool {
-    let approver = state
-        .catalog
-        .resource_type(&request.type_name)
-        .and_then(|ty| Role::parse(&ty.review.approver_role));
-    request.state == RequestState::InReview
-        && request.requester_id != user.id
-        && approver.is_some_and(|role| user.has(role))
-}
-
-fn permissions(state: &AppState, user: &UserView, request: &RequestRow) -> Permissions {
-    let own = request.requester_id == user.id;
-    let cancellable = matches!(
-        request.state,
-        RequestState::Draft
-            | RequestState::Submitted
-            | RequestState::InReview
-            | RequestState::ChangesRequested
-    );
-    Permissions {
-        review: may_review(state, user, request),
-        resubmit: own && request.state == RequestState::ChangesRequested,
-        cancel: cancellable && (own || user.has(Role::Admin)),
-        retry: request.state == RequestState::Failed && user.has(Role::Platform),
-        take_over: request.state == RequestState::Failed && user.has(Role::Platform),
-        resolve: request.state == RequestState::Manual && user.has(Role::Platform),
-    }
-}
 
 /// Parameters in the order the type's form shows them, so every page reads alike.
 fn in_form_order(state: &AppState, type_name: &str, params: &Value) -> Value {
@@ -122,17 +86,13 @@ async fn review_diff(
 
 /// The request, if this person may see it.
 async fn viewable_request(
+    state: &AppState,
     conn: &mut AnyConnection,
     user: &UserView,
     id: RequestId,
 ) -> ServiceResult<RequestRow> {
     let request = load_request(conn, id).await?;
-    if !may_view(user, &request) {
-        return Err(ServiceError::Forbidden(format!(
-            "request #{id} belongs to {}",
-            request.requester
-        )));
-    }
+    authorize(state, user, Verb::View, &request)?;
     Ok(request)
 }
 
@@ -143,7 +103,7 @@ pub async fn request_state(
     id: RequestId,
 ) -> ServiceResult<RequestState> {
     let mut conn = state.db.pool.acquire().await?;
-    let request = viewable_request(&mut conn, user, id).await?;
+    let request = viewable_request(state, &mut conn, user, id).await?;
     Ok(request.state)
 }
 
@@ -153,14 +113,14 @@ pub async fn request_detail(
     id: RequestId,
 ) -> ServiceResult<RequestDetail> {
     let mut conn = state.db.pool.acquire().await?;
-    let request = viewable_request(&mut conn, user, id).await?;
+    let request = viewable_request(state, &mut conn, user, id).await?;
     let revisions = storage::requests::revisions(&mut conn, id).await?;
     let decisions = storage::requests::decisions(&mut conn, id).await?;
     let timeline = storage::audit::for_target(&mut conn, "request", &id.to_string()).await?;
     let checks = storage::requests::checks(&mut conn, id).await?;
     let job = storage::jobs::latest_for_request(&mut conn, id).await?;
     let asset = storage::assets::by_request(&mut conn, id).await?;
-    let permissions = permissions(state, user, &request);
+    let permissions = policy::permissions(user, &facts(state, &request));
     let review_diff = if permissions.review {
         review_diff(state, &mut conn, user, &request, &revisions).await?
     } else {

@@ -1,3 +1,4 @@
+use slipway_core::policy::Refusal;
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::TransitionError;
 use slipway_core::validate::{FieldError, describe_all};
@@ -47,15 +48,78 @@ fn describe_precheck(report: &PrecheckReport) -> String {
     problems.join("; ")
 }
 
+impl ServiceError {
+    /// A policy refusal: not allowed at all is forbidden; the wrong state is a
+    /// conflict with what the caller believed.
+    pub fn from_refusal(refusal: Refusal, what: &str) -> ServiceError {
+        match refusal {
+            Refusal::NotAllowed(reason) => ServiceError::Forbidden(format!("{what}: {reason}")),
+            Refusal::WrongState(error) => ServiceError::Conflict(format!("{what}: {error}")),
+        }
+    }
+
+    /// Whether doing the same again could succeed: a worker retries only these.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ServiceError::Internal(_))
+    }
+}
+
 impl From<StorageError> for ServiceError {
     fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Sqlx(error) => error.into(),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A constraint the database enforced keeps its cause: a clash is a conflict, a
+/// dangling reference or a refused value is bad input; neither is a server fault.
+impl From<sqlx::Error> for ServiceError {
+    fn from(error: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        if let sqlx::Error::Database(db) = &error {
+            let what = constraint_subject(db.as_ref());
+            match db.kind() {
+                ErrorKind::UniqueViolation => {
+                    return ServiceError::Conflict(format!("{what} already exists"));
+                }
+                ErrorKind::ForeignKeyViolation => {
+                    return ServiceError::Invalid(vec![FieldError::new(
+                        "",
+                        format!("{what} refers to something that does not exist"),
+                    )]);
+                }
+                ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
+                    return ServiceError::Invalid(vec![FieldError::new(
+                        "",
+                        format!("{what} is missing or not allowed"),
+                    )]);
+                }
+                _ => {}
+            }
+        }
         ServiceError::Internal(error.to_string())
     }
 }
 
-impl From<sqlx::Error> for ServiceError {
-    fn from(error: sqlx::Error) -> Self {
-        ServiceError::Internal(error.to_string())
+/// "a record with the same type_name, name in assets": from PostgreSQL's constraint
+/// and table, or SQLite's "UNIQUE constraint failed: assets.type_name, assets.name".
+fn constraint_subject(db: &dyn sqlx::error::DatabaseError) -> String {
+    if let Some((_, columns)) = db.message().split_once("constraint failed: ") {
+        let table = columns.split('.').next().unwrap_or_default();
+        let names: Vec<&str> = columns
+            .split(", ")
+            .map(|c| c.rsplit('.').next().unwrap_or(c))
+            .collect();
+        return format!("a record in {table} with the same {}", names.join(", "));
+    }
+    match (db.table(), db.constraint()) {
+        (Some(table), Some(constraint)) => {
+            format!("a record in {table} (constraint {constraint})")
+        }
+        (_, Some(constraint)) => format!("a record (constraint {constraint})"),
+        _ => "a record".to_string(),
     }
 }
 

@@ -16,6 +16,7 @@ pub use error::{ServiceError, ServiceResult};
 
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::{RequestId, UserId};
+use slipway_core::policy::{self, RequestFacts, Verb};
 use slipway_core::state::{Action, RequestState, next_state};
 use slipway_core::views::{Role, UserView};
 use sqlx::AnyConnection;
@@ -90,6 +91,33 @@ pub(crate) fn request_type<'a>(
                 request.type_name
             ))
         })
+}
+
+/// What the policy needs to know about a stored request. A request whose type has
+/// left the catalog keeps no team and no reviewers: only its requester and the
+/// roles that see everything can still reach it.
+pub(crate) fn facts<'a>(state: &'a AppState, request: &'a RequestRow) -> RequestFacts<'a> {
+    match state.catalog.resource_type(&request.type_name) {
+        Some(ty) => RequestFacts::new(ty, &request.params, request.state, request.requester_id),
+        None => RequestFacts {
+            state: request.state,
+            requester: request.requester_id,
+            team: None,
+            offering_team: "",
+            approver_role: None,
+        },
+    }
+}
+
+/// The one authorisation every service asks before it touches a request.
+pub(crate) fn authorize(
+    state: &AppState,
+    user: &UserView,
+    verb: Verb,
+    request: &RequestRow,
+) -> ServiceResult<()> {
+    policy::may(user, verb, &facts(state, request))
+        .map_err(|refusal| ServiceError::from_refusal(refusal, &format!("request #{}", request.id)))
 }
 
 pub(crate) async fn load_request(

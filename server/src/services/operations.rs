@@ -2,12 +2,13 @@
 //! acts by hand, and resolves it with a note.
 
 use slipway_core::ids::RequestId;
+use slipway_core::policy::Verb;
 use slipway_core::state::Action;
 use slipway_core::validate::FieldError;
-use slipway_core::views::{Role, UserView};
+use slipway_core::views::UserView;
 use tracing::instrument;
 
-use super::{Actor, ServiceError, ServiceResult, load_request, require_role, transition};
+use super::{Actor, ServiceError, ServiceResult, authorize, load_request, transition};
 use crate::services::assets::record_asset;
 use crate::services::requests::{APPLY_JOB, APPLY_MAX_ATTEMPTS};
 use crate::state::AppState;
@@ -15,9 +16,9 @@ use crate::storage::{self, jobs};
 
 #[instrument(skip_all, fields(request_id = %id))]
 pub async fn retry(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
-    require_role(user, Role::Platform, "retrying a request")?;
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
+    authorize(state, user, Verb::Retry, &request)?;
     let error = request.last_error.clone().unwrap_or_default();
     transition(
         &mut tx,
@@ -37,9 +38,9 @@ pub async fn retry(state: &AppState, user: &UserView, id: RequestId) -> ServiceR
 
 #[instrument(skip_all, fields(request_id = %id))]
 pub async fn take_over(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
-    require_role(user, Role::Platform, "taking a request over")?;
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
+    authorize(state, user, Verb::TakeOver, &request)?;
     transition(
         &mut tx,
         state.db.engine,
@@ -63,7 +64,9 @@ pub async fn resolve(
     id: RequestId,
     note: &str,
 ) -> ServiceResult<()> {
-    require_role(user, Role::Platform, "resolving a request")?;
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    authorize(state, user, Verb::Resolve, &request)?;
     let note = note.trim();
     if note.is_empty() {
         return Err(ServiceError::Invalid(vec![FieldError {
@@ -71,8 +74,6 @@ pub async fn resolve(
             message: "is required: say what was done by hand".into(),
         }]));
     }
-    let mut tx = state.db.write().await?;
-    let mut request = load_request(&mut tx, id).await?;
     let actor = Actor::User(user.clone());
     transition(
         &mut tx,

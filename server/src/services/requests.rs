@@ -4,17 +4,20 @@
 use serde_json::Value;
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::RequestId;
+use slipway_core::policy::{self, RequestFacts, Verb};
 use slipway_core::precheck::{
     self, DependencyFound, DependencyQuery, PrecheckReport, QuotaQuery, QuotaUsage,
 };
 use slipway_core::render::{self, ChangeSet};
-use slipway_core::state::{Action, RequestState, next_state};
+use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::{FieldError, ParamValidator};
 use slipway_core::views::{RequestDraft, RequestSummary, Role, UserView};
 use sqlx::AnyConnection;
 use tracing::instrument;
 
-use super::{Actor, ServiceError, ServiceResult, load_request, require_role, transition};
+use super::{
+    Actor, ServiceError, ServiceResult, authorize, load_request, require_role, transition,
+};
 use crate::state::AppState;
 use crate::storage::assets::AssetRow;
 use crate::storage::requests::{Approval, NewDecision, NewRequest, NewRevision, RequestRow};
@@ -157,7 +160,39 @@ pub async fn precheck(
     require_role(user, Role::Requester, "checking a request")?;
     let (ty, validator) = type_and_validator(state, type_name)?;
     let mut conn = state.db.pool.acquire().await?;
-    compute_precheck(&mut conn, ty, validator, params, exclude).await
+    let mut report = compute_precheck(&mut conn, ty, validator, params, exclude).await?;
+    if let Some(error) = team_error(ty, user, params) {
+        report.field_errors.push(error);
+    }
+    Ok(report)
+}
+
+/// The team boundary as the form shows it: on the field that names the team.
+fn team_error(ty: &ResourceType, user: &UserView, params: &Value) -> Option<FieldError> {
+    let owner = ty.owner_param.as_ref()?;
+    let facts = RequestFacts::new(ty, params, RequestState::Draft, user.id);
+    let refusal = policy::may(user, Verb::Submit, &facts).err()?;
+    Some(FieldError::new(&owner.param, refusal.to_string()))
+}
+
+/// Whether this person may ask for a request with these parameters (a new one, or
+/// a new revision of `request`).
+fn authorize_params(
+    ty: &ResourceType,
+    user: &UserView,
+    verb: Verb,
+    params: &Value,
+    request: Option<&RequestRow>,
+) -> ServiceResult<()> {
+    let facts = match request {
+        Some(r) => RequestFacts::new(ty, params, r.state, r.requester_id),
+        None => RequestFacts::new(ty, params, RequestState::Draft, user.id),
+    };
+    let what = request.map_or_else(
+        || "a new request".to_string(),
+        |r| format!("request #{}", r.id),
+    );
+    policy::may(user, verb, &facts).map_err(|refusal| ServiceError::from_refusal(refusal, &what))
 }
 
 struct Prepared {
@@ -288,7 +323,8 @@ pub async fn submit(
     user: &UserView,
     draft: &RequestDraft,
 ) -> ServiceResult<RequestId> {
-    require_role(user, Role::Requester, "submitting a request")?;
+    let (ty, validator) = type_and_validator(state, &draft.type_name)?;
+    authorize_params(ty, user, Verb::Submit, &draft.params, None)?;
     let key = draft.submit_key.trim();
     if key.is_empty() || key.len() > MAX_SUBMIT_KEY {
         return Err(ServiceError::Invalid(vec![FieldError {
@@ -296,7 +332,6 @@ pub async fn submit(
             message: format!("must be 1 to {MAX_SUBMIT_KEY} characters"),
         }]));
     }
-    let (ty, validator) = type_and_validator(state, &draft.type_name)?;
     let mut tx = state.db.write().await?;
     storage::requests::serialize_submissions(&mut tx, state.db.engine).await?;
     if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
@@ -364,14 +399,8 @@ pub async fn resubmit(
     let mut tx = state.db.write().await?;
     storage::requests::serialize_submissions(&mut tx, state.db.engine).await?;
     let mut request = load_request(&mut tx, id).await?;
-    if request.requester_id != user.id {
-        return Err(ServiceError::Forbidden(format!(
-            "only {} can revise request #{id}",
-            request.requester
-        )));
-    }
-    next_state(request.state, Action::Resubmit)?;
     let (ty, validator) = type_and_validator(state, &request.type_name)?;
+    authorize_params(ty, user, Verb::Revise, params, Some(&request))?;
     let prepared = prepare(&mut tx, state, ty, validator, params, Some(id)).await?;
     let revision = request.current_revision + 1;
     storage::requests::insert_revision(
@@ -422,12 +451,7 @@ pub async fn resubmit(
 pub async fn cancel(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
-    if request.requester_id != user.id && !user.has(Role::Admin) {
-        return Err(ServiceError::Forbidden(format!(
-            "only {} or an admin can cancel request #{id}",
-            request.requester
-        )));
-    }
+    authorize(state, user, Verb::Cancel, &request)?;
     transition(
         &mut tx,
         state.db.engine,

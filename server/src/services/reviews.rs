@@ -1,16 +1,16 @@
 //! The review queue and review decisions, with segregation of duties.
 
 use slipway_core::ids::RequestId;
-use slipway_core::state::{Action, RequestState, next_state};
+use slipway_core::policy::{self, Verb};
+use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::FieldError;
 use slipway_core::views::{RequestSummary, ReviewDecision, Role, UserView};
 use tracing::instrument;
 
 use super::{
-    Actor, ServiceError, ServiceResult, load_request, record, request_type, require_role,
-    transition,
+    Actor, ServiceError, ServiceResult, authorize, facts, load_request, record, request_type,
+    require_role, transition,
 };
-use crate::services::detail::may_review;
 use crate::services::requests::{approve_and_enqueue, summary};
 use crate::state::AppState;
 use crate::storage::requests::NewDecision;
@@ -23,16 +23,16 @@ pub async fn queue(state: &AppState, user: &UserView) -> ServiceResult<Vec<Reque
     let rows = storage::requests::by_states(&mut conn, &[RequestState::InReview]).await?;
     Ok(rows
         .iter()
-        .filter(|r| may_review(state, user, r))
+        .filter(|r| policy::may(user, Verb::Approve, &facts(state, r)).is_ok())
         .map(|r| summary(state, r))
         .collect())
 }
 
-fn action_of(decision: ReviewDecision) -> Action {
+fn verb_and_action(decision: ReviewDecision) -> (Verb, Action) {
     match decision {
-        ReviewDecision::Approve => Action::Approve,
-        ReviewDecision::Reject => Action::Reject,
-        ReviewDecision::RequestChanges => Action::RequestChanges,
+        ReviewDecision::Approve => (Verb::Approve, Action::Approve),
+        ReviewDecision::Reject => (Verb::Reject, Action::Reject),
+        ReviewDecision::RequestChanges => (Verb::RequestChanges, Action::RequestChanges),
     }
 }
 
@@ -51,17 +51,8 @@ pub async fn decide(
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     let ty = request_type(state, &request)?;
-    let approver = Role::parse(&ty.review.approver_role).ok_or_else(|| {
-        ServiceError::Internal(format!("unknown approver role {}", ty.review.approver_role))
-    })?;
-    require_role(user, approver, "deciding on this request")?;
-    if request.requester_id == user.id {
-        return Err(ServiceError::Forbidden(
-            "nobody reviews their own request: another reviewer must decide".into(),
-        ));
-    }
-    let action = action_of(decision);
-    next_state(request.state, action)?;
+    let (verb, action) = verb_and_action(decision);
+    authorize(state, user, verb, &request)?;
     if revision != request.current_revision {
         return Err(ServiceError::Conflict(format!(
             "request #{id} is now at revision {}; you reviewed revision {revision}. Reload and review the new revision",

@@ -41,13 +41,18 @@ pub struct RequestRow {
     pub applied_commit: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The current revision's parameters (null while a new request has none yet):
+    /// who may act on a request depends on the team they name.
+    pub params: Value,
 }
 
 const REQUEST_SELECT: &str = "SELECT r.id, r.type_name, r.resource_name, r.requester_id, \
      u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, r.approved_params_hash, \
-     m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at \
+     m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at, \
+     cur.params AS params \
      FROM requests r JOIN users u ON u.id = r.requester_id \
-     LEFT JOIN users m ON m.id = r.manual_owner_id";
+     LEFT JOIN users m ON m.id = r.manual_owner_id \
+     LEFT JOIN request_revisions cur ON cur.request_id = r.id AND cur.revision = r.current_revision";
 
 fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RequestRow, StorageError> {
     let state: String = row.try_get("state")?;
@@ -69,6 +74,10 @@ fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RequestRow, StorageError>
         applied_commit: row.try_get("applied_commit")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        params: match row.try_get::<Option<String>, _>("params")? {
+            Some(text) => parse_json(&text, "request parameters")?,
+            None => Value::Null,
+        },
     })
 }
 
