@@ -209,6 +209,10 @@ pub struct AuditEntry {
     pub after: Option<String>,
     pub detail: String,
     pub hash: String,
+    /// portal, api, chat or system; absent on events from before it was recorded.
+    pub channel: Option<String>,
+    pub client_addr: Option<String>,
+    pub trace_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -249,4 +253,74 @@ impl ReviewDecision {
             ReviewDecision::RequestChanges => "request_changes",
         }
     }
+}
+
+/// What a personal API token may be used for. Its owner's roles still decide each
+/// action; a scope only narrows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Read the catalog, requests, assets and (with the role) the audit log.
+    Read,
+    /// Check, submit, revise and cancel requests.
+    Request,
+    /// Decide on requests in review.
+    Review,
+    /// Manual handling (retry, take over, resolve) and managing tokens.
+    Admin,
+}
+
+impl TokenScope {
+    pub const ALL: [TokenScope; 4] = [
+        TokenScope::Read,
+        TokenScope::Request,
+        TokenScope::Review,
+        TokenScope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Request => "request",
+            TokenScope::Review => "review",
+            TokenScope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenScope> {
+        TokenScope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A personal API token as its owner sees it: never the secret, which is shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    /// The first characters of the secret, to tell tokens apart.
+    pub prefix: String,
+    pub scopes: Vec<TokenScope>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewToken {
+    pub token: TokenView,
+    pub secret: String,
+}
+
+/// What a person asks for when creating a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// What the token is for, e.g. "CI pipeline of payments-api".
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+    /// Days until it expires (1 to 366); 90 when not given.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
 }

@@ -34,9 +34,15 @@ pub async fn login(
     next: Option<String>,
 ) -> Result<(), AppError> {
     let state = app_state()?;
-    let user = services::auth::login(&state, &username, &password)
-        .await
-        .map_err(user_error)?;
+    let user = services::auth::login(
+        &state,
+        &username,
+        &password,
+        services::Channel::Portal,
+        &crate::ssr::call_meta(),
+    )
+    .await
+    .map_err(user_error)?;
     let session = session().await?;
     let internal = |e: tower_sessions::session::Error| {
         user_error(services::ServiceError::Internal(format!("session: {e}")))

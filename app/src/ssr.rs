@@ -7,7 +7,7 @@ use leptos_axum::{LeptosRoutes, ResponseOptions, generate_route_list};
 use slipway_core::ids::UserId;
 use slipway_core::views::UserView;
 use slipway_server::AppState;
-use slipway_server::services::{self, ServiceError};
+use slipway_server::services::{self, CallMeta, Caller, Channel, ServiceError};
 use tower_sessions::Session;
 
 use crate::app::{App, shell};
@@ -112,11 +112,19 @@ pub async fn optional_user(state: &AppState) -> Result<Option<UserView>, AppErro
         .map_err(user_error)
 }
 
-/// The application state and the signed-in user, or `Unauthenticated`.
-pub async fn signed_in() -> Result<(AppState, UserView), AppError> {
+/// What the HTTP layer noted about this call: its trace id and the client's address.
+pub fn call_meta() -> CallMeta {
+    use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<CallMeta>().cloned())
+        .unwrap_or_default()
+}
+
+/// The application state and the signed-in user calling through the portal, or
+/// `Unauthenticated`.
+pub async fn signed_in() -> Result<(AppState, Caller), AppError> {
     let state = app_state()?;
     let user = optional_user(&state)
         .await?
         .ok_or_else(|| user_error(ServiceError::Unauthenticated))?;
-    Ok((state, user))
+    Ok((state, Caller::new(user, Channel::Portal, call_meta())))
 }

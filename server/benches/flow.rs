@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use slipway_core::views::{RequestDraft, UserView};
+use slipway_core::views::RequestDraft;
 use slipway_server::cli::build_state;
 use slipway_server::config::Settings;
 use slipway_server::services;
@@ -42,7 +42,7 @@ async fn drain(state: &AppState) -> Result<(), Box<dyn Error>> {
 
 async fn namespace(
     state: &AppState,
-    alice: &UserView,
+    alice: &services::Caller,
     name: &str,
     key: &str,
 ) -> Result<(), Box<dyn Error>> {
@@ -59,7 +59,10 @@ async fn namespace(
 async fn main() -> Result<(), Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let state = state_in(dir.path()).await?;
-    let alice = services::auth::login(&state, "alice", "alice-demo-pw").await?;
+    let channel = services::Channel::Portal;
+    let meta = services::CallMeta::default();
+    let alice = services::auth::login(&state, "alice", "alice-demo-pw", channel, &meta).await?;
+    let alice = services::Caller::new(alice, channel, meta);
 
     // Warm: the namespace the database depends on, and some data to count against.
     namespace(&state, &alice, "bench", "warm-ns").await?;

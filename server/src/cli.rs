@@ -76,6 +76,7 @@ pub fn router(state: &AppState, portal: Router) -> Router {
     portal
         .merge(crate::http::router().with_state(state.clone()))
         .layer(crate::http::session_layer(state))
+        .layer(axum::middleware::from_fn(crate::http::call_meta))
         .layer(TraceLayer::new_for_http())
 }
 
@@ -97,6 +98,7 @@ async fn serve(
             source,
         })?;
     tracing::info!("Slipway listens on http://{addr}");
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;

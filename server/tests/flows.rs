@@ -30,6 +30,7 @@ on_both_engines!(
     concurrent_submits_respect_the_quota,
     concurrent_submits_of_one_name_land_once,
     constraint_violations_name_what_clashed,
+    audit_events_name_their_channel_address_and_trace,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
 
@@ -888,6 +889,11 @@ async fn request_state_is_shown_to_those_who_may_see_the_request(app: &TestApp) 
             .ok_or("dave was not stored")?
             .view
     };
+    let outsider = slipway_server::services::Caller::new(
+        outsider,
+        slipway_server::services::Channel::Portal,
+        Default::default(),
+    );
     let id = requests::submit(
         state,
         &alice,
@@ -1084,5 +1090,51 @@ async fn constraint_violations_name_what_clashed(app: &TestApp) -> TestResult {
         "{error:?}"
     );
     assert!(!error.is_transient());
+    Ok(())
+}
+
+/// Every event says where it came from: a person's acts carry their channel, address
+/// and trace id; the policy's and the worker's acts are the system's.
+async fn audit_events_name_their_channel_address_and_trace(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    let id = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("traced", "payments", "dev", 1),
+        ),
+    )
+    .await?;
+    let carol = app.user("carol").await?;
+    let events = audit::list(
+        state,
+        &carol,
+        &AuditFilter {
+            target: Some(format!("request:{id}")),
+            ..AuditFilter::default()
+        },
+    )
+    .await?;
+    let submit = events
+        .iter()
+        .find(|e| e.action == "request.submit")
+        .ok_or("no submit event")?;
+    assert_eq!(submit.channel.as_deref(), Some("portal"));
+    assert_eq!(submit.client_addr.as_deref(), Some("127.0.0.1"));
+    assert_eq!(submit.trace_id.as_deref(), Some("test-alice"));
+    let approved = events
+        .iter()
+        .find(|e| e.action == "request.auto_approve")
+        .ok_or("no auto-approve event")?;
+    assert_eq!(approved.channel.as_deref(), Some("system"));
+    assert_eq!(approved.trace_id, None);
+    assert_eq!(
+        audit::verify(state, &carol).await?,
+        ChainStatus::Intact {
+            events: app.count("audit_events").await?
+        }
+    );
     Ok(())
 }

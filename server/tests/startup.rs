@@ -56,7 +56,14 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         users,
         vec![("admin".to_string(), Role::Admin.as_str().to_string())]
     );
-    let refused = auth::login(&state, "alice", "alice-demo-pw").await;
+    let refused = auth::login(
+        &state,
+        "alice",
+        "alice-demo-pw",
+        slipway_server::services::Channel::Portal,
+        &Default::default(),
+    )
+    .await;
     assert!(
         matches!(refused, Err(ServiceError::Forbidden(_))),
         "no demo user outside demo mode: {refused:?}"

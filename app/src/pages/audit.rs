@@ -36,13 +36,17 @@ pub fn AuditPage() -> impl IntoView {
                     Ok(events) if events.is_empty() => view! { <p class="empty">"No events match."</p> }.into_any(),
                     Ok(events) => view! {
                         <table class="list audit">
-                            <thead><tr><th scope="col">"#"</th><th scope="col">"Time"</th><th scope="col">"Actor"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Change"</th><th scope="col">"Detail"</th><th scope="col">"Hash"</th></tr></thead>
+                            <thead><tr><th scope="col">"#"</th><th scope="col">"Time"</th><th scope="col">"Actor"</th><th scope="col">"Via"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Change"</th><th scope="col">"Detail"</th><th scope="col">"Hash"</th></tr></thead>
                             <tbody>
                                 {events.into_iter().map(|e| view! {
                                     <tr>
                                         <td>{e.seq}</td>
                                         <td>{e.at.clone()}</td>
                                         <td>{e.actor.clone()}</td>
+                                        <td title=e.trace_id.clone().map(|t| format!("trace {t}")).unwrap_or_default()>
+                                            {e.channel.clone().unwrap_or_default()}
+                                            {e.client_addr.clone().map(|a| view! { <br /><span class="muted">{a}</span> })}
+                                        </td>
                                         <td><code>{e.action.clone()}</code></td>
                                         <td>{e.target.clone()}</td>
                                         <td>{match (e.before.clone(), e.after.clone()) { (Some(b), Some(a)) => format!("{b} → {a}"), (None, Some(a)) => a, (Some(b), None) => b, _ => String::new() }}</td>

@@ -1,9 +1,10 @@
 //! The CMDB: assets, their relations and monitoring items, and their history.
 
+use crate::services::Caller;
 use slipway_core::ids::AssetId;
 use slipway_core::precheck;
 use slipway_core::render;
-use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary, UserView};
+use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary};
 use sqlx::AnyConnection;
 
 use super::{Actor, ServiceError, ServiceResult, record, request_type};
@@ -15,14 +16,14 @@ use crate::storage::{self};
 
 pub async fn list(
     state: &AppState,
-    _user: &UserView,
+    _user: &Caller,
     filter: &AssetFilter,
 ) -> ServiceResult<Vec<AssetSummary>> {
     let mut conn = state.db.pool.acquire().await?;
     Ok(storage::assets::list(&mut conn, filter).await?)
 }
 
-pub async fn detail(state: &AppState, _user: &UserView, id: AssetId) -> ServiceResult<AssetDetail> {
+pub async fn detail(state: &AppState, _user: &Caller, id: AssetId) -> ServiceResult<AssetDetail> {
     let mut conn = state.db.pool.acquire().await?;
     let asset = storage::assets::get(&mut conn, id)
         .await?

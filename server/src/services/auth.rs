@@ -7,7 +7,7 @@ use rand::Rng;
 use slipway_core::ids::UserId;
 use slipway_core::views::{Role, UserView};
 
-use super::{Actor, ServiceError, ServiceResult, record};
+use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::state::AppState;
 use crate::storage::users::{self, NewUser};
 
@@ -34,7 +34,13 @@ fn password_matches(password: &str, hash: &str) -> bool {
 const WRONG_CREDENTIALS: &str = "the user name or the password is wrong";
 
 /// Checks a password and records the sign-in. The message never says which part was wrong.
-pub async fn login(state: &AppState, username: &str, password: &str) -> ServiceResult<UserView> {
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    channel: Channel,
+    meta: &CallMeta,
+) -> ServiceResult<UserView> {
     let username = username.trim();
     if username.is_empty() || password.is_empty() {
         return Err(ServiceError::Invalid(vec![
@@ -67,7 +73,7 @@ pub async fn login(state: &AppState, username: &str, password: &str) -> ServiceR
         return Err(ServiceError::Forbidden(WRONG_CREDENTIALS.into()));
     };
     let mut tx = state.db.write().await?;
-    let actor = Actor::User(user.view.clone());
+    let actor = Actor::User(Caller::new(user.view.clone(), channel, meta.clone()));
     record(
         &mut tx,
         state.db.engine,

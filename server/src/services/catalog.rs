@@ -1,11 +1,12 @@
+use crate::services::Caller;
 use slipway_core::catalog::{Dictionary, ResourceType};
 use slipway_core::policy;
-use slipway_core::views::{TypeSummary, UserView};
+use slipway_core::views::TypeSummary;
 
 use super::{ServiceError, ServiceResult};
 use crate::state::AppState;
 
-pub fn list_types(state: &AppState, _user: &UserView) -> Vec<TypeSummary> {
+pub fn list_types(state: &AppState, _user: &Caller) -> Vec<TypeSummary> {
     state
         .catalog
         .catalog
@@ -23,7 +24,7 @@ pub fn list_types(state: &AppState, _user: &UserView) -> Vec<TypeSummary> {
 
 /// The type as this person's form shows it: the owning-team field offers only the
 /// teams they may ask for.
-pub fn resource_type(state: &AppState, user: &UserView, name: &str) -> ServiceResult<ResourceType> {
+pub fn resource_type(state: &AppState, user: &Caller, name: &str) -> ServiceResult<ResourceType> {
     let ty = state
         .catalog
         .resource_type(name)
@@ -34,7 +35,7 @@ pub fn resource_type(state: &AppState, user: &UserView, name: &str) -> ServiceRe
     })
 }
 
-pub fn dictionaries(state: &AppState, _user: &UserView) -> Vec<Dictionary> {
+pub fn dictionaries(state: &AppState, _user: &Caller) -> Vec<Dictionary> {
     state
         .catalog
         .catalog

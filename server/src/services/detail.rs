@@ -1,6 +1,7 @@
 //! One request as a person sees it: every revision, decision, step and check, what
 //! they may do next, and for a reviewer what changed since they last looked.
 
+use crate::services::Caller;
 use serde_json::Value;
 use slipway_core::diff;
 use slipway_core::ids::RequestId;
@@ -8,7 +9,6 @@ use slipway_core::policy::{self, Verb};
 use slipway_core::state::RequestState;
 use slipway_core::views::{
     CheckResultView, DecisionView, JobView, RequestDetail, ReviewDiff, RevisionView, TimelineEntry,
-    UserView,
 };
 use sqlx::AnyConnection;
 
@@ -55,7 +55,7 @@ fn revision_view(state: &AppState, type_name: &str, row: &RevisionRow) -> Revisi
 async fn review_diff(
     state: &AppState,
     conn: &mut AnyConnection,
-    user: &UserView,
+    user: &Caller,
     request: &RequestRow,
     revisions: &[RevisionRow],
 ) -> ServiceResult<Option<ReviewDiff>> {
@@ -88,7 +88,7 @@ async fn review_diff(
 async fn viewable_request(
     state: &AppState,
     conn: &mut AnyConnection,
-    user: &UserView,
+    user: &Caller,
     id: RequestId,
 ) -> ServiceResult<RequestRow> {
     let request = load_request(conn, id).await?;
@@ -99,7 +99,7 @@ async fn viewable_request(
 /// Where a request stands, cheaply: what a page watching the worker asks every second.
 pub async fn request_state(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
     id: RequestId,
 ) -> ServiceResult<RequestState> {
     let mut conn = state.db.pool.acquire().await?;
@@ -109,7 +109,7 @@ pub async fn request_state(
 
 pub async fn request_detail(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
     id: RequestId,
 ) -> ServiceResult<RequestDetail> {
     let mut conn = state.db.pool.acquire().await?;

@@ -5,13 +5,16 @@
 pub mod assets;
 pub mod audit;
 pub mod auth;
+mod caller;
 pub mod catalog;
 pub mod detail;
 mod error;
 pub mod operations;
 pub mod requests;
 pub mod reviews;
+pub mod tokens;
 
+pub use caller::{CallMeta, Caller, Channel};
 pub use error::{ServiceError, ServiceResult};
 
 use slipway_core::catalog::ResourceType;
@@ -22,14 +25,14 @@ use slipway_core::views::{Role, UserView};
 use sqlx::AnyConnection;
 
 use crate::state::AppState;
-use crate::storage::audit::NewEvent;
+use crate::storage::audit::{NewEvent, Origin};
 use crate::storage::requests::RequestRow;
 use crate::storage::{self, Engine};
 
-/// Who acts: a signed-in person, a catalog policy, or the background worker.
+/// Who acts: a person through one of the doors, a catalog policy, or the worker.
 #[derive(Debug, Clone)]
 pub enum Actor {
-    User(UserView),
+    User(Caller),
     Policy(String),
     Worker,
 }
@@ -37,7 +40,7 @@ pub enum Actor {
 impl Actor {
     pub fn name(&self) -> String {
         match self {
-            Actor::User(user) => user.username.clone(),
+            Actor::User(caller) => caller.username.clone(),
             Actor::Policy(policy) => format!("policy:{policy}"),
             Actor::Worker => "worker".to_string(),
         }
@@ -45,8 +48,19 @@ impl Actor {
 
     pub fn user_id(&self) -> Option<UserId> {
         match self {
-            Actor::User(user) => Some(user.id),
+            Actor::User(caller) => Some(caller.id),
             _ => None,
+        }
+    }
+
+    /// Where the act came from, for its audit event.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Actor::User(caller) => caller.origin(),
+            Actor::Policy(_) | Actor::Worker => Origin {
+                channel: Channel::System.as_str().to_string(),
+                ..Origin::default()
+            },
         }
     }
 }
@@ -189,10 +203,12 @@ async fn append_event(
     detail: String,
 ) -> ServiceResult<()> {
     let actor_name = actor.name();
+    let origin = actor.origin();
     storage::audit::append(
         conn,
         engine,
         &NewEvent {
+            origin: &origin,
             actor_id: actor.user_id(),
             actor: &actor_name,
             action,

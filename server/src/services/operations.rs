@@ -1,11 +1,11 @@
 //! The human fallback: the platform team retries a failed request or takes it over,
 //! acts by hand, and resolves it with a note.
 
+use crate::services::Caller;
 use slipway_core::ids::RequestId;
 use slipway_core::policy::Verb;
 use slipway_core::state::Action;
 use slipway_core::validate::FieldError;
-use slipway_core::views::UserView;
 use tracing::instrument;
 
 use super::{Actor, ServiceError, ServiceResult, authorize, load_request, transition};
@@ -15,7 +15,7 @@ use crate::state::AppState;
 use crate::storage::{self, jobs};
 
 #[instrument(skip_all, fields(request_id = %id))]
-pub async fn retry(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
+pub async fn retry(state: &AppState, user: &Caller, id: RequestId) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::Retry, &request)?;
@@ -37,7 +37,7 @@ pub async fn retry(state: &AppState, user: &UserView, id: RequestId) -> ServiceR
 }
 
 #[instrument(skip_all, fields(request_id = %id))]
-pub async fn take_over(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
+pub async fn take_over(state: &AppState, user: &Caller, id: RequestId) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::TakeOver, &request)?;
@@ -60,7 +60,7 @@ pub async fn take_over(state: &AppState, user: &UserView, id: RequestId) -> Serv
 #[instrument(skip_all, fields(request_id = %id))]
 pub async fn resolve(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
     id: RequestId,
     note: &str,
 ) -> ServiceResult<()> {

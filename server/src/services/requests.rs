@@ -1,6 +1,7 @@
 //! Requesting: the pre-check, submitting, revising and cancelling a request, and
 //! reading requests back.
 
+use crate::services::Caller;
 use serde_json::Value;
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::RequestId;
@@ -11,7 +12,7 @@ use slipway_core::precheck::{
 use slipway_core::render::{self, ChangeSet};
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::{FieldError, ParamValidator};
-use slipway_core::views::{RequestDraft, RequestSummary, Role, UserView};
+use slipway_core::views::{RequestDraft, RequestSummary, Role};
 use sqlx::AnyConnection;
 use tracing::instrument;
 
@@ -152,7 +153,7 @@ pub(crate) async fn find_required_asset(
 #[instrument(skip_all, fields(type_name = %type_name))]
 pub async fn precheck(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
     type_name: &str,
     params: &Value,
     exclude: Option<RequestId>,
@@ -168,7 +169,7 @@ pub async fn precheck(
 }
 
 /// The team boundary as the form shows it: on the field that names the team.
-fn team_error(ty: &ResourceType, user: &UserView, params: &Value) -> Option<FieldError> {
+fn team_error(ty: &ResourceType, user: &Caller, params: &Value) -> Option<FieldError> {
     let owner = ty.owner_param.as_ref()?;
     let facts = RequestFacts::new(ty, params, RequestState::Draft, user.id);
     let refusal = policy::may(user, Verb::Submit, &facts).err()?;
@@ -179,7 +180,7 @@ fn team_error(ty: &ResourceType, user: &UserView, params: &Value) -> Option<Fiel
 /// a new revision of `request`).
 fn authorize_params(
     ty: &ResourceType,
-    user: &UserView,
+    user: &Caller,
     verb: Verb,
     params: &Value,
     request: Option<&RequestRow>,
@@ -320,7 +321,7 @@ const MAX_SUBMIT_KEY: usize = 100;
 #[instrument(skip_all, fields(type_name = %draft.type_name))]
 pub async fn submit(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
     draft: &RequestDraft,
 ) -> ServiceResult<RequestId> {
     let (ty, validator) = type_and_validator(state, &draft.type_name)?;
@@ -392,7 +393,7 @@ pub async fn submit(
 #[instrument(skip_all, fields(request_id = %id))]
 pub async fn resubmit(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
     id: RequestId,
     params: &Value,
 ) -> ServiceResult<()> {
@@ -448,7 +449,7 @@ pub async fn resubmit(
 }
 
 #[instrument(skip_all, fields(request_id = %id))]
-pub async fn cancel(state: &AppState, user: &UserView, id: RequestId) -> ServiceResult<()> {
+pub async fn cancel(state: &AppState, user: &Caller, id: RequestId) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::Cancel, &request)?;
@@ -483,7 +484,7 @@ pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
     }
 }
 
-pub async fn mine(state: &AppState, user: &UserView) -> ServiceResult<Vec<RequestSummary>> {
+pub async fn mine(state: &AppState, user: &Caller) -> ServiceResult<Vec<RequestSummary>> {
     let mut conn = state.db.pool.acquire().await?;
     let rows = storage::requests::by_requester(&mut conn, user.id).await?;
     Ok(rows.iter().map(|r| summary(state, r)).collect())
@@ -492,7 +493,7 @@ pub async fn mine(state: &AppState, user: &UserView) -> ServiceResult<Vec<Reques
 /// Requests the platform team must look at: failed or under manual handling.
 pub async fn needing_attention(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
 ) -> ServiceResult<Vec<RequestSummary>> {
     require_role(user, Role::Platform, "viewing failed requests")?;
     let mut conn = state.db.pool.acquire().await?;

@@ -1,10 +1,11 @@
 //! The review queue and review decisions, with segregation of duties.
 
+use crate::services::Caller;
 use slipway_core::ids::RequestId;
 use slipway_core::policy::{self, Verb};
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::FieldError;
-use slipway_core::views::{RequestSummary, ReviewDecision, Role, UserView};
+use slipway_core::views::{RequestSummary, ReviewDecision, Role};
 use tracing::instrument;
 
 use super::{
@@ -17,7 +18,7 @@ use crate::storage::requests::NewDecision;
 use crate::storage::{self};
 
 /// Requests waiting for this reviewer: in review, of a type they may approve, not their own.
-pub async fn queue(state: &AppState, user: &UserView) -> ServiceResult<Vec<RequestSummary>> {
+pub async fn queue(state: &AppState, user: &Caller) -> ServiceResult<Vec<RequestSummary>> {
     require_role(user, Role::Reviewer, "the review queue")?;
     let mut conn = state.db.pool.acquire().await?;
     let rows = storage::requests::by_states(&mut conn, &[RequestState::InReview]).await?;
@@ -42,7 +43,7 @@ fn verb_and_action(decision: ReviewDecision) -> (Verb, Action) {
 #[instrument(skip_all, fields(request_id = %id, decision = decision.as_str()))]
 pub async fn decide(
     state: &AppState,
-    user: &UserView,
+    user: &Caller,
     id: RequestId,
     revision: i64,
     decision: ReviewDecision,

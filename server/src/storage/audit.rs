@@ -11,7 +11,18 @@ use super::{Engine, StorageError, format_millis, now_millis};
 
 const GENESIS: &str = "genesis";
 
+/// Where a call came from; `None` fields are unknown (an event from before they
+/// were recorded, or a caller that has no such thing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub channel: String,
+    pub client_addr: Option<String>,
+    pub trace_id: Option<String>,
+    pub token_id: Option<i64>,
+}
+
 pub struct NewEvent<'a> {
+    pub origin: &'a Origin,
     pub actor_id: Option<UserId>,
     pub actor: &'a str,
     pub action: &'a str,
@@ -32,6 +43,15 @@ struct HashedContent<'a> {
     before: Option<&'a str>,
     after: Option<&'a str>,
     detail: &'a str,
+    // Absent on events written before they were recorded, so those hash as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_addr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_id: Option<i64>,
 }
 
 fn chain_hash(prev_hash: &str, content: &HashedContent<'_>) -> String {
@@ -70,12 +90,17 @@ pub async fn append(
         before: event.before.as_deref(),
         after: event.after.as_deref(),
         detail: &event.detail,
+        channel: Some(&event.origin.channel),
+        client_addr: event.origin.client_addr.as_deref(),
+        trace_id: event.origin.trace_id.as_deref(),
+        token_id: event.origin.token_id,
     };
     let hash = chain_hash(&prev_hash, &content);
     sqlx::query(
         "INSERT INTO audit_events (at, actor_id, actor, action, target_kind, target_id, \
-         before_value, after_value, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         before_value, after_value, detail, prev_hash, hash, channel, client_addr, trace_id, \
+         token_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(at)
     .bind(event.actor_id.map(|id| id.0))
@@ -88,6 +113,10 @@ pub async fn append(
     .bind(&event.detail)
     .bind(&prev_hash)
     .bind(&hash)
+    .bind(&event.origin.channel)
+    .bind(event.origin.client_addr.as_deref())
+    .bind(event.origin.trace_id.as_deref())
+    .bind(event.origin.token_id)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -105,6 +134,10 @@ struct StoredEvent {
     detail: String,
     prev_hash: String,
     hash: String,
+    channel: Option<String>,
+    client_addr: Option<String>,
+    trace_id: Option<String>,
+    token_id: Option<i64>,
 }
 
 fn event_from_row(row: &sqlx::any::AnyRow) -> Result<StoredEvent, StorageError> {
@@ -120,6 +153,10 @@ fn event_from_row(row: &sqlx::any::AnyRow) -> Result<StoredEvent, StorageError> 
         detail: row.try_get("detail")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        channel: row.try_get("channel")?,
+        client_addr: row.try_get("client_addr")?,
+        trace_id: row.try_get("trace_id")?,
+        token_id: row.try_get("token_id")?,
     })
 }
 
@@ -135,12 +172,16 @@ impl StoredEvent {
             after: self.after,
             detail: self.detail,
             hash: self.hash,
+            channel: self.channel,
+            client_addr: self.client_addr,
+            trace_id: self.trace_id,
         }
     }
 }
 
 const EVENT_COLUMNS: &str = "seq, at, actor, action, target_kind, target_id, before_value, \
-                             after_value, detail, prev_hash, hash";
+                             after_value, detail, prev_hash, hash, channel, client_addr, \
+                             trace_id, token_id";
 
 /// Newest first. `target` filters on "kind:id" or just "kind".
 pub async fn list(
@@ -233,6 +274,10 @@ pub async fn verify_chain(conn: &mut AnyConnection) -> Result<ChainStatus, Stora
             before: e.before.as_deref(),
             after: e.after.as_deref(),
             detail: &e.detail,
+            channel: e.channel.as_deref(),
+            client_addr: e.client_addr.as_deref(),
+            trace_id: e.trace_id.as_deref(),
+            token_id: e.token_id,
         };
         if chain_hash(&prev, &content) != e.hash {
             return Ok(ChainStatus::Broken {

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
-use slipway_core::views::{RequestDraft, ReviewDecision, UserView};
+use slipway_core::views::{RequestDraft, ReviewDecision};
 use slipway_server::AppState;
 use slipway_server::config::Settings;
-use slipway_server::services::{auth, requests, reviews};
+use slipway_server::services::{CallMeta, Caller, Channel, auth, requests, reviews};
 use slipway_server::storage::requests::RequestRow;
 use slipway_server::storage::{self, Engine};
 use sqlx::Connection;
@@ -169,8 +169,21 @@ impl TestApp {
     }
 
     /// Signs a demo user in with the demo password.
-    pub async fn user(&self, name: &str) -> TestResult<UserView> {
-        Ok(auth::login(&self.state, name, &format!("{name}-demo-pw")).await?)
+    /// A demo user signed in, calling through the portal.
+    pub async fn user(&self, name: &str) -> TestResult<Caller> {
+        let meta = CallMeta {
+            trace_id: Some(format!("test-{name}")),
+            client_addr: Some("127.0.0.1".into()),
+        };
+        let view = auth::login(
+            &self.state,
+            name,
+            &format!("{name}-demo-pw"),
+            Channel::Portal,
+            &meta,
+        )
+        .await?;
+        Ok(Caller::new(view, Channel::Portal, meta))
     }
 
     /// Runs due jobs until none is left; returns how many ran.
@@ -224,7 +237,7 @@ impl TestApp {
     /// when the policy does not, runs the jobs and checks it completed.
     pub async fn namespace(
         &self,
-        requester: &UserView,
+        requester: &Caller,
         environment: &str,
         name: &str,
     ) -> TestResult<RequestId> {

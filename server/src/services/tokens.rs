@@ -1,0 +1,210 @@
+//! Personal API tokens: created and revoked by their owner, shown once, stored only
+//! as a hash, with an expiry and scopes. A bearer token becomes a [`Caller`] on the
+//! API channel whose every audited act names the token.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use slipway_core::validate::FieldError;
+use slipway_core::views::{NewToken, TokenRequest, TokenScope, TokenView};
+
+use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
+use crate::state::AppState;
+use crate::storage::tokens::{NewTokenRow, TokenRow};
+use crate::storage::{self, format_millis, now_millis, users};
+
+/// Every secret starts so, which lets secret scanners recognise a leaked one.
+pub const SECRET_PREFIX: &str = "slw_";
+const SECRET_RANDOM_CHARS: usize = 40;
+const SHOWN_PREFIX_CHARS: usize = 8;
+const MAX_NAME_CHARS: usize = 100;
+const MAX_DAYS: u32 = 366;
+const DEFAULT_DAYS: u32 = 90;
+const DAY_MILLIS: i64 = 86_400_000;
+
+fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn new_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let random: String = (0..SECRET_RANDOM_CHARS)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{SECRET_PREFIX}{random}")
+}
+
+fn view(row: TokenRow) -> TokenView {
+    TokenView {
+        id: row.id,
+        name: row.name,
+        prefix: row.prefix,
+        scopes: row.scopes,
+        created_at: format_millis(row.created_at),
+        expires_at: format_millis(row.expires_at),
+        last_used_at: row.last_used_at.map(format_millis),
+        revoked: row.revoked_at.is_some(),
+    }
+}
+
+fn check_request(caller: &Caller, request: &TokenRequest) -> ServiceResult<(String, u32)> {
+    let mut errors = Vec::new();
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        errors.push(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    } else if name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must not contain control characters",
+        ));
+    }
+    if request.scopes.is_empty() {
+        errors.push(FieldError::new("scopes", "must name at least one scope"));
+    }
+    let days = request.expires_in_days.unwrap_or(DEFAULT_DAYS);
+    if !(1..=MAX_DAYS).contains(&days) {
+        errors.push(FieldError::new(
+            "expires_in_days",
+            format!("must be from 1 to {MAX_DAYS}"),
+        ));
+    }
+    if let Some(held) = &caller.scopes
+        && let Some(extra) = request.scopes.iter().find(|s| !held.contains(s))
+    {
+        errors.push(FieldError::new(
+            "scopes",
+            format!(
+                "the token you call with lacks the {} scope, so it cannot grant it",
+                extra.as_str()
+            ),
+        ));
+    }
+    if errors.is_empty() {
+        Ok((name.to_string(), days))
+    } else {
+        Err(ServiceError::Invalid(errors))
+    }
+}
+
+/// Creates a token for the caller; the secret is in the answer and nowhere else.
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    request: &TokenRequest,
+) -> ServiceResult<NewToken> {
+    let (name, days) = check_request(caller, request)?;
+    let mut scopes = request.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    let secret = new_secret();
+    let prefix: String = secret.chars().take(SHOWN_PREFIX_CHARS).collect();
+    let mut tx = state.db.write().await?;
+    let id = storage::tokens::insert(
+        &mut tx,
+        &NewTokenRow {
+            user_id: caller.id,
+            name: &name,
+            prefix: &prefix,
+            secret_hash: &secret_hash(&secret),
+            scopes: &scopes,
+            expires_at: now_millis() + i64::from(days) * DAY_MILLIS,
+        },
+    )
+    .await?;
+    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(caller.clone()),
+        "token.created",
+        ("token", id.to_string()),
+        Some(name),
+        format!(
+            "{prefix}…, scopes {}, expires in {days} days",
+            scope_names.join(",")
+        ),
+    )
+    .await?;
+    let row = storage::tokens::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("token {id} vanished")))?;
+    tx.commit().await?;
+    Ok(NewToken {
+        token: view(row),
+        secret,
+    })
+}
+
+pub async fn list(state: &AppState, caller: &Caller) -> ServiceResult<Vec<TokenView>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = storage::tokens::by_user(&mut conn, caller.id).await?;
+    Ok(rows.into_iter().map(view).collect())
+}
+
+/// Revokes one of the caller's tokens; it stops working at once.
+pub async fn revoke(state: &AppState, caller: &Caller, id: i64) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    if !storage::tokens::revoke(&mut tx, id, caller.id).await? {
+        return Err(ServiceError::NotFound(format!(
+            "live token {id} of {}",
+            caller.username
+        )));
+    }
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(caller.clone()),
+        "token.revoked",
+        ("token", id.to_string()),
+        None,
+        String::new(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The caller a bearer secret stands for, or `Unauthenticated` for a secret that is
+/// unknown, revoked or expired (the answer never says which).
+pub async fn authenticate(state: &AppState, secret: &str, meta: CallMeta) -> ServiceResult<Caller> {
+    let plausible = secret.starts_with(SECRET_PREFIX)
+        && secret.len() == SECRET_PREFIX.len() + SECRET_RANDOM_CHARS
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !plausible {
+        return Err(ServiceError::Unauthenticated);
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(token) = storage::tokens::usable_by_hash(&mut conn, &secret_hash(secret)).await?
+    else {
+        tracing::info!(trace_id = ?meta.trace_id, "API call with an unknown, revoked or expired token");
+        return Err(ServiceError::Unauthenticated);
+    };
+    let user = users::by_id(&mut conn, token.user_id)
+        .await?
+        .ok_or(ServiceError::Unauthenticated)?;
+    storage::tokens::touch(&mut conn, token.id).await?;
+    Ok(Caller {
+        user,
+        channel: Channel::Api,
+        meta,
+        token_id: Some(token.id),
+        scopes: Some(token.scopes),
+    })
+}
+
+impl Caller {
+    /// Whether the call's credentials allow this kind of act (a session allows all).
+    pub fn require_scope(&self, scope: TokenScope) -> ServiceResult<()> {
+        match &self.scopes {
+            Some(held) if !held.contains(&scope) && !held.contains(&TokenScope::Admin) => Err(
+                ServiceError::Forbidden(format!("this token lacks the {} scope", scope.as_str())),
+            ),
+            _ => Ok(()),
+        }
+    }
+}

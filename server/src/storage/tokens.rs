@@ -1,0 +1,130 @@
+//! Personal API tokens, stored as hashes of their secrets.
+
+use slipway_core::ids::UserId;
+use slipway_core::views::TokenScope;
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, now_millis};
+
+pub struct TokenRow {
+    pub id: i64,
+    pub user_id: UserId,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<TokenScope>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, user_id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at";
+
+fn token_from_row(row: &sqlx::any::AnyRow) -> Result<TokenRow, StorageError> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(TokenRow {
+        id: row.try_get("id")?,
+        user_id: UserId(row.try_get("user_id")?),
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        scopes: scopes.split(',').filter_map(TokenScope::parse).collect(),
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+pub struct NewTokenRow<'a> {
+    pub user_id: UserId,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub secret_hash: &'a str,
+    pub scopes: &'a [TokenScope],
+    pub expires_at: i64,
+}
+
+pub async fn insert(conn: &mut AnyConnection, new: &NewTokenRow<'_>) -> Result<i64, StorageError> {
+    let scopes: Vec<&str> = new.scopes.iter().map(|s| s.as_str()).collect();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO api_tokens (user_id, name, prefix, secret_hash, scopes, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(new.user_id.0)
+    .bind(new.name)
+    .bind(new.prefix)
+    .bind(new.secret_hash)
+    .bind(scopes.join(","))
+    .bind(now_millis())
+    .bind(new.expires_at)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+pub async fn by_user(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<Vec<TokenRow>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC"
+    ))
+    .bind(user.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(token_from_row).collect()
+}
+
+pub async fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<TokenRow>, StorageError> {
+    let row = sqlx::query(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(token_from_row).transpose()
+}
+
+/// A token that may be used now: not revoked, not expired.
+pub async fn usable_by_hash(
+    conn: &mut AnyConnection,
+    secret_hash: &str,
+) -> Result<Option<TokenRow>, StorageError> {
+    let row = sqlx::query(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens \
+         WHERE secret_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+    ))
+    .bind(secret_hash)
+    .bind(now_millis())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(token_from_row).transpose()
+}
+
+/// Records a use, at most once a minute per token so reads stay cheap.
+pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<(), StorageError> {
+    let now = now_millis();
+    sqlx::query(
+        "UPDATE api_tokens SET last_used_at = $1 \
+         WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(now - 60_000)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes a token of this user; false when there is no such live token.
+pub async fn revoke(conn: &mut AnyConnection, id: i64, user: UserId) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now_millis())
+    .bind(id)
+    .bind(user.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
