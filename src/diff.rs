@@ -9,6 +9,7 @@ use similar::{ChangeTag, TextDiff};
 use crate::render::ChangeSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileDiff {
     pub path: String,
     pub status: FileStatus,
@@ -17,6 +18,7 @@ pub struct FileDiff {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FileStatus {
     Added,
     Removed,
@@ -25,6 +27,7 @@ pub enum FileStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiffLine {
     pub tag: LineTag,
     /// Without the trailing newline.
@@ -38,6 +41,7 @@ pub struct DiffLine {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LineTag {
     Context,
     Added,
@@ -45,6 +49,7 @@ pub enum LineTag {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParamChange {
     pub name: String,
     pub before: Option<Value>,

@@ -38,6 +38,7 @@ pub struct DependencyFound {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaCheck {
     pub description: String,
     pub used: i64,
@@ -48,6 +49,7 @@ pub struct QuotaCheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DependencyCheck {
     pub type_name: String,
     pub description: String,
@@ -56,6 +58,7 @@ pub struct DependencyCheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrecheckReport {
     pub resource_name: Option<String>,
     pub field_errors: Vec<FieldError>,

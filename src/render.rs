@@ -11,12 +11,14 @@ use crate::catalog::{Catalog, CheckKind, ResourceType};
 use crate::template;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenderedFile {
     pub path: String,
     pub content: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeSet {
     /// Sorted by path.
     pub files: Vec<RenderedFile>,
@@ -57,12 +59,14 @@ pub fn params_hash(params: &Value) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenderedCheck {
     pub kind: CheckKind,
     pub description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MonitoringItem {
     pub name: String,
     pub kind: String,

@@ -10,6 +10,7 @@ use crate::catalog::{FieldKind, Naming, ResourceType};
 use crate::template;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Top-level property name; "" for the whole object.
     pub field: String,

@@ -13,6 +13,7 @@ use crate::state::RequestState;
 /// What a person may do. Checked in the service layer, shown in the portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     Requester,
     Reviewer,
@@ -46,6 +47,7 @@ impl Role {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserView {
     pub id: UserId,
     pub username: String,
@@ -62,6 +64,7 @@ impl UserView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TypeSummary {
     pub name: String,
     pub title: String,
@@ -71,6 +74,7 @@ pub struct TypeSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestSummary {
     pub id: RequestId,
     pub type_name: String,
@@ -84,6 +88,7 @@ pub struct RequestSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevisionView {
     pub revision: i64,
     pub params: Value,
@@ -95,6 +100,7 @@ pub struct RevisionView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionView {
     pub revision: i64,
     /// The reviewer's name, or the policy that decided.
@@ -107,6 +113,7 @@ pub struct DecisionView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResultView {
     pub revision: i64,
     pub kind: String,
@@ -117,6 +124,7 @@ pub struct CheckResultView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineEntry {
     pub at: String,
     pub actor: String,
@@ -127,6 +135,7 @@ pub struct TimelineEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub state: String,
     pub attempts: i64,
@@ -136,6 +145,7 @@ pub struct JobView {
 
 /// What changed since the revision this reviewer last saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReviewDiff {
     pub base_revision: i64,
     pub revision: i64,
@@ -145,6 +155,7 @@ pub struct ReviewDiff {
 
 /// The actions the viewer may take now; the services check them again on use.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Permissions {
     pub review: bool,
     pub resubmit: bool,
@@ -155,6 +166,7 @@ pub struct Permissions {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestDetail {
     pub summary: RequestSummary,
     pub type_title: String,
@@ -171,6 +183,7 @@ pub struct RequestDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RelationView {
     pub kind: String,
     pub asset_id: AssetId,
@@ -179,6 +192,7 @@ pub struct RelationView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssetSummary {
     pub id: AssetId,
     pub type_name: String,
@@ -189,6 +203,7 @@ pub struct AssetSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssetDetail {
     pub summary: AssetSummary,
     pub params: Value,
@@ -199,6 +214,7 @@ pub struct AssetDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub seq: i64,
     pub at: String,
@@ -216,6 +232,7 @@ pub struct AuditEntry {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
@@ -223,6 +240,7 @@ pub struct AuditFilter {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssetFilter {
     pub type_name: Option<String>,
     pub text: Option<String>,
@@ -231,6 +249,7 @@ pub struct AssetFilter {
 /// A request as the requester edits it: the form's values and a key that makes a
 /// double-clicked submit land once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestDraft {
     pub type_name: String,
     pub params: Value,
@@ -239,6 +258,7 @@ pub struct RequestDraft {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ReviewDecision {
     Approve,
     Reject,
@@ -259,6 +279,7 @@ impl ReviewDecision {
 /// action; a scope only narrows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TokenScope {
     /// Read the catalog, requests, assets and (with the role) the audit log.
     Read,
@@ -294,6 +315,7 @@ impl TokenScope {
 
 /// A personal API token as its owner sees it: never the secret, which is shown once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenView {
     pub id: i64,
     pub name: String,
@@ -308,6 +330,7 @@ pub struct TokenView {
 
 /// A token just created: the only time its secret is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {
     pub token: TokenView,
     pub secret: String,
@@ -316,6 +339,7 @@ pub struct NewToken {
 /// What a person asks for when creating a token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
     /// What the token is for, e.g. "CI pipeline of payments-api".
     pub name: String,
@@ -323,4 +347,25 @@ pub struct TokenRequest {
     /// Days until it expires (1 to 366); 90 when not given.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+}
+
+/// What a list of requests is narrowed to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RequestFilter {
+    /// Only the caller's own requests.
+    #[serde(default)]
+    pub mine: bool,
+    pub state: Option<RequestState>,
+    pub type_name: Option<String>,
+}
+
+/// What a submit would do, without doing it: the pre-check, and when it passes, the
+/// change set a reviewer would see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DryRun {
+    pub precheck: PrecheckReport,
+    pub change_set: Option<ChangeSet>,
+    pub change_set_hash: Option<String>,
 }

@@ -19,6 +19,10 @@ use crate::ssr::{SESSION_USER, app_state, optional_user, session, signed_in, use
 #[cfg(feature = "ssr")]
 use slipway_server::services;
 
+/// The portal shows the newest entries of a long list (paging comes with the scale work).
+#[cfg(feature = "ssr")]
+const PORTAL_LIST: slipway_server::storage::Window = slipway_server::storage::Window::first(500);
+
 #[server]
 pub async fn current_user() -> Result<Option<UserView>, AppError> {
     let state = app_state()?;
@@ -214,8 +218,9 @@ pub async fn resolve_request(id: RequestId, note: String) -> Result<(), AppError
 #[server(input = Json)]
 pub async fn list_assets(filter: AssetFilter) -> Result<Vec<AssetSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::assets::list(&state, &user, &filter)
+    services::assets::list(&state, &user, &filter, PORTAL_LIST)
         .await
+        .map(|page| page.items)
         .map_err(user_error)
 }
 
@@ -230,7 +235,8 @@ pub async fn fetch_asset(id: AssetId) -> Result<AssetDetail, AppError> {
 #[server(input = Json)]
 pub async fn audit_log(filter: AuditFilter) -> Result<Vec<AuditEntry>, AppError> {
     let (state, user) = signed_in().await?;
-    services::audit::list(&state, &user, &filter)
+    services::audit::list(&state, &user, &filter, PORTAL_LIST)
         .await
+        .map(|page| page.items)
         .map_err(user_error)
 }

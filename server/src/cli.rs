@@ -74,6 +74,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
 /// The full router: the portal (built by the caller), health, sessions, tracing.
 pub fn router(state: &AppState, portal: Router) -> Router {
     portal
+        .merge(crate::api::router(state))
         .merge(crate::http::router().with_state(state.clone()))
         .layer(crate::http::session_layer(state))
         .layer(axum::middleware::from_fn(crate::http::call_meta))
@@ -88,6 +89,7 @@ async fn serve(
     let state = build_state(settings).await?;
     let (stop, stopped) = watch::channel(false);
     let worker = orchestrator::spawn(state.clone(), stopped.clone());
+    crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
     DbSessionStore::new(&state.db).spawn_cleanup(stopped);
     let app = router(&state, portal(state.clone()));
     let addr = state.settings.addr;

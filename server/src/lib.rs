@@ -2,6 +2,7 @@
 //! server-only; the portal (`app`) and, later, the REST API and ChatOps adapt the
 //! service layer to their transports.
 
+pub mod api;
 pub mod catalog_source;
 pub mod cli;
 pub mod config;

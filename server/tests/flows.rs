@@ -41,7 +41,9 @@ async fn audit_actions(app: &TestApp, target: &str) -> TestResult<Vec<String>> {
         target: Some(target.into()),
         ..AuditFilter::default()
     };
-    let mut entries = audit::list(&app.state, &carol, &filter).await?;
+    let mut entries = audit::list(&app.state, &carol, &filter, storage::Window::first(500))
+        .await?
+        .items;
     entries.reverse();
     Ok(entries.into_iter().map(|e| e.action).collect())
 }
@@ -172,7 +174,9 @@ async fn whole_chain(app: &TestApp) -> TestResult {
         type_name: Some("postgres-database".into()),
         text: None,
     };
-    let listed = assets::list(state, &alice, &filter).await?;
+    let listed = assets::list(state, &alice, &filter, storage::Window::first(500))
+        .await?
+        .items;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
         (listed[0].name.as_str(), listed[0].request_id),
@@ -634,8 +638,10 @@ async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {
             type_name: Some("redis-cache".into()),
             text: None,
         },
+        storage::Window::first(500),
     )
-    .await?;
+    .await?
+    .items;
     assert_eq!(listed.len(), 2);
     let asset = assets::detail(state, &alice, listed[0].id).await?;
     assert_eq!(asset.monitoring.len(), 1);
@@ -1115,8 +1121,10 @@ async fn audit_events_name_their_channel_address_and_trace(app: &TestApp) -> Tes
             target: Some(format!("request:{id}")),
             ..AuditFilter::default()
         },
+        storage::Window::first(500),
     )
-    .await?;
+    .await?
+    .items;
     let submit = events
         .iter()
         .find(|e| e.action == "request.submit")

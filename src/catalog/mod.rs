@@ -83,6 +83,7 @@ impl fmt::Display for CatalogError {
 impl std::error::Error for CatalogError {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dictionary {
     pub name: String,
     pub title: String,
@@ -91,6 +92,7 @@ pub struct Dictionary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Term {
     pub key: String,
     pub title: String,
@@ -276,6 +278,7 @@ pub struct CheckSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CheckKind {
     /// The rendered path exists in the GitOps repository with the expected content.
     GitopsFile { path: String },

@@ -4,23 +4,40 @@ use crate::services::Caller;
 use slipway_core::ids::AssetId;
 use slipway_core::precheck;
 use slipway_core::render;
-use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary};
+use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary, AuditEntry};
 use sqlx::AnyConnection;
 
-use super::{Actor, ServiceError, ServiceResult, record, request_type};
+use super::{Actor, Paged, ServiceError, ServiceResult, record, request_type};
 use crate::services::requests::find_required_asset;
 use crate::state::AppState;
 use crate::storage::assets::NewAsset;
 use crate::storage::requests::RequestRow;
-use crate::storage::{self};
+use crate::storage::{self, Window};
 
 pub async fn list(
     state: &AppState,
     _user: &Caller,
     filter: &AssetFilter,
-) -> ServiceResult<Vec<AssetSummary>> {
+    window: Window,
+) -> ServiceResult<Paged<AssetSummary>> {
     let mut conn = state.db.pool.acquire().await?;
-    Ok(storage::assets::list(&mut conn, filter).await?)
+    let rows = storage::assets::list(&mut conn, filter, window).await?;
+    let last = rows.last().map(|a| a.id.0);
+    let scanned = rows.len();
+    Ok(Paged::from_window(rows, scanned, last, window))
+}
+
+/// An asset's history: every audit event about it, oldest first.
+pub async fn history(
+    state: &AppState,
+    _user: &Caller,
+    id: AssetId,
+) -> ServiceResult<Vec<AuditEntry>> {
+    let mut conn = state.db.pool.acquire().await?;
+    storage::assets::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
+    Ok(storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?)
 }
 
 pub async fn detail(state: &AppState, _user: &Caller, id: AssetId) -> ServiceResult<AssetDetail> {

@@ -27,7 +27,31 @@ use sqlx::AnyConnection;
 use crate::state::AppState;
 use crate::storage::audit::{NewEvent, Origin};
 use crate::storage::requests::RequestRow;
-use crate::storage::{self, Engine};
+use crate::storage::{self, Engine, Window};
+
+/// One page of a list, and the key the next page starts before (none at the end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub next_before: Option<i64>,
+}
+
+impl<T> Paged<T> {
+    /// A page cut from `scanned` rows of a full-or-short window: a full window may
+    /// have more behind it, a short one is the end.
+    pub fn from_window(
+        items: Vec<T>,
+        scanned: usize,
+        last_key: Option<i64>,
+        window: Window,
+    ) -> Self {
+        let full = i64::try_from(scanned).is_ok_and(|n| n >= window.limit);
+        Paged {
+            items,
+            next_before: if full { last_key } else { None },
+        }
+    }
+}
 
 /// Who acts: a person through one of the doors, a catalog policy, or the worker.
 #[derive(Debug, Clone)]

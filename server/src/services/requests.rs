@@ -1,7 +1,7 @@
 //! Requesting: the pre-check, submitting, revising and cancelling a request, and
 //! reading requests back.
 
-use crate::services::Caller;
+use crate::services::{Caller, Paged};
 use serde_json::Value;
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::RequestId;
@@ -12,7 +12,7 @@ use slipway_core::precheck::{
 use slipway_core::render::{self, ChangeSet};
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::{FieldError, ParamValidator};
-use slipway_core::views::{RequestDraft, RequestSummary, Role};
+use slipway_core::views::{DryRun, RequestDraft, RequestFilter, RequestSummary, Role};
 use sqlx::AnyConnection;
 use tracing::instrument;
 
@@ -21,8 +21,10 @@ use super::{
 };
 use crate::state::AppState;
 use crate::storage::assets::AssetRow;
-use crate::storage::requests::{Approval, NewDecision, NewRequest, NewRevision, RequestRow};
-use crate::storage::{self, Engine, format_millis, jobs};
+use crate::storage::requests::{
+    Approval, NewDecision, NewRequest, NewRevision, RequestQuery, RequestRow,
+};
+use crate::storage::{self, Engine, Window, format_millis, jobs};
 
 pub const APPLY_JOB: &str = "apply";
 pub const APPLY_MAX_ATTEMPTS: i64 = 5;
@@ -194,6 +196,32 @@ fn authorize_params(
         |r| format!("request #{}", r.id),
     );
     policy::may(user, verb, &facts).map_err(|refusal| ServiceError::from_refusal(refusal, &what))
+}
+
+/// The pre-check and the rendered change set of a request that is not made.
+#[instrument(skip_all, fields(type_name = %type_name))]
+pub async fn dry_run(
+    state: &AppState,
+    user: &Caller,
+    type_name: &str,
+    params: &Value,
+) -> ServiceResult<DryRun> {
+    let report = precheck(state, user, type_name, params, None).await?;
+    if !report.passed() {
+        return Ok(DryRun {
+            precheck: report,
+            change_set: None,
+            change_set_hash: None,
+        });
+    }
+    let (ty, validator) = type_and_validator(state, type_name)?;
+    let mut conn = state.db.pool.acquire().await?;
+    let prepared = prepare(&mut conn, state, ty, validator, params, None).await?;
+    Ok(DryRun {
+        precheck: report,
+        change_set: Some(prepared.change_set),
+        change_set_hash: Some(prepared.hash),
+    })
 }
 
 struct Prepared {
@@ -482,6 +510,30 @@ pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
         created_at: format_millis(row.created_at),
         updated_at: format_millis(row.updated_at),
     }
+}
+
+/// The requests this person may see, narrowed by the filter, newest first.
+pub async fn list(
+    state: &AppState,
+    user: &Caller,
+    filter: &RequestFilter,
+    window: Window,
+) -> ServiceResult<Paged<RequestSummary>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let query = RequestQuery {
+        requester: filter.mine.then_some(user.id),
+        state: filter.state,
+        type_name: filter.type_name.as_deref().filter(|t| !t.is_empty()),
+    };
+    let rows = storage::requests::page(&mut conn, &query, window).await?;
+    let last = rows.last().map(|r| r.id.0);
+    let scanned = rows.len();
+    let visible = rows
+        .iter()
+        .filter(|r| policy::may(user, Verb::View, &super::facts(state, r)).is_ok())
+        .map(|r| summary(state, r))
+        .collect();
+    Ok(Paged::from_window(visible, scanned, last, window))
 }
 
 pub async fn mine(state: &AppState, user: &Caller) -> ServiceResult<Vec<RequestSummary>> {

@@ -37,10 +37,9 @@ fn verb_and_action(decision: ReviewDecision) -> (Verb, Action) {
     }
 }
 
-/// Records a reviewer's decision on the revision they looked at. An approval names
-/// the change-set hash it approves; enough approvals move the request on and queue
+/// Records a reviewer's decision on the revision they looked at (and, when given,
+/// the change-set hash they saw). An approval names the change-set hash it approves; enough approvals move the request on and queue
 /// its execution in the same transaction.
-#[instrument(skip_all, fields(request_id = %id, decision = decision.as_str()))]
 pub async fn decide(
     state: &AppState,
     user: &Caller,
@@ -48,6 +47,20 @@ pub async fn decide(
     revision: i64,
     decision: ReviewDecision,
     comment: &str,
+) -> ServiceResult<()> {
+    decide_on(state, user, id, revision, decision, comment, None).await
+}
+
+/// [`decide`], bound to the change set the reviewer saw: a different one is a conflict.
+#[instrument(skip_all, fields(request_id = %id, decision = decision.as_str()))]
+pub async fn decide_on(
+    state: &AppState,
+    user: &Caller,
+    id: RequestId,
+    revision: i64,
+    decision: ReviewDecision,
+    comment: &str,
+    seen_hash: Option<&str>,
 ) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
@@ -75,6 +88,14 @@ pub async fn decide(
             ServiceError::Internal(format!("request #{id} has no revision {revision}"))
         })?;
     let hash = reviewed.change_set_hash.clone();
+    // A caller that names the change set it saw decides on exactly that one.
+    if let Some(seen) = seen_hash
+        && seen != hash
+    {
+        return Err(ServiceError::Conflict(format!(
+            "revision {revision} of request #{id} has change set {hash}, not {seen}; reload and review what is there now"
+        )));
+    }
     let earlier = storage::requests::decisions(&mut tx, id).await?;
     if decision == ReviewDecision::Approve
         && earlier.iter().any(|d| {

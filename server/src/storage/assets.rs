@@ -4,7 +4,7 @@ use slipway_core::render::MonitoringItem;
 use slipway_core::views::{AssetFilter, AssetSummary, RelationView};
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, format_millis, now_millis, parse_json, to_json};
+use super::{StorageError, Window, format_millis, now_millis, parse_json, to_json};
 
 pub const ACTIVE: &str = "active";
 
@@ -115,6 +115,7 @@ pub async fn active_named(
 pub async fn list(
     conn: &mut AnyConnection,
     filter: &AssetFilter,
+    window: Window,
 ) -> Result<Vec<AssetSummary>, StorageError> {
     let type_name = filter.type_name.as_deref().filter(|t| !t.is_empty());
     let text = filter
@@ -125,10 +126,13 @@ pub async fn list(
         .map(|t| format!("%{}%", t.to_lowercase()));
     let rows = sqlx::query(&format!(
         "SELECT {ASSET_COLUMNS} FROM assets WHERE ($1 IS NULL OR type_name = $1) \
-         AND ($2 IS NULL OR LOWER(name) LIKE $2 OR LOWER(params) LIKE $2) ORDER BY id DESC LIMIT 500"
+         AND ($2 IS NULL OR LOWER(name) LIKE $2 OR LOWER(params) LIKE $2) \
+         AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
     ))
     .bind(type_name)
     .bind(text)
+    .bind(window.before)
+    .bind(window.limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()

@@ -7,7 +7,7 @@ use slipway_core::ids::UserId;
 use slipway_core::views::{AuditEntry, AuditFilter};
 use sqlx::{AnyConnection, Row};
 
-use super::{Engine, StorageError, format_millis, now_millis};
+use super::{Engine, StorageError, Window, format_millis, now_millis};
 
 const GENESIS: &str = "genesis";
 
@@ -187,7 +187,7 @@ const EVENT_COLUMNS: &str = "seq, at, actor, action, target_kind, target_id, bef
 pub async fn list(
     conn: &mut AnyConnection,
     filter: &AuditFilter,
-    limit: i64,
+    window: Window,
 ) -> Result<Vec<AuditEntry>, StorageError> {
     let blank = |v: &Option<String>| {
         v.as_deref()
@@ -208,13 +208,15 @@ pub async fn list(
         "SELECT {EVENT_COLUMNS} FROM audit_events \
          WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) \
            AND ($3 IS NULL OR target_kind = $3) AND ($4 IS NULL OR target_id = $4) \
-         ORDER BY seq DESC LIMIT $5"
+           AND ($5 IS NULL OR seq < $5) \
+         ORDER BY seq DESC LIMIT $6"
     ))
     .bind(actor)
     .bind(action)
     .bind(kind)
     .bind(id)
-    .bind(limit)
+    .bind(window.before)
+    .bind(window.limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()

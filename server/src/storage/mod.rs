@@ -8,6 +8,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod idempotency;
 pub mod jobs;
 pub mod requests;
 pub mod sessions;
@@ -110,6 +111,24 @@ impl Db {
     pub async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// One page of a list kept in id order, newest first: rows before `before` (an id
+/// or sequence number from the previous page), at most `limit` of them. Keyset
+/// paging stays stable while rows are added and never scans what it skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+impl Window {
+    pub const fn first(limit: i64) -> Window {
+        Window {
+            before: None,
+            limit,
+        }
     }
 }
 

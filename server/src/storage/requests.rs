@@ -5,7 +5,7 @@ use slipway_core::render::ChangeSet;
 use slipway_core::state::RequestState;
 use sqlx::{AnyConnection, Row};
 
-use super::{Engine, StorageError, now_millis, parse_json, to_json};
+use super::{Engine, StorageError, Window, now_millis, parse_json, to_json};
 
 /// Makes submissions take turns, inside the caller's write transaction, so each
 /// pre-check (submit key, resource name, quota) sees the requests committed before
@@ -142,6 +142,35 @@ pub async fn by_requester(
         "{REQUEST_SELECT} WHERE r.requester_id = $1 ORDER BY r.id DESC"
     ))
     .bind(requester.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(request_from_row).collect()
+}
+
+/// What a list of requests is narrowed to; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct RequestQuery<'a> {
+    pub requester: Option<UserId>,
+    pub state: Option<RequestState>,
+    pub type_name: Option<&'a str>,
+}
+
+/// Newest first, one window at a time.
+pub async fn page(
+    conn: &mut AnyConnection,
+    query: &RequestQuery<'_>,
+    window: Window,
+) -> Result<Vec<RequestRow>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "{REQUEST_SELECT} WHERE ($1 IS NULL OR r.requester_id = $1) \
+         AND ($2 IS NULL OR r.state = $2) AND ($3 IS NULL OR r.type_name = $3) \
+         AND ($4 IS NULL OR r.id < $4) ORDER BY r.id DESC LIMIT $5"
+    ))
+    .bind(query.requester.map(|u| u.0))
+    .bind(query.state.map(|s| s.as_str()))
+    .bind(query.type_name)
+    .bind(window.before)
+    .bind(window.limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(request_from_row).collect()

@@ -1,0 +1,94 @@
+//! The catalog: resource types, each type's JSON Schema, and the dictionaries.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use serde::Serialize;
+use serde_json::Value;
+use slipway_core::catalog::Dictionary;
+use slipway_core::views::TypeSummary;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiPath, problem};
+use super::problem::{ApiError, Problem};
+use crate::services::{self, Caller};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_types))
+        .routes(routes!(get_type))
+        .routes(routes!(type_schema))
+        .routes(routes!(list_dictionaries))
+}
+
+/// A resource type as the caller may request it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TypeDetail {
+    #[serde(flatten)]
+    pub summary: TypeSummary,
+    /// The parameter naming the team a request is for, if the type has one.
+    pub owner_param: Option<String>,
+    /// The JSON Schema a request's `params` must satisfy, with dictionaries resolved
+    /// and the owning-team choices narrowed to the caller's teams.
+    pub schema: Value,
+}
+
+#[utoipa::path(get, path = "/api/v1/types", tag = "catalog",
+    responses((status = 200, description = "Every resource type", body = [TypeSummary])))]
+async fn list_types(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<TypeSummary>> {
+    Json(services::catalog::list_types(&state, &caller))
+}
+
+#[utoipa::path(get, path = "/api/v1/types/{name}", tag = "catalog",
+    params(("name" = String, Path, description = "The type's name, e.g. k8s-namespace")),
+    responses(
+        (status = 200, body = TypeDetail),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_type(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<TypeDetail>, ApiError> {
+    let ty = services::catalog::resource_type(&state, &caller, &name)
+        .map_err(|e| problem(&caller, e))?;
+    let summary = services::catalog::list_types(&state, &caller)
+        .into_iter()
+        .find(|t| t.name == ty.name)
+        .ok_or_else(|| Problem::from(services::ServiceError::NotFound(format!("type {name:?}"))))?;
+    Ok(Json(TypeDetail {
+        summary,
+        owner_param: ty.owner_param.map(|o| o.param),
+        schema: ty.parameters,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/types/{name}/schema", tag = "catalog",
+    params(("name" = String, Path, description = "The type's name")),
+    responses(
+        (status = 200, description = "The JSON Schema of the type's parameters", body = Object),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn type_schema(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ty = services::catalog::resource_type(&state, &caller, &name)
+        .map_err(|e| problem(&caller, e))?;
+    Ok(Json(ty.parameters))
+}
+
+#[utoipa::path(get, path = "/api/v1/dictionaries", tag = "catalog",
+    responses((status = 200, description = "The term dictionaries (teams, environments, …)", body = [Dictionary])))]
+async fn list_dictionaries(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<Dictionary>> {
+    Json(services::catalog::dictionaries(&state, &caller))
+}

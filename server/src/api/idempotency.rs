@@ -1,0 +1,194 @@
+//! `Idempotency-Key` on the API's state-changing calls (IETF httpapi draft): the
+//! same key and payload get the first answer again without a second effect; the
+//! same key with another payload is refused (422); a retry while the first call
+//! still runs gets 409. Keys belong to the caller and are kept for at least a day.
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::MAX_BODY_BYTES;
+use super::problem::{ApiError, Problem};
+use crate::services::Caller;
+use crate::state::AppState;
+use crate::storage::idempotency::{self, Claim, StoredAnswer};
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const MAX_KEY_CHARS: usize = 90;
+/// A first call still "running" after this long died with its process.
+const STALE_AFTER_MS: i64 = 10 * 60 * 1000;
+/// Keys are kept at least a day; the sweep forgets them after two.
+pub const KEEP_MS: i64 = 48 * 60 * 60 * 1000;
+/// Answers bigger than this are not kept (and not replayed); ours are far smaller.
+const MAX_STORED_ANSWER: usize = 1024 * 1024;
+
+/// The key a call carries, checked: printable ASCII, at most 90 characters.
+pub fn key_of(request: &Request) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= MAX_KEY_CHARS)
+        .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()));
+    match text {
+        Some(key) => Ok(Some(key.to_string())),
+        None => Err(Problem::bad_request(format!(
+            "the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} printable ASCII characters"
+        ))
+        .into()),
+    }
+}
+
+fn fingerprint(method: &Method, path: &str, body: &Bytes) -> String {
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update(b" ");
+    hash.update(path.as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    hex::encode(hash.finalize())
+}
+
+fn replay(answer: StoredAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, answer.body).into_response();
+    if let Some(value) = answer
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+/// Runs a POST or DELETE at most once per key.
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::POST | Method::DELETE) {
+        return next.run(request).await;
+    }
+    let key = match key_of(&request) {
+        Ok(Some(key)) => key,
+        Ok(None) => return next.run(request).await,
+        Err(problem) => return problem.into_response(),
+    };
+    let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the body must be at most {MAX_BODY_BYTES} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let print = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    match claim(&state, &caller, &key, &print).await {
+        Ok(Claim::Fresh) => {}
+        Ok(Claim::Replay(answer)) => return replay(answer),
+        Ok(Claim::Mismatch) => {
+            return Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "this Idempotency-Key was already used with another request; use a new key",
+            )
+            .into_response();
+        }
+        Ok(Claim::Running) => {
+            return Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "a request with this Idempotency-Key is still being processed; retry later",
+            )
+            .into_response();
+        }
+        Err(problem) => return problem.into_response(),
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    keep_answer(&state, &caller, &key, response).await
+}
+
+async fn claim(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    print: &str,
+) -> Result<Claim, ApiError> {
+    let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+    idempotency::claim(&mut conn, caller.id, key, print, STALE_AFTER_MS)
+        .await
+        .map_err(internal)
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    Problem::from(crate::services::ServiceError::Internal(error.to_string())).into()
+}
+
+/// Keeps the answer for replays; a server fault gives the key back so a retry runs anew.
+async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_STORED_ANSWER).await else {
+        tracing::warn!("an answer too large to keep for its Idempotency-Key");
+        return Problem::from(crate::services::ServiceError::Internal(
+            "answer too large to keep".into(),
+        ))
+        .into_response();
+    };
+    let stored = async {
+        let mut conn = state.db.pool.acquire().await?;
+        if parts.status.is_server_error() {
+            idempotency::release(&mut conn, caller.id, key).await
+        } else {
+            let answer = StoredAnswer {
+                status: parts.status.as_u16(),
+                content_type: parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            };
+            idempotency::finish(&mut conn, caller.id, key, &answer).await
+        }
+    };
+    if let Err(error) = stored.await {
+        tracing::error!(%error, "could not keep the answer for an Idempotency-Key");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Forgets keys older than two days, every ten minutes, until the server stops.
+pub fn spawn_purge(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            let purged = async {
+                let mut conn = state.db.pool.acquire().await?;
+                let cutoff = crate::storage::now_millis() - KEEP_MS;
+                idempotency::purge_before(&mut conn, cutoff).await
+            };
+            if let Err(error) = purged.await {
+                tracing::warn!(%error, "could not forget old idempotency keys");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+}

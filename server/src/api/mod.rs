@@ -1,0 +1,154 @@
+//! REST API v1: JSON over HTTP under `/api/v1`, a thin adapter over the same
+//! services the portal calls. Authentication is a personal API token
+//! (`Authorization: Bearer …`); errors are RFC 9457 problem documents; state
+//! changes honour `Idempotency-Key`; the OpenAPI 3.1 document is generated from
+//! the handlers and types below.
+
+mod account;
+mod assets;
+mod audit;
+mod catalog;
+mod extract;
+pub mod idempotency;
+mod paging;
+pub mod problem;
+mod requests;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::services::{CallMeta, tokens};
+use crate::state::AppState;
+use problem::Problem;
+
+pub const PREFIX: &str = "/api/v1";
+/// Bodies larger than this are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Slipway API",
+        version = "1",
+        description = "Everything the Slipway portal does, for pipelines, scripts and bots. \
+Authenticate with a personal API token from the portal (Account → API tokens) sent as \
+`Authorization: Bearer <token>`. Send an `Idempotency-Key` header on every POST so a retry \
+never has a second effect. Errors are `application/problem+json` (RFC 9457)."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "catalog", description = "Resource types and dictionaries"),
+        (name = "requests", description = "Requests, their pre-check, revisions and cancellation"),
+        (name = "reviews", description = "Review decisions"),
+        (name = "operations", description = "Manual handling by the platform team"),
+        (name = "assets", description = "The CMDB"),
+        (name = "audit", description = "The audit log"),
+        (name = "account", description = "The caller and their API tokens"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A personal API token (slw_…)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(catalog::routes())
+        .merge(requests::routes())
+        .merge(assets::routes())
+        .merge(audit::routes())
+        .merge(account::routes())
+}
+
+/// The generated OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// `/api/v1`, with its document at `/api/v1/openapi.json`.
+pub fn router(state: &AppState) -> Router {
+    let (routes, document) = api_routes().split_for_parts();
+    let document = std::sync::Arc::new(document);
+    let authenticated = routes
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .route(
+            &format!("{PREFIX}/openapi.json"),
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
+        .merge(authenticated)
+        .fallback(unknown_route)
+        .with_state(state.clone())
+}
+
+async fn unknown_route(request: Request) -> Response {
+    if request.uri().path().starts_with(PREFIX) {
+        Problem::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not-found",
+            format!("there is no {} {}", request.method(), request.uri().path()),
+        )
+        .into_response()
+    } else {
+        axum::http::StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// Turns the bearer token into the [`Caller`](crate::services::Caller) every
+/// handler acts as; without a valid one nothing else runs.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let meta = request
+        .extensions()
+        .get::<CallMeta>()
+        .cloned()
+        .unwrap_or_default();
+    let trace_id = meta.trace_id.clone();
+    let secret = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .map(str::to_string);
+    let Some(secret) = secret else {
+        return Problem::from(crate::services::ServiceError::Unauthenticated)
+            .with_trace(trace_id)
+            .into_response();
+    };
+    match tokens::authenticate(&state, &secret, meta).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => Problem::from(error).with_trace(trace_id).into_response(),
+    }
+}

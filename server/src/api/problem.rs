@@ -1,0 +1,176 @@
+//! RFC 9457 problem details: the one shape every API error takes. A validation
+//! failure lists each field with the rule it broke; a server fault shows only a
+//! trace id to quote, never its inside.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use slipway_core::precheck::PrecheckReport;
+use slipway_core::validate::FieldError;
+use utoipa::ToSchema;
+
+use crate::services::ServiceError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`about:blank` when the status says it all).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Each field that broke a rule, with the rule.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// A failed pre-check in full: quotas and dependencies as well as fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precheck: Option<PrecheckReport>,
+    /// Quote this to the platform team; the log line carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: format!("https://slipway.dev/problems/{kind}"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            precheck: None,
+            trace_id: None,
+        }
+    }
+
+    pub fn invalid(errors: Vec<FieldError>) -> Problem {
+        let detail = slipway_core::validate::describe_all(&errors);
+        Problem {
+            errors,
+            ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", detail)
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+    }
+
+    pub fn with_trace(mut self, trace_id: Option<String>) -> Problem {
+        self.trace_id = trace_id;
+        self
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// What a handler fails with: a problem document, boxed so results stay small.
+#[derive(Debug)]
+pub struct ApiError(pub Box<Problem>);
+
+impl<T: Into<Problem>> From<T> for ApiError {
+    fn from(value: T) -> Self {
+        ApiError(Box::new(value.into()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (*self.0).into_response()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let mut response = (status, Json(self)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"slipway\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<ServiceError> for Problem {
+    fn from(error: ServiceError) -> Problem {
+        match error {
+            ServiceError::Unauthenticated => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send a valid API token as 'Authorization: Bearer <token>'",
+            ),
+            ServiceError::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, "forbidden", m),
+            ServiceError::NotFound(m) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", format!("{m} not found"))
+            }
+            ServiceError::Invalid(fields) => Problem::invalid(fields),
+            ServiceError::PrecheckFailed(report) => {
+                let detail = ServiceError::PrecheckFailed(report.clone()).to_string();
+                Problem {
+                    errors: report.field_errors.clone(),
+                    precheck: Some(*report),
+                    ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "precheck-failed", detail)
+                }
+            }
+            ServiceError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", m),
+            ServiceError::Internal(message) => {
+                // Logged once here, inside the call's span (which carries the trace id).
+                tracing::error!(%message, "internal error in an API call");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong on our side; quote the trace id to the platform team",
+                )
+            }
+        }
+    }
+}
+
+/// Body, query and path errors from axum's extractors, said plainly.
+impl From<JsonRejection> for Problem {
+    fn from(rejection: JsonRejection) -> Problem {
+        match rejection {
+            JsonRejection::JsonDataError(e) => Problem::invalid(vec![FieldError::new(
+                "",
+                format!("the body does not fit: {}", e.body_text()),
+            )]),
+            JsonRejection::JsonSyntaxError(e) => {
+                Problem::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
+            }
+            JsonRejection::MissingJsonContentType(_) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as JSON with 'Content-Type: application/json'",
+            ),
+            JsonRejection::BytesRejection(e) => Problem::new(
+                e.status(),
+                "body-unreadable",
+                format!("the body could not be read: {}", e.body_text()),
+            ),
+            other => Problem::bad_request(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for Problem {
+    fn from(rejection: QueryRejection) -> Problem {
+        Problem::bad_request(format!("bad query parameters: {}", rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for Problem {
+    fn from(rejection: PathRejection) -> Problem {
+        Problem::bad_request(format!("bad path: {}", rejection.body_text()))
+    }
+}

@@ -1,0 +1,400 @@
+//! Requests: create, read, list, pre-check and dry-run, revise, cancel, review,
+//! and the platform team's manual handling.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use slipway_core::ids::RequestId;
+use slipway_core::precheck::PrecheckReport;
+use slipway_core::state::RequestState;
+use slipway_core::views::{
+    DryRun, RequestDetail, RequestDraft, RequestFilter, RequestSummary, ReviewDecision, TokenScope,
+};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, problem};
+use super::idempotency;
+use super::paging::{Page, PageParams};
+use super::problem::{ApiError, Problem};
+use crate::services::{Caller, detail, operations, requests, reviews};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_request, list_requests))
+        .routes(routes!(get_request))
+        .routes(routes!(precheck))
+        .routes(routes!(dry_run))
+        .routes(routes!(revise))
+        .routes(routes!(cancel))
+        .routes(routes!(review))
+        .routes(routes!(claim))
+        .routes(routes!(resolve))
+        .routes(routes!(retry))
+}
+
+/// A request to make: a type and its parameters.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    /// The resource type's name, e.g. `k8s-namespace`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The parameters, as the type's JSON Schema (`GET /api/v1/types/{name}/schema`) describes.
+    pub params: Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrecheckBody {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub params: Value,
+    /// When re-checking a revision of an existing request, its id (it does not count
+    /// against its own quota or name).
+    #[serde(default)]
+    pub request_id: Option<RequestId>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionBody {
+    /// The complete new parameters.
+    pub params: Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    pub decision: ReviewDecision,
+    /// The change-set hash of the revision you reviewed (`revisions[].change_set_hash`);
+    /// a request that has moved on since is a 409, never a decision on unseen content.
+    pub change_set_hash: String,
+    /// Required when rejecting or requesting changes.
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// What was done by hand.
+    pub note: String,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RequestListQuery {
+    /// Only the caller's own requests.
+    #[serde(default)]
+    pub mine: bool,
+    pub state: Option<RequestState>,
+    /// A resource type's name.
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestPage {
+    pub items: Vec<RequestSummary>,
+    pub next_cursor: Option<String>,
+}
+
+fn scoped(caller: &Caller, scope: TokenScope) -> Result<(), ApiError> {
+    caller.require_scope(scope).map_err(|e| problem(caller, e))
+}
+
+async fn detail_of(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+) -> Result<Json<RequestDetail>, ApiError> {
+    detail::request_detail(state, caller, id)
+        .await
+        .map(Json)
+        .map_err(|e| problem(caller, e))
+}
+
+/// The idempotency key doubles as the submit key, so even a crash between storing
+/// the request and keeping the answer cannot make a retry create a second one.
+fn submit_key(headers: &HeaderMap) -> String {
+    headers
+        .get(idempotency::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("idem:{k}"))
+        .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4()))
+}
+
+#[utoipa::path(post, path = "/api/v1/requests", tag = "requests",
+    request_body = NewRequestBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry replay the first answer")),
+    responses(
+        (status = 201, description = "Created; Location names it", body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The pre-check failed or the body is wrong", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_request(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewRequestBody>,
+) -> Result<Response, ApiError> {
+    scoped(&caller, TokenScope::Request)?;
+    let draft = RequestDraft {
+        type_name: body.type_name,
+        params: body.params,
+        submit_key: submit_key(&headers),
+    };
+    let id = requests::submit(&state, &caller, &draft)
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    let Json(detail) = detail_of(&state, &caller, id).await?;
+    let mut response = (StatusCode::CREATED, Json(detail)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/requests/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/requests", tag = "requests",
+    params(RequestListQuery),
+    responses(
+        (status = 200, description = "The requests the caller may see, newest first", body = RequestPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_requests(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(query): ApiQuery<RequestListQuery>,
+) -> Result<Json<RequestPage>, ApiError> {
+    let window = PageParams {
+        cursor: query.cursor,
+        limit: query.limit,
+    }
+    .window()?;
+    let filter = RequestFilter {
+        mine: query.mine,
+        state: query.state,
+        type_name: query.type_name,
+    };
+    let page: Page<RequestSummary> = requests::list(&state, &caller, &filter, window)
+        .await
+        .map_err(|e| problem(&caller, e))?
+        .into();
+    Ok(Json(RequestPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests",
+    params(("id" = i64, Path, description = "The request's number")),
+    responses(
+        (status = 200, body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_request(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    detail_of(&state, &caller, RequestId(id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/precheck", tag = "requests",
+    request_body = PrecheckBody,
+    responses(
+        (status = 200, description = "The pre-check, passed or not; nothing is stored", body = PrecheckReport),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn precheck(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<PrecheckBody>,
+) -> Result<Json<PrecheckReport>, ApiError> {
+    scoped(&caller, TokenScope::Request)?;
+    requests::precheck(
+        &state,
+        &caller,
+        &body.type_name,
+        &body.params,
+        body.request_id,
+    )
+    .await
+    .map(Json)
+    .map_err(|e| problem(&caller, e))
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/dry-run", tag = "requests",
+    request_body = NewRequestBody,
+    responses(
+        (status = 200, description = "The pre-check and, when it passes, the change set a reviewer would see; nothing is stored", body = DryRun),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn dry_run(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewRequestBody>,
+) -> Result<Json<DryRun>, ApiError> {
+    scoped(&caller, TokenScope::Request)?;
+    requests::dry_run(&state, &caller, &body.type_name, &body.params)
+        .await
+        .map(Json)
+        .map_err(|e| problem(&caller, e))
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/revisions", tag = "requests",
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = RevisionBody,
+    responses(
+        (status = 200, description = "The new revision is in review again", body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn revise(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<RevisionBody>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    scoped(&caller, TokenScope::Request)?;
+    requests::resubmit(&state, &caller, RequestId(id), &body.params)
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    detail_of(&state, &caller, RequestId(id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/cancel", tag = "requests",
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 200, body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    scoped(&caller, TokenScope::Request)?;
+    requests::cancel(&state, &caller, RequestId(id))
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    detail_of(&state, &caller, RequestId(id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/reviews", tag = "reviews",
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ReviewBody,
+    responses(
+        (status = 200, body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The request moved on, or the change set is not the one seen", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn review(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ReviewBody>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    scoped(&caller, TokenScope::Review)?;
+    let id = RequestId(id);
+    let revision = detail::request_detail(&state, &caller, id)
+        .await
+        .map_err(|e| problem(&caller, e))?
+        .summary
+        .revision;
+    reviews::decide_on(
+        &state,
+        &caller,
+        id,
+        revision,
+        body.decision,
+        &body.comment,
+        Some(&body.change_set_hash),
+    )
+    .await
+    .map_err(|e| problem(&caller, e))?;
+    detail_of(&state, &caller, id).await
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/claim", tag = "operations",
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "Taken over for manual handling", body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn claim(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    scoped(&caller, TokenScope::Admin)?;
+    operations::take_over(&state, &caller, RequestId(id))
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    detail_of(&state, &caller, RequestId(id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/resolve", tag = "operations",
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ResolveBody,
+    responses(
+        (status = 200, description = "Completed by hand; the asset is recorded", body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn resolve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    scoped(&caller, TokenScope::Admin)?;
+    operations::resolve(&state, &caller, RequestId(id), &body.note)
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    detail_of(&state, &caller, RequestId(id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/retry", tag = "operations",
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "Queued for another attempt", body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn retry(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    scoped(&caller, TokenScope::Admin)?;
+    operations::retry(&state, &caller, RequestId(id))
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    detail_of(&state, &caller, RequestId(id)).await
+}

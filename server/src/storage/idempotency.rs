@@ -1,0 +1,139 @@
+//! Stored answers to Idempotency-Key requests.
+
+use slipway_core::ids::UserId;
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, now_millis};
+
+/// What a key finds when a call arrives with it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First use: the call runs and its answer is kept.
+    Fresh,
+    /// A finished call with the same payload: its answer, again.
+    Replay(StoredAnswer),
+    /// The same key with another payload.
+    Mismatch,
+    /// The first call with this key is still running.
+    Running,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// Takes the key for this call, or says what holds it. A call that has run longer
+/// than `stale_after_ms` is taken to have died with its process, and the key is
+/// taken over (the services' own duplicate checks still guard what it did).
+pub async fn claim(
+    conn: &mut AnyConnection,
+    user: UserId,
+    key: &str,
+    fingerprint: &str,
+    stale_after_ms: i64,
+) -> Result<Claim, StorageError> {
+    let now = now_millis();
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at) \
+         VALUES ($1, $2, $3, 'running', $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(user.0)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let Some(row) = sqlx::query(
+        "SELECT fingerprint, state, status, content_type, body, created_at \
+         FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+    )
+    .bind(user.0)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        // Purged between the two statements: nothing holds the key any more.
+        return Ok(Claim::Running);
+    };
+    let stored_fingerprint: String = row.try_get("fingerprint")?;
+    if stored_fingerprint != fingerprint {
+        return Ok(Claim::Mismatch);
+    }
+    let state: String = row.try_get("state")?;
+    if state == "done" {
+        let status: Option<i64> = row.try_get("status")?;
+        return Ok(Claim::Replay(StoredAnswer {
+            status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
+            content_type: row.try_get("content_type")?,
+            body: row
+                .try_get::<Option<String>, _>("body")?
+                .unwrap_or_default(),
+        }));
+    }
+    let created_at: i64 = row.try_get("created_at")?;
+    if created_at < now - stale_after_ms {
+        let taken = sqlx::query(
+            "UPDATE idempotency_keys SET created_at = $1 \
+             WHERE user_id = $2 AND idem_key = $3 AND state = 'running' AND created_at = $4",
+        )
+        .bind(now)
+        .bind(user.0)
+        .bind(key)
+        .bind(created_at)
+        .execute(&mut *conn)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Claim::Fresh);
+        }
+    }
+    Ok(Claim::Running)
+}
+
+pub async fn finish(
+    conn: &mut AnyConnection,
+    user: UserId,
+    key: &str,
+    answer: &StoredAnswer,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', status = $1, content_type = $2, body = $3 \
+         WHERE user_id = $4 AND idem_key = $5",
+    )
+    .bind(i64::from(answer.status))
+    .bind(answer.content_type.as_deref())
+    .bind(&answer.body)
+    .bind(user.0)
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives the key back (the call failed on our side and may be retried as new).
+pub async fn release(
+    conn: &mut AnyConnection,
+    user: UserId,
+    key: &str,
+) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
+        .bind(user.0)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets keys older than `cutoff` (milliseconds since the epoch).
+pub async fn purge_before(conn: &mut AnyConnection, cutoff: i64) -> Result<u64, StorageError> {
+    let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}

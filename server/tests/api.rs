@@ -1,0 +1,747 @@
+//! The REST API through the real router on loopback, on SQLite and PostgreSQL:
+//! every endpoint, who may call what, bad input on every body, idempotency and
+//! paging.
+
+#[macro_use]
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{TestApp, TestResult, namespace_params};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use slipway_core::views::{TokenRequest, TokenScope};
+use slipway_server::services::tokens;
+
+on_both_engines!(
+    tokens_authenticate_and_stop_at_once,
+    catalog_and_me,
+    create_is_idempotent_and_reads_back,
+    concurrent_creates_with_one_key_make_one_request,
+    precheck_and_dry_run_write_nothing,
+    review_round_through_the_api,
+    lists_page_across_more_rows_than_a_page,
+    bad_input_is_a_clear_4xx_and_changes_nothing,
+    who_may_call_what,
+    audit_lists_and_exports_json_lines,
+);
+
+struct Api {
+    base: String,
+    http: Client,
+}
+
+impl Api {
+    async fn start(app: &TestApp) -> TestResult<Api> {
+        let router = slipway_server::cli::router(&app.state, axum::Router::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service).await;
+        });
+        Ok(Api {
+            base: format!("http://{addr}/api/v1"),
+            http: Client::new(),
+        })
+    }
+
+    fn call(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> TestResult<(StatusCode, Value)> {
+        answer(self.call(Method::GET, path, token)).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: &Value) -> TestResult<(StatusCode, Value)> {
+        answer(self.call(Method::POST, path, token).json(body)).await
+    }
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> TestResult<(StatusCode, Value)> {
+    let response = request.send().await?;
+    let status = response.status();
+    let problem = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    let text = response.text().await?;
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).map_err(|e| format!("{status}: not JSON ({e}): {text}"))?
+    };
+    if status.is_client_error() || status.is_server_error() {
+        assert!(problem, "{status} without problem+json: {text}");
+        assert_eq!(body["status"], json!(status.as_u16()), "{text}");
+    }
+    assert!(!status.is_server_error(), "{status}: {text}");
+    Ok((status, body))
+}
+
+async fn token(app: &TestApp, user: &str, scopes: &[TokenScope]) -> TestResult<String> {
+    let caller = app.user(user).await?;
+    let request = TokenRequest {
+        name: format!("{user} test token"),
+        scopes: scopes.to_vec(),
+        expires_in_days: Some(1),
+    };
+    Ok(tokens::create(&app.state, &caller, &request).await?.secret)
+}
+
+const ALL: &[TokenScope] = &[
+    TokenScope::Read,
+    TokenScope::Request,
+    TokenScope::Review,
+    TokenScope::Admin,
+];
+
+fn new_namespace(name: &str, environment: &str) -> Value {
+    json!({ "type": "k8s-namespace", "params": namespace_params(name, "payments", environment, 1) })
+}
+
+async fn tokens_authenticate_and_stop_at_once(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let secret = token(app, "alice", &[TokenScope::Read]).await?;
+    let (status, me) = api.get("/me", &secret).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["username"], "alice");
+
+    for bad in [
+        "",
+        "slw_short",
+        "Basic abc",
+        &format!("{secret}x"),
+        "slw_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let (status, problem) = api.get("/me", bad).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad:?}: {problem}");
+    }
+    let (status, _) = answer(api.http.get(format!("{}/me", api.base))).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Revoked: refused on the next call.
+    let alice = app.user("alice").await?;
+    let listed = tokens::list(&app.state, &alice).await?;
+    tokens::revoke(&app.state, &alice, listed[0].id).await?;
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::UNAUTHORIZED);
+
+    // Expired: refused too.
+    let second = token(app, "alice", &[TokenScope::Read]).await?;
+    assert_eq!(api.get("/me", &second).await?.0, StatusCode::OK);
+    app.exec("UPDATE api_tokens SET expires_at = 1").await?;
+    assert_eq!(api.get("/me", &second).await?.0, StatusCode::UNAUTHORIZED);
+
+    // The secret is stored only as a hash.
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE secret_hash = $1 OR prefix = $1")
+            .bind(&second)
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!(stored, 0);
+    Ok(())
+}
+
+async fn catalog_and_me(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let secret = token(app, "alice", &[TokenScope::Read]).await?;
+    let (_, types) = api.get("/types", &secret).await?;
+    let names: Vec<&str> = types
+        .as_array()
+        .ok_or("types")?
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["k8s-namespace", "postgres-database"]);
+    let (_, ns) = api.get("/types/k8s-namespace", &secret).await?;
+    assert_eq!(ns["owner_param"], "team");
+    // Alice may only ask for her own team: the schema she gets says so.
+    assert_eq!(
+        ns["schema"]["properties"]["team"]["enum"],
+        json!(["payments"])
+    );
+    let (_, schema) = api.get("/types/postgres-database/schema", &secret).await?;
+    assert_eq!(schema["type"], "object");
+    let (status, problem) = api.get("/types/nope", &secret).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nope"),
+        "{problem}"
+    );
+    let (_, dictionaries) = api.get("/dictionaries", &secret).await?;
+    assert_eq!(dictionaries.as_array().map(Vec::len), Some(2));
+    let (_, doc) = answer(api.http.get(format!("{}/openapi.json", api.base))).await?;
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert!(doc["paths"]["/api/v1/requests/{id}/reviews"]["post"].is_object());
+    Ok(())
+}
+
+async fn create_is_idempotent_and_reads_back(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let secret = token(app, "alice", ALL).await?;
+    let body = new_namespace("idem", "dev");
+    let send = |body: &Value, key: &str| {
+        api.call(Method::POST, "/requests", &secret)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+    };
+    let first = send(&body, "key-1").await?;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let location = first
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let first: Value = first.json().await?;
+    let id = first["summary"]["id"].as_i64().ok_or("no id")?;
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/api/v1/requests/{id}").as_str())
+    );
+    let before = app.snapshot().await?;
+
+    let again = send(&body, "key-1").await?;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(
+        again
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let again: Value = again.json().await?;
+    assert_eq!(again["summary"]["id"], json!(id));
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "a replay changed stored data"
+    );
+
+    let other = send(&new_namespace("other", "dev"), "key-1").await?;
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.snapshot().await?, before);
+
+    // Keys belong to the caller: bob's key-1 is his own.
+    let bob = token(app, "bob", ALL).await?;
+    let response = api
+        .call(Method::POST, "/requests", &bob)
+        .header("Idempotency-Key", "key-1")
+        .json(&json!({ "type": "k8s-namespace", "params": namespace_params("bobs", "platform", "dev", 1) }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let (status, read) = api.get(&format!("/requests/{id}"), &secret).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["summary"]["resource_name"], "payments-idem-dev");
+    Ok(())
+}
+
+async fn concurrent_creates_with_one_key_make_one_request(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let secret = token(app, "alice", ALL).await?;
+    let body = new_namespace("race", "dev");
+    let mut calls = Vec::new();
+    for _ in 0..16 {
+        let request = api
+            .call(Method::POST, "/requests", &secret)
+            .header("Idempotency-Key", "same-key")
+            .json(&body);
+        calls.push(tokio::spawn(async move {
+            request.send().await.map(|r| r.status())
+        }));
+    }
+    let mut statuses = Vec::new();
+    for call in calls {
+        statuses.push(call.await??);
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&StatusCode::CREATED));
+    assert_eq!(app.count("requests").await?, 1, "{statuses:?}");
+    Ok(())
+}
+
+async fn precheck_and_dry_run_write_nothing(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let secret = token(app, "alice", ALL).await?;
+    let before = app.snapshot().await?;
+    let (status, report) = api
+        .post("/requests/precheck", &secret, &new_namespace("pre", "prod"))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["resource_name"], "payments-pre-prod");
+    let (_, dry) = api
+        .post("/requests/dry-run", &secret, &new_namespace("pre", "prod"))
+        .await?;
+    assert_eq!(
+        dry["change_set"]["files"].as_array().map(Vec::len),
+        Some(3),
+        "{dry}"
+    );
+    assert!(dry["change_set_hash"].is_string());
+    let (_, failing) = api
+        .post(
+            "/requests/dry-run",
+            &secret,
+            &json!({"type": "k8s-namespace", "params": {"name": "X"}}),
+        )
+        .await?;
+    assert!(failing["change_set"].is_null());
+    assert!(
+        !failing["precheck"]["field_errors"]
+            .as_array()
+            .ok_or("errors")?
+            .is_empty()
+    );
+    assert_eq!(app.snapshot().await?, before);
+    Ok(())
+}
+
+async fn review_round_through_the_api(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let bob = token(app, "bob", &[TokenScope::Review]).await?;
+    let (status, created) = api
+        .post("/requests", &alice, &new_namespace("reviewed", "prod"))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["summary"]["id"].as_i64().ok_or("id")?;
+    let hash = created["revisions"][0]["change_set_hash"]
+        .as_str()
+        .ok_or("hash")?
+        .to_string();
+    let path = format!("/requests/{id}/reviews");
+
+    // Nobody approves their own request, even with a token that may review.
+    let (status, _) = api
+        .post(
+            &path,
+            &alice,
+            &json!({"decision": "approve", "change_set_hash": hash}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A hash the reviewer did not see is a conflict.
+    let (status, _) = api
+        .post(
+            &path,
+            &bob,
+            &json!({"decision": "approve", "change_set_hash": "0000"}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = api
+        .post(&path, &bob, &json!({"decision": "request_changes", "change_set_hash": hash, "comment": "2 CPUs please"}))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, revised) = api
+        .post(
+            &format!("/requests/{id}/revisions"),
+            &alice,
+            &json!({"params": namespace_params("reviewed", "payments", "prod", 2)}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{revised}");
+    let current = revised["summary"]["revision"].clone();
+    let new_hash = revised["revisions"]
+        .as_array()
+        .ok_or("revisions")?
+        .iter()
+        .find(|r| r["revision"] == current)
+        .ok_or("no current revision")?["change_set_hash"]
+        .as_str()
+        .ok_or("hash")?
+        .to_string();
+    assert_ne!(new_hash, hash);
+    let (status, _) = api
+        .post(
+            &path,
+            &bob,
+            &json!({"decision": "approve", "change_set_hash": hash}),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the old change set must not be approvable"
+    );
+    let (status, approved) = api
+        .post(
+            &path,
+            &bob,
+            &json!({"decision": "approve", "change_set_hash": new_hash}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(approved["summary"]["state"], "approved");
+    app.run_jobs().await?;
+    let (_, done) = api.get(&format!("/requests/{id}"), &alice).await?;
+    assert_eq!(done["summary"]["state"], "completed");
+    let asset = done["asset_id"].as_i64().ok_or("asset")?;
+    let (_, asset_detail) = api.get(&format!("/assets/{asset}"), &alice).await?;
+    assert_eq!(asset_detail["summary"]["name"], "payments-reviewed-prod");
+    let (_, history) = api.get(&format!("/assets/{asset}/history"), &alice).await?;
+    assert_eq!(history[0]["action"], "asset.created");
+    Ok(())
+}
+
+async fn lists_page_across_more_rows_than_a_page(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let mut made = Vec::new();
+    for (i, environment) in ["dev", "dev", "dev", "staging", "staging", "staging", "prod"]
+        .iter()
+        .enumerate()
+    {
+        let (_, created) = api
+            .post(
+                "/requests",
+                &alice,
+                &new_namespace(&format!("page{i}"), environment),
+            )
+            .await?;
+        made.push(created["summary"]["id"].as_i64().ok_or("id")?);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/requests?mine=true&limit=3&cursor={c}"),
+            None => "/requests?mine=true&limit=3".to_string(),
+        };
+        let (status, page) = api.get(&path, &alice).await?;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(
+            page["items"]
+                .as_array()
+                .ok_or("items")?
+                .iter()
+                .filter_map(|r| r["id"].as_i64()),
+        );
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    made.reverse();
+    assert_eq!(seen, made);
+    assert_eq!(pages, 3);
+    let (_, filtered) = api
+        .get("/requests?state=in_review&type=k8s-namespace", &alice)
+        .await?;
+    assert!(
+        filtered["items"]
+            .as_array()
+            .ok_or("items")?
+            .iter()
+            .all(|r| r["state"] == "in_review")
+    );
+    let (_, assets) = api
+        .get("/assets?type=k8s-namespace&limit=2", &alice)
+        .await?;
+    assert!(assets["items"].is_array());
+    Ok(())
+}
+
+async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let (_, created) = api
+        .post("/requests", &alice, &new_namespace("bad", "prod"))
+        .await?;
+    let id = created["summary"]["id"].as_i64().ok_or("id")?;
+    let before = app.snapshot().await?;
+    let raw = |path: &str, body: String| {
+        api.call(Method::POST, path, &alice)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let deep = format!(
+        "{{\"type\":\"k8s-namespace\",\"params\":{{\"name\":{}{}}}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let huge = format!(
+        "{{\"type\":\"k8s-namespace\",\"params\":{{\"name\":\"{}\"}}}}",
+        "a".repeat(5 * 1024 * 1024)
+    );
+    let reviews = format!("/requests/{id}/reviews");
+    let cases: Vec<(&str, String, StatusCode)> = vec![
+        ("/requests", "{".into(), StatusCode::BAD_REQUEST),
+        ("/requests", "not json".into(), StatusCode::BAD_REQUEST),
+        ("/requests", deep, StatusCode::BAD_REQUEST),
+        ("/requests", huge, StatusCode::PAYLOAD_TOO_LARGE),
+        ("/requests", json!({"type": "k8s-namespace"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/requests", json!({"type": 5, "params": {}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/requests", json!({"type": "k8s-namespace", "params": {}, "extra": 1}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/requests", json!({"type": "k8s-namespace", "params": {"name": "ok", "team": "payments", "environment": "dev", "cpu_limit": "many", "memory_limit_gi": 1}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/requests", json!({"type": "nope", "params": {}}).to_string(), StatusCode::NOT_FOUND),
+        ("/requests", json!({"type": "k8s-namespace", "params": [1, 2]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        (&reviews, json!({"decision": "maybe", "change_set_hash": "x"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        (&reviews, json!({"decision": "approve"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/requests/abc/cancel", String::new(), StatusCode::BAD_REQUEST),
+        ("/requests/99999/cancel", String::new(), StatusCode::NOT_FOUND),
+        ("/requests/precheck", json!({"type": "k8s-namespace", "params": {}, "request_id": "x"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/tokens", json!({"name": "", "scopes": []}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/tokens", json!({"name": "x", "scopes": ["root"]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("/tokens", json!({"name": "x", "scopes": ["read"], "expires_in_days": 100000}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (path, body, want) in cases {
+        let shown: String = body.chars().take(80).collect();
+        let (status, problem) = answer(raw(path, body)).await?;
+        assert_eq!(status, want, "POST {path} {shown}: {problem}");
+        assert!(
+            !problem["detail"].as_str().unwrap_or_default().is_empty(),
+            "{problem}"
+        );
+    }
+    let (status, problem) = api.get("/requests?cursor=zzz", &alice).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (status, _) = api.get("/requests?limit=100000", &alice).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get("/requests?colour=red", &alice).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get("/requests?state=sleeping", &alice).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get("/no/such/thing", &alice).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.get("/requests/18446744073709551616", &alice).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let long_key = "k".repeat(200);
+    let (status, _) = answer(
+        api.call(Method::POST, "/requests", &alice)
+            .header("Idempotency-Key", long_key)
+            .json(&new_namespace("keyed", "dev")),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A field error names the field and its rule.
+    let (status, problem) = api
+        .post("/requests", &alice, &json!({"type": "k8s-namespace", "params": namespace_params("Bad Name", "payments", "dev", 1)}))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = problem["errors"].as_array().ok_or("errors")?;
+    assert!(
+        errors.iter().any(|e| e["field"] == "name"
+            && e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("pattern")),
+        "{problem}"
+    );
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "bad input changed stored data"
+    );
+    Ok(())
+}
+
+/// Each endpoint for each kind of caller: allowed, or refused with nothing changed.
+async fn who_may_call_what(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let alice_read = token(app, "alice", &[TokenScope::Read]).await?;
+    let bob = token(app, "bob", ALL).await?;
+    let carol = token(app, "carol", ALL).await?;
+    let (_, created) = api
+        .post("/requests", &alice, &new_namespace("matrix", "prod"))
+        .await?;
+    let id = created["summary"]["id"].as_i64().ok_or("id")?;
+    let hash = created["revisions"][0]["change_set_hash"]
+        .as_str()
+        .ok_or("hash")?
+        .to_string();
+
+    // (caller, method, path, body, expected status) — refusals first, each changes nothing.
+    let refusals: Vec<(&str, &str, String, Value, StatusCode)> = vec![
+        (
+            &alice_read,
+            "POST",
+            "/requests".into(),
+            new_namespace("readonly", "dev"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &alice_read,
+            "POST",
+            "/tokens".into(),
+            json!({"name": "x", "scopes": ["read"]}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &alice,
+            "POST",
+            "/requests".into(),
+            json!({"type": "k8s-namespace", "params": namespace_params("theirs", "search", "dev", 1)}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &alice,
+            "POST",
+            format!("/requests/{id}/reviews"),
+            json!({"decision": "approve", "change_set_hash": hash}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &alice,
+            "POST",
+            format!("/requests/{id}/claim"),
+            Value::Null,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &alice,
+            "POST",
+            format!("/requests/{id}/retry"),
+            Value::Null,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &alice,
+            "POST",
+            format!("/requests/{id}/resolve"),
+            json!({"note": "x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &alice,
+            "GET",
+            "/audit".into(),
+            Value::Null,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &bob,
+            "POST",
+            format!("/requests/{id}/cancel"),
+            Value::Null,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &bob,
+            "POST",
+            format!("/requests/{id}/revisions"),
+            json!({"params": namespace_params("matrix", "payments", "prod", 2)}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &bob,
+            "POST",
+            format!("/requests/{id}/claim"),
+            Value::Null,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &carol,
+            "POST",
+            format!("/requests/{id}/claim"),
+            Value::Null,
+            StatusCode::CONFLICT,
+        ),
+        (
+            &carol,
+            "POST",
+            format!("/requests/{id}/revisions"),
+            json!({"params": namespace_params("matrix", "payments", "prod", 2)}),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (caller, method, path, body, want) in refusals {
+        let before = app.snapshot().await?;
+        let method = Method::from_bytes(method.as_bytes())?;
+        let mut request = api.call(method.clone(), &path, caller);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let (status, problem) = answer(request).await?;
+        assert_eq!(status, want, "{method} {path}: {problem}");
+        assert_eq!(
+            app.snapshot().await?,
+            before,
+            "{method} {path} changed stored data"
+        );
+    }
+    // Allowed: bob may see it and the queue; carol may read the audit log and cancel.
+    assert_eq!(
+        api.get(&format!("/requests/{id}"), &bob).await?.0,
+        StatusCode::OK
+    );
+    assert_eq!(api.get("/audit?limit=5", &carol).await?.0, StatusCode::OK);
+    let (status, cancelled) = api
+        .post(&format!("/requests/{id}/cancel"), &carol, &Value::Null)
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cancelled["summary"]["state"], "cancelled");
+    Ok(())
+}
+
+async fn audit_lists_and_exports_json_lines(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let carol = token(app, "carol", &[TokenScope::Read]).await?;
+    let (_, created) = api
+        .post("/requests", &alice, &new_namespace("audited", "dev"))
+        .await?;
+    let id = created["summary"]["id"].as_i64().ok_or("id")?;
+    let (_, page) = api
+        .get(&format!("/audit?target=request:{id}"), &carol)
+        .await?;
+    let submit = page["items"]
+        .as_array()
+        .ok_or("items")?
+        .iter()
+        .find(|e| e["action"] == "request.submit")
+        .cloned()
+        .ok_or("no submit event")?;
+    assert_eq!(submit["channel"], "api");
+    assert_eq!(submit["client_addr"], "127.0.0.1");
+    assert!(submit["trace_id"].is_string());
+    let response = api
+        .call(Method::GET, "/audit/export", &carol)
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+    let text = response.text().await?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len() as i64, app.count("audit_events").await?);
+    assert_eq!(
+        api.get("/audit/export", &alice).await?.0,
+        StatusCode::FORBIDDEN
+    );
+    Ok(())
+}
