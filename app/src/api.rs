@@ -10,7 +10,7 @@ use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
     AssetDetail, AssetFilter, AssetSummary, AuditEntry, AuditFilter, RequestDetail, RequestDraft,
-    RequestSummary, ReviewDecision, TypeSummary, UserView,
+    RequestSummary, ReviewDecision, TokenView, TypeSummary, UserView,
 };
 
 use crate::error::AppError;
@@ -239,4 +239,79 @@ pub async fn audit_log(filter: AuditFilter) -> Result<Vec<AuditEntry>, AppError>
         .await
         .map(|page| page.items)
         .map_err(user_error)
+}
+
+/// The session key under which a new token's secret waits to be shown, once.
+#[cfg(feature = "ssr")]
+const NEW_TOKEN_SECRET: &str = "new_token_secret";
+
+/// The caller's API tokens, and the secret of the one just created (shown this once:
+/// reading it removes it from the session).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TokensPageData {
+    pub tokens: Vec<TokenView>,
+    pub new_secret: Option<String>,
+}
+
+#[server]
+pub async fn tokens_page() -> Result<TokensPageData, AppError> {
+    let (state, user) = signed_in().await?;
+    let tokens = services::tokens::list(&state, &user)
+        .await
+        .map_err(user_error)?;
+    let session = session().await?;
+    let new_secret: Option<String> = session
+        .remove(NEW_TOKEN_SECRET)
+        .await
+        .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
+    Ok(TokensPageData { tokens, new_secret })
+}
+
+/// Creates a token from the form; checkboxes arrive only when ticked.
+#[server]
+pub async fn create_token(
+    name: String,
+    expires_in_days: u32,
+    scope_read: Option<String>,
+    scope_request: Option<String>,
+    scope_review: Option<String>,
+    scope_admin: Option<String>,
+) -> Result<(), AppError> {
+    use slipway_core::views::{TokenRequest, TokenScope};
+    let (state, user) = signed_in().await?;
+    let ticked = [
+        (scope_read, TokenScope::Read),
+        (scope_request, TokenScope::Request),
+        (scope_review, TokenScope::Review),
+        (scope_admin, TokenScope::Admin),
+    ];
+    let scopes = ticked
+        .into_iter()
+        .filter_map(|(box_value, scope)| box_value.map(|_| scope))
+        .collect();
+    let request = TokenRequest {
+        name,
+        scopes,
+        expires_in_days: Some(expires_in_days),
+    };
+    let created = services::tokens::create(&state, &user, &request)
+        .await
+        .map_err(user_error)?;
+    let session = session().await?;
+    session
+        .insert(NEW_TOKEN_SECRET, created.secret)
+        .await
+        .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
+    leptos_axum::redirect("/account/tokens");
+    Ok(())
+}
+
+#[server]
+pub async fn revoke_token(id: i64) -> Result<(), AppError> {
+    let (state, user) = signed_in().await?;
+    services::tokens::revoke(&state, &user, id)
+        .await
+        .map_err(user_error)?;
+    leptos_axum::redirect("/account/tokens");
+    Ok(())
 }

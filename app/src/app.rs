@@ -9,7 +9,7 @@ use crate::pages::{
     asset::AssetPage, assets::AssetsPage, attention::AttentionPage, audit::AuditPage,
     catalog::CatalogPage, edit_request::EditRequestPage, login::LoginPage,
     my_requests::MyRequestsPage, new_request::NewRequestPage, request::RequestPage,
-    reviews::ReviewQueuePage,
+    reviews::ReviewQueuePage, tokens::TokensPage,
 };
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/assets") view=AssetsPage ssr=SsrMode::Async />
                     <Route path=path!("/assets/:id") view=AssetPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
+                    <Route path=path!("/account/tokens") view=TokensPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
@@ -104,6 +105,7 @@ fn Header() -> impl IntoView {
                             </nav>
                             <div class="who">
                                 <span>{user.display_name.clone()}</span>
+                                <A href="/account/tokens">"API tokens"</A>
                                 <ActionForm action=logout>
                                     <button type="submit" class="link">"Sign out"</button>
                                 </ActionForm>

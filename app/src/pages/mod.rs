@@ -11,3 +11,4 @@ pub mod my_requests;
 pub mod new_request;
 pub mod request;
 pub mod reviews;
+pub mod tokens;

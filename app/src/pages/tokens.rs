@@ -1,0 +1,136 @@
+//! Personal API tokens: create one (its secret is shown once), see and revoke them.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use slipway_core::views::{TokenScope, TokenView};
+
+use crate::api::{CreateToken, RevokeToken, TokensPageData, tokens_page};
+use crate::components::{Loading, error_view};
+
+#[component]
+pub fn TokensPage() -> impl IntoView {
+    let data = Resource::new(|| (), |_| tokens_page());
+    let create = ServerAction::<CreateToken>::new();
+    let error = move || {
+        create
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| e.to_string())
+    };
+    view! {
+        <Title text="API tokens" />
+        <h1>"API tokens"</h1>
+        <p class="muted">
+            "A token lets a pipeline or a script use the "
+            <a href="/api-docs">"Slipway API"</a>
+            " as you, within the scopes you give it. Send it as "
+            <code>"Authorization: Bearer …"</code>
+            ". Only a hash is stored: the token is shown once, when it is made."
+        </p>
+        <Suspense fallback=|| view! { <Loading /> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(TokensPageData { tokens, new_secret }) => view! {
+                        {new_secret.map(|secret| view! { <NewSecret secret /> })}
+                        <TokenTable tokens />
+                    }.into_any(),
+                    Err(e) => error_view(e),
+                }
+            })}
+        </Suspense>
+        <h2>"New token"</h2>
+        <ActionForm action=create attr:class="token-form">
+            <div class="field">
+                <label for="token-name">"What it is for"</label>
+                <input id="token-name" name="name" type="text" required=true maxlength="100" placeholder="CI pipeline of payments-api" />
+            </div>
+            <fieldset class="field">
+                <legend>"Scopes"</legend>
+                {TokenScope::ALL.into_iter().map(|scope| {
+                    let id = format!("scope-{}", scope.as_str());
+                    let label_for = id.clone();
+                    view! {
+                        <label class="check" for=label_for>
+                            <input id=id type="checkbox" name=format!("scope_{}", scope.as_str()) checked=scope == TokenScope::Read />
+                            " " {scope.as_str()} " — " {scope_help(scope)}
+                        </label>
+                    }
+                }).collect_view()}
+            </fieldset>
+            <div class="field">
+                <label for="token-days">"Expires after"</label>
+                <select id="token-days" name="expires_in_days">
+                    <option value="7">"7 days"</option>
+                    <option value="30">"30 days"</option>
+                    <option value="90" selected=true>"90 days"</option>
+                    <option value="366">"a year"</option>
+                </select>
+            </div>
+            {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
+            <button type="submit" class="primary">"Create token"</button>
+        </ActionForm>
+    }
+}
+
+fn scope_help(scope: TokenScope) -> &'static str {
+    match scope {
+        TokenScope::Read => "read requests, assets, the catalog (and the audit log with the role)",
+        TokenScope::Request => "check, submit, revise and cancel requests",
+        TokenScope::Review => "approve, reject or request changes",
+        TokenScope::Admin => "manual handling and managing tokens",
+    }
+}
+
+#[component]
+fn NewSecret(secret: String) -> impl IntoView {
+    view! {
+        <div class="notice success" role="status">
+            <p><strong>"Your new token. "</strong>"Copy it now: it is not shown again."</p>
+            <label for="new-token">"Token"</label>
+            <input id="new-token" class="secret" type="text" readonly=true value=secret data-testid="new-token" />
+        </div>
+    }
+}
+
+#[component]
+fn TokenTable(tokens: Vec<TokenView>) -> impl IntoView {
+    if tokens.is_empty() {
+        return view! { <p class="empty">"You have no tokens."</p> }.into_any();
+    }
+    let revoke = ServerAction::<RevokeToken>::new();
+    view! {
+        <table class="list">
+            <thead><tr>
+                <th scope="col">"Name"</th><th scope="col">"Token"</th><th scope="col">"Scopes"</th>
+                <th scope="col">"Created"</th><th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"Status"</th>
+            </tr></thead>
+            <tbody>
+                {tokens.into_iter().map(|t| {
+                    let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
+                    view! {
+                        <tr>
+                            <td>{t.name.clone()}</td>
+                            <td><code>{format!("{}…", t.prefix)}</code></td>
+                            <td>{scopes.join(", ")}</td>
+                            <td>{t.created_at.clone()}</td>
+                            <td>{t.expires_at.clone()}</td>
+                            <td>{t.last_used_at.clone().unwrap_or_else(|| "never".into())}</td>
+                            <td>{if t.revoked {
+                                view! { <span class="badge">"revoked"</span> }.into_any()
+                            } else {
+                                view! {
+                                    <ActionForm action=revoke>
+                                        <input type="hidden" name="id" value=t.id />
+                                        <button type="submit" class="danger" aria-label=format!("Revoke {}", t.name)>"Revoke"</button>
+                                    </ActionForm>
+                                }.into_any()
+                            }}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
