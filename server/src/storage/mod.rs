@@ -10,6 +10,7 @@ pub mod assets;
 pub mod audit;
 pub mod jobs;
 pub mod requests;
+pub mod secrets;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
