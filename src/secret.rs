@@ -37,6 +37,9 @@ pub fn is_placeholder(value: &Value) -> bool {
         .is_some_and(|param| is_placeholder_of(value, param))
 }
 
+/// How pages show a stored secret: that it is set, never what it is.
+pub const SHOWN_AS: &str = "•••••• (set; stored encrypted, never shown)";
+
 /// What output templates, checks and monitoring see for a secret parameter: the name
 /// of the Kubernetes Secret (or secret-store entry) that will hold it,
 /// `<resource_name>-<param>` with `_` turned into `-` so it is a valid name.
