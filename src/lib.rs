@@ -10,6 +10,7 @@ pub mod ids;
 pub mod policy;
 pub mod precheck;
 pub mod render;
+pub mod secret;
 pub mod state;
 mod template;
 pub mod validate;

@@ -5,6 +5,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde_json::Map;
 
 use crate::catalog::ResourceType;
+use crate::secret;
 
 /// Strict undefined: a typo in a template must fail loudly, never render "".
 pub(crate) fn environment<'s>() -> Environment<'s> {
@@ -19,7 +20,8 @@ pub(crate) fn environment<'s>() -> Environment<'s> {
 }
 
 /// Every template sees each parameter at top level plus `resource_type`
-/// and, once known, `resource_name`.
+/// and, once known, `resource_name`. A secret parameter is never its value: the
+/// reference to where it will be kept once the resource is named, else its placeholder.
 pub(crate) fn context(
     ty: &ResourceType,
     params: &serde_json::Value,
@@ -29,6 +31,7 @@ pub(crate) fn context(
         serde_json::Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
+    secret::for_templates(ty, &mut map, resource_name);
     map.insert("resource_type".into(), ty.name.clone().into());
     if let Some(name) = resource_name {
         map.insert("resource_name".into(), name.into());
@@ -47,6 +50,7 @@ pub(crate) fn render_context(
         serde_json::Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
+    secret::for_templates(ty, &mut map, Some(resource_name));
     map.insert("resource_type".into(), ty.name.clone().into());
     map.insert("resource_name".into(), resource_name.into());
     map.insert("requires".into(), requires.to_vec().into());

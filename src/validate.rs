@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{FieldKind, Naming, ResourceType};
-use crate::template;
+use crate::{secret, template};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -79,10 +79,13 @@ impl ParamValidator {
 
     pub fn check(&self, params: &Value) -> Vec<FieldError> {
         let params = without_nulls(params);
+        let (params, kept) = without_secret_placeholders(&self.ty, params);
         let mut errors: Vec<FieldError> = self
             .schema
             .iter_errors(&params)
             .flat_map(|e| describe(&e))
+            .filter(|e| !kept.contains(&e.field))
+            .map(|e| without_secret_value(&self.ty, &params, e))
             .collect();
         match self.name_of(&params) {
             Ok(_) => {}
@@ -134,6 +137,46 @@ fn without_nulls(params: &Value) -> Value {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// A secret stored as its placeholder was checked when it was given; checking the
+/// placeholder against the schema would only report that an object is not a text.
+/// Returns the parameters without those placeholders and the names taken out (their
+/// "is required" is satisfied).
+fn without_secret_placeholders(ty: &ResourceType, params: Value) -> (Value, Vec<String>) {
+    let Value::Object(mut map) = params else {
+        return (params, Vec::new());
+    };
+    let kept: Vec<String> = ty
+        .secret_params()
+        .into_iter()
+        .filter(|p| map.get(p).is_some_and(|v| secret::is_placeholder_of(v, p)))
+        .collect();
+    for param in &kept {
+        map.remove(param);
+    }
+    (Value::Object(map), kept)
+}
+
+/// A message about a secret must not quote it (the schema engine's fallback texts
+/// repeat the offending value).
+pub(crate) fn without_secret_value(
+    ty: &ResourceType,
+    params: &Value,
+    error: FieldError,
+) -> FieldError {
+    let value = params.get(&error.field).and_then(Value::as_str);
+    match value {
+        Some(value)
+            if !value.is_empty() && ty.is_secret(&error.field) && error.message.contains(value) =>
+        {
+            FieldError::new(
+                error.field,
+                "is not valid (the value is secret and not repeated here)",
+            )
+        }
+        _ => error,
     }
 }
 

@@ -51,6 +51,12 @@ fn init_tracing() {
 /// migrations, GitOps repository, first users.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
     let catalog = catalog_source::load(&settings.catalog)?;
+    let secret_key = crate::secrets::resolve_key(
+        settings.secret_key.as_ref(),
+        settings.demo,
+        &settings.data_dir,
+        &catalog.catalog,
+    )?;
     let db = Db::connect(&settings.database_url)
         .await
         .map_err(|source| StartError::Database {
@@ -63,6 +69,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         catalog: Arc::new(catalog),
         gitops,
         settings: Arc::new(settings),
+        secrets: secret_key.map(crate::secrets::SecretBox::new),
         jobs_ready: Arc::new(Notify::new()),
     };
     ensure_initial_users(&state)

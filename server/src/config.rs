@@ -1,9 +1,11 @@
 //! Settings from flags, each with an environment twin, checked before anything starts.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::secrets::SecretKey;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,6 +79,13 @@ pub struct ServeArgs {
     /// Mark session cookies Secure (set this behind TLS).
     #[arg(long, env = "SLIPWAY_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
+    /// A file holding the 32-byte key that encrypts secret parameters (64 hex digits
+    /// or base64). Default in demo mode: <data-dir>/secret.key, generated on first start.
+    #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// The key itself, instead of a file (prefer the environment: a flag shows in `ps`).
+    #[arg(long, env = "SLIPWAY_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
 }
 
 // Keeps credentials in a database URL out of logs.
@@ -94,6 +103,8 @@ impl std::fmt::Debug for ServeArgs {
             .field("gitops_repo", &self.gitops_repo)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
+            .field("secret_key_file", &self.secret_key_file)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -131,6 +142,8 @@ pub struct Settings {
     pub gitops_repo: PathBuf,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
+    /// The key that encrypts secret parameters, when one was configured.
+    pub secret_key: Option<SecretKey>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -143,6 +156,8 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("gitops_repo", &self.gitops_repo)
             .field("site_root", &self.site_root)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("secret_key", &self.secret_key)
             .finish()
     }
 }
@@ -184,6 +199,7 @@ impl ServeArgs {
         let gitops_repo = self
             .gitops_repo
             .unwrap_or_else(|| self.data_dir.join("gitops.git"));
+        let secret_key = secret_key(self.secret_key_file.as_deref(), self.secret_key.as_deref())?;
         Ok(Settings {
             addr: self.addr,
             data_dir: self.data_dir,
@@ -193,7 +209,40 @@ impl ServeArgs {
             gitops_repo,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
+            secret_key,
         })
+    }
+}
+
+/// The configured key, from its file or the environment; never both, so nobody
+/// wonders which one encrypts.
+fn secret_key(file: Option<&Path>, text: Option<&str>) -> Result<Option<SecretKey>, SettingError> {
+    let text = text.filter(|t| !t.trim().is_empty());
+    match (file, text) {
+        (Some(_), Some(_)) => Err(SettingError {
+            setting: "--secret-key-file (SLIPWAY_SECRET_KEY_FILE)",
+            message: "give the key either in a file or in SLIPWAY_SECRET_KEY, not both".into(),
+        }),
+        (Some(path), None) => {
+            let setting = "--secret-key-file (SLIPWAY_SECRET_KEY_FILE)";
+            let content = std::fs::read_to_string(path).map_err(|e| SettingError {
+                setting,
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            SecretKey::parse(&content)
+                .map(Some)
+                .map_err(|message| SettingError {
+                    setting,
+                    message: format!("{}: {message}", path.display()),
+                })
+        }
+        (None, Some(text)) => SecretKey::parse(text)
+            .map(Some)
+            .map_err(|message| SettingError {
+                setting: "--secret-key (SLIPWAY_SECRET_KEY)",
+                message,
+            }),
+        (None, None) => Ok(None),
     }
 }
 
@@ -223,6 +272,8 @@ mod tests {
             gitops_repo: None,
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
+            secret_key_file: None,
+            secret_key: None,
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
@@ -246,12 +297,61 @@ mod tests {
             gitops_repo: None,
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
+            secret_key_file: None,
+            secret_key: None,
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
             error.to_string().starts_with("--catalog (SLIPWAY_CATALOG)"),
             "{error}"
         );
+        Ok(())
+    }
+
+    fn args(dir: &Path) -> Result<ServeArgs, Box<dyn std::error::Error>> {
+        Ok(ServeArgs {
+            addr: "127.0.0.1:0".parse()?,
+            data_dir: dir.join("data"),
+            catalog: dir.to_path_buf(),
+            demo: false,
+            database_url: None,
+            gitops_repo: None,
+            site_root: dir.to_path_buf(),
+            secure_cookies: false,
+            secret_key_file: None,
+            secret_key: None,
+        })
+    }
+
+    #[test]
+    fn the_secret_key_comes_from_a_file_or_the_environment_and_never_prints()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let hex_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let mut from_env = args(dir.path())?;
+        from_env.secret_key = Some(hex_key.into());
+        assert!(!format!("{from_env:?}").contains(hex_key));
+        let settings = from_env.check()?;
+        assert!(settings.secret_key.is_some());
+        assert!(!format!("{settings:?}").contains("0011"), "{settings:?}");
+
+        let file = dir.path().join("key");
+        std::fs::write(&file, "too short")?;
+        let mut from_file = args(dir.path())?;
+        from_file.secret_key_file = Some(file.clone());
+        let error = from_file.check().err().ok_or("expected an error")?;
+        assert!(
+            error
+                .to_string()
+                .starts_with("--secret-key-file (SLIPWAY_SECRET_KEY_FILE): "),
+            "{error}"
+        );
+
+        let mut both = args(dir.path())?;
+        both.secret_key_file = Some(file);
+        both.secret_key = Some(hex_key.into());
+        let error = both.check().err().ok_or("expected an error")?;
+        assert!(error.to_string().contains("not both"), "{error}");
         Ok(())
     }
 }

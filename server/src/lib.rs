@@ -9,6 +9,7 @@ pub mod config;
 pub mod drivers;
 pub mod http;
 pub mod orchestrator;
+pub mod secrets;
 pub mod services;
 pub mod state;
 pub mod storage;

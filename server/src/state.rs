@@ -5,6 +5,7 @@ use tokio::sync::Notify;
 use crate::catalog_source::LoadedCatalog;
 use crate::config::Settings;
 use crate::drivers::gitops::GitOpsRepo;
+use crate::secrets::SecretBox;
 use crate::storage::Db;
 
 /// Everything a request handler or the worker needs, cloned cheaply into each.
@@ -14,6 +15,9 @@ pub struct AppState {
     pub catalog: Arc<LoadedCatalog>,
     pub gitops: GitOpsRepo,
     pub settings: Arc<Settings>,
+    /// Encrypts and decrypts secret parameters; none when no key is configured and
+    /// no type has secrets (start-up refuses the other cases).
+    pub secrets: Option<SecretBox>,
     /// Wakes the worker when a job is enqueued, so it need not poll fast.
     pub jobs_ready: Arc<Notify>,
 }

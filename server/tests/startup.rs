@@ -47,6 +47,7 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         gitops_repo: dir.path().join("gitops.git"),
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
+        secret_key: Some(slipway_server::secrets::SecretKey::generate()),
     };
     let state = slipway_server::cli::build_state(settings.clone()).await?;
     let users: Vec<(String, String)> = sqlx::query_as("SELECT username, roles FROM users")
@@ -73,5 +74,80 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         .fetch_one(&again.db.pool)
         .await?;
     assert_eq!(count, 1, "a second start creates no second admin");
+    Ok(())
+}
+
+#[tokio::test]
+async fn outside_demo_mode_a_catalog_with_secrets_needs_a_key() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let settings = Settings {
+        addr: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().to_path_buf(),
+        catalog: shipped_catalog(),
+        demo: false,
+        database_url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("slipway.db").display()
+        ),
+        gitops_repo: dir.path().join("gitops.git"),
+        site_root: dir.path().to_path_buf(),
+        secure_cookies: false,
+        secret_key: None,
+    };
+    let error = slipway_server::cli::build_state(settings)
+        .await
+        .err()
+        .ok_or("a catalog with secrets and no key must not start")?
+        .to_string();
+    assert!(
+        error.starts_with(
+            "--secret-key-file (SLIPWAY_SECRET_KEY_FILE) or SLIPWAY_SECRET_KEY: the catalog has secret parameters in postgres-database (owner_password)"
+        ),
+        "{error}"
+    );
+    assert!(
+        !dir.path().join("secret.key").exists(),
+        "only demo mode generates a key"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn demo_mode_generates_the_key_once_and_reuses_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let settings = Settings {
+        addr: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().to_path_buf(),
+        catalog: shipped_catalog(),
+        demo: true,
+        database_url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("slipway.db").display()
+        ),
+        gitops_repo: dir.path().join("gitops.git"),
+        site_root: dir.path().to_path_buf(),
+        secure_cookies: false,
+        secret_key: None,
+    };
+    let first = slipway_server::cli::build_state(settings.clone()).await?;
+    assert!(first.secrets.is_some());
+    let key_file = dir.path().join("secret.key");
+    let written = std::fs::read_to_string(&key_file)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file)?.permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    drop(first);
+    let second = slipway_server::cli::build_state(settings).await?;
+    assert!(second.secrets.is_some());
+    assert_eq!(
+        std::fs::read_to_string(&key_file)?,
+        written,
+        "the key is reused"
+    );
     Ok(())
 }

@@ -11,6 +11,9 @@ pub struct FieldSpec {
     pub kind: FieldKind,
     pub required: bool,
     pub default: Option<Value>,
+    /// `x-secret: true`: typed into a password field, never shown back.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +61,7 @@ pub(super) fn fields(schema: &Value) -> Vec<FieldSpec> {
             kind: kind(property),
             required: required.contains(&name.as_str()),
             default: property.get("default").cloned(),
+            secret: property.get("x-secret").and_then(Value::as_bool) == Some(true),
         })
         .collect()
 }

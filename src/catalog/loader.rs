@@ -286,6 +286,7 @@ fn load_parameters(
     fe: &mut FileErrors<'_>,
 ) -> serde_json::Value {
     let mut problems: Vec<SchemaProblem> = Vec::new();
+    schema::check_secrets(&parameters, &mut problems);
     schema::resolve_dictionaries(&mut parameters, &catalog.dictionaries, "", &mut problems);
     schema::check_form_shape(&parameters, &mut problems);
     schema::check_valid(&parameters, &mut problems);
@@ -401,6 +402,12 @@ fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileError
             fe.push(
                 format!("quota[{i}].per[{j}]"),
                 format!("unknown parameter {param:?}"),
+            );
+        } else if ty.is_secret(param) {
+            // Scopes are compared as stored, and a secret is stored as a placeholder.
+            fe.push(
+                format!("quota[{i}].per[{j}]"),
+                format!("parameter {param:?} is secret and cannot scope a quota"),
             );
         }
     }

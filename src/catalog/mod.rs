@@ -141,6 +141,15 @@ impl ResourceType {
             .to_string()
     }
 
+    /// The parameters marked `x-secret: true`, in schema order.
+    pub fn secret_params(&self) -> Vec<String> {
+        schema::secret_params(&self.parameters)
+    }
+
+    pub fn is_secret(&self, name: &str) -> bool {
+        schema::is_secret(&self.parameters, name)
+    }
+
     pub fn has_param(&self, name: &str) -> bool {
         self.parameters
             .get("properties")

@@ -180,3 +180,61 @@ pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>
 pub(super) fn property_type<'a>(schema: &'a Value, name: &str) -> Option<&'a str> {
     schema.get("properties")?.get(name)?.get("type")?.as_str()
 }
+
+/// The top-level properties marked `x-secret: true`.
+pub(super) fn secret_params(schema: &Value) -> Vec<String> {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .filter(|(_, p)| p.get("x-secret").and_then(Value::as_bool) == Some(true))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+pub(super) fn is_secret(schema: &Value, name: &str) -> bool {
+    schema
+        .get("properties")
+        .and_then(|p| p.get(name))
+        .and_then(|p| p.get("x-secret"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// A secret is free text the requester types: a choice would leak it through the
+/// catalog, a default would make it known to everyone who reads the catalog.
+pub(super) fn check_secrets(schema: &Value, problems: &mut Vec<SchemaProblem>) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, property) in properties {
+        let Some(flag) = property.get("x-secret") else {
+            continue;
+        };
+        let at = format!("properties.{name}.x-secret");
+        if !flag.is_boolean() {
+            problems.push(problem(at, "must be true or false"));
+            continue;
+        }
+        if flag.as_bool() != Some(true) {
+            continue;
+        }
+        if property.get("type").and_then(Value::as_str) != Some("string") {
+            problems.push(problem(
+                at.clone(),
+                "only a `type: string` parameter can be secret",
+            ));
+        }
+        for key in ["enum", "const", "x-dictionary", "default", "examples"] {
+            if property.get(key).is_some() {
+                problems.push(problem(
+                    at.clone(),
+                    format!(
+                        "a secret parameter cannot have `{key}`: its values would be in the catalog"
+                    ),
+                ));
+            }
+        }
+    }
+}

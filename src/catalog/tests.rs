@@ -117,7 +117,8 @@ fn fields_follow_schema_order_with_kinds() {
             "storage_gb",
             "version",
             "high_availability",
-            "extensions"
+            "extensions",
+            "owner_password"
         ]
     );
     assert_eq!(

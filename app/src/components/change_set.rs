@@ -34,6 +34,9 @@ fn show(value: &Option<Value>) -> String {
     match value {
         None => "(not set)".into(),
         Some(Value::String(s)) => s.clone(),
+        Some(v) if slipway_core::secret::is_placeholder(v) => {
+            slipway_core::secret::SHOWN_AS.to_string()
+        }
         Some(other) => other.to_string(),
     }
 }

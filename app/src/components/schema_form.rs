@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use serde_json::{Map, Value};
 use slipway_core::catalog::{FieldKind, FieldSpec};
+use slipway_core::secret;
 use slipway_core::validate::{FieldError, coerce_form_value};
 
 /// The form's state: current values, which fields the user has left, and the errors.
@@ -104,6 +105,52 @@ fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
     }
 }
 
+/// A secret is typed, never shown: the field starts empty even when a value is
+/// stored, and left empty it sends the stored value's placeholder, which the server
+/// reads as "keep it".
+fn secret_control(
+    field: &FieldSpec,
+    id: String,
+    described_by: String,
+    form: FormState,
+    invalid: impl Fn() -> String + Send + Sync + 'static,
+) -> AnyView {
+    let name = field.name.clone();
+    let stored = form
+        .values
+        .with_untracked(|v| v.get(&name).is_some_and(secret::is_placeholder));
+    let on_input = {
+        let name = name.clone();
+        move |raw: String| {
+            let value = if raw.is_empty() && stored {
+                secret::placeholder(&name)
+            } else {
+                coerce_form_value(
+                    &FieldKind::Text {
+                        pattern: None,
+                        min_length: None,
+                        max_length: None,
+                    },
+                    &raw,
+                )
+            };
+            form.set(&name, value);
+        }
+    };
+    let on_blur = {
+        let name = name.clone();
+        move |_| form.touch(&name)
+    };
+    let hint = stored.then_some("Set; leave empty to keep it");
+    view! {
+        <input type="password" autocomplete="new-password" id=id name=name.clone()
+            required=field.required && !stored placeholder=hint
+            aria-describedby=described_by aria-invalid=invalid
+            on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
+    }
+    .into_any()
+}
+
 fn control(
     field: &FieldSpec,
     id: &str,
@@ -126,6 +173,9 @@ fn control(
     };
     let invalid = move || error.get().is_some().to_string();
     let (id, described_by, required) = (id.to_string(), described_by.to_string(), field.required);
+    if field.secret {
+        return secret_control(field, id, described_by, form, invalid);
+    }
     match &field.kind {
         FieldKind::Text { max_length, .. } => view! {
             <input type="text" id=id name=name.clone() required=required autocomplete="off"

@@ -22,7 +22,7 @@ pub fn AssetPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match asset.await {
                     Ok(a) => {
-                        let params: Vec<(String, String)> = a.params.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), match v { Value::String(s) => s.clone(), o => o.to_string() })).collect()).unwrap_or_default();
+                        let params: Vec<(String, String)> = a.params.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), match v { Value::String(s) => s.clone(), o if slipway_core::secret::is_placeholder(o) => slipway_core::secret::SHOWN_AS.to_string(), o => o.to_string() })).collect()).unwrap_or_default();
                         view! {
                             <Title text=format!("Asset {}", a.summary.name) />
                             <h1>{format!("Asset #{}: ", a.summary.id)}<code>{a.summary.name.clone()}</code></h1>

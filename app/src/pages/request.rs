@@ -89,6 +89,9 @@ fn ParamsTable(params: Value) -> impl IntoView {
                         k.clone(),
                         match v {
                             Value::String(s) => s.clone(),
+                            v if slipway_core::secret::is_placeholder(v) => {
+                                slipway_core::secret::SHOWN_AS.to_string()
+                            }
                             other => other.to_string(),
                         },
                     )

@@ -45,14 +45,19 @@ pub fn key_of(request: &Request) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn fingerprint(method: &Method, path: &str, body: &Bytes) -> String {
-    let mut hash = Sha256::new();
-    hash.update(method.as_str().as_bytes());
-    hash.update(b" ");
-    hash.update(path.as_bytes());
-    hash.update(b"\n");
-    hash.update(body);
-    hex::encode(hash.finalize())
+/// What identifies a payload. Keyed when a secret key is set, because a body may
+/// carry a secret parameter and a plain hash of it would confirm a guess.
+fn fingerprint(state: &AppState, method: &Method, path: &str, body: &Bytes) -> String {
+    let mut data = Vec::with_capacity(body.len() + path.len() + 8);
+    data.extend_from_slice(method.as_str().as_bytes());
+    data.push(b' ');
+    data.extend_from_slice(path.as_bytes());
+    data.push(b'\n');
+    data.extend_from_slice(body);
+    match &state.secrets {
+        Some(secrets) => secrets.digest(&data),
+        None => hex::encode(Sha256::digest(&data)),
+    }
 }
 
 fn replay(answer: StoredAnswer) -> Response {
@@ -96,7 +101,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
             .into_response();
         }
     };
-    let print = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    let print = fingerprint(&state, &parts.method, parts.uri.path(), &bytes);
     match claim(&state, &caller, &key, &print).await {
         Ok(Claim::Fresh) => {}
         Ok(Claim::Replay(answer)) => return replay(answer),

@@ -8,6 +8,34 @@ use std::sync::{Arc, Mutex};
 use git2::build::TreeUpdateBuilder;
 use git2::{FileMode, ObjectType, Repository, Signature};
 use slipway_core::render::RenderedFile;
+use slipway_core::secret::SecretValues;
+
+/// A secret may reach a path, a file or the commit message only through a bug in a
+/// template or a catalog; this is the last place to stop it.
+fn refuse_secrets(
+    files: &[RenderedFile],
+    message: &str,
+    secrets: &SecretValues,
+) -> Result<(), GitOpsError> {
+    for (param, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
+        let leak = files
+            .iter()
+            .find(|f| f.path.contains(value) || f.content.contains(value))
+            .map(|f| f.path.clone())
+            .or_else(|| {
+                message
+                    .contains(value)
+                    .then(|| "the commit message".to_string())
+            });
+        if let Some(path) = leak {
+            return Err(GitOpsError::SecretInFile {
+                path,
+                param: param.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitOpsError {
@@ -15,6 +43,10 @@ pub enum GitOpsError {
     Git { path: String, source: git2::Error },
     #[error("GitOps repository lock poisoned by an earlier panic")]
     Poisoned,
+    #[error(
+        "refusing to commit {path}: it would contain the value of the secret parameter {param}; a template must refer to a secret, never hold it"
+    )]
+    SecretInFile { path: String, param: String },
 }
 
 /// Where the commit landed and whether this call made it.
@@ -73,6 +105,19 @@ impl GitOpsRepo {
     /// Writes the files on top of the branch head and commits, unless the tree
     /// would not change.
     pub fn apply(&self, files: &[RenderedFile], message: &str) -> Result<Applied, GitOpsError> {
+        self.apply_with_secrets(files, message, &SecretValues::new())
+    }
+
+    /// `apply` for a request with secret parameters. A repository is readable by
+    /// everyone who reconciles it, so the values are used only to make sure none
+    /// of them is about to be committed: the commit is refused if one would be.
+    pub fn apply_with_secrets(
+        &self,
+        files: &[RenderedFile],
+        message: &str,
+        secrets: &SecretValues,
+    ) -> Result<Applied, GitOpsError> {
+        refuse_secrets(files, message, secrets)?;
         let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
         let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
         self.apply_in(&repo, files, message)
@@ -206,6 +251,39 @@ mod tests {
             repo.read_file(&first.commit, "dev/payments/a/z.yaml")?,
             None
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_secret_handed_to_the_driver_is_never_committed() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let repo = GitOpsRepo::open_or_init(&dir.path().join("gitops.git"))?;
+        let mut secrets = SecretValues::new();
+        secrets.insert("owner_password", "canary-5f1c2b9e-secret");
+        let leaking = [file(
+            "dev/payments/db/cluster.yaml",
+            "password: canary-5f1c2b9e-secret\n",
+        )];
+        let refused = repo.apply_with_secrets(&leaking, "leak", &secrets);
+        assert_eq!(
+            refused.err().map(|e| e.to_string()).as_deref(),
+            Some(
+                "refusing to commit dev/payments/db/cluster.yaml: it would contain the value of the secret parameter owner_password; a template must refer to a secret, never hold it"
+            )
+        );
+        let in_message = repo.apply_with_secrets(
+            &[file("dev/a.yaml", "1")],
+            "by canary-5f1c2b9e-secret",
+            &secrets,
+        );
+        assert!(matches!(in_message, Err(GitOpsError::SecretInFile { .. })));
+        assert_eq!(repo.commit_count()?, 0, "nothing was committed");
+        let referring = [file(
+            "dev/payments/db/cluster.yaml",
+            "secret:\n  name: payments-db-dev-owner-password\n",
+        )];
+        assert!(repo.apply_with_secrets(&referring, "ok", &secrets)?.created);
         Ok(())
     }
 

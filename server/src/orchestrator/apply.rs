@@ -6,8 +6,11 @@ use slipway_core::render::{self, ChangeSet};
 use slipway_core::state::{Action, RequestState, next_state};
 use tracing::instrument;
 
+use slipway_core::secret::SecretValues;
+
+use crate::drivers::gitops::GitOpsError;
 use crate::services::assets::record_asset;
-use crate::services::{Actor, ServiceError, load_request, request_type, transition};
+use crate::services::{self, Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
 use crate::storage::jobs::{self, JobRow};
 use crate::storage::requests::{NewCheckResult, RequestRow};
@@ -173,11 +176,19 @@ async fn approved_change_set(
     Ok(stored.change_set)
 }
 
+/// The secrets of the approved revision, decrypted for the drivers of this run only:
+/// they live in memory for the length of the job.
+async fn secrets_for_run(state: &AppState, request: &RequestRow) -> Result<SecretValues, JobError> {
+    Ok(services::secrets::open_revision(state, request.id, request.current_revision).await?)
+}
+
 async fn apply(
     state: &AppState,
     request: &mut RequestRow,
     change_set: &ChangeSet,
 ) -> Result<(), JobError> {
+    let secrets = secrets_for_run(state, request).await?;
+    let handed = secrets.names().collect::<Vec<_>>().join(", ");
     let repo = state.gitops.clone();
     let files = change_set.files.clone();
     let message = format!(
@@ -188,15 +199,24 @@ async fn apply(
         request.current_revision,
         request.requester
     );
-    let applied = tokio::task::spawn_blocking(move || repo.apply(&files, &message))
-        .await
-        .map_err(|e| JobError::Retryable(format!("the GitOps driver stopped: {e}")))?
-        .map_err(|e| JobError::Retryable(e.to_string()))?;
-    let detail = if applied.created {
+    let applied =
+        tokio::task::spawn_blocking(move || repo.apply_with_secrets(&files, &message, &secrets))
+            .await
+            .map_err(|e| JobError::Retryable(format!("the GitOps driver stopped: {e}")))?
+            .map_err(|e| match e {
+                GitOpsError::SecretInFile { .. } => JobError::Permanent(e.to_string()),
+                other => JobError::Retryable(other.to_string()),
+            })?;
+    let mut detail = if applied.created {
         format!("committed {}", applied.commit)
     } else {
         format!("already at {}; nothing new to commit", applied.commit)
     };
+    if !handed.is_empty() {
+        detail.push_str(&format!(
+            "; secret parameters handed to the driver, not committed: {handed}"
+        ));
+    }
     let mut tx = state.db.write().await?;
     storage::requests::set_applied_commit(&mut tx, request.id, &applied.commit).await?;
     transition(

@@ -12,6 +12,7 @@ mod error;
 pub mod operations;
 pub mod requests;
 pub mod reviews;
+pub mod secrets;
 pub mod tokens;
 
 pub use caller::{CallMeta, Caller, Channel};

@@ -10,6 +10,7 @@ use slipway_core::precheck::{
     self, DependencyFound, DependencyQuery, PrecheckReport, QuotaQuery, QuotaUsage,
 };
 use slipway_core::render::{self, ChangeSet};
+use slipway_core::secret::{self, Split};
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::{FieldError, ParamValidator};
 use slipway_core::views::{DryRun, RequestDraft, RequestFilter, RequestSummary, Role};
@@ -17,7 +18,7 @@ use sqlx::AnyConnection;
 use tracing::instrument;
 
 use super::{
-    Actor, ServiceError, ServiceResult, authorize, load_request, require_role, transition,
+    Actor, ServiceError, ServiceResult, authorize, load_request, require_role, secrets, transition,
 };
 use crate::state::AppState;
 use crate::storage::assets::AssetRow;
@@ -163,7 +164,17 @@ pub async fn precheck(
     require_role(user, Role::Requester, "checking a request")?;
     let (ty, validator) = type_and_validator(state, type_name)?;
     let mut conn = state.db.pool.acquire().await?;
-    let mut report = compute_precheck(&mut conn, ty, validator, params, exclude).await?;
+    // On a revise form an empty secret keeps the stored one; the check must know it.
+    let previous = match exclude {
+        Some(id) if !ty.secret_params().is_empty() => storage::requests::get(&mut conn, id)
+            .await?
+            .filter(|r| r.type_name == ty.name)
+            .map(|r| r.params),
+        _ => None,
+    };
+    let split = secret::split(ty, params, previous.as_ref());
+    let checked = secret::reveal(&split.params, &split.given);
+    let mut report = compute_precheck(&mut conn, ty, validator, &checked, exclude).await?;
     if let Some(error) = team_error(ty, user, params) {
         report.field_errors.push(error);
     }
@@ -216,7 +227,7 @@ pub async fn dry_run(
     }
     let (ty, validator) = type_and_validator(state, type_name)?;
     let mut conn = state.db.pool.acquire().await?;
-    let prepared = prepare(&mut conn, state, ty, validator, params, None).await?;
+    let prepared = prepare(&mut conn, state, ty, validator, params, None, None).await?;
     Ok(DryRun {
         precheck: report,
         change_set: Some(prepared.change_set),
@@ -225,13 +236,18 @@ pub async fn dry_run(
 }
 
 struct Prepared {
+    /// The parameters as stored: secrets split off, placeholders in their place.
+    split: Split,
     report: PrecheckReport,
     resource_name: String,
     change_set: ChangeSet,
     hash: String,
 }
 
-/// Pre-check, then render: a request is stored only when both succeed.
+/// Splits the secrets off, pre-checks (secrets on their real values), then renders
+/// from the split parameters: a request is stored only when all succeed. `previous`
+/// is the stored parameters of the revision being revised, whose secrets an empty
+/// field keeps.
 async fn prepare(
     conn: &mut AnyConnection,
     state: &AppState,
@@ -239,8 +255,11 @@ async fn prepare(
     validator: &ParamValidator,
     params: &Value,
     exclude: Option<RequestId>,
+    previous: Option<&Value>,
 ) -> ServiceResult<Prepared> {
-    let report = compute_precheck(conn, ty, validator, params, exclude).await?;
+    let split = secret::split(ty, params, previous);
+    let checked = secret::reveal(&split.params, &split.given);
+    let report = compute_precheck(conn, ty, validator, &checked, exclude).await?;
     if !report.passed() {
         return Err(ServiceError::PrecheckFailed(Box::new(report)));
     }
@@ -256,7 +275,7 @@ async fn prepare(
     let change_set = render::change_set(
         &state.catalog.catalog,
         ty,
-        params,
+        &split.params,
         &resource_name,
         &required_assets,
     )
@@ -268,6 +287,7 @@ async fn prepare(
     })?;
     let hash = change_set.hash();
     Ok(Prepared {
+        split,
         report,
         resource_name,
         change_set,
@@ -366,7 +386,7 @@ pub async fn submit(
     if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
         return Ok(existing);
     }
-    let prepared = prepare(&mut tx, state, ty, validator, &draft.params, None).await?;
+    let prepared = prepare(&mut tx, state, ty, validator, &draft.params, None, None).await?;
     let id = storage::requests::insert(
         &mut tx,
         &NewRequest {
@@ -383,7 +403,7 @@ pub async fn submit(
         &NewRevision {
             request_id: id,
             revision: 1,
-            params: &draft.params,
+            params: &prepared.split.params,
             precheck: &prepared.report,
             change_set: &prepared.change_set,
             change_set_hash: &prepared.hash,
@@ -391,6 +411,7 @@ pub async fn submit(
         },
     )
     .await?;
+    secrets::store(&mut tx, state, id, 1, &prepared.split, None).await?;
     let mut request = load_request(&mut tx, id).await?;
     let actor = Actor::User(user.clone());
     transition(
@@ -407,7 +428,7 @@ pub async fn submit(
         state.db.engine,
         &mut request,
         ty,
-        &draft.params,
+        &prepared.split.params,
         &prepared.hash,
     )
     .await?;
@@ -430,19 +451,38 @@ pub async fn resubmit(
     let mut request = load_request(&mut tx, id).await?;
     let (ty, validator) = type_and_validator(state, &request.type_name)?;
     authorize_params(ty, user, Verb::Revise, params, Some(&request))?;
-    let prepared = prepare(&mut tx, state, ty, validator, params, Some(id)).await?;
-    let revision = request.current_revision + 1;
+    let previous_revision = request.current_revision;
+    let prepared = prepare(
+        &mut tx,
+        state,
+        ty,
+        validator,
+        params,
+        Some(id),
+        Some(&request.params),
+    )
+    .await?;
+    let revision = previous_revision + 1;
     storage::requests::insert_revision(
         &mut tx,
         &NewRevision {
             request_id: id,
             revision,
-            params,
+            params: &prepared.split.params,
             precheck: &prepared.report,
             change_set: &prepared.change_set,
             change_set_hash: &prepared.hash,
             author_id: user.id,
         },
+    )
+    .await?;
+    secrets::store(
+        &mut tx,
+        state,
+        id,
+        revision,
+        &prepared.split,
+        Some(previous_revision),
     )
     .await?;
     storage::requests::set_revision(&mut tx, id, revision, &prepared.resource_name).await?;
@@ -467,7 +507,7 @@ pub async fn resubmit(
         state.db.engine,
         &mut request,
         ty,
-        params,
+        &prepared.split.params,
         &prepared.hash,
     )
     .await?;

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod idempotency;
 pub mod jobs;
 pub mod requests;
+pub mod secrets;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

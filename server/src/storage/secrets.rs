@@ -1,0 +1,87 @@
+//! Encrypted secret parameters, one row per request, revision and parameter. Only
+//! ciphertext is stored here; sealing and opening happen in `crate::secrets`.
+
+use slipway_core::ids::RequestId;
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, now_millis};
+use crate::secrets::Sealed;
+
+pub async fn insert(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    revision: i64,
+    param: &str,
+    sealed: &Sealed,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO request_secrets (request_id, revision, param, nonce, ciphertext, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(request.0)
+    .bind(revision)
+    .bind(param)
+    .bind(hex::encode(&sealed.nonce))
+    .bind(hex::encode(&sealed.ciphertext))
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Carries a secret the requester did not give again into the new revision.
+pub async fn copy_forward(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    from_revision: i64,
+    to_revision: i64,
+    param: &str,
+) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "INSERT INTO request_secrets (request_id, revision, param, nonce, ciphertext, created_at) \
+         SELECT request_id, $1, param, nonce, ciphertext, $2 FROM request_secrets \
+         WHERE request_id = $3 AND revision = $4 AND param = $5",
+    )
+    .bind(to_revision)
+    .bind(now_millis())
+    .bind(request.0)
+    .bind(from_revision)
+    .bind(param)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The sealed secrets of one revision, by parameter name.
+pub async fn of_revision(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    revision: i64,
+) -> Result<Vec<(String, Sealed)>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT param, nonce, ciphertext FROM request_secrets \
+         WHERE request_id = $1 AND revision = $2 ORDER BY param",
+    )
+    .bind(request.0)
+    .bind(revision)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let param: String = row.try_get("param")?;
+            let decode = |column: &str| -> Result<Vec<u8>, StorageError> {
+                let text: String = row.try_get(column)?;
+                hex::decode(text).map_err(|e| {
+                    StorageError::Corrupt(format!(
+                        "request_secrets.{column} of request #{request}, {param}: {e}"
+                    ))
+                })
+            };
+            let sealed = Sealed {
+                nonce: decode("nonce")?,
+                ciphertext: decode("ciphertext")?,
+            };
+            Ok((param, sealed))
+        })
+        .collect()
+}

@@ -1,0 +1,411 @@
+//! Secret parameters end to end: a canary value goes in through the form's door,
+//! is reviewed, revised, approved and executed, and is then looked for in every
+//! place Slipway writes to or answers from. It must be nowhere but in the driver's
+//! hands. Run on SQLite and (with `SLIPWAY_TEST_POSTGRES_URL`) on PostgreSQL.
+
+#[allow(dead_code, unused_macros)]
+#[macro_use]
+mod common;
+
+use slipway_server::storage::Window;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::{TestApp, TestResult, draft, postgres_params};
+use serde_json::{Value, json};
+use slipway_core::secret;
+use slipway_core::state::RequestState;
+use slipway_core::views::{AssetFilter, AuditFilter, ReviewDecision};
+use slipway_server::secrets::{SecretBox, SecretKey};
+use slipway_server::services::{ServiceError, assets, audit, detail, requests, reviews, secrets};
+use slipway_server::storage::Engine;
+use sqlx::Row;
+
+const CANARY: &str = "canary-5f1c2b9e-secret";
+
+on_both_engines!(
+    a_secret_reaches_the_driver_and_no_other_sink,
+    a_secret_opens_only_with_its_key_and_request,
+);
+
+/// Everything any test in this binary logs, at every level.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let installed = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .try_init();
+        if let Err(error) = installed {
+            eprintln!("note: could not capture logs: {error}");
+        }
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut buffer) => buffer.extend_from_slice(bytes),
+            Err(poisoned) => poisoned.into_inner().extend_from_slice(bytes),
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn with_password(mut params: Value, password: &str) -> Value {
+    if let Some(map) = params.as_object_mut() {
+        map.insert("owner_password".into(), json!(password));
+    }
+    params
+}
+
+/// Every row of every table, every column as text.
+async fn dump_database(app: &TestApp) -> TestResult<String> {
+    let pool = &app.state.db.pool;
+    let mut out = String::new();
+    match app.engine {
+        Engine::Postgres => {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            )
+            .fetch_all(pool)
+            .await?;
+            assert!(tables.iter().any(|t| t == "request_secrets"), "{tables:?}");
+            for table in tables {
+                let rows: Vec<String> =
+                    sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+                        .fetch_all(pool)
+                        .await?;
+                out.push_str(&format!("== {table}\n{}\n", rows.join("\n")));
+            }
+        }
+        Engine::Sqlite => {
+            let tables: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(pool)
+                    .await?;
+            assert!(tables.iter().any(|t| t == "request_secrets"), "{tables:?}");
+            for table in tables {
+                out.push_str(&format!("== {table}\n"));
+                let columns: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                        .bind(&table)
+                        .fetch_all(pool)
+                        .await?;
+                // hex() reads any storage class (text, integer, blob, date) as its bytes.
+                let select: Vec<String> = columns.iter().map(|c| format!("hex(\"{c}\")")).collect();
+                let rows = sqlx::query(&format!("SELECT {} FROM \"{table}\"", select.join(", ")))
+                    .fetch_all(pool)
+                    .await?;
+                for row in rows {
+                    for (i, column) in columns.iter().enumerate() {
+                        let bytes = hex::decode(row.try_get::<String, _>(i)?)?;
+                        out.push_str(&format!("{column}={} ", String::from_utf8_lossy(&bytes)));
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every path, blob and commit message reachable from any reference.
+fn dump_repository(path: &Path) -> TestResult<(String, usize)> {
+    let repo = git2::Repository::open(path)?;
+    let mut out = String::new();
+    let mut blobs = 0;
+    let mut walk = repo.revwalk()?;
+    for reference in repo.references()? {
+        if let Some(target) = reference?.target() {
+            walk.push(target)?;
+        }
+    }
+    for oid in walk {
+        let commit = repo.find_commit(oid?)?;
+        out.push_str(&String::from_utf8_lossy(commit.message_bytes()));
+        let mut failed = None;
+        commit
+            .tree()?
+            .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                out.push_str(&format!("{dir}{}\n", entry.name().unwrap_or_default()));
+                if entry.kind() == Some(git2::ObjectType::Blob) {
+                    match repo.find_blob(entry.id()) {
+                        Ok(blob) => {
+                            blobs += 1;
+                            out.push_str(&String::from_utf8_lossy(blob.content()));
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            return git2::TreeWalkResult::Abort;
+                        }
+                    }
+                }
+                git2::TreeWalkResult::Ok
+            })?;
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
+    }
+    Ok((out, blobs))
+}
+
+/// The raw bytes of every file under a directory: the SQLite database and its WAL.
+fn files_containing(dir: &Path, needle: &[u8]) -> TestResult<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle)?);
+        } else if std::fs::read(&path)?
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    Ok(found)
+}
+
+fn assert_absent(sink: &str, text: &str) {
+    assert!(
+        !text.contains(CANARY),
+        "the secret leaked into {sink}:\n{}",
+        text.lines()
+            .filter(|l| l.contains(CANARY))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestResult {
+    let logs = captured_logs();
+    let state = &app.state;
+    let (alice, bob, carol) = (
+        app.user("alice").await?,
+        app.user("bob").await?,
+        app.user("carol").await?,
+    );
+    app.namespace(&alice, "prod", "core").await?;
+    let params = with_password(postgres_params("ledger", "prod", 20), CANARY);
+
+    // The as-you-type pre-check sees the value and answers without it.
+    let report = requests::precheck(state, &alice, "postgres-database", &params, None).await?;
+    assert!(report.passed(), "{report:?}");
+    let mut answers = vec![serde_json::to_string(&report)?];
+
+    let id = requests::submit(state, &alice, &draft("postgres-database", params)).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    let first_look = detail::request_detail(state, &bob, id).await?;
+    assert_eq!(
+        first_look.revisions[0].params["owner_password"],
+        secret::placeholder("owner_password"),
+        "reviewers see that a password was set"
+    );
+    let cluster = &first_look.revisions[0].change_set.files[0].content;
+    assert!(
+        cluster.contains("name: payments-ledger-prod-owner-password"),
+        "the change set refers to the Secret: {cluster}"
+    );
+    answers.push(serde_json::to_string(&first_look)?);
+    reviews::decide(state, &bob, id, 1, ReviewDecision::RequestChanges, "50 GB").await?;
+
+    // A revise that leaves the password empty keeps it.
+    let revised = with_password(postgres_params("ledger", "prod", 50), "");
+    let report = requests::precheck(state, &alice, "postgres-database", &revised, Some(id)).await?;
+    assert!(report.passed(), "{report:?}");
+    requests::resubmit(state, &alice, id, &revised).await?;
+    let second_look = detail::request_detail(state, &bob, id).await?;
+    let diff = second_look.review_diff.clone().ok_or("bob sees a diff")?;
+    assert_eq!(
+        diff.params
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["storage_gb"],
+        "a kept secret is no change"
+    );
+    answers.push(serde_json::to_string(&second_look)?);
+    reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, "").await?;
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+
+    // What the driver was handed is the canary, decrypted for the run.
+    let handed = secrets::open_revision(state, id, 2).await?;
+    assert_eq!(handed.get("owner_password"), Some(CANARY));
+    assert_eq!(handed.len(), 1);
+    let after = detail::request_detail(state, &alice, id).await?;
+    assert!(
+        after
+            .timeline
+            .iter()
+            .any(|e| e.action == "request.execution_succeeded"
+                && e.detail.ends_with(
+                    "secret parameters handed to the driver, not committed: owner_password"
+                )),
+        "{:?}",
+        after.timeline
+    );
+
+    // Every read model, as each person sees it.
+    for user in [&alice, &bob, &carol] {
+        answers.push(serde_json::to_string(
+            &detail::request_detail(state, user, id).await?,
+        )?);
+    }
+    let asset_id = after.asset_id.ok_or("the request recorded an asset")?;
+    let asset = assets::detail(state, &alice, asset_id).await?;
+    assert_eq!(
+        asset.params["owner_password"],
+        secret::placeholder("owner_password")
+    );
+    answers.push(serde_json::to_string(&asset)?);
+    answers.push(serde_json::to_string(
+        &assets::list(state, &alice, &AssetFilter::default(), Window::first(500))
+            .await?
+            .items,
+    )?);
+    answers.push(serde_json::to_string(
+        &audit::list(state, &carol, &AuditFilter::default(), Window::first(500))
+            .await?
+            .items,
+    )?);
+    answers.push(serde_json::to_string(
+        &requests::mine(state, &alice).await?,
+    )?);
+    answers.push(serde_json::to_string(&reviews::queue(state, &bob).await?)?);
+    answers.push(serde_json::to_string(
+        &requests::needing_attention(state, &carol).await?,
+    )?);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_absent(&format!("read model #{i}"), answer);
+    }
+
+    let database = dump_database(app).await?;
+    assert!(
+        database.contains("owner_password"),
+        "the dump reads the secrets table"
+    );
+    assert_absent("the database", &database);
+    let raw = files_containing(&app.state.settings.data_dir, CANARY.as_bytes())?;
+    assert!(raw.is_empty(), "the secret is in the raw files {raw:?}");
+
+    let (repository, blobs) = dump_repository(state.gitops.path())?;
+    assert!(blobs >= 4, "the walk read the committed files ({blobs})");
+    assert!(repository.contains("payments-ledger-prod-owner-password"));
+    assert_absent("the GitOps repository", &repository);
+
+    let logged = match logs.lock() {
+        Ok(buffer) => String::from_utf8_lossy(&buffer).into_owned(),
+        Err(poisoned) => String::from_utf8_lossy(&poisoned.into_inner()).into_owned(),
+    };
+    assert!(
+        logged.contains(&format!("request_id={id}")) || logged.contains("request submitted"),
+        "the log capture works"
+    );
+    assert_absent("the logs", &logged);
+    Ok(())
+}
+
+async fn a_secret_opens_only_with_its_key_and_request(app: &TestApp) -> TestResult {
+    let _ = captured_logs();
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    app.namespace(&alice, "dev", "core").await?;
+
+    // The schema runs on the real value, and its message does not repeat it.
+    let short = with_password(postgres_params("short", "dev", 20), "short-pw");
+    let report = requests::precheck(state, &alice, "postgres-database", &short, None).await?;
+    assert_eq!(
+        report
+            .field_errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>(),
+        ["owner_password must be at least 12 characters long"]
+    );
+    // A placeholder sent on its own claims a value nobody gave: it sets nothing.
+    let claimed = {
+        let mut params = postgres_params("claimed", "dev", 20);
+        if let Some(map) = params.as_object_mut() {
+            map.insert(
+                "owner_password".into(),
+                secret::placeholder("owner_password"),
+            );
+        }
+        params
+    };
+    let claimed = requests::submit(state, &alice, &draft("postgres-database", claimed)).await?;
+    assert_eq!(secrets::open_revision(state, claimed, 1).await?.len(), 0);
+    let stored = app.request(claimed).await?;
+    assert_eq!(stored.params.get("owner_password"), None);
+
+    let with_secret = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "postgres-database",
+            with_password(postgres_params("keyed", "dev", 20), CANARY),
+        ),
+    )
+    .await?;
+    assert_eq!(
+        secrets::open_revision(state, with_secret, 1)
+            .await?
+            .get("owner_password"),
+        Some(CANARY)
+    );
+
+    // Another key does not open it, and says so.
+    let mut other = state.clone();
+    other.secrets = Some(SecretBox::new(SecretKey::generate()));
+    let refused = secrets::open_revision(&other, with_secret, 1).await;
+    let Err(ServiceError::Conflict(message)) = refused else {
+        return Err(format!("expected a conflict, got {refused:?}").into());
+    };
+    assert_eq!(
+        message,
+        format!(
+            "the secret parameter owner_password of request #{with_secret} cannot be decrypted: the key is not the one it was encrypted with, or the stored value was altered or moved from another request"
+        )
+    );
+
+    // A ciphertext moved to another request does not open there; its job fails
+    // once, with that message, and the request waits for people.
+    app.exec(&format!(
+        "UPDATE request_secrets SET request_id = {claimed} WHERE request_id = {with_secret}"
+    ))
+    .await?;
+    let moved = secrets::open_revision(state, claimed, 1).await;
+    assert!(
+        matches!(&moved, Err(ServiceError::Conflict(m)) if m.contains(&format!("request #{claimed} cannot be decrypted"))),
+        "{moved:?}"
+    );
+    reviews::decide(state, &bob, claimed, 1, ReviewDecision::Approve, "").await?;
+    app.run_jobs().await?;
+    let failed = app.request(claimed).await?;
+    assert_eq!(failed.state, RequestState::Failed);
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot be decrypted")),
+        "{:?}",
+        failed.last_error
+    );
+    assert_eq!(app.gitops_commits()?, 1, "only the namespace was committed");
+    Ok(())
+}
