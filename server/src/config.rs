@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,9 +75,112 @@ pub struct ServeArgs {
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
-    /// Mark session cookies Secure (set this behind TLS).
+    /// Mark session cookies Secure (set this behind TLS); the cookie is then named
+    /// `__Host-slipway_session`.
     #[arg(long, env = "SLIPWAY_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Sign-in and session settings.
+#[derive(Clone, Args)]
+pub struct IdentityArgs {
+    /// The address people use to reach Slipway, e.g. https://slipway.example.com; the
+    /// OIDC redirect URL and the same-origin check of form posts are derived from it.
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Allow sign-in with a local user name and password (`false` leaves OIDC only).
+    #[arg(long, env = "SLIPWAY_LOCAL_ACCOUNTS", default_value_t = true, action = ArgAction::Set)]
+    pub local_accounts: bool,
+    /// A session ends after this long without a request (s, m, h or d: 30m, 8h).
+    #[arg(long, env = "SLIPWAY_SESSION_IDLE_TIMEOUT", default_value = "8h")]
+    pub session_idle_timeout: String,
+    /// A session ends this long after sign-in, however active (s, m, h or d).
+    #[arg(long, env = "SLIPWAY_SESSION_ABSOLUTE_TIMEOUT", default_value = "12h")]
+    pub session_absolute_timeout: String,
+    /// OpenID Connect issuer URL; turns on "Sign in with …". Discovery is read from
+    /// <issuer>/.well-known/openid-configuration.
+    #[arg(long, env = "SLIPWAY_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The client id Slipway is registered with at the OIDC provider.
+    #[arg(long, env = "SLIPWAY_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the OIDC client secret (for confidential clients).
+    #[arg(long, env = "SLIPWAY_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The OIDC client secret itself; prefer the environment or the file setting, as
+    /// command lines are visible to other users of the machine.
+    #[arg(
+        long,
+        env = "SLIPWAY_OIDC_CLIENT_SECRET",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub oidc_client_secret: Option<String>,
+    /// Scopes asked for at sign-in, separated by spaces.
+    #[arg(
+        long,
+        env = "SLIPWAY_OIDC_SCOPES",
+        default_value = "openid profile email"
+    )]
+    pub oidc_scopes: String,
+    /// Where the provider sends people back; default: <public URL>/auth/oidc/callback.
+    #[arg(long, env = "SLIPWAY_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// The provider's name on the sign-in button ("Sign in with …"); default: its host.
+    #[arg(long, env = "SLIPWAY_OIDC_NAME")]
+    pub oidc_name: Option<String>,
+    /// The ID-token claim whose values that are Slipway role names become roles.
+    #[arg(long, env = "SLIPWAY_OIDC_ROLES_CLAIM", default_value = "roles")]
+    pub oidc_roles_claim: String,
+    /// The ID-token claim whose values become teams (a leading `/` is dropped).
+    #[arg(long, env = "SLIPWAY_OIDC_TEAMS_CLAIM", default_value = "groups")]
+    pub oidc_teams_claim: String,
+}
+
+impl Default for IdentityArgs {
+    fn default() -> Self {
+        IdentityArgs {
+            public_url: None,
+            local_accounts: true,
+            session_idle_timeout: "8h".into(),
+            session_absolute_timeout: "12h".into(),
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret_file: None,
+            oidc_client_secret: None,
+            oidc_scopes: "openid profile email".into(),
+            oidc_redirect_url: None,
+            oidc_name: None,
+            oidc_roles_claim: "roles".into(),
+            oidc_teams_claim: "groups".into(),
+        }
+    }
+}
+
+// The client secret never reaches a log.
+impl std::fmt::Debug for IdentityArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityArgs")
+            .field("public_url", &self.public_url)
+            .field("local_accounts", &self.local_accounts)
+            .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("session_absolute_timeout", &self.session_absolute_timeout)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("oidc_client_id", &self.oidc_client_id)
+            .field("oidc_client_secret_file", &self.oidc_client_secret_file)
+            .field(
+                "oidc_client_secret",
+                &self.oidc_client_secret.as_ref().map(|_| "***"),
+            )
+            .field("oidc_scopes", &self.oidc_scopes)
+            .field("oidc_redirect_url", &self.oidc_redirect_url)
+            .field("oidc_name", &self.oidc_name)
+            .field("oidc_roles_claim", &self.oidc_roles_claim)
+            .field("oidc_teams_claim", &self.oidc_teams_claim)
+            .finish()
+    }
 }
 
 // Keeps credentials in a database URL out of logs.
@@ -94,6 +198,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("gitops_repo", &self.gitops_repo)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -131,6 +236,63 @@ pub struct Settings {
     pub gitops_repo: PathBuf,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
+    pub identity: IdentitySettings,
+}
+
+/// A secret from the settings; `Debug` shows stars.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Sign-in and sessions after checking.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// `scheme://host[:port]` without a trailing slash, when configured.
+    pub public_origin: Option<String>,
+    pub local_accounts: bool,
+    pub session_idle_timeout: Duration,
+    pub session_absolute_timeout: Duration,
+    pub oidc: Option<OidcSettings>,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        IdentitySettings {
+            public_origin: None,
+            local_accounts: true,
+            session_idle_timeout: Duration::from_secs(8 * 3600),
+            session_absolute_timeout: Duration::from_secs(12 * 3600),
+            oidc: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub redirect_url: String,
+    /// Shown on the sign-in button.
+    pub name: String,
+    pub roles_claim: String,
+    pub teams_claim: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -143,6 +305,8 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("gitops_repo", &self.gitops_repo)
             .field("site_root", &self.site_root)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -193,7 +357,225 @@ impl ServeArgs {
             gitops_repo,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
+            identity: self.identity.check()?,
         })
+    }
+}
+
+fn setting_error(setting: &'static str, message: impl Into<String>) -> SettingError {
+    SettingError {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// `30s`, `15m`, `8h`, `2d`: a positive whole number and one unit.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; write e.g. 30m, 8h or 1d"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if number == 0 {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// An http(s) URL reduced to its origin; anything after the host is refused, as the
+/// portal serves from the root.
+fn parse_origin(setting: &'static str, text: &str) -> Result<String, SettingError> {
+    let url = openidconnect::url::Url::parse(text.trim())
+        .map_err(|e| setting_error(setting, format!("{text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(setting_error(
+            setting,
+            format!("{text:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(setting_error(
+            setting,
+            format!("{text:?} must be the bare address, without a path or query"),
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl IdentityArgs {
+    pub fn check(self) -> Result<IdentitySettings, SettingError> {
+        const PUBLIC_URL: &str = "--public-url (SLIPWAY_PUBLIC_URL)";
+        const IDLE: &str = "--session-idle-timeout (SLIPWAY_SESSION_IDLE_TIMEOUT)";
+        const ABSOLUTE: &str = "--session-absolute-timeout (SLIPWAY_SESSION_ABSOLUTE_TIMEOUT)";
+        let public_origin = self
+            .public_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| parse_origin(PUBLIC_URL, u))
+            .transpose()?;
+        let idle =
+            parse_duration(&self.session_idle_timeout).map_err(|m| setting_error(IDLE, m))?;
+        let absolute = parse_duration(&self.session_absolute_timeout)
+            .map_err(|m| setting_error(ABSOLUTE, m))?;
+        if absolute < idle {
+            return Err(setting_error(
+                ABSOLUTE,
+                format!(
+                    "{} is shorter than the idle timeout {}; it must be at least as long",
+                    self.session_absolute_timeout, self.session_idle_timeout
+                ),
+            ));
+        }
+        let oidc = self.check_oidc(public_origin.as_deref())?;
+        if !self.local_accounts && oidc.is_none() {
+            return Err(setting_error(
+                "--local-accounts (SLIPWAY_LOCAL_ACCOUNTS)",
+                "password sign-in is off and no --oidc-issuer (SLIPWAY_OIDC_ISSUER) is set: nobody could sign in",
+            ));
+        }
+        Ok(IdentitySettings {
+            public_origin,
+            local_accounts: self.local_accounts,
+            session_idle_timeout: idle,
+            session_absolute_timeout: absolute,
+            oidc,
+        })
+    }
+
+    fn check_oidc(
+        &self,
+        public_origin: Option<&str>,
+    ) -> Result<Option<OidcSettings>, SettingError> {
+        const ISSUER: &str = "--oidc-issuer (SLIPWAY_OIDC_ISSUER)";
+        const CLIENT_ID: &str = "--oidc-client-id (SLIPWAY_OIDC_CLIENT_ID)";
+        const SECRET_FILE: &str = "--oidc-client-secret-file (SLIPWAY_OIDC_CLIENT_SECRET_FILE)";
+        const REDIRECT: &str = "--oidc-redirect-url (SLIPWAY_OIDC_REDIRECT_URL)";
+        const SCOPES: &str = "--oidc-scopes (SLIPWAY_OIDC_SCOPES)";
+        let Some(issuer) = self.oidc_issuer.as_deref().filter(|i| !i.trim().is_empty()) else {
+            if self.oidc_client_id.is_some() {
+                return Err(setting_error(
+                    CLIENT_ID,
+                    "is set but --oidc-issuer (SLIPWAY_OIDC_ISSUER) is not",
+                ));
+            }
+            return Ok(None);
+        };
+        let issuer = issuer.trim().to_string();
+        let parsed = openidconnect::url::Url::parse(&issuer)
+            .map_err(|e| setting_error(ISSUER, format!("{issuer:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(setting_error(
+                ISSUER,
+                format!("{issuer:?} must be an http:// or https:// URL"),
+            ));
+        }
+        let client_id = self
+            .oidc_client_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| setting_error(CLIENT_ID, "is required with --oidc-issuer"))?
+            .to_string();
+        let from_env = self.oidc_client_secret.as_deref().filter(|s| !s.is_empty());
+        let client_secret = match (&self.oidc_client_secret_file, from_env) {
+            (Some(_), Some(_)) => {
+                return Err(setting_error(
+                    SECRET_FILE,
+                    "and SLIPWAY_OIDC_CLIENT_SECRET are both set; keep one",
+                ));
+            }
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    setting_error(SECRET_FILE, format!("cannot read {}: {e}", path.display()))
+                })?;
+                let secret = text.trim().to_string();
+                if secret.is_empty() {
+                    return Err(setting_error(
+                        SECRET_FILE,
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                Some(Secret::new(secret))
+            }
+            (None, Some(secret)) => Some(Secret::new(secret.to_string())),
+            (None, None) => None,
+        };
+        let scopes: Vec<String> = self
+            .oidc_scopes
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(setting_error(
+                SCOPES,
+                format!("{:?} must include openid", self.oidc_scopes),
+            ));
+        }
+        let redirect_url = match (&self.oidc_redirect_url, public_origin) {
+            (Some(url), _) if !url.trim().is_empty() => {
+                let parsed = openidconnect::url::Url::parse(url.trim())
+                    .map_err(|e| setting_error(REDIRECT, format!("{url:?} is not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(setting_error(
+                        REDIRECT,
+                        format!("{url:?} must be an http:// or https:// URL"),
+                    ));
+                }
+                parsed.to_string()
+            }
+            (_, Some(origin)) => format!("{origin}/auth/oidc/callback"),
+            _ => {
+                return Err(setting_error(
+                    REDIRECT,
+                    "is required with --oidc-issuer unless --public-url (SLIPWAY_PUBLIC_URL) is set",
+                ));
+            }
+        };
+        let name = self
+            .oidc_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .or_else(|| parsed.host_str().map(str::to_string))
+            .unwrap_or_else(|| "single sign-on".into());
+        for (setting, claim) in [
+            (
+                "--oidc-roles-claim (SLIPWAY_OIDC_ROLES_CLAIM)",
+                &self.oidc_roles_claim,
+            ),
+            (
+                "--oidc-teams-claim (SLIPWAY_OIDC_TEAMS_CLAIM)",
+                &self.oidc_teams_claim,
+            ),
+        ] {
+            if claim.trim().is_empty() {
+                return Err(setting_error(setting, "must name a claim"));
+            }
+        }
+        Ok(Some(OidcSettings {
+            issuer,
+            client_id,
+            client_secret,
+            scopes,
+            redirect_url,
+            name,
+            roles_claim: self.oidc_roles_claim.trim().to_string(),
+            teams_claim: self.oidc_teams_claim.trim().to_string(),
+        }))
     }
 }
 
@@ -223,6 +605,7 @@ mod tests {
             gitops_repo: None,
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
+            identity: IdentityArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
@@ -246,6 +629,7 @@ mod tests {
             gitops_repo: None,
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
+            identity: IdentityArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(

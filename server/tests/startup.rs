@@ -47,6 +47,7 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         gitops_repo: dir.path().join("gitops.git"),
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
+        identity: Default::default(),
     };
     let state = slipway_server::cli::build_state(settings.clone()).await?;
     let users: Vec<(String, String)> = sqlx::query_as("SELECT username, roles FROM users")

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod catalog;
 pub mod detail;
 mod error;
+pub mod oidc;
 pub mod operations;
 pub mod requests;
 pub mod reviews;

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod jobs;
 pub mod requests;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 use std::str::FromStr;

@@ -142,6 +142,7 @@ impl TestApp {
             gitops_repo: data_dir.join("gitops.git"),
             site_root: dir.path().join("site"),
             secure_cookies: false,
+            identity: Default::default(),
         };
         let state = slipway_server::cli::build_state(settings.clone()).await?;
         if state.db.engine != engine {
