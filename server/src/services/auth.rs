@@ -68,11 +68,11 @@ pub fn lock_after(failures: i64, free: i64) -> i64 {
 }
 
 fn wait_message(wait_ms: i64) -> String {
-    let wait = if wait_ms < 60_000 {
-        let seconds = (wait_ms + 999) / 1000;
+    let seconds = (wait_ms + 999) / 1000;
+    let wait = if seconds < 60 {
         format!("{seconds} second{}", if seconds == 1 { "" } else { "s" })
     } else {
-        let minutes = (wait_ms + 59_999) / 60_000;
+        let minutes = (seconds + 59) / 60;
         format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
     };
     format!(
@@ -374,7 +374,45 @@ mod tests {
     #[test]
     fn the_wait_is_said_in_whole_units_rounded_up() {
         assert!(wait_message(1).contains("wait 1 second "));
-        assert!(wait_message(59_001).contains("wait 60 seconds"));
+        assert!(wait_message(58_001).contains("wait 59 seconds"));
+        assert!(wait_message(59_001).contains("wait 1 minute "));
         assert!(wait_message(60_001).contains("wait 2 minutes"));
     }
+}
+
+/// The user's live sessions; `current_id` (the caller's own session) is marked.
+pub async fn sessions(
+    state: &AppState,
+    user: &UserView,
+    current_id: Option<&str>,
+) -> ServiceResult<Vec<crate::storage::sessions::SessionRow>> {
+    Ok(crate::storage::sessions::for_user(
+        &state.db.pool,
+        user.id,
+        current_id,
+        state.settings.identity.session_absolute_timeout,
+    )
+    .await?)
+}
+
+/// Ends one of the user's own sessions (another browser, a lost laptop).
+pub async fn end_session(state: &AppState, user: &UserView, handle: &str) -> ServiceResult<()> {
+    if !crate::storage::sessions::end_for_user(&state.db.pool, user.id, handle).await? {
+        return Err(ServiceError::NotFound(
+            "that session (it may have ended already)".into(),
+        ));
+    }
+    let mut tx = state.db.write().await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(user.clone()),
+        "session.ended",
+        ("user", user.id.to_string()),
+        None,
+        "ended from the sessions page".into(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
