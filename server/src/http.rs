@@ -145,15 +145,19 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// Pages that want the browser elsewhere (sign in first; `/` → `/catalog`) set a
-/// `Location` but keep the page's status, which browsers ignore. A GET answered so
-/// becomes a real `303 See Other` with no body.
+/// `Location` but keep the page's status (200, or 401 from the failed data load),
+/// which browsers ignore, or answer 302. A GET answered so becomes a real
+/// `303 See Other` with no body.
 pub async fn see_other(request: Request, next: Next) -> Response {
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     let response = next.run(request).await;
     let status = response.status();
     if is_read
         && response.headers().contains_key(header::LOCATION)
-        && (status == StatusCode::OK || status == StatusCode::UNAUTHORIZED)
+        && matches!(
+            status,
+            StatusCode::OK | StatusCode::UNAUTHORIZED | StatusCode::FOUND
+        )
     {
         let (mut parts, _) = response.into_parts();
         parts.status = StatusCode::SEE_OTHER;
