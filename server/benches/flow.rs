@@ -31,6 +31,7 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         gitops_repo: dir.join("gitops.git"),
         site_root: dir.to_path_buf(),
         secure_cookies: false,
+        identity: Default::default(),
     };
     Ok(build_state(settings).await?)
 }

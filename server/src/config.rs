@@ -18,6 +18,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing would only add noise"
+)]
 pub enum Command {
     /// Start the portal, its API and the background worker.
     Serve(ServeArgs),

@@ -44,7 +44,7 @@ fn keys() -> &'static (String, String) {
             rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
                 .and_then(|k| {
                     k.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-                        .map_err(|e| rsa::Error::Pkcs1(e))
+                        .map_err(rsa::Error::Pkcs1)
                 })
                 .map(|pem| pem.to_string())
                 .unwrap_or_default()

@@ -357,29 +357,6 @@ fn generate_password() -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locks_grow_after_the_free_attempts_and_stop_at_fifteen_minutes() {
-        assert_eq!(lock_after(4, 5), 0);
-        assert_eq!(lock_after(5, 5), 60_000);
-        assert_eq!(lock_after(6, 5), 120_000);
-        assert_eq!(lock_after(8, 5), 480_000);
-        assert_eq!(lock_after(9, 5), LONGEST_LOCK_MS);
-        assert_eq!(lock_after(500, 5), LONGEST_LOCK_MS);
-    }
-
-    #[test]
-    fn the_wait_is_said_in_whole_units_rounded_up() {
-        assert!(wait_message(1).contains("wait 1 second "));
-        assert!(wait_message(58_001).contains("wait 59 seconds"));
-        assert!(wait_message(59_001).contains("wait 1 minute "));
-        assert!(wait_message(60_001).contains("wait 2 minutes"));
-    }
-}
-
 /// The user's live sessions; `current_id` (the caller's own session) is marked.
 pub async fn sessions(
     state: &AppState,
@@ -415,4 +392,27 @@ pub async fn end_session(state: &AppState, user: &UserView, handle: &str) -> Ser
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_grow_after_the_free_attempts_and_stop_at_fifteen_minutes() {
+        assert_eq!(lock_after(4, 5), 0);
+        assert_eq!(lock_after(5, 5), 60_000);
+        assert_eq!(lock_after(6, 5), 120_000);
+        assert_eq!(lock_after(8, 5), 480_000);
+        assert_eq!(lock_after(9, 5), LONGEST_LOCK_MS);
+        assert_eq!(lock_after(500, 5), LONGEST_LOCK_MS);
+    }
+
+    #[test]
+    fn the_wait_is_said_in_whole_units_rounded_up() {
+        assert!(wait_message(1).contains("wait 1 second "));
+        assert!(wait_message(58_001).contains("wait 59 seconds"));
+        assert!(wait_message(59_001).contains("wait 1 minute "));
+        assert!(wait_message(60_001).contains("wait 2 minutes"));
+    }
 }

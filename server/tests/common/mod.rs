@@ -105,6 +105,7 @@ impl TestApp {
     }
 
     /// A fresh app on the shipped catalog with these sign-in settings.
+    #[allow(dead_code, reason = "each test binary uses a part of the harness")]
     pub async fn start_with_identity(
         engine: Engine,
         identity: IdentitySettings,
