@@ -642,4 +642,134 @@ mod tests {
         );
         Ok(())
     }
+
+    fn identity() -> IdentityArgs {
+        IdentityArgs {
+            oidc_issuer: Some("https://id.example.com/realms/main".into()),
+            oidc_client_id: Some("slipway".into()),
+            public_url: Some("https://slipway.example.com".into()),
+            ..IdentityArgs::default()
+        }
+    }
+
+    fn refusal(args: IdentityArgs) -> String {
+        args.check()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_complete_oidc_setting_derives_the_redirect_url() -> Result<(), SettingError> {
+        let checked = identity().check()?;
+        let oidc = checked
+            .oidc
+            .ok_or_else(|| setting_error("test", "no oidc"))?;
+        assert_eq!(
+            oidc.redirect_url,
+            "https://slipway.example.com/auth/oidc/callback"
+        );
+        assert_eq!(oidc.name, "id.example.com");
+        assert_eq!(oidc.scopes, vec!["openid", "profile", "email"]);
+        assert_eq!(
+            checked.public_origin.as_deref(),
+            Some("https://slipway.example.com")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn each_bad_identity_setting_is_named() {
+        let cases: Vec<(IdentityArgs, &str)> = vec![
+            (
+                IdentityArgs {
+                    oidc_client_id: None,
+                    ..identity()
+                },
+                "--oidc-client-id (SLIPWAY_OIDC_CLIENT_ID)",
+            ),
+            (
+                IdentityArgs {
+                    oidc_issuer: Some("id.example.com".into()),
+                    ..identity()
+                },
+                "--oidc-issuer (SLIPWAY_OIDC_ISSUER)",
+            ),
+            (
+                IdentityArgs {
+                    public_url: None,
+                    ..identity()
+                },
+                "--oidc-redirect-url (SLIPWAY_OIDC_REDIRECT_URL)",
+            ),
+            (
+                IdentityArgs {
+                    public_url: Some("https://slipway.example.com/portal".into()),
+                    ..identity()
+                },
+                "--public-url (SLIPWAY_PUBLIC_URL)",
+            ),
+            (
+                IdentityArgs {
+                    oidc_scopes: "profile email".into(),
+                    ..identity()
+                },
+                "--oidc-scopes (SLIPWAY_OIDC_SCOPES)",
+            ),
+            (
+                IdentityArgs {
+                    oidc_client_secret_file: Some("/no/such/secret".into()),
+                    ..identity()
+                },
+                "--oidc-client-secret-file (SLIPWAY_OIDC_CLIENT_SECRET_FILE)",
+            ),
+            (
+                IdentityArgs {
+                    local_accounts: false,
+                    ..IdentityArgs::default()
+                },
+                "--local-accounts (SLIPWAY_LOCAL_ACCOUNTS)",
+            ),
+            (
+                IdentityArgs {
+                    session_idle_timeout: "8 hours".into(),
+                    ..IdentityArgs::default()
+                },
+                "--session-idle-timeout (SLIPWAY_SESSION_IDLE_TIMEOUT)",
+            ),
+            (
+                IdentityArgs {
+                    session_absolute_timeout: "1h".into(),
+                    ..IdentityArgs::default()
+                },
+                "--session-absolute-timeout (SLIPWAY_SESSION_ABSOLUTE_TIMEOUT)",
+            ),
+        ];
+        for (args, setting) in cases {
+            let message = refusal(args);
+            assert!(message.starts_with(setting), "{setting}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_client_secret_never_shows_in_debug() -> Result<(), SettingError> {
+        let args = IdentityArgs {
+            oidc_client_secret: Some("hunter2-very-secret".into()),
+            ..identity()
+        };
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let checked = args.check()?;
+        assert!(!format!("{checked:?}").contains("hunter2"));
+        Ok(())
+    }
+
+    #[test]
+    fn durations_take_one_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in ["", "8", "h", "0m", "8 h", "8w", "-1h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }
