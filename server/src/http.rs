@@ -320,6 +320,12 @@ mod tests {
     }
 
     #[test]
+    fn secure_cookies_take_the_host_prefix() {
+        assert_eq!(session_cookie_name(true), "__Host-slipway_session");
+        assert_eq!(session_cookie_name(false), "slipway_session");
+    }
+
+    #[test]
     fn origins_are_judged_by_host_or_public_url() {
         let host = Some("portal.example:3000");
         assert!(origin_allowed(

@@ -33,7 +33,7 @@ pub fn SessionsPage() -> impl IntoView {
                                 <dt>"Teams"</dt><dd data-testid="teams">{teams}</dd>
                             </dl>
                             <table class="table">
-                                <caption class="muted">"Browsers signed in as you. Signing one out takes effect at its next request."</caption>
+                                <caption class="muted">"Browsers signed in as you. Ending a session signs that browser out at its next request."</caption>
                                 <thead><tr><th>"Browser"</th><th>"Signed in"</th><th>"Last used"</th><th></th></tr></thead>
                                 <tbody>
                                     {sessions.into_iter().map(|s| view! {
@@ -47,7 +47,7 @@ pub fn SessionsPage() -> impl IntoView {
                                                 view! {
                                                     <ActionForm action=end>
                                                         <input type="hidden" name="handle" value=s.handle.clone() />
-                                                        <button type="submit" class="link">"Sign out"</button>
+                                                        <button type="submit" class="link">"End session"</button>
                                                     </ActionForm>
                                                 }.into_any()
                                             }}</td>
