@@ -478,6 +478,11 @@ async fn bad_tokens_are_refused_and_write_nothing() -> TestResult {
         );
         assert_eq!(app.count("users").await?, users, "{case}: no account");
         assert_eq!(signed_in_sessions(&app).await?, 0, "{case}: no session");
+        assert_eq!(
+            app.count("sessions").await?,
+            0,
+            "{case}: the attempt's session is gone"
+        );
         assert_eq!(events(&app, "user.sign_in").await?, 0, "{case}");
         assert_eq!(
             events(&app, "user.sign_in_failed").await?,

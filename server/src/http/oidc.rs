@@ -16,6 +16,7 @@ use tower_sessions::Session;
 use super::{safe_next, start_user_session, user_agent};
 use crate::services::oidc::{Oidc, OidcError, PendingSignIn, record_failure, sign_in};
 use crate::state::AppState;
+use crate::storage::sessions::USER_KEY;
 
 /// Session data key for the sign-in under way.
 const PENDING_KEY: &str = "oidc_pending";
@@ -113,10 +114,16 @@ async fn callback(
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     let app = &routes.app;
+    let session_ref = &session;
     let fail = |reason: String, error: &'static str, next: String| async move {
         tracing::info!(%reason, "OIDC sign-in refused");
         if let Err(audit) = record_failure(app, &reason).await {
             tracing::error!(%audit, "could not audit a refused sign-in");
+        }
+        // A session made only to carry the attempt goes now, not at its idle timeout.
+        let anonymous = !matches!(session_ref.get::<i64>(USER_KEY).await, Ok(Some(_)));
+        if anonymous && let Err(error) = session_ref.flush().await {
+            tracing::warn!(%error, "could not delete the sign-in attempt's session");
         }
         to_login(error, &next)
     };
