@@ -15,7 +15,7 @@ use slipway_core::views::{
 
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
-use crate::ssr::{SESSION_USER, app_state, optional_user, session, signed_in, user_error};
+use crate::ssr::{app_state, optional_user, session, signed_in, user_error};
 #[cfg(feature = "ssr")]
 use slipway_server::services;
 
@@ -27,6 +27,24 @@ const PORTAL_LIST: slipway_server::storage::Window = slipway_server::storage::Wi
 pub async fn current_user() -> Result<Option<UserView>, AppError> {
     let state = app_state()?;
     optional_user(&state).await
+}
+
+/// How people may sign in here, for the sign-in page.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignInChoices {
+    pub local_accounts: bool,
+    /// The single sign-on provider's name, when one is configured.
+    pub provider: Option<String>,
+}
+
+#[server]
+pub async fn sign_in_options() -> Result<SignInChoices, AppError> {
+    let state = app_state()?;
+    let identity = &state.settings.identity;
+    Ok(SignInChoices {
+        local_accounts: identity.local_accounts,
+        provider: identity.oidc.as_ref().map(|o| o.name.clone()),
+    })
 }
 
 /// Signs in with a local account; the session id is replaced so a session fixed
@@ -48,31 +66,81 @@ pub async fn login(
     .await
     .map_err(user_error)?;
     let session = session().await?;
-    let internal = |e: tower_sessions::session::Error| {
-        user_error(services::ServiceError::Internal(format!("session: {e}")))
-    };
-    session.cycle_id().await.map_err(internal)?;
-    session
-        .insert(SESSION_USER, user.id.0)
+    let parts = use_context::<axum::http::request::Parts>();
+    let agent = parts
+        .as_ref()
+        .and_then(|p| slipway_server::http::user_agent(&p.headers));
+    slipway_server::http::start_user_session(&session, &user, agent)
         .await
-        .map_err(internal)?;
-    // Only local paths: an open redirect would let a link send people elsewhere.
+        .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
+    // Only paths on this site: an open redirect would let a link send people elsewhere.
     let target = next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .as_deref()
+        .and_then(slipway_server::http::safe_next)
         .unwrap_or_else(|| "/catalog".into());
     leptos_axum::redirect(&target);
     Ok(())
 }
 
+/// Signs out: the session is deleted on the server, not only forgotten by the browser.
 #[server]
 pub async fn logout() -> Result<(), AppError> {
+    let state = app_state()?;
+    let user = optional_user(&state).await?;
     let session = session().await?;
     session
         .flush()
         .await
         .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
+    if let Some(user) = user {
+        let caller =
+            services::Caller::new(user, services::Channel::Portal, crate::ssr::call_meta());
+        services::auth::record_sign_out(&state, &caller)
+            .await
+            .map_err(user_error)?;
+    }
     leptos_axum::redirect("/login");
     Ok(())
+}
+
+/// One of the signed-in user's sessions. `handle` names it; the session id itself
+/// is the credential and never leaves the server.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionView {
+    pub handle: String,
+    pub created: String,
+    pub last_seen: String,
+    pub user_agent: String,
+    pub current: bool,
+}
+
+#[server]
+pub async fn my_sessions() -> Result<(UserView, Vec<SessionView>), AppError> {
+    let (state, user) = signed_in().await?;
+    let current = session().await?.id().map(|id| id.to_string());
+    let rows = services::auth::sessions(&state, &user, current.as_deref())
+        .await
+        .map_err(user_error)?;
+    let format = slipway_server::storage::format_millis;
+    let sessions = rows
+        .into_iter()
+        .map(|row| SessionView {
+            handle: row.handle,
+            created: format(row.created_at),
+            last_seen: format(row.last_seen_at),
+            user_agent: row.user_agent,
+            current: row.current,
+        })
+        .collect();
+    Ok((user.user, sessions))
+}
+
+#[server]
+pub async fn end_session(handle: String) -> Result<(), AppError> {
+    let (state, user) = signed_in().await?;
+    services::auth::end_session(&state, &user, &handle)
+        .await
+        .map_err(user_error)
 }
 
 #[server]

@@ -6,8 +6,8 @@ use slipway_core::views::Role;
 
 use crate::api::{Logout, current_user};
 use crate::pages::{
-    asset::AssetPage, assets::AssetsPage, attention::AttentionPage, audit::AuditPage,
-    catalog::CatalogPage, edit_request::EditRequestPage, login::LoginPage,
+    account::SessionsPage, asset::AssetPage, assets::AssetsPage, attention::AttentionPage,
+    audit::AuditPage, catalog::CatalogPage, edit_request::EditRequestPage, login::LoginPage,
     my_requests::MyRequestsPage, new_request::NewRequestPage, request::RequestPage,
     reviews::ReviewQueuePage, tokens::TokensPage,
 };
@@ -56,6 +56,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/assets/:id") view=AssetPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
                     <Route path=path!("/account/tokens") view=TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("/account/sessions") view=SessionsPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
@@ -104,7 +105,7 @@ fn Header() -> impl IntoView {
                                 {(has(Role::Platform) || has(Role::Auditor)).then(|| view! { <A href="/audit">"Audit log"</A> })}
                             </nav>
                             <div class="who">
-                                <span>{user.display_name.clone()}</span>
+                                <a href="/account/sessions" title="Your account and sessions">{user.display_name.clone()}</a>
                                 <A href="/account/tokens">"API tokens"</A>
                                 <ActionForm action=logout>
                                     <button type="submit" class="link">"Sign out"</button>

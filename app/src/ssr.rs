@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use crate::app::{App, shell};
 use crate::error::AppError;
 
-pub const SESSION_USER: &str = "user_id";
+pub const SESSION_USER: &str = slipway_server::storage::sessions::USER_KEY;
 
 /// Mounts the pages and server functions, with the application state in context.
 pub fn portal_router(state: AppState) -> Router {

@@ -32,6 +32,7 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         site_root: dir.to_path_buf(),
         secure_cookies: false,
         secret_key: None,
+        identity: Default::default(),
     };
     Ok(build_state(settings).await?)
 }

@@ -78,13 +78,22 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
     Ok(state)
 }
 
-/// The full router: the portal (built by the caller), health, sessions, tracing.
+/// The full router: the portal (built by the caller), health, OIDC sign-in,
+/// sessions, the same-origin guard, real redirects, tracing.
 pub fn router(state: &AppState, portal: Router) -> Router {
+    use axum::middleware::{from_fn, from_fn_with_state};
     portal
         .merge(crate::api::router(state))
         .merge(crate::http::router().with_state(state.clone()))
+        .merge(crate::http::oidc::router(state))
+        .layer(from_fn(crate::http::keep_session_alive))
         .layer(crate::http::session_layer(state))
         .layer(axum::middleware::from_fn(crate::http::call_meta))
+        .layer(from_fn(crate::http::see_other))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::http::refuse_cross_origin,
+        ))
         .layer(TraceLayer::new_for_http())
 }
 
@@ -97,7 +106,8 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     let worker = orchestrator::spawn(state.clone(), stopped.clone());
     crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
-    DbSessionStore::new(&state.db).spawn_cleanup(stopped);
+    DbSessionStore::new(&state.db, state.settings.identity.session_absolute_timeout)
+        .spawn_cleanup(stopped);
     let app = router(&state, portal(state.clone()));
     let addr = state.settings.addr;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -107,6 +117,7 @@ async fn serve(
             source,
         })?;
     tracing::info!("Slipway listens on http://{addr}");
+    // The peer address feeds the per-address sign-in throttle.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::secrets::SecretKey;
 
@@ -19,6 +20,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing would only add noise"
+)]
 pub enum Command {
     /// Start the portal, its API and the background worker.
     Serve(ServeArgs),
@@ -76,7 +81,8 @@ pub struct ServeArgs {
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
-    /// Mark session cookies Secure (set this behind TLS).
+    /// Mark session cookies Secure (set this behind TLS); the cookie is then named
+    /// `__Host-slipway_session`.
     #[arg(long, env = "SLIPWAY_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
     /// A file holding the 32-byte key that encrypts secret parameters (64 hex digits
@@ -86,6 +92,108 @@ pub struct ServeArgs {
     /// The key itself, instead of a file (prefer the environment: a flag shows in `ps`).
     #[arg(long, env = "SLIPWAY_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Sign-in and session settings.
+#[derive(Clone, Args)]
+pub struct IdentityArgs {
+    /// The address people use to reach Slipway, e.g. https://slipway.example.com; the
+    /// OIDC redirect URL and the same-origin check of form posts are derived from it.
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Allow sign-in with a local user name and password (`false` leaves OIDC only).
+    #[arg(long, env = "SLIPWAY_LOCAL_ACCOUNTS", default_value_t = true, action = ArgAction::Set)]
+    pub local_accounts: bool,
+    /// A session ends after this long without a request (s, m, h or d: 30m, 8h).
+    #[arg(long, env = "SLIPWAY_SESSION_IDLE_TIMEOUT", default_value = "8h")]
+    pub session_idle_timeout: String,
+    /// A session ends this long after sign-in, however active (s, m, h or d).
+    #[arg(long, env = "SLIPWAY_SESSION_ABSOLUTE_TIMEOUT", default_value = "12h")]
+    pub session_absolute_timeout: String,
+    /// OpenID Connect issuer URL; turns on "Sign in with …". Discovery is read from
+    /// <issuer>/.well-known/openid-configuration.
+    #[arg(long, env = "SLIPWAY_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The client id Slipway is registered with at the OIDC provider.
+    #[arg(long, env = "SLIPWAY_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the OIDC client secret (for confidential clients).
+    #[arg(long, env = "SLIPWAY_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The OIDC client secret itself; prefer the environment or the file setting, as
+    /// command lines are visible to other users of the machine.
+    #[arg(
+        long,
+        env = "SLIPWAY_OIDC_CLIENT_SECRET",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub oidc_client_secret: Option<String>,
+    /// Scopes asked for at sign-in, separated by spaces.
+    #[arg(
+        long,
+        env = "SLIPWAY_OIDC_SCOPES",
+        default_value = "openid profile email"
+    )]
+    pub oidc_scopes: String,
+    /// Where the provider sends people back; default: <public URL>/auth/oidc/callback.
+    #[arg(long, env = "SLIPWAY_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// The provider's name on the sign-in button ("Sign in with …"); default: its host.
+    #[arg(long, env = "SLIPWAY_OIDC_NAME")]
+    pub oidc_name: Option<String>,
+    /// The ID-token claim whose values that are Slipway role names become roles.
+    #[arg(long, env = "SLIPWAY_OIDC_ROLES_CLAIM", default_value = "roles")]
+    pub oidc_roles_claim: String,
+    /// The ID-token claim whose values become teams (a leading `/` is dropped).
+    #[arg(long, env = "SLIPWAY_OIDC_TEAMS_CLAIM", default_value = "groups")]
+    pub oidc_teams_claim: String,
+}
+
+impl Default for IdentityArgs {
+    fn default() -> Self {
+        IdentityArgs {
+            public_url: None,
+            local_accounts: true,
+            session_idle_timeout: "8h".into(),
+            session_absolute_timeout: "12h".into(),
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret_file: None,
+            oidc_client_secret: None,
+            oidc_scopes: "openid profile email".into(),
+            oidc_redirect_url: None,
+            oidc_name: None,
+            oidc_roles_claim: "roles".into(),
+            oidc_teams_claim: "groups".into(),
+        }
+    }
+}
+
+// The client secret never reaches a log.
+impl std::fmt::Debug for IdentityArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityArgs")
+            .field("public_url", &self.public_url)
+            .field("local_accounts", &self.local_accounts)
+            .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("session_absolute_timeout", &self.session_absolute_timeout)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("oidc_client_id", &self.oidc_client_id)
+            .field("oidc_client_secret_file", &self.oidc_client_secret_file)
+            .field(
+                "oidc_client_secret",
+                &self.oidc_client_secret.as_ref().map(|_| "***"),
+            )
+            .field("oidc_scopes", &self.oidc_scopes)
+            .field("oidc_redirect_url", &self.oidc_redirect_url)
+            .field("oidc_name", &self.oidc_name)
+            .field("oidc_roles_claim", &self.oidc_roles_claim)
+            .field("oidc_teams_claim", &self.oidc_teams_claim)
+            .finish()
+    }
 }
 
 // Keeps credentials in a database URL out of logs.
@@ -105,6 +213,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -144,6 +253,63 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
     pub secret_key: Option<SecretKey>,
+    pub identity: IdentitySettings,
+}
+
+/// A secret from the settings; `Debug` shows stars.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Sign-in and sessions after checking.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// `scheme://host[:port]` without a trailing slash, when configured.
+    pub public_origin: Option<String>,
+    pub local_accounts: bool,
+    pub session_idle_timeout: Duration,
+    pub session_absolute_timeout: Duration,
+    pub oidc: Option<OidcSettings>,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        IdentitySettings {
+            public_origin: None,
+            local_accounts: true,
+            session_idle_timeout: Duration::from_secs(8 * 3600),
+            session_absolute_timeout: Duration::from_secs(12 * 3600),
+            oidc: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub redirect_url: String,
+    /// Shown on the sign-in button.
+    pub name: String,
+    pub roles_claim: String,
+    pub teams_claim: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -158,6 +324,7 @@ impl std::fmt::Debug for Settings {
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key", &self.secret_key)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -210,6 +377,7 @@ impl ServeArgs {
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
+            identity: self.identity.check()?,
         })
     }
 }
@@ -246,6 +414,223 @@ fn secret_key(file: Option<&Path>, text: Option<&str>) -> Result<Option<SecretKe
     }
 }
 
+fn setting_error(setting: &'static str, message: impl Into<String>) -> SettingError {
+    SettingError {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// `30s`, `15m`, `8h`, `2d`: a positive whole number and one unit.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; write e.g. 30m, 8h or 1d"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if number == 0 {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// An http(s) URL reduced to its origin; anything after the host is refused, as the
+/// portal serves from the root.
+fn parse_origin(setting: &'static str, text: &str) -> Result<String, SettingError> {
+    let url = openidconnect::url::Url::parse(text.trim())
+        .map_err(|e| setting_error(setting, format!("{text:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(setting_error(
+            setting,
+            format!("{text:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(setting_error(
+            setting,
+            format!("{text:?} must be the bare address, without a path or query"),
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl IdentityArgs {
+    pub fn check(self) -> Result<IdentitySettings, SettingError> {
+        const PUBLIC_URL: &str = "--public-url (SLIPWAY_PUBLIC_URL)";
+        const IDLE: &str = "--session-idle-timeout (SLIPWAY_SESSION_IDLE_TIMEOUT)";
+        const ABSOLUTE: &str = "--session-absolute-timeout (SLIPWAY_SESSION_ABSOLUTE_TIMEOUT)";
+        let public_origin = self
+            .public_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| parse_origin(PUBLIC_URL, u))
+            .transpose()?;
+        let idle =
+            parse_duration(&self.session_idle_timeout).map_err(|m| setting_error(IDLE, m))?;
+        let absolute = parse_duration(&self.session_absolute_timeout)
+            .map_err(|m| setting_error(ABSOLUTE, m))?;
+        if absolute < idle {
+            return Err(setting_error(
+                ABSOLUTE,
+                format!(
+                    "{} is shorter than the idle timeout {}; it must be at least as long",
+                    self.session_absolute_timeout, self.session_idle_timeout
+                ),
+            ));
+        }
+        let oidc = self.check_oidc(public_origin.as_deref())?;
+        if !self.local_accounts && oidc.is_none() {
+            return Err(setting_error(
+                "--local-accounts (SLIPWAY_LOCAL_ACCOUNTS)",
+                "password sign-in is off and no --oidc-issuer (SLIPWAY_OIDC_ISSUER) is set: nobody could sign in",
+            ));
+        }
+        Ok(IdentitySettings {
+            public_origin,
+            local_accounts: self.local_accounts,
+            session_idle_timeout: idle,
+            session_absolute_timeout: absolute,
+            oidc,
+        })
+    }
+
+    fn check_oidc(
+        &self,
+        public_origin: Option<&str>,
+    ) -> Result<Option<OidcSettings>, SettingError> {
+        const ISSUER: &str = "--oidc-issuer (SLIPWAY_OIDC_ISSUER)";
+        const CLIENT_ID: &str = "--oidc-client-id (SLIPWAY_OIDC_CLIENT_ID)";
+        const SECRET_FILE: &str = "--oidc-client-secret-file (SLIPWAY_OIDC_CLIENT_SECRET_FILE)";
+        const REDIRECT: &str = "--oidc-redirect-url (SLIPWAY_OIDC_REDIRECT_URL)";
+        const SCOPES: &str = "--oidc-scopes (SLIPWAY_OIDC_SCOPES)";
+        let Some(issuer) = self.oidc_issuer.as_deref().filter(|i| !i.trim().is_empty()) else {
+            if self.oidc_client_id.is_some() {
+                return Err(setting_error(
+                    CLIENT_ID,
+                    "is set but --oidc-issuer (SLIPWAY_OIDC_ISSUER) is not",
+                ));
+            }
+            return Ok(None);
+        };
+        let issuer = issuer.trim().to_string();
+        let parsed = openidconnect::url::Url::parse(&issuer)
+            .map_err(|e| setting_error(ISSUER, format!("{issuer:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(setting_error(
+                ISSUER,
+                format!("{issuer:?} must be an http:// or https:// URL"),
+            ));
+        }
+        let client_id = self
+            .oidc_client_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| setting_error(CLIENT_ID, "is required with --oidc-issuer"))?
+            .to_string();
+        let from_env = self.oidc_client_secret.as_deref().filter(|s| !s.is_empty());
+        let client_secret = match (&self.oidc_client_secret_file, from_env) {
+            (Some(_), Some(_)) => {
+                return Err(setting_error(
+                    SECRET_FILE,
+                    "and SLIPWAY_OIDC_CLIENT_SECRET are both set; keep one",
+                ));
+            }
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    setting_error(SECRET_FILE, format!("cannot read {}: {e}", path.display()))
+                })?;
+                let secret = text.trim().to_string();
+                if secret.is_empty() {
+                    return Err(setting_error(
+                        SECRET_FILE,
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                Some(Secret::new(secret))
+            }
+            (None, Some(secret)) => Some(Secret::new(secret.to_string())),
+            (None, None) => None,
+        };
+        let scopes: Vec<String> = self
+            .oidc_scopes
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(setting_error(
+                SCOPES,
+                format!("{:?} must include openid", self.oidc_scopes),
+            ));
+        }
+        let redirect_url = match (&self.oidc_redirect_url, public_origin) {
+            (Some(url), _) if !url.trim().is_empty() => {
+                let parsed = openidconnect::url::Url::parse(url.trim())
+                    .map_err(|e| setting_error(REDIRECT, format!("{url:?} is not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(setting_error(
+                        REDIRECT,
+                        format!("{url:?} must be an http:// or https:// URL"),
+                    ));
+                }
+                parsed.to_string()
+            }
+            (_, Some(origin)) => format!("{origin}/auth/oidc/callback"),
+            _ => {
+                return Err(setting_error(
+                    REDIRECT,
+                    "is required with --oidc-issuer unless --public-url (SLIPWAY_PUBLIC_URL) is set",
+                ));
+            }
+        };
+        let name = self
+            .oidc_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .or_else(|| parsed.host_str().map(str::to_string))
+            .unwrap_or_else(|| "single sign-on".into());
+        for (setting, claim) in [
+            (
+                "--oidc-roles-claim (SLIPWAY_OIDC_ROLES_CLAIM)",
+                &self.oidc_roles_claim,
+            ),
+            (
+                "--oidc-teams-claim (SLIPWAY_OIDC_TEAMS_CLAIM)",
+                &self.oidc_teams_claim,
+            ),
+        ] {
+            if claim.trim().is_empty() {
+                return Err(setting_error(setting, "must name a claim"));
+            }
+        }
+        Ok(Some(OidcSettings {
+            issuer,
+            client_id,
+            client_secret,
+            scopes,
+            redirect_url,
+            name,
+            roles_claim: self.oidc_roles_claim.trim().to_string(),
+            teams_claim: self.oidc_teams_claim.trim().to_string(),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +659,7 @@ mod tests {
             secure_cookies: false,
             secret_key_file: None,
             secret_key: None,
+            identity: IdentityArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
@@ -299,6 +685,7 @@ mod tests {
             secure_cookies: false,
             secret_key_file: None,
             secret_key: None,
+            identity: IdentityArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
@@ -320,6 +707,7 @@ mod tests {
             secure_cookies: false,
             secret_key_file: None,
             secret_key: None,
+            identity: IdentityArgs::default(),
         })
     }
 
@@ -353,5 +741,134 @@ mod tests {
         let error = both.check().err().ok_or("expected an error")?;
         assert!(error.to_string().contains("not both"), "{error}");
         Ok(())
+    }
+    fn identity() -> IdentityArgs {
+        IdentityArgs {
+            oidc_issuer: Some("https://id.example.com/realms/main".into()),
+            oidc_client_id: Some("slipway".into()),
+            public_url: Some("https://slipway.example.com".into()),
+            ..IdentityArgs::default()
+        }
+    }
+
+    fn refusal(args: IdentityArgs) -> String {
+        args.check()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_complete_oidc_setting_derives_the_redirect_url() -> Result<(), SettingError> {
+        let checked = identity().check()?;
+        let oidc = checked
+            .oidc
+            .ok_or_else(|| setting_error("test", "no oidc"))?;
+        assert_eq!(
+            oidc.redirect_url,
+            "https://slipway.example.com/auth/oidc/callback"
+        );
+        assert_eq!(oidc.name, "id.example.com");
+        assert_eq!(oidc.scopes, vec!["openid", "profile", "email"]);
+        assert_eq!(
+            checked.public_origin.as_deref(),
+            Some("https://slipway.example.com")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn each_bad_identity_setting_is_named() {
+        let cases: Vec<(IdentityArgs, &str)> = vec![
+            (
+                IdentityArgs {
+                    oidc_client_id: None,
+                    ..identity()
+                },
+                "--oidc-client-id (SLIPWAY_OIDC_CLIENT_ID)",
+            ),
+            (
+                IdentityArgs {
+                    oidc_issuer: Some("id.example.com".into()),
+                    ..identity()
+                },
+                "--oidc-issuer (SLIPWAY_OIDC_ISSUER)",
+            ),
+            (
+                IdentityArgs {
+                    public_url: None,
+                    ..identity()
+                },
+                "--oidc-redirect-url (SLIPWAY_OIDC_REDIRECT_URL)",
+            ),
+            (
+                IdentityArgs {
+                    public_url: Some("https://slipway.example.com/portal".into()),
+                    ..identity()
+                },
+                "--public-url (SLIPWAY_PUBLIC_URL)",
+            ),
+            (
+                IdentityArgs {
+                    oidc_scopes: "profile email".into(),
+                    ..identity()
+                },
+                "--oidc-scopes (SLIPWAY_OIDC_SCOPES)",
+            ),
+            (
+                IdentityArgs {
+                    oidc_client_secret_file: Some("/no/such/secret".into()),
+                    ..identity()
+                },
+                "--oidc-client-secret-file (SLIPWAY_OIDC_CLIENT_SECRET_FILE)",
+            ),
+            (
+                IdentityArgs {
+                    local_accounts: false,
+                    ..IdentityArgs::default()
+                },
+                "--local-accounts (SLIPWAY_LOCAL_ACCOUNTS)",
+            ),
+            (
+                IdentityArgs {
+                    session_idle_timeout: "8 hours".into(),
+                    ..IdentityArgs::default()
+                },
+                "--session-idle-timeout (SLIPWAY_SESSION_IDLE_TIMEOUT)",
+            ),
+            (
+                IdentityArgs {
+                    session_absolute_timeout: "1h".into(),
+                    ..IdentityArgs::default()
+                },
+                "--session-absolute-timeout (SLIPWAY_SESSION_ABSOLUTE_TIMEOUT)",
+            ),
+        ];
+        for (args, setting) in cases {
+            let message = refusal(args);
+            assert!(message.starts_with(setting), "{setting}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_client_secret_never_shows_in_debug() -> Result<(), SettingError> {
+        let args = IdentityArgs {
+            oidc_client_secret: Some("hunter2-very-secret".into()),
+            ..identity()
+        };
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let checked = args.check()?;
+        assert!(!format!("{checked:?}").contains("hunter2"));
+        Ok(())
+    }
+
+    #[test]
+    fn durations_take_one_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in ["", "8", "h", "0m", "8 h", "8w", "-1h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

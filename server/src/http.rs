@@ -1,32 +1,261 @@
-//! HTTP plumbing shared by every adapter: sessions, health, tracing.
+//! HTTP plumbing shared by every adapter: sessions, health, tracing, and the guards
+//! in front of everything (same-origin posts, redirects that are redirects).
 
-use std::net::SocketAddr;
+pub mod oidc;
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use slipway_core::views::UserView;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tracing::Instrument;
 
 use crate::services::CallMeta;
 use crate::state::AppState;
-use crate::storage::sessions::DbSessionStore;
+use crate::storage::now_millis;
+use crate::storage::sessions::{DbSessionStore, USER_AGENT_KEY, USER_KEY};
 
-/// Sessions in the database: HttpOnly, SameSite=Lax, Secure behind TLS, ending after
-/// eight idle hours.
+/// The session cookie's name; with Secure cookies it takes the `__Host-` prefix, so
+/// the browser only accepts it from this host, over TLS, for the whole site.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-slipway_session"
+    } else {
+        "slipway_session"
+    }
+}
+
+/// Sessions in the database: HttpOnly, SameSite=Lax, Path=/, Secure behind TLS,
+/// ending after the idle timeout (and, in the store, the absolute timeout).
 pub fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
-    SessionManagerLayer::new(DbSessionStore::new(&state.db))
-        .with_name("slipway_session")
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_secure(state.settings.secure_cookies)
-        .with_expiry(Expiry::OnInactivity(
-            tower_sessions::cookie::time::Duration::hours(8),
+    let identity = &state.settings.identity;
+    let idle = tower_sessions::cookie::time::Duration::try_from(identity.session_idle_timeout)
+        .unwrap_or(tower_sessions::cookie::time::Duration::hours(8));
+    SessionManagerLayer::new(DbSessionStore::new(
+        &state.db,
+        identity.session_absolute_timeout,
+    ))
+    .with_name(session_cookie_name(state.settings.secure_cookies))
+    .with_path("/")
+    .with_http_only(true)
+    .with_same_site(SameSite::Lax)
+    .with_secure(state.settings.secure_cookies)
+    .with_expiry(Expiry::OnInactivity(idle))
+}
+
+/// Session data key: when the session was last stored, to push its idle expiry on.
+const SEEN_KEY: &str = "seen_at";
+/// How stale the stored last use may get: a write per minute, not per request.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// Makes the idle timeout count from the last request: tower-sessions stores (and
+/// so extends) a session only when its data changes, so a signed-in session is
+/// marked used at most once a minute.
+pub async fn keep_session_alive(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let skip = path.starts_with("/pkg/") || path == "/healthz";
+    if !skip && let Some(session) = request.extensions().get::<Session>().cloned() {
+        let signed_in = matches!(session.get::<i64>(USER_KEY).await, Ok(Some(_)));
+        let seen = session
+            .get::<i64>(SEEN_KEY)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let now = now_millis();
+        if signed_in
+            && now - seen >= TOUCH_EVERY_MS
+            && let Err(error) = session.insert(SEEN_KEY, now).await
+        {
+            tracing::warn!(%error, "could not mark the session used");
+        }
+    }
+    next.run(request).await
+}
+
+/// Puts a freshly authenticated user into the session: a new session id (a session
+/// fixed before sign-in is worthless after it), the user, and the browser it is.
+pub async fn start_user_session(
+    session: &Session,
+    user: &UserView,
+    user_agent: Option<&str>,
+) -> Result<(), tower_sessions::session::Error> {
+    session.cycle_id().await?;
+    session.insert(USER_KEY, user.id.0).await?;
+    session.insert(SEEN_KEY, now_millis()).await?;
+    if let Some(agent) = user_agent {
+        session.insert(USER_AGENT_KEY, agent).await?;
+    }
+    Ok(())
+}
+
+/// The request's `User-Agent`, if it is text.
+pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The client's address as the listener saw it; `None` when the server was not
+/// started with connection info (tests calling the router directly).
+pub fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// The `next` target of a sign-in, if it is a path on this site: one leading `/`,
+/// no `//` or backslash (browsers read `/\host` as another host), no control
+/// characters — also after one round of percent-decoding, since some front ends
+/// decode again.
+pub fn safe_next(candidate: &str) -> Option<String> {
+    fn local_path(path: &str) -> bool {
+        let mut chars = path.chars();
+        chars.next() == Some('/')
+            && !matches!(chars.next(), Some('/' | '\\'))
+            && !path.contains('\\')
+            && !path.chars().any(char::is_control)
+    }
+    let decoded = percent_decode(candidate)?;
+    (local_path(candidate) && local_path(&decoded)).then(|| candidate.to_string())
+}
+
+/// `%xx` escapes decoded once; `None` for text that does not decode to UTF-8 or
+/// has a broken escape (not a path we wrote).
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Pages that want the browser elsewhere (sign in first; `/` → `/catalog`) set a
+/// `Location` but keep the page's status (200, or 401 from the failed data load),
+/// which browsers ignore, or answer 302. A GET answered so becomes a real
+/// `303 See Other` with no body.
+pub async fn see_other(request: Request, next: Next) -> Response {
+    let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    let status = response.status();
+    if is_read
+        && response.headers().contains_key(header::LOCATION)
+        && matches!(
+            status,
+            StatusCode::OK | StatusCode::UNAUTHORIZED | StatusCode::FOUND
+        )
+    {
+        let (mut parts, _) = response.into_parts();
+        parts.status = StatusCode::SEE_OTHER;
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::empty());
+    }
+    response
+}
+
+/// Refuses a state-changing request that a browser sent from another site (login
+/// CSRF, a forged form post riding on the session cookie): its `Origin` (or, when
+/// absent, its `Referer`) must be this site, judged by the configured public URL or
+/// the `Host` header. Requests without either header come from non-browser clients,
+/// which cannot ride on a victim's cookie, and pass.
+pub async fn refuse_cross_origin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Err(reason) = same_origin_check(&state, &request) {
+        tracing::warn!(method = %request.method(), path = request.uri().path(), reason, "cross-origin request refused");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("Refused: {reason}. Reload the page from this site and try again.\n"),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+fn same_origin_check(state: &AppState, request: &Request) -> Result<(), String> {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return Ok(());
+    }
+    let path = request.uri().path();
+    let headers = request.headers();
+    let guarded = headers.contains_key(header::COOKIE)
+        || path.starts_with("/api/")
+        || path.starts_with("/auth/");
+    if !guarded {
+        return Ok(());
+    }
+    let claimed = match headers.get(header::ORIGIN) {
+        Some(origin) => origin.to_str().unwrap_or("null").to_string(),
+        None => match headers.get(header::REFERER).and_then(|r| r.to_str().ok()) {
+            Some(referer) => match openidconnect::url::Url::parse(referer) {
+                Ok(url) => url.origin().ascii_serialization(),
+                Err(_) => "null".to_string(),
+            },
+            None => return Ok(()),
+        },
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if origin_allowed(
+        &claimed,
+        state.settings.identity.public_origin.as_deref(),
+        host,
+        state.settings.secure_cookies,
+    ) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the request came from {claimed}, not from this site"
         ))
+    }
+}
+
+/// Same origin: the configured public origin exactly, or the request's own host
+/// (over https when cookies are Secure, as the site is then served over TLS).
+pub fn origin_allowed(
+    claimed: &str,
+    public_origin: Option<&str>,
+    host: Option<&str>,
+    secure: bool,
+) -> bool {
+    if claimed == "null" {
+        return false;
+    }
+    if public_origin.is_some_and(|p| p.eq_ignore_ascii_case(claimed)) {
+        return true;
+    }
+    let Some(host) = host else { return false };
+    let (scheme, authority) = match claimed.split_once("://") {
+        Some(parts) => parts,
+        None => return false,
+    };
+    let scheme_ok = match scheme {
+        "https" => true,
+        "http" => !secure,
+        _ => false,
+    };
+    scheme_ok && authority.eq_ignore_ascii_case(host)
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
@@ -96,5 +325,82 @@ mod tests {
             let value = HeaderValue::from_str(bad).ok();
             assert_eq!(usable_trace_id(value.as_ref()), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn local_paths_survive() {
+        for path in [
+            "/",
+            "/catalog",
+            "/requests/12?tab=x",
+            "/a%20b",
+            "/login?next=%2Fcatalog",
+        ] {
+            assert_eq!(safe_next(path).as_deref(), Some(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn anything_that_leaves_the_site_is_refused() {
+        for path in [
+            "/\\evil.example",
+            "\\\\evil.example",
+            "//evil",
+            "///evil",
+            "/%5Cevil",
+            "/%5cevil",
+            "/%2Fevil",
+            "https://evil",
+            "http:/evil",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "/\tevil",
+            "/\n/evil",
+            "/%09/evil",
+            "/%0a/evil",
+            "/ok\r\nSet-Cookie: x=y",
+            "/%zz",
+        ] {
+            assert_eq!(safe_next(path), None, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn secure_cookies_take_the_host_prefix() {
+        assert_eq!(session_cookie_name(true), "__Host-slipway_session");
+        assert_eq!(session_cookie_name(false), "slipway_session");
+    }
+
+    #[test]
+    fn origins_are_judged_by_host_or_public_url() {
+        let host = Some("portal.example:3000");
+        assert!(origin_allowed(
+            "http://portal.example:3000",
+            None,
+            host,
+            false
+        ));
+        assert!(origin_allowed(
+            "https://portal.example:3000",
+            None,
+            host,
+            true
+        ));
+        assert!(!origin_allowed(
+            "http://portal.example:3000",
+            None,
+            host,
+            true
+        ));
+        assert!(!origin_allowed("http://evil.example", None, host, false));
+        assert!(!origin_allowed("null", None, host, false));
+        assert!(!origin_allowed("http://portal.example", None, host, false));
+        assert!(origin_allowed(
+            "https://slipway.example",
+            Some("https://slipway.example"),
+            Some("10.0.0.5:3000"),
+            true
+        ));
     }
 }

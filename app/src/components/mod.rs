@@ -21,7 +21,13 @@ use crate::error::AppError;
 pub fn error_view(error: AppError) -> AnyView {
     match error {
         AppError::Unauthenticated => {
-            let here = use_location().pathname.get_untracked();
+            let location = use_location();
+            let mut here = location.pathname.get_untracked();
+            let search = location.search.get_untracked();
+            let search = search.trim_start_matches('?');
+            if !search.is_empty() {
+                here = format!("{here}?{search}");
+            }
             let target = format!("/login?next={}", encode_path(&here));
             view! { <Redirect path=target /> }.into_any()
         }
@@ -53,6 +59,8 @@ fn encode_path(path: &str) -> String {
             '&' => "%26".to_string(),
             '?' => "%3F".to_string(),
             '#' => "%23".to_string(),
+            '%' => "%25".to_string(),
+            '+' => "%2B".to_string(),
             ' ' => "%20".to_string(),
             c => c.to_string(),
         })

@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub mod account;
 pub mod asset;
 pub mod assets;
 pub mod attention;

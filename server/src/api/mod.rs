@@ -106,21 +106,22 @@ pub fn router(state: &AppState) -> Router {
             }),
         )
         .merge(authenticated)
-        .fallback(unknown_route)
+        // A route, not a fallback: the portal's router, merged beside this one, owns
+        // the fallback for everything else.
+        .route(
+            &format!("{PREFIX}/{{*rest}}"),
+            axum::routing::any(unknown_route),
+        )
         .with_state(state.clone())
 }
 
 async fn unknown_route(request: Request) -> Response {
-    if request.uri().path().starts_with(PREFIX) {
-        Problem::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not-found",
-            format!("there is no {} {}", request.method(), request.uri().path()),
-        )
-        .into_response()
-    } else {
-        axum::http::StatusCode::NOT_FOUND.into_response()
-    }
+    Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not-found",
+        format!("there is no {} {}", request.method(), request.uri().path()),
+    )
+    .into_response()
 }
 
 /// Turns the bearer token into the [`Caller`](crate::services::Caller) every

@@ -7,8 +7,12 @@ use rand::Rng;
 use slipway_core::ids::UserId;
 use slipway_core::views::{Role, UserView};
 
+use std::net::IpAddr;
+
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::state::AppState;
+use crate::storage::now_millis;
+use crate::storage::throttle;
 use crate::storage::users::{self, NewUser};
 
 pub fn hash_password(password: &str) -> ServiceResult<String> {
@@ -41,6 +45,121 @@ pub async fn login(
     channel: Channel,
     meta: &CallMeta,
 ) -> ServiceResult<UserView> {
+    login_from(state, username, password, channel, meta).await
+}
+
+/// Who signs in before anyone is known: failed attempts are recorded under this
+/// actor, since the claimed user name is exactly what is in doubt.
+fn sign_in_actor() -> Actor {
+    Actor::Policy("sign-in".into())
+}
+
+/// Free attempts per user name before a lock, and per client address (higher:
+/// many people may share one address behind a NAT or proxy).
+const USER_FREE_FAILURES: i64 = 5;
+const ADDRESS_FREE_FAILURES: i64 = 20;
+/// Failures older than this are forgotten.
+const FAILURE_WINDOW_MS: i64 = 30 * 60 * 1000;
+const FIRST_LOCK_MS: i64 = 60 * 1000;
+const LONGEST_LOCK_MS: i64 = 15 * 60 * 1000;
+
+/// How long a subject is locked after its `failures`-th failure in a row: nothing
+/// while free attempts remain, then one minute, doubling up to fifteen.
+pub fn lock_after(failures: i64, free: i64) -> i64 {
+    if failures < free {
+        return 0;
+    }
+    let doublings = u32::try_from((failures - free).min(10)).unwrap_or(10);
+    (FIRST_LOCK_MS << doublings).min(LONGEST_LOCK_MS)
+}
+
+fn wait_message(wait_ms: i64) -> String {
+    let seconds = (wait_ms + 999) / 1000;
+    let wait = if seconds < 60 {
+        format!("{seconds} second{}", if seconds == 1 { "" } else { "s" })
+    } else {
+        let minutes = (seconds + 59) / 60;
+        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+    };
+    format!(
+        "too many failed sign-ins for this user name or from this address; wait {wait} and try again"
+    )
+}
+
+fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64)> {
+    let mut subjects = vec![(
+        format!("user:{}", username.to_lowercase()),
+        USER_FREE_FAILURES,
+    )];
+    if let Some(address) = client {
+        subjects.push((format!("addr:{address}"), ADDRESS_FREE_FAILURES));
+    }
+    subjects
+}
+
+/// Records a refused sign-in: the audit event, and (when `count` is set) one more
+/// failure for each subject.
+async fn refuse(
+    state: &AppState,
+    username: &str,
+    client: Option<IpAddr>,
+    why: &str,
+    count: bool,
+) -> ServiceResult<()> {
+    let now = now_millis();
+    let mut tx = state.db.write().await?;
+    if count {
+        for (subject, free) in throttle_subjects(username, client) {
+            let failures = match throttle::get(&mut tx, &subject).await? {
+                Some(previous) if now - previous.last_failure_at < FAILURE_WINDOW_MS => {
+                    previous.failures + 1
+                }
+                _ => 1,
+            };
+            let lock = lock_after(failures, free);
+            throttle::put(
+                &mut tx,
+                &subject,
+                throttle::FailureCount {
+                    failures,
+                    last_failure_at: now,
+                    locked_until: if lock > 0 { now + lock } else { 0 },
+                },
+            )
+            .await?;
+        }
+    }
+    let from = client.map(|a| format!(" from {a}")).unwrap_or_default();
+    record(
+        &mut tx,
+        state.db.engine,
+        &sign_in_actor(),
+        "user.sign_in_failed",
+        ("user", username.to_string()),
+        None,
+        format!("password{from}: {why}"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Like [`login`], counting failures per user name and per client address (kept in
+/// the database, so the limit holds across replicas): after a few failures the
+/// next attempts are refused, unchecked, for a growing while.
+pub async fn login_from(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    channel: Channel,
+    meta: &CallMeta,
+) -> ServiceResult<UserView> {
+    let client: Option<IpAddr> = meta.client_addr.as_deref().and_then(|a| a.parse().ok());
+    if !state.settings.identity.local_accounts {
+        return Err(ServiceError::Forbidden(
+            "password sign-in is turned off here; use single sign-on".into(),
+        ));
+    }
     let username = username.trim();
     if username.is_empty() || password.is_empty() {
         return Err(ServiceError::Invalid(vec![
@@ -56,7 +175,21 @@ pub async fn login(
         ]));
     }
     let mut conn = state.db.pool.acquire().await?;
+    let now = now_millis();
+    let mut wait = 0;
+    for (subject, _) in throttle_subjects(username, client) {
+        if let Some(count) = throttle::get(&mut conn, &subject).await? {
+            wait = wait.max(count.locked_until - now);
+        }
+    }
+    if wait > 0 {
+        drop(conn);
+        tracing::info!(username, "sign-in refused: throttled");
+        refuse(state, username, client, "throttled", false).await?;
+        return Err(ServiceError::Forbidden(wait_message(wait)));
+    }
     let stored = users::by_username(&mut conn, username).await?;
+    drop(conn);
     let verified = match &stored {
         Some(user) => user
             .password_hash
@@ -70,9 +203,12 @@ pub async fn login(
     };
     let Some(user) = stored.filter(|_| verified) else {
         tracing::info!(username, "sign-in refused");
+        refuse(state, username, client, "wrong user name or password", true).await?;
         return Err(ServiceError::Forbidden(WRONG_CREDENTIALS.into()));
     };
     let mut tx = state.db.write().await?;
+    let (user_subject, _) = &throttle_subjects(username, None)[0];
+    throttle::clear(&mut tx, user_subject).await?;
     let actor = Actor::User(Caller::new(user.view.clone(), channel, meta.clone()));
     record(
         &mut tx,
@@ -81,11 +217,28 @@ pub async fn login(
         "user.sign_in",
         ("user", user.view.id.to_string()),
         None,
-        String::new(),
+        "password".into(),
     )
     .await?;
     tx.commit().await?;
     Ok(user.view)
+}
+
+/// Records a sign-out (the caller deletes the session).
+pub async fn record_sign_out(state: &AppState, user: &Caller) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(user.clone()),
+        "user.sign_out",
+        ("user", user.id.to_string()),
+        None,
+        String::new(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 // Verifying against a real hash costs what checking a real user costs.
@@ -150,6 +303,10 @@ pub async fn ensure_initial_users(state: &AppState) -> ServiceResult<()> {
             create_user(state, &mut tx, user, demo.password, "demo user").await?;
         }
         tracing::info!("demo mode: created users alice, bob and carol (passwords in the README)");
+    } else if !state.settings.identity.local_accounts {
+        // Password sign-in is off: the first person through single sign-on must be
+        // given the admin role by the provider's role claim.
+        tracing::info!("first start without local accounts: no admin account created");
     } else {
         let password = generate_password();
         let admin = NewUser {
@@ -206,4 +363,64 @@ fn generate_password() -> String {
     (0..20)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// The user's live sessions; `current_id` (the caller's own session) is marked.
+pub async fn sessions(
+    state: &AppState,
+    user: &UserView,
+    current_id: Option<&str>,
+) -> ServiceResult<Vec<crate::storage::sessions::SessionRow>> {
+    Ok(crate::storage::sessions::for_user(
+        &state.db.pool,
+        user.id,
+        current_id,
+        state.settings.identity.session_absolute_timeout,
+    )
+    .await?)
+}
+
+/// Ends one of the user's own sessions (another browser, a lost laptop).
+pub async fn end_session(state: &AppState, user: &Caller, handle: &str) -> ServiceResult<()> {
+    if !crate::storage::sessions::end_for_user(&state.db.pool, user.id, handle).await? {
+        return Err(ServiceError::NotFound(
+            "that session (it may have ended already)".into(),
+        ));
+    }
+    let mut tx = state.db.write().await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(user.clone()),
+        "session.ended",
+        ("user", user.id.to_string()),
+        None,
+        "ended from the sessions page".into(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_grow_after_the_free_attempts_and_stop_at_fifteen_minutes() {
+        assert_eq!(lock_after(4, 5), 0);
+        assert_eq!(lock_after(5, 5), 60_000);
+        assert_eq!(lock_after(6, 5), 120_000);
+        assert_eq!(lock_after(8, 5), 480_000);
+        assert_eq!(lock_after(9, 5), LONGEST_LOCK_MS);
+        assert_eq!(lock_after(500, 5), LONGEST_LOCK_MS);
+    }
+
+    #[test]
+    fn the_wait_is_said_in_whole_units_rounded_up() {
+        assert!(wait_message(1).contains("wait 1 second "));
+        assert!(wait_message(58_001).contains("wait 59 seconds"));
+        assert!(wait_message(59_001).contains("wait 1 minute "));
+        assert!(wait_message(60_001).contains("wait 2 minutes"));
+    }
 }

@@ -9,6 +9,7 @@ mod caller;
 pub mod catalog;
 pub mod detail;
 mod error;
+pub mod oidc;
 pub mod operations;
 pub mod requests;
 pub mod reviews;

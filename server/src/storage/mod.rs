@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod requests;
 pub mod secrets;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 

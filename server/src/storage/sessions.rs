@@ -1,29 +1,49 @@
 //! tower-sessions storage on our own pool. The published sqlx stores need an
 //! engine-specific pool; ours is `Any`, so sessions live beside the rest of the
 //! data and follow the same migrations on both engines.
+//!
+//! Beside the opaque data, each row carries its user, its start, its last use and
+//! the browser it came from (read from the data the sign-in put there), so people
+//! can list and end their sessions and the absolute timeout holds on the server.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use slipway_core::ids::UserId;
 use sqlx::AnyPool;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::now_millis;
+use super::{StorageError, now_millis};
+
+/// Session data key: the signed-in user's id.
+pub const USER_KEY: &str = "user_id";
+/// Session data key: the browser's `User-Agent` at sign-in.
+pub const USER_AGENT_KEY: &str = "user_agent";
 
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
     pool: AnyPool,
+    absolute_millis: i64,
 }
 
 impl DbSessionStore {
-    pub fn new(db: &super::Db) -> Self {
+    /// A store whose sessions end, at the latest, `absolute` after they began.
+    pub fn new(db: &super::Db, absolute: Duration) -> Self {
         DbSessionStore {
             pool: db.pool.clone(),
+            absolute_millis: i64::try_from(absolute.as_millis()).unwrap_or(i64::MAX),
         }
     }
 
+    fn started_after(&self) -> i64 {
+        now_millis().saturating_sub(self.absolute_millis)
+    }
+
     pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR created_at < $2")
             .bind(now_millis())
+            .bind(self.started_after())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
@@ -54,20 +74,45 @@ fn expiry_millis(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+fn user_of(record: &Record) -> Option<i64> {
+    record
+        .data
+        .get(USER_KEY)
+        .and_then(serde_json::Value::as_i64)
+}
+
+fn user_agent_of(record: &Record) -> String {
+    record
+        .data
+        .get(USER_AGENT_KEY)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let now = now_millis();
         // A fresh id collides only by astronomically bad luck; retry instead of overwriting.
         loop {
             let inserted = sqlx::query(
-                "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+                "INSERT INTO sessions \
+                 (id, data, expires_at, user_id, handle, created_at, last_seen_at, user_agent) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(record.id.to_string())
             .bind(&data)
             .bind(expiry_millis(record))
+            .bind(user_of(record))
+            .bind(uuid::Uuid::new_v4().simple().to_string())
+            .bind(now)
+            .bind(user_agent_of(record))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -78,16 +123,22 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates only: a session ended elsewhere (signed out, ended from the sessions
+    /// page) while one of its requests was running must stay ended, not come back.
+    /// New sessions always arrive through `create`.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+            "UPDATE sessions SET data = $2, expires_at = $3, user_id = $4, last_seen_at = $5, \
+             user_agent = $6 WHERE id = $1",
         )
         .bind(record.id.to_string())
         .bind(data)
         .bind(expiry_millis(record))
+        .bind(user_of(record))
+        .bind(now_millis())
+        .bind(user_agent_of(record))
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -96,10 +147,12 @@ impl SessionStore for DbSessionStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2",
+            "SELECT data, expires_at FROM sessions \
+             WHERE id = $1 AND expires_at > $2 AND created_at > $3",
         )
         .bind(id.to_string())
         .bind(now_millis())
+        .bind(self.started_after())
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
@@ -126,4 +179,60 @@ impl SessionStore for DbSessionStore {
             .map_err(backend)?;
         Ok(())
     }
+}
+
+/// One of a user's sessions, as its owner may see it.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub handle: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub user_agent: String,
+    pub current: bool,
+}
+
+/// The user's live sessions, newest use first; `current` marks the one with `current_id`.
+pub async fn for_user(
+    pool: &AnyPool,
+    user: UserId,
+    current_id: Option<&str>,
+    absolute: Duration,
+) -> Result<Vec<SessionRow>, StorageError> {
+    let absolute = i64::try_from(absolute.as_millis()).unwrap_or(i64::MAX);
+    let rows: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
+        "SELECT id, handle, created_at, last_seen_at, user_agent FROM sessions \
+         WHERE user_id = $1 AND expires_at > $2 AND created_at > $3 \
+         ORDER BY last_seen_at DESC",
+    )
+    .bind(user.0)
+    .bind(now_millis())
+    .bind(now_millis().saturating_sub(absolute))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, handle, created_at, last_seen_at, user_agent)| SessionRow {
+                current: current_id == Some(id.as_str()),
+                handle,
+                created_at,
+                last_seen_at,
+                user_agent,
+            },
+        )
+        .collect())
+}
+
+/// Ends one of the user's sessions; false when it is not theirs or already gone.
+pub async fn end_for_user(
+    pool: &AnyPool,
+    user: UserId,
+    handle: &str,
+) -> Result<bool, StorageError> {
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND handle = $2")
+        .bind(user.0)
+        .bind(handle)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }

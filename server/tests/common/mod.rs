@@ -10,7 +10,7 @@ use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{RequestDraft, ReviewDecision};
 use slipway_server::AppState;
-use slipway_server::config::Settings;
+use slipway_server::config::{IdentitySettings, Settings};
 use slipway_server::services::{CallMeta, Caller, Channel, auth, requests, reviews};
 use slipway_server::storage::requests::RequestRow;
 use slipway_server::storage::{self, Engine};
@@ -101,6 +101,23 @@ impl TestApp {
         engine: Engine,
         catalog: Option<TempDir>,
     ) -> TestResult<Option<TestApp>> {
+        TestApp::start_with(engine, catalog, IdentitySettings::default()).await
+    }
+
+    /// A fresh app on the shipped catalog with these sign-in settings.
+    #[allow(dead_code, reason = "each test binary uses a part of the harness")]
+    pub async fn start_with_identity(
+        engine: Engine,
+        identity: IdentitySettings,
+    ) -> TestResult<Option<TestApp>> {
+        TestApp::start_with(engine, None, identity).await
+    }
+
+    async fn start_with(
+        engine: Engine,
+        catalog: Option<TempDir>,
+        identity: IdentitySettings,
+    ) -> TestResult<Option<TestApp>> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir)?;
@@ -143,6 +160,7 @@ impl TestApp {
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,
+            identity,
         };
         let state = slipway_server::cli::build_state(settings.clone()).await?;
         if state.db.engine != engine {

@@ -1,0 +1,65 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::{EndSession, my_sessions};
+use crate::components::{Loading, error_view};
+
+/// Who you are here (roles and teams, as the sign-in gave them) and every browser
+/// signed in as you, each of which you can sign out from here.
+#[component]
+pub fn SessionsPage() -> impl IntoView {
+    let end = ServerAction::<EndSession>::new();
+    let sessions = Resource::new(move || end.version().get(), |_| my_sessions());
+    let error = move || {
+        end.value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| e.to_string())
+    };
+    view! {
+        <Title text="Your sessions" />
+        <h1>"Your sessions"</h1>
+        {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
+        <Suspense fallback=|| view! { <Loading /> }>
+            {move || Suspend::new(async move {
+                match sessions.await {
+                    Ok((user, sessions)) => {
+                        let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+                        let teams = if user.teams.is_empty() { "none".to_string() } else { user.teams.join(", ") };
+                        view! {
+                            <dl class="facts" data-testid="who">
+                                <dt>"User name"</dt><dd data-testid="username">{user.username.clone()}</dd>
+                                <dt>"Roles"</dt><dd data-testid="roles">{roles.join(", ")}</dd>
+                                <dt>"Teams"</dt><dd data-testid="teams">{teams}</dd>
+                            </dl>
+                            <table class="table">
+                                <caption class="muted">"Browsers signed in as you. Ending a session signs that browser out at its next request."</caption>
+                                <thead><tr><th>"Browser"</th><th>"Signed in"</th><th>"Last used"</th><th></th></tr></thead>
+                                <tbody>
+                                    {sessions.into_iter().map(|s| view! {
+                                        <tr data-testid="session">
+                                            <td>{if s.user_agent.is_empty() { "unknown".to_string() } else { s.user_agent.clone() }}</td>
+                                            <td>{s.created.clone()}</td>
+                                            <td>{s.last_seen.clone()}</td>
+                                            <td>{if s.current {
+                                                view! { <span class="badge">"this browser"</span> }.into_any()
+                                            } else {
+                                                view! {
+                                                    <ActionForm action=end>
+                                                        <input type="hidden" name="handle" value=s.handle.clone() />
+                                                        <button type="submit" class="link">"End session"</button>
+                                                    </ActionForm>
+                                                }.into_any()
+                                            }}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any()
+                    }
+                    Err(e) => error_view(e),
+                }
+            })}
+        </Suspense>
+    }
+}

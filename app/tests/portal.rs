@@ -1,0 +1,308 @@
+//! The portal over HTTP, as a browser without script meets it: real redirects for
+//! signed-out visitors, sign-in with a safe `next`, the same-origin guard on server
+//! functions, the sessions page, and sign-out deleting the session.
+#![cfg(feature = "ssr")]
+
+#[allow(dead_code, unused_macros)]
+#[path = "../../server/tests/common/mod.rs"]
+mod common;
+
+use app::api::{EndSession, Login, Logout};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use common::{TestApp, TestResult};
+use leptos::server_fn::ServerFn;
+use slipway_server::storage::Engine;
+use tower::ServiceExt;
+
+const HOST: &str = "slipway.test";
+const ORIGIN: &str = "http://slipway.test";
+
+struct Browser {
+    router: Router,
+    cookie: Option<String>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser {
+            router: slipway_server::cli::router(
+                &app.state,
+                app::ssr::portal_router(app.state.clone()),
+            ),
+            cookie: None,
+        }
+    }
+
+    fn session_id(&self) -> String {
+        self.cookie
+            .as_deref()
+            .and_then(|c| c.split_once('='))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
+    }
+
+    async fn send(&mut self, request: Request<Body>) -> TestResult<Answer> {
+        let mut request = request;
+        if let Some(cookie) = &self.cookie {
+            request
+                .headers_mut()
+                .insert(header::COOKIE, cookie.parse()?);
+        }
+        let response = self.router.clone().oneshot(request).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if let Some(set) = headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+        {
+            let pair = set.split(';').next().unwrap_or_default().to_string();
+            self.cookie = if set.contains("Max-Age=0") {
+                None
+            } else {
+                Some(pair)
+            };
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await?;
+        Ok(Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    async fn get(&mut self, uri: &str) -> TestResult<Answer> {
+        self.send(
+            Request::get(uri)
+                .header(header::HOST, HOST)
+                .header(header::ACCEPT, "text/html")
+                .body(Body::empty())?,
+        )
+        .await
+    }
+
+    /// A form post as a browser sends it from a page of `origin`.
+    async fn post_form(
+        &mut self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        origin: &str,
+    ) -> TestResult<Answer> {
+        self.send(
+            Request::post(path)
+                .header(header::HOST, HOST)
+                .header(header::ORIGIN, origin)
+                .header(header::REFERER, format!("{origin}/login"))
+                .header(header::ACCEPT, "text/html")
+                .header(header::USER_AGENT, "PortalTest/1.0")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form(pairs)))?,
+        )
+        .await
+    }
+
+    async fn sign_in(&mut self, user: &str, next: &str) -> TestResult<Answer> {
+        let password = format!("{user}-demo-pw");
+        self.post_form(
+            Login::PATH,
+            &[("username", user), ("password", &password), ("next", next)],
+            ORIGIN,
+        )
+        .await
+    }
+}
+
+async fn signed_in_sessions(app: &TestApp) -> TestResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id IS NOT NULL")
+            .fetch_one(&app.state.db.pool)
+            .await?,
+    )
+}
+
+async fn app() -> TestResult<TestApp> {
+    Ok(TestApp::start(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?)
+}
+
+#[tokio::test]
+async fn signed_out_pages_answer_with_real_redirects() -> TestResult {
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    let root = browser.get("/").await?;
+    assert!(root.status.is_redirection(), "{}", root.status);
+    assert_eq!(root.location(), "/catalog");
+
+    let catalog = browser.get("/catalog").await?;
+    assert_eq!(catalog.status, StatusCode::SEE_OTHER);
+    assert_eq!(catalog.location(), "/login?next=/catalog");
+    assert!(catalog.body.is_empty());
+
+    let filtered = browser.get("/assets?team=payments").await?;
+    assert_eq!(filtered.status, StatusCode::SEE_OTHER);
+    assert_eq!(filtered.location(), "/login?next=/assets%3Fteam=payments");
+
+    let login = browser.get("/login?next=/catalog").await?;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(
+        login.body.contains("User name"),
+        "the password form is shown"
+    );
+    assert!(
+        !login.body.contains("Sign in with"),
+        "no single sign-on configured"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sign_in_goes_only_to_paths_on_this_site() -> TestResult {
+    let app = app().await?;
+    for (next, expected) in [
+        ("/requests", "/requests"),
+        ("/\\evil.example", "/catalog"),
+        ("//evil.example", "/catalog"),
+        ("/%5Cevil.example", "/catalog"),
+        ("https://evil.example", "/catalog"),
+        ("javascript:alert(1)", "/catalog"),
+        ("/\tevil", "/catalog"),
+    ] {
+        let mut browser = Browser::new(&app);
+        let answer = browser.sign_in("alice", next).await?;
+        assert!(
+            answer.status.is_redirection(),
+            "{next:?}: {}",
+            answer.status
+        );
+        assert_eq!(answer.location(), expected, "{next:?}");
+        let cookie = answer
+            .headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(cookie.starts_with("slipway_session="), "{cookie}");
+        for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sign_in_posted_from_another_site_is_refused() -> TestResult {
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    let answer = browser
+        .post_form(
+            Login::PATH,
+            &[("username", "alice"), ("password", "alice-demo-pw")],
+            "http://evil.example",
+        )
+        .await?;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(signed_in_sessions(&app).await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn people_see_their_sessions_and_end_one_elsewhere() -> TestResult {
+    let app = app().await?;
+    let mut laptop = Browser::new(&app);
+    let mut phone = Browser::new(&app);
+    let mut bob = Browser::new(&app);
+    laptop.sign_in("alice", "/catalog").await?;
+    phone.sign_in("alice", "/catalog").await?;
+    bob.sign_in("bob", "/catalog").await?;
+    assert_eq!(signed_in_sessions(&app).await?, 3);
+
+    let page = laptop.get("/account/sessions").await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.body.matches("data-testid=\"session\"").count(),
+        2,
+        "alice's two sessions, not bob's"
+    );
+    assert!(page.body.contains("this browser"));
+    assert!(page.body.contains("PortalTest/1.0"));
+    assert!(page.body.contains("payments"));
+    assert!(
+        !page.body.contains(&phone.session_id()),
+        "session ids, the credentials, never reach a page"
+    );
+
+    let phone_handle: String = sqlx::query_scalar("SELECT handle FROM sessions WHERE id = $1")
+        .bind(phone.session_id())
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert!(page.body.contains(&phone_handle));
+    // Bob cannot end alice's session.
+    bob.post_form(EndSession::PATH, &[("handle", &phone_handle)], ORIGIN)
+        .await?;
+    assert_eq!(signed_in_sessions(&app).await?, 3);
+    laptop
+        .post_form(EndSession::PATH, &[("handle", &phone_handle)], ORIGIN)
+        .await?;
+    assert_eq!(signed_in_sessions(&app).await?, 2);
+    let phone_now = phone.get("/catalog").await?;
+    assert_eq!(phone_now.status, StatusCode::SEE_OTHER);
+    assert_eq!(phone_now.location(), "/login?next=/catalog");
+    Ok(())
+}
+
+#[tokio::test]
+async fn signing_out_deletes_the_session_on_the_server() -> TestResult {
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    let stolen = browser.cookie.clone();
+    assert_eq!(signed_in_sessions(&app).await?, 1);
+    browser.post_form(Logout::PATH, &[], ORIGIN).await?;
+    assert_eq!(signed_in_sessions(&app).await?, 0);
+    let signed_out: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'user.sign_out'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!(signed_out, 1);
+    // The old cookie, replayed, no longer opens anything.
+    let mut thief = Browser::new(&app);
+    thief.cookie = stolen;
+    let answer = thief.get("/catalog").await?;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The browser's side of OpenID Connect sign-in: `/auth/oidc/start` sends people to
+//! the provider, `/auth/oidc/callback` brings them back signed in. Every failure
+//! ends on the sign-in page with a message, never on an error status.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use openidconnect::url::form_urlencoded;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{safe_next, start_user_session, user_agent};
+use crate::services::oidc::{Oidc, OidcError, PendingSignIn, record_failure, sign_in};
+use crate::state::AppState;
+use crate::storage::sessions::USER_KEY;
+
+/// Session data key for the sign-in under way.
+const PENDING_KEY: &str = "oidc_pending";
+const DEFAULT_NEXT: &str = "/catalog";
+
+#[derive(Clone)]
+struct OidcRoutes {
+    app: AppState,
+    oidc: Arc<Oidc>,
+}
+
+/// The OIDC routes when a provider is configured (none otherwise). Discovery starts
+/// in the background now, so the first person to sign in does not wait for it.
+pub fn router(state: &AppState) -> Router {
+    let Some(settings) = state.settings.identity.oidc.clone() else {
+        return Router::new();
+    };
+    let oidc = match Oidc::new(settings) {
+        Ok(oidc) => Arc::new(oidc),
+        Err(error) => {
+            tracing::error!(%error, "OIDC sign-in unavailable");
+            return Router::new();
+        }
+    };
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let warm = oidc.clone();
+        runtime.spawn(async move {
+            if warm.provider().await.is_ok() {
+                tracing::info!(issuer = %warm.settings().issuer, "OIDC provider discovered");
+            }
+        });
+    }
+    Router::new()
+        .route("/auth/oidc/start", get(start))
+        .route("/auth/oidc/callback", get(callback))
+        .with_state(OidcRoutes {
+            app: state.clone(),
+            oidc,
+        })
+}
+
+/// Back to the sign-in page with one of the messages it knows (never free text from
+/// the request, which would let a link put words on our page).
+fn to_login(error: &str, next: &str) -> Response {
+    let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    Redirect::to(&format!("/login?error={error}&next={next}")).into_response()
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    next: Option<String>,
+}
+
+async fn start(
+    State(routes): State<OidcRoutes>,
+    session: Session,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let next = query
+        .next
+        .as_deref()
+        .and_then(safe_next)
+        .unwrap_or_else(|| DEFAULT_NEXT.into());
+    match routes.oidc.begin(next.clone()).await {
+        Ok((url, pending)) => match session.insert(PENDING_KEY, pending).await {
+            Ok(()) => Redirect::to(&url).into_response(),
+            Err(error) => {
+                tracing::error!(%error, "could not keep the OIDC state in the session");
+                to_login("sign_in_failed", &next)
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "OIDC sign-in cannot start");
+            to_login("provider_unavailable", &next)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// Audit text from the request is cut short: it is the caller's to choose.
+fn short(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+async fn callback(
+    State(routes): State<OidcRoutes>,
+    session: Session,
+    headers: HeaderMap,
+    meta: Option<axum::Extension<crate::services::CallMeta>>,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let meta = meta.map(|axum::Extension(m)| m).unwrap_or_default();
+    let app = &routes.app;
+    let session_ref = &session;
+    let fail = |reason: String, error: &'static str, next: String| async move {
+        tracing::info!(%reason, "OIDC sign-in refused");
+        if let Err(audit) = record_failure(app, &reason).await {
+            tracing::error!(%audit, "could not audit a refused sign-in");
+        }
+        // A session made only to carry the attempt goes now, not at its idle timeout.
+        let anonymous = !matches!(session_ref.get::<i64>(USER_KEY).await, Ok(Some(_)));
+        if anonymous && let Err(error) = session_ref.flush().await {
+            tracing::warn!(%error, "could not delete the sign-in attempt's session");
+        }
+        to_login(error, &next)
+    };
+    // Taken out at once: a state, nonce and verifier serve one answer only.
+    let pending: Option<PendingSignIn> = session.remove(PENDING_KEY).await.ok().flatten();
+    let Some(pending) = pending else {
+        return fail(
+            "no sign-in was under way in this browser".into(),
+            "sign_in_expired",
+            DEFAULT_NEXT.into(),
+        )
+        .await;
+    };
+    let next = pending.next.clone();
+    if let Some(error) = query.error {
+        return fail(
+            format!("the provider answered {}", short(&error)),
+            "provider_refused",
+            next,
+        )
+        .await;
+    }
+    let (Some(code), Some(state)) = (query.code, query.state) else {
+        return fail(
+            "the provider's answer has no code or state".into(),
+            "sign_in_failed",
+            next,
+        )
+        .await;
+    };
+    let claims = match routes.oidc.verified_claims(&pending, &code, &state).await {
+        Ok(claims) => claims,
+        Err(OidcError::Unavailable(reason)) => {
+            return fail(reason, "provider_unavailable", next).await;
+        }
+        Err(error) => return fail(error.to_string(), "sign_in_failed", next).await,
+    };
+    let user = match sign_in(app, routes.oidc.settings(), &claims, &meta).await {
+        Ok(user) => user,
+        Err(error) => {
+            tracing::error!(%error, "OIDC sign-in could not be stored");
+            return to_login("sign_in_failed", &next);
+        }
+    };
+    if let Err(error) = start_user_session(&session, &user, user_agent(&headers)).await {
+        tracing::error!(%error, "could not start the session");
+        return to_login("sign_in_failed", &next);
+    }
+    tracing::info!(username = %user.username, "signed in through OIDC");
+    let target = safe_next(&next).unwrap_or_else(|| DEFAULT_NEXT.into());
+    Redirect::to(&target).into_response()
+}

@@ -1,0 +1,446 @@
+//! OpenID Connect sign-in: authorization code with PKCE, state and nonce, the ID
+//! token verified against the provider's keys (issuer, audience, signature,
+//! expiry, nonce); accounts created on first sign-in and their roles and teams
+//! refreshed from the token's claims on every later one.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken, IdTokenClaims,
+    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    reqwest,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use slipway_core::views::{Role, UserView};
+use tokio::sync::RwLock;
+
+use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
+use crate::config::OidcSettings;
+use crate::state::AppState;
+use crate::storage::users::{self, NewUser};
+
+/// Every claim of the ID token beyond the standard ones, so the role and team
+/// claims can be any name the settings give.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProviderClaims {
+    #[serde(flatten)]
+    pub other: HashMap<String, Value>,
+}
+
+impl AdditionalClaims for ProviderClaims {}
+
+pub type SlipwayIdToken = IdToken<
+    ProviderClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+pub type SlipwayIdTokenClaims = IdTokenClaims<ProviderClaims, CoreGenderClaim>;
+
+/// What the browser's session holds between leaving for the provider and coming back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingSignIn {
+    state: String,
+    nonce: String,
+    pkce_verifier: String,
+    pub next: String,
+}
+
+/// Why a sign-in through the provider did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// The provider cannot be reached or answers nonsense: nobody can sign in now.
+    #[error("the sign-in provider cannot be reached: {0}")]
+    Unavailable(String),
+    /// This attempt is refused (bad token, wrong state, the provider said no).
+    #[error("sign-in refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// Provider metadata (with its keys) is read again after this long, so rotated
+/// signing keys are picked up.
+const METADATA_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+pub struct Oidc {
+    settings: OidcSettings,
+    http: reqwest::Client,
+    metadata: RwLock<Option<(CoreProviderMetadata, Instant)>>,
+}
+
+impl Oidc {
+    pub fn new(settings: OidcSettings) -> Result<Oidc, String> {
+        let http = reqwest::ClientBuilder::new()
+            // Following redirects here would let a provider bounce requests elsewhere (SSRF).
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("HTTP client for OIDC: {e}"))?;
+        Ok(Oidc {
+            settings,
+            http,
+            metadata: RwLock::new(None),
+        })
+    }
+
+    pub fn settings(&self) -> &OidcSettings {
+        &self.settings
+    }
+
+    /// The provider's discovery document and keys, cached; a stale copy serves while
+    /// the provider is down.
+    pub async fn provider(&self) -> Result<CoreProviderMetadata, OidcError> {
+        if let Some((metadata, fetched)) = self.metadata.read().await.as_ref()
+            && fetched.elapsed() < METADATA_MAX_AGE
+        {
+            return Ok(metadata.clone());
+        }
+        let issuer = IssuerUrl::new(self.settings.issuer.clone())
+            .map_err(|e| OidcError::Unavailable(format!("issuer URL: {e}")))?;
+        match CoreProviderMetadata::discover_async(issuer, &self.http).await {
+            Ok(metadata) => {
+                *self.metadata.write().await = Some((metadata.clone(), Instant::now()));
+                Ok(metadata)
+            }
+            Err(error) => {
+                let message = error_chain(&error);
+                tracing::warn!(issuer = %self.settings.issuer, error = %message, "OIDC discovery failed");
+                match self.metadata.read().await.as_ref() {
+                    Some((metadata, _)) => Ok(metadata.clone()),
+                    None => Err(OidcError::Unavailable(message)),
+                }
+            }
+        }
+    }
+
+    fn client(
+        &self,
+        metadata: CoreProviderMetadata,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        OidcError,
+    > {
+        let redirect = RedirectUrl::new(self.settings.redirect_url.clone())
+            .map_err(|e| OidcError::Unavailable(format!("redirect URL: {e}")))?;
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.settings.client_id.clone()),
+            self.settings
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose().to_string())),
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    /// The provider's authorization URL for a new sign-in, and what the session must
+    /// keep until the browser comes back.
+    pub async fn begin(&self, next: String) -> Result<(String, PendingSignIn), OidcError> {
+        let client = self.client(self.provider().await?)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.url();
+        Ok((
+            url.to_string(),
+            PendingSignIn {
+                state: state.secret().clone(),
+                nonce: nonce.secret().clone(),
+                pkce_verifier: verifier.secret().clone(),
+                next,
+            },
+        ))
+    }
+
+    /// Exchanges the code and verifies the ID token; nothing is written here.
+    pub async fn verified_claims(
+        &self,
+        pending: &PendingSignIn,
+        code: &str,
+        returned_state: &str,
+    ) -> Result<SlipwayIdTokenClaims, OidcError> {
+        if !constant_time_eq(returned_state.as_bytes(), pending.state.as_bytes()) {
+            return Err(OidcError::Refused(
+                "the state returned by the provider does not match this browser's sign-in".into(),
+            ));
+        }
+        let client = self.client(self.provider().await?)?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::Unavailable(format!("token endpoint: {e}")))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Refused(format!("code exchange: {}", error_chain(&e))))?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| OidcError::Refused("the provider sent no ID token".into()))?;
+        // Read with our claim type (the standard client type knows no extra claims).
+        let id_token: SlipwayIdToken = id_token
+            .to_string()
+            .parse()
+            .map_err(|e| OidcError::Refused(format!("ID token: {e}")))?;
+        let verifier = client.id_token_verifier();
+        let nonce = Nonce::new(pending.nonce.clone());
+        id_token
+            .into_claims(&verifier, &nonce)
+            .map_err(|e| OidcError::Refused(format!("ID token: {}", error_chain(&e))))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Values of a claim that is a list of strings, one string, or space-separated text.
+fn claim_values(claims: &ProviderClaims, name: &str) -> Vec<String> {
+    match claims.other.get(name) {
+        Some(Value::Array(values)) => values
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(text)) => text.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Roles and teams from the token: role-claim values that name a Slipway role
+/// (requester when none does); team-claim values, a leading `/` dropped (group
+/// paths), kept when the catalog's teams dictionary lists them.
+pub fn roles_and_teams(
+    settings: &OidcSettings,
+    claims: &ProviderClaims,
+    known_teams: Option<&[String]>,
+) -> (Vec<Role>, Vec<String>) {
+    let mut roles: Vec<Role> = claim_values(claims, &settings.roles_claim)
+        .iter()
+        .filter_map(|v| Role::parse(v))
+        .collect();
+    roles.sort_by_key(|r| r.as_str());
+    roles.dedup();
+    if roles.is_empty() {
+        roles.push(Role::Requester);
+    }
+    let mut teams: Vec<String> = claim_values(claims, &settings.teams_claim)
+        .into_iter()
+        .map(|t| t.trim_start_matches('/').to_string())
+        .filter(|t| !t.is_empty() && !t.contains(','))
+        .filter(|t| known_teams.is_none_or(|known| known.contains(t)))
+        .collect();
+    teams.sort();
+    teams.dedup();
+    (roles, teams)
+}
+
+/// A user name from the token: `preferred_username`, else the e-mail's local part,
+/// else the subject; reduced to the characters user names use elsewhere.
+fn base_username(claims: &SlipwayIdTokenClaims) -> String {
+    let raw = claims
+        .preferred_username()
+        .map(|u| u.to_string())
+        .or_else(|| {
+            claims
+                .email()
+                .and_then(|e| e.as_str().split('@').next().map(str::to_string))
+        })
+        .unwrap_or_else(|| claims.subject().to_string());
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    if cleaned.is_empty() {
+        "user".into()
+    } else {
+        cleaned.to_lowercase()
+    }
+}
+
+fn team_terms(state: &AppState) -> Option<Vec<String>> {
+    state
+        .catalog
+        .catalog
+        .dictionaries
+        .get("teams")
+        .map(|d| d.terms.iter().map(|t| t.key.clone()).collect())
+}
+
+/// Creates the account on first sign-in (the user name made unique), or refreshes
+/// its name, roles and teams from the claims; audits the sign-in.
+pub async fn sign_in(
+    state: &AppState,
+    settings: &OidcSettings,
+    claims: &SlipwayIdTokenClaims,
+    meta: &CallMeta,
+) -> ServiceResult<UserView> {
+    let issuer = claims.issuer().to_string();
+    let subject = claims.subject().to_string();
+    let (roles, teams) = roles_and_teams(
+        settings,
+        claims.additional_claims(),
+        team_terms(state).as_deref(),
+    );
+    let base = base_username(claims);
+    let display_name = claims
+        .name()
+        .and_then(|n| n.get(None))
+        .map(|n| n.to_string())
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| base.clone());
+    let mut tx = state.db.write().await?;
+    let (id, created) = match users::by_external(&mut tx, &issuer, &subject).await? {
+        Some(user) => {
+            users::update_from_provider(&mut tx, user.id, &display_name, &roles, &teams).await?;
+            (user.id, None)
+        }
+        None => {
+            let mut username = base.clone();
+            let mut n = 1;
+            while users::username_taken(&mut tx, &username).await? {
+                n += 1;
+                username = format!("{base}-{n}");
+            }
+            let new = NewUser {
+                username: &username,
+                display_name: &display_name,
+                password_hash: None,
+                roles: &roles,
+                teams: &teams,
+            };
+            let id = users::insert_external(&mut tx, &new, &issuer, &subject).await?;
+            (id, Some(username))
+        }
+    };
+    let user = users::by_id(&mut tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::Internal("the user just written is missing".into()))?;
+    let actor = Actor::User(Caller::new(user.clone(), Channel::Portal, meta.clone()));
+    if let Some(username) = created {
+        record(
+            &mut tx,
+            state.db.engine,
+            &actor,
+            "user.created",
+            ("user", id.to_string()),
+            Some(username),
+            format!("first sign-in through {issuer}"),
+        )
+        .await?;
+    }
+    let roles_text: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+    record(
+        &mut tx,
+        state.db.engine,
+        &actor,
+        "user.sign_in",
+        ("user", id.to_string()),
+        None,
+        format!(
+            "oidc {issuer}; roles {}; teams {}",
+            roles_text.join(","),
+            user.teams.join(",")
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Audits a sign-in through the provider that did not happen.
+pub async fn record_failure(state: &AppState, reason: &str) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::Policy("sign-in".into()),
+        "user.sign_in_failed",
+        ("user", String::new()),
+        None,
+        format!("oidc: {reason}"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> OidcSettings {
+        OidcSettings {
+            issuer: "https://id.example".into(),
+            client_id: "slipway".into(),
+            client_secret: None,
+            scopes: vec!["openid".into()],
+            redirect_url: "https://slipway.example/auth/oidc/callback".into(),
+            name: "Example".into(),
+            roles_claim: "roles".into(),
+            teams_claim: "groups".into(),
+        }
+    }
+
+    fn claims(value: Value) -> ProviderClaims {
+        serde_json::from_value(value).unwrap_or_default()
+    }
+
+    #[test]
+    fn claim_values_become_roles_and_known_teams() {
+        let known = vec!["payments".to_string(), "platform".to_string()];
+        let (roles, teams) = roles_and_teams(
+            &settings(),
+            &claims(serde_json::json!({
+                "roles": ["reviewer", "superuser", "requester"],
+                "groups": ["/payments", "marketing", "platform"],
+            })),
+            Some(&known),
+        );
+        assert_eq!(roles, vec![Role::Requester, Role::Reviewer]);
+        assert_eq!(teams, vec!["payments".to_string(), "platform".to_string()]);
+    }
+
+    #[test]
+    fn no_role_claim_means_requester() {
+        let (roles, teams) = roles_and_teams(
+            &settings(),
+            &claims(serde_json::json!({ "groups": "payments" })),
+            None,
+        );
+        assert_eq!(roles, vec![Role::Requester]);
+        assert_eq!(teams, vec!["payments".to_string()]);
+    }
+}

@@ -1,0 +1,59 @@
+//! Failed sign-ins counted per subject (`user:<name>`, `addr:<ip>`).
+
+use sqlx::AnyConnection;
+
+use super::StorageError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCount {
+    pub failures: i64,
+    pub last_failure_at: i64,
+    pub locked_until: i64,
+}
+
+pub async fn get(
+    conn: &mut AnyConnection,
+    subject: &str,
+) -> Result<Option<FailureCount>, StorageError> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT failures, last_failure_at, locked_until FROM sign_in_failures WHERE subject = $1",
+    )
+    .bind(subject)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(
+        row.map(|(failures, last_failure_at, locked_until)| FailureCount {
+            failures,
+            last_failure_at,
+            locked_until,
+        }),
+    )
+}
+
+pub async fn put(
+    conn: &mut AnyConnection,
+    subject: &str,
+    count: FailureCount,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO sign_in_failures (subject, failures, last_failure_at, locked_until) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (subject) DO UPDATE SET \
+         failures = excluded.failures, last_failure_at = excluded.last_failure_at, \
+         locked_until = excluded.locked_until",
+    )
+    .bind(subject)
+    .bind(count.failures)
+    .bind(count.last_failure_at)
+    .bind(count.locked_until)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear(conn: &mut AnyConnection, subject: &str) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1")
+        .bind(subject)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,746 @@
+//! Sign-in through OpenID Connect against a fake provider on loopback (discovery,
+//! keys, token endpoint), signing ID tokens with an RSA key made here; sign-in
+//! throttling; the same-origin guard; session timeouts in the store.
+
+// Each test binary uses a part of the shared harness.
+#[allow(dead_code, unused_macros)]
+#[macro_use]
+mod common;
+
+use slipway_server::services::{CallMeta, Channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::response::Json;
+use axum::routing::{get, post};
+use common::{TestApp, TestResult};
+use openidconnect::core::{
+    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
+    CoreRsaPrivateSigningKey, CoreSubjectIdentifierType,
+};
+use openidconnect::url::Url;
+use openidconnect::{
+    Audience, AuthUrl, EmptyAdditionalProviderMetadata, EndUserName, EndUserUsername, IssuerUrl,
+    JsonWebKeyId, JsonWebKeySetUrl, LocalizedClaim, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    PrivateSigningKey, ResponseTypes, StandardClaims, SubjectIdentifier, TokenUrl,
+};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use slipway_server::config::{IdentitySettings, OidcSettings, Secret};
+use slipway_server::services::auth;
+use slipway_server::services::oidc::{ProviderClaims, SlipwayIdToken, SlipwayIdTokenClaims};
+use slipway_server::storage::Engine;
+use tower::ServiceExt;
+
+const CLIENT_ID: &str = "slipway-test";
+
+/// Two RSA keys, made once per run: the provider's, and a forger's.
+fn keys() -> &'static (String, String) {
+    static KEYS: OnceLock<(String, String)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let make = || {
+            rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                .and_then(|k| {
+                    k.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+                        .map_err(rsa::Error::Pkcs1)
+                })
+                .map(|pem| pem.to_string())
+                .unwrap_or_default()
+        };
+        (make(), make())
+    })
+}
+
+fn signing_key(pem: &str) -> TestResult<CoreRsaPrivateSigningKey> {
+    Ok(CoreRsaPrivateSigningKey::from_pem(
+        pem,
+        Some(JsonWebKeyId::new("key-1".into())),
+    )?)
+}
+
+#[derive(Default)]
+struct ProviderState {
+    issuer: String,
+    /// What the token endpoint hands out next.
+    id_token: Option<String>,
+    /// The PKCE challenge the browser was sent with; the token request must prove it.
+    challenge: Option<String>,
+    verifier_ok: Option<bool>,
+}
+
+type Shared = Arc<Mutex<ProviderState>>;
+
+async fn discovery(State(shared): State<Shared>) -> Json<serde_json::Value> {
+    let issuer = shared.lock().map(|s| s.issuer.clone()).unwrap_or_default();
+    let metadata = (|| -> TestResult<CoreProviderMetadata> {
+        Ok(CoreProviderMetadata::new(
+            IssuerUrl::new(issuer.clone())?,
+            AuthUrl::new(format!("{issuer}/authorize"))?,
+            JsonWebKeySetUrl::new(format!("{issuer}/jwks"))?,
+            vec![ResponseTypes::new(vec![CoreResponseType::Code])],
+            vec![CoreSubjectIdentifierType::Public],
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
+            EmptyAdditionalProviderMetadata {},
+        )
+        .set_token_endpoint(Some(TokenUrl::new(format!("{issuer}/token"))?)))
+    })();
+    Json(
+        metadata
+            .ok()
+            .and_then(|m| serde_json::to_value(m).ok())
+            .unwrap_or_default(),
+    )
+}
+
+async fn jwks() -> Json<serde_json::Value> {
+    let set = signing_key(&keys().0)
+        .map(|k| CoreJsonWebKeySet::new(vec![k.as_verification_key()]))
+        .ok()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default();
+    Json(set)
+}
+
+async fn token(
+    State(shared): State<Shared>,
+    Form(form): Form<std::collections::HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, StatusCode> {
+    let mut provider = shared
+        .lock()
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    let proven = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier));
+    provider.verifier_ok = Some(provider.challenge.as_deref() == Some(proven.as_str()));
+    let id_token = provider.id_token.take().ok_or(StatusCode::BAD_REQUEST)?;
+    Ok(Json(serde_json::json!({
+        "access_token": "access-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "id_token": id_token,
+    })))
+}
+
+/// Starts the fake provider; returns its issuer URL and its state.
+async fn start_provider() -> TestResult<(String, Shared)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let issuer = format!("http://{}", listener.local_addr()?);
+    let shared: Shared = Arc::new(Mutex::new(ProviderState {
+        issuer: issuer.clone(),
+        ..ProviderState::default()
+    }));
+    let app = Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks", get(jwks))
+        .route("/token", post(token))
+        .with_state(shared.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((issuer, shared))
+}
+
+fn oidc_identity(issuer: &str) -> IdentitySettings {
+    IdentitySettings {
+        public_origin: Some("http://slipway.test".into()),
+        oidc: Some(OidcSettings {
+            issuer: issuer.to_string(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(Secret::new("client-secret".into())),
+            scopes: vec!["openid".into(), "profile".into()],
+            redirect_url: "http://slipway.test/auth/oidc/callback".into(),
+            name: "Test IdP".into(),
+            roles_claim: "roles".into(),
+            teams_claim: "groups".into(),
+        }),
+        ..IdentitySettings::default()
+    }
+}
+
+/// A browser without script: follows nothing, keeps the session cookie.
+struct Browser {
+    router: Router,
+    cookie: Option<String>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser {
+            router: slipway_server::cli::router(&app.state, Router::new()),
+            cookie: None,
+        }
+    }
+
+    async fn send(
+        &mut self,
+        request: axum::http::request::Builder,
+        body: Body,
+    ) -> TestResult<Answer> {
+        let request = match &self.cookie {
+            Some(cookie) => request.header(header::COOKIE, cookie),
+            None => request,
+        };
+        let response = self.router.clone().oneshot(request.body(body)?).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if let Some(set) = headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+        {
+            let pair = set.split(';').next().unwrap_or_default().to_string();
+            self.cookie = if set.contains("Max-Age=0") {
+                None
+            } else {
+                Some(pair)
+            };
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+        Ok(Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    async fn get(&mut self, uri: &str) -> TestResult<Answer> {
+        self.send(
+            Request::get(uri).header(header::HOST, "slipway.test"),
+            Body::empty(),
+        )
+        .await
+    }
+}
+
+/// How the test provider should sign the next token.
+struct Token {
+    issuer: Option<String>,
+    audience: String,
+    expires_in: chrono::Duration,
+    nonce: Option<String>,
+    key: String,
+    roles: Vec<&'static str>,
+    groups: Vec<&'static str>,
+}
+
+impl Token {
+    fn good() -> Token {
+        Token {
+            issuer: None,
+            audience: CLIENT_ID.into(),
+            expires_in: chrono::Duration::minutes(5),
+            nonce: None,
+            key: keys().0.clone(),
+            roles: vec!["requester"],
+            groups: vec!["/payments"],
+        }
+    }
+
+    fn sign(&self, issuer: &str, nonce: &str) -> TestResult<String> {
+        let now = chrono::Utc::now();
+        let mut extra = ProviderClaims::default();
+        extra
+            .other
+            .insert("roles".into(), serde_json::json!(self.roles));
+        extra
+            .other
+            .insert("groups".into(), serde_json::json!(self.groups));
+        let claims = SlipwayIdTokenClaims::new(
+            IssuerUrl::new(self.issuer.clone().unwrap_or_else(|| issuer.to_string()))?,
+            vec![Audience::new(self.audience.clone())],
+            now + self.expires_in,
+            now - chrono::Duration::minutes(1),
+            StandardClaims::new(SubjectIdentifier::new("subject-alice".into()))
+                .set_preferred_username(Some(EndUserUsername::new("alice".into())))
+                .set_name(Some(LocalizedClaim::from(EndUserName::new(
+                    "Alice Provider".into(),
+                )))),
+            extra,
+        )
+        .set_nonce(Some(Nonce::new(
+            self.nonce.clone().unwrap_or_else(|| nonce.to_string()),
+        )));
+        let token = SlipwayIdToken::new(
+            claims,
+            &signing_key(&self.key)?,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            None,
+            None,
+        )?;
+        Ok(token.to_string())
+    }
+}
+
+fn query(url: &Url, name: &str) -> TestResult<String> {
+    Ok(url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| format!("{name} missing from {url}"))?)
+}
+
+/// Walks one sign-in: start, the provider signs `token`, callback. Returns the
+/// callback's answer.
+async fn sign_in_through_provider(
+    browser: &mut Browser,
+    issuer: &str,
+    provider: &Shared,
+    token: &Token,
+) -> TestResult<Answer> {
+    let started = browser
+        .get("/auth/oidc/start?next=/requests%3Fmine%3D1")
+        .await?;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let to_provider = Url::parse(started.location())?;
+    assert!(
+        to_provider
+            .as_str()
+            .starts_with(&format!("{issuer}/authorize"))
+    );
+    assert_eq!(query(&to_provider, "client_id")?, CLIENT_ID);
+    assert_eq!(query(&to_provider, "code_challenge_method")?, "S256");
+    assert_eq!(query(&to_provider, "response_type")?, "code");
+    assert!(query(&to_provider, "scope")?.contains("openid"));
+    let state = query(&to_provider, "state")?;
+    let nonce = query(&to_provider, "nonce")?;
+    {
+        let mut shared = provider.lock().map_err(|_| "poisoned")?;
+        shared.challenge = Some(query(&to_provider, "code_challenge")?);
+        shared.id_token = Some(token.sign(issuer, &nonce)?);
+    }
+    browser
+        .get(&format!("/auth/oidc/callback?code=the-code&state={state}"))
+        .await
+}
+
+async fn events(app: &TestApp, action: &str) -> TestResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = $1")
+            .bind(action)
+            .fetch_one(&app.state.db.pool)
+            .await?,
+    )
+}
+
+async fn signed_in_sessions(app: &TestApp) -> TestResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id IS NOT NULL")
+            .fetch_one(&app.state.db.pool)
+            .await?,
+    )
+}
+
+async fn oidc_app(engine: Engine) -> TestResult<Option<(TestApp, String, Shared)>> {
+    let (issuer, provider) = start_provider().await?;
+    Ok(TestApp::start_with_identity(engine, oidc_identity(&issuer))
+        .await?
+        .map(|app| (app, issuer, provider)))
+}
+
+async fn a_valid_token_signs_in(engine: Engine) -> TestResult {
+    let Some((app, issuer, provider)) = oidc_app(engine).await? else {
+        eprintln!("note: {} is not set; skipping", common::POSTGRES_ENV);
+        return Ok(());
+    };
+    let users_before = app.count("users").await?;
+    let mut browser = Browser::new(&app);
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.location(), "/requests?mine=1");
+    assert_eq!(
+        provider.lock().map_err(|_| "poisoned")?.verifier_ok,
+        Some(true),
+        "the token request proves the PKCE challenge"
+    );
+    assert_eq!(app.count("users").await?, users_before + 1);
+    // The demo user alice exists already: the provider's alice gets a name of her own.
+    let (username, display, roles, teams, external): (String, String, String, String, String) =
+        sqlx::query_as(
+            "SELECT username, display_name, roles, teams, external_subject FROM users \
+             WHERE external_issuer = $1",
+        )
+        .bind(&issuer)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert_eq!(
+        (
+            username.as_str(),
+            display.as_str(),
+            roles.as_str(),
+            teams.as_str()
+        ),
+        ("alice-2", "Alice Provider", "requester", "payments")
+    );
+    assert_eq!(external, "subject-alice");
+    assert_eq!(events(&app, "user.sign_in").await?, 1);
+    assert_eq!(
+        events(&app, "user.created").await?,
+        4,
+        "three demo users and alice-2"
+    );
+    assert_eq!(signed_in_sessions(&app).await?, 1);
+
+    // A later sign-in refreshes roles and teams from the claims; no second account.
+    let mut later = Token::good();
+    later.roles = vec!["reviewer", "no-such-role"];
+    later.groups = vec!["platform", "not-a-team"];
+    let mut second = Browser::new(&app);
+    let answer = sign_in_through_provider(&mut second, &issuer, &provider, &later).await?;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(app.count("users").await?, users_before + 1);
+    let (roles, teams): (String, String) =
+        sqlx::query_as("SELECT roles, teams FROM users WHERE username = 'alice-2'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!((roles.as_str(), teams.as_str()), ("reviewer", "platform"));
+    assert_eq!(signed_in_sessions(&app).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_valid_token_signs_in_sqlite() -> TestResult {
+    a_valid_token_signs_in(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_valid_token_signs_in_postgres() -> TestResult {
+    a_valid_token_signs_in(Engine::Postgres).await
+}
+
+/// Each bad token is refused: back to the sign-in page, no account, no signed-in
+/// session, one audited failure.
+#[tokio::test]
+async fn bad_tokens_are_refused_and_write_nothing() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let cases: Vec<(&str, Token)> = vec![
+        (
+            "forged signature",
+            Token {
+                key: keys().1.clone(),
+                ..Token::good()
+            },
+        ),
+        (
+            "expired",
+            Token {
+                expires_in: chrono::Duration::minutes(-10),
+                ..Token::good()
+            },
+        ),
+        (
+            "wrong audience",
+            Token {
+                audience: "another-client".into(),
+                ..Token::good()
+            },
+        ),
+        (
+            "wrong issuer",
+            Token {
+                issuer: Some("http://127.0.0.1:9/evil".into()),
+                ..Token::good()
+            },
+        ),
+        (
+            "wrong nonce",
+            Token {
+                nonce: Some("a-replayed-nonce".into()),
+                ..Token::good()
+            },
+        ),
+    ];
+    let users = app.count("users").await?;
+    for (n, (case, token)) in cases.iter().enumerate() {
+        let mut browser = Browser::new(&app);
+        let answer = sign_in_through_provider(&mut browser, &issuer, &provider, token).await?;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{case}");
+        assert!(
+            answer.location().starts_with("/login?error=sign_in_failed"),
+            "{case}: {}",
+            answer.location()
+        );
+        assert_eq!(app.count("users").await?, users, "{case}: no account");
+        assert_eq!(signed_in_sessions(&app).await?, 0, "{case}: no session");
+        assert_eq!(
+            app.count("sessions").await?,
+            0,
+            "{case}: the attempt's session is gone"
+        );
+        assert_eq!(events(&app, "user.sign_in").await?, 0, "{case}");
+        assert_eq!(
+            events(&app, "user.sign_in_failed").await?,
+            i64::try_from(n)? + 1,
+            "{case}: the failure is audited"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_callback_without_a_started_sign_in_or_with_a_wrong_state_is_refused() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut stranger = Browser::new(&app);
+    let answer = stranger.get("/auth/oidc/callback?code=x&state=y").await?;
+    assert!(
+        answer
+            .location()
+            .starts_with("/login?error=sign_in_expired"),
+        "{}",
+        answer.location()
+    );
+
+    let mut browser = Browser::new(&app);
+    let started = browser.get("/auth/oidc/start").await?;
+    let url = Url::parse(started.location())?;
+    provider.lock().map_err(|_| "poisoned")?.id_token =
+        Some(Token::good().sign(&issuer, &query(&url, "nonce")?)?);
+    let answer = browser
+        .get("/auth/oidc/callback?code=x&state=forged")
+        .await?;
+    assert!(
+        answer.location().starts_with("/login?error=sign_in_failed"),
+        "{}",
+        answer.location()
+    );
+    assert_eq!(signed_in_sessions(&app).await?, 0);
+    assert_eq!(events(&app, "user.sign_in_failed").await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_gives_a_message_not_an_error() -> TestResult {
+    // Nothing listens on port 9 of loopback.
+    let app = TestApp::start_with_identity(Engine::Sqlite, oidc_identity("http://127.0.0.1:9"))
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    let answer = browser.get("/auth/oidc/start?next=/assets").await?;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        answer.location(),
+        "/login?error=provider_unavailable&next=%2Fassets"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unsafe_next_is_replaced() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    let started = browser
+        .get("/auth/oidc/start?next=/%5Cevil.example")
+        .await?;
+    let url = Url::parse(started.location())?;
+    provider.lock().map_err(|_| "poisoned")?.id_token =
+        Some(Token::good().sign(&issuer, &query(&url, "nonce")?)?);
+    let state = query(&url, "state")?;
+    let answer = browser
+        .get(&format!("/auth/oidc/callback?code=x&state={state}"))
+        .await?;
+    assert_eq!(answer.location(), "/catalog");
+    Ok(())
+}
+
+on_both_engines!(repeated_wrong_passwords_lock_the_user_name);
+
+async fn repeated_wrong_passwords_lock_the_user_name(app: &TestApp) -> TestResult {
+    for _ in 0..5 {
+        let refused = auth::login(
+            &app.state,
+            "alice",
+            "guess",
+            Channel::Portal,
+            &CallMeta::default(),
+        )
+        .await;
+        assert!(refused.is_err());
+    }
+    // Now even the right password waits, and the message says so.
+    let refused = auth::login(
+        &app.state,
+        "alice",
+        "alice-demo-pw",
+        Channel::Portal,
+        &CallMeta::default(),
+    )
+    .await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("wait 1 minute"), "{message}");
+    // The lock is in the database, so a second replica sees it too.
+    let restarted = app.restart().await?;
+    let refused = auth::login(
+        &restarted,
+        "ALICE",
+        "alice-demo-pw",
+        Channel::Portal,
+        &CallMeta::default(),
+    )
+    .await;
+    assert!(refused.is_err(), "the user name is matched without case");
+    assert_eq!(events(app, "user.sign_in_failed").await?, 7);
+    // Another user is not affected.
+    auth::login(
+        &app.state,
+        "bob",
+        "bob-demo-pw",
+        Channel::Portal,
+        &CallMeta::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_lock_lifts_and_a_success_clears_the_count() -> TestResult {
+    let app = TestApp::start(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    for _ in 0..5 {
+        assert!(
+            auth::login(
+                &app.state,
+                "alice",
+                "guess",
+                Channel::Portal,
+                &CallMeta::default()
+            )
+            .await
+            .is_err()
+        );
+    }
+    app.exec("UPDATE sign_in_failures SET locked_until = 0")
+        .await?;
+    auth::login(
+        &app.state,
+        "alice",
+        "alice-demo-pw",
+        Channel::Portal,
+        &CallMeta::default(),
+    )
+    .await?;
+    assert_eq!(app.count("sign_in_failures").await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn password_sign_in_can_be_turned_off() -> TestResult {
+    let identity = IdentitySettings {
+        local_accounts: false,
+        ..oidc_identity("http://127.0.0.1:9")
+    };
+    let app = TestApp::start_with_identity(Engine::Sqlite, identity)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let refused = auth::login(
+        &app.state,
+        "alice",
+        "alice-demo-pw",
+        Channel::Portal,
+        &CallMeta::default(),
+    )
+    .await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("password sign-in is turned off"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn posts_from_another_site_are_refused() -> TestResult {
+    let app = TestApp::start(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    let post = |origin: Option<&str>, referer: Option<&str>| {
+        let mut request = Request::post("/api/anything").header(header::HOST, "slipway.test");
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        if let Some(referer) = referer {
+            request = request.header(header::REFERER, referer);
+        }
+        request
+    };
+    for (origin, referer) in [
+        (Some("http://evil.example"), None),
+        (Some("null"), None),
+        (None, Some("http://evil.example/page")),
+        (Some("http://slipway.test.evil.example"), None),
+    ] {
+        let answer = browser.send(post(origin, referer), Body::empty()).await?;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{origin:?} {referer:?}"
+        );
+    }
+    for (origin, referer) in [
+        (Some("http://slipway.test"), None),
+        (None, Some("http://slipway.test/login")),
+        (None, None),
+    ] {
+        let answer = browser.send(post(origin, referer), Body::empty()).await?;
+        assert_ne!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{origin:?} {referer:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sessions_end_at_the_absolute_timeout_and_stay_ended() -> TestResult {
+    use tower_sessions::SessionStore;
+    use tower_sessions::session::{Id, Record};
+    let app = TestApp::start(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let store = slipway_server::storage::sessions::DbSessionStore::new(
+        &app.state.db,
+        Duration::from_millis(300),
+    );
+    let mut record = Record {
+        id: Id::default(),
+        data: [("user_id".to_string(), serde_json::json!(1))]
+            .into_iter()
+            .collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await?;
+    assert!(store.load(&record.id).await?.is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store.load(&record.id).await?.is_none(),
+        "past the absolute timeout, however recently used"
+    );
+    // A session deleted (signed out) while a request of it runs is not written back.
+    store.delete(&record.id).await?;
+    store.save(&record).await?;
+    assert_eq!(app.count("sessions").await?, 0);
+    Ok(())
+}
