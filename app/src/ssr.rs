@@ -35,6 +35,40 @@ pub fn portal_router(state: AppState) -> Router {
             provide, shell,
         ))
         .with_state(options)
+        .layer(axum::middleware::from_fn(
+            unreadable_calls_are_client_errors,
+        ))
+}
+
+/// The largest server-function answer body this layer reads to classify an error.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// The server-function machinery answers 500 when it cannot read a call's arguments
+/// (malformed JSON, a missing field, a value of the wrong kind, a body over the limit).
+/// That is the caller's mistake, never the server's: it becomes 400 (413 for size).
+async fn unreadable_calls_are_client_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let server_fn =
+        request.uri().path().starts_with("/api/") && !request.uri().path().starts_with("/api/v1/");
+    let response = next.run(request).await;
+    if !server_fn || response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, ERROR_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    if let Ok(AppError::Transport(message)) = serde_json::from_slice::<AppError>(&bytes) {
+        parts.status = if message.contains("length limit") {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 fn status_for(error: &ServiceError) -> u16 {

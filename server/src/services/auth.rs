@@ -35,6 +35,9 @@ fn password_matches(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+const MAX_USERNAME_CHARS: usize = 200;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
 const WRONG_CREDENTIALS: &str = "the user name or the password is wrong";
 
 /// Checks a password and records the sign-in. The message never says which part was wrong.
@@ -171,6 +174,22 @@ pub async fn login_from(
                 }
                 .into(),
                 message: "is required".into(),
+            },
+        ]));
+    }
+    // Hashing a megabyte-long guess would cost far more than any real password.
+    if username.chars().count() > MAX_USERNAME_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(ServiceError::Invalid(vec![
+            slipway_core::validate::FieldError {
+                field: if password.len() > MAX_PASSWORD_BYTES {
+                    "password"
+                } else {
+                    "username"
+                }
+                .into(),
+                message: format!(
+                    "is too long (user names up to {MAX_USERNAME_CHARS} characters, passwords up to {MAX_PASSWORD_BYTES} bytes)"
+                ),
             },
         ]));
     }
