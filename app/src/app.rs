@@ -6,10 +6,11 @@ use slipway_core::views::Role;
 
 use crate::api::{Logout, current_user};
 use crate::pages::{
-    account::SessionsPage, asset::AssetPage, assets::AssetsPage, attention::AttentionPage,
-    audit::AuditPage, catalog::CatalogPage, edit_request::EditRequestPage, login::LoginPage,
-    my_requests::MyRequestsPage, new_request::NewRequestPage, request::RequestPage,
-    reviews::ReviewQueuePage, tokens::TokensPage,
+    account::SessionsPage, api_docs::ApiDocsPage, asset::AssetPage, assets::AssetsPage,
+    attention::AttentionPage, audit::AuditPage, catalog::CatalogPage,
+    edit_request::EditRequestPage, login::LoginPage, my_requests::MyRequestsPage,
+    new_request::NewRequestPage, request::RequestPage, reviews::ReviewQueuePage,
+    tokens::TokensPage,
 };
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -21,6 +22,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options islands=true />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <MetaTags />
             </head>
             <body>
@@ -56,6 +58,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/assets/:id") view=AssetPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
                     <Route path=path!("/account/tokens") view=TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("/api-docs") view=ApiDocsPage ssr=SsrMode::Async />
                     <Route path=path!("/account/sessions") view=SessionsPage ssr=SsrMode::Async />
                 </Routes>
             </main>
@@ -102,6 +105,7 @@ fn Header() -> impl IntoView {
                                 {has(Role::Reviewer).then(|| view! { <A href="/reviews">"Review queue"</A> })}
                                 {has(Role::Platform).then(|| view! { <A href="/attention">"Needs attention"</A> })}
                                 <A href="/assets">"Assets"</A>
+                                <A href="/api-docs">"API"</A>
                                 {(has(Role::Platform) || has(Role::Auditor)).then(|| view! { <A href="/audit">"Audit log"</A> })}
                             </nav>
                             <div class="who">

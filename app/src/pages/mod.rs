@@ -1,6 +1,7 @@
 //! One module per page.
 
 pub mod account;
+pub mod api_docs;
 pub mod asset;
 pub mod assets;
 pub mod attention;
