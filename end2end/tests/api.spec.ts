@@ -9,7 +9,7 @@ test('a token made in the portal works on the API until it is revoked', async ({
   await page.getByRole('link', { name: 'API tokens' }).click();
   await expect(page).toHaveURL(/\/account\/tokens$/);
   await page.getByLabel('What it is for').fill('e2e pipeline');
-  await page.getByLabel(/^request/).check();
+  await page.getByRole('checkbox', { name: /^request —/ }).check();
   await page.getByRole('button', { name: 'Create token' }).click();
 
   const shown = page.getByTestId('new-token');
