@@ -88,6 +88,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     document
 }
 
+/// The rule `idempotency::key_of` enforces, so a client can see it.
+fn idempotency_key_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(idempotency::MAX_KEY_CHARS))
+        .pattern(Some("^[!-~]+$"))
+        .description(Some("1 to 90 printable ASCII characters, no spaces"))
+        .into()
+}
+
 /// Adds, to every operation, the problems the layers around the handlers answer
 /// with, so a client (and a schema fuzzer) finds each status it can get documented
 /// beside the handler's own: the bearer check (401) on every call; a malformed
@@ -120,6 +132,11 @@ fn document_layer_answers(document: &mut utoipa::openapi::OpenApi) {
             let Some(operation) = operation.as_mut() else {
                 continue;
             };
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.name.eq_ignore_ascii_case(idempotency::HEADER) {
+                    parameter.schema = Some(idempotency_key_schema());
+                }
+            }
             let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let has_body = operation.request_body.is_some();
             let mut wanted = vec![
@@ -162,12 +179,15 @@ pub fn router(state: &AppState) -> Router {
     document_layer_answers(&mut document);
     let document = std::sync::Arc::new(document);
     let authenticated = routes
-        .layer(middleware::from_fn_with_state(
+        // Route layers, so a method a path does not have is a plain 405 rather than
+        // whatever the token or Idempotency-Key checks would say first.
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::middleware,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .route(
             &format!("{PREFIX}/openapi.json"),
@@ -184,6 +204,19 @@ pub fn router(state: &AppState) -> Router {
             axum::routing::any(unknown_route),
         )
         .with_state(state.clone())
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    Problem::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!(
+            "{} does not take {}",
+            request.uri().path(),
+            request.method()
+        ),
+    )
+    .into_response()
 }
 
 async fn unknown_route(request: Request) -> Response {
