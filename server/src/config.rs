@@ -20,10 +20,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once at start; boxing would only add noise"
-)]
 pub enum Command {
     /// Start the portal, its API and the background worker.
     Serve(ServeArgs),
@@ -39,10 +35,6 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once at start; boxing would only add noise"
-)]
 pub enum TokenCommand {
     /// Create an API token for a user and print its secret (shown only this once) on
     /// standard output; for a first CI token or a script, where no browser is at hand.
