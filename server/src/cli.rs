@@ -211,7 +211,7 @@ async fn verify_audit(database_url: Option<String>, data_dir: &std::path::Path) 
 }
 
 #[derive(Debug, thiserror::Error)]
-enum TokenError {
+pub enum TokenError {
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("--user {0}: no such user")]
@@ -224,7 +224,8 @@ enum TokenError {
     Storage(#[from] crate::storage::StorageError),
 }
 
-async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
+/// `slipway token create`: the token's secret, for the caller to print.
+pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
     let TokenCommand::Create {
         user,
         scopes,
