@@ -3,7 +3,8 @@
 //! out of range, wrong types, nested objects, missing and extra fields. Whatever
 //! comes in, the answer is a 4xx-class error or a request, never an internal
 //! error; and every request that is stored has current parameters its type's
-//! schema accepts. On SQLite, with modest case counts, so it runs in seconds.
+//! schema accepts. On SQLite and (with `SLIPWAY_TEST_POSTGRES_URL`) PostgreSQL,
+//! with case counts that keep it to seconds.
 
 #[allow(dead_code, unused_macros)]
 #[macro_use]
@@ -17,7 +18,8 @@ use slipway_core::validate::ParamValidator;
 use slipway_server::services::{Caller, ServiceError, requests};
 use slipway_server::storage::Engine;
 
-const CASES: u32 = 64;
+/// Enough to run in seconds; `PROPTEST_CASES=1000` for a deeper look.
+const CASES: u32 = 256;
 const SHIPPED_TYPES: [&str; 2] = ["k8s-namespace", "postgres-database"];
 
 /// Strings a form or a script could send: ordinary, any Unicode, control
@@ -181,17 +183,28 @@ fn precheck_and_submit_never_fail_inside_and_store_only_valid_params() -> TestRe
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let app = runtime
-        .block_on(TestApp::start(Engine::Sqlite))?
-        .ok_or("SQLite is always available")?;
+    for engine in [Engine::Sqlite, Engine::Postgres] {
+        match runtime.block_on(TestApp::start(engine))? {
+            Some(app) => run_cases(&runtime, &app)?,
+            None => eprintln!("{engine:?} SKIPPED: set SLIPWAY_TEST_POSTGRES_URL to run it"),
+        }
+    }
+    Ok(())
+}
+
+fn run_cases(runtime: &tokio::runtime::Runtime, app: &TestApp) -> TestResult {
     let alice = runtime.block_on(app.user("alice"))?;
     // The namespaces the databases require, so some cases get past the dependency rule.
     for environment in ["dev", "staging"] {
         runtime.block_on(app.namespace(&alice, environment, &format!("base-{environment}")))?;
     }
     let accepted = std::sync::atomic::AtomicUsize::new(0);
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CASES);
     let mut runner = TestRunner::new(Config {
-        cases: CASES,
+        cases,
         failure_persistence: None,
         ..Config::default()
     });
@@ -200,7 +213,7 @@ fn precheck_and_submit_never_fail_inside_and_store_only_valid_params() -> TestRe
             let before = runtime
                 .block_on(app.count("requests"))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            runtime.block_on(check_case(&app, &alice, &type_name, &params))?;
+            runtime.block_on(check_case(app, &alice, &type_name, &params))?;
             let after = runtime
                 .block_on(app.count("requests"))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -209,10 +222,17 @@ fn precheck_and_submit_never_fail_inside_and_store_only_valid_params() -> TestRe
             }
             Ok(())
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{:?}: {e}", app.engine))?;
     // Not vacuous: some generated sets are good enough to become requests.
     let accepted = accepted.into_inner();
-    assert!(accepted > 0, "no generated case was accepted");
-    eprintln!("{CASES} cases, {accepted} accepted as requests");
+    assert!(
+        accepted > 0,
+        "{:?}: no generated case was accepted",
+        app.engine
+    );
+    eprintln!(
+        "{:?}: {cases} cases, {accepted} accepted as requests",
+        app.engine
+    );
     Ok(())
 }
