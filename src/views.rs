@@ -342,10 +342,13 @@ pub struct NewToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
     /// What the token is for, e.g. "CI pipeline of payments-api".
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub scopes: Vec<TokenScope>,
     /// Days until it expires (1 to 366); 90 when not given.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 366))]
     pub expires_in_days: Option<u32>,
 }
 

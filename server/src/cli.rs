@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use clap::Parser;
+use slipway_core::views::{TokenRequest, TokenScope};
 use tokio::sync::{Notify, watch};
 use tower_http::trace::TraceLayer;
 
 use crate::catalog_source;
-use crate::config::{AuditCommand, CatalogCommand, Cli, Command, Settings};
+use crate::config::{AuditCommand, CatalogCommand, Cli, Command, Settings, TokenCommand};
 use crate::drivers::gitops::GitOpsRepo;
 use crate::orchestrator;
 use crate::services::auth::ensure_initial_users;
+use crate::services::{CallMeta, Caller, Channel};
 use crate::state::AppState;
 use crate::storage::Db;
 use crate::storage::sessions::DbSessionStore;
@@ -40,11 +42,18 @@ pub enum StartError {
     },
 }
 
-fn init_tracing() {
+/// `to_stderr` keeps standard output clean for a command whose output is read by a
+/// script (a token's secret).
+fn init_tracing(to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_sessions=warn")
     });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if to_stderr {
+        fmt.with_writer(std::io::stderr).try_init()
+    } else {
+        fmt.try_init()
+    };
 }
 
 /// Builds everything a server needs from checked settings: catalog, database with
@@ -201,11 +210,73 @@ async fn verify_audit(database_url: Option<String>, data_dir: &std::path::Path) 
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("--user {0}: no such user")]
+    NoSuchUser(String),
+    #[error("--scopes: unknown scope '{0}' (scopes: read, request, review, admin)")]
+    UnknownScope(String),
+    #[error("{0}")]
+    Service(crate::services::ServiceError),
+    #[error("database: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// `slipway token create`: the token's secret, for the caller to print.
+pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
+    let TokenCommand::Create {
+        user,
+        scopes,
+        name,
+        expires_in_days,
+        settings,
+    } = command;
+    let scopes = scopes
+        .iter()
+        .map(|s| TokenScope::parse(s.trim()).ok_or_else(|| TokenError::UnknownScope(s.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let settings = settings.check().map_err(StartError::from)?;
+    let state = build_state(settings).await?;
+    let stored = {
+        let mut conn = state
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(crate::storage::StorageError::from)?;
+        crate::storage::users::by_username(&mut conn, &user).await?
+    };
+    let stored = stored.ok_or_else(|| TokenError::NoSuchUser(user.clone()))?;
+    // The command line is its own door: the audit event says so.
+    let caller = Caller::new(stored.view, Channel::System, CallMeta::default());
+    let request = TokenRequest {
+        name,
+        scopes,
+        expires_in_days: Some(expires_in_days),
+    };
+    let created = crate::services::tokens::create(&state, &caller, &request)
+        .await
+        .map_err(TokenError::Service)?;
+    Ok(created.secret)
+}
+
 /// Entry point of the `slipway` binary; `portal` mounts the web pages on the state.
 pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(matches!(cli.command, Command::Token(_)));
     match cli.command {
+        Command::Token(command) => match create_token(command).await {
+            Ok(secret) => {
+                println!("{secret}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("slipway: cannot create the token: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
         Command::Audit(AuditCommand::Verify {
             database_url,

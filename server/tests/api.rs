@@ -25,6 +25,8 @@ on_both_engines!(
     bad_input_is_a_clear_4xx_and_changes_nothing,
     who_may_call_what,
     audit_lists_and_exports_json_lines,
+    unknown_methods_are_405_and_every_operation_documents_its_layers,
+    a_secret_never_comes_back_through_the_api,
 );
 
 struct Api {
@@ -742,6 +744,154 @@ async fn audit_lists_and_exports_json_lines(app: &TestApp) -> TestResult {
     assert_eq!(
         api.get("/audit/export", &alice).await?.0,
         StatusCode::FORBIDDEN
+    );
+    Ok(())
+}
+
+async fn unknown_methods_are_405_and_every_operation_documents_its_layers(
+    app: &TestApp,
+) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    // Before the token and Idempotency-Key checks: the method is what is wrong.
+    let (status, body) = answer(
+        api.http
+            .delete(format!("{}/requests", api.base))
+            .header("Idempotency-Key", "not valid"),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    let (status, _) = answer(api.call(Method::PUT, "/requests/1/cancel", &alice)).await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let document = serde_json::to_value(slipway_server::api::openapi())?;
+    let paths = document["paths"].as_object().ok_or("paths")?;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().ok_or("path item")? {
+            let responses = &operation["responses"];
+            for status in ["401", "500"] {
+                assert_eq!(
+                    responses[status]["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} documents {status} as a problem"
+                );
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(
+                        responses.get(status).is_some(),
+                        "{method} {path} takes a body but does not document {status}"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const CANARY: &str = "canary-api-7d3e0a91-secret";
+
+/// Sends a call and returns the status with the raw body, for looking into.
+async fn raw(request: reqwest::RequestBuilder) -> TestResult<(StatusCode, String)> {
+    let response = request.send().await?;
+    Ok((response.status(), response.text().await?))
+}
+
+/// A secret parameter set through the API is in no answer the API gives: not the
+/// create, a replay of it, a read, a list, a pre-check, a dry run, the asset, its
+/// history, the audit log or its export.
+async fn a_secret_never_comes_back_through_the_api(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let bob = token(app, "bob", &[TokenScope::Read, TokenScope::Review]).await?;
+    let carol = token(app, "carol", &[TokenScope::Read]).await?;
+    let mut answers: Vec<(String, StatusCode, String)> = Vec::new();
+
+    // The namespace the database requires, approved by bob when the policy asks.
+    let (status, namespace) = api
+        .post("/requests", &alice, &new_namespace("core", "prod"))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{namespace}");
+    let namespace_id = namespace["summary"]["id"].as_i64().ok_or("id")?;
+    if namespace["summary"]["state"] == "in_review" {
+        let hash = namespace["revisions"][0]["change_set_hash"].clone();
+        let (status, _) = api
+            .post(
+                &format!("/requests/{namespace_id}/reviews"),
+                &bob,
+                &json!({"decision": "approve", "change_set_hash": hash}),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::OK);
+    }
+    app.run_jobs().await?;
+    let (_, namespace) = api
+        .get(&format!("/requests/{namespace_id}"), &alice)
+        .await?;
+    assert_eq!(namespace["summary"]["state"], "completed", "{namespace}");
+
+    let mut params = common::postgres_params("ledger", "prod", 20);
+    params["owner_password"] = json!(CANARY);
+    let body = json!({"type": "postgres-database", "params": params});
+    for path in ["/requests/precheck", "/requests/dry-run"] {
+        let (status, text) = raw(api.call(Method::POST, path, &alice).json(&body)).await?;
+        answers.push((format!("POST {path}"), status, text));
+    }
+    let create = || {
+        api.call(Method::POST, "/requests", &alice)
+            .header("Idempotency-Key", "canary-create")
+            .json(&body)
+    };
+    let (status, text) = raw(create()).await?;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let created: Value = serde_json::from_str(&text)?;
+    answers.push(("POST /requests".into(), status, text));
+    let (status, text) = raw(create()).await?;
+    answers.push(("POST /requests, replayed".into(), status, text));
+    let id = created["summary"]["id"].as_i64().ok_or("id")?;
+    assert_eq!(created["summary"]["state"], "in_review");
+    let hash = created["revisions"][0]["change_set_hash"].clone();
+    let (status, text) = raw(api
+        .call(Method::POST, &format!("/requests/{id}/reviews"), &bob)
+        .json(&json!({"decision": "approve", "change_set_hash": hash})))
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    answers.push(("POST reviews".into(), status, text));
+    app.run_jobs().await?;
+
+    let (_, done) = api.get(&format!("/requests/{id}"), &alice).await?;
+    assert_eq!(done["summary"]["state"], "completed", "{done}");
+    let asset = done["asset_id"].as_i64().ok_or("asset")?;
+    let reads = [
+        (format!("/requests/{id}"), &alice),
+        (format!("/requests/{id}"), &bob),
+        ("/requests".to_string(), &alice),
+        ("/requests?type=postgres-database".to_string(), &bob),
+        ("/assets".to_string(), &alice),
+        (format!("/assets/{asset}"), &alice),
+        (format!("/assets/{asset}/history"), &alice),
+        ("/audit".to_string(), &carol),
+        (format!("/audit?target=request:{id}"), &carol),
+        ("/audit/export".to_string(), &carol),
+    ];
+    for (path, token) in reads {
+        let (status, text) = raw(api.call(Method::GET, &path, token)).await?;
+        answers.push((format!("GET {path}"), status, text));
+    }
+
+    for (call, status, text) in &answers {
+        assert!(status.is_success(), "{call}: {status}: {text}");
+        assert!(
+            !text.contains(CANARY),
+            "the secret came back from {call}: {text}"
+        );
+    }
+    // Not vacuous: the answers do name the parameter, by its placeholder.
+    assert!(
+        answers
+            .iter()
+            .any(|(_, _, text)| text.contains("owner_password")),
+        "no answer mentions owner_password at all"
     );
     Ok(())
 }

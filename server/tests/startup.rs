@@ -4,10 +4,12 @@
 #[allow(dead_code, unused_macros)]
 mod common;
 
+use clap::Parser;
 use common::{TestApp, TestResult, shipped_catalog};
 use slipway_core::views::Role;
-use slipway_server::config::Settings;
-use slipway_server::services::{ServiceError, auth};
+use slipway_core::views::TokenScope;
+use slipway_server::config::{Cli, Command, Settings};
+use slipway_server::services::{CallMeta, ServiceError, auth, tokens};
 use slipway_server::storage::Engine;
 
 #[tokio::test]
@@ -151,6 +153,68 @@ async fn demo_mode_generates_the_key_once_and_reuses_it() -> TestResult {
         std::fs::read_to_string(&key_file)?,
         written,
         "the key is reused"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_command_line_creates_a_token_that_authenticates() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let catalog = shipped_catalog();
+    let token_command = |user: &str, scopes: &str| -> TestResult<_> {
+        let cli = Cli::try_parse_from([
+            "slipway",
+            "token",
+            "create",
+            "--user",
+            user,
+            "--scopes",
+            scopes,
+            "--demo",
+            "--data-dir",
+            data_dir.to_str().ok_or("path")?,
+            "--catalog",
+            catalog.to_str().ok_or("path")?,
+        ])?;
+        match cli.command {
+            Command::Token(command) => Ok(command),
+            other => Err(format!("parsed as {other:?}").into()),
+        }
+    };
+    let secret = slipway_server::cli::create_token(token_command("carol", "read,request")?).await?;
+    assert!(secret.starts_with(tokens::SECRET_PREFIX));
+
+    let Command::Serve(serve) = Cli::try_parse_from([
+        "slipway",
+        "serve",
+        "--demo",
+        "--data-dir",
+        data_dir.to_str().ok_or("path")?,
+        "--catalog",
+        catalog.to_str().ok_or("path")?,
+    ])?
+    .command
+    else {
+        return Err("not a serve command".into());
+    };
+    let state = slipway_server::cli::build_state(serve.check()?).await?;
+    let caller = tokens::authenticate(&state, &secret, CallMeta::default()).await?;
+    assert_eq!(caller.user.username, "carol");
+    assert_eq!(
+        caller.scopes,
+        Some(vec![TokenScope::Read, TokenScope::Request])
+    );
+
+    let unknown = slipway_server::cli::create_token(token_command("mallory", "read")?).await;
+    assert!(
+        unknown.is_err_and(|e| e.to_string().contains("--user mallory")),
+        "an unknown user is named"
+    );
+    let bad_scope = slipway_server::cli::create_token(token_command("carol", "read,root")?).await;
+    assert!(
+        bad_scope.is_err_and(|e| e.to_string().contains("--scopes: unknown scope 'root'")),
+        "an unknown scope is named"
     );
     Ok(())
 }

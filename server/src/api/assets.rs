@@ -32,6 +32,7 @@ pub struct AssetListQuery {
     /// Words to find in the asset's name or parameters.
     pub text: Option<String>,
     pub cursor: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 

@@ -35,10 +35,34 @@ pub struct AuditQuery {
     /// `kind:id` (e.g. `request:12`) or just the kind.
     pub target: Option<String>,
     pub cursor: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
 impl AuditQuery {
+    fn filter(&self) -> AuditFilter {
+        AuditFilter {
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// The export takes the list's filters but no paging: it streams every match.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditExportQuery {
+    /// A user name, or `worker`, or `policy:<name>`.
+    pub actor: Option<String>,
+    /// e.g. `request.approve`
+    pub action: Option<String>,
+    /// `kind:id` (e.g. `request:12`) or just the kind.
+    pub target: Option<String>,
+}
+
+impl AuditExportQuery {
     fn filter(&self) -> AuditFilter {
         AuditFilter {
             actor: self.actor.clone(),
@@ -84,7 +108,7 @@ async fn list_events(
 const EXPORT_BATCH: i64 = 500;
 
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit",
-    params(AuditQuery),
+    params(AuditExportQuery),
     responses(
         (status = 200, description = "Every matching event, newest first, one JSON object per line", content_type = "application/x-ndjson", body = String),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -92,7 +116,7 @@ const EXPORT_BATCH: i64 = 500;
 async fn export_events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiQuery(query): ApiQuery<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditExportQuery>,
 ) -> Result<Response, ApiError> {
     let filter = query.filter();
     // The first batch is read before answering, so a refusal is a proper 403.

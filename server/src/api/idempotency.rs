@@ -18,7 +18,7 @@ use crate::storage::idempotency::{self, Claim, StoredAnswer};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-const MAX_KEY_CHARS: usize = 90;
+pub const MAX_KEY_CHARS: usize = 90;
 /// A first call still "running" after this long died with its process.
 const STALE_AFTER_MS: i64 = 10 * 60 * 1000;
 /// Keys are kept at least a day; the sweep forgets them after two.

@@ -83,20 +83,111 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The generated OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    let mut document = api_routes().into_openapi();
+    document_layer_answers(&mut document);
+    document
+}
+
+/// The rule `idempotency::key_of` enforces, so a client can see it.
+fn idempotency_key_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(idempotency::MAX_KEY_CHARS))
+        .pattern(Some("^[!-~]+$"))
+        .description(Some("1 to 90 printable ASCII characters, no spaces"))
+        .into()
+}
+
+/// Adds, to every operation, the problems the layers around the handlers answer
+/// with, so a client (and a schema fuzzer) finds each status it can get documented
+/// beside the handler's own: the bearer check (401) on every call; a malformed
+/// path, query or header (400) where there are parameters; the body limit (413),
+/// a missing JSON content type (415), malformed JSON (400) and a body of the wrong
+/// shape (422) where there is a body; the Idempotency-Key checks (400, 409, 422,
+/// 413) on every POST and DELETE; and 500 everywhere, as a problem with a trace id.
+fn document_layer_answers(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                problem::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            (false, &mut item.get),
+            (false, &mut item.put),
+            (true, &mut item.post),
+            (true, &mut item.delete),
+            (false, &mut item.patch),
+        ];
+        for (idempotent_write, operation) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.name.eq_ignore_ascii_case(idempotency::HEADER) {
+                    parameter.schema = Some(idempotency_key_schema());
+                }
+            }
+            let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let has_body = operation.request_body.is_some();
+            let mut wanted = vec![
+                ("401", "No valid API token"),
+                ("500", "A fault on the server; quote the trace id"),
+            ];
+            if has_params || has_body || idempotent_write {
+                wanted.push(("400", "A malformed path, query, header or body"));
+            }
+            if has_body || idempotent_write {
+                wanted.push(("413", "The body is larger than the limit"));
+                wanted.push((
+                    "422",
+                    "The body does not fit, or the Idempotency-Key was used for another request",
+                ));
+            }
+            if has_body {
+                wanted.push(("415", "The body is not sent as application/json"));
+            }
+            if idempotent_write {
+                wanted.push((
+                    "409",
+                    "A request with this Idempotency-Key is still being processed",
+                ));
+            }
+            for (status, description) in wanted {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| problem(description).into());
+            }
+        }
+    }
 }
 
 /// `/api/v1`, with its document at `/api/v1/openapi.json`.
 pub fn router(state: &AppState) -> Router {
-    let (routes, document) = api_routes().split_for_parts();
+    let (routes, mut document) = api_routes().split_for_parts();
+    document_layer_answers(&mut document);
     let document = std::sync::Arc::new(document);
     let authenticated = routes
-        .layer(middleware::from_fn_with_state(
+        // Route layers, so a method a path does not have is a plain 405 rather than
+        // whatever the token or Idempotency-Key checks would say first.
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::middleware,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .route(
             &format!("{PREFIX}/openapi.json"),
@@ -113,6 +204,19 @@ pub fn router(state: &AppState) -> Router {
             axum::routing::any(unknown_route),
         )
         .with_state(state.clone())
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    Problem::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!(
+            "{} does not take {}",
+            request.uri().path(),
+            request.method()
+        ),
+    )
+    .into_response()
 }
 
 async fn unknown_route(request: Request) -> Response {

@@ -18,6 +18,7 @@ pub struct PageParams {
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
