@@ -22,12 +22,12 @@ test('a token made in the portal works on the API until it is revoked', async ({
 
   const created = await request.post('/api/v1/requests', {
     headers: { Authorization: `Bearer ${token}`, 'Idempotency-Key': 'e2e-token-1' },
-    data: { type: 'k8s-namespace', params: { name: 'from-api', team: 'payments', environment: 'dev', cpu_limit: 1, memory_limit_gi: 1 } },
+    data: { type: 'k8s-namespace', params: { name: 'from-api', team: 'payments', environment: 'prod', cpu_limit: 1, memory_limit_gi: 1 } },
   });
   expect(created.status()).toBe(201);
   const id = (await created.json()).summary.id;
   await page.goto(`/requests/${id}`);
-  await expect(page.getByRole('heading', { level: 1 })).toContainText('payments-from-api-dev');
+  await expect(page.getByRole('heading', { level: 1 })).toContainText('payments-from-api-prod');
 
   // Shown once: a reload lists the token by its prefix only.
   await page.goto('/account/tokens');
