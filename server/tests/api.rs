@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use common::{TestApp, TestResult, namespace_params};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use slipway_core::views::{TokenRequest, TokenScope};
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+use slipway_core::views::{ReviewDecision, Role, TokenRequest, TokenScope};
 use slipway_server::services::tokens;
 
 on_both_engines!(
@@ -28,6 +30,7 @@ on_both_engines!(
     unknown_methods_are_405_and_every_operation_documents_its_layers,
     a_secret_never_comes_back_through_the_api,
 );
+on_both_engines!(@one role_by_endpoint_matrix, super::start_without_quota);
 
 struct Api {
     base: String,
@@ -894,4 +897,235 @@ async fn a_secret_never_comes_back_through_the_api(app: &TestApp) -> TestResult 
         "no answer mentions owner_password at all"
     );
     Ok(())
+}
+
+/// Adds a person who is not a demo user (an auditor, a requester of another team).
+async fn add_user(app: &TestApp, name: &str, roles: &[Role], team: &str) -> TestResult<String> {
+    let hash = slipway_server::services::auth::hash_password(&format!("{name}-demo-pw"))?;
+    let teams = [team.to_string()];
+    let mut conn = app.state.db.pool.acquire().await?;
+    slipway_server::storage::users::insert(
+        &mut conn,
+        &slipway_server::storage::users::NewUser {
+            username: name,
+            display_name: name,
+            password_hash: Some(&hash),
+            roles,
+            teams: &teams,
+        },
+    )
+    .await?;
+    drop(conn);
+    token(app, name, ALL).await
+}
+
+/// A request of alice's, brought into `state` through the services (failed and manual
+/// through the state a crashed apply leaves).
+async fn request_in(app: &TestApp, name: &str, state: RequestState) -> TestResult<i64> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let carol = app.user("carol").await?;
+    let id = slipway_server::services::requests::submit(
+        &app.state,
+        &alice,
+        &common::draft(
+            "k8s-namespace",
+            namespace_params(name, "payments", "prod", 1),
+        ),
+    )
+    .await?;
+    use slipway_server::services::{operations, reviews};
+    match state {
+        RequestState::InReview => {}
+        RequestState::ChangesRequested => {
+            reviews::decide(
+                &app.state,
+                &bob,
+                id,
+                1,
+                ReviewDecision::RequestChanges,
+                "smaller",
+            )
+            .await?;
+        }
+        RequestState::Failed | RequestState::Manual => {
+            reviews::decide(&app.state, &bob, id, 1, ReviewDecision::Approve, "").await?;
+            app.exec(&format!("DELETE FROM jobs WHERE request_id = {id}"))
+                .await?;
+            app.exec(&format!(
+                "UPDATE requests SET state = 'failed', last_error = 'apply failed' WHERE id = {id}"
+            ))
+            .await?;
+            if state == RequestState::Manual {
+                operations::take_over(&app.state, &carol, id).await?;
+            }
+        }
+        other => return Err(format!("no fixture for {other}").into()),
+    }
+    assert_eq!(app.request_state(id).await?, state);
+    Ok(id.0)
+}
+
+/// Every state-changing endpoint for every kind of caller: allowed, or 403 with
+/// nothing changed (a forbidden call leaves the request, its rows and the audit log
+/// as they were).
+async fn role_by_endpoint_matrix(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let callers = [
+        ("alice", token(app, "alice", ALL).await?),
+        ("bob", token(app, "bob", ALL).await?),
+        ("carol", token(app, "carol", ALL).await?),
+        (
+            "erin",
+            add_user(app, "erin", &[Role::Auditor], "platform").await?,
+        ),
+        (
+            "dave",
+            add_user(app, "dave", &[Role::Requester], "search").await?,
+        ),
+    ];
+    // (endpoint, state it needs, body, the callers allowed)
+    type Row = (&'static str, RequestState, Value, &'static [&'static str]);
+    let rows: Vec<Row> = vec![
+        (
+            "cancel",
+            RequestState::InReview,
+            Value::Null,
+            &["alice", "carol"],
+        ),
+        (
+            "reviews",
+            RequestState::InReview,
+            json!({"decision": "reject", "change_set_hash": "", "comment": "no"}),
+            &["bob", "carol"],
+        ),
+        (
+            "revisions",
+            RequestState::ChangesRequested,
+            json!({"params": namespace_params("m", "payments", "prod", 2)}),
+            &["alice"],
+        ),
+        ("claim", RequestState::Failed, Value::Null, &["carol"]),
+        ("retry", RequestState::Failed, Value::Null, &["carol"]),
+        (
+            "resolve",
+            RequestState::Manual,
+            json!({"note": "done by hand"}),
+            &["carol"],
+        ),
+    ];
+    let mut n = 0;
+    for (endpoint, state, body, allowed) in rows {
+        for (who, secret) in &callers {
+            n += 1;
+            let id = request_in(app, &format!("m{n}"), state).await?;
+            let mut body = body.clone();
+            if endpoint == "reviews" {
+                let (_, detail) = api.get(&format!("/requests/{id}"), &callers[2].1).await?;
+                body["change_set_hash"] = detail["revisions"][0]["change_set_hash"].clone();
+            }
+            if endpoint == "revisions" {
+                body["params"]["name"] = json!(format!("m{n}"));
+            }
+            let before = app.snapshot().await?;
+            let mut call = api.call(Method::POST, &format!("/requests/{id}/{endpoint}"), secret);
+            if !body.is_null() {
+                call = call.json(&body);
+            }
+            let (status, answer) = answer(call).await?;
+            if allowed.contains(who) {
+                assert_eq!(
+                    status,
+                    StatusCode::OK,
+                    "{who} {endpoint} in {state}: {answer}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{who} {endpoint} in {state}: {answer}"
+                );
+                assert_eq!(
+                    app.snapshot().await?,
+                    before,
+                    "{who} {endpoint} changed stored data"
+                );
+                assert_eq!(app.request_state(RequestId(id)).await?, state);
+            }
+        }
+    }
+    // Creating: for one's own team (or any, as an admin); never without the role.
+    for (who, secret) in &callers {
+        n += 1;
+        let before = app.snapshot().await?;
+        let (status, answer) = api
+            .post(
+                "/requests",
+                secret,
+                &new_namespace(&format!("c{n}"), "prod"),
+            )
+            .await?;
+        let want = if ["alice", "carol"].contains(who) {
+            StatusCode::CREATED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, want, "{who} creates for payments: {answer}");
+        if want == StatusCode::FORBIDDEN {
+            assert_eq!(app.snapshot().await?, before);
+        }
+    }
+    // Reading: a request is seen by its requester, its reviewers and those who see
+    // everything, not by a requester of another team; the audit log by its roles.
+    let id = request_in(app, "read", RequestState::InReview).await?;
+    for (who, secret) in &callers {
+        let (status, _) = api.get(&format!("/requests/{id}"), secret).await?;
+        let want = if *who == "dave" {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(status, want, "{who} reads request #{id}");
+        let (status, _) = api.get("/audit?limit=1", secret).await?;
+        let want = if ["carol", "erin"].contains(who) {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, want, "{who} reads the audit log");
+        for path in [
+            "/me",
+            "/types",
+            "/dictionaries",
+            "/assets",
+            "/requests",
+            "/tokens",
+        ] {
+            assert_eq!(
+                api.get(path, secret).await?.0,
+                StatusCode::OK,
+                "{who} GET {path}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The shipped catalog without the namespace quota: the matrix needs more requests in
+/// one team and environment than the quota allows.
+async fn start_without_quota(
+    engine: slipway_server::storage::Engine,
+) -> TestResult<Option<TestApp>> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    let path = dir.path().join("types/k8s-namespace.yaml");
+    let shipped = std::fs::read_to_string(&path)?;
+    let start = shipped.find("\nquota:").ok_or("no quota block")?;
+    let end = shipped[start + 1..]
+        .find("\nreview:")
+        .ok_or("no review block")?
+        + start
+        + 1;
+    std::fs::write(&path, format!("{}{}", &shipped[..start], &shipped[end..]))?;
+    TestApp::start_with_catalog(engine, Some(dir)).await
 }
