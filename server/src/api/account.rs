@@ -21,12 +21,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "account",
     responses((status = 200, description = "The caller, with roles and teams", body = UserView)))]
+/// The caller, with roles and teams.
 async fn me(Extension(caller): Extension<Caller>) -> Json<UserView> {
     Json(caller.user)
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "account",
     responses((status = 200, description = "The caller's tokens, never their secrets", body = [TokenView])))]
+/// The caller's API tokens (never their secrets).
 async fn list_tokens(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -45,6 +47,7 @@ async fn list_tokens(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Create an API token; its secret is in this answer only.
 async fn create_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -66,6 +69,7 @@ async fn create_token(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Revoke one of the caller's tokens; it stops working at once.
 async fn revoke_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

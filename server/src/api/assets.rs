@@ -48,6 +48,7 @@ pub struct AssetPage {
         (status = 200, description = "Assets, newest first", body = AssetPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
+/// List assets in the CMDB, newest first.
 async fn list_assets(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -78,6 +79,7 @@ async fn list_assets(
         (status = 200, body = AssetDetail),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// One asset with its relations and monitoring items.
 async fn get_asset(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -95,6 +97,7 @@ async fn get_asset(
         (status = 200, description = "Every audit event about the asset, oldest first", body = [AuditEntry]),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Every audit event about one asset, oldest first.
 async fn asset_history(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -85,6 +85,7 @@ pub struct AuditPage {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
     ))]
+/// List audit events, newest first.
 async fn list_events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -113,6 +114,7 @@ const EXPORT_BATCH: i64 = 500;
         (status = 200, description = "Every matching event, newest first, one JSON object per line", content_type = "application/x-ndjson", body = String),
         (status = 403, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Export every matching audit event as JSON Lines.
 async fn export_events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

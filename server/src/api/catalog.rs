@@ -37,6 +37,7 @@ pub struct TypeDetail {
 
 #[utoipa::path(get, path = "/api/v1/types", tag = "catalog",
     responses((status = 200, description = "Every resource type", body = [TypeSummary])))]
+/// List the resource types.
 async fn list_types(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -50,6 +51,7 @@ async fn list_types(
         (status = 200, body = TypeDetail),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// One resource type with the JSON Schema of its parameters, narrowed to the caller's teams.
 async fn get_type(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -74,6 +76,7 @@ async fn get_type(
         (status = 200, description = "The JSON Schema of the type's parameters", body = Object),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// The JSON Schema a request's `params` must satisfy.
 async fn type_schema(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -86,6 +89,7 @@ async fn type_schema(
 
 #[utoipa::path(get, path = "/api/v1/dictionaries", tag = "catalog",
     responses((status = 200, description = "The term dictionaries (teams, environments, …)", body = [Dictionary])))]
+/// List the term dictionaries (teams, environments, …).
 async fn list_dictionaries(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -146,6 +146,7 @@ fn submit_key(headers: &HeaderMap) -> String {
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The pre-check failed or the body is wrong", body = Problem, content_type = "application/problem+json"),
     ))]
+/// Submit a request: pre-checked, rendered, then routed to review or approved by policy.
 async fn create_request(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -175,6 +176,7 @@ async fn create_request(
         (status = 200, description = "The requests the caller may see, newest first", body = RequestPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
+/// List the requests the caller may see, newest first.
 async fn list_requests(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -207,6 +209,7 @@ async fn list_requests(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// One request: its revisions, decisions, timeline, checks, job and what the caller may do.
 async fn get_request(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -221,6 +224,7 @@ async fn get_request(
         (status = 200, description = "The pre-check, passed or not; nothing is stored", body = PrecheckReport),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Run the pre-check on parameters without storing anything.
 async fn precheck(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -245,6 +249,7 @@ async fn precheck(
         (status = 200, description = "The pre-check and, when it passes, the change set a reviewer would see; nothing is stored", body = DryRun),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
+/// The pre-check and the change set a reviewer would see, without storing anything.
 async fn dry_run(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -267,6 +272,7 @@ async fn dry_run(
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Answer "changes requested" with new parameters (a new revision).
 async fn revise(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -288,6 +294,7 @@ async fn revise(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Cancel a request that is not yet approved.
 async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -310,6 +317,7 @@ async fn cancel(
         (status = 409, description = "The request moved on, or the change set is not the one seen", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Approve, reject or request changes on the change set the reviewer saw.
 async fn review(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -345,6 +353,7 @@ async fn review(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Take a failed request over for manual handling.
 async fn claim(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -367,6 +376,7 @@ async fn claim(
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Close a manually handled request; its asset is recorded.
 async fn resolve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -388,6 +398,7 @@ async fn resolve(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]
+/// Queue a failed request for another attempt.
 async fn retry(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
