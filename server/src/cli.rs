@@ -262,10 +262,46 @@ pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
     Ok(created.secret)
 }
 
+async fn request_command(command: crate::config::RequestCommand) -> ExitCode {
+    use crate::client;
+    use crate::config::RequestCommand;
+    let answer = match command {
+        RequestCommand::Create {
+            api,
+            type_name,
+            params,
+            idempotency_key,
+        } => match client::params_of(&params) {
+            Ok(params) => {
+                let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                client::create(&api, &type_name, params, &key).await
+            }
+            Err(error) => Err(error),
+        },
+        RequestCommand::Get { api, id } => client::get(&api, id).await,
+    };
+    match answer {
+        Ok(value) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("slipway: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Entry point of the `slipway` binary; `portal` mounts the web pages on the state.
 pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Token(_)));
+    init_tracing(matches!(
+        cli.command,
+        Command::Token(_) | Command::Request(_)
+    ));
     match cli.command {
         Command::Token(command) => match create_token(command).await {
             Ok(secret) => {
@@ -277,6 +313,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Request(command) => request_command(command).await,
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
         Command::Audit(AuditCommand::Verify {
             database_url,

@@ -32,6 +32,36 @@ pub enum Command {
     /// Work with personal API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Submit and read requests through a running Slipway's REST API, with a token.
+    #[command(subcommand)]
+    Request(RequestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Submit a request and print it as JSON, e.g.
+    /// `slipway request create --type k8s-namespace --param name=orders --param team=payments`.
+    Create {
+        #[command(flatten)]
+        api: crate::client::ApiArgs,
+        /// The resource type's name.
+        #[arg(long = "type")]
+        type_name: String,
+        /// A parameter as KEY=VALUE (numbers, true/false and JSON lists read as such).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Makes a retry of this command return the first request instead of a
+        /// second one; a fresh key is used when none is given.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Print one request as JSON.
+    Get {
+        #[command(flatten)]
+        api: crate::client::ApiArgs,
+        /// The request's number.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

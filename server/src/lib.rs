@@ -5,6 +5,7 @@
 pub mod api;
 pub mod catalog_source;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod drivers;
 pub mod http;

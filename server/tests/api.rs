@@ -29,6 +29,7 @@ on_both_engines!(
     audit_lists_and_exports_json_lines,
     unknown_methods_are_405_and_every_operation_documents_its_layers,
     a_secret_never_comes_back_through_the_api,
+    the_command_line_client_submits_and_reads,
 );
 on_both_engines!(@one role_by_endpoint_matrix, super::start_without_quota);
 
@@ -1128,4 +1129,55 @@ async fn start_without_quota(
         + 1;
     std::fs::write(&path, format!("{}{}", &shipped[..start], &shipped[end..]))?;
     TestApp::start_with_catalog(engine, Some(dir)).await
+}
+
+/// `slipway request create|get`: the same API, from a script.
+async fn the_command_line_client_submits_and_reads(app: &TestApp) -> TestResult {
+    use slipway_server::client::{self, ApiArgs, ClientError};
+    let api = Api::start(app).await?;
+    let args = ApiArgs {
+        url: api.base.trim_end_matches("/api/v1").to_string(),
+        token: token(app, "alice", ALL).await?,
+    };
+    let params = client::params_of(&[
+        "name=cli".into(),
+        "team=payments".into(),
+        "environment=dev".into(),
+        "cpu_limit=1".into(),
+        "memory_limit_gi=1".into(),
+    ])?;
+    let created = client::create(&args, "k8s-namespace", params.clone(), "cli-key-1").await?;
+    let id = created["summary"]["id"].as_i64().ok_or("no id")?;
+    let again = client::create(&args, "k8s-namespace", params, "cli-key-1").await?;
+    assert_eq!(
+        again["summary"]["id"],
+        json!(id),
+        "a retry with the same key made a second request"
+    );
+    let read = client::get(&args, id).await?;
+    assert_eq!(read["summary"]["resource_name"], "payments-cli-dev");
+
+    let theirs = client::params_of(&[
+        "name=x".into(),
+        "team=search".into(),
+        "environment=dev".into(),
+        "cpu_limit=1".into(),
+        "memory_limit_gi=1".into(),
+    ])?;
+    match client::create(&args, "k8s-namespace", theirs, "cli-key-2").await {
+        Err(ClientError::Refused {
+            status: 403,
+            detail,
+        }) => assert!(detail.contains("team search"), "{detail}"),
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    let bad = ApiArgs {
+        token: "slw_nope".into(),
+        ..args.clone()
+    };
+    assert!(matches!(
+        client::get(&bad, id).await,
+        Err(ClientError::Refused { status: 401, .. })
+    ));
+    Ok(())
 }

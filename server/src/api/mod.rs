@@ -251,6 +251,15 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     };
     match tokens::authenticate(&state, &secret, meta).await {
         Ok(caller) => {
+            // Reads are not audit events (they change nothing), but every call a token
+            // makes is in the log under its trace id, user and token.
+            tracing::info!(
+                user = %caller.username,
+                token_id = ?caller.token_id,
+                method = %request.method(),
+                path = %request.uri().path(),
+                "API call"
+            );
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
