@@ -30,6 +30,7 @@ on_both_engines!(
     unknown_methods_are_405_and_every_operation_documents_its_layers,
     a_secret_never_comes_back_through_the_api,
     the_command_line_client_submits_and_reads,
+    tokens_are_made_and_revoked_through_the_api,
 );
 on_both_engines!(@one role_by_endpoint_matrix, super::start_without_quota);
 
@@ -1179,5 +1180,59 @@ async fn the_command_line_client_submits_and_reads(app: &TestApp) -> TestResult 
         client::get(&bad, id).await,
         Err(ClientError::Refused { status: 401, .. })
     ));
+    Ok(())
+}
+
+/// A token with the admin scope makes and revokes tokens; a new one cannot hold a
+/// scope its maker lacks; creation and revocation are audited.
+async fn tokens_are_made_and_revoked_through_the_api(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let admin = token(app, "alice", ALL).await?;
+    let (status, made) = api
+        .post(
+            "/tokens",
+            &admin,
+            &json!({"name": "nightly job", "scopes": ["read"], "expires_in_days": 7}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let secret = made["secret"].as_str().ok_or("no secret")?.to_string();
+    let id = made["token"]["id"].as_i64().ok_or("no id")?;
+    assert_eq!(made["token"]["scopes"], json!(["read"]));
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::OK);
+    let (_, listed) = api.get("/tokens", &admin).await?;
+    assert!(listed.to_string().contains("nightly job"));
+    assert!(
+        !listed.to_string().contains(&secret),
+        "a list shows a secret"
+    );
+
+    // The read-only token cannot make a token at all, let alone a wider one.
+    let (status, _) = api
+        .post(
+            "/tokens",
+            &secret,
+            &json!({"name": "wider", "scopes": ["admin"]}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, _) = answer(api.call(Method::DELETE, &format!("/tokens/{id}"), &admin)).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::UNAUTHORIZED);
+    let (status, _) = answer(api.call(Method::DELETE, &format!("/tokens/{id}"), &admin)).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "revoking twice");
+    // Another person's token is not found, not revoked.
+    let bob = token(app, "bob", ALL).await?;
+    let (status, _) = answer(api.call(Method::DELETE, &format!("/tokens/{id}"), &bob)).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_events WHERE target_kind = 'token' AND target_id = $1 ORDER BY seq",
+    )
+    .bind(id.to_string())
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    assert_eq!(actions, ["token.created", "token.revoked"]);
     Ok(())
 }
