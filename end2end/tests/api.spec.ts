@@ -52,5 +52,7 @@ test('the API reference page lists the endpoints from the OpenAPI document', asy
   await expect(page.getByRole('heading', { level: 1 })).toContainText('Slipway API');
   await expect(page.getByRole('heading', { name: /POST \/api\/v1\/requests$/ })).toBeVisible();
   await expect(page.getByRole('link', { name: '/api/v1/openapi.json' })).toBeVisible();
+  // A problem's type leads to its explanation on this page.
+  await expect(page.locator('#problem-conflict')).toContainText('conflict');
   await page.screenshot({ path: 'test-results/api-docs.png', fullPage: false });
 });

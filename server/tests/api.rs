@@ -176,6 +176,7 @@ async fn catalog_and_me(app: &TestApp) -> TestResult {
     assert_eq!(schema["type"], "object");
     let (status, problem) = api.get("/types/nope", &secret).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["type"], "/api-docs#problem-not-found");
     assert!(
         problem["detail"]
             .as_str()

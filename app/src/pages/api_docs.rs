@@ -15,6 +15,8 @@ pub struct ApiReference {
     pub description: String,
     pub version: String,
     pub sections: Vec<ApiSection>,
+    /// Each problem `type` the API answers with, and what to do about it.
+    pub problems: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +139,10 @@ fn reference_from(document: &serde_json::Value) -> ApiReference {
         description: text(info, "description"),
         version: text(info, "version"),
         sections,
+        problems: slipway_server::api::problem::KINDS
+            .iter()
+            .map(|(kind, meaning)| (kind.to_string(), meaning.to_string()))
+            .collect(),
     }
 }
 
@@ -173,6 +179,7 @@ fn Reference(reference: ApiReference) -> impl IntoView {
                     let href = format!("#{}", s.tag);
                     view! { <li><a href=href>{s.tag.clone()}</a></li> }
                 }).collect_view()}
+                <li><a href="#problems">"problems"</a></li>
             </ul>
         </nav>
         {reference.sections.into_iter().map(|section| view! {
@@ -182,6 +189,16 @@ fn Reference(reference: ApiReference) -> impl IntoView {
                 {section.endpoints.into_iter().map(|e| view! { <Endpoint endpoint=e /> }).collect_view()}
             </section>
         }).collect_view()}
+        <section id="problems" class="api-section">
+            <h2>"problems"</h2>
+            <p class="muted">"Errors are " <code>"application/problem+json"</code> " (RFC 9457). Each " <code>"type"</code> " leads here."</p>
+            <dl class="problems">
+                {reference.problems.into_iter().map(|(kind, meaning)| view! {
+                    <dt id=format!("problem-{kind}")><code>{kind.clone()}</code></dt>
+                    <dd>{meaning}</dd>
+                }).collect_view()}
+            </dl>
+        </section>
     }
 }
 

@@ -15,9 +15,66 @@ use crate::services::ServiceError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Every kind of problem the API reports, and what to do about it. A problem's `type`
+/// is `/api-docs#problem-<kind>`: the reference page lists these, so the URI leads
+/// to its explanation on the same server.
+pub const KINDS: &[(&str, &str)] = &[
+    (
+        "bad-request",
+        "The call is malformed: JSON that does not parse, a bad cursor, limit, path or header. Fix the call.",
+    ),
+    (
+        "body-unreadable",
+        "The body could not be read. Send it again.",
+    ),
+    (
+        "conflict",
+        "The request moved on since you read it (another state, a newer revision, a different change set), or the record exists. Reload and decide again.",
+    ),
+    (
+        "forbidden",
+        "You may not do this: a role, a team or a token scope is missing. The detail names which.",
+    ),
+    (
+        "idempotency-key-in-use",
+        "A call with this Idempotency-Key is still running. Retry later with the same key.",
+    ),
+    (
+        "idempotency-key-reused",
+        "This Idempotency-Key was used with another request. Use a new key.",
+    ),
+    (
+        "internal",
+        "A fault on the server. Quote the trace id to the platform team.",
+    ),
+    (
+        "invalid-input",
+        "The body does not fit: `errors` names each field and the rule it broke.",
+    ),
+    (
+        "method-not-allowed",
+        "The path exists but not with this method.",
+    ),
+    ("not-found", "There is no such resource (or type)."),
+    (
+        "precheck-failed",
+        "The pre-check did not pass: `errors` and `precheck` say which fields, quotas or dependencies.",
+    ),
+    ("too-large", "The body is over the size limit."),
+    (
+        "unauthenticated",
+        "Send a valid, unexpired, unrevoked API token as `Authorization: Bearer <token>`.",
+    ),
+    (
+        "unsupported-media-type",
+        "Send the body as JSON with `Content-Type: application/json`.",
+    ),
+];
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI naming the kind of problem (`about:blank` when the status says it all).
+    /// A URI reference naming the kind of problem: `/api-docs#problem-<kind>`, where
+    /// the API reference explains it.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -37,7 +94,13 @@ pub struct Problem {
 impl Problem {
     pub fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Problem {
         Problem {
-            kind: format!("https://slipway.dev/problems/{kind}"),
+            kind: {
+                debug_assert!(
+                    KINDS.iter().any(|(k, _)| *k == kind),
+                    "problem kind {kind:?} is not listed in KINDS"
+                );
+                format!("/api-docs#problem-{kind}")
+            },
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail: detail.into(),
