@@ -72,6 +72,12 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
+    crate::storage::lookup::sync(&db, &catalog.catalog)
+        .await
+        .map_err(|source| StartError::Database {
+            url: crate::config::redact_url(&settings.database_url),
+            source,
+        })?;
     let gitops = GitOpsRepo::open_or_init(&settings.gitops_repo)?;
     let state = AppState {
         db,
@@ -295,6 +301,43 @@ async fn request_command(command: crate::config::RequestCommand) -> ExitCode {
     }
 }
 
+async fn dev_command(command: crate::config::DevCommand) -> ExitCode {
+    let crate::config::DevCommand::Seed {
+        requests,
+        audit_events,
+        settings,
+    } = command;
+    let seeded = async {
+        let settings = settings.check().map_err(|e| e.to_string())?;
+        let state = build_state(settings).await.map_err(|e| e.to_string())?;
+        let plan = crate::seed::SeedPlan {
+            requests: requests as usize,
+            audit_events: audit_events as usize,
+        };
+        let started = std::time::Instant::now();
+        let seeded = crate::seed::seed(&state, plan)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((seeded, started.elapsed()))
+    };
+    match seeded.await {
+        Ok((seeded, took)) => {
+            println!(
+                "seeded {} requests, {} assets and {} audit events in {:.1} s",
+                seeded.requests,
+                seeded.assets,
+                seeded.audit_events,
+                took.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("slipway: cannot seed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Entry point of the `slipway` binary; `portal` mounts the web pages on the state.
 pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     let cli = Cli::parse();
@@ -314,6 +357,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
             }
         },
         Command::Request(command) => request_command(command).await,
+        Command::Dev(command) => dev_command(command).await,
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
         Command::Audit(AuditCommand::Verify {
             database_url,

@@ -35,6 +35,27 @@ pub enum Command {
     /// Submit and read requests through a running Slipway's REST API, with a token.
     #[command(subcommand)]
     Request(RequestCommand),
+    /// Tools for developing and measuring Slipway.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Fill the database with a year of realistic use (requests over every type,
+    /// team, environment and state, with revisions, decisions, assets and audit
+    /// events), to measure with. Reads the same settings as `serve`.
+    Seed {
+        /// How many requests to add.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+        requests: u32,
+        /// Audit events to reach in all (sign-ins are added after the requests'
+        /// own events until there are this many); 0 adds none.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+        audit_events: u32,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ pub mod drivers;
 pub mod http;
 pub mod orchestrator;
 pub mod secrets;
+pub mod seed;
 pub mod services;
 pub mod state;
 pub mod storage;

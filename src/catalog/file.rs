@@ -33,6 +33,10 @@ pub(super) struct TypeFile {
     pub owner: String,
     #[serde(default)]
     pub owner_param: Option<String>,
+    #[serde(default)]
+    pub environment_param: Option<String>,
+    #[serde(default)]
+    pub search: Vec<String>,
     pub parameters: serde_json::Value,
     pub naming: NamingFile,
     #[serde(default)]

@@ -214,6 +214,8 @@ fn load_type(
         description: raw.description,
         owner: raw.owner,
         owner_param,
+        environment_param: raw.environment_param,
+        search: raw.search,
         naming,
         quota: raw
             .quota
@@ -312,6 +314,7 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         fe.push("naming.pattern", message);
     }
     check_owner(ty, catalog, fe);
+    check_listing(ty, fe);
     if Role::parse(&ty.review.approver_role).is_none() {
         let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
         fe.push(
@@ -396,6 +399,59 @@ fn check_owner(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
     }
 }
 
+/// Quota scopes and requirements are answered by indexes over the stored
+/// parameters, compared as text: the parameter must be a plain identifier and hold
+/// a string or an integer.
+fn lookup_key_problem(ty: &ResourceType, param: &str) -> Option<String> {
+    if !super::is_plain_name(param) {
+        return Some(plain_name_rule(param));
+    }
+    match schema::property_type(&ty.parameters, param) {
+        Some("string" | "integer") => None,
+        other => Some(format!(
+            "parameter {param:?} of type {:?} cannot be matched on; use a string or integer parameter",
+            other.unwrap_or("unknown")
+        )),
+    }
+}
+
+fn plain_name_rule(param: &str) -> String {
+    format!(
+        "parameter {param:?} cannot be looked up: use letters, digits and '_', not starting with a digit"
+    )
+}
+
+/// The environment parameter and the searchable ones must exist and be readable
+/// as text; a secret is never indexed.
+fn check_listing(ty: &ResourceType, fe: &mut FileErrors<'_>) {
+    if let Some(param) = &ty.environment_param {
+        if !ty.has_param(param) {
+            fe.push(
+                "environment_param",
+                format!("names {param:?}, which is not a parameter of this type"),
+            );
+        } else if schema::property_type(&ty.parameters, param) != Some("string") {
+            fe.push(
+                "environment_param",
+                format!("parameter {param:?} must be of type string"),
+            );
+        }
+    }
+    for (i, param) in ty.search.iter().enumerate() {
+        if !ty.has_param(param) {
+            fe.push(
+                format!("search[{i}]"),
+                format!("unknown parameter {param:?}"),
+            );
+        } else if ty.is_secret(param) {
+            fe.push(
+                format!("search[{i}]"),
+                format!("parameter {param:?} is secret and is never indexed"),
+            );
+        }
+    }
+}
+
 fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileErrors<'_>) {
     for (j, param) in rule.per.iter().enumerate() {
         if !ty.has_param(param) {
@@ -409,6 +465,8 @@ fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileError
                 format!("quota[{i}].per[{j}]"),
                 format!("parameter {param:?} is secret and cannot scope a quota"),
             );
+        } else if let Some(problem) = lookup_key_problem(ty, param) {
+            fe.push(format!("quota[{i}].per[{j}]"), problem);
         }
     }
     match (&rule.sum, rule.max) {
@@ -423,6 +481,8 @@ fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileError
                     format!("quota[{i}].sum"),
                     format!("parameter {sum:?} must be of type integer to be summed"),
                 );
+            } else if !super::is_plain_name(sum) {
+                fe.push(format!("quota[{i}].sum"), plain_name_rule(sum));
             }
         }
         (Some(_), None) => fe.push(format!("quota[{i}]"), "`sum` needs a `max`"),
@@ -480,6 +540,8 @@ fn check_requirements(
                         format!("requires[{i}].match.{param}"),
                         format!("type {:?} has no parameter {param:?}", target.name),
                     );
+                } else if let Some(problem) = lookup_key_problem(target, param) {
+                    fe.push(format!("requires[{i}].match.{param}"), problem);
                 }
             }
         }

@@ -4,6 +4,7 @@
 mod fields;
 mod file;
 mod loader;
+mod lookup;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use fields::{ChoiceOption, FieldKind, FieldSpec};
+pub use lookup::{Lookup, is_plain_name};
 
 /// A catalog file as read by the caller (the server from disk, tests from `include_str!`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +111,10 @@ pub struct ResourceType {
     /// The parameter that names the team a request is for, and the dictionary of
     /// teams it draws from. Absent: requests of this type belong to no team.
     pub owner_param: Option<OwnerParam>,
+    /// The parameter that names the environment, so lists can filter by it.
+    pub environment_param: Option<String>,
+    /// Parameters whose values asset search finds, besides the name and the team.
+    pub search: Vec<String>,
     /// The JSON Schema, with every `x-dictionary` already resolved into
     /// `enum` (the keys) and `x-enum-titles` (the titles).
     pub parameters: serde_json::Value,
@@ -148,6 +154,11 @@ impl ResourceType {
 
     pub fn is_secret(&self, name: &str) -> bool {
         schema::is_secret(&self.parameters, name)
+    }
+
+    /// The environment a set of parameters is for, when the type declares one.
+    pub fn environment<'a>(&self, params: &'a serde_json::Value) -> Option<&'a str> {
+        params.get(self.environment_param.as_deref()?)?.as_str()
     }
 
     pub fn has_param(&self, name: &str) -> bool {

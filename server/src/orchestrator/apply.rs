@@ -81,7 +81,7 @@ async fn fail_request(state: &AppState, job: &JobRow, message: &str) -> Result<(
         if next_state(request.state, Action::Fail).is_ok()
             && let Err(error) = transition(
                 &mut tx,
-                state.db.engine,
+                state,
                 &mut request,
                 Action::Fail,
                 &Actor::Worker,
@@ -107,7 +107,7 @@ async fn execute(state: &AppState, job: &JobRow) -> Result<(), JobError> {
             let mut tx = state.db.write().await?;
             transition(
                 &mut tx,
-                state.db.engine,
+                state,
                 &mut request,
                 Action::StartExecution,
                 &Actor::Worker,
@@ -221,7 +221,7 @@ async fn apply(
     storage::requests::set_applied_commit(&mut tx, request.id, &applied.commit).await?;
     transition(
         &mut tx,
-        state.db.engine,
+        state,
         request,
         Action::ExecutionSucceeded,
         &Actor::Worker,
@@ -305,7 +305,7 @@ async fn verify(
         record_asset(state, &mut tx, request, &commit, &Actor::Worker).await?;
         transition(
             &mut tx,
-            state.db.engine,
+            state,
             request,
             Action::VerificationPassed,
             &Actor::Worker,
@@ -316,7 +316,7 @@ async fn verify(
         let message = format!("acceptance checks failed: {}", failed.join("; "));
         transition(
             &mut tx,
-            state.db.engine,
+            state,
             request,
             Action::Fail,
             &Actor::Worker,

@@ -81,11 +81,14 @@ pub(crate) async fn record_asset(
             type_name: &ty.name,
             name: &request.resource_name,
             params: &params,
+            team: ty.owning_team(&params),
+            environment: ty.environment(&params),
             request_id: request.id,
             commit_id: commit,
         },
     )
     .await?;
+    storage::quota::adjust(conn, ty, &params, 1).await?;
     let monitoring = render::monitoring(ty, &params, &request.resource_name)
         .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?;
     for item in &monitoring {
@@ -96,7 +99,7 @@ pub(crate) async fn record_asset(
         Vec::new()
     });
     for dependency in &dependencies {
-        if let Some(target) = find_required_asset(conn, dependency).await? {
+        if let Some(target) = find_required_asset(conn, state.db.engine, dependency).await? {
             storage::assets::insert_relation(conn, id, target.summary.id, "requires").await?;
         }
     }

@@ -174,7 +174,7 @@ pub(crate) async fn load_request(
 /// event is written in the same transaction.
 pub(crate) async fn transition(
     conn: &mut AnyConnection,
-    engine: Engine,
+    state: &AppState,
     request: &mut RequestRow,
     action: Action,
     actor: &Actor,
@@ -188,9 +188,16 @@ pub(crate) async fn transition(
             request.id
         )));
     }
+    // A request holds quota while in flight; the counters move in this transaction.
+    if from.is_in_flight() != to.is_in_flight()
+        && let Some(ty) = state.catalog.resource_type(&request.type_name)
+    {
+        let sign = if to.is_in_flight() { 1 } else { -1 };
+        storage::quota::adjust(conn, ty, &request.params, sign).await?;
+    }
     append_event(
         conn,
-        engine,
+        state.db.engine,
         actor,
         &format!("request.{}", action.as_str()),
         ("request", request.id.to_string()),

@@ -22,7 +22,7 @@ pub async fn retry(state: &AppState, user: &Caller, id: RequestId) -> ServiceRes
     let error = request.last_error.clone().unwrap_or_default();
     transition(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         Action::Retry,
         &Actor::User(user.clone()),
@@ -43,7 +43,7 @@ pub async fn take_over(state: &AppState, user: &Caller, id: RequestId) -> Servic
     authorize(state, user, Verb::TakeOver, &request)?;
     transition(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         Action::TakeOver,
         &Actor::User(user.clone()),
@@ -77,7 +77,7 @@ pub async fn resolve(
     let actor = Actor::User(user.clone());
     transition(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         Action::ResolveManually,
         &actor,

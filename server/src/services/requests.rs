@@ -3,7 +3,7 @@
 
 use crate::services::{Caller, Paged};
 use serde_json::Value;
-use slipway_core::catalog::ResourceType;
+use slipway_core::catalog::{Lookup, ResourceType};
 use slipway_core::ids::RequestId;
 use slipway_core::policy::{self, RequestFacts, Verb};
 use slipway_core::precheck::{
@@ -45,37 +45,36 @@ pub(crate) fn type_and_validator<'a>(
     Ok((ty, validator))
 }
 
-/// A parameter as the text a quota scope or a dependency match compares.
-pub(crate) fn param_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn in_scope(params: &Value, scope: &std::collections::BTreeMap<String, String>) -> bool {
-    scope
-        .iter()
-        .all(|(key, want)| params.get(key).and_then(param_text).as_deref() == Some(want.as_str()))
-}
-
-fn usage(query: &QuotaQuery, holders: &[Value]) -> QuotaUsage {
-    let mut used = QuotaUsage { count: 0, sum: 0 };
-    for params in holders.iter().filter(|p| in_scope(p, &query.scope)) {
-        used.count += 1;
-        if let Some(sum_param) = &query.sum_param {
-            used.sum += params.get(sum_param).and_then(Value::as_i64).unwrap_or(0);
+/// Quota usage in the rule's scope, from the counters; a request being revised
+/// (`exclude`) does not count against itself.
+async fn usage(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    query: &QuotaQuery,
+    params: &Value,
+    exclude: Option<&RequestRow>,
+) -> ServiceResult<QuotaUsage> {
+    let rule = &ty.quota[query.rule_index];
+    let Some(scope) = storage::quota::scope_of(rule, params) else {
+        return Ok(QuotaUsage::default());
+    };
+    let mut used = storage::quota::usage(conn, ty, query.rule_index, &scope).await?;
+    if let Some(own) = exclude.filter(|r| r.state.is_in_flight())
+        && storage::quota::scope_of(rule, &own.params).as_ref() == Some(&scope)
+    {
+        used.count = used.count.saturating_sub(1);
+        if let Some(sum) = &rule.sum {
+            used.sum -= own.params.get(sum).and_then(Value::as_i64).unwrap_or(0);
         }
     }
-    used
+    Ok(used)
 }
 
 /// Runs every rule of the pre-check against the current data. `exclude` leaves the
 /// request being revised out of its own quota.
 pub(crate) async fn compute_precheck(
     conn: &mut AnyConnection,
+    engine: Engine,
     ty: &ResourceType,
     validator: &ParamValidator,
     params: &Value,
@@ -83,18 +82,12 @@ pub(crate) async fn compute_precheck(
 ) -> ServiceResult<PrecheckReport> {
     let queries = precheck::quota_queries(ty, params);
     let mut usages = Vec::with_capacity(queries.len());
-    let mut holders: Vec<Value> = Vec::new();
-    if !queries.is_empty() {
-        holders.extend(
-            storage::assets::active_of_type(conn, &ty.name)
-                .await?
-                .into_iter()
-                .map(|a| a.params),
-        );
-        holders.extend(storage::requests::in_flight_params(conn, &ty.name, exclude).await?);
-    }
+    let own = match exclude {
+        Some(id) if !queries.is_empty() => storage::requests::get(conn, id).await?,
+        _ => None,
+    };
     for query in &queries {
-        usages.push(usage(query, &holders));
+        usages.push(usage(conn, ty, query, params, own.as_ref()).await?);
     }
     // A requirement that cannot be evaluated while fields are still missing is normal;
     // with every field valid it must block, never pass unchecked.
@@ -104,7 +97,7 @@ pub(crate) async fn compute_precheck(
     };
     let mut found = Vec::with_capacity(dependency_queries.len());
     for query in &dependency_queries {
-        let hit = find_required_asset(conn, query).await?;
+        let hit = find_required_asset(conn, engine, query).await?;
         found.push(DependencyFound {
             asset_name: hit.map(|a| a.summary.name),
         });
@@ -145,12 +138,15 @@ async fn name_taken(
 /// The active asset a requirement points at, if one exists.
 pub(crate) async fn find_required_asset(
     conn: &mut AnyConnection,
+    engine: Engine,
     query: &DependencyQuery,
 ) -> ServiceResult<Option<AssetRow>> {
-    let candidates = storage::assets::active_of_type(conn, &query.type_name).await?;
-    Ok(candidates
-        .into_iter()
-        .find(|asset| in_scope(&asset.params, &query.r#match)))
+    let lookup = Lookup {
+        type_name: query.type_name.clone(),
+        keys: query.r#match.keys().cloned().collect(),
+    };
+    let values: Vec<String> = query.r#match.values().cloned().collect();
+    Ok(storage::lookup::find_asset(conn, engine, &lookup, &values).await?)
 }
 
 #[instrument(skip_all, fields(type_name = %type_name))]
@@ -174,7 +170,8 @@ pub async fn precheck(
     };
     let split = secret::split(ty, params, previous.as_ref());
     let checked = secret::reveal(&split.params, &split.given);
-    let mut report = compute_precheck(&mut conn, ty, validator, &checked, exclude).await?;
+    let mut report =
+        compute_precheck(&mut conn, state.db.engine, ty, validator, &checked, exclude).await?;
     if let Some(error) = team_error(ty, user, params) {
         report.field_errors.push(error);
     }
@@ -259,7 +256,7 @@ async fn prepare(
 ) -> ServiceResult<Prepared> {
     let split = secret::split(ty, params, previous);
     let checked = secret::reveal(&split.params, &split.given);
-    let report = compute_precheck(conn, ty, validator, &checked, exclude).await?;
+    let report = compute_precheck(conn, state.db.engine, ty, validator, &checked, exclude).await?;
     if !report.passed() {
         return Err(ServiceError::PrecheckFailed(Box::new(report)));
     }
@@ -298,7 +295,7 @@ async fn prepare(
 /// After (re)submission: the type's policy approves it, or it waits for a reviewer.
 async fn route_for_review(
     conn: &mut AnyConnection,
-    engine: Engine,
+    state: &AppState,
     request: &mut RequestRow,
     ty: &ResourceType,
     params: &Value,
@@ -321,7 +318,7 @@ async fn route_for_review(
         .await?;
         transition(
             conn,
-            engine,
+            state,
             request,
             Action::AutoApprove,
             &policy,
@@ -332,7 +329,7 @@ async fn route_for_review(
     } else {
         transition(
             conn,
-            engine,
+            state,
             request,
             Action::EnterReview,
             &Actor::Policy("review".into()),
@@ -404,6 +401,8 @@ pub async fn submit(
             request_id: id,
             revision: 1,
             params: &prepared.split.params,
+            team: ty.owning_team(&prepared.split.params),
+            environment: ty.environment(&prepared.split.params),
             precheck: &prepared.report,
             change_set: &prepared.change_set,
             change_set_hash: &prepared.hash,
@@ -416,7 +415,7 @@ pub async fn submit(
     let actor = Actor::User(user.clone());
     transition(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         Action::Submit,
         &actor,
@@ -425,7 +424,7 @@ pub async fn submit(
     .await?;
     route_for_review(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         ty,
         &prepared.split.params,
@@ -469,6 +468,8 @@ pub async fn resubmit(
             request_id: id,
             revision,
             params: &prepared.split.params,
+            team: ty.owning_team(&prepared.split.params),
+            environment: ty.environment(&prepared.split.params),
             precheck: &prepared.report,
             change_set: &prepared.change_set,
             change_set_hash: &prepared.hash,
@@ -486,13 +487,17 @@ pub async fn resubmit(
     )
     .await?;
     storage::requests::set_revision(&mut tx, id, revision, &prepared.resource_name).await?;
+    if request.state.is_in_flight() {
+        storage::quota::replace(&mut tx, ty, &request.params, &prepared.split.params).await?;
+    }
+    request.params = prepared.split.params.clone();
     let voided = storage::requests::void_decisions(&mut tx, id).await?;
     storage::requests::set_approval(&mut tx, id, None).await?;
     request.current_revision = revision;
     let actor = Actor::User(user.clone());
     transition(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         Action::Resubmit,
         &actor,
@@ -504,7 +509,7 @@ pub async fn resubmit(
     .await?;
     route_for_review(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         ty,
         &prepared.split.params,
@@ -523,7 +528,7 @@ pub async fn cancel(state: &AppState, user: &Caller, id: RequestId) -> ServiceRe
     authorize(state, user, Verb::Cancel, &request)?;
     transition(
         &mut tx,
-        state.db.engine,
+        state,
         &mut request,
         Action::Cancel,
         &Actor::User(user.clone()),

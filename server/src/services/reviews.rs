@@ -141,7 +141,7 @@ pub async fn decide_on(
         } else {
             transition(
                 &mut tx,
-                state.db.engine,
+                state,
                 &mut request,
                 action,
                 &actor,
@@ -153,7 +153,7 @@ pub async fn decide_on(
     } else {
         transition(
             &mut tx,
-            state.db.engine,
+            state,
             &mut request,
             action,
             &actor,

@@ -15,9 +15,10 @@ pub struct AssetRow {
     pub commit_id: String,
 }
 
-const ASSET_COLUMNS: &str = "id, type_name, name, params, request_id, commit_id, state, created_at";
+pub(super) const ASSET_COLUMNS: &str =
+    "id, type_name, name, params, request_id, commit_id, state, created_at";
 
-fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRow, StorageError> {
+pub(super) fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRow, StorageError> {
     Ok(AssetRow {
         summary: AssetSummary {
             id: AssetId(row.try_get("id")?),
@@ -36,6 +37,8 @@ pub struct NewAsset<'a> {
     pub type_name: &'a str,
     pub name: &'a str,
     pub params: &'a Value,
+    pub team: Option<&'a str>,
+    pub environment: Option<&'a str>,
     pub request_id: RequestId,
     pub commit_id: &'a str,
 }
@@ -46,12 +49,15 @@ pub async fn insert(
 ) -> Result<AssetId, StorageError> {
     let now = now_millis();
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO assets (type_name, name, params, request_id, commit_id, state, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        "INSERT INTO assets (type_name, name, params, team, environment, request_id, commit_id, \
+         state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         RETURNING id",
     )
     .bind(asset.type_name)
     .bind(asset.name)
     .bind(to_json(asset.params))
+    .bind(asset.team)
+    .bind(asset.environment)
     .bind(asset.request_id.0)
     .bind(asset.commit_id)
     .bind(ACTIVE)
@@ -80,20 +86,6 @@ pub async fn get(conn: &mut AnyConnection, id: AssetId) -> Result<Option<AssetRo
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(asset_from_row).transpose()
-}
-
-pub async fn active_of_type(
-    conn: &mut AnyConnection,
-    type_name: &str,
-) -> Result<Vec<AssetRow>, StorageError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {ASSET_COLUMNS} FROM assets WHERE type_name = $1 AND state = $2 ORDER BY id"
-    ))
-    .bind(type_name)
-    .bind(ACTIVE)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(asset_from_row).collect()
 }
 
 pub async fn active_named(

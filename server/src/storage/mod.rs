@@ -10,6 +10,8 @@ pub mod assets;
 pub mod audit;
 pub mod idempotency;
 pub mod jobs;
+pub mod lookup;
+pub mod quota;
 pub mod requests;
 pub mod secrets;
 pub mod sessions;

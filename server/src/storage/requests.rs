@@ -49,10 +49,9 @@ pub struct RequestRow {
 const REQUEST_SELECT: &str = "SELECT r.id, r.type_name, r.resource_name, r.requester_id, \
      u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, r.approved_params_hash, \
      m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at, \
-     cur.params AS params \
+     r.params \
      FROM requests r JOIN users u ON u.id = r.requester_id \
-     LEFT JOIN users m ON m.id = r.manual_owner_id \
-     LEFT JOIN request_revisions cur ON cur.request_id = r.id AND cur.revision = r.current_revision";
+     LEFT JOIN users m ON m.id = r.manual_owner_id";
 
 fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RequestRow, StorageError> {
     let state: String = row.try_get("state")?;
@@ -251,6 +250,28 @@ pub async fn set_revision(
     Ok(())
 }
 
+/// Moves a request (and its asset) back in time: for `slipway dev seed`, which
+/// lays a year of history down in minutes.
+pub async fn backdate(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    created_at: i64,
+    updated_at: i64,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE requests SET created_at = $1, updated_at = $2 WHERE id = $3")
+        .bind(created_at)
+        .bind(updated_at)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE assets SET created_at = $1, updated_at = $1 WHERE request_id = $2")
+        .bind(updated_at)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_error(
     conn: &mut AnyConnection,
     id: RequestId,
@@ -305,6 +326,9 @@ pub struct NewRevision<'a> {
     pub request_id: RequestId,
     pub revision: i64,
     pub params: &'a Value,
+    /// The team and environment the parameters name, for the request's list columns.
+    pub team: Option<&'a str>,
+    pub environment: Option<&'a str>,
     pub precheck: &'a PrecheckReport,
     pub change_set: &'a ChangeSet,
     pub change_set_hash: &'a str,
@@ -329,6 +353,15 @@ pub async fn insert_revision(
     .bind(now_millis())
     .execute(&mut *conn)
     .await?;
+    // Every new revision becomes the current one: the request carries its
+    // parameters so lookups and lists need not join the revisions.
+    sqlx::query("UPDATE requests SET params = $1, team = $2, environment = $3 WHERE id = $4")
+        .bind(to_json(rev.params))
+        .bind(rev.team)
+        .bind(rev.environment)
+        .bind(rev.request_id.0)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -387,27 +420,6 @@ pub async fn in_flight_named(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id.map(RequestId))
-}
-
-/// Parameters of every request of this type that still counts toward quota.
-pub async fn in_flight_params(
-    conn: &mut AnyConnection,
-    type_name: &str,
-    exclude: Option<RequestId>,
-) -> Result<Vec<Value>, StorageError> {
-    let rows: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT v.params FROM requests r JOIN request_revisions v \
-           ON v.request_id = r.id AND v.revision = r.current_revision \
-         WHERE r.type_name = $1 AND r.id <> $2 AND r.state IN ({})",
-        in_flight_list()
-    ))
-    .bind(type_name)
-    .bind(exclude.map(|id| id.0).unwrap_or(-1))
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|p| parse_json(p, "request parameters"))
-        .collect()
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,188 @@
+//! Quota usage as counters, kept in the same transaction as every change that
+//! moves a holder (an active asset or an in-flight request) into or out of a
+//! scope. A pre-check reads one row per rule, however much is stored.
+//!
+//! The counters are a cache of what the rows say: [`recount`] rebuilds them from
+//! the rows at start (the catalog's rules may have changed), holding the table
+//! lock so no change lands half-counted.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use slipway_core::catalog::{Catalog, QuotaRule, ResourceType};
+use slipway_core::precheck::QuotaUsage;
+use slipway_core::state::RequestState;
+use sqlx::{AnyConnection, Row};
+
+use super::{Engine, StorageError, parse_json};
+
+/// The rule's identity in the table: its scope parameters and what it sums.
+fn rule_key(rule: &QuotaRule) -> String {
+    format!(
+        "{}|{}",
+        rule.per.join(","),
+        rule.sum.as_deref().unwrap_or("")
+    )
+}
+
+/// A scope parameter as the text a quota compares: strings as they are, numbers
+/// in decimal (the loader admits only string and integer scope parameters).
+fn scope_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The scope these parameters fall in under `rule`; none when a scope parameter
+/// is missing (such a holder counts nowhere, as before counters).
+pub fn scope_of(rule: &QuotaRule, params: &Value) -> Option<String> {
+    let values = rule
+        .per
+        .iter()
+        .map(|p| params.get(p).and_then(scope_text))
+        .collect::<Option<Vec<String>>>()?;
+    Some(super::to_json(&values))
+}
+
+fn amount_of(rule: &QuotaRule, params: &Value) -> i64 {
+    rule.sum
+        .as_ref()
+        .and_then(|s| params.get(s))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+async fn add(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    rule: &str,
+    scope: &str,
+    holders: i64,
+    total: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO quota_usage (type_name, rule, scope, holders, total) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (type_name, rule, scope) DO UPDATE \
+         SET holders = quota_usage.holders + $4, total = quota_usage.total + $5",
+    )
+    .bind(type_name)
+    .bind(rule)
+    .bind(scope)
+    .bind(holders)
+    .bind(total)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A holder with these parameters starts (`+1`) or stops (`-1`) counting.
+pub async fn adjust(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    params: &Value,
+    sign: i64,
+) -> Result<(), StorageError> {
+    for rule in &ty.quota {
+        if let Some(scope) = scope_of(rule, params) {
+            let amount = sign * amount_of(rule, params);
+            add(conn, &ty.name, &rule_key(rule), &scope, sign, amount).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A counting holder's parameters change (a new revision of an in-flight request).
+pub async fn replace(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    before: &Value,
+    after: &Value,
+) -> Result<(), StorageError> {
+    if before != after {
+        adjust(conn, ty, before, -1).await?;
+        adjust(conn, ty, after, 1).await?;
+    }
+    Ok(())
+}
+
+/// What the scope holds under the type's rule `rule_index`.
+pub async fn usage(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    rule_index: usize,
+    scope: &str,
+) -> Result<QuotaUsage, StorageError> {
+    let Some(rule) = ty.quota.get(rule_index) else {
+        return Ok(QuotaUsage::default());
+    };
+    let row = sqlx::query(
+        "SELECT holders, total FROM quota_usage WHERE type_name = $1 AND rule = $2 AND scope = $3",
+    )
+    .bind(&ty.name)
+    .bind(rule_key(rule))
+    .bind(scope)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(QuotaUsage::default());
+    };
+    let holders: i64 = row.try_get("holders")?;
+    Ok(QuotaUsage {
+        count: u64::try_from(holders).unwrap_or(0),
+        sum: row.try_get("total")?,
+    })
+}
+
+/// Rebuilds every counter from the rows: active assets and in-flight requests.
+pub async fn recount(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    catalog: &Catalog,
+) -> Result<(), StorageError> {
+    if engine == Engine::Postgres {
+        // Writers adjusting a counter wait until the recount commits; the recount
+        // waits for those already adjusting, so none is counted twice or lost.
+        sqlx::query("LOCK TABLE quota_usage IN EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("DELETE FROM quota_usage")
+        .execute(&mut *conn)
+        .await?;
+    let in_flight: Vec<String> = RequestState::ALL
+        .iter()
+        .filter(|s| s.is_in_flight())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    for ty in catalog.types.values().filter(|t| !t.quota.is_empty()) {
+        let rows: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT params FROM assets WHERE type_name = $1 AND state = $2 \
+             UNION ALL SELECT params FROM requests WHERE type_name = $1 \
+             AND params IS NOT NULL AND state IN ({})",
+            in_flight.join(", ")
+        ))
+        .bind(&ty.name)
+        .bind(super::assets::ACTIVE)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut counters: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+        for text in &rows {
+            let params: Value = parse_json(text, "parameters")?;
+            for rule in &ty.quota {
+                if let Some(scope) = scope_of(rule, &params) {
+                    let entry = counters.entry((rule_key(rule), scope)).or_default();
+                    entry.0 += 1;
+                    entry.1 += amount_of(rule, &params);
+                }
+            }
+        }
+        for ((rule, scope), (holders, total)) in counters {
+            add(conn, &ty.name, &rule, &scope, holders, total).await?;
+        }
+    }
+    Ok(())
+}
