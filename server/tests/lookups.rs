@@ -8,7 +8,8 @@
 mod common;
 
 use common::{TestApp, TestResult, draft, namespace_params, postgres_params};
-use slipway_server::services::requests;
+use slipway_core::views::ReviewDecision;
+use slipway_server::services::{requests, reviews};
 use slipway_server::storage::{self, Engine};
 
 on_both_engines!(
@@ -16,6 +17,8 @@ on_both_engines!(
     usage_counts_assets_and_in_flight_requests_in_scope,
     requirement_finds_the_matching_namespace_only,
     indexes_follow_the_catalog,
+    counters_agree_with_a_recount_after_every_kind_of_change,
+    seeded_data_spans_every_state_and_counts_right,
 );
 
 async fn lookup_indexes(app: &TestApp) -> TestResult<Vec<String>> {
@@ -133,5 +136,80 @@ async fn indexes_follow_the_catalog(app: &TestApp) -> TestResult {
     let after = lookup_indexes(app).await?;
     assert_eq!(after, before);
     drop(restarted);
+    Ok(())
+}
+
+/// The quota counters as stored, in a stable order.
+async fn counters(app: &TestApp) -> TestResult<Vec<(String, String, String, i64, i64)>> {
+    let rows = sqlx::query_as::<_, (String, String, String, i64, i64)>(
+        "SELECT type_name, rule, scope, holders, total FROM quota_usage \
+         WHERE holders <> 0 OR total <> 0 ORDER BY type_name, rule, scope",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    Ok(rows)
+}
+
+async fn counters_agree_with_a_recount_after_every_kind_of_change(app: &TestApp) -> TestResult {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    // Completed (an asset), rejected, cancelled, revised with a new size, waiting.
+    app.namespace(&alice, "dev", "done").await?;
+    let submit = |name: &str, env: &str, cpu: i64| {
+        draft("k8s-namespace", namespace_params(name, "payments", env, cpu))
+    };
+    let rejected = requests::submit(&app.state, &alice, &submit("no", "prod", 3)).await?;
+    reviews::decide(&app.state, &bob, rejected, 1, ReviewDecision::Reject, "no").await?;
+    let cancelled = requests::submit(&app.state, &alice, &submit("gone", "prod", 5)).await?;
+    requests::cancel(&app.state, &alice, cancelled).await?;
+    let revised = requests::submit(&app.state, &alice, &submit("grow", "staging", 2)).await?;
+    reviews::decide(&app.state, &bob, revised, 1, ReviewDecision::RequestChanges, "more").await?;
+    let bigger = namespace_params("grow", "payments", "staging", 7);
+    requests::resubmit(&app.state, &alice, revised, &bigger).await?;
+    requests::submit(&app.state, &alice, &submit("wait", "prod", 1)).await?;
+    let db = postgres_params("ledger", "dev", 30);
+    app.namespace(&alice, "dev", "apps").await?;
+    requests::submit(&app.state, &alice, &draft("postgres-database", db)).await?;
+    app.run_jobs().await?;
+
+    let kept = counters(app).await?;
+    assert!(!kept.is_empty());
+    let cpu_total: i64 = kept
+        .iter()
+        .filter(|c| c.0 == "k8s-namespace" && c.1 == "team|cpu_limit")
+        .map(|c| c.4)
+        .sum();
+    // done 2 + grow 7 + wait 1 + apps 2; the rejected and cancelled ones left.
+    assert_eq!(cpu_total, 2 + 7 + 1 + 2, "{kept:?}");
+    storage::lookup::sync(&app.state.db, &app.state.catalog.catalog).await?;
+    assert_eq!(counters(app).await?, kept, "the counters drifted from the rows");
+    Ok(())
+}
+
+async fn seeded_data_spans_every_state_and_counts_right(app: &TestApp) -> TestResult {
+    let plan = slipway_server::seed::SeedPlan {
+        requests: 400,
+        audit_events: 3_000,
+    };
+    let seeded = slipway_server::seed::seed(&app.state, plan).await?;
+    assert_eq!(seeded.requests, 400);
+    assert!(seeded.audit_events >= 3_000, "{seeded:?}");
+    assert_eq!(app.count("requests").await?, 400);
+    assert_eq!(app.count("assets").await?, seeded.assets as i64);
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT state FROM requests ORDER BY state")
+            .fetch_all(&app.state.db.pool)
+            .await?;
+    assert!(states.len() >= 8, "{states:?}");
+    let unlabelled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM requests WHERE team IS NULL OR environment IS NULL OR params IS NULL",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(unlabelled, 0);
+    // The seed rebuilt the counters from what it wrote.
+    let kept = counters(app).await?;
+    storage::lookup::sync(&app.state.db, &app.state.catalog.catalog).await?;
+    assert_eq!(counters(app).await?, kept);
     Ok(())
 }
