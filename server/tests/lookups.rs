@@ -156,14 +156,25 @@ async fn counters_agree_with_a_recount_after_every_kind_of_change(app: &TestApp)
     // Completed (an asset), rejected, cancelled, revised with a new size, waiting.
     app.namespace(&alice, "dev", "done").await?;
     let submit = |name: &str, env: &str, cpu: i64| {
-        draft("k8s-namespace", namespace_params(name, "payments", env, cpu))
+        draft(
+            "k8s-namespace",
+            namespace_params(name, "payments", env, cpu),
+        )
     };
     let rejected = requests::submit(&app.state, &alice, &submit("no", "prod", 3)).await?;
     reviews::decide(&app.state, &bob, rejected, 1, ReviewDecision::Reject, "no").await?;
     let cancelled = requests::submit(&app.state, &alice, &submit("gone", "prod", 5)).await?;
     requests::cancel(&app.state, &alice, cancelled).await?;
     let revised = requests::submit(&app.state, &alice, &submit("grow", "staging", 2)).await?;
-    reviews::decide(&app.state, &bob, revised, 1, ReviewDecision::RequestChanges, "more").await?;
+    reviews::decide(
+        &app.state,
+        &bob,
+        revised,
+        1,
+        ReviewDecision::RequestChanges,
+        "more",
+    )
+    .await?;
     let bigger = namespace_params("grow", "payments", "staging", 7);
     requests::resubmit(&app.state, &alice, revised, &bigger).await?;
     requests::submit(&app.state, &alice, &submit("wait", "prod", 1)).await?;
@@ -182,7 +193,11 @@ async fn counters_agree_with_a_recount_after_every_kind_of_change(app: &TestApp)
     // done 2 + grow 7 + wait 1 + apps 2; the rejected and cancelled ones left.
     assert_eq!(cpu_total, 2 + 7 + 1 + 2, "{kept:?}");
     storage::lookup::sync(&app.state.db, &app.state.catalog.catalog).await?;
-    assert_eq!(counters(app).await?, kept, "the counters drifted from the rows");
+    assert_eq!(
+        counters(app).await?,
+        kept,
+        "the counters drifted from the rows"
+    );
     Ok(())
 }
 

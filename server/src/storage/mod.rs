@@ -20,13 +20,49 @@ pub mod tokens;
 pub mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub type Tx = Transaction<'static, Any>;
+/// A write transaction. On SQLite it also holds this process's turn to write:
+/// writers queue on an async lock and are woken in order, instead of polling
+/// SQLite's busy handler, which sleeps up to 100 ms between tries and turned a
+/// burst of submits into second-long tails. (Other processes on the same file
+/// still meet the busy timeout.)
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        // The turn is given up when `self` is gone, after the commit.
+        let Tx { inner, _turn } = self;
+        inner.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        let Tx { inner, _turn } = self;
+        inner.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -54,6 +90,7 @@ pub enum StorageError {
 pub struct Db {
     pub pool: AnyPool,
     pub engine: Engine,
+    write_turn: Arc<Mutex<()>>,
 }
 
 impl Db {
@@ -98,7 +135,11 @@ impl Db {
             Engine::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
-        Ok(Db { pool, engine })
+        Ok(Db {
+            pool,
+            engine,
+            write_turn: Arc::new(Mutex::new(())),
+        })
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front
@@ -106,8 +147,17 @@ impl Db {
     /// SQLITE_BUSY instead of waiting for the busy timeout.
     pub async fn write(&self) -> Result<Tx, StorageError> {
         let tx = match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
+            Engine::Sqlite => {
+                let turn = self.write_turn.clone().lock_owned().await;
+                Tx {
+                    inner: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Engine::Postgres => Tx {
+                inner: self.pool.begin().await?,
+                _turn: None,
+            },
         };
         Ok(tx)
     }
