@@ -118,8 +118,11 @@ pub async fn seed(state: &AppState, plan: SeedPlan) -> Result<Seeded, SeedError>
         tx.commit().await?;
         last_reported = progress("audit events", seeded.audit_events, total, last_reported);
     }
-    // The rows went in beside the services: rebuild what is derived from them.
+    // The rows went in beside the services: rebuild what is derived from them, and
+    // let the planner see the tables as they now are (as autovacuum or
+    // `PRAGMA optimize` would, some time later).
     storage::lookup::sync(&state.db, catalog).await?;
+    sqlx::query("ANALYZE").execute(&state.db.pool).await?;
     Ok(seeded)
 }
 

@@ -379,7 +379,7 @@ pub async fn submit(
         }]));
     }
     let mut tx = state.db.write().await?;
-    storage::requests::serialize_submissions(&mut tx, state.db.engine).await?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
     if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
         return Ok(existing);
     }
@@ -446,7 +446,9 @@ pub async fn resubmit(
     params: &Value,
 ) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
-    storage::requests::serialize_submissions(&mut tx, state.db.engine).await?;
+    let type_name = load_request(&mut tx, id).await?.type_name;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine, &type_name).await?;
+    // Read again under the turn: another writer may have moved it meanwhile.
     let mut request = load_request(&mut tx, id).await?;
     let (ty, validator) = type_and_validator(state, &request.type_name)?;
     authorize_params(ty, user, Verb::Revise, params, Some(&request))?;

@@ -7,17 +7,20 @@ use sqlx::{AnyConnection, Row};
 
 use super::{Engine, StorageError, Window, now_millis, parse_json, to_json};
 
-/// Makes submissions take turns, inside the caller's write transaction, so each
-/// pre-check (submit key, resource name, quota) sees the requests committed before
-/// it. SQLite's `BEGIN IMMEDIATE` already does this; PostgreSQL's default READ
+/// Makes submissions of one type take turns, inside the caller's write
+/// transaction, so each pre-check (submit key, resource name, quota) sees the
+/// requests of that type committed before it. Names and quotas are per type, so
+/// submissions of different types need not wait for each other. SQLite's
+/// `BEGIN IMMEDIATE` already serialises every writer; PostgreSQL's default READ
 /// COMMITTED does not, and two racing submissions would both pass.
 pub async fn serialize_submissions(
     conn: &mut AnyConnection,
     engine: Engine,
+    type_name: &str,
 ) -> Result<(), StorageError> {
     if engine == Engine::Postgres {
-        // Always taken before the audit log's lock (7105001), never after: no deadlock.
-        sqlx::query("SELECT pg_advisory_xact_lock(7105002)")
+        sqlx::query("SELECT pg_advisory_xact_lock(7105002, hashtext($1))")
+            .bind(type_name)
             .execute(&mut *conn)
             .await?;
     }
