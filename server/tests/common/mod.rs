@@ -160,6 +160,7 @@ impl TestApp {
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,
+            audit_checkpoint_interval: std::time::Duration::from_secs(600),
             identity,
         };
         let state = slipway_server::cli::build_state(settings.clone()).await?;
