@@ -190,7 +190,10 @@ pub fn write_external(gitops: &GitOpsRepo, checkpoint: &Checkpoint) -> Result<bo
         checkpoint,
         signed_at: format_millis(checkpoint.at),
     };
-    let content = format!("{}\n", serde_json::to_string_pretty(&file).unwrap_or_default());
+    let content = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&file).unwrap_or_default()
+    );
     let applied = gitops.apply(
         &[RenderedFile {
             path: CHECKPOINT_FILE.into(),
@@ -329,7 +332,8 @@ pub async fn verify(
         }
         None if from_checkpoint => return Err(AuditError::NoKey),
         None => notes.push(
-            "no key: the signed checkpoints were not checked, so a truncated tail would not show".into(),
+            "no key: the signed checkpoints were not checked, so a truncated tail would not show"
+                .into(),
         ),
     }
     let started_from = if from_checkpoint {
@@ -418,7 +422,10 @@ pub fn spawn(state: AppState, mut stopped: watch::Receiver<bool>) -> tokio::task
 /// Nudges the sealer after every call that may have written (its transaction has
 /// committed by the time the answer leaves), so events are sealed within moments.
 pub async fn nudge_sealer(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let writes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     let response = next.run(request).await;
     if writes {
         state.audit_pending.notify_one();

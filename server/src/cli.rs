@@ -11,7 +11,9 @@ use tokio::sync::{Notify, watch};
 use tower_http::trace::TraceLayer;
 
 use crate::catalog_source;
-use crate::config::{AuditArgs, AuditCommand, CatalogCommand, Cli, Command, Settings, TokenCommand};
+use crate::config::{
+    AuditArgs, AuditCommand, CatalogCommand, Cli, Command, Settings, TokenCommand,
+};
 use crate::drivers::gitops::GitOpsRepo;
 use crate::orchestrator;
 use crate::services::auth::ensure_initial_users;
@@ -247,8 +249,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
                     Err(error) => return fail(error.to_string()),
                 },
             };
-            match audit_chain::checkpoint(&tools.db, &gitops, &CheckpointSigner::new(&key)).await
-            {
+            match audit_chain::checkpoint(&tools.db, &gitops, &CheckpointSigner::new(&key)).await {
                 Ok(Some(c)) => {
                     println!(
                         "audit checkpoint: position {}, hash {}, signed {}; in the database and {} ({})",
@@ -315,11 +316,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
                         .map_or("genesis".to_string(), |c| {
                             format!("the checkpoint at position {}", c.position)
                         });
-                    let head = verified
-                        .report
-                        .head
-                        .as_ref()
-                        .map_or(0, |h| h.position);
+                    let head = verified.report.head.as_ref().map_or(0, |h| h.position);
                     println!(
                         "audit log intact: {events} events read from {from} to position {head} in {:.2} s ({:.0} events/s), every hash matches",
                         verified.elapsed.as_secs_f64(),

@@ -174,7 +174,8 @@ impl AuditArgs {
 
     /// The configured key, or the demo key file in the data directory if there is one.
     pub fn secret_key(&self) -> Result<Option<SecretKey>, SettingError> {
-        if let Some(key) = secret_key(self.secret_key_file.as_deref(), self.secret_key.as_deref())? {
+        if let Some(key) = secret_key(self.secret_key_file.as_deref(), self.secret_key.as_deref())?
+        {
             return Ok(Some(key));
         }
         let demo = self.data_dir.join(crate::secrets::DEMO_KEY_FILE);
@@ -523,8 +524,8 @@ impl ServeArgs {
             .gitops_repo
             .unwrap_or_else(|| self.data_dir.join("gitops.git"));
         let secret_key = secret_key(self.secret_key_file.as_deref(), self.secret_key.as_deref())?;
-        let audit_checkpoint_interval = parse_duration(&self.audit_checkpoint_interval)
-            .map_err(|message| {
+        let audit_checkpoint_interval =
+            parse_duration(&self.audit_checkpoint_interval).map_err(|message| {
                 setting_error(
                     "--audit-checkpoint-interval (SLIPWAY_AUDIT_CHECKPOINT_INTERVAL)",
                     message,
@@ -548,7 +549,10 @@ impl ServeArgs {
 
 /// The configured key, from its file or the environment; never both, so nobody
 /// wonders which one encrypts.
-pub(crate) fn secret_key(file: Option<&Path>, text: Option<&str>) -> Result<Option<SecretKey>, SettingError> {
+pub(crate) fn secret_key(
+    file: Option<&Path>,
+    text: Option<&str>,
+) -> Result<Option<SecretKey>, SettingError> {
     let text = text.filter(|t| !t.trim().is_empty());
     match (file, text) {
         (Some(_), Some(_)) => Err(SettingError {

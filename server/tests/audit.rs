@@ -150,7 +150,11 @@ async fn writers_insert_and_the_sealer_chains(app: &TestApp) -> TestResult {
         page.items
     );
     let json = serde_json::to_value(&page.items[0])?;
-    assert_eq!(json["hash"], serde_json::Value::Null, "the API shows hash: null");
+    assert_eq!(
+        json["hash"],
+        serde_json::Value::Null,
+        "the API shows hash: null"
+    );
 
     let sealed = audit_chain::seal_pending(&app.state.db).await?;
     assert!(sealed >= 5, "the five and carol's sign-in: {sealed}");
@@ -158,8 +162,15 @@ async fn writers_insert_and_the_sealer_chains(app: &TestApp) -> TestResult {
     let mut positions: Vec<i64> = page.items.iter().filter_map(|e| e.position).collect();
     positions.sort_unstable();
     assert_eq!(positions.len(), 5);
-    assert!(positions.windows(2).all(|w| w[1] == w[0] + 1), "{positions:?}");
-    assert!(page.items.iter().all(|e| e.hash.as_ref().is_some_and(|h| h.len() == 64)));
+    assert!(
+        positions.windows(2).all(|w| w[1] == w[0] + 1),
+        "{positions:?}"
+    );
+    assert!(
+        page.items
+            .iter()
+            .all(|e| e.hash.as_ref().is_some_and(|h| h.len() == 64))
+    );
     assert_eq!(audit_chain::seal_pending(&app.state.db).await?, 0);
     let events = app.count("audit_events").await?;
     assert_eq!(events, before + sealed as i64);
@@ -180,7 +191,9 @@ async fn only_sealing_may_update_and_nothing_deletes(app: &TestApp) -> TestResul
     let refused = [
         // a sealed event: nothing may change, its seal included
         format!("UPDATE audit_events SET detail = 'x' WHERE seq = {sealed}"),
-        format!("UPDATE audit_events SET position = NULL, prev_hash = NULL, hash = NULL WHERE seq = {sealed}"),
+        format!(
+            "UPDATE audit_events SET position = NULL, prev_hash = NULL, hash = NULL WHERE seq = {sealed}"
+        ),
         format!("UPDATE audit_events SET hash = 'x' WHERE seq = {sealed}"),
         format!("UPDATE audit_events SET position = 999 WHERE seq = {sealed}"),
         format!("DELETE FROM audit_events WHERE seq = {sealed}"),
@@ -264,7 +277,11 @@ async fn concurrent_writers_and_sealers_make_one_chain(app: &TestApp) -> TestRes
         sqlx::query_as("SELECT MAX(position), COUNT(position) FROM audit_events")
             .fetch_one(&app.state.db.pool)
             .await?;
-    assert_eq!((max, count), (events, events), "one place per event, no gaps");
+    assert_eq!(
+        (max, count),
+        (events, events),
+        "one place per event, no gaps"
+    );
     assert_eq!(status(app).await?, ChainStatus::Intact { events });
     Ok(())
 }
@@ -294,8 +311,10 @@ async fn an_edited_row_is_caught(app: &TestApp) -> TestResult {
     audit_chain::seal_pending(&app.state.db).await?;
     drop_guards(app).await?;
     let seq = seq_at(app, 4).await?;
-    app.exec(&format!("UPDATE audit_events SET after_value = 'forged' WHERE seq = {seq}"))
-        .await?;
+    app.exec(&format!(
+        "UPDATE audit_events SET after_value = 'forged' WHERE seq = {seq}"
+    ))
+    .await?;
     match status(app).await? {
         ChainStatus::Broken {
             position,
@@ -344,7 +363,10 @@ async fn a_truncated_tail_is_caught(app: &TestApp) -> TestResult {
             events: signed.position
         }
     );
-    assert_eq!(verified.reached.map(|(c, _)| c.position), Some(signed.position));
+    assert_eq!(
+        verified.reached.map(|(c, _)| c.position),
+        Some(signed.position)
+    );
 
     // Someone with full access removes the three newest events, and the stored
     // checkpoints with them: from genesis to its new end the chain is whole.
@@ -393,7 +415,9 @@ async fn a_forged_checkpoint_is_refused(app: &TestApp) -> TestResult {
     audit_chain::write_external(&app.state.gitops, &forged)?;
     let refused = verify(app, false).await.err().map(|e| e.to_string());
     assert!(
-        refused.as_deref().is_some_and(|e| e.contains("not signed by this server's key")),
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("not signed by this server's key")),
         "{refused:?}"
     );
     // …or our signature over another place.
@@ -413,7 +437,10 @@ async fn a_forged_checkpoint_is_refused(app: &TestApp) -> TestResult {
         },
     )
     .await;
-    assert!(matches!(outcome, Err(AuditError::Forged { .. })), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(AuditError::Forged { .. })),
+        "{outcome:?}"
+    );
     // The genuine one, back in place, is accepted.
     audit_chain::write_external(&app.state.gitops, &signed)?;
     assert!(matches!(
@@ -440,16 +467,20 @@ async fn verify_from_a_checkpoint_reads_only_what_follows(app: &TestApp) -> Test
     // Whatever lies before is not read again…
     drop_guards(app).await?;
     let early = seq_at(app, 2).await?;
-    app.exec(&format!("UPDATE audit_events SET detail = 'x' WHERE seq = {early}"))
-        .await?;
+    app.exec(&format!(
+        "UPDATE audit_events SET detail = 'x' WHERE seq = {early}"
+    ))
+    .await?;
     assert_eq!(
         verify(app, true).await?.report.status,
         ChainStatus::Intact { events: 7 }
     );
     // …but the checkpoint's own event must still hold the hash it signed.
     let at = seq_at(app, signed.position).await?;
-    app.exec(&format!("UPDATE audit_events SET hash = 'x' WHERE seq = {at}"))
-        .await?;
+    app.exec(&format!(
+        "UPDATE audit_events SET hash = 'x' WHERE seq = {at}"
+    ))
+    .await?;
     match verify(app, true).await?.report.status {
         ChainStatus::Broken { position, .. } => assert_eq!(position, signed.position),
         intact => panic!("a rewritten checkpoint event must be caught, got {intact:?}"),
@@ -508,7 +539,10 @@ async fn list_filters_and_pages(app: &TestApp) -> TestResult {
         }
     }
     assert_eq!(seen.len(), 12);
-    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
     let one = AuditFilter {
         target: Some("test:3".into()),
         ..AuditFilter::default()
@@ -517,6 +551,9 @@ async fn list_filters_and_pages(app: &TestApp) -> TestResult {
     assert_eq!(page.items.len(), 1);
     Ok(())
 }
+
+/// actor, detail, channel, trace id, token id of a `token.used` event.
+type UseRow = (String, String, Option<String>, Option<String>, Option<i64>);
 
 async fn token_use_is_audited_once_an_hour(app: &TestApp) -> TestResult {
     let alice = app.user("alice").await?;
@@ -551,14 +588,13 @@ async fn token_use_is_audited_once_an_hour(app: &TestApp) -> TestResult {
     let used = |app: &TestApp| {
         let pool = app.state.db.pool.clone();
         async move {
-            let rows: Vec<(String, String, Option<String>, Option<String>, Option<i64>)> =
-                sqlx::query_as(
-                    "SELECT actor, detail, channel, trace_id, token_id FROM audit_events \
+            let rows: Vec<UseRow> = sqlx::query_as(
+                "SELECT actor, detail, channel, trace_id, token_id FROM audit_events \
                      WHERE action = 'token.used' AND target_id = $1 ORDER BY seq",
-                )
-                .bind(token.to_string())
-                .fetch_all(&pool)
-                .await?;
+            )
+            .bind(token.to_string())
+            .fetch_all(&pool)
+            .await?;
             Ok::<_, sqlx::Error>(rows)
         }
     };
@@ -588,8 +624,148 @@ async fn token_use_is_audited_once_an_hour(app: &TestApp) -> TestResult {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].1, "first call this hour: GET /api/v1/assets");
     // Within the minute nothing more is written.
-    let _ = tokens::authenticate_call(&app.state, &made.secret, CallMeta::default(), "GET /x")
-        .await?;
+    let _ =
+        tokens::authenticate_call(&app.state, &made.secret, CallMeta::default(), "GET /x").await?;
     assert_eq!(used(app).await?.len(), 2);
     Ok(())
+}
+
+/// A database at the schema before sealing, holding a chain written the old way
+/// (each writer computing its hash), migrated: every old event takes its place in
+/// seq order and the chain still verifies.
+async fn existing_chains_verify_after_the_migration(url: &str, engine: Engine) -> TestResult {
+    use sha2::{Digest, Sha256};
+    use sqlx::migrate::Migrator;
+    let source = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+        .join(match engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        });
+    let before = tempfile::tempdir()?;
+    for entry in std::fs::read_dir(&source)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.as_str() < "20261126" {
+            std::fs::copy(entry.path(), before.path().join(&name))?;
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await?;
+    Migrator::new(before.path()).await?.run(&pool).await?;
+    let mut prev = "genesis".to_string();
+    for i in 0..25i64 {
+        let at = 1_780_000_000_000 + i;
+        // The first events predate the channel columns, so they hash without them.
+        let content = if i < 10 {
+            serde_json::json!({"at": at, "actor": "alice", "action": "request.submit",
+                "target_kind": "request", "target_id": i.to_string(), "before": null,
+                "after": "submitted", "detail": ""})
+        } else {
+            serde_json::json!({"at": at, "actor": "bob", "action": "request.approve",
+                "target_kind": "request", "target_id": i.to_string(), "before": "in_review",
+                "after": "approved", "detail": "ok", "channel": "portal",
+                "client_addr": "127.0.0.1", "trace_id": format!("t{i}")})
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(prev.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(content.to_string().as_bytes());
+        let hash = hex::encode(hasher.finalize());
+        sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, target_kind, target_id, before_value, \
+             after_value, detail, prev_hash, hash, channel, client_addr, trace_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(at)
+        .bind(content["actor"].as_str())
+        .bind(content["action"].as_str())
+        .bind("request")
+        .bind(i.to_string())
+        .bind(content["before"].as_str())
+        .bind(content["after"].as_str())
+        .bind(content["detail"].as_str())
+        .bind(&prev)
+        .bind(&hash)
+        .bind(content.get("channel").and_then(|v| v.as_str()))
+        .bind(content.get("client_addr").and_then(|v| v.as_str()))
+        .bind(content.get("trace_id").and_then(|v| v.as_str()))
+        .execute(&pool)
+        .await?;
+        prev = hash;
+    }
+    pool.close().await;
+
+    let db = storage::Db::connect(url).await?;
+    let mut conn = db.pool.acquire().await?;
+    assert_eq!(
+        storage::audit::verify_chain(&mut conn).await?,
+        ChainStatus::Intact { events: 25 }
+    );
+    let head = storage::audit::head(&mut conn).await?.ok_or("no head")?;
+    assert_eq!((head.position, head.hash.as_str()), (25, prev.as_str()));
+    drop(conn);
+    // New events chain on from the old head.
+    let mut tx = db.write().await?;
+    storage::audit::append(
+        &mut tx,
+        engine,
+        &NewEvent {
+            origin: &Origin::default(),
+            actor_id: None,
+            actor: "carol",
+            action: "test.after_migration",
+            target_kind: "test",
+            target_id: "1".into(),
+            before: None,
+            after: None,
+            detail: String::new(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    assert_eq!(audit_chain::seal_pending(&db).await?, 1);
+    let mut conn = db.pool.acquire().await?;
+    assert_eq!(
+        storage::audit::verify_chain(&mut conn).await?,
+        ChainStatus::Intact { events: 26 }
+    );
+    drop(conn);
+    db.pool.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn existing_chains_verify_after_the_migration_sqlite() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    existing_chains_verify_after_the_migration(&url, Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn existing_chains_verify_after_the_migration_postgres() -> TestResult {
+    use sqlx::Connection;
+    let Some(admin) = std::env::var(common::POSTGRES_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        eprintln!(
+            "note: {} is not set; skipping the PostgreSQL run",
+            common::POSTGRES_ENV
+        );
+        return Ok(());
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("slipway_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let outcome =
+        existing_chains_verify_after_the_migration(&format!("{base}/{name}"), Engine::Postgres)
+            .await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    outcome
 }

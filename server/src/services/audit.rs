@@ -33,10 +33,10 @@ pub async fn verify(state: &AppState, user: &Caller) -> ServiceResult<ChainStatu
         verifier.as_ref(),
         audit_chain::VerifyOptions::default(),
     )
-        .await
-        .map_err(|error| match error {
-            AuditError::Storage(error) => ServiceError::from(error),
-            other => ServiceError::Conflict(other.to_string()),
-        })?;
+    .await
+    .map_err(|error| match error {
+        AuditError::Storage(error) => ServiceError::from(error),
+        other => ServiceError::Conflict(other.to_string()),
+    })?;
     Ok(verified.report.status)
 }

@@ -218,7 +218,12 @@ pub async fn authenticate_call(
 }
 
 /// Writes `token.used` unless one was written for this token within the hour.
-async fn record_use(state: &AppState, caller: &Caller, token: i64, call: &str) -> ServiceResult<()> {
+async fn record_use(
+    state: &AppState,
+    caller: &Caller,
+    token: i64,
+    call: &str,
+) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     if !storage::tokens::claim_use_audit(&mut tx, token, USE_AUDIT_EVERY_MILLIS).await? {
         return Ok(());

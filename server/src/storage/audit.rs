@@ -337,7 +337,12 @@ pub async fn seal(
         let event = event_from_row(row)?;
         position += 1;
         let hash = chain_hash(&prev, &event.content());
-        sealed.push((event.seq, position, std::mem::replace(&mut prev, hash.clone()), hash));
+        sealed.push((
+            event.seq,
+            position,
+            std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        ));
     }
     for chunk in sealed.chunks(SEAL_CHUNK) {
         let values = (0..chunk.len())
@@ -633,13 +638,13 @@ pub async fn latest_checkpoint(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(
-        |(position, hash, at, public_key, signature)| Checkpoint {
+    Ok(
+        row.map(|(position, hash, at, public_key, signature)| Checkpoint {
             position,
             hash,
             at,
             public_key,
             signature,
-        },
-    ))
+        }),
+    )
 }
