@@ -390,6 +390,10 @@ pub fn spawn(state: AppState, mut stopped: watch::Receiver<bool>) -> tokio::task
                 _ = stopped.changed() => {}
             }
             if *stopped.borrow() {
+                // The last calls' events, before the process goes.
+                if let Err(error) = seal_pending(&state.db).await {
+                    tracing::warn!(%error, "sealing audit events at shutdown failed");
+                }
                 break;
             }
             let pending = match state.db.pool.acquire().await {
