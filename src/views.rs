@@ -217,6 +217,9 @@ pub struct AssetDetail {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub seq: i64,
+    /// The event's place in the hash chain; none until the sealer has chained it
+    /// (moments after its commit).
+    pub position: Option<i64>,
     pub at: String,
     pub actor: String,
     pub action: String,
@@ -224,7 +227,8 @@ pub struct AuditEntry {
     pub before: Option<String>,
     pub after: Option<String>,
     pub detail: String,
-    pub hash: String,
+    /// The chain hash over the previous event's and this one's content; none until sealed.
+    pub hash: Option<String>,
     /// portal, api, chat or system; absent on events from before it was recorded.
     pub channel: Option<String>,
     pub client_addr: Option<String>,

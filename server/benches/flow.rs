@@ -32,6 +32,7 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         site_root: dir.to_path_buf(),
         secure_cookies: false,
         secret_key: None,
+        audit_checkpoint_interval: std::time::Duration::from_secs(600),
         identity: Default::default(),
     };
     Ok(build_state(settings).await?)

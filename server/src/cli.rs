@@ -11,7 +11,9 @@ use tokio::sync::{Notify, watch};
 use tower_http::trace::TraceLayer;
 
 use crate::catalog_source;
-use crate::config::{AuditCommand, CatalogCommand, Cli, Command, Settings, TokenCommand};
+use crate::config::{
+    AuditArgs, AuditCommand, CatalogCommand, Cli, Command, Settings, TokenCommand,
+};
 use crate::drivers::gitops::GitOpsRepo;
 use crate::orchestrator;
 use crate::services::auth::ensure_initial_users;
@@ -84,8 +86,12 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         catalog: Arc::new(catalog),
         gitops,
         settings: Arc::new(settings),
+        audit_signer: secret_key
+            .as_ref()
+            .map(crate::audit_chain::CheckpointSigner::new),
         secrets: secret_key.map(crate::secrets::SecretBox::new),
         jobs_ready: Arc::new(Notify::new()),
+        audit_pending: Arc::new(Notify::new()),
     };
     ensure_initial_users(&state)
         .await
@@ -102,6 +108,10 @@ pub fn router(state: &AppState, portal: Router) -> Router {
         .merge(crate::http::router().with_state(state.clone()))
         .merge(crate::http::oidc::router(state))
         .layer(from_fn(crate::http::keep_session_alive))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::audit_chain::nudge_sealer,
+        ))
         .layer(crate::http::session_layer(state))
         .layer(axum::middleware::from_fn(crate::http::call_meta))
         .layer(from_fn(crate::http::see_other))
@@ -121,6 +131,7 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     let worker = orchestrator::spawn(state.clone(), stopped.clone());
     crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
+    let audit = crate::audit_chain::spawn(state.clone(), stopped.clone());
     DbSessionStore::new(&state.db, state.settings.identity.session_absolute_timeout)
         .spawn_cleanup(stopped);
     let app = router(&state, portal(state.clone()));
@@ -139,6 +150,7 @@ async fn serve(
         .await;
     let _ = stop.send(true);
     let _ = worker.await;
+    let _ = audit.await;
     served.map_err(|source| StartError::Listen {
         addr: addr.to_string(),
         source,
@@ -189,29 +201,152 @@ fn check_catalog(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn verify_audit(database_url: Option<String>, data_dir: &std::path::Path) -> ExitCode {
-    let url = database_url
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("slipway.db").display()));
-    let checked = async {
-        let db = Db::connect(&url).await?;
-        let mut conn = db.pool.acquire().await?;
-        crate::storage::audit::verify_chain(&mut conn).await
+/// The database, the GitOps repository (when it exists) and the key the audit
+/// commands work with.
+struct AuditTools {
+    db: Db,
+    gitops: Option<GitOpsRepo>,
+    key: Option<crate::secrets::SecretKey>,
+}
+
+async fn audit_tools(args: &AuditArgs) -> Result<AuditTools, String> {
+    let url = args.database_url();
+    let key = args.secret_key().map_err(|e| e.to_string())?;
+    let db = Db::connect(&url)
+        .await
+        .map_err(|e| format!("database ({}): {e}", crate::config::redact_url(&url)))?;
+    let path = args.gitops_repo();
+    let gitops = if path.exists() {
+        Some(GitOpsRepo::open_or_init(&path).map_err(|e| e.to_string())?)
+    } else {
+        None
     };
-    match checked.await {
-        Ok(crate::storage::audit::ChainStatus::Intact { events }) => {
-            println!("audit log intact: {events} events, every hash matches");
-            ExitCode::SUCCESS
+    Ok(AuditTools { db, gitops, key })
+}
+
+async fn audit_command(command: AuditCommand) -> ExitCode {
+    use crate::audit_chain::{self, CheckpointSigner, CheckpointVerifier};
+    use crate::storage::audit::ChainStatus;
+    let fail = |message: String| {
+        eprintln!("slipway: {message}");
+        ExitCode::FAILURE
+    };
+    match command {
+        AuditCommand::PublicKey { args } => match args.secret_key() {
+            Ok(Some(key)) => {
+                println!("{}", CheckpointSigner::new(&key).verifier().to_hex());
+                ExitCode::SUCCESS
+            }
+            Ok(None) => fail(audit_chain::AuditError::NoKey.to_string()),
+            Err(error) => fail(error.to_string()),
+        },
+        AuditCommand::Checkpoint { args } => {
+            let tools = match audit_tools(&args).await {
+                Ok(tools) => tools,
+                Err(error) => return fail(error),
+            };
+            let Some(key) = tools.key else {
+                return fail(audit_chain::AuditError::NoKey.to_string());
+            };
+            let gitops = match tools.gitops {
+                Some(gitops) => gitops,
+                None => match GitOpsRepo::open_or_init(&args.gitops_repo()) {
+                    Ok(gitops) => gitops,
+                    Err(error) => return fail(error.to_string()),
+                },
+            };
+            match audit_chain::checkpoint(&tools.db, &gitops, &CheckpointSigner::new(&key)).await {
+                Ok(Some(c)) => {
+                    println!(
+                        "audit checkpoint: position {}, hash {}, signed {}; in the database and {} ({})",
+                        c.position,
+                        c.hash,
+                        crate::storage::format_millis(c.at),
+                        audit_chain::CHECKPOINT_FILE,
+                        gitops.path().display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    println!("the audit log is empty: nothing to checkpoint");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(format!("cannot write the checkpoint: {error}")),
+            }
         }
-        Ok(crate::storage::audit::ChainStatus::Broken { seq, reason }) => {
-            eprintln!("audit log BROKEN at event {seq}: {reason}");
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            eprintln!(
-                "slipway: cannot read the audit log ({}): {error}",
-                crate::config::redact_url(&url)
-            );
-            ExitCode::FAILURE
+        AuditCommand::Verify {
+            args,
+            from_checkpoint,
+            no_seal,
+            public_key,
+        } => {
+            let tools = match audit_tools(&args).await {
+                Ok(tools) => tools,
+                Err(error) => return fail(error),
+            };
+            let verifier = match public_key.filter(|k| !k.trim().is_empty()) {
+                Some(text) => match CheckpointVerifier::parse(&text) {
+                    Ok(verifier) => Some(verifier),
+                    Err(error) => return fail(format!("--public-key: {error}")),
+                },
+                None => tools
+                    .key
+                    .as_ref()
+                    .map(|key| CheckpointSigner::new(key).verifier()),
+            };
+            let verified = match audit_chain::verify(
+                &tools.db,
+                tools.gitops.as_ref(),
+                verifier.as_ref(),
+                audit_chain::VerifyOptions {
+                    from_checkpoint,
+                    seal: !no_seal,
+                },
+            )
+            .await
+            {
+                Ok(verified) => verified,
+                Err(error) => return fail(format!("audit log NOT verified: {error}")),
+            };
+            for note in &verified.notes {
+                eprintln!("note: {note}");
+            }
+            if verified.sealed > 0 {
+                println!("sealed {} pending events first", verified.sealed);
+            }
+            match &verified.report.status {
+                ChainStatus::Intact { events } => {
+                    let from = verified
+                        .started_from
+                        .as_ref()
+                        .map_or("genesis".to_string(), |c| {
+                            format!("the checkpoint at position {}", c.position)
+                        });
+                    let head = verified.report.head.as_ref().map_or(0, |h| h.position);
+                    println!(
+                        "audit log intact: {events} events read from {from} to position {head} in {:.2} s ({:.0} events/s), every hash matches",
+                        verified.elapsed.as_secs_f64(),
+                        verified.rate()
+                    );
+                    if let Some((c, source)) = &verified.reached {
+                        println!(
+                            "it reaches the newest signed checkpoint (position {}, {}, in {source})",
+                            c.position,
+                            crate::storage::format_millis(c.at)
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                ChainStatus::Broken {
+                    position,
+                    seq,
+                    reason,
+                } => {
+                    let seq = seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
+                    eprintln!("audit log BROKEN at position {position}{seq}: {reason}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
@@ -343,7 +478,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(
         cli.command,
-        Command::Token(_) | Command::Request(_)
+        Command::Token(_) | Command::Request(_) | Command::Audit(_)
     ));
     match cli.command {
         Command::Token(command) => match create_token(command).await {
@@ -359,10 +494,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
         Command::Request(command) => request_command(command).await,
         Command::Dev(command) => dev_command(command).await,
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
-        Command::Audit(AuditCommand::Verify {
-            database_url,
-            data_dir,
-        }) => verify_audit(database_url, &data_dir).await,
+        Command::Audit(command) => audit_command(command).await,
         Command::Serve(args) => {
             let result = match args.check() {
                 Ok(settings) => serve(settings, portal).await,

@@ -110,15 +110,112 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the audit log's hash chain; exit status 1 if an event was edited or removed.
+    /// Seal what is pending, then recompute the audit log's hash chain (streamed) and
+    /// compare it with the newest signed checkpoint; exit status 1 naming the first
+    /// event that was edited, removed, reordered or left unsealed, or a truncated tail.
     Verify {
-        /// Database URL: sqlite://… or postgres://…
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Option<String>,
-        /// The data directory whose SQLite database to check when no URL is given.
-        #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        args: AuditArgs,
+        /// Start after the newest checkpoint in the GitOps repository (its signature
+        /// checked, its event still holding its hash) instead of at genesis.
+        #[arg(long)]
+        from_checkpoint: bool,
+        /// Read only: do not seal pending events first (for read-only database
+        /// credentials); an event unsealed long after its neighbours is then a break.
+        #[arg(long)]
+        no_seal: bool,
+        /// Check checkpoints with this verifying key (64 hex digits, from `slipway
+        /// audit public-key`) instead of one derived from the secret key.
+        #[arg(long, env = "SLIPWAY_AUDIT_PUBLIC_KEY")]
+        public_key: Option<String>,
     },
+    /// Seal what is pending, sign a checkpoint of the chain's head, store it and
+    /// commit it to the GitOps repository (audit/checkpoint.json).
+    Checkpoint {
+        #[command(flatten)]
+        args: AuditArgs,
+    },
+    /// Print the Ed25519 key that verifies audit checkpoints (derived from the
+    /// secret key), as 64 hex digits.
+    PublicKey {
+        #[command(flatten)]
+        args: AuditArgs,
+    },
+}
+
+/// What the audit commands read: the same database, repository and key as `serve`.
+#[derive(Clone, Args)]
+pub struct AuditArgs {
+    /// Database URL: sqlite://… or postgres://…
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The data directory whose SQLite database (and demo key) to use when no URL is given.
+    #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// The GitOps repository checkpoints are committed to; default: <data-dir>/gitops.git.
+    #[arg(long, env = "SLIPWAY_GITOPS_REPO")]
+    pub gitops_repo: Option<PathBuf>,
+    /// A file holding the server's 32-byte secret key; default: <data-dir>/secret.key
+    /// when it exists (demo mode).
+    #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// The key itself, instead of a file.
+    #[arg(long, env = "SLIPWAY_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for AuditArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("data_dir", &self.data_dir)
+            .field("gitops_repo", &self.gitops_repo)
+            .field("secret_key_file", &self.secret_key_file)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl AuditArgs {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("slipway.db").display()))
+    }
+
+    pub fn gitops_repo(&self) -> PathBuf {
+        self.gitops_repo
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("gitops.git"))
+    }
+
+    /// The configured key, or the demo key file in the data directory if there is one.
+    pub fn secret_key(&self) -> Result<Option<SecretKey>, SettingError> {
+        if let Some(key) = secret_key(self.secret_key_file.as_deref(), self.secret_key.as_deref())?
+        {
+            return Ok(Some(key));
+        }
+        let demo = self.data_dir.join(crate::secrets::DEMO_KEY_FILE);
+        if !demo.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&demo).map_err(|e| {
+            setting_error(
+                "--secret-key-file (SLIPWAY_SECRET_KEY_FILE)",
+                format!("cannot read {}: {e}", demo.display()),
+            )
+        })?;
+        SecretKey::parse(&text).map(Some).map_err(|message| {
+            setting_error(
+                "--secret-key-file (SLIPWAY_SECRET_KEY_FILE)",
+                format!("{}: {message}", demo.display()),
+            )
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +262,10 @@ pub struct ServeArgs {
     /// The key itself, instead of a file (prefer the environment: a flag shows in `ps`).
     #[arg(long, env = "SLIPWAY_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// How often the server signs an audit checkpoint (when events were sealed since
+    /// the last) and commits it to the GitOps repository (s, m, h or d).
+    #[arg(long, env = "SLIPWAY_AUDIT_CHECKPOINT_INTERVAL", default_value = "10m")]
+    pub audit_checkpoint_interval: String,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }
@@ -286,6 +387,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("identity", &self.identity)
             .finish()
     }
@@ -326,6 +428,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
     pub secret_key: Option<SecretKey>,
+    /// How often the server writes an audit checkpoint.
+    pub audit_checkpoint_interval: Duration,
     pub identity: IdentitySettings,
 }
 
@@ -397,6 +501,7 @@ impl std::fmt::Debug for Settings {
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key", &self.secret_key)
+            .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("identity", &self.identity)
             .finish()
     }
@@ -440,6 +545,13 @@ impl ServeArgs {
             .gitops_repo
             .unwrap_or_else(|| self.data_dir.join("gitops.git"));
         let secret_key = secret_key(self.secret_key_file.as_deref(), self.secret_key.as_deref())?;
+        let audit_checkpoint_interval =
+            parse_duration(&self.audit_checkpoint_interval).map_err(|message| {
+                setting_error(
+                    "--audit-checkpoint-interval (SLIPWAY_AUDIT_CHECKPOINT_INTERVAL)",
+                    message,
+                )
+            })?;
         Ok(Settings {
             addr: self.addr,
             data_dir: self.data_dir,
@@ -450,6 +562,7 @@ impl ServeArgs {
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
+            audit_checkpoint_interval,
             identity: self.identity.check()?,
         })
     }
@@ -457,7 +570,10 @@ impl ServeArgs {
 
 /// The configured key, from its file or the environment; never both, so nobody
 /// wonders which one encrypts.
-fn secret_key(file: Option<&Path>, text: Option<&str>) -> Result<Option<SecretKey>, SettingError> {
+pub(crate) fn secret_key(
+    file: Option<&Path>,
+    text: Option<&str>,
+) -> Result<Option<SecretKey>, SettingError> {
     let text = text.filter(|t| !t.trim().is_empty());
     match (file, text) {
         (Some(_), Some(_)) => Err(SettingError {
@@ -732,6 +848,7 @@ mod tests {
             secure_cookies: false,
             secret_key_file: None,
             secret_key: None,
+            audit_checkpoint_interval: "10m".into(),
             identity: IdentityArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
@@ -758,6 +875,7 @@ mod tests {
             secure_cookies: false,
             secret_key_file: None,
             secret_key: None,
+            audit_checkpoint_interval: "10m".into(),
             identity: IdentityArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
@@ -780,6 +898,7 @@ mod tests {
             secure_cookies: false,
             secret_key_file: None,
             secret_key: None,
+            audit_checkpoint_interval: "10m".into(),
             identity: IdentityArgs::default(),
         })
     }

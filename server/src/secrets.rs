@@ -69,6 +69,19 @@ impl SecretKey {
         SecretKey(Arc::new(key))
     }
 
+    /// A key for another purpose, derived from this one with HKDF-SHA-256 under a
+    /// fixed label, so one setting serves every purpose and no derived key opens
+    /// another's data.
+    pub fn derive(&self, label: &str) -> [u8; KEY_LEN] {
+        let mut okm = [0u8; KEY_LEN];
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, self.0.as_slice());
+        // 32 bytes is far below HKDF-SHA-256's limit of 8160: expand cannot fail.
+        if hkdf.expand(label.as_bytes(), &mut okm).is_err() {
+            okm = sha2::Sha256::digest([label.as_bytes(), self.0.as_slice()].concat()).into();
+        }
+        okm
+    }
+
     fn to_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.0.as_slice())
     }

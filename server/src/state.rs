@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::audit_chain::CheckpointSigner;
 use crate::catalog_source::LoadedCatalog;
 use crate::config::Settings;
 use crate::drivers::gitops::GitOpsRepo;
@@ -20,4 +21,8 @@ pub struct AppState {
     pub secrets: Option<SecretBox>,
     /// Wakes the worker when a job is enqueued, so it need not poll fast.
     pub jobs_ready: Arc<Notify>,
+    /// Wakes the audit sealer after a call that may have written events.
+    pub audit_pending: Arc<Notify>,
+    /// Signs audit checkpoints; none when no secret key is configured.
+    pub audit_signer: Option<CheckpointSigner>,
 }

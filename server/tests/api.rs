@@ -1234,6 +1234,6 @@ async fn tokens_are_made_and_revoked_through_the_api(app: &TestApp) -> TestResul
     .bind(id.to_string())
     .fetch_all(&app.state.db.pool)
     .await?;
-    assert_eq!(actions, ["token.created", "token.revoked"]);
+    assert_eq!(actions, ["token.created", "token.used", "token.revoked"]);
     Ok(())
 }

@@ -50,6 +50,7 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
         secret_key: Some(slipway_server::secrets::SecretKey::generate()),
+        audit_checkpoint_interval: std::time::Duration::from_secs(600),
         identity: Default::default(),
     };
     let state = slipway_server::cli::build_state(settings.clone()).await?;
@@ -96,6 +97,7 @@ async fn outside_demo_mode_a_catalog_with_secrets_needs_a_key() -> TestResult {
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
         secret_key: None,
+        audit_checkpoint_interval: std::time::Duration::from_secs(600),
         identity: Default::default(),
     };
     let error = slipway_server::cli::build_state(settings)
@@ -132,6 +134,7 @@ async fn demo_mode_generates_the_key_once_and_reuses_it() -> TestResult {
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
         secret_key: None,
+        audit_checkpoint_interval: std::time::Duration::from_secs(600),
         identity: Default::default(),
     };
     let first = slipway_server::cli::build_state(settings.clone()).await?;

@@ -21,7 +21,7 @@ pub fn AuditPage() -> impl IntoView {
     view! {
         <Title text="Audit log" />
         <h1>"Audit log"</h1>
-        <p class="muted">"Every decision and state change, newest first. Each entry's hash covers the one before it, so an edited or removed entry shows."</p>
+        <p class="muted">"Every decision and state change, newest first. Moments after it is written, each entry is sealed into the hash chain: its hash covers the one before it, so an edited or removed entry shows, and signed checkpoints kept outside the database show removed newest entries."</p>
         <Form method="GET" action="">
             <div class="filters">
                 <div class="field"><label for="audit-actor">"Actor"</label><input id="audit-actor" name="actor" value=move || filter().actor.unwrap_or_default() /></div>
@@ -51,7 +51,10 @@ pub fn AuditPage() -> impl IntoView {
                                         <td>{e.target.clone()}</td>
                                         <td>{match (e.before.clone(), e.after.clone()) { (Some(b), Some(a)) => format!("{b} → {a}"), (None, Some(a)) => a, (Some(b), None) => b, _ => String::new() }}</td>
                                         <td class="detail">{e.detail.clone()}</td>
-                                        <td><code title=e.hash.clone()>{e.hash.chars().take(10).collect::<String>()}</code></td>
+                                        <td>{match e.hash.clone() {
+                                            Some(hash) => view! { <code title=format!("position {}: {hash}", e.position.unwrap_or_default())>{hash.chars().take(10).collect::<String>()}</code> }.into_any(),
+                                            None => view! { <span class="muted" title="written; its place in the hash chain follows in a moment">"sealing…"</span> }.into_any(),
+                                        }}</td>
                                     </tr>
                                 }).collect_view()}
                             </tbody>

@@ -249,7 +249,8 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             .with_trace(trace_id)
             .into_response();
     };
-    match tokens::authenticate(&state, &secret, meta).await {
+    let call = format!("{} {}", request.method(), request.uri().path());
+    match tokens::authenticate_call(&state, &secret, meta, &call).await {
         Ok(caller) => {
             // Reads are not audit events (they change nothing), but every call a token
             // makes is in the log under its trace id, user and token.

@@ -194,6 +194,21 @@ impl GitOpsRepo {
         read().map_err(|e| self.git_error(e))
     }
 
+    /// A file's content at the branch head, or None when the branch or the path is
+    /// absent.
+    pub fn read_head_file(&self, path: &str) -> Result<Option<String>, GitOpsError> {
+        let head = {
+            let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
+            let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+            match repo.refname_to_id(&self.branch_ref) {
+                Ok(id) => id.to_string(),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+                Err(e) => return Err(self.git_error(e)),
+            }
+        };
+        self.read_file(&head, path)
+    }
+
     /// How many commits the branch holds (for tests and the health page).
     pub fn commit_count(&self) -> Result<usize, GitOpsError> {
         let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;

@@ -1,7 +1,8 @@
 use crate::services::Caller;
 use slipway_core::views::{AuditEntry, AuditFilter, Role};
 
-use super::{Paged, ServiceResult, require_any_role};
+use super::{Paged, ServiceError, ServiceResult, require_any_role};
+use crate::audit_chain::{self, AuditError};
 use crate::state::AppState;
 use crate::storage::{self, Window, audit::ChainStatus};
 
@@ -21,8 +22,21 @@ pub async fn list(
     Ok(Paged::from_window(rows, scanned, last, window))
 }
 
+/// Seals what is pending, then verifies the whole chain and that it reaches the
+/// newest signed checkpoint (in the GitOps repository or the database).
 pub async fn verify(state: &AppState, user: &Caller) -> ServiceResult<ChainStatus> {
     require_any_role(user, &AUDIT_ROLES, "verifying the audit log")?;
-    let mut conn = state.db.pool.acquire().await?;
-    Ok(storage::audit::verify_chain(&mut conn).await?)
+    let verifier = state.audit_signer.as_ref().map(|s| s.verifier());
+    let verified = audit_chain::verify(
+        &state.db,
+        Some(&state.gitops),
+        verifier.as_ref(),
+        audit_chain::VerifyOptions::default(),
+    )
+    .await
+    .map_err(|error| match error {
+        AuditError::Storage(error) => ServiceError::from(error),
+        other => ServiceError::Conflict(other.to_string()),
+    })?;
+    Ok(verified.report.status)
 }

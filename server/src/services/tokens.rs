@@ -167,9 +167,24 @@ pub async fn revoke(state: &AppState, caller: &Caller, id: i64) -> ServiceResult
     Ok(())
 }
 
+/// How often a token's use is written to the audit log (`token.used`).
+pub const USE_AUDIT_EVERY_MILLIS: i64 = 3_600_000;
+
 /// The caller a bearer secret stands for, or `Unauthenticated` for a secret that is
 /// unknown, revoked or expired (the answer never says which).
 pub async fn authenticate(state: &AppState, secret: &str, meta: CallMeta) -> ServiceResult<Caller> {
+    authenticate_call(state, secret, meta, "").await
+}
+
+/// [`authenticate`] for an API call, `call` being its method and path: a token's
+/// use is in the audit log (`token.used`) at most once an hour, with the first
+/// call of that hour; reads are not audited one by one.
+pub async fn authenticate_call(
+    state: &AppState,
+    secret: &str,
+    meta: CallMeta,
+    call: &str,
+) -> ServiceResult<Caller> {
     let plausible = secret.starts_with(SECRET_PREFIX)
         && secret.len() == SECRET_PREFIX.len() + SECRET_RANDOM_CHARS
         && secret
@@ -187,14 +202,49 @@ pub async fn authenticate(state: &AppState, secret: &str, meta: CallMeta) -> Ser
     let user = users::by_id(&mut conn, token.user_id)
         .await?
         .ok_or(ServiceError::Unauthenticated)?;
-    storage::tokens::touch(&mut conn, token.id).await?;
-    Ok(Caller {
+    let refreshed = storage::tokens::touch(&mut conn, token.id).await?;
+    drop(conn);
+    let caller = Caller {
         user,
         channel: Channel::Api,
         meta,
         token_id: Some(token.id),
         scopes: Some(token.scopes),
-    })
+    };
+    if refreshed {
+        record_use(state, &caller, token.id, call).await?;
+    }
+    Ok(caller)
+}
+
+/// Writes `token.used` unless one was written for this token within the hour.
+async fn record_use(
+    state: &AppState,
+    caller: &Caller,
+    token: i64,
+    call: &str,
+) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    if !storage::tokens::claim_use_audit(&mut tx, token, USE_AUDIT_EVERY_MILLIS).await? {
+        return Ok(());
+    }
+    let detail = if call.is_empty() {
+        "first use this hour".to_string()
+    } else {
+        format!("first call this hour: {call}")
+    };
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(caller.clone()),
+        "token.used",
+        ("token", token.to_string()),
+        None,
+        detail,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 impl Caller {

@@ -101,10 +101,11 @@ pub async fn usable_by_hash(
     row.as_ref().map(token_from_row).transpose()
 }
 
-/// Records a use, at most once a minute per token so reads stay cheap.
-pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<(), StorageError> {
+/// Records a use, at most once a minute per token so reads stay cheap; true when
+/// this call refreshed it.
+pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<bool, StorageError> {
     let now = now_millis();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE api_tokens SET last_used_at = $1 \
          WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
     )
@@ -113,7 +114,27 @@ pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<(), StorageError
     .bind(now - 60_000)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Claims the token's hourly `token.used` audit event: true (and the time noted)
+/// when none was written for it within `every_millis`.
+pub async fn claim_use_audit(
+    conn: &mut AnyConnection,
+    id: i64,
+    every_millis: i64,
+) -> Result<bool, StorageError> {
+    let now = now_millis();
+    let done = sqlx::query(
+        "UPDATE api_tokens SET used_audited_at = $1 \
+         WHERE id = $2 AND (used_audited_at IS NULL OR used_audited_at <= $3)",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(now - every_millis)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Revokes a token of this user; false when there is no such live token.

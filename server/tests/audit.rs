@@ -1,0 +1,771 @@
+//! The audit chain at volume, on SQLite and PostgreSQL: writers only insert, the
+//! sealer chains committed events in order and the database allows no other change;
+//! verification streams the chain, and signed checkpoints — in the database and in
+//! the GitOps repository — catch a truncated tail, refuse forgeries and let a daily
+//! run start where the last one ended. And a token's use is in the log once an hour.
+
+#[macro_use]
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{TestApp, TestResult};
+use slipway_core::views::{AuditFilter, TokenRequest, TokenScope};
+use slipway_server::audit_chain::{
+    self, AuditError, CheckpointSigner, CheckpointVerifier, VerifyOptions,
+};
+use slipway_server::secrets::SecretKey;
+use slipway_server::services::{CallMeta, audit, tokens};
+use slipway_server::storage::audit::{ChainStatus, Checkpoint, NewEvent, Origin};
+use slipway_server::storage::{self, Engine};
+
+on_both_engines!(
+    writers_insert_and_the_sealer_chains,
+    only_sealing_may_update_and_nothing_deletes,
+    concurrent_writers_and_sealers_make_one_chain,
+    the_server_seals_moments_after_a_write,
+    an_edited_row_is_caught,
+    a_deleted_middle_row_is_caught,
+    a_truncated_tail_is_caught,
+    a_forged_checkpoint_is_refused,
+    verify_from_a_checkpoint_reads_only_what_follows,
+    an_event_left_unsealed_is_caught,
+    list_filters_and_pages,
+    token_use_is_audited_once_an_hour,
+);
+
+/// Appends `n` events, each in its own transaction, as a service would.
+async fn append(app: &TestApp, n: usize, action: &str) -> TestResult {
+    let origin = Origin {
+        channel: "system".into(),
+        ..Origin::default()
+    };
+    for i in 0..n {
+        let mut tx = app.state.db.write().await?;
+        storage::audit::append(
+            &mut tx,
+            app.engine,
+            &NewEvent {
+                origin: &origin,
+                actor_id: None,
+                actor: "tester",
+                action,
+                target_kind: "test",
+                target_id: i.to_string(),
+                before: None,
+                after: Some(format!("value {i}")),
+                detail: String::new(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+fn verifier(app: &TestApp) -> TestResult<CheckpointVerifier> {
+    Ok(app
+        .state
+        .audit_signer
+        .as_ref()
+        .ok_or("demo mode has a key")?
+        .verifier())
+}
+
+/// `audit verify` as the command runs it: seal, read the GitOps checkpoint, verify.
+async fn verify(app: &TestApp, from_checkpoint: bool) -> TestResult<audit_chain::Verified> {
+    let verifier = verifier(app)?;
+    Ok(audit_chain::verify(
+        &app.state.db,
+        Some(&app.state.gitops),
+        Some(&verifier),
+        VerifyOptions {
+            from_checkpoint,
+            seal: true,
+        },
+    )
+    .await?)
+}
+
+async fn status(app: &TestApp) -> TestResult<ChainStatus> {
+    Ok(verify(app, false).await?.report.status)
+}
+
+async fn checkpoint(app: &TestApp) -> TestResult<Checkpoint> {
+    let signer = app.state.audit_signer.as_ref().ok_or("no signer")?;
+    Ok(
+        audit_chain::checkpoint(&app.state.db, &app.state.gitops, signer)
+            .await?
+            .ok_or("the log is not empty")?,
+    )
+}
+
+/// Removes the append-only guard, as someone with full access to the database can.
+async fn drop_guards(app: &TestApp) -> TestResult {
+    let statements: &[&str] = match app.engine {
+        Engine::Sqlite => &[
+            "DROP TRIGGER audit_events_no_update",
+            "DROP TRIGGER audit_events_no_delete",
+            "DROP TRIGGER audit_checkpoints_no_update",
+            "DROP TRIGGER audit_checkpoints_no_delete",
+        ],
+        Engine::Postgres => &[
+            "DROP TRIGGER audit_events_no_update ON audit_events",
+            "DROP TRIGGER audit_checkpoints_no_update ON audit_checkpoints",
+        ],
+    };
+    for sql in statements {
+        app.exec(sql).await?;
+    }
+    Ok(())
+}
+
+async fn seq_at(app: &TestApp, position: i64) -> TestResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT seq FROM audit_events WHERE position = $1")
+            .bind(position)
+            .fetch_one(&app.state.db.pool)
+            .await?,
+    )
+}
+
+async fn writers_insert_and_the_sealer_chains(app: &TestApp) -> TestResult {
+    audit_chain::seal_pending(&app.state.db).await?;
+    let before = app.count("audit_events").await?;
+    append(app, 5, "test.written").await?;
+    let carol = app.user("carol").await?;
+    let filter = AuditFilter {
+        action: Some("test.written".into()),
+        ..AuditFilter::default()
+    };
+    let page = audit::list(&app.state, &carol, &filter, storage::Window::first(50)).await?;
+    assert_eq!(page.items.len(), 5);
+    assert!(
+        page.items
+            .iter()
+            .all(|e| e.hash.is_none() && e.position.is_none()),
+        "written events wait for their seal: {:?}",
+        page.items
+    );
+    let json = serde_json::to_value(&page.items[0])?;
+    assert_eq!(
+        json["hash"],
+        serde_json::Value::Null,
+        "the API shows hash: null"
+    );
+
+    let sealed = audit_chain::seal_pending(&app.state.db).await?;
+    assert!(sealed >= 5, "the five and carol's sign-in: {sealed}");
+    let page = audit::list(&app.state, &carol, &filter, storage::Window::first(50)).await?;
+    let mut positions: Vec<i64> = page.items.iter().filter_map(|e| e.position).collect();
+    positions.sort_unstable();
+    assert_eq!(positions.len(), 5);
+    assert!(
+        positions.windows(2).all(|w| w[1] == w[0] + 1),
+        "{positions:?}"
+    );
+    assert!(
+        page.items
+            .iter()
+            .all(|e| e.hash.as_ref().is_some_and(|h| h.len() == 64))
+    );
+    assert_eq!(audit_chain::seal_pending(&app.state.db).await?, 0);
+    let events = app.count("audit_events").await?;
+    assert_eq!(events, before + sealed as i64);
+    assert_eq!(status(app).await?, ChainStatus::Intact { events });
+    Ok(())
+}
+
+async fn only_sealing_may_update_and_nothing_deletes(app: &TestApp) -> TestResult {
+    append(app, 3, "test.guarded").await?;
+    // Seals them and stores a checkpoint.
+    checkpoint(app).await?;
+    append(app, 1, "test.pending").await?;
+    let sealed = seq_at(app, 1).await?;
+    let pending: i64 =
+        sqlx::query_scalar("SELECT seq FROM audit_events WHERE action = 'test.pending'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    let refused = [
+        // a sealed event: nothing may change, its seal included
+        format!("UPDATE audit_events SET detail = 'x' WHERE seq = {sealed}"),
+        format!(
+            "UPDATE audit_events SET position = NULL, prev_hash = NULL, hash = NULL WHERE seq = {sealed}"
+        ),
+        format!("UPDATE audit_events SET hash = 'x' WHERE seq = {sealed}"),
+        format!("UPDATE audit_events SET position = 999 WHERE seq = {sealed}"),
+        format!("DELETE FROM audit_events WHERE seq = {sealed}"),
+        // an unsealed one: only the whole seal, and nothing else with it
+        format!("UPDATE audit_events SET detail = 'x' WHERE seq = {pending}"),
+        format!("UPDATE audit_events SET position = 999 WHERE seq = {pending}"),
+        format!(
+            "UPDATE audit_events SET position = 999, prev_hash = 'a', hash = 'b', detail = 'x' WHERE seq = {pending}"
+        ),
+        format!(
+            "UPDATE audit_events SET position = 999, prev_hash = 'a', hash = 'b', at = 1 WHERE seq = {pending}"
+        ),
+        format!("DELETE FROM audit_events WHERE seq = {pending}"),
+        "DELETE FROM audit_events".to_string(),
+        "UPDATE audit_checkpoints SET hash = 'x'".to_string(),
+    ];
+    for sql in &refused {
+        let outcome = app.exec(sql).await;
+        assert!(outcome.is_err(), "must be refused: {sql}");
+    }
+    assert!(app.exec("DELETE FROM audit_checkpoints").await.is_err());
+    // The sealer's own update goes through, once.
+    assert_eq!(audit_chain::seal_pending(&app.state.db).await?, 1);
+    let events = app.count("audit_events").await?;
+    assert_eq!(status(app).await?, ChainStatus::Intact { events });
+    Ok(())
+}
+
+async fn concurrent_writers_and_sealers_make_one_chain(app: &TestApp) -> TestResult {
+    let before = app.count("audit_events").await?;
+    let writers = 6;
+    let each = 20;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let db = app.state.db.clone();
+        tasks.push(tokio::spawn(async move {
+            let origin = Origin {
+                channel: "system".into(),
+                ..Origin::default()
+            };
+            for i in 0..each {
+                let mut tx = db.write().await?;
+                storage::audit::append(
+                    &mut tx,
+                    db.engine,
+                    &NewEvent {
+                        origin: &origin,
+                        actor_id: None,
+                        actor: &format!("writer{w}"),
+                        action: "test.concurrent",
+                        target_kind: "test",
+                        target_id: i.to_string(),
+                        before: None,
+                        after: None,
+                        detail: String::new(),
+                    },
+                )
+                .await?;
+                tx.commit().await?;
+            }
+            Ok::<(), storage::StorageError>(())
+        }));
+    }
+    for _ in 0..3 {
+        let db = app.state.db.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                audit_chain::seal_pending(&db).await?;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    audit_chain::seal_pending(&app.state.db).await?;
+    let events = app.count("audit_events").await?;
+    assert_eq!(events, before + writers * each);
+    let (max, count): (i64, i64) =
+        sqlx::query_as("SELECT MAX(position), COUNT(position) FROM audit_events")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!(
+        (max, count),
+        (events, events),
+        "one place per event, no gaps"
+    );
+    assert_eq!(status(app).await?, ChainStatus::Intact { events });
+    Ok(())
+}
+
+async fn the_server_seals_moments_after_a_write(app: &TestApp) -> TestResult {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = audit_chain::spawn(app.state.clone(), stopped);
+    append(app, 3, "test.nudged").await?;
+    app.state.audit_pending.notify_one();
+    let mut waited = 0;
+    loop {
+        let mut conn = app.state.db.pool.acquire().await?;
+        if !storage::audit::has_unsealed(&mut conn).await? {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 100, "not sealed within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true)?;
+    task.await?;
+    Ok(())
+}
+
+async fn an_edited_row_is_caught(app: &TestApp) -> TestResult {
+    append(app, 10, "test.edit").await?;
+    audit_chain::seal_pending(&app.state.db).await?;
+    drop_guards(app).await?;
+    let seq = seq_at(app, 4).await?;
+    app.exec(&format!(
+        "UPDATE audit_events SET after_value = 'forged' WHERE seq = {seq}"
+    ))
+    .await?;
+    match status(app).await? {
+        ChainStatus::Broken {
+            position,
+            seq: found,
+            reason,
+        } => {
+            assert_eq!((position, found), (4, Some(seq)));
+            assert!(reason.contains("edited"), "{reason}");
+        }
+        intact => panic!("an edited row must break the chain, got {intact:?}"),
+    }
+    Ok(())
+}
+
+async fn a_deleted_middle_row_is_caught(app: &TestApp) -> TestResult {
+    append(app, 10, "test.delete").await?;
+    audit_chain::seal_pending(&app.state.db).await?;
+    drop_guards(app).await?;
+    let seq = seq_at(app, 5).await?;
+    app.exec(&format!("DELETE FROM audit_events WHERE seq = {seq}"))
+        .await?;
+    match status(app).await? {
+        ChainStatus::Broken {
+            position, reason, ..
+        } => {
+            assert_eq!(position, 5);
+            assert!(reason.contains("removed"), "{reason}");
+        }
+        intact => panic!("a deleted row must break the chain, got {intact:?}"),
+    }
+    Ok(())
+}
+
+async fn a_truncated_tail_is_caught(app: &TestApp) -> TestResult {
+    append(app, 10, "test.tail").await?;
+    let signed = checkpoint(app).await?;
+    assert_eq!(
+        audit_chain::read_external(&app.state.gitops)?.as_ref(),
+        Some(&signed),
+        "committed to the GitOps repository"
+    );
+    let verified = verify(app, false).await?;
+    assert_eq!(
+        verified.report.status,
+        ChainStatus::Intact {
+            events: signed.position
+        }
+    );
+    assert_eq!(
+        verified.reached.map(|(c, _)| c.position),
+        Some(signed.position)
+    );
+
+    // Someone with full access removes the three newest events, and the stored
+    // checkpoints with them: from genesis to its new end the chain is whole.
+    drop_guards(app).await?;
+    let keep = signed.position - 3;
+    app.exec(&format!("DELETE FROM audit_events WHERE position > {keep}"))
+        .await?;
+    app.exec("DELETE FROM audit_checkpoints").await?;
+    let mut conn = app.state.db.pool.acquire().await?;
+    assert_eq!(
+        storage::audit::verify_chain(&mut conn).await?,
+        ChainStatus::Intact { events: keep },
+        "without the checkpoint, the chain looks whole"
+    );
+    drop(conn);
+    match status(app).await? {
+        ChainStatus::Broken {
+            position, reason, ..
+        } => {
+            assert_eq!(position, keep + 1);
+            assert!(reason.contains("truncated tail"), "{reason}");
+        }
+        intact => panic!("a truncated tail must be caught, got {intact:?}"),
+    }
+    // The service (the portal's and the API's verify) says the same.
+    let carol = app.user("carol").await?;
+    assert!(matches!(
+        audit::verify(&app.state, &carol).await?,
+        ChainStatus::Broken { .. }
+    ));
+    Ok(())
+}
+
+async fn a_forged_checkpoint_is_refused(app: &TestApp) -> TestResult {
+    append(app, 4, "test.forged").await?;
+    let signed = checkpoint(app).await?;
+    // Signed with another key, further along than the chain…
+    let stranger = CheckpointSigner::new(&SecretKey::generate());
+    let forged = stranger.sign(
+        &storage::audit::ChainPoint {
+            position: signed.position + 100,
+            hash: signed.hash.clone(),
+        },
+        signed.at,
+    );
+    audit_chain::write_external(&app.state.gitops, &forged)?;
+    let refused = verify(app, false).await.err().map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("not signed by this server's key")),
+        "{refused:?}"
+    );
+    // …or our signature over another place.
+    let moved = Checkpoint {
+        position: signed.position + 1,
+        ..signed.clone()
+    };
+    audit_chain::write_external(&app.state.gitops, &moved)?;
+    let verifier = verifier(app)?;
+    let outcome = audit_chain::verify(
+        &app.state.db,
+        Some(&app.state.gitops),
+        Some(&verifier),
+        VerifyOptions {
+            from_checkpoint: true,
+            seal: true,
+        },
+    )
+    .await;
+    assert!(
+        matches!(outcome, Err(AuditError::Forged { .. })),
+        "{outcome:?}"
+    );
+    // The genuine one, back in place, is accepted.
+    audit_chain::write_external(&app.state.gitops, &signed)?;
+    assert!(matches!(
+        verify(app, true).await?.report.status,
+        ChainStatus::Intact { .. }
+    ));
+    Ok(())
+}
+
+async fn verify_from_a_checkpoint_reads_only_what_follows(app: &TestApp) -> TestResult {
+    append(app, 20, "test.before").await?;
+    let signed = checkpoint(app).await?;
+    append(app, 7, "test.after").await?;
+    let verified = verify(app, true).await?;
+    assert_eq!(
+        verified.started_from.as_ref().map(|c| c.position),
+        Some(signed.position)
+    );
+    assert_eq!(verified.report.status, ChainStatus::Intact { events: 7 });
+    assert_eq!(
+        verified.report.head.as_ref().map(|h| h.position),
+        Some(signed.position + 7)
+    );
+    // Whatever lies before is not read again…
+    drop_guards(app).await?;
+    let early = seq_at(app, 2).await?;
+    app.exec(&format!(
+        "UPDATE audit_events SET detail = 'x' WHERE seq = {early}"
+    ))
+    .await?;
+    assert_eq!(
+        verify(app, true).await?.report.status,
+        ChainStatus::Intact { events: 7 }
+    );
+    // …but the checkpoint's own event must still hold the hash it signed.
+    let at = seq_at(app, signed.position).await?;
+    app.exec(&format!(
+        "UPDATE audit_events SET hash = 'x' WHERE seq = {at}"
+    ))
+    .await?;
+    match verify(app, true).await?.report.status {
+        ChainStatus::Broken { position, .. } => assert_eq!(position, signed.position),
+        intact => panic!("a rewritten checkpoint event must be caught, got {intact:?}"),
+    }
+    Ok(())
+}
+
+async fn an_event_left_unsealed_is_caught(app: &TestApp) -> TestResult {
+    append(app, 3, "test.sealed").await?;
+    audit_chain::seal_pending(&app.state.db).await?;
+    // An event written an hour before the newest sealed one and still unsealed: a
+    // read-only verification (no sealing) names it.
+    app.exec(
+        "INSERT INTO audit_events (at, actor, action, target_kind, target_id, detail) \
+         VALUES (1000, 'ghost', 'test.withheld', 'test', '1', '')",
+    )
+    .await?;
+    let verifier = verifier(app)?;
+    let verified = audit_chain::verify(
+        &app.state.db,
+        Some(&app.state.gitops),
+        Some(&verifier),
+        VerifyOptions {
+            from_checkpoint: false,
+            seal: false,
+        },
+    )
+    .await?;
+    match verified.report.status {
+        ChainStatus::Broken { seq, reason, .. } => {
+            assert!(seq.is_some());
+            assert!(reason.contains("not sealed"), "{reason}");
+        }
+        intact => panic!("an old unsealed event must be caught, got {intact:?}"),
+    }
+    Ok(())
+}
+
+async fn list_filters_and_pages(app: &TestApp) -> TestResult {
+    append(app, 12, "test.listed").await?;
+    audit_chain::seal_pending(&app.state.db).await?;
+    let carol = app.user("carol").await?;
+    let mut seen = Vec::new();
+    let mut window = storage::Window::first(5);
+    loop {
+        let filter = AuditFilter {
+            actor: Some("tester".into()),
+            action: Some("test.listed".into()),
+            target: Some("test".into()),
+        };
+        let page = audit::list(&app.state, &carol, &filter, window).await?;
+        seen.extend(page.items.iter().map(|e| e.seq));
+        match page.next_before {
+            Some(before) => window.before = Some(before),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
+    let one = AuditFilter {
+        target: Some("test:3".into()),
+        ..AuditFilter::default()
+    };
+    let page = audit::list(&app.state, &carol, &one, storage::Window::first(5)).await?;
+    assert_eq!(page.items.len(), 1);
+    Ok(())
+}
+
+/// actor, detail, channel, trace id, token id of a `token.used` event.
+type UseRow = (String, String, Option<String>, Option<String>, Option<i64>);
+
+async fn token_use_is_audited_once_an_hour(app: &TestApp) -> TestResult {
+    let alice = app.user("alice").await?;
+    let made = tokens::create(
+        &app.state,
+        &alice,
+        &TokenRequest {
+            name: "ci".into(),
+            scopes: vec![TokenScope::Read],
+            expires_in_days: Some(1),
+        },
+    )
+    .await?;
+    let token = made.token.id;
+    let router = slipway_server::cli::router(&app.state, axum::Router::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service).await;
+    });
+    let http = reqwest::Client::new();
+    for path in ["/api/v1/me", "/api/v1/requests", "/api/v1/me"] {
+        let status = http
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(&made.secret)
+            .send()
+            .await?
+            .status();
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}");
+    }
+    let used = |app: &TestApp| {
+        let pool = app.state.db.pool.clone();
+        async move {
+            let rows: Vec<UseRow> = sqlx::query_as(
+                "SELECT actor, detail, channel, trace_id, token_id FROM audit_events \
+                     WHERE action = 'token.used' AND target_id = $1 ORDER BY seq",
+            )
+            .bind(token.to_string())
+            .fetch_all(&pool)
+            .await?;
+            Ok::<_, sqlx::Error>(rows)
+        }
+    };
+    let rows = used(app).await?;
+    assert_eq!(rows.len(), 1, "one event for the hour: {rows:?}");
+    let (actor, detail, channel, trace_id, token_id) = &rows[0];
+    assert_eq!(actor, "alice");
+    assert_eq!(detail, "first call this hour: GET /api/v1/me");
+    assert_eq!(channel.as_deref(), Some("api"));
+    assert!(trace_id.is_some());
+    assert_eq!(*token_id, Some(token));
+
+    // An hour later (the clock moved back on the token), the next call is logged again.
+    app.exec(&format!(
+        "UPDATE api_tokens SET last_used_at = last_used_at - 3600001, \
+         used_audited_at = used_audited_at - 3600001 WHERE id = {token}"
+    ))
+    .await?;
+    let _ = tokens::authenticate_call(
+        &app.state,
+        &made.secret,
+        CallMeta::default(),
+        "GET /api/v1/assets",
+    )
+    .await?;
+    let rows = used(app).await?;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].1, "first call this hour: GET /api/v1/assets");
+    // Within the minute nothing more is written.
+    let _ =
+        tokens::authenticate_call(&app.state, &made.secret, CallMeta::default(), "GET /x").await?;
+    assert_eq!(used(app).await?.len(), 2);
+    Ok(())
+}
+
+/// A database at the schema before sealing, holding a chain written the old way
+/// (each writer computing its hash), migrated: every old event takes its place in
+/// seq order and the chain still verifies.
+async fn existing_chains_verify_after_the_migration(url: &str, engine: Engine) -> TestResult {
+    use sha2::{Digest, Sha256};
+    use sqlx::migrate::Migrator;
+    let source = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+        .join(match engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        });
+    let before = tempfile::tempdir()?;
+    for entry in std::fs::read_dir(&source)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.as_str() < "20261126" {
+            std::fs::copy(entry.path(), before.path().join(&name))?;
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await?;
+    Migrator::new(before.path()).await?.run(&pool).await?;
+    let mut prev = "genesis".to_string();
+    for i in 0..25i64 {
+        let at = 1_780_000_000_000 + i;
+        // The first events predate the channel columns, so they hash without them.
+        let content = if i < 10 {
+            serde_json::json!({"at": at, "actor": "alice", "action": "request.submit",
+                "target_kind": "request", "target_id": i.to_string(), "before": null,
+                "after": "submitted", "detail": ""})
+        } else {
+            serde_json::json!({"at": at, "actor": "bob", "action": "request.approve",
+                "target_kind": "request", "target_id": i.to_string(), "before": "in_review",
+                "after": "approved", "detail": "ok", "channel": "portal",
+                "client_addr": "127.0.0.1", "trace_id": format!("t{i}")})
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(prev.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(content.to_string().as_bytes());
+        let hash = hex::encode(hasher.finalize());
+        sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, target_kind, target_id, before_value, \
+             after_value, detail, prev_hash, hash, channel, client_addr, trace_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(at)
+        .bind(content["actor"].as_str())
+        .bind(content["action"].as_str())
+        .bind("request")
+        .bind(i.to_string())
+        .bind(content["before"].as_str())
+        .bind(content["after"].as_str())
+        .bind(content["detail"].as_str())
+        .bind(&prev)
+        .bind(&hash)
+        .bind(content.get("channel").and_then(|v| v.as_str()))
+        .bind(content.get("client_addr").and_then(|v| v.as_str()))
+        .bind(content.get("trace_id").and_then(|v| v.as_str()))
+        .execute(&pool)
+        .await?;
+        prev = hash;
+    }
+    pool.close().await;
+
+    let db = storage::Db::connect(url).await?;
+    let mut conn = db.pool.acquire().await?;
+    assert_eq!(
+        storage::audit::verify_chain(&mut conn).await?,
+        ChainStatus::Intact { events: 25 }
+    );
+    let head = storage::audit::head(&mut conn).await?.ok_or("no head")?;
+    assert_eq!((head.position, head.hash.as_str()), (25, prev.as_str()));
+    drop(conn);
+    // New events chain on from the old head.
+    let mut tx = db.write().await?;
+    storage::audit::append(
+        &mut tx,
+        engine,
+        &NewEvent {
+            origin: &Origin::default(),
+            actor_id: None,
+            actor: "carol",
+            action: "test.after_migration",
+            target_kind: "test",
+            target_id: "1".into(),
+            before: None,
+            after: None,
+            detail: String::new(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    assert_eq!(audit_chain::seal_pending(&db).await?, 1);
+    let mut conn = db.pool.acquire().await?;
+    assert_eq!(
+        storage::audit::verify_chain(&mut conn).await?,
+        ChainStatus::Intact { events: 26 }
+    );
+    drop(conn);
+    db.pool.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn existing_chains_verify_after_the_migration_sqlite() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    existing_chains_verify_after_the_migration(&url, Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn existing_chains_verify_after_the_migration_postgres() -> TestResult {
+    use sqlx::Connection;
+    let Some(admin) = std::env::var(common::POSTGRES_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        eprintln!(
+            "note: {} is not set; skipping the PostgreSQL run",
+            common::POSTGRES_ENV
+        );
+        return Ok(());
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("slipway_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let outcome =
+        existing_chains_verify_after_the_migration(&format!("{base}/{name}"), Engine::Postgres)
+            .await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    outcome
+}
