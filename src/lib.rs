@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod diff;
 pub mod ids;
+pub mod listing;
 pub mod policy;
 pub mod precheck;
 pub mod render;

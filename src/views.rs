@@ -180,6 +180,9 @@ pub struct RequestDetail {
     pub manual_owner: Option<String>,
     pub review_diff: Option<ReviewDiff>,
     pub permissions: Permissions,
+    /// Each parameter's title from the type's schema, in the schema's order.
+    #[serde(default)]
+    pub param_titles: Vec<ParamTitle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +214,9 @@ pub struct AssetDetail {
     pub monitoring: Vec<MonitoringItem>,
     pub relations: Vec<RelationView>,
     pub history: Vec<AuditEntry>,
+    /// Each parameter's title from the type's schema, in the schema's order.
+    #[serde(default)]
+    pub param_titles: Vec<ParamTitle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,11 +249,36 @@ pub struct AuditFilter {
     pub target: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A parameter's title from its type's schema ("Memory limit (GiB)" for
+/// `memory_limit_gi`), for pages that list parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct AssetFilter {
-    pub type_name: Option<String>,
-    pub text: Option<String>,
+pub struct ParamTitle {
+    pub name: String,
+    pub title: String,
+}
+
+/// The title of `name` among `titles`, or the name itself.
+pub fn title_of<'a>(titles: &'a [ParamTitle], name: &'a str) -> &'a str {
+    titles
+        .iter()
+        .find(|t| t.name == name)
+        .map_or(name, |t| t.title.as_str())
+}
+
+/// One value a list filter offers, with its title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub key: String,
+    pub title: String,
+}
+
+/// What the lists' filters offer: the catalog's types, teams and environments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterChoices {
+    pub types: Vec<Choice>,
+    pub teams: Vec<Choice>,
+    pub environments: Vec<Choice>,
 }
 
 /// A request as the requester edits it: the form's values and a key that makes a
@@ -354,17 +385,6 @@ pub struct TokenRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 366))]
     pub expires_in_days: Option<u32>,
-}
-
-/// What a list of requests is narrowed to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RequestFilter {
-    /// Only the caller's own requests.
-    #[serde(default)]
-    pub mine: bool,
-    pub state: Option<RequestState>,
-    pub type_name: Option<String>,
 }
 
 /// What a submit would do, without doing it: the pre-check, and when it passes, the

@@ -6,10 +6,11 @@ use leptos::server_fn::codec::Json;
 use serde_json::Value;
 use slipway_core::catalog::{Dictionary, ResourceType};
 use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::listing::{ListPage, ListQuery};
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    AssetDetail, AssetFilter, AssetSummary, AuditEntry, AuditFilter, RequestDetail, RequestDraft,
+    AssetDetail, AssetSummary, AuditEntry, AuditFilter, FilterChoices, RequestDetail, RequestDraft,
     RequestSummary, ReviewDecision, TokenView, TypeSummary, UserView,
 };
 
@@ -19,7 +20,7 @@ use crate::ssr::{app_state, optional_user, session, signed_in, user_error};
 #[cfg(feature = "ssr")]
 use slipway_server::services;
 
-/// The portal shows the newest entries of a long list (paging comes with the scale work).
+/// The audit log page shows its newest entries (its paging is its own work).
 #[cfg(feature = "ssr")]
 const PORTAL_LIST: slipway_server::storage::Window = slipway_server::storage::Window::first(500);
 
@@ -206,12 +207,20 @@ pub async fn cancel_request(id: RequestId) -> Result<(), AppError> {
         .map_err(user_error)
 }
 
-#[server]
-pub async fn my_requests() -> Result<Vec<RequestSummary>, AppError> {
+/// The signed-in person's requests: one page, narrowed as the page's URL says.
+#[server(input = Json)]
+pub async fn my_requests(query: ListQuery) -> Result<ListPage<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::mine(&state, &user)
+    services::requests::mine(&state, &user, &query.filter, query.page)
         .await
         .map_err(user_error)
+}
+
+/// What the lists' filters offer.
+#[server]
+pub async fn list_filter_choices() -> Result<FilterChoices, AppError> {
+    let (state, user) = signed_in().await?;
+    Ok(services::catalog::filter_choices(&state, &user))
 }
 
 #[server]
@@ -230,10 +239,10 @@ pub async fn current_state(id: RequestId) -> Result<RequestState, AppError> {
         .map_err(user_error)
 }
 
-#[server]
-pub async fn review_queue() -> Result<Vec<RequestSummary>, AppError> {
+#[server(input = Json)]
+pub async fn review_queue(query: ListQuery) -> Result<ListPage<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::reviews::queue(&state, &user)
+    services::reviews::queue(&state, &user, &query.filter, query.page)
         .await
         .map_err(user_error)
 }
@@ -251,10 +260,10 @@ pub async fn decide(
         .map_err(user_error)
 }
 
-#[server]
-pub async fn needing_attention() -> Result<Vec<RequestSummary>, AppError> {
+#[server(input = Json)]
+pub async fn needing_attention(query: ListQuery) -> Result<ListPage<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::needing_attention(&state, &user)
+    services::requests::needing_attention(&state, &user, &query.filter, query.page)
         .await
         .map_err(user_error)
 }
@@ -284,11 +293,10 @@ pub async fn resolve_request(id: RequestId, note: String) -> Result<(), AppError
 }
 
 #[server(input = Json)]
-pub async fn list_assets(filter: AssetFilter) -> Result<Vec<AssetSummary>, AppError> {
+pub async fn list_assets(query: ListQuery) -> Result<ListPage<AssetSummary>, AppError> {
     let (state, user) = signed_in().await?;
-    services::assets::list(&state, &user, &filter, PORTAL_LIST)
+    services::assets::list(&state, &user, &query.filter, query.page)
         .await
-        .map(|page| page.items)
         .map_err(user_error)
 }
 

@@ -306,3 +306,163 @@ async fn signing_out_deletes_the_session_on_the_server() -> TestResult {
     assert_eq!(answer.status, StatusCode::SEE_OTHER);
     Ok(())
 }
+
+/// Submits a namespace for alice's team through the services.
+async fn alices_namespace(app: &TestApp, name: &str, environment: &str) -> TestResult<i64> {
+    let alice = app.user("alice").await?;
+    let id = slipway_server::services::requests::submit(
+        &app.state,
+        &alice,
+        &common::draft(
+            "k8s-namespace",
+            common::namespace_params(name, "payments", environment, 1),
+        ),
+    )
+    .await?;
+    Ok(id.0)
+}
+
+#[tokio::test]
+async fn list_pages_link_newer_and_older_and_keep_their_filters_in_the_url() -> TestResult {
+    let app = app().await?;
+    let mut ids = Vec::new();
+    for (name, environment) in [
+        ("pa", "prod"),
+        ("pb", "prod"),
+        ("pc", "prod"),
+        ("da", "dev"),
+    ] {
+        ids.push(alices_namespace(&app, name, environment).await?);
+    }
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+
+    // The first page: the newest two, a way to older ones, none to newer ones.
+    let first = browser.get("/requests?limit=2").await?;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(
+        first.body.contains(&format!(">#{}<", ids[3])),
+        "{}",
+        first.body
+    );
+    assert!(first.body.contains(&format!(">#{}<", ids[2])));
+    assert!(!first.body.contains(&format!(">#{}<", ids[1])));
+    let older = format!("href=\"?before={}&amp;limit=2\"", ids[2]);
+    assert!(
+        first.body.contains(&older),
+        "no Older link {older}: {}",
+        first.body
+    );
+    assert!(first.body.contains("Older →") && first.body.contains("rel=\"next\""));
+    assert!(
+        !first.body.contains("rel=\"prev\""),
+        "the newest page links to no newer one"
+    );
+
+    // Following it: the older two, and the way back.
+    let second = browser
+        .get(&format!("/requests?before={}&limit=2", ids[2]))
+        .await?;
+    assert!(
+        second.body.contains(&format!(">#{}<", ids[1]))
+            && second.body.contains(&format!(">#{}<", ids[0]))
+    );
+    let newer = format!("href=\"?after={}&amp;limit=2\"", ids[1]);
+    assert!(
+        second.body.contains(&newer),
+        "no Newer link {newer}: {}",
+        second.body
+    );
+    assert!(
+        !second.body.contains("rel=\"next\""),
+        "the oldest page links to no older one"
+    );
+    let back = browser
+        .get(&format!("/requests?after={}&limit=2", ids[1]))
+        .await?;
+    assert!(
+        back.body.contains(&format!(">#{}<", ids[3]))
+            && back.body.contains(&format!(">#{}<", ids[2]))
+    );
+
+    // Filters live in the URL: the view, the form's values and the links keep them.
+    let dev = browser
+        .get("/requests?environment=dev&type=k8s-namespace&limit=1")
+        .await?;
+    assert!(dev.body.contains(&format!(">#{}<", ids[3])));
+    assert!(!dev.body.contains(&format!(">#{}<", ids[2])));
+    assert!(
+        dev.body
+            .contains("<form method=\"get\" action=\"\" class=\"filters\""),
+        "{}",
+        dev.body
+    );
+    assert!(
+        dev.body
+            .contains("<label for=\"mine-environment\">Environment</label>")
+    );
+    assert!(dev.body.contains("value=\"dev\" selected"), "{}", dev.body);
+    let prod = browser
+        .get("/requests?environment=prod&state=in_review&limit=1")
+        .await?;
+    let older = format!(
+        "href=\"?environment=prod&amp;state=in_review&amp;before={}&amp;limit=1\"",
+        ids[2]
+    );
+    assert!(prod.body.contains(&older), "{older}: {}", prod.body);
+
+    // An empty page says why; a bad value is named, not a failure.
+    let none = browser.get("/requests?environment=staging").await?;
+    assert_eq!(none.status, StatusCode::OK);
+    assert!(
+        none.body.contains("Nothing matches these filters."),
+        "{}",
+        none.body
+    );
+    let bad = browser.get("/requests?created_from=someday").await?;
+    assert!(bad.body.contains("created_from"), "{}", bad.body);
+    assert!(bad.body.contains("role=\"alert\""));
+
+    // The other lists take the same links and filters.
+    app.run_jobs().await?;
+    let assets = browser.get("/assets?q=da&environment=dev").await?;
+    assert!(assets.body.contains("payments-da-dev"), "{}", assets.body);
+    assert!(
+        assets.body.contains("name=\"q\" value=\"da\""),
+        "{}",
+        assets.body
+    );
+    let nothing = browser.get("/assets?q=%22NEAR(*").await?;
+    assert_eq!(nothing.status, StatusCode::OK);
+    assert!(
+        nothing.body.contains("Nothing matches these filters."),
+        "{}",
+        nothing.body
+    );
+    let mut bob = Browser::new(&app);
+    bob.sign_in("bob", "/catalog").await?;
+    let queue = bob.get("/reviews?team=payments&limit=2").await?;
+    assert!(
+        queue.body.contains(&format!(">#{}<", ids[2])),
+        "{}",
+        queue.body
+    );
+    assert!(
+        queue.body.contains(&format!(
+            "href=\"?team=payments&amp;before={}&amp;limit=2\"",
+            ids[1]
+        )),
+        "{}",
+        queue.body
+    );
+    let mut carol = Browser::new(&app);
+    carol.sign_in("carol", "/catalog").await?;
+    let attention = carol.get("/attention?state=failed").await?;
+    assert_eq!(attention.status, StatusCode::OK);
+    assert!(
+        attention.body.contains("Nothing matches these filters."),
+        "{}",
+        attention.body
+    );
+    Ok(())
+}

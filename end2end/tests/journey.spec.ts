@@ -93,8 +93,8 @@ test('a database request: live pre-check, changes requested, diff, approval, ass
   await hydrated(bob);
   const diff = bob.getByRole('region', { name: 'Changes since revision 1' });
   await expect(diff).toBeVisible();
-  await expect(diff.getByRole('row', { name: /storage_gb/ })).toContainText('20');
-  await expect(diff.getByRole('row', { name: /storage_gb/ })).toContainText('50');
+  await expect(diff.getByRole('row', { name: /Storage \(GB\)/ })).toContainText('20');
+  await expect(diff.getByRole('row', { name: /Storage \(GB\)/ })).toContainText('50');
   await expect(diff.locator('pre.diff .add')).toContainText(['50']);
   await bob.getByRole('button', { name: 'Approve' }).click();
   await expect(state(bob)).toHaveText('Completed', { timeout: 20_000 });

@@ -80,6 +80,12 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
+    crate::storage::search::sync(&db, &catalog.catalog)
+        .await
+        .map_err(|source| StartError::Database {
+            url: crate::config::redact_url(&settings.database_url),
+            source,
+        })?;
     let gitops = GitOpsRepo::open_or_init(&settings.gitops_repo)?;
     let state = AppState {
         db,

@@ -24,6 +24,7 @@ on_both_engines!(
     precheck_and_dry_run_write_nothing,
     review_round_through_the_api,
     lists_page_across_more_rows_than_a_page,
+    lists_take_filters_both_cursors_and_name_bad_parameters,
     bad_input_is_a_clear_4xx_and_changes_nothing,
     who_may_call_what,
     audit_lists_and_exports_json_lines,
@@ -527,14 +528,21 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
             "{problem}"
         );
     }
-    let (status, problem) = api.get("/requests?cursor=zzz", &alice).await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    let (status, _) = api.get("/requests?limit=100000", &alice).await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = api.get("/requests?colour=red", &alice).await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = api.get("/requests?state=sleeping", &alice).await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A list's query: every bad parameter is a 422 that names it.
+    for (query, field) in [
+        ("cursor=zzz", "cursor"),
+        ("limit=100000", "limit"),
+        ("colour=red", "colour"),
+        ("state=sleeping", "state"),
+    ] {
+        let (status, problem) = api.get(&format!("/requests?{query}"), &alice).await?;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+    }
     let (status, _) = api.get("/no/such/thing", &alice).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = api.get("/requests/18446744073709551616", &alice).await?;
@@ -1236,4 +1244,201 @@ async fn tokens_are_made_and_revoked_through_the_api(app: &TestApp) -> TestResul
     .await?;
     assert_eq!(actions, ["token.created", "token.used", "token.revoked"]);
     Ok(())
+}
+
+/// Every list endpoint — requests (and `mine`), the review queue, needing attention
+/// and assets — takes the filters and both cursors, and names each bad parameter.
+async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let bob = token(app, "bob", ALL).await?;
+    let carol = token(app, "carol", ALL).await?;
+    let mut made = Vec::new();
+    for (i, environment) in ["prod", "prod", "prod", "staging", "dev"]
+        .iter()
+        .enumerate()
+    {
+        let (status, created) = api
+            .post(
+                "/requests",
+                &alice,
+                &new_namespace(&format!("list{i}"), environment),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        made.push(created["summary"]["id"].as_i64().ok_or("id")?);
+    }
+    let ids = |page: &Value| -> Vec<i64> {
+        page["items"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|r| r["id"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+
+    // Forwards with next_cursor, back with prev_cursor, or with the ids themselves.
+    let (status, first) = api.get("/requests?mine=true&limit=2", &alice).await?;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(ids(&first), [made[4], made[3]]);
+    assert_eq!(first["prev_cursor"], Value::Null);
+    let next = first["next_cursor"].as_str().ok_or("next_cursor")?;
+    let (_, second) = api
+        .get(
+            &format!("/requests?mine=true&limit=2&cursor={next}"),
+            &alice,
+        )
+        .await?;
+    assert_eq!(ids(&second), [made[2], made[1]]);
+    let prev = second["prev_cursor"].as_str().ok_or("prev_cursor")?;
+    let (_, back) = api
+        .get(
+            &format!("/requests?mine=true&limit=2&cursor={prev}"),
+            &alice,
+        )
+        .await?;
+    assert_eq!(ids(&back), [made[4], made[3]]);
+    let before = second["before"].as_i64().ok_or("before")?;
+    let (_, third) = api
+        .get(
+            &format!("/requests?mine=true&limit=2&before={before}"),
+            &alice,
+        )
+        .await?;
+    assert_eq!(ids(&third), [made[0]]);
+    assert_eq!(third["next_cursor"], Value::Null);
+    let after = third["after"].as_i64().ok_or("after")?;
+    let (_, again) = api
+        .get(
+            &format!("/requests?mine=true&limit=2&after={after}"),
+            &alice,
+        )
+        .await?;
+    assert_eq!(ids(&again), [made[2], made[1]]);
+
+    // Filters.
+    let today = time_today();
+    let (_, prod) = api
+        .get(&format!("/requests?mine=true&type=k8s-namespace&team=payments&environment=prod&state=in_review&created_from={today}&created_to={today}"), &alice)
+        .await?;
+    assert_eq!(ids(&prod), [made[2], made[1], made[0]]);
+    let (_, old) = api
+        .get("/requests?mine=true&created_to=2001-01-01", &alice)
+        .await?;
+    assert_eq!(ids(&old), Vec::<i64>::new());
+
+    // The review queue and needing attention, each for those who may read it.
+    let (status, queue) = api.get("/reviews?environment=staging", &bob).await?;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+    assert_eq!(ids(&queue), [made[3]]);
+    assert_eq!(api.get("/reviews", &alice).await?.0, StatusCode::FORBIDDEN);
+    let (status, attention) = api.get("/requests/attention?state=failed", &carol).await?;
+    assert_eq!(status, StatusCode::OK, "{attention}");
+    assert_eq!(ids(&attention), Vec::<i64>::new());
+    assert_eq!(
+        api.get("/requests/attention", &alice).await?.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Assets, searched.
+    app.run_jobs().await?;
+    let (status, assets) = api
+        .get("/assets?text=list4&environment=dev", &alice)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{assets}");
+    assert_eq!(
+        assets["items"].as_array().map(Vec::len),
+        Some(1),
+        "{assets}"
+    );
+    let (status, _) = api
+        .get("/assets?text=%22NEAR(%27*%3A%26%7C!()", &alice)
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+
+    let long = "t".repeat(201);
+    for (path, field) in [
+        ("/requests?limit=101", "limit"),
+        ("/requests?limit=0", "limit"),
+        ("/requests?limit=many", "limit"),
+        ("/requests?created_from=2026-13-01", "created_from"),
+        (
+            "/requests?created_from=2026-02-02&created_to=2026-02-01",
+            "created_to",
+        ),
+        ("/requests?before=0", "before"),
+        ("/requests?after=x", "after"),
+        ("/requests?before=3&after=1", "after"),
+        ("/requests?mine=perhaps", "mine"),
+        ("/requests?team=a&team=b", "team"),
+        (&format!("/requests?type={long}"), "type"),
+        ("/requests?environment=%00", "environment"),
+        ("/requests?text=x", "text"),
+        ("/reviews?state=in_review", "state"),
+        ("/requests/attention?state=draft", "state"),
+        ("/assets?state=active", "state"),
+        ("/assets?cursor=b", "cursor"),
+        ("/assets?before=99999999999999999999", "before"),
+    ] {
+        let who = if path.starts_with("/requests/attention") {
+            &carol
+        } else if path.starts_with("/reviews") {
+            &bob
+        } else {
+            &alice
+        };
+        let (status, problem) = api.get(path, who).await?;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+    }
+
+    // The document says so.
+    let document = serde_json::to_value(slipway_server::api::openapi())?;
+    for path in [
+        "/api/v1/requests",
+        "/api/v1/reviews",
+        "/api/v1/requests/attention",
+        "/api/v1/assets",
+    ] {
+        let operation = &document["paths"][path]["get"];
+        let names: Vec<&str> = operation["parameters"]
+            .as_array()
+            .ok_or("parameters")?
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for name in [
+            "type",
+            "team",
+            "environment",
+            "created_from",
+            "created_to",
+            "before",
+            "after",
+            "cursor",
+            "limit",
+        ] {
+            assert!(
+                names.contains(&name),
+                "{path} does not document {name}: {names:?}"
+            );
+        }
+        assert!(
+            operation["responses"]["422"].is_object(),
+            "{path} does not document 422"
+        );
+    }
+    let created_from = document["paths"]["/api/v1/requests"]["get"]["parameters"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "created_from"))
+        .ok_or("created_from")?;
+    assert_eq!(created_from["schema"]["format"], "date", "{created_from}");
+    Ok(())
+}
+
+/// Today in UTC, `YYYY-MM-DD`.
+fn time_today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
 }

@@ -8,8 +8,9 @@ use common::{TestApp, TestResult, draft, namespace_params, postgres_params, run_
 use serde_json::json;
 use slipway_core::diff::{FileStatus, LineTag};
 use slipway_core::ids::{RequestId, UserId};
+use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::state::RequestState;
-use slipway_core::views::{AssetFilter, AuditFilter, ReviewDecision};
+use slipway_core::views::{AuditFilter, ReviewDecision};
 use slipway_server::services::{
     ServiceError, assets, audit, catalog, detail, operations, requests, reviews,
 };
@@ -70,13 +71,21 @@ async fn whole_chain(app: &TestApp) -> TestResult {
     )
     .await?;
     assert_eq!(app.request_state(id).await?, RequestState::InReview);
-    let queue = reviews::queue(state, &bob).await?;
+    let queue = reviews::queue(state, &bob, &ListFilter::default(), PageRequest::first(100))
+        .await?
+        .items;
     assert!(
         queue.iter().any(|r| r.id == id),
         "bob's queue lacks #{id}: {queue:?}"
     );
     assert!(matches!(
-        reviews::queue(state, &alice).await,
+        reviews::queue(
+            state,
+            &alice,
+            &ListFilter::default(),
+            PageRequest::first(100)
+        )
+        .await,
         Err(ServiceError::Forbidden(_))
     ));
 
@@ -170,11 +179,11 @@ async fn whole_chain(app: &TestApp) -> TestResult {
         "{in_repo}"
     );
 
-    let filter = AssetFilter {
+    let filter = ListFilter {
         type_name: Some("postgres-database".into()),
-        text: None,
+        ..ListFilter::default()
     };
-    let listed = assets::list(state, &alice, &filter, storage::Window::first(500))
+    let listed = assets::list(state, &alice, &filter, PageRequest::first(100))
         .await?
         .items;
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -635,11 +644,11 @@ async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {
     let listed = assets::list(
         state,
         &alice,
-        &AssetFilter {
+        &ListFilter {
             type_name: Some("redis-cache".into()),
-            text: None,
+            ..ListFilter::default()
         },
-        storage::Window::first(500),
+        PageRequest::first(100),
     )
     .await?
     .items;

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use common::{TestApp, TestResult, draft, postgres_params};
 use serde_json::{Value, json};
+use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::secret;
 use slipway_core::state::RequestState;
-use slipway_core::views::{AssetFilter, AuditFilter, ReviewDecision};
+use slipway_core::views::{AuditFilter, ReviewDecision};
 use slipway_server::secrets::{SecretBox, SecretKey};
 use slipway_server::services::{ServiceError, assets, audit, detail, requests, reviews, secrets};
 use slipway_server::storage::Engine;
@@ -274,9 +275,14 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
     );
     answers.push(serde_json::to_string(&asset)?);
     answers.push(serde_json::to_string(
-        &assets::list(state, &alice, &AssetFilter::default(), Window::first(500))
-            .await?
-            .items,
+        &assets::list(
+            state,
+            &alice,
+            &ListFilter::default(),
+            PageRequest::first(100),
+        )
+        .await?
+        .items,
     )?);
     answers.push(serde_json::to_string(
         &audit::list(state, &carol, &AuditFilter::default(), Window::first(500))
@@ -284,11 +290,29 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
             .items,
     )?);
     answers.push(serde_json::to_string(
-        &requests::mine(state, &alice).await?,
+        &requests::mine(
+            state,
+            &alice,
+            &ListFilter::default(),
+            PageRequest::first(100),
+        )
+        .await?
+        .items,
     )?);
-    answers.push(serde_json::to_string(&reviews::queue(state, &bob).await?)?);
     answers.push(serde_json::to_string(
-        &requests::needing_attention(state, &carol).await?,
+        &reviews::queue(state, &bob, &ListFilter::default(), PageRequest::first(100))
+            .await?
+            .items,
+    )?);
+    answers.push(serde_json::to_string(
+        &requests::needing_attention(
+            state,
+            &carol,
+            &ListFilter::default(),
+            PageRequest::first(100),
+        )
+        .await?
+        .items,
     )?);
     for (i, answer) in answers.iter().enumerate() {
         assert_absent(&format!("read model #{i}"), answer);

@@ -147,6 +147,23 @@ impl ResourceType {
             .to_string()
     }
 
+    /// Every parameter's title, in the schema's order (for pages that list them).
+    pub fn param_titles(&self) -> Vec<crate::views::ParamTitle> {
+        self.parameters
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|props| {
+                props
+                    .keys()
+                    .map(|name| crate::views::ParamTitle {
+                        name: name.clone(),
+                        title: self.param_title(name),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The parameters marked `x-secret: true`, in schema order.
     pub fn secret_params(&self) -> Vec<String> {
         schema::secret_params(&self.parameters)

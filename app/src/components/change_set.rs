@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use serde_json::Value;
 use slipway_core::diff::{FileDiff, FileStatus, LineTag};
 use slipway_core::render::ChangeSet;
-use slipway_core::views::ReviewDiff;
+use slipway_core::views::{ParamTitle, ReviewDiff, title_of};
 
 #[component]
 pub fn ChangeSetView(change_set: ChangeSet, hash: String) -> impl IntoView {
@@ -43,7 +43,12 @@ fn show(value: &Option<Value>) -> String {
 
 /// What changed since the revision this reviewer last saw: parameters, then each file.
 #[component]
-pub fn ReviewDiffView(diff: ReviewDiff) -> impl IntoView {
+pub fn ReviewDiffView(
+    diff: ReviewDiff,
+    /// The parameters' titles from the schema.
+    #[prop(optional)]
+    titles: Vec<ParamTitle>,
+) -> impl IntoView {
     let unchanged = diff
         .files
         .iter()
@@ -63,7 +68,7 @@ pub fn ReviewDiffView(diff: ReviewDiff) -> impl IntoView {
                 <thead><tr><th scope="col">"Parameter"</th><th scope="col">"Before"</th><th scope="col">"After"</th></tr></thead>
                 <tbody>
                     {diff.params.iter().map(|p| view! {
-                        <tr><th scope="row">{p.name.clone()}</th><td class="del">{show(&p.before)}</td><td class="add">{show(&p.after)}</td></tr>
+                        <tr><th scope="row">{title_of(&titles, &p.name).to_string()}</th><td class="del">{show(&p.before)}</td><td class="add">{show(&p.after)}</td></tr>
                     }).collect_view()}
                 </tbody>
             </table>

@@ -2,6 +2,7 @@
 
 pub mod change_set;
 pub mod flow;
+pub mod listing;
 pub mod live_refresh;
 pub mod param_checks;
 pub mod precheck;

@@ -7,7 +7,7 @@ use crate::components::StateBadge;
 pub fn RequestTable(
     requests: Vec<RequestSummary>,
     #[prop(optional)] show_requester: bool,
-    empty: &'static str,
+    empty: String,
 ) -> impl IntoView {
     if requests.is_empty() {
         return view! { <p class="empty">{empty}</p> }.into_any();

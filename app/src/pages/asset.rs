@@ -1,11 +1,11 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use serde_json::Value;
 use slipway_core::ids::AssetId;
 
 use crate::api::fetch_asset;
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
+use crate::pages::request::ParamsTable;
 
 #[component]
 pub fn AssetPage() -> impl IntoView {
@@ -22,7 +22,6 @@ pub fn AssetPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match asset.await {
                     Ok(a) => {
-                        let params: Vec<(String, String)> = a.params.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), match v { Value::String(s) => s.clone(), o if slipway_core::secret::is_placeholder(o) => slipway_core::secret::SHOWN_AS.to_string(), o => o.to_string() })).collect()).unwrap_or_default();
                         view! {
                             <Title text=format!("Asset {}", a.summary.name) />
                             <h1>{format!("Asset #{}: ", a.summary.id)}<code>{a.summary.name.clone()}</code></h1>
@@ -32,7 +31,7 @@ pub fn AssetPage() -> impl IntoView {
                             <div class="two-columns">
                                 <section aria-label="Parameters">
                                     <h2>"Parameters"</h2>
-                                    <table class="kv"><tbody>{params.into_iter().map(|(k, v)| view! { <tr><th scope="row">{k}</th><td>{v}</td></tr> }).collect_view()}</tbody></table>
+                                    <ParamsTable params=a.params.clone() titles=a.param_titles.clone() />
                                 </section>
                                 <section aria-label="Monitoring">
                                     <h2>"Monitoring"</h2>

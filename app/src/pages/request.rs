@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
-use slipway_core::views::RequestDetail;
+use slipway_core::views::{ParamTitle, RequestDetail, title_of};
 
 use crate::api::{
     CancelRequest, Decide, ResolveRequest, RetryRequest, TakeOverRequest, fetch_request,
@@ -62,11 +62,11 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
         {detail.manual_owner.clone().map(|o| view! { <div class="notice">{format!("Handled by hand by {o}.")}</div> })}
         {detail.asset_id.map(|a| view! { <div class="notice ok">"Recorded as " <a href=format!("/assets/{a}")>{format!("asset #{a}")}</a></div> })}
         <Actions detail=detail.clone() />
-        {detail.review_diff.clone().map(|diff| view! { <ReviewDiffView diff /> })}
+        {detail.review_diff.clone().map(|diff| view! { <ReviewDiffView diff titles=detail.param_titles.clone() /> })}
         <div class="two-columns">
             <section aria-label="Parameters">
                 <h2>"Parameters"</h2>
-                <ParamsTable params />
+                <ParamsTable params titles=detail.param_titles.clone() />
             </section>
             {current.as_ref().map(|r| view! { <PrecheckPanel report=r.precheck.clone() /> })}
         </div>
@@ -78,24 +78,14 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
     }
 }
 
+/// A request's parameters, each under its title from the schema.
 #[component]
-fn ParamsTable(params: Value) -> impl IntoView {
+pub fn ParamsTable(params: Value, titles: Vec<ParamTitle>) -> impl IntoView {
     let rows: Vec<(String, String)> = params
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        match v {
-                            Value::String(s) => s.clone(),
-                            v if slipway_core::secret::is_placeholder(v) => {
-                                slipway_core::secret::SHOWN_AS.to_string()
-                            }
-                            other => other.to_string(),
-                        },
-                    )
-                })
+                .map(|(k, v)| (title_of(&titles, k).to_string(), shown(v)))
                 .collect()
         })
         .unwrap_or_default();
@@ -105,6 +95,15 @@ fn ParamsTable(params: Value) -> impl IntoView {
                 {rows.into_iter().map(|(k, v)| view! { <tr><th scope="row">{k}</th><td>{v}</td></tr> }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// A parameter's value as a page shows it: text as it is, a secret as its placeholder.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        v if slipway_core::secret::is_placeholder(v) => slipway_core::secret::SHOWN_AS.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -198,6 +197,7 @@ fn Checks(detail: RequestDetail) -> impl IntoView {
 /// Every revision the requester submitted, newest first, each with what it asked for.
 #[component]
 fn Revisions(detail: RequestDetail) -> impl IntoView {
+    let titles = detail.param_titles.clone();
     (detail.revisions.len() > 1).then(|| view! {
         <section aria-label="Revisions">
             <h2>"Revisions"</h2>
@@ -209,7 +209,7 @@ fn Revisions(detail: RequestDetail) -> impl IntoView {
                                 {format!("Revision {} by {} on {} · change set ", r.revision, r.author, r.created_at)}
                                 <code>{short(&r.change_set_hash)}</code>
                             </summary>
-                            <ParamsTable params=r.params />
+                            <ParamsTable params=r.params titles=titles.clone() />
                         </details>
                     </li>
                 }).collect_view()}

@@ -2,15 +2,16 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use slipway_core::ids::AssetId;
-use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary, AuditEntry};
-use utoipa::{IntoParams, ToSchema};
+use slipway_core::listing::ListQuery;
+use slipway_core::views::{AssetDetail, AssetSummary, AuditEntry};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiPath, ApiQuery, problem};
-use super::paging::{Page, PageParams};
+use super::listing::{self, ListAnswer, list_query_doc};
 use super::problem::{ApiError, Problem};
 use crate::services::{Caller, assets};
 use crate::state::AppState;
@@ -22,24 +23,28 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(asset_history))
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct AssetListQuery {
-    /// A resource type's name.
-    #[serde(rename = "type")]
-    pub type_name: Option<String>,
-    /// Words to find in the asset's name or parameters.
-    pub text: Option<String>,
-    pub cursor: Option<String>,
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
+list_query_doc! {
+    /// The query of the asset list.
+    AssetListQuery {
+        /// Words to find: each must begin a word of the asset's name, its team or a
+        /// parameter its type makes searchable. Anything but letters and digits
+        /// separates words.
+        text: Option<String>,
+    }
 }
 
+/// A page of assets, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AssetPage {
     pub items: Vec<AssetSummary>,
+    /// Pass as `cursor` for the next (older) page; absent on the oldest page.
     pub next_cursor: Option<String>,
+    /// Pass as `cursor` for the previous (newer) page; absent on the newest page.
+    pub prev_cursor: Option<String>,
+    /// The id to pass as `before` for the next (older) page.
+    pub before: Option<i64>,
+    /// The id to pass as `after` for the previous (newer) page.
+    pub after: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/assets", tag = "assets",
@@ -47,29 +52,26 @@ pub struct AssetPage {
     responses(
         (status = 200, description = "Assets, newest first", body = AssetPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown or its value is wrong; `errors` names it", body = Problem, content_type = "application/problem+json"),
     ))]
-/// List assets in the CMDB, newest first.
+/// List assets in the CMDB, newest first, filtered and searched.
 async fn list_assets(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiQuery(query): ApiQuery<AssetListQuery>,
+    ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
 ) -> Result<Json<AssetPage>, ApiError> {
-    let window = PageParams {
-        cursor: query.cursor,
-        limit: query.limit,
-    }
-    .window()?;
-    let filter = AssetFilter {
-        type_name: query.type_name,
-        text: query.text,
-    };
-    let page: Page<AssetSummary> = assets::list(&state, &caller, &filter, window)
+    let parsed = listing::parse(&pairs, listing::ASSET_FILTERS, &[])?;
+    let ListQuery { filter, page } = &parsed.query;
+    let found: ListAnswer<AssetSummary> = assets::list(&state, &caller, filter, *page)
         .await
         .map_err(|e| problem(&caller, e))?
         .into();
     Ok(Json(AssetPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
+        items: found.items,
+        next_cursor: found.next_cursor,
+        prev_cursor: found.prev_cursor,
+        before: found.before,
+        after: found.after,
     }))
 }
 

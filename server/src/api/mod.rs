@@ -10,6 +10,7 @@ mod audit;
 mod catalog;
 mod extract;
 pub mod idempotency;
+mod listing;
 mod paging;
 pub mod problem;
 mod requests;

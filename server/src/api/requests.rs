@@ -8,18 +8,19 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slipway_core::ids::RequestId;
+use slipway_core::listing::ListQuery;
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    DryRun, RequestDetail, RequestDraft, RequestFilter, RequestSummary, ReviewDecision, TokenScope,
+    DryRun, RequestDetail, RequestDraft, RequestSummary, ReviewDecision, TokenScope,
 };
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, problem};
 use super::idempotency;
-use super::paging::{Page, PageParams};
+use super::listing::{self, ListAnswer, list_query_doc};
 use super::problem::{ApiError, Problem};
 use crate::services::{Caller, detail, operations, requests, reviews};
 use crate::state::AppState;
@@ -27,6 +28,8 @@ use crate::state::AppState;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_request, list_requests))
+        .routes(routes!(needing_attention))
+        .routes(routes!(review_queue))
         .routes(routes!(get_request))
         .routes(routes!(precheck))
         .routes(routes!(dry_run))
@@ -87,28 +90,52 @@ pub struct ResolveBody {
     pub note: String,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct RequestListQuery {
-    /// Only the caller's own requests.
-    #[serde(default)]
-    pub mine: bool,
-    pub state: Option<RequestState>,
-    /// A resource type's name.
-    #[serde(rename = "type")]
-    pub type_name: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Items per page, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
+list_query_doc! {
+    /// The query of a list of requests.
+    RequestListQuery {
+        /// Only the caller's own requests.
+        mine: Option<bool>,
+        state: Option<RequestState>,
+    }
 }
 
+list_query_doc! {
+    /// The query of needing attention.
+    AttentionQuery {
+        /// `failed` or `manual` (another state is a 422).
+        state: Option<RequestState>,
+    }
+}
+
+list_query_doc! {
+    /// The query of the review queue (every request in it is in review).
+    QueueQuery {}
+}
+
+/// A page of requests, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RequestPage {
     pub items: Vec<RequestSummary>,
+    /// Pass as `cursor` for the next (older) page; absent on the oldest page.
     pub next_cursor: Option<String>,
+    /// Pass as `cursor` for the previous (newer) page; absent on the newest page.
+    pub prev_cursor: Option<String>,
+    /// The id to pass as `before` for the next (older) page.
+    pub before: Option<i64>,
+    /// The id to pass as `after` for the previous (newer) page.
+    pub after: Option<i64>,
+}
+
+impl From<ListAnswer<RequestSummary>> for RequestPage {
+    fn from(a: ListAnswer<RequestSummary>) -> Self {
+        RequestPage {
+            items: a.items,
+            next_cursor: a.next_cursor,
+            prev_cursor: a.prev_cursor,
+            before: a.before,
+            after: a.after,
+        }
+    }
 }
 
 fn scoped(caller: &Caller, scope: TokenScope) -> Result<(), ApiError> {
@@ -175,31 +202,67 @@ async fn create_request(
     responses(
         (status = 200, description = "The requests the caller may see, newest first", body = RequestPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown or its value is wrong; `errors` names it", body = Problem, content_type = "application/problem+json"),
     ))]
-/// List the requests the caller may see, newest first.
+/// List the requests the caller may see (or made, with `mine=true`), newest first.
 async fn list_requests(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiQuery(query): ApiQuery<RequestListQuery>,
+    ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
 ) -> Result<Json<RequestPage>, ApiError> {
-    let window = PageParams {
-        cursor: query.cursor,
-        limit: query.limit,
-    }
-    .window()?;
-    let filter = RequestFilter {
-        mine: query.mine,
-        state: query.state,
-        type_name: query.type_name,
+    let parsed = listing::parse(&pairs, listing::REQUEST_FILTERS, &["mine"])?;
+    let ListQuery { filter, page } = &parsed.query;
+    let found = if parsed.flag("mine") {
+        requests::mine(&state, &caller, filter, *page).await
+    } else {
+        requests::list(&state, &caller, filter, *page).await
     };
-    let page: Page<RequestSummary> = requests::list(&state, &caller, &filter, window)
+    let found = found.map_err(|e| problem(&caller, e))?;
+    Ok(Json(ListAnswer::from(found).into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/requests/attention", tag = "operations",
+    params(AttentionQuery),
+    responses(
+        (status = 200, description = "Failed requests and requests handled by hand, newest first", body = RequestPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not on the platform team", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown or its value is wrong; `errors` names it", body = Problem, content_type = "application/problem+json"),
+    ))]
+/// Requests needing the platform team's attention: failed, or handled by hand.
+async fn needing_attention(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
+) -> Result<Json<RequestPage>, ApiError> {
+    let parsed = listing::parse(&pairs, listing::REQUEST_FILTERS, &[])?;
+    let ListQuery { filter, page } = &parsed.query;
+    let found = requests::needing_attention(&state, &caller, filter, *page)
         .await
-        .map_err(|e| problem(&caller, e))?
-        .into();
-    Ok(Json(RequestPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+        .map_err(|e| problem(&caller, e))?;
+    Ok(Json(ListAnswer::from(found).into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/reviews", tag = "reviews",
+    params(QueueQuery),
+    responses(
+        (status = 200, description = "Requests in review that the caller may decide on, newest first (never their own)", body = RequestPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not a reviewer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown or its value is wrong; `errors` names it", body = Problem, content_type = "application/problem+json"),
+    ))]
+/// The caller's review queue.
+async fn review_queue(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
+) -> Result<Json<RequestPage>, ApiError> {
+    let parsed = listing::parse(&pairs, listing::QUEUE_FILTERS, &[])?;
+    let ListQuery { filter, page } = &parsed.query;
+    let found = reviews::queue(&state, &caller, filter, *page)
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    Ok(Json(ListAnswer::from(found).into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests",

@@ -2,29 +2,29 @@
 
 use crate::services::Caller;
 use slipway_core::ids::AssetId;
+use slipway_core::listing::{ListFilter, ListPage, PageRequest, indexed_words};
 use slipway_core::precheck;
 use slipway_core::render;
-use slipway_core::views::{AssetDetail, AssetFilter, AssetSummary, AuditEntry};
+use slipway_core::views::{AssetDetail, AssetSummary, AuditEntry};
 use sqlx::AnyConnection;
 
-use super::{Actor, Paged, ServiceError, ServiceResult, record, request_type};
+use super::{Actor, ServiceError, ServiceResult, record, request_type};
 use crate::services::requests::find_required_asset;
 use crate::state::AppState;
+use crate::storage;
 use crate::storage::assets::NewAsset;
 use crate::storage::requests::RequestRow;
-use crate::storage::{self, Window};
 
+/// A page of the CMDB, newest first, narrowed by type, team, environment, time
+/// and search words. Everyone signed in may read the CMDB.
 pub async fn list(
     state: &AppState,
     _user: &Caller,
-    filter: &AssetFilter,
-    window: Window,
-) -> ServiceResult<Paged<AssetSummary>> {
+    filter: &ListFilter,
+    page: PageRequest,
+) -> ServiceResult<ListPage<AssetSummary>> {
     let mut conn = state.db.pool.acquire().await?;
-    let rows = storage::assets::list(&mut conn, filter, window).await?;
-    let last = rows.last().map(|a| a.id.0);
-    let scanned = rows.len();
-    Ok(Paged::from_window(rows, scanned, last, window))
+    Ok(storage::assets::list(&mut conn, state.db.engine, filter, page).await?)
 }
 
 /// An asset's history: every audit event about it, oldest first.
@@ -49,6 +49,11 @@ pub async fn detail(state: &AppState, _user: &Caller, id: AssetId) -> ServiceRes
         monitoring: storage::assets::monitoring(&mut conn, id).await?,
         relations: storage::assets::relations(&mut conn, id).await?,
         history: storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?,
+        param_titles: state
+            .catalog
+            .resource_type(&asset.summary.type_name)
+            .map(|t| t.param_titles())
+            .unwrap_or_default(),
         params: asset.params,
         commit_id: asset.commit_id,
         summary: asset.summary,
@@ -88,6 +93,13 @@ pub(crate) async fn record_asset(
         },
     )
     .await?;
+    let words = indexed_words(
+        Some(ty),
+        &request.resource_name,
+        ty.owning_team(&params),
+        &params,
+    );
+    storage::search::index_asset(conn, state.db.engine, id, &words).await?;
     storage::quota::adjust(conn, ty, &params, 1).await?;
     let monitoring = render::monitoring(ty, &params, &request.resource_name)
         .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?;

@@ -1,7 +1,7 @@
 use crate::services::Caller;
 use slipway_core::catalog::{Dictionary, ResourceType};
 use slipway_core::policy;
-use slipway_core::views::TypeSummary;
+use slipway_core::views::{Choice, FilterChoices, TypeSummary};
 
 use super::{ServiceError, ServiceResult};
 use crate::state::AppState;
@@ -43,4 +43,49 @@ pub fn dictionaries(state: &AppState, _user: &Caller) -> Vec<Dictionary> {
         .values()
         .cloned()
         .collect()
+}
+
+/// What the lists' filters offer: every type, the teams of the dictionaries the
+/// types' owner parameters draw from, and the environments their environment
+/// parameters allow (with the titles the schemas give them).
+pub fn filter_choices(state: &AppState, _user: &Caller) -> FilterChoices {
+    let catalog = &state.catalog.catalog;
+    let mut choices = FilterChoices::default();
+    let add = |list: &mut Vec<Choice>, key: &str, title: &str| {
+        if !list.iter().any(|c| c.key == key) {
+            list.push(Choice {
+                key: key.to_string(),
+                title: title.to_string(),
+            });
+        }
+    };
+    for ty in catalog.types.values() {
+        add(&mut choices.types, &ty.name, &ty.title);
+        if let Some(dictionary) = ty
+            .owner_param
+            .as_ref()
+            .and_then(|o| catalog.dictionaries.get(&o.dictionary))
+        {
+            for term in &dictionary.terms {
+                add(&mut choices.teams, &term.key, &term.title);
+            }
+        }
+        if let Some(field) = ty
+            .environment_param
+            .as_ref()
+            .and_then(|p| ty.parameters.pointer(&format!("/properties/{p}")))
+        {
+            let keys = field.get("enum").and_then(|e| e.as_array());
+            let titles = field.get("x-enum-titles").and_then(|e| e.as_array());
+            for (i, key) in keys.into_iter().flatten().enumerate() {
+                let Some(key) = key.as_str() else { continue };
+                let title = titles
+                    .and_then(|t| t.get(i))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or(key);
+                add(&mut choices.environments, key, title);
+            }
+        }
+    }
+    choices
 }

@@ -182,5 +182,10 @@ pub async fn request_detail(
         manual_owner: request.manual_owner.clone(),
         review_diff,
         permissions,
+        param_titles: state
+            .catalog
+            .resource_type(&request.type_name)
+            .map(|t| t.param_titles())
+            .unwrap_or_default(),
     })
 }

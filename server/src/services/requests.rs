@@ -1,10 +1,11 @@
 //! Requesting: the pre-check, submitting, revising and cancelling a request, and
 //! reading requests back.
 
-use crate::services::{Caller, Paged};
+use crate::services::Caller;
 use serde_json::Value;
 use slipway_core::catalog::{Lookup, ResourceType};
 use slipway_core::ids::RequestId;
+use slipway_core::listing::{ListFilter, ListPage, PageRequest};
 use slipway_core::policy::{self, RequestFacts, Verb};
 use slipway_core::precheck::{
     self, DependencyFound, DependencyQuery, PrecheckReport, QuotaQuery, QuotaUsage,
@@ -13,7 +14,7 @@ use slipway_core::render::{self, ChangeSet};
 use slipway_core::secret::{self, Split};
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::{FieldError, ParamValidator};
-use slipway_core::views::{DryRun, RequestDraft, RequestFilter, RequestSummary, Role};
+use slipway_core::views::{DryRun, RequestDraft, RequestSummary, Role};
 use sqlx::AnyConnection;
 use tracing::instrument;
 
@@ -23,9 +24,9 @@ use super::{
 use crate::state::AppState;
 use crate::storage::assets::AssetRow;
 use crate::storage::requests::{
-    Approval, NewDecision, NewRequest, NewRevision, RequestQuery, RequestRow,
+    Approval, NewDecision, NewRequest, NewRevision, Reach, RequestList, RequestRow,
 };
-use crate::storage::{self, Engine, Window, format_millis, jobs};
+use crate::storage::{self, Engine, format_millis, jobs};
 
 pub const APPLY_JOB: &str = "apply";
 pub const APPLY_MAX_ATTEMPTS: i64 = 5;
@@ -559,45 +560,137 @@ pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
     }
 }
 
+/// The types whose reviews need a role this person holds.
+fn types_with_approver_role<'a>(state: &'a AppState, user: &Caller) -> Vec<&'a ResourceType> {
+    state
+        .catalog
+        .catalog
+        .types
+        .values()
+        .filter(|ty| Role::parse(&ty.review.approver_role).is_some_and(|r| user.has(r)))
+        .collect()
+}
+
+/// The rows of a list this person may see, as SQL (`None`: all of them). The same
+/// reach as `policy::may(View)`: their own, their teams', and those of the types
+/// their teams offer and they review.
+fn view_reach(state: &AppState, user: &Caller) -> Option<Vec<Reach>> {
+    if [Role::Platform, Role::Auditor, Role::Admin]
+        .iter()
+        .any(|r| user.has(*r))
+    {
+        return None;
+    }
+    let offered: Vec<String> = types_with_approver_role(state, user)
+        .into_iter()
+        .filter(|ty| user.teams.contains(&ty.owner))
+        .map(|ty| ty.name.clone())
+        .collect();
+    Some(vec![
+        Reach::Requester(user.id),
+        Reach::Teams(user.teams.clone()),
+        Reach::Types(offered),
+    ])
+}
+
+/// The reach of a reviewer's queue: requests of the types their teams offer, and
+/// their teams' requests of the types they review (`None` for an admin: all).
+pub(crate) fn review_reach(state: &AppState, user: &Caller) -> Option<Vec<Reach>> {
+    if user.has(Role::Admin) {
+        return None;
+    }
+    let reviewable = types_with_approver_role(state, user);
+    let offered: Vec<String> = reviewable
+        .iter()
+        .filter(|ty| user.teams.contains(&ty.owner))
+        .map(|ty| ty.name.clone())
+        .collect();
+    let all: Vec<String> = reviewable.iter().map(|ty| ty.name.clone()).collect();
+    Some(vec![
+        Reach::Types(offered),
+        Reach::TeamsOfTypes(user.teams.clone(), all),
+    ])
+}
+
+/// Reads a page of requests and keeps those the policy lets this person `verb`.
+pub(crate) async fn visible_page(
+    state: &AppState,
+    user: &Caller,
+    verb: Verb,
+    list: &RequestList<'_>,
+    page: PageRequest,
+) -> ServiceResult<ListPage<RequestSummary>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = storage::requests::list(&mut conn, list, page).await?;
+    Ok(ListPage {
+        items: rows
+            .items
+            .iter()
+            .filter(|r| policy::may(user, verb, &super::facts(state, r)).is_ok())
+            .map(|r| summary(state, r))
+            .collect(),
+        newer: rows.newer,
+        older: rows.older,
+    })
+}
+
 /// The requests this person may see, narrowed by the filter, newest first.
 pub async fn list(
     state: &AppState,
     user: &Caller,
-    filter: &RequestFilter,
-    window: Window,
-) -> ServiceResult<Paged<RequestSummary>> {
-    let mut conn = state.db.pool.acquire().await?;
-    let query = RequestQuery {
-        requester: filter.mine.then_some(user.id),
-        state: filter.state,
-        type_name: filter.type_name.as_deref().filter(|t| !t.is_empty()),
+    filter: &ListFilter,
+    page: PageRequest,
+) -> ServiceResult<ListPage<RequestSummary>> {
+    let list = RequestList {
+        filter: filter.clone(),
+        reach: view_reach(state, user),
+        ..RequestList::default()
     };
-    let rows = storage::requests::page(&mut conn, &query, window).await?;
-    let last = rows.last().map(|r| r.id.0);
-    let scanned = rows.len();
-    let visible = rows
-        .iter()
-        .filter(|r| policy::may(user, Verb::View, &super::facts(state, r)).is_ok())
-        .map(|r| summary(state, r))
-        .collect();
-    Ok(Paged::from_window(visible, scanned, last, window))
+    visible_page(state, user, Verb::View, &list, page).await
 }
 
-pub async fn mine(state: &AppState, user: &Caller) -> ServiceResult<Vec<RequestSummary>> {
-    let mut conn = state.db.pool.acquire().await?;
-    let rows = storage::requests::by_requester(&mut conn, user.id).await?;
-    Ok(rows.iter().map(|r| summary(state, r)).collect())
+/// The requests this person made, narrowed by the filter, newest first.
+pub async fn mine(
+    state: &AppState,
+    user: &Caller,
+    filter: &ListFilter,
+    page: PageRequest,
+) -> ServiceResult<ListPage<RequestSummary>> {
+    let list = RequestList {
+        filter: filter.clone(),
+        requester: Some(user.id),
+        ..RequestList::default()
+    };
+    visible_page(state, user, Verb::View, &list, page).await
 }
 
-/// Requests the platform team must look at: failed or under manual handling.
+/// The states "needing attention" holds.
+pub const ATTENTION_STATES: [RequestState; 2] = [RequestState::Failed, RequestState::Manual];
+
+/// Requests the platform team must look at: failed or under manual handling,
+/// newest first.
 pub async fn needing_attention(
     state: &AppState,
     user: &Caller,
-) -> ServiceResult<Vec<RequestSummary>> {
+    filter: &ListFilter,
+    page: PageRequest,
+) -> ServiceResult<ListPage<RequestSummary>> {
     require_role(user, Role::Platform, "viewing failed requests")?;
-    let mut conn = state.db.pool.acquire().await?;
-    let rows =
-        storage::requests::by_states(&mut conn, &[RequestState::Failed, RequestState::Manual])
-            .await?;
-    Ok(rows.iter().map(|r| summary(state, r)).collect())
+    if let Some(wanted) = filter.state
+        && !ATTENTION_STATES.contains(&wanted)
+    {
+        return Err(ServiceError::Invalid(vec![FieldError::new(
+            "state",
+            format!(
+                "needing attention holds only failed and manual requests, not {}",
+                wanted.as_str()
+            ),
+        )]));
+    }
+    let list = RequestList {
+        filter: filter.clone(),
+        states: &ATTENTION_STATES,
+        ..RequestList::default()
+    };
+    visible_page(state, user, Verb::View, &list, page).await
 }

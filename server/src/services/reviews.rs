@@ -2,31 +2,43 @@
 
 use crate::services::Caller;
 use slipway_core::ids::RequestId;
-use slipway_core::policy::{self, Verb};
+use slipway_core::listing::{ListFilter, ListPage, PageRequest};
+use slipway_core::policy::Verb;
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::FieldError;
 use slipway_core::views::{RequestSummary, ReviewDecision, Role};
 use tracing::instrument;
 
 use super::{
-    Actor, ServiceError, ServiceResult, authorize, facts, load_request, record, request_type,
+    Actor, ServiceError, ServiceResult, authorize, load_request, record, request_type,
     require_role, transition,
 };
-use crate::services::requests::{approve_and_enqueue, summary};
+use crate::services::requests::{approve_and_enqueue, review_reach, visible_page};
 use crate::state::AppState;
-use crate::storage::requests::NewDecision;
+use crate::storage::requests::{NewDecision, RequestList};
 use crate::storage::{self};
 
-/// Requests waiting for this reviewer: in review, of a type they may approve, not their own.
-pub async fn queue(state: &AppState, user: &Caller) -> ServiceResult<Vec<RequestSummary>> {
+/// Requests waiting for this reviewer, newest first: in review, of a type they may
+/// approve, not their own. The SQL reads only requests in review that their
+/// teams offer or ask for; the policy decides on each.
+pub async fn queue(
+    state: &AppState,
+    user: &Caller,
+    filter: &ListFilter,
+    page: PageRequest,
+) -> ServiceResult<ListPage<RequestSummary>> {
     require_role(user, Role::Reviewer, "the review queue")?;
-    let mut conn = state.db.pool.acquire().await?;
-    let rows = storage::requests::by_states(&mut conn, &[RequestState::InReview]).await?;
-    Ok(rows
-        .iter()
-        .filter(|r| policy::may(user, Verb::Approve, &facts(state, r)).is_ok())
-        .map(|r| summary(state, r))
-        .collect())
+    let list = RequestList {
+        filter: ListFilter {
+            state: None,
+            ..filter.clone()
+        },
+        not_requester: Some(user.id),
+        states: &[RequestState::InReview],
+        reach: review_reach(state, user),
+        ..RequestList::default()
+    };
+    visible_page(state, user, Verb::Approve, &list, page).await
 }
 
 fn verb_and_action(decision: ReviewDecision) -> (Verb, Action) {

@@ -1,10 +1,12 @@
 use serde_json::Value;
 use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::listing::{ListFilter, ListPage, PageRequest};
 use slipway_core::render::MonitoringItem;
-use slipway_core::views::{AssetFilter, AssetSummary, RelationView};
+use slipway_core::views::{AssetSummary, RelationView};
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, Window, format_millis, now_millis, parse_json, to_json};
+use super::listing::{self, Conditions, ListSql};
+use super::{Engine, StorageError, format_millis, now_millis, parse_json, to_json};
 
 pub const ACTIVE: &str = "active";
 
@@ -104,32 +106,63 @@ pub async fn active_named(
     Ok(id.map(AssetId))
 }
 
-pub async fn list(
-    conn: &mut AnyConnection,
-    filter: &AssetFilter,
-    window: Window,
-) -> Result<Vec<AssetSummary>, StorageError> {
-    let type_name = filter.type_name.as_deref().filter(|t| !t.is_empty());
-    let text = filter
+/// The SQL of a page of assets, or `None` when the search has no word to find.
+fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
+    let mut c = Conditions::default();
+    listing::filter_conditions(&mut c, "a", filter);
+    if let Some(text) = filter
         .text
         .as_deref()
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| format!("%{}%", t.to_lowercase()));
-    let rows = sqlx::query(&format!(
-        "SELECT {ASSET_COLUMNS} FROM assets WHERE ($1 IS NULL OR type_name = $1) \
-         AND ($2 IS NULL OR LOWER(name) LIKE $2 OR LOWER(params) LIKE $2) \
-         AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
-    ))
-    .bind(type_name)
-    .bind(text)
-    .bind(window.before)
-    .bind(window.limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| asset_from_row(r).map(|a| a.summary))
-        .collect()
+    {
+        let words = slipway_core::listing::search_words(text);
+        if words.is_empty() {
+            return None;
+        }
+        let matches = super::search::matches(engine, &mut c, &words);
+        c.push(matches);
+    }
+    Some(ListSql {
+        columns: "a.id, a.type_name, a.name, a.params, a.request_id, a.commit_id, a.state, a.created_at",
+        from: "assets a",
+        id: "a.id",
+        conditions: c,
+    })
+}
+
+/// One page of assets, newest first.
+pub async fn list(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    filter: &ListFilter,
+    page: PageRequest,
+) -> Result<ListPage<AssetSummary>, StorageError> {
+    match list_sql(engine, filter) {
+        Some(sql) => {
+            sql.page(
+                conn,
+                page,
+                |r| asset_from_row(r).map(|a| a.summary),
+                |a| a.id.0,
+            )
+            .await
+        }
+        None => Ok(ListPage::empty()),
+    }
+}
+
+/// How the database reads that page (`EXPLAIN`), for tests and operators.
+pub async fn list_plan(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    filter: &ListFilter,
+    page: PageRequest,
+) -> Result<String, StorageError> {
+    match list_sql(engine, filter) {
+        Some(sql) => sql.plan(conn, engine, page).await,
+        None => Ok(String::new()),
+    }
 }
 
 pub async fn insert_relation(

@@ -5,7 +5,10 @@ use slipway_core::render::ChangeSet;
 use slipway_core::state::RequestState;
 use sqlx::{AnyConnection, Row};
 
-use super::{Engine, StorageError, Window, now_millis, parse_json, to_json};
+use slipway_core::listing::{Cursor, ListFilter, ListPage, PageRequest};
+
+use super::listing::{self, Conditions, ListSql};
+use super::{Engine, StorageError, now_millis, parse_json, to_json};
 
 /// Makes submissions of one type take turns, inside the caller's write
 /// transaction, so each pre-check (submit key, resource name, quota) sees the
@@ -49,12 +52,22 @@ pub struct RequestRow {
     pub params: Value,
 }
 
-const REQUEST_SELECT: &str = "SELECT r.id, r.type_name, r.resource_name, r.requester_id, \
-     u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, r.approved_params_hash, \
-     m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at, \
-     r.params \
-     FROM requests r JOIN users u ON u.id = r.requester_id \
-     LEFT JOIN users m ON m.id = r.manual_owner_id";
+macro_rules! request_columns {
+    () => {
+        "r.id, r.type_name, r.resource_name, r.requester_id, \
+         u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, r.approved_params_hash, \
+         m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at, \
+         r.params"
+    };
+}
+macro_rules! request_from {
+    () => {
+        "requests r JOIN users u ON u.id = r.requester_id \
+         LEFT JOIN users m ON m.id = r.manual_owner_id"
+    };
+}
+
+const REQUEST_SELECT: &str = concat!("SELECT ", request_columns!(), " FROM ", request_from!());
 
 fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RequestRow, StorageError> {
     let state: String = row.try_get("state")?;
@@ -136,61 +149,185 @@ pub async fn get(
     row.as_ref().map(request_from_row).transpose()
 }
 
-pub async fn by_requester(
-    conn: &mut AnyConnection,
-    requester: UserId,
-) -> Result<Vec<RequestRow>, StorageError> {
-    let rows = sqlx::query(&format!(
-        "{REQUEST_SELECT} WHERE r.requester_id = $1 ORDER BY r.id DESC"
-    ))
-    .bind(requester.0)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(request_from_row).collect()
+/// Who may see a row of a list, as SQL: a row any of these reaches is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Requester(UserId),
+    Teams(Vec<String>),
+    Types(Vec<String>),
+    /// Requests for one of these teams and of one of these types.
+    TeamsOfTypes(Vec<String>, Vec<String>),
 }
 
-/// What a list of requests is narrowed to; `None` means any.
+/// What a list of requests is narrowed to in SQL. The service still asks the
+/// policy about every row; this keeps the rows it is asked about few.
 #[derive(Debug, Clone, Default)]
-pub struct RequestQuery<'a> {
+pub struct RequestList<'a> {
+    pub filter: ListFilter,
+    /// Only this person's requests.
     pub requester: Option<UserId>,
-    pub state: Option<RequestState>,
-    pub type_name: Option<&'a str>,
+    /// Never this person's requests.
+    pub not_requester: Option<UserId>,
+    /// Only these states (fixed by the list, written into the SQL so a partial
+    /// index on them serves it); empty means any.
+    pub states: &'a [RequestState],
+    /// `None`: every row; `Some(reach)`: rows any of `reach` reaches (none when empty).
+    pub reach: Option<Vec<Reach>>,
 }
 
-/// Newest first, one window at a time.
-pub async fn page(
-    conn: &mut AnyConnection,
-    query: &RequestQuery<'_>,
-    window: Window,
-) -> Result<Vec<RequestRow>, StorageError> {
-    let rows = sqlx::query(&format!(
-        "{REQUEST_SELECT} WHERE ($1 IS NULL OR r.requester_id = $1) \
-         AND ($2 IS NULL OR r.state = $2) AND ($3 IS NULL OR r.type_name = $3) \
-         AND ($4 IS NULL OR r.id < $4) ORDER BY r.id DESC LIMIT $5"
-    ))
-    .bind(query.requester.map(|u| u.0))
-    .bind(query.state.map(|s| s.as_str()))
-    .bind(query.type_name)
-    .bind(window.before)
-    .bind(window.limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(request_from_row).collect()
+impl RequestList<'_> {
+    /// The list's SQL, or `None` when it can hold no row.
+    fn sql(&self) -> Option<ListSql<'static>> {
+        let mut c = Conditions::default();
+        if !self.states.is_empty() {
+            let names: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
+            c.push(format!("r.state IN ({})", listing::literals(&names)));
+        }
+        if let Some(state) = self.filter.state {
+            if !self.states.is_empty() && !self.states.contains(&state) {
+                return None;
+            }
+            let mark = c.text(state.as_str());
+            c.push(format!("r.state = {mark}"));
+        }
+        if let Some(requester) = self.requester {
+            let mark = c.int(requester.0);
+            c.push(format!("r.requester_id = {mark}"));
+        }
+        if let Some(other) = self.not_requester {
+            let mark = c.int(other.0);
+            c.push(format!("r.requester_id <> {mark}"));
+        }
+        if let Some(reach) = &self.reach {
+            let mut any = Vec::new();
+            for r in reach {
+                match r {
+                    Reach::Requester(id) => any.push(format!("r.requester_id = {}", c.int(id.0))),
+                    Reach::Teams(teams) if !teams.is_empty() => {
+                        any.push(format!("r.team IN ({})", c.texts(teams)));
+                    }
+                    Reach::Types(types) if !types.is_empty() => {
+                        any.push(format!("r.type_name IN ({})", c.texts(types)));
+                    }
+                    Reach::TeamsOfTypes(teams, types) if !teams.is_empty() && !types.is_empty() => {
+                        let teams = c.texts(teams);
+                        let types = c.texts(types);
+                        any.push(format!(
+                            "(r.team IN ({teams}) AND r.type_name IN ({types}))"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if any.is_empty() {
+                return None;
+            }
+            c.push(format!("({})", any.join(" OR ")));
+        }
+        listing::filter_conditions(&mut c, "r", &self.filter);
+        Some(ListSql {
+            columns: request_columns!(),
+            from: request_from!(),
+            id: "r.id",
+            conditions: c,
+        })
+    }
 }
 
-pub async fn by_states(
+/// One page of a list of requests, newest first. A list of several states reads
+/// each state's page from the `(state, id)` index, in id order, and merges them:
+/// no query sorts every row of those states.
+pub async fn list(
     conn: &mut AnyConnection,
-    states: &[RequestState],
-) -> Result<Vec<RequestRow>, StorageError> {
-    // A handful of fixed state names, never user input: safe to inline.
-    let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
-    let rows = sqlx::query(&format!(
-        "{REQUEST_SELECT} WHERE r.state IN ({}) ORDER BY r.updated_at",
-        list.join(", ")
-    ))
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(request_from_row).collect()
+    list: &RequestList<'_>,
+    page: PageRequest,
+) -> Result<ListPage<RequestRow>, StorageError> {
+    if list.states.len() > 1 && list.filter.state.is_none() {
+        let mut pages = Vec::with_capacity(list.states.len());
+        for state in list.states {
+            let one = RequestList {
+                states: std::slice::from_ref(state),
+                ..list.clone()
+            };
+            pages.push(one_list(conn, &one, page).await?);
+        }
+        return Ok(merge(pages, page));
+    }
+    one_list(conn, list, page).await
+}
+
+async fn one_list(
+    conn: &mut AnyConnection,
+    list: &RequestList<'_>,
+    page: PageRequest,
+) -> Result<ListPage<RequestRow>, StorageError> {
+    match list.sql() {
+        Some(sql) => sql.page(conn, page, request_from_row, |r| r.id.0).await,
+        None => Ok(ListPage::empty()),
+    }
+}
+
+/// The page of a list made of several lists' pages at the same cursor: the rows
+/// nearest the cursor, and a neighbour wherever one of them has one.
+fn merge(pages: Vec<ListPage<RequestRow>>, page: PageRequest) -> ListPage<RequestRow> {
+    let size = usize::try_from(page.clamped_size()).unwrap_or(usize::MAX);
+    let any_newer = pages.iter().any(|p| p.newer.is_some());
+    let any_older = pages.iter().any(|p| p.older.is_some());
+    let mut rows: Vec<RequestRow> = pages.into_iter().flat_map(|p| p.items).collect();
+    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    let more = rows.len() > size;
+    let items: Vec<RequestRow> = match page.cursor {
+        // Rows after the cursor: the oldest of them are nearest.
+        Cursor::After(_) => rows.split_off(rows.len().saturating_sub(size)),
+        Cursor::Newest | Cursor::Before(_) => {
+            rows.truncate(size);
+            rows
+        }
+    };
+    let newest = items.first().map(|r| r.id.0);
+    let oldest = items.last().map(|r| r.id.0);
+    let (newer, older) = match page.cursor {
+        Cursor::Newest => (None, oldest.filter(|_| more || any_older)),
+        Cursor::Before(before) => (
+            any_newer.then(|| newest.unwrap_or(before.saturating_sub(1))),
+            oldest.filter(|_| more || any_older),
+        ),
+        Cursor::After(after) => (
+            newest.filter(|_| more || any_newer),
+            any_older.then(|| oldest.unwrap_or(after.saturating_add(1))),
+        ),
+    };
+    ListPage {
+        items,
+        newer,
+        older,
+    }
+}
+
+/// How the database reads that page (`EXPLAIN`), for tests and operators.
+pub async fn list_plan(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    list: &RequestList<'_>,
+    page: PageRequest,
+) -> Result<String, StorageError> {
+    if list.states.len() > 1 && list.filter.state.is_none() {
+        let mut plans = Vec::with_capacity(list.states.len());
+        for state in list.states {
+            let one = RequestList {
+                states: std::slice::from_ref(state),
+                ..list.clone()
+            };
+            if let Some(sql) = one.sql() {
+                plans.push(sql.plan(conn, engine, page).await?);
+            }
+        }
+        return Ok(plans.join("\n"));
+    }
+    match list.sql() {
+        Some(sql) => sql.plan(conn, engine, page).await,
+        None => Ok(String::new()),
+    }
 }
 
 /// Moves the request to `to` only if it is still in `from`; false when another
