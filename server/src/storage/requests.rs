@@ -274,7 +274,7 @@ fn merge(pages: Vec<ListPage<RequestRow>>, page: PageRequest) -> ListPage<Reques
     let any_newer = pages.iter().any(|p| p.newer.is_some());
     let any_older = pages.iter().any(|p| p.older.is_some());
     let mut rows: Vec<RequestRow> = pages.into_iter().flat_map(|p| p.items).collect();
-    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     let more = rows.len() > size;
     let items: Vec<RequestRow> = match page.cursor {
         // Rows after the cursor: the oldest of them are nearest.
