@@ -110,6 +110,8 @@ pub fn parse(
     let mut rest: Vec<(&str, String)> = Vec::new();
     let mut read_flags = Vec::new();
     let mut cursor_given = false;
+    // The parameter a cursor stands for, so an error about it names the cursor.
+    let mut cursor_as: Option<&'static str> = None;
     for (key, value) in pairs {
         if flags.contains(&key.as_str()) {
             match value.trim() {
@@ -127,7 +129,10 @@ pub fn parse(
             }
             cursor_given = true;
             match cursor_param(value) {
-                Ok(Some((name, id))) => rest.push((name, id.to_string())),
+                Ok(Some((name, id))) => {
+                    cursor_as = Some(name);
+                    rest.push((name, id.to_string()));
+                }
                 Ok(None) => {}
                 Err(error) => errors.push(error),
             }
@@ -145,9 +150,9 @@ pub fn parse(
     let query = match parsed {
         Ok(query) => Some(query),
         Err(more) => {
-            // A cursor translated into before/after reports as the cursor.
+            // An error about what a cursor stood for names the cursor.
             errors.extend(more.into_iter().map(|mut e| {
-                if cursor_given && (e.field == "before" || e.field == "after") {
+                if cursor_as == Some(e.field.as_str()) {
                     e.field = "cursor".into();
                 }
                 e
