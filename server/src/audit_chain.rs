@@ -309,9 +309,10 @@ pub async fn verify(
     let mut trusted: Vec<(Checkpoint, &'static str)> = Vec::new();
     match verifier {
         Some(verifier) => {
+            // The external one last: of two at the same place, it is the one named.
             for (checkpoint, source_name) in [
-                (external.clone(), "the GitOps repository"),
                 (stored, "the database"),
+                (external.clone(), "the GitOps repository"),
             ] {
                 let Some(checkpoint) = checkpoint else {
                     continue;
@@ -330,7 +331,10 @@ pub async fn verify(
                 ));
             }
         }
-        None if from_checkpoint => return Err(AuditError::NoKey),
+        // A checkpoint that cannot be checked is neither trusted nor ignored.
+        None if from_checkpoint || external.is_some() || stored.is_some() => {
+            return Err(AuditError::NoKey);
+        }
         None => notes.push(
             "no key: the signed checkpoints were not checked, so a truncated tail would not show"
                 .into(),

@@ -447,6 +447,15 @@ async fn a_forged_checkpoint_is_refused(app: &TestApp) -> TestResult {
         verify(app, true).await?.report.status,
         ChainStatus::Intact { .. }
     ));
+    // Without a key to check it, a checkpoint is neither trusted nor ignored.
+    let unchecked = audit_chain::verify(
+        &app.state.db,
+        Some(&app.state.gitops),
+        None,
+        VerifyOptions::default(),
+    )
+    .await;
+    assert!(matches!(unchecked, Err(AuditError::NoKey)), "{unchecked:?}");
     Ok(())
 }
 

@@ -26,9 +26,6 @@ const SEAL_LOCK: i64 = 7105001;
 /// An unsealed event this much older than the newest sealed one was left out.
 pub const UNSEALED_GRACE_MILLIS: i64 = 5 * 60 * 1000;
 
-/// Events sealed per statement: four parameters each, well under both engines' limits.
-const SEAL_CHUNK: usize = 500;
-
 /// Where a call came from; `None` fields are unknown (an event from before they
 /// were recorded, or a caller that has no such thing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,12 +69,35 @@ struct HashedContent<'a> {
     token_id: Option<i64>,
 }
 
-fn chain_hash(prev_hash: &str, content: &HashedContent<'_>) -> String {
+/// Feeds serialised JSON straight into the digest, without an intermediate string.
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for DigestWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `sha256(prev_hash + "\n" + json(content))` as 64 lower-case hex digits.
+fn chain_hash_hex(prev_hash: &str, content: &HashedContent<'_>) -> [u8; 64] {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
-    hasher.update(super::to_json(content).as_bytes());
-    hex::encode(hasher.finalize())
+    // Serialising our own plain struct into a digest cannot fail.
+    let _ = serde_json::to_writer(DigestWriter(&mut hasher), content);
+    let mut hex_digits = [0u8; 64];
+    // 32 bytes always fit 64 digits.
+    let _ = hex::encode_to_slice(hasher.finalize(), &mut hex_digits);
+    hex_digits
+}
+
+fn chain_hash(prev_hash: &str, content: &HashedContent<'_>) -> String {
+    String::from_utf8_lossy(&chain_hash_hex(prev_hash, content)).into_owned()
 }
 
 /// Appends one event inside the caller's transaction, so the event commits or
@@ -133,6 +153,67 @@ struct StoredEvent {
 const EVENT_COLUMNS: &str = "seq, at, actor, action, target_kind, target_id, before_value, \
                              after_value, detail, prev_hash, hash, channel, client_addr, \
                              trace_id, token_id, position";
+
+/// One row as verify reads it: borrowed from the row, nothing copied.
+struct EventRef<'r> {
+    seq: i64,
+    at: i64,
+    actor: &'r str,
+    action: &'r str,
+    target_kind: &'r str,
+    target_id: &'r str,
+    before: Option<&'r str>,
+    after: Option<&'r str>,
+    detail: &'r str,
+    prev_hash: Option<&'r str>,
+    hash: Option<&'r str>,
+    channel: Option<&'r str>,
+    client_addr: Option<&'r str>,
+    trace_id: Option<&'r str>,
+    token_id: Option<i64>,
+    position: Option<i64>,
+}
+
+impl EventRef<'_> {
+    fn content(&self) -> HashedContent<'_> {
+        HashedContent {
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            target_kind: self.target_kind,
+            target_id: self.target_id,
+            before: self.before,
+            after: self.after,
+            detail: self.detail,
+            channel: self.channel,
+            client_addr: self.client_addr,
+            trace_id: self.trace_id,
+            token_id: self.token_id,
+        }
+    }
+}
+
+// By index, in EVENT_COLUMNS order: verify reads a million of these.
+fn event_ref(row: &sqlx::any::AnyRow) -> Result<EventRef<'_>, StorageError> {
+    Ok(EventRef {
+        seq: row.try_get(0)?,
+        at: row.try_get(1)?,
+        actor: row.try_get(2)?,
+        action: row.try_get(3)?,
+        target_kind: row.try_get(4)?,
+        target_id: row.try_get(5)?,
+        before: row.try_get(6)?,
+        after: row.try_get(7)?,
+        detail: row.try_get(8)?,
+        prev_hash: row.try_get(9)?,
+        hash: row.try_get(10)?,
+        channel: row.try_get(11)?,
+        client_addr: row.try_get(12)?,
+        trace_id: row.try_get(13)?,
+        token_id: row.try_get(14)?,
+        position: row.try_get(15)?,
+    })
+}
 
 // By index, in EVENT_COLUMNS order: verify reads a million of these.
 fn event_from_row(row: &sqlx::any::AnyRow) -> Result<StoredEvent, StorageError> {
@@ -344,39 +425,44 @@ pub async fn seal(
             hash,
         ));
     }
-    for chunk in sealed.chunks(SEAL_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| {
-                let p = 4 * i;
-                format!(
-                    "SELECT ${} AS s, ${} AS p, ${} AS ph, ${} AS h",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4
-                )
+    if sealed.is_empty() {
+        return Ok(0);
+    }
+    // The whole batch in one statement and one parameter (a JSON array): no
+    // statement per event, and no thousands of bound parameters (which SQLite looks
+    // up by name, one linear scan each).
+    let batch = serde_json::Value::Array(
+        sealed
+            .iter()
+            .map(|(seq, position, prev_hash, hash)| {
+                serde_json::json!({"s": seq, "p": position, "ph": prev_hash, "h": hash})
             })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let sql = format!(
-            "UPDATE audit_events SET position = v.p, prev_hash = v.ph, hash = v.h \
-             FROM ({values}) AS v WHERE audit_events.seq = v.s AND audit_events.position IS NULL"
-        );
-        let mut query = sqlx::query(&sql);
-        for (seq, position, prev_hash, hash) in chunk {
-            query = query
-                .bind(*seq)
-                .bind(*position)
-                .bind(prev_hash.as_str())
-                .bind(hash.as_str());
+            .collect(),
+    )
+    .to_string();
+    let values = match engine {
+        Engine::Postgres => {
+            "jsonb_to_recordset($1::jsonb) AS v(s BIGINT, p BIGINT, ph TEXT, h TEXT)"
         }
-        let done = query.execute(&mut *conn).await?.rows_affected();
-        if done != chunk.len() as u64 {
-            return Err(StorageError::Corrupt(format!(
-                "sealing audit events: {done} of {} rows took their place",
-                chunk.len()
-            )));
+        Engine::Sqlite => {
+            "(SELECT json_extract(value, '$.s') AS s, json_extract(value, '$.p') AS p, \
+              json_extract(value, '$.ph') AS ph, json_extract(value, '$.h') AS h \
+              FROM json_each($1)) AS v"
         }
+    };
+    let done = sqlx::query(&format!(
+        "UPDATE audit_events SET position = v.p, prev_hash = v.ph, hash = v.h \
+         FROM {values} WHERE audit_events.seq = v.s AND audit_events.position IS NULL"
+    ))
+    .bind(batch)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if done != sealed.len() as u64 {
+        return Err(StorageError::Corrupt(format!(
+            "sealing audit events: {done} of {} rows took their place",
+            sealed.len()
+        )));
     }
     Ok(sealed.len() as u64)
 }
@@ -484,7 +570,7 @@ pub async fn verify(
         );
         let mut rows = sqlx::query(&sql).bind(expected).fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
-            let e = event_from_row(&row)?;
+            let e = event_ref(&row)?;
             let position = e.position.unwrap_or_default();
             if position != expected {
                 return Ok(broken(
@@ -496,21 +582,21 @@ pub async fn verify(
                     ),
                 ));
             }
-            let (Some(prev_hash), Some(hash)) = (&e.prev_hash, &e.hash) else {
+            let (Some(prev_hash), Some(hash)) = (e.prev_hash, e.hash) else {
                 return Ok(broken(
                     position,
                     Some(e.seq),
                     "has a place in the chain but no hash (its seal was cleared)".into(),
                 ));
             };
-            if *prev_hash != prev {
+            if prev_hash != prev {
                 return Ok(broken(
                     position,
                     Some(e.seq),
                     "does not follow the previous event (a row was removed or reordered)".into(),
                 ));
             }
-            if chain_hash(&prev, &e.content()) != *hash {
+            if chain_hash_hex(&prev, &e.content()) != hash.as_bytes() {
                 return Ok(broken(
                     position,
                     Some(e.seq),
@@ -519,7 +605,7 @@ pub async fn verify(
             }
             if let Some(reach) = from.reach
                 && reach.position == position
-                && reach.hash != *hash
+                && reach.hash != hash
             {
                 return Ok(broken(
                     position,
@@ -528,7 +614,8 @@ pub async fn verify(
                 ));
             }
             newest_at = Some(e.at);
-            prev = e.hash.unwrap_or_default();
+            prev.clear();
+            prev.push_str(hash);
             expected += 1;
             events += 1;
         }
