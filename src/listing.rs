@@ -326,6 +326,12 @@ impl ListQuery {
             }
             seen.push(param.name());
             let value = value.trim();
+            let is_date = matches!(param, Param::CreatedFrom | Param::CreatedTo);
+            if value.is_empty() && is_date && size_rule == SizeRule::Refuse {
+                // A form sends an empty date field; an API caller means a date.
+                errors.push(FieldError::new(key, "must be a date, YYYY-MM-DD"));
+                continue;
+            }
             if value.is_empty() {
                 continue;
             }
