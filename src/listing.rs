@@ -326,13 +326,13 @@ impl ListQuery {
             }
             seen.push(param.name());
             let value = value.trim();
-            let is_date = matches!(param, Param::CreatedFrom | Param::CreatedTo);
-            if value.is_empty() && is_date && size_rule == SizeRule::Refuse {
-                // A form sends an empty date field; an API caller means a date.
-                errors.push(FieldError::new(key, "must be a date, YYYY-MM-DD"));
-                continue;
-            }
-            if value.is_empty() {
+            // A form sends its empty fields, and an empty text is no narrowing; an
+            // API caller who sends an empty date, state, id or size meant one.
+            let is_text = matches!(
+                param,
+                Param::Type | Param::Team | Param::Environment | Param::Text(_)
+            );
+            if value.is_empty() && (is_text || size_rule == SizeRule::Clamp) {
                 continue;
             }
             let filter = &mut query.filter;

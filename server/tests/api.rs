@@ -534,6 +534,11 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
         ("limit=100000", "limit"),
         ("colour=red", "colour"),
         ("state=sleeping", "state"),
+        ("state=", "state"),
+        ("before=", "before"),
+        ("after=&created_to=2026-01-01", "after"),
+        ("created_to=", "created_to"),
+        ("mine=", "mine"),
     ] {
         let (status, problem) = api.get(&format!("/requests?{query}"), &alice).await?;
         assert_eq!(

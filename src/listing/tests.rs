@@ -180,3 +180,30 @@ fn search_words_are_only_words() {
     assert_eq!(search_words(&one)[0].chars().count(), MAX_WORD_CHARS);
     assert_eq!(encode("a b&c=ü"), "a%20b%26c%3D%C3%BC");
 }
+
+#[test]
+fn an_empty_value_is_no_filter_in_a_form_but_an_error_in_the_api() {
+    let typed = [
+        "state",
+        "created_from",
+        "created_to",
+        "before",
+        "after",
+        "limit",
+    ];
+    for name in typed {
+        assert!(
+            parse(&[(name, "")], SizeRule::Clamp).is_ok(),
+            "{name} empty in a form"
+        );
+        assert_eq!(
+            fields(parse(&[(name, " ")], SizeRule::Refuse)),
+            [name],
+            "{name} empty in the API"
+        );
+    }
+    for name in ["type", "team", "environment", "q"] {
+        let query = parse(&[(name, "")], SizeRule::Refuse).expect("an empty text");
+        assert!(query.filter.is_empty(), "{name}");
+    }
+}

@@ -116,7 +116,7 @@ pub fn parse(
         if flags.contains(&key.as_str()) {
             match value.trim() {
                 "true" | "1" => read_flags.push((key.clone(), true)),
-                "false" | "0" | "" => read_flags.push((key.clone(), false)),
+                "false" | "0" => read_flags.push((key.clone(), false)),
                 other => errors.push(FieldError::new(
                     key.as_str(),
                     format!("{other:?} is not true or false"),
