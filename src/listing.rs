@@ -212,6 +212,12 @@ pub struct ListFilter {
     pub created_to: Option<Day>,
     /// Words to find (assets).
     pub text: Option<String>,
+    /// Who acted (the audit log): a user name, `worker`, or `policy:<name>`.
+    pub actor: Option<String>,
+    /// What was done (the audit log), e.g. `request.approve`.
+    pub action: Option<String>,
+    /// What it was done to (the audit log): `kind:id` or just the kind.
+    pub target: Option<String>,
 }
 
 impl ListFilter {
@@ -232,6 +238,9 @@ pub enum Param {
     CreatedTo,
     /// Search words; `q` in the portal, `text` in the API.
     Text(&'static str),
+    Actor,
+    Action,
+    Target,
     Before,
     After,
     Limit,
@@ -247,6 +256,9 @@ impl Param {
             Param::CreatedFrom => "created_from",
             Param::CreatedTo => "created_to",
             Param::Text(name) => name,
+            Param::Actor => "actor",
+            Param::Action => "action",
+            Param::Target => "target",
             Param::Before => "before",
             Param::After => "after",
             Param::Limit => "limit",
@@ -330,7 +342,13 @@ impl ListQuery {
             // API caller who sends an empty date, state, id or size meant one.
             let is_text = matches!(
                 param,
-                Param::Type | Param::Team | Param::Environment | Param::Text(_)
+                Param::Type
+                    | Param::Team
+                    | Param::Environment
+                    | Param::Text(_)
+                    | Param::Actor
+                    | Param::Action
+                    | Param::Target
             );
             if value.is_empty() && (is_text || size_rule == SizeRule::Clamp) {
                 continue;
@@ -342,6 +360,9 @@ impl ListQuery {
                 Param::Environment => {
                     name_value(param, value).map(|v| filter.environment = Some(v))
                 }
+                Param::Actor => name_value(param, value).map(|v| filter.actor = Some(v)),
+                Param::Action => name_value(param, value).map(|v| filter.action = Some(v)),
+                Param::Target => name_value(param, value).map(|v| filter.target = Some(v)),
                 Param::State => value
                     .parse::<RequestState>()
                     .map(|s| filter.state = Some(s))
@@ -440,6 +461,9 @@ impl ListQuery {
         push("state", f.state.map(|s| s.as_str().to_string()));
         push("created_from", f.created_from.map(|d| d.to_string()));
         push("created_to", f.created_to.map(|d| d.to_string()));
+        push("actor", f.actor.clone());
+        push("action", f.action.clone());
+        push("target", f.target.clone());
         let mut query: Vec<String> = pairs
             .into_iter()
             .map(|(k, v)| format!("{k}={}", encode(&v)))

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::diff::{FileDiff, ParamChange};
 use crate::ids::{AssetId, RequestId, UserId};
+use crate::listing::{Day, ListFilter};
 use crate::precheck::PrecheckReport;
 use crate::render::{ChangeSet, MonitoringItem};
 use crate::state::RequestState;
@@ -247,6 +248,27 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub target: Option<String>,
+    /// Written on or after this day (UTC).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub created_from: Option<Day>,
+    /// Written on or before this day (UTC).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub created_to: Option<Day>,
+}
+
+impl From<&AuditFilter> for ListFilter {
+    fn from(filter: &AuditFilter) -> ListFilter {
+        ListFilter {
+            actor: filter.actor.clone(),
+            action: filter.action.clone(),
+            target: filter.target.clone(),
+            created_from: filter.created_from,
+            created_to: filter.created_to,
+            ..ListFilter::default()
+        }
+    }
 }
 
 /// A parameter's title from its type's schema ("Memory limit (GiB)" for

@@ -10,7 +10,7 @@ use slipway_core::listing::{ListPage, ListQuery};
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    AssetDetail, AssetSummary, AuditEntry, AuditFilter, FilterChoices, RequestDetail, RequestDraft,
+    AssetDetail, AssetSummary, AuditEntry, FilterChoices, RequestDetail, RequestDraft,
     RequestSummary, ReviewDecision, TokenView, TypeSummary, UserView,
 };
 
@@ -19,10 +19,6 @@ use crate::error::AppError;
 use crate::ssr::{app_state, optional_user, session, signed_in, user_error};
 #[cfg(feature = "ssr")]
 use slipway_server::services;
-
-/// The audit log page shows its newest entries (its paging is its own work).
-#[cfg(feature = "ssr")]
-const PORTAL_LIST: slipway_server::storage::Window = slipway_server::storage::Window::first(500);
 
 #[server]
 pub async fn current_user() -> Result<Option<UserView>, AppError> {
@@ -309,11 +305,10 @@ pub async fn fetch_asset(id: AssetId) -> Result<AssetDetail, AppError> {
 }
 
 #[server(input = Json)]
-pub async fn audit_log(filter: AuditFilter) -> Result<Vec<AuditEntry>, AppError> {
+pub async fn audit_log(query: ListQuery) -> Result<ListPage<AuditEntry>, AppError> {
     let (state, user) = signed_in().await?;
-    services::audit::list(&state, &user, &filter, PORTAL_LIST)
+    services::audit::page(&state, &user, &query)
         .await
-        .map(|page| page.items)
         .map_err(user_error)
 }
 

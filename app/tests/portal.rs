@@ -463,5 +463,41 @@ async fn list_pages_link_newer_and_older_and_keep_their_filters_in_the_url() -> 
         "{}",
         attention.body
     );
+
+    // The audit log pages the same way and keeps its own filters in its links.
+    let today =
+        &slipway_server::storage::format_millis(slipway_server::storage::now_millis())[..10];
+    let audit = carol
+        .get(&format!(
+            "/audit?action=request.submit&created_from={today}&limit=2"
+        ))
+        .await?;
+    assert_eq!(audit.status, StatusCode::OK);
+    assert_eq!(
+        audit.body.matches("<code>request.submit</code>").count(),
+        2,
+        "{}",
+        audit.body
+    );
+    let older = format!("href=\"?created_from={today}&amp;action=request.submit&amp;before=");
+    assert!(audit.body.contains(&older), "{older}: {}", audit.body);
+    assert!(
+        audit
+            .body
+            .contains("<label for=\"audit-from\">From</label>")
+    );
+    assert!(
+        audit.body.contains(&format!("value=\"{today}\"")),
+        "{}",
+        audit.body
+    );
+    let yesterday = carol.get("/audit?created_to=2001-01-01").await?;
+    assert!(
+        yesterday.body.contains("Nothing matches these filters."),
+        "{}",
+        yesterday.body
+    );
+    let bad = carol.get("/audit?created_from=someday").await?;
+    assert!(bad.body.contains("created_from") && bad.body.contains("role=\"alert\""));
     Ok(())
 }

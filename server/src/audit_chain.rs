@@ -355,12 +355,13 @@ pub async fn verify(
     let start_point = started_from.as_ref().map(Checkpoint::point);
     let reach_point = reached.as_ref().map(|(c, _)| c.point());
     let began = Instant::now();
+    drop(conn);
     let report = storage::audit::verify(
-        &mut conn,
+        &db.pool,
         &VerifyFrom {
             start: start_point.as_ref(),
             reach: reach_point.as_ref(),
-            unsealed_grace_millis: UNSEALED_GRACE_MILLIS,
+            ..VerifyFrom::default()
         },
     )
     .await?;

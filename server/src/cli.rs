@@ -20,6 +20,7 @@ use crate::services::auth::ensure_initial_users;
 use crate::services::{CallMeta, Caller, Channel};
 use crate::state::AppState;
 use crate::storage::Db;
+use crate::storage::quota::Recount;
 use crate::storage::sessions::DbSessionStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +75,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
-    crate::storage::lookup::sync(&db, &catalog.catalog)
+    crate::storage::lookup::sync(&db, &catalog.catalog, Recount::Changed)
         .await
         .map_err(|source| StartError::Database {
             url: crate::config::redact_url(&settings.database_url),

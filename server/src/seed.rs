@@ -19,6 +19,7 @@ use slipway_core::views::Role;
 use crate::state::AppState;
 use crate::storage::assets::NewAsset;
 use crate::storage::audit::{NewEvent, Origin};
+use crate::storage::quota::Recount;
 use crate::storage::requests::{NewDecision, NewRequest, NewRevision};
 use crate::storage::users::NewUser;
 use crate::storage::{self, StorageError, Tx};
@@ -121,7 +122,7 @@ pub async fn seed(state: &AppState, plan: SeedPlan) -> Result<Seeded, SeedError>
     // The rows went in beside the services: rebuild what is derived from them, and
     // let the planner see the tables as they now are (as autovacuum or
     // `PRAGMA optimize` would, some time later).
-    storage::lookup::sync(&state.db, catalog).await?;
+    storage::lookup::sync(&state.db, catalog, Recount::All).await?;
     sqlx::query("ANALYZE").execute(&state.db.pool).await?;
     Ok(seeded)
 }

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{TestApp, TestResult};
+use slipway_core::listing::{Cursor, Day, ListFilter, ListQuery, PageRequest};
 use slipway_core::views::{AuditFilter, TokenRequest, TokenScope};
 use slipway_server::audit_chain::{
     self, AuditError, CheckpointSigner, CheckpointVerifier, VerifyOptions,
@@ -28,11 +29,13 @@ on_both_engines!(
     the_server_seals_moments_after_a_write,
     an_edited_row_is_caught,
     a_deleted_middle_row_is_caught,
+    ranges_read_side_by_side_join_at_their_seams,
     a_truncated_tail_is_caught,
     a_forged_checkpoint_is_refused,
     verify_from_a_checkpoint_reads_only_what_follows,
     an_event_left_unsealed_is_caught,
     list_filters_and_pages,
+    portal_pages_go_both_ways_and_filter_by_day,
     token_use_is_audited_once_an_hour,
 );
 
@@ -348,6 +351,51 @@ async fn a_deleted_middle_row_is_caught(app: &TestApp) -> TestResult {
     Ok(())
 }
 
+/// A long chain is read in ranges side by side; a break on either side of a seam,
+/// or a range that does not join the one before, is found all the same.
+async fn ranges_read_side_by_side_join_at_their_seams(app: &TestApp) -> TestResult {
+    append(app, 40, "test.ranges").await?;
+    audit_chain::seal_pending(&app.state.db).await?;
+    let in_ranges = storage::audit::VerifyFrom {
+        events_per_reader: 4,
+        ..storage::audit::VerifyFrom::default()
+    };
+    let read = |from: storage::audit::VerifyFrom<'static>| {
+        let pool = app.state.db.pool.clone();
+        async move { storage::audit::verify(&pool, &from).await }
+    };
+    let whole = read(in_ranges.clone()).await?;
+    let ChainStatus::Intact { events } = whole.status.clone() else {
+        return Err(format!("a whole chain verifies: {whole:?}").into());
+    };
+    assert!(events >= 40, "{events}");
+    assert_eq!(whole.head.as_ref().map(|h| h.position), Some(events));
+    let one_reader = read(storage::audit::VerifyFrom::default()).await?;
+    assert_eq!(one_reader, whole, "one reader and several agree");
+    drop_guards(app).await?;
+    // Wherever the seams fall, an edit on either side of one is found: edit every
+    // place, newest first, so each edit is the first break.
+    for position in (1..=events).rev() {
+        let seq = seq_at(app, position).await?;
+        app.exec(&format!(
+            "UPDATE audit_events SET detail = 'forged' WHERE seq = {seq}"
+        ))
+        .await?;
+        match read(in_ranges.clone()).await?.status {
+            ChainStatus::Broken {
+                position: found,
+                seq: found_seq,
+                reason,
+            } => {
+                assert_eq!((found, found_seq), (position, Some(seq)), "{reason}");
+                assert!(reason.contains("edited"), "{reason}");
+            }
+            intact => panic!("an edit at {position} must break the chain, got {intact:?}"),
+        }
+    }
+    Ok(())
+}
+
 async fn a_truncated_tail_is_caught(app: &TestApp) -> TestResult {
     append(app, 10, "test.tail").await?;
     let signed = checkpoint(app).await?;
@@ -375,13 +423,11 @@ async fn a_truncated_tail_is_caught(app: &TestApp) -> TestResult {
     app.exec(&format!("DELETE FROM audit_events WHERE position > {keep}"))
         .await?;
     app.exec("DELETE FROM audit_checkpoints").await?;
-    let mut conn = app.state.db.pool.acquire().await?;
     assert_eq!(
-        storage::audit::verify_chain(&mut conn).await?,
+        storage::audit::verify_chain(&app.state.db.pool).await?,
         ChainStatus::Intact { events: keep },
         "without the checkpoint, the chain looks whole"
     );
-    drop(conn);
     match status(app).await? {
         ChainStatus::Broken {
             position, reason, ..
@@ -539,6 +585,7 @@ async fn list_filters_and_pages(app: &TestApp) -> TestResult {
             actor: Some("tester".into()),
             action: Some("test.listed".into()),
             target: Some("test".into()),
+            ..AuditFilter::default()
         };
         let page = audit::list(&app.state, &carol, &filter, window).await?;
         seen.extend(page.items.iter().map(|e| e.seq));
@@ -558,6 +605,94 @@ async fn list_filters_and_pages(app: &TestApp) -> TestResult {
     };
     let page = audit::list(&app.state, &carol, &one, storage::Window::first(5)).await?;
     assert_eq!(page.items.len(), 1);
+    Ok(())
+}
+
+/// The portal's pages: "Older" then "Newer" walk the same rows, filters and days
+/// narrow them, and each filter reads an index.
+async fn portal_pages_go_both_ways_and_filter_by_day(app: &TestApp) -> TestResult {
+    append(app, 7, "test.paged").await?;
+    append(app, 2, "test.other").await?;
+    let carol = app.user("carol").await?;
+    let today = Day::parse(&storage::format_millis(storage::now_millis())[..10])?;
+    let yesterday = Day::parse(&storage::format_millis(storage::now_millis() - 86_400_000)[..10])?;
+    let filter = ListFilter {
+        action: Some("test.paged".into()),
+        created_from: Some(today),
+        ..ListFilter::default()
+    };
+    let query = |cursor| ListQuery {
+        filter: filter.clone(),
+        page: PageRequest { cursor, size: 3 },
+    };
+    let mut pages = Vec::new();
+    let mut cursor = Cursor::Newest;
+    loop {
+        let page = audit::page(&app.state, &carol, &query(cursor)).await?;
+        pages.push(page.items.iter().map(|e| e.seq).collect::<Vec<_>>());
+        match page.older {
+            Some(older) => cursor = Cursor::Before(older),
+            None => break,
+        }
+    }
+    let seen: Vec<i64> = pages.concat();
+    assert_eq!(seen.len(), 7, "{pages:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+    // Back from the oldest page: the page before it, exactly.
+    let last = pages
+        .last()
+        .and_then(|p| p.last())
+        .copied()
+        .ok_or("no rows")?;
+    let back = audit::page(&app.state, &carol, &query(Cursor::After(last))).await?;
+    let ids: Vec<i64> = back.items.iter().map(|e| e.seq).collect();
+    assert_eq!(ids, seen[seen.len() - 4..seen.len() - 1], "{pages:?}");
+    assert_eq!(back.older, Some(ids[ids.len() - 1]));
+    let before_today = ListQuery {
+        filter: ListFilter {
+            created_from: None,
+            created_to: Some(yesterday),
+            ..filter.clone()
+        },
+        page: PageRequest::first(50),
+    };
+    let none = audit::page(&app.state, &carol, &before_today).await?;
+    assert!(none.items.is_empty() && none.older.is_none() && none.newer.is_none());
+    let alice = app.user("alice").await?;
+    assert!(
+        audit::page(&app.state, &alice, &query(Cursor::Newest))
+            .await
+            .is_err()
+    );
+    let mut conn = app.state.db.pool.acquire().await?;
+    for (filter, index) in [
+        (
+            ListFilter {
+                actor: Some("x".into()),
+                ..ListFilter::default()
+            },
+            "audit_actor",
+        ),
+        (
+            ListFilter {
+                action: Some("x".into()),
+                ..ListFilter::default()
+            },
+            "audit_action",
+        ),
+        (
+            ListFilter {
+                target: Some("request:1".into()),
+                ..ListFilter::default()
+            },
+            "audit_target",
+        ),
+    ] {
+        let plan =
+            storage::audit::page_plan(&mut conn, app.engine, &filter, PageRequest::first(50))
+                .await?;
+        assert!(plan.contains(index), "{filter:?}: {plan}");
+    }
     Ok(())
 }
 
@@ -707,7 +842,7 @@ async fn existing_chains_verify_after_the_migration(url: &str, engine: Engine) -
     let db = storage::Db::connect(url).await?;
     let mut conn = db.pool.acquire().await?;
     assert_eq!(
-        storage::audit::verify_chain(&mut conn).await?,
+        storage::audit::verify_chain(&db.pool).await?,
         ChainStatus::Intact { events: 25 }
     );
     let head = storage::audit::head(&mut conn).await?.ok_or("no head")?;
@@ -733,12 +868,10 @@ async fn existing_chains_verify_after_the_migration(url: &str, engine: Engine) -
     .await?;
     tx.commit().await?;
     assert_eq!(audit_chain::seal_pending(&db).await?, 1);
-    let mut conn = db.pool.acquire().await?;
     assert_eq!(
-        storage::audit::verify_chain(&mut conn).await?,
+        storage::audit::verify_chain(&db.pool).await?,
         ChainStatus::Intact { events: 26 }
     );
-    drop(conn);
     db.pool.close().await;
     Ok(())
 }

@@ -233,9 +233,8 @@ async fn whole_chain(app: &TestApp) -> TestResult {
 
     let events = app.count("audit_events").await?;
     slipway_server::audit_chain::seal_pending(&state.db).await?;
-    let mut conn = state.db.pool.acquire().await?;
     assert_eq!(
-        storage::audit::verify_chain(&mut conn).await?,
+        storage::audit::verify_chain(&state.db.pool).await?,
         ChainStatus::Intact { events }
     );
     assert_eq!(
@@ -269,7 +268,7 @@ async fn whole_chain(app: &TestApp) -> TestResult {
             .await?,
         1
     );
-    match storage::audit::verify_chain(&mut conn).await? {
+    match storage::audit::verify_chain(&state.db.pool).await? {
         ChainStatus::Broken { seq, .. } => assert_eq!(seq, Some(2)),
         intact => panic!("a tampered row must break the chain, got {intact:?}"),
     }

@@ -10,6 +10,7 @@ mod common;
 use common::{TestApp, TestResult, draft, namespace_params, postgres_params};
 use slipway_core::views::ReviewDecision;
 use slipway_server::services::{requests, reviews};
+use slipway_server::storage::quota::Recount;
 use slipway_server::storage::{self, Engine};
 
 on_both_engines!(
@@ -192,12 +193,50 @@ async fn counters_agree_with_a_recount_after_every_kind_of_change(app: &TestApp)
         .sum();
     // done 2 + grow 7 + wait 1 + apps 2; the rejected and cancelled ones left.
     assert_eq!(cpu_total, 2 + 7 + 1 + 2, "{kept:?}");
-    storage::lookup::sync(&app.state.db, &app.state.catalog.catalog).await?;
+    // A start with the same rules leaves the counters; a recount from the rows
+    // must find exactly what the changes kept.
+    assert_eq!(
+        storage::lookup::sync(&app.state.db, &app.state.catalog.catalog, Recount::Changed).await?,
+        0
+    );
+    assert_eq!(counters(app).await?, kept);
+    storage::lookup::sync(&app.state.db, &app.state.catalog.catalog, Recount::All).await?;
     assert_eq!(
         counters(app).await?,
         kept,
         "the counters drifted from the rows"
     );
+    // A changed rule recounts its type only; a type gone from the catalog takes
+    // its counters along.
+    let mut changed = app.state.catalog.catalog.clone();
+    let namespace = changed
+        .types
+        .get_mut("k8s-namespace")
+        .ok_or("no namespace type")?;
+    let dropped = namespace.quota.pop().ok_or("no quota rule")?;
+    let dropped = format!(
+        "{}|{}",
+        dropped.per.join(","),
+        dropped.sum.unwrap_or_default()
+    );
+    changed.types.remove("postgres-database");
+    assert_eq!(
+        storage::lookup::sync(&app.state.db, &changed, Recount::Changed).await?,
+        1
+    );
+    let expected: Vec<_> = kept
+        .iter()
+        .filter(|c| c.0 == "k8s-namespace" && c.1 != dropped)
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(counters(app).await?, expected);
+    assert_eq!(
+        storage::lookup::sync(&app.state.db, &app.state.catalog.catalog, Recount::Changed).await?,
+        2,
+        "both types are counted again under the shipped rules"
+    );
+    assert_eq!(counters(app).await?, kept);
     Ok(())
 }
 
@@ -224,7 +263,7 @@ async fn seeded_data_spans_every_state_and_counts_right(app: &TestApp) -> TestRe
     assert_eq!(unlabelled, 0);
     // The seed rebuilt the counters from what it wrote.
     let kept = counters(app).await?;
-    storage::lookup::sync(&app.state.db, &app.state.catalog.catalog).await?;
+    storage::lookup::sync(&app.state.db, &app.state.catalog.catalog, Recount::All).await?;
     assert_eq!(counters(app).await?, kept);
     Ok(())
 }

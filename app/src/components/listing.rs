@@ -39,18 +39,25 @@ pub struct FilterSet {
 pub fn url_query(
     filters: FilterSet,
 ) -> impl Fn() -> Result<ListQuery, AppError> + Clone + Send + Sync + 'static {
+    let accepted: Vec<Param> = PAGE_PARAMS
+        .iter()
+        .copied()
+        .filter(|p| match p {
+            Param::State => !filters.states.is_empty(),
+            Param::Text(_) => filters.search,
+            _ => true,
+        })
+        .collect();
+    url_query_of(accepted)
+}
+
+/// The query of a page that reads exactly the `accepted` parameters.
+pub fn url_query_of(
+    accepted: Vec<Param>,
+) -> impl Fn() -> Result<ListQuery, AppError> + Clone + Send + Sync + 'static {
     let map = use_query_map();
     move || {
         map.with(|map| {
-            let accepted: Vec<Param> = PAGE_PARAMS
-                .iter()
-                .copied()
-                .filter(|p| match p {
-                    Param::State => !filters.states.is_empty(),
-                    Param::Text(_) => filters.search,
-                    _ => true,
-                })
-                .collect();
             let pairs = map.into_iter().filter_map(|(key, value)| {
                 let key: &str = key;
                 accepted

@@ -6,6 +6,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use slipway_core::listing::Day;
 use slipway_core::views::{AuditEntry, AuditFilter};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -34,6 +35,12 @@ pub struct AuditQuery {
     pub action: Option<String>,
     /// `kind:id` (e.g. `request:12`) or just the kind.
     pub target: Option<String>,
+    /// Written on or after this day (UTC), `YYYY-MM-DD`.
+    #[param(value_type = Option<String>, format = Date)]
+    pub created_from: Option<Day>,
+    /// Written on or before this day (UTC), `YYYY-MM-DD`.
+    #[param(value_type = Option<String>, format = Date)]
+    pub created_to: Option<Day>,
     pub cursor: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
@@ -45,6 +52,8 @@ impl AuditQuery {
             actor: self.actor.clone(),
             action: self.action.clone(),
             target: self.target.clone(),
+            created_from: self.created_from,
+            created_to: self.created_to,
         }
     }
 }
@@ -60,6 +69,12 @@ pub struct AuditExportQuery {
     pub action: Option<String>,
     /// `kind:id` (e.g. `request:12`) or just the kind.
     pub target: Option<String>,
+    /// Written on or after this day (UTC), `YYYY-MM-DD`.
+    #[param(value_type = Option<String>, format = Date)]
+    pub created_from: Option<Day>,
+    /// Written on or before this day (UTC), `YYYY-MM-DD`.
+    #[param(value_type = Option<String>, format = Date)]
+    pub created_to: Option<Day>,
 }
 
 impl AuditExportQuery {
@@ -68,6 +83,8 @@ impl AuditExportQuery {
             actor: self.actor.clone(),
             action: self.action.clone(),
             target: self.target.clone(),
+            created_from: self.created_from,
+            created_to: self.created_to,
         }
     }
 }

@@ -1,4 +1,5 @@
 use crate::services::Caller;
+use slipway_core::listing::{ListPage, ListQuery};
 use slipway_core::views::{AuditEntry, AuditFilter, Role};
 
 use super::{Paged, ServiceError, ServiceResult, require_any_role};
@@ -20,6 +21,17 @@ pub async fn list(
     let last = rows.last().map(|e| e.seq);
     let scanned = rows.len();
     Ok(Paged::from_window(rows, scanned, last, window))
+}
+
+/// One page of the audit log for the portal, newest first, with "Newer" and "Older".
+pub async fn page(
+    state: &AppState,
+    user: &Caller,
+    query: &ListQuery,
+) -> ServiceResult<ListPage<AuditEntry>> {
+    require_any_role(user, &AUDIT_ROLES, "reading the audit log")?;
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(storage::audit::page(&mut conn, &query.filter, query.page).await?)
 }
 
 /// Seals what is pending, then verifies the whole chain and that it reaches the

@@ -45,7 +45,7 @@ impl Conditions {
         self.parts.push(condition.into());
     }
 
-    fn where_clause(&self) -> String {
+    pub fn where_clause(&self) -> String {
         if self.parts.is_empty() {
             String::new()
         } else {
@@ -53,7 +53,7 @@ impl Conditions {
         }
     }
 
-    fn bind<'q>(
+    pub fn bind<'q>(
         &self,
         mut query: Query<'q, Any, AnyArguments<'q>>,
     ) -> Query<'q, Any, AnyArguments<'q>> {

@@ -17,6 +17,7 @@ use slipway_core::state::RequestState;
 use sqlx::{AnyConnection, Row};
 
 use super::assets::{ACTIVE, AssetRow};
+use super::quota::Recount;
 use super::{Db, Engine, StorageError};
 
 const INDEX_PREFIX: &str = "lookup_";
@@ -98,8 +99,9 @@ fn index_for(engine: Engine, lookup: &Lookup, holders: Holders) -> (String, Stri
 
 /// Creates the index of every lookup the catalog makes and drops those of lookups
 /// it no longer makes; fills the team and environment columns lists filter on;
-/// recounts quota usage under the catalog's rules.
-pub async fn sync(db: &Db, catalog: &Catalog) -> Result<(), StorageError> {
+/// recounts quota usage of the types `counters` names. Returns how many types
+/// were recounted.
+pub async fn sync(db: &Db, catalog: &Catalog, counters: Recount) -> Result<usize, StorageError> {
     let mut tx = db.write().await?;
     if db.engine == Engine::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -124,9 +126,9 @@ pub async fn sync(db: &Db, catalog: &Catalog) -> Result<(), StorageError> {
         }
     }
     fill_listing_columns(&mut tx, db.engine, catalog).await?;
-    super::quota::recount(&mut tx, db.engine, catalog).await?;
+    let recounted = super::quota::recount(&mut tx, db.engine, catalog, counters).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(recounted)
 }
 
 async fn existing_indexes(

@@ -3,7 +3,7 @@
 //! scope. A pre-check reads one row per rule, however much is stored.
 //!
 //! The counters are a cache of what the rows say: [`recount`] rebuilds them from
-//! the rows at start (the catalog's rules may have changed), holding the table
+//! the rows at start for the types whose counted rules changed, holding the table
 //! lock so no change lands half-counted.
 
 use std::collections::BTreeMap;
@@ -31,7 +31,6 @@ fn scope_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -137,12 +136,37 @@ pub async fn usage(
     })
 }
 
-/// Rebuilds every counter from the rows: active assets and in-flight requests.
+/// Which types a start recounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recount {
+    /// Those whose counted rules changed since their counters were built (or that
+    /// have none yet): what a start needs, since every change since then moved the
+    /// counters in its own transaction.
+    Changed,
+    /// Every type: after rows were written beside the services (the seed), or to
+    /// check the counters against the rows.
+    All,
+}
+
+/// How the counting works; bumping it makes the next start recount every type.
+const COUNTING: &str = "1";
+
+/// What a type's counters depend on: the scope and sum of each rule (a maximum is
+/// read at check time and needs no recount).
+fn fingerprint(ty: &ResourceType) -> String {
+    let keys: Vec<String> = ty.quota.iter().map(rule_key).collect();
+    format!("{COUNTING};{}", keys.join(";"))
+}
+
+/// Rebuilds counters from the rows (active assets and in-flight requests) for the
+/// types `which` names, and drops those of types no longer in the catalog. Returns
+/// how many types were recounted.
 pub async fn recount(
     conn: &mut AnyConnection,
     engine: Engine,
     catalog: &Catalog,
-) -> Result<(), StorageError> {
+    which: Recount,
+) -> Result<usize, StorageError> {
     if engine == Engine::Postgres {
         // Writers adjusting a counter wait until the recount commits; the recount
         // waits for those already adjusting, so none is counted twice or lost.
@@ -150,39 +174,85 @@ pub async fn recount(
             .execute(&mut *conn)
             .await?;
     }
-    sqlx::query("DELETE FROM quota_usage")
-        .execute(&mut *conn)
-        .await?;
+    let counted: BTreeMap<String, String> =
+        sqlx::query_as::<_, (String, String)>("SELECT type_name, rules FROM quota_settings")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let gone: Vec<String> =
+        sqlx::query_scalar::<_, String>("SELECT DISTINCT type_name FROM quota_usage")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .chain(counted.keys().cloned())
+            .filter(|name| !catalog.types.contains_key(name))
+            .collect();
+    for name in &gone {
+        forget(conn, name).await?;
+    }
+    let mut recounted = 0;
+    for ty in catalog.types.values() {
+        let rules = fingerprint(ty);
+        if which == Recount::Changed && counted.get(&ty.name) == Some(&rules) {
+            continue;
+        }
+        forget(conn, &ty.name).await?;
+        count_type(conn, ty).await?;
+        sqlx::query("INSERT INTO quota_settings (type_name, rules) VALUES ($1, $2)")
+            .bind(&ty.name)
+            .bind(&rules)
+            .execute(&mut *conn)
+            .await?;
+        recounted += 1;
+    }
+    Ok(recounted)
+}
+
+/// Removes a type's counters and the note of how they were counted.
+async fn forget(conn: &mut AnyConnection, type_name: &str) -> Result<(), StorageError> {
+    for table in ["quota_usage", "quota_settings"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE type_name = $1"))
+            .bind(type_name)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Counts one type's holders into its counters (none are there yet).
+async fn count_type(conn: &mut AnyConnection, ty: &ResourceType) -> Result<(), StorageError> {
+    if ty.quota.is_empty() {
+        return Ok(());
+    }
     let in_flight: Vec<String> = RequestState::ALL
         .iter()
         .filter(|s| s.is_in_flight())
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
-    for ty in catalog.types.values().filter(|t| !t.quota.is_empty()) {
-        let rows: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT params FROM assets WHERE type_name = $1 AND state = $2 \
+    let rows: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT params FROM assets WHERE type_name = $1 AND state = $2 \
              UNION ALL SELECT params FROM requests WHERE type_name = $1 \
              AND params IS NOT NULL AND state IN ({})",
-            in_flight.join(", ")
-        ))
-        .bind(&ty.name)
-        .bind(super::assets::ACTIVE)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut counters: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
-        for text in &rows {
-            let params: Value = parse_json(text, "parameters")?;
-            for rule in &ty.quota {
-                if let Some(scope) = scope_of(rule, &params) {
-                    let entry = counters.entry((rule_key(rule), scope)).or_default();
-                    entry.0 += 1;
-                    entry.1 += amount_of(rule, &params);
-                }
+        in_flight.join(", ")
+    ))
+    .bind(&ty.name)
+    .bind(super::assets::ACTIVE)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut counters: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+    for text in &rows {
+        let params: Value = parse_json(text, "parameters")?;
+        for rule in &ty.quota {
+            if let Some(scope) = scope_of(rule, &params) {
+                let entry = counters.entry((rule_key(rule), scope)).or_default();
+                entry.0 += 1;
+                entry.1 += amount_of(rule, &params);
             }
         }
-        for ((rule, scope), (holders, total)) in counters {
-            add(conn, &ty.name, &rule, &scope, holders, total).await?;
-        }
+    }
+    for ((rule, scope), (holders, total)) in counters {
+        add(conn, &ty.name, &rule, &scope, holders, total).await?;
     }
     Ok(())
 }

@@ -10,13 +10,18 @@
 //! that one and every delete; [`verify`] streams the chain in place order and names
 //! the first event that was edited, removed or reordered, or left unsealed.
 
-use futures_util::TryStreamExt as _;
 use sha2::{Digest, Sha256};
 use slipway_core::ids::UserId;
+use slipway_core::listing::{ListFilter, ListPage, PageRequest};
 use slipway_core::views::{AuditEntry, AuditFilter};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::listing::{Conditions, ListSql};
+
+mod verify;
 use super::{Engine, StorageError, Window, format_millis, now_millis};
+pub use verify::{ChainReport, ChainStatus, VerifyFrom, verify, verify_chain};
 
 const GENESIS: &str = "genesis";
 
@@ -153,67 +158,6 @@ const EVENT_COLUMNS: &str = "seq, at, actor, action, target_kind, target_id, bef
                              after_value, detail, prev_hash, hash, channel, client_addr, \
                              trace_id, token_id, position";
 
-/// One row as verify reads it: borrowed from the row, nothing copied.
-struct EventRef<'r> {
-    seq: i64,
-    at: i64,
-    actor: &'r str,
-    action: &'r str,
-    target_kind: &'r str,
-    target_id: &'r str,
-    before: Option<&'r str>,
-    after: Option<&'r str>,
-    detail: &'r str,
-    prev_hash: Option<&'r str>,
-    hash: Option<&'r str>,
-    channel: Option<&'r str>,
-    client_addr: Option<&'r str>,
-    trace_id: Option<&'r str>,
-    token_id: Option<i64>,
-    position: Option<i64>,
-}
-
-impl EventRef<'_> {
-    fn content(&self) -> HashedContent<'_> {
-        HashedContent {
-            at: self.at,
-            actor: self.actor,
-            action: self.action,
-            target_kind: self.target_kind,
-            target_id: self.target_id,
-            before: self.before,
-            after: self.after,
-            detail: self.detail,
-            channel: self.channel,
-            client_addr: self.client_addr,
-            trace_id: self.trace_id,
-            token_id: self.token_id,
-        }
-    }
-}
-
-// By index, in EVENT_COLUMNS order: verify reads a million of these.
-fn event_ref(row: &sqlx::any::AnyRow) -> Result<EventRef<'_>, StorageError> {
-    Ok(EventRef {
-        seq: row.try_get(0)?,
-        at: row.try_get(1)?,
-        actor: row.try_get(2)?,
-        action: row.try_get(3)?,
-        target_kind: row.try_get(4)?,
-        target_id: row.try_get(5)?,
-        before: row.try_get(6)?,
-        after: row.try_get(7)?,
-        detail: row.try_get(8)?,
-        prev_hash: row.try_get(9)?,
-        hash: row.try_get(10)?,
-        channel: row.try_get(11)?,
-        client_addr: row.try_get(12)?,
-        trace_id: row.try_get(13)?,
-        token_id: row.try_get(14)?,
-        position: row.try_get(15)?,
-    })
-}
-
 // By index, in EVENT_COLUMNS order: verify reads a million of these.
 fn event_from_row(row: &sqlx::any::AnyRow) -> Result<StoredEvent, StorageError> {
     Ok(StoredEvent {
@@ -272,21 +216,16 @@ impl StoredEvent {
     }
 }
 
-fn blank(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
-/// Newest first. `target` filters on "kind:id" or just "kind". Only the filters
-/// given reach the SQL, so each is served by its index in seq order.
-pub async fn list(
-    conn: &mut AnyConnection,
-    filter: &AuditFilter,
-    window: Window,
-) -> Result<Vec<AuditEntry>, StorageError> {
+/// The conditions of an audit list: each filter given (blank ones are none), so
+/// each is served by its index in seq order, and the days by the index on `at`.
+fn conditions(filter: &ListFilter) -> Conditions {
+    let blank = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     let (kind, id) = match blank(&filter.target) {
         Some(target) => match target.split_once(':') {
             Some((k, i)) => (Some(k.to_string()), Some(i.to_string())),
@@ -294,8 +233,7 @@ pub async fn list(
         },
         None => (None, None),
     };
-    let mut conditions = Vec::new();
-    let mut values: Vec<String> = Vec::new();
+    let mut c = Conditions::default();
     for (column, value) in [
         ("actor", blank(&filter.actor)),
         ("action", blank(&filter.action)),
@@ -303,34 +241,81 @@ pub async fn list(
         ("target_id", id),
     ] {
         if let Some(value) = value {
-            values.push(value);
-            conditions.push(format!("{column} = ${}", values.len()));
+            let mark = c.text(value);
+            c.push(format!("{column} = {mark}"));
         }
     }
-    let mut next = values.len() + 1;
-    if window.before.is_some() {
-        conditions.push(format!("seq < ${next}"));
-        next += 1;
+    if let Some(from) = filter.created_from {
+        let mark = c.int(from.start_millis());
+        c.push(format!("at >= {mark}"));
     }
-    let where_clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM audit_events {where_clause} ORDER BY seq DESC LIMIT ${next}"
-    );
-    let mut query = sqlx::query(&sql);
-    for value in &values {
-        query = query.bind(value.as_str());
+    if let Some(to) = filter.created_to {
+        let mark = c.int(to.end_millis());
+        c.push(format!("at < {mark}"));
     }
-    if let Some(before) = window.before {
-        query = query.bind(before);
-    }
-    let rows = query.bind(window.limit).fetch_all(&mut *conn).await?;
+    c
+}
+
+fn entries(rows: &[AnyRow]) -> Result<Vec<AuditEntry>, StorageError> {
     rows.iter()
         .map(|r| event_from_row(r).map(StoredEvent::into_entry))
         .collect()
+}
+
+/// Newest first, from `window.before` on: the API's pages and its export.
+pub async fn list(
+    conn: &mut AnyConnection,
+    filter: &AuditFilter,
+    window: Window,
+) -> Result<Vec<AuditEntry>, StorageError> {
+    let mut c = conditions(&ListFilter::from(filter));
+    if let Some(before) = window.before {
+        let mark = c.int(before);
+        c.push(format!("seq < {mark}"));
+    }
+    let limit = c.int(window.limit);
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events{} ORDER BY seq DESC LIMIT {limit}",
+        c.where_clause()
+    );
+    let rows = c.bind(sqlx::query(&sql)).fetch_all(&mut *conn).await?;
+    entries(&rows)
+}
+
+fn list_sql(filter: &ListFilter) -> ListSql<'static> {
+    ListSql {
+        columns: EVENT_COLUMNS,
+        from: "audit_events",
+        id: "seq",
+        conditions: conditions(filter),
+    }
+}
+
+/// One page of the audit log, newest first, either way from a cursor: the
+/// portal's page with "Newer" and "Older".
+pub async fn page(
+    conn: &mut AnyConnection,
+    filter: &ListFilter,
+    page: PageRequest,
+) -> Result<ListPage<AuditEntry>, StorageError> {
+    list_sql(filter)
+        .page(
+            conn,
+            page,
+            |row| event_from_row(row).map(StoredEvent::into_entry),
+            |entry| entry.seq,
+        )
+        .await
+}
+
+/// How the database reads a page of the audit log (for the tests of its indexes).
+pub async fn page_plan(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    filter: &ListFilter,
+    page: PageRequest,
+) -> Result<String, StorageError> {
+    list_sql(filter).plan(conn, engine, page).await
 }
 
 /// Oldest first: the history of one target, for timelines.
@@ -463,213 +448,6 @@ pub async fn seal(
         )));
     }
     Ok(sealed.len() as u64)
-}
-
-/// What a verification found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainStatus {
-    /// `events` sealed events read and found whole.
-    Intact { events: i64 },
-    /// The first place where the chain is broken: `position` in the chain, `seq`
-    /// the row found there (none when the row is missing).
-    Broken {
-        position: i64,
-        seq: Option<i64>,
-        reason: String,
-    },
-}
-
-/// How far a verification reads and what it must find.
-#[derive(Debug, Clone)]
-pub struct VerifyFrom<'a> {
-    /// Start after this trusted point instead of at genesis: the event there must
-    /// still have that hash, and only later events are read.
-    pub start: Option<&'a ChainPoint>,
-    /// A trusted point the chain must reach and pass through with the same hash
-    /// (the newest signed checkpoint): a chain that ends before it lost its tail.
-    pub reach: Option<&'a ChainPoint>,
-    /// How much older than the newest sealed event an unsealed one may be before it
-    /// counts as left out of the chain.
-    pub unsealed_grace_millis: i64,
-}
-
-impl Default for VerifyFrom<'_> {
-    fn default() -> Self {
-        VerifyFrom {
-            start: None,
-            reach: None,
-            unsealed_grace_millis: UNSEALED_GRACE_MILLIS,
-        }
-    }
-}
-
-/// The outcome, and where the chain ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainReport {
-    pub status: ChainStatus,
-    /// The last sealed event read (or the start point when none followed it).
-    pub head: Option<ChainPoint>,
-}
-
-fn broken(position: i64, seq: Option<i64>, reason: String) -> ChainReport {
-    ChainReport {
-        status: ChainStatus::Broken {
-            position,
-            seq,
-            reason,
-        },
-        head: None,
-    }
-}
-
-/// Recomputes every hash from genesis (no checkpoint), streaming.
-pub async fn verify_chain(conn: &mut AnyConnection) -> Result<ChainStatus, StorageError> {
-    Ok(verify(conn, &VerifyFrom::default()).await?.status)
-}
-
-/// Streams the sealed events in place order (constant memory) and recomputes each
-/// hash; stops at the first broken place.
-pub async fn verify(
-    conn: &mut AnyConnection,
-    from: &VerifyFrom<'_>,
-) -> Result<ChainReport, StorageError> {
-    let (mut expected, mut prev) = match from.start {
-        Some(start) => {
-            let found: Option<(i64, Option<String>)> =
-                sqlx::query_as("SELECT seq, hash FROM audit_events WHERE position = $1")
-                    .bind(start.position)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            match found {
-                None => {
-                    return Ok(broken(
-                        start.position,
-                        None,
-                        "the event a signed checkpoint vouches for is missing (removed)".into(),
-                    ));
-                }
-                Some((seq, hash)) if hash.as_deref() != Some(start.hash.as_str()) => {
-                    return Ok(broken(
-                        start.position,
-                        Some(seq),
-                        "its hash is not the one a signed checkpoint vouches for (the chain was rewritten)".into(),
-                    ));
-                }
-                Some(_) => (start.position + 1, start.hash.clone()),
-            }
-        }
-        None => (1, GENESIS.to_string()),
-    };
-    let mut events = 0i64;
-    let mut newest_at = None;
-    {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE position >= $1 ORDER BY position"
-        );
-        let mut rows = sqlx::query(&sql).bind(expected).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            let e = event_ref(&row)?;
-            let position = e.position.unwrap_or_default();
-            if position != expected {
-                return Ok(broken(
-                    expected,
-                    None,
-                    format!(
-                        "no event has this place; the next sealed one (seq {}) is at {position} (an event was removed or reordered)",
-                        e.seq
-                    ),
-                ));
-            }
-            let (Some(prev_hash), Some(hash)) = (e.prev_hash, e.hash) else {
-                return Ok(broken(
-                    position,
-                    Some(e.seq),
-                    "has a place in the chain but no hash (its seal was cleared)".into(),
-                ));
-            };
-            if prev_hash != prev {
-                return Ok(broken(
-                    position,
-                    Some(e.seq),
-                    "does not follow the previous event (a row was removed or reordered)".into(),
-                ));
-            }
-            if chain_hash_hex(&prev, &e.content()) != hash.as_bytes() {
-                return Ok(broken(
-                    position,
-                    Some(e.seq),
-                    "content does not match its hash (the row was edited)".into(),
-                ));
-            }
-            if let Some(reach) = from.reach
-                && reach.position == position
-                && reach.hash != hash
-            {
-                return Ok(broken(
-                    position,
-                    Some(e.seq),
-                    "its hash is not the one a signed checkpoint vouches for (the chain was rewritten)".into(),
-                ));
-            }
-            newest_at = Some(e.at);
-            prev.clear();
-            prev.push_str(hash);
-            expected += 1;
-            events += 1;
-        }
-    }
-    let last = expected - 1;
-    if let Some(reach) = from.reach
-        && reach.position > last
-    {
-        return Ok(broken(
-            last + 1,
-            None,
-            format!(
-                "the chain ends at {last}, but a signed checkpoint vouches for {} events: the newest events were removed (a truncated tail)",
-                reach.position
-            ),
-        ));
-    }
-    // An event older than the newest sealed one by more than the grace, still
-    // without a seal, was left out of the chain: committed with its seal withheld,
-    // or its seal cleared and the chain rebuilt around it.
-    let newest_at = match newest_at {
-        Some(at) => Some(at),
-        None if last > 0 => {
-            sqlx::query_scalar("SELECT at FROM audit_events WHERE position = $1")
-                .bind(last)
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        None => None,
-    };
-    if let Some(newest_at) = newest_at {
-        let stale: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT seq, at FROM audit_events WHERE position IS NULL AND at < $1 \
-             ORDER BY seq LIMIT 1",
-        )
-        .bind(newest_at - from.unsealed_grace_millis)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some((seq, at)) = stale {
-            return Ok(broken(
-                last + 1,
-                Some(seq),
-                format!(
-                    "event seq {seq} of {} is not sealed, though events after it were sealed long ago",
-                    format_millis(at)
-                ),
-            ));
-        }
-    }
-    Ok(ChainReport {
-        status: ChainStatus::Intact { events },
-        head: (last > 0).then_some(ChainPoint {
-            position: last,
-            hash: prev,
-        }),
-    })
 }
 
 /// A signed statement that the chain had `hash` at `position` at time `at`.
