@@ -48,6 +48,8 @@ pub(super) struct TypeFile {
     pub risk_hints: Vec<RiskHintFile>,
     pub outputs: Vec<OutputFile>,
     #[serde(default)]
+    pub execute: Option<Vec<StepFile>>,
+    #[serde(default)]
     pub checks: Vec<CheckFile>,
     #[serde(default)]
     pub monitoring: Vec<MonitoringFile>,
@@ -120,8 +122,25 @@ pub(super) struct RiskHintFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutputFile {
+    #[serde(default)]
+    pub name: Option<String>,
     pub path: String,
     pub template: String,
+}
+
+/// One `execute` step. Flat rather than tagged by driver, so that an unknown driver
+/// or a field given to the wrong driver is reported in words the author can act on
+/// instead of serde's "unknown variant".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StepFile {
+    pub driver: String,
+    /// gitops: the outputs to commit, by name.
+    #[serde(default)]
+    pub outputs: Option<Vec<String>>,
+    /// gitops: the commit message template.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 
-use super::file::{CheckKindFile, DictionaryFile, TypeFile};
+use super::file::{CheckKindFile, DictionaryFile, StepFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
     Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, DEFAULT_MAX_NAME_LENGTH,
-    DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, MonitoringSpec, Naming,
+    DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, ExecutionStep,
+    MonitoringSpec, Naming,
     OutputSpec, OwnerParam, QuotaRule, Requirement, ResourceType, ReviewPolicy, RiskHint,
     SourceFile, Term,
 };
@@ -208,6 +209,15 @@ fn load_type(
             max_length: raw.naming.max_length.unwrap_or(DEFAULT_MAX_NAME_LENGTH),
         },
     };
+    let outputs: Vec<OutputSpec> = raw
+        .outputs
+        .into_iter()
+        .map(|o| OutputSpec {
+            name: o.name.unwrap_or_else(|| o.template.clone()),
+            path: o.path,
+            template: o.template,
+        })
+        .collect();
     let ty = ResourceType {
         name: raw.name,
         title: raw.title,
@@ -249,14 +259,8 @@ fn load_type(
                 message: r.message,
             })
             .collect(),
-        outputs: raw
-            .outputs
-            .into_iter()
-            .map(|o| OutputSpec {
-                path: o.path,
-                template: o.template,
-            })
-            .collect(),
+        execute: load_execute(raw.execute, &outputs, &mut fe),
+        outputs,
         checks: raw
             .checks
             .into_iter()
@@ -348,6 +352,7 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         fe.template(format!("risk_hints[{i}].message"), &hint.message);
     }
     check_outputs(ty, catalog, fe);
+    check_output_names(ty, fe);
     for (i, check) in ty.checks.iter().enumerate() {
         match &check.kind {
             CheckKind::GitopsFile { path } => fe.template(format!("checks[{i}].path"), path),
@@ -507,6 +512,93 @@ fn check_outputs(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) 
             fe.push(
                 format!("outputs[{i}].template"),
                 format!("no file templates/{} in the catalog", output.template),
+            );
+        }
+    }
+}
+
+/// The `execute` steps as written, each checked for its driver's fields against the
+/// type's outputs; a type that declares none commits every output in one GitOps step.
+fn load_execute(
+    steps: Option<Vec<StepFile>>,
+    outputs: &[OutputSpec],
+    fe: &mut FileErrors<'_>,
+) -> Vec<ExecutionStep> {
+    let Some(steps) = steps else {
+        return vec![ExecutionStep::commit_all()];
+    };
+    if steps.is_empty() {
+        fe.push(
+            "execute",
+            "needs at least one step; leave `execute` out to commit every output in one gitops step",
+        );
+    }
+    let known = || {
+        outputs
+            .iter()
+            .map(|o| format!("{:?}", o.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut loaded = Vec::with_capacity(steps.len());
+    for (i, step) in steps.into_iter().enumerate() {
+        match step.driver.as_str() {
+            "gitops" => {
+                if let Some(names) = &step.outputs {
+                    if names.is_empty() {
+                        fe.push(
+                            format!("execute[{i}].outputs"),
+                            "names no output; leave it out to commit every output",
+                        );
+                    }
+                    let mut seen = BTreeSet::new();
+                    for (j, name) in names.iter().enumerate() {
+                        if !outputs.iter().any(|o| &o.name == name) {
+                            fe.push(
+                                format!("execute[{i}].outputs[{j}]"),
+                                format!("no output is named {name:?}; the outputs are {}", known()),
+                            );
+                        } else if !seen.insert(name.as_str()) {
+                            fe.push(
+                                format!("execute[{i}].outputs[{j}]"),
+                                format!("output {name:?} is named twice"),
+                            );
+                        }
+                    }
+                }
+                if let Some(message) = &step.message {
+                    fe.template(format!("execute[{i}].message"), message);
+                }
+                loaded.push(ExecutionStep::Gitops {
+                    outputs: step.outputs,
+                    message: step.message,
+                });
+            }
+            other => fe.push(
+                format!("execute[{i}].driver"),
+                format!(
+                    "unknown driver {other:?}; the drivers are {}",
+                    ExecutionStep::DRIVERS.join(", ")
+                ),
+            ),
+        }
+    }
+    loaded
+}
+
+/// Steps refer to outputs by name, so names are unique.
+fn check_output_names(ty: &ResourceType, fe: &mut FileErrors<'_>) {
+    let mut names = BTreeSet::new();
+    for (i, output) in ty.outputs.iter().enumerate() {
+        if output.name.trim().is_empty() {
+            fe.push(format!("outputs[{i}].name"), "must not be empty");
+        } else if !names.insert(output.name.as_str()) {
+            fe.push(
+                format!("outputs[{i}].name"),
+                format!(
+                    "another output is already named {:?}; give each output its own `name`",
+                    output.name
+                ),
             );
         }
     }

@@ -124,6 +124,9 @@ pub struct ResourceType {
     pub review: ReviewPolicy,
     pub risk_hints: Vec<RiskHint>,
     pub outputs: Vec<OutputSpec>,
+    /// What runs after approval, in order. Never empty: a type that declares no
+    /// `execute` gets one GitOps step committing every output.
+    pub execute: Vec<ExecutionStep>,
     pub checks: Vec<CheckSpec>,
     pub monitoring: Vec<MonitoringSpec>,
 }
@@ -302,9 +305,44 @@ pub struct RiskHint {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
+    /// How execution steps refer to this output; defaults to its template's path.
+    pub name: String,
     pub path: String,
     /// A file under `templates/`.
     pub template: String,
+}
+
+/// One step of a type's execution: a driver and the rendered inputs it is given.
+/// Drivers are idempotent, so a step that runs twice has the effect of once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "kebab-case")]
+pub enum ExecutionStep {
+    /// Commits rendered outputs to the GitOps repository.
+    Gitops {
+        /// The names of the outputs to commit; `None` commits every output.
+        outputs: Option<Vec<String>>,
+        /// A template for the commit message; `None` uses one naming the request.
+        message: Option<String>,
+    },
+}
+
+impl ExecutionStep {
+    /// The drivers a step may name, as the catalog spells them.
+    pub const DRIVERS: &'static [&'static str] = &["gitops"];
+
+    /// The step a type without `execute` gets: commit everything it renders.
+    pub fn commit_all() -> ExecutionStep {
+        ExecutionStep::Gitops {
+            outputs: None,
+            message: None,
+        }
+    }
+
+    pub fn driver(&self) -> &'static str {
+        match self {
+            ExecutionStep::Gitops { .. } => "gitops",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -498,3 +498,131 @@ fn a_naming_pattern_is_read_and_a_broken_one_refused() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].path, "naming.pattern");
 }
+
+#[test]
+fn a_type_without_execute_commits_every_output_in_one_gitops_step() {
+    let catalog = shipped_catalog();
+    for ty in catalog.types.values() {
+        assert_eq!(ty.execute, [ExecutionStep::commit_all()], "{}", ty.name);
+    }
+    let ns = catalog.resource_type("k8s-namespace").cloned();
+    let names: Vec<String> = ns
+        .map(|t| t.outputs.into_iter().map(|o| o.name).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        [
+            "k8s-namespace/namespace.yaml.j2",
+            "k8s-namespace/resourcequota.yaml.j2",
+            "k8s-namespace/rolebinding.yaml.j2"
+        ],
+        "an output is named after its template unless it says otherwise"
+    );
+}
+
+#[test]
+fn execute_steps_are_read_in_order() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"  - { name: extra, path: "w/{{ name }}-extra.yaml", template: k8s-namespace/namespace.yaml.j2 }
+execute:
+  - driver: gitops
+    outputs: [extra]
+    message: "widget {{ resource_name }} for request #{{ request_id }}"
+  - driver: gitops
+"#,
+        ),
+    );
+    let catalog = match Catalog::from_files(&files) {
+        Ok(catalog) => catalog,
+        Err(errors) => panic!("{errors}"),
+    };
+    let ty = catalog.resource_type("widget").cloned();
+    assert_eq!(
+        ty.map(|t| t.execute).unwrap_or_default(),
+        [
+            ExecutionStep::Gitops {
+                outputs: Some(vec!["extra".into()]),
+                message: Some("widget {{ resource_name }} for request #{{ request_id }}".into()),
+            },
+            ExecutionStep::commit_all(),
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_driver_or_output_in_execute_is_refused() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: helm
+  - driver: gitops
+    outputs: [k8s-namespace/namespace.yaml.j2, nope]
+  - driver: gitops
+    outputs: []
+  - driver: gitops
+    message: "{{ broken"
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_eq!(
+        errors[0],
+        err(
+            file,
+            "execute[0].driver",
+            r#"unknown driver "helm"; the drivers are gitops"#
+        )
+    );
+    assert_eq!(
+        errors[1],
+        err(
+            file,
+            "execute[1].outputs[1]",
+            r#"no output is named "nope"; the outputs are "k8s-namespace/namespace.yaml.j2""#
+        )
+    );
+    assert_eq!(
+        errors[2],
+        err(
+            file,
+            "execute[2].outputs",
+            "names no output; leave it out to commit every output"
+        )
+    );
+    assert_eq!(errors[3].1, "execute[3].message");
+    assert!(errors[3].2.starts_with("invalid template"), "{:?}", errors[3]);
+}
+
+#[test]
+fn an_empty_execute_and_duplicate_output_names_are_refused() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"  - { path: "w/{{ name }}-2.yaml", template: k8s-namespace/namespace.yaml.j2 }
+execute: []
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "execute",
+                "needs at least one step; leave `execute` out to commit every output in one gitops step"
+            ),
+            err(
+                file,
+                "outputs[1].name",
+                r#"another output is already named "k8s-namespace/namespace.yaml.j2"; give each output its own `name`"#
+            ),
+        ]
+    );
+}
