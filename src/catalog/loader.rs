@@ -10,9 +10,8 @@ use super::schema::{self, SchemaProblem};
 use super::{
     Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, DEFAULT_MAX_NAME_LENGTH,
     DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, ExecutionStep,
-    MonitoringSpec, Naming,
-    OutputSpec, OwnerParam, QuotaRule, Requirement, ResourceType, ReviewPolicy, RiskHint,
-    SourceFile, Term,
+    MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement, ResourceType,
+    ReviewPolicy, RiskHint, SourceFile, Term,
 };
 use crate::template;
 use crate::views::Role;

@@ -595,7 +595,11 @@ fn an_unknown_driver_or_output_in_execute_is_refused() {
         )
     );
     assert_eq!(errors[3].1, "execute[3].message");
-    assert!(errors[3].2.starts_with("invalid template"), "{:?}", errors[3]);
+    assert!(
+        errors[3].2.starts_with("invalid template"),
+        "{:?}",
+        errors[3]
+    );
 }
 
 #[test]
