@@ -86,10 +86,13 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
-    let gitops = GitOpsRepo::open_or_init(&settings.gitops_repo)?;
+    let gitops = GitOpsRepo::open_with(&settings.gitops_repo, &settings.gitops)?;
     let state = AppState {
         db,
         catalog: Arc::new(catalog),
+        drivers: crate::drivers::Drivers {
+            gitops: gitops.clone(),
+        },
         gitops,
         settings: Arc::new(settings),
         audit_signer: secret_key
@@ -191,6 +194,15 @@ async fn shutdown_signal() {
 fn check_catalog(dir: &std::path::Path) -> ExitCode {
     match catalog_source::load(dir) {
         Ok(loaded) => {
+            // Loading checks each file; rendering every type shows what its
+            // templates make of real values.
+            let broken = slipway_core::render::check_samples(&loaded.catalog);
+            if !broken.is_empty() {
+                for error in &broken {
+                    eprintln!("{error}");
+                }
+                return ExitCode::FAILURE;
+            }
             println!(
                 "{}: a valid catalog with {} dictionaries, {} resource types and {} templates",
                 dir.display(),
@@ -223,7 +235,7 @@ async fn audit_tools(args: &AuditArgs) -> Result<AuditTools, String> {
         .map_err(|e| format!("database ({}): {e}", crate::config::redact_url(&url)))?;
     let path = args.gitops_repo();
     let gitops = if path.exists() {
-        Some(GitOpsRepo::open_or_init(&path).map_err(|e| e.to_string())?)
+        Some(GitOpsRepo::open_with(&path, &args.gitops_settings()).map_err(|e| e.to_string())?)
     } else {
         None
     };
@@ -256,7 +268,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
             };
             let gitops = match tools.gitops {
                 Some(gitops) => gitops,
-                None => match GitOpsRepo::open_or_init(&args.gitops_repo()) {
+                None => match GitOpsRepo::open_with(&args.gitops_repo(), &args.gitops_settings()) {
                     Ok(gitops) => gitops,
                     Err(error) => return fail(error.to_string()),
                 },

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::drivers::gitops::{DEFAULT_BRANCH, GitOpsSettings, RemoteCredentials, RemoteSettings};
 use crate::secrets::SecretKey;
 
 #[derive(Debug, Parser)]
@@ -155,6 +156,9 @@ pub struct AuditArgs {
     /// The GitOps repository checkpoints are committed to; default: <data-dir>/gitops.git.
     #[arg(long, env = "SLIPWAY_GITOPS_REPO")]
     pub gitops_repo: Option<PathBuf>,
+    /// The branch of the GitOps repository, as `serve` uses it.
+    #[arg(long, env = "SLIPWAY_GITOPS_BRANCH", default_value = DEFAULT_BRANCH)]
+    pub gitops_branch: String,
     /// A file holding the server's 32-byte secret key; default: <data-dir>/secret.key
     /// when it exists (demo mode).
     #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
@@ -173,6 +177,7 @@ impl std::fmt::Debug for AuditArgs {
             )
             .field("data_dir", &self.data_dir)
             .field("gitops_repo", &self.gitops_repo)
+            .field("gitops_branch", &self.gitops_branch)
             .field("secret_key_file", &self.secret_key_file)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .finish()
@@ -180,6 +185,15 @@ impl std::fmt::Debug for AuditArgs {
 }
 
 impl AuditArgs {
+    /// The local repository on the configured branch (checkpoints are not pushed
+    /// from the command line; the server pushes its own).
+    pub fn gitops_settings(&self) -> GitOpsSettings {
+        GitOpsSettings {
+            branch: self.gitops_branch.clone(),
+            remote: None,
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
@@ -248,6 +262,8 @@ pub struct ServeArgs {
     /// The GitOps repository changes are committed to; default: a bare repository in the data directory.
     #[arg(long, env = "SLIPWAY_GITOPS_REPO")]
     pub gitops_repo: Option<PathBuf>,
+    #[command(flatten)]
+    pub gitops: GitOpsArgs,
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -268,6 +284,177 @@ pub struct ServeArgs {
     pub audit_checkpoint_interval: String,
     #[command(flatten)]
     pub identity: IdentityArgs,
+}
+
+/// Where approved changes are committed, and the remote they are pushed to.
+#[derive(Clone, Args)]
+pub struct GitOpsArgs {
+    /// The branch changes are committed to (locally and on the remote); the local
+    /// repository's HEAD names it, so a plain `git clone` checks it out.
+    #[arg(long = "gitops-branch", env = "SLIPWAY_GITOPS_BRANCH", default_value = DEFAULT_BRANCH)]
+    pub branch: String,
+    /// A remote repository to push the branch to, e.g. the one Argo CD or Flux reads:
+    /// git://host/repo.git, http://host/repo.git or a path. Each change is committed on
+    /// top of the remote branch and pushed. Without it, commits stay in the local
+    /// repository.
+    #[arg(long = "gitops-remote", env = "SLIPWAY_GITOPS_REMOTE")]
+    pub remote: Option<String>,
+    /// The user name for the remote (default with a password or token: x-access-token).
+    #[arg(
+        long = "gitops-remote-username",
+        env = "SLIPWAY_GITOPS_REMOTE_USERNAME"
+    )]
+    pub username: Option<String>,
+    /// The password or access token for the remote; prefer the environment or the
+    /// file setting, as command lines are visible to other users of the machine.
+    #[arg(
+        long = "gitops-remote-password",
+        env = "SLIPWAY_GITOPS_REMOTE_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// A file holding the password or access token for the remote.
+    #[arg(
+        long = "gitops-remote-password-file",
+        env = "SLIPWAY_GITOPS_REMOTE_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for GitOpsArgs {
+    fn default() -> Self {
+        GitOpsArgs {
+            branch: DEFAULT_BRANCH.into(),
+            remote: None,
+            username: None,
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+// The password never reaches a log.
+impl std::fmt::Debug for GitOpsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitOpsArgs")
+            .field("branch", &self.branch)
+            .field("remote", &self.remote)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+impl GitOpsArgs {
+    pub fn check(self) -> Result<GitOpsSettings, SettingError> {
+        const BRANCH: &str = "--gitops-branch (SLIPWAY_GITOPS_BRANCH)";
+        const REMOTE: &str = "--gitops-remote (SLIPWAY_GITOPS_REMOTE)";
+        const USERNAME: &str = "--gitops-remote-username (SLIPWAY_GITOPS_REMOTE_USERNAME)";
+        const PASSWORD: &str = "--gitops-remote-password (SLIPWAY_GITOPS_REMOTE_PASSWORD)";
+        const PASSWORD_FILE: &str =
+            "--gitops-remote-password-file (SLIPWAY_GITOPS_REMOTE_PASSWORD_FILE)";
+        let branch = self.branch.trim().to_string();
+        if branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+            return Err(setting_error(
+                BRANCH,
+                format!("{branch:?} is not a valid branch name"),
+            ));
+        }
+        let password = match (self.password.filter(|p| !p.is_empty()), self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(setting_error(
+                    PASSWORD_FILE,
+                    "give the password either in a file or in SLIPWAY_GITOPS_REMOTE_PASSWORD, not both",
+                ));
+            }
+            (Some(password), None) => Some(password),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    setting_error(
+                        PASSWORD_FILE,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_string())
+            }
+            (None, None) => None,
+        };
+        let username = self.username.filter(|u| !u.trim().is_empty());
+        let Some(url) = self.remote.filter(|r| !r.trim().is_empty()) else {
+            if password.is_some() {
+                return Err(setting_error(
+                    PASSWORD,
+                    "a password is set but no --gitops-remote (SLIPWAY_GITOPS_REMOTE) to use it for",
+                ));
+            }
+            return Ok(GitOpsSettings {
+                branch,
+                remote: None,
+            });
+        };
+        let url = url.trim().to_string();
+        check_remote_url(REMOTE, &url)?;
+        let credentials = match (username, password) {
+            (Some(_), None) => {
+                return Err(setting_error(
+                    USERNAME,
+                    "a user name needs a password or token (--gitops-remote-password or its file)",
+                ));
+            }
+            (username, Some(password)) => Some(RemoteCredentials {
+                username: username.unwrap_or_else(|| "x-access-token".into()),
+                password: Secret::new(password),
+            }),
+            (None, None) => None,
+        };
+        Ok(GitOpsSettings {
+            branch,
+            remote: Some(RemoteSettings { url, credentials }),
+        })
+    }
+}
+
+/// The transports this build speaks: git:// and http:// (libgit2 without TLS or
+/// SSH), and a path. A password inside the URL is refused, as a URL ends up in
+/// logs and error messages.
+fn check_remote_url(setting: &'static str, url: &str) -> Result<(), SettingError> {
+    match openidconnect::url::Url::parse(url) {
+        Ok(parsed) => {
+            if parsed.password().is_some() {
+                return Err(setting_error(
+                    setting,
+                    format!(
+                        "{} holds a password; give it in --gitops-remote-password or its file instead, to keep it out of logs",
+                        redact_url(url)
+                    ),
+                ));
+            }
+            match parsed.scheme() {
+                "git" | "http" | "file" => Ok(()),
+                "https" | "ssh" => Err(setting_error(
+                    setting,
+                    format!(
+                        "{url:?}: {}:// is not supported by this build (its git library has no TLS or SSH); use git://, http:// (e.g. to a TLS-terminating proxy on loopback) or a path",
+                        parsed.scheme()
+                    ),
+                )),
+                other => Err(setting_error(
+                    setting,
+                    format!("{url:?}: unknown transport {other}://; use git://, http:// or a path"),
+                )),
+            }
+        }
+        // scp-like `user@host:path` means SSH.
+        Err(_) if url.contains('@') && url.contains(':') => Err(setting_error(
+            setting,
+            format!(
+                "{url:?} looks like an SSH address, which this build does not support; use git://, http:// or a path"
+            ),
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Sign-in and session settings.
@@ -383,6 +570,7 @@ impl std::fmt::Debug for ServeArgs {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("gitops_repo", &self.gitops_repo)
+            .field("gitops", &self.gitops)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
@@ -424,6 +612,8 @@ pub struct Settings {
     pub demo: bool,
     pub database_url: String,
     pub gitops_repo: PathBuf,
+    /// The branch and the remote the GitOps driver commits and pushes to.
+    pub gitops: GitOpsSettings,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
@@ -498,6 +688,7 @@ impl std::fmt::Debug for Settings {
             .field("demo", &self.demo)
             .field("database_url", &redact_url(&self.database_url))
             .field("gitops_repo", &self.gitops_repo)
+            .field("gitops", &self.gitops)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key", &self.secret_key)
@@ -559,6 +750,7 @@ impl ServeArgs {
             demo: self.demo,
             database_url,
             gitops_repo,
+            gitops: self.gitops.check()?,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
@@ -844,6 +1036,7 @@ mod tests {
             demo: false,
             database_url: Some("mysql://x".into()),
             gitops_repo: None,
+            gitops: GitOpsArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -871,6 +1064,7 @@ mod tests {
             demo: false,
             database_url: None,
             gitops_repo: None,
+            gitops: GitOpsArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -894,6 +1088,7 @@ mod tests {
             demo: false,
             database_url: None,
             gitops_repo: None,
+            gitops: GitOpsArgs::default(),
             site_root: dir.to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,

@@ -11,11 +11,17 @@ use slipway_core::state::RequestState;
 use slipway_core::views::{RequestDraft, ReviewDecision};
 use slipway_server::AppState;
 use slipway_server::config::{IdentitySettings, Settings};
+use slipway_server::drivers::gitops::GitOpsSettings;
 use slipway_server::services::{CallMeta, Caller, Channel, auth, requests, reviews};
 use slipway_server::storage::requests::RequestRow;
 use slipway_server::storage::{self, Engine};
 use sqlx::Connection;
 use tempfile::TempDir;
+
+#[allow(dead_code, reason = "each test binary uses a part of the harness")]
+pub mod git_server;
+#[allow(dead_code, reason = "each test binary uses a part of the harness")]
+pub mod http_git;
 
 pub type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
@@ -116,7 +122,17 @@ impl TestApp {
         engine: Engine,
         catalog: Option<TempDir>,
     ) -> TestResult<Option<TestApp>> {
-        TestApp::start_with(engine, catalog, IdentitySettings::default()).await
+        TestApp::start_with(engine, catalog, IdentitySettings::default(), None).await
+    }
+
+    /// A fresh app on the shipped catalog whose GitOps driver commits to this branch
+    /// and pushes to this remote.
+    #[allow(dead_code, reason = "each test binary uses a part of the harness")]
+    pub async fn start_with_gitops(
+        engine: Engine,
+        gitops: GitOpsSettings,
+    ) -> TestResult<Option<TestApp>> {
+        TestApp::start_with(engine, None, IdentitySettings::default(), Some(gitops)).await
     }
 
     /// A fresh app on the shipped catalog with these sign-in settings.
@@ -125,13 +141,14 @@ impl TestApp {
         engine: Engine,
         identity: IdentitySettings,
     ) -> TestResult<Option<TestApp>> {
-        TestApp::start_with(engine, None, identity).await
+        TestApp::start_with(engine, None, identity, None).await
     }
 
     async fn start_with(
         engine: Engine,
         catalog: Option<TempDir>,
         identity: IdentitySettings,
+        gitops: Option<GitOpsSettings>,
     ) -> TestResult<Option<TestApp>> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
@@ -169,6 +186,7 @@ impl TestApp {
             demo: true,
             database_url,
             gitops_repo: data_dir.join("gitops.git"),
+            gitops: gitops.unwrap_or_default(),
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,

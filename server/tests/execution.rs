@@ -1,0 +1,189 @@
+//! A request's execution steps run through their drivers against real counterparts:
+//! the GitOps driver pushing to a `git daemon` remote that is down at first.
+
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::git_server::{GitDaemon, git};
+use common::{TestApp, TestResult, draft, namespace_params};
+use slipway_core::state::RequestState;
+use slipway_server::config::Secret;
+use slipway_server::drivers::gitops::{GitOpsSettings, RemoteCredentials, RemoteSettings};
+use slipway_server::services::requests;
+use slipway_server::storage::{self, Engine};
+
+const PASSWORD: &str = "canary-pw-4b8f19";
+
+/// Everything this test binary logs, at every level, from every thread: a
+/// credential must not appear in it.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        // Another test of this binary may have set it first; the buffer is shared.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_remote_that_is_down_delays_the_job_which_lands_once_it_is_back_sqlite() -> TestResult {
+    remote_down_then_back(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_remote_that_is_down_delays_the_job_which_lands_once_it_is_back_postgres() -> TestResult {
+    remote_down_then_back(Engine::Postgres).await
+}
+
+async fn remote_down_then_back(engine: Engine) -> TestResult {
+    let logs = captured_logs();
+    let mut daemon = GitDaemon::new()?;
+    let url = daemon.create_repo("platform.git", "main")?;
+    let settings = GitOpsSettings {
+        branch: "main".into(),
+        remote: Some(RemoteSettings {
+            url: url.clone(),
+            credentials: Some(RemoteCredentials {
+                username: "slipway".into(),
+                password: Secret::new(PASSWORD.into()),
+            }),
+        }),
+    };
+    let Some(app) = TestApp::start_with_gitops(engine, settings).await? else {
+        eprintln!(
+            "note: {} is not set; skipping the PostgreSQL run",
+            common::POSTGRES_ENV
+        );
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let id = requests::submit(
+        &app.state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("web", "payments", "dev", 2),
+        ),
+    )
+    .await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+
+    // The remote is down: the step fails, retryably; the request waits in executing.
+    assert_eq!(app.run_jobs().await?, 1);
+    assert_eq!(app.request_state(id).await?, RequestState::Executing);
+    let job = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::latest_for_request(&mut conn, id)
+            .await?
+            .ok_or("a job")?
+    };
+    assert_eq!(job.state, "queued", "rescheduled, not failed");
+    let error = job.last_error.unwrap_or_default();
+    assert!(
+        error.starts_with("step 1 (gitops): GitOps remote "),
+        "{error}"
+    );
+    assert!(error.contains(&url), "{error}");
+
+    // Back up: the job runs again and lands one commit with the files.
+    daemon.start()?;
+    app.exec("UPDATE jobs SET run_after = 0").await?;
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    let commit = row.applied_commit.ok_or("an applied commit")?;
+    let log = daemon.log("platform.git", "main")?;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with(&commit));
+    let checkout = tempfile::tempdir()?;
+    git(checkout.path(), &["clone", "--quiet", &url, "work"])?;
+    assert!(
+        checkout
+            .path()
+            .join("work/dev/payments/k8s-namespace/web/namespace.yaml")
+            .exists()
+    );
+
+    // Each attempt of the step is recorded: failed, then done with the commit.
+    let steps = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::steps_for_request(&mut conn, id).await?
+    };
+    let seen: Vec<(i64, &str, &str, i64)> = steps
+        .iter()
+        .map(|s| (s.step_index, s.driver.as_str(), s.state.as_str(), s.attempt))
+        .collect();
+    assert_eq!(seen, [(0, "gitops", "failed", 1), (0, "gitops", "done", 2)]);
+    assert_eq!(steps[1].commit_id.as_deref(), Some(commit.as_str()));
+    assert!(
+        steps[1]
+            .summary
+            .starts_with(&format!("committed {commit} to main at {url}"))
+    );
+
+    // A duplicate delivery of the job: the step is already done, nothing new.
+    let mut tx = app.state.db.write().await?;
+    storage::jobs::enqueue(
+        &mut tx,
+        id,
+        requests::APPLY_JOB,
+        requests::APPLY_MAX_ATTEMPTS,
+    )
+    .await?;
+    tx.commit().await?;
+    app.run_jobs().await?;
+    assert_eq!(daemon.log("platform.git", "main")?.len(), 1);
+
+    // The password is nowhere: not in the database's texts, not in any log line.
+    for (table, column) in [
+        ("jobs", "last_error"),
+        ("job_steps", "summary"),
+        ("job_steps", "log"),
+        ("audit_events", "detail"),
+        ("audit_events", "after_value"),
+        ("requests", "last_error"),
+    ] {
+        // Bound, not inlined: the statement text itself is logged.
+        let found: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE {column} LIKE $1"
+        ))
+        .bind(format!("%{PASSWORD}%"))
+        .fetch_one(&app.state.db.pool)
+        .await?;
+        assert_eq!(found, 0, "{table}.{column} holds the password");
+    }
+    let logged = String::from_utf8_lossy(&logs.lock().map_err(|_| "log lock")?).into_owned();
+    assert!(
+        logged.contains("will retry"),
+        "the retry was logged: {logged}"
+    );
+    let leaks: Vec<&str> = logged.lines().filter(|l| l.contains(PASSWORD)).collect();
+    assert!(leaks.is_empty(), "log lines hold the password: {leaks:#?}");
+    Ok(())
+}
