@@ -24,12 +24,28 @@ pub enum PlannedStep {
         files: Vec<RenderedFile>,
         message: String,
     },
+    /// Run a program on these files.
+    Command(PlannedCommand),
+}
+
+/// A command with its arguments and environment rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Written into the scratch directory at their paths before the program runs.
+    pub files: Vec<RenderedFile>,
+    pub env: Vec<(String, String)>,
+    /// (variable, secret parameter): the driver sets the variable to the value.
+    pub secret_env: Vec<(String, String)>,
+    pub timeout_seconds: Option<u64>,
 }
 
 impl PlannedStep {
     pub fn driver(&self) -> &'static str {
         match self {
             PlannedStep::Gitops { .. } => "gitops",
+            PlannedStep::Command(_) => "command",
         }
     }
 
@@ -37,6 +53,7 @@ impl PlannedStep {
     pub fn files(&self) -> &[RenderedFile] {
         match self {
             PlannedStep::Gitops { files, .. } => files,
+            PlannedStep::Command(command) => &command.files,
         }
     }
 }
@@ -77,6 +94,46 @@ pub fn plan(
                     None => default_message(ty, resource_name, run),
                 };
                 Ok(PlannedStep::Gitops { files, message })
+            }
+            ExecutionStep::Command(command) => {
+                let files = match &command.inputs {
+                    None => change_set.files.clone(),
+                    Some(names) => files_of(change_set, names, i)?,
+                };
+                let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+                let ctx = minijinja::context! { inputs => paths, ..ctx.clone() };
+                let render = |what: String, source: &str| {
+                    template::render_str(source, &ctx)
+                        .map_err(|message| RenderError { what, message })
+                };
+                let args = command
+                    .args
+                    .iter()
+                    .enumerate()
+                    .map(|(j, arg)| render(format!("execute[{i}].args[{j}]"), arg))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let env = command
+                    .env
+                    .iter()
+                    .map(|(name, value)| {
+                        Ok((
+                            name.clone(),
+                            render(format!("execute[{i}].env.{name}"), value)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, RenderError>>()?;
+                Ok(PlannedStep::Command(PlannedCommand {
+                    program: command.program.clone(),
+                    args,
+                    files,
+                    env,
+                    secret_env: command
+                        .secret_env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    timeout_seconds: command.timeout_seconds,
+                }))
             }
         })
         .collect()

@@ -92,6 +92,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         catalog: Arc::new(catalog),
         drivers: crate::drivers::Drivers {
             gitops: gitops.clone(),
+            command: crate::drivers::command::CommandDriver::new(settings.command.clone()),
         },
         gitops,
         settings: Arc::new(settings),

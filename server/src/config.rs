@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::drivers::command::CommandSettings;
 use crate::drivers::gitops::{DEFAULT_BRANCH, GitOpsSettings, RemoteCredentials, RemoteSettings};
 use crate::secrets::SecretKey;
 
@@ -264,6 +265,8 @@ pub struct ServeArgs {
     pub gitops_repo: Option<PathBuf>,
     #[command(flatten)]
     pub gitops: GitOpsArgs,
+    #[command(flatten)]
+    pub command: CommandArgs,
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -457,6 +460,89 @@ fn check_remote_url(setting: &'static str, url: &str) -> Result<(), SettingError
     }
 }
 
+/// What the command driver may run.
+#[derive(Debug, Clone, Args)]
+pub struct CommandArgs {
+    /// Programs a type's `command` step may run, comma-separated, exactly as steps
+    /// name them (e.g. psql,tofu,/usr/local/bin/kubectl); none by default.
+    #[arg(
+        long = "command-allow",
+        env = "SLIPWAY_COMMAND_ALLOW",
+        value_delimiter = ','
+    )]
+    pub allow: Vec<String>,
+    /// Variables of the server's environment handed on to every command, comma-
+    /// separated (e.g. PGPASSWORD,KUBECONFIG); PATH, HOME and LANG always are.
+    #[arg(
+        long = "command-pass-env",
+        env = "SLIPWAY_COMMAND_PASS_ENV",
+        value_delimiter = ','
+    )]
+    pub pass_env: Vec<String>,
+    /// How long a command may run when its step gives no timeout (s, m, h or d).
+    #[arg(
+        long = "command-timeout",
+        env = "SLIPWAY_COMMAND_TIMEOUT",
+        default_value = "10m"
+    )]
+    pub timeout: String,
+}
+
+impl Default for CommandArgs {
+    fn default() -> Self {
+        CommandArgs {
+            allow: Vec::new(),
+            pass_env: Vec::new(),
+            timeout: "10m".into(),
+        }
+    }
+}
+
+impl CommandArgs {
+    pub fn check(self, data_dir: &Path) -> Result<CommandSettings, SettingError> {
+        const ALLOW: &str = "--command-allow (SLIPWAY_COMMAND_ALLOW)";
+        const PASS_ENV: &str = "--command-pass-env (SLIPWAY_COMMAND_PASS_ENV)";
+        let allowed: Vec<String> = self
+            .allow
+            .iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        for program in &allowed {
+            if program.contains(char::is_whitespace) {
+                return Err(setting_error(
+                    ALLOW,
+                    format!("{program:?}: name a program, without arguments"),
+                ));
+            }
+        }
+        let pass_env: Vec<String> = self
+            .pass_env
+            .iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        for name in &pass_env {
+            if name.contains(['=', ' ']) {
+                return Err(setting_error(
+                    PASS_ENV,
+                    format!(
+                        "{name:?}: give variable names only; their values stay in the environment"
+                    ),
+                ));
+            }
+        }
+        let default_timeout = parse_duration(&self.timeout)
+            .map_err(|m| setting_error("--command-timeout (SLIPWAY_COMMAND_TIMEOUT)", m))?;
+        Ok(CommandSettings {
+            allowed,
+            pass_env,
+            default_timeout,
+            scratch_dir: data_dir.join("scratch"),
+        })
+    }
+}
+
 /// Sign-in and session settings.
 #[derive(Clone, Args)]
 pub struct IdentityArgs {
@@ -571,6 +657,7 @@ impl std::fmt::Debug for ServeArgs {
             )
             .field("gitops_repo", &self.gitops_repo)
             .field("gitops", &self.gitops)
+            .field("command", &self.command)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
@@ -614,6 +701,8 @@ pub struct Settings {
     pub gitops_repo: PathBuf,
     /// The branch and the remote the GitOps driver commits and pushes to.
     pub gitops: GitOpsSettings,
+    /// What the command driver may run.
+    pub command: CommandSettings,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
@@ -689,6 +778,7 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("gitops_repo", &self.gitops_repo)
             .field("gitops", &self.gitops)
+            .field("command", &self.command)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key", &self.secret_key)
@@ -732,6 +822,7 @@ impl ServeArgs {
                 self.data_dir.join("slipway.db").display()
             ),
         };
+        let command_settings = self.command.check(&self.data_dir)?;
         let gitops_repo = self
             .gitops_repo
             .unwrap_or_else(|| self.data_dir.join("gitops.git"));
@@ -751,6 +842,7 @@ impl ServeArgs {
             database_url,
             gitops_repo,
             gitops: self.gitops.check()?,
+            command: command_settings,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
@@ -1037,6 +1129,7 @@ mod tests {
             database_url: Some("mysql://x".into()),
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
+            command: CommandArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1065,6 +1158,7 @@ mod tests {
             database_url: None,
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
+            command: CommandArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1089,6 +1183,7 @@ mod tests {
             database_url: None,
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
+            command: CommandArgs::default(),
             site_root: dir.to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,

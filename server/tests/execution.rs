@@ -187,3 +187,128 @@ async fn remote_down_then_back(engine: Engine) -> TestResult {
     assert!(leaks.is_empty(), "log lines hold the password: {leaks:#?}");
     Ok(())
 }
+
+const REPORT_TYPE: &str = r#"name: report
+title: Report
+description: A rendered report, committed, then read back by a command.
+owner: platform
+owner_param: team
+parameters:
+  type: object
+  additionalProperties: false
+  required: [name, team]
+  properties:
+    name: { type: string, title: Name, pattern: "^[a-z][a-z0-9-]{1,20}$" }
+    team: { type: string, title: Team, x-dictionary: teams }
+naming:
+  template: "{{ team }}-{{ name }}"
+review:
+  approvers: { role: reviewer }
+  auto_approve: { when: "true" }
+outputs:
+  - name: report
+    path: "reports/{{ team }}/{{ name }}.yaml"
+    template: report/report.yaml.j2
+execute:
+  - driver: gitops
+    message: "report {{ resource_name }} for {{ requester }}"
+  - driver: command
+    program: PROGRAM
+    args: ["{{ inputs[0] }}"]
+    env: { REPORT: "{{ resource_name }}" }
+checks:
+  - kind: gitops-file
+    path: "reports/{{ team }}/{{ name }}.yaml"
+"#;
+
+/// The shipped catalog plus `report` (whose command step runs `cat`) and
+/// `shredder` (the same with `shred`, which the settings do not allow).
+fn report_catalog() -> TestResult<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    std::fs::write(
+        dir.path().join("types/report.yaml"),
+        REPORT_TYPE.replace("PROGRAM", "cat"),
+    )?;
+    std::fs::write(
+        dir.path().join("types/shredder.yaml"),
+        REPORT_TYPE
+            .replace("name: report\n", "name: shredder\n")
+            .replace("PROGRAM", "shred"),
+    )?;
+    std::fs::create_dir_all(dir.path().join("templates/report"))?;
+    std::fs::write(
+        dir.path().join("templates/report/report.yaml.j2"),
+        "report: {{ resource_name }}\nteam: {{ team }}\n",
+    )?;
+    Ok(dir)
+}
+
+#[tokio::test]
+async fn steps_of_two_drivers_run_in_order_and_are_recorded_sqlite() -> TestResult {
+    gitops_then_command(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn steps_of_two_drivers_run_in_order_and_are_recorded_postgres() -> TestResult {
+    gitops_then_command(Engine::Postgres).await
+}
+
+async fn gitops_then_command(engine: Engine) -> TestResult {
+    let Some(app) = TestApp::start_configured(engine, Some(report_catalog()?), |settings| {
+        settings.command.allowed = vec!["cat".into()];
+    })
+    .await?
+    else {
+        eprintln!(
+            "note: {} is not set; skipping the PostgreSQL run",
+            common::POSTGRES_ENV
+        );
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let params = serde_json::json!({"name": "q3", "team": "payments"});
+    let id = requests::submit(&app.state, &alice, &draft("report", params.clone())).await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    let steps = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::steps_for_request(&mut conn, id).await?
+    };
+    let seen: Vec<(i64, &str, &str)> = steps
+        .iter()
+        .map(|s| (s.step_index, s.driver.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(seen, [(0, "gitops", "done"), (1, "command", "done")]);
+    assert_eq!(steps[0].commit_id, row.applied_commit);
+    assert_eq!(
+        steps[1].log,
+        "stdout: report: payments-q3\nstdout: team: payments"
+    );
+    assert!(steps[1].summary.starts_with("cat exited 0 after "));
+
+    // A program the settings do not allow: the commit lands, the command step
+    // fails for good, the request fails with the reason.
+    let id = requests::submit(&app.state, &alice, &draft("shredder", params)).await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    let reason = row.last_error.unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "step 2 (command): the program \"shred\" is not allowed by the server's --command-allow"
+        ),
+        "{reason}"
+    );
+    let steps = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::steps_for_request(&mut conn, id).await?
+    };
+    let seen: Vec<(i64, &str, &str)> = steps
+        .iter()
+        .map(|s| (s.step_index, s.driver.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(seen, [(0, "gitops", "done"), (1, "command", "failed")]);
+    Ok(())
+}

@@ -141,6 +141,24 @@ pub(super) struct StepFile {
     /// gitops: the commit message template.
     #[serde(default)]
     pub message: Option<String>,
+    /// command: the program to run.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// command: its arguments, each a template.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// command: the outputs written into its working directory, by name.
+    #[serde(default)]
+    pub inputs: Option<Vec<String>>,
+    /// command: environment variables, each a template.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// command: environment variables holding a secret parameter's value.
+    #[serde(default)]
+    pub secret_env: Option<BTreeMap<String, String>>,
+    /// command: seconds before the program is stopped.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,10 +8,10 @@ use serde::de::DeserializeOwned;
 use super::file::{CheckKindFile, DictionaryFile, StepFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
-    Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, DEFAULT_MAX_NAME_LENGTH,
-    DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, ExecutionStep,
-    MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement, ResourceType,
-    ReviewPolicy, RiskHint, SourceFile, Term,
+    Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, CommandStep,
+    DEFAULT_MAX_NAME_LENGTH, DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary,
+    ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement,
+    ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
 };
 use crate::template;
 use crate::views::Role;
@@ -258,7 +258,7 @@ fn load_type(
                 message: r.message,
             })
             .collect(),
-        execute: load_execute(raw.execute, &outputs, &mut fe),
+        execute: load_execute(raw.execute, &outputs, &parameters, &mut fe),
         outputs,
         checks: raw
             .checks
@@ -521,6 +521,7 @@ fn check_outputs(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) 
 fn load_execute(
     steps: Option<Vec<StepFile>>,
     outputs: &[OutputSpec],
+    parameters: &serde_json::Value,
     fe: &mut FileErrors<'_>,
 ) -> Vec<ExecutionStep> {
     let Some(steps) = steps else {
@@ -541,7 +542,13 @@ fn load_execute(
     };
     let mut loaded = Vec::with_capacity(steps.len());
     for (i, step) in steps.into_iter().enumerate() {
+        refuse_foreign_fields(i, &step, fe);
         match step.driver.as_str() {
+            "command" => {
+                if let Some(command) = load_command(i, step, outputs, parameters, fe) {
+                    loaded.push(ExecutionStep::Command(command));
+                }
+            }
             "gitops" => {
                 if let Some(names) = &step.outputs {
                     if names.is_empty() {
@@ -583,6 +590,135 @@ fn load_execute(
         }
     }
     loaded
+}
+
+/// A field of another driver is a mistake the author should hear about, not a
+/// setting silently ignored.
+fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
+    let given: [(&str, bool, &str); 8] = [
+        ("outputs", step.outputs.is_some(), "gitops"),
+        ("message", step.message.is_some(), "gitops"),
+        ("program", step.program.is_some(), "command"),
+        ("args", step.args.is_some(), "command"),
+        ("inputs", step.inputs.is_some(), "command"),
+        ("env", step.env.is_some(), "command"),
+        ("secret_env", step.secret_env.is_some(), "command"),
+        ("timeout_seconds", step.timeout_seconds.is_some(), "command"),
+    ];
+    if !ExecutionStep::DRIVERS.contains(&step.driver.as_str()) {
+        return;
+    }
+    for (field, present, owner) in given {
+        if present && owner != step.driver {
+            fe.push(
+                format!("execute[{i}].{field}"),
+                format!("is a field of the {owner} driver, not of {}", step.driver),
+            );
+        }
+    }
+}
+
+/// An environment variable name as a shell would accept it.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The longest a command may be given, in seconds: a day.
+const MAX_COMMAND_SECONDS: u64 = 86_400;
+
+fn load_command(
+    i: usize,
+    step: StepFile,
+    outputs: &[OutputSpec],
+    parameters: &serde_json::Value,
+    fe: &mut FileErrors<'_>,
+) -> Option<CommandStep> {
+    let program = step.program.unwrap_or_default();
+    let trimmed = program.trim();
+    if trimmed.is_empty() {
+        fe.push(
+            format!("execute[{i}].program"),
+            "a command step needs a program (a name on the server's PATH or an absolute path) that the server's --command-allow setting allows",
+        );
+    } else if trimmed != program
+        || program.contains(['{', '}'])
+        || program.contains(char::is_whitespace)
+    {
+        fe.push(
+            format!("execute[{i}].program"),
+            format!(
+                "{program:?} must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"
+            ),
+        );
+    }
+    let args = step.args.unwrap_or_default();
+    for (j, arg) in args.iter().enumerate() {
+        fe.template(format!("execute[{i}].args[{j}]"), arg);
+    }
+    if let Some(names) = &step.inputs {
+        for (j, name) in names.iter().enumerate() {
+            if !outputs.iter().any(|o| &o.name == name) {
+                let known: Vec<String> = outputs.iter().map(|o| format!("{:?}", o.name)).collect();
+                fe.push(
+                    format!("execute[{i}].inputs[{j}]"),
+                    format!(
+                        "no output is named {name:?}; the outputs are {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let env = step.env.unwrap_or_default();
+    for (name, value) in &env {
+        if !is_env_name(name) {
+            fe.push(
+                format!("execute[{i}].env.{name}"),
+                "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
+            );
+        }
+        fe.template(format!("execute[{i}].env.{name}"), value);
+    }
+    let secret_env = step.secret_env.unwrap_or_default();
+    for (name, param) in &secret_env {
+        if !is_env_name(name) {
+            fe.push(
+                format!("execute[{i}].secret_env.{name}"),
+                "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
+            );
+        } else if env.contains_key(name) {
+            fe.push(
+                format!("execute[{i}].secret_env.{name}"),
+                "is also set in `env`; give each variable once",
+            );
+        }
+        if !schema::is_secret(parameters, param) {
+            fe.push(
+                format!("execute[{i}].secret_env.{name}"),
+                format!("{param:?} is not a secret parameter (x-secret: true) of this type"),
+            );
+        }
+    }
+    if let Some(seconds) = step.timeout_seconds
+        && !(1..=MAX_COMMAND_SECONDS).contains(&seconds)
+    {
+        fe.push(
+            format!("execute[{i}].timeout_seconds"),
+            format!("must be between 1 and {MAX_COMMAND_SECONDS} (a day)"),
+        );
+    }
+    Some(CommandStep {
+        program,
+        args,
+        inputs: step.inputs,
+        env,
+        secret_env,
+        timeout_seconds: step.timeout_seconds,
+    })
 }
 
 /// Steps refer to outputs by name, so names are unique.

@@ -575,7 +575,7 @@ fn an_unknown_driver_or_output_in_execute_is_refused() {
         err(
             file,
             "execute[0].driver",
-            r#"unknown driver "helm"; the drivers are gitops"#
+            r#"unknown driver "helm"; the drivers are gitops, command"#
         )
     );
     assert_eq!(
@@ -626,6 +626,111 @@ execute: []
                 file,
                 "outputs[1].name",
                 r#"another output is already named "k8s-namespace/namespace.yaml.j2"; give each output its own `name`"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_command_step_is_read_with_its_arguments_and_environment() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: gitops
+  - driver: command
+    program: psql
+    args: ["-v", "ON_ERROR_STOP=1", "-f", "w/{{ name }}.yaml"]
+    inputs: [k8s-namespace/namespace.yaml.j2]
+    env: { PGDATABASE: "{{ name }}" }
+    timeout_seconds: 60
+"#,
+        ),
+    );
+    let catalog = match Catalog::from_files(&files) {
+        Ok(catalog) => catalog,
+        Err(errors) => panic!("{errors}"),
+    };
+    let execute = catalog
+        .resource_type("widget")
+        .map(|t| t.execute.clone())
+        .unwrap_or_default();
+    assert_eq!(execute.len(), 2);
+    assert_eq!(
+        execute[1],
+        ExecutionStep::Command(CommandStep {
+            program: "psql".into(),
+            args: vec![
+                "-v".into(),
+                "ON_ERROR_STOP=1".into(),
+                "-f".into(),
+                "w/{{ name }}.yaml".into()
+            ],
+            inputs: Some(vec!["k8s-namespace/namespace.yaml.j2".into()]),
+            env: [("PGDATABASE".to_string(), "{{ name }}".to_string())].into(),
+            secret_env: BTreeMap::new(),
+            timeout_seconds: Some(60),
+        })
+    );
+}
+
+#[test]
+fn a_command_step_is_checked_field_by_field() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: command
+    program: "psql -f x.sql"
+    inputs: [nope]
+    env: { "1BAD": "x" }
+    secret_env: { PASSWORD: name }
+    timeout_seconds: 0
+    message: "hi"
+  - driver: gitops
+    program: psql
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "execute[0].message",
+                "is a field of the gitops driver, not of command"
+            ),
+            err(
+                file,
+                "execute[0].program",
+                r#""psql -f x.sql" must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"#
+            ),
+            err(
+                file,
+                "execute[0].inputs[0]",
+                r#"no output is named "nope"; the outputs are "k8s-namespace/namespace.yaml.j2""#
+            ),
+            err(
+                file,
+                "execute[0].env.1BAD",
+                "is not a valid environment variable name (letters, digits and '_', not starting with a digit)"
+            ),
+            err(
+                file,
+                "execute[0].secret_env.PASSWORD",
+                r#""name" is not a secret parameter (x-secret: true) of this type"#
+            ),
+            err(
+                file,
+                "execute[0].timeout_seconds",
+                "must be between 1 and 86400 (a day)"
+            ),
+            err(
+                file,
+                "execute[1].program",
+                "is a field of the command driver, not of gitops"
             ),
         ]
     );

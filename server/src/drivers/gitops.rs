@@ -535,7 +535,12 @@ impl Driver for GitOpsRepo {
         step: &PlannedStep,
         ctx: &StepContext<'_>,
     ) -> Result<StepOutcome, DriverError> {
-        let PlannedStep::Gitops { files, message } = step;
+        let PlannedStep::Gitops { files, message } = step else {
+            return Err(DriverError::Permanent(format!(
+                "the gitops driver was handed a {} step",
+                step.driver()
+            )));
+        };
         // Checked when rendered, and again here: what is stored may be older than
         // the check, and nothing unparsable should reach a reconciler.
         for file in files {

@@ -6,6 +6,7 @@
 //! after a crash at any point (before, during or after its effect) has no second
 //! effect; the orchestrator relies on this instead of distributed transactions.
 
+pub mod command;
 pub mod gitops;
 
 use async_trait::async_trait;
@@ -59,12 +60,14 @@ pub trait Driver: Send + Sync {
 #[derive(Clone)]
 pub struct Drivers {
     pub gitops: gitops::GitOpsRepo,
+    pub command: command::CommandDriver,
 }
 
 impl Drivers {
     pub fn for_step(&self, step: &PlannedStep) -> &dyn Driver {
         match step {
             PlannedStep::Gitops { .. } => &self.gitops,
+            PlannedStep::Command(_) => &self.command,
         }
     }
 }

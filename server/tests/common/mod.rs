@@ -122,7 +122,18 @@ impl TestApp {
         engine: Engine,
         catalog: Option<TempDir>,
     ) -> TestResult<Option<TestApp>> {
-        TestApp::start_with(engine, catalog, IdentitySettings::default(), None).await
+        TestApp::start_with(engine, catalog, IdentitySettings::default(), |_| {}).await
+    }
+
+    /// A fresh app on the given catalog (or the shipped one) with settings changed
+    /// by `configure` before it starts.
+    #[allow(dead_code, reason = "each test binary uses a part of the harness")]
+    pub async fn start_configured(
+        engine: Engine,
+        catalog: Option<TempDir>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestResult<Option<TestApp>> {
+        TestApp::start_with(engine, catalog, IdentitySettings::default(), configure).await
     }
 
     /// A fresh app on the shipped catalog whose GitOps driver commits to this branch
@@ -132,7 +143,10 @@ impl TestApp {
         engine: Engine,
         gitops: GitOpsSettings,
     ) -> TestResult<Option<TestApp>> {
-        TestApp::start_with(engine, None, IdentitySettings::default(), Some(gitops)).await
+        TestApp::start_with(engine, None, IdentitySettings::default(), |settings| {
+            settings.gitops = gitops;
+        })
+        .await
     }
 
     /// A fresh app on the shipped catalog with these sign-in settings.
@@ -141,14 +155,14 @@ impl TestApp {
         engine: Engine,
         identity: IdentitySettings,
     ) -> TestResult<Option<TestApp>> {
-        TestApp::start_with(engine, None, identity, None).await
+        TestApp::start_with(engine, None, identity, |_| {}).await
     }
 
     async fn start_with(
         engine: Engine,
         catalog: Option<TempDir>,
         identity: IdentitySettings,
-        gitops: Option<GitOpsSettings>,
+        configure: impl FnOnce(&mut Settings),
     ) -> TestResult<Option<TestApp>> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
@@ -179,20 +193,22 @@ impl TestApp {
         let catalog_path = catalog
             .as_ref()
             .map_or_else(shipped_catalog, |d| d.path().to_path_buf());
-        let settings = Settings {
+        let mut settings = Settings {
             addr: "127.0.0.1:0".parse()?,
             data_dir: data_dir.clone(),
             catalog: catalog_path,
             demo: true,
             database_url,
             gitops_repo: data_dir.join("gitops.git"),
-            gitops: gitops.unwrap_or_default(),
+            gitops: GitOpsSettings::default(),
+            command: Default::default(),
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,
             audit_checkpoint_interval: std::time::Duration::from_secs(600),
             identity,
         };
+        configure(&mut settings);
         let state = slipway_server::cli::build_state(settings.clone()).await?;
         if state.db.engine != engine {
             return Err(format!("asked for {engine:?}, got {:?}", state.db.engine).into());
