@@ -1174,6 +1174,91 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn the_gitops_remote_settings_are_checked_and_never_print_the_password()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let refused = |gitops: GitOpsArgs| -> Result<String, Box<dyn std::error::Error>> {
+            let mut serve = args(dir.path())?;
+            serve.gitops = gitops;
+            Ok(serve.check().err().ok_or("expected a refusal")?.to_string())
+        };
+        let remote = |url: &str| GitOpsArgs {
+            remote: Some(url.into()),
+            ..GitOpsArgs::default()
+        };
+        assert_eq!(
+            refused(remote("http://bot:tok-canary@git.example/platform.git"))?,
+            "--gitops-remote (SLIPWAY_GITOPS_REMOTE): http://bot:***@git.example/platform.git \
+             holds a password; give it in --gitops-remote-password or its file instead, to keep it out of logs"
+        );
+        assert!(
+            refused(remote("https://github.com/acme/platform.git"))?
+                .contains("https:// is not supported by this build"),
+        );
+        assert!(refused(remote("git@github.com:acme/platform.git"))?.contains("SSH address"));
+        assert!(
+            refused(GitOpsArgs {
+                branch: "bad..name".into(),
+                ..GitOpsArgs::default()
+            })?
+            .starts_with(
+                "--gitops-branch (SLIPWAY_GITOPS_BRANCH): \"bad..name\" is not a valid branch name"
+            )
+        );
+        assert!(
+            refused(GitOpsArgs {
+                password: Some("tok-canary".into()),
+                ..GitOpsArgs::default()
+            })?
+            .contains("no --gitops-remote")
+        );
+
+        let mut serve = args(dir.path())?;
+        serve.gitops = GitOpsArgs {
+            branch: "deploy".into(),
+            remote: Some("git://127.0.0.1:9418/platform.git".into()),
+            password: Some("tok-canary".into()),
+            ..GitOpsArgs::default()
+        };
+        assert!(!format!("{serve:?}").contains("tok-canary"));
+        let settings = serve.check()?;
+        assert!(!format!("{settings:?}").contains("tok-canary"));
+        let remote = settings.gitops.remote.ok_or("a remote")?;
+        assert_eq!(settings.gitops.branch, "deploy");
+        let credentials = remote.credentials.ok_or("credentials")?;
+        assert_eq!(credentials.username, "x-access-token");
+        assert_eq!(credentials.password.expose(), "tok-canary");
+        Ok(())
+    }
+
+    #[test]
+    fn the_command_settings_are_read_from_lists() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut serve = args(dir.path())?;
+        serve.command = CommandArgs {
+            allow: vec!["psql".into(), " tofu ".into(), String::new()],
+            pass_env: vec!["PGPASSWORD".into()],
+            timeout: "2m".into(),
+        };
+        let settings = serve.check()?;
+        assert_eq!(settings.command.allowed, ["psql", "tofu"]);
+        assert_eq!(settings.command.pass_env, ["PGPASSWORD"]);
+        assert_eq!(settings.command.default_timeout, Duration::from_secs(120));
+        assert_eq!(
+            settings.command.scratch_dir,
+            dir.path().join("data/scratch")
+        );
+        let mut serve = args(dir.path())?;
+        serve.command.pass_env = vec!["PGPASSWORD=x".into()];
+        let error = serve.check().err().ok_or("expected a refusal")?.to_string();
+        assert!(
+            error.starts_with("--command-pass-env (SLIPWAY_COMMAND_PASS_ENV): "),
+            "{error}"
+        );
+        Ok(())
+    }
+
     fn args(dir: &Path) -> Result<ServeArgs, Box<dyn std::error::Error>> {
         Ok(ServeArgs {
             addr: "127.0.0.1:0".parse()?,
