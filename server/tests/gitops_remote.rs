@@ -3,6 +3,7 @@
 
 #[allow(dead_code, unused_macros)]
 mod common;
+mod http_git;
 
 use std::path::Path;
 
@@ -269,7 +270,7 @@ async fn apply_on(
 async fn credentials_from_the_settings_open_an_http_remote_and_never_show() -> TestResult {
     const TOKEN: &str = "tok-3f9a-canary-token";
     const WRONG: &str = "wrong-71c2-canary-pass";
-    let server = common::http_git::HttpGit::start("slipway", TOKEN).await?;
+    let server = http_git::HttpGit::start("slipway", TOKEN).await?;
     let url = server.create_repo("secured.git", "main")?;
     let dir = tempfile::tempdir()?;
     let files = vec![file("prod/a.yaml", "a: 1\n")];

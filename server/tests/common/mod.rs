@@ -20,8 +20,6 @@ use tempfile::TempDir;
 
 #[allow(dead_code, reason = "each test binary uses a part of the harness")]
 pub mod git_server;
-#[allow(dead_code, reason = "each test binary uses a part of the harness")]
-pub mod http_git;
 
 pub type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 

@@ -1,6 +1,7 @@
 //! A git remote over HTTP with basic authentication: git's own `git http-backend`
 //! (a CGI program) behind a small axum server on loopback, as a hosted git server
-//! that wants a user name and a token.
+//! that wants a user name and a token. Apart from `common`, which the app's
+//! tests include too and whose dependencies they lack.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,8 +15,8 @@ use base64::Engine as _;
 use std::io::Write;
 use tempfile::TempDir;
 
-use super::TestResult;
-use super::git_server::git;
+use crate::common::TestResult;
+use crate::common::git_server::git;
 
 pub struct HttpGit {
     base: TempDir,
