@@ -529,3 +529,39 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy_dir(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), target)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn catalog_check_renders_every_type_and_refuses_broken_output()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+        assert_eq!(check_catalog(&shipped), ExitCode::SUCCESS);
+        let dir = tempfile::tempdir()?;
+        copy_dir(&shipped, dir.path())?;
+        // Loads fine (the template compiles), but renders YAML that does not parse.
+        std::fs::write(
+            dir.path().join("templates/k8s-namespace/namespace.yaml.j2"),
+            "kind: Namespace\nmetadata: {name: {{ resource_name }}\n",
+        )?;
+        assert!(catalog_source::load(dir.path()).is_ok());
+        assert_eq!(check_catalog(dir.path()), ExitCode::FAILURE);
+        Ok(())
+    }
+}

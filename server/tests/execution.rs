@@ -147,6 +147,41 @@ async fn remote_down_then_back(engine: Engine) -> TestResult {
             .starts_with(&format!("committed {commit} to main at {url}"))
     );
 
+    // A crash after the push landed but before the step was recorded: the next
+    // run finds the remote already holding the files and commits nothing.
+    let crashed = requests::submit(
+        &app.state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("api", "payments", "dev", 2),
+        ),
+    )
+    .await?;
+    let change_set = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::requests::revisions(&mut conn, crashed)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or("a revision")?
+            .change_set
+    };
+    let landed = app
+        .state
+        .gitops
+        .apply(&change_set.files, "pushed before the crash")?;
+    assert!(landed.created);
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(crashed).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    assert_eq!(row.applied_commit.as_deref(), Some(landed.commit.as_str()));
+    assert_eq!(
+        daemon.log("platform.git", "main")?.len(),
+        2,
+        "no second commit"
+    );
+
     // A duplicate delivery of the job: the step is already done, nothing new.
     let mut tx = app.state.db.write().await?;
     storage::jobs::enqueue(
@@ -158,7 +193,7 @@ async fn remote_down_then_back(engine: Engine) -> TestResult {
     .await?;
     tx.commit().await?;
     app.run_jobs().await?;
-    assert_eq!(daemon.log("platform.git", "main")?.len(), 1);
+    assert_eq!(daemon.log("platform.git", "main")?.len(), 2);
 
     // The password is nowhere: not in the database's texts, not in any log line.
     for (table, column) in [
