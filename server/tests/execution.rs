@@ -322,6 +322,14 @@ async fn gitops_then_command(engine: Engine) -> TestResult {
         "stdout: report: payments-q3\nstdout: team: payments"
     );
     assert!(steps[1].summary.starts_with("cat exited 0 after "));
+    // The request's page and API show them.
+    let shown = slipway_server::services::detail::request_detail(&app.state, &alice, id).await?;
+    let shown: Vec<(i64, &str, &str)> = shown
+        .steps
+        .iter()
+        .map(|s| (s.step, s.driver.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(shown, [(1, "gitops", "done"), (2, "command", "done")]);
 
     // A program the settings do not allow: the commit lands, the command step
     // fails for good, the request fails with the reason.

@@ -1,14 +1,13 @@
-//! The apply job: execute the approved change set through the GitOps driver, verify
-//! it with the type's acceptance checks, and record the asset.
+//! The apply job: run the type's execution steps on the approved change set, each
+//! through its driver, verify the result with the type's acceptance checks, and
+//! record the asset.
 
 use slipway_core::catalog::CheckKind;
+use slipway_core::execution::{self, RunInfo};
 use slipway_core::render::{self, ChangeSet};
+use slipway_core::secret::SecretValues;
 use slipway_core::state::{Action, RequestState, next_state};
 use tracing::instrument;
-
-use slipway_core::secret::SecretValues;
-
-use slipway_core::execution::{self, RunInfo};
 
 use crate::drivers::{DriverError, StepContext};
 use crate::services::assets::record_asset;
