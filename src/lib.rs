@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod diff;
+pub mod execution;
 pub mod ids;
 pub mod listing;
 pub mod policy;

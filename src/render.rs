@@ -22,6 +22,11 @@ pub struct RenderedFile {
 pub struct ChangeSet {
     /// Sorted by path.
     pub files: Vec<RenderedFile>,
+    /// Which output each path was rendered from (path -> output name), so an
+    /// execution step can take the outputs it names. Not part of the hash: it
+    /// follows from the type, and change sets stored before it existed lack it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub outputs: std::collections::BTreeMap<String, String>,
 }
 
 impl ChangeSet {
@@ -120,6 +125,7 @@ pub fn change_set(
             .map_err(|e| fail(format!("templates/{name}"), template::error_text(&e)))?;
     }
     let mut files = Vec::with_capacity(ty.outputs.len());
+    let mut outputs = std::collections::BTreeMap::new();
     for (i, output) in ty.outputs.iter().enumerate() {
         let path = render_path(&format!("outputs[{i}].path"), &output.path, &ctx)?;
         let what = format!("templates/{}", output.template);
@@ -127,7 +133,11 @@ pub fn change_set(
             .get_template(&output.template)
             .and_then(|t| t.render(&ctx))
             .map_err(|e| fail(&what, template::error_text(&e)))?;
-        files.push(RenderedFile { path, content });
+        let file = RenderedFile { path, content };
+        check_syntax(&file)
+            .map_err(|e| fail(&what, format!("the rendered {} {}", e.what, e.message)))?;
+        outputs.insert(file.path.clone(), output.name.clone());
+        files.push(file);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     if let Some(pair) = files.windows(2).find(|w| w[0].path == w[1].path) {
@@ -136,7 +146,35 @@ pub fn change_set(
             format!("two outputs render to {}", pair[0].path),
         ));
     }
-    Ok(ChangeSet { files })
+    Ok(ChangeSet { files, outputs })
+}
+
+/// A rendered file whose name says it is YAML or JSON must parse as such, before
+/// a reviewer sees it and again before a driver applies it: a template that
+/// produces broken YAML fails here, naming the file, not in Argo CD an hour later.
+/// Other files are taken as they are.
+pub fn check_syntax(file: &RenderedFile) -> Result<(), RenderError> {
+    let lower = file.path.to_ascii_lowercase();
+    let problem = if lower.ends_with(".json") {
+        serde_json::from_str::<serde::de::IgnoredAny>(&file.content)
+            .err()
+            .map(|e| format!("is not valid JSON: {e}"))
+    } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        // Manifests often hold several documents separated by `---`; each must parse.
+        serde_norway::Deserializer::from_str(&file.content)
+            .enumerate()
+            .find_map(|(i, document)| {
+                serde::de::IgnoredAny::deserialize(document)
+                    .err()
+                    .map(|e| format!("is not valid YAML (document {}): {e}", i + 1))
+            })
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => Err(fail(&file.path, message)),
+        None => Ok(()),
+    }
 }
 
 pub fn checks(
@@ -190,3 +228,94 @@ pub fn monitoring(
 
 #[cfg(test)]
 mod tests;
+
+/// Renders every type of the catalog with its schema's defaults, plus a sample value
+/// for each required parameter without one, and reports what fails: a template that
+/// breaks or produces unparsable YAML or JSON shows up in `catalog check`, not in
+/// the first request.
+pub fn check_samples(catalog: &Catalog) -> Vec<crate::catalog::CatalogError> {
+    let mut errors = Vec::new();
+    for ty in catalog.types.values() {
+        let params = sample_params(ty);
+        let report = |what: &str, message: String| crate::catalog::CatalogError {
+            file: format!("types/{}.yaml", ty.name),
+            path: what.to_string(),
+            message: format!("rendered with the defaults and sample values {params}: {message}"),
+        };
+        let ctx = template::context(ty, &params, None);
+        let name = match render("naming.template", &ty.naming.template, &ctx) {
+            Ok(name) => name.trim().to_string(),
+            Err(e) => {
+                errors.push(report(&e.what, e.message));
+                continue;
+            }
+        };
+        let requires: Vec<String> = ty
+            .requires
+            .iter()
+            .map(|r| format!("sample-{}", r.type_name))
+            .collect();
+        let change_set = match change_set(catalog, ty, &params, &name, &requires) {
+            Ok(set) => set,
+            Err(e) => {
+                errors.push(report(&e.what, e.message));
+                continue;
+            }
+        };
+        let run = crate::execution::RunInfo {
+            request_id: 1,
+            revision: 1,
+            requester: "sample-requester",
+        };
+        if let Err(e) = crate::execution::plan(ty, &params, &name, &change_set, run) {
+            errors.push(report(&e.what, e.message));
+        }
+        if let Err(e) = checks(ty, &params, &name) {
+            errors.push(report(&e.what, e.message));
+        }
+        if let Err(e) = monitoring(ty, &params, &name) {
+            errors.push(report(&e.what, e.message));
+        }
+    }
+    errors
+}
+
+/// The schema's defaults, and for each required parameter without one a value of
+/// its type (the first of an `enum`, the `minimum` of a number).
+fn sample_params(ty: &ResourceType) -> Value {
+    let mut params = ty.default_params();
+    let required: Vec<&str> = ty
+        .parameters
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    for name in required {
+        if params.contains_key(name) {
+            continue;
+        }
+        let schema = ty
+            .parameters
+            .pointer(&format!("/properties/{name}"))
+            .cloned()
+            .unwrap_or_default();
+        let first_of_enum = schema
+            .get("enum")
+            .and_then(|e| e.as_array())
+            .and_then(|e| e.first())
+            .cloned();
+        let sample =
+            first_of_enum.unwrap_or_else(|| match schema.get("type").and_then(|t| t.as_str()) {
+                Some("integer" | "number") => schema
+                    .get("minimum")
+                    .cloned()
+                    .unwrap_or_else(|| Value::from(1)),
+                Some("boolean") => Value::Bool(false),
+                Some("array") => Value::Array(Vec::new()),
+                Some("object") => Value::Object(serde_json::Map::new()),
+                _ => Value::from("sample"),
+            });
+        params.insert(name.to_string(), sample);
+    }
+    Value::Object(params)
+}

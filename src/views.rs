@@ -135,6 +135,25 @@ pub struct TimelineEntry {
     pub detail: String,
 }
 
+/// One attempt of one execution step: which driver, how it ended, what it said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepView {
+    pub revision: i64,
+    /// 1 for the type's first `execute` step.
+    pub step: i64,
+    pub driver: String,
+    /// The job attempt it ran in.
+    pub attempt: i64,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub summary: String,
+    /// The driver's log lines (a command's output), secrets blanked.
+    pub log: String,
+    pub commit: Option<String>,
+    pub started_at: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
@@ -175,6 +194,9 @@ pub struct RequestDetail {
     pub decisions: Vec<DecisionView>,
     pub timeline: Vec<TimelineEntry>,
     pub checks: Vec<CheckResultView>,
+    /// Every attempt of every execution step, oldest first.
+    #[serde(default)]
+    pub steps: Vec<StepView>,
     pub job: Option<JobView>,
     pub asset_id: Option<AssetId>,
     pub last_error: Option<String>,

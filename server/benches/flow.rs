@@ -29,6 +29,8 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         demo: true,
         database_url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
         gitops_repo: dir.join("gitops.git"),
+        gitops: Default::default(),
+        command: Default::default(),
         site_root: dir.to_path_buf(),
         secure_cookies: false,
         secret_key: None,

@@ -87,10 +87,14 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
-    let gitops = GitOpsRepo::open_or_init(&settings.gitops_repo)?;
+    let gitops = GitOpsRepo::open_with(&settings.gitops_repo, &settings.gitops)?;
     let state = AppState {
         db,
         catalog: Arc::new(catalog),
+        drivers: crate::drivers::Drivers {
+            gitops: gitops.clone(),
+            command: crate::drivers::command::CommandDriver::new(settings.command.clone()),
+        },
         gitops,
         settings: Arc::new(settings),
         audit_signer: secret_key
@@ -192,6 +196,15 @@ async fn shutdown_signal() {
 fn check_catalog(dir: &std::path::Path) -> ExitCode {
     match catalog_source::load(dir) {
         Ok(loaded) => {
+            // Loading checks each file; rendering every type shows what its
+            // templates make of real values.
+            let broken = slipway_core::render::check_samples(&loaded.catalog);
+            if !broken.is_empty() {
+                for error in &broken {
+                    eprintln!("{error}");
+                }
+                return ExitCode::FAILURE;
+            }
             println!(
                 "{}: a valid catalog with {} dictionaries, {} resource types and {} templates",
                 dir.display(),
@@ -224,7 +237,7 @@ async fn audit_tools(args: &AuditArgs) -> Result<AuditTools, String> {
         .map_err(|e| format!("database ({}): {e}", crate::config::redact_url(&url)))?;
     let path = args.gitops_repo();
     let gitops = if path.exists() {
-        Some(GitOpsRepo::open_or_init(&path).map_err(|e| e.to_string())?)
+        Some(GitOpsRepo::open_with(&path, &args.gitops_settings()).map_err(|e| e.to_string())?)
     } else {
         None
     };
@@ -257,7 +270,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
             };
             let gitops = match tools.gitops {
                 Some(gitops) => gitops,
-                None => match GitOpsRepo::open_or_init(&args.gitops_repo()) {
+                None => match GitOpsRepo::open_with(&args.gitops_repo(), &args.gitops_settings()) {
                     Ok(gitops) => gitops,
                     Err(error) => return fail(error.to_string()),
                 },
@@ -515,5 +528,41 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy_dir(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), target)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn catalog_check_renders_every_type_and_refuses_broken_output()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+        assert_eq!(check_catalog(&shipped), ExitCode::SUCCESS);
+        let dir = tempfile::tempdir()?;
+        copy_dir(&shipped, dir.path())?;
+        // Loads fine (the template compiles), but renders YAML that does not parse.
+        std::fs::write(
+            dir.path().join("templates/k8s-namespace/namespace.yaml.j2"),
+            "kind: Namespace\nmetadata: {name: {{ resource_name }}\n",
+        )?;
+        assert!(catalog_source::load(dir.path()).is_ok());
+        assert_eq!(check_catalog(dir.path()), ExitCode::FAILURE);
+        Ok(())
     }
 }

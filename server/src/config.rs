@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::drivers::command::CommandSettings;
+use crate::drivers::gitops::{DEFAULT_BRANCH, GitOpsSettings, RemoteCredentials, RemoteSettings};
 use crate::secrets::SecretKey;
 
 #[derive(Debug, Parser)]
@@ -155,6 +157,9 @@ pub struct AuditArgs {
     /// The GitOps repository checkpoints are committed to; default: <data-dir>/gitops.git.
     #[arg(long, env = "SLIPWAY_GITOPS_REPO")]
     pub gitops_repo: Option<PathBuf>,
+    /// The branch of the GitOps repository, as `serve` uses it.
+    #[arg(long, env = "SLIPWAY_GITOPS_BRANCH", default_value = DEFAULT_BRANCH)]
+    pub gitops_branch: String,
     /// A file holding the server's 32-byte secret key; default: <data-dir>/secret.key
     /// when it exists (demo mode).
     #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
@@ -173,6 +178,7 @@ impl std::fmt::Debug for AuditArgs {
             )
             .field("data_dir", &self.data_dir)
             .field("gitops_repo", &self.gitops_repo)
+            .field("gitops_branch", &self.gitops_branch)
             .field("secret_key_file", &self.secret_key_file)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .finish()
@@ -180,6 +186,15 @@ impl std::fmt::Debug for AuditArgs {
 }
 
 impl AuditArgs {
+    /// The local repository on the configured branch (checkpoints are not pushed
+    /// from the command line; the server pushes its own).
+    pub fn gitops_settings(&self) -> GitOpsSettings {
+        GitOpsSettings {
+            branch: self.gitops_branch.clone(),
+            remote: None,
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
@@ -248,6 +263,10 @@ pub struct ServeArgs {
     /// The GitOps repository changes are committed to; default: a bare repository in the data directory.
     #[arg(long, env = "SLIPWAY_GITOPS_REPO")]
     pub gitops_repo: Option<PathBuf>,
+    #[command(flatten)]
+    pub gitops: GitOpsArgs,
+    #[command(flatten)]
+    pub command: CommandArgs,
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -268,6 +287,260 @@ pub struct ServeArgs {
     pub audit_checkpoint_interval: String,
     #[command(flatten)]
     pub identity: IdentityArgs,
+}
+
+/// Where approved changes are committed, and the remote they are pushed to.
+#[derive(Clone, Args)]
+pub struct GitOpsArgs {
+    /// The branch changes are committed to (locally and on the remote); the local
+    /// repository's HEAD names it, so a plain `git clone` checks it out.
+    #[arg(long = "gitops-branch", env = "SLIPWAY_GITOPS_BRANCH", default_value = DEFAULT_BRANCH)]
+    pub branch: String,
+    /// A remote repository to push the branch to, e.g. the one Argo CD or Flux reads:
+    /// git://host/repo.git, http://host/repo.git or a path. Each change is committed on
+    /// top of the remote branch and pushed. Without it, commits stay in the local
+    /// repository.
+    #[arg(long = "gitops-remote", env = "SLIPWAY_GITOPS_REMOTE")]
+    pub remote: Option<String>,
+    /// The user name for the remote (default with a password or token: x-access-token).
+    #[arg(
+        long = "gitops-remote-username",
+        env = "SLIPWAY_GITOPS_REMOTE_USERNAME"
+    )]
+    pub username: Option<String>,
+    /// The password or access token for the remote; prefer the environment or the
+    /// file setting, as command lines are visible to other users of the machine.
+    #[arg(
+        long = "gitops-remote-password",
+        env = "SLIPWAY_GITOPS_REMOTE_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// A file holding the password or access token for the remote.
+    #[arg(
+        long = "gitops-remote-password-file",
+        env = "SLIPWAY_GITOPS_REMOTE_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for GitOpsArgs {
+    fn default() -> Self {
+        GitOpsArgs {
+            branch: DEFAULT_BRANCH.into(),
+            remote: None,
+            username: None,
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+// The password never reaches a log.
+impl std::fmt::Debug for GitOpsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitOpsArgs")
+            .field("branch", &self.branch)
+            .field("remote", &self.remote)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+impl GitOpsArgs {
+    pub fn check(self) -> Result<GitOpsSettings, SettingError> {
+        const BRANCH: &str = "--gitops-branch (SLIPWAY_GITOPS_BRANCH)";
+        const REMOTE: &str = "--gitops-remote (SLIPWAY_GITOPS_REMOTE)";
+        const USERNAME: &str = "--gitops-remote-username (SLIPWAY_GITOPS_REMOTE_USERNAME)";
+        const PASSWORD: &str = "--gitops-remote-password (SLIPWAY_GITOPS_REMOTE_PASSWORD)";
+        const PASSWORD_FILE: &str =
+            "--gitops-remote-password-file (SLIPWAY_GITOPS_REMOTE_PASSWORD_FILE)";
+        let branch = self.branch.trim().to_string();
+        if branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+            return Err(setting_error(
+                BRANCH,
+                format!("{branch:?} is not a valid branch name"),
+            ));
+        }
+        let password = match (self.password.filter(|p| !p.is_empty()), self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(setting_error(
+                    PASSWORD_FILE,
+                    "give the password either in a file or in SLIPWAY_GITOPS_REMOTE_PASSWORD, not both",
+                ));
+            }
+            (Some(password), None) => Some(password),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    setting_error(
+                        PASSWORD_FILE,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_string())
+            }
+            (None, None) => None,
+        };
+        let username = self.username.filter(|u| !u.trim().is_empty());
+        let Some(url) = self.remote.filter(|r| !r.trim().is_empty()) else {
+            if password.is_some() {
+                return Err(setting_error(
+                    PASSWORD,
+                    "a password is set but no --gitops-remote (SLIPWAY_GITOPS_REMOTE) to use it for",
+                ));
+            }
+            return Ok(GitOpsSettings {
+                branch,
+                remote: None,
+            });
+        };
+        let url = url.trim().to_string();
+        check_remote_url(REMOTE, &url)?;
+        let credentials = match (username, password) {
+            (Some(_), None) => {
+                return Err(setting_error(
+                    USERNAME,
+                    "a user name needs a password or token (--gitops-remote-password or its file)",
+                ));
+            }
+            (username, Some(password)) => Some(RemoteCredentials {
+                username: username.unwrap_or_else(|| "x-access-token".into()),
+                password: Secret::new(password),
+            }),
+            (None, None) => None,
+        };
+        Ok(GitOpsSettings {
+            branch,
+            remote: Some(RemoteSettings { url, credentials }),
+        })
+    }
+}
+
+/// The transports this build speaks: git:// and http:// (libgit2 without TLS or
+/// SSH), and a path. A password inside the URL is refused, as a URL ends up in
+/// logs and error messages.
+fn check_remote_url(setting: &'static str, url: &str) -> Result<(), SettingError> {
+    match openidconnect::url::Url::parse(url) {
+        Ok(parsed) => {
+            if parsed.password().is_some() {
+                return Err(setting_error(
+                    setting,
+                    format!(
+                        "{} holds a password; give it in --gitops-remote-password or its file instead, to keep it out of logs",
+                        redact_url(url)
+                    ),
+                ));
+            }
+            match parsed.scheme() {
+                "git" | "http" | "file" => Ok(()),
+                "https" | "ssh" => Err(setting_error(
+                    setting,
+                    format!(
+                        "{url:?}: {}:// is not supported by this build (its git library has no TLS or SSH); use git://, http:// (e.g. to a TLS-terminating proxy on loopback) or a path",
+                        parsed.scheme()
+                    ),
+                )),
+                other => Err(setting_error(
+                    setting,
+                    format!("{url:?}: unknown transport {other}://; use git://, http:// or a path"),
+                )),
+            }
+        }
+        // scp-like `user@host:path` means SSH.
+        Err(_) if url.contains('@') && url.contains(':') => Err(setting_error(
+            setting,
+            format!(
+                "{url:?} looks like an SSH address, which this build does not support; use git://, http:// or a path"
+            ),
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
+/// What the command driver may run.
+#[derive(Debug, Clone, Args)]
+pub struct CommandArgs {
+    /// Programs a type's `command` step may run, comma-separated, exactly as steps
+    /// name them (e.g. psql,tofu,/usr/local/bin/kubectl); none by default.
+    #[arg(
+        long = "command-allow",
+        env = "SLIPWAY_COMMAND_ALLOW",
+        value_delimiter = ','
+    )]
+    pub allow: Vec<String>,
+    /// Variables of the server's environment handed on to every command, comma-
+    /// separated (e.g. PGPASSWORD,KUBECONFIG); PATH, HOME and LANG always are.
+    #[arg(
+        long = "command-pass-env",
+        env = "SLIPWAY_COMMAND_PASS_ENV",
+        value_delimiter = ','
+    )]
+    pub pass_env: Vec<String>,
+    /// How long a command may run when its step gives no timeout (s, m, h or d).
+    #[arg(
+        long = "command-timeout",
+        env = "SLIPWAY_COMMAND_TIMEOUT",
+        default_value = "10m"
+    )]
+    pub timeout: String,
+}
+
+impl Default for CommandArgs {
+    fn default() -> Self {
+        CommandArgs {
+            allow: Vec::new(),
+            pass_env: Vec::new(),
+            timeout: "10m".into(),
+        }
+    }
+}
+
+impl CommandArgs {
+    pub fn check(self, data_dir: &Path) -> Result<CommandSettings, SettingError> {
+        const ALLOW: &str = "--command-allow (SLIPWAY_COMMAND_ALLOW)";
+        const PASS_ENV: &str = "--command-pass-env (SLIPWAY_COMMAND_PASS_ENV)";
+        let allowed: Vec<String> = self
+            .allow
+            .iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        for program in &allowed {
+            if program.contains(char::is_whitespace) {
+                return Err(setting_error(
+                    ALLOW,
+                    format!("{program:?}: name a program, without arguments"),
+                ));
+            }
+        }
+        let pass_env: Vec<String> = self
+            .pass_env
+            .iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        for name in &pass_env {
+            if name.contains(['=', ' ']) {
+                return Err(setting_error(
+                    PASS_ENV,
+                    format!(
+                        "{name:?}: give variable names only; their values stay in the environment"
+                    ),
+                ));
+            }
+        }
+        let default_timeout = parse_duration(&self.timeout)
+            .map_err(|m| setting_error("--command-timeout (SLIPWAY_COMMAND_TIMEOUT)", m))?;
+        Ok(CommandSettings {
+            allowed,
+            pass_env,
+            default_timeout,
+            scratch_dir: data_dir.join("scratch"),
+        })
+    }
 }
 
 /// Sign-in and session settings.
@@ -383,6 +656,8 @@ impl std::fmt::Debug for ServeArgs {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("gitops_repo", &self.gitops_repo)
+            .field("gitops", &self.gitops)
+            .field("command", &self.command)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
@@ -424,6 +699,10 @@ pub struct Settings {
     pub demo: bool,
     pub database_url: String,
     pub gitops_repo: PathBuf,
+    /// The branch and the remote the GitOps driver commits and pushes to.
+    pub gitops: GitOpsSettings,
+    /// What the command driver may run.
+    pub command: CommandSettings,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
@@ -498,6 +777,8 @@ impl std::fmt::Debug for Settings {
             .field("demo", &self.demo)
             .field("database_url", &redact_url(&self.database_url))
             .field("gitops_repo", &self.gitops_repo)
+            .field("gitops", &self.gitops)
+            .field("command", &self.command)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key", &self.secret_key)
@@ -541,6 +822,7 @@ impl ServeArgs {
                 self.data_dir.join("slipway.db").display()
             ),
         };
+        let command_settings = self.command.check(&self.data_dir)?;
         let gitops_repo = self
             .gitops_repo
             .unwrap_or_else(|| self.data_dir.join("gitops.git"));
@@ -559,6 +841,8 @@ impl ServeArgs {
             demo: self.demo,
             database_url,
             gitops_repo,
+            gitops: self.gitops.check()?,
+            command: command_settings,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
@@ -844,6 +1128,8 @@ mod tests {
             demo: false,
             database_url: Some("mysql://x".into()),
             gitops_repo: None,
+            gitops: GitOpsArgs::default(),
+            command: CommandArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -871,6 +1157,8 @@ mod tests {
             demo: false,
             database_url: None,
             gitops_repo: None,
+            gitops: GitOpsArgs::default(),
+            command: CommandArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -886,6 +1174,91 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn the_gitops_remote_settings_are_checked_and_never_print_the_password()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let refused = |gitops: GitOpsArgs| -> Result<String, Box<dyn std::error::Error>> {
+            let mut serve = args(dir.path())?;
+            serve.gitops = gitops;
+            Ok(serve.check().err().ok_or("expected a refusal")?.to_string())
+        };
+        let remote = |url: &str| GitOpsArgs {
+            remote: Some(url.into()),
+            ..GitOpsArgs::default()
+        };
+        assert_eq!(
+            refused(remote("http://bot:tok-canary@git.example/platform.git"))?,
+            "--gitops-remote (SLIPWAY_GITOPS_REMOTE): http://bot:***@git.example/platform.git \
+             holds a password; give it in --gitops-remote-password or its file instead, to keep it out of logs"
+        );
+        assert!(
+            refused(remote("https://github.com/acme/platform.git"))?
+                .contains("https:// is not supported by this build"),
+        );
+        assert!(refused(remote("git@github.com:acme/platform.git"))?.contains("SSH address"));
+        assert!(
+            refused(GitOpsArgs {
+                branch: "bad..name".into(),
+                ..GitOpsArgs::default()
+            })?
+            .starts_with(
+                "--gitops-branch (SLIPWAY_GITOPS_BRANCH): \"bad..name\" is not a valid branch name"
+            )
+        );
+        assert!(
+            refused(GitOpsArgs {
+                password: Some("tok-canary".into()),
+                ..GitOpsArgs::default()
+            })?
+            .contains("no --gitops-remote")
+        );
+
+        let mut serve = args(dir.path())?;
+        serve.gitops = GitOpsArgs {
+            branch: "deploy".into(),
+            remote: Some("git://127.0.0.1:9418/platform.git".into()),
+            password: Some("tok-canary".into()),
+            ..GitOpsArgs::default()
+        };
+        assert!(!format!("{serve:?}").contains("tok-canary"));
+        let settings = serve.check()?;
+        assert!(!format!("{settings:?}").contains("tok-canary"));
+        let remote = settings.gitops.remote.ok_or("a remote")?;
+        assert_eq!(settings.gitops.branch, "deploy");
+        let credentials = remote.credentials.ok_or("credentials")?;
+        assert_eq!(credentials.username, "x-access-token");
+        assert_eq!(credentials.password.expose(), "tok-canary");
+        Ok(())
+    }
+
+    #[test]
+    fn the_command_settings_are_read_from_lists() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut serve = args(dir.path())?;
+        serve.command = CommandArgs {
+            allow: vec!["psql".into(), " tofu ".into(), String::new()],
+            pass_env: vec!["PGPASSWORD".into()],
+            timeout: "2m".into(),
+        };
+        let settings = serve.check()?;
+        assert_eq!(settings.command.allowed, ["psql", "tofu"]);
+        assert_eq!(settings.command.pass_env, ["PGPASSWORD"]);
+        assert_eq!(settings.command.default_timeout, Duration::from_secs(120));
+        assert_eq!(
+            settings.command.scratch_dir,
+            dir.path().join("data/scratch")
+        );
+        let mut serve = args(dir.path())?;
+        serve.command.pass_env = vec!["PGPASSWORD=x".into()];
+        let error = serve.check().err().ok_or("expected a refusal")?.to_string();
+        assert!(
+            error.starts_with("--command-pass-env (SLIPWAY_COMMAND_PASS_ENV): "),
+            "{error}"
+        );
+        Ok(())
+    }
+
     fn args(dir: &Path) -> Result<ServeArgs, Box<dyn std::error::Error>> {
         Ok(ServeArgs {
             addr: "127.0.0.1:0".parse()?,
@@ -894,6 +1267,8 @@ mod tests {
             demo: false,
             database_url: None,
             gitops_repo: None,
+            gitops: GitOpsArgs::default(),
+            command: CommandArgs::default(),
             site_root: dir.to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,

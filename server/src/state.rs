@@ -5,6 +5,7 @@ use tokio::sync::Notify;
 use crate::audit_chain::CheckpointSigner;
 use crate::catalog_source::LoadedCatalog;
 use crate::config::Settings;
+use crate::drivers::Drivers;
 use crate::drivers::gitops::GitOpsRepo;
 use crate::secrets::SecretBox;
 use crate::storage::Db;
@@ -14,7 +15,10 @@ use crate::storage::Db;
 pub struct AppState {
     pub db: Db,
     pub catalog: Arc<LoadedCatalog>,
+    /// The local GitOps repository, for reading back what was committed.
     pub gitops: GitOpsRepo,
+    /// What carries out a type's execution steps.
+    pub drivers: Drivers,
     pub settings: Arc<Settings>,
     /// Encrypts and decrypts secret parameters; none when no key is configured and
     /// no type has secrets (start-up refuses the other cases).

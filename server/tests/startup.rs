@@ -47,6 +47,8 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
             dir.path().join("slipway.db").display()
         ),
         gitops_repo: dir.path().join("gitops.git"),
+        gitops: Default::default(),
+        command: Default::default(),
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
         secret_key: Some(slipway_server::secrets::SecretKey::generate()),
@@ -94,6 +96,8 @@ async fn outside_demo_mode_a_catalog_with_secrets_needs_a_key() -> TestResult {
             dir.path().join("slipway.db").display()
         ),
         gitops_repo: dir.path().join("gitops.git"),
+        gitops: Default::default(),
+        command: Default::default(),
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
         secret_key: None,
@@ -131,6 +135,8 @@ async fn demo_mode_generates_the_key_once_and_reuses_it() -> TestResult {
             dir.path().join("slipway.db").display()
         ),
         gitops_repo: dir.path().join("gitops.git"),
+        gitops: Default::default(),
+        command: Default::default(),
         site_root: dir.path().to_path_buf(),
         secure_cookies: false,
         secret_key: None,

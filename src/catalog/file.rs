@@ -48,6 +48,8 @@ pub(super) struct TypeFile {
     pub risk_hints: Vec<RiskHintFile>,
     pub outputs: Vec<OutputFile>,
     #[serde(default)]
+    pub execute: Option<Vec<StepFile>>,
+    #[serde(default)]
     pub checks: Vec<CheckFile>,
     #[serde(default)]
     pub monitoring: Vec<MonitoringFile>,
@@ -120,8 +122,43 @@ pub(super) struct RiskHintFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutputFile {
+    #[serde(default)]
+    pub name: Option<String>,
     pub path: String,
     pub template: String,
+}
+
+/// One `execute` step. Flat rather than tagged by driver, so that an unknown driver
+/// or a field given to the wrong driver is reported in words the author can act on
+/// instead of serde's "unknown variant".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StepFile {
+    pub driver: String,
+    /// gitops: the outputs to commit, by name.
+    #[serde(default)]
+    pub outputs: Option<Vec<String>>,
+    /// gitops: the commit message template.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// command: the program to run.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// command: its arguments, each a template.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// command: the outputs written into its working directory, by name.
+    #[serde(default)]
+    pub inputs: Option<Vec<String>>,
+    /// command: environment variables, each a template.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// command: environment variables holding a secret parameter's value.
+    #[serde(default)]
+    pub secret_env: Option<BTreeMap<String, String>>,
+    /// command: seconds before the program is stopped.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

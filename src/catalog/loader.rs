@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 
-use super::file::{CheckKindFile, DictionaryFile, TypeFile};
+use super::file::{CheckKindFile, DictionaryFile, StepFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
-    Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, DEFAULT_MAX_NAME_LENGTH,
-    DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, MonitoringSpec, Naming,
-    OutputSpec, OwnerParam, QuotaRule, Requirement, ResourceType, ReviewPolicy, RiskHint,
-    SourceFile, Term,
+    Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, CommandStep,
+    DEFAULT_MAX_NAME_LENGTH, DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary,
+    ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement,
+    ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
 };
 use crate::template;
 use crate::views::Role;
@@ -208,6 +208,15 @@ fn load_type(
             max_length: raw.naming.max_length.unwrap_or(DEFAULT_MAX_NAME_LENGTH),
         },
     };
+    let outputs: Vec<OutputSpec> = raw
+        .outputs
+        .into_iter()
+        .map(|o| OutputSpec {
+            name: o.name.unwrap_or_else(|| o.template.clone()),
+            path: o.path,
+            template: o.template,
+        })
+        .collect();
     let ty = ResourceType {
         name: raw.name,
         title: raw.title,
@@ -249,14 +258,8 @@ fn load_type(
                 message: r.message,
             })
             .collect(),
-        outputs: raw
-            .outputs
-            .into_iter()
-            .map(|o| OutputSpec {
-                path: o.path,
-                template: o.template,
-            })
-            .collect(),
+        execute: load_execute(raw.execute, &outputs, &parameters, &mut fe),
+        outputs,
         checks: raw
             .checks
             .into_iter()
@@ -348,6 +351,7 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         fe.template(format!("risk_hints[{i}].message"), &hint.message);
     }
     check_outputs(ty, catalog, fe);
+    check_output_names(ty, fe);
     for (i, check) in ty.checks.iter().enumerate() {
         match &check.kind {
             CheckKind::GitopsFile { path } => fe.template(format!("checks[{i}].path"), path),
@@ -507,6 +511,229 @@ fn check_outputs(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) 
             fe.push(
                 format!("outputs[{i}].template"),
                 format!("no file templates/{} in the catalog", output.template),
+            );
+        }
+    }
+}
+
+/// The `execute` steps as written, each checked for its driver's fields against the
+/// type's outputs; a type that declares none commits every output in one GitOps step.
+fn load_execute(
+    steps: Option<Vec<StepFile>>,
+    outputs: &[OutputSpec],
+    parameters: &serde_json::Value,
+    fe: &mut FileErrors<'_>,
+) -> Vec<ExecutionStep> {
+    let Some(steps) = steps else {
+        return vec![ExecutionStep::commit_all()];
+    };
+    if steps.is_empty() {
+        fe.push(
+            "execute",
+            "needs at least one step; leave `execute` out to commit every output in one gitops step",
+        );
+    }
+    let known = || {
+        outputs
+            .iter()
+            .map(|o| format!("{:?}", o.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut loaded = Vec::with_capacity(steps.len());
+    for (i, step) in steps.into_iter().enumerate() {
+        refuse_foreign_fields(i, &step, fe);
+        match step.driver.as_str() {
+            "command" => {
+                if let Some(command) = load_command(i, step, outputs, parameters, fe) {
+                    loaded.push(ExecutionStep::Command(command));
+                }
+            }
+            "gitops" => {
+                if let Some(names) = &step.outputs {
+                    if names.is_empty() {
+                        fe.push(
+                            format!("execute[{i}].outputs"),
+                            "names no output; leave it out to commit every output",
+                        );
+                    }
+                    let mut seen = BTreeSet::new();
+                    for (j, name) in names.iter().enumerate() {
+                        if !outputs.iter().any(|o| &o.name == name) {
+                            fe.push(
+                                format!("execute[{i}].outputs[{j}]"),
+                                format!("no output is named {name:?}; the outputs are {}", known()),
+                            );
+                        } else if !seen.insert(name.as_str()) {
+                            fe.push(
+                                format!("execute[{i}].outputs[{j}]"),
+                                format!("output {name:?} is named twice"),
+                            );
+                        }
+                    }
+                }
+                if let Some(message) = &step.message {
+                    fe.template(format!("execute[{i}].message"), message);
+                }
+                loaded.push(ExecutionStep::Gitops {
+                    outputs: step.outputs,
+                    message: step.message,
+                });
+            }
+            other => fe.push(
+                format!("execute[{i}].driver"),
+                format!(
+                    "unknown driver {other:?}; the drivers are {}",
+                    ExecutionStep::DRIVERS.join(", ")
+                ),
+            ),
+        }
+    }
+    loaded
+}
+
+/// A field of another driver is a mistake the author should hear about, not a
+/// setting silently ignored.
+fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
+    let given: [(&str, bool, &str); 8] = [
+        ("outputs", step.outputs.is_some(), "gitops"),
+        ("message", step.message.is_some(), "gitops"),
+        ("program", step.program.is_some(), "command"),
+        ("args", step.args.is_some(), "command"),
+        ("inputs", step.inputs.is_some(), "command"),
+        ("env", step.env.is_some(), "command"),
+        ("secret_env", step.secret_env.is_some(), "command"),
+        ("timeout_seconds", step.timeout_seconds.is_some(), "command"),
+    ];
+    if !ExecutionStep::DRIVERS.contains(&step.driver.as_str()) {
+        return;
+    }
+    for (field, present, owner) in given {
+        if present && owner != step.driver {
+            fe.push(
+                format!("execute[{i}].{field}"),
+                format!("is a field of the {owner} driver, not of {}", step.driver),
+            );
+        }
+    }
+}
+
+/// An environment variable name as a shell would accept it.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The longest a command may be given, in seconds: a day.
+const MAX_COMMAND_SECONDS: u64 = 86_400;
+
+fn load_command(
+    i: usize,
+    step: StepFile,
+    outputs: &[OutputSpec],
+    parameters: &serde_json::Value,
+    fe: &mut FileErrors<'_>,
+) -> Option<CommandStep> {
+    let program = step.program.unwrap_or_default();
+    let trimmed = program.trim();
+    if trimmed.is_empty() {
+        fe.push(
+            format!("execute[{i}].program"),
+            "a command step needs a program (a name on the server's PATH or an absolute path) that the server's --command-allow setting allows",
+        );
+    } else if trimmed != program
+        || program.contains(['{', '}'])
+        || program.contains(char::is_whitespace)
+    {
+        fe.push(
+            format!("execute[{i}].program"),
+            format!(
+                "{program:?} must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"
+            ),
+        );
+    }
+    let args = step.args.unwrap_or_default();
+    for (j, arg) in args.iter().enumerate() {
+        fe.template(format!("execute[{i}].args[{j}]"), arg);
+    }
+    if let Some(names) = &step.inputs {
+        for (j, name) in names.iter().enumerate() {
+            if !outputs.iter().any(|o| &o.name == name) {
+                let known: Vec<String> = outputs.iter().map(|o| format!("{:?}", o.name)).collect();
+                fe.push(
+                    format!("execute[{i}].inputs[{j}]"),
+                    format!(
+                        "no output is named {name:?}; the outputs are {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let env = step.env.unwrap_or_default();
+    for (name, value) in &env {
+        if !is_env_name(name) {
+            fe.push(
+                format!("execute[{i}].env.{name}"),
+                "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
+            );
+        }
+        fe.template(format!("execute[{i}].env.{name}"), value);
+    }
+    let secret_env = step.secret_env.unwrap_or_default();
+    for (name, param) in &secret_env {
+        if !is_env_name(name) {
+            fe.push(
+                format!("execute[{i}].secret_env.{name}"),
+                "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
+            );
+        } else if env.contains_key(name) {
+            fe.push(
+                format!("execute[{i}].secret_env.{name}"),
+                "is also set in `env`; give each variable once",
+            );
+        }
+        if !schema::is_secret(parameters, param) {
+            fe.push(
+                format!("execute[{i}].secret_env.{name}"),
+                format!("{param:?} is not a secret parameter (x-secret: true) of this type"),
+            );
+        }
+    }
+    if let Some(seconds) = step.timeout_seconds
+        && !(1..=MAX_COMMAND_SECONDS).contains(&seconds)
+    {
+        fe.push(
+            format!("execute[{i}].timeout_seconds"),
+            format!("must be between 1 and {MAX_COMMAND_SECONDS} (a day)"),
+        );
+    }
+    Some(CommandStep {
+        program,
+        args,
+        inputs: step.inputs,
+        env,
+        secret_env,
+        timeout_seconds: step.timeout_seconds,
+    })
+}
+
+/// Steps refer to outputs by name, so names are unique.
+fn check_output_names(ty: &ResourceType, fe: &mut FileErrors<'_>) {
+    let mut names = BTreeSet::new();
+    for (i, output) in ty.outputs.iter().enumerate() {
+        if output.name.trim().is_empty() {
+            fe.push(format!("outputs[{i}].name"), "must not be empty");
+        } else if !names.insert(output.name.as_str()) {
+            fe.push(
+                format!("outputs[{i}].name"),
+                format!(
+                    "another output is already named {:?}; give each output its own `name`",
+                    output.name
+                ),
             );
         }
     }

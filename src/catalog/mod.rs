@@ -124,6 +124,9 @@ pub struct ResourceType {
     pub review: ReviewPolicy,
     pub risk_hints: Vec<RiskHint>,
     pub outputs: Vec<OutputSpec>,
+    /// What runs after approval, in order. Never empty: a type that declares no
+    /// `execute` gets one GitOps step committing every output.
+    pub execute: Vec<ExecutionStep>,
     pub checks: Vec<CheckSpec>,
     pub monitoring: Vec<MonitoringSpec>,
 }
@@ -302,9 +305,66 @@ pub struct RiskHint {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
+    /// How execution steps refer to this output; defaults to its template's path.
+    pub name: String,
     pub path: String,
     /// A file under `templates/`.
     pub template: String,
+}
+
+/// One step of a type's execution: a driver and the rendered inputs it is given.
+/// Drivers are idempotent, so a step that runs twice has the effect of once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "kebab-case")]
+pub enum ExecutionStep {
+    /// Commits rendered outputs to the GitOps repository.
+    Gitops {
+        /// The names of the outputs to commit; `None` commits every output.
+        outputs: Option<Vec<String>>,
+        /// A template for the commit message; `None` uses one naming the request.
+        message: Option<String>,
+    },
+    /// Runs an allow-listed program on rendered files in a scratch directory.
+    Command(CommandStep),
+}
+
+/// A `command` step: a program (allowed by the server's settings, never run
+/// through a shell), its arguments as a list of templates, the outputs written
+/// into its working directory, and its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandStep {
+    /// A program name looked up on the server's PATH, or an absolute path.
+    pub program: String,
+    /// Templates, one argument each: a value with spaces stays one argument.
+    pub args: Vec<String>,
+    /// The outputs written into the scratch directory (by name); `None`: all.
+    pub inputs: Option<Vec<String>>,
+    /// Environment variables: name -> template (never a secret's value).
+    pub env: BTreeMap<String, String>,
+    /// Environment variables holding the value of a secret parameter: name -> parameter.
+    pub secret_env: BTreeMap<String, String>,
+    /// How long the program may run before it is stopped; `None`: the server's default.
+    pub timeout_seconds: Option<u64>,
+}
+
+impl ExecutionStep {
+    /// The drivers a step may name, as the catalog spells them.
+    pub const DRIVERS: &'static [&'static str] = &["gitops", "command"];
+
+    /// The step a type without `execute` gets: commit everything it renders.
+    pub fn commit_all() -> ExecutionStep {
+        ExecutionStep::Gitops {
+            outputs: None,
+            message: None,
+        }
+    }
+
+    pub fn driver(&self) -> &'static str {
+        match self {
+            ExecutionStep::Gitops { .. } => "gitops",
+            ExecutionStep::Command(_) => "command",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

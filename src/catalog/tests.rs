@@ -498,3 +498,240 @@ fn a_naming_pattern_is_read_and_a_broken_one_refused() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].path, "naming.pattern");
 }
+
+#[test]
+fn a_type_without_execute_commits_every_output_in_one_gitops_step() {
+    let catalog = shipped_catalog();
+    for ty in catalog.types.values() {
+        assert_eq!(ty.execute, [ExecutionStep::commit_all()], "{}", ty.name);
+    }
+    let ns = catalog.resource_type("k8s-namespace").cloned();
+    let names: Vec<String> = ns
+        .map(|t| t.outputs.into_iter().map(|o| o.name).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        [
+            "k8s-namespace/namespace.yaml.j2",
+            "k8s-namespace/resourcequota.yaml.j2",
+            "k8s-namespace/rolebinding.yaml.j2"
+        ],
+        "an output is named after its template unless it says otherwise"
+    );
+}
+
+#[test]
+fn execute_steps_are_read_in_order() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"  - { name: extra, path: "w/{{ name }}-extra.yaml", template: k8s-namespace/namespace.yaml.j2 }
+execute:
+  - driver: gitops
+    outputs: [extra]
+    message: "widget {{ resource_name }} for request #{{ request_id }}"
+  - driver: gitops
+"#,
+        ),
+    );
+    let catalog = match Catalog::from_files(&files) {
+        Ok(catalog) => catalog,
+        Err(errors) => panic!("{errors}"),
+    };
+    let ty = catalog.resource_type("widget").cloned();
+    assert_eq!(
+        ty.map(|t| t.execute).unwrap_or_default(),
+        [
+            ExecutionStep::Gitops {
+                outputs: Some(vec!["extra".into()]),
+                message: Some("widget {{ resource_name }} for request #{{ request_id }}".into()),
+            },
+            ExecutionStep::commit_all(),
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_driver_or_output_in_execute_is_refused() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: helm
+  - driver: gitops
+    outputs: [k8s-namespace/namespace.yaml.j2, nope]
+  - driver: gitops
+    outputs: []
+  - driver: gitops
+    message: "{{ broken"
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_eq!(
+        errors[0],
+        err(
+            file,
+            "execute[0].driver",
+            r#"unknown driver "helm"; the drivers are gitops, command"#
+        )
+    );
+    assert_eq!(
+        errors[1],
+        err(
+            file,
+            "execute[1].outputs[1]",
+            r#"no output is named "nope"; the outputs are "k8s-namespace/namespace.yaml.j2""#
+        )
+    );
+    assert_eq!(
+        errors[2],
+        err(
+            file,
+            "execute[2].outputs",
+            "names no output; leave it out to commit every output"
+        )
+    );
+    assert_eq!(errors[3].1, "execute[3].message");
+    assert!(
+        errors[3].2.starts_with("invalid template"),
+        "{:?}",
+        errors[3]
+    );
+}
+
+#[test]
+fn an_empty_execute_and_duplicate_output_names_are_refused() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"  - { path: "w/{{ name }}-2.yaml", template: k8s-namespace/namespace.yaml.j2 }
+execute: []
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "execute",
+                "needs at least one step; leave `execute` out to commit every output in one gitops step"
+            ),
+            err(
+                file,
+                "outputs[1].name",
+                r#"another output is already named "k8s-namespace/namespace.yaml.j2"; give each output its own `name`"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_command_step_is_read_with_its_arguments_and_environment() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: gitops
+  - driver: command
+    program: psql
+    args: ["-v", "ON_ERROR_STOP=1", "-f", "w/{{ name }}.yaml"]
+    inputs: [k8s-namespace/namespace.yaml.j2]
+    env: { PGDATABASE: "{{ name }}" }
+    timeout_seconds: 60
+"#,
+        ),
+    );
+    let catalog = match Catalog::from_files(&files) {
+        Ok(catalog) => catalog,
+        Err(errors) => panic!("{errors}"),
+    };
+    let execute = catalog
+        .resource_type("widget")
+        .map(|t| t.execute.clone())
+        .unwrap_or_default();
+    assert_eq!(execute.len(), 2);
+    assert_eq!(
+        execute[1],
+        ExecutionStep::Command(CommandStep {
+            program: "psql".into(),
+            args: vec![
+                "-v".into(),
+                "ON_ERROR_STOP=1".into(),
+                "-f".into(),
+                "w/{{ name }}.yaml".into()
+            ],
+            inputs: Some(vec!["k8s-namespace/namespace.yaml.j2".into()]),
+            env: [("PGDATABASE".to_string(), "{{ name }}".to_string())].into(),
+            secret_env: BTreeMap::new(),
+            timeout_seconds: Some(60),
+        })
+    );
+}
+
+#[test]
+fn a_command_step_is_checked_field_by_field() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: command
+    program: "psql -f x.sql"
+    inputs: [nope]
+    env: { "1BAD": "x" }
+    secret_env: { PASSWORD: name }
+    timeout_seconds: 0
+    message: "hi"
+  - driver: gitops
+    program: psql
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "execute[0].message",
+                "is a field of the gitops driver, not of command"
+            ),
+            err(
+                file,
+                "execute[0].program",
+                r#""psql -f x.sql" must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"#
+            ),
+            err(
+                file,
+                "execute[0].inputs[0]",
+                r#"no output is named "nope"; the outputs are "k8s-namespace/namespace.yaml.j2""#
+            ),
+            err(
+                file,
+                "execute[0].env.1BAD",
+                "is not a valid environment variable name (letters, digits and '_', not starting with a digit)"
+            ),
+            err(
+                file,
+                "execute[0].secret_env.PASSWORD",
+                r#""name" is not a secret parameter (x-secret: true) of this type"#
+            ),
+            err(
+                file,
+                "execute[0].timeout_seconds",
+                "must be between 1 and 86400 (a day)"
+            ),
+            err(
+                file,
+                "execute[1].program",
+                "is a field of the command driver, not of gitops"
+            ),
+        ]
+    );
+}

@@ -12,6 +12,7 @@ fn set(files: &[(&str, &str)]) -> ChangeSet {
                 content: c.to_string(),
             })
             .collect(),
+        ..ChangeSet::default()
     }
 }
 

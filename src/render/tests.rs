@@ -143,6 +143,7 @@ fn hash_is_stable_and_content_sensitive() {
             path: "a".into(),
             content: "b".into(),
         }],
+        ..ChangeSet::default()
     };
     assert_eq!(
         tiny.hash(),
@@ -250,4 +251,68 @@ fn params_hash_ignores_key_order_but_not_values() {
     assert_eq!(params_hash(&a), params_hash(&b));
     assert_ne!(params_hash(&a), params_hash(&c));
     assert_eq!(params_hash(&a).len(), 64);
+}
+
+fn file(path: &str, content: &str) -> RenderedFile {
+    RenderedFile {
+        path: path.into(),
+        content: content.into(),
+    }
+}
+
+#[test]
+fn yaml_and_json_files_must_parse_and_others_are_taken_as_they_are() {
+    assert_eq!(
+        check_syntax(&file("a/b.yaml", "a: 1\n---\nb: [2]\n")),
+        Ok(())
+    );
+    assert_eq!(check_syntax(&file("a/b.json", "{\"a\": [1]}")), Ok(()));
+    assert_eq!(check_syntax(&file("a/b.txt", "a: : [")), Ok(()));
+    let yaml = check_syntax(&file("a/b.yml", "a: 1\n---\nb: [2\n")).err();
+    let yaml = yaml.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        yaml.starts_with("a/b.yml: is not valid YAML (document 2): "),
+        "{yaml}"
+    );
+    let json = check_syntax(&file("x/Y.JSON", "{\"a\": }")).err();
+    let json = json.map(|e| e.to_string()).unwrap_or_default();
+    assert!(json.starts_with("x/Y.JSON: is not valid JSON: "), "{json}");
+}
+
+#[test]
+fn a_template_rendering_broken_yaml_is_refused_before_it_is_stored() {
+    let files = crate::test_support::with_file(
+        "templates/k8s-namespace/namespace.yaml.j2",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: [{{ resource_name }}\n",
+    );
+    let catalog = Catalog::from_files(&files).unwrap_or_else(|e| panic!("{e}"));
+    let Some(ty) = catalog.resource_type("k8s-namespace") else {
+        panic!("k8s-namespace is loaded");
+    };
+    let error = change_set(&catalog, ty, &ns_params(), "payments-checkout-prod", &[]).err();
+    let error = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "templates/k8s-namespace/namespace.yaml.j2: the rendered \
+             prod/payments/k8s-namespace/checkout/namespace.yaml is not valid YAML (document 1): "
+        ),
+        "{error}"
+    );
+    let reported = check_samples(&catalog);
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(reported[0].file, "types/k8s-namespace.yaml");
+    assert_eq!(
+        reported[0].path,
+        "templates/k8s-namespace/namespace.yaml.j2"
+    );
+    assert!(
+        reported[0].message.contains("is not valid YAML"),
+        "{}",
+        reported[0].message
+    );
+}
+
+#[test]
+fn the_shipped_types_render_with_their_defaults() {
+    assert_eq!(check_samples(&shipped_catalog()), []);
 }

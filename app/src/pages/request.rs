@@ -71,6 +71,7 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
             {current.as_ref().map(|r| view! { <PrecheckPanel report=r.precheck.clone() /> })}
         </div>
         {current.map(|r| view! { <ChangeSetView change_set=r.change_set hash=r.change_set_hash /> })}
+        <Steps detail=detail.clone() />
         <Checks detail=detail.clone() />
         <Revisions detail=detail.clone() />
         <Decisions detail=detail.clone() />
@@ -176,6 +177,35 @@ fn Actions(detail: RequestDetail) -> impl IntoView {
 /// Names the request in an action's form.
 fn hidden_id(id: RequestId) -> impl IntoView {
     view! { <input type="hidden" name="id" value=id.to_string() /> }
+}
+
+/// What each execution step did, attempt by attempt, with the driver's log.
+#[component]
+fn Steps(detail: RequestDetail) -> impl IntoView {
+    (!detail.steps.is_empty()).then(|| {
+        view! {
+            <section aria-label="Execution steps">
+                <h2>"Execution steps"</h2>
+                <ul class="checks">
+                    {detail.steps.into_iter().map(|s| {
+                        let class = match s.state.as_str() {
+                            "done" => "ok",
+                            "failed" => "bad",
+                            _ => "",
+                        };
+                        let head = format!(
+                            "Step {} ({}), attempt {}: {} — {} ({})",
+                            s.step, s.driver, s.attempt, s.state, s.summary, s.started_at
+                        );
+                        let log = (!s.log.is_empty() && s.log != s.summary).then(|| view! {
+                            <details><summary>"Log"</summary><pre>{s.log}</pre></details>
+                        });
+                        view! { <li class=class>{head}{log}</li> }
+                    }).collect_view()}
+                </ul>
+            </section>
+        }
+    })
 }
 
 #[component]

@@ -1,14 +1,27 @@
 //! The GitOps driver: a change set becomes one commit in a git repository that a
-//! tool such as Argo CD or Flux reconciles. Committing content the branch already
-//! holds creates no commit, which makes a re-run job harmless.
+//! tool such as Argo CD or Flux reconciles, in a local bare repository or pushed
+//! to a remote one. Committing content the branch already holds creates no commit,
+//! which makes a re-run job harmless.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use std::cell::RefCell;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use git2::build::TreeUpdateBuilder;
-use git2::{FileMode, ObjectType, Repository, Signature};
-use slipway_core::render::RenderedFile;
+use git2::{
+    Cred, CredentialType, FetchOptions, FileMode, ObjectType, PushOptions, RemoteCallbacks,
+    Repository, Signature,
+};
+use rand::Rng;
+use slipway_core::execution::PlannedStep;
+use slipway_core::render::{self, RenderedFile};
 use slipway_core::secret::SecretValues;
+
+use super::{Driver, DriverError, StepContext, StepOutcome};
+use crate::config::Secret;
 
 /// A secret may reach a path, a file or the commit message only through a bug in a
 /// template or a catalog; this is the last place to stop it.
@@ -41,12 +54,33 @@ fn refuse_secrets(
 pub enum GitOpsError {
     #[error("GitOps repository {path}: {source}")]
     Git { path: String, source: git2::Error },
+    /// The remote could not be reached or refused the transfer; worth a retry.
+    /// The message names the remote's URL, which never holds credentials (the
+    /// settings refuse such a URL), and is scrubbed of the password besides.
+    #[error("GitOps remote {url}: {message}")]
+    Remote { url: String, message: String },
+    /// Other writers kept moving the branch while this one tried to push.
+    #[error(
+        "GitOps remote {url}: the branch {branch} moved under every one of {attempts} pushes; will try again"
+    )]
+    Contended {
+        url: String,
+        branch: String,
+        attempts: u32,
+    },
     #[error("GitOps repository lock poisoned by an earlier panic")]
     Poisoned,
     #[error(
         "refusing to commit {path}: it would contain the value of the secret parameter {param}; a template must refer to a secret, never hold it"
     )]
     SecretInFile { path: String, param: String },
+}
+
+impl GitOpsError {
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, GitOpsError::SecretInFile { .. })
+    }
 }
 
 /// Where the commit landed and whether this call made it.
@@ -56,10 +90,67 @@ pub struct Applied {
     pub created: bool,
 }
 
+/// The branch to commit to and, optionally, the remote to push it to.
+#[derive(Debug, Clone)]
+pub struct GitOpsSettings {
+    /// The branch commits go to, locally and on the remote; the local repository's
+    /// `HEAD` names it so a plain `git clone` checks it out.
+    pub branch: String,
+    pub remote: Option<RemoteSettings>,
+}
+
+impl Default for GitOpsSettings {
+    fn default() -> Self {
+        GitOpsSettings {
+            branch: DEFAULT_BRANCH.to_string(),
+            remote: None,
+        }
+    }
+}
+
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// A remote repository (git://, http:// or a path) that Argo CD or Flux reads.
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    /// Without credentials in it (the settings refuse a URL that holds a password).
+    pub url: String,
+    pub credentials: Option<RemoteCredentials>,
+}
+
+/// A user name and a password or token, from the settings, never the catalog.
+#[derive(Clone)]
+pub struct RemoteCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl std::fmt::Debug for RemoteCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteCredentials")
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// How often a push that lost a race to another writer is re-applied on the new
+/// branch head before the job is rescheduled, and the first pause between tries.
+const PUSH_ATTEMPTS: u32 = 12;
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(1500);
+
+/// Where fetches keep the remote's branch head.
+fn tracking_ref(branch: &str) -> String {
+    format!("refs/remotes/slipway/{branch}")
+}
+
 #[derive(Clone)]
 pub struct GitOpsRepo {
     path: PathBuf,
+    branch: String,
     branch_ref: String,
+    remote: Option<Arc<RemoteSettings>>,
     // git2 repositories are not Sync; one writer per process at a time.
     lock: Arc<Mutex<()>>,
 }
@@ -68,31 +159,68 @@ impl std::fmt::Debug for GitOpsRepo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GitOpsRepo")
             .field("path", &self.path)
+            .field("branch", &self.branch)
+            .field("remote", &self.remote.as_ref().map(|r| &r.url))
             .finish()
     }
 }
 
+/// A push the remote turned down because its branch moved since the fetch.
+enum Push {
+    Landed,
+    Rejected(String),
+}
+
 impl GitOpsRepo {
-    /// Opens the repository, creating a bare one when the path does not exist yet.
+    /// Opens the repository on the default branch, creating a bare one when the path
+    /// does not exist yet.
     pub fn open_or_init(path: &Path) -> Result<GitOpsRepo, GitOpsError> {
+        GitOpsRepo::open_with(path, &GitOpsSettings::default())
+    }
+
+    /// Opens (or creates) the local repository and points its `HEAD` at the
+    /// configured branch, also in a repository an older version created with
+    /// `HEAD` on `master` while it committed to `main`.
+    pub fn open_with(path: &Path, settings: &GitOpsSettings) -> Result<GitOpsRepo, GitOpsError> {
         let git = |source| GitOpsError::Git {
             path: path.display().to_string(),
             source,
         };
-        if path.exists() {
-            Repository::open(path).map_err(git)?;
+        let branch_ref = format!("refs/heads/{}", settings.branch);
+        if !git2::Reference::is_valid_name(&branch_ref) {
+            return Err(git(git2::Error::from_str(&format!(
+                "{:?} is not a valid branch name",
+                settings.branch
+            ))));
+        }
+        let repo = if path.exists() {
+            Repository::open(path).map_err(git)?
         } else {
-            Repository::init_bare(path).map_err(git)?;
+            Repository::init_bare(path).map_err(git)?
+        };
+        let head_names_branch = repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|head| head.symbolic_target().map(|t| t == branch_ref))
+            .unwrap_or(false);
+        if !head_names_branch {
+            repo.set_head(&branch_ref).map_err(git)?;
         }
         Ok(GitOpsRepo {
             path: path.to_path_buf(),
-            branch_ref: "refs/heads/main".to_string(),
+            branch: settings.branch.clone(),
+            branch_ref,
+            remote: settings.remote.clone().map(Arc::new),
             lock: Arc::new(Mutex::new(())),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
     }
 
     fn git_error(&self, source: git2::Error) -> GitOpsError {
@@ -111,6 +239,11 @@ impl GitOpsRepo {
     /// `apply` for a request with secret parameters. A repository is readable by
     /// everyone who reconciles it, so the values are used only to make sure none
     /// of them is about to be committed: the commit is refused if one would be.
+    ///
+    /// With a remote, the commit is made on top of the remote's branch and pushed;
+    /// when another writer pushed first, the files are applied again on the new
+    /// head and pushed again. Files the remote branch already holds make no commit,
+    /// so a re-run after a push that landed (whatever happened after) is harmless.
     pub fn apply_with_secrets(
         &self,
         files: &[RenderedFile],
@@ -120,21 +253,186 @@ impl GitOpsRepo {
         refuse_secrets(files, message, secrets)?;
         let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
         let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
-        self.apply_in(&repo, files, message)
-            .map_err(|e| self.git_error(e))
+        match &self.remote {
+            None => {
+                let head = self
+                    .branch_head(&repo, &self.branch_ref)
+                    .map_err(|e| self.git_error(e))?;
+                let applied = self
+                    .commit_on(&repo, head, files, message)
+                    .map_err(|e| self.git_error(e))?;
+                if applied.created {
+                    self.set_ref(&repo, &self.branch_ref, &applied.commit)
+                        .map_err(|e| self.git_error(e))?;
+                }
+                Ok(applied)
+            }
+            Some(remote) => self.apply_remote(&repo, remote, files, message),
+        }
     }
 
-    fn apply_in(
+    fn apply_remote(
         &self,
         repo: &Repository,
+        remote: &RemoteSettings,
+        files: &[RenderedFile],
+        message: &str,
+    ) -> Result<Applied, GitOpsError> {
+        let tracking = tracking_ref(&self.branch);
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=PUSH_ATTEMPTS {
+            self.fetch(repo, remote)?;
+            let head = self
+                .branch_head(repo, &tracking)
+                .map_err(|e| self.git_error(e))?;
+            let applied = self
+                .commit_on(repo, head, files, message)
+                .map_err(|e| self.git_error(e))?;
+            // The local branch follows what the remote holds (or is about to).
+            self.set_ref(repo, &self.branch_ref, &applied.commit)
+                .map_err(|e| self.git_error(e))?;
+            if !applied.created {
+                return Ok(applied);
+            }
+            match self.push(repo, remote)? {
+                Push::Landed => {
+                    self.set_ref(repo, &tracking, &applied.commit)
+                        .map_err(|e| self.git_error(e))?;
+                    return Ok(applied);
+                }
+                Push::Rejected(reason) => {
+                    tracing::info!(
+                        attempt,
+                        %reason,
+                        branch = %self.branch,
+                        "the remote branch moved; applying the change again on its new head"
+                    );
+                    std::thread::sleep(jittered(backoff));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        Err(GitOpsError::Contended {
+            url: remote.url.clone(),
+            branch: self.branch.clone(),
+            attempts: PUSH_ATTEMPTS,
+        })
+    }
+
+    fn remote_error(&self, remote: &RemoteSettings, error: &git2::Error) -> GitOpsError {
+        let mut message = error.message().to_string();
+        if let Some(credentials) = &remote.credentials {
+            let password = credentials.password.expose();
+            if !password.is_empty() {
+                message = message.replace(password, "***");
+            }
+        }
+        GitOpsError::Remote {
+            url: remote.url.clone(),
+            message,
+        }
+    }
+
+    /// Credentials for one connection: offered once, so a refused password ends
+    /// the attempt instead of libgit2 asking again forever.
+    fn callbacks<'a>(&self, remote: &'a RemoteSettings) -> RemoteCallbacks<'a> {
+        let mut callbacks = RemoteCallbacks::new();
+        let mut offered = false;
+        callbacks.credentials(move |_url, _user_from_url, allowed| {
+            let Some(credentials) = &remote.credentials else {
+                return Err(git2::Error::from_str(
+                    "the remote asks for credentials and none are configured \
+                     (--gitops-remote-username and --gitops-remote-password)",
+                ));
+            };
+            if offered {
+                return Err(git2::Error::from_str(
+                    "the remote refused the configured credentials",
+                ));
+            }
+            offered = true;
+            if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                return Err(git2::Error::from_str(
+                    "the remote asks for a kind of credentials other than a user name and password",
+                ));
+            }
+            Cred::userpass_plaintext(&credentials.username, credentials.password.expose())
+        });
+        callbacks
+    }
+
+    fn fetch(&self, repo: &Repository, remote: &RemoteSettings) -> Result<(), GitOpsError> {
+        let mut connection = repo
+            .remote_anonymous(&remote.url)
+            .map_err(|e| self.remote_error(remote, &e))?;
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(self.callbacks(remote));
+        options.download_tags(git2::AutotagOption::None);
+        let refspec = format!("+{}:{}", self.branch_ref, tracking_ref(&self.branch));
+        connection
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .map_err(|e| self.remote_error(remote, &e))
+    }
+
+    fn push(&self, repo: &Repository, remote: &RemoteSettings) -> Result<Push, GitOpsError> {
+        let mut connection = repo
+            .remote_anonymous(&remote.url)
+            .map_err(|e| self.remote_error(remote, &e))?;
+        let refused: RefCell<Option<String>> = RefCell::new(None);
+        let result = {
+            let mut callbacks = self.callbacks(remote);
+            callbacks.push_update_reference(|_refname, status| {
+                if let Some(status) = status {
+                    *refused.borrow_mut() = Some(status.to_string());
+                }
+                Ok(())
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(callbacks);
+            let refspec = format!("{}:{}", self.branch_ref, self.branch_ref);
+            connection.push(&[refspec.as_str()], Some(&mut options))
+        };
+        match result {
+            // libgit2 finds the remote ahead of what was fetched before it sends.
+            Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
+                Ok(Push::Rejected(e.message().to_string()))
+            }
+            Err(e) => Err(self.remote_error(remote, &e)),
+            // The remote's own check: another push landed between ours and its lock.
+            Ok(()) => match refused.into_inner() {
+                Some(reason) => Ok(Push::Rejected(reason)),
+                None => Ok(Push::Landed),
+            },
+        }
+    }
+
+    fn branch_head<'r>(
+        &self,
+        repo: &'r Repository,
+        reference: &str,
+    ) -> Result<Option<git2::Commit<'r>>, git2::Error> {
+        match repo.refname_to_id(reference) {
+            Ok(id) => Ok(Some(repo.find_commit(id)?)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn set_ref(&self, repo: &Repository, name: &str, commit: &str) -> Result<(), git2::Error> {
+        let oid = git2::Oid::from_str(commit)?;
+        repo.reference(name, oid, true, "slipway: apply a change set")?;
+        Ok(())
+    }
+
+    /// The files written on top of `head`: a new commit (not yet on any branch), or
+    /// `head` itself when its tree already holds them.
+    fn commit_on(
+        &self,
+        repo: &Repository,
+        head: Option<git2::Commit<'_>>,
         files: &[RenderedFile],
         message: &str,
     ) -> Result<Applied, git2::Error> {
-        let head = match repo.refname_to_id(&self.branch_ref) {
-            Ok(id) => Some(repo.find_commit(id)?),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-            Err(e) => return Err(e),
-        };
         let baseline = match &head {
             Some(commit) => commit.tree()?,
             None => {
@@ -159,14 +457,7 @@ impl GitOpsRepo {
         let tree = repo.find_tree(tree_id)?;
         let signature = Signature::now("Slipway", "slipway@localhost")?;
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
-        let commit = repo.commit(
-            Some(&self.branch_ref),
-            &signature,
-            &signature,
-            message,
-            &tree,
-            &parents,
-        )?;
+        let commit = repo.commit(None, &signature, &signature, message, &tree, &parents)?;
         Ok(Applied {
             commit: commit.to_string(),
             created: true,
@@ -224,6 +515,68 @@ impl GitOpsRepo {
             Ok(walk.count())
         };
         count().map_err(|e| self.git_error(e))
+    }
+}
+
+/// Writers that lost the same race would otherwise retry in step and collide again.
+fn jittered(delay: Duration) -> Duration {
+    let millis = delay.as_millis() as u64;
+    Duration::from_millis(millis / 2 + rand::rng().random_range(0..=millis))
+}
+
+#[async_trait]
+impl Driver for GitOpsRepo {
+    fn name(&self) -> &'static str {
+        "gitops"
+    }
+
+    async fn run(
+        &self,
+        step: &PlannedStep,
+        ctx: &StepContext<'_>,
+    ) -> Result<StepOutcome, DriverError> {
+        let PlannedStep::Gitops { files, message } = step else {
+            return Err(DriverError::Permanent(format!(
+                "the gitops driver was handed a {} step",
+                step.driver()
+            )));
+        };
+        // Checked when rendered, and again here: what is stored may be older than
+        // the check, and nothing unparsable should reach a reconciler.
+        for file in files {
+            render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
+        }
+        let repo = self.clone();
+        let (files, message, secrets) = (files.clone(), message.clone(), ctx.secrets.clone());
+        let applied = tokio::task::spawn_blocking(move || {
+            repo.apply_with_secrets(&files, &message, &secrets)
+        })
+        .await
+        .map_err(|e| DriverError::Retryable(format!("the GitOps driver stopped: {e}")))?
+        .map_err(|e| {
+            if e.is_retryable() {
+                DriverError::Retryable(e.to_string())
+            } else {
+                DriverError::Permanent(e.to_string())
+            }
+        })?;
+        let place = match &self.remote {
+            Some(remote) => format!("{} at {}", self.branch, remote.url),
+            None => self.branch.clone(),
+        };
+        let summary = if applied.created {
+            format!("committed {} to {place}", applied.commit)
+        } else {
+            format!(
+                "{place} already holds these files at {}; nothing new to commit",
+                applied.commit
+            )
+        };
+        Ok(StepOutcome {
+            log: vec![summary.clone()],
+            summary,
+            commit: Some(applied.commit),
+        })
     }
 }
 

@@ -1,4 +1,73 @@
-//! Drivers apply a change set somewhere real. Each must be idempotent: applying the
-//! same change set twice has the effect of applying it once.
+//! Drivers carry out a type's execution steps somewhere real. They sit behind one
+//! trait so the orchestrator runs any step the same way: hand it the planned step,
+//! record what it reports.
+//!
+//! The contract every driver keeps: **idempotent**. A re-run of the same step
+//! after a crash at any point (before, during or after its effect) has no second
+//! effect; the orchestrator relies on this instead of distributed transactions.
 
+pub mod command;
 pub mod gitops;
+
+use async_trait::async_trait;
+use slipway_core::execution::PlannedStep;
+use slipway_core::secret::SecretValues;
+
+/// What a step is run for, besides its own inputs.
+pub struct StepContext<'a> {
+    /// The request's secret parameters, decrypted for this run only. A driver may
+    /// hand them to what it runs (as environment); it never writes them anywhere.
+    pub secrets: &'a SecretValues,
+}
+
+/// What a finished step did, for the job's record and the request's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// One line for people, e.g. "committed 1a2b… to main".
+    pub summary: String,
+    /// The commit the step made or found, for drivers that commit.
+    pub commit: Option<String>,
+    /// Lines the driver reports along the way, in order.
+    pub log: Vec<String>,
+}
+
+/// Why a step did not finish. The text names what failed and never holds a
+/// credential or a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// Worth another attempt later: a remote was down, a push lost a race too often.
+    #[error("{0}")]
+    Retryable(String),
+    /// Another attempt would fail the same way: the step itself is wrong.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait Driver: Send + Sync {
+    /// The name a type's `execute` step gives, e.g. "gitops".
+    fn name(&self) -> &'static str;
+
+    /// Carries the step out, or finds it already done. Must be idempotent.
+    async fn run(
+        &self,
+        step: &PlannedStep,
+        ctx: &StepContext<'_>,
+    ) -> Result<StepOutcome, DriverError>;
+}
+
+/// The drivers of one server, chosen by the step's kind.
+#[derive(Clone)]
+pub struct Drivers {
+    pub gitops: gitops::GitOpsRepo,
+    pub command: command::CommandDriver,
+}
+
+impl Drivers {
+    pub fn for_step(&self, step: &PlannedStep) -> &dyn Driver {
+        match step {
+            PlannedStep::Gitops { .. } => &self.gitops,
+            PlannedStep::Command(_) => &self.command,
+        }
+    }
+}

@@ -1,14 +1,15 @@
-//! The apply job: execute the approved change set through the GitOps driver, verify
-//! it with the type's acceptance checks, and record the asset.
+//! The apply job: run the type's execution steps on the approved change set, each
+//! through its driver, verify the result with the type's acceptance checks, and
+//! record the asset.
 
 use slipway_core::catalog::CheckKind;
+use slipway_core::execution::{self, RunInfo};
 use slipway_core::render::{self, ChangeSet};
+use slipway_core::secret::SecretValues;
 use slipway_core::state::{Action, RequestState, next_state};
 use tracing::instrument;
 
-use slipway_core::secret::SecretValues;
-
-use crate::drivers::gitops::GitOpsError;
+use crate::drivers::{DriverError, StepContext};
 use crate::services::assets::record_asset;
 use crate::services::{self, Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
@@ -128,7 +129,7 @@ async fn execute(state: &AppState, job: &JobRow) -> Result<(), JobError> {
     }
     let change_set = approved_change_set(state, &request).await?;
     if request.state == RequestState::Executing {
-        apply(state, &mut request, &change_set).await?;
+        apply(state, job, &mut request, &change_set).await?;
     }
     verify(state, &mut request, &change_set).await
 }
@@ -182,43 +183,128 @@ async fn secrets_for_run(state: &AppState, request: &RequestRow) -> Result<Secre
     Ok(services::secrets::open_revision(state, request.id, request.current_revision).await?)
 }
 
+/// The parameters of the request's current revision.
+async fn revision_params(
+    state: &AppState,
+    request: &RequestRow,
+) -> Result<serde_json::Value, JobError> {
+    let mut conn = state.db.pool.acquire().await?;
+    storage::requests::revisions(&mut conn, request.id)
+        .await?
+        .into_iter()
+        .find(|r| r.revision == request.current_revision)
+        .map(|r| r.params)
+        .ok_or_else(|| JobError::Permanent("the current revision is missing".into()))
+}
+
+/// Runs the type's execution steps in order, each through its driver, recording
+/// per step what happened. A step recorded done for this revision (by an earlier
+/// attempt that crashed later) is not run again; one that crashed mid-way runs
+/// again, which its driver's idempotence makes harmless.
 async fn apply(
     state: &AppState,
+    job: &JobRow,
     request: &mut RequestRow,
     change_set: &ChangeSet,
 ) -> Result<(), JobError> {
     let secrets = secrets_for_run(state, request).await?;
     let handed = secrets.names().collect::<Vec<_>>().join(", ");
-    let repo = state.gitops.clone();
-    let files = change_set.files.clone();
-    let message = format!(
-        "{} {} (request #{}, revision {})\n\nRequested by {} through Slipway.",
-        request.type_name,
-        request.resource_name,
-        request.id,
-        request.current_revision,
-        request.requester
-    );
-    let applied =
-        tokio::task::spawn_blocking(move || repo.apply_with_secrets(&files, &message, &secrets))
-            .await
-            .map_err(|e| JobError::Retryable(format!("the GitOps driver stopped: {e}")))?
-            .map_err(|e| match e {
-                GitOpsError::SecretInFile { .. } => JobError::Permanent(e.to_string()),
-                other => JobError::Retryable(other.to_string()),
-            })?;
-    let mut detail = if applied.created {
-        format!("committed {}", applied.commit)
-    } else {
-        format!("already at {}; nothing new to commit", applied.commit)
+    let ty = request_type(state, request)?;
+    let params = revision_params(state, request).await?;
+    let run = RunInfo {
+        request_id: request.id.0,
+        revision: request.current_revision,
+        requester: &request.requester,
     };
+    let steps = execution::plan(ty, &params, &request.resource_name, change_set, run)
+        .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
+    let mut commit: Option<String> = None;
+    let mut summaries = Vec::with_capacity(steps.len());
+    for (index, step) in steps.iter().enumerate() {
+        let number = index + 1;
+        let step_index = index as i64;
+        let done = {
+            let mut conn = state.db.pool.acquire().await?;
+            jobs::done_step(&mut conn, request.id, request.current_revision, step_index).await?
+        };
+        if let Some(done) = done {
+            commit = done.commit_id.or(commit);
+            summaries.push(format!("step {number} ({}): {}", done.driver, done.summary));
+            continue;
+        }
+        let step_id = {
+            let mut tx = state.db.write().await?;
+            let id = jobs::start_step(
+                &mut tx,
+                &jobs::NewStep {
+                    job_id: job.id,
+                    request_id: request.id,
+                    revision: request.current_revision,
+                    step_index,
+                    driver: step.driver(),
+                    attempt: job.attempts,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            id
+        };
+        let ctx = StepContext { secrets: &secrets };
+        let result = state.drivers.for_step(step).run(step, &ctx).await;
+        let mut tx = state.db.write().await?;
+        match result {
+            Ok(outcome) => {
+                jobs::finish_step(
+                    &mut tx,
+                    step_id,
+                    &jobs::StepEnd {
+                        state: jobs::STEP_DONE,
+                        summary: &outcome.summary,
+                        log: &outcome.log.join("\n"),
+                        commit_id: outcome.commit.as_deref(),
+                    },
+                )
+                .await?;
+                tx.commit().await?;
+                summaries.push(format!(
+                    "step {number} ({}): {}",
+                    step.driver(),
+                    outcome.summary
+                ));
+                commit = outcome.commit.or(commit);
+            }
+            Err(error) => {
+                let text = error.to_string();
+                jobs::finish_step(
+                    &mut tx,
+                    step_id,
+                    &jobs::StepEnd {
+                        state: jobs::STEP_FAILED,
+                        summary: &text,
+                        log: &text,
+                        commit_id: None,
+                    },
+                )
+                .await?;
+                tx.commit().await?;
+                let message = format!("step {number} ({}): {text}", step.driver());
+                return Err(match error {
+                    DriverError::Retryable(_) => JobError::Retryable(message),
+                    DriverError::Permanent(_) => JobError::Permanent(message),
+                });
+            }
+        }
+    }
+    let mut detail = summaries.join("; ");
     if !handed.is_empty() {
         detail.push_str(&format!(
             "; secret parameters handed to the driver, not committed: {handed}"
         ));
     }
     let mut tx = state.db.write().await?;
-    storage::requests::set_applied_commit(&mut tx, request.id, &applied.commit).await?;
+    if let Some(commit) = &commit {
+        storage::requests::set_applied_commit(&mut tx, request.id, commit).await?;
+    }
     transition(
         &mut tx,
         state,
@@ -229,7 +315,9 @@ async fn apply(
     )
     .await?;
     tx.commit().await?;
-    request.applied_commit = Some(applied.commit);
+    if commit.is_some() {
+        request.applied_commit = commit;
+    }
     Ok(())
 }
 
@@ -240,25 +328,24 @@ async fn verify(
     request: &mut RequestRow,
     change_set: &ChangeSet,
 ) -> Result<(), JobError> {
-    let commit = request
-        .applied_commit
-        .clone()
-        .ok_or_else(|| JobError::Permanent("verifying without an applied commit".into()))?;
+    // Empty when no step of the type commits to the GitOps repository.
+    let commit = request.applied_commit.clone().unwrap_or_default();
     let ty = request_type(state, request)?;
-    let params = {
-        let mut conn = state.db.pool.acquire().await?;
-        storage::requests::revisions(&mut conn, request.id)
-            .await?
-            .into_iter()
-            .find(|r| r.revision == request.current_revision)
-            .map(|r| r.params)
-            .ok_or_else(|| JobError::Permanent("the current revision is missing".into()))?
-    };
+    let params = revision_params(state, request).await?;
     let checks = render::checks(ty, &params, &request.resource_name)
         .map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
     let mut results = Vec::with_capacity(checks.len());
     for check in &checks {
         let CheckKind::GitopsFile { path } = &check.kind;
+        if commit.is_empty() {
+            results.push((
+                "gitops-file",
+                check.description.clone(),
+                false,
+                format!("{path}: no execution step committed to the GitOps repository"),
+            ));
+            continue;
+        }
         let repo = state.gitops.clone();
         let (commit_for_read, path_for_read) = (commit.clone(), path.clone());
         let found =

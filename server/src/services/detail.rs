@@ -8,7 +8,8 @@ use slipway_core::ids::RequestId;
 use slipway_core::policy::{self, Verb};
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    CheckResultView, DecisionView, JobView, RequestDetail, ReviewDiff, RevisionView, TimelineEntry,
+    CheckResultView, DecisionView, JobView, RequestDetail, ReviewDiff, RevisionView, StepView,
+    TimelineEntry,
 };
 use sqlx::AnyConnection;
 
@@ -119,6 +120,7 @@ pub async fn request_detail(
     let timeline = storage::audit::for_target(&mut conn, "request", &id.to_string()).await?;
     let checks = storage::requests::checks(&mut conn, id).await?;
     let job = storage::jobs::latest_for_request(&mut conn, id).await?;
+    let steps = storage::jobs::steps_for_request(&mut conn, id).await?;
     let asset = storage::assets::by_request(&mut conn, id).await?;
     let permissions = policy::permissions(user, &facts(state, &request));
     let review_diff = if permissions.review {
@@ -169,6 +171,20 @@ pub async fn request_detail(
                 passed: c.passed,
                 detail: c.detail,
                 at: format_millis(c.created_at),
+            })
+            .collect(),
+        steps: steps
+            .into_iter()
+            .map(|s| StepView {
+                revision: s.revision,
+                step: s.step_index + 1,
+                driver: s.driver,
+                attempt: s.attempt,
+                state: s.state,
+                summary: s.summary,
+                log: s.log,
+                commit: s.commit_id,
+                started_at: format_millis(s.started_at),
             })
             .collect(),
         job: job.map(|j| JobView {

@@ -168,3 +168,136 @@ pub async fn count_unfinished(conn: &mut AnyConnection) -> Result<i64, StorageEr
             .await?,
     )
 }
+
+/// What one execution step did in one attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub revision: i64,
+    pub step_index: i64,
+    pub driver: String,
+    pub attempt: i64,
+    /// `running`, then `done` or `failed`.
+    pub state: String,
+    pub summary: String,
+    pub log: String,
+    pub commit_id: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+pub const STEP_RUNNING: &str = "running";
+pub const STEP_DONE: &str = "done";
+pub const STEP_FAILED: &str = "failed";
+
+const STEP_COLUMNS: &str = "id, job_id, revision, step_index, driver, attempt, state, summary, \
+                            log, commit_id, started_at, finished_at";
+
+fn step_from_row(row: &sqlx::any::AnyRow) -> Result<StepRow, StorageError> {
+    Ok(StepRow {
+        id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        revision: row.try_get("revision")?,
+        step_index: row.try_get("step_index")?,
+        driver: row.try_get("driver")?,
+        attempt: row.try_get("attempt")?,
+        state: row.try_get("state")?,
+        summary: row.try_get("summary")?,
+        log: row.try_get("log")?,
+        commit_id: row.try_get("commit_id")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+/// Which step of which job is starting, on which attempt.
+pub struct NewStep<'a> {
+    pub job_id: i64,
+    pub request_id: RequestId,
+    pub revision: i64,
+    pub step_index: i64,
+    pub driver: &'a str,
+    pub attempt: i64,
+}
+
+/// Records that a step is starting; its row is finished by `finish_step`.
+pub async fn start_step(conn: &mut AnyConnection, step: &NewStep<'_>) -> Result<i64, StorageError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO job_steps (job_id, request_id, revision, step_index, driver, attempt, state, \
+         summary, log, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, '', '', $8) RETURNING id",
+    )
+    .bind(step.job_id)
+    .bind(step.request_id.0)
+    .bind(step.revision)
+    .bind(step.step_index)
+    .bind(step.driver)
+    .bind(step.attempt)
+    .bind(STEP_RUNNING)
+    .bind(now_millis())
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// How a step ended.
+pub struct StepEnd<'a> {
+    pub state: &'a str,
+    pub summary: &'a str,
+    pub log: &'a str,
+    pub commit_id: Option<&'a str>,
+}
+
+pub async fn finish_step(
+    conn: &mut AnyConnection,
+    id: i64,
+    end: &StepEnd<'_>,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE job_steps SET state = $1, summary = $2, log = $3, commit_id = $4, \
+         finished_at = $5 WHERE id = $6",
+    )
+    .bind(end.state)
+    .bind(end.summary)
+    .bind(end.log)
+    .bind(end.commit_id)
+    .bind(now_millis())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The step of this revision that already finished, if one did: a resumed job
+/// takes its result instead of running it again.
+pub async fn done_step(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+    revision: i64,
+    step_index: i64,
+) -> Result<Option<StepRow>, StorageError> {
+    let row = sqlx::query(&format!(
+        "SELECT {STEP_COLUMNS} FROM job_steps WHERE request_id = $1 AND revision = $2 \
+         AND step_index = $3 AND state = $4 ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(request_id.0)
+    .bind(revision)
+    .bind(step_index)
+    .bind(STEP_DONE)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(step_from_row).transpose()
+}
+
+/// Every step attempt of a request, oldest first.
+pub async fn steps_for_request(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+) -> Result<Vec<StepRow>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {STEP_COLUMNS} FROM job_steps WHERE request_id = $1 ORDER BY id"
+    ))
+    .bind(request_id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(step_from_row).collect()
+}

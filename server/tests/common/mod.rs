@@ -11,11 +11,15 @@ use slipway_core::state::RequestState;
 use slipway_core::views::{RequestDraft, ReviewDecision};
 use slipway_server::AppState;
 use slipway_server::config::{IdentitySettings, Settings};
+use slipway_server::drivers::gitops::GitOpsSettings;
 use slipway_server::services::{CallMeta, Caller, Channel, auth, requests, reviews};
 use slipway_server::storage::requests::RequestRow;
 use slipway_server::storage::{self, Engine};
 use sqlx::Connection;
 use tempfile::TempDir;
+
+#[allow(dead_code, reason = "each test binary uses a part of the harness")]
+pub mod git_server;
 
 pub type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
@@ -116,7 +120,31 @@ impl TestApp {
         engine: Engine,
         catalog: Option<TempDir>,
     ) -> TestResult<Option<TestApp>> {
-        TestApp::start_with(engine, catalog, IdentitySettings::default()).await
+        TestApp::start_with(engine, catalog, IdentitySettings::default(), |_| {}).await
+    }
+
+    /// A fresh app on the given catalog (or the shipped one) with settings changed
+    /// by `configure` before it starts.
+    #[allow(dead_code, reason = "each test binary uses a part of the harness")]
+    pub async fn start_configured(
+        engine: Engine,
+        catalog: Option<TempDir>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestResult<Option<TestApp>> {
+        TestApp::start_with(engine, catalog, IdentitySettings::default(), configure).await
+    }
+
+    /// A fresh app on the shipped catalog whose GitOps driver commits to this branch
+    /// and pushes to this remote.
+    #[allow(dead_code, reason = "each test binary uses a part of the harness")]
+    pub async fn start_with_gitops(
+        engine: Engine,
+        gitops: GitOpsSettings,
+    ) -> TestResult<Option<TestApp>> {
+        TestApp::start_with(engine, None, IdentitySettings::default(), |settings| {
+            settings.gitops = gitops;
+        })
+        .await
     }
 
     /// A fresh app on the shipped catalog with these sign-in settings.
@@ -125,13 +153,14 @@ impl TestApp {
         engine: Engine,
         identity: IdentitySettings,
     ) -> TestResult<Option<TestApp>> {
-        TestApp::start_with(engine, None, identity).await
+        TestApp::start_with(engine, None, identity, |_| {}).await
     }
 
     async fn start_with(
         engine: Engine,
         catalog: Option<TempDir>,
         identity: IdentitySettings,
+        configure: impl FnOnce(&mut Settings),
     ) -> TestResult<Option<TestApp>> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
@@ -162,19 +191,22 @@ impl TestApp {
         let catalog_path = catalog
             .as_ref()
             .map_or_else(shipped_catalog, |d| d.path().to_path_buf());
-        let settings = Settings {
+        let mut settings = Settings {
             addr: "127.0.0.1:0".parse()?,
             data_dir: data_dir.clone(),
             catalog: catalog_path,
             demo: true,
             database_url,
             gitops_repo: data_dir.join("gitops.git"),
+            gitops: GitOpsSettings::default(),
+            command: Default::default(),
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,
             audit_checkpoint_interval: std::time::Duration::from_secs(600),
             identity,
         };
+        configure(&mut settings);
         let state = slipway_server::cli::build_state(settings.clone()).await?;
         if state.db.engine != engine {
             return Err(format!("asked for {engine:?}, got {:?}", state.db.engine).into());

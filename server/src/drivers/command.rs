@@ -1,0 +1,460 @@
+//! The command driver: runs a program the settings allow (think `psql`,
+//! `tofu apply`, `ansible-playbook`, `kubectl apply`) on a step's rendered files
+//! in a scratch directory. No shell: the program gets its arguments as a list,
+//! so a parameter with spaces or quotes stays one argument. Secrets reach it
+//! through the environment only; its output is captured into the step's log
+//! with every secret value blanked out; a program that outlives its timeout is
+//! killed.
+//!
+//! Idempotence is the program's part of the contract: choose commands that
+//! converge (`kubectl apply`, `tofu apply`, SQL with `IF NOT EXISTS`). The
+//! orchestrator does not run a step again once it is recorded done.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use slipway_core::execution::{PlannedCommand, PlannedStep};
+use slipway_core::render;
+use slipway_core::secret::SecretValues;
+
+use super::{Driver, DriverError, StepContext, StepOutcome};
+
+/// What commands may run and with what, from the server's settings.
+#[derive(Debug, Clone)]
+pub struct CommandSettings {
+    /// Programs a step may name, exactly as the step names them.
+    pub allowed: Vec<String>,
+    /// Variables of the server's own environment handed on to every command
+    /// (e.g. `PGPASSWORD` for an admin connection), besides PATH, HOME and LANG.
+    pub pass_env: Vec<String>,
+    /// How long a program may run when its step gives no timeout.
+    pub default_timeout: Duration,
+    /// Where scratch directories are made (one per run, removed after).
+    pub scratch_dir: PathBuf,
+}
+
+impl Default for CommandSettings {
+    fn default() -> Self {
+        CommandSettings {
+            allowed: Vec::new(),
+            pass_env: Vec::new(),
+            default_timeout: DEFAULT_TIMEOUT,
+            scratch_dir: std::env::temp_dir().join("slipway-scratch"),
+        }
+    }
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Variables every program gets from the server's environment so that it can
+/// find its helpers and its configuration.
+const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+
+/// The log keeps the last this many bytes of each stream.
+const MAX_CAPTURED: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct CommandDriver {
+    settings: Arc<CommandSettings>,
+}
+
+impl CommandDriver {
+    pub fn new(settings: CommandSettings) -> CommandDriver {
+        CommandDriver {
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for CommandDriver {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    async fn run(
+        &self,
+        step: &PlannedStep,
+        ctx: &StepContext<'_>,
+    ) -> Result<StepOutcome, DriverError> {
+        let PlannedStep::Command(command) = step else {
+            return Err(DriverError::Permanent(format!(
+                "the command driver was handed a {} step",
+                step.driver()
+            )));
+        };
+        if !self.settings.allowed.iter().any(|p| p == &command.program) {
+            let allowed = if self.settings.allowed.is_empty() {
+                "none".to_string()
+            } else {
+                self.settings.allowed.join(", ")
+            };
+            return Err(DriverError::Permanent(format!(
+                "the program {:?} is not allowed by the server's --command-allow (SLIPWAY_COMMAND_ALLOW) setting; allowed: {allowed}",
+                command.program
+            )));
+        }
+        for file in &command.files {
+            render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
+        }
+        let settings = self.settings.clone();
+        let command = command.clone();
+        let secrets = ctx.secrets.clone();
+        tokio::task::spawn_blocking(move || run_blocking(&settings, &command, &secrets))
+            .await
+            .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
+    }
+}
+
+/// A scratch directory removed when the run ends, however it ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(%error, dir = %self.0.display(), "could not remove a scratch directory");
+        }
+    }
+}
+
+fn prepare_scratch(
+    settings: &CommandSettings,
+    command: &PlannedCommand,
+) -> Result<Scratch, DriverError> {
+    let dir = settings
+        .scratch_dir
+        .join(format!("run-{}", uuid::Uuid::new_v4().simple()));
+    let io = |what: &str, path: &Path, e: std::io::Error| {
+        DriverError::Retryable(format!("could not {what} {}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+    let scratch = Scratch(dir);
+    for file in &command.files {
+        // Rendered paths are relative without `..` (the renderer checks), so
+        // they stay inside the scratch directory.
+        let path = scratch.0.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+        }
+        std::fs::write(&path, &file.content).map_err(|e| io("write", &path, e))?;
+    }
+    Ok(scratch)
+}
+
+fn run_blocking(
+    settings: &CommandSettings,
+    command: &PlannedCommand,
+    secrets: &SecretValues,
+) -> Result<StepOutcome, DriverError> {
+    let scratch = prepare_scratch(settings, command)?;
+    let mut process = Command::new(&command.program);
+    process
+        .args(&command.args)
+        .current_dir(&scratch.0)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(settings.pass_env.iter().map(String::as_str))
+    {
+        if let Some(value) = std::env::var_os(name) {
+            process.env(name, value);
+        }
+    }
+    for (name, value) in &command.env {
+        process.env(name, value);
+    }
+    // A secret that was not given (an optional one) leaves its variable unset.
+    for (name, param) in &command.secret_env {
+        if let Some(value) = secrets.get(param) {
+            process.env(name, value);
+        }
+    }
+    let program = &command.program;
+    let started = Instant::now();
+    let mut child = process.spawn().map_err(|e| {
+        DriverError::Permanent(format!("could not start the program {program:?}: {e}"))
+    })?;
+    // Both pipes are drained while the program runs, so a chatty program never
+    // blocks on a full pipe.
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+    let timeout = command
+        .timeout_seconds
+        .map(Duration::from_secs)
+        .unwrap_or(settings.default_timeout);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() >= timeout => {
+                if let Err(error) = child.kill() {
+                    tracing::warn!(%error, program, "could not kill a command past its timeout");
+                }
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                return Err(DriverError::Retryable(format!(
+                    "could not wait for {program:?}: {e}"
+                )));
+            }
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let stdout = stdout
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let stderr = stderr
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let mut log = Vec::new();
+    for (stream, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
+        let text = scrub(&String::from_utf8_lossy(bytes), secrets);
+        log.extend(text.lines().map(|line| format!("{stream}: {line}")));
+    }
+    let Some(status) = status else {
+        return Err(DriverError::Retryable(format!(
+            "{program:?} did not finish within {} s and was stopped{}",
+            timeout.as_secs(),
+            tail(&log)
+        )));
+    };
+    if !status.success() {
+        let code = status
+            .code()
+            .map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
+        return Err(DriverError::Permanent(format!(
+            "{program:?} exited with {code} after {elapsed:.1} s{}",
+            tail(&log)
+        )));
+    }
+    Ok(StepOutcome {
+        summary: format!("{program} exited 0 after {elapsed:.1} s"),
+        commit: None,
+        log,
+    })
+}
+
+/// Reads a pipe to its end on a thread of its own, keeping the last
+/// `MAX_CAPTURED` bytes.
+fn drain<R: Read + Send + 'static>(mut pipe: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut chunk = [0_u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    kept.extend_from_slice(&chunk[..n]);
+                    if kept.len() > MAX_CAPTURED {
+                        let excess = kept.len() - MAX_CAPTURED;
+                        kept.drain(..excess);
+                    }
+                }
+            }
+        }
+        kept
+    })
+}
+
+/// A program may echo what it was given; its output is stored and shown, so
+/// every secret value is blanked out first.
+fn scrub(text: &str, secrets: &SecretValues) -> String {
+    let mut text = text.to_string();
+    for (_, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
+        text = text.replace(value, "***");
+    }
+    text
+}
+
+/// The last lines of output, for an error message.
+fn tail(log: &[String]) -> String {
+    const LINES: usize = 5;
+    if log.is_empty() {
+        return String::new();
+    }
+    let start = log.len().saturating_sub(LINES);
+    format!("; last output: {}", log[start..].join(" | "))
+}
+
+#[cfg(test)]
+mod tests {
+    use slipway_core::render::RenderedFile;
+
+    use super::*;
+
+    fn driver(dir: &Path) -> CommandDriver {
+        CommandDriver::new(CommandSettings {
+            allowed: ["cat", "printf", "env", "sleep", "false"]
+                .map(String::from)
+                .to_vec(),
+            pass_env: Vec::new(),
+            default_timeout: Duration::from_secs(30),
+            scratch_dir: dir.to_path_buf(),
+        })
+    }
+
+    fn step(program: &str, args: &[&str]) -> PlannedStep {
+        PlannedStep::Command(PlannedCommand {
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            files: vec![RenderedFile {
+                path: "dev/payments/db/create.yaml".into(),
+                content: "database: orders\n".into(),
+            }],
+            env: vec![("STAGE".into(), "dev".into())],
+            secret_env: vec![("DB_PASSWORD".into(), "owner_password".into())],
+            timeout_seconds: None,
+        })
+    }
+
+    fn secrets() -> SecretValues {
+        let mut secrets = SecretValues::new();
+        secrets.insert("owner_password", "s3cret-canary-91ab");
+        secrets
+    }
+
+    async fn run(dir: &Path, step: &PlannedStep) -> Result<StepOutcome, DriverError> {
+        let secrets = secrets();
+        driver(dir)
+            .run(step, &StepContext { secrets: &secrets })
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_program_reads_the_rendered_files_in_its_scratch_directory()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let outcome = run(dir.path(), &step("cat", &["dev/payments/db/create.yaml"])).await?;
+        assert_eq!(outcome.log, ["stdout: database: orders"]);
+        assert!(
+            outcome.summary.starts_with("cat exited 0 after "),
+            "{}",
+            outcome.summary
+        );
+        assert_eq!(outcome.commit, None);
+        assert_eq!(
+            std::fs::read_dir(dir.path())?.count(),
+            0,
+            "the scratch directory is removed"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn arguments_are_a_list_never_a_shell_line() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let outcome = run(
+            dir.path(),
+            &step("printf", &["%s|\\n", "a b; echo injected", "$(id)"]),
+        )
+        .await?;
+        assert_eq!(
+            outcome.log,
+            ["stdout: a b; echo injected|", "stdout: $(id)|"]
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn secrets_arrive_in_the_environment_and_never_in_the_log()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let outcome = run(dir.path(), &step("env", &[])).await?;
+        assert!(
+            outcome.log.contains(&"stdout: DB_PASSWORD=***".to_string()),
+            "{:?}",
+            outcome.log
+        );
+        assert!(outcome.log.contains(&"stdout: STAGE=dev".to_string()));
+        assert!(!outcome.log.iter().any(|l| l.contains("s3cret-canary-91ab")));
+        // Nothing of the server's environment but the basics.
+        for line in &outcome.log {
+            let name = line
+                .trim_start_matches("stdout: ")
+                .split('=')
+                .next()
+                .unwrap_or_default();
+            assert!(
+                ["DB_PASSWORD", "STAGE"].contains(&name) || BASE_ENV.contains(&name),
+                "{line}"
+            );
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_program_not_allowed_never_runs() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let refused = run(dir.path(), &step("rm", &["-rf", "/"])).await.err();
+        assert_eq!(
+            refused,
+            Some(DriverError::Permanent(
+                "the program \"rm\" is not allowed by the server's --command-allow \
+                 (SLIPWAY_COMMAND_ALLOW) setting; allowed: cat, printf, env, sleep, false"
+                    .into()
+            ))
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failing_program_is_permanent_and_a_slow_one_is_stopped()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let failed = run(dir.path(), &step("false", &[])).await.err();
+        let Some(DriverError::Permanent(message)) = failed else {
+            return Err(format!("expected a permanent error, got {failed:?}").into());
+        };
+        assert!(
+            message.starts_with("\"false\" exited with status 1 after "),
+            "{message}"
+        );
+
+        let mut slow = step("sleep", &["20"]);
+        if let PlannedStep::Command(command) = &mut slow {
+            command.timeout_seconds = Some(1);
+        }
+        let started = Instant::now();
+        let stopped = run(dir.path(), &slow).await.err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed at the timeout"
+        );
+        assert_eq!(
+            stopped,
+            Some(DriverError::Retryable(
+                "\"sleep\" did not finish within 1 s and was stopped".into()
+            ))
+        );
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn broken_yaml_is_refused_before_the_program_runs()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut broken = step("cat", &["dev/payments/db/create.yaml"]);
+        if let PlannedStep::Command(command) = &mut broken {
+            command.files[0].content = "database: [orders\n".into();
+        }
+        let refused = run(dir.path(), &broken).await.err();
+        let Some(DriverError::Permanent(message)) = refused else {
+            return Err(format!("expected a permanent error, got {refused:?}").into());
+        };
+        assert!(
+            message.starts_with("dev/payments/db/create.yaml: is not valid YAML"),
+            "{message}"
+        );
+        Ok(())
+    }
+}

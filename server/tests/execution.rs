@@ -1,0 +1,357 @@
+//! A request's execution steps run through their drivers against real counterparts:
+//! the GitOps driver pushing to a `git daemon` remote that is down at first.
+
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::git_server::{GitDaemon, git};
+use common::{TestApp, TestResult, draft, namespace_params};
+use slipway_core::state::RequestState;
+use slipway_server::config::Secret;
+use slipway_server::drivers::gitops::{GitOpsSettings, RemoteCredentials, RemoteSettings};
+use slipway_server::services::requests;
+use slipway_server::storage::{self, Engine};
+
+const PASSWORD: &str = "canary-pw-4b8f19";
+
+/// Everything this test binary logs, at every level, from every thread: a
+/// credential must not appear in it.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        // Another test of this binary may have set it first; the buffer is shared.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_remote_that_is_down_delays_the_job_which_lands_once_it_is_back_sqlite() -> TestResult {
+    remote_down_then_back(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_remote_that_is_down_delays_the_job_which_lands_once_it_is_back_postgres() -> TestResult {
+    remote_down_then_back(Engine::Postgres).await
+}
+
+async fn remote_down_then_back(engine: Engine) -> TestResult {
+    let logs = captured_logs();
+    let mut daemon = GitDaemon::new()?;
+    let url = daemon.create_repo("platform.git", "main")?;
+    let settings = GitOpsSettings {
+        branch: "main".into(),
+        remote: Some(RemoteSettings {
+            url: url.clone(),
+            credentials: Some(RemoteCredentials {
+                username: "slipway".into(),
+                password: Secret::new(PASSWORD.into()),
+            }),
+        }),
+    };
+    let Some(app) = TestApp::start_with_gitops(engine, settings).await? else {
+        eprintln!(
+            "note: {} is not set; skipping the PostgreSQL run",
+            common::POSTGRES_ENV
+        );
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let id = requests::submit(
+        &app.state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("web", "payments", "dev", 2),
+        ),
+    )
+    .await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+
+    // The remote is down: the step fails, retryably; the request waits in executing.
+    assert_eq!(app.run_jobs().await?, 1);
+    assert_eq!(app.request_state(id).await?, RequestState::Executing);
+    let job = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::latest_for_request(&mut conn, id)
+            .await?
+            .ok_or("a job")?
+    };
+    assert_eq!(job.state, "queued", "rescheduled, not failed");
+    let error = job.last_error.unwrap_or_default();
+    assert!(
+        error.starts_with("step 1 (gitops): GitOps remote "),
+        "{error}"
+    );
+    assert!(error.contains(&url), "{error}");
+
+    // Back up: the job runs again and lands one commit with the files.
+    daemon.start()?;
+    app.exec("UPDATE jobs SET run_after = 0").await?;
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    let commit = row.applied_commit.ok_or("an applied commit")?;
+    let log = daemon.log("platform.git", "main")?;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with(&commit));
+    let checkout = tempfile::tempdir()?;
+    git(checkout.path(), &["clone", "--quiet", &url, "work"])?;
+    assert!(
+        checkout
+            .path()
+            .join("work/dev/payments/k8s-namespace/web/namespace.yaml")
+            .exists()
+    );
+
+    // Each attempt of the step is recorded: failed, then done with the commit.
+    let steps = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::steps_for_request(&mut conn, id).await?
+    };
+    let seen: Vec<(i64, &str, &str, i64)> = steps
+        .iter()
+        .map(|s| (s.step_index, s.driver.as_str(), s.state.as_str(), s.attempt))
+        .collect();
+    assert_eq!(seen, [(0, "gitops", "failed", 1), (0, "gitops", "done", 2)]);
+    assert_eq!(steps[1].commit_id.as_deref(), Some(commit.as_str()));
+    assert!(
+        steps[1]
+            .summary
+            .starts_with(&format!("committed {commit} to main at {url}"))
+    );
+
+    // A crash after the push landed but before the step was recorded: the next
+    // run finds the remote already holding the files and commits nothing.
+    let crashed = requests::submit(
+        &app.state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("api", "payments", "dev", 2),
+        ),
+    )
+    .await?;
+    let change_set = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::requests::revisions(&mut conn, crashed)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or("a revision")?
+            .change_set
+    };
+    let landed = app
+        .state
+        .gitops
+        .apply(&change_set.files, "pushed before the crash")?;
+    assert!(landed.created);
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(crashed).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    assert_eq!(row.applied_commit.as_deref(), Some(landed.commit.as_str()));
+    assert_eq!(
+        daemon.log("platform.git", "main")?.len(),
+        2,
+        "no second commit"
+    );
+
+    // A duplicate delivery of the job: the step is already done, nothing new.
+    let mut tx = app.state.db.write().await?;
+    storage::jobs::enqueue(
+        &mut tx,
+        id,
+        requests::APPLY_JOB,
+        requests::APPLY_MAX_ATTEMPTS,
+    )
+    .await?;
+    tx.commit().await?;
+    app.run_jobs().await?;
+    assert_eq!(daemon.log("platform.git", "main")?.len(), 2);
+
+    // The password is nowhere: not in the database's texts, not in any log line.
+    for (table, column) in [
+        ("jobs", "last_error"),
+        ("job_steps", "summary"),
+        ("job_steps", "log"),
+        ("audit_events", "detail"),
+        ("audit_events", "after_value"),
+        ("requests", "last_error"),
+    ] {
+        // Bound, not inlined: the statement text itself is logged.
+        let found: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE {column} LIKE $1"
+        ))
+        .bind(format!("%{PASSWORD}%"))
+        .fetch_one(&app.state.db.pool)
+        .await?;
+        assert_eq!(found, 0, "{table}.{column} holds the password");
+    }
+    let logged = String::from_utf8_lossy(&logs.lock().map_err(|_| "log lock")?).into_owned();
+    assert!(
+        logged.contains("will retry"),
+        "the retry was logged: {logged}"
+    );
+    let leaks: Vec<&str> = logged.lines().filter(|l| l.contains(PASSWORD)).collect();
+    assert!(leaks.is_empty(), "log lines hold the password: {leaks:#?}");
+    Ok(())
+}
+
+const REPORT_TYPE: &str = r#"name: report
+title: Report
+description: A rendered report, committed, then read back by a command.
+owner: platform
+owner_param: team
+parameters:
+  type: object
+  additionalProperties: false
+  required: [name, team]
+  properties:
+    name: { type: string, title: Name, pattern: "^[a-z][a-z0-9-]{1,20}$" }
+    team: { type: string, title: Team, x-dictionary: teams }
+naming:
+  template: "{{ team }}-{{ name }}"
+review:
+  approvers: { role: reviewer }
+  auto_approve: { when: "true" }
+outputs:
+  - name: report
+    path: "reports/{{ team }}/{{ name }}.yaml"
+    template: report/report.yaml.j2
+execute:
+  - driver: gitops
+    message: "report {{ resource_name }} for {{ requester }}"
+  - driver: command
+    program: PROGRAM
+    args: ["{{ inputs[0] }}"]
+    env: { REPORT: "{{ resource_name }}" }
+checks:
+  - kind: gitops-file
+    path: "reports/{{ team }}/{{ name }}.yaml"
+"#;
+
+/// The shipped catalog plus `report` (whose command step runs `cat`) and
+/// `shredder` (the same with `shred`, which the settings do not allow).
+fn report_catalog() -> TestResult<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    std::fs::write(
+        dir.path().join("types/report.yaml"),
+        REPORT_TYPE.replace("PROGRAM", "cat"),
+    )?;
+    std::fs::write(
+        dir.path().join("types/shredder.yaml"),
+        REPORT_TYPE
+            .replace("name: report\n", "name: shredder\n")
+            .replace("PROGRAM", "shred"),
+    )?;
+    std::fs::create_dir_all(dir.path().join("templates/report"))?;
+    std::fs::write(
+        dir.path().join("templates/report/report.yaml.j2"),
+        "report: {{ resource_name }}\nteam: {{ team }}\n",
+    )?;
+    Ok(dir)
+}
+
+#[tokio::test]
+async fn steps_of_two_drivers_run_in_order_and_are_recorded_sqlite() -> TestResult {
+    gitops_then_command(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn steps_of_two_drivers_run_in_order_and_are_recorded_postgres() -> TestResult {
+    gitops_then_command(Engine::Postgres).await
+}
+
+async fn gitops_then_command(engine: Engine) -> TestResult {
+    let Some(app) = TestApp::start_configured(engine, Some(report_catalog()?), |settings| {
+        settings.command.allowed = vec!["cat".into()];
+    })
+    .await?
+    else {
+        eprintln!(
+            "note: {} is not set; skipping the PostgreSQL run",
+            common::POSTGRES_ENV
+        );
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let params = serde_json::json!({"name": "q3", "team": "payments"});
+    let id = requests::submit(&app.state, &alice, &draft("report", params.clone())).await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    let steps = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::steps_for_request(&mut conn, id).await?
+    };
+    let seen: Vec<(i64, &str, &str)> = steps
+        .iter()
+        .map(|s| (s.step_index, s.driver.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(seen, [(0, "gitops", "done"), (1, "command", "done")]);
+    assert_eq!(steps[0].commit_id, row.applied_commit);
+    assert_eq!(
+        steps[1].log,
+        "stdout: report: payments-q3\nstdout: team: payments"
+    );
+    assert!(steps[1].summary.starts_with("cat exited 0 after "));
+    // The request's page and API show them.
+    let shown = slipway_server::services::detail::request_detail(&app.state, &alice, id).await?;
+    let shown: Vec<(i64, &str, &str)> = shown
+        .steps
+        .iter()
+        .map(|s| (s.step, s.driver.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(shown, [(1, "gitops", "done"), (2, "command", "done")]);
+
+    // A program the settings do not allow: the commit lands, the command step
+    // fails for good, the request fails with the reason.
+    let id = requests::submit(&app.state, &alice, &draft("shredder", params)).await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    let reason = row.last_error.unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "step 2 (command): the program \"shred\" is not allowed by the server's --command-allow"
+        ),
+        "{reason}"
+    );
+    let steps = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::jobs::steps_for_request(&mut conn, id).await?
+    };
+    let seen: Vec<(i64, &str, &str)> = steps
+        .iter()
+        .map(|s| (s.step_index, s.driver.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(seen, [(0, "gitops", "done"), (1, "command", "failed")]);
+    Ok(())
+}

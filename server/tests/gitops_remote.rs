@@ -1,0 +1,315 @@
+//! The GitOps driver against a real remote: `git daemon` on loopback, read back
+//! with the git command line as Argo CD or a person would.
+
+#[allow(dead_code, unused_macros)]
+mod common;
+mod http_git;
+
+use std::path::Path;
+
+use common::TestResult;
+use common::git_server::{GitDaemon, git};
+use slipway_core::render::RenderedFile;
+use slipway_server::config::Secret;
+use slipway_server::drivers::gitops::{
+    GitOpsError, GitOpsRepo, GitOpsSettings, RemoteCredentials, RemoteSettings,
+};
+
+fn file(path: &str, content: &str) -> RenderedFile {
+    RenderedFile {
+        path: path.into(),
+        content: content.into(),
+    }
+}
+
+fn remote(url: &str) -> GitOpsSettings {
+    GitOpsSettings {
+        branch: "main".into(),
+        remote: Some(RemoteSettings {
+            url: url.into(),
+            credentials: None,
+        }),
+    }
+}
+
+fn head_of(repo: &Path) -> TestResult<String> {
+    git(repo, &["symbolic-ref", "HEAD"])
+}
+
+#[test]
+fn a_push_lands_and_a_clone_checks_out_the_branch_with_the_files() -> TestResult {
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("platform.git", "main")?;
+    let local = tempfile::tempdir()?;
+    let repo = GitOpsRepo::open_with(&local.path().join("gitops.git"), &remote(&url))?;
+    assert_eq!(
+        head_of(&local.path().join("gitops.git"))?,
+        "refs/heads/main"
+    );
+
+    let files = [
+        file("dev/payments/ns/web/namespace.yaml", "kind: Namespace\n"),
+        file("dev/payments/ns/web/quota.yaml", "kind: ResourceQuota\n"),
+    ];
+    let first = repo.apply(&files, "k8s-namespace payments-web-dev")?;
+    assert!(first.created);
+    let log = daemon.log("platform.git", "main")?;
+    assert_eq!(
+        log,
+        [format!("{} k8s-namespace payments-web-dev", first.commit)]
+    );
+
+    // A plain clone of the remote checks the branch out, files and all.
+    let checkout = tempfile::tempdir()?;
+    git(checkout.path(), &["clone", "--quiet", &url, "work"])?;
+    let work = checkout.path().join("work");
+    assert_eq!(
+        std::fs::read_to_string(work.join("dev/payments/ns/web/quota.yaml"))?,
+        "kind: ResourceQuota\n"
+    );
+    assert_eq!(git(&work, &["rev-parse", "HEAD"])?, first.commit);
+
+    // The same change again (a re-run after a crash): no second commit.
+    let again = repo.apply(&files, "k8s-namespace payments-web-dev")?;
+    assert_eq!(
+        (again.commit.as_str(), again.created),
+        (first.commit.as_str(), false)
+    );
+    assert_eq!(daemon.log("platform.git", "main")?.len(), 1);
+
+    // A new process with a fresh local repository finds the remote already holds it.
+    let elsewhere = tempfile::tempdir()?;
+    let fresh = GitOpsRepo::open_with(&elsewhere.path().join("gitops.git"), &remote(&url))?;
+    let found = fresh.apply(&files, "k8s-namespace payments-web-dev")?;
+    assert_eq!(
+        (found.commit.as_str(), found.created),
+        (first.commit.as_str(), false)
+    );
+    assert_eq!(
+        fresh
+            .read_file(&found.commit, "dev/payments/ns/web/namespace.yaml")?
+            .as_deref(),
+        Some("kind: Namespace\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn the_local_head_names_the_configured_branch_in_new_and_old_repositories() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // An old repository: HEAD on master (git's default) while commits went to main.
+    git(
+        dir.path(),
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch",
+            "master",
+            "old.git",
+        ],
+    )?;
+    let old = GitOpsRepo::open_or_init(&dir.path().join("old.git"))?;
+    assert_eq!(head_of(&dir.path().join("old.git"))?, "refs/heads/main");
+    old.apply(&[file("a.yaml", "a: 1\n")], "one")?;
+    git(dir.path(), &["clone", "--quiet", "old.git", "old-work"])?;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("old-work/a.yaml"))?,
+        "a: 1\n"
+    );
+
+    let settings = GitOpsSettings {
+        branch: "deploy".into(),
+        remote: None,
+    };
+    let new = GitOpsRepo::open_with(&dir.path().join("new.git"), &settings)?;
+    assert_eq!(head_of(&dir.path().join("new.git"))?, "refs/heads/deploy");
+    new.apply(&[file("b.yaml", "b: 2\n")], "two")?;
+    git(dir.path(), &["clone", "--quiet", "new.git", "new-work"])?;
+    assert_eq!(
+        git(&dir.path().join("new-work"), &["branch", "--show-current"])?,
+        "deploy"
+    );
+    assert!(dir.path().join("new-work/b.yaml").exists());
+    Ok(())
+}
+
+#[test]
+fn concurrent_writers_to_one_remote_all_land_once() -> TestResult {
+    const WRITERS: usize = 4;
+    const CHANGES: usize = 6;
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("shared.git", "main")?;
+    let locals = tempfile::tempdir()?;
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let repo = GitOpsRepo::open_with(
+                &locals.path().join(format!("replica-{w}.git")),
+                &remote(&url),
+            );
+            std::thread::spawn(move || -> Result<Vec<String>, String> {
+                let repo = repo.map_err(|e| e.to_string())?;
+                let mut commits = Vec::new();
+                for c in 0..CHANGES {
+                    let files = [file(&format!("w{w}/c{c}.yaml"), &format!("n: {c}\n"))];
+                    let applied = repo
+                        .apply(&files, &format!("writer {w} change {c}"))
+                        .map_err(|e| e.to_string())?;
+                    if !applied.created {
+                        return Err(format!("writer {w} change {c} made no commit"));
+                    }
+                    commits.push(applied.commit);
+                }
+                Ok(commits)
+            })
+        })
+        .collect();
+    let mut landed = Vec::new();
+    for handle in handles {
+        let commits = handle.join().map_err(|_| "a writer panicked")??;
+        landed.extend(commits);
+    }
+    let log = daemon.log("shared.git", "main")?;
+    assert_eq!(
+        log.len(),
+        WRITERS * CHANGES,
+        "one commit per change: {log:#?}"
+    );
+    let mut subjects: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(_, s)| s)
+        .collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    assert_eq!(
+        subjects.len(),
+        WRITERS * CHANGES,
+        "no change committed twice"
+    );
+    for commit in &landed {
+        assert!(
+            log.iter().any(|l| l.starts_with(commit.as_str())),
+            "{commit} is on the branch"
+        );
+    }
+    let checkout = tempfile::tempdir()?;
+    git(checkout.path(), &["clone", "--quiet", &url, "work"])?;
+    for w in 0..WRITERS {
+        for c in 0..CHANGES {
+            let path = checkout.path().join(format!("work/w{w}/c{c}.yaml"));
+            assert_eq!(std::fs::read_to_string(&path)?, format!("n: {c}\n"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_remote_that_is_down_is_a_retryable_error_that_never_shows_the_password() -> TestResult {
+    let mut daemon = GitDaemon::new()?;
+    let url = daemon.create_repo("later.git", "main")?;
+    let password = "hunter2-canary-7d1e";
+    let settings = GitOpsSettings {
+        branch: "main".into(),
+        remote: Some(RemoteSettings {
+            url: url.clone(),
+            credentials: Some(RemoteCredentials {
+                username: "slipway".into(),
+                password: Secret::new(password.into()),
+            }),
+        }),
+    };
+    assert!(!format!("{settings:?}").contains(password), "{settings:?}");
+    let local = tempfile::tempdir()?;
+    let repo = GitOpsRepo::open_with(&local.path().join("gitops.git"), &settings)?;
+    let files = [file("dev/a.yaml", "a: 1\n")];
+    let error = repo
+        .apply(&files, "one")
+        .err()
+        .ok_or("the remote is down")?;
+    assert!(matches!(error, GitOpsError::Remote { .. }), "{error:?}");
+    assert!(error.is_retryable());
+    let text = format!("{error} {error:?}");
+    assert!(text.contains(&url), "the error names the remote: {text}");
+    assert!(!text.contains(password), "{text}");
+
+    daemon.start()?;
+    let applied = repo.apply(&files, "one")?;
+    assert!(applied.created);
+    assert_eq!(daemon.log("later.git", "main")?.len(), 1);
+    Ok(())
+}
+
+fn with_credentials(url: &str, username: &str, password: &str) -> GitOpsSettings {
+    GitOpsSettings {
+        branch: "main".into(),
+        remote: Some(RemoteSettings {
+            url: url.into(),
+            credentials: Some(RemoteCredentials {
+                username: username.into(),
+                password: Secret::new(password.into()),
+            }),
+        }),
+    }
+}
+
+/// Runs a blocking apply off the runtime that serves the remote.
+async fn apply_on(
+    settings: GitOpsSettings,
+    dir: &Path,
+    files: Vec<RenderedFile>,
+) -> TestResult<Result<slipway_server::drivers::gitops::Applied, GitOpsError>> {
+    let path = dir.to_path_buf();
+    Ok(tokio::task::spawn_blocking(move || {
+        GitOpsRepo::open_with(&path, &settings).and_then(|repo| repo.apply(&files, "secured"))
+    })
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_the_settings_open_an_http_remote_and_never_show() -> TestResult {
+    const TOKEN: &str = "tok-3f9a-canary-token";
+    const WRONG: &str = "wrong-71c2-canary-pass";
+    let server = http_git::HttpGit::start("slipway", TOKEN).await?;
+    let url = server.create_repo("secured.git", "main")?;
+    let dir = tempfile::tempdir()?;
+    let files = vec![file("prod/a.yaml", "a: 1\n")];
+
+    let wrong = apply_on(
+        with_credentials(&url, "slipway", WRONG),
+        &dir.path().join("wrong.git"),
+        files.clone(),
+    )
+    .await?;
+    let error = wrong.err().ok_or("a wrong password is refused")?;
+    let text = format!("{error} {error:?}");
+    assert!(matches!(error, GitOpsError::Remote { .. }), "{text}");
+    assert!(
+        text.contains("refused the configured credentials"),
+        "{text}"
+    );
+    assert!(!text.contains(WRONG) && !text.contains(TOKEN), "{text}");
+    assert!(server.refused.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+    let none = apply_on(remote(&url), &dir.path().join("none.git"), files.clone()).await?;
+    let error = none.err().ok_or("no credentials are refused")?;
+    assert!(error.to_string().contains("none are configured"), "{error}");
+
+    let right = apply_on(
+        with_credentials(&url, "slipway", TOKEN),
+        &dir.path().join("right.git"),
+        files.clone(),
+    )
+    .await??;
+    assert!(right.created);
+    assert_eq!(server.log("secured.git", "main")?.len(), 1);
+    let again = apply_on(
+        with_credentials(&url, "slipway", TOKEN),
+        &dir.path().join("right.git"),
+        files,
+    )
+    .await??;
+    assert!(!again.created, "the remote already holds the files");
+    assert_eq!(server.log("secured.git", "main")?.len(), 1);
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! What running an approved request does, step by step: the type's `execute` steps
+//! with their inputs taken from the approved change set. Pure data; the server's
+//! drivers carry the steps out.
+
+use serde_json::Value;
+
+use crate::catalog::{ExecutionStep, ResourceType};
+use crate::render::{ChangeSet, RenderError, RenderedFile};
+use crate::template;
+
+/// Facts about the run that commit messages and other step inputs may name.
+#[derive(Debug, Clone, Copy)]
+pub struct RunInfo<'a> {
+    pub request_id: i64,
+    pub revision: i64,
+    pub requester: &'a str,
+}
+
+/// One step ready for its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedStep {
+    /// Commit these files (sorted by path) with this message.
+    Gitops {
+        files: Vec<RenderedFile>,
+        message: String,
+    },
+    /// Run a program on these files.
+    Command(PlannedCommand),
+}
+
+/// A command with its arguments and environment rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Written into the scratch directory at their paths before the program runs.
+    pub files: Vec<RenderedFile>,
+    pub env: Vec<(String, String)>,
+    /// (variable, secret parameter): the driver sets the variable to the value.
+    pub secret_env: Vec<(String, String)>,
+    pub timeout_seconds: Option<u64>,
+}
+
+impl PlannedStep {
+    pub fn driver(&self) -> &'static str {
+        match self {
+            PlannedStep::Gitops { .. } => "gitops",
+            PlannedStep::Command(_) => "command",
+        }
+    }
+
+    /// The rendered files the step hands to its driver.
+    pub fn files(&self) -> &[RenderedFile] {
+        match self {
+            PlannedStep::Gitops { files, .. } => files,
+            PlannedStep::Command(command) => &command.files,
+        }
+    }
+}
+
+/// The type's steps for one request. Files come from the approved change set (the
+/// bytes the reviewer saw), never from a new rendering; only the small texts a step
+/// adds, like a commit message, are rendered here.
+pub fn plan(
+    ty: &ResourceType,
+    params: &Value,
+    resource_name: &str,
+    change_set: &ChangeSet,
+    run: RunInfo<'_>,
+) -> Result<Vec<PlannedStep>, RenderError> {
+    let base = template::context(ty, params, Some(resource_name));
+    let ctx = minijinja::context! {
+        request_id => run.request_id,
+        revision => run.revision,
+        requester => run.requester,
+        ..base
+    };
+    ty.execute
+        .iter()
+        .enumerate()
+        .map(|(i, step)| match step {
+            ExecutionStep::Gitops { outputs, message } => {
+                let files = match outputs {
+                    None => change_set.files.clone(),
+                    Some(names) => files_of(change_set, names, i)?,
+                };
+                let message = match message {
+                    Some(source) => {
+                        template::render_str(source, &ctx).map_err(|m| RenderError {
+                            what: format!("execute[{i}].message"),
+                            message: m,
+                        })?
+                    }
+                    None => default_message(ty, resource_name, run),
+                };
+                Ok(PlannedStep::Gitops { files, message })
+            }
+            ExecutionStep::Command(command) => {
+                let files = match &command.inputs {
+                    None => change_set.files.clone(),
+                    Some(names) => files_of(change_set, names, i)?,
+                };
+                let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+                let ctx = minijinja::context! { inputs => paths, ..ctx.clone() };
+                let render = |what: String, source: &str| {
+                    template::render_str(source, &ctx)
+                        .map_err(|message| RenderError { what, message })
+                };
+                let args = command
+                    .args
+                    .iter()
+                    .enumerate()
+                    .map(|(j, arg)| render(format!("execute[{i}].args[{j}]"), arg))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let env = command
+                    .env
+                    .iter()
+                    .map(|(name, value)| {
+                        Ok((
+                            name.clone(),
+                            render(format!("execute[{i}].env.{name}"), value)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, RenderError>>()?;
+                Ok(PlannedStep::Command(PlannedCommand {
+                    program: command.program.clone(),
+                    args,
+                    files,
+                    env,
+                    secret_env: command
+                        .secret_env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    timeout_seconds: command.timeout_seconds,
+                }))
+            }
+        })
+        .collect()
+}
+
+fn files_of(
+    change_set: &ChangeSet,
+    names: &[String],
+    step: usize,
+) -> Result<Vec<RenderedFile>, RenderError> {
+    for name in names {
+        if !change_set.outputs.values().any(|n| n == name) {
+            return Err(RenderError {
+                what: format!("execute[{step}].outputs"),
+                message: format!(
+                    "the approved change set has no file rendered from the output {name:?}; \
+                     a change set rendered before the type named its outputs must be revised"
+                ),
+            });
+        }
+    }
+    Ok(change_set
+        .files
+        .iter()
+        .filter(|f| {
+            change_set
+                .outputs
+                .get(&f.path)
+                .is_some_and(|n| names.contains(n))
+        })
+        .cloned()
+        .collect())
+}
+
+fn default_message(ty: &ResourceType, resource_name: &str, run: RunInfo<'_>) -> String {
+    format!(
+        "{} {} (request #{}, revision {})\n\nRequested by {} through Slipway.",
+        ty.name, resource_name, run.request_id, run.revision, run.requester
+    )
+}
+
+#[cfg(test)]
+mod tests;
