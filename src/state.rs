@@ -246,7 +246,13 @@ pub fn next_state(from: RequestState, action: Action) -> Result<RequestState, Tr
         (S::InReview, A::Reject) => S::Rejected,
         (S::InReview, A::RequestChanges) => S::ChangesRequested,
         (S::ChangesRequested, A::Resubmit) => S::Submitted,
-        (S::Draft | S::Submitted | S::InReview | S::ChangesRequested, A::Cancel) => S::Cancelled,
+        // Before anything ran, cancelling ends the request: nothing to undo.
+        (S::Draft | S::Submitted | S::InReview | S::ChangesRequested | S::Approved, A::Cancel) => {
+            S::Cancelled
+        }
+        // While it runs, cancelling stops the job; steps that already took effect
+        // stay, so the request fails into manual handling instead of vanishing.
+        (S::Executing | S::Verifying, A::Cancel) => S::Failed,
         (S::Approved, A::StartExecution) => S::Executing,
         (S::Executing, A::ExecutionSucceeded) => S::Verifying,
         (S::Verifying, A::VerificationPassed) => S::Completed,

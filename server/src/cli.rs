@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::catalog_source;
 use crate::config::{
-    AuditArgs, AuditCommand, CatalogCommand, Cli, Command, Settings, TokenCommand,
+    AuditArgs, AuditCommand, CatalogCommand, Cli, Command, LogFormat, Settings, TokenCommand,
 };
 use crate::drivers::gitops::GitOpsRepo;
 use crate::orchestrator;
@@ -38,6 +38,11 @@ pub enum StartError {
     GitOps(#[from] crate::drivers::gitops::GitOpsError),
     #[error("first-start set-up: {0}")]
     Seed(crate::services::ServiceError),
+    #[error("cannot run the workers ({}): {reason}", .path.display())]
+    WorkersLock {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("--addr (SLIPWAY_ADDR) {addr}: {source}")]
     Listen {
         addr: String,
@@ -47,15 +52,21 @@ pub enum StartError {
 
 /// `to_stderr` keeps standard output clean for a command whose output is read by a
 /// script (a token's secret).
-fn init_tracing(to_stderr: bool) {
+fn init_tracing(to_stderr: bool, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_sessions=warn")
     });
     let fmt = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if to_stderr {
-        fmt.with_writer(std::io::stderr).try_init()
-    } else {
-        fmt.try_init()
+    let _ = match (format, to_stderr) {
+        (LogFormat::Text, false) => fmt.try_init(),
+        (LogFormat::Text, true) => fmt.with_writer(std::io::stderr).try_init(),
+        // The span fields (request id, job id, trace id) ride along on each line.
+        (LogFormat::Json, false) => fmt.json().with_current_span(true).try_init(),
+        (LogFormat::Json, true) => fmt
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
 }
 
@@ -103,6 +114,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         secrets: secret_key.map(crate::secrets::SecretBox::new),
         jobs_ready: Arc::new(Notify::new()),
         audit_pending: Arc::new(Notify::new()),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
     ensure_initial_users(&state)
         .await
@@ -139,12 +151,13 @@ async fn serve(
 ) -> Result<(), StartError> {
     tracing::info!(?settings, "starting");
     let state = build_state(settings).await?;
+    let _workers_lock = lock_sqlite_workers(&state)?;
     let (stop, stopped) = watch::channel(false);
     let worker = orchestrator::spawn(state.clone(), stopped.clone());
     crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
     let audit = crate::audit_chain::spawn(state.clone(), stopped.clone());
     DbSessionStore::new(&state.db, state.settings.identity.session_absolute_timeout)
-        .spawn_cleanup(stopped);
+        .spawn_cleanup(stopped.clone());
     let app = router(&state, portal(state.clone()));
     let addr = state.settings.addr;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -156,16 +169,71 @@ async fn serve(
     tracing::info!("Slipway listens on http://{addr}");
     // The peer address feeds the per-address sign-in throttle.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // The signal stops the workers from claiming at once, while the listener
+    // finishes the calls in flight: both wind down side by side.
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut listener_stop = stopped.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            let _ = listener_stop.wait_for(|stop| *stop).await;
+        })
         .await;
-    let _ = stop.send(true);
     let _ = worker.await;
     let _ = audit.await;
     served.map_err(|source| StartError::Listen {
         addr: addr.to_string(),
         source,
     })
+}
+
+/// On SQLite one process runs the jobs: a second `slipway serve` on the same
+/// database file would claim them too, which SQLite's single-writer design cannot
+/// fence like PostgreSQL's row locks do. The lock file beside the database is held
+/// for the life of the process (the OS drops it when the process dies).
+fn lock_sqlite_workers(state: &AppState) -> Result<Option<std::fs::File>, StartError> {
+    if state.db.engine != crate::storage::Engine::Sqlite || state.settings.workers.workers == 0 {
+        return Ok(None);
+    }
+    let Some(db_path) = sqlite_file(&state.settings.database_url) else {
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(format!("{}.workers.lock", db_path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::WorkersLock {
+            path: path.clone(),
+            reason: source.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::WorkersLock {
+            path,
+            reason: "another slipway process already runs the workers on this SQLite database. \
+                     SQLite serves one process: stop the other one, start this one with --workers 0 \
+                     to serve pages without running jobs, or move to PostgreSQL (DATABASE_URL=postgres://…) \
+                     to run several replicas"
+                .into(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::WorkersLock {
+            path,
+            reason: source.to_string(),
+        }),
+    }
+}
+
+/// The file of a `sqlite://path?…` URL; none for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 async fn shutdown_signal() {
@@ -496,10 +564,13 @@ async fn dev_command(command: crate::config::DevCommand) -> ExitCode {
 /// Entry point of the `slipway` binary; `portal` mounts the web pages on the state.
 pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(
-        cli.command,
-        Command::Token(_) | Command::Request(_) | Command::Audit(_)
-    ));
+    init_tracing(
+        matches!(
+            cli.command,
+            Command::Token(_) | Command::Request(_) | Command::Audit(_)
+        ),
+        cli.log_format,
+    );
     match cli.command {
         Command::Token(command) => match create_token(command).await {
             Ok(secret) => {

@@ -8,6 +8,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::drivers::command::CommandSettings;
 use crate::drivers::gitops::{DEFAULT_BRANCH, GitOpsSettings, RemoteCredentials, RemoteSettings};
+use crate::orchestrator::WorkerSettings;
 use crate::secrets::SecretKey;
 
 #[derive(Debug, Parser)]
@@ -17,8 +18,18 @@ use crate::secrets::SecretKey;
     about = "Slipway: a self-service portal for platform resources"
 )]
 pub struct Cli {
+    /// How log lines are written: `text` for people, `json` (one object a line)
+    /// for a log collector.
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +278,12 @@ pub struct ServeArgs {
     pub gitops: GitOpsArgs,
     #[command(flatten)]
     pub command: CommandArgs,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+    /// A bearer token `/metrics` asks for (`Authorization: Bearer …`); without it
+    /// `/metrics` answers anyone who reaches the port.
+    #[arg(long, env = "SLIPWAY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -543,6 +560,67 @@ impl CommandArgs {
     }
 }
 
+/// How this process runs jobs.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Jobs this process runs at once; 0 runs none (a replica that only serves).
+    #[arg(long = "workers", env = "SLIPWAY_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+    /// How long a worker's claim on a job lasts without a heartbeat; a replica that
+    /// dies loses its jobs to the others after this long (s, m, h).
+    #[arg(long = "job-lease", env = "SLIPWAY_JOB_LEASE", default_value = "30s")]
+    pub lease: String,
+    /// At shutdown, how long running jobs may take to finish before they are
+    /// stopped and handed back to the queue (s, m, h).
+    #[arg(
+        long = "shutdown-grace",
+        env = "SLIPWAY_SHUTDOWN_GRACE",
+        default_value = "20s"
+    )]
+    pub shutdown_grace: String,
+}
+
+impl Default for WorkerArgs {
+    fn default() -> Self {
+        WorkerArgs {
+            workers: 4,
+            lease: "30s".into(),
+            shutdown_grace: "20s".into(),
+        }
+    }
+}
+
+impl WorkerArgs {
+    pub fn check(self) -> Result<WorkerSettings, SettingError> {
+        const WORKERS: &str = "--workers (SLIPWAY_WORKERS)";
+        const LEASE: &str = "--job-lease (SLIPWAY_JOB_LEASE)";
+        const GRACE: &str = "--shutdown-grace (SLIPWAY_SHUTDOWN_GRACE)";
+        if self.workers > MAX_WORKERS {
+            return Err(setting_error(
+                WORKERS,
+                format!("{} is more than {MAX_WORKERS}", self.workers),
+            ));
+        }
+        let lease = parse_duration(&self.lease).map_err(|m| setting_error(LEASE, m))?;
+        // A heartbeat every third of the lease must fit a slow database round trip.
+        if lease < Duration::from_secs(3) || lease > Duration::from_secs(3600) {
+            return Err(setting_error(LEASE, "must be from 3s to 1h"));
+        }
+        let shutdown_grace =
+            parse_duration(&self.shutdown_grace).map_err(|m| setting_error(GRACE, m))?;
+        if shutdown_grace > Duration::from_secs(3600) {
+            return Err(setting_error(GRACE, "must be at most 1h"));
+        }
+        Ok(WorkerSettings {
+            workers: self.workers,
+            lease,
+            shutdown_grace,
+        })
+    }
+}
+
+const MAX_WORKERS: usize = 64;
+
 /// Sign-in and session settings.
 #[derive(Clone, Args)]
 pub struct IdentityArgs {
@@ -658,6 +736,8 @@ impl std::fmt::Debug for ServeArgs {
             .field("gitops_repo", &self.gitops_repo)
             .field("gitops", &self.gitops)
             .field("command", &self.command)
+            .field("workers", &self.workers)
+            .field("metrics_token", &self.metrics_token)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
@@ -703,6 +783,10 @@ pub struct Settings {
     pub gitops: GitOpsSettings,
     /// What the command driver may run.
     pub command: CommandSettings,
+    /// How many jobs run at once, and how claims are kept and handed back.
+    pub workers: WorkerSettings,
+    /// What `/metrics` asks a scraper for.
+    pub metrics_token: Option<Secret>,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
@@ -843,6 +927,8 @@ impl ServeArgs {
             gitops_repo,
             gitops: self.gitops.check()?,
             command: command_settings,
+            workers: self.workers.check()?,
+            metrics_token: metrics_token(self.metrics_token)?,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
@@ -884,6 +970,21 @@ pub(crate) fn secret_key(
                 message,
             }),
         (None, None) => Ok(None),
+    }
+}
+
+fn metrics_token(token: Option<String>) -> Result<Option<Secret>, SettingError> {
+    match token
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+    {
+        Some(token) if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) => {
+            Err(setting_error(
+                "--metrics-token (SLIPWAY_METRICS_TOKEN)",
+                "must be at least 16 printable characters without spaces",
+            ))
+        }
+        token => Ok(token.map(Secret::new)),
     }
 }
 
@@ -1130,6 +1231,8 @@ mod tests {
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
             command: CommandArgs::default(),
+            workers: WorkerArgs::default(),
+            metrics_token: None,
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1159,6 +1262,8 @@ mod tests {
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
             command: CommandArgs::default(),
+            workers: WorkerArgs::default(),
+            metrics_token: None,
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1269,6 +1374,8 @@ mod tests {
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
             command: CommandArgs::default(),
+            workers: WorkerArgs::default(),
+            metrics_token: None,
             site_root: dir.to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,

@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use slipway_core::views::UserView;
+use subtle::ConstantTimeEq as _;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tracing::Instrument;
@@ -60,7 +61,7 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 /// marked used at most once a minute.
 pub async fn keep_session_alive(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let skip = path.starts_with("/pkg/") || path == "/healthz";
+    let skip = path.starts_with("/pkg/") || matches!(path, "/healthz" | "/readyz" | "/metrics");
     if !skip && let Some(session) = request.extensions().get::<Session>().cloned() {
         let signed_in = matches!(session.get::<i64>(USER_KEY).await, Ok(Some(_)));
         let seen = session
@@ -274,8 +275,100 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Ready for traffic: the database answers, its schema is the one this build
+/// expects, and the configured workers are running. A load balancer or Kubernetes
+/// takes a replica out of rotation on 503; the body says which part failed.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let database = match state.db.ping().await {
+        Ok(()) => Ok("ok".to_string()),
+        Err(error) => Err(format!("unreachable: {error}")),
+    };
+    let migrations = match state.db.migration_status().await {
+        Ok(status) if status.missing.is_empty() && status.unknown.is_empty() => {
+            Ok("current".to_string())
+        }
+        Ok(status) if !status.missing.is_empty() => {
+            Err(format!("not applied: {:?}", status.missing))
+        }
+        Ok(status) => Err(format!(
+            "the database has migrations this build does not know (a newer version migrated it): {:?}",
+            status.unknown
+        )),
+        Err(error) => Err(format!("unreadable: {error}")),
+    };
+    let wanted = state.settings.workers.workers as i64;
+    let alive = state.metrics.workers_alive();
+    let workers = if alive >= wanted {
+        Ok(format!("{alive} of {wanted} running"))
+    } else {
+        Err(format!("{alive} of {wanted} running"))
+    };
+    let ready = database.is_ok() && migrations.is_ok() && workers.is_ok();
+    let show = |check: Result<String, String>| match check {
+        Ok(text) => serde_json::json!({ "ok": true, "detail": text }),
+        Err(text) => serde_json::json!({ "ok": false, "detail": text }),
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": show(database),
+        "migrations": show(migrations),
+        "workers": show(workers),
+    });
+    if !ready {
+        tracing::warn!(%body, "readiness check failed");
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// The Prometheus scrape. With a metrics token set, only a caller presenting it
+/// gets an answer; the comparison takes the same time however much matches.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.settings.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let matches: bool = given.as_bytes().ct_eq(token.expose().as_bytes()).into();
+        if !matches {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "the metrics need the token from --metrics-token\n",
+            )
+                .into_response();
+        }
+    }
+    match state.metrics.render(&state.db).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "metrics could not be read");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the metrics could not be read from the database\n",
+            )
+                .into_response()
+        }
+    }
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 pub const TRACE_HEADER: &str = "x-trace-id";

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod drivers;
 pub mod http;
+pub mod metrics;
 pub mod orchestrator;
 pub mod secrets;
 pub mod seed;

@@ -7,6 +7,7 @@ use crate::catalog_source::LoadedCatalog;
 use crate::config::Settings;
 use crate::drivers::Drivers;
 use crate::drivers::gitops::GitOpsRepo;
+use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use crate::storage::Db;
 
@@ -29,4 +30,6 @@ pub struct AppState {
     pub audit_pending: Arc<Notify>,
     /// Signs audit checkpoints; none when no secret key is configured.
     pub audit_signer: Option<CheckpointSigner>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
 }

@@ -188,7 +188,7 @@ async fn remote_down_then_back(engine: Engine) -> TestResult {
         &mut tx,
         id,
         requests::APPLY_JOB,
-        requests::APPLY_MAX_ATTEMPTS,
+        i64::from(slipway_core::catalog::ExecutionLimits::default().max_attempts),
     )
     .await?;
     tx.commit().await?;

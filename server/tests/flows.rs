@@ -338,7 +338,7 @@ async fn auto_approve_and_rerun(app: &TestApp) -> TestResult {
         &mut tx,
         id,
         requests::APPLY_JOB,
-        requests::APPLY_MAX_ATTEMPTS,
+        i64::from(slipway_core::catalog::ExecutionLimits::default().max_attempts),
     )
     .await?;
     tx.commit().await?;
@@ -383,7 +383,8 @@ async fn crash_after_claim(app: &TestApp, id: RequestId) -> TestResult<i64> {
     let lease = slipway_server::orchestrator::LEASE.as_millis() as i64;
     let job = storage::jobs::claim(&mut tx, state.db.engine, "dead", lease)
         .await?
-        .ok_or("a job to claim")?;
+        .ok_or("a job to claim")?
+        .job;
     assert_eq!(job.request_id, id);
     assert!(
         storage::requests::set_state(&mut tx, id, RequestState::Approved, RequestState::Executing)
@@ -409,7 +410,10 @@ async fn restart_and_recover(app: &TestApp) -> TestResult<slipway_server::AppSta
         }
         Engine::Postgres => {
             // Stands in for waiting out the lease.
-            app.exec("UPDATE jobs SET lease_until = lease_until - 120000 WHERE state = 'running'")
+            app.exec(
+                "UPDATE jobs SET lease_until = lease_until - 120000, run_after = run_after - 120000 \
+                 WHERE state = 'running'",
+            )
                 .await?;
         }
     }

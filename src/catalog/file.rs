@@ -50,6 +50,8 @@ pub(super) struct TypeFile {
     #[serde(default)]
     pub execute: Option<Vec<StepFile>>,
     #[serde(default)]
+    pub execution_limits: Option<LimitsFile>,
+    #[serde(default)]
     pub checks: Vec<CheckFile>,
     #[serde(default)]
     pub monitoring: Vec<MonitoringFile>,
@@ -126,6 +128,15 @@ pub(super) struct OutputFile {
     pub name: Option<String>,
     pub path: String,
     pub template: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LimitsFile {
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub step_timeout_seconds: Option<u64>,
 }
 
 /// One `execute` step. Flat rather than tagged by driver, so that an unknown driver

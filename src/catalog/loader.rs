@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 
-use super::file::{CheckKindFile, DictionaryFile, StepFile, TypeFile};
+use super::file::{CheckKindFile, DictionaryFile, LimitsFile, StepFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
     Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, CommandStep,
     DEFAULT_MAX_NAME_LENGTH, DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary,
-    ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement,
-    ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
+    ExecutionLimits, ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule,
+    Requirement, ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
 };
 use crate::template;
 use crate::views::Role;
@@ -259,6 +259,7 @@ fn load_type(
             })
             .collect(),
         execute: load_execute(raw.execute, &outputs, &parameters, &mut fe),
+        limits: load_limits(raw.execution_limits, &mut fe),
         outputs,
         checks: raw
             .checks
@@ -514,6 +515,35 @@ fn check_outputs(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) 
             );
         }
     }
+}
+
+/// The worker's limits for the type, each within its range; unset ones default.
+fn load_limits(raw: Option<LimitsFile>, fe: &mut FileErrors<'_>) -> ExecutionLimits {
+    let mut limits = ExecutionLimits::default();
+    let Some(raw) = raw else { return limits };
+    if let Some(attempts) = raw.max_attempts {
+        let range = ExecutionLimits::MAX_ATTEMPTS;
+        if range.contains(&attempts) {
+            limits.max_attempts = attempts;
+        } else {
+            fe.push(
+                "execution_limits.max_attempts",
+                format!("must be from {} to {}", range.start(), range.end()),
+            );
+        }
+    }
+    if let Some(seconds) = raw.step_timeout_seconds {
+        let range = ExecutionLimits::STEP_TIMEOUT_SECONDS;
+        if range.contains(&seconds) {
+            limits.step_timeout_seconds = seconds;
+        } else {
+            fe.push(
+                "execution_limits.step_timeout_seconds",
+                format!("must be from {} to {} (a day)", range.start(), range.end()),
+            );
+        }
+    }
+    limits
 }
 
 /// The `execute` steps as written, each checked for its driver's fields against the

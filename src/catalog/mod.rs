@@ -127,6 +127,8 @@ pub struct ResourceType {
     /// What runs after approval, in order. Never empty: a type that declares no
     /// `execute` gets one GitOps step committing every output.
     pub execute: Vec<ExecutionStep>,
+    /// How often and how long the worker tries the steps before giving up.
+    pub limits: ExecutionLimits,
     pub checks: Vec<CheckSpec>,
     pub monitoring: Vec<MonitoringSpec>,
 }
@@ -310,6 +312,31 @@ pub struct OutputSpec {
     pub path: String,
     /// A file under `templates/`.
     pub template: String,
+}
+
+/// How persistent the worker is with a type's execution: a transient failure (a
+/// remote down, a step past its time) is retried with growing, jittered pauses
+/// until `max_attempts` runs have been made; then the request fails into manual
+/// handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionLimits {
+    pub max_attempts: u32,
+    /// How long one step may run before it is stopped and counted as a failed attempt.
+    pub step_timeout_seconds: u64,
+}
+
+impl ExecutionLimits {
+    pub const MAX_ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=25;
+    pub const STEP_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
+}
+
+impl Default for ExecutionLimits {
+    fn default() -> Self {
+        ExecutionLimits {
+            max_attempts: 5,
+            step_timeout_seconds: 600,
+        }
+    }
 }
 
 /// One step of a type's execution: a driver and the rendered inputs it is given.

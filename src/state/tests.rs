@@ -3,7 +3,7 @@ use Action as A;
 use RequestState as S;
 
 /// The contract, written out independently of `next_state`'s match.
-const ALLOWED: [(RequestState, Action, RequestState); 17] = [
+const ALLOWED: [(RequestState, Action, RequestState); 20] = [
     (S::Draft, A::Submit, S::Submitted),
     (S::Submitted, A::EnterReview, S::InReview),
     (S::Submitted, A::AutoApprove, S::Approved),
@@ -15,6 +15,9 @@ const ALLOWED: [(RequestState, Action, RequestState); 17] = [
     (S::Submitted, A::Cancel, S::Cancelled),
     (S::InReview, A::Cancel, S::Cancelled),
     (S::ChangesRequested, A::Cancel, S::Cancelled),
+    (S::Approved, A::Cancel, S::Cancelled),
+    (S::Executing, A::Cancel, S::Failed),
+    (S::Verifying, A::Cancel, S::Failed),
     (S::Approved, A::StartExecution, S::Executing),
     (S::Executing, A::ExecutionSucceeded, S::Verifying),
     (S::Verifying, A::VerificationPassed, S::Completed),
@@ -55,8 +58,8 @@ fn every_state_action_pair_matches_the_table() {
             }
         }
     }
-    assert_eq!(allowed, 19);
-    assert_eq!(forbidden, 12 * 15 - 19);
+    assert_eq!(allowed, 22);
+    assert_eq!(forbidden, 12 * 15 - 22);
 }
 
 #[test]

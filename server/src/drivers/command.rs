@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use slipway_core::execution::{PlannedCommand, PlannedStep};
 use slipway_core::render;
 use slipway_core::secret::SecretValues;
+use tokio_util::sync::CancellationToken;
 
 use super::{Driver, DriverError, StepContext, StepOutcome};
 
@@ -104,7 +105,8 @@ impl Driver for CommandDriver {
         let settings = self.settings.clone();
         let command = command.clone();
         let secrets = ctx.secrets.clone();
-        tokio::task::spawn_blocking(move || run_blocking(&settings, &command, &secrets))
+        let stop = ctx.stop.clone();
+        tokio::task::spawn_blocking(move || run_blocking(&settings, &command, &secrets, &stop))
             .await
             .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
     }
@@ -149,6 +151,7 @@ fn run_blocking(
     settings: &CommandSettings,
     command: &PlannedCommand,
     secrets: &SecretValues,
+    stop: &CancellationToken,
 ) -> Result<StepOutcome, DriverError> {
     let scratch = prepare_scratch(settings, command)?;
     let mut process = Command::new(&command.program);
@@ -193,7 +196,7 @@ fn run_blocking(
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() >= timeout => {
+            Ok(None) if started.elapsed() >= timeout || stop.is_cancelled() => {
                 if let Err(error) = child.kill() {
                     tracing::warn!(%error, program, "could not kill a command past its timeout");
                 }
@@ -221,6 +224,12 @@ fn run_blocking(
         log.extend(text.lines().map(|line| format!("{stream}: {line}")));
     }
     let Some(status) = status else {
+        if stop.is_cancelled() {
+            return Err(DriverError::Retryable(format!(
+                "{program:?} was stopped after {elapsed:.1} s{}",
+                tail(&log)
+            )));
+        }
         return Err(DriverError::Retryable(format!(
             "{program:?} did not finish within {} s and was stopped{}",
             timeout.as_secs(),
@@ -324,8 +333,15 @@ mod tests {
 
     async fn run(dir: &Path, step: &PlannedStep) -> Result<StepOutcome, DriverError> {
         let secrets = secrets();
+        let stop = CancellationToken::new();
         driver(dir)
-            .run(step, &StepContext { secrets: &secrets })
+            .run(
+                step,
+                &StepContext {
+                    secrets: &secrets,
+                    stop: &stop,
+                },
+            )
             .await
     }
 

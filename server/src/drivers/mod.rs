@@ -12,12 +12,16 @@ pub mod gitops;
 use async_trait::async_trait;
 use slipway_core::execution::PlannedStep;
 use slipway_core::secret::SecretValues;
+use tokio_util::sync::CancellationToken;
 
 /// What a step is run for, besides its own inputs.
 pub struct StepContext<'a> {
     /// The request's secret parameters, decrypted for this run only. A driver may
     /// hand them to what it runs (as environment); it never writes them anywhere.
     pub secrets: &'a SecretValues,
+    /// Cancelled when the step must end early (its time ran out, its request was
+    /// cancelled, the server shuts down): a driver that started a program stops it.
+    pub stop: &'a CancellationToken,
 }
 
 /// What a finished step did, for the job's record and the request's history.

@@ -3,19 +3,23 @@
 //! record the asset.
 
 use slipway_core::catalog::CheckKind;
-use slipway_core::execution::{self, RunInfo};
+use std::time::Duration;
+
+use rand::Rng as _;
+use slipway_core::execution::{self, PlannedStep, RunInfo};
 use slipway_core::render::{self, ChangeSet};
 use slipway_core::secret::SecretValues;
 use slipway_core::state::{Action, RequestState, next_state};
 use tracing::instrument;
 
-use crate::drivers::{DriverError, StepContext};
+use super::{JobControl, StopReason};
+use crate::drivers::{DriverError, StepContext, StepOutcome};
 use crate::services::assets::record_asset;
 use crate::services::{self, Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
 use crate::storage::jobs::{self, JobRow};
 use crate::storage::requests::{NewCheckResult, RequestRow};
-use crate::storage::{self, StorageError};
+use crate::storage::{self, StorageError, Tx};
 
 #[derive(Debug)]
 enum JobError {
@@ -23,6 +27,11 @@ enum JobError {
     Retryable(String),
     /// Another attempt would fail the same way.
     Permanent(String),
+    /// The job was told to stop: it ends (or is handed back) without failing.
+    Stopped(StopReason),
+    /// The request moved on without this job (cancelled, or failed and retried by
+    /// another job): nothing to run, and nothing of the request to touch.
+    NothingToRun(RequestState),
 }
 
 impl From<ServiceError> for JobError {
@@ -48,90 +57,172 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
+/// The longest pause between two attempts.
+const MAX_BACKOFF_MILLIS: u64 = 5 * 60 * 1000;
+
+/// Exponential from two seconds, capped, with "equal jitter" (half fixed, half
+/// random) so replicas that failed together do not all come back together.
 fn backoff_millis(attempts: i64) -> i64 {
-    1000 * 2_i64.pow(attempts.clamp(0, 6) as u32)
+    let doublings = attempts.clamp(1, 16) as u32 - 1;
+    let pause = 2_000_u64
+        .saturating_mul(2_u64.pow(doublings))
+        .min(MAX_BACKOFF_MILLIS);
+    rand::rng().random_range(pause / 2..=pause) as i64
 }
 
-/// Runs one claimed job to an end state: done, rescheduled, or failed with the
-/// request in `failed` where people see it.
-#[instrument(skip_all, fields(job_id = job.id, request_id = %job.request_id, attempt = job.attempts))]
-pub async fn run_job(state: &AppState, job: &JobRow) -> Result<(), StorageError> {
-    match execute(state, job).await {
-        Ok(()) => {
-            let mut tx = state.db.write().await?;
-            jobs::finish(&mut tx, job.id, jobs::DONE, None).await?;
-            tx.commit().await?;
+/// One claimed job as it runs: who runs it and what tells it to stop.
+struct Run<'a> {
+    state: &'a AppState,
+    job: &'a JobRow,
+    worker: &'a str,
+    control: &'a JobControl,
+}
+
+impl Run<'_> {
+    /// A write transaction in which this worker still holds the job: the fence that
+    /// keeps a worker whose lease lapsed from writing over the one that took over.
+    async fn fenced(&self) -> Result<Tx, JobError> {
+        let mut tx = self.state.db.write().await?;
+        if !jobs::holds(&mut tx, self.job.id, self.worker).await? {
+            return Err(JobError::Stopped(StopReason::LeaseLost));
         }
+        Ok(tx)
+    }
+
+    fn check_stop(&self) -> Result<(), JobError> {
+        match self.control.reason() {
+            Some(reason) => Err(JobError::Stopped(reason)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs one claimed job to an end state: done, rescheduled, handed back, or failed
+/// with the request in `failed` where people see it. Every write about the job is
+/// made only while this worker still holds its lease.
+#[instrument(skip_all, fields(job_id = job.id, request_id = %job.request_id, attempt = job.attempts))]
+pub async fn run_job(
+    state: &AppState,
+    job: &JobRow,
+    worker: &str,
+    control: &JobControl,
+) -> Result<(), StorageError> {
+    let run = Run {
+        state,
+        job,
+        worker,
+        control,
+    };
+    let outcome = execute(&run).await;
+    let mut tx = state.db.write().await?;
+    let held = match outcome {
+        Ok(()) => jobs::finish(&mut tx, job.id, worker, jobs::DONE, None).await?,
         Err(JobError::Retryable(message)) if job.attempts < job.max_attempts => {
-            tracing::warn!(%message, "job failed; will retry");
-            let mut tx = state.db.write().await?;
-            jobs::reschedule(&mut tx, job.id, backoff_millis(job.attempts), &message).await?;
-            tx.commit().await?;
+            let pause = backoff_millis(job.attempts);
+            tracing::warn!(%message, pause_ms = pause, "job failed; will retry");
+            jobs::reschedule(&mut tx, job.id, worker, pause, &message).await?
         }
         Err(JobError::Retryable(message) | JobError::Permanent(message)) => {
             tracing::error!(%message, "job failed");
-            fail_request(state, job, &message).await?;
+            fail_request(&mut tx, state, job, worker, &message).await?
         }
+        Err(JobError::Stopped(StopReason::Cancelled { by })) => {
+            tracing::info!(%by, "job stopped: its request was cancelled");
+            let text = format!("cancelled by {by}");
+            jobs::finish(&mut tx, job.id, worker, jobs::CANCELLED, Some(&text)).await?
+        }
+        Err(JobError::Stopped(StopReason::Shutdown)) => {
+            tracing::info!("job handed back at shutdown");
+            jobs::release(&mut tx, job.id, worker).await?
+        }
+        Err(JobError::Stopped(StopReason::LeaseLost)) => false,
+        Err(JobError::NothingToRun(request_state)) => {
+            let end = if request_state == RequestState::Cancelled {
+                jobs::CANCELLED
+            } else {
+                jobs::FAILED
+            };
+            let text = format!("the request is {}; nothing to run", request_state.label());
+            jobs::finish(&mut tx, job.id, worker, end, Some(&text)).await?
+        }
+    };
+    if held {
+        tx.commit().await?;
+    } else {
+        tracing::warn!("the job's lease was lost; another worker resumes it");
+        tx.rollback().await?;
     }
     Ok(())
 }
 
-async fn fail_request(state: &AppState, job: &JobRow, message: &str) -> Result<(), StorageError> {
-    let mut tx = state.db.write().await?;
-    if let Some(mut request) = storage::requests::get(&mut tx, job.request_id).await? {
-        if next_state(request.state, Action::Fail).is_ok()
-            && let Err(error) = transition(
-                &mut tx,
-                state,
-                &mut request,
-                Action::Fail,
-                &Actor::Worker,
-                message.to_string(),
-            )
-            .await
+/// Marks the job failed and the request failed, in the caller's transaction.
+/// False (nothing written) when the lease was lost meanwhile.
+async fn fail_request(
+    tx: &mut Tx,
+    state: &AppState,
+    job: &JobRow,
+    worker: &str,
+    message: &str,
+) -> Result<bool, StorageError> {
+    if !jobs::finish(tx, job.id, worker, jobs::FAILED, Some(message)).await? {
+        return Ok(false);
+    }
+    if let Some(mut request) = storage::requests::get(tx, job.request_id).await?
+        && next_state(request.state, Action::Fail).is_ok()
+    {
+        if let Err(error) = transition(
+            tx,
+            state,
+            &mut request,
+            Action::Fail,
+            &Actor::Worker,
+            message.to_string(),
+        )
+        .await
         {
             tracing::error!(%error, "could not mark the request failed");
         }
-        storage::requests::set_error(&mut tx, job.request_id, Some(message)).await?;
+        storage::requests::set_error(tx, job.request_id, Some(message)).await?;
     }
-    jobs::finish(&mut tx, job.id, jobs::FAILED, Some(message)).await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
-async fn execute(state: &AppState, job: &JobRow) -> Result<(), JobError> {
+async fn execute(run: &Run<'_>) -> Result<(), JobError> {
+    let state = run.state;
     let mut conn = state.db.pool.acquire().await?;
-    let mut request = load_request(&mut conn, job.request_id).await?;
+    let mut request = load_request(&mut conn, run.job.request_id).await?;
     drop(conn);
     match request.state {
         RequestState::Approved => {
-            let mut tx = state.db.write().await?;
+            let mut tx = run.fenced().await?;
             transition(
                 &mut tx,
                 state,
                 &mut request,
                 Action::StartExecution,
                 &Actor::Worker,
-                format!("job {} attempt {}", job.id, job.attempts),
+                format!("job {} attempt {}", run.job.id, run.job.attempts),
             )
             .await?;
             tx.commit().await?;
         }
         RequestState::Executing | RequestState::Verifying => {}
         RequestState::Completed => return Ok(()),
-        other => {
-            return Err(JobError::Permanent(format!(
-                "request #{} is {}; there is nothing to run",
-                request.id,
-                other.label()
-            )));
-        }
+        other => return Err(JobError::NothingToRun(other)),
     }
     let change_set = approved_change_set(state, &request).await?;
     if request.state == RequestState::Executing {
-        apply(state, job, &mut request, &change_set).await?;
+        apply(run, &mut request, &change_set).await?;
     }
-    verify(state, &mut request, &change_set).await
+    run.check_stop()?;
+    // Checks may wait on a remote for a while; a stop ends the wait (nothing of
+    // the verification is written until every check has answered).
+    tokio::select! {
+        verified = verify(run, &mut request, &change_set) => verified,
+        _ = run.control.stopped() => Err(JobError::Stopped(
+            run.control.reason().unwrap_or(StopReason::Shutdown),
+        )),
+    }
 }
 
 /// The change set the approval names, refusing any whose hash differs from the one
@@ -202,98 +293,41 @@ async fn revision_params(
 /// attempt that crashed later) is not run again; one that crashed mid-way runs
 /// again, which its driver's idempotence makes harmless.
 async fn apply(
-    state: &AppState,
-    job: &JobRow,
+    run: &Run<'_>,
     request: &mut RequestRow,
     change_set: &ChangeSet,
 ) -> Result<(), JobError> {
+    let state = run.state;
     let secrets = secrets_for_run(state, request).await?;
     let handed = secrets.names().collect::<Vec<_>>().join(", ");
     let ty = request_type(state, request)?;
     let params = revision_params(state, request).await?;
-    let run = RunInfo {
+    let info = RunInfo {
         request_id: request.id.0,
         revision: request.current_revision,
         requester: &request.requester,
     };
-    let steps = execution::plan(ty, &params, &request.resource_name, change_set, run)
+    let steps = execution::plan(ty, &params, &request.resource_name, change_set, info)
         .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
+    let timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
     let mut commit: Option<String> = None;
     let mut summaries = Vec::with_capacity(steps.len());
     for (index, step) in steps.iter().enumerate() {
-        let number = index + 1;
+        run.check_stop()?;
         let step_index = index as i64;
         let done = {
             let mut conn = state.db.pool.acquire().await?;
             jobs::done_step(&mut conn, request.id, request.current_revision, step_index).await?
         };
-        if let Some(done) = done {
-            commit = done.commit_id.or(commit);
-            summaries.push(format!("step {number} ({}): {}", done.driver, done.summary));
-            continue;
-        }
-        let step_id = {
-            let mut tx = state.db.write().await?;
-            let id = jobs::start_step(
-                &mut tx,
-                &jobs::NewStep {
-                    job_id: job.id,
-                    request_id: request.id,
-                    revision: request.current_revision,
-                    step_index,
-                    driver: step.driver(),
-                    attempt: job.attempts,
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            id
+        let (driver, outcome) = match done {
+            Some(done) => (done.driver, (done.summary, done.commit_id)),
+            None => {
+                let outcome = run_step(run, request, step_index, step, &secrets, timeout).await?;
+                (step.driver().to_string(), (outcome.summary, outcome.commit))
+            }
         };
-        let ctx = StepContext { secrets: &secrets };
-        let result = state.drivers.for_step(step).run(step, &ctx).await;
-        let mut tx = state.db.write().await?;
-        match result {
-            Ok(outcome) => {
-                jobs::finish_step(
-                    &mut tx,
-                    step_id,
-                    &jobs::StepEnd {
-                        state: jobs::STEP_DONE,
-                        summary: &outcome.summary,
-                        log: &outcome.log.join("\n"),
-                        commit_id: outcome.commit.as_deref(),
-                    },
-                )
-                .await?;
-                tx.commit().await?;
-                summaries.push(format!(
-                    "step {number} ({}): {}",
-                    step.driver(),
-                    outcome.summary
-                ));
-                commit = outcome.commit.or(commit);
-            }
-            Err(error) => {
-                let text = error.to_string();
-                jobs::finish_step(
-                    &mut tx,
-                    step_id,
-                    &jobs::StepEnd {
-                        state: jobs::STEP_FAILED,
-                        summary: &text,
-                        log: &text,
-                        commit_id: None,
-                    },
-                )
-                .await?;
-                tx.commit().await?;
-                let message = format!("step {number} ({}): {text}", step.driver());
-                return Err(match error {
-                    DriverError::Retryable(_) => JobError::Retryable(message),
-                    DriverError::Permanent(_) => JobError::Permanent(message),
-                });
-            }
-        }
+        summaries.push(format!("step {} ({driver}): {}", index + 1, outcome.0));
+        commit = outcome.1.or(commit);
     }
     let mut detail = summaries.join("; ");
     if !handed.is_empty() {
@@ -301,7 +335,7 @@ async fn apply(
             "; secret parameters handed to the driver, not committed: {handed}"
         ));
     }
-    let mut tx = state.db.write().await?;
+    let mut tx = run.fenced().await?;
     if let Some(commit) = &commit {
         storage::requests::set_applied_commit(&mut tx, request.id, commit).await?;
     }
@@ -321,13 +355,133 @@ async fn apply(
     Ok(())
 }
 
+/// Runs one step through its driver, within the type's step timeout and until the
+/// job is told to stop, and records the attempt: a row when it starts, its end,
+/// summary and log when it ends however it ends.
+async fn run_step(
+    run: &Run<'_>,
+    request: &RequestRow,
+    step_index: i64,
+    step: &PlannedStep,
+    secrets: &SecretValues,
+    timeout: Duration,
+) -> Result<StepOutcome, JobError> {
+    let step_id = {
+        let mut tx = run.fenced().await?;
+        let id = jobs::start_step(
+            &mut tx,
+            &jobs::NewStep {
+                job_id: run.job.id,
+                request_id: request.id,
+                revision: request.current_revision,
+                step_index,
+                driver: step.driver(),
+                attempt: run.job.attempts,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        id
+    };
+    let stop = run.control.step_token();
+    let ctx = StepContext {
+        secrets,
+        stop: &stop,
+    };
+    let started = std::time::Instant::now();
+    let driver = run.state.drivers.for_step(step);
+    let result = tokio::select! {
+        result = driver.run(step, &ctx) => result.map_err(StepFailure::Driver),
+        _ = stop.cancelled() => Err(StepFailure::Stopped),
+        _ = tokio::time::sleep(timeout) => Err(StepFailure::TimedOut),
+    };
+    // Whatever ended the step, a program it started must end too.
+    stop.cancel();
+    run.state
+        .metrics
+        .observe_step(step.driver(), started.elapsed(), result.is_ok());
+    let failure = match result {
+        Ok(outcome) => {
+            finish_step(run, step_id, jobs::STEP_DONE, &outcome).await?;
+            return Ok(outcome);
+        }
+        Err(StepFailure::Driver(error)) => match error {
+            DriverError::Retryable(text) => JobError::Retryable(text),
+            DriverError::Permanent(text) => JobError::Permanent(text),
+        },
+        Err(StepFailure::Stopped) => {
+            JobError::Stopped(run.control.reason().unwrap_or(StopReason::Shutdown))
+        }
+        Err(StepFailure::TimedOut) => JobError::Retryable(format!(
+            "did not finish within the type's step timeout of {} s and was stopped",
+            timeout.as_secs()
+        )),
+    };
+    let text = match &failure {
+        JobError::Retryable(text) | JobError::Permanent(text) => text.clone(),
+        JobError::Stopped(reason) => reason.to_string(),
+        JobError::NothingToRun(state) => format!("the request is {}", state.label()),
+    };
+    let failed = StepOutcome {
+        summary: text.clone(),
+        commit: None,
+        log: vec![text],
+    };
+    // A worker that lost its lease leaves the step's row to the one that took over.
+    if !matches!(failure, JobError::Stopped(StopReason::LeaseLost)) {
+        finish_step(run, step_id, jobs::STEP_FAILED, &failed).await?;
+    }
+    Err(match failure {
+        JobError::Retryable(text) => JobError::Retryable(format!(
+            "step {} ({}): {text}",
+            step_index + 1,
+            step.driver()
+        )),
+        JobError::Permanent(text) => JobError::Permanent(format!(
+            "step {} ({}): {text}",
+            step_index + 1,
+            step.driver()
+        )),
+        other => other,
+    })
+}
+
+enum StepFailure {
+    Driver(DriverError),
+    Stopped,
+    TimedOut,
+}
+
+async fn finish_step(
+    run: &Run<'_>,
+    step_id: i64,
+    end: &str,
+    outcome: &StepOutcome,
+) -> Result<(), JobError> {
+    let mut tx = run.fenced().await?;
+    jobs::finish_step(
+        &mut tx,
+        step_id,
+        &jobs::StepEnd {
+            state: end,
+            summary: &outcome.summary,
+            log: &outcome.log.join("\n"),
+            commit_id: outcome.commit.as_deref(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Runs the type's acceptance checks against the applied commit and records each
 /// result; all passing completes the request and records the asset.
 async fn verify(
-    state: &AppState,
+    run: &Run<'_>,
     request: &mut RequestRow,
     change_set: &ChangeSet,
 ) -> Result<(), JobError> {
+    let state = run.state;
     // Empty when no step of the type commits to the GitOps repository.
     let commit = request.applied_commit.clone().unwrap_or_default();
     let ty = request_type(state, request)?;
@@ -368,7 +522,7 @@ async fn verify(
         };
         results.push(("gitops-file", check.description.clone(), passed, detail));
     }
-    let mut tx = state.db.write().await?;
+    let mut tx = run.fenced().await?;
     for (kind, description, passed, detail) in &results {
         storage::requests::insert_check(
             &mut tx,

@@ -10,9 +10,9 @@ use tracing::instrument;
 
 use super::{Actor, ServiceError, ServiceResult, authorize, load_request, transition};
 use crate::services::assets::record_asset;
-use crate::services::requests::{APPLY_JOB, APPLY_MAX_ATTEMPTS};
+use crate::services::requests::enqueue_apply;
 use crate::state::AppState;
-use crate::storage::{self, jobs};
+use crate::storage;
 
 #[instrument(skip_all, fields(request_id = %id))]
 pub async fn retry(state: &AppState, user: &Caller, id: RequestId) -> ServiceResult<()> {
@@ -30,7 +30,8 @@ pub async fn retry(state: &AppState, user: &Caller, id: RequestId) -> ServiceRes
     )
     .await?;
     storage::requests::set_error(&mut tx, id, None).await?;
-    jobs::enqueue(&mut tx, id, APPLY_JOB, APPLY_MAX_ATTEMPTS).await?;
+    let ty = super::request_type(state, &request)?;
+    enqueue_apply(&mut tx, ty, id).await?;
     tx.commit().await?;
     state.jobs_ready.notify_one();
     Ok(())

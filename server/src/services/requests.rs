@@ -29,7 +29,16 @@ use crate::storage::requests::{
 use crate::storage::{self, Engine, format_millis, jobs};
 
 pub const APPLY_JOB: &str = "apply";
-pub const APPLY_MAX_ATTEMPTS: i64 = 5;
+
+/// Queues the run of a request of this type, with the type's attempt limit.
+pub(crate) async fn enqueue_apply(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    id: RequestId,
+) -> ServiceResult<()> {
+    jobs::enqueue(conn, id, APPLY_JOB, i64::from(ty.limits.max_attempts)).await?;
+    Ok(())
+}
 
 pub(crate) fn type_and_validator<'a>(
     state: &'a AppState,
@@ -326,7 +335,7 @@ async fn route_for_review(
             format!("policy {rule}; change set {hash}"),
         )
         .await?;
-        approve_and_enqueue(conn, request, hash, params).await
+        approve_and_enqueue(conn, ty, request, hash, params).await
     } else {
         transition(
             conn,
@@ -345,6 +354,7 @@ async fn route_for_review(
 /// execution, in the caller's transaction.
 pub(crate) async fn approve_and_enqueue(
     conn: &mut AnyConnection,
+    ty: &ResourceType,
     request: &RequestRow,
     hash: &str,
     params: &Value,
@@ -356,7 +366,7 @@ pub(crate) async fn approve_and_enqueue(
         params_hash: &params_hash,
     };
     storage::requests::set_approval(conn, request.id, Some(approval)).await?;
-    jobs::enqueue(conn, request.id, APPLY_JOB, APPLY_MAX_ATTEMPTS).await?;
+    enqueue_apply(conn, ty, request.id).await?;
     Ok(())
 }
 
@@ -529,15 +539,33 @@ pub async fn cancel(state: &AppState, user: &Caller, id: RequestId) -> ServiceRe
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::Cancel, &request)?;
+    let running = matches!(
+        request.state,
+        RequestState::Executing | RequestState::Verifying
+    );
+    let note = if running {
+        format!(
+            "cancelled by {} while it ran: the job is stopped; steps that already took effect stay, so retry it or take it over and clean up",
+            user.username
+        )
+    } else {
+        String::new()
+    };
     transition(
         &mut tx,
         state,
         &mut request,
         Action::Cancel,
         &Actor::User(user.clone()),
-        String::new(),
+        note.clone(),
     )
     .await?;
+    // A queued job ends now; a running one stops at its worker's next heartbeat,
+    // whichever replica runs it.
+    jobs::stop_for_request(&mut tx, id, &user.username).await?;
+    if running {
+        storage::requests::set_error(&mut tx, id, Some(&note)).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -160,7 +160,7 @@ pub async fn decide_on(
                 format!("approved change set {hash}. {comment}"),
             )
             .await?;
-            approve_and_enqueue(&mut tx, &request, &hash, &reviewed.params).await?;
+            approve_and_enqueue(&mut tx, ty, &request, &hash, &reviewed.params).await?;
         }
     } else {
         transition(

@@ -15,12 +15,16 @@ pub struct JobRow {
     pub attempts: i64,
     pub max_attempts: i64,
     pub last_error: Option<String>,
+    /// The worker holding the job's lease while it runs.
+    pub lease_owner: Option<String>,
 }
 
 pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
 pub const DONE: &str = "done";
 pub const FAILED: &str = "failed";
+/// Stopped on purpose: the request was cancelled while it was queued or running.
+pub const CANCELLED: &str = "cancelled";
 
 fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobRow, StorageError> {
     Ok(JobRow {
@@ -31,10 +35,12 @@ fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobRow, StorageError> {
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
         last_error: row.try_get("last_error")?,
+        lease_owner: row.try_get("lease_owner")?,
     })
 }
 
-const JOB_COLUMNS: &str = "id, request_id, kind, state, attempts, max_attempts, last_error";
+const JOB_COLUMNS: &str =
+    "id, request_id, kind, state, attempts, max_attempts, last_error, lease_owner";
 
 pub async fn enqueue(
     conn: &mut AnyConnection,
@@ -56,14 +62,23 @@ pub async fn enqueue(
     .await?)
 }
 
-/// Claims the oldest runnable job: queued and due, or running with an expired lease.
-/// Call inside a write transaction.
+/// A job this worker now holds, and whose lease it took over if it was running.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: JobRow,
+    /// The worker whose lease lapsed while it ran this job (it died or lost the
+    /// database); `None` for a job taken from the queue.
+    pub taken_over_from: Option<String>,
+}
+
+/// Claims the job due longest: queued and due, or running with a lapsed lease (a
+/// running job's `run_after` follows its lease). Call inside a write transaction.
 pub async fn claim(
     conn: &mut AnyConnection,
     engine: Engine,
     worker: &str,
     lease_millis: i64,
-) -> Result<Option<JobRow>, StorageError> {
+) -> Result<Option<Claimed>, StorageError> {
     let now = now_millis();
     let lock = match engine {
         // Replicas skip rows another one holds instead of queueing behind it.
@@ -71,75 +86,217 @@ pub async fn claim(
         // BEGIN IMMEDIATE already made this transaction the only writer.
         Engine::Sqlite => "",
     };
-    let id: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT id FROM jobs WHERE (state = $1 AND run_after <= $2) \
-            OR (state = $3 AND lease_until < $2) ORDER BY id LIMIT 1{lock}"
+    let due: Option<(i64, String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT id, state, lease_owner FROM jobs WHERE state IN ($1, $2) AND run_after <= $3 \
+         ORDER BY run_after, id LIMIT 1{lock}"
     ))
     .bind(QUEUED)
-    .bind(now)
     .bind(RUNNING)
+    .bind(now)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(id) = id else { return Ok(None) };
+    let Some((id, state, previous_owner)) = due else {
+        return Ok(None);
+    };
+    let taken_over_from = (state == RUNNING).then(|| previous_owner.unwrap_or_default());
     let row = sqlx::query(&format!(
-        "UPDATE jobs SET state = $1, lease_owner = $2, lease_until = $3, attempts = attempts + 1, \
-         updated_at = $4 WHERE id = $5 RETURNING {JOB_COLUMNS}"
+        "UPDATE jobs SET state = $1, lease_owner = $2, lease_until = $3, run_after = $3, \
+         heartbeat_at = $4, attempts = attempts + 1, takeovers = takeovers + $5, updated_at = $4 \
+         WHERE id = $6 RETURNING {JOB_COLUMNS}"
     ))
     .bind(RUNNING)
     .bind(worker)
     .bind(now + lease_millis)
     .bind(now)
+    .bind(i64::from(taken_over_from.is_some()))
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    job_from_row(&row).map(Some)
+    let job = job_from_row(&row)?;
+    if taken_over_from.is_some() {
+        // The dead worker's step never ended; say so instead of "running" forever.
+        sqlx::query(
+            "UPDATE job_steps SET state = $1, summary = $2, log = $2, finished_at = $3 \
+             WHERE job_id = $4 AND state = $5",
+        )
+        .bind(STEP_FAILED)
+        .bind(format!(
+            "abandoned: its worker stopped renewing the lease; attempt {} takes over",
+            job.attempts
+        ))
+        .bind(now)
+        .bind(id)
+        .bind(STEP_RUNNING)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(Some(Claimed {
+        job,
+        taken_over_from,
+    }))
 }
 
+/// What a heartbeat found: whether the lease is still this worker's, and whether
+/// someone asked for the job to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heartbeat {
+    Held,
+    /// The request was cancelled by this person; the job should stop now.
+    StopRequested(String),
+    /// Another worker holds the job now (the lease lapsed): stop without writing.
+    Lost,
+}
+
+/// Extends this worker's lease on a running job, if it still holds it.
+pub async fn heartbeat(
+    conn: &mut AnyConnection,
+    id: i64,
+    worker: &str,
+    lease_millis: i64,
+) -> Result<Heartbeat, StorageError> {
+    let now = now_millis();
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "UPDATE jobs SET lease_until = $1, run_after = $1, heartbeat_at = $2 \
+         WHERE id = $3 AND lease_owner = $4 AND state = $5 RETURNING stop_requested_by",
+    )
+    .bind(now + lease_millis)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .bind(RUNNING)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        None => Heartbeat::Lost,
+        Some((Some(by),)) => Heartbeat::StopRequested(by),
+        Some((None,)) => Heartbeat::Held,
+    })
+}
+
+/// Whether this worker still holds the running job, checked by a write so that,
+/// inside a transaction, no other worker can claim the job until it commits.
+pub async fn holds(conn: &mut AnyConnection, id: i64, worker: &str) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND lease_owner = $3 AND state = $4",
+    )
+    .bind(now_millis())
+    .bind(id)
+    .bind(worker)
+    .bind(RUNNING)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ends a job this worker holds. False when the lease was lost meanwhile: the
+/// job is another worker's now and nothing was written.
 pub async fn finish(
     conn: &mut AnyConnection,
     id: i64,
+    worker: &str,
     state: &str,
     error: Option<&str>,
-) -> Result<(), StorageError> {
-    sqlx::query(
+) -> Result<bool, StorageError> {
+    let done = sqlx::query(
         "UPDATE jobs SET state = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, \
-         updated_at = $3 WHERE id = $4",
+         updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = $6",
     )
     .bind(state)
     .bind(error)
     .bind(now_millis())
     .bind(id)
+    .bind(worker)
+    .bind(RUNNING)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
-/// Puts a job back in the queue after a transient failure, to run after `delay_millis`.
+/// Puts a job this worker holds back in the queue after a transient failure, to
+/// run after `delay_millis`. False when the lease was lost meanwhile.
 pub async fn reschedule(
     conn: &mut AnyConnection,
     id: i64,
+    worker: &str,
     delay_millis: i64,
     error: &str,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
     let now = now_millis();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE jobs SET state = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, \
-         run_after = $3, updated_at = $4 WHERE id = $5",
+         run_after = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND state = $7",
     )
     .bind(QUEUED)
     .bind(error)
     .bind(now + delay_millis)
     .bind(now)
     .bind(id)
+    .bind(worker)
+    .bind(RUNNING)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Hands a job back at shutdown: queued and due at once, and the interrupted run
+/// not counted as an attempt (it did not fail; the process stopped).
+pub async fn release(
+    conn: &mut AnyConnection,
+    id: i64,
+    worker: &str,
+) -> Result<bool, StorageError> {
+    let now = now_millis();
+    let done = sqlx::query(
+        "UPDATE jobs SET state = $1, lease_owner = NULL, lease_until = NULL, run_after = $2, \
+         attempts = attempts - 1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = $5",
+    )
+    .bind(QUEUED)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .bind(RUNNING)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stops a request's unfinished job because the request was cancelled: a queued
+/// one ends here; a running one is told through its row, and its worker stops at
+/// its next heartbeat. Returns how many jobs were touched.
+pub async fn stop_for_request(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+    by: &str,
+) -> Result<u64, StorageError> {
+    let now = now_millis();
+    let queued = sqlx::query(
+        "UPDATE jobs SET state = $1, stop_requested_by = $2, last_error = $3, updated_at = $4 \
+         WHERE request_id = $5 AND state = $6",
+    )
+    .bind(CANCELLED)
+    .bind(by)
+    .bind(format!("cancelled by {by}"))
+    .bind(now)
+    .bind(request_id.0)
+    .bind(QUEUED)
+    .execute(&mut *conn)
+    .await?;
+    let running = sqlx::query(
+        "UPDATE jobs SET stop_requested_by = $1, updated_at = $2 WHERE request_id = $3 AND state = $4",
+    )
+    .bind(by)
+    .bind(now)
+    .bind(request_id.0)
+    .bind(RUNNING)
+    .execute(&mut *conn)
+    .await?;
+    Ok(queued.rows_affected() + running.rows_affected())
 }
 
 /// On SQLite one process owns the jobs, so at start-up every lease is from a process
 /// that is gone: make those jobs claimable at once instead of waiting out the lease.
 pub async fn release_stale_leases(conn: &mut AnyConnection) -> Result<u64, StorageError> {
-    let done = sqlx::query("UPDATE jobs SET lease_until = 0 WHERE state = $1")
+    let done = sqlx::query("UPDATE jobs SET lease_until = 0, run_after = 0 WHERE state = $1")
         .bind(RUNNING)
         .execute(&mut *conn)
         .await?;
@@ -167,6 +324,35 @@ pub async fn count_unfinished(conn: &mut AnyConnection) -> Result<i64, StorageEr
             .fetch_one(&mut *conn)
             .await?,
     )
+}
+
+/// The unfinished jobs: how many wait (some backing off), how many of those may
+/// run now, how many run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queued: i64,
+    pub due: i64,
+    pub running: i64,
+}
+
+/// Read through the `jobs_due` index, which holds only unfinished jobs.
+pub async fn queue_depth(conn: &mut AnyConnection) -> Result<QueueDepth, StorageError> {
+    let (queued, due, running): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN state = $1 AND run_after <= $3 THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END) \
+         FROM jobs WHERE state IN ($1, $2)",
+    )
+    .bind(QUEUED)
+    .bind(RUNNING)
+    .bind(now_millis())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(QueueDepth {
+        queued: queued.unwrap_or(0),
+        due: due.unwrap_or(0),
+        running: running.unwrap_or(0),
+    })
 }
 
 /// What one execution step did in one attempt of a job.

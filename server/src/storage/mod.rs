@@ -168,6 +168,36 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    /// How the database's applied migrations compare with this build's: versions
+    /// this build has that are not applied, and applied ones it does not know (a
+    /// newer replica migrated the database).
+    pub async fn migration_status(&self) -> Result<MigrationStatus, StorageError> {
+        let migrator = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        Ok(MigrationStatus {
+            missing: known
+                .iter()
+                .copied()
+                .filter(|v| !applied.contains(v))
+                .collect(),
+            unknown: applied.into_iter().filter(|v| !known.contains(v)).collect(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub missing: Vec<i64>,
+    pub unknown: Vec<i64>,
 }
 
 /// One page of a list kept in id order, newest first: rows before `before` (an id

@@ -737,3 +737,16 @@ pub async fn checks(
         })
         .collect()
 }
+
+/// How many requests each type has in each state, for the metrics: one pass over
+/// the `requests_type` index (type, state), never over the rows.
+pub async fn count_by_type_and_state(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, String, i64)>, StorageError> {
+    Ok(sqlx::query_as(
+        "SELECT type_name, state, COUNT(*) FROM requests GROUP BY type_name, state \
+         ORDER BY type_name, state",
+    )
+    .fetch_all(&mut *conn)
+    .await?)
+}

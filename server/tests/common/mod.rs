@@ -200,6 +200,8 @@ impl TestApp {
             gitops_repo: data_dir.join("gitops.git"),
             gitops: GitOpsSettings::default(),
             command: Default::default(),
+            workers: Default::default(),
+            metrics_token: None,
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,

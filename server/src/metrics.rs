@@ -1,0 +1,174 @@
+//! What `/metrics` tells Prometheus: counters and histograms the workers feed as
+//! they go, and gauges read from the database at each scrape (requests by state
+//! and type, the job queue), so every replica reports the same shared totals.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::storage::{Db, StorageError, jobs};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriverLabels {
+    driver: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeAndState {
+    resource_type: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    state: String,
+}
+
+/// Step durations from 50 ms to about 14 minutes.
+fn step_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 15))
+}
+
+/// The process's metrics. Cheap to share: every handle inside is reference-counted.
+pub struct Metrics {
+    registry: Registry,
+    /// Jobs this process took over from a worker whose lease lapsed.
+    pub lease_takeovers: Counter,
+    step_seconds: Family<DriverLabels, Histogram, fn() -> Histogram>,
+    driver_errors: Family<DriverLabels, Counter>,
+    requests: Family<TypeAndState, Gauge>,
+    jobs: Family<QueueLabels, Gauge>,
+    /// Worker loops of this process that are running (a loop that panicked or
+    /// ended is no longer counted).
+    workers_alive: Gauge,
+}
+
+/// Counts a worker loop as alive for as long as it is held.
+pub struct WorkerAlive(Gauge);
+
+impl Drop for WorkerAlive {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("slipway");
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "job_lease_takeovers",
+            "Jobs this process took over because their worker stopped renewing its lease",
+            lease_takeovers.clone(),
+        );
+        let step_seconds: Family<DriverLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(step_buckets);
+        registry.register(
+            "step_duration_seconds",
+            "How long execution steps took, by driver and outcome (done, failed)",
+            step_seconds.clone(),
+        );
+        let driver_errors = Family::<DriverLabels, Counter>::default();
+        registry.register(
+            "driver_errors",
+            "Execution steps that ended in an error, by driver",
+            driver_errors.clone(),
+        );
+        let requests = Family::<TypeAndState, Gauge>::default();
+        registry.register(
+            "requests",
+            "Requests stored, by resource type and state (read at scrape time)",
+            requests.clone(),
+        );
+        let jobs = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "jobs",
+            "Unfinished jobs, by state: queued (waiting or backing off), due (queued and runnable now), running",
+            jobs.clone(),
+        );
+        let workers_alive = Gauge::default();
+        registry.register(
+            "workers_alive",
+            "Worker loops running in this process",
+            workers_alive.clone(),
+        );
+        Metrics {
+            registry,
+            lease_takeovers,
+            step_seconds,
+            driver_errors,
+            requests,
+            jobs,
+            workers_alive,
+        }
+    }
+
+    pub fn observe_step(&self, driver: &str, took: Duration, succeeded: bool) {
+        let labels = DriverLabels {
+            driver: driver.to_string(),
+            outcome: if succeeded { "done" } else { "failed" }.to_string(),
+        };
+        self.step_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if !succeeded {
+            self.driver_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Marks a worker loop alive until the returned guard drops.
+    pub fn worker_started(&self) -> WorkerAlive {
+        self.workers_alive.inc();
+        WorkerAlive(self.workers_alive.clone())
+    }
+
+    pub fn workers_alive(&self) -> i64 {
+        self.workers_alive.get()
+    }
+
+    /// The exposition, with the database gauges read now.
+    pub async fn render(&self, db: &Db) -> Result<String, StorageError> {
+        let mut conn = db.pool.acquire().await?;
+        let by_type_and_state =
+            crate::storage::requests::count_by_type_and_state(&mut conn).await?;
+        let queue = jobs::queue_depth(&mut conn).await?;
+        drop(conn);
+        // Families are rebuilt so a type or state that emptied out disappears.
+        self.requests.clear();
+        for (type_name, state, count) in by_type_and_state {
+            let labels = TypeAndState {
+                resource_type: type_name,
+                state,
+            };
+            self.requests.get_or_create(&labels).set(count);
+        }
+        self.jobs.clear();
+        for (state, count) in [
+            ("queued", queue.queued),
+            ("due", queue.due),
+            ("running", queue.running),
+        ] {
+            let labels = QueueLabels {
+                state: state.to_string(),
+            };
+            self.jobs.get_or_create(&labels).set(count);
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry)
+            .map_err(|e| StorageError::Corrupt(format!("encoding the metrics: {e}")))?;
+        Ok(text)
+    }
+}

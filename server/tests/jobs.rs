@@ -1,0 +1,347 @@
+//! Jobs under leases, as replicas share them: a heartbeat keeps a long step's
+//! claim, a lapsed claim is taken over and the old worker writes nothing more, a
+//! cancel stops a running step wherever it runs, a shutdown hands the job back,
+//! a step past the type's timeout is retried with a pause and then fails.
+
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestApp, TestResult, draft};
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+use slipway_server::orchestrator::{self, JobControl};
+use slipway_server::services::requests;
+use slipway_server::storage::jobs::{self, JobRow, StepRow};
+use slipway_server::storage::{Engine, now_millis};
+use tokio::sync::watch;
+
+/// A type whose one step sleeps for as long as the request asks: a stand-in for a
+/// long `tofu apply`, with a real process to stop.
+const PAUSE_TYPE: &str = r#"name: pause
+title: Pause
+description: Sleeps for a while, as a long-running tool would.
+owner: platform
+owner_param: team
+parameters:
+  type: object
+  additionalProperties: false
+  required: [name, team, seconds]
+  properties:
+    name: { type: string, title: Name, pattern: "^[a-z][a-z0-9-]{1,20}$" }
+    team: { type: string, title: Team, x-dictionary: teams }
+    seconds: { type: integer, title: Seconds, minimum: 0, maximum: 600 }
+naming:
+  template: "{{ team }}-{{ name }}"
+review:
+  approvers: { role: reviewer }
+  auto_approve: { when: "true" }
+outputs:
+  - name: plan
+    path: "pauses/{{ team }}/{{ name }}.yaml"
+    template: pause/plan.yaml.j2
+execute:
+  - driver: command
+    program: sleep
+    args: ["{{ seconds }}"]
+execution_limits:
+  max_attempts: 2
+  step_timeout_seconds: TIMEOUT
+"#;
+
+fn pause_catalog(step_timeout_seconds: u64) -> TestResult<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    std::fs::write(
+        dir.path().join("types/pause.yaml"),
+        PAUSE_TYPE.replace("TIMEOUT", &step_timeout_seconds.to_string()),
+    )?;
+    std::fs::create_dir_all(dir.path().join("templates/pause"))?;
+    std::fs::write(
+        dir.path().join("templates/pause/plan.yaml.j2"),
+        "pause: {{ resource_name }}\n",
+    )?;
+    Ok(dir)
+}
+
+const LEASE: Duration = Duration::from_secs(3);
+
+async fn pause_app(engine: Engine, step_timeout_seconds: u64) -> TestResult<Option<TestApp>> {
+    let app = TestApp::start_configured(engine, Some(pause_catalog(step_timeout_seconds)?), |s| {
+        s.command.allowed = vec!["sleep".into()];
+        s.workers.lease = LEASE;
+        s.workers.shutdown_grace = Duration::from_secs(1);
+    })
+    .await?;
+    if app.is_none() {
+        eprintln!(
+            "note: {} is not set; skipping the PostgreSQL run",
+            common::POSTGRES_ENV
+        );
+    }
+    Ok(app)
+}
+
+async fn submit_pause(app: &TestApp, name: &str, seconds: u64) -> TestResult<RequestId> {
+    let alice = app.user("alice").await?;
+    let params = serde_json::json!({ "name": name, "team": "payments", "seconds": seconds });
+    let id = requests::submit(&app.state, &alice, &draft("pause", params)).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    Ok(id)
+}
+
+async fn job_of(app: &TestApp, id: RequestId) -> TestResult<JobRow> {
+    let mut conn = app.state.db.pool.acquire().await?;
+    Ok(jobs::latest_for_request(&mut conn, id)
+        .await?
+        .ok_or("a job")?)
+}
+
+async fn steps_of(app: &TestApp, id: RequestId) -> TestResult<Vec<StepRow>> {
+    let mut conn = app.state.db.pool.acquire().await?;
+    Ok(jobs::steps_for_request(&mut conn, id).await?)
+}
+
+/// Waits until the request's step has started (its process runs).
+async fn until_step_runs(app: &TestApp, id: RequestId) -> TestResult {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if steps_of(app, id)
+            .await?
+            .iter()
+            .any(|s| s.state == "running")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the step never started".into())
+}
+
+async fn claim_as(app: &TestApp, worker: &str) -> TestResult<Option<jobs::Claimed>> {
+    let mut tx = app.state.db.write().await?;
+    let claimed = jobs::claim(&mut tx, app.engine, worker, LEASE.as_millis() as i64).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() -> super::TestResult {
+                super::$name(super::Engine::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() -> super::TestResult {
+                super::$name(super::Engine::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_engines!(
+    a_long_step_keeps_its_lease,
+    a_lapsed_lease_is_taken_over_and_the_old_worker_writes_nothing,
+    cancel_stops_a_running_step_and_fails_the_request,
+    cancel_before_the_job_runs_ends_it_quietly,
+    shutdown_hands_a_running_job_back,
+    a_step_past_its_timeout_is_retried_after_a_pause_then_fails,
+);
+
+async fn a_long_step_keeps_its_lease(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    // Twice the lease: without heartbeats the claim would lapse half-way.
+    let id = submit_pause(&app, "long", 2 * LEASE.as_secs()).await?;
+    let state = app.state.clone();
+    let worker = tokio::spawn(async move { orchestrator::run_once(&state, "first").await });
+    until_step_runs(&app, id).await?;
+    let until = Instant::now() + LEASE + LEASE / 2;
+    while Instant::now() < until {
+        assert!(
+            claim_as(&app, "second").await?.is_none(),
+            "a renewed lease holds"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(worker.await??);
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    let job = job_of(&app, id).await?;
+    assert_eq!((job.state.as_str(), job.attempts), (jobs::DONE, 1));
+    assert_eq!(app.state.metrics.lease_takeovers.get(), 0);
+    Ok(())
+}
+
+async fn a_lapsed_lease_is_taken_over_and_the_old_worker_writes_nothing(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    let id = submit_pause(&app, "ghost", 0).await?;
+    // A worker claims the job and stalls (a GC pause, a lost network): no heartbeat.
+    let stale = claim_as(&app, "stalled").await?.ok_or("a job")?.job;
+    assert!(
+        claim_as(&app, "other").await?.is_none(),
+        "a live lease holds"
+    );
+    app.exec("UPDATE jobs SET lease_until = 0, run_after = 0 WHERE state = 'running'")
+        .await?;
+    // Another worker takes the job over and completes it.
+    assert!(orchestrator::run_once(&app.state, "rescuer").await?);
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    assert_eq!(app.state.metrics.lease_takeovers.get(), 1);
+    let job = job_of(&app, id).await?;
+    assert_eq!((job.state.as_str(), job.attempts), (jobs::DONE, 2));
+    let takeovers: i64 = sqlx::query_scalar("SELECT takeovers FROM jobs WHERE id = $1")
+        .bind(job.id)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert_eq!(takeovers, 1);
+
+    // The stalled worker wakes and carries on with its old claim: fenced out.
+    let before = app.snapshot().await?;
+    let audit_before = app.count("audit_events").await?;
+    orchestrator::run_job(&app.state, &stale, "stalled", &JobControl::default()).await?;
+    assert_eq!(app.snapshot().await?, before, "nothing was written");
+    assert_eq!(app.count("audit_events").await?, audit_before);
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    assert_eq!(job_of(&app, id).await?.state, jobs::DONE);
+    Ok(())
+}
+
+async fn cancel_stops_a_running_step_and_fails_the_request(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 600).await? else {
+        return Ok(());
+    };
+    let id = submit_pause(&app, "stuck", 300).await?;
+    let state = app.state.clone();
+    let started = Instant::now();
+    let worker = tokio::spawn(async move { orchestrator::run_once(&state, "busy").await });
+    until_step_runs(&app, id).await?;
+    let alice = app.user("alice").await?;
+    requests::cancel(&app.state, &alice, id).await?;
+    // The worker learns it at its next heartbeat (a third of the lease).
+    tokio::time::timeout(LEASE * 2, worker).await???;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the sleep was killed"
+    );
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.starts_with("cancelled by alice while it ran"),
+        "{error}"
+    );
+    let job = job_of(&app, id).await?;
+    assert_eq!(job.state, jobs::CANCELLED);
+    assert_eq!(job.last_error.as_deref(), Some("cancelled by alice"));
+    let steps = steps_of(&app, id).await?;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].state, "failed");
+    assert_eq!(
+        steps[0].summary,
+        "stopped: the request was cancelled by alice"
+    );
+    // Failed, so the platform team sees it and may retry or take it over.
+    let carol = app.user("carol").await?;
+    let shown = slipway_server::services::detail::request_detail(&app.state, &carol, id).await?;
+    assert!(shown.permissions.retry && shown.permissions.take_over);
+    Ok(())
+}
+
+async fn cancel_before_the_job_runs_ends_it_quietly(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    let id = submit_pause(&app, "early", 0).await?;
+    let alice = app.user("alice").await?;
+    requests::cancel(&app.state, &alice, id).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Cancelled);
+    assert_eq!(job_of(&app, id).await?.state, jobs::CANCELLED);
+    assert!(!orchestrator::run_once(&app.state, "idle").await?);
+    assert!(steps_of(&app, id).await?.is_empty(), "nothing ran");
+    Ok(())
+}
+
+async fn shutdown_hands_a_running_job_back(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 600).await? else {
+        return Ok(());
+    };
+    let id = submit_pause(&app, "handback", 300).await?;
+    let (stop, stopped) = watch::channel(false);
+    let workers = orchestrator::spawn(app.state.clone(), stopped);
+    until_step_runs(&app, id).await?;
+    let asked = Instant::now();
+    stop.send(true)?;
+    // The grace (1 s) runs out, the sleep is stopped, the job goes back.
+    tokio::time::timeout(Duration::from_secs(15), workers).await??;
+    assert!(asked.elapsed() < Duration::from_secs(15));
+    let job = job_of(&app, id).await?;
+    assert_eq!(
+        (job.state.as_str(), job.attempts, job.lease_owner.as_deref()),
+        (jobs::QUEUED, 0, None),
+        "queued again, the interrupted run not counted"
+    );
+    let due: i64 = sqlx::query_scalar("SELECT run_after FROM jobs WHERE id = $1")
+        .bind(job.id)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert!(due <= now_millis(), "due at once for the next replica");
+    let steps = steps_of(&app, id).await?;
+    assert_eq!(steps.len(), 1);
+    assert!(
+        steps[0].summary.contains("server shut down"),
+        "{:?}",
+        steps[0]
+    );
+    assert_eq!(app.request_state(id).await?, RequestState::Executing);
+    Ok(())
+}
+
+async fn a_step_past_its_timeout_is_retried_after_a_pause_then_fails(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 1).await? else {
+        return Ok(());
+    };
+    let id = submit_pause(&app, "slow", 30).await?;
+    let started = Instant::now();
+    assert!(orchestrator::run_once(&app.state, "w").await?);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped at 1 s"
+    );
+    let job = job_of(&app, id).await?;
+    assert_eq!((job.state.as_str(), job.attempts), (jobs::QUEUED, 1));
+    let error = job.last_error.unwrap_or_default();
+    assert_eq!(
+        error,
+        "step 1 (command): did not finish within the type's step timeout of 1 s and was stopped"
+    );
+    // The first pause is two seconds with up to half of it taken off at random.
+    let due: i64 = sqlx::query_scalar("SELECT run_after FROM jobs WHERE id = $1")
+        .bind(job.id)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    let wait = due - now_millis();
+    assert!((0..=2_000).contains(&wait), "{wait} ms");
+    assert!(
+        !orchestrator::run_once(&app.state, "w").await?,
+        "not due yet"
+    );
+    app.exec("UPDATE jobs SET run_after = 0 WHERE state = 'queued'")
+        .await?;
+    assert!(orchestrator::run_once(&app.state, "w").await?);
+    // Two attempts, the type's limit: the request fails into manual handling.
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    assert_eq!(row.last_error.as_deref(), Some(error.as_str()));
+    let job = job_of(&app, id).await?;
+    assert_eq!((job.state.as_str(), job.attempts), (jobs::FAILED, 2));
+    Ok(())
+}
