@@ -193,7 +193,7 @@ async fn serve(
 /// database file would claim them too, which SQLite's single-writer design cannot
 /// fence like PostgreSQL's row locks do. The lock file beside the database is held
 /// for the life of the process (the OS drops it when the process dies).
-fn lock_sqlite_workers(state: &AppState) -> Result<Option<std::fs::File>, StartError> {
+pub fn lock_sqlite_workers(state: &AppState) -> Result<Option<std::fs::File>, StartError> {
     if state.db.engine != crate::storage::Engine::Sqlite || state.settings.workers.workers == 0 {
         return Ok(None);
     }

@@ -735,3 +735,54 @@ fn a_command_step_is_checked_field_by_field() {
         ]
     );
 }
+
+#[test]
+fn execution_limits_default_and_stay_in_range() {
+    let catalog = shipped_catalog();
+    for ty in catalog.types.values() {
+        assert_eq!(ty.limits, ExecutionLimits::default(), "{}", ty.name);
+    }
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type("execution_limits:\n  max_attempts: 3\n  step_timeout_seconds: 90\n"),
+    );
+    let catalog = match Catalog::from_files(&files) {
+        Ok(catalog) => catalog,
+        Err(errors) => panic!("{errors}"),
+    };
+    assert_eq!(
+        catalog.resource_type("widget").map(|t| t.limits),
+        Some(ExecutionLimits {
+            max_attempts: 3,
+            step_timeout_seconds: 90,
+        })
+    );
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type("execution_limits:\n  max_attempts: 0\n  step_timeout_seconds: 86401\n"),
+    );
+    assert_eq!(
+        triples(&errors_of(&files)),
+        [
+            err(
+                "types/widget.yaml",
+                "execution_limits.max_attempts",
+                "must be from 1 to 25"
+            ),
+            err(
+                "types/widget.yaml",
+                "execution_limits.step_timeout_seconds",
+                "must be from 1 to 86400 (a day)"
+            ),
+        ]
+    );
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type("execution_limits:\n  retries: 3\n"),
+    );
+    let errors = triples(&errors_of(&files));
+    assert!(
+        errors.iter().any(|(_, _, m)| m.contains("unknown field `retries`")),
+        "{errors:?}"
+    );
+}

@@ -1,0 +1,137 @@
+//! What operators run Slipway with: `/readyz` for the load balancer, `/metrics`
+//! for Prometheus (behind a token when one is set), and the SQLite guard that keeps
+//! a second process from running jobs on the same database file.
+
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{TestApp, TestResult};
+use slipway_server::config::Secret;
+use slipway_server::storage::Engine;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+const METRICS_TOKEN: &str = "scrape-token-0123456789";
+
+async fn get(app: &TestApp, uri: &str, bearer: Option<&str>) -> TestResult<(StatusCode, String)> {
+    let router = slipway_server::cli::router(&app.state, axum::Router::new());
+    let mut request = Request::get(uri).header(header::HOST, "slipway.test");
+    if let Some(token) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = router.oneshot(request.body(Body::empty())?).await?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_sqlite() -> TestResult {
+    readiness_and_metrics(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_postgres() -> TestResult {
+    readiness_and_metrics(Engine::Postgres).await
+}
+
+async fn readiness_and_metrics(engine: Engine) -> TestResult {
+    let Some(app) = TestApp::start_configured(engine, None, |s| {
+        s.workers.workers = 2;
+        s.metrics_token = Some(Secret::new(METRICS_TOKEN.into()));
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    // Configured for two workers, none running yet: not ready, and it says why.
+    let (status, body) = get(&app, "/readyz", None).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(answer["database"]["ok"], true);
+    assert_eq!(answer["migrations"]["detail"], "current");
+    assert_eq!(answer["workers"]["detail"], "0 of 2 running");
+
+    let (stop, stopped) = watch::channel(false);
+    let workers = slipway_server::orchestrator::spawn(app.state.clone(), stopped);
+    let mut ready = false;
+    for _ in 0..100 {
+        let (status, _) = get(&app, "/readyz", None).await?;
+        if status == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "ready once the workers run");
+
+    // A request runs through the workers; the metrics show it.
+    let alice = app.user("alice").await?;
+    let id = slipway_server::services::requests::submit(
+        &app.state,
+        &alice,
+        &common::draft(
+            "k8s-namespace",
+            common::namespace_params("metered", "payments", "dev", 2),
+        ),
+    )
+    .await?;
+    let mut completed = false;
+    for _ in 0..200 {
+        if app.request_state(id).await? == slipway_core::state::RequestState::Completed {
+            completed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(completed, "the workers ran the request");
+    let (status, body) = get(&app, "/metrics", None).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the token is asked for");
+    assert!(!body.contains("slipway_"), "{body}");
+    let (status, _) = get(&app, "/metrics", Some("scrape-token-0123456788")).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = get(&app, "/metrics", Some(METRICS_TOKEN)).await?;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "slipway_requests{resource_type=\"k8s-namespace\",state=\"completed\"} 1",
+        "slipway_jobs{state=\"queued\"} 0",
+        "slipway_jobs{state=\"running\"} 0",
+        "slipway_workers_alive 2",
+        "slipway_job_lease_takeovers_total 0",
+        "slipway_step_duration_seconds_count{driver=\"gitops\",outcome=\"done\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} missing from:\n{body}");
+    }
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+
+    stop.send(true)?;
+    workers.await?;
+    let (status, body) = get(&app, "/readyz", None).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_process_on_one_sqlite_file_runs_no_workers() -> TestResult {
+    let Some(app) = TestApp::start(Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let first = slipway_server::cli::lock_sqlite_workers(&app.state)?;
+    assert!(first.is_some(), "the first process holds the lock");
+    let second = app.restart().await?;
+    let refused = slipway_server::cli::lock_sqlite_workers(&second)
+        .err()
+        .ok_or("a second process must be refused")?
+        .to_string();
+    assert!(
+        refused.contains("another slipway process already runs the workers on this SQLite database")
+            && refused.contains("PostgreSQL"),
+        "{refused}"
+    );
+    // Once the first process is gone, a new one may run them.
+    drop(first);
+    assert!(slipway_server::cli::lock_sqlite_workers(&second)?.is_some());
+    Ok(())
+}
