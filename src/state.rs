@@ -82,6 +82,19 @@ impl RequestState {
         )
     }
 
+    /// Nothing runs for the request now and nothing will until a person acts: a
+    /// page following its progress can stop listening.
+    pub fn worker_is_idle(self) -> bool {
+        matches!(
+            self,
+            RequestState::Completed
+                | RequestState::Failed
+                | RequestState::Manual
+                | RequestState::Cancelled
+                | RequestState::Rejected
+        )
+    }
+
     /// Requests that may still become an asset hold their share of the quota,
     /// so two concurrent requests cannot both squeeze under the limit.
     pub fn is_in_flight(self) -> bool {

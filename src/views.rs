@@ -139,6 +139,9 @@ pub struct TimelineEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepView {
+    /// The attempt's number, which its live progress events name as `step_id`.
+    #[serde(default)]
+    pub id: i64,
     pub revision: i64,
     /// 1 for the type's first `execute` step.
     pub step: i64,
@@ -152,6 +155,64 @@ pub struct StepView {
     pub log: String,
     pub commit: Option<String>,
     pub started_at: String,
+}
+
+/// One thing that happened while a request's job ran, as its live progress
+/// (`GET …/requests/{id}/events`, server-sent events) reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProgressEvent {
+    /// Increasing; also the event's SSE `id`, after which `Last-Event-ID` resumes.
+    pub id: i64,
+    pub kind: ProgressKind,
+    /// The step attempt it belongs to (`steps[].id` of the request).
+    pub step_id: i64,
+    /// 1 for the type's first `execute` step.
+    pub step: i64,
+    pub attempt: i64,
+    pub driver: String,
+    /// For `step`: the step's new state (`running`, `done` or `failed`); for
+    /// `line`: one line the driver reported, secrets blanked.
+    pub text: String,
+    /// For a step that ended: its summary.
+    #[serde(default)]
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressKind {
+    /// A step attempt started or ended.
+    Step,
+    /// A line of the driver's output.
+    Line,
+}
+
+impl ProgressKind {
+    /// The SSE event name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgressKind::Step => "step",
+            ProgressKind::Line => "line",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProgressKind> {
+        match text {
+            "step" => Some(ProgressKind::Step),
+            "line" => Some(ProgressKind::Line),
+            _ => None,
+        }
+    }
+}
+
+/// The last event of a live progress stream: the request reached a state where
+/// nothing more runs until a person acts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProgressEnd {
+    pub state: RequestState,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,6 +258,10 @@ pub struct RequestDetail {
     /// Every attempt of every execution step, oldest first.
     #[serde(default)]
     pub steps: Vec<StepView>,
+    /// The newest live progress event when this was read (0: none yet); a page
+    /// follows the request's events from here.
+    #[serde(default)]
+    pub progress_cursor: i64,
     pub job: Option<JobView>,
     pub asset_id: Option<AssetId>,
     pub last_error: Option<String>,

@@ -115,6 +115,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         jobs_ready: Arc::new(Notify::new()),
         audit_pending: Arc::new(Notify::new()),
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
     ensure_initial_users(&state)
         .await
@@ -171,9 +172,11 @@ async fn serve(
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     // The signal stops the workers from claiming at once, while the listener
     // finishes the calls in flight: both wind down side by side.
+    let streams_stop = state.shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
+        streams_stop.cancel();
     });
     let mut listener_stop = stopped.clone();
     let served = axum::serve(listener, app)

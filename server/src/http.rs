@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every adapter: sessions, health, tracing, and the guards
 //! in front of everything (same-origin posts, redirects that are redirects).
 
+pub mod events;
 pub mod oidc;
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +19,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tracing::Instrument;
 
-use crate::services::CallMeta;
+use crate::services::{CallMeta, Caller, Channel, ServiceError};
 use crate::state::AppState;
 use crate::storage::now_millis;
 use crate::storage::sessions::{DbSessionStore, USER_AGENT_KEY, USER_KEY};
@@ -369,6 +370,46 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/requests/{id}/events", get(portal_progress))
+}
+
+/// Where a page starts following a request's events (see [`events::resume_point`]).
+#[derive(Debug, serde::Deserialize)]
+pub struct FollowQuery {
+    pub after: Option<i64>,
+}
+
+/// A request's live progress for the signed-in portal user: the same stream and
+/// the same rule as the REST API's, the caller taken from the session.
+async fn portal_progress(
+    State(state): State<AppState>,
+    session: Session,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    axum::extract::Query(query): axum::extract::Query<FollowQuery>,
+    headers: HeaderMap,
+    meta: Option<axum::Extension<CallMeta>>,
+) -> Response {
+    let meta = meta.map(|m| m.0).unwrap_or_default();
+    let trace_id = meta.trace_id.clone();
+    let answer = async {
+        let user_id = session
+            .get::<i64>(USER_KEY)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("session: {e}")))?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let user = crate::services::auth::user(&state, slipway_core::ids::UserId(user_id))
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let caller = Caller::new(user, Channel::Portal, meta);
+        let after = events::resume_point(&headers, query.after);
+        events::progress_stream(state, caller, slipway_core::ids::RequestId(id), after).await
+    };
+    match answer.await {
+        Ok(stream) => stream.into_response(),
+        Err(error) => crate::api::problem::Problem::from(error)
+            .with_trace(trace_id)
+            .into_response(),
+    }
 }
 
 pub const TRACE_HEADER: &str = "x-trace-id";

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::audit_chain::CheckpointSigner;
 use crate::catalog_source::LoadedCatalog;
@@ -32,4 +33,7 @@ pub struct AppState {
     pub audit_signer: Option<CheckpointSigner>,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down: long-lived answers (event streams)
+    /// end then, or the graceful shutdown would wait on them forever.
+    pub shutdown: CancellationToken,
 }

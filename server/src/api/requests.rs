@@ -12,7 +12,7 @@ use slipway_core::listing::ListQuery;
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    DryRun, RequestDetail, RequestDraft, RequestSummary, ReviewDecision, TokenScope,
+    DryRun, ProgressEvent, RequestDetail, RequestDraft, RequestSummary, ReviewDecision, TokenScope,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(needing_attention))
         .routes(routes!(review_queue))
         .routes(routes!(get_request))
+        .routes(routes!(request_events))
         .routes(routes!(precheck))
         .routes(routes!(dry_run))
         .routes(routes!(revise))
@@ -279,6 +280,49 @@ async fn get_request(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RequestDetail>, ApiError> {
     detail_of(&state, &caller, RequestId(id)).await
+}
+
+/// Where a follower starts when it does not reconnect.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Start after this event id (e.g. after what `GET /api/v1/requests/{id}` showed);
+    /// a `Last-Event-ID` header takes precedence.
+    pub after: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/requests/{id}/events", tag = "requests",
+    params(
+        ("id" = i64, Path, description = "The request's number"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event (an EventSource sends it when it reconnects)"),
+        EventsQuery,
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream",
+         description = "Server-sent events: `step` (a step attempt started or ended) and `line` \
+            (a line of the driver's output, secrets blanked), each a ProgressEvent with its id as \
+            the SSE `id`; then `end` (a ProgressEnd) once the request is completed, failed, manual, \
+            cancelled or rejected and every event was sent. Comments keep the connection alive; \
+            the stream also closes at server shutdown and after a few minutes: reconnect with \
+            `Last-Event-ID`.",
+         body = ProgressEvent),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+/// Follow a request's execution live: each step and the driver's output as they happen.
+async fn request_events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = crate::http::events::resume_point(&headers, query.after);
+    let stream = crate::http::events::progress_stream(state, caller.clone(), RequestId(id), after)
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    Ok(stream.into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/precheck", tag = "requests",

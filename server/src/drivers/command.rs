@@ -22,6 +22,7 @@ use slipway_core::render;
 use slipway_core::secret::SecretValues;
 use tokio_util::sync::CancellationToken;
 
+use super::progress::{ProgressLines, scrub_line};
 use super::{Driver, DriverError, StepContext, StepOutcome};
 
 /// What commands may run and with what, from the server's settings.
@@ -106,9 +107,12 @@ impl Driver for CommandDriver {
         let command = command.clone();
         let secrets = ctx.secrets.clone();
         let stop = ctx.stop.clone();
-        tokio::task::spawn_blocking(move || run_blocking(&settings, &command, &secrets, &stop))
-            .await
-            .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
+        let progress = ctx.progress.clone();
+        tokio::task::spawn_blocking(move || {
+            run_blocking(&settings, &command, &secrets, &stop, &progress)
+        })
+        .await
+        .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
     }
 }
 
@@ -152,6 +156,7 @@ fn run_blocking(
     command: &PlannedCommand,
     secrets: &SecretValues,
     stop: &CancellationToken,
+    progress: &ProgressLines,
 ) -> Result<StepOutcome, DriverError> {
     let scratch = prepare_scratch(settings, command)?;
     let mut process = Command::new(&command.program);
@@ -186,9 +191,15 @@ fn run_blocking(
         DriverError::Permanent(format!("could not start the program {program:?}: {e}"))
     })?;
     // Both pipes are drained while the program runs, so a chatty program never
-    // blocks on a full pipe.
-    let stdout = child.stdout.take().map(drain);
-    let stderr = child.stderr.take().map(drain);
+    // blocks on a full pipe, and each line is reported live as it comes.
+    let stdout = child
+        .stdout
+        .take()
+        .map(|pipe| drain(pipe, "stdout", progress.clone()));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|pipe| drain(pipe, "stderr", progress.clone()));
     let timeout = command
         .timeout_seconds
         .map(Duration::from_secs)
@@ -220,8 +231,11 @@ fn run_blocking(
         .unwrap_or_default();
     let mut log = Vec::new();
     for (stream, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
-        let text = scrub(&String::from_utf8_lossy(bytes), secrets);
-        log.extend(text.lines().map(|line| format!("{stream}: {line}")));
+        let text = String::from_utf8_lossy(bytes);
+        log.extend(
+            text.lines()
+                .map(|line| format!("{stream}: {}", scrub_line(line, secrets))),
+        );
     }
     let Some(status) = status else {
         if stop.is_cancelled() {
@@ -253,15 +267,23 @@ fn run_blocking(
 }
 
 /// Reads a pipe to its end on a thread of its own, keeping the last
-/// `MAX_CAPTURED` bytes.
-fn drain<R: Read + Send + 'static>(mut pipe: R) -> std::thread::JoinHandle<Vec<u8>> {
+/// `MAX_CAPTURED` bytes for the log and reporting each line as it completes.
+fn drain<R: Read + Send + 'static>(
+    mut pipe: R,
+    stream: &'static str,
+    progress: ProgressLines,
+) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut kept = Vec::new();
+        let mut lines = LineSplitter::default();
         let mut chunk = [0_u8; 8192];
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    lines.push(&chunk[..n], |line| {
+                        progress.line(&format!("{stream}: {line}"))
+                    });
                     kept.extend_from_slice(&chunk[..n]);
                     if kept.len() > MAX_CAPTURED {
                         let excess = kept.len() - MAX_CAPTURED;
@@ -270,18 +292,46 @@ fn drain<R: Read + Send + 'static>(mut pipe: R) -> std::thread::JoinHandle<Vec<u
                 }
             }
         }
+        lines.finish(|line| progress.line(&format!("{stream}: {line}")));
         kept
     })
 }
 
-/// A program may echo what it was given; its output is stored and shown, so
-/// every secret value is blanked out first.
-fn scrub(text: &str, secrets: &SecretValues) -> String {
-    let mut text = text.to_string();
-    for (_, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
-        text = text.replace(value, "***");
+/// The longest unfinished line held back waiting for its end; a program that
+/// writes more without a newline has it reported in pieces.
+const MAX_PENDING_LINE: usize = 8 * 1024;
+
+/// Splits a byte stream into lines as chunks arrive.
+#[derive(Default)]
+struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn push(&mut self, bytes: &[u8], mut line: impl FnMut(&str)) {
+        for &byte in bytes {
+            if byte == b'\n' {
+                self.emit(&mut line);
+            } else {
+                self.pending.push(byte);
+                if self.pending.len() >= MAX_PENDING_LINE {
+                    self.emit(&mut line);
+                }
+            }
+        }
     }
-    text
+
+    fn finish(&mut self, mut line: impl FnMut(&str)) {
+        if !self.pending.is_empty() {
+            self.emit(&mut line);
+        }
+    }
+
+    fn emit(&mut self, line: &mut impl FnMut(&str)) {
+        let text = String::from_utf8_lossy(&self.pending);
+        line(text.trim_end_matches('\r'));
+        self.pending.clear();
+    }
 }
 
 /// The last lines of output, for an error message.
@@ -340,6 +390,7 @@ mod tests {
                 &StepContext {
                     secrets: &secrets,
                     stop: &stop,
+                    progress: &ProgressLines::discard(),
                 },
             )
             .await
@@ -404,6 +455,32 @@ mod tests {
                 "{line}"
             );
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn output_is_reported_line_by_line_with_secrets_blanked()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let secrets = secrets();
+        let stop = CancellationToken::new();
+        let (progress, mut lines) = ProgressLines::channel(secrets.clone());
+        let ctx = StepContext {
+            secrets: &secrets,
+            stop: &stop,
+            progress: &progress,
+        };
+        let outcome = driver(dir.path()).run(&step("env", &[]), &ctx).await?;
+        let mut live = Vec::new();
+        while let Ok(line) = lines.try_recv() {
+            live.push(line);
+        }
+        let mut final_log = outcome.log.clone();
+        final_log.sort();
+        live.sort();
+        assert_eq!(live, final_log, "the live lines are the log's lines");
+        assert!(live.contains(&"stdout: DB_PASSWORD=***".to_string()));
+        assert!(!live.iter().any(|l| l.contains("s3cret-canary-91ab")));
         Ok(())
     }
 

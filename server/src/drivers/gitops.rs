@@ -546,6 +546,12 @@ impl Driver for GitOpsRepo {
         for file in files {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
+        let place = match &self.remote {
+            Some(remote) => format!("{} at {}", self.branch, remote.url),
+            None => self.branch.clone(),
+        };
+        ctx.progress
+            .line(&format!("committing {} file(s) to {place}", files.len()));
         let repo = self.clone();
         let (files, message, secrets) = (files.clone(), message.clone(), ctx.secrets.clone());
         let applied = tokio::task::spawn_blocking(move || {
@@ -560,10 +566,6 @@ impl Driver for GitOpsRepo {
                 DriverError::Permanent(e.to_string())
             }
         })?;
-        let place = match &self.remote {
-            Some(remote) => format!("{} at {}", self.branch, remote.url),
-            None => self.branch.clone(),
-        };
         let summary = if applied.created {
             format!("committed {} to {place}", applied.commit)
         } else {
@@ -572,6 +574,7 @@ impl Driver for GitOpsRepo {
                 applied.commit
             )
         };
+        ctx.progress.line(&summary);
         Ok(StepOutcome {
             log: vec![summary.clone()],
             summary,

@@ -8,11 +8,14 @@
 
 pub mod command;
 pub mod gitops;
+pub mod progress;
 
 use async_trait::async_trait;
 use slipway_core::execution::PlannedStep;
 use slipway_core::secret::SecretValues;
 use tokio_util::sync::CancellationToken;
+
+pub use progress::ProgressLines;
 
 /// What a step is run for, besides its own inputs.
 pub struct StepContext<'a> {
@@ -22,6 +25,9 @@ pub struct StepContext<'a> {
     /// Cancelled when the step must end early (its time ran out, its request was
     /// cancelled, the server shuts down): a driver that started a program stops it.
     pub stop: &'a CancellationToken,
+    /// Where a driver reports lines as they happen, for people watching the request
+    /// live; blanks secrets and caps what it passes on.
+    pub progress: &'a ProgressLines,
 }
 
 /// What a finished step did, for the job's record and the request's history.

@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use slipway_core::execution::{self, PlannedStep, RunInfo};
+use slipway_core::ids::RequestId;
 use slipway_core::render::{self, ChangeSet};
 use slipway_core::secret::SecretValues;
 use slipway_core::state::{Action, RequestState, next_state};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use super::{JobControl, StopReason};
-use crate::drivers::{DriverError, StepContext, StepOutcome};
+use crate::drivers::{DriverError, ProgressLines, StepContext, StepOutcome};
 use crate::services::assets::record_asset;
 use crate::services::{self, Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
@@ -384,19 +387,31 @@ async fn run_step(
         id
     };
     let stop = run.control.step_token();
+    let (progress, lines) = ProgressLines::channel(secrets.clone());
     let ctx = StepContext {
         secrets,
         stop: &stop,
+        progress: &progress,
     };
     let started = std::time::Instant::now();
     let driver = run.state.drivers.for_step(step);
-    let result = tokio::select! {
-        result = driver.run(step, &ctx) => result.map_err(StepFailure::Driver),
-        _ = stop.cancelled() => Err(StepFailure::Stopped),
-        _ = tokio::time::sleep(timeout) => Err(StepFailure::TimedOut),
+    let step_over = CancellationToken::new();
+    let drive = async {
+        let result = tokio::select! {
+            result = driver.run(step, &ctx) => result.map_err(StepFailure::Driver),
+            _ = stop.cancelled() => Err(StepFailure::Stopped),
+            _ = tokio::time::sleep(timeout) => Err(StepFailure::TimedOut),
+        };
+        // Whatever ended the step, a program it started must end too.
+        stop.cancel();
+        step_over.cancel();
+        result
     };
-    // Whatever ended the step, a program it started must end too.
-    stop.cancel();
+    // The lines are all stored before the step's end is: a reader sees them in order.
+    let (result, ()) = tokio::join!(
+        drive,
+        write_progress(run, request.id, step_id, lines, &step_over)
+    );
     run.state
         .metrics
         .observe_step(step.driver(), started.elapsed(), result.is_ok());
@@ -444,6 +459,86 @@ async fn run_step(
         )),
         other => other,
     })
+}
+
+/// How long reported lines wait to be written together, and how many are
+/// written at once without waiting.
+const PROGRESS_BATCH_WAIT: Duration = Duration::from_millis(250);
+const PROGRESS_BATCH_LINES: usize = 100;
+
+/// Stores the lines a step's driver reports, in batches, while this worker holds
+/// the job. Once `step_over` is cancelled it stores what already arrived and
+/// returns. Live lines are a view: a failure to store them is logged, never fails
+/// the step (its log is stored with its end as before).
+async fn write_progress(
+    run: &Run<'_>,
+    request_id: RequestId,
+    step_id: i64,
+    mut lines: UnboundedReceiver<String>,
+    step_over: &CancellationToken,
+) {
+    let mut batch = Vec::new();
+    let mut writing = true;
+    while !step_over.is_cancelled() {
+        tokio::select! {
+            biased;
+            _ = step_over.cancelled() => break,
+            line = lines.recv() => match line {
+                Some(line) => batch.push(line),
+                None => break,
+            },
+        }
+        let flush_at = tokio::time::Instant::now() + PROGRESS_BATCH_WAIT;
+        while batch.len() < PROGRESS_BATCH_LINES {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Some(line) => batch.push(line),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(flush_at) => break,
+                _ = step_over.cancelled() => break,
+            }
+        }
+        writing = writing && store_lines(run, request_id, step_id, &mut batch).await;
+    }
+    while let Ok(line) = lines.try_recv() {
+        batch.push(line);
+        if batch.len() >= PROGRESS_BATCH_LINES {
+            writing = writing && store_lines(run, request_id, step_id, &mut batch).await;
+        }
+    }
+    if writing {
+        store_lines(run, request_id, step_id, &mut batch).await;
+    }
+}
+
+/// Stores and empties one batch, fenced like every write of the job. False when
+/// nothing more should be written: the lease is lost.
+async fn store_lines(
+    run: &Run<'_>,
+    request_id: RequestId,
+    step_id: i64,
+    batch: &mut Vec<String>,
+) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let stored = async {
+        let mut tx = run.fenced().await?;
+        storage::progress::record_lines(&mut tx, request_id, step_id, batch).await?;
+        tx.commit().await?;
+        Ok::<(), JobError>(())
+    }
+    .await;
+    batch.clear();
+    match stored {
+        Ok(()) => true,
+        Err(JobError::Stopped(_)) => false,
+        Err(error) => {
+            tracing::warn!(?error, "could not store a step's live progress lines");
+            true
+        }
+    }
 }
 
 enum StepFailure {

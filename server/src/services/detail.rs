@@ -8,8 +8,8 @@ use slipway_core::ids::RequestId;
 use slipway_core::policy::{self, Verb};
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    CheckResultView, DecisionView, JobView, RequestDetail, ReviewDiff, RevisionView, StepView,
-    TimelineEntry,
+    CheckResultView, DecisionView, JobView, ProgressEvent, RequestDetail, ReviewDiff, RevisionView,
+    StepView, TimelineEntry,
 };
 use sqlx::AnyConnection;
 
@@ -108,6 +108,69 @@ pub async fn request_state(
     Ok(request.state)
 }
 
+/// A request's live progress after event `after`: at most `limit` events, and
+/// the state it settled in once nothing more will come.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressPage {
+    pub events: Vec<ProgressEvent>,
+    /// Set when the request is in a state where its worker is idle and every
+    /// event was read: a follower can stop.
+    pub settled: Option<RequestState>,
+}
+
+/// What happened to a request since event `after`, for someone who may view it.
+pub async fn progress_after(
+    state: &AppState,
+    user: &Caller,
+    id: RequestId,
+    after: i64,
+    limit: i64,
+) -> ServiceResult<ProgressPage> {
+    let mut conn = state.db.pool.acquire().await?;
+    // The state is read first: every event written before it settled is then
+    // among the events read next.
+    let request = viewable_request(state, &mut conn, user, id).await?;
+    let events = storage::progress::after(&mut conn, id, after, limit).await?;
+    let settled =
+        (request.state.worker_is_idle() && (events.len() as i64) < limit).then_some(request.state);
+    Ok(ProgressPage { events, settled })
+}
+
+/// The stored steps, a running one with the lines it reported up to event
+/// `cursor` (its own log is written when it ends), so a page shows them without
+/// script and a page following from `cursor` shows no line twice.
+async fn step_views(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    cursor: i64,
+    steps: Vec<storage::jobs::StepRow>,
+) -> ServiceResult<Vec<StepView>> {
+    let mut views = Vec::with_capacity(steps.len());
+    for s in steps {
+        let log = if s.state == storage::jobs::STEP_RUNNING {
+            let limit = crate::drivers::progress::MAX_LIVE_LINES as i64 + 1;
+            storage::progress::lines_of_step(conn, id, s.id, cursor, limit)
+                .await?
+                .join("\n")
+        } else {
+            s.log
+        };
+        views.push(StepView {
+            id: s.id,
+            revision: s.revision,
+            step: s.step_index + 1,
+            driver: s.driver,
+            attempt: s.attempt,
+            state: s.state,
+            summary: s.summary,
+            log,
+            commit: s.commit_id,
+            started_at: format_millis(s.started_at),
+        });
+    }
+    Ok(views)
+}
+
 pub async fn request_detail(
     state: &AppState,
     user: &Caller,
@@ -120,7 +183,10 @@ pub async fn request_detail(
     let timeline = storage::audit::for_target(&mut conn, "request", &id.to_string()).await?;
     let checks = storage::requests::checks(&mut conn, id).await?;
     let job = storage::jobs::latest_for_request(&mut conn, id).await?;
+    // Read before the steps, so that a page following from here misses nothing.
+    let progress_cursor = storage::progress::last_id(&mut conn, id).await?;
     let steps = storage::jobs::steps_for_request(&mut conn, id).await?;
+    let steps = step_views(&mut conn, id, progress_cursor, steps).await?;
     let asset = storage::assets::by_request(&mut conn, id).await?;
     let permissions = policy::permissions(user, &facts(state, &request));
     let review_diff = if permissions.review {
@@ -173,20 +239,8 @@ pub async fn request_detail(
                 at: format_millis(c.created_at),
             })
             .collect(),
-        steps: steps
-            .into_iter()
-            .map(|s| StepView {
-                revision: s.revision,
-                step: s.step_index + 1,
-                driver: s.driver,
-                attempt: s.attempt,
-                state: s.state,
-                summary: s.summary,
-                log: s.log,
-                commit: s.commit_id,
-                started_at: format_millis(s.started_at),
-            })
-            .collect(),
+        steps,
+        progress_cursor,
         job: job.map(|j| JobView {
             state: j.state,
             attempts: j.attempts,

@@ -114,7 +114,19 @@ pub async fn claim(
     .await?;
     let job = job_from_row(&row)?;
     if taken_over_from.is_some() {
-        // The dead worker's step never ended; say so instead of "running" forever.
+        // The dead worker's step never ended; say so instead of "running" forever,
+        // also to anyone following the request live.
+        sqlx::query(
+            "INSERT INTO request_progress (request_id, step_id, kind, text, created_at) \
+             SELECT request_id, id, $1, $2, $3 FROM job_steps WHERE job_id = $4 AND state = $5",
+        )
+        .bind(super::progress::KIND_STEP)
+        .bind(STEP_FAILED)
+        .bind(now)
+        .bind(id)
+        .bind(STEP_RUNNING)
+        .execute(&mut *conn)
+        .await?;
         sqlx::query(
             "UPDATE job_steps SET state = $1, summary = $2, log = $2, finished_at = $3 \
              WHERE job_id = $4 AND state = $5",
@@ -407,9 +419,10 @@ pub struct NewStep<'a> {
     pub attempt: i64,
 }
 
-/// Records that a step is starting; its row is finished by `finish_step`.
+/// Records that a step is starting, also in its live progress; its row is finished
+/// by `finish_step`.
 pub async fn start_step(conn: &mut AnyConnection, step: &NewStep<'_>) -> Result<i64, StorageError> {
-    Ok(sqlx::query_scalar(
+    let id = sqlx::query_scalar(
         "INSERT INTO job_steps (job_id, request_id, revision, step_index, driver, attempt, state, \
          summary, log, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, '', '', $8) RETURNING id",
     )
@@ -422,7 +435,9 @@ pub async fn start_step(conn: &mut AnyConnection, step: &NewStep<'_>) -> Result<
     .bind(STEP_RUNNING)
     .bind(now_millis())
     .fetch_one(&mut *conn)
-    .await?)
+    .await?;
+    super::progress::record_step_state(conn, id, STEP_RUNNING).await?;
+    Ok(id)
 }
 
 /// How a step ended.
@@ -433,6 +448,7 @@ pub struct StepEnd<'a> {
     pub commit_id: Option<&'a str>,
 }
 
+/// Records how a step attempt ended, also in its live progress.
 pub async fn finish_step(
     conn: &mut AnyConnection,
     id: i64,
@@ -450,6 +466,7 @@ pub async fn finish_step(
     .bind(id)
     .execute(&mut *conn)
     .await?;
+    super::progress::record_step_state(conn, id, end.state).await?;
     Ok(())
 }
 

@@ -1,0 +1,147 @@
+//! Lines a driver reports while its step runs, on their way to the request's live
+//! progress. Every line is blanked of secret values here, before anything stores
+//! it, and a chatty program is capped in line length and line count so it cannot
+//! flood the table; the step's own log keeps its tail as before.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use slipway_core::secret::SecretValues;
+use tokio::sync::mpsc;
+
+/// The most lines one step attempt passes on live.
+pub const MAX_LIVE_LINES: usize = 1000;
+/// The most characters of one line passed on live; longer lines are cut.
+pub const MAX_LINE_CHARS: usize = 1000;
+
+/// What replaces a secret value in anything a driver reports.
+const BLANKED: &str = "***";
+
+/// Blanks every secret value in one line of output. A value that spans lines
+/// (a key file, say) is blanked piece by piece, since output arrives line by line.
+pub fn scrub_line(line: &str, secrets: &SecretValues) -> String {
+    let mut line = line.to_string();
+    for (_, value) in secrets.iter() {
+        for piece in value.lines().filter(|piece| !piece.is_empty()) {
+            line = line.replace(piece, BLANKED);
+        }
+    }
+    line
+}
+
+/// The sending side, cheap to clone into a driver's threads. Sending never
+/// blocks: the orchestrator writes what arrives in batches.
+#[derive(Clone)]
+pub struct ProgressLines {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sender: Option<mpsc::UnboundedSender<String>>,
+    secrets: SecretValues,
+    sent: AtomicUsize,
+}
+
+impl ProgressLines {
+    /// A sender whose lines arrive, scrubbed of these secrets, at the receiver.
+    pub fn channel(secrets: SecretValues) -> (ProgressLines, mpsc::UnboundedReceiver<String>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let lines = ProgressLines {
+            inner: Arc::new(Inner {
+                sender: Some(sender),
+                secrets,
+                sent: AtomicUsize::new(0),
+            }),
+        };
+        (lines, receiver)
+    }
+
+    /// A sender that drops every line: for a driver run where nobody watches.
+    pub fn discard() -> ProgressLines {
+        ProgressLines {
+            inner: Arc::new(Inner {
+                sender: None,
+                secrets: SecretValues::new(),
+                sent: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Reports one line. Past the cap, one last line says that the rest is not
+    /// shown live, and further lines are dropped.
+    pub fn line(&self, line: &str) {
+        let Some(sender) = &self.inner.sender else {
+            return;
+        };
+        let count = self.inner.sent.fetch_add(1, Ordering::Relaxed);
+        let text = match count.cmp(&MAX_LIVE_LINES) {
+            std::cmp::Ordering::Less => cut(&scrub_line(line, &self.inner.secrets)),
+            std::cmp::Ordering::Equal => format!(
+                "… more output is not shown live (the limit is {MAX_LIVE_LINES} lines); \
+                 the step's log keeps its last lines"
+            ),
+            std::cmp::Ordering::Greater => return,
+        };
+        // A closed receiver means the step's progress is over: nothing to do.
+        let _ = sender.send(text);
+    }
+}
+
+/// A line cut to `MAX_LINE_CHARS` characters, saying so.
+fn cut(line: &str) -> String {
+    match line.char_indices().nth(MAX_LINE_CHARS) {
+        Some((end, _)) => format!("{} … (line cut)", &line[..end]),
+        None => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> SecretValues {
+        let mut secrets = SecretValues::new();
+        secrets.insert("password", "hunter2-canary");
+        secrets.insert("key", "first-line\nsecond-line");
+        secrets
+    }
+
+    #[test]
+    fn secret_values_are_blanked_line_by_line() {
+        assert_eq!(
+            scrub_line("PASSWORD=hunter2-canary; key second-line", &secrets()),
+            "PASSWORD=***; key ***"
+        );
+    }
+
+    #[test]
+    fn a_flood_is_capped_and_says_so() {
+        let (lines, mut received) = ProgressLines::channel(secrets());
+        for n in 0..MAX_LIVE_LINES + 50 {
+            lines.line(&format!("line {n} hunter2-canary"));
+        }
+        lines.line(&"x".repeat(MAX_LINE_CHARS * 2));
+        let mut all = Vec::new();
+        while let Ok(line) = received.try_recv() {
+            all.push(line);
+        }
+        assert_eq!(all.len(), MAX_LIVE_LINES + 1);
+        assert_eq!(all[0], "line 0 ***");
+        assert!(
+            all[MAX_LIVE_LINES].starts_with("… more output is not shown live"),
+            "{}",
+            all[MAX_LIVE_LINES]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut() {
+        let (lines, mut received) = ProgressLines::channel(SecretValues::new());
+        lines.line(&"é".repeat(MAX_LINE_CHARS + 5));
+        let line = received.try_recv().unwrap_or_default();
+        assert_eq!(
+            line.chars().count(),
+            MAX_LINE_CHARS + " … (line cut)".chars().count()
+        );
+    }
+}
