@@ -3,7 +3,7 @@
 pub mod change_set;
 pub mod flow;
 pub mod listing;
-pub mod live_refresh;
+pub mod live_progress;
 pub mod param_checks;
 pub mod precheck;
 pub mod request_form;

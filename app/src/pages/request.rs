@@ -12,7 +12,7 @@ use crate::api::{
 };
 use crate::components::change_set::{ChangeSetView, ReviewDiffView, short};
 use crate::components::flow::FlowSteps;
-use crate::components::live_refresh::{LiveRefresh, in_motion};
+use crate::components::live_progress::{LiveSteps, StepsList, in_motion};
 use crate::components::precheck::PrecheckPanel;
 use crate::components::{Loading, StateBadge, error_view};
 use crate::error::AppError;
@@ -57,7 +57,6 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
         </div>
         <p class="muted">{format!("Requested by {} on {} · revision {}", s.requester, s.created_at, s.revision)}</p>
         <FlowSteps state=s.state />
-        {in_motion(s.state).then(|| view! { <LiveRefresh id=s.id state=s.state /> })}
         {detail.last_error.clone().map(|e| view! { <div class="notice error" role="alert"><strong>"Failed: "</strong>{e}</div> })}
         {detail.manual_owner.clone().map(|o| view! { <div class="notice">{format!("Handled by hand by {o}.")}</div> })}
         {detail.asset_id.map(|a| view! { <div class="notice ok">"Recorded as " <a href=format!("/assets/{a}")>{format!("asset #{a}")}</a></div> })}
@@ -71,7 +70,11 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
             {current.as_ref().map(|r| view! { <PrecheckPanel report=r.precheck.clone() /> })}
         </div>
         {current.map(|r| view! { <ChangeSetView change_set=r.change_set hash=r.change_set_hash /> })}
-        <Steps detail=detail.clone() />
+        {if in_motion(s.state) {
+            view! { <LiveSteps id=s.id state=s.state steps=detail.steps.clone() after=detail.progress_cursor /> }.into_any()
+        } else {
+            view! { <StepsList steps=detail.steps.clone() /> }.into_any()
+        }}
         <Checks detail=detail.clone() />
         <Revisions detail=detail.clone() />
         <Decisions detail=detail.clone() />
@@ -177,35 +180,6 @@ fn Actions(detail: RequestDetail) -> impl IntoView {
 /// Names the request in an action's form.
 fn hidden_id(id: RequestId) -> impl IntoView {
     view! { <input type="hidden" name="id" value=id.to_string() /> }
-}
-
-/// What each execution step did, attempt by attempt, with the driver's log.
-#[component]
-fn Steps(detail: RequestDetail) -> impl IntoView {
-    (!detail.steps.is_empty()).then(|| {
-        view! {
-            <section aria-label="Execution steps">
-                <h2>"Execution steps"</h2>
-                <ul class="checks">
-                    {detail.steps.into_iter().map(|s| {
-                        let class = match s.state.as_str() {
-                            "done" => "ok",
-                            "failed" => "bad",
-                            _ => "",
-                        };
-                        let head = format!(
-                            "Step {} ({}), attempt {}: {} — {} ({})",
-                            s.step, s.driver, s.attempt, s.state, s.summary, s.started_at
-                        );
-                        let log = (!s.log.is_empty() && s.log != s.summary).then(|| view! {
-                            <details><summary>"Log"</summary><pre>{s.log}</pre></details>
-                        });
-                        view! { <li class=class>{head}{log}</li> }
-                    }).collect_view()}
-                </ul>
-            </section>
-        }
-    })
 }
 
 #[component]
