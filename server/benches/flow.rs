@@ -31,6 +31,7 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         gitops_repo: dir.join("gitops.git"),
         gitops: Default::default(),
         command: Default::default(),
+        outbound: Default::default(),
         site_root: dir.to_path_buf(),
         secure_cookies: false,
         secret_key: None,

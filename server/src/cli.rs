@@ -96,6 +96,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             command: crate::drivers::command::CommandDriver::new(settings.command.clone()),
         },
         gitops,
+        outbound: crate::outbound::Outbound::new(settings.outbound.allowed_hosts.clone()),
         settings: Arc::new(settings),
         audit_signer: secret_key
             .as_ref()

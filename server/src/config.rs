@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use slipway_core::checks::{AllowedHosts, HostRule};
+
 use crate::drivers::command::CommandSettings;
 use crate::drivers::gitops::{DEFAULT_BRANCH, GitOpsSettings, RemoteCredentials, RemoteSettings};
 use crate::secrets::SecretKey;
@@ -267,6 +269,8 @@ pub struct ServeArgs {
     pub gitops: GitOpsArgs,
     #[command(flatten)]
     pub command: CommandArgs,
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -543,6 +547,43 @@ impl CommandArgs {
     }
 }
 
+/// Where acceptance checks and pipeline calls may connect to.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OutboundArgs {
+    /// Hosts that `http` and `tcp` checks and pipeline steps may reach, comma-
+    /// separated, each a host or host:port (e.g. grafana.internal,10.0.0.5:5432);
+    /// none by default. A name resolving to a link-local address (a cloud's
+    /// metadata service) is refused unless that address is listed itself.
+    #[arg(
+        long = "check-allow-hosts",
+        env = "SLIPWAY_CHECK_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
+}
+
+impl OutboundArgs {
+    pub fn check(self) -> Result<OutboundSettings, SettingError> {
+        let rules = self
+            .allow_hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|h| !h.trim().is_empty())
+            .map(HostRule::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| setting_error(crate::outbound::ALLOW_SETTING, m))?;
+        Ok(OutboundSettings {
+            allowed_hosts: AllowedHosts::new(rules),
+        })
+    }
+}
+
+/// Outbound connections after checking.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundSettings {
+    pub allowed_hosts: AllowedHosts,
+}
+
 /// Sign-in and session settings.
 #[derive(Clone, Args)]
 pub struct IdentityArgs {
@@ -658,6 +699,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("gitops_repo", &self.gitops_repo)
             .field("gitops", &self.gitops)
             .field("command", &self.command)
+            .field("outbound", &self.outbound)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
@@ -703,6 +745,8 @@ pub struct Settings {
     pub gitops: GitOpsSettings,
     /// What the command driver may run.
     pub command: CommandSettings,
+    /// Where checks and pipeline calls may connect to.
+    pub outbound: OutboundSettings,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
@@ -843,6 +887,7 @@ impl ServeArgs {
             gitops_repo,
             gitops: self.gitops.check()?,
             command: command_settings,
+            outbound: self.outbound.check()?,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
@@ -1119,6 +1164,35 @@ mod tests {
     }
 
     #[test]
+    fn allowed_check_hosts_are_read_and_a_url_among_them_names_the_setting() {
+        let args = OutboundArgs {
+            allow_hosts: vec![
+                "grafana.internal".into(),
+                " db.internal:5432".into(),
+                "".into(),
+            ],
+        };
+        match args.check() {
+            Ok(settings) => {
+                assert!(settings.allowed_hosts.allows("grafana.internal", 443));
+                assert!(settings.allowed_hosts.allows("db.internal", 5432));
+                assert!(!settings.allowed_hosts.allows("db.internal", 5433));
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let args = OutboundArgs {
+            allow_hosts: vec!["https://grafana.internal/".into()],
+        };
+        match args.check() {
+            Ok(_) => panic!("a URL was taken for a host"),
+            Err(e) => {
+                assert_eq!(e.setting, crate::outbound::ALLOW_SETTING);
+                assert!(e.message.contains("not a URL"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn a_bad_database_url_names_the_setting() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let args = ServeArgs {
@@ -1130,6 +1204,7 @@ mod tests {
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
             command: CommandArgs::default(),
+            outbound: OutboundArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1159,6 +1234,7 @@ mod tests {
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
             command: CommandArgs::default(),
+            outbound: OutboundArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1269,6 +1345,7 @@ mod tests {
             gitops_repo: None,
             gitops: GitOpsArgs::default(),
             command: CommandArgs::default(),
+            outbound: OutboundArgs::default(),
             site_root: dir.to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,

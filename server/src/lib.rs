@@ -5,12 +5,14 @@
 pub mod api;
 pub mod audit_chain;
 pub mod catalog_source;
+pub mod checks;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod drivers;
 pub mod http;
 pub mod orchestrator;
+pub mod outbound;
 pub mod secrets;
 pub mod seed;
 pub mod services;

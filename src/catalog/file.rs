@@ -161,20 +161,44 @@ pub(super) struct StepFile {
     pub timeout_seconds: Option<u64>,
 }
 
+/// One acceptance check. Flat rather than tagged by kind, for the same reason as
+/// [`StepFile`]: a field of another kind is reported in the author's words.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CheckFile {
-    pub kind: CheckKindFile,
-    pub path: String,
+    pub kind: String,
     #[serde(default)]
     pub description: Option<String>,
-}
-
-/// Only one kind today; new kinds add a variant here and fields above.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) enum CheckKindFile {
-    GitopsFile,
+    /// git-file: the path in the repository.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// http: the URL to ask.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// http: the status expected (default 200).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// http: a text the body must contain.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// http: a pattern the body must match.
+    #[serde(default)]
+    pub body_matches: Option<String>,
+    /// tcp: host:port.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// http, tcp: seconds to keep trying.
+    #[serde(default)]
+    pub deadline_seconds: Option<u64>,
+    /// command: the program to run.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// command: its arguments, each a template.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// command: seconds before the program is stopped.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,16 +5,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 
-use super::file::{CheckKindFile, DictionaryFile, StepFile, TypeFile};
+use super::file::{DictionaryFile, StepFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
-    Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, CommandStep,
-    DEFAULT_MAX_NAME_LENGTH, DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary,
-    ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement,
-    ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
+    Catalog, CatalogError, CatalogErrors, CommandStep, DEFAULT_MAX_NAME_LENGTH,
+    DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, ExecutionStep,
+    MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement, ResourceType,
+    ReviewPolicy, RiskHint, SourceFile, Term,
 };
 use crate::template;
 use crate::views::Role;
+
+mod checks;
 
 /// Errors found in one file, tagged with that file's path.
 struct FileErrors<'a> {
@@ -34,6 +36,20 @@ impl FileErrors<'_> {
     fn template(&mut self, path: impl Into<String>, source: &str) {
         if let Err(message) = template::check_template(source) {
             self.push(path, format!("invalid template: {message}"));
+        }
+    }
+
+    /// A field its kind cannot do without, checked as a template; "" when absent.
+    fn required(&mut self, path: String, value: Option<String>, what: &str) -> String {
+        match value {
+            Some(source) if !source.trim().is_empty() => {
+                self.template(path, &source);
+                source
+            }
+            _ => {
+                self.push(path, format!("is required: {what}"));
+                String::new()
+            }
         }
     }
 
@@ -260,16 +276,7 @@ fn load_type(
             .collect(),
         execute: load_execute(raw.execute, &outputs, &parameters, &mut fe),
         outputs,
-        checks: raw
-            .checks
-            .into_iter()
-            .map(|c| CheckSpec {
-                kind: match c.kind {
-                    CheckKindFile::GitopsFile => CheckKind::GitopsFile { path: c.path },
-                },
-                description: c.description,
-            })
-            .collect(),
+        checks: checks::load_checks(raw.checks, &mut fe),
         monitoring: raw
             .monitoring
             .into_iter()
@@ -352,11 +359,6 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
     }
     check_outputs(ty, catalog, fe);
     check_output_names(ty, fe);
-    for (i, check) in ty.checks.iter().enumerate() {
-        match &check.kind {
-            CheckKind::GitopsFile { path } => fe.template(format!("checks[{i}].path"), path),
-        }
-    }
     for (i, item) in ty.monitoring.iter().enumerate() {
         fe.template(format!("monitoring[{i}].name"), &item.name);
         fe.template(format!("monitoring[{i}].kind"), &item.kind);
@@ -638,23 +640,12 @@ fn load_command(
     fe: &mut FileErrors<'_>,
 ) -> Option<CommandStep> {
     let program = step.program.unwrap_or_default();
-    let trimmed = program.trim();
-    if trimmed.is_empty() {
-        fe.push(
-            format!("execute[{i}].program"),
-            "a command step needs a program (a name on the server's PATH or an absolute path) that the server's --command-allow setting allows",
-        );
-    } else if trimmed != program
-        || program.contains(['{', '}'])
-        || program.contains(char::is_whitespace)
-    {
-        fe.push(
-            format!("execute[{i}].program"),
-            format!(
-                "{program:?} must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"
-            ),
-        );
-    }
+    check_program(
+        format!("execute[{i}].program"),
+        "a command step",
+        &program,
+        fe,
+    );
     let args = step.args.unwrap_or_default();
     for (j, arg) in args.iter().enumerate() {
         fe.template(format!("execute[{i}].args[{j}]"), arg);
@@ -719,6 +710,28 @@ fn load_command(
         secret_env,
         timeout_seconds: step.timeout_seconds,
     })
+}
+
+/// A program is named as the server's allow-list names it: no arguments, no
+/// templates, so the allow-list decides exactly what runs.
+fn check_program(path: String, what: &str, program: &str, fe: &mut FileErrors<'_>) {
+    let trimmed = program.trim();
+    if trimmed.is_empty() {
+        fe.push(
+            path,
+            format!("{what} needs a program (a name on the server's PATH or an absolute path) that the server's --command-allow setting allows"),
+        );
+    } else if trimmed != program
+        || program.contains(['{', '}'])
+        || program.contains(char::is_whitespace)
+    {
+        fe.push(
+            path,
+            format!(
+                "{program:?} must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"
+            ),
+        );
+    }
 }
 
 /// Steps refer to outputs by name, so names are unique.

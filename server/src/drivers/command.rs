@@ -87,6 +87,18 @@ impl Driver for CommandDriver {
                 step.driver()
             )));
         };
+        self.run_command(command, ctx.secrets).await
+    }
+}
+
+impl CommandDriver {
+    /// Runs one command under the settings' allow-list, environment and timeout:
+    /// an execution step's, or an acceptance check's (which has no files).
+    pub async fn run_command(
+        &self,
+        command: &PlannedCommand,
+        secrets: &SecretValues,
+    ) -> Result<StepOutcome, DriverError> {
         if !self.settings.allowed.iter().any(|p| p == &command.program) {
             let allowed = if self.settings.allowed.is_empty() {
                 "none".to_string()
@@ -103,7 +115,7 @@ impl Driver for CommandDriver {
         }
         let settings = self.settings.clone();
         let command = command.clone();
-        let secrets = ctx.secrets.clone();
+        let secrets = secrets.clone();
         tokio::task::spawn_blocking(move || run_blocking(&settings, &command, &secrets))
             .await
             .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?

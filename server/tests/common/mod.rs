@@ -200,6 +200,7 @@ impl TestApp {
             gitops_repo: data_dir.join("gitops.git"),
             gitops: GitOpsSettings::default(),
             command: Default::default(),
+            outbound: Default::default(),
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,
