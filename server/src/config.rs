@@ -1,5 +1,6 @@
 //! Settings from flags, each with an environment twin, checked before anything starts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -560,6 +561,15 @@ pub struct OutboundArgs {
         value_delimiter = ','
     )]
     pub allow_hosts: Vec<String>,
+    /// Tokens that `pipeline` steps name, comma-separated `name=token` pairs (e.g.
+    /// github=ghp_…,argo=…); prefer the environment, a flag shows in `ps`.
+    #[arg(
+        long = "pipeline-tokens",
+        env = "SLIPWAY_PIPELINE_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub pipeline_tokens: Vec<String>,
 }
 
 impl OutboundArgs {
@@ -572,8 +582,36 @@ impl OutboundArgs {
             .map(HostRule::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| setting_error(crate::outbound::ALLOW_SETTING, m))?;
+        let mut pipeline_tokens = BTreeMap::new();
+        for pair in self.pipeline_tokens.iter().filter(|p| !p.trim().is_empty()) {
+            let setting = crate::drivers::pipeline::TOKENS_SETTING;
+            let Some((name, token)) = pair.split_once('=') else {
+                // The text may be a token itself: never repeat it.
+                return Err(setting_error(
+                    setting,
+                    "give each token as name=token, separated by commas",
+                ));
+            };
+            let name = name.trim();
+            if name.is_empty() || token.trim().is_empty() {
+                return Err(setting_error(
+                    setting,
+                    "a name=token pair lacks its name or its token",
+                ));
+            }
+            if pipeline_tokens
+                .insert(name.to_string(), Secret::new(token.trim().to_string()))
+                .is_some()
+            {
+                return Err(setting_error(
+                    setting,
+                    format!("the token {name:?} is given twice"),
+                ));
+            }
+        }
         Ok(OutboundSettings {
             allowed_hosts: AllowedHosts::new(rules),
+            pipeline_tokens,
         })
     }
 }
@@ -582,6 +620,8 @@ impl OutboundArgs {
 #[derive(Debug, Clone, Default)]
 pub struct OutboundSettings {
     pub allowed_hosts: AllowedHosts,
+    /// By name, as `pipeline` steps name them; `Debug` shows stars.
+    pub pipeline_tokens: BTreeMap<String, Secret>,
 }
 
 /// Sign-in and session settings.
@@ -1171,6 +1211,7 @@ mod tests {
                 " db.internal:5432".into(),
                 "".into(),
             ],
+            pipeline_tokens: vec!["github=ghp_x".into()],
         };
         match args.check() {
             Ok(settings) => {
@@ -1182,6 +1223,7 @@ mod tests {
         }
         let args = OutboundArgs {
             allow_hosts: vec!["https://grafana.internal/".into()],
+            pipeline_tokens: Vec::new(),
         };
         match args.check() {
             Ok(_) => panic!("a URL was taken for a host"),

@@ -159,6 +159,45 @@ pub(super) struct StepFile {
     /// command: seconds before the program is stopped.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// pipeline: the trigger's HTTP method (default POST).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// pipeline: the trigger URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// pipeline: extra headers, each a template.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// pipeline: the trigger's JSON body, a template.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// pipeline: the name of a token in the server's settings.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// pipeline: the header carrying the token (default Authorization).
+    #[serde(default)]
+    pub token_header: Option<String>,
+    /// pipeline: put before the token (default "Bearer " in Authorization).
+    #[serde(default)]
+    pub token_prefix: Option<String>,
+    /// pipeline: the URL to poll, a template over the trigger's answer.
+    #[serde(default)]
+    pub status_url: Option<String>,
+    /// pipeline: a JSON pointer into the status answer.
+    #[serde(default)]
+    pub status_pointer: Option<String>,
+    /// pipeline: status values meaning success.
+    #[serde(default)]
+    pub success: Option<Vec<String>>,
+    /// pipeline: status values meaning failure.
+    #[serde(default)]
+    pub failure: Option<Vec<String>>,
+    /// pipeline: seconds the run may take from its trigger.
+    #[serde(default)]
+    pub deadline_seconds: Option<u64>,
+    /// pipeline: seconds between polls.
+    #[serde(default)]
+    pub poll_seconds: Option<u64>,
 }
 
 /// One acceptance check. Flat rather than tagged by kind, for the same reason as

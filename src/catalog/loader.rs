@@ -17,6 +17,7 @@ use crate::template;
 use crate::views::Role;
 
 mod checks;
+mod pipeline;
 
 /// Errors found in one file, tagged with that file's path.
 struct FileErrors<'a> {
@@ -551,6 +552,9 @@ fn load_execute(
                     loaded.push(ExecutionStep::Command(command));
                 }
             }
+            "pipeline" => loaded.push(ExecutionStep::Pipeline(pipeline::load_pipeline(
+                i, step, fe,
+            ))),
             "gitops" => {
                 if let Some(names) = &step.outputs {
                     if names.is_empty() {
@@ -597,7 +601,7 @@ fn load_execute(
 /// A field of another driver is a mistake the author should hear about, not a
 /// setting silently ignored.
 fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
-    let given: [(&str, bool, &str); 8] = [
+    let given: [(&str, bool, &str); 21] = [
         ("outputs", step.outputs.is_some(), "gitops"),
         ("message", step.message.is_some(), "gitops"),
         ("program", step.program.is_some(), "command"),
@@ -606,6 +610,23 @@ fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
         ("env", step.env.is_some(), "command"),
         ("secret_env", step.secret_env.is_some(), "command"),
         ("timeout_seconds", step.timeout_seconds.is_some(), "command"),
+        ("method", step.method.is_some(), "pipeline"),
+        ("url", step.url.is_some(), "pipeline"),
+        ("headers", step.headers.is_some(), "pipeline"),
+        ("body", step.body.is_some(), "pipeline"),
+        ("token", step.token.is_some(), "pipeline"),
+        ("token_header", step.token_header.is_some(), "pipeline"),
+        ("token_prefix", step.token_prefix.is_some(), "pipeline"),
+        ("status_url", step.status_url.is_some(), "pipeline"),
+        ("status_pointer", step.status_pointer.is_some(), "pipeline"),
+        ("success", step.success.is_some(), "pipeline"),
+        ("failure", step.failure.is_some(), "pipeline"),
+        (
+            "deadline_seconds",
+            step.deadline_seconds.is_some(),
+            "pipeline",
+        ),
+        ("poll_seconds", step.poll_seconds.is_some(), "pipeline"),
     ];
     if !ExecutionStep::DRIVERS.contains(&step.driver.as_str()) {
         return;

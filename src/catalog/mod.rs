@@ -5,6 +5,7 @@ mod fields;
 mod file;
 mod loader;
 mod lookup;
+mod pipeline;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use fields::{ChoiceOption, FieldKind, FieldSpec};
 pub use lookup::{Lookup, is_plain_name};
+pub use pipeline::{PipelineStep, PipelineToken};
 
 /// A catalog file as read by the caller (the server from disk, tests from `include_str!`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -326,6 +328,8 @@ pub enum ExecutionStep {
     },
     /// Runs an allow-listed program on rendered files in a scratch directory.
     Command(CommandStep),
+    /// Triggers a CI/CD run over HTTP and follows it to its end.
+    Pipeline(PipelineStep),
 }
 
 /// A `command` step: a program (allowed by the server's settings, never run
@@ -349,7 +353,7 @@ pub struct CommandStep {
 
 impl ExecutionStep {
     /// The drivers a step may name, as the catalog spells them.
-    pub const DRIVERS: &'static [&'static str] = &["gitops", "command"];
+    pub const DRIVERS: &'static [&'static str] = &["gitops", "command", "pipeline"];
 
     /// The step a type without `execute` gets: commit everything it renders.
     pub fn commit_all() -> ExecutionStep {
@@ -363,6 +367,7 @@ impl ExecutionStep {
         match self {
             ExecutionStep::Gitops { .. } => "gitops",
             ExecutionStep::Command(_) => "command",
+            ExecutionStep::Pipeline(_) => "pipeline",
         }
     }
 }

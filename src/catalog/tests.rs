@@ -707,7 +707,7 @@ fn an_unknown_driver_or_output_in_execute_is_refused() {
         err(
             file,
             "execute[0].driver",
-            r#"unknown driver "helm"; the drivers are gitops, command"#
+            r#"unknown driver "helm"; the drivers are gitops, command, pipeline"#
         )
     );
     assert_eq!(
@@ -863,6 +863,84 @@ fn a_command_step_is_checked_field_by_field() {
                 file,
                 "execute[1].program",
                 "is a field of the command driver, not of gitops"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_pipeline_step_is_checked_field_by_field() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: pipeline
+    method: DELETE
+    url: "ftp://ci"
+    headers: { Authorization: "Bearer abc", "bad header": x }
+    token: "{{ secret }}"
+    status_pointer: status
+    success: []
+    failure: [done]
+    deadline_seconds: 0
+    program: psql
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "execute[0].program",
+                "is a field of the command driver, not of pipeline"
+            ),
+            err(
+                file,
+                "execute[0].method",
+                r#""DELETE" is not one of POST, PUT, PATCH, GET"#
+            ),
+            err(
+                file,
+                "execute[0].url",
+                r#""ftp://ci" is not a URL starting with http:// or https://"#
+            ),
+            err(
+                file,
+                "execute[0].headers.Authorization",
+                "is set by the driver"
+            ),
+            err(
+                file,
+                "execute[0].headers.bad header",
+                "is not a valid HTTP header name"
+            ),
+            err(
+                file,
+                "execute[0].token",
+                "names a token of the server's --pipeline-tokens setting: a plain name, never the token itself"
+            ),
+            err(
+                file,
+                "execute[0].status_url",
+                r#"is required: a template over the trigger's `answer` (its JSON) or `location` (its Location header) giving the URL to poll, e.g. "{{ answer.run_url }}" or "{{ location }}""#
+            ),
+            err(
+                file,
+                "execute[0].status_pointer",
+                "is required: a JSON pointer into the status answer, starting with '/', e.g. /status"
+            ),
+            err(
+                file,
+                "execute[0].success",
+                "is required: the status values that mean the run succeeded, e.g. [success]"
+            ),
+            err(
+                file,
+                "execute[0].deadline_seconds",
+                "must be between 1 and 86400"
             ),
         ]
     );

@@ -337,7 +337,13 @@ mod tests {
     async fn run(dir: &Path, step: &PlannedStep) -> Result<StepOutcome, DriverError> {
         let secrets = secrets();
         driver(dir)
-            .run(step, &StepContext { secrets: &secrets })
+            .run(
+                step,
+                &StepContext {
+                    secrets: &secrets,
+                    journal: &super::super::NoJournal,
+                },
+            )
             .await
     }
 

@@ -12,9 +12,11 @@ use crate::drivers::{DriverError, StepContext};
 use crate::services::{self, Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
 use crate::storage::jobs::{self, JobRow};
+use crate::storage::pipeline_runs::StepKey;
 use crate::storage::requests::RequestRow;
 use crate::storage::{self, StorageError};
 
+mod journal;
 mod verify;
 
 use verify::verify;
@@ -251,7 +253,18 @@ async fn apply(
             tx.commit().await?;
             id
         };
-        let ctx = StepContext { secrets: &secrets };
+        let journal = journal::RunJournal::new(
+            state.db.clone(),
+            StepKey {
+                request_id: request.id,
+                revision: request.current_revision,
+                step_index,
+            },
+        );
+        let ctx = StepContext {
+            secrets: &secrets,
+            journal: &journal,
+        };
         let result = state.drivers.for_step(step).run(step, &ctx).await;
         let mut tx = state.db.write().await?;
         match result {
