@@ -8,6 +8,10 @@ use crate::catalog::{ExecutionStep, ResourceType};
 use crate::render::{ChangeSet, RenderError, RenderedFile};
 use crate::template;
 
+mod pipeline;
+
+pub use pipeline::{PipelineVerdict, PlannedPipeline, run_key};
+
 /// Facts about the run that commit messages and other step inputs may name.
 #[derive(Debug, Clone, Copy)]
 pub struct RunInfo<'a> {
@@ -26,6 +30,8 @@ pub enum PlannedStep {
     },
     /// Run a program on these files.
     Command(PlannedCommand),
+    /// Trigger a CI/CD run and follow it.
+    Pipeline(PlannedPipeline),
 }
 
 /// A command with its arguments and environment rendered.
@@ -46,6 +52,7 @@ impl PlannedStep {
         match self {
             PlannedStep::Gitops { .. } => "gitops",
             PlannedStep::Command(_) => "command",
+            PlannedStep::Pipeline(_) => "pipeline",
         }
     }
 
@@ -54,6 +61,7 @@ impl PlannedStep {
         match self {
             PlannedStep::Gitops { files, .. } => files,
             PlannedStep::Command(command) => &command.files,
+            PlannedStep::Pipeline(_) => &[],
         }
     }
 }
@@ -94,6 +102,11 @@ pub fn plan(
                     None => default_message(ty, resource_name, run),
                 };
                 Ok(PlannedStep::Gitops { files, message })
+            }
+            ExecutionStep::Pipeline(step) => {
+                let key = run_key(run.request_id, run.revision, i);
+                let ctx = minijinja::context! { run_key => key.clone(), ..ctx.clone() };
+                pipeline::plan(i, step, &ctx, key).map(PlannedStep::Pipeline)
             }
             ExecutionStep::Command(command) => {
                 let files = match &command.inputs {

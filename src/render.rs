@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, CheckKind, ResourceType};
-use crate::template;
+use crate::{checks, template};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -177,6 +177,9 @@ pub fn check_syntax(file: &RenderedFile) -> Result<(), RenderError> {
     }
 }
 
+/// The type's acceptance checks with every field rendered and checked: a URL that
+/// does not parse, an address without a port or a pattern that does not compile
+/// fails here, naming the field, before anything is contacted.
 pub fn checks(
     ty: &ResourceType,
     params: &Value,
@@ -187,11 +190,7 @@ pub fn checks(
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            let kind = match &spec.kind {
-                CheckKind::GitopsFile { path } => CheckKind::GitopsFile {
-                    path: render_path(&format!("checks[{i}].path"), path, &ctx)?,
-                },
-            };
+            let kind = render_check(i, &spec.kind, &ctx)?;
             let description = match &spec.description {
                 Some(text) => render(&format!("checks[{i}].description"), text, &ctx)?,
                 None => default_description(&kind),
@@ -201,9 +200,82 @@ pub fn checks(
         .collect()
 }
 
+fn render_check(
+    i: usize,
+    kind: &CheckKind,
+    ctx: &minijinja::Value,
+) -> Result<CheckKind, RenderError> {
+    let field = |name: &str| format!("checks[{i}].{name}");
+    let text = |name: &str, source: &str| -> Result<String, RenderError> {
+        Ok(render(&field(name), source, ctx)?.trim().to_string())
+    };
+    Ok(match kind {
+        CheckKind::GitFile { path } => CheckKind::GitFile {
+            path: render_path(&field("path"), path, ctx)?,
+        },
+        CheckKind::Http {
+            url,
+            status,
+            body_contains,
+            body_matches,
+            deadline_seconds,
+        } => {
+            let url = text("url", url)?;
+            checks::check_http_url(&url).map_err(|m| fail(field("url"), m))?;
+            let body_matches = match body_matches {
+                Some(source) => {
+                    let pattern = text("body_matches", source)?;
+                    checks::BodyPattern::new(&pattern)
+                        .map_err(|m| fail(field("body_matches"), m))?;
+                    Some(pattern)
+                }
+                None => None,
+            };
+            CheckKind::Http {
+                url,
+                status: *status,
+                // Not trimmed: the author may mean the spaces.
+                body_contains: body_contains
+                    .as_deref()
+                    .map(|source| render(&field("body_contains"), source, ctx))
+                    .transpose()?,
+                body_matches,
+                deadline_seconds: *deadline_seconds,
+            }
+        }
+        CheckKind::Tcp {
+            address,
+            deadline_seconds,
+        } => {
+            let address = text("address", address)?;
+            checks::parse_address(&address).map_err(|m| fail(field("address"), m))?;
+            CheckKind::Tcp {
+                address,
+                deadline_seconds: *deadline_seconds,
+            }
+        }
+        CheckKind::Command {
+            program,
+            args,
+            timeout_seconds,
+        } => CheckKind::Command {
+            program: program.clone(),
+            args: args
+                .iter()
+                .enumerate()
+                .map(|(j, arg)| render(&format!("checks[{i}].args[{j}]"), arg, ctx))
+                .collect::<Result<_, _>>()?,
+            timeout_seconds: *timeout_seconds,
+        },
+    })
+}
+
 fn default_description(kind: &CheckKind) -> String {
     match kind {
-        CheckKind::GitopsFile { path } => format!("{path} is in the GitOps repository"),
+        CheckKind::GitFile { path } => format!("{path} is in the GitOps repository"),
+        CheckKind::Http { url, status, .. } => format!("{url} answers {status}"),
+        CheckKind::Tcp { address, .. } => format!("{address} accepts connections"),
+        CheckKind::Command { .. } => format!("`{}` succeeds", kind.target()),
     }
 }
 

@@ -117,11 +117,26 @@ pub struct DecisionView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResultView {
     pub revision: i64,
+    /// The verification round of the revision: 1 first, one more after each retry.
+    #[serde(default = "first_attempt")]
+    pub attempt: i64,
     pub kind: String,
+    /// What the check looked at: a path, URL, address or command line.
+    #[serde(default)]
+    pub target: String,
     pub description: String,
     pub passed: bool,
     pub detail: String,
+    /// Tries within the check's deadline (`http` and `tcp` try until it passes).
+    #[serde(default = "first_attempt")]
+    pub tries: i64,
+    #[serde(default)]
+    pub duration_ms: i64,
     pub at: String,
+}
+
+fn first_attempt() -> i64 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -33,6 +33,7 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         command: Default::default(),
         workers: Default::default(),
         metrics_token: None,
+        outbound: Default::default(),
         site_root: dir.to_path_buf(),
         secure_cookies: false,
         secret_key: None,

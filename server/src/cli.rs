@@ -105,8 +105,13 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         drivers: crate::drivers::Drivers {
             gitops: gitops.clone(),
             command: crate::drivers::command::CommandDriver::new(settings.command.clone()),
+            pipeline: crate::drivers::pipeline::PipelineDriver::new(
+                crate::outbound::Outbound::new(settings.outbound.allowed_hosts.clone()),
+                settings.outbound.pipeline_tokens.clone(),
+            ),
         },
         gitops,
+        outbound: crate::outbound::Outbound::new(settings.outbound.allowed_hosts.clone()),
         settings: Arc::new(settings),
         audit_signer: secret_key
             .as_ref()

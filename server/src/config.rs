@@ -1,10 +1,13 @@
 //! Settings from flags, each with an environment twin, checked before anything starts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+
+use slipway_core::checks::{AllowedHosts, HostRule};
 
 use crate::drivers::command::CommandSettings;
 use crate::drivers::gitops::{DEFAULT_BRANCH, GitOpsSettings, RemoteCredentials, RemoteSettings};
@@ -284,6 +287,8 @@ pub struct ServeArgs {
     /// `/metrics` answers anyone who reaches the port.
     #[arg(long, env = "SLIPWAY_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
     /// The built site (wasm, JavaScript, CSS) that cargo-leptos writes.
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -619,7 +624,83 @@ impl WorkerArgs {
     }
 }
 
+/// Where acceptance checks and pipeline calls may connect to.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OutboundArgs {
+    /// Hosts that `http` and `tcp` checks and pipeline steps may reach, comma-
+    /// separated, each a host or host:port (e.g. grafana.internal,10.0.0.5:5432);
+    /// none by default. A name resolving to a link-local address (a cloud's
+    /// metadata service) is refused unless that address is listed itself.
+    #[arg(
+        long = "check-allow-hosts",
+        env = "SLIPWAY_CHECK_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
+    /// Tokens that `pipeline` steps name, comma-separated `name=token` pairs (e.g.
+    /// github=ghp_…,argo=…); prefer the environment, a flag shows in `ps`.
+    #[arg(
+        long = "pipeline-tokens",
+        env = "SLIPWAY_PIPELINE_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub pipeline_tokens: Vec<String>,
+}
+
+impl OutboundArgs {
+    pub fn check(self) -> Result<OutboundSettings, SettingError> {
+        let rules = self
+            .allow_hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|h| !h.trim().is_empty())
+            .map(HostRule::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| setting_error(crate::outbound::ALLOW_SETTING, m))?;
+        let mut pipeline_tokens = BTreeMap::new();
+        for pair in self.pipeline_tokens.iter().filter(|p| !p.trim().is_empty()) {
+            let setting = crate::drivers::pipeline::TOKENS_SETTING;
+            let Some((name, token)) = pair.split_once('=') else {
+                // The text may be a token itself: never repeat it.
+                return Err(setting_error(
+                    setting,
+                    "give each token as name=token, separated by commas",
+                ));
+            };
+            let name = name.trim();
+            if name.is_empty() || token.trim().is_empty() {
+                return Err(setting_error(
+                    setting,
+                    "a name=token pair lacks its name or its token",
+                ));
+            }
+            if pipeline_tokens
+                .insert(name.to_string(), Secret::new(token.trim().to_string()))
+                .is_some()
+            {
+                return Err(setting_error(
+                    setting,
+                    format!("the token {name:?} is given twice"),
+                ));
+            }
+        }
+        Ok(OutboundSettings {
+            allowed_hosts: AllowedHosts::new(rules),
+            pipeline_tokens,
+        })
+    }
+}
+
 const MAX_WORKERS: usize = 64;
+
+/// Outbound connections after checking.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundSettings {
+    pub allowed_hosts: AllowedHosts,
+    /// By name, as `pipeline` steps name them; `Debug` shows stars.
+    pub pipeline_tokens: BTreeMap<String, Secret>,
+}
 
 /// Sign-in and session settings.
 #[derive(Clone, Args)]
@@ -738,6 +819,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("command", &self.command)
             .field("workers", &self.workers)
             .field("metrics_token", &self.metrics_token)
+            .field("outbound", &self.outbound)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key_file", &self.secret_key_file)
@@ -787,6 +869,8 @@ pub struct Settings {
     pub workers: WorkerSettings,
     /// What `/metrics` asks a scraper for.
     pub metrics_token: Option<Secret>,
+    /// Where checks and pipeline calls may connect to.
+    pub outbound: OutboundSettings,
     pub site_root: PathBuf,
     pub secure_cookies: bool,
     /// The key that encrypts secret parameters, when one was configured.
@@ -929,6 +1013,7 @@ impl ServeArgs {
             command: command_settings,
             workers: self.workers.check()?,
             metrics_token: metrics_token(self.metrics_token)?,
+            outbound: self.outbound.check()?,
             site_root: self.site_root,
             secure_cookies: self.secure_cookies,
             secret_key,
@@ -1220,6 +1305,37 @@ mod tests {
     }
 
     #[test]
+    fn allowed_check_hosts_are_read_and_a_url_among_them_names_the_setting() {
+        let args = OutboundArgs {
+            allow_hosts: vec![
+                "grafana.internal".into(),
+                " db.internal:5432".into(),
+                "".into(),
+            ],
+            pipeline_tokens: vec!["github=ghp_x".into()],
+        };
+        match args.check() {
+            Ok(settings) => {
+                assert!(settings.allowed_hosts.allows("grafana.internal", 443));
+                assert!(settings.allowed_hosts.allows("db.internal", 5432));
+                assert!(!settings.allowed_hosts.allows("db.internal", 5433));
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let args = OutboundArgs {
+            allow_hosts: vec!["https://grafana.internal/".into()],
+            pipeline_tokens: Vec::new(),
+        };
+        match args.check() {
+            Ok(_) => panic!("a URL was taken for a host"),
+            Err(e) => {
+                assert_eq!(e.setting, crate::outbound::ALLOW_SETTING);
+                assert!(e.message.contains("not a URL"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn a_bad_database_url_names_the_setting() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let args = ServeArgs {
@@ -1233,6 +1349,7 @@ mod tests {
             command: CommandArgs::default(),
             workers: WorkerArgs::default(),
             metrics_token: None,
+            outbound: OutboundArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1264,6 +1381,7 @@ mod tests {
             command: CommandArgs::default(),
             workers: WorkerArgs::default(),
             metrics_token: None,
+            outbound: OutboundArgs::default(),
             site_root: dir.path().to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,
@@ -1376,6 +1494,7 @@ mod tests {
             command: CommandArgs::default(),
             workers: WorkerArgs::default(),
             metrics_token: None,
+            outbound: OutboundArgs::default(),
             site_root: dir.to_path_buf(),
             secure_cookies: false,
             secret_key_file: None,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit_chain;
 pub mod catalog_source;
+pub mod checks;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod drivers;
 pub mod http;
 pub mod metrics;
 pub mod orchestrator;
+pub mod outbound;
 pub mod secrets;
 pub mod seed;
 pub mod services;

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::drivers::Drivers;
 use crate::drivers::gitops::GitOpsRepo;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::secrets::SecretBox;
 use crate::storage::Db;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub gitops: GitOpsRepo,
     /// What carries out a type's execution steps.
     pub drivers: Drivers,
+    /// The gate of every connection a catalog asks for (checks, pipelines).
+    pub outbound: Outbound,
     pub settings: Arc<Settings>,
     /// Encrypts and decrypts secret parameters; none when no key is configured and
     /// no type has secrets (start-up refuses the other cases).

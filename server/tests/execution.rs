@@ -130,6 +130,20 @@ async fn remote_down_then_back(engine: Engine) -> TestResult {
             .exists()
     );
 
+    // The acceptance checks read the files as the remote publishes them.
+    let shown = slipway_server::services::detail::request_detail(&app.state, &alice, id).await?;
+    assert!(!shown.checks.is_empty());
+    for check in &shown.checks {
+        assert!(check.passed, "{check:?}");
+        assert_eq!(check.kind, "git-file");
+        assert!(
+            check
+                .detail
+                .contains(&format!(" present on main at {url} at {commit}")),
+            "{check:?}"
+        );
+    }
+
     // Each attempt of the step is recorded: failed, then done with the commit.
     let steps = {
         let mut conn = app.state.db.pool.acquire().await?;

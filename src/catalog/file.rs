@@ -170,22 +170,85 @@ pub(super) struct StepFile {
     /// command: seconds before the program is stopped.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// pipeline: the trigger's HTTP method (default POST).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// pipeline: the trigger URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// pipeline: extra headers, each a template.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// pipeline: the trigger's JSON body, a template.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// pipeline: the name of a token in the server's settings.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// pipeline: the header carrying the token (default Authorization).
+    #[serde(default)]
+    pub token_header: Option<String>,
+    /// pipeline: put before the token (default "Bearer " in Authorization).
+    #[serde(default)]
+    pub token_prefix: Option<String>,
+    /// pipeline: the URL to poll, a template over the trigger's answer.
+    #[serde(default)]
+    pub status_url: Option<String>,
+    /// pipeline: a JSON pointer into the status answer.
+    #[serde(default)]
+    pub status_pointer: Option<String>,
+    /// pipeline: status values meaning success.
+    #[serde(default)]
+    pub success: Option<Vec<String>>,
+    /// pipeline: status values meaning failure.
+    #[serde(default)]
+    pub failure: Option<Vec<String>>,
+    /// pipeline: seconds the run may take from its trigger.
+    #[serde(default)]
+    pub deadline_seconds: Option<u64>,
+    /// pipeline: seconds between polls.
+    #[serde(default)]
+    pub poll_seconds: Option<u64>,
 }
 
+/// One acceptance check. Flat rather than tagged by kind, for the same reason as
+/// [`StepFile`]: a field of another kind is reported in the author's words.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CheckFile {
-    pub kind: CheckKindFile,
-    pub path: String,
+    pub kind: String,
     #[serde(default)]
     pub description: Option<String>,
-}
-
-/// Only one kind today; new kinds add a variant here and fields above.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) enum CheckKindFile {
-    GitopsFile,
+    /// git-file: the path in the repository.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// http: the URL to ask.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// http: the status expected (default 200).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// http: a text the body must contain.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// http: a pattern the body must match.
+    #[serde(default)]
+    pub body_matches: Option<String>,
+    /// tcp: host:port.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// http, tcp: seconds to keep trying.
+    #[serde(default)]
+    pub deadline_seconds: Option<u64>,
+    /// command: the program to run.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// command: its arguments, each a template.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// command: seconds before the program is stopped.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,16 +5,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 
-use super::file::{CheckKindFile, DictionaryFile, LimitsFile, StepFile, TypeFile};
+use super::file::{DictionaryFile, LimitsFile, StepFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
-    Catalog, CatalogError, CatalogErrors, CheckKind, CheckSpec, CommandStep,
-    DEFAULT_MAX_NAME_LENGTH, DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary,
-    ExecutionLimits, ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule,
-    Requirement, ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
+    Catalog, CatalogError, CatalogErrors, CommandStep, DEFAULT_MAX_NAME_LENGTH,
+    DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, ExecutionLimits,
+    ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement,
+    ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
 };
 use crate::template;
 use crate::views::Role;
+
+mod checks;
+mod pipeline;
 
 /// Errors found in one file, tagged with that file's path.
 struct FileErrors<'a> {
@@ -34,6 +37,20 @@ impl FileErrors<'_> {
     fn template(&mut self, path: impl Into<String>, source: &str) {
         if let Err(message) = template::check_template(source) {
             self.push(path, format!("invalid template: {message}"));
+        }
+    }
+
+    /// A field its kind cannot do without, checked as a template; "" when absent.
+    fn required(&mut self, path: String, value: Option<String>, what: &str) -> String {
+        match value {
+            Some(source) if !source.trim().is_empty() => {
+                self.template(path, &source);
+                source
+            }
+            _ => {
+                self.push(path, format!("is required: {what}"));
+                String::new()
+            }
         }
     }
 
@@ -261,16 +278,7 @@ fn load_type(
         execute: load_execute(raw.execute, &outputs, &parameters, &mut fe),
         limits: load_limits(raw.execution_limits, &mut fe),
         outputs,
-        checks: raw
-            .checks
-            .into_iter()
-            .map(|c| CheckSpec {
-                kind: match c.kind {
-                    CheckKindFile::GitopsFile => CheckKind::GitopsFile { path: c.path },
-                },
-                description: c.description,
-            })
-            .collect(),
+        checks: checks::load_checks(raw.checks, &mut fe),
         monitoring: raw
             .monitoring
             .into_iter()
@@ -353,11 +361,6 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
     }
     check_outputs(ty, catalog, fe);
     check_output_names(ty, fe);
-    for (i, check) in ty.checks.iter().enumerate() {
-        match &check.kind {
-            CheckKind::GitopsFile { path } => fe.template(format!("checks[{i}].path"), path),
-        }
-    }
     for (i, item) in ty.monitoring.iter().enumerate() {
         fe.template(format!("monitoring[{i}].name"), &item.name);
         fe.template(format!("monitoring[{i}].kind"), &item.kind);
@@ -579,6 +582,9 @@ fn load_execute(
                     loaded.push(ExecutionStep::Command(command));
                 }
             }
+            "pipeline" => loaded.push(ExecutionStep::Pipeline(pipeline::load_pipeline(
+                i, step, fe,
+            ))),
             "gitops" => {
                 if let Some(names) = &step.outputs {
                     if names.is_empty() {
@@ -625,7 +631,7 @@ fn load_execute(
 /// A field of another driver is a mistake the author should hear about, not a
 /// setting silently ignored.
 fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
-    let given: [(&str, bool, &str); 8] = [
+    let given: [(&str, bool, &str); 21] = [
         ("outputs", step.outputs.is_some(), "gitops"),
         ("message", step.message.is_some(), "gitops"),
         ("program", step.program.is_some(), "command"),
@@ -634,6 +640,23 @@ fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
         ("env", step.env.is_some(), "command"),
         ("secret_env", step.secret_env.is_some(), "command"),
         ("timeout_seconds", step.timeout_seconds.is_some(), "command"),
+        ("method", step.method.is_some(), "pipeline"),
+        ("url", step.url.is_some(), "pipeline"),
+        ("headers", step.headers.is_some(), "pipeline"),
+        ("body", step.body.is_some(), "pipeline"),
+        ("token", step.token.is_some(), "pipeline"),
+        ("token_header", step.token_header.is_some(), "pipeline"),
+        ("token_prefix", step.token_prefix.is_some(), "pipeline"),
+        ("status_url", step.status_url.is_some(), "pipeline"),
+        ("status_pointer", step.status_pointer.is_some(), "pipeline"),
+        ("success", step.success.is_some(), "pipeline"),
+        ("failure", step.failure.is_some(), "pipeline"),
+        (
+            "deadline_seconds",
+            step.deadline_seconds.is_some(),
+            "pipeline",
+        ),
+        ("poll_seconds", step.poll_seconds.is_some(), "pipeline"),
     ];
     if !ExecutionStep::DRIVERS.contains(&step.driver.as_str()) {
         return;
@@ -668,23 +691,12 @@ fn load_command(
     fe: &mut FileErrors<'_>,
 ) -> Option<CommandStep> {
     let program = step.program.unwrap_or_default();
-    let trimmed = program.trim();
-    if trimmed.is_empty() {
-        fe.push(
-            format!("execute[{i}].program"),
-            "a command step needs a program (a name on the server's PATH or an absolute path) that the server's --command-allow setting allows",
-        );
-    } else if trimmed != program
-        || program.contains(['{', '}'])
-        || program.contains(char::is_whitespace)
-    {
-        fe.push(
-            format!("execute[{i}].program"),
-            format!(
-                "{program:?} must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"
-            ),
-        );
-    }
+    check_program(
+        format!("execute[{i}].program"),
+        "a command step",
+        &program,
+        fe,
+    );
     let args = step.args.unwrap_or_default();
     for (j, arg) in args.iter().enumerate() {
         fe.template(format!("execute[{i}].args[{j}]"), arg);
@@ -749,6 +761,28 @@ fn load_command(
         secret_env,
         timeout_seconds: step.timeout_seconds,
     })
+}
+
+/// A program is named as the server's allow-list names it: no arguments, no
+/// templates, so the allow-list decides exactly what runs.
+fn check_program(path: String, what: &str, program: &str, fe: &mut FileErrors<'_>) {
+    let trimmed = program.trim();
+    if trimmed.is_empty() {
+        fe.push(
+            path,
+            format!("{what} needs a program (a name on the server's PATH or an absolute path) that the server's --command-allow setting allows"),
+        );
+    } else if trimmed != program
+        || program.contains(['{', '}'])
+        || program.contains(char::is_whitespace)
+    {
+        fe.push(
+            path,
+            format!(
+                "{program:?} must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"
+            ),
+        );
+    }
 }
 
 /// Steps refer to outputs by name, so names are unique.

@@ -5,6 +5,7 @@ mod fields;
 mod file;
 mod loader;
 mod lookup;
+mod pipeline;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use fields::{ChoiceOption, FieldKind, FieldSpec};
 pub use lookup::{Lookup, is_plain_name};
+pub use pipeline::{PipelineStep, PipelineToken};
 
 /// A catalog file as read by the caller (the server from disk, tests from `include_str!`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -353,6 +355,8 @@ pub enum ExecutionStep {
     },
     /// Runs an allow-listed program on rendered files in a scratch directory.
     Command(CommandStep),
+    /// Triggers a CI/CD run over HTTP and follows it to its end.
+    Pipeline(PipelineStep),
 }
 
 /// A `command` step: a program (allowed by the server's settings, never run
@@ -376,7 +380,7 @@ pub struct CommandStep {
 
 impl ExecutionStep {
     /// The drivers a step may name, as the catalog spells them.
-    pub const DRIVERS: &'static [&'static str] = &["gitops", "command"];
+    pub const DRIVERS: &'static [&'static str] = &["gitops", "command", "pipeline"];
 
     /// The step a type without `execute` gets: commit everything it renders.
     pub fn commit_all() -> ExecutionStep {
@@ -390,6 +394,7 @@ impl ExecutionStep {
         match self {
             ExecutionStep::Gitops { .. } => "gitops",
             ExecutionStep::Command(_) => "command",
+            ExecutionStep::Pipeline(_) => "pipeline",
         }
     }
 }
@@ -400,18 +405,63 @@ pub struct CheckSpec {
     pub description: Option<String>,
 }
 
+/// What an acceptance check looks at. In a type every text field is a template;
+/// [`crate::render::checks`] renders them with the request's parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CheckKind {
-    /// The rendered path exists in the GitOps repository with the expected content.
-    GitopsFile { path: String },
+    /// The path holds the approved content in the GitOps repository: at the remote
+    /// when one is configured, else in the local repository.
+    #[serde(rename = "git-file", alias = "gitops-file")]
+    GitFile { path: String },
+    /// The URL answers with the expected status (and body), tried until the deadline.
+    Http {
+        url: String,
+        status: u16,
+        /// A text the body must contain.
+        body_contains: Option<String>,
+        /// A pattern (JSON Schema `pattern` syntax, unanchored) the body must match.
+        body_matches: Option<String>,
+        deadline_seconds: u64,
+    },
+    /// `host:port` accepts a TCP connection, tried until the deadline.
+    Tcp {
+        address: String,
+        deadline_seconds: u64,
+    },
+    /// An allow-listed program run with these arguments exits with status 0.
+    Command {
+        program: String,
+        args: Vec<String>,
+        /// `None`: the server's default command timeout.
+        timeout_seconds: Option<u64>,
+    },
 }
 
 impl CheckKind {
+    /// The kinds a check may name, as the catalog spells them.
+    pub const KINDS: &'static [&'static str] = &["git-file", "http", "tcp", "command"];
+
     pub fn name(&self) -> &'static str {
         match self {
-            CheckKind::GitopsFile { .. } => "gitops-file",
+            CheckKind::GitFile { .. } => "git-file",
+            CheckKind::Http { .. } => "http",
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Command { .. } => "command",
+        }
+    }
+
+    /// What the check looks at, in one line: the path, URL, address or program.
+    pub fn target(&self) -> String {
+        match self {
+            CheckKind::GitFile { path } => path.clone(),
+            CheckKind::Http { url, .. } => url.clone(),
+            CheckKind::Tcp { address, .. } => address.clone(),
+            CheckKind::Command { program, args, .. } => std::iter::once(program.as_str())
+                .chain(args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 }

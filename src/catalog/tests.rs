@@ -305,28 +305,160 @@ monitoring:
     assert_eq!(
         paths,
         [
-            "outputs[0].template",
             "checks[0].path",
+            "outputs[0].template",
             "monitoring[0].target"
         ]
     );
     assert_eq!(
-        errors[0].message,
+        errors[1].message,
         "no file templates/widget/missing.yaml.j2 in the catalog"
     );
-    assert!(errors[1].message.starts_with("invalid template: "));
+    assert!(errors[0].message.starts_with("invalid template: "));
 }
 
 #[test]
 fn unknown_check_kind_is_rejected() {
     let text = minimal_type("checks:\n  - { kind: http-probe, path: x }\n");
-    let errors = errors_of(&with_file("types/widget.yaml", &text));
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].path, "checks[0].kind");
-    assert!(
-        errors[0].message.contains("unknown variant `http-probe`"),
-        "{}",
-        errors[0].message
+    let errors = triples(&errors_of(&with_file("types/widget.yaml", &text)));
+    assert_eq!(
+        errors,
+        [err(
+            "types/widget.yaml",
+            "checks[0].kind",
+            r#"unknown check kind "http-probe"; the kinds are git-file, http, tcp, command"#
+        )]
+    );
+}
+
+#[test]
+fn checks_of_every_kind_are_read_and_the_old_git_file_spelling_still_is() {
+    let text = minimal_type(
+        r#"checks:
+  - { kind: gitops-file, path: "w/{{ name }}.yaml" }
+  - kind: http
+    url: "https://{{ name }}.apps.example.com/healthz"
+    body_contains: ok
+    body_matches: '"ready":\s*true'
+    deadline_seconds: 30
+  - { kind: tcp, address: "{{ name }}.db.internal:5432" }
+  - { kind: command, program: pg_isready, args: ["-h", "{{ name }}"], timeout_seconds: 5 }
+"#,
+    );
+    let catalog = match Catalog::from_files(&with_file("types/widget.yaml", &text)) {
+        Ok(catalog) => catalog,
+        Err(e) => panic!("{e}"),
+    };
+    let kinds: Vec<CheckKind> = catalog
+        .resource_type("widget")
+        .map(|t| t.checks.iter().map(|c| c.kind.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        kinds,
+        [
+            CheckKind::GitFile {
+                path: "w/{{ name }}.yaml".into()
+            },
+            CheckKind::Http {
+                url: "https://{{ name }}.apps.example.com/healthz".into(),
+                status: 200,
+                body_contains: Some("ok".into()),
+                body_matches: Some(r#""ready":\s*true"#.into()),
+                deadline_seconds: 30,
+            },
+            CheckKind::Tcp {
+                address: "{{ name }}.db.internal:5432".into(),
+                deadline_seconds: 60,
+            },
+            CheckKind::Command {
+                program: "pg_isready".into(),
+                args: vec!["-h".into(), "{{ name }}".into()],
+                timeout_seconds: Some(5),
+            },
+        ]
+    );
+}
+
+#[test]
+fn each_check_kind_is_checked_field_by_field() {
+    let text = minimal_type(
+        r#"checks:
+  - { kind: git-file, url: "http://x" }
+  - { kind: http, url: "ftp://x", status: 42, body_matches: "(", deadline_seconds: 0 }
+  - { kind: tcp, address: "db.internal", deadline_seconds: 7200 }
+  - { kind: command, program: "sh -c", timeout_seconds: 0, path: x }
+  - { kind: http, url: "http://{{ name }}/", address: "x:1" }
+"#,
+    );
+    let errors = triples(&errors_of(&with_file("types/widget.yaml", &text)));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "checks[0].url",
+                "is a field of http checks, not of git-file"
+            ),
+            err(
+                file,
+                "checks[0].path",
+                "is required: the file's path in the GitOps repository"
+            ),
+            err(
+                file,
+                "checks[1].url",
+                r#""ftp://x" is not a URL starting with http:// or https://"#
+            ),
+            err(
+                file,
+                "checks[1].status",
+                "must be an HTTP status from 100 to 599"
+            ),
+            err(
+                file,
+                "checks[1].body_matches",
+                &match crate::checks::BodyPattern::new("(") {
+                    Err(message) => message,
+                    Ok(_) => panic!("\"(\" compiled"),
+                }
+            ),
+            err(
+                file,
+                "checks[1].deadline_seconds",
+                "must be between 1 and 3600 (an hour)"
+            ),
+            err(
+                file,
+                "checks[2].address",
+                r#""db.internal" is not host:port"#
+            ),
+            err(
+                file,
+                "checks[2].deadline_seconds",
+                "must be between 1 and 3600 (an hour)"
+            ),
+            err(
+                file,
+                "checks[3].path",
+                "is a field of git-file checks, not of command"
+            ),
+            err(
+                file,
+                "checks[3].program",
+                r#""sh -c" must be a plain program name or absolute path, without spaces or templates; give arguments in `args`"#
+            ),
+            err(
+                file,
+                "checks[3].timeout_seconds",
+                "must be between 1 and 86400 (a day)"
+            ),
+            err(
+                file,
+                "checks[4].address",
+                "is a field of tcp checks, not of http"
+            ),
+        ]
     );
 }
 
@@ -575,7 +707,7 @@ fn an_unknown_driver_or_output_in_execute_is_refused() {
         err(
             file,
             "execute[0].driver",
-            r#"unknown driver "helm"; the drivers are gitops, command"#
+            r#"unknown driver "helm"; the drivers are gitops, command, pipeline"#
         )
     );
     assert_eq!(
@@ -786,5 +918,83 @@ fn execution_limits_default_and_stay_in_range() {
             .iter()
             .any(|(_, _, m)| m.contains("unknown field `retries`")),
         "{errors:?}"
+    );
+}
+
+#[test]
+fn a_pipeline_step_is_checked_field_by_field() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: pipeline
+    method: DELETE
+    url: "ftp://ci"
+    headers: { Authorization: "Bearer abc", "bad header": x }
+    token: "{{ secret }}"
+    status_pointer: status
+    success: []
+    failure: [done]
+    deadline_seconds: 0
+    program: psql
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "execute[0].program",
+                "is a field of the command driver, not of pipeline"
+            ),
+            err(
+                file,
+                "execute[0].method",
+                r#""DELETE" is not one of POST, PUT, PATCH, GET"#
+            ),
+            err(
+                file,
+                "execute[0].url",
+                r#""ftp://ci" is not a URL starting with http:// or https://"#
+            ),
+            err(
+                file,
+                "execute[0].headers.Authorization",
+                "is set by the driver"
+            ),
+            err(
+                file,
+                "execute[0].headers.bad header",
+                "is not a valid HTTP header name"
+            ),
+            err(
+                file,
+                "execute[0].token",
+                "names a token of the server's --pipeline-tokens setting: a plain name, never the token itself"
+            ),
+            err(
+                file,
+                "execute[0].status_url",
+                r#"is required: a template over the trigger's `answer` (its JSON) or `location` (its Location header) giving the URL to poll, e.g. "{{ answer.run_url }}" or "{{ location }}""#
+            ),
+            err(
+                file,
+                "execute[0].status_pointer",
+                "is required: a JSON pointer into the status answer, starting with '/', e.g. /status"
+            ),
+            err(
+                file,
+                "execute[0].success",
+                "is required: the status values that mean the run succeeded, e.g. [success]"
+            ),
+            err(
+                file,
+                "execute[0].deadline_seconds",
+                "must be between 1 and 86400"
+            ),
+        ]
     );
 }

@@ -80,3 +80,156 @@ fn named_outputs_go_to_their_step_with_a_rendered_message() {
         Some("execute[0].outputs".to_string())
     );
 }
+
+const PIPELINE_TYPE: &str = r#"name: widget
+title: Widget
+description: A test type.
+owner: platform
+parameters:
+  type: object
+  required: [name]
+  properties:
+    name: { type: string, pattern: "^[a-z]+$" }
+naming: { template: "{{ name }}" }
+review: { approvers: { role: reviewer } }
+outputs:
+  - { path: "w/{{ name }}.yaml", template: k8s-namespace/namespace.yaml.j2 }
+execute:
+  - driver: pipeline
+    url: "https://ci.example.com/run/{{ name }}"
+    token: ci
+    headers: { X-Resource: "{{ resource_name }}" }
+    body: '{"name": "{{ name }}", "key": "{{ run_key }}"}'
+    status_url: "{{ answer.links.status }}{{ location }}"
+    status_pointer: /run/state
+    success: [done]
+    failure: [broken]
+    poll_seconds: 2
+"#;
+
+fn planned_pipeline(name: &str) -> PlannedPipeline {
+    let catalog = Catalog::from_files(&with_file("types/widget.yaml", PIPELINE_TYPE))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(ty) = catalog.resource_type("widget") else {
+        panic!("widget is loaded");
+    };
+    let params = json!({ "name": name });
+    let steps =
+        plan(ty, &params, name, &ChangeSet::default(), RUN).unwrap_or_else(|e| panic!("{e}"));
+    match steps.as_slice() {
+        [PlannedStep::Pipeline(pipeline)] => pipeline.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_pipeline_step_is_planned_with_its_run_key_and_a_json_body() {
+    let pipeline = planned_pipeline("web");
+    assert_eq!(pipeline.url, "https://ci.example.com/run/web");
+    assert_eq!(pipeline.run_key, "slipway-7-2-0");
+    assert_eq!(
+        pipeline.body.as_deref(),
+        Some(r#"{"name": "web", "key": "slipway-7-2-0"}"#)
+    );
+    assert_eq!(
+        pipeline.headers,
+        [("X-Resource".to_string(), "web".to_string())]
+    );
+    assert_eq!(pipeline.method, "POST");
+    assert_eq!(pipeline.deadline_seconds, 3600);
+    assert_eq!(pipeline.poll_seconds, 2);
+    let token = pipeline
+        .token
+        .as_ref()
+        .map(|t| (t.name.as_str(), t.header.as_str(), t.prefix.as_str()));
+    assert_eq!(token, Some(("ci", "Authorization", "Bearer ")));
+}
+
+#[test]
+fn the_status_url_comes_from_the_answer_or_its_location_and_values_decide() {
+    let pipeline = planned_pipeline("web");
+    let answer = json!({"links": {"status": "https://ci.example.com/runs/9"}});
+    assert_eq!(
+        pipeline.status_url(&answer, None),
+        Ok("https://ci.example.com/runs/9".to_string())
+    );
+    let mut by_location = pipeline.clone();
+    by_location.status_url = "{{ location }}".into();
+    assert_eq!(
+        by_location.status_url(&Value::Null, Some("https://ci.example.com/runs/10")),
+        Ok("https://ci.example.com/runs/10".to_string())
+    );
+    match by_location.status_url(&Value::Null, None) {
+        Ok(url) => panic!("{url:?}"),
+        Err(e) => {
+            assert_eq!(e.what, "execute[0].status_url");
+            assert!(
+                e.message
+                    .starts_with("rendered from the trigger's answer, "),
+                "{e}"
+            );
+        }
+    }
+    match pipeline.status_url(&json!({"id": 3}), None) {
+        Ok(url) => panic!("{url:?}"),
+        Err(e) => assert!(
+            e.message
+                .starts_with("cannot be rendered from the trigger's answer: "),
+            "{e}"
+        ),
+    }
+    for (answer, verdict) in [
+        (json!({}), PipelineVerdict::Running("none yet".into())),
+        (
+            json!({"run": {"state": null}}),
+            PipelineVerdict::Running("none yet".into()),
+        ),
+        (
+            json!({"run": {"state": "queued"}}),
+            PipelineVerdict::Running("queued".into()),
+        ),
+        (
+            json!({"run": {"state": "done"}}),
+            PipelineVerdict::Succeeded("done".into()),
+        ),
+        (
+            json!({"run": {"state": "broken"}}),
+            PipelineVerdict::Failed("broken".into()),
+        ),
+        (
+            json!({"run": {"state": 3}}),
+            PipelineVerdict::Running("3".into()),
+        ),
+    ] {
+        assert_eq!(pipeline.verdict(&answer), verdict, "{answer}");
+    }
+}
+
+#[test]
+fn a_pipeline_body_that_renders_broken_json_names_the_field() {
+    let text = PIPELINE_TYPE.replace(
+        r#"body: '{"name": "{{ name }}", "key": "{{ run_key }}"}'"#,
+        r#"body: '{"name": {{ name }}}'"#,
+    );
+    let catalog = Catalog::from_files(&with_file("types/widget.yaml", &text))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(ty) = catalog.resource_type("widget") else {
+        panic!("widget is loaded");
+    };
+    match plan(
+        ty,
+        &json!({"name": "web"}),
+        "web",
+        &ChangeSet::default(),
+        RUN,
+    ) {
+        Ok(steps) => panic!("{steps:?}"),
+        Err(e) => {
+            assert_eq!(e.what, "execute[0].body");
+            assert!(
+                e.message.starts_with("the rendered body is not valid JSON"),
+                "{e}"
+            );
+        }
+    }
+}

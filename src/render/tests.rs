@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::catalog::ResourceType;
+use crate::catalog::{CheckKind, CheckSpec, ResourceType};
 use crate::test_support::shipped_catalog;
 
 fn ty(name: &str) -> ResourceType {
@@ -196,7 +196,7 @@ fn checks_render_paths_and_descriptions() {
     assert_eq!(
         checks,
         vec![RenderedCheck {
-            kind: CheckKind::GitopsFile {
+            kind: CheckKind::GitFile {
                 path: "prod/payments/postgres-database/orders/cluster.yaml".into()
             },
             description:
@@ -315,4 +315,112 @@ fn a_template_rendering_broken_yaml_is_refused_before_it_is_stored() {
 #[test]
 fn the_shipped_types_render_with_their_defaults() {
     assert_eq!(check_samples(&shipped_catalog()), []);
+}
+
+#[test]
+fn checks_of_every_kind_render_and_a_broken_rendering_names_its_field() {
+    let mut t = ty("k8s-namespace");
+    t.checks = vec![
+        CheckSpec {
+            kind: CheckKind::Http {
+                url: "https://{{ name }}.{{ environment }}.example.com/healthz".into(),
+                status: 204,
+                body_contains: Some(" {{ team }} ".into()),
+                body_matches: Some("^{{ name }}$".into()),
+                deadline_seconds: 5,
+            },
+            description: None,
+        },
+        CheckSpec {
+            kind: CheckKind::Tcp {
+                address: "{{ name }}.db:5432".into(),
+                deadline_seconds: 5,
+            },
+            description: None,
+        },
+        CheckSpec {
+            kind: CheckKind::Command {
+                program: "pg_isready".into(),
+                args: vec!["-d".into(), "{{ resource_name }}".into()],
+                timeout_seconds: None,
+            },
+            description: None,
+        },
+    ];
+    let rendered = match checks(&t, &ns_params(), "payments-checkout-prod") {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let seen: Vec<(String, String)> = rendered
+        .iter()
+        .map(|c| (c.kind.target(), c.description.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "https://checkout.prod.example.com/healthz".to_string(),
+                "https://checkout.prod.example.com/healthz answers 204".to_string()
+            ),
+            (
+                "checkout.db:5432".into(),
+                "checkout.db:5432 accepts connections".into()
+            ),
+            (
+                "pg_isready -d payments-checkout-prod".into(),
+                "`pg_isready -d payments-checkout-prod` succeeds".into()
+            ),
+        ]
+    );
+    let CheckKind::Http { body_contains, .. } = &rendered[0].kind else {
+        panic!("not http: {:?}", rendered[0]);
+    };
+    assert_eq!(body_contains.as_deref(), Some(" payments "));
+
+    // A parameter can break what the template builds: each failure names its field.
+    for (kind, what, says) in [
+        (
+            CheckKind::Http {
+                url: "{{ name }}".into(),
+                status: 200,
+                body_contains: None,
+                body_matches: None,
+                deadline_seconds: 5,
+            },
+            "checks[0].url",
+            r#""a b" is not a URL: it holds white space"#,
+        ),
+        (
+            CheckKind::Http {
+                url: "http://x/".into(),
+                status: 200,
+                body_contains: None,
+                body_matches: Some("{{ name }}(".into()),
+                deadline_seconds: 5,
+            },
+            "checks[0].body_matches",
+            "is not a valid pattern",
+        ),
+        (
+            CheckKind::Tcp {
+                address: "{{ name }}".into(),
+                deadline_seconds: 5,
+            },
+            "checks[0].address",
+            r#""a b" is not host:port"#,
+        ),
+    ] {
+        t.checks = vec![CheckSpec {
+            kind,
+            description: None,
+        }];
+        let params = json!({"name": "a b", "team": "payments", "environment": "prod"});
+        match checks(&t, &params, "x") {
+            Ok(c) => panic!("rendered {c:?}"),
+            Err(e) => {
+                assert_eq!(e.what, what);
+                assert!(e.message.contains(says), "{e}");
+            }
+        }
+    }
 }

@@ -188,10 +188,20 @@ fn Checks(detail: RequestDetail) -> impl IntoView {
         <section aria-label="Acceptance checks">
             <h2>"Acceptance checks"</h2>
             <ul class="checks">
-                {detail.checks.into_iter().map(|c| view! {
-                    <li class=if c.passed { "ok" } else { "bad" }>
-                        {format!("{} — {} ({})", c.description, if c.passed { "passed" } else { "failed" }, c.detail)}
-                    </li>
+                {detail.checks.into_iter().map(|c| {
+                    let verdict = if c.passed { "passed" } else { "failed" };
+                    let tries = if c.tries == 1 { "1 try".to_string() } else { format!("{} tries", c.tries) };
+                    let when = format!(
+                        "Revision {}, verification {}: {} check · {} in {:.1} s · {}",
+                        c.revision, c.attempt, c.kind, tries, c.duration_ms as f64 / 1000.0, c.at
+                    );
+                    view! {
+                        <li class=if c.passed { "ok" } else { "bad" }>
+                            {format!("{} — {verdict} ({})", c.description, c.detail)}
+                            <br/><small>{when}</small>
+                            {(!c.target.is_empty()).then(|| view! { <br/><small><code>{c.target}</code></small> })}
+                        </li>
+                    }
                 }).collect_view()}
             </ul>
         </section>

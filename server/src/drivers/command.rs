@@ -89,6 +89,21 @@ impl Driver for CommandDriver {
                 step.driver()
             )));
         };
+        self.run_command(command, ctx.secrets, ctx.stop, ctx.progress)
+            .await
+    }
+}
+
+impl CommandDriver {
+    /// Runs one command under the settings' allow-list, environment and timeout:
+    /// an execution step's, or an acceptance check's (which has no files).
+    pub async fn run_command(
+        &self,
+        command: &PlannedCommand,
+        secrets: &SecretValues,
+        stop: &CancellationToken,
+        progress: &ProgressLines,
+    ) -> Result<StepOutcome, DriverError> {
         if !self.settings.allowed.iter().any(|p| p == &command.program) {
             let allowed = if self.settings.allowed.is_empty() {
                 "none".to_string()
@@ -105,9 +120,9 @@ impl Driver for CommandDriver {
         }
         let settings = self.settings.clone();
         let command = command.clone();
-        let secrets = ctx.secrets.clone();
-        let stop = ctx.stop.clone();
-        let progress = ctx.progress.clone();
+        let secrets = secrets.clone();
+        let stop = stop.clone();
+        let progress = progress.clone();
         tokio::task::spawn_blocking(move || {
             run_blocking(&settings, &command, &secrets, &stop, &progress)
         })
@@ -391,6 +406,7 @@ mod tests {
                     secrets: &secrets,
                     stop: &stop,
                     progress: &ProgressLines::discard(),
+                    journal: &super::super::NoJournal,
                 },
             )
             .await
@@ -469,6 +485,7 @@ mod tests {
             secrets: &secrets,
             stop: &stop,
             progress: &progress,
+            journal: &super::super::NoJournal,
         };
         let outcome = driver(dir.path()).run(&step("env", &[]), &ctx).await?;
         let mut live = Vec::new();

@@ -90,6 +90,17 @@ pub struct Applied {
     pub created: bool,
 }
 
+/// A file as the branch publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The branch, with the remote's URL when there is one.
+    pub place: String,
+    /// The branch head read; `None` when the branch does not exist yet.
+    pub commit: Option<String>,
+    /// `None` when the path is absent at that head.
+    pub content: Option<String>,
+}
+
 /// The branch to commit to and, optionally, the remote to push it to.
 #[derive(Debug, Clone)]
 pub struct GitOpsSettings {
@@ -500,6 +511,45 @@ impl GitOpsRepo {
         self.read_file(&head, path)
     }
 
+    /// A file as the branch publishes it now: with a remote, as the remote's branch
+    /// holds it (fetched first, since that is what Argo CD or Flux reads); without
+    /// one, as the local branch holds it.
+    pub fn read_published(&self, path: &str) -> Result<Published, GitOpsError> {
+        let head = {
+            let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
+            let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+            let reference = match &self.remote {
+                Some(remote) => {
+                    self.fetch(&repo, remote)?;
+                    tracking_ref(&self.branch)
+                }
+                None => self.branch_ref.clone(),
+            };
+            match repo.refname_to_id(&reference) {
+                Ok(id) => Some(id.to_string()),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+                Err(e) => return Err(self.git_error(e)),
+            }
+        };
+        let content = match &head {
+            Some(commit) => self.read_file(commit, path)?,
+            None => None,
+        };
+        Ok(Published {
+            place: self.place(),
+            commit: head,
+            content,
+        })
+    }
+
+    /// The branch, and the remote's URL when there is one, for people to read.
+    fn place(&self) -> String {
+        match &self.remote {
+            Some(remote) => format!("{} at {}", self.branch, remote.url),
+            None => self.branch.clone(),
+        }
+    }
+
     /// How many commits the branch holds (for tests and the health page).
     pub fn commit_count(&self) -> Result<usize, GitOpsError> {
         let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
@@ -546,10 +596,7 @@ impl Driver for GitOpsRepo {
         for file in files {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
-        let place = match &self.remote {
-            Some(remote) => format!("{} at {}", self.branch, remote.url),
-            None => self.branch.clone(),
-        };
+        let place = self.place();
         ctx.progress
             .line(&format!("committing {} file(s) to {place}", files.len()));
         let repo = self.clone();

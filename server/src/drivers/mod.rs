@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod gitops;
+pub mod pipeline;
 pub mod progress;
 
 use async_trait::async_trait;
@@ -28,6 +29,41 @@ pub struct StepContext<'a> {
     /// Where a driver reports lines as they happen, for people watching the request
     /// live; blanks secrets and caps what it passes on.
     pub progress: &'a ProgressLines,
+    /// Where a driver that starts something outside (a CI/CD run) records it, so
+    /// that a later attempt of the same step follows it instead of starting another.
+    pub journal: &'a dyn StepJournal,
+}
+
+/// A run a step started somewhere else, as recorded for the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalRun {
+    /// Where the run's status is read.
+    pub status_url: String,
+    /// When it was started (ms since the epoch): its deadline counts from here.
+    pub started_at: i64,
+}
+
+/// The record of one step of one revision, kept across the job's attempts.
+#[async_trait]
+pub trait StepJournal: Send + Sync {
+    /// The run an earlier attempt of this step started, if any.
+    async fn recall(&self) -> Result<Option<ExternalRun>, DriverError>;
+    /// Records the run before it is followed; the first record stays.
+    async fn remember(&self, run: &ExternalRun) -> Result<(), DriverError>;
+}
+
+/// For a step run outside a job, which has nothing to resume.
+pub struct NoJournal;
+
+#[async_trait]
+impl StepJournal for NoJournal {
+    async fn recall(&self) -> Result<Option<ExternalRun>, DriverError> {
+        Ok(None)
+    }
+
+    async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 /// What a finished step did, for the job's record and the request's history.
@@ -71,6 +107,7 @@ pub trait Driver: Send + Sync {
 pub struct Drivers {
     pub gitops: gitops::GitOpsRepo,
     pub command: command::CommandDriver,
+    pub pipeline: pipeline::PipelineDriver,
 }
 
 impl Drivers {
@@ -78,6 +115,7 @@ impl Drivers {
         match step {
             PlannedStep::Gitops { .. } => &self.gitops,
             PlannedStep::Command(_) => &self.command,
+            PlannedStep::Pipeline(_) => &self.pipeline,
         }
     }
 }

@@ -2,7 +2,6 @@
 //! through its driver, verify the result with the type's acceptance checks, and
 //! record the asset.
 
-use slipway_core::catalog::CheckKind;
 use std::time::Duration;
 
 use rand::Rng as _;
@@ -17,12 +16,17 @@ use tracing::instrument;
 
 use super::{JobControl, StopReason};
 use crate::drivers::{DriverError, ProgressLines, StepContext, StepOutcome};
-use crate::services::assets::record_asset;
 use crate::services::{self, Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
 use crate::storage::jobs::{self, JobRow};
-use crate::storage::requests::{NewCheckResult, RequestRow};
+use crate::storage::pipeline_runs::StepKey;
+use crate::storage::requests::RequestRow;
 use crate::storage::{self, StorageError, Tx};
+
+mod journal;
+mod verify;
+
+use verify::verify;
 
 #[derive(Debug)]
 enum JobError {
@@ -388,10 +392,19 @@ async fn run_step(
     };
     let stop = run.control.step_token();
     let (progress, lines) = ProgressLines::channel(secrets.clone());
+    let journal = journal::RunJournal::new(
+        run.state.db.clone(),
+        StepKey {
+            request_id: request.id,
+            revision: request.current_revision,
+            step_index,
+        },
+    );
     let ctx = StepContext {
         secrets,
         stop: &stop,
         progress: &progress,
+        journal: &journal,
     };
     let started = std::time::Instant::now();
     let driver = run.state.drivers.for_step(step);
@@ -565,102 +578,6 @@ async fn finish_step(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Runs the type's acceptance checks against the applied commit and records each
-/// result; all passing completes the request and records the asset.
-async fn verify(
-    run: &Run<'_>,
-    request: &mut RequestRow,
-    change_set: &ChangeSet,
-) -> Result<(), JobError> {
-    let state = run.state;
-    // Empty when no step of the type commits to the GitOps repository.
-    let commit = request.applied_commit.clone().unwrap_or_default();
-    let ty = request_type(state, request)?;
-    let params = revision_params(state, request).await?;
-    let checks = render::checks(ty, &params, &request.resource_name)
-        .map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
-    let mut results = Vec::with_capacity(checks.len());
-    for check in &checks {
-        let CheckKind::GitopsFile { path } = &check.kind;
-        if commit.is_empty() {
-            results.push((
-                "gitops-file",
-                check.description.clone(),
-                false,
-                format!("{path}: no execution step committed to the GitOps repository"),
-            ));
-            continue;
-        }
-        let repo = state.gitops.clone();
-        let (commit_for_read, path_for_read) = (commit.clone(), path.clone());
-        let found =
-            tokio::task::spawn_blocking(move || repo.read_file(&commit_for_read, &path_for_read))
-                .await
-                .map_err(|e| JobError::Retryable(e.to_string()))?
-                .map_err(|e| JobError::Retryable(e.to_string()))?;
-        let expected = change_set
-            .files
-            .iter()
-            .find(|f| &f.path == path)
-            .map(|f| f.content.as_str());
-        let (passed, detail) = match (found.as_deref(), expected) {
-            (None, _) => (false, format!("{path} is missing at commit {commit}")),
-            (Some(actual), Some(expected)) if actual != expected => (
-                false,
-                format!("{path} at commit {commit} differs from the approved content"),
-            ),
-            (Some(_), _) => (true, format!("{path} present at commit {commit}")),
-        };
-        results.push(("gitops-file", check.description.clone(), passed, detail));
-    }
-    let mut tx = run.fenced().await?;
-    for (kind, description, passed, detail) in &results {
-        storage::requests::insert_check(
-            &mut tx,
-            &NewCheckResult {
-                request_id: request.id,
-                revision: request.current_revision,
-                kind,
-                description,
-                passed: *passed,
-                detail,
-            },
-        )
-        .await?;
-    }
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|r| !r.2)
-        .map(|r| r.3.as_str())
-        .collect();
-    if failed.is_empty() {
-        record_asset(state, &mut tx, request, &commit, &Actor::Worker).await?;
-        transition(
-            &mut tx,
-            state,
-            request,
-            Action::VerificationPassed,
-            &Actor::Worker,
-            format!("{} check(s) passed", results.len()),
-        )
-        .await?;
-    } else {
-        let message = format!("acceptance checks failed: {}", failed.join("; "));
-        transition(
-            &mut tx,
-            state,
-            request,
-            Action::Fail,
-            &Actor::Worker,
-            message.clone(),
-        )
-        .await?;
-        storage::requests::set_error(&mut tx, request.id, Some(&message)).await?;
-    }
     tx.commit().await?;
     Ok(())
 }

@@ -232,10 +232,14 @@ pub async fn request_detail(
             .into_iter()
             .map(|c| CheckResultView {
                 revision: c.revision,
+                attempt: c.attempt,
                 kind: c.kind,
+                target: c.target,
                 description: c.description,
                 passed: c.passed,
                 detail: c.detail,
+                tries: c.tries,
+                duration_ms: c.duration_ms,
                 at: format_millis(c.created_at),
             })
             .collect(),

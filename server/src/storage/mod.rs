@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod jobs;
 pub(crate) mod listing;
 pub mod lookup;
+pub mod pipeline_runs;
 pub mod progress;
 pub mod quota;
 pub mod requests;

@@ -678,10 +678,33 @@ pub async fn last_seen_before(
 pub struct NewCheckResult<'a> {
     pub request_id: RequestId,
     pub revision: i64,
+    /// The verification round of this revision (see [`next_check_attempt`]).
+    pub attempt: i64,
     pub kind: &'a str,
+    /// What the check looked at: a path, URL, address or command line.
+    pub target: &'a str,
     pub description: &'a str,
     pub passed: bool,
     pub detail: &'a str,
+    pub tries: i64,
+    pub duration_ms: i64,
+}
+
+/// The number of the next verification round of a revision: 1 the first time its
+/// checks run, one more after each retry.
+pub async fn next_check_attempt(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    revision: i64,
+) -> Result<i64, StorageError> {
+    let last: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(attempt) FROM check_results WHERE request_id = $1 AND revision = $2",
+    )
+    .bind(id.0)
+    .bind(revision)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(last.unwrap_or(0) + 1)
 }
 
 pub async fn insert_check(
@@ -689,15 +712,20 @@ pub async fn insert_check(
     c: &NewCheckResult<'_>,
 ) -> Result<(), StorageError> {
     sqlx::query(
-        "INSERT INTO check_results (request_id, revision, kind, description, passed, detail, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO check_results (request_id, revision, attempt, kind, target, description, \
+         passed, detail, tries, duration_ms, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(c.request_id.0)
     .bind(c.revision)
+    .bind(c.attempt)
     .bind(c.kind)
+    .bind(c.target)
     .bind(c.description)
     .bind(i64::from(c.passed))
     .bind(c.detail)
+    .bind(c.tries)
+    .bind(c.duration_ms)
     .bind(now_millis())
     .execute(&mut *conn)
     .await?;
@@ -706,10 +734,14 @@ pub async fn insert_check(
 
 pub struct CheckRow {
     pub revision: i64,
+    pub attempt: i64,
     pub kind: String,
+    pub target: String,
     pub description: String,
     pub passed: bool,
     pub detail: String,
+    pub tries: i64,
+    pub duration_ms: i64,
     pub created_at: i64,
 }
 
@@ -718,8 +750,8 @@ pub async fn checks(
     id: RequestId,
 ) -> Result<Vec<CheckRow>, StorageError> {
     let rows = sqlx::query(
-        "SELECT revision, kind, description, passed, detail, created_at FROM check_results \
-         WHERE request_id = $1 ORDER BY id",
+        "SELECT revision, attempt, kind, target, description, passed, detail, tries, \
+         duration_ms, created_at FROM check_results WHERE request_id = $1 ORDER BY id",
     )
     .bind(id.0)
     .fetch_all(&mut *conn)
@@ -728,10 +760,14 @@ pub async fn checks(
         .map(|row| {
             Ok(CheckRow {
                 revision: row.try_get("revision")?,
+                attempt: row.try_get("attempt")?,
                 kind: row.try_get("kind")?,
+                target: row.try_get("target")?,
                 description: row.try_get("description")?,
                 passed: row.try_get::<i64, _>("passed")? != 0,
                 detail: row.try_get("detail")?,
+                tries: row.try_get("tries")?,
+                duration_ms: row.try_get("duration_ms")?,
                 created_at: row.try_get("created_at")?,
             })
         })

@@ -202,6 +202,7 @@ impl TestApp {
             command: Default::default(),
             workers: Default::default(),
             metrics_token: None,
+            outbound: Default::default(),
             site_root: dir.path().join("site"),
             secure_cookies: false,
             secret_key: None,

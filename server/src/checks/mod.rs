@@ -1,0 +1,162 @@
+//! Acceptance checks, run for real: a file at the GitOps remote, an HTTP answer,
+//! a TCP connection, a command's exit status. Outbound ones reach only the hosts
+//! the settings allow (see [`crate::outbound`]); `http` and `tcp` keep trying
+//! until their deadline, since a resource that was just applied takes a moment
+//! to come up.
+
+mod probe;
+
+use std::time::{Duration, Instant};
+
+use slipway_core::catalog::CheckKind;
+use slipway_core::execution::PlannedCommand;
+use slipway_core::render::{ChangeSet, RenderedCheck};
+use slipway_core::secret::SecretValues;
+
+use crate::drivers::ProgressLines;
+use crate::drivers::command::CommandDriver;
+use crate::drivers::gitops::GitOpsRepo;
+use crate::outbound::Outbound;
+use tokio_util::sync::CancellationToken;
+
+/// What one run of one check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    pub passed: bool,
+    /// What was found, for people: the reason when it failed.
+    pub detail: String,
+    /// How many times it tried within its deadline.
+    pub tries: u32,
+    pub duration: Duration,
+}
+
+/// The check could not be run at all, for a reason worth another attempt of the
+/// job (the GitOps remote was down), not a verdict on the resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckUnavailable(pub String);
+
+/// What checks run with.
+#[derive(Clone, Copy)]
+pub struct Checker<'a> {
+    pub gitops: &'a GitOpsRepo,
+    pub command: &'a CommandDriver,
+    pub outbound: &'a Outbound,
+    /// The pause between two tries of an `http` or `tcp` check.
+    pub interval: Duration,
+}
+
+/// A short pause between tries: a service that comes up is seen soon after.
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Checker<'_> {
+    /// Runs one rendered check. `approved` holds the files the reviewer approved,
+    /// which a `git-file` check compares with what the repository publishes.
+    pub async fn run(
+        &self,
+        check: &RenderedCheck,
+        approved: &ChangeSet,
+    ) -> Result<CheckOutcome, CheckUnavailable> {
+        let started = Instant::now();
+        let (passed, detail, tries) = match &check.kind {
+            CheckKind::GitFile { path } => {
+                let (passed, detail) = self.git_file(path, approved).await?;
+                (passed, detail, 1)
+            }
+            CheckKind::Http {
+                url,
+                status,
+                body_contains,
+                body_matches,
+                deadline_seconds,
+            } => {
+                let expected = probe::HttpCheck {
+                    url,
+                    status: *status,
+                    body_contains: body_contains.as_deref(),
+                    body_matches: body_matches.as_deref(),
+                    deadline: Duration::from_secs(*deadline_seconds),
+                };
+                probe::http(self.outbound, &expected, self.interval).await
+            }
+            CheckKind::Tcp {
+                address,
+                deadline_seconds,
+            } => {
+                let deadline = Duration::from_secs(*deadline_seconds);
+                probe::tcp(self.outbound, address, deadline, self.interval).await
+            }
+            CheckKind::Command {
+                program,
+                args,
+                timeout_seconds,
+            } => {
+                let (passed, detail) = self.command(program, args, *timeout_seconds).await;
+                (passed, detail, 1)
+            }
+        };
+        Ok(CheckOutcome {
+            passed,
+            detail,
+            tries,
+            duration: started.elapsed(),
+        })
+    }
+
+    async fn git_file(
+        &self,
+        path: &str,
+        approved: &ChangeSet,
+    ) -> Result<(bool, String), CheckUnavailable> {
+        let repo = self.gitops.clone();
+        let owned = path.to_string();
+        let published = tokio::task::spawn_blocking(move || repo.read_published(&owned))
+            .await
+            .map_err(|e| CheckUnavailable(format!("reading the GitOps repository stopped: {e}")))?
+            .map_err(|e| CheckUnavailable(e.to_string()))?;
+        let expected = approved
+            .files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.content.as_str());
+        let place = &published.place;
+        let at = published.commit.as_deref().unwrap_or("no commit yet");
+        Ok(match (published.content.as_deref(), expected) {
+            (None, _) => (false, format!("{path} is missing on {place} ({at})")),
+            (Some(actual), Some(expected)) if actual != expected => (
+                false,
+                format!("{path} on {place} ({at}) differs from the approved content"),
+            ),
+            (Some(_), _) => (true, format!("{path} present on {place} at {at}")),
+        })
+    }
+
+    async fn command(
+        &self,
+        program: &str,
+        args: &[String],
+        timeout_seconds: Option<u64>,
+    ) -> (bool, String) {
+        let command = PlannedCommand {
+            program: program.to_string(),
+            args: args.to_vec(),
+            files: Vec::new(),
+            env: Vec::new(),
+            secret_env: Vec::new(),
+            timeout_seconds,
+        };
+        match self
+            .command
+            .run_command(
+                &command,
+                &SecretValues::new(),
+                &CancellationToken::new(),
+                &ProgressLines::discard(),
+            )
+            .await
+        {
+            Ok(outcome) => (true, outcome.summary),
+            Err(error) => (false, error.to_string()),
+        }
+    }
+}

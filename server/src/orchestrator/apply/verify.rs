@@ -1,0 +1,107 @@
+//! The verify phase of the apply job: run the type's acceptance checks for real,
+//! record each result with its verification round, and complete the request or
+//! leave it failed with the reasons.
+
+use futures_util::future::join_all;
+use slipway_core::render::{self, ChangeSet};
+use slipway_core::state::Action;
+
+use super::{JobError, Run, revision_params};
+use crate::checks::{CheckOutcome, Checker, RETRY_INTERVAL};
+use crate::services::assets::record_asset;
+use crate::services::{Actor, request_type, transition};
+use crate::storage;
+use crate::storage::requests::{NewCheckResult, RequestRow};
+
+/// Runs the type's acceptance checks side by side (each `http` or `tcp` check may
+/// wait for its deadline) and records each result; all passing completes the
+/// request and records the asset. A check that could not run at all (the GitOps
+/// remote is down) makes the job try again later instead.
+pub(super) async fn verify(
+    run: &Run<'_>,
+    request: &mut RequestRow,
+    change_set: &ChangeSet,
+) -> Result<(), JobError> {
+    let state = run.state;
+    let ty = request_type(state, request)?;
+    let params = revision_params(state, request).await?;
+    let checks = render::checks(ty, &params, &request.resource_name)
+        .map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
+    let checker = Checker {
+        gitops: &state.drivers.gitops,
+        command: &state.drivers.command,
+        outbound: &state.outbound,
+        interval: RETRY_INTERVAL,
+    };
+    let outcomes: Vec<CheckOutcome> = join_all(checks.iter().map(|c| checker.run(c, change_set)))
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| JobError::Retryable(format!("acceptance checks: {e}")))?;
+    let mut tx = run.fenced().await?;
+    let attempt =
+        storage::requests::next_check_attempt(&mut tx, request.id, request.current_revision)
+            .await?;
+    for (check, outcome) in checks.iter().zip(&outcomes) {
+        storage::requests::insert_check(
+            &mut tx,
+            &NewCheckResult {
+                request_id: request.id,
+                revision: request.current_revision,
+                attempt,
+                kind: check.kind.name(),
+                target: &check.kind.target(),
+                description: &check.description,
+                passed: outcome.passed,
+                detail: &outcome.detail,
+                tries: i64::from(outcome.tries),
+                duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
+            },
+        )
+        .await?;
+    }
+    let failed: Vec<String> = checks
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| !outcome.passed)
+        .map(|(check, outcome)| {
+            format!(
+                "{} ({}): {}",
+                check.description,
+                check.kind.name(),
+                outcome.detail
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        // Empty when no step of the type commits to the GitOps repository.
+        let commit = request.applied_commit.clone().unwrap_or_default();
+        record_asset(state, &mut tx, request, &commit, &Actor::Worker).await?;
+        transition(
+            &mut tx,
+            state,
+            request,
+            Action::VerificationPassed,
+            &Actor::Worker,
+            format!(
+                "{} check(s) passed (verification {attempt})",
+                outcomes.len()
+            ),
+        )
+        .await?;
+    } else {
+        let message = format!("acceptance checks failed: {}", failed.join("; "));
+        transition(
+            &mut tx,
+            state,
+            request,
+            Action::Fail,
+            &Actor::Worker,
+            message.clone(),
+        )
+        .await?;
+        storage::requests::set_error(&mut tx, request.id, Some(&message)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

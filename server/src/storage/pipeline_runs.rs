@@ -1,0 +1,63 @@
+//! The CI/CD runs pipeline steps started, one per step of a revision.
+
+use slipway_core::ids::RequestId;
+use sqlx::{AnyConnection, Row};
+
+use super::StorageError;
+
+/// Which step of which revision a run belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct StepKey {
+    pub request_id: RequestId,
+    pub revision: i64,
+    pub step_index: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineRun {
+    pub status_url: String,
+    pub started_at: i64,
+}
+
+pub async fn find(
+    conn: &mut AnyConnection,
+    key: StepKey,
+) -> Result<Option<PipelineRun>, StorageError> {
+    let row = sqlx::query(
+        "SELECT status_url, started_at FROM pipeline_runs \
+         WHERE request_id = $1 AND revision = $2 AND step_index = $3",
+    )
+    .bind(key.request_id.0)
+    .bind(key.revision)
+    .bind(key.step_index)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok(PipelineRun {
+            status_url: row.try_get("status_url")?,
+            started_at: row.try_get("started_at")?,
+        })
+    })
+    .transpose()
+}
+
+/// Records the run; a second record for the same step keeps the first (two
+/// workers that both triggered follow the run recorded first).
+pub async fn record(
+    conn: &mut AnyConnection,
+    key: StepKey,
+    run: &PipelineRun,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO pipeline_runs (request_id, revision, step_index, status_url, started_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, revision, step_index) DO NOTHING",
+    )
+    .bind(key.request_id.0)
+    .bind(key.revision)
+    .bind(key.step_index)
+    .bind(&run.status_url)
+    .bind(run.started_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

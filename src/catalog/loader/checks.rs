@@ -1,0 +1,168 @@
+//! A type's acceptance checks as written: each kind's fields are required,
+//! refused on another kind, and checked as far as a template allows before it is
+//! rendered (`catalog check` renders them with sample values for the rest).
+
+use super::super::file::CheckFile;
+use super::super::{CheckKind, CheckSpec};
+use super::{FileErrors, MAX_COMMAND_SECONDS, check_program};
+use crate::checks::{self, BodyPattern, DEFAULT_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS};
+
+/// The name `git-file` had before there were other kinds; still read.
+const OLD_GIT_FILE: &str = "gitops-file";
+
+pub(super) fn load_checks(raw: Vec<CheckFile>, fe: &mut FileErrors<'_>) -> Vec<CheckSpec> {
+    raw.into_iter()
+        .enumerate()
+        .filter_map(|(i, check)| load_check(i, check, fe))
+        .collect()
+}
+
+fn load_check(i: usize, check: CheckFile, fe: &mut FileErrors<'_>) -> Option<CheckSpec> {
+    let kind = match check.kind.as_str() {
+        OLD_GIT_FILE => "git-file",
+        other => other,
+    };
+    if !CheckKind::KINDS.contains(&kind) {
+        fe.push(
+            format!("checks[{i}].kind"),
+            format!(
+                "unknown check kind {:?}; the kinds are {}",
+                check.kind,
+                CheckKind::KINDS.join(", ")
+            ),
+        );
+        return None;
+    }
+    refuse_foreign_fields(i, kind, &check, fe);
+    if let Some(description) = &check.description {
+        fe.template(format!("checks[{i}].description"), description);
+    }
+    let field = |name: &str| format!("checks[{i}].{name}");
+    let loaded = match kind {
+        "git-file" => CheckKind::GitFile {
+            path: fe.required(
+                field("path"),
+                check.path,
+                "the file's path in the GitOps repository",
+            ),
+        },
+        "http" => {
+            let url = fe.required(field("url"), check.url, "the URL to ask");
+            if let Some(url) = literal(&url)
+                && let Err(message) = checks::check_http_url(url)
+            {
+                fe.push(field("url"), message);
+            }
+            let status = check.status.unwrap_or(200);
+            if !(100..=599).contains(&status) {
+                fe.push(field("status"), "must be an HTTP status from 100 to 599");
+            }
+            if let Some(text) = &check.body_contains {
+                fe.template(field("body_contains"), text);
+            }
+            if let Some(pattern) = &check.body_matches {
+                fe.template(field("body_matches"), pattern);
+                if let Some(pattern) = literal(pattern)
+                    && let Err(message) = BodyPattern::new(pattern)
+                {
+                    fe.push(field("body_matches"), message);
+                }
+            }
+            CheckKind::Http {
+                url,
+                status,
+                body_contains: check.body_contains,
+                body_matches: check.body_matches,
+                deadline_seconds: deadline(i, check.deadline_seconds, fe),
+            }
+        }
+        "tcp" => {
+            let address = fe.required(field("address"), check.address, "host:port to connect to");
+            if let Some(address) = literal(&address)
+                && let Err(message) = checks::parse_address(address)
+            {
+                fe.push(field("address"), message);
+            }
+            CheckKind::Tcp {
+                address,
+                deadline_seconds: deadline(i, check.deadline_seconds, fe),
+            }
+        }
+        _ => {
+            let program = check.program.unwrap_or_default();
+            check_program(field("program"), "a command check", &program, fe);
+            let args = check.args.unwrap_or_default();
+            for (j, arg) in args.iter().enumerate() {
+                fe.template(format!("checks[{i}].args[{j}]"), arg);
+            }
+            if let Some(seconds) = check.timeout_seconds
+                && !(1..=MAX_COMMAND_SECONDS).contains(&seconds)
+            {
+                fe.push(
+                    field("timeout_seconds"),
+                    format!("must be between 1 and {MAX_COMMAND_SECONDS} (a day)"),
+                );
+            }
+            CheckKind::Command {
+                program,
+                args,
+                timeout_seconds: check.timeout_seconds,
+            }
+        }
+    };
+    Some(CheckSpec {
+        kind: loaded,
+        description: check.description,
+    })
+}
+
+/// The text itself when it holds no template syntax, so it can be checked now.
+fn literal(source: &str) -> Option<&str> {
+    (!source.contains("{{") && !source.contains("{%")).then_some(source)
+}
+
+fn deadline(i: usize, seconds: Option<u64>, fe: &mut FileErrors<'_>) -> u64 {
+    let seconds = seconds.unwrap_or(DEFAULT_DEADLINE_SECONDS);
+    if !(1..=MAX_DEADLINE_SECONDS).contains(&seconds) {
+        fe.push(
+            format!("checks[{i}].deadline_seconds"),
+            format!("must be between 1 and {MAX_DEADLINE_SECONDS} (an hour)"),
+        );
+    }
+    seconds
+}
+
+/// A field of another kind is a mistake the author should hear about.
+fn refuse_foreign_fields(i: usize, kind: &str, check: &CheckFile, fe: &mut FileErrors<'_>) {
+    let given: [(&str, bool, &[&str]); 10] = [
+        ("path", check.path.is_some(), &["git-file"]),
+        ("url", check.url.is_some(), &["http"]),
+        ("status", check.status.is_some(), &["http"]),
+        ("body_contains", check.body_contains.is_some(), &["http"]),
+        ("body_matches", check.body_matches.is_some(), &["http"]),
+        ("address", check.address.is_some(), &["tcp"]),
+        (
+            "deadline_seconds",
+            check.deadline_seconds.is_some(),
+            &["http", "tcp"],
+        ),
+        ("program", check.program.is_some(), &["command"]),
+        ("args", check.args.is_some(), &["command"]),
+        (
+            "timeout_seconds",
+            check.timeout_seconds.is_some(),
+            &["command"],
+        ),
+    ];
+    for (field, present, owners) in given {
+        if present && !owners.contains(&kind) {
+            fe.push(
+                format!("checks[{i}].{field}"),
+                format!(
+                    "is a field of {} checks, not of {kind}",
+                    owners.join(" and ")
+                ),
+            );
+        }
+    }
+}

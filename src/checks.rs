@@ -1,0 +1,222 @@
+//! The rules of acceptance checks that need no I/O: what a rendered URL or address
+//! must look like, whether an HTTP answer meets a check, and which outbound hosts
+//! the settings allow. The server's check runner does the connecting; it asks
+//! these functions before it connects and after it reads.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+/// How long an `http` or `tcp` check keeps trying when its type gives no deadline.
+pub const DEFAULT_DEADLINE_SECONDS: u64 = 60;
+/// The longest deadline a type may give a check: an hour.
+pub const MAX_DEADLINE_SECONDS: u64 = 3600;
+
+/// A rendered `http` check URL must be http(s) with a host, in one piece; the
+/// server parses it fully before it connects.
+pub fn check_http_url(url: &str) -> Result<(), String> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} is not a URL: it holds white space"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} is not a URL starting with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{url:?} names no host"));
+    }
+    Ok(())
+}
+
+/// The host and port of a `tcp` check's address: `db.internal:5432`, `[::1]:5432`.
+pub fn parse_address(address: &str) -> Result<(String, u16), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{address:?} is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{address:?}: the port must be a number from 1 to 65535"))?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .ok_or_else(|| format!("{address:?}: an IPv6 address needs its closing ]"))?,
+        None if host.contains(':') => {
+            return Err(format!(
+                "{address:?}: write an IPv6 address in brackets, e.g. [::1]:5432"
+            ));
+        }
+        None => host,
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(format!("{address:?} names no valid host"));
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// A body pattern, compiled once, meaning what a JSON Schema `pattern` means (an
+/// unanchored search), like every other pattern in the catalog.
+pub struct BodyPattern(jsonschema::Validator);
+
+impl BodyPattern {
+    pub fn new(pattern: &str) -> Result<BodyPattern, String> {
+        let schema = serde_json::json!({ "type": "string", "pattern": pattern });
+        jsonschema::validator_for(&schema)
+            .map(BodyPattern)
+            .map_err(|e| format!("{pattern:?} is not a valid pattern: {e}"))
+    }
+
+    pub fn is_match(&self, body: &str) -> bool {
+        self.0.is_valid(&Value::from(body))
+    }
+}
+
+/// What an `http` check expects of an answer.
+pub struct HttpExpectation<'a> {
+    pub status: u16,
+    pub body_contains: Option<&'a str>,
+    pub body_matches: Option<&'a BodyPattern>,
+}
+
+impl HttpExpectation<'_> {
+    /// Whether an answer meets the check; the error says what differed.
+    pub fn judge(&self, status: u16, body: &str) -> Result<(), String> {
+        if status != self.status {
+            return Err(format!("answered {status}, expected {}", self.status));
+        }
+        if let Some(text) = self.body_contains
+            && !body.contains(text)
+        {
+            return Err(format!("the body does not contain {text:?}"));
+        }
+        if let Some(pattern) = self.body_matches
+            && !pattern.is_match(body)
+        {
+            return Err("the body does not match the pattern".into());
+        }
+        Ok(())
+    }
+}
+
+/// One entry of the outbound allow-list: a host, optionally with its one port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRule {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostRule {
+    /// `example.com`, `example.com:8443`, `10.0.0.5`, `::1`, `[::1]:8080`.
+    pub fn parse(text: &str) -> Result<HostRule, String> {
+        let text = text.trim();
+        if text.contains('/') {
+            return Err(format!("{text:?}: give a host or host:port, not a URL"));
+        }
+        let bracketed = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(text);
+        // An address alone (IPv6 ones hold colons but name no port).
+        if let Ok(ip) = bracketed.parse::<IpAddr>() {
+            return Ok(HostRule {
+                host: ip.to_string(),
+                port: None,
+            });
+        }
+        let (host, port) = if text.contains(':') {
+            let (host, port) = parse_address(text)?;
+            (host, Some(port))
+        } else {
+            (text.to_string(), None)
+        };
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+            return Err(format!("{text:?} is not a host name or address"));
+        }
+        Ok(HostRule {
+            host: normal_host(&host),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for HostRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match self.port {
+            Some(port) => write!(f, "{host}:{port}"),
+            None => f.write_str(&host),
+        }
+    }
+}
+
+/// Host names compare without case or a trailing dot; addresses by value.
+fn normal_host(host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => host,
+    }
+}
+
+/// The hosts outbound checks and pipeline calls may reach. Empty allows none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<HostRule>);
+
+impl AllowedHosts {
+    pub fn new(rules: Vec<HostRule>) -> AllowedHosts {
+        AllowedHosts(rules)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The list as the setting would give it, for messages: "none" when empty.
+    pub fn describe(&self) -> String {
+        if self.0.is_empty() {
+            return "none".into();
+        }
+        self.0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether a host (as the URL or address names it) and port may be reached.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = normal_host(host.trim_start_matches('[').trim_end_matches(']'));
+        self.0
+            .iter()
+            .any(|rule| rule.host == host && rule.port.is_none_or(|p| p == port))
+    }
+
+    /// An allowed name may still resolve to an address no check should reach, such
+    /// as a cloud's metadata service (169.254.169.254): link-local, unspecified,
+    /// multicast and broadcast addresses are refused unless listed themselves.
+    pub fn allows_address(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let special = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+            }
+            IpAddr::V6(v6) => {
+                v6.is_unspecified() || v6.is_multicast() || v6.is_unicast_link_local()
+            }
+        };
+        !special || self.0.iter().any(|rule| rule.host == ip.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;
