@@ -12,6 +12,7 @@ pub mod drivers;
 pub mod http;
 pub mod metrics;
 pub mod orchestrator;
+pub mod queue_bench;
 pub mod secrets;
 pub mod seed;
 pub mod services;

@@ -102,7 +102,10 @@ async fn readiness_and_metrics(engine: Engine) -> TestResult {
         "slipway_job_lease_takeovers_total 0",
         "slipway_step_duration_seconds_count{driver=\"gitops\",outcome=\"done\"} 1",
     ] {
-        assert!(body.lines().any(|l| l == line), "{line} missing from:\n{body}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "{line} missing from:\n{body}"
+        );
     }
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
 
@@ -126,7 +129,8 @@ async fn a_second_process_on_one_sqlite_file_runs_no_workers() -> TestResult {
         .ok_or("a second process must be refused")?
         .to_string();
     assert!(
-        refused.contains("another slipway process already runs the workers on this SQLite database")
+        refused
+            .contains("another slipway process already runs the workers on this SQLite database")
             && refused.contains("PostgreSQL"),
         "{refused}"
     );

@@ -782,7 +782,9 @@ fn execution_limits_default_and_stay_in_range() {
     );
     let errors = triples(&errors_of(&files));
     assert!(
-        errors.iter().any(|(_, _, m)| m.contains("unknown field `retries`")),
+        errors
+            .iter()
+            .any(|(_, _, m)| m.contains("unknown field `retries`")),
         "{errors:?}"
     );
 }
