@@ -125,13 +125,14 @@ submit_requests() {
   cat >"$WORK/submit.sh" <<'SUBMIT'
 n="$1"; read -r -a ports <<<"$PORTS_LIST"
 body="{\"type\":\"k8s-namespace\",\"params\":{\"name\":\"c$n\",\"team\":\"payments\",\"environment\":\"dev\",\"cpu_limit\":1,\"memory_limit_gi\":1}}"
-for try in $(seq 0 60); do
+# A key left "running" by a replica killed mid-call frees itself after a minute.
+for try in $(seq 0 300); do
   port="${ports[$(( (n + try) % ${#ports[@]} ))]}"
   code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 -X POST \
     -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -H "Idempotency-Key: load-$n" --data "$body" "http://127.0.0.1:$port/api/v1/requests" || true)"
   case "$code" in 200|201) exit 0 ;; esac
-  sleep 0.3
+  sleep 0.4
 done
 echo "request $n not accepted (last status $code)" >&2
 exit 1
