@@ -533,11 +533,18 @@ async fn request_command(command: crate::config::RequestCommand) -> ExitCode {
 }
 
 async fn dev_command(command: crate::config::DevCommand) -> ExitCode {
-    let crate::config::DevCommand::Seed {
-        requests,
-        audit_events,
-        settings,
-    } = command;
+    let (requests, audit_events, settings) = match command {
+        crate::config::DevCommand::Seed {
+            requests,
+            audit_events,
+            settings,
+        } => (requests, audit_events, settings),
+        crate::config::DevCommand::QueueBench {
+            jobs,
+            claimers,
+            settings,
+        } => return crate::queue_bench::run(settings, jobs, claimers).await,
+    };
     let seeded = async {
         let settings = settings.check().map_err(|e| e.to_string())?;
         let state = build_state(settings).await.map_err(|e| e.to_string())?;

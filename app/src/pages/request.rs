@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
 use slipway_core::views::{ParamTitle, RequestDetail, title_of};
 
 use crate::api::{
@@ -172,9 +173,32 @@ fn Actions(detail: RequestDetail) -> impl IntoView {
                     <button type="submit" class="primary">"Resolve"</button>
                 </ActionForm>
             })}
-            {p.cancel.then(|| view! { <ActionForm action=cancel>{hidden_id(id)}<button type="submit" class="danger">"Cancel request"</button></ActionForm> })}
+            {p.cancel.then(|| cancel_form(cancel, id, detail.summary.state))}
         </section>
     })
+}
+
+/// Cancelling before anything ran simply ends the request; while it runs, it stops
+/// the job, and the form says what that leaves behind.
+fn cancel_form(
+    cancel: ServerAction<CancelRequest>,
+    id: RequestId,
+    state: RequestState,
+) -> impl IntoView {
+    let running = matches!(state, RequestState::Executing | RequestState::Verifying);
+    view! {
+        <ActionForm action=cancel>
+            {hidden_id(id)}
+            {running.then(|| view! {
+                <p class="help" id="cancel-help">
+                    "Stops the running step now. Steps that already ran stay in place, so the request fails into manual handling, where the platform team retries it or cleans up."
+                </p>
+            })}
+            <button type="submit" class="danger" aria-describedby=running.then_some("cancel-help")>
+                {if running { "Stop and cancel" } else { "Cancel request" }}
+            </button>
+        </ActionForm>
+    }
 }
 
 /// Names the request in an action's form.

@@ -19,8 +19,12 @@ use crate::storage::idempotency::{self, Claim, StoredAnswer};
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 pub const MAX_KEY_CHARS: usize = 90;
-/// A first call still "running" after this long died with its process.
-const STALE_AFTER_MS: i64 = 10 * 60 * 1000;
+/// A first call still "running" after this long died with its process (a replica
+/// killed mid-call, a database connection cut before the key was given back). No
+/// mutating call takes a minute; a retry after it runs anew, and the services' own
+/// duplicate checks (the key is also the submit key) keep it from doing twice what
+/// the dead call may have done.
+const STALE_AFTER_MS: i64 = 60 * 1000;
 /// Keys are kept at least a day; the sweep forgets them after two.
 pub const KEEP_MS: i64 = 48 * 60 * 60 * 1000;
 /// Answers bigger than this are not kept (and not replayed); ours are far smaller.

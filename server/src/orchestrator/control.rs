@@ -85,7 +85,9 @@ pub(super) async fn keep_lease(
     let lease = state.settings.workers.lease;
     let lease_millis = lease.as_millis() as i64;
     let mut held_until = Instant::now() + lease;
-    let mut shutdown_deadline: Option<Instant> = None;
+    // A shutdown that began while the job was being claimed counts from now.
+    let mut shutdown_deadline =
+        (*shutdown.borrow()).then(|| Instant::now() + state.settings.workers.shutdown_grace);
     loop {
         let grace_over = async {
             match shutdown_deadline {
