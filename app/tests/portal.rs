@@ -501,3 +501,75 @@ async fn list_pages_link_newer_and_older_and_keep_their_filters_in_the_url() -> 
     assert!(bad.body.contains("created_from") && bad.body.contains("role=\"alert\""));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_signed_in_viewer_follows_a_request_live_and_the_page_shows_its_steps() -> TestResult {
+    let app = app().await?;
+    let alice = app.user("alice").await?;
+    let id = app.namespace(&alice, "dev", "live").await?;
+    let mut browser = Browser::new(&app);
+
+    let signed_out = browser.get(&format!("/requests/{id}/events")).await?;
+    assert_eq!(signed_out.status, StatusCode::UNAUTHORIZED);
+
+    browser.sign_in("alice", "/catalog").await?;
+    // The request has settled: the stream sends its whole story, then ends.
+    let stream = browser.get(&format!("/requests/{id}/events")).await?;
+    assert_eq!(stream.status, StatusCode::OK);
+    assert_eq!(
+        stream
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let kinds: Vec<&str> = stream
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["step", "line", "line", "step", "end"],
+        "{}",
+        stream.body
+    );
+    assert!(
+        stream.body.contains("committing 3 file(s) to main"),
+        "{}",
+        stream.body
+    );
+    assert!(
+        stream.body.contains(r#"data: {"state":"completed"}"#),
+        "{}",
+        stream.body
+    );
+
+    // A page already showing every event resumes after the last one: only the end.
+    let after = stream
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .next_back()
+        .ok_or("an event id")?;
+    let resumed = browser
+        .get(&format!("/requests/{id}/events?after={after}"))
+        .await?;
+    let kinds: Vec<&str> = resumed
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(kinds, ["end"], "{}", resumed.body);
+
+    // Without script the page shows the steps and their logs as stored.
+    let page = browser.get(&format!("/requests/{id}")).await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Execution steps"), "{}", page.body);
+    assert!(
+        page.body.contains("Step 1 (gitops), attempt 1: done"),
+        "{}",
+        page.body
+    );
+    Ok(())
+}
