@@ -334,7 +334,7 @@ async fn verify_volume(db: &Db, n: usize) -> BenchResult<VerifyFigures> {
     let seal = began.elapsed();
     let rss_before = peak_rss_mib();
     let began = Instant::now();
-    let report = audit::verify(&db.pool, &VerifyFrom::default()).await?;
+    let report = audit::verify(db, &VerifyFrom::default()).await?;
     let verify = began.elapsed();
     let events = match report.status {
         audit::ChainStatus::Intact { events } => events,

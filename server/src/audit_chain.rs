@@ -357,7 +357,7 @@ pub async fn verify(
     let began = Instant::now();
     drop(conn);
     let report = storage::audit::verify(
-        &db.pool,
+        db,
         &VerifyFrom {
             start: start_point.as_ref(),
             reach: reach_point.as_ref(),

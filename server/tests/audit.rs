@@ -29,7 +29,7 @@ on_both_engines!(
     the_server_seals_moments_after_a_write,
     an_edited_row_is_caught,
     a_deleted_middle_row_is_caught,
-    ranges_read_side_by_side_join_at_their_seams,
+    batches_join_at_their_edges,
     a_truncated_tail_is_caught,
     a_forged_checkpoint_is_refused,
     verify_from_a_checkpoint_reads_only_what_follows,
@@ -351,29 +351,30 @@ async fn a_deleted_middle_row_is_caught(app: &TestApp) -> TestResult {
     Ok(())
 }
 
-/// A long chain is read in ranges side by side; a break on either side of a seam,
-/// or a range that does not join the one before, is found all the same.
-async fn ranges_read_side_by_side_join_at_their_seams(app: &TestApp) -> TestResult {
-    append(app, 40, "test.ranges").await?;
+/// A long chain is read in batches (on SQLite); a break on either side of a
+/// batch's edge, or a batch that does not join the one before, is found all the
+/// same, and small batches read what one large batch reads.
+async fn batches_join_at_their_edges(app: &TestApp) -> TestResult {
+    append(app, 40, "test.batches").await?;
     audit_chain::seal_pending(&app.state.db).await?;
-    let in_ranges = storage::audit::VerifyFrom {
-        events_per_reader: 4,
+    let in_batches = storage::audit::VerifyFrom {
+        events_per_batch: 4,
         ..storage::audit::VerifyFrom::default()
     };
     let read = |from: storage::audit::VerifyFrom<'static>| {
-        let pool = app.state.db.pool.clone();
-        async move { storage::audit::verify(&pool, &from).await }
+        let db = app.state.db.clone();
+        async move { storage::audit::verify(&db, &from).await }
     };
-    let whole = read(in_ranges.clone()).await?;
+    let whole = read(in_batches.clone()).await?;
     let ChainStatus::Intact { events } = whole.status.clone() else {
         return Err(format!("a whole chain verifies: {whole:?}").into());
     };
     assert!(events >= 40, "{events}");
     assert_eq!(whole.head.as_ref().map(|h| h.position), Some(events));
-    let one_reader = read(storage::audit::VerifyFrom::default()).await?;
-    assert_eq!(one_reader, whole, "one reader and several agree");
+    let one_batch = read(storage::audit::VerifyFrom::default()).await?;
+    assert_eq!(one_batch, whole, "small batches and one batch agree");
     drop_guards(app).await?;
-    // Wherever the seams fall, an edit on either side of one is found: edit every
+    // Wherever the edges fall, an edit on either side of one is found: edit every
     // place, newest first, so each edit is the first break.
     for position in (1..=events).rev() {
         let seq = seq_at(app, position).await?;
@@ -381,7 +382,7 @@ async fn ranges_read_side_by_side_join_at_their_seams(app: &TestApp) -> TestResu
             "UPDATE audit_events SET detail = 'forged' WHERE seq = {seq}"
         ))
         .await?;
-        match read(in_ranges.clone()).await?.status {
+        match read(in_batches.clone()).await?.status {
             ChainStatus::Broken {
                 position: found,
                 seq: found_seq,
@@ -424,7 +425,7 @@ async fn a_truncated_tail_is_caught(app: &TestApp) -> TestResult {
         .await?;
     app.exec("DELETE FROM audit_checkpoints").await?;
     assert_eq!(
-        storage::audit::verify_chain(&app.state.db.pool).await?,
+        storage::audit::verify_chain(&app.state.db).await?,
         ChainStatus::Intact { events: keep },
         "without the checkpoint, the chain looks whole"
     );
@@ -842,7 +843,7 @@ async fn existing_chains_verify_after_the_migration(url: &str, engine: Engine) -
     let db = storage::Db::connect(url).await?;
     let mut conn = db.pool.acquire().await?;
     assert_eq!(
-        storage::audit::verify_chain(&db.pool).await?,
+        storage::audit::verify_chain(&db).await?,
         ChainStatus::Intact { events: 25 }
     );
     let head = storage::audit::head(&mut conn).await?.ok_or("no head")?;
@@ -869,7 +870,7 @@ async fn existing_chains_verify_after_the_migration(url: &str, engine: Engine) -
     tx.commit().await?;
     assert_eq!(audit_chain::seal_pending(&db).await?, 1);
     assert_eq!(
-        storage::audit::verify_chain(&db.pool).await?,
+        storage::audit::verify_chain(&db).await?,
         ChainStatus::Intact { events: 26 }
     );
     db.pool.close().await;

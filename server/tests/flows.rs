@@ -234,7 +234,7 @@ async fn whole_chain(app: &TestApp) -> TestResult {
     let events = app.count("audit_events").await?;
     slipway_server::audit_chain::seal_pending(&state.db).await?;
     assert_eq!(
-        storage::audit::verify_chain(&state.db.pool).await?,
+        storage::audit::verify_chain(&state.db).await?,
         ChainStatus::Intact { events }
     );
     assert_eq!(
@@ -268,7 +268,7 @@ async fn whole_chain(app: &TestApp) -> TestResult {
             .await?,
         1
     );
-    match storage::audit::verify_chain(&state.db.pool).await? {
+    match storage::audit::verify_chain(&state.db).await? {
         ChainStatus::Broken { seq, .. } => assert_eq!(seq, Some(2)),
         intact => panic!("a tampered row must break the chain, got {intact:?}"),
     }

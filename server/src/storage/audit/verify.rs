@@ -1,29 +1,55 @@
 //! Verification: the chain read in place order, every hash recomputed.
+//!
+//! On SQLite the events are read in batches, each batch one row holding a JSON
+//! array of events built inside SQLite. Read one row per event, a million events
+//! spent most of their time not in SQLite nor in hashing but in sqlx's hand-off of
+//! each row from the connection's worker thread and its conversion of every column
+//! into an owned value (perf: allocation, thread switches and `AnyRow`
+//! conversion, about four fifths of the samples); a batch pays that once per
+//! thousand events. PostgreSQL streams rows over the wire in bulk already, and
+//! building the JSON there was slower than reading rows (measured), so it reads
+//! rows.
+
+use std::borrow::Cow;
 
 use futures_util::TryStreamExt as _;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::{
     ChainPoint, EVENT_COLUMNS, GENESIS, HashedContent, UNSEALED_GRACE_MILLIS, chain_hash_hex,
 };
-use crate::storage::{StorageError, format_millis};
+use crate::storage::{Db, Engine, StorageError, format_millis};
 
-/// One row as verify reads it: borrowed from the row, nothing copied.
+/// One event as verify reads it, in EVENT_COLUMNS order: borrowed from the row or
+/// the batch's JSON text, copied only where JSON escaped a character.
+#[derive(serde::Deserialize)]
 struct EventRef<'r> {
     seq: i64,
     at: i64,
-    actor: &'r str,
-    action: &'r str,
-    target_kind: &'r str,
-    target_id: &'r str,
-    before: Option<&'r str>,
-    after: Option<&'r str>,
-    detail: &'r str,
-    prev_hash: Option<&'r str>,
-    hash: Option<&'r str>,
-    channel: Option<&'r str>,
-    client_addr: Option<&'r str>,
-    trace_id: Option<&'r str>,
+    #[serde(borrow)]
+    actor: Cow<'r, str>,
+    #[serde(borrow)]
+    action: Cow<'r, str>,
+    #[serde(borrow)]
+    target_kind: Cow<'r, str>,
+    #[serde(borrow)]
+    target_id: Cow<'r, str>,
+    #[serde(borrow)]
+    before: Option<Cow<'r, str>>,
+    #[serde(borrow)]
+    after: Option<Cow<'r, str>>,
+    #[serde(borrow)]
+    detail: Cow<'r, str>,
+    #[serde(borrow)]
+    prev_hash: Option<Cow<'r, str>>,
+    #[serde(borrow)]
+    hash: Option<Cow<'r, str>>,
+    #[serde(borrow)]
+    channel: Option<Cow<'r, str>>,
+    #[serde(borrow)]
+    client_addr: Option<Cow<'r, str>>,
+    #[serde(borrow)]
+    trace_id: Option<Cow<'r, str>>,
     token_id: Option<i64>,
     position: Option<i64>,
 }
@@ -32,38 +58,45 @@ impl EventRef<'_> {
     fn content(&self) -> HashedContent<'_> {
         HashedContent {
             at: self.at,
-            actor: self.actor,
-            action: self.action,
-            target_kind: self.target_kind,
-            target_id: self.target_id,
-            before: self.before,
-            after: self.after,
-            detail: self.detail,
-            channel: self.channel,
-            client_addr: self.client_addr,
-            trace_id: self.trace_id,
+            actor: &self.actor,
+            action: &self.action,
+            target_kind: &self.target_kind,
+            target_id: &self.target_id,
+            before: self.before.as_deref(),
+            after: self.after.as_deref(),
+            detail: &self.detail,
+            channel: self.channel.as_deref(),
+            client_addr: self.client_addr.as_deref(),
+            trace_id: self.trace_id.as_deref(),
             token_id: self.token_id,
         }
     }
 }
 
-// By index, in EVENT_COLUMNS order: verify reads a million of these.
+// By index, in EVENT_COLUMNS order.
 fn event_ref(row: &sqlx::any::AnyRow) -> Result<EventRef<'_>, StorageError> {
+    let text = |i: usize| -> Result<Cow<'_, str>, sqlx::Error> {
+        row.try_get::<&str, _>(i).map(Cow::Borrowed)
+    };
+    let optional_text = |i: usize| -> Result<Option<Cow<'_, str>>, sqlx::Error> {
+        row.try_get::<Option<&str>, _>(i)
+            .map(|value| value.map(Cow::Borrowed))
+    };
     Ok(EventRef {
         seq: row.try_get(0)?,
         at: row.try_get(1)?,
-        actor: row.try_get(2)?,
-        action: row.try_get(3)?,
-        target_kind: row.try_get(4)?,
-        target_id: row.try_get(5)?,
-        before: row.try_get(6)?,
-        after: row.try_get(7)?,
-        detail: row.try_get(8)?,
-        prev_hash: row.try_get(9)?,
-        hash: row.try_get(10)?,
-        channel: row.try_get(11)?,
-        client_addr: row.try_get(12)?,
-        trace_id: row.try_get(13)?,
+        actor: text(2)?,
+        action: text(3)?,
+        target_kind: text(4)?,
+        target_id: text(5)?,
+        before: optional_text(6)?,
+        after: optional_text(7)?,
+        detail: text(8)?,
+        prev_hash: optional_text(9)?,
+        hash: optional_text(10)?,
+        channel: optional_text(11)?,
+        client_addr: optional_text(12)?,
+        trace_id: optional_text(13)?,
         token_id: row.try_get(14)?,
         position: row.try_get(15)?,
     })
@@ -95,9 +128,9 @@ pub struct VerifyFrom<'a> {
     /// How much older than the newest sealed event an unsealed one may be before it
     /// counts as left out of the chain.
     pub unsealed_grace_millis: i64,
-    /// Each reader reads at least this many events (tests make it small, so that a
-    /// short chain is read in several ranges that must join).
-    pub events_per_reader: i64,
+    /// Events per batch on SQLite (tests make it small, so that a short chain is
+    /// read in several batches that must join).
+    pub events_per_batch: i64,
 }
 
 impl Default for VerifyFrom<'_> {
@@ -106,7 +139,7 @@ impl Default for VerifyFrom<'_> {
             start: None,
             reach: None,
             unsealed_grace_millis: UNSEALED_GRACE_MILLIS,
-            events_per_reader: EVENTS_PER_READER,
+            events_per_batch: EVENTS_PER_BATCH,
         }
     }
 }
@@ -131,21 +164,18 @@ fn broken(position: i64, seq: Option<i64>, reason: String) -> ChainReport {
 }
 
 /// Recomputes every hash from genesis (no checkpoint), streaming.
-pub async fn verify_chain(pool: &AnyPool) -> Result<ChainStatus, StorageError> {
-    Ok(verify(pool, &VerifyFrom::default()).await?.status)
+pub async fn verify_chain(db: &Db) -> Result<ChainStatus, StorageError> {
+    Ok(verify(db, &VerifyFrom::default()).await?.status)
 }
 
-/// Below this many events a second reader costs more than it saves.
-pub const EVENTS_PER_READER: i64 = 50_000;
-/// Readers at most, each on its own connection.
-const MAX_READERS: i64 = 4;
+/// Events per SQLite batch: one row, so one hand-off between threads, per this
+/// many events (about 200 KB of JSON), few enough to keep memory constant.
+pub const EVENTS_PER_BATCH: i64 = 1_000;
 
 /// Streams the sealed events in place order (constant memory) and recomputes each
-/// hash; names the first broken place. Each event carries its predecessor's hash,
-/// so consecutive ranges of places are read side by side, each on its own
-/// connection, and joined where they meet.
-pub async fn verify(pool: &AnyPool, from: &VerifyFrom<'_>) -> Result<ChainReport, StorageError> {
-    let mut conn = pool.acquire().await?;
+/// hash; names the first broken place.
+pub async fn verify(db: &Db, from: &VerifyFrom<'_>) -> Result<ChainReport, StorageError> {
+    let mut conn = db.pool.acquire().await?;
     let (first, prev) = match start(&mut conn, from.start).await? {
         Ok(start) => start,
         Err(broken) => return Ok(broken),
@@ -155,43 +185,30 @@ pub async fn verify(pool: &AnyPool, from: &VerifyFrom<'_>) -> Result<ChainReport
         .await?
         .unwrap_or(0)
         .max(first - 1);
-    drop(conn);
-    let ranges = split(first, last, from.events_per_reader);
-    let mut readers = Vec::with_capacity(ranges.len());
-    for (i, (lo, hi)) in ranges.iter().copied().enumerate() {
-        let pool = pool.clone();
-        let reach = from.reach.cloned();
-        let prev = (i == 0).then(|| prev.clone());
-        readers.push(tokio::spawn(async move {
-            let mut conn = pool.acquire().await?;
-            read_range(&mut conn, lo, hi, prev, reach.as_ref()).await
-        }));
+    let mut walk = Walk {
+        expected: first,
+        prev,
+        events: 0,
+        newest_at: None,
+        reach: from.reach,
+    };
+    let walked = match db.engine {
+        Engine::Sqlite => read_batches(&mut conn, &mut walk, last, from.events_per_batch).await?,
+        Engine::Postgres => read_rows(&mut conn, &mut walk, last).await?,
+    };
+    if let Err(broken) = walked {
+        return Ok(broken);
     }
-    let mut head = prev;
-    let mut events = 0i64;
-    let mut newest_at = None;
-    for (reader, (lo, _)) in readers.into_iter().zip(ranges) {
-        let range = reader
-            .await
-            .map_err(|e| StorageError::Corrupt(format!("an audit verify reader stopped: {e}")))??;
-        if let Some(broken) = range.broken {
-            return Ok(broken);
-        }
-        if range.first_prev.as_deref().is_some_and(|p| p != head) {
-            return Ok(broken(
-                lo,
-                range.first_seq,
-                "does not follow the previous event (a row was removed or reordered)".into(),
-            ));
-        }
-        events += range.events;
-        newest_at = range.newest_at.or(newest_at);
-        if let Some(hash) = range.last_hash {
-            head = hash;
-        }
+    if walk.expected <= last {
+        return Ok(broken(
+            walk.expected,
+            None,
+            format!(
+                "no event has this place, though the chain goes on to {last} (an event was removed)"
+            ),
+        ));
     }
-    let mut conn = pool.acquire().await?;
-    finish(&mut conn, from, last, events, newest_at, head).await
+    finish(&mut conn, from, last, walk).await
 }
 
 /// Where reading begins: genesis, or just after a trusted point that must still
@@ -224,141 +241,128 @@ async fn start(
     })
 }
 
-/// Consecutive ranges of places covering `first..=last`, one per reader.
-fn split(first: i64, last: i64, per_reader: i64) -> Vec<(i64, i64)> {
-    let count = last - first + 1;
-    if count <= 0 {
-        return Vec::new();
-    }
-    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get() as i64);
-    let readers = (count / per_reader.max(1)).clamp(1, parallel.clamp(1, MAX_READERS));
-    let size = (count + readers - 1) / readers;
-    (0..readers)
-        .map(|i| (first + i * size, (first + (i + 1) * size - 1).min(last)))
-        .filter(|(lo, hi)| lo <= hi)
-        .collect()
-}
-
-/// What one reader found in its range.
-struct RangeRead {
-    /// The `prev_hash` of the range's first event, to be joined to the range before.
-    first_prev: Option<String>,
-    first_seq: Option<i64>,
-    last_hash: Option<String>,
-    events: i64,
-    newest_at: Option<i64>,
-    broken: Option<ChainReport>,
-}
-
-/// Reads places `lo..=hi` in order. With `prev`, the first event must follow it;
-/// without, its `prev_hash` is handed back to be checked against the range before.
-async fn read_range(
+/// Places `walk.expected..=last` on PostgreSQL, one row per event.
+async fn read_rows(
     conn: &mut AnyConnection,
-    lo: i64,
-    hi: i64,
-    mut prev: Option<String>,
-    reach: Option<&ChainPoint>,
-) -> Result<RangeRead, StorageError> {
-    let mut read = RangeRead {
-        first_prev: None,
-        first_seq: None,
-        last_hash: None,
-        events: 0,
-        newest_at: None,
-        broken: None,
-    };
+    walk: &mut Walk<'_>,
+    last: i64,
+) -> Result<Result<(), ChainReport>, StorageError> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM audit_events WHERE position >= $1 AND position <= $2 \
          ORDER BY position"
     );
-    let mut rows = sqlx::query(&sql).bind(lo).bind(hi).fetch(&mut *conn);
-    let mut expected = lo;
+    let mut rows = sqlx::query(&sql)
+        .bind(walk.expected)
+        .bind(last)
+        .fetch(&mut *conn);
     while let Some(row) = rows.try_next().await? {
-        let e = event_ref(&row)?;
-        if let Err(report) = check(&e, expected, &mut prev, &mut read, reach) {
-            read.broken = Some(report);
-            return Ok(read);
+        if let Err(broken) = walk.step(&event_ref(&row)?) {
+            return Ok(Err(broken));
         }
-        read.newest_at = Some(e.at);
-        expected += 1;
-        read.events += 1;
     }
-    if expected <= hi {
-        read.broken = Some(broken(
-            expected,
-            None,
-            format!(
-                "no event has this place, though the chain goes on to {hi} (an event was removed)"
-            ),
-        ));
-    }
-    read.last_hash = prev;
-    Ok(read)
+    Ok(Ok(()))
 }
 
-/// One event at its expected place: sealed, following `prev`, its content
-/// matching its hash; `prev` moves on to its hash.
-fn check(
-    e: &EventRef<'_>,
-    expected: i64,
-    prev: &mut Option<String>,
-    read: &mut RangeRead,
-    reach: Option<&ChainPoint>,
-) -> Result<(), ChainReport> {
-    let position = e.position.unwrap_or_default();
-    if position != expected {
-        return Err(broken(
-            expected,
-            None,
-            format!(
-                "no event has this place; the next sealed one (seq {}) is at {position} (an event was removed or reordered)",
-                e.seq
-            ),
-        ));
+/// Places `walk.expected..=last` on SQLite, `per_batch` places to a row: each row
+/// a JSON array of the events at those places, in place order.
+async fn read_batches(
+    conn: &mut AnyConnection,
+    walk: &mut Walk<'_>,
+    last: i64,
+    per_batch: i64,
+) -> Result<Result<(), ChainReport>, StorageError> {
+    let sql = format!(
+        "SELECT json_group_array(json_array({EVENT_COLUMNS}) ORDER BY position) \
+         FROM audit_events WHERE position >= $1 AND position <= $2"
+    );
+    let mut from = walk.expected;
+    while from <= last {
+        let to = from.saturating_add(per_batch.max(1) - 1).min(last);
+        let batch: String = sqlx::query_scalar(&sql)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&mut *conn)
+            .await?;
+        let events: Vec<EventRef<'_>> = serde_json::from_str(&batch).map_err(|e| {
+            StorageError::Corrupt(format!("audit events at places {from} to {to}: {e}"))
+        })?;
+        for event in &events {
+            if let Err(broken) = walk.step(event) {
+                return Ok(Err(broken));
+            }
+        }
+        // A place missing at the end of this batch shows as the next event (or the
+        // end of the chain) not having the expected place.
+        from = to + 1;
     }
-    let (Some(prev_hash), Some(hash)) = (e.prev_hash, e.hash) else {
-        return Err(broken(
-            position,
-            Some(e.seq),
-            "has a place in the chain but no hash (its seal was cleared)".into(),
-        ));
-    };
-    let before = match prev {
-        Some(before) if before.as_str() != prev_hash => {
+    Ok(Ok(()))
+}
+
+/// How far the reading has come.
+struct Walk<'a> {
+    /// The place the next event must have.
+    expected: i64,
+    /// The hash the next event must name as its predecessor's.
+    prev: String,
+    events: i64,
+    newest_at: Option<i64>,
+    reach: Option<&'a ChainPoint>,
+}
+
+impl Walk<'_> {
+    /// One event at its expected place: sealed, following `prev`, its content
+    /// matching its hash; `prev` moves on to its hash.
+    fn step(&mut self, e: &EventRef<'_>) -> Result<(), ChainReport> {
+        let position = e.position.unwrap_or_default();
+        if position != self.expected {
+            return Err(broken(
+                self.expected,
+                None,
+                format!(
+                    "no event has this place; the next sealed one (seq {}) is at {position} (an event was removed or reordered)",
+                    e.seq
+                ),
+            ));
+        }
+        let (Some(prev_hash), Some(hash)) = (e.prev_hash.as_deref(), e.hash.as_deref()) else {
+            return Err(broken(
+                position,
+                Some(e.seq),
+                "has a place in the chain but no hash (its seal was cleared)".into(),
+            ));
+        };
+        if self.prev != prev_hash {
             return Err(broken(
                 position,
                 Some(e.seq),
                 "does not follow the previous event (a row was removed or reordered)".into(),
             ));
         }
-        Some(before) => before,
-        None => {
-            read.first_prev = Some(prev_hash.to_string());
-            read.first_seq = Some(e.seq);
-            prev.insert(prev_hash.to_string())
+        if chain_hash_hex(&self.prev, &e.content()) != hash.as_bytes() {
+            return Err(broken(
+                position,
+                Some(e.seq),
+                "content does not match its hash (the row was edited)".into(),
+            ));
         }
-    };
-    if chain_hash_hex(before, &e.content()) != hash.as_bytes() {
-        return Err(broken(
-            position,
-            Some(e.seq),
-            "content does not match its hash (the row was edited)".into(),
-        ));
+        if let Some(reach) = self.reach
+            && reach.position == position
+            && reach.hash != hash
+        {
+            return Err(broken(
+                position,
+                Some(e.seq),
+                "its hash is not the one a signed checkpoint vouches for (the chain was rewritten)"
+                    .into(),
+            ));
+        }
+        self.prev.clear();
+        self.prev.push_str(hash);
+        self.expected += 1;
+        self.events += 1;
+        self.newest_at = Some(e.at);
+        Ok(())
     }
-    if let Some(reach) = reach
-        && reach.position == position
-        && reach.hash != hash
-    {
-        return Err(broken(
-            position,
-            Some(e.seq),
-            "its hash is not the one a signed checkpoint vouches for (the chain was rewritten)"
-                .into(),
-        ));
-    }
-    before.clear();
-    before.push_str(hash);
-    Ok(())
 }
 
 /// After the last place: the chain must reach the newest checkpoint, and no event
@@ -367,9 +371,7 @@ async fn finish(
     conn: &mut AnyConnection,
     from: &VerifyFrom<'_>,
     last: i64,
-    events: i64,
-    newest_at: Option<i64>,
-    head: String,
+    walk: Walk<'_>,
 ) -> Result<ChainReport, StorageError> {
     if let Some(reach) = from.reach
         && reach.position > last
@@ -386,7 +388,7 @@ async fn finish(
     // An event older than the newest sealed one by more than the grace, still
     // without a seal, was left out of the chain: committed with its seal withheld,
     // or its seal cleared and the chain rebuilt around it.
-    let newest_at = match newest_at {
+    let newest_at = match walk.newest_at {
         Some(at) => Some(at),
         None if last > 0 => {
             sqlx::query_scalar("SELECT at FROM audit_events WHERE position = $1")
@@ -416,36 +418,12 @@ async fn finish(
         }
     }
     Ok(ChainReport {
-        status: ChainStatus::Intact { events },
+        status: ChainStatus::Intact {
+            events: walk.events,
+        },
         head: (last > 0).then_some(ChainPoint {
             position: last,
-            hash: head,
+            hash: walk.prev,
         }),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split;
-
-    #[test]
-    fn ranges_cover_every_place_once() {
-        assert!(split(1, 0, 10).is_empty());
-        assert_eq!(split(1, 10, 50), vec![(1, 10)]);
-        assert_eq!(split(5, 5, 1), vec![(5, 5)]);
-        for (first, last, per) in [
-            (1, 1_000_000, 50_000),
-            (7, 123_456, 50_000),
-            (1, 99, 7),
-            (3, 30, 1),
-        ] {
-            let ranges = split(first, last, per);
-            assert_eq!(ranges.first().map(|r| r.0), Some(first));
-            assert_eq!(ranges.last().map(|r| r.1), Some(last));
-            assert!(
-                ranges.windows(2).all(|w| w[0].1 + 1 == w[1].0),
-                "{ranges:?}"
-            );
-        }
-    }
 }
