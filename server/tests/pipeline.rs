@@ -503,7 +503,9 @@ async fn resumed_job_follows_its_run(engine: Engine) -> TestResult {
     assert!(polls >= 2, "{polls}");
     let seen = steps(&app, id).await?;
     let states: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-    assert_eq!(states, ["running", "done"]);
+    // The dead worker's attempt is marked abandoned when the job is taken over.
+    assert_eq!(states, ["failed", "done"]);
+    assert!(seen[0].1.starts_with("abandoned: "), "{:?}", seen[0]);
     assert!(
         seen[1].2.starts_with(&format!(
             "following the run an earlier attempt started: http://{address}/api/v1/workflows/argo/slipway-{}-1-0",
