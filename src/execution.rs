@@ -45,6 +45,9 @@ pub struct PlannedCommand {
     /// (variable, secret parameter): the driver sets the variable to the value.
     pub secret_env: Vec<(String, String)>,
     pub timeout_seconds: Option<u64>,
+    /// A PostgreSQL server of the settings whose connection the driver passes
+    /// as libpq variables.
+    pub postgres_server: Option<String>,
 }
 
 impl PlannedStep {
@@ -146,6 +149,7 @@ pub fn plan(
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                     timeout_seconds: command.timeout_seconds,
+                    postgres_server: command.postgres_server.clone(),
                 }))
             }
         })

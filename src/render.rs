@@ -267,6 +267,26 @@ fn render_check(
                 .collect::<Result<_, _>>()?,
             timeout_seconds: *timeout_seconds,
         },
+        CheckKind::Postgres {
+            server,
+            database,
+            user,
+            password_secret,
+            query,
+            expect,
+            deadline_seconds,
+        } => CheckKind::Postgres {
+            server: server.clone(),
+            database: text("database", database)?,
+            user: text("user", user)?,
+            password_secret: password_secret.clone(),
+            query: query.clone(),
+            expect: expect
+                .as_deref()
+                .map(|source| text("expect", source))
+                .transpose()?,
+            deadline_seconds: *deadline_seconds,
+        },
     })
 }
 
@@ -276,6 +296,9 @@ fn default_description(kind: &CheckKind) -> String {
         CheckKind::Http { url, status, .. } => format!("{url} answers {status}"),
         CheckKind::Tcp { address, .. } => format!("{address} accepts connections"),
         CheckKind::Command { .. } => format!("`{}` succeeds", kind.target()),
+        CheckKind::Postgres { user, database, .. } => {
+            format!("{user} can sign in to the database {database} and query it")
+        }
     }
 }
 

@@ -18,10 +18,12 @@ pub(crate) fn shipped_files() -> Vec<SourceFile> {
         "dictionaries/environments.yaml",
         "types/k8s-namespace.yaml",
         "types/postgres-database.yaml",
+        "types/shared-database.yaml",
         "templates/k8s-namespace/namespace.yaml.j2",
         "templates/k8s-namespace/resourcequota.yaml.j2",
         "templates/k8s-namespace/rolebinding.yaml.j2",
         "templates/postgres-database/cluster.yaml.j2",
+        "templates/shared-database/create.sql.j2",
     ]
 }
 

@@ -286,6 +286,24 @@ pub struct RequestDetail {
     /// Each parameter's title from the type's schema, in the schema's order.
     #[serde(default)]
     pub param_titles: Vec<ParamTitle>,
+    /// The secrets Slipway generated for this request: names and whether they were
+    /// shown, never a value.
+    #[serde(default)]
+    pub generated_secrets: Vec<GeneratedSecretView>,
+}
+
+/// A generated secret on a request page: what it is, whether it was shown, and
+/// whether the viewer may be shown it now (once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GeneratedSecretView {
+    pub name: String,
+    pub title: String,
+    pub description: Option<String>,
+    /// "alice on 2026-12-03 21:10 UTC" once it was shown.
+    pub shown_to: Option<String>,
+    /// Why the viewer cannot be shown it now, when they cannot.
+    pub unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

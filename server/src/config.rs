@@ -523,6 +523,18 @@ pub struct CommandArgs {
         default_value = "10m"
     )]
     pub timeout: String,
+    /// PostgreSQL servers that types create databases on, comma-separated
+    /// `name=postgres://admin:password@host:port/database` pairs; `command` steps
+    /// naming one get its admin connection as PGHOST, PGPORT, PGUSER, PGPASSWORD
+    /// and PGDATABASE, and `postgres` checks connect to it. Prefer the environment:
+    /// a flag shows in `ps`.
+    #[arg(
+        long = "postgres-servers",
+        env = "SLIPWAY_POSTGRES_SERVERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub postgres_servers: Vec<String>,
 }
 
 impl Default for CommandArgs {
@@ -531,6 +543,7 @@ impl Default for CommandArgs {
             allow: Vec::new(),
             pass_env: Vec::new(),
             timeout: "10m".into(),
+            postgres_servers: Vec::new(),
         }
     }
 }
@@ -571,11 +584,14 @@ impl CommandArgs {
         }
         let default_timeout = parse_duration(&self.timeout)
             .map_err(|m| setting_error("--command-timeout (SLIPWAY_COMMAND_TIMEOUT)", m))?;
+        let postgres_servers = crate::postgres_servers::parse_servers(&self.postgres_servers)
+            .map_err(|m| setting_error(crate::postgres_servers::SETTING, m))?;
         Ok(CommandSettings {
             allowed,
             pass_env,
             default_timeout,
             scratch_dir: data_dir.join("scratch"),
+            postgres_servers,
         })
     }
 }
@@ -1478,6 +1494,7 @@ mod tests {
             allow: vec!["psql".into(), " tofu ".into(), String::new()],
             pass_env: vec!["PGPASSWORD".into()],
             timeout: "2m".into(),
+            postgres_servers: vec!["shared=postgres://admin:pw@db.internal/postgres".into()],
         };
         let settings = serve.check()?;
         assert_eq!(settings.command.allowed, ["psql", "tofu"]);
@@ -1486,6 +1503,22 @@ mod tests {
         assert_eq!(
             settings.command.scratch_dir,
             dir.path().join("data/scratch")
+        );
+        assert_eq!(
+            settings
+                .command
+                .postgres_servers
+                .get("shared")
+                .map(|s| s.host.as_str()),
+            Some("db.internal")
+        );
+        let mut serve = args(dir.path())?;
+        serve.command.postgres_servers = vec!["shared=mysql://root:pw@h".into()];
+        let error = serve.check().err().ok_or("expected a refusal")?.to_string();
+        assert!(
+            error.starts_with("--postgres-servers (SLIPWAY_POSTGRES_SERVERS): ")
+                && !error.contains(":pw@"),
+            "{error}"
         );
         let mut serve = args(dir.path())?;
         serve.command.pass_env = vec!["PGPASSWORD=x".into()];

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod oidc;
+pub mod reveal;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -371,6 +372,27 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/requests/{id}/events", get(portal_progress))
+        .route(
+            "/requests/{id}/secrets/{name}/reveal",
+            axum::routing::post(reveal::reveal),
+        )
+}
+
+/// The signed-in portal user behind a session, as a caller of the services.
+pub(crate) async fn session_caller(
+    state: &AppState,
+    session: &Session,
+    meta: Option<CallMeta>,
+) -> Result<Caller, ServiceError> {
+    let user_id = session
+        .get::<i64>(USER_KEY)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("session: {e}")))?
+        .ok_or(ServiceError::Unauthenticated)?;
+    let user = crate::services::auth::user(state, slipway_core::ids::UserId(user_id))
+        .await?
+        .ok_or(ServiceError::Unauthenticated)?;
+    Ok(Caller::new(user, Channel::Portal, meta.unwrap_or_default()))
 }
 
 /// Where a page starts following a request's events (see [`events::resume_point`]).
@@ -392,15 +414,7 @@ async fn portal_progress(
     let meta = meta.map(|m| m.0).unwrap_or_default();
     let trace_id = meta.trace_id.clone();
     let answer = async {
-        let user_id = session
-            .get::<i64>(USER_KEY)
-            .await
-            .map_err(|e| ServiceError::Internal(format!("session: {e}")))?
-            .ok_or(ServiceError::Unauthenticated)?;
-        let user = crate::services::auth::user(&state, slipway_core::ids::UserId(user_id))
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
-        let caller = Caller::new(user, Channel::Portal, meta);
+        let caller = session_caller(&state, &session, Some(meta)).await?;
         let after = events::resume_point(&headers, query.after);
         events::progress_stream(state, caller, slipway_core::ids::RequestId(id), after).await
     };

@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod orchestrator;
 pub mod outbound;
+pub mod postgres_servers;
 pub mod queue_bench;
 pub mod secrets;
 pub mod seed;

@@ -181,14 +181,25 @@ fn files_containing(dir: &Path, needle: &[u8]) -> TestResult<Vec<String>> {
 }
 
 fn assert_absent(sink: &str, text: &str) {
+    assert_value_absent(sink, text, CANARY);
+}
+
+fn assert_value_absent(sink: &str, text: &str, value: &str) {
     assert!(
-        !text.contains(CANARY),
+        !text.contains(value),
         "the secret leaked into {sink}:\n{}",
         text.lines()
-            .filter(|l| l.contains(CANARY))
+            .filter(|l| l.contains(value))
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+fn logged_text(logs: &Mutex<Vec<u8>>) -> String {
+    match logs.lock() {
+        Ok(buffer) => String::from_utf8_lossy(&buffer).into_owned(),
+        Err(poisoned) => String::from_utf8_lossy(&poisoned.into_inner()).into_owned(),
+    }
 }
 
 async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestResult {
@@ -332,10 +343,7 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
     assert!(repository.contains("payments-ledger-prod-owner-password"));
     assert_absent("the GitOps repository", &repository);
 
-    let logged = match logs.lock() {
-        Ok(buffer) => String::from_utf8_lossy(&buffer).into_owned(),
-        Err(poisoned) => String::from_utf8_lossy(&poisoned.into_inner()).into_owned(),
-    };
+    let logged = logged_text(&logs);
     assert!(
         logged.contains(&format!("request_id={id}")) || logged.contains("request submitted"),
         "the log capture works"
@@ -432,4 +440,278 @@ async fn a_secret_opens_only_with_its_key_and_request(app: &TestApp) -> TestResu
     );
     assert_eq!(app.gitops_commits()?, 1, "only the namespace was committed");
     Ok(())
+}
+
+/// The shipped `shared-database` type on a Slipway whose shared PostgreSQL server
+/// is the test server itself: psql may run, and the server is named `shared`.
+async fn start_with_shared_server(engine: Engine) -> TestResult<Option<(TestApp, String)>> {
+    let Some(admin_url) = common::postgres_admin_url()? else {
+        eprintln!("note: {} is not set; skipping", common::POSTGRES_ENV);
+        return Ok(None);
+    };
+    let servers =
+        slipway_server::postgres_servers::parse_servers(&[format!("shared={admin_url}")])?;
+    let app = TestApp::start_configured(engine, None, |settings| {
+        settings.command.allowed = vec!["psql".into()];
+        settings.command.postgres_servers = servers;
+    })
+    .await?;
+    Ok(app.map(|app| (app, admin_url)))
+}
+
+#[tokio::test]
+async fn a_generated_password_opens_the_new_database_once_on_sqlite() -> TestResult {
+    match start_with_shared_server(Engine::Sqlite).await? {
+        Some((app, admin)) => a_generated_password_opens_the_new_database_once(&app, &admin).await,
+        None => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn a_generated_password_opens_the_new_database_once_on_postgres() -> TestResult {
+    match start_with_shared_server(Engine::Postgres).await? {
+        Some((app, admin)) => a_generated_password_opens_the_new_database_once(&app, &admin).await,
+        None => Ok(()),
+    }
+}
+
+/// Drops what a test made on the shared server, even when it failed half-way.
+struct SharedDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for SharedDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    format!("DROP ROLE IF EXISTS {name}"),
+                ] {
+                    sqlx::query(&sql)
+                        .execute(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_string()) {
+            eprintln!("note: could not drop {}: {error}", self.name);
+        }
+    }
+}
+
+async fn a_generated_password_opens_the_new_database_once(
+    app: &TestApp,
+    admin_url: &str,
+) -> TestResult {
+    use sqlx::Connection;
+    let logs = captured_logs();
+    let state = &app.state;
+    let (alice, bob, carol) = (
+        app.user("alice").await?,
+        app.user("bob").await?,
+        app.user("carol").await?,
+    );
+    let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let resource = format!("payments_{name}_dev");
+    let _cleanup = SharedDatabase {
+        admin_url: admin_url.to_string(),
+        name: resource.clone(),
+    };
+    let params =
+        json!({"name": name, "team": "payments", "environment": "dev", "connection_limit": 5});
+    // The form has no field for it: a value sent anyway is refused by the schema.
+    let mut smuggled = params.clone();
+    smuggled["owner_password"] = json!("chosen-by-the-requester");
+    assert!(
+        requests::submit(state, &alice, &draft("shared-database", smuggled))
+            .await
+            .is_err()
+    );
+
+    let id = requests::submit(state, &alice, &draft("shared-database", params)).await?;
+    assert_eq!(
+        app.request_state(id).await?,
+        RequestState::Approved,
+        "dev is approved by policy"
+    );
+    let early = secrets::reveal_once(state, &alice, id, "owner_password").await;
+    assert!(
+        matches!(&early, Err(ServiceError::Forbidden(m)) if m.contains("once the request is completed")),
+        "{:?}",
+        early.as_ref().map(|r| r.title.clone())
+    );
+
+    assert_eq!(app.run_jobs().await?, 1);
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    let seen = detail::request_detail(state, &alice, id).await?;
+    let check = seen.checks.first().ok_or("the check ran")?;
+    assert_eq!(
+        (check.kind.as_str(), check.passed),
+        ("postgres", true),
+        "{check:?}"
+    );
+    assert!(
+        check.detail.contains(&format!("read \"{resource}\"")),
+        "{}",
+        check.detail
+    );
+    let generated = seen
+        .generated_secrets
+        .first()
+        .ok_or("the page lists the secret")?;
+    assert_eq!(
+        (generated.title.as_str(), &generated.unavailable),
+        ("Owner password", &None)
+    );
+    let for_carol = detail::request_detail(state, &carol, id).await?;
+    assert_eq!(
+        for_carol.generated_secrets[0].unavailable.as_deref(),
+        Some("only the requester may see a generated secret of the request")
+    );
+
+    // Only the requester, only once, and every refusal leaves it unshown.
+    for other in [&bob, &carol] {
+        let refused = secrets::reveal_once(state, other, id, "owner_password").await;
+        assert!(
+            matches!(refused, Err(ServiceError::Forbidden(_))),
+            "{}",
+            other.username
+        );
+    }
+    let unknown = secrets::reveal_once(state, &alice, id, "root_password").await;
+    assert!(matches!(unknown, Err(ServiceError::NotFound(_))));
+    let revealed = secrets::reveal_once(state, &alice, id, "owner_password").await?;
+    let password = revealed.value;
+    assert_eq!(password.len(), 32);
+    assert!(
+        password.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{password}"
+    );
+    let again = secrets::reveal_once(state, &alice, id, "owner_password").await;
+    assert!(
+        matches!(&again, Err(ServiceError::Conflict(m)) if m.contains("was already shown to alice on")),
+        "{:?}",
+        again.as_ref().map(|r| r.title.clone())
+    );
+    let after = detail::request_detail(state, &alice, id).await?;
+    let shown_to = after.generated_secrets[0]
+        .shown_to
+        .clone()
+        .ok_or("recorded")?;
+    assert!(shown_to.starts_with("alice on "), "{shown_to}");
+
+    // The database is real: the new role signs in with the password it was shown.
+    let server = slipway_server::postgres_servers::parse_servers(&[format!("x={admin_url}")])?;
+    let options = server["x"].connect_as(&resource, &password, &resource);
+    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+    let (user, owner): (String, String) = sqlx::query_as(
+        "SELECT current_user::text, pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    assert_eq!(
+        (user.as_str(), owner.as_str()),
+        (resource.as_str(), resource.as_str())
+    );
+    conn.close().await?;
+    // The test server trusts loopback, so signing in proves the role and its
+    // database; that the role's password is the one shown, its verifier proves.
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    let verifier: String =
+        sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+            .bind(&resource)
+            .fetch_one(&mut admin)
+            .await?;
+    admin.close().await?;
+    assert!(scram_verifies(&verifier, &password)?, "{verifier}");
+    assert!(!scram_verifies(&verifier, "not-the-password")?);
+
+    // And it is nowhere else: not in any read model, row, file or log line.
+    let audit_items = audit::list(state, &carol, &AuditFilter::default(), Window::first(500))
+        .await?
+        .items;
+    assert!(
+        audit_items.iter().any(|e| e.action == "secret.revealed"),
+        "the reveal is audited"
+    );
+    let answers = [
+        serde_json::to_string(&after)?,
+        serde_json::to_string(&for_carol)?,
+        serde_json::to_string(&audit_items)?,
+    ];
+    for (i, answer) in answers.iter().enumerate() {
+        assert_value_absent(&format!("read model #{i}"), answer, &password);
+    }
+    assert_value_absent("the database", &dump_database(app).await?, &password);
+    let raw = files_containing(&state.settings.data_dir, password.as_bytes())?;
+    assert!(raw.is_empty(), "the password is in the raw files {raw:?}");
+    assert_value_absent("the logs", &logged_text(&logs), &password);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_type_whose_server_is_not_configured_is_refused_at_submit() -> TestResult {
+    let app = TestApp::start(Engine::Sqlite).await?.ok_or("SQLite")?;
+    let alice = app.user("alice").await?;
+    let params =
+        json!({"name": "orders", "team": "payments", "environment": "dev", "connection_limit": 5});
+    let refused = requests::submit(&app.state, &alice, &draft("shared-database", params)).await;
+    let Err(ServiceError::Conflict(message)) = refused else {
+        return Err(format!("expected a conflict, got {refused:?}").into());
+    };
+    assert!(
+        message.starts_with("Database on the shared PostgreSQL server cannot be requested on this Slipway yet: no PostgreSQL server is named \"shared\" in the server's --postgres-servers"),
+        "{message}"
+    );
+    assert_eq!(app.count("requests").await?, 0);
+    Ok(())
+}
+
+/// Whether `password` matches a PostgreSQL SCRAM-SHA-256 verifier
+/// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, RFC 5802/7677).
+fn scram_verifies(verifier: &str, password: &str) -> TestResult<bool> {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    type HmacSha256 = Hmac<Sha256>;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let rest = verifier
+        .strip_prefix("SCRAM-SHA-256$")
+        .ok_or("not a SCRAM-SHA-256 verifier")?;
+    let (params, keys) = rest.split_once('$').ok_or("no keys")?;
+    let (iterations, salt) = params.split_once(':').ok_or("no salt")?;
+    let (stored_key, _server_key) = keys.split_once(':').ok_or("no server key")?;
+    let (iterations, salt) = (iterations.parse::<u32>()?, b64.decode(salt)?);
+    let hmac = |key: &[u8], data: &[u8]| -> TestResult<Vec<u8>> {
+        let mut mac = HmacSha256::new_from_slice(key)?;
+        mac.update(data);
+        Ok(mac.finalize().into_bytes().to_vec())
+    };
+    // Hi(): PBKDF2 with HMAC-SHA-256 and one block.
+    let mut block = hmac(
+        password.as_bytes(),
+        &[salt.as_slice(), &1u32.to_be_bytes()].concat(),
+    )?;
+    let mut salted = block.clone();
+    for _ in 1..iterations {
+        block = hmac(password.as_bytes(), &block)?;
+        salted.iter_mut().zip(&block).for_each(|(s, b)| *s ^= b);
+    }
+    let client_key = hmac(&salted, b"Client Key")?;
+    Ok(Sha256::digest(&client_key).as_slice() == b64.decode(stored_key)?.as_slice())
 }

@@ -52,9 +52,22 @@ pub(super) struct TypeFile {
     #[serde(default)]
     pub execution_limits: Option<LimitsFile>,
     #[serde(default)]
+    pub generated_secrets: Vec<GeneratedSecretFile>,
+    #[serde(default)]
     pub checks: Vec<CheckFile>,
     #[serde(default)]
     pub monitoring: Vec<MonitoringFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GeneratedSecretFile {
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub length: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +183,9 @@ pub(super) struct StepFile {
     /// command: seconds before the program is stopped.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// command: a PostgreSQL server of the settings, passed as libpq variables.
+    #[serde(default)]
+    pub postgres_server: Option<String>,
     /// pipeline: the trigger's HTTP method (default POST).
     #[serde(default)]
     pub method: Option<String>,
@@ -249,6 +265,24 @@ pub(super) struct CheckFile {
     /// command: seconds before the program is stopped.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// postgres: the server of the settings to connect to.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// postgres: the database to connect to.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// postgres: the role to connect as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// postgres: the secret holding the role's password.
+    #[serde(default)]
+    pub password_secret: Option<String>,
+    /// postgres: the query to run (not a template).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// postgres: what the first column of the first row must read.
+    #[serde(default)]
+    pub expect: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

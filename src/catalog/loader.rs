@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 
-use super::file::{DictionaryFile, LimitsFile, StepFile, TypeFile};
+use super::file::{DictionaryFile, GeneratedSecretFile, LimitsFile, StepFile, TypeFile};
 use super::schema::{self, SchemaProblem};
 use super::{
     Catalog, CatalogError, CatalogErrors, CommandStep, DEFAULT_MAX_NAME_LENGTH,
     DEFAULT_NAME_PATTERN, DEFAULT_NAME_PATTERN_DESCRIPTION, Dictionary, ExecutionLimits,
-    ExecutionStep, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule, Requirement,
-    ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
+    ExecutionStep, GeneratedSecret, MonitoringSpec, Naming, OutputSpec, OwnerParam, QuotaRule,
+    Requirement, ResourceType, ReviewPolicy, RiskHint, SourceFile, Term,
 };
 use crate::template;
 use crate::views::Role;
@@ -234,6 +234,11 @@ fn load_type(
             template: o.template,
         })
         .collect();
+    let generated_secrets = load_generated_secrets(raw.generated_secrets, &parameters, &mut fe);
+    let secret_names: Vec<String> = schema::secret_params(&parameters)
+        .into_iter()
+        .chain(generated_secrets.iter().map(|g| g.name.clone()))
+        .collect();
     let ty = ResourceType {
         name: raw.name,
         title: raw.title,
@@ -275,10 +280,11 @@ fn load_type(
                 message: r.message,
             })
             .collect(),
-        execute: load_execute(raw.execute, &outputs, &parameters, &mut fe),
+        execute: load_execute(raw.execute, &outputs, &secret_names, &mut fe),
         limits: load_limits(raw.execution_limits, &mut fe),
         outputs,
-        checks: checks::load_checks(raw.checks, &mut fe),
+        generated_secrets,
+        checks: checks::load_checks(raw.checks, &secret_names, &mut fe),
         monitoring: raw
             .monitoring
             .into_iter()
@@ -554,7 +560,7 @@ fn load_limits(raw: Option<LimitsFile>, fe: &mut FileErrors<'_>) -> ExecutionLim
 fn load_execute(
     steps: Option<Vec<StepFile>>,
     outputs: &[OutputSpec],
-    parameters: &serde_json::Value,
+    secret_names: &[String],
     fe: &mut FileErrors<'_>,
 ) -> Vec<ExecutionStep> {
     let Some(steps) = steps else {
@@ -578,7 +584,7 @@ fn load_execute(
         refuse_foreign_fields(i, &step, fe);
         match step.driver.as_str() {
             "command" => {
-                if let Some(command) = load_command(i, step, outputs, parameters, fe) {
+                if let Some(command) = load_command(i, step, outputs, secret_names, fe) {
                     loaded.push(ExecutionStep::Command(command));
                 }
             }
@@ -631,7 +637,7 @@ fn load_execute(
 /// A field of another driver is a mistake the author should hear about, not a
 /// setting silently ignored.
 fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
-    let given: [(&str, bool, &str); 21] = [
+    let given: [(&str, bool, &str); 22] = [
         ("outputs", step.outputs.is_some(), "gitops"),
         ("message", step.message.is_some(), "gitops"),
         ("program", step.program.is_some(), "command"),
@@ -640,6 +646,7 @@ fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
         ("env", step.env.is_some(), "command"),
         ("secret_env", step.secret_env.is_some(), "command"),
         ("timeout_seconds", step.timeout_seconds.is_some(), "command"),
+        ("postgres_server", step.postgres_server.is_some(), "command"),
         ("method", step.method.is_some(), "pipeline"),
         ("url", step.url.is_some(), "pipeline"),
         ("headers", step.headers.is_some(), "pipeline"),
@@ -687,7 +694,7 @@ fn load_command(
     i: usize,
     step: StepFile,
     outputs: &[OutputSpec],
-    parameters: &serde_json::Value,
+    secret_names: &[String],
     fe: &mut FileErrors<'_>,
 ) -> Option<CommandStep> {
     let program = step.program.unwrap_or_default();
@@ -738,12 +745,24 @@ fn load_command(
                 "is also set in `env`; give each variable once",
             );
         }
-        if !schema::is_secret(parameters, param) {
+        if !secret_names.contains(param) {
             fe.push(
                 format!("execute[{i}].secret_env.{name}"),
-                format!("{param:?} is not a secret parameter (x-secret: true) of this type"),
+                format!(
+                    "{param:?} is neither a secret parameter (x-secret: true) nor a generated secret of this type"
+                ),
             );
         }
+    }
+    if let Some(server) = &step.postgres_server
+        && !is_setting_name(server)
+    {
+        fe.push(
+            format!("execute[{i}].postgres_server"),
+            format!(
+                "{server:?} is not a server name of the settings (letters, digits, '-' and '_')"
+            ),
+        );
     }
     if let Some(seconds) = step.timeout_seconds
         && !(1..=MAX_COMMAND_SECONDS).contains(&seconds)
@@ -760,7 +779,75 @@ fn load_command(
         env,
         secret_env,
         timeout_seconds: step.timeout_seconds,
+        postgres_server: step.postgres_server,
     })
+}
+
+/// A name the server's settings give a server or a token: plain, never a template.
+pub(super) fn is_setting_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Generated secrets: named like parameters but never one of them, each once.
+fn load_generated_secrets(
+    raw: Vec<GeneratedSecretFile>,
+    parameters: &serde_json::Value,
+    fe: &mut FileErrors<'_>,
+) -> Vec<GeneratedSecret> {
+    let mut seen = BTreeSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let at = |field: &str| format!("generated_secrets[{i}].{field}");
+            if !is_env_name(&file.name) || file.name.starts_with('_') {
+                fe.push(
+                    at("name"),
+                    format!(
+                        "{:?} must be letters, digits and '_', starting with a letter",
+                        file.name
+                    ),
+                );
+            } else if parameters
+                .get("properties")
+                .and_then(|p| p.get(&file.name))
+                .is_some()
+            {
+                fe.push(
+                    at("name"),
+                    format!(
+                        "{:?} is also a parameter; a generated secret needs its own name",
+                        file.name
+                    ),
+                );
+            } else if !seen.insert(file.name.clone()) {
+                fe.push(at("name"), format!("{:?} is generated twice", file.name));
+            }
+            if file.title.trim().is_empty() {
+                fe.push(at("title"), "must not be empty: the requester sees it");
+            }
+            let length = file.length.unwrap_or(GeneratedSecret::DEFAULT_LENGTH);
+            if !GeneratedSecret::LENGTH.contains(&length) {
+                fe.push(
+                    at("length"),
+                    format!(
+                        "must be from {} to {} characters",
+                        GeneratedSecret::LENGTH.start(),
+                        GeneratedSecret::LENGTH.end()
+                    ),
+                );
+            }
+            GeneratedSecret {
+                name: file.name,
+                title: file.title,
+                description: file.description,
+                length,
+            }
+        })
+        .collect()
 }
 
 /// A program is named as the server's allow-list names it: no arguments, no

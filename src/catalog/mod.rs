@@ -131,6 +131,10 @@ pub struct ResourceType {
     pub execute: Vec<ExecutionStep>,
     /// How often and how long the worker tries the steps before giving up.
     pub limits: ExecutionLimits,
+    /// Secrets Slipway makes up for each request (a database owner's password):
+    /// never a form field, shown once to the requester, handed to drivers and checks.
+    #[serde(default)]
+    pub generated_secrets: Vec<GeneratedSecret>,
     pub checks: Vec<CheckSpec>,
     pub monitoring: Vec<MonitoringSpec>,
 }
@@ -178,6 +182,12 @@ impl ResourceType {
 
     pub fn is_secret(&self, name: &str) -> bool {
         schema::is_secret(&self.parameters, name)
+    }
+
+    /// Whether drivers and checks may be handed `name`'s value: a secret parameter
+    /// or a generated secret.
+    pub fn has_secret_value(&self, name: &str) -> bool {
+        self.is_secret(name) || self.generated_secrets.iter().any(|g| g.name == name)
     }
 
     /// The environment a set of parameters is for, when the type declares one.
@@ -341,6 +351,22 @@ impl Default for ExecutionLimits {
     }
 }
 
+/// A secret Slipway generates for every request of a type: random letters and
+/// digits, sealed like a secret parameter, kept through revisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratedSecret {
+    /// How steps and checks name it (`secret_env`, `password_secret`).
+    pub name: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub length: usize,
+}
+
+impl GeneratedSecret {
+    pub const LENGTH: std::ops::RangeInclusive<usize> = 16..=128;
+    pub const DEFAULT_LENGTH: usize = 32;
+}
+
 /// One step of a type's execution: a driver and the rendered inputs it is given.
 /// Drivers are idempotent, so a step that runs twice has the effect of once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,6 +402,10 @@ pub struct CommandStep {
     pub secret_env: BTreeMap<String, String>,
     /// How long the program may run before it is stopped; `None`: the server's default.
     pub timeout_seconds: Option<u64>,
+    /// A PostgreSQL server named in the settings, handed to the program as the
+    /// libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
+    #[serde(default)]
+    pub postgres_server: Option<String>,
 }
 
 impl ExecutionStep {
@@ -437,11 +467,24 @@ pub enum CheckKind {
         /// `None`: the server's default command timeout.
         timeout_seconds: Option<u64>,
     },
+    /// Connects to a database of a PostgreSQL server named in the settings as a
+    /// role whose password is a secret of the request, and runs a query; passes
+    /// when the first column of its first row reads `expect` (or, without one,
+    /// when the query succeeds). Tried until the deadline.
+    Postgres {
+        server: String,
+        database: String,
+        user: String,
+        password_secret: String,
+        query: String,
+        expect: Option<String>,
+        deadline_seconds: u64,
+    },
 }
 
 impl CheckKind {
     /// The kinds a check may name, as the catalog spells them.
-    pub const KINDS: &'static [&'static str] = &["git-file", "http", "tcp", "command"];
+    pub const KINDS: &'static [&'static str] = &["git-file", "http", "tcp", "command", "postgres"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -449,6 +492,7 @@ impl CheckKind {
             CheckKind::Http { .. } => "http",
             CheckKind::Tcp { .. } => "tcp",
             CheckKind::Command { .. } => "command",
+            CheckKind::Postgres { .. } => "postgres",
         }
     }
 
@@ -462,6 +506,12 @@ impl CheckKind {
                 .chain(args.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(" "),
+            CheckKind::Postgres {
+                server,
+                database,
+                user,
+                ..
+            } => format!("{user}@{server}/{database}"),
         }
     }
 }

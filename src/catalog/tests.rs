@@ -48,13 +48,13 @@ fn shipped_catalog_loads() {
     let catalog = shipped_catalog();
     assert_eq!(
         catalog.types.keys().collect::<Vec<_>>(),
-        ["k8s-namespace", "postgres-database"]
+        ["k8s-namespace", "postgres-database", "shared-database"]
     );
     assert_eq!(
         catalog.dictionaries.keys().collect::<Vec<_>>(),
         ["environments", "teams"]
     );
-    assert_eq!(catalog.templates.len(), 4);
+    assert_eq!(catalog.templates.len(), 5);
     let teams = catalog.dictionary("teams").map(|d| d.terms.len());
     assert_eq!(teams, Some(4));
     assert!(catalog.resource_type("nope").is_none());
@@ -176,7 +176,7 @@ fn other_files_are_ignored() {
 fn yaml_syntax_error_names_line_and_column() {
     let files = with_file("dictionaries/teams.yaml", "name: teams\ntitle: \"Teams\n");
     let errors = errors_of(&files);
-    assert_eq!(errors.len(), 1 + 2, "{errors:?}");
+    assert_eq!(errors.len(), 1 + 3, "{errors:?}");
     assert_eq!(errors[0].file, "dictionaries/teams.yaml");
     assert_eq!(errors[0].path, "title");
     assert!(
@@ -326,7 +326,7 @@ fn unknown_check_kind_is_rejected() {
         [err(
             "types/widget.yaml",
             "checks[0].kind",
-            r#"unknown check kind "http-probe"; the kinds are git-file, http, tcp, command"#
+            r#"unknown check kind "http-probe"; the kinds are git-file, http, tcp, command, postgres"#
         )]
     );
 }
@@ -634,8 +634,9 @@ fn a_naming_pattern_is_read_and_a_broken_one_refused() {
 #[test]
 fn a_type_without_execute_commits_every_output_in_one_gitops_step() {
     let catalog = shipped_catalog();
-    for ty in catalog.types.values() {
-        assert_eq!(ty.execute, [ExecutionStep::commit_all()], "{}", ty.name);
+    for name in ["k8s-namespace", "postgres-database"] {
+        let ty = catalog.resource_type(name).expect("shipped");
+        assert_eq!(ty.execute, [ExecutionStep::commit_all()], "{name}");
     }
     let ns = catalog.resource_type("k8s-namespace").cloned();
     let names: Vec<String> = ns
@@ -802,6 +803,7 @@ fn a_command_step_is_read_with_its_arguments_and_environment() {
             env: [("PGDATABASE".to_string(), "{{ name }}".to_string())].into(),
             secret_env: BTreeMap::new(),
             timeout_seconds: Some(60),
+            postgres_server: None,
         })
     );
 }
@@ -852,7 +854,7 @@ fn a_command_step_is_checked_field_by_field() {
             err(
                 file,
                 "execute[0].secret_env.PASSWORD",
-                r#""name" is not a secret parameter (x-secret: true) of this type"#
+                r#""name" is neither a secret parameter (x-secret: true) nor a generated secret of this type"#
             ),
             err(
                 file,
@@ -871,8 +873,9 @@ fn a_command_step_is_checked_field_by_field() {
 #[test]
 fn execution_limits_default_and_stay_in_range() {
     let catalog = shipped_catalog();
-    for ty in catalog.types.values() {
-        assert_eq!(ty.limits, ExecutionLimits::default(), "{}", ty.name);
+    for name in ["k8s-namespace", "postgres-database"] {
+        let ty = catalog.resource_type(name).expect("shipped");
+        assert_eq!(ty.limits, ExecutionLimits::default(), "{name}");
     }
     let files = with_file(
         "types/widget.yaml",
@@ -997,4 +1000,160 @@ fn a_pipeline_step_is_checked_field_by_field() {
             ),
         ]
     );
+}
+
+#[test]
+fn generated_secrets_are_named_apart_from_parameters_and_sized() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"generated_secrets:
+  - name: owner_password
+    title: Owner password
+  - name: owner_password
+    title: Again
+  - name: name
+    title: Clash
+  - name: "1st"
+    title: ""
+    length: 8
+execute:
+  - driver: command
+    program: psql
+    postgres_server: "{{ team }}"
+    secret_env: { PGPASSWORD: owner_password, OTHER: nope }
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "generated_secrets[1].name",
+                r#""owner_password" is generated twice"#
+            ),
+            err(
+                file,
+                "generated_secrets[2].name",
+                r#""name" is also a parameter; a generated secret needs its own name"#
+            ),
+            err(
+                file,
+                "generated_secrets[3].name",
+                r#""1st" must be letters, digits and '_', starting with a letter"#
+            ),
+            err(
+                file,
+                "generated_secrets[3].title",
+                "must not be empty: the requester sees it"
+            ),
+            err(
+                file,
+                "generated_secrets[3].length",
+                "must be from 16 to 128 characters"
+            ),
+            err(
+                file,
+                "execute[0].secret_env.OTHER",
+                r#""nope" is neither a secret parameter (x-secret: true) nor a generated secret of this type"#
+            ),
+            err(
+                file,
+                "execute[0].postgres_server",
+                r#""{{ team }}" is not a server name of the settings (letters, digits, '-' and '_')"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_postgres_check_needs_its_connection_and_plain_sql() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"checks:
+  - kind: postgres
+    server: shared
+    database: "{{ name }}"
+    user: "{{ name }}"
+    password_secret: nope
+    query: "SELECT '{{ name }}'"
+    url: "http://x"
+  - kind: postgres
+    server: shared
+    database: db
+    user: u
+    password_secret: nope
+    query: "SELECT 1; DROP TABLE t"
+    deadline_seconds: 0
+  - kind: tcp
+    address: "db:5432"
+    expect: "1"
+"#,
+        ),
+    );
+    let errors = triples(&errors_of(&files));
+    let file = "types/widget.yaml";
+    assert_eq!(
+        errors,
+        [
+            err(
+                file,
+                "checks[0].url",
+                "is a field of http checks, not of postgres"
+            ),
+            err(
+                file,
+                "checks[0].password_secret",
+                r#""nope" is neither a secret parameter nor a generated secret of this type"#
+            ),
+            err(
+                file,
+                "checks[0].query",
+                "is plain SQL, not a template: compare with `expect`, which may be one"
+            ),
+            err(
+                file,
+                "checks[1].password_secret",
+                r#""nope" is neither a secret parameter nor a generated secret of this type"#
+            ),
+            err(
+                file,
+                "checks[1].query",
+                "must be one SQL statement, without ';'"
+            ),
+            err(
+                file,
+                "checks[1].deadline_seconds",
+                "must be between 1 and 3600 (an hour)"
+            ),
+            err(
+                file,
+                "checks[2].expect",
+                "is a field of postgres checks, not of tcp"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_shipped_shared_database_generates_its_owner_password() {
+    let catalog = shipped_catalog();
+    let ty = catalog
+        .resource_type("shared-database")
+        .expect("the shipped catalog has shared-database");
+    assert_eq!(ty.generated_secrets.len(), 1);
+    assert_eq!(ty.generated_secrets[0].name, "owner_password");
+    assert!(ty.has_secret_value("owner_password"));
+    assert!(
+        !ty.fields().iter().any(|f| f.name == "owner_password"),
+        "never a form field"
+    );
+    assert!(matches!(
+        &ty.checks[0].kind,
+        CheckKind::Postgres { server, password_secret, .. } if server == "shared" && password_secret == "owner_password"
+    ));
 }

@@ -77,6 +77,7 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
             view! { <StepsList steps=detail.steps.clone() /> }.into_any()
         }}
         <Checks detail=detail.clone() />
+        <GeneratedSecrets detail=detail.clone() />
         <Revisions detail=detail.clone() />
         <Decisions detail=detail.clone() />
         <Timeline detail />
@@ -224,6 +225,38 @@ fn Checks(detail: RequestDetail) -> impl IntoView {
                             {format!("{} — {verdict} ({})", c.description, c.detail)}
                             <br/><small>{when}</small>
                             {(!c.target.is_empty()).then(|| view! { <br/><small><code>{c.target}</code></small> })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
+    })
+}
+
+/// Secrets Slipway made for the request, each shown once to its requester: a
+/// plain form whose answer is a page of its own (see the server's reveal page).
+#[component]
+fn GeneratedSecrets(detail: RequestDetail) -> impl IntoView {
+    let id = detail.summary.id;
+    (!detail.generated_secrets.is_empty()).then(|| view! {
+        <section aria-label="Generated secrets">
+            <h2>"Generated secrets"</h2>
+            <ul class="generated-secrets">
+                {detail.generated_secrets.into_iter().map(|g| {
+                    let help = format!("reveal-{}-help", g.name);
+                    view! {
+                        <li>
+                            <strong>{g.title.clone()}</strong>
+                            {g.description.map(|d| view! { <p class="help">{d}</p> })}
+                            {match g.unavailable {
+                                Some(why) => view! { <p class="muted">{why}</p> }.into_any(),
+                                None => view! {
+                                    <form method="post" action=format!("/requests/{id}/secrets/{}/reveal", g.name)>
+                                        <p class="help" id=help.clone()>"Shown one time only, on a page of its own: have your password manager ready."</p>
+                                        <button type="submit" class="primary" aria-describedby=help>{format!("Show the {} once", g.title.to_lowercase())}</button>
+                                    </form>
+                                }.into_any(),
+                            }}
                         </li>
                     }
                 }).collect_view()}

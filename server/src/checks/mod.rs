@@ -1,9 +1,10 @@
 //! Acceptance checks, run for real: a file at the GitOps remote, an HTTP answer,
-//! a TCP connection, a command's exit status. Outbound ones reach only the hosts
+//! a TCP connection, a command's exit status, a sign-in to a new database. Outbound ones reach only the hosts
 //! the settings allow (see [`crate::outbound`]); `http` and `tcp` keep trying
 //! until their deadline, since a resource that was just applied takes a moment
 //! to come up.
 
+mod postgres;
 mod probe;
 
 use std::time::{Duration, Instant};
@@ -30,6 +31,18 @@ pub struct CheckOutcome {
     pub duration: Duration,
 }
 
+impl CheckOutcome {
+    /// A check whose settings or secrets are missing: trying again would not help.
+    fn failed_at_once(detail: String, started: Instant) -> CheckOutcome {
+        CheckOutcome {
+            passed: false,
+            detail,
+            tries: 0,
+            duration: started.elapsed(),
+        }
+    }
+}
+
 /// The check could not be run at all, for a reason worth another attempt of the
 /// job (the GitOps remote was down), not a verdict on the resource.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,10 +65,12 @@ pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 impl Checker<'_> {
     /// Runs one rendered check. `approved` holds the files the reviewer approved,
     /// which a `git-file` check compares with what the repository publishes.
+    /// `secrets` holds the request's secrets when a check signs in with one.
     pub async fn run(
         &self,
         check: &RenderedCheck,
         approved: &ChangeSet,
+        secrets: &SecretValues,
     ) -> Result<CheckOutcome, CheckUnavailable> {
         let started = Instant::now();
         let (passed, detail, tries) = match &check.kind {
@@ -93,6 +108,35 @@ impl Checker<'_> {
             } => {
                 let (passed, detail) = self.command(program, args, *timeout_seconds).await;
                 (passed, detail, 1)
+            }
+            CheckKind::Postgres {
+                server,
+                database,
+                user,
+                password_secret,
+                query,
+                expect,
+                deadline_seconds,
+            } => {
+                let server = match self.command.postgres_server(server) {
+                    Ok(server) => server,
+                    Err(why) => return Ok(CheckOutcome::failed_at_once(why, started)),
+                };
+                let Some(password) = secrets.get(password_secret) else {
+                    let why =
+                        format!("the request holds no secret {password_secret:?} to sign in with");
+                    return Ok(CheckOutcome::failed_at_once(why, started));
+                };
+                let check = postgres::PostgresCheck {
+                    server,
+                    database,
+                    user,
+                    password,
+                    query,
+                    expect: expect.as_deref(),
+                    deadline: Duration::from_secs(*deadline_seconds),
+                };
+                postgres::postgres(&check, self.interval).await
             }
         };
         Ok(CheckOutcome {
@@ -144,6 +188,7 @@ impl Checker<'_> {
             env: Vec::new(),
             secret_env: Vec::new(),
             timeout_seconds,
+            postgres_server: None,
         };
         match self
             .command

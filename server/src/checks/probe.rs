@@ -168,14 +168,14 @@ async fn get(outbound: &Outbound, url: &str, timeout: Duration) -> Result<Answer
     )))
 }
 
-fn try_timeout(until: Instant) -> Duration {
+pub(super) fn try_timeout(until: Instant) -> Duration {
     until
         .saturating_duration_since(Instant::now())
         .clamp(Duration::from_millis(200), MAX_TRY)
 }
 
 /// Sleeps for the interval when another try fits before the deadline.
-async fn wait_for_next_try(until: Instant, interval: Duration) -> bool {
+pub(super) async fn wait_for_next_try(until: Instant, interval: Duration) -> bool {
     if Instant::now() + interval >= until {
         return false;
     }
@@ -183,7 +183,7 @@ async fn wait_for_next_try(until: Instant, interval: Duration) -> bool {
     true
 }
 
-fn gave_up(target: &str, last: &str, tries: u32, deadline: Duration) -> String {
+pub(super) fn gave_up(target: &str, last: &str, tries: u32, deadline: Duration) -> String {
     format!(
         "{last} (gave up on {target} after {tries} tries within the {} s deadline)",
         deadline.as_secs()

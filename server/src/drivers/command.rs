@@ -10,6 +10,7 @@
 //! converge (`kubectl apply`, `tofu apply`, SQL with `IF NOT EXISTS`). The
 //! orchestrator does not run a step again once it is recorded done.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::{ProgressLines, scrub_line};
 use super::{Driver, DriverError, StepContext, StepOutcome};
+use crate::postgres_servers::{self, PostgresServer};
 
 /// What commands may run and with what, from the server's settings.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct CommandSettings {
     pub default_timeout: Duration,
     /// Where scratch directories are made (one per run, removed after).
     pub scratch_dir: PathBuf,
+    /// PostgreSQL servers by the name steps and checks give them.
+    pub postgres_servers: BTreeMap<String, PostgresServer>,
 }
 
 impl Default for CommandSettings {
@@ -46,6 +50,7 @@ impl Default for CommandSettings {
             pass_env: Vec::new(),
             default_timeout: DEFAULT_TIMEOUT,
             scratch_dir: std::env::temp_dir().join("slipway-scratch"),
+            postgres_servers: BTreeMap::new(),
         }
     }
 }
@@ -119,8 +124,12 @@ impl CommandDriver {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
         let settings = self.settings.clone();
-        let command = command.clone();
-        let secrets = secrets.clone();
+        let mut command = command.clone();
+        let mut secrets = secrets.clone();
+        if let Some(name) = &command.postgres_server {
+            let server = self.postgres_server(name).map_err(DriverError::Permanent)?;
+            with_admin_connection(&mut command, &mut secrets, server);
+        }
         let stop = stop.clone();
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || {
@@ -128,6 +137,45 @@ impl CommandDriver {
         })
         .await
         .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
+    }
+}
+
+impl CommandDriver {
+    /// The server a step or check names, or why there is none.
+    pub fn postgres_server(&self, name: &str) -> Result<&PostgresServer, String> {
+        self.settings.postgres_servers.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self
+                .settings
+                .postgres_servers
+                .keys()
+                .map(String::as_str)
+                .collect();
+            format!(
+                "no PostgreSQL server is named {name:?} in the server's {} setting (configured: {})",
+                postgres_servers::SETTING,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+        })
+    }
+}
+
+/// The server's admin connection goes in first, so the step's own `env` (a
+/// PGDATABASE of its own) wins; the password travels as a secret and is blanked
+/// in the output like one.
+fn with_admin_connection(
+    command: &mut PlannedCommand,
+    secrets: &mut SecretValues,
+    server: &PostgresServer,
+) {
+    const PASSWORD: &str = "postgres server password";
+    let mut env = server.libpq_env();
+    env.append(&mut command.env);
+    command.env = env;
+    if let Some(password) = server.password() {
+        secrets.insert(PASSWORD, password);
+        command
+            .secret_env
+            .insert(0, ("PGPASSWORD".into(), PASSWORD.into()));
     }
 }
 
@@ -373,6 +421,7 @@ mod tests {
             pass_env: Vec::new(),
             default_timeout: Duration::from_secs(30),
             scratch_dir: dir.to_path_buf(),
+            postgres_servers: BTreeMap::new(),
         })
     }
 
@@ -387,6 +436,7 @@ mod tests {
             env: vec![("STAGE".into(), "dev".into())],
             secret_env: vec![("DB_PASSWORD".into(), "owner_password".into())],
             timeout_seconds: None,
+            postgres_server: None,
         })
     }
 

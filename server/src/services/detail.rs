@@ -8,8 +8,8 @@ use slipway_core::ids::RequestId;
 use slipway_core::policy::{self, Verb};
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    CheckResultView, DecisionView, JobView, ProgressEvent, RequestDetail, ReviewDiff, RevisionView,
-    StepView, TimelineEntry,
+    CheckResultView, DecisionView, GeneratedSecretView, JobView, ProgressEvent, RequestDetail,
+    ReviewDiff, RevisionView, StepView, TimelineEntry,
 };
 use sqlx::AnyConnection;
 
@@ -95,6 +95,46 @@ async fn viewable_request(
     let request = load_request(conn, id).await?;
     authorize(state, user, Verb::View, &request)?;
     Ok(request)
+}
+
+/// The type's generated secrets with who was shown them; `unavailable` says why
+/// this viewer cannot be shown one now.
+async fn generated_secret_views(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    user: &Caller,
+    request: &RequestRow,
+) -> ServiceResult<Vec<GeneratedSecretView>> {
+    let Some(ty) = state.catalog.resource_type(&request.type_name) else {
+        return Ok(Vec::new());
+    };
+    if ty.generated_secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reveals = storage::secrets::reveals(conn, request.id).await?;
+    let allowed = slipway_core::secret::may_reveal(user.id, request.requester_id, request.state);
+    Ok(ty
+        .generated_secrets
+        .iter()
+        .map(|g| {
+            let shown_to = reveals
+                .iter()
+                .find(|(param, _, _)| param == &g.name)
+                .map(|(_, by, at)| format!("{by} on {}", format_millis(*at)));
+            let unavailable = match (&shown_to, &allowed) {
+                (Some(shown), _) => Some(format!("it was shown to {shown}; it is shown only once")),
+                (None, Err(why)) => Some(why.clone()),
+                (None, Ok(())) => None,
+            };
+            GeneratedSecretView {
+                name: g.name.clone(),
+                title: g.title.clone(),
+                description: g.description.clone(),
+                shown_to,
+                unavailable,
+            }
+        })
+        .collect())
 }
 
 /// Where a request stands, cheaply: what a page watching the worker asks every second.
@@ -189,6 +229,7 @@ pub async fn request_detail(
     let steps = step_views(&mut conn, id, progress_cursor, steps).await?;
     let asset = storage::assets::by_request(&mut conn, id).await?;
     let permissions = policy::permissions(user, &facts(state, &request));
+    let generated_secrets = generated_secret_views(state, &mut conn, user, &request).await?;
     let review_diff = if permissions.review {
         review_diff(state, &mut conn, user, &request, &revisions).await?
     } else {
@@ -261,5 +302,6 @@ pub async fn request_detail(
             .resource_type(&request.type_name)
             .map(|t| t.param_titles())
             .unwrap_or_default(),
+        generated_secrets,
     })
 }

@@ -3,7 +3,7 @@
 
 use crate::services::Caller;
 use serde_json::Value;
-use slipway_core::catalog::{Lookup, ResourceType};
+use slipway_core::catalog::{CheckKind, ExecutionStep, Lookup, ResourceType};
 use slipway_core::ids::RequestId;
 use slipway_core::listing::{ListFilter, ListPage, PageRequest};
 use slipway_core::policy::{self, RequestFacts, Verb};
@@ -251,6 +251,43 @@ struct Prepared {
     hash: String,
 }
 
+/// A request that this server could never carry out is refused before it is
+/// made, rather than failing after its review: its type names a PostgreSQL server
+/// the settings do not have, or generates a secret without a key to keep it.
+fn runs_here(state: &AppState, ty: &ResourceType) -> ServiceResult<()> {
+    let servers = ty
+        .execute
+        .iter()
+        .filter_map(|step| match step {
+            ExecutionStep::Command(command) => command.postgres_server.as_deref(),
+            _ => None,
+        })
+        .chain(ty.checks.iter().filter_map(|check| match &check.kind {
+            CheckKind::Postgres { server, .. } => Some(server.as_str()),
+            _ => None,
+        }));
+    for server in servers {
+        state
+            .drivers
+            .command
+            .postgres_server(server)
+            .map_err(|why| {
+                ServiceError::Conflict(format!(
+                    "{} cannot be requested on this Slipway yet: {why}; ask the platform team",
+                    ty.title
+                ))
+            })?;
+    }
+    if !ty.generated_secrets.is_empty() && state.secrets.is_none() {
+        return Err(ServiceError::Conflict(format!(
+            "{} cannot be requested on this Slipway yet: it generates secrets, which need a key ({}); ask the platform team",
+            ty.title,
+            crate::secrets::KEY_SETTING
+        )));
+    }
+    Ok(())
+}
+
 /// Splits the secrets off, pre-checks (secrets on their real values), then renders
 /// from the split parameters: a request is stored only when all succeed. `previous`
 /// is the stored parameters of the revision being revised, whose secrets an empty
@@ -264,6 +301,7 @@ async fn prepare(
     exclude: Option<RequestId>,
     previous: Option<&Value>,
 ) -> ServiceResult<Prepared> {
+    runs_here(state, ty)?;
     let split = secret::split(ty, params, previous);
     let checked = secret::reveal(&split.params, &split.given);
     let report = compute_precheck(conn, state.db.engine, ty, validator, &checked, exclude).await?;
@@ -422,6 +460,7 @@ pub async fn submit(
     )
     .await?;
     secrets::store(&mut tx, state, id, 1, &prepared.split, None).await?;
+    secrets::store_generated(&mut tx, state, ty, id, 1, None).await?;
     let mut request = load_request(&mut tx, id).await?;
     let actor = Actor::User(user.clone());
     transition(
@@ -499,6 +538,7 @@ pub async fn resubmit(
         Some(previous_revision),
     )
     .await?;
+    secrets::store_generated(&mut tx, state, ty, id, revision, Some(previous_revision)).await?;
     storage::requests::set_revision(&mut tx, id, revision, &prepared.resource_name).await?;
     if request.state.is_in_flight() {
         storage::quota::replace(&mut tx, ty, &request.params, &prepared.split.params).await?;

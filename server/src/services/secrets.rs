@@ -3,14 +3,17 @@
 //! runs the request. Nothing here logs or returns a value except `open_revision`,
 //! whose caller is a driver.
 
+use rand::distr::{Alphanumeric, SampleString};
+use slipway_core::catalog::ResourceType;
 use slipway_core::ids::RequestId;
 use slipway_core::secret::{SecretValues, Split};
 use sqlx::AnyConnection;
 
-use super::{ServiceError, ServiceResult};
+use super::{Actor, Caller, ServiceError, ServiceResult, authorize, load_request, request_type};
 use crate::secrets::{SecretBox, SecretError};
 use crate::state::AppState;
 use crate::storage;
+use slipway_core::policy::Verb;
 
 impl From<SecretError> for ServiceError {
     /// A value that does not open will not open on a retry either.
@@ -64,6 +67,34 @@ pub(crate) async fn store(
     Ok(())
 }
 
+/// Makes up the type's generated secrets for a new request, sealed like given
+/// ones; a new revision keeps the values the first one made (a secret the type
+/// gained since is made now).
+pub(crate) async fn store_generated(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    ty: &ResourceType,
+    request: RequestId,
+    revision: i64,
+    previous_revision: Option<i64>,
+) -> ServiceResult<()> {
+    for generated in &ty.generated_secrets {
+        let kept = match previous_revision {
+            Some(from) => {
+                storage::secrets::copy_forward(conn, request, from, revision, &generated.name)
+                    .await?
+            }
+            None => false,
+        };
+        if !kept {
+            let value = Alphanumeric.sample_string(&mut rand::rng(), generated.length);
+            let sealed = secret_box(state)?.seal(request, &generated.name, &value)?;
+            storage::secrets::insert(conn, request, revision, &generated.name, &sealed).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The decrypted secrets of one revision, for the driver that runs it. Keep the
 /// result in memory only.
 pub async fn open_revision(
@@ -83,4 +114,71 @@ pub async fn open_revision(
         values.insert(param.clone(), secrets.open(request, param, sealed)?);
     }
     Ok(values)
+}
+
+/// A generated secret as its requester sees it, the one time it is shown.
+pub struct Revealed {
+    pub title: String,
+    pub value: String,
+}
+
+/// Shows a generated secret of request `id` to its requester, once: the reveal
+/// is recorded (and audited, by name only) in the transaction that opens the
+/// value, so a second click, on any replica, is refused with when it was shown.
+pub async fn reveal_once(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+    name: &str,
+) -> ServiceResult<Revealed> {
+    let mut tx = state.db.write().await?;
+    let request = load_request(&mut tx, id).await?;
+    authorize(state, caller, Verb::View, &request)?;
+    let generated = request_type(state, &request)?
+        .generated_secrets
+        .iter()
+        .find(|g| g.name == name)
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("generated secret {name:?} of request #{id}"))
+        })?;
+    slipway_core::secret::may_reveal(caller.id, request.requester_id, request.state)
+        .map_err(ServiceError::Forbidden)?;
+    if !storage::secrets::mark_revealed(&mut tx, id, name, caller.id.0).await? {
+        let shown = storage::secrets::reveals(&mut tx, id)
+            .await?
+            .into_iter()
+            .find(|(param, _, _)| param == name)
+            .map(|(_, by, at)| format!(" to {by} on {}", storage::format_millis(at)))
+            .unwrap_or_default();
+        return Err(ServiceError::Conflict(format!(
+            "{} of request #{id} was already shown{shown}; it is shown only once",
+            generated.title
+        )));
+    }
+    let sealed = storage::secrets::of_revision(&mut tx, id, request.current_revision)
+        .await?
+        .into_iter()
+        .find(|(param, _)| param == name)
+        .map(|(_, sealed)| sealed)
+        .ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "request #{id} holds no {name:?}: it was made before its type generated one"
+            ))
+        })?;
+    let value = secret_box(state)?.open(id, name, &sealed)?;
+    super::record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(caller.clone()),
+        "secret.revealed",
+        ("request", id.to_string()),
+        None,
+        format!("{} ({name}) shown to its requester", generated.title),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Revealed {
+        title: generated.title.clone(),
+        value,
+    })
 }

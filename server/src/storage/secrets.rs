@@ -85,3 +85,46 @@ pub async fn of_revision(
         })
         .collect()
 }
+
+/// Records that `param` of `request` was shown; false when it already was.
+pub async fn mark_revealed(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    param: &str,
+    user: i64,
+) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "INSERT INTO secret_reveals (request_id, param, revealed_by, revealed_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (request_id, param) DO NOTHING",
+    )
+    .bind(request.0)
+    .bind(param)
+    .bind(user)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Who was shown which generated secret of a request, and when (epoch ms).
+pub async fn reveals(
+    conn: &mut AnyConnection,
+    request: RequestId,
+) -> Result<Vec<(String, String, i64)>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT r.param, COALESCE(u.username, '') AS name, r.revealed_at FROM secret_reveals r \
+         LEFT JOIN users u ON u.id = r.revealed_by WHERE r.request_id = $1 ORDER BY r.param",
+    )
+    .bind(request.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("param")?,
+                row.try_get("name")?,
+                row.try_get("revealed_at")?,
+            ))
+        })
+        .collect()
+}

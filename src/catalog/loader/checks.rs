@@ -4,20 +4,31 @@
 
 use super::super::file::CheckFile;
 use super::super::{CheckKind, CheckSpec};
-use super::{FileErrors, MAX_COMMAND_SECONDS, check_program};
+use super::{FileErrors, MAX_COMMAND_SECONDS, check_program, is_setting_name};
 use crate::checks::{self, BodyPattern, DEFAULT_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS};
 
 /// The name `git-file` had before there were other kinds; still read.
 const OLD_GIT_FILE: &str = "gitops-file";
 
-pub(super) fn load_checks(raw: Vec<CheckFile>, fe: &mut FileErrors<'_>) -> Vec<CheckSpec> {
+/// `secret_names`: the type's secret parameters and generated secrets, which a
+/// `postgres` check may take its password from.
+pub(super) fn load_checks(
+    raw: Vec<CheckFile>,
+    secret_names: &[String],
+    fe: &mut FileErrors<'_>,
+) -> Vec<CheckSpec> {
     raw.into_iter()
         .enumerate()
-        .filter_map(|(i, check)| load_check(i, check, fe))
+        .filter_map(|(i, check)| load_check(i, check, secret_names, fe))
         .collect()
 }
 
-fn load_check(i: usize, check: CheckFile, fe: &mut FileErrors<'_>) -> Option<CheckSpec> {
+fn load_check(
+    i: usize,
+    check: CheckFile,
+    secret_names: &[String],
+    fe: &mut FileErrors<'_>,
+) -> Option<CheckSpec> {
     let kind = match check.kind.as_str() {
         OLD_GIT_FILE => "git-file",
         other => other,
@@ -34,7 +45,8 @@ fn load_check(i: usize, check: CheckFile, fe: &mut FileErrors<'_>) -> Option<Che
         return None;
     }
     refuse_foreign_fields(i, kind, &check, fe);
-    if let Some(description) = &check.description {
+    let description = check.description.clone();
+    if let Some(description) = &description {
         fe.template(format!("checks[{i}].description"), description);
     }
     let field = |name: &str| format!("checks[{i}].{name}");
@@ -88,6 +100,7 @@ fn load_check(i: usize, check: CheckFile, fe: &mut FileErrors<'_>) -> Option<Che
                 deadline_seconds: deadline(i, check.deadline_seconds, fe),
             }
         }
+        "postgres" => load_postgres(i, check, secret_names, fe),
         _ => {
             let program = check.program.unwrap_or_default();
             check_program(field("program"), "a command check", &program, fe);
@@ -112,8 +125,69 @@ fn load_check(i: usize, check: CheckFile, fe: &mut FileErrors<'_>) -> Option<Che
     };
     Some(CheckSpec {
         kind: loaded,
-        description: check.description,
+        description,
     })
+}
+
+fn load_postgres(
+    i: usize,
+    check: CheckFile,
+    secret_names: &[String],
+    fe: &mut FileErrors<'_>,
+) -> CheckKind {
+    let field = |name: &str| format!("checks[{i}].{name}");
+    let server = fe.required(
+        field("server"),
+        check.server,
+        "the name of a PostgreSQL server in the server's --postgres-servers",
+    );
+    if !server.is_empty() && !is_setting_name(&server) {
+        fe.push(
+            field("server"),
+            format!(
+                "{server:?} is not a server name of the settings (letters, digits, '-' and '_')"
+            ),
+        );
+    }
+    let database = fe.required(
+        field("database"),
+        check.database,
+        "the database to connect to",
+    );
+    let user = fe.required(field("user"), check.user, "the role to connect as");
+    let password_secret = fe.required(
+        field("password_secret"),
+        check.password_secret,
+        "the secret parameter or generated secret holding the role's password",
+    );
+    if !password_secret.is_empty() && !secret_names.contains(&password_secret) {
+        fe.push(
+            field("password_secret"),
+            format!("{password_secret:?} is neither a secret parameter nor a generated secret of this type"),
+        );
+    }
+    let query = check.query.unwrap_or_else(|| "SELECT 1".to_string());
+    // Never a template: a parameter spliced into SQL would be an injection.
+    if query.contains("{{") || query.contains("{%") {
+        fe.push(
+            field("query"),
+            "is plain SQL, not a template: compare with `expect`, which may be one",
+        );
+    } else if query.trim().is_empty() || query.contains(';') {
+        fe.push(field("query"), "must be one SQL statement, without ';'");
+    }
+    if let Some(expect) = &check.expect {
+        fe.template(field("expect"), expect);
+    }
+    CheckKind::Postgres {
+        server,
+        database,
+        user,
+        password_secret,
+        query,
+        expect: check.expect,
+        deadline_seconds: deadline(i, check.deadline_seconds, fe),
+    }
 }
 
 /// The text itself when it holds no template syntax, so it can be checked now.
@@ -134,7 +208,7 @@ fn deadline(i: usize, seconds: Option<u64>, fe: &mut FileErrors<'_>) -> u64 {
 
 /// A field of another kind is a mistake the author should hear about.
 fn refuse_foreign_fields(i: usize, kind: &str, check: &CheckFile, fe: &mut FileErrors<'_>) {
-    let given: [(&str, bool, &[&str]); 10] = [
+    let given: [(&str, bool, &[&str]); 16] = [
         ("path", check.path.is_some(), &["git-file"]),
         ("url", check.url.is_some(), &["http"]),
         ("status", check.status.is_some(), &["http"]),
@@ -144,8 +218,18 @@ fn refuse_foreign_fields(i: usize, kind: &str, check: &CheckFile, fe: &mut FileE
         (
             "deadline_seconds",
             check.deadline_seconds.is_some(),
-            &["http", "tcp"],
+            &["http", "tcp", "postgres"],
         ),
+        ("server", check.server.is_some(), &["postgres"]),
+        ("database", check.database.is_some(), &["postgres"]),
+        ("user", check.user.is_some(), &["postgres"]),
+        (
+            "password_secret",
+            check.password_secret.is_some(),
+            &["postgres"],
+        ),
+        ("query", check.query.is_some(), &["postgres"]),
+        ("expect", check.expect.is_some(), &["postgres"]),
         ("program", check.program.is_some(), &["command"]),
         ("args", check.args.is_some(), &["command"]),
         (

@@ -3,7 +3,9 @@
 //! leave it failed with the reasons.
 
 use futures_util::future::join_all;
+use slipway_core::catalog::CheckKind;
 use slipway_core::render::{self, ChangeSet};
+use slipway_core::secret::SecretValues;
 use slipway_core::state::Action;
 
 use super::{JobError, Run, revision_params};
@@ -27,17 +29,27 @@ pub(super) async fn verify(
     let params = revision_params(state, request).await?;
     let checks = render::checks(ty, &params, &request.resource_name)
         .map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
+    // Opened only when a check signs in with one, and only for this run.
+    let secrets = if checks
+        .iter()
+        .any(|c| matches!(c.kind, CheckKind::Postgres { .. }))
+    {
+        super::secrets_for_run(state, request).await?
+    } else {
+        SecretValues::new()
+    };
     let checker = Checker {
         gitops: &state.drivers.gitops,
         command: &state.drivers.command,
         outbound: &state.outbound,
         interval: RETRY_INTERVAL,
     };
-    let outcomes: Vec<CheckOutcome> = join_all(checks.iter().map(|c| checker.run(c, change_set)))
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|e| JobError::Retryable(format!("acceptance checks: {e}")))?;
+    let outcomes: Vec<CheckOutcome> =
+        join_all(checks.iter().map(|c| checker.run(c, change_set, &secrets)))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| JobError::Retryable(format!("acceptance checks: {e}")))?;
     let mut tx = run.fenced().await?;
     let attempt =
         storage::requests::next_check_attempt(&mut tx, request.id, request.current_revision)
