@@ -44,6 +44,13 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
+# With a PostgreSQL server to create databases on, the shared-database type runs
+# for real (scripts/test sets SLIPWAY_E2E_POSTGRES when PostgreSQL answers).
+if [ -n "${SLIPWAY_E2E_POSTGRES:-}" ]; then
+  export SLIPWAY_COMMAND_ALLOW=psql
+  export SLIPWAY_POSTGRES_SERVERS="shared=$SLIPWAY_E2E_POSTGRES"
+fi
+
 SLIPWAY_OIDC_CLIENT_SECRET="$oidc_secret" "$bin" serve --demo \
   --addr "127.0.0.1:$port" \
   --data-dir "$tmp" \

@@ -573,3 +573,120 @@ async fn a_signed_in_viewer_follows_a_request_live_and_the_page_shows_its_steps(
     );
     Ok(())
 }
+
+/// The shipped catalog plus a type that generates a key and needs nothing outside
+/// this process to complete: its change is one committed file.
+async fn app_with_generated_key() -> TestResult<TestApp> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    std::fs::create_dir_all(dir.path().join("templates/api-key"))?;
+    std::fs::write(
+        dir.path().join("templates/api-key/key.yaml.j2"),
+        "name: {{ name }}\nsecret: {{ resource_name }}-key\n",
+    )?;
+    std::fs::write(
+        dir.path().join("types/api-key.yaml"),
+        r#"name: api-key
+title: API key
+description: A key for a service, made up by Slipway.
+owner: platform
+parameters:
+  type: object
+  additionalProperties: false
+  required: [name]
+  properties:
+    name: { type: string, title: Name, pattern: "^[a-z]{2,20}$" }
+naming: { template: "{{ name }}" }
+review: { approvers: { role: reviewer }, auto_approve: { when: "true" } }
+outputs:
+  - { path: "keys/{{ name }}.yaml", template: api-key/key.yaml.j2 }
+generated_secrets:
+  - { name: key, title: API key, length: 40 }
+"#,
+    )?;
+    Ok(TestApp::start_with_catalog(Engine::Sqlite, Some(dir))
+        .await?
+        .ok_or("SQLite is always available")?)
+}
+
+#[tokio::test]
+async fn a_generated_secret_is_shown_once_to_its_requester_on_a_page_no_cache_keeps() -> TestResult
+{
+    use slipway_server::services::{requests, secrets};
+    let app = app_with_generated_key().await?;
+    let alice = app.user("alice").await?;
+    let draft = common::draft("api-key", serde_json::json!({"name": "billing"}));
+    let id = requests::submit(&app.state, &alice, &draft).await?;
+    assert_eq!(app.run_jobs().await?, 1);
+    let key = secrets::open_revision(&app.state, id, 1).await?;
+    let key = key.get("key").ok_or("the key was generated")?.to_string();
+    assert_eq!(key.len(), 40);
+    let reveal = format!("/requests/{id}/secrets/key/reveal");
+
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    let page = browser.get(&format!("/requests/{id}")).await?;
+    assert!(page.body.contains("Show the api key once"), "{}", page.body);
+    assert!(page.body.contains(&format!("action=\"{reveal}\"")));
+    assert!(!page.body.contains(&key));
+
+    // A forged post from another site reveals nothing, and spends nothing.
+    let forged = browser
+        .post_form(&reveal, &[], "http://evil.example")
+        .await?;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!forged.body.contains(&key));
+
+    let mut bob = Browser::new(&app);
+    bob.sign_in("bob", "/catalog").await?;
+    let refused = bob.post_form(&reveal, &[], ORIGIN).await?;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("only the requester may see a generated secret")
+    );
+    assert!(!refused.body.contains(&key));
+
+    let shown = browser.post_form(&reveal, &[], ORIGIN).await?;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert!(
+        shown.body.contains(&format!("value=\"{key}\"")),
+        "{}",
+        shown.body
+    );
+    assert!(
+        shown
+            .body
+            .contains("<label for=\"secret-value\">API key</label>")
+    );
+    assert_eq!(
+        shown
+            .headers
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
+
+    let again = browser.post_form(&reveal, &[], ORIGIN).await?;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(
+        again.body.contains("was already shown to alice on"),
+        "{}",
+        again.body
+    );
+    assert!(!again.body.contains(&key));
+    let after = browser.get(&format!("/requests/{id}")).await?;
+    assert!(!after.body.contains("Show the api key once"));
+    assert!(
+        after.body.contains("it was shown to alice on"),
+        "{}",
+        after.body
+    );
+
+    // Signed out, the post is refused like any other.
+    let mut stranger = Browser::new(&app);
+    let anonymous = stranger.post_form(&reveal, &[], ORIGIN).await?;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    Ok(())
+}

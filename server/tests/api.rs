@@ -165,7 +165,10 @@ async fn catalog_and_me(app: &TestApp) -> TestResult {
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    assert_eq!(names, ["k8s-namespace", "postgres-database"]);
+    assert_eq!(
+        names,
+        ["k8s-namespace", "postgres-database", "shared-database"]
+    );
     let (_, ns) = api.get("/types/k8s-namespace", &secret).await?;
     assert_eq!(ns["owner_param"], "team");
     // Alice may only ask for her own team: the schema she gets says so.

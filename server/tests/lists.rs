@@ -665,7 +665,11 @@ async fn the_search_index_is_rebuilt_at_start(app: &TestApp) -> TestResult {
             .await?;
     assert_eq!(
         settings,
-        ["[\"admins\"]", "[\"size\",\"version\",\"extensions\"]"]
+        [
+            "[\"admins\"]",
+            "[\"size\",\"version\",\"extensions\"]",
+            "[]"
+        ]
     );
     assert_eq!(
         storage::search::sync(&app.state.db, &app.state.catalog.catalog).await?,
