@@ -118,13 +118,19 @@ make_token() {
 }
 
 # submit_requests FIRST LAST PARALLEL: auto-approved namespaces c<FIRST>..c<LAST>
-# through the REST API, spread over the replicas. A replica that was just killed
-# refuses the connection: the same Idempotency-Key on the next replica is the
-# same request, never a second one.
+# through the REST API, spread over the replicas; with SUBMIT_DATABASE_EVERY=K,
+# every K-th is a real database instead (shared-database, named
+# <SUBMIT_DATABASE_PREFIX><n>). A replica that was just killed refuses the
+# connection: the same Idempotency-Key on the next replica is the same request,
+# never a second one.
 submit_requests() {
   cat >"$WORK/submit.sh" <<'SUBMIT'
 n="$1"; read -r -a ports <<<"$PORTS_LIST"
-body="{\"type\":\"k8s-namespace\",\"params\":{\"name\":\"c$n\",\"team\":\"payments\",\"environment\":\"dev\",\"cpu_limit\":1,\"memory_limit_gi\":1}}"
+if [ "${DB_EVERY:-0}" -gt 0 ] && [ $((n % DB_EVERY)) = 0 ]; then
+  body="{\"type\":\"shared-database\",\"params\":{\"name\":\"$DB_PREFIX$n\",\"team\":\"payments\",\"environment\":\"dev\",\"connection_limit\":2}}"
+else
+  body="{\"type\":\"k8s-namespace\",\"params\":{\"name\":\"c$n\",\"team\":\"payments\",\"environment\":\"dev\",\"cpu_limit\":1,\"memory_limit_gi\":1}}"
+fi
 # A key left "running" by a replica killed mid-call frees itself after a minute.
 for try in $(seq 0 300); do
   port="${ports[$(( (n + try) % ${#ports[@]} ))]}"
@@ -137,7 +143,16 @@ done
 echo "request $n not accepted (last status $code)" >&2
 exit 1
 SUBMIT
-  seq "$1" "$2" | PORTS_LIST="${PORTS[*]}" TOKEN="$TOKEN" xargs -P "$3" -n 1 bash "$WORK/submit.sh"
+  seq "$1" "$2" | PORTS_LIST="${PORTS[*]}" TOKEN="$TOKEN" \
+    DB_EVERY="${SUBMIT_DATABASE_EVERY:-0}" DB_PREFIX="${SUBMIT_DATABASE_PREFIX:-d}" \
+    xargs -P "$3" -n 1 bash "$WORK/submit.sh"
+}
+
+# submitted_databases FIRST LAST: how many of the requests submit_requests makes are databases.
+submitted_databases() {
+  local every="${SUBMIT_DATABASE_EVERY:-0}"
+  [ "$every" -gt 0 ] || { echo 0; return; }
+  echo $(( $2 / every - ($1 - 1) / every ))
 }
 
 # db_count SQL: one number from the replicas' database (PostgreSQL or SQLite).
