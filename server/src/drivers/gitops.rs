@@ -3,11 +3,13 @@
 //! to a remote one. Committing content the branch already holds creates no commit,
 //! which makes a re-run job harmless.
 
+mod batch;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use std::cell::RefCell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use git2::build::TreeUpdateBuilder;
@@ -76,7 +78,48 @@ pub enum GitOpsError {
     SecretInFile { path: String, param: String },
 }
 
+/// Every change of a group fails with the same error.
+fn answer_all(group: Vec<batch::Pending>, error: &GitOpsError) {
+    for pending in group {
+        pending.answer(Err(error.duplicate()));
+    }
+}
+
+fn answer_each(group: Vec<batch::Pending>, outcomes: Vec<Result<Applied, GitOpsError>>) {
+    for (pending, outcome) in group.into_iter().zip(outcomes) {
+        pending.answer(outcome);
+    }
+}
+
 impl GitOpsError {
+    /// The same error again, for each change of a group that it failed.
+    fn duplicate(&self) -> GitOpsError {
+        match self {
+            GitOpsError::Git { path, source } => GitOpsError::Git {
+                path: path.clone(),
+                source: git2::Error::new(source.code(), source.class(), source.message()),
+            },
+            GitOpsError::Remote { url, message } => GitOpsError::Remote {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            GitOpsError::Contended {
+                url,
+                branch,
+                attempts,
+            } => GitOpsError::Contended {
+                url: url.clone(),
+                branch: branch.clone(),
+                attempts: *attempts,
+            },
+            GitOpsError::Poisoned => GitOpsError::Poisoned,
+            GitOpsError::SecretInFile { path, param } => GitOpsError::SecretInFile {
+                path: path.clone(),
+                param: param.clone(),
+            },
+        }
+    }
+
     /// Whether the same call may succeed later without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         !matches!(self, GitOpsError::SecretInFile { .. })
@@ -164,6 +207,10 @@ pub struct GitOpsRepo {
     remote: Option<Arc<RemoteSettings>>,
     // git2 repositories are not Sync; one writer per process at a time.
     lock: Arc<Mutex<()>>,
+    /// Changes waiting for the lock, applied together by its next holder.
+    queue: batch::Queue,
+    /// When the copy of the remote branch last matched the remote.
+    synced: batch::SyncedAt,
 }
 
 impl std::fmt::Debug for GitOpsRepo {
@@ -223,6 +270,8 @@ impl GitOpsRepo {
             branch_ref,
             remote: settings.remote.clone().map(Arc::new),
             lock: Arc::new(Mutex::new(())),
+            queue: batch::Queue::default(),
+            synced: batch::SyncedAt::default(),
         })
     }
 
@@ -262,72 +311,131 @@ impl GitOpsRepo {
         secrets: &SecretValues,
     ) -> Result<Applied, GitOpsError> {
         refuse_secrets(files, message, secrets)?;
-        let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
-        let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
-        match &self.remote {
-            None => {
-                let head = self
-                    .branch_head(&repo, &self.branch_ref)
-                    .map_err(|e| self.git_error(e))?;
-                let applied = self
-                    .commit_on(&repo, head, files, message)
-                    .map_err(|e| self.git_error(e))?;
-                if applied.created {
-                    self.set_ref(&repo, &self.branch_ref, &applied.commit)
-                        .map_err(|e| self.git_error(e))?;
-                }
-                Ok(applied)
+        let outcome = self.queue.push(files, message)?;
+        {
+            let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
+            let group = self.queue.take()?;
+            if !group.is_empty() {
+                self.apply_group(group);
             }
-            Some(remote) => self.apply_remote(&repo, remote, files, message),
+        }
+        // Applied by now: by this worker just above, or by one that held the lock
+        // after the change was queued.
+        outcome.recv().map_err(|_| GitOpsError::Poisoned)?
+    }
+
+    /// Commits each queued change on top of the one before (one commit each),
+    /// then moves the branch once: locally, or with one push to the remote.
+    fn apply_group(&self, group: Vec<batch::Pending>) {
+        let repo = match Repository::open(&self.path) {
+            Ok(repo) => repo,
+            Err(e) => {
+                let error = self.git_error(e);
+                for pending in group {
+                    pending.answer(Err(error.duplicate()));
+                }
+                return;
+            }
+        };
+        match &self.remote {
+            None => self.apply_local(&repo, group),
+            Some(remote) => self.apply_remote(&repo, remote, group),
         }
     }
 
-    fn apply_remote(
+    fn apply_local(&self, repo: &Repository, group: Vec<batch::Pending>) {
+        let head = match repo.refname_to_id(&self.branch_ref) {
+            Ok(id) => Some(id),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return answer_all(group, &self.git_error(e)),
+        };
+        let (applied, tip) = self.commit_group(repo, head, &group);
+        if let Some(tip) = tip
+            && Some(tip) != head
+            && let Err(e) = self.set_ref(repo, &self.branch_ref, &tip.to_string())
+        {
+            return answer_all(group, &self.git_error(e));
+        }
+        for (pending, outcome) in group.into_iter().zip(applied) {
+            pending.answer(outcome);
+        }
+    }
+
+    /// Each change on top of the one before it, starting at `head`; a change that
+    /// cannot be committed fails alone. Returns the outcomes and the new tip.
+    fn commit_group(
         &self,
         repo: &Repository,
-        remote: &RemoteSettings,
-        files: &[RenderedFile],
-        message: &str,
-    ) -> Result<Applied, GitOpsError> {
+        mut head: Option<git2::Oid>,
+        group: &[batch::Pending],
+    ) -> (Vec<Result<Applied, GitOpsError>>, Option<git2::Oid>) {
+        let outcomes = group
+            .iter()
+            .map(|pending| {
+                let parent = head
+                    .map(|id| repo.find_commit(id))
+                    .transpose()
+                    .map_err(|e| self.git_error(e))?;
+                let applied = self
+                    .commit_on(repo, parent, &pending.files, &pending.message)
+                    .map_err(|e| self.git_error(e))?;
+                head = Some(git2::Oid::from_str(&applied.commit).map_err(|e| self.git_error(e))?);
+                Ok(applied)
+            })
+            .collect();
+        (outcomes, head)
+    }
+
+    fn apply_remote(&self, repo: &Repository, remote: &RemoteSettings, group: Vec<batch::Pending>) {
         let tracking = tracking_ref(&self.branch);
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=PUSH_ATTEMPTS {
-            self.fetch(repo, remote)?;
-            let head = self
-                .branch_head(repo, &tracking)
-                .map_err(|e| self.git_error(e))?;
-            let applied = self
-                .commit_on(repo, head, files, message)
-                .map_err(|e| self.git_error(e))?;
-            // The local branch follows what the remote holds (or is about to).
-            self.set_ref(repo, &self.branch_ref, &applied.commit)
-                .map_err(|e| self.git_error(e))?;
-            if !applied.created {
-                return Ok(applied);
+            if let Err(error) = self.fetch(repo, remote) {
+                return answer_all(group, &error);
             }
-            match self.push(repo, remote)? {
-                Push::Landed => {
-                    self.set_ref(repo, &tracking, &applied.commit)
-                        .map_err(|e| self.git_error(e))?;
-                    return Ok(applied);
+            let head = match repo.refname_to_id(&tracking) {
+                Ok(id) => Some(id),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+                Err(e) => return answer_all(group, &self.git_error(e)),
+            };
+            let (applied, tip) = self.commit_group(repo, head, &group);
+            let Some(tip) = tip.filter(|tip| Some(*tip) != head) else {
+                // Nothing new: the remote already holds every change.
+                return answer_each(group, applied);
+            };
+            // The local branch follows what the remote holds (or is about to).
+            if let Err(e) = self.set_ref(repo, &self.branch_ref, &tip.to_string()) {
+                return answer_all(group, &self.git_error(e));
+            }
+            let pushed_at = Instant::now();
+            match self.push(repo, remote) {
+                Err(error) => return answer_all(group, &error),
+                Ok(Push::Landed) => {
+                    if let Err(e) = self.set_ref(repo, &tracking, &tip.to_string()) {
+                        return answer_all(group, &self.git_error(e));
+                    }
+                    self.synced.mark(pushed_at);
+                    return answer_each(group, applied);
                 }
-                Push::Rejected(reason) => {
+                Ok(Push::Rejected(reason)) => {
                     tracing::info!(
                         attempt,
                         %reason,
                         branch = %self.branch,
-                        "the remote branch moved; applying the change again on its new head"
+                        changes = group.len(),
+                        "the remote branch moved; applying the changes again on its new head"
                     );
                     std::thread::sleep(jittered(backoff));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
-        Err(GitOpsError::Contended {
+        let contended = GitOpsError::Contended {
             url: remote.url.clone(),
             branch: self.branch.clone(),
             attempts: PUSH_ATTEMPTS,
-        })
+        };
+        answer_all(group, &contended);
     }
 
     fn remote_error(&self, remote: &RemoteSettings, error: &git2::Error) -> GitOpsError {
@@ -380,9 +488,12 @@ impl GitOpsRepo {
         options.remote_callbacks(self.callbacks(remote));
         options.download_tags(git2::AutotagOption::None);
         let refspec = format!("+{}:{}", self.branch_ref, tracking_ref(&self.branch));
+        let started = Instant::now();
         connection
             .fetch(&[refspec.as_str()], Some(&mut options), None)
-            .map_err(|e| self.remote_error(remote, &e))
+            .map_err(|e| self.remote_error(remote, &e))?;
+        self.synced.mark(started);
+        Ok(())
     }
 
     fn push(&self, repo: &Repository, remote: &RemoteSettings) -> Result<Push, GitOpsError> {
@@ -414,18 +525,6 @@ impl GitOpsRepo {
                 Some(reason) => Ok(Push::Rejected(reason)),
                 None => Ok(Push::Landed),
             },
-        }
-    }
-
-    fn branch_head<'r>(
-        &self,
-        repo: &'r Repository,
-        reference: &str,
-    ) -> Result<Option<git2::Commit<'r>>, git2::Error> {
-        match repo.refname_to_id(reference) {
-            Ok(id) => Ok(Some(repo.find_commit(id)?)),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e),
         }
     }
 
@@ -514,13 +613,20 @@ impl GitOpsRepo {
     /// A file as the branch publishes it now: with a remote, as the remote's branch
     /// holds it (fetched first, since that is what Argo CD or Flux reads); without
     /// one, as the local branch holds it.
+    ///
+    /// Checks that wait for the lock together share one fetch: a fetch (or a
+    /// landed push) that began after this call was made already shows the remote
+    /// as it was after the call, so it is not repeated.
     pub fn read_published(&self, path: &str) -> Result<Published, GitOpsError> {
+        let asked = Instant::now();
         let head = {
             let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
             let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
             let reference = match &self.remote {
                 Some(remote) => {
-                    self.fetch(&repo, remote)?;
+                    if !self.synced.since(asked) {
+                        self.fetch(&repo, remote)?;
+                    }
                     tracking_ref(&self.branch)
                 }
                 None => self.branch_ref.clone(),
