@@ -779,6 +779,47 @@ mod tests {
     }
 
     #[test]
+    fn changes_applied_at_once_become_one_commit_each() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let repo = GitOpsRepo::open_or_init(&dir.path().join("gitops.git"))?;
+        // Sixteen writers at once, twice each: the second round finds every file.
+        let applied = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..16)
+                .map(|i| {
+                    let repo = &repo;
+                    scope.spawn(move || {
+                        let files = [file(&format!("dev/t/ns-{i}/ns.yaml"), &format!("n: {i}\n"))];
+                        let first = repo.apply(&files, &format!("request {i}"));
+                        let again = repo.apply(&files, &format!("request {i} again"));
+                        (i, first, again)
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| w.join().map_err(|_| "a writer panicked"))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let mut commits = std::collections::BTreeSet::new();
+        for (i, first, again) in applied {
+            let (first, again) = (first?, again?);
+            assert!(first.created && !again.created, "writer {i}");
+            assert!(
+                commits.insert(first.commit.clone()),
+                "writer {i} shares a commit"
+            );
+            // Its own commit holds its file (later ones of the group are on top).
+            assert_eq!(
+                repo.read_file(&first.commit, &format!("dev/t/ns-{i}/ns.yaml"))?
+                    .as_deref(),
+                Some(format!("n: {i}\n").as_str())
+            );
+        }
+        assert_eq!(repo.commit_count()?, 16);
+        Ok(())
+    }
+
+    #[test]
     fn a_secret_handed_to_the_driver_is_never_committed() -> Result<(), Box<dyn std::error::Error>>
     {
         let dir = tempfile::tempdir()?;
