@@ -483,31 +483,11 @@ struct SharedDatabase {
 
 impl Drop for SharedDatabase {
     fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for sql in [
-                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                    format!("DROP ROLE IF EXISTS {name}"),
-                ] {
-                    sqlx::query(&sql)
-                        .execute(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })
-        })
-        .join();
-        if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_string()) {
+        let statements = vec![
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            format!("DROP ROLE IF EXISTS {}", self.name),
+        ];
+        if let Err(error) = common::admin_sql_now(&self.admin_url, statements) {
             eprintln!("note: could not drop {}: {error}", self.name);
         }
     }

@@ -38,33 +38,46 @@ struct ScratchDatabase {
 
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: use a thread with its own runtime.
-        let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut conn = sqlx::AnyConnection::connect(&admin_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                conn.close().await.map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_string()) {
+        let dropped = admin_sql_now(
+            &self.admin_url,
+            vec![format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )],
+        );
+        if let Err(error) = dropped {
             eprintln!(
                 "note: could not drop the test database {}: {error}",
                 self.name
             );
         }
     }
+}
+
+/// Runs admin statements from anywhere, also from `Drop` inside a test's runtime:
+/// on a thread with a runtime of its own.
+pub fn admin_sql_now(admin_url: &str, statements: Vec<String>) -> Result<(), String> {
+    let admin_url = admin_url.to_string();
+    std::thread::spawn(move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let mut conn = sqlx::AnyConnection::connect(&admin_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            for sql in &statements {
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            conn.close().await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .map_err(|_| "panicked".to_string())?
 }
 
 /// `postgres://u@h:5432/db?x=y` with the database replaced by `name`.
