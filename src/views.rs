@@ -510,7 +510,10 @@ pub struct TokenView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {
     pub token: TokenView,
-    pub secret: String,
+    /// The secret to send as `Authorization: Bearer`, in the first answer only: a
+    /// replay of the same Idempotency-Key answers `null`, because Slipway keeps
+    /// nothing but the token's hash.
+    pub secret: Option<String>,
 }
 
 /// What a person asks for when creating a token.

@@ -85,17 +85,17 @@ pub async fn logout() -> Result<(), AppError> {
     let state = app_state()?;
     let user = optional_user(&state).await?;
     let session = session().await?;
+    if let (Some(user), Some(id)) = (user, session.id()) {
+        let caller =
+            services::Caller::new(user, services::Channel::Portal, crate::ssr::call_meta());
+        services::auth::sign_out(&state, &caller, &id.to_string())
+            .await
+            .map_err(user_error)?;
+    }
     session
         .flush()
         .await
         .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
-    if let Some(user) = user {
-        let caller =
-            services::Caller::new(user, services::Channel::Portal, crate::ssr::call_meta());
-        services::auth::record_sign_out(&state, &caller)
-            .await
-            .map_err(user_error)?;
-    }
     leptos_axum::redirect("/login");
     Ok(())
 }
@@ -312,16 +312,11 @@ pub async fn audit_log(query: ListQuery) -> Result<ListPage<AuditEntry>, AppErro
         .map_err(user_error)
 }
 
-/// The session key under which a new token's secret waits to be shown, once.
-#[cfg(feature = "ssr")]
-const NEW_TOKEN_SECRET: &str = "new_token_secret";
-
-/// The caller's API tokens, and the secret of the one just created (shown this once:
-/// reading it removes it from the session).
+/// The caller's API tokens. A new token's secret is shown by the page that answers
+/// the token form (`/account/tokens/new`), never kept to be shown here.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokensPageData {
     pub tokens: Vec<TokenView>,
-    pub new_secret: Option<String>,
 }
 
 #[server]
@@ -330,51 +325,7 @@ pub async fn tokens_page() -> Result<TokensPageData, AppError> {
     let tokens = services::tokens::list(&state, &user)
         .await
         .map_err(user_error)?;
-    let session = session().await?;
-    let new_secret: Option<String> = session
-        .remove(NEW_TOKEN_SECRET)
-        .await
-        .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
-    Ok(TokensPageData { tokens, new_secret })
-}
-
-/// Creates a token from the form; checkboxes arrive only when ticked.
-#[server]
-pub async fn create_token(
-    name: String,
-    expires_in_days: u32,
-    scope_read: Option<String>,
-    scope_request: Option<String>,
-    scope_review: Option<String>,
-    scope_admin: Option<String>,
-) -> Result<(), AppError> {
-    use slipway_core::views::{TokenRequest, TokenScope};
-    let (state, user) = signed_in().await?;
-    let ticked = [
-        (scope_read, TokenScope::Read),
-        (scope_request, TokenScope::Request),
-        (scope_review, TokenScope::Review),
-        (scope_admin, TokenScope::Admin),
-    ];
-    let scopes = ticked
-        .into_iter()
-        .filter_map(|(box_value, scope)| box_value.map(|_| scope))
-        .collect();
-    let request = TokenRequest {
-        name,
-        scopes,
-        expires_in_days: Some(expires_in_days),
-    };
-    let created = services::tokens::create(&state, &user, &request)
-        .await
-        .map_err(user_error)?;
-    let session = session().await?;
-    session
-        .insert(NEW_TOKEN_SECRET, created.secret)
-        .await
-        .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
-    leptos_axum::redirect("/account/tokens");
-    Ok(())
+    Ok(TokensPageData { tokens })
 }
 
 #[server]

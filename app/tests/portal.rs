@@ -690,3 +690,129 @@ async fn a_generated_secret_is_shown_once_to_its_requester_on_a_page_no_cache_ke
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     Ok(())
 }
+
+/// The secret of a token made from the portal is on the page that answers the form
+/// and nowhere else: no session, no row, no later page.
+#[tokio::test]
+async fn a_new_token_is_shown_once_on_its_own_page_and_kept_nowhere() -> TestResult {
+    use slipway_server::services::tokens;
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    let page = browser.get("/account/tokens").await?;
+    assert!(
+        page.body.contains("action=\"/account/tokens/new\""),
+        "{}",
+        page.body
+    );
+    let fields = [
+        ("name", "ci of payments"),
+        ("expires_in_days", "30"),
+        ("scope_read", "on"),
+        ("scope_request", "on"),
+    ];
+
+    let forged = browser
+        .post_form("/account/tokens/new", &fields, "http://evil.example")
+        .await?;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("api_tokens").await?, 0);
+
+    for (bad, says) in [
+        (vec![("name", "x"), ("expires_in_days", "30")], "scopes"),
+        (
+            vec![
+                ("name", ""),
+                ("expires_in_days", "30"),
+                ("scope_read", "on"),
+            ],
+            "name",
+        ),
+        (
+            vec![
+                ("name", "x"),
+                ("expires_in_days", "0"),
+                ("scope_read", "on"),
+            ],
+            "expires_in_days",
+        ),
+        (
+            vec![
+                ("name", "x"),
+                ("expires_in_days", "soon"),
+                ("scope_read", "on"),
+            ],
+            "expires_in_days",
+        ),
+        (
+            vec![
+                ("name", "x"),
+                ("expires_in_days", "9"),
+                ("scope_root", "on"),
+            ],
+            "scope_root",
+        ),
+    ] {
+        let refused = browser
+            .post_form("/account/tokens/new", &bad, ORIGIN)
+            .await?;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{bad:?}: {}",
+            refused.body
+        );
+        assert!(refused.body.contains(says), "{bad:?}: {}", refused.body);
+        assert!(refused.body.contains("role=\"alert\""));
+    }
+    assert_eq!(app.count("api_tokens").await?, 0);
+
+    let shown = browser
+        .post_form("/account/tokens/new", &fields, ORIGIN)
+        .await?;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(
+        shown
+            .headers
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
+    let start = shown
+        .body
+        .find("value=\"slw_")
+        .ok_or("no secret on the page")?
+        + 7;
+    let secret: String = shown.body[start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    assert_eq!(secret.len(), 44, "{secret}");
+    let caller = tokens::authenticate(&app.state, &secret, Default::default()).await?;
+    assert_eq!(caller.username, "alice");
+    assert_eq!(
+        caller.scopes,
+        Some(vec![
+            slipway_core::views::TokenScope::Read,
+            slipway_core::views::TokenScope::Request
+        ])
+    );
+
+    let later = browser.get("/account/tokens").await?;
+    assert!(later.body.contains("ci of payments"));
+    assert!(!later.body.contains(&secret));
+    let stored = app.dump_database().await?;
+    assert!(!stored.contains(&secret), "the secret is stored somewhere");
+    assert!(
+        !stored.contains(&secret[4..]),
+        "the secret is stored somewhere"
+    );
+
+    let mut stranger = Browser::new(&app);
+    let anonymous = stranger
+        .post_form("/account/tokens/new", &fields, ORIGIN)
+        .await?;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.count("api_tokens").await?, 1);
+    Ok(())
+}

@@ -12,9 +12,13 @@ test('a token made in the portal works on the API until it is revoked', async ({
   await page.getByRole('checkbox', { name: /^request —/ }).check();
   await page.getByRole('button', { name: 'Create token' }).click();
 
-  const shown = page.getByTestId('new-token');
+  // The secret is on the page that answers the form, and in no session or row.
+  await expect(page).toHaveURL(/\/account\/tokens\/new$/);
+  const shown = page.getByLabel('Token');
   await expect(shown).toHaveValue(/^slw_[A-Za-z0-9]{40}$/);
   const token = await shown.inputValue();
+  await page.getByRole('link', { name: 'Back to your API tokens' }).click();
+  await expect(page).toHaveURL(/\/account\/tokens$/);
 
   const me = await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } });
   expect(me.status()).toBe(200);
@@ -31,7 +35,8 @@ test('a token made in the portal works on the API until it is revoked', async ({
 
   // Shown once: a reload lists the token by its prefix only.
   await page.goto('/account/tokens');
-  await expect(page.getByTestId('new-token')).toHaveCount(0);
+  await expect(page.getByTestId('shown-once')).toHaveCount(0);
+  await expect(page.getByText(token)).toHaveCount(0);
   const row = page.getByRole('row', { name: /e2e pipeline/ });
   await expect(row).toContainText('read, request');
   await row.getByRole('button', { name: 'Revoke e2e pipeline' }).click();

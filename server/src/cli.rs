@@ -119,6 +119,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         secrets: secret_key.map(crate::secrets::SecretBox::new),
         jobs_ready: Arc::new(Notify::new()),
         audit_pending: Arc::new(Notify::new()),
+        token_uses: Arc::default(),
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
@@ -161,6 +162,7 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     let worker = orchestrator::spawn(state.clone(), stopped.clone());
     crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
+    let token_uses = crate::services::token_uses::spawn_writer(state.clone(), stopped.clone());
     let audit = crate::audit_chain::spawn(state.clone(), stopped.clone());
     DbSessionStore::new(&state.db, state.settings.identity.session_absolute_timeout)
         .spawn_cleanup(stopped.clone());
@@ -190,6 +192,7 @@ async fn serve(
         })
         .await;
     let _ = worker.await;
+    let _ = token_uses.await;
     let _ = audit.await;
     served.map_err(|source| StartError::Listen {
         addr: addr.to_string(),

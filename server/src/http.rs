@@ -2,8 +2,10 @@
 //! in front of everything (same-origin posts, redirects that are redirects).
 
 pub mod events;
+pub mod new_token;
 pub mod oidc;
 pub mod reveal;
+pub mod shown_once;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -185,6 +187,17 @@ pub async fn refuse_cross_origin(
 ) -> Response {
     if let Err(reason) = same_origin_check(&state, &request) {
         tracing::warn!(method = %request.method(), path = request.uri().path(), reason, "cross-origin request refused");
+        if request.uri().path().starts_with(crate::api::PREFIX) {
+            return crate::api::problem::Problem::new(
+                StatusCode::FORBIDDEN,
+                "cross-origin",
+                format!(
+                    "refused: {reason}; a browser page may call the API with its session only \
+                     from this site (a script elsewhere sends a token instead)"
+                ),
+            )
+            .into_response();
+        }
         return (
             StatusCode::FORBIDDEN,
             format!("Refused: {reason}. Reload the page from this site and try again.\n"),
@@ -203,9 +216,15 @@ fn same_origin_check(state: &AppState, request: &Request) -> Result<(), String> 
     }
     let path = request.uri().path();
     let headers = request.headers();
-    let guarded = headers.contains_key(header::COOKIE)
-        || path.starts_with("/api/")
-        || path.starts_with("/auth/");
+    // A token-bearing API call without a cookie carries its own credential, which a
+    // foreign page cannot make a browser send: the site it came from is no matter.
+    let token_only = path.starts_with(crate::api::PREFIX)
+        && headers.contains_key(header::AUTHORIZATION)
+        && !headers.contains_key(header::COOKIE);
+    let guarded = !token_only
+        && (headers.contains_key(header::COOKIE)
+            || path.starts_with("/api/")
+            || path.starts_with("/auth/"));
     if !guarded {
         return Ok(());
     }
@@ -375,6 +394,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/requests/{id}/secrets/{name}/reveal",
             axum::routing::post(reveal::reveal),
+        )
+        .route(
+            "/account/tokens/new",
+            axum::routing::post(new_token::create),
         )
 }
 

@@ -32,6 +32,8 @@ pub struct AppState {
     pub jobs_ready: Arc<Notify>,
     /// Wakes the audit sealer after a call that may have written events.
     pub audit_pending: Arc<Notify>,
+    /// API token calls waiting to be written to the audit log.
+    pub token_uses: Arc<crate::services::token_uses::UseLog>,
     /// Signs audit checkpoints; none when no secret key is configured.
     pub audit_signer: Option<CheckpointSigner>,
     /// What `/metrics` reports.

@@ -68,6 +68,17 @@ impl Api {
     async fn post(&self, path: &str, token: &str, body: &Value) -> TestResult<(StatusCode, Value)> {
         answer(self.call(Method::POST, path, token).json(body)).await
     }
+
+    async fn post_with_key(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+        key: &str,
+    ) -> TestResult<(StatusCode, Value)> {
+        let request = self.call(Method::POST, path, token);
+        answer(request.header("Idempotency-Key", key).json(body)).await
+    }
 }
 
 async fn answer(request: reqwest::RequestBuilder) -> TestResult<(StatusCode, Value)> {
@@ -237,6 +248,12 @@ async fn create_is_idempotent_and_reads_back(app: &TestApp) -> TestResult {
             .and_then(|v| v.to_str().ok()),
         Some("true")
     );
+    let replayed_location = again
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    assert_eq!(replayed_location, location, "a replay keeps the Location");
     let again: Value = again.json().await?;
     assert_eq!(again["summary"]["id"], json!(id));
     assert_eq!(
@@ -785,6 +802,53 @@ async fn unknown_methods_are_405_and_every_operation_documents_its_layers(
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     let (status, _) = answer(api.call(Method::PUT, "/requests/1/cancel", &alice)).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // The document too, and the API's own root: problems, never a bare status or
+    // the portal's page (`answer` checks each is problem+json).
+    let (status, _) = answer(api.call(Method::POST, "/openapi.json", &alice)).await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    for root in ["", "/"] {
+        let (status, body) = answer(api.call(Method::GET, root, &alice)).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{root:?}: {body}");
+    }
+    // A token call from a page of another site is no forgery (the token is its own
+    // credential); the same call riding on a cookie is refused, as a problem.
+    let (status, body) = answer(
+        api.call(Method::POST, "/requests/precheck", &alice)
+            .header("Origin", "http://evil.example")
+            .json(&new_namespace("fromapage", "dev")),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = answer(
+        api.http
+            .post(format!("{}/requests/precheck", api.base))
+            .header("Origin", "http://evil.example")
+            .header("Cookie", "slipway_session=whatever")
+            .json(&new_namespace("fromapage", "dev")),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A body that does not fit names the field that broke it.
+    let (status, body) = api
+        .post(
+            "/requests",
+            &alice,
+            &json!({"type": "k8s-namespace", "params": {}, "draft": {"deep": 1}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("draft"),
+        "{body}"
+    );
+    let (status, body) = api
+        .post("/requests", &alice, &json!({"type": 5, "params": {}}))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], json!("type"), "{body}");
 
     let document = serde_json::to_value(slipway_server::api::openapi())?;
     let paths = document["paths"].as_object().ok_or("paths")?;
@@ -914,6 +978,26 @@ async fn a_secret_never_comes_back_through_the_api(app: &TestApp) -> TestResult 
             .iter()
             .any(|(_, _, text)| text.contains("owner_password")),
         "no answer mentions owner_password at all"
+    );
+    // Nor did the call that brought it in leave it anywhere behind the API: the
+    // database (idempotency answers and token uses included), its raw files and
+    // the GitOps repository the change was committed to.
+    let database = app.dump_database().await?;
+    assert!(
+        database.contains("owner_password"),
+        "the dump reads the tables"
+    );
+    assert!(!database.contains(CANARY), "the secret is in the database");
+    let raw = common::files_containing(&app.state.settings.data_dir, CANARY.as_bytes())?;
+    assert!(raw.is_empty(), "the secret is in the raw files {raw:?}");
+    let (repository, blobs) = common::dump_repository(app.state.gitops.path())?;
+    assert!(
+        blobs > 0 && repository.contains("ledger"),
+        "the walk read the commits"
+    );
+    assert!(
+        !repository.contains(CANARY),
+        "the secret is in the GitOps repository"
     );
     Ok(())
 }
@@ -1250,7 +1334,40 @@ async fn tokens_are_made_and_revoked_through_the_api(app: &TestApp) -> TestResul
     .bind(id.to_string())
     .fetch_all(&app.state.db.pool)
     .await?;
-    assert_eq!(actions, ["token.created", "token.used", "token.revoked"]);
+    // Each call the token made is a use, the refused one included.
+    assert_eq!(
+        actions,
+        ["token.created", "token.used", "token.used", "token.revoked"]
+    );
+
+    // A replay of the same Idempotency-Key answers the token without its secret,
+    // which is stored nowhere; the new token does not outlive the one that made it.
+    let body = json!({"name": "replayed", "scopes": ["read"], "expires_in_days": 366});
+    let first = api
+        .post_with_key("/tokens", &admin, &body, "token-key-1")
+        .await?;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+    let secret = first.1["secret"].as_str().ok_or("no secret")?.to_string();
+    let again = api
+        .post_with_key("/tokens", &admin, &body, "token-key-1")
+        .await?;
+    assert_eq!(again.0, StatusCode::CREATED);
+    assert_eq!(again.1["secret"], Value::Null, "{}", again.1);
+    assert_eq!(again.1["token"], first.1["token"]);
+    let admin_expiry: String = sqlx::query_scalar(
+        "SELECT CAST(MAX(expires_at) AS TEXT) FROM api_tokens WHERE name = 'alice test token'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    let new_expiry: String = sqlx::query_scalar(
+        "SELECT CAST(expires_at AS TEXT) FROM api_tokens WHERE name = 'replayed'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert!(new_expiry.parse::<i64>()? <= admin_expiry.parse::<i64>()?);
+    let stored = app.dump_database().await?;
+    assert!(!stored.contains(&secret), "a token's secret is stored");
+    assert!(!stored.contains(&secret[4..]), "a token's secret is stored");
     Ok(())
 }
 

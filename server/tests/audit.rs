@@ -36,7 +36,8 @@ on_both_engines!(
     an_event_left_unsealed_is_caught,
     list_filters_and_pages,
     portal_pages_go_both_ways_and_filter_by_day,
-    token_use_is_audited_once_an_hour,
+    every_token_call_is_audited,
+    acts_of_rules_keep_the_door_address_and_trace_of_the_call,
 );
 
 /// Appends `n` events, each in its own transaction, as a service would.
@@ -700,7 +701,7 @@ async fn portal_pages_go_both_ways_and_filter_by_day(app: &TestApp) -> TestResul
 /// actor, detail, channel, trace id, token id of a `token.used` event.
 type UseRow = (String, String, Option<String>, Option<String>, Option<i64>);
 
-async fn token_use_is_audited_once_an_hour(app: &TestApp) -> TestResult {
+async fn every_token_call_is_audited(app: &TestApp) -> TestResult {
     let alice = app.user("alice").await?;
     let made = tokens::create(
         &app.state,
@@ -744,34 +745,48 @@ async fn token_use_is_audited_once_an_hour(app: &TestApp) -> TestResult {
         }
     };
     let rows = used(app).await?;
-    assert_eq!(rows.len(), 1, "one event for the hour: {rows:?}");
-    let (actor, detail, channel, trace_id, token_id) = &rows[0];
-    assert_eq!(actor, "alice");
-    assert_eq!(detail, "first call this hour: GET /api/v1/me");
-    assert_eq!(channel.as_deref(), Some("api"));
-    assert!(trace_id.is_some());
-    assert_eq!(*token_id, Some(token));
-
-    // An hour later (the clock moved back on the token), the next call is logged again.
-    app.exec(&format!(
-        "UPDATE api_tokens SET last_used_at = last_used_at - 3600001, \
-         used_audited_at = used_audited_at - 3600001 WHERE id = {token}"
-    ))
-    .await?;
-    let _ = tokens::authenticate_call(
-        &app.state,
-        &made.secret,
-        CallMeta::default(),
-        "GET /api/v1/assets",
-    )
-    .await?;
+    let calls: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        calls,
+        ["GET /api/v1/me", "GET /api/v1/requests", "GET /api/v1/me"],
+        "one event per call: {rows:?}"
+    );
+    for (actor, _, channel, trace_id, token_id) in &rows {
+        assert_eq!(actor, "alice");
+        assert_eq!(channel.as_deref(), Some("api"));
+        assert!(trace_id.is_some());
+        assert_eq!(*token_id, Some(token));
+    }
+    // A refused call is a use too; an overlong path is cut.
+    let long = format!("/api/v1/requests/{}", "x".repeat(5000));
+    let status = http
+        .get(format!("http://{addr}{long}"))
+        .bearer_auth(&made.secret)
+        .send()
+        .await?
+        .status();
+    assert!(status.is_client_error(), "{status}");
     let rows = used(app).await?;
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1].1, "first call this hour: GET /api/v1/assets");
-    // Within the minute nothing more is written.
-    let _ =
-        tokens::authenticate_call(&app.state, &made.secret, CallMeta::default(), "GET /x").await?;
-    assert_eq!(used(app).await?.len(), 2);
+    assert_eq!(rows.len(), 4);
+    assert!(rows[3].1.ends_with("… (cut)"), "{}", rows[3].1);
+    assert!(rows[3].1.chars().count() < 320);
+
+    // With the batching writer running, uses arrive within moments, in order.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = slipway_server::services::token_uses::spawn_writer(app.state.clone(), stopped);
+    for _ in 0..300 {
+        let _ = tokens::authenticate_call(
+            &app.state,
+            &made.secret,
+            CallMeta::default(),
+            "GET /api/v1/assets",
+        )
+        .await?;
+    }
+    let _ = stop.send(true);
+    writer.await?;
+    let rows = used(app).await?;
+    assert_eq!(rows.len(), 304, "none lost at shutdown");
     Ok(())
 }
 
@@ -911,4 +926,69 @@ async fn existing_chains_verify_after_the_migration_postgres() -> TestResult {
         .execute(&mut conn)
         .await?;
     outcome
+}
+
+/// channel, client address, trace id of an event.
+type OriginRow = (Option<String>, Option<String>, Option<String>);
+
+async fn origin_of(app: &TestApp, action: &str) -> TestResult<Vec<OriginRow>> {
+    Ok(sqlx::query_as(
+        "SELECT channel, client_addr, trace_id FROM audit_events WHERE action = $1 ORDER BY seq",
+    )
+    .bind(action)
+    .fetch_all(&app.state.db.pool)
+    .await?)
+}
+
+/// A refused sign-in and a policy's decision within someone's call are written by
+/// a rule, not a person, but keep the call's channel, client address and trace id.
+async fn acts_of_rules_keep_the_door_address_and_trace_of_the_call(app: &TestApp) -> TestResult {
+    use slipway_server::services::{Channel, auth, requests};
+    let meta = CallMeta {
+        trace_id: Some("trace-of-a-guess".into()),
+        client_addr: Some("203.0.113.7".into()),
+    };
+    let refused = auth::login_from(&app.state, "alice", "wrong", Channel::Portal, &meta).await;
+    assert!(refused.is_err());
+    let refused = auth::login_from(&app.state, "nobody", "wrong", Channel::Api, &meta).await;
+    assert!(refused.is_err());
+    assert_eq!(
+        origin_of(app, "user.sign_in_failed").await?,
+        [
+            (
+                Some("portal".into()),
+                Some("203.0.113.7".into()),
+                Some("trace-of-a-guess".into())
+            ),
+            (
+                Some("api".into()),
+                Some("203.0.113.7".into()),
+                Some("trace-of-a-guess".into())
+            ),
+        ]
+    );
+
+    let mut alice = app.user("alice").await?;
+    alice.channel = Channel::Api;
+    alice.meta = CallMeta {
+        trace_id: Some("trace-of-a-submit".into()),
+        client_addr: Some("198.51.100.2".into()),
+    };
+    let params = common::namespace_params("audited", "payments", "dev", 1);
+    requests::submit(&app.state, &alice, &common::draft("k8s-namespace", params)).await?;
+    let actors: Vec<String> = sqlx::query_scalar(
+        "SELECT actor FROM audit_events WHERE action = 'request.auto_approve' ORDER BY seq",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    assert_eq!(actors, ["policy:k8s-namespace.auto_approve"]);
+    assert_eq!(
+        origin_of(app, "request.auto_approve").await?,
+        [(
+            Some("api".into()),
+            Some("198.51.100.2".into()),
+            Some("trace-of-a-submit".into())
+        )]
+    );
+    Ok(())
 }

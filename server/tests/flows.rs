@@ -1,6 +1,7 @@
 //! End-to-end flows through the service layer and the orchestrator, each run on
 //! SQLite and (with `SLIPWAY_TEST_POSTGRES_URL`) on PostgreSQL.
 
+#[allow(dead_code)]
 #[macro_use]
 mod common;
 

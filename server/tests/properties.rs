@@ -20,7 +20,7 @@ use slipway_server::storage::Engine;
 
 /// Enough to run in seconds; `PROPTEST_CASES=1000` for a deeper look.
 const CASES: u32 = 256;
-const SHIPPED_TYPES: [&str; 2] = ["k8s-namespace", "postgres-database"];
+const SHIPPED_TYPES: [&str; 3] = ["k8s-namespace", "postgres-database", "shared-database"];
 
 /// Strings a form or a script could send: ordinary, any Unicode, control
 /// characters, and a few far longer than any limit.
@@ -107,14 +107,19 @@ fn case() -> impl Strategy<Value = (String, Value)> {
         6 => (
             "[a-z][a-z0-9-]{1,12}",
             prop::sample::select(vec!["dev", "staging", "prod"]),
-            any::<bool>(),
+            0..3u8,
             prop::collection::vec(mutation(), 0..4),
         )
-            .prop_map(|(name, environment, namespace, mutations)| {
-                let mut params = if namespace {
-                    namespace_params(&name, "payments", environment, 2)
-                } else {
-                    postgres_params(&name, environment, 20)
+            .prop_map(|(name, environment, kind, mutations)| {
+                let mut params = match kind {
+                    0 => namespace_params(&name, "payments", environment, 2),
+                    1 => postgres_params(&name, environment, 20),
+                    _ => json!({
+                        "name": name.replace('-', "_"),
+                        "team": "payments",
+                        "environment": environment,
+                        "connection_limit": 20,
+                    }),
                 };
                 if let Some(map) = params.as_object_mut() {
                     for mutation in mutations {

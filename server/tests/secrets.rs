@@ -9,10 +9,9 @@ mod common;
 
 use slipway_server::storage::Window;
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{TestApp, TestResult, draft, postgres_params};
+use common::{TestApp, TestResult, draft, dump_repository, files_containing, postgres_params};
 use serde_json::{Value, json};
 use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::secret;
@@ -21,7 +20,6 @@ use slipway_core::views::{AuditFilter, ReviewDecision};
 use slipway_server::secrets::{SecretBox, SecretKey};
 use slipway_server::services::{ServiceError, assets, audit, detail, requests, reviews, secrets};
 use slipway_server::storage::Engine;
-use sqlx::Row;
 
 const CANARY: &str = "canary-5f1c2b9e-secret";
 
@@ -70,114 +68,6 @@ fn with_password(mut params: Value, password: &str) -> Value {
         map.insert("owner_password".into(), json!(password));
     }
     params
-}
-
-/// Every row of every table, every column as text.
-async fn dump_database(app: &TestApp) -> TestResult<String> {
-    let pool = &app.state.db.pool;
-    let mut out = String::new();
-    match app.engine {
-        Engine::Postgres => {
-            let tables: Vec<String> = sqlx::query_scalar(
-                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
-            )
-            .fetch_all(pool)
-            .await?;
-            assert!(tables.iter().any(|t| t == "request_secrets"), "{tables:?}");
-            for table in tables {
-                let rows: Vec<String> =
-                    sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
-                        .fetch_all(pool)
-                        .await?;
-                out.push_str(&format!("== {table}\n{}\n", rows.join("\n")));
-            }
-        }
-        Engine::Sqlite => {
-            let tables: Vec<String> =
-                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                    .fetch_all(pool)
-                    .await?;
-            assert!(tables.iter().any(|t| t == "request_secrets"), "{tables:?}");
-            for table in tables {
-                out.push_str(&format!("== {table}\n"));
-                let columns: Vec<String> =
-                    sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
-                        .bind(&table)
-                        .fetch_all(pool)
-                        .await?;
-                // hex() reads any storage class (text, integer, blob, date) as its bytes.
-                let select: Vec<String> = columns.iter().map(|c| format!("hex(\"{c}\")")).collect();
-                let rows = sqlx::query(&format!("SELECT {} FROM \"{table}\"", select.join(", ")))
-                    .fetch_all(pool)
-                    .await?;
-                for row in rows {
-                    for (i, column) in columns.iter().enumerate() {
-                        let bytes = hex::decode(row.try_get::<String, _>(i)?)?;
-                        out.push_str(&format!("{column}={} ", String::from_utf8_lossy(&bytes)));
-                    }
-                    out.push('\n');
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Every path, blob and commit message reachable from any reference.
-fn dump_repository(path: &Path) -> TestResult<(String, usize)> {
-    let repo = git2::Repository::open(path)?;
-    let mut out = String::new();
-    let mut blobs = 0;
-    let mut walk = repo.revwalk()?;
-    for reference in repo.references()? {
-        if let Some(target) = reference?.target() {
-            walk.push(target)?;
-        }
-    }
-    for oid in walk {
-        let commit = repo.find_commit(oid?)?;
-        out.push_str(&String::from_utf8_lossy(commit.message_bytes()));
-        let mut failed = None;
-        commit
-            .tree()?
-            .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-                out.push_str(&format!("{dir}{}\n", entry.name().unwrap_or_default()));
-                if entry.kind() == Some(git2::ObjectType::Blob) {
-                    match repo.find_blob(entry.id()) {
-                        Ok(blob) => {
-                            blobs += 1;
-                            out.push_str(&String::from_utf8_lossy(blob.content()));
-                        }
-                        Err(e) => {
-                            failed = Some(e);
-                            return git2::TreeWalkResult::Abort;
-                        }
-                    }
-                }
-                git2::TreeWalkResult::Ok
-            })?;
-        if let Some(error) = failed {
-            return Err(error.into());
-        }
-    }
-    Ok((out, blobs))
-}
-
-/// The raw bytes of every file under a directory: the SQLite database and its WAL.
-fn files_containing(dir: &Path, needle: &[u8]) -> TestResult<Vec<String>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle)?);
-        } else if std::fs::read(&path)?
-            .windows(needle.len())
-            .any(|w| w == needle)
-        {
-            found.push(path.display().to_string());
-        }
-    }
-    Ok(found)
 }
 
 fn assert_absent(sink: &str, text: &str) {
@@ -329,7 +219,7 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
         assert_absent(&format!("read model #{i}"), answer);
     }
 
-    let database = dump_database(app).await?;
+    let database = app.dump_database().await?;
     assert!(
         database.contains("owner_password"),
         "the dump reads the secrets table"
@@ -637,7 +527,7 @@ async fn a_generated_password_opens_the_new_database_once(
     for (i, answer) in answers.iter().enumerate() {
         assert_value_absent(&format!("read model #{i}"), answer, &password);
     }
-    assert_value_absent("the database", &dump_database(app).await?, &password);
+    assert_value_absent("the database", &app.dump_database().await?, &password);
     let raw = files_containing(&state.settings.data_dir, password.as_bytes())?;
     assert!(raw.is_empty(), "the password is in the raw files {raw:?}");
     assert_value_absent("the logs", &logged_text(&logs), &password);

@@ -4,20 +4,12 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use slipway_core::views::{TokenScope, TokenView};
 
-use crate::api::{CreateToken, RevokeToken, TokensPageData, tokens_page};
+use crate::api::{RevokeToken, TokensPageData, tokens_page};
 use crate::components::{Loading, error_view};
 
 #[component]
 pub fn TokensPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| tokens_page());
-    let create = ServerAction::<CreateToken>::new();
-    let error = move || {
-        create
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| e.to_string())
-    };
     view! {
         <Title text="API tokens" />
         <h1>"API tokens"</h1>
@@ -31,16 +23,15 @@ pub fn TokensPage() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(TokensPageData { tokens, new_secret }) => view! {
-                        {new_secret.map(|secret| view! { <NewSecret secret /> })}
-                        <TokenTable tokens />
-                    }.into_any(),
+                    Ok(TokensPageData { tokens }) => view! { <TokenTable tokens /> }.into_any(),
                     Err(e) => error_view(e),
                 }
             })}
         </Suspense>
         <h2>"New token"</h2>
-        <ActionForm action=create attr:class="token-form">
+        // A plain form: the answer is a page of its own that shows the secret once,
+        // so the secret never waits in the session to be shown here.
+        <form method="post" action="/account/tokens/new" class="token-form">
             <div class="field">
                 <label for="token-name">"What it is for"</label>
                 <input id="token-name" name="name" type="text" required=true maxlength="100" placeholder="CI pipeline of payments-api" />
@@ -67,9 +58,8 @@ pub fn TokensPage() -> impl IntoView {
                     <option value="366">"a year"</option>
                 </select>
             </div>
-            {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
             <button type="submit" class="primary">"Create token"</button>
-        </ActionForm>
+        </form>
     }
 }
 
@@ -79,17 +69,6 @@ fn scope_help(scope: TokenScope) -> &'static str {
         TokenScope::Request => "check, submit, revise and cancel requests",
         TokenScope::Review => "approve, reject or request changes",
         TokenScope::Admin => "manual handling and managing tokens",
-    }
-}
-
-#[component]
-fn NewSecret(secret: String) -> impl IntoView {
-    view! {
-        <div class="notice success" role="status">
-            <p><strong>"Your new token. "</strong>"Copy it now: it is not shown again."</p>
-            <label for="new-token">"Token"</label>
-            <input id="new-token" class="secret" type="text" readonly=true value=secret data-testid="new-token" />
-        </div>
     }
 }
 

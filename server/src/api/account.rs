@@ -3,11 +3,13 @@
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use slipway_core::views::{NewToken, TokenRequest, TokenScope, TokenView, UserView};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiJson, ApiPath, problem};
+use super::idempotency::ReplayBody;
 use super::problem::{ApiError, Problem};
 use crate::services::{Caller, tokens};
 use crate::state::AppState;
@@ -43,7 +45,7 @@ async fn list_tokens(
     request_body = TokenRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses(
-        (status = 201, description = "The new token; its secret is shown this once", body = NewToken),
+        (status = 201, description = "The new token; its secret is shown this once (a replay of the same Idempotency-Key answers it as null)", body = NewToken),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
@@ -52,14 +54,30 @@ async fn create_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<TokenRequest>,
-) -> Result<(StatusCode, Json<NewToken>), ApiError> {
+) -> Result<Response, ApiError> {
     caller
         .require_scope(TokenScope::Admin)
         .map_err(|e| problem(&caller, e))?;
-    tokens::create(&state, &caller, &body)
+    let created = tokens::create(&state, &caller, &body)
         .await
-        .map(|token| (StatusCode::CREATED, Json(token)))
-        .map_err(|e| problem(&caller, e))
+        .map_err(|e| problem(&caller, e))?;
+    let without_secret = NewToken {
+        token: created.token.clone(),
+        secret: None,
+    };
+    let replay = serde_json::to_string(&without_secret).map_err(|e| {
+        problem(
+            &caller,
+            crate::services::ServiceError::Internal(e.to_string()),
+        )
+    })?;
+    let answer = NewToken {
+        token: created.token,
+        secret: Some(created.secret),
+    };
+    let mut response = (StatusCode::CREATED, Json(answer)).into_response();
+    response.extensions_mut().insert(ReplayBody(replay));
+    Ok(response)
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "account",

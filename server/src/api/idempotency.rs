@@ -30,6 +30,12 @@ pub const KEEP_MS: i64 = 48 * 60 * 60 * 1000;
 /// Answers bigger than this are not kept (and not replayed); ours are far smaller.
 const MAX_STORED_ANSWER: usize = 1024 * 1024;
 
+/// What a handler keeps for replays instead of its answer's body: an answer that
+/// shows a secret once (a new API token) is replayed without it, so the secret is
+/// never stored beside its hash.
+#[derive(Debug, Clone)]
+pub struct ReplayBody(pub String);
+
 /// The key a call carries, checked: printable ASCII, at most 90 characters.
 pub fn key_of(request: &Request) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(HEADER) else {
@@ -67,12 +73,14 @@ fn fingerprint(state: &AppState, method: &Method, path: &str, body: &Bytes) -> S
 fn replay(answer: StoredAnswer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let mut response = (status, answer.body).into_response();
-    if let Some(value) = answer
-        .content_type
-        .as_deref()
-        .and_then(|c| HeaderValue::from_str(c).ok())
-    {
-        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    let headers = [
+        (header::CONTENT_TYPE, answer.content_type.as_deref()),
+        (header::LOCATION, answer.location.as_deref()),
+    ];
+    for (name, value) in headers {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            response.headers_mut().insert(name, value);
+        }
     }
     response
         .headers_mut()
@@ -164,14 +172,22 @@ async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Res
         if parts.status.is_server_error() {
             idempotency::release(&mut conn, caller.id, key).await
         } else {
+            let header_text = |name| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let body = match parts.extensions.get::<ReplayBody>() {
+                Some(ReplayBody(kept)) => kept.clone(),
+                None => String::from_utf8_lossy(&bytes).into_owned(),
+            };
             let answer = StoredAnswer {
                 status: parts.status.as_u16(),
-                content_type: parts
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-                body: String::from_utf8_lossy(&bytes).into_owned(),
+                content_type: header_text(header::CONTENT_TYPE),
+                location: header_text(header::LOCATION),
+                body,
             };
             idempotency::finish(&mut conn, caller.id, key, &answer).await
         }

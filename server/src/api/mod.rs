@@ -17,7 +17,7 @@ mod requests;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -27,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::services::{CallMeta, tokens};
 use crate::state::AppState;
 use problem::Problem;
+use slipway_core::views::TokenScope;
 
 pub const PREFIX: &str = "/api/v1";
 /// Bodies larger than this are refused with 413 before they are parsed.
@@ -195,11 +196,14 @@ pub fn router(state: &AppState) -> Router {
             axum::routing::get(move || {
                 let document = document.clone();
                 async move { axum::Json(document.as_ref().clone()) }
-            }),
+            })
+            .fallback(method_not_allowed),
         )
         .merge(authenticated)
-        // A route, not a fallback: the portal's router, merged beside this one, owns
+        // Routes, not a fallback: the portal's router, merged beside this one, owns
         // the fallback for everything else.
+        .route(PREFIX, axum::routing::any(unknown_route))
+        .route(&format!("{PREFIX}/"), axum::routing::any(unknown_route))
         .route(
             &format!("{PREFIX}/{{*rest}}"),
             axum::routing::any(unknown_route),
@@ -253,8 +257,12 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     let call = format!("{} {}", request.method(), request.uri().path());
     match tokens::authenticate_call(&state, &secret, meta, &call).await {
         Ok(caller) => {
-            // Reads are not audit events (they change nothing), but every call a token
-            // makes is in the log under its trace id, user and token.
+            // Every read needs the `read` scope: a token made only to submit or to
+            // review reads nothing beyond what its own calls answer.
+            let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+            if reads && let Err(error) = caller.require_scope(TokenScope::Read) {
+                return Problem::from(error).with_trace(trace_id).into_response();
+            }
             tracing::info!(
                 user = %caller.username,
                 token_id = ?caller.token_id,

@@ -32,6 +32,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "The request moved on since you read it (another state, a newer revision, a different change set), or the record exists. Reload and decide again.",
     ),
     (
+        "cross-origin",
+        "A browser page of another site sent this call with a session cookie. Call the API with a token, or from this site's pages.",
+    ),
+    (
         "forbidden",
         "You may not do this: a role, a team or a token scope is missing. The detail names which.",
     ),
@@ -204,10 +208,10 @@ impl From<ServiceError> for Problem {
 impl From<JsonRejection> for Problem {
     fn from(rejection: JsonRejection) -> Problem {
         match rejection {
-            JsonRejection::JsonDataError(e) => Problem::invalid(vec![FieldError::new(
-                "",
-                format!("the body does not fit: {}", e.body_text()),
-            )]),
+            JsonRejection::JsonDataError(e) => {
+                let (field, reason) = field_of(&e);
+                Problem::invalid(vec![FieldError::new(field, reason)])
+            }
             JsonRejection::JsonSyntaxError(e) => {
                 Problem::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
             }
@@ -223,6 +227,32 @@ impl From<JsonRejection> for Problem {
             ),
             other => Problem::bad_request(other.body_text()),
         }
+    }
+}
+
+/// The field a body failed on (its path, `params.replicas`, empty for the body as
+/// a whole) and serde's reason, without axum's preamble.
+fn field_of(error: &axum::extract::rejection::JsonDataError) -> (String, String) {
+    // axum wraps serde's error twice (its own error type, then the rejection).
+    let mut source = std::error::Error::source(error);
+    let mut located = None;
+    while let Some(cause) = source {
+        located = cause.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>();
+        if located.is_some() {
+            break;
+        }
+        source = cause.source();
+    }
+    match located {
+        Some(located) => {
+            let path = located.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            (path, located.inner().to_string())
+        }
+        None => (
+            String::new(),
+            format!("the body does not fit: {}", error.body_text()),
+        ),
     }
 }
 

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::state::AppState;
+use crate::storage::audit::Origin;
 use crate::storage::now_millis;
 use crate::storage::throttle;
 use crate::storage::users::{self, NewUser};
@@ -52,9 +53,18 @@ pub async fn login(
 }
 
 /// Who signs in before anyone is known: failed attempts are recorded under this
-/// actor, since the claimed user name is exactly what is in doubt.
-fn sign_in_actor() -> Actor {
-    Actor::Policy("sign-in".into())
+/// actor, since the claimed user name is exactly what is in doubt, with the door,
+/// client address and trace id of the attempt.
+pub(crate) fn sign_in_actor(channel: Channel, meta: &CallMeta) -> Actor {
+    Actor::PolicyInCall {
+        rule: "sign-in".into(),
+        origin: Origin {
+            channel: channel.as_str().to_string(),
+            client_addr: meta.client_addr.clone(),
+            trace_id: meta.trace_id.clone(),
+            token_id: None,
+        },
+    }
 }
 
 /// Free attempts per user name before a lock, and per client address (higher:
@@ -105,10 +115,12 @@ fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64
 async fn refuse(
     state: &AppState,
     username: &str,
-    client: Option<IpAddr>,
+    attempt: (Channel, &CallMeta),
     why: &str,
     count: bool,
 ) -> ServiceResult<()> {
+    let (channel, meta) = attempt;
+    let client: Option<IpAddr> = meta.client_addr.as_deref().and_then(|a| a.parse().ok());
     let now = now_millis();
     let mut tx = state.db.write().await?;
     if count {
@@ -136,7 +148,7 @@ async fn refuse(
     record(
         &mut tx,
         state.db.engine,
-        &sign_in_actor(),
+        &sign_in_actor(channel, meta),
         "user.sign_in_failed",
         ("user", username.to_string()),
         None,
@@ -204,7 +216,7 @@ pub async fn login_from(
     if wait > 0 {
         drop(conn);
         tracing::info!(username, "sign-in refused: throttled");
-        refuse(state, username, client, "throttled", false).await?;
+        refuse(state, username, (channel, meta), "throttled", false).await?;
         return Err(ServiceError::Forbidden(wait_message(wait)));
     }
     let stored = users::by_username(&mut conn, username).await?;
@@ -222,7 +234,14 @@ pub async fn login_from(
     };
     let Some(user) = stored.filter(|_| verified) else {
         tracing::info!(username, "sign-in refused");
-        refuse(state, username, client, "wrong user name or password", true).await?;
+        refuse(
+            state,
+            username,
+            (channel, meta),
+            "wrong user name or password",
+            true,
+        )
+        .await?;
         return Err(ServiceError::Forbidden(WRONG_CREDENTIALS.into()));
     };
     let mut tx = state.db.write().await?;
@@ -243,9 +262,11 @@ pub async fn login_from(
     Ok(user.view)
 }
 
-/// Records a sign-out (the caller deletes the session).
-pub async fn record_sign_out(state: &AppState, user: &Caller) -> ServiceResult<()> {
+/// Signs out: deletes the session `session_id` on the server and records it, in one
+/// transaction (the caller then clears the browser's cookie).
+pub async fn sign_out(state: &AppState, user: &Caller, session_id: &str) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
+    crate::storage::sessions::end_by_id(&mut tx, session_id).await?;
     record(
         &mut tx,
         state.db.engine,
@@ -401,12 +422,12 @@ pub async fn sessions(
 
 /// Ends one of the user's own sessions (another browser, a lost laptop).
 pub async fn end_session(state: &AppState, user: &Caller, handle: &str) -> ServiceResult<()> {
-    if !crate::storage::sessions::end_for_user(&state.db.pool, user.id, handle).await? {
+    let mut tx = state.db.write().await?;
+    if !crate::storage::sessions::end_for_user(&mut tx, user.id, handle).await? {
         return Err(ServiceError::NotFound(
             "that session (it may have ended already)".into(),
         ));
     }
-    let mut tx = state.db.write().await?;
     record(
         &mut tx,
         state.db.engine,

@@ -45,6 +45,9 @@ pub struct Caller {
     pub token_id: Option<i64>,
     /// What the token allows; `None` for a session, which carries the user's full rights.
     pub scopes: Option<Vec<TokenScope>>,
+    /// When the token expires (milliseconds since the epoch): a token it makes may
+    /// not outlive it.
+    pub token_expires_at: Option<i64>,
 }
 
 impl Caller {
@@ -55,6 +58,7 @@ impl Caller {
             meta,
             token_id: None,
             scopes: None,
+            token_expires_at: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod operations;
 pub mod requests;
 pub mod reviews;
 pub mod secrets;
+pub mod token_uses;
 pub mod tokens;
 
 pub use caller::{CallMeta, Caller, Channel};
@@ -59,7 +60,14 @@ impl<T> Paged<T> {
 #[derive(Debug, Clone)]
 pub enum Actor {
     User(Caller),
+    /// A rule acting on its own (bootstrap, a background sweep).
     Policy(String),
+    /// A rule acting within someone's call (a refused sign-in, an auto-approval):
+    /// the event keeps that call's channel, client address and trace id.
+    PolicyInCall {
+        rule: String,
+        origin: Origin,
+    },
     Worker,
 }
 
@@ -67,7 +75,7 @@ impl Actor {
     pub fn name(&self) -> String {
         match self {
             Actor::User(caller) => caller.username.clone(),
-            Actor::Policy(policy) => format!("policy:{policy}"),
+            Actor::Policy(rule) | Actor::PolicyInCall { rule, .. } => format!("policy:{rule}"),
             Actor::Worker => "worker".to_string(),
         }
     }
@@ -83,6 +91,7 @@ impl Actor {
     pub fn origin(&self) -> Origin {
         match self {
             Actor::User(caller) => caller.origin(),
+            Actor::PolicyInCall { origin, .. } => origin.clone(),
             Actor::Policy(_) | Actor::Worker => Origin {
                 channel: Channel::System.as_str().to_string(),
                 ..Origin::default()

@@ -340,17 +340,22 @@ async fn prepare(
     })
 }
 
-/// After (re)submission: the type's policy approves it, or it waits for a reviewer.
+/// After (re)submission within `caller`'s call: the type's policy approves it, or it
+/// waits for a reviewer. The policy's events keep the call's origin.
 async fn route_for_review(
     conn: &mut AnyConnection,
     state: &AppState,
-    request: &mut RequestRow,
+    (request, caller): (&mut RequestRow, &Caller),
     ty: &ResourceType,
     params: &Value,
     hash: &str,
 ) -> ServiceResult<()> {
+    let policy = |rule: String| Actor::PolicyInCall {
+        rule,
+        origin: caller.origin(),
+    };
     if precheck::auto_approves(ty, params) {
-        let policy = Actor::Policy(format!("{}.auto_approve", ty.name));
+        let policy = policy(format!("{}.auto_approve", ty.name));
         let rule = ty.review.auto_approve_when.clone().unwrap_or_default();
         storage::requests::insert_decision(
             conn,
@@ -380,7 +385,7 @@ async fn route_for_review(
             state,
             request,
             Action::EnterReview,
-            &Actor::Policy("review".into()),
+            &policy("review".into()),
             format!("waits for the {} role", ty.review.approver_role),
         )
         .await?;
@@ -475,7 +480,7 @@ pub async fn submit(
     route_for_review(
         &mut tx,
         state,
-        &mut request,
+        (&mut request, user),
         ty,
         &prepared.split.params,
         &prepared.hash,
@@ -563,7 +568,7 @@ pub async fn resubmit(
     route_for_review(
         &mut tx,
         state,
-        &mut request,
+        (&mut request, user),
         ty,
         &prepared.split.params,
         &prepared.hash,

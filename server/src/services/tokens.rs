@@ -5,7 +5,7 @@
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use slipway_core::validate::FieldError;
-use slipway_core::views::{NewToken, TokenRequest, TokenScope, TokenView};
+use slipway_core::views::{TokenRequest, TokenScope, TokenView};
 
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::state::AppState;
@@ -71,8 +71,10 @@ fn check_request(caller: &Caller, request: &TokenRequest) -> ServiceResult<(Stri
             format!("must be from 1 to {MAX_DAYS}"),
         ));
     }
-    if let Some(held) = &caller.scopes
-        && let Some(extra) = request.scopes.iter().find(|s| !held.contains(s))
+    if let Some(extra) = request
+        .scopes
+        .iter()
+        .find(|s| caller.require_scope(**s).is_err())
     {
         errors.push(FieldError::new(
             "scopes",
@@ -89,12 +91,26 @@ fn check_request(caller: &Caller, request: &TokenRequest) -> ServiceResult<(Stri
     }
 }
 
+/// When a new token expires: after `days`, but never after the token that makes it
+/// (a token must not mint a longer-lived one).
+fn expiry(caller: &Caller, days: u32) -> i64 {
+    let asked = now_millis() + i64::from(days) * DAY_MILLIS;
+    caller.token_expires_at.map_or(asked, |cap| asked.min(cap))
+}
+
+/// A token just made, with its secret: the caller shows it once and keeps it nowhere.
+#[derive(Debug, Clone)]
+pub struct CreatedToken {
+    pub token: TokenView,
+    pub secret: String,
+}
+
 /// Creates a token for the caller; the secret is in the answer and nowhere else.
 pub async fn create(
     state: &AppState,
     caller: &Caller,
     request: &TokenRequest,
-) -> ServiceResult<NewToken> {
+) -> ServiceResult<CreatedToken> {
     let (name, days) = check_request(caller, request)?;
     let mut scopes = request.scopes.clone();
     scopes.sort();
@@ -110,7 +126,7 @@ pub async fn create(
             prefix: &prefix,
             secret_hash: &secret_hash(&secret),
             scopes: &scopes,
-            expires_at: now_millis() + i64::from(days) * DAY_MILLIS,
+            expires_at: expiry(caller, days),
         },
     )
     .await?;
@@ -132,7 +148,7 @@ pub async fn create(
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("token {id} vanished")))?;
     tx.commit().await?;
-    Ok(NewToken {
+    Ok(CreatedToken {
         token: view(row),
         secret,
     })
@@ -167,18 +183,14 @@ pub async fn revoke(state: &AppState, caller: &Caller, id: i64) -> ServiceResult
     Ok(())
 }
 
-/// How often a token's use is written to the audit log (`token.used`).
-pub const USE_AUDIT_EVERY_MILLIS: i64 = 3_600_000;
-
 /// The caller a bearer secret stands for, or `Unauthenticated` for a secret that is
 /// unknown, revoked or expired (the answer never says which).
 pub async fn authenticate(state: &AppState, secret: &str, meta: CallMeta) -> ServiceResult<Caller> {
     authenticate_call(state, secret, meta, "").await
 }
 
-/// [`authenticate`] for an API call, `call` being its method and path: a token's
-/// use is in the audit log (`token.used`) at most once an hour, with the first
-/// call of that hour; reads are not audited one by one.
+/// [`authenticate`] for an API call, `call` being its method and path: every call
+/// a token makes is in the audit log as `token.used` (see [`super::token_uses`]).
 pub async fn authenticate_call(
     state: &AppState,
     secret: &str,
@@ -202,7 +214,7 @@ pub async fn authenticate_call(
     let user = users::by_id(&mut conn, token.user_id)
         .await?
         .ok_or(ServiceError::Unauthenticated)?;
-    let refreshed = storage::tokens::touch(&mut conn, token.id).await?;
+    storage::tokens::touch(&mut conn, token.id).await?;
     drop(conn);
     let caller = Caller {
         user,
@@ -210,41 +222,12 @@ pub async fn authenticate_call(
         meta,
         token_id: Some(token.id),
         scopes: Some(token.scopes),
+        token_expires_at: Some(token.expires_at),
     };
-    if refreshed {
-        record_use(state, &caller, token.id, call).await?;
+    if !call.is_empty() {
+        super::token_uses::record_use(state, &caller, token.id, call).await?;
     }
     Ok(caller)
-}
-
-/// Writes `token.used` unless one was written for this token within the hour.
-async fn record_use(
-    state: &AppState,
-    caller: &Caller,
-    token: i64,
-    call: &str,
-) -> ServiceResult<()> {
-    let mut tx = state.db.write().await?;
-    if !storage::tokens::claim_use_audit(&mut tx, token, USE_AUDIT_EVERY_MILLIS).await? {
-        return Ok(());
-    }
-    let detail = if call.is_empty() {
-        "first use this hour".to_string()
-    } else {
-        format!("first call this hour: {call}")
-    };
-    record(
-        &mut tx,
-        state.db.engine,
-        &Actor::User(caller.clone()),
-        "token.used",
-        ("token", token.to_string()),
-        None,
-        detail,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 impl Caller {

@@ -22,6 +22,8 @@ pub enum Claim {
 pub struct StoredAnswer {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The first answer's `Location`, for a create's replay.
+    pub location: Option<String>,
     pub body: String,
 }
 
@@ -50,7 +52,7 @@ pub async fn claim(
         return Ok(Claim::Fresh);
     }
     let Some(row) = sqlx::query(
-        "SELECT fingerprint, state, status, content_type, body, created_at \
+        "SELECT fingerprint, state, status, content_type, location, body, created_at \
          FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
     )
     .bind(user.0)
@@ -71,6 +73,7 @@ pub async fn claim(
         return Ok(Claim::Replay(StoredAnswer {
             status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
             content_type: row.try_get("content_type")?,
+            location: row.try_get("location")?,
             body: row
                 .try_get::<Option<String>, _>("body")?
                 .unwrap_or_default(),
@@ -102,14 +105,15 @@ pub async fn finish(
     answer: &StoredAnswer,
 ) -> Result<(), StorageError> {
     sqlx::query(
-        "UPDATE idempotency_keys SET state = 'done', status = $1, content_type = $2, body = $3 \
-         WHERE user_id = $4 AND idem_key = $5",
+        "UPDATE idempotency_keys SET state = 'done', status = $1, content_type = $2, body = $3, \
+         location = $6 WHERE user_id = $4 AND idem_key = $5",
     )
     .bind(i64::from(answer.status))
     .bind(answer.content_type.as_deref())
     .bind(&answer.body)
     .bind(user.0)
     .bind(key)
+    .bind(answer.location.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use slipway_core::ids::UserId;
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
@@ -225,14 +225,24 @@ pub async fn for_user(
 
 /// Ends one of the user's sessions; false when it is not theirs or already gone.
 pub async fn end_for_user(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     user: UserId,
     handle: &str,
 ) -> Result<bool, StorageError> {
     let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND handle = $2")
         .bind(user.0)
         .bind(handle)
-        .execute(pool)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Deletes the session with this id (its own user signing out); false when it was
+/// already gone.
+pub async fn end_by_id(conn: &mut AnyConnection, id: &str) -> Result<bool, StorageError> {
+    let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() > 0)
 }

@@ -117,26 +117,6 @@ pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<bool, StorageErr
     Ok(done.rows_affected() == 1)
 }
 
-/// Claims the token's hourly `token.used` audit event: true (and the time noted)
-/// when none was written for it within `every_millis`.
-pub async fn claim_use_audit(
-    conn: &mut AnyConnection,
-    id: i64,
-    every_millis: i64,
-) -> Result<bool, StorageError> {
-    let now = now_millis();
-    let done = sqlx::query(
-        "UPDATE api_tokens SET used_audited_at = $1 \
-         WHERE id = $2 AND (used_audited_at IS NULL OR used_audited_at <= $3)",
-    )
-    .bind(now)
-    .bind(id)
-    .bind(now - every_millis)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// Revokes a token of this user; false when there is no such live token.
 pub async fn revoke(conn: &mut AnyConnection, id: i64, user: UserId) -> Result<bool, StorageError> {
     let done = sqlx::query(

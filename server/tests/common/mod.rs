@@ -315,6 +315,60 @@ impl TestApp {
         Ok(counts)
     }
 
+    /// Every row of every table, every column as text.
+    pub async fn dump_database(&self) -> TestResult<String> {
+        use sqlx::Row as _;
+        let pool = &self.state.db.pool;
+        let mut out = String::new();
+        match self.engine {
+            Engine::Postgres => {
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+                )
+                .fetch_all(pool)
+                .await?;
+                assert!(tables.iter().any(|t| t == "requests"), "{tables:?}");
+                for table in tables {
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+                            .fetch_all(pool)
+                            .await?;
+                    out.push_str(&format!("== {table}\n{}\n", rows.join("\n")));
+                }
+            }
+            Engine::Sqlite => {
+                let tables: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        .fetch_all(pool)
+                        .await?;
+                assert!(tables.iter().any(|t| t == "requests"), "{tables:?}");
+                for table in tables {
+                    out.push_str(&format!("== {table}\n"));
+                    let columns: Vec<String> =
+                        sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                            .bind(&table)
+                            .fetch_all(pool)
+                            .await?;
+                    // hex() reads any storage class (text, integer, blob, date) as its bytes.
+                    let select: Vec<String> =
+                        columns.iter().map(|c| format!("hex(\"{c}\")")).collect();
+                    let rows =
+                        sqlx::query(&format!("SELECT {} FROM \"{table}\"", select.join(", ")))
+                            .fetch_all(pool)
+                            .await?;
+                    for row in rows {
+                        for (i, column) in columns.iter().enumerate() {
+                            let bytes = hex::decode(row.try_get::<String, _>(i)?)?;
+                            out.push_str(&format!("{column}={} ", String::from_utf8_lossy(&bytes)));
+                        }
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn exec(&self, sql: &str) -> TestResult<u64> {
         Ok(sqlx::query(sql)
             .execute(&self.state.db.pool)
@@ -429,6 +483,63 @@ macro_rules! on_both_engines {
             }
         }
     };
+}
+
+/// Every path, blob and commit message reachable from any reference.
+pub fn dump_repository(path: &Path) -> TestResult<(String, usize)> {
+    let repo = git2::Repository::open(path)?;
+    let mut out = String::new();
+    let mut blobs = 0;
+    let mut walk = repo.revwalk()?;
+    for reference in repo.references()? {
+        if let Some(target) = reference?.target() {
+            walk.push(target)?;
+        }
+    }
+    for oid in walk {
+        let commit = repo.find_commit(oid?)?;
+        out.push_str(&String::from_utf8_lossy(commit.message_bytes()));
+        let mut failed = None;
+        commit
+            .tree()?
+            .walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                out.push_str(&format!("{dir}{}\n", entry.name().unwrap_or_default()));
+                if entry.kind() == Some(git2::ObjectType::Blob) {
+                    match repo.find_blob(entry.id()) {
+                        Ok(blob) => {
+                            blobs += 1;
+                            out.push_str(&String::from_utf8_lossy(blob.content()));
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            return git2::TreeWalkResult::Abort;
+                        }
+                    }
+                }
+                git2::TreeWalkResult::Ok
+            })?;
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
+    }
+    Ok((out, blobs))
+}
+
+/// The raw bytes of every file under a directory: the SQLite database and its WAL.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> TestResult<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle)?);
+        } else if std::fs::read(&path)?
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

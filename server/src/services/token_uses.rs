@@ -1,0 +1,162 @@
+//! Every call made with an API token is in the audit log as `token.used` (its
+//! method and path, under the token, user, trace id and client address), so any use
+//! is attributable, reads included. A read does not wait for a write transaction of
+//! its own: uses queue here and a writer appends them together, one transaction per
+//! batch, within a fraction of a second. Without a running writer (tests, one-shot
+//! commands) a use is written at once.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::{Actor, Caller, ServiceError, ServiceResult, record};
+use crate::state::AppState;
+
+/// Longest method and path kept in an event; a longer one is cut and says so.
+const MAX_CALL_CHARS: usize = 300;
+/// A batch this large is written without waiting for the next tick.
+const EAGER_BATCH: usize = 256;
+/// How long a queued use waits at most.
+const TICK: Duration = Duration::from_millis(200);
+
+struct TokenUse {
+    caller: Caller,
+    token: i64,
+    call: String,
+}
+
+/// The queue of uses not yet written.
+#[derive(Default)]
+pub struct UseLog {
+    pending: Mutex<Vec<TokenUse>>,
+    wake: Notify,
+    writer_running: AtomicBool,
+}
+
+impl std::fmt::Debug for UseLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UseLog")
+            .field(
+                "writer_running",
+                &self.writer_running.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl UseLog {
+    fn take(&self) -> Vec<TokenUse> {
+        match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    fn push(&self, token_use: TokenUse) -> usize {
+        let mut pending = match self.pending.lock() {
+            Ok(pending) => pending,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pending.push(token_use);
+        pending.len()
+    }
+}
+
+/// Records one call made with `token` by `caller`.
+pub async fn record_use(
+    state: &AppState,
+    caller: &Caller,
+    token: i64,
+    call: &str,
+) -> ServiceResult<()> {
+    let token_use = TokenUse {
+        caller: caller.clone(),
+        token,
+        call: shortened(call),
+    };
+    let log = &state.token_uses;
+    if !log.writer_running.load(Ordering::Acquire) {
+        return write(state, &[token_use]).await;
+    }
+    if log.push(token_use) >= EAGER_BATCH {
+        log.wake.notify_one();
+    }
+    Ok(())
+}
+
+fn shortened(call: &str) -> String {
+    if call.chars().count() <= MAX_CALL_CHARS {
+        return call.to_string();
+    }
+    let cut: String = call.chars().take(MAX_CALL_CHARS).collect();
+    format!("{cut}… (cut)")
+}
+
+async fn write(state: &AppState, uses: &[TokenUse]) -> ServiceResult<()> {
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let mut tx = state.db.write().await?;
+    for token_use in uses {
+        record(
+            &mut tx,
+            state.db.engine,
+            &Actor::User(token_use.caller.clone()),
+            "token.used",
+            ("token", token_use.token.to_string()),
+            None,
+            token_use.call.clone(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.audit_pending.notify_one();
+    Ok(())
+}
+
+/// Writes queued uses until `shutdown`, then what is left.
+pub fn spawn_writer(
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    state
+        .token_uses
+        .writer_running
+        .store(true, Ordering::Release);
+    tokio::spawn(async move {
+        loop {
+            let stopping = tokio::select! {
+                () = state.token_uses.wake.notified() => false,
+                () = tokio::time::sleep(TICK) => false,
+                _ = shutdown.changed() => true,
+            };
+            if stopping {
+                state
+                    .token_uses
+                    .writer_running
+                    .store(false, Ordering::Release);
+            }
+            let batch = state.token_uses.take();
+            if let Err(error) = write_or_requeue(&state, batch).await {
+                tracing::error!(%error, "token uses could not be written to the audit log; will try again");
+            }
+            if stopping {
+                break;
+            }
+        }
+    })
+}
+
+/// A failed batch goes back to the queue, ahead of later uses, for the next tick.
+async fn write_or_requeue(state: &AppState, batch: Vec<TokenUse>) -> Result<(), ServiceError> {
+    let Err(error) = write(state, &batch).await else {
+        return Ok(());
+    };
+    let later = state.token_uses.take();
+    for token_use in batch.into_iter().chain(later) {
+        state.token_uses.push(token_use);
+    }
+    Err(error)
+}
