@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, State};
+use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::Json;
 use axum::routing::{get, post};
@@ -163,6 +163,10 @@ fn oidc_identity(issuer: &str) -> IdentitySettings {
 struct Browser {
     router: Router,
     cookie: Option<String>,
+    /// The address the listener sees this browser at, if any.
+    address: Option<std::net::SocketAddr>,
+    /// Sent as `x-request-id`, which becomes the calls' trace id.
+    request_id: Option<String>,
 }
 
 struct Answer {
@@ -185,6 +189,8 @@ impl Browser {
         Browser {
             router: slipway_server::cli::router(&app.state, Router::new()),
             cookie: None,
+            address: None,
+            request_id: None,
         }
     }
 
@@ -197,7 +203,15 @@ impl Browser {
             Some(cookie) => request.header(header::COOKIE, cookie),
             None => request,
         };
-        let response = self.router.clone().oneshot(request.body(body)?).await?;
+        let request = match &self.request_id {
+            Some(id) => request.header("x-request-id", id),
+            None => request,
+        };
+        let mut request = request.body(body)?;
+        if let Some(address) = self.address {
+            request.extensions_mut().insert(ConnectInfo(address));
+        }
+        let response = self.router.clone().oneshot(request).await?;
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(set) = headers
@@ -742,5 +756,47 @@ async fn sessions_end_at_the_absolute_timeout_and_stay_ended() -> TestResult {
     store.delete(&record.id).await?;
     store.save(&record).await?;
     assert_eq!(app.count("sessions").await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_sign_in_is_audited_with_its_address_and_trace_id() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    browser.address = Some("203.0.113.9:50000".parse()?);
+    browser.request_id = Some("trace-refused-oidc".into());
+    let expired = Token {
+        expires_in: chrono::Duration::minutes(-10),
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &expired).await?;
+    assert!(
+        answer.location().starts_with("/login?error=sign_in_failed"),
+        "{}",
+        answer.location()
+    );
+    let row: (String, String, Option<String>, Option<String>, String) = sqlx::query_as(
+        "SELECT actor, channel, client_addr, trace_id, detail FROM audit_events \
+         WHERE action = 'user.sign_in_failed'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(
+        (
+            row.0.as_str(),
+            row.1.as_str(),
+            row.2.as_deref(),
+            row.3.as_deref()
+        ),
+        (
+            "policy:sign-in",
+            "portal",
+            Some("203.0.113.9"),
+            Some("trace-refused-oidc")
+        )
+    );
+    assert!(row.4.starts_with("oidc: "), "{}", row.4);
     Ok(())
 }

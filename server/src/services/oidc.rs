@@ -23,6 +23,7 @@ use tokio::sync::RwLock;
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::config::OidcSettings;
 use crate::state::AppState;
+use crate::storage::audit::{self, NewEvent, Origin};
 use crate::storage::users::{self, NewUser};
 
 /// Every claim of the ID token beyond the standard ones, so the role and team
@@ -380,17 +381,31 @@ pub async fn sign_in(
     Ok(user)
 }
 
-/// Audits a sign-in through the provider that did not happen.
-pub async fn record_failure(state: &AppState, reason: &str) -> ServiceResult<()> {
+/// Audits a sign-in through the provider that did not happen, with the call's
+/// client address and trace id. Nobody is known yet, so the sign-in policy is the
+/// actor; the call came through the portal.
+pub async fn record_failure(state: &AppState, reason: &str, meta: &CallMeta) -> ServiceResult<()> {
+    let origin = Origin {
+        channel: Channel::Portal.as_str().to_string(),
+        client_addr: meta.client_addr.clone(),
+        trace_id: meta.trace_id.clone(),
+        token_id: None,
+    };
     let mut tx = state.db.write().await?;
-    record(
+    audit::append(
         &mut tx,
         state.db.engine,
-        &Actor::Policy("sign-in".into()),
-        "user.sign_in_failed",
-        ("user", String::new()),
-        None,
-        format!("oidc: {reason}"),
+        &NewEvent {
+            origin: &origin,
+            actor_id: None,
+            actor: &Actor::Policy("sign-in".into()).name(),
+            action: "user.sign_in_failed",
+            target_kind: "user",
+            target_id: String::new(),
+            before: None,
+            after: None,
+            detail: format!("oidc: {reason}"),
+        },
     )
     .await?;
     tx.commit().await?;
