@@ -37,7 +37,8 @@ use tower::ServiceExt;
 
 const CLIENT_ID: &str = "slipway-test";
 
-/// Two RSA keys, made once per run: the provider's, and a forger's.
+/// Two RSA keys, made once per run: the provider's, and a forger's (which also
+/// serves as the provider's next key when a test rotates its keys).
 fn keys() -> &'static (String, String) {
     static KEYS: OnceLock<(String, String)> = OnceLock::new();
     KEYS.get_or_init(|| {
@@ -54,12 +55,14 @@ fn keys() -> &'static (String, String) {
     })
 }
 
-fn signing_key(pem: &str) -> TestResult<CoreRsaPrivateSigningKey> {
+fn signing_key(pem: &str, kid: &str) -> TestResult<CoreRsaPrivateSigningKey> {
     Ok(CoreRsaPrivateSigningKey::from_pem(
         pem,
-        Some(JsonWebKeyId::new("key-1".into())),
+        Some(JsonWebKeyId::new(kid.into())),
     )?)
 }
+
+const FIRST_KID: &str = "key-1";
 
 #[derive(Default)]
 struct ProviderState {
@@ -69,6 +72,10 @@ struct ProviderState {
     /// The PKCE challenge the browser was sent with; the token request must prove it.
     challenge: Option<String>,
     verifier_ok: Option<bool>,
+    /// The key the JWKS publishes (PEM and key id); the first key when unset.
+    published: Option<(String, String)>,
+    /// How often the JWKS was read.
+    jwks_reads: usize,
 }
 
 type Shared = Arc<Mutex<ProviderState>>;
@@ -95,8 +102,16 @@ async fn discovery(State(shared): State<Shared>) -> Json<serde_json::Value> {
     )
 }
 
-async fn jwks() -> Json<serde_json::Value> {
-    let set = signing_key(&keys().0)
+async fn jwks(State(shared): State<Shared>) -> Json<serde_json::Value> {
+    let published = match shared.lock() {
+        Ok(mut provider) => {
+            provider.jwks_reads += 1;
+            provider.published.clone()
+        }
+        Err(_) => None,
+    };
+    let (pem, kid) = published.unwrap_or_else(|| (keys().0.clone(), FIRST_KID.into()));
+    let set = signing_key(&pem, &kid)
         .map(|k| CoreJsonWebKeySet::new(vec![k.as_verification_key()]))
         .ok()
         .and_then(|s| serde_json::to_value(s).ok())
@@ -249,6 +264,7 @@ struct Token {
     expires_in: chrono::Duration,
     nonce: Option<String>,
     key: String,
+    kid: &'static str,
     roles: Vec<&'static str>,
     groups: Vec<&'static str>,
 }
@@ -261,6 +277,7 @@ impl Token {
             expires_in: chrono::Duration::minutes(5),
             nonce: None,
             key: keys().0.clone(),
+            kid: FIRST_KID,
             roles: vec!["requester"],
             groups: vec!["/payments"],
         }
@@ -292,7 +309,7 @@ impl Token {
         )));
         let token = SlipwayIdToken::new(
             claims,
-            &signing_key(&self.key)?,
+            &signing_key(&self.key, self.kid)?,
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
             None,
             None,
@@ -756,6 +773,51 @@ async fn sessions_end_at_the_absolute_timeout_and_stay_ended() -> TestResult {
     store.delete(&record.id).await?;
     store.save(&record).await?;
     assert_eq!(app.count("sessions").await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_read_at_once() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    // The first sign-in reads the keys, which are then cached for 15 minutes.
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.location(), "/requests?mine=1");
+    let reads = |provider: &Shared| provider.lock().map(|p| p.jwks_reads).unwrap_or(0);
+    let before = reads(&provider);
+
+    // The provider rotates: it publishes, and signs with, a new key only.
+    provider.lock().map_err(|_| "poisoned")?.published = Some((keys().1.clone(), "key-2".into()));
+    let rotated = Token {
+        key: keys().1.clone(),
+        kid: "key-2",
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &rotated).await?;
+    assert_eq!(
+        answer.location(),
+        "/requests?mine=1",
+        "signed in without waiting for the cache to expire"
+    );
+    assert_eq!(reads(&provider), before + 1, "the keys were read once more");
+
+    // A token naming a key nobody published is refused, and does not send Slipway
+    // back to the provider so soon after the last read.
+    let unknown = Token {
+        key: keys().1.clone(),
+        kid: "key-made-up",
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &unknown).await?;
+    assert!(
+        answer.location().starts_with("/login?error=sign_in_failed"),
+        "{}",
+        answer.location()
+    );
+    assert_eq!(reads(&provider), before + 1, "no second read within 30 s");
+    assert_eq!(events(&app, "user.sign_in").await?, 2);
     Ok(())
 }
 

@@ -11,14 +11,14 @@ use openidconnect::core::{
     CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken, IdTokenClaims,
-    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
-    reqwest,
+    AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    CsrfToken, IdToken, IdTokenClaims, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, SignatureVerificationError, TokenResponse, reqwest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slipway_core::views::{Role, UserView};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::config::OidcSettings;
@@ -69,11 +69,28 @@ pub enum OidcError {
 /// Provider metadata (with its keys) is read again after this long, so rotated
 /// signing keys are picked up.
 const METADATA_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+/// An ID token signed with a key the cached set lacks (the provider rotated its
+/// keys) has the keys read again at once, but no more often than this: tokens
+/// naming made-up keys must not turn into a stream of requests to the provider.
+const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The client for the provider, with the endpoints its metadata gives.
+type ProviderClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
 
 pub struct Oidc {
     settings: OidcSettings,
     http: reqwest::Client,
+    /// The metadata and keys, with when they were read.
     metadata: RwLock<Option<(CoreProviderMetadata, Instant)>>,
+    /// When the keys were last read again for an unknown key.
+    last_key_refetch: Mutex<Option<Instant>>,
 }
 
 impl Oidc {
@@ -88,6 +105,7 @@ impl Oidc {
             settings,
             http,
             metadata: RwLock::new(None),
+            last_key_refetch: Mutex::new(None),
         })
     }
 
@@ -98,43 +116,65 @@ impl Oidc {
     /// The provider's discovery document and keys, cached; a stale copy serves while
     /// the provider is down.
     pub async fn provider(&self) -> Result<CoreProviderMetadata, OidcError> {
+        self.cached_provider().await.map(|(metadata, _)| metadata)
+    }
+
+    /// [`Oidc::provider`], with when that copy was read.
+    async fn cached_provider(&self) -> Result<(CoreProviderMetadata, Instant), OidcError> {
         if let Some((metadata, fetched)) = self.metadata.read().await.as_ref()
             && fetched.elapsed() < METADATA_MAX_AGE
         {
-            return Ok(metadata.clone());
+            return Ok((metadata.clone(), *fetched));
         }
-        let issuer = IssuerUrl::new(self.settings.issuer.clone())
-            .map_err(|e| OidcError::Unavailable(format!("issuer URL: {e}")))?;
+        match self.discover().await {
+            Ok(fresh) => Ok(fresh),
+            Err(message) => match self.metadata.read().await.as_ref() {
+                Some((metadata, fetched)) => Ok((metadata.clone(), *fetched)),
+                None => Err(OidcError::Unavailable(message)),
+            },
+        }
+    }
+
+    /// Reads the discovery document and keys from the provider and caches them.
+    async fn discover(&self) -> Result<(CoreProviderMetadata, Instant), String> {
+        let issuer =
+            IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| format!("issuer URL: {e}"))?;
         match CoreProviderMetadata::discover_async(issuer, &self.http).await {
             Ok(metadata) => {
-                *self.metadata.write().await = Some((metadata.clone(), Instant::now()));
-                Ok(metadata)
+                let fetched = Instant::now();
+                *self.metadata.write().await = Some((metadata.clone(), fetched));
+                Ok((metadata, fetched))
             }
             Err(error) => {
                 let message = error_chain(&error);
                 tracing::warn!(issuer = %self.settings.issuer, error = %message, "OIDC discovery failed");
-                match self.metadata.read().await.as_ref() {
-                    Some((metadata, _)) => Ok(metadata.clone()),
-                    None => Err(OidcError::Unavailable(message)),
-                }
+                Err(message)
             }
         }
     }
 
-    fn client(
-        &self,
-        metadata: CoreProviderMetadata,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        OidcError,
-    > {
+    /// Keys newer than the copy read at `used`, for a token signed with a key that
+    /// copy lacks: another sign-in's newer copy if there is one, else the provider's
+    /// keys read again (at most once per [`KEY_REFETCH_INTERVAL`]); `None` when
+    /// there is nothing newer to try.
+    async fn newer_keys(&self, used: Instant) -> Option<CoreProviderMetadata> {
+        // Held while reading, so sign-ins arriving together read the keys once.
+        let mut last = self.last_key_refetch.lock().await;
+        if let Some((metadata, fetched)) = self.metadata.read().await.as_ref()
+            && *fetched > used
+        {
+            return Some(metadata.clone());
+        }
+        if last.is_some_and(|at| at.elapsed() < KEY_REFETCH_INTERVAL) {
+            tracing::info!(issuer = %self.settings.issuer, "an ID token names an unknown signing key; the keys were read again moments ago");
+            return None;
+        }
+        *last = Some(Instant::now());
+        tracing::info!(issuer = %self.settings.issuer, "an ID token names an unknown signing key; reading the provider's keys again");
+        self.discover().await.ok().map(|(metadata, _)| metadata)
+    }
+
+    fn client(&self, metadata: CoreProviderMetadata) -> Result<ProviderClient, OidcError> {
         let redirect = RedirectUrl::new(self.settings.redirect_url.clone())
             .map_err(|e| OidcError::Unavailable(format!("redirect URL: {e}")))?;
         Ok(CoreClient::from_provider_metadata(
@@ -187,7 +227,8 @@ impl Oidc {
                 "the state returned by the provider does not match this browser's sign-in".into(),
             ));
         }
-        let client = self.client(self.provider().await?)?;
+        let (metadata, fetched) = self.cached_provider().await?;
+        let client = self.client(metadata)?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Unavailable(format!("token endpoint: {e}")))?
@@ -203,11 +244,24 @@ impl Oidc {
             .to_string()
             .parse()
             .map_err(|e| OidcError::Refused(format!("ID token: {e}")))?;
-        let verifier = client.id_token_verifier();
         let nonce = Nonce::new(pending.nonce.clone());
-        id_token
-            .into_claims(&verifier, &nonce)
-            .map_err(|e| OidcError::Refused(format!("ID token: {}", error_chain(&e))))
+        let verify = |client: &ProviderClient| {
+            id_token
+                .claims(&client.id_token_verifier(), &nonce)
+                .cloned()
+        };
+        let mut verified = verify(&client);
+        // Signed with a key these keys lack: the provider may have rotated its keys.
+        if matches!(
+            verified,
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey
+            ))
+        ) && let Some(newer) = self.newer_keys(fetched).await
+        {
+            verified = verify(&self.client(newer)?);
+        }
+        verified.map_err(|e| OidcError::Refused(format!("ID token: {}", error_chain(&e))))
     }
 }
 
