@@ -29,7 +29,9 @@ use openidconnect::{
     PrivateSigningKey, ResponseTypes, StandardClaims, SubjectIdentifier, TokenUrl,
 };
 use rsa::pkcs1::EncodeRsaPrivateKey;
-use slipway_server::config::{IdentitySettings, OidcSettings, Secret};
+use slipway_core::ids::UserId;
+use slipway_core::views::{Role, UserView};
+use slipway_server::config::{IdentityArgs, IdentitySettings, OidcSettings, Secret};
 use slipway_server::services::auth;
 use slipway_server::services::oidc::{ProviderClaims, SlipwayIdToken, SlipwayIdTokenClaims};
 use slipway_server::storage::Engine;
@@ -169,6 +171,8 @@ fn oidc_identity(issuer: &str) -> IdentitySettings {
             name: "Test IdP".into(),
             roles_claim: "roles".into(),
             teams_claim: "groups".into(),
+            role_map: None,
+            team_map: None,
         }),
         ..IdentitySettings::default()
     }
@@ -773,6 +777,93 @@ async fn sessions_end_at_the_absolute_timeout_and_stay_ended() -> TestResult {
     store.delete(&record.id).await?;
     store.save(&record).await?;
     assert_eq!(app.count("sessions").await?, 0);
+    Ok(())
+}
+
+/// The settings `serve` reads for a provider whose `groups` claim carries both
+/// roles and teams, through the role and team maps.
+fn mapped_identity(issuer: &str, team_map: &[&str]) -> TestResult<IdentitySettings> {
+    Ok(IdentityArgs {
+        public_url: Some("http://slipway.test".into()),
+        oidc_issuer: Some(issuer.into()),
+        oidc_client_id: Some(CLIENT_ID.into()),
+        oidc_client_secret: Some("client-secret".into()),
+        oidc_roles_claim: "groups".into(),
+        oidc_role_map: vec!["slipway-admins=admin,platform-ops=platform".into()],
+        oidc_team_map: team_map.iter().map(|p| p.to_string()).collect(),
+        ..IdentityArgs::default()
+    }
+    .check()?)
+}
+
+async fn mapped_user(app: &TestApp, issuer: &str) -> TestResult<UserView> {
+    let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE external_issuer = $1")
+        .bind(issuer)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    Ok(auth::user(&app.state, UserId(id))
+        .await?
+        .ok_or("the user is missing")?)
+}
+
+async fn group_claims_map_to_roles_and_teams(engine: Engine) -> TestResult {
+    let (issuer, provider) = start_provider().await?;
+    let identity = mapped_identity(&issuer, &["grp-payments=payments,grp-platform=platform"])?;
+    let Some(app) = TestApp::start_with_identity(engine, identity).await? else {
+        eprintln!("note: {} is not set; skipping", common::POSTGRES_ENV);
+        return Ok(());
+    };
+    let mut browser = Browser::new(&app);
+    let first = Token {
+        // `reviewer` and `search` are Slipway names, but the maps do not list them.
+        groups: vec!["slipway-admins", "/grp-payments", "reviewer", "search"],
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &first).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    let user = mapped_user(&app, &issuer).await?;
+    assert_eq!(user.roles, vec![Role::Admin]);
+    assert_eq!(user.teams, vec!["payments".to_string()]);
+
+    // The provider moved her: the next sign-in takes the roles and teams away.
+    let later = Token {
+        groups: vec!["platform-ops", "grp-platform", "unmapped"],
+        ..Token::good()
+    };
+    let mut second = Browser::new(&app);
+    let answer = sign_in_through_provider(&mut second, &issuer, &provider, &later).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    let again = mapped_user(&app, &issuer).await?;
+    assert_eq!(again.id, user.id, "the same account");
+    assert_eq!(again.roles, vec![Role::Platform]);
+    assert_eq!(again.teams, vec!["platform".to_string()]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_claims_map_to_roles_and_teams_sqlite() -> TestResult {
+    group_claims_map_to_roles_and_teams(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn group_claims_map_to_roles_and_teams_postgres() -> TestResult {
+    group_claims_map_to_roles_and_teams(Engine::Postgres).await
+}
+
+#[tokio::test]
+async fn a_team_map_naming_a_team_the_catalog_lacks_stops_the_start() -> TestResult {
+    let identity = mapped_identity("http://127.0.0.1:9", &["grp-ghosts=ghosts"])?;
+    let error = TestApp::start_with_identity(Engine::Sqlite, identity)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "--oidc-team-map (SLIPWAY_OIDC_TEAM_MAP): grp-ghosts=ghosts: the catalog's teams dictionary has no team \"ghosts\""
+        ),
+        "{error}"
+    );
     Ok(())
 }
 

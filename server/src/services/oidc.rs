@@ -293,26 +293,44 @@ fn claim_values(claims: &ProviderClaims, name: &str) -> Vec<String> {
     }
 }
 
-/// Roles and teams from the token: role-claim values that name a Slipway role
-/// (requester when none does); team-claim values, a leading `/` dropped (group
-/// paths), kept when the catalog's teams dictionary lists them.
+/// Roles and teams from the token. Roles: with a role map, what the map grants
+/// the role-claim values (values it does not list grant nothing); without one,
+/// values that name a Slipway role; requester when nothing is granted. Teams:
+/// team-claim values with a leading `/` dropped (group paths), put through the
+/// team map when there is one, kept when the catalog's teams dictionary lists them.
 pub fn roles_and_teams(
     settings: &OidcSettings,
     claims: &ProviderClaims,
     known_teams: Option<&[String]>,
 ) -> (Vec<Role>, Vec<String>) {
-    let mut roles: Vec<Role> = claim_values(claims, &settings.roles_claim)
-        .iter()
-        .filter_map(|v| Role::parse(v))
-        .collect();
+    let role_values = claim_values(claims, &settings.roles_claim);
+    let mut roles: Vec<Role> = match &settings.role_map {
+        Some(map) => role_values
+            .iter()
+            .filter_map(|v| map.get(v))
+            .flatten()
+            .copied()
+            .collect(),
+        None => role_values.iter().filter_map(|v| Role::parse(v)).collect(),
+    };
     roles.sort_by_key(|r| r.as_str());
     roles.dedup();
     if roles.is_empty() {
         roles.push(Role::Requester);
     }
-    let mut teams: Vec<String> = claim_values(claims, &settings.teams_claim)
+    let team_values = claim_values(claims, &settings.teams_claim)
         .into_iter()
-        .map(|t| t.trim_start_matches('/').to_string())
+        .map(|t| t.trim_start_matches('/').to_string());
+    let team_values: Vec<String> = match &settings.team_map {
+        Some(map) => team_values
+            .filter_map(|v| map.get(&v))
+            .flatten()
+            .cloned()
+            .collect(),
+        None => team_values.collect(),
+    };
+    let mut teams: Vec<String> = team_values
+        .into_iter()
         .filter(|t| !t.is_empty() && !t.contains(','))
         .filter(|t| known_teams.is_none_or(|known| known.contains(t)))
         .collect();
@@ -480,6 +498,33 @@ mod tests {
             name: "Example".into(),
             roles_claim: "roles".into(),
             teams_claim: "groups".into(),
+            role_map: None,
+            team_map: None,
+        }
+    }
+
+    fn mapped() -> OidcSettings {
+        let team = |t: &str| t.to_string();
+        OidcSettings {
+            roles_claim: "groups".into(),
+            teams_claim: "groups".into(),
+            role_map: Some(
+                [
+                    ("slipway-admins".into(), vec![Role::Admin, Role::Platform]),
+                    ("platform-ops".into(), vec![Role::Platform]),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            team_map: Some(
+                [
+                    ("grp-payments".into(), vec![team("payments")]),
+                    ("org/ops".into(), vec![team("platform"), team("dba")]),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ..settings()
         }
     }
 
@@ -500,6 +545,56 @@ mod tests {
         );
         assert_eq!(roles, vec![Role::Requester, Role::Reviewer]);
         assert_eq!(teams, vec!["payments".to_string(), "platform".to_string()]);
+    }
+
+    #[test]
+    fn with_maps_claim_values_grant_what_the_maps_list() {
+        let known = vec![
+            "payments".to_string(),
+            "platform".to_string(),
+            "dba".to_string(),
+        ];
+        let (roles, teams) = roles_and_teams(
+            &mapped(),
+            &claims(serde_json::json!({
+                "groups": ["slipway-admins", "/grp-payments", "/org/ops", "unmapped"],
+            })),
+            Some(&known),
+        );
+        assert_eq!(roles, vec![Role::Admin, Role::Platform]);
+        assert_eq!(
+            teams,
+            vec![
+                "dba".to_string(),
+                "payments".to_string(),
+                "platform".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn with_maps_slipway_names_alone_grant_nothing() {
+        let (roles, teams) = roles_and_teams(
+            &mapped(),
+            &claims(serde_json::json!({ "groups": ["admin", "payments", "unmapped"] })),
+            None,
+        );
+        assert_eq!(roles, vec![Role::Requester], "admin is not in the role map");
+        assert!(
+            teams.is_empty(),
+            "payments is not in the team map: {teams:?}"
+        );
+    }
+
+    #[test]
+    fn a_mapped_team_the_catalog_lacks_is_dropped() {
+        let known = vec!["payments".to_string()];
+        let (_, teams) = roles_and_teams(
+            &mapped(),
+            &claims(serde_json::json!({ "groups": ["org/ops", "grp-payments"] })),
+            Some(&known),
+        );
+        assert_eq!(teams, vec!["payments".to_string()]);
     }
 
     #[test]
