@@ -309,7 +309,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
     /// Mark session cookies Secure (set this behind TLS); the cookie is then named
-    /// `__Host-slipway_session`.
+    /// `__Host-slipway_session`. An https:// --public-url turns this on by itself.
     #[arg(long, env = "SLIPWAY_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
     /// A file holding the 32-byte key that encrypts secret parameters (64 hex digits
@@ -1137,6 +1137,14 @@ impl ServeArgs {
                     message,
                 )
             })?;
+        let identity = self.identity.check()?;
+        // People reach an https:// public URL over TLS (maybe through a proxy that
+        // ends it): the cookie must then never travel in the clear.
+        let secure_cookies = self.secure_cookies
+            || identity
+                .public_origin
+                .as_deref()
+                .is_some_and(|origin| origin.starts_with("https://"));
         Ok(Settings {
             addr: self.addr,
             data_dir: self.data_dir,
@@ -1150,10 +1158,10 @@ impl ServeArgs {
             metrics_token: metrics_token(self.metrics_token)?,
             outbound: self.outbound.check()?,
             site_root: self.site_root,
-            secure_cookies: self.secure_cookies,
+            secure_cookies,
             secret_key,
             audit_checkpoint_interval,
-            identity: self.identity.check()?,
+            identity,
         })
     }
 }
@@ -1957,6 +1965,26 @@ mod tests {
         );
         let known = vec!["payments".to_string(), "ghosts".to_string()];
         oidc.check_team_map(&known)
+    }
+
+    #[test]
+    fn an_https_public_url_makes_cookies_secure() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let settings = |public_url: Option<&str>, flag: bool| {
+            let mut serve = args(dir.path())?;
+            serve.secure_cookies = flag;
+            serve.identity.public_url = public_url.map(str::to_string);
+            serve
+                .check()
+                .map(|s| s.secure_cookies)
+                .map_err(Box::<dyn std::error::Error>::from)
+        };
+        assert!(settings(Some("https://slipway.example.com"), false)?);
+        assert!(!settings(Some("http://slipway.example.com"), false)?);
+        assert!(!settings(None, false)?);
+        assert!(settings(Some("http://127.0.0.1:3000"), true)?);
+        assert!(settings(None, true)?);
+        Ok(())
     }
 
     #[test]
