@@ -22,6 +22,8 @@ const ORIGIN: &str = "http://slipway.test";
 struct Browser {
     router: Router,
     cookie: Option<String>,
+    /// The address the listener sees this browser at, if any.
+    address: Option<std::net::SocketAddr>,
 }
 
 struct Answer {
@@ -66,6 +68,7 @@ impl Browser {
                 app::ssr::portal_router(app.state.clone()),
             ),
             cookie: None,
+            address: None,
         }
     }
 
@@ -83,6 +86,11 @@ impl Browser {
             request
                 .headers_mut()
                 .insert(header::COOKIE, cookie.parse()?);
+        }
+        if let Some(address) = self.address {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(address));
         }
         let response = self.router.clone().oneshot(request).await?;
         let status = response.status();
@@ -395,6 +403,39 @@ async fn behind_an_https_public_url_the_session_cookie_takes_the_host_prefix() -
     let cookie = &cookies[0];
     assert!(cookie.starts_with("slipway_session="), "{cookie}");
     assert!(!cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_throttled_client_address_cannot_sign_in_while_another_can() -> TestResult {
+    let app = app().await?;
+    // The address has just had its twentieth failure: locked for a minute.
+    let now = slipway_server::storage::now_millis();
+    sqlx::query(
+        "INSERT INTO sign_in_failures (subject, failures, last_failure_at, locked_until) \
+         VALUES ('addr:198.51.100.7', 20, $1, $2)",
+    )
+    .bind(now)
+    .bind(now + 60_000)
+    .execute(&app.state.db.pool)
+    .await?;
+    let mut locked = Browser::new(&app);
+    locked.address = Some("198.51.100.7:40000".parse()?);
+    locked.sign_in("alice", "/catalog").await?;
+    assert_eq!(
+        signed_in_sessions(&app).await?,
+        0,
+        "the right password waits too"
+    );
+    let detail: String =
+        sqlx::query_scalar("SELECT detail FROM audit_events WHERE action = 'user.sign_in_failed'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert!(detail.contains("throttled"), "{detail}");
+    let mut other = Browser::new(&app);
+    other.address = Some("198.51.100.8:40000".parse()?);
+    other.sign_in("alice", "/catalog").await?;
+    assert_eq!(signed_in_sessions(&app).await?, 1);
     Ok(())
 }
 

@@ -953,3 +953,55 @@ async fn a_refused_sign_in_is_audited_with_its_address_and_trace_id() -> TestRes
     assert!(row.4.starts_with("oidc: "), "{}", row.4);
     Ok(())
 }
+
+on_both_engines!(failed_passwords_throttle_the_address_and_the_user_name);
+
+/// Twenty wrong passwords from one address lock that address for every user name;
+/// other addresses still get through. Five for one user name lock that name, from
+/// whatever address the guesses come.
+async fn failed_passwords_throttle_the_address_and_the_user_name(app: &TestApp) -> TestResult {
+    let from = |address: &str| CallMeta {
+        trace_id: None,
+        client_addr: Some(address.into()),
+    };
+    let login = |user: String, password: String, meta: CallMeta| async move {
+        auth::login(&app.state, &user, &password, Channel::Portal, &meta)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let attacker = from("198.51.100.7");
+    // Each guess for another name, so no user name reaches its own limit.
+    for n in 0..20 {
+        let refused = login(format!("guess-{n}"), "guess".into(), attacker.clone()).await;
+        let message = refused.err().unwrap_or_default();
+        assert!(message.contains("wrong"), "guess {n}: {message}");
+    }
+    for user in ["bob", "carol"] {
+        let refused = login(user.into(), format!("{user}-demo-pw"), attacker.clone()).await;
+        let message = refused.err().unwrap_or_default();
+        assert!(
+            message.contains("too many failed sign-ins"),
+            "{user} from the guessing address: {message}"
+        );
+    }
+    login("bob".into(), "bob-demo-pw".into(), from("198.51.100.8")).await?;
+
+    for n in 0..5 {
+        let refused = login(
+            "alice".into(),
+            "guess".into(),
+            from(&format!("192.0.2.{n}")),
+        )
+        .await;
+        assert!(refused.is_err(), "guess {n} for alice");
+    }
+    let refused = login("alice".into(), "alice-demo-pw".into(), from("192.0.2.200")).await;
+    let message = refused.err().unwrap_or_default();
+    assert!(
+        message.contains("too many failed sign-ins"),
+        "alice from a fresh address: {message}"
+    );
+    // Those addresses are not locked: bob signs in from one of them.
+    login("bob".into(), "bob-demo-pw".into(), from("192.0.2.0")).await?;
+    Ok(())
+}
