@@ -22,6 +22,8 @@ const ORIGIN: &str = "http://slipway.test";
 struct Browser {
     router: Router,
     cookie: Option<String>,
+    /// The address the listener sees this browser at, if any.
+    address: Option<std::net::SocketAddr>,
 }
 
 struct Answer {
@@ -66,6 +68,7 @@ impl Browser {
                 app::ssr::portal_router(app.state.clone()),
             ),
             cookie: None,
+            address: None,
         }
     }
 
@@ -83,6 +86,11 @@ impl Browser {
             request
                 .headers_mut()
                 .insert(header::COOKIE, cookie.parse()?);
+        }
+        if let Some(address) = self.address {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(address));
         }
         let response = self.router.clone().oneshot(request).await?;
         let status = response.status();
@@ -137,14 +145,30 @@ impl Browser {
     }
 
     async fn sign_in(&mut self, user: &str, next: &str) -> TestResult<Answer> {
+        self.sign_in_from(user, next, ORIGIN).await
+    }
+
+    /// Signs a demo user in from a page of `origin`.
+    async fn sign_in_from(&mut self, user: &str, next: &str, origin: &str) -> TestResult<Answer> {
         let password = format!("{user}-demo-pw");
         self.post_form(
             Login::PATH,
             &[("username", user), ("password", &password), ("next", next)],
-            ORIGIN,
+            origin,
         )
         .await
     }
+}
+
+/// Every `Set-Cookie` of an answer.
+fn set_cookies(answer: &Answer) -> Vec<String> {
+    answer
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect()
 }
 
 async fn signed_in_sessions(app: &TestApp) -> TestResult<i64> {
@@ -304,6 +328,114 @@ async fn signing_out_deletes_the_session_on_the_server() -> TestResult {
     thief.cookie = stolen;
     let answer = thief.get("/catalog").await?;
     assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    Ok(())
+}
+
+/// The portal's settings from the command line, with `--public-url` set.
+fn served_at(
+    public_url: &str,
+    dir: &std::path::Path,
+) -> TestResult<slipway_server::config::Settings> {
+    use clap::Parser;
+    use slipway_server::config::{Cli, Command};
+    let catalog = common::shipped_catalog();
+    let cli = Cli::try_parse_from([
+        "slipway",
+        "serve",
+        "--public-url",
+        public_url,
+        "--data-dir",
+        dir.to_str().ok_or("path")?,
+        "--catalog",
+        catalog.to_str().ok_or("path")?,
+    ])?;
+    let Command::Serve(serve) = cli.command else {
+        return Err("not parsed as serve".into());
+    };
+    Ok(serve.check()?)
+}
+
+/// An app whose cookie and sign-in settings are those `serve --public-url` gives.
+async fn app_served_at(public_url: &str) -> TestResult<TestApp> {
+    let dir = tempfile::tempdir()?;
+    let served = served_at(public_url, dir.path())?;
+    Ok(TestApp::start_configured(Engine::Sqlite, None, |settings| {
+        settings.secure_cookies = served.secure_cookies;
+        settings.identity = served.identity;
+    })
+    .await?
+    .ok_or("SQLite is always available")?)
+}
+
+#[tokio::test]
+async fn behind_an_https_public_url_the_session_cookie_takes_the_host_prefix() -> TestResult {
+    let app = app_served_at("https://slipway.test").await?;
+    let mut browser = Browser::new(&app);
+    let answer = browser
+        .sign_in_from("alice", "/catalog", "https://slipway.test")
+        .await?;
+    assert!(answer.status.is_redirection(), "{}", answer.status);
+    let cookies = set_cookies(&answer);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(cookie.starts_with("__Host-slipway_session="), "{cookie}");
+    let attributes: Vec<&str> = cookie.split(';').skip(1).map(str::trim).collect();
+    for wanted in ["Secure", "Path=/", "HttpOnly", "SameSite=Lax"] {
+        assert!(attributes.contains(&wanted), "{wanted} missing: {cookie}");
+    }
+    assert!(
+        !attributes
+            .iter()
+            .any(|a| a.to_ascii_lowercase().starts_with("domain")),
+        "a __Host- cookie has no Domain: {cookie}"
+    );
+    assert_eq!(signed_in_sessions(&app).await?, 1);
+    // The browser sends it back under that name, and it opens the portal.
+    let page = browser.get("/catalog").await?;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.location());
+
+    // Served over plain http, the cookie keeps its plain name and is not Secure.
+    let app = app_served_at("http://slipway.test").await?;
+    let mut browser = Browser::new(&app);
+    let answer = browser.sign_in("alice", "/catalog").await?;
+    let cookies = set_cookies(&answer);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(cookie.starts_with("slipway_session="), "{cookie}");
+    assert!(!cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_throttled_client_address_cannot_sign_in_while_another_can() -> TestResult {
+    let app = app().await?;
+    // The address has just had its twentieth failure: locked for a minute.
+    let now = slipway_server::storage::now_millis();
+    sqlx::query(
+        "INSERT INTO sign_in_failures (subject, failures, last_failure_at, locked_until) \
+         VALUES ('addr:198.51.100.7', 20, $1, $2)",
+    )
+    .bind(now)
+    .bind(now + 60_000)
+    .execute(&app.state.db.pool)
+    .await?;
+    let mut locked = Browser::new(&app);
+    locked.address = Some("198.51.100.7:40000".parse()?);
+    locked.sign_in("alice", "/catalog").await?;
+    assert_eq!(
+        signed_in_sessions(&app).await?,
+        0,
+        "the right password waits too"
+    );
+    let detail: String =
+        sqlx::query_scalar("SELECT detail FROM audit_events WHERE action = 'user.sign_in_failed'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert!(detail.contains("throttled"), "{detail}");
+    let mut other = Browser::new(&app);
+    other.address = Some("198.51.100.8:40000".parse()?);
+    other.sign_in("alice", "/catalog").await?;
+    assert_eq!(signed_in_sessions(&app).await?, 1);
     Ok(())
 }
 

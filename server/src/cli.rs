@@ -74,6 +74,12 @@ fn init_tracing(to_stderr: bool, format: LogFormat) {
 /// migrations, GitOps repository, first users.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
     let catalog = catalog_source::load(&settings.catalog)?;
+    if let Some(oidc) = &settings.identity.oidc
+        && let Some(teams) = catalog.catalog.dictionary("teams")
+    {
+        let known: Vec<String> = teams.terms.iter().map(|t| t.key.clone()).collect();
+        oidc.check_team_map(&known)?;
+    }
     let secret_key = crate::secrets::resolve_key(
         settings.secret_key.as_ref(),
         settings.demo,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use slipway_core::checks::{AllowedHosts, HostRule};
+use slipway_core::views::Role;
 
 use crate::drivers::command::CommandSettings;
 use crate::drivers::gitops::{DEFAULT_BRANCH, GitOpsSettings, RemoteCredentials, RemoteSettings};
@@ -308,7 +309,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLIPWAY_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
     /// Mark session cookies Secure (set this behind TLS); the cookie is then named
-    /// `__Host-slipway_session`.
+    /// `__Host-slipway_session`. An https:// --public-url turns this on by itself.
     #[arg(long, env = "SLIPWAY_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
     /// A file holding the 32-byte key that encrypts secret parameters (64 hex digits
@@ -787,6 +788,18 @@ pub struct IdentityArgs {
     /// The ID-token claim whose values become teams (a leading `/` is dropped).
     #[arg(long, env = "SLIPWAY_OIDC_TEAMS_CLAIM", default_value = "groups")]
     pub oidc_teams_claim: String,
+    /// Roles granted by values of the roles claim, comma-separated
+    /// `claim-value=role` pairs (e.g. slipway-admins=admin,platform-ops=platform; a
+    /// value may be listed for several roles). When given, only listed values grant
+    /// roles: a value named like a Slipway role grants nothing unless listed
+    /// (`admin=admin`).
+    #[arg(long, env = "SLIPWAY_OIDC_ROLE_MAP", value_delimiter = ',')]
+    pub oidc_role_map: Vec<String>,
+    /// Teams granted by values of the teams claim, comma-separated
+    /// `claim-value=team` pairs (e.g. grp-payments=payments); each team must be in
+    /// the catalog's teams dictionary. When given, only listed values grant teams.
+    #[arg(long, env = "SLIPWAY_OIDC_TEAM_MAP", value_delimiter = ',')]
+    pub oidc_team_map: Vec<String>,
 }
 
 impl Default for IdentityArgs {
@@ -805,6 +818,8 @@ impl Default for IdentityArgs {
             oidc_name: None,
             oidc_roles_claim: "roles".into(),
             oidc_teams_claim: "groups".into(),
+            oidc_role_map: Vec::new(),
+            oidc_team_map: Vec::new(),
         }
     }
 }
@@ -829,6 +844,8 @@ impl std::fmt::Debug for IdentityArgs {
             .field("oidc_name", &self.oidc_name)
             .field("oidc_roles_claim", &self.oidc_roles_claim)
             .field("oidc_teams_claim", &self.oidc_teams_claim)
+            .field("oidc_role_map", &self.oidc_role_map)
+            .field("oidc_team_map", &self.oidc_team_map)
             .finish()
     }
 }
@@ -965,6 +982,93 @@ pub struct OidcSettings {
     pub name: String,
     pub roles_claim: String,
     pub teams_claim: String,
+    /// Claim values and the roles they grant; without a map, values that are role
+    /// names grant that role.
+    pub role_map: Option<ClaimMap<Role>>,
+    /// Claim values (without a leading `/`) and the teams they grant; without a
+    /// map, each value is a team key.
+    pub team_map: Option<ClaimMap<String>>,
+}
+
+/// What each claim value grants.
+pub type ClaimMap<T> = BTreeMap<String, Vec<T>>;
+
+pub const ROLE_MAP_SETTING: &str = "--oidc-role-map (SLIPWAY_OIDC_ROLE_MAP)";
+pub const TEAM_MAP_SETTING: &str = "--oidc-team-map (SLIPWAY_OIDC_TEAM_MAP)";
+
+impl OidcSettings {
+    /// Every team the team map grants must be a key of the catalog's teams
+    /// dictionary (`known`); checked once the catalog is loaded.
+    pub fn check_team_map(&self, known: &[String]) -> Result<(), SettingError> {
+        let Some(map) = &self.team_map else {
+            return Ok(());
+        };
+        for (value, teams) in map {
+            if let Some(team) = teams.iter().find(|t| !known.contains(t)) {
+                return Err(setting_error(
+                    TEAM_MAP_SETTING,
+                    format!(
+                        "{value}={team}: the catalog's teams dictionary has no team {team:?} (it has {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `value=target` pairs (each item may hold several, separated by commas), a value
+/// listed once per target it grants; `None` when no pair is given. Claim values are kept as `claim_value` gives them; targets are
+/// read by `target`, which says why one is refused.
+fn parse_claim_map<T: PartialEq>(
+    setting: &'static str,
+    pairs: &[String],
+    claim_value: fn(&str) -> &str,
+    target: fn(&str) -> Result<T, String>,
+) -> Result<Option<ClaimMap<T>>, SettingError> {
+    let mut map: ClaimMap<T> = BTreeMap::new();
+    let pairs = pairs.iter().flat_map(|p| p.split(',')).map(str::trim);
+    for pair in pairs.filter(|p| !p.is_empty()) {
+        let Some((value, granted)) = pair.split_once('=') else {
+            return Err(setting_error(
+                setting,
+                format!("{pair:?} is not claim-value=target; separate pairs with commas"),
+            ));
+        };
+        let (value, granted) = (claim_value(value.trim()), granted.trim());
+        if value.is_empty() || granted.is_empty() {
+            return Err(setting_error(
+                setting,
+                format!("{pair:?} lacks its claim value or what it grants"),
+            ));
+        }
+        let granted =
+            target(granted).map_err(|m| setting_error(setting, format!("{pair:?}: {m}")))?;
+        let targets = map.entry(value.to_string()).or_default();
+        if !targets.contains(&granted) {
+            targets.push(granted);
+        }
+    }
+    Ok((!map.is_empty()).then_some(map))
+}
+
+fn any_text(items: &[String]) -> bool {
+    items.iter().any(|i| !i.trim().is_empty())
+}
+
+fn role_target(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("{text:?} is not a Slipway role ({})", names.join(", "))
+    })
+}
+
+fn team_target(text: &str) -> Result<String, String> {
+    if text.contains(|c: char| c.is_whitespace() || c == '=') {
+        return Err(format!("{text:?} is not a team key"));
+    }
+    Ok(text.to_string())
 }
 
 impl std::fmt::Debug for Settings {
@@ -1033,6 +1137,14 @@ impl ServeArgs {
                     message,
                 )
             })?;
+        let identity = self.identity.check()?;
+        // People reach an https:// public URL over TLS (maybe through a proxy that
+        // ends it): the cookie must then never travel in the clear.
+        let secure_cookies = self.secure_cookies
+            || identity
+                .public_origin
+                .as_deref()
+                .is_some_and(|origin| origin.starts_with("https://"));
         Ok(Settings {
             addr: self.addr,
             data_dir: self.data_dir,
@@ -1046,10 +1158,10 @@ impl ServeArgs {
             metrics_token: metrics_token(self.metrics_token)?,
             outbound: self.outbound.check()?,
             site_root: self.site_root,
-            secure_cookies: self.secure_cookies,
+            secure_cookies,
             secret_key,
             audit_checkpoint_interval,
-            identity: self.identity.check()?,
+            identity,
         })
     }
 }
@@ -1207,11 +1319,17 @@ impl IdentityArgs {
         const REDIRECT: &str = "--oidc-redirect-url (SLIPWAY_OIDC_REDIRECT_URL)";
         const SCOPES: &str = "--oidc-scopes (SLIPWAY_OIDC_SCOPES)";
         let Some(issuer) = self.oidc_issuer.as_deref().filter(|i| !i.trim().is_empty()) else {
-            if self.oidc_client_id.is_some() {
-                return Err(setting_error(
-                    CLIENT_ID,
-                    "is set but --oidc-issuer (SLIPWAY_OIDC_ISSUER) is not",
-                ));
+            for (setting, given) in [
+                (CLIENT_ID, self.oidc_client_id.is_some()),
+                (ROLE_MAP_SETTING, any_text(&self.oidc_role_map)),
+                (TEAM_MAP_SETTING, any_text(&self.oidc_team_map)),
+            ] {
+                if given {
+                    return Err(setting_error(
+                        setting,
+                        "is set but --oidc-issuer (SLIPWAY_OIDC_ISSUER) is not",
+                    ));
+                }
             }
             return Ok(None);
         };
@@ -1308,6 +1426,14 @@ impl IdentityArgs {
                 return Err(setting_error(setting, "must name a claim"));
             }
         }
+        let role_map = parse_claim_map(ROLE_MAP_SETTING, &self.oidc_role_map, |v| v, role_target)?;
+        // Group paths come with and without their leading `/`: both match.
+        let team_map = parse_claim_map(
+            TEAM_MAP_SETTING,
+            &self.oidc_team_map,
+            |v| v.trim_start_matches('/'),
+            team_target,
+        )?;
         Ok(Some(OidcSettings {
             issuer,
             client_id,
@@ -1317,6 +1443,8 @@ impl IdentityArgs {
             name,
             roles_claim: self.oidc_roles_claim.trim().to_string(),
             teams_claim: self.oidc_teams_claim.trim().to_string(),
+            role_map,
+            team_map,
         }))
     }
 }
@@ -1689,6 +1817,174 @@ mod tests {
             let message = refusal(args);
             assert!(message.starts_with(setting), "{setting}: {message}");
         }
+    }
+
+    #[test]
+    fn role_and_team_maps_are_read_and_each_bad_pair_is_named() -> Result<(), SettingError> {
+        let checked = IdentityArgs {
+            oidc_role_map: vec![
+                "slipway-admins=admin".into(),
+                " platform-ops = platform ".into(),
+                "slipway-admins=platform".into(),
+                "slipway-admins=admin".into(),
+                String::new(),
+            ],
+            oidc_team_map: vec!["grp-payments=payments".into(), "/org/ops=platform".into()],
+            ..identity()
+        }
+        .check()?;
+        let oidc = checked
+            .oidc
+            .ok_or_else(|| setting_error("test", "no oidc"))?;
+        let roles = oidc
+            .role_map
+            .ok_or_else(|| setting_error("test", "no role map"))?;
+        assert_eq!(
+            roles.get("slipway-admins"),
+            Some(&vec![Role::Admin, Role::Platform])
+        );
+        assert_eq!(roles.get("platform-ops"), Some(&vec![Role::Platform]));
+        let teams = oidc
+            .team_map
+            .ok_or_else(|| setting_error("test", "no team map"))?;
+        assert_eq!(
+            teams.get("grp-payments"),
+            Some(&vec!["payments".to_string()])
+        );
+        assert_eq!(
+            teams.get("org/ops"),
+            Some(&vec!["platform".to_string()]),
+            "a leading / is dropped, as from the claim's values"
+        );
+
+        let unmapped = identity().check()?;
+        let oidc = unmapped
+            .oidc
+            .ok_or_else(|| setting_error("test", "no oidc"))?;
+        assert!(oidc.role_map.is_none() && oidc.team_map.is_none());
+
+        for (args, setting, says) in [
+            (
+                IdentityArgs {
+                    oidc_role_map: vec!["slipway-admins=superuser".into()],
+                    ..identity()
+                },
+                ROLE_MAP_SETTING,
+                "\"superuser\" is not a Slipway role (requester, reviewer, platform, auditor, admin)",
+            ),
+            (
+                IdentityArgs {
+                    oidc_role_map: vec!["slipway-admins".into()],
+                    ..identity()
+                },
+                ROLE_MAP_SETTING,
+                "is not claim-value=target",
+            ),
+            (
+                IdentityArgs {
+                    oidc_role_map: vec!["=admin".into()],
+                    ..identity()
+                },
+                ROLE_MAP_SETTING,
+                "lacks its claim value",
+            ),
+            (
+                IdentityArgs {
+                    oidc_team_map: vec!["grp-payments=".into()],
+                    ..identity()
+                },
+                TEAM_MAP_SETTING,
+                "lacks its claim value or what it grants",
+            ),
+            (
+                IdentityArgs {
+                    oidc_team_map: vec!["grp=pay ments".into()],
+                    ..identity()
+                },
+                TEAM_MAP_SETTING,
+                "is not a team key",
+            ),
+            (
+                IdentityArgs {
+                    oidc_role_map: vec!["slipway-admins=admin".into()],
+                    ..IdentityArgs::default()
+                },
+                ROLE_MAP_SETTING,
+                "--oidc-issuer (SLIPWAY_OIDC_ISSUER) is not",
+            ),
+        ] {
+            let message = refusal(args);
+            assert!(
+                message.starts_with(setting) && message.contains(says),
+                "{setting} / {says}: {message}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_map_flags_take_comma_separated_pairs() -> Result<(), Box<dyn std::error::Error>> {
+        let cli = Cli::try_parse_from([
+            "slipway",
+            "serve",
+            "--oidc-role-map",
+            "slipway-admins=admin,platform-ops=platform",
+            "--oidc-team-map",
+            "grp-payments=payments",
+        ])?;
+        let Command::Serve(serve) = cli.command else {
+            return Err("not parsed as serve".into());
+        };
+        assert_eq!(
+            serve.identity.oidc_role_map,
+            ["slipway-admins=admin", "platform-ops=platform"]
+        );
+        assert_eq!(serve.identity.oidc_team_map, ["grp-payments=payments"]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_team_map_names_only_teams_of_the_catalog() -> Result<(), SettingError> {
+        let oidc = IdentityArgs {
+            oidc_team_map: vec!["grp-payments=payments,grp-ghost=ghosts".into()],
+            ..identity()
+        }
+        .check()?
+        .oidc
+        .ok_or_else(|| setting_error("test", "no oidc"))?;
+        let known = vec!["payments".to_string(), "platform".to_string()];
+        let message = oidc
+            .check_team_map(&known)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            message,
+            "--oidc-team-map (SLIPWAY_OIDC_TEAM_MAP): grp-ghost=ghosts: the catalog's teams \
+             dictionary has no team \"ghosts\" (it has payments, platform)"
+        );
+        let known = vec!["payments".to_string(), "ghosts".to_string()];
+        oidc.check_team_map(&known)
+    }
+
+    #[test]
+    fn an_https_public_url_makes_cookies_secure() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let settings = |public_url: Option<&str>, flag: bool| {
+            let mut serve = args(dir.path())?;
+            serve.secure_cookies = flag;
+            serve.identity.public_url = public_url.map(str::to_string);
+            serve
+                .check()
+                .map(|s| s.secure_cookies)
+                .map_err(Box::<dyn std::error::Error>::from)
+        };
+        assert!(settings(Some("https://slipway.example.com"), false)?);
+        assert!(!settings(Some("http://slipway.example.com"), false)?);
+        assert!(!settings(None, false)?);
+        assert!(settings(Some("http://127.0.0.1:3000"), true)?);
+        assert!(settings(None, true)?);
+        Ok(())
     }
 
     #[test]

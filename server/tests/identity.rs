@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, State};
+use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::Json;
 use axum::routing::{get, post};
@@ -29,7 +29,9 @@ use openidconnect::{
     PrivateSigningKey, ResponseTypes, StandardClaims, SubjectIdentifier, TokenUrl,
 };
 use rsa::pkcs1::EncodeRsaPrivateKey;
-use slipway_server::config::{IdentitySettings, OidcSettings, Secret};
+use slipway_core::ids::UserId;
+use slipway_core::views::{Role, UserView};
+use slipway_server::config::{IdentityArgs, IdentitySettings, OidcSettings, Secret};
 use slipway_server::services::auth;
 use slipway_server::services::oidc::{ProviderClaims, SlipwayIdToken, SlipwayIdTokenClaims};
 use slipway_server::storage::Engine;
@@ -37,7 +39,8 @@ use tower::ServiceExt;
 
 const CLIENT_ID: &str = "slipway-test";
 
-/// Two RSA keys, made once per run: the provider's, and a forger's.
+/// Two RSA keys, made once per run: the provider's, and a forger's (which also
+/// serves as the provider's next key when a test rotates its keys).
 fn keys() -> &'static (String, String) {
     static KEYS: OnceLock<(String, String)> = OnceLock::new();
     KEYS.get_or_init(|| {
@@ -54,12 +57,14 @@ fn keys() -> &'static (String, String) {
     })
 }
 
-fn signing_key(pem: &str) -> TestResult<CoreRsaPrivateSigningKey> {
+fn signing_key(pem: &str, kid: &str) -> TestResult<CoreRsaPrivateSigningKey> {
     Ok(CoreRsaPrivateSigningKey::from_pem(
         pem,
-        Some(JsonWebKeyId::new("key-1".into())),
+        Some(JsonWebKeyId::new(kid.into())),
     )?)
 }
+
+const FIRST_KID: &str = "key-1";
 
 #[derive(Default)]
 struct ProviderState {
@@ -69,6 +74,10 @@ struct ProviderState {
     /// The PKCE challenge the browser was sent with; the token request must prove it.
     challenge: Option<String>,
     verifier_ok: Option<bool>,
+    /// The key the JWKS publishes (PEM and key id); the first key when unset.
+    published: Option<(String, String)>,
+    /// How often the JWKS was read.
+    jwks_reads: usize,
 }
 
 type Shared = Arc<Mutex<ProviderState>>;
@@ -95,8 +104,16 @@ async fn discovery(State(shared): State<Shared>) -> Json<serde_json::Value> {
     )
 }
 
-async fn jwks() -> Json<serde_json::Value> {
-    let set = signing_key(&keys().0)
+async fn jwks(State(shared): State<Shared>) -> Json<serde_json::Value> {
+    let published = match shared.lock() {
+        Ok(mut provider) => {
+            provider.jwks_reads += 1;
+            provider.published.clone()
+        }
+        Err(_) => None,
+    };
+    let (pem, kid) = published.unwrap_or_else(|| (keys().0.clone(), FIRST_KID.into()));
+    let set = signing_key(&pem, &kid)
         .map(|k| CoreJsonWebKeySet::new(vec![k.as_verification_key()]))
         .ok()
         .and_then(|s| serde_json::to_value(s).ok())
@@ -154,6 +171,8 @@ fn oidc_identity(issuer: &str) -> IdentitySettings {
             name: "Test IdP".into(),
             roles_claim: "roles".into(),
             teams_claim: "groups".into(),
+            role_map: None,
+            team_map: None,
         }),
         ..IdentitySettings::default()
     }
@@ -163,6 +182,10 @@ fn oidc_identity(issuer: &str) -> IdentitySettings {
 struct Browser {
     router: Router,
     cookie: Option<String>,
+    /// The address the listener sees this browser at, if any.
+    address: Option<std::net::SocketAddr>,
+    /// Sent as `x-request-id`, which becomes the calls' trace id.
+    request_id: Option<String>,
 }
 
 struct Answer {
@@ -185,6 +208,8 @@ impl Browser {
         Browser {
             router: slipway_server::cli::router(&app.state, Router::new()),
             cookie: None,
+            address: None,
+            request_id: None,
         }
     }
 
@@ -197,7 +222,15 @@ impl Browser {
             Some(cookie) => request.header(header::COOKIE, cookie),
             None => request,
         };
-        let response = self.router.clone().oneshot(request.body(body)?).await?;
+        let request = match &self.request_id {
+            Some(id) => request.header("x-request-id", id),
+            None => request,
+        };
+        let mut request = request.body(body)?;
+        if let Some(address) = self.address {
+            request.extensions_mut().insert(ConnectInfo(address));
+        }
+        let response = self.router.clone().oneshot(request).await?;
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(set) = headers
@@ -235,6 +268,7 @@ struct Token {
     expires_in: chrono::Duration,
     nonce: Option<String>,
     key: String,
+    kid: &'static str,
     roles: Vec<&'static str>,
     groups: Vec<&'static str>,
 }
@@ -247,6 +281,7 @@ impl Token {
             expires_in: chrono::Duration::minutes(5),
             nonce: None,
             key: keys().0.clone(),
+            kid: FIRST_KID,
             roles: vec!["requester"],
             groups: vec!["/payments"],
         }
@@ -278,7 +313,7 @@ impl Token {
         )));
         let token = SlipwayIdToken::new(
             claims,
-            &signing_key(&self.key)?,
+            &signing_key(&self.key, self.kid)?,
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
             None,
             None,
@@ -742,5 +777,231 @@ async fn sessions_end_at_the_absolute_timeout_and_stay_ended() -> TestResult {
     store.delete(&record.id).await?;
     store.save(&record).await?;
     assert_eq!(app.count("sessions").await?, 0);
+    Ok(())
+}
+
+/// The settings `serve` reads for a provider whose `groups` claim carries both
+/// roles and teams, through the role and team maps.
+fn mapped_identity(issuer: &str, team_map: &[&str]) -> TestResult<IdentitySettings> {
+    Ok(IdentityArgs {
+        public_url: Some("http://slipway.test".into()),
+        oidc_issuer: Some(issuer.into()),
+        oidc_client_id: Some(CLIENT_ID.into()),
+        oidc_client_secret: Some("client-secret".into()),
+        oidc_roles_claim: "groups".into(),
+        oidc_role_map: vec!["slipway-admins=admin,platform-ops=platform".into()],
+        oidc_team_map: team_map.iter().map(|p| p.to_string()).collect(),
+        ..IdentityArgs::default()
+    }
+    .check()?)
+}
+
+async fn mapped_user(app: &TestApp, issuer: &str) -> TestResult<UserView> {
+    let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE external_issuer = $1")
+        .bind(issuer)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    Ok(auth::user(&app.state, UserId(id))
+        .await?
+        .ok_or("the user is missing")?)
+}
+
+async fn group_claims_map_to_roles_and_teams(engine: Engine) -> TestResult {
+    let (issuer, provider) = start_provider().await?;
+    let identity = mapped_identity(&issuer, &["grp-payments=payments,grp-platform=platform"])?;
+    let Some(app) = TestApp::start_with_identity(engine, identity).await? else {
+        eprintln!("note: {} is not set; skipping", common::POSTGRES_ENV);
+        return Ok(());
+    };
+    let mut browser = Browser::new(&app);
+    let first = Token {
+        // `reviewer` and `search` are Slipway names, but the maps do not list them.
+        groups: vec!["slipway-admins", "/grp-payments", "reviewer", "search"],
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &first).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    let user = mapped_user(&app, &issuer).await?;
+    assert_eq!(user.roles, vec![Role::Admin]);
+    assert_eq!(user.teams, vec!["payments".to_string()]);
+
+    // The provider moved her: the next sign-in takes the roles and teams away.
+    let later = Token {
+        groups: vec!["platform-ops", "grp-platform", "unmapped"],
+        ..Token::good()
+    };
+    let mut second = Browser::new(&app);
+    let answer = sign_in_through_provider(&mut second, &issuer, &provider, &later).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    let again = mapped_user(&app, &issuer).await?;
+    assert_eq!(again.id, user.id, "the same account");
+    assert_eq!(again.roles, vec![Role::Platform]);
+    assert_eq!(again.teams, vec!["platform".to_string()]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_claims_map_to_roles_and_teams_sqlite() -> TestResult {
+    group_claims_map_to_roles_and_teams(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn group_claims_map_to_roles_and_teams_postgres() -> TestResult {
+    group_claims_map_to_roles_and_teams(Engine::Postgres).await
+}
+
+#[tokio::test]
+async fn a_team_map_naming_a_team_the_catalog_lacks_stops_the_start() -> TestResult {
+    let identity = mapped_identity("http://127.0.0.1:9", &["grp-ghosts=ghosts"])?;
+    let error = TestApp::start_with_identity(Engine::Sqlite, identity)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "--oidc-team-map (SLIPWAY_OIDC_TEAM_MAP): grp-ghosts=ghosts: the catalog's teams dictionary has no team \"ghosts\""
+        ),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_read_at_once() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    // The first sign-in reads the keys, which are then cached for 15 minutes.
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.location(), "/requests?mine=1");
+    let reads = |provider: &Shared| provider.lock().map(|p| p.jwks_reads).unwrap_or(0);
+    let before = reads(&provider);
+
+    // The provider rotates: it publishes, and signs with, a new key only.
+    provider.lock().map_err(|_| "poisoned")?.published = Some((keys().1.clone(), "key-2".into()));
+    let rotated = Token {
+        key: keys().1.clone(),
+        kid: "key-2",
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &rotated).await?;
+    assert_eq!(
+        answer.location(),
+        "/requests?mine=1",
+        "signed in without waiting for the cache to expire"
+    );
+    assert_eq!(reads(&provider), before + 1, "the keys were read once more");
+
+    // A token naming a key nobody published is refused, and does not send Slipway
+    // back to the provider so soon after the last read.
+    let unknown = Token {
+        key: keys().1.clone(),
+        kid: "key-made-up",
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &unknown).await?;
+    assert!(
+        answer.location().starts_with("/login?error=sign_in_failed"),
+        "{}",
+        answer.location()
+    );
+    assert_eq!(reads(&provider), before + 1, "no second read within 30 s");
+    assert_eq!(events(&app, "user.sign_in").await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_sign_in_is_audited_with_its_address_and_trace_id() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    browser.address = Some("203.0.113.9:50000".parse()?);
+    browser.request_id = Some("trace-refused-oidc".into());
+    let expired = Token {
+        expires_in: chrono::Duration::minutes(-10),
+        ..Token::good()
+    };
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &expired).await?;
+    assert!(
+        answer.location().starts_with("/login?error=sign_in_failed"),
+        "{}",
+        answer.location()
+    );
+    let row: (String, String, Option<String>, Option<String>, String) = sqlx::query_as(
+        "SELECT actor, channel, client_addr, trace_id, detail FROM audit_events \
+         WHERE action = 'user.sign_in_failed'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(
+        (
+            row.0.as_str(),
+            row.1.as_str(),
+            row.2.as_deref(),
+            row.3.as_deref()
+        ),
+        (
+            "policy:sign-in",
+            "portal",
+            Some("203.0.113.9"),
+            Some("trace-refused-oidc")
+        )
+    );
+    assert!(row.4.starts_with("oidc: "), "{}", row.4);
+    Ok(())
+}
+
+on_both_engines!(failed_passwords_throttle_the_address_and_the_user_name);
+
+/// Twenty wrong passwords from one address lock that address for every user name;
+/// other addresses still get through. Five for one user name lock that name, from
+/// whatever address the guesses come.
+async fn failed_passwords_throttle_the_address_and_the_user_name(app: &TestApp) -> TestResult {
+    let from = |address: &str| CallMeta {
+        trace_id: None,
+        client_addr: Some(address.into()),
+    };
+    let login = |user: String, password: String, meta: CallMeta| async move {
+        auth::login(&app.state, &user, &password, Channel::Portal, &meta)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let attacker = from("198.51.100.7");
+    // Each guess for another name, so no user name reaches its own limit.
+    for n in 0..20 {
+        let refused = login(format!("guess-{n}"), "guess".into(), attacker.clone()).await;
+        let message = refused.err().unwrap_or_default();
+        assert!(message.contains("wrong"), "guess {n}: {message}");
+    }
+    for user in ["bob", "carol"] {
+        let refused = login(user.into(), format!("{user}-demo-pw"), attacker.clone()).await;
+        let message = refused.err().unwrap_or_default();
+        assert!(
+            message.contains("too many failed sign-ins"),
+            "{user} from the guessing address: {message}"
+        );
+    }
+    login("bob".into(), "bob-demo-pw".into(), from("198.51.100.8")).await?;
+
+    for n in 0..5 {
+        let refused = login(
+            "alice".into(),
+            "guess".into(),
+            from(&format!("192.0.2.{n}")),
+        )
+        .await;
+        assert!(refused.is_err(), "guess {n} for alice");
+    }
+    let refused = login("alice".into(), "alice-demo-pw".into(), from("192.0.2.200")).await;
+    let message = refused.err().unwrap_or_default();
+    assert!(
+        message.contains("too many failed sign-ins"),
+        "alice from a fresh address: {message}"
+    );
+    // Those addresses are not locked: bob signs in from one of them.
+    login("bob".into(), "bob-demo-pw".into(), from("192.0.2.0")).await?;
     Ok(())
 }

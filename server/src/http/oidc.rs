@@ -117,9 +117,10 @@ async fn callback(
     let meta = meta.map(|axum::Extension(m)| m).unwrap_or_default();
     let app = &routes.app;
     let session_ref = &session;
+    let meta_ref = &meta;
     let fail = |reason: String, error: &'static str, next: String| async move {
         tracing::info!(%reason, "OIDC sign-in refused");
-        if let Err(audit) = record_failure(app, &reason).await {
+        if let Err(audit) = record_failure(app, &reason, meta_ref).await {
             tracing::error!(%audit, "could not audit a refused sign-in");
         }
         // A session made only to carry the attempt goes now, not at its idle timeout.

@@ -11,18 +11,19 @@ use openidconnect::core::{
     CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken, IdTokenClaims,
-    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
-    reqwest,
+    AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    CsrfToken, IdToken, IdTokenClaims, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, SignatureVerificationError, TokenResponse, reqwest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slipway_core::views::{Role, UserView};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::config::OidcSettings;
 use crate::state::AppState;
+use crate::storage::audit::{self, NewEvent, Origin};
 use crate::storage::users::{self, NewUser};
 
 /// Every claim of the ID token beyond the standard ones, so the role and team
@@ -68,11 +69,28 @@ pub enum OidcError {
 /// Provider metadata (with its keys) is read again after this long, so rotated
 /// signing keys are picked up.
 const METADATA_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+/// An ID token signed with a key the cached set lacks (the provider rotated its
+/// keys) has the keys read again at once, but no more often than this: tokens
+/// naming made-up keys must not turn into a stream of requests to the provider.
+const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The client for the provider, with the endpoints its metadata gives.
+type ProviderClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
 
 pub struct Oidc {
     settings: OidcSettings,
     http: reqwest::Client,
+    /// The metadata and keys, with when they were read.
     metadata: RwLock<Option<(CoreProviderMetadata, Instant)>>,
+    /// When the keys were last read again for an unknown key.
+    last_key_refetch: Mutex<Option<Instant>>,
 }
 
 impl Oidc {
@@ -87,6 +105,7 @@ impl Oidc {
             settings,
             http,
             metadata: RwLock::new(None),
+            last_key_refetch: Mutex::new(None),
         })
     }
 
@@ -97,43 +116,65 @@ impl Oidc {
     /// The provider's discovery document and keys, cached; a stale copy serves while
     /// the provider is down.
     pub async fn provider(&self) -> Result<CoreProviderMetadata, OidcError> {
+        self.cached_provider().await.map(|(metadata, _)| metadata)
+    }
+
+    /// [`Oidc::provider`], with when that copy was read.
+    async fn cached_provider(&self) -> Result<(CoreProviderMetadata, Instant), OidcError> {
         if let Some((metadata, fetched)) = self.metadata.read().await.as_ref()
             && fetched.elapsed() < METADATA_MAX_AGE
         {
-            return Ok(metadata.clone());
+            return Ok((metadata.clone(), *fetched));
         }
-        let issuer = IssuerUrl::new(self.settings.issuer.clone())
-            .map_err(|e| OidcError::Unavailable(format!("issuer URL: {e}")))?;
+        match self.discover().await {
+            Ok(fresh) => Ok(fresh),
+            Err(message) => match self.metadata.read().await.as_ref() {
+                Some((metadata, fetched)) => Ok((metadata.clone(), *fetched)),
+                None => Err(OidcError::Unavailable(message)),
+            },
+        }
+    }
+
+    /// Reads the discovery document and keys from the provider and caches them.
+    async fn discover(&self) -> Result<(CoreProviderMetadata, Instant), String> {
+        let issuer =
+            IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| format!("issuer URL: {e}"))?;
         match CoreProviderMetadata::discover_async(issuer, &self.http).await {
             Ok(metadata) => {
-                *self.metadata.write().await = Some((metadata.clone(), Instant::now()));
-                Ok(metadata)
+                let fetched = Instant::now();
+                *self.metadata.write().await = Some((metadata.clone(), fetched));
+                Ok((metadata, fetched))
             }
             Err(error) => {
                 let message = error_chain(&error);
                 tracing::warn!(issuer = %self.settings.issuer, error = %message, "OIDC discovery failed");
-                match self.metadata.read().await.as_ref() {
-                    Some((metadata, _)) => Ok(metadata.clone()),
-                    None => Err(OidcError::Unavailable(message)),
-                }
+                Err(message)
             }
         }
     }
 
-    fn client(
-        &self,
-        metadata: CoreProviderMetadata,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        OidcError,
-    > {
+    /// Keys newer than the copy read at `used`, for a token signed with a key that
+    /// copy lacks: another sign-in's newer copy if there is one, else the provider's
+    /// keys read again (at most once per [`KEY_REFETCH_INTERVAL`]); `None` when
+    /// there is nothing newer to try.
+    async fn newer_keys(&self, used: Instant) -> Option<CoreProviderMetadata> {
+        // Held while reading, so sign-ins arriving together read the keys once.
+        let mut last = self.last_key_refetch.lock().await;
+        if let Some((metadata, fetched)) = self.metadata.read().await.as_ref()
+            && *fetched > used
+        {
+            return Some(metadata.clone());
+        }
+        if last.is_some_and(|at| at.elapsed() < KEY_REFETCH_INTERVAL) {
+            tracing::info!(issuer = %self.settings.issuer, "an ID token names an unknown signing key; the keys were read again moments ago");
+            return None;
+        }
+        *last = Some(Instant::now());
+        tracing::info!(issuer = %self.settings.issuer, "an ID token names an unknown signing key; reading the provider's keys again");
+        self.discover().await.ok().map(|(metadata, _)| metadata)
+    }
+
+    fn client(&self, metadata: CoreProviderMetadata) -> Result<ProviderClient, OidcError> {
         let redirect = RedirectUrl::new(self.settings.redirect_url.clone())
             .map_err(|e| OidcError::Unavailable(format!("redirect URL: {e}")))?;
         Ok(CoreClient::from_provider_metadata(
@@ -186,7 +227,8 @@ impl Oidc {
                 "the state returned by the provider does not match this browser's sign-in".into(),
             ));
         }
-        let client = self.client(self.provider().await?)?;
+        let (metadata, fetched) = self.cached_provider().await?;
+        let client = self.client(metadata)?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Unavailable(format!("token endpoint: {e}")))?
@@ -202,11 +244,24 @@ impl Oidc {
             .to_string()
             .parse()
             .map_err(|e| OidcError::Refused(format!("ID token: {e}")))?;
-        let verifier = client.id_token_verifier();
         let nonce = Nonce::new(pending.nonce.clone());
-        id_token
-            .into_claims(&verifier, &nonce)
-            .map_err(|e| OidcError::Refused(format!("ID token: {}", error_chain(&e))))
+        let verify = |client: &ProviderClient| {
+            id_token
+                .claims(&client.id_token_verifier(), &nonce)
+                .cloned()
+        };
+        let mut verified = verify(&client);
+        // Signed with a key these keys lack: the provider may have rotated its keys.
+        if matches!(
+            verified,
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey
+            ))
+        ) && let Some(newer) = self.newer_keys(fetched).await
+        {
+            verified = verify(&self.client(newer)?);
+        }
+        verified.map_err(|e| OidcError::Refused(format!("ID token: {}", error_chain(&e))))
     }
 }
 
@@ -238,26 +293,44 @@ fn claim_values(claims: &ProviderClaims, name: &str) -> Vec<String> {
     }
 }
 
-/// Roles and teams from the token: role-claim values that name a Slipway role
-/// (requester when none does); team-claim values, a leading `/` dropped (group
-/// paths), kept when the catalog's teams dictionary lists them.
+/// Roles and teams from the token. Roles: with a role map, what the map grants
+/// the role-claim values (values it does not list grant nothing); without one,
+/// values that name a Slipway role; requester when nothing is granted. Teams:
+/// team-claim values with a leading `/` dropped (group paths), put through the
+/// team map when there is one, kept when the catalog's teams dictionary lists them.
 pub fn roles_and_teams(
     settings: &OidcSettings,
     claims: &ProviderClaims,
     known_teams: Option<&[String]>,
 ) -> (Vec<Role>, Vec<String>) {
-    let mut roles: Vec<Role> = claim_values(claims, &settings.roles_claim)
-        .iter()
-        .filter_map(|v| Role::parse(v))
-        .collect();
+    let role_values = claim_values(claims, &settings.roles_claim);
+    let mut roles: Vec<Role> = match &settings.role_map {
+        Some(map) => role_values
+            .iter()
+            .filter_map(|v| map.get(v))
+            .flatten()
+            .copied()
+            .collect(),
+        None => role_values.iter().filter_map(|v| Role::parse(v)).collect(),
+    };
     roles.sort_by_key(|r| r.as_str());
     roles.dedup();
     if roles.is_empty() {
         roles.push(Role::Requester);
     }
-    let mut teams: Vec<String> = claim_values(claims, &settings.teams_claim)
+    let team_values = claim_values(claims, &settings.teams_claim)
         .into_iter()
-        .map(|t| t.trim_start_matches('/').to_string())
+        .map(|t| t.trim_start_matches('/').to_string());
+    let team_values: Vec<String> = match &settings.team_map {
+        Some(map) => team_values
+            .filter_map(|v| map.get(&v))
+            .flatten()
+            .cloned()
+            .collect(),
+        None => team_values.collect(),
+    };
+    let mut teams: Vec<String> = team_values
+        .into_iter()
         .filter(|t| !t.is_empty() && !t.contains(','))
         .filter(|t| known_teams.is_none_or(|known| known.contains(t)))
         .collect();
@@ -380,17 +453,31 @@ pub async fn sign_in(
     Ok(user)
 }
 
-/// Audits a sign-in through the provider that did not happen.
-pub async fn record_failure(state: &AppState, reason: &str) -> ServiceResult<()> {
+/// Audits a sign-in through the provider that did not happen, with the call's
+/// client address and trace id. Nobody is known yet, so the sign-in policy is the
+/// actor; the call came through the portal.
+pub async fn record_failure(state: &AppState, reason: &str, meta: &CallMeta) -> ServiceResult<()> {
+    let origin = Origin {
+        channel: Channel::Portal.as_str().to_string(),
+        client_addr: meta.client_addr.clone(),
+        trace_id: meta.trace_id.clone(),
+        token_id: None,
+    };
     let mut tx = state.db.write().await?;
-    record(
+    audit::append(
         &mut tx,
         state.db.engine,
-        &Actor::Policy("sign-in".into()),
-        "user.sign_in_failed",
-        ("user", String::new()),
-        None,
-        format!("oidc: {reason}"),
+        &NewEvent {
+            origin: &origin,
+            actor_id: None,
+            actor: &Actor::Policy("sign-in".into()).name(),
+            action: "user.sign_in_failed",
+            target_kind: "user",
+            target_id: String::new(),
+            before: None,
+            after: None,
+            detail: format!("oidc: {reason}"),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -411,6 +498,33 @@ mod tests {
             name: "Example".into(),
             roles_claim: "roles".into(),
             teams_claim: "groups".into(),
+            role_map: None,
+            team_map: None,
+        }
+    }
+
+    fn mapped() -> OidcSettings {
+        let team = |t: &str| t.to_string();
+        OidcSettings {
+            roles_claim: "groups".into(),
+            teams_claim: "groups".into(),
+            role_map: Some(
+                [
+                    ("slipway-admins".into(), vec![Role::Admin, Role::Platform]),
+                    ("platform-ops".into(), vec![Role::Platform]),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            team_map: Some(
+                [
+                    ("grp-payments".into(), vec![team("payments")]),
+                    ("org/ops".into(), vec![team("platform"), team("dba")]),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ..settings()
         }
     }
 
@@ -431,6 +545,56 @@ mod tests {
         );
         assert_eq!(roles, vec![Role::Requester, Role::Reviewer]);
         assert_eq!(teams, vec!["payments".to_string(), "platform".to_string()]);
+    }
+
+    #[test]
+    fn with_maps_claim_values_grant_what_the_maps_list() {
+        let known = vec![
+            "payments".to_string(),
+            "platform".to_string(),
+            "dba".to_string(),
+        ];
+        let (roles, teams) = roles_and_teams(
+            &mapped(),
+            &claims(serde_json::json!({
+                "groups": ["slipway-admins", "/grp-payments", "/org/ops", "unmapped"],
+            })),
+            Some(&known),
+        );
+        assert_eq!(roles, vec![Role::Admin, Role::Platform]);
+        assert_eq!(
+            teams,
+            vec![
+                "dba".to_string(),
+                "payments".to_string(),
+                "platform".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn with_maps_slipway_names_alone_grant_nothing() {
+        let (roles, teams) = roles_and_teams(
+            &mapped(),
+            &claims(serde_json::json!({ "groups": ["admin", "payments", "unmapped"] })),
+            None,
+        );
+        assert_eq!(roles, vec![Role::Requester], "admin is not in the role map");
+        assert!(
+            teams.is_empty(),
+            "payments is not in the team map: {teams:?}"
+        );
+    }
+
+    #[test]
+    fn a_mapped_team_the_catalog_lacks_is_dropped() {
+        let known = vec!["payments".to_string()];
+        let (_, teams) = roles_and_teams(
+            &mapped(),
+            &claims(serde_json::json!({ "groups": ["org/ops", "grp-payments"] })),
+            Some(&known),
+        );
+        assert_eq!(teams, vec!["payments".to_string()]);
     }
 
     #[test]
