@@ -23,7 +23,6 @@ use tokio::sync::{Mutex, RwLock};
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::config::OidcSettings;
 use crate::state::AppState;
-use crate::storage::audit::{self, NewEvent, Origin};
 use crate::storage::users::{self, NewUser};
 
 /// Every claim of the ID token beyond the standard ones, so the role and team
@@ -457,27 +456,15 @@ pub async fn sign_in(
 /// client address and trace id. Nobody is known yet, so the sign-in policy is the
 /// actor; the call came through the portal.
 pub async fn record_failure(state: &AppState, reason: &str, meta: &CallMeta) -> ServiceResult<()> {
-    let origin = Origin {
-        channel: Channel::Portal.as_str().to_string(),
-        client_addr: meta.client_addr.clone(),
-        trace_id: meta.trace_id.clone(),
-        token_id: None,
-    };
     let mut tx = state.db.write().await?;
-    audit::append(
+    super::record(
         &mut tx,
         state.db.engine,
-        &NewEvent {
-            origin: &origin,
-            actor_id: None,
-            actor: &Actor::Policy("sign-in".into()).name(),
-            action: "user.sign_in_failed",
-            target_kind: "user",
-            target_id: String::new(),
-            before: None,
-            after: None,
-            detail: format!("oidc: {reason}"),
-        },
+        &super::auth::sign_in_actor(Channel::Portal, meta),
+        "user.sign_in_failed",
+        ("user", String::new()),
+        None,
+        format!("oidc: {reason}"),
     )
     .await?;
     tx.commit().await?;
