@@ -2,6 +2,11 @@
 //! every view asks to show the allowed actions. It stands on the state machine (is
 //! the step possible now?), a role table (who may take it) and the team boundary
 //! (for which team).
+//!
+//! Beside `may` stand the list-level rules built from the same table: who may open
+//! the review queue, the list needing attention and the audit log, which rows a list
+//! may hold (`Reach`, turned into SQL by the storage), what the menu offers, and how
+//! much of an audit history a person reads. No service or view names a role itself.
 
 use std::fmt;
 
@@ -10,7 +15,24 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::ResourceType;
 use crate::ids::UserId;
 use crate::state::{Action, RequestState, TransitionError, next_state};
-use crate::views::{Permissions, Role, UserView};
+use crate::views::{AuditEntry, Menu, Permissions, Role, UserView};
+
+/// The roles that see every request, and every list of requests unnarrowed.
+const SEE_ALL_REQUESTS: [Role; 3] = [Role::Platform, Role::Auditor, Role::Admin];
+/// The roles that read and verify the audit log, client addresses and trace ids
+/// included.
+const READ_AUDIT: [Role; 3] = [Role::Platform, Role::Auditor, Role::Admin];
+/// The role that asks for requests: the form's pre-check, a dry run, submitting
+/// and revising.
+const REQUEST: Role = Role::Requester;
+/// The role that handles failed requests by hand: retry, take over, resolve.
+const HANDLE_MANUALLY: Role = Role::Platform;
+/// The role that cancels anyone's request and reviews for every team.
+const ADMIN: Role = Role::Admin;
+
+/// The states of the requests that wait for the platform team's hands (the list
+/// needing attention): those in which retry, take-over or resolve can be taken.
+pub const NEEDS_ATTENTION: [RequestState; 2] = [RequestState::Failed, RequestState::Manual];
 
 /// What a person can ask to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -98,10 +120,31 @@ impl<'a> RequestFacts<'a> {
         state: RequestState,
         requester: UserId,
     ) -> Self {
+        let of_type = TypeFacts::new(ty);
         RequestFacts {
             state,
             requester,
             team: ty.owning_team(params),
+            offering_team: of_type.offering_team,
+            approver_role: of_type.approver_role,
+        }
+    }
+}
+
+/// What the rule needs to know about a type of the catalog, for the list-level rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeFacts<'a> {
+    pub name: &'a str,
+    /// The team that offers the type.
+    pub offering_team: &'a str,
+    /// The role the type's review policy asks for (`None`: a role that does not exist).
+    pub approver_role: Option<Role>,
+}
+
+impl<'a> TypeFacts<'a> {
+    pub fn new(ty: &'a ResourceType) -> Self {
+        TypeFacts {
+            name: &ty.name,
             offering_team: &ty.owner,
             approver_role: Role::parse(&ty.review.approver_role),
         }
@@ -136,20 +179,51 @@ fn needs_role(user: &UserView, role: Role, verb: Verb) -> Result<(), Refusal> {
     }
 }
 
+fn holds_any(user: &UserView, roles: &[Role]) -> bool {
+    roles.iter().any(|r| user.has(*r))
+}
+
+/// A refusal unless the person holds one of `roles`, saying what `doing` needs.
+fn needs_any(user: &UserView, roles: &[Role], doing: &str) -> Result<(), Refusal> {
+    if holds_any(user, roles) {
+        return Ok(());
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    let needs = match names.as_slice() {
+        [] => "a role".to_string(),
+        [one] => format!("the {one} role"),
+        many => format!("one of the roles {}", many.join(", ")),
+    };
+    no(format!(
+        "{doing} needs {needs}, which {} does not have",
+        user.username
+    ))
+}
+
 fn acts_for_team(user: &UserView, team: Option<&str>) -> bool {
-    team.is_none_or(|team| user.has(Role::Admin) || user.teams.iter().any(|t| t == team))
+    team.is_none_or(|team| {
+        requestable_teams(user).is_none_or(|teams| teams.iter().any(|t| t == team))
+    })
 }
 
 fn in_team(user: &UserView, team: Option<&str>) -> bool {
     team.is_some_and(|team| user.teams.iter().any(|t| t == team))
 }
 
+/// An admin reviews for every team.
+fn reviews_every_team(user: &UserView) -> bool {
+    user.has(ADMIN)
+}
+
+/// Whether one of the person's teams offers the type.
+fn offers(user: &UserView, offering_team: &str) -> bool {
+    user.teams.iter().any(|t| t == offering_team)
+}
+
 /// A reviewer reviews the requests of the offerings their team runs and the requests
-/// of their own team; an admin reviews any.
+/// of their own team; an admin reviews any. (`review_reach` is this, as rows.)
 fn reviews_for(user: &UserView, request: &RequestFacts<'_>) -> bool {
-    user.has(Role::Admin)
-        || user.teams.iter().any(|t| t == request.offering_team)
-        || in_team(user, request.team)
+    reviews_every_team(user) || offers(user, request.offering_team) || in_team(user, request.team)
 }
 
 /// May this person take this step on this request now? Every service asks this
@@ -166,19 +240,16 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
     let own = request.requester == user.id;
     match verb {
         Verb::View => {
-            let sees_all = [Role::Platform, Role::Auditor, Role::Admin]
-                .iter()
-                .any(|r| user.has(*r));
             let reviewer =
-                request.approver_role.is_some_and(|r| user.has(r)) && reviews_for(user, request);
-            if own || sees_all || reviewer || in_team(user, request.team) {
+                may_review_type(user, request.approver_role) && reviews_for(user, request);
+            if own || sees_all_requests(user) || reviewer || in_team(user, request.team) {
                 Ok(())
             } else {
                 no("this request belongs to another team".into())
             }
         }
         Verb::Submit | Verb::Revise => {
-            needs_role(user, Role::Requester, verb)?;
+            needs_role(user, REQUEST, verb)?;
             if !own {
                 return no(format!(
                     "only the requester can {} their request",
@@ -195,7 +266,7 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
             Ok(())
         }
         Verb::Cancel => {
-            if own || user.has(Role::Admin) {
+            if own || user.has(ADMIN) {
                 Ok(())
             } else {
                 no("only the requester or an admin can cancel a request".into())
@@ -219,7 +290,7 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
             }
             Ok(())
         }
-        Verb::Retry | Verb::TakeOver | Verb::Resolve => needs_role(user, Role::Platform, verb),
+        Verb::Retry | Verb::TakeOver | Verb::Resolve => needs_role(user, HANDLE_MANUALLY, verb),
     }
 }
 
@@ -238,11 +309,168 @@ pub fn permissions(user: &UserView, request: &RequestFacts<'_>) -> Permissions {
 
 /// The teams a person may ask for, for narrowing a form's choices; `None` means any.
 pub fn requestable_teams(user: &UserView) -> Option<&[String]> {
-    if user.has(Role::Admin) {
+    if user.has(ADMIN) {
         None
     } else {
         Some(&user.teams)
     }
+}
+
+/// Whether a generated secret of the request may be shown to this person now: only
+/// to its requester (the one it was made for, not a reviewer nor an admin), only
+/// once the request completed (the resource it opens exists). That it is shown only
+/// once the caller checks with the record of reveals.
+pub fn may_reveal_secret(user: &UserView, request: &RequestFacts<'_>) -> Result<(), Refusal> {
+    if request.requester != user.id {
+        return no("only the requester may see a generated secret of the request".into());
+    }
+    if request.state != RequestState::Completed {
+        return no(format!(
+            "a generated secret can be shown once the request is completed; it is {}",
+            request.state.as_str()
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// List-level rules: who may open which list, and which rows a list may hold.
+
+/// Whether the person sees every request (and every list of requests unnarrowed).
+pub fn sees_all_requests(user: &UserView) -> bool {
+    holds_any(user, &SEE_ALL_REQUESTS)
+}
+
+/// May this person ask for requests at all: the form's pre-check and a dry run
+/// (submitting and revising also ask `may` about the team).
+pub fn may_request(user: &UserView) -> Result<(), Refusal> {
+    needs_any(user, &[REQUEST], "asking for a request")
+}
+
+/// May this person read the audit log (and verify its chain), client addresses and
+/// trace ids included?
+pub fn may_see_audit(user: &UserView) -> Result<(), Refusal> {
+    needs_any(user, &READ_AUDIT, "reading the audit log")
+}
+
+/// May this person handle failed requests by hand: open the list needing attention
+/// (each retry, take-over and resolve asks `may` again).
+pub fn may_handle_manually(user: &UserView) -> Result<(), Refusal> {
+    needs_any(user, &[HANDLE_MANUALLY], "handling failed requests")
+}
+
+/// Whether the person holds the role a type's review asks for. Which of its
+/// requests they review is `may`'s team rule.
+pub fn may_review_type(user: &UserView, approver_role: Option<Role>) -> bool {
+    approver_role.is_some_and(|role| user.has(role))
+}
+
+/// May this person open a review queue: they hold the role that the review of some
+/// type of the catalog asks for, whichever role that is.
+pub fn may_open_review_queue<'a>(
+    user: &UserView,
+    types: impl IntoIterator<Item = TypeFacts<'a>>,
+) -> Result<(), Refusal> {
+    if reviews_every_team(user) {
+        return Ok(());
+    }
+    let mut roles: Vec<Role> = types.into_iter().filter_map(|t| t.approver_role).collect();
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        return no("no type of the catalog names a review role: there is nothing to review".into());
+    }
+    needs_any(user, &roles, "the review queue")
+}
+
+/// What a list of requests may hold for a person, as the storage narrows it in SQL:
+/// a row that any part reaches is read, and `may` still decides on each one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// The person's own requests.
+    Requester(UserId),
+    /// Requests for one of these teams.
+    Teams(Vec<String>),
+    /// Requests of one of these types.
+    Types(Vec<String>),
+    /// Requests for one of these teams and of one of these types.
+    TeamsOfTypes(Vec<String>, Vec<String>),
+}
+
+/// The types whose reviews ask for a role this person holds.
+fn reviewable<'a>(
+    user: &UserView,
+    types: impl IntoIterator<Item = TypeFacts<'a>>,
+) -> Vec<TypeFacts<'a>> {
+    types
+        .into_iter()
+        .filter(|t| may_review_type(user, t.approver_role))
+        .collect()
+}
+
+fn names(types: &[TypeFacts<'_>], keep: impl Fn(&TypeFacts<'_>) -> bool) -> Vec<String> {
+    types
+        .iter()
+        .filter(|t| keep(t))
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
+/// The rows a list of every visible request may hold (`None`: all of them): the
+/// same reach as `may(View)`: their own, their teams', and those of the types their
+/// teams offer and they review.
+pub fn view_reach<'a>(
+    user: &UserView,
+    types: impl IntoIterator<Item = TypeFacts<'a>>,
+) -> Option<Vec<Reach>> {
+    if sees_all_requests(user) {
+        return None;
+    }
+    let reviewable = reviewable(user, types);
+    Some(vec![
+        Reach::Requester(user.id),
+        Reach::Teams(user.teams.clone()),
+        Reach::Types(names(&reviewable, |t| offers(user, t.offering_team))),
+    ])
+}
+
+/// The rows of a person's review queue (`None`: all of them): `reviews_for` as rows,
+/// among the types whose review asks for a role they hold.
+pub fn review_reach<'a>(
+    user: &UserView,
+    types: impl IntoIterator<Item = TypeFacts<'a>>,
+) -> Option<Vec<Reach>> {
+    if reviews_every_team(user) {
+        return None;
+    }
+    let reviewable = reviewable(user, types);
+    Some(vec![
+        Reach::Types(names(&reviewable, |t| offers(user, t.offering_team))),
+        Reach::TeamsOfTypes(user.teams.clone(), names(&reviewable, |_| true)),
+    ])
+}
+
+/// Which lists the portal's menu offers this person.
+pub fn menu<'a>(user: &UserView, types: impl IntoIterator<Item = TypeFacts<'a>>) -> Menu {
+    Menu {
+        review_queue: may_open_review_queue(user, types).is_ok(),
+        needs_attention: may_handle_manually(user).is_ok(),
+        audit_log: may_see_audit(user).is_ok(),
+    }
+}
+
+/// An audit history (an asset's) as this person may read it. The audit log's
+/// readers see every field; everyone else sees what happened, when and by whom,
+/// but not the client address and trace id that point at a person's machine and
+/// call.
+pub fn history_for(user: &UserView, mut entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
+    if may_see_audit(user).is_err() {
+        for entry in &mut entries {
+            entry.client_addr = None;
+            entry.trace_id = None;
+        }
+    }
+    entries
 }
 
 impl fmt::Display for Verb {

@@ -47,27 +47,6 @@ pub fn reference(resource_name: &str, param: &str) -> String {
     format!("{resource_name}-{}", param.replace('_', "-"))
 }
 
-/// Whether `user` may be shown a generated secret of a request now: only its
-/// requester (the one it was made for, not a reviewer nor an admin), only once the
-/// request completed (the resource it opens exists), and only once (the caller
-/// checks that with the record of reveals).
-pub fn may_reveal(
-    user: crate::ids::UserId,
-    requester: crate::ids::UserId,
-    state: crate::state::RequestState,
-) -> Result<(), String> {
-    if user != requester {
-        return Err("only the requester may see a generated secret of the request".into());
-    }
-    if state != crate::state::RequestState::Completed {
-        return Err(format!(
-            "a generated secret can be shown once the request is completed; it is {}",
-            state.as_str()
-        ));
-    }
-    Ok(())
-}
-
 /// Secret values by parameter name. Debug shows the names only, so a value never
 /// reaches a log through `{:?}`.
 #[derive(Clone, Default, PartialEq, Eq)]

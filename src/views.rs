@@ -261,6 +261,15 @@ pub struct Permissions {
     pub resolve: bool,
 }
 
+/// The lists the portal's menu offers the viewer (`policy::menu` decides); the
+/// services check again when a list is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Menu {
+    pub review_queue: bool,
+    pub needs_attention: bool,
+    pub audit_log: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestDetail {

@@ -10,7 +10,7 @@ use slipway_core::listing::{ListPage, ListQuery};
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    AssetDetail, AssetSummary, AuditEntry, FilterChoices, RequestDetail, RequestDraft,
+    AssetDetail, AssetSummary, AuditEntry, FilterChoices, Menu, RequestDetail, RequestDraft,
     RequestSummary, ReviewDecision, TokenView, TypeSummary, UserView,
 };
 
@@ -20,10 +20,20 @@ use crate::ssr::{app_state, optional_user, session, signed_in, user_error};
 #[cfg(feature = "ssr")]
 use slipway_server::services;
 
+/// The signed-in person and the lists the menu offers them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignedIn {
+    pub user: UserView,
+    pub menu: Menu,
+}
+
 #[server]
-pub async fn current_user() -> Result<Option<UserView>, AppError> {
+pub async fn current_user() -> Result<Option<SignedIn>, AppError> {
     let state = app_state()?;
-    optional_user(&state).await
+    Ok(optional_user(&state).await?.map(|user| SignedIn {
+        menu: services::catalog::menu(&state, &user),
+        user,
+    }))
 }
 
 /// How people may sign in here, for the sign-in page.

@@ -2,9 +2,8 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Redirect, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
-use slipway_core::views::Role;
 
-use crate::api::{Logout, current_user};
+use crate::api::{Logout, SignedIn, current_user};
 use crate::pages::{
     account::SessionsPage, api_docs::ApiDocsPage, asset::AssetPage, assets::AssetsPage,
     attention::AttentionPage, audit::AuditPage, catalog::CatalogPage,
@@ -96,17 +95,16 @@ fn Header() -> impl IntoView {
             <a class="brand" href="/catalog">"Slipway"</a>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
-                    user.await.map(|user| {
-                        let has = |role| user.has(role);
+                    user.await.map(|SignedIn { user, menu }| {
                         view! {
                             <nav aria-label="Main">
                                 <A href="/catalog">"Catalog"</A>
                                 <A href="/requests" exact=true>"My requests"</A>
-                                {has(Role::Reviewer).then(|| view! { <A href="/reviews">"Review queue"</A> })}
-                                {has(Role::Platform).then(|| view! { <A href="/attention">"Needs attention"</A> })}
+                                {menu.review_queue.then(|| view! { <A href="/reviews">"Review queue"</A> })}
+                                {menu.needs_attention.then(|| view! { <A href="/attention">"Needs attention"</A> })}
                                 <A href="/assets">"Assets"</A>
                                 <A href="/api-docs">"API"</A>
-                                {(has(Role::Platform) || has(Role::Auditor)).then(|| view! { <A href="/audit">"Audit log"</A> })}
+                                {menu.audit_log.then(|| view! { <A href="/audit">"Audit log"</A> })}
                             </nav>
                             <div class="who">
                                 <a href="/account/sessions" title="Your account and sessions">{user.display_name.clone()}</a>

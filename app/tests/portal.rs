@@ -946,5 +946,68 @@ async fn a_new_token_is_shown_once_on_its_own_page_and_kept_nowhere() -> TestRes
         .await?;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.count("api_tokens").await?, 1);
+
+/// The menu offers the lists the policy lets the person open: with namespaces
+/// approved by the platform role, a platform engineer finds the review queue in it
+/// and the request waiting there; a requester finds none of the restricted lists.
+#[tokio::test]
+async fn the_menu_offers_the_lists_the_policy_opens() -> TestResult {
+    use slipway_core::views::Role;
+    use slipway_server::services::requests;
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    let path = dir.path().join("types/k8s-namespace.yaml");
+    let shipped = std::fs::read_to_string(&path)?;
+    let reviewer = "approvers:\n    role: reviewer";
+    assert!(shipped.contains(reviewer));
+    std::fs::write(
+        &path,
+        shipped.replace(reviewer, "approvers:\n    role: platform"),
+    )?;
+    let app = TestApp::start_with_catalog(Engine::Sqlite, Some(dir))
+        .await?
+        .ok_or("SQLite is always available")?;
+    let hash = slipway_server::services::auth::hash_password("pia-demo-pw")?;
+    let mut conn = app.state.db.pool.acquire().await?;
+    slipway_server::storage::users::insert(
+        &mut conn,
+        &slipway_server::storage::users::NewUser {
+            username: "pia",
+            display_name: "Pia (platform)",
+            password_hash: Some(&hash),
+            roles: &[Role::Platform],
+            teams: &["platform".to_string()],
+        },
+    )
+    .await?;
+    drop(conn);
+    let alice = app.user("alice").await?;
+    let draft = common::draft(
+        "k8s-namespace",
+        common::namespace_params("menu", "payments", "prod", 1),
+    );
+    let id = requests::submit(&app.state, &alice, &draft).await?;
+
+    let links = |body: &str| {
+        ["/reviews", "/attention", "/audit"].map(|path| body.contains(&format!("href=\"{path}\"")))
+    };
+    for (who, want) in [
+        ("pia", [true, true, true]),
+        ("bob", [true, false, false]),
+        ("alice", [false, false, false]),
+        ("carol", [true, true, true]),
+    ] {
+        let mut browser = Browser::new(&app);
+        browser.sign_in(who, "/catalog").await?;
+        let page = browser.get("/catalog").await?;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("aria-label=\"Main\""), "{}", page.body);
+        assert_eq!(links(&page.body), want, "{who}'s menu: {}", page.body);
+    }
+    let mut pia = Browser::new(&app);
+    pia.sign_in("pia", "/reviews").await?;
+    let queue = pia.get("/reviews").await?;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
+    assert!(queue.body.contains(&format!(">#{id}<")), "{}", queue.body);
     Ok(())
 }

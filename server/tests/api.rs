@@ -32,8 +32,10 @@ on_both_engines!(
     a_secret_never_comes_back_through_the_api,
     the_command_line_client_submits_and_reads,
     tokens_are_made_and_revoked_through_the_api,
+    asset_history_shows_client_and_trace_only_to_audit_readers,
 );
 on_both_engines!(@one role_by_endpoint_matrix, super::start_without_quota);
+on_both_engines!(@one a_type_the_platform_role_approves_is_reviewed_from_the_platform_queue, super::start_with_platform_approvers);
 
 struct Api {
     base: String,
@@ -1566,4 +1568,157 @@ async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) 
 /// Today in UTC, `YYYY-MM-DD`.
 fn time_today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// The shipped catalog with namespaces approved by the platform role instead of
+/// the reviewer role.
+async fn start_with_platform_approvers(
+    engine: slipway_server::storage::Engine,
+) -> TestResult<Option<TestApp>> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    let path = dir.path().join("types/k8s-namespace.yaml");
+    let shipped = std::fs::read_to_string(&path)?;
+    let reviewer = "approvers:\n    role: reviewer";
+    if !shipped.contains(reviewer) {
+        return Err("the namespace type has no reviewer approvers".into());
+    }
+    std::fs::write(
+        &path,
+        shipped.replace(reviewer, "approvers:\n    role: platform"),
+    )?;
+    TestApp::start_with_catalog(engine, Some(dir)).await
+}
+
+/// A type whose review asks for the platform role: a platform engineer of the
+/// offering team opens the review queue (once a 403, as it asked for the reviewer
+/// role), finds the request there and approves it; a reviewer no longer can.
+async fn a_type_the_platform_role_approves_is_reviewed_from_the_platform_queue(
+    app: &TestApp,
+) -> TestResult {
+    use slipway_core::listing::{ListFilter, PageRequest};
+    use slipway_server::services::{catalog, reviews};
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let bob = token(app, "bob", ALL).await?;
+    let pia = add_user(app, "pia", &[Role::Platform], "platform").await?;
+    let (status, created) = api
+        .post("/requests", &alice, &new_namespace("platformed", "prod"))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["summary"]["id"].as_i64().ok_or("id")?;
+    assert_eq!(created["summary"]["state"], "in_review");
+
+    // The portal offers pia the queue and lists the request in it.
+    let pia_portal = app.user("pia").await?;
+    assert!(catalog::menu(&app.state, &pia_portal).review_queue);
+    let queue = reviews::queue(
+        &app.state,
+        &pia_portal,
+        &ListFilter::default(),
+        PageRequest::first(50),
+    )
+    .await?;
+    assert_eq!(queue.items.iter().map(|r| r.id.0).collect::<Vec<_>>(), [id]);
+    // So does the API.
+    let (status, page) = api.get("/reviews", &pia).await?;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: Vec<i64> = page["items"]
+        .as_array()
+        .ok_or("items")?
+        .iter()
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    assert_eq!(listed, [id]);
+    // bob (reviewer) still opens his queue, for the types reviewers approve, but
+    // this request is not in it and he may not decide on it.
+    let (status, page) = api.get("/reviews", &bob).await?;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"], json!([]));
+    let (_, detail) = api.get(&format!("/requests/{id}"), &pia).await?;
+    let hash = detail["revisions"][0]["change_set_hash"].clone();
+    let decision = json!({"decision": "approve", "change_set_hash": hash, "comment": "ok"});
+    let (status, refused) = api
+        .post(&format!("/requests/{id}/reviews"), &bob, &decision)
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, answer) = api
+        .post(&format!("/requests/{id}/reviews"), &pia, &decision)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_ne!(
+        app.request_state(RequestId(id)).await?,
+        RequestState::InReview
+    );
+    Ok(())
+}
+
+/// An asset's history tells everyone who may read the CMDB what happened, when
+/// and by whom; the client address and trace id of each event only the audit log's
+/// readers see, on the API and in the portal alike.
+async fn asset_history_shows_client_and_trace_only_to_audit_readers(app: &TestApp) -> TestResult {
+    use slipway_core::ids::AssetId;
+    use slipway_server::services::assets;
+    let api = Api::start(app).await?;
+    let id = request_in(app, "by-hand", RequestState::Manual).await?;
+    let carol = token(app, "carol", ALL).await?;
+    let (status, answer) = api
+        .post(
+            &format!("/requests/{id}/resolve"),
+            &carol,
+            &json!({"note": "made by hand"}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, detail) = api.get(&format!("/requests/{id}"), &carol).await?;
+    let asset = detail["asset_id"]
+        .as_i64()
+        .ok_or("the request made an asset")?;
+    let created = |history: &Value| {
+        history
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["action"] == "asset.created"))
+            .cloned()
+            .ok_or("no asset.created event")
+    };
+    let readers = [
+        ("alice", token(app, "alice", ALL).await?, false),
+        ("carol", carol.clone(), true),
+        (
+            "erin",
+            add_user(app, "erin", &[Role::Auditor], "platform").await?,
+            true,
+        ),
+    ];
+    for (who, secret, audit_reader) in &readers {
+        let (status, history) = api.get(&format!("/assets/{asset}/history"), secret).await?;
+        assert_eq!(status, StatusCode::OK, "{who}: {history}");
+        let (status, detail) = api.get(&format!("/assets/{asset}"), secret).await?;
+        assert_eq!(status, StatusCode::OK, "{who}: {detail}");
+        for event in [created(&history)?, created(&detail["history"])?] {
+            assert_eq!(event["actor"], "carol", "{who}: {event}");
+            assert_eq!(event["channel"], "api", "{who}: {event}");
+            assert!(event["detail"].as_str().is_some_and(|d| !d.is_empty()));
+            if *audit_reader {
+                assert_eq!(event["client_addr"], "127.0.0.1", "{who}: {event}");
+                assert!(event["trace_id"].is_string(), "{who}: {event}");
+            } else {
+                assert!(event["client_addr"].is_null(), "{who}: {event}");
+                assert!(event["trace_id"].is_null(), "{who}: {event}");
+            }
+        }
+    }
+    // The portal reads the same services.
+    let alice = app.user("alice").await?;
+    let seen = assets::detail(&app.state, &alice, AssetId(asset)).await?;
+    assert!(!seen.history.is_empty());
+    assert!(
+        seen.history
+            .iter()
+            .all(|e| e.client_addr.is_none() && e.trace_id.is_none())
+    );
+    let carol = app.user("carol").await?;
+    let seen = assets::history(&app.state, &carol, AssetId(asset)).await?;
+    assert!(seen.iter().any(|e| e.client_addr.is_some()));
+    Ok(())
 }

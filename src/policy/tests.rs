@@ -1,5 +1,6 @@
-//! The specification of who may do what: every role × relationship × verb × state,
-//! written as tables independently of `may`'s code.
+//! The specification of who may do what: every role × relationship × verb × state
+//! (for a type reviewed by the reviewer role and one the platform role approves),
+//! and the list-level rules beside it, written as tables independently of the code.
 
 use super::*;
 use RequestState as S;
@@ -49,33 +50,38 @@ fn states_for(verb: Verb) -> &'static [RequestState] {
     }
 }
 
-/// Which relationships a person holding only `role` needs for `verb`
-/// (the type's review asks for the reviewer role).
-fn relations_for(verb: Verb, role: Role) -> &'static [Rel] {
+/// Which relationships a person holding only `role` needs for `verb`, when the
+/// type's review asks for the `approver` role.
+fn relations_for(verb: Verb, role: Role, approver: Role) -> &'static [Rel] {
     use Role as R;
+    let approves = role == approver;
     match (verb, role) {
         (Verb::View, R::Platform | R::Auditor | R::Admin) => EVERYONE,
-        (Verb::View, R::Reviewer) => &[
+        (Verb::View, _) if approves => &[
             Rel::OwnInTeam,
             Rel::OwnOutsideTeam,
             Rel::TeamMate,
             Rel::OfferingTeam,
         ],
-        (Verb::View, R::Requester) => &[Rel::OwnInTeam, Rel::OwnOutsideTeam, Rel::TeamMate],
+        (Verb::View, _) => &[Rel::OwnInTeam, Rel::OwnOutsideTeam, Rel::TeamMate],
         (Verb::Submit | Verb::Revise, R::Requester) => &[Rel::OwnInTeam],
         (Verb::Submit | Verb::Revise, R::Admin) => OWN,
         (Verb::Cancel, R::Admin) => EVERYONE,
         (Verb::Cancel, _) => OWN,
-        (Verb::Approve | Verb::Reject | Verb::RequestChanges, R::Reviewer) => {
-            &[Rel::TeamMate, Rel::OfferingTeam]
-        }
         (Verb::Approve | Verb::Reject | Verb::RequestChanges, R::Admin) => {
             &[Rel::TeamMate, Rel::OfferingTeam, Rel::Stranger]
+        }
+        (Verb::Approve | Verb::Reject | Verb::RequestChanges, _) if approves => {
+            &[Rel::TeamMate, Rel::OfferingTeam]
         }
         (Verb::Retry | Verb::TakeOver | Verb::Resolve, R::Platform | R::Admin) => EVERYONE,
         _ => &[],
     }
 }
+
+/// The roles a type's review asks for in these tables: the usual reviewer, and the
+/// platform role (a type the platform team approves itself).
+const APPROVERS: [Role; 2] = [Role::Reviewer, Role::Platform];
 
 const ME: UserId = UserId(1);
 const SOMEONE_ELSE: UserId = UserId(2);
@@ -96,6 +102,11 @@ fn person(role: Role, rel: Rel) -> UserView {
 }
 
 fn request(state: RequestState, rel: Rel) -> RequestFacts<'static> {
+    request_approved_by(state, rel, Role::Reviewer)
+}
+
+/// A request for team payments of a type that team dba offers and `approver` reviews.
+fn request_approved_by(state: RequestState, rel: Rel, approver: Role) -> RequestFacts<'static> {
     RequestFacts {
         state,
         requester: if matches!(rel, Rel::OwnInTeam | Rel::OwnOutsideTeam) {
@@ -105,33 +116,37 @@ fn request(state: RequestState, rel: Rel) -> RequestFacts<'static> {
         },
         team: Some("payments"),
         offering_team: "dba",
-        approver_role: Some(Role::Reviewer),
+        approver_role: Some(approver),
     }
 }
 
 #[test]
 fn every_role_relationship_verb_and_state_follows_the_table() {
     let (mut allowed, mut refused) = (0, 0);
-    for role in Role::ALL {
-        for rel in RELS {
-            for verb in Verb::ALL {
-                for state in RequestState::ALL {
-                    let want = relations_for(verb, role).contains(&rel)
-                        && states_for(verb).contains(&state);
-                    let got = may(&person(role, rel), verb, &request(state, rel));
-                    assert_eq!(
-                        got.is_ok(),
-                        want,
-                        "{} ({rel:?}) {verb:?} in {state}: {got:?}",
-                        role.as_str()
-                    );
-                    if want { allowed += 1 } else { refused += 1 }
+    for approver in APPROVERS {
+        for role in Role::ALL {
+            for rel in RELS {
+                for verb in Verb::ALL {
+                    for state in RequestState::ALL {
+                        let want = relations_for(verb, role, approver).contains(&rel)
+                            && states_for(verb).contains(&state);
+                        let facts = request_approved_by(state, rel, approver);
+                        let got = may(&person(role, rel), verb, &facts);
+                        assert_eq!(
+                            got.is_ok(),
+                            want,
+                            "{} ({rel:?}) {verb:?} in {state}, reviewed by {}: {got:?}",
+                            role.as_str(),
+                            approver.as_str()
+                        );
+                        if want { allowed += 1 } else { refused += 1 }
+                    }
                 }
             }
         }
     }
-    assert_eq!(allowed + refused, 5 * 5 * 10 * 12);
-    assert!(allowed > 100, "the table allows {allowed}");
+    assert_eq!(allowed + refused, 2 * 5 * 5 * 10 * 12);
+    assert!(allowed > 200, "the table allows {allowed}");
 }
 
 #[test]
@@ -188,4 +203,277 @@ fn permissions_follow_may() {
     let own = person(Role::Requester, Rel::OwnInTeam);
     let p = permissions(&own, &request(S::ChangesRequested, Rel::OwnInTeam));
     assert!(p.resubmit && p.cancel && !p.review);
+}
+
+// ---------------------------------------------------------------------------
+// The list-level rules: who opens which list, which rows it holds, what the menu
+// offers and how much of an audit history a person reads.
+
+/// What a person holding only `role` may open, written down independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Areas {
+    /// Every request, and every list unnarrowed.
+    sees_all: bool,
+    /// The audit log, client addresses and trace ids included.
+    audit: bool,
+    /// Failed requests by hand, and the list needing attention.
+    manual: bool,
+    /// The request form's pre-check and a dry run.
+    request: bool,
+}
+
+fn areas_for(role: Role) -> Areas {
+    let (sees_all, audit, manual, request) = match role {
+        Role::Requester => (false, false, false, true),
+        Role::Reviewer => (false, false, false, false),
+        Role::Platform => (true, true, true, false),
+        Role::Auditor => (true, true, false, false),
+        Role::Admin => (true, true, true, true),
+    };
+    Areas {
+        sees_all,
+        audit,
+        manual,
+        request,
+    }
+}
+
+/// Two offerings: one of team dba reviewed by `approver`, one of team search
+/// reviewed by the reviewer role.
+fn catalog_of(approver: Role) -> [TypeFacts<'static>; 2] {
+    [
+        TypeFacts {
+            name: "ns",
+            offering_team: "dba",
+            approver_role: Some(approver),
+        },
+        TypeFacts {
+            name: "topic",
+            offering_team: "search",
+            approver_role: Some(Role::Reviewer),
+        },
+    ]
+}
+
+#[test]
+fn every_role_opens_the_lists_of_the_table() {
+    for role in Role::ALL {
+        let want = areas_for(role);
+        let user = person(role, Rel::Stranger);
+        let got = Areas {
+            sees_all: sees_all_requests(&user),
+            audit: may_see_audit(&user).is_ok(),
+            manual: may_handle_manually(&user).is_ok(),
+            request: may_request(&user).is_ok(),
+        };
+        assert_eq!(got, want, "{}", role.as_str());
+        // The same answers as `may` gives on one request.
+        let stranger = request(S::Failed, Rel::Stranger);
+        assert_eq!(
+            want.sees_all,
+            may(&user, Verb::View, &stranger).is_ok(),
+            "{}",
+            role.as_str()
+        );
+        assert_eq!(
+            want.manual,
+            may(&user, Verb::Retry, &stranger).is_ok(),
+            "{}",
+            role.as_str()
+        );
+        let own = request(S::Draft, Rel::OwnInTeam);
+        assert_eq!(
+            want.request,
+            may(&person(role, Rel::OwnInTeam), Verb::Submit, &own).is_ok(),
+            "{}",
+            role.as_str()
+        );
+        let menu = menu(&user, catalog_of(Role::Reviewer));
+        assert_eq!(
+            menu,
+            Menu {
+                review_queue: matches!(role, Role::Reviewer | Role::Admin),
+                needs_attention: want.manual,
+                audit_log: want.audit,
+            },
+            "{}",
+            role.as_str()
+        );
+    }
+}
+
+#[test]
+fn the_review_queue_opens_for_whoever_a_types_review_asks_for() {
+    for role in Role::ALL {
+        let user = person(role, Rel::OfferingTeam);
+        for approver in Role::ALL {
+            let ty = TypeFacts {
+                name: "ns",
+                offering_team: "dba",
+                approver_role: Some(approver),
+            };
+            let want = role == approver || role == Role::Admin;
+            let what = format!(
+                "{} for a type {} approves",
+                role.as_str(),
+                approver.as_str()
+            );
+            assert_eq!(may_review_type(&user, Some(approver)), want, "{what}");
+            assert_eq!(may_open_review_queue(&user, [ty]).is_ok(), want, "{what}");
+            assert_eq!(menu(&user, [ty]).review_queue, want, "{what}");
+        }
+        // A review naming no known role (a catalog check refuses it) lets nobody review.
+        let unknown = TypeFacts {
+            name: "ns",
+            offering_team: "dba",
+            approver_role: None,
+        };
+        assert!(!may_review_type(&user, None));
+        assert_eq!(
+            may_open_review_queue(&user, [unknown]).is_ok(),
+            role == Role::Admin
+        );
+    }
+    let alice = person(Role::Requester, Rel::OwnInTeam);
+    let refused = may_open_review_queue(&alice, catalog_of(Role::Platform));
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("needs one of the roles reviewer, platform"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_platform_user_reviews_a_type_the_platform_role_approves() {
+    let pat = person(Role::Platform, Rel::OfferingTeam);
+    let types = catalog_of(Role::Platform);
+    assert_eq!(may_open_review_queue(&pat, types), Ok(()));
+    let facts = request_approved_by(S::InReview, Rel::OfferingTeam, Role::Platform);
+    assert_eq!(may(&pat, Verb::Approve, &facts), Ok(()));
+    let row = Row {
+        requester: SOMEONE_ELSE,
+        team: "payments",
+        type_name: "ns",
+    };
+    assert!(reaches(review_reach(&pat, types).as_deref(), &row));
+}
+
+/// A stored request as a list's SQL sees it.
+struct Row {
+    requester: UserId,
+    team: &'static str,
+    type_name: &'static str,
+}
+
+/// Whether a reach holds the row, as `storage::requests` writes it in SQL.
+fn reaches(reach: Option<&[Reach]>, row: &Row) -> bool {
+    let Some(reach) = reach else { return true };
+    let team = |teams: &[String]| teams.iter().any(|t| t == row.team);
+    let of_type = |types: &[String]| types.iter().any(|t| t == row.type_name);
+    reach.iter().any(|r| match r {
+        Reach::Requester(id) => row.requester == *id,
+        Reach::Teams(teams) => team(teams),
+        Reach::Types(types) => of_type(types),
+        Reach::TeamsOfTypes(teams, types) => team(teams) && of_type(types),
+    })
+}
+
+#[test]
+fn every_list_reaches_exactly_the_rows_may_allows() {
+    for approver in APPROVERS {
+        let types = catalog_of(approver);
+        for role in Role::ALL {
+            for rel in RELS {
+                let user = person(role, rel);
+                let own = matches!(rel, Rel::OwnInTeam | Rel::OwnOutsideTeam);
+                let row = Row {
+                    requester: if own { ME } else { SOMEONE_ELSE },
+                    team: "payments",
+                    type_name: "ns",
+                };
+                let seen = reaches(view_reach(&user, types).as_deref(), &row);
+                let queued = reaches(review_reach(&user, types).as_deref(), &row);
+                for state in RequestState::ALL {
+                    let facts = request_approved_by(state, rel, approver);
+                    let what = format!(
+                        "{} ({rel:?}) in {state}, reviewed by {}",
+                        role.as_str(),
+                        approver.as_str()
+                    );
+                    assert_eq!(seen, may(&user, Verb::View, &facts).is_ok(), "{what}");
+                    // The queue's SQL also keeps to requests in review, not one's own.
+                    let in_queue = queued && !own && state == S::InReview;
+                    assert_eq!(
+                        in_queue,
+                        may(&user, Verb::Approve, &facts).is_ok(),
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn needing_attention_holds_the_states_of_manual_handling() {
+    let mut want: Vec<RequestState> = [Verb::Retry, Verb::TakeOver, Verb::Resolve]
+        .into_iter()
+        .flat_map(|verb| states_for(verb).iter().copied())
+        .collect();
+    want.sort();
+    want.dedup();
+    let mut got = NEEDS_ATTENTION.to_vec();
+    got.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_generated_secret_is_shown_only_to_its_requester_once_completed() {
+    for approver in APPROVERS {
+        for role in Role::ALL {
+            for rel in RELS {
+                for state in RequestState::ALL {
+                    let want = matches!(rel, Rel::OwnInTeam | Rel::OwnOutsideTeam)
+                        && state == S::Completed;
+                    let got = may_reveal_secret(
+                        &person(role, rel),
+                        &request_approved_by(state, rel, approver),
+                    );
+                    assert_eq!(got.is_ok(), want, "{} ({rel:?}) in {state}", role.as_str());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_audit_history_shows_client_and_trace_only_to_audit_readers() {
+    let entry = AuditEntry {
+        seq: 7,
+        position: Some(7),
+        at: "2025-01-02 03:04".into(),
+        actor: "carol".into(),
+        action: "asset.created".into(),
+        target: "asset:1".into(),
+        before: None,
+        after: Some("orders".into()),
+        detail: "k8s-namespace from request #3".into(),
+        hash: Some("abc".into()),
+        channel: Some("portal".into()),
+        client_addr: Some("10.1.2.3".into()),
+        trace_id: Some("trace-1".into()),
+    };
+    for role in Role::ALL {
+        let seen = history_for(&person(role, Rel::OwnInTeam), vec![entry.clone()]);
+        let want = if areas_for(role).audit {
+            entry.clone()
+        } else {
+            AuditEntry {
+                client_addr: None,
+                trace_id: None,
+                ..entry.clone()
+            }
+        };
+        assert_eq!(seen, vec![want], "{}", role.as_str());
+    }
 }

@@ -1,6 +1,6 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use slipway_core::state::RequestState;
+use slipway_core::policy::NEEDS_ATTENTION;
 
 use crate::api::needing_attention;
 use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, url_query};
@@ -8,7 +8,7 @@ use crate::components::tables::RequestTable;
 use crate::components::{Loading, error_view};
 
 const FILTERS: FilterSet = FilterSet {
-    states: &[RequestState::Failed, RequestState::Manual],
+    states: &NEEDS_ATTENTION,
     search: false,
 };
 

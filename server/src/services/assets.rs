@@ -3,6 +3,7 @@
 use crate::services::Caller;
 use slipway_core::ids::AssetId;
 use slipway_core::listing::{ListFilter, ListPage, PageRequest, indexed_words};
+use slipway_core::policy;
 use slipway_core::precheck;
 use slipway_core::render;
 use slipway_core::views::{AssetDetail, AssetSummary, AuditEntry};
@@ -27,20 +28,22 @@ pub async fn list(
     Ok(storage::assets::list(&mut conn, state.db.engine, filter, page).await?)
 }
 
-/// An asset's history: every audit event about it, oldest first.
+/// An asset's history: every audit event about it, oldest first, as this person may
+/// read it (client addresses and trace ids only for the audit log's readers).
 pub async fn history(
     state: &AppState,
-    _user: &Caller,
+    user: &Caller,
     id: AssetId,
 ) -> ServiceResult<Vec<AuditEntry>> {
     let mut conn = state.db.pool.acquire().await?;
     storage::assets::get(&mut conn, id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
-    Ok(storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?)
+    let events = storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?;
+    Ok(policy::history_for(user, events))
 }
 
-pub async fn detail(state: &AppState, _user: &Caller, id: AssetId) -> ServiceResult<AssetDetail> {
+pub async fn detail(state: &AppState, user: &Caller, id: AssetId) -> ServiceResult<AssetDetail> {
     let mut conn = state.db.pool.acquire().await?;
     let asset = storage::assets::get(&mut conn, id)
         .await?
@@ -48,7 +51,10 @@ pub async fn detail(state: &AppState, _user: &Caller, id: AssetId) -> ServiceRes
     Ok(AssetDetail {
         monitoring: storage::assets::monitoring(&mut conn, id).await?,
         relations: storage::assets::relations(&mut conn, id).await?,
-        history: storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?,
+        history: policy::history_for(
+            user,
+            storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?,
+        ),
         param_titles: state
             .catalog
             .resource_type(&asset.summary.type_name)

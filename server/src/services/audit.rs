@@ -1,13 +1,12 @@
 use crate::services::Caller;
 use slipway_core::listing::{ListPage, ListQuery};
-use slipway_core::views::{AuditEntry, AuditFilter, Role};
+use slipway_core::policy;
+use slipway_core::views::{AuditEntry, AuditFilter};
 
-use super::{Paged, ServiceError, ServiceResult, require_any_role};
+use super::{Paged, ServiceError, ServiceResult};
 use crate::audit_chain::{self, AuditError};
 use crate::state::AppState;
 use crate::storage::{self, Window, audit::ChainStatus};
-
-const AUDIT_ROLES: [Role; 3] = [Role::Platform, Role::Auditor, Role::Admin];
 
 pub async fn list(
     state: &AppState,
@@ -15,7 +14,7 @@ pub async fn list(
     filter: &AuditFilter,
     window: Window,
 ) -> ServiceResult<Paged<AuditEntry>> {
-    require_any_role(user, &AUDIT_ROLES, "reading the audit log")?;
+    policy::may_see_audit(user).map_err(ServiceError::refused)?;
     let mut conn = state.db.pool.acquire().await?;
     let rows = storage::audit::list(&mut conn, filter, window).await?;
     let last = rows.last().map(|e| e.seq);
@@ -29,7 +28,7 @@ pub async fn page(
     user: &Caller,
     query: &ListQuery,
 ) -> ServiceResult<ListPage<AuditEntry>> {
-    require_any_role(user, &AUDIT_ROLES, "reading the audit log")?;
+    policy::may_see_audit(user).map_err(ServiceError::refused)?;
     let mut conn = state.db.pool.acquire().await?;
     Ok(storage::audit::page(&mut conn, &query.filter, query.page).await?)
 }
@@ -37,7 +36,7 @@ pub async fn page(
 /// Seals what is pending, then verifies the whole chain and that it reaches the
 /// newest signed checkpoint (in the GitOps repository or the database).
 pub async fn verify(state: &AppState, user: &Caller) -> ServiceResult<ChainStatus> {
-    require_any_role(user, &AUDIT_ROLES, "verifying the audit log")?;
+    policy::may_see_audit(user).map_err(ServiceError::refused)?;
     let verifier = state.audit_signer.as_ref().map(|s| s.verifier());
     let verified = audit_chain::verify(
         &state.db,

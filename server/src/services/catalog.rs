@@ -1,9 +1,9 @@
 use crate::services::Caller;
 use slipway_core::catalog::{Dictionary, ResourceType};
 use slipway_core::policy;
-use slipway_core::views::{Choice, FilterChoices, TypeSummary};
+use slipway_core::views::{Choice, FilterChoices, Menu, TypeSummary, UserView};
 
-use super::{ServiceError, ServiceResult};
+use super::{ServiceError, ServiceResult, type_facts};
 use crate::state::AppState;
 
 pub fn list_types(state: &AppState, _user: &Caller) -> Vec<TypeSummary> {
@@ -33,6 +33,12 @@ pub fn resource_type(state: &AppState, user: &Caller, name: &str) -> ServiceResu
         Some(teams) => ty.for_teams(teams),
         None => ty.clone(),
     })
+}
+
+/// Which lists the portal's menu offers this person, given the roles this catalog's
+/// reviews ask for.
+pub fn menu(state: &AppState, user: &UserView) -> Menu {
+    policy::menu(user, type_facts(state))
 }
 
 pub fn dictionaries(state: &AppState, _user: &Caller) -> Vec<Dictionary> {

@@ -112,7 +112,7 @@ async fn generated_secret_views(
         return Ok(Vec::new());
     }
     let reveals = storage::secrets::reveals(conn, request.id).await?;
-    let allowed = slipway_core::secret::may_reveal(user.id, request.requester_id, request.state);
+    let allowed = policy::may_reveal_secret(user, &facts(state, request));
     Ok(ty
         .generated_secrets
         .iter()
@@ -123,7 +123,7 @@ async fn generated_secret_views(
                 .map(|(_, by, at)| format!("{by} on {}", format_millis(*at)));
             let unavailable = match (&shown_to, &allowed) {
                 (Some(shown), _) => Some(format!("it was shown to {shown}; it is shown only once")),
-                (None, Err(why)) => Some(why.clone()),
+                (None, Err(why)) => Some(why.to_string()),
                 (None, Ok(())) => None,
             };
             GeneratedSecretView {

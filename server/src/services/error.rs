@@ -58,6 +58,15 @@ impl ServiceError {
         }
     }
 
+    /// A list-level refusal (the review queue, the audit log): its reason is the
+    /// whole message.
+    pub fn refused(refusal: Refusal) -> ServiceError {
+        match refusal {
+            Refusal::NotAllowed(reason) => ServiceError::Forbidden(reason),
+            Refusal::WrongState(error) => ServiceError::Conflict(error.to_string()),
+        }
+    }
+
     /// Whether doing the same again could succeed: a worker retries only these.
     pub fn is_transient(&self) -> bool {
         matches!(self, ServiceError::Internal(_))

@@ -22,9 +22,9 @@ pub use error::{ServiceError, ServiceResult};
 
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::{RequestId, UserId};
-use slipway_core::policy::{self, RequestFacts, Verb};
+use slipway_core::policy::{self, RequestFacts, TypeFacts, Verb};
 use slipway_core::state::{Action, RequestState, next_state};
-use slipway_core::views::{Role, UserView};
+use slipway_core::views::UserView;
 use sqlx::AnyConnection;
 
 use crate::state::AppState;
@@ -100,29 +100,9 @@ impl Actor {
     }
 }
 
-pub fn require_role(user: &UserView, role: Role, doing: &str) -> ServiceResult<()> {
-    if user.has(role) {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden(format!(
-            "{doing} needs the {} role, which {} does not have",
-            role.as_str(),
-            user.username
-        )))
-    }
-}
-
-pub fn require_any_role(user: &UserView, roles: &[Role], doing: &str) -> ServiceResult<()> {
-    if roles.iter().any(|r| user.has(*r)) {
-        Ok(())
-    } else {
-        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(ServiceError::Forbidden(format!(
-            "{doing} needs one of the roles {}, which {} does not have",
-            names.join(", "),
-            user.username
-        )))
-    }
+/// The types of the catalog as the policy's list-level rules read them.
+pub(crate) fn type_facts(state: &AppState) -> impl Iterator<Item = TypeFacts<'_>> {
+    state.catalog.catalog.types.values().map(TypeFacts::new)
 }
 
 /// The catalog entry of a stored request; a type removed from the catalog since is a

@@ -14,17 +14,17 @@ use slipway_core::render::{self, ChangeSet};
 use slipway_core::secret::{self, Split};
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::{FieldError, ParamValidator};
-use slipway_core::views::{DryRun, RequestDraft, RequestSummary, Role};
+use slipway_core::views::{DryRun, RequestDraft, RequestSummary};
 use sqlx::AnyConnection;
 use tracing::instrument;
 
 use super::{
-    Actor, ServiceError, ServiceResult, authorize, load_request, require_role, secrets, transition,
+    Actor, ServiceError, ServiceResult, authorize, load_request, secrets, transition, type_facts,
 };
 use crate::state::AppState;
 use crate::storage::assets::AssetRow;
 use crate::storage::requests::{
-    Approval, NewDecision, NewRequest, NewRevision, Reach, RequestList, RequestRow,
+    Approval, NewDecision, NewRequest, NewRevision, RequestList, RequestRow,
 };
 use crate::storage::{self, Engine, format_millis, jobs};
 
@@ -167,7 +167,7 @@ pub async fn precheck(
     params: &Value,
     exclude: Option<RequestId>,
 ) -> ServiceResult<PrecheckReport> {
-    require_role(user, Role::Requester, "checking a request")?;
+    policy::may_request(user).map_err(ServiceError::refused)?;
     let (ty, validator) = type_and_validator(state, type_name)?;
     let mut conn = state.db.pool.acquire().await?;
     // On a revise form an empty secret keeps the stored one; the check must know it.
@@ -633,58 +633,6 @@ pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
     }
 }
 
-/// The types whose reviews need a role this person holds.
-fn types_with_approver_role<'a>(state: &'a AppState, user: &Caller) -> Vec<&'a ResourceType> {
-    state
-        .catalog
-        .catalog
-        .types
-        .values()
-        .filter(|ty| Role::parse(&ty.review.approver_role).is_some_and(|r| user.has(r)))
-        .collect()
-}
-
-/// The rows of a list this person may see, as SQL (`None`: all of them). The same
-/// reach as `policy::may(View)`: their own, their teams', and those of the types
-/// their teams offer and they review.
-fn view_reach(state: &AppState, user: &Caller) -> Option<Vec<Reach>> {
-    if [Role::Platform, Role::Auditor, Role::Admin]
-        .iter()
-        .any(|r| user.has(*r))
-    {
-        return None;
-    }
-    let offered: Vec<String> = types_with_approver_role(state, user)
-        .into_iter()
-        .filter(|ty| user.teams.contains(&ty.owner))
-        .map(|ty| ty.name.clone())
-        .collect();
-    Some(vec![
-        Reach::Requester(user.id),
-        Reach::Teams(user.teams.clone()),
-        Reach::Types(offered),
-    ])
-}
-
-/// The reach of a reviewer's queue: requests of the types their teams offer, and
-/// their teams' requests of the types they review (`None` for an admin: all).
-pub(crate) fn review_reach(state: &AppState, user: &Caller) -> Option<Vec<Reach>> {
-    if user.has(Role::Admin) {
-        return None;
-    }
-    let reviewable = types_with_approver_role(state, user);
-    let offered: Vec<String> = reviewable
-        .iter()
-        .filter(|ty| user.teams.contains(&ty.owner))
-        .map(|ty| ty.name.clone())
-        .collect();
-    let all: Vec<String> = reviewable.iter().map(|ty| ty.name.clone()).collect();
-    Some(vec![
-        Reach::Types(offered),
-        Reach::TeamsOfTypes(user.teams.clone(), all),
-    ])
-}
-
 /// Reads a page of requests and keeps those the policy lets this person `verb`.
 pub(crate) async fn visible_page(
     state: &AppState,
@@ -716,7 +664,7 @@ pub async fn list(
 ) -> ServiceResult<ListPage<RequestSummary>> {
     let list = RequestList {
         filter: filter.clone(),
-        reach: view_reach(state, user),
+        reach: policy::view_reach(user, type_facts(state)),
         ..RequestList::default()
     };
     visible_page(state, user, Verb::View, &list, page).await
@@ -737,9 +685,6 @@ pub async fn mine(
     visible_page(state, user, Verb::View, &list, page).await
 }
 
-/// The states "needing attention" holds.
-pub const ATTENTION_STATES: [RequestState; 2] = [RequestState::Failed, RequestState::Manual];
-
 /// Requests the platform team must look at: failed or under manual handling,
 /// newest first.
 pub async fn needing_attention(
@@ -748,9 +693,9 @@ pub async fn needing_attention(
     filter: &ListFilter,
     page: PageRequest,
 ) -> ServiceResult<ListPage<RequestSummary>> {
-    require_role(user, Role::Platform, "viewing failed requests")?;
+    policy::may_handle_manually(user).map_err(ServiceError::refused)?;
     if let Some(wanted) = filter.state
-        && !ATTENTION_STATES.contains(&wanted)
+        && !policy::NEEDS_ATTENTION.contains(&wanted)
     {
         return Err(ServiceError::Invalid(vec![FieldError::new(
             "state",
@@ -762,7 +707,7 @@ pub async fn needing_attention(
     }
     let list = RequestList {
         filter: filter.clone(),
-        states: &ATTENTION_STATES,
+        states: &policy::NEEDS_ATTENTION,
         ..RequestList::default()
     };
     visible_page(state, user, Verb::View, &list, page).await

@@ -3,31 +3,32 @@
 use crate::services::Caller;
 use slipway_core::ids::RequestId;
 use slipway_core::listing::{ListFilter, ListPage, PageRequest};
-use slipway_core::policy::Verb;
+use slipway_core::policy::{self, Verb};
 use slipway_core::state::{Action, RequestState};
 use slipway_core::validate::FieldError;
-use slipway_core::views::{RequestSummary, ReviewDecision, Role};
+use slipway_core::views::{RequestSummary, ReviewDecision};
 use tracing::instrument;
 
 use super::{
-    Actor, ServiceError, ServiceResult, authorize, load_request, record, request_type,
-    require_role, transition,
+    Actor, ServiceError, ServiceResult, authorize, load_request, record, request_type, transition,
+    type_facts,
 };
-use crate::services::requests::{approve_and_enqueue, review_reach, visible_page};
+use crate::services::requests::{approve_and_enqueue, visible_page};
 use crate::state::AppState;
 use crate::storage::requests::{NewDecision, RequestList};
 use crate::storage::{self};
 
 /// Requests waiting for this reviewer, newest first: in review, of a type they may
-/// approve, not their own. The SQL reads only requests in review that their
-/// teams offer or ask for; the policy decides on each.
+/// approve, not their own. Whoever holds the role some type's review asks for opens
+/// it. The SQL reads only requests in review that their teams offer or ask for; the
+/// policy decides on each.
 pub async fn queue(
     state: &AppState,
     user: &Caller,
     filter: &ListFilter,
     page: PageRequest,
 ) -> ServiceResult<ListPage<RequestSummary>> {
-    require_role(user, Role::Reviewer, "the review queue")?;
+    policy::may_open_review_queue(user, type_facts(state)).map_err(ServiceError::refused)?;
     let list = RequestList {
         filter: ListFilter {
             state: None,
@@ -35,7 +36,7 @@ pub async fn queue(
         },
         not_requester: Some(user.id),
         states: &[RequestState::InReview],
-        reach: review_reach(state, user),
+        reach: policy::review_reach(user, type_facts(state)),
         ..RequestList::default()
     };
     visible_page(state, user, Verb::Approve, &list, page).await

@@ -13,7 +13,7 @@ use super::{Actor, Caller, ServiceError, ServiceResult, authorize, load_request,
 use crate::secrets::{SecretBox, SecretError};
 use crate::state::AppState;
 use crate::storage;
-use slipway_core::policy::Verb;
+use slipway_core::policy::{self, Verb};
 
 impl From<SecretError> for ServiceError {
     /// A value that does not open will not open on a retry either.
@@ -141,8 +141,8 @@ pub async fn reveal_once(
         .ok_or_else(|| {
             ServiceError::NotFound(format!("generated secret {name:?} of request #{id}"))
         })?;
-    slipway_core::secret::may_reveal(caller.id, request.requester_id, request.state)
-        .map_err(ServiceError::Forbidden)?;
+    policy::may_reveal_secret(caller, &super::facts(state, &request))
+        .map_err(ServiceError::refused)?;
     if !storage::secrets::mark_revealed(&mut tx, id, name, caller.id.0).await? {
         let shown = storage::secrets::reveals(&mut tx, id)
             .await?

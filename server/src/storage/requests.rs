@@ -149,15 +149,8 @@ pub async fn get(
     row.as_ref().map(request_from_row).transpose()
 }
 
-/// Who may see a row of a list, as SQL: a row any of these reaches is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    Requester(UserId),
-    Teams(Vec<String>),
-    Types(Vec<String>),
-    /// Requests for one of these teams and of one of these types.
-    TeamsOfTypes(Vec<String>, Vec<String>),
-}
+/// Who may see a row of a list, as the policy decides it; written into SQL below.
+pub use slipway_core::policy::Reach;
 
 /// What a list of requests is narrowed to in SQL. The service still asks the
 /// policy about every row; this keeps the rows it is asked about few.
