@@ -946,6 +946,8 @@ async fn a_new_token_is_shown_once_on_its_own_page_and_kept_nowhere() -> TestRes
         .await?;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.count("api_tokens").await?, 1);
+    Ok(())
+}
 
 /// The menu offers the lists the policy lets the person open: with namespaces
 /// approved by the platform role, a platform engineer finds the review queue in it

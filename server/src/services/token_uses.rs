@@ -2,8 +2,9 @@
 //! method and path, under the token, user, trace id and client address), so any use
 //! is attributable, reads included. A read does not wait for a write transaction of
 //! its own: uses queue here and a writer appends them together, one transaction per
-//! batch, within a fraction of a second. Without a running writer (tests, one-shot
-//! commands) a use is written at once.
+//! batch, within a fraction of a second, together with the tokens' "last used"
+//! times. Without a running writer (tests, one-shot commands) a use is written at
+//! once.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +111,14 @@ async fn write(state: &AppState, uses: &[TokenUse]) -> ServiceResult<()> {
             token_use.call.clone(),
         )
         .await?;
+    }
+    // The tokens' "last used" moves with the batch, so a call itself never waits
+    // for SQLite's write lock.
+    let mut used: Vec<i64> = uses.iter().map(|u| u.token).collect();
+    used.sort_unstable();
+    used.dedup();
+    for token in used {
+        crate::storage::tokens::touch(&mut tx, token).await?;
     }
     tx.commit().await?;
     state.audit_pending.notify_one();

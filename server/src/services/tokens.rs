@@ -214,7 +214,6 @@ pub async fn authenticate_call(
     let user = users::by_id(&mut conn, token.user_id)
         .await?
         .ok_or(ServiceError::Unauthenticated)?;
-    storage::tokens::touch(&mut conn, token.id).await?;
     drop(conn);
     let caller = Caller {
         user,
