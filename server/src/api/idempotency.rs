@@ -147,10 +147,15 @@ async fn claim(
     key: &str,
     print: &str,
 ) -> Result<Claim, ApiError> {
-    let mut conn = state.db.pool.acquire().await.map_err(internal)?;
-    idempotency::claim(&mut conn, caller.id, key, print, STALE_AFTER_MS)
+    // A write transaction, not a pooled connection: on SQLite that takes its turn
+    // among the writers instead of polling for the lock (which starved a claim for
+    // seconds behind the audit writers under load).
+    let mut tx = state.db.write().await.map_err(internal)?;
+    let claim = idempotency::claim(&mut tx, caller.id, key, print, STALE_AFTER_MS)
         .await
-        .map_err(internal)
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok(claim)
 }
 
 fn internal(error: impl std::fmt::Display) -> ApiError {
@@ -168,9 +173,9 @@ async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Res
         .into_response();
     };
     let stored = async {
-        let mut conn = state.db.pool.acquire().await?;
+        let mut conn = state.db.write().await?;
         if parts.status.is_server_error() {
-            idempotency::release(&mut conn, caller.id, key).await
+            idempotency::release(&mut conn, caller.id, key).await?;
         } else {
             let header_text = |name| {
                 parts
@@ -189,8 +194,10 @@ async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Res
                 location: header_text(header::LOCATION),
                 body,
             };
-            idempotency::finish(&mut conn, caller.id, key, &answer).await
+            idempotency::finish(&mut conn, caller.id, key, &answer).await?;
         }
+        conn.commit().await?;
+        Ok::<(), crate::storage::StorageError>(())
     };
     if let Err(error) = stored.await {
         tracing::error!(%error, "could not keep the answer for an Idempotency-Key");

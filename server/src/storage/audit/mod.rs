@@ -411,9 +411,35 @@ pub async fn seal(
     if sealed.is_empty() {
         return Ok(0);
     }
-    // The whole batch in one statement and one parameter (a JSON array): no
+    // A chunk of the batch per statement and one parameter (a JSON array): no
     // statement per event, and no thousands of bound parameters (which SQLite looks
-    // up by name, one linear scan each).
+    // up by name, one linear scan each). Chunks stay small because SQLite may join
+    // the array inside the scan of pending events, re-reading it for each one: a
+    // burst of 1,500 events sealed in one statement took 2.5 s and held the write
+    // lock that long.
+    let mut done = 0;
+    for chunk in sealed.chunks(SEAL_STATEMENT_EVENTS) {
+        done += update_seals(conn, engine, chunk).await?;
+    }
+    if done != sealed.len() as u64 {
+        return Err(StorageError::Corrupt(format!(
+            "sealing audit events: {done} of {} rows took their place",
+            sealed.len()
+        )));
+    }
+    Ok(sealed.len() as u64)
+}
+
+/// Events sealed by one statement.
+const SEAL_STATEMENT_EVENTS: usize = 64;
+
+/// Writes the places and hashes of `sealed` (seq, position, prev_hash, hash);
+/// returns how many rows took them.
+async fn update_seals(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    sealed: &[(i64, i64, String, String)],
+) -> Result<u64, StorageError> {
     let batch = serde_json::Value::Array(
         sealed
             .iter()
@@ -433,21 +459,14 @@ pub async fn seal(
               FROM json_each($1)) AS v"
         }
     };
-    let done = sqlx::query(&format!(
+    Ok(sqlx::query(&format!(
         "UPDATE audit_events SET position = v.p, prev_hash = v.ph, hash = v.h \
          FROM {values} WHERE audit_events.seq = v.s AND audit_events.position IS NULL"
     ))
     .bind(batch)
     .execute(&mut *conn)
     .await?
-    .rows_affected();
-    if done != sealed.len() as u64 {
-        return Err(StorageError::Corrupt(format!(
-            "sealing audit events: {done} of {} rows took their place",
-            sealed.len()
-        )));
-    }
-    Ok(sealed.len() as u64)
+    .rows_affected())
 }
 
 /// A signed statement that the chain had `hash` at `position` at time `at`.
