@@ -1150,8 +1150,10 @@ async fn audit_events_name_their_channel_address_and_trace(app: &TestApp) -> Tes
         .iter()
         .find(|e| e.action == "request.auto_approve")
         .ok_or("no auto-approve event")?;
-    assert_eq!(approved.channel.as_deref(), Some("system"));
-    assert_eq!(approved.trace_id, None);
+    // The policy acted within alice's call: its event keeps that call's origin.
+    assert_eq!(approved.actor, "policy:k8s-namespace.auto_approve");
+    assert_eq!(approved.channel.as_deref(), Some("portal"));
+    assert_eq!(approved.trace_id.as_deref(), Some("test-alice"));
     assert_eq!(
         audit::verify(state, &carol).await?,
         ChainStatus::Intact {
