@@ -17,8 +17,11 @@ function setup(thread)
 end
 
 local counter = 0
-local failures = 0
-local first_failure = nil
+-- Globals, not locals: done() reads them from each thread with thread:get,
+-- which sees only a thread's globals (a local always read as nil, so failures
+-- went uncounted).
+failures = 0
+first_failure = nil
 
 function init(args)
   if cookie ~= "" then

@@ -5,7 +5,10 @@ local token = os.getenv("SLIPWAY_TOKEN") or ""
 local run = os.getenv("BENCH_RUN") or "r"
 local threads = {}
 local counter = 0
-local failures = 0
+-- Globals, not locals: done() reads them from each thread with thread:get,
+-- which sees only a thread's globals (a local always read as nil, so failures
+-- went uncounted).
+failures = 0
 
 function setup(thread)
   thread:set("tid", #threads + 1)

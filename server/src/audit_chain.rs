@@ -34,8 +34,12 @@ pub const CHECKPOINT_FILE: &str = "audit/checkpoint.json";
 /// verifying key stays the same as long as the secret key does.
 const KEY_LABEL: &str = "slipway audit checkpoint signing key v1";
 
-/// Events sealed per transaction.
-const SEAL_BATCH: i64 = 5000;
+/// Events sealed per transaction while serving: a sealing transaction holds
+/// SQLite's one write turn, so it stays a few milliseconds long (5,000 at a time
+/// held submits for 200 ms after a burst of API calls).
+const SEAL_BATCH: i64 = 256;
+/// Events sealed per transaction when nobody waits (a seeded backlog).
+const BACKLOG_SEAL_BATCH: i64 = 5000;
 
 /// How often the sealer looks without being nudged.
 const SEAL_TICK: Duration = Duration::from_millis(500);
@@ -149,17 +153,28 @@ impl CheckpointVerifier {
     }
 }
 
-/// Seals every committed event still waiting, in batches; returns how many.
+/// Seals every committed event still waiting, in short transactions; returns how many.
 pub async fn seal_pending(db: &Db) -> Result<u64, StorageError> {
+    seal_in_batches(db, SEAL_BATCH).await
+}
+
+/// Seals a backlog no writer waits behind (after `dev seed`) in long transactions.
+pub async fn seal_backlog(db: &Db) -> Result<u64, StorageError> {
+    seal_in_batches(db, BACKLOG_SEAL_BATCH).await
+}
+
+async fn seal_in_batches(db: &Db, batch: i64) -> Result<u64, StorageError> {
     let mut total = 0;
     loop {
         let mut tx = db.write().await?;
-        let sealed = storage::audit::seal(&mut tx, db.engine, SEAL_BATCH).await?;
+        let sealed = storage::audit::seal(&mut tx, db.engine, batch).await?;
         tx.commit().await?;
         total += sealed;
-        if sealed < SEAL_BATCH as u64 {
+        if sealed < batch as u64 {
             return Ok(total);
         }
+        // Let a waiting request in between two batches.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -224,12 +239,14 @@ pub async fn checkpoint(
     let checkpoint = match storage::audit::latest_checkpoint(&mut conn).await? {
         Some(stored) if stored.position >= head.position && verifier.is_signed(&stored) => stored,
         _ => {
+            drop(conn);
             let signed = signer.sign(&head, now_millis());
-            storage::audit::insert_checkpoint(&mut conn, &signed).await?;
+            let mut tx = db.write().await?;
+            storage::audit::insert_checkpoint(&mut tx, &signed).await?;
+            tx.commit().await.map_err(StorageError::from)?;
             signed
         }
     };
-    drop(conn);
     // Never move the external checkpoint back (another replica may be ahead).
     let external = read_external(gitops).ok().flatten();
     if external.is_none_or(|e| e.position < checkpoint.position) {

@@ -126,7 +126,7 @@ pub async fn seed(state: &AppState, plan: SeedPlan) -> Result<Seeded, SeedError>
     // A year-old log is sealed: seal now, so a server started on the seeded data
     // measures its steady state, not a million events being chained at start.
     eprintln!("seed: sealing the audit log");
-    crate::audit_chain::seal_pending(&state.db).await?;
+    crate::audit_chain::seal_backlog(&state.db).await?;
     sqlx::query("ANALYZE").execute(&state.db.pool).await?;
     Ok(seeded)
 }

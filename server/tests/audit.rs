@@ -38,6 +38,7 @@ on_both_engines!(
     portal_pages_go_both_ways_and_filter_by_day,
     every_token_call_is_audited,
     acts_of_rules_keep_the_door_address_and_trace_of_the_call,
+    events_appended_together_keep_their_order_and_every_field,
 );
 
 /// Appends `n` events, each in its own transaction, as a service would.
@@ -990,5 +991,110 @@ async fn acts_of_rules_keep_the_door_address_and_trace_of_the_call(app: &TestApp
             Some("trace-of-a-submit".into())
         )]
     );
+    Ok(())
+}
+
+/// Sealing a backlog stays linear: each event of a chunk finds its row by key.
+/// Driven from the index of unsealed events instead, SQLite re-read the chunk for
+/// every pending event, and a burst of API calls held the write lock for
+/// hundreds of milliseconds.
+#[tokio::test]
+async fn sealing_finds_each_event_by_its_key_on_sqlite() -> TestResult {
+    let Some(app) = TestApp::start(Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    append(&app, 300, "test.backlog").await?;
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+        "EXPLAIN QUERY PLAN {}",
+        storage::audit::seal_statement(Engine::Sqlite)
+    ))
+    .bind("[]")
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("audit_events USING INTEGER PRIMARY KEY")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.starts_with("SCAN audit_events")),
+        "{steps:?}"
+    );
+    assert!(audit_chain::seal_pending(&app.state.db).await? >= 300);
+    let events = app.count("audit_events").await?;
+    assert_eq!(status(&app).await?, ChainStatus::Intact { events });
+    Ok(())
+}
+
+/// A batch appended in one statement (token uses) reads back field for field, in
+/// order, and chains like events appended one by one.
+async fn events_appended_together_keep_their_order_and_every_field(app: &TestApp) -> TestResult {
+    let from_api = Origin {
+        channel: "api".into(),
+        client_addr: Some("192.0.2.7".into()),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        token_id: Some(42),
+    };
+    let quiet = Origin {
+        channel: "system".into(),
+        ..Origin::default()
+    };
+    let hostile = "GET /api/v1/requests?q=' OR 1=1 -- \"\\ ünïcødé";
+    let events: Vec<NewEvent<'_>> = (0..3)
+        .map(|i| NewEvent {
+            origin: if i == 1 { &quiet } else { &from_api },
+            actor_id: None,
+            actor: "tester",
+            action: "test.batched",
+            target_kind: "token",
+            target_id: format!("t{i}"),
+            before: None,
+            after: (i == 2).then(|| "after".to_string()),
+            detail: format!("{hostile} #{i}"),
+        })
+        .collect();
+    let mut tx = app.state.db.write().await?;
+    let written = storage::audit::append_many(&mut tx, app.engine, &events).await?;
+    tx.commit().await?;
+    assert_eq!(written, 3);
+    let carol = app.user("carol").await?;
+    let filter = AuditFilter {
+        action: Some("test.batched".into()),
+        ..AuditFilter::default()
+    };
+    let page = audit::list(&app.state, &carol, &filter, storage::Window::first(10)).await?;
+    let mut items = page.items;
+    items.reverse();
+    let targets: Vec<&str> = items.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(targets.len(), 3, "{items:?}");
+    assert!(
+        targets[0].ends_with("t0") && targets[2].ends_with("t2"),
+        "{targets:?}"
+    );
+    assert!(items.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(items[0].detail, format!("{hostile} #0"));
+    assert_eq!(items[0].client_addr.as_deref(), Some("192.0.2.7"));
+    assert_eq!(items[0].channel.as_deref(), Some("api"));
+    assert_eq!(items[1].client_addr, None);
+    assert_eq!(items[1].trace_id, None);
+    assert_eq!(items[2].after.as_deref(), Some("after"));
+    assert_eq!(items[2].before, None);
+    let token_ids: Vec<Option<i64>> = sqlx::query_scalar(
+        "SELECT token_id FROM audit_events WHERE action = 'test.batched' ORDER BY seq",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    assert_eq!(token_ids, vec![Some(42), None, Some(42)]);
+    let mut tx = app.state.db.write().await?;
+    assert_eq!(
+        storage::audit::append_many(&mut tx, app.engine, &[]).await?,
+        0
+    );
+    tx.rollback().await?;
+    audit_chain::seal_pending(&app.state.db).await?;
+    let events = app.count("audit_events").await?;
+    assert_eq!(status(app).await?, ChainStatus::Intact { events });
     Ok(())
 }

@@ -210,7 +210,7 @@ pub fn spawn_purge(state: AppState, mut shutdown: tokio::sync::watch::Receiver<b
     tokio::spawn(async move {
         loop {
             let purged = async {
-                let mut conn = state.db.pool.acquire().await?;
+                let mut conn = state.db.writer.acquire().await?;
                 let cutoff = crate::storage::now_millis() - KEEP_MS;
                 idempotency::purge_before(&mut conn, cutoff).await
             };

@@ -215,6 +215,36 @@ pub(crate) async fn record(
     append_event(conn, engine, actor, action, target, (None, after), detail).await
 }
 
+/// Several audit events of one kind by different actors, in one statement.
+pub(crate) async fn record_many(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    action: &str,
+    events: &[(&Actor, (&str, String), String)],
+) -> ServiceResult<()> {
+    let named: Vec<(String, Origin)> = events
+        .iter()
+        .map(|(actor, _, _)| (actor.name(), actor.origin()))
+        .collect();
+    let rows: Vec<NewEvent<'_>> = events
+        .iter()
+        .zip(&named)
+        .map(|((actor, target, detail), (name, origin))| NewEvent {
+            origin,
+            actor_id: actor.user_id(),
+            actor: name,
+            action,
+            target_kind: target.0,
+            target_id: target.1.clone(),
+            before: None,
+            after: None,
+            detail: detail.clone(),
+        })
+        .collect();
+    storage::audit::append_many(conn, engine, &rows).await?;
+    Ok(())
+}
+
 async fn append_event(
     conn: &mut AnyConnection,
     engine: Engine,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use super::{Actor, Caller, ServiceError, ServiceResult, record};
+use super::{Actor, Caller, ServiceError, ServiceResult, record_many};
 use crate::state::AppState;
 
 /// Longest method and path kept in an event; a longer one is cut and says so.
@@ -99,19 +99,14 @@ async fn write(state: &AppState, uses: &[TokenUse]) -> ServiceResult<()> {
     if uses.is_empty() {
         return Ok(());
     }
+    let actors: Vec<Actor> = uses.iter().map(|u| Actor::User(u.caller.clone())).collect();
+    let events: Vec<_> = uses
+        .iter()
+        .zip(&actors)
+        .map(|(u, actor)| (actor, ("token", u.token.to_string()), u.call.clone()))
+        .collect();
     let mut tx = state.db.write().await?;
-    for token_use in uses {
-        record(
-            &mut tx,
-            state.db.engine,
-            &Actor::User(token_use.caller.clone()),
-            "token.used",
-            ("token", token_use.token.to_string()),
-            None,
-            token_use.call.clone(),
-        )
-        .await?;
-    }
+    record_many(&mut tx, state.db.engine, "token.used", &events).await?;
     // The tokens' "last used" moves with the batch, so a call itself never waits
     // for SQLite's write lock.
     let mut used: Vec<i64> = uses.iter().map(|u| u.token).collect();
@@ -158,14 +153,21 @@ pub fn spawn_writer(
     })
 }
 
-/// A failed batch goes back to the queue, ahead of later uses, for the next tick.
+/// Writes a batch in transactions of at most [`EAGER_BATCH`] uses, so a burst of
+/// thousands never holds the write lock long enough to stall a submit; what fails
+/// goes back to the queue, ahead of later uses, for the next tick.
 async fn write_or_requeue(state: &AppState, batch: Vec<TokenUse>) -> Result<(), ServiceError> {
-    let Err(error) = write(state, &batch).await else {
-        return Ok(());
-    };
-    let later = state.token_uses.take();
-    for token_use in batch.into_iter().chain(later) {
-        state.token_uses.push(token_use);
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let later = rest.split_off(rest.len().min(EAGER_BATCH));
+        if let Err(error) = write(state, &rest).await {
+            let queued = state.token_uses.take();
+            for token_use in rest.into_iter().chain(later).chain(queued) {
+                state.token_uses.push(token_use);
+            }
+            return Err(error);
+        }
+        rest = later;
     }
-    Err(error)
+    Ok(())
 }

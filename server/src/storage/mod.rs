@@ -24,34 +24,29 @@ pub mod tokens;
 pub mod users;
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// A write transaction. On SQLite it also holds this process's turn to write:
-/// writers queue on an async lock and are woken in order, instead of polling
-/// SQLite's busy handler, which sleeps up to 100 ms between tries and turned a
-/// burst of submits into second-long tails. (Other processes on the same file
-/// still meet the busy timeout.)
+/// A write transaction. On SQLite it runs on the one connection of the writer
+/// pool, so this process's writers queue for it in order, instead of polling
+/// SQLite's busy handler (which sleeps up to 100 ms between tries and turned a
+/// burst of submits into second-long tails), and a writer never waits for a
+/// reader's connection while holding the write lock. (Other processes on the same
+/// file still meet the busy timeout.)
 pub struct Tx {
     inner: Transaction<'static, Any>,
-    _turn: Option<OwnedMutexGuard<()>>,
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        // The turn is given up when `self` is gone, after the commit.
-        let Tx { inner, _turn } = self;
-        inner.commit().await
+        self.inner.commit().await
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        let Tx { inner, _turn } = self;
-        inner.rollback().await
+        self.inner.rollback().await
     }
 }
 
@@ -89,12 +84,67 @@ pub enum StorageError {
     Corrupt(String),
 }
 
-/// The connection pool and the engine behind it.
+/// The connection pools and the engine behind them. `pool` serves reads (and, on
+/// PostgreSQL, writes too); on SQLite every write goes through `writer`, a pool of
+/// one connection, because SQLite has one writer at a time anyway.
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
+    pub writer: AnyPool,
     pub engine: Engine,
-    write_turn: Arc<Mutex<()>>,
+}
+
+/// Reader connections on SQLite: WAL lets them all read while one writes.
+const READERS: u32 = 8;
+/// How long a SQLite writer waits for its turn before the call fails; under load
+/// the queue moves a few hundred transactions a second.
+const SQLITE_WRITE_WAIT: Duration = Duration::from_secs(30);
+
+/// SQLite connections. The writer does not checkpoint the write-ahead log at
+/// commit (SQLite's default makes whichever commit crosses 1,000 pages copy them
+/// into the database file, a tail of tens of milliseconds on a large database);
+/// [`spawn_checkpointer`] does it beside the writer instead.
+fn sqlite_pool(connections: u32, writer: bool) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(SQLITE_WRITE_WAIT)
+        // A file connection does not drop like a network one; a ping per write
+        // transaction would be a round trip to the connection's thread for nothing.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .await?;
+                if writer {
+                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+/// How often the log is copied into the database file. A passive checkpoint
+/// neither waits for nor blocks the writer or the readers.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the write-ahead log on a reader connection until the pool closes.
+fn spawn_checkpointer(readers: AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !readers.is_closed() {
+            tick.tick().await;
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&readers)
+                .await
+            {
+                tracing::debug!(%error, "write-ahead log checkpoint did not run");
+            }
+        }
+    });
 }
 
 impl Db {
@@ -109,40 +159,33 @@ impl Db {
             return Err(StorageError::UnsupportedUrl(url.to_string()));
         };
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = match engine {
+        let (pool, writer) = match engine {
             Engine::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
-                    .await?
+                let readers = sqlite_pool(READERS, false)
+                    .connect_with(options.clone())
+                    .await?;
+                let writer = sqlite_pool(1, true).connect_with(options).await?;
+                spawn_checkpointer(readers.clone());
+                (readers, writer)
             }
             Engine::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         let migrator = match engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
             Engine::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&pool).await?;
+        migrator.run(&writer).await?;
         Ok(Db {
             pool,
+            writer,
             engine,
-            write_turn: Arc::new(Mutex::new(())),
         })
     }
 
@@ -150,20 +193,11 @@ impl Db {
     /// (`BEGIN IMMEDIATE`): a deferred transaction that later upgrades can fail with
     /// SQLITE_BUSY instead of waiting for the busy timeout.
     pub async fn write(&self) -> Result<Tx, StorageError> {
-        let tx = match self.engine {
-            Engine::Sqlite => {
-                let turn = self.write_turn.clone().lock_owned().await;
-                Tx {
-                    inner: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
-                }
-            }
-            Engine::Postgres => Tx {
-                inner: self.pool.begin().await?,
-                _turn: None,
-            },
+        let inner = match self.engine {
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
         };
-        Ok(tx)
+        Ok(Tx { inner })
     }
 
     pub async fn ping(&self) -> Result<(), StorageError> {

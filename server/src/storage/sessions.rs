@@ -24,6 +24,8 @@ pub const USER_AGENT_KEY: &str = "user_agent";
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
     pool: AnyPool,
+    /// Writes take the database's write path (on SQLite, its one writer).
+    writer: AnyPool,
     absolute_millis: i64,
 }
 
@@ -32,6 +34,7 @@ impl DbSessionStore {
     pub fn new(db: &super::Db, absolute: Duration) -> Self {
         DbSessionStore {
             pool: db.pool.clone(),
+            writer: db.writer.clone(),
             absolute_millis: i64::try_from(absolute.as_millis()).unwrap_or(i64::MAX),
         }
     }
@@ -44,7 +47,7 @@ impl DbSessionStore {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR created_at < $2")
             .bind(now_millis())
             .bind(self.started_after())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -113,7 +116,7 @@ impl SessionStore for DbSessionStore {
             .bind(uuid::Uuid::new_v4().simple().to_string())
             .bind(now)
             .bind(user_agent_of(record))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
             if inserted.rows_affected() == 1 {
@@ -139,7 +142,7 @@ impl SessionStore for DbSessionStore {
         .bind(user_of(record))
         .bind(now_millis())
         .bind(user_agent_of(record))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         Ok(())
@@ -174,7 +177,7 @@ impl SessionStore for DbSessionStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())
