@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod checks;
 pub mod diff;
 pub mod execution;
+pub mod flow;
 pub mod ids;
 pub mod listing;
 pub mod policy;
