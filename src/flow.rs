@@ -212,3 +212,23 @@ pub fn lead_time(to: RequestState, first_submit_at: Option<i64>, at: i64) -> Opt
 
 mod reference;
 pub use reference::aggregate;
+
+/// A duration as a person reads it: seconds, minutes, hours or days, one decimal
+/// where it helps.
+pub fn human_duration(ms: i64) -> String {
+    let s = ms as f64 / 1000.0;
+    if s < 60.0 {
+        format!("{s:.0} s")
+    } else if s < 3600.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 48.0 * 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} d", s / 86_400.0)
+    }
+}
+
+/// A share as a percentage, or a dash when nothing was counted.
+pub fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "–".to_string(), |s| format!("{:.0}%", s * 100.0))
+}

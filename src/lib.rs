@@ -5,6 +5,7 @@
 //! portal's form shows exactly the errors the server would report.
 
 pub mod catalog;
+pub mod chart;
 pub mod checks;
 pub mod diff;
 pub mod execution;

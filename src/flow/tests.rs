@@ -257,3 +257,13 @@ fn every_step_of_the_flow_is_wait_or_touch() {
     assert_eq!(lead_time(S::Completed, Some(5), 3), Some(0));
     assert_eq!(lead_time(S::Failed, Some(5), 9), None);
 }
+
+#[test]
+fn durations_and_shares_read_as_text() {
+    assert_eq!(human_duration(42_000), "42 s");
+    assert_eq!(human_duration(12 * 60_000), "12 min");
+    assert_eq!(human_duration(3 * H + H / 2), "3.5 h");
+    assert_eq!(human_duration(72 * H), "3.0 d");
+    assert_eq!(percent(Some(2.0 / 3.0)), "67%");
+    assert_eq!(percent(None), "–");
+}
