@@ -232,3 +232,26 @@ pub fn human_duration(ms: i64) -> String {
 pub fn percent(share: Option<f64>) -> String {
     share.map_or_else(|| "–".to_string(), |s| format!("{:.0}%", s * 100.0))
 }
+
+/// What a metrics page asks for: how many weeks back (this one included; 12 by
+/// default, at most 52), and optionally the one type whose trend to draw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowQuery {
+    pub weeks: Option<i64>,
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+}
+
+impl FlowQuery {
+    /// The weeks of the window ending with the week of `now_ms`, or why not.
+    pub fn window(&self, now_ms: i64) -> Result<(i64, i64), String> {
+        let weeks = self.weeks.unwrap_or(DEFAULT_WEEKS);
+        if !(1..=MAX_WEEKS).contains(&weeks) {
+            return Err(format!(
+                "weeks must be between 1 and {MAX_WEEKS}, got {weeks}"
+            ));
+        }
+        let until = week_of(now_ms);
+        Ok((until - weeks + 1, until))
+    }
+}

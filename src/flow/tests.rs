@@ -267,3 +267,21 @@ fn durations_and_shares_read_as_text() {
     assert_eq!(percent(Some(2.0 / 3.0)), "67%");
     assert_eq!(percent(None), "–");
 }
+
+#[test]
+fn a_query_asks_for_a_bounded_window() {
+    let now = week_start(WEEK0) + 3 * H;
+    assert_eq!(FlowQuery::default().window(now), Ok((WEEK0 - 11, WEEK0)));
+    let one = FlowQuery {
+        weeks: Some(1),
+        type_name: None,
+    };
+    assert_eq!(one.window(now), Ok((WEEK0, WEEK0)));
+    for weeks in [0, -3, 53] {
+        let q = FlowQuery {
+            weeks: Some(weeks),
+            type_name: None,
+        };
+        assert!(q.window(now).is_err(), "{weeks}");
+    }
+}
