@@ -285,3 +285,11 @@ fn a_query_asks_for_a_bounded_window() {
         assert!(q.window(now).is_err(), "{weeks}");
     }
 }
+
+#[test]
+fn dates_read_as_calendar_days() {
+    assert_eq!(date_of(0), "1970-01-01");
+    assert_eq!(date_of(1_795_996_800_000), "2026-11-30");
+    assert_eq!(date_of(951_782_400_000), "2000-02-29");
+    assert_eq!(date_of(-1), "1969-12-31");
+}

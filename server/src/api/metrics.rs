@@ -35,6 +35,7 @@ pub struct FlowParams {
     params(FlowParams),
     responses(
         (status = 200, description = "The figures of the window, per type and for all types, with the weekly trend", body = FlowMetrics),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is unknown or its value is wrong (weeks out of range, an unknown type); `errors` names it", body = Problem, content_type = "application/problem+json"),
     ))]
