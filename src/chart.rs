@@ -31,6 +31,9 @@ pub struct Frame<'a> {
     pub title: &'a str,
     pub desc: &'a str,
     pub format: &'a dyn Fn(f64) -> String,
+    /// The value axis reaches at least this far, so tiny values do not blow up
+    /// into a full-height line whose axis labels all read the same.
+    pub min_top: f64,
 }
 
 /// Escapes text for an SVG element or attribute.
@@ -119,7 +122,7 @@ pub fn line_chart(frame: &Frame<'_>, x_labels: &[String], series: &[Series]) -> 
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().flatten())
-        .fold(0.0f64, |m, v| m.max(*v));
+        .fold(frame.min_top, |m, v| m.max(*v));
     let (top, step) = nice_axis(max);
     let mut out = String::new();
     open(&mut out, frame, height);
@@ -146,6 +149,9 @@ pub fn line_chart(frame: &Frame<'_>, x_labels: &[String], series: &[Series]) -> 
             .enumerate()
             .filter_map(|(j, v)| v.map(|v| (x_at(j), y0 - (y0 - y1) * v / top)))
             .collect();
+        if points.is_empty() {
+            continue;
+        }
         let path: Vec<String> = points
             .iter()
             .map(|(x, y)| format!("{x:.1},{y:.1}"))
@@ -187,7 +193,7 @@ pub fn bar_chart(frame: &Frame<'_>, bars: &[Bar], key: &[(usize, &str)]) -> Stri
     let max = bars
         .iter()
         .map(|b| b.value.max(b.marker.unwrap_or(0.0)))
-        .fold(0.0f64, f64::max);
+        .fold(frame.min_top, f64::max);
     let (top, _) = nice_axis(max);
     let x_of = |v: f64| left + (right - left) * v / top;
     let mut out = String::new();

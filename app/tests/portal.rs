@@ -1019,6 +1019,7 @@ async fn the_menu_offers_the_lists_the_policy_opens() -> TestResult {
 async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> TestResult {
     let app = app().await?;
     alices_namespace(&app, "metrics", "dev").await?;
+    app.run_jobs().await?;
     let mut carol = Browser::new(&app);
     carol.sign_in("carol", "/metrics/flow").await?;
     let page = carol.get("/metrics/flow").await?;

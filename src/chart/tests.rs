@@ -6,6 +6,7 @@ fn frame<'a>(format: &'a dyn Fn(f64) -> String) -> Frame<'a> {
         title: "Lead time <median>",
         desc: "Weekly median & more",
         format,
+        min_top: 0.0,
     }
 }
 
@@ -83,4 +84,33 @@ fn text_is_escaped() {
         escape("a<b & \"c\" 'd'>"),
         "a&lt;b &amp; &quot;c&quot; &#39;d&#39;&gt;"
     );
+}
+
+#[test]
+fn tiny_values_keep_a_readable_axis() {
+    let fmt = |v: f64| format!("{v}");
+    let mut f = frame(&fmt);
+    f.min_top = 100.0;
+    let svg = line_chart(
+        &f,
+        &["W1".into()],
+        &[Series {
+            name: "s".into(),
+            values: vec![Some(0.001)],
+        }],
+    );
+    assert!(
+        svg.contains(">100</text>") && svg.contains(">25</text>"),
+        "{svg}"
+    );
+    // A series with no value at all draws no line.
+    let empty = line_chart(
+        &f,
+        &["W1".into()],
+        &[Series {
+            name: "s".into(),
+            values: vec![None],
+        }],
+    );
+    assert!(!empty.contains("<polyline"));
 }

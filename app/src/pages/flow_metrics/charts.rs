@@ -7,6 +7,9 @@ use slipway_core::flow::{FlowMetrics, FlowRates, StepKind, TypeFlow, WeekFlow, d
 
 use super::{hours, read_hours, read_percent};
 
+/// Duration axes reach at least a minute: seconds-long steps still read.
+const MIN_HOURS: f64 = 1.0 / 60.0;
+
 /// The chart is our own markup with every text escaped, so it goes in as HTML.
 #[component]
 fn Chart(svg: String) -> impl IntoView {
@@ -33,6 +36,7 @@ fn steps_svg(flow: &TypeFlow) -> String {
         title: "Time per step",
         desc: &desc,
         format: &read_hours,
+        min_top: MIN_HOURS,
     };
     bar_chart(
         &frame,
@@ -98,6 +102,7 @@ fn lead_svg(m: &FlowMetrics, labels: &[String]) -> String {
         title: "Lead time by week",
         desc: "The median time from submit to completed of the requests completed each week; a week without completions has no point.",
         format: &read_hours,
+        min_top: MIN_HOURS,
     };
     line_chart(&frame, labels, &[lead])
 }
@@ -119,6 +124,7 @@ fn time_svg(m: &FlowMetrics, labels: &[String]) -> String {
         title: "Wait and touch time by week",
         desc: "Hours all requests spent waiting, and being worked on, in the steps that ended each week.",
         format: &read_hours,
+        min_top: MIN_HOURS,
     };
     line_chart(&frame, labels, &lines)
 }
@@ -135,6 +141,7 @@ fn rates_svg(m: &FlowMetrics, labels: &[String]) -> String {
         title: "Rework, auto-approval, failure and manual handling by week",
         desc: "Per week: the share of reviewed requests sent back for changes, of approvals made by a policy, and of executions that failed or were handled by hand.",
         format: &read_percent,
+        min_top: 100.0,
     };
     line_chart(&frame, labels, &lines)
 }
