@@ -123,7 +123,7 @@ fn of<'a>(m: &'a FlowMetrics, name: &str) -> &'a TypeFlow {
     }
 }
 
-fn step<'a>(t: &'a TypeFlow, state: RequestState) -> &'a Durations {
+fn step(t: &TypeFlow, state: RequestState) -> &Durations {
     match t.steps.iter().find(|s| s.step == state) {
         Some(s) => &s.durations,
         None => panic!("no step {state}"),
