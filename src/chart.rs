@@ -185,8 +185,13 @@ pub struct Bar {
 }
 
 /// A horizontal bar chart: one labelled row per bar, the value written at its end,
-/// a marker drawn as a tick. `key` names the colours and the marker.
-pub fn bar_chart(frame: &Frame<'_>, bars: &[Bar], key: &[(usize, &str)]) -> String {
+/// a marker drawn as a tick. `key` names the colours, `marker` what a tick means.
+pub fn bar_chart(
+    frame: &Frame<'_>,
+    bars: &[Bar],
+    key: &[(usize, &str)],
+    marker: Option<&str>,
+) -> String {
     let row = 30.0;
     let height = 70.0 + row * bars.len() as f64;
     let (left, right) = (150.0, WIDTH - 90.0);
@@ -239,6 +244,18 @@ pub fn bar_chart(frame: &Frame<'_>, bars: &[Bar], key: &[(usize, &str)]) -> Stri
             escape(name),
         );
         x += 40.0 + 7.5 * name.chars().count() as f64;
+    }
+    if let Some(name) = marker {
+        let _ = write!(
+            out,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"#222\" stroke-width=\"2\"/>\
+             <text x=\"{:.1}\" y=\"{}\" fill=\"#222\">{}</text>",
+            y - 12.0,
+            y + 6.0,
+            x + 8.0,
+            y + 2.0,
+            escape(name),
+        );
     }
     out.push_str("</svg>");
     out

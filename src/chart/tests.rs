@@ -60,11 +60,14 @@ fn a_bar_chart_writes_each_value_and_marker() {
             },
         ],
         &[(0, "wait"), (1, "touch")],
+        Some("90th percentile"),
     );
     assert!(svg.contains(">In review</text>"));
     assert!(svg.contains(">2.0 h</text>"));
     assert!(svg.contains(">0.5 h</text>"));
-    assert_eq!(svg.matches("<line").count(), 1);
+    // One tick on a bar, one in the key.
+    assert_eq!(svg.matches("<line").count(), 2);
+    assert!(svg.contains(">90th percentile</text>"));
     assert!(svg.contains(">touch</text>"));
 }
 
