@@ -42,6 +42,7 @@ fn steps_svg(flow: &TypeFlow) -> String {
         &frame,
         &bars,
         &[(0, "wait (median)"), (1, "touch (median)")],
+        Some("90th percentile"),
     )
 }
 
