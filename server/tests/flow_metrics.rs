@@ -24,6 +24,7 @@ on_both_engines!(
     figures_of_a_scripted_history,
     only_the_platform_team_and_auditors_read_them,
     the_backfill_rebuilds_the_steps_from_the_audit_log,
+    seeded_requests_walk_the_flow_too,
 );
 
 const NS: &str = "k8s-namespace";
@@ -277,5 +278,39 @@ async fn the_backfill_rebuilds_the_steps_from_the_audit_log(app: &TestApp) -> Te
             (&r.0, &r.1, &r.2, &r.3, &r.4, r.6)
         );
     }
+    Ok(())
+}
+
+/// `slipway dev seed` records each request's path through the flow, so a demo's
+/// metrics page has a year of figures to draw.
+async fn seeded_requests_walk_the_flow_too(app: &TestApp) -> TestResult {
+    let plan = slipway_server::seed::SeedPlan {
+        requests: 300,
+        audit_events: 0,
+    };
+    slipway_server::seed::seed(&app.state, plan).await?;
+    let submitted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT request_id) FROM flow_steps WHERE action = 'submit'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(submitted, 300, "every seeded request was submitted");
+    let carol = app.user("carol").await?;
+    let year = FlowQuery {
+        weeks: Some(52),
+        type_name: None,
+    };
+    let m = flow_service::flow_metrics(&app.state, &carol, &year).await?;
+    let r = m.all.rates;
+    assert!(
+        r.submitted > 200 && r.completed > 0 && r.sent_back > 0,
+        "{r:?}"
+    );
+    assert!(
+        r.failed > 0 && r.auto_approved + r.approved_by_person > 0,
+        "{r:?}"
+    );
+    assert!(m.all.lead.median_ms.is_some_and(|ms| ms > 0));
+    assert!(m.all.steps.len() >= 6, "{:?}", m.all.steps);
     Ok(())
 }
