@@ -5,9 +5,11 @@
 //! portal's form shows exactly the errors the server would report.
 
 pub mod catalog;
+pub mod chart;
 pub mod checks;
 pub mod diff;
 pub mod execution;
+pub mod flow;
 pub mod ids;
 pub mod listing;
 pub mod policy;

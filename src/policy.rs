@@ -22,6 +22,9 @@ const SEE_ALL_REQUESTS: [Role; 3] = [Role::Platform, Role::Auditor, Role::Admin]
 /// The roles that read and verify the audit log, client addresses and trace ids
 /// included.
 const READ_AUDIT: [Role; 3] = [Role::Platform, Role::Auditor, Role::Admin];
+/// The roles that read the flow metrics: the platform team that runs the flow,
+/// and the auditors who examine it.
+const READ_FLOW_METRICS: [Role; 3] = [Role::Platform, Role::Auditor, Role::Admin];
 /// The role that asks for requests: the form's pre-check, a dry run, submitting
 /// and revising.
 const REQUEST: Role = Role::Requester;
@@ -353,6 +356,12 @@ pub fn may_see_audit(user: &UserView) -> Result<(), Refusal> {
     needs_any(user, &READ_AUDIT, "reading the audit log")
 }
 
+/// May this person read the flow metrics: wait, touch and lead times, rework and
+/// failure rates over every team's requests.
+pub fn may_see_flow_metrics(user: &UserView) -> Result<(), Refusal> {
+    needs_any(user, &READ_FLOW_METRICS, "reading the flow metrics")
+}
+
 /// May this person handle failed requests by hand: open the list needing attention
 /// (each retry, take-over and resolve asks `may` again).
 pub fn may_handle_manually(user: &UserView) -> Result<(), Refusal> {
@@ -456,6 +465,7 @@ pub fn menu<'a>(user: &UserView, types: impl IntoIterator<Item = TypeFacts<'a>>)
         review_queue: may_open_review_queue(user, types).is_ok(),
         needs_attention: may_handle_manually(user).is_ok(),
         audit_log: may_see_audit(user).is_ok(),
+        flow_metrics: may_see_flow_metrics(user).is_ok(),
     }
 }
 

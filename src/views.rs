@@ -268,6 +268,7 @@ pub struct Menu {
     pub review_queue: bool,
     pub needs_attention: bool,
     pub audit_log: bool,
+    pub flow_metrics: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

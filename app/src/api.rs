@@ -322,6 +322,17 @@ pub async fn audit_log(query: ListQuery) -> Result<ListPage<AuditEntry>, AppErro
         .map_err(user_error)
 }
 
+/// The flow metrics of the window the page's query asks for.
+#[server(input = Json)]
+pub async fn flow_metrics(
+    query: slipway_core::flow::FlowQuery,
+) -> Result<slipway_core::flow::FlowMetrics, AppError> {
+    let (state, user) = signed_in().await?;
+    services::flow::flow_metrics(&state, &user, &query)
+        .await
+        .map_err(user_error)
+}
+
 /// The caller's API tokens. A new token's secret is shown by the page that answers
 /// the token form (`/account/tokens/new`), never kept to be shown here.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -7,9 +7,9 @@ use crate::api::{Logout, SignedIn, current_user};
 use crate::pages::{
     account::SessionsPage, api_docs::ApiDocsPage, asset::AssetPage, assets::AssetsPage,
     attention::AttentionPage, audit::AuditPage, catalog::CatalogPage,
-    edit_request::EditRequestPage, login::LoginPage, my_requests::MyRequestsPage,
-    new_request::NewRequestPage, request::RequestPage, reviews::ReviewQueuePage,
-    tokens::TokensPage,
+    edit_request::EditRequestPage, flow_metrics::FlowMetricsPage, login::LoginPage,
+    my_requests::MyRequestsPage, new_request::NewRequestPage, request::RequestPage,
+    reviews::ReviewQueuePage, tokens::TokensPage,
 };
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -56,6 +56,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/assets") view=AssetsPage ssr=SsrMode::Async />
                     <Route path=path!("/assets/:id") view=AssetPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
+                    <Route path=path!("/metrics/flow") view=FlowMetricsPage ssr=SsrMode::Async />
                     <Route path=path!("/account/tokens") view=TokensPage ssr=SsrMode::Async />
                     <Route path=path!("/api-docs") view=ApiDocsPage ssr=SsrMode::Async />
                     <Route path=path!("/account/sessions") view=SessionsPage ssr=SsrMode::Async />
@@ -105,6 +106,7 @@ fn Header() -> impl IntoView {
                                 <A href="/assets">"Assets"</A>
                                 <A href="/api-docs">"API"</A>
                                 {menu.audit_log.then(|| view! { <A href="/audit">"Audit log"</A> })}
+                                {menu.flow_metrics.then(|| view! { <A href="/metrics/flow">"Flow metrics"</A> })}
                             </nav>
                             <div class="who">
                                 <a href="/account/sessions" title="Your account and sessions">{user.display_name.clone()}</a>

@@ -991,13 +991,14 @@ async fn the_menu_offers_the_lists_the_policy_opens() -> TestResult {
     let id = requests::submit(&app.state, &alice, &draft).await?;
 
     let links = |body: &str| {
-        ["/reviews", "/attention", "/audit"].map(|path| body.contains(&format!("href=\"{path}\"")))
+        ["/reviews", "/attention", "/audit", "/metrics/flow"]
+            .map(|path| body.contains(&format!("href=\"{path}\"")))
     };
     for (who, want) in [
-        ("pia", [true, true, true]),
-        ("bob", [true, false, false]),
-        ("alice", [false, false, false]),
-        ("carol", [true, true, true]),
+        ("pia", [true, true, true, true]),
+        ("bob", [true, false, false, false]),
+        ("alice", [false, false, false, false]),
+        ("carol", [true, true, true, true]),
     ] {
         let mut browser = Browser::new(&app);
         browser.sign_in(who, "/catalog").await?;
@@ -1011,5 +1012,55 @@ async fn the_menu_offers_the_lists_the_policy_opens() -> TestResult {
     let queue = pia.get("/reviews").await?;
     assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
     assert!(queue.body.contains(&format!(">#{id}<")), "{}", queue.body);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> TestResult {
+    let app = app().await?;
+    alices_namespace(&app, "metrics", "dev").await?;
+    app.run_jobs().await?;
+    let mut carol = Browser::new(&app);
+    carol.sign_in("carol", "/metrics/flow").await?;
+    let page = carol.get("/metrics/flow").await?;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body = &page.body;
+    // Four charts, each an image with a title and a description for screen readers.
+    assert_eq!(body.matches("<svg").count(), 4, "{body}");
+    for id in ["flow-steps", "flow-lead", "flow-time", "flow-rates"] {
+        assert!(
+            body.contains(&format!("aria-labelledby=\"{id}-title {id}-desc\"")),
+            "{id}: {body}"
+        );
+    }
+    assert!(body.contains("<title id=\"flow-lead-title\">Lead time by week</title>"));
+    // The same figures as tables: per step, per week, per type.
+    for class in ["flow-steps", "flow-trend", "flow-types"] {
+        assert!(
+            body.contains(&format!("class=\"list {class}\"")),
+            "{class}: {body}"
+        );
+    }
+    assert!(body.contains("<th scope=\"row\">Executing</th>"), "{body}");
+    assert!(body.contains(">k8s-namespace</a>"), "{body}");
+    // Auto-approved, so the one request shows as 100% auto-approved.
+    assert!(
+        body.contains("<dt>Auto-approved</dt><dd>100%</dd>"),
+        "{body}"
+    );
+
+    let narrowed = carol
+        .get("/metrics/flow?weeks=4&type=k8s-namespace")
+        .await?;
+    assert_eq!(narrowed.status, StatusCode::OK);
+    assert!(narrowed.body.contains("Trend by week: k8s-namespace"));
+    let bad = carol.get("/metrics/flow?weeks=99").await?;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+
+    let mut alice = Browser::new(&app);
+    alice.sign_in("alice", "/metrics/flow").await?;
+    let refused = alice.get("/metrics/flow").await?;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(!refused.body.contains("<svg"));
     Ok(())
 }

@@ -10,10 +10,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use slipway_core::catalog::ResourceType;
+use slipway_core::flow;
 use slipway_core::ids::{RequestId, UserId};
 use slipway_core::precheck;
 use slipway_core::render;
-use slipway_core::state::RequestState;
+use slipway_core::state::{Action, RequestState, next_state};
 use slipway_core::views::Role;
 
 use crate::state::AppState;
@@ -387,11 +388,113 @@ async fn seed_request(
         one.assets += 1;
     }
     storage::requests::backdate(tx, id, at, at + rng.random_range(1..72) * 3_600_000).await?;
+    let auto = precheck::auto_approves(ty, &params);
+    seed_flow_steps(
+        tx,
+        id,
+        &ty.name,
+        flow_path(final_state, reworked, auto),
+        at,
+        rng,
+    )
+    .await?;
     for (action, detail) in &events {
         append(tx, state, requester, action, id, detail).await?;
         one.audit_events += 1;
     }
     Ok(one)
+}
+
+/// The actions that bring a seeded request to its final state, as the flow takes them.
+fn flow_path(final_state: RequestState, reworked: bool, auto: bool) -> Vec<Action> {
+    use Action as A;
+    use RequestState as S;
+    let mut path = vec![A::Submit];
+    if final_state == S::Cancelled {
+        path.push(A::Cancel);
+        return path;
+    }
+    if auto && !reworked {
+        path.push(A::AutoApprove);
+    } else {
+        path.push(A::EnterReview);
+        if reworked {
+            path.extend([A::RequestChanges, A::Resubmit, A::EnterReview]);
+        }
+        match final_state {
+            S::InReview => return path,
+            S::ChangesRequested => {
+                path.truncate(3);
+                return path;
+            }
+            S::Rejected => {
+                path.push(A::Reject);
+                return path;
+            }
+            _ => path.push(A::Approve),
+        }
+    }
+    let rest: &[A] = match final_state {
+        S::Executing => &[A::StartExecution],
+        S::Verifying => &[A::StartExecution, A::ExecutionSucceeded],
+        S::Completed => &[
+            A::StartExecution,
+            A::ExecutionSucceeded,
+            A::VerificationPassed,
+        ],
+        S::Failed => &[A::StartExecution, A::Fail],
+        S::Manual => &[A::StartExecution, A::Fail, A::TakeOver],
+        _ => &[],
+    };
+    path.extend_from_slice(rest);
+    path
+}
+
+/// Records a seeded request's transitions for the flow metrics, with plausible
+/// times: people take hours, the worker minutes.
+async fn seed_flow_steps(
+    tx: &mut Tx,
+    id: RequestId,
+    type_name: &str,
+    path: Vec<Action>,
+    at: i64,
+    rng: &mut StdRng,
+) -> Result<(), StorageError> {
+    const MINUTE: i64 = 60_000;
+    let (mut from, mut entered, mut now) = (RequestState::Draft, at, at);
+    for action in path {
+        // A path that the state machine refuses is a bug in `flow_path`: stop there.
+        let Ok(to) = next_state(from, action) else {
+            break;
+        };
+        now += match flow::step_kind(from) {
+            Some(flow::StepKind::Wait) => rng.random_range(5..600) * MINUTE,
+            Some(flow::StepKind::Touch) => rng.random_range(1..20) * MINUTE,
+            None => 0,
+        };
+        let actor = match action {
+            Action::AutoApprove => flow::ActorKind::Policy,
+            Action::StartExecution
+            | Action::ExecutionSucceeded
+            | Action::VerificationPassed
+            | Action::Fail => flow::ActorKind::Worker,
+            _ => flow::ActorKind::Person,
+        };
+        let step = flow::StepRecord {
+            request_id: id.0,
+            type_name: type_name.to_string(),
+            from,
+            to,
+            action,
+            actor,
+            entered_at: entered,
+            at: now,
+            lead_ms: flow::lead_time(to, Some(at), now),
+        };
+        storage::flow::record(tx, &step).await?;
+        (from, entered) = (to, now);
+    }
+    Ok(())
 }
 
 async fn decide(

@@ -218,22 +218,25 @@ struct Areas {
     audit: bool,
     /// Failed requests by hand, and the list needing attention.
     manual: bool,
+    /// The flow metrics of every team's requests.
+    metrics: bool,
     /// The request form's pre-check and a dry run.
     request: bool,
 }
 
 fn areas_for(role: Role) -> Areas {
-    let (sees_all, audit, manual, request) = match role {
-        Role::Requester => (false, false, false, true),
-        Role::Reviewer => (false, false, false, false),
-        Role::Platform => (true, true, true, false),
-        Role::Auditor => (true, true, false, false),
-        Role::Admin => (true, true, true, true),
+    let (sees_all, audit, manual, metrics, request) = match role {
+        Role::Requester => (false, false, false, false, true),
+        Role::Reviewer => (false, false, false, false, false),
+        Role::Platform => (true, true, true, true, false),
+        Role::Auditor => (true, true, false, true, false),
+        Role::Admin => (true, true, true, true, true),
     };
     Areas {
         sees_all,
         audit,
         manual,
+        metrics,
         request,
     }
 }
@@ -264,6 +267,7 @@ fn every_role_opens_the_lists_of_the_table() {
             sees_all: sees_all_requests(&user),
             audit: may_see_audit(&user).is_ok(),
             manual: may_handle_manually(&user).is_ok(),
+            metrics: may_see_flow_metrics(&user).is_ok(),
             request: may_request(&user).is_ok(),
         };
         assert_eq!(got, want, "{}", role.as_str());
@@ -295,6 +299,7 @@ fn every_role_opens_the_lists_of_the_table() {
                 review_queue: matches!(role, Role::Reviewer | Role::Admin),
                 needs_attention: want.manual,
                 audit_log: want.audit,
+                flow_metrics: want.metrics,
             },
             "{}",
             role.as_str()

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod audit;
 pub mod catalog;
 pub mod edit_request;
+pub mod flow_metrics;
 pub mod login;
 pub mod my_requests;
 pub mod new_request;

@@ -11,6 +11,7 @@ mod catalog;
 mod extract;
 pub mod idempotency;
 mod listing;
+mod metrics;
 mod paging;
 pub mod problem;
 mod requests;
@@ -52,6 +53,7 @@ never has a second effect. Errors are `application/problem+json` (RFC 9457)."
         (name = "operations", description = "Manual handling by the platform team"),
         (name = "assets", description = "The CMDB"),
         (name = "audit", description = "The audit log"),
+        (name = "metrics", description = "Flow metrics: where requests wait, and for how long"),
         (name = "account", description = "The caller and their API tokens"),
     )
 )]
@@ -80,6 +82,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(requests::routes())
         .merge(assets::routes())
         .merge(audit::routes())
+        .merge(metrics::routes())
         .merge(account::routes())
 }
 

@@ -9,6 +9,7 @@ mod caller;
 pub mod catalog;
 pub mod detail;
 mod error;
+pub mod flow;
 pub mod oidc;
 pub mod operations;
 pub mod requests;
@@ -21,6 +22,7 @@ pub use caller::{CallMeta, Caller, Channel};
 pub use error::{ServiceError, ServiceResult};
 
 use slipway_core::catalog::ResourceType;
+use slipway_core::flow::{ActorKind, StepRecord, lead_time};
 use slipway_core::ids::{RequestId, UserId};
 use slipway_core::policy::{self, RequestFacts, TypeFacts, Verb};
 use slipway_core::state::{Action, RequestState, next_state};
@@ -77,6 +79,15 @@ impl Actor {
             Actor::User(caller) => caller.username.clone(),
             Actor::Policy(rule) | Actor::PolicyInCall { rule, .. } => format!("policy:{rule}"),
             Actor::Worker => "worker".to_string(),
+        }
+    }
+
+    /// Who acts, as the flow metrics count it.
+    pub fn kind(&self) -> ActorKind {
+        match self {
+            Actor::User(_) => ActorKind::Person,
+            Actor::Policy(_) | Actor::PolicyInCall { .. } => ActorKind::Policy,
+            Actor::Worker => ActorKind::Worker,
         }
     }
 
@@ -184,6 +195,7 @@ pub(crate) async fn transition(
         let sign = if to.is_in_flight() { 1 } else { -1 };
         storage::quota::adjust(conn, ty, &request.params, sign).await?;
     }
+    record_flow_step(conn, request, action, to, actor).await?;
     append_event(
         conn,
         state.db.engine,
@@ -200,6 +212,39 @@ pub(crate) async fn transition(
     tracing::info!(request_id = %request.id, from = from.as_str(), to = to.as_str(), actor = %actor.name(), "request transition");
     request.state = to;
     Ok(to)
+}
+
+/// The flow's own record of the transition, for the flow metrics: how long the
+/// request spent in the state it leaves, who moved it, and on completion its lead
+/// time since the first submit.
+async fn record_flow_step(
+    conn: &mut AnyConnection,
+    request: &RequestRow,
+    action: Action,
+    to: RequestState,
+    actor: &Actor,
+) -> ServiceResult<()> {
+    let at = storage::now_millis();
+    let (last, first_submit) = storage::flow::last_and_first_submit(conn, request.id.0).await?;
+    let first_submit = first_submit.or((action == Action::Submit).then_some(at));
+    storage::flow::record(
+        conn,
+        &StepRecord {
+            request_id: request.id.0,
+            type_name: request.type_name.clone(),
+            from: request.state,
+            to,
+            action,
+            actor: actor.kind(),
+            // Before its first transition a request has been in its first state
+            // since it was created.
+            entered_at: last.unwrap_or(request.created_at),
+            at,
+            lead_ms: lead_time(to, first_submit, at),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// An audit event that is not a state change (an asset recorded, a sign-in).

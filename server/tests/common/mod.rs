@@ -300,6 +300,7 @@ impl TestApp {
             "check_results",
             "assets",
             "audit_events",
+            "flow_steps",
         ] {
             // A token's hourly `token.used` records that it was used, not a change
             // the call made: a refused call with a fresh token still writes it.

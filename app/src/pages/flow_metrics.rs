@@ -1,0 +1,150 @@
+//! The flow metrics page: where requests wait and for how long, drawn on the server
+//! as SVG (no chart code in the browser), each chart with its figures as a table.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+use slipway_core::flow::{
+    DEFAULT_WEEKS, FlowMetrics, FlowQuery, TypeFlow, date_of, human_duration, percent,
+};
+
+use crate::api::flow_metrics;
+use crate::components::{Loading, error_view};
+
+const HOUR_MS: f64 = 3_600_000.0;
+
+fn hours(ms: i64) -> f64 {
+    ms as f64 / HOUR_MS
+}
+
+fn read_hours(h: f64) -> String {
+    human_duration((h * HOUR_MS) as i64)
+}
+
+fn read_percent(share: f64) -> String {
+    format!("{share:.0}%")
+}
+
+fn optional_ms(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "–".to_string(), human_duration)
+}
+
+/// The query in the address: `?weeks=12&type=k8s-namespace`. A `weeks` that is not
+/// a number is passed on as 0, which the service names as out of range.
+fn query_from_url() -> Memo<FlowQuery> {
+    let map = use_query_map();
+    Memo::new(move |_| {
+        map.with(|m| FlowQuery {
+            weeks: m.get("weeks").map(|w| w.parse().unwrap_or(0)),
+            type_name: m.get("type").filter(|t| !t.is_empty()),
+        })
+    })
+}
+
+#[component]
+pub fn FlowMetricsPage() -> impl IntoView {
+    let query = query_from_url();
+    let metrics = Resource::new(
+        move || query.get(),
+        |q| async move { flow_metrics(q).await },
+    );
+    view! {
+        <Title text="Flow metrics" />
+        <h1>"Flow metrics"</h1>
+        <p class="muted">"Where requests spend their time, from submit to completed. "
+            <strong>"Wait"</strong>" is time queued or waiting for a person (submitted, in review, changes requested, approved, failed); "
+            <strong>"touch"</strong>" is time someone or something works on it (executing, verifying, handled by hand). Weeks start on Monday, UTC."</p>
+        <Transition fallback=|| view! { <Loading /> }>
+            {move || Suspend::new(async move {
+                match metrics.await {
+                    Ok(m) => view! { <FlowView m /> }.into_any(),
+                    Err(e) => error_view(e),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn FlowView(m: FlowMetrics) -> impl IntoView {
+    let focus = m
+        .trend_type
+        .as_ref()
+        .and_then(|t| m.types.iter().find(|f| &f.type_name == t))
+        .cloned()
+        .unwrap_or_else(|| m.all.clone());
+    let window = format!(
+        "{} weeks, {} to {}",
+        m.weeks,
+        date_of(m.since_ms),
+        date_of(m.until_ms - 1)
+    );
+    view! {
+        <Filters m=m.clone() />
+        <p class="muted">{window}</p>
+        <Summary flow=m.all.clone() />
+        <Steps flow=focus />
+        <Trend m=m.clone() />
+        <TypesTable types=m.types.clone() />
+    }
+}
+
+/// A GET form, so the window and the type land in the address.
+#[component]
+fn Filters(m: FlowMetrics) -> impl IntoView {
+    let weeks = m.weeks;
+    let chosen = m.trend_type.clone().unwrap_or_default();
+    view! {
+        <form method="get" action="" class="filters" aria-label="Window and type">
+            <div class="field"><label for="flow-weeks">"Weeks"</label>
+                <select id="flow-weeks" name="weeks">
+                    {[4, DEFAULT_WEEKS, 26, 52].into_iter().map(|w| view! {
+                        <option value=w.to_string() selected=w == weeks>{w}</option>
+                    }).collect_view()}
+                </select></div>
+            <div class="field"><label for="flow-type">"Type"</label>
+                <select id="flow-type" name="type">
+                    <option value="" selected=chosen.is_empty()>"All types"</option>
+                    {m.types.iter().map(|t| {
+                        let name = t.type_name.clone();
+                        view! { <option value=name.clone() selected=name == chosen>{name.clone()}</option> }
+                    }).collect_view()}
+                </select></div>
+            <button type="submit">"Show"</button>
+        </form>
+    }
+}
+
+#[component]
+fn Summary(flow: TypeFlow) -> impl IntoView {
+    let r = flow.rates;
+    let figures = [
+        ("Submitted", r.submitted.to_string()),
+        ("Completed", r.completed.to_string()),
+        ("Median lead time", optional_ms(flow.lead.median_ms)),
+        ("Lead time, 90th percentile", optional_ms(flow.lead.p90_ms)),
+        (
+            "Flow efficiency (touch ÷ all)",
+            percent(flow.flow_efficiency),
+        ),
+        ("Sent back for changes", percent(r.rework_rate)),
+        ("Auto-approved", percent(r.auto_approval_share)),
+        ("Failed", percent(r.failure_rate)),
+        ("Handled by hand", percent(r.manual_rate)),
+    ];
+    view! {
+        <section aria-labelledby="flow-summary">
+            <h2 id="flow-summary">"All types"</h2>
+            <dl class="figures">
+                {figures.into_iter().map(|(name, value)| view! {
+                    <div><dt>{name}</dt><dd>{value}</dd></div>
+                }).collect_view()}
+            </dl>
+        </section>
+    }
+}
+
+mod charts;
+mod tables;
+use charts::{Steps, Trend};
+use tables::TypesTable;

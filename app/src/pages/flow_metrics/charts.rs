@@ -1,0 +1,171 @@
+//! The charts, each an SVG string drawn by `slipway_core::chart`, shown beside a
+//! table of the same figures.
+
+use leptos::prelude::*;
+use slipway_core::chart::{Bar, Frame, Series, bar_chart, line_chart};
+use slipway_core::flow::{FlowMetrics, FlowRates, StepKind, TypeFlow, WeekFlow, date_of};
+
+use super::{hours, read_hours, read_percent};
+
+/// Duration axes reach at least a minute: seconds-long steps still read.
+const MIN_HOURS: f64 = 1.0 / 60.0;
+
+/// The chart is our own markup with every text escaped, so it goes in as HTML.
+#[component]
+fn Chart(svg: String) -> impl IntoView {
+    view! { <figure class="chart" inner_html=svg></figure> }
+}
+
+fn steps_svg(flow: &TypeFlow) -> String {
+    let bars: Vec<Bar> = flow
+        .steps
+        .iter()
+        .map(|s| Bar {
+            label: s.step.label().to_string(),
+            value: s.durations.median_ms.map_or(0.0, hours),
+            marker: s.durations.p90_ms.map(hours),
+            colour: usize::from(s.kind == StepKind::Touch),
+        })
+        .collect();
+    let desc = format!(
+        "For {}: the median time a request spends in each step, as a bar coloured by wait or touch, with a tick at the 90th percentile. The table below holds the same figures.",
+        flow.type_name
+    );
+    let frame = Frame {
+        id: "flow-steps",
+        title: "Time per step",
+        desc: &desc,
+        format: &read_hours,
+        min_top: MIN_HOURS,
+    };
+    bar_chart(
+        &frame,
+        &bars,
+        &[(0, "wait (median)"), (1, "touch (median)")],
+        Some("90th percentile"),
+    )
+}
+
+#[component]
+pub fn Steps(flow: TypeFlow) -> impl IntoView {
+    let svg = steps_svg(&flow);
+    let title = format!("Time per step: {}", flow.type_name);
+    view! {
+        <section aria-labelledby="flow-steps-h">
+            <h2 id="flow-steps-h">{title}</h2>
+            {if flow.steps.is_empty() {
+                view! { <p class="empty">"No request moved in this window."</p> }.into_any()
+            } else {
+                view! {
+                    <Chart svg />
+                    <details>
+                        <summary>"Table: time per step"</summary>
+                        <super::tables::StepsTable flow />
+                    </details>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+fn week_labels(m: &FlowMetrics) -> Vec<String> {
+    m.trend
+        .iter()
+        .map(|w| {
+            let date = date_of(w.week_start_ms);
+            date.get(5..).unwrap_or(&date).to_string()
+        })
+        .collect()
+}
+
+fn series(m: &FlowMetrics, name: &str, value: impl Fn(&FlowRates) -> Option<f64>) -> Series {
+    Series {
+        name: name.to_string(),
+        values: m
+            .trend
+            .iter()
+            .map(|w| value(&w.rates).map(|v| v * 100.0))
+            .collect(),
+    }
+}
+
+fn lead_svg(m: &FlowMetrics, labels: &[String]) -> String {
+    let lead = Series {
+        name: "median lead time".into(),
+        values: m
+            .trend
+            .iter()
+            .map(|w| w.lead_median_ms.map(hours))
+            .collect(),
+    };
+    let frame = Frame {
+        id: "flow-lead",
+        title: "Lead time by week",
+        desc: "The median time from submit to completed of the requests completed each week; a week without completions has no point.",
+        format: &read_hours,
+        min_top: MIN_HOURS,
+    };
+    line_chart(&frame, labels, &[lead])
+}
+
+fn time_svg(m: &FlowMetrics, labels: &[String]) -> String {
+    let of = |f: fn(&WeekFlow) -> i64| m.trend.iter().map(|w| Some(hours(f(w)))).collect();
+    let lines = [
+        Series {
+            name: "wait".into(),
+            values: of(|w| w.wait_ms),
+        },
+        Series {
+            name: "touch".into(),
+            values: of(|w| w.touch_ms),
+        },
+    ];
+    let frame = Frame {
+        id: "flow-time",
+        title: "Wait and touch time by week",
+        desc: "Hours all requests spent waiting, and being worked on, in the steps that ended each week.",
+        format: &read_hours,
+        min_top: MIN_HOURS,
+    };
+    line_chart(&frame, labels, &lines)
+}
+
+fn rates_svg(m: &FlowMetrics, labels: &[String]) -> String {
+    let lines = [
+        series(m, "sent back", |r| r.rework_rate),
+        series(m, "auto-approved", |r| r.auto_approval_share),
+        series(m, "failed", |r| r.failure_rate),
+        series(m, "by hand", |r| r.manual_rate),
+    ];
+    let frame = Frame {
+        id: "flow-rates",
+        title: "Rework, auto-approval, failure and manual handling by week",
+        desc: "Per week: the share of reviewed requests sent back for changes, of approvals made by a policy, and of executions that failed or were handled by hand.",
+        format: &read_percent,
+        min_top: 100.0,
+    };
+    line_chart(&frame, labels, &lines)
+}
+
+#[component]
+pub fn Trend(m: FlowMetrics) -> impl IntoView {
+    let labels = week_labels(&m);
+    let whose = m.trend_type.clone().unwrap_or_else(|| "all types".into());
+    let charts = [
+        lead_svg(&m, &labels),
+        time_svg(&m, &labels),
+        rates_svg(&m, &labels),
+    ];
+    view! {
+        <section aria-labelledby="flow-trend-h">
+            <h2 id="flow-trend-h">{format!("Trend by week: {whose}")}</h2>
+            <div class="charts">
+                {charts.into_iter().map(|svg| view! { <Chart svg /> }).collect_view()}
+            </div>
+            <details>
+                <summary>"Table: the trend by week"</summary>
+                <super::tables::TrendTable m />
+            </details>
+        </section>
+    }
+}

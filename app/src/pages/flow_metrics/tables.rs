@@ -1,0 +1,92 @@
+//! The figures as tables: beside each chart for screen readers and for copying, and
+//! the per-type comparison.
+
+use leptos::prelude::*;
+use slipway_core::flow::{FlowMetrics, StepKind, TypeFlow, date_of, human_duration, percent};
+
+use super::optional_ms;
+
+fn ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_string(), |v| format!("{v:.2}"))
+}
+
+#[component]
+pub fn StepsTable(flow: TypeFlow) -> impl IntoView {
+    view! {
+        <table class="list flow-steps">
+            <caption class="sr-only">{format!("Time per step for {}", flow.type_name)}</caption>
+            <thead><tr><th scope="col">"Step"</th><th scope="col">"Kind"</th><th scope="col">"Times entered"</th><th scope="col">"Median"</th><th scope="col">"90th percentile"</th><th scope="col">"Mean"</th><th scope="col">"Total"</th></tr></thead>
+            <tbody>
+                {flow.steps.into_iter().map(|s| view! {
+                    <tr>
+                        <th scope="row">{s.step.label()}</th>
+                        <td>{match s.kind { StepKind::Wait => "wait", StepKind::Touch => "touch" }}</td>
+                        <td>{s.durations.count}</td>
+                        <td>{optional_ms(s.durations.median_ms)}</td>
+                        <td>{optional_ms(s.durations.p90_ms)}</td>
+                        <td>{optional_ms(s.durations.mean_ms)}</td>
+                        <td>{human_duration(s.durations.total_ms)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+pub fn TrendTable(m: FlowMetrics) -> impl IntoView {
+    view! {
+        <table class="list flow-trend">
+            <caption class="sr-only">"The trend by week"</caption>
+            <thead><tr><th scope="col">"Week of"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Median lead time"</th><th scope="col">"Wait"</th><th scope="col">"Touch"</th><th scope="col">"Sent back"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
+            <tbody>
+                {m.trend.into_iter().map(|w| view! {
+                    <tr>
+                        <th scope="row">{date_of(w.week_start_ms)}</th>
+                        <td>{w.rates.submitted}</td>
+                        <td>{w.rates.completed}</td>
+                        <td>{optional_ms(w.lead_median_ms)}</td>
+                        <td>{human_duration(w.wait_ms)}</td>
+                        <td>{human_duration(w.touch_ms)}</td>
+                        <td>{percent(w.rates.rework_rate)}</td>
+                        <td>{percent(w.rates.auto_approval_share)}</td>
+                        <td>{percent(w.rates.failure_rate)}</td>
+                        <td>{percent(w.rates.manual_rate)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+pub fn TypesTable(types: Vec<TypeFlow>) -> impl IntoView {
+    view! {
+        <section aria-labelledby="flow-types-h">
+            <h2 id="flow-types-h">"By type"</h2>
+            <div class="table-scroll">
+            <table class="list flow-types">
+                <thead><tr><th scope="col">"Type"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Lead time (median / p90)"</th><th scope="col">"Wait"</th><th scope="col">"Touch"</th><th scope="col">"Flow efficiency"</th><th scope="col">"Sent back"</th><th scope="col">"Rounds per reviewed request"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
+                <tbody>
+                    {types.into_iter().map(|t| view! {
+                        <tr>
+                            <th scope="row"><a href=format!("?type={}", t.type_name)>{t.type_name.clone()}</a></th>
+                            <td>{t.rates.submitted}</td>
+                            <td>{t.rates.completed}</td>
+                            <td>{format!("{} / {}", optional_ms(t.lead.median_ms), optional_ms(t.lead.p90_ms))}</td>
+                            <td>{human_duration(t.wait_ms)}</td>
+                            <td>{human_duration(t.touch_ms)}</td>
+                            <td>{percent(t.flow_efficiency)}</td>
+                            <td>{percent(t.rates.rework_rate)}</td>
+                            <td>{ratio(t.rates.rounds_per_request)}</td>
+                            <td>{percent(t.rates.auto_approval_share)}</td>
+                            <td>{percent(t.rates.failure_rate)}</td>
+                            <td>{percent(t.rates.manual_rate)}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            </div>
+        </section>
+    }
+}

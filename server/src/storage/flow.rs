@@ -1,0 +1,198 @@
+//! The flow's own record of every transition (`flow_steps`), and the aggregates a
+//! metrics page reads from it. Every read groups in SQL over a window of weeks, on
+//! covering indexes, so a page costs a few hundred rows however many requests
+//! there are.
+
+use std::str::FromStr;
+
+use slipway_core::flow::{
+    ActionCountRow, Bucket, FlowInput, LeadBucketRow, StepBucketRow, StepRecord, WeekStepRow,
+};
+use slipway_core::state::{Action, RequestState};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::StorageError;
+
+/// Writes one transition; called by the service layer's `transition` in the same
+/// transaction as the state change and its audit event.
+pub async fn record(conn: &mut AnyConnection, step: &StepRecord) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO flow_steps (request_id, type_name, from_state, to_state, action, actor_kind, \
+         entered_at, at, week, duration_ms, bucket, lead_ms, lead_bucket) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(step.request_id)
+    .bind(&step.type_name)
+    .bind(step.from.as_str())
+    .bind(step.to.as_str())
+    .bind(step.action.as_str())
+    .bind(step.actor.as_str())
+    .bind(step.entered_at)
+    .bind(step.at)
+    .bind(step.week())
+    .bind(step.duration_ms())
+    .bind(step.bucket())
+    .bind(step.lead_ms)
+    .bind(step.lead_bucket())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// When the request last changed state, and when it was first submitted (none
+/// before its first transition).
+pub async fn last_and_first_submit(
+    conn: &mut AnyConnection,
+    request_id: i64,
+) -> Result<(Option<i64>, Option<i64>), StorageError> {
+    let row = sqlx::query(
+        "SELECT MAX(at) AS last_at, MIN(CASE WHEN action = 'submit' THEN at END) AS submitted_at \
+         FROM flow_steps WHERE request_id = $1",
+    )
+    .bind(request_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.try_get("last_at")?, row.try_get("submitted_at")?))
+}
+
+fn state(row: &AnyRow, column: &str) -> Result<RequestState, StorageError> {
+    let text: String = row.try_get(column)?;
+    RequestState::from_str(&text).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+fn bucket(row: &AnyRow) -> Result<Bucket, StorageError> {
+    Ok(Bucket {
+        bucket: row.try_get("bucket")?,
+        count: row.try_get("n")?,
+        total_ms: row.try_get("total_ms")?,
+    })
+}
+
+async fn step_buckets(
+    pool: &AnyPool,
+    since: i64,
+    until: i64,
+) -> Result<Vec<StepBucketRow>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT type_name, from_state, bucket, COUNT(*) AS n, CAST(SUM(duration_ms) AS BIGINT) AS total_ms \
+         FROM flow_steps WHERE week >= $1 AND week <= $2 \
+         GROUP BY type_name, from_state, bucket",
+    )
+    .bind(since)
+    .bind(until)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StepBucketRow {
+                type_name: row.try_get("type_name")?,
+                step: state(row, "from_state")?,
+                bucket: bucket(row)?,
+            })
+        })
+        .collect()
+}
+
+/// Events and distinct requests per action and type, per week or (`by_week`
+/// false) over the whole window.
+async fn action_counts(
+    pool: &AnyPool,
+    since: i64,
+    until: i64,
+    by_week: bool,
+) -> Result<Vec<ActionCountRow>, StorageError> {
+    let sql = if by_week {
+        "SELECT type_name, week, action, COUNT(*) AS events, COUNT(DISTINCT request_id) AS requests \
+         FROM flow_steps WHERE week >= $1 AND week <= $2 GROUP BY type_name, week, action"
+    } else {
+        "SELECT type_name, CAST(0 AS BIGINT) AS week, action, COUNT(*) AS events, \
+         COUNT(DISTINCT request_id) AS requests \
+         FROM flow_steps WHERE week >= $1 AND week <= $2 GROUP BY type_name, action"
+    };
+    let rows = sqlx::query(sql)
+        .bind(since)
+        .bind(until)
+        .fetch_all(pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let action: String = row.try_get("action")?;
+        // An action this build does not know (a newer one's rows) counts for nothing.
+        let Ok(action) = Action::from_str(&action) else {
+            continue;
+        };
+        out.push(ActionCountRow {
+            type_name: row.try_get("type_name")?,
+            week: row.try_get("week")?,
+            action,
+            events: row.try_get("events")?,
+            requests: row.try_get("requests")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn lead_buckets(
+    pool: &AnyPool,
+    since: i64,
+    until: i64,
+) -> Result<Vec<LeadBucketRow>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT type_name, week, lead_bucket AS bucket, COUNT(*) AS n, \
+         CAST(SUM(lead_ms) AS BIGINT) AS total_ms \
+         FROM flow_steps WHERE week >= $1 AND week <= $2 AND lead_ms IS NOT NULL \
+         GROUP BY type_name, week, lead_bucket",
+    )
+    .bind(since)
+    .bind(until)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LeadBucketRow {
+                type_name: row.try_get("type_name")?,
+                week: row.try_get("week")?,
+                bucket: bucket(row)?,
+            })
+        })
+        .collect()
+}
+
+async fn week_steps(
+    pool: &AnyPool,
+    since: i64,
+    until: i64,
+) -> Result<Vec<WeekStepRow>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT type_name, week, from_state, CAST(SUM(duration_ms) AS BIGINT) AS total_ms \
+         FROM flow_steps WHERE week >= $1 AND week <= $2 GROUP BY type_name, week, from_state",
+    )
+    .bind(since)
+    .bind(until)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(WeekStepRow {
+                type_name: row.try_get("type_name")?,
+                week: row.try_get("week")?,
+                step: state(row, "from_state")?,
+                total_ms: row.try_get("total_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// The aggregates of the weeks `since..=until`, ready for `flow::compute`.
+pub async fn read(pool: &AnyPool, since: i64, until: i64) -> Result<FlowInput, StorageError> {
+    Ok(FlowInput {
+        since_week: since,
+        until_week: until,
+        steps: step_buckets(pool, since, until).await?,
+        totals: action_counts(pool, since, until, false).await?,
+        weekly: action_counts(pool, since, until, true).await?,
+        lead: lead_buckets(pool, since, until).await?,
+        weekly_steps: week_steps(pool, since, until).await?,
+    })
+}

@@ -1,0 +1,316 @@
+//! Flow metrics from a scripted history driven through the real services, on
+//! SQLite and (with `SLIPWAY_TEST_POSTGRES_URL`) PostgreSQL: the figures, who may
+//! read them (service and REST), and the migration's backfill from the audit log.
+
+#[allow(dead_code)]
+#[macro_use]
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{TestApp, TestResult, draft, namespace_params};
+use reqwest::StatusCode;
+use serde_json::Value;
+use slipway_core::flow::{self, FlowMetrics, FlowQuery, TypeFlow};
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+use slipway_core::views::{ReviewDecision, TokenRequest, TokenScope};
+use slipway_server::services::{ServiceError, flow as flow_service, operations, requests};
+use slipway_server::services::{reviews, tokens};
+use slipway_server::storage::Engine;
+use sqlx::Row;
+
+on_both_engines!(
+    figures_of_a_scripted_history,
+    only_the_platform_team_and_auditors_read_them,
+    the_backfill_rebuilds_the_steps_from_the_audit_log,
+    seeded_requests_walk_the_flow_too,
+);
+
+const NS: &str = "k8s-namespace";
+
+async fn submit(app: &TestApp, name: &str, environment: &str) -> TestResult<RequestId> {
+    let alice = app.user("alice").await?;
+    let params = namespace_params(name, "payments", environment, 2);
+    Ok(requests::submit(&app.state, &alice, &draft(NS, params)).await?)
+}
+
+async fn decide(app: &TestApp, id: RequestId, revision: i64, d: ReviewDecision) -> TestResult {
+    let bob = app.user("bob").await?;
+    reviews::decide(&app.state, &bob, id, revision, d, "scripted").await?;
+    Ok(())
+}
+
+async fn resubmit(app: &TestApp, id: RequestId, name: &str, cpu: i64) -> TestResult {
+    let alice = app.user("alice").await?;
+    let params = namespace_params(name, "payments", "prod", cpu);
+    requests::resubmit(&app.state, &alice, id, &params).await?;
+    Ok(())
+}
+
+/// Four namespaces: sent back once then completed; auto-approved and completed;
+/// approved, failed and resolved by hand; sent back twice then cancelled.
+async fn scripted_history(app: &TestApp) -> TestResult {
+    let reworked = submit(app, "alpha", "prod").await?;
+    decide(app, reworked, 1, ReviewDecision::RequestChanges).await?;
+    resubmit(app, reworked, "alpha", 3).await?;
+    decide(app, reworked, 2, ReviewDecision::Approve).await?;
+
+    let auto = submit(app, "beta", "dev").await?;
+    assert_eq!(app.request_state(auto).await?, RequestState::Approved);
+
+    let failing = submit(app, "gamma", "prod").await?;
+    decide(app, failing, 1, ReviewDecision::Approve).await?;
+    // An approved hash that matches nothing: the worker refuses to apply.
+    app.exec(&format!(
+        "UPDATE requests SET approved_hash = 'tampered' WHERE id = {failing}"
+    ))
+    .await?;
+    app.run_jobs().await?;
+    for id in [reworked, auto] {
+        assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    }
+    assert_eq!(app.request_state(failing).await?, RequestState::Failed);
+    let carol = app.user("carol").await?;
+    operations::take_over(&app.state, &carol, failing).await?;
+    operations::resolve(&app.state, &carol, failing, "made by hand").await?;
+
+    let abandoned = submit(app, "delta", "prod").await?;
+    decide(app, abandoned, 1, ReviewDecision::RequestChanges).await?;
+    resubmit(app, abandoned, "delta", 3).await?;
+    decide(app, abandoned, 2, ReviewDecision::RequestChanges).await?;
+    requests::cancel(&app.state, &app.user("alice").await?, abandoned).await?;
+    Ok(())
+}
+
+fn namespace_figures(m: &FlowMetrics) -> TestResult<&TypeFlow> {
+    Ok(m.types
+        .iter()
+        .find(|t| t.type_name == NS)
+        .ok_or("no figures for namespaces")?)
+}
+
+async fn figures_of_a_scripted_history(app: &TestApp) -> TestResult {
+    scripted_history(app).await?;
+    let carol = app.user("carol").await?;
+    let m = flow_service::flow_metrics(&app.state, &carol, &FlowQuery::default()).await?;
+    assert_eq!(m.weeks, 12);
+    assert_eq!(m.trend.len(), 12);
+    let ns = namespace_figures(&m)?;
+    let r = ns.rates;
+    assert_eq!((r.submitted, r.completed, r.reviewed), (4, 3, 3));
+    assert_eq!((r.sent_back, r.change_rounds), (2, 3));
+    assert_eq!(r.rework_rate, Some(2.0 / 3.0));
+    assert_eq!(r.rounds_per_request, Some(1.0));
+    assert_eq!((r.auto_approved, r.approved_by_person), (1, 2));
+    assert_eq!(r.auto_approval_share, Some(1.0 / 3.0));
+    assert_eq!((r.executed, r.failed, r.manual), (3, 1, 1));
+    assert_eq!(r.failure_rate, Some(1.0 / 3.0));
+    assert_eq!(r.manual_rate, Some(1.0 / 3.0));
+    assert_eq!(ns.lead.count, 3);
+    let visited: Vec<RequestState> = ns.steps.iter().map(|s| s.step).collect();
+    for step in [
+        RequestState::Submitted,
+        RequestState::InReview,
+        RequestState::ChangesRequested,
+        RequestState::Approved,
+        RequestState::Executing,
+        RequestState::Failed,
+        RequestState::Manual,
+    ] {
+        assert!(visited.contains(&step), "{step} missing from {visited:?}");
+    }
+    // Everything happened this week: its point of the trend holds every count.
+    let this_week = m.trend.last().ok_or("an empty trend")?;
+    assert_eq!(this_week.rates, r);
+    assert_eq!(m.all.rates, r, "one type: all types are the same");
+
+    // The trend of one type, and a type that does not exist.
+    let one = FlowQuery {
+        weeks: Some(2),
+        type_name: Some(NS.into()),
+    };
+    let m = flow_service::flow_metrics(&app.state, &carol, &one).await?;
+    assert_eq!((m.weeks, m.trend_type.as_deref()), (2, Some(NS)));
+    let unknown = FlowQuery {
+        weeks: None,
+        type_name: Some("no-such-type".into()),
+    };
+    for bad in [
+        unknown,
+        FlowQuery {
+            weeks: Some(53),
+            type_name: None,
+        },
+    ] {
+        match flow_service::flow_metrics(&app.state, &carol, &bad).await {
+            Err(ServiceError::Invalid(fields)) => assert_eq!(fields.len(), 1),
+            other => panic!("{bad:?} must be Invalid, got {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+async fn api_get(app: &TestApp, path: &str, user: &str) -> TestResult<(StatusCode, Value)> {
+    let caller = app.user(user).await?;
+    let request = TokenRequest {
+        name: format!("{user} metrics token"),
+        scopes: vec![TokenScope::Read],
+        expires_in_days: Some(1),
+    };
+    let secret = tokens::create(&app.state, &caller, &request).await?.secret;
+    let router = slipway_server::cli::router(&app.state, axum::Router::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service).await;
+    });
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1{path}"))
+        .bearer_auth(secret)
+        .send()
+        .await?;
+    Ok((response.status(), response.json().await?))
+}
+
+async fn only_the_platform_team_and_auditors_read_them(app: &TestApp) -> TestResult {
+    submit(app, "epsilon", "dev").await?;
+    for developer in ["alice", "bob"] {
+        let caller = app.user(developer).await?;
+        let answer = flow_service::flow_metrics(&app.state, &caller, &FlowQuery::default()).await;
+        assert!(
+            matches!(answer, Err(ServiceError::Forbidden(_))),
+            "{developer}: {answer:?}"
+        );
+        let (status, body) = api_get(app, "/metrics/flow", developer).await?;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{developer}: {body}");
+    }
+    let (status, body) = api_get(app, "/metrics/flow?weeks=4", "carol").await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["weeks"], 4);
+    assert_eq!(body["all"]["rates"]["auto_approved"], 1);
+    let (status, body) = api_get(app, "/metrics/flow?weeks=0", "carol").await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "weeks");
+    let document = serde_json::to_value(slipway_server::api::openapi())?;
+    assert!(
+        document["paths"]["/api/v1/metrics/flow"]["get"].is_object(),
+        "the endpoint is documented"
+    );
+    Ok(())
+}
+
+/// (request, from, to, action, actor kind, at, lead?) of every stored step.
+type Step = (i64, String, String, String, String, i64, bool);
+
+async fn stored_steps(app: &TestApp) -> TestResult<Vec<Step>> {
+    let rows = sqlx::query(
+        "SELECT request_id, from_state, to_state, action, actor_kind, at, lead_ms, \
+         duration_ms, bucket FROM flow_steps ORDER BY request_id, at, id",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    let mut steps = Vec::new();
+    for row in rows {
+        let (duration, bucket): (i64, i64) = (row.try_get("duration_ms")?, row.try_get("bucket")?);
+        assert_eq!(
+            bucket,
+            flow::bucket_of(duration),
+            "SQL and core buckets agree"
+        );
+        let lead: Option<i64> = row.try_get("lead_ms")?;
+        steps.push((
+            row.try_get("request_id")?,
+            row.try_get("from_state")?,
+            row.try_get("to_state")?,
+            row.try_get("action")?,
+            row.try_get("actor_kind")?,
+            row.try_get("at")?,
+            lead.is_some(),
+        ));
+    }
+    Ok(steps)
+}
+
+/// The backfill statements of this engine's migration (from its "Backfill" note on).
+fn backfill_sql(engine: Engine) -> TestResult<Vec<String>> {
+    let dir = match engine {
+        Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
+    };
+    let path = format!(
+        "{}/../migrations/{dir}/20261206000001_flow_metrics.sql",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path)?;
+    let start = text
+        .find("-- Backfill")
+        .ok_or("no backfill in the migration")?;
+    let code: String = text[start..]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(code
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+async fn the_backfill_rebuilds_the_steps_from_the_audit_log(app: &TestApp) -> TestResult {
+    scripted_history(app).await?;
+    let written = stored_steps(app).await?;
+    assert!(written.len() > 20, "{written:?}");
+    app.exec("DELETE FROM flow_steps").await?;
+    for statement in backfill_sql(app.state.db.engine)? {
+        app.exec(&statement).await?;
+    }
+    let rebuilt = stored_steps(app).await?;
+    assert_eq!(rebuilt.len(), written.len());
+    for (w, r) in written.iter().zip(&rebuilt) {
+        // The audit event's clock is read a moment after the step's.
+        assert!((w.5 - r.5).abs() < 1000, "{w:?} vs {r:?}");
+        assert_eq!(
+            (&w.0, &w.1, &w.2, &w.3, &w.4, w.6),
+            (&r.0, &r.1, &r.2, &r.3, &r.4, r.6)
+        );
+    }
+    Ok(())
+}
+
+/// `slipway dev seed` records each request's path through the flow, so a demo's
+/// metrics page has a year of figures to draw.
+async fn seeded_requests_walk_the_flow_too(app: &TestApp) -> TestResult {
+    let plan = slipway_server::seed::SeedPlan {
+        requests: 300,
+        audit_events: 0,
+    };
+    slipway_server::seed::seed(&app.state, plan).await?;
+    let submitted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT request_id) FROM flow_steps WHERE action = 'submit'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(submitted, 300, "every seeded request was submitted");
+    let carol = app.user("carol").await?;
+    let year = FlowQuery {
+        weeks: Some(52),
+        type_name: None,
+    };
+    let m = flow_service::flow_metrics(&app.state, &carol, &year).await?;
+    let r = m.all.rates;
+    assert!(
+        r.submitted > 200 && r.completed > 0 && r.sent_back > 0,
+        "{r:?}"
+    );
+    assert!(
+        r.failed > 0 && r.auto_approved + r.approved_by_person > 0,
+        "{r:?}"
+    );
+    assert!(m.all.lead.median_ms.is_some_and(|ms| ms > 0));
+    assert!(m.all.steps.len() >= 6, "{:?}", m.all.steps);
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! From the storage's aggregates to the figures a metrics page and the API show.
+
+use super::*;
+
+/// A step's duration histogram for one type over the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepBucketRow {
+    pub type_name: String,
+    pub step: RequestState,
+    pub bucket: Bucket,
+}
+
+/// How often an action was taken, and on how many distinct requests, for one type
+/// (and one week, for the trend).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionCountRow {
+    pub type_name: String,
+    pub week: i64,
+    pub action: Action,
+    pub events: i64,
+    pub requests: i64,
+}
+
+/// A lead-time histogram bucket of the requests one type completed in one week.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadBucketRow {
+    pub type_name: String,
+    pub week: i64,
+    pub bucket: Bucket,
+}
+
+/// Time spent in one step by one type's requests, summed over one week.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeekStepRow {
+    pub type_name: String,
+    pub week: i64,
+    pub step: RequestState,
+    pub total_ms: i64,
+}
+
+/// Everything the storage reads for one page: the window is `since_week` up to and
+/// including `until_week`. `totals` counts over the whole window (its `week` is
+/// ignored), `weekly` per week.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FlowInput {
+    pub since_week: i64,
+    pub until_week: i64,
+    pub steps: Vec<StepBucketRow>,
+    pub totals: Vec<ActionCountRow>,
+    pub weekly: Vec<ActionCountRow>,
+    pub lead: Vec<LeadBucketRow>,
+    pub weekly_steps: Vec<WeekStepRow>,
+}
+
+/// The counts behind the rates, and the rates (`None` when nothing was counted).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlowRates {
+    /// Requests submitted (first submit) in the window.
+    pub submitted: i64,
+    /// Requests that reached completed, automatically or by hand.
+    pub completed: i64,
+    /// Requests that entered review by a person.
+    pub reviewed: i64,
+    /// Reviewed requests sent back for changes at least once.
+    pub sent_back: i64,
+    /// Times a request was sent back for changes.
+    pub change_rounds: i64,
+    /// Requests a catalog policy approved without a person.
+    pub auto_approved: i64,
+    /// Requests a person approved.
+    pub approved_by_person: i64,
+    /// Requests whose execution started.
+    pub executed: i64,
+    pub failed: i64,
+    /// Failed requests taken over for manual handling.
+    pub manual: i64,
+    /// sent_back / reviewed.
+    pub rework_rate: Option<f64>,
+    /// change_rounds / reviewed.
+    pub rounds_per_request: Option<f64>,
+    /// auto_approved / (auto_approved + approved_by_person).
+    pub auto_approval_share: Option<f64>,
+    /// failed / executed.
+    pub failure_rate: Option<f64>,
+    /// manual / executed.
+    pub manual_rate: Option<f64>,
+}
+
+fn ratio(part: i64, whole: i64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+impl FlowRates {
+    /// The rates of a set of action counts (one type's or all types', one week's or
+    /// the window's).
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a ActionCountRow>) -> Self {
+        let mut requests: BTreeMap<Action, i64> = BTreeMap::new();
+        let mut events: BTreeMap<Action, i64> = BTreeMap::new();
+        for row in rows {
+            *requests.entry(row.action).or_default() += row.requests;
+            *events.entry(row.action).or_default() += row.events;
+        }
+        let n = |a: Action| requests.get(&a).copied().unwrap_or(0);
+        let mut r = FlowRates {
+            submitted: n(Action::Submit),
+            completed: n(Action::VerificationPassed) + n(Action::ResolveManually),
+            reviewed: n(Action::EnterReview),
+            sent_back: n(Action::RequestChanges),
+            change_rounds: events.get(&Action::RequestChanges).copied().unwrap_or(0),
+            auto_approved: n(Action::AutoApprove),
+            approved_by_person: n(Action::Approve),
+            executed: n(Action::StartExecution),
+            failed: n(Action::Fail),
+            manual: n(Action::TakeOver),
+            ..FlowRates::default()
+        };
+        r.rework_rate = ratio(r.sent_back, r.reviewed);
+        r.rounds_per_request = ratio(r.change_rounds, r.reviewed);
+        r.auto_approval_share = ratio(r.auto_approved, r.auto_approved + r.approved_by_person);
+        r.failure_rate = ratio(r.failed, r.executed);
+        r.manual_rate = ratio(r.manual, r.executed);
+        r
+    }
+}
+
+/// One step of one type (or of all types).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepFlow {
+    pub step: RequestState,
+    pub kind: StepKind,
+    pub durations: Durations,
+}
+
+/// The figures of one type, or of all types together (`type_name` "all").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TypeFlow {
+    pub type_name: String,
+    pub rates: FlowRates,
+    /// From first submit to completed, for the requests completed in the window.
+    pub lead: Durations,
+    /// Time spent waiting, summed over every step of the window.
+    pub wait_ms: i64,
+    /// Time spent being worked on, summed likewise.
+    pub touch_ms: i64,
+    /// touch / (wait + touch).
+    pub flow_efficiency: Option<f64>,
+    /// The steps in flow order, those visited in the window only.
+    pub steps: Vec<StepFlow>,
+}
+
+/// One week of the trend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WeekFlow {
+    /// Monday 00:00 UTC, Unix milliseconds.
+    pub week_start_ms: i64,
+    pub rates: FlowRates,
+    pub lead_median_ms: Option<i64>,
+    pub wait_ms: i64,
+    pub touch_ms: i64,
+}
+
+/// A metrics page: the window, each type's figures, all types together, and the
+/// weekly trend of the chosen type (or of all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlowMetrics {
+    pub since_ms: i64,
+    /// The end of the window (exclusive): the Monday after its last week.
+    pub until_ms: i64,
+    pub weeks: i64,
+    /// The type the trend follows; `None` for all types.
+    pub trend_type: Option<String>,
+    pub all: TypeFlow,
+    pub types: Vec<TypeFlow>,
+    pub trend: Vec<WeekFlow>,
+}
+
+/// Sums a step's time into wait or touch.
+fn split_time(step: RequestState, total_ms: i64, wait: &mut i64, touch: &mut i64) {
+    match step_kind(step) {
+        Some(StepKind::Wait) => *wait += total_ms,
+        Some(StepKind::Touch) => *touch += total_ms,
+        None => {}
+    }
+}
+
+/// The figures of the rows `keep` selects (one type, or all).
+fn type_flow(input: &FlowInput, type_name: &str, keep: impl Fn(&str) -> bool) -> TypeFlow {
+    let mut steps = Vec::new();
+    let (mut wait_ms, mut touch_ms) = (0, 0);
+    for step in STEPS {
+        let buckets: Vec<Bucket> = input
+            .steps
+            .iter()
+            .filter(|r| r.step == step && keep(&r.type_name))
+            .map(|r| r.bucket)
+            .collect();
+        let durations = Durations::of(&buckets);
+        if durations.count == 0 {
+            continue;
+        }
+        split_time(step, durations.total_ms, &mut wait_ms, &mut touch_ms);
+        if let Some(kind) = step_kind(step) {
+            steps.push(StepFlow {
+                step,
+                kind,
+                durations,
+            });
+        }
+    }
+    let lead: Vec<Bucket> = input
+        .lead
+        .iter()
+        .filter(|r| keep(&r.type_name))
+        .map(|r| r.bucket)
+        .collect();
+    TypeFlow {
+        type_name: type_name.to_string(),
+        rates: FlowRates::of(input.totals.iter().filter(|r| keep(&r.type_name))),
+        lead: Durations::of(&lead),
+        wait_ms,
+        touch_ms,
+        flow_efficiency: ratio(touch_ms, wait_ms + touch_ms),
+        steps,
+    }
+}
+
+/// One week of the trend, of the rows `keep` selects.
+fn week_flow(input: &FlowInput, week: i64, keep: &impl Fn(&str) -> bool) -> WeekFlow {
+    let lead: Vec<Bucket> = input
+        .lead
+        .iter()
+        .filter(|r| r.week == week && keep(&r.type_name))
+        .map(|r| r.bucket)
+        .collect();
+    let (mut wait_ms, mut touch_ms) = (0, 0);
+    for r in &input.weekly_steps {
+        if r.week == week && keep(&r.type_name) {
+            split_time(r.step, r.total_ms, &mut wait_ms, &mut touch_ms);
+        }
+    }
+    WeekFlow {
+        week_start_ms: week_start(week),
+        rates: FlowRates::of(
+            input
+                .weekly
+                .iter()
+                .filter(|r| r.week == week && keep(&r.type_name)),
+        ),
+        lead_median_ms: quantile(&lead, 0.5),
+        wait_ms,
+        touch_ms,
+    }
+}
+
+/// The whole page's figures. `trend_type` narrows the weekly trend to one type.
+pub fn compute(input: &FlowInput, trend_type: Option<&str>) -> FlowMetrics {
+    let mut names: Vec<&str> = input
+        .totals
+        .iter()
+        .map(|r| r.type_name.as_str())
+        .chain(input.steps.iter().map(|r| r.type_name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let types = names
+        .iter()
+        .map(|name| type_flow(input, name, |t| t == *name))
+        .collect();
+    let keep = |t: &str| trend_type.is_none_or(|want| want == t);
+    let trend = (input.since_week..=input.until_week)
+        .map(|week| week_flow(input, week, &keep))
+        .collect();
+    FlowMetrics {
+        since_ms: week_start(input.since_week),
+        until_ms: week_start(input.until_week + 1),
+        weeks: input.until_week - input.since_week + 1,
+        trend_type: trend_type.map(str::to_string),
+        all: type_flow(input, "all", |_| true),
+        types,
+        trend,
+    }
+}

@@ -1,0 +1,295 @@
+use super::*;
+use Action as A;
+use RequestState as S;
+
+const H: i64 = 3_600_000;
+const PG: &str = "postgres-database";
+const NS: &str = "k8s-namespace";
+const WEEK0: i64 = 2970;
+
+/// Writes a request's transitions the way `transition()` records them: each step
+/// entered when the previous one ended, lead time on completion.
+struct Script {
+    records: Vec<StepRecord>,
+}
+
+impl Script {
+    fn request(&mut self, id: i64, type_name: &str, start_h: f64, steps: &[(Action, f64)]) {
+        let base = week_start(WEEK0);
+        let at = |h: f64| base + (h * H as f64) as i64;
+        let mut state = S::Draft;
+        let mut entered = at(start_h) - H;
+        let mut first_submit = None;
+        for &(action, hours) in steps {
+            let now = at(start_h + hours);
+            let to = match crate::state::next_state(state, action) {
+                Ok(to) => to,
+                Err(e) => panic!("scripted history is wrong: {e}"),
+            };
+            if action == A::Submit {
+                first_submit = Some(now);
+            }
+            self.records.push(StepRecord {
+                request_id: id,
+                type_name: type_name.into(),
+                from: state,
+                to,
+                action,
+                actor: ActorKind::Person,
+                entered_at: entered,
+                at: now,
+                lead_ms: lead_time(to, first_submit, now),
+            });
+            state = to;
+            entered = now;
+        }
+    }
+}
+
+/// Four requests over two weeks, with known answers worked out by hand.
+fn history() -> Vec<StepRecord> {
+    let mut s = Script { records: vec![] };
+    // Sent back once, then approved and completed: lead 12 h.
+    s.request(
+        1,
+        PG,
+        0.0,
+        &[
+            (A::Submit, 0.0),
+            (A::EnterReview, 1.0),
+            (A::RequestChanges, 5.0),
+            (A::Resubmit, 7.0),
+            (A::EnterReview, 8.0),
+            (A::Approve, 10.0),
+            (A::StartExecution, 11.0),
+            (A::ExecutionSucceeded, 11.5),
+            (A::VerificationPassed, 12.0),
+        ],
+    );
+    // Approved, failed, handled by hand: lead 13 h.
+    s.request(
+        2,
+        PG,
+        24.0,
+        &[
+            (A::Submit, 0.0),
+            (A::EnterReview, 1.0),
+            (A::Approve, 5.0),
+            (A::StartExecution, 6.0),
+            (A::Fail, 7.0),
+            (A::TakeOver, 9.0),
+            (A::ResolveManually, 13.0),
+        ],
+    );
+    // Auto-approved at once: lead 2 h.
+    s.request(
+        3,
+        NS,
+        48.0,
+        &[
+            (A::Submit, 0.0),
+            (A::AutoApprove, 0.0),
+            (A::StartExecution, 1.0),
+            (A::ExecutionSucceeded, 1.5),
+            (A::VerificationPassed, 2.0),
+        ],
+    );
+    // Next week: sent back twice, then cancelled.
+    s.request(
+        4,
+        PG,
+        7.0 * 24.0,
+        &[
+            (A::Submit, 0.0),
+            (A::EnterReview, 1.0),
+            (A::RequestChanges, 3.0),
+            (A::Resubmit, 4.0),
+            (A::EnterReview, 5.0),
+            (A::RequestChanges, 6.0),
+            (A::Cancel, 8.0),
+        ],
+    );
+    s.records
+}
+
+fn metrics(trend_type: Option<&str>) -> FlowMetrics {
+    compute(&aggregate(&history(), WEEK0, WEEK0 + 1), trend_type)
+}
+
+fn of<'a>(m: &'a FlowMetrics, name: &str) -> &'a TypeFlow {
+    match m.types.iter().find(|t| t.type_name == name) {
+        Some(t) => t,
+        None => panic!("no figures for {name}"),
+    }
+}
+
+fn step(t: &TypeFlow, state: RequestState) -> &Durations {
+    match t.steps.iter().find(|s| s.step == state) {
+        Some(s) => &s.durations,
+        None => panic!("no step {state}"),
+    }
+}
+
+#[test]
+fn rates_per_type_have_the_known_answers() {
+    let m = metrics(None);
+    let pg = of(&m, PG).rates;
+    assert_eq!((pg.submitted, pg.completed, pg.reviewed), (3, 2, 3));
+    assert_eq!((pg.sent_back, pg.change_rounds), (2, 3));
+    assert_eq!(pg.rework_rate, Some(2.0 / 3.0));
+    assert_eq!(pg.rounds_per_request, Some(1.0));
+    assert_eq!(pg.auto_approval_share, Some(0.0));
+    assert_eq!(pg.failure_rate, Some(0.5));
+    assert_eq!(pg.manual_rate, Some(0.5));
+    let ns = of(&m, NS).rates;
+    assert_eq!(ns.auto_approval_share, Some(1.0));
+    // Nobody reviewed a namespace: no rework rate rather than a made-up zero.
+    assert_eq!(ns.rework_rate, None);
+    assert_eq!(ns.failure_rate, Some(0.0));
+    assert_eq!(m.all.rates.auto_approval_share, Some(1.0 / 3.0));
+    assert_eq!(m.all.rates.failure_rate, Some(1.0 / 3.0));
+}
+
+#[test]
+fn lead_wait_and_touch_have_the_known_answers() {
+    let m = metrics(None);
+    let pg = of(&m, PG);
+    assert_eq!(pg.lead.count, 2);
+    assert_eq!(pg.lead.median_ms, Some(12 * H));
+    assert_eq!(pg.lead.p90_ms, Some(13 * H));
+    assert_eq!(pg.lead.mean_ms, Some(12 * H + H / 2));
+    // In review: 4, 2, 4, 2 and 1 hours.
+    let review = step(pg, S::InReview);
+    assert_eq!(review.count, 5);
+    assert_eq!(review.median_ms, Some(2 * H));
+    assert_eq!(review.p90_ms, Some(4 * H));
+    assert_eq!(step(pg, S::Submitted).median_ms, Some(H));
+    assert_eq!(step(pg, S::Manual).median_ms, Some(4 * H));
+    // Waiting: submitted 5 h, review 13 h, changes 5 h, approved 2 h, failed 2 h.
+    assert_eq!(pg.wait_ms, 27 * H);
+    // Working: executing 1.5 h, verifying 0.5 h, by hand 4 h.
+    assert_eq!(pg.touch_ms, 6 * H);
+    assert_eq!(pg.flow_efficiency, Some(6.0 / 33.0));
+    // The draft is before the flow: never a step.
+    assert!(pg.steps.iter().all(|s| s.step != S::Draft));
+    let ns = of(&m, NS);
+    assert_eq!(step(ns, S::Submitted).median_ms, Some(0));
+    assert_eq!(ns.lead.median_ms, Some(2 * H));
+}
+
+#[test]
+fn the_trend_has_one_point_per_week() {
+    let m = metrics(None);
+    assert_eq!(m.weeks, 2);
+    assert_eq!(m.trend.len(), 2);
+    assert_eq!(m.trend[0].week_start_ms, week_start(WEEK0));
+    assert_eq!(m.since_ms, week_start(WEEK0));
+    assert_eq!(m.until_ms, week_start(WEEK0 + 2));
+    let (w0, w1) = (&m.trend[0], &m.trend[1]);
+    assert_eq!(w0.rates.rework_rate, Some(0.5));
+    assert_eq!(w1.rates.rework_rate, Some(1.0));
+    assert_eq!(w1.rates.rounds_per_request, Some(2.0));
+    // Leads of 2, 12 and 13 hours completed in the first week, none in the second.
+    assert_eq!(w0.lead_median_ms, Some(12 * H));
+    assert_eq!(w1.lead_median_ms, None);
+    assert_eq!(w1.wait_ms, 8 * H);
+    assert_eq!(w1.touch_ms, 0);
+}
+
+#[test]
+fn the_trend_follows_one_type_when_asked() {
+    let m = metrics(Some(NS));
+    assert_eq!(m.trend_type.as_deref(), Some(NS));
+    assert_eq!(m.trend[0].rates.auto_approved, 1);
+    assert_eq!(m.trend[0].rates.approved_by_person, 0);
+    assert_eq!(m.trend[1].rates.submitted, 0);
+    // The per-type figures stay whole.
+    assert_eq!(m.types.len(), 2);
+}
+
+#[test]
+fn records_outside_the_window_are_left_out() {
+    let m = compute(&aggregate(&history(), WEEK0 + 1, WEEK0 + 1), None);
+    assert_eq!(m.types.len(), 1);
+    assert_eq!(m.all.rates.submitted, 1);
+    assert_eq!(m.all.lead.count, 0);
+}
+
+#[test]
+fn a_quantile_stays_within_its_bucket() {
+    for ms in [1, 7, 999, 60_000, 3_599_999, 86_400_000, 31_536_000_000] {
+        let b = bucket_of(ms);
+        assert!(bucket_of(ms * 2) > b && b > bucket_of(ms / 2) - 1, "{ms}");
+        // Neighbours a tenth apart never share a bucket above a second.
+        if ms > 1000 {
+            assert_ne!(bucket_of(ms), bucket_of(ms + ms / 10), "{ms}");
+        }
+    }
+    let spread = [Bucket {
+        bucket: bucket_of(100),
+        count: 2,
+        total_ms: 205,
+    }];
+    assert_eq!(quantile(&spread, 0.5), Some(102));
+    assert_eq!(quantile(&[], 0.5), None);
+    assert_eq!(bucket_of(0), 0);
+    assert_eq!(bucket_of(-5), 0);
+}
+
+#[test]
+fn weeks_start_on_monday() {
+    // 2026-11-30 is a Monday: 1_795_996_800_000 ms.
+    let monday = 1_795_996_800_000;
+    assert_eq!(week_start(week_of(monday)), monday);
+    assert_eq!(week_start(week_of(monday + WEEK_MS - 1)), monday);
+    assert_eq!(week_of(monday - 1) + 1, week_of(monday));
+}
+
+#[test]
+fn every_step_of_the_flow_is_wait_or_touch() {
+    for state in RequestState::ALL {
+        assert_eq!(
+            step_kind(state).is_some(),
+            STEPS.contains(&state),
+            "{state}"
+        );
+    }
+    assert_eq!(lead_time(S::Completed, Some(5), 3), Some(0));
+    assert_eq!(lead_time(S::Failed, Some(5), 9), None);
+}
+
+#[test]
+fn durations_and_shares_read_as_text() {
+    assert_eq!(human_duration(42_000), "42 s");
+    assert_eq!(human_duration(12 * 60_000), "12 min");
+    assert_eq!(human_duration(3 * H + H / 2), "3.5 h");
+    assert_eq!(human_duration(72 * H), "3.0 d");
+    assert_eq!(percent(Some(2.0 / 3.0)), "67%");
+    assert_eq!(percent(None), "–");
+}
+
+#[test]
+fn a_query_asks_for_a_bounded_window() {
+    let now = week_start(WEEK0) + 3 * H;
+    assert_eq!(FlowQuery::default().window(now), Ok((WEEK0 - 11, WEEK0)));
+    let one = FlowQuery {
+        weeks: Some(1),
+        type_name: None,
+    };
+    assert_eq!(one.window(now), Ok((WEEK0, WEEK0)));
+    for weeks in [0, -3, 53] {
+        let q = FlowQuery {
+            weeks: Some(weeks),
+            type_name: None,
+        };
+        assert!(q.window(now).is_err(), "{weeks}");
+    }
+}
+
+#[test]
+fn dates_read_as_calendar_days() {
+    assert_eq!(date_of(0), "1970-01-01");
+    assert_eq!(date_of(1_795_996_800_000), "2026-11-30");
+    assert_eq!(date_of(951_782_400_000), "2000-02-29");
+    assert_eq!(date_of(-1), "1969-12-31");
+}
