@@ -38,6 +38,51 @@ pub fn portal_router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(
             unreadable_calls_are_client_errors,
         ))
+        .layer(axum::middleware::from_fn(render_to_the_end))
+}
+
+/// The largest page or server-function answer rendered to its end before sending.
+const RENDERED_BODY_LIMIT: usize = 64 << 20;
+
+/// Every page and server function runs to its end in a task of its own, whatever
+/// the client does. Leptos 0.8's reactive graph (reactive_graph 0.2.16) can
+/// deadlock a runtime thread when a page's owner tree is dropped while one of its
+/// suspended parts still runs on another thread: `with_context` holds a read lock
+/// on an owner while the last reference to an ancestor drops there, and the
+/// ancestor's cleanup waits for a write lock on that same owner forever. A client
+/// that hangs up mid-render dropped the response future and did exactly that (a
+/// benchmark's connections closing left a thread blocked and the server unable to
+/// shut down). Pages render with `SsrMode::Async`, so nothing is sent before the
+/// end anyway; static files under `/pkg/` are served directly.
+async fn render_to_the_end(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.uri().path().starts_with("/pkg/") {
+        return next.run(request).await;
+    }
+    let rendering = tokio::spawn(async move {
+        let (parts, body) = next.run(request).await.into_parts();
+        match axum::body::to_bytes(body, RENDERED_BODY_LIMIT).await {
+            Ok(bytes) => Ok(axum::response::Response::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            )),
+            Err(error) => Err(error.to_string()),
+        }
+    });
+    match rendering.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(message)) => {
+            tracing::error!(%message, "a page could not be rendered to its end");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "a page's rendering task failed");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// The largest server-function answer body this layer reads to classify an error.

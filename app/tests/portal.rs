@@ -1064,3 +1064,55 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
     assert!(!refused.body.contains("<svg"));
     Ok(())
 }
+
+/// A GET of `path` with `cookie`, as a browser's request to the router.
+fn page_request(path: &str, cookie: &str) -> TestResult<Request<Body>> {
+    Ok(Request::get(path)
+        .header(header::HOST, HOST)
+        .header(header::ACCEPT, "text/html")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())?)
+}
+
+/// Clients that hang up mid-render (a closed tab, a load generator stopping) must
+/// not take a runtime thread with them: Leptos's reactive graph can deadlock when
+/// a page's owner tree is dropped while a suspended part still runs, so pages run
+/// to their end whatever the client does. A thousand renders are abandoned at
+/// spread-out moments on two threads, then every page still answers in time.
+/// (The hang was caught under `bench/scale`'s load, with a stack from gdb; this
+/// test has not reproduced it in-process without the guard, so it watches for the
+/// symptom rather than proving the cause.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_abandoned_mid_render_leave_the_server_answering() -> TestResult {
+    use std::time::Duration;
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    let signed_in = browser.sign_in("carol", "/requests").await?;
+    assert!(signed_in.status.is_redirection(), "{}", signed_in.status);
+    let cookie = browser.cookie.clone().ok_or("carol has a session")?;
+    let pages = ["/requests", "/assets", "/audit", "/attention", "/catalog"];
+    let mut abandoned = tokio::task::JoinSet::new();
+    for i in 0..1000u64 {
+        let router = browser.router.clone();
+        let request = page_request(pages[i as usize % pages.len()], &cookie)?;
+        // Spread the hang-ups over the whole render, from before it starts to after.
+        let patience = Duration::from_micros((i * 7_919) % 20_000);
+        abandoned.spawn(async move {
+            let _ = tokio::time::timeout(patience, router.oneshot(request)).await;
+        });
+    }
+    while abandoned.join_next().await.is_some() {}
+    let mut answered = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let router = browser.router.clone();
+        let request = page_request(pages[i % pages.len()], &cookie)?;
+        answered.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(20), router.oneshot(request)).await
+        });
+    }
+    while let Some(answer) = answered.join_next().await {
+        let response = answer?.map_err(|_| "a page did not answer within 20 s")??;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    Ok(())
+}

@@ -110,6 +110,7 @@ pub async fn active_named(
 fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
     let mut c = Conditions::default();
     listing::filter_conditions(&mut c, "a", filter);
+    let (mut from, mut id) = ("assets a", "a.id");
     if let Some(text) = filter
         .text
         .as_deref()
@@ -122,11 +123,14 @@ fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
         }
         let matches = super::search::matches(engine, &mut c, &words);
         c.push(matches);
+        if engine == Engine::Sqlite {
+            (from, id) = (super::search::SQLITE_FROM, super::search::SQLITE_ID);
+        }
     }
     Some(ListSql {
         columns: "a.id, a.type_name, a.name, a.params, a.request_id, a.commit_id, a.state, a.created_at",
-        from: "assets a",
-        id: "a.id",
+        from,
+        id,
         conditions: c,
     })
 }

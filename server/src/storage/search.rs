@@ -22,6 +22,14 @@ const BATCH: i64 = 500;
 /// Held while the index is rebuilt, so replicas starting together take turns.
 const SYNC_LOCK: i64 = 7105004;
 
+/// On SQLite a search reads the text index first, newest row first, and joins each
+/// hit to its asset: FTS5 walks its hits in rowid order and stops at the page's
+/// end, where `id IN (all hits)` read every hit (17,000 of 70,000 assets for
+/// "payments s00") before ordering them.
+pub(crate) const SQLITE_FROM: &str = "assets_fts JOIN assets a ON a.id = assets_fts.rowid";
+/// The id a searched SQLite list orders and pages by.
+pub(crate) const SQLITE_ID: &str = "assets_fts.rowid";
+
 /// The condition "the asset's words start with each of `words`" (every word
 /// already only letters and digits).
 pub(crate) fn matches(engine: Engine, c: &mut Conditions, words: &[String]) -> String {
@@ -34,7 +42,8 @@ pub(crate) fn matches(engine: Engine, c: &mut Conditions, words: &[String]) -> S
                 .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
                 .collect();
             let mark = c.text(query.join(" "));
-            format!("a.id IN (SELECT rowid FROM assets_fts WHERE assets_fts MATCH {mark})")
+            // The list reads `assets_fts` joined to `assets` (see [`SQLITE_FROM`]).
+            format!("assets_fts MATCH {mark}")
         }
         Engine::Postgres => {
             // to_tsquery: each word a quoted lexeme (inner quotes doubled, backslashes
