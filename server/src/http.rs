@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every adapter: sessions, health, tracing, and the guards
 //! in front of everything (same-origin posts, redirects that are redirects).
 
+pub mod catalog_info;
 pub mod events;
 pub mod new_token;
 pub mod oidc;
@@ -391,6 +392,10 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/requests/{id}/events", get(portal_progress))
+        .route(
+            "/assets/{id}/catalog-info.yaml",
+            get(catalog_info::download),
+        )
         .route(
             "/requests/{id}/secrets/{name}/reveal",
             axum::routing::post(reveal::reveal),

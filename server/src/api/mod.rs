@@ -7,6 +7,7 @@
 mod account;
 mod assets;
 mod audit;
+mod backstage;
 mod catalog;
 mod extract;
 pub mod idempotency;
@@ -52,6 +53,7 @@ never has a second effect. Errors are `application/problem+json` (RFC 9457)."
         (name = "reviews", description = "Review decisions"),
         (name = "operations", description = "Manual handling by the platform team"),
         (name = "assets", description = "The CMDB"),
+        (name = "backstage", description = "Assets as Backstage catalog entities (`catalog-info.yaml`)"),
         (name = "audit", description = "The audit log"),
         (name = "metrics", description = "Flow metrics: where requests wait, and for how long"),
         (name = "account", description = "The caller and their API tokens"),
@@ -81,6 +83,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(catalog::routes())
         .merge(requests::routes())
         .merge(assets::routes())
+        .merge(backstage::routes())
         .merge(audit::routes())
         .merge(metrics::routes())
         .merge(account::routes())

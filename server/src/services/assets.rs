@@ -1,19 +1,23 @@
 //! The CMDB: assets, their relations and monitoring items, and their history.
 
 use crate::services::Caller;
+use futures_util::Stream;
+use futures_util::stream::{self, StreamExt as _};
+use slipway_core::backstage::{self, ExportedAsset};
 use slipway_core::ids::AssetId;
 use slipway_core::listing::{ListFilter, ListPage, PageRequest, indexed_words};
 use slipway_core::policy;
 use slipway_core::precheck;
 use slipway_core::render;
-use slipway_core::views::{AssetDetail, AssetSummary, AuditEntry};
+use slipway_core::views::{AssetDetail, AssetSummary, AuditEntry, RelationView};
 use sqlx::AnyConnection;
+use tracing::instrument;
 
 use super::{Actor, ServiceError, ServiceResult, record, request_type};
 use crate::services::requests::find_required_asset;
 use crate::state::AppState;
 use crate::storage;
-use crate::storage::assets::NewAsset;
+use crate::storage::assets::{ExportRow, NewAsset};
 use crate::storage::requests::RequestRow;
 
 /// A page of the CMDB, newest first, narrowed by type, team, environment, time
@@ -118,7 +122,8 @@ pub(crate) async fn record_asset(
     });
     for dependency in &dependencies {
         if let Some(target) = find_required_asset(conn, state.db.engine, dependency).await? {
-            storage::assets::insert_relation(conn, id, target.summary.id, "requires").await?;
+            storage::assets::insert_relation(conn, id, target.summary.id, backstage::REQUIRES)
+                .await?;
         }
     }
     record(
@@ -135,4 +140,125 @@ pub(crate) async fn record_asset(
     )
     .await?;
     Ok(id)
+}
+
+/// How many assets one read of the Backstage feed takes from the database.
+pub const FEED_PAGE: i64 = 500;
+
+/// One asset as a Backstage `catalog-info.yaml`, whatever its state (one that is
+/// no longer active says `lifecycle: deprecated`). Links point at `slipway_url`.
+/// Everyone signed in may read the CMDB, so everyone may export from it.
+#[instrument(skip_all, fields(asset_id = %id))]
+pub async fn backstage_entity(
+    state: &AppState,
+    _user: &Caller,
+    id: AssetId,
+    slipway_url: &str,
+) -> ServiceResult<String> {
+    let mut conn = state.db.pool.acquire().await?;
+    let row = storage::assets::for_export(&mut conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
+    let relations = storage::assets::relations(&mut conn, id).await?;
+    drop(conn);
+    backstage::to_yaml(&entity_of(state, &row, &relations, slipway_url))
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+fn entity_of(
+    state: &AppState,
+    row: &ExportRow,
+    relations: &[RelationView],
+    slipway_url: &str,
+) -> backstage::Entity {
+    let asset = &row.asset;
+    let ty = state.catalog.resource_type(&asset.summary.type_name);
+    // Rows recorded before the team and environment columns were filled still
+    // carry both in their parameters.
+    let team = row
+        .team
+        .as_deref()
+        .or_else(|| ty.and_then(|t| t.owning_team(&asset.params)));
+    let environment = row
+        .environment
+        .as_deref()
+        .or_else(|| ty.and_then(|t| t.environment(&asset.params)));
+    let exported = ExportedAsset {
+        asset: &asset.summary,
+        commit_id: &asset.commit_id,
+        team,
+        environment,
+        resource_type: ty,
+        relations,
+    };
+    backstage::entity(&exported, slipway_url)
+}
+
+/// One page of the feed: the YAML documents of up to `limit` active assets
+/// numbered above `after`, and where the next page starts (none after the last).
+pub struct FeedPage {
+    pub yaml: String,
+    pub next: Option<AssetId>,
+}
+
+pub async fn backstage_feed_page(
+    state: &AppState,
+    _user: &Caller,
+    slipway_url: &str,
+    after: AssetId,
+    limit: i64,
+) -> ServiceResult<FeedPage> {
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = storage::assets::active_for_export(&mut conn, after, limit).await?;
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(FeedPage {
+            yaml: String::new(),
+            next: None,
+        });
+    };
+    let (first, last) = (first.asset.summary.id, last.asset.summary.id);
+    let requirements = storage::assets::requirements_between(&mut conn, first, last).await?;
+    drop(conn);
+    let mut yaml = String::new();
+    for row in &rows {
+        let id = row.asset.summary.id;
+        let relations: Vec<RelationView> = requirements
+            .iter()
+            .filter(|(from, _)| *from == id)
+            .map(|(_, relation)| relation.clone())
+            .collect();
+        let entity = entity_of(state, row, &relations, slipway_url);
+        let document =
+            backstage::feed_document(&entity).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        yaml.push_str(&document);
+    }
+    let full = i64::try_from(rows.len()).is_ok_and(|n| n >= limit);
+    Ok(FeedPage {
+        yaml,
+        next: full.then_some(last),
+    })
+}
+
+/// Every active asset as one multi-document YAML stream (`---` before each
+/// entity), for a Backstage catalog location. The stream reads the database one
+/// page at a time as it is sent; the first page is read before anything is sent,
+/// so a failure there is an error answer rather than a cut stream.
+#[instrument(skip_all)]
+pub async fn backstage_feed(
+    state: AppState,
+    user: Caller,
+    slipway_url: String,
+) -> ServiceResult<impl Stream<Item = ServiceResult<String>> + Send + 'static> {
+    let first = backstage_feed_page(&state, &user, &slipway_url, AssetId(0), FEED_PAGE).await?;
+    let rest = stream::unfold(first.next, move |after| {
+        let (state, user, url) = (state.clone(), user.clone(), slipway_url.clone());
+        async move {
+            let page = backstage_feed_page(&state, &user, &url, after?, FEED_PAGE).await;
+            match page {
+                Ok(page) => Some((Ok(page.yaml), page.next)),
+                Err(error) => Some((Err(error), None)),
+            }
+        }
+    });
+    Ok(stream::once(async move { Ok(first.yaml) }).chain(rest))
 }

@@ -246,3 +246,85 @@ pub async fn monitoring(
         .map(|(name, kind, target)| MonitoringItem { name, kind, target })
         .collect())
 }
+
+/// An asset as the Backstage export reads it: the row with the team and the
+/// environment recorded beside it.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub asset: AssetRow,
+    pub team: Option<String>,
+    pub environment: Option<String>,
+}
+
+fn export_from_row(row: &sqlx::any::AnyRow) -> Result<ExportRow, StorageError> {
+    Ok(ExportRow {
+        asset: asset_from_row(row)?,
+        team: row.try_get("team")?,
+        environment: row.try_get("environment")?,
+    })
+}
+
+/// One asset for export, whatever its state.
+pub async fn for_export(
+    conn: &mut AnyConnection,
+    id: AssetId,
+) -> Result<Option<ExportRow>, StorageError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ASSET_COLUMNS}, team, environment FROM assets WHERE id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(export_from_row).transpose()
+}
+
+/// Up to `limit` active assets with ids above `after`, oldest first: one keyset
+/// page, read along the primary key, so a feed of any size reads page by page.
+pub async fn active_for_export(
+    conn: &mut AnyConnection,
+    after: AssetId,
+    limit: i64,
+) -> Result<Vec<ExportRow>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ASSET_COLUMNS}, team, environment FROM assets \
+         WHERE id > $1 AND state = $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(after.0)
+    .bind(ACTIVE)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(export_from_row).collect()
+}
+
+/// What the assets numbered `first..=last` require, each with the asset that
+/// requires it: the relations of one export page in one range read of the
+/// relations' primary key.
+pub async fn requirements_between(
+    conn: &mut AnyConnection,
+    first: AssetId,
+    last: AssetId,
+) -> Result<Vec<(AssetId, RelationView)>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT r.from_asset_id, r.kind, a.id, a.name, a.type_name FROM asset_relations r \
+           JOIN assets a ON a.id = r.to_asset_id \
+         WHERE r.from_asset_id BETWEEN $1 AND $2 AND r.kind = $3 \
+         ORDER BY r.from_asset_id, a.id",
+    )
+    .bind(first.0)
+    .bind(last.0)
+    .bind(slipway_core::backstage::REQUIRES)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let relation = RelationView {
+                kind: row.try_get(1)?,
+                asset_id: AssetId(row.try_get(2)?),
+                asset_name: row.try_get(3)?,
+                type_name: row.try_get(4)?,
+            };
+            Ok((AssetId(row.try_get(0)?), relation))
+        })
+        .collect()
+}
