@@ -1116,3 +1116,61 @@ async fn pages_abandoned_mid_render_leave_the_server_answering() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> TestResult {
+    let app = app().await?;
+    let alice = app.user("alice").await?;
+    let request = app.namespace(&alice, "dev", "exported").await?;
+    let asset: i64 = sqlx::query_scalar("SELECT id FROM assets WHERE request_id = $1")
+        .bind(request.0)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    let download = format!("/assets/{asset}/catalog-info.yaml");
+
+    // Signed out, the download sends the visitor to sign in and back.
+    let mut browser = Browser::new(&app);
+    let signed_out = browser.get(&download).await?;
+    assert!(signed_out.status.is_redirection(), "{}", signed_out.status);
+    assert_eq!(
+        signed_out.location(),
+        format!("/login?next=%2Fassets%2F{asset}%2Fcatalog-info.yaml")
+    );
+
+    browser.sign_in("alice", "/catalog").await?;
+    let page = browser.get(&format!("/assets/{asset}")).await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&format!("href=\"{download}\""))
+            && page.body.contains("Download catalog-info.yaml"),
+        "{}",
+        page.body
+    );
+
+    let yaml = browser.get(&download).await?;
+    assert_eq!(yaml.status, StatusCode::OK, "{}", yaml.body);
+    let header = |name| {
+        yaml.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    assert_eq!(header(header::CONTENT_TYPE), "application/yaml");
+    assert_eq!(
+        header(header::CONTENT_DISPOSITION),
+        "attachment; filename=\"catalog-info.yaml\""
+    );
+    let entity: slipway_core::backstage::Entity = serde_norway::from_str(&yaml.body)?;
+    assert_eq!(entity.metadata.title, "payments-exported-dev");
+    assert_eq!(entity.spec.owner, "group:payments");
+    assert_eq!(entity.spec.lifecycle, "experimental");
+    // Links lead back to the portal at the address the browser used.
+    assert_eq!(
+        entity.metadata.annotations.get("backstage.io/view-url"),
+        Some(&format!("{ORIGIN}/assets/{asset}"))
+    );
+
+    let missing = browser.get("/assets/987654/catalog-info.yaml").await?;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    Ok(())
+}

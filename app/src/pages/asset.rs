@@ -28,6 +28,11 @@ pub fn AssetPage() -> impl IntoView {
                             <p class="muted">{format!("{} · {} · created {} by ", a.summary.type_name, a.summary.state, a.summary.created_at)}
                                 <a href=format!("/requests/{}", a.summary.request_id)>{format!("request #{}", a.summary.request_id)}</a>
                                 " at commit " <code>{a.commit_id.chars().take(12).collect::<String>()}</code></p>
+                            // A plain download from the server, not a page of the app: the
+                            // router leaves links with `download` and `rel="external"` alone.
+                            <p><a class="button" href=format!("/assets/{}/catalog-info.yaml", a.summary.id)
+                                download="catalog-info.yaml" rel="external">"Download catalog-info.yaml"</a>
+                                <span class="muted">" for Backstage"</span></p>
                             <div class="two-columns">
                                 <section aria-label="Parameters">
                                     <h2>"Parameters"</h2>
