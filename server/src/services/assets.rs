@@ -1,6 +1,7 @@
 //! The CMDB: assets, their relations and monitoring items, and their history.
 
-use crate::services::Caller;
+use std::collections::BTreeMap;
+
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt as _};
 use slipway_core::backstage::{self, ExportedAsset};
@@ -14,6 +15,7 @@ use sqlx::AnyConnection;
 use tracing::instrument;
 
 use super::{Actor, ServiceError, ServiceResult, record, request_type};
+use crate::services::Caller;
 use crate::services::requests::find_required_asset;
 use crate::state::AppState;
 use crate::storage;
@@ -217,17 +219,17 @@ pub async fn backstage_feed_page(
         });
     };
     let (first, last) = (first.asset.summary.id, last.asset.summary.id);
-    let requirements = storage::assets::requirements_between(&mut conn, first, last).await?;
+    let mut requirements: BTreeMap<AssetId, Vec<RelationView>> = BTreeMap::new();
+    for (from, relation) in storage::assets::requirements_between(&mut conn, first, last).await? {
+        requirements.entry(from).or_default().push(relation);
+    }
     drop(conn);
     let mut yaml = String::new();
     for row in &rows {
-        let id = row.asset.summary.id;
-        let relations: Vec<RelationView> = requirements
-            .iter()
-            .filter(|(from, _)| *from == id)
-            .map(|(_, relation)| relation.clone())
-            .collect();
-        let entity = entity_of(state, row, &relations, slipway_url);
+        let relations = requirements
+            .get(&row.asset.summary.id)
+            .map_or(&[][..], Vec::as_slice);
+        let entity = entity_of(state, row, relations, slipway_url);
         let document =
             backstage::feed_document(&entity).map_err(|e| ServiceError::Internal(e.to_string()))?;
         yaml.push_str(&document);
