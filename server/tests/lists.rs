@@ -24,6 +24,7 @@ on_both_engines!(@one a_page_holds_at_most_the_cap, super::start_without_quota);
 on_both_engines!(@one nobody_sees_another_teams_request_in_any_list, super::start_without_quota);
 on_both_engines!(@one asset_search_finds_words_and_survives_any_input, super::start_without_quota);
 on_both_engines!(@one the_search_index_is_rebuilt_at_start, super::start_without_quota);
+on_both_engines!(@one a_search_pages_alike_whether_its_words_are_common_or_rare, super::start_without_quota);
 on_both_engines!(@one every_list_reads_from_an_index, super::start_without_quota);
 
 /// The shipped catalog without the namespace quota: these tests need more requests
@@ -680,6 +681,73 @@ async fn the_search_index_is_rebuilt_at_start(app: &TestApp) -> TestResult {
 
 /// The plan of each list's query, with the filters people use, reads from an
 /// index (and, unless it filters by time, needs no sort).
+/// PostgreSQL reads a search's page from the rows nearest the cursor when they
+/// hold it, and from the text index when they do not
+/// (`storage::LIST_WINDOW`): a word on every third asset, one on the oldest
+/// ten only, and one nowhere page alike, both ways, on both engines.
+async fn a_search_pages_alike_whether_its_words_are_common_or_rare(app: &TestApp) -> TestResult {
+    let alice = app.user("alice").await?;
+    let request = namespace(app, &alice, "window", "payments", "dev").await?;
+    let total = storage::LIST_WINDOW + 500;
+    let mut tx = app.state.db.write().await?;
+    let mut made: Vec<(i64, &str)> = Vec::new();
+    for n in 0..total {
+        let word = match n {
+            _ if n < 10 => "rare",
+            _ if n % 3 == 0 => "common",
+            _ => "plain",
+        };
+        let name = format!("{word}-{n:05}");
+        let params = json!({ "name": name });
+        let asset = storage::assets::NewAsset {
+            type_name: "k8s-namespace",
+            name: &name,
+            params: &params,
+            team: Some("payments"),
+            environment: Some("dev"),
+            request_id: request,
+            commit_id: "0000000",
+        };
+        let id = storage::assets::insert(&mut tx, &asset).await?;
+        storage::search::index_asset(&mut tx, app.engine, id, &format!("{word} payments")).await?;
+        made.push((id.0, word));
+    }
+    tx.commit().await?;
+    for (word, wanted) in [("common", "common"), ("rare", "rare"), ("nowhere", "-")] {
+        let mut expected: Vec<i64> = made
+            .iter()
+            .filter(|(_, w)| *w == wanted)
+            .map(|(id, _)| *id)
+            .collect();
+        expected.reverse();
+        let filter = ListFilter {
+            text: Some(format!("payments {word}")),
+            ..ListFilter::default()
+        };
+        let (mut seen, mut cursor) = (Vec::new(), Cursor::Newest);
+        loop {
+            let found = assets::list(&app.state, &alice, &filter, page(cursor, 50)).await?;
+            seen.extend(ids(&found, |a| a.id.0));
+            match found.older {
+                Some(older) => cursor = Cursor::Before(older),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{word}: every match once, newest first");
+        if let Some(&last) = expected.last() {
+            // And back from the oldest: the page before it ends where it should.
+            let back =
+                assets::list(&app.state, &alice, &filter, page(Cursor::After(last), 50)).await?;
+            let back_ids = ids(&back, |a| a.id.0);
+            let n = expected.len();
+            let want: Vec<i64> = expected[n.saturating_sub(51)..n - 1].to_vec();
+            assert_eq!(back_ids, want, "{word}: the page after the oldest");
+            assert_eq!(back.newer.is_some(), n > 51, "{word}: newer ones behind it");
+        }
+    }
+    Ok(())
+}
+
 async fn every_list_reads_from_an_index(app: &TestApp) -> TestResult {
     let alice = app.user("alice").await?;
     let bob = app.user("bob").await?;

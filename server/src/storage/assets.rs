@@ -110,7 +110,7 @@ pub async fn active_named(
 fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
     let mut c = Conditions::default();
     listing::filter_conditions(&mut c, "a", filter);
-    let (mut from, mut id) = ("assets a", "a.id");
+    let (mut from, mut id, mut windowed) = ("assets a", "a.id", None);
     if let Some(text) = filter
         .text
         .as_deref()
@@ -122,9 +122,12 @@ fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
             return None;
         }
         let matches = super::search::matches(engine, &mut c, &words);
-        c.push(matches);
-        if engine == Engine::Sqlite {
-            (from, id) = (super::search::SQLITE_FROM, super::search::SQLITE_ID);
+        match engine {
+            Engine::Sqlite => {
+                c.push(matches);
+                (from, id) = (super::search::SQLITE_FROM, super::search::SQLITE_ID);
+            }
+            Engine::Postgres => windowed = Some(matches),
         }
     }
     Some(ListSql {
@@ -132,6 +135,7 @@ fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
         from,
         id,
         conditions: c,
+        windowed,
     })
 }
 

@@ -75,34 +75,110 @@ pub(crate) struct ListSql<'a> {
     /// The id column, e.g. `r.id`.
     pub id: &'a str,
     pub conditions: Conditions,
+    /// A condition whose matches PostgreSQL cannot count ahead (a prefix text
+    /// search: it guesses three rows where thousands match, so it reads every match
+    /// from the text index and sorts them, 17,000 at 100k assets). It is tried
+    /// first over the [`WINDOW`] rows nearest the cursor, walking the id index, and
+    /// over the whole list only when those hold less than the page: a common
+    /// match is found near the cursor, a rare one is cheap to read whole. Its
+    /// value is already bound in `conditions`.
+    pub windowed: Option<String>,
 }
+
+/// Rows a windowed condition is first tried on (see [`ListSql::windowed`]).
+pub const WINDOW: i64 = 1000;
 
 impl ListSql<'_> {
     /// The statement that reads `page` (one row more than its size).
     fn statement(&self, page: PageRequest) -> (String, Conditions) {
         let mut conditions = self.conditions.clone();
-        let id = self.id;
-        let order = match page.cursor {
+        let (id, order) = (self.id, self.near_cursor(&mut conditions, page));
+        if let Some(windowed) = &self.windowed {
+            conditions.push(windowed.clone());
+        }
+        let sql = format!(
+            "SELECT {} FROM {}{} ORDER BY {id} {order} LIMIT {}",
+            self.columns,
+            self.from,
+            conditions.where_clause(),
+            page_limit(page)
+        );
+        (sql, conditions)
+    }
+
+    /// The statement that reads `page` from the rows nearest the cursor only, when
+    /// the list has a windowed condition.
+    fn window_statement(&self, page: PageRequest) -> Option<(String, Conditions)> {
+        let windowed = self.windowed.as_deref()?;
+        let mut conditions = self.conditions.clone();
+        let (id, order) = (self.id, self.near_cursor(&mut conditions, page));
+        let sql = format!(
+            "SELECT {} FROM ({}) {} WHERE {windowed} ORDER BY {id} {order} LIMIT {}",
+            self.columns,
+            self.window(&conditions, order),
+            self.alias(),
+            page_limit(page)
+        );
+        Some((sql, conditions))
+    }
+
+    /// The [`WINDOW`] rows of the list's first table nearest the cursor, under the
+    /// other conditions, in the page's order.
+    fn window(&self, conditions: &Conditions, order: &str) -> String {
+        format!(
+            "SELECT {}.* FROM {}{} ORDER BY {} {order} LIMIT {WINDOW}",
+            self.alias(),
+            self.from,
+            conditions.where_clause(),
+            self.id
+        )
+    }
+
+    /// The alias of the table whose id orders the list (`a` of `a.id`).
+    fn alias(&self) -> &str {
+        self.id
+            .split_once('.')
+            .map_or(self.from, |(alias, _)| alias)
+    }
+
+    /// Adds the cursor's condition; returns the order that reads from it outwards.
+    fn near_cursor(&self, conditions: &mut Conditions, page: PageRequest) -> &'static str {
+        match page.cursor {
             Cursor::Newest => "DESC",
             Cursor::Before(before) => {
                 let mark = conditions.int(before);
-                conditions.push(format!("{id} < {mark}"));
+                conditions.push(format!("{} < {mark}", self.id));
                 "DESC"
             }
             Cursor::After(after) => {
                 let mark = conditions.int(after);
-                conditions.push(format!("{id} > {mark}"));
+                conditions.push(format!("{} > {mark}", self.id));
                 "ASC"
             }
-        };
-        let limit = i64::from(page.clamped_size()) + 1;
-        let sql = format!(
-            "SELECT {} FROM {}{} ORDER BY {id} {order} LIMIT {limit}",
-            self.columns,
-            self.from,
-            conditions.where_clause()
-        );
-        (sql, conditions)
+        }
+    }
+
+    /// The page's rows: from the window first when the list has one and the window
+    /// fills the page, else from the whole list.
+    async fn rows(
+        &self,
+        conn: &mut AnyConnection,
+        page: PageRequest,
+    ) -> Result<Vec<AnyRow>, StorageError> {
+        if let Some((sql, conditions)) = self.window_statement(page) {
+            let rows = conditions
+                .bind(sqlx::query(&sql))
+                .fetch_all(&mut *conn)
+                .await?;
+            if i64::try_from(rows.len()).is_ok_and(|n| n == page_limit(page)) {
+                return Ok(rows);
+            }
+        }
+        let (sql, conditions) = self.statement(page);
+        Ok(conditions
+            .bind(sqlx::query(&sql))
+            .fetch_all(&mut *conn)
+            .await?)
     }
 
     /// Reads one page; `key` gives a row's id.
@@ -113,11 +189,7 @@ impl ListSql<'_> {
         read: impl Fn(&AnyRow) -> Result<T, StorageError>,
         key: impl Fn(&T) -> i64,
     ) -> Result<ListPage<T>, StorageError> {
-        let (sql, conditions) = self.statement(page);
-        let rows = conditions
-            .bind(sqlx::query(&sql))
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = self.rows(conn, page).await?;
         let size = usize::try_from(page.clamped_size()).unwrap_or(usize::MAX);
         let more = rows.len() > size;
         let mut items = rows
@@ -160,8 +232,23 @@ impl ListSql<'_> {
     ) -> Result<bool, StorageError> {
         let mut conditions = self.conditions.clone();
         let mark = conditions.int(pivot);
-        let op = if newer { ">" } else { "<" };
+        let (op, order) = if newer { (">", "ASC") } else { ("<", "DESC") };
         conditions.push(format!("{} {op} {mark}", self.id));
+        if let Some(windowed) = &self.windowed {
+            let sql = format!(
+                "SELECT 1 AS one FROM ({}) {} WHERE {windowed} LIMIT 1",
+                self.window(&conditions, order),
+                self.alias()
+            );
+            let near = conditions
+                .bind(sqlx::query(&sql))
+                .fetch_optional(&mut *conn)
+                .await?;
+            if near.is_some() {
+                return Ok(true);
+            }
+            conditions.push(windowed.clone());
+        }
         let sql = format!(
             "SELECT 1 AS one FROM {}{} LIMIT 1",
             self.from,
@@ -174,28 +261,47 @@ impl ListSql<'_> {
         Ok(row.is_some())
     }
 
-    /// How the database would read `page`: the plan of the page's statement.
+    /// How the database would read `page`: the plan of each statement it may run
+    /// (a window's first).
     pub async fn plan(
         &self,
         conn: &mut AnyConnection,
         engine: Engine,
         page: PageRequest,
     ) -> Result<String, StorageError> {
-        let (sql, conditions) = self.statement(page);
-        let (explain, column) = match engine {
-            Engine::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
-            Engine::Postgres => ("EXPLAIN", "QUERY PLAN"),
-        };
-        let rows = conditions
-            .bind(sqlx::query(&format!("{explain} {sql}")))
-            .fetch_all(&mut *conn)
-            .await?;
-        let lines: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(column))
-            .collect::<Result<_, _>>()?;
-        Ok(lines.join("\n"))
+        let mut plans = Vec::new();
+        if let Some(window) = self.window_statement(page) {
+            plans.push(explain(conn, engine, window).await?);
+        }
+        plans.push(explain(conn, engine, self.statement(page)).await?);
+        Ok(plans.join("\n"))
     }
+}
+
+/// The plan of one statement, a line per step.
+async fn explain(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    (sql, conditions): (String, Conditions),
+) -> Result<String, StorageError> {
+    let (explain, column) = match engine {
+        Engine::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+        Engine::Postgres => ("EXPLAIN", "QUERY PLAN"),
+    };
+    let rows = conditions
+        .bind(sqlx::query(&format!("{explain} {sql}")))
+        .fetch_all(&mut *conn)
+        .await?;
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(column))
+        .collect::<Result<_, _>>()?;
+    Ok(lines.join("\n"))
+}
+
+/// The statement's `LIMIT`: one row more than the page, to know whether more follow.
+fn page_limit(page: PageRequest) -> i64 {
+    i64::from(page.clamped_size()) + 1
 }
 
 /// A fixed list of names written into the SQL as string literals (never user

@@ -24,6 +24,9 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
+/// Rows a list with a windowed condition reads first (a PostgreSQL asset search).
+pub use listing::WINDOW as LIST_WINDOW;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -223,6 +223,7 @@ impl RequestList<'_> {
             from: request_from!(),
             id: "r.id",
             conditions: c,
+            windowed: None,
         })
     }
 }

@@ -367,6 +367,7 @@ fn list_sql(filter: &ListFilter) -> ListSql<'static> {
         from: "audit_events",
         id: "seq",
         conditions: conditions(filter),
+        windowed: None,
     }
 }
 
