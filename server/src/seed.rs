@@ -78,6 +78,14 @@ struct People {
     /// A reviewer of each team, for the types it offers.
     reviewers: BTreeMap<String, UserId>,
     everyone: Vec<UserId>,
+    /// Each one's username: the audit log names its actors.
+    names: BTreeMap<UserId, String>,
+}
+
+impl People {
+    fn name(&self, id: UserId) -> &str {
+        self.names.get(&id).map_or("seed", String::as_str)
+    }
 }
 
 /// Fills the database behind `state` and prints progress to standard error.
@@ -124,6 +132,7 @@ pub async fn seed(state: &AppState, plan: SeedPlan) -> Result<Seeded, SeedError>
     // let the planner see the tables as they now are (as autovacuum or
     // `PRAGMA optimize` would, some time later).
     storage::lookup::sync(&state.db, catalog, Recount::All).await?;
+    storage::search::sync(&state.db, catalog).await?;
     // A year-old log is sealed: seal now, so a server started on the seeded data
     // measures its steady state, not a million events being chained at start.
     eprintln!("seed: sealing the audit log");
@@ -161,6 +170,7 @@ async fn people(state: &AppState) -> Result<People, SeedError> {
         requesters: BTreeMap::new(),
         reviewers: BTreeMap::new(),
         everyone: Vec::new(),
+        names: BTreeMap::new(),
     };
     let run = uuid::Uuid::new_v4().simple().to_string();
     let run = &run[..6];
@@ -172,13 +182,16 @@ async fn people(state: &AppState) -> Result<People, SeedError> {
                 storage::users::insert(&mut tx, &seed_user(&name, &[Role::Requester], &team_list))
                     .await?;
             people.requesters.entry(team.clone()).or_default().push(id);
+            people.names.insert(id, name);
         }
         let name = format!("seed-{run}-{team}-reviewer");
         let roles = [Role::Reviewer, Role::Requester];
         let id = storage::users::insert(&mut tx, &seed_user(&name, &roles, &team_list)).await?;
         people.reviewers.insert(team.clone(), id);
+        people.names.insert(id, name);
     }
     if let Some(alice) = storage::users::by_username(&mut tx, "alice").await? {
+        people.names.insert(alice.view.id, "alice".to_string());
         for team in &alice.view.teams {
             if let Some(list) = people.requesters.get_mut(team) {
                 // Half of her team's requests are hers.
@@ -399,7 +412,8 @@ async fn seed_request(
     )
     .await?;
     for (action, detail) in &events {
-        append(tx, state, requester, action, id, detail).await?;
+        let actor = (requester, people.name(requester));
+        append(tx, state, actor, action, id, detail).await?;
         one.audit_events += 1;
     }
     Ok(one)
@@ -522,7 +536,7 @@ async fn decide(
 async fn append(
     tx: &mut Tx,
     state: &AppState,
-    actor: UserId,
+    (actor_id, actor): (UserId, &str),
     action: &str,
     id: RequestId,
     detail: &str,
@@ -536,8 +550,8 @@ async fn append(
         state.db.engine,
         &NewEvent {
             origin: &origin,
-            actor_id: Some(actor),
-            actor: "seed",
+            actor_id: Some(actor_id),
+            actor,
             action,
             target_kind: "request",
             target_id: id.to_string(),
@@ -571,7 +585,7 @@ async fn sign_in_event(
         &NewEvent {
             origin: &origin,
             actor_id: Some(user),
-            actor: "seed",
+            actor: people.name(user),
             action: "user.sign_in",
             target_kind: "user",
             target_id: user.0.to_string(),

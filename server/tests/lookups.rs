@@ -261,6 +261,26 @@ async fn seeded_data_spans_every_state_and_counts_right(app: &TestApp) -> TestRe
     .fetch_one(&app.state.db.pool)
     .await?;
     assert_eq!(unlabelled, 0);
+    // Every seeded event names the person it is about, as the audit filter reads it
+    // (alice's history included), never a placeholder.
+    let misnamed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events e JOIN users u ON u.id = e.actor_id \
+         WHERE e.actor <> u.username",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(misnamed, 0);
+    let by_alice: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE actor = 'alice'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert!(by_alice > 100, "alice acted {by_alice} times");
+    // The seed indexed the assets for search before the planner counted them.
+    let unindexed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM assets WHERE search_text IS NULL")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!(unindexed, 0);
     // The seed sealed what it wrote, as a year-old log is.
     let mut conn = app.state.db.pool.acquire().await?;
     assert!(!storage::audit::has_unsealed(&mut conn).await?);
