@@ -338,7 +338,11 @@ pub struct ChatArgs {
     pub homeserver: Option<String>,
     /// The bot account's access token (prefer the environment or a file: a flag
     /// shows in `ps`).
-    #[arg(long = "matrix-token", env = "SLIPWAY_MATRIX_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "matrix-token",
+        env = "SLIPWAY_MATRIX_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// A file holding the bot account's access token.
     #[arg(long = "matrix-token-file", env = "SLIPWAY_MATRIX_TOKEN_FILE")]
@@ -369,7 +373,10 @@ impl ChatArgs {
                 format!("{homeserver:?} is not an http(s) URL"),
             ));
         }
-        let token = match (self.token.filter(|t| !t.trim().is_empty()), &self.token_file) {
+        let token = match (
+            self.token.filter(|t| !t.trim().is_empty()),
+            &self.token_file,
+        ) {
             (Some(_), Some(_)) => {
                 return Err(setting_error(
                     MATRIX_TOKEN_SETTING,
@@ -397,16 +404,19 @@ impl ChatArgs {
                 "must be printable characters without spaces",
             ));
         }
-        let room = |value: Option<String>, setting: &'static str| {
-            match value.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()) {
-                Some(room) if !(room.starts_with('!') || room.starts_with('#')) || !room.contains(':') => {
-                    Err(setting_error(
-                        setting,
-                        format!("{room:?} is not a room id (!id:server) or alias (#name:server)"),
-                    ))
-                }
-                other => Ok(other),
+        let room = |value: Option<String>, setting: &'static str| match value
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+        {
+            Some(room)
+                if !(room.starts_with('!') || room.starts_with('#')) || !room.contains(':') =>
+            {
+                Err(setting_error(
+                    setting,
+                    format!("{room:?} is not a room id (!id:server) or alias (#name:server)"),
+                ))
             }
+            other => Ok(other),
         };
         let mut settings = ChatSettings::new(homeserver, Secret::new(token));
         settings.review_room = room(

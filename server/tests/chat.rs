@@ -258,7 +258,13 @@ impl Bot {
     }
 
     /// Says `text` and waits for the bot's answer containing `wanted`.
-    async fn ask(&self, person: &Person, room: &str, text: &str, wanted: &str) -> TestResult<String> {
+    async fn ask(
+        &self,
+        person: &Person,
+        room: &str,
+        text: &str,
+        wanted: &str,
+    ) -> TestResult<String> {
         let seen = person.messages_from(room, &self.user_id).await?.len();
         person.say(room, text).await?;
         Ok(self.expect(person, room, seen, wanted).await?.0)
@@ -361,13 +367,22 @@ impl World {
 
     /// A Matrix user in a direct room with the bot, linked to the Slipway user
     /// `slipway_user` through a code from the service the account page uses.
-    async fn linked_person(&self, matrix_name: &str, slipway_user: &str) -> TestResult<(Person, String)> {
+    async fn linked_person(
+        &self,
+        matrix_name: &str,
+        slipway_user: &str,
+    ) -> TestResult<(Person, String)> {
         let person = self.synapse.register(matrix_name).await?;
         let room = person.create_room(&[&self.bot.user_id]).await?;
         let caller = self.app.user(slipway_user).await?;
         let code = chat_service::issue_link_code(&self.app.state, &caller).await?;
         self.bot
-            .ask(&person, &room, &format!("link {}", code.code), &format!("you are {slipway_user}"))
+            .ask(
+                &person,
+                &room,
+                &format!("link {}", code.code),
+                &format!("you are {slipway_user}"),
+            )
             .await?;
         Ok((person, room))
     }
@@ -410,35 +425,65 @@ async fn linking_requesting_and_refusals(engine: Engine) -> TestResult {
     let stranger = world.synapse.register("stranger").await?;
     let room = stranger.create_room(&[&bot.user_id]).await?;
     bot.ask(&stranger, &room, "help", "link <code>").await?;
-    bot.ask(&stranger, &room, "mine", "I do not know you yet").await?;
-    bot.ask(&stranger, &room, PROD_NAMESPACE, "I do not know you yet").await?;
-    bot.ask(&stranger, &room, "link WRONG-CODE-1234", "unknown, expired or already used")
+    bot.ask(&stranger, &room, "mine", "I do not know you yet")
         .await?;
+    bot.ask(&stranger, &room, PROD_NAMESPACE, "I do not know you yet")
+        .await?;
+    bot.ask(
+        &stranger,
+        &room,
+        "link WRONG-CODE-1234",
+        "unknown, expired or already used",
+    )
+    .await?;
     assert_eq!(world.app.count("requests").await?, 0);
 
     // Garbage and oversized messages get help, never a crash.
-    bot.ask(&stranger, &room, "\u{0}\u{202e}🦀 ~~~", "Slipway commands").await?;
-    bot.ask(&stranger, &room, &"x".repeat(5000), "longer than").await?;
-    bot.ask(&stranger, &room, "request k8s-namespace name=\"open", "quote is not closed")
+    bot.ask(&stranger, &room, "\u{0}\u{202e}🦀 ~~~", "Slipway commands")
         .await?;
+    bot.ask(&stranger, &room, &"x".repeat(5000), "longer than")
+        .await?;
+    bot.ask(
+        &stranger,
+        &room,
+        "request k8s-namespace name=\"open",
+        "quote is not closed",
+    )
+    .await?;
 
     // Linking: a one-time code from the account page, used once.
     let alice_matrix = world.synapse.register("alice").await?;
     let alice_room = alice_matrix.create_room(&[&bot.user_id]).await?;
     let alice = world.app.user("alice").await?;
     let code = chat_service::issue_link_code(&world.app.state, &alice).await?;
-    bot.ask(&alice_matrix, &alice_room, &format!("link {}", code.code), "you are alice")
-        .await?;
-    bot.ask(&stranger, &room, &format!("link {}", code.code), "already used")
-        .await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        &format!("link {}", code.code),
+        "you are alice",
+    )
+    .await?;
+    bot.ask(
+        &stranger,
+        &room,
+        &format!("link {}", code.code),
+        "already used",
+    )
+    .await?;
     assert_eq!(
         world.chat_events("chat.linked").await?,
         vec![("chat".to_string(), alice_matrix.user_id.clone())]
     );
 
-    bot.ask(&alice_matrix, &alice_room, "types", "k8s-namespace").await?;
-    bot.ask(&alice_matrix, &alice_room, "show k8s-namespace", "cpu_limit (CPU limit (cores)): integer, from 1, up to 64")
+    bot.ask(&alice_matrix, &alice_room, "types", "k8s-namespace")
         .await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        "show k8s-namespace",
+        "cpu_limit (CPU limit (cores)): integer, from 1, up to 64",
+    )
+    .await?;
     // A request that fails its pre-check: the field, its title and the rule, like the form.
     let refused = bot
         .ask(
@@ -449,25 +494,54 @@ async fn linking_requesting_and_refusals(engine: Engine) -> TestResult {
         )
         .await?;
     assert!(refused.contains("name (Name)"), "{refused}");
-    assert!(refused.contains("cpu_limit (CPU limit (cores))"), "{refused}");
+    assert!(
+        refused.contains("cpu_limit (CPU limit (cores))"),
+        "{refused}"
+    );
     assert_eq!(world.app.count("requests").await?, 0);
     // Fixed, it is submitted and waits for review.
     let submitted = bot
-        .ask(&alice_matrix, &alice_room, PROD_NAMESPACE, "Pre-check passed")
+        .ask(
+            &alice_matrix,
+            &alice_room,
+            PROD_NAMESPACE,
+            "Pre-check passed",
+        )
         .await?;
     let id = world.request_id_in(&submitted).await?;
-    assert!(submitted.contains(&format!("/requests/{id}")), "{submitted}");
+    assert!(
+        submitted.contains(&format!("/requests/{id}")),
+        "{submitted}"
+    );
     assert_eq!(world.app.request_state(id).await?, RequestState::InReview);
-    bot.ask(&alice_matrix, &alice_room, &format!("status #{id}"), "In review")
-        .await?;
-    bot.ask(&alice_matrix, &alice_room, "mine", &format!("#{id} k8s-namespace payments-web-prod"))
-        .await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        &format!("status #{id}"),
+        "In review",
+    )
+    .await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        "mine",
+        &format!("#{id} k8s-namespace payments-web-prod"),
+    )
+    .await?;
     // Alice may not approve (she is no reviewer), from chat as anywhere.
-    bot.ask(&alice_matrix, &alice_room, &format!("approve #{id}"), "Refused")
-        .await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        &format!("approve #{id}"),
+        "Refused",
+    )
+    .await?;
     assert_eq!(world.app.request_state(id).await?, RequestState::InReview);
     let submits = world.chat_events("request.submit").await?;
-    assert_eq!(submits, vec![("chat".to_string(), alice_matrix.user_id.clone())]);
+    assert_eq!(
+        submits,
+        vec![("chat".to_string(), alice_matrix.user_id.clone())]
+    );
     adapter.stop().await?;
     Ok(())
 }
@@ -500,10 +574,19 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
         assert!(notice.contains(part), "{part:?} missing in {notice}");
     }
     // Changes requested from chat; the requester hears it in her room.
-    bot.ask(&bob, review, &format!("changes #{id} use 4 cores"), "sent back for changes")
+    bot.ask(
+        &bob,
+        review,
+        &format!("changes #{id} use 4 cores"),
+        "sent back for changes",
+    )
+    .await?;
+    assert_eq!(
+        world.app.request_state(id).await?,
+        RequestState::ChangesRequested
+    );
+    bot.expect(&alice, &alice_room, 0, "asks for changes to request")
         .await?;
-    assert_eq!(world.app.request_state(id).await?, RequestState::ChangesRequested);
-    bot.expect(&alice, &alice_room, 0, "asks for changes to request").await?;
     // She revises in the portal; the room is told about revision 2, bound to it.
     let alice_portal = world.app.user("alice").await?;
     let params = json!({"name": "web", "team": "payments", "environment": "prod",
@@ -538,12 +621,20 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
         )
         .await?;
     let own_id = world.request_id_in(&own).await?;
-    bot.expect(&bob, review, 0, &format!("Request #{own_id} waits for review"))
-        .await?;
+    bot.expect(
+        &bob,
+        review,
+        0,
+        &format!("Request #{own_id} waits for review"),
+    )
+    .await?;
     bot.ask(&bob, review, &format!("approve #{own_id}"), "Refused")
         .await?;
-    assert_eq!(world.app.request_state(own_id).await?, RequestState::InReview);
-    Ok(adapter.stop().await?)
+    assert_eq!(
+        world.app.request_state(own_id).await?,
+        RequestState::InReview
+    );
+    adapter.stop().await
 }
 
 /// The homeserver restarts mid-conversation, then Slipway does: the bot resumes
@@ -554,30 +645,121 @@ async fn restarts_mid_conversation(engine: Engine) -> TestResult {
     };
     let bot = &world.bot;
     let (alice, room) = world.linked_person("alice", "alice").await?;
-    let submitted = bot.ask(&alice, &room, PROD_NAMESPACE, "Pre-check passed").await?;
+    let submitted = bot
+        .ask(&alice, &room, PROD_NAMESPACE, "Pre-check passed")
+        .await?;
     let id = world.request_id_in(&submitted).await?;
 
     world.synapse.stop().await?;
     // The bot meets a closed port for a while, and backs off.
     tokio::time::sleep(Duration::from_secs(2)).await;
     world.synapse.start_again().await?;
-    bot.ask(&alice, &room, &format!("status #{id}"), "In review").await?;
+    bot.ask(&alice, &room, &format!("status #{id}"), "In review")
+        .await?;
 
     // Slipway restarts: a new adapter on the same database.
     adapter.stop().await?;
     let seen = alice.messages_from(&room, &bot.user_id).await?.len();
     alice.say(&room, "mine").await?;
     let adapter = Adapter::start(&world.app, &world.settings);
-    bot.expect(&alice, &room, seen, &format!("#{id} k8s-namespace")).await?;
+    bot.expect(&alice, &room, seen, &format!("#{id} k8s-namespace"))
+        .await?;
     bot.ask(&alice, &room, "status #999", "not found").await?;
 
     // Give a duplicate the time to show, then count: one answer per message.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let asked = alice.messages_from(&room, &alice.user_id).await?.len();
     let answered = alice.messages_from(&room, &bot.user_id).await?.len();
-    assert_eq!((asked, answered), (5, 5), "link, request, status, mine, status");
+    assert_eq!(
+        (asked, answered),
+        (5, 5),
+        "link, request, status, mine, status"
+    );
     assert_eq!(world.app.count("requests").await?, 1);
-    Ok(adapter.stop().await?)
+    adapter.stop().await
+}
+
+/// Spoils the approved change set, as `flows.rs` does, so its run fails.
+async fn tamper_with_change_set(app: &TestApp, id: RequestId) -> TestResult {
+    let mut conn = app.state.db.pool.acquire().await?;
+    let mut revision = slipway_server::storage::requests::revisions(&mut conn, id)
+        .await?
+        .remove(0);
+    drop(conn);
+    revision.change_set.files[0]
+        .content
+        .push_str("# slipped in after the review\n");
+    sqlx::query(
+        "UPDATE request_revisions SET change_set = $1 WHERE request_id = $2 AND revision = 1",
+    )
+    .bind(serde_json::to_string(&revision.change_set)?)
+    .bind(id.0)
+    .execute(&app.state.db.pool)
+    .await?;
+    Ok(())
+}
+
+/// A failed run: the requester is told, the platform room is told, and an admin
+/// retries and then takes it over from there.
+async fn failures_reach_the_platform_room(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, alice_room) = world.linked_person("alice", "alice").await?;
+    let (carol, _) = world.linked_person("carol", "carol").await?;
+    carol.join(&world.platform_room).await?;
+    let platform = world.platform_room.as_str();
+    let submitted = bot
+        .ask(&alice, &alice_room, PROD_NAMESPACE, "Pre-check passed")
+        .await?;
+    let id = world.request_id_in(&submitted).await?;
+    let bob = world.app.user("bob").await?;
+    slipway_server::services::reviews::decide(
+        &world.app.state,
+        &bob,
+        id,
+        1,
+        slipway_core::views::ReviewDecision::Approve,
+        "",
+    )
+    .await?;
+    tamper_with_change_set(&world.app, id).await?;
+    world.app.run_jobs().await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::Failed);
+    let (notice, seen) = bot
+        .expect(&carol, platform, 0, &format!("retry #{id} or take #{id}"))
+        .await?;
+    assert!(notice.contains("hash"), "the failure says why: {notice}");
+    bot.expect(&alice, &alice_room, 0, "the platform team is told")
+        .await?;
+    // The requester may not retry; an admin may, from the platform room.
+    bot.ask(&alice, &alice_room, &format!("retry #{id}"), "Refused")
+        .await?;
+    bot.ask(
+        &carol,
+        platform,
+        &format!("retry #{id}"),
+        "queued to run again",
+    )
+    .await?;
+    world.app.run_jobs().await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::Failed);
+    bot.expect(
+        &carol,
+        platform,
+        seen,
+        &format!("retry #{id} or take #{id}"),
+    )
+    .await?;
+    bot.ask(&carol, platform, &format!("take #{id}"), "by hand")
+        .await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::Manual);
+    assert_eq!(
+        world.chat_events("request.take_over").await?,
+        vec![("chat".to_string(), carol.user_id.clone())]
+    );
+    adapter.stop().await
 }
 
 #[tokio::test]
@@ -603,4 +785,9 @@ async fn review_round_from_chat_postgres() -> TestResult {
 #[tokio::test]
 async fn restarts_mid_conversation_sqlite() -> TestResult {
     restarts_mid_conversation(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn failures_reach_the_platform_room_sqlite() -> TestResult {
+    failures_reach_the_platform_room(Engine::Sqlite).await
 }

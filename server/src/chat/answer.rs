@@ -71,7 +71,9 @@ pub async fn answer(state: &AppState, asker: &Asker<'_>, body: &str) -> String {
 fn not_understood(error: &ParseError) -> String {
     match error {
         ParseError::Usage(usage) => format!("Usage: {usage}"),
-        ParseError::Bad(why) => format!("I could not read that: {why}. Send help for the commands."),
+        ParseError::Bad(why) => {
+            format!("I could not read that: {why}. Send help for the commands.")
+        }
         other => format!("Sorry, {other}.\n{HELP}"),
     }
 }
@@ -82,7 +84,9 @@ pub fn describe_error(error: &ServiceError, event_id: &str) -> String {
     match error {
         ServiceError::Internal(cause) => {
             tracing::error!(event_id, %cause, "chat command failed");
-            format!("Sorry, something went wrong on Slipway's side; quote {event_id} to the platform team.")
+            format!(
+                "Sorry, something went wrong on Slipway's side; quote {event_id} to the platform team."
+            )
         }
         ServiceError::PrecheckFailed(report) => precheck_failed(report, None),
         ServiceError::Invalid(errors) => errors
@@ -95,14 +99,8 @@ pub fn describe_error(error: &ServiceError, event_id: &str) -> String {
 }
 
 async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String, ServiceError> {
-    let caller = services::chat::link(
-        state,
-        asker.chat_user,
-        asker.room_id,
-        code,
-        asker.event_id,
-    )
-    .await?;
+    let caller =
+        services::chat::link(state, asker.chat_user, asker.room_id, code, asker.event_id).await?;
     Ok(format!(
         "Linked: in Slipway you are {} ({}). I will tell you here how your requests go.",
         caller.username, caller.display_name
@@ -152,7 +150,10 @@ fn types(state: &AppState, caller: &Caller) -> String {
             .auto_approve_when
             .map(|rule| format!("; auto-approved when {rule}"))
             .unwrap_or_default();
-        lines.push(format!("- {} — {} (offered by {}{auto})", ty.name, ty.title, ty.owner));
+        lines.push(format!(
+            "- {} — {} (offered by {}{auto})",
+            ty.name, ty.title, ty.owner
+        ));
     }
     lines.join("\n")
 }
@@ -208,7 +209,12 @@ fn show(state: &AppState, caller: &Caller, type_name: &str) -> Result<String, Se
     let ty = catalog::resource_type(state, caller, type_name)?;
     let mut lines = vec![format!("{} — {}: {}", ty.name, ty.title, ty.description)];
     for field in ty.fields() {
-        lines.push(format!("- {} ({}): {}", field.name, field.title, rules_of(&field)));
+        lines.push(format!(
+            "- {} ({}): {}",
+            field.name,
+            field.title,
+            rules_of(&field)
+        ));
     }
     lines.push(format!(
         "Request it here with: request {} key=value …, or in the portal: {}",
@@ -296,7 +302,9 @@ async fn request(
     };
     let id = match requests::submit(state, caller, &draft).await {
         Ok(id) => id,
-        Err(ServiceError::PrecheckFailed(report)) => return Ok(precheck_failed(&report, Some(&ty))),
+        Err(ServiceError::PrecheckFailed(report)) => {
+            return Ok(precheck_failed(&report, Some(&ty)));
+        }
         Err(error) => return Err(error),
     };
     let request_state = services::detail::request_state(state, caller, id).await?;
@@ -329,7 +337,13 @@ async fn status(state: &AppState, caller: &Caller, id: RequestId) -> Result<Stri
 }
 
 async fn mine(state: &AppState, caller: &Caller) -> Result<String, ServiceError> {
-    let page = requests::mine(state, caller, &ListFilter::default(), PageRequest::first(10)).await?;
+    let page = requests::mine(
+        state,
+        caller,
+        &ListFilter::default(),
+        PageRequest::first(10),
+    )
+    .await?;
     if page.items.is_empty() {
         return Ok("You have no requests yet. Try: types".to_string());
     }

@@ -14,17 +14,38 @@ const MAX_NAME_CHARS: usize = 100;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Link { code: String },
+    Link {
+        code: String,
+    },
     Types,
-    Show { type_name: String },
-    Request { type_name: String, params: Vec<(String, String)> },
-    Status { id: RequestId },
+    Show {
+        type_name: String,
+    },
+    Request {
+        type_name: String,
+        params: Vec<(String, String)>,
+    },
+    Status {
+        id: RequestId,
+    },
     Mine,
-    Approve { id: RequestId },
-    RequestChanges { id: RequestId, comment: String },
-    Reject { id: RequestId, comment: String },
-    Retry { id: RequestId },
-    Take { id: RequestId },
+    Approve {
+        id: RequestId,
+    },
+    RequestChanges {
+        id: RequestId,
+        comment: String,
+    },
+    Reject {
+        id: RequestId,
+        comment: String,
+    },
+    Retry {
+        id: RequestId,
+    },
+    Take {
+        id: RequestId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,8 +64,8 @@ pub enum ParseError {
 
 /// The first word of every command, for telling commands from chatter.
 pub const COMMAND_WORDS: &[&str] = &[
-    "help", "link", "types", "show", "request", "status", "mine", "approve", "changes",
-    "reject", "retry", "take",
+    "help", "link", "types", "show", "request", "status", "mine", "approve", "changes", "reject",
+    "retry", "take",
 ];
 
 /// Whether a message starts with a command word (in a shared room the bot answers
@@ -56,9 +77,7 @@ pub fn looks_like_command(message: &str) -> bool {
         .split_whitespace()
         .next()
         .unwrap_or_default();
-    COMMAND_WORDS
-        .iter()
-        .any(|w| w.eq_ignore_ascii_case(first))
+    COMMAND_WORDS.iter().any(|w| w.eq_ignore_ascii_case(first))
 }
 
 pub fn parse(message: &str) -> Result<Command, ParseError> {
@@ -316,19 +335,37 @@ mod tests {
         assert!(matches!(parse("show a b"), Err(ParseError::Usage(_))));
         assert!(matches!(parse("request"), Err(ParseError::Usage(_))));
         assert!(matches!(parse("request a=b"), Err(ParseError::Usage(_))));
-        assert!(matches!(parse("request t novalue"), Err(ParseError::Bad(_))));
+        assert!(matches!(
+            parse("request t novalue"),
+            Err(ParseError::Bad(_))
+        ));
         assert!(matches!(parse("request t =v"), Err(ParseError::Bad(_))));
-        assert!(matches!(parse("request t a=1 a=2"), Err(ParseError::Bad(_))));
-        assert!(matches!(parse("request t a=\"open"), Err(ParseError::Bad(_))));
-        assert!(matches!(parse("request t a=\"x\\"), Err(ParseError::Bad(_))));
+        assert!(matches!(
+            parse("request t a=1 a=2"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(
+            parse("request t a=\"open"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(
+            parse("request t a=\"x\\"),
+            Err(ParseError::Bad(_))
+        ));
         assert!(matches!(parse("request t <b>=1"), Err(ParseError::Bad(_))));
     }
 
     #[test]
     fn hostile_and_oversized_input_is_refused_without_panic() {
-        assert_eq!(parse(&"a".repeat(MAX_MESSAGE_BYTES + 1)), Err(ParseError::TooLong));
+        assert_eq!(
+            parse(&"a".repeat(MAX_MESSAGE_BYTES + 1)),
+            Err(ParseError::TooLong)
+        );
         let many: String = (0..=MAX_PARAMS).map(|i| format!(" k{i}=v")).collect();
-        assert!(matches!(parse(&format!("request t{many}")), Err(ParseError::Bad(_))));
+        assert!(matches!(
+            parse(&format!("request t{many}")),
+            Err(ParseError::Bad(_))
+        ));
         for hostile in [
             "\u{0}\u{0}\u{0}",
             "request \u{202e}evil a=b",

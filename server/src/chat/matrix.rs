@@ -193,7 +193,11 @@ impl MatrixClient {
     }
 
     /// Waits up to `wait` for events after `since` (all recent ones without it).
-    pub async fn sync(&self, since: Option<&str>, wait: Duration) -> Result<SyncBatch, MatrixError> {
+    pub async fn sync(
+        &self,
+        since: Option<&str>,
+        wait: Duration,
+    ) -> Result<SyncBatch, MatrixError> {
         let wait_ms = wait.as_millis().to_string();
         let mut query = vec![("timeout", wait_ms.as_str()), ("filter", SYNC_FILTER)];
         if let Some(since) = since {
@@ -205,13 +209,12 @@ impl MatrixClient {
             .query(&query)
             .timeout(wait + Duration::from_secs(30));
         let body = self.call(request).await?;
-        let response: SyncResponse = serde_json::from_value(body).map_err(|e| {
-            MatrixError::Refused {
+        let response: SyncResponse =
+            serde_json::from_value(body).map_err(|e| MatrixError::Refused {
                 status: 200,
                 errcode: "M_BAD_JSON".into(),
                 message: format!("a sync answer Slipway cannot read: {e}"),
-            }
-        })?;
+            })?;
         Ok(response.into_batch())
     }
 
@@ -293,7 +296,8 @@ mod tests {
 
     #[test]
     fn an_empty_sync_answer_is_read() -> Result<(), serde_json::Error> {
-        let batch = serde_json::from_value::<SyncResponse>(json!({"next_batch": "x"}))?.into_batch();
+        let batch =
+            serde_json::from_value::<SyncResponse>(json!({"next_batch": "x"}))?.into_batch();
         assert!(batch.messages.is_empty() && batch.invited_rooms.is_empty());
         Ok(())
     }
@@ -302,7 +306,10 @@ mod tests {
     fn rate_limits_say_how_long_to_wait() {
         let headers = reqwest::header::HeaderMap::new();
         assert_eq!(
-            retry_after(&headers, &json!({"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500})),
+            retry_after(
+                &headers,
+                &json!({"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500})
+            ),
             Duration::from_millis(2500)
         );
         assert_eq!(retry_after(&headers, &json!({})), Duration::from_secs(1));
@@ -311,7 +318,10 @@ mod tests {
             Duration::from_secs(300)
         );
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::RETRY_AFTER, reqwest::header::HeaderValue::from_static("3"));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("3"),
+        );
         assert_eq!(retry_after(&headers, &json!({})), Duration::from_secs(3));
     }
 }

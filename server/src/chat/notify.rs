@@ -104,7 +104,10 @@ async fn tell(
     }
     drop(conn);
     let url = request_url(state, request.id);
-    let about = format!("#{} ({} {})", request.id, request.type_name, request.resource_name);
+    let about = format!(
+        "#{} ({} {})",
+        request.id, request.type_name, request.resource_name
+    );
     let told = match to {
         RequestState::Completed => Some(format!("Request {about} is completed. {url}")),
         RequestState::ChangesRequested => Some(format!(
@@ -190,7 +193,11 @@ async fn review_notice(
     lines.push("Parameters:".to_string());
     lines.extend(shown_params(state, request, &current.params));
     let report = &current.precheck;
-    let verdict = if report.passed() { "passed" } else { "did not pass" };
+    let verdict = if report.passed() {
+        "passed"
+    } else {
+        "did not pass"
+    };
     lines.push(format!("Pre-check: {verdict}."));
     for risk in &report.risks {
         lines.push(format!("  risk: {risk}"));

@@ -164,11 +164,7 @@ mod tests {
         let code = new_code();
         assert_eq!(code.len(), CODE_CHARS + 2);
         assert_eq!(normalise(&code).len(), CODE_CHARS);
-        assert!(
-            normalise(&code)
-                .bytes()
-                .all(|b| CODE_ALPHABET.contains(&b))
-        );
+        assert!(normalise(&code).bytes().all(|b| CODE_ALPHABET.contains(&b)));
     }
 
     #[test]

@@ -80,10 +80,11 @@ pub async fn link_of_chat_user(
     conn: &mut AnyConnection,
     chat_user: &str,
 ) -> Result<Option<ChatLink>, StorageError> {
-    let row = sqlx::query("SELECT chat_user, user_id, room_id FROM chat_links WHERE chat_user = $1")
-        .bind(chat_user)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT chat_user, user_id, room_id FROM chat_links WHERE chat_user = $1")
+            .bind(chat_user)
+            .fetch_optional(&mut *conn)
+            .await?;
     row.as_ref().map(link_from_row).transpose()
 }
 
