@@ -30,8 +30,13 @@ fn script() -> PathBuf {
 
 /// Runs `scripts/synapse` (blocking; from async code through [`script_async`]).
 fn run_script(args: &[&str]) -> Result<String, String> {
+    run_script_with(args, &[])
+}
+
+fn run_script_with(args: &[&str], env: &[(String, String)]) -> Result<String, String> {
     let output = Command::new(script())
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .map_err(|e| format!("scripts/synapse: {e}"))?;
     if !output.status.success() {
@@ -45,10 +50,18 @@ fn run_script(args: &[&str]) -> Result<String, String> {
 }
 
 async fn script_async(args: &[&str]) -> TestResult<String> {
+    script_async_with(args, &[]).await
+}
+
+async fn script_async_with(args: &[&str], env: &[(&str, &str)]) -> TestResult<String> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let answer = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_script(&args)
+        run_script_with(&args, &env)
     })
     .await?;
     Ok(answer?)
@@ -73,10 +86,11 @@ struct Synapse {
 }
 
 impl Synapse {
-    async fn start() -> TestResult<Synapse> {
+    /// Starts a homeserver; `env` tunes `scripts/synapse start` (its rate limits).
+    async fn start(env: &[(&str, &str)]) -> TestResult<Synapse> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().display().to_string();
-        let url = script_async(&["start", &path]).await?;
+        let url = script_async_with(&["start", &path], env).await?;
         Ok(Synapse { dir, url })
     }
 
@@ -133,14 +147,29 @@ fn encode(text: &str) -> String {
 }
 
 impl Person {
+    /// Calls the homeserver, waiting out its rate limit as a patient client would.
     async fn call(&self, request: reqwest::RequestBuilder) -> TestResult<Value> {
-        let response = request.bearer_auth(&self.token).send().await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            return Err(format!("{} got {status}: {body}", self.user_id).into());
+        for _ in 0..30 {
+            let attempt = request
+                .try_clone()
+                .ok_or("a request body that cannot be sent twice")?;
+            let response = attempt.bearer_auth(&self.token).send().await?;
+            let status = response.status();
+            let body: Value = response.json().await?;
+            if status.as_u16() == 429 {
+                let wait = body
+                    .get("retry_after_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(500);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("{} got {status}: {body}", self.user_id).into());
+            }
+            return Ok(body);
         }
-        Ok(body)
+        Err(format!("{} was rate limited 30 times in a row", self.user_id).into())
     }
 
     fn url(&self, path: &str) -> String {
@@ -278,9 +307,9 @@ struct Adapter {
 }
 
 impl Adapter {
-    fn start(app: &TestApp, settings: &ChatSettings) -> Adapter {
+    fn start(state: &slipway_server::AppState, settings: &ChatSettings) -> Adapter {
         let (stop, stopped) = watch::channel(false);
-        let task = chat::spawn(app.state.clone(), settings.clone(), stopped);
+        let task = chat::spawn(state.clone(), settings.clone(), stopped);
         Adapter {
             stop,
             task: Some(task),
@@ -314,13 +343,20 @@ struct World {
 
 impl World {
     async fn start(engine: Engine) -> TestResult<Option<(World, Adapter)>> {
+        World::start_with(engine, &[]).await
+    }
+
+    async fn start_with(
+        engine: Engine,
+        synapse_env: &[(&str, &str)],
+    ) -> TestResult<Option<(World, Adapter)>> {
         if !synapse_installed()? {
             return Ok(None);
         }
         let Some(app) = TestApp::start(engine).await? else {
             return Ok(None);
         };
-        let synapse = Synapse::start().await?;
+        let synapse = Synapse::start(synapse_env).await?;
         let bot = synapse.register("slipway").await?;
         let rooms_admin = synapse.register("rooms").await?;
         let review_room = rooms_admin.create_public_room(&[&bot.user_id]).await?;
@@ -349,7 +385,7 @@ impl World {
     /// only catches up, so a message before it would be history).
     async fn start_adapter(&self) -> TestResult<Adapter> {
         let before = self.sync_token().await?;
-        let adapter = Adapter::start(&self.app, &self.settings);
+        let adapter = Adapter::start(&self.app.state, &self.settings);
         let deadline = Instant::now() + WAIT;
         while self.sync_token().await? == before || self.sync_token().await?.is_none() {
             if Instant::now() > deadline {
@@ -657,11 +693,13 @@ async fn restarts_mid_conversation(engine: Engine) -> TestResult {
     bot.ask(&alice, &room, &format!("status #{id}"), "In review")
         .await?;
 
-    // Slipway restarts: a new adapter on the same database.
+    // Slipway restarts: a new process state and adapter on the same database; a
+    // message sent while it was down is answered once it is back.
     adapter.stop().await?;
     let seen = alice.messages_from(&room, &bot.user_id).await?.len();
     alice.say(&room, "mine").await?;
-    let adapter = Adapter::start(&world.app, &world.settings);
+    let restarted = world.app.restart().await?;
+    let adapter = Adapter::start(&restarted, &world.settings);
     bot.expect(&alice, &room, seen, &format!("#{id} k8s-namespace"))
         .await?;
     bot.ask(&alice, &room, "status #999", "not found").await?;
@@ -676,6 +714,36 @@ async fn restarts_mid_conversation(engine: Engine) -> TestResult {
         "link, request, status, mine, status"
     );
     assert_eq!(world.app.count("requests").await?, 1);
+    adapter.stop().await
+}
+
+/// A homeserver that rate-limits hard: the bot waits out each 429 for as long as it
+/// is told and every message still gets its one answer.
+async fn rate_limits_slow_the_bot_but_lose_nothing(engine: Engine) -> TestResult {
+    let limits = [
+        ("SLIPWAY_SYNAPSE_MESSAGES_PER_SECOND", "1"),
+        ("SLIPWAY_SYNAPSE_MESSAGE_BURST", "2"),
+    ];
+    let Some((world, adapter)) = World::start_with(engine, &limits).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let person = world.synapse.register("chatty").await?;
+    let room = person.create_room(&[&bot.user_id]).await?;
+    for n in 0..6 {
+        person.say(&room, &format!("status #{}", n + 1)).await?;
+    }
+    let deadline = Instant::now() + WAIT;
+    while person.messages_from(&room, &bot.user_id).await?.len() < 6 {
+        if Instant::now() > deadline {
+            return Err("the bot lost answers under the rate limit".into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answers = person.messages_from(&room, &bot.user_id).await?;
+    assert_eq!(answers.len(), 6, "{answers:#?}");
+    assert!(answers.iter().all(|a| a.contains("I do not know you yet")));
     adapter.stop().await
 }
 
@@ -790,4 +858,9 @@ async fn restarts_mid_conversation_sqlite() -> TestResult {
 #[tokio::test]
 async fn failures_reach_the_platform_room_sqlite() -> TestResult {
     failures_reach_the_platform_room(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn rate_limits_slow_the_bot_but_lose_nothing_sqlite() -> TestResult {
+    rate_limits_slow_the_bot_but_lose_nothing(Engine::Sqlite).await
 }

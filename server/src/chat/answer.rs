@@ -50,7 +50,7 @@ pub fn request_url(state: &AppState, id: RequestId) -> String {
     portal_url(state, &format!("/requests/{id}"))
 }
 
-/// The answer to one message; `None` when the message is not for the bot.
+/// The answer to one message: the outcome, a refusal in the service's words, or help.
 pub async fn answer(state: &AppState, asker: &Asker<'_>, body: &str) -> String {
     let command = match command::parse(body) {
         Ok(command) => command,
@@ -318,8 +318,8 @@ async fn request(
 }
 
 async fn status(state: &AppState, caller: &Caller, id: RequestId) -> Result<String, ServiceError> {
-    let detail = services::detail::request_detail(state, caller, id).await?;
-    let summary = &detail.summary;
+    let glance = services::detail::request_glance(state, caller, id).await?;
+    let summary = &glance.summary;
     let mut text = format!(
         "Request #{id}: {} {} — {} (revision {}, by {}, updated {}).",
         summary.type_title,
@@ -329,7 +329,7 @@ async fn status(state: &AppState, caller: &Caller, id: RequestId) -> Result<Stri
         summary.requester,
         summary.updated_at
     );
-    if let Some(error) = &detail.last_error {
+    if let Some(error) = &glance.last_error {
         text.push_str(&format!(" Last error: {}", command::shorten(error, 300)));
     }
     text.push_str(&format!(" {}", request_url(state, id)));
@@ -376,13 +376,11 @@ async fn decide(
     let (revision, hash) = match notice {
         Some(shown) => shown,
         None => {
-            let detail = services::detail::request_detail(state, caller, id).await?;
-            let current = detail
-                .revisions
-                .iter()
-                .find(|r| r.revision == detail.summary.revision)
+            let glance = services::detail::request_glance(state, caller, id).await?;
+            let hash = glance
+                .change_set_hash
                 .ok_or_else(|| ServiceError::NotFound(format!("request #{id}'s revision")))?;
-            (current.revision, current.change_set_hash.clone())
+            (glance.summary.revision, hash)
         }
     };
     reviews::decide_on(state, caller, id, revision, decision, comment, Some(&hash)).await?;

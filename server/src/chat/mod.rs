@@ -213,11 +213,12 @@ async fn handle_batch(
             handle_message(state, client, rooms, message).await?;
         }
     }
-    let mut conn = state.db.pool.acquire().await?;
-    storage::chat::set_cursor(&mut conn, SYNC_CURSOR, &batch.next_batch).await?;
+    let mut tx = state.db.write().await?;
+    storage::chat::set_cursor(&mut tx, SYNC_CURSOR, &batch.next_batch).await?;
     if !batch.messages.is_empty() {
-        storage::chat::forget_events(&mut conn, now_millis() - KEEP_EVENTS_MILLIS).await?;
+        storage::chat::forget_events(&mut tx, now_millis() - KEEP_EVENTS_MILLIS).await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -231,11 +232,11 @@ async fn handle_message(
     if rooms.is_shared(&message.room_id) && !command::looks_like_command(&message.body) {
         return Ok(());
     }
-    {
-        let mut conn = state.db.pool.acquire().await?;
-        if !storage::chat::claim_event(&mut conn, &message.event_id).await? {
-            return Ok(());
-        }
+    let mut tx = state.db.write().await?;
+    let claimed = storage::chat::claim_event(&mut tx, &message.event_id).await?;
+    tx.commit().await?;
+    if !claimed {
+        return Ok(());
     }
     let asker = answer::Asker {
         chat_user: &message.sender,

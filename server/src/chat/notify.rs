@@ -42,7 +42,8 @@ pub async fn notify_pending(
         .and_then(|p| p.parse::<i64>().ok())
     else {
         let last = storage::chat::last_position(&mut conn).await?;
-        storage::chat::set_cursor(&mut conn, CURSOR, &last.to_string()).await?;
+        drop(conn);
+        save_cursor(state, last).await?;
         return Ok(0);
     };
     let changes = storage::chat::state_changes_after(&mut conn, position, BATCH).await?;
@@ -57,10 +58,16 @@ pub async fn notify_pending(
             }
             Err(error) => return Err(error),
         }
-        let mut conn = state.db.pool.acquire().await?;
-        storage::chat::set_cursor(&mut conn, CURSOR, &change.position.to_string()).await?;
+        save_cursor(state, change.position).await?;
     }
     Ok(changes.len())
+}
+
+async fn save_cursor(state: &AppState, position: i64) -> Result<(), NotifyError> {
+    let mut tx = state.db.write().await?;
+    storage::chat::set_cursor(&mut tx, CURSOR, &position.to_string()).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One room message, sent once: the transaction id is derived from the audit
@@ -179,8 +186,15 @@ async fn review_notice(
     else {
         return Ok(None);
     };
-    storage::chat::set_review_notice(conn, request.id, current.revision, &current.change_set_hash)
-        .await?;
+    let mut tx = state.db.write().await?;
+    storage::chat::set_review_notice(
+        &mut tx,
+        request.id,
+        current.revision,
+        &current.change_set_hash,
+    )
+    .await?;
+    tx.commit().await?;
     let id: RequestId = request.id;
     let title = state
         .catalog
