@@ -2152,3 +2152,59 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod chat_settings_tests {
+    use super::*;
+
+    fn args(homeserver: &str, token: Option<&str>) -> ChatArgs {
+        ChatArgs {
+            homeserver: Some(homeserver.into()),
+            token: token.map(str::to_string),
+            ..ChatArgs::default()
+        }
+    }
+
+    #[test]
+    fn chat_is_off_without_a_homeserver() -> Result<(), SettingError> {
+        assert!(ChatArgs::default().check()?.is_none());
+        assert!(args("  ", None).check()?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_homeserver_needs_a_url_a_token_and_real_rooms() -> Result<(), Box<dyn std::error::Error>> {
+        let error = args("matrix.example.org", Some("t"))
+            .check()
+            .err()
+            .ok_or("url")?;
+        assert_eq!(error.setting, MATRIX_HOMESERVER_SETTING);
+        let error = args("https://m.example.org", None)
+            .check()
+            .err()
+            .ok_or("token")?;
+        assert_eq!(error.setting, MATRIX_TOKEN_SETTING);
+        let error = args("https://m.example.org", Some("a b"))
+            .check()
+            .err()
+            .ok_or("spaces")?;
+        assert!(!error.message.contains("a b"), "a token is never repeated");
+        let mut bad_room = args("https://m.example.org", Some("syt_x"));
+        bad_room.review_room = Some("reviews".into());
+        let error = bad_room.check().err().ok_or("room")?;
+        assert!(error.setting.contains("review-room"), "{error}");
+
+        let mut good = args("https://m.example.org/", Some(" syt_token \n"));
+        good.review_room = Some("#reviews:example.org".into());
+        good.platform_room = Some("!abc:example.org".into());
+        let settings = good.check()?.ok_or("on")?;
+        assert_eq!(settings.homeserver, "https://m.example.org");
+        assert_eq!(settings.token.expose(), "syt_token");
+        assert_eq!(format!("{:?}", settings.token), "***");
+        assert_eq!(
+            settings.review_room.as_deref(),
+            Some("#reviews:example.org")
+        );
+        Ok(())
+    }
+}

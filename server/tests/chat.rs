@@ -573,6 +573,23 @@ async fn linking_requesting_and_refusals(engine: Engine) -> TestResult {
     )
     .await?;
     assert_eq!(world.app.request_state(id).await?, RequestState::InReview);
+    // A secret is typed into the portal, never into chat; none is echoed back.
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        "show postgres-database",
+        "secret: set it in the portal",
+    )
+    .await?;
+    let secret = bot
+        .ask(
+            &alice_matrix,
+            &alice_room,
+            "request postgres-database name=orders owner_password=hunter2hunter2",
+            "is secret",
+        )
+        .await?;
+    assert!(!secret.contains("hunter2"), "{secret}");
     let submits = world.chat_events("request.submit").await?;
     assert_eq!(
         submits,
@@ -863,4 +880,9 @@ async fn failures_reach_the_platform_room_sqlite() -> TestResult {
 #[tokio::test]
 async fn rate_limits_slow_the_bot_but_lose_nothing_sqlite() -> TestResult {
     rate_limits_slow_the_bot_but_lose_nothing(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn restarts_mid_conversation_postgres() -> TestResult {
+    restarts_mid_conversation(Engine::Postgres).await
 }
