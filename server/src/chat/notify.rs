@@ -110,46 +110,68 @@ async fn tell(
         return Ok(());
     }
     drop(conn);
-    let url = request_url(state, request.id);
-    let about = format!(
-        "#{} ({} {})",
-        request.id, request.type_name, request.resource_name
-    );
-    let told = match to {
-        RequestState::Completed => Some(format!("Request {about} is completed. {url}")),
-        RequestState::ChangesRequested => Some(format!(
-            "{} asks for changes to request {about}: {}. Revise it in the portal: {url}",
-            change.actor, change.detail
-        )),
-        RequestState::Rejected => Some(format!(
-            "{} rejected request {about}: {}. {url}",
-            change.actor, change.detail
-        )),
-        RequestState::Approved => Some(format!("Request {about} is approved by {}.", change.actor)),
-        RequestState::Failed => Some(format!(
-            "Request {about} failed; the platform team is told. {url}"
-        )),
-        _ => None,
-    };
-    if let (Some(room), Some(text)) = (&requester_room, &told) {
-        post(client, room, change, "requester", text).await?;
+    if let (Some(room), Some(text)) = (
+        &requester_room,
+        requester_notice(state, &request, to, change),
+    ) {
+        post(client, room, change, "requester", &text).await?;
     }
     if to == RequestState::Failed
         && let Some(room) = &rooms.platform
     {
-        let error = request
-            .last_error
-            .as_deref()
-            .map(|e| super::command::shorten(e, 500))
-            .unwrap_or_else(|| change.detail.clone());
-        let text = format!(
-            "Request {about} by {} failed: {error}\nAn admin can answer here: retry #{id} or take #{id} (handle it by hand). {url}",
-            request.requester,
-            id = request.id
-        );
+        let text = platform_notice(state, &request, change);
         post(client, room, change, "platform", &text).await?;
     }
     Ok(())
+}
+
+/// `#12 (k8s-namespace payments-web-prod)`.
+fn about(request: &RequestRow) -> String {
+    format!(
+        "#{} ({} {})",
+        request.id, request.type_name, request.resource_name
+    )
+}
+
+/// What the requester hears of a transition, if anything.
+fn requester_notice(
+    state: &AppState,
+    request: &RequestRow,
+    to: RequestState,
+    change: &StateChange,
+) -> Option<String> {
+    let (about, url) = (about(request), request_url(state, request.id));
+    let (actor, detail) = (&change.actor, &change.detail);
+    match to {
+        RequestState::Completed => Some(format!("Request {about} is completed. {url}")),
+        RequestState::ChangesRequested => Some(format!(
+            "{actor} asks for changes to request {about}: {detail}. Revise it in the portal: {url}"
+        )),
+        RequestState::Rejected => {
+            Some(format!("{actor} rejected request {about}: {detail}. {url}"))
+        }
+        RequestState::Approved => Some(format!("Request {about} is approved by {actor}.")),
+        RequestState::Failed => Some(format!(
+            "Request {about} failed; the platform team is told. {url}"
+        )),
+        _ => None,
+    }
+}
+
+/// A failure as the platform room sees it: why, and what an admin can answer.
+fn platform_notice(state: &AppState, request: &RequestRow, change: &StateChange) -> String {
+    let error = request
+        .last_error
+        .as_deref()
+        .map(|e| super::command::shorten(e, 500))
+        .unwrap_or_else(|| change.detail.clone());
+    format!(
+        "Request {} by {} failed: {error}\nAn admin can answer here: retry #{id} or take #{id} (handle it by hand). {}",
+        about(request),
+        request.requester,
+        request_url(state, request.id),
+        id = request.id
+    )
 }
 
 /// Parameters as the review page lists them; a secret never leaves Slipway.
