@@ -5,7 +5,8 @@
 //!
 //! Without Synapse installed the tests pass as skipped, except under `CI=true`.
 
-#[allow(dead_code, unused_macros)]
+#[allow(dead_code)]
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
@@ -886,3 +887,85 @@ async fn rate_limits_slow_the_bot_but_lose_nothing_sqlite() -> TestResult {
 async fn restarts_mid_conversation_postgres() -> TestResult {
     restarts_mid_conversation(Engine::Postgres).await
 }
+
+/// The answer layer without a homeserver: an approval typed in chat is bound to
+/// the revision and change set the review room was shown, so a revision that
+/// arrived since (and was not yet shown) is a conflict, not a blind approval.
+async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> TestResult {
+    use slipway_server::chat::answer::{Asker, answer};
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let code = chat_service::issue_link_code(state, &bob).await?;
+    chat_service::link(
+        state,
+        "@bob:chat.test",
+        "!dm:chat.test",
+        &code.code,
+        "$link",
+    )
+    .await?;
+    let params = json!({"name": "web", "team": "payments", "environment": "prod",
+                        "cpu_limit": 2, "memory_limit_gi": 8});
+    let id = slipway_server::services::requests::submit(
+        state,
+        &alice,
+        &common::draft("k8s-namespace", params.clone()),
+    )
+    .await?;
+    let shown = app.request(id).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    let revision_one = slipway_server::storage::requests::revisions(&mut conn, id)
+        .await?
+        .remove(0);
+    slipway_server::storage::chat::set_review_notice(
+        &mut conn,
+        id,
+        shown.current_revision,
+        &revision_one.change_set_hash,
+    )
+    .await?;
+    drop(conn);
+    slipway_server::services::reviews::decide(
+        state,
+        &bob,
+        id,
+        1,
+        slipway_core::views::ReviewDecision::RequestChanges,
+        "more memory",
+    )
+    .await?;
+    let mut revised = params;
+    revised["memory_limit_gi"] = json!(16);
+    slipway_server::services::requests::resubmit(state, &alice, id, &revised).await?;
+
+    let asker = Asker {
+        chat_user: "@bob:chat.test",
+        room_id: "!reviews:chat.test",
+        event_id: "$approve",
+    };
+    let refused = answer(state, &asker, &format!("approve #{id}")).await;
+    assert!(
+        refused.contains("revision 2") && refused.contains("revision 1"),
+        "{refused}"
+    );
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    // Once the room is shown revision 2, the same words approve it.
+    let mut conn = state.db.pool.acquire().await?;
+    let revision_two = slipway_server::storage::requests::revisions(&mut conn, id)
+        .await?
+        .remove(1);
+    slipway_server::storage::chat::set_review_notice(
+        &mut conn,
+        id,
+        2,
+        &revision_two.change_set_hash,
+    )
+    .await?;
+    drop(conn);
+    let approved = answer(state, &asker, &format!("approve #{id}")).await;
+    assert!(approved.contains("approved (revision 2"), "{approved}");
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    Ok(())
+}
+
+on_both_engines!(approval_is_bound_to_what_the_review_room_was_shown);
