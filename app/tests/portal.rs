@@ -949,6 +949,75 @@ async fn a_new_token_is_shown_once_on_its_own_page_and_kept_nowhere() -> TestRes
     Ok(())
 }
 
+/// A chat link code from the account page is shown on its own page, kept only as a
+/// hash, and links the chat account it is sent from, once.
+#[tokio::test]
+async fn a_chat_link_code_is_shown_once_and_links_once() -> TestResult {
+    use slipway_server::services::chat;
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    let page = browser.get("/account/sessions").await?;
+    assert!(
+        page.body.contains("action=\"/account/chat-link/new\""),
+        "{}",
+        page.body
+    );
+    let forged = browser
+        .post_form("/account/chat-link/new", &[], "http://evil.example")
+        .await?;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("chat_link_codes").await?, 0);
+
+    let shown = browser
+        .post_form("/account/chat-link/new", &[], ORIGIN)
+        .await?;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let start = shown
+        .body
+        .find("readonly value=\"")
+        .ok_or("no code on the page")?
+        + 16;
+    let code: String = shown.body[start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    assert_eq!(code.len(), 14, "{code}");
+    assert!(
+        !app.dump_database().await?.contains(&code),
+        "the code is stored"
+    );
+    let linked = chat::link(
+        &app.state,
+        "@alice:chat.test",
+        "!room:chat.test",
+        &code,
+        "$e1",
+    )
+    .await?;
+    assert_eq!(linked.username, "alice");
+    assert!(
+        chat::link(
+            &app.state,
+            "@eve:chat.test",
+            "!room:chat.test",
+            &code,
+            "$e2"
+        )
+        .await
+        .is_err(),
+        "a code links once"
+    );
+
+    let mut stranger = Browser::new(&app);
+    let anonymous = stranger
+        .post_form("/account/chat-link/new", &[], ORIGIN)
+        .await?;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.count("chat_link_codes").await?, 1);
+    Ok(())
+}
+
 /// The menu offers the lists the policy lets the person open: with namespaces
 /// approved by the platform role, a platform engineer finds the review queue in it
 /// and the request waiting there; a requester finds none of the restricted lists.

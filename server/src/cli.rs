@@ -170,6 +170,11 @@ async fn serve(
     crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
     let token_uses = crate::services::token_uses::spawn_writer(state.clone(), stopped.clone());
     let audit = crate::audit_chain::spawn(state.clone(), stopped.clone());
+    let chat = state
+        .settings
+        .chat
+        .clone()
+        .map(|chat| crate::chat::spawn(state.clone(), chat, stopped.clone()));
     DbSessionStore::new(&state.db, state.settings.identity.session_absolute_timeout)
         .spawn_cleanup(stopped.clone());
     let app = router(&state, portal(state.clone()));
@@ -200,6 +205,9 @@ async fn serve(
     let _ = worker.await;
     let _ = token_uses.await;
     let _ = audit.await;
+    if let Some(chat) = chat {
+        let _ = chat.await;
+    }
     served.map_err(|source| StartError::Listen {
         addr: addr.to_string(),
         source,

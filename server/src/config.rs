@@ -325,6 +325,141 @@ pub struct ServeArgs {
     pub audit_checkpoint_interval: String,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub chat: ChatArgs,
+}
+
+/// ChatOps: the Matrix homeserver and rooms the chat bot uses.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ChatArgs {
+    /// The Matrix homeserver the chat bot connects to, e.g. https://matrix.example.org;
+    /// ChatOps is off without it.
+    #[arg(long = "matrix-homeserver", env = "SLIPWAY_MATRIX_HOMESERVER")]
+    pub homeserver: Option<String>,
+    /// The bot account's access token (prefer the environment or a file: a flag
+    /// shows in `ps`).
+    #[arg(
+        long = "matrix-token",
+        env = "SLIPWAY_MATRIX_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// A file holding the bot account's access token.
+    #[arg(long = "matrix-token-file", env = "SLIPWAY_MATRIX_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The room (id `!…` or alias `#…`) where reviewers are asked to review.
+    #[arg(long = "matrix-review-room", env = "SLIPWAY_MATRIX_REVIEW_ROOM")]
+    pub review_room: Option<String>,
+    /// The room (id or alias) where failures are posted for the platform team.
+    #[arg(long = "matrix-platform-room", env = "SLIPWAY_MATRIX_PLATFORM_ROOM")]
+    pub platform_room: Option<String>,
+}
+
+const MATRIX_HOMESERVER_SETTING: &str = "--matrix-homeserver (SLIPWAY_MATRIX_HOMESERVER)";
+const MATRIX_TOKEN_SETTING: &str = "--matrix-token (SLIPWAY_MATRIX_TOKEN)";
+
+impl ChatArgs {
+    /// `None` when ChatOps is off (no homeserver given).
+    pub fn check(self) -> Result<Option<ChatSettings>, SettingError> {
+        let Some(homeserver) = self.homeserver.filter(|h| !h.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let homeserver = homeserver.trim().trim_end_matches('/').to_string();
+        if !(homeserver.starts_with("https://") || homeserver.starts_with("http://"))
+            || url::Url::parse(&homeserver).is_err()
+        {
+            return Err(setting_error(
+                MATRIX_HOMESERVER_SETTING,
+                format!("{homeserver:?} is not an http(s) URL"),
+            ));
+        }
+        let token = match (
+            self.token.filter(|t| !t.trim().is_empty()),
+            &self.token_file,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(setting_error(
+                    MATRIX_TOKEN_SETTING,
+                    "give the token either in a file or in SLIPWAY_MATRIX_TOKEN, not both",
+                ));
+            }
+            (Some(token), None) => token,
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                setting_error(
+                    "--matrix-token-file (SLIPWAY_MATRIX_TOKEN_FILE)",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+            (None, None) => {
+                return Err(setting_error(
+                    MATRIX_TOKEN_SETTING,
+                    "the bot needs an access token when --matrix-homeserver is set",
+                ));
+            }
+        };
+        let token = token.trim().to_string();
+        if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(setting_error(
+                MATRIX_TOKEN_SETTING,
+                "must be printable characters without spaces",
+            ));
+        }
+        let room = |value: Option<String>, setting: &'static str| match value
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+        {
+            Some(room)
+                if !(room.starts_with('!') || room.starts_with('#')) || !room.contains(':') =>
+            {
+                Err(setting_error(
+                    setting,
+                    format!("{room:?} is not a room id (!id:server) or alias (#name:server)"),
+                ))
+            }
+            other => Ok(other),
+        };
+        let mut settings = ChatSettings::new(homeserver, Secret::new(token));
+        settings.review_room = room(
+            self.review_room,
+            "--matrix-review-room (SLIPWAY_MATRIX_REVIEW_ROOM)",
+        )?;
+        settings.platform_room = room(
+            self.platform_room,
+            "--matrix-platform-room (SLIPWAY_MATRIX_PLATFORM_ROOM)",
+        )?;
+        Ok(Some(settings))
+    }
+}
+
+/// ChatOps after checking.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// `http(s)://host[:port]`, no trailing slash.
+    pub homeserver: String,
+    pub token: Secret,
+    pub review_room: Option<String>,
+    pub platform_room: Option<String>,
+    /// How long one sync waits for new events.
+    pub sync_wait: Duration,
+    /// How often the notifier looks for requests to tell rooms about.
+    pub notify_every: Duration,
+    /// The longest pause between tries while the homeserver does not answer.
+    pub max_backoff: Duration,
+}
+
+impl ChatSettings {
+    /// Settings with the default timings and no rooms.
+    pub fn new(homeserver: String, token: Secret) -> ChatSettings {
+        ChatSettings {
+            homeserver,
+            token,
+            review_room: None,
+            platform_room: None,
+            sync_wait: Duration::from_secs(30),
+            notify_every: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Where approved changes are committed, and the remote they are pushed to.
@@ -874,6 +1009,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("identity", &self.identity)
+            .field("chat", &self.chat)
             .finish()
     }
 }
@@ -926,6 +1062,8 @@ pub struct Settings {
     /// How often the server writes an audit checkpoint.
     pub audit_checkpoint_interval: Duration,
     pub identity: IdentitySettings,
+    /// The chat bot's homeserver and rooms; `None` when ChatOps is off.
+    pub chat: Option<ChatSettings>,
 }
 
 /// A secret from the settings; `Debug` shows stars.
@@ -1087,6 +1225,7 @@ impl std::fmt::Debug for Settings {
             .field("secret_key", &self.secret_key)
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("identity", &self.identity)
+            .field("chat", &self.chat)
             .finish()
     }
 }
@@ -1162,6 +1301,7 @@ impl ServeArgs {
             secret_key,
             audit_checkpoint_interval,
             identity,
+            chat: self.chat.check()?,
         })
     }
 }
@@ -1515,6 +1655,7 @@ mod tests {
             secret_key: None,
             audit_checkpoint_interval: "10m".into(),
             identity: IdentityArgs::default(),
+            chat: ChatArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
@@ -1547,6 +1688,7 @@ mod tests {
             secret_key: None,
             audit_checkpoint_interval: "10m".into(),
             identity: IdentityArgs::default(),
+            chat: ChatArgs::default(),
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
@@ -1677,6 +1819,7 @@ mod tests {
             secret_key: None,
             audit_checkpoint_interval: "10m".into(),
             identity: IdentityArgs::default(),
+            chat: ChatArgs::default(),
         })
     }
 
@@ -2007,5 +2150,61 @@ mod tests {
         for bad in ["", "8", "h", "0m", "8 h", "8w", "-1h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod chat_settings_tests {
+    use super::*;
+
+    fn args(homeserver: &str, token: Option<&str>) -> ChatArgs {
+        ChatArgs {
+            homeserver: Some(homeserver.into()),
+            token: token.map(str::to_string),
+            ..ChatArgs::default()
+        }
+    }
+
+    #[test]
+    fn chat_is_off_without_a_homeserver() -> Result<(), SettingError> {
+        assert!(ChatArgs::default().check()?.is_none());
+        assert!(args("  ", None).check()?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_homeserver_needs_a_url_a_token_and_real_rooms() -> Result<(), Box<dyn std::error::Error>> {
+        let error = args("matrix.example.org", Some("t"))
+            .check()
+            .err()
+            .ok_or("url")?;
+        assert_eq!(error.setting, MATRIX_HOMESERVER_SETTING);
+        let error = args("https://m.example.org", None)
+            .check()
+            .err()
+            .ok_or("token")?;
+        assert_eq!(error.setting, MATRIX_TOKEN_SETTING);
+        let error = args("https://m.example.org", Some("a b"))
+            .check()
+            .err()
+            .ok_or("spaces")?;
+        assert!(!error.message.contains("a b"), "a token is never repeated");
+        let mut bad_room = args("https://m.example.org", Some("syt_x"));
+        bad_room.review_room = Some("reviews".into());
+        let error = bad_room.check().err().ok_or("room")?;
+        assert!(error.setting.contains("review-room"), "{error}");
+
+        let mut good = args("https://m.example.org/", Some(" syt_token \n"));
+        good.review_room = Some("#reviews:example.org".into());
+        good.platform_room = Some("!abc:example.org".into());
+        let settings = good.check()?.ok_or("on")?;
+        assert_eq!(settings.homeserver, "https://m.example.org");
+        assert_eq!(settings.token.expose(), "syt_token");
+        assert_eq!(format!("{:?}", settings.token), "***");
+        assert_eq!(
+            settings.review_room.as_deref(),
+            Some("#reviews:example.org")
+        );
+        Ok(())
     }
 }

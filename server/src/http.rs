@@ -2,6 +2,7 @@
 //! in front of everything (same-origin posts, redirects that are redirects).
 
 pub mod catalog_info;
+pub mod chat_link;
 pub mod events;
 pub mod new_token;
 pub mod oidc;
@@ -403,6 +404,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/account/tokens/new",
             axum::routing::post(new_token::create),
+        )
+        .route(
+            "/account/chat-link/new",
+            axum::routing::post(chat_link::create),
         )
 }
 

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit_chain;
 pub mod catalog_source;
+pub mod chat;
 pub mod checks;
 pub mod cli;
 pub mod client;

@@ -57,6 +57,7 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         secret_key: Some(slipway_server::secrets::SecretKey::generate()),
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         identity: Default::default(),
+        chat: None,
     };
     let state = slipway_server::cli::build_state(settings.clone()).await?;
     let users: Vec<(String, String)> = sqlx::query_as("SELECT username, roles FROM users")
@@ -109,6 +110,7 @@ async fn outside_demo_mode_a_catalog_with_secrets_needs_a_key() -> TestResult {
         secret_key: None,
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         identity: Default::default(),
+        chat: None,
     };
     let error = slipway_server::cli::build_state(settings)
         .await
@@ -151,6 +153,7 @@ async fn demo_mode_generates_the_key_once_and_reuses_it() -> TestResult {
         secret_key: None,
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         identity: Default::default(),
+        chat: None,
     };
     let first = slipway_server::cli::build_state(settings.clone()).await?;
     assert!(first.secrets.is_some());

@@ -61,5 +61,15 @@ pub fn SessionsPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <h2>"Chat"</h2>
+        <p class="muted">
+            "Where Slipway is connected to the team's chat, its bot takes requests, reviews "
+            "and status questions there, as you. Link your chat account once with a code "
+            "that works for 15 minutes; it is shown on the next page only."
+        </p>
+        // A plain form: the code is shown on a page of its own, never kept to show again.
+        <form method="post" action="/account/chat-link/new" class="chat-link-form">
+            <button type="submit" data-testid="chat-link">"Get a chat link code"</button>
+        </form>
     }
 }

@@ -9,7 +9,7 @@ use slipway_core::policy::{self, Verb};
 use slipway_core::state::RequestState;
 use slipway_core::views::{
     CheckResultView, DecisionView, GeneratedSecretView, JobView, ProgressEvent, RequestDetail,
-    ReviewDiff, RevisionView, StepView, TimelineEntry,
+    RequestSummary, ReviewDiff, RevisionView, StepView, TimelineEntry,
 };
 use sqlx::AnyConnection;
 
@@ -146,6 +146,35 @@ pub async fn request_state(
     let mut conn = state.db.pool.acquire().await?;
     let request = viewable_request(state, &mut conn, user, id).await?;
     Ok(request.state)
+}
+
+/// A request at a glance, for a short answer (chat): where it stands, why it
+/// failed, and the change set of its current revision. Unlike [`request_detail`] it
+/// does not count as the reviewer having seen the revision.
+#[derive(Debug, Clone)]
+pub struct Glance {
+    pub summary: RequestSummary,
+    pub last_error: Option<String>,
+    pub change_set_hash: Option<String>,
+}
+
+pub async fn request_glance(
+    state: &AppState,
+    user: &Caller,
+    id: RequestId,
+) -> ServiceResult<Glance> {
+    let mut conn = state.db.pool.acquire().await?;
+    let request = viewable_request(state, &mut conn, user, id).await?;
+    let change_set_hash = storage::requests::revisions(&mut conn, id)
+        .await?
+        .into_iter()
+        .find(|r| r.revision == request.current_revision)
+        .map(|r| r.change_set_hash);
+    Ok(Glance {
+        summary: summary(state, &request),
+        last_error: request.last_error,
+        change_set_hash,
+    })
 }
 
 /// A request's live progress after event `after`: at most `limit` events, and

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 mod caller;
 pub mod catalog;
+pub mod chat;
 pub mod detail;
 mod error;
 pub mod flow;

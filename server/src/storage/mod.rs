@@ -8,6 +8,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod chat;
 pub mod flow;
 pub mod idempotency;
 pub mod jobs;

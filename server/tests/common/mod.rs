@@ -221,6 +221,7 @@ impl TestApp {
             secret_key: None,
             audit_checkpoint_interval: std::time::Duration::from_secs(600),
             identity,
+            chat: None,
         };
         configure(&mut settings);
         let state = slipway_server::cli::build_state(settings.clone()).await?;

@@ -1,0 +1,400 @@
+//! From a chat message to its answer: parse, find who asks, call the services as
+//! them on the chat channel, and say the outcome in a few lines. Every rule is the
+//! services'; this file only translates.
+
+use serde_json::{Map, Value};
+use slipway_core::catalog::{FieldKind, FieldSpec, ResourceType};
+use slipway_core::ids::RequestId;
+use slipway_core::listing::{ListFilter, PageRequest};
+use slipway_core::precheck::PrecheckReport;
+use slipway_core::validate::coerce_form_value;
+use slipway_core::views::{RequestDraft, ReviewDecision};
+
+use super::command::{self, Command, ParseError};
+use crate::services::{self, Caller, ServiceError, catalog, operations, requests, reviews};
+use crate::state::AppState;
+use crate::storage;
+
+pub const HELP: &str = "Slipway commands:
+  link <code>            link your chat account (get the code on your Slipway account page)
+  types                  the resource types you can request
+  show <type>            a type's parameters and their rules
+  request <type> key=value …   pre-check and submit a request
+  status #<id>           where a request stands
+  mine                   your latest requests
+Reviewers: approve #<id> · changes #<id> <what to change> · reject #<id> <why>
+Platform team: retry #<id> · take #<id>";
+
+const NOT_LINKED: &str = "I do not know you yet. Open your account page in Slipway, \
+get a link code, and send me: link <code>. Until then I can only show help.";
+
+/// Who sent a message, and where.
+pub struct Asker<'a> {
+    pub chat_user: &'a str,
+    pub room_id: &'a str,
+    pub event_id: &'a str,
+}
+
+/// Links in answers point here; relative paths when no public URL is configured.
+fn portal_url(state: &AppState, path: &str) -> String {
+    let origin = state
+        .settings
+        .identity
+        .public_origin
+        .as_deref()
+        .unwrap_or_default();
+    format!("{origin}{path}")
+}
+
+pub fn request_url(state: &AppState, id: RequestId) -> String {
+    portal_url(state, &format!("/requests/{id}"))
+}
+
+/// The answer to one message: the outcome, a refusal in the service's words, or help.
+pub async fn answer(state: &AppState, asker: &Asker<'_>, body: &str) -> String {
+    let command = match command::parse(body) {
+        Ok(command) => command,
+        Err(error) => return not_understood(&error),
+    };
+    let outcome = match command {
+        Command::Help => Ok(HELP.to_string()),
+        Command::Link { code } => link(state, asker, &code).await,
+        other => match services::chat::caller_for(state, asker.chat_user, asker.event_id).await {
+            Ok(Some(caller)) => run(state, &caller, asker, other).await,
+            Ok(None) => Ok(NOT_LINKED.to_string()),
+            Err(error) => Err(error),
+        },
+    };
+    outcome.unwrap_or_else(|error| describe_error(&error, asker.event_id))
+}
+
+fn not_understood(error: &ParseError) -> String {
+    match error {
+        ParseError::Usage(usage) => format!("Usage: {usage}"),
+        ParseError::Bad(why) => {
+            format!("I could not read that: {why}. Send help for the commands.")
+        }
+        other => format!("Sorry, {other}.\n{HELP}"),
+    }
+}
+
+/// A service's refusal in the words the portal would use; a fault on Slipway's side
+/// is logged and answered with the event id to quote.
+pub fn describe_error(error: &ServiceError, event_id: &str) -> String {
+    match error {
+        ServiceError::Internal(cause) => {
+            tracing::error!(event_id, %cause, "chat command failed");
+            format!(
+                "Sorry, something went wrong on Slipway's side; quote {event_id} to the platform team."
+            )
+        }
+        ServiceError::PrecheckFailed(report) => precheck_failed(report, None),
+        ServiceError::Invalid(errors) => errors
+            .iter()
+            .map(|e| format!("- {e}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => format!("Refused: {other}."),
+    }
+}
+
+async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String, ServiceError> {
+    let caller =
+        services::chat::link(state, asker.chat_user, asker.room_id, code, asker.event_id).await?;
+    Ok(format!(
+        "Linked: in Slipway you are {} ({}). I will tell you here how your requests go.",
+        caller.username, caller.display_name
+    ))
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    asker: &Asker<'_>,
+    command: Command,
+) -> Result<String, ServiceError> {
+    match command {
+        Command::Help | Command::Link { .. } => Ok(HELP.to_string()),
+        Command::Types => Ok(types(state, caller)),
+        Command::Show { type_name } => show(state, caller, &type_name),
+        Command::Request { type_name, params } => {
+            request(state, caller, asker, &type_name, &params).await
+        }
+        Command::Status { id } => status(state, caller, id).await,
+        Command::Mine => mine(state, caller).await,
+        Command::Approve { id } => decide(state, caller, id, ReviewDecision::Approve, "").await,
+        Command::RequestChanges { id, comment } => {
+            decide(state, caller, id, ReviewDecision::RequestChanges, &comment).await
+        }
+        Command::Reject { id, comment } => {
+            decide(state, caller, id, ReviewDecision::Reject, &comment).await
+        }
+        Command::Retry { id } => {
+            operations::retry(state, caller, id).await?;
+            Ok(format!("Request #{id} is queued to run again."))
+        }
+        Command::Take { id } => {
+            operations::take_over(state, caller, id).await?;
+            Ok(format!(
+                "You handle request #{id} by hand now; resolve it with a note in the portal: {}",
+                request_url(state, id)
+            ))
+        }
+    }
+}
+
+fn types(state: &AppState, caller: &Caller) -> String {
+    let mut lines = vec!["Resource types (show <type> for the parameters):".to_string()];
+    for ty in catalog::list_types(state, caller) {
+        let auto = ty
+            .auto_approve_when
+            .map(|rule| format!("; auto-approved when {rule}"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "- {} — {} (offered by {}{auto})",
+            ty.name, ty.title, ty.owner
+        ));
+    }
+    lines.join("\n")
+}
+
+fn rules_of(field: &FieldSpec) -> String {
+    let mut rules = Vec::new();
+    match &field.kind {
+        FieldKind::Text {
+            pattern,
+            min_length,
+            max_length,
+        } => {
+            rules.push("text".to_string());
+            if let Some(p) = pattern {
+                rules.push(format!("pattern {p}"));
+            }
+            if let Some(n) = min_length {
+                rules.push(format!("at least {n} characters"));
+            }
+            if let Some(n) = max_length {
+                rules.push(format!("at most {n} characters"));
+            }
+        }
+        FieldKind::Integer { minimum, maximum } => {
+            rules.push("integer".to_string());
+            if let Some(n) = minimum {
+                rules.push(format!("from {n}"));
+            }
+            if let Some(n) = maximum {
+                rules.push(format!("up to {n}"));
+            }
+        }
+        FieldKind::Boolean => rules.push("true or false".to_string()),
+        FieldKind::Choice { options } => {
+            let values: Vec<&str> = options.iter().map(|o| o.value.as_str()).collect();
+            rules.push(format!("one of {}", values.join(", ")));
+        }
+        FieldKind::TextList { .. } => rules.push("a comma-separated list".to_string()),
+    }
+    if field.required {
+        rules.push("required".to_string());
+    }
+    if let Some(default) = &field.default {
+        rules.push(format!("default {default}"));
+    }
+    if field.secret {
+        rules.push("secret: set it in the portal, never in chat".to_string());
+    }
+    rules.join(", ")
+}
+
+fn show(state: &AppState, caller: &Caller, type_name: &str) -> Result<String, ServiceError> {
+    let ty = catalog::resource_type(state, caller, type_name)?;
+    let mut lines = vec![format!("{} — {}: {}", ty.name, ty.title, ty.description)];
+    for field in ty.fields() {
+        lines.push(format!(
+            "- {} ({}): {}",
+            field.name,
+            field.title,
+            rules_of(&field)
+        ));
+    }
+    lines.push(format!(
+        "Request it here with: request {} key=value …, or in the portal: {}",
+        ty.name,
+        portal_url(state, &format!("/requests/new/{}", ty.name))
+    ));
+    Ok(lines.join("\n"))
+}
+
+/// The parameters as the form would hold them: the type's defaults, then each
+/// given value read the way its form field reads it.
+fn params_of(ty: &ResourceType, given: &[(String, String)]) -> Result<Value, String> {
+    let fields = ty.fields();
+    let mut params: Map<String, Value> = ty.default_params();
+    for (key, raw) in given {
+        let field = fields.iter().find(|f| &f.name == key);
+        if field.is_some_and(|f| f.secret) || ty.has_secret_value(key) {
+            return Err(format!(
+                "{key} is secret: never type it in chat; request {} in the portal instead",
+                ty.name
+            ));
+        }
+        let value = match field {
+            Some(field) => coerce_form_value(&field.kind, raw),
+            None => Value::String(raw.clone()),
+        };
+        params.insert(key.clone(), value);
+    }
+    Ok(Value::Object(params))
+}
+
+/// A failed pre-check as the form shows it: each field with its title and rule,
+/// then quotas and requirements.
+pub fn precheck_failed(report: &PrecheckReport, ty: Option<&ResourceType>) -> String {
+    let mut lines = vec!["The pre-check did not pass:".to_string()];
+    for error in &report.field_errors {
+        let title = ty
+            .filter(|_| !error.field.is_empty())
+            .map(|t| format!(" ({})", t.param_title(&error.field)))
+            .unwrap_or_default();
+        if error.field.is_empty() {
+            lines.push(format!("- {}", error.message));
+        } else {
+            lines.push(format!("- {}{title}: {}", error.field, error.message));
+        }
+    }
+    for quota in report.quotas.iter().filter(|q| !q.ok) {
+        lines.push(format!(
+            "- quota: {} ({} used + {} requested > {} {})",
+            quota.description, quota.used, quota.requested, quota.limit, quota.unit
+        ));
+    }
+    for dependency in report.dependencies.iter().filter(|d| !d.ok) {
+        lines.push(format!("- missing requirement: {}", dependency.description));
+    }
+    lines.push("Fix it and send the request again.".to_string());
+    lines.join("\n")
+}
+
+/// Submit keys are at most 100 characters; a Matrix event id is about 44.
+fn submit_key(event_id: &str) -> String {
+    format!("chat:{}", command::shorten(event_id, 90))
+}
+
+async fn request(
+    state: &AppState,
+    caller: &Caller,
+    asker: &Asker<'_>,
+    type_name: &str,
+    given: &[(String, String)],
+) -> Result<String, ServiceError> {
+    let ty = catalog::resource_type(state, caller, type_name)?;
+    let params = match params_of(&ty, given) {
+        Ok(params) => params,
+        Err(why) => return Ok(format!("Refused: {why}.")),
+    };
+    let report = requests::precheck(state, caller, &ty.name, &params, None).await?;
+    if !report.passed() {
+        return Ok(precheck_failed(&report, Some(&ty)));
+    }
+    let draft = RequestDraft {
+        type_name: ty.name.clone(),
+        params,
+        submit_key: submit_key(asker.event_id),
+    };
+    let id = match requests::submit(state, caller, &draft).await {
+        Ok(id) => id,
+        Err(ServiceError::PrecheckFailed(report)) => {
+            return Ok(precheck_failed(&report, Some(&ty)));
+        }
+        Err(error) => return Err(error),
+    };
+    let request_state = services::detail::request_state(state, caller, id).await?;
+    let name = report.resource_name.unwrap_or_default();
+    Ok(format!(
+        "Pre-check passed. Request #{id} ({} {name}) is submitted: {}. {}",
+        ty.title,
+        request_state.label(),
+        request_url(state, id)
+    ))
+}
+
+async fn status(state: &AppState, caller: &Caller, id: RequestId) -> Result<String, ServiceError> {
+    let glance = services::detail::request_glance(state, caller, id).await?;
+    let summary = &glance.summary;
+    let mut text = format!(
+        "Request #{id}: {} {} — {} (revision {}, by {}, updated {}).",
+        summary.type_title,
+        summary.resource_name,
+        summary.state.label(),
+        summary.revision,
+        summary.requester,
+        summary.updated_at
+    );
+    if let Some(error) = &glance.last_error {
+        text.push_str(&format!(" Last error: {}", command::shorten(error, 300)));
+    }
+    text.push_str(&format!(" {}", request_url(state, id)));
+    Ok(text)
+}
+
+async fn mine(state: &AppState, caller: &Caller) -> Result<String, ServiceError> {
+    let page = requests::mine(
+        state,
+        caller,
+        &ListFilter::default(),
+        PageRequest::first(10),
+    )
+    .await?;
+    if page.items.is_empty() {
+        return Ok("You have no requests yet. Try: types".to_string());
+    }
+    let mut lines = vec!["Your latest requests:".to_string()];
+    for r in page.items {
+        lines.push(format!(
+            "- #{} {} {} — {}",
+            r.id,
+            r.type_name,
+            r.resource_name,
+            r.state.label()
+        ));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// A decision bound to what the review room was shown: the revision and change set
+/// of the last review notice, or (without one) the current revision's.
+async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+    decision: ReviewDecision,
+    comment: &str,
+) -> Result<String, ServiceError> {
+    let notice = {
+        let mut conn = state.db.pool.acquire().await?;
+        storage::chat::review_notice(&mut conn, id).await?
+    };
+    let (revision, hash) = match notice {
+        Some(shown) => shown,
+        None => {
+            let glance = services::detail::request_glance(state, caller, id).await?;
+            let hash = glance
+                .change_set_hash
+                .ok_or_else(|| ServiceError::NotFound(format!("request #{id}'s revision")))?;
+            (glance.summary.revision, hash)
+        }
+    };
+    reviews::decide_on(state, caller, id, revision, decision, comment, Some(&hash)).await?;
+    let done = match decision {
+        ReviewDecision::Approve => "approved",
+        ReviewDecision::RequestChanges => "sent back for changes",
+        ReviewDecision::Reject => "rejected",
+    };
+    Ok(format!(
+        "Request #{id} {done} (revision {revision}, change set {}).",
+        short_hash(&hash)
+    ))
+}
+
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}

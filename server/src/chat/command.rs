@@ -1,0 +1,396 @@
+//! What a chat message asks for: pure parsing, no I/O, so hostile input is tested
+//! without a homeserver. Anything it cannot read becomes a [`ParseError`] that the
+//! adapter answers with help, never a panic.
+
+use slipway_core::ids::RequestId;
+
+/// A message longer than this is refused before it is read further.
+pub const MAX_MESSAGE_BYTES: usize = 4000;
+/// At most this many `key=value` pairs in one request.
+pub const MAX_PARAMS: usize = 50;
+const MAX_KEY_CHARS: usize = 64;
+const MAX_NAME_CHARS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Link {
+        code: String,
+    },
+    Types,
+    Show {
+        type_name: String,
+    },
+    Request {
+        type_name: String,
+        params: Vec<(String, String)>,
+    },
+    Status {
+        id: RequestId,
+    },
+    Mine,
+    Approve {
+        id: RequestId,
+    },
+    RequestChanges {
+        id: RequestId,
+        comment: String,
+    },
+    Reject {
+        id: RequestId,
+        comment: String,
+    },
+    Retry {
+        id: RequestId,
+    },
+    Take {
+        id: RequestId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the message is empty")]
+    Empty,
+    #[error("the message is longer than {MAX_MESSAGE_BYTES} bytes")]
+    TooLong,
+    #[error("I do not know the command {0:?}")]
+    Unknown(String),
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    #[error("{0}")]
+    Bad(String),
+}
+
+/// The first word of every command, for telling commands from chatter.
+pub const COMMAND_WORDS: &[&str] = &[
+    "help", "link", "types", "show", "request", "status", "mine", "approve", "changes", "reject",
+    "retry", "take",
+];
+
+/// Whether a message starts with a command word (in a shared room the bot answers
+/// only those).
+pub fn looks_like_command(message: &str) -> bool {
+    let first = message
+        .trim_start()
+        .trim_start_matches('!')
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
+    COMMAND_WORDS.iter().any(|w| w.eq_ignore_ascii_case(first))
+}
+
+pub fn parse(message: &str) -> Result<Command, ParseError> {
+    if message.len() > MAX_MESSAGE_BYTES {
+        return Err(ParseError::TooLong);
+    }
+    let text = message.trim().trim_start_matches('!');
+    let (word, rest) = match text.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim()),
+        None => (text, ""),
+    };
+    if word.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    match word.to_ascii_lowercase().as_str() {
+        "help" | "?" => Ok(Command::Help),
+        "link" => one_word(rest, "link <code>").map(|code| Command::Link { code }),
+        "types" => Ok(Command::Types),
+        "show" => name(rest, "show <type>").map(|type_name| Command::Show { type_name }),
+        "request" => request(rest),
+        "status" => id_only(rest, "status #<id>").map(|id| Command::Status { id }),
+        "mine" => Ok(Command::Mine),
+        "approve" => id_only(rest, "approve #<id>").map(|id| Command::Approve { id }),
+        "changes" => with_comment(rest, "changes #<id> <what to change>")
+            .map(|(id, comment)| Command::RequestChanges { id, comment }),
+        "reject" => with_comment(rest, "reject #<id> <why>")
+            .map(|(id, comment)| Command::Reject { id, comment }),
+        "retry" => id_only(rest, "retry #<id>").map(|id| Command::Retry { id }),
+        "take" => id_only(rest, "take #<id>").map(|id| Command::Take { id }),
+        _ => Err(ParseError::Unknown(shorten(word, 40))),
+    }
+}
+
+/// `text` cut to `max` characters, for echoing input back safely.
+pub fn shorten(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+fn one_word(rest: &str, usage: &'static str) -> Result<String, ParseError> {
+    let mut words = rest.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(word), None) => Ok(word.to_string()),
+        // A code typed with spaces between its groups is still one code.
+        (Some(_), Some(_)) if usage.starts_with("link") => Ok(rest.to_string()),
+        _ => Err(ParseError::Usage(usage)),
+    }
+}
+
+fn name(rest: &str, usage: &'static str) -> Result<String, ParseError> {
+    let word = one_word(rest, usage)?;
+    if word.chars().count() > MAX_NAME_CHARS || word.chars().any(char::is_control) {
+        return Err(ParseError::Usage(usage));
+    }
+    Ok(word)
+}
+
+/// `#12` or `12`.
+pub fn request_id(word: &str) -> Option<RequestId> {
+    let digits = word.strip_prefix('#').unwrap_or(word);
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i64>().ok().filter(|n| *n > 0).map(RequestId)
+}
+
+fn id_only(rest: &str, usage: &'static str) -> Result<RequestId, ParseError> {
+    let word = one_word(rest, usage)?;
+    request_id(&word).ok_or(ParseError::Usage(usage))
+}
+
+fn with_comment(rest: &str, usage: &'static str) -> Result<(RequestId, String), ParseError> {
+    let (word, comment) = rest
+        .split_once(char::is_whitespace)
+        .ok_or(ParseError::Usage(usage))?;
+    let id = request_id(word).ok_or(ParseError::Usage(usage))?;
+    let comment = comment.trim();
+    if comment.is_empty() {
+        return Err(ParseError::Usage(usage));
+    }
+    Ok((id, comment.to_string()))
+}
+
+const REQUEST_USAGE: &str = "request <type> key=value … (quote values with spaces: key=\"a b\")";
+
+fn request(rest: &str) -> Result<Command, ParseError> {
+    let words = split_words(rest)?;
+    let mut words = words.into_iter();
+    let type_name = words
+        .next()
+        .filter(|w| !w.contains('=') && w.chars().count() <= MAX_NAME_CHARS)
+        .ok_or(ParseError::Usage(REQUEST_USAGE))?;
+    let mut params: Vec<(String, String)> = Vec::new();
+    for word in words {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| ParseError::Bad(format!("{:?} is not key=value", shorten(&word, 40))))?;
+        let key_ok = !key.is_empty()
+            && key.chars().count() <= MAX_KEY_CHARS
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !key_ok {
+            return Err(ParseError::Bad(format!(
+                "{:?} is not a parameter name",
+                shorten(key, 40)
+            )));
+        }
+        if params.iter().any(|(k, _)| k == key) {
+            return Err(ParseError::Bad(format!("{key} is given twice")));
+        }
+        if params.len() == MAX_PARAMS {
+            return Err(ParseError::Bad(format!(
+                "at most {MAX_PARAMS} parameters at once"
+            )));
+        }
+        params.push((key.to_string(), value.to_string()));
+    }
+    Ok(Command::Request { type_name, params })
+}
+
+/// Words separated by whitespace; double quotes keep spaces, `\"` and `\\` escape.
+fn split_words(text: &str) -> Result<Vec<String>, ParseError> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            '\\' if quoted => match chars.next() {
+                Some(escaped) => current.push(escaped),
+                None => return Err(ParseError::Bad("a \\ ends the message".into())),
+            },
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut current));
+                    in_word = false;
+                }
+            }
+            c => {
+                current.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err(ParseError::Bad("a quote is not closed".into()));
+    }
+    if in_word {
+        words.push(current);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: i64) -> RequestId {
+        RequestId(n)
+    }
+
+    #[test]
+    fn reads_every_command() {
+        assert_eq!(parse("help"), Ok(Command::Help));
+        assert_eq!(parse("  !HELP  "), Ok(Command::Help));
+        assert_eq!(
+            parse("link ABCD-EFGH-JKLM"),
+            Ok(Command::Link {
+                code: "ABCD-EFGH-JKLM".into()
+            })
+        );
+        assert_eq!(
+            parse("link abcd efgh jklm"),
+            Ok(Command::Link {
+                code: "abcd efgh jklm".into()
+            })
+        );
+        assert_eq!(parse("types"), Ok(Command::Types));
+        assert_eq!(
+            parse("show k8s-namespace"),
+            Ok(Command::Show {
+                type_name: "k8s-namespace".into()
+            })
+        );
+        assert_eq!(parse("status #12"), Ok(Command::Status { id: id(12) }));
+        assert_eq!(parse("status 12"), Ok(Command::Status { id: id(12) }));
+        assert_eq!(parse("mine"), Ok(Command::Mine));
+        assert_eq!(parse("approve #3"), Ok(Command::Approve { id: id(3) }));
+        assert_eq!(
+            parse("changes #3 make it   smaller"),
+            Ok(Command::RequestChanges {
+                id: id(3),
+                comment: "make it   smaller".into()
+            })
+        );
+        assert_eq!(
+            parse("reject #3 not needed"),
+            Ok(Command::Reject {
+                id: id(3),
+                comment: "not needed".into()
+            })
+        );
+        assert_eq!(parse("retry #4"), Ok(Command::Retry { id: id(4) }));
+        assert_eq!(parse("take #4"), Ok(Command::Take { id: id(4) }));
+    }
+
+    #[test]
+    fn reads_request_parameters_with_quotes() {
+        assert_eq!(
+            parse(r#"request k8s-namespace name=web team=payments note="two words" q="a \"b\"""#),
+            Ok(Command::Request {
+                type_name: "k8s-namespace".into(),
+                params: vec![
+                    ("name".into(), "web".into()),
+                    ("team".into(), "payments".into()),
+                    ("note".into(), "two words".into()),
+                    ("q".into(), "a \"b\"".into()),
+                ],
+            })
+        );
+        assert_eq!(
+            parse("request k8s-namespace name="),
+            Ok(Command::Request {
+                type_name: "k8s-namespace".into(),
+                params: vec![("name".into(), String::new())],
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        assert_eq!(parse(""), Err(ParseError::Empty));
+        assert_eq!(parse("   !  "), Err(ParseError::Empty));
+        assert!(matches!(parse("hello there"), Err(ParseError::Unknown(_))));
+        assert!(matches!(parse("approve"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("approve #x"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("approve #0"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("approve #-1"), Err(ParseError::Usage(_))));
+        assert!(matches!(
+            parse("approve #99999999999999999999999"),
+            Err(ParseError::Usage(_))
+        ));
+        assert!(matches!(parse("changes #3"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("reject #3   "), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("show"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("show a b"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("request"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse("request a=b"), Err(ParseError::Usage(_))));
+        assert!(matches!(
+            parse("request t novalue"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(parse("request t =v"), Err(ParseError::Bad(_))));
+        assert!(matches!(
+            parse("request t a=1 a=2"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(
+            parse("request t a=\"open"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(
+            parse("request t a=\"x\\"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(parse("request t <b>=1"), Err(ParseError::Bad(_))));
+    }
+
+    #[test]
+    fn hostile_and_oversized_input_is_refused_without_panic() {
+        assert_eq!(
+            parse(&"a".repeat(MAX_MESSAGE_BYTES + 1)),
+            Err(ParseError::TooLong)
+        );
+        let many: String = (0..=MAX_PARAMS).map(|i| format!(" k{i}=v")).collect();
+        assert!(matches!(
+            parse(&format!("request t{many}")),
+            Err(ParseError::Bad(_))
+        ));
+        for hostile in [
+            "\u{0}\u{0}\u{0}",
+            "request \u{202e}evil a=b",
+            "status #١٢",
+            "🦀🦀🦀",
+            "\"\"\"",
+            "request \" a=b",
+            "approve ##1",
+            "link",
+            "\n\n\napprove\n#1",
+        ] {
+            let _ = parse(hostile);
+        }
+        let echoed = match parse(&format!("{}x", "é".repeat(100))) {
+            Err(ParseError::Unknown(word)) => word,
+            other => panic!("expected unknown, got {other:?}"),
+        };
+        assert!(echoed.chars().count() <= 41);
+    }
+
+    #[test]
+    fn tells_commands_from_chatter() {
+        assert!(looks_like_command("approve #1"));
+        assert!(looks_like_command("  !Status 3"));
+        assert!(!looks_like_command("good morning"));
+        assert!(!looks_like_command(""));
+    }
+}

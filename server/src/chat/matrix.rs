@@ -1,0 +1,327 @@
+//! The few calls of the Matrix client-server API the bot needs, over plain HTTP:
+//! who am I, sync, join, send a text message.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::Secret;
+
+/// What a homeserver call can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error("the homeserver asks to slow down for {0:?}")]
+    RateLimited(Duration),
+    #[error("the homeserver answered {status}: {errcode} {message}")]
+    Refused {
+        status: u16,
+        errcode: String,
+        message: String,
+    },
+    #[error("the homeserver cannot be reached: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+impl MatrixError {
+    /// Whether trying again later may help (the homeserver restarting, overloaded).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MatrixError::RateLimited(_) | MatrixError::Transport(_) => true,
+            MatrixError::Refused { status, .. } => *status >= 500,
+        }
+    }
+}
+
+/// A client of one homeserver, as one account.
+#[derive(Clone)]
+pub struct MatrixClient {
+    http: reqwest::Client,
+    base: String,
+    token: Secret,
+}
+
+/// One message from a room's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomMessage {
+    pub room_id: String,
+    pub event_id: String,
+    pub sender: String,
+    pub body: String,
+}
+
+/// What a sync brought: rooms the account was invited to and new text messages,
+/// in timeline order per room.
+#[derive(Debug, Default)]
+pub struct SyncBatch {
+    pub next_batch: String,
+    pub invited_rooms: Vec<String>,
+    pub messages: Vec<RoomMessage>,
+}
+
+#[derive(Deserialize)]
+struct SyncResponse {
+    next_batch: String,
+    #[serde(default)]
+    rooms: Rooms,
+}
+
+#[derive(Deserialize, Default)]
+struct Rooms {
+    #[serde(default)]
+    join: BTreeMap<String, JoinedRoom>,
+    #[serde(default)]
+    invite: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct JoinedRoom {
+    #[serde(default)]
+    timeline: Timeline,
+}
+
+#[derive(Deserialize, Default)]
+struct Timeline {
+    #[serde(default)]
+    events: Vec<Value>,
+}
+
+/// The bot reads text messages only, a bounded number per room and sync.
+const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message"],"limit":100}}}"#;
+
+/// A timeline event as a message, if it is a text message with a body.
+fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
+    let content = event.get("content")?;
+    if event.get("type")?.as_str()? != "m.room.message"
+        || content.get("msgtype")?.as_str()? != "m.text"
+    {
+        return None;
+    }
+    Some(RoomMessage {
+        room_id: room_id.to_string(),
+        event_id: event.get("event_id")?.as_str()?.to_string(),
+        sender: event.get("sender")?.as_str()?.to_string(),
+        body: content.get("body")?.as_str()?.to_string(),
+    })
+}
+
+impl SyncResponse {
+    fn into_batch(self) -> SyncBatch {
+        let messages = self
+            .rooms
+            .join
+            .iter()
+            .flat_map(|(room, joined)| {
+                joined
+                    .timeline
+                    .events
+                    .iter()
+                    .filter_map(move |event| message_of(room, event))
+            })
+            .collect();
+        SyncBatch {
+            next_batch: self.next_batch,
+            invited_rooms: self.rooms.invite.into_keys().collect(),
+            messages,
+        }
+    }
+}
+
+/// `retry_after_ms` of a 429 answer (the header is the newer way; both are read).
+fn retry_after(headers: &reqwest::header::HeaderMap, body: &Value) -> Duration {
+    let from_body = body.get("retry_after_ms").and_then(Value::as_u64);
+    let from_header = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| secs.saturating_mul(1000));
+    Duration::from_millis(from_body.or(from_header).unwrap_or(1000).min(300_000))
+}
+
+impl MatrixClient {
+    pub fn new(homeserver: &str, token: Secret) -> Result<MatrixClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(MatrixClient {
+            http,
+            base: homeserver.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/_matrix/client/v3{path}", self.base)
+    }
+
+    /// Sends and reads the JSON answer; a refusal keeps the homeserver's errcode.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, MatrixError> {
+        let response = request.bearer_auth(self.token.expose()).send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.as_u16() == 429 {
+            return Err(MatrixError::RateLimited(retry_after(&headers, &body)));
+        }
+        if !status.is_success() {
+            let text = |key: &str| {
+                body.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            return Err(MatrixError::Refused {
+                status: status.as_u16(),
+                errcode: text("errcode"),
+                message: text("error"),
+            });
+        }
+        Ok(body)
+    }
+
+    /// The account's user id (`@slipway:example.org`).
+    pub async fn whoami(&self) -> Result<String, MatrixError> {
+        let body = self
+            .call(self.http.get(self.url("/account/whoami")))
+            .await?;
+        Ok(body
+            .get("user_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Waits up to `wait` for events after `since` (all recent ones without it).
+    pub async fn sync(
+        &self,
+        since: Option<&str>,
+        wait: Duration,
+    ) -> Result<SyncBatch, MatrixError> {
+        let wait_ms = wait.as_millis().to_string();
+        let mut query = vec![("timeout", wait_ms.as_str()), ("filter", SYNC_FILTER)];
+        if let Some(since) = since {
+            query.push(("since", since));
+        }
+        let request = self
+            .http
+            .get(self.url("/sync"))
+            .query(&query)
+            .timeout(wait + Duration::from_secs(30));
+        let body = self.call(request).await?;
+        let response: SyncResponse =
+            serde_json::from_value(body).map_err(|e| MatrixError::Refused {
+                status: 200,
+                errcode: "M_BAD_JSON".into(),
+                message: format!("a sync answer Slipway cannot read: {e}"),
+            })?;
+        Ok(response.into_batch())
+    }
+
+    /// Joins a room by id or alias; answers the room's id.
+    pub async fn join(&self, room: &str) -> Result<String, MatrixError> {
+        let path = format!("/join/{}", encode(room));
+        let body = self
+            .call(self.http.post(self.url(&path)).json(&json!({})))
+            .await?;
+        Ok(body
+            .get("room_id")
+            .and_then(Value::as_str)
+            .unwrap_or(room)
+            .to_string())
+    }
+
+    /// Sends a text message. `txn_id` makes a repeated send (after a timeout, or a
+    /// restart) a single message.
+    pub async fn send_text(&self, room: &str, txn_id: &str, body: &str) -> Result<(), MatrixError> {
+        let path = format!(
+            "/rooms/{}/send/m.room.message/{}",
+            encode(room),
+            encode(txn_id)
+        );
+        let content = json!({ "msgtype": "m.text", "body": body });
+        self.call(
+            self.http
+                .put(self.url(&path))
+                .json(&content)
+                .timeout(Duration::from_secs(30)),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_answer_yields_text_messages_and_invites() -> Result<(), serde_json::Error> {
+        let body = json!({
+            "next_batch": "s72595_4483_1934",
+            "rooms": {
+                "join": {
+                    "!a:hs": { "timeline": { "events": [
+                        { "type": "m.room.message", "event_id": "$1", "sender": "@u:hs",
+                          "content": { "msgtype": "m.text", "body": "help" } },
+                        { "type": "m.room.message", "event_id": "$2", "sender": "@u:hs",
+                          "content": { "msgtype": "m.image", "body": "cat.png" } },
+                        { "type": "m.room.message", "event_id": "$3", "sender": "@u:hs",
+                          "content": { "msgtype": "m.text", "body": 42 } },
+                        { "type": "m.room.member", "event_id": "$4", "sender": "@u:hs",
+                          "content": { "membership": "join" } }
+                    ] } }
+                },
+                "invite": { "!b:hs": { "invite_state": { "events": [] } } }
+            }
+        });
+        let batch = serde_json::from_value::<SyncResponse>(body)?.into_batch();
+        assert_eq!(batch.next_batch, "s72595_4483_1934");
+        assert_eq!(batch.invited_rooms, vec!["!b:hs".to_string()]);
+        assert_eq!(
+            batch.messages,
+            vec![RoomMessage {
+                room_id: "!a:hs".into(),
+                event_id: "$1".into(),
+                sender: "@u:hs".into(),
+                body: "help".into(),
+            }]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_sync_answer_is_read() -> Result<(), serde_json::Error> {
+        let batch =
+            serde_json::from_value::<SyncResponse>(json!({"next_batch": "x"}))?.into_batch();
+        assert!(batch.messages.is_empty() && batch.invited_rooms.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn rate_limits_say_how_long_to_wait() {
+        let headers = reqwest::header::HeaderMap::new();
+        assert_eq!(
+            retry_after(
+                &headers,
+                &json!({"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500})
+            ),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(retry_after(&headers, &json!({})), Duration::from_secs(1));
+        assert_eq!(
+            retry_after(&headers, &json!({"retry_after_ms": u64::MAX})),
+            Duration::from_secs(300)
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("3"),
+        );
+        assert_eq!(retry_after(&headers, &json!({})), Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,332 @@
+//! ChatOps over Matrix: a bot account beside the portal and the REST API, a third
+//! thin caller of the same services. Two tasks: the sync loop answers commands,
+//! the notifier tells rooms how requests move.
+//!
+//! Reliability: the sync token is stored after each batch, and each event is
+//! claimed in the database before its command runs, so after a restart (of Slipway
+//! or of the homeserver) the bot resumes where it was and never runs a command
+//! twice. A command whose process dies between the claim and the answer is lost
+//! (at most once): the person sees no answer and asks again. Errors and 429s back
+//! off, up to the configured pause.
+
+pub mod answer;
+pub mod command;
+pub mod matrix;
+pub mod notify;
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::ChatSettings;
+use crate::state::AppState;
+use crate::storage::{self, StorageError, now_millis};
+use matrix::{MatrixClient, MatrixError, RoomMessage, SyncBatch};
+
+const SYNC_CURSOR: &str = "sync_token";
+/// Handled event ids are kept this long; the sync token has long moved past them.
+const KEEP_EVENTS_MILLIS: i64 = 7 * 24 * 3600 * 1000;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The shared rooms, as room ids once joined.
+#[derive(Debug, Clone, Default)]
+pub struct Rooms {
+    pub review: Option<String>,
+    pub platform: Option<String>,
+}
+
+impl Rooms {
+    fn is_shared(&self, room: &str) -> bool {
+        self.review.as_deref() == Some(room) || self.platform.as_deref() == Some(room)
+    }
+}
+
+/// Starts the bot; it stops when `stopped` turns true.
+pub fn spawn(
+    state: AppState,
+    settings: ChatSettings,
+    stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        match MatrixClient::new(&settings.homeserver, settings.token.clone()) {
+            Ok(client) => run(state, settings, client, stopped).await,
+            Err(error) => tracing::error!(%error, "the chat bot cannot start its HTTP client"),
+        }
+    })
+}
+
+/// Doubling pauses between failed tries, capped; reset by a success.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Backoff {
+        Backoff {
+            next: FIRST_BACKOFF.min(max),
+            max,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_BACKOFF.min(self.max);
+    }
+
+    /// How long to pause after `error`: what a 429 asks for, else the next step.
+    fn after(&mut self, error: &MatrixError) -> Duration {
+        if let MatrixError::RateLimited(wait) = error {
+            return *wait;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+}
+
+/// Sleeps `pause`; `false` when the bot is told to stop meanwhile.
+async fn pause_or_stop(pause: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    let stop = tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = async { stopped.wait_for(|stop| *stop).await.is_ok() } => true,
+    };
+    !stop && !*stopped.borrow()
+}
+
+async fn run(
+    state: AppState,
+    settings: ChatSettings,
+    client: MatrixClient,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(settings.max_backoff);
+    let bot = loop {
+        match client.whoami().await {
+            Ok(bot) => break bot,
+            Err(error) => {
+                tracing::warn!(%error, "the chat bot cannot reach its homeserver yet");
+                if !pause_or_stop(backoff.after(&error), &mut stopped).await {
+                    return;
+                }
+            }
+        }
+    };
+    let rooms = join_rooms(&client, &settings).await;
+    tracing::info!(bot, ?rooms, "the chat bot is connected");
+    let notifier = tokio::spawn(notify_loop(
+        state.clone(),
+        client.clone(),
+        rooms.clone(),
+        settings.clone(),
+        stopped.clone(),
+    ));
+    sync_loop(&state, &settings, &client, (&bot, &rooms), &mut stopped).await;
+    let _ = notifier.await;
+}
+
+/// Joins the configured rooms (the bot must be invited to a private one first).
+async fn join_rooms(client: &MatrixClient, settings: &ChatSettings) -> Rooms {
+    let mut rooms = Rooms::default();
+    for (wanted, slot) in [
+        (&settings.review_room, &mut rooms.review),
+        (&settings.platform_room, &mut rooms.platform),
+    ] {
+        let Some(room) = wanted else { continue };
+        match client.join(room).await {
+            Ok(id) => *slot = Some(id),
+            Err(error) => {
+                tracing::error!(room, %error, "the chat bot cannot join a configured room; invite it");
+                *slot = Some(room.clone());
+            }
+        }
+    }
+    rooms
+}
+
+async fn sync_loop(
+    state: &AppState,
+    settings: &ChatSettings,
+    client: &MatrixClient,
+    (bot, rooms): (&str, &Rooms),
+    stopped: &mut watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(settings.max_backoff);
+    while !*stopped.borrow() {
+        let since = match load_cursor(state).await {
+            Ok(since) => since,
+            Err(error) => {
+                tracing::error!(%error, "the chat bot cannot read its sync token");
+                if !pause_or_stop(settings.max_backoff, stopped).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let synced = tokio::select! {
+            synced = client.sync(since.as_deref(), settings.sync_wait) => synced,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        let batch = match synced {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "chat sync failed; trying again");
+                if !pause_or_stop(backoff.after(&error), stopped).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        if let Err(error) = handle_batch(state, client, (bot, rooms), since.is_none(), &batch).await
+        {
+            tracing::error!(%error, "the chat bot could not record its progress");
+            if !pause_or_stop(settings.max_backoff, stopped).await {
+                return;
+            }
+        }
+    }
+}
+
+async fn load_cursor(state: &AppState) -> Result<Option<String>, StorageError> {
+    let mut conn = state.db.pool.acquire().await?;
+    storage::chat::cursor(&mut conn, SYNC_CURSOR).await
+}
+
+/// Joins rooms the bot was invited to, answers new messages, and stores the token.
+/// The first sync ever only catches up: old messages are history, not commands.
+async fn handle_batch(
+    state: &AppState,
+    client: &MatrixClient,
+    (bot, rooms): (&str, &Rooms),
+    first: bool,
+    batch: &SyncBatch,
+) -> Result<(), StorageError> {
+    for room in &batch.invited_rooms {
+        if let Err(error) = client.join(room).await {
+            tracing::warn!(room, %error, "the chat bot could not accept an invitation");
+        }
+    }
+    if !first {
+        for message in batch.messages.iter().filter(|m| m.sender != bot) {
+            handle_message(state, client, rooms, message).await?;
+        }
+    }
+    let mut tx = state.db.write().await?;
+    storage::chat::set_cursor(&mut tx, SYNC_CURSOR, &batch.next_batch).await?;
+    if !batch.messages.is_empty() {
+        storage::chat::forget_events(&mut tx, now_millis() - KEEP_EVENTS_MILLIS).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn handle_message(
+    state: &AppState,
+    client: &MatrixClient,
+    rooms: &Rooms,
+    message: &RoomMessage,
+) -> Result<(), StorageError> {
+    // In a shared room people talk among themselves: only commands are for the bot.
+    if rooms.is_shared(&message.room_id) && !command::looks_like_command(&message.body) {
+        return Ok(());
+    }
+    let mut tx = state.db.write().await?;
+    let claimed = storage::chat::claim_event(&mut tx, &message.event_id).await?;
+    tx.commit().await?;
+    if !claimed {
+        return Ok(());
+    }
+    let asker = answer::Asker {
+        chat_user: &message.sender,
+        room_id: &message.room_id,
+        event_id: &message.event_id,
+    };
+    let reply = answer::answer(state, &asker, &message.body).await;
+    let txn = format!(
+        "slipway-reply-{}",
+        hex::encode(&Sha256::digest(message.event_id.as_bytes())[..16])
+    );
+    if let Err(error) = send_with_retries(client, &message.room_id, &txn, &reply).await {
+        tracing::warn!(room = %message.room_id, %error, "the chat bot could not answer");
+    }
+    Ok(())
+}
+
+const SEND_TRIES: u32 = 5;
+
+/// Sends, waiting out rate limits and brief outages; the same transaction id on
+/// every try keeps it one message.
+pub(crate) async fn send_with_retries(
+    client: &MatrixClient,
+    room: &str,
+    txn: &str,
+    text: &str,
+) -> Result<(), MatrixError> {
+    let mut backoff = Backoff::new(Duration::from_secs(10));
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.send_text(room, txn, text).await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() && tries < SEND_TRIES => {
+                tokio::time::sleep(backoff.after(&error)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn notify_loop(
+    state: AppState,
+    client: MatrixClient,
+    rooms: Rooms,
+    settings: ChatSettings,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(settings.max_backoff);
+    loop {
+        let pause = match notify::notify_pending(&state, &client, &rooms).await {
+            Ok(_) => {
+                backoff.reset();
+                settings.notify_every
+            }
+            Err(notify::NotifyError::Matrix(error)) => {
+                tracing::warn!(%error, "chat notification failed; trying again");
+                backoff.after(&error)
+            }
+            Err(error) => {
+                tracing::error!(%error, "chat notifications cannot read the database");
+                settings.max_backoff
+            }
+        };
+        if !pause_or_stop(pause, &mut stopped).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_obeys_rate_limits() {
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let refused = MatrixError::Refused {
+            status: 502,
+            errcode: String::new(),
+            message: String::new(),
+        };
+        let pauses: Vec<Duration> = (0..4).map(|_| backoff.after(&refused)).collect();
+        assert_eq!(
+            pauses,
+            [250, 500, 1000, 1000].map(Duration::from_millis).to_vec()
+        );
+        let limited = MatrixError::RateLimited(Duration::from_secs(7));
+        assert_eq!(backoff.after(&limited), Duration::from_secs(7));
+        backoff.reset();
+        assert_eq!(backoff.after(&refused), Duration::from_millis(250));
+    }
+}

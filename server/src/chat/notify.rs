@@ -1,0 +1,250 @@
+//! Telling rooms what happened: the notifier follows the sealed audit log (whose
+//! order is commit order, without gaps) from a stored position, so every request
+//! transition is told once, also across restarts, and no service needs to know
+//! that chat exists.
+
+use serde_json::Value;
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+
+use super::Rooms;
+use super::answer::{request_url, short_hash};
+use super::matrix::{MatrixClient, MatrixError};
+use crate::state::AppState;
+use crate::storage::chat::StateChange;
+use crate::storage::requests::RequestRow;
+use crate::storage::{self, StorageError};
+
+const CURSOR: &str = "audit_position";
+const BATCH: i64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Tells the rooms about every transition sealed since the last call. A first call
+/// starts at the end of the log: history is not replayed into chat.
+pub async fn notify_pending(
+    state: &AppState,
+    client: &MatrixClient,
+    rooms: &Rooms,
+) -> Result<usize, NotifyError> {
+    crate::audit_chain::seal_pending(&state.db).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(position) = storage::chat::cursor(&mut conn, CURSOR)
+        .await?
+        .and_then(|p| p.parse::<i64>().ok())
+    else {
+        let last = storage::chat::last_position(&mut conn).await?;
+        drop(conn);
+        save_cursor(state, last).await?;
+        return Ok(0);
+    };
+    let changes = storage::chat::state_changes_after(&mut conn, position, BATCH).await?;
+    drop(conn);
+    for change in &changes {
+        match tell(state, client, rooms, change).await {
+            Ok(()) => {}
+            // A room that refuses the bot (not invited, gone) must not stop every
+            // later notice: this one is dropped, loudly.
+            Err(NotifyError::Matrix(error)) if !error.is_transient() => {
+                tracing::error!(position = change.position, %error, "a chat notice was refused");
+            }
+            Err(error) => return Err(error),
+        }
+        save_cursor(state, change.position).await?;
+    }
+    Ok(changes.len())
+}
+
+async fn save_cursor(state: &AppState, position: i64) -> Result<(), NotifyError> {
+    let mut tx = state.db.write().await?;
+    storage::chat::set_cursor(&mut tx, CURSOR, &position.to_string()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One room message, sent once: the transaction id is derived from the audit
+/// position, so a send repeated after a crash is the same message to the homeserver.
+async fn post(
+    client: &MatrixClient,
+    room: &str,
+    change: &StateChange,
+    what: &str,
+    text: &str,
+) -> Result<(), MatrixError> {
+    let txn = format!("slipway-{what}-{}", change.position);
+    super::send_with_retries(client, room, &txn, text).await
+}
+
+async fn tell(
+    state: &AppState,
+    client: &MatrixClient,
+    rooms: &Rooms,
+    change: &StateChange,
+) -> Result<(), NotifyError> {
+    let Ok(to) = change.to_state.parse::<RequestState>() else {
+        return Ok(());
+    };
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(request) = storage::requests::get(&mut conn, change.request_id).await? else {
+        return Ok(());
+    };
+    let requester_room = storage::chat::link_of_user(&mut conn, request.requester_id)
+        .await?
+        .map(|link| link.room_id);
+    if to == RequestState::InReview
+        && let Some(room) = &rooms.review
+    {
+        let Some(text) = review_notice(state, &mut conn, &request).await? else {
+            return Ok(());
+        };
+        drop(conn);
+        post(client, room, change, "review", &text).await?;
+        return Ok(());
+    }
+    drop(conn);
+    if let (Some(room), Some(text)) = (
+        &requester_room,
+        requester_notice(state, &request, to, change),
+    ) {
+        post(client, room, change, "requester", &text).await?;
+    }
+    if to == RequestState::Failed
+        && let Some(room) = &rooms.platform
+    {
+        let text = platform_notice(state, &request, change);
+        post(client, room, change, "platform", &text).await?;
+    }
+    Ok(())
+}
+
+/// `#12 (k8s-namespace payments-web-prod)`.
+fn about(request: &RequestRow) -> String {
+    format!(
+        "#{} ({} {})",
+        request.id, request.type_name, request.resource_name
+    )
+}
+
+/// What the requester hears of a transition, if anything.
+fn requester_notice(
+    state: &AppState,
+    request: &RequestRow,
+    to: RequestState,
+    change: &StateChange,
+) -> Option<String> {
+    let (about, url) = (about(request), request_url(state, request.id));
+    let (actor, detail) = (&change.actor, &change.detail);
+    match to {
+        RequestState::Completed => Some(format!("Request {about} is completed. {url}")),
+        RequestState::ChangesRequested => Some(format!(
+            "{actor} asks for changes to request {about}: {detail}. Revise it in the portal: {url}"
+        )),
+        RequestState::Rejected => {
+            Some(format!("{actor} rejected request {about}: {detail}. {url}"))
+        }
+        RequestState::Approved => Some(format!("Request {about} is approved by {actor}.")),
+        RequestState::Failed => Some(format!(
+            "Request {about} failed; the platform team is told. {url}"
+        )),
+        _ => None,
+    }
+}
+
+/// A failure as the platform room sees it: why, and what an admin can answer.
+fn platform_notice(state: &AppState, request: &RequestRow, change: &StateChange) -> String {
+    let error = request
+        .last_error
+        .as_deref()
+        .map(|e| super::command::shorten(e, 500))
+        .unwrap_or_else(|| change.detail.clone());
+    format!(
+        "Request {} by {} failed: {error}\nAn admin can answer here: retry #{id} or take #{id} (handle it by hand). {}",
+        about(request),
+        request.requester,
+        request_url(state, request.id),
+        id = request.id
+    )
+}
+
+/// Parameters as the review page lists them; a secret never leaves Slipway.
+fn shown_params(state: &AppState, request: &RequestRow, params: &Value) -> Vec<String> {
+    let ty = state.catalog.resource_type(&request.type_name);
+    let Some(values) = params.as_object() else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .map(|(name, value)| {
+            let secret = ty.is_some_and(|t| t.has_secret_value(name));
+            let shown = match value {
+                _ if secret => "(secret, not shown)".to_string(),
+                Value::String(text) => super::command::shorten(text, 200),
+                other => super::command::shorten(&other.to_string(), 200),
+            };
+            format!("  {name}: {shown}")
+        })
+        .collect()
+}
+
+/// The notice a request waiting for review gets, remembering which revision and
+/// change set it showed: an approval from chat is bound to exactly that.
+async fn review_notice(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    request: &RequestRow,
+) -> Result<Option<String>, StorageError> {
+    let revisions = storage::requests::revisions(conn, request.id).await?;
+    let Some(current) = revisions
+        .iter()
+        .find(|r| r.revision == request.current_revision)
+    else {
+        return Ok(None);
+    };
+    let mut tx = state.db.write().await?;
+    storage::chat::set_review_notice(
+        &mut tx,
+        request.id,
+        current.revision,
+        &current.change_set_hash,
+    )
+    .await?;
+    tx.commit().await?;
+    let id: RequestId = request.id;
+    let title = state
+        .catalog
+        .resource_type(&request.type_name)
+        .map_or(request.type_name.as_str(), |t| t.title.as_str());
+    let mut lines = vec![format!(
+        "Request #{id} waits for review: {title} {} (revision {}), requested by {}.",
+        request.resource_name, current.revision, request.requester
+    )];
+    lines.push("Parameters:".to_string());
+    lines.extend(shown_params(state, request, &current.params));
+    let report = &current.precheck;
+    let verdict = if report.passed() {
+        "passed"
+    } else {
+        "did not pass"
+    };
+    lines.push(format!("Pre-check: {verdict}."));
+    for risk in &report.risks {
+        lines.push(format!("  risk: {risk}"));
+    }
+    lines.push(format!(
+        "Change set {} — review it with the diff: {}",
+        short_hash(&current.change_set_hash),
+        request_url(state, id)
+    ));
+    lines.push(format!(
+        "Answer here: approve #{id} · changes #{id} <what to change> · reject #{id} <why>"
+    ));
+    Ok(Some(lines.join("\n")))
+}

@@ -1,0 +1,175 @@
+//! Chat identity: a person links their chat account to their Slipway account once,
+//! with a one-time code the portal shows them; afterwards every message they send
+//! acts as them, on the chat channel, with their chat id in the audit log.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use slipway_core::validate::FieldError;
+
+use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
+use crate::state::AppState;
+use crate::storage::chat::ChatLink;
+use crate::storage::{self, now_millis, users};
+
+/// How long a link code stays good: long enough to switch to the chat window.
+pub const CODE_LIFETIME_MILLIS: i64 = 15 * 60 * 1000;
+/// No 0/O or 1/I: people type the code from the screen.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+const CODE_CHARS: usize = 12;
+/// A chat id longer than this is not one Matrix issues (its limit is 255 bytes).
+const MAX_CHAT_USER: usize = 255;
+
+/// A freshly issued link code, shown once.
+#[derive(Debug, Clone)]
+pub struct LinkCode {
+    /// `ABCD-EFGH-JKLM`.
+    pub code: String,
+    pub expires_at: i64,
+}
+
+/// Codes are compared as typed, minus separators and case.
+fn normalise(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+fn code_hash(code: &str) -> String {
+    hex::encode(Sha256::digest(normalise(code).as_bytes()))
+}
+
+fn new_code() -> String {
+    let mut rng = rand::rng();
+    let chars: Vec<char> = (0..CODE_CHARS)
+        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|group| group.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Issues a one-time code that links the caller's chat account: the code is stored
+/// only as a hash and expires after [`CODE_LIFETIME_MILLIS`].
+pub async fn issue_link_code(state: &AppState, caller: &Caller) -> ServiceResult<LinkCode> {
+    let code = new_code();
+    let expires_at = now_millis() + CODE_LIFETIME_MILLIS;
+    let mut tx = state.db.write().await?;
+    storage::chat::insert_code(&mut tx, caller.id, &code_hash(&code), expires_at).await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(caller.clone()),
+        "chat.link_code_issued",
+        ("user", caller.id.to_string()),
+        None,
+        String::new(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(LinkCode { code, expires_at })
+}
+
+/// The caller a linked chat account acts as: the chat channel, the chat id as the
+/// client address and the chat event as the trace. `None` for an unlinked account.
+pub async fn caller_for(
+    state: &AppState,
+    chat_user: &str,
+    event_id: &str,
+) -> ServiceResult<Option<Caller>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(link) = storage::chat::link_of_chat_user(&mut conn, chat_user).await? else {
+        return Ok(None);
+    };
+    let Some(user) = users::by_id(&mut conn, link.user_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Caller::new(
+        user,
+        Channel::Chat,
+        chat_meta(chat_user, event_id),
+    )))
+}
+
+fn chat_meta(chat_user: &str, event_id: &str) -> CallMeta {
+    CallMeta {
+        trace_id: Some(event_id.to_string()),
+        client_addr: Some(chat_user.to_string()),
+    }
+}
+
+/// Links `chat_user` to the account that issued `code`, which is used up. `room_id`
+/// is where the bot will tell them about their requests.
+pub async fn link(
+    state: &AppState,
+    chat_user: &str,
+    room_id: &str,
+    code: &str,
+    event_id: &str,
+) -> ServiceResult<Caller> {
+    if chat_user.is_empty() || chat_user.len() > MAX_CHAT_USER {
+        return Err(ServiceError::Invalid(vec![FieldError::new(
+            "chat_user",
+            format!("must be 1 to {MAX_CHAT_USER} bytes"),
+        )]));
+    }
+    let unknown = || {
+        ServiceError::Invalid(vec![FieldError::new(
+            "code",
+            "is unknown, expired or already used; get a new one on your account page",
+        )])
+    };
+    if normalise(code).len() != CODE_CHARS {
+        return Err(unknown());
+    }
+    let mut tx = state.db.write().await?;
+    let user_id = storage::chat::consume_code(&mut tx, &code_hash(code))
+        .await?
+        .ok_or_else(unknown)?;
+    let user = users::by_id(&mut tx, user_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("user {user_id}")))?;
+    storage::chat::link(
+        &mut tx,
+        &ChatLink {
+            chat_user: chat_user.to_string(),
+            user_id,
+            room_id: room_id.to_string(),
+        },
+    )
+    .await?;
+    let caller = Caller::new(user, Channel::Chat, chat_meta(chat_user, event_id));
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(caller.clone()),
+        "chat.linked",
+        ("user", user_id.to_string()),
+        Some(chat_user.to_string()),
+        format!("chat account {chat_user} linked"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(caller)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_grouped_from_the_unambiguous_alphabet() {
+        let code = new_code();
+        assert_eq!(code.len(), CODE_CHARS + 2);
+        assert_eq!(normalise(&code).len(), CODE_CHARS);
+        assert!(normalise(&code).bytes().all(|b| CODE_ALPHABET.contains(&b)));
+    }
+
+    #[test]
+    fn a_code_matches_however_it_is_typed() {
+        assert_eq!(code_hash("ABCD-EFGH-JKLM"), code_hash(" abcd efgh jklm "));
+        assert_ne!(code_hash("ABCD-EFGH-JKLM"), code_hash("ABCD-EFGH-JKLN"));
+    }
+}

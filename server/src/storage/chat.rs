@@ -1,0 +1,235 @@
+//! ChatOps: linked chat accounts, one-time link codes, and the adapter's cursors.
+
+use slipway_core::ids::{RequestId, UserId};
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, now_millis};
+
+/// A chat account linked to a Slipway account.
+pub struct ChatLink {
+    pub chat_user: String,
+    pub user_id: UserId,
+    pub room_id: String,
+}
+
+pub async fn insert_code(
+    conn: &mut AnyConnection,
+    user: UserId,
+    code_hash: &str,
+    expires_at: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO chat_link_codes (code_hash, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(code_hash)
+    .bind(user.0)
+    .bind(now_millis())
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks an unexpired, unused code used and returns whose it was; `None` for a code
+/// that is unknown, expired or already used (the caller need not know which).
+pub async fn consume_code(
+    conn: &mut AnyConnection,
+    code_hash: &str,
+) -> Result<Option<UserId>, StorageError> {
+    let now = now_millis();
+    let user: Option<i64> = sqlx::query_scalar(
+        "UPDATE chat_link_codes SET used_at = $1 \
+         WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+    )
+    .bind(now)
+    .bind(code_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(user.map(UserId))
+}
+
+/// Links `chat_user` to `user`, replacing any earlier link of either.
+pub async fn link(conn: &mut AnyConnection, link: &ChatLink) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM chat_links WHERE chat_user = $1 OR user_id = $2")
+        .bind(&link.chat_user)
+        .bind(link.user_id.0)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO chat_links (chat_user, user_id, room_id, linked_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&link.chat_user)
+    .bind(link.user_id.0)
+    .bind(&link.room_id)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn link_from_row(row: &sqlx::any::AnyRow) -> Result<ChatLink, StorageError> {
+    Ok(ChatLink {
+        chat_user: row.try_get("chat_user")?,
+        user_id: UserId(row.try_get("user_id")?),
+        room_id: row.try_get("room_id")?,
+    })
+}
+
+pub async fn link_of_chat_user(
+    conn: &mut AnyConnection,
+    chat_user: &str,
+) -> Result<Option<ChatLink>, StorageError> {
+    let row =
+        sqlx::query("SELECT chat_user, user_id, room_id FROM chat_links WHERE chat_user = $1")
+            .bind(chat_user)
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.as_ref().map(link_from_row).transpose()
+}
+
+pub async fn link_of_user(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<Option<ChatLink>, StorageError> {
+    let row = sqlx::query("SELECT chat_user, user_id, room_id FROM chat_links WHERE user_id = $1")
+        .bind(user.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(link_from_row).transpose()
+}
+
+pub async fn cursor(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, StorageError> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM chat_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+pub async fn set_cursor(
+    conn: &mut AnyConnection,
+    name: &str,
+    value: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO chat_cursors (name, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(name)
+    .bind(value)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims an event for handling; `false` when it was handled before.
+pub async fn claim_event(conn: &mut AnyConnection, event_id: &str) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "INSERT INTO chat_events (event_id, handled_at) VALUES ($1, $2) \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Forgets handled events older than `before`: the sync token has long passed them.
+pub async fn forget_events(conn: &mut AnyConnection, before: i64) -> Result<u64, StorageError> {
+    let done = sqlx::query("DELETE FROM chat_events WHERE handled_at < $1")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn set_review_notice(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    revision: i64,
+    change_set_hash: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO chat_review_notices (request_id, revision, change_set_hash, posted_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO UPDATE SET \
+         revision = excluded.revision, change_set_hash = excluded.change_set_hash, \
+         posted_at = excluded.posted_at",
+    )
+    .bind(request.0)
+    .bind(revision)
+    .bind(change_set_hash)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The revision and change-set hash the last review notice of `request` showed.
+pub async fn review_notice(
+    conn: &mut AnyConnection,
+    request: RequestId,
+) -> Result<Option<(i64, String)>, StorageError> {
+    let row = sqlx::query(
+        "SELECT revision, change_set_hash FROM chat_review_notices WHERE request_id = $1",
+    )
+    .bind(request.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| Ok((r.try_get("revision")?, r.try_get("change_set_hash")?)))
+        .transpose()
+}
+
+/// An audit event the notifier follows.
+pub struct StateChange {
+    pub position: i64,
+    pub request_id: RequestId,
+    pub to_state: String,
+    pub actor: String,
+    pub detail: String,
+}
+
+/// Sealed request transitions after `position`, in chain order (the order they
+/// committed in), at most `limit`.
+pub async fn state_changes_after(
+    conn: &mut AnyConnection,
+    position: i64,
+    limit: i64,
+) -> Result<Vec<StateChange>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT position, target_id, after_value, actor, detail FROM audit_events \
+         WHERE position > $1 AND target_kind = 'request' AND before_value IS NOT NULL \
+           AND after_value IS NOT NULL \
+         ORDER BY position LIMIT $2",
+    )
+    .bind(position)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let target: String = row.try_get("target_id")?;
+        let Ok(id) = target.parse::<i64>() else {
+            continue;
+        };
+        changes.push(StateChange {
+            position: row.try_get("position")?,
+            request_id: RequestId(id),
+            to_state: row.try_get("after_value")?,
+            actor: row.try_get("actor")?,
+            detail: row.try_get("detail")?,
+        });
+    }
+    Ok(changes)
+}
+
+/// The newest sealed position, where a notifier without a cursor starts.
+pub async fn last_position(conn: &mut AnyConnection) -> Result<i64, StorageError> {
+    let last: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(last.unwrap_or(0))
+}

@@ -1,0 +1,971 @@
+//! ChatOps against a real homeserver: Synapse from PyPI, started by
+//! `scripts/synapse` on loopback with SQLite, users registered through its
+//! shared-secret admin API. People talk to the bot as Matrix users; the bot calls
+//! the same services as the portal.
+//!
+//! Without Synapse installed the tests pass as skipped, except under `CI=true`.
+
+#[allow(dead_code)]
+#[macro_use]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use slipway_core::ids::RequestId;
+use slipway_core::state::RequestState;
+use slipway_server::chat;
+use slipway_server::config::{ChatSettings, Secret};
+use slipway_server::services::chat as chat_service;
+use slipway_server::storage::Engine;
+use tempfile::TempDir;
+use tokio::sync::watch;
+
+use common::{TestApp, TestResult};
+
+fn script() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/synapse"))
+}
+
+/// Runs `scripts/synapse` (blocking; from async code through [`script_async`]).
+fn run_script(args: &[&str]) -> Result<String, String> {
+    run_script_with(args, &[])
+}
+
+fn run_script_with(args: &[&str], env: &[(String, String)]) -> Result<String, String> {
+    let output = Command::new(script())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|e| format!("scripts/synapse: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "scripts/synapse {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+async fn script_async(args: &[&str]) -> TestResult<String> {
+    script_async_with(args, &[]).await
+}
+
+async fn script_async_with(args: &[&str], env: &[(&str, &str)]) -> TestResult<String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let answer = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_script_with(&args, &env)
+    })
+    .await?;
+    Ok(answer?)
+}
+
+/// Whether Synapse is installed; under `CI=true` it must be.
+fn synapse_installed() -> TestResult<bool> {
+    if run_script(&["python"]).is_ok() {
+        return Ok(true);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        return Err("CI=true but Synapse is not installed: run scripts/setup".into());
+    }
+    eprintln!("SKIPPED: Synapse is not installed (scripts/synapse install)");
+    Ok(false)
+}
+
+/// One homeserver in its own directory, stopped when dropped.
+struct Synapse {
+    dir: TempDir,
+    url: String,
+}
+
+impl Synapse {
+    /// Starts a homeserver; `env` tunes `scripts/synapse start` (its rate limits).
+    async fn start(env: &[(&str, &str)]) -> TestResult<Synapse> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().display().to_string();
+        let url = script_async_with(&["start", &path], env).await?;
+        Ok(Synapse { dir, url })
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    async fn stop(&self) -> TestResult {
+        script_async(&["stop", &self.path()]).await?;
+        Ok(())
+    }
+
+    /// Starts it again on the same port, database and keys.
+    async fn start_again(&self) -> TestResult {
+        script_async(&["start", &self.path()]).await?;
+        Ok(())
+    }
+
+    async fn register(&self, name: &str) -> TestResult<Person> {
+        let answer = script_async(&["register", &self.path(), name, "chat-test-pw"]).await?;
+        let answer: Value = serde_json::from_str(&answer)?;
+        let text = |key: &str| {
+            answer
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("registration answer lacks {key}: {answer}"))
+        };
+        Ok(Person {
+            user_id: text("user_id")?,
+            token: text("access_token")?,
+            base: self.url.clone(),
+            http: reqwest::Client::new(),
+        })
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        let _ = run_script(&["stop", &self.path()]);
+    }
+}
+
+/// A Matrix user the test speaks as.
+struct Person {
+    user_id: String,
+    token: String,
+    base: String,
+    http: reqwest::Client,
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+impl Person {
+    /// Calls the homeserver, waiting out its rate limit as a patient client would.
+    async fn call(&self, request: reqwest::RequestBuilder) -> TestResult<Value> {
+        for _ in 0..30 {
+            let attempt = request
+                .try_clone()
+                .ok_or("a request body that cannot be sent twice")?;
+            let response = attempt.bearer_auth(&self.token).send().await?;
+            let status = response.status();
+            let body: Value = response.json().await?;
+            if status.as_u16() == 429 {
+                let wait = body
+                    .get("retry_after_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(500);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("{} got {status}: {body}", self.user_id).into());
+            }
+            return Ok(body);
+        }
+        Err(format!("{} was rate limited 30 times in a row", self.user_id).into())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/_matrix/client/v3{path}", self.base)
+    }
+
+    async fn create_room(&self, invite: &[&str]) -> TestResult<String> {
+        self.create_room_with("private_chat", invite).await
+    }
+
+    /// A room anyone on the homeserver may join, like a team's review room.
+    async fn create_public_room(&self, invite: &[&str]) -> TestResult<String> {
+        self.create_room_with("public_chat", invite).await
+    }
+
+    async fn create_room_with(&self, preset: &str, invite: &[&str]) -> TestResult<String> {
+        let body = self
+            .call(
+                self.http
+                    .post(self.url("/createRoom"))
+                    .json(&json!({ "preset": preset, "invite": invite })),
+            )
+            .await?;
+        Ok(body
+            .get("room_id")
+            .and_then(Value::as_str)
+            .ok_or("no room id")?
+            .to_string())
+    }
+
+    async fn join(&self, room: &str) -> TestResult {
+        self.call(
+            self.http
+                .post(self.url(&format!("/join/{}", encode(room))))
+                .json(&json!({})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn say(&self, room: &str, text: &str) -> TestResult<String> {
+        let txn = uuid::Uuid::new_v4().simple().to_string();
+        let body = self
+            .call(
+                self.http
+                    .put(self.url(&format!(
+                        "/rooms/{}/send/m.room.message/{txn}",
+                        encode(room)
+                    )))
+                    .json(&json!({ "msgtype": "m.text", "body": text })),
+            )
+            .await?;
+        Ok(body
+            .get("event_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// The room's text messages sent by `sender`, oldest first (the newest 200).
+    async fn messages_from(&self, room: &str, sender: &str) -> TestResult<Vec<String>> {
+        let body = self
+            .call(
+                self.http
+                    .get(self.url(&format!("/rooms/{}/messages", encode(room))))
+                    .query(&[("dir", "b"), ("limit", "200")]),
+            )
+            .await?;
+        let mut found: Vec<String> = body
+            .get("chunk")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.message"))
+            .filter(|e| e.get("sender").and_then(Value::as_str) == Some(sender))
+            .filter_map(|e| e.pointer("/content/body").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        found.reverse();
+        Ok(found)
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A conversation: the bot's user id, to tell its messages from others'.
+struct Bot {
+    user_id: String,
+}
+
+impl Bot {
+    /// Waits for a message of the bot in `room`, after the first `seen` ones,
+    /// that contains `wanted`; answers it and how many the bot has sent there.
+    async fn expect(
+        &self,
+        person: &Person,
+        room: &str,
+        seen: usize,
+        wanted: &str,
+    ) -> TestResult<(String, usize)> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let messages = person.messages_from(room, &self.user_id).await?;
+            if let Some(found) = messages.iter().skip(seen).find(|m| m.contains(wanted)) {
+                return Ok((found.clone(), messages.len()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no bot message containing {wanted:?} in {room}; the bot said: {messages:#?}"
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Says `text` and waits for the bot's answer containing `wanted`.
+    async fn ask(
+        &self,
+        person: &Person,
+        room: &str,
+        text: &str,
+        wanted: &str,
+    ) -> TestResult<String> {
+        let seen = person.messages_from(room, &self.user_id).await?.len();
+        person.say(room, text).await?;
+        Ok(self.expect(person, room, seen, wanted).await?.0)
+    }
+}
+
+/// A running Slipway chat adapter, stopped when dropped or on `stop`.
+struct Adapter {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Adapter {
+    fn start(state: &slipway_server::AppState, settings: &ChatSettings) -> Adapter {
+        let (stop, stopped) = watch::channel(false);
+        let task = chat::spawn(state.clone(), settings.clone(), stopped);
+        Adapter {
+            stop,
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) -> TestResult {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task).await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Everything a chat test needs: Slipway, Synapse, the bot, and people in rooms.
+struct World {
+    app: TestApp,
+    synapse: Synapse,
+    settings: ChatSettings,
+    bot: Bot,
+    review_room: String,
+    platform_room: String,
+}
+
+impl World {
+    async fn start(engine: Engine) -> TestResult<Option<(World, Adapter)>> {
+        World::start_with(engine, &[]).await
+    }
+
+    async fn start_with(
+        engine: Engine,
+        synapse_env: &[(&str, &str)],
+    ) -> TestResult<Option<(World, Adapter)>> {
+        if !synapse_installed()? {
+            return Ok(None);
+        }
+        let Some(app) = TestApp::start(engine).await? else {
+            return Ok(None);
+        };
+        let synapse = Synapse::start(synapse_env).await?;
+        let bot = synapse.register("slipway").await?;
+        let rooms_admin = synapse.register("rooms").await?;
+        let review_room = rooms_admin.create_public_room(&[&bot.user_id]).await?;
+        let platform_room = rooms_admin.create_public_room(&[&bot.user_id]).await?;
+        let mut settings = ChatSettings::new(synapse.url.clone(), Secret::new(bot.token.clone()));
+        settings.review_room = Some(review_room.clone());
+        settings.platform_room = Some(platform_room.clone());
+        settings.sync_wait = Duration::from_secs(5);
+        settings.notify_every = Duration::from_millis(200);
+        settings.max_backoff = Duration::from_secs(1);
+        let world = World {
+            app,
+            synapse,
+            settings,
+            bot: Bot {
+                user_id: bot.user_id,
+            },
+            review_room,
+            platform_room,
+        };
+        let adapter = world.start_adapter().await?;
+        Ok(Some((world, adapter)))
+    }
+
+    /// Starts an adapter and waits until it has caught up once (its first sync
+    /// only catches up, so a message before it would be history).
+    async fn start_adapter(&self) -> TestResult<Adapter> {
+        let before = self.sync_token().await?;
+        let adapter = Adapter::start(&self.app.state, &self.settings);
+        let deadline = Instant::now() + WAIT;
+        while self.sync_token().await? == before || self.sync_token().await?.is_none() {
+            if Instant::now() > deadline {
+                return Err("the chat adapter did not sync".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(adapter)
+    }
+
+    async fn sync_token(&self) -> TestResult<Option<String>> {
+        let mut conn = self.app.state.db.pool.acquire().await?;
+        Ok(slipway_server::storage::chat::cursor(&mut conn, "sync_token").await?)
+    }
+
+    /// A Matrix user in a direct room with the bot, linked to the Slipway user
+    /// `slipway_user` through a code from the service the account page uses.
+    async fn linked_person(
+        &self,
+        matrix_name: &str,
+        slipway_user: &str,
+    ) -> TestResult<(Person, String)> {
+        let person = self.synapse.register(matrix_name).await?;
+        let room = person.create_room(&[&self.bot.user_id]).await?;
+        let caller = self.app.user(slipway_user).await?;
+        let code = chat_service::issue_link_code(&self.app.state, &caller).await?;
+        self.bot
+            .ask(
+                &person,
+                &room,
+                &format!("link {}", code.code),
+                &format!("you are {slipway_user}"),
+            )
+            .await?;
+        Ok((person, room))
+    }
+
+    async fn request_id_in(&self, text: &str) -> TestResult<RequestId> {
+        let digits: String = text
+            .split("Request #")
+            .nth(1)
+            .ok_or_else(|| format!("no request id in {text:?}"))?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Ok(RequestId(digits.parse()?))
+    }
+
+    /// Chat audit events, with the channel and the chat user recorded.
+    async fn chat_events(&self, action: &str) -> TestResult<Vec<(String, String)>> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT channel, client_addr FROM audit_events WHERE action = $1 ORDER BY seq",
+        )
+        .bind(action)
+        .fetch_all(&self.app.state.db.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(channel, addr)| (channel, addr.unwrap_or_default()))
+            .collect())
+    }
+}
+
+const PROD_NAMESPACE: &str =
+    "request k8s-namespace name=web team=payments environment=prod cpu_limit=2";
+
+async fn linking_requesting_and_refusals(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    // An unlinked person gets help and the way to link, nothing else.
+    let stranger = world.synapse.register("stranger").await?;
+    let room = stranger.create_room(&[&bot.user_id]).await?;
+    bot.ask(&stranger, &room, "help", "link <code>").await?;
+    bot.ask(&stranger, &room, "mine", "I do not know you yet")
+        .await?;
+    bot.ask(&stranger, &room, PROD_NAMESPACE, "I do not know you yet")
+        .await?;
+    bot.ask(
+        &stranger,
+        &room,
+        "link WRONG-CODE-1234",
+        "unknown, expired or already used",
+    )
+    .await?;
+    assert_eq!(world.app.count("requests").await?, 0);
+
+    // Garbage and oversized messages get help, never a crash.
+    bot.ask(&stranger, &room, "\u{0}\u{202e}🦀 ~~~", "Slipway commands")
+        .await?;
+    bot.ask(&stranger, &room, &"x".repeat(5000), "longer than")
+        .await?;
+    bot.ask(
+        &stranger,
+        &room,
+        "request k8s-namespace name=\"open",
+        "quote is not closed",
+    )
+    .await?;
+
+    // Linking: a one-time code from the account page, used once.
+    let alice_matrix = world.synapse.register("alice").await?;
+    let alice_room = alice_matrix.create_room(&[&bot.user_id]).await?;
+    let alice = world.app.user("alice").await?;
+    let code = chat_service::issue_link_code(&world.app.state, &alice).await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        &format!("link {}", code.code),
+        "you are alice",
+    )
+    .await?;
+    bot.ask(
+        &stranger,
+        &room,
+        &format!("link {}", code.code),
+        "already used",
+    )
+    .await?;
+    assert_eq!(
+        world.chat_events("chat.linked").await?,
+        vec![("chat".to_string(), alice_matrix.user_id.clone())]
+    );
+
+    bot.ask(&alice_matrix, &alice_room, "types", "k8s-namespace")
+        .await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        "show k8s-namespace",
+        "cpu_limit (CPU limit (cores)): integer, from 1, up to 64",
+    )
+    .await?;
+    // A request that fails its pre-check: the field, its title and the rule, like the form.
+    let refused = bot
+        .ask(
+            &alice_matrix,
+            &alice_room,
+            "request k8s-namespace name=Bad_Name team=payments environment=prod cpu_limit=99",
+            "The pre-check did not pass",
+        )
+        .await?;
+    assert!(refused.contains("name (Name)"), "{refused}");
+    assert!(
+        refused.contains("cpu_limit (CPU limit (cores))"),
+        "{refused}"
+    );
+    assert_eq!(world.app.count("requests").await?, 0);
+    // Fixed, it is submitted and waits for review.
+    let submitted = bot
+        .ask(
+            &alice_matrix,
+            &alice_room,
+            PROD_NAMESPACE,
+            "Pre-check passed",
+        )
+        .await?;
+    let id = world.request_id_in(&submitted).await?;
+    assert!(
+        submitted.contains(&format!("/requests/{id}")),
+        "{submitted}"
+    );
+    assert_eq!(world.app.request_state(id).await?, RequestState::InReview);
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        &format!("status #{id}"),
+        "In review",
+    )
+    .await?;
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        "mine",
+        &format!("#{id} k8s-namespace payments-web-prod"),
+    )
+    .await?;
+    // Alice may not approve (she is no reviewer), from chat as anywhere.
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        &format!("approve #{id}"),
+        "Refused",
+    )
+    .await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::InReview);
+    // A secret is typed into the portal, never into chat; none is echoed back.
+    bot.ask(
+        &alice_matrix,
+        &alice_room,
+        "show postgres-database",
+        "secret: set it in the portal",
+    )
+    .await?;
+    let secret = bot
+        .ask(
+            &alice_matrix,
+            &alice_room,
+            "request postgres-database name=orders owner_password=hunter2hunter2",
+            "is secret",
+        )
+        .await?;
+    assert!(!secret.contains("hunter2"), "{secret}");
+    let submits = world.chat_events("request.submit").await?;
+    assert_eq!(
+        submits,
+        vec![("chat".to_string(), alice_matrix.user_id.clone())]
+    );
+    adapter.stop().await?;
+    Ok(())
+}
+
+async fn review_round_from_chat(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, alice_room) = world.linked_person("alice", "alice").await?;
+    let (bob, _) = world.linked_person("bob", "bob").await?;
+    bob.join(&world.review_room).await?;
+    let review = world.review_room.as_str();
+
+    let submitted = bot
+        .ask(&alice, &alice_room, PROD_NAMESPACE, "Pre-check passed")
+        .await?;
+    let id = world.request_id_in(&submitted).await?;
+    // The review room is told: parameters, pre-check, the link to the diff.
+    let (notice, seen) = bot
+        .expect(&bob, review, 0, &format!("Request #{id} waits for review"))
+        .await?;
+    for part in [
+        "cpu_limit: 2",
+        "Pre-check: passed",
+        "risk: Production namespace",
+        &format!("/requests/{id}"),
+        &format!("approve #{id}"),
+    ] {
+        assert!(notice.contains(part), "{part:?} missing in {notice}");
+    }
+    // Changes requested from chat; the requester hears it in her room.
+    bot.ask(
+        &bob,
+        review,
+        &format!("changes #{id} use 4 cores"),
+        "sent back for changes",
+    )
+    .await?;
+    assert_eq!(
+        world.app.request_state(id).await?,
+        RequestState::ChangesRequested
+    );
+    bot.expect(&alice, &alice_room, 0, "asks for changes to request")
+        .await?;
+    // She revises in the portal; the room is told about revision 2, bound to it.
+    let alice_portal = world.app.user("alice").await?;
+    let params = json!({"name": "web", "team": "payments", "environment": "prod",
+                        "cpu_limit": 4, "memory_limit_gi": 8});
+    slipway_server::services::requests::resubmit(&world.app.state, &alice_portal, id, &params)
+        .await?;
+    bot.expect(&bob, review, seen, "(revision 2)").await?;
+    let approved = bot
+        .ask(&bob, review, &format!("approve #{id}"), "approved")
+        .await?;
+    assert!(approved.contains("revision 2"), "{approved}");
+    assert_eq!(world.app.request_state(id).await?, RequestState::Approved);
+    world.app.run_jobs().await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::Completed);
+    bot.expect(&alice, &alice_room, 0, "is completed").await?;
+    // Every decision from chat is audited on the chat channel with the chat user.
+    let decisions = [
+        world.chat_events("request.request_changes").await?,
+        world.chat_events("request.approve").await?,
+    ];
+    for events in decisions {
+        assert_eq!(events, vec![("chat".to_string(), bob.user_id.clone())]);
+    }
+
+    // Nobody approves their own request, from chat as anywhere.
+    let own = bot
+        .ask(
+            &bob,
+            review,
+            "request k8s-namespace name=ops team=platform environment=prod",
+            "Pre-check passed",
+        )
+        .await?;
+    let own_id = world.request_id_in(&own).await?;
+    bot.expect(
+        &bob,
+        review,
+        0,
+        &format!("Request #{own_id} waits for review"),
+    )
+    .await?;
+    bot.ask(&bob, review, &format!("approve #{own_id}"), "Refused")
+        .await?;
+    assert_eq!(
+        world.app.request_state(own_id).await?,
+        RequestState::InReview
+    );
+    adapter.stop().await
+}
+
+/// The homeserver restarts mid-conversation, then Slipway does: the bot resumes
+/// from its stored sync token and answers every message exactly once.
+async fn restarts_mid_conversation(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, room) = world.linked_person("alice", "alice").await?;
+    let submitted = bot
+        .ask(&alice, &room, PROD_NAMESPACE, "Pre-check passed")
+        .await?;
+    let id = world.request_id_in(&submitted).await?;
+
+    world.synapse.stop().await?;
+    // The bot meets a closed port for a while, and backs off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.synapse.start_again().await?;
+    bot.ask(&alice, &room, &format!("status #{id}"), "In review")
+        .await?;
+
+    // Slipway restarts: a new process state and adapter on the same database; a
+    // message sent while it was down is answered once it is back.
+    adapter.stop().await?;
+    let seen = alice.messages_from(&room, &bot.user_id).await?.len();
+    alice.say(&room, "mine").await?;
+    let restarted = world.app.restart().await?;
+    let adapter = Adapter::start(&restarted, &world.settings);
+    bot.expect(&alice, &room, seen, &format!("#{id} k8s-namespace"))
+        .await?;
+    bot.ask(&alice, &room, "status #999", "not found").await?;
+
+    // Give a duplicate the time to show, then count: one answer per message.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = alice.messages_from(&room, &alice.user_id).await?.len();
+    let answered = alice.messages_from(&room, &bot.user_id).await?.len();
+    assert_eq!(
+        (asked, answered),
+        (5, 5),
+        "link, request, status, mine, status"
+    );
+    assert_eq!(world.app.count("requests").await?, 1);
+    adapter.stop().await
+}
+
+/// A homeserver that rate-limits hard: the bot waits out each 429 for as long as it
+/// is told and every message still gets its one answer.
+async fn rate_limits_slow_the_bot_but_lose_nothing(engine: Engine) -> TestResult {
+    let limits = [
+        ("SLIPWAY_SYNAPSE_MESSAGES_PER_SECOND", "1"),
+        ("SLIPWAY_SYNAPSE_MESSAGE_BURST", "2"),
+    ];
+    let Some((world, adapter)) = World::start_with(engine, &limits).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let person = world.synapse.register("chatty").await?;
+    let room = person.create_room(&[&bot.user_id]).await?;
+    for n in 0..6 {
+        person.say(&room, &format!("status #{}", n + 1)).await?;
+    }
+    let deadline = Instant::now() + WAIT;
+    while person.messages_from(&room, &bot.user_id).await?.len() < 6 {
+        if Instant::now() > deadline {
+            return Err("the bot lost answers under the rate limit".into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answers = person.messages_from(&room, &bot.user_id).await?;
+    assert_eq!(answers.len(), 6, "{answers:#?}");
+    assert!(answers.iter().all(|a| a.contains("I do not know you yet")));
+    adapter.stop().await
+}
+
+/// Spoils the approved change set, as `flows.rs` does, so its run fails.
+async fn tamper_with_change_set(app: &TestApp, id: RequestId) -> TestResult {
+    let mut conn = app.state.db.pool.acquire().await?;
+    let mut revision = slipway_server::storage::requests::revisions(&mut conn, id)
+        .await?
+        .remove(0);
+    drop(conn);
+    revision.change_set.files[0]
+        .content
+        .push_str("# slipped in after the review\n");
+    sqlx::query(
+        "UPDATE request_revisions SET change_set = $1 WHERE request_id = $2 AND revision = 1",
+    )
+    .bind(serde_json::to_string(&revision.change_set)?)
+    .bind(id.0)
+    .execute(&app.state.db.pool)
+    .await?;
+    Ok(())
+}
+
+/// A failed run: the requester is told, the platform room is told, and an admin
+/// retries and then takes it over from there.
+async fn failures_reach_the_platform_room(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, alice_room) = world.linked_person("alice", "alice").await?;
+    let (carol, _) = world.linked_person("carol", "carol").await?;
+    carol.join(&world.platform_room).await?;
+    let platform = world.platform_room.as_str();
+    let submitted = bot
+        .ask(&alice, &alice_room, PROD_NAMESPACE, "Pre-check passed")
+        .await?;
+    let id = world.request_id_in(&submitted).await?;
+    let bob = world.app.user("bob").await?;
+    slipway_server::services::reviews::decide(
+        &world.app.state,
+        &bob,
+        id,
+        1,
+        slipway_core::views::ReviewDecision::Approve,
+        "",
+    )
+    .await?;
+    tamper_with_change_set(&world.app, id).await?;
+    world.app.run_jobs().await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::Failed);
+    let (notice, seen) = bot
+        .expect(&carol, platform, 0, &format!("retry #{id} or take #{id}"))
+        .await?;
+    assert!(notice.contains("hash"), "the failure says why: {notice}");
+    bot.expect(&alice, &alice_room, 0, "the platform team is told")
+        .await?;
+    // The requester may not retry; an admin may, from the platform room.
+    bot.ask(&alice, &alice_room, &format!("retry #{id}"), "Refused")
+        .await?;
+    bot.ask(
+        &carol,
+        platform,
+        &format!("retry #{id}"),
+        "queued to run again",
+    )
+    .await?;
+    world.app.run_jobs().await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::Failed);
+    bot.expect(
+        &carol,
+        platform,
+        seen,
+        &format!("retry #{id} or take #{id}"),
+    )
+    .await?;
+    bot.ask(&carol, platform, &format!("take #{id}"), "by hand")
+        .await?;
+    assert_eq!(world.app.request_state(id).await?, RequestState::Manual);
+    assert_eq!(
+        world.chat_events("request.take_over").await?,
+        vec![("chat".to_string(), carol.user_id.clone())]
+    );
+    adapter.stop().await
+}
+
+#[tokio::test]
+async fn linking_requesting_and_refusals_sqlite() -> TestResult {
+    linking_requesting_and_refusals(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn linking_requesting_and_refusals_postgres() -> TestResult {
+    linking_requesting_and_refusals(Engine::Postgres).await
+}
+
+#[tokio::test]
+async fn review_round_from_chat_sqlite() -> TestResult {
+    review_round_from_chat(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn review_round_from_chat_postgres() -> TestResult {
+    review_round_from_chat(Engine::Postgres).await
+}
+
+#[tokio::test]
+async fn restarts_mid_conversation_sqlite() -> TestResult {
+    restarts_mid_conversation(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn failures_reach_the_platform_room_sqlite() -> TestResult {
+    failures_reach_the_platform_room(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn rate_limits_slow_the_bot_but_lose_nothing_sqlite() -> TestResult {
+    rate_limits_slow_the_bot_but_lose_nothing(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn restarts_mid_conversation_postgres() -> TestResult {
+    restarts_mid_conversation(Engine::Postgres).await
+}
+
+/// The answer layer without a homeserver: an approval typed in chat is bound to
+/// the revision and change set the review room was shown, so a revision that
+/// arrived since (and was not yet shown) is a conflict, not a blind approval.
+async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> TestResult {
+    use slipway_server::chat::answer::{Asker, answer};
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let code = chat_service::issue_link_code(state, &bob).await?;
+    chat_service::link(
+        state,
+        "@bob:chat.test",
+        "!dm:chat.test",
+        &code.code,
+        "$link",
+    )
+    .await?;
+    let params = json!({"name": "web", "team": "payments", "environment": "prod",
+                        "cpu_limit": 2, "memory_limit_gi": 8});
+    let id = slipway_server::services::requests::submit(
+        state,
+        &alice,
+        &common::draft("k8s-namespace", params.clone()),
+    )
+    .await?;
+    let shown = app.request(id).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    let revision_one = slipway_server::storage::requests::revisions(&mut conn, id)
+        .await?
+        .remove(0);
+    slipway_server::storage::chat::set_review_notice(
+        &mut conn,
+        id,
+        shown.current_revision,
+        &revision_one.change_set_hash,
+    )
+    .await?;
+    drop(conn);
+    slipway_server::services::reviews::decide(
+        state,
+        &bob,
+        id,
+        1,
+        slipway_core::views::ReviewDecision::RequestChanges,
+        "more memory",
+    )
+    .await?;
+    let mut revised = params;
+    revised["memory_limit_gi"] = json!(16);
+    slipway_server::services::requests::resubmit(state, &alice, id, &revised).await?;
+
+    let asker = Asker {
+        chat_user: "@bob:chat.test",
+        room_id: "!reviews:chat.test",
+        event_id: "$approve",
+    };
+    let refused = answer(state, &asker, &format!("approve #{id}")).await;
+    assert!(
+        refused.contains("revision 2") && refused.contains("revision 1"),
+        "{refused}"
+    );
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    // Once the room is shown revision 2, the same words approve it.
+    let mut conn = state.db.pool.acquire().await?;
+    let revision_two = slipway_server::storage::requests::revisions(&mut conn, id)
+        .await?
+        .remove(1);
+    slipway_server::storage::chat::set_review_notice(
+        &mut conn,
+        id,
+        2,
+        &revision_two.change_set_hash,
+    )
+    .await?;
+    drop(conn);
+    let approved = answer(state, &asker, &format!("approve #{id}")).await;
+    assert!(approved.contains("approved (revision 2"), "{approved}");
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    Ok(())
+}
+
+on_both_engines!(approval_is_bound_to_what_the_review_room_was_shown);
