@@ -27,6 +27,10 @@ pub struct ChangeSet {
     /// follows from the type, and change sets stored before it existed lack it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub outputs: std::collections::BTreeMap<String, String>,
+    /// Paths the change removes from the GitOps repository (sorted): the files of
+    /// an asset an action retires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl ChangeSet {
@@ -39,6 +43,13 @@ impl ChangeSet {
             hasher.update(file.path.as_bytes());
             hasher.update([0]);
             hasher.update(file.content.as_bytes());
+            hasher.update([0]);
+        }
+        // Only a change that removes files hashes its removals, so the hash of
+        // every change set stored before removals existed stays what it was.
+        for path in &self.removed {
+            hasher.update(b"-");
+            hasher.update(path.as_bytes());
             hasher.update([0]);
         }
         hex::encode(hasher.finalize())
@@ -146,7 +157,19 @@ pub fn change_set(
             format!("two outputs render to {}", pair[0].path),
         ));
     }
-    Ok(ChangeSet { files, outputs })
+    let mut removed = Vec::with_capacity(ty.removes.len());
+    for (i, source) in ty.removes.iter().enumerate() {
+        let path = render_path(&format!("removes[{i}]"), source, &ctx)?;
+        if !files.iter().any(|f| f.path == path) && !removed.contains(&path) {
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(ChangeSet {
+        files,
+        outputs,
+        removed,
+    })
 }
 
 /// A rendered file whose name says it is YAML or JSON must parse as such, before
