@@ -172,7 +172,8 @@ fn merged_input(target: &Target<'_>, input: &Value) -> ServiceResult<Value> {
     Ok(action::request_params(&target.asset.params, input))
 }
 
-/// The pre-check of an action on an asset, as the form shows it while typing.
+/// The pre-check of an action on an asset, as the form shows it while typing;
+/// `exclude` is the request being revised.
 #[instrument(skip_all, fields(asset_id = %asset_id, action = %name))]
 pub async fn precheck(
     state: &AppState,
@@ -180,6 +181,7 @@ pub async fn precheck(
     asset_id: AssetId,
     name: &str,
     input: &Value,
+    exclude: Option<RequestId>,
 ) -> ServiceResult<PrecheckReport> {
     let mut conn = state.db.pool.acquire().await?;
     let target = target(state, &mut conn, asset_id, name).await?;
@@ -195,7 +197,7 @@ pub async fn precheck(
         ty,
         target.validator,
         &checked,
-        None,
+        exclude,
         Some(target.acting_on()),
     )
     .await?;
