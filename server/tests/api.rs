@@ -1746,6 +1746,12 @@ async fn day_two_actions_through_the_api(app: &TestApp) -> TestResult {
         .filter_map(|a| a["name"].as_str())
         .collect();
     assert_eq!(offered, ["resize", "set-admins", "decommission"]);
+    let (_, described) = api.get("/types/k8s-namespace", &alice).await?;
+    assert_eq!(described["actions"][0]["name"], json!("resize"));
+    assert_eq!(
+        described["actions"][0]["schema"]["required"],
+        json!(["cpu_limit", "memory_limit_gi"])
+    );
 
     let path = format!("/assets/{asset}/actions/resize");
     let body = json!({"params": {"cpu_limit": 3, "memory_limit_gi": 6}});

@@ -37,7 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     /// The action's parameters, as its schema in the type
-    /// (`GET /api/v1/types/{name}`, `actions[].parameters`) describes; those it
+    /// (`GET /api/v1/types/{name}`, `actions[].schema`) describes; those it
     /// leaves out keep the asset's recorded values. An action without
     /// parameters takes `{}` or no `params` at all.
     #[serde(default = "no_params")]
