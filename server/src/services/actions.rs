@@ -395,19 +395,7 @@ pub(crate) async fn record_outcome(
         &recorded,
     );
     storage::search::index_asset(conn, state.db.engine, asset_id, &words).await?;
-    let changes: Vec<String> = diff::param_changes(&asset.params, &recorded)
-        .into_iter()
-        .map(|c| {
-            let shown =
-                |v: Option<Value>| v.map_or_else(|| "(none)".to_string(), |v| v.to_string());
-            format!("{}: {} → {}", c.name, shown(c.before), shown(c.after))
-        })
-        .collect();
-    let changed = if changes.is_empty() {
-        "no recorded parameter changed".to_string()
-    } else {
-        changes.join(", ")
-    };
+    let changed = changed_params(&asset.params, &recorded);
     record(
         conn,
         state.db.engine,
@@ -422,6 +410,20 @@ pub(crate) async fn record_outcome(
     )
     .await?;
     Ok(asset_id)
+}
+
+/// What an action changed in the asset's record, in one line for its history.
+fn changed_params(before: &Value, after: &Value) -> String {
+    let shown = |v: Option<Value>| v.map_or_else(|| "(none)".to_string(), |v| v.to_string());
+    let changes: Vec<String> = diff::param_changes(before, after)
+        .into_iter()
+        .map(|c| format!("{}: {} → {}", c.name, shown(c.before), shown(c.after)))
+        .collect();
+    if changes.is_empty() {
+        "no recorded parameter changed".to_string()
+    } else {
+        changes.join(", ")
+    }
 }
 
 /// A request for an action as its page shows it: the asset, the action, and the
