@@ -727,11 +727,15 @@ impl Driver for GitOpsRepo {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
         let place = self.place();
-        ctx.progress.line(&format!(
-            "committing {} file(s) and removing {} to {place}",
-            files.len(),
-            removed.len()
-        ));
+        ctx.progress.line(&if removed.is_empty() {
+            format!("committing {} file(s) to {place}", files.len())
+        } else {
+            format!(
+                "committing {} file(s) and the removal of {} to {place}",
+                files.len(),
+                removed.len()
+            )
+        });
         let repo = self.clone();
         let (files, removed) = (files.clone(), removed.clone());
         let (message, secrets) = (message.clone(), ctx.secrets.clone());
