@@ -26,6 +26,8 @@ pub enum PlannedStep {
     /// Commit these files (sorted by path) with this message.
     Gitops {
         files: Vec<RenderedFile>,
+        /// Paths to remove in the same commit (a retired asset's files).
+        removed: Vec<String>,
         message: String,
     },
     /// Run a program on these files.
@@ -91,9 +93,10 @@ pub fn plan(
         .enumerate()
         .map(|(i, step)| match step {
             ExecutionStep::Gitops { outputs, message } => {
-                let files = match outputs {
-                    None => change_set.files.clone(),
-                    Some(names) => files_of(change_set, names, i)?,
+                // A step that commits every output carries the removals too.
+                let (files, removed) = match outputs {
+                    None => (change_set.files.clone(), change_set.removed.clone()),
+                    Some(names) => (files_of(change_set, names, i)?, Vec::new()),
                 };
                 let message = match message {
                     Some(source) => {
@@ -104,7 +107,11 @@ pub fn plan(
                     }
                     None => default_message(ty, resource_name, run),
                 };
-                Ok(PlannedStep::Gitops { files, message })
+                Ok(PlannedStep::Gitops {
+                    files,
+                    removed,
+                    message,
+                })
             }
             ExecutionStep::Pipeline(step) => {
                 let key = run_key(run.request_id, run.revision, i);

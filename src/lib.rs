@@ -4,6 +4,7 @@
 //! No I/O happens here: the server and the browser both run this crate, so the
 //! portal's form shows exactly the errors the server would report.
 
+pub mod action;
 pub mod backstage;
 pub mod catalog;
 pub mod chart;

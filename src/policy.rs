@@ -297,6 +297,36 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
     }
 }
 
+/// What the rule needs to know about an asset a day-2 action would act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssetFacts<'a> {
+    /// The asset's owning team; `None` when its type names no owning team.
+    pub team: Option<&'a str>,
+    /// `active`, or `retired` once an action retired it.
+    pub state: &'a str,
+}
+
+/// May this person ask for a day-2 action on this asset? A requester of the
+/// asset's team (an admin for any team), on an asset that is still active. The
+/// asset page offers the actions this allows; the service asks it again on submit.
+pub fn may_act_on(user: &UserView, asset: &AssetFacts<'_>) -> Result<(), Refusal> {
+    needs_role(user, REQUEST, Verb::Submit)?;
+    if !acts_for_team(user, asset.team) {
+        return no(format!(
+            "{} is not a member of team {}: only the asset's team acts on it",
+            user.username,
+            asset.team.unwrap_or_default()
+        ));
+    }
+    if !crate::action::is_actionable(asset.state) {
+        return no(format!(
+            "the asset is {}: it keeps its history but takes no more actions",
+            asset.state
+        ));
+    }
+    Ok(())
+}
+
 /// Everything the person may do with the request now, for the views.
 pub fn permissions(user: &UserView, request: &RequestFacts<'_>) -> Permissions {
     let can = |verb| may(user, verb, request).is_ok();

@@ -27,6 +27,10 @@ pub struct ChangeSet {
     /// follows from the type, and change sets stored before it existed lack it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub outputs: std::collections::BTreeMap<String, String>,
+    /// Paths the change removes from the GitOps repository (sorted): the files of
+    /// an asset an action retires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl ChangeSet {
@@ -39,6 +43,13 @@ impl ChangeSet {
             hasher.update(file.path.as_bytes());
             hasher.update([0]);
             hasher.update(file.content.as_bytes());
+            hasher.update([0]);
+        }
+        // Only a change that removes files hashes its removals, so the hash of
+        // every change set stored before removals existed stays what it was.
+        for path in &self.removed {
+            hasher.update(b"-");
+            hasher.update(path.as_bytes());
             hasher.update([0]);
         }
         hex::encode(hasher.finalize())
@@ -146,7 +157,19 @@ pub fn change_set(
             format!("two outputs render to {}", pair[0].path),
         ));
     }
-    Ok(ChangeSet { files, outputs })
+    let mut removed = Vec::with_capacity(ty.removes.len());
+    for (i, source) in ty.removes.iter().enumerate() {
+        let path = render_path(&format!("removes[{i}]"), source, &ctx)?;
+        if !files.iter().any(|f| f.path == path) && !removed.contains(&path) {
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(ChangeSet {
+        files,
+        outputs,
+        removed,
+    })
 }
 
 /// A rendered file whose name says it is YAML or JSON must parse as such, before
@@ -331,48 +354,59 @@ mod tests;
 pub fn check_samples(catalog: &Catalog) -> Vec<crate::catalog::CatalogError> {
     let mut errors = Vec::new();
     for ty in catalog.types.values() {
-        let params = sample_params(ty);
-        let report = |what: &str, message: String| crate::catalog::CatalogError {
-            file: format!("types/{}.yaml", ty.name),
-            path: what.to_string(),
-            message: format!("rendered with the defaults and sample values {params}: {message}"),
-        };
-        let ctx = template::context(ty, &params, None);
-        let name = match render("naming.template", &ty.naming.template, &ctx) {
-            Ok(name) => name.trim().to_string(),
-            Err(e) => {
-                errors.push(report(&e.what, e.message));
-                continue;
-            }
-        };
-        let requires: Vec<String> = ty
-            .requires
-            .iter()
-            .map(|r| format!("sample-{}", r.type_name))
-            .collect();
-        let change_set = match change_set(catalog, ty, &params, &name, &requires) {
-            Ok(set) => set,
-            Err(e) => {
-                errors.push(report(&e.what, e.message));
-                continue;
-            }
-        };
-        let run = crate::execution::RunInfo {
-            request_id: 1,
-            revision: 1,
-            requester: "sample-requester",
-        };
-        if let Err(e) = crate::execution::plan(ty, &params, &name, &change_set, run) {
-            errors.push(report(&e.what, e.message));
-        }
-        if let Err(e) = checks(ty, &params, &name) {
-            errors.push(report(&e.what, e.message));
-        }
-        if let Err(e) = monitoring(ty, &params, &name) {
-            errors.push(report(&e.what, e.message));
+        let file = format!("types/{}.yaml", ty.name);
+        check_sample(catalog, ty, (&file, ""), &mut errors);
+        // Each day-2 action renders as its own request type.
+        for (i, action) in ty.actions.iter().enumerate() {
+            let prefix = format!("actions[{i}].");
+            check_sample(catalog, &action.request_type, (&file, &prefix), &mut errors);
         }
     }
     errors
+}
+
+/// Renders one type (or an action's request type) with sample values; problems
+/// are reported in `file` at `prefix` + the failing field.
+fn check_sample(
+    catalog: &Catalog,
+    ty: &ResourceType,
+    (file, prefix): (&str, &str),
+    errors: &mut Vec<crate::catalog::CatalogError>,
+) {
+    let params = sample_params(ty);
+    let report = |what: &str, message: String| crate::catalog::CatalogError {
+        file: file.to_string(),
+        path: format!("{prefix}{what}"),
+        message: format!("rendered with the defaults and sample values {params}: {message}"),
+    };
+    let ctx = template::context(ty, &params, None);
+    let name = match render("naming.template", &ty.naming.template, &ctx) {
+        Ok(name) => name.trim().to_string(),
+        Err(e) => return errors.push(report(&e.what, e.message)),
+    };
+    let requires: Vec<String> = ty
+        .requires
+        .iter()
+        .map(|r| format!("sample-{}", r.type_name))
+        .collect();
+    let change_set = match change_set(catalog, ty, &params, &name, &requires) {
+        Ok(set) => set,
+        Err(e) => return errors.push(report(&e.what, e.message)),
+    };
+    let run = crate::execution::RunInfo {
+        request_id: 1,
+        revision: 1,
+        requester: "sample-requester",
+    };
+    if let Err(e) = crate::execution::plan(ty, &params, &name, &change_set, run) {
+        errors.push(report(&e.what, e.message));
+    }
+    if let Err(e) = checks(ty, &params, &name) {
+        errors.push(report(&e.what, e.message));
+    }
+    if let Err(e) = monitoring(ty, &params, &name) {
+        errors.push(report(&e.what, e.message));
+    }
 }
 
 /// The schema's defaults, and for each required parameter without one a value of

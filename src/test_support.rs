@@ -23,6 +23,8 @@ pub(crate) fn shipped_files() -> Vec<SourceFile> {
         "templates/k8s-namespace/resourcequota.yaml.j2",
         "templates/k8s-namespace/rolebinding.yaml.j2",
         "templates/postgres-database/cluster.yaml.j2",
+        "templates/postgres-database/backup.yaml.j2",
+        "templates/postgres-database/restore.yaml.j2",
         "templates/shared-database/create.sql.j2",
     ]
 }

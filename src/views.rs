@@ -300,6 +300,62 @@ pub struct RequestDetail {
     /// shown, never a value.
     #[serde(default)]
     pub generated_secrets: Vec<GeneratedSecretView>,
+    /// For a day-2 action: the asset it acts on and its diff against what the
+    /// asset had deployed; absent for a request that creates an asset.
+    #[serde(default)]
+    pub action: Option<ActionContext>,
+}
+
+/// A day-2 action a person may take on an asset, as the asset page offers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActionChoice {
+    /// The action's id: `POST /api/v1/assets/{id}/actions/{name}`.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Completing it retires the asset.
+    pub retires: bool,
+}
+
+/// What a request for a day-2 action acts on, and what it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActionContext {
+    pub asset_id: AssetId,
+    pub asset_name: String,
+    pub action: ActionChoice,
+    /// The current revision against what the asset had deployed when the action
+    /// was asked for: its parameters and the files the action touches.
+    pub deployed_diff: Option<DeployedDiff>,
+}
+
+/// A change against what is deployed: the parameters the asset records and the
+/// files in the GitOps repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeployedDiff {
+    pub params: Vec<ParamChange>,
+    pub files: Vec<FileDiff>,
+}
+
+/// The form of a day-2 action on an asset: the action's parameters as a type
+/// (for the generated form and its checks), first filled from the asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionForm {
+    pub asset: AssetSummary,
+    pub action: ActionChoice,
+    pub form_type: crate::catalog::ResourceType,
+    pub initial: serde_json::Map<String, Value>,
+}
+
+/// A request for a day-2 action on an asset: the action's own parameters only
+/// (the asset's recorded ones fill in the rest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionDraft {
+    pub params: Value,
+    /// As for a new request: the same key twice finds the first request.
+    pub submit_key: String,
 }
 
 /// A generated secret on a request page: what it is, whether it was shown, and
@@ -348,6 +404,9 @@ pub struct AssetDetail {
     /// Each parameter's title from the type's schema, in the schema's order.
     #[serde(default)]
     pub param_titles: Vec<ParamTitle>,
+    /// The day-2 actions this viewer may take on the asset now.
+    #[serde(default)]
+    pub actions: Vec<ActionChoice>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ use slipway_core::listing::{ListPage, ListQuery};
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::state::RequestState;
 use slipway_core::views::{
-    AssetDetail, AssetSummary, AuditEntry, FilterChoices, Menu, RequestDetail, RequestDraft,
-    RequestSummary, ReviewDecision, TokenView, TypeSummary, UserView,
+    ActionDraft, ActionForm, AssetDetail, AssetSummary, AuditEntry, FilterChoices, Menu,
+    RequestDetail, RequestDraft, RequestSummary, ReviewDecision, TokenView, TypeSummary, UserView,
 };
 
 use crate::error::AppError;
@@ -185,6 +185,54 @@ pub async fn precheck_request(
 ) -> Result<PrecheckReport, AppError> {
     let (state, user) = signed_in().await?;
     services::requests::precheck(&state, &user, &type_name, &params, exclude)
+        .await
+        .map_err(user_error)
+}
+
+/// The form of a day-2 action on an asset, first filled from the asset, with a
+/// fresh key that makes a double-clicked submit land once.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ActionFormContext {
+    pub form: ActionForm,
+    pub submit_key: String,
+}
+
+#[server]
+pub async fn load_action_form(
+    asset_id: AssetId,
+    action: String,
+) -> Result<ActionFormContext, AppError> {
+    let (state, user) = signed_in().await?;
+    let form = services::actions::form(&state, &user, asset_id, &action)
+        .await
+        .map_err(user_error)?;
+    Ok(ActionFormContext {
+        form,
+        submit_key: uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+#[server(input = Json)]
+pub async fn precheck_action(
+    asset_id: AssetId,
+    action: String,
+    params: Value,
+    exclude: Option<RequestId>,
+) -> Result<PrecheckReport, AppError> {
+    let (state, user) = signed_in().await?;
+    services::actions::precheck(&state, &user, asset_id, &action, &params, exclude)
+        .await
+        .map_err(user_error)
+}
+
+#[server(input = Json)]
+pub async fn submit_action(
+    asset_id: AssetId,
+    action: String,
+    draft: ActionDraft,
+) -> Result<RequestId, AppError> {
+    let (state, user) = signed_in().await?;
+    services::actions::submit(&state, &user, asset_id, &action, &draft)
         .await
         .map_err(user_error)
 }

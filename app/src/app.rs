@@ -5,8 +5,8 @@ use leptos_router::{SsrMode, path};
 
 use crate::api::{Logout, SignedIn, current_user};
 use crate::pages::{
-    account::SessionsPage, api_docs::ApiDocsPage, asset::AssetPage, assets::AssetsPage,
-    attention::AttentionPage, audit::AuditPage, catalog::CatalogPage,
+    account::SessionsPage, api_docs::ApiDocsPage, asset::AssetPage, asset_action::AssetActionPage,
+    assets::AssetsPage, attention::AttentionPage, audit::AuditPage, catalog::CatalogPage,
     edit_request::EditRequestPage, flow_metrics::FlowMetricsPage, login::LoginPage,
     my_requests::MyRequestsPage, new_request::NewRequestPage, request::RequestPage,
     reviews::ReviewQueuePage, tokens::TokensPage,
@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/attention") view=AttentionPage ssr=SsrMode::Async />
                     <Route path=path!("/assets") view=AssetsPage ssr=SsrMode::Async />
                     <Route path=path!("/assets/:id") view=AssetPage ssr=SsrMode::Async />
+                    <Route path=path!("/assets/:id/actions/:action") view=AssetActionPage ssr=SsrMode::Async />
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async />
                     <Route path=path!("/metrics/flow") view=FlowMetricsPage ssr=SsrMode::Async />
                     <Route path=path!("/account/tokens") view=TokensPage ssr=SsrMode::Async />

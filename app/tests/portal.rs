@@ -1243,3 +1243,70 @@ async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> 
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_assets_team_opens_an_action_form_from_its_page_and_the_request_shows_its_diff()
+-> TestResult {
+    let app = app().await?;
+    let alice = app.user("alice").await?;
+    let request = app.namespace(&alice, "prod", "shelf").await?;
+    let asset: i64 = sqlx::query_scalar("SELECT id FROM assets WHERE request_id = $1")
+        .bind(request.0)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    let form_path = format!("/assets/{asset}/actions/resize");
+
+    let mut owner = Browser::new(&app);
+    owner.sign_in("alice", "/catalog").await?;
+    let page = owner.get(&format!("/assets/{asset}")).await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&format!("href=\"{form_path}\""))
+            && page.body.contains(">Decommission<"),
+        "{}",
+        page.body
+    );
+    let form = owner.get(&form_path).await?;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(
+        form.body.contains("Change the quota: payments-shelf-prod"),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("CPU limit (cores)"), "{}", form.body);
+
+    // Another team is offered nothing, and its form is refused.
+    let mut stranger = Browser::new(&app);
+    stranger.sign_in("bob", "/catalog").await?;
+    let page = stranger.get(&format!("/assets/{asset}")).await?;
+    assert!(!page.body.contains(&form_path), "{}", page.body);
+    let refused = stranger.get(&form_path).await?;
+    assert!(
+        refused.body.contains("not a member of team payments"),
+        "{}",
+        refused.body
+    );
+
+    // The reviewer reads the change against what is deployed.
+    let draft = slipway_core::views::ActionDraft {
+        params: serde_json::json!({"cpu_limit": 3, "memory_limit_gi": 4}),
+        submit_key: "portal-resize".into(),
+    };
+    let id = slipway_server::services::actions::submit(
+        &app.state,
+        &alice,
+        slipway_core::ids::AssetId(asset),
+        "resize",
+        &draft,
+    )
+    .await?;
+    let review = stranger.get(&format!("/requests/{id}")).await?;
+    assert_eq!(review.status, StatusCode::OK);
+    assert!(
+        review.body.contains("Changes against what is deployed")
+            && review.body.contains("resourcequota.yaml"),
+        "{}",
+        review.body
+    );
+    Ok(())
+}

@@ -14,15 +14,35 @@ pub enum CatalogLoadError {
     Invalid { dir: String, errors: CatalogErrors },
 }
 
-/// The catalog with each type's validator compiled once, at load.
+/// The catalog with each type's validator (and each action's) compiled once, at load.
 pub struct LoadedCatalog {
     pub catalog: Catalog,
     validators: HashMap<String, ParamValidator>,
+    action_validators: HashMap<(String, String), ParamValidator>,
 }
 
 impl LoadedCatalog {
     pub fn validator(&self, type_name: &str) -> Option<&ParamValidator> {
         self.validators.get(type_name)
+    }
+
+    /// The validator of a request: the type's, or its action's request type's.
+    pub fn request_validator(
+        &self,
+        type_name: &str,
+        action: Option<&str>,
+    ) -> Option<&ParamValidator> {
+        match action {
+            None => self.validator(type_name),
+            Some(action) => self
+                .action_validators
+                .get(&(type_name.to_string(), action.to_string())),
+        }
+    }
+
+    /// The type a request is checked and run as (see [`Catalog::request_type`]).
+    pub fn request_type(&self, type_name: &str, action: Option<&str>) -> Option<&ResourceType> {
+        self.catalog.request_type(type_name, action)
     }
 
     pub fn resource_type(&self, type_name: &str) -> Option<&ResourceType> {
@@ -63,15 +83,24 @@ pub fn load(dir: &Path) -> Result<LoadedCatalog, CatalogLoadError> {
         errors,
     })?;
     let mut validators = HashMap::new();
-    for (name, ty) in &catalog.types {
-        let validator = ParamValidator::new(ty).map_err(|message| CatalogLoadError::Read {
+    let mut action_validators = HashMap::new();
+    let compile = |what: String, ty: &ResourceType| {
+        ParamValidator::new(ty).map_err(|message| CatalogLoadError::Read {
             dir: shown.clone(),
-            message: format!("type {name}: {message}"),
-        })?;
-        validators.insert(name.clone(), validator);
+            message: format!("{what}: {message}"),
+        })
+    };
+    for (name, ty) in &catalog.types {
+        validators.insert(name.clone(), compile(format!("type {name}"), ty)?);
+        for action in &ty.actions {
+            let what = format!("type {name}, action {}", action.name);
+            let validator = compile(what, &action.request_type)?;
+            action_validators.insert((name.clone(), action.name.clone()), validator);
+        }
     }
     Ok(LoadedCatalog {
         catalog,
         validators,
+        action_validators,
     })
 }

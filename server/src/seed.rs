@@ -327,6 +327,7 @@ async fn seed_request(
             requester_id: requester,
             state: final_state,
             submit_key: &format!("seed-{i}-{}", uuid::Uuid::new_v4().simple()),
+            action: None,
         },
     )
     .await?;

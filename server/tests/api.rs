@@ -33,6 +33,7 @@ on_both_engines!(
     the_command_line_client_submits_and_reads,
     tokens_are_made_and_revoked_through_the_api,
     asset_history_shows_client_and_trace_only_to_audit_readers,
+    day_two_actions_through_the_api,
 );
 on_both_engines!(@one role_by_endpoint_matrix, super::start_without_quota);
 on_both_engines!(@one a_type_the_platform_role_approves_is_reviewed_from_the_platform_queue, super::start_with_platform_approvers);
@@ -1720,5 +1721,123 @@ async fn asset_history_shows_client_and_trace_only_to_audit_readers(app: &TestAp
     let carol = app.user("carol").await?;
     let seen = assets::history(&app.state, &carol, AssetId(asset)).await?;
     assert!(seen.iter().any(|e| e.client_addr.is_some()));
+    Ok(())
+}
+
+async fn day_two_actions_through_the_api(app: &TestApp) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let (status, created) = api
+        .post("/requests", &alice, &new_namespace("ops", "dev"))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    app.run_jobs().await?;
+    let request = created["summary"]["id"].as_i64().ok_or("id")?;
+    let (_, made) = api.get(&format!("/requests/{request}"), &alice).await?;
+    let asset = made["asset_id"]
+        .as_i64()
+        .ok_or("the namespace is an asset")?;
+    let (status, view) = api.get(&format!("/assets/{asset}"), &alice).await?;
+    assert_eq!(status, StatusCode::OK);
+    let offered: Vec<&str> = view["actions"]
+        .as_array()
+        .ok_or("actions")?
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(offered, ["resize", "set-admins", "decommission"]);
+    let (_, described) = api.get("/types/k8s-namespace", &alice).await?;
+    assert_eq!(described["actions"][0]["name"], json!("resize"));
+    assert_eq!(
+        described["actions"][0]["schema"]["required"],
+        json!(["cpu_limit", "memory_limit_gi"])
+    );
+
+    let path = format!("/assets/{asset}/actions/resize");
+    let body = json!({"params": {"cpu_limit": 3, "memory_limit_gi": 6}});
+    let reader = token(app, "alice", &[TokenScope::Read]).await?;
+    let (status, _) = api.post(&path, &reader, &body).await?;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a read token asks for nothing"
+    );
+    let bob = token(app, "bob", ALL).await?;
+    let (status, problem) = api.post(&path, &bob, &body).await?;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "another team's asset: {problem}"
+    );
+
+    let (status, first) = api
+        .post_with_key(&path, &alice, &body, "resize-ops")
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["action"]["action"]["name"], json!("resize"));
+    assert_eq!(first["action"]["asset_id"], json!(asset));
+    assert_eq!(
+        first["summary"]["state"],
+        json!("approved"),
+        "dev: the policy approves"
+    );
+    let (status, again) = api
+        .post_with_key(&path, &alice, &body, "resize-ops")
+        .await?;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        again["summary"]["id"], first["summary"]["id"],
+        "one request"
+    );
+    app.run_jobs().await?;
+    let (_, resized) = api.get(&format!("/assets/{asset}"), &alice).await?;
+    assert_eq!(resized["params"]["cpu_limit"], json!(3));
+
+    let before = app.snapshot().await?;
+    let (status, problem) = api
+        .post(
+            &format!("/assets/{asset}/actions/explode"),
+            &alice,
+            &json!({}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    let (status, problem) = api
+        .post(
+            &path,
+            &alice,
+            &json!({"params": {"cpu_limit": 0, "memory_limit_gi": 6}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"],
+        json!("cpu_limit"),
+        "{problem}"
+    );
+    assert_eq!(
+        problem["errors"][0]["message"],
+        json!("must be at least 1"),
+        "{problem}"
+    );
+    let (status, problem) = api.post(&path, &alice, &json!({"parameters": {}})).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, _) = api
+        .post("/assets/99999/actions/resize", &alice, &body)
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(app.snapshot().await?, before, "refusals change nothing");
+
+    let (status, retired) = api
+        .post(
+            &format!("/assets/{asset}/actions/decommission"),
+            &alice,
+            &json!({}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{retired}");
+    app.run_jobs().await?;
+    let (status, problem) = api.post(&path, &alice, &body).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "a retired asset: {problem}");
     Ok(())
 }

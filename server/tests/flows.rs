@@ -11,9 +11,9 @@ use slipway_core::diff::{FileStatus, LineTag};
 use slipway_core::ids::{RequestId, UserId};
 use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::state::RequestState;
-use slipway_core::views::{AuditFilter, ReviewDecision};
+use slipway_core::views::{ActionDraft, AuditFilter, ReviewDecision};
 use slipway_server::services::{
-    ServiceError, assets, audit, catalog, detail, operations, requests, reviews,
+    ServiceError, actions, assets, audit, catalog, detail, operations, requests, reviews,
 };
 use slipway_server::storage::audit::ChainStatus;
 use slipway_server::storage::{self, Engine};
@@ -586,6 +586,19 @@ monitoring:
   - name: "{{ resource_name }} memory"
     kind: prometheus-rule
     target: 'redis_memory_used_bytes{instance="{{ resource_name }}"} > {{ memory_mb }} * 1048576 * 0.9'
+actions:
+  - name: resize
+    title: Resize
+    description: Give the cache more or less memory.
+    parameters:
+      type: object
+      additionalProperties: false
+      required: [memory_mb]
+      properties:
+        memory_mb: { type: integer, title: Memory (MB), minimum: 64, maximum: 2048 }
+    review:
+      approvers: { role: reviewer }
+      auto_approve: { when: "memory_mb <= 1024" }
 "#;
 
 const REDIS_TEMPLATE: &str = r#"apiVersion: v1
@@ -664,6 +677,40 @@ async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {
         "{:?}",
         asset.monitoring
     );
+
+    // An action declared only in the YAML: its own schema and review policy, the
+    // type's outputs and checks, and the asset's record updated.
+    let cache = listed
+        .iter()
+        .find(|a| a.name.ends_with("-dev-redis"))
+        .ok_or("the dev cache")?
+        .id;
+    let draft_of = |memory: i64| ActionDraft {
+        params: json!({ "memory_mb": memory }),
+        submit_key: uuid::Uuid::new_v4().to_string(),
+    };
+    match actions::submit(state, &alice, cache, "resize", &draft_of(4096)).await {
+        Err(ServiceError::PrecheckFailed(report)) => assert!(
+            report.field_errors.iter().any(|e| e.field == "memory_mb"),
+            "the action's own maximum: {report:?}"
+        ),
+        other => panic!("expected the action's schema to refuse, got {other:?}"),
+    }
+    let resize = actions::submit(state, &alice, cache, "resize", &draft_of(1024)).await?;
+    assert_eq!(
+        app.request_state(resize).await?,
+        RequestState::Approved,
+        "the action's own policy approves"
+    );
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(resize).await?, RequestState::Completed);
+    let resized = assets::detail(state, &alice, cache).await?;
+    assert_eq!(resized.params["memory_mb"], json!(1024));
+    let file = state
+        .gitops
+        .read_head_file("dev/payments/redis-cache/sessions/redis.yaml")?
+        .ok_or("the cache's file")?;
+    assert!(file.contains("maxmemory: \"1024mb\""), "{file}");
 
     // The type's quota applies too: 8192 MB per team.
     let over = json!({"name": "big", "team": "payments", "environment": "dev", "memory_mb": 4096});

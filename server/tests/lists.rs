@@ -374,6 +374,7 @@ async fn a_page_holds_at_most_the_cap(app: &TestApp) -> TestResult {
                 requester_id: alice.id,
                 state: RequestState::InReview,
                 submit_key: &format!("bulk-{i}"),
+                action: None,
             },
         )
         .await?;

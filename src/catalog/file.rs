@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DictionaryFile {
     pub name: String,
@@ -15,7 +15,7 @@ pub(super) struct DictionaryFile {
     pub terms: Vec<TermFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TermFile {
     pub key: String,
@@ -24,7 +24,7 @@ pub(super) struct TermFile {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TypeFile {
     pub name: String,
@@ -57,9 +57,38 @@ pub(super) struct TypeFile {
     pub checks: Vec<CheckFile>,
     #[serde(default)]
     pub monitoring: Vec<MonitoringFile>,
+    #[serde(default)]
+    pub actions: Vec<ActionFile>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A day-2 action: a small type bound to an existing asset. Every field a type
+/// has for its creation it may give again; what it leaves out it takes from the
+/// type (review, outputs, checks) or goes without (quota, requirements).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActionFile {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Completing the action retires the asset: the type's outputs are removed.
+    #[serde(default)]
+    pub retires: bool,
+    /// The action's own form; absent: no parameters.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
+    #[serde(default)]
+    pub review: Option<ReviewFile>,
+    #[serde(default)]
+    pub risk_hints: Vec<RiskHintFile>,
+    #[serde(default)]
+    pub outputs: Option<Vec<OutputFile>>,
+    #[serde(default)]
+    pub execute: Option<Vec<StepFile>>,
+    #[serde(default)]
+    pub checks: Option<Vec<CheckFile>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GeneratedSecretFile {
     pub name: String,
@@ -70,7 +99,7 @@ pub(super) struct GeneratedSecretFile {
     pub length: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NamingFile {
     pub template: String,
@@ -82,7 +111,7 @@ pub(super) struct NamingFile {
     pub max_length: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct QuotaFile {
     pub per: Vec<String>,
@@ -94,7 +123,7 @@ pub(super) struct QuotaFile {
     pub max: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RequirementFile {
     #[serde(rename = "type")]
@@ -105,7 +134,7 @@ pub(super) struct RequirementFile {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReviewFile {
     pub approvers: ApproversFile,
@@ -115,26 +144,26 @@ pub(super) struct ReviewFile {
     pub auto_approve: Option<AutoApproveFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ApproversFile {
     pub role: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AutoApproveFile {
     pub when: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RiskHintFile {
     pub when: String,
     pub message: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutputFile {
     #[serde(default)]
@@ -143,7 +172,7 @@ pub(super) struct OutputFile {
     pub template: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LimitsFile {
     #[serde(default)]
@@ -155,7 +184,7 @@ pub(super) struct LimitsFile {
 /// One `execute` step. Flat rather than tagged by driver, so that an unknown driver
 /// or a field given to the wrong driver is reported in words the author can act on
 /// instead of serde's "unknown variant".
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StepFile {
     pub driver: String,
@@ -229,7 +258,7 @@ pub(super) struct StepFile {
 
 /// One acceptance check. Flat rather than tagged by kind, for the same reason as
 /// [`StepFile`]: a field of another kind is reported in the author's words.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CheckFile {
     pub kind: String,
@@ -285,7 +314,7 @@ pub(super) struct CheckFile {
     pub expect: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MonitoringFile {
     pub name: String,

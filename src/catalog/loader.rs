@@ -16,6 +16,7 @@ use super::{
 use crate::template;
 use crate::views::Role;
 
+mod actions;
 mod checks;
 mod pipeline;
 
@@ -187,11 +188,29 @@ fn load_type(
     catalog: &Catalog,
     errors: &mut Vec<CatalogError>,
 ) -> Option<ResourceType> {
-    let raw: TypeFile = parse_yaml(file, content, errors)?;
+    let mut raw: TypeFile = parse_yaml(file, content, errors)?;
     let mut fe = FileErrors { file, errors };
     if raw.name != stem {
         fe.push("name", format!("must match the file name {stem:?}"));
     }
+    let declared = std::mem::take(&mut raw.actions);
+    let before = fe.errors.len();
+    let mut ty = build_type(raw.clone(), Vec::new(), catalog, &mut fe);
+    // A type with problems of its own would report them again in every action.
+    if fe.errors.len() == before {
+        ty.actions = actions::load_actions(&raw, declared, catalog, &mut fe);
+    }
+    Some(ty)
+}
+
+/// A type from its file, checked: a type's creation, or an action's request type
+/// (which may remove files instead of writing any).
+fn build_type(
+    raw: TypeFile,
+    removes: Vec<String>,
+    catalog: &Catalog,
+    fe: &mut FileErrors<'_>,
+) -> ResourceType {
     let owner_param = raw.owner_param.map(|param| {
         // The dictionary is read before resolution replaces `x-dictionary` by an enum.
         let dictionary = raw
@@ -204,7 +223,7 @@ fn load_type(
             .to_string();
         OwnerParam { param, dictionary }
     });
-    let parameters = load_parameters(raw.parameters, catalog, &mut fe);
+    let parameters = load_parameters(raw.parameters, catalog, fe);
     let naming = match raw.naming.pattern {
         Some(pattern) => Naming {
             pattern_description: raw
@@ -234,7 +253,7 @@ fn load_type(
             template: o.template,
         })
         .collect();
-    let generated_secrets = load_generated_secrets(raw.generated_secrets, &parameters, &mut fe);
+    let generated_secrets = load_generated_secrets(raw.generated_secrets, &parameters, fe);
     let secret_names: Vec<String> = schema::secret_params(&parameters)
         .into_iter()
         .chain(generated_secrets.iter().map(|g| g.name.clone()))
@@ -280,11 +299,11 @@ fn load_type(
                 message: r.message,
             })
             .collect(),
-        execute: load_execute(raw.execute, &outputs, &secret_names, &mut fe),
-        limits: load_limits(raw.execution_limits, &mut fe),
+        execute: load_execute(raw.execute, &outputs, &secret_names, fe),
+        limits: load_limits(raw.execution_limits, fe),
         outputs,
         generated_secrets,
-        checks: checks::load_checks(raw.checks, &secret_names, &mut fe),
+        checks: checks::load_checks(raw.checks, &secret_names, fe),
         monitoring: raw
             .monitoring
             .into_iter()
@@ -295,9 +314,11 @@ fn load_type(
             })
             .collect(),
         parameters,
+        removes,
+        actions: Vec::new(),
     };
-    check_type(&ty, catalog, &mut fe);
-    Some(ty)
+    check_type(&ty, catalog, fe);
+    ty
 }
 
 fn load_parameters(
@@ -512,7 +533,7 @@ fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileError
 }
 
 fn check_outputs(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
-    if ty.outputs.is_empty() {
+    if ty.outputs.is_empty() && ty.removes.is_empty() {
         fe.push("outputs", "a type needs at least one output");
     }
     for (i, output) in ty.outputs.iter().enumerate() {

@@ -44,6 +44,16 @@ impl Catalog {
         self.types.get(name)
     }
 
+    /// The type a request is checked and run as: the type itself for a creation,
+    /// the action's request type for a day-2 action.
+    pub fn request_type(&self, name: &str, action: Option<&str>) -> Option<&ResourceType> {
+        let ty = self.types.get(name)?;
+        match action {
+            None => Some(ty),
+            Some(action) => ty.action(action).map(|a| &a.request_type),
+        }
+    }
+
     pub fn dictionary(&self, name: &str) -> Option<&Dictionary> {
         self.dictionaries.get(name)
     }
@@ -137,6 +147,76 @@ pub struct ResourceType {
     pub generated_secrets: Vec<GeneratedSecret>,
     pub checks: Vec<CheckSpec>,
     pub monitoring: Vec<MonitoringSpec>,
+    /// Paths (templates) the change set removes from the GitOps repository: the
+    /// outputs of the type an action retires. Empty for a type's creation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removes: Vec<String>,
+    /// Day-2 operations on an asset of this type, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<TypeAction>,
+}
+
+/// A day-2 operation declared by a type: a small type bound to an existing asset.
+/// A request for it walks the same flow as a creation, with `request_type` in the
+/// role of the type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeAction {
+    /// The action's id in URLs and the API: `scale`, `decommission`.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Completing it retires the asset; its outputs are removed from the repository.
+    pub retires: bool,
+    /// The action's own form (a JSON Schema of `type: object`, dictionaries
+    /// resolved): the only parameters a request for it gives.
+    pub parameters: serde_json::Value,
+    /// The type a request for this action is checked, reviewed, rendered, run
+    /// and verified as: the type's parameters with the action's laid over them,
+    /// the action's review, hints, outputs, steps and checks (or the type's).
+    pub request_type: ResourceType,
+}
+
+impl TypeAction {
+    /// The most actions one type may declare, and the longest title and
+    /// description: an asset page lists them all.
+    pub const MAX_PER_TYPE: usize = 16;
+    pub const MAX_TITLE: usize = 60;
+    pub const MAX_DESCRIPTION: usize = 500;
+    pub const MAX_NAME: usize = 32;
+
+    /// The form of the action: its request type with only the action's own
+    /// parameters, for the generated form and its checks in the browser.
+    pub fn form_type(&self) -> ResourceType {
+        let mut form = self.request_type.clone();
+        form.parameters = self.parameters.clone();
+        form
+    }
+
+    /// The names of the action's own parameters, in form order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.parameters
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `name` is a valid action name: lowercase letters, digits and '-',
+    /// starting with a letter, at most [`Self::MAX_NAME`] characters.
+    pub fn is_valid_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.len() <= Self::MAX_NAME
+            && !name.ends_with('-')
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    }
+}
+
+impl ResourceType {
+    /// The action of this type called `name`.
+    pub fn action(&self, name: &str) -> Option<&TypeAction> {
+        self.actions.iter().find(|a| a.name == name)
+    }
 }
 
 impl ResourceType {

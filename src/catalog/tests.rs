@@ -54,7 +54,7 @@ fn shipped_catalog_loads() {
         catalog.dictionaries.keys().collect::<Vec<_>>(),
         ["environments", "teams"]
     );
-    assert_eq!(catalog.templates.len(), 5);
+    assert_eq!(catalog.templates.len(), 7);
     let teams = catalog.dictionary("teams").map(|d| d.terms.len());
     assert_eq!(teams, Some(4));
     assert!(catalog.resource_type("nope").is_none());
@@ -1156,4 +1156,232 @@ fn the_shipped_shared_database_generates_its_owner_password() {
         &ty.checks[0].kind,
         CheckKind::Postgres { server, password_secret, .. } if server == "shared" && password_secret == "owner_password"
     ));
+}
+
+/// A widget with one action, `extra_action` appended to its declaration.
+fn widget_with_actions(actions: &str) -> Vec<SourceFile> {
+    with_file(
+        "types/widget.yaml",
+        &minimal_type(&format!("owner_param: team\nactions:\n{actions}")),
+    )
+}
+
+fn action_errors(actions: &str) -> Vec<(String, String, String)> {
+    triples(&errors_of(&widget_with_actions(actions)))
+}
+
+#[test]
+fn shipped_types_declare_their_day_two_actions() {
+    let catalog = shipped_catalog();
+    let names = |t: &str| -> Vec<String> {
+        catalog
+            .resource_type(t)
+            .map(|t| t.actions.iter().map(|a| a.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        names("postgres-database"),
+        ["scale", "upgrade", "backup", "restore", "decommission"]
+    );
+    assert_eq!(
+        names("k8s-namespace"),
+        ["resize", "set-admins", "decommission"]
+    );
+    let Some(decommission) = catalog.request_type("k8s-namespace", Some("decommission")) else {
+        panic!("the decommission action is loaded");
+    };
+    assert_eq!(decommission.outputs.len(), 0);
+    assert_eq!(decommission.removes.len(), 3, "every output is removed");
+    assert_eq!(decommission.checks.len(), 3, "one removal check per file");
+    assert!(decommission.quota.is_empty());
+    let Some(scale) = catalog.request_type("postgres-database", Some("scale")) else {
+        panic!("the scale action is loaded");
+    };
+    assert_eq!(
+        scale.outputs.len(),
+        1,
+        "scale re-renders the type's outputs"
+    );
+    assert_eq!(scale.requires.len(), 1, "the namespace is still required");
+    assert!(scale.has_param("name") && scale.has_param("storage_gb"));
+    assert!(
+        catalog
+            .request_type("postgres-database", Some("nope"))
+            .is_none()
+    );
+}
+
+#[test]
+fn an_action_is_loaded_from_yaml_alone() {
+    let files = widget_with_actions(
+        r#"  - name: grow
+    title: Grow
+    description: Make it bigger.
+    parameters:
+      type: object
+      additionalProperties: false
+      required: [size]
+      properties:
+        size: { type: integer, minimum: 2, maximum: 9 }
+        reason: { type: string, maxLength: 40 }
+    review: { approvers: { role: platform }, auto_approve: { when: "size < 3" } }
+"#,
+    );
+    let catalog = Catalog::from_files(&files).unwrap_or_else(|e| panic!("{e}"));
+    let Some(widget) = catalog.resource_type("widget") else {
+        panic!("widget is loaded")
+    };
+    let Some(grow) = widget.action("grow") else {
+        panic!("grow is loaded")
+    };
+    assert_eq!(grow.param_names(), ["size", "reason"]);
+    assert_eq!(grow.request_type.review.approver_role, "platform");
+    assert_eq!(grow.request_type.title, "Widget: Grow");
+    let size = grow
+        .request_type
+        .parameters
+        .pointer("/properties/size/minimum");
+    assert_eq!(
+        size,
+        Some(&json!(2)),
+        "the action's rule replaces the type's"
+    );
+    assert!(grow.request_type.has_param("reason"));
+    assert_eq!(grow.form_type().fields().len(), 2);
+}
+
+#[test]
+fn malformed_actions_are_reported_at_their_path() {
+    let errors = action_errors(
+        r#"  - name: Grow_Big
+    title: ""
+    description: x
+  - name: shrink
+    title: Shrink
+    description: x
+    outputs:
+      - { path: "w/{{ name }}.yaml", template: widget/missing.j2 }
+    execute:
+      - { driver: gitops, outputs: [nope] }
+  - name: move
+    title: Move
+    description: x
+    parameters:
+      type: object
+      properties:
+        team: { type: string, x-dictionary: teams }
+        size: { type: integer, minimum: "big" }
+    review: { approvers: { role: overlord } }
+  - name: shrink
+    title: Shrink again
+    description: x
+"#,
+    );
+    let file = "types/widget.yaml";
+    let expected = [
+        err(
+            file,
+            "actions[0].name",
+            "\"Grow_Big\" is not an action name: lowercase letters, digits and '-', starting with a letter and not ending with '-', at most 32 characters",
+        ),
+        err(file, "actions[0].title", "must not be empty"),
+        err(
+            file,
+            "actions[1].execute[0].outputs[0]",
+            "no output is named \"nope\"; the outputs are \"widget/missing.j2\"",
+        ),
+        err(
+            file,
+            "actions[1].outputs[0].template",
+            "no file templates/widget/missing.j2 in the catalog",
+        ),
+        err(
+            file,
+            "actions[3].name",
+            "another action is already named \"shrink\"",
+        ),
+    ];
+    for e in &expected {
+        assert!(errors.contains(e), "missing {e:?} in {errors:#?}");
+    }
+    let moving: Vec<&(String, String, String)> = errors
+        .iter()
+        .filter(|(_, path, _)| path.starts_with("actions[2]"))
+        .collect();
+    assert!(
+        moving
+            .iter()
+            .any(|(_, p, m)| p == "actions[2].parameters.properties.team"
+                && m == "names the asset's owning team, which an action cannot change"),
+        "{moving:#?}"
+    );
+    assert!(
+        moving
+            .iter()
+            .any(|(_, p, _)| p.starts_with("actions[2].parameters.properties.size")),
+        "{moving:#?}"
+    );
+    assert!(
+        moving
+            .iter()
+            .any(|(_, p, m)| p == "actions[2].review.approvers.role" && m.contains("overlord")),
+        "{moving:#?}"
+    );
+    let reported = errors.iter().filter(|(_, p, m)| {
+        p.starts_with("actions[2].parameters.properties.size")
+            && m == &moving
+                .iter()
+                .find(|(_, q, _)| q.starts_with("actions[2].parameters.properties.size"))
+                .map(|(_, _, m)| m.clone())
+                .unwrap_or_default()
+    });
+    assert_eq!(reported.count(), 1, "an action's problem is reported once");
+}
+
+#[test]
+fn oversized_action_declarations_are_refused() {
+    let many: String = (0..=TypeAction::MAX_PER_TYPE)
+        .map(|i| format!("  - {{ name: a{i}, title: A, description: x }}\n"))
+        .collect();
+    assert_eq!(
+        action_errors(&many),
+        [err(
+            "types/widget.yaml",
+            "actions",
+            "declares 17 actions; a type may declare at most 16"
+        )]
+    );
+    let long_title = "t".repeat(TypeAction::MAX_TITLE + 1);
+    let long_name = format!("a{}", "b".repeat(TypeAction::MAX_NAME));
+    let errors = action_errors(&format!(
+        "  - {{ name: {long_name}, title: {long_title}, description: x }}\n"
+    ));
+    assert!(
+        errors.iter().any(|(_, p, _)| p == "actions[0].name"),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&err(
+            "types/widget.yaml",
+            "actions[0].title",
+            "is longer than 60 characters"
+        )),
+        "{errors:?}"
+    );
+    let unknown = action_errors("  - { name: a, title: A, description: x, colour: red }\n");
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(
+        unknown[0].2.contains("unknown field `colour`"),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn action_names_are_url_safe() {
+    for good in ["scale", "set-admins", "v2", "a"] {
+        assert!(TypeAction::is_valid_name(good), "{good}");
+    }
+    for bad in ["", "Scale", "-a", "a-", "a_b", "a b", "1a", &"a".repeat(33)] {
+        assert!(!TypeAction::is_valid_name(bad), "{bad}");
+    }
 }

@@ -30,6 +30,7 @@ fn the_default_step_commits_every_file_with_a_message_naming_the_request() {
         steps,
         [PlannedStep::Gitops {
             files: set.files.clone(),
+            removed: Vec::new(),
             message: "k8s-namespace payments-checkout-dev (request #7, revision 2)\n\n\
                       Requested by alice through Slipway."
                 .into(),
@@ -62,6 +63,7 @@ fn named_outputs_go_to_their_step_with_a_rendered_message() {
         steps[0],
         PlannedStep::Gitops {
             files: steps[0].files().to_vec(),
+            removed: Vec::new(),
             message: "access for payments-checkout-dev (#7 r2 by alice)".into()
         }
     );

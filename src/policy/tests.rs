@@ -482,3 +482,50 @@ fn an_audit_history_shows_client_and_trace_only_to_audit_readers() {
         assert_eq!(seen, vec![want], "{}", role.as_str());
     }
 }
+
+#[test]
+fn the_assets_team_acts_on_an_active_asset_and_nobody_on_a_retired_one() {
+    let payments_asset = AssetFacts {
+        team: Some("payments"),
+        state: "active",
+    };
+    let retired = AssetFacts {
+        state: "retired",
+        ..payments_asset
+    };
+    for role in Role::ALL {
+        for rel in [Rel::TeamMate, Rel::Stranger, Rel::OfferingTeam] {
+            let user = person(role, rel);
+            let allowed = may_act_on(&user, &payments_asset).is_ok();
+            // An admin holds every role and acts for every team.
+            let expected = match role {
+                Role::Requester => matches!(rel, Rel::TeamMate),
+                Role::Admin => true,
+                _ => false,
+            };
+            assert_eq!(allowed, expected, "{role:?} {rel:?}");
+            assert!(may_act_on(&user, &retired).is_err(), "{role:?} {rel:?}");
+        }
+    }
+    let mut admin = person(Role::Admin, Rel::Stranger);
+    admin.roles.push(Role::Requester);
+    assert!(
+        may_act_on(&admin, &payments_asset).is_ok(),
+        "an admin acts for any team"
+    );
+    let stranger = person(Role::Requester, Rel::Stranger);
+    assert_eq!(
+        may_act_on(&stranger, &payments_asset).map_err(|r| r.to_string()),
+        Err("pat is not a member of team payments: only the asset's team acts on it".into())
+    );
+    let teamless = AssetFacts {
+        team: None,
+        state: "active",
+    };
+    assert!(may_act_on(&stranger, &teamless).is_ok());
+    let mate = person(Role::Requester, Rel::TeamMate);
+    assert_eq!(
+        may_act_on(&mate, &retired).map_err(|r| r.to_string()),
+        Err("the asset is retired: it keeps its history but takes no more actions".into())
+    );
+}

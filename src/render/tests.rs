@@ -299,7 +299,17 @@ fn a_template_rendering_broken_yaml_is_refused_before_it_is_stored() {
         "{error}"
     );
     let reported = check_samples(&catalog);
-    assert_eq!(reported.len(), 1, "{reported:?}");
+    // The type, and each action that renders the type's outputs again.
+    let paths: Vec<&str> = reported.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "templates/k8s-namespace/namespace.yaml.j2",
+            "actions[0].templates/k8s-namespace/namespace.yaml.j2",
+            "actions[1].templates/k8s-namespace/namespace.yaml.j2",
+        ],
+        "{reported:?}"
+    );
     assert_eq!(reported[0].file, "types/k8s-namespace.yaml");
     assert_eq!(
         reported[0].path,

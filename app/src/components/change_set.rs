@@ -2,9 +2,9 @@
 
 use leptos::prelude::*;
 use serde_json::Value;
-use slipway_core::diff::{FileDiff, FileStatus, LineTag};
+use slipway_core::diff::{FileDiff, FileStatus, LineTag, ParamChange};
 use slipway_core::render::ChangeSet;
-use slipway_core::views::{ParamTitle, ReviewDiff, title_of};
+use slipway_core::views::{DeployedDiff, ParamTitle, ReviewDiff, title_of};
 
 #[component]
 pub fn ChangeSetView(change_set: ChangeSet, hash: String) -> impl IntoView {
@@ -49,32 +49,58 @@ pub fn ReviewDiffView(
     #[prop(optional)]
     titles: Vec<ParamTitle>,
 ) -> impl IntoView {
-    let unchanged = diff
-        .files
-        .iter()
-        .filter(|f| f.status == FileStatus::Unchanged)
-        .count();
-    let changed: Vec<FileDiff> = diff
-        .files
-        .into_iter()
-        .filter(|f| f.status != FileStatus::Unchanged)
-        .collect();
     view! {
         <section class="review-diff" aria-labelledby="diff-heading">
             <h2 id="diff-heading">{format!("Changes since revision {}", diff.base_revision)}</h2>
             <p class="muted">{format!("You last saw revision {}; this is revision {}.", diff.base_revision, diff.revision)}</p>
-            <table class="params-diff">
-                <caption>"Parameters"</caption>
-                <thead><tr><th scope="col">"Parameter"</th><th scope="col">"Before"</th><th scope="col">"After"</th></tr></thead>
-                <tbody>
-                    {diff.params.iter().map(|p| view! {
-                        <tr><th scope="row">{title_of(&titles, &p.name).to_string()}</th><td class="del">{show(&p.before)}</td><td class="add">{show(&p.after)}</td></tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-            {changed.into_iter().map(|file| view! { <FileDiffView file /> }).collect_view()}
-            {(unchanged > 0).then(|| view! { <p class="muted">{format!("{unchanged} file(s) unchanged.")}</p> })}
+            <DiffBody params=diff.params files=diff.files titles />
         </section>
+    }
+}
+
+/// A day-2 action's change against what its asset had deployed when it was asked
+/// for: the recorded parameters, then each file the action touches.
+#[component]
+pub fn DeployedDiffView(
+    diff: DeployedDiff,
+    asset_name: String,
+    #[prop(optional)] titles: Vec<ParamTitle>,
+) -> impl IntoView {
+    view! {
+        <section class="review-diff" aria-labelledby="deployed-diff-heading" data-testid="deployed-diff">
+            <h2 id="deployed-diff-heading">"Changes against what is deployed"</h2>
+            <p class="muted">{format!("Compared with what {asset_name} had deployed when the action was asked for.")}</p>
+            <DiffBody params=diff.params files=diff.files titles />
+        </section>
+    }
+}
+
+#[component]
+fn DiffBody(
+    params: Vec<ParamChange>,
+    files: Vec<FileDiff>,
+    titles: Vec<ParamTitle>,
+) -> impl IntoView {
+    let unchanged = files
+        .iter()
+        .filter(|f| f.status == FileStatus::Unchanged)
+        .count();
+    let changed: Vec<FileDiff> = files
+        .into_iter()
+        .filter(|f| f.status != FileStatus::Unchanged)
+        .collect();
+    view! {
+        <table class="params-diff">
+            <caption>"Parameters"</caption>
+            <thead><tr><th scope="col">"Parameter"</th><th scope="col">"Before"</th><th scope="col">"After"</th></tr></thead>
+            <tbody>
+                {params.iter().map(|p| view! {
+                    <tr><th scope="row">{title_of(&titles, &p.name).to_string()}</th><td class="del">{show(&p.before)}</td><td class="add">{show(&p.after)}</td></tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+        {changed.into_iter().map(|file| view! { <FileDiffView file /> }).collect_view()}
+        {(unchanged > 0).then(|| view! { <p class="muted">{format!("{unchanged} file(s) unchanged.")}</p> })}
     }
 }
 

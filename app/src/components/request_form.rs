@@ -9,10 +9,12 @@ use leptos::task::spawn_local;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use slipway_core::catalog::ResourceType;
-use slipway_core::ids::RequestId;
-use slipway_core::views::RequestDraft;
+use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::views::{ActionDraft, RequestDraft};
 
-use crate::api::{precheck_request, resubmit_request, submit_request};
+use crate::api::{
+    precheck_action, precheck_request, resubmit_request, submit_action, submit_request,
+};
 use crate::components::error_notice;
 use crate::components::param_checks::{ChecksUnavailable, check_params};
 use crate::components::precheck::PrecheckPanel;
@@ -22,21 +24,40 @@ use crate::error::AppError;
 /// How long typing must pause before the server pre-check runs.
 const PRECHECK_DELAY: Duration = Duration::from_millis(250);
 
+/// The asset and the day-2 action a form asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOn {
+    pub asset_id: AssetId,
+    pub action: String,
+}
+
 /// What submitting the form does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FormMode {
     /// A new request; the key makes a double-clicked submit land once.
     New { submit_key: String },
-    /// A new revision of a request whose reviewer asked for changes.
-    Resubmit { id: RequestId },
+    /// A new revision of a request whose reviewer asked for changes (of a day-2
+    /// action on an asset, when `on` says so).
+    Resubmit { id: RequestId, on: Option<ActionOn> },
+    /// A day-2 action on an asset: the form holds the action's parameters only.
+    Act { on: ActionOn, submit_key: String },
 }
 
 impl FormMode {
     /// The request left out of its own quota while it is revised.
     fn excluded(&self) -> Option<RequestId> {
         match self {
+            FormMode::New { .. } | FormMode::Act { .. } => None,
+            FormMode::Resubmit { id, .. } => Some(*id),
+        }
+    }
+
+    /// The asset and action the form asks for, when it is a day-2 action.
+    fn acting_on(&self) -> Option<ActionOn> {
+        match self {
             FormMode::New { .. } => None,
-            FormMode::Resubmit { id } => Some(*id),
+            FormMode::Resubmit { on, .. } => on.clone(),
+            FormMode::Act { on, .. } => Some(on.clone()),
         }
     }
 
@@ -50,7 +71,11 @@ impl FormMode {
                 };
                 submit_request(draft).await
             }
-            FormMode::Resubmit { id } => resubmit_request(id, params).await.map(|()| id),
+            FormMode::Resubmit { id, .. } => resubmit_request(id, params).await.map(|()| id),
+            FormMode::Act { on, submit_key } => {
+                let draft = ActionDraft { params, submit_key };
+                submit_action(on.asset_id, on.action, draft).await
+            }
         }
     }
 }
@@ -70,11 +95,11 @@ pub fn RequestForm(
         show_all: RwSignal::new(false),
     };
     let fields = resource_type.fields();
-    let exclude = mode.excluded();
+    let (exclude, acting_on) = (mode.excluded(), mode.acting_on());
     let resource_type = StoredValue::new(resource_type);
     let checks_missing = RwSignal::new(false);
     follow_with_local_checks(resource_type, form, checks_missing);
-    let report = server_precheck(resource_type, values, exclude);
+    let report = server_precheck(resource_type, values, (exclude, acting_on));
 
     let send = Action::new(move |params: &Value| {
         let (mode, params) = (mode.clone(), params.clone());
@@ -185,7 +210,7 @@ fn follow_with_local_checks(
 fn server_precheck(
     resource_type: StoredValue<ResourceType>,
     values: RwSignal<Map<String, Value>>,
-    exclude: Option<RequestId>,
+    (exclude, acting_on): (Option<RequestId>, Option<ActionOn>),
 ) -> Resource<Result<slipway_core::precheck::PrecheckReport, AppError>> {
     let settled = RwSignal::new(values.get_untracked());
     let pending_timer = StoredValue::new(None::<TimeoutHandle>);
@@ -201,7 +226,14 @@ fn server_precheck(
         move || settled.get(),
         move |params| {
             let type_name = resource_type.with_value(|t| t.name.clone());
-            async move { precheck_request(type_name, Value::Object(params), exclude).await }
+            let acting_on = acting_on.clone();
+            async move {
+                let params = Value::Object(params);
+                match acting_on {
+                    Some(on) => precheck_action(on.asset_id, on.action, params, exclude).await,
+                    None => precheck_request(type_name, params, exclude).await,
+                }
+            }
         },
     )
 }

@@ -33,6 +33,17 @@ pub fn AssetPage() -> impl IntoView {
                             <p><a class="button" href=format!("/assets/{}/catalog-info.yaml", a.summary.id)
                                 download="catalog-info.yaml" rel="external">"Download catalog-info.yaml"</a>
                                 <span class="muted">" for Backstage"</span></p>
+                            {(!a.actions.is_empty()).then(|| view! {
+                                <section aria-label="Actions" class="asset-actions">
+                                    <h2>"Actions"</h2>
+                                    <ul class="plain">
+                                        {a.actions.iter().map(|action| view! {
+                                            <li><a class="button" href=format!("/assets/{}/actions/{}", a.summary.id, action.name)>{action.title.clone()}</a>
+                                                " " <span class="muted">{action.description.clone()}</span></li>
+                                        }).collect_view()}
+                                    </ul>
+                                </section>
+                            })}
                             <div class="two-columns">
                                 <section aria-label="Parameters">
                                     <h2>"Parameters"</h2>

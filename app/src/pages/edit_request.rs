@@ -2,8 +2,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use slipway_core::ids::RequestId;
 
-use crate::api::{fetch_request, load_form_context};
-use crate::components::request_form::{FormMode, RequestForm};
+use crate::api::{fetch_request, load_action_form, load_form_context};
+use crate::components::request_form::{ActionOn, FormMode, RequestForm};
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
 
@@ -16,16 +16,39 @@ pub fn EditRequestPage() -> impl IntoView {
     let loaded = Resource::new(id, |id| async move {
         let id = id.ok_or_else(|| AppError::NotFound("request".into()))?;
         let detail = fetch_request(id).await?;
-        let ctx = load_form_context(detail.summary.type_name.clone()).await?;
-        Ok::<_, AppError>((id, detail, ctx))
+        let form = match &detail.action {
+            // A day-2 action is revised on the action's own form.
+            Some(on) => {
+                let ctx = load_action_form(on.asset_id, on.action.name.clone()).await?;
+                let last = detail.revisions.last().map(|r| r.params.clone());
+                let initial = last.map(|p| {
+                    let action_on = ActionOn {
+                        asset_id: on.asset_id,
+                        action: on.action.name.clone(),
+                    };
+                    (action_on, own_params(&ctx.form.form_type, &p))
+                });
+                (ctx.form.form_type, initial)
+            }
+            None => (
+                load_form_context(detail.summary.type_name.clone())
+                    .await?
+                    .resource_type,
+                None,
+            ),
+        };
+        Ok::<_, AppError>((id, detail, form))
     });
     view! {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match loaded.await {
-                    Ok((id, detail, ctx)) => {
+                    Ok((id, detail, (resource_type, acting))) => {
                         let last = detail.revisions.last();
-                        let initial = last.and_then(|r| r.params.as_object().cloned()).unwrap_or_default();
+                        let (on, initial) = match acting {
+                            Some((on, initial)) => (Some(on), initial),
+                            None => (None, last.and_then(|r| r.params.as_object().cloned()).unwrap_or_default()),
+                        };
                         let feedback: Vec<_> = detail.decisions.iter().filter(|d| d.decision == "request_changes" && !d.voided).map(|d| (d.decided_by.clone(), d.comment.clone())).collect();
                         let next_revision = detail.summary.revision + 1;
                         view! {
@@ -37,9 +60,9 @@ pub fn EditRequestPage() -> impl IntoView {
                             <p class="muted">{format!("Submitting creates revision {next_revision}; the reviewer sees only what changed.")}</p>
                             {(!detail.permissions.resubmit).then(|| view! { <p class="notice">"This request is not waiting for changes; the server will refuse a new revision."</p> })}
                             <RequestForm
-                                resource_type=ctx.resource_type
+                                resource_type
                                 initial
-                                mode=FormMode::Resubmit { id }
+                                mode=FormMode::Resubmit { id, on }
                                 submit_label="Resubmit".to_string()
                             />
                         }
@@ -50,4 +73,20 @@ pub fn EditRequestPage() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// The parameters of a revision that the action's form has fields for.
+fn own_params(
+    form_type: &slipway_core::catalog::ResourceType,
+    params: &serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    params
+        .as_object()
+        .map(|all| {
+            all.iter()
+                .filter(|(name, _)| form_type.has_param(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }

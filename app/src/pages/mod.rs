@@ -3,6 +3,7 @@
 pub mod account;
 pub mod api_docs;
 pub mod asset;
+pub mod asset_action;
 pub mod assets;
 pub mod attention;
 pub mod audit;

@@ -11,7 +11,7 @@ use slipway_core::views::{ParamTitle, RequestDetail, title_of};
 use crate::api::{
     CancelRequest, Decide, ResolveRequest, RetryRequest, TakeOverRequest, fetch_request,
 };
-use crate::components::change_set::{ChangeSetView, ReviewDiffView, short};
+use crate::components::change_set::{ChangeSetView, DeployedDiffView, ReviewDiffView, short};
 use crate::components::flow::FlowSteps;
 use crate::components::live_progress::{LiveSteps, StepsList, in_motion};
 use crate::components::precheck::PrecheckPanel;
@@ -60,9 +60,13 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
         <FlowSteps state=s.state />
         {detail.last_error.clone().map(|e| view! { <div class="notice error" role="alert"><strong>"Failed: "</strong>{e}</div> })}
         {detail.manual_owner.clone().map(|o| view! { <div class="notice">{format!("Handled by hand by {o}.")}</div> })}
-        {detail.asset_id.map(|a| view! { <div class="notice ok">"Recorded as " <a href=format!("/assets/{a}")>{format!("asset #{a}")}</a></div> })}
+        {match &detail.action {
+            Some(on) => view! { <div class="notice" data-testid="acts-on">{format!("{}: a day-2 action on ", on.action.title)}<a href=format!("/assets/{}", on.asset_id)>{format!("asset #{} {}", on.asset_id, on.asset_name)}</a></div> }.into_any(),
+            None => detail.asset_id.map(|a| view! { <div class="notice ok">"Recorded as " <a href=format!("/assets/{a}")>{format!("asset #{a}")}</a></div> }).into_any(),
+        }}
         <Actions detail=detail.clone() />
         {detail.review_diff.clone().map(|diff| view! { <ReviewDiffView diff titles=detail.param_titles.clone() /> })}
+        {detail.action.clone().and_then(|on| on.deployed_diff.map(|diff| view! { <DeployedDiffView diff asset_name=on.asset_name titles=detail.param_titles.clone() /> }))}
         <div class="two-columns">
             <section aria-label="Parameters">
                 <h2>"Parameters"</h2>

@@ -1,19 +1,26 @@
-//! The CMDB: assets with filters, one asset, and its history.
+//! The CMDB: assets with filters, one asset, its history, and the day-2 actions
+//! asked for on it.
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use serde::Serialize;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use slipway_core::ids::AssetId;
 use slipway_core::listing::ListQuery;
-use slipway_core::views::{AssetDetail, AssetSummary, AuditEntry};
+use slipway_core::views::{
+    ActionDraft, AssetDetail, AssetSummary, AuditEntry, RequestDetail, TokenScope,
+};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiPath, ApiQuery, problem};
+use super::extract::{ApiJson, ApiPath, ApiQuery, problem};
 use super::listing::{self, ListAnswer, list_query_doc};
 use super::problem::{ApiError, Problem};
-use crate::services::{Caller, assets};
+use super::requests::{detail_of, scoped, submit_key};
+use crate::services::{Caller, actions, assets};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -21,6 +28,65 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_assets))
         .routes(routes!(get_asset))
         .routes(routes!(asset_history))
+        .routes(routes!(request_action))
+}
+
+/// A day-2 action to ask for: the action's own parameters (`actions[].name` of
+/// the asset names the actions the caller may take).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// The action's parameters, as its schema in the type
+    /// (`GET /api/v1/types/{name}`, `actions[].schema`) describes; those it
+    /// leaves out keep the asset's recorded values. An action without
+    /// parameters takes `{}` or no `params` at all.
+    #[serde(default = "no_params")]
+    #[schema(value_type = Object)]
+    pub params: Value,
+}
+
+fn no_params() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+#[utoipa::path(post, path = "/api/v1/assets/{id}/actions/{action}", tag = "assets",
+    params(
+        ("id" = i64, Path, description = "The asset's number"),
+        ("action" = String, Path, description = "The action's name, e.g. `scale` or `decommission`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry replay the first answer"),
+    ),
+    request_body = ActionBody,
+    responses(
+        (status = 201, description = "Created: a request for the action on the asset; Location names it", body = RequestDetail),
+        (status = 403, description = "The asset belongs to another team, or the caller may not ask for requests", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such asset, or its type declares no such action", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The asset is retired, or its type left the catalog", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The pre-check failed or a parameter is wrong; `errors` names each field and rule", body = Problem, content_type = "application/problem+json"),
+    ))]
+/// Ask for a day-2 action on an asset (resize, upgrade, back up, restore,
+/// decommission): a request that is pre-checked, reviewed with its diff against
+/// what the asset has deployed, run, verified, and recorded on the asset.
+async fn request_action(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    ApiPath((id, action)): ApiPath<(i64, String)>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<Response, ApiError> {
+    scoped(&caller, TokenScope::Request)?;
+    let draft = ActionDraft {
+        params: body.params,
+        submit_key: submit_key(&headers),
+    };
+    let request = actions::submit(&state, &caller, AssetId(id), &action, &draft)
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    let Json(detail) = detail_of(&state, &caller, request).await?;
+    let mut response = (StatusCode::CREATED, Json(detail)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/requests/{request}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
 }
 
 list_query_doc! {

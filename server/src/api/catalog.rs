@@ -33,6 +33,22 @@ pub struct TypeDetail {
     /// The JSON Schema a request's `params` must satisfy, with dictionaries resolved
     /// and the owning-team choices narrowed to the caller's teams.
     pub schema: Value,
+    /// The day-2 actions an asset of the type takes
+    /// (`POST /api/v1/assets/{id}/actions/{name}`).
+    pub actions: Vec<ActionSchema>,
+}
+
+/// A day-2 action of a type and the JSON Schema of its own parameters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionSchema {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Completing it retires the asset (its files are removed).
+    pub retires: bool,
+    /// The JSON Schema an action's `params` must satisfy; parameters it leaves
+    /// out keep the asset's recorded values.
+    pub schema: Value,
 }
 
 #[utoipa::path(get, path = "/api/v1/types", tag = "catalog",
@@ -63,10 +79,22 @@ async fn get_type(
         .into_iter()
         .find(|t| t.name == ty.name)
         .ok_or_else(|| Problem::from(services::ServiceError::NotFound(format!("type {name:?}"))))?;
+    let actions = ty
+        .actions
+        .iter()
+        .map(|a| ActionSchema {
+            name: a.name.clone(),
+            title: a.title.clone(),
+            description: a.description.clone(),
+            retires: a.retires,
+            schema: a.parameters.clone(),
+        })
+        .collect();
     Ok(Json(TypeDetail {
         summary,
         owner_param: ty.owner_param.map(|o| o.param),
         schema: ty.parameters,
+        actions,
     }))
 }
 

@@ -139,11 +139,11 @@ impl From<ListAnswer<RequestSummary>> for RequestPage {
     }
 }
 
-fn scoped(caller: &Caller, scope: TokenScope) -> Result<(), ApiError> {
+pub(super) fn scoped(caller: &Caller, scope: TokenScope) -> Result<(), ApiError> {
     caller.require_scope(scope).map_err(|e| problem(caller, e))
 }
 
-async fn detail_of(
+pub(super) async fn detail_of(
     state: &AppState,
     caller: &Caller,
     id: RequestId,
@@ -156,7 +156,7 @@ async fn detail_of(
 
 /// The idempotency key doubles as the submit key, so even a crash between storing
 /// the request and keeping the answer cannot make a retry create a second one.
-fn submit_key(headers: &HeaderMap) -> String {
+pub(super) fn submit_key(headers: &HeaderMap) -> String {
     headers
         .get(idempotency::HEADER)
         .and_then(|v| v.to_str().ok())

@@ -165,6 +165,13 @@ impl Checker<'_> {
             .map(|f| f.content.as_str());
         let place = &published.place;
         let at = published.commit.as_deref().unwrap_or("no commit yet");
+        // A file the change removes (a retired asset's) passes when it is gone.
+        if approved.removed.iter().any(|p| p == path) {
+            return Ok(match published.content {
+                None => (true, format!("{path} is gone from {place} at {at}")),
+                Some(_) => (false, format!("{path} is still on {place} ({at})")),
+            });
+        }
         Ok(match (published.content.as_deref(), expected) {
             (None, _) => (false, format!("{path} is missing on {place} ({at})")),
             (Some(actual), Some(expected)) if actual != expected => (

@@ -310,8 +310,21 @@ impl GitOpsRepo {
         message: &str,
         secrets: &SecretValues,
     ) -> Result<Applied, GitOpsError> {
+        self.apply_change(files, &[], message, secrets)
+    }
+
+    /// `apply_with_secrets` that also removes `removed` (paths) from the tree: the
+    /// files of a retired asset. A path already gone is no change, so a re-run
+    /// after the removal landed commits nothing.
+    pub fn apply_change(
+        &self,
+        files: &[RenderedFile],
+        removed: &[String],
+        message: &str,
+        secrets: &SecretValues,
+    ) -> Result<Applied, GitOpsError> {
         refuse_secrets(files, message, secrets)?;
-        let outcome = self.queue.push(files, message)?;
+        let outcome = self.queue.push(files, removed, message)?;
         {
             let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
             let group = self.queue.take()?;
@@ -377,7 +390,7 @@ impl GitOpsRepo {
                     .transpose()
                     .map_err(|e| self.git_error(e))?;
                 let applied = self
-                    .commit_on(repo, parent, &pending.files, &pending.message)
+                    .commit_on(repo, parent, pending)
                     .map_err(|e| self.git_error(e))?;
                 head = Some(git2::Oid::from_str(&applied.commit).map_err(|e| self.git_error(e))?);
                 Ok(applied)
@@ -540,9 +553,9 @@ impl GitOpsRepo {
         &self,
         repo: &Repository,
         head: Option<git2::Commit<'_>>,
-        files: &[RenderedFile],
-        message: &str,
+        change: &batch::Pending,
     ) -> Result<Applied, git2::Error> {
+        let (files, message) = (&change.files, &change.message);
         let baseline = match &head {
             Some(commit) => commit.tree()?,
             None => {
@@ -554,6 +567,12 @@ impl GitOpsRepo {
         for file in files {
             let blob = repo.blob(file.content.as_bytes())?;
             update.upsert(file.path.as_str(), blob, FileMode::Blob);
+        }
+        for path in &change.removed {
+            // Removing what is not there is an error in libgit2; here it is done.
+            if baseline.get_path(Path::new(path)).is_ok() {
+                update.remove(path.as_str());
+            }
         }
         let tree_id = update.create_updated(repo, &baseline)?;
         if let Some(commit) = &head
@@ -691,7 +710,12 @@ impl Driver for GitOpsRepo {
         step: &PlannedStep,
         ctx: &StepContext<'_>,
     ) -> Result<StepOutcome, DriverError> {
-        let PlannedStep::Gitops { files, message } = step else {
+        let PlannedStep::Gitops {
+            files,
+            removed,
+            message,
+        } = step
+        else {
             return Err(DriverError::Permanent(format!(
                 "the gitops driver was handed a {} step",
                 step.driver()
@@ -703,12 +727,20 @@ impl Driver for GitOpsRepo {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
         let place = self.place();
-        ctx.progress
-            .line(&format!("committing {} file(s) to {place}", files.len()));
+        ctx.progress.line(&if removed.is_empty() {
+            format!("committing {} file(s) to {place}", files.len())
+        } else {
+            format!(
+                "committing {} file(s) and the removal of {} to {place}",
+                files.len(),
+                removed.len()
+            )
+        });
         let repo = self.clone();
-        let (files, message, secrets) = (files.clone(), message.clone(), ctx.secrets.clone());
+        let (files, removed) = (files.clone(), removed.clone());
+        let (message, secrets) = (message.clone(), ctx.secrets.clone());
         let applied = tokio::task::spawn_blocking(move || {
-            repo.apply_with_secrets(&files, &message, &secrets)
+            repo.apply_change(&files, &removed, &message, &secrets)
         })
         .await
         .map_err(|e| DriverError::Retryable(format!("the GitOps driver stopped: {e}")))?

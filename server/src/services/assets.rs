@@ -66,6 +66,7 @@ pub async fn detail(state: &AppState, user: &Caller, id: AssetId) -> ServiceResu
             .resource_type(&asset.summary.type_name)
             .map(|t| t.param_titles())
             .unwrap_or_default(),
+        actions: super::actions::choices(state, user, &asset),
         params: asset.params,
         commit_id: asset.commit_id,
         summary: asset.summary,
@@ -92,6 +93,10 @@ pub(crate) async fn record_asset(
         .ok_or_else(|| {
             ServiceError::Internal(format!("request #{} has no current revision", request.id))
         })?;
+    // A day-2 action changes the asset it acts on instead of making one.
+    if request.asset_id.is_some() {
+        return super::actions::record_outcome(state, conn, request, &params, commit, actor).await;
+    }
     let id = storage::assets::insert(
         conn,
         &NewAsset {

@@ -105,7 +105,10 @@ async fn generated_secret_views(
     user: &Caller,
     request: &RequestRow,
 ) -> ServiceResult<Vec<GeneratedSecretView>> {
-    let Some(ty) = state.catalog.resource_type(&request.type_name) else {
+    let Some(ty) = state
+        .catalog
+        .request_type(&request.type_name, request.action.as_deref())
+    else {
         return Ok(Vec::new());
     };
     if ty.generated_secrets.is_empty() {
@@ -256,7 +259,13 @@ pub async fn request_detail(
     let progress_cursor = storage::progress::last_id(&mut conn, id).await?;
     let steps = storage::jobs::steps_for_request(&mut conn, id).await?;
     let steps = step_views(&mut conn, id, progress_cursor, steps).await?;
-    let asset = storage::assets::by_request(&mut conn, id).await?;
+    let asset = match request.asset_id {
+        Some(acted_on) => Some(acted_on),
+        None => storage::assets::by_request(&mut conn, id)
+            .await?
+            .map(|a| a.summary.id),
+    };
+    let action = super::actions::context(state, &mut conn, &request, &revisions).await?;
     let permissions = policy::permissions(user, &facts(state, &request));
     let generated_secrets = generated_secret_views(state, &mut conn, user, &request).await?;
     let review_diff = if permissions.review {
@@ -268,7 +277,7 @@ pub async fn request_detail(
         summary: summary(state, &request),
         type_title: state
             .catalog
-            .resource_type(&request.type_name)
+            .request_type(&request.type_name, request.action.as_deref())
             .map(|t| t.title.clone())
             .unwrap_or_else(|| request.type_name.clone()),
         revisions: revisions
@@ -321,16 +330,17 @@ pub async fn request_detail(
             max_attempts: j.max_attempts,
             last_error: j.last_error,
         }),
-        asset_id: asset.map(|a| a.summary.id),
+        asset_id: asset,
         last_error: request.last_error.clone(),
         manual_owner: request.manual_owner.clone(),
         review_diff,
         permissions,
         param_titles: state
             .catalog
-            .resource_type(&request.type_name)
+            .request_type(&request.type_name, request.action.as_deref())
             .map(|t| t.param_titles())
             .unwrap_or_default(),
         generated_secrets,
+        action,
     })
 }

@@ -2,6 +2,7 @@
 //! its audit event, lives here once. The portal's server functions (and later the
 //! REST API and ChatOps) are thin adapters over these functions.
 
+pub mod actions;
 pub mod assets;
 pub mod audit;
 pub mod auth;
@@ -123,14 +124,21 @@ pub(crate) fn request_type<'a>(
     state: &'a AppState,
     request: &RequestRow,
 ) -> ServiceResult<&'a ResourceType> {
+    let action = request.action.as_deref();
     state
         .catalog
-        .resource_type(&request.type_name)
+        .request_type(&request.type_name, action)
         .ok_or_else(|| {
-            ServiceError::Conflict(format!(
-                "resource type {} is no longer in the catalog",
-                request.type_name
-            ))
+            ServiceError::Conflict(match action {
+                None => format!(
+                    "resource type {} is no longer in the catalog",
+                    request.type_name
+                ),
+                Some(action) => format!(
+                    "the action {action} of {} is no longer in the catalog",
+                    request.type_name
+                ),
+            })
         })
 }
 
@@ -138,7 +146,10 @@ pub(crate) fn request_type<'a>(
 /// left the catalog keeps no team and no reviewers: only its requester and the
 /// roles that see everything can still reach it.
 pub(crate) fn facts<'a>(state: &'a AppState, request: &'a RequestRow) -> RequestFacts<'a> {
-    match state.catalog.resource_type(&request.type_name) {
+    match state
+        .catalog
+        .request_type(&request.type_name, request.action.as_deref())
+    {
         Some(ty) => RequestFacts::new(ty, &request.params, request.state, request.requester_id),
         None => RequestFacts {
             state: request.state,
@@ -190,8 +201,11 @@ pub(crate) async fn transition(
         )));
     }
     // A request holds quota while in flight; the counters move in this transaction.
+    // (An action's request type has no quota: the asset it acts on holds its own.)
     if from.is_in_flight() != to.is_in_flight()
-        && let Some(ty) = state.catalog.resource_type(&request.type_name)
+        && let Some(ty) = state
+            .catalog
+            .request_type(&request.type_name, request.action.as_deref())
     {
         let sign = if to.is_in_flight() { 1 } else { -1 };
         storage::quota::adjust(conn, ty, &request.params, sign).await?;

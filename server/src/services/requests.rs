@@ -18,13 +18,14 @@ use slipway_core::views::{DryRun, RequestDraft, RequestSummary};
 use sqlx::AnyConnection;
 use tracing::instrument;
 
+use super::actions::ActingOn;
 use super::{
     Actor, ServiceError, ServiceResult, authorize, load_request, secrets, transition, type_facts,
 };
 use crate::state::AppState;
 use crate::storage::assets::AssetRow;
 use crate::storage::requests::{
-    Approval, NewDecision, NewRequest, NewRevision, RequestList, RequestRow,
+    ActionTarget, Approval, NewDecision, NewRequest, NewRevision, RequestList, RequestRow,
 };
 use crate::storage::{self, Engine, format_millis, jobs};
 
@@ -89,6 +90,7 @@ pub(crate) async fn compute_precheck(
     validator: &ParamValidator,
     params: &Value,
     exclude: Option<RequestId>,
+    acting_on: Option<ActingOn<'_>>,
 ) -> ServiceResult<PrecheckReport> {
     let queries = precheck::quota_queries(ty, params);
     let mut usages = Vec::with_capacity(queries.len());
@@ -121,7 +123,10 @@ pub(crate) async fn compute_precheck(
             message: format!("the requirements could not be checked: {error}"),
         });
     }
-    if let Some(name) = &report.resource_name
+    if let Some(on) = acting_on {
+        let problems = super::actions::asset_problems(conn, ty, on, &report, exclude).await?;
+        report.field_errors.extend(problems);
+    } else if let Some(name) = &report.resource_name
         && let Some(taken_by) = name_taken(conn, &ty.name, name, exclude).await?
     {
         report.field_errors.push(FieldError {
@@ -138,8 +143,12 @@ async fn name_taken(
     name: &str,
     exclude: Option<RequestId>,
 ) -> ServiceResult<Option<String>> {
-    if let Some(asset) = storage::assets::active_named(conn, type_name, name).await? {
-        return Ok(Some(format!("asset #{asset}")));
+    if let Some((asset, asset_state)) = storage::assets::named(conn, type_name, name).await? {
+        return Ok(Some(if asset_state == storage::assets::ACTIVE {
+            format!("asset #{asset}")
+        } else {
+            format!("asset #{asset}, {asset_state} (its history keeps the name)")
+        }));
     }
     let request = storage::requests::in_flight_named(conn, type_name, name, exclude).await?;
     Ok(request.map(|id| format!("request #{id}")))
@@ -180,8 +189,16 @@ pub async fn precheck(
     };
     let split = secret::split(ty, params, previous.as_ref());
     let checked = secret::reveal(&split.params, &split.given);
-    let mut report =
-        compute_precheck(&mut conn, state.db.engine, ty, validator, &checked, exclude).await?;
+    let mut report = compute_precheck(
+        &mut conn,
+        state.db.engine,
+        ty,
+        validator,
+        &checked,
+        exclude,
+        None,
+    )
+    .await?;
     if let Some(error) = team_error(ty, user, params) {
         report.field_errors.push(error);
     }
@@ -198,7 +215,7 @@ fn team_error(ty: &ResourceType, user: &Caller, params: &Value) -> Option<FieldE
 
 /// Whether this person may ask for a request with these parameters (a new one, or
 /// a new revision of `request`).
-fn authorize_params(
+pub(crate) fn authorize_params(
     ty: &ResourceType,
     user: &Caller,
     verb: Verb,
@@ -234,7 +251,7 @@ pub async fn dry_run(
     }
     let (ty, validator) = type_and_validator(state, type_name)?;
     let mut conn = state.db.pool.acquire().await?;
-    let prepared = prepare(&mut conn, state, ty, validator, params, None, None).await?;
+    let prepared = prepare(&mut conn, state, ty, validator, params, None, None, None).await?;
     Ok(DryRun {
         precheck: report,
         change_set: Some(prepared.change_set),
@@ -242,13 +259,13 @@ pub async fn dry_run(
     })
 }
 
-struct Prepared {
+pub(crate) struct Prepared {
     /// The parameters as stored: secrets split off, placeholders in their place.
-    split: Split,
-    report: PrecheckReport,
-    resource_name: String,
-    change_set: ChangeSet,
-    hash: String,
+    pub split: Split,
+    pub report: PrecheckReport,
+    pub resource_name: String,
+    pub change_set: ChangeSet,
+    pub hash: String,
 }
 
 /// A request that this server could never carry out is refused before it is
@@ -291,8 +308,12 @@ fn runs_here(state: &AppState, ty: &ResourceType) -> ServiceResult<()> {
 /// Splits the secrets off, pre-checks (secrets on their real values), then renders
 /// from the split parameters: a request is stored only when all succeed. `previous`
 /// is the stored parameters of the revision being revised, whose secrets an empty
-/// field keeps.
-async fn prepare(
+/// field keeps; `acting_on` the asset a day-2 action acts on.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the pre-check's inputs, each named at the call"
+)]
+pub(crate) async fn prepare(
     conn: &mut AnyConnection,
     state: &AppState,
     ty: &ResourceType,
@@ -300,11 +321,26 @@ async fn prepare(
     params: &Value,
     exclude: Option<RequestId>,
     previous: Option<&Value>,
+    acting_on: Option<ActingOn<'_>>,
 ) -> ServiceResult<Prepared> {
     runs_here(state, ty)?;
-    let split = secret::split(ty, params, previous);
+    let mut split = secret::split(ty, params, previous);
+    if let Some(on) = acting_on {
+        // Secrets given when the asset was made stay with that request.
+        let inherited = slipway_core::action::inherited_secrets(on.action, &on.asset.params);
+        split.kept.retain(|name| !inherited.contains(name));
+    }
     let checked = secret::reveal(&split.params, &split.given);
-    let report = compute_precheck(conn, state.db.engine, ty, validator, &checked, exclude).await?;
+    let report = compute_precheck(
+        conn,
+        state.db.engine,
+        ty,
+        validator,
+        &checked,
+        exclude,
+        acting_on,
+    )
+    .await?;
     if !report.passed() {
         return Err(ServiceError::PrecheckFailed(Box::new(report)));
     }
@@ -415,6 +451,18 @@ pub(crate) async fn approve_and_enqueue(
 
 const MAX_SUBMIT_KEY: usize = 100;
 
+/// A form's submit key, trimmed and within its length.
+pub(crate) fn checked_submit_key(key: &str) -> ServiceResult<&str> {
+    let key = key.trim();
+    if key.is_empty() || key.len() > MAX_SUBMIT_KEY {
+        return Err(ServiceError::Invalid(vec![FieldError {
+            field: "submit_key".into(),
+            message: format!("must be 1 to {MAX_SUBMIT_KEY} characters"),
+        }]));
+    }
+    Ok(key)
+}
+
 /// Submits a new request. The same submit key twice returns the first request, so a
 /// double-clicked button creates one request.
 #[instrument(skip_all, fields(type_name = %draft.type_name))]
@@ -425,32 +473,54 @@ pub async fn submit(
 ) -> ServiceResult<RequestId> {
     let (ty, validator) = type_and_validator(state, &draft.type_name)?;
     authorize_params(ty, user, Verb::Submit, &draft.params, None)?;
-    let key = draft.submit_key.trim();
-    if key.is_empty() || key.len() > MAX_SUBMIT_KEY {
-        return Err(ServiceError::Invalid(vec![FieldError {
-            field: "submit_key".into(),
-            message: format!("must be 1 to {MAX_SUBMIT_KEY} characters"),
-        }]));
-    }
+    let key = checked_submit_key(&draft.submit_key)?;
     let mut tx = state.db.write().await?;
     storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
     if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
         return Ok(existing);
     }
-    let prepared = prepare(&mut tx, state, ty, validator, &draft.params, None, None).await?;
-    let id = storage::requests::insert(
+    let prepared = prepare(
         &mut tx,
+        state,
+        ty,
+        validator,
+        &draft.params,
+        None,
+        None,
+        None,
+    )
+    .await?;
+    let id = store_submission(&mut tx, state, user, (ty, key), &prepared, None).await?;
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    Ok(id)
+}
+
+/// Stores a prepared request (a new one, or a day-2 action on `action`'s asset)
+/// with its first revision and secrets, submits it and routes it to review, in
+/// the caller's transaction.
+pub(crate) async fn store_submission(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    user: &Caller,
+    (ty, key): (&ResourceType, &str),
+    prepared: &Prepared,
+    action: Option<ActionTarget<'_>>,
+) -> ServiceResult<RequestId> {
+    let id = storage::requests::insert(
+        tx,
         &NewRequest {
             type_name: &ty.name,
             resource_name: &prepared.resource_name,
             requester_id: user.id,
             state: RequestState::Draft,
             submit_key: key,
+            action,
         },
     )
     .await?;
     storage::requests::insert_revision(
-        &mut tx,
+        tx,
         &NewRevision {
             request_id: id,
             revision: 1,
@@ -464,12 +534,12 @@ pub async fn submit(
         },
     )
     .await?;
-    secrets::store(&mut tx, state, id, 1, &prepared.split, None).await?;
-    secrets::store_generated(&mut tx, state, ty, id, 1, None).await?;
-    let mut request = load_request(&mut tx, id).await?;
+    secrets::store(tx, state, id, 1, &prepared.split, None).await?;
+    secrets::store_generated(tx, state, ty, id, 1, None).await?;
+    let mut request = load_request(tx, id).await?;
     let actor = Actor::User(user.clone());
     transition(
-        &mut tx,
+        tx,
         state,
         &mut request,
         Action::Submit,
@@ -478,7 +548,7 @@ pub async fn submit(
     )
     .await?;
     route_for_review(
-        &mut tx,
+        tx,
         state,
         (&mut request, user),
         ty,
@@ -486,8 +556,6 @@ pub async fn submit(
         &prepared.hash,
     )
     .await?;
-    tx.commit().await?;
-    state.jobs_ready.notify_one();
     tracing::info!(request_id = %id, state = request.state.as_str(), "request submitted");
     Ok(id)
 }
@@ -505,17 +573,41 @@ pub async fn resubmit(
     storage::requests::serialize_submissions(&mut tx, state.db.engine, &type_name).await?;
     // Read again under the turn: another writer may have moved it meanwhile.
     let mut request = load_request(&mut tx, id).await?;
-    let (ty, validator) = type_and_validator(state, &request.type_name)?;
-    authorize_params(ty, user, Verb::Revise, params, Some(&request))?;
+    let ty = super::request_type(state, &request)?;
+    let validator = state
+        .catalog
+        .request_validator(&request.type_name, request.action.as_deref())
+        .ok_or_else(|| ServiceError::Internal(format!("no validator for {}", ty.name)))?;
+    // A day-2 action's revision gives the action's parameters; the asset fills in the rest.
+    let (params, asset) = match request.asset_id {
+        Some(asset_id) => {
+            let (merged, asset) =
+                super::actions::revision_params(&mut tx, state, &request, asset_id, params).await?;
+            (merged, Some(asset))
+        }
+        None => (params.clone(), None),
+    };
+    let action = request.action.as_deref().and_then(|name| {
+        state
+            .catalog
+            .resource_type(&request.type_name)
+            .and_then(|t| t.action(name))
+    });
+    let acting_on = asset
+        .as_ref()
+        .zip(action)
+        .map(|(asset, action)| ActingOn { asset, action });
+    authorize_params(ty, user, Verb::Revise, &params, Some(&request))?;
     let previous_revision = request.current_revision;
     let prepared = prepare(
         &mut tx,
         state,
         ty,
         validator,
-        params,
+        &params,
         Some(id),
         Some(&request.params),
+        acting_on,
     )
     .await?;
     let revision = previous_revision + 1;
@@ -621,7 +713,7 @@ pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
         type_name: row.type_name.clone(),
         type_title: state
             .catalog
-            .resource_type(&row.type_name)
+            .request_type(&row.type_name, row.action.as_deref())
             .map(|t| t.title.clone())
             .unwrap_or_else(|| row.type_name.clone()),
         resource_name: row.resource_name.clone(),

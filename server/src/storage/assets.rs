@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use super::listing::{self, Conditions, ListSql};
 use super::{Engine, StorageError, format_millis, now_millis, parse_json, to_json};
 
-pub const ACTIVE: &str = "active";
+pub use slipway_core::action::{ACTIVE, RETIRED};
 
 #[derive(Debug, Clone)]
 pub struct AssetRow {
@@ -88,6 +88,22 @@ pub async fn get(conn: &mut AnyConnection, id: AssetId) -> Result<Option<AssetRo
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(asset_from_row).transpose()
+}
+
+/// Any asset of this type and name, whatever its state, and its state: a
+/// retired asset keeps its name (its history names it).
+pub async fn named(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    name: &str,
+) -> Result<Option<(AssetId, String)>, StorageError> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, state FROM assets WHERE type_name = $1 AND name = $2")
+            .bind(type_name)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.map(|(id, state)| (AssetId(id), state)))
 }
 
 pub async fn active_named(
@@ -331,4 +347,41 @@ pub async fn requirements_between(
             Ok((AssetId(row.try_get(0)?), relation))
         })
         .collect()
+}
+
+/// The asset after a day-2 action: its parameters, the commit that carries it,
+/// and its state (retired once an action retires it).
+pub async fn update_after_action(
+    conn: &mut AnyConnection,
+    id: AssetId,
+    params: &Value,
+    commit_id: &str,
+    state: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE assets SET params = $1, commit_id = $2, state = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(to_json(params))
+    .bind(commit_id)
+    .bind(state)
+    .bind(now_millis())
+    .bind(id.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The active assets that require this one (a database in a namespace).
+pub async fn active_dependents(
+    conn: &mut AnyConnection,
+    id: AssetId,
+) -> Result<Vec<String>, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT a.name FROM asset_relations r JOIN assets a ON a.id = r.from_asset_id \
+         WHERE r.to_asset_id = $1 AND a.state = $2 ORDER BY a.id",
+    )
+    .bind(id.0)
+    .bind(ACTIVE)
+    .fetch_all(&mut *conn)
+    .await?)
 }

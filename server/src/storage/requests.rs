@@ -1,5 +1,5 @@
 use serde_json::Value;
-use slipway_core::ids::{RequestId, UserId};
+use slipway_core::ids::{AssetId, RequestId, UserId};
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::render::ChangeSet;
 use slipway_core::state::RequestState;
@@ -50,6 +50,10 @@ pub struct RequestRow {
     /// The current revision's parameters (null while a new request has none yet):
     /// who may act on a request depends on the team they name.
     pub params: Value,
+    /// The asset a day-2 action acts on, and the action; both `None` for a
+    /// request that creates an asset.
+    pub asset_id: Option<AssetId>,
+    pub action: Option<String>,
 }
 
 macro_rules! request_columns {
@@ -57,7 +61,7 @@ macro_rules! request_columns {
         "r.id, r.type_name, r.resource_name, r.requester_id, \
          u.username AS requester, r.state, r.current_revision, r.approved_revision, r.approved_hash, r.approved_params_hash, \
          m.username AS manual_owner, r.last_error, r.applied_commit, r.created_at, r.updated_at, \
-         r.params"
+         r.params, r.asset_id, r.action"
     };
 }
 macro_rules! request_from {
@@ -93,6 +97,8 @@ fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RequestRow, StorageError>
             Some(text) => parse_json(&text, "request parameters")?,
             None => Value::Null,
         },
+        asset_id: row.try_get::<Option<i64>, _>("asset_id")?.map(AssetId),
+        action: row.try_get("action")?,
     })
 }
 
@@ -102,6 +108,17 @@ pub struct NewRequest<'a> {
     pub requester_id: UserId,
     pub state: RequestState,
     pub submit_key: &'a str,
+    /// For a day-2 action: the asset, the action, and what the asset had
+    /// deployed when it was asked for (the base of its review diff).
+    pub action: Option<ActionTarget<'a>>,
+}
+
+/// The asset a new request acts on.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionTarget<'a> {
+    pub asset_id: AssetId,
+    pub action: &'a str,
+    pub deployed: &'a Value,
 }
 
 pub async fn insert(
@@ -111,7 +128,8 @@ pub async fn insert(
     let now = now_millis();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO requests (type_name, resource_name, requester_id, state, current_revision, \
-         submit_key, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $6) RETURNING id",
+         submit_key, created_at, updated_at, asset_id, action, deployed) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $6, $7, $8, $9) RETURNING id",
     )
     .bind(new.type_name)
     .bind(new.resource_name)
@@ -119,6 +137,9 @@ pub async fn insert(
     .bind(new.state.as_str())
     .bind(new.submit_key)
     .bind(now)
+    .bind(new.action.map(|a| a.asset_id.0))
+    .bind(new.action.map(|a| a.action.to_string()))
+    .bind(new.action.map(|a| to_json(a.deployed)))
     .fetch_one(&mut *conn)
     .await?;
     Ok(RequestId(id))
@@ -779,4 +800,55 @@ pub async fn count_by_type_and_state(
     )
     .fetch_all(&mut *conn)
     .await?)
+}
+
+/// What the asset had deployed when a day-2 action on it was asked for; `None`
+/// for a request that creates an asset.
+pub async fn deployed(
+    conn: &mut AnyConnection,
+    id: RequestId,
+) -> Result<Option<Value>, StorageError> {
+    let text: Option<String> = sqlx::query_scalar("SELECT deployed FROM requests WHERE id = $1")
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+    text.map(|t| parse_json(&t, "deployed state")).transpose()
+}
+
+/// One request against an asset, as its page lists them.
+#[derive(Debug, Clone)]
+pub struct AssetRequestRow {
+    pub id: RequestId,
+    pub action: Option<String>,
+    pub state: String,
+    pub requester: String,
+    pub created_at: i64,
+}
+
+/// The requests that acted on an asset, newest first (at most `limit`).
+pub async fn for_asset(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    limit: i64,
+) -> Result<Vec<AssetRequestRow>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.action, r.state, u.username, r.created_at FROM requests r \
+         JOIN users u ON u.id = r.requester_id WHERE r.asset_id = $1 ORDER BY r.id DESC LIMIT $2",
+    )
+    .bind(asset.0)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AssetRequestRow {
+                id: RequestId(row.try_get(0)?),
+                action: row.try_get(1)?,
+                state: row.try_get(2)?,
+                requester: row.try_get(3)?,
+                created_at: row.try_get(4)?,
+            })
+        })
+        .collect()
 }

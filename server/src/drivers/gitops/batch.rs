@@ -17,6 +17,8 @@ use super::{Applied, GitOpsError};
 /// One change set waiting to be committed, with where its outcome goes.
 pub(super) struct Pending {
     pub files: Vec<RenderedFile>,
+    /// Paths removed from the tree in the same commit.
+    pub removed: Vec<String>,
     pub message: String,
     reply: mpsc::Sender<Result<Applied, GitOpsError>>,
 }
@@ -37,6 +39,7 @@ impl Queue {
     pub fn push(
         &self,
         files: &[RenderedFile],
+        removed: &[String],
         message: &str,
     ) -> Result<mpsc::Receiver<Result<Applied, GitOpsError>>, GitOpsError> {
         let (reply, outcome) = mpsc::channel();
@@ -45,6 +48,7 @@ impl Queue {
             .map_err(|_| GitOpsError::Poisoned)?
             .push(Pending {
                 files: files.to_vec(),
+                removed: removed.to_vec(),
                 message: message.to_string(),
                 reply,
             });

@@ -1,0 +1,60 @@
+//! A day-2 action on an asset: the generated form of the action's parameters,
+//! first filled from the asset, submitting a request against it.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use slipway_core::ids::AssetId;
+
+use crate::api::load_action_form;
+use crate::components::request_form::{ActionOn, FormMode, RequestForm};
+use crate::components::{Loading, error_view};
+use crate::error::AppError;
+
+#[component]
+pub fn AssetActionPage() -> impl IntoView {
+    let params = use_params_map();
+    let target = move || {
+        params.with(|p| {
+            let id = p.get("id").and_then(|s| s.parse::<i64>().ok());
+            (id.map(AssetId), p.get("action").unwrap_or_default())
+        })
+    };
+    let context = Resource::new(target, |(id, action)| async move {
+        let id = id.ok_or_else(|| AppError::NotFound("asset".into()))?;
+        load_action_form(id, action).await
+    });
+    view! {
+        <Suspense fallback=|| view! { <Loading /> }>
+            {move || Suspend::new(async move {
+                match context.await {
+                    Ok(ctx) => {
+                        let form = ctx.form;
+                        let heading = format!("{}: {}", form.action.title, form.asset.name);
+                        let on = ActionOn {
+                            asset_id: form.asset.id,
+                            action: form.action.name.clone(),
+                        };
+                        view! {
+                            <Title text=heading.clone() />
+                            <h1>{heading}</h1>
+                            <p class="muted">{form.action.description.clone()}" "
+                                <a href=format!("/assets/{}", form.asset.id)>{format!("Asset #{}", form.asset.id)}</a></p>
+                            {form.action.retires.then(|| view! {
+                                <p class="notice">"Completing this action removes the resource and retires the asset; its history is kept."</p>
+                            })}
+                            <RequestForm
+                                initial=form.initial
+                                resource_type=form.form_type
+                                mode=FormMode::Act { on, submit_key: ctx.submit_key }
+                                submit_label=format!("Ask for: {}", form.action.title)
+                            />
+                        }
+                        .into_any()
+                    }
+                    Err(e) => error_view(e),
+                }
+            })}
+        </Suspense>
+    }
+}

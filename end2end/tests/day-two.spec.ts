@@ -1,0 +1,83 @@
+// A day-2 action in real Chromium: alice scales her database from its asset
+// page, bob reviews the change with its diff against what is deployed and
+// approves it, and the asset records the new size.
+import { test, expect, type Page } from '@playwright/test';
+import { fillNamespaceForm, loginAs } from './helpers';
+
+test.describe.configure({ mode: 'serial' });
+
+async function hydrated(page: Page): Promise<void> {
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+}
+
+function requestIdFrom(page: Page): string {
+  const match = /\/requests\/(\d+)/.exec(page.url());
+  if (!match) throw new Error(`not on a request page: ${page.url()}`);
+  return match[1];
+}
+
+const state = (page: Page) => page.getByTestId('request-state').first();
+
+test('alice scales her database and bob reviews the change with its diff', async ({ browser }) => {
+  const alice = await (await browser.newContext()).newPage();
+  const bob = await (await browser.newContext()).newPage();
+  await loginAs(alice, 'alice');
+  await loginAs(bob, 'bob');
+
+  // The namespace (approved by policy in dev) and the database it holds.
+  await fillNamespaceForm(alice, 'books', 'dev');
+  await alice.getByRole('button', { name: 'Submit request' }).click();
+  await expect(state(alice)).toHaveText('Completed', { timeout: 20_000 });
+  await alice.goto('/requests/new/postgres-database');
+  await hydrated(alice);
+  await alice.getByRole('textbox', { name: 'Name', exact: true }).fill('books');
+  await alice.getByLabel('Team').selectOption('payments');
+  await alice.getByLabel('Environment').selectOption('dev');
+  await expect(alice.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+  await alice.getByRole('button', { name: 'Submit request' }).click();
+  await expect(alice).toHaveURL(/\/requests\/\d+$/);
+  const created = requestIdFrom(alice);
+  await bob.goto(`/requests/${created}`);
+  await hydrated(bob);
+  await bob.getByRole('button', { name: 'Approve' }).click();
+  await expect(state(bob)).toHaveText('Completed', { timeout: 20_000 });
+
+  // From the asset page, the action's form, filled from the asset.
+  await alice.goto(`/requests/${created}`);
+  await alice.getByRole('link', { name: /asset #\d+/ }).click();
+  await expect(alice.getByRole('heading', { level: 1 })).toContainText('payments-books-dev');
+  const actions = alice.getByRole('region', { name: 'Actions' });
+  await expect(actions.getByRole('link')).toHaveText(['Resize', 'Upgrade PostgreSQL', 'Back up now', 'Restore from a backup', 'Decommission']);
+  await actions.getByRole('link', { name: 'Resize' }).click();
+  await expect(alice.getByRole('heading', { level: 1 })).toHaveText('Resize: payments-books-dev');
+  await hydrated(alice);
+  await expect(alice.getByLabel('Size')).toHaveValue('small');
+  await expect(alice.getByRole('spinbutton', { name: 'Storage (GB)' })).toHaveValue('20');
+  await alice.getByLabel('Size').selectOption('medium');
+  await alice.getByRole('spinbutton', { name: 'Storage (GB)' }).fill('40');
+  await expect(alice.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+  await alice.getByRole('button', { name: 'Ask for: Resize' }).click();
+  await expect(alice).toHaveURL(/\/requests\/\d+$/);
+  const scale = requestIdFrom(alice);
+  await expect(state(alice)).toHaveText('In review');
+  await expect(alice.getByTestId('acts-on')).toContainText('payments-books-dev');
+
+  // The reviewer sees the change against what is deployed, and approves.
+  await bob.goto(`/requests/${scale}`);
+  await hydrated(bob);
+  const diff = bob.getByRole('region', { name: 'Changes against what is deployed' });
+  await expect(diff).toBeVisible();
+  await expect(diff.getByRole('row', { name: /^Size/ })).toContainText('small');
+  await expect(diff.getByRole('row', { name: /^Size/ })).toContainText('medium');
+  await expect(diff.getByRole('row', { name: /Storage \(GB\)/ })).toContainText('40');
+  await expect(diff).toContainText('cluster.yaml');
+  await expect(diff.locator('pre.diff .add')).toContainText(['40Gi']);
+  await bob.getByRole('button', { name: 'Approve' }).click();
+  await expect(state(bob)).toHaveText('Completed', { timeout: 20_000 });
+
+  // The asset records the new size, and its history says so.
+  await alice.goto(`/requests/${scale}`);
+  await alice.getByTestId('acts-on').getByRole('link').click();
+  await expect(alice.getByRole('region', { name: 'Parameters' })).toContainText('medium');
+  await expect(alice.getByRole('region', { name: 'History' })).toContainText('asset.updated');
+});

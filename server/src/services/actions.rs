@@ -1,0 +1,490 @@
+//! Day-2 actions: a request against an existing asset (resize, upgrade, back up,
+//! restore, decommission). It is a request like any other — pre-checked, reviewed
+//! with its diff against what the asset has deployed, run by the drivers,
+//! verified and audited — whose type is the action's request type, and whose
+//! completion updates (or retires) the asset instead of recording a new one.
+
+use serde_json::{Value, json};
+use slipway_core::action;
+use slipway_core::catalog::{ResourceType, TypeAction};
+use slipway_core::diff;
+use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::listing::indexed_words;
+use slipway_core::policy::{self, AssetFacts, Verb};
+use slipway_core::precheck::PrecheckReport;
+use slipway_core::render::{ChangeSet, RenderedFile};
+use slipway_core::secret;
+use slipway_core::validate::{FieldError, ParamValidator};
+use slipway_core::views::{ActionChoice, ActionContext, ActionDraft, ActionForm, DeployedDiff};
+use sqlx::AnyConnection;
+use tracing::instrument;
+
+use super::requests::{
+    authorize_params, checked_submit_key, compute_precheck, prepare, store_submission,
+};
+use super::{Actor, Caller, ServiceError, ServiceResult, record};
+use crate::state::AppState;
+use crate::storage;
+use crate::storage::assets::AssetRow;
+use crate::storage::requests::{ActionTarget, RequestRow, RevisionRow};
+
+/// The asset a request for an action acts on, and the action.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActingOn<'a> {
+    pub asset: &'a AssetRow,
+    pub action: &'a TypeAction,
+}
+
+/// An asset with its type and the named action of that type.
+struct Target<'a> {
+    asset: AssetRow,
+    ty: &'a ResourceType,
+    action: &'a TypeAction,
+    validator: &'a ParamValidator,
+}
+
+impl Target<'_> {
+    fn acting_on(&self) -> ActingOn<'_> {
+        ActingOn {
+            asset: &self.asset,
+            action: self.action,
+        }
+    }
+}
+
+fn asset_type<'a>(state: &'a AppState, asset: &AssetRow) -> ServiceResult<&'a ResourceType> {
+    state
+        .catalog
+        .resource_type(&asset.summary.type_name)
+        .ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "asset #{}: its type {} is no longer in the catalog",
+                asset.summary.id, asset.summary.type_name
+            ))
+        })
+}
+
+/// The action called `name` of the asset's type: an undeclared one is not found,
+/// naming the ones there are.
+fn declared<'a>(ty: &'a ResourceType, name: &str) -> ServiceResult<&'a TypeAction> {
+    ty.action(name).ok_or_else(|| {
+        let known: Vec<&str> = ty.actions.iter().map(|a| a.name.as_str()).collect();
+        ServiceError::NotFound(format!(
+            "action {name:?} of {} (its actions: {})",
+            ty.name,
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))
+    })
+}
+
+async fn target<'a>(
+    state: &'a AppState,
+    conn: &mut AnyConnection,
+    asset_id: AssetId,
+    name: &str,
+) -> ServiceResult<Target<'a>> {
+    let asset = storage::assets::get(conn, asset_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{asset_id}")))?;
+    let ty = asset_type(state, &asset)?;
+    let action = declared(ty, name)?;
+    let validator = state
+        .catalog
+        .request_validator(&ty.name, Some(name))
+        .ok_or_else(|| ServiceError::Internal(format!("no validator for {}/{name}", ty.name)))?;
+    Ok(Target {
+        asset,
+        ty,
+        action,
+        validator,
+    })
+}
+
+fn facts<'a>(ty: &'a ResourceType, asset: &'a AssetRow) -> AssetFacts<'a> {
+    AssetFacts {
+        team: ty.owning_team(&asset.params),
+        state: &asset.summary.state,
+    }
+}
+
+/// The one rule, with a retired asset a conflict (it exists; its state forbids).
+fn authorize(user: &Caller, ty: &ResourceType, asset: &AssetRow) -> ServiceResult<()> {
+    if !action::is_actionable(&asset.summary.state) {
+        return Err(ServiceError::Conflict(format!(
+            "asset #{} is {}: it keeps its history but takes no more actions",
+            asset.summary.id, asset.summary.state
+        )));
+    }
+    policy::may_act_on(user, &facts(ty, asset)).map_err(|refusal| {
+        ServiceError::from_refusal(refusal, &format!("asset #{}", asset.summary.id))
+    })
+}
+
+fn choice(action: &TypeAction) -> ActionChoice {
+    ActionChoice {
+        name: action.name.clone(),
+        title: action.title.clone(),
+        description: action.description.clone(),
+        retires: action.retires,
+    }
+}
+
+/// The actions this person may take on the asset now, for its page.
+pub fn choices(state: &AppState, user: &Caller, asset: &AssetRow) -> Vec<ActionChoice> {
+    let Some(ty) = state.catalog.resource_type(&asset.summary.type_name) else {
+        return Vec::new();
+    };
+    if policy::may_act_on(user, &facts(ty, asset)).is_err() {
+        return Vec::new();
+    }
+    ty.actions.iter().map(choice).collect()
+}
+
+/// The form of an action on an asset, first filled from the asset.
+pub async fn form(
+    state: &AppState,
+    user: &Caller,
+    asset_id: AssetId,
+    name: &str,
+) -> ServiceResult<ActionForm> {
+    let mut conn = state.db.pool.acquire().await?;
+    let target = target(state, &mut conn, asset_id, name).await?;
+    authorize(user, target.ty, &target.asset)?;
+    Ok(ActionForm {
+        initial: action::prefill(target.action, &target.asset.params),
+        form_type: target.action.form_type(),
+        action: choice(target.action),
+        asset: target.asset.summary.clone(),
+    })
+}
+
+/// The action's input checked for parameters it does not take, then laid over
+/// the asset's recorded parameters.
+fn merged_input(target: &Target<'_>, input: &Value) -> ServiceResult<Value> {
+    let foreign = action::foreign_input(target.action, input);
+    if !foreign.is_empty() {
+        return Err(ServiceError::Invalid(foreign));
+    }
+    Ok(action::request_params(&target.asset.params, input))
+}
+
+/// The pre-check of an action on an asset, as the form shows it while typing;
+/// `exclude` is the request being revised.
+#[instrument(skip_all, fields(asset_id = %asset_id, action = %name))]
+pub async fn precheck(
+    state: &AppState,
+    user: &Caller,
+    asset_id: AssetId,
+    name: &str,
+    input: &Value,
+    exclude: Option<RequestId>,
+) -> ServiceResult<PrecheckReport> {
+    let mut conn = state.db.pool.acquire().await?;
+    let target = target(state, &mut conn, asset_id, name).await?;
+    authorize(user, target.ty, &target.asset)?;
+    let foreign = action::foreign_input(target.action, input);
+    let merged = action::request_params(&target.asset.params, input);
+    let ty = &target.action.request_type;
+    let split = secret::split(ty, &merged, Some(&target.asset.params));
+    let checked = secret::reveal(&split.params, &split.given);
+    let mut report = compute_precheck(
+        &mut conn,
+        state.db.engine,
+        ty,
+        target.validator,
+        &checked,
+        exclude,
+        Some(target.acting_on()),
+    )
+    .await?;
+    report.field_errors.extend(foreign);
+    Ok(report)
+}
+
+/// Asks for a day-2 action on an asset: a request of the action's request type,
+/// pre-checked against the asset, its diff base (what the asset has deployed)
+/// kept beside it. The same submit key twice returns the first request.
+#[instrument(skip_all, fields(asset_id = %asset_id, action = %name))]
+pub async fn submit(
+    state: &AppState,
+    user: &Caller,
+    asset_id: AssetId,
+    name: &str,
+    draft: &ActionDraft,
+) -> ServiceResult<RequestId> {
+    let key = checked_submit_key(&draft.submit_key)?;
+    let mut tx = state.db.write().await?;
+    let type_name = storage::assets::get(&mut tx, asset_id)
+        .await?
+        .map(|a| a.summary.type_name)
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{asset_id}")))?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine, &type_name).await?;
+    if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
+        return Ok(existing);
+    }
+    let target = target(state, &mut tx, asset_id, name).await?;
+    authorize(user, target.ty, &target.asset)?;
+    let merged = merged_input(&target, &draft.params)?;
+    let ty = &target.action.request_type;
+    authorize_params(ty, user, Verb::Submit, &merged, None)?;
+    let prepared = prepare(
+        &mut tx,
+        state,
+        ty,
+        target.validator,
+        &merged,
+        None,
+        Some(&target.asset.params),
+        Some(target.acting_on()),
+    )
+    .await?;
+    let deployed = deployed_state(state, &target.asset, &prepared.change_set).await?;
+    let on = ActionTarget {
+        asset_id,
+        action: name,
+        deployed: &deployed,
+    };
+    let id = store_submission(&mut tx, state, user, (ty, key), &prepared, Some(on)).await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(user.clone()),
+        "asset.action_requested",
+        ("asset", asset_id.to_string()),
+        Some(name.to_string()),
+        format!("{} asked for in request #{id}", target.action.title),
+    )
+    .await?;
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    Ok(id)
+}
+
+/// What the asset has deployed now, for the files the change touches: the base
+/// of the action's review diff. Read from the GitOps repository's branch, where
+/// the reconcilers read it.
+async fn deployed_state(
+    state: &AppState,
+    asset: &AssetRow,
+    change_set: &ChangeSet,
+) -> ServiceResult<Value> {
+    let paths: Vec<String> = change_set
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .chain(change_set.removed.iter().cloned())
+        .collect();
+    let repo = state.drivers.gitops.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        let mut files = Vec::new();
+        for path in paths {
+            if let Some(content) = repo.read_head_file(&path)? {
+                files.push(RenderedFile { path, content });
+            }
+        }
+        Ok::<_, crate::drivers::gitops::GitOpsError>(files)
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("reading the GitOps repository stopped: {e}")))?
+    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(json!({ "params": asset.params, "files": files }))
+}
+
+/// What an action's pre-check adds about its asset: it keeps the asset's name,
+/// waits for another request on the asset to finish, and retires nothing another
+/// active asset still requires.
+pub(crate) async fn asset_problems(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    on: ActingOn<'_>,
+    report: &PrecheckReport,
+    exclude: Option<RequestId>,
+) -> ServiceResult<Vec<FieldError>> {
+    let asset = on.asset;
+    let mut problems: Vec<FieldError> =
+        action::rename_error(&asset.summary.name, report.resource_name.as_deref())
+            .into_iter()
+            .collect();
+    let busy =
+        storage::requests::in_flight_named(conn, &ty.name, &asset.summary.name, exclude).await?;
+    if let Some(other) = busy {
+        problems.push(FieldError::new(
+            "",
+            format!(
+                "asset #{} already has request #{other} in flight; one action at a time, so wait for it to finish",
+                asset.summary.id
+            ),
+        ));
+    }
+    if on.action.retires {
+        let dependents = storage::assets::active_dependents(conn, asset.summary.id).await?;
+        if !dependents.is_empty() {
+            problems.push(FieldError::new(
+                "",
+                format!(
+                    "{} is still required by {}: retire those first",
+                    asset.summary.name,
+                    dependents.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// A revision of a request for an action: the action's parameters, checked, laid
+/// over its asset's recorded parameters.
+pub(crate) async fn revision_params(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    request: &RequestRow,
+    asset_id: AssetId,
+    input: &Value,
+) -> ServiceResult<(Value, AssetRow)> {
+    let name = request.action.as_deref().unwrap_or_default();
+    let target = target(state, conn, asset_id, name).await?;
+    let merged = merged_input(&target, input)?;
+    Ok((merged, target.asset))
+}
+
+/// Completes a request for an action on its asset: the asset records the
+/// parameters and commit it now has (or is retired), its quota and search words
+/// follow, and its history says what happened. Runs in the verification's
+/// transaction, so it happens once.
+pub(crate) async fn record_outcome(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    request: &RequestRow,
+    params: &Value,
+    commit: &str,
+    actor: &Actor,
+) -> ServiceResult<AssetId> {
+    let asset_id = request.asset_id.ok_or_else(|| {
+        ServiceError::Internal(format!("request #{} acts on no asset", request.id))
+    })?;
+    let asset = storage::assets::get(conn, asset_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{asset_id}")))?;
+    let ty = asset_type(state, &asset)?;
+    let action = declared(ty, request.action.as_deref().unwrap_or_default())?;
+    let recorded = action::recorded_params(ty, params);
+    let (new_state, event) = if action.retires {
+        (action::RETIRED, "asset.retired")
+    } else {
+        (asset.summary.state.as_str(), "asset.updated")
+    };
+    let commit = if commit.is_empty() {
+        asset.commit_id.as_str()
+    } else {
+        commit
+    };
+    storage::assets::update_after_action(conn, asset_id, &recorded, commit, new_state).await?;
+    if action.retires {
+        storage::quota::adjust(conn, ty, &asset.params, -1).await?;
+    } else {
+        storage::quota::replace(conn, ty, &asset.params, &recorded).await?;
+    }
+    let words = indexed_words(
+        Some(ty),
+        &asset.summary.name,
+        ty.owning_team(&recorded),
+        &recorded,
+    );
+    storage::search::index_asset(conn, state.db.engine, asset_id, &words).await?;
+    let changed = changed_params(&asset.params, &recorded);
+    record(
+        conn,
+        state.db.engine,
+        actor,
+        event,
+        ("asset", asset_id.to_string()),
+        Some(new_state.to_string()),
+        format!(
+            "{} by request #{} at commit {commit}; {changed}",
+            action.title, request.id
+        ),
+    )
+    .await?;
+    Ok(asset_id)
+}
+
+/// What an action changed in the asset's record, in one line for its history.
+fn changed_params(before: &Value, after: &Value) -> String {
+    let shown = |v: Option<Value>| v.map_or_else(|| "(none)".to_string(), |v| v.to_string());
+    let changes: Vec<String> = diff::param_changes(before, after)
+        .into_iter()
+        .map(|c| format!("{}: {} → {}", c.name, shown(c.before), shown(c.after)))
+        .collect();
+    if changes.is_empty() {
+        "no recorded parameter changed".to_string()
+    } else {
+        changes.join(", ")
+    }
+}
+
+/// A request for an action as its page shows it: the asset, the action, and the
+/// current revision against what the asset had deployed when it was asked for.
+pub(crate) async fn context(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    request: &RequestRow,
+    revisions: &[RevisionRow],
+) -> ServiceResult<Option<ActionContext>> {
+    let (Some(asset_id), Some(name)) = (request.asset_id, request.action.as_deref()) else {
+        return Ok(None);
+    };
+    let asset = storage::assets::get(conn, asset_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{asset_id}")))?;
+    let action = asset_type(state, &asset)
+        .ok()
+        .and_then(|ty| ty.action(name))
+        .map(choice)
+        .unwrap_or_else(|| ActionChoice {
+            name: name.to_string(),
+            title: name.to_string(),
+            description: String::new(),
+            retires: false,
+        });
+    let current = revisions
+        .iter()
+        .find(|r| r.revision == request.current_revision);
+    let deployed = storage::requests::deployed(conn, request.id).await?;
+    let deployed_diff = match (current, deployed) {
+        (Some(current), Some(deployed)) => Some(diff_against(&deployed, current)),
+        _ => None,
+    };
+    Ok(Some(ActionContext {
+        asset_id,
+        asset_name: asset.summary.name,
+        action,
+        deployed_diff,
+    }))
+}
+
+fn diff_against(deployed: &Value, current: &RevisionRow) -> DeployedDiff {
+    let before_files: Vec<RenderedFile> = deployed
+        .get("files")
+        .cloned()
+        .and_then(|f| serde_json::from_value(f).ok())
+        .unwrap_or_default();
+    let before = ChangeSet {
+        files: before_files,
+        ..ChangeSet::default()
+    };
+    let after = ChangeSet {
+        files: current.change_set.files.clone(),
+        ..ChangeSet::default()
+    };
+    DeployedDiff {
+        params: diff::param_changes(
+            deployed.get("params").unwrap_or(&Value::Null),
+            &current.params,
+        ),
+        files: diff::change_set_diff(&before, &after),
+    }
+}

@@ -1,0 +1,397 @@
+//! Day-2 actions declared in the catalog, through the whole flow on both engines:
+//! each shipped action of a database and a namespace is asked for, reviewed with
+//! its diff against what is deployed, run by the drivers, verified and recorded
+//! on its asset; and every way to ask wrongly is refused without a trace.
+
+#[allow(dead_code)]
+#[macro_use]
+mod common;
+
+use common::{TestApp, TestResult, postgres_params};
+use serde_json::{Value, json};
+use slipway_core::diff::FileStatus;
+use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::state::RequestState;
+use slipway_core::views::{ActionDraft, ReviewDecision};
+use slipway_server::services::{Caller, ServiceError, actions, assets, detail, requests, reviews};
+use slipway_server::storage;
+
+on_both_engines!(
+    every_database_action_walks_the_flow,
+    namespace_actions_and_refusals,
+);
+
+fn action_draft(params: Value) -> ActionDraft {
+    ActionDraft {
+        params,
+        submit_key: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// The asset a completed request made.
+async fn asset_of(app: &TestApp, request: RequestId) -> TestResult<AssetId> {
+    let mut conn = app.state.db.pool.acquire().await?;
+    Ok(storage::assets::by_request(&mut conn, request)
+        .await?
+        .ok_or("the request recorded an asset")?
+        .summary
+        .id)
+}
+
+/// Asks for `action` as `who`, has bob approve it when it waits for review, runs
+/// the jobs and checks the request completed.
+async fn act(
+    app: &TestApp,
+    who: &Caller,
+    asset: AssetId,
+    action: &str,
+    params: Value,
+) -> TestResult<RequestId> {
+    let id = actions::submit(&app.state, who, asset, action, &action_draft(params)).await?;
+    if app.request_state(id).await? == RequestState::InReview {
+        let bob = app.user("bob").await?;
+        reviews::decide(&app.state, &bob, id, 1, ReviewDecision::Approve, "ok").await?;
+    }
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(
+        row.state,
+        RequestState::Completed,
+        "{action}: {:?}",
+        row.last_error
+    );
+    Ok(id)
+}
+
+async fn asset_params(app: &TestApp, asset: AssetId) -> TestResult<Value> {
+    let alice = app.user("alice").await?;
+    Ok(assets::detail(&app.state, &alice, asset).await?.params)
+}
+
+fn head_file(app: &TestApp, path: &str) -> TestResult<Option<String>> {
+    Ok(app.state.gitops.read_head_file(path)?)
+}
+
+async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    app.namespace(&alice, "prod", "ledger").await?;
+    let created = requests::submit(
+        state,
+        &alice,
+        &common::draft("postgres-database", postgres_params("ledger", "prod", 20)),
+    )
+    .await?;
+    reviews::decide(state, &bob, created, 1, ReviewDecision::Approve, "").await?;
+    app.run_jobs().await?;
+    let asset = asset_of(app, created).await?;
+    let cluster = "prod/payments/postgres-database/ledger/cluster.yaml";
+
+    // The owner's team is offered every action of the type.
+    let offered: Vec<String> = assets::detail(state, &alice, asset)
+        .await?
+        .actions
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(
+        offered,
+        ["scale", "upgrade", "backup", "restore", "decommission"]
+    );
+    let form = actions::form(state, &alice, asset, "scale").await?;
+    assert_eq!(form.initial.get("size"), Some(&json!("small")));
+    assert_eq!(form.initial.get("storage_gb"), Some(&json!(20)));
+
+    // Scale: reviewed with the diff against what is deployed.
+    let scale = actions::submit(
+        state,
+        &alice,
+        asset,
+        "scale",
+        &action_draft(json!({"size": "medium", "storage_gb": 40})),
+    )
+    .await?;
+    assert_eq!(app.request_state(scale).await?, RequestState::InReview);
+    let seen = detail::request_detail(state, &bob, scale).await?;
+    assert!(seen.permissions.review);
+    assert_eq!(seen.asset_id, Some(asset));
+    assert_eq!(seen.summary.type_title, "PostgreSQL database: Resize");
+    let context = seen
+        .action
+        .ok_or("an action request says what it acts on")?;
+    assert_eq!(
+        (context.asset_id, context.action.name.as_str()),
+        (asset, "scale")
+    );
+    let diff = context
+        .deployed_diff
+        .ok_or("a diff against what is deployed")?;
+    let changed: Vec<(String, Option<Value>, Option<Value>)> = diff
+        .params
+        .iter()
+        .map(|c| (c.name.clone(), c.before.clone(), c.after.clone()))
+        .collect();
+    assert!(changed.contains(&("size".into(), Some(json!("small")), Some(json!("medium")))));
+    assert!(changed.contains(&("storage_gb".into(), Some(json!(20)), Some(json!(40)))));
+    assert_eq!(diff.files.len(), 1, "{:?}", diff.files);
+    assert_eq!(diff.files[0].path, cluster);
+    assert_eq!(diff.files[0].status, FileStatus::Modified);
+    let lines: Vec<String> = diff.files[0]
+        .lines
+        .iter()
+        .map(|l| format!("{:?} {}", l.tag, l.text))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l == "Added     size: 40Gi"),
+        "{lines:#?}"
+    );
+    reviews::decide(state, &bob, scale, 1, ReviewDecision::Approve, "").await?;
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(scale).await?, RequestState::Completed);
+    let params = asset_params(app, asset).await?;
+    assert_eq!(
+        (&params["size"], &params["storage_gb"]),
+        (&json!("medium"), &json!(40))
+    );
+    let deployed = head_file(app, cluster)?.ok_or("the cluster is deployed")?;
+    assert!(deployed.contains("size: 40Gi"), "{deployed}");
+    // What the diff showed stays what it was once the action has run.
+    let after = detail::request_detail(state, &alice, scale).await?;
+    let kept = after.action.and_then(|a| a.deployed_diff).ok_or("diff")?;
+    assert_eq!(kept.files[0].status, FileStatus::Modified);
+
+    // Upgrade, back up (approved by the type's policy), restore.
+    act(app, &alice, asset, "upgrade", json!({"version": "17"})).await?;
+    assert_eq!(asset_params(app, asset).await?["version"], json!("17"));
+    let backup = actions::submit(
+        state,
+        &alice,
+        asset,
+        "backup",
+        &action_draft(json!({"backup_name": "before-42"})),
+    )
+    .await?;
+    assert_eq!(app.request_state(backup).await?, RequestState::Approved);
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(backup).await?, RequestState::Completed);
+    let backup_path = "prod/payments/postgres-database/ledger/backups/before-42.yaml";
+    let backup_file = head_file(app, backup_path)?.ok_or("the Backup is committed")?;
+    assert!(backup_file.contains("kind: Backup"), "{backup_file}");
+    let params = asset_params(app, asset).await?;
+    assert!(
+        params.get("backup_name").is_none(),
+        "an action's own input is not the asset's: {params}"
+    );
+    act(
+        app,
+        &alice,
+        asset,
+        "restore",
+        json!({"backup_name": "before-42"}),
+    )
+    .await?;
+    let restore = head_file(app, "prod/payments/postgres-database/ledger/restore.yaml")?
+        .ok_or("the restore is committed")?;
+    assert!(
+        restore.contains("name: payments-ledger-prod-before-42"),
+        "{restore}"
+    );
+    assert!(
+        head_file(app, cluster)?.is_some_and(|c| c.contains("postgresql:17")),
+        "the restore leaves the cluster as it is"
+    );
+
+    // Decommission removes the cluster through the driver and retires the asset.
+    let retire = act(app, &alice, asset, "decommission", json!({})).await?;
+    assert_eq!(
+        head_file(app, cluster)?,
+        None,
+        "the cluster file is removed"
+    );
+    assert!(
+        head_file(app, backup_path)?.is_some(),
+        "backups outlive the cluster"
+    );
+    let retired = assets::detail(state, &alice, asset).await?;
+    assert_eq!(retired.summary.state, "retired");
+    assert!(retired.actions.is_empty(), "a retired asset offers nothing");
+    let history: Vec<String> = retired.history.iter().map(|e| e.action.clone()).collect();
+    assert_eq!(history.first().map(String::as_str), Some("asset.created"));
+    for event in ["asset.action_requested", "asset.updated", "asset.retired"] {
+        assert!(history.iter().any(|h| h == event), "{history:?}");
+    }
+    let checks = detail::request_detail(state, &alice, retire).await?.checks;
+    assert!(
+        !checks.is_empty() && checks.iter().all(|c| c.passed),
+        "{checks:?}"
+    );
+
+    // A retired asset takes no more actions, and the refusal changes nothing.
+    let before = app.snapshot().await?;
+    match actions::submit(
+        state,
+        &alice,
+        asset,
+        "scale",
+        &action_draft(json!({"size": "large", "storage_gb": 40})),
+    )
+    .await
+    {
+        Err(ServiceError::Conflict(message)) => {
+            assert!(message.contains("retired"), "{message}")
+        }
+        other => panic!("a retired asset must refuse, got {other:?}"),
+    }
+    assert_eq!(app.snapshot().await?, before);
+    Ok(())
+}
+
+/// Asserts the action was refused as `check` expects and changed nothing stored.
+macro_rules! refused {
+    ($app:expr, $call:expr, $pattern:pat => $check:expr) => {{
+        let before = $app.snapshot().await?;
+        match $call.await {
+            Err($pattern) => $check,
+            other => panic!(
+                "{} should have been refused, got {other:?}",
+                stringify!($call)
+            ),
+        }
+        assert_eq!(
+            $app.snapshot().await?,
+            before,
+            "{} changed stored data",
+            stringify!($call)
+        );
+    }};
+}
+
+async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let dev = asset_of(app, app.namespace(&alice, "dev", "web").await?).await?;
+    let quota = "dev/payments/k8s-namespace/web/resourcequota.yaml";
+
+    // In dev the type's policy approves an action as it approves a new namespace.
+    act(
+        app,
+        &alice,
+        dev,
+        "resize",
+        json!({"cpu_limit": 6, "memory_limit_gi": 12}),
+    )
+    .await?;
+    let params = asset_params(app, dev).await?;
+    assert_eq!(
+        (&params["cpu_limit"], &params["memory_limit_gi"]),
+        (&json!(6), &json!(12))
+    );
+    assert!(head_file(app, quota)?.is_some_and(|q| q.contains("limits.cpu: \"6\"")));
+    act(
+        app,
+        &alice,
+        dev,
+        "set-admins",
+        json!({"admins": ["alice", "dora"]}),
+    )
+    .await?;
+    assert_eq!(
+        asset_params(app, dev).await?["admins"],
+        json!(["alice", "dora"])
+    );
+
+    let scale = |params: Value| action_draft(params);
+    // Another team's asset: bob asks for requests, but not for team payments.
+    refused!(app, actions::submit(state, &bob, dev, "resize", &scale(json!({"cpu_limit": 2, "memory_limit_gi": 2}))),
+        ServiceError::Forbidden(message) => assert!(message.contains("not a member of team payments"), "{message}"));
+    assert!(
+        assets::detail(state, &bob, dev).await?.actions.is_empty(),
+        "another team is offered nothing"
+    );
+    // An action the type does not declare.
+    refused!(app, actions::submit(state, &alice, dev, "explode", &scale(json!({}))),
+        ServiceError::NotFound(message) => assert!(message.contains("resize, set-admins, decommission"), "{message}"));
+    // An asset that does not exist.
+    refused!(app, actions::submit(state, &alice, AssetId(9999), "resize", &scale(json!({}))),
+        ServiceError::NotFound(_) => ());
+    // A value the action's schema refuses, named with its field and rule.
+    refused!(app, actions::submit(state, &alice, dev, "resize", &scale(json!({"cpu_limit": 0, "memory_limit_gi": 2}))),
+    ServiceError::PrecheckFailed(report) => {
+        let error = report.field_errors.iter().find(|e| e.field == "cpu_limit").ok_or("cpu_limit named")?;
+        assert_eq!(error.message, "must be at least 1");
+    });
+    // A parameter of the type that the action does not take.
+    refused!(app, actions::submit(state, &alice, dev, "resize", &scale(json!({"cpu_limit": 2, "memory_limit_gi": 2, "team": "search"}))),
+    ServiceError::Invalid(errors) => {
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "team");
+        assert!(errors[0].message.contains("not a parameter of the action resize"), "{errors:?}");
+    });
+
+    // One action at a time on an asset: a prod one waits for its review.
+    let prod = asset_of(app, app.namespace(&alice, "prod", "api").await?).await?;
+    let waiting = actions::submit(
+        state,
+        &alice,
+        prod,
+        "resize",
+        &scale(json!({"cpu_limit": 3, "memory_limit_gi": 4})),
+    )
+    .await?;
+    assert_eq!(app.request_state(waiting).await?, RequestState::InReview);
+    refused!(app, actions::submit(state, &alice, prod, "resize", &scale(json!({"cpu_limit": 5, "memory_limit_gi": 4}))),
+        ServiceError::PrecheckFailed(report) => assert!(
+            report.field_errors.iter().any(|e| e.message.contains(&format!("request #{waiting} in flight"))),
+            "{report:?}"));
+    // Changes requested: the revision gives the action's parameters again.
+    reviews::decide(
+        state,
+        &bob,
+        waiting,
+        1,
+        ReviewDecision::RequestChanges,
+        "4 cores",
+    )
+    .await?;
+    requests::resubmit(
+        state,
+        &alice,
+        waiting,
+        &json!({"cpu_limit": 4, "memory_limit_gi": 4}),
+    )
+    .await?;
+    reviews::decide(state, &bob, waiting, 2, ReviewDecision::Approve, "").await?;
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(waiting).await?, RequestState::Completed);
+    assert_eq!(asset_params(app, prod).await?["cpu_limit"], json!(4));
+
+    // A namespace a database still lives in is not retired under it.
+    let db = requests::submit(
+        state,
+        &alice,
+        &common::draft("postgres-database", postgres_params("cache", "dev", 10)),
+    )
+    .await?;
+    reviews::decide(state, &bob, db, 1, ReviewDecision::Approve, "").await?;
+    app.run_jobs().await?;
+    refused!(app, actions::submit(state, &alice, dev, "decommission", &scale(json!({}))),
+        ServiceError::PrecheckFailed(report) => assert!(
+            report.field_errors.iter().any(|e| e.message.contains("still required by payments-cache-dev")),
+            "{report:?}"));
+    let db_asset = asset_of(app, db).await?;
+    act(app, &alice, db_asset, "decommission", json!({})).await?;
+    act(app, &alice, dev, "decommission", json!({})).await?;
+    assert_eq!(head_file(app, quota)?, None);
+    refused!(app, actions::submit(state, &alice, dev, "resize", &scale(json!({"cpu_limit": 2, "memory_limit_gi": 2}))),
+        ServiceError::Conflict(message) => assert!(message.contains("retired"), "{message}"));
+    // The retired asset keeps its name: its history names it.
+    let again = common::draft(
+        "k8s-namespace",
+        common::namespace_params("web", "payments", "dev", 2),
+    );
+    refused!(app, requests::submit(state, &alice, &again),
+        ServiceError::PrecheckFailed(report) => assert!(
+            report.field_errors.iter().any(|e| e.message.contains("retired")),
+            "{report:?}"));
+    Ok(())
+}

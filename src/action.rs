@@ -1,0 +1,152 @@
+//! Day-2 actions on an asset: what a request for one is made of and what it leaves
+//! in the asset's record. A request for an action gives only the action's own
+//! parameters; it is checked, rendered and run with the asset's recorded
+//! parameters under them, so its change set is the asset's as it will be.
+
+use serde_json::{Map, Value};
+
+use crate::catalog::{ResourceType, TypeAction};
+use crate::secret;
+use crate::validate::FieldError;
+
+/// Whether an asset in this state can still be acted on: a retired asset keeps
+/// its history and nothing else.
+pub fn is_actionable(asset_state: &str) -> bool {
+    asset_state == ACTIVE
+}
+
+/// The state of an asset that exists; [`RETIRED`] once an action retired it.
+pub const ACTIVE: &str = "active";
+pub const RETIRED: &str = "retired";
+
+/// Every key of `input` must be one of the action's parameters: an action that
+/// could set any of the type's parameters would bypass its own schema.
+pub fn foreign_input(action: &TypeAction, input: &Value) -> Vec<FieldError> {
+    let Some(given) = input.as_object() else {
+        return vec![FieldError::new(
+            "",
+            "the parameters must be a JSON object of the action's parameters",
+        )];
+    };
+    let own = action.param_names();
+    given
+        .keys()
+        .filter(|name| !own.contains(name))
+        .map(|name| {
+            FieldError::new(
+                name.as_str(),
+                format!(
+                    "is not a parameter of the action {}; it takes {}",
+                    action.name,
+                    if own.is_empty() {
+                        "none".to_string()
+                    } else {
+                        own.join(", ")
+                    }
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The parameters a request for an action is checked and rendered with: the
+/// asset's recorded parameters with the action's input laid over them. An empty
+/// or null input value leaves the recorded one (a form's untouched secret).
+pub fn request_params(asset_params: &Value, input: &Value) -> Value {
+    let mut merged = asset_params.as_object().cloned().unwrap_or_default();
+    if let Some(given) = input.as_object() {
+        for (name, value) in given {
+            let blank = value.is_null() || value.as_str().is_some_and(str::is_empty);
+            if blank && merged.contains_key(name) {
+                continue;
+            }
+            merged.insert(name.clone(), value.clone());
+        }
+    }
+    Value::Object(merged)
+}
+
+/// The action's own parameters taken back out of a request's parameters: what a
+/// revision's form starts from.
+pub fn input_of(action: &TypeAction, request_params: &Value) -> Map<String, Value> {
+    let own = action.param_names();
+    request_params
+        .as_object()
+        .map(|params| {
+            params
+                .iter()
+                .filter(|(name, _)| own.contains(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The form's first values: each of the action's parameters as the asset has it,
+/// else its default. Secrets start empty (an empty secret keeps the recorded one).
+pub fn prefill(action: &TypeAction, asset_params: &Value) -> Map<String, Value> {
+    let form = action.form_type();
+    let mut values = form.default_params();
+    for name in action.param_names() {
+        if form.is_secret(&name) {
+            values.remove(&name);
+            continue;
+        }
+        if let Some(value) = asset_params.get(&name) {
+            values.insert(name, value.clone());
+        }
+    }
+    values
+}
+
+/// The asset's parameters after the action: the type's own parameters as the
+/// request set them. What only the action takes (a backup's name) is not part of
+/// the asset.
+pub fn recorded_params(ty: &ResourceType, request_params: &Value) -> Value {
+    let kept = request_params
+        .as_object()
+        .map(|params| {
+            params
+                .iter()
+                .filter(|(name, _)| ty.has_param(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect::<Map<String, Value>>()
+        })
+        .unwrap_or_default();
+    Value::Object(kept)
+}
+
+/// Secrets the asset holds as placeholders and the action does not take: their
+/// values stay with the request that gave them, so a request for the action
+/// neither keeps nor needs them.
+pub fn inherited_secrets(action: &TypeAction, asset_params: &Value) -> Vec<String> {
+    let own = action.param_names();
+    action
+        .request_type
+        .secret_params()
+        .into_iter()
+        .filter(|name| !own.contains(name))
+        .filter(|name| {
+            asset_params
+                .get(name)
+                .is_some_and(|v| secret::is_placeholder_of(v, name))
+        })
+        .collect()
+}
+
+/// An action works on the asset it names: its parameters must still render the
+/// asset's name.
+pub fn rename_error(asset_name: &str, rendered: Option<&str>) -> Option<FieldError> {
+    match rendered {
+        Some(name) if name != asset_name => Some(FieldError::new(
+            "",
+            format!(
+                "the action would rename the resource from {asset_name} to {name}; an action keeps its asset's name"
+            ),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+use serde_json::json;
+
+use super::*;
+use crate::test_support::shipped_catalog;
+
+fn action(type_name: &str, name: &str) -> TypeAction {
+    let catalog = shipped_catalog();
+    match catalog
+        .resource_type(type_name)
+        .and_then(|t| t.action(name))
+    {
+        Some(a) => a.clone(),
+        None => panic!("{type_name} has no action {name}"),
+    }
+}
+
+fn database() -> serde_json::Value {
+    json!({"name": "ledger", "team": "payments", "environment": "prod", "size": "small",
+           "storage_gb": 20, "version": "16",
+           "owner_password": {"$secret": "owner_password", "set": true}})
+}
+
+#[test]
+fn the_form_starts_from_the_asset() {
+    let scale = action("postgres-database", "scale");
+    let values = prefill(&scale, &database());
+    assert_eq!(values.get("size"), Some(&json!("small")));
+    assert_eq!(values.get("storage_gb"), Some(&json!(20)));
+    assert!(!values.contains_key("name"), "only the action's parameters");
+}
+
+#[test]
+fn input_is_laid_over_the_asset_and_only_the_types_parameters_are_recorded() {
+    let backup = action("postgres-database", "backup");
+    let merged = request_params(&database(), &json!({"backup_name": "before-42"}));
+    assert_eq!(merged["backup_name"], json!("before-42"));
+    assert_eq!(merged["size"], json!("small"));
+    let catalog = shipped_catalog();
+    let Some(ty) = catalog.resource_type("postgres-database") else {
+        panic!("type")
+    };
+    let recorded = recorded_params(ty, &merged);
+    assert!(recorded.get("backup_name").is_none());
+    assert_eq!(recorded["owner_password"], database()["owner_password"]);
+    assert_eq!(
+        input_of(&backup, &merged).get("backup_name"),
+        Some(&json!("before-42"))
+    );
+    let blank = request_params(&database(), &json!({"size": ""}));
+    assert_eq!(
+        blank["size"],
+        json!("small"),
+        "a blank value keeps the recorded one"
+    );
+}
+
+#[test]
+fn foreign_input_names_each_field() {
+    let scale = action("postgres-database", "scale");
+    let errors = foreign_input(&scale, &json!({"size": "large", "team": "search"}));
+    assert_eq!(
+        errors,
+        [FieldError::new(
+            "team",
+            "is not a parameter of the action scale; it takes size, storage_gb, high_availability"
+        )]
+    );
+    assert_eq!(foreign_input(&scale, &json!([1])).len(), 1);
+    let decommission = action("postgres-database", "decommission");
+    assert_eq!(
+        foreign_input(&decommission, &json!({"size": "large"}))[0].message,
+        "is not a parameter of the action decommission; it takes none"
+    );
+}
+
+#[test]
+fn secrets_recorded_on_the_asset_stay_with_it() {
+    let scale = action("postgres-database", "scale");
+    assert_eq!(inherited_secrets(&scale, &database()), ["owner_password"]);
+    assert!(inherited_secrets(&scale, &json!({"name": "x"})).is_empty());
+}
+
+#[test]
+fn an_action_keeps_its_assets_name() {
+    assert!(rename_error("a", Some("a")).is_none());
+    assert!(rename_error("a", None).is_none());
+    let Some(error) = rename_error("a", Some("b")) else {
+        panic!("a rename is refused")
+    };
+    assert!(error.message.contains("from a to b"));
+    assert!(is_actionable("active") && !is_actionable("retired"));
+}

@@ -1,0 +1,246 @@
+//! A type's `actions`: each is loaded as a small type of its own (its request
+//! type) built from the type's file with the action's fields laid over it, so an
+//! action is checked by exactly the rules a type's creation is.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::super::file::{ActionFile, CheckFile, TypeFile};
+use super::{FileErrors, build_type, load_parameters};
+use crate::catalog::{Catalog, CatalogError, TypeAction};
+
+pub(super) fn load_actions(
+    base: &TypeFile,
+    declared: Vec<ActionFile>,
+    catalog: &Catalog,
+    fe: &mut FileErrors<'_>,
+) -> Vec<TypeAction> {
+    if declared.len() > TypeAction::MAX_PER_TYPE {
+        fe.push(
+            "actions",
+            format!(
+                "declares {} actions; a type may declare at most {}",
+                declared.len(),
+                TypeAction::MAX_PER_TYPE
+            ),
+        );
+        return Vec::new();
+    }
+    let mut names = BTreeSet::new();
+    declared
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, action)| load_action(base, i, action, &mut names, catalog, fe))
+        .collect()
+}
+
+fn load_action(
+    base: &TypeFile,
+    i: usize,
+    action: ActionFile,
+    names: &mut BTreeSet<String>,
+    catalog: &Catalog,
+    fe: &mut FileErrors<'_>,
+) -> Option<TypeAction> {
+    let at = |field: &str| format!("actions[{i}].{field}");
+    check_words(&action, &at, names, fe);
+    let own = action.parameters.clone().unwrap_or_else(no_parameters);
+    check_own_parameters(base, &own, &at, fe);
+    let removes: Vec<String> = if action.retires {
+        base.outputs.iter().map(|o| o.path.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let file = request_file(base, &action, &own, &removes);
+    // Problems are gathered apart so they are reported at the action's path, once
+    // (the action's own schema is checked both alone and within the merged one).
+    let mut found: Vec<CatalogError> = Vec::new();
+    let mut inner = FileErrors {
+        file: fe.file,
+        errors: &mut found,
+    };
+    let parameters = load_parameters(own, catalog, &mut inner);
+    let request_type = build_type(file, removes, catalog, &mut inner);
+    let mut reported: Vec<(String, String)> = Vec::new();
+    for error in found {
+        let path = if error.path.is_empty() {
+            format!("actions[{i}]")
+        } else {
+            at(&error.path)
+        };
+        if !reported
+            .iter()
+            .any(|(p, m)| *p == path && *m == error.message)
+        {
+            reported.push((path, error.message));
+        }
+    }
+    let clean = reported.is_empty();
+    for (path, message) in reported {
+        fe.push(path, message);
+    }
+    clean.then_some(TypeAction {
+        name: action.name,
+        title: action.title,
+        description: action.description,
+        retires: action.retires,
+        parameters,
+        request_type,
+    })
+}
+
+fn no_parameters() -> Value {
+    json!({ "type": "object", "additionalProperties": false, "properties": {} })
+}
+
+/// The name (an id in URLs), title and description, within their limits.
+fn check_words(
+    action: &ActionFile,
+    at: &impl Fn(&str) -> String,
+    names: &mut BTreeSet<String>,
+    fe: &mut FileErrors<'_>,
+) {
+    if !TypeAction::is_valid_name(&action.name) {
+        fe.push(
+            at("name"),
+            format!(
+                "{:?} is not an action name: lowercase letters, digits and '-', starting with a letter and not ending with '-', at most {} characters",
+                action.name,
+                TypeAction::MAX_NAME
+            ),
+        );
+    } else if !names.insert(action.name.clone()) {
+        fe.push(
+            at("name"),
+            format!("another action is already named {:?}", action.name),
+        );
+    }
+    let title = action.title.trim();
+    if title.is_empty() {
+        fe.push(at("title"), "must not be empty");
+    } else if title.chars().count() > TypeAction::MAX_TITLE {
+        fe.push(
+            at("title"),
+            format!("is longer than {} characters", TypeAction::MAX_TITLE),
+        );
+    }
+    if action.description.chars().count() > TypeAction::MAX_DESCRIPTION {
+        fe.push(
+            at("description"),
+            format!("is longer than {} characters", TypeAction::MAX_DESCRIPTION),
+        );
+    }
+}
+
+/// An action's form is an object schema, and cannot move the asset to another
+/// team or environment: the team boundary and the lists rely on both.
+fn check_own_parameters(
+    base: &TypeFile,
+    own: &Value,
+    at: &impl Fn(&str) -> String,
+    fe: &mut FileErrors<'_>,
+) {
+    if own.get("type").and_then(Value::as_str) != Some("object") {
+        fe.push(at("parameters.type"), "must be \"object\"");
+    }
+    let Some(properties) = own.get("properties").and_then(Value::as_object) else {
+        fe.push(
+            at("parameters.properties"),
+            "must be a map of the action's parameters",
+        );
+        return;
+    };
+    for name in properties.keys() {
+        let fixed = [
+            (base.owner_param.as_deref(), "owning team"),
+            (base.environment_param.as_deref(), "environment"),
+        ];
+        for (param, what) in fixed {
+            if param == Some(name.as_str()) {
+                fe.push(
+                    at(&format!("parameters.properties.{name}")),
+                    format!("names the asset's {what}, which an action cannot change"),
+                );
+            }
+        }
+    }
+}
+
+/// The type's file as the action's request type: the action's parameters laid
+/// over the type's, and its review, hints, outputs, steps and checks in place of
+/// the type's. Quota belongs to creating an asset and generated secrets to the
+/// request that made it; requirements stay (an action on a database still needs
+/// its namespace, and its templates name it).
+fn request_file(base: &TypeFile, action: &ActionFile, own: &Value, removes: &[String]) -> TypeFile {
+    let mut file = base.clone();
+    file.title = format!("{}: {}", base.title, action.title);
+    file.description = action.description.clone();
+    file.parameters = merged_schema(&base.parameters, own);
+    file.quota = Vec::new();
+    file.generated_secrets = Vec::new();
+    file.actions = Vec::new();
+    file.risk_hints = action.risk_hints.clone();
+    if let Some(review) = &action.review {
+        file.review = review.clone();
+    }
+    file.outputs = match &action.outputs {
+        Some(outputs) => outputs.clone(),
+        None if action.retires => Vec::new(),
+        None => base.outputs.clone(),
+    };
+    file.execute = action.execute.clone();
+    file.checks = match &action.checks {
+        Some(checks) => checks.clone(),
+        None if action.retires => removes.iter().map(|path| removal_check(path)).collect(),
+        None => base.checks.clone(),
+    };
+    file
+}
+
+/// What proves a retired file is gone: a `git-file` check of a path the change
+/// set removes passes when the repository no longer holds it.
+fn removal_check(path: &str) -> CheckFile {
+    CheckFile {
+        kind: "git-file".into(),
+        path: Some(path.to_string()),
+        description: Some(format!("{path} is removed from the GitOps repository")),
+        ..CheckFile::default()
+    }
+}
+
+/// The type's schema with the action's properties in place of (or beside) the
+/// type's, and the action's required parameters added to the type's.
+fn merged_schema(base: &Value, own: &Value) -> Value {
+    let mut merged = base.clone();
+    let Some(object) = merged.as_object_mut() else {
+        return merged;
+    };
+    let own_properties = own
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let properties = object
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(properties) = properties.as_object_mut() {
+        for (name, schema) in own_properties {
+            properties.insert(name, schema);
+        }
+    }
+    let own_required = own.get("required").and_then(Value::as_array).cloned();
+    if let Some(own_required) = own_required {
+        let required = object
+            .entry("required")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(required) = required.as_array_mut() {
+            for name in own_required {
+                if !required.contains(&name) {
+                    required.push(name);
+                }
+            }
+        }
+    }
+    merged
+}
