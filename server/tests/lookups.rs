@@ -56,6 +56,11 @@ async fn every_lookup_is_served_by_its_index(app: &TestApp) -> TestResult {
             plan.contains("lookup_"),
             "{lookup:?} is not answered by its index:\n{plan}"
         );
+        // The oldest match is the index's first entry: nothing read whole and sorted.
+        assert!(
+            !plan.contains("Sort") && !plan.contains("TEMP B-TREE"),
+            "{lookup:?} sorts its matches:\n{plan}"
+        );
     }
     Ok(())
 }

@@ -84,7 +84,15 @@ fn check_names(lookup: &Lookup) -> Result<(), StorageError> {
 /// The index serving `lookup` on `holders`: its name (derived from its definition,
 /// so a changed definition gets a new index) and its statement.
 fn index_for(engine: Engine, lookup: &Lookup, holders: Holders) -> (String, String) {
-    let columns: Vec<String> = lookup.keys.iter().map(|k| key_expr(engine, k)).collect();
+    // The id last: a lookup wants the oldest match, and equal keys then come in id
+    // order, so the first entry answers it (without it PostgreSQL read and sorted
+    // every match, 1,935 namespaces of one team and environment at 100k requests).
+    let columns: Vec<String> = lookup
+        .keys
+        .iter()
+        .map(|k| key_expr(engine, k))
+        .chain(["id".to_string()])
+        .collect();
     let definition = format!(
         "ON {} ({}) WHERE {}",
         holders.table(),
@@ -200,18 +208,23 @@ pub async fn find_asset(
     values: &[String],
 ) -> Result<Option<AssetRow>, StorageError> {
     check_names(lookup)?;
-    let sql = format!(
-        "SELECT {} FROM assets WHERE {}{} ORDER BY id LIMIT 1",
-        super::assets::ASSET_COLUMNS,
-        Holders::Assets.condition(&lookup.type_name),
-        key_conditions(engine, lookup, 1),
-    );
+    let sql = oldest_asset_statement(lookup, &key_conditions(engine, lookup, 1));
     let mut query = sqlx::query(&sql);
     for value in values {
         query = query.bind(value);
     }
     let row = query.fetch_optional(&mut *conn).await?;
     row.as_ref().map(super::assets::asset_from_row).transpose()
+}
+
+/// The statement reading the oldest active asset of the lookup's type that meets
+/// `keys` (` AND …` conditions on its keys).
+fn oldest_asset_statement(lookup: &Lookup, keys: &str) -> String {
+    format!(
+        "SELECT {} FROM assets WHERE {}{keys} ORDER BY id LIMIT 1",
+        super::assets::ASSET_COLUMNS,
+        Holders::Assets.condition(&lookup.type_name),
+    )
 }
 
 /// How the database answers each of the catalog's lookups (its query plan), for
@@ -235,11 +248,16 @@ pub async fn plans(
             .map(|k| format!(" AND {} = 'x'", key_expr(engine, k)))
             .collect();
         for holders in [Holders::Assets, Holders::Requests] {
-            let sql = format!(
-                "{explain} SELECT id FROM {} WHERE {}{literals}",
-                holders.table(),
-                holders.condition(&lookup.type_name)
-            );
+            let sql = match holders {
+                Holders::Assets => {
+                    format!("{explain} {}", oldest_asset_statement(&lookup, &literals))
+                }
+                Holders::Requests => format!(
+                    "{explain} SELECT id FROM {} WHERE {}{literals}",
+                    holders.table(),
+                    holders.condition(&lookup.type_name)
+                ),
+            };
             let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
             let column = match engine {
                 Engine::Sqlite => "detail",
