@@ -246,26 +246,6 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     Ok(())
 }
 
-/// Asserts the action was refused as `check` expects and changed nothing stored.
-macro_rules! refused {
-    ($app:expr, $call:expr, $pattern:pat => $check:expr) => {{
-        let before = $app.snapshot().await?;
-        match $call.await {
-            Err($pattern) => $check,
-            other => panic!(
-                "{} should have been refused, got {other:?}",
-                stringify!($call)
-            ),
-        }
-        assert_eq!(
-            $app.snapshot().await?,
-            before,
-            "{} changed stored data",
-            stringify!($call)
-        );
-    }};
-}
-
 async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
     let state = &app.state;
     let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);

@@ -726,26 +726,6 @@ async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {
     Ok(())
 }
 
-/// Asserts a call failed the way `check` expects and left every table as it was.
-macro_rules! refused {
-    ($app:expr, $call:expr, $pattern:pat => $check:expr) => {{
-        let before = $app.snapshot().await?;
-        match $call.await {
-            Err($pattern) => $check,
-            other => panic!(
-                "{} should have been refused, got {other:?}",
-                stringify!($call)
-            ),
-        }
-        assert_eq!(
-            $app.snapshot().await?,
-            before,
-            "{} changed stored data",
-            stringify!($call)
-        );
-    }};
-}
-
 async fn bad_requests_change_nothing(app: &TestApp) -> TestResult {
     let state = &app.state;
     let alice = app.user("alice").await?;

@@ -90,3 +90,55 @@ fn an_action_keeps_its_assets_name() {
     assert!(error.message.contains("from a to b"));
     assert!(is_actionable("active") && !is_actionable("retired"));
 }
+
+#[test]
+fn the_forms_own_checks_pass_what_the_asset_and_the_action_allow() {
+    // The browser checks an action's form with the form's type: it holds the
+    // action's parameters only, so the name comes from the asset, not the
+    // type's naming template (which needs name, team and environment).
+    for (type_name, name) in [
+        ("postgres-database", "scale"),
+        ("postgres-database", "decommission"),
+        ("k8s-namespace", "resize"),
+    ] {
+        let act = action(type_name, name);
+        let form = act.form_type_for("payments-books-dev");
+        let validator = match crate::validate::ParamValidator::new(&form) {
+            Ok(v) => v,
+            Err(e) => panic!("{type_name}/{name}: {e}"),
+        };
+        let values = serde_json::Value::Object(prefill(&act, &database()));
+        let mut values = values;
+        if name == "resize" {
+            values = json!({"cpu_limit": 2, "memory_limit_gi": 4});
+        }
+        assert_eq!(validator.check(&values), [], "{type_name}/{name}");
+        assert_eq!(
+            validator.resource_name(&values).ok().as_deref(),
+            Some("payments-books-dev")
+        );
+    }
+    let scale = action("postgres-database", "scale").form_type_for("x-y-z");
+    let Ok(validator) = crate::validate::ParamValidator::new(&scale) else {
+        panic!("validator")
+    };
+    assert!(
+        validator
+            .check(&json!({"size": "huge", "storage_gb": 20}))
+            .iter()
+            .any(|e| e.field == "size"),
+        "the action's own rules still hold"
+    );
+    // A name holding template syntax stays text.
+    let odd = action("postgres-database", "scale").form_type_for("{{ 7 * 7 }}");
+    let Ok(validator) = crate::validate::ParamValidator::new(&odd) else {
+        panic!("validator")
+    };
+    assert_eq!(
+        validator
+            .resource_name(&json!({"size": "small", "storage_gb": 20}))
+            .ok(),
+        None,
+        "rendered as text, then refused by the naming rule"
+    );
+}

@@ -192,6 +192,16 @@ impl TypeAction {
         form
     }
 
+    /// The form of this action on the asset called `resource_name`: the action's
+    /// parameters, named as the asset is. An action never renames, and the form's
+    /// checks would otherwise render the type's naming template from parameters the
+    /// form does not hold (name, team, environment) and refuse every submit.
+    pub fn form_type_for(&self, resource_name: &str) -> ResourceType {
+        let mut form = self.form_type();
+        form.naming.template = format!("{{% raw %}}{resource_name}{{% endraw %}}");
+        form
+    }
+
     /// The names of the action's own parameters, in form order.
     pub fn param_names(&self) -> Vec<String> {
         self.parameters

@@ -156,7 +156,7 @@ pub async fn form(
     authorize(user, target.ty, &target.asset)?;
     Ok(ActionForm {
         initial: action::prefill(target.action, &target.asset.params),
-        form_type: target.action.form_type(),
+        form_type: target.action.form_type_for(&target.asset.summary.name),
         action: choice(target.action),
         asset: target.asset.summary.clone(),
     })

@@ -562,3 +562,24 @@ mod tests {
         );
     }
 }
+
+/// Asserts a call failed the way `check` expects and left every table as it was.
+#[allow(unused_macros)]
+macro_rules! refused {
+    ($app:expr, $call:expr, $pattern:pat => $check:expr) => {{
+        let before = $app.snapshot().await?;
+        match $call.await {
+            Err($pattern) => $check,
+            other => panic!(
+                "{} should have been refused, got {other:?}",
+                stringify!($call)
+            ),
+        }
+        assert_eq!(
+            $app.snapshot().await?,
+            before,
+            "{} changed stored data",
+            stringify!($call)
+        );
+    }};
+}
