@@ -544,25 +544,6 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> TestResult<Vec<String>> {
     Ok(found)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replaces_the_database_in_a_url() {
-        assert_eq!(
-            super::with_database("postgres://p@h:5432/test", "x"),
-            "postgres://p@h:5432/x"
-        );
-        assert_eq!(
-            super::with_database("postgres://p@h/test?sslmode=disable", "x"),
-            "postgres://p@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            super::with_database("postgres://p@h", "x"),
-            "postgres://p@h/x"
-        );
-    }
-}
-
 /// Asserts a call failed the way `check` expects and left every table as it was.
 #[allow(unused_macros)]
 macro_rules! refused {
@@ -582,4 +563,23 @@ macro_rules! refused {
             stringify!($call)
         );
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database_in_a_url() {
+        assert_eq!(
+            super::with_database("postgres://p@h:5432/test", "x"),
+            "postgres://p@h:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://p@h/test?sslmode=disable", "x"),
+            "postgres://p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://p@h", "x"),
+            "postgres://p@h/x"
+        );
+    }
 }
