@@ -96,6 +96,10 @@ pub struct RevisionView {
     pub precheck: PrecheckReport,
     pub change_set: ChangeSet,
     pub change_set_hash: String,
+    /// The catalog version of the type that rendered the change set ('' when it
+    /// was rendered before versions were recorded).
+    #[serde(default)]
+    pub catalog_version: String,
     pub author: String,
     pub created_at: String,
 }
@@ -407,6 +411,25 @@ pub struct AssetDetail {
     /// The day-2 actions this viewer may take on the asset now.
     #[serde(default)]
     pub actions: Vec<ActionChoice>,
+    /// Its templates: the catalog version that last rendered it, the type's
+    /// version now, and the upgrade request that waits when they differ.
+    #[serde(default)]
+    pub templates: AssetTemplates,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AssetTemplates {
+    /// '' when the asset was made before versions were recorded.
+    pub rendered_by: String,
+    pub current: String,
+    pub upgrade_request: Option<RequestId>,
+}
+
+impl AssetTemplates {
+    pub fn is_current(&self) -> bool {
+        self.rendered_by == self.current
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

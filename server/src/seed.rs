@@ -340,6 +340,7 @@ async fn seed_request(
         precheck: &report,
         change_set: &change_set,
         change_set_hash: &hash,
+        catalog_version: &ty.version,
         author_id: requester,
     };
     storage::requests::insert_revision(tx, &revision).await?;
@@ -394,6 +395,7 @@ async fn seed_request(
                 environment: ty.environment(&params),
                 request_id: id,
                 commit_id: &commit,
+                catalog_version: &ty.version,
             },
         )
         .await?;

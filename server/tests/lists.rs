@@ -708,6 +708,7 @@ async fn a_search_pages_alike_whether_its_words_are_common_or_rare(app: &TestApp
             environment: Some("dev"),
             request_id: request,
             commit_id: "0000000",
+            catalog_version: "",
         };
         let id = storage::assets::insert(&mut tx, &asset).await?;
         storage::search::index_asset(&mut tx, app.engine, id, &format!("{word} payments")).await?;

@@ -199,6 +199,12 @@ fn load_type(
     // A type with problems of its own would report them again in every action.
     if fe.errors.len() == before {
         ty.actions = actions::load_actions(&raw, declared, catalog, &mut fe);
+        ty.actions
+            .extend(actions::template_upgrade(&raw, catalog, &mut fe));
+    }
+    ty.version = super::version::type_version(content, &ty, &catalog.templates);
+    for action in &mut ty.actions {
+        action.request_type.version = ty.version.clone();
     }
     Some(ty)
 }
@@ -316,6 +322,7 @@ fn build_type(
         parameters,
         removes,
         actions: Vec::new(),
+        version: String::new(),
     };
     check_type(&ty, catalog, fe);
     ty

@@ -7,6 +7,7 @@ mod loader;
 mod lookup;
 mod pipeline;
 mod schema;
+mod version;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -154,6 +155,11 @@ pub struct ResourceType {
     /// Day-2 operations on an asset of this type, in the order written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<TypeAction>,
+    /// The catalog version of the type (see `version.rs`): recorded with every
+    /// change set, so an asset says what made it and a template change is noticed.
+    /// An action's request type carries its type's version.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// A day-2 operation declared by a type: a small type bound to an existing asset.
@@ -183,6 +189,14 @@ impl TypeAction {
     pub const MAX_TITLE: usize = 60;
     pub const MAX_DESCRIPTION: usize = 500;
     pub const MAX_NAME: usize = 32;
+    /// The action Slipway adds to every type with outputs and opens itself when
+    /// the type's templates change: the asset rendered again, reviewed as a diff.
+    pub const UPGRADE: &'static str = "upgrade-templates";
+
+    /// Whether this is the template upgrade Slipway opens, not one a type declared.
+    pub fn is_upgrade(&self) -> bool {
+        self.name == Self::UPGRADE
+    }
 
     /// The form of the action: its request type with only the action's own
     /// parameters, for the generated form and its checks in the browser.

@@ -1181,11 +1181,18 @@ fn shipped_types_declare_their_day_two_actions() {
     };
     assert_eq!(
         names("postgres-database"),
-        ["scale", "upgrade", "backup", "restore", "decommission"]
+        [
+            "scale",
+            "upgrade",
+            "backup",
+            "restore",
+            "decommission",
+            "upgrade-templates"
+        ]
     );
     assert_eq!(
         names("k8s-namespace"),
-        ["resize", "set-admins", "decommission"]
+        ["resize", "set-admins", "decommission", "upgrade-templates"]
     );
     let Some(decommission) = catalog.request_type("k8s-namespace", Some("decommission")) else {
         panic!("the decommission action is loaded");
@@ -1384,4 +1391,92 @@ fn action_names_are_url_safe() {
     for bad in ["", "Scale", "-a", "a-", "a_b", "a b", "1a", &"a".repeat(33)] {
         assert!(!TypeAction::is_valid_name(bad), "{bad}");
     }
+}
+
+fn version_of(files: &[SourceFile], type_name: &str) -> String {
+    match Catalog::from_files(files) {
+        Ok(catalog) => catalog
+            .resource_type(type_name)
+            .map(|t| t.version.clone())
+            .unwrap_or_default(),
+        Err(errors) => panic!("the catalog does not load:\n{errors}"),
+    }
+}
+
+#[test]
+fn a_type_version_follows_its_file_and_the_templates_it_uses() {
+    let shipped = shipped_catalog();
+    let ns = "k8s-namespace";
+    let version = shipped.resource_type(ns).map(|t| t.version.clone());
+    assert_eq!(version.as_ref().map(String::len), Some(12));
+    assert_ne!(
+        version,
+        shipped
+            .resource_type("postgres-database")
+            .map(|t| t.version.clone())
+    );
+    // Every action's request type carries the type's version.
+    for ty in shipped.types.values() {
+        assert!(
+            ty.actions
+                .iter()
+                .all(|a| a.request_type.version == ty.version)
+        );
+    }
+    let template = "templates/k8s-namespace/namespace.yaml.j2";
+    let changed = shipped_text(template) + "# a new line\n";
+    assert_ne!(
+        Some(version_of(&with_file(template, &changed), ns)),
+        version
+    );
+    let retitled = shipped_text("types/k8s-namespace.yaml").replacen("title:", "title: New", 1);
+    assert_ne!(
+        Some(version_of(
+            &with_file("types/k8s-namespace.yaml", &retitled),
+            ns
+        )),
+        version
+    );
+    // Another type's template, or a template nobody uses, leaves it alone.
+    let other = "templates/postgres-database/cluster.yaml.j2";
+    let other_changed = shipped_text(other) + "# elsewhere\n";
+    assert_eq!(
+        Some(version_of(&with_file(other, &other_changed), ns)),
+        version
+    );
+    assert_eq!(
+        Some(version_of(&with_file("templates/unused.j2", "x"), ns)),
+        version
+    );
+}
+
+#[test]
+fn types_deploying_files_get_the_template_upgrade_and_none_may_declare_it() {
+    let shipped = shipped_catalog();
+    let upgradable = |name: &str| {
+        shipped
+            .resource_type(name)
+            .and_then(|t| t.action(TypeAction::UPGRADE))
+            .is_some()
+    };
+    assert!(upgradable("k8s-namespace") && upgradable("postgres-database"));
+    // Its own command runs SQL: there is no deployed file to compare with.
+    assert!(!upgradable("shared-database"));
+    for ty in shipped.types.values() {
+        let upgrade = ty.action(TypeAction::UPGRADE);
+        if let Some(upgrade) = upgrade {
+            assert!(!upgrade.retires && upgrade.param_names().is_empty());
+            assert_eq!(upgrade.request_type.outputs, ty.outputs);
+            assert_eq!(upgrade.request_type.review, ty.review);
+        }
+    }
+    let errors =
+        action_errors("  - name: upgrade-templates\n    title: Mine\n    description: d\n");
+    assert!(
+        errors
+            .iter()
+            .any(|(_, path, message)| path == "actions[0].name"
+                && message.contains("Slipway's own action")),
+        "{errors:?}"
+    );
 }

@@ -307,6 +307,7 @@ fn a_template_rendering_broken_yaml_is_refused_before_it_is_stored() {
             "templates/k8s-namespace/namespace.yaml.j2",
             "actions[0].templates/k8s-namespace/namespace.yaml.j2",
             "actions[1].templates/k8s-namespace/namespace.yaml.j2",
+            "actions[3].templates/k8s-namespace/namespace.yaml.j2",
         ],
         "{reported:?}"
     );

@@ -1,6 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use slipway_core::ids::AssetId;
+use slipway_core::views::AssetTemplates;
 
 use crate::api::fetch_asset;
 use crate::components::{Loading, error_view};
@@ -33,6 +34,7 @@ pub fn AssetPage() -> impl IntoView {
                             <p><a class="button" href=format!("/assets/{}/catalog-info.yaml", a.summary.id)
                                 download="catalog-info.yaml" rel="external">"Download catalog-info.yaml"</a>
                                 <span class="muted">" for Backstage"</span></p>
+                            <TemplatesNotice templates=a.templates.clone() />
                             {(!a.actions.is_empty()).then(|| view! {
                                 <section aria-label="Actions" class="asset-actions">
                                     <h2>"Actions"</h2>
@@ -75,5 +77,30 @@ pub fn AssetPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Which catalog version rendered the asset, and whether an upgrade waits.
+#[component]
+fn TemplatesNotice(templates: AssetTemplates) -> impl IntoView {
+    let rendered_by = if templates.rendered_by.is_empty() {
+        "an unrecorded catalog version".to_string()
+    } else {
+        format!("catalog version {}", templates.rendered_by)
+    };
+    let status = match (templates.is_current(), templates.upgrade_request) {
+        (true, _) => view! { <span>" — the current one."</span> }.into_any(),
+        (false, Some(id)) => view! {
+            <span>{format!(" — the templates are now at {}; ", templates.current)}
+                <a href=format!("/requests/{id}")>{format!("upgrade request #{id}")}</a>" waits."</span>
+        }
+        .into_any(),
+        (false, None) => view! {
+            <span>{format!(" — the templates are now at {}; no upgrade is open yet.", templates.current)}</span>
+        }
+        .into_any(),
+    };
+    view! {
+        <p data-testid="asset-templates">"Rendered by " <code>{rendered_by}</code> {status}</p>
     }
 }

@@ -74,7 +74,12 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
             </section>
             {current.as_ref().map(|r| view! { <PrecheckPanel report=r.precheck.clone() /> })}
         </div>
-        {current.map(|r| view! { <ChangeSetView change_set=r.change_set hash=r.change_set_hash /> })}
+        {current.map(|r| view! {
+            <ChangeSetView change_set=r.change_set hash=r.change_set_hash />
+            {(!r.catalog_version.is_empty()).then(|| view! {
+                <p class="muted" data-testid="catalog-version">"Rendered by catalog version " <code>{r.catalog_version}</code></p>
+            })}
+        })}
         {if in_motion(s.state) {
             view! { <LiveSteps id=s.id state=s.state steps=detail.steps.clone() after=detail.progress_cursor /> }.into_any()
         } else {

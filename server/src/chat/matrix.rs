@@ -136,7 +136,8 @@ fn retry_after(headers: &reqwest::header::HeaderMap, body: &Value) -> Duration {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|secs| secs.saturating_mul(1000));
-    Duration::from_millis(from_body.or(from_header).unwrap_or(1000).min(300_000))
+    // A zero wait would make the caller spin; 50 ms is the least it pauses.
+    Duration::from_millis(from_body.or(from_header).unwrap_or(1000).clamp(50, 300_000))
 }
 
 impl MatrixClient {

@@ -255,6 +255,10 @@ async fn handle_message(
 }
 
 const SEND_TRIES: u32 = 5;
+/// How long one message may wait out rate limits in all. A 429 is the homeserver
+/// saying "later", not "failed", so it does not count as a try; only a limit
+/// this long (an operator's mistake, not load) gives the answer up.
+const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Sends, waiting out rate limits and brief outages; the same transaction id on
 /// every try keeps it one message.
@@ -265,16 +269,25 @@ pub(crate) async fn send_with_retries(
     text: &str,
 ) -> Result<(), MatrixError> {
     let mut backoff = Backoff::new(Duration::from_secs(10));
-    let mut tries = 0;
+    let (mut failures, mut limited_for) = (0, Duration::ZERO);
     loop {
-        tries += 1;
-        match client.send_text(room, txn, text).await {
+        let error = match client.send_text(room, txn, text).await {
             Ok(()) => return Ok(()),
-            Err(error) if error.is_transient() && tries < SEND_TRIES => {
-                tokio::time::sleep(backoff.after(&error)).await;
+            Err(error) => error,
+        };
+        let pause = match &error {
+            MatrixError::RateLimited(wait) if limited_for + *wait <= RATE_LIMIT_PATIENCE => {
+                limited_for += *wait;
+                *wait
             }
-            Err(error) => return Err(error),
-        }
+            MatrixError::RateLimited(_) => return Err(error),
+            _ if error.is_transient() && failures + 1 < SEND_TRIES => {
+                failures += 1;
+                backoff.after(&error)
+            }
+            _ => return Err(error),
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -141,7 +141,13 @@ pub fn choices(state: &AppState, user: &Caller, asset: &AssetRow) -> Vec<ActionC
     if policy::may_act_on(user, &facts(ty, asset)).is_err() {
         return Vec::new();
     }
-    ty.actions.iter().map(choice).collect()
+    // The template upgrade is offered only to an asset its type's templates left behind.
+    let behind = asset.catalog_version != ty.version;
+    ty.actions
+        .iter()
+        .filter(|a| behind || !a.is_upgrade())
+        .map(choice)
+        .collect()
 }
 
 /// The form of an action on an asset, first filled from the asset.
@@ -248,11 +254,20 @@ pub async fn submit(
         action: name,
         deployed: &deployed,
     };
-    let id = store_submission(&mut tx, state, user, (ty, key), &prepared, Some(on)).await?;
+    let actor = Actor::User(user.clone());
+    let id = store_submission(
+        &mut tx,
+        state,
+        (user, &actor),
+        (ty, key),
+        &prepared,
+        Some(on),
+    )
+    .await?;
     record(
         &mut tx,
         state.db.engine,
-        &Actor::User(user.clone()),
+        &actor,
         "asset.action_requested",
         ("asset", asset_id.to_string()),
         Some(name.to_string()),
@@ -267,7 +282,7 @@ pub async fn submit(
 /// What the asset has deployed now, for the files the change touches: the base
 /// of the action's review diff. Read from the GitOps repository's branch, where
 /// the reconcilers read it.
-async fn deployed_state(
+pub(crate) async fn deployed_state(
     state: &AppState,
     asset: &AssetRow,
     change_set: &ChangeSet,
@@ -359,7 +374,7 @@ pub(crate) async fn record_outcome(
     state: &AppState,
     conn: &mut AnyConnection,
     request: &RequestRow,
-    params: &Value,
+    revision: &RevisionRow,
     commit: &str,
     actor: &Actor,
 ) -> ServiceResult<AssetId> {
@@ -371,7 +386,7 @@ pub(crate) async fn record_outcome(
         .ok_or_else(|| ServiceError::NotFound(format!("asset #{asset_id}")))?;
     let ty = asset_type(state, &asset)?;
     let action = declared(ty, request.action.as_deref().unwrap_or_default())?;
-    let recorded = action::recorded_params(ty, params);
+    let recorded = action::recorded_params(ty, &revision.params);
     let (new_state, event) = if action.retires {
         (action::RETIRED, "asset.retired")
     } else {
@@ -382,7 +397,20 @@ pub(crate) async fn record_outcome(
     } else {
         commit
     };
-    storage::assets::update_after_action(conn, asset_id, &recorded, commit, new_state).await?;
+    // Only an action that writes the type's own outputs renders the asset anew (a
+    // backup writes a file beside it): the others leave its catalog version.
+    let catalog_version = if action.request_type.outputs == ty.outputs {
+        revision.catalog_version.as_str()
+    } else {
+        asset.catalog_version.as_str()
+    };
+    let after = storage::assets::AfterAction {
+        params: &recorded,
+        commit_id: commit,
+        state: new_state,
+        catalog_version,
+    };
+    storage::assets::update_after_action(conn, asset_id, &after).await?;
     if action.retires {
         storage::quota::adjust(conn, ty, &asset.params, -1).await?;
     } else {

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt as _};
 use slipway_core::backstage::{self, ExportedAsset};
-use slipway_core::ids::AssetId;
+use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::listing::{ListFilter, ListPage, PageRequest, indexed_words};
 use slipway_core::policy;
 use slipway_core::precheck;
 use slipway_core::render;
-use slipway_core::views::{AssetDetail, AssetSummary, AuditEntry, RelationView};
+use slipway_core::views::{AssetDetail, AssetSummary, AssetTemplates, AuditEntry, RelationView};
 use sqlx::AnyConnection;
 use tracing::instrument;
 
@@ -67,6 +67,17 @@ pub async fn detail(state: &AppState, user: &Caller, id: AssetId) -> ServiceResu
             .map(|t| t.param_titles())
             .unwrap_or_default(),
         actions: super::actions::choices(state, user, &asset),
+        templates: AssetTemplates {
+            current: state
+                .catalog
+                .resource_type(&asset.summary.type_name)
+                .map(|t| t.version.clone())
+                .unwrap_or_default(),
+            upgrade_request: storage::upgrades::waiting_upgrade(&mut conn, id)
+                .await?
+                .map(RequestId),
+            rendered_by: asset.catalog_version,
+        },
         params: asset.params,
         commit_id: asset.commit_id,
         summary: asset.summary,
@@ -85,18 +96,19 @@ pub(crate) async fn record_asset(
         return Ok(existing.summary.id);
     }
     let ty = request_type(state, request)?;
-    let revisions = storage::requests::revisions(conn, request.id).await?;
-    let params = revisions
-        .iter()
+    let revision = storage::requests::revisions(conn, request.id)
+        .await?
+        .into_iter()
         .find(|r| r.revision == request.current_revision)
-        .map(|r| r.params.clone())
         .ok_or_else(|| {
             ServiceError::Internal(format!("request #{} has no current revision", request.id))
         })?;
     // A day-2 action changes the asset it acts on instead of making one.
     if request.asset_id.is_some() {
-        return super::actions::record_outcome(state, conn, request, &params, commit, actor).await;
+        return super::actions::record_outcome(state, conn, request, &revision, commit, actor)
+            .await;
     }
+    let params = revision.params;
     let id = storage::assets::insert(
         conn,
         &NewAsset {
@@ -107,6 +119,7 @@ pub(crate) async fn record_asset(
             environment: ty.environment(&params),
             request_id: request.id,
             commit_id: commit,
+            catalog_version: &revision.catalog_version,
         },
     )
     .await?;

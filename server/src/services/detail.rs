@@ -46,6 +46,7 @@ fn revision_view(state: &AppState, type_name: &str, row: &RevisionRow) -> Revisi
         precheck: row.precheck.clone(),
         change_set: row.change_set.clone(),
         change_set_hash: row.change_set_hash.clone(),
+        catalog_version: row.catalog_version.clone(),
         author: row.author.clone(),
         created_at: format_millis(row.created_at),
     }

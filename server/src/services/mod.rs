@@ -19,6 +19,7 @@ pub mod reviews;
 pub mod secrets;
 pub mod token_uses;
 pub mod tokens;
+pub mod upgrades;
 
 pub use caller::{CallMeta, Caller, Channel};
 pub use error::{ServiceError, ServiceResult};

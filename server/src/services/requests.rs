@@ -490,7 +490,8 @@ pub async fn submit(
         None,
     )
     .await?;
-    let id = store_submission(&mut tx, state, user, (ty, key), &prepared, None).await?;
+    let actor = Actor::User(user.clone());
+    let id = store_submission(&mut tx, state, (user, &actor), (ty, key), &prepared, None).await?;
     tx.commit().await?;
     state.jobs_ready.notify_one();
     Ok(id)
@@ -502,7 +503,7 @@ pub async fn submit(
 pub(crate) async fn store_submission(
     tx: &mut AnyConnection,
     state: &AppState,
-    user: &Caller,
+    (user, actor): (&Caller, &Actor),
     (ty, key): (&ResourceType, &str),
     prepared: &Prepared,
     action: Option<ActionTarget<'_>>,
@@ -530,6 +531,7 @@ pub(crate) async fn store_submission(
             precheck: &prepared.report,
             change_set: &prepared.change_set,
             change_set_hash: &prepared.hash,
+            catalog_version: &ty.version,
             author_id: user.id,
         },
     )
@@ -537,13 +539,12 @@ pub(crate) async fn store_submission(
     secrets::store(tx, state, id, 1, &prepared.split, None).await?;
     secrets::store_generated(tx, state, ty, id, 1, None).await?;
     let mut request = load_request(tx, id).await?;
-    let actor = Actor::User(user.clone());
     transition(
         tx,
         state,
         &mut request,
         Action::Submit,
-        &actor,
+        actor,
         format!("revision 1, change set {}", prepared.hash),
     )
     .await?;
@@ -622,6 +623,7 @@ pub async fn resubmit(
             precheck: &prepared.report,
             change_set: &prepared.change_set,
             change_set_hash: &prepared.hash,
+            catalog_version: &ty.version,
             author_id: user.id,
         },
     )

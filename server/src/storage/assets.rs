@@ -15,10 +15,12 @@ pub struct AssetRow {
     pub summary: AssetSummary,
     pub params: Value,
     pub commit_id: String,
+    /// The catalog version of its type that last rendered it ('' before versions).
+    pub catalog_version: String,
 }
 
 pub(super) const ASSET_COLUMNS: &str =
-    "id, type_name, name, params, request_id, commit_id, state, created_at";
+    "id, type_name, name, params, request_id, commit_id, state, created_at, catalog_version";
 
 pub(super) fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRow, StorageError> {
     Ok(AssetRow {
@@ -32,6 +34,7 @@ pub(super) fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRow, Storag
         },
         params: parse_json(&row.try_get::<String, _>("params")?, "asset parameters")?,
         commit_id: row.try_get("commit_id")?,
+        catalog_version: row.try_get("catalog_version")?,
     })
 }
 
@@ -43,6 +46,7 @@ pub struct NewAsset<'a> {
     pub environment: Option<&'a str>,
     pub request_id: RequestId,
     pub commit_id: &'a str,
+    pub catalog_version: &'a str,
 }
 
 pub async fn insert(
@@ -52,8 +56,8 @@ pub async fn insert(
     let now = now_millis();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO assets (type_name, name, params, team, environment, request_id, commit_id, \
-         state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-         RETURNING id",
+         state, created_at, updated_at, catalog_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
     )
     .bind(asset.type_name)
     .bind(asset.name)
@@ -64,6 +68,7 @@ pub async fn insert(
     .bind(asset.commit_id)
     .bind(ACTIVE)
     .bind(now)
+    .bind(asset.catalog_version)
     .fetch_one(&mut *conn)
     .await?;
     Ok(AssetId(id))
@@ -147,7 +152,8 @@ fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
         }
     }
     Some(ListSql {
-        columns: "a.id, a.type_name, a.name, a.params, a.request_id, a.commit_id, a.state, a.created_at",
+        columns: "a.id, a.type_name, a.name, a.params, a.request_id, a.commit_id, a.state, a.created_at, \
+                  a.catalog_version",
         from,
         id,
         conditions: c,
@@ -351,20 +357,29 @@ pub async fn requirements_between(
 
 /// The asset after a day-2 action: its parameters, the commit that carries it,
 /// and its state (retired once an action retires it).
+/// What an action leaves in the asset's record: its parameters, the commit that
+/// has them, its state and the catalog version that rendered it.
+pub struct AfterAction<'a> {
+    pub params: &'a Value,
+    pub commit_id: &'a str,
+    pub state: &'a str,
+    pub catalog_version: &'a str,
+}
+
 pub async fn update_after_action(
     conn: &mut AnyConnection,
     id: AssetId,
-    params: &Value,
-    commit_id: &str,
-    state: &str,
+    after: &AfterAction<'_>,
 ) -> Result<(), StorageError> {
     sqlx::query(
-        "UPDATE assets SET params = $1, commit_id = $2, state = $3, updated_at = $4 WHERE id = $5",
+        "UPDATE assets SET params = $1, commit_id = $2, state = $3, updated_at = $4, \
+         catalog_version = $5 WHERE id = $6",
     )
-    .bind(to_json(params))
-    .bind(commit_id)
-    .bind(state)
+    .bind(to_json(after.params))
+    .bind(after.commit_id)
+    .bind(after.state)
     .bind(now_millis())
+    .bind(after.catalog_version)
     .bind(id.0)
     .execute(&mut *conn)
     .await?;

@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod upgrades;
 pub mod users;
 
 /// Rows a list with a windowed condition reads first (a PostgreSQL asset search).

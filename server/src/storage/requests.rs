@@ -473,6 +473,8 @@ pub struct RevisionRow {
     pub precheck: PrecheckReport,
     pub change_set: ChangeSet,
     pub change_set_hash: String,
+    /// The catalog version of the type that rendered the change set.
+    pub catalog_version: String,
     pub author: String,
     pub created_at: i64,
 }
@@ -487,6 +489,7 @@ pub struct NewRevision<'a> {
     pub precheck: &'a PrecheckReport,
     pub change_set: &'a ChangeSet,
     pub change_set_hash: &'a str,
+    pub catalog_version: &'a str,
     pub author_id: UserId,
 }
 
@@ -496,7 +499,8 @@ pub async fn insert_revision(
 ) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO request_revisions (request_id, revision, params, precheck, change_set, \
-         change_set_hash, author_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         change_set_hash, author_id, created_at, catalog_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(rev.request_id.0)
     .bind(rev.revision)
@@ -506,6 +510,7 @@ pub async fn insert_revision(
     .bind(rev.change_set_hash)
     .bind(rev.author_id.0)
     .bind(now_millis())
+    .bind(rev.catalog_version)
     .execute(&mut *conn)
     .await?;
     // Every new revision becomes the current one: the request carries its
@@ -526,7 +531,7 @@ pub async fn revisions(
 ) -> Result<Vec<RevisionRow>, StorageError> {
     let rows = sqlx::query(
         "SELECT v.revision, v.params, v.precheck, v.change_set, v.change_set_hash, \
-         u.username AS author, v.created_at FROM request_revisions v \
+         v.catalog_version, u.username AS author, v.created_at FROM request_revisions v \
          JOIN users u ON u.id = v.author_id WHERE v.request_id = $1 ORDER BY v.revision",
     )
     .bind(id.0)
@@ -540,6 +545,7 @@ pub async fn revisions(
                 precheck: parse_json(&row.try_get::<String, _>("precheck")?, "revision pre-check")?,
                 change_set: parse_json(&row.try_get::<String, _>("change_set")?, "change set")?,
                 change_set_hash: row.try_get("change_set_hash")?,
+                catalog_version: row.try_get("catalog_version")?,
                 author: row.try_get("author")?,
                 created_at: row.try_get("created_at")?,
             })
@@ -547,7 +553,7 @@ pub async fn revisions(
         .collect()
 }
 
-fn in_flight_list() -> String {
+pub(super) fn in_flight_list() -> String {
     // Fixed state names, never user input: safe to inline.
     let names: Vec<String> = RequestState::ALL
         .iter()

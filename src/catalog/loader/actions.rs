@@ -45,6 +45,19 @@ fn load_action(
 ) -> Option<TypeAction> {
     let at = |field: &str| format!("actions[{i}].{field}");
     check_words(&action, &at, names, fe);
+    build_action(base, i, action, catalog, fe)
+}
+
+/// The action's request type built from the type's file, its problems reported
+/// at the action's path.
+fn build_action(
+    base: &TypeFile,
+    i: usize,
+    action: ActionFile,
+    catalog: &Catalog,
+    fe: &mut FileErrors<'_>,
+) -> Option<TypeAction> {
+    let at = |field: &str| format!("actions[{i}].{field}");
     let own = action.parameters.clone().unwrap_or_else(no_parameters);
     check_own_parameters(base, &own, &at, fe);
     let removes: Vec<String> = if action.retires {
@@ -90,6 +103,45 @@ fn load_action(
     })
 }
 
+/// The template upgrade of a type whose outputs are what it deploys (files
+/// committed to the GitOps repository, the default steps): no parameters of its
+/// own, the outputs rendered again from the asset's recorded parameters, the
+/// type's review and checks. A type with its own steps (a command, a pipeline)
+/// gets none: running its creation again is not an upgrade, and what it made is
+/// not in the repository to compare with.
+pub(super) fn template_upgrade(
+    base: &TypeFile,
+    catalog: &Catalog,
+    fe: &mut FileErrors<'_>,
+) -> Option<TypeAction> {
+    let own_steps = base.execute.as_ref().is_some_and(|steps| !steps.is_empty());
+    if base.outputs.is_empty() || own_steps {
+        return None;
+    }
+    let upgrade = ActionFile {
+        name: TypeAction::UPGRADE.to_string(),
+        title: "Upgrade to the current templates".to_string(),
+        description: "Renders the asset again with the catalog's current templates; \
+                      the review shows the file diff against what is deployed."
+            .to_string(),
+        retires: false,
+        parameters: None,
+        review: None,
+        risk_hints: Vec::new(),
+        outputs: None,
+        execute: None,
+        checks: None,
+    };
+    let mut found: Vec<CatalogError> = Vec::new();
+    let mut inner = FileErrors {
+        file: fe.file,
+        errors: &mut found,
+    };
+    let loaded = build_action(base, 0, upgrade, catalog, &mut inner);
+    // Only a fault of the type itself could fail it, and that is reported already.
+    loaded.filter(|_| found.is_empty())
+}
+
 fn no_parameters() -> Value {
     json!({ "type": "object", "additionalProperties": false, "properties": {} })
 }
@@ -101,7 +153,15 @@ fn check_words(
     names: &mut BTreeSet<String>,
     fe: &mut FileErrors<'_>,
 ) {
-    if !TypeAction::is_valid_name(&action.name) {
+    if action.name == TypeAction::UPGRADE {
+        fe.push(
+            at("name"),
+            format!(
+                "{:?} is Slipway's own action (it opens it when the type's templates change); name yours otherwise",
+                action.name
+            ),
+        );
+    } else if !TypeAction::is_valid_name(&action.name) {
         fe.push(
             at("name"),
             format!(

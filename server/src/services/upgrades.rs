@@ -1,0 +1,257 @@
+//! Template upgrades as reviewed change. When a type's catalog version changes,
+//! each of its assets is rendered again from its recorded parameters and
+//! compared with what is deployed; where the files differ, one upgrade request
+//! per asset is opened for its owners and reviewers, reviewed with its diff as
+//! any other change. An asset that renders the same just takes the new version.
+//!
+//! The sweep runs at start and again every so often: an asset busy with another
+//! request is reached on a later pass, and a type is marked swept only once all
+//! its assets met the version, so an unchanged catalog reads no asset. Several
+//! replicas may sweep at once: the submission lock, the re-read under it and
+//! "one request per asset at a time" make the second find the first's request.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use slipway_core::action::ACTIVE;
+use slipway_core::catalog::{ResourceType, TypeAction};
+use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::render::{ChangeSet, RenderedFile};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::actions::{ActingOn, deployed_state};
+use super::requests::{prepare, store_submission};
+use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
+use crate::state::AppState;
+use crate::storage;
+use crate::storage::assets::AssetRow;
+use crate::storage::requests::ActionTarget;
+
+/// Assets read per statement while sweeping a type.
+const BATCH: i64 = 200;
+/// The rule named in the audit trail as the upgrades' author.
+const RULE: &str = "template-upgrade";
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Upgrade requests opened, one per asset whose files would change.
+    pub opened: Vec<RequestId>,
+    /// Assets that render as deployed: they took the new version, no request.
+    pub unchanged: u64,
+    /// Assets left for a later sweep (busy with another request, or failing to
+    /// render: each is logged with why).
+    pub deferred: u64,
+}
+
+enum Outcome {
+    Opened(RequestId),
+    Unchanged,
+    Deferred,
+}
+
+/// Runs a sweep now and then every `every`, until `stopped` turns true.
+pub fn spawn(
+    state: AppState,
+    every: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match sweep(&state).await {
+                Ok(report) if report != SweepReport::default() => {
+                    tracing::info!(
+                        opened = report.opened.len(),
+                        unchanged = report.unchanged,
+                        deferred = report.deferred,
+                        "template upgrade sweep"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "the template upgrade sweep stopped"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    })
+}
+
+/// Compares every asset behind its type's catalog version with what the current
+/// templates render, opening an upgrade request where they differ.
+pub async fn sweep(state: &AppState) -> ServiceResult<SweepReport> {
+    let mut report = SweepReport::default();
+    for ty in state.catalog.catalog.types.values() {
+        if let Some(upgrade) = ty.action(TypeAction::UPGRADE) {
+            sweep_type(state, ty, upgrade, &mut report).await?;
+        }
+    }
+    Ok(report)
+}
+
+async fn sweep_type(
+    state: &AppState,
+    ty: &ResourceType,
+    upgrade: &TypeAction,
+    report: &mut SweepReport,
+) -> ServiceResult<()> {
+    let mut conn = state.db.pool.acquire().await?;
+    if storage::upgrades::swept_version(&mut conn, &ty.name)
+        .await?
+        .as_deref()
+        == Some(&ty.version)
+    {
+        return Ok(());
+    }
+    let (mut after, mut deferred) = (AssetId(0), 0);
+    loop {
+        let batch =
+            storage::upgrades::behind(&mut conn, &ty.name, &ty.version, after, BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = *last;
+        for id in batch {
+            match upgrade_one(state, ty, upgrade, id).await {
+                Ok(Outcome::Opened(request)) => report.opened.push(request),
+                Ok(Outcome::Unchanged) => report.unchanged += 1,
+                Ok(Outcome::Deferred) => deferred += 1,
+                Err(error) => {
+                    tracing::warn!(asset_id = %id, %error, "no template upgrade for this asset yet");
+                    deferred += 1;
+                }
+            }
+        }
+    }
+    report.deferred += deferred;
+    if deferred == 0 {
+        let mut tx = state.db.write().await?;
+        storage::upgrades::set_swept(&mut tx, &ty.name, &ty.version).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Renders one asset with the current templates, under the type's submission
+/// lock; opens its upgrade request when the files differ from the deployed ones.
+async fn upgrade_one(
+    state: &AppState,
+    ty: &ResourceType,
+    upgrade: &TypeAction,
+    id: AssetId,
+) -> ServiceResult<Outcome> {
+    let mut tx = state.db.write().await?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
+    let asset = storage::assets::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
+    if asset.summary.state != ACTIVE || asset.catalog_version == ty.version {
+        return Ok(Outcome::Unchanged);
+    }
+    if storage::requests::in_flight_named(&mut tx, &ty.name, &asset.summary.name, None)
+        .await?
+        .is_some()
+    {
+        return Ok(Outcome::Deferred);
+    }
+    let validator = state
+        .catalog
+        .request_validator(&ty.name, Some(TypeAction::UPGRADE))
+        .ok_or_else(|| ServiceError::Internal(format!("no upgrade validator for {}", ty.name)))?;
+    let on = ActingOn {
+        asset: &asset,
+        action: upgrade,
+    };
+    let params = &asset.params;
+    let prepared = prepare(
+        &mut tx,
+        state,
+        &upgrade.request_type,
+        validator,
+        params,
+        None,
+        Some(params),
+        Some(on),
+    )
+    .await?;
+    let deployed = deployed_state(state, &asset, &prepared.change_set).await?;
+    if renders_as_deployed(&prepared.change_set, &deployed) {
+        storage::upgrades::set_asset_version(&mut tx, id, &ty.version).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Unchanged);
+    }
+    let owner = asset_owner(&mut tx, &asset).await?;
+    let key = format!("template-upgrade-{id}-{}", ty.version);
+    let actor = Actor::Policy(RULE.to_string());
+    let target = ActionTarget {
+        asset_id: id,
+        action: TypeAction::UPGRADE,
+        deployed: &deployed,
+    };
+    let request = store_submission(
+        &mut tx,
+        state,
+        (&owner, &actor),
+        (&upgrade.request_type, &key),
+        &prepared,
+        Some(target),
+    )
+    .await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        &actor,
+        "asset.upgrade_requested",
+        ("asset", id.to_string()),
+        Some(ty.version.clone()),
+        format!(
+            "the templates of {} changed (catalog version {} → {}): request #{request} shows the diff",
+            ty.name,
+            shown_version(&asset.catalog_version),
+            ty.version
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    state.jobs_ready.notify_one();
+    Ok(Outcome::Opened(request))
+}
+
+fn shown_version(version: &str) -> &str {
+    if version.is_empty() {
+        "unrecorded"
+    } else {
+        version
+    }
+}
+
+/// The person the upgrade is opened for: whoever asked for the asset, so it is
+/// in their requests and reaches them as theirs would.
+async fn asset_owner(conn: &mut sqlx::AnyConnection, asset: &AssetRow) -> ServiceResult<Caller> {
+    let made_by = storage::requests::get(conn, asset.summary.request_id)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("asset #{} has no request", asset.summary.id))
+        })?;
+    let user = storage::users::by_id(conn, made_by.requester_id)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("request #{} has no requester", made_by.id))
+        })?;
+    Ok(Caller::new(user, Channel::System, CallMeta::default()))
+}
+
+/// Whether every file the change writes is deployed with exactly that content.
+fn renders_as_deployed(change_set: &ChangeSet, deployed: &Value) -> bool {
+    let files: Vec<RenderedFile> = deployed
+        .get("files")
+        .cloned()
+        .and_then(|f| serde_json::from_value(f).ok())
+        .unwrap_or_default();
+    change_set.removed.is_empty()
+        && change_set.files.iter().all(|f| {
+            files
+                .iter()
+                .any(|d| d.path == f.path && d.content == f.content)
+        })
+}

@@ -1,0 +1,95 @@
+//! What the template-upgrade sweep reads and writes: which assets a type's
+//! current catalog version has not rendered yet, and which versions have been
+//! compared with every asset.
+
+use sqlx::AnyConnection;
+
+use super::{StorageError, now_millis};
+use slipway_core::action::ACTIVE;
+use slipway_core::ids::AssetId;
+
+/// The version of the type whose assets were all compared with it, if any.
+pub async fn swept_version(
+    conn: &mut AnyConnection,
+    type_name: &str,
+) -> Result<Option<String>, StorageError> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM catalog_sweeps WHERE type_name = $1")
+            .bind(type_name)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Records that every asset of the type has met `version`.
+pub async fn set_swept(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    version: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO catalog_sweeps (type_name, version, swept_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (type_name) DO UPDATE SET version = excluded.version, \
+         swept_at = excluded.swept_at",
+    )
+    .bind(type_name)
+    .bind(version)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` active assets of the type after `after`, in id order, that
+/// another catalog version rendered (walks the type's id index).
+pub async fn behind(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    version: &str,
+    after: AssetId,
+    limit: i64,
+) -> Result<Vec<AssetId>, StorageError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM assets WHERE type_name = $1 AND id > $2 AND state = $3 \
+         AND catalog_version <> $4 ORDER BY id LIMIT $5",
+    )
+    .bind(type_name)
+    .bind(after.0)
+    .bind(ACTIVE)
+    .bind(version)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids.into_iter().map(AssetId).collect())
+}
+
+/// The asset renders as it is deployed under `version`: nothing to upgrade.
+pub async fn set_asset_version(
+    conn: &mut AnyConnection,
+    id: AssetId,
+    version: &str,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE assets SET catalog_version = $1 WHERE id = $2")
+        .bind(version)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The asset's template upgrade still in flight (submitted, in review, approved
+/// or running), for its page.
+pub async fn waiting_upgrade(
+    conn: &mut AnyConnection,
+    id: AssetId,
+) -> Result<Option<i64>, StorageError> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT id FROM requests WHERE asset_id = $1 AND action = $2 AND state IN ({}) \
+         ORDER BY id DESC LIMIT 1",
+        super::requests::in_flight_list()
+    ))
+    .bind(id.0)
+    .bind(slipway_core::catalog::TypeAction::UPGRADE)
+    .fetch_optional(&mut *conn)
+    .await?)
+}

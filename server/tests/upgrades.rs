@@ -1,0 +1,232 @@
+//! Template upgrades as reviewed change, on both engines: a catalog whose
+//! namespace template changed opens one upgrade request per asset whose files
+//! would change, with the diff against what is deployed; a change that renders
+//! the same opens none; a busy asset waits for a later sweep; a second sweep
+//! opens nothing twice; and the approved upgrade brings the asset to the version.
+
+#[allow(dead_code)]
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{TestApp, TestResult, run_jobs_on};
+use serde_json::json;
+use slipway_core::catalog::TypeAction;
+use slipway_core::diff::FileStatus;
+use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::state::RequestState;
+use slipway_core::views::{ActionDraft, ReviewDecision};
+use slipway_server::services::{Caller, actions, assets, detail, reviews, upgrades};
+use slipway_server::state::AppState;
+use slipway_server::storage;
+
+on_both_engines!(@one a_template_change_reaches_every_asset_as_a_reviewed_request, crate::start);
+
+const TYPE_FILE: &str = "types/k8s-namespace.yaml";
+const TEMPLATE: &str = "templates/k8s-namespace/namespace.yaml.j2";
+const ADDED_LABEL: &str = "    slipway.io/upgraded: \"yes\"\n";
+
+/// The app on a copy of the shipped catalog, which the test then edits.
+async fn start(engine: slipway_server::storage::Engine) -> TestResult<Option<TestApp>> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    TestApp::start_with_catalog(engine, Some(dir)).await
+}
+
+fn edit(catalog: &Path, file: &str, change: impl Fn(String) -> String) -> TestResult {
+    let path = catalog.join(file);
+    let text = std::fs::read_to_string(&path)?;
+    std::fs::write(&path, change(text))?;
+    Ok(())
+}
+
+async fn asset_of(state: &AppState, request: RequestId) -> TestResult<storage::assets::AssetRow> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(storage::assets::by_request(&mut conn, request)
+        .await?
+        .ok_or("the request recorded an asset")?)
+}
+
+fn version(state: &AppState) -> TestResult<String> {
+    Ok(state
+        .catalog
+        .resource_type("k8s-namespace")
+        .ok_or("k8s-namespace")?
+        .version
+        .clone())
+}
+
+async fn request_count(state: &AppState) -> TestResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+        .fetch_one(&state.db.pool)
+        .await?)
+}
+
+async fn a_template_change_reaches_every_asset_as_a_reviewed_request(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let web = asset_of(&app.state, app.namespace(&alice, "prod", "web").await?).await?;
+    let api = asset_of(&app.state, app.namespace(&alice, "prod", "api").await?).await?;
+    let first = version(&app.state)?;
+    assert_eq!(
+        web.catalog_version, first,
+        "an asset records what rendered it"
+    );
+    let made = detail::request_detail(&app.state, &alice, web.summary.request_id).await?;
+    assert!(made.revisions.iter().all(|r| r.catalog_version == first));
+    let shown = assets::detail(&app.state, &alice, web.summary.id).await?;
+    assert!(shown.templates.is_current() && shown.templates.upgrade_request.is_none());
+    assert!(
+        !shown.actions.iter().any(|a| a.name == TypeAction::UPGRADE),
+        "nothing to upgrade"
+    );
+    assert_eq!(
+        upgrades::sweep(&app.state).await?,
+        upgrades::SweepReport::default()
+    );
+
+    // A reworded description: a new version, the same files, no request.
+    edit(&catalog, TYPE_FILE, |t| {
+        t.replacen("description:", "description: Reworded.", 1)
+    })?;
+    let reworded = app.restart().await?;
+    assert_ne!(version(&reworded)?, first);
+    let requests_before = request_count(&reworded).await?;
+    let report = upgrades::sweep(&reworded).await?;
+    assert_eq!(
+        (report.opened.len(), report.unchanged, report.deferred),
+        (0, 2, 0)
+    );
+    assert_eq!(request_count(&reworded).await?, requests_before);
+    assert_eq!(
+        asset_of(&reworded, web.summary.request_id)
+            .await?
+            .catalog_version,
+        version(&reworded)?
+    );
+
+    // api is busy with a resize in review when the template changes.
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-api".into(),
+    };
+    let resize = actions::submit(&reworded, &alice, api.summary.id, "resize", &draft).await?;
+    edit(&catalog, TEMPLATE, |t| {
+        format!("{}\n{ADDED_LABEL}", t.trim_end())
+    })?;
+    let changed = app.restart().await?;
+    let current = version(&changed)?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (report.opened.len(), report.unchanged, report.deferred),
+        (1, 0, 1)
+    );
+    let upgrade = report.opened[0];
+    check_upgrade_request(&changed, &alice, upgrade, (web.summary.id, &current)).await?;
+    let again = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (again.opened.len(), again.deferred),
+        (0, 2),
+        "nothing is opened twice"
+    );
+
+    reviews::decide(&changed, &bob, upgrade, 1, ReviewDecision::Approve, "fine").await?;
+    reviews::decide(&changed, &bob, resize, 1, ReviewDecision::Approve, "fine").await?;
+    run_jobs_on(&changed).await?;
+    // The resize runs what was reviewed: its files from the templates of then.
+    let resized = asset_of(&changed, api.summary.request_id).await?;
+    assert_ne!(resized.catalog_version, current);
+    let later = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (later.opened.len(), later.deferred),
+        (1, 0),
+        "the busy asset's turn came"
+    );
+    reviews::decide(
+        &changed,
+        &bob,
+        later.opened[0],
+        1,
+        ReviewDecision::Approve,
+        "ok",
+    )
+    .await?;
+    run_jobs_on(&changed).await?;
+    for id in [upgrade, resize, later.opened[0]] {
+        let mut conn = changed.db.pool.acquire().await?;
+        let row = storage::requests::get(&mut conn, id)
+            .await?
+            .ok_or("request")?;
+        assert_eq!(
+            row.state,
+            RequestState::Completed,
+            "#{id}: {:?}",
+            row.last_error
+        );
+    }
+    for (asset, name) in [(&web, "web"), (&api, "api")] {
+        let now = asset_of(&changed, asset.summary.request_id).await?;
+        assert_eq!(now.catalog_version, current, "{name}");
+        let path = format!("prod/payments/k8s-namespace/{name}/namespace.yaml");
+        let deployed = changed.gitops.read_head_file(&path)?.unwrap_or_default();
+        assert!(
+            deployed.contains("slipway.io/upgraded"),
+            "{path}: {deployed}"
+        );
+    }
+    assert!(asset_of(&changed, api.summary.request_id).await?.params["cpu_limit"] == json!(3));
+    let done = upgrades::sweep(&changed).await?;
+    assert_eq!(done, upgrades::SweepReport::default());
+    let mut conn = changed.db.pool.acquire().await?;
+    let swept = storage::upgrades::swept_version(&mut conn, "k8s-namespace").await?;
+    assert_eq!(swept.as_deref(), Some(current.as_str()));
+    Ok(())
+}
+
+/// The upgrade is alice's request on web, in review, with the template's new
+/// line in its diff against the deployed file, and the asset's page points at it.
+async fn check_upgrade_request(
+    state: &AppState,
+    alice: &Caller,
+    id: RequestId,
+    (asset, current): (AssetId, &str),
+) -> TestResult {
+    let shown = detail::request_detail(state, alice, id).await?;
+    assert_eq!(shown.summary.state, RequestState::InReview);
+    assert_eq!(shown.summary.requester, "alice");
+    let on = shown.action.ok_or("the upgrade acts on an asset")?;
+    assert_eq!(
+        (on.asset_id, on.action.name.as_str()),
+        (asset, TypeAction::UPGRADE)
+    );
+    let diff = on.deployed_diff.ok_or("a diff against what is deployed")?;
+    assert!(
+        diff.params.is_empty(),
+        "an upgrade changes no parameter: {:?}",
+        diff.params
+    );
+    let file = diff
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("namespace.yaml"))
+        .ok_or("namespace.yaml")?;
+    assert_eq!(file.status, FileStatus::Modified);
+    assert!(
+        format!("{file:?}").contains("slipway.io/upgraded"),
+        "{file:?}"
+    );
+    assert!(shown.revisions.iter().all(|r| r.catalog_version == current));
+    let page = assets::detail(state, alice, asset).await?;
+    assert_eq!(page.templates.upgrade_request, Some(id));
+    assert_eq!(page.templates.current, current);
+    assert!(!page.templates.is_current());
+    let mut conn = state.db.pool.acquire().await?;
+    let events = storage::audit::for_target(&mut conn, "asset", &asset.to_string()).await?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "asset.upgrade_requested" && e.actor == "policy:template-upgrade")
+    );
+    Ok(())
+}
