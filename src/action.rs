@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::{ResourceType, TypeAction};
 use crate::secret;
+use crate::template;
 use crate::validate::FieldError;
 
 /// Whether an asset in this state can still be acted on: a retired asset keeps
@@ -130,6 +131,24 @@ pub fn inherited_secrets(action: &TypeAction, asset_params: &Value) -> Vec<Strin
             asset_params
                 .get(name)
                 .is_some_and(|v| secret::is_placeholder_of(v, name))
+        })
+        .collect()
+}
+
+/// The action's rules that refuse these parameters given the asset's recorded
+/// ones (`current`). A rule whose expression does not evaluate cleanly refuses
+/// nothing, as a risk hint warns of nothing: the catalog check renders every
+/// rule, and a parameter the form has not filled yet is not a reason to refuse.
+pub fn rule_errors(action: &TypeAction, params: &Value, current: &Value) -> Vec<FieldError> {
+    let ctx = template::action_context(&action.request_type, params, current);
+    action
+        .rules
+        .iter()
+        .filter(|rule| template::eval_bool(&rule.when, &ctx) == Ok(true))
+        .map(|rule| {
+            let message =
+                template::render_str(&rule.message, &ctx).unwrap_or_else(|_| rule.message.clone());
+            FieldError::new(rule.field.as_str(), message)
         })
         .collect()
 }

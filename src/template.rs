@@ -39,6 +39,23 @@ pub(crate) fn context(
     Value::from_serialize(&map)
 }
 
+/// The context an action's rules see: `context` plus `current`, the asset's
+/// recorded parameters (secrets stay placeholders: a rule never reads one).
+pub(crate) fn action_context(
+    ty: &ResourceType,
+    params: &serde_json::Value,
+    current: &serde_json::Value,
+) -> Value {
+    let mut map = match params {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    secret::for_templates(ty, &mut map, None);
+    map.insert("resource_type".into(), ty.name.clone().into());
+    map.insert("current".into(), current.clone());
+    Value::from_serialize(&map)
+}
+
 /// The context output templates see: `context` plus the names of required assets.
 pub(crate) fn render_context(
     ty: &ResourceType,

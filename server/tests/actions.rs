@@ -102,6 +102,31 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     assert_eq!(form.initial.get("size"), Some(&json!("small")));
     assert_eq!(form.initial.get("storage_gb"), Some(&json!(20)));
 
+    // The action's rules read the asset as it is: no shrinking the volume, no
+    // going back a major version; refused with the field named, nothing stored.
+    refused!(app, actions::submit(state, &alice, asset, "scale", &action_draft(json!({"size": "small", "storage_gb": 10}))),
+    ServiceError::PrecheckFailed(report) => {
+        let error = report.field_errors.iter().find(|e| e.field == "storage_gb").ok_or("storage_gb named")?;
+        assert!(error.message.contains("the 20 GB the cluster has"), "{}", error.message);
+    });
+    refused!(app, actions::submit(state, &alice, asset, "upgrade", &action_draft(json!({"version": "15"}))),
+    ServiceError::PrecheckFailed(report) => {
+        assert!(report.field_errors.iter().any(|e| e.field == "version" && e.message.contains("cannot go back")), "{report:?}");
+    });
+    let live = actions::precheck(
+        state,
+        &alice,
+        asset,
+        "scale",
+        &json!({"size": "small", "storage_gb": 15}),
+        None,
+    )
+    .await?;
+    assert!(
+        live.field_errors.iter().any(|e| e.field == "storage_gb"),
+        "the form is told while typing"
+    );
+
     // Scale: reviewed with the diff against what is deployed.
     let scale = actions::submit(
         state,
@@ -202,6 +227,8 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     );
 
     // Decommission removes the cluster through the driver and retires the asset.
+    let watched = assets::detail(state, &alice, asset).await?.monitoring;
+    assert!(!watched.is_empty(), "an active database is monitored");
     let retire = act(app, &alice, asset, "decommission", json!({})).await?;
     assert_eq!(
         head_file(app, cluster)?,
@@ -215,6 +242,10 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     let retired = assets::detail(state, &alice, asset).await?;
     assert_eq!(retired.summary.state, "retired");
     assert!(retired.actions.is_empty(), "a retired asset offers nothing");
+    assert!(
+        retired.monitoring.is_empty(),
+        "a retired asset is not monitored"
+    );
     let history: Vec<String> = retired.history.iter().map(|e| e.action.clone()).collect();
     assert_eq!(history.first().map(String::as_str), Some("asset.created"));
     for event in ["asset.action_requested", "asset.updated", "asset.retired"] {

@@ -142,3 +142,56 @@ fn the_forms_own_checks_pass_what_the_asset_and_the_action_allow() {
         "rendered as text, then refused by the naming rule"
     );
 }
+
+#[test]
+fn rules_read_the_asset_as_it_is() {
+    let scale = action("postgres-database", "scale");
+    let asked = |storage: i64| {
+        request_params(
+            &database(),
+            &json!({"size": "small", "storage_gb": storage}),
+        )
+    };
+    let refused = rule_errors(&scale, &asked(10), &database());
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].field, "storage_gb");
+    assert!(
+        refused[0].message.contains("the 20 GB the cluster has"),
+        "{}",
+        refused[0].message
+    );
+    assert!(
+        rule_errors(&scale, &asked(20), &database()).is_empty(),
+        "the same size is no shrink"
+    );
+    assert!(rule_errors(&scale, &asked(40), &database()).is_empty());
+
+    let upgrade = action("postgres-database", "upgrade");
+    let to = |v: &str| request_params(&database(), &json!({"version": v}));
+    assert!(rule_errors(&upgrade, &to("17"), &database()).is_empty());
+    for back in ["16", "15"] {
+        let refused = rule_errors(&upgrade, &to(back), &database());
+        assert_eq!(
+            refused.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+            ["version"],
+            "{back}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_that_cannot_be_evaluated_refuses_nothing() {
+    let scale = action("postgres-database", "scale");
+    // A hostile or broken asset record: no storage, a string, a huge number.
+    for current in [
+        json!({}),
+        json!({"storage_gb": "lots"}),
+        json!(null),
+        json!({"storage_gb": u64::MAX}),
+    ] {
+        let params = json!({"storage_gb": 20});
+        let errors = rule_errors(&scale, &params, &current);
+        assert!(errors.len() <= 1, "{current}: {errors:?}");
+    }
+    assert!(rule_errors(&scale, &json!({"storage_gb": 20}), &json!({})).is_empty());
+}

@@ -86,6 +86,18 @@ pub(super) struct ActionFile {
     pub execute: Option<Vec<StepFile>>,
     #[serde(default)]
     pub checks: Option<Vec<CheckFile>>,
+    /// Conditions that refuse the request, read against the asset as it is.
+    #[serde(default)]
+    pub rules: Vec<ActionRuleFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActionRuleFile {
+    pub when: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

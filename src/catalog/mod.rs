@@ -180,6 +180,21 @@ pub struct TypeAction {
     /// and verified as: the type's parameters with the action's laid over them,
     /// the action's review, hints, outputs, steps and checks (or the type's).
     pub request_type: ResourceType,
+    /// What refuses a request for the action given the asset as it is (a volume
+    /// that cannot shrink, a major version that cannot go back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<ActionRule>,
+}
+
+/// A pre-check rule of an action: when `when` (an expression over the request's
+/// parameters and `current`, the asset's recorded ones) is true, the request is
+/// refused with `message` (a template over the same) on `field` ("" for the
+/// whole request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRule {
+    pub when: String,
+    pub field: String,
+    pub message: String,
 }
 
 impl TypeAction {
@@ -189,6 +204,7 @@ impl TypeAction {
     pub const MAX_TITLE: usize = 60;
     pub const MAX_DESCRIPTION: usize = 500;
     pub const MAX_NAME: usize = 32;
+    pub const MAX_RULES: usize = 16;
     /// The action Slipway adds to every type with outputs and opens itself when
     /// the type's templates change: the asset rendered again, reviewed as a diff.
     pub const UPGRADE: &'static str = "upgrade-templates";

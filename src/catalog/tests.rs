@@ -1480,3 +1480,31 @@ fn types_deploying_files_get_the_template_upgrade_and_none_may_declare_it() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn action_rules_are_checked_where_they_are_written() {
+    let errors = action_errors(
+        "  - name: grow\n    title: Grow\n    description: d\n    parameters:\n      type: object\n      properties:\n        size: { type: integer }\n    rules:\n      - when: \"size <\"\n        field: nope\n        message: \"{{ unclosed\"\n      - when: \"true\"\n        message: \"\"\n",
+    );
+    let paths: Vec<&str> = errors.iter().map(|(_, p, _)| p.as_str()).collect();
+    for wanted in [
+        "actions[0].rules[0].when",
+        "actions[0].rules[0].field",
+        "actions[0].rules[0].message",
+        "actions[0].rules[1].message",
+    ] {
+        assert!(paths.contains(&wanted), "{wanted} in {errors:?}");
+    }
+    let many: String = (0..17)
+        .map(|_| "      - when: \"true\"\n        message: no\n")
+        .collect();
+    let errors = action_errors(&format!(
+        "  - name: grow\n    title: Grow\n    description: d\n    rules:\n{many}"
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|(_, p, m)| p == "actions[0].rules" && m.contains("at most 16")),
+        "{errors:?}"
+    );
+}

@@ -12,7 +12,7 @@ use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::listing::indexed_words;
 use slipway_core::policy::{self, AssetFacts, Verb};
 use slipway_core::precheck::PrecheckReport;
-use slipway_core::render::{ChangeSet, RenderedFile};
+use slipway_core::render::{self, ChangeSet, RenderedFile};
 use slipway_core::secret;
 use slipway_core::validate::{FieldError, ParamValidator};
 use slipway_core::views::{ActionChoice, ActionContext, ActionDraft, ActionForm, DeployedDiff};
@@ -411,11 +411,16 @@ pub(crate) async fn record_outcome(
         catalog_version,
     };
     storage::assets::update_after_action(conn, asset_id, &after).await?;
-    if action.retires {
+    // A retired asset is no longer watched; a changed one is watched as it is now.
+    let monitoring = if action.retires {
         storage::quota::adjust(conn, ty, &asset.params, -1).await?;
+        Vec::new()
     } else {
         storage::quota::replace(conn, ty, &asset.params, &recorded).await?;
-    }
+        render::monitoring(ty, &recorded, &asset.summary.name)
+            .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?
+    };
+    storage::assets::replace_monitoring(conn, asset_id, &monitoring).await?;
     let words = indexed_words(
         Some(ty),
         &asset.summary.name,

@@ -126,6 +126,8 @@ pub(crate) async fn compute_precheck(
     if let Some(on) = acting_on {
         let problems = super::actions::asset_problems(conn, ty, on, &report, exclude).await?;
         report.field_errors.extend(problems);
+        let refused = slipway_core::action::rule_errors(on.action, params, &on.asset.params);
+        report.field_errors.extend(refused);
     } else if let Some(name) = &report.resource_name
         && let Some(taken_by) = name_taken(conn, &ty.name, name, exclude).await?
     {

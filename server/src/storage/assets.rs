@@ -257,6 +257,22 @@ pub async fn insert_monitoring(
     Ok(())
 }
 
+/// Replaces the asset's monitoring items (none once it is retired).
+pub async fn replace_monitoring(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    items: &[MonitoringItem],
+) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM monitoring_items WHERE asset_id = $1")
+        .bind(asset.0)
+        .execute(&mut *conn)
+        .await?;
+    for item in items {
+        insert_monitoring(conn, asset, item).await?;
+    }
+    Ok(())
+}
+
 pub async fn monitoring(
     conn: &mut AnyConnection,
     asset: AssetId,

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::super::file::{ActionFile, CheckFile, TypeFile};
+use super::super::file::{ActionFile, ActionRuleFile, CheckFile, TypeFile};
 use super::{FileErrors, build_type, load_parameters};
-use crate::catalog::{Catalog, CatalogError, TypeAction};
+use crate::catalog::{ActionRule, Catalog, CatalogError, TypeAction};
 
 pub(super) fn load_actions(
     base: &TypeFile,
@@ -73,6 +73,7 @@ fn build_action(
         file: fe.file,
         errors: &mut found,
     };
+    let rules = load_rules(&action.rules, &own, &mut inner);
     let parameters = load_parameters(own, catalog, &mut inner);
     let request_type = build_type(file, removes, catalog, &mut inner);
     let mut reported: Vec<(String, String)> = Vec::new();
@@ -100,7 +101,58 @@ fn build_action(
         retires: action.retires,
         parameters,
         request_type,
+        rules,
     })
+}
+
+/// The action's rules, each expression and message checked, each field one of
+/// the action's own parameters (where its form shows the refusal).
+fn load_rules(rules: &[ActionRuleFile], own: &Value, fe: &mut FileErrors<'_>) -> Vec<ActionRule> {
+    if rules.len() > TypeAction::MAX_RULES {
+        fe.push(
+            "rules",
+            format!(
+                "declares {} rules; an action may declare at most {}",
+                rules.len(),
+                TypeAction::MAX_RULES
+            ),
+        );
+        return Vec::new();
+    }
+    let own_names: Vec<&str> = own
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    rules
+        .iter()
+        .enumerate()
+        .map(|(j, rule)| {
+            fe.expression(format!("rules[{j}].when"), &rule.when);
+            fe.template(format!("rules[{j}].message"), &rule.message);
+            if rule.message.trim().is_empty() {
+                fe.push(
+                    format!("rules[{j}].message"),
+                    "must not be empty: it is what the requester reads",
+                );
+            }
+            let field = rule.field.clone().unwrap_or_default();
+            if !field.is_empty() && !own_names.contains(&field.as_str()) {
+                fe.push(
+                    format!("rules[{j}].field"),
+                    format!(
+                        "{field:?} is not a parameter of the action (it takes {})",
+                        own_names.join(", ")
+                    ),
+                );
+            }
+            ActionRule {
+                when: rule.when.clone(),
+                field,
+                message: rule.message.clone(),
+            }
+        })
+        .collect()
 }
 
 /// The template upgrade of a type whose outputs are what it deploys (files
@@ -131,6 +183,7 @@ pub(super) fn template_upgrade(
         outputs: None,
         execute: None,
         checks: None,
+        rules: Vec::new(),
     };
     let mut found: Vec<CatalogError> = Vec::new();
     let mut inner = FileErrors {
