@@ -317,6 +317,32 @@ fn type_name(kind: &TypeKind) -> String {
     }
 }
 
+/// A form's values from text pairs (a chat command, a prefilled portal link):
+/// the type's defaults, then each given value read the way its field reads it;
+/// a key the form has no field for stays text, for validation to name. A secret
+/// is never taken from text: the keys refused for it come back apart.
+pub fn values_from_text(
+    ty: &ResourceType,
+    given: &[(String, String)],
+) -> (serde_json::Map<String, Value>, Vec<String>) {
+    let fields = ty.fields();
+    let mut values = ty.default_params();
+    let mut secrets = Vec::new();
+    for (key, raw) in given {
+        let field = fields.iter().find(|f| &f.name == key);
+        if field.is_some_and(|f| f.secret) || ty.has_secret_value(key) {
+            secrets.push(key.clone());
+            continue;
+        }
+        let value = match field {
+            Some(field) => coerce_form_value(&field.kind, raw),
+            None => Value::String(raw.clone()),
+        };
+        values.insert(key.clone(), value);
+    }
+    (values, secrets)
+}
+
 /// Turns what a form field holds into JSON. Text that is not a number stays
 /// text, so the schema reports "must be an integer" instead of losing the input.
 /// An empty field becomes null, which validation treats as "not given".

@@ -535,6 +535,13 @@ async fn linking_requesting_and_refusals(engine: Engine) -> TestResult {
         refused.contains("cpu_limit (CPU limit (cores))"),
         "{refused}"
     );
+    // The human fallback: the portal's form, filled with what was sent.
+    assert!(
+        refused.contains(
+            "/requests/new/k8s-namespace?name=Bad_Name&team=payments&environment=prod&cpu_limit=99"
+        ),
+        "{refused}"
+    );
     assert_eq!(world.app.count("requests").await?, 0);
     // Fixed, it is submitted and waits for review.
     let submitted = bot

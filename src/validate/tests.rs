@@ -235,3 +235,39 @@ fn validators_can_be_shared_between_threads() {
     shareable(&v);
     assert_eq!(v.resource_type().name, "k8s-namespace");
 }
+
+#[test]
+fn values_from_text_read_each_field_as_its_form_does_and_never_a_secret() {
+    let db = ty("postgres-database");
+    let given: Vec<(String, String)> = [
+        ("name", "ledger"),
+        ("storage_gb", "40"),
+        ("high_availability", "yes"),
+        ("owner_password", "hunter2"),
+        ("surprise", "<script>x</script>"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (values, secrets) = values_from_text(&db, &given);
+    assert_eq!(values.get("storage_gb"), Some(&json!(40)));
+    assert_eq!(values.get("high_availability"), Some(&json!(true)));
+    assert_eq!(
+        values.get("size"),
+        db.default_params().get("size"),
+        "defaults stay"
+    );
+    assert_eq!(secrets, ["owner_password"]);
+    assert!(!values.contains_key("owner_password"));
+    assert_eq!(
+        values.get("surprise"),
+        Some(&json!("<script>x</script>")),
+        "left for validation to name"
+    );
+    let (values, _) = values_from_text(&db, &[("storage_gb".into(), "lots".into())]);
+    assert_eq!(
+        values.get("storage_gb"),
+        Some(&json!("lots")),
+        "kept as typed, refused by the schema"
+    );
+}

@@ -1,6 +1,8 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use slipway_core::catalog::ResourceType;
+use slipway_core::validate::values_from_text;
 
 use crate::api::load_form_context;
 use crate::components::request_form::{FormMode, RequestForm};
@@ -11,18 +13,22 @@ pub fn NewRequestPage() -> impl IntoView {
     let params = use_params_map();
     let type_name = move || params.with(|p| p.get("type_name").unwrap_or_default());
     let context = Resource::new(type_name, load_form_context);
+    let query = use_query_map();
     view! {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match context.await {
                     Ok(ctx) => {
                         let title = ctx.resource_type.title.clone();
+                        let given: Vec<(String, String)> = query.with_untracked(|q| {
+                            q.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+                        });
                         view! {
                             <Title text=format!("Request a {title}") />
                             <h1>{format!("Request a {title}")}</h1>
                             <p class="muted">{ctx.resource_type.description.clone()}</p>
                             <RequestForm
-                                initial=ctx.resource_type.default_params()
+                                initial=prefilled(&ctx.resource_type, &given)
                                 resource_type=ctx.resource_type
                                 mode=FormMode::New { submit_key: ctx.submit_key }
                                 submit_label="Submit request".to_string()
@@ -35,4 +41,20 @@ pub fn NewRequestPage() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// The form's first values: the type's defaults, and what a link carries for
+/// its fields (`/requests/new/k8s-namespace?name=web&team=payments`, as the chat
+/// bot sends). A secret or a key the form has no field for is never taken.
+fn prefilled(
+    ty: &ResourceType,
+    given: &[(String, String)],
+) -> serde_json::Map<String, serde_json::Value> {
+    let fields: Vec<String> = ty.fields().into_iter().map(|f| f.name).collect();
+    let known: Vec<(String, String)> = given
+        .iter()
+        .filter(|(key, _)| fields.contains(key))
+        .cloned()
+        .collect();
+    values_from_text(ty, &known).0
 }

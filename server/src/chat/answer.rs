@@ -2,12 +2,12 @@
 //! them on the chat channel, and say the outcome in a few lines. Every rule is the
 //! services'; this file only translates.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use slipway_core::catalog::{FieldKind, FieldSpec, ResourceType};
 use slipway_core::ids::RequestId;
 use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::precheck::PrecheckReport;
-use slipway_core::validate::coerce_form_value;
+use slipway_core::validate::values_from_text;
 use slipway_core::views::{RequestDraft, ReviewDecision};
 
 use super::command::{self, Command, ParseError};
@@ -227,23 +227,27 @@ fn show(state: &AppState, caller: &Caller, type_name: &str) -> Result<String, Se
 /// The parameters as the form would hold them: the type's defaults, then each
 /// given value read the way its form field reads it.
 fn params_of(ty: &ResourceType, given: &[(String, String)]) -> Result<Value, String> {
-    let fields = ty.fields();
-    let mut params: Map<String, Value> = ty.default_params();
-    for (key, raw) in given {
-        let field = fields.iter().find(|f| &f.name == key);
-        if field.is_some_and(|f| f.secret) || ty.has_secret_value(key) {
-            return Err(format!(
-                "{key} is secret: never type it in chat; request {} in the portal instead",
-                ty.name
-            ));
-        }
-        let value = match field {
-            Some(field) => coerce_form_value(&field.kind, raw),
-            None => Value::String(raw.clone()),
-        };
-        params.insert(key.clone(), value);
+    let (params, secrets) = values_from_text(ty, given);
+    match secrets.first() {
+        Some(key) => Err(format!(
+            "{key} is secret: never type it in chat; request {} in the portal instead",
+            ty.name
+        )),
+        None => Ok(Value::Object(params)),
     }
-    Ok(Value::Object(params))
+}
+
+/// The portal's form for the type, filled with what was sent in chat: the
+/// human fallback when a request needs more than a chat line.
+fn prefilled_form_url(state: &AppState, ty: &ResourceType, given: &[(String, String)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in given {
+        query.append_pair(key, value);
+    }
+    portal_url(
+        state,
+        &format!("/requests/new/{}?{}", ty.name, query.finish()),
+    )
 }
 
 /// A failed pre-check as the form shows it: each field with its title and rule,
@@ -293,7 +297,11 @@ async fn request(
     };
     let report = requests::precheck(state, caller, &ty.name, &params, None).await?;
     if !report.passed() {
-        return Ok(precheck_failed(&report, Some(&ty)));
+        return Ok(format!(
+            "{}\nOr finish it in the portal, filled with what you sent: {}",
+            precheck_failed(&report, Some(&ty)),
+            prefilled_form_url(state, &ty, given)
+        ));
     }
     let draft = RequestDraft {
         type_name: ty.name.clone(),
