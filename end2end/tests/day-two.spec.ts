@@ -46,6 +46,7 @@ test('alice scales her database and bob reviews the change with its diff', async
   await alice.goto(`/requests/${created}`);
   await alice.getByRole('link', { name: /asset #\d+/ }).click();
   await expect(alice.getByRole('heading', { level: 1 })).toContainText('payments-books-dev');
+  await expect(alice.getByTestId('asset-templates')).toContainText('the current one');
   const actions = alice.getByRole('region', { name: 'Actions' });
   await expect(actions.getByRole('link')).toHaveText(['Resize', 'Upgrade PostgreSQL', 'Back up now', 'Restore from a backup', 'Decommission']);
   await actions.getByRole('link', { name: 'Resize' }).click();
@@ -54,6 +55,9 @@ test('alice scales her database and bob reviews the change with its diff', async
   await expect(alice.getByLabel('Size')).toHaveValue('small');
   await expect(alice.getByRole('spinbutton', { name: 'Storage (GB)' })).toHaveValue('20');
   await alice.getByLabel('Size').selectOption('medium');
+  // The action's rule reads the asset as it is: a volume cannot shrink.
+  await alice.getByRole('spinbutton', { name: 'Storage (GB)' }).fill('10');
+  await expect(alice.getByRole('region', { name: 'Pre-check' })).toContainText('the 20 GB the cluster has');
   await alice.getByRole('spinbutton', { name: 'Storage (GB)' }).fill('40');
   await expect(alice.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
   await alice.getByRole('button', { name: 'Ask for: Resize' }).click();
@@ -80,4 +84,14 @@ test('alice scales her database and bob reviews the change with its diff', async
   await alice.getByTestId('acts-on').getByRole('link').click();
   await expect(alice.getByRole('region', { name: 'Parameters' })).toContainText('medium');
   await expect(alice.getByRole('region', { name: 'History' })).toContainText('asset.updated');
+});
+
+test('a link from chat opens the form filled with what was sent, never a secret', async ({ page }) => {
+  await loginAs(page, 'alice');
+  await page.goto('/requests/new/postgres-database?name=ledger&team=payments&storage_gb=40&owner_password=leaked-in-a-link&surprise=1');
+  await hydrated(page);
+  await expect(page.getByRole('textbox', { name: 'Name', exact: true })).toHaveValue('ledger');
+  await expect(page.getByLabel('Team')).toHaveValue('payments');
+  await expect(page.getByRole('spinbutton', { name: 'Storage (GB)' })).toHaveValue('40');
+  await expect(page.getByLabel('Owner password')).toHaveValue('');
 });
