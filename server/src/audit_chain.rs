@@ -43,6 +43,8 @@ const BACKLOG_SEAL_BATCH: i64 = 5000;
 
 /// How often the sealer looks without being nudged.
 const SEAL_TICK: Duration = Duration::from_millis(500);
+/// How long a nudged sealer waits for the nudges that follow (see `spawn`).
+const SEAL_COALESCE: Duration = Duration::from_millis(25);
 
 pub use crate::storage::audit::UNSEALED_GRACE_MILLIS;
 
@@ -407,7 +409,9 @@ pub fn spawn(state: AppState, mut stopped: watch::Receiver<bool>) -> tokio::task
         let mut last_checkpoint = Instant::now();
         loop {
             tokio::select! {
-                () = state.audit_pending.notified() => {}
+                // Calls nudge the sealer one by one; waiting a moment first seals a
+                // burst of them in one pass instead of a database round trip each.
+                () = state.audit_pending.notified() => tokio::time::sleep(SEAL_COALESCE).await,
                 () = tokio::time::sleep(SEAL_TICK) => {}
                 _ = stopped.changed() => {}
             }

@@ -89,16 +89,24 @@ fn DiffBody(
         .into_iter()
         .filter(|f| f.status != FileStatus::Unchanged)
         .collect();
+    let params_view = if params.is_empty() {
+        view! { <p class="muted">"No parameter changes."</p> }.into_any()
+    } else {
+        view! {
+            <table class="params-diff">
+                <caption>"Parameters"</caption>
+                <thead><tr><th scope="col">"Parameter"</th><th scope="col">"Before"</th><th scope="col">"After"</th></tr></thead>
+                <tbody>
+                    {params.iter().map(|p| view! {
+                        <tr><th scope="row">{title_of(&titles, &p.name).to_string()}</th><td class="del">{show(&p.before)}</td><td class="add">{show(&p.after)}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        }
+        .into_any()
+    };
     view! {
-        <table class="params-diff">
-            <caption>"Parameters"</caption>
-            <thead><tr><th scope="col">"Parameter"</th><th scope="col">"Before"</th><th scope="col">"After"</th></tr></thead>
-            <tbody>
-                {params.iter().map(|p| view! {
-                    <tr><th scope="row">{title_of(&titles, &p.name).to_string()}</th><td class="del">{show(&p.before)}</td><td class="add">{show(&p.after)}</td></tr>
-                }).collect_view()}
-            </tbody>
-        </table>
+        {params_view}
         {changed.into_iter().map(|file| view! { <FileDiffView file /> }).collect_view()}
         {(unchanged > 0).then(|| view! { <p class="muted">{format!("{unchanged} file(s) unchanged.")}</p> })}
     }

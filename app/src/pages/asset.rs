@@ -84,9 +84,9 @@ pub fn AssetPage() -> impl IntoView {
 #[component]
 fn TemplatesNotice(templates: AssetTemplates) -> impl IntoView {
     let rendered_by = if templates.rendered_by.is_empty() {
-        "an unrecorded catalog version".to_string()
+        view! { "an unrecorded catalog version" }.into_any()
     } else {
-        format!("catalog version {}", templates.rendered_by)
+        view! { "catalog version " <code>{templates.rendered_by.clone()}</code> }.into_any()
     };
     let status = match (templates.is_current(), templates.upgrade_request) {
         (true, _) => view! { <span>" — the current one."</span> }.into_any(),
@@ -101,6 +101,6 @@ fn TemplatesNotice(templates: AssetTemplates) -> impl IntoView {
         .into_any(),
     };
     view! {
-        <p data-testid="asset-templates">"Rendered by " <code>{rendered_by}</code> {status}</p>
+        <p data-testid="asset-templates">"Rendered by " {rendered_by} {status}</p>
     }
 }
