@@ -137,7 +137,14 @@ pub async fn seed(state: &AppState, plan: SeedPlan) -> Result<Seeded, SeedError>
     // measures its steady state, not a million events being chained at start.
     eprintln!("seed: sealing the audit log");
     crate::audit_chain::seal_backlog(&state.db).await?;
-    sqlx::query("ANALYZE").execute(&state.db.pool).await?;
+    // Sealing rewrote every event: on PostgreSQL a dead row version each, which
+    // autovacuum clears within its next round (see the audit autovacuum
+    // migration). A year-old database has had that round; vacuum now.
+    let settle = match state.db.engine {
+        storage::Engine::Postgres => "VACUUM (ANALYZE)",
+        storage::Engine::Sqlite => "ANALYZE",
+    };
+    sqlx::query(settle).execute(&state.db.pool).await?;
     Ok(seeded)
 }
 

@@ -56,27 +56,42 @@ pub(crate) fn type_and_validator<'a>(
     Ok((ty, validator))
 }
 
-/// Quota usage in the rule's scope, from the counters; a request being revised
-/// (`exclude`) does not count against itself.
-async fn usage(
+/// Quota usage of each rule in its scope, from the counters, in one read; a
+/// request being revised (`exclude`) does not count against itself.
+async fn usages(
     conn: &mut AnyConnection,
     ty: &ResourceType,
-    query: &QuotaQuery,
+    queries: &[QuotaQuery],
     params: &Value,
     exclude: Option<&RequestRow>,
-) -> ServiceResult<QuotaUsage> {
-    let rule = &ty.quota[query.rule_index];
-    let Some(scope) = storage::quota::scope_of(rule, params) else {
-        return Ok(QuotaUsage::default());
-    };
-    let mut used = storage::quota::usage(conn, ty, query.rule_index, &scope).await?;
-    if let Some(own) = exclude.filter(|r| r.state.is_in_flight())
-        && storage::quota::scope_of(rule, &own.params).as_ref() == Some(&scope)
-    {
-        used.count = used.count.saturating_sub(1);
-        if let Some(sum) = &rule.sum {
-            used.sum -= own.params.get(sum).and_then(Value::as_i64).unwrap_or(0);
+) -> ServiceResult<Vec<QuotaUsage>> {
+    let scopes: Vec<Option<String>> = queries
+        .iter()
+        .map(|q| storage::quota::scope_of(&ty.quota[q.rule_index], params))
+        .collect();
+    let asked: Vec<(usize, String)> = queries
+        .iter()
+        .zip(&scopes)
+        .filter_map(|(q, scope)| Some((q.rule_index, scope.clone()?)))
+        .collect();
+    let mut read = storage::quota::usages(conn, ty, &asked).await?.into_iter();
+    let mut used = Vec::with_capacity(queries.len());
+    for (query, scope) in queries.iter().zip(&scopes) {
+        let Some(scope) = scope else {
+            used.push(QuotaUsage::default());
+            continue;
+        };
+        let mut usage = read.next().unwrap_or_default();
+        let rule = &ty.quota[query.rule_index];
+        if let Some(own) = exclude.filter(|r| r.state.is_in_flight())
+            && storage::quota::scope_of(rule, &own.params).as_ref() == Some(scope)
+        {
+            usage.count = usage.count.saturating_sub(1);
+            if let Some(sum) = &rule.sum {
+                usage.sum -= own.params.get(sum).and_then(Value::as_i64).unwrap_or(0);
+            }
         }
+        used.push(usage);
     }
     Ok(used)
 }
@@ -93,14 +108,11 @@ pub(crate) async fn compute_precheck(
     acting_on: Option<ActingOn<'_>>,
 ) -> ServiceResult<PrecheckReport> {
     let queries = precheck::quota_queries(ty, params);
-    let mut usages = Vec::with_capacity(queries.len());
     let own = match exclude {
         Some(id) if !queries.is_empty() => storage::requests::get(conn, id).await?,
         _ => None,
     };
-    for query in &queries {
-        usages.push(usage(conn, ty, query, params, own.as_ref()).await?);
-    }
+    let usages = usages(conn, ty, &queries, params, own.as_ref()).await?;
     // A requirement that cannot be evaluated while fields are still missing is normal;
     // with every field valid it must block, never pass unchecked.
     let (dependency_queries, dependency_error) = match precheck::dependency_queries(ty, params) {
@@ -145,15 +157,19 @@ async fn name_taken(
     name: &str,
     exclude: Option<RequestId>,
 ) -> ServiceResult<Option<String>> {
-    if let Some((asset, asset_state)) = storage::assets::named(conn, type_name, name).await? {
-        return Ok(Some(if asset_state == storage::assets::ACTIVE {
-            format!("asset #{asset}")
-        } else {
-            format!("asset #{asset}, {asset_state} (its history keeps the name)")
-        }));
-    }
-    let request = storage::requests::in_flight_named(conn, type_name, name, exclude).await?;
-    Ok(request.map(|id| format!("request #{id}")))
+    use storage::requests::NameHolder;
+    Ok(
+        match storage::requests::name_holder(conn, type_name, name, exclude).await? {
+            Some(NameHolder::Asset { id, state }) if state == storage::assets::ACTIVE => {
+                Some(format!("asset #{id}"))
+            }
+            Some(NameHolder::Asset { id, state }) => {
+                Some(format!("asset #{id}, {state} (its history keeps the name)"))
+            }
+            Some(NameHolder::Request(id)) => Some(format!("request #{id}")),
+            None => None,
+        },
+    )
 }
 
 /// The active asset a requirement points at, if one exists.

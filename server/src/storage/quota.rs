@@ -136,6 +136,55 @@ pub async fn usage(
     })
 }
 
+/// The usage of several of the type's rules, each in its scope, read in one
+/// statement (a pre-check asks for all of them on every keystroke); in the order
+/// asked, a rule without a counter yet counting nothing.
+pub async fn usages(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    asked: &[(usize, String)],
+) -> Result<Vec<QuotaUsage>, StorageError> {
+    let keys: Vec<Option<String>> = asked
+        .iter()
+        .map(|(index, _)| ty.quota.get(*index).map(rule_key))
+        .collect();
+    let wanted: Vec<(usize, &str, &str)> = asked
+        .iter()
+        .zip(&keys)
+        .enumerate()
+        .filter_map(|(i, ((_, scope), key))| Some((i, key.as_deref()?, scope.as_str())))
+        .collect();
+    let mut found = vec![QuotaUsage::default(); asked.len()];
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    let pairs: Vec<String> = (0..wanted.len())
+        .map(|n| format!("(rule = ${} AND scope = ${})", 2 * n + 2, 2 * n + 3))
+        .collect();
+    let sql = format!(
+        "SELECT rule, scope, holders, total FROM quota_usage WHERE type_name = $1 AND ({})",
+        pairs.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql).bind(&ty.name);
+    for (_, key, scope) in &wanted {
+        query = query.bind(*key).bind(*scope);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        let (rule, scope): (String, String) = (row.try_get("rule")?, row.try_get("scope")?);
+        let holders: i64 = row.try_get("holders")?;
+        let usage = QuotaUsage {
+            count: u64::try_from(holders).unwrap_or(0),
+            sum: row.try_get("total")?,
+        };
+        for (i, key, asked_scope) in &wanted {
+            if *key == rule && *asked_scope == scope {
+                found[*i] = usage;
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Which types a start recounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recount {

@@ -583,6 +583,46 @@ pub async fn in_flight_named(
     Ok(id.map(RequestId))
 }
 
+/// What holds a resource name of a type: an asset (whatever its state: a retired
+/// one keeps its name) or else the oldest request in flight for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameHolder {
+    Asset { id: i64, state: String },
+    Request(RequestId),
+}
+
+/// [`NameHolder`] of `name`, leaving the request being revised out; one
+/// statement, as the pre-check asks on every keystroke.
+pub async fn name_holder(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    name: &str,
+    exclude: Option<RequestId>,
+) -> Result<Option<NameHolder>, StorageError> {
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(&format!(
+        "SELECT 'asset' AS kind, id, state FROM assets WHERE type_name = $1 AND name = $2 \
+         UNION ALL SELECT kind, id, state FROM (SELECT 'request' AS kind, id, state \
+         FROM requests WHERE type_name = $1 AND resource_name = $2 AND id <> $3 \
+         AND state IN ({}) ORDER BY id LIMIT 1) r",
+        in_flight_list()
+    ))
+    .bind(type_name)
+    .bind(name)
+    .bind(exclude.map(|id| id.0).unwrap_or(-1))
+    .fetch_all(&mut *conn)
+    .await?;
+    let asset = rows.iter().find(|(kind, ..)| kind == "asset");
+    let request = rows.iter().find(|(kind, ..)| kind == "request");
+    Ok(match (asset, request) {
+        (Some((_, id, state)), _) => Some(NameHolder::Asset {
+            id: *id,
+            state: state.clone(),
+        }),
+        (None, Some((_, id, _))) => Some(NameHolder::Request(RequestId(*id))),
+        (None, None) => None,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct DecisionRow {
     pub revision: i64,
