@@ -276,7 +276,7 @@ fn usual_value(field: &FieldSpec, history: &[Value]) -> Option<UsualValue> {
     }
     samples.sort_by(f64::total_cmp);
     let middle = samples.len() / 2;
-    let median = if samples.len() % 2 == 0 {
+    let median = if samples.len().is_multiple_of(2) {
         // Halved before adding so two huge numbers cannot overflow to infinity.
         samples[middle - 1] / 2.0 + samples[middle] / 2.0
     } else {

@@ -368,7 +368,7 @@ async fn the_reads_use_their_index_at_100k_requests(app: &TestApp) -> TestResult
         assert!(!plan.contains("Seq Scan on requests"), "{plan}");
         for line in plan.lines() {
             assert!(
-                !(line.contains("SCAN requests") && !line.contains("INDEX")),
+                !line.contains("SCAN requests") || line.contains("INDEX"),
                 "reads the whole table:\n{plan}"
             );
         }
