@@ -83,15 +83,18 @@ fn label(kind: HintKind) -> &'static str {
     }
 }
 
-fn kind_class(kind: HintKind) -> &'static str {
+fn slug(kind: HintKind) -> &'static str {
     match kind {
-        HintKind::MostChosen => "guidance-hint most-chosen",
-        HintKind::SentBack => "guidance-hint sent-back",
-        HintKind::Unusual => "guidance-hint unusual",
+        HintKind::MostChosen => "most-chosen",
+        HintKind::SentBack => "sent-back",
+        HintKind::Unusual => "unusual",
     }
 }
 
 fn hint_view(hint: Hint, values: RwSignal<Map<String, Value>>) -> impl IntoView {
+    // The button's own words are short; the hint it belongs to says what it sets.
+    let text_id = format!("guidance-{}-{}", slug(hint.kind), hint.field);
+    let described_by = text_id.clone();
     let use_it = hint.value.clone().map(|value| {
         let field = hint.field.clone();
         let differs = {
@@ -105,13 +108,13 @@ fn hint_view(hint: Hint, values: RwSignal<Map<String, Value>>) -> impl IntoView 
         };
         move || {
             differs().then(|| {
-                view! { <button type="button" class="secondary small" on:click=apply.clone()>"Use this value"</button> }
+                view! { <button type="button" aria-describedby=described_by.clone() on:click=apply.clone()>"Use this value"</button> }
             })
         }
     });
     view! {
-        <li class=kind_class(hint.kind) data-field=hint.field.clone()>
-            <span><strong>{label(hint.kind)}": "</strong>{hint.message.clone()}</span>
+        <li class=format!("guidance-hint {}", slug(hint.kind)) data-field=hint.field.clone()>
+            <span id=text_id><strong>{label(hint.kind)}": "</strong>{hint.message.clone()}</span>
             <small class="source">{format!("Source: {}", hint.source)}</small>
             {use_it}
         </li>
