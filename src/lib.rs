@@ -12,6 +12,7 @@ pub mod checks;
 pub mod diff;
 pub mod execution;
 pub mod flow;
+pub mod guidance;
 pub mod ids;
 pub mod listing;
 pub mod policy;

@@ -189,6 +189,19 @@ pub async fn precheck_request(
         .map_err(user_error)
 }
 
+/// Hints from the team's history of the type, for the request form; `team` is the
+/// form's team (by default the caller's only one). Never a reason to refuse.
+#[server]
+pub async fn load_guidance(
+    type_name: String,
+    team: Option<String>,
+) -> Result<slipway_core::guidance::Guidance, AppError> {
+    let (state, user) = signed_in().await?;
+    services::guidance::for_form(&state, &user, &type_name, team.as_deref())
+        .await
+        .map_err(user_error)
+}
+
 /// The form of a day-2 action on an asset, first filled from the asset, with a
 /// fresh key that makes a double-clicked submit land once.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

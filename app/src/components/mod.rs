@@ -2,6 +2,7 @@
 
 pub mod change_set;
 pub mod flow;
+pub mod guidance;
 pub mod listing;
 pub mod live_progress;
 pub mod param_checks;

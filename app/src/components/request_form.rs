@@ -16,6 +16,7 @@ use crate::api::{
     precheck_action, precheck_request, resubmit_request, submit_action, submit_request,
 };
 use crate::components::error_notice;
+use crate::components::guidance::GuidancePanel;
 use crate::components::param_checks::{ChecksUnavailable, check_params};
 use crate::components::precheck::PrecheckPanel;
 use crate::components::schema_form::{FormState, SchemaForm};
@@ -96,6 +97,9 @@ pub fn RequestForm(
     };
     let fields = resource_type.fields();
     let (exclude, acting_on) = (mode.excluded(), mode.acting_on());
+    // A day-2 action's form holds only the action's parameters: history guides
+    // the forms that ask for a new resource (and their revisions).
+    let guided = acting_on.is_none();
     let resource_type = StoredValue::new(resource_type);
     let checks_missing = RwSignal::new(false);
     follow_with_local_checks(resource_type, form, checks_missing);
@@ -176,6 +180,7 @@ pub fn RequestForm(
                             }
                         })}
                     </Transition>
+                    {guided.then(|| view! { <GuidancePanel resource_type values /> })}
                 </aside>
             </div>
         </form>

@@ -10,6 +10,7 @@ mod audit;
 mod backstage;
 mod catalog;
 mod extract;
+mod guidance;
 pub mod idempotency;
 mod listing;
 mod metrics;
@@ -81,6 +82,7 @@ impl Modify for BearerAuth {
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(catalog::routes())
+        .merge(guidance::routes())
         .merge(requests::routes())
         .merge(assets::routes())
         .merge(backstage::routes())

@@ -12,6 +12,7 @@ pub mod chat;
 pub mod detail;
 mod error;
 pub mod flow;
+pub mod guidance;
 pub mod oidc;
 pub mod operations;
 pub mod requests;

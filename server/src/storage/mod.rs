@@ -10,6 +10,7 @@ pub mod assets;
 pub mod audit;
 pub mod chat;
 pub mod flow;
+pub mod guidance;
 pub mod idempotency;
 pub mod jobs;
 pub(crate) mod listing;
