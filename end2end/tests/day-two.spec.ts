@@ -95,3 +95,20 @@ test('a link from chat opens the form filled with what was sent, never a secret'
   await expect(page.getByRole('spinbutton', { name: 'Storage (GB)' })).toHaveValue('40');
   await expect(page.getByLabel('Owner password')).toHaveValue('');
 });
+
+test('carol opens the flow metrics: charts with a table beside them', async ({ page }) => {
+  await loginAs(page, 'carol');
+  await page.goto('/metrics/flow');
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Flow metrics');
+  const summary = page.getByRole('region', { name: 'All types' });
+  await expect(summary).toContainText('Sent back for changes');
+  await expect(summary).toContainText('Auto-approved');
+  // Charts are SVG drawn on the server, each an image with a title and description.
+  const charts = page.locator('figure.chart svg[role="img"]');
+  await expect(charts.first()).toBeVisible();
+  expect(await charts.count()).toBeGreaterThan(0);
+  // Beside each chart, a table for screen readers and whoever prefers numbers.
+  await page.getByText('Table: time per step').first().click();
+  await expect(page.locator('details[open] table').first()).toBeVisible();
+  await expect(page.getByRole('region', { name: 'By type' })).toContainText('postgres-database');
+});
