@@ -82,7 +82,9 @@ test('a database request: live pre-check, changes requested, diff, approval, ass
   await alice.goto(`/requests/${id}`);
   await alice.getByRole('link', { name: 'Edit and resubmit' }).click();
   await hydrated(alice);
-  await expect(alice.getByText('Please give it 50 GB of storage.')).toBeVisible();
+  await expect(alice.getByText('Please give it 50 GB of storage.', { exact: true })).toBeVisible();
+  // Guidance from history quotes the comment beside the field it named.
+  await expect(alice.getByText(/Sent back before: 1 request/)).toBeVisible();
   await alice.getByRole('spinbutton', { name: 'Storage (GB)' }).fill('50');
   await expect(alice.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
   await alice.getByRole('button', { name: 'Resubmit' }).click();
