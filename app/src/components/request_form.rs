@@ -93,7 +93,6 @@ pub fn RequestForm(
         values,
         touched: RwSignal::new(Vec::new()),
         errors: RwSignal::new(Vec::new()),
-        server_errors: RwSignal::new(Vec::new()),
         show_all: RwSignal::new(false),
     };
     let fields = resource_type.fields();
@@ -105,11 +104,6 @@ pub fn RequestForm(
     let checks_missing = RwSignal::new(false);
     follow_with_local_checks(resource_type, form, checks_missing);
     let report = server_precheck(resource_type, values, (exclude, acting_on));
-    Effect::new(move |_| {
-        if let Some(Ok(checked)) = report.get() {
-            form.server_errors.set(checked.field_errors);
-        }
-    });
 
     let send = Action::new(move |params: &Value| {
         let (mode, params) = (mode.clone(), params.clone());

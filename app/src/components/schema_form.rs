@@ -14,10 +14,6 @@ pub struct FormState {
     pub touched: RwSignal<Vec<String>>,
     /// Filled by the checks, which run in the background as values change.
     pub errors: RwSignal<Vec<FieldError>>,
-    /// The server pre-check's errors on fields: rules only the server can judge
-    /// (an action's rules against its asset, the team boundary) show beside their
-    /// field too, after the browser's own.
-    pub server_errors: RwSignal<Vec<FieldError>>,
     /// Set on a submit attempt: from then on every error shows, touched or not.
     pub show_all: RwSignal<bool>,
 }
@@ -28,19 +24,11 @@ impl FormState {
         if !visible {
             return None;
         }
-        let local = self.errors.with(|errors| {
+        self.errors.with(|errors| {
             errors
                 .iter()
                 .find(|e| e.field == field)
                 .map(|e| e.message.clone())
-        });
-        local.or_else(|| {
-            self.server_errors.with(|errors| {
-                errors
-                    .iter()
-                    .find(|e| e.field == field)
-                    .map(|e| e.message.clone())
-            })
         })
     }
 
