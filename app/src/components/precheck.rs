@@ -17,7 +17,7 @@ pub fn PrecheckPanel(report: PrecheckReport) -> impl IntoView {
             </h2>
             {report.resource_name.clone().map(|name| view! { <p>"Resource name: " <code data-testid="resource-name">{name}</code></p> })}
             <ul class="checks">
-                {fields_to_fix(&report).map(|text| view! { <li class="bad">{text}</li> })}
+                {fields_to_fix(&report).into_iter().map(|text| view! { <li class="bad">{text}</li> }).collect_view()}
                 {report.field_errors.iter().filter(|e| e.field.is_empty()).map(|e| view! { <li class="bad">{e.message.clone()}</li> }).collect_view()}
                 {report.quotas.iter().map(|q| {
                     let class = if q.ok { "ok" } else { "bad" };
@@ -45,14 +45,18 @@ pub fn PrecheckPanel(report: PrecheckReport) -> impl IntoView {
     }
 }
 
-/// One line for the form's field errors, which show in full beside their fields.
-fn fields_to_fix(report: &PrecheckReport) -> Option<String> {
-    let mut fields: Vec<&str> = report
-        .field_errors
-        .iter()
-        .map(|e| e.field.as_str())
-        .filter(|f| !f.is_empty())
-        .collect();
-    fields.dedup();
-    (!fields.is_empty()).then(|| format!("Fields to complete or fix: {}", fields.join(", ")))
+/// Each field the server refused, with why: the form shows its own checks beside
+/// their fields, but some rules only the server can judge (an action's rules
+/// against its asset, the team boundary), so the verdict says them in full.
+fn fields_to_fix(report: &PrecheckReport) -> Vec<String> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for error in report.field_errors.iter().filter(|e| !e.field.is_empty()) {
+        let line = (error.field.as_str(), error.message.as_str());
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    seen.into_iter()
+        .map(|(field, message)| format!("To fix: {field} {message}"))
+        .collect()
 }
