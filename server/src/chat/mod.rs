@@ -134,7 +134,7 @@ async fn join_rooms(client: &MatrixClient, settings: &ChatSettings) -> Rooms {
         (&settings.platform_room, &mut rooms.platform),
     ] {
         let Some(room) = wanted else { continue };
-        match client.join(room).await {
+        match retrying(|| client.join(room)).await {
             Ok(id) => *slot = Some(id),
             Err(error) => {
                 tracing::error!(room, %error, "the chat bot cannot join a configured room; invite it");
@@ -204,7 +204,9 @@ async fn handle_batch(
     batch: &SyncBatch,
 ) -> Result<(), StorageError> {
     for room in &batch.invited_rooms {
-        if let Err(error) = client.join(room).await {
+        // An invitation is in one sync only: a join refused for a moment (a 429, a
+        // homeserver restarting) must be tried again, or the room is never answered.
+        if let Err(error) = retrying(|| client.join(room)).await {
             tracing::warn!(room, %error, "the chat bot could not accept an invitation");
         }
     }
@@ -268,11 +270,21 @@ pub(crate) async fn send_with_retries(
     txn: &str,
     text: &str,
 ) -> Result<(), MatrixError> {
+    retrying(|| client.send_text(room, txn, text)).await
+}
+
+/// Runs a homeserver call until it succeeds, waiting out rate limits (which do
+/// not count as failures) and retrying brief outages up to [`SEND_TRIES`] times.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, MatrixError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, MatrixError>>,
+{
     let mut backoff = Backoff::new(Duration::from_secs(10));
     let (mut failures, mut limited_for) = (0, Duration::ZERO);
     loop {
-        let error = match client.send_text(room, txn, text).await {
-            Ok(()) => return Ok(()),
+        let error = match call().await {
+            Ok(done) => return Ok(done),
             Err(error) => error,
         };
         let pause = match &error {
