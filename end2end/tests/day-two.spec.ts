@@ -100,7 +100,7 @@ test('carol opens the flow metrics: charts with a table beside them', async ({ p
   await loginAs(page, 'carol');
   await page.goto('/metrics/flow');
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Flow metrics');
-  const summary = page.getByRole('region', { name: 'All types' });
+  const summary = page.getByRole('region', { name: 'All types', exact: true });
   await expect(summary).toContainText('Sent back for changes');
   await expect(summary).toContainText('Auto-approved');
   // Charts are SVG drawn on the server, each an image with a title and description.
@@ -110,5 +110,5 @@ test('carol opens the flow metrics: charts with a table beside them', async ({ p
   // Beside each chart, a table for screen readers and whoever prefers numbers.
   await page.getByText('Table: time per step').first().click();
   await expect(page.locator('details[open] table').first()).toBeVisible();
-  await expect(page.getByRole('region', { name: 'By type' })).toContainText('postgres-database');
+  await expect(page.getByRole('region', { name: 'By type', exact: true })).toContainText('postgres-database');
 });
