@@ -501,13 +501,14 @@ pub fn menu<'a>(user: &UserView, types: impl IntoIterator<Item = TypeFacts<'a>>)
 
 /// An audit history (an asset's) as this person may read it. The audit log's
 /// readers see every field; everyone else sees what happened, when and by whom,
-/// but not the client address and trace id that point at a person's machine and
-/// call.
+/// but not the client address, chat user id and trace id that point at a person's
+/// machine and call.
 pub fn history_for(user: &UserView, mut entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
     if may_see_audit(user).is_err() {
         for entry in &mut entries {
             entry.client_addr = None;
             entry.trace_id = None;
+            entry.channel_user = None;
         }
     }
     entries

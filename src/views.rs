@@ -452,6 +452,10 @@ pub struct AuditEntry {
     pub channel: Option<String>,
     pub client_addr: Option<String>,
     pub trace_id: Option<String>,
+    /// The caller's identity on the channel where it is not an account: the chat
+    /// user id of a chat message.
+    #[serde(default)]
+    pub channel_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -89,6 +89,7 @@ fn origin(row: &Row) -> Origin {
         client_addr: Some("10.20.30.40".into()),
         trace_id: Some(row.trace_id.clone()),
         token_id: None,
+        channel_user: None,
     }
 }
 

@@ -563,9 +563,9 @@ async fn dev_command(command: crate::config::DevCommand) -> ExitCode {
         } => (requests, audit_events, settings),
         crate::config::DevCommand::QueueBench {
             jobs,
-            claimers,
+            slots,
             settings,
-        } => return crate::queue_bench::run(settings, jobs, claimers).await,
+        } => return crate::queue_bench::run(settings, jobs, slots).await,
     };
     let seeded = async {
         let settings = settings.check().map_err(|e| e.to_string())?;

@@ -73,18 +73,18 @@ pub enum DevCommand {
         #[command(flatten)]
         settings: ServeArgs,
     },
-    /// Measure the job queue alone: queue no-op jobs and claim and finish them with
-    /// several workers, as fast as the database allows (the same claim and finish
-    /// statements the orchestrator uses). Run it on a scratch database: it needs
+    /// Measure the job queue alone: queue no-op jobs and run them through the
+    /// orchestrator's own dispatcher (its claims, each job finished in its own
+    /// transaction as a worker finishes it), as fast as the database allows. Run it on a scratch database: it needs
     /// one stored request to hang the jobs on (`dev seed --requests 1`) and must
     /// not share the database with a running `serve`.
     QueueBench {
         /// No-op jobs to queue and run.
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
         jobs: u32,
-        /// Claiming loops at once.
-        #[arg(long = "claimers", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-        claimers: u16,
+        /// Worker slots the dispatcher fills, as `serve --workers` sets them.
+        #[arg(long = "slots", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+        slots: u16,
         #[command(flatten)]
         settings: ServeArgs,
     },

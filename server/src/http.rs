@@ -485,6 +485,7 @@ pub async fn call_meta(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(CallMeta {
         trace_id: Some(trace_id.clone()),
         client_addr,
+        channel_user: None,
     });
     let span = tracing::info_span!("call", trace_id = %trace_id);
     let mut response = next.run(request).instrument(span).await;

@@ -5,17 +5,21 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
 
 use slipway_core::ids::RequestId;
 
 use crate::config::ServeArgs;
-use crate::storage::{Db, StorageError, jobs};
+use crate::orchestrator::{self, dispatch};
+use crate::storage::jobs::{self, Claimed};
+use crate::storage::{Db, StorageError};
 
 const NOOP_JOB: &str = "noop";
 
-pub async fn run(settings: ServeArgs, count: u32, claimers: u16) -> ExitCode {
-    match measure(settings, count, claimers).await {
+pub async fn run(settings: ServeArgs, count: u32, slots: u16) -> ExitCode {
+    match measure(settings, count, slots).await {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS
@@ -27,7 +31,7 @@ pub async fn run(settings: ServeArgs, count: u32, claimers: u16) -> ExitCode {
     }
 }
 
-async fn measure(settings: ServeArgs, count: u32, claimers: u16) -> Result<String, String> {
+async fn measure(settings: ServeArgs, count: u32, slots: u16) -> Result<String, String> {
     let settings = settings.check().map_err(|e| e.to_string())?;
     let db = Db::connect(&settings.database_url)
         .await
@@ -54,26 +58,24 @@ async fn measure(settings: ServeArgs, count: u32, claimers: u16) -> Result<Strin
         .await
         .map_err(|e| e.to_string())?;
     let done = Arc::new(AtomicU64::new(0));
+    let (stop, shutdown) = watch::channel(false);
+    let stop = Arc::new(stop);
+    let queue = dispatch::Queue {
+        db: db.clone(),
+        lease: Duration::from_secs(30),
+        ready: Arc::new(Notify::new()),
+    };
     let started = Instant::now();
-    let loops: Vec<_> = (0..claimers)
-        .map(|n| {
-            tokio::spawn(claim_until_empty(
-                db.clone(),
-                format!("bench-{n}"),
-                done.clone(),
-            ))
-        })
-        .collect();
-    for claimer in loops {
-        claimer
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    }
+    let finisher = {
+        let db = db.clone();
+        let done = done.clone();
+        move |claimed: Claimed| finish_noop(db.clone(), claimed, done.clone(), stop.clone(), count)
+    };
+    orchestrator::dispatch::run(queue, usize::from(slots), shutdown, finisher).await;
     let took = started.elapsed().as_secs_f64();
     let finished = done.load(Ordering::Relaxed);
     Ok(format!(
-        "queue: {finished} no-op jobs claimed and finished by {claimers} claimers in {took:.2} s: {:.0} claims/s ({:?})",
+        "queue: {finished} no-op jobs claimed and finished through the dispatcher with {slots} slots in {took:.2} s: {:.0} claims/s ({:?})",
         finished as f64 / took,
         db.engine
     ))
@@ -88,23 +90,31 @@ async fn enqueue(db: &Db, request: RequestId, count: u32) -> Result<(), StorageE
     Ok(())
 }
 
-/// Claims and finishes one job per round, each in its own transaction as a worker
-/// does, until none is due.
-async fn claim_until_empty(
+/// A no-op job's end, in its own transaction as a worker's is; the last one
+/// stops the dispatcher.
+async fn finish_noop(
     db: Db,
-    worker: String,
+    claimed: Claimed,
     done: Arc<AtomicU64>,
-) -> Result<(), StorageError> {
-    loop {
+    stop: Arc<watch::Sender<bool>>,
+    count: u32,
+) {
+    let owner = claimed.job.lease_owner.clone().unwrap_or_default();
+    let finished = async {
         let mut tx = db.write().await?;
-        let claimed = jobs::claim(&mut tx, db.engine, &worker, 30_000).await?;
+        jobs::finish(&mut tx, claimed.job.id, &owner, jobs::DONE, None).await?;
         tx.commit().await?;
-        let Some(claimed) = claimed else {
-            return Ok(());
-        };
-        let mut tx = db.write().await?;
-        jobs::finish(&mut tx, claimed.job.id, &worker, jobs::DONE, None).await?;
-        tx.commit().await?;
-        done.fetch_add(1, Ordering::Relaxed);
+        Ok::<(), StorageError>(())
+    };
+    match finished.await {
+        Ok(()) => {
+            if done.fetch_add(1, Ordering::Relaxed) + 1 >= u64::from(count) {
+                let _ = stop.send(true);
+            }
+        }
+        Err(error) => {
+            eprintln!("slipway: queue bench: {error}");
+            let _ = stop.send(true);
+        }
     }
 }

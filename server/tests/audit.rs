@@ -948,6 +948,7 @@ async fn acts_of_rules_keep_the_door_address_and_trace_of_the_call(app: &TestApp
     let meta = CallMeta {
         trace_id: Some("trace-of-a-guess".into()),
         client_addr: Some("203.0.113.7".into()),
+        channel_user: None,
     };
     let refused = auth::login_from(&app.state, "alice", "wrong", Channel::Portal, &meta).await;
     assert!(refused.is_err());
@@ -974,6 +975,7 @@ async fn acts_of_rules_keep_the_door_address_and_trace_of_the_call(app: &TestApp
     alice.meta = CallMeta {
         trace_id: Some("trace-of-a-submit".into()),
         client_addr: Some("198.51.100.2".into()),
+        channel_user: None,
     };
     let params = common::namespace_params("audited", "payments", "dev", 1);
     requests::submit(&app.state, &alice, &common::draft("k8s-namespace", params)).await?;
@@ -1036,6 +1038,7 @@ async fn events_appended_together_keep_their_order_and_every_field(app: &TestApp
         client_addr: Some("192.0.2.7".into()),
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         token_id: Some(42),
+        channel_user: Some("@ops-bot:chat.example".into()),
     };
     let quiet = Origin {
         channel: "system".into(),
@@ -1077,7 +1080,12 @@ async fn events_appended_together_keep_their_order_and_every_field(app: &TestApp
     assert_eq!(items[0].detail, format!("{hostile} #0"));
     assert_eq!(items[0].client_addr.as_deref(), Some("192.0.2.7"));
     assert_eq!(items[0].channel.as_deref(), Some("api"));
+    assert_eq!(
+        items[0].channel_user.as_deref(),
+        Some("@ops-bot:chat.example")
+    );
     assert_eq!(items[1].client_addr, None);
+    assert_eq!(items[1].channel_user, None);
     assert_eq!(items[1].trace_id, None);
     assert_eq!(items[2].after.as_deref(), Some("after"));
     assert_eq!(items[2].before, None);

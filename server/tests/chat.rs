@@ -438,7 +438,7 @@ impl World {
     /// Chat audit events, with the channel and the chat user recorded.
     async fn chat_events(&self, action: &str) -> TestResult<Vec<(String, String)>> {
         let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT channel, client_addr FROM audit_events WHERE action = $1 ORDER BY seq",
+            "SELECT channel, channel_user FROM audit_events WHERE action = $1 ORDER BY seq",
         )
         .bind(action)
         .fetch_all(&self.app.state.db.pool)

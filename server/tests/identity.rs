@@ -963,6 +963,7 @@ async fn failed_passwords_throttle_the_address_and_the_user_name(app: &TestApp) 
     let from = |address: &str| CallMeta {
         trace_id: None,
         client_addr: Some(address.into()),
+        channel_user: None,
     };
     let login = |user: String, password: String, meta: CallMeta| async move {
         auth::login(&app.state, &user, &password, Channel::Portal, &meta)

@@ -150,7 +150,109 @@ on_both_engines!(
     cancel_before_the_job_runs_ends_it_quietly,
     shutdown_hands_a_running_job_back,
     a_step_past_its_timeout_is_retried_after_a_pause_then_fails,
+    one_claim_fills_each_free_slot_oldest_first_under_its_own_owner,
+    the_dispatcher_runs_a_burst_of_jobs_each_once,
 );
+
+async fn claim_into(app: &TestApp, owners: &[&str]) -> TestResult<Vec<jobs::Claimed>> {
+    let owners: Vec<String> = owners.iter().map(|o| o.to_string()).collect();
+    let mut tx = app.state.db.write().await?;
+    let claimed = jobs::claim_due(&mut tx, app.engine, &owners, LEASE.as_millis() as i64).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// A batch claim takes the jobs due longest, one per owner, and a lapsed one among
+/// them is a takeover; what is held stays held.
+async fn one_claim_fills_each_free_slot_oldest_first_under_its_own_owner(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    let mut ids = Vec::new();
+    for name in ["first", "second", "third"] {
+        ids.push(submit_pause(&app, name, 0).await?);
+    }
+    let claimed = claim_into(&app, &["slot-a", "slot-b"]).await?;
+    let seen: Vec<(RequestId, Option<&str>, i64, &str)> = claimed
+        .iter()
+        .map(|c| {
+            let job = &c.job;
+            (
+                job.request_id,
+                job.lease_owner.as_deref(),
+                job.attempts,
+                job.state.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (ids[0], Some("slot-a"), 1, jobs::RUNNING),
+            (ids[1], Some("slot-b"), 1, jobs::RUNNING),
+        ]
+    );
+    assert!(claimed.iter().all(|c| c.taken_over_from.is_none()));
+
+    // The first claim lapses; the next batch takes it over and the third job, and
+    // leaves the second, whose lease holds.
+    app.exec(&format!(
+        "UPDATE jobs SET lease_until = 0, run_after = 0 WHERE id = {}",
+        claimed[0].job.id
+    ))
+    .await?;
+    let again = claim_into(&app, &["slot-c", "slot-d", "slot-e"]).await?;
+    let seen: Vec<(RequestId, Option<&str>, Option<&str>)> = again
+        .iter()
+        .map(|c| {
+            (
+                c.job.request_id,
+                c.job.lease_owner.as_deref(),
+                c.taken_over_from.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (ids[0], Some("slot-c"), Some("slot-a")),
+            (ids[2], Some("slot-d"), None),
+        ]
+    );
+    assert!(claim_into(&app, &["slot-f"]).await?.is_empty());
+    assert!(claim_into(&app, &[]).await?.is_empty());
+    Ok(())
+}
+
+/// More jobs than slots, queued at once: every one runs to its end exactly once.
+async fn the_dispatcher_runs_a_burst_of_jobs_each_once(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        ids.push(submit_pause(&app, &format!("burst{n}"), 0).await?);
+    }
+    let (stop, stopped) = watch::channel(false);
+    let workers = orchestrator::spawn(app.state.clone(), stopped);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &ids {
+        while app.request_state(*id).await? != RequestState::Completed {
+            assert!(Instant::now() < deadline, "request {id} did not complete");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    stop.send(true)?;
+    tokio::time::timeout(Duration::from_secs(15), workers).await??;
+    for id in ids {
+        let job = job_of(&app, id).await?;
+        assert_eq!((job.state.as_str(), job.attempts), (jobs::DONE, 1), "{id}");
+        assert_eq!(steps_of(&app, id).await?.len(), 1, "{id}: one step run");
+    }
+    Ok(())
+}
 
 async fn a_long_step_keeps_its_lease(engine: Engine) -> TestResult {
     let Some(app) = pause_app(engine, 60).await? else {

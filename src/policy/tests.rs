@@ -467,6 +467,7 @@ fn an_audit_history_shows_client_and_trace_only_to_audit_readers() {
         channel: Some("portal".into()),
         client_addr: Some("10.1.2.3".into()),
         trace_id: Some("trace-1".into()),
+        channel_user: Some("@carol:chat.example".into()),
     };
     for role in Role::ALL {
         let seen = history_for(&person(role, Rel::OwnInTeam), vec![entry.clone()]);
@@ -476,6 +477,7 @@ fn an_audit_history_shows_client_and_trace_only_to_audit_readers() {
             AuditEntry {
                 client_addr: None,
                 trace_id: None,
+                channel_user: None,
                 ..entry.clone()
             }
         };

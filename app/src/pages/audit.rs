@@ -89,7 +89,7 @@ fn AuditTable(events: Vec<AuditEntry>) -> impl IntoView {
                         <td>{e.actor.clone()}</td>
                         <td title=e.trace_id.clone().map(|t| format!("trace {t}")).unwrap_or_default()>
                             {e.channel.clone().unwrap_or_default()}
-                            {e.client_addr.clone().map(|a| view! { <br /><span class="muted">{a}</span> })}
+                            {e.channel_user.clone().or(e.client_addr.clone()).map(|a| view! { <br /><span class="muted">{a}</span> })}
                         </td>
                         <td><code>{e.action.clone()}</code></td>
                         <td>{e.target.clone()}</td>

@@ -6,6 +6,7 @@
 
 mod apply;
 mod control;
+pub mod dispatch;
 
 use std::time::Duration;
 
@@ -43,26 +44,30 @@ pub const LEASE: Duration = Duration::from_secs(30);
 
 /// Claims and runs one due job to its end. Returns false when none was due.
 pub async fn run_once(state: &AppState, worker: &str) -> Result<bool, StorageError> {
-    // A shutdown that never comes: the job runs to its end.
-    let (_keep, never) = watch::channel(false);
-    run_next(state, worker, never).await
-}
-
-async fn run_next(
-    state: &AppState,
-    worker: &str,
-    shutdown: watch::Receiver<bool>,
-) -> Result<bool, StorageError> {
-    let lease = state.settings.workers.lease;
+    let lease = state.settings.workers.lease.as_millis() as i64;
     let mut tx = state.db.write().await?;
-    let claimed = jobs::claim(&mut tx, state.db.engine, worker, lease.as_millis() as i64).await?;
+    let claimed = jobs::claim(&mut tx, state.db.engine, worker, lease).await?;
     tx.commit().await?;
     let Some(claimed) = claimed else {
         return Ok(false);
     };
+    // A shutdown that never comes: the job runs to its end.
+    let (_keep, never) = watch::channel(false);
+    run_claimed(state.clone(), claimed, never).await?;
+    Ok(true)
+}
+
+/// Runs a job this process claimed, renewing its lease meanwhile.
+async fn run_claimed(
+    state: AppState,
+    claimed: jobs::Claimed,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StorageError> {
+    let job = claimed.job;
+    let worker = job.lease_owner.clone().unwrap_or_default();
     if let Some(previous) = &claimed.taken_over_from {
         tracing::warn!(
-            job_id = claimed.job.id,
+            job_id = job.id,
             previous_worker = %previous,
             "took over a job whose worker stopped renewing its lease"
         );
@@ -71,55 +76,48 @@ async fn run_next(
     let control = JobControl::default();
     let heartbeat = tokio::spawn(control::keep_lease(
         state.clone(),
-        claimed.job.id,
-        worker.to_string(),
+        job.id,
+        worker.clone(),
         control.clone(),
         shutdown,
     ));
-    let outcome = run_job(state, &claimed.job, worker, &control).await;
+    let outcome = run_job(&state, &job, &worker, &control).await;
     heartbeat.abort();
-    outcome?;
-    Ok(true)
+    outcome
 }
 
-/// Starts the configured number of workers; they stop claiming when `shutdown`
-/// turns true and hand back, after the grace period, what they still hold.
+/// Starts the configured number of worker slots; they stop claiming when
+/// `shutdown` turns true and hand back, after the grace period, what they still
+/// hold.
 pub fn spawn(state: AppState, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if state.db.engine == Engine::Sqlite {
             release_stale_sqlite_leases(&state).await;
         }
-        let process = uuid::Uuid::new_v4();
-        let workers: Vec<_> = (0..state.settings.workers.workers)
-            .map(|n| {
-                let name = format!("worker-{process}-{n}");
-                tokio::spawn(work(state.clone(), name, shutdown.clone()))
-            })
-            .collect();
-        for worker in workers {
-            let _ = worker.await;
+        let slots = state.settings.workers.workers;
+        if slots == 0 {
+            return;
         }
+        let _alive: Vec<_> = (0..slots).map(|_| state.metrics.worker_started()).collect();
+        let queue = dispatch::Queue {
+            db: state.db.clone(),
+            lease: state.settings.workers.lease,
+            ready: state.jobs_ready.clone(),
+        };
+        let runner = state.clone();
+        let stop = shutdown.clone();
+        dispatch::run(queue, slots, shutdown, move |claimed| {
+            let state = runner.clone();
+            let stop = stop.clone();
+            async move {
+                if let Err(error) = run_claimed(state, claimed, stop).await {
+                    tracing::error!(%error, "worker could not finish a job; it will be claimed again");
+                }
+            }
+        })
+        .await;
         tracing::info!("workers stopped");
     })
-}
-
-async fn work(state: AppState, worker: String, mut shutdown: watch::Receiver<bool>) {
-    let _alive = state.metrics.worker_started();
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        match run_next(&state, &worker, shutdown.clone()).await {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(error) => tracing::error!(%error, "worker could not run a job; will try again"),
-        }
-        tokio::select! {
-            _ = state.jobs_ready.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
 }
 
 /// On SQLite one process owns the jobs (start-up holds the workers' lock), so every

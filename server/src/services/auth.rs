@@ -63,6 +63,7 @@ pub(crate) fn sign_in_actor(channel: Channel, meta: &CallMeta) -> Actor {
             client_addr: meta.client_addr.clone(),
             trace_id: meta.trace_id.clone(),
             token_id: None,
+            channel_user: meta.channel_user.clone(),
         },
     }
 }

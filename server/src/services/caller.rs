@@ -27,12 +27,13 @@ impl Channel {
     }
 }
 
-/// What the transport knows about one call: the trace id it logs under and the
-/// client's address.
+/// What the transport knows about one call: the trace id it logs under, the
+/// client's address, and who the caller is on the channel (a chat user id).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallMeta {
     pub trace_id: Option<String>,
     pub client_addr: Option<String>,
+    pub channel_user: Option<String>,
 }
 
 /// A signed-in person making one call through one channel.
@@ -68,6 +69,7 @@ impl Caller {
             client_addr: self.meta.client_addr.clone(),
             trace_id: self.meta.trace_id.clone(),
             token_id: self.token_id,
+            channel_user: self.meta.channel_user.clone(),
         }
     }
 }

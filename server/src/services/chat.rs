@@ -94,9 +94,11 @@ pub async fn caller_for(
 }
 
 fn chat_meta(chat_user: &str, event_id: &str) -> CallMeta {
+    // The homeserver is the client; the person's address is not known here.
     CallMeta {
         trace_id: Some(event_id.to_string()),
-        client_addr: Some(chat_user.to_string()),
+        client_addr: None,
+        channel_user: Some(chat_user.to_string()),
     }
 }
 

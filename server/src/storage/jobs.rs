@@ -79,6 +79,23 @@ pub async fn claim(
     worker: &str,
     lease_millis: i64,
 ) -> Result<Option<Claimed>, StorageError> {
+    let owners = [worker.to_string()];
+    Ok(claim_due(conn, engine, &owners, lease_millis).await?.pop())
+}
+
+/// Claims up to one job per owner, those due longest first, in one statement: the
+/// dispatcher fills every free worker slot with one round trip instead of one per
+/// slot. Each owner names one claim (a fencing token): no two running jobs share
+/// one. Call inside a write transaction.
+pub async fn claim_due(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    owners: &[String],
+    lease_millis: i64,
+) -> Result<Vec<Claimed>, StorageError> {
+    if owners.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_millis();
     let lock = match engine {
         // Replicas skip rows another one holds instead of queueing behind it.
@@ -86,66 +103,108 @@ pub async fn claim(
         // BEGIN IMMEDIATE already made this transaction the only writer.
         Engine::Sqlite => "",
     };
-    let due: Option<(i64, String, Option<String>)> = sqlx::query_as(&format!(
+    let due: Vec<(i64, String, Option<String>)> = sqlx::query_as(&format!(
         "SELECT id, state, lease_owner FROM jobs WHERE state IN ($1, $2) AND run_after <= $3 \
-         ORDER BY run_after, id LIMIT 1{lock}"
+         ORDER BY run_after, id LIMIT $4{lock}"
     ))
     .bind(QUEUED)
     .bind(RUNNING)
     .bind(now)
-    .fetch_optional(&mut *conn)
+    .bind(owners.len() as i64)
+    .fetch_all(&mut *conn)
     .await?;
-    let Some((id, state, previous_owner)) = due else {
-        return Ok(None);
-    };
-    let taken_over_from = (state == RUNNING).then(|| previous_owner.unwrap_or_default());
-    let row = sqlx::query(&format!(
-        "UPDATE jobs SET state = $1, lease_owner = $2, lease_until = $3, run_after = $3, \
-         heartbeat_at = $4, attempts = attempts + 1, takeovers = takeovers + $5, updated_at = $4 \
-         WHERE id = $6 RETURNING {JOB_COLUMNS}"
-    ))
-    .bind(RUNNING)
-    .bind(worker)
-    .bind(now + lease_millis)
-    .bind(now)
-    .bind(i64::from(taken_over_from.is_some()))
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let job = job_from_row(&row)?;
-    if taken_over_from.is_some() {
-        // The dead worker's step never ended; say so instead of "running" forever,
-        // also to anyone following the request live.
-        sqlx::query(
-            "INSERT INTO request_progress (request_id, step_id, kind, text, created_at) \
-             SELECT request_id, id, $1, $2, $3 FROM job_steps WHERE job_id = $4 AND state = $5",
-        )
-        .bind(super::progress::KIND_STEP)
-        .bind(STEP_FAILED)
-        .bind(now)
-        .bind(id)
-        .bind(STEP_RUNNING)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "UPDATE job_steps SET state = $1, summary = $2, log = $2, finished_at = $3 \
-             WHERE job_id = $4 AND state = $5",
-        )
-        .bind(STEP_FAILED)
-        .bind(format!(
-            "abandoned: its worker stopped renewing the lease; attempt {} takes over",
-            job.attempts
-        ))
-        .bind(now)
-        .bind(id)
-        .bind(STEP_RUNNING)
-        .execute(&mut *conn)
-        .await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Some(Claimed {
-        job,
-        taken_over_from,
-    }))
+    let mut rows = take_leases(conn, &due, owners, now, lease_millis).await?;
+    let mut claimed = Vec::with_capacity(due.len());
+    // In the order they were due: the oldest first.
+    for (id, state, previous_owner) in due {
+        let position = rows
+            .iter()
+            .position(|job| job.id == id)
+            .ok_or_else(|| StorageError::Corrupt(format!("claimed job {id} was not updated")))?;
+        let job = rows.swap_remove(position);
+        let taken_over_from = (state == RUNNING).then(|| previous_owner.unwrap_or_default());
+        if taken_over_from.is_some() {
+            close_abandoned_steps(conn, &job, now).await?;
+        }
+        claimed.push(Claimed {
+            job,
+            taken_over_from,
+        });
+    }
+    Ok(claimed)
+}
+
+/// Moves the selected jobs to running, each under its own owner, in one statement.
+/// The ids are the database's own integers; only the owners travel as parameters.
+async fn take_leases(
+    conn: &mut AnyConnection,
+    due: &[(i64, String, Option<String>)],
+    owners: &[String],
+    now: i64,
+    lease_millis: i64,
+) -> Result<Vec<JobRow>, StorageError> {
+    const FIXED: usize = 4;
+    let owner_of: String = due
+        .iter()
+        .enumerate()
+        .map(|(n, (id, _, _))| format!(" WHEN {id} THEN ${}", FIXED + 1 + n))
+        .collect();
+    let ids: Vec<String> = due.iter().map(|(id, _, _)| id.to_string()).collect();
+    let sql = format!(
+        "UPDATE jobs SET state = $1, lease_owner = CASE id{owner_of} END, lease_until = $2, \
+         run_after = $2, heartbeat_at = $3, attempts = attempts + 1, \
+         takeovers = takeovers + CASE WHEN state = $4 THEN 1 ELSE 0 END, updated_at = $3 \
+         WHERE id IN ({}) RETURNING {JOB_COLUMNS}",
+        ids.join(", ")
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(RUNNING)
+        .bind(now + lease_millis)
+        .bind(now)
+        .bind(RUNNING);
+    for owner in &owners[..due.len()] {
+        query = query.bind(owner.as_str());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+/// The dead worker's step never ended; say so instead of "running" forever, also
+/// to anyone following the request live.
+async fn close_abandoned_steps(
+    conn: &mut AnyConnection,
+    job: &JobRow,
+    now: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO request_progress (request_id, step_id, kind, text, created_at) \
+         SELECT request_id, id, $1, $2, $3 FROM job_steps WHERE job_id = $4 AND state = $5",
+    )
+    .bind(super::progress::KIND_STEP)
+    .bind(STEP_FAILED)
+    .bind(now)
+    .bind(job.id)
+    .bind(STEP_RUNNING)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE job_steps SET state = $1, summary = $2, log = $2, finished_at = $3 \
+         WHERE job_id = $4 AND state = $5",
+    )
+    .bind(STEP_FAILED)
+    .bind(format!(
+        "abandoned: its worker stopped renewing the lease; attempt {} takes over",
+        job.attempts
+    ))
+    .bind(now)
+    .bind(job.id)
+    .bind(STEP_RUNNING)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// What a heartbeat found: whether the lease is still this worker's, and whether

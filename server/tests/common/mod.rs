@@ -255,6 +255,7 @@ impl TestApp {
         let meta = CallMeta {
             trace_id: Some(format!("test-{name}")),
             client_addr: Some("127.0.0.1".into()),
+            channel_user: None,
         };
         let view = auth::login(
             &self.state,

@@ -39,6 +39,9 @@ pub struct Origin {
     pub client_addr: Option<String>,
     pub trace_id: Option<String>,
     pub token_id: Option<i64>,
+    /// Who the caller is on the channel itself, where that is not a Slipway account:
+    /// the Matrix user id of a chat message.
+    pub channel_user: Option<String>,
 }
 
 pub struct NewEvent<'a> {
@@ -72,6 +75,8 @@ struct HashedContent<'a> {
     trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel_user: Option<&'a str>,
 }
 
 /// Feeds serialised JSON straight into the digest, without an intermediate string.
@@ -115,8 +120,8 @@ pub async fn append(
 ) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO audit_events (at, actor_id, actor, action, target_kind, target_id, \
-         before_value, after_value, detail, channel, client_addr, trace_id, token_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         before_value, after_value, detail, channel, client_addr, trace_id, token_id, \
+         channel_user) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(now_millis())
     .bind(event.actor_id.map(|id| id.0))
@@ -131,6 +136,7 @@ pub async fn append(
     .bind(event.origin.client_addr.as_deref())
     .bind(event.origin.trace_id.as_deref())
     .bind(event.origin.token_id)
+    .bind(event.origin.channel_user.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -158,7 +164,7 @@ pub async fn append_many(
                     "target_id": e.target_id, "before": e.before, "after": e.after,
                     "detail": e.detail, "channel": e.origin.channel,
                     "client_addr": e.origin.client_addr, "trace_id": e.origin.trace_id,
-                    "token_id": e.origin.token_id,
+                    "token_id": e.origin.token_id, "channel_user": e.origin.channel_user,
                 })
             })
             .collect(),
@@ -179,7 +185,7 @@ pub async fn append_many(
 }
 
 fn append_many_statement(engine: Engine) -> String {
-    const FIELDS: [&str; 13] = [
+    const FIELDS: [&str; 14] = [
         "at",
         "actor_id",
         "actor",
@@ -193,6 +199,7 @@ fn append_many_statement(engine: Engine) -> String {
         "client_addr",
         "trace_id",
         "token_id",
+        "channel_user",
     ];
     let (values, order) = match engine {
         Engine::Sqlite => ("json_each($1)", "key"),
@@ -209,8 +216,8 @@ fn append_many_statement(engine: Engine) -> String {
     let selected: Vec<String> = FIELDS.iter().map(|name| field(name)).collect();
     format!(
         "INSERT INTO audit_events (at, actor_id, actor, action, target_kind, target_id, \
-         before_value, after_value, detail, channel, client_addr, trace_id, token_id) \
-         SELECT {} FROM {values} ORDER BY {order}",
+         before_value, after_value, detail, channel, client_addr, trace_id, token_id, \
+         channel_user) SELECT {} FROM {values} ORDER BY {order}",
         selected.join(", ")
     )
 }
@@ -231,11 +238,12 @@ struct StoredEvent {
     trace_id: Option<String>,
     token_id: Option<i64>,
     position: Option<i64>,
+    channel_user: Option<String>,
 }
 
 const EVENT_COLUMNS: &str = "seq, at, actor, action, target_kind, target_id, before_value, \
                              after_value, detail, prev_hash, hash, channel, client_addr, \
-                             trace_id, token_id, position";
+                             trace_id, token_id, position, channel_user";
 
 // By index, in EVENT_COLUMNS order: verify reads a million of these.
 fn event_from_row(row: &sqlx::any::AnyRow) -> Result<StoredEvent, StorageError> {
@@ -255,6 +263,7 @@ fn event_from_row(row: &sqlx::any::AnyRow) -> Result<StoredEvent, StorageError> 
         trace_id: row.try_get(13)?,
         token_id: row.try_get(14)?,
         position: row.try_get(15)?,
+        channel_user: row.try_get(16)?,
     })
 }
 
@@ -273,6 +282,7 @@ impl StoredEvent {
             client_addr: self.client_addr.as_deref(),
             trace_id: self.trace_id.as_deref(),
             token_id: self.token_id,
+            channel_user: self.channel_user.as_deref(),
         }
     }
 
@@ -291,6 +301,7 @@ impl StoredEvent {
             channel: self.channel,
             client_addr: self.client_addr,
             trace_id: self.trace_id,
+            channel_user: self.channel_user,
         }
     }
 }

@@ -52,6 +52,8 @@ struct EventRef<'r> {
     trace_id: Option<Cow<'r, str>>,
     token_id: Option<i64>,
     position: Option<i64>,
+    #[serde(borrow)]
+    channel_user: Option<Cow<'r, str>>,
 }
 
 impl EventRef<'_> {
@@ -69,6 +71,7 @@ impl EventRef<'_> {
             client_addr: self.client_addr.as_deref(),
             trace_id: self.trace_id.as_deref(),
             token_id: self.token_id,
+            channel_user: self.channel_user.as_deref(),
         }
     }
 }
@@ -99,6 +102,7 @@ fn event_ref(row: &sqlx::any::AnyRow) -> Result<EventRef<'_>, StorageError> {
         trace_id: optional_text(13)?,
         token_id: row.try_get(14)?,
         position: row.try_get(15)?,
+        channel_user: optional_text(16)?,
     })
 }
 
