@@ -204,6 +204,86 @@ fn concurrent_writers_to_one_remote_all_land_once() -> TestResult {
     Ok(())
 }
 
+/// A writer builds on the remote's head as it last saw it, without fetching
+/// first. When another writer moved the branch meanwhile, the push is turned down
+/// and the change is applied again on the new head: still one commit per change,
+/// none for a change the remote already holds, and a check reads the other
+/// writer's file at the remote.
+#[test]
+fn a_stale_copy_of_the_remote_never_commits_twice() -> TestResult {
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("stale.git", "main")?;
+    let locals = tempfile::tempdir()?;
+    let a_path = locals.path().join("a.git");
+    let a = GitOpsRepo::open_with(&a_path, &remote(&url))?;
+    let b = GitOpsRepo::open_with(&locals.path().join("b.git"), &remote(&url))?;
+    let first = a.apply(
+        &[file(
+            "a/one.yaml",
+            "n: 1
+",
+        )],
+        "a one",
+    )?;
+    assert!(
+        b.apply(
+            &[file(
+                "b/two.yaml",
+                "n: 2
+"
+            )],
+            "b two"
+        )?
+        .created
+    );
+
+    // A's copy still says the branch is at A's commit; the remote holds B's file.
+    let published = a.read_published("b/two.yaml")?;
+    assert_eq!(
+        published.content.as_deref(),
+        Some(
+            "n: 2
+"
+        )
+    );
+    assert_eq!(published.commit, Some(daemon.head("stale.git", "main")?));
+    let absent = a.read_published("b/none.yaml")?;
+    assert_eq!(absent.content, None);
+
+    // A's copy goes stale again (as after a crash between a push and noting it):
+    // re-applying B's change finds it at the remote and makes no commit.
+    git(
+        &a_path,
+        &["update-ref", "refs/remotes/slipway/main", &first.commit],
+    )?;
+    let again = a.apply(
+        &[file(
+            "b/two.yaml",
+            "n: 2
+",
+        )],
+        "b two, re-run",
+    )?;
+    assert!(!again.created, "the remote already holds it");
+    let third = a.apply(
+        &[file(
+            "a/three.yaml",
+            "n: 3
+",
+        )],
+        "a three",
+    )?;
+    assert!(third.created);
+    let log = daemon.log("stale.git", "main")?;
+    let subjects: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(subjects, ["a three", "b two", "a one"]);
+    Ok(())
+}
+
 #[test]
 fn a_remote_that_is_down_is_a_retryable_error_that_never_shows_the_password() -> TestResult {
     let mut daemon = GitDaemon::new()?;

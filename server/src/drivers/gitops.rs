@@ -399,11 +399,16 @@ impl GitOpsRepo {
         (outcomes, head)
     }
 
+    /// The first try builds on the remote's head as last seen, without a fetch: a
+    /// push on a head that moved meanwhile is a non-fast-forward the remote (or
+    /// libgit2, from the refs the remote advertises) turns down, and the next try
+    /// fetches. With one writer, or few, most pushes land without the round trip.
     fn apply_remote(&self, repo: &Repository, remote: &RemoteSettings, group: Vec<batch::Pending>) {
         let tracking = tracking_ref(&self.branch);
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=PUSH_ATTEMPTS {
-            if let Err(error) = self.fetch(repo, remote) {
+            let optimistic = attempt == 1 && repo.refname_to_id(&tracking).is_ok();
+            if !optimistic && let Err(error) = self.fetch(repo, remote) {
                 return answer_all(group, &error);
             }
             let head = match repo.refname_to_id(&tracking) {
@@ -438,8 +443,11 @@ impl GitOpsRepo {
                         changes = group.len(),
                         "the remote branch moved; applying the changes again on its new head"
                     );
-                    std::thread::sleep(jittered(backoff));
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // A stale copy is no race with another writer: fetch at once.
+                    if !optimistic {
+                        std::thread::sleep(jittered(backoff));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                 }
             }
         }
@@ -507,6 +515,56 @@ impl GitOpsRepo {
             .map_err(|e| self.remote_error(remote, &e))?;
         self.synced.mark(started);
         Ok(())
+    }
+
+    /// Brings the copy of the remote branch up to date with the least traffic: the
+    /// remote's advertised head is asked for first, and only a head this
+    /// repository does not hold yet (another writer's) is fetched. A commit id
+    /// names its whole content, so a head held here reads the same as a fetched one.
+    fn sync(&self, repo: &Repository, remote: &RemoteSettings) -> Result<(), GitOpsError> {
+        let started = Instant::now();
+        let head = self.remote_head(repo, remote)?;
+        let tracking = tracking_ref(&self.branch);
+        match head {
+            Some(head) if repo.find_commit(head).is_ok() => {
+                repo.reference(&tracking, head, true, "slipway: the remote's head")
+                    .map_err(|e| self.git_error(e))?;
+                self.synced.mark(started);
+                Ok(())
+            }
+            Some(_) => self.fetch(repo, remote),
+            None => {
+                // The remote has no such branch (yet): nothing is published.
+                match repo.find_reference(&tracking) {
+                    Ok(mut reference) => reference.delete().map_err(|e| self.git_error(e))?,
+                    Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+                    Err(e) => return Err(self.git_error(e)),
+                }
+                self.synced.mark(started);
+                Ok(())
+            }
+        }
+    }
+
+    /// The commit the remote's branch points at, from its ref advertisement alone.
+    fn remote_head(
+        &self,
+        repo: &Repository,
+        remote: &RemoteSettings,
+    ) -> Result<Option<git2::Oid>, GitOpsError> {
+        let mut connection = repo
+            .remote_anonymous(&remote.url)
+            .map_err(|e| self.remote_error(remote, &e))?;
+        let listed = connection
+            .connect_auth(git2::Direction::Fetch, Some(self.callbacks(remote)), None)
+            .and_then(|connected| {
+                Ok(connected
+                    .list()?
+                    .iter()
+                    .find(|head| head.name() == self.branch_ref)
+                    .map(|head| head.oid()))
+            });
+        listed.map_err(|e| self.remote_error(remote, &e))
     }
 
     fn push(&self, repo: &Repository, remote: &RemoteSettings) -> Result<Push, GitOpsError> {
@@ -630,12 +688,12 @@ impl GitOpsRepo {
     }
 
     /// A file as the branch publishes it now: with a remote, as the remote's branch
-    /// holds it (fetched first, since that is what Argo CD or Flux reads); without
-    /// one, as the local branch holds it.
+    /// holds it (asked of the remote first, since that is what Argo CD or Flux
+    /// reads); without one, as the local branch holds it.
     ///
-    /// Checks that wait for the lock together share one fetch: a fetch (or a
-    /// landed push) that began after this call was made already shows the remote
-    /// as it was after the call, so it is not repeated.
+    /// Checks that wait for the lock together share one look at the remote: a sync
+    /// (or a landed push) that began after this call was made already shows the
+    /// remote as it was after the call, so it is not repeated.
     pub fn read_published(&self, path: &str) -> Result<Published, GitOpsError> {
         let asked = Instant::now();
         let head = {
@@ -644,7 +702,7 @@ impl GitOpsRepo {
             let reference = match &self.remote {
                 Some(remote) => {
                     if !self.synced.since(asked) {
-                        self.fetch(&repo, remote)?;
+                        self.sync(&repo, remote)?;
                     }
                     tracking_ref(&self.branch)
                 }

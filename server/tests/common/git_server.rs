@@ -131,6 +131,11 @@ impl GitDaemon {
         let out = git(&self.repo_path(name), &["log", "--format=%H %s", branch])?;
         Ok(out.lines().map(str::to_string).collect())
     }
+
+    /// The commit `branch` of the bare repository `name` points at.
+    pub fn head(&self, name: &str, branch: &str) -> TestResult<String> {
+        git(&self.repo_path(name), &["rev-parse", branch])
+    }
 }
 
 impl Drop for GitDaemon {
