@@ -155,11 +155,16 @@ submitted_databases() {
   echo $(( $2 / every - ($1 - 1) / every ))
 }
 
+# The interpreter itself, not a version manager's shim: a shim is a few shell
+# processes per call, and a poll every 0.2 s took a tenth of the 2 cores that
+# the benchmarks measure.
+PYTHON_BIN="$(python3 -c 'import sys; print(sys.executable)')"
+
 # db_count SQL: one number from the replicas' database (PostgreSQL or SQLite).
 db_count() {
   case "$DATABASE_URL" in
     postgres*) pg -d "${DATABASE_URL##*/}" -c "$1" ;;
-    *) python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "$WORK/shared.db" "$1" ;;
+    *) "$PYTHON_BIN" -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "$WORK/shared.db" "$1" ;;
   esac
 }
 
