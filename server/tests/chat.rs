@@ -742,6 +742,75 @@ async fn restarts_mid_conversation(engine: Engine) -> TestResult {
     adapter.stop().await
 }
 
+/// More messages came while Slipway was down than one sync page holds (100): the
+/// bot reads the room's gap back and answers a command from before the page, once.
+async fn a_long_absence_is_read_back_in_full(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, room) = world.linked_person("alice", "alice").await?;
+    adapter.stop().await?;
+    let seen = alice.messages_from(&room, &bot.user_id).await?.len();
+    alice.say(&room, "status #999").await?;
+    // The bot's own account buries the command (the bot never answers itself).
+    let bot_account = Person {
+        user_id: bot.user_id.clone(),
+        token: world.settings.token.expose().to_string(),
+        base: world.synapse.url.clone(),
+        http: reqwest::Client::new(),
+    };
+    for n in 0..120 {
+        bot_account.say(&room, &format!("filler {n}")).await?;
+    }
+    let adapter = Adapter::start(&world.app.state, &world.settings);
+    bot.expect(&alice, &room, seen, "not found").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answers = alice.messages_from(&room, &bot.user_id).await?;
+    let found = answers.iter().filter(|a| a.contains("not found")).count();
+    assert_eq!(found, 1, "one answer to the buried command");
+    adapter.stop().await
+}
+
+/// Every replica may be given the chat settings: one holds the bot's lock and
+/// runs it, the other stands by, and takes over when the first stops.
+async fn one_bot_among_replicas(engine: Engine) -> TestResult {
+    let Some((world, first)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, room) = world.linked_person("alice", "alice").await?;
+    let replica = world.app.restart().await?;
+    let second = Adapter::start(&replica, &world.settings);
+    for n in 1..=3 {
+        bot.ask(&alice, &room, &format!("status #{}", 900 + n), "not found")
+            .await?;
+    }
+    let holders = || async {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7105005 \
+             AND granted AND database = (SELECT oid FROM pg_database \
+             WHERE datname = current_database())",
+        )
+        .fetch_one(&world.app.state.db.pool)
+        .await?;
+        TestResult::<i64>::Ok(held)
+    };
+    assert_eq!(holders().await?, 1, "one bot runs, the other stands by");
+    first.stop().await?;
+    bot.ask(&alice, &room, "status #999", "not found").await?;
+    assert_eq!(holders().await?, 1, "the standby took the lock over");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = alice.messages_from(&room, &alice.user_id).await?.len();
+    let answered = alice.messages_from(&room, &bot.user_id).await?.len();
+    assert_eq!(
+        (asked, answered),
+        (5, 5),
+        "link and four questions, once each"
+    );
+    second.stop().await
+}
+
 /// A homeserver that rate-limits hard: the bot waits out each 429 for as long as it
 /// is told and every message still gets its one answer.
 async fn rate_limits_slow_the_bot_but_lose_nothing(engine: Engine) -> TestResult {
@@ -888,6 +957,16 @@ async fn failures_reach_the_platform_room_sqlite() -> TestResult {
 #[tokio::test]
 async fn rate_limits_slow_the_bot_but_lose_nothing_sqlite() -> TestResult {
     rate_limits_slow_the_bot_but_lose_nothing(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_long_absence_is_read_back_in_full_sqlite() -> TestResult {
+    a_long_absence_is_read_back_in_full(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn one_bot_among_replicas_postgres() -> TestResult {
+    one_bot_among_replicas(Engine::Postgres).await
 }
 
 #[tokio::test]

@@ -85,7 +85,18 @@ struct JoinedRoom {
 struct Timeline {
     #[serde(default)]
     events: Vec<Value>,
+    /// More events came since the last sync than the page holds; the ones before
+    /// `events` are read back from `prev_batch`.
+    #[serde(default)]
+    limited: bool,
+    #[serde(default)]
+    prev_batch: Option<String>,
 }
+
+/// Pages of a room's gap read back after a limited sync, at most: a bot that was
+/// away for long answers the newest thousand messages of a room and logs the rest.
+const MAX_GAP_PAGES: usize = 10;
+const GAP_FILTER: &str = r#"{"types":["m.room.message"]}"#;
 
 /// The bot reads text messages only, a bounded number per room and sync.
 const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message"],"limit":100}}}"#;
@@ -107,17 +118,19 @@ fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
 }
 
 impl SyncResponse {
-    fn into_batch(self) -> SyncBatch {
+    /// The batch, with each room's events before the page (`gaps`, oldest first)
+    /// ahead of the page's own.
+    fn into_batch(self, mut gaps: BTreeMap<String, Vec<Value>>) -> SyncBatch {
         let messages = self
             .rooms
             .join
             .iter()
             .flat_map(|(room, joined)| {
-                joined
-                    .timeline
-                    .events
-                    .iter()
-                    .filter_map(move |event| message_of(room, event))
+                let gap = gaps.remove(room).unwrap_or_default();
+                gap.into_iter()
+                    .chain(joined.timeline.events.iter().cloned())
+                    .filter_map(|event| message_of(room, &event))
+                    .collect::<Vec<_>>()
             })
             .collect();
         SyncBatch {
@@ -125,6 +138,19 @@ impl SyncResponse {
             invited_rooms: self.rooms.invite.into_keys().collect(),
             messages,
         }
+    }
+
+    /// The rooms whose page was cut short, with where their gap ends.
+    fn limited_rooms(&self) -> Vec<(String, String)> {
+        self.rooms
+            .join
+            .iter()
+            .filter(|(_, joined)| joined.timeline.limited)
+            .filter_map(|(room, joined)| {
+                let from = joined.timeline.prev_batch.clone()?;
+                Some((room.clone(), from))
+            })
+            .collect()
     }
 }
 
@@ -216,7 +242,58 @@ impl MatrixClient {
                 errcode: "M_BAD_JSON".into(),
                 message: format!("a sync answer Slipway cannot read: {e}"),
             })?;
-        Ok(response.into_batch())
+        // The first sync only catches up: what came before it is history.
+        let mut gaps = BTreeMap::new();
+        if let Some(since) = since {
+            for (room, from) in response.limited_rooms() {
+                let gap = self.gap(&room, &from, since).await?;
+                gaps.insert(room, gap);
+            }
+        }
+        Ok(response.into_batch(gaps))
+    }
+
+    /// A room's events from `from` back to the last sync (`to`), oldest first:
+    /// more messages came while the bot was away than one sync page holds, and
+    /// each of them may be a command.
+    async fn gap(&self, room: &str, from: &str, to: &str) -> Result<Vec<Value>, MatrixError> {
+        let path = format!("/rooms/{}/messages", encode(room));
+        let mut events = Vec::new();
+        let mut from = from.to_string();
+        for _ in 0..MAX_GAP_PAGES {
+            let query = [
+                ("dir", "b"),
+                ("from", from.as_str()),
+                ("to", to),
+                ("limit", "100"),
+                ("filter", GAP_FILTER),
+            ];
+            let body = self
+                .call(self.http.get(self.url(&path)).query(&query))
+                .await?;
+            let chunk = body
+                .get("chunk")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let end = body.get("end").and_then(Value::as_str).map(str::to_string);
+            let done = chunk.is_empty();
+            events.extend(chunk);
+            match end {
+                Some(end) if !done && end != from => from = end,
+                _ => {
+                    events.reverse();
+                    return Ok(events);
+                }
+            }
+        }
+        tracing::warn!(
+            room,
+            kept = events.len(),
+            "more messages came while the chat bot was away than it reads back; older ones are not answered"
+        );
+        events.reverse();
+        Ok(events)
     }
 
     /// Joins a room by id or alias; answers the room's id.
@@ -280,7 +357,9 @@ mod tests {
                 "invite": { "!b:hs": { "invite_state": { "events": [] } } }
             }
         });
-        let batch = serde_json::from_value::<SyncResponse>(body)?.into_batch();
+        let response = serde_json::from_value::<SyncResponse>(body)?;
+        assert!(response.limited_rooms().is_empty());
+        let batch = response.into_batch(BTreeMap::new());
         assert_eq!(batch.next_batch, "s72595_4483_1934");
         assert_eq!(batch.invited_rooms, vec!["!b:hs".to_string()]);
         assert_eq!(
@@ -297,9 +376,39 @@ mod tests {
 
     #[test]
     fn an_empty_sync_answer_is_read() -> Result<(), serde_json::Error> {
-        let batch =
-            serde_json::from_value::<SyncResponse>(json!({"next_batch": "x"}))?.into_batch();
+        let batch = serde_json::from_value::<SyncResponse>(json!({"next_batch": "x"}))?
+            .into_batch(BTreeMap::new());
         assert!(batch.messages.is_empty() && batch.invited_rooms.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_limited_page_names_its_gap_and_the_gap_comes_first() -> Result<(), serde_json::Error> {
+        let text = |id: &str| {
+            json!({ "type": "m.room.message", "event_id": id, "sender": "@u:hs",
+                    "content": { "msgtype": "m.text", "body": id } })
+        };
+        let body = json!({
+            "next_batch": "s2",
+            "rooms": { "join": {
+                "!busy:hs": { "timeline": { "limited": true, "prev_batch": "t1",
+                                            "events": [text("$3")] } },
+                "!quiet:hs": { "timeline": { "events": [text("$9")] } }
+            } }
+        });
+        let response = serde_json::from_value::<SyncResponse>(body)?;
+        assert_eq!(
+            response.limited_rooms(),
+            vec![("!busy:hs".to_string(), "t1".to_string())]
+        );
+        let gaps = BTreeMap::from([("!busy:hs".to_string(), vec![text("$1"), text("$2")])]);
+        let ids: Vec<String> = response
+            .into_batch(gaps)
+            .messages
+            .into_iter()
+            .map(|m| m.event_id)
+            .collect();
+        assert_eq!(ids, ["$1", "$2", "$3", "$9"]);
         Ok(())
     }
 

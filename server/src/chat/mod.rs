@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod command;
+mod leader;
 pub mod matrix;
 pub mod notify;
 
@@ -95,10 +96,36 @@ async fn pause_or_stop(pause: Duration, stopped: &mut watch::Receiver<bool>) -> 
     !stop && !*stopped.borrow()
 }
 
+/// Runs the bot while this replica holds the chat lock, and stands by again when
+/// its hold may have lapsed, until told to stop.
 async fn run(
     state: AppState,
     settings: ChatSettings,
     client: MatrixClient,
+    mut stopped: watch::Receiver<bool>,
+) {
+    while let Some(mut leadership) = leader::acquire(&state, &mut stopped).await {
+        let (end_term, term_over) = watch::channel(false);
+        let watch_term = async {
+            let lost = tokio::select! {
+                _ = leader::lost(&mut leadership) => true,
+                _ = stopped.wait_for(|stop| *stop) => false,
+            };
+            let _ = end_term.send(true);
+            lost
+        };
+        let (lost, ()) = tokio::join!(watch_term, serve(&state, &settings, &client, term_over));
+        if !lost {
+            return;
+        }
+        tracing::warn!("the chat bot's database session ended; standing by for the lock");
+    }
+}
+
+async fn serve(
+    state: &AppState,
+    settings: &ChatSettings,
+    client: &MatrixClient,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(settings.max_backoff);
@@ -113,7 +140,7 @@ async fn run(
             }
         }
     };
-    let rooms = join_rooms(&client, &settings).await;
+    let rooms = join_rooms(client, settings).await;
     tracing::info!(bot, ?rooms, "the chat bot is connected");
     let notifier = tokio::spawn(notify_loop(
         state.clone(),
@@ -122,7 +149,7 @@ async fn run(
         settings.clone(),
         stopped.clone(),
     ));
-    sync_loop(&state, &settings, &client, (&bot, &rooms), &mut stopped).await;
+    sync_loop(state, settings, client, (&bot, &rooms), &mut stopped).await;
     let _ = notifier.await;
 }
 
