@@ -77,6 +77,14 @@ fn backoff_millis(attempts: i64) -> i64 {
     rand::rng().random_range(pause / 2..=pause) as i64
 }
 
+/// How a job that ran to its end left its own row.
+enum Done {
+    /// The transaction that recorded the outcome also closed the job.
+    Closed,
+    /// Nothing was left to run; the job is still to be closed.
+    Open,
+}
+
 /// One claimed job as it runs: who runs it and what tells it to stop.
 struct Run<'a> {
     state: &'a AppState,
@@ -121,9 +129,12 @@ pub async fn run_job(
         control,
     };
     let outcome = execute(&run).await;
+    if let Ok(Done::Closed) = outcome {
+        return Ok(());
+    }
     let mut tx = state.db.write().await?;
     let held = match outcome {
-        Ok(()) => jobs::finish(&mut tx, job.id, worker, jobs::DONE, None).await?,
+        Ok(_) => jobs::finish(&mut tx, job.id, worker, jobs::DONE, None).await?,
         Err(JobError::Retryable(message)) if job.attempts < job.max_attempts => {
             let pause = backoff_millis(job.attempts);
             tracing::warn!(%message, pause_ms = pause, "job failed; will retry");
@@ -194,7 +205,7 @@ async fn fail_request(
     Ok(true)
 }
 
-async fn execute(run: &Run<'_>) -> Result<(), JobError> {
+async fn execute(run: &Run<'_>) -> Result<Done, JobError> {
     let state = run.state;
     let mut conn = state.db.pool.acquire().await?;
     let mut request = load_request(&mut conn, run.job.request_id).await?;
@@ -214,7 +225,7 @@ async fn execute(run: &Run<'_>) -> Result<(), JobError> {
             tx.commit().await?;
         }
         RequestState::Executing | RequestState::Verifying => {}
-        RequestState::Completed => return Ok(()),
+        RequestState::Completed => return Ok(Done::Open),
         other => return Err(JobError::NothingToRun(other)),
     }
     let change_set = approved_change_set(state, &request).await?;
@@ -420,8 +431,9 @@ async fn run_step(
         step_over.cancel();
         result
     };
-    // The lines are all stored before the step's end is: a reader sees them in order.
-    let (result, ()) = tokio::join!(
+    // The lines are all stored before (or with) the step's end: a reader sees them
+    // in order.
+    let (result, last_lines) = tokio::join!(
         drive,
         write_progress(run, request.id, step_id, lines, &step_over)
     );
@@ -430,7 +442,12 @@ async fn run_step(
         .observe_step(step.driver(), started.elapsed(), result.is_ok());
     let failure = match result {
         Ok(outcome) => {
-            finish_step(run, step_id, jobs::STEP_DONE, &outcome).await?;
+            let end = StepEnd {
+                state: jobs::STEP_DONE,
+                outcome: &outcome,
+                last_lines: &last_lines,
+            };
+            finish_step(run, request.id, step_id, end).await?;
             return Ok(outcome);
         }
         Err(StepFailure::Driver(error)) => match error {
@@ -457,7 +474,12 @@ async fn run_step(
     };
     // A worker that lost its lease leaves the step's row to the one that took over.
     if !matches!(failure, JobError::Stopped(StopReason::LeaseLost)) {
-        finish_step(run, step_id, jobs::STEP_FAILED, &failed).await?;
+        let end = StepEnd {
+            state: jobs::STEP_FAILED,
+            outcome: &failed,
+            last_lines: &last_lines,
+        };
+        finish_step(run, request.id, step_id, end).await?;
     }
     Err(match failure {
         JobError::Retryable(text) => JobError::Retryable(format!(
@@ -480,16 +502,17 @@ const PROGRESS_BATCH_WAIT: Duration = Duration::from_millis(250);
 const PROGRESS_BATCH_LINES: usize = 100;
 
 /// Stores the lines a step's driver reports, in batches, while this worker holds
-/// the job. Once `step_over` is cancelled it stores what already arrived and
-/// returns. Live lines are a view: a failure to store them is logged, never fails
-/// the step (its log is stored with its end as before).
+/// the job. Once `step_over` is cancelled it returns the lines not stored yet,
+/// which the step's end stores in its own transaction. Live lines are a view: a
+/// failure to store them is logged, never fails the step (its log is stored with
+/// its end as before).
 async fn write_progress(
     run: &Run<'_>,
     request_id: RequestId,
     step_id: i64,
     mut lines: UnboundedReceiver<String>,
     step_over: &CancellationToken,
-) {
+) -> Vec<String> {
     let mut batch = Vec::new();
     let mut writing = true;
     while !step_over.is_cancelled() {
@@ -520,9 +543,7 @@ async fn write_progress(
             writing = writing && store_lines(run, request_id, step_id, &mut batch).await;
         }
     }
-    if writing {
-        store_lines(run, request_id, step_id, &mut batch).await;
-    }
+    if writing { batch } else { Vec::new() }
 }
 
 /// Stores and empties one batch, fenced like every write of the job. False when
@@ -560,21 +581,31 @@ enum StepFailure {
     TimedOut,
 }
 
+/// How a step ended, with the live lines that arrived after the last batch.
+struct StepEnd<'a> {
+    state: &'a str,
+    outcome: &'a StepOutcome,
+    last_lines: &'a [String],
+}
+
 async fn finish_step(
     run: &Run<'_>,
+    request_id: RequestId,
     step_id: i64,
-    end: &str,
-    outcome: &StepOutcome,
+    end: StepEnd<'_>,
 ) -> Result<(), JobError> {
     let mut tx = run.fenced().await?;
+    if !end.last_lines.is_empty() {
+        storage::progress::record_lines(&mut tx, request_id, step_id, end.last_lines).await?;
+    }
     jobs::finish_step(
         &mut tx,
         step_id,
         &jobs::StepEnd {
-            state: end,
-            summary: &outcome.summary,
-            log: &outcome.log.join("\n"),
-            commit_id: outcome.commit.as_deref(),
+            state: end.state,
+            summary: &end.outcome.summary,
+            log: &end.outcome.log.join("\n"),
+            commit_id: end.outcome.commit.as_deref(),
         },
     )
     .await?;
