@@ -194,6 +194,9 @@ const PUSH_ATTEMPTS: u32 = 12;
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(1500);
 
+/// The least time between two looks at the remote's head for checks.
+const LOOK_GAP: Duration = Duration::from_millis(100);
+
 /// Where fetches keep the remote's branch head.
 fn tracking_ref(branch: &str) -> String {
     format!("refs/remotes/slipway/{branch}")
@@ -209,8 +212,13 @@ pub struct GitOpsRepo {
     lock: Arc<Mutex<()>>,
     /// Changes waiting for the lock, applied together by its next holder.
     queue: batch::Queue,
-    /// When the copy of the remote branch last matched the remote.
-    synced: batch::SyncedAt,
+    /// The remote branch's head as last seen, and when.
+    seen: batch::RemoteSeen,
+    /// Held by a check while it asks the remote for its head, so that checks
+    /// waiting together share one look; it keeps when the last look began. Never
+    /// held with `lock`: a check does not wait for a push to finish, nor a push
+    /// for a check.
+    look: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for GitOpsRepo {
@@ -271,7 +279,8 @@ impl GitOpsRepo {
             remote: settings.remote.clone().map(Arc::new),
             lock: Arc::new(Mutex::new(())),
             queue: batch::Queue::default(),
-            synced: batch::SyncedAt::default(),
+            seen: batch::RemoteSeen::default(),
+            look: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -432,7 +441,7 @@ impl GitOpsRepo {
                     if let Err(e) = self.set_ref(repo, &tracking, &tip.to_string()) {
                         return answer_all(group, &self.git_error(e));
                     }
-                    self.synced.mark(pushed_at);
+                    self.seen.mark(pushed_at, Some(tip));
                     return answer_each(group, applied);
                 }
                 Ok(Push::Rejected(reason)) => {
@@ -513,47 +522,19 @@ impl GitOpsRepo {
         connection
             .fetch(&[refspec.as_str()], Some(&mut options), None)
             .map_err(|e| self.remote_error(remote, &e))?;
-        self.synced.mark(started);
+        // The advertisement the fetch worked from is the remote's head at `started`
+        // or later.
+        if let Ok(heads) = connection.list() {
+            let head = heads.iter().find(|head| head.name() == self.branch_ref);
+            self.seen.mark(started, head.map(|head| head.oid()));
+        }
         Ok(())
     }
 
-    /// Brings the copy of the remote branch up to date with the least traffic: the
-    /// remote's advertised head is asked for first, and only a head this
-    /// repository does not hold yet (another writer's) is fetched. A commit id
-    /// names its whole content, so a head held here reads the same as a fetched one.
-    fn sync(&self, repo: &Repository, remote: &RemoteSettings) -> Result<(), GitOpsError> {
-        let started = Instant::now();
-        let head = self.remote_head(repo, remote)?;
-        let tracking = tracking_ref(&self.branch);
-        match head {
-            Some(head) if repo.find_commit(head).is_ok() => {
-                repo.reference(&tracking, head, true, "slipway: the remote's head")
-                    .map_err(|e| self.git_error(e))?;
-                self.synced.mark(started);
-                Ok(())
-            }
-            Some(_) => self.fetch(repo, remote),
-            None => {
-                // The remote has no such branch (yet): nothing is published.
-                match repo.find_reference(&tracking) {
-                    Ok(mut reference) => reference.delete().map_err(|e| self.git_error(e))?,
-                    Err(e) if e.code() == git2::ErrorCode::NotFound => {}
-                    Err(e) => return Err(self.git_error(e)),
-                }
-                self.synced.mark(started);
-                Ok(())
-            }
-        }
-    }
-
-    /// The commit the remote's branch points at, from its ref advertisement alone.
-    fn remote_head(
-        &self,
-        repo: &Repository,
-        remote: &RemoteSettings,
-    ) -> Result<Option<git2::Oid>, GitOpsError> {
-        let mut connection = repo
-            .remote_anonymous(&remote.url)
+    /// The commit the remote's branch points at now, from its ref advertisement
+    /// alone (no repository is opened, so no lock is needed).
+    fn remote_head(&self, remote: &RemoteSettings) -> Result<Option<git2::Oid>, GitOpsError> {
+        let mut connection = git2::Remote::create_detached(remote.url.as_str())
             .map_err(|e| self.remote_error(remote, &e))?;
         let listed = connection
             .connect_auth(git2::Direction::Fetch, Some(self.callbacks(remote)), None)
@@ -565,6 +546,32 @@ impl GitOpsRepo {
                     .map(|head| head.oid()))
             });
         listed.map_err(|e| self.remote_error(remote, &e))
+    }
+
+    /// The remote's head as of `asked` or later: from a look or a landed push that
+    /// began after `asked`, else from a new look. Looks are spaced by
+    /// [`LOOK_GAP`]: a check waits out the gap (a push that lands meanwhile answers
+    /// it) and checks that wait together share the next look. Each look is a
+    /// process on the remote's side; asked for by every check at once they took
+    /// the CPU the pushes needed.
+    fn remote_head_since(
+        &self,
+        remote: &RemoteSettings,
+        asked: Instant,
+    ) -> Result<Option<git2::Oid>, GitOpsError> {
+        if let Some(head) = self.seen.since(asked) {
+            return Ok(head);
+        }
+        let mut last_look = self.look.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let next_look = last_look.map_or(asked, |at| at + LOOK_GAP);
+        if let Some(head) = self.seen.wait_since(asked, next_look) {
+            return Ok(head);
+        }
+        let started = Instant::now();
+        *last_look = Some(started);
+        let head = self.remote_head(remote)?;
+        self.seen.mark(started, head);
+        Ok(head)
     }
 
     fn push(&self, repo: &Repository, remote: &RemoteSettings) -> Result<Push, GitOpsError> {
@@ -652,8 +659,10 @@ impl GitOpsRepo {
     }
 
     /// A file's content at a commit, or None when the path is absent there.
+    ///
+    /// Takes no lock: objects are never rewritten and a writer adds them with a
+    /// rename, so a reader's own handle sees each whole or not at all.
     pub fn read_file(&self, commit: &str, path: &str) -> Result<Option<String>, GitOpsError> {
-        let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
         let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
         let read = || -> Result<Option<String>, git2::Error> {
             let oid = git2::Oid::from_str(commit)?;
@@ -676,7 +685,7 @@ impl GitOpsRepo {
     /// absent.
     pub fn read_head_file(&self, path: &str) -> Result<Option<String>, GitOpsError> {
         let head = {
-            let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
+            // A reference is replaced with a rename: it reads as old or new.
             let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
             match repo.refname_to_id(&self.branch_ref) {
                 Ok(id) => id.to_string(),
@@ -691,29 +700,29 @@ impl GitOpsRepo {
     /// holds it (asked of the remote first, since that is what Argo CD or Flux
     /// reads); without one, as the local branch holds it.
     ///
-    /// Checks that wait for the lock together share one look at the remote: a sync
-    /// (or a landed push) that began after this call was made already shows the
-    /// remote as it was after the call, so it is not repeated.
+    /// Checks that ask together share one look at the remote: a look (or a landed
+    /// push) that began after this call was made already shows the remote as it
+    /// was after the call, so it is not repeated. No check waits for a push.
     pub fn read_published(&self, path: &str) -> Result<Published, GitOpsError> {
         let asked = Instant::now();
-        let head = {
-            let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
-            let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
-            let reference = match &self.remote {
-                Some(remote) => {
-                    if !self.synced.since(asked) {
-                        self.sync(&repo, remote)?;
-                    }
-                    tracking_ref(&self.branch)
+        let head = match &self.remote {
+            Some(remote) => {
+                let head = self.remote_head_since(remote, asked)?;
+                if let Some(head) = head {
+                    self.hold_commit(remote, head)?;
                 }
-                None => self.branch_ref.clone(),
-            };
-            match repo.refname_to_id(&reference) {
-                Ok(id) => Some(id.to_string()),
-                Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-                Err(e) => return Err(self.git_error(e)),
+                head
+            }
+            None => {
+                let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+                match repo.refname_to_id(&self.branch_ref) {
+                    Ok(id) => Some(id),
+                    Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+                    Err(e) => return Err(self.git_error(e)),
+                }
             }
         };
+        let head = head.map(|id| id.to_string());
         let content = match &head {
             Some(commit) => self.read_file(commit, path)?,
             None => None,
@@ -723,6 +732,22 @@ impl GitOpsRepo {
             commit: head,
             content,
         })
+    }
+
+    /// Makes sure the repository holds `commit`, a head the remote showed: one this
+    /// process pushed is here already; another writer's is fetched (a commit id
+    /// names its whole content, so either reads the same).
+    fn hold_commit(&self, remote: &RemoteSettings, commit: git2::Oid) -> Result<(), GitOpsError> {
+        let held = |repo: &Repository| repo.find_commit(commit).is_ok();
+        if held(&Repository::open(&self.path).map_err(|e| self.git_error(e))?) {
+            return Ok(());
+        }
+        let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+        if !held(&repo) {
+            self.fetch(&repo, remote)?;
+        }
+        Ok(())
     }
 
     /// The branch, and the remote's URL when there is one, for people to read.
