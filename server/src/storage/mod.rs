@@ -89,6 +89,8 @@ pub enum StorageError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    #[error("database: beginning a transaction stopped: {0}")]
+    Interrupted(String),
 }
 
 /// The connection pools and the engine behind them. `pool` serves reads (and, on
@@ -199,12 +201,27 @@ impl Db {
     /// A transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that later upgrades can fail with
     /// SQLITE_BUSY instead of waiting for the busy timeout.
+    ///
+    /// The transaction is begun on a task of its own, so that a caller dropped
+    /// while it waits (a handler whose client hung up) cannot leave the connection
+    /// in a transaction no one holds: sqlx would hand that connection out again
+    /// and every later `BEGIN` on it would fail, wedging this process's writer.
+    /// The task always receives the transaction; with no caller left to take it,
+    /// dropping it rolls it back.
     pub async fn write(&self) -> Result<Tx, StorageError> {
-        let inner = match self.engine {
-            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
+        let (engine, pool) = match self.engine {
+            Engine::Sqlite => (Engine::Sqlite, self.writer.clone()),
+            Engine::Postgres => (Engine::Postgres, self.pool.clone()),
         };
-        Ok(Tx { inner })
+        let begun = tokio::spawn(async move {
+            match engine {
+                Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Engine::Postgres => pool.begin().await,
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Interrupted(e.to_string()))?;
+        Ok(Tx { inner: begun? })
     }
 
     pub async fn ping(&self) -> Result<(), StorageError> {
