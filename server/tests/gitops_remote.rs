@@ -134,6 +134,26 @@ fn the_local_head_names_the_configured_branch_in_new_and_old_repositories() -> T
     Ok(())
 }
 
+/// `log` (`git log --format="%H %s"`) holds `changes` commits with distinct
+/// subjects (one commit per change, none twice), among them every one `landed`.
+fn assert_each_landed_once(log: &[String], changes: usize, landed: &[String]) {
+    assert_eq!(log.len(), changes, "one commit per change: {log:#?}");
+    let mut subjects: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(_, s)| s)
+        .collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    assert_eq!(subjects.len(), changes, "no change committed twice");
+    for commit in landed {
+        assert!(
+            log.iter().any(|l| l.starts_with(commit.as_str())),
+            "{commit} is on the branch"
+        );
+    }
+}
+
 #[test]
 fn concurrent_writers_to_one_remote_all_land_once() -> TestResult {
     const WRITERS: usize = 4;
@@ -170,35 +190,77 @@ fn concurrent_writers_to_one_remote_all_land_once() -> TestResult {
         landed.extend(commits);
     }
     let log = daemon.log("shared.git", "main")?;
-    assert_eq!(
-        log.len(),
-        WRITERS * CHANGES,
-        "one commit per change: {log:#?}"
-    );
-    let mut subjects: Vec<&str> = log
-        .iter()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(_, s)| s)
-        .collect();
-    subjects.sort_unstable();
-    subjects.dedup();
-    assert_eq!(
-        subjects.len(),
-        WRITERS * CHANGES,
-        "no change committed twice"
-    );
-    for commit in &landed {
-        assert!(
-            log.iter().any(|l| l.starts_with(commit.as_str())),
-            "{commit} is on the branch"
-        );
-    }
+    assert_each_landed_once(&log, WRITERS * CHANGES, &landed);
     let checkout = tempfile::tempdir()?;
     git(checkout.path(), &["clone", "--quiet", &url, "work"])?;
     for w in 0..WRITERS {
         for c in 0..CHANGES {
             let path = checkout.path().join(format!("work/w{w}/c{c}.yaml"));
             assert_eq!(std::fs::read_to_string(&path)?, format!("n: {c}\n"));
+        }
+    }
+    Ok(())
+}
+
+/// Within one replica, a group of changes is committed while the group before it
+/// is pushed, on top of it; a group whose predecessor was rebased on another
+/// replica's push is built again. Many threads on each of two replicas: every
+/// change lands once, as its own commit, and each returned commit is on the
+/// branch.
+#[test]
+fn pipelined_groups_on_two_replicas_all_land_once() -> TestResult {
+    const REPLICAS: usize = 2;
+    const THREADS: usize = 6;
+    const CHANGES: usize = 8;
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("pipelined.git", "main")?;
+    let locals = tempfile::tempdir()?;
+    let mut handles = Vec::new();
+    for r in 0..REPLICAS {
+        let repo = GitOpsRepo::open_with(
+            &locals.path().join(format!("replica-{r}.git")),
+            &remote(&url),
+        )?;
+        for t in 0..THREADS {
+            let repo = repo.clone();
+            handles.push(std::thread::spawn(
+                move || -> Result<Vec<String>, String> {
+                    let mut commits = Vec::new();
+                    for c in 0..CHANGES {
+                        let path = format!("r{r}/t{t}/c{c}.yaml");
+                        let files = [file(&path, &format!("n: {c}\n"))];
+                        let applied = repo.apply(&files, &path).map_err(|e| e.to_string())?;
+                        if !applied.created {
+                            return Err(format!("{path} made no commit"));
+                        }
+                        // The same change again holds nothing new: no second commit.
+                        let again = repo
+                            .apply(&files, &format!("{path} again"))
+                            .map_err(|e| e.to_string())?;
+                        if again.created {
+                            return Err(format!("{path} was committed twice"));
+                        }
+                        commits.push(applied.commit);
+                    }
+                    Ok(commits)
+                },
+            ));
+        }
+    }
+    let mut landed = Vec::new();
+    for handle in handles {
+        landed.extend(handle.join().map_err(|_| "a writer panicked")??);
+    }
+    let log = daemon.log("pipelined.git", "main")?;
+    assert_each_landed_once(&log, REPLICAS * THREADS * CHANGES, &landed);
+    let checkout = tempfile::tempdir()?;
+    git(checkout.path(), &["clone", "--quiet", &url, "work"])?;
+    for r in 0..REPLICAS {
+        for t in 0..THREADS {
+            for c in 0..CHANGES {
+                let path = checkout.path().join(format!("work/r{r}/t{t}/c{c}.yaml"));
+                assert_eq!(std::fs::read_to_string(&path)?, format!("n: {c}\n"));
+            }
         }
     }
     Ok(())

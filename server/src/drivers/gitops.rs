@@ -194,6 +194,10 @@ const PUSH_ATTEMPTS: u32 = 12;
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(1500);
 
+/// How long a group builder waits for new changes before it asks again whether
+/// the push before its own has ended (a push that ends also wakes it).
+const PUSH_WATCH: Duration = Duration::from_millis(20);
+
 /// The least time between two looks at the remote's head for checks.
 const LOOK_GAP: Duration = Duration::from_millis(100);
 
@@ -208,16 +212,22 @@ pub struct GitOpsRepo {
     branch: String,
     branch_ref: String,
     remote: Option<Arc<RemoteSettings>>,
-    // git2 repositories are not Sync; one writer per process at a time.
-    lock: Arc<Mutex<()>>,
-    /// Changes waiting for the lock, applied together by its next holder.
+    /// Held while a group of changes is committed; it keeps the tip of the
+    /// newest group built for the remote, which the next group builds on while
+    /// that one is still being pushed.
+    build: Arc<Mutex<Option<git2::Oid>>>,
+    /// Held while the branch moves: a push (and its retries), a fetch. Taken
+    /// while `build` is held, never the other way round, so groups push in the
+    /// order they were built.
+    publish: Arc<Mutex<()>>,
+    /// Changes waiting for `build`, committed together by its next holder.
     queue: batch::Queue,
     /// The remote branch's head as last seen, and when.
     seen: batch::RemoteSeen,
     /// Held by a check while it asks the remote for its head, so that checks
     /// waiting together share one look; it keeps when the last look began. Never
-    /// held with `lock`: a check does not wait for a push to finish, nor a push
-    /// for a check.
+    /// held with `build` or `publish`: a check does not wait for a push to
+    /// finish, nor a push for a check.
     look: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -228,6 +238,43 @@ impl std::fmt::Debug for GitOpsRepo {
             .field("branch", &self.branch)
             .field("remote", &self.remote.as_ref().map(|r| &r.url))
             .finish()
+    }
+}
+
+/// A group committed while the group before it was pushed, on `base`: good for
+/// the first push only if the remote's head is still `base` then.
+struct Building {
+    base: Option<git2::Oid>,
+    group: Vec<batch::Pending>,
+    applied: Vec<Result<Applied, GitOpsError>>,
+    tip: Option<git2::Oid>,
+}
+
+impl Building {
+    fn start(base: Option<git2::Oid>) -> Building {
+        Building {
+            base,
+            group: Vec::new(),
+            applied: Vec::new(),
+            tip: base,
+        }
+    }
+
+    /// Commits `more` on top of what is built so far.
+    fn add(&mut self, repo: &GitOpsRepo, git: &Repository, more: Vec<batch::Pending>) {
+        if more.is_empty() {
+            return;
+        }
+        let (applied, tip) = repo.commit_group(git, self.tip, &more);
+        self.applied.extend(applied);
+        self.tip = tip;
+        self.group.extend(more);
+    }
+
+    /// Commits the whole group again, on `base`.
+    fn rebase(&mut self, repo: &GitOpsRepo, git: &Repository, base: Option<git2::Oid>) {
+        let (applied, tip) = repo.commit_group(git, base, &self.group);
+        (self.base, self.applied, self.tip) = (base, applied, tip);
     }
 }
 
@@ -277,7 +324,8 @@ impl GitOpsRepo {
             branch: settings.branch.clone(),
             branch_ref,
             remote: settings.remote.clone().map(Arc::new),
-            lock: Arc::new(Mutex::new(())),
+            build: Arc::new(Mutex::new(None)),
+            publish: Arc::new(Mutex::new(())),
             queue: batch::Queue::default(),
             seen: batch::RemoteSeen::default(),
             look: Arc::new(Mutex::new(None)),
@@ -334,35 +382,85 @@ impl GitOpsRepo {
     ) -> Result<Applied, GitOpsError> {
         refuse_secrets(files, message, secrets)?;
         let outcome = self.queue.push(files, removed, message)?;
-        {
-            let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
-            let group = self.queue.take()?;
-            if !group.is_empty() {
-                self.apply_group(group);
-            }
-        }
-        // Applied by now: by this worker just above, or by one that held the lock
-        // after the change was queued.
+        self.apply_queued()?;
+        // Applied by now: by this worker, or by one that took the queue after the
+        // change was queued and answered before letting go of the locks.
         outcome.recv().map_err(|_| GitOpsError::Poisoned)?
     }
 
-    /// Commits each queued change on top of the one before (one commit each),
-    /// then moves the branch once: locally, or with one push to the remote.
-    fn apply_group(&self, group: Vec<batch::Pending>) {
+    /// Commits what is queued as one group and moves the branch to it. With a
+    /// remote, building and pushing overlap: while the group before is pushed,
+    /// this group's changes are committed on top of it as they arrive (the way a
+    /// log writer fills the next buffer while the last is flushed), and the group
+    /// is pushed, with everything queued until then, once that push has ended.
+    fn apply_queued(&self) -> Result<(), GitOpsError> {
+        let mut built = self.build.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let group = self.queue.take()?;
+        if group.is_empty() {
+            return Ok(());
+        }
         let repo = match Repository::open(&self.path) {
             Ok(repo) => repo,
             Err(e) => {
-                let error = self.git_error(e);
-                for pending in group {
-                    pending.answer(Err(error.duplicate()));
-                }
-                return;
+                answer_all(group, &self.git_error(e));
+                return Ok(());
             }
         };
-        match &self.remote {
-            None => self.apply_local(&repo, group),
-            Some(remote) => self.apply_remote(&repo, remote, group),
+        let Some(remote) = &self.remote else {
+            self.apply_local(&repo, group);
+            return Ok(());
+        };
+        let built_on = match *built {
+            Some(tip) => Some(tip),
+            None => match self.known_remote_head(&repo) {
+                Ok(head) => head,
+                Err(error) => {
+                    answer_all(group, &error);
+                    return Ok(());
+                }
+            },
+        };
+        let mut building = Building::start(built_on);
+        building.add(self, &repo, group);
+        // Pushes are done in the order groups were built: the push before this
+        // one has ended once the lock is had.
+        let publishing = loop {
+            match self.publish.try_lock() {
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::WouldBlock) => {}
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(GitOpsError::Poisoned),
+            }
+            self.queue.wait(PUSH_WATCH)?;
+            building.add(self, &repo, self.queue.take()?);
+        };
+        building.add(self, &repo, self.queue.take()?);
+        // Built on a tip that did not land as it was (a push that failed, or one
+        // rebased on another writer's), the group is built again on what the
+        // remote holds, still in order, so the next group builds on what this one
+        // pushes.
+        match self.known_remote_head(&repo) {
+            Ok(head) if head.is_some() && head != building.base => {
+                building.rebase(self, &repo, head)
+            }
+            Ok(_) => {}
+            Err(error) => {
+                *built = None;
+                answer_all(building.group, &error);
+                return Ok(());
+            }
         }
+        *built = building.tip.or(building.base);
+        drop(built);
+        let (changes, pushing) = (building.group.len(), Instant::now());
+        self.apply_remote(&repo, remote, building);
+        drop(publishing);
+        tracing::debug!(
+            changes,
+            pushed_ms = pushing.elapsed().as_millis() as u64,
+            "a group of changes was pushed"
+        );
+        self.queue.wake();
+        Ok(())
     }
 
     fn apply_local(&self, repo: &Repository, group: Vec<batch::Pending>) {
@@ -378,8 +476,16 @@ impl GitOpsRepo {
         {
             return answer_all(group, &self.git_error(e));
         }
-        for (pending, outcome) in group.into_iter().zip(applied) {
-            pending.answer(outcome);
+        answer_each(group, applied);
+    }
+
+    /// The remote's branch head as this repository last saw it (fetched, or
+    /// pushed by this process); `None` when the branch is not there yet.
+    fn known_remote_head(&self, repo: &Repository) -> Result<Option<git2::Oid>, GitOpsError> {
+        match repo.refname_to_id(&tracking_ref(&self.branch)) {
+            Ok(id) => Ok(Some(id)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(self.git_error(e)),
         }
     }
 
@@ -408,24 +514,35 @@ impl GitOpsRepo {
         (outcomes, head)
     }
 
-    /// The first try builds on the remote's head as last seen, without a fetch: a
-    /// push on a head that moved meanwhile is a non-fast-forward the remote (or
-    /// libgit2, from the refs the remote advertises) turns down, and the next try
-    /// fetches. With one writer, or few, most pushes land without the round trip.
-    fn apply_remote(&self, repo: &Repository, remote: &RemoteSettings, group: Vec<batch::Pending>) {
+    /// The first try pushes the group as it was built when it was built on the
+    /// remote's head as last seen (the tip of the group pushed before it, usually),
+    /// else commits it again on that head; neither fetches. A push on a head that
+    /// moved meanwhile is a non-fast-forward the remote (or libgit2, from the refs
+    /// the remote advertises) turns down, and the next try fetches. With one
+    /// writer, or few, most pushes land without the round trip.
+    fn apply_remote(&self, repo: &Repository, remote: &RemoteSettings, building: Building) {
         let tracking = tracking_ref(&self.branch);
         let mut backoff = FIRST_BACKOFF;
+        let Building {
+            base,
+            group,
+            applied,
+            tip,
+        } = building;
+        let mut prebuilt = Some((base, applied, tip));
         for attempt in 1..=PUSH_ATTEMPTS {
             let optimistic = attempt == 1 && repo.refname_to_id(&tracking).is_ok();
             if !optimistic && let Err(error) = self.fetch(repo, remote) {
                 return answer_all(group, &error);
             }
-            let head = match repo.refname_to_id(&tracking) {
-                Ok(id) => Some(id),
-                Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-                Err(e) => return answer_all(group, &self.git_error(e)),
+            let head = match self.known_remote_head(repo) {
+                Ok(head) => head,
+                Err(error) => return answer_all(group, &error),
             };
-            let (applied, tip) = self.commit_group(repo, head, &group);
+            let (applied, tip) = match prebuilt.take().filter(|(base, ..)| *base == head) {
+                Some((_, applied, tip)) => (applied, tip),
+                None => self.commit_group(repo, head, &group),
+            };
             let Some(tip) = tip.filter(|tip| Some(*tip) != head) else {
                 // Nothing new: the remote already holds every change.
                 return answer_each(group, applied);
@@ -742,7 +859,7 @@ impl GitOpsRepo {
         if held(&Repository::open(&self.path).map_err(|e| self.git_error(e))?) {
             return Ok(());
         }
-        let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let _guard = self.publish.lock().map_err(|_| GitOpsError::Poisoned)?;
         let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
         if !held(&repo) {
             self.fetch(&repo, remote)?;
@@ -760,7 +877,6 @@ impl GitOpsRepo {
 
     /// How many commits the branch holds (for tests and the health page).
     pub fn commit_count(&self) -> Result<usize, GitOpsError> {
-        let _guard = self.lock.lock().map_err(|_| GitOpsError::Poisoned)?;
         let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
         let count = || -> Result<usize, git2::Error> {
             let head = match repo.refname_to_id(&self.branch_ref) {

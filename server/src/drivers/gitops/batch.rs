@@ -8,7 +8,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use slipway_core::render::RenderedFile;
 
@@ -30,9 +30,10 @@ impl Pending {
     }
 }
 
-/// The changes waiting for the repository lock.
+/// The changes waiting to be committed, and a signal for the group builder that
+/// waits for the push before it: a change was queued, or that push ended.
 #[derive(Clone, Default)]
-pub(super) struct Queue(Arc<Mutex<Vec<Pending>>>);
+pub(super) struct Queue(Arc<(Mutex<Vec<Pending>>, Condvar)>);
 
 impl Queue {
     /// Queues a change; the receiver gets its outcome once a lock holder applied it.
@@ -43,7 +44,8 @@ impl Queue {
         message: &str,
     ) -> Result<mpsc::Receiver<Result<Applied, GitOpsError>>, GitOpsError> {
         let (reply, outcome) = mpsc::channel();
-        self.0
+        let (queued, signal) = &*self.0;
+        queued
             .lock()
             .map_err(|_| GitOpsError::Poisoned)?
             .push(Pending {
@@ -52,14 +54,35 @@ impl Queue {
                 message: message.to_string(),
                 reply,
             });
+        signal.notify_all();
         Ok(outcome)
     }
 
     /// Everything queued so far, oldest first.
     pub fn take(&self) -> Result<Vec<Pending>, GitOpsError> {
         Ok(std::mem::take(
-            &mut *self.0.lock().map_err(|_| GitOpsError::Poisoned)?,
+            &mut *self.0.0.lock().map_err(|_| GitOpsError::Poisoned)?,
         ))
+    }
+
+    /// Waits up to `timeout` for a change to be queued or for [`Queue::wake`];
+    /// returns at once when changes are waiting.
+    pub fn wait(&self, timeout: Duration) -> Result<(), GitOpsError> {
+        let (queued, signal) = &*self.0;
+        let guard = queued.lock().map_err(|_| GitOpsError::Poisoned)?;
+        if guard.is_empty() {
+            drop(
+                signal
+                    .wait_timeout(guard, timeout)
+                    .map_err(|_| GitOpsError::Poisoned)?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Wakes a builder waiting in [`Queue::wait`]: a push ended.
+    pub fn wake(&self) {
+        self.0.1.notify_all();
     }
 }
 
@@ -115,7 +138,6 @@ impl RemoteSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn oid(byte: u8) -> git2::Oid {
         git2::Oid::from_bytes(&[byte; 20]).expect("twenty bytes make an id")
