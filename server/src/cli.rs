@@ -108,7 +108,11 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
-    let gitops = GitOpsRepo::open_with(&settings.gitops_repo, &settings.gitops)?;
+    let gitops = with_push_turns(
+        GitOpsRepo::open_with(&settings.gitops_repo, &settings.gitops)?,
+        &db,
+        &settings,
+    );
     let state = AppState {
         db,
         catalog: Arc::new(catalog),
@@ -217,6 +221,25 @@ async fn serve(
         addr: addr.to_string(),
         source,
     })
+}
+
+/// Replicas on one PostgreSQL that push to one remote take turns at it (see
+/// `drivers::gitops::turns`); on SQLite one process pushes.
+fn with_push_turns(gitops: GitOpsRepo, db: &Db, settings: &Settings) -> GitOpsRepo {
+    let Some(remote) = &settings.gitops.remote else {
+        return gitops;
+    };
+    if db.engine != crate::storage::Engine::Postgres {
+        return gitops;
+    }
+    let place = format!("{} {}", remote.url, settings.gitops.branch);
+    match crate::storage::push_turns::PgPushTurns::start(&settings.database_url, &place) {
+        Ok(turns) => gitops.with_turns(Arc::new(turns)),
+        Err(error) => {
+            tracing::warn!(%error, "GitOps pushes do not take turns with other replicas");
+            gitops
+        }
+    }
 }
 
 /// On SQLite one process runs the jobs: a second `slipway serve` on the same

@@ -6,6 +6,7 @@ mod common;
 mod http_git;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use common::TestResult;
 use common::git_server::{GitDaemon, git};
@@ -14,6 +15,7 @@ use slipway_server::config::Secret;
 use slipway_server::drivers::gitops::{
     GitOpsError, GitOpsRepo, GitOpsSettings, RemoteCredentials, RemoteSettings,
 };
+use slipway_server::storage::push_turns::PgPushTurns;
 
 fn file(path: &str, content: &str) -> RenderedFile {
     RenderedFile {
@@ -209,24 +211,61 @@ fn concurrent_writers_to_one_remote_all_land_once() -> TestResult {
 /// branch.
 #[test]
 fn pipelined_groups_on_two_replicas_all_land_once() -> TestResult {
-    const REPLICAS: usize = 2;
-    const THREADS: usize = 6;
-    const CHANGES: usize = 8;
     let daemon = GitDaemon::running()?;
     let url = daemon.create_repo("pipelined.git", "main")?;
     let locals = tempfile::tempdir()?;
+    let replicas = (0..2)
+        .map(|r| GitOpsRepo::open_with(&locals.path().join(format!("r{r}.git")), &remote(&url)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let landed = write_from_threads(&replicas, 6, 8)?;
+    let log = daemon.log("pipelined.git", "main")?;
+    assert_each_landed_once(&log, 2 * 6 * 8, &landed);
+    assert_files_at(&url, 2, 6, 8)
+}
+
+/// Replicas on one PostgreSQL take turns at the remote: every change still lands
+/// once, and no push made right after a fetch is turned down (without turns, the
+/// replica whose pushes land keeps the branch moving and the others lose again
+/// and again).
+#[test]
+fn replicas_that_take_turns_never_lose_a_race_after_a_fetch() -> TestResult {
+    let Some(database) = common::postgres_admin_url()? else {
+        eprintln!("skipped: {} is not set", common::POSTGRES_ENV);
+        return Ok(());
+    };
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("turns.git", "main")?;
+    let locals = tempfile::tempdir()?;
+    let place = format!("{url} main {}", std::process::id());
+    let mut replicas = Vec::new();
+    for r in 0..3 {
+        let turns = PgPushTurns::start(&database, &place)?;
+        let repo = GitOpsRepo::open_with(&locals.path().join(format!("r{r}.git")), &remote(&url))?;
+        replicas.push(repo.with_turns(Arc::new(turns)));
+    }
+    let landed = write_from_threads(&replicas, 4, 6)?;
+    let log = daemon.log("turns.git", "main")?;
+    assert_each_landed_once(&log, 3 * 4 * 6, &landed);
+    let lost: u64 = replicas.iter().map(GitOpsRepo::races_lost).sum();
+    assert_eq!(lost, 0, "no race lost while taking turns");
+    assert_files_at(&url, 3, 4, 6)
+}
+
+/// `threads` threads on each replica apply `changes` changes each (and each once
+/// more, which must make no commit); the commits the first applications made.
+fn write_from_threads(
+    replicas: &[GitOpsRepo],
+    threads: usize,
+    changes: usize,
+) -> TestResult<Vec<String>> {
     let mut handles = Vec::new();
-    for r in 0..REPLICAS {
-        let repo = GitOpsRepo::open_with(
-            &locals.path().join(format!("replica-{r}.git")),
-            &remote(&url),
-        )?;
-        for t in 0..THREADS {
+    for (r, repo) in replicas.iter().enumerate() {
+        for t in 0..threads {
             let repo = repo.clone();
             handles.push(std::thread::spawn(
                 move || -> Result<Vec<String>, String> {
                     let mut commits = Vec::new();
-                    for c in 0..CHANGES {
+                    for c in 0..changes {
                         let path = format!("r{r}/t{t}/c{c}.yaml");
                         let files = [file(&path, &format!("n: {c}\n"))];
                         let applied = repo.apply(&files, &path).map_err(|e| e.to_string())?;
@@ -251,13 +290,16 @@ fn pipelined_groups_on_two_replicas_all_land_once() -> TestResult {
     for handle in handles {
         landed.extend(handle.join().map_err(|_| "a writer panicked")??);
     }
-    let log = daemon.log("pipelined.git", "main")?;
-    assert_each_landed_once(&log, REPLICAS * THREADS * CHANGES, &landed);
+    Ok(landed)
+}
+
+/// A clone of `url` holds every file `write_from_threads` wrote.
+fn assert_files_at(url: &str, replicas: usize, threads: usize, changes: usize) -> TestResult {
     let checkout = tempfile::tempdir()?;
-    git(checkout.path(), &["clone", "--quiet", &url, "work"])?;
-    for r in 0..REPLICAS {
-        for t in 0..THREADS {
-            for c in 0..CHANGES {
+    git(checkout.path(), &["clone", "--quiet", url, "work"])?;
+    for r in 0..replicas {
+        for t in 0..threads {
+            for c in 0..changes {
                 let path = checkout.path().join(format!("work/r{r}/t{t}/c{c}.yaml"));
                 assert_eq!(std::fs::read_to_string(&path)?, format!("n: {c}\n"));
             }

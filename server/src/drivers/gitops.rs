@@ -4,8 +4,12 @@
 //! which makes a re-run job harmless.
 
 mod batch;
+mod turns;
+
+pub use turns::{PushTurns, Turn};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::cell::RefCell;
@@ -198,6 +202,11 @@ const MAX_BACKOFF: Duration = Duration::from_millis(1500);
 /// the push before its own has ended (a push that ends also wakes it).
 const PUSH_WATCH: Duration = Duration::from_millis(20);
 
+/// How long a push waits for its turn with the other replicas before it goes
+/// ahead without one (the holder may hang; the remote still refuses a push that
+/// is not a fast-forward).
+const TURN_WAIT: Duration = Duration::from_secs(2);
+
 /// The least time between two looks at the remote's head for checks.
 const LOOK_GAP: Duration = Duration::from_millis(100);
 
@@ -229,6 +238,11 @@ pub struct GitOpsRepo {
     /// held with `build` or `publish`: a check does not wait for a push to
     /// finish, nor a push for a check.
     look: Arc<Mutex<Option<Instant>>>,
+    /// Turns at the remote shared with the other replicas, when there are any.
+    turns: Option<Arc<dyn PushTurns>>,
+    /// Pushes turned down although made right after a fetch: another writer
+    /// pushed in between.
+    races_lost: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for GitOpsRepo {
@@ -329,7 +343,22 @@ impl GitOpsRepo {
             queue: batch::Queue::default(),
             seen: batch::RemoteSeen::default(),
             look: Arc::new(Mutex::new(None)),
+            turns: None,
+            races_lost: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Pushes take turns with the other replicas through `turns`.
+    pub fn with_turns(mut self, turns: Arc<dyn PushTurns>) -> GitOpsRepo {
+        self.turns = Some(turns);
+        self
+    }
+
+    /// How many pushes made right after a fetch the remote turned down because
+    /// another writer pushed in between (for the health of a replica set: with
+    /// turns, none).
+    pub fn races_lost(&self) -> u64 {
+        self.races_lost.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -452,7 +481,9 @@ impl GitOpsRepo {
         *built = building.tip.or(building.base);
         drop(built);
         let (changes, pushing) = (building.group.len(), Instant::now());
+        let turn = self.turns.as_ref().and_then(|turns| turns.take(TURN_WAIT));
         self.apply_remote(&repo, remote, building);
+        drop(turn);
         drop(publishing);
         tracing::debug!(
             changes,
@@ -571,6 +602,7 @@ impl GitOpsRepo {
                     );
                     // A stale copy is no race with another writer: fetch at once.
                     if !optimistic {
+                        self.races_lost.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(jittered(backoff));
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }

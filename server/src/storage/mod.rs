@@ -17,6 +17,7 @@ pub(crate) mod listing;
 pub mod lookup;
 pub mod pipeline_runs;
 pub mod progress;
+pub mod push_turns;
 pub mod quota;
 pub mod requests;
 pub mod search;
