@@ -451,18 +451,7 @@ impl GitOpsRepo {
         };
         let mut building = Building::start(built_on);
         building.add(self, &repo, group);
-        // Pushes are done in the order groups were built: the push before this
-        // one has ended once the lock is had.
-        let publishing = loop {
-            match self.publish.try_lock() {
-                Ok(guard) => break guard,
-                Err(std::sync::TryLockError::WouldBlock) => {}
-                Err(std::sync::TryLockError::Poisoned(_)) => return Err(GitOpsError::Poisoned),
-            }
-            self.queue.wait(PUSH_WATCH)?;
-            building.add(self, &repo, self.queue.take()?);
-        };
-        building.add(self, &repo, self.queue.take()?);
+        let publishing = self.build_until_published(&repo, &mut building)?;
         // Built on a tip that did not land as it was (a push that failed, or one
         // rebased on another writer's), the group is built again on what the
         // remote holds, still in order, so the next group builds on what this one
@@ -492,6 +481,28 @@ impl GitOpsRepo {
         );
         self.queue.wake();
         Ok(())
+    }
+
+    /// Commits the changes that arrive onto `building` until the push before has
+    /// ended, then the rest; returns the publish lock, held. Pushes are done in
+    /// the order groups were built: the push before this one has ended once the
+    /// lock is had.
+    fn build_until_published(
+        &self,
+        repo: &Repository,
+        building: &mut Building,
+    ) -> Result<std::sync::MutexGuard<'_, ()>, GitOpsError> {
+        let publishing = loop {
+            match self.publish.try_lock() {
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::WouldBlock) => {}
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(GitOpsError::Poisoned),
+            }
+            self.queue.wait(PUSH_WATCH)?;
+            building.add(self, repo, self.queue.take()?);
+        };
+        building.add(self, repo, self.queue.take()?);
+        Ok(publishing)
     }
 
     fn apply_local(&self, repo: &Repository, group: Vec<batch::Pending>) {
