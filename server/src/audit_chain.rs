@@ -44,7 +44,7 @@ const BACKLOG_SEAL_BATCH: i64 = 5000;
 /// How often the sealer looks without being nudged.
 const SEAL_TICK: Duration = Duration::from_millis(500);
 /// How long a nudged sealer waits for the nudges that follow (see `spawn`).
-const SEAL_COALESCE: Duration = Duration::from_millis(25);
+const SEAL_COALESCE: Duration = Duration::from_millis(250);
 
 pub use crate::storage::audit::UNSEALED_GRACE_MILLIS;
 
@@ -71,6 +71,8 @@ pub enum AuditError {
         "--from-checkpoint: the GitOps repository holds no checkpoint to start from (run `slipway audit checkpoint`, or verify from genesis)"
     )]
     NoCheckpoint,
+    #[error("the checkpoint's commit to the GitOps repository stopped: {0}")]
+    Interrupted(String),
 }
 
 fn signed_message(position: i64, hash: &str, at: i64) -> Vec<u8> {
@@ -249,12 +251,24 @@ pub async fn checkpoint(
             signed
         }
     };
-    // Never move the external checkpoint back (another replica may be ahead).
+    // A push to the remote blocks for as long as the network takes: off the
+    // runtime's threads, as every other use of the repository.
+    let (repo, newest) = (gitops.clone(), checkpoint.clone());
+    tokio::task::spawn_blocking(move || publish_external(&repo, &newest))
+        .await
+        .map_err(|e| AuditError::Interrupted(e.to_string()))??;
+    Ok(Some(checkpoint))
+}
+
+/// Commits the checkpoint to the GitOps repository unless it already holds one as
+/// new or newer: the external checkpoint never moves back (another replica may be
+/// ahead).
+fn publish_external(gitops: &GitOpsRepo, checkpoint: &Checkpoint) -> Result<(), AuditError> {
     let external = read_external(gitops).ok().flatten();
     if external.is_none_or(|e| e.position < checkpoint.position) {
-        write_external(gitops, &checkpoint)?;
+        write_external(gitops, checkpoint)?;
     }
-    Ok(Some(checkpoint))
+    Ok(())
 }
 
 /// What a verification read and found.

@@ -403,6 +403,7 @@ async fn seed_request(
                 request_id: id,
                 commit_id: &commit,
                 catalog_version: &ty.version,
+                search_text: None,
             },
         )
         .await?;

@@ -22,6 +22,7 @@ use sqlx::Row;
 
 on_both_engines!(
     figures_of_a_scripted_history,
+    each_step_starts_where_the_one_before_ended,
     only_the_platform_team_and_auditors_read_them,
     the_backfill_rebuilds_the_steps_from_the_audit_log,
     seeded_requests_walk_the_flow_too,
@@ -80,6 +81,49 @@ async fn scripted_history(app: &TestApp) -> TestResult {
     resubmit(app, abandoned, "delta", 3).await?;
     decide(app, abandoned, 2, ReviewDecision::RequestChanges).await?;
     requests::cancel(&app.state, &app.user("alice").await?, abandoned).await?;
+    Ok(())
+}
+
+/// A step's time in its state runs from the step before it (the request's
+/// creation for the first), and a completed request's lead time from its first
+/// submit: the row's `updated_at` tells the worker when the state began, with no
+/// read of the steps before.
+async fn each_step_starts_where_the_one_before_ended(app: &TestApp) -> TestResult {
+    scripted_history(app).await?;
+    let rows = sqlx::query(
+        "SELECT s.request_id, s.action, s.entered_at, s.at, s.duration_ms, s.lead_ms, \
+         r.created_at FROM flow_steps s JOIN requests r ON r.id = s.request_id \
+         ORDER BY s.request_id, s.id",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    assert!(rows.len() > 20, "{} steps", rows.len());
+    let mut previous: Option<(i64, i64)> = None;
+    let mut first_submit = None;
+    for row in &rows {
+        let request: i64 = row.try_get("request_id")?;
+        let (entered, at): (i64, i64) = (row.try_get("entered_at")?, row.try_get("at")?);
+        let action: String = row.try_get("action")?;
+        let lead: Option<i64> = row.try_get("lead_ms")?;
+        let expected = match previous {
+            Some((id, last)) if id == request => last,
+            _ => {
+                first_submit = None;
+                row.try_get("created_at")?
+            }
+        };
+        assert_eq!(entered, expected, "request {request}, {action}");
+        assert_eq!(row.try_get::<i64, _>("duration_ms")?, at - entered);
+        if action == "submit" && first_submit.is_none() {
+            first_submit = Some(at);
+        }
+        let completes = matches!(action.as_str(), "verification_passed" | "resolve_manually");
+        match (completes, first_submit) {
+            (true, Some(submitted)) => assert_eq!(lead, Some(at - submitted), "{action}"),
+            _ => assert_eq!(lead, None, "request {request}, {action}"),
+        }
+        previous = Some((request, at));
+    }
     Ok(())
 }
 

@@ -388,8 +388,13 @@ async fn crash_after_claim(app: &TestApp, id: RequestId) -> TestResult<i64> {
         .job;
     assert_eq!(job.request_id, id);
     assert!(
-        storage::requests::set_state(&mut tx, id, RequestState::Approved, RequestState::Executing)
-            .await?
+        storage::requests::set_state(
+            &mut tx,
+            id,
+            (RequestState::Approved, RequestState::Executing),
+            storage::now_millis()
+        )
+        .await?
     );
     tx.commit().await?;
     Ok(job.id)

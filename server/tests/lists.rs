@@ -709,6 +709,7 @@ async fn a_search_pages_alike_whether_its_words_are_common_or_rare(app: &TestApp
             request_id: request,
             commit_id: "0000000",
             catalog_version: "",
+            search_text: None,
         };
         let id = storage::assets::insert(&mut tx, &asset).await?;
         storage::search::index_asset(&mut tx, app.engine, id, &format!("{word} payments")).await?;

@@ -19,6 +19,7 @@ on_both_engines!(
     requirement_finds_the_matching_namespace_only,
     indexes_follow_the_catalog,
     counters_agree_with_a_recount_after_every_kind_of_change,
+    rules_that_share_a_counter_count_each_holder_once,
     seeded_data_spans_every_state_and_counts_right,
 );
 
@@ -242,6 +243,36 @@ async fn counters_agree_with_a_recount_after_every_kind_of_change(app: &TestApp)
         "both types are counted again under the shipped rules"
     );
     assert_eq!(counters(app).await?, kept);
+    Ok(())
+}
+
+/// Two rules with the same scope and sum (a catalog may state one limit for
+/// several reasons) read one counter; a holder moves it once, in one statement.
+async fn rules_that_share_a_counter_count_each_holder_once(app: &TestApp) -> TestResult {
+    let mut ty = app
+        .state
+        .catalog
+        .catalog
+        .types
+        .get("k8s-namespace")
+        .ok_or("no namespace type")?
+        .clone();
+    let first = ty.quota.first().ok_or("no quota rule")?.clone();
+    ty.quota.push(first.clone());
+    let twin = ty.quota.len() - 1;
+    let params = namespace_params("twin", "payments", "dev", 3);
+    let scope = storage::quota::scope_of(&first, &params).ok_or("no scope")?;
+    let mut tx = app.state.db.write().await?;
+    let before = storage::quota::usage(&mut tx, &ty, twin, &scope).await?;
+    storage::quota::adjust(&mut tx, &ty, &params, 1).await?;
+    for rule in [0, twin] {
+        let after = storage::quota::usage(&mut tx, &ty, rule, &scope).await?;
+        assert_eq!(after.count, before.count + 1, "rule {rule}");
+    }
+    storage::quota::adjust(&mut tx, &ty, &params, -1).await?;
+    let back = storage::quota::usage(&mut tx, &ty, twin, &scope).await?;
+    assert_eq!((back.count, back.sum), (before.count, before.sum));
+    tx.rollback().await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng as _;
 use slipway_core::execution::{self, PlannedStep, RunInfo};
 use slipway_core::ids::RequestId;
-use slipway_core::render::{self, ChangeSet};
+use slipway_core::render;
 use slipway_core::secret::SecretValues;
 use slipway_core::state::{Action, RequestState, next_state};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -20,7 +20,7 @@ use crate::services::{self, Actor, ServiceError, load_request, request_type, tra
 use crate::state::AppState;
 use crate::storage::jobs::{self, JobRow};
 use crate::storage::pipeline_runs::StepKey;
-use crate::storage::requests::RequestRow;
+use crate::storage::requests::{RequestRow, RevisionRow};
 use crate::storage::{self, StorageError, Tx};
 
 mod journal;
@@ -185,9 +185,22 @@ async fn fail_request(
     if !jobs::finish(tx, job.id, worker, jobs::FAILED, Some(message)).await? {
         return Ok(false);
     }
-    if let Some(mut request) = storage::requests::get(tx, job.request_id).await?
-        && next_state(request.state, Action::Fail).is_ok()
-    {
+    let Some(mut request) = storage::requests::get(tx, job.request_id).await? else {
+        return Ok(true);
+    };
+    // A job that failed before its first step started (the approval did not
+    // match, say) started executing all the same: the request is failed from
+    // `executing`, where a person can retry it or take it over.
+    if request.state == RequestState::Approved {
+        let detail = start_detail(job);
+        let action = Action::StartExecution;
+        if let Err(error) =
+            transition(tx, state, &mut request, action, &Actor::Worker, detail).await
+        {
+            tracing::error!(%error, "could not mark the request executing");
+        }
+    }
+    if next_state(request.state, Action::Fail).is_ok() {
         if let Err(error) = transition(
             tx,
             state,
@@ -210,45 +223,41 @@ async fn execute(run: &Run<'_>) -> Result<Done, JobError> {
     let mut conn = state.db.pool.acquire().await?;
     let mut request = load_request(&mut conn, run.job.request_id).await?;
     drop(conn);
-    match request.state {
-        RequestState::Approved => {
-            let mut tx = run.fenced().await?;
-            transition(
-                &mut tx,
-                state,
-                &mut request,
-                Action::StartExecution,
-                &Actor::Worker,
-                format!("job {} attempt {}", run.job.id, run.job.attempts),
-            )
-            .await?;
-            tx.commit().await?;
-        }
-        RequestState::Executing | RequestState::Verifying => {}
+    // An approved request starts executing in the transaction that records its
+    // first step's start (or, with nothing to run, with the end of execution).
+    let start = match request.state {
+        RequestState::Approved => Some(start_detail(run.job)),
+        RequestState::Executing | RequestState::Verifying => None,
         RequestState::Completed => return Ok(Done::Open),
         other => return Err(JobError::NothingToRun(other)),
-    }
-    let change_set = approved_change_set(state, &request).await?;
-    if request.state == RequestState::Executing {
-        apply(run, &mut request, &change_set).await?;
+    };
+    let approved = approved_revision(state, &request).await?;
+    if request.state != RequestState::Verifying {
+        apply(run, &mut request, &approved, start).await?;
     }
     run.check_stop()?;
     // Checks may wait on a remote for a while; a stop ends the wait (nothing of
     // the verification is written until every check has answered).
     tokio::select! {
-        verified = verify(run, &mut request, &change_set) => verified,
+        verified = verify(run, &mut request, &approved) => verified,
         _ = run.control.stopped() => Err(JobError::Stopped(
             run.control.reason().unwrap_or(StopReason::Shutdown),
         )),
     }
 }
 
+fn start_detail(job: &JobRow) -> String {
+    format!("job {} attempt {}", job.id, job.attempts)
+}
+
+/// The approved revision as the job runs it, its change set's hash checked.
+struct Approved {
+    revision: RevisionRow,
+}
+
 /// The change set the approval names, refusing any whose hash differs from the one
 /// approved: the reviewer approved those bytes, not whatever is stored now.
-async fn approved_change_set(
-    state: &AppState,
-    request: &RequestRow,
-) -> Result<ChangeSet, JobError> {
+async fn approved_revision(state: &AppState, request: &RequestRow) -> Result<Approved, JobError> {
     let (Some(revision), Some(approved_hash)) =
         (request.approved_revision, request.approved_hash.as_deref())
     else {
@@ -264,10 +273,8 @@ async fn approved_change_set(
         )));
     }
     let mut conn = state.db.pool.acquire().await?;
-    let revisions = storage::requests::revisions(&mut conn, request.id).await?;
-    let stored = revisions
-        .into_iter()
-        .find(|r| r.revision == revision)
+    let stored = storage::requests::revision(&mut conn, request.id, revision)
+        .await?
         .ok_or_else(|| JobError::Permanent(format!("revision {revision} is missing")))?;
     let actual = stored.change_set.hash();
     if actual != approved_hash {
@@ -283,7 +290,7 @@ async fn approved_change_set(
             "refusing to apply: the parameters' hash {params_hash} differs from the approved hash {approved}"
         )));
     }
-    Ok(stored.change_set)
+    Ok(Approved { revision: stored })
 }
 
 /// The secrets of the approved revision, decrypted for the drivers of this run only:
@@ -292,55 +299,61 @@ async fn secrets_for_run(state: &AppState, request: &RequestRow) -> Result<Secre
     Ok(services::secrets::open_revision(state, request.id, request.current_revision).await?)
 }
 
-/// The parameters of the request's current revision.
-async fn revision_params(
-    state: &AppState,
-    request: &RequestRow,
-) -> Result<serde_json::Value, JobError> {
-    let mut conn = state.db.pool.acquire().await?;
-    storage::requests::revisions(&mut conn, request.id)
-        .await?
-        .into_iter()
-        .find(|r| r.revision == request.current_revision)
-        .map(|r| r.params)
-        .ok_or_else(|| JobError::Permanent("the current revision is missing".into()))
-}
-
 /// Runs the type's execution steps in order, each through its driver, recording
 /// per step what happened. A step recorded done for this revision (by an earlier
 /// attempt that crashed later) is not run again; one that crashed mid-way runs
-/// again, which its driver's idempotence makes harmless.
+/// again, which its driver's idempotence makes harmless. The last step's end and
+/// the end of execution are written in one transaction.
 async fn apply(
     run: &Run<'_>,
     request: &mut RequestRow,
-    change_set: &ChangeSet,
+    approved: &Approved,
+    mut start: Option<String>,
 ) -> Result<(), JobError> {
     let state = run.state;
     let secrets = secrets_for_run(state, request).await?;
     let handed = secrets.names().collect::<Vec<_>>().join(", ");
     let ty = request_type(state, request)?;
-    let params = revision_params(state, request).await?;
     let info = RunInfo {
         request_id: request.id.0,
         revision: request.current_revision,
         requester: &request.requester,
     };
-    let steps = execution::plan(ty, &params, &request.resource_name, change_set, info)
-        .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
+    let steps = execution::plan(
+        ty,
+        &approved.revision.params,
+        &request.resource_name,
+        &approved.revision.change_set,
+        info,
+    )
+    .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
     let timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
+    let done = {
+        let mut conn = state.db.pool.acquire().await?;
+        jobs::done_steps(&mut conn, request.id, request.current_revision).await?
+    };
     let mut commit: Option<String> = None;
     let mut summaries = Vec::with_capacity(steps.len());
+    let mut last_end: Option<Tx> = None;
     for (index, step) in steps.iter().enumerate() {
         run.check_stop()?;
         let step_index = index as i64;
-        let done = {
-            let mut conn = state.db.pool.acquire().await?;
-            jobs::done_step(&mut conn, request.id, request.current_revision, step_index).await?
-        };
-        let (driver, outcome) = match done {
-            Some(done) => (done.driver, (done.summary, done.commit_id)),
+        let (driver, outcome) = match done.iter().find(|d| d.step_index == step_index) {
+            Some(done) => (
+                done.driver.clone(),
+                (done.summary.clone(), done.commit_id.clone()),
+            ),
             None => {
-                let outcome = run_step(run, request, step_index, step, &secrets, timeout).await?;
+                let ran = (step_index, step);
+                let finished = run_step(run, request, ran, &secrets, timeout, &mut start).await?;
+                let mut tx = run.fenced().await?;
+                finished.record(&mut tx, request.id).await?;
+                if index + 1 == steps.len() {
+                    last_end = Some(tx);
+                } else {
+                    tx.commit().await?;
+                }
+                let outcome = finished.outcome;
                 (step.driver().to_string(), (outcome.summary, outcome.commit))
             }
         };
@@ -353,7 +366,14 @@ async fn apply(
             "; secret parameters handed to the driver, not committed: {handed}"
         ));
     }
-    let mut tx = run.fenced().await?;
+    let mut tx = match last_end {
+        Some(tx) => tx,
+        None => run.fenced().await?,
+    };
+    if let Some(start) = start.take() {
+        let action = Action::StartExecution;
+        transition(&mut tx, state, request, action, &Actor::Worker, start).await?;
+    }
     if let Some(commit) = &commit {
         storage::requests::set_applied_commit(&mut tx, request.id, commit).await?;
     }
@@ -378,14 +398,18 @@ async fn apply(
 /// summary and log when it ends however it ends.
 async fn run_step(
     run: &Run<'_>,
-    request: &RequestRow,
-    step_index: i64,
-    step: &PlannedStep,
+    request: &mut RequestRow,
+    (step_index, step): (i64, &PlannedStep),
     secrets: &SecretValues,
     timeout: Duration,
-) -> Result<StepOutcome, JobError> {
+    start: &mut Option<String>,
+) -> Result<FinishedStep, JobError> {
     let step_id = {
         let mut tx = run.fenced().await?;
+        if let Some(detail) = start.take() {
+            let action = Action::StartExecution;
+            transition(&mut tx, run.state, request, action, &Actor::Worker, detail).await?;
+        }
         let id = jobs::start_step(
             &mut tx,
             &jobs::NewStep {
@@ -442,13 +466,11 @@ async fn run_step(
         .observe_step(step.driver(), started.elapsed(), result.is_ok());
     let failure = match result {
         Ok(outcome) => {
-            let end = StepEnd {
-                state: jobs::STEP_DONE,
-                outcome: &outcome,
-                last_lines: &last_lines,
-            };
-            finish_step(run, request.id, step_id, end).await?;
-            return Ok(outcome);
+            return Ok(FinishedStep {
+                step_id,
+                outcome,
+                last_lines,
+            });
         }
         Err(StepFailure::Driver(error)) => match error {
             DriverError::Retryable(text) => JobError::Retryable(text),
@@ -479,7 +501,9 @@ async fn run_step(
             outcome: &failed,
             last_lines: &last_lines,
         };
-        finish_step(run, request.id, step_id, end).await?;
+        let mut tx = run.fenced().await?;
+        end.record(&mut tx, request.id, step_id).await?;
+        tx.commit().await?;
     }
     Err(match failure {
         JobError::Retryable(text) => JobError::Retryable(format!(
@@ -588,27 +612,48 @@ struct StepEnd<'a> {
     last_lines: &'a [String],
 }
 
-async fn finish_step(
-    run: &Run<'_>,
-    request_id: RequestId,
-    step_id: i64,
-    end: StepEnd<'_>,
-) -> Result<(), JobError> {
-    let mut tx = run.fenced().await?;
-    if !end.last_lines.is_empty() {
-        storage::progress::record_lines(&mut tx, request_id, step_id, end.last_lines).await?;
+impl StepEnd<'_> {
+    /// Records how the step ended, with its last live lines, in the caller's
+    /// fenced transaction.
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        request_id: RequestId,
+        step_id: i64,
+    ) -> Result<(), JobError> {
+        if !self.last_lines.is_empty() {
+            storage::progress::record_lines(tx, request_id, step_id, self.last_lines).await?;
+        }
+        jobs::finish_step(
+            tx,
+            step_id,
+            &jobs::StepEnd {
+                state: self.state,
+                summary: &self.outcome.summary,
+                log: &self.outcome.log.join("\n"),
+                commit_id: self.outcome.commit.as_deref(),
+            },
+        )
+        .await?;
+        Ok(())
     }
-    jobs::finish_step(
-        &mut tx,
-        step_id,
-        &jobs::StepEnd {
-            state: end.state,
-            summary: &end.outcome.summary,
-            log: &end.outcome.log.join("\n"),
-            commit_id: end.outcome.commit.as_deref(),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+}
+
+/// A step whose driver succeeded; its end is recorded by the caller, with the
+/// end of execution when it was the last.
+struct FinishedStep {
+    step_id: i64,
+    outcome: StepOutcome,
+    last_lines: Vec<String>,
+}
+
+impl FinishedStep {
+    async fn record(&self, tx: &mut Tx, request_id: RequestId) -> Result<(), JobError> {
+        let end = StepEnd {
+            state: jobs::STEP_DONE,
+            outcome: &self.outcome,
+            last_lines: &self.last_lines,
+        };
+        end.record(tx, request_id, self.step_id).await
+    }
 }

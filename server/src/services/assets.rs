@@ -20,7 +20,7 @@ use crate::services::requests::find_required_asset;
 use crate::state::AppState;
 use crate::storage;
 use crate::storage::assets::{ExportRow, NewAsset};
-use crate::storage::requests::RequestRow;
+use crate::storage::requests::{RequestRow, RevisionRow};
 
 /// A page of the CMDB, newest first, narrowed by type, team, environment, time
 /// and search words. Everyone signed in may read the CMDB.
@@ -88,7 +88,7 @@ pub async fn detail(state: &AppState, user: &Caller, id: AssetId) -> ServiceResu
 pub(crate) async fn record_asset(
     state: &AppState,
     conn: &mut AnyConnection,
-    request: &RequestRow,
+    (request, revision): (&RequestRow, &RevisionRow),
     commit: &str,
     actor: &Actor,
 ) -> ServiceResult<AssetId> {
@@ -96,47 +96,38 @@ pub(crate) async fn record_asset(
         return Ok(existing.summary.id);
     }
     let ty = request_type(state, request)?;
-    let revision = storage::requests::revisions(conn, request.id)
-        .await?
-        .into_iter()
-        .find(|r| r.revision == request.current_revision)
-        .ok_or_else(|| {
-            ServiceError::Internal(format!("request #{} has no current revision", request.id))
-        })?;
     // A day-2 action changes the asset it acts on instead of making one.
     if request.asset_id.is_some() {
-        return super::actions::record_outcome(state, conn, request, &revision, commit, actor)
-            .await;
+        return super::actions::record_outcome(state, conn, request, revision, commit, actor).await;
     }
-    let params = revision.params;
+    let params = &revision.params;
+    let words = indexed_words(
+        Some(ty),
+        &request.resource_name,
+        ty.owning_team(params),
+        params,
+    );
     let id = storage::assets::insert(
         conn,
         &NewAsset {
             type_name: &ty.name,
             name: &request.resource_name,
-            params: &params,
-            team: ty.owning_team(&params),
-            environment: ty.environment(&params),
+            params,
+            team: ty.owning_team(params),
+            environment: ty.environment(params),
             request_id: request.id,
             commit_id: commit,
             catalog_version: &revision.catalog_version,
+            search_text: Some(&words),
         },
     )
     .await?;
-    let words = indexed_words(
-        Some(ty),
-        &request.resource_name,
-        ty.owning_team(&params),
-        &params,
-    );
-    storage::search::index_asset(conn, state.db.engine, id, &words).await?;
-    storage::quota::adjust(conn, ty, &params, 1).await?;
-    let monitoring = render::monitoring(ty, &params, &request.resource_name)
+    storage::search::index_new_asset(conn, state.db.engine, id, &words).await?;
+    storage::quota::adjust(conn, ty, params, 1).await?;
+    let monitoring = render::monitoring(ty, params, &request.resource_name)
         .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?;
-    for item in &monitoring {
-        storage::assets::insert_monitoring(conn, id, item).await?;
-    }
-    let dependencies = precheck::dependency_queries(ty, &params).unwrap_or_else(|error| {
+    storage::assets::insert_monitoring(conn, id, &monitoring).await?;
+    let dependencies = precheck::dependency_queries(ty, params).unwrap_or_else(|error| {
         tracing::warn!(request_id = %request.id, %error, "requirements not evaluable; the asset is recorded without relations");
         Vec::new()
     });

@@ -196,7 +196,8 @@ pub(crate) async fn transition(
 ) -> ServiceResult<RequestState> {
     let from = request.state;
     let to = next_state(from, action)?;
-    if !storage::requests::set_state(conn, request.id, from, to).await? {
+    let at = storage::now_millis();
+    if !storage::requests::set_state(conn, request.id, (from, to), at).await? {
         return Err(ServiceError::Conflict(format!(
             "request #{} changed while you were working on it; reload and try again",
             request.id
@@ -212,7 +213,7 @@ pub(crate) async fn transition(
         let sign = if to.is_in_flight() { 1 } else { -1 };
         storage::quota::adjust(conn, ty, &request.params, sign).await?;
     }
-    record_flow_step(conn, request, action, to, actor).await?;
+    record_flow_step(conn, request, (action, to), actor, at).await?;
     append_event(
         conn,
         state.db.engine,
@@ -228,22 +229,26 @@ pub(crate) async fn transition(
     .await?;
     tracing::info!(request_id = %request.id, from = from.as_str(), to = to.as_str(), actor = %actor.name(), "request transition");
     request.state = to;
+    request.updated_at = at;
     Ok(to)
 }
 
 /// The flow's own record of the transition, for the flow metrics: how long the
-/// request spent in the state it leaves, who moved it, and on completion its lead
-/// time since the first submit.
+/// request spent in the state it leaves (since the row's `updated_at`, which only
+/// a state change moves), who moved it, and on completion its lead time since the
+/// first submit (the one transition that asks `flow_steps`).
 async fn record_flow_step(
     conn: &mut AnyConnection,
     request: &RequestRow,
-    action: Action,
-    to: RequestState,
+    (action, to): (Action, RequestState),
     actor: &Actor,
+    at: i64,
 ) -> ServiceResult<()> {
-    let at = storage::now_millis();
-    let (last, first_submit) = storage::flow::last_and_first_submit(conn, request.id.0).await?;
-    let first_submit = first_submit.or((action == Action::Submit).then_some(at));
+    let first_submit = match (action, to) {
+        (Action::Submit, _) => Some(at),
+        (_, RequestState::Completed) => storage::flow::first_submit(conn, request.id.0).await?,
+        _ => None,
+    };
     storage::flow::record(
         conn,
         &StepRecord {
@@ -253,9 +258,7 @@ async fn record_flow_step(
             to,
             action,
             actor: actor.kind(),
-            // Before its first transition a request has been in its first state
-            // since it was created.
-            entered_at: last.unwrap_or(request.created_at),
+            entered_at: request.updated_at,
             at,
             lead_ms: lead_time(to, first_submit, at),
         },

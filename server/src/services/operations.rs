@@ -89,7 +89,10 @@ pub async fn resolve(
         .applied_commit
         .clone()
         .unwrap_or_else(|| "manual".to_string());
-    record_asset(state, &mut tx, &request, &commit, &actor).await?;
+    let revision = storage::requests::revision(&mut tx, id, request.current_revision)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("request #{id} has no current revision")))?;
+    record_asset(state, &mut tx, (&request, &revision), &commit, &actor).await?;
     tx.commit().await?;
     Ok(())
 }

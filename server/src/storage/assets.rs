@@ -47,6 +47,9 @@ pub struct NewAsset<'a> {
     pub request_id: RequestId,
     pub commit_id: &'a str,
     pub catalog_version: &'a str,
+    /// The words asset search finds it by (see `storage::search`); none leaves
+    /// the asset to the indexing at start.
+    pub search_text: Option<&'a str>,
 }
 
 pub async fn insert(
@@ -56,8 +59,8 @@ pub async fn insert(
     let now = now_millis();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO assets (type_name, name, params, team, environment, request_id, commit_id, \
-         state, created_at, updated_at, catalog_version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
+         state, created_at, updated_at, catalog_version, search_text) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) RETURNING id",
     )
     .bind(asset.type_name)
     .bind(asset.name)
@@ -69,6 +72,7 @@ pub async fn insert(
     .bind(ACTIVE)
     .bind(now)
     .bind(asset.catalog_version)
+    .bind(asset.search_text)
     .fetch_one(&mut *conn)
     .await?;
     Ok(AssetId(id))
@@ -240,20 +244,25 @@ pub async fn relations(
         .collect()
 }
 
+/// Records the asset's monitoring items, in one statement.
 pub async fn insert_monitoring(
     conn: &mut AnyConnection,
     asset: AssetId,
-    item: &MonitoringItem,
+    items: &[MonitoringItem],
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO monitoring_items (asset_id, name, kind, target) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(asset.0)
-    .bind(&item.name)
-    .bind(&item.kind)
-    .bind(&item.target)
-    .execute(&mut *conn)
-    .await?;
+    if items.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..items.len())
+        .map(|i| format!("($1, ${}, ${}, ${})", 2 + i * 3, 3 + i * 3, 4 + i * 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("INSERT INTO monitoring_items (asset_id, name, kind, target) VALUES {rows}");
+    let mut query = sqlx::query(&sql).bind(asset.0);
+    for item in items {
+        query = query.bind(&item.name).bind(&item.kind).bind(&item.target);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -267,10 +276,7 @@ pub async fn replace_monitoring(
         .bind(asset.0)
         .execute(&mut *conn)
         .await?;
-    for item in items {
-        insert_monitoring(conn, asset, item).await?;
-    }
-    Ok(())
+    insert_monitoring(conn, asset, items).await
 }
 
 pub async fn monitoring(

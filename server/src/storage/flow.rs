@@ -40,20 +40,19 @@ pub async fn record(conn: &mut AnyConnection, step: &StepRecord) -> Result<(), S
     Ok(())
 }
 
-/// When the request last changed state, and when it was first submitted (none
-/// before its first transition).
-pub async fn last_and_first_submit(
+/// When the request was first submitted (none if it never was); read once, when
+/// it completes, for its lead time.
+pub async fn first_submit(
     conn: &mut AnyConnection,
     request_id: i64,
-) -> Result<(Option<i64>, Option<i64>), StorageError> {
+) -> Result<Option<i64>, StorageError> {
     let row = sqlx::query(
-        "SELECT MAX(at) AS last_at, MIN(CASE WHEN action = 'submit' THEN at END) AS submitted_at \
-         FROM flow_steps WHERE request_id = $1",
+        "SELECT MIN(at) AS submitted_at FROM flow_steps WHERE request_id = $1 AND action = 'submit'",
     )
     .bind(request_id)
     .fetch_one(&mut *conn)
     .await?;
-    Ok((row.try_get("last_at")?, row.try_get("submitted_at")?))
+    Ok(row.try_get("submitted_at")?)
 }
 
 fn state(row: &AnyRow, column: &str) -> Result<RequestState, StorageError> {

@@ -529,25 +529,23 @@ pub async fn finish_step(
     Ok(())
 }
 
-/// The step of this revision that already finished, if one did: a resumed job
-/// takes its result instead of running it again.
-pub async fn done_step(
+/// The steps of this revision that already finished, the latest attempt of each
+/// first: a resumed job takes their results instead of running them again.
+pub async fn done_steps(
     conn: &mut AnyConnection,
     request_id: RequestId,
     revision: i64,
-    step_index: i64,
-) -> Result<Option<StepRow>, StorageError> {
-    let row = sqlx::query(&format!(
+) -> Result<Vec<StepRow>, StorageError> {
+    let rows = sqlx::query(&format!(
         "SELECT {STEP_COLUMNS} FROM job_steps WHERE request_id = $1 AND revision = $2 \
-         AND step_index = $3 AND state = $4 ORDER BY id DESC LIMIT 1"
+         AND state = $3 ORDER BY id DESC"
     ))
     .bind(request_id.0)
     .bind(revision)
-    .bind(step_index)
     .bind(STEP_DONE)
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    row.as_ref().map(step_from_row).transpose()
+    rows.iter().map(step_from_row).collect()
 }
 
 /// Every step attempt of a request, oldest first.

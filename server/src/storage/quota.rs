@@ -54,44 +54,73 @@ fn amount_of(rule: &QuotaRule, params: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-async fn add(
+/// Counter moves of one type, keyed by rule and scope: holders and total to add.
+type Moves = Vec<((String, String), (i64, i64))>;
+
+/// Rows per statement when many counters move at once (a recount): well under
+/// either engine's limit on bound parameters.
+const MOVES_PER_STATEMENT: usize = 500;
+
+/// Adds each move to its counter, creating it at zero first; one statement per
+/// few hundred counters. No counter may appear twice among the moves (PostgreSQL
+/// refuses to touch a row twice in one statement).
+async fn add_all(
     conn: &mut AnyConnection,
     type_name: &str,
-    rule: &str,
-    scope: &str,
-    holders: i64,
-    total: i64,
+    moves: &Moves,
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO quota_usage (type_name, rule, scope, holders, total) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (type_name, rule, scope) DO UPDATE \
-         SET holders = quota_usage.holders + $4, total = quota_usage.total + $5",
-    )
-    .bind(type_name)
-    .bind(rule)
-    .bind(scope)
-    .bind(holders)
-    .bind(total)
-    .execute(&mut *conn)
-    .await?;
+    for chunk in moves.chunks(MOVES_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let at = 2 + i * 4;
+                format!("($1, ${at}, ${}, ${}, ${})", at + 1, at + 2, at + 3)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO quota_usage (type_name, rule, scope, holders, total) VALUES {} \
+             ON CONFLICT (type_name, rule, scope) DO UPDATE \
+             SET holders = quota_usage.holders + excluded.holders, \
+             total = quota_usage.total + excluded.total",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(type_name);
+        for ((rule, scope), (holders, total)) in chunk {
+            query = query.bind(rule).bind(scope).bind(*holders).bind(*total);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
-/// A holder with these parameters starts (`+1`) or stops (`-1`) counting.
+/// A holder with these parameters starts (`+1`) or stops (`-1`) counting, under
+/// every rule of its type in one statement (each rule keys its own counter).
 pub async fn adjust(
     conn: &mut AnyConnection,
     ty: &ResourceType,
     params: &Value,
     sign: i64,
 ) -> Result<(), StorageError> {
-    for rule in &ty.quota {
-        if let Some(scope) = scope_of(rule, params) {
-            let amount = sign * amount_of(rule, params);
-            add(conn, &ty.name, &rule_key(rule), &scope, sign, amount).await?;
-        }
-    }
-    Ok(())
+    let moves: Moves = holder_moves(ty, params, sign).into_iter().collect();
+    add_all(conn, &ty.name, &moves).await
+}
+
+/// What one holder moves, per counter. Two rules that differ only in their limit
+/// share a counter, which counts the holder once.
+fn holder_moves(
+    ty: &ResourceType,
+    params: &Value,
+    sign: i64,
+) -> BTreeMap<(String, String), (i64, i64)> {
+    ty.quota
+        .iter()
+        .filter_map(|rule| {
+            let scope = scope_of(rule, params)?;
+            Some((
+                (rule_key(rule), scope),
+                (sign, sign * amount_of(rule, params)),
+            ))
+        })
+        .collect()
 }
 
 /// A counting holder's parameters change (a new revision of an in-flight request).
@@ -292,16 +321,11 @@ async fn count_type(conn: &mut AnyConnection, ty: &ResourceType) -> Result<(), S
     let mut counters: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
     for text in &rows {
         let params: Value = parse_json(text, "parameters")?;
-        for rule in &ty.quota {
-            if let Some(scope) = scope_of(rule, &params) {
-                let entry = counters.entry((rule_key(rule), scope)).or_default();
-                entry.0 += 1;
-                entry.1 += amount_of(rule, &params);
-            }
+        for (key, (holders, total)) in holder_moves(ty, &params, 1) {
+            let entry = counters.entry(key).or_default();
+            entry.0 += holders;
+            entry.1 += total;
         }
     }
-    for ((rule, scope), (holders, total)) in counters {
-        add(conn, &ty.name, &rule, &scope, holders, total).await?;
-    }
-    Ok(())
+    add_all(conn, &ty.name, &counters.into_iter().collect()).await
 }

@@ -3,6 +3,7 @@ use slipway_core::ids::{AssetId, RequestId, UserId};
 use slipway_core::precheck::PrecheckReport;
 use slipway_core::render::ChangeSet;
 use slipway_core::state::RequestState;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use slipway_core::listing::{Cursor, ListFilter, ListPage, PageRequest};
@@ -347,16 +348,20 @@ pub async fn list_plan(
 
 /// Moves the request to `to` only if it is still in `from`; false when another
 /// actor moved it first, so two decisions can never both win.
+/// Moves the request from `from` to `to` at the moment `at`. `updated_at` changes
+/// with the state and with nothing else, so it is when the request entered its
+/// state: the flow's record of each step reads it from the row instead of asking
+/// `flow_steps` on every transition.
 pub async fn set_state(
     conn: &mut AnyConnection,
     id: RequestId,
-    from: RequestState,
-    to: RequestState,
+    (from, to): (RequestState, RequestState),
+    at: i64,
 ) -> Result<bool, StorageError> {
     let done =
         sqlx::query("UPDATE requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
             .bind(to.as_str())
-            .bind(now_millis())
+            .bind(at)
             .bind(id.0)
             .bind(from.as_str())
             .execute(&mut *conn)
@@ -525,32 +530,56 @@ pub async fn insert_revision(
     Ok(())
 }
 
+macro_rules! revision_select {
+    () => {
+        "SELECT v.revision, v.params, v.precheck, v.change_set, v.change_set_hash, \
+         v.catalog_version, u.username AS author, v.created_at FROM request_revisions v \
+         JOIN users u ON u.id = v.author_id"
+    };
+}
+
 pub async fn revisions(
     conn: &mut AnyConnection,
     id: RequestId,
 ) -> Result<Vec<RevisionRow>, StorageError> {
-    let rows = sqlx::query(
-        "SELECT v.revision, v.params, v.precheck, v.change_set, v.change_set_hash, \
-         v.catalog_version, u.username AS author, v.created_at FROM request_revisions v \
-         JOIN users u ON u.id = v.author_id WHERE v.request_id = $1 ORDER BY v.revision",
-    )
+    let rows = sqlx::query(concat!(
+        revision_select!(),
+        " WHERE v.request_id = $1 ORDER BY v.revision"
+    ))
     .bind(id.0)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(RevisionRow {
-                revision: row.try_get("revision")?,
-                params: parse_json(&row.try_get::<String, _>("params")?, "revision parameters")?,
-                precheck: parse_json(&row.try_get::<String, _>("precheck")?, "revision pre-check")?,
-                change_set: parse_json(&row.try_get::<String, _>("change_set")?, "change set")?,
-                change_set_hash: row.try_get("change_set_hash")?,
-                catalog_version: row.try_get("catalog_version")?,
-                author: row.try_get("author")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(revision_from_row).collect()
+}
+
+/// One revision of a request, if it exists.
+pub async fn revision(
+    conn: &mut AnyConnection,
+    id: RequestId,
+    revision: i64,
+) -> Result<Option<RevisionRow>, StorageError> {
+    let row = sqlx::query(concat!(
+        revision_select!(),
+        " WHERE v.request_id = $1 AND v.revision = $2"
+    ))
+    .bind(id.0)
+    .bind(revision)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(revision_from_row).transpose()
+}
+
+fn revision_from_row(row: &AnyRow) -> Result<RevisionRow, StorageError> {
+    Ok(RevisionRow {
+        revision: row.try_get("revision")?,
+        params: parse_json(&row.try_get::<String, _>("params")?, "revision parameters")?,
+        precheck: parse_json(&row.try_get::<String, _>("precheck")?, "revision pre-check")?,
+        change_set: parse_json(&row.try_get::<String, _>("change_set")?, "change set")?,
+        change_set_hash: row.try_get("change_set_hash")?,
+        catalog_version: row.try_get("catalog_version")?,
+        author: row.try_get("author")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 pub(super) fn in_flight_list() -> String {
@@ -743,7 +772,7 @@ pub struct NewCheckResult<'a> {
     pub attempt: i64,
     pub kind: &'a str,
     /// What the check looked at: a path, URL, address or command line.
-    pub target: &'a str,
+    pub target: String,
     pub description: &'a str,
     pub passed: bool,
     pub detail: &'a str,
@@ -768,28 +797,43 @@ pub async fn next_check_attempt(
     Ok(last.unwrap_or(0) + 1)
 }
 
-pub async fn insert_check(
+/// Records the results of one verification round, in one statement.
+pub async fn insert_checks(
     conn: &mut AnyConnection,
-    c: &NewCheckResult<'_>,
+    checks: &[NewCheckResult<'_>],
 ) -> Result<(), StorageError> {
-    sqlx::query(
+    const COLUMNS: usize = 10;
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..checks.len())
+        .map(|i| {
+            let slots: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", i * COLUMNS + c))
+                .collect();
+            format!("({}, ${})", slots.join(", "), checks.len() * COLUMNS + 1)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO check_results (request_id, revision, attempt, kind, target, description, \
-         passed, detail, tries, duration_ms, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(c.request_id.0)
-    .bind(c.revision)
-    .bind(c.attempt)
-    .bind(c.kind)
-    .bind(c.target)
-    .bind(c.description)
-    .bind(i64::from(c.passed))
-    .bind(c.detail)
-    .bind(c.tries)
-    .bind(c.duration_ms)
-    .bind(now_millis())
-    .execute(&mut *conn)
-    .await?;
+         passed, detail, tries, duration_ms, created_at) VALUES {rows}"
+    );
+    let mut query = sqlx::query(&sql);
+    for c in checks {
+        query = query
+            .bind(c.request_id.0)
+            .bind(c.revision)
+            .bind(c.attempt)
+            .bind(c.kind)
+            .bind(c.target.as_str())
+            .bind(c.description)
+            .bind(i64::from(c.passed))
+            .bind(c.detail)
+            .bind(c.tries)
+            .bind(c.duration_ms);
+    }
+    query.bind(now_millis()).execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -75,6 +75,19 @@ pub async fn index_asset(
             .bind(id.0)
             .execute(&mut *conn)
             .await?;
+    }
+    index_new_asset(conn, engine, id, words).await
+}
+
+/// Indexes an asset just inserted with its `search_text`: on SQLite its words
+/// go into the FTS table too (PostgreSQL indexes the column itself).
+pub async fn index_new_asset(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    id: AssetId,
+    words: &str,
+) -> Result<(), StorageError> {
+    if engine == Engine::Sqlite {
         sqlx::query("INSERT INTO assets_fts (rowid, words) VALUES ($1, $2)")
             .bind(id.0)
             .bind(words)

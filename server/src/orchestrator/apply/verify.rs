@@ -4,11 +4,11 @@
 
 use futures_util::future::join_all;
 use slipway_core::catalog::CheckKind;
-use slipway_core::render::{self, ChangeSet};
+use slipway_core::render;
 use slipway_core::secret::SecretValues;
 use slipway_core::state::Action;
 
-use super::{Done, JobError, Run, revision_params};
+use super::{Approved, Done, JobError, Run};
 use crate::checks::{CheckOutcome, Checker, RETRY_INTERVAL};
 use crate::services::assets::record_asset;
 use crate::services::{Actor, request_type, transition};
@@ -26,12 +26,11 @@ use crate::storage::requests::{NewCheckResult, RequestRow};
 pub(super) async fn verify(
     run: &Run<'_>,
     request: &mut RequestRow,
-    change_set: &ChangeSet,
+    approved: &Approved,
 ) -> Result<Done, JobError> {
     let state = run.state;
     let ty = request_type(state, request)?;
-    let params = revision_params(state, request).await?;
-    let checks = render::checks(ty, &params, &request.resource_name)
+    let checks = render::checks(ty, &approved.revision.params, &request.resource_name)
         .map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
     // Opened only when a check signs in with one, and only for this run.
     let secrets = if checks
@@ -48,34 +47,36 @@ pub(super) async fn verify(
         outbound: &state.outbound,
         interval: RETRY_INTERVAL,
     };
-    let outcomes: Vec<CheckOutcome> =
-        join_all(checks.iter().map(|c| checker.run(c, change_set, &secrets)))
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| JobError::Retryable(format!("acceptance checks: {e}")))?;
+    let outcomes: Vec<CheckOutcome> = join_all(
+        checks
+            .iter()
+            .map(|c| checker.run(c, &approved.revision.change_set, &secrets)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<_, _>>()
+    .map_err(|e| JobError::Retryable(format!("acceptance checks: {e}")))?;
     let mut tx = run.fenced().await?;
     let attempt =
         storage::requests::next_check_attempt(&mut tx, request.id, request.current_revision)
             .await?;
-    for (check, outcome) in checks.iter().zip(&outcomes) {
-        storage::requests::insert_check(
-            &mut tx,
-            &NewCheckResult {
-                request_id: request.id,
-                revision: request.current_revision,
-                attempt,
-                kind: check.kind.name(),
-                target: &check.kind.target(),
-                description: &check.description,
-                passed: outcome.passed,
-                detail: &outcome.detail,
-                tries: i64::from(outcome.tries),
-                duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
-            },
-        )
-        .await?;
-    }
+    let results: Vec<NewCheckResult> = checks
+        .iter()
+        .zip(&outcomes)
+        .map(|(check, outcome)| NewCheckResult {
+            request_id: request.id,
+            revision: request.current_revision,
+            attempt,
+            kind: check.kind.name(),
+            target: check.kind.target(),
+            description: &check.description,
+            passed: outcome.passed,
+            detail: &outcome.detail,
+            tries: i64::from(outcome.tries),
+            duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
+        })
+        .collect();
+    storage::requests::insert_checks(&mut tx, &results).await?;
     let failed: Vec<String> = checks
         .iter()
         .zip(&outcomes)
@@ -92,7 +93,14 @@ pub(super) async fn verify(
     if failed.is_empty() {
         // Empty when no step of the type commits to the GitOps repository.
         let commit = request.applied_commit.clone().unwrap_or_default();
-        record_asset(state, &mut tx, request, &commit, &Actor::Worker).await?;
+        record_asset(
+            state,
+            &mut tx,
+            (request, &approved.revision),
+            &commit,
+            &Actor::Worker,
+        )
+        .await?;
         transition(
             &mut tx,
             state,
