@@ -4,6 +4,7 @@
 //! which makes a re-run job harmless.
 
 mod batch;
+mod handles;
 mod turns;
 
 pub use turns::{PushTurns, Turn};
@@ -243,6 +244,8 @@ pub struct GitOpsRepo {
     /// Pushes turned down although made right after a fetch: another writer
     /// pushed in between.
     races_lost: Arc<AtomicU64>,
+    /// Open handles on the repository, with their object caches.
+    handles: Arc<handles::Handles>,
 }
 
 impl std::fmt::Debug for GitOpsRepo {
@@ -345,6 +348,7 @@ impl GitOpsRepo {
             look: Arc::new(Mutex::new(None)),
             turns: None,
             races_lost: Arc::new(AtomicU64::new(0)),
+            handles: Arc::new(handles::Handles::new(path)),
         })
     }
 
@@ -428,7 +432,7 @@ impl GitOpsRepo {
         if group.is_empty() {
             return Ok(());
         }
-        let repo = match Repository::open(&self.path) {
+        let repo = match self.handles.take() {
             Ok(repo) => repo,
             Err(e) => {
                 answer_all(group, &self.git_error(e));
@@ -823,7 +827,7 @@ impl GitOpsRepo {
     /// Takes no lock: objects are never rewritten and a writer adds them with a
     /// rename, so a reader's own handle sees each whole or not at all.
     pub fn read_file(&self, commit: &str, path: &str) -> Result<Option<String>, GitOpsError> {
-        let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+        let repo = self.handles.take().map_err(|e| self.git_error(e))?;
         let read = || -> Result<Option<String>, git2::Error> {
             let oid = git2::Oid::from_str(commit)?;
             let tree = repo.find_commit(oid)?.tree()?;
@@ -846,7 +850,7 @@ impl GitOpsRepo {
     pub fn read_head_file(&self, path: &str) -> Result<Option<String>, GitOpsError> {
         let head = {
             // A reference is replaced with a rename: it reads as old or new.
-            let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+            let repo = self.handles.take().map_err(|e| self.git_error(e))?;
             match repo.refname_to_id(&self.branch_ref) {
                 Ok(id) => id.to_string(),
                 Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
@@ -874,7 +878,7 @@ impl GitOpsRepo {
                 head
             }
             None => {
-                let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+                let repo = self.handles.take().map_err(|e| self.git_error(e))?;
                 match repo.refname_to_id(&self.branch_ref) {
                     Ok(id) => Some(id),
                     Err(e) if e.code() == git2::ErrorCode::NotFound => None,
@@ -899,11 +903,11 @@ impl GitOpsRepo {
     /// names its whole content, so either reads the same).
     fn hold_commit(&self, remote: &RemoteSettings, commit: git2::Oid) -> Result<(), GitOpsError> {
         let held = |repo: &Repository| repo.find_commit(commit).is_ok();
-        if held(&Repository::open(&self.path).map_err(|e| self.git_error(e))?) {
+        if held(&*self.handles.take().map_err(|e| self.git_error(e))?) {
             return Ok(());
         }
         let _guard = self.publish.lock().map_err(|_| GitOpsError::Poisoned)?;
-        let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+        let repo = self.handles.take().map_err(|e| self.git_error(e))?;
         if !held(&repo) {
             self.fetch(&repo, remote)?;
         }
@@ -920,7 +924,7 @@ impl GitOpsRepo {
 
     /// How many commits the branch holds (for tests and the health page).
     pub fn commit_count(&self) -> Result<usize, GitOpsError> {
-        let repo = Repository::open(&self.path).map_err(|e| self.git_error(e))?;
+        let repo = self.handles.take().map_err(|e| self.git_error(e))?;
         let count = || -> Result<usize, git2::Error> {
             let head = match repo.refname_to_id(&self.branch_ref) {
                 Ok(id) => id,
