@@ -251,6 +251,40 @@ fn replicas_that_take_turns_never_lose_a_race_after_a_fetch() -> TestResult {
     assert_files_at(&url, 3, 4, 6)
 }
 
+/// Two writers take turns at one branch, one change each time. A writer that
+/// built its change ahead on the head it last saw would find that head moved at
+/// every push and build it again; once it has seen another writer push, it
+/// builds at its turn, on the head it fetched, so each change is built once.
+#[test]
+fn a_writer_that_others_push_beside_builds_each_change_once() -> TestResult {
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("beside.git", "main")?;
+    let locals = tempfile::tempdir()?;
+    let [first, second] = [0, 1]
+        .map(|r| GitOpsRepo::open_with(&locals.path().join(format!("r{r}.git")), &remote(&url)));
+    let (first, second) = (first?, second?);
+    let rounds = 6;
+    for round in 0..rounds {
+        for (name, writer) in [("a", &first), ("b", &second)] {
+            let path = format!("{name}/{round}.yaml");
+            let applied = writer.apply(&[file(&path, &format!("n: {round}\n"))], &path)?;
+            assert!(applied.created, "{path}");
+        }
+    }
+    let log = daemon.log("beside.git", "main")?;
+    assert_eq!(log.len(), 2 * rounds, "{log:?}");
+    // The first change of each writer may be built twice: before it has seen the
+    // other push, it builds ahead.
+    for writer in [&first, &second] {
+        let written = writer.commits_written();
+        assert!(
+            written <= rounds as u64 + 1,
+            "{written} commits written for {rounds} changes"
+        );
+    }
+    Ok(())
+}
+
 /// `threads` threads on each replica apply `changes` changes each (and each once
 /// more, which must make no commit); the commits the first applications made.
 fn write_from_threads(

@@ -10,7 +10,7 @@ mod turns;
 pub use turns::{PushTurns, Turn};
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::cell::RefCell;
@@ -246,6 +246,11 @@ pub struct GitOpsRepo {
     races_lost: Arc<AtomicU64>,
     /// Open handles on the repository, with their object caches.
     handles: Arc<handles::Handles>,
+    /// Another writer pushed to the branch since this one last pushed: groups are
+    /// then built at their turn instead of ahead of it.
+    others_push: Arc<AtomicBool>,
+    /// Commits written, including those of groups built again on a moved head.
+    commits_written: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for GitOpsRepo {
@@ -259,27 +264,36 @@ impl std::fmt::Debug for GitOpsRepo {
 }
 
 /// A group committed while the group before it was pushed, on `base`: good for
-/// the first push only if the remote's head is still `base` then.
+/// the first push only if the remote's head is still `base` then. While other
+/// writers push to the branch too, the remote's head has moved by the time this
+/// group's turn comes and the group would be built again on it: then it is only
+/// collected (`deferred`), and built once, on the head fetched at its turn.
 struct Building {
     base: Option<git2::Oid>,
     group: Vec<batch::Pending>,
     applied: Vec<Result<Applied, GitOpsError>>,
     tip: Option<git2::Oid>,
+    deferred: bool,
 }
 
 impl Building {
-    fn start(base: Option<git2::Oid>) -> Building {
+    fn start(base: Option<git2::Oid>, deferred: bool) -> Building {
         Building {
             base,
             group: Vec::new(),
             applied: Vec::new(),
             tip: base,
+            deferred,
         }
     }
 
-    /// Commits `more` on top of what is built so far.
+    /// Commits `more` on top of what is built so far (or, deferred, queues it).
     fn add(&mut self, repo: &GitOpsRepo, git: &Repository, more: Vec<batch::Pending>) {
         if more.is_empty() {
+            return;
+        }
+        if self.deferred {
+            self.group.extend(more);
             return;
         }
         let (applied, tip) = repo.commit_group(git, self.tip, &more);
@@ -288,8 +302,11 @@ impl Building {
         self.group.extend(more);
     }
 
-    /// Commits the whole group again, on `base`.
+    /// Commits the whole group again, on `base` (a deferred group is built later).
     fn rebase(&mut self, repo: &GitOpsRepo, git: &Repository, base: Option<git2::Oid>) {
+        if self.deferred {
+            return;
+        }
         let (applied, tip) = repo.commit_group(git, base, &self.group);
         (self.base, self.applied, self.tip) = (base, applied, tip);
     }
@@ -349,6 +366,8 @@ impl GitOpsRepo {
             turns: None,
             races_lost: Arc::new(AtomicU64::new(0)),
             handles: Arc::new(handles::Handles::new(path)),
+            others_push: Arc::new(AtomicBool::new(false)),
+            commits_written: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -363,6 +382,12 @@ impl GitOpsRepo {
     /// turns, none).
     pub fn races_lost(&self) -> u64 {
         self.races_lost.load(Ordering::Relaxed)
+    }
+
+    /// How many commits this writer has written, counting a group built again on
+    /// a head another writer moved once per build (the work, not the result).
+    pub fn commits_written(&self) -> u64 {
+        self.commits_written.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -453,7 +478,8 @@ impl GitOpsRepo {
                 }
             },
         };
-        let mut building = Building::start(built_on);
+        let deferred = self.others_push.load(Ordering::Relaxed);
+        let mut building = Building::start(built_on, deferred);
         building.add(self, &repo, group);
         let publishing = self.build_until_published(&repo, &mut building)?;
         // Built on a tip that did not land as it was (a push that failed, or one
@@ -471,7 +497,10 @@ impl GitOpsRepo {
                 return Ok(());
             }
         }
-        *built = building.tip.or(building.base);
+        *built = match building.deferred {
+            true => None,
+            false => building.tip.or(building.base),
+        };
         drop(built);
         let (changes, pushing) = (building.group.len(), Instant::now());
         let turn = self.turns.as_ref().and_then(|turns| turns.take(TURN_WAIT));
@@ -574,10 +603,12 @@ impl GitOpsRepo {
             group,
             applied,
             tip,
+            deferred,
         } = building;
-        let mut prebuilt = Some((base, applied, tip));
+        let mut prebuilt = (!deferred).then_some((base, applied, tip));
         for attempt in 1..=PUSH_ATTEMPTS {
-            let optimistic = attempt == 1 && repo.refname_to_id(&tracking).is_ok();
+            let optimistic =
+                attempt == 1 && prebuilt.is_some() && repo.refname_to_id(&tracking).is_ok();
             if !optimistic && let Err(error) = self.fetch(repo, remote) {
                 return answer_all(group, &error);
             }
@@ -585,6 +616,10 @@ impl GitOpsRepo {
                 Ok(head) => head,
                 Err(error) => return answer_all(group, &error),
             };
+            if attempt == 1 && !optimistic {
+                // Since this writer last pushed or looked, another one pushed.
+                self.others_push.store(head != base, Ordering::Relaxed);
+            }
             let (applied, tip) = match prebuilt.take().filter(|(base, ..)| *base == head) {
                 Some((_, applied, tip)) => (applied, tip),
                 None => self.commit_group(repo, head, &group),
@@ -601,6 +636,9 @@ impl GitOpsRepo {
             match self.push(repo, remote) {
                 Err(error) => return answer_all(group, &error),
                 Ok(Push::Landed) => {
+                    if optimistic {
+                        self.others_push.store(false, Ordering::Relaxed);
+                    }
                     if let Err(e) = self.set_ref(repo, &tracking, &tip.to_string()) {
                         return answer_all(group, &self.git_error(e));
                     }
@@ -615,6 +653,7 @@ impl GitOpsRepo {
                         changes = group.len(),
                         "the remote branch moved; applying the changes again on its new head"
                     );
+                    self.others_push.store(true, Ordering::Relaxed);
                     // A stale copy is no race with another writer: fetch at once.
                     if !optimistic {
                         self.races_lost.fetch_add(1, Ordering::Relaxed);
@@ -816,6 +855,7 @@ impl GitOpsRepo {
         let signature = Signature::now("Slipway", "slipway@localhost")?;
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
         let commit = repo.commit(None, &signature, &signature, message, &tree, &parents)?;
+        self.commits_written.fetch_add(1, Ordering::Relaxed);
         Ok(Applied {
             commit: commit.to_string(),
             created: true,
