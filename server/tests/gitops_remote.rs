@@ -281,7 +281,17 @@ fn a_writer_that_others_push_beside_builds_each_change_once() -> TestResult {
             written <= rounds as u64 + 1,
             "{written} commits written for {rounds} changes"
         );
+        assert!(!writer.builds_ahead());
     }
+    // Alone again, and busy (groups follow each other while one is pushed), the
+    // first writer fetches the other's last push once and then builds ahead
+    // again: its pushes land on the heads it built on, with no fetch.
+    let fetched = first.fetches();
+    let landed = write_from_threads(std::slice::from_ref(&first), 4, 5)?;
+    assert_eq!(landed.len(), 4 * 5);
+    assert!(first.builds_ahead(), "a writer alone builds ahead again");
+    let fetches = first.fetches() - fetched;
+    assert!(fetches <= 2, "{fetches} fetches by a writer alone");
     Ok(())
 }
 

@@ -251,6 +251,8 @@ pub struct GitOpsRepo {
     others_push: Arc<AtomicBool>,
     /// Commits written, including those of groups built again on a moved head.
     commits_written: Arc<AtomicU64>,
+    /// Fetches from the remote.
+    fetches: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for GitOpsRepo {
@@ -368,6 +370,7 @@ impl GitOpsRepo {
             handles: Arc::new(handles::Handles::new(path)),
             others_push: Arc::new(AtomicBool::new(false)),
             commits_written: Arc::new(AtomicU64::new(0)),
+            fetches: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -388,6 +391,18 @@ impl GitOpsRepo {
     /// a head another writer moved once per build (the work, not the result).
     pub fn commits_written(&self) -> u64 {
         self.commits_written.load(Ordering::Relaxed)
+    }
+
+    /// Whether groups are built ahead of their turn: no other writer was seen
+    /// pushing to the branch since this one last pushed.
+    pub fn builds_ahead(&self) -> bool {
+        !self.others_push.load(Ordering::Relaxed)
+    }
+
+    /// How many times this writer fetched from the remote (a writer alone, whose
+    /// pushes land on the head it built on, needs none).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -609,6 +624,9 @@ impl GitOpsRepo {
         for attempt in 1..=PUSH_ATTEMPTS {
             let optimistic =
                 attempt == 1 && prebuilt.is_some() && repo.refname_to_id(&tracking).is_ok();
+            // With the publish lock held, the head as last seen is this writer's
+            // own last push or look: the fetch shows whether another one pushed.
+            let seen_before = self.known_remote_head(repo);
             if !optimistic && let Err(error) = self.fetch(repo, remote) {
                 return answer_all(group, &error);
             }
@@ -616,9 +634,12 @@ impl GitOpsRepo {
                 Ok(head) => head,
                 Err(error) => return answer_all(group, &error),
             };
-            if attempt == 1 && !optimistic {
-                // Since this writer last pushed or looked, another one pushed.
-                self.others_push.store(head != base, Ordering::Relaxed);
+            if attempt == 1
+                && !optimistic
+                && let Ok(seen_before) = seen_before
+            {
+                self.others_push
+                    .store(head != seen_before, Ordering::Relaxed);
             }
             let (applied, tip) = match prebuilt.take().filter(|(base, ..)| *base == head) {
                 Some((_, applied, tip)) => (applied, tip),
@@ -721,6 +742,7 @@ impl GitOpsRepo {
         options.remote_callbacks(self.callbacks(remote));
         options.download_tags(git2::AutotagOption::None);
         let refspec = format!("+{}:{}", self.branch_ref, tracking_ref(&self.branch));
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         connection
             .fetch(&[refspec.as_str()], Some(&mut options), None)
