@@ -284,14 +284,17 @@ fn a_writer_that_others_push_beside_builds_each_change_once() -> TestResult {
         assert!(!writer.builds_ahead());
     }
     // Alone again, and busy (groups follow each other while one is pushed), the
-    // first writer fetches the other's last push once and then builds ahead
-    // again: its pushes land on the heads it built on, with no fetch.
+    // first writer fetches the other's last push and then builds ahead again:
+    // its pushes land on the heads it built on, with no fetch. A group reads
+    // whether to build ahead when it starts; the second may start before the
+    // first has fetched, and the third before the second has, so three groups
+    // at most fetch.
     let fetched = first.fetches();
-    let landed = write_from_threads(std::slice::from_ref(&first), 4, 5)?;
-    assert_eq!(landed.len(), 4 * 5);
+    let landed = write_from_threads(std::slice::from_ref(&first), 4, 10)?;
+    assert_eq!(landed.len(), 4 * 10);
     assert!(first.builds_ahead(), "a writer alone builds ahead again");
     let fetches = first.fetches() - fetched;
-    assert!(fetches <= 2, "{fetches} fetches by a writer alone");
+    assert!(fetches <= 3, "{fetches} fetches by a writer alone");
     Ok(())
 }
 
