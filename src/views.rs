@@ -238,8 +238,14 @@ pub struct ProgressEnd {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub state: String,
+    /// Runs started, including those taken over from a worker that died.
     pub attempts: i64,
+    /// Runs that may end in a failure before the request fails; a run cut short
+    /// by its worker's death does not count.
     pub max_attempts: i64,
+    /// Runs taken over from a worker that stopped renewing its lease.
+    #[serde(default)]
+    pub takeovers: i64,
     pub last_error: Option<String>,
 }
 

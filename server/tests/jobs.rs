@@ -150,6 +150,8 @@ on_both_engines!(
     cancel_before_the_job_runs_ends_it_quietly,
     shutdown_hands_a_running_job_back,
     a_step_past_its_timeout_is_retried_after_a_pause_then_fails,
+    a_run_cut_short_by_its_workers_death_is_not_a_failed_attempt,
+    a_job_whose_workers_keep_dying_fails_after_as_many_takeovers_as_attempts,
     one_claim_fills_each_free_slot_oldest_first_under_its_own_owner,
     the_dispatcher_runs_a_burst_of_jobs_each_once,
 );
@@ -445,5 +447,65 @@ async fn a_step_past_its_timeout_is_retried_after_a_pause_then_fails(engine: Eng
     assert_eq!(row.last_error.as_deref(), Some(error.as_str()));
     let job = job_of(&app, id).await?;
     assert_eq!((job.state.as_str(), job.attempts), (jobs::FAILED, 2));
+    Ok(())
+}
+
+/// Ends the lease of every running job, as if its worker had died.
+async fn lapse_leases(app: &TestApp) -> TestResult {
+    app.exec("UPDATE jobs SET lease_until = 0, run_after = 0 WHERE state = 'running'")
+        .await?;
+    Ok(())
+}
+
+async fn a_run_cut_short_by_its_workers_death_is_not_a_failed_attempt(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 1).await? else {
+        return Ok(());
+    };
+    // The type allows two attempts; each run times out.
+    let id = submit_pause(&app, "orphan", 30).await?;
+    claim_as(&app, "died").await?.ok_or("a job")?;
+    lapse_leases(&app).await?;
+    assert!(orchestrator::run_once(&app.state, "w").await?);
+    let job = job_of(&app, id).await?;
+    assert_eq!(
+        (job.state.as_str(), job.attempts, job.takeovers),
+        (jobs::QUEUED, 2, 1),
+        "one failed run of two allowed: tried again"
+    );
+    assert_eq!(app.request_state(id).await?, RequestState::Executing);
+    app.exec("UPDATE jobs SET run_after = 0 WHERE state = 'queued'")
+        .await?;
+    assert!(orchestrator::run_once(&app.state, "w").await?);
+    let job = job_of(&app, id).await?;
+    assert_eq!((job.state.as_str(), job.failing_runs()), (jobs::FAILED, 2));
+    assert_eq!(app.request_state(id).await?, RequestState::Failed);
+    Ok(())
+}
+
+async fn a_job_whose_workers_keep_dying_fails_after_as_many_takeovers_as_attempts(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    let id = submit_pause(&app, "crasher", 0).await?;
+    // Claimed, then taken over twice (the type's two attempts), each time dying.
+    for worker in ["first", "second", "third"] {
+        claim_as(&app, worker).await?.ok_or("a job")?;
+        lapse_leases(&app).await?;
+    }
+    assert_eq!(job_of(&app, id).await?.takeovers, 2);
+    // The third takeover is one too many: the request fails with the reason.
+    assert!(orchestrator::run_once(&app.state, "w").await?);
+    let job = job_of(&app, id).await?;
+    assert_eq!((job.state.as_str(), job.takeovers), (jobs::FAILED, 3));
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("its worker stopped 3 times while running it; it is not run again")
+    );
     Ok(())
 }

@@ -135,7 +135,7 @@ pub async fn run_job(
     let mut tx = state.db.write().await?;
     let held = match outcome {
         Ok(_) => jobs::finish(&mut tx, job.id, worker, jobs::DONE, None).await?,
-        Err(JobError::Retryable(message)) if job.attempts < job.max_attempts => {
+        Err(JobError::Retryable(message)) if job.failing_runs() < job.max_attempts => {
             let pause = backoff_millis(job.attempts);
             tracing::warn!(%message, pause_ms = pause, "job failed; will retry");
             jobs::reschedule(&mut tx, job.id, worker, pause, &message).await?
@@ -219,6 +219,14 @@ async fn fail_request(
 }
 
 async fn execute(run: &Run<'_>) -> Result<Done, JobError> {
+    // Takeovers do not count as failures, but a job whose workers keep dying
+    // under it (one that brings its process down, say) must not loop for ever.
+    if run.job.takeovers > run.job.max_attempts {
+        return Err(JobError::Permanent(format!(
+            "its worker stopped {} times while running it; it is not run again",
+            run.job.takeovers
+        )));
+    }
     let state = run.state;
     let mut conn = state.db.pool.acquire().await?;
     let mut request = load_request(&mut conn, run.job.request_id).await?;

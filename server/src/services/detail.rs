@@ -329,6 +329,7 @@ pub async fn request_detail(
             state: j.state,
             attempts: j.attempts,
             max_attempts: j.max_attempts,
+            takeovers: j.takeovers,
             last_error: j.last_error,
         }),
         asset_id: asset,

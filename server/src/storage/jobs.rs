@@ -12,11 +12,23 @@ pub struct JobRow {
     pub request_id: RequestId,
     pub kind: String,
     pub state: String,
+    /// Runs started, including those taken over from a worker that died.
     pub attempts: i64,
     pub max_attempts: i64,
+    /// Runs started by taking the job over from a worker that stopped renewing
+    /// its lease (the run before was cut short, not failed).
+    pub takeovers: i64,
     pub last_error: Option<String>,
     /// The worker holding the job's lease while it runs.
     pub lease_owner: Option<String>,
+}
+
+impl JobRow {
+    /// Runs that ended in a failure, or are running now: the ones the type's
+    /// attempt limit counts. A run cut short by its worker's death is not one.
+    pub fn failing_runs(&self) -> i64 {
+        self.attempts - self.takeovers
+    }
 }
 
 pub const QUEUED: &str = "queued";
@@ -34,13 +46,14 @@ fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobRow, StorageError> {
         state: row.try_get("state")?,
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
+        takeovers: row.try_get("takeovers")?,
         last_error: row.try_get("last_error")?,
         lease_owner: row.try_get("lease_owner")?,
     })
 }
 
 const JOB_COLUMNS: &str =
-    "id, request_id, kind, state, attempts, max_attempts, last_error, lease_owner";
+    "id, request_id, kind, state, attempts, max_attempts, takeovers, last_error, lease_owner";
 
 pub async fn enqueue(
     conn: &mut AnyConnection,
