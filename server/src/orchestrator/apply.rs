@@ -136,7 +136,7 @@ pub async fn run_job(
     let held = match outcome {
         Ok(_) => jobs::finish(&mut tx, job.id, worker, jobs::DONE, None).await?,
         Err(JobError::Retryable(message)) if job.failing_runs() < job.max_attempts => {
-            let pause = backoff_millis(job.attempts);
+            let pause = backoff_millis(job.failing_runs());
             tracing::warn!(%message, pause_ms = pause, "job failed; will retry");
             jobs::reschedule(&mut tx, job.id, worker, pause, &message).await?
         }
