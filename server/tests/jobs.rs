@@ -294,8 +294,7 @@ async fn a_lapsed_lease_is_taken_over_and_the_old_worker_writes_nothing(
         claim_as(&app, "other").await?.is_none(),
         "a live lease holds"
     );
-    app.exec("UPDATE jobs SET lease_until = 0, run_after = 0 WHERE state = 'running'")
-        .await?;
+    lapse_leases(&app).await?;
     // Another worker takes the job over and completes it.
     assert!(orchestrator::run_once(&app.state, "rescuer").await?);
     assert_eq!(app.request_state(id).await?, RequestState::Completed);
