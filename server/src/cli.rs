@@ -113,8 +113,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         &db,
         &settings,
     );
+    let leases = crate::orchestrator::LeaseKeeper::new(db.clone(), settings.workers.lease);
     let state = AppState {
         db,
+        leases,
         catalog: Arc::new(catalog),
         drivers: crate::drivers::Drivers {
             gitops: gitops.clone(),

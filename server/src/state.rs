@@ -30,6 +30,8 @@ pub struct AppState {
     pub secrets: Option<SecretBox>,
     /// Wakes the worker when a job is enqueued, so it need not poll fast.
     pub jobs_ready: Arc<Notify>,
+    /// The leases of the jobs this process runs, renewed together.
+    pub leases: Arc<crate::orchestrator::LeaseKeeper>,
     /// Wakes the audit sealer after a call that may have written events.
     pub audit_pending: Arc<Notify>,
     /// API token calls waiting to be written to the audit log.

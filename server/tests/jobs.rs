@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{TestApp, TestResult, draft};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
-use slipway_server::orchestrator::{self, JobControl};
+use slipway_server::orchestrator::{self, JobControl, StopReason};
 use slipway_server::services::requests;
 use slipway_server::storage::jobs::{self, JobRow, StepRow};
 use slipway_server::storage::{Engine, now_millis};
@@ -154,6 +154,7 @@ on_both_engines!(
     a_job_whose_workers_keep_dying_fails_after_as_many_takeovers_as_attempts,
     one_claim_fills_each_free_slot_oldest_first_under_its_own_owner,
     the_dispatcher_runs_a_burst_of_jobs_each_once,
+    one_process_renews_every_lease_it_holds_and_tells_each_job_its_news,
 );
 
 async fn claim_into(app: &TestApp, owners: &[&str]) -> TestResult<Vec<jobs::Claimed>> {
@@ -506,5 +507,64 @@ async fn a_job_whose_workers_keep_dying_fails_after_as_many_takeovers_as_attempt
         row.last_error.as_deref(),
         Some("its worker stopped 3 times while running it; it is not run again")
     );
+    Ok(())
+}
+
+/// A process renews the leases of all the jobs it runs together: each job hears
+/// what concerns it (a cancel, a takeover by another replica) and the others keep
+/// their leases past their length.
+async fn one_process_renews_every_lease_it_holds_and_tells_each_job_its_news(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    let kept = submit_pause(&app, "kept", 60).await?;
+    let cancelled = submit_pause(&app, "cancelled", 60).await?;
+    let taken = submit_pause(&app, "taken", 60).await?;
+    let claimed = claim_into(&app, &["here-1", "here-2", "here-3"]).await?;
+    assert_eq!(claimed.len(), 3);
+    let mut held = Vec::new();
+    for claim in &claimed {
+        let control = JobControl::default();
+        let owner = claim.job.lease_owner.clone().ok_or("an owner")?;
+        let guard = app.state.leases.hold(claim.job.id, &owner, control.clone());
+        held.push((claim.job.request_id, control, guard));
+    }
+    let alice = app.user("alice").await?;
+    requests::cancel(&app.state, &alice, cancelled).await?;
+    // Another replica takes one job over, as if this process had stalled on it.
+    app.exec(&format!(
+        "UPDATE jobs SET lease_until = 0, run_after = 0 WHERE request_id = {}",
+        taken.0
+    ))
+    .await?;
+    let other = claim_as(&app, "elsewhere").await?.ok_or("a takeover")?;
+    assert_eq!(other.job.request_id, taken);
+
+    // Twice the lease: without renewals every lease would have lapsed.
+    tokio::time::sleep(LEASE * 2).await;
+    let reason_of = |id: RequestId| {
+        held.iter()
+            .find(|(request, _, _)| *request == id)
+            .and_then(|(_, control, _)| control.reason())
+    };
+    assert_eq!(reason_of(kept), None, "a held lease goes on");
+    assert_eq!(
+        reason_of(cancelled),
+        Some(StopReason::Cancelled { by: "alice".into() })
+    );
+    assert_eq!(reason_of(taken), Some(StopReason::LeaseLost));
+    for id in [kept, cancelled] {
+        let lease_until: i64 =
+            sqlx::query_scalar("SELECT lease_until FROM jobs WHERE request_id = $1")
+                .bind(id.0)
+                .fetch_one(&app.state.db.pool)
+                .await?;
+        assert!(lease_until > now_millis(), "{id}: the lease was renewed");
+    }
+    assert_eq!(app.state.leases.held_count(), 2, "the lost one is let go");
+    drop(held);
+    assert_eq!(app.state.leases.held_count(), 0);
     Ok(())
 }

@@ -6,11 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use crate::state::AppState;
-use crate::storage::jobs::{self, Heartbeat};
 
 /// Why a running job was told to stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,79 +67,18 @@ impl JobControl {
     }
 }
 
-/// Renews the lease every third of its length until aborted. Stops the job when its
-/// request is cancelled, when the lease is lost, when renewals have failed for so
-/// long that the lease may have lapsed (another worker may have claimed the job, so
-/// this one must not write any more), and when a shutdown's grace runs out.
-pub(super) async fn keep_lease(
-    state: AppState,
-    job_id: i64,
-    worker: String,
+/// Stops the job when a shutdown's grace runs out (a job claimed while a shutdown
+/// began counts its grace from its claim). Its lease is renewed by the process's
+/// `LeaseKeeper`, which stops it on a cancel or a lost lease.
+pub(super) async fn stop_after_shutdown_grace(
     control: JobControl,
     mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
 ) {
-    let lease = state.settings.workers.lease;
-    let lease_millis = lease.as_millis() as i64;
-    let mut held_until = Instant::now() + lease;
-    // A shutdown that began while the job was being claimed counts from now.
-    let mut shutdown_deadline =
-        (*shutdown.borrow()).then(|| Instant::now() + state.settings.workers.shutdown_grace);
-    loop {
-        let grace_over = async {
-            match shutdown_deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(lease / 3) => {}
-            _ = shutdown.changed(), if shutdown_deadline.is_none() => {
-                shutdown_deadline = Some(Instant::now() + state.settings.workers.shutdown_grace);
-                continue;
-            }
-            _ = grace_over => {
-                control.stop(StopReason::Shutdown);
-                return;
-            }
-        }
-        match renew(&state, job_id, &worker, lease_millis).await {
-            Ok(Heartbeat::Held) => held_until = Instant::now() + lease,
-            Ok(Heartbeat::StopRequested(by)) => {
-                held_until = Instant::now() + lease;
-                control.stop(StopReason::Cancelled { by });
-            }
-            Ok(Heartbeat::Lost) => {
-                control.stop(StopReason::LeaseLost);
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, job_id, "could not renew the job's lease");
-                // Stop a little before the lease can lapse, so two workers never run
-                // the job's steps at once for long.
-                if Instant::now() + lease / 6 >= held_until {
-                    control.stop(StopReason::LeaseLost);
-                    return;
-                }
-            }
-        }
+    if !*shutdown.borrow() && shutdown.changed().await.is_err() {
+        // No one can start a shutdown any more.
+        return;
     }
-}
-
-async fn renew(
-    state: &AppState,
-    job_id: i64,
-    worker: &str,
-    lease_millis: i64,
-) -> Result<Heartbeat, crate::storage::StorageError> {
-    let renewal = async {
-        let mut tx = state.db.write().await?;
-        let beat = jobs::heartbeat(&mut tx, job_id, worker, lease_millis).await?;
-        tx.commit().await?;
-        Ok(beat)
-    };
-    // A database that hangs counts as one that fails: the lease runs out either way.
-    match tokio::time::timeout(Duration::from_millis(lease_millis as u64 / 3), renewal).await {
-        Ok(result) => result,
-        Err(_) => Err(sqlx::Error::PoolTimedOut.into()),
-    }
+    tokio::time::sleep(grace).await;
+    control.stop(StopReason::Shutdown);
 }

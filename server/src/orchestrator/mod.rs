@@ -7,6 +7,7 @@
 mod apply;
 mod control;
 pub mod dispatch;
+mod leases;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::storage::{self, Engine, StorageError, jobs};
 
 pub use apply::run_job;
 pub use control::{JobControl, StopReason};
+pub use leases::LeaseKeeper;
 
 /// How jobs run in this process.
 #[derive(Debug, Clone)]
@@ -74,15 +76,15 @@ async fn run_claimed(
         state.metrics.lease_takeovers.inc();
     }
     let control = JobControl::default();
-    let heartbeat = tokio::spawn(control::keep_lease(
-        state.clone(),
-        job.id,
-        worker.clone(),
+    let _lease = state.leases.hold(job.id, &worker, control.clone());
+    let grace = state.settings.workers.shutdown_grace;
+    let at_shutdown = tokio::spawn(control::stop_after_shutdown_grace(
         control.clone(),
         shutdown,
+        grace,
     ));
     let outcome = run_job(&state, &job, &worker, &control).await;
-    heartbeat.abort();
+    at_shutdown.abort();
     outcome
 }
 

@@ -1,6 +1,8 @@
 //! Durable jobs: rows claimed under a lease. A worker that dies leaves its lease to
 //! expire and the job is claimed again; the job itself is idempotent.
 
+use std::collections::HashMap;
+
 use slipway_core::ids::RequestId;
 use sqlx::{AnyConnection, Row};
 
@@ -220,41 +222,50 @@ async fn close_abandoned_steps(
     Ok(())
 }
 
-/// What a heartbeat found: whether the lease is still this worker's, and whether
+/// What a heartbeat found for a job whose lease is still its worker's: whether
 /// someone asked for the job to stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heartbeat {
     Held,
     /// The request was cancelled by this person; the job should stop now.
     StopRequested(String),
-    /// Another worker holds the job now (the lease lapsed): stop without writing.
-    Lost,
 }
 
-/// Extends this worker's lease on a running job, if it still holds it.
+/// Extends the leases of running jobs, each held under its own owner, in one
+/// statement: a process renews every job it holds with one round trip instead of
+/// one per job. Returns, for each owner that still holds its job, who asked the
+/// job to stop (if anyone); an owner missing from the answer lost its job.
 pub async fn heartbeat(
     conn: &mut AnyConnection,
-    id: i64,
-    worker: &str,
+    owners: &[String],
     lease_millis: i64,
-) -> Result<Heartbeat, StorageError> {
+) -> Result<HashMap<String, Heartbeat>, StorageError> {
+    let mut beats = HashMap::with_capacity(owners.len());
     let now = now_millis();
-    let row: Option<(Option<String>,)> = sqlx::query_as(
-        "UPDATE jobs SET lease_until = $1, run_after = $1, heartbeat_at = $2 \
-         WHERE id = $3 AND lease_owner = $4 AND state = $5 RETURNING stop_requested_by",
-    )
-    .bind(now + lease_millis)
-    .bind(now)
-    .bind(id)
-    .bind(worker)
-    .bind(RUNNING)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(match row {
-        None => Heartbeat::Lost,
-        Some((Some(by),)) => Heartbeat::StopRequested(by),
-        Some((None,)) => Heartbeat::Held,
-    })
+    // Well under SQLite's limit on parameters in one statement.
+    for chunk in owners.chunks(500) {
+        let listed: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 4)).collect();
+        let sql = format!(
+            "UPDATE jobs SET lease_until = $1, run_after = $1, heartbeat_at = $2 \
+             WHERE state = $3 AND lease_owner IN ({}) RETURNING lease_owner, stop_requested_by",
+            listed.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql)
+            .bind(now + lease_millis)
+            .bind(now)
+            .bind(RUNNING);
+        for owner in chunk {
+            query = query.bind(owner);
+        }
+        for (owner, stop_requested_by) in query.fetch_all(&mut *conn).await? {
+            let beat = match stop_requested_by {
+                Some(by) => Heartbeat::StopRequested(by),
+                None => Heartbeat::Held,
+            };
+            beats.insert(owner, beat);
+        }
+    }
+    Ok(beats)
 }
 
 /// Whether this worker still holds the running job, checked by a write so that,
