@@ -249,6 +249,81 @@ pub struct JobView {
     pub last_error: Option<String>,
 }
 
+impl JobView {
+    /// One sentence for people: where the job stands, its runs against the type's
+    /// limit, and the runs that were cut short by a worker that stopped (they do
+    /// not count against the limit).
+    pub fn summary(&self) -> String {
+        let runs = match self.attempts {
+            0 => "no run yet".to_string(),
+            1 => "1 run".to_string(),
+            n => format!("{n} runs"),
+        };
+        let mut text = format!("Execution job {}: {runs}", self.state);
+        match self.takeovers {
+            0 => {}
+            1 => text.push_str(", 1 of them taken over after its worker stopped"),
+            n => text.push_str(&format!(
+                ", {n} of them taken over after their worker stopped"
+            )),
+        }
+        let failing = self.attempts - self.takeovers;
+        text.push_str(&format!(
+            "; {failing} of at most {} counted against the type's limit.",
+            self.max_attempts
+        ));
+        // A job waiting for its next run says why the last one failed; a job that
+        // ended has its outcome on the request itself.
+        let waiting = matches!(self.state.as_str(), "queued" | "running");
+        if let Some(error) = self.last_error.as_deref().filter(|_| waiting) {
+            text.push_str(&format!(" The last run failed: {error}"));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod job_view_tests {
+    use super::JobView;
+
+    fn job(state: &str, attempts: i64, takeovers: i64, error: Option<&str>) -> JobView {
+        JobView {
+            state: state.into(),
+            attempts,
+            max_attempts: 3,
+            takeovers,
+            last_error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_summary_counts_runs_and_takeovers_apart() {
+        assert_eq!(
+            job("queued", 0, 0, None).summary(),
+            "Execution job queued: no run yet; 0 of at most 3 counted against the type's limit."
+        );
+        assert_eq!(
+            job("done", 1, 0, Some("stale")).summary(),
+            "Execution job done: 1 run; 1 of at most 3 counted against the type's limit."
+        );
+        assert_eq!(
+            job("running", 3, 2, None).summary(),
+            "Execution job running: 3 runs, 2 of them taken over after their worker stopped; \
+             1 of at most 3 counted against the type's limit."
+        );
+        assert_eq!(
+            job("queued", 2, 1, Some("step 1 (gitops): the remote refused")).summary(),
+            "Execution job queued: 2 runs, 1 of them taken over after its worker stopped; \
+             1 of at most 3 counted against the type's limit. \
+             The last run failed: step 1 (gitops): the remote refused"
+        );
+        assert_eq!(
+            job("failed", 3, 0, Some("step 1 (gitops): the remote refused")).summary(),
+            "Execution job failed: 3 runs; 3 of at most 3 counted against the type's limit."
+        );
+    }
+}
+
 /// What changed since the revision this reviewer last saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -39,6 +39,7 @@ test('a namespace in dev is approved by policy and completes', async ({ page }) 
   await expect(state(page)).toHaveText('Completed', { timeout: 20_000 });
   await expect(page.getByRole('region', { name: 'Decisions' })).toContainText('policy');
   await expect(page.getByRole('link', { name: /asset #\d+/ })).toBeVisible();
+  await expect(page.getByTestId('job-runs')).toContainText('Execution job done: 1 run;');
 });
 
 test('a database request: live pre-check, changes requested, diff, approval, asset, audit', async ({ browser }) => {

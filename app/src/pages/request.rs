@@ -85,6 +85,7 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
         } else {
             view! { <StepsList steps=detail.steps.clone() /> }.into_any()
         }}
+        {detail.job.as_ref().map(|job| view! { <p class="muted" data-testid="job-runs">{job.summary()}</p> })}
         <Checks detail=detail.clone() />
         <GeneratedSecrets detail=detail.clone() />
         <Revisions detail=detail.clone() />
