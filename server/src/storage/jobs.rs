@@ -271,16 +271,13 @@ pub async fn heartbeat(
 /// Whether this worker still holds the running job, checked by a write so that,
 /// inside a transaction, no other worker can claim the job until it commits.
 pub async fn holds(conn: &mut AnyConnection, id: i64, worker: &str) -> Result<bool, StorageError> {
-    let done = sqlx::query(
-        "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND lease_owner = $3 AND state = $4",
+    update_held(
+        conn,
+        (id, worker),
+        "heartbeat_at = $4",
+        &[Bound::Int(now_millis())],
     )
-    .bind(now_millis())
-    .bind(id)
-    .bind(worker)
-    .bind(RUNNING)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .await
 }
 
 /// Ends a job this worker holds. False when the lease was lost meanwhile: the
@@ -292,19 +289,17 @@ pub async fn finish(
     state: &str,
     error: Option<&str>,
 ) -> Result<bool, StorageError> {
-    let done = sqlx::query(
-        "UPDATE jobs SET state = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, \
-         updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = $6",
+    update_held(
+        conn,
+        (id, worker),
+        "state = $4, last_error = $5, lease_owner = NULL, lease_until = NULL, updated_at = $6",
+        &[
+            Bound::Text(Some(state)),
+            Bound::Text(error),
+            Bound::Int(now_millis()),
+        ],
     )
-    .bind(state)
-    .bind(error)
-    .bind(now_millis())
-    .bind(id)
-    .bind(worker)
-    .bind(RUNNING)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .await
 }
 
 /// Puts a job this worker holds back in the queue after a transient failure, to
@@ -317,20 +312,19 @@ pub async fn reschedule(
     error: &str,
 ) -> Result<bool, StorageError> {
     let now = now_millis();
-    let done = sqlx::query(
-        "UPDATE jobs SET state = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, \
-         run_after = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND state = $7",
+    update_held(
+        conn,
+        (id, worker),
+        "state = $4, last_error = $5, lease_owner = NULL, lease_until = NULL, run_after = $6, \
+         updated_at = $7",
+        &[
+            Bound::Text(Some(QUEUED)),
+            Bound::Text(Some(error)),
+            Bound::Int(now + delay_millis),
+            Bound::Int(now),
+        ],
     )
-    .bind(QUEUED)
-    .bind(error)
-    .bind(now + delay_millis)
-    .bind(now)
-    .bind(id)
-    .bind(worker)
-    .bind(RUNNING)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .await
 }
 
 /// Hands a job back at shutdown: queued and due at once, and the interrupted run
@@ -340,19 +334,40 @@ pub async fn release(
     id: i64,
     worker: &str,
 ) -> Result<bool, StorageError> {
-    let now = now_millis();
-    let done = sqlx::query(
-        "UPDATE jobs SET state = $1, lease_owner = NULL, lease_until = NULL, run_after = $2, \
-         attempts = attempts - 1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = $5",
+    update_held(
+        conn,
+        (id, worker),
+        "state = $4, lease_owner = NULL, lease_until = NULL, run_after = $5, \
+         attempts = attempts - 1, updated_at = $5",
+        &[Bound::Text(Some(QUEUED)), Bound::Int(now_millis())],
     )
-    .bind(QUEUED)
-    .bind(now)
-    .bind(id)
-    .bind(worker)
-    .bind(RUNNING)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .await
+}
+
+/// A value for [`update_held`]'s assignments.
+enum Bound<'a> {
+    Int(i64),
+    Text(Option<&'a str>),
+}
+
+/// Updates a running job only while `worker` still holds it: `set` assigns the
+/// columns from `$4` on (`$1` to `$3` are the fence). False when the lease was
+/// lost meanwhile: the job is another worker's and nothing was written.
+async fn update_held(
+    conn: &mut AnyConnection,
+    (id, worker): (i64, &str),
+    set: &str,
+    values: &[Bound<'_>],
+) -> Result<bool, StorageError> {
+    let sql = format!("UPDATE jobs SET {set} WHERE id = $1 AND lease_owner = $2 AND state = $3");
+    let mut query = sqlx::query(&sql).bind(id).bind(worker).bind(RUNNING);
+    for value in values {
+        query = match value {
+            Bound::Int(value) => query.bind(*value),
+            Bound::Text(value) => query.bind(*value),
+        };
+    }
+    Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
 }
 
 /// Stops a request's unfinished job because the request was cancelled: a queued
