@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{TestApp, TestResult, draft};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
-use slipway_server::orchestrator::{self, JobControl, StopReason};
+use slipway_server::orchestrator::{self, JobControl, LeaseKeeper, StopReason};
 use slipway_server::services::requests;
 use slipway_server::storage::jobs::{self, JobRow, StepRow};
 use slipway_server::storage::{Engine, now_millis};
@@ -155,6 +155,7 @@ on_both_engines!(
     one_claim_fills_each_free_slot_oldest_first_under_its_own_owner,
     the_dispatcher_runs_a_burst_of_jobs_each_once,
     one_process_renews_every_lease_it_holds_and_tells_each_job_its_news,
+    a_process_that_cannot_renew_stops_its_jobs_before_their_leases_lapse,
 );
 
 async fn claim_into(app: &TestApp, owners: &[&str]) -> TestResult<Vec<jobs::Claimed>> {
@@ -566,5 +567,34 @@ async fn one_process_renews_every_lease_it_holds_and_tells_each_job_its_news(
     assert_eq!(app.state.leases.held_count(), 2, "the lost one is let go");
     drop(held);
     assert_eq!(app.state.leases.held_count(), 0);
+    Ok(())
+}
+
+/// A process that cannot reach the database stops its jobs before their leases
+/// can lapse: another replica may take them over then, and two workers must not
+/// run one job's steps at once.
+async fn a_process_that_cannot_renew_stops_its_jobs_before_their_leases_lapse(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    submit_pause(&app, "cut-off", 60).await?;
+    let claimed = claim_into(&app, &["cut-off"]).await?;
+    let claimed_at = Instant::now();
+    let job = &claimed.first().ok_or("a job")?.job;
+    let keeper = LeaseKeeper::new(app.state.db.clone(), LEASE);
+    let control = JobControl::default();
+    let _held = keeper.hold(job.id, "cut-off", control.clone());
+    app.state.db.pool.close().await;
+    app.state.db.writer.close().await;
+    tokio::time::timeout(LEASE * 2, control.stopped()).await?;
+    assert_eq!(control.reason(), Some(StopReason::LeaseLost));
+    assert!(
+        claimed_at.elapsed() < LEASE,
+        "stopped {:?} after the claim, before its lease of {LEASE:?} could lapse",
+        claimed_at.elapsed()
+    );
+    assert_eq!(keeper.held_count(), 0);
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{JobControl, StopReason};
 use crate::storage::jobs::{self, Heartbeat};
@@ -139,11 +139,12 @@ impl LeaseKeeper {
         });
     }
 
-    /// The renewal failed: jobs whose lease is about to lapse stop a little
-    /// before it can, so two workers never run a job's steps at once for long.
+    /// The renewal failed: a job whose lease could lapse before the next round
+    /// has renewed it (a tick, and as long again if the database hangs) stops
+    /// now, so that it never runs on while another replica takes it over.
     fn renewal_failed(&self, error: &str) {
         tracing::warn!(%error, "could not renew the leases of running jobs");
-        let stop_from = Instant::now() + self.lease / 6;
+        let stop_from = Instant::now() + self.lease / 2;
         self.with_held(|held| {
             held.retain(|_, job| {
                 if stop_from < job.until {
@@ -156,13 +157,16 @@ impl LeaseKeeper {
     }
 }
 
-/// Renews every third of the lease while the keeper lives.
+/// Renews every third of the lease, on a fixed beat (a slow round does not push
+/// the next one later), while the keeper lives.
 async fn renew_until_dropped(keeper: Weak<LeaseKeeper>) {
+    let Some(tick) = keeper.upgrade().map(|k| k.lease / 3) else {
+        return;
+    };
+    let mut beat = tokio::time::interval_at(Instant::now() + tick, tick);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        let Some(tick) = keeper.upgrade().map(|k| k.lease / 3) else {
-            return;
-        };
-        tokio::time::sleep(tick).await;
+        beat.tick().await;
         let Some(keeper) = keeper.upgrade() else {
             return;
         };
