@@ -156,6 +156,7 @@ on_both_engines!(
     the_dispatcher_runs_a_burst_of_jobs_each_once,
     one_process_renews_every_lease_it_holds_and_tells_each_job_its_news,
     a_process_that_cannot_renew_stops_its_jobs_before_their_leases_lapse,
+    one_renewal_answers_for_more_owners_than_one_statement_takes,
 );
 
 async fn claim_into(app: &TestApp, owners: &[&str]) -> TestResult<Vec<jobs::Claimed>> {
@@ -596,5 +597,29 @@ async fn a_process_that_cannot_renew_stops_its_jobs_before_their_leases_lapse(
         claimed_at.elapsed()
     );
     assert_eq!(keeper.held_count(), 0);
+    Ok(())
+}
+
+/// A process with more jobs than one statement's parameters renews them in
+/// chunks, and hears only about the owners that hold a running job.
+async fn one_renewal_answers_for_more_owners_than_one_statement_takes(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    submit_pause(&app, "first", 60).await?;
+    submit_pause(&app, "second", 60).await?;
+    let mut owners: Vec<String> = (0..1200).map(|n| format!("gone-{n}")).collect();
+    owners[3] = "holder-a".into();
+    owners[1100] = "holder-b".into();
+    assert_eq!(claim_into(&app, &["holder-a", "holder-b"]).await?.len(), 2);
+    let mut tx = app.state.db.write().await?;
+    let beats = jobs::heartbeat(&mut tx, &owners, LEASE.as_millis() as i64).await?;
+    tx.commit().await?;
+    let mut heard: Vec<&String> = beats.keys().collect();
+    heard.sort();
+    assert_eq!(heard, ["holder-a", "holder-b"]);
+    assert!(beats.values().all(|beat| *beat == jobs::Heartbeat::Held));
     Ok(())
 }
