@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::catalog::{FieldKind, Naming, ResourceType};
 use crate::{secret, template};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Top-level property name; "" for the whole object.
@@ -46,6 +46,15 @@ pub fn describe_all(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
+/// Parameters larger than this, as JSON, are refused before any rule runs: a form
+/// never needs more, and every rule's cost (and every answer that lists the
+/// problems) grows with the input.
+pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
+
+/// The problems listed per field; the rest are counted in one more line, so a
+/// list of ten thousand wrong items gets a readable answer, not a megabyte.
+pub const MAX_ERRORS_PER_FIELD: usize = 10;
+
 /// Compiling a schema is costly; callers build one per type and keep it.
 pub struct ParamValidator {
     schema: Validator,
@@ -78,6 +87,9 @@ impl ParamValidator {
     }
 
     pub fn check(&self, params: &Value) -> Vec<FieldError> {
+        if let Some(too_large) = oversized(params) {
+            return vec![too_large];
+        }
         let params = without_nulls(params);
         let (params, kept) = without_secret_placeholders(&self.ty, params);
         let mut errors: Vec<FieldError> = self
@@ -93,7 +105,7 @@ impl ParamValidator {
             Err(_) if !errors.is_empty() => {}
             Err(e) => errors.push(e),
         }
-        dedup(errors)
+        capped(dedup(errors))
     }
 
     /// The type this validator was built for.
@@ -180,13 +192,48 @@ pub(crate) fn without_secret_value(
     }
 }
 
+/// The whole-object error for parameters over [`MAX_PARAMS_BYTES`].
+fn oversized(params: &Value) -> Option<FieldError> {
+    let size = serde_json::to_string(params).map_or(usize::MAX, |json| json.len());
+    (size > MAX_PARAMS_BYTES).then(|| {
+        FieldError::new(
+            "",
+            format!(
+                "the parameters take {size} bytes as JSON; at most {MAX_PARAMS_BYTES} are accepted"
+            ),
+        )
+    })
+}
+
 fn dedup(errors: Vec<FieldError>) -> Vec<FieldError> {
-    let mut out: Vec<FieldError> = Vec::with_capacity(errors.len());
-    for e in errors {
-        if !out.contains(&e) {
-            out.push(e);
+    let mut seen = std::collections::HashSet::with_capacity(errors.len());
+    errors
+        .into_iter()
+        .filter(|e| seen.insert(e.clone()))
+        .collect()
+}
+
+/// At most [`MAX_ERRORS_PER_FIELD`] problems per field, in their order, and for
+/// a field with more, one line that counts the rest.
+fn capped(errors: Vec<FieldError>) -> Vec<FieldError> {
+    let mut listed: std::collections::HashMap<String, usize> = Default::default();
+    let mut out = Vec::with_capacity(errors.len().min(64));
+    let mut more: Vec<(String, usize)> = Vec::new();
+    for error in errors {
+        let count = listed.entry(error.field.clone()).or_default();
+        *count += 1;
+        if *count <= MAX_ERRORS_PER_FIELD {
+            out.push(error);
+        } else if let Some((_, n)) = more.iter_mut().find(|(field, _)| *field == error.field) {
+            *n += 1;
+        } else {
+            more.push((error.field, 1));
         }
     }
+    out.extend(
+        more.into_iter()
+            .map(|(field, n)| FieldError::new(field, format!("has {n} more problems like these"))),
+    );
     out
 }
 

@@ -26,6 +26,7 @@ on_both_engines!(
     lists_page_across_more_rows_than_a_page,
     lists_take_filters_both_cursors_and_name_bad_parameters,
     bad_input_is_a_clear_4xx_and_changes_nothing,
+    hostile_lists_get_a_short_answer_and_an_oversized_request_is_refused,
     who_may_call_what,
     audit_lists_and_exports_json_lines,
     unknown_methods_are_405_and_every_operation_documents_its_layers,
@@ -602,6 +603,60 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
         before,
         "bad input changed stored data"
     );
+    Ok(())
+}
+
+/// A list of ten thousand wrong items once took a megabyte to answer, and a valid
+/// one too large for its Idempotency-Key's record was created but answered 500.
+async fn hostile_lists_get_a_short_answer_and_an_oversized_request_is_refused(
+    app: &TestApp,
+) -> TestResult {
+    let api = Api::start(app).await?;
+    let alice = token(app, "alice", ALL).await?;
+    let mut wrong = namespace_params("many", "payments", "dev", 1);
+    wrong["admins"] = json!(vec![1; 10_000]);
+    let body = json!({ "type": "k8s-namespace", "params": wrong });
+    let (status, report) = api.post("/requests/precheck", &alice, &body).await?;
+    assert_eq!(status, StatusCode::OK);
+    let about_admins = report["field_errors"]
+        .as_array()
+        .ok_or("field_errors")?
+        .iter()
+        .filter(|e| e["field"] == "admins")
+        .count();
+    assert_eq!(
+        about_admins, 11,
+        "ten listed and one that counts the rest: {report}"
+    );
+    for _ in 0..2 {
+        let response = api
+            .call(Method::POST, "/requests", &alice)
+            .header("Idempotency-Key", "hostile-list")
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let text = response.text().await?;
+        assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+        assert!(text.contains("more problems like these"), "{text}");
+    }
+
+    let mut large = namespace_params("large", "payments", "dev", 1);
+    let names: Vec<String> = (0..12_000).map(|i| format!("user{i:06}")).collect();
+    large["admins"] = json!(names);
+    let body = json!({ "type": "k8s-namespace", "params": large });
+    let (status, problem) = api
+        .post_with_key("/requests", &alice, &body, "oversized")
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 65536 are accepted"),
+        "{problem}"
+    );
+    assert_eq!(app.count("requests").await?, 0);
     Ok(())
 }
 

@@ -202,7 +202,7 @@ fn unknown_fields_are_rejected_with_their_path() {
     assert_eq!(errors[0].path, "review.quorum");
     assert_eq!(
         errors[0].message,
-        "unknown field `quorum`, expected one of `approvers`, `required`, `auto_approve` at line 66 column 3"
+        "unknown field `quorum`, expected one of `approvers`, `required`, `auto_approve` at line 67 column 3"
     );
 }
 

@@ -271,3 +271,47 @@ fn values_from_text_read_each_field_as_its_form_does_and_never_a_secret() {
         "kept as typed, refused by the schema"
     );
 }
+
+#[test]
+fn a_list_of_ten_thousand_wrong_items_is_answered_in_a_few_lines() {
+    let v = validator("postgres-database");
+    let params = set(pg_params(), "extensions", json!(vec![1; 3_000]));
+    let errors = v.check(&params);
+    let about_extensions: Vec<&FieldError> =
+        errors.iter().filter(|e| e.field == "extensions").collect();
+    assert_eq!(about_extensions.len(), MAX_ERRORS_PER_FIELD + 1);
+    assert!(
+        about_extensions
+            .last()
+            .is_some_and(|e| e.message.ends_with("more problems like these")),
+        "{about_extensions:?}"
+    );
+    assert!(
+        errors.iter().all(|e| e.field == "extensions"),
+        "the other fields stay valid: {errors:?}"
+    );
+}
+
+#[test]
+fn parameters_over_the_size_limit_are_refused_before_any_rule_runs() {
+    let v = validator("postgres-database");
+    let names: Vec<String> = (0..8_000).map(|i| format!("extension{i:05}")).collect();
+    let params = set(pg_params(), "extensions", json!(names));
+    let errors = v.check(&params);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "");
+    assert!(
+        errors[0]
+            .message
+            .contains(&format!("at most {MAX_PARAMS_BYTES} are accepted")),
+        "{}",
+        errors[0].message
+    );
+    let just_under = set(pg_params(), "extensions", json!(vec!["pgcrypto"; 10]));
+    assert!(
+        !v.check(&just_under)
+            .iter()
+            .any(|e| e.message.contains("bytes as JSON")),
+        "a normal list passes the size rule"
+    );
+}

@@ -27,8 +27,13 @@ pub const MAX_KEY_CHARS: usize = 90;
 const STALE_AFTER_MS: i64 = 60 * 1000;
 /// Keys are kept at least a day; the sweep forgets them after two.
 pub const KEEP_MS: i64 = 48 * 60 * 60 * 1000;
-/// Answers bigger than this are not kept (and not replayed); ours are far smaller.
+/// Answers bigger than this are delivered but not kept: their replay says where
+/// to read the result instead. Ours are far smaller (parameters are capped at
+/// 64 KiB), but a catalog's templates could still render a large change set.
 const MAX_STORED_ANSWER: usize = 1024 * 1024;
+/// The most of an answer read back to be kept. Answers are the server's own;
+/// this only bounds the memory a runaway one could take.
+const MAX_READ_ANSWER: usize = 32 * 1024 * 1024;
 
 /// What a handler keeps for replays instead of its answer's body: an answer that
 /// shows a secret once (a new API token) is replayed without it, so the secret is
@@ -163,37 +168,28 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 }
 
 /// Keeps the answer for replays; a server fault gives the key back so a retry runs anew.
+/// An answer is never turned into an error after the call took effect.
 async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Response) -> Response {
     let (parts, body) = response.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_STORED_ANSWER).await else {
-        tracing::warn!("an answer too large to keep for its Idempotency-Key");
-        return Problem::from(crate::services::ServiceError::Internal(
-            "answer too large to keep".into(),
-        ))
-        .into_response();
+    let bytes = match to_bytes(body, MAX_READ_ANSWER).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%error, "an answer could not be read back to keep it");
+            if let Err(error) = give_back(state, caller, key).await {
+                tracing::error!(%error, "could not give back an Idempotency-Key");
+            }
+            return Problem::from(crate::services::ServiceError::Internal(
+                "the answer could not be read back".into(),
+            ))
+            .into_response();
+        }
     };
     let stored = async {
         let mut conn = state.db.write().await?;
         if parts.status.is_server_error() {
             idempotency::release(&mut conn, caller.id, key).await?;
         } else {
-            let header_text = |name| {
-                parts
-                    .headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let body = match parts.extensions.get::<ReplayBody>() {
-                Some(ReplayBody(kept)) => kept.clone(),
-                None => String::from_utf8_lossy(&bytes).into_owned(),
-            };
-            let answer = StoredAnswer {
-                status: parts.status.as_u16(),
-                content_type: header_text(header::CONTENT_TYPE),
-                location: header_text(header::LOCATION),
-                body,
-            };
+            let answer = answer_to_keep(&parts, &bytes);
             idempotency::finish(&mut conn, caller.id, key, &answer).await?;
         }
         conn.commit().await?;
@@ -203,6 +199,58 @@ async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Res
         tracing::error!(%error, "could not keep the answer for an Idempotency-Key");
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn give_back(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+) -> Result<(), crate::storage::StorageError> {
+    let mut conn = state.db.write().await?;
+    idempotency::release(&mut conn, caller.id, key).await?;
+    conn.commit().await?;
+    Ok(())
+}
+
+/// What a replay of this answer returns: the answer itself, what its handler
+/// chose to keep instead (an answer that shows a secret once), or for an answer
+/// too large to keep, its status and location with a note where to read it.
+fn answer_to_keep(parts: &axum::http::response::Parts, bytes: &Bytes) -> StoredAnswer {
+    let header_text = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let location = header_text(header::LOCATION);
+    let (content_type, body) = match parts.extensions.get::<ReplayBody>() {
+        Some(ReplayBody(kept)) => (header_text(header::CONTENT_TYPE), kept.clone()),
+        None if bytes.len() > MAX_STORED_ANSWER => {
+            tracing::warn!(
+                bytes = bytes.len(),
+                "an answer too large to keep for its Idempotency-Key; its replay points to its location"
+            );
+            let note = serde_json::json!({
+                "detail": format!(
+                    "the first answer to this Idempotency-Key ({} bytes) was too large to keep; read the result at its location",
+                    bytes.len()
+                ),
+                "location": location,
+            });
+            (Some("application/json".to_string()), note.to_string())
+        }
+        None => (
+            header_text(header::CONTENT_TYPE),
+            String::from_utf8_lossy(bytes).into_owned(),
+        ),
+    };
+    StoredAnswer {
+        status: parts.status.as_u16(),
+        content_type,
+        location,
+        body,
+    }
 }
 
 /// Forgets keys older than two days, every ten minutes, until the server stops.
@@ -223,4 +271,46 @@ pub fn spawn_purge(state: AppState, mut shutdown: tokio::sync::watch::Receiver<b
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_and_body(size: usize) -> (axum::http::response::Parts, Bytes) {
+        let response = Response::builder()
+            .status(StatusCode::CREATED)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::LOCATION, "/api/v1/requests/7")
+            .body(())
+            .expect("a plain response builds");
+        let (parts, ()) = response.into_parts();
+        (parts, Bytes::from(vec![b'x'; size]))
+    }
+
+    #[test]
+    fn an_answer_within_the_limit_is_kept_as_it_was() {
+        let (parts, body) = parts_and_body(1000);
+        let kept = answer_to_keep(&parts, &body);
+        assert_eq!(kept.status, 201);
+        assert_eq!(kept.location.as_deref(), Some("/api/v1/requests/7"));
+        assert_eq!(kept.body.len(), 1000);
+    }
+
+    #[test]
+    fn an_answer_too_large_to_keep_is_replayed_as_a_pointer_to_its_result() {
+        let (parts, body) = parts_and_body(MAX_STORED_ANSWER + 1);
+        let kept = answer_to_keep(&parts, &body);
+        assert_eq!(kept.status, 201, "the replay still says it was created");
+        assert_eq!(kept.location.as_deref(), Some("/api/v1/requests/7"));
+        assert!(kept.body.len() < 1024, "{}", kept.body);
+        let note: serde_json::Value = serde_json::from_str(&kept.body).expect("the note is JSON");
+        assert_eq!(note["location"], "/api/v1/requests/7");
+        assert!(
+            note["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("too large to keep")),
+            "{note}"
+        );
+    }
 }
