@@ -70,10 +70,6 @@ fn init_tracing(to_stderr: bool, format: LogFormat) {
     };
 }
 
-/// How often the template-upgrade sweep runs after the one at start: it reaches
-/// the assets an earlier pass found busy with another request.
-const UPGRADE_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
 /// Builds everything a server needs from checked settings: catalog, database with
 /// migrations, GitOps repository, first users.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
@@ -180,7 +176,11 @@ async fn serve(
     crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
     let token_uses = crate::services::token_uses::spawn_writer(state.clone(), stopped.clone());
     let audit = crate::audit_chain::spawn(state.clone(), stopped.clone());
-    crate::services::upgrades::spawn(state.clone(), UPGRADE_SWEEP_EVERY, stopped.clone());
+    crate::services::upgrades::spawn(
+        state.clone(),
+        state.settings.upgrade_sweep_interval,
+        stopped.clone(),
+    );
     let chat = state
         .settings
         .chat

@@ -323,6 +323,11 @@ pub struct ServeArgs {
     /// the last) and commits it to the GitOps repository (s, m, h or d).
     #[arg(long, env = "SLIPWAY_AUDIT_CHECKPOINT_INTERVAL", default_value = "10m")]
     pub audit_checkpoint_interval: String,
+    /// How often the server compares every asset with what its type's current
+    /// templates render and opens the upgrade requests that are due (s, m, h or
+    /// d; at least a minute). It also runs at every start.
+    #[arg(long, env = "SLIPWAY_UPGRADE_SWEEP_INTERVAL", default_value = "1h")]
+    pub upgrade_sweep_interval: String,
     #[command(flatten)]
     pub identity: IdentityArgs,
     #[command(flatten)]
@@ -1008,6 +1013,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("secret_key_file", &self.secret_key_file)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
+            .field("upgrade_sweep_interval", &self.upgrade_sweep_interval)
             .field("identity", &self.identity)
             .field("chat", &self.chat)
             .finish()
@@ -1061,6 +1067,8 @@ pub struct Settings {
     pub secret_key: Option<SecretKey>,
     /// How often the server writes an audit checkpoint.
     pub audit_checkpoint_interval: Duration,
+    /// How often the server looks for assets whose templates changed.
+    pub upgrade_sweep_interval: Duration,
     pub identity: IdentitySettings,
     /// The chat bot's homeserver and rooms; `None` when ChatOps is off.
     pub chat: Option<ChatSettings>,
@@ -1224,6 +1232,7 @@ impl std::fmt::Debug for Settings {
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key", &self.secret_key)
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
+            .field("upgrade_sweep_interval", &self.upgrade_sweep_interval)
             .field("identity", &self.identity)
             .field("chat", &self.chat)
             .finish()
@@ -1276,6 +1285,23 @@ impl ServeArgs {
                     message,
                 )
             })?;
+        let upgrade_sweep_interval = parse_duration(&self.upgrade_sweep_interval)
+            .and_then(|every| {
+                (every >= MIN_UPGRADE_SWEEP_INTERVAL)
+                    .then_some(every)
+                    .ok_or_else(|| {
+                        format!(
+                            "{:?} is too often: a sweep reads every asset, so at least 1m",
+                            self.upgrade_sweep_interval
+                        )
+                    })
+            })
+            .map_err(|message| {
+                setting_error(
+                    "--upgrade-sweep-interval (SLIPWAY_UPGRADE_SWEEP_INTERVAL)",
+                    message,
+                )
+            })?;
         let identity = self.identity.check()?;
         // People reach an https:// public URL over TLS (maybe through a proxy that
         // ends it): the cookie must then never travel in the clear.
@@ -1300,6 +1326,7 @@ impl ServeArgs {
             secure_cookies,
             secret_key,
             audit_checkpoint_interval,
+            upgrade_sweep_interval,
             identity,
             chat: self.chat.check()?,
         })
@@ -1364,6 +1391,10 @@ fn setting_error(setting: &'static str, message: impl Into<String>) -> SettingEr
 }
 
 /// `30s`, `15m`, `8h`, `2d`: a positive whole number and one unit.
+/// A sweep reads every asset of every type: more often than this is a load, not
+/// a faster upgrade.
+const MIN_UPGRADE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -1654,6 +1685,7 @@ mod tests {
             secret_key_file: None,
             secret_key: None,
             audit_checkpoint_interval: "10m".into(),
+            upgrade_sweep_interval: "1h".into(),
             identity: IdentityArgs::default(),
             chat: ChatArgs::default(),
         };
@@ -1687,6 +1719,7 @@ mod tests {
             secret_key_file: None,
             secret_key: None,
             audit_checkpoint_interval: "10m".into(),
+            upgrade_sweep_interval: "1h".into(),
             identity: IdentityArgs::default(),
             chat: ChatArgs::default(),
         };
@@ -1695,6 +1728,36 @@ mod tests {
             error.to_string().starts_with("--catalog (SLIPWAY_CATALOG)"),
             "{error}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_upgrade_sweep_interval_is_checked() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let with = |every: &str| -> Result<Result<Duration, String>, Box<dyn std::error::Error>> {
+            let mut serve = args(dir.path())?;
+            serve.upgrade_sweep_interval = every.into();
+            Ok(serve
+                .check()
+                .map(|settings| settings.upgrade_sweep_interval)
+                .map_err(|e| e.to_string()))
+        };
+        assert_eq!(with("15m")?, Ok(Duration::from_secs(900)));
+        assert_eq!(with("1m")?, Ok(Duration::from_secs(60)));
+        for (bad, says) in [
+            ("30s", "too often"),
+            ("0h", "longer than zero"),
+            ("hourly", "does not start with a whole number"),
+            ("5", "no unit"),
+            ("99999999999999999d", "too long"),
+        ] {
+            let error = with(bad)?.err().ok_or(bad)?;
+            assert!(
+                error.starts_with("--upgrade-sweep-interval (SLIPWAY_UPGRADE_SWEEP_INTERVAL)")
+                    && error.contains(says),
+                "{bad}: {error}"
+            );
+        }
         Ok(())
     }
 
@@ -1818,6 +1881,7 @@ mod tests {
             secret_key_file: None,
             secret_key: None,
             audit_checkpoint_interval: "10m".into(),
+            upgrade_sweep_interval: "1h".into(),
             identity: IdentityArgs::default(),
             chat: ChatArgs::default(),
         })

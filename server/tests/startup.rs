@@ -56,6 +56,7 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         secure_cookies: false,
         secret_key: Some(slipway_server::secrets::SecretKey::generate()),
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
+        upgrade_sweep_interval: std::time::Duration::from_secs(3600),
         identity: Default::default(),
         chat: None,
     };
@@ -109,6 +110,7 @@ async fn outside_demo_mode_a_catalog_with_secrets_needs_a_key() -> TestResult {
         secure_cookies: false,
         secret_key: None,
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
+        upgrade_sweep_interval: std::time::Duration::from_secs(3600),
         identity: Default::default(),
         chat: None,
     };
@@ -152,6 +154,7 @@ async fn demo_mode_generates_the_key_once_and_reuses_it() -> TestResult {
         secure_cookies: false,
         secret_key: None,
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
+        upgrade_sweep_interval: std::time::Duration::from_secs(3600),
         identity: Default::default(),
         chat: None,
     };

@@ -220,6 +220,7 @@ impl TestApp {
             secure_cookies: false,
             secret_key: None,
             audit_checkpoint_interval: std::time::Duration::from_secs(600),
+            upgrade_sweep_interval: std::time::Duration::from_secs(3600),
             identity,
             chat: None,
         };
