@@ -1669,25 +1669,8 @@ mod tests {
     fn a_bad_database_url_names_the_setting() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let args = ServeArgs {
-            addr: "127.0.0.1:0".parse()?,
-            data_dir: dir.path().join("data"),
-            catalog: dir.path().to_path_buf(),
-            demo: false,
             database_url: Some("mysql://x".into()),
-            gitops_repo: None,
-            gitops: GitOpsArgs::default(),
-            command: CommandArgs::default(),
-            workers: WorkerArgs::default(),
-            metrics_token: None,
-            outbound: OutboundArgs::default(),
-            site_root: dir.path().to_path_buf(),
-            secure_cookies: false,
-            secret_key_file: None,
-            secret_key: None,
-            audit_checkpoint_interval: "10m".into(),
-            upgrade_sweep_interval: "1h".into(),
-            identity: IdentityArgs::default(),
-            chat: ChatArgs::default(),
+            ..args(dir.path())?
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
@@ -1703,25 +1686,8 @@ mod tests {
     fn a_missing_catalog_names_the_setting() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let args = ServeArgs {
-            addr: "127.0.0.1:0".parse()?,
-            data_dir: dir.path().join("data"),
             catalog: dir.path().join("nope"),
-            demo: false,
-            database_url: None,
-            gitops_repo: None,
-            gitops: GitOpsArgs::default(),
-            command: CommandArgs::default(),
-            workers: WorkerArgs::default(),
-            metrics_token: None,
-            outbound: OutboundArgs::default(),
-            site_root: dir.path().to_path_buf(),
-            secure_cookies: false,
-            secret_key_file: None,
-            secret_key: None,
-            audit_checkpoint_interval: "10m".into(),
-            upgrade_sweep_interval: "1h".into(),
-            identity: IdentityArgs::default(),
-            chat: ChatArgs::default(),
+            ..args(dir.path())?
         };
         let error = args.check().err().ok_or("expected an error")?;
         assert!(
