@@ -72,6 +72,10 @@ pub struct TypeSummary {
     pub description: String,
     pub owner: String,
     pub auto_approve_when: Option<String>,
+    /// Why this server cannot carry out requests of the type (a setting it
+    /// needs is missing), if it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

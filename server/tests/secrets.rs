@@ -540,6 +540,31 @@ async fn a_type_whose_server_is_not_configured_is_refused_at_submit() -> TestRes
     let alice = app.user("alice").await?;
     let params =
         json!({"name": "orders", "team": "payments", "environment": "dev", "connection_limit": 5});
+    let expected = "Database on the shared PostgreSQL server cannot be requested on this Slipway yet: no PostgreSQL server is named \"shared\"";
+    // The catalog and the pre-check say so before anyone fills the form in vain.
+    let listed = slipway_server::services::catalog::list_types(&app.state, &alice);
+    let shared = listed
+        .iter()
+        .find(|t| t.name == "shared-database")
+        .ok_or("shared-database is listed")?;
+    let why = shared.unavailable.as_deref().unwrap_or_default();
+    assert!(why.starts_with(expected), "{why}");
+    assert!(
+        listed
+            .iter()
+            .filter(|t| t.name != "shared-database")
+            .all(|t| t.unavailable.is_none()),
+        "the other types run here: {listed:?}"
+    );
+    let report = requests::precheck(&app.state, &alice, "shared-database", &params, None).await?;
+    assert!(!report.passed(), "{report:?}");
+    assert!(
+        report
+            .field_errors
+            .iter()
+            .any(|e| e.field.is_empty() && e.message.starts_with(expected)),
+        "{report:?}"
+    );
     let refused = requests::submit(&app.state, &alice, &draft("shared-database", params)).await;
     let Err(ServiceError::Conflict(message)) = refused else {
         return Err(format!("expected a conflict, got {refused:?}").into());

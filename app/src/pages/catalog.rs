@@ -22,6 +22,7 @@ pub fn CatalogPage() -> impl IntoView {
                                     <p>{t.description.clone()}</p>
                                     <p class="muted">{format!("Offered by {}", t.owner)}
                                         {t.auto_approve_when.clone().map(|w| format!(" · approved automatically when {w}"))}</p>
+                                    {t.unavailable.clone().map(|why| view! { <p class="notice" data-testid="type-unavailable">{why}</p> })}
                                     <a class="button" href=format!("/requests/new/{}", t.name) aria-label=format!("Request a {}", t.title)>"Request"</a>
                                 </li>
                             }).collect_view()}

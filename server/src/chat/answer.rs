@@ -150,8 +150,12 @@ fn types(state: &AppState, caller: &Caller) -> String {
             .auto_approve_when
             .map(|rule| format!("; auto-approved when {rule}"))
             .unwrap_or_default();
+        let unavailable = ty
+            .unavailable
+            .map(|_| "; not available on this Slipway yet")
+            .unwrap_or_default();
         lines.push(format!(
-            "- {} — {} (offered by {}{auto})",
+            "- {} — {} (offered by {}{auto}{unavailable})",
             ty.name, ty.title, ty.owner
         ));
     }

@@ -208,6 +208,9 @@ pub async fn precheck(
     )
     .await?;
     report.field_errors.extend(foreign);
+    report
+        .field_errors
+        .extend(super::requests::unavailable_error(state, ty));
     Ok(report)
 }
 

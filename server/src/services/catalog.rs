@@ -18,6 +18,7 @@ pub fn list_types(state: &AppState, _user: &Caller) -> Vec<TypeSummary> {
             description: ty.description.clone(),
             owner: ty.owner.clone(),
             auto_approve_when: ty.review.auto_approve_when.clone(),
+            unavailable: super::requests::unavailable_here(state, ty),
         })
         .collect()
 }

@@ -220,6 +220,7 @@ pub async fn precheck(
     if let Some(error) = team_error(ty, user, params) {
         report.field_errors.push(error);
     }
+    report.field_errors.extend(unavailable_error(state, ty));
     Ok(report)
 }
 
@@ -287,9 +288,19 @@ pub(crate) struct Prepared {
 }
 
 /// A request that this server could never carry out is refused before it is
-/// made, rather than failing after its review: its type names a PostgreSQL server
-/// the settings do not have, or generates a secret without a key to keep it.
+/// made, rather than failing after its review.
 fn runs_here(state: &AppState, ty: &ResourceType) -> ServiceResult<()> {
+    match unavailable_here(state, ty) {
+        Some(why) => Err(ServiceError::Conflict(why)),
+        None => Ok(()),
+    }
+}
+
+/// Why requests of this type cannot be carried out by this server, if they cannot:
+/// the type names a PostgreSQL server the settings do not have, or generates a
+/// secret without a key to keep it. The catalog, the pre-check and the submit all
+/// say it in these words.
+pub(crate) fn unavailable_here(state: &AppState, ty: &ResourceType) -> Option<String> {
     let servers = ty
         .execute
         .iter()
@@ -301,26 +312,30 @@ fn runs_here(state: &AppState, ty: &ResourceType) -> ServiceResult<()> {
             CheckKind::Postgres { server, .. } => Some(server.as_str()),
             _ => None,
         }));
+    let title = &ty.title;
     for server in servers {
-        state
-            .drivers
-            .command
-            .postgres_server(server)
-            .map_err(|why| {
-                ServiceError::Conflict(format!(
-                    "{} cannot be requested on this Slipway yet: {why}; ask the platform team",
-                    ty.title
-                ))
-            })?;
+        if let Err(why) = state.drivers.command.postgres_server(server) {
+            return Some(format!(
+                "{title} cannot be requested on this Slipway yet: {why}; ask the platform team"
+            ));
+        }
     }
     if !ty.generated_secrets.is_empty() && state.secrets.is_none() {
-        return Err(ServiceError::Conflict(format!(
-            "{} cannot be requested on this Slipway yet: it generates secrets, which need a key ({}); ask the platform team",
-            ty.title,
+        return Some(format!(
+            "{title} cannot be requested on this Slipway yet: it generates secrets, which need a key ({}); ask the platform team",
             crate::secrets::KEY_SETTING
-        )));
+        ));
     }
-    Ok(())
+    None
+}
+
+/// The same refusal as a line of the pre-check, so the form says it before the
+/// submit does.
+pub(crate) fn unavailable_error(state: &AppState, ty: &ResourceType) -> Option<FieldError> {
+    unavailable_here(state, ty).map(|message| FieldError {
+        field: String::new(),
+        message,
+    })
 }
 
 /// Splits the secrets off, pre-checks (secrets on their real values), then renders
