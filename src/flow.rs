@@ -213,11 +213,18 @@ pub fn lead_time(to: RequestState, first_submit_at: Option<i64>, at: i64) -> Opt
 mod reference;
 pub use reference::aggregate;
 
-/// A duration as a person reads it: seconds, minutes, hours or days, one decimal
-/// where it helps.
+/// A duration as a person reads it: milliseconds, seconds, minutes, hours or
+/// days, one decimal where it helps. Steps a machine does take well under a
+/// second; rounding them to "0 s" would hide them.
 pub fn human_duration(ms: i64) -> String {
     let s = ms as f64 / 1000.0;
-    if s < 60.0 {
+    if ms <= 0 {
+        "0 s".to_string()
+    } else if ms < 1000 {
+        format!("{ms} ms")
+    } else if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 60.0 {
         format!("{s:.0} s")
     } else if s < 3600.0 {
         format!("{:.0} min", s / 60.0)

@@ -589,6 +589,47 @@ pub fn title_of<'a>(titles: &'a [ParamTitle], name: &'a str) -> &'a str {
         .map_or(name, |t| t.title.as_str())
 }
 
+/// A request's or an asset's parameters in the order of its type's schema (the
+/// order the form asked for them), whatever order they were stored in; names the
+/// schema does not know (an older type's) come last, as stored.
+pub fn in_schema_order<'a>(
+    titles: &[ParamTitle],
+    params: &'a serde_json::Map<String, serde_json::Value>,
+) -> Vec<(&'a str, &'a serde_json::Value)> {
+    let mut rows: Vec<(&str, &serde_json::Value)> =
+        params.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    rows.sort_by_key(|(name, _)| {
+        titles
+            .iter()
+            .position(|t| t.name == *name)
+            .unwrap_or(titles.len())
+    });
+    rows
+}
+
+#[cfg(test)]
+mod param_order_tests {
+    use super::{ParamTitle, in_schema_order};
+
+    #[test]
+    fn parameters_are_listed_in_the_schema_order() {
+        let titles: Vec<ParamTitle> = ["name", "team", "environment"]
+            .iter()
+            .map(|n| ParamTitle {
+                name: n.to_string(),
+                title: n.to_uppercase(),
+            })
+            .collect();
+        let stored = serde_json::json!({"legacy": 1, "environment": "dev", "team": "payments", "name": "orders"});
+        let map = stored.as_object().cloned().unwrap_or_default();
+        let order: Vec<&str> = in_schema_order(&titles, &map)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(order, ["name", "team", "environment", "legacy"]);
+    }
+}
+
 /// One value a list filter offers, with its title.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choice {

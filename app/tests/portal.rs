@@ -1215,6 +1215,14 @@ async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> 
         "{}",
         page.body
     );
+    // The parameters read in the order the form asked for them, by their titles.
+    let row = |title: &str| page.body.find(&format!("<th scope=\"row\">{title}</th>"));
+    let rows = ["Name", "Team", "Environment", "CPU limit (cores)"].map(row);
+    assert!(
+        rows.iter().all(Option::is_some) && rows.is_sorted(),
+        "{rows:?} in {}",
+        page.body
+    );
 
     let yaml = browser.get(&download).await?;
     assert_eq!(yaml.status, StatusCode::OK, "{}", yaml.body);

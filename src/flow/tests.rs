@@ -260,6 +260,11 @@ fn every_step_of_the_flow_is_wait_or_touch() {
 
 #[test]
 fn durations_and_shares_read_as_text() {
+    assert_eq!(human_duration(0), "0 s");
+    assert_eq!(human_duration(-5), "0 s");
+    assert_eq!(human_duration(7), "7 ms");
+    assert_eq!(human_duration(999), "999 ms");
+    assert_eq!(human_duration(1_250), "1.2 s");
     assert_eq!(human_duration(42_000), "42 s");
     assert_eq!(human_duration(12 * 60_000), "12 min");
     assert_eq!(human_duration(3 * H + H / 2), "3.5 h");

@@ -79,6 +79,8 @@ fn AuditFilters(query: ListQuery) -> impl IntoView {
 #[component]
 fn AuditTable(events: Vec<AuditEntry>) -> impl IntoView {
     view! {
+        // Keyboard users scroll a table wider than the screen with the arrow keys.
+        <div class="table-scroll" tabindex="0" role="region" aria-label="Audit events">
         <table class="list audit">
             <thead><tr><th scope="col">"#"</th><th scope="col">"Time"</th><th scope="col">"Actor"</th><th scope="col">"Via"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Change"</th><th scope="col">"Detail"</th><th scope="col">"Hash"</th></tr></thead>
             <tbody>
@@ -103,5 +105,6 @@ fn AuditTable(events: Vec<AuditEntry>) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
+        </div>
     }
 }
