@@ -607,6 +607,24 @@ pub fn in_schema_order<'a>(
     rows
 }
 
+/// A parameter's value as a page shows it: text as it is, a secret as its
+/// placeholder, yes or no, a list as its items.
+pub fn param_text(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.clone(),
+        v if crate::secret::is_placeholder(v) => crate::secret::SHOWN_AS.to_string(),
+        Value::Bool(true) => "Yes".to_string(),
+        Value::Bool(false) => "No".to_string(),
+        Value::Null => "–".to_string(),
+        Value::Array(items) if items.is_empty() => "–".to_string(),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
+            items.iter().map(param_text).collect::<Vec<_>>().join(", ")
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod param_order_tests {
     use super::{ParamTitle, in_schema_order};
@@ -627,6 +645,23 @@ mod param_order_tests {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(order, ["name", "team", "environment", "legacy"]);
+    }
+
+    #[test]
+    fn values_read_as_words() {
+        use super::param_text;
+        use serde_json::json;
+        assert_eq!(param_text(&json!("orders")), "orders");
+        assert_eq!(param_text(&json!(true)), "Yes");
+        assert_eq!(param_text(&json!(false)), "No");
+        assert_eq!(param_text(&json!(20)), "20");
+        assert_eq!(param_text(&json!(null)), "–");
+        assert_eq!(param_text(&json!([])), "–");
+        assert_eq!(
+            param_text(&json!(["pgcrypto", "postgis"])),
+            "pgcrypto, postgis"
+        );
+        assert_eq!(param_text(&json!([{"a": 1}])), r#"[{"a":1}]"#);
     }
 }
 

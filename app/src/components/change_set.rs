@@ -31,14 +31,9 @@ pub fn short(hash: &str) -> String {
 }
 
 fn show(value: &Option<Value>) -> String {
-    match value {
-        None => "(not set)".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) if slipway_core::secret::is_placeholder(v) => {
-            slipway_core::secret::SHOWN_AS.to_string()
-        }
-        Some(other) => other.to_string(),
-    }
+    value
+        .as_ref()
+        .map_or_else(|| "(not set)".into(), slipway_core::views::param_text)
 }
 
 /// What changed since the revision this reviewer last saw: parameters, then each file.

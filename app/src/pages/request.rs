@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
-use slipway_core::views::{ParamTitle, RequestDetail, in_schema_order, title_of};
+use slipway_core::views::{ParamTitle, RequestDetail, in_schema_order, param_text, title_of};
 
 use crate::api::{
     CancelRequest, Decide, ResolveRequest, RetryRequest, TakeOverRequest, fetch_request,
@@ -102,7 +102,7 @@ pub fn ParamsTable(params: Value, titles: Vec<ParamTitle>) -> impl IntoView {
         .map(|m| {
             in_schema_order(&titles, m)
                 .into_iter()
-                .map(|(k, v)| (title_of(&titles, k).to_string(), shown(v)))
+                .map(|(k, v)| (title_of(&titles, k).to_string(), param_text(v)))
                 .collect()
         })
         .unwrap_or_default();
@@ -112,22 +112,6 @@ pub fn ParamsTable(params: Value, titles: Vec<ParamTitle>) -> impl IntoView {
                 {rows.into_iter().map(|(k, v)| view! { <tr><th scope="row">{k}</th><td>{v}</td></tr> }).collect_view()}
             </tbody>
         </table>
-    }
-}
-
-/// A parameter's value as a page shows it: text as it is, a secret as its placeholder.
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        v if slipway_core::secret::is_placeholder(v) => slipway_core::secret::SHOWN_AS.to_string(),
-        Value::Bool(true) => "Yes".to_string(),
-        Value::Bool(false) => "No".to_string(),
-        Value::Null => "–".to_string(),
-        Value::Array(items) if items.is_empty() => "–".to_string(),
-        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
-            items.iter().map(shown).collect::<Vec<_>>().join(", ")
-        }
-        other => other.to_string(),
     }
 }
 
