@@ -6,6 +6,7 @@
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
+use slipway_core::views::{in_schema_order, param_text};
 
 use super::Rooms;
 use super::answer::{request_url, short_hash};
@@ -174,20 +175,22 @@ fn platform_notice(state: &AppState, request: &RequestRow, change: &StateChange)
     )
 }
 
-/// Parameters as the review page lists them; a secret never leaves Slipway.
+/// Parameters as the review page lists them (in the schema's order, values read
+/// as words); a secret never leaves Slipway.
 fn shown_params(state: &AppState, request: &RequestRow, params: &Value) -> Vec<String> {
     let ty = state.catalog.resource_type(&request.type_name);
     let Some(values) = params.as_object() else {
         return Vec::new();
     };
-    values
-        .iter()
+    let titles = ty.map(|t| t.param_titles()).unwrap_or_default();
+    in_schema_order(&titles, values)
+        .into_iter()
         .map(|(name, value)| {
             let secret = ty.is_some_and(|t| t.has_secret_value(name));
-            let shown = match value {
-                _ if secret => "(secret, not shown)".to_string(),
-                Value::String(text) => super::command::shorten(text, 200),
-                other => super::command::shorten(&other.to_string(), 200),
+            let shown = if secret {
+                "(secret, not shown)".to_string()
+            } else {
+                super::command::shorten(&param_text(value), 200)
             };
             format!("  {name}: {shown}")
         })
