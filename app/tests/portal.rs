@@ -1249,6 +1249,16 @@ async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> 
 
     let missing = browser.get("/assets/987654/catalog-info.yaml").await?;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    // A page for an asset that does not exist says so and offers a way on.
+    let gone = browser.get("/assets/987654").await?;
+    assert!(
+        gone.body.contains("Not found: asset")
+            && gone
+                .body
+                .contains("<a href=\"/catalog\">Go to the catalog</a>"),
+        "{}",
+        gone.body
+    );
     Ok(())
 }
 

@@ -48,6 +48,11 @@ pub fn error_notice(error: &AppError) -> AnyView {
             <div class="notice error" role="alert"><strong>"Not allowed. "</strong>{message.clone()}</div>
         }
         .into_any(),
+        // A mistyped or stale link: say what is missing and offer a way on.
+        AppError::NotFound(_) => view! {
+            <div class="notice error" role="alert">{error.to_string()} " " <a href="/catalog">"Go to the catalog"</a></div>
+        }
+        .into_any(),
         other => {
             view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any()
         }
