@@ -107,7 +107,7 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 
 impl Day {
     pub fn parse(text: &str) -> Result<Day, String> {
-        let bad = || format!("{text:?} is not a date written YYYY-MM-DD");
+        let bad = || format!("{} is not a date written YYYY-MM-DD", quoted_briefly(text));
         let bytes = text.as_bytes();
         if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
             return Err(bad());
@@ -281,6 +281,64 @@ pub struct ListQuery {
     pub page: PageRequest,
 }
 
+/// The problems listed for one query: the first [`MAX_QUERY_PROBLEMS`], then one
+/// line that counts the rest, so a query of a hundred thousand wrong pairs gets a
+/// short answer (and costs no more memory than a right one).
+#[derive(Default)]
+struct QueryProblems {
+    listed: Vec<FieldError>,
+    more: usize,
+}
+
+/// Problems listed one by one for a list's query.
+const MAX_QUERY_PROBLEMS: usize = 10;
+
+impl QueryProblems {
+    fn push(&mut self, error: FieldError) {
+        if self.listed.len() < MAX_QUERY_PROBLEMS {
+            self.listed.push(error);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    fn into_list(mut self) -> Vec<FieldError> {
+        if self.more > 0 {
+            self.listed.push(FieldError::new(
+                "",
+                format!("and {} more problems with the query", self.more),
+            ));
+        }
+        self.listed
+    }
+}
+
+/// Keys and values are repeated in messages cut after this many characters: no
+/// valid one is longer, and an answer must not echo a megabyte.
+const SHOWN_CHARS: usize = 40;
+
+fn briefly(text: &str) -> String {
+    if text.chars().count() <= SHOWN_CHARS {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(SHOWN_CHARS).collect();
+        format!("{head}…")
+    }
+}
+
+fn quoted_briefly(text: &str) -> String {
+    if text.chars().count() <= SHOWN_CHARS {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(SHOWN_CHARS).collect();
+        format!("{head:?}…")
+    }
+}
+
 fn name_value(param: Param, value: &str) -> Result<String, FieldError> {
     if value.chars().any(char::is_control) {
         Err(FieldError::new(
@@ -301,7 +359,10 @@ fn id_value(param: Param, value: &str) -> Result<i64, FieldError> {
     value.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
         FieldError::new(
             param.name(),
-            format!("{value:?} is not an id: use the id of a row on the page you come from"),
+            format!(
+                "{} is not an id: use the id of a row on the page you come from",
+                quoted_briefly(value)
+            ),
         )
     })
 }
@@ -316,7 +377,7 @@ impl ListQuery {
         size_rule: SizeRule,
     ) -> Result<ListQuery, Vec<FieldError>> {
         let mut query = ListQuery::default();
-        let mut errors = Vec::new();
+        let mut errors = QueryProblems::default();
         let mut seen: Vec<&str> = Vec::new();
         let mut size: Option<i64> = None;
         let mut cursors = 0;
@@ -324,7 +385,7 @@ impl ListQuery {
             let Some(param) = accepted.iter().copied().find(|p| p.name() == key) else {
                 let known: Vec<&str> = accepted.iter().map(|p| p.name()).collect();
                 errors.push(FieldError::new(
-                    key,
+                    briefly(key),
                     format!(
                         "is not a parameter of this list (it takes {})",
                         known.join(", ")
@@ -333,11 +394,13 @@ impl ListQuery {
                 continue;
             };
             if seen.contains(&param.name()) {
-                errors.push(FieldError::new(key, "is given more than once"));
+                errors.push(FieldError::new(param.name(), "is given more than once"));
                 continue;
             }
             seen.push(param.name());
             let value = value.trim();
+            // Echoed in messages: a value longer than any that is valid is shown cut.
+            let shown = quoted_briefly(value);
             // A form sends its empty fields, and an empty text is no narrowing; an
             // API caller who sends an empty date, state, id or size meant one.
             let is_text = matches!(
@@ -371,7 +434,7 @@ impl ListQuery {
                             RequestState::ALL.iter().map(|s| s.as_str()).collect();
                         FieldError::new(
                             key,
-                            format!("{value:?} is not a state (one of {})", names.join(", ")),
+                            format!("{shown} is not a state (one of {})", names.join(", ")),
                         )
                     }),
                 Param::CreatedFrom => Day::parse(value)
@@ -401,7 +464,7 @@ impl ListQuery {
                     }
                     Err(_) => Err(FieldError::new(
                         key,
-                        format!("{value:?} is not a whole number"),
+                        format!("{shown} is not a whole number"),
                     )),
                 },
             };
@@ -441,7 +504,7 @@ impl ListQuery {
         if errors.is_empty() {
             Ok(query)
         } else {
-            Err(errors)
+            Err(errors.into_list())
         }
     }
 

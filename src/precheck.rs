@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::catalog::{QuotaRule, ResourceType};
 use crate::template;
-use crate::validate::{FieldError, ParamValidator};
+use crate::validate::{FieldError, ParamValidator, whole_number};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuotaQuery {
@@ -97,7 +97,7 @@ pub fn quota_queries(ty: &ResourceType, params: &Value) -> Vec<QuotaQuery> {
                 .map(|p| Some((p.clone(), scalar_text(params.get(p)?)?)))
                 .collect::<Option<BTreeMap<_, _>>>()?;
             if let Some(sum) = &rule.sum {
-                params.get(sum)?.as_i64()?;
+                whole_number(params.get(sum)?)?;
             }
             Some(QuotaQuery {
                 rule_index,
@@ -159,11 +159,7 @@ pub fn evaluate(
     quota_usage: &[QuotaUsage],
     deps: &[DependencyFound],
 ) -> PrecheckReport {
-    let quotas = quota_queries(ty, params)
-        .iter()
-        .zip(quota_usage.iter().map(Some).chain(std::iter::repeat(None)))
-        .flat_map(|(query, usage)| quota_checks(ty, params, query, usage))
-        .collect();
+    let quotas = quota_report(ty, params, quota_usage);
     let dependencies = match dependency_queries(ty, params) {
         Ok(queries) => queries
             .iter()
@@ -181,6 +177,60 @@ pub fn evaluate(
     }
 }
 
+/// The quota lines of these parameters under the type's rules, given what each
+/// rule's scope holds besides them (in the order of [`quota_queries`]).
+pub fn quota_report(ty: &ResourceType, params: &Value, usages: &[QuotaUsage]) -> Vec<QuotaCheck> {
+    quota_queries(ty, params)
+        .iter()
+        .zip(usages.iter().map(Some).chain(std::iter::repeat(None)))
+        .flat_map(|(query, usage)| quota_checks(ty, params, query, usage, None))
+        .collect()
+}
+
+/// The quota lines of a day-2 action that takes an asset from `asset` to
+/// `params`, given what each scope holds besides the asset. Only an increase can
+/// break a limit: where the asset already counts at least as much, the line
+/// passes even in a scope over its limit (lowered since), so an upgrade or a
+/// shrink is never held up by quota.
+pub fn action_quota_report(
+    ty: &ResourceType,
+    asset: &Value,
+    params: &Value,
+    usages: &[QuotaUsage],
+) -> Vec<QuotaCheck> {
+    let held_now = quota_queries(ty, asset);
+    quota_queries(ty, params)
+        .iter()
+        .zip(usages.iter().map(Some).chain(std::iter::repeat(None)))
+        .flat_map(|(query, usage)| {
+            let held = held_now
+                .iter()
+                .find(|q| q.rule_index == query.rule_index && q.scope == query.scope)
+                .map(|q| Held {
+                    count: 1,
+                    sum: q
+                        .sum_param
+                        .as_ref()
+                        .and_then(|sum| asset.get(sum))
+                        .and_then(whole_number)
+                        .unwrap_or(0),
+                });
+            quota_checks(ty, params, query, usage, held.or(Some(Held::NOTHING)))
+        })
+        .collect()
+}
+
+/// What the asset an action acts on already holds in a rule's scope.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    count: i64,
+    sum: i64,
+}
+
+impl Held {
+    const NOTHING: Held = Held { count: 0, sum: 0 };
+}
+
 fn scope_text(scope: &BTreeMap<String, String>, rule: &QuotaRule) -> String {
     let parts: Vec<String> = rule
         .per
@@ -194,11 +244,14 @@ fn scope_text(scope: &BTreeMap<String, String>, rule: &QuotaRule) -> String {
     }
 }
 
+/// A rule's lines; `held` is what an asset acted on holds there already (none
+/// for a request that makes a new one).
 fn quota_checks(
     ty: &ResourceType,
     params: &Value,
     query: &QuotaQuery,
     usage: Option<&QuotaUsage>,
+    held: Option<Held>,
 ) -> Vec<QuotaCheck> {
     let Some(rule) = ty.quota.get(query.rule_index) else {
         return Vec::new();
@@ -207,24 +260,17 @@ fn quota_checks(
     let mut checks = Vec::new();
     if let Some(max_count) = rule.max_count {
         let used = usage.map(|u| i64::try_from(u.count).unwrap_or(i64::MAX));
-        checks.push(quota_check(
-            &scope,
-            used,
-            1,
-            clamp(max_count),
-            "requests".into(),
-        ));
+        let mut check = quota_check(&scope, used, 1, clamp(max_count), "requests".into());
+        check.ok |= used.is_some() && held.is_some_and(|h| h.count >= 1);
+        checks.push(check);
     }
     if let (Some(sum), Some(max)) = (&rule.sum, rule.max) {
-        let requested = params.get(sum).and_then(Value::as_i64).unwrap_or(0);
+        let requested = params.get(sum).and_then(whole_number).unwrap_or(0);
         let unit = ty.param_title(sum);
-        checks.push(quota_check(
-            &scope,
-            usage.map(|u| u.sum),
-            requested,
-            clamp(max),
-            unit,
-        ));
+        let used = usage.map(|u| u.sum);
+        let mut check = quota_check(&scope, used, requested, clamp(max), unit);
+        check.ok |= used.is_some() && held.is_some_and(|h| h.sum >= requested);
+        checks.push(check);
     }
     checks
 }

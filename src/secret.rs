@@ -105,13 +105,14 @@ pub struct Split {
 /// placeholder echoed back by a form) keeps the value of `previous` — the stored
 /// parameters of the revision being revised — when it had one; otherwise it is
 /// simply not given. A placeholder never counts as a value on its own: a client
-/// cannot claim a secret is set without having set it.
+/// cannot claim a secret is set without having set it. Integer parameters come
+/// out canonical ([`crate::validate::canonical_integers`]).
 pub fn split(ty: &ResourceType, params: &Value, previous: Option<&Value>) -> Split {
-    let mut out = match params {
-        Value::Object(map) => map.clone(),
+    let mut out = match crate::validate::canonical_integers(ty, params) {
+        Value::Object(map) => map,
         other => {
             return Split {
-                params: other.clone(),
+                params: other,
                 given: SecretValues::new(),
                 kept: Vec::new(),
             };

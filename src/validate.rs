@@ -139,6 +139,63 @@ pub fn local_check(ty: &ResourceType, params: &Value) -> Vec<FieldError> {
     }
 }
 
+/// The longest review comment or resolve note: a page of text. Longer ones would
+/// be stored, audited and posted to chat whole (a Matrix event holds 64 KB).
+pub const MAX_NOTE_CHARS: usize = 4_000;
+
+/// A reviewer's comment or an operator's note, checked: at most
+/// [`MAX_NOTE_CHARS`] characters, and no control characters but line breaks and
+/// tabs. `field` names the form field in the error.
+pub fn note_error(field: &str, text: &str) -> Option<FieldError> {
+    let chars = text.chars().count();
+    if chars > MAX_NOTE_CHARS {
+        return Some(FieldError::new(
+            field,
+            format!("is {chars} characters long; at most {MAX_NOTE_CHARS} are kept"),
+        ));
+    }
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .then(|| FieldError::new(field, "must not contain control characters"))
+}
+
+/// The integer a JSON number stands for: `64`, and also `64.0` or `6.4e1`, which
+/// JSON Schema counts as the integer 64 but [`Value::as_i64`] does not. None for
+/// a fraction, a number out of range, or anything that is not a number.
+pub fn whole_number(value: &Value) -> Option<i64> {
+    // 2^63 as a float: the first value past i64::MAX.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let float = value.as_f64()?;
+    (float.fract() == 0.0 && (-LIMIT..LIMIT).contains(&float)).then_some(float as i64)
+}
+
+/// The parameters with every `integer` parameter given as `64.0` or `6.4e1` turned
+/// into the integer itself. The schema accepts such a value, so without this a
+/// quota sum, a quota scope and a template would each read it their own way (a sum
+/// skipped, "64.0" rendered into a manifest); [`crate::secret::split`] applies it
+/// before anything checks, counts, renders or stores parameters.
+pub fn canonical_integers(ty: &ResourceType, params: &Value) -> Value {
+    let Value::Object(map) = params else {
+        return params.clone();
+    };
+    let canonical = map
+        .iter()
+        .map(|(name, value)| {
+            let integer = (value.is_f64() && ty.is_integer_param(name))
+                .then(|| whole_number(value))
+                .flatten();
+            (
+                name.clone(),
+                integer.map_or_else(|| value.clone(), Value::from),
+            )
+        })
+        .collect();
+    Value::Object(canonical)
+}
+
 /// A cleared form field arrives as null and means "not given".
 fn without_nulls(params: &Value) -> Value {
     match params {

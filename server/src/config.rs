@@ -335,7 +335,7 @@ pub struct ServeArgs {
 }
 
 /// ChatOps: the Matrix homeserver and rooms the chat bot uses.
-#[derive(Clone, Debug, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct ChatArgs {
     /// The Matrix homeserver the chat bot connects to, e.g. https://matrix.example.org;
     /// ChatOps is off without it.
@@ -639,7 +639,7 @@ fn check_remote_url(setting: &'static str, url: &str) -> Result<(), SettingError
 }
 
 /// What the command driver may run.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct CommandArgs {
     /// Programs a type's `command` step may run, comma-separated, exactly as steps
     /// name them (e.g. psql,tofu,/usr/local/bin/kubectl); none by default.
@@ -797,7 +797,7 @@ impl WorkerArgs {
 }
 
 /// Where acceptance checks and pipeline calls may connect to.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct OutboundArgs {
     /// Hosts that `http` and `tcp` checks and pipeline steps may reach, comma-
     /// separated, each a host or host:port (e.g. grafana.internal,10.0.0.5:5432);
@@ -1006,7 +1006,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("gitops", &self.gitops)
             .field("command", &self.command)
             .field("workers", &self.workers)
-            .field("metrics_token", &self.metrics_token)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("outbound", &self.outbound)
             .field("site_root", &self.site_root)
             .field("secure_cookies", &self.secure_cookies)
@@ -1017,6 +1017,62 @@ impl std::fmt::Debug for ServeArgs {
             .field("identity", &self.identity)
             .field("chat", &self.chat)
             .finish()
+    }
+}
+
+// The settings that hold secrets show them as stars: a `Debug` of the whole
+// command line (a panic message, a trace) must not carry a token.
+
+impl std::fmt::Debug for ChatArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatArgs")
+            .field("homeserver", &self.homeserver)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token_file", &self.token_file)
+            .field("review_room", &self.review_room)
+            .field("platform_room", &self.platform_room)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CommandArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<String> = self
+            .postgres_servers
+            .iter()
+            .map(|s| redact_pair(s))
+            .collect();
+        f.debug_struct("CommandArgs")
+            .field("allow", &self.allow)
+            .field("pass_env", &self.pass_env)
+            .field("timeout", &self.timeout)
+            .field("postgres_servers", &servers)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OutboundArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tokens: Vec<String> = self
+            .pipeline_tokens
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None => "***".to_string(),
+            })
+            .collect();
+        f.debug_struct("OutboundArgs")
+            .field("allow_hosts", &self.allow_hosts)
+            .field("pipeline_tokens", &tokens)
+            .finish()
+    }
+}
+
+/// `name=postgres://user:secret@host/db` → `name=postgres://user:***@host/db`.
+fn redact_pair(pair: &str) -> String {
+    match pair.split_once('=') {
+        Some((name, url)) => format!("{name}={}", redact_url(url)),
+        None => redact_url(pair),
     }
 }
 
@@ -2092,6 +2148,47 @@ mod tests {
                 "{setting} / {says}: {message}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn no_secret_setting_shows_in_the_debug_of_the_command_line()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let secrets = [
+            "metrics-canary-1",
+            "matrix-canary-2",
+            "pipeline-canary-3",
+            "pgadmin-canary-4",
+            "git-canary-5",
+            "oidc-canary-6",
+            "db-canary-7",
+        ];
+        let cli = Cli::try_parse_from([
+            "slipway",
+            "serve",
+            "--metrics-token",
+            secrets[0],
+            "--matrix-token",
+            secrets[1],
+            "--pipeline-tokens",
+            &format!("github={}", secrets[2]),
+            "--postgres-servers",
+            &format!(
+                "shared=postgres://admin:{}@127.0.0.1:5432/postgres",
+                secrets[3]
+            ),
+            "--gitops-remote-password",
+            secrets[4],
+            "--oidc-client-secret",
+            secrets[5],
+            "--database-url",
+            &format!("postgres://slipway:{}@db/slipway", secrets[6]),
+        ])?;
+        let shown = format!("{cli:?}");
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("github=***"), "{shown}");
         Ok(())
     }
 

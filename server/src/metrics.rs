@@ -41,6 +41,9 @@ pub struct Metrics {
     registry: Registry,
     /// Jobs this process took over from a worker whose lease lapsed.
     pub lease_takeovers: Counter,
+    /// Sign-ins refused unchecked while their user name or address was locked
+    /// out (the audit records the failure that started each lock, not these).
+    pub sign_ins_throttled: Counter,
     step_seconds: Family<DriverLabels, Histogram, fn() -> Histogram>,
     driver_errors: Family<DriverLabels, Counter>,
     requests: Family<TypeAndState, Gauge>,
@@ -73,6 +76,12 @@ impl Metrics {
             "job_lease_takeovers",
             "Jobs this process took over because their worker stopped renewing its lease",
             lease_takeovers.clone(),
+        );
+        let sign_ins_throttled = Counter::default();
+        registry.register(
+            "sign_ins_throttled",
+            "Sign-in attempts refused unchecked while their user name or address was locked out",
+            sign_ins_throttled.clone(),
         );
         let step_seconds: Family<DriverLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(step_buckets);
@@ -108,6 +117,7 @@ impl Metrics {
         Metrics {
             registry,
             lease_takeovers,
+            sign_ins_throttled,
             step_seconds,
             driver_errors,
             requests,

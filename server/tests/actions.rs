@@ -19,6 +19,7 @@ use slipway_server::storage;
 on_both_engines!(
     every_database_action_walks_the_flow,
     namespace_actions_and_refusals,
+    actions_are_held_to_their_types_quota,
 );
 
 fn action_draft(params: Value) -> ActionDraft {
@@ -404,5 +405,148 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
         ServiceError::PrecheckFailed(report) => assert!(
             report.field_errors.iter().any(|e| e.message.contains("retired")),
             "{report:?}"));
+    Ok(())
+}
+
+/// A namespace of team payments with `cpu` (any JSON number), approved and made.
+async fn namespace_with_cpu(
+    app: &TestApp,
+    environment: &str,
+    name: &str,
+    cpu: Value,
+) -> TestResult<AssetId> {
+    let alice = app.user("alice").await?;
+    let mut params = common::namespace_params(name, "payments", environment, 1);
+    params["cpu_limit"] = cpu;
+    let id = requests::submit(&app.state, &alice, &common::draft("k8s-namespace", params)).await?;
+    if app.request_state(id).await? == RequestState::InReview {
+        let bob = app.user("bob").await?;
+        reviews::decide(&app.state, &bob, id, 1, ReviewDecision::Approve, "").await?;
+    }
+    app.run_jobs().await?;
+    asset_of(app, id).await
+}
+
+/// The namespace type's quota counters as stored, in order.
+async fn counters(app: &TestApp) -> TestResult<Vec<(String, String, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT rule, scope, holders, total FROM quota_usage \
+         WHERE type_name = 'k8s-namespace' ORDER BY rule, scope",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?)
+}
+
+/// The counters as the services keep them are what a recount from the rows makes.
+async fn assert_counters_match_a_recount(app: &TestApp) -> TestResult {
+    let kept = counters(app).await?;
+    let mut tx = app.state.db.write().await?;
+    storage::quota::recount(
+        &mut tx,
+        app.state.db.engine,
+        &app.state.catalog.catalog,
+        storage::quota::Recount::All,
+    )
+    .await?;
+    tx.commit().await?;
+    assert_eq!(
+        counters(app).await?,
+        kept,
+        "the kept counters against a recount"
+    );
+    Ok(())
+}
+
+fn resize(cpu: i64) -> Value {
+    json!({"cpu_limit": cpu, "memory_limit_gi": 4})
+}
+
+fn failing_quota(report: &slipway_core::precheck::PrecheckReport) -> Option<String> {
+    report
+        .quotas
+        .iter()
+        .find(|q| !q.ok)
+        .map(|q| q.description.clone())
+}
+
+/// Team payments may hold 128 cores of namespaces. A resize is held to that as a
+/// new namespace is, by what it adds; one in flight holds its increase until it
+/// ends; a whole number written as a decimal counts as the number.
+async fn actions_are_held_to_their_types_quota(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    // `60.0` is the integer 60 to the schema: stored as 60 and counted (it was
+    // once stored as written and skipped by the sum).
+    let alpha = namespace_with_cpu(app, "dev", "alpha", json!(60.0)).await?;
+    assert_eq!(asset_params(app, alpha).await?["cpu_limit"], json!(60));
+    assert!(asset_params(app, alpha).await?["cpu_limit"].is_i64());
+    let beta = namespace_with_cpu(app, "dev", "beta", json!(6.0e1)).await?;
+    let gamma = namespace_with_cpu(app, "prod", "gamma", json!(2)).await?;
+    let new_one = |cpu: i64| common::namespace_params("delta", "payments", "dev", cpu);
+    let report = requests::precheck(state, &alice, "k8s-namespace", &new_one(7), None).await?;
+    assert!(
+        failing_quota(&report).is_some_and(|q| q.contains("122 of 128")),
+        "{report:?}"
+    );
+
+    // A prod resize waits for review and holds its four more cores meanwhile.
+    let waiting = actions::submit(state, &alice, gamma, "resize", &action_draft(resize(6))).await?;
+    assert_eq!(app.request_state(waiting).await?, RequestState::InReview);
+    assert_counters_match_a_recount(app).await?;
+    let report = actions::precheck(state, &alice, alpha, "resize", &resize(63), None).await?;
+    assert!(
+        failing_quota(&report).is_some_and(|q| q.contains("66 of 128") && q.contains("129")),
+        "besides alpha itself: 60 + 2 + 4 held; {report:?}"
+    );
+    refused!(app, actions::submit(state, &alice, alpha, "resize", &action_draft(resize(63))),
+        ServiceError::PrecheckFailed(report) => assert!(failing_quota(&report).is_some(), "{report:?}"));
+    let report = actions::precheck(state, &alice, alpha, "resize", &resize(62), None).await?;
+    assert_eq!(failing_quota(&report), None, "{report:?}");
+
+    // Revising the waiting resize: it does not count against itself, and its
+    // new revision holds only its own increase.
+    reviews::decide(
+        state,
+        &bob,
+        waiting,
+        1,
+        ReviewDecision::RequestChanges,
+        "less",
+    )
+    .await?;
+    let own = actions::precheck(state, &alice, gamma, "resize", &resize(8), Some(waiting)).await?;
+    assert_eq!(
+        failing_quota(&own),
+        None,
+        "120 besides gamma and its request; {own:?}"
+    );
+    requests::resubmit(state, &alice, waiting, &resize(3)).await?;
+    assert_counters_match_a_recount(app).await?;
+    let report = actions::precheck(state, &alice, alpha, "resize", &resize(64), None).await?;
+    assert_eq!(
+        failing_quota(&report),
+        None,
+        "60 + 2 + 1 held + 64; {report:?}"
+    );
+
+    // Rejected, it holds nothing; a shrink frees its cores once done.
+    reviews::decide(state, &bob, waiting, 2, ReviewDecision::Reject, "not now").await?;
+    act(app, &alice, beta, "resize", resize(10)).await?;
+    assert_counters_match_a_recount(app).await?;
+    let report = requests::precheck(state, &alice, "k8s-namespace", &new_one(56), None).await?;
+    assert_eq!(
+        failing_quota(&report),
+        None,
+        "60 + 10 + 2 + 56 = 128; {report:?}"
+    );
+
+    // Another team's usage is not shown to alice, only the team rule.
+    let search = common::namespace_params("delta", "search", "dev", 1);
+    let report = requests::precheck(state, &alice, "k8s-namespace", &search, None).await?;
+    assert!(report.quotas.is_empty(), "{report:?}");
+    assert!(
+        report.field_errors.iter().any(|e| e.field == "team"),
+        "{report:?}"
+    );
     Ok(())
 }

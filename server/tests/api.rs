@@ -270,6 +270,20 @@ async fn create_is_idempotent_and_reads_back(app: &TestApp) -> TestResult {
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.snapshot().await?, before);
 
+    // The answer is replayed only to the token that earned it: another token of
+    // alice's, one that may only read, does not get it by reusing the key.
+    let reader = token(app, "alice", &[TokenScope::Read]).await?;
+    let before = app.snapshot().await?;
+    let borrowed = api
+        .call(Method::POST, "/requests", &reader)
+        .header("Idempotency-Key", "key-1")
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(borrowed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(borrowed.headers().get("idempotent-replayed").is_none());
+    assert_eq!(app.snapshot().await?, before);
+
     // Keys belong to the caller: bob's key-1 is his own.
     let bob = token(app, "bob", ALL).await?;
     let response = api

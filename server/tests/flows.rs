@@ -841,6 +841,12 @@ async fn bad_reviews_change_nothing(app: &TestApp) -> TestResult {
         ServiceError::Forbidden(message) => assert!(message.contains("reviewer"), "{message}"));
     refused!(app, reviews::decide(state, &bob, id, 1, ReviewDecision::Reject, "  "),
         ServiceError::Invalid(fields) => assert_eq!(fields[0].field, "comment"));
+    // A comment is kept, audited and posted to chat: a page of text at most.
+    let essay = "word ".repeat(1_000);
+    refused!(app, reviews::decide(state, &bob, id, 1, ReviewDecision::RequestChanges, &essay),
+        ServiceError::Invalid(fields) => assert_eq!(
+            (fields[0].field.as_str(), fields[0].message.as_str()),
+            ("comment", "is 4999 characters long; at most 4000 are kept")));
     refused!(app, reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, ""),
         ServiceError::Conflict(_) => {});
 

@@ -315,6 +315,11 @@ impl ResourceType {
         params.get(self.environment_param.as_deref()?)?.as_str()
     }
 
+    /// Whether the parameter is declared `type: integer`.
+    pub fn is_integer_param(&self, name: &str) -> bool {
+        schema::property_type(&self.parameters, name) == Some("integer")
+    }
+
     pub fn has_param(&self, name: &str) -> bool {
         self.parameters
             .get("properties")

@@ -207,3 +207,30 @@ fn an_empty_value_is_no_filter_in_a_form_but_an_error_in_the_api() {
         assert!(query.filter.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn a_flood_of_bad_pairs_gets_a_short_answer() {
+    let pairs: Vec<(String, String)> = (0..100_000)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
+    let errors = ListQuery::parse(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        PORTAL,
+        SizeRule::Clamp,
+    )
+    .err()
+    .unwrap_or_default();
+    assert_eq!(errors.len(), MAX_QUERY_PROBLEMS + 1);
+    assert_eq!(
+        errors.last().map(|e| e.message.as_str()),
+        Some("and 99990 more problems with the query")
+    );
+    // A megabyte-long key or value is not echoed whole.
+    let long = "x".repeat(1_000_000);
+    for pairs in [[(long.as_str(), "v")], [("state", long.as_str())]] {
+        let errors = parse(&pairs, SizeRule::Clamp).err().unwrap_or_default();
+        assert_eq!(errors.len(), 1);
+        let shown = errors[0].field.len() + errors[0].message.len();
+        assert!(shown < 400, "{shown} bytes: {:?}", errors[0]);
+    }
+}

@@ -239,3 +239,58 @@ fn auto_approve_policy() {
     broken.review.auto_approve_when = Some("environment ==".into());
     assert!(!auto_approves(&broken, &json!({"environment": "dev"})));
 }
+
+#[test]
+fn an_action_is_checked_by_what_it_adds() {
+    let t = ty("k8s-namespace");
+    let ns = |cpu: i64| {
+        json!({"name": "web", "team": "payments", "environment": "dev",
+               "cpu_limit": cpu, "memory_limit_gi": 4})
+    };
+    // Besides the asset, its team holds 100 of 128 cores and 2 of 3 namespaces.
+    let besides = [
+        QuotaUsage { count: 2, sum: 0 },
+        QuotaUsage { count: 5, sum: 100 },
+    ];
+    let grow = action_quota_report(&t, &ns(20), &ns(29), &besides);
+    assert_eq!(
+        grow.iter().map(|q| q.ok).collect::<Vec<_>>(),
+        [true, false],
+        "{grow:?}"
+    );
+    assert_eq!(
+        grow[1].description,
+        "team payments: 100 of 128 CPU limit (cores) used, this request makes 129"
+    );
+    // Over the limits already (lowered since): a shrink, or an action that adds
+    // nothing, is not held up; growing further is.
+    let over = [
+        QuotaUsage { count: 3, sum: 0 },
+        QuotaUsage { count: 5, sum: 120 },
+    ];
+    let shrink = action_quota_report(&t, &ns(20), &ns(10), &over);
+    assert!(shrink.iter().all(|q| q.ok), "{shrink:?}");
+    let same = action_quota_report(&t, &ns(20), &ns(20), &over);
+    assert!(same.iter().all(|q| q.ok), "{same:?}");
+    let grows = action_quota_report(&t, &ns(20), &ns(21), &over);
+    assert!(!grows[1].ok, "{grows:?}");
+    // A usage the server did not send still fails closed.
+    let unknown = action_quota_report(&t, &ns(20), &ns(10), &[]);
+    assert!(unknown.iter().all(|q| !q.ok), "{unknown:?}");
+}
+
+#[test]
+fn a_whole_number_written_as_a_decimal_is_summed() {
+    let t = ty("k8s-namespace");
+    let params = json!({"name": "web", "team": "payments", "environment": "dev",
+                        "cpu_limit": 64.0, "memory_limit_gi": 4});
+    let sums: Vec<_> = quota_queries(&t, &params)
+        .into_iter()
+        .filter_map(|q| q.sum_param)
+        .collect();
+    assert_eq!(sums, ["cpu_limit"], "the sum rule is not skipped");
+    let usage = [QuotaUsage::default(), QuotaUsage { count: 1, sum: 100 }];
+    let report = quota_report(&t, &params, &usage);
+    assert_eq!(report[1].requested, 64);
+    assert!(!report[1].ok);
+}

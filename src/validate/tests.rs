@@ -315,3 +315,39 @@ fn parameters_over_the_size_limit_are_refused_before_any_rule_runs() {
         "a normal list passes the size rule"
     );
 }
+
+#[test]
+fn whole_numbers_written_as_decimals_become_integers() {
+    let t = ty("k8s-namespace");
+    let given = json!({"name": "web", "cpu_limit": 64.0, "memory_limit_gi": 6.4e1,
+                       "team": "payments", "admins": [1.0]});
+    let canonical = canonical_integers(&t, &given);
+    assert!(canonical["cpu_limit"].is_i64(), "{canonical}");
+    assert_eq!(canonical["cpu_limit"], json!(64));
+    assert_eq!(canonical["memory_limit_gi"], json!(64));
+    // Only integer parameters: a list's items and text stay as given.
+    assert_eq!(canonical["admins"], json!([1.0]));
+    assert_eq!(canonical["name"], json!("web"));
+    // A fraction, or a number past i64, stays for the schema to name.
+    for kept in [json!(1.5), json!(1e19), json!(-1e19)] {
+        let params = canonical_integers(&t, &json!({"cpu_limit": kept.clone()}));
+        assert_eq!(params["cpu_limit"], kept);
+    }
+    assert_eq!(whole_number(&json!(-3.0)), Some(-3));
+    assert_eq!(whole_number(&json!("3")), None);
+}
+
+#[test]
+fn notes_are_capped_and_plain() {
+    assert_eq!(note_error("comment", "line one\nline two\tok"), None);
+    let long = "é".repeat(MAX_NOTE_CHARS + 1);
+    let error = note_error("comment", &long).map(|e| (e.field, e.message));
+    assert_eq!(
+        error,
+        Some((
+            "comment".into(),
+            format!("is 4001 characters long; at most {MAX_NOTE_CHARS} are kept")
+        ))
+    );
+    assert!(note_error("note", "bell \u{7}").is_some());
+}

@@ -6,6 +6,7 @@ use leptos_meta::Title;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
+use slipway_core::validate::MAX_NOTE_CHARS;
 use slipway_core::views::{ParamTitle, RequestDetail, in_schema_order, param_text, title_of};
 
 use crate::api::{
@@ -155,7 +156,7 @@ fn Actions(detail: RequestDetail) -> impl IntoView {
                     {hidden_id(id)}
                     <input type="hidden" name="revision" value=revision.to_string() />
                     <label for="review-comment">"Comment"</label>
-                    <textarea id="review-comment" name="comment" rows="3" aria-describedby="review-comment-help"></textarea>
+                    <textarea id="review-comment" name="comment" rows="3" maxlength=MAX_NOTE_CHARS aria-describedby="review-comment-help"></textarea>
                     <p class="help" id="review-comment-help">"Required when you request changes or reject."</p>
                     <p class="field-error" role="alert">{comment_error}</p>
                     <div class="buttons">
@@ -172,7 +173,7 @@ fn Actions(detail: RequestDetail) -> impl IntoView {
                 <ActionForm action=resolve attr:class="resolve-box">
                     {hidden_id(id)}
                     <label for="resolve-note">"Resolution note"</label>
-                    <textarea id="resolve-note" name="note" rows="3"></textarea>
+                    <textarea id="resolve-note" name="note" rows="3" maxlength=MAX_NOTE_CHARS></textarea>
                     <button type="submit" class="primary">"Resolve"</button>
                 </ActionForm>
             })}

@@ -62,8 +62,20 @@ pub fn key_of(request: &Request) -> Result<Option<String>, ApiError> {
 
 /// What identifies a payload. Keyed when a secret key is set, because a body may
 /// carry a secret parameter and a plain hash of it would confirm a guess.
-fn fingerprint(state: &AppState, method: &Method, path: &str, body: &Bytes) -> String {
-    let mut data = Vec::with_capacity(body.len() + path.len() + 8);
+/// What a key's first call is compared with: the call itself, and the token it
+/// came with. Keys belong to the user, but an answer is replayed only to the
+/// credential that earned it: another token of the same user, one without the
+/// scope the call needs, gets "used with another request" instead of the answer.
+fn fingerprint(
+    state: &AppState,
+    caller: &Caller,
+    (method, path): (&Method, &str),
+    body: &Bytes,
+) -> String {
+    let mut data = Vec::with_capacity(body.len() + path.len() + 32);
+    if let Some(token) = caller.token_id {
+        data.extend_from_slice(format!("token {token}\n").as_bytes());
+    }
     data.extend_from_slice(method.as_str().as_bytes());
     data.push(b' ');
     data.extend_from_slice(path.as_bytes());
@@ -118,7 +130,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
             .into_response();
         }
     };
-    let print = fingerprint(&state, &parts.method, parts.uri.path(), &bytes);
+    let print = fingerprint(&state, &caller, (&parts.method, parts.uri.path()), &bytes);
     match claim(&state, &caller, &key, &print).await {
         Ok(Claim::Fresh) => {}
         Ok(Claim::Replay(answer)) => return replay(answer),

@@ -349,8 +349,7 @@ fn drain<R: Read + Send + 'static>(
                     });
                     kept.extend_from_slice(&chunk[..n]);
                     if kept.len() > MAX_CAPTURED {
-                        let excess = kept.len() - MAX_CAPTURED;
-                        kept.drain(..excess);
+                        keep_last_lines(&mut kept, MAX_CAPTURED);
                     }
                 }
             }
@@ -360,25 +359,44 @@ fn drain<R: Read + Send + 'static>(
     })
 }
 
-/// The longest unfinished line held back waiting for its end; a program that
-/// writes more without a newline has it reported in pieces.
+/// Keeps the last `max` bytes of output, from the start of a line: secrets are
+/// blanked line by line, and a line cut at its front could begin with the end of
+/// a secret that no longer matches. With no line end in the tail, nothing is kept.
+fn keep_last_lines(kept: &mut Vec<u8>, max: usize) {
+    let excess = kept.len().saturating_sub(max);
+    let start = kept[excess..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(kept.len(), |at| excess + at + 1);
+    kept.drain(..start);
+}
+
+/// The longest unfinished line held back waiting for its end. A program that
+/// writes more without a newline has that much reported live (cut to the live
+/// line length anyway) and the rest of the line dropped: reported in pieces, a
+/// secret split between two pieces would match in neither.
 const MAX_PENDING_LINE: usize = 8 * 1024;
 
 /// Splits a byte stream into lines as chunks arrive.
 #[derive(Default)]
 struct LineSplitter {
     pending: Vec<u8>,
+    /// The rest of an overlong line, up to its end, is being skipped.
+    skipping: bool,
 }
 
 impl LineSplitter {
     fn push(&mut self, bytes: &[u8], mut line: impl FnMut(&str)) {
         for &byte in bytes {
             if byte == b'\n' {
-                self.emit(&mut line);
-            } else {
+                if !std::mem::take(&mut self.skipping) {
+                    self.emit(&mut line);
+                }
+            } else if !self.skipping {
                 self.pending.push(byte);
                 if self.pending.len() >= MAX_PENDING_LINE {
                     self.emit(&mut line);
+                    self.skipping = true;
                 }
             }
         }
@@ -549,6 +567,45 @@ mod tests {
         assert!(live.contains(&"stdout: DB_PASSWORD=***".to_string()));
         assert!(!live.iter().any(|l| l.contains("s3cret-canary-91ab")));
         Ok(())
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_once_and_its_rest_dropped() {
+        let mut splitter = LineSplitter::default();
+        let mut seen = Vec::new();
+        let secret_across_the_cut = "SECRET-TAIL";
+        let long = format!(
+            "{}{secret_across_the_cut}\nnext\n",
+            "x".repeat(MAX_PENDING_LINE - 6)
+        );
+        // In two chunks, as a pipe delivers them.
+        let (first, second) = long.as_bytes().split_at(100);
+        splitter.push(first, |l| seen.push(l.to_string()));
+        splitter.push(second, |l| seen.push(l.to_string()));
+        splitter.finish(|l| seen.push(l.to_string()));
+        assert_eq!(
+            seen.len(),
+            2,
+            "one piece of the long line, then the next line"
+        );
+        assert_eq!(seen[0].len(), MAX_PENDING_LINE);
+        assert_eq!(seen[1], "next");
+        assert!(!seen.iter().any(|l| l.contains("TAIL")), "{:?}", seen[1]);
+    }
+
+    #[test]
+    fn the_kept_tail_starts_at_a_line() {
+        let mut kept = b"hunter2-canary\nsecond line\nthird\n".to_vec();
+        // Cutting 8 bytes from the front would start mid-secret ("canary").
+        let max = kept.len() - 8;
+        keep_last_lines(&mut kept, max);
+        assert_eq!(kept, b"second line\nthird\n");
+        let mut one_line = vec![b'x'; 100];
+        keep_last_lines(&mut one_line, 10);
+        assert!(
+            one_line.is_empty(),
+            "no line start in the tail: nothing kept"
+        );
     }
 
     #[tokio::test]

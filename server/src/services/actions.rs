@@ -32,6 +32,8 @@ use crate::storage::requests::{ActionTarget, RequestRow, RevisionRow};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ActingOn<'a> {
     pub asset: &'a AssetRow,
+    /// The asset's type, whose quota the action is checked against.
+    pub ty: &'a ResourceType,
     pub action: &'a TypeAction,
 }
 
@@ -47,6 +49,7 @@ impl Target<'_> {
     fn acting_on(&self) -> ActingOn<'_> {
         ActingOn {
             asset: &self.asset,
+            ty: self.ty,
             action: self.action,
         }
     }
@@ -192,6 +195,11 @@ pub async fn precheck(
     let mut conn = state.db.pool.acquire().await?;
     let target = target(state, &mut conn, asset_id, name).await?;
     authorize(user, target.ty, &target.asset)?;
+    if let Some(id) = exclude {
+        // As for a new request: only a request the caller may see is left out.
+        let revised = super::load_request(&mut conn, id).await?;
+        super::authorize(state, user, Verb::View, &revised)?;
+    }
     let foreign = action::foreign_input(target.action, input);
     let merged = action::request_params(&target.asset.params, input);
     let ty = &target.action.request_type;
@@ -419,6 +427,8 @@ pub(crate) async fn record_outcome(
         storage::quota::adjust(conn, ty, &asset.params, -1).await?;
         Vec::new()
     } else {
+        // What the request held of the increase passes to the asset itself.
+        storage::quota::reserve(conn, ty, (&asset.params, &request.params), -1).await?;
         storage::quota::replace(conn, ty, &asset.params, &recorded).await?;
         render::monitoring(ty, &recorded, &asset.summary.name)
             .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?

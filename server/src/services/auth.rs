@@ -111,39 +111,39 @@ fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64
     subjects
 }
 
-/// Records a refused sign-in: the audit event, and (when `count` is set) one more
-/// failure for each subject.
+/// Records a refused sign-in: the audit event, and one more failure for each
+/// subject.
 async fn refuse(
     state: &AppState,
     username: &str,
     attempt: (Channel, &CallMeta),
     why: &str,
-    count: bool,
 ) -> ServiceResult<()> {
     let (channel, meta) = attempt;
     let client: Option<IpAddr> = meta.client_addr.as_deref().and_then(|a| a.parse().ok());
     let now = now_millis();
     let mut tx = state.db.write().await?;
-    if count {
-        for (subject, free) in throttle_subjects(username, client) {
-            let failures = match throttle::get(&mut tx, &subject).await? {
-                Some(previous) if now - previous.last_failure_at < FAILURE_WINDOW_MS => {
-                    previous.failures + 1
-                }
-                _ => 1,
-            };
-            let lock = lock_after(failures, free);
-            throttle::put(
-                &mut tx,
-                &subject,
-                throttle::FailureCount {
-                    failures,
-                    last_failure_at: now,
-                    locked_until: if lock > 0 { now + lock } else { 0 },
-                },
-            )
-            .await?;
-        }
+    let mut locked_for = 0;
+    throttle::forget_stale(&mut tx, now - FAILURE_WINDOW_MS, now).await?;
+    for (subject, free) in throttle_subjects(username, client) {
+        let failures = match throttle::get(&mut tx, &subject).await? {
+            Some(previous) if now - previous.last_failure_at < FAILURE_WINDOW_MS => {
+                previous.failures + 1
+            }
+            _ => 1,
+        };
+        let lock = lock_after(failures, free);
+        locked_for = locked_for.max(lock);
+        throttle::put(
+            &mut tx,
+            &subject,
+            throttle::FailureCount {
+                failures,
+                last_failure_at: now,
+                locked_until: if lock > 0 { now + lock } else { 0 },
+            },
+        )
+        .await?;
     }
     let from = client.map(|a| format!(" from {a}")).unwrap_or_default();
     record(
@@ -153,11 +153,25 @@ async fn refuse(
         "user.sign_in_failed",
         ("user", username.to_string()),
         None,
-        format!("password{from}: {why}"),
+        format!("password{from}: {why}{}", lock_note(locked_for)),
     )
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What the audit says of a lock a failure starts: the attempts refused while it
+/// lasts are not recorded one by one (they are counted in the metrics), so a
+/// flood of them cannot grow the audit trail.
+fn lock_note(locked_for: i64) -> String {
+    if locked_for > 0 {
+        format!(
+            "; further attempts refused for {} s",
+            (locked_for + 999) / 1000
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// Like [`login`], counting failures per user name and per client address (kept in
@@ -217,7 +231,7 @@ pub async fn login_from(
     if wait > 0 {
         drop(conn);
         tracing::info!(username, "sign-in refused: throttled");
-        refuse(state, username, (channel, meta), "throttled", false).await?;
+        state.metrics.sign_ins_throttled.inc();
         return Err(ServiceError::Forbidden(wait_message(wait)));
     }
     let stored = users::by_username(&mut conn, username).await?;
@@ -240,7 +254,6 @@ pub async fn login_from(
             username,
             (channel, meta),
             "wrong user name or password",
-            true,
         )
         .await?;
         return Err(ServiceError::Forbidden(WRONG_CREDENTIALS.into()));

@@ -15,6 +15,7 @@ pub mod flow;
 pub mod guidance;
 pub mod oidc;
 pub mod operations;
+mod quota_hold;
 pub mod requests;
 pub mod reviews;
 pub mod secrets;
@@ -204,14 +205,9 @@ pub(crate) async fn transition(
         )));
     }
     // A request holds quota while in flight; the counters move in this transaction.
-    // (An action's request type has no quota: the asset it acts on holds its own.)
-    if from.is_in_flight() != to.is_in_flight()
-        && let Some(ty) = state
-            .catalog
-            .request_type(&request.type_name, request.action.as_deref())
-    {
+    if from.is_in_flight() != to.is_in_flight() {
         let sign = if to.is_in_flight() { 1 } else { -1 };
-        storage::quota::adjust(conn, ty, &request.params, sign).await?;
+        quota_hold::on_transition(conn, state, request, to, sign).await?;
     }
     record_flow_step(conn, request, (action, to), actor, at).await?;
     append_event(

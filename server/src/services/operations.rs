@@ -69,6 +69,9 @@ pub async fn resolve(
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::Resolve, &request)?;
     let note = note.trim();
+    if let Some(error) = slipway_core::validate::note_error("note", note) {
+        return Err(ServiceError::Invalid(vec![error]));
+    }
     if note.is_empty() {
         return Err(ServiceError::Invalid(vec![FieldError {
             field: "note".into(),

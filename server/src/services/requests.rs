@@ -13,7 +13,7 @@ use slipway_core::precheck::{
 use slipway_core::render::{self, ChangeSet};
 use slipway_core::secret::{self, Split};
 use slipway_core::state::{Action, RequestState};
-use slipway_core::validate::{FieldError, ParamValidator};
+use slipway_core::validate::{FieldError, ParamValidator, whole_number};
 use slipway_core::views::{DryRun, RequestDraft, RequestSummary};
 use sqlx::AnyConnection;
 use tracing::instrument;
@@ -56,14 +56,25 @@ pub(crate) fn type_and_validator<'a>(
     Ok((ty, validator))
 }
 
-/// Quota usage of each rule in its scope, from the counters, in one read; a
-/// request being revised (`exclude`) does not count against itself.
+/// What a pre-check leaves out of the quota usage it reads.
+#[derive(Clone, Copy)]
+enum Besides<'a> {
+    Nothing,
+    /// The request being revised does not count against itself.
+    Revised(&'a RequestRow),
+    /// An action on an asset: the asset's own share, and what the action's request
+    /// being revised (in flight with these parameters) holds already.
+    Asset(ActingOn<'a>, Option<&'a Value>),
+}
+
+/// Quota usage of each rule in its scope, from the counters, in one read, with
+/// what `besides` names left out.
 async fn usages(
     conn: &mut AnyConnection,
     ty: &ResourceType,
     queries: &[QuotaQuery],
     params: &Value,
-    exclude: Option<&RequestRow>,
+    besides: Besides<'_>,
 ) -> ServiceResult<Vec<QuotaUsage>> {
     let scopes: Vec<Option<String>> = queries
         .iter()
@@ -83,12 +94,21 @@ async fn usages(
         };
         let mut usage = read.next().unwrap_or_default();
         let rule = &ty.quota[query.rule_index];
-        if let Some(own) = exclude.filter(|r| r.state.is_in_flight())
-            && storage::quota::scope_of(rule, &own.params).as_ref() == Some(scope)
-        {
-            usage.count = usage.count.saturating_sub(1);
-            if let Some(sum) = &rule.sum {
-                usage.sum -= own.params.get(sum).and_then(Value::as_i64).unwrap_or(0);
+        match besides {
+            Besides::Nothing => {}
+            Besides::Revised(own) => {
+                if own.state.is_in_flight()
+                    && storage::quota::scope_of(rule, &own.params).as_ref() == Some(scope)
+                {
+                    usage.count = usage.count.saturating_sub(1);
+                    if let Some(sum) = &rule.sum {
+                        usage.sum -= own.params.get(sum).and_then(whole_number).unwrap_or(0);
+                    }
+                }
+            }
+            Besides::Asset(on, reserved) => {
+                let at = (query.rule_index, scope.as_str());
+                usage = storage::quota::without_asset(ty, at, usage, &on.asset.params, reserved);
             }
         }
         used.push(usage);
@@ -107,12 +127,24 @@ pub(crate) async fn compute_precheck(
     exclude: Option<RequestId>,
     acting_on: Option<ActingOn<'_>>,
 ) -> ServiceResult<PrecheckReport> {
-    let queries = precheck::quota_queries(ty, params);
+    // An action is checked against its asset's type's quota (one that retires the
+    // asset only frees room).
+    let counted = acting_on.filter(|on| !on.action.retires);
+    let quota_ty = counted.map_or(ty, |on| on.ty);
+    let queries = precheck::quota_queries(quota_ty, params);
     let own = match exclude {
         Some(id) if !queries.is_empty() => storage::requests::get(conn, id).await?,
         _ => None,
     };
-    let usages = usages(conn, ty, &queries, params, own.as_ref()).await?;
+    let besides = match (counted, own.as_ref()) {
+        (Some(on), own) => {
+            let reserved = own.filter(|r| r.state.is_in_flight()).map(|r| &r.params);
+            Besides::Asset(on, reserved)
+        }
+        (None, Some(own)) => Besides::Revised(own),
+        (None, None) => Besides::Nothing,
+    };
+    let usages = usages(conn, quota_ty, &queries, params, besides).await?;
     // A requirement that cannot be evaluated while fields are still missing is normal;
     // with every field valid it must block, never pass unchecked.
     let (dependency_queries, dependency_error) = match precheck::dependency_queries(ty, params) {
@@ -127,6 +159,9 @@ pub(crate) async fn compute_precheck(
         });
     }
     let mut report = precheck::evaluate(validator, ty, params, &usages, &found);
+    if let Some(on) = counted {
+        report.quotas = precheck::action_quota_report(on.ty, &on.asset.params, params, &usages);
+    }
     if let Some(error) = dependency_error
         && report.field_errors.is_empty()
     {
@@ -197,14 +232,20 @@ pub async fn precheck(
     policy::may_request(user).map_err(ServiceError::refused)?;
     let (ty, validator) = type_and_validator(state, type_name)?;
     let mut conn = state.db.pool.acquire().await?;
-    // On a revise form an empty secret keeps the stored one; the check must know it.
-    let previous = match exclude {
-        Some(id) if !ty.secret_params().is_empty() => storage::requests::get(&mut conn, id)
-            .await?
-            .filter(|r| r.type_name == ty.name)
-            .map(|r| r.params),
-        _ => None,
+    // The request being revised must be one the caller may see: comparing answers
+    // with and without it would tell another team's request's parameters.
+    let revised = match exclude {
+        Some(id) => {
+            let request = load_request(&mut conn, id).await?;
+            authorize(state, user, Verb::View, &request)?;
+            Some(request).filter(|r| r.type_name == ty.name)
+        }
+        None => None,
     };
+    // On a revise form an empty secret keeps the stored one; the check must know it.
+    let previous = revised
+        .filter(|_| !ty.secret_params().is_empty())
+        .map(|r| r.params);
     let split = secret::split(ty, params, previous.as_ref());
     let checked = secret::reveal(&split.params, &split.given);
     let mut report = compute_precheck(
@@ -218,6 +259,8 @@ pub async fn precheck(
     )
     .await?;
     if let Some(error) = team_error(ty, user, params) {
+        // Another team's usage is theirs to see: the form names the team rule only.
+        report.quotas.clear();
         report.field_errors.push(error);
     }
     report.field_errors.extend(unavailable_error(state, ty));
@@ -627,10 +670,11 @@ pub async fn resubmit(
             .resource_type(&request.type_name)
             .and_then(|t| t.action(name))
     });
-    let acting_on = asset
-        .as_ref()
-        .zip(action)
-        .map(|(asset, action)| ActingOn { asset, action });
+    let base = state.catalog.resource_type(&request.type_name);
+    let acting_on = match (asset.as_ref(), base, action) {
+        (Some(asset), Some(ty), Some(action)) => Some(ActingOn { asset, ty, action }),
+        _ => None,
+    };
     authorize_params(ty, user, Verb::Revise, &params, Some(&request))?;
     let previous_revision = request.current_revision;
     let prepared = prepare(
@@ -672,9 +716,7 @@ pub async fn resubmit(
     .await?;
     secrets::store_generated(&mut tx, state, ty, id, revision, Some(previous_revision)).await?;
     storage::requests::set_revision(&mut tx, id, revision, &prepared.resource_name).await?;
-    if request.state.is_in_flight() {
-        storage::quota::replace(&mut tx, ty, &request.params, &prepared.split.params).await?;
-    }
+    super::quota_hold::on_revision(&mut tx, state, &request, &prepared.split.params).await?;
     request.params = prepared.split.params.clone();
     let voided = storage::requests::void_decisions(&mut tx, id).await?;
     storage::requests::set_approval(&mut tx, id, None).await?;

@@ -87,6 +87,9 @@ pub async fn decide_on(
         )));
     }
     let comment = comment.trim();
+    if let Some(error) = slipway_core::validate::note_error("comment", comment) {
+        return Err(ServiceError::Invalid(vec![error]));
+    }
     if decision != ReviewDecision::Approve && comment.is_empty() {
         return Err(ServiceError::Invalid(vec![FieldError {
             field: "comment".into(),

@@ -160,6 +160,7 @@ async fn upgrade_one(
         .ok_or_else(|| ServiceError::Internal(format!("no upgrade validator for {}", ty.name)))?;
     let on = ActingOn {
         asset: &asset,
+        ty,
         action: upgrade,
     };
     let params = &asset.params;

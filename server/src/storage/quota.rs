@@ -12,6 +12,7 @@ use serde_json::Value;
 use slipway_core::catalog::{Catalog, QuotaRule, ResourceType};
 use slipway_core::precheck::QuotaUsage;
 use slipway_core::state::RequestState;
+use slipway_core::validate::whole_number;
 use sqlx::{AnyConnection, Row};
 
 use super::{Engine, StorageError, parse_json};
@@ -50,7 +51,7 @@ fn amount_of(rule: &QuotaRule, params: &Value) -> i64 {
     rule.sum
         .as_ref()
         .and_then(|s| params.get(s))
-        .and_then(Value::as_i64)
+        .and_then(whole_number)
         .unwrap_or(0)
 }
 
@@ -121,6 +122,70 @@ fn holder_moves(
             ))
         })
         .collect()
+}
+
+/// What a request for an action on an asset holds while in flight, per counter:
+/// only what the action adds to the asset (the asset holds the rest itself). A
+/// shrink holds nothing and frees nothing before it is done, so no other request
+/// can spend room that a failed shrink would not give back.
+fn increase_moves(
+    ty: &ResourceType,
+    asset: &Value,
+    after: &Value,
+) -> BTreeMap<(String, String), (i64, i64)> {
+    let before = holder_moves(ty, asset, 1);
+    holder_moves(ty, after, 1)
+        .into_iter()
+        .filter_map(|(key, (holders, total))| {
+            let (had, held) = before.get(&key).copied().unwrap_or_default();
+            let increase = ((holders - had).max(0), total.saturating_sub(held).max(0));
+            (increase != (0, 0)).then_some((key, increase))
+        })
+        .collect()
+}
+
+/// A request for an action that would take an asset from `asset` to `after`
+/// starts (`+1`) or stops (`-1`) holding the increase, in one statement.
+pub async fn reserve(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    (asset, after): (&Value, &Value),
+    sign: i64,
+) -> Result<(), StorageError> {
+    let moves: Moves = increase_moves(ty, asset, after)
+        .into_iter()
+        .map(|(key, (holders, total))| (key, (sign * holders, sign * total)))
+        .collect();
+    add_all(conn, &ty.name, &moves).await
+}
+
+/// What `scope` holds under the type's rule `rule_index` besides `asset` itself
+/// (when it counts there) and the increase that a request for an action on it,
+/// in flight with the parameters `reserved`, already holds: the room an action on
+/// the asset may use.
+pub fn without_asset(
+    ty: &ResourceType,
+    (rule_index, scope): (usize, &str),
+    usage: QuotaUsage,
+    asset: &Value,
+    reserved: Option<&Value>,
+) -> QuotaUsage {
+    let Some(rule) = ty.quota.get(rule_index) else {
+        return usage;
+    };
+    let key = (rule_key(rule), scope.to_string());
+    let held = holder_moves(ty, asset, 1).get(&key).copied();
+    let reserved = reserved.and_then(|after| increase_moves(ty, asset, after).get(&key).copied());
+    let (holders, total) = [held, reserved]
+        .into_iter()
+        .flatten()
+        .fold((0, 0), |(h, t), (holders, total)| (h + holders, t + total));
+    QuotaUsage {
+        count: usage
+            .count
+            .saturating_sub(u64::try_from(holders).unwrap_or(0)),
+        sum: usage.sum.saturating_sub(total),
+    }
 }
 
 /// A counting holder's parameters change (a new revision of an in-flight request).
@@ -227,7 +292,9 @@ pub enum Recount {
 }
 
 /// How the counting works; bumping it makes the next start recount every type.
-const COUNTING: &str = "1";
+/// 2: a request for an action holds only its increase (before, it was counted
+/// as a whole holder on a recount and as nothing otherwise).
+const COUNTING: &str = "2";
 
 /// What a type's counters depend on: the scope and sum of each rule (a maximum is
 /// read at check time and needs no recount).
@@ -308,23 +375,43 @@ async fn count_type(conn: &mut AnyConnection, ty: &ResourceType) -> Result<(), S
         .filter(|s| s.is_in_flight())
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
-    let rows: Vec<String> = sqlx::query_scalar(&format!(
+    let in_flight = in_flight.join(", ");
+    let holders: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT params FROM assets WHERE type_name = $1 AND state = $2 \
              UNION ALL SELECT params FROM requests WHERE type_name = $1 \
-             AND params IS NOT NULL AND state IN ({})",
-        in_flight.join(", ")
+             AND params IS NOT NULL AND asset_id IS NULL AND state IN ({in_flight})",
     ))
     .bind(&ty.name)
     .bind(super::assets::ACTIVE)
     .fetch_all(&mut *conn)
     .await?;
+    let actions: Vec<(String, String, String)> = sqlx::query_as(&format!(
+        "SELECT r.action, a.params, r.params FROM requests r JOIN assets a ON a.id = r.asset_id \
+             WHERE r.type_name = $1 AND r.params IS NOT NULL AND r.action IS NOT NULL \
+             AND r.state IN ({in_flight})",
+    ))
+    .bind(&ty.name)
+    .fetch_all(&mut *conn)
+    .await?;
     let mut counters: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
-    for text in &rows {
-        let params: Value = parse_json(text, "parameters")?;
-        for (key, (holders, total)) in holder_moves(ty, &params, 1) {
+    let mut count = |moves: BTreeMap<(String, String), (i64, i64)>| {
+        for (key, (holders, total)) in moves {
             let entry = counters.entry(key).or_default();
             entry.0 += holders;
             entry.1 += total;
+        }
+    };
+    for text in &holders {
+        count(holder_moves(ty, &parse_json(text, "parameters")?, 1));
+    }
+    for (action, asset, after) in &actions {
+        if ty.action(action).is_some_and(|a| !a.retires) {
+            let asset: Value = parse_json(asset, "parameters")?;
+            count(increase_moves(
+                ty,
+                &asset,
+                &parse_json(after, "parameters")?,
+            ));
         }
     }
     add_all(conn, &ty.name, &counters.into_iter().collect()).await

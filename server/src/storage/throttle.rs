@@ -57,3 +57,21 @@ pub async fn clear(conn: &mut AnyConnection, subject: &str) -> Result<(), Storag
         .await?;
     Ok(())
 }
+
+/// Deletes the counts whose last failure is older than `before` and which lock
+/// nobody after `now`: they would count from one again anyway. Keeps the table
+/// as large as the failures of one window, however many names are tried.
+pub async fn forget_stale(
+    conn: &mut AnyConnection,
+    before: i64,
+    now: i64,
+) -> Result<u64, StorageError> {
+    let done = sqlx::query(
+        "DELETE FROM sign_in_failures WHERE last_failure_at < $1 AND locked_until <= $2",
+    )
+    .bind(before)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
