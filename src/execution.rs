@@ -10,6 +10,25 @@ use crate::template;
 
 mod pipeline;
 
+/// The libpq variables that say where and as whom to connect: beside a
+/// PostgreSQL server's admin connection, only the server's settings set them.
+pub const PG_CONNECTION_VARIABLES: [&str; 14] = [
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCRL",
+    "PGREQUIRESSL",
+];
+
 pub use pipeline::{PipelineVerdict, PlannedPipeline, run_key};
 
 /// Facts about the run that commit messages and other step inputs may name.

@@ -7,9 +7,15 @@ use serde_json::Map;
 use crate::catalog::ResourceType;
 use crate::secret;
 
+/// Instructions one render may run. The shipped templates take a few thousand;
+/// a loop whose length a parameter sets (or a loop in a loop) stops with an
+/// error naming the limit instead of holding a runtime thread for minutes.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+
 /// Strict undefined: a typo in a template must fail loudly, never render "".
 pub(crate) fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Outputs are YAML and paths, never HTML: escaping would corrupt them.
     env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -116,10 +122,30 @@ pub(crate) fn check_expression(expression: &str) -> Result<(), String> {
         .map_err(|e| error_text(&e))
 }
 
-/// Rendered paths become paths in a git repository: they must stay inside it.
+/// The longest segment of a rendered path, in bytes: what file systems and git
+/// checkouts (Argo CD's, a developer's laptop) hold.
+const MAX_PATH_SEGMENT_BYTES: usize = 255;
+/// The longest rendered path, in bytes.
+const MAX_PATH_BYTES: usize = 1024;
+
+/// Rendered paths become paths in a git repository: they must stay inside it,
+/// hold no control character (libgit2 cannot take a NUL), never name git's own
+/// directory, and fit every checkout.
 pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
     if path.trim().is_empty() {
         return Err("the path is empty".into());
+    }
+    if let Some(c) = path.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the path {path:?} holds the control character {:?}",
+            c
+        ));
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(format!(
+            "the path is {} bytes long; at most {MAX_PATH_BYTES} are allowed",
+            path.len()
+        ));
     }
     if path.starts_with('/') || path.starts_with('\\') {
         return Err(format!(
@@ -135,6 +161,15 @@ pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
             ".." | "." => {
                 return Err(format!("the path {path:?} must not contain '{segment}'"));
             }
+            _ if segment.eq_ignore_ascii_case(".git") => {
+                return Err(format!("the path {path:?} must not name git's .git"));
+            }
+            _ if segment.len() > MAX_PATH_SEGMENT_BYTES => {
+                return Err(format!(
+                    "the path {path:?} has a segment of {} bytes; at most {MAX_PATH_SEGMENT_BYTES} are allowed",
+                    segment.len()
+                ));
+            }
             _ => {}
         }
     }
@@ -148,9 +183,33 @@ mod tests {
     #[test]
     fn paths_must_stay_inside_the_repository() {
         assert!(check_relative_path("dev/payments/x.yaml").is_ok());
-        for bad in ["", "/etc/passwd", "a/../b", "./a", "a//b", "a\\b", "a/"] {
+        let long_segment = format!("a/{}.yaml", "x".repeat(300));
+        let long_path = "abc/".repeat(300) + "x";
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a\\b",
+            "a/",
+            "a/b\0c.yaml",
+            "a/b\nc.yaml",
+            "a/.git/config",
+            "a/.GIT/hooks/x",
+            &long_segment,
+            &long_path,
+        ] {
             assert!(check_relative_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel() {
+        let ctx = Value::from_serialize(serde_json::json!({"n": 100000}));
+        let nested = "{% for i in range(n) %}{% for j in range(n) %}x{% endfor %}{% endfor %}";
+        let error = render_str(nested, &ctx).err().unwrap_or_default();
+        assert!(error.contains("fuel"), "{error}");
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl ParamValidator {
             .filter(|e| !kept.contains(&e.field))
             .map(|e| without_secret_value(&self.ty, &params, e))
             .collect();
+        errors.extend(control_characters(&params));
         match self.name_of(&params) {
             Ok(_) => {}
             // A missing parameter is already reported as required; don't repeat it.
@@ -194,6 +195,40 @@ pub fn canonical_integers(ty: &ResourceType, params: &Value) -> Value {
         })
         .collect();
     Value::Object(canonical)
+}
+
+/// Whether a NUL character is anywhere in the value: PostgreSQL's text cannot
+/// hold one, so such a value is never looked up (nothing stored can match it).
+pub fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// Text parameters end up in paths, manifests, commands and commit messages: no
+/// control character but a line break or a tab belongs in any of them (a NUL
+/// cannot even be a git path). One error per parameter, never quoting the value.
+fn control_characters(params: &Value) -> Vec<FieldError> {
+    fn holds_one(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
+            Value::Array(items) => items.iter().any(holds_one),
+            Value::Object(map) => map.values().any(holds_one),
+            _ => false,
+        }
+    }
+    let Value::Object(map) = params else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter(|(_, value)| holds_one(value))
+        .map(|(name, _)| FieldError::new(name, "must not contain control characters"))
+        .collect()
 }
 
 /// A cleared form field arrives as null and means "not given".

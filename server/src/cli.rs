@@ -173,7 +173,7 @@ async fn serve(
     let _workers_lock = lock_sqlite_workers(&state)?;
     let (stop, stopped) = watch::channel(false);
     let worker = orchestrator::spawn(state.clone(), stopped.clone());
-    crate::api::idempotency::spawn_purge(state.clone(), stopped.clone());
+    crate::housekeeping::spawn(state.clone(), stopped.clone());
     let token_uses = crate::services::token_uses::spawn_writer(state.clone(), stopped.clone());
     let audit = crate::audit_chain::spawn(state.clone(), stopped.clone());
     crate::services::upgrades::spawn(

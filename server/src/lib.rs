@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod drivers;
+pub mod housekeeping;
 pub mod http;
 pub mod metrics;
 pub mod orchestrator;

@@ -23,7 +23,22 @@ pub struct PostgresServer {
     pub database: String,
     /// Parsed once, so a check's connection keeps the URL's TLS and other options.
     options: PgConnectOptions,
+    /// The URL's TLS and connection options as libpq's variables, so a `psql` a
+    /// command step runs connects as strictly as a check (`sslmode=verify-full`
+    /// stays verify-full, not libpq's default `prefer`).
+    libpq_options: Vec<(String, String)>,
 }
+
+/// URL options that libpq also reads from the environment, and their variables.
+const LIBPQ_OPTIONS: [(&str, &str); 7] = [
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("sslcert", "PGSSLCERT"),
+    ("sslkey", "PGSSLKEY"),
+    ("sslcrl", "PGSSLCRL"),
+    ("options", "PGOPTIONS"),
+    ("connect_timeout", "PGCONNECT_TIMEOUT"),
+];
 
 impl std::fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,6 +86,13 @@ impl PostgresServer {
         };
         let options = PgConnectOptions::from_str(text.trim())
             .map_err(|_| "is not a connection URL that PostgreSQL clients accept".to_string())?;
+        let libpq_options = url
+            .query_pairs()
+            .filter_map(|(key, value)| {
+                let (_, variable) = LIBPQ_OPTIONS.iter().find(|(name, _)| *name == key)?;
+                Some((variable.to_string(), value.into_owned()))
+            })
+            .collect();
         Ok(PostgresServer {
             port: url.port().unwrap_or(5432),
             host,
@@ -78,6 +100,7 @@ impl PostgresServer {
             password,
             database,
             options,
+            libpq_options,
         })
     }
 
@@ -89,12 +112,14 @@ impl PostgresServer {
     /// The admin connection as libpq reads it from the environment; the password
     /// is left to [`Self::password`], which goes in as a secret.
     pub fn libpq_env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("PGHOST".into(), self.host.clone()),
             ("PGPORT".into(), self.port.to_string()),
             ("PGUSER".into(), self.user.clone()),
             ("PGDATABASE".into(), self.database.clone()),
-        ]
+        ];
+        env.extend(self.libpq_options.iter().cloned());
+        env
     }
 
     /// A connection to `database` on this server as `user`, keeping the URL's options.

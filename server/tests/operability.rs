@@ -139,3 +139,58 @@ async fn a_second_process_on_one_sqlite_file_runs_no_workers() -> TestResult {
     assert!(slipway_server::cli::lock_sqlite_workers(&second)?.is_some());
     Ok(())
 }
+
+#[tokio::test]
+async fn housekeeping_forgets_what_a_year_would_pile_up_sqlite() -> TestResult {
+    housekeeping_forgets_what_a_year_would_pile_up(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn housekeeping_forgets_what_a_year_would_pile_up_postgres() -> TestResult {
+    housekeeping_forgets_what_a_year_would_pile_up(Engine::Postgres).await
+}
+
+/// Live progress lines of yesterday and older go (each finished step keeps its
+/// own log); today's stay; SQLite gets statistics to plan with.
+async fn housekeeping_forgets_what_a_year_would_pile_up(engine: Engine) -> TestResult {
+    let Some(app) = TestApp::start(engine).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    for name in ["old", "new"] {
+        app.namespace(&alice, "dev", name).await?;
+    }
+    let lines = |sql: &'static str| {
+        let pool = app.state.db.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
+    };
+    let all = lines("SELECT COUNT(*) FROM request_progress").await?;
+    assert!(
+        all >= 4,
+        "each request's steps reported their states: {all}"
+    );
+    // The first request's progress as if written two days ago.
+    let two_days = 2 * 24 * 60 * 60 * 1000_i64;
+    sqlx::query(
+        "UPDATE request_progress SET created_at = created_at - $1 \
+         WHERE request_id = (SELECT MIN(id) FROM requests)",
+    )
+    .bind(two_days)
+    .execute(&app.state.db.pool)
+    .await?;
+    let old = lines(
+        "SELECT COUNT(*) FROM request_progress WHERE request_id = (SELECT MIN(id) FROM requests)",
+    )
+    .await?;
+    assert!(old > 0);
+    slipway_server::housekeeping::tidy(&app.state).await;
+    assert_eq!(
+        lines("SELECT COUNT(*) FROM request_progress").await?,
+        all - old
+    );
+    if engine == Engine::Sqlite {
+        let analyzed = lines("SELECT COUNT(*) FROM sqlite_stat1").await?;
+        assert!(analyzed > 0, "PRAGMA optimize gathered statistics");
+    }
+    Ok(())
+}

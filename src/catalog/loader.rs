@@ -715,6 +715,21 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Why a step may not set this variable: the server's settings choose the
+/// programs a command finds and loads, and, beside a PostgreSQL server, where and
+/// as whom it connects (the admin's password goes with the connection).
+fn reserved_env(name: &str, beside_postgres_server: bool) -> Option<&'static str> {
+    let loader = ["PATH", "IFS", "BASH_ENV", "ENV"].contains(&name)
+        || name.starts_with("LD_")
+        || name.starts_with("DYLD_");
+    if loader {
+        return Some("is the server's to set: it chooses which programs run and what they load");
+    }
+    (beside_postgres_server && crate::execution::PG_CONNECTION_VARIABLES.contains(&name)).then_some(
+        "is the PostgreSQL server's to set: where and as whom to connect comes from the server's settings",
+    )
+}
+
 /// The longest a command may be given, in seconds: a day.
 const MAX_COMMAND_SECONDS: u64 = 86_400;
 
@@ -757,6 +772,8 @@ fn load_command(
                 format!("execute[{i}].env.{name}"),
                 "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
             );
+        } else if let Some(why) = reserved_env(name, step.postgres_server.is_some()) {
+            fe.push(format!("execute[{i}].env.{name}"), why);
         }
         fe.template(format!("execute[{i}].env.{name}"), value);
     }
@@ -767,6 +784,8 @@ fn load_command(
                 format!("execute[{i}].secret_env.{name}"),
                 "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
             );
+        } else if let Some(why) = reserved_env(name, step.postgres_server.is_some()) {
+            fe.push(format!("execute[{i}].secret_env.{name}"), why);
         } else if env.contains_key(name) {
             fe.push(
                 format!("execute[{i}].secret_env.{name}"),

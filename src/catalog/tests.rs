@@ -1021,7 +1021,7 @@ execute:
   - driver: command
     program: psql
     postgres_server: "{{ team }}"
-    secret_env: { PGPASSWORD: owner_password, OTHER: nope }
+    secret_env: { OWNER_PASSWORD: owner_password, OTHER: nope }
 "#,
         ),
     );
@@ -1066,6 +1066,34 @@ execute:
                 r#""{{ team }}" is not a server name of the settings (letters, digits, '-' and '_')"#
             ),
         ]
+    );
+}
+
+#[test]
+fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
+    let files = with_file(
+        "types/widget.yaml",
+        &minimal_type(
+            r#"execute:
+  - driver: command
+    program: psql
+    postgres_server: shared
+    env: { PGHOST: "{{ name }}", PGDATABASE: "{{ name }}", LD_PRELOAD: /tmp/x.so, PATH: /tmp }
+    secret_env: { PGPASSWORD: secret }
+"#,
+        ),
+    );
+    let mut fields: Vec<String> = errors_of(&files).into_iter().map(|e| e.path).collect();
+    fields.dedup();
+    assert_eq!(
+        fields,
+        [
+            "execute[0].env.LD_PRELOAD",
+            "execute[0].env.PATH",
+            "execute[0].env.PGHOST",
+            "execute[0].secret_env.PGPASSWORD",
+        ],
+        "PGDATABASE stays the step's own"
     );
 }
 

@@ -351,3 +351,18 @@ fn notes_are_capped_and_plain() {
     );
     assert!(note_error("note", "bell \u{7}").is_some());
 }
+
+#[test]
+fn control_characters_are_refused_in_any_text() {
+    let v = validator("k8s-namespace");
+    let params = json!({"name": "web", "team": "payments", "environment": "dev",
+                        "cpu_limit": 2, "memory_limit_gi": 4, "admins": ["al\u{0}ice"]});
+    let errors = v.check(&params);
+    assert!(
+        errors.contains(&FieldError::new(
+            "admins",
+            "must not contain control characters"
+        )),
+        "{errors:?}"
+    );
+}

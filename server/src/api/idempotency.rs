@@ -265,26 +265,6 @@ fn answer_to_keep(parts: &axum::http::response::Parts, bytes: &Bytes) -> StoredA
     }
 }
 
-/// Forgets keys older than two days, every ten minutes, until the server stops.
-pub fn spawn_purge(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        loop {
-            let purged = async {
-                let mut conn = state.db.writer.acquire().await?;
-                let cutoff = crate::storage::now_millis() - KEEP_MS;
-                idempotency::purge_before(&mut conn, cutoff).await
-            };
-            if let Err(error) = purged.await {
-                tracing::warn!(%error, "could not forget old idempotency keys");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
-                _ = shutdown.changed() => break,
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

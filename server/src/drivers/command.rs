@@ -159,8 +159,11 @@ impl CommandDriver {
     }
 }
 
-/// The server's admin connection goes in first, so the step's own `env` (a
-/// PGDATABASE of its own) wins; the password travels as a secret and is blanked
+/// The server's admin connection goes in first, so the step's own `env` may name
+/// a database of its own (PGDATABASE) or PGOPTIONS; where to connect and as whom
+/// are the server's alone (the catalog loader refuses a step that sets them, and
+/// they are dropped here too): otherwise the admin's password would go to
+/// whatever host a step named. The password travels as a secret and is blanked
 /// in the output like one.
 fn with_admin_connection(
     command: &mut PlannedCommand,
@@ -169,6 +172,9 @@ fn with_admin_connection(
 ) {
     const PASSWORD: &str = "postgres server password";
     let mut env = server.libpq_env();
+    command.env.retain(|(name, _)| {
+        !slipway_core::execution::PG_CONNECTION_VARIABLES.contains(&name.as_str())
+    });
     env.append(&mut command.env);
     command.env = env;
     if let Some(password) = server.password() {

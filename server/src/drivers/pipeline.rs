@@ -153,12 +153,14 @@ impl Run<'_> {
         url: &str,
         body: Option<String>,
     ) -> Result<OutboundResponse, OutboundError> {
+        let token_header = self.pipeline.token.as_ref().map(|t| t.header.as_str());
+        let headers = headers_for(self.headers, token_header, &self.pipeline.url, url);
         self.driver
             .outbound
             .send(OutboundRequest {
                 method,
                 url,
-                headers: self.headers,
+                headers: &headers,
                 body,
                 timeout: CALL_TIMEOUT,
             })
@@ -282,6 +284,26 @@ impl Run<'_> {
     }
 }
 
+/// The headers of a call to `url`. The token goes only where the run is
+/// triggered (same scheme, host and port): a status URL is what the CI/CD system
+/// answered, and may point at another allowed host, or at plain http.
+fn headers_for(
+    headers: &[(String, String)],
+    token_header: Option<&str>,
+    trigger_url: &str,
+    url: &str,
+) -> Vec<(String, String)> {
+    let same_origin = match (url::Url::parse(url), url::Url::parse(trigger_url)) {
+        (Ok(to), Ok(trigger)) => to.origin() == trigger.origin(),
+        _ => false,
+    };
+    headers
+        .iter()
+        .filter(|(name, _)| same_origin || Some(name.as_str()) != token_header)
+        .cloned()
+        .collect()
+}
+
 /// The start of an answer, on one line, for an error message.
 fn quote(body: &str) -> String {
     let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -289,5 +311,37 @@ fn quote(body: &str) -> String {
         Some((cut, _)) => format!("{}…", &line[..cut]),
         None if line.is_empty() => "(empty)".into(),
         None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_only_where_the_run_was_triggered() {
+        let headers = vec![
+            ("accept".to_string(), "application/json".to_string()),
+            ("authorization".to_string(), "Bearer canary".to_string()),
+        ];
+        let trigger = "https://ci.example/api/runs";
+        let names = |url: &str| -> Vec<String> {
+            headers_for(&headers, Some("authorization"), trigger, url)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        };
+        assert_eq!(
+            names("https://ci.example/api/runs/7"),
+            ["accept", "authorization"]
+        );
+        for elsewhere in [
+            "http://ci.example/api/runs/7",
+            "https://ci.example:8443/api/runs/7",
+            "https://other.example/runs/7",
+            "not a url",
+        ] {
+            assert_eq!(names(elsewhere), ["accept"], "{elsewhere}");
+        }
     }
 }

@@ -220,6 +220,15 @@ pub async fn login_from(
             },
         ]));
     }
+    // No user name holds one (PostgreSQL could not even compare it).
+    if username.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(vec![
+            slipway_core::validate::FieldError::new(
+                "username",
+                "must not contain control characters",
+            ),
+        ]));
+    }
     let mut conn = state.db.pool.acquire().await?;
     let now = now_millis();
     let mut wait = 0;

@@ -13,7 +13,7 @@ use slipway_core::precheck::{
 use slipway_core::render::{self, ChangeSet};
 use slipway_core::secret::{self, Split};
 use slipway_core::state::{Action, RequestState};
-use slipway_core::validate::{FieldError, ParamValidator, whole_number};
+use slipway_core::validate::{FieldError, ParamValidator, holds_nul, whole_number};
 use slipway_core::views::{DryRun, RequestDraft, RequestSummary};
 use sqlx::AnyConnection;
 use tracing::instrument;
@@ -131,6 +131,11 @@ pub(crate) async fn compute_precheck(
     // asset only frees room).
     let counted = acting_on.filter(|on| !on.action.retires);
     let quota_ty = counted.map_or(ty, |on| on.ty);
+    if holds_nul(params) {
+        // Nothing stored holds a NUL (and PostgreSQL cannot compare one): no read,
+        // and the report fails on the field's own error.
+        return Ok(precheck::evaluate(validator, ty, params, &[], &[]));
+    }
     let queries = precheck::quota_queries(quota_ty, params);
     let own = match exclude {
         Some(id) if !queries.is_empty() => storage::requests::get(conn, id).await?,

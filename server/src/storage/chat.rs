@@ -18,6 +18,15 @@ pub async fn insert_code(
     code_hash: &str,
     expires_at: i64,
 ) -> Result<(), StorageError> {
+    // The user's codes that can no longer be used go as a new one comes: the
+    // table holds only what may still link an account.
+    sqlx::query(
+        "DELETE FROM chat_link_codes WHERE user_id = $1 AND (expires_at < $2 OR used_at IS NOT NULL)",
+    )
+    .bind(user.0)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO chat_link_codes (code_hash, user_id, created_at, expires_at) \
          VALUES ($1, $2, $3, $4)",
@@ -199,10 +208,14 @@ pub async fn state_changes_after(
     position: i64,
     limit: i64,
 ) -> Result<Vec<StateChange>, StorageError> {
+    // Walked along `audit_position` from the cursor: `target_kind || ''` keeps a
+    // planner without statistics (SQLite's, before `PRAGMA optimize` has run) off
+    // `audit_target`, which would read every request event ever written and sort
+    // them, every poll.
     let rows = sqlx::query(
         "SELECT position, target_id, after_value, actor, detail FROM audit_events \
-         WHERE position > $1 AND target_kind = 'request' AND before_value IS NOT NULL \
-           AND after_value IS NOT NULL \
+         WHERE position > $1 AND position IS NOT NULL AND target_kind || '' = 'request' \
+           AND before_value IS NOT NULL AND after_value IS NOT NULL \
          ORDER BY position LIMIT $2",
     )
     .bind(position)
@@ -228,8 +241,11 @@ pub async fn state_changes_after(
 
 /// The newest sealed position, where a notifier without a cursor starts.
 pub async fn last_position(conn: &mut AnyConnection) -> Result<i64, StorageError> {
-    let last: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM audit_events")
-        .fetch_one(&mut *conn)
-        .await?;
+    let last: Option<i64> = sqlx::query_scalar(
+        "SELECT position FROM audit_events WHERE position IS NOT NULL \
+         ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(last.unwrap_or(0))
 }

@@ -135,3 +135,41 @@ pub async fn lines_of_step(
     .fetch_all(&mut *conn)
     .await?)
 }
+
+/// Rows deleted per transaction when old progress is forgotten.
+const FORGET_BATCH: i64 = 5000;
+
+/// Deletes the progress written before `before` (milliseconds), a batch per
+/// transaction so a writer is never held long. Ids grow with time: the newest
+/// old row is found walking back from the newest row (a day's worth), and
+/// everything up to it goes by the primary key. Returns how many rows went.
+pub async fn forget_before(db: &super::Db, before: i64) -> Result<u64, StorageError> {
+    let mut conn = db.pool.acquire().await?;
+    let cut: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM request_progress WHERE created_at < $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(before)
+    .fetch_optional(&mut *conn)
+    .await?;
+    drop(conn);
+    let Some(cut) = cut else {
+        return Ok(0);
+    };
+    let mut forgotten = 0;
+    loop {
+        let mut tx = db.write().await?;
+        let done = sqlx::query(
+            "DELETE FROM request_progress WHERE id IN \
+             (SELECT id FROM request_progress WHERE id <= $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(cut)
+        .bind(FORGET_BATCH)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        forgotten += done.rows_affected();
+        if done.rows_affected() < FORGET_BATCH as u64 {
+            return Ok(forgotten);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Housekeeping, at start and every ten minutes: what a year of use would
+//! otherwise pile up or slow down. Each chore is logged and skipped on error;
+//! none of them is needed for correctness, only for size and speed.
+
+use std::time::Duration;
+
+use crate::state::AppState;
+use crate::storage::{self, Engine, StorageError, now_millis};
+
+const EVERY: Duration = Duration::from_secs(600);
+/// Live progress lines are kept a day: a page following a step reads them, and
+/// every finished step keeps its own log.
+const KEEP_PROGRESS_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Runs the chores now and then every ten minutes, until shutdown.
+pub fn spawn(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tidy(&state).await;
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+}
+
+/// Every chore once.
+pub async fn tidy(state: &AppState) {
+    let now = now_millis();
+    match forget_keys(state, now - crate::api::idempotency::KEEP_MS).await {
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not forget old idempotency keys"),
+    }
+    match storage::progress::forget_before(&state.db, now - KEEP_PROGRESS_MS).await {
+        Ok(0) => {}
+        Ok(lines) => tracing::info!(lines, "forgot live progress lines older than a day"),
+        Err(error) => tracing::warn!(%error, "could not forget old progress lines"),
+    }
+    if state.db.engine == Engine::Sqlite
+        && let Err(error) = refresh_statistics(state).await
+    {
+        tracing::warn!(%error, "could not refresh SQLite's statistics");
+    }
+}
+
+async fn forget_keys(state: &AppState, before: i64) -> Result<u64, StorageError> {
+    let mut conn = state.db.writer.acquire().await?;
+    storage::idempotency::purge_before(&mut conn, before).await
+}
+
+/// SQLite plans its queries from statistics that only `ANALYZE` gathers; a
+/// database that grew for a year without them picks indexes by guesswork (the
+/// chat notifier once read every request event per poll). `PRAGMA optimize`
+/// analyzes the tables whose size changed much since, reading a bounded sample
+/// of each (`analysis_limit`), so it costs milliseconds.
+async fn refresh_statistics(state: &AppState) -> Result<(), StorageError> {
+    let mut conn = state.db.writer.acquire().await?;
+    sqlx::query("PRAGMA analysis_limit = 1000")
+        .execute(&mut *conn)
+        .await?;
+    // 0x10002: look at every table, not only those this connection queried.
+    sqlx::query("PRAGMA optimize = 0x10002")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
