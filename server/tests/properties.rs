@@ -149,7 +149,10 @@ fn found_before() -> Vec<(&'static str, Value)> {
             json!({"name": "a0", "team": "\u{0}", "environment": "dev",
                    "cpu_limit": 2, "memory_limit_gi": 4, "admins": ["alice"]}),
         ),
-        ("k8s-namespace", namespace_params("a0", "pay\u{0}ments", "dev", 2)),
+        (
+            "k8s-namespace",
+            namespace_params("a0", "pay\u{0}ments", "dev", 2),
+        ),
     ]
 }
 

@@ -56,8 +56,9 @@ fn namespace_renders_three_sorted_files() {
             .contains("slipway.io/resource-type: k8s-namespace")
     );
     assert!(set.files[1].content.contains("limits.memory: 16Gi"));
-    assert!(set.files[2].content.contains("    name: alice\n"));
-    assert!(set.files[2].content.contains("    name: bob\n"));
+    // Quoted: an admin called `no` or `null` is still a name, not YAML's false.
+    assert!(set.files[2].content.contains("    name: \"alice\"\n"));
+    assert!(set.files[2].content.contains("    name: \"bob\"\n"));
 }
 
 #[test]

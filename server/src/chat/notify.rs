@@ -212,10 +212,8 @@ async fn review_notice(
     conn: &mut sqlx::AnyConnection,
     request: &RequestRow,
 ) -> Result<Option<String>, StorageError> {
-    let revisions = storage::requests::revisions(conn, request.id).await?;
-    let Some(current) = revisions
-        .iter()
-        .find(|r| r.revision == request.current_revision)
+    let Some(current) =
+        storage::requests::revision(conn, request.id, request.current_revision).await?
     else {
         return Ok(None);
     };

@@ -229,6 +229,9 @@ fn run_blocking(
 ) -> Result<StepOutcome, DriverError> {
     let scratch = prepare_scratch(settings, command)?;
     let mut process = Command::new(&command.program);
+    // Its own process group: whatever it starts (a shell's children, ansible's
+    // workers) ends with it, and no orphan keeps its output pipes open.
+    std::os::unix::process::CommandExt::process_group(&mut process, 0);
     process
         .args(&command.args)
         .current_dir(&scratch.0)
@@ -275,8 +278,12 @@ fn run_blocking(
         .unwrap_or(settings.default_timeout);
     let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
+            Ok(Some(status)) => {
+                end_group(&child);
+                break Some(status);
+            }
             Ok(None) if started.elapsed() >= timeout || stop.is_cancelled() => {
+                end_group(&child);
                 if let Err(error) = child.kill() {
                     tracing::warn!(%error, program, "could not kill a command past its timeout");
                 }
@@ -333,6 +340,18 @@ fn run_blocking(
         commit: None,
         log,
     })
+}
+
+/// Kills what is left of the program's process group (the program itself, when
+/// it is past its time; what it started in the background, when it is done).
+fn end_group(child: &std::process::Child) {
+    let group = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(group) = group {
+        // A group already gone answers ESRCH: nothing was left to end.
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
 }
 
 /// Reads a pipe to its end on a thread of its own, keeping the last
@@ -439,7 +458,7 @@ mod tests {
 
     fn driver(dir: &Path) -> CommandDriver {
         CommandDriver::new(CommandSettings {
-            allowed: ["cat", "printf", "env", "sleep", "false"]
+            allowed: ["cat", "printf", "env", "sleep", "false", "sh"]
                 .map(String::from)
                 .to_vec(),
             pass_env: Vec::new(),
@@ -622,7 +641,7 @@ mod tests {
             refused,
             Some(DriverError::Permanent(
                 "the program \"rm\" is not allowed by the server's --command-allow \
-                 (SLIPWAY_COMMAND_ALLOW) setting; allowed: cat, printf, env, sleep, false"
+                 (SLIPWAY_COMMAND_ALLOW) setting; allowed: cat, printf, env, sleep, false, sh"
                     .into()
             ))
         );
@@ -659,6 +678,35 @@ mod tests {
             ))
         );
         assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn what_a_program_starts_ends_with_it() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        // Done at once, but its background child holds the output pipe for 30 s.
+        let started = Instant::now();
+        let outcome = run(dir.path(), &step("sh", &["-c", "sleep 30 & echo started"])).await?;
+        assert!(
+            outcome.log.contains(&"stdout: started".to_string()),
+            "{:?}",
+            outcome.log
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the orphan was ended"
+        );
+        // Past its time, with a grandchild: both end.
+        let mut slow = step("sh", &["-c", "sleep 30 & sleep 30"]);
+        if let PlannedStep::Command(command) = &mut slow {
+            command.timeout_seconds = Some(1);
+        }
+        let started = Instant::now();
+        assert!(run(dir.path(), &slow).await.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stopped with its group"
+        );
         Ok(())
     }
 

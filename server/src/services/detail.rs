@@ -169,10 +169,8 @@ pub async fn request_glance(
 ) -> ServiceResult<Glance> {
     let mut conn = state.db.pool.acquire().await?;
     let request = viewable_request(state, &mut conn, user, id).await?;
-    let change_set_hash = storage::requests::revisions(&mut conn, id)
+    let change_set_hash = storage::requests::revision(&mut conn, id, request.current_revision)
         .await?
-        .into_iter()
-        .find(|r| r.revision == request.current_revision)
         .map(|r| r.change_set_hash);
     Ok(Glance {
         summary: summary(state, &request),

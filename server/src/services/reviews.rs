@@ -96,10 +96,8 @@ pub async fn decide_on(
             message: "is required: tell the requester what to change or why".into(),
         }]));
     }
-    let revisions = storage::requests::revisions(&mut tx, id).await?;
-    let reviewed = revisions
-        .iter()
-        .find(|r| r.revision == revision)
+    let reviewed = storage::requests::revision(&mut tx, id, revision)
+        .await?
         .ok_or_else(|| {
             ServiceError::Internal(format!("request #{id} has no revision {revision}"))
         })?;
