@@ -115,6 +115,14 @@ pub(crate) fn check_template(source: &str) -> Result<(), String> {
         .map_err(|e| error_text(&e))
 }
 
+/// The variables a template reads from its context.
+pub(crate) fn variables_of(source: &str) -> Result<std::collections::HashSet<String>, String> {
+    environment()
+        .template_from_str(source)
+        .map(|t| t.undeclared_variables(false))
+        .map_err(|e| error_text(&e))
+}
+
 pub(crate) fn check_expression(expression: &str) -> Result<(), String> {
     environment()
         .compile_expression(expression)

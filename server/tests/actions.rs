@@ -236,6 +236,11 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         None,
         "the cluster file is removed"
     );
+    assert_eq!(
+        head_file(app, "prod/payments/postgres-database/ledger/restore.yaml")?,
+        None,
+        "the cluster restored beside it goes too"
+    );
     assert!(
         head_file(app, backup_path)?.is_some(),
         "backups outlive the cluster"

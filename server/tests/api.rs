@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{ReviewDecision, Role, TokenRequest, TokenScope};
-use slipway_server::services::tokens;
+use slipway_server::services::{ServiceError, tokens};
 
 on_both_engines!(
     tokens_authenticate_and_stop_at_once,
@@ -167,6 +167,28 @@ async fn tokens_authenticate_and_stop_at_once(app: &TestApp) -> TestResult {
             .fetch_one(&app.state.db.pool)
             .await?;
     assert_eq!(stored, 0);
+
+    // Tokens that ended long ago leave the list; a loop making tokens stops at
+    // the most one person may hold live.
+    // The revoked one ended today and is listed; the other expired in 1970.
+    assert_eq!(tokens::list(&app.state, &alice).await?.len(), 1);
+    let long_ago = slipway_server::storage::now_millis() - 31 * 86_400_000;
+    sqlx::query("UPDATE api_tokens SET expires_at = $1, revoked_at = NULL")
+        .bind(long_ago)
+        .execute(&app.state.db.pool)
+        .await?;
+    assert!(tokens::list(&app.state, &alice).await?.is_empty());
+    let made = |n: usize| TokenRequest {
+        name: format!("loop {n}"),
+        scopes: vec![TokenScope::Read],
+        expires_in_days: Some(1),
+    };
+    for n in 0..tokens::MAX_LIVE_TOKENS as usize {
+        tokens::create(&app.state, &alice, &made(n)).await?;
+    }
+    refused!(app, tokens::create(&app.state, &alice, &made(100)),
+        ServiceError::Invalid(errors) => assert!(errors[0].message.contains("revoke one"), "{errors:?}"));
+    assert_eq!(tokens::list(&app.state, &alice).await?.len(), 100);
     Ok(())
 }
 

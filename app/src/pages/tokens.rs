@@ -18,7 +18,8 @@ pub fn TokensPage() -> impl IntoView {
             <a href="/api-docs">"Slipway API"</a>
             " as you, within the scopes you give it. Send it as "
             <code>"Authorization: Bearer …"</code>
-            ". Only a hash is stored: the token is shown once, when it is made."
+            ". Only a hash is stored: the token is shown once, when it is made. "
+            "You may hold 100 live tokens; those revoked or expired more than 30 days ago are no longer listed."
         </p>
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {

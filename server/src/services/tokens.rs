@@ -20,6 +20,11 @@ const MAX_NAME_CHARS: usize = 100;
 const MAX_DAYS: u32 = 366;
 const DEFAULT_DAYS: u32 = 90;
 const DAY_MILLIS: i64 = 86_400_000;
+/// Tokens that ended (revoked or expired) this many days ago or less are listed.
+pub const LISTED_DAYS: u32 = 30;
+/// Live tokens one person may hold: enough for every script and pipeline, few
+/// enough that a loop creating one per run is stopped early.
+pub const MAX_LIVE_TOKENS: i64 = 100;
 
 fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -118,6 +123,14 @@ pub async fn create(
     let secret = new_secret();
     let prefix: String = secret.chars().take(SHOWN_PREFIX_CHARS).collect();
     let mut tx = state.db.write().await?;
+    if storage::tokens::live_count(&mut tx, caller.id, now_millis()).await? >= MAX_LIVE_TOKENS {
+        return Err(ServiceError::Invalid(vec![FieldError::new(
+            "",
+            format!(
+                "you hold {MAX_LIVE_TOKENS} live tokens, the most one person may; revoke one you no longer use first"
+            ),
+        )]));
+    }
     let id = storage::tokens::insert(
         &mut tx,
         &NewTokenRow {
@@ -154,9 +167,11 @@ pub async fn create(
     })
 }
 
+/// The caller's live tokens and those that ended in the last [`LISTED_DAYS`].
 pub async fn list(state: &AppState, caller: &Caller) -> ServiceResult<Vec<TokenView>> {
     let mut conn = state.db.pool.acquire().await?;
-    let rows = storage::tokens::by_user(&mut conn, caller.id).await?;
+    let ended_after = now_millis() - i64::from(LISTED_DAYS) * DAY_MILLIS;
+    let rows = storage::tokens::by_user(&mut conn, caller.id, ended_after).await?;
     Ok(rows.into_iter().map(view).collect())
 }
 

@@ -62,17 +62,38 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewTokenRow<'_>) -> Result<i
     .await?)
 }
 
+/// A user's tokens that are live or ended (revoked or expired) after
+/// `ended_after`, newest first: a script that makes a token a day does not grow
+/// the list for ever.
 pub async fn by_user(
     conn: &mut AnyConnection,
     user: UserId,
+    ended_after: i64,
 ) -> Result<Vec<TokenRow>, StorageError> {
     let rows = sqlx::query(&format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC"
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens \
+         WHERE user_id = $1 AND COALESCE(revoked_at, expires_at) > $2 ORDER BY id DESC"
     ))
     .bind(user.0)
+    .bind(ended_after)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(token_from_row).collect()
+}
+
+/// How many of a user's tokens work now.
+pub async fn live_count(
+    conn: &mut AnyConnection,
+    user: UserId,
+    now: i64,
+) -> Result<i64, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(user.0)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<TokenRow>, StorageError> {

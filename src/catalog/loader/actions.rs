@@ -28,43 +28,72 @@ pub(super) fn load_actions(
         return Vec::new();
     }
     let mut names = BTreeSet::new();
+    let retired = retired_paths(base, &declared);
     declared
         .into_iter()
         .enumerate()
-        .filter_map(|(i, action)| load_action(base, i, action, &mut names, catalog, fe))
+        .filter_map(|(i, action)| {
+            let removes = if action.retires {
+                retired.clone()
+            } else {
+                Vec::new()
+            };
+            load_action(base, (i, action, removes), &mut names, catalog, fe)
+        })
         .collect()
 }
 
 fn load_action(
     base: &TypeFile,
-    i: usize,
-    action: ActionFile,
+    (i, action, removes): (usize, ActionFile, Vec<String>),
     names: &mut BTreeSet<String>,
     catalog: &Catalog,
     fe: &mut FileErrors<'_>,
 ) -> Option<TypeAction> {
     let at = |field: &str| format!("actions[{i}].{field}");
     check_words(&action, &at, names, fe);
-    build_action(base, i, action, catalog, fe)
+    build_action(base, (i, action, removes), catalog, fe)
+}
+
+/// What retiring an asset removes from the repository: the type's outputs, and
+/// what its other actions wrote at a place the type's own parameters name (a
+/// restored cluster beside a database, which would otherwise run on unowned).
+/// What an action wrote at a place its own parameters name (a backup named by
+/// its `backup_name`) cannot be found again, and outlives the asset.
+fn retired_paths(base: &TypeFile, actions: &[ActionFile]) -> Vec<String> {
+    let mut known: BTreeSet<String> = base
+        .parameters
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    known.extend(["resource_name", "resource_type", "requires"].map(String::from));
+    let mut paths: Vec<String> = base.outputs.iter().map(|o| o.path.clone()).collect();
+    let written = actions
+        .iter()
+        .filter(|a| !a.retires)
+        .flat_map(|a| a.outputs.iter().flatten());
+    for output in written {
+        let named_by_the_type = crate::template::variables_of(&output.path)
+            .is_ok_and(|used| used.iter().all(|v| known.contains(v)));
+        if named_by_the_type && !paths.contains(&output.path) {
+            paths.push(output.path.clone());
+        }
+    }
+    paths
 }
 
 /// The action's request type built from the type's file, its problems reported
 /// at the action's path.
 fn build_action(
     base: &TypeFile,
-    i: usize,
-    action: ActionFile,
+    (i, action, removes): (usize, ActionFile, Vec<String>),
     catalog: &Catalog,
     fe: &mut FileErrors<'_>,
 ) -> Option<TypeAction> {
     let at = |field: &str| format!("actions[{i}].{field}");
     let own = action.parameters.clone().unwrap_or_else(no_parameters);
     check_own_parameters(base, &own, &at, fe);
-    let removes: Vec<String> = if action.retires {
-        base.outputs.iter().map(|o| o.path.clone()).collect()
-    } else {
-        Vec::new()
-    };
     let file = request_file(base, &action, &own, &removes);
     // Problems are gathered apart so they are reported at the action's path, once
     // (the action's own schema is checked both alone and within the merged one).
@@ -190,7 +219,7 @@ pub(super) fn template_upgrade(
         file: fe.file,
         errors: &mut found,
     };
-    let loaded = build_action(base, 0, upgrade, catalog, &mut inner);
+    let loaded = build_action(base, (0, upgrade, Vec::new()), catalog, &mut inner);
     // Only a fault of the type itself could fail it, and that is reported already.
     loaded.filter(|_| found.is_empty())
 }
