@@ -260,7 +260,8 @@ fn quota_checks(
     let mut checks = Vec::new();
     if let Some(max_count) = rule.max_count {
         let used = usage.map(|u| i64::try_from(u.count).unwrap_or(i64::MAX));
-        let mut check = quota_check(&scope, used, 1, clamp(max_count), "requests".into());
+        let unit = "requests".to_string();
+        let mut check = quota_check(&scope, (used, 1), clamp(max_count), unit, held.is_some());
         check.ok |= used.is_some() && held.is_some_and(|h| h.count >= 1);
         checks.push(check);
     }
@@ -268,7 +269,8 @@ fn quota_checks(
         let requested = params.get(sum).and_then(whole_number).unwrap_or(0);
         let unit = ty.param_title(sum);
         let used = usage.map(|u| u.sum);
-        let mut check = quota_check(&scope, used, requested, clamp(max), unit);
+        let on_asset = held.is_some();
+        let mut check = quota_check(&scope, (used, requested), clamp(max), unit, on_asset);
         check.ok |= used.is_some() && held.is_some_and(|h| h.sum >= requested);
         checks.push(check);
     }
@@ -282,10 +284,10 @@ fn clamp(limit: u64) -> i64 {
 /// Unknown usage (the server sent too few answers) fails closed.
 fn quota_check(
     scope: &str,
-    used: Option<i64>,
-    requested: i64,
+    (used, requested): (Option<i64>, i64),
     limit: i64,
     unit: String,
+    on_asset: bool,
 ) -> QuotaCheck {
     let Some(used) = used else {
         return QuotaCheck {
@@ -299,7 +301,15 @@ fn quota_check(
     };
     let total = used.saturating_add(requested);
     QuotaCheck {
-        description: format!("{scope}: {used} of {limit} {unit} used, this request makes {total}"),
+        // An action's usage leaves its asset out: the line says so, or "60 of
+        // 128 used" would read wrong beside an asset that holds 60 itself.
+        description: if on_asset {
+            format!(
+                "{scope}: {used} of {limit} {unit} used besides this asset, this change makes {total}"
+            )
+        } else {
+            format!("{scope}: {used} of {limit} {unit} used, this request makes {total}")
+        },
         used,
         requested,
         limit,

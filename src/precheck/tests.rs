@@ -260,7 +260,7 @@ fn an_action_is_checked_by_what_it_adds() {
     );
     assert_eq!(
         grow[1].description,
-        "team payments: 100 of 128 CPU limit (cores) used, this request makes 129"
+        "team payments: 100 of 128 CPU limit (cores) used besides this asset, this change makes 129"
     );
     // Over the limits already (lowered since): a shrink, or an action that adds
     // nothing, is not held up; growing further is.
