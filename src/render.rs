@@ -347,104 +347,175 @@ pub fn monitoring(
 #[cfg(test)]
 mod tests;
 
-/// Renders every type of the catalog with its schema's defaults, plus a sample value
-/// for each required parameter without one, and reports what fails: a template that
-/// breaks or produces unparsable YAML or JSON shows up in `catalog check`, not in
-/// the first request.
+/// Renders every type of the catalog twice and reports what fails: once with
+/// its schema's defaults (plus a sample value for each required parameter
+/// without one), once with every optional parameter given a value too, so a
+/// template branch behind an optional parameter is rendered before a request
+/// takes it. A template that breaks or produces unparsable YAML or JSON shows up
+/// in `catalog check`, not in the first request. One report per type: the first
+/// sample that fails.
 pub fn check_samples(catalog: &Catalog) -> Vec<crate::catalog::CatalogError> {
     let mut errors = Vec::new();
     for ty in catalog.types.values() {
         let file = format!("types/{}.yaml", ty.name);
-        check_sample(catalog, ty, (&file, ""), &mut errors);
+        check_type(catalog, ty, (&file, ""), &mut errors);
         // Each day-2 action renders as its own request type.
         for (i, action) in ty.actions.iter().enumerate() {
             let prefix = format!("actions[{i}].");
-            check_sample(catalog, &action.request_type, (&file, &prefix), &mut errors);
+            check_type(catalog, &action.request_type, (&file, &prefix), &mut errors);
         }
     }
     errors
 }
 
-/// Renders one type (or an action's request type) with sample values; problems
-/// are reported in `file` at `prefix` + the failing field.
+fn check_type(
+    catalog: &Catalog,
+    ty: &ResourceType,
+    at: (&str, &str),
+    errors: &mut Vec<crate::catalog::CatalogError>,
+) {
+    for fill in [Fill::Defaults, Fill::Everything] {
+        if let Err(error) = check_sample(catalog, ty, fill, at) {
+            errors.push(error);
+            return;
+        }
+    }
+}
+
+/// Which parameters a sample gives values to.
+#[derive(Clone, Copy)]
+enum Fill {
+    /// The defaults, and a sample for each required parameter without one.
+    Defaults,
+    /// Every parameter but secrets: booleans turned from their default, an
+    /// `enum`'s last value, a number's `maximum`, one item in each array.
+    Everything,
+}
+
+/// Renders one type (or an action's request type) with sample values; a problem
+/// is reported in `file` at `prefix` + the failing field.
 fn check_sample(
     catalog: &Catalog,
     ty: &ResourceType,
+    fill: Fill,
     (file, prefix): (&str, &str),
-    errors: &mut Vec<crate::catalog::CatalogError>,
-) {
-    let params = sample_params(ty);
-    let report = |what: &str, message: String| crate::catalog::CatalogError {
+) -> Result<(), crate::catalog::CatalogError> {
+    let params = sample_params(ty, fill);
+    let values = match fill {
+        Fill::Defaults => "the defaults and sample values",
+        Fill::Everything => "every optional parameter given a value",
+    };
+    let report = |e: RenderError| crate::catalog::CatalogError {
         file: file.to_string(),
-        path: format!("{prefix}{what}"),
-        message: format!("rendered with the defaults and sample values {params}: {message}"),
+        path: format!("{prefix}{}", e.what),
+        message: format!("rendered with {values} {params}: {}", e.message),
     };
     let ctx = template::context(ty, &params, None);
-    let name = match render("naming.template", &ty.naming.template, &ctx) {
-        Ok(name) => name.trim().to_string(),
-        Err(e) => return errors.push(report(&e.what, e.message)),
-    };
+    let name = render("naming.template", &ty.naming.template, &ctx).map_err(report)?;
+    let name = name.trim();
     let requires: Vec<String> = ty
         .requires
         .iter()
         .map(|r| format!("sample-{}", r.type_name))
         .collect();
-    let change_set = match change_set(catalog, ty, &params, &name, &requires) {
-        Ok(set) => set,
-        Err(e) => return errors.push(report(&e.what, e.message)),
-    };
+    let change_set = change_set(catalog, ty, &params, name, &requires).map_err(report)?;
     let run = crate::execution::RunInfo {
         request_id: 1,
         revision: 1,
         requester: "sample-requester",
     };
-    if let Err(e) = crate::execution::plan(ty, &params, &name, &change_set, run) {
-        errors.push(report(&e.what, e.message));
-    }
-    if let Err(e) = checks(ty, &params, &name) {
-        errors.push(report(&e.what, e.message));
-    }
-    if let Err(e) = monitoring(ty, &params, &name) {
-        errors.push(report(&e.what, e.message));
-    }
+    crate::execution::plan(ty, &params, name, &change_set, run).map_err(report)?;
+    checks(ty, &params, name).map_err(report)?;
+    monitoring(ty, &params, name).map_err(report)?;
+    Ok(())
 }
 
-/// The schema's defaults, and for each required parameter without one a value of
-/// its type (the first of an `enum`, the `minimum` of a number).
-fn sample_params(ty: &ResourceType) -> Value {
+/// The sample parameters of a type for `fill`.
+fn sample_params(ty: &ResourceType, fill: Fill) -> Value {
     let mut params = ty.default_params();
-    let required: Vec<&str> = ty
-        .parameters
-        .get("required")
-        .and_then(|r| r.as_array())
-        .map(|r| r.iter().filter_map(|n| n.as_str()).collect())
-        .unwrap_or_default();
-    for name in required {
-        if params.contains_key(name) {
-            continue;
-        }
+    let named = |key: &str| -> Vec<String> {
+        ty.parameters
+            .get(key)
+            .and_then(|r| r.as_array())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let to_fill = match fill {
+        Fill::Defaults => named("required"),
+        Fill::Everything => ty
+            .parameters
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+    };
+    for name in to_fill {
         let schema = ty
             .parameters
             .pointer(&format!("/properties/{name}"))
             .cloned()
             .unwrap_or_default();
-        let first_of_enum = schema
-            .get("enum")
-            .and_then(|e| e.as_array())
-            .and_then(|e| e.first())
-            .cloned();
-        let sample =
-            first_of_enum.unwrap_or_else(|| match schema.get("type").and_then(|t| t.as_str()) {
-                Some("integer" | "number") => schema
-                    .get("minimum")
-                    .cloned()
-                    .unwrap_or_else(|| Value::from(1)),
-                Some("boolean") => Value::Bool(false),
-                Some("array") => Value::Array(Vec::new()),
-                Some("object") => Value::Object(serde_json::Map::new()),
-                _ => Value::from("sample"),
-            });
-        params.insert(name.to_string(), sample);
+        let secret = schema.get("x-secret").and_then(Value::as_bool) == Some(true);
+        match fill {
+            Fill::Defaults if params.contains_key(&name) => continue,
+            Fill::Everything if secret => continue,
+            Fill::Everything if schema.get("type").and_then(Value::as_str) == Some("boolean") => {
+                let default = params.get(&name).and_then(Value::as_bool).unwrap_or(false);
+                params.insert(name, Value::Bool(!default));
+                continue;
+            }
+            Fill::Everything if schema.get("enum").is_some() && params.contains_key(&name) => {
+                // The default renders in the first sample; the other end here.
+                let last = schema
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .and_then(|e| e.last());
+                if let Some(last) = last {
+                    params.insert(name, last.clone());
+                }
+                continue;
+            }
+            Fill::Everything if params.contains_key(&name) => continue,
+            _ => {}
+        }
+        params.insert(name, sample_value(&schema, fill));
     }
     Value::Object(params)
+}
+
+/// A value of the schema's type: an `enum`'s first (or, filling everything,
+/// last) value, a number's `minimum` (or `maximum`).
+fn sample_value(schema: &Value, fill: Fill) -> Value {
+    let pick = |e: &Vec<Value>| match fill {
+        Fill::Defaults => e.first().cloned(),
+        Fill::Everything => e.last().cloned(),
+    };
+    if let Some(value) = schema.get("enum").and_then(Value::as_array).and_then(pick) {
+        return value;
+    }
+    let bound = match fill {
+        Fill::Defaults => "minimum",
+        Fill::Everything => "maximum",
+    };
+    match schema.get("type").and_then(Value::as_str) {
+        Some("integer" | "number") => schema
+            .get(bound)
+            .or_else(|| schema.get("minimum"))
+            .cloned()
+            .unwrap_or_else(|| Value::from(1)),
+        Some("boolean") => Value::Bool(matches!(fill, Fill::Everything)),
+        Some("array") => match fill {
+            Fill::Defaults => Value::Array(Vec::new()),
+            Fill::Everything => Value::Array(vec![sample_value(
+                schema.get("items").unwrap_or(&Value::Null),
+                fill,
+            )]),
+        },
+        Some("object") => Value::Object(serde_json::Map::new()),
+        _ => Value::from("sample"),
+    }
 }

@@ -144,7 +144,14 @@ pub fn local_check(ty: &ResourceType, params: &Value) -> Vec<FieldError> {
 /// be stored, audited and posted to chat whole (a Matrix event holds 64 KB).
 pub const MAX_NOTE_CHARS: usize = 4_000;
 
-/// A reviewer's comment or an operator's note, checked: at most
+/// A comment or note as it is kept: trimmed, and with a form's `\r\n` line breaks
+/// as `\n`, so that a browser's `maxlength` (which counts a line break once)
+/// and the length rule below count alike.
+pub fn note_text(text: &str) -> String {
+    text.trim().replace("\r\n", "\n")
+}
+
+/// A reviewer's comment or an operator's note (see [`note_text`]), checked: at most
 /// [`MAX_NOTE_CHARS`] characters, and no control characters but line breaks and
 /// tabs. `field` names the form field in the error.
 pub fn note_error(field: &str, text: &str) -> Option<FieldError> {

@@ -134,6 +134,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         token_uses: Arc::default(),
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        streams: Arc::default(),
     };
     ensure_initial_users(&state)
         .await

@@ -43,4 +43,6 @@ pub struct AppState {
     /// Cancelled when the server shuts down: long-lived answers (event streams)
     /// end then, or the graceful shutdown would wait on them forever.
     pub shutdown: CancellationToken,
+    /// The live progress streams open now, bounded in all and per person.
+    pub streams: Arc<crate::http::events::StreamSlots>,
 }

@@ -203,6 +203,10 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     let backup_path = "prod/payments/postgres-database/ledger/backups/before-42.yaml";
     let backup_file = head_file(app, backup_path)?.ok_or("the Backup is committed")?;
     assert!(backup_file.contains("kind: Backup"), "{backup_file}");
+    assert!(
+        backup_file.contains("name: payments-ledger-prod.before-42"),
+        "a dot, which neither name may hold, joins the database's and the backup's: {backup_file}"
+    );
     let params = asset_params(app, asset).await?;
     assert!(
         params.get("backup_name").is_none(),
@@ -219,7 +223,7 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     let restore = head_file(app, "prod/payments/postgres-database/ledger/restore.yaml")?
         .ok_or("the restore is committed")?;
     assert!(
-        restore.contains("name: payments-ledger-prod-before-42"),
+        restore.contains("name: payments-ledger-prod.before-42"),
         "{restore}"
     );
     assert!(
@@ -552,6 +556,25 @@ async fn actions_are_held_to_their_types_quota(app: &TestApp) -> TestResult {
     assert!(
         report.field_errors.iter().any(|e| e.field == "team"),
         "{report:?}"
+    );
+    // Nor which of their names a request in flight holds.
+    let bob = app.user("bob").await?;
+    let ops = common::namespace_params("ops", "platform", "prod", 1);
+    requests::submit(state, &bob, &common::draft("k8s-namespace", ops.clone())).await?;
+    let report = requests::precheck(state, &alice, "k8s-namespace", &ops, None).await?;
+    assert!(
+        report
+            .field_errors
+            .iter()
+            .all(|e| !e.message.contains("taken")),
+        "{report:?}"
+    );
+    let own = requests::precheck(state, &bob, "k8s-namespace", &ops, None).await?;
+    assert!(
+        own.field_errors
+            .iter()
+            .any(|e| e.message.contains("already taken by request #")),
+        "the team's own people are told: {own:?}"
     );
     Ok(())
 }

@@ -230,6 +230,25 @@ impl Person {
             .to_string())
     }
 
+    /// Sends an end-to-end encrypted message as a client would (the bot never
+    /// holds the keys to read it).
+    async fn say_encrypted(&self, room: &str) -> TestResult {
+        let txn = uuid::Uuid::new_v4().simple().to_string();
+        self.call(
+            self.http
+                .put(self.url(&format!(
+                    "/rooms/{}/send/m.room.encrypted/{txn}",
+                    encode(room)
+                )))
+                .json(
+                    &json!({ "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEn…",
+                               "device_id": "TEST", "sender_key": "k", "session_id": "s" }),
+                ),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The room's text messages sent by `sender`, oldest first (the newest 200).
     async fn messages_from(&self, room: &str, sender: &str) -> TestResult<Vec<String>> {
         let body = self
@@ -841,6 +860,60 @@ async fn rate_limits_slow_the_bot_but_lose_nothing(engine: Engine) -> TestResult
     adapter.stop().await
 }
 
+/// In a room of several people the bot answers commands only and links no one
+/// (the linked room hears reviewers' comments); a direct chat gets the rest. An
+/// encrypted message, which the bot cannot read, is answered once.
+async fn group_rooms_hear_only_commands(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let erin = world.synapse.register("erin").await?;
+    let frank = world.synapse.register("frank").await?;
+    let team = erin.create_room(&[&bot.user_id, &frank.user_id]).await?;
+    frank.join(&team).await?;
+    bot.ask(&erin, &team, "status #1", "I do not know you yet")
+        .await?;
+    erin.say(&team, "good morning, everyone").await?;
+    let caller = world.app.user("alice").await?;
+    let code = chat_service::issue_link_code(&world.app.state, &caller).await?;
+    bot.ask(
+        &erin,
+        &team,
+        &format!("link {}", code.code),
+        "in a direct chat",
+    )
+    .await?;
+    let mention = format!("{}: help", bot.user_id);
+    bot.ask(&erin, &team, &mention, "Slipway commands").await?;
+    let said = erin.messages_from(&team, &bot.user_id).await?;
+    assert_eq!(said.len(), 3, "chatter is not answered: {said:#?}");
+    // The code was not used up in the shared room: it links in a direct chat.
+    let direct = erin.create_room(&[&bot.user_id]).await?;
+    bot.ask(
+        &erin,
+        &direct,
+        &format!("link {}", code.code),
+        "you are alice",
+    )
+    .await?;
+    erin.say_encrypted(&direct).await?;
+    erin.say_encrypted(&direct).await?;
+    bot.ask(&erin, &direct, "mine", "requests").await?;
+    let said = erin.messages_from(&direct, &bot.user_id).await?;
+    let told = said
+        .iter()
+        .filter(|m| m.contains("cannot read encrypted"))
+        .count();
+    assert_eq!(told, 1, "{said:#?}");
+    adapter.stop().await
+}
+
+#[tokio::test]
+async fn group_rooms_hear_only_commands_sqlite() -> TestResult {
+    group_rooms_hear_only_commands(Engine::Sqlite).await
+}
+
 /// Spoils the approved change set, as `flows.rs` does, so its run fails.
 async fn tamper_with_change_set(app: &TestApp, id: RequestId) -> TestResult {
     let mut conn = app.state.db.pool.acquire().await?;
@@ -1028,6 +1101,7 @@ async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> T
         chat_user: "@bob:chat.test",
         room_id: "!reviews:chat.test",
         event_id: "$approve",
+        shared_room: true,
     };
     let refused = answer(state, &asker, &format!("approve #{id}")).await;
     assert!(
@@ -1055,3 +1129,69 @@ async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> T
 }
 
 on_both_engines!(approval_is_bound_to_what_the_review_room_was_shown);
+
+/// Where no review notice was shown (no review room, or a request in review
+/// before the bot started), `approve #12` approves nothing: the bot names the
+/// current revision and the approval must name it back.
+async fn an_approval_without_a_notice_names_its_revision(app: &TestApp) -> TestResult {
+    use slipway_server::chat::answer::{Asker, answer};
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    for (user, chat_user, room, event) in [
+        (&alice, "@alice:chat.test", "!a:chat.test", "$link-a"),
+        (&bob, "@bob:chat.test", "!b:chat.test", "$link-b"),
+    ] {
+        let code = chat_service::issue_link_code(state, user).await?;
+        chat_service::link(state, chat_user, room, &code.code, event).await?;
+    }
+    let params = json!({"name": "web", "team": "payments", "environment": "prod",
+                        "cpu_limit": 2, "memory_limit_gi": 8});
+    let id = slipway_server::services::requests::submit(
+        state,
+        &alice,
+        &common::draft("k8s-namespace", params.clone()),
+    )
+    .await?;
+    slipway_server::services::reviews::decide(
+        state,
+        &bob,
+        id,
+        1,
+        slipway_core::views::ReviewDecision::RequestChanges,
+        "more memory",
+    )
+    .await?;
+    let mut revised = params;
+    revised["memory_limit_gi"] = json!(16);
+    slipway_server::services::requests::resubmit(state, &alice, id, &revised).await?;
+    let bob_asks = |event_id: &'static str| Asker {
+        chat_user: "@bob:chat.test",
+        room_id: "!b:chat.test",
+        event_id,
+        shared_room: false,
+    };
+    let prompt = answer(state, &bob_asks("$1"), &format!("approve #{id}")).await;
+    assert!(
+        prompt.contains("is at revision 2") && prompt.contains(&format!("approve #{id} r2")),
+        "{prompt}"
+    );
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    let stale = answer(state, &bob_asks("$2"), &format!("approve #{id} r1")).await;
+    assert!(stale.contains("at revision 2, not 1"), "{stale}");
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    // The requester is refused before she is shown how to approve.
+    let alice_asks = Asker {
+        chat_user: "@alice:chat.test",
+        room_id: "!a:chat.test",
+        event_id: "$3",
+        shared_room: false,
+    };
+    let own = answer(state, &alice_asks, &format!("approve #{id}")).await;
+    assert!(own.contains("Refused") && !own.contains(" r2"), "{own}");
+    let approved = answer(state, &bob_asks("$4"), &format!("approve #{id} r2")).await;
+    assert!(approved.contains("approved (revision 2"), "{approved}");
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    Ok(())
+}
+
+on_both_engines!(an_approval_without_a_notice_names_its_revision);

@@ -35,6 +35,7 @@ on_both_engines!(
     audit_events_name_their_channel_address_and_trace,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
+on_both_engines!(@one one_reviewer_approving_twice_at_once_counts_once, super::start_with_two_approvals);
 
 /// Audit actions on one target, oldest first.
 async fn audit_actions(app: &TestApp, target: &str) -> TestResult<Vec<String>> {
@@ -993,8 +994,81 @@ async fn concurrent_double_click_lands_once(app: &TestApp) -> TestResult {
         requests::submit(&app.state, &alice, &twice),
         requests::submit(&app.state, &alice, &twice)
     );
-    assert_eq!(first?, second?);
+    let first_id = first?;
+    assert_eq!(first_id, second?);
     assert_eq!(app.count("requests").await?, 1);
+    // The same key with another body (a client with a fixed key, or one reused
+    // after the API forgot the key) is refused, not answered with the old request.
+    let mut other = twice.clone();
+    other.params["cpu_limit"] = serde_json::json!(2);
+    match requests::submit(&app.state, &alice, &other).await {
+        Err(ServiceError::Invalid(errors)) => assert!(
+            errors[0].field == "submit_key"
+                && errors[0].message.contains("asked for something else"),
+            "{errors:?}"
+        ),
+        other => panic!("another body under the same key: {other:?}"),
+    }
+    let mut elsewhere = twice.clone();
+    elsewhere.type_name = "shared-database".into();
+    assert!(
+        requests::submit(&app.state, &alice, &elsewhere)
+            .await
+            .is_err()
+    );
+    assert_eq!(app.count("requests").await?, 1);
+    // The very same body still gets the request back.
+    assert_eq!(
+        requests::submit(&app.state, &alice, &twice).await?,
+        first_id
+    );
+    Ok(())
+}
+
+/// The shipped catalog with namespaces that need two approvals.
+async fn start_with_two_approvals(engine: Engine) -> TestResult<Option<TestApp>> {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    let path = dir.path().join("types/k8s-namespace.yaml");
+    let yaml = std::fs::read_to_string(&path)?;
+    let two = yaml.replace(
+        "  required: 1\n  auto_approve",
+        "  required: 2\n  auto_approve",
+    );
+    assert_ne!(yaml, two, "the namespace's review block changed");
+    std::fs::write(&path, two)?;
+    TestApp::start_with_catalog(engine, Some(dir)).await
+}
+
+/// A reviewer whose approval is sent twice at once (two tabs, a retried call
+/// with another key) is one approval: the second is refused, so one person never
+/// counts as the two a type asks for.
+async fn one_reviewer_approving_twice_at_once_counts_once(app: &TestApp) -> TestResult {
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    for name in ["twice-a", "twice-b", "twice-c"] {
+        let params = namespace_params(name, "payments", "prod", 1);
+        let id = requests::submit(&app.state, &alice, &draft("k8s-namespace", params)).await?;
+        let approve = || reviews::decide(&app.state, &bob, id, 1, ReviewDecision::Approve, "");
+        let (first, second) = tokio::join!(approve(), approve());
+        let refused = [&first, &second]
+            .iter()
+            .filter(
+                |r| matches!(r, Err(ServiceError::Conflict(m)) if m.contains("already approved")),
+            )
+            .count();
+        assert!(
+            first.is_ok() != second.is_ok() && refused == 1,
+            "{first:?} {second:?}"
+        );
+        let mut conn = app.state.db.pool.acquire().await?;
+        let approvals = storage::requests::decisions(&mut conn, id)
+            .await?
+            .into_iter()
+            .filter(|d| d.decision == "approve")
+            .count();
+        assert_eq!(approvals, 1, "one person, one approval");
+        assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    }
     Ok(())
 }
 

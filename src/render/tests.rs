@@ -325,6 +325,31 @@ fn a_template_rendering_broken_yaml_is_refused_before_it_is_stored() {
 }
 
 #[test]
+fn a_broken_branch_behind_an_optional_parameter_is_found_before_a_request_takes_it() {
+    // Defaults leave `admins` out; the branch that lists them breaks the YAML.
+    let files = crate::test_support::with_file(
+        "templates/k8s-namespace/namespace.yaml.j2",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ resource_name }}\n\
+         {% if admins | default([]) %}  annotations: [{{ admins | join(',') }}\n{% endif %}",
+    );
+    let catalog = Catalog::from_files(&files).unwrap_or_else(|e| panic!("{e}"));
+    let reported = check_samples(&catalog);
+    let first = reported
+        .first()
+        .map(|r| (r.path.as_str(), r.message.as_str()));
+    let Some((path, message)) = first else {
+        panic!("the broken branch is reported");
+    };
+    assert_eq!(path, "templates/k8s-namespace/namespace.yaml.j2");
+    assert!(
+        message.starts_with("rendered with every optional parameter given a value {")
+            && message.contains(r#""admins":["sample"]"#)
+            && message.contains("is not valid YAML"),
+        "{message}"
+    );
+}
+
+#[test]
 fn the_shipped_types_render_with_their_defaults() {
     assert_eq!(check_samples(&shipped_catalog()), []);
 }

@@ -350,6 +350,11 @@ fn notes_are_capped_and_plain() {
         ))
     );
     assert!(note_error("note", "bell \u{7}").is_some());
+    // A form sends each line break as \r\n; the browser counted it once.
+    let form = format!("{}\r\n{}", "a".repeat(2_000), "b".repeat(1_999));
+    assert_eq!(note_text(&form).chars().count(), MAX_NOTE_CHARS);
+    assert_eq!(note_error("comment", &note_text(&form)), None);
+    assert_eq!(note_text("  two\r\nlines\r\n "), "two\nlines");
 }
 
 #[test]

@@ -191,6 +191,7 @@ impl From<ServiceError> for Problem {
                 }
             }
             ServiceError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", m),
+            ServiceError::TooMany(m) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many", m),
             ServiceError::Internal(message) => {
                 // Logged once here, inside the call's span (which carries the trace id).
                 tracing::error!(%message, "internal error in an API call");

@@ -33,6 +33,8 @@ pub struct Asker<'a> {
     pub chat_user: &'a str,
     pub room_id: &'a str,
     pub event_id: &'a str,
+    /// A room with more people than the asker and the bot.
+    pub shared_room: bool,
 }
 
 /// Links in answers point here; relative paths when no public URL is configured.
@@ -99,6 +101,16 @@ pub fn describe_error(error: &ServiceError, event_id: &str) -> String {
 }
 
 async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String, ServiceError> {
+    // The linked room hears how the person's requests go, reviewers' comments
+    // included: a direct chat, not a room others read. The code is not used up.
+    if asker.shared_room {
+        return Ok(
+            "Send me the link command in a direct chat, just you and me: \
+                   I tell you there how your requests go, and others read this room. \
+                   Your code stays valid until it expires."
+                .to_string(),
+        );
+    }
     let caller =
         services::chat::link(state, asker.chat_user, asker.room_id, code, asker.event_id).await?;
     Ok(format!(
@@ -122,7 +134,7 @@ async fn run(
         }
         Command::Status { id } => status(state, caller, id).await,
         Command::Mine => mine(state, caller).await,
-        Command::Approve { id } => decide(state, caller, id, ReviewDecision::Approve, "").await,
+        Command::Approve { id, revision } => approve(state, caller, id, revision).await,
         Command::RequestChanges { id, comment } => {
             decide(state, caller, id, ReviewDecision::RequestChanges, &comment).await
         }
@@ -372,8 +384,61 @@ async fn mine(state: &AppState, caller: &Caller) -> Result<String, ServiceError>
     Ok(lines.join("\n"))
 }
 
-/// A decision bound to what the review room was shown: the revision and change set
-/// of the last review notice, or (without one) the current revision's.
+/// An approval bound to what the reviewer read: the revision named in the
+/// command, else the last review notice the review room was shown. With neither
+/// (no review room, or a request in review before the bot started) nothing is
+/// approved: the bot shows the revision and asks for it by number, so no one
+/// approves a revision that came after the one they read.
+async fn approve(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+    revision: Option<i64>,
+) -> Result<String, ServiceError> {
+    let bound = match revision {
+        Some(revision) => Some(named_revision(state, caller, id, revision).await?),
+        None => {
+            let mut conn = state.db.pool.acquire().await?;
+            storage::chat::review_notice(&mut conn, id).await?
+        }
+    };
+    match bound {
+        Some(shown) => decide_on(state, caller, id, ReviewDecision::Approve, "", shown).await,
+        None => {
+            reviews::may_decide(state, caller, id, ReviewDecision::Approve).await?;
+            let glance = services::detail::request_glance(state, caller, id).await?;
+            let hash = glance.change_set_hash.unwrap_or_default();
+            let revision = glance.summary.revision;
+            Ok(format!(
+                "Request #{id} is at revision {revision} (change set {}). Read it with its diff: {} \
+                 — then, to approve exactly that revision: approve #{id} r{revision}",
+                short_hash(&hash),
+                request_url(state, id)
+            ))
+        }
+    }
+}
+
+/// The revision `revision` of a request the caller may see, with its change set's
+/// hash; a revision that is no longer the current one is refused as stale.
+async fn named_revision(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+    revision: i64,
+) -> Result<(i64, String), ServiceError> {
+    let glance = services::detail::request_glance(state, caller, id).await?;
+    let current = glance.summary.revision;
+    match glance.change_set_hash {
+        Some(hash) if current == revision => Ok((revision, hash)),
+        _ => Err(ServiceError::Conflict(format!(
+            "request #{id} is at revision {current}, not {revision}: read it again (status #{id})"
+        ))),
+    }
+}
+
+/// Sending back or rejecting is bound to the last review notice, or without one
+/// to the current revision (neither applies anything).
 async fn decide(
     state: &AppState,
     caller: &Caller,
@@ -385,7 +450,7 @@ async fn decide(
         let mut conn = state.db.pool.acquire().await?;
         storage::chat::review_notice(&mut conn, id).await?
     };
-    let (revision, hash) = match notice {
+    let shown = match notice {
         Some(shown) => shown,
         None => {
             let glance = services::detail::request_glance(state, caller, id).await?;
@@ -395,6 +460,17 @@ async fn decide(
             (glance.summary.revision, hash)
         }
     };
+    decide_on(state, caller, id, decision, comment, shown).await
+}
+
+async fn decide_on(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+    decision: ReviewDecision,
+    comment: &str,
+    (revision, hash): (i64, String),
+) -> Result<String, ServiceError> {
     reviews::decide_on(state, caller, id, revision, decision, comment, Some(&hash)).await?;
     let done = match decision {
         ReviewDecision::Approve => "approved",

@@ -31,6 +31,9 @@ pub enum Command {
     Mine,
     Approve {
         id: RequestId,
+        /// `approve #12 r3`: the revision the reviewer read (where the review
+        /// room was not shown one).
+        revision: Option<i64>,
     },
     RequestChanges {
         id: RequestId,
@@ -80,11 +83,43 @@ pub fn looks_like_command(message: &str) -> bool {
     COMMAND_WORDS.iter().any(|w| w.eq_ignore_ascii_case(first))
 }
 
+/// The part of a message meant as a command: a reply's quoted fallback (its
+/// `> ` lines and the blank line after them) and a leading mention of the bot
+/// (`@slipway:example.org: …`, `slipway, …`) are passed over.
+pub fn addressed_text<'a>(body: &'a str, bot: &str) -> &'a str {
+    let mut text = body;
+    if text.starts_with('>') {
+        text = match text.find("\n\n") {
+            Some(end) => &text[end + 2..],
+            None => "",
+        };
+    }
+    let text = text.trim_start();
+    let localpart = bot
+        .strip_prefix('@')
+        .and_then(|b| b.split(':').next())
+        .unwrap_or_default();
+    for name in [bot, localpart] {
+        let Some(head) = text.get(..name.len()) else {
+            continue;
+        };
+        if name.is_empty() || !head.eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let rest = &text[name.len()..];
+        let rest = rest.strip_prefix([':', ',']).unwrap_or(rest);
+        if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+            return rest.trim_start();
+        }
+    }
+    text
+}
+
 pub fn parse(message: &str) -> Result<Command, ParseError> {
     if message.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLong);
     }
-    let text = message.trim().trim_start_matches('!');
+    let text = message.trim().trim_start_matches('!').trim_start();
     let (word, rest) = match text.split_once(char::is_whitespace) {
         Some((word, rest)) => (word, rest.trim()),
         None => (text, ""),
@@ -100,7 +135,7 @@ pub fn parse(message: &str) -> Result<Command, ParseError> {
         "request" => request(rest),
         "status" => id_only(rest, "status #<id>").map(|id| Command::Status { id }),
         "mine" => Ok(Command::Mine),
-        "approve" => id_only(rest, "approve #<id>").map(|id| Command::Approve { id }),
+        "approve" => approve(rest),
         "changes" => with_comment(rest, "changes #<id> <what to change>")
             .map(|(id, comment)| Command::RequestChanges { id, comment }),
         "reject" => with_comment(rest, "reject #<id> <why>")
@@ -150,6 +185,32 @@ pub fn request_id(word: &str) -> Option<RequestId> {
 fn id_only(rest: &str, usage: &'static str) -> Result<RequestId, ParseError> {
     let word = one_word(rest, usage)?;
     request_id(&word).ok_or(ParseError::Usage(usage))
+}
+
+const APPROVE_USAGE: &str = "approve #<id> (or approve #<id> r<revision>)";
+
+fn approve(rest: &str) -> Result<Command, ParseError> {
+    let mut words = rest.split_whitespace();
+    let (id, revision) = match (words.next(), words.next(), words.next()) {
+        (Some(id), None, None) => (id, None),
+        (Some(id), Some(revision), None) => (id, Some(revision)),
+        _ => return Err(ParseError::Usage(APPROVE_USAGE)),
+    };
+    let id = request_id(id).ok_or(ParseError::Usage(APPROVE_USAGE))?;
+    let revision = match revision {
+        None => None,
+        Some(word) => Some(revision_number(word).ok_or(ParseError::Usage(APPROVE_USAGE))?),
+    };
+    Ok(Command::Approve { id, revision })
+}
+
+/// `r3` (or `R3`): a revision number, at most six digits.
+fn revision_number(word: &str) -> Option<i64> {
+    let digits = word.strip_prefix(['r', 'R'])?;
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i64>().ok().filter(|n| *n > 0)
 }
 
 fn with_comment(rest: &str, usage: &'static str) -> Result<(RequestId, String), ParseError> {
@@ -249,6 +310,37 @@ mod tests {
     }
 
     #[test]
+    fn a_mention_or_a_reply_quote_before_the_command_is_passed_over() {
+        let bot = "@slipway:chat.test";
+        assert_eq!(
+            addressed_text("@slipway:chat.test: status #3", bot),
+            "status #3"
+        );
+        assert_eq!(addressed_text("Slipway, mine", bot), "mine");
+        assert_eq!(addressed_text("slipway status #3", bot), "status #3");
+        assert_eq!(
+            addressed_text("slipwayish status #3", bot),
+            "slipwayish status #3"
+        );
+        assert_eq!(
+            addressed_text(
+                "> <@bob:chat.test> Request #3 waits for review\n> more\n\napprove #3",
+                bot
+            ),
+            "approve #3"
+        );
+        assert_eq!(addressed_text("> only a quote", bot), "");
+        assert_eq!(addressed_text("héllo", "@é:hs"), "héllo");
+        assert_eq!(
+            parse("! approve #1"),
+            Ok(Command::Approve {
+                id: id(1),
+                revision: None
+            })
+        );
+    }
+
+    #[test]
     fn reads_every_command() {
         assert_eq!(parse("help"), Ok(Command::Help));
         assert_eq!(parse("  !HELP  "), Ok(Command::Help));
@@ -274,7 +366,31 @@ mod tests {
         assert_eq!(parse("status #12"), Ok(Command::Status { id: id(12) }));
         assert_eq!(parse("status 12"), Ok(Command::Status { id: id(12) }));
         assert_eq!(parse("mine"), Ok(Command::Mine));
-        assert_eq!(parse("approve #3"), Ok(Command::Approve { id: id(3) }));
+        assert_eq!(
+            parse("approve #3"),
+            Ok(Command::Approve {
+                id: id(3),
+                revision: None
+            })
+        );
+        assert_eq!(
+            parse("approve #3 r2"),
+            Ok(Command::Approve {
+                id: id(3),
+                revision: Some(2)
+            })
+        );
+        for bad in [
+            "approve #3 2",
+            "approve #3 r",
+            "approve #3 r0",
+            "approve #3 r1234567",
+            "approve #3 r2 r3",
+            "approve #3 r-1",
+            "approve #3 r２",
+        ] {
+            assert!(matches!(parse(bad), Err(ParseError::Usage(_))), "{bad}");
+        }
         assert_eq!(
             parse("changes #3 make it   smaller"),
             Ok(Command::RequestChanges {

@@ -49,6 +49,16 @@ pub struct RoomMessage {
     pub event_id: String,
     pub sender: String,
     pub body: String,
+    /// An end-to-end encrypted message: the bot cannot read it (its body is
+    /// empty) and says so once.
+    pub encrypted: bool,
+}
+
+/// An invitation to a room, and who sent it (when the invite shows it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invite {
+    pub room_id: String,
+    pub inviter: Option<String>,
 }
 
 /// What a sync brought: rooms the account was invited to and new text messages,
@@ -56,7 +66,7 @@ pub struct RoomMessage {
 #[derive(Debug, Default)]
 pub struct SyncBatch {
     pub next_batch: String,
-    pub invited_rooms: Vec<String>,
+    pub invites: Vec<Invite>,
     pub messages: Vec<RoomMessage>,
 }
 
@@ -96,25 +106,47 @@ struct Timeline {
 /// Pages of a room's gap read back after a limited sync, at most: a bot that was
 /// away for long answers the newest thousand messages of a room and logs the rest.
 const MAX_GAP_PAGES: usize = 10;
-const GAP_FILTER: &str = r#"{"types":["m.room.message"]}"#;
+const GAP_FILTER: &str = r#"{"types":["m.room.message","m.room.encrypted"]}"#;
 
-/// The bot reads text messages only, a bounded number per room and sync.
-const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message"],"limit":100}}}"#;
+/// The bot reads text messages (and notices encrypted ones it cannot read), a
+/// bounded number per room and sync.
+const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted"],"limit":100}}}"#;
 
-/// A timeline event as a message, if it is a text message with a body.
+/// A timeline event as a message, if it is a text message with a body or an
+/// encrypted one.
 fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
     let content = event.get("content")?;
-    if event.get("type")?.as_str()? != "m.room.message"
-        || content.get("msgtype")?.as_str()? != "m.text"
-    {
-        return None;
-    }
+    let encrypted = match event.get("type")?.as_str()? {
+        "m.room.encrypted" => true,
+        "m.room.message" if content.get("msgtype")?.as_str()? == "m.text" => false,
+        _ => return None,
+    };
+    let body = match encrypted {
+        true => String::new(),
+        false => content.get("body")?.as_str()?.to_string(),
+    };
     Some(RoomMessage {
         room_id: room_id.to_string(),
         event_id: event.get("event_id")?.as_str()?.to_string(),
         sender: event.get("sender")?.as_str()?.to_string(),
-        body: content.get("body")?.as_str()?.to_string(),
+        body,
+        encrypted,
     })
+}
+
+/// Who sent an invitation: the sender of the invite's own membership event.
+fn inviter_of(invite: &Value) -> Option<String> {
+    invite
+        .pointer("/invite_state/events")?
+        .as_array()?
+        .iter()
+        .find(|e| {
+            e.get("type").and_then(Value::as_str) == Some("m.room.member")
+                && e.pointer("/content/membership").and_then(Value::as_str) == Some("invite")
+        })?
+        .get("sender")?
+        .as_str()
+        .map(str::to_string)
 }
 
 impl SyncResponse {
@@ -135,7 +167,15 @@ impl SyncResponse {
             .collect();
         SyncBatch {
             next_batch: self.next_batch,
-            invited_rooms: self.rooms.invite.into_keys().collect(),
+            invites: self
+                .rooms
+                .invite
+                .iter()
+                .map(|(room, invite)| Invite {
+                    room_id: room.clone(),
+                    inviter: inviter_of(invite),
+                })
+                .collect(),
             messages,
         }
     }
@@ -168,8 +208,11 @@ fn retry_after(headers: &reqwest::header::HeaderMap, body: &Value) -> Duration {
 
 impl MatrixClient {
     pub fn new(homeserver: &str, token: Secret) -> Result<MatrixClient, reqwest::Error> {
+        // Every call ends within a bound (a sync sets its own, longer one): a
+        // homeserver that hangs must not hold the bot.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
             .build()?;
         Ok(MatrixClient {
             http,
@@ -309,6 +352,31 @@ impl MatrixClient {
             .to_string())
     }
 
+    /// The room id an alias (`#reviews:example.org`) stands for; the bot need
+    /// not be in the room to ask.
+    pub async fn resolve_alias(&self, alias: &str) -> Result<String, MatrixError> {
+        let path = format!("/directory/room/{}", encode(alias));
+        let body = self.call(self.http.get(self.url(&path))).await?;
+        body.get("room_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| MatrixError::Refused {
+                status: 200,
+                errcode: "M_BAD_JSON".into(),
+                message: format!("the directory names no room for {alias}"),
+            })
+    }
+
+    /// How many people (the bot among them) have joined a room.
+    pub async fn joined_members(&self, room: &str) -> Result<usize, MatrixError> {
+        let path = format!("/rooms/{}/joined_members", encode(room));
+        let body = self.call(self.http.get(self.url(&path))).await?;
+        Ok(body
+            .get("joined")
+            .and_then(Value::as_object)
+            .map_or(0, |joined| joined.len()))
+    }
+
     /// Sends a text message. `txn_id` makes a repeated send (after a timeout, or a
     /// restart) a single message.
     pub async fn send_text(&self, room: &str, txn_id: &str, body: &str) -> Result<(), MatrixError> {
@@ -351,25 +419,56 @@ mod tests {
                         { "type": "m.room.message", "event_id": "$3", "sender": "@u:hs",
                           "content": { "msgtype": "m.text", "body": 42 } },
                         { "type": "m.room.member", "event_id": "$4", "sender": "@u:hs",
-                          "content": { "membership": "join" } }
+                          "content": { "membership": "join" } },
+                        { "type": "m.room.encrypted", "event_id": "$5", "sender": "@u:hs",
+                          "content": { "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "…" } }
                     ] } }
                 },
-                "invite": { "!b:hs": { "invite_state": { "events": [] } } }
+                "invite": {
+                    "!b:hs": { "invite_state": { "events": [] } },
+                    "!c:hs": { "invite_state": { "events": [
+                        { "type": "m.room.name", "sender": "@x:other", "content": { "name": "c" } },
+                        { "type": "m.room.member", "sender": "@friend:hs", "state_key": "@bot:hs",
+                          "content": { "membership": "invite" } }
+                    ] } }
+                }
             }
         });
         let response = serde_json::from_value::<SyncResponse>(body)?;
         assert!(response.limited_rooms().is_empty());
         let batch = response.into_batch(BTreeMap::new());
         assert_eq!(batch.next_batch, "s72595_4483_1934");
-        assert_eq!(batch.invited_rooms, vec!["!b:hs".to_string()]);
+        assert_eq!(
+            batch.invites,
+            vec![
+                Invite {
+                    room_id: "!b:hs".into(),
+                    inviter: None
+                },
+                Invite {
+                    room_id: "!c:hs".into(),
+                    inviter: Some("@friend:hs".into())
+                }
+            ]
+        );
         assert_eq!(
             batch.messages,
-            vec![RoomMessage {
-                room_id: "!a:hs".into(),
-                event_id: "$1".into(),
-                sender: "@u:hs".into(),
-                body: "help".into(),
-            }]
+            vec![
+                RoomMessage {
+                    room_id: "!a:hs".into(),
+                    event_id: "$1".into(),
+                    sender: "@u:hs".into(),
+                    body: "help".into(),
+                    encrypted: false,
+                },
+                RoomMessage {
+                    room_id: "!a:hs".into(),
+                    event_id: "$5".into(),
+                    sender: "@u:hs".into(),
+                    body: String::new(),
+                    encrypted: true,
+                }
+            ]
         );
         Ok(())
     }
@@ -378,7 +477,7 @@ mod tests {
     fn an_empty_sync_answer_is_read() -> Result<(), serde_json::Error> {
         let batch = serde_json::from_value::<SyncResponse>(json!({"next_batch": "x"}))?
             .into_batch(BTreeMap::new());
-        assert!(batch.messages.is_empty() && batch.invited_rooms.is_empty());
+        assert!(batch.messages.is_empty() && batch.invites.is_empty());
         Ok(())
     }
 

@@ -12,24 +12,32 @@
 pub mod answer;
 pub mod command;
 mod leader;
+mod listening;
 pub mod matrix;
 pub mod notify;
 
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ChatSettings;
 use crate::state::AppState;
 use crate::storage::{self, StorageError, now_millis};
-use matrix::{MatrixClient, MatrixError, RoomMessage, SyncBatch};
+use listening::{Listening, Pace};
+use matrix::{Invite, MatrixClient, MatrixError, RoomMessage, SyncBatch};
 
 const SYNC_CURSOR: &str = "sync_token";
 /// Handled event ids are kept this long; the sync token has long moved past them.
 const KEEP_EVENTS_MILLIS: i64 = 7 * 24 * 3600 * 1000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Invitations waiting to be accepted, at most; more wait for a later sync.
+const MAX_PENDING_JOINS: usize = 64;
+
+const ENCRYPTED: &str = "I cannot read encrypted messages. Start a chat with me \
+with encryption turned off (in Element: a new direct message, then Room settings → \
+Security → Encrypted off), or use the Slipway portal.";
 
 /// The shared rooms, as room ids once joined.
 #[derive(Debug, Clone, Default)]
@@ -149,8 +157,54 @@ async fn serve(
         settings.clone(),
         stopped.clone(),
     ));
-    sync_loop(state, settings, client, (&bot, &rooms), &mut stopped).await;
+    let (joins, joiner) = spawn_joiner(client.clone());
+    let heard = Heard {
+        bot: &bot,
+        rooms: &rooms,
+        joins: &joins,
+    };
+    sync_loop(state, settings, client, heard, &mut stopped).await;
+    joiner.abort();
     let _ = notifier.await;
+}
+
+/// What the sync loop hears with: who the bot is, its configured rooms, and
+/// where accepted invitations go to be joined.
+#[derive(Clone, Copy)]
+struct Heard<'a> {
+    bot: &'a str,
+    rooms: &'a Rooms,
+    joins: &'a mpsc::Sender<String>,
+}
+
+/// Accepts invitations one after another, off the sync loop: a join that waits
+/// out the homeserver's rate limit must not keep commands from being answered.
+fn spawn_joiner(client: MatrixClient) -> (mpsc::Sender<String>, JoinHandle<()>) {
+    let (joins, mut pending) = mpsc::channel::<String>(MAX_PENDING_JOINS);
+    let joiner = tokio::spawn(async move {
+        while let Some(room) = pending.recv().await {
+            if let Err(error) = retrying(|| client.join(&room)).await {
+                tracing::warn!(room, %error, "the chat bot could not accept an invitation");
+            }
+        }
+    });
+    (joins, joiner)
+}
+
+/// The server part of a Matrix user id: `example.org` of `@slipway:example.org`.
+fn server_of(user: &str) -> Option<&str> {
+    user.split_once(':').map(|(_, server)| server)
+}
+
+/// Whether the bot accepts an invitation: to a configured room, or from someone
+/// on its own homeserver (anyone on any server could otherwise pull it into rooms
+/// it would answer in).
+fn accepts(invite: &Invite, bot: &str, rooms: &Rooms) -> bool {
+    if rooms.is_shared(&invite.room_id) {
+        return true;
+    }
+    let inviter = invite.inviter.as_deref().and_then(server_of);
+    inviter.is_some() && inviter == server_of(bot)
 }
 
 /// Joins the configured rooms (the bot must be invited to a private one first).
@@ -165,7 +219,16 @@ async fn join_rooms(client: &MatrixClient, settings: &ChatSettings) -> Rooms {
             Ok(id) => *slot = Some(id),
             Err(error) => {
                 tracing::error!(room, %error, "the chat bot cannot join a configured room; invite it");
-                *slot = Some(room.clone());
+                // Messages and notices name rooms by id: an alias is resolved,
+                // so the room is known (and joined) once the bot is invited.
+                let id = match room.starts_with('#') {
+                    true => client.resolve_alias(room).await.unwrap_or_else(|error| {
+                        tracing::error!(room, %error, "the chat bot cannot resolve a configured room's alias");
+                        room.clone()
+                    }),
+                    false => room.clone(),
+                };
+                *slot = Some(id);
             }
         }
     }
@@ -176,10 +239,11 @@ async fn sync_loop(
     state: &AppState,
     settings: &ChatSettings,
     client: &MatrixClient,
-    (bot, rooms): (&str, &Rooms),
+    heard: Heard<'_>,
     stopped: &mut watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(settings.max_backoff);
+    let mut listening = Listening::default();
     while !*stopped.borrow() {
         let since = match load_cursor(state).await {
             Ok(since) => since,
@@ -206,7 +270,8 @@ async fn sync_loop(
             }
         };
         backoff.reset();
-        if let Err(error) = handle_batch(state, client, (bot, rooms), since.is_none(), &batch).await
+        let first = since.is_none();
+        if let Err(error) = handle_batch(state, client, heard, &mut listening, first, &batch).await
         {
             tracing::error!(%error, "the chat bot could not record its progress");
             if !pause_or_stop(settings.max_backoff, stopped).await {
@@ -221,25 +286,30 @@ async fn load_cursor(state: &AppState) -> Result<Option<String>, StorageError> {
     storage::chat::cursor(&mut conn, SYNC_CURSOR).await
 }
 
-/// Joins rooms the bot was invited to, answers new messages, and stores the token.
-/// The first sync ever only catches up: old messages are history, not commands.
+/// Accepts invitations, answers new messages, and stores the token. The first
+/// sync ever only catches up: old messages are history, not commands.
 async fn handle_batch(
     state: &AppState,
     client: &MatrixClient,
-    (bot, rooms): (&str, &Rooms),
+    heard: Heard<'_>,
+    listening: &mut Listening,
     first: bool,
     batch: &SyncBatch,
 ) -> Result<(), StorageError> {
-    for room in &batch.invited_rooms {
-        // An invitation is in one sync only: a join refused for a moment (a 429, a
-        // homeserver restarting) must be tried again, or the room is never answered.
-        if let Err(error) = retrying(|| client.join(room)).await {
-            tracing::warn!(room, %error, "the chat bot could not accept an invitation");
+    for invite in &batch.invites {
+        if !accepts(invite, heard.bot, heard.rooms) {
+            tracing::info!(room = %invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from another homeserver");
+            continue;
+        }
+        // An invitation is in one sync only; the joiner tries again through
+        // brief refusals, and a full queue says so.
+        if heard.joins.try_send(invite.room_id.clone()).is_err() {
+            tracing::warn!(room = %invite.room_id, "too many invitations at once; this one is not accepted");
         }
     }
     if !first {
-        for message in batch.messages.iter().filter(|m| m.sender != bot) {
-            handle_message(state, client, rooms, message).await?;
+        for message in batch.messages.iter().filter(|m| m.sender != heard.bot) {
+            handle_message(state, client, heard, listening, message).await?;
         }
     }
     let mut tx = state.db.write().await?;
@@ -254,11 +324,21 @@ async fn handle_batch(
 async fn handle_message(
     state: &AppState,
     client: &MatrixClient,
-    rooms: &Rooms,
+    heard: Heard<'_>,
+    listening: &mut Listening,
     message: &RoomMessage,
 ) -> Result<(), StorageError> {
-    // In a shared room people talk among themselves: only commands are for the bot.
-    if rooms.is_shared(&message.room_id) && !command::looks_like_command(&message.body) {
+    let body = command::addressed_text(&message.body, heard.bot);
+    let shared = listening
+        .is_shared(client, heard.rooms, &message.room_id)
+        .await;
+    // In a shared room people talk among themselves: only commands are for the
+    // bot, and an encrypted message there is not its business.
+    let for_the_bot = match message.encrypted {
+        true => !shared && listening.first_encrypted(&message.room_id),
+        false => !shared || command::looks_like_command(body),
+    };
+    if !for_the_bot {
         return Ok(());
     }
     let mut tx = state.db.write().await?;
@@ -267,12 +347,27 @@ async fn handle_message(
     if !claimed {
         return Ok(());
     }
-    let asker = answer::Asker {
-        chat_user: &message.sender,
-        room_id: &message.room_id,
-        event_id: &message.event_id,
+    let reply = if message.encrypted {
+        ENCRYPTED.to_string()
+    } else {
+        match listening.pace(&message.sender, std::time::Instant::now()) {
+            Pace::Allowed => {
+                let asker = answer::Asker {
+                    chat_user: &message.sender,
+                    room_id: &message.room_id,
+                    event_id: &message.event_id,
+                    shared_room: shared,
+                };
+                answer::answer(state, &asker, body).await
+            }
+            Pace::TooFast => format!(
+                "Slow down, please: I run at most {} commands a minute from one person. \
+                 I answer again in a minute.",
+                listening::MAX_COMMANDS_PER_MINUTE
+            ),
+            Pace::Ignored => return Ok(()),
+        }
     };
-    let reply = answer::answer(state, &asker, &message.body).await;
     let txn = format!(
         "slipway-reply-{}",
         hex::encode(&Sha256::digest(message.event_id.as_bytes())[..16])

@@ -111,19 +111,32 @@ async fn tell(
     if to == RequestState::InReview
         && let Some(room) = &rooms.review
     {
-        let Some(text) = review_notice(state, &mut conn, &request).await? else {
+        let Some(notice) = review_notice(state, &mut conn, &request).await? else {
             return Ok(());
         };
         drop(conn);
-        post(client, room, change, "review", &text).await?;
+        post(client, room, change, "review", &notice.text).await?;
+        // Recorded once it was posted: a chat approval binds to what the room was
+        // shown, and a notice the room refused was shown to no one.
+        let mut tx = state.db.write().await?;
+        storage::chat::set_review_notice(&mut tx, request.id, notice.revision, &notice.hash)
+            .await?;
+        tx.commit().await?;
         return Ok(());
     }
     drop(conn);
+    // Each room on its own: a requester's room that refuses the bot must not keep
+    // the platform room from hearing of a failure.
+    let mut refused = None;
     if let (Some(room), Some(text)) = (
         &requester_room,
         requester_notice(state, &request, to, change),
-    ) {
-        post(client, room, change, "requester", &text).await?;
+    ) && let Err(error) = post(client, room, change, "requester", &text).await
+    {
+        if error.is_transient() {
+            return Err(error.into());
+        }
+        refused = Some(error);
     }
     if to == RequestState::Failed
         && let Some(room) = &rooms.platform
@@ -131,7 +144,10 @@ async fn tell(
         let text = platform_notice(state, &request, change);
         post(client, room, change, "platform", &text).await?;
     }
-    Ok(())
+    match refused {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
 }
 
 /// `#12 (k8s-namespace payments-web-prod)`.
@@ -205,27 +221,24 @@ fn shown_params(state: &AppState, request: &RequestRow, params: &Value) -> Vec<S
         .collect()
 }
 
-/// The notice a request waiting for review gets, remembering which revision and
-/// change set it showed: an approval from chat is bound to exactly that.
+/// The notice a request waiting for review gets, with the revision and change
+/// set it shows: an approval from chat is bound to exactly that.
+struct ReviewNotice {
+    text: String,
+    revision: i64,
+    hash: String,
+}
+
 async fn review_notice(
     state: &AppState,
     conn: &mut sqlx::AnyConnection,
     request: &RequestRow,
-) -> Result<Option<String>, StorageError> {
+) -> Result<Option<ReviewNotice>, StorageError> {
     let Some(current) =
         storage::requests::revision(conn, request.id, request.current_revision).await?
     else {
         return Ok(None);
     };
-    let mut tx = state.db.write().await?;
-    storage::chat::set_review_notice(
-        &mut tx,
-        request.id,
-        current.revision,
-        &current.change_set_hash,
-    )
-    .await?;
-    tx.commit().await?;
     let id: RequestId = request.id;
     let title = state
         .catalog
@@ -255,5 +268,9 @@ async fn review_notice(
     lines.push(format!(
         "Answer here: approve #{id} · changes #{id} <what to change> · reject #{id} <why>"
     ));
-    Ok(Some(lines.join("\n")))
+    Ok(Some(ReviewNotice {
+        text: lines.join("\n"),
+        revision: current.revision,
+        hash: current.change_set_hash,
+    }))
 }

@@ -240,7 +240,17 @@ pub async fn submit(
         .map(|a| a.summary.type_name)
         .ok_or_else(|| ServiceError::NotFound(format!("asset #{asset_id}")))?;
     storage::requests::serialize_submissions(&mut tx, state.db.engine, &type_name).await?;
-    if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
+    let asked = super::requests::Asked::Action {
+        asset_id,
+        name,
+        ty: state
+            .catalog
+            .resource_type(&type_name)
+            .and_then(|t| t.action(name))
+            .map(|a| &a.request_type),
+        params: &draft.params,
+    };
+    if let Some(existing) = super::requests::earlier_submission(&mut tx, user, key, asked).await? {
         return Ok(existing);
     }
     let target = target(state, &mut tx, asset_id, name).await?;

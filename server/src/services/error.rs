@@ -21,6 +21,9 @@ pub enum ServiceError {
     PrecheckFailed(Box<PrecheckReport>),
     #[error("{0}")]
     Conflict(String),
+    /// Too much at once from this caller (or in all): try again later.
+    #[error("{0}")]
+    TooMany(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -68,7 +68,7 @@ pub async fn resolve(
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::Resolve, &request)?;
-    let note = note.trim();
+    let note = &slipway_core::validate::note_text(note);
     if let Some(error) = slipway_core::validate::note_error("note", note) {
         return Err(ServiceError::Invalid(vec![error]));
     }

@@ -185,10 +185,14 @@ pub(crate) async fn compute_precheck(
     {
         report.field_errors.push(FieldError {
             field: String::new(),
-            message: format!("the resource name {name} is already taken by {taken_by}"),
+            message: name_taken_message(name, &taken_by),
         });
     }
     Ok(report)
+}
+
+fn name_taken_message(name: &str, taken_by: &str) -> String {
+    format!("the resource name {name} is already taken by {taken_by}")
 }
 
 async fn name_taken(
@@ -264,8 +268,15 @@ pub async fn precheck(
     )
     .await?;
     if let Some(error) = team_error(ty, user, params) {
-        // Another team's usage is theirs to see: the form names the team rule only.
+        // Another team's usage and requests in flight are theirs to see: the form
+        // names the team rule, not which of their names are taken and by what.
         report.quotas.clear();
+        if let Some(name) = &report.resource_name {
+            let taken = name_taken_message(name, "");
+            report
+                .field_errors
+                .retain(|e| !e.message.starts_with(&taken));
+        }
         report.field_errors.push(error);
     }
     report.field_errors.extend(unavailable_error(state, ty));
@@ -557,7 +568,11 @@ pub async fn submit(
     let key = checked_submit_key(&draft.submit_key)?;
     let mut tx = state.db.write().await?;
     storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
-    if let Some(existing) = storage::requests::by_submit_key(&mut tx, user.id, key).await? {
+    let asked = Asked::New {
+        ty,
+        params: &draft.params,
+    };
+    if let Some(existing) = earlier_submission(&mut tx, user, key, asked).await? {
         return Ok(existing);
     }
     let prepared = prepare(
@@ -576,6 +591,77 @@ pub async fn submit(
     tx.commit().await?;
     state.jobs_ready.notify_one();
     Ok(id)
+}
+
+/// What a submission asks for, to tell a retry from a key used again.
+pub(crate) enum Asked<'a> {
+    New {
+        ty: &'a ResourceType,
+        params: &'a Value,
+    },
+    Action {
+        asset_id: slipway_core::ids::AssetId,
+        name: &'a str,
+        /// The action's request type, when the catalog still has it.
+        ty: Option<&'a ResourceType>,
+        params: &'a Value,
+    },
+}
+
+/// The request an earlier call with this submit key made: a retry gets it back.
+/// A key sent again with something else (a client with a fixed key, or a key
+/// reused once its idempotency record was forgotten) is refused rather than
+/// answered with the old request as if it were the new one.
+pub(crate) async fn earlier_submission(
+    tx: &mut AnyConnection,
+    user: &Caller,
+    key: &str,
+    asked: Asked<'_>,
+) -> ServiceResult<Option<RequestId>> {
+    let Some(id) = storage::requests::by_submit_key(tx, user.id, key).await? else {
+        return Ok(None);
+    };
+    let request = load_request(tx, id).await?;
+    let first = storage::requests::revision(tx, id, 1).await?;
+    let stored = first.as_ref().map_or(&Value::Null, |r| &r.params);
+    let same = match asked {
+        Asked::New { ty, params } => {
+            request.asset_id.is_none()
+                && request.type_name == ty.name
+                && asks_no_more_than(&secret::split(ty, params, None).params, stored)
+        }
+        Asked::Action {
+            asset_id,
+            name,
+            ty,
+            params,
+        } => {
+            let given = ty.map_or_else(
+                || params.clone(),
+                |ty| secret::split(ty, params, None).params,
+            );
+            request.asset_id == Some(asset_id)
+                && request.action.as_deref() == Some(name)
+                && asks_no_more_than(&given, stored)
+        }
+    };
+    if !same {
+        return Err(ServiceError::Invalid(vec![FieldError::new(
+            "submit_key",
+            format!(
+                "was used for request #{id}, which asked for something else; a new request needs a new key"
+            ),
+        )]));
+    }
+    Ok(Some(id))
+}
+
+/// Whether every parameter given is stored with the same value (what was stored
+/// also holds the defaults the first call left out).
+fn asks_no_more_than(given: &Value, stored: &Value) -> bool {
+    given
+        .as_object()
+        .is_some_and(|given| given.iter().all(|(k, v)| stored.get(k) == Some(v)))
 }
 
 /// Stores a prepared request (a new one, or a day-2 action on `action`'s asset)

@@ -64,6 +64,19 @@ pub async fn decide(
     decide_on(state, user, id, revision, decision, comment, None).await
 }
 
+/// Whether `user` may make `decision` on the request now, without making it: a
+/// channel that asks before it decides (chat) refuses with the policy's words.
+pub async fn may_decide(
+    state: &AppState,
+    user: &Caller,
+    id: RequestId,
+    decision: ReviewDecision,
+) -> ServiceResult<()> {
+    let mut conn = state.db.pool.acquire().await?;
+    let request = load_request(&mut conn, id).await?;
+    authorize(state, user, verb_and_action(decision).0, &request)
+}
+
 /// [`decide`], bound to the change set the reviewer saw: a different one is a conflict.
 #[instrument(skip_all, fields(request_id = %id, decision = decision.as_str()))]
 pub async fn decide_on(
@@ -76,6 +89,8 @@ pub async fn decide_on(
     seen_hash: Option<&str>,
 ) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
+    // Two approvals by one reviewer sent at once must not both count.
+    storage::requests::lock(&mut tx, state.db.engine, id).await?;
     let mut request = load_request(&mut tx, id).await?;
     let ty = request_type(state, &request)?;
     let (verb, action) = verb_and_action(decision);
@@ -86,7 +101,7 @@ pub async fn decide_on(
             request.current_revision
         )));
     }
-    let comment = comment.trim();
+    let comment = &slipway_core::validate::note_text(comment);
     if let Some(error) = slipway_core::validate::note_error("comment", comment) {
         return Err(ServiceError::Invalid(vec![error]));
     }

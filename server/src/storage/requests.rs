@@ -171,6 +171,23 @@ pub async fn get(
     row.as_ref().map(request_from_row).transpose()
 }
 
+/// Holds the request's row until the transaction ends, so that decisions on one
+/// request are taken one after the other: each then counts the ones before it.
+/// (A SQLite write transaction is alone already.)
+pub async fn lock(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    id: RequestId,
+) -> Result<(), StorageError> {
+    if engine == Engine::Postgres {
+        sqlx::query("SELECT id FROM requests WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Who may see a row of a list, as the policy decides it; written into SQL below.
 pub use slipway_core::policy::Reach;
 

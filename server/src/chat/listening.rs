@@ -1,0 +1,127 @@
+//! What the bot keeps in memory while it listens: which rooms are shared (more
+//! people in them than one asker and the bot), who sends commands too fast, and
+//! where it already said that it cannot read encrypted messages. None of it
+//! needs to outlive the process: after a restart it is learnt again.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::Rooms;
+use super::matrix::MatrixClient;
+
+/// How long a room's member count is trusted before it is asked again.
+const MEMBERS_FOR: Duration = Duration::from_secs(300);
+/// Commands one person may send in a minute; more are not run.
+pub const MAX_COMMANDS_PER_MINUTE: u32 = 20;
+const PACE_WINDOW: Duration = Duration::from_secs(60);
+/// Senders remembered at most; beyond, those whose minute is over are forgotten.
+const MAX_SENDERS: usize = 10_000;
+
+/// Whether a sender's message is run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pace {
+    Allowed,
+    /// The first message over the limit in this minute: told once.
+    TooFast,
+    /// Later ones in the same minute: passed over without a word.
+    Ignored,
+}
+
+#[derive(Default)]
+pub struct Listening {
+    members: HashMap<String, (usize, Instant)>,
+    senders: HashMap<String, (Instant, u32)>,
+    told_encrypted: HashSet<String>,
+}
+
+impl Listening {
+    /// Whether people talk among themselves in `room` (a configured room, or
+    /// one with more than two members): there the bot answers commands only,
+    /// and links no one. A room whose members cannot be read counts as shared.
+    pub async fn is_shared(&mut self, client: &MatrixClient, rooms: &Rooms, room: &str) -> bool {
+        if rooms.is_shared(room) {
+            return true;
+        }
+        if let Some((count, at)) = self.members.get(room)
+            && at.elapsed() < MEMBERS_FOR
+        {
+            return *count > 2;
+        }
+        match client.joined_members(room).await {
+            Ok(count) => {
+                self.members
+                    .insert(room.to_string(), (count, Instant::now()));
+                count > 2
+            }
+            Err(error) => {
+                tracing::warn!(room, %error, "the chat bot cannot read a room's members; it answers commands only there");
+                true
+            }
+        }
+    }
+
+    /// Counts a command of `sender` sent at `now`.
+    pub fn pace(&mut self, sender: &str, now: Instant) -> Pace {
+        if self.senders.len() >= MAX_SENDERS {
+            self.senders
+                .retain(|_, (since, _)| now.duration_since(*since) < PACE_WINDOW);
+        }
+        let (since, count) = self.senders.entry(sender.to_string()).or_insert((now, 0));
+        if now.duration_since(*since) >= PACE_WINDOW {
+            (*since, *count) = (now, 0);
+        }
+        *count += 1;
+        match *count {
+            n if n <= MAX_COMMANDS_PER_MINUTE => Pace::Allowed,
+            n if n == MAX_COMMANDS_PER_MINUTE + 1 => Pace::TooFast,
+            _ => Pace::Ignored,
+        }
+    }
+
+    /// True the first time an encrypted message arrives in `room`.
+    pub fn first_encrypted(&mut self, room: &str) -> bool {
+        self.told_encrypted.insert(room.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fast_sender_is_told_once_a_minute() {
+        let mut listening = Listening::default();
+        let start = Instant::now();
+        for _ in 0..MAX_COMMANDS_PER_MINUTE {
+            assert_eq!(listening.pace("@a:hs", start), Pace::Allowed);
+        }
+        assert_eq!(listening.pace("@a:hs", start), Pace::TooFast);
+        assert_eq!(listening.pace("@a:hs", start), Pace::Ignored);
+        assert_eq!(
+            listening.pace("@b:hs", start),
+            Pace::Allowed,
+            "others are not held up"
+        );
+        let later = start + PACE_WINDOW;
+        assert_eq!(listening.pace("@a:hs", later), Pace::Allowed);
+    }
+
+    #[test]
+    fn senders_are_forgotten_once_their_minute_is_over() {
+        let mut listening = Listening::default();
+        let start = Instant::now();
+        for n in 0..MAX_SENDERS {
+            listening.pace(&format!("@{n}:hs"), start);
+        }
+        listening.pace("@new:hs", start + PACE_WINDOW);
+        assert_eq!(listening.senders.len(), 1);
+    }
+
+    #[test]
+    fn encrypted_messages_are_answered_once_per_room() {
+        let mut listening = Listening::default();
+        assert!(listening.first_encrypted("!a:hs"));
+        assert!(!listening.first_encrypted("!a:hs"));
+        assert!(listening.first_encrypted("!b:hs"));
+    }
+}
