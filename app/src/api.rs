@@ -142,6 +142,23 @@ pub async fn my_sessions() -> Result<(UserView, Vec<SessionView>), AppError> {
     Ok((user.user, sessions))
 }
 
+/// The chat account linked to the signed-in user, if any.
+#[server]
+pub async fn my_chat_link() -> Result<Option<String>, AppError> {
+    let (state, user) = signed_in().await?;
+    services::chat::linked_account(&state, &user)
+        .await
+        .map_err(user_error)
+}
+
+#[server]
+pub async fn unlink_chat() -> Result<(), AppError> {
+    let (state, user) = signed_in().await?;
+    services::chat::unlink(&state, &user)
+        .await
+        .map_err(user_error)
+}
+
 #[server]
 pub async fn end_session(handle: String) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;

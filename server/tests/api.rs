@@ -1462,6 +1462,45 @@ async fn tokens_are_made_and_revoked_through_the_api(app: &TestApp) -> TestResul
     let stored = app.dump_database().await?;
     assert!(!stored.contains(&secret), "a token's secret is stored");
     assert!(!stored.contains(&secret[4..]), "a token's secret is stored");
+
+    // A token made with a token goes when its maker is revoked, and so do the
+    // ones made with it: a leaked admin token cannot leave a spare behind.
+    let spare = |name: &str| json!({"name": name, "scopes": ["admin"], "expires_in_days": 30});
+    let made = |answer: &Value| answer["secret"].as_str().map(str::to_string);
+    let (_, child) = api.post("/tokens", &admin, &spare("spare")).await?;
+    let child = made(&child).ok_or("no child secret")?;
+    let (_, grandchild) = api
+        .post("/tokens", &child, &spare("spare of the spare"))
+        .await?;
+    let grandchild = made(&grandchild).ok_or("no grandchild secret")?;
+    let unrelated = token(app, "alice", ALL).await?;
+    let admin_id: i64 =
+        sqlx::query_scalar("SELECT MIN(id) FROM api_tokens WHERE name = 'alice test token'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    let (status, _) =
+        answer(api.call(Method::DELETE, &format!("/tokens/{admin_id}"), &unrelated)).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (which, secret) in [
+        ("maker", &admin),
+        ("child", &child),
+        ("grandchild", &grandchild),
+    ] {
+        assert_eq!(
+            api.get("/me", secret).await?.0,
+            StatusCode::UNAUTHORIZED,
+            "the {which} still works"
+        );
+    }
+    assert_eq!(api.get("/me", &unrelated).await?.0, StatusCode::OK);
+    let detail: String = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE action = 'token.revoked' AND target_id = $1",
+    )
+    .bind(admin_id.to_string())
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    // The child, the grandchild, and the "replayed" token made above.
+    assert_eq!(detail, "with the 3 tokens made with it");
     Ok(())
 }
 

@@ -1195,3 +1195,48 @@ async fn an_approval_without_a_notice_names_its_revision(app: &TestApp) -> TestR
 }
 
 on_both_engines!(an_approval_without_a_notice_names_its_revision);
+
+/// Unlinking (from the account page) makes the chat account a stranger at once,
+/// and is audited; there is nothing to unlink twice.
+async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
+    use slipway_server::chat::answer::{Asker, answer};
+    let state = &app.state;
+    let bob = app.user("bob").await?;
+    let code = chat_service::issue_link_code(state, &bob).await?;
+    chat_service::link(state, "@bob:chat.test", "!b:chat.test", &code.code, "$l").await?;
+    assert_eq!(
+        chat_service::linked_account(state, &bob).await?.as_deref(),
+        Some("@bob:chat.test")
+    );
+    let asks = |event_id: &'static str| Asker {
+        chat_user: "@bob:chat.test",
+        room_id: "!b:chat.test",
+        event_id,
+        shared_room: false,
+    };
+    assert!(
+        answer(state, &asks("$1"), "mine")
+            .await
+            .contains("no requests yet")
+    );
+    chat_service::unlink(state, &bob).await?;
+    assert_eq!(chat_service::linked_account(state, &bob).await?, None);
+    assert!(
+        answer(state, &asks("$2"), "mine")
+            .await
+            .contains("I do not know you yet")
+    );
+    assert!(matches!(
+        chat_service::unlink(state, &bob).await,
+        Err(slipway_server::services::ServiceError::NotFound(_))
+    ));
+    let unlinked: Vec<String> = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE action = 'chat.unlinked' ORDER BY seq",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    assert_eq!(unlinked, ["@bob:chat.test"]);
+    Ok(())
+}
+
+on_both_engines!(an_unlinked_chat_account_acts_as_no_one);

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::{EndSession, my_sessions};
+use crate::api::{EndSession, UnlinkChat, my_chat_link, my_sessions};
 use crate::components::{Loading, error_view};
 
 /// Who you are here (roles and teams, as the sign-in gave them) and every browser
@@ -67,9 +67,41 @@ pub fn SessionsPage() -> impl IntoView {
             "and status questions there, as you. Link your chat account once with a code "
             "that works for 15 minutes; it is shown on the next page only."
         </p>
+        <ChatLink />
         // A plain form: the code is shown on a page of its own, never kept to show again.
         <form method="post" action="/account/chat-link/new" class="chat-link-form">
             <button type="submit" data-testid="chat-link">"Get a chat link code"</button>
         </form>
+    }
+}
+
+/// The chat account that acts as you, and the way to stop it.
+#[component]
+fn ChatLink() -> impl IntoView {
+    let unlink = ServerAction::<UnlinkChat>::new();
+    let link = Resource::new(move || unlink.version().get(), |_| my_chat_link());
+    let error = move || {
+        unlink
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| e.to_string())
+    };
+    view! {
+        {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
+        <Suspense fallback=|| view! { <Loading /> }>
+            {move || Suspend::new(async move {
+                match link.await {
+                    Ok(Some(account)) => view! {
+                        <ActionForm action=unlink attr:class="chat-unlink-form">
+                            <p data-testid="chat-linked">"Linked to " <code>{account}</code> ": its messages to the bot act as you."</p>
+                            <button type="submit" class="danger" data-testid="chat-unlink">"Unlink this chat account"</button>
+                        </ActionForm>
+                    }.into_any(),
+                    Ok(None) => view! { <p class="muted" data-testid="chat-linked">"No chat account is linked."</p> }.into_any(),
+                    Err(e) => error_view(e),
+                }
+            })}
+        </Suspense>
     }
 }

@@ -226,3 +226,31 @@ fn end_event(state: RequestState) -> Option<Event> {
         .inspect_err(|error| tracing::error!(%error, "could not encode the end event"))
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_bounded_per_person_and_in_all() {
+        let slots = Arc::new(StreamSlots::default());
+        let mine: Vec<StreamSlot> = (0..MAX_STREAMS_PER_PERSON)
+            .filter_map(|_| slots.take("alice").ok())
+            .collect();
+        assert_eq!(mine.len(), MAX_STREAMS_PER_PERSON);
+        let refused = slots.take("alice").err().map(|e| e.to_string());
+        assert!(
+            refused.is_some_and(|m| m.contains("at most 8")),
+            "a ninth stream of one person"
+        );
+        let bobs = slots.take("bob");
+        assert!(bobs.is_ok(), "others are not held up");
+        drop(mine);
+        assert_eq!(slots.open(), 1, "ended streams give their places back");
+        let many: Vec<StreamSlot> = (0..MAX_STREAMS)
+            .filter_map(|n| slots.take(&format!("user-{n}")).ok())
+            .collect();
+        assert_eq!(many.len(), MAX_STREAMS - 1);
+        assert!(matches!(slots.take("carol"), Err(ServiceError::TooMany(_))));
+    }
+}

@@ -72,6 +72,37 @@ pub async fn issue_link_code(state: &AppState, caller: &Caller) -> ServiceResult
     Ok(LinkCode { code, expires_at })
 }
 
+/// The chat account linked to the caller, if any.
+pub async fn linked_account(state: &AppState, caller: &Caller) -> ServiceResult<Option<String>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let link = storage::chat::link_of_user(&mut conn, caller.id).await?;
+    Ok(link.map(|l| l.chat_user))
+}
+
+/// Ends the caller's chat link: from now on the chat account is a stranger to
+/// the bot (a lost or taken-over chat account stops acting as them at once).
+pub async fn unlink(state: &AppState, caller: &Caller) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    let Some(chat_user) = storage::chat::unlink_user(&mut tx, caller.id).await? else {
+        return Err(ServiceError::NotFound(format!(
+            "a chat account linked to {}",
+            caller.username
+        )));
+    };
+    record(
+        &mut tx,
+        state.db.engine,
+        &Actor::User(caller.clone()),
+        "chat.unlinked",
+        ("user", caller.id.to_string()),
+        None,
+        chat_user,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The caller a linked chat account acts as: the chat channel, the chat id as the
 /// client address and the chat event as the trace. `None` for an unlinked account.
 pub async fn caller_for(

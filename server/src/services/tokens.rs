@@ -140,6 +140,7 @@ pub async fn create(
             secret_hash: &secret_hash(&secret),
             scopes: &scopes,
             expires_at: expiry(caller, days),
+            parent_id: caller.token_id,
         },
     )
     .await?;
@@ -175,10 +176,12 @@ pub async fn list(state: &AppState, caller: &Caller) -> ServiceResult<Vec<TokenV
     Ok(rows.into_iter().map(view).collect())
 }
 
-/// Revokes one of the caller's tokens; it stops working at once.
+/// Revokes one of the caller's tokens, and every token made with it (a leaked
+/// admin token's children go with it); they stop working at once.
 pub async fn revoke(state: &AppState, caller: &Caller, id: i64) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
-    if !storage::tokens::revoke(&mut tx, id, caller.id).await? {
+    let ended = storage::tokens::revoke(&mut tx, id, caller.id).await?;
+    if ended == 0 {
         return Err(ServiceError::NotFound(format!(
             "live token {id} of {}",
             caller.username
@@ -191,7 +194,10 @@ pub async fn revoke(state: &AppState, caller: &Caller, id: i64) -> ServiceResult
         "token.revoked",
         ("token", id.to_string()),
         None,
-        String::new(),
+        match ended {
+            1 => String::new(),
+            n => format!("with the {} tokens made with it", n - 1),
+        },
     )
     .await?;
     tx.commit().await?;

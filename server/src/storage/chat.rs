@@ -108,6 +108,19 @@ pub async fn link_of_user(
     row.as_ref().map(link_from_row).transpose()
 }
 
+/// Removes the user's chat link; answers the chat account it linked, if any.
+pub async fn unlink_user(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> Result<Option<String>, StorageError> {
+    let removed: Option<String> =
+        sqlx::query_scalar("DELETE FROM chat_links WHERE user_id = $1 RETURNING chat_user")
+            .bind(user.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(removed)
+}
+
 pub async fn cursor(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, StorageError> {
     Ok(
         sqlx::query_scalar("SELECT value FROM chat_cursors WHERE name = $1")

@@ -43,13 +43,15 @@ pub struct NewTokenRow<'a> {
     pub secret_hash: &'a str,
     pub scopes: &'a [TokenScope],
     pub expires_at: i64,
+    /// The token the call that made this one came with.
+    pub parent_id: Option<i64>,
 }
 
 pub async fn insert(conn: &mut AnyConnection, new: &NewTokenRow<'_>) -> Result<i64, StorageError> {
     let scopes: Vec<&str> = new.scopes.iter().map(|s| s.as_str()).collect();
     Ok(sqlx::query_scalar(
-        "INSERT INTO api_tokens (user_id, name, prefix, secret_hash, scopes, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO api_tokens (user_id, name, prefix, secret_hash, scopes, created_at, expires_at, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(new.user_id.0)
     .bind(new.name)
@@ -58,6 +60,7 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewTokenRow<'_>) -> Result<i
     .bind(scopes.join(","))
     .bind(now_millis())
     .bind(new.expires_at)
+    .bind(new.parent_id)
     .fetch_one(&mut *conn)
     .await?)
 }
@@ -139,14 +142,21 @@ pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<bool, StorageErr
 }
 
 /// Revokes a token of this user; false when there is no such live token.
-pub async fn revoke(conn: &mut AnyConnection, id: i64, user: UserId) -> Result<bool, StorageError> {
+/// Revokes a live token of `user` and every live token made with it, and with
+/// those, down the chain; answers how many ended (none: no such live token).
+pub async fn revoke(conn: &mut AnyConnection, id: i64, user: UserId) -> Result<u64, StorageError> {
     let done = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        "WITH RECURSIVE chain (id) AS ( \
+             SELECT id FROM api_tokens WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL \
+             UNION SELECT t.id FROM api_tokens t JOIN chain c ON t.parent_id = c.id \
+         ) \
+         UPDATE api_tokens SET revoked_at = $1 \
+         WHERE id IN (SELECT id FROM chain) AND revoked_at IS NULL",
     )
     .bind(now_millis())
     .bind(id)
     .bind(user.0)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(done.rows_affected())
 }
