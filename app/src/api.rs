@@ -16,7 +16,9 @@ use slipway_core::views::{
 
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
-use crate::ssr::{app_state, optional_user, session, signed_in, user_error};
+use crate::ssr::{
+    app_state, keep_draft, optional_user, session, signed_in, take_draft, user_error,
+};
 #[cfg(feature = "ssr")]
 use slipway_server::services;
 
@@ -339,9 +341,20 @@ pub async fn decide(
     comment: String,
 ) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::reviews::decide(&state, &user, id, revision, decision, &comment)
-        .await
-        .map_err(user_error)
+    let decided = services::reviews::decide(&state, &user, id, revision, decision, &comment).await;
+    if decided.is_err() {
+        keep_draft(&format!("review:{id}"), &comment).await;
+    }
+    decided.map_err(user_error)
+}
+
+/// What the viewer had typed into the review comment and the resolution note
+/// of this request when the form was refused (empty when nothing was).
+#[server]
+pub async fn request_drafts(id: RequestId) -> Result<(String, String), AppError> {
+    let comment = take_draft(&format!("review:{id}")).await;
+    let note = take_draft(&format!("resolve:{id}")).await;
+    Ok((comment.unwrap_or_default(), note.unwrap_or_default()))
 }
 
 #[server(input = Json)]
@@ -371,9 +384,11 @@ pub async fn take_over_request(id: RequestId) -> Result<(), AppError> {
 #[server]
 pub async fn resolve_request(id: RequestId, note: String) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::operations::resolve(&state, &user, id, &note)
-        .await
-        .map_err(user_error)
+    let resolved = services::operations::resolve(&state, &user, id, &note).await;
+    if resolved.is_err() {
+        keep_draft(&format!("resolve:{id}"), &note).await;
+    }
+    resolved.map_err(user_error)
 }
 
 #[server(input = Json)]

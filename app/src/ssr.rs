@@ -179,6 +179,31 @@ pub async fn session() -> Result<Session, AppError> {
         .map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))
 }
 
+/// The most of a refused text box kept for the page the browser returns to.
+const MAX_DRAFT_CHARS: usize = 2 * slipway_core::validate::MAX_NOTE_CHARS;
+
+/// Keeps what a refused form had in a text box, for the page the browser is sent
+/// back to: a form posted without script loses its input in that redirect, and
+/// a reviewer's long comment must not be lost to a refusal. Taken once.
+pub async fn keep_draft(key: &str, text: &str) {
+    let kept: String = text.chars().take(MAX_DRAFT_CHARS).collect();
+    if let Ok(session) = session().await
+        && let Err(error) = session.insert(&format!("draft:{key}"), kept).await
+    {
+        tracing::warn!(%error, "a refused form's text could not be kept");
+    }
+}
+
+/// The text [`keep_draft`] kept under `key`, removed from the session.
+pub async fn take_draft(key: &str) -> Option<String> {
+    let session = session().await.ok()?;
+    session
+        .remove::<String>(&format!("draft:{key}"))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The signed-in user, if any; a session whose user no longer exists counts as none.
 pub async fn optional_user(state: &AppState) -> Result<Option<UserView>, AppError> {
     let session = session().await?;

@@ -50,6 +50,12 @@ test('signing in, reviewing and signing out work with script turned off', async 
   await expect(bob).toHaveURL(new RegExp(`/requests/${id}`));
   await expect(bob.locator('.review-box .field-error')).toContainText('is required');
   await expect(state).toHaveText('In review');
+  // A refused comment comes back in its box, not lost in the redirect.
+  const long = 'Please explain. '.repeat(251);
+  await bob.getByLabel('Comment').fill(long);
+  await bob.getByRole('button', { name: 'Request changes' }).click();
+  await expect(bob.locator('.review-box .field-error')).toContainText('4015 characters long');
+  await expect(bob.getByLabel('Comment')).toHaveValue(long);
   await bob.getByLabel('Comment').fill('Staging needs a reason in the description.');
   await bob.getByRole('button', { name: 'Request changes' }).click();
   await expect(state).toHaveText('Changes requested');

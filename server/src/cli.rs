@@ -547,6 +547,32 @@ pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
     Ok(created.secret)
 }
 
+async fn user_command(command: crate::config::UserCommand) -> ExitCode {
+    use crate::config::UserCommand;
+    let (username, settings, disabled) = match command {
+        UserCommand::Disable { username, settings } => (username, settings, true),
+        UserCommand::Enable { username, settings } => (username, settings, false),
+    };
+    let done = async {
+        let settings = settings.check().map_err(|e| e.to_string())?;
+        let state = build_state(settings).await.map_err(|e| e.to_string())?;
+        crate::services::auth::set_disabled(&state, &username, disabled)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match done.await {
+        Ok(()) => {
+            let what = if disabled { "disabled" } else { "enabled" };
+            println!("{username}: {what}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("slipway: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn request_command(command: crate::config::RequestCommand) -> ExitCode {
     use crate::client;
     use crate::config::RequestCommand;
@@ -630,7 +656,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     init_tracing(
         matches!(
             cli.command,
-            Command::Token(_) | Command::Request(_) | Command::Audit(_)
+            Command::Token(_) | Command::User(_) | Command::Request(_) | Command::Audit(_)
         ),
         cli.log_format,
     );
@@ -645,6 +671,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::User(command) => user_command(command).await,
         Command::Request(command) => request_command(command).await,
         Command::Dev(command) => dev_command(command).await,
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),

@@ -49,6 +49,9 @@ pub enum Command {
     /// Work with personal API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Disable or enable an account (someone who left, an account taken over).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Submit and read requests through a running Slipway's REST API, with a token.
     #[command(subcommand)]
     Request(RequestCommand),
@@ -135,6 +138,26 @@ pub enum TokenCommand {
         /// Days until it expires (1 to 366).
         #[arg(long, default_value_t = 90)]
         expires_in_days: u32,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Disable an account: its sessions end, its API tokens are revoked, its chat
+    /// link is removed, and it can no longer sign in (by password or single
+    /// sign-on) until enabled again. Its requests and history stay. Reads the same
+    /// settings as `serve`, so it finds the same database.
+    Disable {
+        /// The account's user name.
+        username: String,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+    /// Let a disabled account sign in again (its old tokens stay revoked).
+    Enable {
+        username: String,
         #[command(flatten)]
         settings: ServeArgs,
     },
@@ -890,6 +913,12 @@ pub struct IdentityArgs {
     /// A session ends this long after sign-in, however active (s, m, h or d).
     #[arg(long, env = "SLIPWAY_SESSION_ABSOLUTE_TIMEOUT", default_value = "12h")]
     pub session_absolute_timeout: String,
+    /// How long the roles and teams an identity provider gave an account hold
+    /// without a new sign-in there (s, m, h or d). After it, the account's API
+    /// tokens and chat stop working until the person signs in once: someone the
+    /// provider removed from a team keeps nothing of it for longer.
+    #[arg(long, env = "SLIPWAY_PROVIDER_CONFIRMATION", default_value = "30d")]
+    pub provider_confirmation: String,
     /// OpenID Connect issuer URL; turns on "Sign in with …". Discovery is read from
     /// <issuer>/.well-known/openid-configuration.
     #[arg(long, env = "SLIPWAY_OIDC_ISSUER")]
@@ -949,6 +978,7 @@ impl Default for IdentityArgs {
             local_accounts: true,
             session_idle_timeout: "8h".into(),
             session_absolute_timeout: "12h".into(),
+            provider_confirmation: "30d".into(),
             oidc_issuer: None,
             oidc_client_id: None,
             oidc_client_secret_file: None,
@@ -972,6 +1002,7 @@ impl std::fmt::Debug for IdentityArgs {
             .field("local_accounts", &self.local_accounts)
             .field("session_idle_timeout", &self.session_idle_timeout)
             .field("session_absolute_timeout", &self.session_absolute_timeout)
+            .field("provider_confirmation", &self.provider_confirmation)
             .field("oidc_issuer", &self.oidc_issuer)
             .field("oidc_client_id", &self.oidc_client_id)
             .field("oidc_client_secret_file", &self.oidc_client_secret_file)
@@ -1158,6 +1189,8 @@ pub struct IdentitySettings {
     pub local_accounts: bool,
     pub session_idle_timeout: Duration,
     pub session_absolute_timeout: Duration,
+    /// How long an identity provider's roles and teams hold without a sign-in there.
+    pub provider_confirmation: Duration,
     pub oidc: Option<OidcSettings>,
 }
 
@@ -1168,6 +1201,7 @@ impl Default for IdentitySettings {
             local_accounts: true,
             session_idle_timeout: Duration::from_secs(8 * 3600),
             session_absolute_timeout: Duration::from_secs(12 * 3600),
+            provider_confirmation: Duration::from_secs(30 * 86_400),
             oidc: None,
         }
     }
@@ -1520,6 +1554,18 @@ impl IdentityArgs {
                 ),
             ));
         }
+        const CONFIRMATION: &str = "--provider-confirmation (SLIPWAY_PROVIDER_CONFIRMATION)";
+        let provider_confirmation = parse_duration(&self.provider_confirmation)
+            .map_err(|m| setting_error(CONFIRMATION, m))?;
+        if provider_confirmation < absolute {
+            return Err(setting_error(
+                CONFIRMATION,
+                format!(
+                    "{} is shorter than a session lasts ({}): a session would outlive its confirmation",
+                    self.provider_confirmation, self.session_absolute_timeout
+                ),
+            ));
+        }
         let oidc = self.check_oidc(public_origin.as_deref())?;
         if !self.local_accounts && oidc.is_none() {
             return Err(setting_error(
@@ -1532,6 +1578,7 @@ impl IdentityArgs {
             local_accounts: self.local_accounts,
             session_idle_timeout: idle,
             session_absolute_timeout: absolute,
+            provider_confirmation,
             oidc,
         })
     }

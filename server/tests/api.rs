@@ -35,6 +35,8 @@ on_both_engines!(
     tokens_are_made_and_revoked_through_the_api,
     asset_history_shows_client_and_trace_only_to_audit_readers,
     day_two_actions_through_the_api,
+    a_disabled_account_acts_nowhere,
+    provider_roles_lapse_without_a_new_sign_in,
 );
 on_both_engines!(@one role_by_endpoint_matrix, super::start_without_quota);
 on_both_engines!(@one a_type_the_platform_role_approves_is_reviewed_from_the_platform_queue, super::start_with_platform_approvers);
@@ -1969,5 +1971,117 @@ async fn day_two_actions_through_the_api(app: &TestApp) -> TestResult {
     app.run_jobs().await?;
     let (status, problem) = api.post(&path, &alice, &body).await?;
     assert_eq!(status, StatusCode::CONFLICT, "a retired asset: {problem}");
+    Ok(())
+}
+
+/// Disabling an account ends its sessions and tokens and its chat link at once
+/// and refuses its sign-in; enabling lets it sign in again, its old tokens
+/// staying revoked. Both are audited.
+async fn a_disabled_account_acts_nowhere(app: &TestApp) -> TestResult {
+    use slipway_server::services::{CallMeta, Channel, auth, chat};
+    let api = Api::start(app).await?;
+    let state = &app.state;
+    let secret = token(app, "alice", ALL).await?;
+    let alice = app.user("alice").await?;
+    let code = chat::issue_link_code(state, &alice).await?;
+    chat::link(state, "@alice:chat.test", "!a:chat.test", &code.code, "$l").await?;
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::OK);
+
+    auth::set_disabled(state, "alice", true).await?;
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(chat::linked_account(state, &alice).await?, None);
+    assert_eq!(
+        auth::user(state, alice.id).await?,
+        None,
+        "a session acts as no one"
+    );
+    let meta = CallMeta::default();
+    let refused = auth::login(state, "alice", "alice-demo-pw", Channel::Portal, &meta).await;
+    match refused {
+        Err(ServiceError::Forbidden(m)) => assert!(m.contains("disabled"), "{m}"),
+        other => panic!("a disabled account signed in: {other:?}"),
+    }
+    let detail: String =
+        sqlx::query_scalar("SELECT detail FROM audit_events WHERE action = 'user.disabled'")
+            .fetch_one(&state.db.pool)
+            .await?;
+    assert!(
+        detail.contains("tokens, unlinked @alice:chat.test"),
+        "{detail}"
+    );
+    assert!(matches!(
+        auth::set_disabled(state, "nobody", true).await,
+        Err(ServiceError::NotFound(_))
+    ));
+
+    auth::set_disabled(state, "alice", false).await?;
+    assert!(
+        auth::login(state, "alice", "alice-demo-pw", Channel::Portal, &meta)
+            .await
+            .is_ok()
+    );
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::UNAUTHORIZED);
+    let fresh = token(app, "alice", &[TokenScope::Read]).await?;
+    assert_eq!(api.get("/me", &fresh).await?.0, StatusCode::OK);
+    Ok(())
+}
+
+/// The roles and teams of an account from an identity provider hold for the
+/// configured time after its last sign-in there: after it, its tokens are
+/// refused with what to do, until the person signs in again. Local accounts
+/// are not affected.
+async fn provider_roles_lapse_without_a_new_sign_in(app: &TestApp) -> TestResult {
+    use slipway_server::services::{CallMeta, Caller, Channel};
+    use slipway_server::storage::users::{self, NewUser};
+    let api = Api::start(app).await?;
+    let state = &app.state;
+    let teams = vec!["payments".to_string()];
+    let id = {
+        let mut tx = state.db.write().await?;
+        let new = NewUser {
+            username: "sso-dana",
+            display_name: "Dana",
+            password_hash: None,
+            roles: &[Role::Requester],
+            teams: &teams,
+        };
+        let id = users::insert_external(&mut tx, &new, "https://idp.test", "dana").await?;
+        tx.commit().await?;
+        id
+    };
+    let dana = {
+        let mut conn = state.db.pool.acquire().await?;
+        users::by_id(&mut conn, id).await?.ok_or("dana is stored")?
+    };
+    let caller = Caller::new(dana, Channel::System, CallMeta::default());
+    let request = TokenRequest {
+        name: "dana's ci".into(),
+        scopes: vec![TokenScope::Read],
+        expires_in_days: Some(90),
+    };
+    let secret = tokens::create(state, &caller, &request).await?.secret;
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::OK);
+    let month = 31 * 86_400_000_i64;
+    let stale = slipway_server::storage::now_millis() - month;
+    app.exec(&format!("UPDATE users SET confirmed_at = {stale}"))
+        .await?;
+    let (status, problem) = api.get("/me", &secret).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sign in to the Slipway portal once")),
+        "{problem}"
+    );
+    // A local account's roles are Slipway's own: no provider to confirm them.
+    let alice = token(app, "alice", &[TokenScope::Read]).await?;
+    assert_eq!(api.get("/me", &alice).await?.0, StatusCode::OK);
+    // A sign-in at the provider confirms them again.
+    {
+        let mut tx = state.db.write().await?;
+        users::update_from_provider(&mut tx, id, "Dana", &[Role::Requester], &teams).await?;
+        tx.commit().await?;
+    }
+    assert_eq!(api.get("/me", &secret).await?.0, StatusCode::OK);
     Ok(())
 }

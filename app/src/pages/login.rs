@@ -16,6 +16,9 @@ fn sign_on_message(code: &str) -> Option<&'static str> {
         "sign_in_expired" => {
             "That sign-in had expired or was started in another browser. Start again."
         }
+        "account_disabled" => {
+            "The sign-in provider knows you, but this Slipway account is disabled. Ask the platform team."
+        }
         "sign_in_failed" => {
             "Single sign-on did not succeed: the provider's answer could not be verified. Try again; if it persists, tell the platform team."
         }

@@ -11,6 +11,7 @@ use slipway_core::views::{ParamTitle, RequestDetail, in_schema_order, param_text
 
 use crate::api::{
     CancelRequest, Decide, ResolveRequest, RetryRequest, TakeOverRequest, fetch_request,
+    request_drafts,
 };
 use crate::components::change_set::{ChangeSetView, DeployedDiffView, ReviewDiffView, short};
 use crate::components::flow::FlowSteps;
@@ -22,6 +23,7 @@ use crate::error::AppError;
 #[component]
 pub fn RequestPage() -> impl IntoView {
     let raw_id = crate::components::route_id();
+    let draft_id = raw_id.clone();
     let detail = Resource::new(
         move || raw_id().map(RequestId),
         |id| async move {
@@ -31,11 +33,23 @@ pub fn RequestPage() -> impl IntoView {
             }
         },
     );
+    // A refused review or resolution comes back here through a redirect: what was
+    // typed is put back into its box.
+    let drafts = Resource::new(
+        move || draft_id().map(RequestId),
+        |id| async move {
+            match id {
+                Some(id) => request_drafts(id).await.unwrap_or_default(),
+                None => Drafts::default(),
+            }
+        },
+    );
     view! {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
+                let drafts = drafts.await;
                 match detail.await {
-                    Ok(detail) => view! { <RequestView detail /> }.into_any(),
+                    Ok(detail) => view! { <RequestView detail drafts /> }.into_any(),
                     Err(e) => error_view(e),
                 }
             })}
@@ -43,8 +57,11 @@ pub fn RequestPage() -> impl IntoView {
     }
 }
 
+/// The review comment and the resolution note a refused form held.
+type Drafts = (String, String);
+
 #[component]
-fn RequestView(detail: RequestDetail) -> impl IntoView {
+fn RequestView(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
     let s = detail.summary.clone();
     let current = detail.revisions.last().cloned();
     let params = current
@@ -65,7 +82,7 @@ fn RequestView(detail: RequestDetail) -> impl IntoView {
             Some(on) => view! { <div class="notice" data-testid="acts-on">{format!("{}: a day-2 action on ", on.action.title)}<a href=format!("/assets/{}", on.asset_id)>{format!("asset #{} {}", on.asset_id, on.asset_name)}</a></div> }.into_any(),
             None => detail.asset_id.map(|a| view! { <div class="notice ok">"Recorded as " <a href=format!("/assets/{a}")>{format!("asset #{a}")}</a></div> }).into_any(),
         }}
-        <Actions detail=detail.clone() />
+        <Actions detail=detail.clone() drafts />
         {detail.review_diff.clone().map(|diff| view! { <ReviewDiffView diff titles=detail.param_titles.clone() /> })}
         {detail.action.clone().and_then(|on| on.deployed_diff.map(|diff| view! { <DeployedDiffView diff asset_name=on.asset_name titles=detail.param_titles.clone() /> }))}
         <div class="two-columns">
@@ -120,7 +137,8 @@ pub fn ParamsTable(params: Value, titles: Vec<ParamTitle>) -> impl IntoView {
 /// script, and the server sends the browser back here, where a refused action shows
 /// its error.
 #[component]
-fn Actions(detail: RequestDetail) -> impl IntoView {
+fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
+    let (comment_draft, note_draft) = drafts;
     let id = detail.summary.id;
     let revision = detail.summary.revision;
     let p = detail.permissions.clone();
@@ -156,7 +174,7 @@ fn Actions(detail: RequestDetail) -> impl IntoView {
                     {hidden_id(id)}
                     <input type="hidden" name="revision" value=revision.to_string() />
                     <label for="review-comment">"Comment"</label>
-                    <textarea id="review-comment" name="comment" rows="3" maxlength=MAX_NOTE_CHARS aria-describedby="review-comment-help"></textarea>
+                    <textarea id="review-comment" name="comment" rows="3" maxlength=MAX_NOTE_CHARS aria-describedby="review-comment-help">{comment_draft}</textarea>
                     <p class="help" id="review-comment-help">"Required when you request changes or reject."</p>
                     <p class="field-error" role="alert">{comment_error}</p>
                     <div class="buttons">
@@ -173,7 +191,7 @@ fn Actions(detail: RequestDetail) -> impl IntoView {
                 <ActionForm action=resolve attr:class="resolve-box">
                     {hidden_id(id)}
                     <label for="resolve-note">"Resolution note"</label>
-                    <textarea id="resolve-note" name="note" rows="3" maxlength=MAX_NOTE_CHARS></textarea>
+                    <textarea id="resolve-note" name="note" rows="3" maxlength=MAX_NOTE_CHARS>{note_draft}</textarea>
                     <button type="submit" class="primary">"Resolve"</button>
                 </ActionForm>
             })}

@@ -166,6 +166,10 @@ async fn callback(
     };
     let user = match sign_in(app, routes.oidc.settings(), &claims, &meta).await {
         Ok(user) => user,
+        Err(crate::services::ServiceError::Forbidden(reason)) => {
+            tracing::info!(%reason, "OIDC sign-in refused: the account is disabled");
+            return to_login("account_disabled", &next);
+        }
         Err(error) => {
             tracing::error!(%error, "OIDC sign-in could not be stored");
             return to_login("sign_in_failed", &next);

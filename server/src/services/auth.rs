@@ -256,6 +256,13 @@ pub async fn login_from(
             false
         }
     };
+    if stored.as_ref().is_some_and(|u| verified && u.disabled) {
+        tracing::info!(username, "sign-in refused: the account is disabled");
+        refuse(state, username, (channel, meta), "the account is disabled").await?;
+        return Err(ServiceError::Forbidden(
+            "this account is disabled; ask the platform team".into(),
+        ));
+    }
     let Some(user) = stored.filter(|_| verified) else {
         tracing::info!(username, "sign-in refused");
         refuse(
@@ -308,9 +315,74 @@ pub async fn sign_out(state: &AppState, user: &Caller, session_id: &str) -> Serv
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("no such user").unwrap_or_default());
 
+/// The signed-in user of a session, if the account may still act: a session of
+/// a disabled or unconfirmed account counts as signed out.
 pub async fn user(state: &AppState, id: UserId) -> ServiceResult<Option<UserView>> {
     let mut conn = state.db.pool.acquire().await?;
-    Ok(users::by_id(&mut conn, id).await?)
+    Ok(acting_user(state, &mut conn, id).await.ok())
+}
+
+/// The account as it may act now through a session, a token or chat: refused
+/// when an administrator disabled it, or when its roles come from an identity
+/// provider that has not confirmed them within the configured time.
+pub(crate) async fn acting_user(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    id: UserId,
+) -> ServiceResult<UserView> {
+    let window = state.settings.identity.provider_confirmation;
+    let confirmed_after = now_millis().saturating_sub(window.as_millis() as i64);
+    match users::standing(conn, id, confirmed_after).await? {
+        users::Standing::Acting(user) => Ok(user),
+        users::Standing::Missing => Err(ServiceError::Unauthenticated),
+        users::Standing::Disabled => Err(ServiceError::Forbidden(
+            "this account is disabled; ask the platform team".into(),
+        )),
+        users::Standing::Unconfirmed => Err(ServiceError::Forbidden(format!(
+            "your roles and teams come from the identity provider, which has not confirmed them \
+             in the last {} days: sign in to the Slipway portal once to confirm them",
+            window.as_secs() / 86_400
+        ))),
+    }
+}
+
+/// Disables (`disabled`) or enables an account, for an administrator at the
+/// command line (a person who left, an account taken over). Disabling ends at
+/// once everything that acts as the account: its sessions, its live tokens, its
+/// chat link; sign-in is refused until it is enabled again.
+pub async fn set_disabled(state: &AppState, username: &str, disabled: bool) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    let id = users::set_disabled(&mut tx, username, disabled)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("an account called {username:?}")))?;
+    let mut ended = String::new();
+    if disabled {
+        let sessions = crate::storage::sessions::end_all_for_user(&mut tx, id).await?;
+        let tokens = crate::storage::tokens::revoke_all(&mut tx, id).await?;
+        let chat = crate::storage::chat::unlink_user(&mut tx, id).await?;
+        ended = format!(
+            "ended {sessions} sessions and {tokens} tokens{}",
+            chat.map(|c| format!(", unlinked {c}")).unwrap_or_default()
+        );
+    }
+    let action = if disabled {
+        "user.disabled"
+    } else {
+        "user.enabled"
+    };
+    record(
+        &mut tx,
+        state.db.engine,
+        // Whoever runs the command is the machine's administrator, not a user here.
+        &Actor::Policy("admin-command".into()),
+        action,
+        ("user", id.to_string()),
+        Some(username.to_string()),
+        ended,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 struct DemoUser {

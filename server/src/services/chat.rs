@@ -114,8 +114,10 @@ pub async fn caller_for(
     let Some(link) = storage::chat::link_of_chat_user(&mut conn, chat_user).await? else {
         return Ok(None);
     };
-    let Some(user) = users::by_id(&mut conn, link.user_id).await? else {
-        return Ok(None);
+    let user = match super::auth::acting_user(state, &mut conn, link.user_id).await {
+        Ok(user) => user,
+        Err(ServiceError::Unauthenticated) => return Ok(None),
+        Err(refused) => return Err(refused),
     };
     Ok(Some(Caller::new(
         user,

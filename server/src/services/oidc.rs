@@ -417,9 +417,17 @@ pub async fn sign_in(
             (id, Some(username))
         }
     };
-    let user = users::by_id(&mut tx, id)
-        .await?
-        .ok_or_else(|| ServiceError::Internal("the user just written is missing".into()))?;
+    // The provider vouches for the person, not for an account the platform team
+    // disabled here.
+    let user = match super::auth::acting_user(state, &mut tx, id).await {
+        Ok(user) => user,
+        Err(ServiceError::Unauthenticated) => {
+            return Err(ServiceError::Internal(
+                "the user just written is missing".into(),
+            ));
+        }
+        Err(refused) => return Err(refused),
+    };
     let actor = Actor::User(Caller::new(user.clone(), Channel::Portal, meta.clone()));
     if let Some(username) = created {
         record(

@@ -10,7 +10,7 @@ use slipway_core::views::{TokenRequest, TokenScope, TokenView};
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::state::AppState;
 use crate::storage::tokens::{NewTokenRow, TokenRow};
-use crate::storage::{self, format_millis, now_millis, users};
+use crate::storage::{self, format_millis, now_millis};
 
 /// Every secret starts so, which lets secret scanners recognise a leaked one.
 pub const SECRET_PREFIX: &str = "slw_";
@@ -232,9 +232,7 @@ pub async fn authenticate_call(
         tracing::info!(trace_id = ?meta.trace_id, "API call with an unknown, revoked or expired token");
         return Err(ServiceError::Unauthenticated);
     };
-    let user = users::by_id(&mut conn, token.user_id)
-        .await?
-        .ok_or(ServiceError::Unauthenticated)?;
+    let user = super::auth::acting_user(state, &mut conn, token.user_id).await?;
     drop(conn);
     let caller = Caller {
         user,

@@ -240,6 +240,15 @@ pub async fn end_for_user(
     Ok(done.rows_affected() > 0)
 }
 
+/// Deletes every session of the user; answers how many there were.
+pub async fn end_all_for_user(conn: &mut AnyConnection, user: UserId) -> Result<u64, StorageError> {
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Deletes the session with this id (its own user signing out); false when it was
 /// already gone.
 pub async fn end_by_id(conn: &mut AnyConnection, id: &str) -> Result<bool, StorageError> {

@@ -142,6 +142,18 @@ pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<bool, StorageErr
 }
 
 /// Revokes a token of this user; false when there is no such live token.
+/// Revokes every live token of `user`; answers how many.
+pub async fn revoke_all(conn: &mut AnyConnection, user: UserId) -> Result<u64, StorageError> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now_millis())
+    .bind(user.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Revokes a live token of `user` and every live token made with it, and with
 /// those, down the chain; answers how many ended (none: no such live token).
 pub async fn revoke(conn: &mut AnyConnection, id: i64, user: UserId) -> Result<u64, StorageError> {

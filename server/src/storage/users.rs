@@ -15,6 +15,8 @@ pub struct NewUser<'a> {
 pub struct StoredUser {
     pub view: UserView,
     pub password_hash: Option<String>,
+    /// Disabled by an administrator: it may not sign in or act at all.
+    pub disabled: bool,
 }
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<StoredUser, StorageError> {
@@ -33,10 +35,66 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<StoredUser, StorageError> {
                 .collect(),
         },
         password_hash: row.try_get("password_hash")?,
+        disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
     })
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, password_hash, roles, teams";
+const USER_COLUMNS: &str = "id, username, display_name, password_hash, roles, teams, disabled_at";
+
+/// Whether an account may act now.
+pub enum Standing {
+    Acting(UserView),
+    /// An administrator disabled it.
+    Disabled,
+    /// Its roles come from an identity provider that has not confirmed them
+    /// (by a sign-in there) since the given time.
+    Unconfirmed,
+    Missing,
+}
+
+/// The account as it may act now: not disabled, and (for an account from an
+/// identity provider) confirmed by a sign-in there at `confirmed_after` or later.
+pub async fn standing(
+    conn: &mut AnyConnection,
+    id: UserId,
+    confirmed_after: i64,
+) -> Result<Standing, StorageError> {
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS}, external_issuer, COALESCE(confirmed_at, created_at) AS confirmed \
+         FROM users WHERE id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Standing::Missing);
+    };
+    let user = user_from_row(&row)?;
+    let external: Option<String> = row.try_get("external_issuer")?;
+    let confirmed: i64 = row.try_get("confirmed")?;
+    Ok(if user.disabled {
+        Standing::Disabled
+    } else if external.is_some() && confirmed < confirmed_after {
+        Standing::Unconfirmed
+    } else {
+        Standing::Acting(user.view)
+    })
+}
+
+/// Disables (`true`) or enables an account; its id, none when no such account.
+pub async fn set_disabled(
+    conn: &mut AnyConnection,
+    username: &str,
+    disabled: bool,
+) -> Result<Option<UserId>, StorageError> {
+    let id: Option<i64> =
+        sqlx::query_scalar("UPDATE users SET disabled_at = $2 WHERE username = $1 RETURNING id")
+            .bind(username)
+            .bind(disabled.then(now_millis))
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(id.map(UserId))
+}
 
 pub async fn insert(conn: &mut AnyConnection, user: &NewUser<'_>) -> Result<UserId, StorageError> {
     let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
@@ -119,8 +177,8 @@ pub async fn insert_external(
     let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (username, display_name, password_hash, roles, teams, created_at, \
-         external_issuer, external_subject) \
-         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7) RETURNING id",
+         external_issuer, external_subject, confirmed_at) \
+         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $5) RETURNING id",
     )
     .bind(user.username)
     .bind(user.display_name)
@@ -134,7 +192,8 @@ pub async fn insert_external(
     Ok(UserId(id))
 }
 
-/// Replaces what the identity provider decides: name shown, roles and teams.
+/// Replaces what the identity provider decides (name shown, roles and teams),
+/// confirmed now.
 pub async fn update_from_provider(
     conn: &mut AnyConnection,
     id: UserId,
@@ -143,12 +202,15 @@ pub async fn update_from_provider(
     teams: &[String],
 ) -> Result<(), StorageError> {
     let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    sqlx::query("UPDATE users SET display_name = $2, roles = $3, teams = $4 WHERE id = $1")
-        .bind(id.0)
-        .bind(display_name)
-        .bind(roles.join(","))
-        .bind(teams.join(","))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET display_name = $2, roles = $3, teams = $4, confirmed_at = $5 WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(display_name)
+    .bind(roles.join(","))
+    .bind(teams.join(","))
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
