@@ -37,6 +37,10 @@ pub struct RunInfo<'a> {
     pub request_id: i64,
     pub revision: i64,
     pub requester: &'a str,
+    /// How many runs of the request came before this one (0 for the first; a
+    /// retry after a failure is the next): a retried pipeline step starts a new
+    /// run under a new key, where a resumed one follows its own.
+    pub round: i64,
 }
 
 /// One step ready for its driver.
@@ -133,7 +137,7 @@ pub fn plan(
                 })
             }
             ExecutionStep::Pipeline(step) => {
-                let key = run_key(run.request_id, run.revision, i);
+                let key = run_key(run.request_id, run.revision, i, run.round);
                 let ctx = minijinja::context! { run_key => key.clone(), ..ctx.clone() };
                 pipeline::plan(i, step, &ctx, key).map(PlannedStep::Pipeline)
             }

@@ -423,6 +423,7 @@ fn check_sample(
         request_id: 1,
         revision: 1,
         requester: "sample-requester",
+        round: 0,
     };
     crate::execution::plan(ty, &params, name, &change_set, run).map_err(report)?;
     checks(ty, &params, name).map_err(report)?;

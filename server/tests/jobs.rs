@@ -12,7 +12,7 @@ use common::{TestApp, TestResult, draft};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_server::orchestrator::{self, JobControl, LeaseKeeper, StopReason};
-use slipway_server::services::requests;
+use slipway_server::services::{ServiceError, operations, requests};
 use slipway_server::storage::jobs::{self, JobRow, StepRow};
 use slipway_server::storage::{Engine, now_millis};
 use tokio::sync::watch;
@@ -157,6 +157,9 @@ on_both_engines!(
     one_process_renews_every_lease_it_holds_and_tells_each_job_its_news,
     a_process_that_cannot_renew_stops_its_jobs_before_their_leases_lapse,
     one_renewal_answers_for_more_owners_than_one_statement_takes,
+    a_job_claimed_again_here_stops_its_older_run_and_keeps_its_renewals,
+    a_process_without_workers_leaves_running_jobs_alone,
+    a_cancelled_run_that_fails_is_not_queued_again,
 );
 
 async fn claim_into(app: &TestApp, owners: &[&str]) -> TestResult<Vec<jobs::Claimed>> {
@@ -332,6 +335,17 @@ async fn cancel_stops_a_running_step_and_fails_the_request(engine: Engine) -> Te
     until_step_runs(&app, id).await?;
     let alice = app.user("alice").await?;
     requests::cancel(&app.state, &alice, id).await?;
+    // Until the worker has stopped, a retry would run the step twice at once,
+    // and a person taking over would work beside it.
+    let carol = app.user("carol").await?;
+    let retried = operations::retry(&app.state, &carol, id).await;
+    let taken = operations::take_over(&app.state, &carol, id).await;
+    for refused in [retried, taken] {
+        assert!(
+            matches!(&refused, Err(ServiceError::Conflict(m)) if m.contains("still stopping")),
+            "{refused:?}"
+        );
+    }
     // The worker learns it at its next heartbeat (a third of the lease).
     tokio::time::timeout(LEASE * 2, worker).await???;
     assert!(
@@ -356,9 +370,27 @@ async fn cancel_stops_a_running_step_and_fails_the_request(engine: Engine) -> Te
         "stopped: the request was cancelled by alice"
     );
     // Failed, so the platform team sees it and may retry or take it over.
-    let carol = app.user("carol").await?;
     let shown = slipway_server::services::detail::request_detail(&app.state, &carol, id).await?;
     assert!(shown.permissions.retry && shown.permissions.take_over);
+    operations::retry(&app.state, &carol, id).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Executing);
+    Ok(())
+}
+
+/// A run that fails for a passing reason after its request was cancelled is not
+/// put back in the queue: it ends cancelled, so it never runs beside a retry.
+async fn a_cancelled_run_that_fails_is_not_queued_again(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    let id = submit_pause(&app, "cancel-then-blip", 60).await?;
+    let claimed = claim_into(&app, &["blip"]).await?;
+    let job = &claimed.first().ok_or("a job")?.job;
+    let mut tx = app.state.db.write().await?;
+    jobs::stop_for_request(&mut tx, id, "alice").await?;
+    assert!(jobs::reschedule(&mut tx, job.id, "blip", 1_000, "the database blinked").await?);
+    tx.commit().await?;
+    assert_eq!(job_of(&app, id).await?.state, jobs::CANCELLED);
     Ok(())
 }
 
@@ -597,6 +629,67 @@ async fn a_process_that_cannot_renew_stops_its_jobs_before_their_leases_lapse(
         claimed_at.elapsed()
     );
     assert_eq!(keeper.held_count(), 0);
+    Ok(())
+}
+
+/// When this process claims a job again (its earlier run's lease lapsed while
+/// that run was stuck), the earlier run hears that it lost the lease, and its
+/// guard, dropped when it ends, leaves the newer run's renewals in place.
+async fn a_job_claimed_again_here_stops_its_older_run_and_keeps_its_renewals(
+    engine: Engine,
+) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    submit_pause(&app, "twice-here", 60).await?;
+    let claimed = claim_into(&app, &["first-run"]).await?;
+    let job = &claimed.first().ok_or("a job")?.job;
+    let (older, newer) = (JobControl::default(), JobControl::default());
+    let older_guard = app.state.leases.hold(job.id, "first-run", older.clone());
+    let newer_guard = app.state.leases.hold(job.id, "second-run", newer.clone());
+    assert_eq!(older.reason(), Some(StopReason::LeaseLost));
+    assert_eq!(newer.reason(), None);
+    drop(older_guard);
+    assert_eq!(
+        app.state.leases.held_count(),
+        1,
+        "the newer run is still renewed"
+    );
+    drop(newer_guard);
+    assert_eq!(app.state.leases.held_count(), 0);
+    Ok(())
+}
+
+/// A process started with no workers (pages only, beside the one that runs
+/// them) leaves the leases of running jobs alone: on SQLite the worker process
+/// releases the leases a crashed run left, not every process that starts.
+async fn a_process_without_workers_leaves_running_jobs_alone(engine: Engine) -> TestResult {
+    let Some(app) = pause_app(engine, 60).await? else {
+        return Ok(());
+    };
+    submit_pause(&app, "running-elsewhere", 60).await?;
+    let claimed = claim_into(&app, &["worker-process"]).await?;
+    let job = &claimed.first().ok_or("a job")?.job;
+    let mut settings = (*app.state.settings).clone();
+    settings.workers.workers = 0;
+    let pages_only = slipway_server::AppState {
+        settings: std::sync::Arc::new(settings),
+        ..app.state.clone()
+    };
+    let lease = || async {
+        sqlx::query_scalar::<_, i64>("SELECT lease_until FROM jobs WHERE id = $1")
+            .bind(job.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+    };
+    let before = lease().await?;
+    let (_stop, shutdown) = watch::channel(false);
+    orchestrator::spawn(pages_only, shutdown).await?;
+    assert_eq!(
+        lease().await?,
+        before,
+        "the running job's lease is untouched"
+    );
     Ok(())
 }
 

@@ -403,6 +403,23 @@ async fn runs_to_an_end(engine: Engine) -> TestResult {
                 && reason.contains(" ended "),
             "{reason}"
         );
+        // A retry starts a new run under a key of its own, instead of following
+        // the one that failed.
+        let carol = app.user("carol").await?;
+        let before = ci.lock().map_err(|_| "lock")?.triggers.len();
+        slipway_server::services::operations::retry(&app.state, &carol, id).await?;
+        app.run_jobs().await?;
+        let triggers = ci.lock().map_err(|_| "lock")?.triggers.clone();
+        assert_eq!(
+            triggers.len(),
+            before + 1,
+            "{type_name}: the retry triggers"
+        );
+        assert_eq!(
+            triggers.last(),
+            Some(&format!("slipway-{}-1-0-retry1", id.0))
+        );
+        assert_eq!(app.request_state(id).await?, RequestState::Failed);
     }
 
     // A run that never ends fails once its deadline (3 s from the trigger) passes.

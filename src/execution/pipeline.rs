@@ -38,9 +38,13 @@ pub enum PipelineVerdict {
     Failed(String),
 }
 
-/// The key of one step of one revision of one request.
-pub fn run_key(request_id: i64, revision: i64, step_index: usize) -> String {
-    format!("slipway-{request_id}-{revision}-{step_index}")
+/// The key of one step of one revision of one request, in one round of runs
+/// (the first, or a retry's).
+pub fn run_key(request_id: i64, revision: i64, step_index: usize, round: i64) -> String {
+    match round {
+        0 => format!("slipway-{request_id}-{revision}-{step_index}"),
+        n => format!("slipway-{request_id}-{revision}-{step_index}-retry{n}"),
+    }
 }
 
 pub(super) fn plan(

@@ -9,6 +9,7 @@ const RUN: RunInfo<'static> = RunInfo {
     request_id: 7,
     revision: 2,
     requester: "alice",
+    round: 0,
 };
 
 fn ns_params() -> Value {
@@ -140,6 +141,11 @@ fn a_pipeline_step_is_planned_with_its_run_key_and_a_json_body() {
     assert_eq!(pipeline.method, "POST");
     assert_eq!(pipeline.deadline_seconds, 3600);
     assert_eq!(pipeline.poll_seconds, 2);
+    assert_eq!(
+        run_key(7, 2, 0, 1),
+        "slipway-7-2-0-retry1",
+        "a retry starts a run under a key of its own"
+    );
     let token = pipeline
         .token
         .as_ref()

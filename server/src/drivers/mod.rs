@@ -50,6 +50,9 @@ pub trait StepJournal: Send + Sync {
     async fn recall(&self) -> Result<Option<ExternalRun>, DriverError>;
     /// Records the run before it is followed; the first record stays.
     async fn remember(&self, run: &ExternalRun) -> Result<(), DriverError>;
+    /// The same journal, owned: for work that must finish even when the step
+    /// is stopped (a run started must be recorded).
+    fn detached(&self) -> std::sync::Arc<dyn StepJournal>;
 }
 
 /// For a step run outside a job, which has nothing to resume.
@@ -63,6 +66,10 @@ impl StepJournal for NoJournal {
 
     async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {
         Ok(())
+    }
+
+    fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
+        std::sync::Arc::new(NoJournal)
     }
 }
 

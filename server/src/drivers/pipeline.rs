@@ -45,6 +45,10 @@ impl std::fmt::Debug for PipelineDriver {
     }
 }
 
+/// Writes of a started run's record, at most, before the step gives up (about
+/// six seconds in all): each failure left unrecorded means a second run later.
+const REMEMBER_TRIES: u32 = 5;
+
 #[async_trait]
 impl Driver for PipelineDriver {
     fn name(&self) -> &'static str {
@@ -78,9 +82,13 @@ impl Driver for PipelineDriver {
                 recorded
             }
             None => {
-                let started = run.trigger(&mut log).await?;
-                ctx.journal.remember(&started).await?;
-                started
+                let (started, lines) = self
+                    .trigger_and_remember(pipeline, &headers, ctx.journal.detached())
+                    .await?;
+                log.extend(lines);
+                // Another worker's run may have been recorded first: that one is
+                // followed (the first record stays), not this one.
+                ctx.journal.recall().await?.unwrap_or(started)
             }
         };
         let verdict = run.follow(&external, &mut log).await;
@@ -121,6 +129,42 @@ impl PipelineDriver {
             ));
         }
         Ok(headers)
+    }
+
+    /// Starts the run and records it, on a task of its own: a step stopped
+    /// meanwhile (a cancel, a shutdown) must not leave a run started but not
+    /// recorded, which the next attempt would start again. A record that fails
+    /// for a moment is written again in place, for the same reason.
+    async fn trigger_and_remember(
+        &self,
+        pipeline: &PlannedPipeline,
+        headers: &[(String, String)],
+        journal: Arc<dyn super::StepJournal>,
+    ) -> Result<(ExternalRun, Vec<String>), DriverError> {
+        let (driver, pipeline, headers) = (self.clone(), pipeline.clone(), headers.to_vec());
+        let task = tokio::spawn(async move {
+            let run = Run {
+                driver: &driver,
+                pipeline: &pipeline,
+                headers: &headers,
+            };
+            let mut log = Vec::new();
+            let started = run.trigger(&mut log).await?;
+            let mut pause = Duration::from_millis(200);
+            for tries_left in (0..REMEMBER_TRIES).rev() {
+                match journal.remember(&started).await {
+                    Ok(()) => break,
+                    Err(error) if tries_left == 0 => return Err(error),
+                    Err(_) => {
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
+                }
+            }
+            Ok((started, log))
+        });
+        task.await
+            .map_err(|e| DriverError::Retryable(format!("the trigger's task ended: {e}")))?
     }
 
     /// A CI/CD system may echo what it was sent; nothing stored holds a token.

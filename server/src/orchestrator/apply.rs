@@ -322,10 +322,19 @@ async fn apply(
     let secrets = secrets_for_run(state, request).await?;
     let handed = secrets.names().collect::<Vec<_>>().join(", ");
     let ty = request_type(state, request)?;
+    let (done, round) = {
+        let mut conn = state.db.pool.acquire().await?;
+        let done = jobs::done_steps(&mut conn, request.id, request.current_revision).await?;
+        (
+            done,
+            jobs::earlier_jobs(&mut conn, request.id, run.job.id).await?,
+        )
+    };
     let info = RunInfo {
         request_id: request.id.0,
         revision: request.current_revision,
         requester: &request.requester,
+        round,
     };
     let steps = execution::plan(
         ty,
@@ -335,11 +344,7 @@ async fn apply(
         info,
     )
     .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
-    let timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
-    let done = {
-        let mut conn = state.db.pool.acquire().await?;
-        jobs::done_steps(&mut conn, request.id, request.current_revision).await?
-    };
+    let step_timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
     let mut commit: Option<String> = None;
     let mut summaries = Vec::with_capacity(steps.len());
     let mut last_end: Option<Tx> = None;
@@ -353,6 +358,7 @@ async fn apply(
             ),
             None => {
                 let ran = (step_index, step);
+                let timeout = timeout_of(step, step_timeout);
                 let finished = run_step(run, request, ran, &secrets, timeout, &mut start).await?;
                 let mut tx = run.fenced().await?;
                 finished.record(&mut tx, request.id).await?;
@@ -399,6 +405,18 @@ async fn apply(
         request.applied_commit = commit;
     }
     Ok(())
+}
+
+/// How long a step may run: the type's step timeout, or for a pipeline step the
+/// run's own deadline with a poll to spare when that is longer (a CI/CD run that
+/// may take an hour must not be cut off, and an attempt spent, every ten minutes).
+fn timeout_of(step: &PlannedStep, step_timeout: Duration) -> Duration {
+    match step {
+        PlannedStep::Pipeline(pipeline) => step_timeout.max(Duration::from_secs(
+            pipeline.deadline_seconds + pipeline.poll_seconds + 30,
+        )),
+        _ => step_timeout,
+    }
 }
 
 /// Runs one step through its driver, within the type's step timeout and until the

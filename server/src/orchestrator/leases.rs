@@ -35,12 +35,20 @@ struct Held {
 pub struct LeaseGuard {
     keeper: Arc<LeaseKeeper>,
     job_id: i64,
+    owner: String,
 }
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
+        // Only its own claim: this process may have claimed the job again
+        // meanwhile (its lease lapsed), and that newer run keeps its renewals.
         self.keeper.with_held(|held| {
-            held.remove(&self.job_id);
+            if held
+                .get(&self.job_id)
+                .is_some_and(|h| h.owner == self.owner)
+            {
+                held.remove(&self.job_id);
+            }
         });
     }
 }
@@ -65,7 +73,11 @@ impl LeaseKeeper {
             until: Instant::now() + self.lease,
         };
         self.with_held(|held| {
-            held.insert(job_id, entry);
+            // An older run of the same job here lost its lease to this claim: it
+            // hears so, and stops writing, instead of running on unwatched.
+            if let Some(older) = held.insert(job_id, entry) {
+                older.control.stop(StopReason::LeaseLost);
+            }
         });
         if !self.renewing.swap(true, Ordering::AcqRel) {
             tokio::spawn(renew_until_dropped(Arc::downgrade(self)));
@@ -73,6 +85,7 @@ impl LeaseKeeper {
         LeaseGuard {
             keeper: self.clone(),
             job_id,
+            owner: owner.to_string(),
         }
     }
 

@@ -93,12 +93,14 @@ async fn run_claimed(
 /// hold.
 pub fn spawn(state: AppState, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if state.db.engine == Engine::Sqlite {
-            release_stale_sqlite_leases(&state).await;
-        }
         let slots = state.settings.workers.workers;
+        // A process without workers (pages only, beside the one that runs them)
+        // must not touch leases: the jobs it would release are running elsewhere.
         if slots == 0 {
             return;
+        }
+        if state.db.engine == Engine::Sqlite {
+            release_stale_sqlite_leases(&state).await;
         }
         let _alive: Vec<_> = (0..slots).map(|_| state.metrics.worker_started()).collect();
         let queue = dispatch::Queue {

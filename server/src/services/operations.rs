@@ -14,11 +14,24 @@ use crate::services::requests::enqueue_apply;
 use crate::state::AppState;
 use crate::storage;
 
+/// A request cancelled while it ran fails at once, but its worker stops at its
+/// next heartbeat: until then a retry would run the same step twice at once, and
+/// a person taking over would work beside a run still going.
+async fn no_run_in_flight(tx: &mut sqlx::AnyConnection, id: RequestId) -> ServiceResult<()> {
+    match storage::jobs::unfinished_for_request(tx, id).await? {
+        Some(job) => Err(ServiceError::Conflict(format!(
+            "request #{id}'s last run (job {job}) is still stopping; try again in a few seconds"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[instrument(skip_all, fields(request_id = %id))]
 pub async fn retry(state: &AppState, user: &Caller, id: RequestId) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::Retry, &request)?;
+    no_run_in_flight(&mut tx, id).await?;
     let error = request.last_error.clone().unwrap_or_default();
     transition(
         &mut tx,
@@ -30,6 +43,9 @@ pub async fn retry(state: &AppState, user: &Caller, id: RequestId) -> ServiceRes
     )
     .await?;
     storage::requests::set_error(&mut tx, id, None).await?;
+    // Steps that succeeded stay done; a pipeline run that failed (or ran out of
+    // time) is not followed again: the retry starts a new one.
+    storage::pipeline_runs::forget(&mut tx, id, request.current_revision).await?;
     let ty = super::request_type(state, &request)?;
     enqueue_apply(&mut tx, ty, id).await?;
     tx.commit().await?;
@@ -42,6 +58,7 @@ pub async fn take_over(state: &AppState, user: &Caller, id: RequestId) -> Servic
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::TakeOver, &request)?;
+    no_run_in_flight(&mut tx, id).await?;
     transition(
         &mut tx,
         state,

@@ -303,7 +303,9 @@ pub async fn finish(
 }
 
 /// Puts a job this worker holds back in the queue after a transient failure, to
-/// run after `delay_millis`. False when the lease was lost meanwhile.
+/// run after `delay_millis`; a job whose request was cancelled meanwhile ends
+/// cancelled instead (it must not run again beside a retry). False when the
+/// lease was lost meanwhile.
 pub async fn reschedule(
     conn: &mut AnyConnection,
     id: i64,
@@ -315,13 +317,14 @@ pub async fn reschedule(
     update_held(
         conn,
         (id, worker),
-        "state = $4, last_error = $5, lease_owner = NULL, lease_until = NULL, run_after = $6, \
-         updated_at = $7",
+        "state = CASE WHEN stop_requested_by IS NULL THEN $4 ELSE $8 END, last_error = $5, \
+         lease_owner = NULL, lease_until = NULL, run_after = $6, updated_at = $7",
         &[
             Bound::Text(Some(QUEUED)),
             Bound::Text(Some(error)),
             Bound::Int(now + delay_millis),
             Bound::Int(now),
+            Bound::Text(Some(CANCELLED)),
         ],
     )
     .await
@@ -411,6 +414,38 @@ pub async fn release_stale_leases(conn: &mut AnyConnection) -> Result<u64, Stora
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// How many jobs of the request were queued before `job_id`: the runs before
+/// this one (a retry after a failure is a new job; a resumed run is the same).
+pub async fn earlier_jobs(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+    job_id: i64,
+) -> Result<i64, StorageError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE request_id = $1 AND id < $2")
+            .bind(request_id.0)
+            .bind(job_id)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// A job of the request that is queued or still running (a cancelled run whose
+/// worker has not stopped yet, say), if any.
+pub async fn unfinished_for_request(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+) -> Result<Option<i64>, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE request_id = $1 AND state IN ($2, $3) ORDER BY id LIMIT 1",
+    )
+    .bind(request_id.0)
+    .bind(QUEUED)
+    .bind(RUNNING)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 pub async fn latest_for_request(

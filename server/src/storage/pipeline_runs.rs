@@ -61,3 +61,18 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// Forgets the runs recorded for a revision's steps: a retry after a failure
+/// starts new ones (under new keys) instead of following the runs that failed.
+pub async fn forget(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+    revision: i64,
+) -> Result<u64, StorageError> {
+    let done = sqlx::query("DELETE FROM pipeline_runs WHERE request_id = $1 AND revision = $2")
+        .bind(request_id.0)
+        .bind(revision)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -7,6 +7,7 @@ use crate::drivers::{DriverError, ExternalRun, StepJournal};
 use crate::storage::pipeline_runs::{self, PipelineRun, StepKey};
 use crate::storage::{Db, StorageError};
 
+#[derive(Clone)]
 pub(super) struct RunJournal {
     db: Db,
     key: StepKey,
@@ -51,5 +52,9 @@ impl StepJournal for RunJournal {
         .map_err(retryable)?;
         tx.commit().await.map_err(retryable)?;
         Ok(())
+    }
+
+    fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
+        std::sync::Arc::new(self.clone())
     }
 }
