@@ -197,12 +197,16 @@ impl Checker<'_> {
             timeout_seconds,
             postgres_server: None,
         };
+        // A job stopped while its checks run drops this future: the guard then
+        // ends the program too, instead of leaving it to its own timeout.
+        let stop = CancellationToken::new();
+        let _stop_when_dropped = stop.clone().drop_guard();
         match self
             .command
             .run_command(
                 &command,
                 &SecretValues::new(),
-                &CancellationToken::new(),
+                &stop,
                 &ProgressLines::discard(),
             )
             .await

@@ -325,10 +325,16 @@ async fn apply(
     let (done, round) = {
         let mut conn = state.db.pool.acquire().await?;
         let done = jobs::done_steps(&mut conn, request.id, request.current_revision).await?;
-        (
-            done,
-            jobs::earlier_jobs(&mut conn, request.id, run.job.id).await?,
-        )
+        // Only a pipeline step's key tells rounds apart.
+        let pipelines = ty
+            .execute
+            .iter()
+            .any(|s| matches!(s, slipway_core::catalog::ExecutionStep::Pipeline(_)));
+        let round = match pipelines {
+            true => jobs::earlier_jobs(&mut conn, request.id, run.job.id).await?,
+            false => 0,
+        };
+        (done, round)
     };
     let info = RunInfo {
         request_id: request.id.0,
