@@ -79,7 +79,7 @@ pub async fn login(
     let agent = parts
         .as_ref()
         .and_then(|p| slipway_server::http::user_agent(&p.headers));
-    slipway_server::http::start_user_session(&session, &user, agent)
+    slipway_server::http::start_user_session(&state, &session, &user, agent)
         .await
         .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
     // Only paths on this site: an open redirect would let a link send people elsewhere.

@@ -43,8 +43,6 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
 /// ending after the idle timeout (and, in the store, the absolute timeout).
 pub fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
     let identity = &state.settings.identity;
-    let idle = tower_sessions::cookie::time::Duration::try_from(identity.session_idle_timeout)
-        .unwrap_or(tower_sessions::cookie::time::Duration::hours(8));
     SessionManagerLayer::new(DbSessionStore::new(
         &state.db,
         identity.session_absolute_timeout,
@@ -54,8 +52,23 @@ pub fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
     .with_http_only(true)
     .with_same_site(SameSite::Lax)
     .with_secure(state.settings.secure_cookies)
-    .with_expiry(Expiry::OnInactivity(idle))
+    .with_expiry(signed_in_expiry(state))
 }
+
+/// A signed-in session ends after the idle timeout.
+fn signed_in_expiry(state: &AppState) -> Expiry {
+    let idle = state.settings.identity.session_idle_timeout;
+    Expiry::OnInactivity(
+        tower_sessions::cookie::time::Duration::try_from(idle)
+            .unwrap_or(tower_sessions::cookie::time::Duration::hours(8)),
+    )
+}
+
+/// How long a session that only waits for a sign-in to finish (single sign-on
+/// under way) is kept: anyone may start one without an account, so a flood of
+/// them must not pile up for the idle timeout.
+pub const PENDING_SIGN_IN_EXPIRY: Expiry =
+    Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(10));
 
 /// Session data key: when the session was last stored, to push its idle expiry on.
 const SEEN_KEY: &str = "seen_at";
@@ -90,11 +103,15 @@ pub async fn keep_session_alive(request: Request, next: Next) -> Response {
 /// Puts a freshly authenticated user into the session: a new session id (a session
 /// fixed before sign-in is worthless after it), the user, and the browser it is.
 pub async fn start_user_session(
+    state: &AppState,
     session: &Session,
     user: &UserView,
     user_agent: Option<&str>,
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
+    // A session that waited for single sign-on had a short life; signed in, the
+    // idle timeout applies.
+    session.set_expiry(Some(signed_in_expiry(state)));
     session.insert(USER_KEY, user.id.0).await?;
     session.insert(SEEN_KEY, now_millis()).await?;
     if let Some(agent) = user_agent {

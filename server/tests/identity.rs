@@ -1019,3 +1019,63 @@ async fn failed_passwords_throttle_the_address_and_the_user_name(app: &TestApp) 
     login("bob".into(), "bob-demo-pw".into(), from("192.0.2.0")).await?;
     Ok(())
 }
+
+/// A session that only waits for single sign-on to finish lives minutes (anyone
+/// may start one); signed in, it gets the idle timeout. An account disabled
+/// here is not signed in however good the provider's answer.
+#[tokio::test]
+async fn a_pending_sign_in_is_short_lived_and_a_disabled_account_stays_out() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let expiries = |signed_in: bool| {
+        let sql = format!(
+            "SELECT expires_at FROM sessions WHERE user_id IS {} NULL",
+            if signed_in { "NOT" } else { "" }
+        );
+        let pool = app.state.db.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(&sql).fetch_all(&pool).await }
+    };
+    let mut browser = Browser::new(&app);
+    let started = browser.get("/auth/oidc/start").await?;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let now = slipway_server::storage::now_millis();
+    let pending = expiries(false).await?;
+    assert_eq!(pending.len(), 1);
+    assert!(
+        pending[0] <= now + 10 * 60_000 + 5_000,
+        "a pending sign-in lives ten minutes, not the idle timeout"
+    );
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let signed_in = expiries(true).await?;
+    assert_eq!(signed_in.len(), 1);
+    assert!(
+        signed_in[0] >= now + 7 * 3_600_000,
+        "a signed-in session lives the idle timeout (8 h)"
+    );
+
+    let username: String =
+        sqlx::query_scalar("SELECT username FROM users WHERE external_issuer = $1")
+            .bind(&issuer)
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    slipway_server::services::auth::set_disabled(&app.state, &username, true).await?;
+    assert_eq!(
+        signed_in_sessions(&app).await?,
+        0,
+        "disabling ends the session"
+    );
+    let mut again = Browser::new(&app);
+    let answer = sign_in_through_provider(&mut again, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert!(
+        answer
+            .location()
+            .starts_with("/login?error=account_disabled"),
+        "{}",
+        answer.location()
+    );
+    assert_eq!(signed_in_sessions(&app).await?, 0);
+    Ok(())
+}

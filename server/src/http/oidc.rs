@@ -82,7 +82,10 @@ async fn start(
         .unwrap_or_else(|| DEFAULT_NEXT.into());
     match routes.oidc.begin(next.clone()).await {
         Ok((url, pending)) => match session.insert(PENDING_KEY, pending).await {
-            Ok(()) => Redirect::to(&url).into_response(),
+            Ok(()) => {
+                session.set_expiry(Some(super::PENDING_SIGN_IN_EXPIRY));
+                Redirect::to(&url).into_response()
+            }
             Err(error) => {
                 tracing::error!(%error, "could not keep the OIDC state in the session");
                 to_login("sign_in_failed", &next)
@@ -175,7 +178,7 @@ async fn callback(
             return to_login("sign_in_failed", &next);
         }
     };
-    if let Err(error) = start_user_session(&session, &user, user_agent(&headers)).await {
+    if let Err(error) = start_user_session(app, &session, &user, user_agent(&headers)).await {
         tracing::error!(%error, "could not start the session");
         return to_login("sign_in_failed", &next);
     }
