@@ -2088,6 +2088,20 @@ mod tests {
                 },
                 "--session-absolute-timeout (SLIPWAY_SESSION_ABSOLUTE_TIMEOUT)",
             ),
+            (
+                IdentityArgs {
+                    provider_confirmation: "a month".into(),
+                    ..IdentityArgs::default()
+                },
+                "--provider-confirmation (SLIPWAY_PROVIDER_CONFIRMATION)",
+            ),
+            (
+                IdentityArgs {
+                    provider_confirmation: "1h".into(),
+                    ..IdentityArgs::default()
+                },
+                "--provider-confirmation (SLIPWAY_PROVIDER_CONFIRMATION)",
+            ),
         ];
         for (args, setting) in cases {
             let message = refusal(args);

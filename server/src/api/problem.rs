@@ -66,6 +66,10 @@ pub const KINDS: &[(&str, &str)] = &[
     ),
     ("too-large", "The body is over the size limit."),
     (
+        "too-many",
+        "Too much at once from you (or on this server): the detail says what. Close what you no longer use, or try again in a minute.",
+    ),
+    (
         "unauthenticated",
         "Send a valid, unexpired, unrevoked API token as `Authorization: Bearer <token>`.",
     ),

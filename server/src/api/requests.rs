@@ -309,6 +309,8 @@ pub struct EventsQuery {
          body = ProgressEvent),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many streams open: eight per person, 256 per server",
+         body = Problem, content_type = "application/problem+json"),
     ))]
 /// Follow a request's execution live: each step and the driver's output as they happen.
 async fn request_events(
