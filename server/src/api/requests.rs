@@ -304,7 +304,7 @@ pub struct EventsQuery {
             (a line of the driver's output, secrets blanked), each a ProgressEvent with its id as \
             the SSE `id`; then `end` (a ProgressEnd) once the request is completed, failed, manual, \
             cancelled or rejected and every event was sent. Comments keep the connection alive; \
-            the stream also closes at server shutdown and after a few minutes: reconnect with \
+            the stream also closes at server shutdown and after a minute: reconnect with \
             `Last-Event-ID`.",
          body = ProgressEvent),
         (status = 403, body = Problem, content_type = "application/problem+json"),

@@ -29,8 +29,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(400);
 /// The most events one poll sends; more are sent by the next poll at once.
 pub const MAX_EVENTS_PER_POLL: i64 = 200;
 /// How long one stream lives before the client is made to reconnect (and be
-/// authorised again).
-pub const MAX_STREAM_LIFE: Duration = Duration::from_secs(300);
+/// authorised again): a revoked token, a disabled account or a person moved out
+/// of the team stops following within a minute.
+pub const MAX_STREAM_LIFE: Duration = Duration::from_secs(60);
 /// How long a browser waits before it reconnects a stream that ended early.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// The header a reconnecting `EventSource` sends.
