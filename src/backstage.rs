@@ -160,7 +160,9 @@ fn spec(exported: &ExportedAsset<'_>) -> EntitySpec {
     let depends_on = exported
         .relations
         .iter()
-        .filter(|r| r.kind == REQUIRES)
+        // A retired asset is not in the feed: a dependency on it would name
+        // nothing Backstage knows.
+        .filter(|r| r.kind == REQUIRES && r.state != crate::action::RETIRED)
         .map(|r| {
             format!(
                 "resource:{}",

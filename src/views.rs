@@ -468,6 +468,10 @@ pub struct RelationView {
     pub asset_id: AssetId,
     pub asset_name: String,
     pub type_name: String,
+    /// The other asset's state (`active`, `retired`): a relation outlives the
+    /// asset it names.
+    #[serde(default)]
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -480,6 +484,10 @@ pub struct AssetSummary {
     pub request_id: RequestId,
     pub created_at: String,
 }
+
+/// The newest events an asset's page shows of its history (the history endpoint
+/// and the audit log have them all).
+pub const ASSET_PAGE_HISTORY: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

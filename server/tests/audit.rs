@@ -211,6 +211,13 @@ async fn only_sealing_may_update_and_nothing_deletes(app: &TestApp) -> TestResul
         format!(
             "UPDATE audit_events SET position = 999, prev_hash = 'a', hash = 'b', at = 1 WHERE seq = {pending}"
         ),
+        // every column, the later ones too
+        format!(
+            "UPDATE audit_events SET position = 999, prev_hash = 'a', hash = 'b', channel_user = '@mallory:x' WHERE seq = {pending}"
+        ),
+        format!(
+            "UPDATE audit_events SET position = 999, prev_hash = 'a', hash = 'b', token_id = 42 WHERE seq = {pending}"
+        ),
         format!("DELETE FROM audit_events WHERE seq = {pending}"),
         "DELETE FROM audit_events".to_string(),
         "UPDATE audit_checkpoints SET hash = 'x'".to_string(),

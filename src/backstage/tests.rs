@@ -19,6 +19,7 @@ fn requires(id: i64, type_name: &str, name: &str) -> RelationView {
         asset_id: AssetId(id),
         asset_name: name.into(),
         type_name: type_name.into(),
+        state: ACTIVE.into(),
     }
 }
 
@@ -76,6 +77,10 @@ fn a_production_database_exports_with_owner_lifecycle_dependency_and_links() {
         RelationView {
             kind: "required by".into(),
             ..requires(9, "k8s-namespace", "not-a-dependency")
+        },
+        RelationView {
+            state: crate::action::RETIRED.into(),
+            ..requires(4, "k8s-namespace", "a-retired-one")
         },
     ];
     let exported = ExportedAsset {

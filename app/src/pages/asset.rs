@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use slipway_core::ids::AssetId;
-use slipway_core::views::AssetTemplates;
+use slipway_core::views::{ASSET_PAGE_HISTORY, AssetTemplates};
 
 use crate::api::fetch_asset;
 use crate::components::{Loading, error_view};
@@ -59,13 +59,20 @@ pub fn AssetPage() -> impl IntoView {
                                     <h2>"Relations"</h2>
                                     {if a.relations.is_empty() { view! { <p class="empty">"None."</p> }.into_any() } else { view! {
                                         <ul class="plain">
-                                            {a.relations.into_iter().map(|r| view! { <li>{format!("{} ", r.kind)}<a href=format!("/assets/{}", r.asset_id)>{r.asset_name.clone()}</a>{format!(" ({})", r.type_name)}</li> }).collect_view()}
+                                            {a.relations.into_iter().map(|r| view! { <li>{format!("{} ", r.kind)}<a href=format!("/assets/{}", r.asset_id)>{r.asset_name.clone()}</a>{format!(" ({})", r.type_name)}{(r.state == "retired").then(|| view! { " " <span class="badge">"retired"</span> })}</li> }).collect_view()}
                                         </ul>
                                     }.into_any() }}
                                 </section>
                             </div>
                             <section aria-label="History">
                                 <h2>"History"</h2>
+                                {(a.history.len() >= ASSET_PAGE_HISTORY).then(|| view! {
+                                    <p class="muted" data-testid="history-cut">
+                                        {format!("The newest {ASSET_PAGE_HISTORY} events. All of them: ")}
+                                        <a href=format!("/audit?target=asset:{}", a.summary.id)>"the audit log"</a>
+                                        " (for its readers), or "<code>{format!("GET /api/v1/assets/{}/history", a.summary.id)}</code>"."
+                                    </p>
+                                })}
                                 <ol class="timeline">
                                     {a.history.into_iter().map(|e| view! { <li><time>{e.at.clone()}</time>" "<span class="what">{format!("{} by {}", e.action, e.actor)}</span><p class="detail">{e.detail.clone()}</p></li> }).collect_view()}
                                 </ol>

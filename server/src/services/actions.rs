@@ -430,6 +430,8 @@ pub(crate) async fn record_outcome(
         commit_id: commit,
         state: new_state,
         catalog_version,
+        team: ty.owning_team(&recorded),
+        environment: ty.environment(&recorded),
     };
     storage::assets::update_after_action(conn, asset_id, &after).await?;
     // A retired asset is no longer watched; a changed one is watched as it is now.

@@ -59,7 +59,12 @@ pub async fn detail(state: &AppState, user: &Caller, id: AssetId) -> ServiceResu
         relations: storage::assets::relations(&mut conn, id).await?,
         history: policy::history_for(
             user,
-            storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?,
+            storage::audit::newest_for_target(
+                &mut conn,
+                ("asset", &id.to_string()),
+                slipway_core::views::ASSET_PAGE_HISTORY as i64,
+            )
+            .await?,
         ),
         param_titles: state
             .catalog

@@ -223,10 +223,10 @@ pub async fn relations(
     id: AssetId,
 ) -> Result<Vec<RelationView>, StorageError> {
     let rows = sqlx::query(
-        "SELECT r.kind, a.id, a.name, a.type_name FROM asset_relations r \
+        "SELECT r.kind, a.id, a.name, a.type_name, a.state FROM asset_relations r \
            JOIN assets a ON a.id = r.to_asset_id WHERE r.from_asset_id = $1 \
          UNION ALL \
-         SELECT 'required by' AS kind, a.id, a.name, a.type_name FROM asset_relations r \
+         SELECT 'required by' AS kind, a.id, a.name, a.type_name, a.state FROM asset_relations r \
            JOIN assets a ON a.id = r.from_asset_id WHERE r.to_asset_id = $1",
     )
     .bind(id.0)
@@ -239,6 +239,7 @@ pub async fn relations(
                 asset_id: AssetId(row.try_get(1)?),
                 asset_name: row.try_get(2)?,
                 type_name: row.try_get(3)?,
+                state: row.try_get(4)?,
             })
         })
         .collect()
@@ -354,7 +355,7 @@ pub async fn requirements_between(
     last: AssetId,
 ) -> Result<Vec<(AssetId, RelationView)>, StorageError> {
     let rows = sqlx::query(
-        "SELECT r.from_asset_id, r.kind, a.id, a.name, a.type_name FROM asset_relations r \
+        "SELECT r.from_asset_id, r.kind, a.id, a.name, a.type_name, a.state FROM asset_relations r \
            JOIN assets a ON a.id = r.to_asset_id \
          WHERE r.from_asset_id BETWEEN $1 AND $2 AND r.kind = $3 \
          ORDER BY r.from_asset_id, a.id",
@@ -371,6 +372,7 @@ pub async fn requirements_between(
                 asset_id: AssetId(row.try_get(2)?),
                 asset_name: row.try_get(3)?,
                 type_name: row.try_get(4)?,
+                state: row.try_get(5)?,
             };
             Ok((AssetId(row.try_get(0)?), relation))
         })
@@ -386,6 +388,9 @@ pub struct AfterAction<'a> {
     pub commit_id: &'a str,
     pub state: &'a str,
     pub catalog_version: &'a str,
+    /// As the recorded parameters name them: an action may move the asset.
+    pub team: Option<&'a str>,
+    pub environment: Option<&'a str>,
 }
 
 pub async fn update_after_action(
@@ -395,7 +400,8 @@ pub async fn update_after_action(
 ) -> Result<(), StorageError> {
     sqlx::query(
         "UPDATE assets SET params = $1, commit_id = $2, state = $3, updated_at = $4, \
-         catalog_version = $5 WHERE id = $6",
+         catalog_version = $5, team = COALESCE($7, team), environment = COALESCE($8, environment) \
+         WHERE id = $6",
     )
     .bind(to_json(after.params))
     .bind(after.commit_id)
@@ -403,6 +409,8 @@ pub async fn update_after_action(
     .bind(now_millis())
     .bind(after.catalog_version)
     .bind(id.0)
+    .bind(after.team)
+    .bind(after.environment)
     .execute(&mut *conn)
     .await?;
     Ok(())

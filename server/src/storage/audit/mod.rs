@@ -428,6 +428,30 @@ pub async fn for_target(
         .collect()
 }
 
+/// The newest `limit` events about one target, oldest first: a page shows a
+/// long-lived asset's recent history, the audit log the rest.
+pub async fn newest_for_target(
+    conn: &mut AnyConnection,
+    (target_kind, target_id): (&str, &str),
+    limit: i64,
+) -> Result<Vec<AuditEntry>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE target_kind = $1 AND target_id = $2 \
+         ORDER BY seq DESC LIMIT $3"
+    ))
+    .bind(target_kind)
+    .bind(target_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut entries = rows
+        .iter()
+        .map(|r| event_from_row(r).map(StoredEvent::into_entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.reverse();
+    Ok(entries)
+}
+
 /// A place in the chain and the hash there.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChainPoint {
