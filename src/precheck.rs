@@ -35,6 +35,10 @@ pub struct DependencyQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DependencyFound {
     pub asset_name: Option<String>,
+    /// The request that is retiring the asset found (a decommission in flight):
+    /// nothing new may come to depend on it.
+    #[serde(default)]
+    pub retired_by: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,11 +338,18 @@ fn dependency_check(
         Some(text) => format!("{text} ({what})"),
         None => what,
     };
+    let retired_by = found.and_then(|f| f.retired_by);
     let found = found.and_then(|f| f.asset_name.clone());
+    let description = match (&found, retired_by) {
+        (Some(name), Some(request)) => {
+            format!("{description}: {name} is being retired by request #{request}")
+        }
+        _ => description,
+    };
     DependencyCheck {
         type_name: query.type_name.clone(),
         description,
-        ok: found.is_some(),
+        ok: found.is_some() && retired_by.is_none(),
         found,
     }
 }

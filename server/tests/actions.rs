@@ -20,6 +20,7 @@ on_both_engines!(
     every_database_action_walks_the_flow,
     namespace_actions_and_refusals,
     actions_are_held_to_their_types_quota,
+    nothing_new_may_depend_on_an_asset_being_retired,
 );
 
 fn action_draft(params: Value) -> ActionDraft {
@@ -434,6 +435,55 @@ async fn namespace_with_cpu(
     }
     app.run_jobs().await?;
     asset_of(app, id).await
+}
+
+/// A decommission in flight (asked for, in review) makes its asset one nothing
+/// new may require: the check that refuses to retire an asset still required
+/// ran when the decommission was asked for, and must not be outrun.
+async fn nothing_new_may_depend_on_an_asset_being_retired(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    let namespace = namespace_with_cpu(app, "staging", "apps", json!(1)).await?;
+    let database = postgres_params("orders", "staging", 20);
+    let before = requests::precheck(state, &alice, "postgres-database", &database, None).await?;
+    assert!(before.dependencies.iter().all(|d| d.ok), "{before:?}");
+    let retire = actions::submit(
+        state,
+        &alice,
+        namespace,
+        "decommission",
+        &action_draft(json!({})),
+    )
+    .await?;
+    assert_eq!(app.request_state(retire).await?, RequestState::InReview);
+    let after = requests::precheck(state, &alice, "postgres-database", &database, None).await?;
+    let leaving = format!(
+        "payments-apps-staging is being retired by request #{}",
+        retire.0
+    );
+    assert!(
+        after
+            .dependencies
+            .iter()
+            .any(|d| !d.ok && d.description.ends_with(&leaving)),
+        "{after:?}"
+    );
+    refused!(app, requests::submit(state, &alice, &common::draft("postgres-database", database.clone())),
+        ServiceError::PrecheckFailed(_) => {});
+    // Once the decommission is turned down, the namespace may be required again.
+    let bob = app.user("bob").await?;
+    reviews::decide(
+        state,
+        &bob,
+        retire,
+        1,
+        ReviewDecision::Reject,
+        "still needed",
+    )
+    .await?;
+    let again = requests::precheck(state, &alice, "postgres-database", &database, None).await?;
+    assert!(again.dependencies.iter().all(|d| d.ok), "{again:?}");
+    Ok(())
 }
 
 /// The namespace type's quota counters as stored, in order.

@@ -78,6 +78,7 @@ fn quotas_are_evaluated_against_usage() {
         &usage,
         &[DependencyFound {
             asset_name: Some("payments-apps-prod".into()),
+            retired_by: None,
         }],
     );
     assert_eq!(
@@ -151,6 +152,7 @@ fn dependencies_are_rendered_and_decided() {
     assert!(!missing.passed());
     let found = [DependencyFound {
         asset_name: Some("payments-apps-staging".into()),
+        retired_by: None,
     }];
     let report = evaluate(&validator(&t), &t, &pg("staging", false), &usage, &found);
     assert_eq!(
@@ -195,6 +197,7 @@ fn risks_never_block() {
     let usage = [QuotaUsage::default(), QuotaUsage::default()];
     let found = [DependencyFound {
         asset_name: Some("ns".into()),
+        retired_by: None,
     }];
     let report = evaluate(&validator(&t), &t, &pg("prod", false), &usage, &found);
     assert_eq!(report.risks.len(), 2);
@@ -293,4 +296,25 @@ fn a_whole_number_written_as_a_decimal_is_summed() {
     let report = quota_report(&t, &params, &usage);
     assert_eq!(report[1].requested, 64);
     assert!(!report[1].ok);
+}
+
+#[test]
+fn nothing_new_may_depend_on_an_asset_being_retired() {
+    let t = ty("postgres-database");
+    let usage = [QuotaUsage::default(), QuotaUsage::default()];
+    let found = [DependencyFound {
+        asset_name: Some("payments-apps-staging".into()),
+        retired_by: Some(41),
+    }];
+    let report = evaluate(&validator(&t), &t, &pg("staging", false), &usage, &found);
+    assert!(!report.passed());
+    let check = &report.dependencies[0];
+    assert!(!check.ok);
+    assert!(
+        check
+            .description
+            .ends_with(": payments-apps-staging is being retired by request #41"),
+        "{}",
+        check.description
+    );
 }

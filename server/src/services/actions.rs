@@ -207,7 +207,7 @@ pub async fn precheck(
     let checked = secret::reveal(&split.params, &split.given);
     let mut report = compute_precheck(
         &mut conn,
-        state.db.engine,
+        state,
         ty,
         target.validator,
         &checked,

@@ -120,7 +120,7 @@ async fn usages(
 /// request being revised out of its own quota.
 pub(crate) async fn compute_precheck(
     conn: &mut AnyConnection,
-    engine: Engine,
+    state: &AppState,
     ty: &ResourceType,
     validator: &ParamValidator,
     params: &Value,
@@ -158,9 +158,14 @@ pub(crate) async fn compute_precheck(
     };
     let mut found = Vec::with_capacity(dependency_queries.len());
     for query in &dependency_queries {
-        let hit = find_required_asset(conn, engine, query).await?;
+        let hit = find_required_asset(conn, state.db.engine, query).await?;
+        let retired_by = match &hit {
+            Some(asset) => retiring(conn, state, &query.type_name, asset).await?,
+            None => None,
+        };
         found.push(DependencyFound {
             asset_name: hit.map(|a| a.summary.name),
+            retired_by: retired_by.map(|id| id.0),
         });
     }
     let mut report = precheck::evaluate(validator, ty, params, &usages, &found);
@@ -216,6 +221,33 @@ async fn name_taken(
     )
 }
 
+/// The request in flight that retires `asset` (a decommission asked for,
+/// approved or running), if any: the asset is leaving, and nothing new may come
+/// to depend on it (the check that refuses to retire an asset still required
+/// ran when the decommission was asked for).
+async fn retiring(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    type_name: &str,
+    asset: &AssetRow,
+) -> ServiceResult<Option<RequestId>> {
+    let actions: Vec<&str> = state
+        .catalog
+        .resource_type(type_name)
+        .map(|t| {
+            t.actions
+                .iter()
+                .filter(|a| a.retires)
+                .map(|a| a.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if actions.is_empty() {
+        return Ok(None);
+    }
+    Ok(storage::requests::retiring(conn, asset.summary.id, &actions).await?)
+}
+
 /// The active asset a requirement points at, if one exists.
 pub(crate) async fn find_required_asset(
     conn: &mut AnyConnection,
@@ -257,16 +289,8 @@ pub async fn precheck(
         .map(|r| r.params);
     let split = secret::split(ty, params, previous.as_ref());
     let checked = secret::reveal(&split.params, &split.given);
-    let mut report = compute_precheck(
-        &mut conn,
-        state.db.engine,
-        ty,
-        validator,
-        &checked,
-        exclude,
-        None,
-    )
-    .await?;
+    let mut report =
+        compute_precheck(&mut conn, state, ty, validator, &checked, exclude, None).await?;
     if let Some(error) = team_error(ty, user, params) {
         // Another team's usage and requests in flight are theirs to see: the form
         // names the team rule, not which of their names are taken and by what.
@@ -423,16 +447,7 @@ pub(crate) async fn prepare(
         split.kept.retain(|name| !inherited.contains(name));
     }
     let checked = secret::reveal(&split.params, &split.given);
-    let report = compute_precheck(
-        conn,
-        state.db.engine,
-        ty,
-        validator,
-        &checked,
-        exclude,
-        acting_on,
-    )
-    .await?;
+    let report = compute_precheck(conn, state, ty, validator, &checked, exclude, acting_on).await?;
     if !report.passed() {
         return Err(ServiceError::PrecheckFailed(Box::new(report)));
     }

@@ -609,6 +609,29 @@ pub(super) fn in_flight_list() -> String {
     names.join(", ")
 }
 
+/// An in-flight request that retires the asset (by one of `actions`), if any.
+pub async fn retiring(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    actions: &[&str],
+) -> Result<Option<RequestId>, StorageError> {
+    for action in actions {
+        let id: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM requests WHERE asset_id = $1 AND action = $2 \
+             AND state IN ({}) ORDER BY id LIMIT 1",
+            in_flight_list()
+        ))
+        .bind(asset.0)
+        .bind(action)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = id {
+            return Ok(Some(RequestId(id)));
+        }
+    }
+    Ok(None)
+}
+
 /// An in-flight request of this type that will create a resource of this name.
 pub async fn in_flight_named(
     conn: &mut AnyConnection,
