@@ -48,6 +48,8 @@ struct Ci {
     runs: Vec<FakeRun>,
     /// Every trigger received, with its Idempotency-Key.
     triggers: Vec<String>,
+    /// How long Argo's trigger takes to answer (after it is received).
+    trigger_delay: Duration,
 }
 
 type Shared = Arc<Mutex<Ci>>;
@@ -194,7 +196,10 @@ async fn start_ci() -> TestResult<(SocketAddr, Shared)> {
         .route(
             "/api/v1/workflows/argo",
             post(|State(ci): State<Shared>, headers: HeaderMap, body: String| async move {
-                trigger(&ci, Flavour::Argo, &headers, &body)
+                let delay = ci.lock().map(|c| c.trigger_delay).unwrap_or_default();
+                let answer = trigger(&ci, Flavour::Argo, &headers, &body);
+                tokio::time::sleep(delay).await;
+                answer
             }),
         )
         .route(
@@ -531,5 +536,71 @@ async fn resumed_job_follows_its_run(engine: Engine) -> TestResult {
         "{:?}",
         seen[1]
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_triggered_as_its_step_is_stopped_is_still_recorded_sqlite() -> TestResult {
+    trigger_outlives_a_stop(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_run_triggered_as_its_step_is_stopped_is_still_recorded_postgres() -> TestResult {
+    trigger_outlives_a_stop(Engine::Postgres).await
+}
+
+/// A step stopped (a cancel, a shutdown) while the CI/CD system is still
+/// answering its trigger: the run it started is recorded all the same, so the
+/// next attempt follows it instead of starting a second one.
+async fn trigger_outlives_a_stop(engine: Engine) -> TestResult {
+    use slipway_server::orchestrator::{self, JobControl, StopReason};
+    let (address, ci) = start_ci().await?;
+    let Some(app) = start(engine, address).await? else {
+        return Ok(());
+    };
+    ci.lock().map_err(|_| "lock")?.trigger_delay = Duration::from_millis(1_500);
+    let id = submit(&app, "argo-job", "stopped", "success").await?;
+    let claimed = {
+        let mut tx = app.state.db.write().await?;
+        let owners = ["stopped-worker".to_string()];
+        let claimed = storage::jobs::claim_due(&mut tx, app.engine, &owners, 60_000).await?;
+        tx.commit().await?;
+        claimed
+    };
+    let job = claimed.into_iter().next().ok_or("a job")?.job;
+    let control = JobControl::default();
+    let worker = {
+        let (state, control) = (app.state.clone(), control.clone());
+        tokio::spawn(async move {
+            orchestrator::run_job(&state, &job, "stopped-worker", &control).await
+        })
+    };
+    let received = async {
+        while ci.lock().map(|c| c.triggers.is_empty()).unwrap_or(true) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), received).await?;
+    control.stop(StopReason::Shutdown);
+    worker.await??;
+    let recorded = async {
+        loop {
+            let runs: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM pipeline_runs WHERE request_id = $1")
+                    .bind(id.0)
+                    .fetch_one(&app.state.db.pool)
+                    .await?;
+            if runs == 1 {
+                return TestResult::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), recorded).await??;
+    // The job, handed back at the stop, resumes and follows that run.
+    app.exec("UPDATE jobs SET run_after = 0").await?;
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    assert_eq!(ci.lock().map_err(|_| "lock")?.triggers.len(), 1, "one run");
     Ok(())
 }
