@@ -194,14 +194,14 @@ pub async fn keep_draft(key: &str, text: &str) {
     }
 }
 
-/// The text [`keep_draft`] kept under `key`, removed from the session.
+/// The text [`keep_draft`] kept under `key`, removed from the session. Read
+/// first: a removal marks the session changed, and a page view without a draft
+/// must not write the session back.
 pub async fn take_draft(key: &str) -> Option<String> {
     let session = session().await.ok()?;
-    session
-        .remove::<String>(&format!("draft:{key}"))
-        .await
-        .ok()
-        .flatten()
+    let key = format!("draft:{key}");
+    session.get::<String>(&key).await.ok().flatten()?;
+    session.remove::<String>(&key).await.ok().flatten()
 }
 
 /// The signed-in user, if any; a session whose user no longer exists counts as none.

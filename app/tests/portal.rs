@@ -707,6 +707,18 @@ async fn a_signed_in_viewer_follows_a_request_live_and_the_page_shows_its_steps(
         "{}",
         page.body
     );
+    // Viewing a request (which looks for a refused form's kept text) does not
+    // write the session back: it changes only when its data does.
+    let stored = || async {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT data, expires_at FROM sessions WHERE user_id IS NOT NULL",
+        )
+        .fetch_all(&app.state.db.pool)
+        .await
+    };
+    let before = stored().await?;
+    browser.get(&format!("/requests/{id}")).await?;
+    assert_eq!(stored().await?, before, "a page view rewrote the session");
     Ok(())
 }
 
