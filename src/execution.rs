@@ -10,24 +10,27 @@ use crate::template;
 
 mod pipeline;
 
-/// The libpq variables that say where and as whom to connect: beside a
-/// PostgreSQL server's admin connection, only the server's settings set them.
-pub const PG_CONNECTION_VARIABLES: [&str; 14] = [
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGSSLCRL",
-    "PGREQUIRESSL",
+/// The libpq variables a step beside a PostgreSQL server's admin connection may
+/// still set itself: which database, and how the session behaves. Every other
+/// `PG*` variable (where and as whom to connect, TLS and channel binding, a
+/// password, service or config file) is the server's settings' alone: a step
+/// that could set one could send the admin's credentials elsewhere or weaken how
+/// they travel.
+const PG_STEP_VARIABLES: [&str; 7] = [
+    "PGDATABASE",
+    "PGOPTIONS",
+    "PGAPPNAME",
+    "PGCONNECT_TIMEOUT",
+    "PGCLIENTENCODING",
+    "PGDATESTYLE",
+    "PGTZ",
 ];
+
+/// Whether beside a PostgreSQL server only the server's settings may set this
+/// variable.
+pub fn is_pg_connection_variable(name: &str) -> bool {
+    name.starts_with("PG") && !PG_STEP_VARIABLES.contains(&name)
+}
 
 pub use pipeline::{PipelineVerdict, PlannedPipeline, run_key};
 

@@ -254,6 +254,11 @@ pub struct JobView {
 }
 
 impl JobView {
+    /// Whether a worker may still run it or is still stopping it.
+    pub fn is_unfinished(&self) -> bool {
+        matches!(self.state.as_str(), "queued" | "running")
+    }
+
     /// One sentence for people: where the job stands, its runs against the type's
     /// limit, and the runs that were cut short by a worker that stopped (they do
     /// not count against the limit).

@@ -253,9 +253,18 @@ pub fn lock_sqlite_workers(state: &AppState) -> Result<Option<std::fs::File>, St
     if state.db.engine != crate::storage::Engine::Sqlite || state.settings.workers.workers == 0 {
         return Ok(None);
     }
-    let Some(db_path) = sqlite_file(&state.settings.database_url) else {
+    lock_sqlite_file_workers(&state.settings.database_url)
+}
+
+/// The workers' lock of the SQLite file a `sqlite://` URL names (none for an
+/// in-memory database).
+pub fn lock_sqlite_file_workers(database_url: &str) -> Result<Option<std::fs::File>, StartError> {
+    let Some(db_path) = sqlite_file(database_url) else {
         return Ok(None);
     };
+    // The file itself, not the name it was given by: a second process that names it
+    // through a symbolic link or another relative path finds the same lock.
+    let db_path = std::fs::canonicalize(&db_path).unwrap_or(db_path);
     let path = std::path::PathBuf::from(format!("{}.workers.lock", db_path.display()));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -652,6 +661,18 @@ async fn dev_command(command: crate::config::DevCommand) -> ExitCode {
 
 /// Entry point of the `slipway` binary; `portal` mounts the web pages on the state.
 pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
+    use crate::drivers::gitops;
+    // SAFETY: nothing has used libgit2 yet; every repository is opened below.
+    let limited = unsafe {
+        gitops::limit_network_waits(
+            gitops::NETWORK_CONNECT_TIMEOUT,
+            gitops::NETWORK_IDLE_TIMEOUT,
+        )
+    };
+    if let Err(error) = limited {
+        eprintln!("slipway: cannot limit how long git waits for a remote: {error}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     init_tracing(
         matches!(

@@ -621,17 +621,21 @@ impl GitOpsArgs {
 }
 
 /// The transports this build speaks: git:// and http:// (libgit2 without TLS or
-/// SSH), and a path. A password inside the URL is refused, as a URL ends up in
-/// logs and error messages.
+/// SSH), and a path. Credentials inside the URL are refused, a user name too (it
+/// is often the token itself), as a URL ends up in logs, step summaries and
+/// check details.
 fn check_remote_url(setting: &'static str, url: &str) -> Result<(), SettingError> {
     match openidconnect::url::Url::parse(url) {
         Ok(parsed) => {
-            if parsed.password().is_some() {
+            if parsed.password().is_some() || !parsed.username().is_empty() {
+                let mut shown = parsed.clone();
+                // Neither can fail on a URL that has a host to hold them.
+                let _ = shown.set_username("");
+                let _ = shown.set_password(None);
                 return Err(setting_error(
                     setting,
                     format!(
-                        "{} holds a password; give it in --gitops-remote-password or its file instead, to keep it out of logs",
-                        redact_url(url)
+                        "{shown} holds credentials before its host; give them in --gitops-remote-username and --gitops-remote-password (or its file) instead, to keep them out of logs"
                     ),
                 ));
             }
@@ -1843,10 +1847,20 @@ mod tests {
             remote: Some(url.into()),
             ..GitOpsArgs::default()
         };
+        let held = "holds credentials before its host; give them in --gitops-remote-username \
+             and --gitops-remote-password (or its file) instead, to keep them out of logs";
         assert_eq!(
             refused(remote("http://bot:tok-canary@git.example/platform.git"))?,
-            "--gitops-remote (SLIPWAY_GITOPS_REMOTE): http://bot:***@git.example/platform.git \
-             holds a password; give it in --gitops-remote-password or its file instead, to keep it out of logs"
+            format!(
+                "--gitops-remote (SLIPWAY_GITOPS_REMOTE): http://git.example/platform.git {held}"
+            )
+        );
+        // A token given as the user name is as secret as a password.
+        assert_eq!(
+            refused(remote("git://ghp_tok-canary@git.example:9418/platform.git"))?,
+            format!(
+                "--gitops-remote (SLIPWAY_GITOPS_REMOTE): git://git.example:9418/platform.git {held}"
+            )
         );
         assert!(
             refused(remote("https://github.com/acme/platform.git"))?

@@ -51,6 +51,10 @@ pub struct Metrics {
     /// Worker loops of this process that are running (a loop that panicked or
     /// ended is no longer counted).
     workers_alive: Gauge,
+    /// Held from emptying the database gauges to encoding them: two scrapes at
+    /// once (a pair of Prometheus servers) must not encode each other's half-built
+    /// families.
+    rendering: std::sync::Mutex<()>,
 }
 
 /// Counts a worker loop as alive for as long as it is held.
@@ -123,6 +127,7 @@ impl Metrics {
             requests,
             jobs,
             workers_alive,
+            rendering: std::sync::Mutex::new(()),
         }
     }
 
@@ -156,6 +161,11 @@ impl Metrics {
             crate::storage::requests::count_by_type_and_state(&mut conn).await?;
         let queue = jobs::queue_depth(&mut conn).await?;
         drop(conn);
+        // Nothing inside panics while holding it, so a poisoned lock still guards.
+        let _rendering = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Families are rebuilt so a type or state that emptied out disappears.
         self.requests.clear();
         for (type_name, state, count) in by_type_and_state {

@@ -708,11 +708,61 @@ async fn one_renewal_answers_for_more_owners_than_one_statement_takes(
     owners[1100] = "holder-b".into();
     assert_eq!(claim_into(&app, &["holder-a", "holder-b"]).await?.len(), 2);
     let mut tx = app.state.db.write().await?;
-    let beats = jobs::heartbeat(&mut tx, &owners, LEASE.as_millis() as i64).await?;
+    let beats = jobs::heartbeat(&mut tx, app.engine, &owners, LEASE.as_millis() as i64).await?;
     tx.commit().await?;
     let mut heard: Vec<&String> = beats.keys().collect();
     heard.sort();
     assert_eq!(heard, ["holder-a", "holder-b"]);
     assert!(beats.values().all(|beat| *beat == jobs::Heartbeat::Held));
+    Ok(())
+}
+
+/// Replicas measure leases by the database's clock, not their own: one whose
+/// clock runs behind would otherwise take over jobs whose workers are alive. Here
+/// the database's clock is an hour ahead of this process's (a `clock_timestamp()`
+/// earlier on the search path), and the lease a claim and a renewal write ends an
+/// hour after this process's now.
+#[tokio::test]
+async fn leases_run_on_the_database_clock_on_postgres() -> TestResult {
+    let Some(app) = pause_app(Engine::Postgres, 60).await? else {
+        return Ok(());
+    };
+    submit_pause(&app, "first", 60).await?;
+    sqlx::raw_sql(
+        "CREATE SCHEMA skewed; \
+         CREATE FUNCTION skewed.clock_timestamp() RETURNS timestamptz LANGUAGE sql \
+         AS $$ SELECT pg_catalog.clock_timestamp() + interval '1 hour' $$",
+    )
+    .execute(&app.state.db.pool)
+    .await?;
+    let ahead = |at: i64| at - slipway_server::storage::now_millis();
+    let skewed = "SET LOCAL search_path = skewed, pg_catalog, public";
+    let mut tx = app.state.db.write().await?;
+    sqlx::query(skewed).execute(&mut *tx).await?;
+    let claimed = jobs::claim(&mut tx, app.engine, "holder", LEASE.as_millis() as i64)
+        .await?
+        .ok_or("the job is claimed")?;
+    tx.commit().await?;
+    let lease_until: i64 = sqlx::query_scalar("SELECT lease_until FROM jobs WHERE id = $1")
+        .bind(claimed.job.id)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert!(
+        ahead(lease_until) > 50 * 60 * 1000,
+        "{}",
+        ahead(lease_until)
+    );
+
+    let mut tx = app.state.db.write().await?;
+    sqlx::query(skewed).execute(&mut *tx).await?;
+    let owners = ["holder".to_string()];
+    let beats = jobs::heartbeat(&mut tx, app.engine, &owners, LEASE.as_millis() as i64).await?;
+    tx.commit().await?;
+    assert_eq!(beats.get("holder"), Some(&jobs::Heartbeat::Held));
+    let renewed: i64 = sqlx::query_scalar("SELECT lease_until FROM jobs WHERE id = $1")
+        .bind(claimed.job.id)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert!(renewed >= lease_until && ahead(renewed) > 50 * 60 * 1000);
     Ok(())
 }

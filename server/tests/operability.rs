@@ -134,6 +134,20 @@ async fn a_second_process_on_one_sqlite_file_runs_no_workers() -> TestResult {
             && refused.contains("PostgreSQL"),
         "{refused}"
     );
+    // Nor may one that names the file through a symbolic link.
+    let url = &app.state.settings.database_url;
+    let file = url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .ok_or(format!("not a SQLite file URL: {url}"))?;
+    let elsewhere = tempfile::tempdir()?;
+    let link = elsewhere.path().join("same.db");
+    std::os::unix::fs::symlink(file, &link)?;
+    let through_link = format!("sqlite://{}?mode=rwc", link.display());
+    assert!(
+        slipway_server::cli::lock_sqlite_file_workers(&through_link).is_err(),
+        "a link to the same file finds the same lock"
+    );
     // Once the first process is gone, a new one may run them.
     drop(first);
     assert!(slipway_server::cli::lock_sqlite_workers(&second)?.is_some());
@@ -191,6 +205,36 @@ async fn housekeeping_forgets_what_a_year_would_pile_up(engine: Engine) -> TestR
     if engine == Engine::Sqlite {
         let analyzed = lines("SELECT COUNT(*) FROM sqlite_stat1").await?;
         assert!(analyzed > 0, "PRAGMA optimize gathered statistics");
+    }
+    Ok(())
+}
+
+/// Scrapes at once (a pair of Prometheus servers) each get every series: the
+/// gauges read from the database are rebuilt and encoded by one scrape at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrapes_at_once_each_get_every_series() -> TestResult {
+    let Some(app) = TestApp::start(Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    app.namespace(&alice, "dev", "scraped").await?;
+    let state = std::sync::Arc::new(app.state.clone());
+    for _ in 0..20 {
+        let scrapes: Vec<_> = (0..8)
+            .map(|_| {
+                let state = state.clone();
+                tokio::spawn(async move { state.metrics.render(&state.db).await })
+            })
+            .collect();
+        for scrape in scrapes {
+            let text = scrape.await??;
+            for line in [
+                "slipway_jobs{state=\"queued\"} 0",
+                "slipway_requests{resource_type=\"k8s-namespace\",state=\"completed\"} 1",
+            ] {
+                assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+            }
+        }
     }
     Ok(())
 }

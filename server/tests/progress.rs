@@ -184,6 +184,7 @@ macro_rules! on_both_engines {
 on_both_engines!(
     steps_and_lines_arrive_as_they_happen_and_resume_after_the_last_seen,
     only_those_who_may_view_the_request_follow_it,
+    a_cancelled_run_is_followed_until_its_step_ends,
 );
 
 async fn submit_chatter(app: &TestApp, name: &str) -> TestResult<RequestId> {
@@ -347,5 +348,70 @@ async fn only_those_who_may_view_the_request_follow_it(engine: Engine) -> TestRe
     })
     .await;
     assert!(matches!(closed, Ok(Ok(()))), "the stream ends at shutdown");
+    Ok(())
+}
+
+/// A cancel settles the request at once, but its worker stops at its next lease
+/// renewal and writes the step's end then: the stream follows the run to that end
+/// instead of saying `end` as soon as the request is cancelled.
+async fn a_cancelled_run_is_followed_until_its_step_ends(engine: Engine) -> TestResult {
+    let Some(app) = chatter_app(engine).await? else {
+        return Ok(());
+    };
+    let base = serve(&app).await?;
+    let token = token(&app, "alice").await?;
+    let id = submit_chatter(&app, "stopped").await?;
+    let url = format!("{base}/api/v1/requests/{id}/events");
+    let mut response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    let state = app.state.clone();
+    let worker =
+        tokio::spawn(async move { orchestrator::run_once(&state, "live").await.map(|_| ()) });
+    let (mut events, mut pending, mut cancelled) = (Vec::new(), String::new(), false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events.last().is_none_or(|e: &Sse| e.event != "end") {
+        if Instant::now() > deadline {
+            return Err(format!("the stream did not end; got {events:?}").into());
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk()).await??;
+        let Some(chunk) = chunk else { break };
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            events.extend(parse_event(&block, !worker.is_finished())?);
+        }
+        if !cancelled && events.iter().any(|e| e.event == "line") {
+            requests::cancel(&app.state, &app.user("alice").await?, id).await?;
+            cancelled = true;
+        }
+    }
+    worker.await??;
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            let text = e.data["text"].as_str().or(e.data["state"].as_str());
+            (e.event.as_str(), text.unwrap_or_default())
+        })
+        .collect();
+    assert!(cancelled, "{kinds:?}");
+    let step_end = kinds
+        .iter()
+        .position(|(event, text)| *event == "step" && *text != "running")
+        .ok_or(format!("the step's end was not streamed: {kinds:?}"))?;
+    // A cancel fails a request that is executing.
+    assert_eq!(kinds.last(), Some(&("end", "failed")), "{kinds:?}");
+    assert!(step_end < kinds.len() - 1, "{kinds:?}");
+    let detail =
+        slipway_server::services::detail::request_detail(&app.state, &app.user("alice").await?, id)
+            .await?;
+    assert_eq!(detail.steps[0].state, "failed");
+    assert_eq!(detail.steps[0].summary, "stopped: cancelled by alice");
+    assert_eq!(
+        detail.job.map(|job| job.state).as_deref(),
+        Some("cancelled")
+    );
     Ok(())
 }

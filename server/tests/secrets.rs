@@ -534,6 +534,76 @@ async fn a_generated_password_opens_the_new_database_once(
     Ok(())
 }
 
+/// A role or a database of the wanted name that Slipway did not make (made by
+/// hand, or by another tool) is not taken over: the run stops before it sets a
+/// password, strips attributes or revokes anyone's access, and says why.
+#[tokio::test]
+async fn a_role_or_database_slipway_did_not_make_is_not_taken_over() -> TestResult {
+    use sqlx::Connection;
+    let Some((app, admin_url)) = start_with_shared_server(Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let mut cleanups = Vec::new();
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let resource = format!("payments_{name}_dev");
+        cleanups.push(SharedDatabase {
+            admin_url: admin_url.clone(),
+            name: resource.clone(),
+        });
+        names.push((name, resource));
+    }
+    let (role_name, role) = &names[0];
+    let (database_name, database) = &names[1];
+    common::admin_sql_now(
+        &admin_url,
+        vec![
+            format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'made-by-hand'"),
+            format!("CREATE DATABASE {database}"),
+        ],
+    )?;
+    let cases = [
+        (role_name, "the role", role),
+        (database_name, "the database", database),
+    ];
+    for (name, what, resource) in cases {
+        let params =
+            json!({"name": name, "team": "payments", "environment": "dev", "connection_limit": 5});
+        let id = requests::submit(&app.state, &alice, &draft("shared-database", params)).await?;
+        app.run_jobs().await?;
+        let row = app.request(id).await?;
+        assert_eq!(row.state, RequestState::Failed, "{what}");
+        let error = row.last_error.unwrap_or_default();
+        assert!(
+            error.contains(&format!("{what} {resource} exists"))
+                && error.contains("not taken over"),
+            "{error}"
+        );
+    }
+    // The hand-made role keeps its password and its attributes.
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    let (verifier, superuser): (String, bool) =
+        sqlx::query_as("SELECT rolpassword, rolsuper FROM pg_authid WHERE rolname = $1")
+            .bind(role)
+            .fetch_one(&mut admin)
+            .await?;
+    let made: Option<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname = $1")
+            .bind(database)
+            .fetch_optional(&mut admin)
+            .await?;
+    admin.close().await?;
+    assert!(scram_verifies(&verifier, "made-by-hand")?, "{verifier}");
+    assert!(superuser);
+    assert_eq!(
+        made, None,
+        "no role was made beside a database it cannot own"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_type_whose_server_is_not_configured_is_refused_at_submit() -> TestResult {
     let app = TestApp::start(Engine::Sqlite).await?.ok_or("SQLite")?;

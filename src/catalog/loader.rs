@@ -84,7 +84,18 @@ pub(super) fn load(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
                     .insert(dictionary.name.clone(), dictionary);
             }
         } else if let Some(stem) = yaml_stem(path, "types/") {
-            type_files.push((path, stem, &file.content));
+            if is_type_name(stem) {
+                type_files.push((path, stem, &file.content));
+            } else {
+                errors.push(CatalogError {
+                    file: path.to_string(),
+                    path: String::new(),
+                    message: format!(
+                        "{stem:?} is not a type name: the file's name is the type's name in addresses, \
+                         the API and metrics; use 1 to 63 lowercase letters, digits and '-', starting with a letter"
+                    ),
+                });
+            }
         }
     }
     let mut type_origin = BTreeMap::new();
@@ -106,6 +117,15 @@ pub(super) fn load(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
     } else {
         Err(CatalogErrors(errors))
     }
+}
+
+/// A type's name, from its file's: it goes into URL paths, JSON, audit events and
+/// metric labels unescaped.
+fn is_type_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// "types/x.yaml" -> "x"; nested folders are not part of the format.
@@ -725,7 +745,7 @@ fn reserved_env(name: &str, beside_postgres_server: bool) -> Option<&'static str
     if loader {
         return Some("is the server's to set: it chooses which programs run and what they load");
     }
-    (beside_postgres_server && crate::execution::PG_CONNECTION_VARIABLES.contains(&name)).then_some(
+    (beside_postgres_server && crate::execution::is_pg_connection_variable(name)).then_some(
         "is the PostgreSQL server's to set: where and as whom to connect comes from the server's settings",
     )
 }

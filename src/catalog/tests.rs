@@ -1078,7 +1078,7 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
   - driver: command
     program: psql
     postgres_server: shared
-    env: { PGHOST: "{{ name }}", PGDATABASE: "{{ name }}", LD_PRELOAD: /tmp/x.so, PATH: /tmp }
+    env: { PGHOST: "{{ name }}", PGDATABASE: "{{ name }}", LD_PRELOAD: /tmp/x.so, PATH: /tmp, PGCHANNELBINDING: disable, PGSSLMINPROTOCOLVERSION: TLSv1, PGSSLNEGOTIATION: direct, PGSYSCONFDIR: /tmp, PGAPPNAME: x }
     secret_env: { PGPASSWORD: secret }
 "#,
         ),
@@ -1090,10 +1090,14 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
         [
             "execute[0].env.LD_PRELOAD",
             "execute[0].env.PATH",
+            "execute[0].env.PGCHANNELBINDING",
             "execute[0].env.PGHOST",
+            "execute[0].env.PGSSLMINPROTOCOLVERSION",
+            "execute[0].env.PGSSLNEGOTIATION",
+            "execute[0].env.PGSYSCONFDIR",
             "execute[0].secret_env.PGPASSWORD",
         ],
-        "PGDATABASE stays the step's own"
+        "PGDATABASE and PGAPPNAME stay the step's own"
     );
 }
 
@@ -1535,4 +1539,18 @@ fn action_rules_are_checked_where_they_are_written() {
             .any(|(_, p, m)| p == "actions[0].rules" && m.contains("at most 16")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_type_file_name_that_is_no_type_name_is_refused() {
+    for stem in ["Widget", "wid\"get", "wid get", "1widget", "wid_get"] {
+        let text = minimal_type("").replacen("name: widget", &format!("name: {stem:?}"), 1);
+        let errors = errors_of(&with_file(&format!("types/{stem}.yaml"), &text));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("is not a type name") && e.path.is_empty()),
+            "{stem}: {errors:?}"
+        );
+    }
 }

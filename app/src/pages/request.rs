@@ -98,7 +98,8 @@ fn RequestView(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
                 <p class="muted" data-testid="catalog-version">"Rendered by catalog version " <code>{r.catalog_version}</code></p>
             })}
         })}
-        {if in_motion(s.state) {
+        // A cancelled request's job may still be stopping: the page follows it.
+        {if in_motion(s.state) || detail.job.as_ref().is_some_and(|job| job.is_unfinished()) {
             view! { <LiveSteps id=s.id state=s.state steps=detail.steps.clone() after=detail.progress_cursor /> }.into_any()
         } else {
             view! { <StepsList steps=detail.steps.clone() /> }.into_any()

@@ -11,14 +11,15 @@
 //! orchestrator does not run a step again once it is recorded done.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use slipway_core::execution::{PlannedCommand, PlannedStep};
+use slipway_core::execution::{PlannedCommand, PlannedStep, is_pg_connection_variable};
 use slipway_core::render;
 use slipway_core::secret::SecretValues;
 use tokio_util::sync::CancellationToken;
@@ -126,14 +127,18 @@ impl CommandDriver {
         let settings = self.settings.clone();
         let mut command = command.clone();
         let mut secrets = secrets.clone();
+        let mut passfile = None;
         if let Some(name) = &command.postgres_server {
             let server = self.postgres_server(name).map_err(DriverError::Permanent)?;
-            with_admin_connection(&mut command, &mut secrets, server);
+            passfile = with_admin_connection(&mut command, &mut secrets, server);
         }
+        blank_passed_environment(&settings.pass_env, &mut secrets);
         let stop = stop.clone();
-        let progress = progress.clone();
+        // Live lines are blanked of everything the program was handed, as its log is.
+        let progress = progress.blanking(secrets.clone());
         tokio::task::spawn_blocking(move || {
-            run_blocking(&settings, &command, &secrets, &stop, &progress)
+            let admin = passfile.as_deref();
+            run_blocking(&settings, (&command, admin), &secrets, &stop, &progress)
         })
         .await
         .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
@@ -162,34 +167,72 @@ impl CommandDriver {
 /// The server's admin connection goes in first, so the step's own `env` may name
 /// a database of its own (PGDATABASE) or PGOPTIONS; where to connect and as whom
 /// are the server's alone (the catalog loader refuses a step that sets them, and
-/// they are dropped here too): otherwise the admin's password would go to
-/// whatever host a step named. The password travels as a secret and is blanked
-/// in the output like one.
+/// they are dropped here too). The password is blanked in the output like a
+/// secret, and it goes to libpq as a password file line (returned) naming the
+/// server's host, port and user, not as `PGPASSWORD`: libpq sends it only to that
+/// server as that user, so an argument or a `\connect` naming another host gets
+/// no password.
 fn with_admin_connection(
     command: &mut PlannedCommand,
     secrets: &mut SecretValues,
     server: &PostgresServer,
-) {
+) -> Option<String> {
     const PASSWORD: &str = "postgres server password";
     let mut env = server.libpq_env();
-    command.env.retain(|(name, _)| {
-        !slipway_core::execution::PG_CONNECTION_VARIABLES.contains(&name.as_str())
-    });
+    command
+        .env
+        .retain(|(name, _)| !is_pg_connection_variable(name));
+    command
+        .secret_env
+        .retain(|(name, _)| !is_pg_connection_variable(name));
     env.append(&mut command.env);
     command.env = env;
-    if let Some(password) = server.password() {
-        secrets.insert(PASSWORD, password);
-        command
-            .secret_env
-            .insert(0, ("PGPASSWORD".into(), PASSWORD.into()));
+    let password = server.password()?;
+    secrets.insert(PASSWORD, password);
+    let field = |text: &str| text.replace('\\', "\\\\").replace(':', "\\:");
+    let escaped = field(password);
+    if escaped != password {
+        // A program that prints its password file shows it escaped.
+        secrets.insert("postgres server password, escaped", escaped);
+    }
+    Some(format!(
+        "{}:{}:*:{}:{}\n",
+        field(&server.host),
+        server.port,
+        field(&server.user),
+        field(password)
+    ))
+}
+
+/// The shortest value of a passed-on variable that is blanked in output: shorter
+/// ones ("1", "dev") would blank ordinary words, and a secret that short is no
+/// secret.
+const MIN_BLANKED_VALUE: usize = 6;
+
+/// The variables of the server's environment handed on to every command
+/// (`--command-pass-env`) are there for credentials (a kubeconfig, a cloud key):
+/// their values are blanked in the output like the request's own secrets.
+fn blank_passed_environment(pass_env: &[String], secrets: &mut SecretValues) {
+    for name in pass_env {
+        if let Ok(value) = std::env::var(name)
+            && value.chars().count() >= MIN_BLANKED_VALUE
+        {
+            secrets.insert(format!("environment variable {name}"), value);
+        }
     }
 }
 
-/// A scratch directory removed when the run ends, however it ends.
-struct Scratch(PathBuf);
+/// A scratch directory (and the admin's password file beside it) removed when the
+/// run ends, however it ends.
+struct Scratch(PathBuf, Option<PathBuf>);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if let Some(passfile) = &self.1
+            && let Err(error) = std::fs::remove_file(passfile)
+        {
+            tracing::warn!(%error, file = %passfile.display(), "could not remove a password file");
+        }
         if let Err(error) = std::fs::remove_dir_all(&self.0) {
             tracing::warn!(%error, dir = %self.0.display(), "could not remove a scratch directory");
         }
@@ -199,6 +242,7 @@ impl Drop for Scratch {
 fn prepare_scratch(
     settings: &CommandSettings,
     command: &PlannedCommand,
+    passfile: Option<&str>,
 ) -> Result<Scratch, DriverError> {
     let dir = settings
         .scratch_dir
@@ -207,7 +251,21 @@ fn prepare_scratch(
         DriverError::Retryable(format!("could not {what} {}: {e}", path.display()))
     };
     std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
-    let scratch = Scratch(dir);
+    let mut scratch = Scratch(dir, None);
+    if let Some(line) = passfile {
+        // Beside the directory, not in it, so no rendered file can take its name;
+        // readable by this user only, as libpq insists.
+        let path = scratch.0.with_extension("pgpass");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io("create", &path, e))?;
+        scratch.1 = Some(path.clone());
+        file.write_all(line.as_bytes())
+            .map_err(|e| io("write", &path, e))?;
+    }
     for file in &command.files {
         // Rendered paths are relative without `..` (the renderer checks), so
         // they stay inside the scratch directory.
@@ -222,12 +280,12 @@ fn prepare_scratch(
 
 fn run_blocking(
     settings: &CommandSettings,
-    command: &PlannedCommand,
+    (command, passfile): (&PlannedCommand, Option<&str>),
     secrets: &SecretValues,
     stop: &CancellationToken,
     progress: &ProgressLines,
 ) -> Result<StepOutcome, DriverError> {
-    let scratch = prepare_scratch(settings, command)?;
+    let scratch = prepare_scratch(settings, command, passfile)?;
     let mut process = Command::new(&command.program);
     // Its own process group: whatever it starts (a shell's children, ansible's
     // workers) ends with it, and no orphan keeps its output pipes open.
@@ -239,14 +297,22 @@ fn run_blocking(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for name in BASE_ENV
-        .iter()
-        .copied()
-        .chain(settings.pass_env.iter().map(String::as_str))
-    {
+    // Beside a server's admin connection, the server's own environment names no
+    // other connection either.
+    let beside_server = command.postgres_server.is_some();
+    for name in BASE_ENV.iter().copied().chain(
+        settings
+            .pass_env
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !(beside_server && is_pg_connection_variable(name))),
+    ) {
         if let Some(value) = std::env::var_os(name) {
             process.env(name, value);
         }
+    }
+    if let Some(passfile) = &scratch.1 {
+        process.env("PGPASSFILE", passfile);
     }
     for (name, value) in &command.env {
         process.env(name, value);
@@ -591,6 +657,65 @@ mod tests {
         assert_eq!(live, final_log, "the live lines are the log's lines");
         assert!(live.contains(&"stdout: DB_PASSWORD=***".to_string()));
         assert!(!live.iter().any(|l| l.contains("s3cret-canary-91ab")));
+        Ok(())
+    }
+
+    /// A step beside a server's admin connection, and the passed-on environment:
+    /// every credential the program was handed is blanked live as in the log, and
+    /// the admin's password reaches libpq only through a password file naming the
+    /// server (removed with the run), never as `PGPASSWORD`.
+    #[tokio::test]
+    async fn the_admin_password_and_passed_environment_are_blanked_live_and_stay_with_their_server()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let server =
+            PostgresServer::parse("postgres://admin:admin-canary:pw@127.0.0.1:5999/postgres")?;
+        let mut driver = driver(dir.path());
+        let settings = Arc::make_mut(&mut driver.settings);
+        settings.postgres_servers.insert("shared".into(), server);
+        settings.pass_env = vec!["PATH".into()];
+        let PlannedStep::Command(mut command) = step(
+            "sh",
+            &[
+                "-c",
+                "env; cat \"$PGPASSFILE\"; echo \"passfile=$PGPASSFILE\"",
+            ],
+        ) else {
+            return Err("not a command step".into());
+        };
+        command.postgres_server = Some("shared".into());
+        command
+            .env
+            .push(("PGSSLNEGOTIATION".into(), "direct".into()));
+        let secrets = secrets();
+        let stop = CancellationToken::new();
+        let (progress, mut lines) = ProgressLines::channel(secrets.clone());
+        let outcome = driver
+            .run_command(&command, &secrets, &stop, &progress)
+            .await?;
+        let live: Vec<String> = std::iter::from_fn(|| lines.try_recv().ok()).collect();
+        let path = std::env::var("PATH")?;
+        for line in live.iter().chain(&outcome.log) {
+            assert!(!line.contains("admin-canary"), "{line}");
+            assert!(!line.contains(&path), "{line}");
+            assert!(!line.starts_with("stdout: PGPASSWORD="), "{line}");
+            assert!(!line.starts_with("stdout: PGSSLNEGOTIATION="), "{line}");
+        }
+        assert!(live.contains(&"stdout: PATH=***".to_string()), "{live:?}");
+        assert!(
+            live.contains(&"stdout: 127.0.0.1:5999:*:admin:***".to_string()),
+            "one line naming the server, its password escaped and blanked: {live:?}"
+        );
+        assert!(live.contains(&"stdout: PGHOST=127.0.0.1".to_string()));
+        let passfile = live
+            .iter()
+            .find_map(|l| l.strip_prefix("stdout: passfile="))
+            .ok_or("no password file was named")?;
+        assert!(
+            !Path::new(passfile).exists(),
+            "the password file goes with the run"
+        );
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
         Ok(())
     }
 

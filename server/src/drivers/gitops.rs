@@ -30,6 +30,28 @@ use slipway_core::secret::SecretValues;
 use super::{Driver, DriverError, StepContext, StepOutcome};
 use crate::config::Secret;
 
+/// How long a connection to the remote may take to open, and how long a read or a
+/// write on it may wait, in the server: libgit2 waits for ever by default, and a
+/// remote that stops answering (a half-open connection after a partition) would
+/// hold the repository's publish lock, and every job behind it, until a restart.
+pub const NETWORK_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const NETWORK_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sets libgit2's limits on waiting for a remote, for the whole process.
+///
+/// # Safety
+/// The limits are C globals that libgit2 reads without synchronisation: call this
+/// before any thread makes a libgit2 call (at the start of `main`).
+pub unsafe fn limit_network_waits(connect: Duration, idle: Duration) -> Result<(), git2::Error> {
+    let millis = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the caller promises no other thread uses libgit2 yet.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(millis(connect))?;
+        git2::opts::set_server_timeout_in_milliseconds(millis(idle))?;
+    }
+    Ok(())
+}
+
 /// A secret may reach a path, a file or the commit message only through a bug in a
 /// template or a catalog; this is the last place to stop it.
 fn refuse_secrets(

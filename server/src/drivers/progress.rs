@@ -34,11 +34,11 @@ pub fn scrub_line(line: &str, secrets: &SecretValues) -> String {
 #[derive(Clone)]
 pub struct ProgressLines {
     inner: Arc<Inner>,
+    secrets: Arc<SecretValues>,
 }
 
 struct Inner {
     sender: Option<mpsc::UnboundedSender<String>>,
-    secrets: SecretValues,
     sent: AtomicUsize,
 }
 
@@ -49,9 +49,9 @@ impl ProgressLines {
         let lines = ProgressLines {
             inner: Arc::new(Inner {
                 sender: Some(sender),
-                secrets,
                 sent: AtomicUsize::new(0),
             }),
+            secrets: Arc::new(secrets),
         };
         (lines, receiver)
     }
@@ -61,9 +61,19 @@ impl ProgressLines {
         ProgressLines {
             inner: Arc::new(Inner {
                 sender: None,
-                secrets: SecretValues::new(),
                 sent: AtomicUsize::new(0),
             }),
+            secrets: Arc::new(SecretValues::new()),
+        }
+    }
+
+    /// The same lines (one cap, one receiver), blanked of these secrets instead:
+    /// a driver that hands its program more secrets than the request's own (a
+    /// server's admin password, say) must blank those too.
+    pub fn blanking(&self, secrets: SecretValues) -> ProgressLines {
+        ProgressLines {
+            inner: Arc::clone(&self.inner),
+            secrets: Arc::new(secrets),
         }
     }
 
@@ -75,7 +85,7 @@ impl ProgressLines {
         };
         let count = self.inner.sent.fetch_add(1, Ordering::Relaxed);
         let text = match count.cmp(&MAX_LIVE_LINES) {
-            std::cmp::Ordering::Less => cut(&scrub_line(line, &self.inner.secrets)),
+            std::cmp::Ordering::Less => cut(&scrub_line(line, &self.secrets)),
             std::cmp::Ordering::Equal => format!(
                 "… more output is not shown live (the limit is {MAX_LIVE_LINES} lines); \
                  the step's log keeps its last lines"
@@ -132,6 +142,23 @@ mod tests {
             "{}",
             all[MAX_LIVE_LINES]
         );
+    }
+
+    #[test]
+    fn a_sender_blanking_more_shares_the_cap_and_the_receiver() {
+        let (lines, mut received) = ProgressLines::channel(secrets());
+        let mut more = secrets();
+        more.insert("admin", "admin-canary");
+        let wider = lines.blanking(more);
+        wider.line("hunter2-canary admin-canary");
+        lines.line("admin-canary");
+        for _ in 0..MAX_LIVE_LINES {
+            wider.line("flood");
+        }
+        assert_eq!(received.try_recv().ok().as_deref(), Some("*** ***"));
+        assert_eq!(received.try_recv().ok().as_deref(), Some("admin-canary"));
+        let rest = std::iter::from_fn(|| received.try_recv().ok()).count();
+        assert_eq!(rest, MAX_LIVE_LINES - 1, "one cap for both senders");
     }
 
     #[test]

@@ -133,27 +133,52 @@ pub async fn run_job(
         return Ok(());
     }
     let mut tx = state.db.write().await?;
-    let held = match outcome {
-        Ok(_) => jobs::finish(&mut tx, job.id, worker, jobs::DONE, None).await?,
+    // A run that failed because its request was cancelled under it (the cancel
+    // moved the request before this worker's next renewal told it to stop) was
+    // stopped, not failed.
+    let outcome = match outcome {
+        Err(JobError::Retryable(_) | JobError::Permanent(_)) => {
+            match jobs::stop_requested_by(&mut tx, job.id).await? {
+                Some(by) => Err(JobError::Stopped(StopReason::Cancelled { by })),
+                None => outcome,
+            }
+        }
+        other => other,
+    };
+    // Why a step still marked running ends here (a last step whose record was
+    // rolled back with the transition a cancel made impossible, say).
+    let (held, note) = match outcome {
+        Ok(_) => (
+            jobs::finish(&mut tx, job.id, worker, jobs::DONE, None).await?,
+            None,
+        ),
         Err(JobError::Retryable(message)) if job.failing_runs() < job.max_attempts => {
             let pause = backoff_millis(job.failing_runs());
             tracing::warn!(%message, pause_ms = pause, "job failed; will retry");
-            jobs::reschedule(&mut tx, job.id, worker, pause, &message).await?
+            let held = jobs::reschedule(&mut tx, job.id, worker, pause, &message).await?;
+            (
+                held,
+                Some(format!("failed: {message}; the job runs again later")),
+            )
         }
         Err(JobError::Retryable(message) | JobError::Permanent(message)) => {
             tracing::error!(%message, "job failed");
-            fail_request(&mut tx, state, job, worker, &message).await?
+            let held = fail_request(&mut tx, state, job, worker, &message).await?;
+            (held, Some(format!("failed: {message}")))
         }
         Err(JobError::Stopped(StopReason::Cancelled { by })) => {
             tracing::info!(%by, "job stopped: its request was cancelled");
             let text = format!("cancelled by {by}");
-            jobs::finish(&mut tx, job.id, worker, jobs::CANCELLED, Some(&text)).await?
+            let held = jobs::finish(&mut tx, job.id, worker, jobs::CANCELLED, Some(&text)).await?;
+            (held, Some(format!("stopped: {text}")))
         }
         Err(JobError::Stopped(StopReason::Shutdown)) => {
             tracing::info!("job handed back at shutdown");
-            jobs::release(&mut tx, job.id, worker).await?
+            let held = jobs::release(&mut tx, job.id, worker).await?;
+            let text = "stopped: the server shut down; the job runs again";
+            (held, Some(text.to_string()))
         }
-        Err(JobError::Stopped(StopReason::LeaseLost)) => false,
+        Err(JobError::Stopped(StopReason::LeaseLost)) => (false, None),
         Err(JobError::NothingToRun(request_state)) => {
             let end = if request_state == RequestState::Cancelled {
                 jobs::CANCELLED
@@ -161,15 +186,19 @@ pub async fn run_job(
                 jobs::FAILED
             };
             let text = format!("the request is {}; nothing to run", request_state.label());
-            jobs::finish(&mut tx, job.id, worker, end, Some(&text)).await?
+            let held = jobs::finish(&mut tx, job.id, worker, end, Some(&text)).await?;
+            (held, Some(text))
         }
     };
-    if held {
-        tx.commit().await?;
-    } else {
+    if !held {
         tracing::warn!("the job's lease was lost; another worker resumes it");
         tx.rollback().await?;
+        return Ok(());
     }
+    if let Some(note) = note {
+        jobs::close_running_steps(&mut tx, job.id, &note, storage::now_millis()).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

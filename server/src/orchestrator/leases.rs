@@ -120,7 +120,7 @@ impl LeaseKeeper {
         let lease_millis = self.lease.as_millis() as i64;
         let renewal = async {
             let mut tx = self.db.write().await?;
-            let beats = jobs::heartbeat(&mut tx, &owners, lease_millis).await?;
+            let beats = jobs::heartbeat(&mut tx, self.db.engine, &owners, lease_millis).await?;
             tx.commit().await?;
             Ok::<_, StorageError>(beats)
         };

@@ -201,9 +201,14 @@ pub async fn progress_after(
     // The state is read first: every event written before it settled is then
     // among the events read next.
     let request = viewable_request(state, &mut conn, user, id).await?;
+    // A cancel settles the request at once, but its running job writes on until
+    // it stops (at its next lease renewal): the stream follows it to the end.
+    let idle = request.state.worker_is_idle()
+        && storage::jobs::unfinished_for_request(&mut conn, id)
+            .await?
+            .is_none();
     let events = storage::progress::after(&mut conn, id, after, limit).await?;
-    let settled =
-        (request.state.worker_is_idle() && (events.len() as i64) < limit).then_some(request.state);
+    let settled = (idle && (events.len() as i64) < limit).then_some(request.state);
     Ok(ProgressPage { events, settled })
 }
 

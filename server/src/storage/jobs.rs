@@ -111,7 +111,7 @@ pub async fn claim_due(
     if owners.is_empty() {
         return Ok(Vec::new());
     }
-    let now = now_millis();
+    let now = super::lease_clock(conn, engine).await?;
     let lock = match engine {
         // Replicas skip rows another one holds instead of queueing behind it.
         Engine::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -194,6 +194,22 @@ async fn close_abandoned_steps(
     job: &JobRow,
     now: i64,
 ) -> Result<(), StorageError> {
+    let summary = format!(
+        "abandoned: its worker stopped renewing the lease; attempt {} takes over",
+        job.attempts
+    );
+    close_running_steps(conn, job.id, &summary, now).await
+}
+
+/// Ends the job's steps still marked running as failed with `summary`, telling
+/// anyone following the request live: a run that stops between a step's end and
+/// its record (a cancel, a shutdown, a lost lease) leaves none running for ever.
+pub async fn close_running_steps(
+    conn: &mut AnyConnection,
+    job_id: i64,
+    summary: &str,
+    now: i64,
+) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO request_progress (request_id, step_id, kind, text, created_at) \
          SELECT request_id, id, $1, $2, $3 FROM job_steps WHERE job_id = $4 AND state = $5",
@@ -201,7 +217,7 @@ async fn close_abandoned_steps(
     .bind(super::progress::KIND_STEP)
     .bind(STEP_FAILED)
     .bind(now)
-    .bind(job.id)
+    .bind(job_id)
     .bind(STEP_RUNNING)
     .execute(&mut *conn)
     .await?;
@@ -210,12 +226,9 @@ async fn close_abandoned_steps(
          WHERE job_id = $4 AND state = $5",
     )
     .bind(STEP_FAILED)
-    .bind(format!(
-        "abandoned: its worker stopped renewing the lease; attempt {} takes over",
-        job.attempts
-    ))
+    .bind(summary)
     .bind(now)
-    .bind(job.id)
+    .bind(job_id)
     .bind(STEP_RUNNING)
     .execute(&mut *conn)
     .await?;
@@ -237,11 +250,12 @@ pub enum Heartbeat {
 /// job to stop (if anyone); an owner missing from the answer lost its job.
 pub async fn heartbeat(
     conn: &mut AnyConnection,
+    engine: Engine,
     owners: &[String],
     lease_millis: i64,
 ) -> Result<HashMap<String, Heartbeat>, StorageError> {
     let mut beats = HashMap::with_capacity(owners.len());
-    let now = now_millis();
+    let now = super::lease_clock(conn, engine).await?;
     // Well under SQLite's limit on parameters in one statement.
     for chunk in owners.chunks(500) {
         let listed: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 4)).collect();
@@ -404,6 +418,20 @@ pub async fn stop_for_request(
     .execute(&mut *conn)
     .await?;
     Ok(queued.rows_affected() + running.rows_affected())
+}
+
+/// Who asked the job to stop, if anyone did.
+pub async fn stop_requested_by(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<String>, StorageError> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT stop_requested_by FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten(),
+    )
 }
 
 /// On SQLite one process owns the jobs, so at start-up every lease is from a process

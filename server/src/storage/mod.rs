@@ -280,6 +280,21 @@ impl Window {
 }
 
 /// Milliseconds since the Unix epoch: the one clock every row uses.
+/// The time leases are measured by: on PostgreSQL the database's own clock, so
+/// replicas whose clocks disagree still agree on when a lease ends (a replica
+/// running behind would otherwise take over healthy jobs, and one running ahead
+/// hold dead ones for longer); SQLite has one worker process, whose clock it is.
+pub async fn lease_clock(conn: &mut AnyConnection, engine: Engine) -> Result<i64, StorageError> {
+    match engine {
+        Engine::Postgres => Ok(sqlx::query_scalar(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        )
+        .fetch_one(conn)
+        .await?),
+        Engine::Sqlite => Ok(now_millis()),
+    }
+}
+
 pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64
