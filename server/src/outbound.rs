@@ -25,9 +25,13 @@ pub enum OutboundError {
     /// The settings do not allow the target: trying again will not help.
     #[error("{0}")]
     Refused(String),
-    /// The target could not be reached or did not answer in time.
+    /// The target could not be reached: the request never left.
     #[error("{0}")]
     Unreachable(String),
+    /// The request went out but its answer did not arrive (a timeout, a closed
+    /// connection): the target may have acted on it.
+    #[error("{0}")]
+    Lost(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,18 +123,22 @@ impl Outbound {
             builder = builder.body(body);
         }
         let mut response = builder.send().await.map_err(|e| {
-            OutboundError::Unreachable(format!(
-                "{}: {}",
-                redacted(&url),
-                error_chain(&e.without_url())
-            ))
+            let (builder, connect) = (e.is_builder(), e.is_connect());
+            let why = format!("{}: {}", redacted(&url), error_chain(&e.without_url()));
+            if builder {
+                OutboundError::Refused(why)
+            } else if connect {
+                OutboundError::Unreachable(why)
+            } else {
+                OutboundError::Lost(why)
+            }
         })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let mut body = Vec::new();
         let mut truncated = false;
         while let Some(chunk) = response.chunk().await.map_err(|e| {
-            OutboundError::Unreachable(format!(
+            OutboundError::Lost(format!(
                 "{}: reading the body: {}",
                 redacted(&url),
                 error_chain(&e.without_url())

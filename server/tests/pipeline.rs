@@ -604,3 +604,62 @@ async fn trigger_outlives_a_stop(engine: Engine) -> TestResult {
     assert_eq!(ci.lock().map_err(|_| "lock")?.triggers.len(), 1, "one run");
     Ok(())
 }
+
+/// A trigger whose answer is lost (the connection closes after the request went
+/// out, as a CI/CD system that restarts or a proxy that gives up would leave it)
+/// may have started a run, and GitHub and GitLab start a second one for the same
+/// key: the request fails with what to look for instead of triggering again.
+#[tokio::test]
+async fn a_trigger_whose_answer_is_lost_is_not_sent_again() -> TestResult {
+    use tokio::io::AsyncReadExt as _;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let lost = silent.local_addr()?;
+    let received = Arc::new(Mutex::new(0_usize));
+    let counted = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = silent.accept().await {
+            let mut request = Vec::new();
+            let mut chunk = [0_u8; 4096];
+            // The whole head at least, then the connection closes unanswered.
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if let Ok(mut n) = counted.lock() {
+                *n += 1;
+            }
+        }
+    });
+    let app = TestApp::start_configured(
+        Engine::Sqlite,
+        Some(ci_catalog(&format!("http://{lost}"))?),
+        |settings| {
+            settings.outbound.allowed_hosts = slipway_core::checks::AllowedHosts::new(vec![
+                slipway_core::checks::HostRule::parse(&lost.to_string())
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ]);
+            settings.outbound.pipeline_tokens =
+                BTreeMap::from([("ci".to_string(), Secret::new(TOKEN.into()))]);
+        },
+    )
+    .await?
+    .ok_or("SQLite")?;
+    let id = submit(&app, "github-job", "lost", "success").await?;
+    app.run_jobs().await?;
+    // Past the first retry's pause, had the job been queued again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains("the trigger's answer was lost")
+            && error.contains(&format!("slipway-{id}-1-0"))
+            && error.contains("look for that run"),
+        "{error}"
+    );
+    assert_eq!(*received.lock().map_err(|e| e.to_string())?, 1);
+    Ok(())
+}

@@ -241,3 +241,42 @@ fn a_pipeline_body_that_renders_broken_json_names_the_field() {
         }
     }
 }
+
+#[test]
+fn a_value_with_quotes_stays_inside_its_json_string_and_a_header_takes_no_line_break() {
+    let text = PIPELINE_TYPE.replace("/run/{{ name }}", "/run");
+    let catalog = Catalog::from_files(&with_file("types/widget.yaml", &text))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(ty) = catalog.resource_type("widget") else {
+        panic!("widget is loaded");
+    };
+    let hostile = "x\", \"ref\": \"evil\\\u{1}";
+    let steps = plan(
+        ty,
+        &json!({ "name": hostile }),
+        "web",
+        &ChangeSet::default(),
+        RUN,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let [PlannedStep::Pipeline(pipeline)] = steps.as_slice() else {
+        panic!("{steps:?}");
+    };
+    let body: Value = serde_json::from_str(pipeline.body.as_deref().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body, json!({ "name": hostile, "key": "slipway-7-2-0" }));
+
+    match plan(
+        ty,
+        &json!({ "name": "web" }),
+        "web\r\nX-Injected: yes",
+        &ChangeSet::default(),
+        RUN,
+    ) {
+        Ok(steps) => panic!("{steps:?}"),
+        Err(e) => {
+            assert_eq!(e.what, "execute[0].headers.X-Resource");
+            assert!(e.message.contains("line break"), "{e}");
+        }
+    }
+}

@@ -56,7 +56,7 @@ pub(super) async fn http(
                 Err(why) => why,
             },
             Err(OutboundError::Refused(why)) => return (false, why, tries),
-            Err(OutboundError::Unreachable(why)) => why,
+            Err(OutboundError::Unreachable(why) | OutboundError::Lost(why)) => why,
         };
         if !wait_for_next_try(until, interval).await {
             return (
@@ -85,7 +85,7 @@ pub(super) async fn tcp(
         tries += 1;
         let last = match outbound.resolve(&host, port).await {
             Err(OutboundError::Refused(why)) => return (false, why, tries),
-            Err(OutboundError::Unreachable(why)) => why,
+            Err(OutboundError::Unreachable(why) | OutboundError::Lost(why)) => why,
             Ok(addresses) => {
                 let connect = tokio::net::TcpStream::connect(&addresses[..]);
                 match tokio::time::timeout(try_timeout(until), connect).await {

@@ -211,6 +211,20 @@ impl Run<'_> {
             .await
     }
 
+    /// A trigger that went out without an answer may have started a run, and the
+    /// CI/CD systems Slipway speaks to do not all refuse a repeated key: sending it
+    /// again could start a second one. The request fails instead, for a person to
+    /// look (a retry is a new round with a key of its own; taking it over records
+    /// what was done by hand).
+    fn maybe_started(&self, why: &str) -> DriverError {
+        DriverError::Permanent(format!(
+            "the trigger's answer was lost ({why}): a run may have started under the key {}. \
+             It is not sent again by itself; look for that run in the CI/CD system, then retry \
+             the request or take it over",
+            self.pipeline.run_key
+        ))
+    }
+
     /// Starts the run and reads where its status is, from the answer's body or
     /// its `Location` header.
     async fn trigger(&self, log: &mut Vec<String>) -> Result<ExternalRun, DriverError> {
@@ -225,6 +239,7 @@ impl Run<'_> {
             .map_err(|e| match e {
                 OutboundError::Refused(m) => DriverError::Permanent(m),
                 OutboundError::Unreachable(m) => DriverError::Retryable(m),
+                OutboundError::Lost(m) => self.maybe_started(&m),
             })?;
         let place = crate::outbound::redacted(&answer.url);
         if !(200..300).contains(&answer.status) {
@@ -234,10 +249,11 @@ impl Run<'_> {
                 quote(&answer.body)
             );
             // A busy or broken CI/CD system may take it later; a refusal will not.
-            return Err(if answer.status >= 500 || answer.status == 429 {
-                DriverError::Retryable(message)
-            } else {
-                DriverError::Permanent(message)
+            // A gateway that gave up waiting may have passed the trigger on.
+            return Err(match answer.status {
+                504 => self.maybe_started(&message),
+                429 | 500.. => DriverError::Retryable(message),
+                _ => DriverError::Permanent(message),
             });
         }
         let body: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
@@ -281,7 +297,9 @@ impl Run<'_> {
         loop {
             let seen = match self.call(Method::GET, &run.status_url, None).await {
                 Err(OutboundError::Refused(m)) => return Err(DriverError::Permanent(m)),
-                Err(OutboundError::Unreachable(m)) => format!("no answer: {m}"),
+                Err(OutboundError::Unreachable(m) | OutboundError::Lost(m)) => {
+                    format!("no answer: {m}")
+                }
                 Ok(answer) if (200..300).contains(&answer.status) => {
                     let body: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
                     match pipeline.verdict(&body) {
