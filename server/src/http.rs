@@ -315,6 +315,10 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Workers whose claims have failed this long count as not running (a claim
+/// that fails once, a connection cut, is retried within the second).
+const CLAIMS_FAILING_UNREADY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Ready for traffic: the database answers, its schema is the one this build
 /// expects, and the configured workers are running. A load balancer or Kubernetes
 /// takes a replica out of rotation on 503; the body says which part failed.
@@ -338,10 +342,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     let wanted = state.settings.workers.workers as i64;
     let alive = state.metrics.workers_alive();
-    let workers = if alive >= wanted {
-        Ok(format!("{alive} of {wanted} running"))
-    } else {
-        Err(format!("{alive} of {wanted} running"))
+    let workers = match state.metrics.claims_failing() {
+        _ if alive < wanted => Err(format!("{alive} of {wanted} running")),
+        Some((failing, error)) if failing >= CLAIMS_FAILING_UNREADY => Err(format!(
+            "{alive} of {wanted} running, but they could not claim jobs for {} s: {error}",
+            failing.as_secs()
+        )),
+        _ => Ok(format!("{alive} of {wanted} running")),
     };
     let ready = database.is_ok() && migrations.is_ok() && workers.is_ok();
     let show = |check: Result<String, String>| match check {

@@ -51,6 +51,10 @@ pub struct Metrics {
     /// Worker loops of this process that are running (a loop that panicked or
     /// ended is no longer counted).
     workers_alive: Gauge,
+    /// Since when this process's claims of jobs have failed, and the last error:
+    /// workers that cannot claim (a read-only database after a failover, a full
+    /// disk) are not ready, however many are alive.
+    claims_failing: std::sync::Mutex<Option<(std::time::Instant, String)>>,
     /// Held from emptying the database gauges to encoding them: two scrapes at
     /// once (a pair of Prometheus servers) must not encode each other's half-built
     /// families.
@@ -127,6 +131,7 @@ impl Metrics {
             requests,
             jobs,
             workers_alive,
+            claims_failing: std::sync::Mutex::new(None),
             rendering: std::sync::Mutex::new(()),
         }
     }
@@ -152,6 +157,30 @@ impl Metrics {
 
     pub fn workers_alive(&self) -> i64 {
         self.workers_alive.get()
+    }
+
+    /// A round of claims went through (or failed with `error`).
+    pub fn claim_round(&self, error: Option<String>) {
+        let mut failing = self
+            .claims_failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *failing = match (error, failing.take()) {
+            (None, _) => None,
+            (Some(error), Some((since, _))) => Some((since, error)),
+            (Some(error), None) => Some((std::time::Instant::now(), error)),
+        };
+    }
+
+    /// How long claims have failed, and the last error, if they do.
+    pub fn claims_failing(&self) -> Option<(Duration, String)> {
+        let failing = self
+            .claims_failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        failing
+            .as_ref()
+            .map(|(since, error)| (since.elapsed(), error.clone()))
     }
 
     /// The exposition, with the database gauges read now.

@@ -64,6 +64,7 @@ async fn measure(settings: ServeArgs, count: u32, slots: u16) -> Result<String, 
         db: db.clone(),
         lease: Duration::from_secs(30),
         ready: Arc::new(Notify::new()),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
     let started = Instant::now();
     let finisher = {

@@ -238,3 +238,79 @@ async fn scrapes_at_once_each_get_every_series() -> TestResult {
     }
     Ok(())
 }
+
+/// Workers that are alive but cannot claim a job (a database that refuses the
+/// writes: read-only after a failover, a full disk; here a trigger refuses every
+/// change to the queue) are not ready once that has lasted ten seconds, and
+/// ready again when a claim goes through.
+#[tokio::test]
+async fn workers_that_cannot_claim_are_not_ready() -> TestResult {
+    let Some(app) = TestApp::start_configured(Engine::Sqlite, None, |s| {
+        s.workers.workers = 2;
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let pool = app.state.db.writer.clone();
+    sqlx::query(
+        "CREATE TRIGGER refuse_claims BEFORE UPDATE ON jobs \
+         BEGIN SELECT RAISE(ABORT, 'the queue is read-only'); END",
+    )
+    .execute(&pool)
+    .await?;
+    let alice = app.user("alice").await?;
+    let id = slipway_server::services::requests::submit(
+        &app.state,
+        &alice,
+        &common::draft(
+            "k8s-namespace",
+            serde_json::json!({"name": "stuck", "team": "payments", "environment": "dev", "cpu_limit": 1, "memory_limit_gi": 1}),
+        ),
+    )
+    .await?;
+    let (stop, stopped) = watch::channel(false);
+    let workers = slipway_server::orchestrator::spawn(app.state.clone(), stopped);
+    let mut answer = serde_json::Value::Null;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let (status, body) = get(&app, "/readyz", None).await?;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            answer = serde_json::from_str(&body)?;
+            break;
+        }
+    }
+    let detail = answer["workers"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("2 of 2 running, but they could not claim jobs for ")
+            && detail.contains("the queue is read-only"),
+        "{answer}"
+    );
+    assert_eq!(answer["database"]["ok"], true, "{answer}");
+
+    sqlx::query("DROP TRIGGER refuse_claims")
+        .execute(&pool)
+        .await?;
+    let mut ready = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if get(&app, "/readyz", None).await?.0 == StatusCode::OK {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "ready again once a claim goes through");
+    for _ in 0..100 {
+        if app.request_state(id).await? == slipway_core::state::RequestState::Completed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.request_state(id).await?,
+        slipway_core::state::RequestState::Completed
+    );
+    stop.send(true)?;
+    workers.await?;
+    Ok(())
+}

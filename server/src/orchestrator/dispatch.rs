@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::metrics::Metrics;
 use crate::storage::jobs::{self, Claimed};
 use crate::storage::{Db, StorageError};
 
@@ -20,6 +21,8 @@ pub struct Queue {
     pub db: Db,
     pub lease: Duration,
     pub ready: Arc<Notify>,
+    /// Told how each round of claims went, for `/readyz`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// How long an idle dispatcher sleeps when no one says a job was queued: jobs
@@ -57,7 +60,11 @@ where
                 format!("worker-{process}-{claims}")
             })
             .collect();
-        let drained = match claim(&queue, &owners).await {
+        let claimed = claim(&queue, &owners).await;
+        queue
+            .metrics
+            .claim_round(claimed.as_ref().err().map(ToString::to_string));
+        let drained = match claimed {
             Ok(claimed) => {
                 let drained = claimed.len() < permits.len();
                 for job in claimed {

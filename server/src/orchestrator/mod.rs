@@ -107,6 +107,7 @@ pub fn spawn(state: AppState, shutdown: watch::Receiver<bool>) -> tokio::task::J
             db: state.db.clone(),
             lease: state.settings.workers.lease,
             ready: state.jobs_ready.clone(),
+            metrics: state.metrics.clone(),
         };
         let runner = state.clone();
         let stop = shutdown.clone();

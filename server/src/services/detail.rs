@@ -252,7 +252,9 @@ pub async fn request_detail(
     user: &Caller,
     id: RequestId,
 ) -> ServiceResult<RequestDetail> {
-    let mut conn = state.db.pool.acquire().await?;
+    // One moment of the database: a step that ends between reading the cursor
+    // and reading the steps would otherwise show its lines twice.
+    let mut conn = state.db.snapshot().await?;
     let request = viewable_request(state, &mut conn, user, id).await?;
     let revisions = storage::requests::revisions(&mut conn, id).await?;
     let decisions = storage::requests::decisions(&mut conn, id).await?;
@@ -277,6 +279,7 @@ pub async fn request_detail(
     } else {
         None
     };
+    conn.commit().await?;
     Ok(RequestDetail {
         summary: summary(state, &request),
         type_title: state

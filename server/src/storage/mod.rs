@@ -225,6 +225,21 @@ impl Db {
         Ok(Tx { inner: begun? })
     }
 
+    /// A read-only transaction whose reads all see one moment of the database: a
+    /// page that reads a cursor and then the rows after it must not see a row
+    /// that committed in between.
+    pub async fn snapshot(&self) -> Result<Transaction<'static, Any>, StorageError> {
+        Ok(match self.engine {
+            // A deferred transaction reads from one WAL snapshot from its first read.
+            Engine::Sqlite => self.pool.begin_with("BEGIN").await?,
+            Engine::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        })
+    }
+
     pub async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
