@@ -96,6 +96,24 @@ pub(crate) fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
         .map_err(|e| error_text(&e))
 }
 
+/// Renders a template whose output is JSON text (a pipeline's body): every
+/// string it outputs is escaped as the inside of a JSON string, so a quote in a
+/// value stays in `"{{ value }}"` instead of ending it and adding a field. What
+/// `tojson` made is JSON already and goes out as it is.
+pub(crate) fn render_json_str(source: &str, ctx: &Value) -> Result<String, String> {
+    let mut env = environment();
+    env.set_formatter(|out, state, value| match value.as_str() {
+        Some(text) if !value.is_safe() => {
+            let quoted = serde_json::Value::from(text).to_string();
+            out.write_str(&quoted[1..quoted.len() - 1]).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
+            })
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    });
+    env.render_str(source, ctx).map_err(|e| error_text(&e))
+}
+
 pub(crate) fn eval_bool(expression: &str, ctx: &Value) -> Result<bool, String> {
     let env = environment();
     let expr = env

@@ -123,7 +123,7 @@ fn status_for(error: &ServiceError) -> u16 {
         ServiceError::NotFound(_) => 404,
         ServiceError::Invalid(_) | ServiceError::PrecheckFailed(_) => 422,
         ServiceError::Conflict(_) => 409,
-        ServiceError::TooMany(_) => 429,
+        ServiceError::TooMany(..) => 429,
         ServiceError::Internal(_) => 500,
     }
 }
@@ -143,7 +143,7 @@ pub fn user_error(error: ServiceError) -> AppError {
         ServiceError::NotFound(m) => AppError::NotFound(m),
         ServiceError::Invalid(fields) => AppError::Invalid(fields),
         ServiceError::PrecheckFailed(report) => AppError::PrecheckFailed(report),
-        ServiceError::Conflict(m) | ServiceError::TooMany(m) => AppError::Conflict(m),
+        ServiceError::Conflict(m) | ServiceError::TooMany(m, _) => AppError::Conflict(m),
         ServiceError::Internal(message) => {
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
             tracing::error!(reference, %message, "internal error");

@@ -110,6 +110,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         &settings,
     );
     let leases = crate::orchestrator::LeaseKeeper::new(db.clone(), settings.workers.lease);
+    let token_pace = Arc::new(crate::services::token_pace::TokenPace::new(
+        settings.identity.token_calls_per_minute,
+    ));
     let state = AppState {
         db,
         leases,
@@ -132,6 +135,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         jobs_ready: Arc::new(Notify::new()),
         audit_pending: Arc::new(Notify::new()),
         token_uses: Arc::default(),
+        token_pace,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: tokio_util::sync::CancellationToken::new(),
         streams: Arc::default(),

@@ -655,12 +655,16 @@ fn check_remote_url(setting: &'static str, url: &str) -> Result<(), SettingError
             }
         }
         // scp-like `user@host:path` means SSH.
-        Err(_) if url.contains('@') && url.contains(':') => Err(setting_error(
-            setting,
-            format!(
-                "{url:?} looks like an SSH address, which this build does not support; use git://, http:// or a path"
-            ),
-        )),
+        Err(_) if url.contains('@') && url.contains(':') => {
+            // Without the part before `@`: it may be a token given as a user name.
+            let host_and_path = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+            Err(setting_error(
+                setting,
+                format!(
+                    "\"…@{host_and_path}\" looks like an SSH address, which this build does not support; use git://, http:// or a path"
+                ),
+            ))
+        }
         Err(_) => Ok(()),
     }
 }
@@ -923,6 +927,11 @@ pub struct IdentityArgs {
     /// provider removed from a team keeps nothing of it for longer.
     #[arg(long, env = "SLIPWAY_PROVIDER_CONFIRMATION", default_value = "30d")]
     pub provider_confirmation: String,
+    /// API calls one token may make in a minute (all at once, if they come so);
+    /// past it the token is answered 429 with Retry-After and the call writes
+    /// nothing. Per process. 0: no limit.
+    #[arg(long, env = "SLIPWAY_TOKEN_CALLS_PER_MINUTE", default_value_t = 600)]
+    pub token_calls_per_minute: u32,
     /// OpenID Connect issuer URL; turns on "Sign in with …". Discovery is read from
     /// <issuer>/.well-known/openid-configuration.
     #[arg(long, env = "SLIPWAY_OIDC_ISSUER")]
@@ -983,6 +992,7 @@ impl Default for IdentityArgs {
             session_idle_timeout: "8h".into(),
             session_absolute_timeout: "12h".into(),
             provider_confirmation: "30d".into(),
+            token_calls_per_minute: 600,
             oidc_issuer: None,
             oidc_client_id: None,
             oidc_client_secret_file: None,
@@ -1007,6 +1017,7 @@ impl std::fmt::Debug for IdentityArgs {
             .field("session_idle_timeout", &self.session_idle_timeout)
             .field("session_absolute_timeout", &self.session_absolute_timeout)
             .field("provider_confirmation", &self.provider_confirmation)
+            .field("token_calls_per_minute", &self.token_calls_per_minute)
             .field("oidc_issuer", &self.oidc_issuer)
             .field("oidc_client_id", &self.oidc_client_id)
             .field("oidc_client_secret_file", &self.oidc_client_secret_file)
@@ -1195,6 +1206,8 @@ pub struct IdentitySettings {
     pub session_absolute_timeout: Duration,
     /// How long an identity provider's roles and teams hold without a sign-in there.
     pub provider_confirmation: Duration,
+    /// API calls per minute and token; 0 for no limit.
+    pub token_calls_per_minute: u32,
     pub oidc: Option<OidcSettings>,
 }
 
@@ -1206,6 +1219,7 @@ impl Default for IdentitySettings {
             session_idle_timeout: Duration::from_secs(8 * 3600),
             session_absolute_timeout: Duration::from_secs(12 * 3600),
             provider_confirmation: Duration::from_secs(30 * 86_400),
+            token_calls_per_minute: 600,
             oidc: None,
         }
     }
@@ -1583,6 +1597,7 @@ impl IdentityArgs {
             session_idle_timeout: idle,
             session_absolute_timeout: absolute,
             provider_confirmation,
+            token_calls_per_minute: self.token_calls_per_minute,
             oidc,
         })
     }
@@ -1867,6 +1882,12 @@ mod tests {
                 .contains("https:// is not supported by this build"),
         );
         assert!(refused(remote("git@github.com:acme/platform.git"))?.contains("SSH address"));
+        let ssh = refused(remote("ghp_tok-canary@github.com:acme/platform.git"))?;
+        assert!(
+            ssh.contains("\"…@github.com:acme/platform.git\" looks like an SSH address")
+                && !ssh.contains("canary"),
+            "{ssh}"
+        );
         assert!(
             refused(GitOpsArgs {
                 branch: "bad..name".into(),

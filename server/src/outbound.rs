@@ -107,7 +107,9 @@ impl Outbound {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(request.timeout)
-            .connect_timeout(request.timeout);
+            // Well inside the whole call's time: a connect that hangs must end as
+            // a connect error (nothing sent), not as the call's timeout (maybe sent).
+            .connect_timeout((request.timeout / 3).min(std::time::Duration::from_secs(10)));
         if let Some(url::Host::Domain(domain)) = url.host() {
             // Connect to exactly what was checked, not to a second lookup's answer.
             client = client.resolve_to_addrs(domain, &addresses);

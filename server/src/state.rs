@@ -36,6 +36,8 @@ pub struct AppState {
     pub audit_pending: Arc<Notify>,
     /// API token calls waiting to be written to the audit log.
     pub token_uses: Arc<crate::services::token_uses::UseLog>,
+    /// How fast each API token may call.
+    pub token_pace: Arc<crate::services::token_pace::TokenPace>,
     /// Signs audit checkpoints; none when no secret key is configured.
     pub audit_signer: Option<CheckpointSigner>,
     /// What `/metrics` reports.

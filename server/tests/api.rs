@@ -951,7 +951,7 @@ async fn unknown_methods_are_405_and_every_operation_documents_its_layers(
     for (path, item) in paths {
         for (method, operation) in item.as_object().ok_or("path item")? {
             let responses = &operation["responses"];
-            for status in ["401", "500"] {
+            for status in ["401", "429", "500"] {
                 assert_eq!(
                     responses[status]["content"]["application/problem+json"]["schema"]["$ref"],
                     "#/components/schemas/Problem",
@@ -2083,5 +2083,54 @@ async fn provider_roles_lapse_without_a_new_sign_in(app: &TestApp) -> TestResult
         tx.commit().await?;
     }
     assert_eq!(api.get("/me", &secret).await?.0, StatusCode::OK);
+    Ok(())
+}
+
+/// A token that calls faster than its pace is answered 429 with how long to wait,
+/// and the refused calls write nothing to the audit log; another token keeps
+/// its own pace.
+#[tokio::test]
+async fn a_token_past_its_pace_waits_and_leaves_no_trail() -> TestResult {
+    let app = TestApp::start_configured(slipway_server::storage::Engine::Sqlite, None, |s| {
+        s.identity.token_calls_per_minute = 3;
+    })
+    .await?
+    .ok_or("SQLite")?;
+    let api = Api::start(&app).await?;
+    let alice = token(&app, "alice", ALL).await?;
+    for _ in 0..3 {
+        assert_eq!(api.get("/me", &alice).await?.0, StatusCode::OK);
+    }
+    let response = api.call(Method::GET, "/me", &alice).send().await?;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or("a Retry-After in seconds")?;
+    assert!((1..=20).contains(&wait), "{wait}");
+    let body: Value = response.json().await?;
+    assert_eq!(body["type"], "/api-docs#problem-too-many", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("more than 3 calls in a minute")),
+        "{body}"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            api.get("/me", &alice).await?.0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let bob = token(&app, "bob", ALL).await?;
+    assert_eq!(api.get("/me", &bob).await?.0, StatusCode::OK);
+    let uses: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'token.used' AND actor = 'alice'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(uses, 3, "refused calls leave no trail");
     Ok(())
 }

@@ -764,5 +764,16 @@ async fn leases_run_on_the_database_clock_on_postgres() -> TestResult {
         .fetch_one(&app.state.db.pool)
         .await?;
     assert!(renewed >= lease_until && ahead(renewed) > 50 * 60 * 1000);
+
+    // A job put back for later is due by the same clock.
+    let mut tx = app.state.db.write().await?;
+    sqlx::query(skewed).execute(&mut *tx).await?;
+    assert!(jobs::reschedule(&mut tx, claimed.job.id, "holder", 2_000, "a blink").await?);
+    tx.commit().await?;
+    let run_after: i64 = sqlx::query_scalar("SELECT run_after FROM jobs WHERE id = $1")
+        .bind(claimed.job.id)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert!(ahead(run_after) > 50 * 60 * 1000, "{}", ahead(run_after));
     Ok(())
 }

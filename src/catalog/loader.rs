@@ -92,7 +92,7 @@ pub(super) fn load(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
                     path: String::new(),
                     message: format!(
                         "{stem:?} is not a type name: the file's name is the type's name in addresses, \
-                         the API and metrics; use 1 to 63 lowercase letters, digits and '-', starting with a letter"
+                         the API and metrics; use 1 to 63 lowercase letters, digits, '-' and '_', starting with a letter"
                     ),
                 });
             }
@@ -125,7 +125,7 @@ fn is_type_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && name.len() <= 63
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// "types/x.yaml" -> "x"; nested folders are not part of the format.

@@ -1543,7 +1543,7 @@ fn action_rules_are_checked_where_they_are_written() {
 
 #[test]
 fn a_type_file_name_that_is_no_type_name_is_refused() {
-    for stem in ["Widget", "wid\"get", "wid get", "1widget", "wid_get"] {
+    for stem in ["Widget", "wid\"get", "wid get", "1widget", "wid.get"] {
         let text = minimal_type("").replacen("name: widget", &format!("name: {stem:?}"), 1);
         let errors = errors_of(&with_file(&format!("types/{stem}.yaml"), &text));
         assert!(

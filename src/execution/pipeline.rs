@@ -79,10 +79,7 @@ pub(super) fn plan(
         .collect::<Result<Vec<_>, RenderError>>()?;
     let body = match &step.body {
         Some(source) => {
-            // Inside the body every string value arrives escaped for a JSON string,
-            // so a quote in a parameter cannot close `"{{ x }}"` and add a field.
-            let escaped = escaped_for_json_strings(ctx);
-            let body = template::render_str(source, &escaped).map_err(|message| RenderError {
+            let body = template::render_json_str(source, ctx).map_err(|message| RenderError {
                 what: field("body"),
                 message,
             })?;
@@ -109,31 +106,6 @@ pub(super) fn plan(
         poll_seconds: step.poll_seconds,
         run_key,
     })
-}
-
-/// The context with every string in it escaped as the inside of a JSON string
-/// (quotes, backslashes and control characters), numbers and the rest as they are.
-fn escaped_for_json_strings(ctx: &minijinja::Value) -> minijinja::Value {
-    fn escape(value: &mut Value) {
-        match value {
-            Value::String(text) => {
-                let quoted = Value::String(std::mem::take(text)).to_string();
-                *text = quoted[1..quoted.len() - 1].to_string();
-            }
-            Value::Array(items) => items.iter_mut().for_each(escape),
-            Value::Object(map) => map.values_mut().for_each(escape),
-            _ => {}
-        }
-    }
-    match serde_json::to_value(ctx) {
-        Ok(mut value) => {
-            escape(&mut value);
-            minijinja::Value::from_serialize(&value)
-        }
-        // A context is plain data; should it ever not serialize, the body is
-        // rendered from it unescaped and still checked to be JSON.
-        Err(_) => ctx.clone(),
-    }
 }
 
 impl PlannedPipeline {

@@ -244,7 +244,10 @@ fn a_pipeline_body_that_renders_broken_json_names_the_field() {
 
 #[test]
 fn a_value_with_quotes_stays_inside_its_json_string_and_a_header_takes_no_line_break() {
-    let text = PIPELINE_TYPE.replace("/run/{{ name }}", "/run");
+    let text = PIPELINE_TYPE.replace("/run/{{ name }}", "/run").replace(
+        r#"body: '{"name": "{{ name }}", "key": "{{ run_key }}"}'"#,
+        r#"body: '{"name": "{{ name }}", "key": "{{ run_key }}", "as_json": {{ name | tojson }}, "len": {{ name | length }}, "labels": { {% for k, v in {name: 1} | items %}"{{ k }}": {{ v }}{% endfor %} } }'"#,
+    );
     let catalog = Catalog::from_files(&with_file("types/widget.yaml", &text))
         .unwrap_or_else(|e| panic!("{e}"));
     let Some(ty) = catalog.resource_type("widget") else {
@@ -264,7 +267,17 @@ fn a_value_with_quotes_stays_inside_its_json_string_and_a_header_takes_no_line_b
     };
     let body: Value = serde_json::from_str(pipeline.body.as_deref().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(body, json!({ "name": hostile, "key": "slipway-7-2-0" }));
+    assert_eq!(
+        body,
+        json!({
+            "name": hostile,
+            "key": "slipway-7-2-0",
+            "as_json": hostile,
+            "len": hostile.chars().count(),
+            "labels": { hostile: 1 },
+        }),
+        "strings are escaped as they go out; tojson's output is JSON already"
+    );
 
     match plan(
         ty,

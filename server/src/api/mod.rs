@@ -151,6 +151,10 @@ fn document_layer_answers(document: &mut utoipa::openapi::OpenApi) {
             let has_body = operation.request_body.is_some();
             let mut wanted = vec![
                 ("401", "No valid API token"),
+                (
+                    "429",
+                    "The token called faster than its pace (--token-calls-per-minute); the Retry-After header says how many seconds to wait",
+                ),
                 ("500", "A fault on the server; quote the trace id"),
             ];
             if has_params || has_body || idempotent_write {

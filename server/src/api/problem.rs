@@ -97,6 +97,9 @@ pub struct Problem {
     /// Quote this to the platform team; the log line carries it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Seconds to wait before trying again: the `Retry-After` header, not the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -115,6 +118,7 @@ impl Problem {
             errors: Vec::new(),
             precheck: None,
             trace_id: None,
+            retry_after: None,
         }
     }
 
@@ -159,6 +163,7 @@ impl IntoResponse for ApiError {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
+        let retry_after = self.retry_after;
         let mut response = (status, Json(self)).into_response();
         response
             .headers_mut()
@@ -168,6 +173,11 @@ impl IntoResponse for Problem {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"slipway\""),
             );
+        }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -195,7 +205,10 @@ impl From<ServiceError> for Problem {
                 }
             }
             ServiceError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "conflict", m),
-            ServiceError::TooMany(m) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many", m),
+            ServiceError::TooMany(m, wait) => Problem {
+                retry_after: wait.map(|w| w.as_secs().max(1)),
+                ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many", m)
+            },
             ServiceError::Internal(message) => {
                 // Logged once here, inside the call's span (which carries the trace id).
                 tracing::error!(%message, "internal error in an API call");

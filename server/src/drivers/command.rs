@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -222,17 +222,11 @@ fn blank_passed_environment(pass_env: &[String], secrets: &mut SecretValues) {
     }
 }
 
-/// A scratch directory (and the admin's password file beside it) removed when the
-/// run ends, however it ends.
-struct Scratch(PathBuf, Option<PathBuf>);
+/// A scratch directory removed when the run ends, however it ends.
+struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some(passfile) = &self.1
-            && let Err(error) = std::fs::remove_file(passfile)
-        {
-            tracing::warn!(%error, file = %passfile.display(), "could not remove a password file");
-        }
         if let Err(error) = std::fs::remove_dir_all(&self.0) {
             tracing::warn!(%error, dir = %self.0.display(), "could not remove a scratch directory");
         }
@@ -242,7 +236,6 @@ impl Drop for Scratch {
 fn prepare_scratch(
     settings: &CommandSettings,
     command: &PlannedCommand,
-    passfile: Option<&str>,
 ) -> Result<Scratch, DriverError> {
     let dir = settings
         .scratch_dir
@@ -251,21 +244,7 @@ fn prepare_scratch(
         DriverError::Retryable(format!("could not {what} {}: {e}", path.display()))
     };
     std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
-    let mut scratch = Scratch(dir, None);
-    if let Some(line) = passfile {
-        // Beside the directory, not in it, so no rendered file can take its name;
-        // readable by this user only, as libpq insists.
-        let path = scratch.0.with_extension("pgpass");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io("create", &path, e))?;
-        scratch.1 = Some(path.clone());
-        file.write_all(line.as_bytes())
-            .map_err(|e| io("write", &path, e))?;
-    }
+    let scratch = Scratch(dir);
     for file in &command.files {
         // Rendered paths are relative without `..` (the renderer checks), so
         // they stay inside the scratch directory.
@@ -276,6 +255,40 @@ fn prepare_scratch(
         std::fs::write(&path, &file.content).map_err(|e| io("write", &path, e))?;
     }
     Ok(scratch)
+}
+
+/// The admin's password file, in memory only (a `memfd`): nothing is on disk for a
+/// crash to leave behind. The program alone inherits it (every other process
+/// started meanwhile closes it at exec) and finds it as `PGPASSFILE=/dev/fd/<n>`;
+/// libpq wants it readable by its owner only.
+fn hand_password_file(process: &mut Command, line: &str) -> Result<OwnedFd, DriverError> {
+    use rustix::fs::{MemfdFlags, Mode};
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let failed = |e: rustix::io::Errno| {
+        DriverError::Retryable(format!("could not make the password file: {e}"))
+    };
+    let memfd = rustix::fs::memfd_create("slipway-pgpass", MemfdFlags::CLOEXEC).map_err(failed)?;
+    rustix::fs::fchmod(&memfd, Mode::RUSR | Mode::WUSR).map_err(failed)?;
+    std::fs::File::from(
+        memfd.try_clone().map_err(|e| {
+            DriverError::Retryable(format!("could not make the password file: {e}"))
+        })?,
+    )
+    .write_all(line.as_bytes())
+    .map_err(|e| DriverError::Retryable(format!("could not write the password file: {e}")))?;
+    let fd = memfd.as_raw_fd();
+    process.env("PGPASSFILE", format!("/dev/fd/{fd}"));
+    // SAFETY: in the child, between fork and exec, one fcntl on an inherited,
+    // open descriptor: async-signal-safe, no allocation.
+    unsafe {
+        process.pre_exec(move || {
+            let inherited = std::os::fd::BorrowedFd::borrow_raw(fd);
+            rustix::io::fcntl_setfd(inherited, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    Ok(memfd)
 }
 
 /// The program is killed when the thread that started it (which waits for it)
@@ -305,7 +318,7 @@ fn run_blocking(
     stop: &CancellationToken,
     progress: &ProgressLines,
 ) -> Result<StepOutcome, DriverError> {
-    let scratch = prepare_scratch(settings, command, passfile)?;
+    let scratch = prepare_scratch(settings, command)?;
     let mut process = Command::new(&command.program);
     // Its own process group: whatever it starts (a shell's children, ansible's
     // workers) ends with it, and no orphan keeps its output pipes open.
@@ -318,23 +331,22 @@ fn run_blocking(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // Beside a server's admin connection, the server's own environment names no
-    // other connection either.
-    let beside_server = command.postgres_server.is_some();
-    for name in BASE_ENV.iter().copied().chain(
-        settings
-            .pass_env
-            .iter()
-            .map(String::as_str)
-            .filter(|name| !(beside_server && is_pg_connection_variable(name))),
-    ) {
+    // The operator's own variables pass as set (a PGPASSWORD there is how a
+    // server URL without a password gets one); only the catalog's are held back.
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(settings.pass_env.iter().map(String::as_str))
+    {
         if let Some(value) = std::env::var_os(name) {
             process.env(name, value);
         }
     }
-    if let Some(passfile) = &scratch.1 {
-        process.env("PGPASSFILE", passfile);
-    }
+    // Held until the program has started: its copy of the file is its own.
+    let _passfile = match passfile {
+        Some(line) => Some(hand_password_file(&mut process, line)?),
+        None => None,
+    };
     for (name, value) in &command.env {
         process.env(name, value);
     }
@@ -733,8 +745,8 @@ mod tests {
             .find_map(|l| l.strip_prefix("stdout: passfile="))
             .ok_or("no password file was named")?;
         assert!(
-            !Path::new(passfile).exists(),
-            "the password file goes with the run"
+            passfile.starts_with("/dev/fd/"),
+            "in memory, nothing on disk: {passfile}"
         );
         assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
         Ok(())

@@ -20,11 +20,17 @@ const BLANKED: &str = "***";
 /// Blanks every secret value in one line of output. A value that spans lines
 /// (a key file, say) is blanked piece by piece, since output arrives line by line.
 pub fn scrub_line(line: &str, secrets: &SecretValues) -> String {
+    // Longest first: a short value inside a longer secret ("production" in
+    // "production-db-pass") must not break the longer one's match.
+    let mut pieces: Vec<&str> = secrets
+        .iter()
+        .flat_map(|(_, value)| value.lines())
+        .filter(|piece| !piece.is_empty())
+        .collect();
+    pieces.sort_by_key(|piece| std::cmp::Reverse(piece.len()));
     let mut line = line.to_string();
-    for (_, value) in secrets.iter() {
-        for piece in value.lines().filter(|piece| !piece.is_empty()) {
-            line = line.replace(piece, BLANKED);
-        }
+    for piece in pieces {
+        line = line.replace(piece, BLANKED);
     }
     line
 }
@@ -121,6 +127,17 @@ mod tests {
         assert_eq!(
             scrub_line("PASSWORD=hunter2-canary; key second-line", &secrets()),
             "PASSWORD=***; key ***"
+        );
+    }
+
+    #[test]
+    fn a_secret_inside_a_longer_one_leaves_no_part_of_it() {
+        let mut secrets = SecretValues::new();
+        secrets.insert("a environment", "production");
+        secrets.insert("b owner", "production-db-pass");
+        assert_eq!(
+            scrub_line("pw=production-db-pass env=production", &secrets),
+            "pw=*** env=***"
         );
     }
 

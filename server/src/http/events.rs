@@ -62,14 +62,20 @@ impl StreamSlots {
         let total: usize = open.values().sum();
         let theirs = open.get(person).copied().unwrap_or(0);
         if theirs >= MAX_STREAMS_PER_PERSON {
-            return Err(ServiceError::TooMany(format!(
-                "you follow {theirs} requests live already (at most {MAX_STREAMS_PER_PERSON}); close one, or reload the page later"
-            )));
+            return Err(ServiceError::TooMany(
+                format!(
+                    "you follow {theirs} requests live already (at most {MAX_STREAMS_PER_PERSON}); close one, or reload the page later"
+                ),
+                None,
+            ));
         }
         if total >= MAX_STREAMS {
-            return Err(ServiceError::TooMany(format!(
-                "{total} live progress streams are open on this server (at most {MAX_STREAMS}); try again in a minute"
-            )));
+            return Err(ServiceError::TooMany(
+                format!(
+                    "{total} live progress streams are open on this server (at most {MAX_STREAMS}); try again in a minute"
+                ),
+                None,
+            ));
         }
         open.insert(person.to_string(), theirs + 1);
         Ok(StreamSlot {
@@ -252,6 +258,9 @@ mod tests {
             .filter_map(|n| slots.take(&format!("user-{n}")).ok())
             .collect();
         assert_eq!(many.len(), MAX_STREAMS - 1);
-        assert!(matches!(slots.take("carol"), Err(ServiceError::TooMany(_))));
+        assert!(matches!(
+            slots.take("carol"),
+            Err(ServiceError::TooMany(..))
+        ));
     }
 }

@@ -85,7 +85,7 @@ fn refusal(error: ServiceError) -> (StatusCode, String) {
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::Conflict(_) => StatusCode::CONFLICT,
-        ServiceError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
         ServiceError::Invalid(_) | ServiceError::PrecheckFailed(_) => StatusCode::BAD_REQUEST,
         ServiceError::Internal(message) => {
             tracing::error!(%message, "a secret could not be shown");

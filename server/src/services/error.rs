@@ -21,9 +21,10 @@ pub enum ServiceError {
     PrecheckFailed(Box<PrecheckReport>),
     #[error("{0}")]
     Conflict(String),
-    /// Too much at once from this caller (or in all): try again later.
+    /// Too much at once from this caller (or in all): try again later (after
+    /// the wait, when it is known).
     #[error("{0}")]
-    TooMany(String),
+    TooMany(String, Option<std::time::Duration>),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -64,10 +64,11 @@ pub async fn enqueue(
     max_attempts: i64,
 ) -> Result<i64, StorageError> {
     let now = now_millis();
-    Ok(sqlx::query_scalar(
+    let run_after = super::lease_clock_sql(conn).unwrap_or("$5");
+    Ok(sqlx::query_scalar(&format!(
         "INSERT INTO jobs (request_id, kind, state, attempts, max_attempts, run_after, created_at, \
-         updated_at) VALUES ($1, $2, $3, 0, $4, $5, $5, $5) RETURNING id",
-    )
+         updated_at) VALUES ($1, $2, $3, 0, $4, {run_after}, $5, $5) RETURNING id"
+    ))
     .bind(request_id.0)
     .bind(kind)
     .bind(QUEUED)
@@ -328,15 +329,21 @@ pub async fn reschedule(
     error: &str,
 ) -> Result<bool, StorageError> {
     let now = now_millis();
+    let (run_after, after) = match super::lease_clock_sql(conn) {
+        Some(clock) => (format!("{clock} + $6"), delay_millis),
+        None => ("$6".to_string(), now + delay_millis),
+    };
     update_held(
         conn,
         (id, worker),
-        "state = CASE WHEN stop_requested_by IS NULL THEN $4 ELSE $8 END, last_error = $5, \
-         lease_owner = NULL, lease_until = NULL, run_after = $6, updated_at = $7",
+        &format!(
+            "state = CASE WHEN stop_requested_by IS NULL THEN $4 ELSE $8 END, last_error = $5, \
+             lease_owner = NULL, lease_until = NULL, run_after = {run_after}, updated_at = $7"
+        ),
         &[
             Bound::Text(Some(QUEUED)),
             Bound::Text(Some(error)),
-            Bound::Int(now + delay_millis),
+            Bound::Int(after),
             Bound::Int(now),
             Bound::Text(Some(CANCELLED)),
         ],
@@ -351,11 +358,14 @@ pub async fn release(
     id: i64,
     worker: &str,
 ) -> Result<bool, StorageError> {
+    let run_after = super::lease_clock_sql(conn).unwrap_or("$5");
     update_held(
         conn,
         (id, worker),
-        "state = $4, lease_owner = NULL, lease_until = NULL, run_after = $5, \
-         attempts = attempts - 1, updated_at = $5",
+        &format!(
+            "state = $4, lease_owner = NULL, lease_until = NULL, run_after = {run_after}, \
+             attempts = attempts - 1, updated_at = $5"
+        ),
         &[Bound::Text(Some(QUEUED)), Bound::Int(now_millis())],
     )
     .await
@@ -510,17 +520,21 @@ pub struct QueueDepth {
 
 /// Read through the `jobs_due` index, which holds only unfinished jobs.
 pub async fn queue_depth(conn: &mut AnyConnection) -> Result<QueueDepth, StorageError> {
-    let (queued, due, running): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+    let clock = super::lease_clock_sql(conn);
+    let sql = format!(
         "SELECT SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), \
-                SUM(CASE WHEN state = $1 AND run_after <= $3 THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN state = $1 AND run_after <= {} THEN 1 ELSE 0 END), \
                 SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END) \
          FROM jobs WHERE state IN ($1, $2)",
-    )
-    .bind(QUEUED)
-    .bind(RUNNING)
-    .bind(now_millis())
-    .fetch_one(&mut *conn)
-    .await?;
+        clock.unwrap_or("$3")
+    );
+    let mut query = sqlx::query_as::<_, (Option<i64>, Option<i64>, Option<i64>)>(&sql)
+        .bind(QUEUED)
+        .bind(RUNNING);
+    if clock.is_none() {
+        query = query.bind(now_millis());
+    }
+    let (queued, due, running) = query.fetch_one(&mut *conn).await?;
     Ok(QueueDepth {
         queued: queued.unwrap_or(0),
         due: due.unwrap_or(0),

@@ -301,13 +301,21 @@ impl Window {
 /// hold dead ones for longer); SQLite has one worker process, whose clock it is.
 pub async fn lease_clock(conn: &mut AnyConnection, engine: Engine) -> Result<i64, StorageError> {
     match engine {
-        Engine::Postgres => Ok(sqlx::query_scalar(
-            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
-        )
-        .fetch_one(conn)
-        .await?),
+        Engine::Postgres => Ok(sqlx::query_scalar(&format!("SELECT {POSTGRES_CLOCK}"))
+            .fetch_one(conn)
+            .await?),
         Engine::Sqlite => Ok(now_millis()),
     }
+}
+
+/// The database's clock in milliseconds, as PostgreSQL reads it in a statement.
+const POSTGRES_CLOCK: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
+/// The lease clock as SQL to put in a statement where a queue time is written
+/// (on PostgreSQL), or `None` where this process's clock is the lease clock
+/// (SQLite): a time a replica writes is then compared with claims on one clock.
+pub fn lease_clock_sql(conn: &AnyConnection) -> Option<&'static str> {
+    (conn.backend_name() == "PostgreSQL").then_some(POSTGRES_CLOCK)
 }
 
 pub fn now_millis() -> i64 {
