@@ -285,7 +285,7 @@ pub struct ListQuery {
 /// line that counts the rest, so a query of a hundred thousand wrong pairs gets a
 /// short answer (and costs no more memory than a right one).
 #[derive(Default)]
-struct QueryProblems {
+pub struct QueryProblems {
     listed: Vec<FieldError>,
     more: usize,
 }
@@ -294,7 +294,7 @@ struct QueryProblems {
 const MAX_QUERY_PROBLEMS: usize = 10;
 
 impl QueryProblems {
-    fn push(&mut self, error: FieldError) {
+    pub fn push(&mut self, error: FieldError) {
         if self.listed.len() < MAX_QUERY_PROBLEMS {
             self.listed.push(error);
         } else {
@@ -302,11 +302,11 @@ impl QueryProblems {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.listed.is_empty()
     }
 
-    fn into_list(mut self) -> Vec<FieldError> {
+    pub fn into_list(mut self) -> Vec<FieldError> {
         if self.more > 0 {
             self.listed.push(FieldError::new(
                 "",
@@ -330,7 +330,9 @@ fn briefly(text: &str) -> String {
     }
 }
 
-fn quoted_briefly(text: &str) -> String {
+/// `text` quoted, cut after a few dozen characters: an answer never echoes a
+/// megabyte someone sent.
+pub fn quoted_briefly(text: &str) -> String {
     if text.chars().count() <= SHOWN_CHARS {
         format!("{text:?}")
     } else {

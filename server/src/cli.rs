@@ -139,6 +139,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: tokio_util::sync::CancellationToken::new(),
         streams: Arc::default(),
+        flow_figures: Arc::default(),
     };
     ensure_initial_users(&state)
         .await

@@ -927,7 +927,7 @@ pub struct IdentityArgs {
     /// provider removed from a team keeps nothing of it for longer.
     #[arg(long, env = "SLIPWAY_PROVIDER_CONFIRMATION", default_value = "30d")]
     pub provider_confirmation: String,
-    /// API calls one token may make in a minute (all at once, if they come so);
+    /// API calls one person's tokens may make in a minute (all at once, if they come so);
     /// past it the token is answered 429 with Retry-After and the call writes
     /// nothing. Per process. 0: no limit.
     #[arg(long, env = "SLIPWAY_TOKEN_CALLS_PER_MINUTE", default_value_t = 600)]

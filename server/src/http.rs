@@ -108,6 +108,7 @@ pub async fn start_user_session(
     user: &UserView,
     user_agent: Option<&str>,
 ) -> Result<(), tower_sessions::session::Error> {
+    forget_another_persons_data(session, user).await?;
     session.cycle_id().await?;
     // A session that waited for single sign-on had a short life; signed in, the
     // idle timeout applies.
@@ -116,6 +117,20 @@ pub async fn start_user_session(
     session.insert(SEEN_KEY, now_millis()).await?;
     if let Some(agent) = user_agent {
         session.insert(USER_AGENT_KEY, agent).await?;
+    }
+    Ok(())
+}
+
+/// A session in which someone else was signed in (a shared browser, nobody
+/// signed out) starts empty: what that person kept in it (a refused comment's
+/// text, say) is theirs, not the next person's.
+async fn forget_another_persons_data(
+    session: &Session,
+    user: &UserView,
+) -> Result<(), tower_sessions::session::Error> {
+    let signed_in: Option<i64> = session.get(USER_KEY).await?;
+    if signed_in.is_some_and(|id| id != user.id.0) {
+        session.clear().await;
     }
     Ok(())
 }
@@ -522,6 +537,34 @@ pub async fn call_meta(mut request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn person(id: i64) -> UserView {
+        UserView {
+            id: slipway_core::ids::UserId(id),
+            username: format!("user{id}"),
+            display_name: String::new(),
+            roles: Vec::new(),
+            teams: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn another_person_signing_in_finds_nothing_of_the_last_one()
+    -> Result<(), tower_sessions::session::Error> {
+        let store = std::sync::Arc::new(tower_sessions::MemoryStore::default());
+        let session = Session::new(None, store, None);
+        session.insert(USER_KEY, 1_i64).await?;
+        session
+            .insert("draft:review:5", "a refused comment")
+            .await?;
+        forget_another_persons_data(&session, &person(1)).await?;
+        let kept: Option<String> = session.get("draft:review:5").await?;
+        assert!(kept.is_some(), "the same person keeps what they kept");
+        forget_another_persons_data(&session, &person(2)).await?;
+        let kept: Option<String> = session.get("draft:review:5").await?;
+        assert_eq!(kept, None);
+        Ok(())
+    }
 
     #[test]
     fn only_plain_request_ids_become_trace_ids() {

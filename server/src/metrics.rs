@@ -31,6 +31,10 @@ struct QueueLabels {
     state: String,
 }
 
+/// How long the gauges read from the database (requests by type and state, the
+/// queue) are reused: a scrape loop reads them at most this often.
+pub const GAUGES_FOR: Duration = Duration::from_secs(5);
+
 /// Step durations from 50 ms to about 14 minutes.
 fn step_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.05, 2.0, 15))
@@ -55,10 +59,11 @@ pub struct Metrics {
     /// workers that cannot claim (a read-only database after a failover, a full
     /// disk) are not ready, however many are alive.
     claims_failing: std::sync::Mutex<Option<(std::time::Instant, String)>>,
-    /// Held from emptying the database gauges to encoding them: two scrapes at
-    /// once (a pair of Prometheus servers) must not encode each other's half-built
-    /// families.
-    rendering: std::sync::Mutex<()>,
+    /// When the database gauges were last read, held from reading them to
+    /// encoding: two scrapes at once (a pair of Prometheus servers) must not
+    /// encode each other's half-built families, and scrapes in a loop must not
+    /// count every request ever stored each time.
+    gauges_read: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Counts a worker loop as alive for as long as it is held.
@@ -107,7 +112,7 @@ impl Metrics {
         let requests = Family::<TypeAndState, Gauge>::default();
         registry.register(
             "requests",
-            "Requests stored, by resource type and state (read at scrape time)",
+            "Requests stored, by resource type and state (read at scrape time, at most every 5 s)",
             requests.clone(),
         );
         let jobs = Family::<QueueLabels, Gauge>::default();
@@ -132,7 +137,7 @@ impl Metrics {
             jobs,
             workers_alive,
             claims_failing: std::sync::Mutex::new(None),
-            rendering: std::sync::Mutex::new(()),
+            gauges_read: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -183,18 +188,26 @@ impl Metrics {
             .map(|(since, error)| (since.elapsed(), error.clone()))
     }
 
-    /// The exposition, with the database gauges read now.
+    /// The exposition, with the database gauges as read at most
+    /// [`GAUGES_FOR`] ago.
     pub async fn render(&self, db: &Db) -> Result<String, StorageError> {
+        let mut read = self.gauges_read.lock().await;
+        if read.is_none_or(|at| at.elapsed() >= GAUGES_FOR) {
+            self.read_gauges(db).await?;
+            *read = Some(std::time::Instant::now());
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry)
+            .map_err(|e| StorageError::Corrupt(format!("encoding the metrics: {e}")))?;
+        Ok(text)
+    }
+
+    async fn read_gauges(&self, db: &Db) -> Result<(), StorageError> {
         let mut conn = db.pool.acquire().await?;
         let by_type_and_state =
             crate::storage::requests::count_by_type_and_state(&mut conn).await?;
         let queue = jobs::queue_depth(&mut conn).await?;
         drop(conn);
-        // Nothing inside panics while holding it, so a poisoned lock still guards.
-        let _rendering = self
-            .rendering
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Families are rebuilt so a type or state that emptied out disappears.
         self.requests.clear();
         for (type_name, state, count) in by_type_and_state {
@@ -215,9 +228,6 @@ impl Metrics {
             };
             self.jobs.get_or_create(&labels).set(count);
         }
-        let mut text = String::new();
-        encode(&mut text, &self.registry)
-            .map_err(|e| StorageError::Corrupt(format!("encoding the metrics: {e}")))?;
-        Ok(text)
+        Ok(())
     }
 }

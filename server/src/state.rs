@@ -47,4 +47,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The live progress streams open now, bounded in all and per person.
     pub streams: Arc<crate::http::events::StreamSlots>,
+    /// Flow metrics computed in the last minute.
+    pub flow_figures: Arc<crate::services::flow::FlowFigures>,
 }

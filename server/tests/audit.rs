@@ -1113,3 +1113,52 @@ async fn events_appended_together_keep_their_order_and_every_field(app: &TestApp
     assert_eq!(status(app).await?, ChainStatus::Intact { events });
     Ok(())
 }
+
+/// A long-lived asset's history answers with its newest events only, oldest
+/// first; the audit log, filtered by the asset, pages through the rest.
+#[tokio::test]
+async fn an_assets_history_answers_with_its_newest_events() -> TestResult {
+    let Some(app) = TestApp::start(Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let request = app.namespace(&alice, "dev", "busy").await?;
+    let asset = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        storage::assets::by_request(&mut conn, request)
+            .await?
+            .ok_or("an asset")?
+    };
+    let origin = Origin {
+        channel: "system".into(),
+        ..Origin::default()
+    };
+    let limit = slipway_server::services::assets::ASSET_HISTORY_LIMIT as usize;
+    let details: Vec<String> = (0..limit + 10).map(|i| format!("event {i}")).collect();
+    let events: Vec<NewEvent<'_>> = details
+        .iter()
+        .map(|detail| NewEvent {
+            origin: &origin,
+            actor_id: None,
+            actor: "tester",
+            action: "asset.checked",
+            target_kind: "asset",
+            target_id: asset.summary.id.to_string(),
+            before: None,
+            after: None,
+            detail: detail.clone(),
+        })
+        .collect();
+    let mut tx = app.state.db.write().await?;
+    storage::audit::append_many(&mut tx, app.engine, &events).await?;
+    tx.commit().await?;
+    let history =
+        slipway_server::services::assets::history(&app.state, &alice, asset.summary.id).await?;
+    assert_eq!(history.len(), limit);
+    assert_eq!(
+        history.last().map(|e| e.detail.as_str()),
+        Some(format!("event {}", limit + 9).as_str()),
+        "the newest last"
+    );
+    Ok(())
+}

@@ -63,4 +63,58 @@ async fn an_abandoned_write_leaves_the_writer_usable(app: &TestApp) -> TestResul
     Ok(())
 }
 
-on_both_engines!(an_abandoned_write_leaves_the_writer_usable);
+on_both_engines!(
+    an_abandoned_write_leaves_the_writer_usable,
+    a_key_taken_over_is_the_newer_calls_alone,
+);
+
+/// A call that runs past the stale time loses its Idempotency-Key to the retry
+/// that took it over: its end neither frees the key (a third try would then run
+/// beside the retry) nor writes its answer over the retry's.
+async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult {
+    use slipway_server::storage::idempotency::{self, Claim, StoredAnswer};
+    let user = app.user("alice").await?.id;
+    let mut tx = app.state.db.write().await?;
+    let Claim::Fresh(first) = idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?
+    else {
+        return Err("a new key is fresh".into());
+    };
+    // The first call ran for two minutes (and the retry comes a moment later).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = created_at - 120000 WHERE idem_key = 'slow'",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let Claim::Fresh(second) = idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?
+    else {
+        return Err("a stale key is taken over".into());
+    };
+    assert_ne!(first, second);
+    idempotency::release(&mut tx, (user, "slow", first)).await?;
+    let answer = StoredAnswer {
+        status: 500,
+        content_type: None,
+        location: None,
+        body: "the first call's".into(),
+    };
+    idempotency::finish(&mut tx, (user, "slow", first), &answer).await?;
+    assert_eq!(
+        idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?,
+        Claim::Running,
+        "the retry still holds it"
+    );
+    let answer = StoredAnswer {
+        status: 201,
+        body: "the retry's".into(),
+        ..answer
+    };
+    idempotency::finish(&mut tx, (user, "slow", second), &answer).await?;
+    let Claim::Replay(kept) = idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?
+    else {
+        return Err("the retry's answer is kept".into());
+    };
+    assert_eq!((kept.status, kept.body.as_str()), (201, "the retry's"));
+    tx.commit().await?;
+    Ok(())
+}

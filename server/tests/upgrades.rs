@@ -230,3 +230,76 @@ async fn check_upgrade_request(
     );
     Ok(())
 }
+
+/// An upgrade is opened for someone who may still ask for the asset: not the
+/// first requester once she has left the team (she would see, and could cancel,
+/// a change that is no longer hers, and her old team could not revise it), but
+/// whoever of the team last asked for an action on it; with no one left, the
+/// upgrade waits for a later sweep.
+#[tokio::test]
+async fn an_upgrade_goes_to_someone_who_may_still_ask_for_the_asset() -> TestResult {
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    let web = asset_of(&app.state, app.namespace(&alice, "dev", "web").await?).await?;
+    let solo = asset_of(&app.state, app.namespace(&alice, "dev", "solo").await?).await?;
+
+    // Dave of payments resizes web; then alice moves to another team.
+    let hash = slipway_server::services::auth::hash_password("dave-demo-pw")?;
+    let mut conn = app.state.db.pool.acquire().await?;
+    storage::users::insert(
+        &mut conn,
+        &storage::users::NewUser {
+            username: "dave",
+            display_name: "Dave",
+            password_hash: Some(&hash),
+            roles: &[slipway_core::views::Role::Requester],
+            teams: &["payments".to_string()],
+        },
+    )
+    .await?;
+    drop(conn);
+    let dave = app.user("dave").await?;
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-web".into(),
+    };
+    let resize = actions::submit(&app.state, &dave, web.summary.id, "resize", &draft).await?;
+    if app.request_state(resize).await? == RequestState::InReview {
+        let bob = app.user("bob").await?;
+        reviews::decide(&app.state, &bob, resize, 1, ReviewDecision::Approve, "fine").await?;
+    }
+    run_jobs_on(&app.state).await?;
+    assert_eq!(app.request_state(resize).await?, RequestState::Completed);
+    let moved = "UPDATE users SET teams = 'search' WHERE username = 'alice'";
+    sqlx::query(moved).execute(&app.state.db.writer).await?;
+
+    edit(&catalog, TEMPLATE, |t| {
+        format!("{}\n{ADDED_LABEL}", t.trim_end())
+    })?;
+    let changed = app.restart().await?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (report.opened.len(), report.deferred),
+        (1, 1),
+        "web for dave; solo has no one left to ask: {report:?}"
+    );
+    let upgrade = storage::requests::get(&mut *changed.db.pool.acquire().await?, report.opened[0])
+        .await?
+        .ok_or("the upgrade")?;
+    assert_eq!(
+        (upgrade.asset_id, upgrade.requester_id),
+        (Some(web.summary.id), dave.id)
+    );
+    let solo_now = storage::assets::get(&mut *changed.db.pool.acquire().await?, solo.summary.id)
+        .await?
+        .ok_or("solo")?;
+    assert_ne!(
+        solo_now.catalog_version,
+        version(&changed)?,
+        "solo still waits"
+    );
+    Ok(())
+}

@@ -162,10 +162,10 @@ async fn get_asset(
 #[utoipa::path(get, path = "/api/v1/assets/{id}/history", tag = "assets",
     params(("id" = i64, Path, description = "The asset's number")),
     responses(
-        (status = 200, description = "Every audit event about the asset, oldest first", body = [AuditEntry]),
+        (status = 200, description = "The newest 1,000 audit events about the asset, oldest first (the audit log, filtered by target, pages through all of them)", body = [AuditEntry]),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-/// Every audit event about one asset, oldest first.
+/// The newest 1,000 audit events about one asset, oldest first.
 async fn asset_history(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -131,8 +131,8 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         }
     };
     let print = fingerprint(&state, &caller, (&parts.method, parts.uri.path()), &bytes);
-    match claim(&state, &caller, &key, &print).await {
-        Ok(Claim::Fresh) => {}
+    let claimed_at = match claim(&state, &caller, &key, &print).await {
+        Ok(Claim::Fresh(claimed_at)) => claimed_at,
         Ok(Claim::Replay(answer)) => return replay(answer),
         Ok(Claim::Mismatch) => {
             return Problem::new(
@@ -151,11 +151,11 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
             .into_response();
         }
         Err(problem) => return problem.into_response(),
-    }
+    };
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
-    keep_answer(&state, &caller, &key, response).await
+    keep_answer(&state, (caller.id, &key, claimed_at), response).await
 }
 
 async fn claim(
@@ -181,13 +181,13 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 
 /// Keeps the answer for replays; a server fault gives the key back so a retry runs anew.
 /// An answer is never turned into an error after the call took effect.
-async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Response) -> Response {
+async fn keep_answer(state: &AppState, held: Held<'_>, response: Response) -> Response {
     let (parts, body) = response.into_parts();
     let bytes = match to_bytes(body, MAX_READ_ANSWER).await {
         Ok(bytes) => bytes,
         Err(error) => {
             tracing::error!(%error, "an answer could not be read back to keep it");
-            if let Err(error) = give_back(state, caller, key).await {
+            if let Err(error) = give_back(state, held).await {
                 tracing::error!(%error, "could not give back an Idempotency-Key");
             }
             return Problem::from(crate::services::ServiceError::Internal(
@@ -199,10 +199,10 @@ async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Res
     let stored = async {
         let mut conn = state.db.write().await?;
         if parts.status.is_server_error() {
-            idempotency::release(&mut conn, caller.id, key).await?;
+            idempotency::release(&mut conn, held).await?;
         } else {
             let answer = answer_to_keep(&parts, &bytes);
-            idempotency::finish(&mut conn, caller.id, key, &answer).await?;
+            idempotency::finish(&mut conn, held, &answer).await?;
         }
         conn.commit().await?;
         Ok::<(), crate::storage::StorageError>(())
@@ -213,13 +213,12 @@ async fn keep_answer(state: &AppState, caller: &Caller, key: &str, response: Res
     Response::from_parts(parts, Body::from(bytes))
 }
 
-async fn give_back(
-    state: &AppState,
-    caller: &Caller,
-    key: &str,
-) -> Result<(), crate::storage::StorageError> {
+/// A key as this call holds it: whose, which, and when it was claimed.
+type Held<'a> = (slipway_core::ids::UserId, &'a str, i64);
+
+async fn give_back(state: &AppState, held: Held<'_>) -> Result<(), crate::storage::StorageError> {
     let mut conn = state.db.write().await?;
-    idempotency::release(&mut conn, caller.id, key).await?;
+    idempotency::release(&mut conn, held).await?;
     conn.commit().await?;
     Ok(())
 }

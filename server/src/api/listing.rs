@@ -2,7 +2,7 @@
 //! assets): read by the same parser as the portal's pages, every bad or unknown
 //! parameter a 422 naming it, and a page's cursors both ways.
 
-use slipway_core::listing::{ListPage, ListQuery, Param, SizeRule};
+use slipway_core::listing::{ListPage, ListQuery, Param, QueryProblems, SizeRule, quoted_briefly};
 use slipway_core::validate::FieldError;
 
 use super::problem::{ApiError, Problem};
@@ -106,7 +106,8 @@ pub fn parse(
     filters: &[Param],
     flags: &[&str],
 ) -> Result<ApiListQuery, ApiError> {
-    let mut errors: Vec<FieldError> = Vec::new();
+    // Listed up to a cap and counted beyond: thousands of bad pairs get a short answer.
+    let mut errors = QueryProblems::default();
     let mut rest: Vec<(&str, String)> = Vec::new();
     let mut read_flags = Vec::new();
     let mut cursor_given = false;
@@ -119,7 +120,7 @@ pub fn parse(
                 "false" | "0" => read_flags.push((key.clone(), false)),
                 other => errors.push(FieldError::new(
                     key.as_str(),
-                    format!("{other:?} is not true or false"),
+                    format!("{} is not true or false", quoted_briefly(other)),
                 )),
             }
         } else if key == "cursor" {
@@ -151,12 +152,12 @@ pub fn parse(
         Ok(query) => Some(query),
         Err(more) => {
             // An error about what a cursor stood for names the cursor.
-            errors.extend(more.into_iter().map(|mut e| {
+            for mut e in more {
                 if cursor_as == Some(e.field.as_str()) {
                     e.field = "cursor".into();
                 }
-                e
-            }));
+                errors.push(e);
+            }
             None
         }
     };
@@ -165,7 +166,7 @@ pub fn parse(
             query,
             flags: read_flags,
         }),
-        _ => Err(Problem::invalid(errors).into()),
+        _ => Err(Problem::invalid(errors.into_list()).into()),
     }
 }
 

@@ -153,7 +153,7 @@ fn document_layer_answers(document: &mut utoipa::openapi::OpenApi) {
                 ("401", "No valid API token"),
                 (
                     "429",
-                    "The token called faster than its pace (--token-calls-per-minute); the Retry-After header says how many seconds to wait",
+                    "The caller's tokens called faster than their pace (--token-calls-per-minute); the Retry-After header says how many seconds to wait",
                 ),
                 ("500", "A fault on the server; quote the trace id"),
             ];

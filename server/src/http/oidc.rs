@@ -83,7 +83,13 @@ async fn start(
     match routes.oidc.begin(next.clone()).await {
         Ok((url, pending)) => match session.insert(PENDING_KEY, pending).await {
             Ok(()) => {
-                session.set_expiry(Some(super::PENDING_SIGN_IN_EXPIRY));
+                // A session waiting for the provider lives briefly (anyone may
+                // start one); a signed-in one that follows a link here keeps its
+                // own life.
+                let signed_in = matches!(session.get::<i64>(super::USER_KEY).await, Ok(Some(_)));
+                if !signed_in {
+                    session.set_expiry(Some(super::PENDING_SIGN_IN_EXPIRY));
+                }
                 Redirect::to(&url).into_response()
             }
             Err(error) => {

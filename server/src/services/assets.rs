@@ -34,8 +34,14 @@ pub async fn list(
     Ok(storage::assets::list(&mut conn, state.db.engine, filter, page).await?)
 }
 
-/// An asset's history: every audit event about it, oldest first, as this person may
-/// read it (client addresses and trace ids only for the audit log's readers).
+/// The most events an asset's history answers with: the newest, oldest first. A
+/// long-lived asset gathers events for ever (every action asked for, every
+/// backup); the audit log pages through all of them.
+pub const ASSET_HISTORY_LIMIT: i64 = 1_000;
+
+/// An asset's history: its newest audit events (at most [`ASSET_HISTORY_LIMIT`]),
+/// oldest first, as this person may read it (client addresses and trace ids only
+/// for the audit log's readers).
 pub async fn history(
     state: &AppState,
     user: &Caller,
@@ -45,7 +51,12 @@ pub async fn history(
     storage::assets::get(&mut conn, id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
-    let events = storage::audit::for_target(&mut conn, "asset", &id.to_string()).await?;
+    let events = storage::audit::newest_for_target(
+        &mut conn,
+        ("asset", &id.to_string()),
+        ASSET_HISTORY_LIMIT,
+    )
+    .await?;
     Ok(policy::history_for(user, events))
 }
 

@@ -6,9 +6,28 @@ use slipway_core::flow::{self, FlowMetrics, FlowQuery};
 use slipway_core::policy;
 use slipway_core::validate::FieldError;
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use super::{Caller, ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::storage;
+
+/// How long computed figures are shown again: a year's window reads every flow
+/// step of the year (about a second and a half at 700,000 on SQLite), so people
+/// opening the page together, or paging between its views, share one reading;
+/// the figures are weekly ones, a few seconds old changes none of them much.
+pub const FIGURES_FOR: Duration = Duration::from_secs(15);
+
+/// Figures computed lately, by window and trend type. One computation at a time:
+/// people opening the page together wait for one reading, not one each.
+#[derive(Debug, Default)]
+pub struct FlowFigures {
+    computed: tokio::sync::Mutex<HashMap<Window, (Instant, FlowMetrics)>>,
+}
+
+/// The weeks asked for (first, last) and the trend's type.
+type Window = (i64, i64, Option<String>);
 
 /// The figures of the window the query asks for (the last 12 weeks by default).
 #[tracing::instrument(skip_all, fields(weeks = ?query.weeks, type_name = ?query.type_name))]
@@ -30,6 +49,16 @@ pub async fn flow_metrics(
             format!("no resource type is called {name:?}"),
         )]));
     }
+    let key = (since, until, trend_type.map(str::to_string));
+    let mut computed = state.flow_figures.computed.lock().await;
+    if let Some((at, figures)) = computed.get(&key)
+        && at.elapsed() < FIGURES_FOR
+    {
+        return Ok(figures.clone());
+    }
     let input = storage::flow::read(&state.db.pool, since, until).await?;
-    Ok(flow::compute(&input, trend_type))
+    let figures = flow::compute(&input, trend_type);
+    computed.retain(|_, (at, _)| at.elapsed() < FIGURES_FOR);
+    computed.insert(key, (Instant::now(), figures.clone()));
+    Ok(figures)
 }

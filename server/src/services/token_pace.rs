@@ -1,8 +1,8 @@
-//! How fast one API token may call. Every call is attributable in the audit log
-//! (`token.used`), so a script that loops on a token would grow the trail, and
-//! the database's work, without bound: past its pace a token is answered `429`
-//! with when to try again, and the refused call writes nothing. Per process: a
-//! token spread over replicas gets each one's pace.
+//! How fast one person's API tokens may call, together (one person may hold
+//! many). Every call is attributable in the audit log (`token.used`), so a script
+//! that loops on a token would grow the trail, and the database's work, without
+//! bound: past the pace a call is answered `429` with when to try again, and
+//! writes nothing. Per process: calls spread over replicas get each one's pace.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -15,6 +15,7 @@ const FORGET_AFTER_KEYS: usize = 10_000;
 
 pub struct TokenPace {
     per_minute: u32,
+    /// Keyed by user id.
     limiter: Option<DefaultKeyedRateLimiter<i64>>,
 }
 
@@ -27,8 +28,8 @@ impl std::fmt::Debug for TokenPace {
 }
 
 impl TokenPace {
-    /// `per_minute` calls a minute per token, all of them at once if they come
-    /// so; 0 sets no limit.
+    /// `per_minute` calls a minute per person, all of them at once if they
+    /// come so; 0 sets no limit.
     pub fn new(per_minute: u32) -> TokenPace {
         TokenPace {
             per_minute,
@@ -36,8 +37,8 @@ impl TokenPace {
         }
     }
 
-    /// Counts a call of the token; how long to wait when it is one too many.
-    pub fn call(&self, token: i64) -> Result<(), Duration> {
+    /// Counts a call of the person's; how long to wait when it is one too many.
+    pub fn call(&self, user: i64) -> Result<(), Duration> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -45,7 +46,7 @@ impl TokenPace {
             limiter.retain_recent();
         }
         limiter
-            .check_key(&token)
+            .check_key(&user)
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
@@ -59,7 +60,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_token_past_its_pace_waits_and_others_do_not() {
+    fn a_person_past_their_pace_waits_and_others_do_not() {
         let pace = TokenPace::new(3);
         for _ in 0..3 {
             assert_eq!(pace.call(1), Ok(()));
@@ -69,7 +70,7 @@ mod tests {
             wait > Duration::ZERO && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
-        assert_eq!(pace.call(2), Ok(()), "another token has its own pace");
+        assert_eq!(pace.call(2), Ok(()), "another person has their own pace");
     }
 
     #[test]

@@ -243,11 +243,12 @@ pub async fn authenticate_call(
         token_expires_at: Some(token.expires_at),
     };
     if !call.is_empty() {
-        if let Err(wait) = state.token_pace.call(token.id) {
-            tracing::warn!(token_id = token.id, user = %caller.user.username, "an API token called faster than its pace");
+        // Per person, not per token: one person may hold many tokens.
+        if let Err(wait) = state.token_pace.call(caller.user.id.0) {
+            tracing::warn!(token_id = token.id, user = %caller.user.username, "API calls faster than their pace");
             return Err(ServiceError::TooMany(
                 format!(
-                    "this token made more than {} calls in a minute; wait {} s and spread the calls out",
+                    "your API tokens made more than {} calls in a minute; wait {} s and spread the calls out",
                     state.token_pace.per_minute(),
                     wait.as_secs().max(1)
                 ),

@@ -16,7 +16,9 @@ use serde_json::Value;
 use slipway_core::action::ACTIVE;
 use slipway_core::catalog::{ResourceType, TypeAction};
 use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::policy::{self, RequestFacts, Verb};
 use slipway_core::render::{ChangeSet, RenderedFile};
+use slipway_core::state::RequestState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -181,7 +183,10 @@ async fn upgrade_one(
         tx.commit().await?;
         return Ok(Outcome::Unchanged);
     }
-    let owner = asset_owner(&mut tx, &asset).await?;
+    let Some(owner) = asset_owner(state, &mut tx, &asset, upgrade).await? else {
+        tracing::warn!(asset_id = %id, "no one who asked for this asset may still ask for its team; its template upgrade waits");
+        return Ok(Outcome::Deferred);
+    };
     let key = format!("template-upgrade-{id}-{}", ty.version);
     let actor = Actor::Policy(RULE.to_string());
     let target = ActionTarget {
@@ -226,20 +231,46 @@ fn shown_version(version: &str) -> &str {
     }
 }
 
-/// The person the upgrade is opened for: whoever asked for the asset, so it is
-/// in their requests and reaches them as theirs would.
-async fn asset_owner(conn: &mut sqlx::AnyConnection, asset: &AssetRow) -> ServiceResult<Caller> {
-    let made_by = storage::requests::get(conn, asset.summary.request_id)
-        .await?
-        .ok_or_else(|| {
-            ServiceError::Internal(format!("asset #{} has no request", asset.summary.id))
-        })?;
-    let user = storage::users::by_id(conn, made_by.requester_id)
-        .await?
-        .ok_or_else(|| {
-            ServiceError::Internal(format!("request #{} has no requester", made_by.id))
-        })?;
-    Ok(Caller::new(user, Channel::System, CallMeta::default()))
+/// The person the upgrade is opened for, so it is in their requests and reaches
+/// them as theirs would: whoever asked for the asset, or else whoever last asked
+/// for an action on it, as long as they may still ask for it now (an account
+/// that is not disabled, in the asset's team, with the requester's role: the
+/// rule a submit of theirs would meet). Someone who left the team would
+/// otherwise see, and could cancel, a change of an asset that is no longer
+/// theirs, and the team could not revise it. None when no one qualifies.
+async fn asset_owner(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    asset: &AssetRow,
+    upgrade: &TypeAction,
+) -> ServiceResult<Option<Caller>> {
+    const CANDIDATES: i64 = 20;
+    let ids = storage::requests::requesters_of_asset(
+        conn,
+        asset.summary.id,
+        asset.summary.request_id,
+        CANDIDATES,
+    )
+    .await?;
+    for id in ids {
+        let Ok(user) = super::auth::acting_user(state, conn, id).await else {
+            continue;
+        };
+        let facts = RequestFacts::new(
+            &upgrade.request_type,
+            &asset.params,
+            RequestState::Draft,
+            id,
+        );
+        if policy::may(&user, Verb::Submit, &facts).is_ok() {
+            return Ok(Some(Caller::new(
+                user,
+                Channel::System,
+                CallMeta::default(),
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether every file the change writes is deployed with exactly that content.

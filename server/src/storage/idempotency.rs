@@ -8,8 +8,10 @@ use super::{StorageError, now_millis};
 /// What a key finds when a call arrives with it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// First use: the call runs and its answer is kept.
-    Fresh,
+    /// First use (or a stale call's key taken over): the call runs and its
+    /// answer is kept. The time it was claimed at fences the claim: only this
+    /// call's end may finish or release it.
+    Fresh(i64),
     /// A finished call with the same payload: its answer, again.
     Replay(StoredAnswer),
     /// The same key with another payload.
@@ -49,7 +51,7 @@ pub async fn claim(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(Claim::Fresh);
+        return Ok(Claim::Fresh(now));
     }
     let Some(row) = sqlx::query(
         "SELECT fingerprint, state, status, content_type, location, body, created_at \
@@ -92,21 +94,24 @@ pub async fn claim(
         .execute(&mut *conn)
         .await?;
         if taken.rows_affected() == 1 {
-            return Ok(Claim::Fresh);
+            return Ok(Claim::Fresh(now));
         }
     }
     Ok(Claim::Running)
 }
 
+/// Keeps the answer of the call that claimed the key at `claimed_at`; nothing
+/// when another call has taken the key over since (this one ran past the stale
+/// time: the newer call's answer is the one to keep).
 pub async fn finish(
     conn: &mut AnyConnection,
-    user: UserId,
-    key: &str,
+    (user, key, claimed_at): (UserId, &str, i64),
     answer: &StoredAnswer,
 ) -> Result<(), StorageError> {
     sqlx::query(
         "UPDATE idempotency_keys SET state = 'done', status = $1, content_type = $2, body = $3, \
-         location = $6 WHERE user_id = $4 AND idem_key = $5",
+         location = $6 WHERE user_id = $4 AND idem_key = $5 AND state = 'running' \
+         AND created_at = $7",
     )
     .bind(i64::from(answer.status))
     .bind(answer.content_type.as_deref())
@@ -114,22 +119,27 @@ pub async fn finish(
     .bind(user.0)
     .bind(key)
     .bind(answer.location.as_deref())
+    .bind(claimed_at)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Gives the key back (the call failed on our side and may be retried as new).
+/// Gives the key back (the call failed on our side and may be retried as new),
+/// unless another call has taken it over since `claimed_at`.
 pub async fn release(
     conn: &mut AnyConnection,
-    user: UserId,
-    key: &str,
+    (user, key, claimed_at): (UserId, &str, i64),
 ) -> Result<(), StorageError> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2")
-        .bind(user.0)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 \
+         AND state = 'running' AND created_at = $3",
+    )
+    .bind(user.0)
+    .bind(key)
+    .bind(claimed_at)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -956,6 +956,27 @@ pub struct AssetRequestRow {
     pub created_at: i64,
 }
 
+/// Who asked for an asset and for the actions on it: the first request's
+/// requester, then the others', newest first, each once (at most `limit`).
+pub async fn requesters_of_asset(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    first_request: RequestId,
+    limit: i64,
+) -> Result<Vec<UserId>, StorageError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT requester_id FROM requests WHERE id = $1 OR asset_id = $2 \
+         GROUP BY requester_id ORDER BY MAX(CASE WHEN id = $1 THEN 1 ELSE 0 END) DESC, MAX(id) DESC \
+         LIMIT $3",
+    )
+    .bind(first_request.0)
+    .bind(asset.0)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids.into_iter().map(UserId).collect())
+}
+
 /// The requests that acted on an asset, newest first (at most `limit`).
 pub async fn for_asset(
     conn: &mut AnyConnection,
