@@ -370,6 +370,38 @@ fn id_value(param: Param, value: &str) -> Result<i64, FieldError> {
 }
 
 impl ListQuery {
+    /// The same rules as [`ListQuery::parse`] for a query that arrives already
+    /// read (the portal's list calls send it as JSON): names without control
+    /// characters and within their length, search words with control characters
+    /// as separators.
+    pub fn checked(mut self) -> Result<ListQuery, Vec<FieldError>> {
+        let mut errors = QueryProblems::default();
+        let f = &mut self.filter;
+        for (param, value) in [
+            (Param::Type, &mut f.type_name),
+            (Param::Team, &mut f.team),
+            (Param::Environment, &mut f.environment),
+            (Param::Actor, &mut f.actor),
+            (Param::Action, &mut f.action),
+            (Param::Target, &mut f.target),
+        ] {
+            if let Some(given) = value.as_deref()
+                && let Err(error) = name_value(param, given)
+            {
+                errors.push(error);
+                *value = None;
+            }
+        }
+        if let Some(text) = &mut f.text {
+            *text = text.replace(char::is_control, " ");
+        }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(errors.into_list())
+        }
+    }
+
     /// Reads a list's query parameters. Only `accepted` parameters are known; any
     /// other, a repeated one, or a bad value is an error naming the parameter. An
     /// empty value means "not given" (a GET form sends its empty fields).

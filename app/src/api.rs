@@ -22,6 +22,15 @@ use crate::ssr::{
 #[cfg(feature = "ssr")]
 use slipway_server::services;
 
+/// A list's query as the portal's page sent it (JSON, read in the browser),
+/// held to the rules the REST API reads a query string by.
+#[cfg(feature = "ssr")]
+fn checked(query: ListQuery) -> Result<ListQuery, AppError> {
+    query
+        .checked()
+        .map_err(|errors| user_error(services::ServiceError::Invalid(errors)))
+}
+
 /// The signed-in person and the lists the menu offers them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SignedIn {
@@ -297,6 +306,7 @@ pub async fn cancel_request(id: RequestId) -> Result<(), AppError> {
 #[server(input = Json)]
 pub async fn my_requests(query: ListQuery) -> Result<ListPage<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
+    let query = checked(query)?;
     services::requests::mine(&state, &user, &query.filter, query.page)
         .await
         .map_err(user_error)
@@ -328,6 +338,7 @@ pub async fn current_state(id: RequestId) -> Result<RequestState, AppError> {
 #[server(input = Json)]
 pub async fn review_queue(query: ListQuery) -> Result<ListPage<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
+    let query = checked(query)?;
     services::reviews::queue(&state, &user, &query.filter, query.page)
         .await
         .map_err(user_error)
@@ -360,6 +371,7 @@ pub async fn request_drafts(id: RequestId) -> Result<(String, String), AppError>
 #[server(input = Json)]
 pub async fn needing_attention(query: ListQuery) -> Result<ListPage<RequestSummary>, AppError> {
     let (state, user) = signed_in().await?;
+    let query = checked(query)?;
     services::requests::needing_attention(&state, &user, &query.filter, query.page)
         .await
         .map_err(user_error)
@@ -394,6 +406,7 @@ pub async fn resolve_request(id: RequestId, note: String) -> Result<(), AppError
 #[server(input = Json)]
 pub async fn list_assets(query: ListQuery) -> Result<ListPage<AssetSummary>, AppError> {
     let (state, user) = signed_in().await?;
+    let query = checked(query)?;
     services::assets::list(&state, &user, &query.filter, query.page)
         .await
         .map_err(user_error)
@@ -410,6 +423,7 @@ pub async fn fetch_asset(id: AssetId) -> Result<AssetDetail, AppError> {
 #[server(input = Json)]
 pub async fn audit_log(query: ListQuery) -> Result<ListPage<AuditEntry>, AppError> {
     let (state, user) = signed_in().await?;
+    let query = checked(query)?;
     services::audit::page(&state, &user, &query)
         .await
         .map_err(user_error)

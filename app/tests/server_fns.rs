@@ -6,7 +6,10 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use app::api::{CancelRequest, Decide, Login, PrecheckRequest, ResolveRequest, SubmitRequest};
+use app::api::{
+    CancelRequest, Decide, ListAssets, Login, MyRequests, PrecheckRequest, ResolveRequest,
+    SubmitRequest,
+};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{TestApp, TestResult};
@@ -121,6 +124,35 @@ async fn malformed_calls_are_client_errors_and_change_nothing() -> TestResult {
             CancelRequest::PATH,
         ),
     ];
+    // A list's query, sent as JSON: the rules the API reads a query string by.
+    let list_call = |filter: slipway_core::listing::ListFilter| -> TestResult<String> {
+        let query = slipway_core::listing::ListQuery {
+            filter,
+            ..Default::default()
+        };
+        Ok(serde_json::to_string(
+            &serde_json::json!({ "query": query }),
+        )?)
+    };
+    let mut cases = cases;
+    cases.push((
+        "a control character in a list's filter",
+        JSON,
+        list_call(slipway_core::listing::ListFilter {
+            team: Some("pay\u{0}ments".into()),
+            ..Default::default()
+        })?,
+        MyRequests::PATH,
+    ));
+    cases.push((
+        "a filter of 300,000 characters",
+        JSON,
+        list_call(slipway_core::listing::ListFilter {
+            type_name: Some("t".repeat(300_000)),
+            ..Default::default()
+        })?,
+        ListAssets::PATH,
+    ));
     for (what, content_type, body, path) in cases {
         let (status, answer, _) = call(&router, Some(&cookie), path, content_type, body).await?;
         assert!(status.is_client_error(), "{what}: {status} {answer}");

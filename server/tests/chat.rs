@@ -483,8 +483,9 @@ async fn linking_requesting_and_refusals(engine: Engine) -> TestResult {
     bot.ask(&stranger, &room, "help", "link <code>").await?;
     bot.ask(&stranger, &room, "mine", "I do not know you yet")
         .await?;
-    bot.ask(&stranger, &room, PROD_NAMESPACE, "I do not know you yet")
-        .await?;
+    // Told once in a while, not at every command (each answer costs the bot's
+    // sending budget, which everyone's answers and notices share).
+    stranger.say(&room, PROD_NAMESPACE).await?;
     bot.ask(
         &stranger,
         &room,
@@ -843,11 +844,20 @@ async fn rate_limits_slow_the_bot_but_lose_nothing(engine: Engine) -> TestResult
     let bot = &world.bot;
     let person = world.synapse.register("chatty").await?;
     let room = person.create_room(&[&bot.user_id]).await?;
+    let alice = world.app.user("alice").await?;
+    let code = chat_service::issue_link_code(&world.app.state, &alice).await?;
+    bot.ask(
+        &person,
+        &room,
+        &format!("link {}", code.code),
+        "you are alice",
+    )
+    .await?;
     for n in 0..6 {
         person.say(&room, &format!("status #{}", n + 1)).await?;
     }
     let deadline = Instant::now() + WAIT;
-    while person.messages_from(&room, &bot.user_id).await?.len() < 6 {
+    while person.messages_from(&room, &bot.user_id).await?.len() < 7 {
         if Instant::now() > deadline {
             return Err("the bot lost answers under the rate limit".into());
         }
@@ -855,8 +865,12 @@ async fn rate_limits_slow_the_bot_but_lose_nothing(engine: Engine) -> TestResult
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let answers = person.messages_from(&room, &bot.user_id).await?;
-    assert_eq!(answers.len(), 6, "{answers:#?}");
-    assert!(answers.iter().all(|a| a.contains("I do not know you yet")));
+    assert_eq!(
+        answers.len(),
+        7,
+        "the link, then one answer per command: {answers:#?}"
+    );
+    assert!(answers.iter().all(|a| !a.contains("I do not know you yet")));
     adapter.stop().await
 }
 
@@ -881,15 +895,32 @@ async fn group_rooms_hear_only_commands(engine: Engine) -> TestResult {
         &erin,
         &team,
         &format!("link {}", code.code),
-        "in a direct chat",
+        "it is used up",
     )
     .await?;
     let mention = format!("{}: help", bot.user_id);
     bot.ask(&erin, &team, &mention, "Slipway commands").await?;
     let said = erin.messages_from(&team, &bot.user_id).await?;
     assert_eq!(said.len(), 3, "chatter is not answered: {said:#?}");
-    // The code was not used up in the shared room: it links in a direct chat.
+    // Frank read the code in the shared room: it links no one, him or erin.
+    let franks = frank.create_room(&[&bot.user_id]).await?;
+    bot.ask(
+        &frank,
+        &franks,
+        &format!("link {}", code.code),
+        "unknown, expired or already used",
+    )
+    .await?;
     let direct = erin.create_room(&[&bot.user_id]).await?;
+    bot.ask(
+        &erin,
+        &direct,
+        &format!("link {}", code.code),
+        "unknown, expired or already used",
+    )
+    .await?;
+    // A new code, sent in a direct chat, links her.
+    let code = chat_service::issue_link_code(&world.app.state, &caller).await?;
     bot.ask(
         &erin,
         &direct,
@@ -1219,6 +1250,8 @@ async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
             .await
             .contains("no requests yet")
     );
+    // A code given out before the unlink links nothing after it.
+    let spare = chat_service::issue_link_code(state, &bob).await?;
     chat_service::unlink(state, &bob).await?;
     assert_eq!(chat_service::linked_account(state, &bob).await?, None);
     assert!(
@@ -1226,6 +1259,19 @@ async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
             .await
             .contains("I do not know you yet")
     );
+    let late = chat_service::link(state, "@bob:chat.test", "!b:chat.test", &spare.code, "$s").await;
+    assert!(late.is_err(), "a code from before the unlink still linked");
+    // Nor one given out before the account was disabled, during or after.
+    let before = chat_service::issue_link_code(state, &bob).await?;
+    slipway_server::services::auth::set_disabled(state, "bob", true).await?;
+    let during =
+        chat_service::link(state, "@x:chat.test", "!x:chat.test", &before.code, "$d").await;
+    assert!(during.is_err(), "a disabled account was linked");
+    slipway_server::services::auth::set_disabled(state, "bob", false).await?;
+    let after = chat_service::link(state, "@x:chat.test", "!x:chat.test", &before.code, "$e").await;
+    assert!(after.is_err(), "a code from before the disabling linked");
+    let bob = app.user("bob").await?;
+    assert_eq!(chat_service::linked_account(state, &bob).await?, None);
     assert!(matches!(
         chat_service::unlink(state, &bob).await,
         Err(slipway_server::services::ServiceError::NotFound(_))

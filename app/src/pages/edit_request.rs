@@ -55,7 +55,7 @@ pub fn EditRequestPage() -> impl IntoView {
                             <Title text=format!("Revise request #{id}") />
                             <h1>{format!("Revise request #{id}")}</h1>
                             {feedback.into_iter().map(|(who, comment)| view! {
-                                <blockquote class="feedback"><p>{comment}</p><footer>{format!("— {who}, reviewer")}</footer></blockquote>
+                                <blockquote class="feedback"><p class="written">{comment}</p><footer>{format!("— {who}, reviewer")}</footer></blockquote>
                             }).collect_view()}
                             <p class="muted">{format!("Submitting creates revision {next_revision}; the reviewer sees only what changed.")}</p>
                             {(!detail.permissions.resubmit).then(|| view! { <p class="notice">"This request is not waiting for changes; the server will refuse a new revision."</p> })}

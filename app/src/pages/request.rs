@@ -321,7 +321,7 @@ fn Decisions(detail: RequestDetail) -> impl IntoView {
                     <li class:voided=d.voided>
                         <strong>{d.decided_by.clone()}</strong>{format!(" · {} · revision {} · {}", d.decision.replace('_', " "), d.revision, d.at)}
                         {d.voided.then(|| view! { <span class="muted">" (void: a newer revision replaced it)"</span> })}
-                        {(!d.comment.is_empty()).then(|| view! { <p>{d.comment.clone()}</p> })}
+                        {(!d.comment.is_empty()).then(|| view! { <p class="written">{d.comment.clone()}</p> })}
                     </li>
                 }).collect_view()}
             </ul>

@@ -25,7 +25,7 @@ pub const HELP: &str = "Slipway commands:
 Reviewers: approve #<id> · changes #<id> <what to change> · reject #<id> <why>
 Platform team: retry #<id> · take #<id>";
 
-const NOT_LINKED: &str = "I do not know you yet. Open your account page in Slipway, \
+pub(crate) const NOT_LINKED: &str = "I do not know you yet. Open your account page in Slipway, \
 get a link code, and send me: link <code>. Until then I can only show help.";
 
 /// Who sent a message, and where.
@@ -102,12 +102,14 @@ pub fn describe_error(error: &ServiceError, event_id: &str) -> String {
 
 async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String, ServiceError> {
     // The linked room hears how the person's requests go, reviewers' comments
-    // included: a direct chat, not a room others read. The code is not used up.
+    // included: a direct chat, not a room others read. And others read the code
+    // here: it is used up, or whoever reads it first could link as its owner.
     if asker.shared_room {
+        services::chat::burn_code(state, code).await?;
         return Ok(
-            "Send me the link command in a direct chat, just you and me: \
-                   I tell you there how your requests go, and others read this room. \
-                   Your code stays valid until it expires."
+            "Others read this room, and now that code: it is used up. Get a new one on \
+             your account page and send me `link <code>` in a direct chat, just you and \
+             me: I tell you there how your requests go."
                 .to_string(),
         );
     }

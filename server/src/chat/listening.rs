@@ -27,12 +27,31 @@ pub enum Pace {
     Ignored,
 }
 
+/// Messages of a room the bot was invited to are answered from a minute before
+/// the invitation was seen (a person may invite the bot and speak at once);
+/// what was said earlier (a room's whole history, when it is re-invited after
+/// a week) was never said to it.
+const INVITE_GRACE_MILLIS: i64 = 60_000;
+/// How long an invitation's time is kept: its room's history arrives with the
+/// first sync after the join.
+const INVITES_FOR: Duration = Duration::from_secs(3600);
+
 #[derive(Default)]
 pub struct Listening {
     members: HashMap<String, (usize, Instant)>,
     senders: HashMap<String, (Instant, u32)>,
     told_encrypted: HashSet<String>,
+    /// Rooms invited to lately: from when their messages count, and when the
+    /// invitation was seen.
+    invited: HashMap<String, (i64, Instant)>,
+    /// People the bot does not know, and when it last told them how to link.
+    strangers: HashMap<String, Instant>,
 }
+
+/// How often one person the bot does not know is told how to link: every
+/// command of theirs would otherwise cost an answer from the bot's own sending
+/// budget, which answers and review notices for everyone share.
+const STRANGER_TOLD_EVERY: Duration = Duration::from_secs(600);
 
 impl Listening {
     /// Whether people talk among themselves in `room` (a configured room, or
@@ -78,6 +97,39 @@ impl Listening {
         }
     }
 
+    /// The bot accepted an invitation to `room`, seen at `now_ms`.
+    pub fn invited(&mut self, room: &str, now_ms: i64) {
+        self.invited
+            .retain(|_, (_, seen)| seen.elapsed() < INVITES_FOR);
+        self.invited.insert(
+            room.to_string(),
+            (now_ms - INVITE_GRACE_MILLIS, Instant::now()),
+        );
+    }
+
+    /// Whether a message was said in a room before the bot was invited to it.
+    pub fn said_before_invitation(&self, room: &str, sent_at: i64) -> bool {
+        self.invited
+            .get(room)
+            .is_some_and(|(from, _)| sent_at < *from)
+    }
+
+    /// Whether to tell `sender`, whom the bot does not know, how to link now
+    /// (once in [`STRANGER_TOLD_EVERY`]).
+    pub fn tell_stranger(&mut self, sender: &str, now: Instant) -> bool {
+        if self.strangers.len() >= MAX_SENDERS {
+            self.strangers
+                .retain(|_, told| now.duration_since(*told) < STRANGER_TOLD_EVERY);
+        }
+        match self.strangers.get(sender) {
+            Some(told) if now.duration_since(*told) < STRANGER_TOLD_EVERY => false,
+            _ => {
+                self.strangers.insert(sender.to_string(), now);
+                true
+            }
+        }
+    }
+
     /// True the first time an encrypted message arrives in `room`.
     pub fn first_encrypted(&mut self, room: &str) -> bool {
         self.told_encrypted.insert(room.to_string())
@@ -115,6 +167,34 @@ mod tests {
         }
         listening.pace("@new:hs", start + PACE_WINDOW);
         assert_eq!(listening.senders.len(), 1);
+    }
+
+    #[test]
+    fn a_rooms_history_from_before_the_invitation_is_not_heard() {
+        let mut listening = Listening::default();
+        let now = 1_700_000_000_000;
+        assert!(
+            !listening.said_before_invitation("!r:hs", 0),
+            "a room joined long ago"
+        );
+        listening.invited("!r:hs", now);
+        assert!(listening.said_before_invitation("!r:hs", now - 8 * 86_400_000));
+        assert!(
+            !listening.said_before_invitation("!r:hs", now - 5_000),
+            "said with the invitation"
+        );
+        assert!(!listening.said_before_invitation("!r:hs", now + 1_000));
+        assert!(!listening.said_before_invitation("!other:hs", 0));
+    }
+
+    #[test]
+    fn a_stranger_is_told_how_to_link_once_in_a_while() {
+        let mut listening = Listening::default();
+        let start = Instant::now();
+        assert!(listening.tell_stranger("@eve:hs", start));
+        assert!(!listening.tell_stranger("@eve:hs", start + Duration::from_secs(5)));
+        assert!(listening.tell_stranger("@mallory:hs", start));
+        assert!(listening.tell_stranger("@eve:hs", start + STRANGER_TOLD_EVERY));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct RoomMessage {
     /// An end-to-end encrypted message: the bot cannot read it (its body is
     /// empty) and says so once.
     pub encrypted: bool,
+    /// When the homeserver received it (milliseconds since the epoch; 0 when the
+    /// event does not say).
+    pub sent_at: i64,
 }
 
 /// An invitation to a room, and who sent it (when the invite shows it).
@@ -131,6 +134,10 @@ fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
         sender: event.get("sender")?.as_str()?.to_string(),
         body,
         encrypted,
+        sent_at: event
+            .get("origin_server_ts")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
     })
 }
 
@@ -413,6 +420,7 @@ mod tests {
                 "join": {
                     "!a:hs": { "timeline": { "events": [
                         { "type": "m.room.message", "event_id": "$1", "sender": "@u:hs",
+                          "origin_server_ts": 1_700_000_000_000_i64,
                           "content": { "msgtype": "m.text", "body": "help" } },
                         { "type": "m.room.message", "event_id": "$2", "sender": "@u:hs",
                           "content": { "msgtype": "m.image", "body": "cat.png" } },
@@ -460,6 +468,7 @@ mod tests {
                     sender: "@u:hs".into(),
                     body: "help".into(),
                     encrypted: false,
+                    sent_at: 1_700_000_000_000,
                 },
                 RoomMessage {
                     room_id: "!a:hs".into(),
@@ -467,6 +476,7 @@ mod tests {
                     sender: "@u:hs".into(),
                     body: String::new(),
                     encrypted: true,
+                    sent_at: 0,
                 }
             ]
         );

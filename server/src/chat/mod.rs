@@ -305,10 +305,16 @@ async fn handle_batch(
         // brief refusals, and a full queue says so.
         if heard.joins.try_send(invite.room_id.clone()).is_err() {
             tracing::warn!(room = %invite.room_id, "too many invitations at once; this one is not accepted");
+        } else {
+            listening.invited(&invite.room_id, now_millis());
         }
     }
     if !first {
         for message in batch.messages.iter().filter(|m| m.sender != heard.bot) {
+            if listening.said_before_invitation(&message.room_id, message.sent_at) {
+                tracing::info!(room = %message.room_id, event = %message.event_id, "the chat bot passes over a message from before its invitation");
+                continue;
+            }
             handle_message(state, client, heard, listening, message).await?;
         }
     }
@@ -368,6 +374,11 @@ async fn handle_message(
             Pace::Ignored => return Ok(()),
         }
     };
+    if reply == answer::NOT_LINKED
+        && !listening.tell_stranger(&message.sender, std::time::Instant::now())
+    {
+        return Ok(());
+    }
     let txn = format!(
         "slipway-reply-{}",
         hex::encode(&Sha256::digest(message.event_id.as_bytes())[..16])

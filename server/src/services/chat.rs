@@ -9,7 +9,7 @@ use slipway_core::validate::FieldError;
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::state::AppState;
 use crate::storage::chat::ChatLink;
-use crate::storage::{self, now_millis, users};
+use crate::storage::{self, now_millis};
 
 /// How long a link code stays good: long enough to switch to the chat window.
 pub const CODE_LIFETIME_MILLIS: i64 = 15 * 60 * 1000;
@@ -135,6 +135,18 @@ fn chat_meta(chat_user: &str, event_id: &str) -> CallMeta {
     }
 }
 
+/// Uses up a link code said where others read it (a shared room): anyone there
+/// could send it to the bot from their own chat account and act as its owner.
+pub async fn burn_code(state: &AppState, code: &str) -> ServiceResult<()> {
+    if normalise(code).len() != CODE_CHARS {
+        return Ok(());
+    }
+    let mut tx = state.db.write().await?;
+    storage::chat::consume_code(&mut tx, &code_hash(code)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Links `chat_user` to the account that issued `code`, which is used up. `room_id`
 /// is where the bot will tell them about their requests.
 pub async fn link(
@@ -163,9 +175,8 @@ pub async fn link(
     let user_id = storage::chat::consume_code(&mut tx, &code_hash(code))
         .await?
         .ok_or_else(unknown)?;
-    let user = users::by_id(&mut tx, user_id)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("user {user_id}")))?;
+    // The account as it may act now: a disabled one links nothing.
+    let user = super::auth::acting_user(state, &mut tx, user_id).await?;
     storage::chat::link(
         &mut tx,
         &ChatLink {

@@ -113,6 +113,11 @@ pub async fn unlink_user(
     conn: &mut AnyConnection,
     user: UserId,
 ) -> Result<Option<String>, StorageError> {
+    // A code given out earlier and not used yet would link a chat account anew.
+    sqlx::query("DELETE FROM chat_link_codes WHERE user_id = $1")
+        .bind(user.0)
+        .execute(&mut *conn)
+        .await?;
     let removed: Option<String> =
         sqlx::query_scalar("DELETE FROM chat_links WHERE user_id = $1 RETURNING chat_user")
             .bind(user.0)
