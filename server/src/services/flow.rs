@@ -13,10 +13,11 @@ use super::{Caller, ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::storage;
 
-/// How long computed figures are shown again: a year's window reads every flow
-/// step of the year (about a second and a half at 700,000 on SQLite), so people
-/// opening the page together, or paging between its views, share one reading;
-/// the figures are weekly ones, a few seconds old changes none of them much.
+/// How long the figures of a window longer than the default are shown again: a
+/// year's window reads every flow step of the year (about a second and a half
+/// at 700,000 on SQLite), so people opening it together, or paging between its
+/// views, share one reading; the figures are weekly ones, a few seconds old
+/// changes none of them much.
 pub const FIGURES_FOR: Duration = Duration::from_secs(15);
 
 /// Figures computed lately, by window and trend type. One computation at a time:
@@ -48,6 +49,12 @@ pub async fn flow_metrics(
             "type",
             format!("no resource type is called {name:?}"),
         )]));
+    }
+    // The default window (and shorter ones) reads few enough steps to be read
+    // fresh at every view; only longer ones are shared.
+    if until - since < flow::DEFAULT_WEEKS {
+        let input = storage::flow::read(&state.db.pool, since, until).await?;
+        return Ok(flow::compute(&input, trend_type));
     }
     let key = (since, until, trend_type.map(str::to_string));
     let mut computed = state.flow_figures.computed.lock().await;
