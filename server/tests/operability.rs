@@ -265,7 +265,7 @@ async fn workers_that_cannot_claim_are_not_ready() -> TestResult {
         &alice,
         &common::draft(
             "k8s-namespace",
-            serde_json::json!({"name": "stuck", "team": "payments", "environment": "dev", "cpu_limit": 1, "memory_limit_gi": 1}),
+            common::namespace_params("stuck", "payments", "dev", 1),
         ),
     )
     .await?;
