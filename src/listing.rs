@@ -605,11 +605,24 @@ pub fn search_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every word of `text`, lower case.
+/// Every word of `text`, lower case and without accents ("Müller" is "muller"),
+/// both where an asset is indexed and where it is searched for. Folding here
+/// keeps the engines alike: SQLite's text index folds accents itself,
+/// PostgreSQL's `simple` configuration does not.
 pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
+    // A combining accent belongs to its letter ("u" + U+0308 is one "ü").
+    text.split(|c: char| !c.is_alphanumeric() && !unicode_normalization::char::is_combining_mark(c))
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(|w| without_accents(&w.to_lowercase()))
+        .filter(|w| !w.is_empty())
+}
+
+/// The text decomposed (NFD) with its combining marks left out.
+fn without_accents(word: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    word.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect()
 }
 
 /// The longest word an asset's search text keeps.

@@ -51,10 +51,11 @@ pub enum Verb {
     Retry,
     TakeOver,
     Resolve,
+    Abandon,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 10] = [
+    pub const ALL: [Verb; 11] = [
         Verb::View,
         Verb::Submit,
         Verb::Revise,
@@ -65,6 +66,7 @@ impl Verb {
         Verb::Retry,
         Verb::TakeOver,
         Verb::Resolve,
+        Verb::Abandon,
     ];
 
     /// The state-machine step this verb takes; viewing takes none.
@@ -80,6 +82,7 @@ impl Verb {
             Verb::Retry => Some(Action::Retry),
             Verb::TakeOver => Some(Action::TakeOver),
             Verb::Resolve => Some(Action::ResolveManually),
+            Verb::Abandon => Some(Action::Abandon),
         }
     }
 
@@ -95,6 +98,7 @@ impl Verb {
             Verb::Retry => "retry",
             Verb::TakeOver => "take over",
             Verb::Resolve => "resolve",
+            Verb::Abandon => "abandon",
         }
     }
 
@@ -103,12 +107,18 @@ impl Verb {
     }
 }
 
+/// The team of a request whose type has an owning-team parameter the request
+/// leaves out (or gives empty): no one belongs to it, so nobody may ask for it and
+/// only the roles that see everything see it.
+pub const MISSING_TEAM: &str = "";
+
 /// What the rule needs to know about a request (or about one about to be made).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestFacts<'a> {
     pub state: RequestState,
     pub requester: UserId,
-    /// The team the request is for; `None` when its type names no owning team.
+    /// The team the request is for; `None` when its type names no owning team,
+    /// [`MISSING_TEAM`] when its type names one and the request gives none.
     pub team: Option<&'a str>,
     /// The team that offers the type (its reviewers review every request of it).
     pub offering_team: &'a str,
@@ -124,10 +134,16 @@ impl<'a> RequestFacts<'a> {
         requester: UserId,
     ) -> Self {
         let of_type = TypeFacts::new(ty);
+        // A type with teams whose request names none must not pass for a type
+        // without teams, which has no team boundary.
+        let team = match (&ty.owner_param, ty.owning_team(params)) {
+            (Some(_), None) => Some(MISSING_TEAM),
+            (_, team) => team,
+        };
         RequestFacts {
             state,
             requester,
-            team: ty.owning_team(params),
+            team,
             offering_team: of_type.offering_team,
             approver_role: of_type.approver_role,
         }
@@ -204,13 +220,17 @@ fn needs_any(user: &UserView, roles: &[Role], doing: &str) -> Result<(), Refusal
 }
 
 fn acts_for_team(user: &UserView, team: Option<&str>) -> bool {
+    // Fails closed: not even an admin asks for a team that is not named.
+    if team == Some(MISSING_TEAM) {
+        return false;
+    }
     team.is_none_or(|team| {
         requestable_teams(user).is_none_or(|teams| teams.iter().any(|t| t == team))
     })
 }
 
 fn in_team(user: &UserView, team: Option<&str>) -> bool {
-    team.is_some_and(|team| user.teams.iter().any(|t| t == team))
+    team.is_some_and(|team| team != MISSING_TEAM && user.teams.iter().any(|t| t == team))
 }
 
 /// An admin reviews for every team.
@@ -259,6 +279,13 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
                     verb.phrase()
                 ));
             }
+            if request.team == Some(MISSING_TEAM) {
+                return no(
+                    "the request names no team, and requests of this type belong to a team: \
+                     choose one of your teams"
+                        .into(),
+                );
+            }
             if !acts_for_team(user, request.team) {
                 return no(format!(
                     "{} is not a member of team {}: you can only ask for your own teams",
@@ -293,7 +320,9 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
             }
             Ok(())
         }
-        Verb::Retry | Verb::TakeOver | Verb::Resolve => needs_role(user, HANDLE_MANUALLY, verb),
+        Verb::Retry | Verb::TakeOver | Verb::Resolve | Verb::Abandon => {
+            needs_role(user, HANDLE_MANUALLY, verb)
+        }
     }
 }
 
@@ -311,6 +340,13 @@ pub struct AssetFacts<'a> {
 /// asset page offers the actions this allows; the service asks it again on submit.
 pub fn may_act_on(user: &UserView, asset: &AssetFacts<'_>) -> Result<(), Refusal> {
     needs_role(user, REQUEST, Verb::Submit)?;
+    if asset.team == Some(MISSING_TEAM) {
+        return no(
+            "the asset names no team, though assets of its type belong to one: \
+             nobody acts on it until its team is recorded"
+                .into(),
+        );
+    }
     if !acts_for_team(user, asset.team) {
         return no(format!(
             "{} is not a member of team {}: only the asset's team acts on it",
@@ -337,6 +373,7 @@ pub fn permissions(user: &UserView, request: &RequestFacts<'_>) -> Permissions {
         retry: can(Verb::Retry),
         take_over: can(Verb::TakeOver),
         resolve: can(Verb::Resolve),
+        abandon: can(Verb::Abandon),
     }
 }
 

@@ -89,7 +89,56 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// Why a rule cannot be counted against these parameters: a scope or summed
+/// parameter is given but holds nothing the quota can read (a list, or a number
+/// too large for a sum). `None` when every value is readable or simply absent.
+fn unreadable_value(rule: &QuotaRule, params: &Value) -> Option<(String, &'static str)> {
+    let given = |param: &str| params.get(param).filter(|value| !value.is_null());
+    let scope = rule.per.iter().find_map(|param| {
+        let value = given(param)?;
+        scalar_text(value).is_none().then(|| {
+            (
+                param.clone(),
+                "holds a list or an object, which cannot scope a quota",
+            )
+        })
+    });
+    scope.or_else(|| {
+        let sum = rule.sum.as_ref()?;
+        whole_number(given(sum)?).is_none().then(|| {
+            (
+                sum.clone(),
+                "is not a whole number the quota can count (at most 9223372036854775807)",
+            )
+        })
+    })
+}
+
+/// A failing line for every rule a given value keeps from being counted: a rule
+/// that cannot be read must block, never be passed over.
+fn unreadable_quota_lines(ty: &ResourceType, params: &Value) -> Vec<QuotaCheck> {
+    ty.quota
+        .iter()
+        .filter_map(|rule| {
+            let (field, why) = unreadable_value(rule, params)?;
+            let (limit, unit) = match (&rule.sum, rule.max, rule.max_count) {
+                (Some(sum), Some(max), _) => (clamp(max), ty.param_title(sum)),
+                (_, _, max_count) => (clamp(max_count.unwrap_or(0)), "requests".to_string()),
+            };
+            Some(QuotaCheck {
+                description: format!("{field} {why}: the quota on it cannot be checked"),
+                used: 0,
+                requested: 0,
+                limit,
+                unit,
+                ok: false,
+            })
+        })
+        .collect()
+}
+
 /// One query per rule whose scope parameters (and summed parameter) this request has.
+/// A rule with a given but unreadable value has none; [`quota_report`] fails it.
 pub fn quota_queries(ty: &ResourceType, params: &Value) -> Vec<QuotaQuery> {
     ty.quota
         .iter()
@@ -184,11 +233,13 @@ pub fn evaluate(
 /// The quota lines of these parameters under the type's rules, given what each
 /// rule's scope holds besides them (in the order of [`quota_queries`]).
 pub fn quota_report(ty: &ResourceType, params: &Value, usages: &[QuotaUsage]) -> Vec<QuotaCheck> {
-    quota_queries(ty, params)
+    let mut lines: Vec<QuotaCheck> = quota_queries(ty, params)
         .iter()
         .zip(usages.iter().map(Some).chain(std::iter::repeat(None)))
         .flat_map(|(query, usage)| quota_checks(ty, params, query, usage, None))
-        .collect()
+        .collect();
+    lines.extend(unreadable_quota_lines(ty, params));
+    lines
 }
 
 /// The quota lines of a day-2 action that takes an asset from `asset` to
@@ -203,7 +254,7 @@ pub fn action_quota_report(
     usages: &[QuotaUsage],
 ) -> Vec<QuotaCheck> {
     let held_now = quota_queries(ty, asset);
-    quota_queries(ty, params)
+    let mut lines: Vec<QuotaCheck> = quota_queries(ty, params)
         .iter()
         .zip(usages.iter().map(Some).chain(std::iter::repeat(None)))
         .flat_map(|(query, usage)| {
@@ -221,7 +272,9 @@ pub fn action_quota_report(
                 });
             quota_checks(ty, params, query, usage, held.or(Some(Held::NOTHING)))
         })
-        .collect()
+        .collect();
+    lines.extend(unreadable_quota_lines(ty, params));
+    lines
 }
 
 /// What the asset an action acts on already holds in a rule's scope.

@@ -140,10 +140,11 @@ pub fn change_set(
     for (i, output) in ty.outputs.iter().enumerate() {
         let path = render_path(&format!("outputs[{i}].path"), &output.path, &ctx)?;
         let what = format!("templates/{}", output.template);
-        let content = env
+        let source = env
             .get_template(&output.template)
-            .and_then(|t| t.render(&ctx))
             .map_err(|e| fail(&what, template::error_text(&e)))?;
+        let content = template::render_capped(&source, &ctx, template::MAX_RENDERED_FILE_BYTES)
+            .map_err(|m| fail(&what, m))?;
         let file = RenderedFile { path, content };
         check_syntax(&file)
             .map_err(|e| fail(&what, format!("the rendered {} {}", e.what, e.message)))?;
@@ -151,11 +152,21 @@ pub fn change_set(
         files.push(file);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    if let Some(pair) = files.windows(2).find(|w| w[0].path == w[1].path) {
-        return Err(fail(
-            "outputs",
-            format!("two outputs render to {}", pair[0].path),
-        ));
+    // A checkout on a case-insensitive file system (macOS, Windows) holds one
+    // file for `A.yaml` and `a.yaml`: one output would overwrite the other.
+    let mut seen = std::collections::BTreeMap::new();
+    for file in &files {
+        if let Some(earlier) = seen.insert(file.path.to_lowercase(), &file.path) {
+            let message = if *earlier == file.path {
+                format!("two outputs render to {}", file.path)
+            } else {
+                format!(
+                    "two outputs render to {earlier} and {}, one file where case is not told apart",
+                    file.path
+                )
+            };
+            return Err(fail("outputs", message));
+        }
     }
     let mut removed = Vec::with_capacity(ty.removes.len());
     for (i, source) in ty.removes.iter().enumerate() {

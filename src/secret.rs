@@ -106,10 +106,15 @@ pub struct Split {
 /// parameters of the revision being revised — when it had one; otherwise it is
 /// simply not given. A placeholder never counts as a value on its own: a client
 /// cannot claim a secret is set without having set it. Integer parameters come
-/// out canonical ([`crate::validate::canonical_integers`]).
+/// out canonical ([`crate::validate::canonical_integers`]), and a null is left
+/// out: validation reads it as "not given", so what is counted, rendered and
+/// stored must too (a null team or quota scope would otherwise reach them).
 pub fn split(ty: &ResourceType, params: &Value, previous: Option<&Value>) -> Split {
     let mut out = match crate::validate::canonical_integers(ty, params) {
-        Value::Object(map) => map,
+        Value::Object(mut map) => {
+            map.retain(|_, value| !value.is_null());
+            map
+        }
         other => {
             return Split {
                 params: other,

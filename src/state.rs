@@ -150,10 +150,11 @@ pub enum Action {
     Retry,
     TakeOver,
     ResolveManually,
+    Abandon,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::Submit,
         Action::EnterReview,
         Action::AutoApprove,
@@ -169,6 +170,7 @@ impl Action {
         Action::Retry,
         Action::TakeOver,
         Action::ResolveManually,
+        Action::Abandon,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -188,6 +190,7 @@ impl Action {
             Action::Retry => "retry",
             Action::TakeOver => "take_over",
             Action::ResolveManually => "resolve_manually",
+            Action::Abandon => "abandon",
         }
     }
 
@@ -209,6 +212,7 @@ impl Action {
             Action::Retry => "retry",
             Action::TakeOver => "take over",
             Action::ResolveManually => "resolve manually",
+            Action::Abandon => "abandon",
         }
     }
 }
@@ -273,6 +277,9 @@ pub fn next_state(from: RequestState, action: Action) -> Result<RequestState, Tr
         (S::Failed, A::Retry) => S::Executing,
         (S::Failed, A::TakeOver) => S::Manual,
         (S::Manual, A::ResolveManually) => S::Completed,
+        // The person handling it closes it without an asset: nothing was made, or
+        // what a failed run left was cleaned up by hand. Its quota and name free up.
+        (S::Manual, A::Abandon) => S::Cancelled,
         _ => return Err(TransitionError { from, action }),
     };
     Ok(to)

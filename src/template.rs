@@ -12,6 +12,76 @@ use crate::secret;
 /// error naming the limit instead of holding a runtime thread for minutes.
 pub const TEMPLATE_FUEL: u64 = 2_000_000;
 
+/// The most one rendered output file may hold. Fuel counts instructions, not
+/// bytes: `{{ "x" * 50000000 }}` in a loop is a few instructions and gigabytes.
+pub const MAX_RENDERED_FILE_BYTES: usize = 1024 * 1024;
+
+/// The most a rendered short text may hold: a name, a path, a message, an
+/// argument, a description.
+pub const MAX_RENDERED_TEXT_BYTES: usize = 64 * 1024;
+
+/// Collects a rendering and fails the write that would take it past `limit`, so
+/// the render stops there instead of building the whole text in memory.
+struct CappedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other(
+                "the rendering is over its size limit",
+            ));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders `template` into at most `limit` bytes; past it, an error naming the limit.
+pub(crate) fn render_capped(
+    template: &minijinja::Template<'_, '_>,
+    ctx: &Value,
+    limit: usize,
+) -> Result<String, String> {
+    let mut output = CappedOutput {
+        bytes: Vec::new(),
+        limit,
+        exceeded: false,
+    };
+    // `render_captured_to` is 2.24's `render_to_write`: it writes as it renders.
+    let rendered = template.render_captured_to(ctx, &mut output).map(drop);
+    if output.exceeded {
+        return Err(format!(
+            "the rendered text is longer than the {} a rendering may be",
+            describe_bytes(limit)
+        ));
+    }
+    rendered.map_err(|e| error_text(&e))?;
+    // Every write came from a Rust `str`, so the bytes are UTF-8.
+    String::from_utf8(output.bytes).map_err(|e| e.to_string())
+}
+
+/// "1 MiB", "64 KiB" or "100 bytes", for messages about a limit.
+fn describe_bytes(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// Strict undefined: a typo in a template must fail loudly, never render "".
 pub(crate) fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
@@ -90,10 +160,12 @@ pub(crate) fn error_text(err: &minijinja::Error) -> String {
     text
 }
 
+/// Renders a short text (a name, a path, a message), at most
+/// [`MAX_RENDERED_TEXT_BYTES`] long.
 pub(crate) fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
-    environment()
-        .render_str(source, ctx)
-        .map_err(|e| error_text(&e))
+    let env = environment();
+    let template = env.template_from_str(source).map_err(|e| error_text(&e))?;
+    render_capped(&template, ctx, MAX_RENDERED_TEXT_BYTES)
 }
 
 /// Renders a template whose output is JSON text (a pipeline's body): every
@@ -111,7 +183,9 @@ pub(crate) fn render_json_str(source: &str, ctx: &Value) -> Result<String, Strin
         }
         _ => minijinja::escape_formatter(out, state, value),
     });
-    env.render_str(source, ctx).map_err(|e| error_text(&e))
+    // A body may carry a rendered document, so it gets a file's room.
+    let template = env.template_from_str(source).map_err(|e| error_text(&e))?;
+    render_capped(&template, ctx, MAX_RENDERED_FILE_BYTES)
 }
 
 pub(crate) fn eval_bool(expression: &str, ctx: &Value) -> Result<bool, String> {
@@ -187,7 +261,7 @@ pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
             ".." | "." => {
                 return Err(format!("the path {path:?} must not contain '{segment}'"));
             }
-            _ if segment.eq_ignore_ascii_case(".git") => {
+            _ if names_git_directory(segment) => {
                 return Err(format!("the path {path:?} must not name git's .git"));
             }
             _ if segment.len() > MAX_PATH_SEGMENT_BYTES => {
@@ -200,6 +274,46 @@ pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a path segment names git's own directory on some checkout, as git's
+/// `is_ntfs_dotgit` and `is_hfs_dotgit` see it: `.git` in any case, with the
+/// trailing dots and spaces NTFS drops (and anything after a `:`, its stream
+/// separator), its 8.3 short name `git~1`, or with code points HFS+ ignores.
+fn names_git_directory(segment: &str) -> bool {
+    let visible: String = segment
+        .chars()
+        .filter(|c| !is_default_ignorable(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    let before_stream = visible.split(':').next().unwrap_or_default();
+    let name = before_stream.trim_end_matches(['.', ' ']);
+    name == ".git" || name == "git~1"
+}
+
+/// Unicode's Default_Ignorable_Code_Point: characters a file system (HFS+) or a
+/// viewer may drop, so `.g\u{200c}it` opens `.git`.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 #[cfg(test)]
@@ -223,19 +337,60 @@ mod tests {
             "a/b\nc.yaml",
             "a/.git/config",
             "a/.GIT/hooks/x",
+            ".git./config",
+            ".git /config",
+            "a/.git. . /x",
+            ".git::$INDEX_ALLOCATION/config",
+            "git~1/config",
+            "GIT~1/config",
+            ".g\u{200c}it/config",
+            "\u{feff}.git/config",
+            ".gi\u{200b}t/hooks/x",
+            ".GI\u{2060}T/x",
             &long_segment,
             &long_path,
         ] {
             assert!(check_relative_path(bad).is_err(), "{bad:?}");
+        }
+        for fine in [
+            ".github/workflows/x.yaml",
+            "a/.gitignore",
+            "git~2/x",
+            "a/git/x",
+        ] {
+            assert!(check_relative_path(fine).is_ok(), "{fine:?}");
         }
     }
 
     #[test]
     fn a_runaway_template_runs_out_of_fuel() {
         let ctx = Value::from_serialize(serde_json::json!({"n": 100000}));
-        let nested = "{% for i in range(n) %}{% for j in range(n) %}x{% endfor %}{% endfor %}";
+        // No output: the size limit would stop a loop that writes first.
+        let nested = "{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}";
         let error = render_str(nested, &ctx).err().unwrap_or_default();
         assert!(error.contains("fuel"), "{error}");
+    }
+
+    #[test]
+    fn a_rendering_stops_at_its_size_limit_not_after_gigabytes() {
+        let ctx = Value::from_serialize(serde_json::json!({}));
+        let huge = r#"{% for i in range(100) %}{{ "x" * 50000000 }}{% endfor %}"#;
+        assert_eq!(
+            render_str(huge, &ctx),
+            Err("the rendered text is longer than the 64 KiB a rendering may be".into())
+        );
+        let env = environment();
+        let template = env
+            .template_from_str(huge)
+            .map_err(|e| error_text(&e))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            render_capped(&template, &ctx, MAX_RENDERED_FILE_BYTES),
+            Err("the rendered text is longer than the 1 MiB a rendering may be".into())
+        );
+        let fits = "{{ 'x' * 65536 }}";
+        assert_eq!(render_str(fits, &ctx).map(|t| t.len()), Ok(65536));
+        assert!(render_str("{{ 'x' * 65537 }}", &ctx).is_err());
     }
 
     #[test]

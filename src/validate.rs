@@ -95,7 +95,7 @@ impl ParamValidator {
         let mut errors: Vec<FieldError> = self
             .schema
             .iter_errors(&params)
-            .flat_map(|e| describe(&e))
+            .flat_map(|e| describe(&e, &self.ty))
             .filter(|e| !kept.contains(&e.field))
             .map(|e| without_secret_value(&self.ty, &params, e))
             .collect();
@@ -379,7 +379,13 @@ impl NameRule {
     }
 }
 
-fn describe(error: &ValidationError<'_>) -> Vec<FieldError> {
+/// What a rule the messages below do not word says about a secret parameter:
+/// the schema engine's own text quotes the value (JSON-escaped, so a check for
+/// the value as typed would miss it).
+const SECRET_RULE_BROKEN: &str = "is not valid (the value is secret and not repeated here)";
+
+/// `ty` tells which fields are secret: their messages never come from the engine.
+fn describe(error: &ValidationError<'_>, ty: &ResourceType) -> Vec<FieldError> {
     let mut segments = error
         .instance_path()
         .as_str()
@@ -405,16 +411,33 @@ fn describe(error: &ValidationError<'_>) -> Vec<FieldError> {
             .iter()
             .map(|name| FieldError::new(name, "is not a parameter of this type"))
             .collect(),
-        kind => vec![FieldError::new(
-            field,
-            format!("{prefix}{}", message(kind, error)),
-        )],
+        kind => {
+            let text = match worded(kind) {
+                Some(text) => text,
+                None if quotes_a_secret(&field, ty) => SECRET_RULE_BROKEN.to_string(),
+                None => error.to_string(),
+            };
+            vec![FieldError::new(field, format!("{prefix}{text}"))]
+        }
     }
 }
 
-fn message(kind: &ValidationErrorKind, error: &ValidationError<'_>) -> String {
+/// Whether the engine's text about `field` may hold a secret's value: the field
+/// is secret, or it is the whole object of a type with secrets (a rule over
+/// several fields quotes them all).
+fn quotes_a_secret(field: &str, ty: &ResourceType) -> bool {
+    if field.is_empty() {
+        !ty.secret_params().is_empty()
+    } else {
+        ty.is_secret(field)
+    }
+}
+
+/// The message of a rule in our words, which never repeat the value; `None` for
+/// a rule only the schema engine can word.
+fn worded(kind: &ValidationErrorKind) -> Option<String> {
     use ValidationErrorKind as K;
-    match kind {
+    Some(match kind {
         K::Pattern { pattern } => format!("must match the pattern {pattern}"),
         K::Minimum { limit } => format!("must be at least {limit}"),
         K::Maximum { limit } => format!("must be at most {limit}"),
@@ -429,8 +452,8 @@ fn message(kind: &ValidationErrorKind, error: &ValidationError<'_>) -> String {
         K::Constant { expected_value } => format!("must be {}", plain(expected_value)),
         K::Format { format } => format!("must be a valid {format}"),
         K::Type { kind } => format!("must be {}", type_name(kind)),
-        _ => error.to_string(),
-    }
+        _ => return None,
+    })
 }
 
 fn plain(value: &Value) -> String {
@@ -484,7 +507,11 @@ pub fn values_from_text(
             Some(field) => coerce_form_value(&field.kind, raw),
             None => Value::String(raw.clone()),
         };
-        values.insert(key.clone(), value);
+        // An empty field (null) is "not given": it leaves the default in place
+        // rather than stand in the parameters as a value other readers would see.
+        if !value.is_null() {
+            values.insert(key.clone(), value);
+        }
     }
     (values, secrets)
 }

@@ -353,6 +353,8 @@ pub struct Permissions {
     pub retry: bool,
     pub take_over: bool,
     pub resolve: bool,
+    /// Close a manually handled request without an asset.
+    pub abandon: bool,
 }
 
 /// The lists the portal's menu offers the viewer (`policy::menu` decides); the

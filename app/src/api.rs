@@ -393,10 +393,22 @@ pub async fn take_over_request(id: RequestId) -> Result<(), AppError> {
         .map_err(user_error)
 }
 
+/// Closes a manually handled request: resolved (its asset recorded), or with
+/// `outcome` `abandon`, closed without an asset.
 #[server]
-pub async fn resolve_request(id: RequestId, note: String) -> Result<(), AppError> {
+pub async fn resolve_request(
+    id: RequestId,
+    note: String,
+    outcome: Option<String>,
+) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    let resolved = services::operations::resolve(&state, &user, id, &note).await;
+    let resolved = match outcome.as_deref() {
+        None | Some("resolve") => services::operations::resolve(&state, &user, id, &note).await,
+        Some("abandon") => services::operations::abandon(&state, &user, id, &note).await,
+        Some(_) => Err(services::ServiceError::Invalid(vec![
+            slipway_core::validate::FieldError::new("outcome", "must be resolve or abandon"),
+        ])),
+    };
     if resolved.is_err() {
         keep_draft(&format!("resolve:{id}"), &note).await;
     }

@@ -73,6 +73,10 @@ pub enum AuditError {
     NoCheckpoint,
     #[error("the checkpoint's commit to the GitOps repository stopped: {0}")]
     Interrupted(String),
+    #[error(
+        "the audit chain is broken at position {position} ({reason}): no checkpoint is signed over it; run `slipway audit verify`"
+    )]
+    Broken { position: i64, reason: String },
 }
 
 fn signed_message(position: i64, hash: &str, at: i64) -> Vec<u8> {
@@ -229,27 +233,61 @@ pub fn write_external(gitops: &GitOpsRepo, checkpoint: &Checkpoint) -> Result<bo
 /// Seals what is pending and, when the chain grew since the last checkpoint, signs
 /// its head, stores the checkpoint and commits it to the GitOps repository. Returns
 /// the newest checkpoint (none while the log is empty).
+///
+/// Only a chain that still passes through the last signed place is signed: the
+/// events since it are verified first. Without that, someone who rewrote the
+/// chain (or cut it) and let it grow past the last checkpoint again would have
+/// the server vouch for the forgery at its next checkpoint, and verify, which
+/// walks to the newest checkpoint, would find it whole.
 pub async fn checkpoint(
     db: &Db,
     gitops: &GitOpsRepo,
     signer: &CheckpointSigner,
 ) -> Result<Option<Checkpoint>, AuditError> {
     seal_pending(db).await?;
-    let mut conn = db.pool.acquire().await.map_err(StorageError::from)?;
-    let Some(head) = storage::audit::head(&mut conn).await? else {
-        return Ok(None);
-    };
     let verifier = signer.verifier();
-    let checkpoint = match storage::audit::latest_checkpoint(&mut conn).await? {
-        Some(stored) if stored.position >= head.position && verifier.is_signed(&stored) => stored,
-        _ => {
-            drop(conn);
+    let mut conn = db.pool.acquire().await.map_err(StorageError::from)?;
+    let stored = storage::audit::latest_checkpoint(&mut conn)
+        .await?
+        .filter(|c| verifier.is_signed(c));
+    drop(conn);
+    let repo = gitops.clone();
+    let external = tokio::task::spawn_blocking(move || read_external(&repo))
+        .await
+        .map_err(|e| AuditError::Interrupted(e.to_string()))?
+        .ok()
+        .flatten()
+        .filter(|c| verifier.is_signed(c));
+    let signed_before = [stored.clone(), external]
+        .into_iter()
+        .flatten()
+        .max_by_key(|c| c.position);
+    let since = signed_before.as_ref().map(Checkpoint::point);
+    let report = storage::audit::verify(
+        db,
+        &VerifyFrom {
+            start: since.as_ref(),
+            ..VerifyFrom::default()
+        },
+    )
+    .await?;
+    if let storage::audit::ChainStatus::Broken {
+        position, reason, ..
+    } = report.status
+    {
+        tracing::error!(position, %reason, "the audit chain is broken: no checkpoint is signed over it");
+        return Err(AuditError::Broken { position, reason });
+    }
+    let checkpoint = match (report.head, signed_before) {
+        (Some(head), Some(before)) if head.position <= before.position => before,
+        (Some(head), _) => {
             let signed = signer.sign(&head, now_millis());
             let mut tx = db.write().await?;
             storage::audit::insert_checkpoint(&mut tx, &signed).await?;
             tx.commit().await.map_err(StorageError::from)?;
             signed
         }
+        (None, _) => return Ok(None),
     };
     // A push to the remote blocks for as long as the network takes: off the
     // runtime's threads, as every other use of the repository.
@@ -398,6 +436,15 @@ pub async fn verify(
         },
     )
     .await?;
+    let report = match report.status {
+        storage::audit::ChainStatus::Intact { .. } => {
+            match checkpoint_off_the_chain(db, verifier, external.as_ref()).await? {
+                Some(status) => ChainReport { status, ..report },
+                None => report,
+            }
+        }
+        storage::audit::ChainStatus::Broken { .. } => report,
+    };
     Ok(Verified {
         report,
         started_from,
@@ -406,6 +453,39 @@ pub async fn verify(
         elapsed: began.elapsed(),
         notes,
     })
+}
+
+/// The first signed checkpoint, stored or external, whose place no longer holds
+/// the hash it vouches for. The walk reaches the newest checkpoint only; a chain
+/// rewritten behind it, and grown again past it, shows here.
+async fn checkpoint_off_the_chain(
+    db: &Db,
+    verifier: Option<&CheckpointVerifier>,
+    external: Option<&Checkpoint>,
+) -> Result<Option<storage::audit::ChainStatus>, AuditError> {
+    let Some(verifier) = verifier else {
+        return Ok(None);
+    };
+    let mut conn = db.pool.acquire().await.map_err(StorageError::from)?;
+    let mut off = storage::audit::checkpoints_off_the_chain(&mut conn, 100).await?;
+    if let Some(external) = external
+        && storage::audit::hash_at(&mut conn, external.position)
+            .await?
+            .as_deref()
+            != Some(external.hash.as_str())
+    {
+        off.push(external.clone());
+    }
+    // A checkpoint not signed with this key vouches for nothing here.
+    let first = off
+        .into_iter()
+        .filter(|c| verifier.is_signed(c))
+        .min_by_key(|c| c.position);
+    Ok(first.map(|c| storage::audit::ChainStatus::Broken {
+        position: c.position,
+        seq: None,
+        reason: "its hash is not the one a signed checkpoint vouches for (the chain was rewritten or cut behind the newest checkpoint)".into(),
+    }))
 }
 
 /// The server's audit task: seals events moments after they commit (nudged after

@@ -57,54 +57,130 @@ fn refused(path: &Path, why: &str) -> std::io::Error {
     std::io::Error::other(format!("{}: {why}", path.display()))
 }
 
-/// Reads every file under `dir`. Hidden entries (`.git`, an editor's swap file)
-/// are passed over. A symbolic link is followed only to a file inside the
-/// catalog, so no template can render the server's own files
-/// (`/proc/self/environ`, a key) into a repository; a device, a socket or a file
-/// over a megabyte is refused.
-fn collect(root: &Path, dir: &Path, files: &mut Vec<SourceFile>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.path());
-    for entry in entries {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            collect(root, &path, files)?;
-            continue;
-        }
-        let target = if kind.is_symlink() {
-            let target = std::fs::canonicalize(&path)?;
-            if !target.starts_with(root) || !target.is_file() {
-                return Err(refused(
-                    &path,
-                    "a symbolic link in the catalog must point at a file inside it",
-                ));
-            }
-            target
-        } else if kind.is_file() {
-            path.clone()
+/// An I/O error with the path it happened at: "permission denied" alone names
+/// no file to fix.
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> std::io::Error + '_ {
+    move |error| {
+        let what = if error.kind() == std::io::ErrorKind::InvalidData {
+            "is not UTF-8 text".to_string()
         } else {
-            return Err(refused(&path, "only files and folders belong in a catalog"));
+            error.to_string()
         };
-        if std::fs::metadata(&target)?.len() > MAX_CATALOG_FILE_BYTES {
+        std::io::Error::new(error.kind(), format!("{}: {what}", path.display()))
+    }
+}
+
+/// The folders the core's loader reads ([`Catalog::from_files`]), in path order.
+/// `dictionaries/` and `types/` hold `*.yaml` files directly; `templates/` holds
+/// files at any depth. Anything else (a README, a diagram) is never read.
+const YAML_FOLDERS: [&str; 2] = ["dictionaries", "types"];
+const TEMPLATES_FOLDER: &str = "templates";
+
+/// Reads the files of the catalog at `root` the loader uses. Hidden entries
+/// (`.git`, an editor's swap file) are passed over. A symbolic link is followed
+/// only to a file inside the catalog, so no template can render the server's own
+/// files (`/proc/self/environ`, a key) into a repository; a device, a socket or a
+/// file over a megabyte is refused.
+fn collect(root: &Path, files: &mut Vec<SourceFile>) -> std::io::Result<()> {
+    for folder in ["dictionaries", TEMPLATES_FOLDER, "types"] {
+        let dir = root.join(folder);
+        let kind = match std::fs::symlink_metadata(&dir) {
+            Ok(metadata) => metadata.file_type(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(at(&dir)(error)),
+        };
+        if !kind.is_dir() {
+            return Err(refused(&dir, "must be a folder, not a file or a link"));
+        }
+        if YAML_FOLDERS.contains(&folder) {
+            collect_yaml(root, &dir, files)?;
+        } else {
+            collect_tree(root, &dir, files)?;
+        }
+    }
+    Ok(())
+}
+
+/// The entries of `dir` in path order, hidden ones left out.
+fn visible_entries(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+        .map_err(at(dir))?;
+    entries.retain(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    entries.sort_by_key(|e| e.path());
+    Ok(entries)
+}
+
+/// The `*.yaml` files directly in `dir`. A `.yml` (or `.YAML`) file would be
+/// passed over by the loader without a word, its type or dictionary missing:
+/// it is refused instead.
+fn collect_yaml(root: &Path, dir: &Path, files: &mut Vec<SourceFile>) -> std::io::Result<()> {
+    for entry in visible_entries(dir)? {
+        let path = entry.path();
+        if entry.file_type().map_err(at(&path))?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let lower = name.to_ascii_lowercase();
+        if name.ends_with(".yaml") {
+            read_file(root, &path, files)?;
+        } else if let Some(stem) = lower
+            .strip_suffix(".yml")
+            .or_else(|| lower.strip_suffix(".yaml"))
+        {
+            let stem = &name[..stem.len()];
             return Err(refused(
                 &path,
-                "larger than the 1 MiB a catalog file may be",
+                &format!("the catalog reads only files ending in .yaml here: name it {stem}.yaml"),
             ));
         }
-        if let Ok(relative) = path.strip_prefix(root) {
-            let relative: Vec<String> = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            files.push(SourceFile {
-                path: relative.join("/"),
-                content: std::fs::read_to_string(&target)?,
-            });
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, at any depth.
+fn collect_tree(root: &Path, dir: &Path, files: &mut Vec<SourceFile>) -> std::io::Result<()> {
+    for entry in visible_entries(dir)? {
+        let path = entry.path();
+        if entry.file_type().map_err(at(&path))?.is_dir() {
+            collect_tree(root, &path, files)?;
+        } else {
+            read_file(root, &path, files)?;
         }
+    }
+    Ok(())
+}
+
+fn read_file(root: &Path, path: &Path, files: &mut Vec<SourceFile>) -> std::io::Result<()> {
+    let kind = std::fs::symlink_metadata(path)
+        .map_err(at(path))?
+        .file_type();
+    let target = if kind.is_symlink() {
+        let target = std::fs::canonicalize(path).map_err(at(path))?;
+        if !target.starts_with(root) || !target.is_file() {
+            return Err(refused(
+                path,
+                "a symbolic link in the catalog must point at a file inside it",
+            ));
+        }
+        target
+    } else if kind.is_file() {
+        path.to_path_buf()
+    } else {
+        return Err(refused(path, "only files and folders belong in a catalog"));
+    };
+    if std::fs::metadata(&target).map_err(at(path))?.len() > MAX_CATALOG_FILE_BYTES {
+        return Err(refused(path, "larger than the 1 MiB a catalog file may be"));
+    }
+    if let Ok(relative) = path.strip_prefix(root) {
+        let relative: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        files.push(SourceFile {
+            path: relative.join("/"),
+            content: std::fs::read_to_string(&target).map_err(at(path))?,
+        });
     }
     Ok(())
 }
@@ -113,7 +189,7 @@ pub fn load(dir: &Path) -> Result<LoadedCatalog, CatalogLoadError> {
     let shown = dir.display().to_string();
     let mut files = Vec::new();
     std::fs::canonicalize(dir)
-        .and_then(|root| collect(&root, &root, &mut files))
+        .and_then(|root| collect(&root, &mut files))
         .map_err(|e| CatalogLoadError::Read {
             dir: shown.clone(),
             message: e.to_string(),
@@ -151,7 +227,7 @@ mod tests {
 
     fn read(root: &Path) -> Result<Vec<SourceFile>, String> {
         let mut files = Vec::new();
-        collect(root, root, &mut files).map_err(|e| e.to_string())?;
+        collect(root, &mut files).map_err(|e| e.to_string())?;
         Ok(files)
     }
 
@@ -184,9 +260,69 @@ mod tests {
         assert!(error.contains("must point at a file inside it"), "{error}");
         std::fs::remove_file(root.join("templates/loop"))?;
 
-        std::fs::write(root.join("types.yaml"), vec![b'#'; 2 * 1024 * 1024])?;
+        std::fs::create_dir_all(root.join("types"))?;
+        std::fs::write(root.join("types/big.yaml"), vec![b'#'; 2 * 1024 * 1024])?;
         let error = read(&root).err().unwrap_or_default();
         assert!(error.contains("larger than the 1 MiB"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn only_the_folders_the_loader_reads_are_read() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = std::fs::canonicalize(dir.path())?;
+        for folder in ["docs", "types/drafts", "dictionaries", "templates/x"] {
+            std::fs::create_dir_all(root.join(folder))?;
+        }
+        // Not UTF-8, but documentation: never read, so it cannot stop start-up.
+        std::fs::write(
+            root.join("docs/diagram.png"),
+            [0x89, b'P', b'N', b'G', 0xff, 0xfe],
+        )?;
+        std::fs::write(root.join("README.md"), "# catalog")?;
+        std::fs::write(root.join("types/a.yaml"), "name: a")?;
+        std::fs::write(root.join("types/notes.txt"), [0xff])?;
+        std::fs::write(root.join("types/drafts/b.yaml"), "name: b")?;
+        std::fs::write(root.join("dictionaries/teams.yaml"), "name: teams")?;
+        std::fs::write(root.join("templates/x/a.j2"), "a")?;
+        let files = read(&root)?;
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "dictionaries/teams.yaml",
+                "templates/x/a.j2",
+                "types/a.yaml"
+            ]
+        );
+
+        std::fs::write(root.join("templates/x/logo.png"), [0xff, 0xfe])?;
+        let error = read(&root).err().unwrap_or_default();
+        assert_eq!(
+            error,
+            format!(
+                "{}: is not UTF-8 text",
+                root.join("templates/x/logo.png").display()
+            )
+        );
+        std::fs::remove_file(root.join("templates/x/logo.png"))?;
+
+        for misnamed in ["types/foo.yml", "dictionaries/envs.yml", "types/Bar.YAML"] {
+            std::fs::write(root.join(misnamed), "name: x")?;
+            let error = read(&root).err().unwrap_or_default();
+            let stem = misnamed
+                .rsplit_once('/')
+                .and_then(|(_, f)| f.split_once('.'));
+            let stem = stem.map(|(stem, _)| stem).unwrap_or_default();
+            assert_eq!(
+                error,
+                format!(
+                    "{}: the catalog reads only files ending in .yaml here: name it {stem}.yaml",
+                    root.join(misnamed).display()
+                )
+            );
+            std::fs::remove_file(root.join(misnamed))?;
+        }
         Ok(())
     }
 }

@@ -1522,11 +1522,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if number == 0 {
         return Err(format!("{text:?} must be longer than zero"));
     }
-    number
-        .checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))
+    match number.checked_mul(seconds) {
+        Some(total) if total <= MAX_DURATION_SECONDS => Ok(Duration::from_secs(total)),
+        _ => Err(format!(
+            "{text:?} is longer than the {MAX_DURATION_DAYS} days (ten years) a duration may be"
+        )),
+    }
 }
+
+/// The longest duration a setting takes. Durations are added to and subtracted
+/// from timestamps in milliseconds (an `i64`); anything longer than ten years is
+/// a typo, and far beyond it the arithmetic would wrap.
+const MAX_DURATION_DAYS: u64 = 3650;
+const MAX_DURATION_SECONDS: u64 = MAX_DURATION_DAYS * 86_400;
 
 /// An http(s) URL reduced to its origin; anything after the host is refused, as the
 /// portal serves from the root.
@@ -1837,7 +1845,7 @@ mod tests {
             ("0h", "longer than zero"),
             ("hourly", "does not start with a whole number"),
             ("5", "no unit"),
-            ("99999999999999999d", "too long"),
+            ("99999999999999999d", "longer than the 3650 days"),
         ] {
             let error = with(bad)?.err().ok_or(bad)?;
             assert!(
@@ -2372,6 +2380,22 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         for bad in ["", "8", "h", "0m", "8 h", "8w", "-1h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_stop_at_ten_years() {
+        assert_eq!(
+            parse_duration("3650d"),
+            Ok(Duration::from_secs(3650 * 86_400))
+        );
+        for too_long in ["3651d", "999999999999d", "18446744073709551615s"] {
+            assert_eq!(
+                parse_duration(too_long),
+                Err(format!(
+                    "{too_long:?} is longer than the 3650 days (ten years) a duration may be"
+                ))
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod new_token;
 pub mod oidc;
 pub mod reveal;
 pub mod shown_once;
+pub mod sign_in_cookie;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -63,12 +64,6 @@ fn signed_in_expiry(state: &AppState) -> Expiry {
             .unwrap_or(tower_sessions::cookie::time::Duration::hours(8)),
     )
 }
-
-/// How long a session that only waits for a sign-in to finish (single sign-on
-/// under way) is kept: anyone may start one without an account, so a flood of
-/// them must not pile up for the idle timeout.
-pub const PENDING_SIGN_IN_EXPIRY: Expiry =
-    Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(10));
 
 /// Session data key: when the session was last stored, to push its idle expiry on.
 const SEEN_KEY: &str = "seen_at";

@@ -394,6 +394,12 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
         &common::draft("postgres-database", postgres_params("cache", "dev", 10)),
     )
     .await?;
+    // Nor while a request that requires it waits in review: it would run
+    // against a namespace gone, and its database keep no relation.
+    refused!(app, actions::submit(state, &alice, dev, "decommission", &scale(json!({}))),
+        ServiceError::PrecheckFailed(report) => assert!(
+            report.field_errors.iter().any(|e| e.message.contains(&format!("required by request #{db} in flight"))),
+            "{report:?}"));
     reviews::decide(state, &bob, db, 1, ReviewDecision::Approve, "").await?;
     app.run_jobs().await?;
     refused!(app, actions::submit(state, &alice, dev, "decommission", &scale(json!({}))),

@@ -1222,6 +1222,12 @@ async fn role_by_endpoint_matrix(app: &TestApp) -> TestResult {
             json!({"note": "done by hand"}),
             &["carol"],
         ),
+        (
+            "abandon",
+            RequestState::Manual,
+            json!({"note": "nothing was made"}),
+            &["carol"],
+        ),
     ];
     let mut n = 0;
     for (endpoint, state, body, allowed) in rows {

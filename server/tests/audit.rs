@@ -31,6 +31,7 @@ on_both_engines!(
     a_deleted_middle_row_is_caught,
     batches_join_at_their_edges,
     a_truncated_tail_is_caught,
+    a_chain_cut_and_grown_again_is_never_signed_over,
     a_forged_checkpoint_is_refused,
     verify_from_a_checkpoint_reads_only_what_follows,
     an_event_left_unsealed_is_caught,
@@ -227,6 +228,13 @@ async fn only_sealing_may_update_and_nothing_deletes(app: &TestApp) -> TestResul
         assert!(outcome.is_err(), "must be refused: {sql}");
     }
     assert!(app.exec("DELETE FROM audit_checkpoints").await.is_err());
+    if app.engine == Engine::Postgres {
+        // TRUNCATE fires no row trigger: it has guards of its own.
+        for table in ["audit_events", "audit_checkpoints"] {
+            let outcome = app.exec(&format!("TRUNCATE {table}")).await;
+            assert!(outcome.is_err(), "TRUNCATE {table} must be refused");
+        }
+    }
     // The sealer's own update goes through, once.
     assert_eq!(audit_chain::seal_pending(&app.state.db).await?, 1);
     let events = app.count("audit_events").await?;
@@ -453,6 +461,67 @@ async fn a_truncated_tail_is_caught(app: &TestApp) -> TestResult {
         audit::verify(&app.state, &carol).await?,
         ChainStatus::Broken { .. }
     ));
+    Ok(())
+}
+
+/// Someone with full access cuts the chain behind its checkpoint and lets it grow
+/// past that place again: from genesis to its new end the chain is whole, but it
+/// no longer passes through what was signed. The server never signs over it, and
+/// a checkpoint signed over it anyway (as the server once did) does not hide it.
+async fn a_chain_cut_and_grown_again_is_never_signed_over(app: &TestApp) -> TestResult {
+    append(app, 10, "test.signed").await?;
+    let signed = checkpoint(app).await?;
+    drop_guards(app).await?;
+    let keep = signed.position - 6;
+    app.exec(&format!("DELETE FROM audit_events WHERE position > {keep}"))
+        .await?;
+    append(app, 20, "test.regrown").await?;
+    audit_chain::seal_pending(&app.state.db).await?;
+    assert!(
+        matches!(
+            storage::audit::verify_chain(&app.state.db).await?,
+            ChainStatus::Intact { .. }
+        ),
+        "from genesis the regrown chain is whole"
+    );
+    let signer = app.state.audit_signer.as_ref().ok_or("no signer")?;
+    let refused = audit_chain::checkpoint(&app.state.db, &app.state.gitops, signer).await;
+    match refused {
+        Err(AuditError::Broken { position, .. }) => assert_eq!(position, signed.position),
+        other => panic!("the server must not sign over a cut chain: {other:?}"),
+    }
+    assert_eq!(
+        storage::audit::latest_checkpoint(&mut *app.state.db.pool.acquire().await?)
+            .await?
+            .map(|c| c.position),
+        Some(signed.position),
+        "no newer checkpoint stored"
+    );
+    // The stored checkpoints gone too: the one in the GitOps repository holds.
+    app.exec("DELETE FROM audit_checkpoints").await?;
+    let refused = audit_chain::checkpoint(&app.state.db, &app.state.gitops, signer).await;
+    assert!(
+        matches!(refused, Err(AuditError::Broken { .. })),
+        "{refused:?}"
+    );
+    // A checkpoint signed over the new head anyway, in the database and in the
+    // repository: verify still finds the place the old one vouched for.
+    let mut conn = app.state.db.pool.acquire().await?;
+    let head = storage::audit::head(&mut conn)
+        .await?
+        .ok_or("the chain is not empty")?;
+    let over = signer.sign(&head, storage::now_millis());
+    app.exec("DELETE FROM audit_checkpoints").await?;
+    storage::audit::insert_checkpoint(&mut conn, &signed).await?;
+    storage::audit::insert_checkpoint(&mut conn, &over).await?;
+    drop(conn);
+    audit_chain::write_external(&app.state.gitops, &over)?;
+    for from_checkpoint in [false, true] {
+        match verify(app, from_checkpoint).await?.report.status {
+            ChainStatus::Broken { position, .. } => assert_eq!(position, signed.position),
+            intact => panic!("a chain rewritten behind its checkpoint must be caught: {intact:?}"),
+        }
+    }
     Ok(())
 }
 

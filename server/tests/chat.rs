@@ -1286,3 +1286,44 @@ async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
 }
 
 on_both_engines!(an_unlinked_chat_account_acts_as_no_one);
+
+/// What the asker may read is not for everyone in a shared room (a review room
+/// holds people of other teams): there `status` and `mine` point to a direct
+/// chat and show nothing of the request.
+async fn a_shared_room_hears_nobody_s_requests(app: &TestApp) -> TestResult {
+    use slipway_server::chat::answer::{Asker, answer};
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    let code = chat_service::issue_link_code(state, &alice).await?;
+    chat_service::link(state, "@alice:chat.test", "!a:chat.test", &code.code, "$l").await?;
+    let params = json!({"name": "ledger-secret-name", "team": "payments", "environment": "dev",
+                        "cpu_limit": 2, "memory_limit_gi": 8});
+    let id = slipway_server::services::requests::submit(
+        state,
+        &alice,
+        &common::draft("k8s-namespace", params),
+    )
+    .await?;
+    let asks = |room_id: &'static str, event_id: &'static str, shared_room| Asker {
+        chat_user: "@alice:chat.test",
+        room_id,
+        event_id,
+        shared_room,
+    };
+    let direct = answer(
+        state,
+        &asks("!a:chat.test", "$1", false),
+        &format!("status #{id}"),
+    )
+    .await;
+    assert!(direct.contains("ledger-secret-name"), "{direct}");
+    for (event, words) in [("$2", format!("status #{id}")), ("$3", "mine".to_string())] {
+        let shared = answer(state, &asks("!team:chat.test", event, true), &words).await;
+        assert!(shared.contains("direct chat"), "{words}: {shared}");
+        assert!(!shared.contains("ledger-secret-name"), "{words}: {shared}");
+        assert!(!shared.contains("alice"), "{words}: {shared}");
+    }
+    Ok(())
+}
+
+on_both_engines!(a_shared_room_hears_nobody_s_requests);

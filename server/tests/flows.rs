@@ -24,6 +24,7 @@ on_both_engines!(
     restart_mid_job,
     restart_after_the_commit_landed,
     hash_binding_and_manual_fallback,
+    a_request_handled_by_hand_may_close_without_an_asset,
     bad_requests_change_nothing,
     bad_reviews_change_nothing,
     state_machine_through_the_services,
@@ -556,6 +557,59 @@ async fn hash_binding_and_manual_fallback(app: &TestApp) -> TestResult {
         .await?
         .ok_or("a resolved request records its asset")?;
     assert_eq!(asset.commit_id, "manual");
+    Ok(())
+}
+
+/// A failed request nobody will retry (the resource is not wanted any more, or
+/// what its run left was cleaned up by hand) is closed by the person handling
+/// it without an asset: it no longer holds its quota and name for ever, and no
+/// asset that does not exist enters the CMDB.
+async fn a_request_handled_by_hand_may_close_without_an_asset(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let id = approved_prod_namespace(app, "ghost").await?;
+    let mut conn = state.db.pool.acquire().await?;
+    let mut revision = storage::requests::revisions(&mut conn, id).await?.remove(0);
+    drop(conn);
+    revision.change_set.files[0]
+        .content
+        .push_str("# changed after the review\n");
+    sqlx::query(
+        "UPDATE request_revisions SET change_set = $1 WHERE request_id = $2 AND revision = 1",
+    )
+    .bind(serde_json::to_string(&revision.change_set)?)
+    .bind(id.0)
+    .execute(&state.db.pool)
+    .await?;
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Failed);
+    let (alice, carol) = (app.user("alice").await?, app.user("carol").await?);
+    let note = "nothing was made; the team no longer wants it";
+    refused!(app, operations::abandon(state, &carol, id, note), ServiceError::Conflict(_) => {});
+    operations::take_over(state, &carol, id).await?;
+    refused!(app, operations::abandon(state, &alice, id, note), ServiceError::Forbidden(_) => {});
+    refused!(app, operations::abandon(state, &carol, id, " \n "),
+        ServiceError::Invalid(fields) => assert_eq!(fields[0].field, "note"));
+    operations::abandon(state, &carol, id, note).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Cancelled);
+    let mut conn = state.db.pool.acquire().await?;
+    assert!(storage::assets::by_request(&mut conn, id).await?.is_none());
+    drop(conn);
+    let actions = audit_actions(app, &format!("request:{id}")).await?;
+    assert_eq!(actions.last().map(String::as_str), Some("request.abandon"));
+    // Closed is closed: neither ending again.
+    refused!(app, operations::abandon(state, &carol, id, note), ServiceError::Conflict(_) => {});
+    refused!(app, operations::resolve(state, &carol, id, note), ServiceError::Conflict(_) => {});
+    // Its name is free: the team may ask for it again.
+    let again = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("ghost", "payments", "prod", 2),
+        ),
+    )
+    .await?;
+    assert_eq!(app.request_state(again).await?, RequestState::InReview);
     Ok(())
 }
 

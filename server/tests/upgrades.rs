@@ -303,3 +303,51 @@ async fn an_upgrade_goes_to_someone_who_may_still_ask_for_the_asset() -> TestRes
     );
     Ok(())
 }
+
+/// An upgrade the team cancels, or a reviewer rejects, is the answer for that
+/// version: later sweeps neither open it again nor fail on it (before, each
+/// sweep that walked the type again failed on the key taken, counted the asset
+/// as deferred, and so never marked the type swept).
+#[tokio::test]
+async fn a_declined_upgrade_stays_declined_for_its_version() -> TestResult {
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    // In prod, where upgrades wait for a reviewer (dev approves them at once).
+    app.namespace(&alice, "prod", "web").await?;
+    app.namespace(&alice, "prod", "api").await?;
+    // A third is busy with a resize, so the type is walked again at each sweep.
+    let busy = asset_of(&app.state, app.namespace(&alice, "prod", "busy").await?).await?;
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-busy".into(),
+    };
+    actions::submit(&app.state, &alice, busy.summary.id, "resize", &draft).await?;
+    edit(&catalog, TEMPLATE, |t| {
+        format!("{}\n{ADDED_LABEL}", t.trim_end())
+    })?;
+    let changed = app.restart().await?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!((report.opened.len(), report.deferred), (2, 1), "{report:?}");
+    slipway_server::services::requests::cancel(&changed, &alice, report.opened[0]).await?;
+    reviews::decide(
+        &changed,
+        &bob,
+        report.opened[1],
+        1,
+        ReviewDecision::Reject,
+        "not now",
+    )
+    .await?;
+    let before = request_count(&changed).await?;
+    let again = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (again.opened.len(), again.unchanged, again.deferred),
+        (0, 2, 1),
+        "the declined two are answered, not failed on: {again:?}"
+    );
+    assert_eq!(request_count(&changed).await?, before);
+    Ok(())
+}

@@ -114,9 +114,13 @@ fn kind(property: &Value) -> FieldKind {
     }
 }
 
-/// Labels come from `x-enum-titles` (dictionaries fill it in), else the value itself.
+/// Labels come from `x-enum-titles` (dictionaries fill it in), else the value
+/// itself; titles that do not line up one to one with the values are not used.
 fn choice_options(property: &Value, values: &[Value]) -> Vec<ChoiceOption> {
-    let titles = property.get("x-enum-titles").and_then(Value::as_array);
+    let titles = property
+        .get("x-enum-titles")
+        .and_then(Value::as_array)
+        .filter(|titles| titles.len() == values.len());
     values
         .iter()
         .enumerate()

@@ -357,6 +357,7 @@ fn load_parameters(
     schema::check_secrets(&parameters, &mut problems);
     schema::resolve_dictionaries(&mut parameters, &catalog.dictionaries, "", &mut problems);
     schema::check_form_shape(&parameters, &mut problems);
+    check_enum_titles(&parameters, "", &mut problems);
     schema::check_valid(&parameters, &mut problems);
     for p in problems {
         let path = if p.path.is_empty() {
@@ -371,6 +372,52 @@ fn load_parameters(
     parameters
 }
 
+/// `x-enum-titles` labels the choices of `enum` by position: the form shows the
+/// title of one value for another if they do not line up one to one.
+fn check_enum_titles(schema: &serde_json::Value, path: &str, problems: &mut Vec<SchemaProblem>) {
+    let at = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match schema {
+        serde_json::Value::Object(map) => {
+            if let Some(titles) = map.get("x-enum-titles") {
+                let choices = map.get("enum").and_then(|e| e.as_array()).map(Vec::len);
+                let message = match (titles.as_array(), choices) {
+                    (_, None) => Some("needs an `enum` whose values it titles".to_string()),
+                    (Some(titles), _) if !titles.iter().all(|t| t.is_string()) => {
+                        Some("must be a list of texts".to_string())
+                    }
+                    (None, _) => Some("must be a list of texts".to_string()),
+                    (Some(titles), Some(choices)) if titles.len() != choices => Some(format!(
+                        "has {} titles for {choices} enum values; give one title per value, in order",
+                        titles.len()
+                    )),
+                    _ => None,
+                };
+                if let Some(message) = message {
+                    problems.push(SchemaProblem {
+                        path: at("x-enum-titles"),
+                        message,
+                    });
+                }
+            }
+            for (key, child) in map {
+                check_enum_titles(child, &at(key), problems);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                check_enum_titles(child, &format!("{path}[{i}]"), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
     fe.template("naming.template", &ty.naming.template);
     if ty.naming.max_length == 0 {
@@ -379,6 +426,8 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
     if let Err(message) = crate::validate::NameRule::new(&ty.naming) {
         fe.push("naming.pattern", message);
     }
+    check_parameter_names(ty, fe);
+    check_required_names(ty, fe);
     check_owner(ty, catalog, fe);
     check_listing(ty, fe);
     if Role::parse(&ty.review.approver_role).is_none() {
@@ -436,6 +485,16 @@ fn check_owner(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         );
         return;
     }
+    if !ty.is_required(&owner.param) {
+        fe.push(
+            "owner_param",
+            format!(
+                "the parameter {:?} must be listed in parameters.required: a request without \
+                 a team would belong to no team and pass the team boundary",
+                owner.param
+            ),
+        );
+    }
     if owner.dictionary.is_empty() {
         fe.push(
             "owner_param",
@@ -458,6 +517,101 @@ fn check_owner(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
                 ty.owner, owner.dictionary
             ),
         );
+    }
+}
+
+/// Names templates are given beside the parameters (`template::context`,
+/// `template::render_context`, `template::action_context`, `execution::plan`):
+/// a parameter of the same name would be hidden by them, or hide them.
+const RESERVED_TEMPLATE_NAMES: [&str; 9] = [
+    "resource_type",
+    "resource_name",
+    "requires",
+    "current",
+    "request_id",
+    "revision",
+    "requester",
+    "run_key",
+    "inputs",
+];
+
+/// Words a template reads as literals or operators, never as a variable.
+const TEMPLATE_KEYWORDS: [&str; 13] = [
+    "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else",
+];
+
+/// Every parameter is a variable of the templates: its name must be one a
+/// template can write, and not one the templates already use.
+fn check_parameter_names(ty: &ResourceType, fe: &mut FileErrors<'_>) {
+    let Some(properties) = ty.parameters.get("properties").and_then(|p| p.as_object()) else {
+        return;
+    };
+    for name in properties.keys() {
+        let at = format!("parameters.properties.{name}");
+        if RESERVED_TEMPLATE_NAMES.contains(&name.as_str()) {
+            fe.push(
+                at,
+                format!(
+                    "{name:?} is a name templates are given by Slipway ({}); call the parameter otherwise",
+                    RESERVED_TEMPLATE_NAMES.join(", ")
+                ),
+            );
+        } else if !super::is_plain_name(name) || TEMPLATE_KEYWORDS.contains(&name.as_str()) {
+            fe.push(
+                at,
+                format!(
+                    "{name:?} cannot be read by a template: use letters, digits and '_', \
+                     not starting with a digit, and not a word like true, none, and or not"
+                ),
+            );
+        }
+    }
+}
+
+/// A `required` entry that names no property is a typo that leaves the property
+/// it meant optional (`[name, taem]`): the schema engine accepts it silently.
+fn check_required_names(ty: &ResourceType, fe: &mut FileErrors<'_>) {
+    let Some(required) = ty.parameters.get("required").and_then(|r| r.as_array()) else {
+        return;
+    };
+    for (i, entry) in required.iter().enumerate() {
+        match entry.as_str() {
+            Some(name) if ty.has_param(name) => {}
+            Some(name) => fe.push(
+                format!("parameters.required[{i}]"),
+                format!("names {name:?}, which is not a property of the parameters"),
+            ),
+            None => fe.push(
+                format!("parameters.required[{i}]"),
+                "must be the name of a property",
+            ),
+        }
+    }
+}
+
+/// A quota counts a request in the scope its parameters name: a parameter the
+/// request may leave out would let it escape the rule.
+fn must_be_required(ty: &ResourceType, param: &str, role: &str) -> Option<String> {
+    (!ty.is_required(param)).then(|| {
+        format!(
+            "parameter {param:?} {role} and must be listed in parameters.required: \
+             a request without it would escape the quota"
+        )
+    })
+}
+
+/// A summed parameter's values must add up without overflow and never lower a
+/// sum: a `minimum` of 0 or more and a `maximum` that fits a 64-bit integer.
+fn summed_bounds_problem(ty: &ResourceType, sum: &str) -> Option<String> {
+    let property = ty.parameters.get("properties")?.get(sum)?;
+    let bound = |key: &str| property.get(key).and_then(crate::validate::whole_number);
+    match (bound("minimum"), bound("maximum")) {
+        (Some(minimum), Some(_)) if minimum >= 0 => None,
+        _ => Some(format!(
+            "parameter {sum:?} is summed, so it needs a whole-number `minimum` of 0 or more and \
+             a whole-number `maximum` of at most {}: otherwise a value can be too large to count",
+            i64::MAX
+        )),
     }
 }
 
@@ -529,6 +683,8 @@ fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileError
             );
         } else if let Some(problem) = lookup_key_problem(ty, param) {
             fe.push(format!("quota[{i}].per[{j}]"), problem);
+        } else if let Some(problem) = must_be_required(ty, param, "scopes the quota") {
+            fe.push(format!("quota[{i}].per[{j}]"), problem);
         }
     }
     match (&rule.sum, rule.max) {
@@ -545,6 +701,10 @@ fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileError
                 );
             } else if !super::is_plain_name(sum) {
                 fe.push(format!("quota[{i}].sum"), plain_name_rule(sum));
+            } else if let Some(problem) = must_be_required(ty, sum, "is summed by the quota") {
+                fe.push(format!("quota[{i}].sum"), problem);
+            } else if let Some(problem) = summed_bounds_problem(ty, sum) {
+                fe.push(format!("quota[{i}].sum"), problem);
             }
         }
         (Some(_), None) => fe.push(format!("quota[{i}]"), "`sum` needs a `max`"),

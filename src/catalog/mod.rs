@@ -320,6 +320,14 @@ impl ResourceType {
         schema::property_type(&self.parameters, name) == Some("integer")
     }
 
+    /// Whether the schema's `required` lists the parameter: a request always gives it.
+    pub fn is_required(&self, name: &str) -> bool {
+        self.parameters
+            .get("required")
+            .and_then(|r| r.as_array())
+            .is_some_and(|required| required.iter().any(|entry| entry.as_str() == Some(name)))
+    }
+
     pub fn has_param(&self, name: &str) -> bool {
         self.parameters
             .get("properties")
@@ -329,7 +337,10 @@ impl ResourceType {
 }
 
 impl ResourceType {
-    /// The team a set of parameters is for, when the type declares one.
+    /// The team a set of parameters is for, when the type declares one. `None`
+    /// also when the type names an owner parameter the parameters leave out (or
+    /// give as something other than text): the policy refuses such a request
+    /// rather than take it for one of a type without teams.
     pub fn owning_team<'a>(&self, params: &'a serde_json::Value) -> Option<&'a str> {
         let owner = self.owner_param.as_ref()?;
         params.get(&owner.param).and_then(|v| v.as_str())
@@ -356,9 +367,12 @@ impl ResourceType {
             .and_then(|e| e.as_array())
             .cloned()
             .unwrap_or_default();
+        // Titles that do not line up with the values (the loader refuses them)
+        // would label one team with another's name: better none.
         let titles = field
             .get("x-enum-titles")
             .and_then(|e| e.as_array())
+            .filter(|titles| titles.len() == keys.len())
             .cloned();
         let keep: Vec<usize> = (0..keys.len())
             .filter(|i| {

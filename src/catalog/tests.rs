@@ -228,7 +228,7 @@ fn error_display_omits_empty_path() {
 
 #[test]
 fn semantic_errors_are_all_collected() {
-    let broken = minimal_type(
+    let broken = with_team_required(&minimal_type(
         r#"quota:
   - { per: [team, region], max_count: 2 }
   - { per: [team], sum: name, max: 10 }
@@ -240,7 +240,7 @@ requires:
 risk_hints:
   - { when: "size >", message: "{% if %}" }
 "#,
-    );
+    ));
     let errors = errors_of(&with_file("types/widget.yaml", &broken));
     let f = "types/widget.yaml";
     let got = triples(&errors);
@@ -560,9 +560,14 @@ fn a_review_role_that_does_not_exist_is_refused() {
     );
 }
 
+/// The minimal type with `team` required too, as an owner or quota scope must be.
+fn with_team_required(type_file: &str) -> String {
+    type_file.replace("required: [name]", "required: [name, team]")
+}
+
 #[test]
 fn the_owning_team_parameter_is_declared_and_checked() {
-    let good = minimal_type("owner_param: team\n");
+    let good = with_team_required(&minimal_type("owner_param: team\n"));
     let files = with_file("types/widget.yaml", &good);
     let catalog = Catalog::from_files(&files).ok();
     let owner = catalog.and_then(|c| {
@@ -588,7 +593,8 @@ fn the_owning_team_parameter_is_declared_and_checked() {
         )]
     );
 
-    let not_a_dictionary = minimal_type("owner_param: size\n");
+    let not_a_dictionary =
+        minimal_type("owner_param: size\n").replace("required: [name]", "required: [name, size]");
     let errors = errors_of(&with_file("types/widget.yaml", &not_a_dictionary));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
@@ -596,8 +602,8 @@ fn the_owning_team_parameter_is_declared_and_checked() {
         "{errors:?}"
     );
 
-    let unknown_owner =
-        minimal_type("owner_param: team\n").replace("owner: platform", "owner: nobody");
+    let unknown_owner = with_team_required(&minimal_type("owner_param: team\n"))
+        .replace("owner: platform", "owner: nobody");
     let errors = errors_of(&with_file("types/widget.yaml", &unknown_owner));
     assert_eq!(
         triples(&errors),
@@ -1194,7 +1200,9 @@ fn the_shipped_shared_database_generates_its_owner_password() {
 fn widget_with_actions(actions: &str) -> Vec<SourceFile> {
     with_file(
         "types/widget.yaml",
-        &minimal_type(&format!("owner_param: team\nactions:\n{actions}")),
+        &with_team_required(&minimal_type(&format!(
+            "owner_param: team\nactions:\n{actions}"
+        ))),
     )
 }
 
@@ -1553,4 +1561,185 @@ fn a_type_file_name_that_is_no_type_name_is_refused() {
             "{stem}: {errors:?}"
         );
     }
+}
+
+#[test]
+fn an_owner_parameter_or_quota_parameter_must_be_required() {
+    let f = "types/widget.yaml";
+    let optional_owner = minimal_type("owner_param: team\n");
+    let errors = errors_of(&with_file(f, &optional_owner));
+    assert_eq!(
+        triples(&errors),
+        [err(
+            f,
+            "owner_param",
+            "the parameter \"team\" must be listed in parameters.required: a request without \
+             a team would belong to no team and pass the team boundary"
+        )]
+    );
+
+    let misspelled =
+        minimal_type("owner_param: team\n").replace("required: [name]", "required: [name, taem]");
+    let errors = errors_of(&with_file(f, &misspelled));
+    let got = triples(&errors);
+    assert!(
+        got.contains(&err(
+            f,
+            "parameters.required[1]",
+            "names \"taem\", which is not a property of the parameters"
+        )),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|(_, path, _)| path == "owner_param"),
+        "{got:#?}"
+    );
+
+    let optional_scope_and_sum = minimal_type(
+        "quota:\n  - { per: [team], max_count: 2 }\n  - { per: [], sum: size, max: 10 }\n",
+    )
+    .replace(
+        "size: { type: integer, default: 1 }",
+        "size: { type: integer, minimum: 0, maximum: 9 }",
+    );
+    let errors = errors_of(&with_file(f, &optional_scope_and_sum));
+    assert_eq!(
+        triples(&errors),
+        [
+            err(
+                f,
+                "quota[0].per[0]",
+                "parameter \"team\" scopes the quota and must be listed in parameters.required: \
+                 a request without it would escape the quota"
+            ),
+            err(
+                f,
+                "quota[1].sum",
+                "parameter \"size\" is summed by the quota and must be listed in parameters.required: \
+                 a request without it would escape the quota"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_summed_parameter_declares_bounds_a_sum_can_count() {
+    let f = "types/widget.yaml";
+    let summed = |size: &str| {
+        minimal_type("quota:\n  - { per: [], sum: size, max: 10 }\n")
+            .replace("required: [name]", "required: [name, size]")
+            .replace("size: { type: integer, default: 1 }", size)
+    };
+    let bounded = summed("size: { type: integer, minimum: 0, maximum: 9 }");
+    assert!(Catalog::from_files(&with_file(f, &bounded)).is_ok());
+    for unbounded in [
+        "size: { type: integer }",
+        "size: { type: integer, minimum: 0 }",
+        "size: { type: integer, maximum: 9 }",
+        "size: { type: integer, minimum: -1, maximum: 9 }",
+        "size: { type: integer, minimum: 0, maximum: 9223372036854775808 }",
+        "size: { type: integer, minimum: 0, maximum: 1e300 }",
+    ] {
+        let errors = errors_of(&with_file(f, &summed(unbounded)));
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["quota[0].sum"], "{unbounded}: {errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("needs a whole-number `minimum` of 0 or more"),
+            "{errors:?}"
+        );
+    }
+}
+
+#[test]
+fn enum_titles_are_texts_one_per_enum_value() {
+    let f = "types/widget.yaml";
+    let with_flavour = |flavour: &str| {
+        minimal_type("").replace(
+            "    team: {",
+            &format!("    flavour: {flavour}\n    team: {{"),
+        )
+    };
+    let lined_up = with_flavour(r#"{ type: string, enum: [a, b], x-enum-titles: ["A", "B"] }"#);
+    assert!(Catalog::from_files(&with_file(f, &lined_up)).is_ok());
+    for (flavour, message) in [
+        (
+            r#"{ type: string, enum: [a, b], x-enum-titles: ["A"] }"#,
+            "has 1 titles for 2 enum values; give one title per value, in order",
+        ),
+        (
+            r#"{ type: string, enum: [a], x-enum-titles: ["A", "B"] }"#,
+            "has 2 titles for 1 enum values; give one title per value, in order",
+        ),
+        (
+            r#"{ type: string, enum: [a, b], x-enum-titles: ["A", 2] }"#,
+            "must be a list of texts",
+        ),
+        (
+            r#"{ type: string, enum: [a], x-enum-titles: "A" }"#,
+            "must be a list of texts",
+        ),
+        (
+            r#"{ type: string, x-enum-titles: ["A"] }"#,
+            "needs an `enum` whose values it titles",
+        ),
+    ] {
+        let errors = errors_of(&with_file(f, &with_flavour(flavour)));
+        assert_eq!(
+            triples(&errors),
+            [err(
+                f,
+                "parameters.properties.flavour.x-enum-titles",
+                message
+            )],
+            "{flavour}"
+        );
+    }
+}
+
+#[test]
+fn a_parameter_may_not_take_a_template_name_or_be_no_identifier() {
+    let f = "types/widget.yaml";
+    let with_property = |name: &str| {
+        minimal_type("").replace(
+            "    team: {",
+            &format!("    {name}: {{ type: string }}\n    team: {{"),
+        )
+    };
+    for reserved in [
+        "resource_type",
+        "resource_name",
+        "requires",
+        "current",
+        "request_id",
+        "revision",
+        "requester",
+        "run_key",
+        "inputs",
+    ] {
+        let errors = errors_of(&with_file(f, &with_property(reserved)));
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [format!("parameters.properties.{reserved}")],
+            "{errors:?}"
+        );
+        assert!(
+            errors[0]
+                .message
+                .contains("is a name templates are given by Slipway"),
+            "{errors:?}"
+        );
+    }
+    for unreadable in ["\"db-size\"", "\"2fa\"", "\"size gb\"", "none", "\"not\""] {
+        let errors = errors_of(&with_file(f, &with_property(unreadable)));
+        assert_eq!(errors.len(), 1, "{unreadable}: {errors:?}");
+        assert!(
+            errors[0].message.contains("cannot be read by a template"),
+            "{errors:?}"
+        );
+    }
+    let fine = with_property("_internal_note2");
+    assert!(Catalog::from_files(&with_file(f, &fine)).is_ok());
 }

@@ -46,7 +46,7 @@ fn states_for(verb: Verb) -> &'static [RequestState] {
         ],
         Verb::Approve | Verb::Reject | Verb::RequestChanges => &[S::InReview],
         Verb::Retry | Verb::TakeOver => &[S::Failed],
-        Verb::Resolve => &[S::Manual],
+        Verb::Resolve | Verb::Abandon => &[S::Manual],
     }
 }
 
@@ -74,7 +74,9 @@ fn relations_for(verb: Verb, role: Role, approver: Role) -> &'static [Rel] {
         (Verb::Approve | Verb::Reject | Verb::RequestChanges, _) if approves => {
             &[Rel::TeamMate, Rel::OfferingTeam]
         }
-        (Verb::Retry | Verb::TakeOver | Verb::Resolve, R::Platform | R::Admin) => EVERYONE,
+        (Verb::Retry | Verb::TakeOver | Verb::Resolve | Verb::Abandon, R::Platform | R::Admin) => {
+            EVERYONE
+        }
         _ => &[],
     }
 }
@@ -145,7 +147,7 @@ fn every_role_relationship_verb_and_state_follows_the_table() {
             }
         }
     }
-    assert_eq!(allowed + refused, 2 * 5 * 5 * 10 * 12);
+    assert_eq!(allowed + refused, 2 * 5 * 5 * 11 * 12);
     assert!(allowed > 200, "the table allows {allowed}");
 }
 
@@ -421,7 +423,7 @@ fn every_list_reaches_exactly_the_rows_may_allows() {
 
 #[test]
 fn needing_attention_holds_the_states_of_manual_handling() {
-    let mut want: Vec<RequestState> = [Verb::Retry, Verb::TakeOver, Verb::Resolve]
+    let mut want: Vec<RequestState> = [Verb::Retry, Verb::TakeOver, Verb::Resolve, Verb::Abandon]
         .into_iter()
         .flat_map(|verb| states_for(verb).iter().copied())
         .collect();
@@ -529,5 +531,41 @@ fn the_assets_team_acts_on_an_active_asset_and_nobody_on_a_retired_one() {
     assert_eq!(
         may_act_on(&mate, &retired).map_err(|r| r.to_string()),
         Err("the asset is retired: it keeps its history but takes no more actions".into())
+    );
+}
+
+#[test]
+fn a_request_without_a_team_of_a_type_with_teams_is_refused_to_everyone() {
+    let catalog = crate::test_support::shipped_catalog();
+    let Some(ty) = catalog.resource_type("k8s-namespace") else {
+        panic!("k8s-namespace missing")
+    };
+    let teamless = serde_json::json!({"name": "web", "environment": "dev"});
+    let facts = RequestFacts::new(ty, &teamless, S::Draft, ME);
+    assert_eq!(facts.team, Some(MISSING_TEAM));
+    for role in Role::ALL {
+        let mut user = person(role, Rel::Stranger);
+        user.roles.push(Role::Requester);
+        let got = may(&user, Verb::Submit, &facts).map_err(|r| r.to_string());
+        assert_eq!(
+            got,
+            Err(
+                "the request names no team, and requests of this type belong to a team: \
+                 choose one of your teams"
+                    .into()
+            ),
+            "{role:?}"
+        );
+    }
+    let empty_team = serde_json::json!({"name": "web", "team": "", "environment": "dev"});
+    let facts = RequestFacts::new(ty, &empty_team, S::Draft, ME);
+    assert!(may(&person(Role::Admin, Rel::Stranger), Verb::View, &facts).is_ok());
+    assert!(
+        may(
+            &person(Role::Requester, Rel::TeamMate),
+            Verb::Submit,
+            &facts
+        )
+        .is_err()
     );
 }

@@ -318,3 +318,49 @@ fn nothing_new_may_depend_on_an_asset_being_retired() {
         check.description
     );
 }
+
+#[test]
+fn a_rule_whose_value_cannot_be_read_fails_instead_of_being_skipped() {
+    // A type written in code, past the loader: the summed parameter has no maximum.
+    let mut t = ty("k8s-namespace");
+    if let Some(cpu) = t
+        .parameters
+        .pointer_mut("/properties/cpu_limit")
+        .and_then(Value::as_object_mut)
+    {
+        cpu.remove("maximum");
+    }
+    let usage = [QuotaUsage::default(), QuotaUsage::default()];
+    for too_large in [json!(9_223_372_036_854_775_808_u64), json!(1e300)] {
+        let params = json!({"name": "web", "team": "payments", "environment": "dev",
+                            "cpu_limit": too_large, "memory_limit_gi": 4});
+        let report = quota_report(&t, &params, &usage);
+        let failing: Vec<&QuotaCheck> = report.iter().filter(|q| !q.ok).collect();
+        assert_eq!(failing.len(), 1, "{report:?}");
+        assert_eq!(
+            failing[0].description,
+            "cpu_limit is not a whole number the quota can count (at most 9223372036854775807): \
+             the quota on it cannot be checked"
+        );
+        assert_eq!(failing[0].limit, 128);
+        let asset = json!({"name": "web", "team": "payments", "environment": "dev",
+                           "cpu_limit": 4, "memory_limit_gi": 4});
+        let action = action_quota_report(&t, &asset, &params, &usage);
+        assert!(action.iter().any(|q| !q.ok), "{action:?}");
+        let report = evaluate(&validator(&t), &t, &params, &usage, &[]);
+        assert!(!report.passed(), "{report:?}");
+    }
+    let listed_team = json!({"name": "web", "team": ["payments"], "environment": "dev",
+                             "cpu_limit": 4, "memory_limit_gi": 4});
+    let report = quota_report(&t, &listed_team, &usage);
+    let failing: Vec<&str> = report
+        .iter()
+        .filter(|q| !q.ok)
+        .map(|q| q.description.as_str())
+        .collect();
+    assert_eq!(
+        failing,
+        ["team holds a list or an object, which cannot scope a quota: the quota on it cannot be checked";
+            2]
+    );
+}

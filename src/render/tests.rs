@@ -185,6 +185,38 @@ fn duplicate_output_paths_are_errors() {
 }
 
 #[test]
+fn output_paths_differing_only_in_case_are_errors() {
+    let mut t = ty("k8s-namespace");
+    t.outputs[0].path = "dev/A.yaml".into();
+    t.outputs[1].path = "dev/a.yaml".into();
+    let err = change_set(&shipped_catalog(), &t, &ns_params(), "n", &[]).err();
+    assert_eq!(
+        err.map(|e| e.to_string()),
+        Some(
+            "outputs: two outputs render to dev/A.yaml and dev/a.yaml, one file where case is not told apart"
+                .to_string()
+        )
+    );
+}
+
+#[test]
+fn an_output_template_stops_at_the_size_of_a_file() {
+    let mut catalog = shipped_catalog();
+    let huge = r#"{% for i in range(100) %}{{ "x" * 50000000 }}{% endfor %}"#;
+    catalog
+        .templates
+        .insert("k8s-namespace/namespace.yaml.j2".into(), huge.into());
+    let err = change_set(&catalog, &ty("k8s-namespace"), &ns_params(), "n", &[]).err();
+    assert_eq!(
+        err.map(|e| e.to_string()),
+        Some(
+            "templates/k8s-namespace/namespace.yaml.j2: the rendered text is longer than the 1 MiB a rendering may be"
+                .to_string()
+        )
+    );
+}
+
+#[test]
 fn checks_render_paths_and_descriptions() {
     let checks = match checks(
         &ty("postgres-database"),

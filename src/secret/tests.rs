@@ -242,3 +242,18 @@ fn the_catalog_refuses_a_secret_quota_scope() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_null_is_left_out_as_validation_leaves_it_out() {
+    let ty = postgres();
+    let mut given = params(json!(CANARY));
+    if let Some(map) = given.as_object_mut() {
+        map.insert("team".into(), Value::Null);
+        map.insert("high_availability".into(), Value::Null);
+    }
+    let out = split(&ty, &given, None);
+    assert_eq!(out.params.get("team"), None, "{:?}", out.params);
+    assert_eq!(out.params.get("high_availability"), None);
+    assert_eq!(out.params.get("name"), Some(&json!("ledger")));
+    assert!(out.given.iter().any(|(name, _)| name == "owner_password"));
+}

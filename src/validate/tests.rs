@@ -371,3 +371,58 @@ fn control_characters_are_refused_in_any_text() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_secret_is_never_quoted_even_where_json_escapes_it() {
+    let mut db = ty("postgres-database");
+    if let Some(password) = db
+        .parameters
+        .pointer_mut("/properties/owner_password")
+        .and_then(Value::as_object_mut)
+    {
+        password.insert("not".into(), json!({"pattern": "(?i)password"}));
+    }
+    let validator = match ParamValidator::new(&db) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    };
+    for secret in [
+        "My\"Password12",
+        "My\\Password12",
+        "My\tPassword12",
+        "My\nPassword12",
+    ] {
+        let errors = validator.check(&set(pg_params(), "owner_password", json!(secret)));
+        assert_eq!(
+            errors,
+            [FieldError::new(
+                "owner_password",
+                "is not valid (the value is secret and not repeated here)"
+            )],
+            "{secret:?}"
+        );
+    }
+    // A rule we word ourselves keeps its words: they never hold the value.
+    let short = validator.check(&set(pg_params(), "owner_password", json!("short\"")));
+    assert_eq!(
+        short,
+        [FieldError::new(
+            "owner_password",
+            "must be at least 12 characters long"
+        )]
+    );
+}
+
+#[test]
+fn an_empty_value_from_text_leaves_the_default_in_place() {
+    let db = ty("postgres-database");
+    let given: Vec<(String, String)> = [("size", ""), ("storage_gb", " "), ("name", "")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (values, _) = values_from_text(&db, &given);
+    assert_eq!(values.get("size"), Some(&json!("small")));
+    assert_eq!(values.get("storage_gb"), Some(&json!(20)));
+    assert_eq!(values.get("name"), None, "no default, so not given");
+    assert!(values.values().all(|v| !v.is_null()), "{values:?}");
+}

@@ -164,7 +164,8 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
         .last()
         .map(|r| r.change_set_hash.clone())
         .unwrap_or_default();
-    let any = p.review || p.resubmit || p.cancel || p.retry || p.take_over || p.resolve;
+    let any =
+        p.review || p.resubmit || p.cancel || p.retry || p.take_over || p.resolve || p.abandon;
     any.then(|| view! {
         <section class="actions-panel" aria-label="Actions">
             {other_error.map(|e| view! { <p class="notice error" role="alert">{e.to_string()}</p> })}
@@ -188,12 +189,18 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
             {p.resubmit.then(|| view! { <a class="button primary" href=format!("/requests/{id}/edit")>"Edit and resubmit"</a> })}
             {p.retry.then(|| view! { <ActionForm action=retry>{hidden_id(id)}<button type="submit" class="primary">"Retry"</button></ActionForm> })}
             {p.take_over.then(|| view! { <ActionForm action=take_over>{hidden_id(id)}<button type="submit">"Take over by hand"</button></ActionForm> })}
-            {p.resolve.then(|| view! {
+            {(p.resolve || p.abandon).then(|| view! {
                 <ActionForm action=resolve attr:class="resolve-box">
                     {hidden_id(id)}
                     <label for="resolve-note">"Resolution note"</label>
-                    <textarea id="resolve-note" name="note" rows="3" maxlength=MAX_NOTE_CHARS>{note_draft}</textarea>
-                    <button type="submit" class="primary">"Resolve"</button>
+                    <textarea id="resolve-note" name="note" rows="3" maxlength=MAX_NOTE_CHARS aria-describedby="resolve-note-help">{note_draft}</textarea>
+                    <p class="help" id="resolve-note-help">
+                        "Resolve when the resource exists now: it is recorded as an asset. Close without an asset when nothing was made, or what a failed run left is cleaned up: its quota and name are freed."
+                    </p>
+                    <div class="buttons">
+                        {p.resolve.then(|| view! { <button type="submit" class="primary" name="outcome" value="resolve">"Resolve"</button> })}
+                        {p.abandon.then(|| view! { <button type="submit" class="danger" name="outcome" value="abandon">"Close without an asset"</button> })}
+                    </div>
                 </ActionForm>
             })}
             {p.cancel.then(|| cancel_form(cancel, id, detail.summary.state))}

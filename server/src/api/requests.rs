@@ -39,6 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(review))
         .routes(routes!(claim))
         .routes(routes!(resolve))
+        .routes(routes!(abandon))
         .routes(routes!(retry))
 }
 
@@ -88,6 +89,14 @@ pub struct ReviewBody {
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     /// What was done by hand.
+    pub note: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbandonBody {
+    /// Why nothing is left to record: nothing was made, or what was left was
+    /// cleaned up by hand.
     pub note: String,
 }
 
@@ -494,6 +503,30 @@ async fn resolve(
 ) -> Result<Json<RequestDetail>, ApiError> {
     scoped(&caller, TokenScope::Admin)?;
     operations::resolve(&state, &caller, RequestId(id), &body.note)
+        .await
+        .map_err(|e| problem(&caller, e))?;
+    detail_of(&state, &caller, RequestId(id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/requests/{id}/abandon", tag = "operations",
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = AbandonBody,
+    responses(
+        (status = 200, description = "Closed without an asset; its quota and name are free again", body = RequestDetail),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+/// Close a manually handled request without an asset.
+async fn abandon(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AbandonBody>,
+) -> Result<Json<RequestDetail>, ApiError> {
+    scoped(&caller, TokenScope::Admin)?;
+    operations::abandon(&state, &caller, RequestId(id), &body.note)
         .await
         .map_err(|e| problem(&caller, e))?;
     detail_of(&state, &caller, RequestId(id)).await

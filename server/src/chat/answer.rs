@@ -134,6 +134,16 @@ async fn run(
         Command::Request { type_name, params } => {
             request(state, caller, asker, &type_name, &params).await
         }
+        // What a person may read is theirs, not the room's: others in a shared
+        // room may be from another team, or from no team at all.
+        Command::Status { id } if asker.shared_room => Ok(format!(
+            "Others read this room: ask me `status #{id}` in a direct chat, just you and \
+             me, or open {}",
+            request_url(state, id)
+        )),
+        Command::Mine if asker.shared_room => Ok(
+            "Others read this room: ask me `mine` in a direct chat, just you and me.".to_string(),
+        ),
         Command::Status { id } => status(state, caller, id).await,
         Command::Mine => mine(state, caller).await,
         Command::Approve { id, revision } => approve(state, caller, id, revision).await,

@@ -6,26 +6,29 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use openidconnect::url::form_urlencoded;
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use super::sign_in_cookie::SignInCookie;
 use super::{safe_next, start_user_session, user_agent};
-use crate::services::oidc::{Oidc, OidcError, PendingSignIn, record_failure, sign_in};
+use crate::services::oidc::{Oidc, OidcError, record_failure, sign_in};
 use crate::state::AppState;
-use crate::storage::sessions::USER_KEY;
+use crate::storage::now_millis;
 
-/// Session data key for the sign-in under way.
-const PENDING_KEY: &str = "oidc_pending";
 const DEFAULT_NEXT: &str = "/catalog";
+/// A longer `next` is not kept: the sign-in goes on to the default page. It
+/// travels in a cookie, which has room for a few kilobytes only.
+const MAX_NEXT_LEN: usize = 1_000;
 
 #[derive(Clone)]
 struct OidcRoutes {
     app: AppState,
     oidc: Arc<Oidc>,
+    cookie: Arc<SignInCookie>,
 }
 
 /// The OIDC routes when a provider is configured (none otherwise). Discovery starts
@@ -55,6 +58,10 @@ pub fn router(state: &AppState) -> Router {
         .with_state(OidcRoutes {
             app: state.clone(),
             oidc,
+            cookie: Arc::new(SignInCookie::new(
+                state.settings.secret_key.as_ref(),
+                state.settings.secure_cookies,
+            )),
         })
 }
 
@@ -70,30 +77,24 @@ struct StartQuery {
     next: Option<String>,
 }
 
-async fn start(
-    State(routes): State<OidcRoutes>,
-    session: Session,
-    Query(query): Query<StartQuery>,
-) -> Response {
+/// Sends the browser to the provider, the sign-in's state sealed in a cookie:
+/// nothing is stored here, so anyone may call it as often as they like.
+async fn start(State(routes): State<OidcRoutes>, Query(query): Query<StartQuery>) -> Response {
     let next = query
         .next
         .as_deref()
+        .filter(|next| next.len() <= MAX_NEXT_LEN)
         .and_then(safe_next)
         .unwrap_or_else(|| DEFAULT_NEXT.into());
     match routes.oidc.begin(next.clone()).await {
-        Ok((url, pending)) => match session.insert(PENDING_KEY, pending).await {
-            Ok(()) => {
-                // A session waiting for the provider lives briefly (anyone may
-                // start one); a signed-in one that follows a link here keeps its
-                // own life.
-                let signed_in = matches!(session.get::<i64>(super::USER_KEY).await, Ok(Some(_)));
-                if !signed_in {
-                    session.set_expiry(Some(super::PENDING_SIGN_IN_EXPIRY));
-                }
-                Redirect::to(&url).into_response()
+        Ok((url, pending)) => match routes.cookie.set(&pending, now_millis()) {
+            Some(cookie) => {
+                let mut response = Redirect::to(&url).into_response();
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+                response
             }
-            Err(error) => {
-                tracing::error!(%error, "could not keep the OIDC state in the session");
+            None => {
+                tracing::error!("the OIDC sign-in state does not fit in a cookie");
                 to_login("sign_in_failed", &next)
             }
         },
@@ -116,6 +117,7 @@ fn short(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+/// The provider's answer; whatever it is, the sign-in's cookie is used up.
 async fn callback(
     State(routes): State<OidcRoutes>,
     session: Session,
@@ -124,24 +126,29 @@ async fn callback(
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     let meta = meta.map(|axum::Extension(m)| m).unwrap_or_default();
+    let mut response = finish(&routes, &session, &headers, &meta, query).await;
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, routes.cookie.clear());
+    response
+}
+
+async fn finish(
+    routes: &OidcRoutes,
+    session: &Session,
+    headers: &HeaderMap,
+    meta: &crate::services::CallMeta,
+    query: CallbackQuery,
+) -> Response {
     let app = &routes.app;
-    let session_ref = &session;
-    let meta_ref = &meta;
     let fail = |reason: String, error: &'static str, next: String| async move {
         tracing::info!(%reason, "OIDC sign-in refused");
-        if let Err(audit) = record_failure(app, &reason, meta_ref).await {
+        if let Err(audit) = record_failure(app, &reason, meta).await {
             tracing::error!(%audit, "could not audit a refused sign-in");
-        }
-        // A session made only to carry the attempt goes now, not at its idle timeout.
-        let anonymous = !matches!(session_ref.get::<i64>(USER_KEY).await, Ok(Some(_)));
-        if anonymous && let Err(error) = session_ref.flush().await {
-            tracing::warn!(%error, "could not delete the sign-in attempt's session");
         }
         to_login(error, &next)
     };
-    // Taken out at once: a state, nonce and verifier serve one answer only.
-    let pending: Option<PendingSignIn> = session.remove(PENDING_KEY).await.ok().flatten();
-    let Some(pending) = pending else {
+    let Some(pending) = routes.cookie.read(headers, now_millis()) else {
         return fail(
             "no sign-in was under way in this browser".into(),
             "sign_in_expired",
@@ -173,7 +180,7 @@ async fn callback(
         }
         Err(error) => return fail(error.to_string(), "sign_in_failed", next).await,
     };
-    let user = match sign_in(app, routes.oidc.settings(), &claims, &meta).await {
+    let user = match sign_in(app, routes.oidc.settings(), &claims, meta).await {
         Ok(user) => user,
         Err(crate::services::ServiceError::Forbidden(reason)) => {
             tracing::info!(%reason, "OIDC sign-in refused: the account is disabled");
@@ -184,7 +191,7 @@ async fn callback(
             return to_login("sign_in_failed", &next);
         }
     };
-    if let Err(error) = start_user_session(app, &session, &user, user_agent(&headers)).await {
+    if let Err(error) = start_user_session(app, session, &user, user_agent(headers)).await {
         tracing::error!(%error, "could not start the session");
         return to_login("sign_in_failed", &next);
     }

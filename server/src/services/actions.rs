@@ -11,7 +11,7 @@ use slipway_core::diff;
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::listing::indexed_words;
 use slipway_core::policy::{self, AssetFacts, Verb};
-use slipway_core::precheck::PrecheckReport;
+use slipway_core::precheck::{self, PrecheckReport};
 use slipway_core::render::{self, ChangeSet, RenderedFile};
 use slipway_core::secret;
 use slipway_core::validate::{FieldError, ParamValidator};
@@ -335,6 +335,7 @@ pub(crate) async fn deployed_state(
 /// active asset still requires.
 pub(crate) async fn asset_problems(
     conn: &mut AnyConnection,
+    state: &AppState,
     ty: &ResourceType,
     on: ActingOn<'_>,
     report: &PrecheckReport,
@@ -368,8 +369,65 @@ pub(crate) async fn asset_problems(
                 ),
             ));
         }
+        let waiting = creations_requiring(conn, state, asset).await?;
+        if !waiting.is_empty() {
+            let ids: Vec<String> = waiting.iter().map(|id| format!("#{id}")).collect();
+            problems.push(FieldError::new(
+                "",
+                format!(
+                    "{} is required by request {} in flight: wait until it is done or cancelled",
+                    asset.summary.name,
+                    ids.join(", ")
+                ),
+            ));
+        }
     }
     Ok(problems)
+}
+
+/// Requests in flight (in review, approved, running, failed) that would create
+/// an asset requiring `asset`: retiring it under them would leave them to run
+/// against something gone, and their asset without its relation.
+async fn creations_requiring(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    asset: &AssetRow,
+) -> ServiceResult<Vec<RequestId>> {
+    let dependent_types: Vec<&str> = state
+        .catalog
+        .catalog
+        .types
+        .values()
+        .filter(|t| {
+            t.requires
+                .iter()
+                .any(|r| r.type_name == asset.summary.type_name)
+        })
+        .map(|t| t.name.as_str())
+        .collect();
+    let mut requiring = Vec::new();
+    for id in storage::requests::in_flight_creations_of(conn, &dependent_types).await? {
+        let Some(request) = storage::requests::get(conn, id).await? else {
+            continue;
+        };
+        let Some(request_ty) = state.catalog.catalog.types.get(&request.type_name) else {
+            continue;
+        };
+        let Ok(queries) = precheck::dependency_queries(request_ty, &request.params) else {
+            continue;
+        };
+        for query in queries
+            .iter()
+            .filter(|q| q.type_name == asset.summary.type_name)
+        {
+            let found = super::requests::find_required_asset(conn, state.db.engine, query).await?;
+            if found.is_some_and(|a| a.summary.id == asset.summary.id) {
+                requiring.push(id);
+                break;
+            }
+        }
+    }
+    Ok(requiring)
 }
 
 /// A revision of a request for an action: the action's parameters, checked, laid

@@ -331,7 +331,10 @@ pub(crate) async fn acting_user(
     id: UserId,
 ) -> ServiceResult<UserView> {
     let window = state.settings.identity.provider_confirmation;
-    let confirmed_after = now_millis().saturating_sub(window.as_millis() as i64);
+    // `as` would wrap a window past i64::MAX milliseconds to a negative one,
+    // which would move the cut-off into the future and refuse everyone.
+    let window_millis = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let confirmed_after = now_millis().saturating_sub(window_millis);
     match users::standing(conn, id, confirmed_after).await? {
         users::Standing::Acting(user) => Ok(user),
         users::Standing::Missing => Err(ServiceError::Unauthenticated),

@@ -43,13 +43,26 @@ pub type SlipwayIdToken = IdToken<
 >;
 pub type SlipwayIdTokenClaims = IdTokenClaims<ProviderClaims, CoreGenderClaim>;
 
-/// What the browser's session holds between leaving for the provider and coming back.
+/// What the browser holds (sealed, in a cookie) between leaving for the provider
+/// and coming back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingSignIn {
     state: String,
     nonce: String,
     pkce_verifier: String,
     pub next: String,
+}
+
+impl PendingSignIn {
+    #[cfg(test)]
+    pub fn new(state: &str, nonce: &str, pkce_verifier: &str, next: &str) -> PendingSignIn {
+        PendingSignIn {
+            state: state.into(),
+            nonce: nonce.into(),
+            pkce_verifier: pkce_verifier.into(),
+            next: next.into(),
+        }
+    }
 }
 
 /// Why a sign-in through the provider did not happen.

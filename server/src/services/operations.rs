@@ -1,5 +1,6 @@
 //! The human fallback: the platform team retries a failed request or takes it over,
-//! acts by hand, and resolves it with a note.
+//! acts by hand, and resolves it with a note (an asset recorded) or abandons it
+//! (none).
 
 use crate::services::Caller;
 use slipway_core::ids::RequestId;
@@ -73,6 +74,49 @@ pub async fn take_over(state: &AppState, user: &Caller, id: RequestId) -> Servic
     Ok(())
 }
 
+/// The note that closes a manually handled request: required, one rule for both
+/// endings. `what` says what the note must tell.
+fn closing_note(note: &str, what: &str) -> ServiceResult<String> {
+    let note = slipway_core::validate::note_text(note);
+    if let Some(error) = slipway_core::validate::note_error("note", &note) {
+        return Err(ServiceError::Invalid(vec![error]));
+    }
+    if note.is_empty() {
+        return Err(ServiceError::Invalid(vec![FieldError {
+            field: "note".into(),
+            message: format!("is required: say {what}"),
+        }]));
+    }
+    Ok(note)
+}
+
+/// Closes a manually handled request without an asset: nothing was made, or what
+/// a failed run left behind was cleaned up by hand. Its quota and its name are
+/// free again; the note says why, in the request's history and the audit log.
+#[instrument(skip_all, fields(request_id = %id))]
+pub async fn abandon(
+    state: &AppState,
+    user: &Caller,
+    id: RequestId,
+    note: &str,
+) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    let mut request = load_request(&mut tx, id).await?;
+    authorize(state, user, Verb::Abandon, &request)?;
+    let note = closing_note(note, "why nothing is left to record")?;
+    transition(
+        &mut tx,
+        state,
+        &mut request,
+        Action::Abandon,
+        &Actor::User(user.clone()),
+        note,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Closes a manually handled request. The resource now exists, so it enters the CMDB
 /// like any other, pointing at the commit if one was made.
 #[instrument(skip_all, fields(request_id = %id))]
@@ -85,16 +129,7 @@ pub async fn resolve(
     let mut tx = state.db.write().await?;
     let mut request = load_request(&mut tx, id).await?;
     authorize(state, user, Verb::Resolve, &request)?;
-    let note = &slipway_core::validate::note_text(note);
-    if let Some(error) = slipway_core::validate::note_error("note", note) {
-        return Err(ServiceError::Invalid(vec![error]));
-    }
-    if note.is_empty() {
-        return Err(ServiceError::Invalid(vec![FieldError {
-            field: "note".into(),
-            message: "is required: say what was done by hand".into(),
-        }]));
-    }
+    let note = &closing_note(note, "what was done by hand")?;
     let actor = Actor::User(user.clone());
     transition(
         &mut tx,

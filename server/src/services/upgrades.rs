@@ -183,11 +183,18 @@ async fn upgrade_one(
         tx.commit().await?;
         return Ok(Outcome::Unchanged);
     }
+    let key = format!("template-upgrade-{id}-{}", ty.version);
+    // This version's upgrade was opened before and is no longer in flight: the
+    // team cancelled it or a reviewer rejected it. That answer stands until the
+    // templates change again; opening it anew would meet the same key.
+    if let Some(earlier) = storage::requests::on_asset_with_key(&mut tx, id, &key).await? {
+        tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
+        return Ok(Outcome::Unchanged);
+    }
     let Some(owner) = asset_owner(state, &mut tx, &asset, upgrade).await? else {
         tracing::warn!(asset_id = %id, "no one who asked for this asset may still ask for its team; its template upgrade waits");
         return Ok(Outcome::Deferred);
     };
-    let key = format!("template-upgrade-{id}-{}", ty.version);
     let actor = Actor::Policy(RULE.to_string());
     let target = ActionTarget {
         asset_id: id,

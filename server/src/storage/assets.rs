@@ -217,19 +217,29 @@ pub async fn insert_relation(
     Ok(())
 }
 
-/// Both directions: what this asset requires, and what requires it.
+/// Relations shown per direction: a namespace every database of a team lands in
+/// gathers dependants for years; the page shows the active ones first, then the
+/// newest retired, and the asset search finds the rest.
+pub const RELATIONS_SHOWN: i64 = 200;
+
+/// Both directions: what this asset requires, and what requires it (at most
+/// [`RELATIONS_SHOWN`] each, active first, newest first).
 pub async fn relations(
     conn: &mut AnyConnection,
     id: AssetId,
 ) -> Result<Vec<RelationView>, StorageError> {
     let rows = sqlx::query(
-        "SELECT r.kind, a.id, a.name, a.type_name, a.state FROM asset_relations r \
+        "SELECT * FROM (SELECT r.kind, a.id, a.name, a.type_name, a.state FROM asset_relations r \
            JOIN assets a ON a.id = r.to_asset_id WHERE r.from_asset_id = $1 \
+           ORDER BY CASE WHEN a.state = $2 THEN 0 ELSE 1 END, a.id DESC LIMIT $3) requires \
          UNION ALL \
-         SELECT 'required by' AS kind, a.id, a.name, a.type_name, a.state FROM asset_relations r \
-           JOIN assets a ON a.id = r.from_asset_id WHERE r.to_asset_id = $1",
+         SELECT * FROM (SELECT 'required by' AS kind, a.id, a.name, a.type_name, a.state \
+           FROM asset_relations r JOIN assets a ON a.id = r.from_asset_id WHERE r.to_asset_id = $1 \
+           ORDER BY CASE WHEN a.state = $2 THEN 0 ELSE 1 END, a.id DESC LIMIT $3) required_by",
     )
     .bind(id.0)
+    .bind(ACTIVE)
+    .bind(RELATIONS_SHOWN)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
@@ -416,17 +426,33 @@ pub async fn update_after_action(
     Ok(())
 }
 
-/// The active assets that require this one (a database in a namespace).
+/// The active assets that require this one (a database in a namespace), the
+/// oldest ten by name, then how many more: a refusal names a few, not thousands.
 pub async fn active_dependents(
     conn: &mut AnyConnection,
     id: AssetId,
 ) -> Result<Vec<String>, StorageError> {
-    Ok(sqlx::query_scalar(
+    const NAMED: usize = 10;
+    let mut names: Vec<String> = sqlx::query_scalar(
         "SELECT a.name FROM asset_relations r JOIN assets a ON a.id = r.from_asset_id \
-         WHERE r.to_asset_id = $1 AND a.state = $2 ORDER BY a.id",
+         WHERE r.to_asset_id = $1 AND a.state = $2 ORDER BY a.id LIMIT $3",
     )
     .bind(id.0)
     .bind(ACTIVE)
+    .bind(NAMED as i64 + 1)
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    if names.len() > NAMED {
+        let all: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM asset_relations r JOIN assets a ON a.id = r.from_asset_id \
+             WHERE r.to_asset_id = $1 AND a.state = $2",
+        )
+        .bind(id.0)
+        .bind(ACTIVE)
+        .fetch_one(&mut *conn)
+        .await?;
+        names.truncate(NAMED);
+        names.push(format!("{} more", all - NAMED as i64));
+    }
+    Ok(names)
 }

@@ -652,6 +652,51 @@ pub async fn in_flight_named(
     Ok(id.map(RequestId))
 }
 
+/// Requests in flight that would create an asset of one of `type_names`, oldest
+/// first: the ones that may still require an asset a retirement would take away.
+pub async fn in_flight_creations_of(
+    conn: &mut AnyConnection,
+    type_names: &[&str],
+) -> Result<Vec<RequestId>, StorageError> {
+    if type_names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=type_names.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id FROM requests WHERE action IS NULL AND type_name IN ({}) \
+         AND state IN ({}) ORDER BY id",
+        placeholders.join(", "),
+        in_flight_list()
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    for name in type_names {
+        query = query.bind(*name);
+    }
+    Ok(query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(RequestId)
+        .collect())
+}
+
+/// The newest request on `asset` that was submitted under `submit_key`, whoever
+/// submitted it.
+pub async fn on_asset_with_key(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    submit_key: &str,
+) -> Result<Option<RequestId>, StorageError> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM requests WHERE asset_id = $1 AND submit_key = $2 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(asset.0)
+    .bind(submit_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id.map(RequestId))
+}
+
 /// What holds a resource name of a type: an asset (whatever its state: a retired
 /// one keeps its name) or else the oldest request in flight for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -634,6 +634,46 @@ pub async fn insert_checkpoint(
     Ok(done.rows_affected() == 1)
 }
 
+/// Stored checkpoints whose place no longer holds the hash they vouch for (the
+/// event there edited, removed, or the chain cut and grown again), oldest first.
+/// Verify walks to the newest checkpoint only; this finds a rewrite behind it.
+pub async fn checkpoints_off_the_chain(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> Result<Vec<Checkpoint>, StorageError> {
+    let rows: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
+        "SELECT c.position, c.hash, c.at, c.public_key, c.signature \
+         FROM audit_checkpoints c LEFT JOIN audit_events e ON e.position = c.position \
+         WHERE e.hash IS NULL OR e.hash <> c.hash ORDER BY c.position LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(position, hash, at, public_key, signature)| Checkpoint {
+            position,
+            hash,
+            at,
+            public_key,
+            signature,
+        })
+        .collect())
+}
+
+/// The hash the event at `position` holds, if one is there.
+pub async fn hash_at(
+    conn: &mut AnyConnection,
+    position: i64,
+) -> Result<Option<String>, StorageError> {
+    let hash: Option<Option<String>> =
+        sqlx::query_scalar("SELECT hash FROM audit_events WHERE position = $1")
+            .bind(position)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(hash.flatten())
+}
+
 /// The stored checkpoint of the furthest place.
 pub async fn latest_checkpoint(
     conn: &mut AnyConnection,
