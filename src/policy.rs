@@ -279,12 +279,11 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
                     verb.phrase()
                 ));
             }
+            // A draft without its team is the form's to refuse: the loader makes an
+            // owner parameter required, so validation names the missing field (a
+            // 422, not a 403 that would blame the person's rights).
             if request.team == Some(MISSING_TEAM) {
-                return no(
-                    "the request names no team, and requests of this type belong to a team: \
-                     choose one of your teams"
-                        .into(),
-                );
+                return Ok(());
             }
             if !acts_for_team(user, request.team) {
                 return no(format!(

@@ -264,6 +264,53 @@ async fn a_sign_in_posted_from_another_site_is_refused() -> TestResult {
     Ok(())
 }
 
+/// A refused form comes back to its page with the refusal in the URL, as
+/// Leptos does it for a browser without script. The server signs the refusals
+/// it sends; a link with words of someone else's in it is sent on to the same
+/// page without them, before the page (or its script) can show them.
+#[tokio::test]
+async fn a_crafted_refusal_in_a_link_never_reaches_the_page() -> TestResult {
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    // A wrong password, without script: back to the page with a signed refusal.
+    let refused = browser
+        .post_form(
+            Login::PATH,
+            &[("username", "alice"), ("password", "wrong")],
+            ORIGIN,
+        )
+        .await?;
+    let back = refused.location().to_string();
+    assert!(
+        back.contains("__err=") && back.contains("__errsig="),
+        "{back}"
+    );
+    let path = back.trim_start_matches(ORIGIN);
+    let page = browser.get(path).await?;
+    assert_eq!(page.status, StatusCode::OK, "{path}");
+    assert!(
+        page.body.contains("password is wrong"),
+        "the real refusal shows"
+    );
+
+    // Someone else's words, unsigned or with a signature of another text.
+    let crafted = "eyJGb3JiaWRkZW4iOiJZb3VyIGFjY291bnQgaXMgbG9ja2VkOiBjYWxsIDU1NS0wMTAwIn0=";
+    let form = Login::PATH.replace('/', "%2F");
+    let signature = back.rsplit("__errsig=").next().unwrap_or_default();
+    for link in [
+        format!("/login?next=%2Fassets&__path={form}&__err={crafted}"),
+        format!("/login?next=%2Fassets&__path={form}&__err={crafted}&__errsig={signature}"),
+    ] {
+        let answer = browser.get(&link).await?;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{link}");
+        assert_eq!(answer.location(), "/login?next=%2Fassets", "{link}");
+        assert!(!answer.body.contains("555-0100"));
+        let page = browser.get(answer.location()).await?;
+        assert!(!page.body.contains("555-0100"), "{link}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn people_see_their_sessions_and_end_one_elsewhere() -> TestResult {
     let app = app().await?;

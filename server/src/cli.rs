@@ -164,6 +164,12 @@ pub fn router(state: &AppState, portal: Router) -> Router {
         .layer(axum::middleware::from_fn(crate::http::call_meta))
         .layer(from_fn(crate::http::see_other))
         .layer(from_fn_with_state(
+            std::sync::Arc::new(crate::http::form_errors::FormErrorSeal::new(
+                state.settings.secret_key.as_ref(),
+            )),
+            crate::http::form_errors::seal_form_errors,
+        ))
+        .layer(from_fn_with_state(
             state.clone(),
             crate::http::refuse_cross_origin,
         ))

@@ -1,0 +1,245 @@
+//! A form refused without script comes back to its page with the refusal in the
+//! URL (`__err`, with the form's `__path`), as Leptos's server functions do it,
+//! and the page shows that text in its refusal box. So anyone could send a link
+//! that puts words of their own on our page ("your account is locked: call …").
+//! The server signs each refusal its own redirect carries (`__errsig`, an
+//! HMAC-SHA-256 over the form and the refusal); a page asked for with a refusal
+//! that is not signed so has it taken out of the URL before the page reads it.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use hmac::{Hmac, Mac};
+use openidconnect::url::form_urlencoded;
+use rand::Rng;
+use sha2::Sha256;
+
+use crate::secrets::SecretKey;
+
+const ERROR: &str = "__err";
+const FORM: &str = "__path";
+const SIGNATURE: &str = "__errsig";
+
+/// Signs and checks refusals in URLs. The key is derived from the settings'
+/// secret key, so a refusal signed by one replica reads on another; without
+/// one, each process makes its own.
+pub struct FormErrorSeal {
+    key: [u8; 32],
+}
+
+impl FormErrorSeal {
+    pub fn new(key: Option<&SecretKey>) -> FormErrorSeal {
+        let key = match key {
+            Some(key) => key.derive("form-error-seal"),
+            None => {
+                let mut key = [0u8; 32];
+                rand::rng().fill(&mut key);
+                key
+            }
+        };
+        FormErrorSeal { key }
+    }
+
+    /// The MAC over a form and its refusal, before it is finished.
+    fn mac(&self, form: &str, error: &str) -> Option<Hmac<Sha256>> {
+        // HMAC takes a key of any length: `new_from_slice` does not fail here.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).ok()?;
+        mac.update(form.as_bytes());
+        mac.update(b"\n");
+        mac.update(error.as_bytes());
+        Some(mac)
+    }
+
+    fn signature(&self, form: &str, error: &str) -> String {
+        self.mac(form, error)
+            .map(|mac| hex::encode(mac.finalize().into_bytes()))
+            .unwrap_or_default()
+    }
+
+    fn is_signed(&self, form: &str, error: &str, signature: &str) -> bool {
+        match (hex::decode(signature), self.mac(form, error)) {
+            (Ok(given), Some(mac)) => mac.verify_slice(&given).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// The redirect's target with its refusal signed; `None` when it carries none.
+    /// A form refused again on a page that shows an earlier refusal has both in
+    /// its URL (Leptos appends the new one): only the newest is kept.
+    pub fn signed_location(&self, location: &str) -> Option<String> {
+        let (before_fragment, fragment) = split_once_or_all(location, '#');
+        let (path, query) = before_fragment.split_once('?')?;
+        let pairs = pairs(query);
+        let newest = |name| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(key, _)| key == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let error = newest(ERROR)?;
+        let form = newest(FORM).unwrap_or_default();
+        let signature = self.signature(form, error);
+        let kept = pairs
+            .iter()
+            .filter(|(key, _)| ![ERROR, FORM, SIGNATURE].contains(&key.as_str()));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(kept)
+            .append_pair(FORM, form)
+            .append_pair(ERROR, error)
+            .append_pair(SIGNATURE, &signature)
+            .finish();
+        let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+        Some(format!("{path}?{query}{fragment}"))
+    }
+
+    /// The query without a refusal this server did not sign; `None` when the
+    /// query may stay as it is.
+    pub fn unsigned_removed(&self, query: &str) -> Option<String> {
+        let pairs = pairs(query);
+        let named = |name| value(&pairs, name);
+        let error = named(ERROR);
+        let signature = named(SIGNATURE);
+        if error.is_none() && signature.is_none() && named(FORM).is_none() {
+            return None;
+        }
+        if let (Some(error), Some(signature)) = (error, signature)
+            && self.is_signed(named(FORM).unwrap_or_default(), error, signature)
+        {
+            return None;
+        }
+        let kept = pairs
+            .iter()
+            .filter(|(key, _)| ![ERROR, FORM, SIGNATURE].contains(&key.as_str()));
+        Some(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish(),
+        )
+    }
+}
+
+fn split_once_or_all(text: &str, at: char) -> (&str, Option<&str>) {
+    match text.split_once(at) {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (text, None),
+    }
+}
+
+fn pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The value of `name`, if it is there exactly once: two of them would leave
+/// open which one the page reads.
+fn value<'p>(pairs: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    let mut found = pairs.iter().filter(|(key, _)| key == name);
+    match (found.next(), found.next()) {
+        (Some((_, value)), None) => Some(value),
+        _ => None,
+    }
+}
+
+/// Sends a page asked for with a refusal it did not sign to the same page
+/// without it (the browser's address must lose it too: the page reads the
+/// refusal from the address again once its script runs), and signs the refusal
+/// in a redirect the server sends back.
+pub async fn seal_form_errors(
+    State(seal): State<Arc<FormErrorSeal>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let is_page = matches!(*request.method(), Method::GET | Method::HEAD);
+    let cleaned = request
+        .uri()
+        .query()
+        .filter(|_| is_page)
+        .and_then(|query| seal.unsigned_removed(query));
+    if let Some(query) = cleaned {
+        let path = request.uri().path();
+        let target = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        return Redirect::to(&target).into_response();
+    }
+    let mut response = next.run(request).await;
+    let signed = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|location| location.contains(ERROR))
+        .and_then(|location| seal.signed_location(location));
+    if let Some(location) = signed.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn query_of(location: &str) -> &str {
+        location.split_once('?').map(|(_, q)| q).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_signed_refusal_stays_and_a_crafted_one_goes() -> TestResult {
+        let seal = FormErrorSeal::new(Some(&SecretKey::generate()));
+        let redirect = "http://portal.test/requests/7?tab=x&__path=%2Fapi%2Fresolve&__err=eyJGb3JiaWRkZW4iOiJubyJ9";
+        let signed = seal.signed_location(redirect).ok_or("signed")?;
+        assert!(signed.starts_with(redirect) && signed.contains("&__errsig="));
+        assert_eq!(seal.unsigned_removed(query_of(&signed)), None, "kept");
+        // Refused again on that page: the newest refusal alone, signed.
+        let again = format!("{signed}&__path=%2Fapi%2Fresolve&__err=bmV3");
+        let resigned = seal.signed_location(&again).ok_or("signed")?;
+        assert_eq!(resigned.matches("__err=").count(), 1, "{resigned}");
+        assert!(resigned.contains("__err=bmV3"), "{resigned}");
+        assert_eq!(seal.unsigned_removed(query_of(&resigned)), None, "kept");
+        // Crafted: no signature, another's signature, a changed text, a changed
+        // form, the signature twice.
+        let other = FormErrorSeal::new(Some(&SecretKey::generate()));
+        let foreign = other.signed_location(redirect).ok_or("signed")?;
+        let changed = signed.replace(
+            "eyJGb3JiaWRkZW4iOiJubyJ9",
+            "eyJGb3JiaWRkZW4iOiJjYWxsIHVzIn0",
+        );
+        let moved = signed.replace("resolve", "login");
+        let doubled = format!("{signed}&__errsig=00");
+        for crafted in [redirect, &foreign, &changed, &moved, &doubled] {
+            let cleaned = seal.unsigned_removed(query_of(crafted)).ok_or("cleaned")?;
+            assert_eq!(cleaned, "tab=x", "{crafted}");
+        }
+        // Nothing to do for a query without a refusal.
+        assert_eq!(seal.unsigned_removed("next=%2Fassets&q=a"), None);
+        assert_eq!(seal.signed_location("/login?next=%2Fassets"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn hostile_queries_are_cleaned_not_trusted() {
+        let seal = FormErrorSeal::new(None);
+        for query in [
+            "__err",
+            "__err=&__errsig=",
+            "__errsig=zz&__err=x",
+            "__path=%ZZ&__err=%FF%FE",
+            &format!("__err={}", "A".repeat(100_000)),
+        ] {
+            let cleaned = seal.unsigned_removed(query);
+            assert!(
+                cleaned.as_deref().is_some_and(|q| !q.contains("__")),
+                "{query:.40}: {cleaned:?}"
+            );
+        }
+    }
+}
