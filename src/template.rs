@@ -21,7 +21,11 @@ pub const MAX_RENDERED_FILE_BYTES: usize = 1024 * 1024;
 pub const MAX_RENDERED_TEXT_BYTES: usize = 64 * 1024;
 
 /// Collects a rendering and fails the write that would take it past `limit`, so
-/// the render stops there instead of building the whole text in memory.
+/// the render stops there instead of building the whole text in memory. Text a
+/// template builds before it writes (a `{% set %}` block, a filter over a
+/// block, `join`) is held by minijinja until then and is bounded only by the
+/// fuel: templates are the catalog's, reviewed like code, and `catalog check`
+/// renders every type before a catalog is used.
 struct CappedOutput {
     bytes: Vec<u8>,
     limit: usize,

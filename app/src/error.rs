@@ -45,7 +45,19 @@ impl AppError {
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
+    /// A form the server could not read is answered in our words, never in the
+    /// parser's: its message quotes what was sent, which would put any text a
+    /// crafted post chose on the page it returns to.
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        AppError::Transport(value.to_string())
+        match value {
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
+                #[cfg(feature = "ssr")]
+                tracing::info!(error = %value, "a form's fields could not be read");
+                AppError::Transport(
+                    "the form's fields could not be read; reload the page and try again".into(),
+                )
+            }
+            other => AppError::Transport(other.to_string()),
+        }
     }
 }

@@ -7,7 +7,7 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use app::api::{EndSession, Login, Logout};
+use app::api::{Decide, EndSession, Login, Logout};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
@@ -264,6 +264,36 @@ async fn a_sign_in_posted_from_another_site_is_refused() -> TestResult {
     Ok(())
 }
 
+/// No page may be framed (a hidden frame could steer a reviewer's click onto
+/// "Approve"), and no page stays in the browser's cache for the next person at a
+/// shared computer.
+#[tokio::test]
+async fn pages_may_not_be_framed_nor_kept_in_a_cache() -> TestResult {
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    for path in ["/catalog", "/login", "/account/sessions"] {
+        let page = browser.get(path).await?;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        let header = |name| {
+            page.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(header(header::X_FRAME_OPTIONS), "DENY", "{path}");
+        assert!(
+            header(header::CONTENT_SECURITY_POLICY).contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(header(header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{path}");
+        assert_eq!(header(header::CACHE_CONTROL), "no-store", "{path}");
+        assert_eq!(header(header::REFERRER_POLICY), "same-origin", "{path}");
+    }
+    Ok(())
+}
+
 /// A refused form comes back to its page with the refusal in the URL, as
 /// Leptos does it for a browser without script. The server signs the refusals
 /// it sends; a link with words of someone else's in it is sent on to the same
@@ -308,6 +338,30 @@ async fn a_crafted_refusal_in_a_link_never_reaches_the_page() -> TestResult {
         let page = browser.get(answer.location()).await?;
         assert!(!page.body.contains("555-0100"), "{link}");
     }
+    // A post the server cannot read is refused in our words: the parser's
+    // message would quote the posted text, and the server would sign it.
+    let phrase = "Your reviewer rights expire today, confirm at evil.example";
+    let unreadable = browser
+        .post_form(
+            Decide::PATH,
+            &[
+                ("id", "1"),
+                ("revision", "1"),
+                ("decision", phrase),
+                ("comment", ""),
+            ],
+            ORIGIN,
+        )
+        .await?;
+    let back = unreadable.location().trim_start_matches(ORIGIN).to_string();
+    assert!(back.contains("__errsig="), "{back}");
+    let page = browser.get(&back).await?;
+    assert_eq!(page.status, StatusCode::OK, "{back}");
+    assert!(
+        !page.body.contains("evil.example"),
+        "the posted text is not shown"
+    );
+    assert!(!back.contains("evil.example"), "nor carried: {back}");
     Ok(())
 }
 

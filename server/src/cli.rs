@@ -173,6 +173,7 @@ pub fn router(state: &AppState, portal: Router) -> Router {
             state.clone(),
             crate::http::refuse_cross_origin,
         ))
+        .layer(from_fn(crate::http::security_headers))
         .layer(TraceLayer::new_for_http())
 }
 

@@ -157,6 +157,10 @@ pub fn safe_next(candidate: &str) -> Option<String> {
             && !matches!(chars.next(), Some('/' | '\\'))
             && !path.contains('\\')
             && !path.chars().any(char::is_control)
+            // A form's refusal travels in these; a `next` carrying one would have
+            // the sign-in's redirect show words the link chose.
+            && !path.contains("__err")
+            && !path.contains("__path")
     }
     let decoded = percent_decode(candidate)?;
     (local_path(candidate) && local_path(&decoded)).then(|| candidate.to_string())
@@ -201,6 +205,40 @@ pub async fn see_other(request: Request, next: Next) -> Response {
         parts.headers.remove(header::CONTENT_TYPE);
         parts.headers.remove(header::CONTENT_LENGTH);
         return Response::from_parts(parts, Body::empty());
+    }
+    response
+}
+
+/// Headers every answer carries: no page of the portal may be framed (a hidden
+/// frame could lead a reviewer's click to "Approve"), no answer is sniffed into
+/// another type, and the address of a page does not travel to other sites. A
+/// page (HTML) is not kept by the browser's cache either: on a shared computer,
+/// Back after signing out would show the last person's pages. Headers a handler
+/// set itself (the show-once pages) stay.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/html"));
+    let headers = response.headers_mut();
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'; object-src 'none'; base-uri 'self'",
+        ),
+        (header::REFERRER_POLICY, "same-origin"),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    if is_page && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
 }
@@ -334,9 +372,13 @@ const CLAIMS_FAILING_UNREADY: std::time::Duration = std::time::Duration::from_se
 /// expects, and the configured workers are running. A load balancer or Kubernetes
 /// takes a replica out of rotation on 503; the body says which part failed.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    // Anyone may ask: the answer names the part that failed, the log the error.
     let database = match state.db.ping().await {
         Ok(()) => Ok("ok".to_string()),
-        Err(error) => Err(format!("unreachable: {error}")),
+        Err(error) => {
+            tracing::warn!(%error, "readyz: the database does not answer");
+            Err("unreachable (see the log)".to_string())
+        }
     };
     let migrations = match state.db.migration_status().await {
         Ok(status) if status.missing.is_empty() && status.unknown.is_empty() => {
@@ -349,7 +391,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "the database has migrations this build does not know (a newer version migrated it): {:?}",
             status.unknown
         )),
-        Err(error) => Err(format!("unreadable: {error}")),
+        Err(error) => {
+            tracing::warn!(%error, "readyz: the migrations cannot be read");
+            Err("unreadable (see the log)".to_string())
+        }
     };
     let wanted = state.settings.workers.workers as i64;
     let alive = state.metrics.workers_alive();
@@ -606,6 +651,8 @@ mod tests {
             "/%0a/evil",
             "/ok\r\nSet-Cookie: x=y",
             "/%zz",
+            "/catalog?__path=/api/login&__err=eyJ4Ijoi",
+            "/catalog?%5F%5Ferr=eyJ4Ijoi",
         ] {
             assert_eq!(safe_next(path), None, "{path:?}");
         }

@@ -100,7 +100,10 @@ fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
             </label>
             {control}
             {field.description.clone().map(|d| view! { <p class="help" id=help_id.clone()>{d}</p> })}
-            <p class="field-error" id=error_id.clone() role="alert">{move || error.get()}</p>
+            // No live role: the message changes as the person types, and an alert
+            // would interrupt every keystroke. The field points at it
+            // (`aria-describedby`), and the form's status line says when to look.
+            <p class="field-error" id=error_id.clone()>{move || error.get()}</p>
         </div>
     }
 }

@@ -34,11 +34,15 @@ pub fn SessionsPage() -> impl IntoView {
                             </dl>
                             <table class="table">
                                 <caption class="muted">"Browsers signed in as you. Ending a session signs that browser out at its next request."</caption>
-                                <thead><tr><th>"Browser"</th><th>"Signed in"</th><th>"Last used"</th><th></th></tr></thead>
+                                <thead><tr><th>"Browser"</th><th>"Signed in"</th><th>"Last used"</th><th><span class="sr-only">"Action"</span></th></tr></thead>
                                 <tbody>
-                                    {sessions.into_iter().map(|s| view! {
+                                    {sessions.into_iter().map(|s| {
+                                        let browser = if s.user_agent.is_empty() { "unknown".to_string() } else { s.user_agent.clone() };
+                                        // Every row's button says the same; its name says which browser it ends.
+                                        let end_label = format!("End the session of {browser}, last used {}", s.last_seen);
+                                        view! {
                                         <tr data-testid="session">
-                                            <td>{if s.user_agent.is_empty() { "unknown".to_string() } else { s.user_agent.clone() }}</td>
+                                            <td>{browser}</td>
                                             <td>{s.created.clone()}</td>
                                             <td>{s.last_seen.clone()}</td>
                                             <td>{if s.current {
@@ -47,12 +51,12 @@ pub fn SessionsPage() -> impl IntoView {
                                                 view! {
                                                     <ActionForm action=end>
                                                         <input type="hidden" name="handle" value=s.handle.clone() />
-                                                        <button type="submit" class="link">"End session"</button>
+                                                        <button type="submit" class="link" aria-label=end_label>"End session"</button>
                                                     </ActionForm>
                                                 }.into_any()
                                             }}</td>
                                         </tr>
-                                    }).collect_view()}
+                                    }}).collect_view()}
                                 </tbody>
                             </table>
                         }.into_any()

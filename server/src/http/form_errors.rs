@@ -43,24 +43,39 @@ impl FormErrorSeal {
         FormErrorSeal { key }
     }
 
-    /// The MAC over a form and its refusal, before it is finished.
-    fn mac(&self, form: &str, error: &str) -> Option<Hmac<Sha256>> {
+    /// The MAC over a refusal: the page it is shown on, the form, the text and
+    /// when it was signed. A link keeps its refusal for [`SIGNED_FOR_SECS`] on
+    /// its own page only.
+    fn mac(&self, refusal: &Refusal<'_>, issued: u64) -> Option<Hmac<Sha256>> {
         // HMAC takes a key of any length: `new_from_slice` does not fail here.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).ok()?;
-        mac.update(form.as_bytes());
-        mac.update(b"\n");
-        mac.update(error.as_bytes());
+        for part in [refusal.page, refusal.form, refusal.error] {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        mac.update(issued.to_string().as_bytes());
         Some(mac)
     }
 
-    fn signature(&self, form: &str, error: &str) -> String {
-        self.mac(form, error)
-            .map(|mac| hex::encode(mac.finalize().into_bytes()))
+    fn signature(&self, refusal: &Refusal<'_>, issued: u64) -> String {
+        self.mac(refusal, issued)
+            .map(|mac| format!("{issued}.{}", hex::encode(mac.finalize().into_bytes())))
             .unwrap_or_default()
     }
 
-    fn is_signed(&self, form: &str, error: &str, signature: &str) -> bool {
-        match (hex::decode(signature), self.mac(form, error)) {
+    fn is_signed(&self, refusal: &Refusal<'_>, signature: &str, now: u64) -> bool {
+        let Some((issued, tag)) = signature.split_once('.') else {
+            return false;
+        };
+        let Ok(issued) = issued.parse::<u64>() else {
+            return false;
+        };
+        // Clocks of replicas differ a little; a signature from the future by more
+        // than that, or an old one, is not ours to honour.
+        if issued > now.saturating_add(60) || now.saturating_sub(issued) > SIGNED_FOR_SECS {
+            return false;
+        }
+        match (hex::decode(tag), self.mac(refusal, issued)) {
             (Ok(given), Some(mac)) => mac.verify_slice(&given).is_ok(),
             _ => false,
         }
@@ -69,9 +84,9 @@ impl FormErrorSeal {
     /// The redirect's target with its refusal signed; `None` when it carries none.
     /// A form refused again on a page that shows an earlier refusal has both in
     /// its URL (Leptos appends the new one): only the newest is kept.
-    pub fn signed_location(&self, location: &str) -> Option<String> {
+    pub fn signed_location(&self, location: &str, now: u64) -> Option<String> {
         let (before_fragment, fragment) = split_once_or_all(location, '#');
-        let (path, query) = before_fragment.split_once('?')?;
+        let (target, query) = before_fragment.split_once('?')?;
         let pairs = pairs(query);
         let newest = |name| {
             pairs
@@ -80,36 +95,43 @@ impl FormErrorSeal {
                 .find(|(key, _)| key == name)
                 .map(|(_, v)| v.as_str())
         };
-        let error = newest(ERROR)?;
-        let form = newest(FORM).unwrap_or_default();
-        let signature = self.signature(form, error);
+        let refusal = Refusal {
+            page: page_path(target),
+            form: newest(FORM).unwrap_or_default(),
+            error: newest(ERROR)?,
+        };
+        let signature = self.signature(&refusal, now);
         let kept = pairs
             .iter()
             .filter(|(key, _)| ![ERROR, FORM, SIGNATURE].contains(&key.as_str()));
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(kept)
-            .append_pair(FORM, form)
-            .append_pair(ERROR, error)
+            .append_pair(FORM, refusal.form)
+            .append_pair(ERROR, refusal.error)
             .append_pair(SIGNATURE, &signature)
             .finish();
         let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
-        Some(format!("{path}?{query}{fragment}"))
+        Some(format!("{target}?{query}{fragment}"))
     }
 
-    /// The query without a refusal this server did not sign; `None` when the
-    /// query may stay as it is.
-    pub fn unsigned_removed(&self, query: &str) -> Option<String> {
+    /// The query of a request for `page` without a refusal this server did not
+    /// sign for that page; `None` when the query may stay as it is.
+    pub fn unsigned_removed(&self, page: &str, query: &str, now: u64) -> Option<String> {
         let pairs = pairs(query);
         let named = |name| value(&pairs, name);
-        let error = named(ERROR);
-        let signature = named(SIGNATURE);
+        let (error, signature) = (named(ERROR), named(SIGNATURE));
         if error.is_none() && signature.is_none() && named(FORM).is_none() {
             return None;
         }
-        if let (Some(error), Some(signature)) = (error, signature)
-            && self.is_signed(named(FORM).unwrap_or_default(), error, signature)
-        {
-            return None;
+        if let (Some(error), Some(signature)) = (error, signature) {
+            let refusal = Refusal {
+                page,
+                form: named(FORM).unwrap_or_default(),
+                error,
+            };
+            if self.is_signed(&refusal, signature, now) {
+                return None;
+            }
         }
         let kept = pairs
             .iter()
@@ -120,6 +142,35 @@ impl FormErrorSeal {
                 .finish(),
         )
     }
+}
+
+/// How long a signed refusal stays in a link: long enough to read it after the
+/// redirect, and to reload.
+const SIGNED_FOR_SECS: u64 = 600;
+
+/// One refusal as a page shows it.
+struct Refusal<'a> {
+    /// The path of the page it returns to.
+    page: &'a str,
+    /// The server function that refused.
+    form: &'a str,
+    error: &'a str,
+}
+
+/// The path of a redirect target, which may be a whole URL (Leptos sends the
+/// browser back to its `Referer`).
+fn page_path(target: &str) -> &str {
+    match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
+        None => target,
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 fn split_once_or_all(text: &str, at: char) -> (&str, Option<&str>) {
@@ -159,23 +210,29 @@ pub async fn seal_form_errors(
         .uri()
         .query()
         .filter(|_| is_page)
-        .and_then(|query| seal.unsigned_removed(query));
+        .and_then(|query| seal.unsigned_removed(request.uri().path(), query, now_secs()));
     if let Some(query) = cleaned {
-        let path = request.uri().path();
+        // One leading slash: `//evil.example/x` is a path to the server and
+        // another site to a browser.
+        let path = format!("/{}", request.uri().path().trim_start_matches(['/', '\\']));
         let target = if query.is_empty() {
-            path.to_string()
+            path
         } else {
             format!("{path}?{query}")
         };
         return Redirect::to(&target).into_response();
     }
+    // Only a form's own refusal is signed: a server function answering a post.
+    // A redirect to a page the request named (`next` after signing in) carries
+    // whatever the asker wrote.
+    let posted = request.method() == Method::POST;
     let mut response = next.run(request).await;
     let signed = response
         .headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .filter(|location| location.contains(ERROR))
-        .and_then(|location| seal.signed_location(location));
+        .filter(|location| posted && location.contains(ERROR))
+        .and_then(|location| seal.signed_location(location, now_secs()));
     if let Some(location) = signed.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -188,27 +245,37 @@ mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+    const NOW: u64 = 1_800_000_000;
+    const PAGE: &str = "/requests/7";
+
     fn query_of(location: &str) -> &str {
         location.split_once('?').map(|(_, q)| q).unwrap_or_default()
     }
 
     #[test]
-    fn a_signed_refusal_stays_and_a_crafted_one_goes() -> TestResult {
+    fn a_signed_refusal_stays_on_its_page_for_a_while_and_a_crafted_one_goes() -> TestResult {
         let seal = FormErrorSeal::new(Some(&SecretKey::generate()));
         let redirect = "http://portal.test/requests/7?tab=x&__path=%2Fapi%2Fresolve&__err=eyJGb3JiaWRkZW4iOiJubyJ9";
-        let signed = seal.signed_location(redirect).ok_or("signed")?;
+        let signed = seal.signed_location(redirect, NOW).ok_or("signed")?;
         assert!(signed.starts_with(redirect) && signed.contains("&__errsig="));
-        assert_eq!(seal.unsigned_removed(query_of(&signed)), None, "kept");
+        let kept = |location: &str, page: &str, now: u64| {
+            seal.unsigned_removed(page, query_of(location), now)
+                .is_none()
+        };
+        assert!(kept(&signed, PAGE, NOW + 5));
+        assert!(!kept(&signed, "/requests/8", NOW + 5), "another page");
+        assert!(!kept(&signed, PAGE, NOW + SIGNED_FOR_SECS + 1), "expired");
+        assert!(!kept(&signed, PAGE, NOW - 3_600), "from the future");
         // Refused again on that page: the newest refusal alone, signed.
         let again = format!("{signed}&__path=%2Fapi%2Fresolve&__err=bmV3");
-        let resigned = seal.signed_location(&again).ok_or("signed")?;
+        let resigned = seal.signed_location(&again, NOW).ok_or("signed")?;
         assert_eq!(resigned.matches("__err=").count(), 1, "{resigned}");
         assert!(resigned.contains("__err=bmV3"), "{resigned}");
-        assert_eq!(seal.unsigned_removed(query_of(&resigned)), None, "kept");
+        assert!(kept(&resigned, PAGE, NOW));
         // Crafted: no signature, another's signature, a changed text, a changed
         // form, the signature twice.
         let other = FormErrorSeal::new(Some(&SecretKey::generate()));
-        let foreign = other.signed_location(redirect).ok_or("signed")?;
+        let foreign = other.signed_location(redirect, NOW).ok_or("signed")?;
         let changed = signed.replace(
             "eyJGb3JiaWRkZW4iOiJubyJ9",
             "eyJGb3JiaWRkZW4iOiJjYWxsIHVzIn0",
@@ -216,12 +283,14 @@ mod tests {
         let moved = signed.replace("resolve", "login");
         let doubled = format!("{signed}&__errsig=00");
         for crafted in [redirect, &foreign, &changed, &moved, &doubled] {
-            let cleaned = seal.unsigned_removed(query_of(crafted)).ok_or("cleaned")?;
+            let cleaned = seal
+                .unsigned_removed(PAGE, query_of(crafted), NOW)
+                .ok_or("cleaned")?;
             assert_eq!(cleaned, "tab=x", "{crafted}");
         }
         // Nothing to do for a query without a refusal.
-        assert_eq!(seal.unsigned_removed("next=%2Fassets&q=a"), None);
-        assert_eq!(seal.signed_location("/login?next=%2Fassets"), None);
+        assert_eq!(seal.unsigned_removed(PAGE, "next=%2Fassets&q=a", NOW), None);
+        assert_eq!(seal.signed_location("/login?next=%2Fassets", NOW), None);
         Ok(())
     }
 
@@ -232,14 +301,23 @@ mod tests {
             "__err",
             "__err=&__errsig=",
             "__errsig=zz&__err=x",
+            "__errsig=99999999999999999999999.00&__err=x",
+            "__errsig=.&__err=x",
             "__path=%ZZ&__err=%FF%FE",
             &format!("__err={}", "A".repeat(100_000)),
         ] {
-            let cleaned = seal.unsigned_removed(query);
+            let cleaned = seal.unsigned_removed(PAGE, query, NOW);
             assert!(
                 cleaned.as_deref().is_some_and(|q| !q.contains("__")),
                 "{query:.40}: {cleaned:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_redirect_target_names_its_page() {
+        assert_eq!(page_path("http://portal.test/requests/7"), "/requests/7");
+        assert_eq!(page_path("https://portal.test"), "/");
+        assert_eq!(page_path("/login"), "/login");
     }
 }

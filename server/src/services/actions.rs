@@ -107,9 +107,15 @@ async fn target<'a>(
     })
 }
 
+/// An asset of a type with teams that names none (recorded before the catalog
+/// required it) belongs to no team, not to everyone: as for a request.
 fn facts<'a>(ty: &'a ResourceType, asset: &'a AssetRow) -> AssetFacts<'a> {
+    let team = match (&ty.owner_param, ty.owning_team(&asset.params)) {
+        (Some(_), None) => Some(policy::MISSING_TEAM),
+        (_, team) => team,
+    };
     AssetFacts {
-        team: ty.owning_team(&asset.params),
+        team,
         state: &asset.summary.state,
     }
 }

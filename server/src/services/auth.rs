@@ -317,9 +317,15 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 
 /// The signed-in user of a session, if the account may still act: a session of
 /// a disabled or unconfirmed account counts as signed out.
+/// A database that cannot answer is an error, not a signed-out visitor: people
+/// sent to sign in while the database blinks would drop what they typed.
 pub async fn user(state: &AppState, id: UserId) -> ServiceResult<Option<UserView>> {
     let mut conn = state.db.pool.acquire().await?;
-    Ok(acting_user(state, &mut conn, id).await.ok())
+    match acting_user(state, &mut conn, id).await {
+        Ok(user) => Ok(Some(user)),
+        Err(ServiceError::Unauthenticated | ServiceError::Forbidden(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// The account as it may act now through a session, a token or chat: refused

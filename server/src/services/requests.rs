@@ -583,7 +583,7 @@ pub async fn submit(
     authorize_params(ty, user, Verb::Submit, &draft.params, None)?;
     let key = checked_submit_key(&draft.submit_key)?;
     let mut tx = state.db.write().await?;
-    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
+    storage::requests::serialize_submissions_of(&mut tx, state.db.engine, &turns_of(ty)).await?;
     let asked = Asked::New {
         ty,
         params: &draft.params,
@@ -607,6 +607,14 @@ pub async fn submit(
     tx.commit().await?;
     state.jobs_ready.notify_one();
     Ok(id)
+}
+
+/// The submission turns a creation of `ty` takes: its own, and those of the
+/// types it requires.
+fn turns_of(ty: &ResourceType) -> Vec<&str> {
+    std::iter::once(ty.name.as_str())
+        .chain(ty.requires.iter().map(|r| r.type_name.as_str()))
+        .collect()
 }
 
 /// What a submission asks for, to tell a retry from a key used again.
@@ -754,7 +762,11 @@ pub async fn resubmit(
 ) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     let type_name = load_request(&mut tx, id).await?.type_name;
-    storage::requests::serialize_submissions(&mut tx, state.db.engine, &type_name).await?;
+    let turns = match state.catalog.catalog.types.get(&type_name) {
+        Some(ty) => turns_of(ty),
+        None => vec![type_name.as_str()],
+    };
+    storage::requests::serialize_submissions_of(&mut tx, state.db.engine, &turns).await?;
     // Read again under the turn: another writer may have moved it meanwhile.
     let mut request = load_request(&mut tx, id).await?;
     let ty = super::request_type(state, &request)?;

@@ -156,6 +156,14 @@ async fn upgrade_one(
     {
         return Ok(Outcome::Deferred);
     }
+    let key = format!("template-upgrade-{id}-{}", ty.version);
+    // This version's upgrade was opened before and is no longer in flight: the
+    // team cancelled it or a reviewer rejected it. That answer stands until the
+    // templates change again; opening it anew would meet the same key.
+    if let Some(earlier) = storage::requests::declined_on_asset_with_key(&mut tx, id, &key).await? {
+        tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
+        return Ok(Outcome::Unchanged);
+    }
     let validator = state
         .catalog
         .request_validator(&ty.name, Some(TypeAction::UPGRADE))
@@ -181,14 +189,6 @@ async fn upgrade_one(
     if renders_as_deployed(&prepared.change_set, &deployed) {
         storage::upgrades::set_asset_version(&mut tx, id, &ty.version).await?;
         tx.commit().await?;
-        return Ok(Outcome::Unchanged);
-    }
-    let key = format!("template-upgrade-{id}-{}", ty.version);
-    // This version's upgrade was opened before and is no longer in flight: the
-    // team cancelled it or a reviewer rejected it. That answer stands until the
-    // templates change again; opening it anew would meet the same key.
-    if let Some(earlier) = storage::requests::on_asset_with_key(&mut tx, id, &key).await? {
-        tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
         return Ok(Outcome::Unchanged);
     }
     let Some(owner) = asset_owner(state, &mut tx, &asset, upgrade).await? else {

@@ -31,6 +31,25 @@ pub async fn serialize_submissions(
     Ok(())
 }
 
+/// The submission turns of several types, taken in name order so that two
+/// writers taking overlapping sets never wait for each other in a circle. A
+/// creation takes its own type's and those of the types it requires: a
+/// decommission of a required asset (which takes that type's turn) then cannot
+/// pass unseen beside it.
+pub async fn serialize_submissions_of(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    type_names: &[&str],
+) -> Result<(), StorageError> {
+    let mut names = type_names.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        serialize_submissions(conn, engine, name).await?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct RequestRow {
     pub id: RequestId,
@@ -680,15 +699,16 @@ pub async fn in_flight_creations_of(
         .collect())
 }
 
-/// The newest request on `asset` that was submitted under `submit_key`, whoever
-/// submitted it.
-pub async fn on_asset_with_key(
+/// The newest request on `asset` submitted under `submit_key` (whoever
+/// submitted it) that was declined: cancelled or rejected.
+pub async fn declined_on_asset_with_key(
     conn: &mut AnyConnection,
     asset: AssetId,
     submit_key: &str,
 ) -> Result<Option<RequestId>, StorageError> {
     let id: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM requests WHERE asset_id = $1 AND submit_key = $2 ORDER BY id DESC LIMIT 1",
+        "SELECT id FROM requests WHERE asset_id = $1 AND submit_key = $2 \
+         AND state IN ('cancelled', 'rejected') ORDER BY id DESC LIMIT 1",
     )
     .bind(asset.0)
     .bind(submit_key)

@@ -136,19 +136,23 @@ pub async fn sync(db: &Db, catalog: &Catalog) -> Result<u64, StorageError> {
     }
     tx.commit().await?;
 
-    let mut indexed = 0;
+    let (mut indexed, mut after) = (0, 0_i64);
     loop {
         let mut tx = db.write().await?;
+        // On from the last batch's end: from the start, each batch would walk
+        // past every row indexed before it (a quadratic start at 100k assets).
         let rows = sqlx::query(
-            "SELECT id, type_name, name, team, params FROM assets WHERE search_text IS NULL \
-             ORDER BY id LIMIT $1",
+            "SELECT id, type_name, name, team, params FROM assets \
+             WHERE search_text IS NULL AND id > $1 ORDER BY id LIMIT $2",
         )
+        .bind(after)
         .bind(BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        if rows.is_empty() {
+        let Some(last) = rows.last() else {
             break;
-        }
+        };
+        after = last.try_get("id")?;
         for row in &rows {
             let type_name: String = row.try_get("type_name")?;
             let name: String = row.try_get("name")?;
