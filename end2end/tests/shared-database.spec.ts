@@ -10,6 +10,9 @@ const server = process.env.SLIPWAY_E2E_POSTGRES;
 const name = `e2e${Date.now() % 100_000_000}`;
 const resource = `payments_${name}_dev`;
 
+if (!server && process.env.CI === 'true') {
+  throw new Error('CI=true but SLIPWAY_E2E_POSTGRES is not set: the shared database must be tested');
+}
 test.skip(!server, 'SLIPWAY_E2E_POSTGRES is not set: no PostgreSQL server to create on');
 
 test.afterAll(() => {

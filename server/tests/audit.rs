@@ -979,10 +979,8 @@ async fn existing_chains_verify_after_the_migration_sqlite() -> TestResult {
 #[tokio::test]
 async fn existing_chains_verify_after_the_migration_postgres() -> TestResult {
     use sqlx::Connection;
-    let Some(admin) = std::env::var(common::POSTGRES_ENV)
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
+    // Under CI=true a missing PostgreSQL is a failure, not a skip.
+    let Some(admin) = common::postgres_admin_url()? else {
         eprintln!(
             "note: {} is not set; skipping the PostgreSQL run",
             common::POSTGRES_ENV

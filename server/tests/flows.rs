@@ -560,13 +560,11 @@ async fn hash_binding_and_manual_fallback(app: &TestApp) -> TestResult {
     Ok(())
 }
 
-/// A failed request nobody will retry (the resource is not wanted any more, or
-/// what its run left was cleaned up by hand) is closed by the person handling
-/// it without an asset: it no longer holds its quota and name for ever, and no
-/// asset that does not exist enters the CMDB.
-async fn a_request_handled_by_hand_may_close_without_an_asset(app: &TestApp) -> TestResult {
+/// An approved prod namespace whose run fails: its change set was altered after
+/// the review, so the worker refuses it (the way a run fails for real).
+async fn failed_prod_namespace(app: &TestApp, name: &str) -> TestResult<RequestId> {
     let state = &app.state;
-    let id = approved_prod_namespace(app, "ghost").await?;
+    let id = approved_prod_namespace(app, name).await?;
     let mut conn = state.db.pool.acquire().await?;
     let mut revision = storage::requests::revisions(&mut conn, id).await?.remove(0);
     drop(conn);
@@ -582,6 +580,16 @@ async fn a_request_handled_by_hand_may_close_without_an_asset(app: &TestApp) -> 
     .await?;
     app.run_jobs().await?;
     assert_eq!(app.request_state(id).await?, RequestState::Failed);
+    Ok(id)
+}
+
+/// A failed request nobody will retry (the resource is not wanted any more, or
+/// what its run left was cleaned up by hand) is closed by the person handling
+/// it without an asset: it no longer holds its quota and name for ever, and no
+/// asset that does not exist enters the CMDB.
+async fn a_request_handled_by_hand_may_close_without_an_asset(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let id = failed_prod_namespace(app, "ghost").await?;
     let (alice, carol) = (app.user("alice").await?, app.user("carol").await?);
     let note = "nothing was made; the team no longer wants it";
     refused!(app, operations::abandon(state, &carol, id, note), ServiceError::Conflict(_) => {});
@@ -978,6 +986,47 @@ async fn state_machine_through_the_services(app: &TestApp) -> TestResult {
     assert_eq!(app.request_state(waiting).await?, RequestState::Cancelled);
     refused!(app, requests::cancel(state, &alice, waiting), ServiceError::Conflict(_) => {});
     refused!(app, reviews::decide(state, &bob, waiting, 1, ReviewDecision::Approve, ""), ServiceError::Conflict(_) => {});
+
+    // Nobody reviews their own request, not even to send it back.
+    let own = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            namespace_params("own", "payments", "prod", 1),
+        ),
+    )
+    .await?;
+    refused!(app, reviews::decide(state, &alice, own, 1, ReviewDecision::RequestChanges, "more"),
+        ServiceError::Forbidden(_) => {});
+    // Rejected ends it: nothing moves it on.
+    reviews::decide(state, &bob, own, 1, ReviewDecision::Reject, "not this one").await?;
+    let params = namespace_params("own", "payments", "prod", 2);
+    refused!(app, requests::cancel(state, &alice, own), ServiceError::Conflict(_) => {});
+    refused!(app, requests::resubmit(state, &alice, own, &params), ServiceError::Conflict(_) => {});
+    refused!(app, reviews::decide(state, &bob, own, 1, ReviewDecision::Approve, ""), ServiceError::Conflict(_) => {});
+    refused!(app, operations::retry(state, &carol, own), ServiceError::Conflict(_) => {});
+
+    // Approved: revised no more (the reviewer approved what they read).
+    let approved = approved_prod_namespace(app, "approved").await?;
+    let params = namespace_params("approved", "payments", "prod", 2);
+    refused!(app, requests::resubmit(state, &alice, approved, &params), ServiceError::Conflict(_) => {});
+    refused!(app, operations::take_over(state, &carol, approved), ServiceError::Conflict(_) => {});
+
+    // Failed: only retry or take over; not cancelled (steps may have taken effect),
+    // not revised, not closed before someone handles it.
+    let failed = failed_prod_namespace(app, "failed").await?;
+    let params = namespace_params("failed", "payments", "prod", 2);
+    refused!(app, requests::cancel(state, &alice, failed), ServiceError::Conflict(_) => {});
+    refused!(app, requests::resubmit(state, &alice, failed, &params), ServiceError::Conflict(_) => {});
+    refused!(app, operations::resolve(state, &carol, failed, "done"), ServiceError::Conflict(_) => {});
+    refused!(app, operations::retry(state, &alice, failed), ServiceError::Forbidden(_) => {});
+    // Manual: resolved or abandoned by hand; not retried, taken again or cancelled.
+    operations::take_over(state, &carol, failed).await?;
+    refused!(app, operations::retry(state, &carol, failed), ServiceError::Conflict(_) => {});
+    refused!(app, operations::take_over(state, &carol, failed), ServiceError::Conflict(_) => {});
+    refused!(app, requests::cancel(state, &alice, failed), ServiceError::Conflict(_) => {});
+    refused!(app, operations::resolve(state, &alice, failed, "done"), ServiceError::Forbidden(_) => {});
     Ok(())
 }
 

@@ -9,7 +9,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use common::{TestApp, TestResult, draft, postgres_params};
 use reqwest::StatusCode;
@@ -389,9 +388,7 @@ async fn the_reads_use_their_index_at_100k_requests(app: &TestApp) -> TestResult
         }
     }
     drop(conn);
-    let started = Instant::now();
     let guidance = guidance_for(app, "alice", None).await?;
-    let took = started.elapsed();
     assert_eq!(guidance.requests, 333);
     assert_eq!(hints(&guidance, HintKind::MostChosen, "size").len(), 1);
     let search = guidance_for(app, "carol", Some("search")).await?;
@@ -400,7 +397,5 @@ async fn the_reads_use_their_index_at_100k_requests(app: &TestApp) -> TestResult
         guidance::MAX_REQUESTS,
         "the read is bounded"
     );
-    // Generous for a debug build on a busy machine; the plan above is the real check.
-    assert!(took < Duration::from_secs(5), "took {took:?}");
     Ok(())
 }
