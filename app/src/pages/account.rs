@@ -38,8 +38,9 @@ pub fn SessionsPage() -> impl IntoView {
                                 <tbody>
                                     {sessions.into_iter().map(|s| {
                                         let browser = if s.user_agent.is_empty() { "unknown".to_string() } else { s.user_agent.clone() };
-                                        // Every row's button says the same; its name says which browser it ends.
-                                        let end_label = format!("End the session of {browser}, last used {}", s.last_seen);
+                                        // Every row's button says the same; its name (which starts with what it
+                                        // shows, as speech input needs) says which browser it ends.
+                                        let end_label = format!("End session: {browser}, last used {}", s.last_seen);
                                         view! {
                                         <tr data-testid="session">
                                             <td>{browser}</td>
