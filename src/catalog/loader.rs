@@ -895,15 +895,50 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Variables that make a program load code of someone else's choosing, or send
+/// its traffic and the credentials in it elsewhere, or trust another
+/// certificate authority: a step that set one could take the operator's
+/// credentials (a passed-on token, a kubeconfig) where they do not belong.
+const REDIRECTING_ENV: [&str; 18] = [
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "NODE_OPTIONS",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "KUBECONFIG",
+    "HOME",
+];
+
 /// Why a step may not set this variable: the server's settings choose the
-/// programs a command finds and loads, and, beside a PostgreSQL server, where and
-/// as whom it connects (the admin's password goes with the connection).
+/// programs a command finds and loads, where its traffic goes and what it
+/// trusts, and, beside a PostgreSQL server, where and as whom it connects (the
+/// admin's password goes with the connection).
 fn reserved_env(name: &str, beside_postgres_server: bool) -> Option<&'static str> {
     let loader = ["PATH", "IFS", "BASH_ENV", "ENV"].contains(&name)
         || name.starts_with("LD_")
         || name.starts_with("DYLD_");
     if loader {
         return Some("is the server's to set: it chooses which programs run and what they load");
+    }
+    // Programs read both spellings of the proxy variables.
+    let upper = name.to_ascii_uppercase();
+    let proxy = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"].contains(&upper.as_str());
+    if proxy || REDIRECTING_ENV.contains(&name) || name.starts_with("GIT_CONFIG") {
+        return Some(
+            "is the server's to set: it chooses where programs send their traffic, which \
+             certificates they trust and what code and credentials they load",
+        );
     }
     (beside_postgres_server && crate::execution::is_pg_connection_variable(name)).then_some(
         "is the PostgreSQL server's to set: where and as whom to connect comes from the server's settings",
@@ -1150,5 +1185,58 @@ fn check_requirements(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reserved_env_tests {
+    use super::reserved_env;
+
+    #[test]
+    fn variables_that_redirect_credentials_or_code_are_the_servers() {
+        for name in [
+            "PATH",
+            "LD_PRELOAD",
+            "HTTP_PROXY",
+            "https_proxy",
+            "All_Proxy",
+            "no_proxy",
+            "NO_PROXY",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "NODE_EXTRA_CA_CERTS",
+            "GIT_SSL_CAINFO",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "NODE_OPTIONS",
+            "PERL5OPT",
+            "PERL5LIB",
+            "RUBYOPT",
+            "GIT_CONFIG",
+            "GIT_CONFIG_GLOBAL",
+            "GIT_CONFIG_COUNT",
+            "GIT_CONFIG_KEY_0",
+            "GIT_SSH",
+            "GIT_SSH_COMMAND",
+            "GIT_ASKPASS",
+            "SSH_ASKPASS",
+            "KUBECONFIG",
+            "HOME",
+        ] {
+            assert!(reserved_env(name, false).is_some(), "{name}");
+        }
+        for name in [
+            "STAGE",
+            "TF_VAR_name",
+            "KUBE_NAMESPACE",
+            "HOMEPAGE",
+            "PGHOST",
+        ] {
+            assert_eq!(reserved_env(name, false), None, "{name}");
+        }
+        assert!(reserved_env("PGHOST", true).is_some());
+        assert_eq!(reserved_env("PGDATABASE", true), None);
     }
 }

@@ -62,6 +62,35 @@ pub struct Checker<'a> {
 /// A short pause between tries: a service that comes up is seen soon after.
 pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long a `git-file` check may take: reading the GitOps remote has
+/// connection and idle timeouts of its own, but no overall one.
+const GIT_FILE_LIMIT: Duration = Duration::from_secs(300);
+
+/// The longest one check can take by its own limits: its deadline (or a
+/// command's timeout) and what a last try (every hop of its redirects), or a
+/// program's output, may add to it. The verify phase gives all its checks,
+/// which run side by side, the longest of these (and a margin) in all.
+pub fn time_limit(kind: &CheckKind, command_default: Duration) -> Duration {
+    match kind {
+        CheckKind::GitFile { .. } => GIT_FILE_LIMIT,
+        CheckKind::Http {
+            deadline_seconds, ..
+        } => Duration::from_secs(*deadline_seconds) + probe::MAX_TRY * (probe::MAX_REDIRECTS + 1),
+        CheckKind::Tcp {
+            deadline_seconds, ..
+        }
+        | CheckKind::Postgres {
+            deadline_seconds, ..
+        } => Duration::from_secs(*deadline_seconds) + probe::MAX_TRY,
+        CheckKind::Command {
+            timeout_seconds, ..
+        } => {
+            timeout_seconds.map_or(command_default, Duration::from_secs)
+                + crate::drivers::command::OUTPUT_GRACE
+        }
+    }
+}
+
 impl Checker<'_> {
     /// Runs one rendered check. `approved` holds the files the reviewer approved,
     /// which a `git-file` check compares with what the repository publishes.

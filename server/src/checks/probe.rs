@@ -10,9 +10,9 @@ use crate::outbound::{MAX_BODY, Outbound, OutboundError, OutboundRequest, redact
 
 /// One try never waits longer than this, so a hanging server leaves room for
 /// more tries before the deadline.
-const MAX_TRY: Duration = Duration::from_secs(10);
+pub(super) const MAX_TRY: Duration = Duration::from_secs(10);
 /// Redirects followed per try, each to an allowed host only.
-const MAX_REDIRECTS: usize = 5;
+pub(super) const MAX_REDIRECTS: u32 = 5;
 
 pub(super) struct HttpCheck<'a> {
     pub url: &'a str,

@@ -124,21 +124,29 @@ impl CommandDriver {
         for file in &command.files {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
+        refuse_overriding_passed_environment(command, &self.settings.pass_env)?;
         let settings = self.settings.clone();
         let mut command = command.clone();
         let mut secrets = secrets.clone();
         let mut passfile = None;
+        let mut pass_env = settings.pass_env.clone();
         if let Some(name) = &command.postgres_server {
             let server = self.postgres_server(name).map_err(DriverError::Permanent)?;
-            passfile = with_admin_connection(&mut command, &mut secrets, server);
+            refuse_other_connections(&command, name)?;
+            let passed_password = held_back_from_admin_connection(&mut pass_env);
+            passfile = with_admin_connection(&mut command, &mut secrets, server, passed_password);
         }
         blank_passed_environment(&settings.pass_env, &mut secrets);
         let stop = stop.clone();
         // Live lines are blanked of everything the program was handed, as its log is.
         let progress = progress.blanking(secrets.clone());
         tokio::task::spawn_blocking(move || {
-            let admin = passfile.as_deref();
-            run_blocking(&settings, (&command, admin), &secrets, &stop, &progress)
+            let handed = Handed {
+                command: &command,
+                passfile: passfile.as_deref(),
+                pass_env: &pass_env,
+            };
+            run_blocking(&settings, &handed, &secrets, &stop, &progress)
         })
         .await
         .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
@@ -146,6 +154,11 @@ impl CommandDriver {
 }
 
 impl CommandDriver {
+    /// How long a program may run when its step or check gives no timeout.
+    pub fn default_timeout(&self) -> Duration {
+        self.settings.default_timeout
+    }
+
     /// The server a step or check names, or why there is none.
     pub fn postgres_server(&self, name: &str) -> Result<&PostgresServer, String> {
         self.settings.postgres_servers.get(name).ok_or_else(|| {
@@ -172,10 +185,15 @@ impl CommandDriver {
 /// server's host, port and user, not as `PGPASSWORD`: libpq sends it only to that
 /// server as that user, so an argument or a `\connect` naming another host gets
 /// no password.
+///
+/// `passed_password` is the operator's passed-on `PGPASSWORD`, held back from
+/// the program: for a server whose URL has no password it goes into the
+/// password file instead, bound to the server like one from the URL.
 fn with_admin_connection(
     command: &mut PlannedCommand,
     secrets: &mut SecretValues,
     server: &PostgresServer,
+    passed_password: Option<String>,
 ) -> Option<String> {
     const PASSWORD: &str = "postgres server password";
     let mut env = server.libpq_env();
@@ -187,7 +205,8 @@ fn with_admin_connection(
         .retain(|(name, _)| !is_pg_connection_variable(name));
     env.append(&mut command.env);
     command.env = env;
-    let password = server.password()?;
+    let password = server.password().map(str::to_string).or(passed_password)?;
+    let password = password.as_str();
     secrets.insert(PASSWORD, password);
     let field = |text: &str| text.replace('\\', "\\\\").replace(':', "\\:");
     let escaped = field(password);
@@ -202,6 +221,228 @@ fn with_admin_connection(
         field(&server.user),
         field(password)
     ))
+}
+
+/// A step's own variable may not replace one the operator passes on
+/// (`--command-pass-env`): those carry the operator's credentials and settings
+/// (a kubeconfig, a cloud profile), which a step that set its own could point
+/// elsewhere. The message names the variable, never a value.
+fn refuse_overriding_passed_environment(
+    command: &PlannedCommand,
+    pass_env: &[String],
+) -> Result<(), DriverError> {
+    let names = command
+        .env
+        .iter()
+        .map(|(name, _)| name)
+        .chain(command.secret_env.iter().map(|(name, _)| name));
+    for name in names {
+        if pass_env.iter().any(|passed| passed == name) {
+            return Err(DriverError::Permanent(format!(
+                "the step sets {name}, which the server passes on from its own environment \
+                 (--command-pass-env, SLIPWAY_COMMAND_PASS_ENV): a step may not replace the \
+                 operator's value"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Passed-on variables that libpq prefers to the server's password file, or
+/// that choose another address or service for the connection: a step beside a
+/// PostgreSQL server does not get them.
+const HELD_FROM_ADMIN_CONNECTION: [&str; 6] = [
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSYSCONFDIR",
+    "PGHOSTADDR",
+];
+
+/// Whether the operator has been told once that those variables are held back.
+static HELD_BACK_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Takes the variables of [`HELD_FROM_ADMIN_CONNECTION`] out of what a step
+/// beside a PostgreSQL server is handed, and returns the operator's
+/// `PGPASSWORD` when it was among them (for a server whose URL has none).
+fn held_back_from_admin_connection(pass_env: &mut Vec<String>) -> Option<String> {
+    let held: Vec<String> = pass_env
+        .iter()
+        .filter(|name| HELD_FROM_ADMIN_CONNECTION.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    if held.is_empty() {
+        return None;
+    }
+    pass_env.retain(|name| !held.contains(name));
+    if !HELD_BACK_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            variables = %held.join(", "),
+            "--command-pass-env (SLIPWAY_COMMAND_PASS_ENV) names variables that are not handed \
+             to steps beside a PostgreSQL server (libpq would prefer them to the server's \
+             password file); a PGPASSWORD among them goes into that file for a server whose \
+             URL has no password"
+        );
+    }
+    held.iter()
+        .any(|name| name == "PGPASSWORD")
+        .then(|| std::env::var("PGPASSWORD").ok())
+        .flatten()
+}
+
+/// Beside a PostgreSQL server, libpq must connect where the settings say and
+/// nowhere else, or the admin's password goes with it: the password file names
+/// the server's host, but a connection string (`host=db.internal
+/// hostaddr=203.0.113.5`, a `postgres://` URI) given as an argument makes libpq
+/// match the file on `host` while it connects to `hostaddr`, and a psql file can
+/// `\connect` elsewhere or start another program that does. Such an argument or
+/// file is refused before anything runs; the message names the argument's
+/// position or the file's line, never its text (it may hold a secret).
+fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<(), DriverError> {
+    let psql = Path::new(&command.program)
+        .file_name()
+        .is_some_and(|name| name == "psql");
+    // psql's own variables (`-v ON_ERROR_STOP=1`) are assignments, not connections.
+    let mut variable_next = false;
+    let mut options_over = false;
+    for (i, arg) in command.args.iter().enumerate() {
+        let lower = arg.to_ascii_lowercase();
+        let psql_variable = psql
+            && !options_over
+            && (variable_next && is_psql_assignment(arg)
+                || arg
+                    .strip_prefix("--set=")
+                    .or_else(|| arg.strip_prefix("--variable="))
+                    .or_else(|| arg.strip_prefix("-v").filter(|_| !arg.starts_with("--")))
+                    .is_some_and(is_psql_assignment));
+        let was_variable = variable_next;
+        variable_next = psql
+            && !options_over
+            && !was_variable
+            && ["-v", "--set", "--variable"].contains(&arg.as_str());
+        options_over |= !was_variable && arg == "--";
+        let connection = lower.starts_with("postgres:")
+            || lower.starts_with("postgresql:")
+            || lower.contains("hostaddr")
+            || (arg.contains('=') && !psql_variable);
+        if connection {
+            return Err(DriverError::Permanent(format!(
+                "args[{i}] of the step reads as a libpq connection string (it holds '=' or \
+                 'hostaddr', or is a postgres: URI); beside the PostgreSQL server {server:?} only \
+                 the server's settings choose where to connect: name the database with `-d NAME` \
+                 or PGDATABASE"
+            )));
+        }
+    }
+    for file in &command.files {
+        if let Some((line, meta)) = connecting_meta_command(&file.content) {
+            return Err(DriverError::Permanent(format!(
+                "the rendered file {} holds the psql meta-command \\{meta} on line {line}; beside \
+                 the PostgreSQL server {server:?} a step may not connect elsewhere or start \
+                 other programs",
+                file.path
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// libpq's connection keywords: a connection string names only these, so an
+/// assignment to one is read as a connection string, never as a psql variable
+/// (`-f -v service=x` gives psql the file `-v` and the connection `service=x`).
+const LIBPQ_KEYWORDS: [&str; 46] = [
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "sslnegotiation",
+    "requiressl",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslkeylogfile",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "min_protocol_version",
+    "max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "scram_client_key",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+/// `NAME=VALUE` with a plain variable name, as psql's `-v` takes it, and no
+/// libpq keyword.
+fn is_psql_assignment(text: &str) -> bool {
+    text.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !LIBPQ_KEYWORDS.contains(&name.to_ascii_lowercase().as_str())
+            && !name.to_ascii_lowercase().starts_with("oauth_")
+    })
+}
+
+/// The first psql meta-command in `content` that connects elsewhere or starts
+/// another program, with its line (from 1): `\c`/`\connect` (in any case, also
+/// after `\\` or blanks), `\!`, `\setenv`, output piped to a program
+/// (`\o |…`, `\g |…`, `\w |…`) and `\copy … program`. psql reads a
+/// backslash command anywhere on a line, so every backslash is looked at; one
+/// inside a quoted string is refused too (rare, and safe).
+fn connecting_meta_command(content: &str) -> Option<(usize, String)> {
+    for (n, line) in content.lines().enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find('\\') {
+            let after = rest[at + 1..].trim_start_matches(['\\', ' ', '\t']);
+            if after.starts_with('!') {
+                return Some((n + 1, "!".into()));
+            }
+            let end = after
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(after.len());
+            let name = after[..end].to_ascii_lowercase();
+            let args = after[end..].trim_start();
+            let refused = match name.as_str() {
+                "c" | "connect" | "setenv" => true,
+                "o" | "out" | "g" | "gx" | "w" | "write" => args.starts_with('|'),
+                "copy" => args.to_ascii_lowercase().contains("program"),
+                _ => false,
+            };
+            if refused {
+                return Some((n + 1, name));
+            }
+            rest = &after[end..];
+        }
+    }
+    None
 }
 
 /// The shortest value of a passed-on variable that is blanked in output: shorter
@@ -311,13 +552,31 @@ fn ends_with_its_server(process: &mut Command) {
     }
 }
 
+/// What a program is handed: the command, the admin's password file line (beside
+/// a PostgreSQL server) and the names of the operator's variables it gets.
+struct Handed<'a> {
+    command: &'a PlannedCommand,
+    passfile: Option<&'a str>,
+    pass_env: &'a [String],
+}
+
+/// How long the output streams are still read once the program has ended (and
+/// its process group with it): a process it started that left the group
+/// (`setsid`, `ssh -f`) may hold them open for ever.
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
 fn run_blocking(
     settings: &CommandSettings,
-    (command, passfile): (&PlannedCommand, Option<&str>),
+    handed: &Handed<'_>,
     secrets: &SecretValues,
     stop: &CancellationToken,
     progress: &ProgressLines,
 ) -> Result<StepOutcome, DriverError> {
+    let Handed {
+        command,
+        passfile,
+        pass_env,
+    } = *handed;
     let scratch = prepare_scratch(settings, command)?;
     let mut process = Command::new(&command.program);
     // Its own process group: whatever it starts (a shell's children, ansible's
@@ -331,12 +590,12 @@ fn run_blocking(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // The operator's own variables pass as set (a PGPASSWORD there is how a
-    // server URL without a password gets one); only the catalog's are held back.
+    // The operator's own variables pass as set (beside a PostgreSQL server, but
+    // for those libpq would prefer to its password file).
     for name in BASE_ENV
         .iter()
         .copied()
-        .chain(settings.pass_env.iter().map(String::as_str))
+        .chain(pass_env.iter().map(String::as_str))
     {
         if let Some(value) = std::env::var_os(name) {
             process.env(name, value);
@@ -362,15 +621,25 @@ fn run_blocking(
         DriverError::Permanent(format!("could not start the program {program:?}: {e}"))
     })?;
     // Both pipes are drained while the program runs, so a chatty program never
-    // blocks on a full pipe, and each line is reported live as it comes.
-    let stdout = child
-        .stdout
-        .take()
-        .map(|pipe| drain(pipe, "stdout", progress.clone()));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|pipe| drain(pipe, "stderr", progress.clone()));
+    // blocks on a full pipe, and each line is reported live as it comes. They are
+    // read without blocking, so that the readers can stop once the program is
+    // over even if something it started still holds them open.
+    let pipes = [
+        child.stdout.take().map(OwnedFd::from),
+        child.stderr.take().map(OwnedFd::from),
+    ];
+    if let Err(error) = pipes.iter().flatten().try_for_each(read_without_blocking) {
+        end_group(&child);
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(DriverError::Retryable(format!(
+            "could not read the output of {program:?}: {error}"
+        )));
+    }
+    let ended = Arc::new(std::sync::OnceLock::new());
+    let [stdout, stderr] = pipes;
+    let stdout = stdout.map(|pipe| drain(pipe, "stdout", progress.clone(), ended.clone()));
+    let stderr = stderr.map(|pipe| drain(pipe, "stderr", progress.clone(), ended.clone()));
     let timeout = command
         .timeout_seconds
         .map(Duration::from_secs)
@@ -398,6 +667,8 @@ fn run_blocking(
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
+    // The readers stop at the end of their stream, or at this.
+    let _ = ended.set(Instant::now() + OUTPUT_GRACE);
     let stdout = stdout
         .map(|h| h.join().unwrap_or_default())
         .unwrap_or_default();
@@ -405,12 +676,26 @@ fn run_blocking(
         .map(|h| h.join().unwrap_or_default())
         .unwrap_or_default();
     let mut log = Vec::new();
-    for (stream, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
-        let text = String::from_utf8_lossy(bytes);
+    for (stream, drained) in [("stdout", &stdout), ("stderr", &stderr)] {
+        let text = String::from_utf8_lossy(&drained.kept);
         log.extend(
             text.lines()
                 .map(|line| format!("{stream}: {}", scrub_line(line, secrets))),
         );
+    }
+    for (stream, drained) in [("stdout", &stdout), ("stderr", &stderr)] {
+        if drained.cut {
+            tracing::warn!(
+                program,
+                stream,
+                "a process a command started outlived it, holding its output open"
+            );
+            log.push(format!(
+                "note: {stream} was still open {} s after {program} ended (a process it started \
+                 left its process group and holds it): what came after was dropped",
+                OUTPUT_GRACE.as_secs()
+            ));
+        }
     }
     let Some(status) = status else {
         if stop.is_cancelled() {
@@ -453,33 +738,69 @@ fn end_group(child: &std::process::Child) {
     }
 }
 
-/// Reads a pipe to its end on a thread of its own, keeping the last
-/// `MAX_CAPTURED` bytes for the log and reporting each line as it completes.
-fn drain<R: Read + Send + 'static>(
-    mut pipe: R,
+/// Makes reads of a pipe return at once when it holds nothing (the writer's end
+/// is not touched).
+fn read_without_blocking(pipe: &OwnedFd) -> std::io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(pipe)?;
+    rustix::fs::fcntl_setfl(pipe, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// What was read of one output stream.
+#[derive(Default)]
+struct Drained {
+    /// The last `MAX_CAPTURED` bytes, from a line's start.
+    kept: Vec<u8>,
+    /// The stream was still open when the reader stopped waiting for its end.
+    cut: bool,
+}
+
+/// The longest pause of a reader between two looks at an idle pipe.
+const MAX_READ_PAUSE: Duration = Duration::from_millis(100);
+
+/// Reads a (non-blocking) pipe to its end on a thread of its own, keeping the
+/// last `MAX_CAPTURED` bytes for the log and reporting each line as it
+/// completes. Once `ended` holds a time (the program is over) and that time has
+/// passed, it stops waiting for an end that may never come.
+fn drain(
+    pipe: OwnedFd,
     stream: &'static str,
     progress: ProgressLines,
-) -> std::thread::JoinHandle<Vec<u8>> {
+    ended: Arc<std::sync::OnceLock<Instant>>,
+) -> std::thread::JoinHandle<Drained> {
     std::thread::spawn(move || {
-        let mut kept = Vec::new();
+        let mut pipe = std::fs::File::from(pipe);
+        let mut drained = Drained::default();
         let mut lines = LineSplitter::default();
         let mut chunk = [0_u8; 8192];
+        let mut pause = Duration::from_millis(5);
         loop {
             match pipe.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(n) => {
+                    pause = Duration::from_millis(5);
                     lines.push(&chunk[..n], |line| {
                         progress.line(&format!("{stream}: {line}"))
                     });
-                    kept.extend_from_slice(&chunk[..n]);
-                    if kept.len() > MAX_CAPTURED {
-                        keep_last_lines(&mut kept, MAX_CAPTURED);
+                    drained.kept.extend_from_slice(&chunk[..n]);
+                    if drained.kept.len() > MAX_CAPTURED {
+                        keep_last_lines(&mut drained.kept, MAX_CAPTURED);
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if ended.get().is_some_and(|at| Instant::now() >= *at) {
+                        drained.cut = true;
+                        break;
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(MAX_READ_PAUSE);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
         }
         lines.finish(|line| progress.line(&format!("{stream}: {line}")));
-        kept
+        drained
     })
 }
 
@@ -711,7 +1032,7 @@ mod tests {
             "sh",
             &[
                 "-c",
-                "env; cat \"$PGPASSFILE\"; echo \"passfile=$PGPASSFILE\"",
+                "env; cat \"$PGPASSFILE\"; echo \"passfile: $PGPASSFILE\"",
             ],
         ) else {
             return Err("not a command step".into());
@@ -742,7 +1063,7 @@ mod tests {
         assert!(live.contains(&"stdout: PGHOST=127.0.0.1".to_string()));
         let passfile = live
             .iter()
-            .find_map(|l| l.strip_prefix("stdout: passfile="))
+            .find_map(|l| l.strip_prefix("stdout: passfile: "))
             .ok_or("no password file was named")?;
         assert!(
             passfile.starts_with("/dev/fd/"),
@@ -884,6 +1205,235 @@ mod tests {
             "stopped with its group"
         );
         Ok(())
+    }
+
+    /// A process that leaves the program's group (`setsid`) and keeps its
+    /// output open does not hold the step until its timeout.
+    #[tokio::test]
+    async fn an_escaped_process_holding_the_output_does_not_hold_the_step()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut escaped = step("sh", &["-c", "setsid sleep 20 & echo ok"]);
+        if let PlannedStep::Command(command) = &mut escaped {
+            command.timeout_seconds = Some(15);
+        }
+        let started = Instant::now();
+        let outcome = run(dir.path(), &escaped).await?;
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "returned after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            outcome.log.contains(&"stdout: ok".to_string()),
+            "{:?}",
+            outcome.log
+        );
+        assert!(
+            outcome
+                .log
+                .iter()
+                .any(|l| l.starts_with("note: stdout was still open")),
+            "{:?}",
+            outcome.log
+        );
+        Ok(())
+    }
+
+    fn beside_shared_server(program: &str, args: &[&str]) -> Result<PlannedCommand, String> {
+        let PlannedStep::Command(mut command) = step(program, args) else {
+            return Err("not a command step".into());
+        };
+        command.postgres_server = Some("shared".into());
+        Ok(command)
+    }
+
+    #[test]
+    fn connection_strings_beside_a_postgres_server_are_refused_by_position() -> Result<(), String> {
+        for (args, refused_at) in [
+            (
+                &["-d", "host=db.internal hostaddr=203.0.113.5 dbname=x"][..],
+                1,
+            ),
+            (&["-f", "create.sql", "postgres://db.internal/x"][..], 2),
+            (&["POSTGRESQL://db.internal/x"][..], 0),
+            (&["--dbname=x"][..], 0),
+            (&["-v", "ON_ERROR_STOP=1", "hostaddr"][..], 2),
+            (&["-c", "select 1", "-v", "x=1", "dbname=x"][..], 4),
+            (&["--", "-v", "host=evil"][..], 2),
+            (&["-f", "-v", "service=evil"][..], 2),
+            (&["-v", "dbname=x host=evil"][..], 1),
+        ] {
+            let command = beside_shared_server("psql", args)?;
+            let Err(DriverError::Permanent(message)) = refuse_other_connections(&command, "shared")
+            else {
+                return Err(format!("{args:?} was not refused"));
+            };
+            assert!(
+                message.starts_with(&format!("args[{refused_at}] of the step reads as a libpq")),
+                "{args:?}: {message}"
+            );
+            assert!(!message.contains("203.0.113.5") && !message.contains("db.internal"));
+        }
+        // psql's own variables, and a plain database name, are not connections.
+        for args in [
+            &["--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-f", "create.sql"][..],
+            &[
+                "--set=ON_ERROR_STOP=1",
+                "--variable=A=b",
+                "-vQUIET=on",
+                "-d",
+                "orders",
+            ][..],
+        ] {
+            let command = beside_shared_server("psql", args)?;
+            assert_eq!(
+                refuse_other_connections(&command, "shared"),
+                Ok(()),
+                "{args:?}"
+            );
+        }
+        // Another program's `-v` is no variable: what follows may be its database.
+        let command = beside_shared_server("pg_dump", &["-v", "x=y"])?;
+        assert!(refuse_other_connections(&command, "shared").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn psql_files_that_connect_elsewhere_or_run_programs_are_refused() -> Result<(), String> {
+        for (content, meta) in [
+            ("\\c other\n", "c"),
+            (
+                "  \\connect -reuse-previous=off host=x hostaddr=y\n",
+                "connect",
+            ),
+            ("\\CONNECT db\n", "connect"),
+            ("select 1 \\\\ \\c db\n", "c"),
+            ("\\ \\ connect db\n", "connect"),
+            ("select 1; \\c db\n", "c"),
+            ("\\! psql 'hostaddr=203.0.113.5'\n", "!"),
+            ("\\setenv PGHOSTADDR 203.0.113.5\n", "setenv"),
+            ("select 1 \\g |sh\n", "g"),
+            ("\\o | psql\n", "o"),
+            ("\\copy t from program 'psql'\n", "copy"),
+        ] {
+            let mut command = beside_shared_server("psql", &["-f", "create.sql"])?;
+            command.files = vec![RenderedFile {
+                path: "create.sql".into(),
+                content: format!("create table t (a int);\n{content}"),
+            }];
+            let Err(DriverError::Permanent(message)) = refuse_other_connections(&command, "shared")
+            else {
+                return Err(format!("{content:?} was not refused"));
+            };
+            assert_eq!(
+                message,
+                format!(
+                    "the rendered file create.sql holds the psql meta-command \\{meta} on line 2; \
+                     beside the PostgreSQL server \"shared\" a step may not connect elsewhere or \
+                     start other programs"
+                ),
+                "{content:?}"
+            );
+        }
+        for fine in [
+            "\\set ON_ERROR_STOP on\n\\conninfo\n\\cd /tmp\n\\copy t from 'data.csv'\n",
+            "\\o out.txt\nselect 'C:\\config';\n\\gexec\n\\echo connect\n",
+        ] {
+            let mut command = beside_shared_server("psql", &["-f", "create.sql"])?;
+            command.files[0].content = fine.into();
+            assert_eq!(
+                refuse_other_connections(&command, "shared"),
+                Ok(()),
+                "{fine:?}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The refusals happen in the driver, before anything runs, and only beside
+    /// a server.
+    #[tokio::test]
+    async fn a_step_beside_a_server_with_a_connection_string_never_runs()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut driver = driver(dir.path());
+        let server = PostgresServer::parse("postgres://admin:pw-canary-1@127.0.0.1:5999/postgres")?;
+        Arc::make_mut(&mut driver.settings)
+            .postgres_servers
+            .insert("shared".into(), server);
+        let command = beside_shared_server("printf", &["%s", "host=x hostaddr=y"])?;
+        let stop = CancellationToken::new();
+        let refused = driver
+            .run_command(&command, &secrets(), &stop, &ProgressLines::discard())
+            .await;
+        assert!(
+            matches!(&refused, Err(DriverError::Permanent(m)) if m.starts_with("args[1] ")),
+            "{refused:?}"
+        );
+        let mut elsewhere = command.clone();
+        elsewhere.postgres_server = None;
+        let outcome = driver
+            .run_command(&elsewhere, &secrets(), &stop, &ProgressLines::discard())
+            .await?;
+        assert_eq!(outcome.log, ["stdout: host=x hostaddr=y"]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_step_may_not_replace_a_passed_on_variable() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let mut driver = driver(dir.path());
+        Arc::make_mut(&mut driver.settings).pass_env = vec!["KUBE_TOKEN".into(), "STAGE".into()];
+        let stop = CancellationToken::new();
+        let refused = driver
+            .run(
+                &step("env", &[]),
+                &StepContext {
+                    secrets: &secrets(),
+                    stop: &stop,
+                    progress: &ProgressLines::discard(),
+                    journal: &super::super::NoJournal,
+                },
+            )
+            .await;
+        assert_eq!(
+            refused,
+            Err(DriverError::Permanent(
+                "the step sets STAGE, which the server passes on from its own environment \
+                 (--command-pass-env, SLIPWAY_COMMAND_PASS_ENV): a step may not replace the \
+                 operator's value"
+                    .into()
+            ))
+        );
+        let PlannedStep::Command(mut command) = step("env", &[]) else {
+            return Err("not a command step".into());
+        };
+        command.env.clear();
+        command.secret_env = vec![("KUBE_TOKEN".into(), "owner_password".into())];
+        let refused = driver
+            .run_command(&command, &secrets(), &stop, &ProgressLines::discard())
+            .await;
+        assert!(
+            matches!(&refused, Err(DriverError::Permanent(m)) if m.starts_with("the step sets KUBE_TOKEN,")),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn libpq_password_and_service_variables_are_held_back_beside_a_server() {
+        let mut pass_env: Vec<String> = ["KUBECONFIG", "PGPASSWORD", "PGSERVICEFILE", "PGHOSTADDR"]
+            .map(String::from)
+            .to_vec();
+        // Whether the test's environment has a PGPASSWORD or not.
+        let password = held_back_from_admin_connection(&mut pass_env);
+        assert_eq!(password, std::env::var("PGPASSWORD").ok());
+        assert_eq!(pass_env, ["KUBECONFIG"]);
+        let mut without: Vec<String> = vec!["PGSERVICE".into()];
+        assert_eq!(held_back_from_admin_connection(&mut without), None);
+        assert!(without.is_empty());
     }
 
     #[tokio::test]

@@ -35,6 +35,10 @@ const QUOTED: usize = 300;
 pub struct PipelineDriver {
     outbound: Outbound,
     tokens: Arc<BTreeMap<String, Secret>>,
+    /// Runs this process started whose record could not be written yet, by run
+    /// key: a later attempt of the step records and follows one of these
+    /// instead of triggering a second run.
+    unrecorded: Arc<std::sync::Mutex<BTreeMap<String, ExternalRun>>>,
 }
 
 impl std::fmt::Debug for PipelineDriver {
@@ -45,9 +49,13 @@ impl std::fmt::Debug for PipelineDriver {
     }
 }
 
-/// Writes of a started run's record, at most, before the step gives up (about
-/// six seconds in all): each failure left unrecorded means a second run later.
-const REMEMBER_TRIES: u32 = 5;
+/// A started run's record that cannot be written is written again, with pauses
+/// growing to this, for as long as the step runs: a run left unrecorded would be
+/// started a second time by a later attempt.
+const MAX_REMEMBER_PAUSE: Duration = Duration::from_secs(10);
+/// Tries left once the step is stopped (a cancel, a shutdown, its timeout),
+/// about a second and a half in all, before a person is asked to take over.
+const REMEMBER_TRIES_AFTER_STOP: u32 = 3;
 
 #[async_trait]
 impl Driver for PipelineDriver {
@@ -66,6 +74,25 @@ impl Driver for PipelineDriver {
                 step.driver()
             )));
         };
+        // A CI/CD system may echo what it was sent (the token among it) in any
+        // answer an error or a line quotes: nothing leaves here unscrubbed.
+        match self.run_pipeline(pipeline, ctx).await {
+            Ok(outcome) => Ok(StepOutcome {
+                summary: self.scrub(&outcome.summary),
+                commit: outcome.commit,
+                log: outcome.log.iter().map(|line| self.scrub(line)).collect(),
+            }),
+            Err(error) => Err(self.scrub_error(error)),
+        }
+    }
+}
+
+impl PipelineDriver {
+    async fn run_pipeline(
+        &self,
+        pipeline: &PlannedPipeline,
+        ctx: &StepContext<'_>,
+    ) -> Result<StepOutcome, DriverError> {
         let headers = self.headers(pipeline)?;
         let run = Run {
             driver: self,
@@ -75,6 +102,7 @@ impl Driver for PipelineDriver {
         let mut log = Vec::new();
         let external = match ctx.journal.recall().await? {
             Some(recorded) => {
+                self.unrecorded_runs().remove(&pipeline.run_key);
                 log.push(format!(
                     "following the run an earlier attempt started: {}",
                     recorded.status_url
@@ -82,24 +110,102 @@ impl Driver for PipelineDriver {
                 recorded
             }
             None => {
-                let (started, lines) = self
-                    .trigger_and_remember(pipeline, &headers, ctx.journal.detached())
-                    .await?;
-                log.extend(lines);
+                let unrecorded = self.unrecorded_runs().get(&pipeline.run_key).cloned();
+                let started = match unrecorded {
+                    // Started here, but its record could not be written then.
+                    Some(started) => {
+                        log.push(format!(
+                            "an earlier attempt started {} but could not record it; \
+                             recording and following it",
+                            started.status_url
+                        ));
+                        let (driver, key, run) =
+                            (self.clone(), pipeline.run_key.clone(), started.clone());
+                        let (journal, stop) = (ctx.journal.detached(), ctx.stop.clone());
+                        tokio::spawn(
+                            async move { driver.remember(&key, &run, journal, &stop).await },
+                        )
+                        .await
+                        .map_err(|e| {
+                            DriverError::Permanent(format!(
+                                "recording the pipeline run {} stopped ({e}); it is not \
+                                     started again by itself: follow it in the CI/CD system, \
+                                     then retry the request or take it over",
+                                started.status_url
+                            ))
+                        })??;
+                        started
+                    }
+                    None => {
+                        let (started, lines) =
+                            self.trigger_and_remember(pipeline, &headers, ctx).await?;
+                        log.extend(lines);
+                        started
+                    }
+                };
                 // Another worker's run may have been recorded first: that one is
                 // followed (the first record stays), not this one.
                 ctx.journal.recall().await?.unwrap_or(started)
             }
         };
-        let verdict = run.follow(&external, &mut log).await;
-        let log = log.into_iter().map(|line| self.scrub(&line)).collect();
-        match verdict {
-            Ok(value) => Ok(StepOutcome {
-                summary: format!("pipeline run {} ended {value}", external.status_url),
-                commit: None,
-                log,
-            }),
-            Err(error) => Err(self.scrub_error(error)),
+        let value = run.follow(&external, &mut log).await?;
+        Ok(StepOutcome {
+            summary: format!("pipeline run {} ended {value}", external.status_url),
+            commit: None,
+            log,
+        })
+    }
+
+    fn unrecorded_runs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ExternalRun>> {
+        // The map is only read and written whole: a panic elsewhere leaves it sound.
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a run this process started, trying again with growing pauses while
+    /// the step runs, and a few times more once it is stopped. A run that still
+    /// cannot be recorded is a person's to follow: the error is permanent and
+    /// names its status URL, and it stays known to this process, whose later
+    /// attempts record it instead of triggering another.
+    async fn remember(
+        &self,
+        run_key: &str,
+        run: &ExternalRun,
+        journal: Arc<dyn super::StepJournal>,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), DriverError> {
+        let mut pause = Duration::from_millis(200);
+        let mut tries_after_stop = 0;
+        loop {
+            let error = match journal.remember(run).await {
+                Ok(()) => {
+                    self.unrecorded_runs().remove(run_key);
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            tracing::warn!(%error, run_key, "could not record a started pipeline run; trying again");
+            if stop.is_cancelled() {
+                tries_after_stop += 1;
+                if tries_after_stop >= REMEMBER_TRIES_AFTER_STOP {
+                    return Err(DriverError::Permanent(format!(
+                        "the pipeline run {} was started under the key {run_key} but could not be \
+                         recorded ({error}); it is not followed, nor started again, by itself: \
+                         follow it in the CI/CD system, then retry the request or take it over",
+                        run.status_url
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            } else {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    // Stopped: the tries after the stop start with short pauses.
+                    () = stop.cancelled() => pause = Duration::from_millis(200),
+                }
+                pause = (pause * 2).min(MAX_REMEMBER_PAUSE);
+            }
         }
     }
 }
@@ -109,6 +215,7 @@ impl PipelineDriver {
         PipelineDriver {
             outbound,
             tokens: Arc::new(tokens),
+            unrecorded: Arc::default(),
         }
     }
 
@@ -134,14 +241,18 @@ impl PipelineDriver {
     /// Starts the run and records it, on a task of its own: a step stopped
     /// meanwhile (a cancel, a shutdown) must not leave a run started but not
     /// recorded, which the next attempt would start again. A record that fails
-    /// for a moment is written again in place, for the same reason.
+    /// is written again in place for as long as the step runs, for the same
+    /// reason (see [`Self::remember`]); once the trigger went out, no error is
+    /// one to retry.
     async fn trigger_and_remember(
         &self,
         pipeline: &PlannedPipeline,
         headers: &[(String, String)],
-        journal: Arc<dyn super::StepJournal>,
+        ctx: &StepContext<'_>,
     ) -> Result<(ExternalRun, Vec<String>), DriverError> {
         let (driver, pipeline, headers) = (self.clone(), pipeline.clone(), headers.to_vec());
+        let (journal, stop) = (ctx.journal.detached(), ctx.stop.clone());
+        let run_key = pipeline.run_key.clone();
         let task = tokio::spawn(async move {
             let run = Run {
                 driver: &driver,
@@ -150,21 +261,21 @@ impl PipelineDriver {
             };
             let mut log = Vec::new();
             let started = run.trigger(&mut log).await?;
-            let mut pause = Duration::from_millis(200);
-            for tries_left in (0..REMEMBER_TRIES).rev() {
-                match journal.remember(&started).await {
-                    Ok(()) => break,
-                    Err(error) if tries_left == 0 => return Err(error),
-                    Err(_) => {
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
-                    }
-                }
-            }
+            driver
+                .unrecorded_runs()
+                .insert(pipeline.run_key.clone(), started.clone());
+            driver
+                .remember(&pipeline.run_key, &started, journal, &stop)
+                .await?;
             Ok((started, log))
         });
-        task.await
-            .map_err(|e| DriverError::Retryable(format!("the trigger's task ended: {e}")))?
+        task.await.map_err(|e| {
+            DriverError::Permanent(format!(
+                "the trigger's task ended ({e}): a run may have started under the key {run_key}. \
+                 It is not sent again by itself; look for that run in the CI/CD system, then \
+                 retry the request or take it over"
+            ))
+        })?
     }
 
     /// A CI/CD system may echo what it was sent; nothing stored holds a token.
@@ -248,10 +359,12 @@ impl Run<'_> {
                 answer.status,
                 quote(&answer.body)
             );
-            // A busy or broken CI/CD system may take it later; a refusal will not.
-            // A gateway that gave up waiting may have passed the trigger on.
+            // A busy CI/CD system may take it later; a refusal will not. A gateway
+            // that gave up waiting (504), or failed on the way back (502), may
+            // have passed the trigger on, and a CI/CD system that broke (500)
+            // may have started the run before it did.
             return Err(match answer.status {
-                504 => self.maybe_started(&message),
+                500 | 502 | 504 => self.maybe_started(&message),
                 429 | 500.. => DriverError::Retryable(message),
                 _ => DriverError::Permanent(message),
             });
@@ -378,7 +491,228 @@ fn quote(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
+    use crate::drivers::{NoJournal, ProgressLines, StepJournal};
+
+    const TOKEN: &str = "ci-canary-token-40c2";
+
+    /// A CI/CD system on loopback that answers every trigger with `status` and
+    /// the Authorization header it was sent, and counts the triggers.
+    async fn ci(status: StatusCode) -> Result<(String, Arc<AtomicUsize>), std::io::Error> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let triggers = Arc::new(AtomicUsize::new(0));
+        let counted = triggers.clone();
+        let app = axum::Router::new()
+            .route(
+                "/runs",
+                axum::routing::post(move |headers: HeaderMap| async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let sent = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    (
+                        status,
+                        format!("{{\"id\": 7, \"message\": \"you sent Authorization: {sent}\"}}"),
+                    )
+                }),
+            )
+            .route(
+                "/runs/7",
+                axum::routing::get(|| async { "{\"status\": \"success\"}" }),
+            );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok((base, triggers))
+    }
+
+    fn driver_for(base: &str) -> Result<PipelineDriver, String> {
+        let host = base.trim_start_matches("http://");
+        let allowed =
+            slipway_core::checks::AllowedHosts::new(vec![slipway_core::checks::HostRule::parse(
+                host,
+            )?]);
+        Ok(PipelineDriver::new(
+            Outbound::new(allowed),
+            BTreeMap::from([("ci".to_string(), Secret::new(TOKEN.into()))]),
+        ))
+    }
+
+    fn step_for(base: &str) -> PlannedStep {
+        PlannedStep::Pipeline(PlannedPipeline {
+            step_index: 0,
+            method: "POST".into(),
+            url: format!("{base}/runs"),
+            headers: Vec::new(),
+            body: Some("{}".into()),
+            token: Some(slipway_core::catalog::PipelineToken {
+                name: "ci".into(),
+                header: "Authorization".into(),
+                prefix: "Bearer ".into(),
+            }),
+            status_url: format!("{base}/runs/{{{{ answer.id }}}}"),
+            status_pointer: "/status".into(),
+            success: vec!["success".into()],
+            failure: vec!["failure".into()],
+            deadline_seconds: 10,
+            poll_seconds: 1,
+            run_key: "slipway-1-1-0".into(),
+        })
+    }
+
+    async fn run_once(
+        driver: &PipelineDriver,
+        step: &PlannedStep,
+        journal: &dyn StepJournal,
+        stop: &CancellationToken,
+    ) -> Result<StepOutcome, DriverError> {
+        let secrets = slipway_core::secret::SecretValues::new();
+        let ctx = StepContext {
+            secrets: &secrets,
+            stop,
+            progress: &ProgressLines::discard(),
+            journal,
+        };
+        driver.run(step, &ctx).await
+    }
+
+    /// A journal whose database is down: nothing is ever recorded.
+    struct Unwritable {
+        tries: Arc<Mutex<u32>>,
+    }
+
+    #[async_trait]
+    impl StepJournal for Unwritable {
+        async fn recall(&self) -> Result<Option<ExternalRun>, DriverError> {
+            Ok(None)
+        }
+
+        async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {
+            if let Ok(mut tries) = self.tries.lock() {
+                *tries += 1;
+            }
+            Err(DriverError::Retryable("the database is down".into()))
+        }
+
+        fn detached(&self) -> Arc<dyn StepJournal> {
+            Arc::new(Unwritable {
+                tries: self.tries.clone(),
+            })
+        }
+    }
+
+    /// A run started but never recorded is not started again by a later attempt
+    /// of the step, and the step fails for a person to follow the run.
+    #[tokio::test]
+    async fn a_run_that_cannot_be_recorded_is_triggered_once_and_handed_to_a_person()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (base, triggers) = ci(StatusCode::OK).await?;
+        let driver = driver_for(&base)?;
+        let step = step_for(&base);
+        let journal = Unwritable {
+            tries: Arc::default(),
+        };
+        let status_url = format!("{base}/runs/7");
+        for attempt in 0..2 {
+            let stop = CancellationToken::new();
+            let stopper = stop.clone();
+            // The step is stopped after a while (its timeout, a shutdown).
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                stopper.cancel();
+            });
+            let tries_before = *journal.tries.lock().map_err(|_| "lock")?;
+            let failed = run_once(&driver, &step, &journal, &stop).await;
+            let Err(DriverError::Permanent(message)) = &failed else {
+                return Err(format!("attempt {attempt}: {failed:?}").into());
+            };
+            assert!(
+                message.starts_with(&format!(
+                    "the pipeline run {status_url} was started under the key slipway-1-1-0 but \
+                     could not be recorded (the database is down)"
+                )),
+                "{message}"
+            );
+            let tries = *journal.tries.lock().map_err(|_| "lock")? - tries_before;
+            assert!(
+                tries > REMEMBER_TRIES_AFTER_STOP,
+                "tried again while the step ran: {tries}"
+            );
+        }
+        assert_eq!(triggers.load(Ordering::SeqCst), 1, "one run in all");
+        Ok(())
+    }
+
+    /// An answer that may mean the trigger was passed on (a 500, a 502, a 504)
+    /// is not sent again; a busy system's (503) is worth another attempt.
+    #[tokio::test]
+    async fn a_trigger_that_may_have_been_passed_on_is_not_retried()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for status in [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::GATEWAY_TIMEOUT,
+        ] {
+            let (base, _) = ci(status).await?;
+            let failed = run_once(
+                &driver_for(&base)?,
+                &step_for(&base),
+                &NoJournal,
+                &CancellationToken::new(),
+            )
+            .await;
+            let Err(DriverError::Permanent(message)) = &failed else {
+                return Err(format!("{status}: {failed:?}").into());
+            };
+            assert!(
+                message.starts_with("the trigger's answer was lost (triggering POST"),
+                "{message}"
+            );
+        }
+        let (base, _) = ci(StatusCode::SERVICE_UNAVAILABLE).await?;
+        let failed = run_once(
+            &driver_for(&base)?,
+            &step_for(&base),
+            &NoJournal,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(
+            matches!(failed, Err(DriverError::Retryable(_))),
+            "{failed:?}"
+        );
+        Ok(())
+    }
+
+    /// A CI/CD system that echoes the token in a refusal: the error the request
+    /// keeps (its last error, the audit) holds no token.
+    #[tokio::test]
+    async fn a_refusal_echoing_the_token_is_scrubbed() -> Result<(), Box<dyn std::error::Error>> {
+        let (base, _) = ci(StatusCode::BAD_REQUEST).await?;
+        let failed = run_once(
+            &driver_for(&base)?,
+            &step_for(&base),
+            &NoJournal,
+            &CancellationToken::new(),
+        )
+        .await;
+        let Err(DriverError::Permanent(message)) = &failed else {
+            return Err(format!("{failed:?}").into());
+        };
+        assert!(message.contains("400"), "{message}");
+        assert!(message.contains("Authorization: Bearer ***"), "{message}");
+        assert!(!message.contains(TOKEN), "{message}");
+        Ok(())
+    }
 
     #[test]
     fn the_token_goes_only_where_the_run_was_triggered() {

@@ -2,14 +2,16 @@
 //! record each result with its verification round, and complete the request or
 //! leave it failed with the reasons.
 
+use std::time::Duration;
+
 use futures_util::future::join_all;
 use slipway_core::catalog::CheckKind;
-use slipway_core::render;
+use slipway_core::render::{self, RenderedCheck};
 use slipway_core::secret::SecretValues;
 use slipway_core::state::Action;
 
 use super::{Approved, Done, JobError, Run};
-use crate::checks::{CheckOutcome, Checker, RETRY_INTERVAL};
+use crate::checks::{CheckOutcome, Checker, RETRY_INTERVAL, time_limit};
 use crate::services::assets::record_asset;
 use crate::services::{Actor, request_type, transition};
 use crate::storage;
@@ -47,15 +49,26 @@ pub(super) async fn verify(
         outbound: &state.outbound,
         interval: RETRY_INTERVAL,
     };
-    let outcomes: Vec<CheckOutcome> = join_all(
+    // Each check keeps to its own deadline; this bounds the phase whatever a check
+    // meets (a remote that trickles, a program whose end is not seen), and a
+    // phase past it runs again later (checks only read).
+    let limit = verify_limit(&checks, state.drivers.command.default_timeout());
+    let all = join_all(
         checks
             .iter()
             .map(|c| checker.run(c, &approved.revision.change_set, &secrets)),
-    )
-    .await
-    .into_iter()
-    .collect::<Result<_, _>>()
-    .map_err(|e| JobError::Retryable(format!("acceptance checks: {e}")))?;
+    );
+    let outcomes: Vec<CheckOutcome> = tokio::time::timeout(limit, all)
+        .await
+        .map_err(|_| {
+            JobError::Retryable(format!(
+                "acceptance checks: not all of them ended within {} s; they run again",
+                limit.as_secs()
+            ))
+        })?
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| JobError::Retryable(format!("acceptance checks: {e}")))?;
     let mut tx = run.fenced().await?;
     let attempt =
         storage::requests::next_check_attempt(&mut tx, request.id, request.current_revision)
@@ -130,4 +143,52 @@ pub(super) async fn verify(
     jobs::finish(&mut tx, run.job.id, run.worker, jobs::DONE, None).await?;
     tx.commit().await?;
     Ok(Done::Closed)
+}
+
+/// Beyond the longest of the checks' own limits, before the phase gives up.
+const VERIFY_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long the verify phase may take: its checks run side by side, so the
+/// longest of their own limits, and a margin.
+fn verify_limit(checks: &[RenderedCheck], command_default: Duration) -> Duration {
+    checks
+        .iter()
+        .map(|c| time_limit(&c.kind, command_default))
+        .max()
+        .unwrap_or_default()
+        + VERIFY_MARGIN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_gets_its_longest_check_and_a_margin() {
+        let check = |kind: CheckKind| RenderedCheck {
+            kind,
+            description: String::new(),
+        };
+        let checks = [
+            check(CheckKind::Tcp {
+                address: "db:5432".into(),
+                deadline_seconds: 120,
+            }),
+            check(CheckKind::Command {
+                program: "true".into(),
+                args: Vec::new(),
+                timeout_seconds: None,
+            }),
+        ];
+        let default = Duration::from_secs(600);
+        assert_eq!(
+            verify_limit(&checks, default),
+            default + crate::drivers::command::OUTPUT_GRACE + VERIFY_MARGIN
+        );
+        assert_eq!(
+            verify_limit(&checks[..1], default),
+            Duration::from_secs(120 + 10 + 30)
+        );
+        assert_eq!(verify_limit(&[], default), VERIFY_MARGIN);
+    }
 }
