@@ -13,6 +13,8 @@ use crate::pages::{
 };
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    crate::ssr::content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -290,6 +290,34 @@ async fn pages_may_not_be_framed_nor_kept_in_a_cache() -> TestResult {
         assert_eq!(header(header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{path}");
         assert_eq!(header(header::CACHE_CONTROL), "no-store", "{path}");
         assert_eq!(header(header::REFERRER_POLICY), "same-origin", "{path}");
+        // Scripts run only with this answer's nonce, and every script of the
+        // page carries it (a script without it would be blocked: the page's
+        // islands would not come alive).
+        let policy = header(header::CONTENT_SECURITY_POLICY);
+        let nonce = policy
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .ok_or(format!("{path}: no nonce in {policy}"))?
+            .to_string();
+        assert!(nonce.len() >= 16, "{path}: {nonce}");
+        let scripts_rule = policy
+            .split(';')
+            .find(|rule| rule.trim().starts_with("script-src"))
+            .unwrap_or_default();
+        assert!(
+            !scripts_rule.contains("'unsafe-inline'") && !scripts_rule.contains("'unsafe-eval'"),
+            "{path}: {policy}"
+        );
+        let scripts = page.body.matches("<script").count();
+        assert!(scripts > 0, "{path}: the hydration script");
+        let with_nonce = page.body.matches(&format!("nonce=\"{nonce}\"")).count();
+        assert!(
+            with_nonce >= scripts,
+            "{path}: {scripts} scripts, {with_nonce} with the nonce"
+        );
+        let again = browser.get(path).await?;
+        assert!(!again.body.contains(&nonce), "{path}: a nonce is used once");
     }
     Ok(())
 }

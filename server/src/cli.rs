@@ -140,6 +140,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         shutdown: tokio_util::sync::CancellationToken::new(),
         streams: Arc::default(),
         flow_figures: Arc::default(),
+        password_checks: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, usize::from),
+        )),
     };
     ensure_initial_users(&state)
         .await

@@ -381,6 +381,106 @@ pub struct ChatArgs {
     /// The room (id or alias) where failures are posted for the platform team.
     #[arg(long = "matrix-platform-room", env = "SLIPWAY_MATRIX_PLATFORM_ROOM")]
     pub platform_room: Option<String>,
+    /// Each team's own review room, as `team=room` pairs separated by spaces or
+    /// commas: a request waiting for review is posted to the room of its team and
+    /// of the team that offers its type (the review room hears every team's).
+    #[arg(
+        long = "matrix-team-review-rooms",
+        env = "SLIPWAY_MATRIX_TEAM_REVIEW_ROOMS"
+    )]
+    pub team_review_rooms: Option<String>,
+}
+
+const TEAM_REVIEW_ROOMS_SETTING: &str =
+    "--matrix-team-review-rooms (SLIPWAY_MATRIX_TEAM_REVIEW_ROOMS)";
+
+/// At most this many team rooms: the bot joins each at start.
+const MAX_TEAM_REVIEW_ROOMS: usize = 200;
+
+/// A room id (`!id:server`) or alias (`#name:server`), trimmed; `None` for nothing.
+fn checked_room(
+    value: Option<String>,
+    setting: &'static str,
+) -> Result<Option<String>, SettingError> {
+    match value
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+    {
+        Some(room)
+            if !(room.starts_with('!') || room.starts_with('#'))
+                || !room.contains(':')
+                || room.len() > 255
+                || room.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            Err(setting_error(
+                setting,
+                format!(
+                    "{:?} is not a room id (!id:server) or alias (#name:server)",
+                    shorten_setting(&room)
+                ),
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+/// A setting's value as an error quotes it: at most 80 characters.
+fn shorten_setting(value: &str) -> String {
+    match value.char_indices().nth(80) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
+/// `team=room` pairs, each team once.
+fn team_review_rooms(value: Option<String>) -> Result<BTreeMap<String, String>, SettingError> {
+    let mut rooms = BTreeMap::new();
+    let text = value.unwrap_or_default();
+    for pair in text.split(|c: char| c == ',' || c.is_whitespace()) {
+        if pair.is_empty() {
+            continue;
+        }
+        let Some((team, room)) = pair.split_once('=') else {
+            return Err(setting_error(
+                TEAM_REVIEW_ROOMS_SETTING,
+                format!("{:?} is not team=room", shorten_setting(pair)),
+            ));
+        };
+        let team_ok = !team.is_empty()
+            && team.len() <= 64
+            && team
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !team_ok {
+            return Err(setting_error(
+                TEAM_REVIEW_ROOMS_SETTING,
+                format!(
+                    "{:?} is not a team name (letters, digits, '-', '_', '.')",
+                    shorten_setting(team)
+                ),
+            ));
+        }
+        let room =
+            checked_room(Some(room.to_string()), TEAM_REVIEW_ROOMS_SETTING)?.ok_or_else(|| {
+                setting_error(
+                    TEAM_REVIEW_ROOMS_SETTING,
+                    format!("team {team} has no room"),
+                )
+            })?;
+        if rooms.insert(team.to_string(), room).is_some() {
+            return Err(setting_error(
+                TEAM_REVIEW_ROOMS_SETTING,
+                format!("team {team} is named twice"),
+            ));
+        }
+        if rooms.len() > MAX_TEAM_REVIEW_ROOMS {
+            return Err(setting_error(
+                TEAM_REVIEW_ROOMS_SETTING,
+                format!("at most {MAX_TEAM_REVIEW_ROOMS} team rooms"),
+            ));
+        }
+    }
+    Ok(rooms)
 }
 
 const MATRIX_HOMESERVER_SETTING: &str = "--matrix-homeserver (SLIPWAY_MATRIX_HOMESERVER)";
@@ -432,20 +532,7 @@ impl ChatArgs {
                 "must be printable characters without spaces",
             ));
         }
-        let room = |value: Option<String>, setting: &'static str| match value
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty())
-        {
-            Some(room)
-                if !(room.starts_with('!') || room.starts_with('#')) || !room.contains(':') =>
-            {
-                Err(setting_error(
-                    setting,
-                    format!("{room:?} is not a room id (!id:server) or alias (#name:server)"),
-                ))
-            }
-            other => Ok(other),
-        };
+        let room = checked_room;
         let mut settings = ChatSettings::new(homeserver, Secret::new(token));
         settings.review_room = room(
             self.review_room,
@@ -455,6 +542,7 @@ impl ChatArgs {
             self.platform_room,
             "--matrix-platform-room (SLIPWAY_MATRIX_PLATFORM_ROOM)",
         )?;
+        settings.team_review_rooms = team_review_rooms(self.team_review_rooms)?;
         Ok(Some(settings))
     }
 }
@@ -465,8 +553,12 @@ pub struct ChatSettings {
     /// `http(s)://host[:port]`, no trailing slash.
     pub homeserver: String,
     pub token: Secret,
+    /// The room every request waiting for review is posted to: for reviewers of
+    /// every team.
     pub review_room: Option<String>,
     pub platform_room: Option<String>,
+    /// Team → that team's review room.
+    pub team_review_rooms: BTreeMap<String, String>,
     /// How long one sync waits for new events.
     pub sync_wait: Duration,
     /// How often the notifier looks for requests to tell rooms about.
@@ -483,6 +575,7 @@ impl ChatSettings {
             token,
             review_room: None,
             platform_room: None,
+            team_review_rooms: BTreeMap::new(),
             sync_wait: Duration::from_secs(30),
             notify_every: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
@@ -1077,6 +1170,7 @@ impl std::fmt::Debug for ChatArgs {
             .field("token_file", &self.token_file)
             .field("review_room", &self.review_room)
             .field("platform_room", &self.platform_room)
+            .field("team_review_rooms", &self.team_review_rooms)
             .finish()
     }
 }
@@ -2452,6 +2546,50 @@ mod chat_settings_tests {
             settings.review_room.as_deref(),
             Some("#reviews:example.org")
         );
+        Ok(())
+    }
+
+    #[test]
+    fn team_review_rooms_are_team_room_pairs() -> Result<(), Box<dyn std::error::Error>> {
+        let with = |rooms: &str| {
+            let mut chat = args("https://m.example.org", Some("syt_x"));
+            chat.team_review_rooms = Some(rooms.to_string());
+            chat.check()
+        };
+        let settings =
+            with(" payments=#pay-reviews:example.org,\n search=!abc:example.org ")?.ok_or("on")?;
+        let rooms: Vec<(&str, &str)> = settings
+            .team_review_rooms
+            .iter()
+            .map(|(t, r)| (t.as_str(), r.as_str()))
+            .collect();
+        assert_eq!(
+            rooms,
+            [
+                ("payments", "#pay-reviews:example.org"),
+                ("search", "!abc:example.org")
+            ]
+        );
+        let long = format!("payments=#{}:example.org", "x".repeat(300));
+        let many: Vec<String> = (0..=MAX_TEAM_REVIEW_ROOMS)
+            .map(|i| format!("t{i}=#r{i}:example.org"))
+            .collect();
+        for bad in [
+            "payments",
+            "=#r:example.org",
+            "payments=",
+            "payments=reviews",
+            "pay ments=#r:example.org",
+            "pay/ments=#r:example.org",
+            "payments=#r:example.org payments=#s:example.org",
+            "payments=#r\u{7}:example.org",
+            long.as_str(),
+            many.join(",").as_str(),
+        ] {
+            let error = with(bad).err().ok_or(format!("{bad:?} is refused"))?;
+            assert_eq!(error.setting, TEAM_REVIEW_ROOMS_SETTING, "{bad:?}");
+            assert!(error.message.chars().count() < 200, "{bad:?}: {error}");
+        }
         Ok(())
     }
 }

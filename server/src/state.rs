@@ -49,4 +49,7 @@ pub struct AppState {
     pub streams: Arc<crate::http::events::StreamSlots>,
     /// Flow metrics computed in the last minute.
     pub flow_figures: Arc<crate::services::flow::FlowFigures>,
+    /// Password checks running now, at most one per core: each costs tens of
+    /// milliseconds of CPU, and a flood of guesses must not starve the rest.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }

@@ -14,6 +14,7 @@ use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::state::RequestState;
 use slipway_core::views::{ActionDraft, ReviewDecision};
 use slipway_server::services::{Caller, ServiceError, actions, assets, detail, requests, reviews};
+use slipway_server::state::AppState;
 use slipway_server::storage;
 
 on_both_engines!(
@@ -493,29 +494,29 @@ async fn nothing_new_may_depend_on_an_asset_being_retired(app: &TestApp) -> Test
 }
 
 /// The namespace type's quota counters as stored, in order.
-async fn counters(app: &TestApp) -> TestResult<Vec<(String, String, i64, i64)>> {
+async fn counters(state: &AppState) -> TestResult<Vec<(String, String, i64, i64)>> {
     Ok(sqlx::query_as(
         "SELECT rule, scope, holders, total FROM quota_usage \
          WHERE type_name = 'k8s-namespace' ORDER BY rule, scope",
     )
-    .fetch_all(&app.state.db.pool)
+    .fetch_all(&state.db.pool)
     .await?)
 }
 
 /// The counters as the services keep them are what a recount from the rows makes.
-async fn assert_counters_match_a_recount(app: &TestApp) -> TestResult {
-    let kept = counters(app).await?;
-    let mut tx = app.state.db.write().await?;
+async fn assert_counters_match_a_recount(state: &AppState) -> TestResult {
+    let kept = counters(state).await?;
+    let mut tx = state.db.write().await?;
     storage::quota::recount(
         &mut tx,
-        app.state.db.engine,
-        &app.state.catalog.catalog,
+        state.db.engine,
+        &state.catalog.catalog,
         storage::quota::Recount::All,
     )
     .await?;
     tx.commit().await?;
     assert_eq!(
-        counters(app).await?,
+        counters(state).await?,
         kept,
         "the kept counters against a recount"
     );
@@ -557,7 +558,7 @@ async fn actions_are_held_to_their_types_quota(app: &TestApp) -> TestResult {
     // A prod resize waits for review and holds its four more cores meanwhile.
     let waiting = actions::submit(state, &alice, gamma, "resize", &action_draft(resize(6))).await?;
     assert_eq!(app.request_state(waiting).await?, RequestState::InReview);
-    assert_counters_match_a_recount(app).await?;
+    assert_counters_match_a_recount(&app.state).await?;
     let report = actions::precheck(state, &alice, alpha, "resize", &resize(63), None).await?;
     assert!(
         failing_quota(&report).is_some_and(|q| q.contains("66 of 128") && q.contains("129")),
@@ -586,7 +587,7 @@ async fn actions_are_held_to_their_types_quota(app: &TestApp) -> TestResult {
         "120 besides gamma and its request; {own:?}"
     );
     requests::resubmit(state, &alice, waiting, &resize(3)).await?;
-    assert_counters_match_a_recount(app).await?;
+    assert_counters_match_a_recount(&app.state).await?;
     let report = actions::precheck(state, &alice, alpha, "resize", &resize(64), None).await?;
     assert_eq!(
         failing_quota(&report),
@@ -597,7 +598,7 @@ async fn actions_are_held_to_their_types_quota(app: &TestApp) -> TestResult {
     // Rejected, it holds nothing; a shrink frees its cores once done.
     reviews::decide(state, &bob, waiting, 2, ReviewDecision::Reject, "not now").await?;
     act(app, &alice, beta, "resize", resize(10)).await?;
-    assert_counters_match_a_recount(app).await?;
+    assert_counters_match_a_recount(&app.state).await?;
     let report = requests::precheck(state, &alice, "k8s-namespace", &new_one(56), None).await?;
     assert_eq!(
         failing_quota(&report),
@@ -632,5 +633,46 @@ async fn actions_are_held_to_their_types_quota(app: &TestApp) -> TestResult {
             .any(|e| e.message.contains("already taken by request #")),
         "the team's own people are told: {own:?}"
     );
+    Ok(())
+}
+
+/// A request for an action the catalog then drops lets go of what it held when
+/// it ends: the next start recounts the type, as the actions whose requests hold
+/// quota are part of how it was counted (before, the cancel found no action to
+/// let go of and the counters kept the increase for good).
+#[tokio::test]
+async fn a_dropped_action_holds_no_quota() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    let catalog = dir.path().to_path_buf();
+    let engine = storage::Engine::Sqlite;
+    let Some(app) = TestApp::start_with_catalog(engine, Some(dir)).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let asset = asset_of(&app, app.namespace(&alice, "prod", "web").await?).await?;
+    let draft = action_draft(resize(40));
+    let id = actions::submit(&app.state, &alice, asset, "resize", &draft).await?;
+    assert_counters_match_a_recount(&app.state).await?;
+    let held = counters(&app.state).await?;
+    let file = catalog.join("types/k8s-namespace.yaml");
+    let text = std::fs::read_to_string(&file)?;
+    let start = text.find("  - name: resize").ok_or("the resize action")?;
+    let end = text.find("  - name: set-admins").ok_or("the next action")?;
+    std::fs::write(&file, format!("{}{}", &text[..start], &text[end..]))?;
+    let state = app.restart().await?;
+    assert!(
+        state
+            .catalog
+            .resource_type("k8s-namespace")
+            .is_some_and(|t| t.action("resize").is_none())
+    );
+    assert_ne!(
+        counters(&state).await?,
+        held,
+        "the start let go of the increase"
+    );
+    requests::cancel(&state, &alice, id).await?;
+    assert_counters_match_a_recount(&state).await?;
     Ok(())
 }

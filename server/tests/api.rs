@@ -191,6 +191,35 @@ async fn tokens_authenticate_and_stop_at_once(app: &TestApp) -> TestResult {
     refused!(app, tokens::create(&app.state, &alice, &made(100)),
         ServiceError::Invalid(errors) => assert!(errors[0].message.contains("revoke one"), "{errors:?}"));
     assert_eq!(tokens::list(&app.state, &alice).await?.len(), 100);
+
+    // A loop that makes and revokes tokens does not grow the list without end:
+    // every live one is listed, then the newest that ended, up to the cap.
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1")
+        .bind(slipway_server::storage::now_millis())
+        .execute(&app.state.db.pool)
+        .await?;
+    for n in 0..tokens::MAX_LIVE_TOKENS as usize - 5 {
+        tokens::create(&app.state, &alice, &made(n)).await?;
+    }
+    let listed = tokens::list(&app.state, &alice).await?;
+    assert_eq!(listed.len(), tokens::LISTED_TOKENS as usize);
+    assert!(listed[..95].iter().all(|t| !t.revoked));
+    // Twenty made at once with room for five: five are made (on PostgreSQL the
+    // count and the insert of each take the person's turn).
+    let creates = (0..20).map(|n| {
+        let (state, alice) = (app.state.clone(), alice.clone());
+        let request = made(1000 + n);
+        tokio::spawn(async move { tokens::create(&state, &alice, &request).await.is_ok() })
+    });
+    let mut made_now = 0;
+    for create in creates.collect::<Vec<_>>() {
+        made_now += i64::from(create.await?);
+    }
+    assert_eq!(made_now, 5);
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL")
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert_eq!(live, tokens::MAX_LIVE_TOKENS);
     Ok(())
 }
 
@@ -321,6 +350,21 @@ async fn create_is_idempotent_and_reads_back(app: &TestApp) -> TestResult {
     let (status, read) = api.get(&format!("/requests/{id}"), &secret).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read["summary"]["resource_name"], "payments-idem-dev");
+
+    // Three days on, the key's record swept: the same key is no retry any more,
+    // and it is said so rather than answered with the old request as if new.
+    app.exec("DELETE FROM idempotency_keys").await?;
+    let three_days = 3 * 24 * 60 * 60 * 1000;
+    app.exec(&format!(
+        "UPDATE requests SET created_at = created_at - {three_days} WHERE id = {id}"
+    ))
+    .await?;
+    let before = app.snapshot().await?;
+    let late = send(&body, "key-1").await?;
+    assert_eq!(late.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let late: Value = late.json().await?;
+    assert_eq!(late["errors"][0]["field"], "Idempotency-Key", "{late}");
+    assert_eq!(app.snapshot().await?, before);
     Ok(())
 }
 
@@ -385,6 +429,24 @@ async fn precheck_and_dry_run_write_nothing(app: &TestApp) -> TestResult {
             .ok_or("errors")?
             .is_empty()
     );
+    // A key on a call that only computes is passed over: nothing is kept, and the
+    // same key answers anew (never a pre-check from before a change).
+    for path in ["/requests/precheck", "/requests/dry-run"] {
+        for _ in 0..2 {
+            let answer = api
+                .call(Method::POST, path, &secret)
+                .header("Idempotency-Key", "computing-only")
+                .json(&new_namespace("pre", "prod"))
+                .send()
+                .await?;
+            assert_eq!(answer.status(), StatusCode::OK, "{path}");
+            assert!(
+                answer.headers().get("idempotent-replayed").is_none(),
+                "{path}"
+            );
+        }
+    }
+    assert_eq!(app.count("idempotency_keys").await?, 0);
     assert_eq!(app.snapshot().await?, before);
     Ok(())
 }
@@ -590,6 +652,22 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
             "{problem}"
         );
     }
+    // Too large is one answer, with or without an Idempotency-Key.
+    let mut kinds = Vec::new();
+    for key in [None, Some("too-large")] {
+        let mut request = raw("/requests", format!("\"{}\"", "a".repeat(300 * 1024)));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let (status, problem) = answer(request).await?;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
+        assert!(
+            !problem["detail"].to_string().contains("buffer"),
+            "{problem}"
+        );
+        kinds.push(problem["type"].clone());
+    }
+    assert_eq!(kinds[0], kinds[1]);
     // A list's query: every bad parameter is a 422 that names it.
     for (query, field) in [
         ("cursor=zzz", "cursor"),
@@ -1653,8 +1731,11 @@ async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) 
         ("/assets?state=active", "state"),
         ("/assets?cursor=b", "cursor"),
         ("/assets?before=99999999999999999999", "before"),
+        ("/audit?actor=%00", "actor"),
+        (&format!("/audit?target={long}"), "target"),
+        ("/audit/export?action=a%0Ab", "action"),
     ] {
-        let who = if path.starts_with("/requests/attention") {
+        let who = if path.starts_with("/requests/attention") || path.starts_with("/audit") {
             &carol
         } else if path.starts_with("/reviews") {
             &bob

@@ -359,6 +359,8 @@ struct World {
     bot: Bot,
     review_room: String,
     platform_room: String,
+    /// The review rooms of the teams payments and platform.
+    team_rooms: [String; 2],
 }
 
 impl World {
@@ -381,9 +383,17 @@ impl World {
         let rooms_admin = synapse.register("rooms").await?;
         let review_room = rooms_admin.create_public_room(&[&bot.user_id]).await?;
         let platform_room = rooms_admin.create_public_room(&[&bot.user_id]).await?;
+        let team_rooms = [
+            rooms_admin.create_public_room(&[&bot.user_id]).await?,
+            rooms_admin.create_public_room(&[&bot.user_id]).await?,
+        ];
         let mut settings = ChatSettings::new(synapse.url.clone(), Secret::new(bot.token.clone()));
         settings.review_room = Some(review_room.clone());
         settings.platform_room = Some(platform_room.clone());
+        settings.team_review_rooms = [("payments", &team_rooms[0]), ("platform", &team_rooms[1])]
+            .into_iter()
+            .map(|(team, room)| (team.to_string(), room.clone()))
+            .collect();
         settings.sync_wait = Duration::from_secs(5);
         settings.notify_every = Duration::from_millis(200);
         settings.max_backoff = Duration::from_secs(1);
@@ -396,6 +406,7 @@ impl World {
             },
             review_room,
             platform_room,
+            team_rooms,
         };
         let adapter = world.start_adapter().await?;
         Ok(Some((world, adapter)))
@@ -714,6 +725,26 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
     assert_eq!(
         world.app.request_state(own_id).await?,
         RequestState::InReview
+    );
+
+    // Each team's review room hears its team's requests and those of the types
+    // the team offers (platform offers namespaces), never another team's.
+    let [payments_room, platform_team_room] = &world.team_rooms;
+    alice.join(payments_room).await?;
+    bob.join(platform_team_room).await?;
+    for (who, room, request) in [
+        (&alice, payments_room, id),
+        (&bob, platform_team_room, id),
+        (&bob, platform_team_room, own_id),
+    ] {
+        let text = format!("Request #{request} waits for review");
+        bot.expect(who, room, 0, &text).await?;
+    }
+    let heard = alice.messages_from(payments_room, &bot.user_id).await?;
+    let others = format!("Request #{own_id} ");
+    assert!(
+        heard.iter().all(|m| !m.contains(&others)),
+        "the payments room heard the platform team's request: {heard:#?}"
     );
     adapter.stop().await
 }

@@ -1053,6 +1053,94 @@ async fn failed_passwords_throttle_the_address_and_the_user_name(app: &TestApp) 
     Ok(())
 }
 
+on_both_engines!(
+    guesses_sent_at_once_get_no_more_tries_than_one_by_one,
+    an_ipv6_host_counts_as_its_whole_64
+);
+
+/// Fifty wrong passwords for one user name sent at once (from fifty addresses):
+/// each is counted before its password is checked, so five are checked and the
+/// rest are turned away as throttled (before, every one of them was checked, as
+/// none had failed yet when the others looked).
+async fn guesses_sent_at_once_get_no_more_tries_than_one_by_one(app: &TestApp) -> TestResult {
+    let guesses = (0..50).map(|n| {
+        let state = app.state.clone();
+        tokio::spawn(async move {
+            let meta = CallMeta {
+                trace_id: None,
+                client_addr: Some(format!("203.0.113.{n}")),
+                channel_user: None,
+            };
+            auth::login(&state, "alice", "guess", Channel::Api, &meta)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    });
+    let mut checked = 0;
+    for guess in guesses.collect::<Vec<_>>() {
+        let message = guess.await?.err().unwrap_or_default();
+        if message.contains("wrong") {
+            checked += 1;
+        } else {
+            assert!(message.contains("too many failed sign-ins"), "{message}");
+        }
+    }
+    assert_eq!(checked, 5, "the free attempts of one user name");
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'user.sign_in_failed'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(
+        recorded, 5,
+        "a throttled attempt is not written to the audit log"
+    );
+    Ok(())
+}
+
+/// Wrong passwords from ever new addresses of one IPv6 /64 lock that /64: a host
+/// given the whole prefix gets the free attempts of one address, not of 2^64.
+async fn an_ipv6_host_counts_as_its_whole_64(app: &TestApp) -> TestResult {
+    let from = |address: String| CallMeta {
+        trace_id: None,
+        client_addr: Some(address),
+        channel_user: None,
+    };
+    for n in 0..20 {
+        let meta = from(format!("2001:db8:7:1::{n:x}"));
+        let refused = auth::login(
+            &app.state,
+            &format!("guess-{n}"),
+            "guess",
+            Channel::Api,
+            &meta,
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(refused.contains("wrong"), "guess {n}: {refused}");
+    }
+    let meta = from("2001:db8:7:1:ffff::1".into());
+    let refused = auth::login(&app.state, "bob", "bob-demo-pw", Channel::Api, &meta)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("too many failed sign-ins"), "{refused}");
+    let elsewhere = from("2001:db8:7:2::1".into());
+    auth::login(&app.state, "bob", "bob-demo-pw", Channel::Api, &elsewhere).await?;
+    // A success takes back its own attempt: bob's right password from a counted
+    // address does not bring it nearer to its lock.
+    let shared = from("192.0.2.77".into());
+    for _ in 0..19 {
+        let _ = auth::login(&app.state, "carol", "guess", Channel::Api, &shared).await;
+        auth::login(&app.state, "carol", "carol-demo-pw", Channel::Api, &shared).await?;
+    }
+    auth::login(&app.state, "bob", "bob-demo-pw", Channel::Api, &shared).await?;
+    Ok(())
+}
+
 /// A session that only waits for single sign-on to finish lives minutes (anyone
 /// may start one); signed in, it gets the idle timeout. An account disabled
 /// here is not signed in however good the provider's answer.

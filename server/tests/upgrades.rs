@@ -351,3 +351,45 @@ async fn a_declined_upgrade_stays_declined_for_its_version() -> TestResult {
     assert_eq!(request_count(&changed).await?, before);
     Ok(())
 }
+
+/// A catalog that goes to V2, back to V1 and to V2 again asks each asset for V2
+/// twice: the second upgrade opens and runs like the first (before, its key was
+/// the first's, so the sweep failed on the asset at every pass and never marked
+/// the type swept).
+#[tokio::test]
+async fn a_version_asked_for_again_after_a_revert_is_upgraded_again() -> TestResult {
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    // In dev, where upgrades are approved at once.
+    let web = asset_of(&app.state, app.namespace(&alice, "dev", "web").await?).await?;
+    let original = std::fs::read_to_string(catalog.join(TEMPLATE))?;
+    let labelled = format!("{}\n{ADDED_LABEL}", original.trim_end());
+    for (turn, text) in [&labelled, &original, &labelled].into_iter().enumerate() {
+        std::fs::write(catalog.join(TEMPLATE), text)?;
+        let state = app.restart().await?;
+        let report = upgrades::sweep(&state).await?;
+        assert_eq!(
+            (report.opened.len(), report.deferred),
+            (1, 0),
+            "turn {turn}: {report:?}"
+        );
+        run_jobs_on(&state).await?;
+        let mut conn = state.db.pool.acquire().await?;
+        let row = storage::requests::get(&mut conn, report.opened[0])
+            .await?
+            .ok_or("the upgrade request")?;
+        assert_eq!(row.state, RequestState::Completed, "turn {turn}");
+        drop(conn);
+        let now = asset_of(&state, web.summary.request_id).await?;
+        assert_eq!(now.catalog_version, version(&state)?, "turn {turn}");
+        assert_eq!(
+            upgrades::sweep(&state).await?,
+            upgrades::SweepReport::default(),
+            "turn {turn}: swept"
+        );
+    }
+    Ok(())
+}

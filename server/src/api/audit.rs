@@ -101,6 +101,7 @@ pub struct AuditPage {
         (status = 200, description = "Events, newest first", body = AuditPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A filter breaks its rule (control characters, too long)", body = Problem, content_type = "application/problem+json"),
     ))]
 /// List audit events, newest first.
 async fn list_events(
@@ -130,6 +131,7 @@ const EXPORT_BATCH: i64 = 500;
     responses(
         (status = 200, description = "Every matching event, newest first, one JSON object per line", content_type = "application/x-ndjson", body = String),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A filter breaks its rule (control characters, too long)", body = Problem, content_type = "application/problem+json"),
     ))]
 /// Export every matching audit event as JSON Lines.
 async fn export_events(

@@ -26,7 +26,7 @@ pub const MAX_KEY_CHARS: usize = 90;
 /// the dead call may have done.
 const STALE_AFTER_MS: i64 = 60 * 1000;
 /// Keys are kept at least a day; the sweep forgets them after two.
-pub const KEEP_MS: i64 = 48 * 60 * 60 * 1000;
+pub const KEEP_MS: i64 = crate::services::requests::API_KEY_KEPT_MS;
 /// Answers bigger than this are delivered but not kept: their replay says where
 /// to read the result instead. Ours are far smaller (parameters are capped at
 /// 64 KiB), but a catalog's templates could still render a large change set.
@@ -105,9 +105,21 @@ fn replay(answer: StoredAnswer) -> Response {
     response
 }
 
+/// POSTs that only compute an answer (they change nothing): a key on them is
+/// passed over. Kept, their answers would fill the table for nothing (a loop of
+/// dry-runs with fresh keys, a megabyte each), and a retried pre-check would be
+/// answered from before the quota or the catalog changed.
+const COMPUTING_ONLY: [&str; 2] = ["/api/v1/requests/precheck", "/api/v1/requests/dry-run"];
+
+pub fn computes_only(path: &str) -> bool {
+    COMPUTING_ONLY.contains(&path)
+}
+
 /// Runs a POST or DELETE at most once per key.
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !matches!(*request.method(), Method::POST | Method::DELETE) {
+    if !matches!(*request.method(), Method::POST | Method::DELETE)
+        || computes_only(request.uri().path())
+    {
         return next.run(request).await;
     }
     let key = match key_of(&request) {

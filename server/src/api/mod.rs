@@ -130,12 +130,13 @@ fn document_layer_answers(document: &mut utoipa::openapi::OpenApi) {
             )
             .build()
     };
-    for item in document.paths.paths.values_mut() {
+    for (path, item) in document.paths.paths.iter_mut() {
+        let keyed = !idempotency::computes_only(path);
         let operations = [
             (false, &mut item.get),
             (false, &mut item.put),
-            (true, &mut item.post),
-            (true, &mut item.delete),
+            (keyed, &mut item.post),
+            (keyed, &mut item.delete),
             (false, &mut item.patch),
         ];
         for (idempotent_write, operation) in operations {
@@ -151,6 +152,10 @@ fn document_layer_answers(document: &mut utoipa::openapi::OpenApi) {
             let has_body = operation.request_body.is_some();
             let mut wanted = vec![
                 ("401", "No valid API token"),
+                (
+                    "403",
+                    "The token lacks the scope this call needs (`read` for every GET), or the caller may not do this",
+                ),
                 (
                     "429",
                     "The caller's tokens called faster than their pace (--token-calls-per-minute); the Retry-After header says how many seconds to wait",

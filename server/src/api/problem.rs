@@ -238,6 +238,14 @@ impl From<JsonRejection> for Problem {
                 "unsupported-media-type",
                 "send the body as JSON with 'Content-Type: application/json'",
             ),
+            // The same answer as the Idempotency-Key layer gives a body too large.
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    format!("the body must be at most {} bytes", super::MAX_BODY_BYTES),
+                )
+            }
             JsonRejection::BytesRejection(e) => Problem::new(
                 e.status(),
                 "body-unreadable",

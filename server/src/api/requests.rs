@@ -169,7 +169,7 @@ pub(super) fn submit_key(headers: &HeaderMap) -> String {
     headers
         .get(idempotency::HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(|k| format!("idem:{k}"))
+        .map(|k| format!("{}{k}", requests::API_KEY_PREFIX))
         .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4()))
 }
 

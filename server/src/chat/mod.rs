@@ -16,6 +16,7 @@ mod listening;
 pub mod matrix;
 pub mod notify;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -42,13 +43,34 @@ Security → Encrypted off), or use the Slipway portal.";
 /// The shared rooms, as room ids once joined.
 #[derive(Debug, Clone, Default)]
 pub struct Rooms {
+    /// Hears every team's requests waiting for review.
     pub review: Option<String>,
     pub platform: Option<String>,
+    /// Team → the room that hears that team's requests waiting for review.
+    pub teams: BTreeMap<String, String>,
 }
 
 impl Rooms {
     fn is_shared(&self, room: &str) -> bool {
-        self.review.as_deref() == Some(room) || self.platform.as_deref() == Some(room)
+        self.review.as_deref() == Some(room)
+            || self.platform.as_deref() == Some(room)
+            || self.teams.values().any(|r| r == room)
+    }
+
+    /// The rooms a request waiting for review is posted to: the review room, and
+    /// the rooms of the teams whose reviewers review it (the request's team and
+    /// the one that offers its type), each once. A team's room never hears
+    /// another team's request.
+    pub fn for_review(&self, team: Option<&str>, offering_team: &str) -> Vec<&str> {
+        let mut rooms: Vec<&str> = self.review.as_deref().into_iter().collect();
+        for team in team.into_iter().chain([offering_team]) {
+            if let Some(room) = self.teams.get(team)
+                && !rooms.contains(&room.as_str())
+            {
+                rooms.push(room);
+            }
+        }
+        rooms
     }
 }
 
@@ -214,25 +236,34 @@ async fn join_rooms(client: &MatrixClient, settings: &ChatSettings) -> Rooms {
         (&settings.review_room, &mut rooms.review),
         (&settings.platform_room, &mut rooms.platform),
     ] {
-        let Some(room) = wanted else { continue };
-        match retrying(|| client.join(room)).await {
-            Ok(id) => *slot = Some(id),
-            Err(error) => {
-                tracing::error!(room, %error, "the chat bot cannot join a configured room; invite it");
-                // Messages and notices name rooms by id: an alias is resolved,
-                // so the room is known (and joined) once the bot is invited.
-                let id = match room.starts_with('#') {
-                    true => client.resolve_alias(room).await.unwrap_or_else(|error| {
-                        tracing::error!(room, %error, "the chat bot cannot resolve a configured room's alias");
-                        room.clone()
-                    }),
-                    false => room.clone(),
-                };
-                *slot = Some(id);
+        if let Some(room) = wanted {
+            *slot = Some(join_room(client, room).await);
+        }
+    }
+    for (team, room) in &settings.team_review_rooms {
+        let id = join_room(client, room).await;
+        rooms.teams.insert(team.clone(), id);
+    }
+    rooms
+}
+
+/// A configured room's id, joined when the bot may.
+async fn join_room(client: &MatrixClient, room: &str) -> String {
+    match retrying(|| client.join(room)).await {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(room, %error, "the chat bot cannot join a configured room; invite it");
+            // Messages and notices name rooms by id: an alias is resolved, so the
+            // room is known (and joined) once the bot is invited.
+            match room.starts_with('#') {
+                true => client.resolve_alias(room).await.unwrap_or_else(|error| {
+                    tracing::error!(room, %error, "the chat bot cannot resolve a configured room's alias");
+                    room.to_string()
+                }),
+                false => room.to_string(),
             }
         }
     }
-    rooms
 }
 
 async fn sync_loop(
@@ -468,6 +499,39 @@ async fn notify_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_team_s_review_room_hears_only_its_team_s_requests() {
+        let mut rooms = Rooms {
+            review: None,
+            platform: Some("!platform:x".into()),
+            teams: BTreeMap::from([
+                ("payments".to_string(), "!pay:x".to_string()),
+                ("platform".to_string(), "!plat-reviews:x".to_string()),
+                ("search".to_string(), "!search:x".to_string()),
+            ]),
+        };
+        assert_eq!(
+            rooms.for_review(Some("payments"), "platform"),
+            ["!pay:x", "!plat-reviews:x"]
+        );
+        assert_eq!(
+            rooms.for_review(Some("platform"), "platform"),
+            ["!plat-reviews:x"]
+        );
+        assert_eq!(
+            rooms.for_review(Some("billing"), "data"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(rooms.for_review(None, "search"), ["!search:x"]);
+        assert_eq!(rooms.for_review(Some(""), "data"), Vec::<&str>::new());
+        rooms.review = Some("!all:x".into());
+        assert_eq!(
+            rooms.for_review(Some("search"), "data"),
+            ["!all:x", "!search:x"]
+        );
+        assert!(rooms.is_shared("!search:x") && !rooms.is_shared("!direct:x"));
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_obeys_rate_limits() {

@@ -108,21 +108,14 @@ async fn tell(
     let requester_room = storage::chat::link_of_user(&mut conn, request.requester_id)
         .await?
         .map(|link| link.room_id);
-    if to == RequestState::InReview
-        && let Some(room) = &rooms.review
-    {
+    let facts = crate::services::facts(state, &request);
+    let review_rooms = rooms.for_review(facts.team, facts.offering_team);
+    if to == RequestState::InReview && !review_rooms.is_empty() {
         let Some(notice) = review_notice(state, &mut conn, &request).await? else {
             return Ok(());
         };
         drop(conn);
-        post(client, room, change, "review", &notice.text).await?;
-        // Recorded once it was posted: a chat approval binds to what the room was
-        // shown, and a notice the room refused was shown to no one.
-        let mut tx = state.db.write().await?;
-        storage::chat::set_review_notice(&mut tx, request.id, notice.revision, &notice.hash)
-            .await?;
-        tx.commit().await?;
-        return Ok(());
+        return tell_reviewers(state, client, &review_rooms, change, &notice).await;
     }
     drop(conn);
     // Each room on its own: a requester's room that refuses the bot must not keep
@@ -143,6 +136,38 @@ async fn tell(
     {
         let text = platform_notice(state, &request, change);
         post(client, room, change, "platform", &text).await?;
+    }
+    match refused {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
+}
+
+/// Posts a review notice to each of its rooms on its own (one that refuses the bot
+/// does not keep the others from hearing), and records it as shown once a room
+/// accepted it: a chat approval binds to what a room was shown, and a notice
+/// every room refused was shown to no one.
+async fn tell_reviewers(
+    state: &AppState,
+    client: &MatrixClient,
+    rooms: &[&str],
+    change: &StateChange,
+    notice: &ReviewNotice,
+) -> Result<(), NotifyError> {
+    let mut refused = None;
+    let mut shown = false;
+    for room in rooms {
+        match post(client, room, change, "review", &notice.text).await {
+            Ok(()) => shown = true,
+            Err(error) if error.is_transient() => return Err(error.into()),
+            Err(error) => refused = Some(error),
+        }
+    }
+    if shown {
+        let mut tx = state.db.write().await?;
+        storage::chat::set_review_notice(&mut tx, change.request_id, notice.revision, &notice.hash)
+            .await?;
+        tx.commit().await?;
     }
     match refused {
         Some(error) => Err(error.into()),

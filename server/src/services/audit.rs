@@ -1,5 +1,5 @@
 use crate::services::Caller;
-use slipway_core::listing::{ListPage, ListQuery};
+use slipway_core::listing::{ListFilter, ListPage, ListQuery};
 use slipway_core::policy;
 use slipway_core::views::{AuditEntry, AuditFilter};
 
@@ -15,6 +15,13 @@ pub async fn list(
     window: Window,
 ) -> ServiceResult<Paged<AuditEntry>> {
     policy::may_see_audit(user).map_err(ServiceError::refused)?;
+    // The portal's rules for the same filters (no control characters, names
+    // within their length): PostgreSQL cannot even compare a text holding NUL.
+    let query = ListQuery {
+        filter: ListFilter::from(filter),
+        ..ListQuery::default()
+    };
+    query.checked().map_err(ServiceError::Invalid)?;
     let mut conn = state.db.pool.acquire().await?;
     let rows = storage::audit::list(&mut conn, filter, window).await?;
     let last = rows.last().map(|e| e.seq);

@@ -106,45 +106,133 @@ fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64
         USER_FREE_FAILURES,
     )];
     if let Some(address) = client {
-        subjects.push((format!("addr:{address}"), ADDRESS_FREE_FAILURES));
+        subjects.push((
+            format!("addr:{}", address_group(address)),
+            ADDRESS_FREE_FAILURES,
+        ));
     }
     subjects
 }
 
-/// Records a refused sign-in: the audit event, and one more failure for each
-/// subject.
-async fn refuse(
+/// The address a failure counts against: an IPv4 address, or an IPv6 address's
+/// /64 (one host is commonly given a whole /64 and may send from any address in
+/// it, each of which would otherwise start with free attempts).
+fn address_group(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Counts this attempt as a failure of each subject before its password is
+/// checked (a success takes it back), in one transaction holding the subjects'
+/// turns: attempts made at once see each other, so guesses sent in parallel get
+/// no more tries than guesses sent one by one. `Err(wait)` when a subject is
+/// locked: then nothing is counted and no password is checked. `Ok` holds how
+/// long this failure, if it is one, locks the subjects.
+async fn count_attempt(
     state: &AppState,
-    username: &str,
-    attempt: (Channel, &CallMeta),
-    why: &str,
-) -> ServiceResult<()> {
-    let (channel, meta) = attempt;
-    let client: Option<IpAddr> = meta.client_addr.as_deref().and_then(|a| a.parse().ok());
+    subjects: &[(String, i64)],
+) -> ServiceResult<Result<i64, i64>> {
     let now = now_millis();
     let mut tx = state.db.write().await?;
-    let mut locked_for = 0;
     throttle::forget_stale(&mut tx, now - FAILURE_WINDOW_MS, now).await?;
-    for (subject, free) in throttle_subjects(username, client) {
-        let failures = match throttle::get(&mut tx, &subject).await? {
+    let mut previous = Vec::with_capacity(subjects.len());
+    for (subject, _) in subjects {
+        throttle::take_turn(&mut tx, state.db.engine, subject).await?;
+        previous.push(throttle::get(&mut tx, subject).await?);
+    }
+    let wait = previous
+        .iter()
+        .flatten()
+        .map(|count| count.locked_until - now)
+        .max()
+        .unwrap_or(0);
+    if wait > 0 {
+        tx.rollback().await?;
+        return Ok(Err(wait));
+    }
+    let mut locked_for = 0;
+    for ((subject, free), previous) in subjects.iter().zip(previous) {
+        let failures = match previous {
             Some(previous) if now - previous.last_failure_at < FAILURE_WINDOW_MS => {
                 previous.failures + 1
             }
             _ => 1,
         };
-        let lock = lock_after(failures, free);
+        let lock = lock_after(failures, *free);
         locked_for = locked_for.max(lock);
-        throttle::put(
-            &mut tx,
-            &subject,
-            throttle::FailureCount {
-                failures,
-                last_failure_at: now,
-                locked_until: if lock > 0 { now + lock } else { 0 },
-            },
-        )
-        .await?;
+        let count = throttle::FailureCount {
+            failures,
+            last_failure_at: now,
+            locked_until: if lock > 0 { now + lock } else { 0 },
+        };
+        throttle::put(&mut tx, subject, count).await?;
     }
+    tx.commit().await?;
+    Ok(Ok(locked_for))
+}
+
+/// How long a sign-in waits for a free password check before it is turned away.
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks a password against a stored hash on a blocking thread, at most one
+/// check per core at once (each costs tens of milliseconds of CPU: run on the
+/// runtime's threads, a burst of guesses stalled every other answer). Without a
+/// hash (no such account, or one that signs in only through single sign-on) the
+/// check runs against a dummy hash all the same, so the time taken tells none of
+/// them apart.
+async fn check_password(
+    state: &AppState,
+    password: &str,
+    hash: Option<String>,
+) -> ServiceResult<bool> {
+    let busy = || {
+        ServiceError::TooMany(
+            "too many sign-ins at once; try again in a moment".into(),
+            Some(std::time::Duration::from_secs(1)),
+        )
+    };
+    let permit = tokio::time::timeout(
+        PASSWORD_CHECK_WAIT,
+        state.password_checks.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| busy())?
+    .map_err(|_| busy())?;
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        match hash {
+            Some(hash) => password_matches(&password, &hash),
+            None => {
+                let _ = password_matches(&password, &DUMMY_HASH);
+                false
+            }
+        }
+    })
+    .await
+    .map_err(|error| ServiceError::Internal(format!("the password check: {error}")))
+}
+
+/// Records a refused sign-in in the audit log (its failure was counted before
+/// the check), with the lock it started.
+async fn refuse(
+    state: &AppState,
+    username: &str,
+    attempt: (Channel, &CallMeta),
+    why: &str,
+    locked_for: i64,
+) -> ServiceResult<()> {
+    let (channel, meta) = attempt;
+    let client: Option<IpAddr> = meta.client_addr.as_deref().and_then(|a| a.parse().ok());
+    let mut tx = state.db.write().await?;
     let from = client.map(|a| format!(" from {a}")).unwrap_or_default();
     record(
         &mut tx,
@@ -229,54 +317,51 @@ pub async fn login_from(
             ),
         ]));
     }
-    let mut conn = state.db.pool.acquire().await?;
-    let now = now_millis();
-    let mut wait = 0;
-    for (subject, _) in throttle_subjects(username, client) {
-        if let Some(count) = throttle::get(&mut conn, &subject).await? {
-            wait = wait.max(count.locked_until - now);
-        }
-    }
-    if wait > 0 {
-        drop(conn);
-        tracing::info!(username, "sign-in refused: throttled");
-        state.metrics.sign_ins_throttled.inc();
-        return Err(ServiceError::Forbidden(wait_message(wait)));
-    }
-    let stored = users::by_username(&mut conn, username).await?;
-    drop(conn);
-    let verified = match &stored {
-        Some(user) => user
-            .password_hash
-            .as_deref()
-            .is_some_and(|h| password_matches(password, h)),
-        None => {
-            // Spend the same time as a real check so timing does not reveal user names.
-            let _ = password_matches(password, &DUMMY_HASH);
-            false
+    let subjects = throttle_subjects(username, client);
+    let locked_for = match count_attempt(state, &subjects).await? {
+        Ok(locked_for) => locked_for,
+        Err(wait) => {
+            tracing::info!(username, "sign-in refused: throttled");
+            state.metrics.sign_ins_throttled.inc();
+            return Err(ServiceError::Forbidden(wait_message(wait)));
         }
     };
+    let mut conn = state.db.pool.acquire().await?;
+    let stored = users::by_username(&mut conn, username).await?;
+    drop(conn);
+    let hash = stored.as_ref().and_then(|u| u.password_hash.clone());
+    let verified = check_password(state, password, hash).await?;
+    let attempt = (channel, meta);
     if stored.as_ref().is_some_and(|u| verified && u.disabled) {
         tracing::info!(username, "sign-in refused: the account is disabled");
-        refuse(state, username, (channel, meta), "the account is disabled").await?;
+        refuse(
+            state,
+            username,
+            attempt,
+            "the account is disabled",
+            locked_for,
+        )
+        .await?;
         return Err(ServiceError::Forbidden(
             "this account is disabled; ask the platform team".into(),
         ));
     }
     let Some(user) = stored.filter(|_| verified) else {
         tracing::info!(username, "sign-in refused");
-        refuse(
-            state,
-            username,
-            (channel, meta),
-            "wrong user name or password",
-        )
-        .await?;
+        let why = "wrong user name or password";
+        refuse(state, username, attempt, why, locked_for).await?;
         return Err(ServiceError::Forbidden(WRONG_CREDENTIALS.into()));
     };
     let mut tx = state.db.write().await?;
-    let (user_subject, _) = &throttle_subjects(username, None)[0];
-    throttle::clear(&mut tx, user_subject).await?;
+    // The attempt counted as a failure is taken back: the user name's count starts
+    // again; the address (which others may share) keeps its earlier failures.
+    for (index, (subject, free)) in subjects.iter().enumerate() {
+        if index == 0 {
+            throttle::clear(&mut tx, subject).await?;
+        } else {
+            throttle::forgive_one(&mut tx, subject, *free).await?;
+        }
+    }
     let actor = Actor::User(Caller::new(user.view.clone(), channel, meta.clone()));
     record(
         &mut tx,

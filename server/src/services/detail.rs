@@ -247,6 +247,9 @@ async fn step_views(
     Ok(views)
 }
 
+/// The most audit events a request's page shows.
+const REQUEST_PAGE_HISTORY: i64 = 500;
+
 pub async fn request_detail(
     state: &AppState,
     user: &Caller,
@@ -258,7 +261,14 @@ pub async fn request_detail(
     let request = viewable_request(state, &mut conn, user, id).await?;
     let revisions = storage::requests::revisions(&mut conn, id).await?;
     let decisions = storage::requests::decisions(&mut conn, id).await?;
-    let timeline = storage::audit::for_target(&mut conn, "request", &id.to_string()).await?;
+    // A request retried and revised for months still shows a page: its newest
+    // events (the audit log has them all).
+    let timeline = storage::audit::newest_for_target(
+        &mut conn,
+        ("request", &id.to_string()),
+        REQUEST_PAGE_HISTORY,
+    )
+    .await?;
     let checks = storage::requests::checks(&mut conn, id).await?;
     let job = storage::jobs::latest_for_request(&mut conn, id).await?;
     // Read before the steps, so that a page following from here misses nothing.

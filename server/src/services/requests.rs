@@ -677,8 +677,27 @@ pub(crate) async fn earlier_submission(
             ),
         )]));
     }
+    // An API client's Idempotency-Key stands for one call's retries, which the
+    // API keeps answering for two days; after that the same key is not taken for
+    // a retry (a client that makes its keys from the body would otherwise get
+    // its first backup back for ever, as if made now).
+    let api_key_expired = key.starts_with(API_KEY_PREFIX)
+        && storage::now_millis() - request.created_at > API_KEY_KEPT_MS;
+    if api_key_expired {
+        return Err(ServiceError::Invalid(vec![FieldError::new(
+            "Idempotency-Key",
+            format!(
+                "was used for request #{id} more than two days ago; a new request needs a new key"
+            ),
+        )]));
+    }
     Ok(Some(id))
 }
+
+/// How the API marks a submit key that is a client's Idempotency-Key.
+pub const API_KEY_PREFIX: &str = "idem:";
+/// How long the API answers a retry with an Idempotency-Key: two days.
+pub const API_KEY_KEPT_MS: i64 = 48 * 60 * 60 * 1000;
 
 /// Whether every parameter given is stored with the same value (what was stored
 /// also holds the defaults the first call left out).

@@ -25,6 +25,8 @@ pub const LISTED_DAYS: u32 = 30;
 /// Live tokens one person may hold: enough for every script and pipeline, few
 /// enough that a loop creating one per run is stopped early.
 pub const MAX_LIVE_TOKENS: i64 = 100;
+/// The most tokens a list shows: every live one, then the newest that ended.
+pub const LISTED_TOKENS: i64 = 150;
 
 fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -123,6 +125,7 @@ pub async fn create(
     let secret = new_secret();
     let prefix: String = secret.chars().take(SHOWN_PREFIX_CHARS).collect();
     let mut tx = state.db.write().await?;
+    storage::tokens::take_turn(&mut tx, state.db.engine, caller.id).await?;
     if storage::tokens::live_count(&mut tx, caller.id, now_millis()).await? >= MAX_LIVE_TOKENS {
         return Err(ServiceError::Invalid(vec![FieldError::new(
             "",
@@ -172,7 +175,13 @@ pub async fn create(
 pub async fn list(state: &AppState, caller: &Caller) -> ServiceResult<Vec<TokenView>> {
     let mut conn = state.db.pool.acquire().await?;
     let ended_after = now_millis() - i64::from(LISTED_DAYS) * DAY_MILLIS;
-    let rows = storage::tokens::by_user(&mut conn, caller.id, ended_after).await?;
+    let rows = storage::tokens::by_user(
+        &mut conn,
+        caller.id,
+        (ended_after, now_millis()),
+        LISTED_TOKENS,
+    )
+    .await?;
     Ok(rows.into_iter().map(view).collect())
 }
 

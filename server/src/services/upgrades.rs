@@ -156,10 +156,16 @@ async fn upgrade_one(
     {
         return Ok(Outcome::Deferred);
     }
-    let key = format!("template-upgrade-{id}-{}", ty.version);
-    // This version's upgrade was opened before and is no longer in flight: the
-    // team cancelled it or a reviewer rejected it. That answer stands until the
-    // templates change again; opening it anew would meet the same key.
+    // The key names what the upgrade starts from (the last change the asset
+    // completed) as well as the version it brings: a catalog that goes to V2, back
+    // to V1 and to V2 again asks for V2 twice, from two different assets' states.
+    let from =
+        storage::requests::last_completed_on_asset(&mut tx, id, asset.summary.request_id).await?;
+    let key = format!("template-upgrade-{id}-{}-after-{from}", ty.version);
+    // This version's upgrade from this state was opened before and is no longer in
+    // flight: the team cancelled it or a reviewer rejected it. That answer stands
+    // until the templates or the asset change again; opening it anew would meet the
+    // same key.
     if let Some(earlier) = storage::requests::declined_on_asset_with_key(&mut tx, id, &key).await? {
         tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
         return Ok(Outcome::Unchanged);

@@ -297,10 +297,22 @@ pub enum Recount {
 const COUNTING: &str = "2";
 
 /// What a type's counters depend on: the scope and sum of each rule (a maximum is
-/// read at check time and needs no recount).
+/// read at check time and needs no recount), and which actions' requests hold
+/// their increase: a request for an action the catalog dropped (or made retiring)
+/// lets go of nothing when it ends, so what it held goes with the recount.
 fn fingerprint(ty: &ResourceType) -> String {
     let keys: Vec<String> = ty.quota.iter().map(rule_key).collect();
-    format!("{COUNTING};{}", keys.join(";"))
+    let holding: Vec<&str> = ty
+        .actions
+        .iter()
+        .filter(|a| !a.retires)
+        .map(|a| a.name.as_str())
+        .collect();
+    format!(
+        "{COUNTING};{};actions={}",
+        keys.join(";"),
+        holding.join(",")
+    )
 }
 
 /// Rebuilds counters from the rows (active assets and in-flight requests) for the

@@ -717,6 +717,22 @@ pub async fn declined_on_asset_with_key(
     Ok(id.map(RequestId))
 }
 
+/// The newest request that completed on an asset: its creation, or a later action
+/// or upgrade.
+pub async fn last_completed_on_asset(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    creation: RequestId,
+) -> Result<RequestId, StorageError> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(id) FROM requests WHERE asset_id = $1 AND state = 'completed'",
+    )
+    .bind(asset.0)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id.map_or(creation, RequestId).max(creation))
+}
+
 /// What holds a resource name of a type: an asset (whatever its state: a retired
 /// one keeps its name) or else the oldest request in flight for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,43 @@
 
 use sqlx::AnyConnection;
 
-use super::StorageError;
+use super::{Engine, StorageError};
+
+/// Holds the subject's turn to the end of the transaction: on PostgreSQL two
+/// attempts for one subject then count one after the other (SQLite has one
+/// writer at a time anyway), so no failure is lost and none is checked unseen.
+pub async fn take_turn(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    subject: &str,
+) -> Result<(), StorageError> {
+    if engine == Engine::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7105003, hashtext($1))")
+            .bind(subject)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes back one failure counted for an attempt that then succeeded, and the
+/// lock it started when it had not earned one.
+pub async fn forgive_one(
+    conn: &mut AnyConnection,
+    subject: &str,
+    free: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE sign_in_failures SET failures = failures - 1, \
+         locked_until = CASE WHEN failures - 1 < $2 THEN 0 ELSE locked_until END \
+         WHERE subject = $1 AND failures > 0",
+    )
+    .bind(subject)
+    .bind(free)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureCount {

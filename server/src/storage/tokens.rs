@@ -66,22 +66,44 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewTokenRow<'_>) -> Result<i
 }
 
 /// A user's tokens that are live or ended (revoked or expired) after
-/// `ended_after`, newest first: a script that makes a token a day does not grow
-/// the list for ever.
+/// `ended_after`, the live ones first, each part newest first, at most `limit`:
+/// a script that makes and revokes tokens in a loop does not grow the list.
 pub async fn by_user(
     conn: &mut AnyConnection,
     user: UserId,
-    ended_after: i64,
+    (ended_after, now): (i64, i64),
+    limit: i64,
 ) -> Result<Vec<TokenRow>, StorageError> {
     let rows = sqlx::query(&format!(
         "SELECT {TOKEN_COLUMNS} FROM api_tokens \
-         WHERE user_id = $1 AND COALESCE(revoked_at, expires_at) > $2 ORDER BY id DESC"
+         WHERE user_id = $1 AND COALESCE(revoked_at, expires_at) > $2 \
+         ORDER BY CASE WHEN revoked_at IS NULL AND expires_at > $3 THEN 0 ELSE 1 END, id DESC \
+         LIMIT $4"
     ))
     .bind(user.0)
     .bind(ended_after)
+    .bind(now)
+    .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(token_from_row).collect()
+}
+
+/// Holds the person's turn at making tokens to the end of the transaction: on
+/// PostgreSQL two made at once would both count the live ones before either is
+/// in (SQLite has one writer at a time anyway).
+pub async fn take_turn(
+    conn: &mut AnyConnection,
+    engine: super::Engine,
+    user: UserId,
+) -> Result<(), StorageError> {
+    if engine == super::Engine::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7105004, $1)")
+            .bind(i32::try_from(user.0 % i64::from(i32::MAX)).unwrap_or(0))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// How many of a user's tokens work now.
