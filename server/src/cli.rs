@@ -232,14 +232,25 @@ async fn serve(
     let _ = worker.await;
     let _ = token_uses.await;
     let _ = audit.await;
+    // The bot stops between messages; one that waits out a homeserver's rate
+    // limit (minutes) must not hold the shutdown past what an orchestrator
+    // grants before it kills the process: what it has not done is redone from
+    // the stored sync token and audit position by the next bot.
     if let Some(chat) = chat {
-        let _ = chat.await;
+        let abort = chat.abort_handle();
+        if tokio::time::timeout(CHAT_STOP_GRACE, chat).await.is_err() {
+            tracing::warn!("the chat bot did not stop within its grace; it is stopped");
+            abort.abort();
+        }
     }
     served.map_err(|source| StartError::Listen {
         addr: addr.to_string(),
         source,
     })
 }
+
+/// How long a shutdown waits for the chat bot to finish what it is doing.
+const CHAT_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Replicas on one PostgreSQL that push to one remote take turns at it (see
 /// `drivers::gitops::turns`); on SQLite one process pushes.

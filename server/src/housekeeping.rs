@@ -37,6 +37,20 @@ pub async fn tidy(state: &AppState) {
         Ok(lines) => tracing::info!(lines, "forgot live progress lines older than a day"),
         Err(error) => tracing::warn!(%error, "could not forget old progress lines"),
     }
+    let scratch = state.settings.command.scratch_dir.clone();
+    let swept = tokio::task::spawn_blocking(move || {
+        crate::drivers::command::sweep_scratch(
+            &scratch,
+            crate::drivers::command::SCRATCH_LEFT_OVER_AFTER,
+        )
+    })
+    .await;
+    match swept {
+        Ok(Ok(0)) => {}
+        Ok(Ok(dirs)) => tracing::info!(dirs, "removed scratch directories left by killed runs"),
+        Ok(Err(error)) => tracing::warn!(%error, "could not sweep the scratch directories"),
+        Err(error) => tracing::warn!(%error, "the scratch sweep stopped"),
+    }
     if state.db.engine == Engine::Sqlite
         && let Err(error) = refresh_statistics(state).await
     {

@@ -203,10 +203,20 @@ fn host_and_port(url: &Url) -> Result<(String, u16), OutboundError> {
 /// A URL for messages: without its query, which may carry a token.
 pub fn redacted(url: &Url) -> String {
     let mut shown = url.clone();
-    if shown.query().is_some() {
-        shown.set_query(Some("…"));
+    let (query, fragment) = (shown.query().is_some(), shown.fragment().is_some());
+    shown.set_query(None);
+    shown.set_fragment(None);
+    // Fails only for URLs that cannot have a user (no host): nothing to hide then.
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    let mut text = shown.to_string();
+    if query {
+        text.push_str("?…");
     }
-    shown.to_string()
+    if fragment {
+        text.push_str("#…");
+    }
+    text
 }
 
 /// reqwest's own message stops at "error sending request"; the cause says why.
@@ -219,4 +229,20 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_quoted_without_its_user_query_or_fragment() -> Result<(), url::ParseError> {
+        let url = Url::parse("https://deploy:s3cret@ci.example.com:8443/runs/7?token=abc#frag")?;
+        let shown = redacted(&url);
+        assert_eq!(shown, "https://ci.example.com:8443/runs/7?…#…");
+        for hidden in ["deploy", "s3cret", "abc", "frag"] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        Ok(())
+    }
 }

@@ -766,6 +766,13 @@ async fn portal_pages_go_both_ways_and_filter_by_day(app: &TestApp) -> TestResul
             },
             "audit_target",
         ),
+        (
+            ListFilter {
+                target: Some("token".into()),
+                ..ListFilter::default()
+            },
+            "audit_target_kind",
+        ),
     ] {
         let plan =
             storage::audit::page_plan(&mut conn, app.engine, &filter, PageRequest::first(50))

@@ -825,6 +825,17 @@ async fn every_list_reads_from_an_index(app: &TestApp) -> TestResult {
             "requests_",
         ),
         (
+            "what a team member may see: each reach from its own index",
+            RequestList {
+                reach: Some(vec![
+                    storage::requests::Reach::Requester(alice.id),
+                    storage::requests::Reach::Teams(vec!["payments".into()]),
+                ]),
+                ..RequestList::default()
+            },
+            "requests_team_id",
+        ),
+        (
             "needing attention",
             RequestList {
                 states: &[RequestState::Failed],

@@ -202,6 +202,35 @@ async fn housekeeping_forgets_what_a_year_would_pile_up(engine: Engine) -> TestR
         lines("SELECT COUNT(*) FROM request_progress").await?,
         all - old
     );
+    // A thousand lines a millisecond apart, two days ago: the cut falls between
+    // two of them, found by halving the ids (not by walking back through a day).
+    let base = slipway_server::storage::now_millis() - two_days;
+    let (request_id, step_id): (i64, i64) =
+        sqlx::query_as("SELECT request_id, step_id FROM request_progress ORDER BY id LIMIT 1")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    app.exec("DELETE FROM request_progress").await?;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999) \
+         INSERT INTO request_progress (request_id, step_id, kind, text, created_at) \
+         SELECT $1, $2, 'line', 'filler', $3 + n.i FROM n",
+    )
+    .bind(request_id)
+    .bind(step_id)
+    .bind(base)
+    .execute(&app.state.db.pool)
+    .await?;
+    let before = lines("SELECT COUNT(*) FROM request_progress").await?;
+    let gone = slipway_server::storage::progress::forget_before(&app.state.db, base + 600).await?;
+    assert_eq!(gone, 600);
+    assert_eq!(
+        lines("SELECT COUNT(*) FROM request_progress").await?,
+        before - 600
+    );
+    assert_eq!(
+        slipway_server::storage::progress::forget_before(&app.state.db, base + 600).await?,
+        0
+    );
     if engine == Engine::Sqlite {
         let analyzed = lines("SELECT COUNT(*) FROM sqlite_stat1").await?;
         assert!(analyzed > 0, "PRAGMA optimize gathered statistics");

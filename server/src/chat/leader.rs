@@ -33,17 +33,22 @@ pub(super) async fn acquire(
         return Some(Leadership::Sole);
     }
     let mut announced = false;
+    // One session asks, again and again, for as long as this replica stands by
+    // (a session per try closed a connection every two seconds, for ever).
+    let mut asking: Option<AnyConnection> = None;
     loop {
-        match try_lock(state).await {
-            Ok(Some(session)) => {
-                tracing::info!("this replica runs the chat bot");
-                return Some(Leadership::Held(session));
+        match try_lock(state, &mut asking).await {
+            Ok(true) => {
+                if let Some(session) = asking.take() {
+                    tracing::info!("this replica runs the chat bot");
+                    return Some(Leadership::Held(session));
+                }
             }
-            Ok(None) if !announced => {
+            Ok(false) if !announced => {
                 tracing::info!("another replica runs the chat bot; this one stands by");
                 announced = true;
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(error) => tracing::warn!(%error, "the chat bot cannot ask for its lock"),
         }
         if !pause_or_stop(CHECK_EVERY, stopped).await {
@@ -52,15 +57,28 @@ pub(super) async fn acquire(
     }
 }
 
-/// A session of its own (not returned to the pool, where the lock would outlive
-/// the bot), kept when it got the lock.
-async fn try_lock(state: &AppState) -> Result<Option<AnyConnection>, StorageError> {
-    let mut session = state.db.pool.acquire().await?.detach();
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+/// Asks for the lock on a session of its own (not returned to the pool, where the
+/// lock would outlive the bot), made when there is none; a session that fails is
+/// dropped, and the next try makes another.
+async fn try_lock(
+    state: &AppState,
+    asking: &mut Option<AnyConnection>,
+) -> Result<bool, StorageError> {
+    let session = match asking {
+        Some(session) => session,
+        None => asking.insert(state.db.pool.acquire().await?.detach()),
+    };
+    let held = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
         .bind(BOT_LOCK)
-        .fetch_one(&mut session)
-        .await?;
-    Ok(held.then_some(session))
+        .fetch_one(&mut *session)
+        .await;
+    match held {
+        Ok(held) => Ok(held),
+        Err(error) => {
+            *asking = None;
+            Err(error.into())
+        }
+    }
 }
 
 /// Resolves once the lock may have gone: the session stopped answering, so

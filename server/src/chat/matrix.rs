@@ -25,11 +25,29 @@ pub enum MatrixError {
 }
 
 impl MatrixError {
-    /// Whether trying again later may help (the homeserver restarting, overloaded).
+    /// Whether trying again later may help (the homeserver restarting, overloaded,
+    /// or the bot's account refused as a whole until an operator fixes it: a
+    /// token revoked or rotated, terms to consent to). Only a refusal about one
+    /// room (not in it, gone) is for good: a notice the account could not send
+    /// while its token was bad must wait for a good one, not be dropped.
     pub fn is_transient(&self) -> bool {
         match self {
             MatrixError::RateLimited(_) | MatrixError::Transport(_) => true,
-            MatrixError::Refused { status, .. } => *status >= 500,
+            MatrixError::Refused {
+                status, errcode, ..
+            } => {
+                *status >= 500
+                    || *status == 401
+                    || matches!(
+                        errcode.as_str(),
+                        "M_UNKNOWN_TOKEN"
+                            | "M_MISSING_TOKEN"
+                            | "M_USER_DEACTIVATED"
+                            | "M_CONSENT_NOT_GIVEN"
+                            | "M_USER_LOCKED"
+                            | "M_USER_SUSPENDED"
+                    )
+            }
         }
     }
 }
@@ -109,11 +127,12 @@ struct Timeline {
 /// Pages of a room's gap read back after a limited sync, at most: a bot that was
 /// away for long answers the newest thousand messages of a room and logs the rest.
 const MAX_GAP_PAGES: usize = 10;
-const GAP_FILTER: &str = r#"{"types":["m.room.message","m.room.encrypted"]}"#;
+const GAP_FILTER: &str = r#"{"types":["m.room.message","m.room.encrypted","m.room.member"]}"#;
 
 /// The bot reads text messages (and notices encrypted ones it cannot read), a
-/// bounded number per room and sync.
-const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted"],"limit":100}}}"#;
+/// bounded number per room and sync, and membership changes: a room's messages
+/// from before the bot joined it are history, never commands.
+const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member"],"limit":100}}}"#;
 
 /// A timeline event as a message, if it is a text message with a body or an
 /// encrypted one.
@@ -141,14 +160,17 @@ fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
     })
 }
 
-/// Who sent an invitation: the sender of the invite's own membership event.
-fn inviter_of(invite: &Value) -> Option<String> {
+/// Who sent an invitation: the sender of the membership event that invites the
+/// bot itself (another server may put other members' events in the stripped
+/// state, one "sent" by someone of the bot's own homeserver among them).
+fn inviter_of(invite: &Value, bot: &str) -> Option<String> {
     invite
         .pointer("/invite_state/events")?
         .as_array()?
         .iter()
-        .find(|e| {
+        .rfind(|e| {
             e.get("type").and_then(Value::as_str) == Some("m.room.member")
+                && e.get("state_key").and_then(Value::as_str) == Some(bot)
                 && e.pointer("/content/membership").and_then(Value::as_str) == Some("invite")
         })?
         .get("sender")?
@@ -156,20 +178,44 @@ fn inviter_of(invite: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether the event is the bot joining the room (not a change of its name or
+/// picture, which is a membership event from "join" to "join").
+fn is_own_join(event: &Value, bot: &str) -> bool {
+    event.get("type").and_then(Value::as_str) == Some("m.room.member")
+        && event.get("state_key").and_then(Value::as_str) == Some(bot)
+        && event.pointer("/content/membership").and_then(Value::as_str) == Some("join")
+        && event
+            .pointer("/unsigned/prev_content/membership")
+            .and_then(Value::as_str)
+            != Some("join")
+}
+
+/// A room's messages after the bot's last join in `events`: a room joined since
+/// the last sync (at start, or invited while the bot was down) comes with its
+/// history, which was never said to the bot.
+fn messages_after_own_join(room: &str, events: &[Value], bot: &str) -> Vec<RoomMessage> {
+    let start = events
+        .iter()
+        .rposition(|e| is_own_join(e, bot))
+        .map_or(0, |joined| joined + 1);
+    events[start..]
+        .iter()
+        .filter_map(|event| message_of(room, event))
+        .collect()
+}
+
 impl SyncResponse {
     /// The batch, with each room's events before the page (`gaps`, oldest first)
     /// ahead of the page's own.
-    fn into_batch(self, mut gaps: BTreeMap<String, Vec<Value>>) -> SyncBatch {
+    fn into_batch(self, mut gaps: BTreeMap<String, Vec<Value>>, bot: &str) -> SyncBatch {
         let messages = self
             .rooms
             .join
             .iter()
             .flat_map(|(room, joined)| {
-                let gap = gaps.remove(room).unwrap_or_default();
-                gap.into_iter()
-                    .chain(joined.timeline.events.iter().cloned())
-                    .filter_map(|event| message_of(room, &event))
-                    .collect::<Vec<_>>()
+                let mut events = gaps.remove(room).unwrap_or_default();
+                events.extend(joined.timeline.events.iter().cloned());
+                messages_after_own_join(room, &events, bot)
             })
             .collect();
         SyncBatch {
@@ -180,7 +226,7 @@ impl SyncResponse {
                 .iter()
                 .map(|(room, invite)| Invite {
                     room_id: room.clone(),
-                    inviter: inviter_of(invite),
+                    inviter: inviter_of(invite, bot),
                 })
                 .collect(),
             messages,
@@ -274,6 +320,7 @@ impl MatrixClient {
         &self,
         since: Option<&str>,
         wait: Duration,
+        bot: &str,
     ) -> Result<SyncBatch, MatrixError> {
         let wait_ms = wait.as_millis().to_string();
         let mut query = vec![("timeout", wait_ms.as_str()), ("filter", SYNC_FILTER)];
@@ -296,11 +343,22 @@ impl MatrixClient {
         let mut gaps = BTreeMap::new();
         if let Some(since) = since {
             for (room, from) in response.limited_rooms() {
-                let gap = self.gap(&room, &from, since).await?;
-                gaps.insert(room, gap);
+                match self.gap(&room, &from, since).await {
+                    Ok(gap) => {
+                        gaps.insert(room, gap);
+                    }
+                    // The homeserver asks to slow down: the whole sync waits.
+                    Err(error @ MatrixError::RateLimited(_)) => return Err(error),
+                    // One room whose history cannot be read back (a federated
+                    // room's backfill timing out) must not keep every other
+                    // room unanswered: its gap is passed over, loudly.
+                    Err(error) => {
+                        tracing::error!(room, %error, "a room's messages since the last sync could not be read back; they are passed over");
+                    }
+                }
             }
         }
-        Ok(response.into_batch(gaps))
+        Ok(response.into_batch(gaps, bot))
     }
 
     /// A room's events from `from` back to the last sync (`to`), oldest first:
@@ -444,7 +502,7 @@ mod tests {
         });
         let response = serde_json::from_value::<SyncResponse>(body)?;
         assert!(response.limited_rooms().is_empty());
-        let batch = response.into_batch(BTreeMap::new());
+        let batch = response.into_batch(BTreeMap::new(), "@bot:hs");
         assert_eq!(batch.next_batch, "s72595_4483_1934");
         assert_eq!(
             batch.invites,
@@ -484,9 +542,75 @@ mod tests {
     }
 
     #[test]
+    fn what_a_room_said_before_the_bot_joined_is_history() -> Result<(), serde_json::Error> {
+        let text = |id: &str| {
+            json!({ "type": "m.room.message", "event_id": id, "sender": "@u:hs",
+                    "content": { "msgtype": "m.text", "body": format!("retry #{id}") } })
+        };
+        let member = |id: &str, who: &str, prev: Option<&str>| {
+            let mut event = json!({ "type": "m.room.member", "event_id": id, "sender": who,
+                                    "state_key": who, "content": { "membership": "join" } });
+            if let Some(prev) = prev {
+                event["unsigned"] = json!({ "prev_content": { "membership": prev } });
+            }
+            event
+        };
+        let body = json!({
+            "next_batch": "s3",
+            "rooms": { "join": {
+                "!new:hs": { "timeline": { "events": [
+                    text("$1"), member("$2", "@u:hs", Some("invite")), text("$3"),
+                    member("$4", "@bot:hs", Some("invite")), text("$5"),
+                    // The bot changing its display name is no join.
+                    member("$6", "@bot:hs", Some("join")), text("$7")
+                ] } },
+                "!old:hs": { "timeline": { "events": [text("$8")] } }
+            } }
+        });
+        let gaps = BTreeMap::from([("!new:hs".to_string(), vec![text("$0")])]);
+        let ids: Vec<String> = serde_json::from_value::<SyncResponse>(body)?
+            .into_batch(gaps, "@bot:hs")
+            .messages
+            .into_iter()
+            .map(|m| m.event_id)
+            .collect();
+        assert_eq!(ids, ["$5", "$7", "$8"]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_inviter_is_who_invited_the_bot_not_a_decoy() -> Result<(), serde_json::Error> {
+        let invite = json!({ "invite_state": { "events": [
+            { "type": "m.room.member", "sender": "@admin:hs", "state_key": "@admin:hs",
+              "content": { "membership": "invite" } },
+            { "type": "m.room.member", "sender": "@mallory:evil", "state_key": "@bot:hs",
+              "content": { "membership": "invite" } }
+        ] } });
+        assert_eq!(
+            inviter_of(&invite, "@bot:hs").as_deref(),
+            Some("@mallory:evil")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_account_refused_as_a_whole_is_tried_again_a_room_refused_is_not() {
+        let refused = |status: u16, errcode: &str| MatrixError::Refused {
+            status,
+            errcode: errcode.into(),
+            message: String::new(),
+        };
+        assert!(refused(401, "M_UNKNOWN_TOKEN").is_transient());
+        assert!(refused(403, "M_CONSENT_NOT_GIVEN").is_transient());
+        assert!(refused(502, "").is_transient());
+        assert!(!refused(403, "M_FORBIDDEN").is_transient());
+        assert!(!refused(404, "M_NOT_FOUND").is_transient());
+    }
+
+    #[test]
     fn an_empty_sync_answer_is_read() -> Result<(), serde_json::Error> {
         let batch = serde_json::from_value::<SyncResponse>(json!({"next_batch": "x"}))?
-            .into_batch(BTreeMap::new());
+            .into_batch(BTreeMap::new(), "@bot:hs");
         assert!(batch.messages.is_empty() && batch.invites.is_empty());
         Ok(())
     }
@@ -512,7 +636,7 @@ mod tests {
         );
         let gaps = BTreeMap::from([("!busy:hs".to_string(), vec![text("$1"), text("$2")])]);
         let ids: Vec<String> = response
-            .into_batch(gaps)
+            .into_batch(gaps, "@bot:hs")
             .messages
             .into_iter()
             .map(|m| m.event_id)

@@ -126,6 +126,9 @@ async fn pause_or_stop(pause: Duration, stopped: &mut watch::Receiver<bool>) -> 
     !stop && !*stopped.borrow()
 }
 
+/// How long a bot whose term ended may take to finish what it is doing.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs the bot while this replica holds the chat lock, and stands by again when
 /// its hold may have lapsed, until told to stop.
 async fn run(
@@ -144,7 +147,24 @@ async fn run(
             let _ = end_term.send(true);
             lost
         };
-        let (lost, ()) = tokio::join!(watch_term, serve(&state, &settings, &client, term_over));
+        let serving = async {
+            let mut over = term_over.clone();
+            let serving = serve(&state, &settings, &client, term_over);
+            tokio::pin!(serving);
+            tokio::select! {
+                () = &mut serving => {}
+                _ = async { over.wait_for(|over| *over).await.is_ok() } => {
+                    // The bot stops between messages; one busy sending (waiting
+                    // out a rate limit) is dropped after a short grace, so a
+                    // replica that lost the lock does not answer beside the new
+                    // holder for minutes.
+                    if tokio::time::timeout(TERM_GRACE, &mut serving).await.is_err() {
+                        tracing::warn!("the chat bot was busy when its term ended; it is stopped");
+                    }
+                }
+            }
+        };
+        let (lost, ()) = tokio::join!(watch_term, serving);
         if !lost {
             return;
         }
@@ -287,7 +307,7 @@ async fn sync_loop(
             }
         };
         let synced = tokio::select! {
-            synced = client.sync(since.as_deref(), settings.sync_wait) => synced,
+            synced = client.sync(since.as_deref(), settings.sync_wait, heard.bot) => synced,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         let batch = match synced {

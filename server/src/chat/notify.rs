@@ -110,6 +110,10 @@ async fn tell(
         .map(|link| link.room_id);
     let facts = crate::services::facts(state, &request);
     let review_rooms = rooms.for_review(facts.team, facts.offering_team);
+    // A backlog told late: a request no longer in review is not offered for one.
+    if to == RequestState::InReview && request.state != RequestState::InReview {
+        return Ok(());
+    }
     if to == RequestState::InReview && !review_rooms.is_empty() {
         let Some(notice) = review_notice(state, &mut conn, &request).await? else {
             return Ok(());
@@ -155,19 +159,28 @@ async fn tell_reviewers(
     notice: &ReviewNotice,
 ) -> Result<(), NotifyError> {
     let mut refused = None;
-    let mut shown = false;
+    let mut recorded = false;
     for room in rooms {
         match post(client, room, change, "review", &notice.text).await {
-            Ok(()) => shown = true,
+            // Recorded once the first room shows it, not after the others: a
+            // room that waits out a rate limit must not keep the first room's
+            // reviewers from approving what they read.
+            Ok(()) if !recorded => {
+                let mut tx = state.db.write().await?;
+                storage::chat::set_review_notice(
+                    &mut tx,
+                    change.request_id,
+                    notice.revision,
+                    &notice.hash,
+                )
+                .await?;
+                tx.commit().await?;
+                recorded = true;
+            }
+            Ok(()) => {}
             Err(error) if error.is_transient() => return Err(error.into()),
             Err(error) => refused = Some(error),
         }
-    }
-    if shown {
-        let mut tx = state.db.write().await?;
-        storage::chat::set_review_notice(&mut tx, change.request_id, notice.revision, &notice.hash)
-            .await?;
-        tx.commit().await?;
     }
     match refused {
         Some(error) => Err(error.into()),

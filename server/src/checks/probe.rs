@@ -136,7 +136,8 @@ async fn get(outbound: &Outbound, url: &str, timeout: Duration) -> Result<Answer
             (Ok(response), _) => response,
             (Err(OutboundError::Refused(why)), Some(by)) => {
                 return Err(OutboundError::Refused(format!(
-                    "{by} redirects to {url}, which is refused: {why}"
+                    "{by} redirects to {}, which is refused: {why}",
+                    shown(&url)
                 )));
             }
             (Err(error), _) => return Err(error),
@@ -158,14 +159,24 @@ async fn get(outbound: &Outbound, url: &str, timeout: Duration) -> Result<Answer
             .url
             .join(location)
             .map_err(|e| {
-                OutboundError::Refused(format!("{by} redirects to {location:?}, not a URL: {e}"))
+                OutboundError::Refused(format!("{by} redirects to something not a URL: {e}"))
             })?
             .to_string();
         redirected_by = Some(by);
     }
     Err(OutboundError::Refused(format!(
-        "{url}: more than {MAX_REDIRECTS} redirects"
+        "{}: more than {MAX_REDIRECTS} redirects",
+        shown(&url)
     )))
+}
+
+/// A URL as a check's result may quote it: its query and any user or password
+/// left out (a redirect may carry a token the check's detail must not keep).
+fn shown(url: &str) -> String {
+    url::Url::parse(url).map_or_else(
+        |_| "a URL that does not parse".to_string(),
+        |u| redacted(&u),
+    )
 }
 
 pub(super) fn try_timeout(until: Instant) -> Duration {

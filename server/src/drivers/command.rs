@@ -474,6 +474,32 @@ impl Drop for Scratch {
     }
 }
 
+/// Scratch directories older than this are left over from a process that was
+/// killed mid-step (a run's own is removed when it ends): longer than any step
+/// may run.
+pub const SCRATCH_LEFT_OVER_AFTER: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// Removes the scratch directories of runs that ended long ago without removing
+/// their own (their process was killed); returns how many.
+pub fn sweep_scratch(scratch_dir: &Path, older_than: Duration) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(scratch_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let is_run = entry.file_name().to_string_lossy().starts_with("run-");
+        let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+        if is_run && entry.file_type()?.is_dir() && age > older_than {
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn prepare_scratch(
     settings: &CommandSettings,
     command: &PlannedCommand,
@@ -861,13 +887,24 @@ impl LineSplitter {
 }
 
 /// The last lines of output, for an error message.
+/// The last lines of a program's output for its error, each cut to a few hundred
+/// characters: the error is copied into the request, its job and the audit log,
+/// and a program printing one long line must not put 64 KiB in each.
 fn tail(log: &[String]) -> String {
     const LINES: usize = 5;
+    const LINE_CHARS: usize = 300;
     if log.is_empty() {
         return String::new();
     }
     let start = log.len().saturating_sub(LINES);
-    format!("; last output: {}", log[start..].join(" | "))
+    let lines: Vec<String> = log[start..]
+        .iter()
+        .map(|line| match line.char_indices().nth(LINE_CHARS) {
+            Some((end, _)) => format!("{}…", &line[..end]),
+            None => line.clone(),
+        })
+        .collect();
+    format!("; last output: {}", lines.join(" | "))
 }
 
 #[cfg(test)]
@@ -875,6 +912,45 @@ mod tests {
     use slipway_core::render::RenderedFile;
 
     use super::*;
+
+    #[test]
+    fn left_over_scratch_directories_are_swept_and_current_ones_kept()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (old, new, other) = (
+            dir.path().join("run-old"),
+            dir.path().join("run-new"),
+            dir.path().join("keep"),
+        );
+        for path in [&old, &new, &other] {
+            std::fs::create_dir_all(path.join("sub"))?;
+        }
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(3 * 24 * 60 * 60);
+        for path in [&old, &other] {
+            std::fs::File::open(path)?.set_modified(long_ago)?;
+        }
+        assert_eq!(sweep_scratch(dir.path(), SCRATCH_LEFT_OVER_AFTER)?, 1);
+        assert!(!old.exists() && new.exists() && other.exists());
+        assert_eq!(
+            sweep_scratch(&dir.path().join("none"), SCRATCH_LEFT_OVER_AFTER)?,
+            0
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_error_quotes_the_last_lines_cut_short() {
+        let log: Vec<String> = (0..8)
+            .map(|n| format!("{n}{}", "x".repeat(70_000)))
+            .collect();
+        let quoted = tail(&log);
+        assert!(quoted.len() < 5 * 310 + 40, "{}", quoted.len());
+        assert!(
+            quoted.contains("| 7x") && !quoted.contains("2x"),
+            "the last five"
+        );
+        assert_eq!(tail(&["done".to_string()]), "; last output: done");
+    }
 
     fn driver(dir: &Path) -> CommandDriver {
         CommandDriver::new(CommandSettings {
@@ -1213,7 +1289,9 @@ mod tests {
     async fn an_escaped_process_holding_the_output_does_not_hold_the_step()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let mut escaped = step("sh", &["-c", "setsid sleep 20 & echo ok"]);
+        // The pause lets `setsid` leave the group before the program ends (its
+        // group is killed then), also on a loaded machine.
+        let mut escaped = step("sh", &["-c", "setsid sleep 20 & sleep 1; echo ok"]);
         if let PlannedStep::Command(command) = &mut escaped {
             command.timeout_seconds = Some(15);
         }

@@ -22,17 +22,51 @@ const BLANKED: &str = "***";
 pub fn scrub_line(line: &str, secrets: &SecretValues) -> String {
     // Longest first: a short value inside a longer secret ("production" in
     // "production-db-pass") must not break the longer one's match.
-    let mut pieces: Vec<&str> = secrets
+    let mut pieces: Vec<String> = secrets
         .iter()
-        .flat_map(|(_, value)| value.lines())
+        .flat_map(|(_, value)| {
+            let whole = (value.contains('\n')).then(|| value.to_string());
+            value
+                .lines()
+                .map(str::to_string)
+                .chain(whole)
+                .collect::<Vec<_>>()
+        })
         .filter(|piece| !piece.is_empty())
+        .flat_map(|piece| encodings(&piece))
         .collect();
     pieces.sort_by_key(|piece| std::cmp::Reverse(piece.len()));
+    pieces.dedup();
     let mut line = line.to_string();
     for piece in pieces {
-        line = line.replace(piece, BLANKED);
+        line = line.replace(&piece, BLANKED);
     }
     line
+}
+
+/// A value as programs commonly print it back: as given, quoted in SQL (psql's
+/// error context doubles quotes), escaped in JSON, percent-encoded in a URL, and
+/// in base64 (`kubectl get secret -o yaml`).
+fn encodings(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string();
+    let url: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    vec![
+        value.to_string(),
+        value.replace('\'', "''"),
+        json,
+        url.replace('+', "%20"),
+        url,
+        base64::engine::general_purpose::STANDARD.encode(value),
+    ]
+    .into_iter()
+    .filter(|v| !v.is_empty())
+    .collect()
 }
 
 /// The sending side, cheap to clone into a driver's threads. Sending never
@@ -128,6 +162,31 @@ mod tests {
             scrub_line("PASSWORD=hunter2-canary; key second-line", &secrets()),
             "PASSWORD=***; key ***"
         );
+    }
+
+    #[test]
+    fn a_secret_printed_back_quoted_escaped_or_encoded_is_blanked() {
+        let mut secrets = SecretValues::new();
+        let value = "pa'ss\"w\\d /+x";
+        secrets.insert("owner", value);
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD.encode(value);
+        for printed in [
+            "LINE 1: ALTER ROLE x PASSWORD 'pa''ss\"w\\d /+x'".to_string(),
+            format!(
+                "{{\"password\": {}}}",
+                serde_json::to_string(value).unwrap_or_default()
+            ),
+            "url: https://h/?p=pa%27ss%22w%5Cd+%2F%2Bx".to_string(),
+            "url: https://h/?p=pa%27ss%22w%5Cd%20%2F%2Bx".to_string(),
+            format!("  password: {base64}"),
+        ] {
+            let scrubbed = scrub_line(&printed, &secrets);
+            assert!(scrubbed.contains(BLANKED), "{printed} -> {scrubbed}");
+            for part in ["pa'ss", "pa''ss", "pa%27", base64.as_str()] {
+                assert!(!scrubbed.contains(part), "{printed} -> {scrubbed}");
+            }
+        }
     }
 
     #[test]

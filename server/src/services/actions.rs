@@ -412,22 +412,34 @@ async fn creations_requiring(
         .map(|t| t.name.as_str())
         .collect();
     let mut requiring = Vec::new();
-    for id in storage::requests::in_flight_creations_of(conn, &dependent_types).await? {
-        let Some(request) = storage::requests::get(conn, id).await? else {
+    // Requests of one team and environment ask the same question: each distinct
+    // one is asked of the database once (at 100k requests, thousands are in
+    // flight, and this runs on every keystroke of a decommission's pre-check).
+    let mut answers: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let in_flight = storage::requests::in_flight_creations_of(conn, &dependent_types).await?;
+    for (id, type_name, params) in in_flight {
+        let Some(request_ty) = state.catalog.catalog.types.get(&type_name) else {
             continue;
         };
-        let Some(request_ty) = state.catalog.catalog.types.get(&request.type_name) else {
-            continue;
-        };
-        let Ok(queries) = precheck::dependency_queries(request_ty, &request.params) else {
+        let Ok(queries) = precheck::dependency_queries(request_ty, &params) else {
             continue;
         };
         for query in queries
             .iter()
             .filter(|q| q.type_name == asset.summary.type_name)
         {
-            let found = super::requests::find_required_asset(conn, state.db.engine, query).await?;
-            if found.is_some_and(|a| a.summary.id == asset.summary.id) {
+            let key = format!("{}\u{0}{:?}", query.type_name, query.r#match);
+            let is_this = match answers.get(&key) {
+                Some(known) => *known,
+                None => {
+                    let found =
+                        super::requests::find_required_asset(conn, state.db.engine, query).await?;
+                    let is_this = found.is_some_and(|a| a.summary.id == asset.summary.id);
+                    answers.insert(key, is_this);
+                    is_this
+                }
+            };
+            if is_this {
                 requiring.push(id);
                 break;
             }

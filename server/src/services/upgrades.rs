@@ -134,54 +134,78 @@ async fn sweep_type(
     Ok(())
 }
 
-/// Renders one asset with the current templates, under the type's submission
-/// lock; opens its upgrade request when the files differ from the deployed ones.
-async fn upgrade_one(
+/// What one asset looks like against the current templates, worked out before
+/// the write lock is taken: rendering and reading the deployed files from git for
+/// every asset of a type must not hold up every other writer for the whole sweep.
+struct Looked {
+    asset: AssetRow,
+    key: String,
+    deployed: Value,
+    as_deployed: bool,
+}
+
+/// Looks at one asset without a lock; `Err` holds the outcome when there is
+/// nothing to open.
+async fn look(
     state: &AppState,
     ty: &ResourceType,
     upgrade: &TypeAction,
     id: AssetId,
-) -> ServiceResult<Outcome> {
-    let mut tx = state.db.write().await?;
-    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
-    let asset = storage::assets::get(&mut tx, id)
+) -> ServiceResult<Result<Looked, Outcome>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let asset = storage::assets::get(&mut conn, id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
     if asset.summary.state != ACTIVE || asset.catalog_version == ty.version {
-        return Ok(Outcome::Unchanged);
-    }
-    if storage::requests::in_flight_named(&mut tx, &ty.name, &asset.summary.name, None)
-        .await?
-        .is_some()
-    {
-        return Ok(Outcome::Deferred);
+        return Ok(Err(Outcome::Unchanged));
     }
     // The key names what the upgrade starts from (the last change the asset
     // completed) as well as the version it brings: a catalog that goes to V2, back
     // to V1 and to V2 again asks for V2 twice, from two different assets' states.
     let from =
-        storage::requests::last_completed_on_asset(&mut tx, id, asset.summary.request_id).await?;
+        storage::requests::last_completed_on_asset(&mut conn, id, asset.summary.request_id).await?;
     let key = format!("template-upgrade-{id}-{}-after-{from}", ty.version);
     // This version's upgrade from this state was opened before and is no longer in
     // flight: the team cancelled it or a reviewer rejected it. That answer stands
     // until the templates or the asset change again; opening it anew would meet the
     // same key.
-    if let Some(earlier) = storage::requests::declined_on_asset_with_key(&mut tx, id, &key).await? {
+    if let Some(earlier) =
+        storage::requests::declined_on_asset_with_key(&mut conn, id, &key).await?
+    {
         tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
-        return Ok(Outcome::Unchanged);
+        return Ok(Err(Outcome::Unchanged));
     }
+    let prepared = prepare_upgrade(&mut conn, state, ty, upgrade, &asset).await?;
+    drop(conn);
+    let deployed = deployed_state(state, &asset, &prepared.change_set).await?;
+    let as_deployed = renders_as_deployed(&prepared.change_set, &deployed);
+    Ok(Ok(Looked {
+        asset,
+        key,
+        deployed,
+        as_deployed,
+    }))
+}
+
+async fn prepare_upgrade(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    ty: &ResourceType,
+    upgrade: &TypeAction,
+    asset: &AssetRow,
+) -> ServiceResult<super::requests::Prepared> {
     let validator = state
         .catalog
         .request_validator(&ty.name, Some(TypeAction::UPGRADE))
         .ok_or_else(|| ServiceError::Internal(format!("no upgrade validator for {}", ty.name)))?;
     let on = ActingOn {
-        asset: &asset,
+        asset,
         ty,
         action: upgrade,
     };
     let params = &asset.params;
-    let prepared = prepare(
-        &mut tx,
+    prepare(
+        conn,
         state,
         &upgrade.request_type,
         validator,
@@ -190,13 +214,49 @@ async fn upgrade_one(
         Some(params),
         Some(on),
     )
-    .await?;
-    let deployed = deployed_state(state, &asset, &prepared.change_set).await?;
-    if renders_as_deployed(&prepared.change_set, &deployed) {
+    .await
+}
+
+/// Renders one asset with the current templates and compares the files with the
+/// deployed ones (without a lock), then, under the type's submission lock and
+/// only if the asset is still as it was looked at, records the new version or
+/// opens its upgrade request.
+async fn upgrade_one(
+    state: &AppState,
+    ty: &ResourceType,
+    upgrade: &TypeAction,
+    id: AssetId,
+) -> ServiceResult<Outcome> {
+    let looked = match look(state, ty, upgrade, id).await? {
+        Ok(looked) => looked,
+        Err(outcome) => return Ok(outcome),
+    };
+    let mut tx = state.db.write().await?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
+    let asset = storage::assets::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("asset #{id}")))?;
+    if asset.summary.state != ACTIVE || asset.catalog_version == ty.version {
+        return Ok(Outcome::Unchanged);
+    }
+    // Changed since it was looked at (an action completed): the next sweep looks again.
+    if asset.params != looked.asset.params || asset.commit_id != looked.asset.commit_id {
+        return Ok(Outcome::Deferred);
+    }
+    if storage::requests::in_flight_named(&mut tx, &ty.name, &asset.summary.name, None)
+        .await?
+        .is_some()
+    {
+        return Ok(Outcome::Deferred);
+    }
+    if looked.as_deployed {
         storage::upgrades::set_asset_version(&mut tx, id, &ty.version).await?;
         tx.commit().await?;
         return Ok(Outcome::Unchanged);
     }
+    // Prepared again in the transaction that stores it: the pre-check (names,
+    // quotas) holds at the moment of submitting, as for any request.
+    let prepared = prepare_upgrade(&mut tx, state, ty, upgrade, &asset).await?;
     let Some(owner) = asset_owner(state, &mut tx, &asset, upgrade).await? else {
         tracing::warn!(asset_id = %id, "no one who asked for this asset may still ask for its team; its template upgrade waits");
         return Ok(Outcome::Deferred);
@@ -205,13 +265,13 @@ async fn upgrade_one(
     let target = ActionTarget {
         asset_id: id,
         action: TypeAction::UPGRADE,
-        deployed: &deployed,
+        deployed: &looked.deployed,
     };
     let request = store_submission(
         &mut tx,
         state,
         (&owner, &actor),
-        (&upgrade.request_type, &key),
+        (&upgrade.request_type, &looked.key),
         &prepared,
         Some(target),
     )

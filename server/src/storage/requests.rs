@@ -251,7 +251,21 @@ impl RequestList<'_> {
         }
         if let Some(reach) = &self.reach {
             let mut any = Vec::new();
-            for r in reach {
+            // A reach the list's own filter rules out adds nothing (and a part
+            // of the list that can hold no row is not asked for at all).
+            let team = self.filter.team.as_deref();
+            let type_name = self.filter.type_name.as_deref();
+            let excludes = |names: &[String], wanted: Option<&str>| {
+                wanted.is_some_and(|wanted| !names.iter().any(|n| n == wanted))
+            };
+            for r in reach.iter().filter(|r| match r {
+                Reach::Teams(teams) => !excludes(teams, team),
+                Reach::Types(types) => !excludes(types, type_name),
+                Reach::TeamsOfTypes(teams, types) => {
+                    !excludes(teams, team) && !excludes(types, type_name)
+                }
+                Reach::Requester(_) => true,
+            }) {
                 match r {
                     Reach::Requester(id) => any.push(format!("r.requester_id = {}", c.int(id.0))),
                     Reach::Teams(teams) if !teams.is_empty() => {
@@ -287,25 +301,49 @@ impl RequestList<'_> {
 }
 
 /// One page of a list of requests, newest first. A list of several states reads
-/// each state's page from the `(state, id)` index, in id order, and merges them:
-/// no query sorts every row of those states.
+/// each state's page from the `(state, id)` index, in id order, and a list that
+/// several reaches narrow (one's own, one's teams', the types one reviews) reads
+/// each reach's page from its own index; the pages are merged. With `OR` between
+/// them, both engines fetched every row the person may see and sorted it, at
+/// every page.
 pub async fn list(
     conn: &mut AnyConnection,
     list: &RequestList<'_>,
     page: PageRequest,
 ) -> Result<ListPage<RequestRow>, StorageError> {
-    if list.states.len() > 1 && list.filter.state.is_none() {
-        let mut pages = Vec::with_capacity(list.states.len());
-        for state in list.states {
-            let one = RequestList {
-                states: std::slice::from_ref(state),
-                ..list.clone()
-            };
-            pages.push(one_list(conn, &one, page).await?);
-        }
-        return Ok(merge(pages, page));
+    let parts = parts_of(list);
+    if parts.len() == 1 {
+        return one_list(conn, list, page).await;
     }
-    one_list(conn, list, page).await
+    let mut pages = Vec::with_capacity(parts.len());
+    for part in &parts {
+        pages.push(one_list(conn, part, page).await?);
+    }
+    Ok(merge(pages, page))
+}
+
+/// The lists, each of one state and one reach, whose rows together are the list's.
+fn parts_of<'a>(list: &RequestList<'a>) -> Vec<RequestList<'a>> {
+    let states: Vec<&'a [RequestState]> = match list.states.len() > 1 && list.filter.state.is_none()
+    {
+        true => list.states.iter().map(std::slice::from_ref).collect(),
+        false => vec![list.states],
+    };
+    let reaches: Vec<Option<Vec<Reach>>> = match &list.reach {
+        Some(reach) if reach.len() > 1 => reach.iter().map(|r| Some(vec![r.clone()])).collect(),
+        other => vec![other.clone()],
+    };
+    let mut parts = Vec::with_capacity(states.len() * reaches.len());
+    for states in &states {
+        for reach in &reaches {
+            parts.push(RequestList {
+                states,
+                reach: reach.clone(),
+                ..list.clone()
+            });
+        }
+    }
+    parts
 }
 
 async fn one_list(
@@ -327,6 +365,8 @@ fn merge(pages: Vec<ListPage<RequestRow>>, page: PageRequest) -> ListPage<Reques
     let any_older = pages.iter().any(|p| p.older.is_some());
     let mut rows: Vec<RequestRow> = pages.into_iter().flat_map(|p| p.items).collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.id));
+    // A request may be in two reaches (one's own, in one's team).
+    rows.dedup_by_key(|r| r.id);
     let more = rows.len() > size;
     let items: Vec<RequestRow> = match page.cursor {
         // Rows after the cursor: the oldest of them are nearest.
@@ -363,23 +403,13 @@ pub async fn list_plan(
     list: &RequestList<'_>,
     page: PageRequest,
 ) -> Result<String, StorageError> {
-    if list.states.len() > 1 && list.filter.state.is_none() {
-        let mut plans = Vec::with_capacity(list.states.len());
-        for state in list.states {
-            let one = RequestList {
-                states: std::slice::from_ref(state),
-                ..list.clone()
-            };
-            if let Some(sql) = one.sql() {
-                plans.push(sql.plan(conn, engine, page).await?);
-            }
+    let mut plans = Vec::new();
+    for part in parts_of(list) {
+        if let Some(sql) = part.sql() {
+            plans.push(sql.plan(conn, engine, page).await?);
         }
-        return Ok(plans.join("\n"));
     }
-    match list.sql() {
-        Some(sql) => sql.plan(conn, engine, page).await,
-        None => Ok(String::new()),
-    }
+    Ok(plans.join("\n"))
 }
 
 /// Moves the request to `to` only if it is still in `from`; false when another
@@ -676,27 +706,33 @@ pub async fn in_flight_named(
 pub async fn in_flight_creations_of(
     conn: &mut AnyConnection,
     type_names: &[&str],
-) -> Result<Vec<RequestId>, StorageError> {
+) -> Result<Vec<(RequestId, String, Value)>, StorageError> {
     if type_names.is_empty() {
         return Ok(Vec::new());
     }
     let placeholders: Vec<String> = (1..=type_names.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT id FROM requests WHERE action IS NULL AND type_name IN ({}) \
-         AND state IN ({}) ORDER BY id",
+        "SELECT id, type_name, params FROM requests WHERE action IS NULL AND type_name IN ({}) \
+         AND state IN ({}) AND params IS NOT NULL ORDER BY id",
         placeholders.join(", "),
         in_flight_list()
     );
-    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    let mut query = sqlx::query_as::<_, (i64, String, String)>(&sql);
     for name in type_names {
         query = query.bind(*name);
     }
-    Ok(query
+    query
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .map(RequestId)
-        .collect())
+        .map(|(id, type_name, params)| {
+            Ok((
+                RequestId(id),
+                type_name,
+                parse_json(&params, "request parameters")?,
+            ))
+        })
+        .collect()
 }
 
 /// The newest request on `asset` submitted under `submit_key` (whoever

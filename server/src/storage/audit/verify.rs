@@ -184,11 +184,15 @@ pub async fn verify(db: &Db, from: &VerifyFrom<'_>) -> Result<ChainReport, Stora
         Ok(start) => start,
         Err(broken) => return Ok(broken),
     };
-    let last: i64 = sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(position) FROM audit_events")
-        .fetch_one(&mut *conn)
-        .await?
-        .unwrap_or(0)
-        .max(first - 1);
+    let last: i64 = sqlx::query_scalar::<_, Option<i64>>(
+        // The condition lets SQLite read the partial index on `position` (without
+        // it, it scanned every event at each checkpoint).
+        "SELECT MAX(position) FROM audit_events WHERE position IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await?
+    .unwrap_or(0)
+    .max(first - 1);
     let mut walk = Walk {
         expected: first,
         prev,
