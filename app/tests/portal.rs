@@ -944,6 +944,12 @@ async fn a_generated_secret_is_shown_once_to_its_requester_on_a_page_no_cache_ke
             .map(|v| v.as_bytes()),
         Some(&b"no-store"[..])
     );
+    let policy = shown
+        .headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(policy.contains("script-src 'none'"), "{policy}");
 
     let again = browser.post_form(&reveal, &[], ORIGIN).await?;
     assert_eq!(again.status, StatusCode::CONFLICT);

@@ -1138,6 +1138,49 @@ async fn an_ipv6_host_counts_as_its_whole_64(app: &TestApp) -> TestResult {
         auth::login(&app.state, "carol", "carol-demo-pw", Channel::Api, &shared).await?;
     }
     auth::login(&app.state, "bob", "bob-demo-pw", Channel::Api, &shared).await?;
+    // ...nor keeps its earlier failures from ageing out: the count keeps the time
+    // of the last failure, not of the success.
+    let twenty_nine_minutes = 29 * 60 * 1000;
+    app.exec(&format!(
+        "UPDATE sign_in_failures SET last_failure_at = last_failure_at - {twenty_nine_minutes} \
+         WHERE subject = 'addr:192.0.2.77'"
+    ))
+    .await?;
+    auth::login(&app.state, "bob", "bob-demo-pw", Channel::Api, &shared).await?;
+    let (failures, last): (i64, i64) = sqlx::query_as(
+        "SELECT failures, last_failure_at FROM sign_in_failures WHERE subject = 'addr:192.0.2.77'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(failures, 19);
+    let age = slipway_server::storage::now_millis() - last;
+    assert!(age > twenty_nine_minutes - 60_000, "aged {age} ms");
+
+    // An attempt turned away before its check (every check busy) counts nothing.
+    let checks = &app.state.password_checks;
+    let busy = checks
+        .clone()
+        .acquire_many_owned(u32::try_from(checks.available_permits())?)
+        .await?;
+    let refused = auth::login(
+        &app.state,
+        "alice",
+        "guess",
+        Channel::Api,
+        &from("192.0.2.99".into()),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(refused.contains("too many sign-ins at once"), "{refused}");
+    drop(busy);
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sign_in_failures WHERE subject IN ('user:alice', 'addr:192.0.2.99')",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(counted, 0, "an attempt never checked is not counted");
     Ok(())
 }
 

@@ -335,6 +335,16 @@ fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<()
             )));
         }
     }
+    // psql runs the meta-commands of `-c '\\! cmd'` as of a file.
+    for (i, arg) in command.args.iter().enumerate() {
+        if let Some((_, meta)) = connecting_meta_command(arg) {
+            return Err(DriverError::Permanent(format!(
+                "args[{i}] of the step holds the psql meta-command \\{meta}; beside the \
+                 PostgreSQL server {server:?} a step may not connect elsewhere or start \
+                 another program"
+            )));
+        }
+    }
     for file in &command.files {
         if let Some((line, meta)) = connecting_meta_command(&file.content) {
             return Err(DriverError::Permanent(format!(
@@ -430,9 +440,14 @@ fn connecting_meta_command(content: &str) -> Option<(usize, String)> {
                 .unwrap_or(after.len());
             let name = after[..end].to_ascii_lowercase();
             let args = after[end..].trim_start();
+            // A backquote in a meta-command's arguments runs a shell command.
+            if args.contains('`') {
+                return Some((n + 1, format!("{name} with a `backquoted` command")));
+            }
             let refused = match name.as_str() {
-                "c" | "connect" | "setenv" => true,
-                "o" | "out" | "g" | "gx" | "w" | "write" => args.starts_with('|'),
+                "c" | "connect" | "setenv" | "i" | "include" | "ir" | "include_relative" => true,
+                // `\g (format=csv) |sh`, `\o '|cmd'`: a pipe anywhere in the target.
+                "o" | "out" | "g" | "gx" | "w" | "write" => args.contains('|'),
                 "copy" => args.to_ascii_lowercase().contains("program"),
                 _ => false,
             };
@@ -801,8 +816,15 @@ fn drain(
         let mut chunk = [0_u8; 8192];
         let mut pause = Duration::from_millis(5);
         loop {
+            // Checked at every read, not only when the pipe is empty: an escaped
+            // process that writes without pause must not hold the step either.
+            let grace_over = || ended.get().is_some_and(|at| Instant::now() >= *at);
             match pipe.read(&mut chunk) {
                 Ok(0) => break,
+                Ok(_) if grace_over() => {
+                    drained.cut = true;
+                    break;
+                }
                 Ok(n) => {
                     pause = Duration::from_millis(5);
                     lines.push(&chunk[..n], |line| {
@@ -814,7 +836,7 @@ fn drain(
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if ended.get().is_some_and(|at| Instant::now() >= *at) {
+                    if grace_over() {
                         drained.cut = true;
                         break;
                     }
@@ -1318,6 +1340,28 @@ mod tests {
         Ok(())
     }
 
+    /// ...nor does one that keeps writing to it without a pause.
+    #[tokio::test]
+    async fn an_escaped_process_writing_without_pause_does_not_hold_the_step()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        // `timeout` ends the flood by itself after 12 s, whatever the test does.
+        let script = "setsid timeout 12 yes flood & sleep 1; echo ok";
+        let mut escaped = step("sh", &["-c", script]);
+        if let PlannedStep::Command(command) = &mut escaped {
+            command.timeout_seconds = Some(15);
+        }
+        let started = Instant::now();
+        let outcome = run(dir.path(), &escaped).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "returned after {:?}",
+            started.elapsed()
+        );
+        assert!(outcome.is_ok(), "{outcome:?}");
+        Ok(())
+    }
+
     fn beside_shared_server(program: &str, args: &[&str]) -> Result<PlannedCommand, String> {
         let PlannedStep::Command(mut command) = step(program, args) else {
             return Err("not a command step".into());
@@ -1394,6 +1438,10 @@ mod tests {
             ("select 1 \\g |sh\n", "g"),
             ("\\o | psql\n", "o"),
             ("\\copy t from program 'psql'\n", "copy"),
+            ("select 1 \\g (format=csv) |sh\n", "g"),
+            ("\\o '|cat'\n", "o"),
+            ("\\i /tmp/other.sql\n", "i"),
+            ("\\set x `id`\n", "set with a `backquoted` command"),
         ] {
             let mut command = beside_shared_server("psql", &["-f", "create.sql"])?;
             command.files = vec![RenderedFile {
@@ -1414,6 +1462,11 @@ mod tests {
                 "{content:?}"
             );
         }
+        let command = beside_shared_server("psql", &["-c", "\\! id"])?;
+        assert!(
+            refuse_other_connections(&command, "shared").is_err(),
+            "a -c command is read like a file"
+        );
         for fine in [
             "\\set ON_ERROR_STOP on\n\\conninfo\n\\cd /tmp\n\\copy t from 'data.csv'\n",
             "\\o out.txt\nselect 'C:\\config';\n\\gexec\n\\echo connect\n",

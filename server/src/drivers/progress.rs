@@ -14,6 +14,9 @@ pub const MAX_LIVE_LINES: usize = 1000;
 /// The most characters of one line passed on live; longer lines are cut.
 pub const MAX_LINE_CHARS: usize = 1000;
 
+/// The shortest secret (or line of one) also blanked in its encoded forms.
+const MIN_ENCODED_CHARS: usize = 6;
+
 /// What replaces a secret value in anything a driver reports.
 const BLANKED: &str = "***";
 
@@ -32,7 +35,7 @@ pub fn scrub_line(line: &str, secrets: &SecretValues) -> String {
                 .chain(whole)
                 .collect::<Vec<_>>()
         })
-        .filter(|piece| !piece.is_empty())
+        .filter(|piece| !piece.trim().is_empty())
         .flat_map(|piece| encodings(&piece))
         .collect();
     pieces.sort_by_key(|piece| std::cmp::Reverse(piece.len()));
@@ -49,6 +52,11 @@ pub fn scrub_line(line: &str, secrets: &SecretValues) -> String {
 /// in base64 (`kubectl get secret -o yaml`).
 fn encodings(value: &str) -> Vec<String> {
     use base64::Engine as _;
+    // A short piece (a line of a key file, say) encoded would blank ordinary
+    // text: '+' for a space, a four-letter base64 word.
+    if value.chars().count() < MIN_ENCODED_CHARS {
+        return vec![value.to_string()];
+    }
     let json = serde_json::to_string(value).unwrap_or_default();
     let json = json
         .strip_prefix('"')

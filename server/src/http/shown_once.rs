@@ -71,6 +71,12 @@ pub fn answer(heading: &str, outcome: Result<Shown<'_>, ServiceError>, back: Bac
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
+            // A page that shows a secret runs no script at all.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'none'; \
+                 frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
         ],
         page,
     )

@@ -130,16 +130,38 @@ fn address_group(address: IpAddr) -> String {
     }
 }
 
+/// An attempt counted as a failure before its check: when, what each subject
+/// held before, and how long the failure locks the subjects if it is one.
+struct Counted {
+    at: i64,
+    previous: Vec<Option<throttle::FailureCount>>,
+    locked_for: i64,
+}
+
+/// How long a subject of the attempt is locked now, read without the writer: a
+/// flood of refused attempts must not queue every other write behind it.
+async fn locked_now(state: &AppState, subjects: &[(String, i64)]) -> ServiceResult<i64> {
+    let now = now_millis();
+    let mut conn = state.db.pool.acquire().await?;
+    let mut wait = 0;
+    for (subject, _) in subjects {
+        if let Some(count) = throttle::get(&mut conn, subject).await? {
+            wait = wait.max(count.locked_until - now);
+        }
+    }
+    Ok(wait)
+}
+
 /// Counts this attempt as a failure of each subject before its password is
-/// checked (a success takes it back), in one transaction holding the subjects'
-/// turns: attempts made at once see each other, so guesses sent in parallel get
-/// no more tries than guesses sent one by one. `Err(wait)` when a subject is
-/// locked: then nothing is counted and no password is checked. `Ok` holds how
-/// long this failure, if it is one, locks the subjects.
+/// checked (a success, or an attempt never checked, takes it back), in one
+/// transaction holding the subjects' turns: attempts made at once see each
+/// other, so guesses sent in parallel get no more tries than guesses sent one by
+/// one. `Err(wait)` when a subject is locked: then nothing is counted and no
+/// password is checked.
 async fn count_attempt(
     state: &AppState,
     subjects: &[(String, i64)],
-) -> ServiceResult<Result<i64, i64>> {
+) -> ServiceResult<Result<Counted, i64>> {
     let now = now_millis();
     let mut tx = state.db.write().await?;
     throttle::forget_stale(&mut tx, now - FAILURE_WINDOW_MS, now).await?;
@@ -159,7 +181,7 @@ async fn count_attempt(
         return Ok(Err(wait));
     }
     let mut locked_for = 0;
-    for ((subject, free), previous) in subjects.iter().zip(previous) {
+    for ((subject, free), previous) in subjects.iter().zip(&previous) {
         let failures = match previous {
             Some(previous) if now - previous.last_failure_at < FAILURE_WINDOW_MS => {
                 previous.failures + 1
@@ -176,39 +198,83 @@ async fn count_attempt(
         throttle::put(&mut tx, subject, count).await?;
     }
     tx.commit().await?;
-    Ok(Ok(locked_for))
+    Ok(Ok(Counted {
+        at: now,
+        previous,
+        locked_for,
+    }))
+}
+
+/// Takes back an attempt counted before its check, in the caller's transaction:
+/// each subject as it was before (its last failure's time too, so the failures
+/// of a shared address still age out), unless other failures came meanwhile.
+/// `clear_user` also forgets the user name's earlier failures (a success).
+async fn take_back(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    (subjects, counted): (&[(String, i64)], &Counted),
+    clear_user: bool,
+) -> ServiceResult<()> {
+    for (index, ((subject, free), previous)) in subjects.iter().zip(&counted.previous).enumerate() {
+        throttle::take_turn(conn, state.db.engine, subject).await?;
+        if index == 0 && clear_user {
+            throttle::clear(conn, subject).await?;
+            continue;
+        }
+        let before = previous.map_or(0, |p| p.last_failure_at);
+        throttle::take_back_one(conn, subject, (counted.at, before), *free).await?;
+    }
+    Ok(())
+}
+
+/// Takes back an attempt that was never checked (no check's turn came, the
+/// database failed), in a transaction of its own.
+async fn take_back_unchecked(
+    state: &AppState,
+    subjects: &[(String, i64)],
+    counted: &Counted,
+) -> ServiceResult<()> {
+    let mut tx = state.db.write().await?;
+    take_back(&mut tx, state, (subjects, counted), false).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// How long a sign-in waits for a free password check before it is turned away.
 const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Checks a password against a stored hash on a blocking thread, at most one
-/// check per core at once (each costs tens of milliseconds of CPU: run on the
-/// runtime's threads, a burst of guesses stalled every other answer). Without a
-/// hash (no such account, or one that signs in only through single sign-on) the
-/// check runs against a dummy hash all the same, so the time taken tells none of
-/// them apart.
-async fn check_password(
-    state: &AppState,
-    password: &str,
-    hash: Option<String>,
-) -> ServiceResult<bool> {
+/// A turn at checking a password: at most one check per core runs at once (each
+/// costs tens of milliseconds of CPU: run on the runtime's threads, a burst of
+/// guesses stalled every other answer). Taken before the attempt is counted, so
+/// a sign-in turned away for want of one was never tried and counts nothing.
+async fn password_check_turn(state: &AppState) -> ServiceResult<tokio::sync::OwnedSemaphorePermit> {
     let busy = || {
         ServiceError::TooMany(
             "too many sign-ins at once; try again in a moment".into(),
             Some(std::time::Duration::from_secs(1)),
         )
     };
-    let permit = tokio::time::timeout(
+    tokio::time::timeout(
         PASSWORD_CHECK_WAIT,
         state.password_checks.clone().acquire_owned(),
     )
     .await
     .map_err(|_| busy())?
-    .map_err(|_| busy())?;
+    .map_err(|_| busy())
+}
+
+/// Checks a password against a stored hash on a blocking thread, in its turn.
+/// Without a hash (no such account, or one that signs in only through single
+/// sign-on) the check runs against a dummy hash all the same, so the time taken
+/// tells none of them apart.
+async fn check_password(
+    turn: tokio::sync::OwnedSemaphorePermit,
+    password: &str,
+    hash: Option<String>,
+) -> ServiceResult<bool> {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _turn = turn;
         match hash {
             Some(hash) => password_matches(&password, &hash),
             None => {
@@ -318,20 +384,39 @@ pub async fn login_from(
         ]));
     }
     let subjects = throttle_subjects(username, client);
-    let locked_for = match count_attempt(state, &subjects).await? {
-        Ok(locked_for) => locked_for,
-        Err(wait) => {
-            tracing::info!(username, "sign-in refused: throttled");
-            state.metrics.sign_ins_throttled.inc();
-            return Err(ServiceError::Forbidden(wait_message(wait)));
+    let throttled = |wait: i64| {
+        tracing::info!(username, "sign-in refused: throttled");
+        state.metrics.sign_ins_throttled.inc();
+        ServiceError::Forbidden(wait_message(wait))
+    };
+    let wait = locked_now(state, &subjects).await?;
+    if wait > 0 {
+        return Err(throttled(wait));
+    }
+    let turn = password_check_turn(state).await?;
+    let counted = match count_attempt(state, &subjects).await? {
+        Ok(counted) => counted,
+        Err(wait) => return Err(throttled(wait)),
+    };
+    let looked_up = async {
+        let mut conn = state.db.pool.acquire().await?;
+        let stored = users::by_username(&mut conn, username).await?;
+        drop(conn);
+        let hash = stored.as_ref().and_then(|u| u.password_hash.clone());
+        Ok::<_, ServiceError>((stored, check_password(turn, password, hash).await?))
+    };
+    let (stored, verified) = match looked_up.await {
+        Ok(checked) => checked,
+        Err(error) => {
+            // Never checked: the attempt counts for nothing.
+            if let Err(error) = take_back_unchecked(state, &subjects, &counted).await {
+                tracing::warn!(%error, "could not take back a sign-in attempt that was not checked");
+            }
+            return Err(error);
         }
     };
-    let mut conn = state.db.pool.acquire().await?;
-    let stored = users::by_username(&mut conn, username).await?;
-    drop(conn);
-    let hash = stored.as_ref().and_then(|u| u.password_hash.clone());
-    let verified = check_password(state, password, hash).await?;
     let attempt = (channel, meta);
+    let locked_for = counted.locked_for;
     if stored.as_ref().is_some_and(|u| verified && u.disabled) {
         tracing::info!(username, "sign-in refused: the account is disabled");
         refuse(
@@ -355,13 +440,7 @@ pub async fn login_from(
     let mut tx = state.db.write().await?;
     // The attempt counted as a failure is taken back: the user name's count starts
     // again; the address (which others may share) keeps its earlier failures.
-    for (index, (subject, free)) in subjects.iter().enumerate() {
-        if index == 0 {
-            throttle::clear(&mut tx, subject).await?;
-        } else {
-            throttle::forgive_one(&mut tx, subject, *free).await?;
-        }
-    }
+    take_back(&mut tx, state, (&subjects, &counted), true).await?;
     let actor = Actor::User(Caller::new(user.view.clone(), channel, meta.clone()));
     record(
         &mut tx,

@@ -169,10 +169,7 @@ async fn look(
     // flight: the team cancelled it or a reviewer rejected it. That answer stands
     // until the templates or the asset change again; opening it anew would meet the
     // same key.
-    if let Some(earlier) =
-        storage::requests::declined_on_asset_with_key(&mut conn, id, &key).await?
-    {
-        tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
+    if declined(&mut conn, id, &ty.version, &key).await? {
         return Ok(Err(Outcome::Unchanged));
     }
     let prepared = prepare_upgrade(&mut conn, state, ty, upgrade, &asset).await?;
@@ -185,6 +182,24 @@ async fn look(
         deployed,
         as_deployed,
     }))
+}
+
+/// Whether the team declined this upgrade (its key; or, for an upgrade opened
+/// before keys named the asset's last change, the version alone).
+async fn declined(
+    conn: &mut sqlx::AnyConnection,
+    id: AssetId,
+    version: &str,
+    key: &str,
+) -> ServiceResult<bool> {
+    let older_key = format!("template-upgrade-{id}-{version}");
+    for key in [key, older_key.as_str()] {
+        if let Some(earlier) = storage::requests::declined_on_asset_with_key(conn, id, key).await? {
+            tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn prepare_upgrade(
@@ -248,6 +263,10 @@ async fn upgrade_one(
         .is_some()
     {
         return Ok(Outcome::Deferred);
+    }
+    // Declined since it was looked at (another replica opened it, the team cancelled).
+    if declined(&mut tx, id, &ty.version, &looked.key).await? {
+        return Ok(Outcome::Unchanged);
     }
     if looked.as_deployed {
         storage::upgrades::set_asset_version(&mut tx, id, &ty.version).await?;

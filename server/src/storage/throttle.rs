@@ -21,22 +21,32 @@ pub async fn take_turn(
     Ok(())
 }
 
-/// Takes back one failure counted for an attempt that then succeeded, and the
-/// lock it started when it had not earned one.
-pub async fn forgive_one(
+/// Takes back one failure counted at `counted_at` for an attempt that then
+/// succeeded (or was never checked): the count one lower, its last failure's
+/// time back to `before` unless another failure came since, the lock it started
+/// gone when the count no longer earns one, and the row gone at zero.
+pub async fn take_back_one(
     conn: &mut AnyConnection,
     subject: &str,
+    (counted_at, before): (i64, i64),
     free: i64,
 ) -> Result<(), StorageError> {
     sqlx::query(
         "UPDATE sign_in_failures SET failures = failures - 1, \
-         locked_until = CASE WHEN failures - 1 < $2 THEN 0 ELSE locked_until END \
+         last_failure_at = CASE WHEN last_failure_at = $2 THEN $3 ELSE last_failure_at END, \
+         locked_until = CASE WHEN failures - 1 < $4 THEN 0 ELSE locked_until END \
          WHERE subject = $1 AND failures > 0",
     )
     .bind(subject)
+    .bind(counted_at)
+    .bind(before)
     .bind(free)
     .execute(&mut *conn)
     .await?;
+    sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1 AND failures <= 0")
+        .bind(subject)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
