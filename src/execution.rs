@@ -161,7 +161,11 @@ pub fn plan(
                     .enumerate()
                     .map(|(j, arg)| render(format!("execute[{i}].args[{j}]"), arg))
                     .collect::<Result<Vec<_>, _>>()?;
-                refuse_smuggled_options(i, &command.args, &args)?;
+                crate::render::refuse_smuggled_options(
+                    &format!("execute[{i}]"),
+                    &command.args,
+                    &args,
+                )?;
                 let env = command
                     .env
                     .iter()
@@ -224,32 +228,6 @@ fn default_message(ty: &ResourceType, resource_name: &str, run: RunInfo<'_>) -> 
         "{} {} (request #{}, revision {})\n\nRequested by {} through Slipway.",
         ty.name, resource_name, run.request_id, run.revision, run.requester
     )
-}
-
-/// A rendered argument that starts with `-` where its template does not: a value
-/// from the request (`--file=/etc/shadow`, `-c`) would be read by the program as
-/// an option. An option must be written in the template itself; a value that may
-/// start with `-` goes after a `--` argument, which ends a program's options.
-fn refuse_smuggled_options(
-    step: usize,
-    templates: &[String],
-    rendered: &[String],
-) -> Result<(), RenderError> {
-    let options_end = templates.iter().position(|t| t == "--");
-    for (j, (template, value)) in templates.iter().zip(rendered).enumerate() {
-        let after_end = options_end.is_some_and(|end| j > end);
-        if value.starts_with('-') && !template.trim_start().starts_with('-') && !after_end {
-            return Err(RenderError {
-                what: format!("execute[{step}].args[{j}]"),
-                message:
-                    "renders to a value that starts with '-', which the program would read as an \
-                          option: write options in the template itself, and put values that may \
-                          start with '-' after a \"--\" argument"
-                        .into(),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -234,6 +234,32 @@ pub fn checks(
         .collect()
 }
 
+/// A rendered argument that starts with `-` where its template does not: a value
+/// from the request (`--file=/etc/shadow`, `-c`) would be read by the program as
+/// an option. An option must be written in the template itself; a value that may
+/// start with `-` goes after a `--` argument, which ends a program's options.
+pub(crate) fn refuse_smuggled_options(
+    place: &str,
+    templates: &[String],
+    rendered: &[String],
+) -> Result<(), RenderError> {
+    let options_end = templates.iter().position(|t| t == "--");
+    for (j, (template, value)) in templates.iter().zip(rendered).enumerate() {
+        let after_end = options_end.is_some_and(|end| j > end);
+        if value.starts_with('-') && !template.trim_start().starts_with('-') && !after_end {
+            return Err(RenderError {
+                what: format!("{place}.args[{j}]"),
+                message:
+                    "renders to a value that starts with '-', which the program would read as an \
+                          option: write options in the template itself, and put values that may \
+                          start with '-' after a \"--\" argument"
+                        .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn render_check(
     i: usize,
     kind: &CheckKind,
@@ -292,15 +318,19 @@ fn render_check(
             program,
             args,
             timeout_seconds,
-        } => CheckKind::Command {
-            program: program.clone(),
-            args: args
+        } => {
+            let rendered: Vec<String> = args
                 .iter()
                 .enumerate()
                 .map(|(j, arg)| render(&format!("checks[{i}].args[{j}]"), arg, ctx))
-                .collect::<Result<_, _>>()?,
-            timeout_seconds: *timeout_seconds,
-        },
+                .collect::<Result<_, _>>()?;
+            refuse_smuggled_options(&format!("checks[{i}]"), args, &rendered)?;
+            CheckKind::Command {
+                program: program.clone(),
+                args: rendered,
+                timeout_seconds: *timeout_seconds,
+            }
+        }
         CheckKind::Postgres {
             server,
             database,

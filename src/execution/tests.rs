@@ -299,15 +299,29 @@ fn a_value_the_program_would_read_as_an_option_is_refused() {
     let texts = |values: &[&str]| values.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let templates = texts(&["--quiet", "-f", "{{ file }}", "{{ name }}"]);
     let fine = texts(&["--quiet", "-f", "a.sql", "web"]);
-    assert!(refuse_smuggled_options(0, &templates, &fine).is_ok());
+    assert!(crate::render::refuse_smuggled_options("execute[0]", &templates, &fine).is_ok());
     let smuggled = texts(&["--quiet", "-f", "a.sql", "--file=/etc/shadow"]);
-    let refused = refuse_smuggled_options(1, &templates, &smuggled).err();
+    let refused = crate::render::refuse_smuggled_options("execute[1]", &templates, &smuggled).err();
     assert_eq!(
         refused.map(|e| e.what),
         Some("execute[1].args[3]".to_string())
     );
     let after_the_end = texts(&["--", "{{ name }}"]);
-    assert!(refuse_smuggled_options(0, &after_the_end, &texts(&["--", "-rf"])).is_ok());
+    assert!(
+        crate::render::refuse_smuggled_options(
+            "execute[0]",
+            &after_the_end,
+            &texts(&["--", "-rf"])
+        )
+        .is_ok()
+    );
     let before_the_end = texts(&["{{ name }}", "--"]);
-    assert!(refuse_smuggled_options(0, &before_the_end, &texts(&["-rf", "--"])).is_err());
+    assert!(
+        crate::render::refuse_smuggled_options(
+            "execute[0]",
+            &before_the_end,
+            &texts(&["-rf", "--"])
+        )
+        .is_err()
+    );
 }

@@ -492,4 +492,21 @@ fn checks_of_every_kind_render_and_a_broken_rendering_names_its_field() {
             }
         }
     }
+    // A command check's argument from a parameter is never read as an option.
+    t.checks = vec![CheckSpec {
+        kind: CheckKind::Command {
+            program: "pg_isready".into(),
+            args: vec!["-d".into(), "{{ name }}".into()],
+            timeout_seconds: None,
+        },
+        description: None,
+    }];
+    let params = json!({"name": "--host=elsewhere", "team": "payments", "environment": "prod"});
+    match checks(&t, &params, "x") {
+        Ok(c) => panic!("rendered {c:?}"),
+        Err(e) => {
+            assert_eq!(e.what, "checks[0].args[1]");
+            assert!(e.message.contains("starts with '-'"), "{e}");
+        }
+    }
 }
