@@ -344,3 +344,37 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     // Serialising our own plain data types cannot fail (no maps with non-string keys).
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
 }
+
+/// What a writer takes its turn at on PostgreSQL (the first key of a two-key
+/// advisory lock): each class in one place, so no two collide (the sign-in
+/// turns first shared the push turns' class).
+#[derive(Debug, Clone, Copy)]
+pub enum Turn {
+    /// Submitting a request of one type: names and quotas stay exact.
+    Submissions = 7105002,
+    /// Pushing to one remote branch (a session's lock, see `push_turns`).
+    Pushes = 7105003,
+    /// Counting a sign-in attempt of one user name or address.
+    SignIns = 7105006,
+    /// Making a token for one person.
+    Tokens = 7105004,
+}
+
+/// Holds the turn of `key` in `turn` to the end of the transaction: on
+/// PostgreSQL, writers of the same key go one after the other (SQLite has one
+/// writer at a time anyway).
+pub async fn take_turn(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    turn: Turn,
+    key: &str,
+) -> Result<(), StorageError> {
+    if engine == Engine::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(turn as i32)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection};
 use crate::drivers::gitops::{PushTurns, Turn};
 
 /// The advisory lock's first key; the second is the remote's and branch's hash.
-const TURN_LOCK_CLASS: i32 = 7105003;
+const TURN_LOCK_CLASS: i32 = super::Turn::Pushes as i32;
 /// How long a connection to the database may take.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
 

@@ -22,13 +22,7 @@ pub async fn serialize_submissions(
     engine: Engine,
     type_name: &str,
 ) -> Result<(), StorageError> {
-    if engine == Engine::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7105002, hashtext($1))")
-            .bind(type_name)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    super::take_turn(conn, engine, super::Turn::Submissions, type_name).await
 }
 
 /// The submission turns of several types, taken in name order so that two

@@ -4,21 +4,14 @@ use sqlx::AnyConnection;
 
 use super::{Engine, StorageError};
 
-/// Holds the subject's turn to the end of the transaction: on PostgreSQL two
-/// attempts for one subject then count one after the other (SQLite has one
-/// writer at a time anyway), so no failure is lost and none is checked unseen.
+/// Holds the subject's turn to the end of the transaction, so no failure is lost
+/// and none is checked unseen.
 pub async fn take_turn(
     conn: &mut AnyConnection,
     engine: Engine,
     subject: &str,
 ) -> Result<(), StorageError> {
-    if engine == Engine::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7105003, hashtext($1))")
-            .bind(subject)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    super::take_turn(conn, engine, super::Turn::SignIns, subject).await
 }
 
 /// Takes back one failure counted at `counted_at` for an attempt that then

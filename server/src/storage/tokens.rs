@@ -97,13 +97,7 @@ pub async fn take_turn(
     engine: super::Engine,
     user: UserId,
 ) -> Result<(), StorageError> {
-    if engine == super::Engine::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7105004, $1)")
-            .bind(i32::try_from(user.0 % i64::from(i32::MAX)).unwrap_or(0))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    super::take_turn(conn, engine, super::Turn::Tokens, &user.0.to_string()).await
 }
 
 /// How many of a user's tokens work now.
