@@ -211,6 +211,16 @@ impl Person {
         Ok(())
     }
 
+    async fn invite(&self, room: &str, user: &str) -> TestResult {
+        self.call(
+            self.http
+                .post(self.url(&format!("/rooms/{}/invite", encode(room))))
+                .json(&json!({ "user_id": user })),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn say(&self, room: &str, text: &str) -> TestResult<String> {
         let txn = uuid::Uuid::new_v4().simple().to_string();
         let body = self
@@ -661,15 +671,21 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
         "Pre-check: passed",
         "risk: Production namespace",
         &format!("/requests/{id}"),
-        &format!("approve #{id}"),
+        &format!("!approve #{id}"),
     ] {
         assert!(notice.contains(part), "{part:?} missing in {notice}");
     }
+    // In the review room reviewers talk among themselves: a sentence that starts
+    // with a command word is not one. Only what is addressed to the bot is run
+    // (had the sentence been run, the request would be back with alice already
+    // and the command below refused).
+    bob.say(review, &format!("changes #{id} look fine to me, approving"))
+        .await?;
     // Changes requested from chat; the requester hears it in her room.
     bot.ask(
         &bob,
         review,
-        &format!("changes #{id} use 4 cores"),
+        &format!("!changes #{id} use 4 cores"),
         "sent back for changes",
     )
     .await?;
@@ -686,8 +702,9 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
     slipway_server::services::requests::resubmit(&world.app.state, &alice_portal, id, &params)
         .await?;
     bot.expect(&bob, review, seen, "(revision 2)").await?;
+    // A mention addresses the bot as a leading `!` does.
     let approved = bot
-        .ask(&bob, review, &format!("approve #{id}"), "approved")
+        .ask(&bob, review, &format!("slipway: approve #{id}"), "approved")
         .await?;
     assert!(approved.contains("revision 2"), "{approved}");
     assert_eq!(world.app.request_state(id).await?, RequestState::Approved);
@@ -702,13 +719,22 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
     for events in decisions {
         assert_eq!(events, vec![("chat".to_string(), bob.user_id.clone())]);
     }
+    let comments: Vec<String> =
+        sqlx::query_scalar("SELECT comment FROM decisions WHERE request_id = $1")
+            .bind(id.0)
+            .fetch_all(&world.app.state.db.pool)
+            .await?;
+    assert!(
+        comments.iter().all(|c| !c.contains("look fine")),
+        "{comments:?}"
+    );
 
     // Nobody approves their own request, from chat as anywhere.
     let own = bot
         .ask(
             &bob,
             review,
-            "request k8s-namespace name=ops team=platform environment=prod",
+            "!request k8s-namespace name=ops team=platform environment=prod",
             "Pre-check passed",
         )
         .await?;
@@ -720,7 +746,7 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
         &format!("Request #{own_id} waits for review"),
     )
     .await?;
-    bot.ask(&bob, review, &format!("approve #{own_id}"), "Refused")
+    bot.ask(&bob, review, &format!("!approve #{own_id}"), "Refused")
         .await?;
     assert_eq!(
         world.app.request_state(own_id).await?,
@@ -905,9 +931,10 @@ async fn rate_limits_slow_the_bot_but_lose_nothing(engine: Engine) -> TestResult
     adapter.stop().await
 }
 
-/// In a room of several people the bot answers commands only and links no one
-/// (the linked room hears reviewers' comments); a direct chat gets the rest. An
-/// encrypted message, which the bot cannot read, is answered once.
+/// In a room of several people the bot answers only commands addressed to it
+/// (`!status`, or a mention) and links no one (the linked room hears reviewers'
+/// comments); a link code said there is used up all the same. A direct chat gets
+/// the rest. An encrypted message, which the bot cannot read, is answered once.
 async fn group_rooms_hear_only_commands(engine: Engine) -> TestResult {
     let Some((world, adapter)) = World::start(engine).await? else {
         return Ok(());
@@ -917,9 +944,11 @@ async fn group_rooms_hear_only_commands(engine: Engine) -> TestResult {
     let frank = world.synapse.register("frank").await?;
     let team = erin.create_room(&[&bot.user_id, &frank.user_id]).await?;
     frank.join(&team).await?;
-    bot.ask(&erin, &team, "status #1", "I do not know you yet")
+    bot.ask(&erin, &team, "!status #1", "I do not know you yet")
         .await?;
     erin.say(&team, "good morning, everyone").await?;
+    erin.say(&team, "status #1 is what frank asked about")
+        .await?;
     let caller = world.app.user("alice").await?;
     let code = chat_service::issue_link_code(&world.app.state, &caller).await?;
     bot.ask(
@@ -933,6 +962,14 @@ async fn group_rooms_hear_only_commands(engine: Engine) -> TestResult {
     bot.ask(&erin, &team, &mention, "Slipway commands").await?;
     let said = erin.messages_from(&team, &bot.user_id).await?;
     assert_eq!(said.len(), 3, "chatter is not answered: {said:#?}");
+    let spoken = chat_service::issue_link_code(&world.app.state, &caller).await?;
+    bot.ask(
+        &erin,
+        &team,
+        &format!("!link {}", spoken.code),
+        "it is used up",
+    )
+    .await?;
     // Frank read the code in the shared room: it links no one, him or erin.
     let franks = frank.create_room(&[&bot.user_id]).await?;
     bot.ask(
@@ -1025,7 +1062,7 @@ async fn failures_reach_the_platform_room(engine: Engine) -> TestResult {
     world.app.run_jobs().await?;
     assert_eq!(world.app.request_state(id).await?, RequestState::Failed);
     let (notice, seen) = bot
-        .expect(&carol, platform, 0, &format!("retry #{id} or take #{id}"))
+        .expect(&carol, platform, 0, &format!("!retry #{id} or !take #{id}"))
         .await?;
     assert!(notice.contains("hash"), "the failure says why: {notice}");
     bot.expect(&alice, &alice_room, 0, "the platform team is told")
@@ -1036,7 +1073,7 @@ async fn failures_reach_the_platform_room(engine: Engine) -> TestResult {
     bot.ask(
         &carol,
         platform,
-        &format!("retry #{id}"),
+        &format!("!retry #{id}"),
         "queued to run again",
     )
     .await?;
@@ -1046,10 +1083,10 @@ async fn failures_reach_the_platform_room(engine: Engine) -> TestResult {
         &carol,
         platform,
         seen,
-        &format!("retry #{id} or take #{id}"),
+        &format!("!retry #{id} or !take #{id}"),
     )
     .await?;
-    bot.ask(&carol, platform, &format!("take #{id}"), "by hand")
+    bot.ask(&carol, platform, &format!("!take #{id}"), "by hand")
         .await?;
     assert_eq!(world.app.request_state(id).await?, RequestState::Manual);
     assert_eq!(
@@ -1057,6 +1094,61 @@ async fn failures_reach_the_platform_room(engine: Engine) -> TestResult {
         vec![("chat".to_string(), carol.user_id.clone())]
     );
     adapter.stop().await
+}
+
+/// Someone joins a requester's linked room after she linked it as her direct
+/// chat: what the bot would tell her there (a reviewer's comment, the resource's
+/// name) is held back, while other people's notices go on.
+async fn a_linked_room_others_joined_hears_no_more_notices(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, alice_room) = world.linked_person("alice", "alice").await?;
+    let (carol, carol_room) = world.linked_person("carol", "carol").await?;
+    let mallory = world.synapse.register("mallory").await?;
+    alice.invite(&alice_room, &mallory.user_id).await?;
+    mallory.join(&alice_room).await?;
+    let state = &world.app.state;
+    let (alice_portal, bob) = (world.app.user("alice").await?, world.app.user("bob").await?);
+    let prod = common::namespace_params("web", "payments", "prod", 2);
+    let id = slipway_server::services::requests::submit(
+        state,
+        &alice_portal,
+        &common::draft("k8s-namespace", prod),
+    )
+    .await?;
+    slipway_server::services::reviews::decide(
+        state,
+        &bob,
+        id,
+        1,
+        slipway_core::views::ReviewDecision::Reject,
+        "the ledger team owns this name",
+    )
+    .await?;
+    // Carol's request is approved at once (dev), after alice's was rejected: the
+    // notifier tells in order, so once carol hears hers, alice's was handled.
+    let carol_portal = world.app.user("carol").await?;
+    let dev = common::namespace_params("tools", "platform", "dev", 1);
+    slipway_server::services::requests::submit(
+        state,
+        &carol_portal,
+        &common::draft("k8s-namespace", dev),
+    )
+    .await?;
+    bot.expect(&carol, &carol_room, 0, "is approved").await?;
+    let heard = mallory.messages_from(&alice_room, &bot.user_id).await?;
+    assert!(
+        heard.iter().all(|m| !m.contains("ledger team")),
+        "a notice went to a room others had joined: {heard:#?}"
+    );
+    adapter.stop().await
+}
+
+#[tokio::test]
+async fn a_linked_room_others_joined_hears_no_more_notices_sqlite() -> TestResult {
+    a_linked_room_others_joined_hears_no_more_notices(Engine::Sqlite).await
 }
 
 #[tokio::test]
@@ -1113,7 +1205,7 @@ async fn restarts_mid_conversation_postgres() -> TestResult {
 /// the revision and change set the review room was shown, so a revision that
 /// arrived since (and was not yet shown) is a conflict, not a blind approval.
 async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> TestResult {
-    use slipway_server::chat::answer::{Asker, answer};
+    use slipway_server::chat::answer::{Asker, Audience, answer};
     let state = &app.state;
     let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
     let code = chat_service::issue_link_code(state, &bob).await?;
@@ -1163,7 +1255,7 @@ async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> T
         chat_user: "@bob:chat.test",
         room_id: "!reviews:chat.test",
         event_id: "$approve",
-        shared_room: true,
+        audience: Audience::Shared,
     };
     let refused = answer(state, &asker, &format!("approve #{id}")).await;
     assert!(
@@ -1196,7 +1288,7 @@ on_both_engines!(approval_is_bound_to_what_the_review_room_was_shown);
 /// before the bot started), `approve #12` approves nothing: the bot names the
 /// current revision and the approval must name it back.
 async fn an_approval_without_a_notice_names_its_revision(app: &TestApp) -> TestResult {
-    use slipway_server::chat::answer::{Asker, answer};
+    use slipway_server::chat::answer::{Asker, Audience, answer};
     let state = &app.state;
     let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
     for (user, chat_user, room, event) in [
@@ -1230,7 +1322,7 @@ async fn an_approval_without_a_notice_names_its_revision(app: &TestApp) -> TestR
         chat_user: "@bob:chat.test",
         room_id: "!b:chat.test",
         event_id,
-        shared_room: false,
+        audience: Audience::Direct,
     };
     let prompt = answer(state, &bob_asks("$1"), &format!("approve #{id}")).await;
     assert!(
@@ -1246,7 +1338,7 @@ async fn an_approval_without_a_notice_names_its_revision(app: &TestApp) -> TestR
         chat_user: "@alice:chat.test",
         room_id: "!a:chat.test",
         event_id: "$3",
-        shared_room: false,
+        audience: Audience::Direct,
     };
     let own = answer(state, &alice_asks, &format!("approve #{id}")).await;
     assert!(own.contains("Refused") && !own.contains(" r2"), "{own}");
@@ -1261,7 +1353,7 @@ on_both_engines!(an_approval_without_a_notice_names_its_revision);
 /// Unlinking (from the account page) makes the chat account a stranger at once,
 /// and is audited; there is nothing to unlink twice.
 async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
-    use slipway_server::chat::answer::{Asker, answer};
+    use slipway_server::chat::answer::{Asker, Audience, answer};
     let state = &app.state;
     let bob = app.user("bob").await?;
     let code = chat_service::issue_link_code(state, &bob).await?;
@@ -1274,7 +1366,7 @@ async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
         chat_user: "@bob:chat.test",
         room_id: "!b:chat.test",
         event_id,
-        shared_room: false,
+        audience: Audience::Direct,
     };
     assert!(
         answer(state, &asks("$1"), "mine")
@@ -1322,7 +1414,7 @@ on_both_engines!(an_unlinked_chat_account_acts_as_no_one);
 /// holds people of other teams): there `status` and `mine` point to a direct
 /// chat and show nothing of the request.
 async fn a_shared_room_hears_nobody_s_requests(app: &TestApp) -> TestResult {
-    use slipway_server::chat::answer::{Asker, answer};
+    use slipway_server::chat::answer::{Asker, Audience, answer};
     let state = &app.state;
     let alice = app.user("alice").await?;
     let code = chat_service::issue_link_code(state, &alice).await?;
@@ -1335,21 +1427,26 @@ async fn a_shared_room_hears_nobody_s_requests(app: &TestApp) -> TestResult {
         &common::draft("k8s-namespace", params),
     )
     .await?;
-    let asks = |room_id: &'static str, event_id: &'static str, shared_room| Asker {
+    let asks = |room_id: &'static str, event_id: &'static str, audience| Asker {
         chat_user: "@alice:chat.test",
         room_id,
         event_id,
-        shared_room,
+        audience,
     };
     let direct = answer(
         state,
-        &asks("!a:chat.test", "$1", false),
+        &asks("!a:chat.test", "$1", Audience::Direct),
         &format!("status #{id}"),
     )
     .await;
     assert!(direct.contains("ledger-secret-name"), "{direct}");
     for (event, words) in [("$2", format!("status #{id}")), ("$3", "mine".to_string())] {
-        let shared = answer(state, &asks("!team:chat.test", event, true), &words).await;
+        let shared = answer(
+            state,
+            &asks("!team:chat.test", event, Audience::Shared),
+            &words,
+        )
+        .await;
         assert!(shared.contains("direct chat"), "{words}: {shared}");
         assert!(!shared.contains("ledger-secret-name"), "{words}: {shared}");
         assert!(!shared.contains("alice"), "{words}: {shared}");
@@ -1358,3 +1455,76 @@ async fn a_shared_room_hears_nobody_s_requests(app: &TestApp) -> TestResult {
 }
 
 on_both_engines!(a_shared_room_hears_nobody_s_requests);
+
+/// A room whose members the homeserver could not list just now may be a direct
+/// chat or a shared room: the bot neither links there nor uses the code up, so a
+/// hiccup of the homeserver does not cost the person their code.
+async fn a_link_code_survives_a_room_that_could_not_be_checked(app: &TestApp) -> TestResult {
+    use slipway_server::chat::answer::{Asker, Audience, answer, reply};
+    use slipway_server::chat::command::Reading;
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    let code = chat_service::issue_link_code(state, &alice).await?;
+    let asks = |event_id: &'static str, audience| Asker {
+        chat_user: "@alice:chat.test",
+        room_id: "!new:chat.test",
+        event_id,
+        audience,
+    };
+    let link = format!("link {}", code.code);
+    let addressed = answer(state, &asks("$1", Audience::Unknown), &link).await;
+    assert!(addressed.contains("your code is still good"), "{addressed}");
+    let aloud = reply(
+        state,
+        &asks("$2", Audience::Unknown),
+        Reading::CodeSaidAloud(code.code.clone()),
+    )
+    .await;
+    assert!(
+        aloud
+            .as_deref()
+            .is_some_and(|a| a.contains("your code is still good")),
+        "{aloud:?}"
+    );
+    assert_eq!(chat_service::linked_account(state, &alice).await?, None);
+    // Once the room is known to be a direct chat, the same code links.
+    let linked = answer(state, &asks("$3", Audience::Direct), &link).await;
+    assert!(linked.contains("you are alice"), "{linked}");
+    // Where others read, a code said aloud is used up; a sentence that merely
+    // starts with "link" gets no answer.
+    let spoken = chat_service::issue_link_code(state, &alice).await?;
+    let used_up = reply(
+        state,
+        &asks("$4", Audience::Shared),
+        Reading::CodeSaidAloud(spoken.code.clone()),
+    )
+    .await;
+    assert!(
+        used_up
+            .as_deref()
+            .is_some_and(|a| a.contains("it is used up")),
+        "{used_up:?}"
+    );
+    let sentence = Reading::CodeSaidAloud("to the wiki, please".into());
+    assert_eq!(
+        reply(state, &asks("$5", Audience::Shared), sentence).await,
+        None
+    );
+    let sentence = Reading::CodeSaidAloud("to the wiki, please".into());
+    assert_eq!(
+        reply(state, &asks("$6", Audience::Unknown), sentence).await,
+        None
+    );
+    let late = chat_service::link(
+        state,
+        "@alice:chat.test",
+        "!dm:chat.test",
+        &spoken.code,
+        "$7",
+    )
+    .await;
+    assert!(late.is_err(), "a code said where others read still linked");
+    Ok(())
+}
+
+on_both_engines!(a_link_code_survives_a_room_that_could_not_be_checked);

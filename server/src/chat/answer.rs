@@ -10,12 +10,13 @@ use slipway_core::precheck::PrecheckReport;
 use slipway_core::validate::values_from_text;
 use slipway_core::views::{RequestDraft, ReviewDecision};
 
-use super::command::{self, Command, ParseError};
+use super::command::{self, Command, ParseError, Reading};
 use crate::services::{self, Caller, ServiceError, catalog, operations, requests, reviews};
 use crate::state::AppState;
 use crate::storage;
 
-pub const HELP: &str = "Slipway commands:
+pub const HELP: &str = "Slipway commands (in a room with others, address them to me: \
+start with ! as in !approve #12, or with my name):
   link <code>            link your chat account (get the code on your Slipway account page)
   types                  the resource types you can request
   show <type>            a type's parameters and their rules
@@ -28,14 +29,52 @@ Platform team: retry #<id> · take #<id>";
 pub(crate) const NOT_LINKED: &str = "I do not know you yet. Open your account page in Slipway, \
 get a link code, and send me: link <code>. Until then I can only show help.";
 
+/// Who reads the room a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The asker and the bot only.
+    Direct,
+    /// Others too: a configured room, or one of more than two members.
+    Shared,
+    /// Its members could not be read (the homeserver failed to say): the bot
+    /// answers as where others read, but uses nothing up on a guess.
+    Unknown,
+}
+
+impl Audience {
+    /// Whether others may read what the bot answers here.
+    pub fn others_may_read(self) -> bool {
+        self != Audience::Direct
+    }
+
+    /// What a command typed here starts with: where others read, `!`, so that the
+    /// bot can tell it from people talking among themselves.
+    pub fn command_prefix(self) -> &'static str {
+        match self {
+            Audience::Direct => "",
+            Audience::Shared | Audience::Unknown => "!",
+        }
+    }
+}
+
 /// Who sent a message, and where.
 pub struct Asker<'a> {
     pub chat_user: &'a str,
     pub room_id: &'a str,
     pub event_id: &'a str,
-    /// A room with more people than the asker and the bot.
-    pub shared_room: bool,
+    pub audience: Audience,
 }
+
+/// Said where a link code was read by others: nobody may use it now.
+const CODE_USED_UP: &str = "Others read this room, and now that code: it is used up. Get a new \
+one on your account page and send me `link <code>` in a direct chat, just you and me: I tell \
+you there how your requests go.";
+
+/// Said where the bot could not tell who reads the room: it neither links (the
+/// room may be shared) nor uses the code up (it may be a direct chat).
+const ROOM_UNCHECKED: &str = "I could not check who else is in this room just now (the chat \
+server did not answer), so I linked nothing and your code is still good: send it again in a \
+minute.";
 
 /// Links in answers point here; relative paths when no public URL is configured.
 fn portal_url(state: &AppState, path: &str) -> String {
@@ -52,11 +91,22 @@ pub fn request_url(state: &AppState, id: RequestId) -> String {
     portal_url(state, &format!("/requests/{id}"))
 }
 
+/// What the bot says to a message as [`command::read`] read it, if anything.
+pub async fn reply(state: &AppState, asker: &Asker<'_>, reading: Reading<'_>) -> Option<String> {
+    match reading {
+        Reading::Command(text) => Some(answer(state, asker, text).await),
+        Reading::CodeSaidAloud(code) => code_said_aloud(state, asker, &code)
+            .await
+            .unwrap_or_else(|error| Some(describe_error(&error, asker.event_id))),
+        Reading::Chatter => None,
+    }
+}
+
 /// The answer to one message: the outcome, a refusal in the service's words, or help.
 pub async fn answer(state: &AppState, asker: &Asker<'_>, body: &str) -> String {
     let command = match command::parse(body) {
         Ok(command) => command,
-        Err(error) => return not_understood(&error),
+        Err(error) => return not_understood(&error, asker.audience),
     };
     let outcome = match command {
         Command::Help => Ok(HELP.to_string()),
@@ -70,11 +120,12 @@ pub async fn answer(state: &AppState, asker: &Asker<'_>, body: &str) -> String {
     outcome.unwrap_or_else(|error| describe_error(&error, asker.event_id))
 }
 
-fn not_understood(error: &ParseError) -> String {
+fn not_understood(error: &ParseError, audience: Audience) -> String {
+    let prefix = audience.command_prefix();
     match error {
-        ParseError::Usage(usage) => format!("Usage: {usage}"),
+        ParseError::Usage(usage) => format!("Usage: {prefix}{usage}"),
         ParseError::Bad(why) => {
-            format!("I could not read that: {why}. Send help for the commands.")
+            format!("I could not read that: {why}. Send {prefix}help for the commands.")
         }
         other => format!("Sorry, {other}.\n{HELP}"),
     }
@@ -103,15 +154,16 @@ pub fn describe_error(error: &ServiceError, event_id: &str) -> String {
 async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String, ServiceError> {
     // The linked room hears how the person's requests go, reviewers' comments
     // included: a direct chat, not a room others read. And others read the code
-    // here: it is used up, or whoever reads it first could link as its owner.
-    if asker.shared_room {
-        services::chat::burn_code(state, code).await?;
-        return Ok(
-            "Others read this room, and now that code: it is used up. Get a new one on \
-             your account page and send me `link <code>` in a direct chat, just you and \
-             me: I tell you there how your requests go."
-                .to_string(),
-        );
+    // there: it is used up, or whoever reads it first could link as its owner.
+    // Where the room's members could not be read, neither is done: a homeserver's
+    // hiccup must not cost the person their code.
+    match asker.audience {
+        Audience::Direct => {}
+        Audience::Shared => {
+            services::chat::burn_code(state, code).await?;
+            return Ok(CODE_USED_UP.to_string());
+        }
+        Audience::Unknown => return Ok(ROOM_UNCHECKED.to_string()),
     }
     let caller =
         services::chat::link(state, asker.chat_user, asker.room_id, code, asker.event_id).await?;
@@ -119,6 +171,24 @@ async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String,
         "Linked: in Slipway you are {} ({}). I will tell you here how your requests go.",
         caller.username, caller.display_name
     ))
+}
+
+/// A `link <code>` said to a room rather than to the bot: the code is used up
+/// where others read it, and the sender told only when it was a code that could
+/// still link (a sentence that merely starts with "link" gets no answer).
+async fn code_said_aloud(
+    state: &AppState,
+    asker: &Asker<'_>,
+    code: &str,
+) -> Result<Option<String>, ServiceError> {
+    match asker.audience {
+        Audience::Shared => {
+            let used_up = services::chat::burn_code(state, code).await?;
+            Ok(used_up.then(|| CODE_USED_UP.to_string()))
+        }
+        Audience::Unknown if !services::chat::looks_like_code(code) => Ok(None),
+        Audience::Direct | Audience::Unknown => link(state, asker, code).await.map(Some),
+    }
 }
 
 async fn run(
@@ -136,17 +206,19 @@ async fn run(
         }
         // What a person may read is theirs, not the room's: others in a shared
         // room may be from another team, or from no team at all.
-        Command::Status { id } if asker.shared_room => Ok(format!(
+        Command::Status { id } if asker.audience.others_may_read() => Ok(format!(
             "Others read this room: ask me `status #{id}` in a direct chat, just you and \
              me, or open {}",
             request_url(state, id)
         )),
-        Command::Mine if asker.shared_room => Ok(
+        Command::Mine if asker.audience.others_may_read() => Ok(
             "Others read this room: ask me `mine` in a direct chat, just you and me.".to_string(),
         ),
         Command::Status { id } => status(state, caller, id).await,
         Command::Mine => mine(state, caller).await,
-        Command::Approve { id, revision } => approve(state, caller, id, revision).await,
+        Command::Approve { id, revision } => {
+            approve(state, caller, asker.audience, id, revision).await
+        }
         Command::RequestChanges { id, comment } => {
             decide(state, caller, id, ReviewDecision::RequestChanges, &comment).await
         }
@@ -404,6 +476,7 @@ async fn mine(state: &AppState, caller: &Caller) -> Result<String, ServiceError>
 async fn approve(
     state: &AppState,
     caller: &Caller,
+    audience: Audience,
     id: RequestId,
     revision: Option<i64>,
 ) -> Result<String, ServiceError> {
@@ -423,9 +496,10 @@ async fn approve(
             let revision = glance.summary.revision;
             Ok(format!(
                 "Request #{id} is at revision {revision} (change set {}). Read it with its diff: {} \
-                 — then, to approve exactly that revision: approve #{id} r{revision}",
+                 — then, to approve exactly that revision: {}approve #{id} r{revision}",
                 short_hash(&hash),
-                request_url(state, id)
+                request_url(state, id),
+                audience.command_prefix()
             ))
         }
     }

@@ -71,8 +71,7 @@ pub const COMMAND_WORDS: &[&str] = &[
     "retry", "take",
 ];
 
-/// Whether a message starts with a command word (in a shared room the bot answers
-/// only those).
+/// Whether a message starts with a command word (a leading `!` passed over).
 pub fn looks_like_command(message: &str) -> bool {
     let first = message
         .trim_start()
@@ -83,10 +82,43 @@ pub fn looks_like_command(message: &str) -> bool {
     COMMAND_WORDS.iter().any(|w| w.eq_ignore_ascii_case(first))
 }
 
-/// The part of a message meant as a command: a reply's quoted fallback (its
-/// `> ` lines and the blank line after them) and a leading mention of the bot
-/// (`@slipway:example.org: …`, `slipway, …`) are passed over.
-pub fn addressed_text<'a>(body: &'a str, bot: &str) -> &'a str {
+/// The names a message may address the bot by, longest first (so that a display
+/// name `Slipway Bot` is not read as `slipway` followed by the word `Bot`): its
+/// user id, its display name (what a client's mention puts in the text) and its
+/// localpart.
+pub fn bot_names(user_id: &str, display_name: Option<&str>) -> Vec<String> {
+    let localpart = user_id
+        .strip_prefix('@')
+        .and_then(|b| b.split(':').next())
+        .unwrap_or_default();
+    let mut names: Vec<String> = Vec::new();
+    for name in [Some(user_id), display_name, Some(localpart)]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+    {
+        if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort_by_key(|name| std::cmp::Reverse(name.len()));
+    names
+}
+
+/// A message as said to the bot: the words meant as a command, and whether the
+/// sender addressed the bot.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Addressed<'a> {
+    /// The message after a reply's quoted fallback (its `> ` lines and the blank
+    /// line after them) and a leading mention of the bot (`@slipway:example.org: …`,
+    /// `slipway, …`); a leading `!` is kept, [`parse`] passes over it.
+    pub text: &'a str,
+    /// The message names the bot first, or starts with `!`.
+    pub to_bot: bool,
+}
+
+/// Reads who a message is said to; `names` as [`bot_names`] gives them.
+pub fn addressed<'a>(body: &'a str, names: &[String]) -> Addressed<'a> {
     let mut text = body;
     if text.starts_with('>') {
         text = match text.find("\n\n") {
@@ -95,11 +127,7 @@ pub fn addressed_text<'a>(body: &'a str, bot: &str) -> &'a str {
         };
     }
     let text = text.trim_start();
-    let localpart = bot
-        .strip_prefix('@')
-        .and_then(|b| b.split(':').next())
-        .unwrap_or_default();
-    for name in [bot, localpart] {
+    for name in names {
         let Some(head) = text.get(..name.len()) else {
             continue;
         };
@@ -109,10 +137,49 @@ pub fn addressed_text<'a>(body: &'a str, bot: &str) -> &'a str {
         let rest = &text[name.len()..];
         let rest = rest.strip_prefix([':', ',']).unwrap_or(rest);
         if rest.is_empty() || rest.starts_with(char::is_whitespace) {
-            return rest.trim_start();
+            return Addressed {
+                text: rest.trim_start(),
+                to_bot: true,
+            };
         }
     }
-    text
+    Addressed {
+        text,
+        to_bot: text.starts_with('!'),
+    }
+}
+
+/// What the bot makes of a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reading<'a> {
+    /// Words for the bot to run (or, in a direct chat, to answer with help).
+    Command(&'a str),
+    /// `link <code>` said to a room others read without addressing the bot: not a
+    /// command, but the others have read the code all the same.
+    CodeSaidAloud(String),
+    /// People talking among themselves.
+    Chatter,
+}
+
+/// How the bot reads `body`. In a direct chat every message is for it. Where
+/// others read (`shared`), people talk among themselves: only a command addressed
+/// to the bot (`!approve #12`, `slipway: approve #12`) is run, since a reviewer's
+/// "changes #12 look fine" is said to colleagues, not to the bot.
+pub fn read<'a>(body: &'a str, names: &[String], shared: bool) -> Reading<'a> {
+    let said = addressed(body, names);
+    if !shared {
+        return Reading::Command(said.text);
+    }
+    if !looks_like_command(said.text) {
+        return Reading::Chatter;
+    }
+    if said.to_bot {
+        return Reading::Command(said.text);
+    }
+    match parse(said.text) {
+        Ok(Command::Link { code }) => Reading::CodeSaidAloud(code),
+        _ => Reading::Chatter,
+    }
 }
 
 pub fn parse(message: &str) -> Result<Command, ParseError> {
@@ -309,34 +376,101 @@ mod tests {
         RequestId(n)
     }
 
+    fn names() -> Vec<String> {
+        bot_names("@slipway:chat.test", Some("Slipway Bot"))
+    }
+
+    #[test]
+    fn the_bot_is_named_by_its_id_its_display_name_and_its_localpart() {
+        assert_eq!(names(), ["@slipway:chat.test", "Slipway Bot", "slipway"]);
+        assert_eq!(
+            bot_names("@slipway:chat.test", Some(" SLIPWAY ")),
+            ["@slipway:chat.test", "SLIPWAY"]
+        );
+        assert_eq!(bot_names("@slipway:chat.test", Some("")).len(), 2);
+    }
+
     #[test]
     fn a_mention_or_a_reply_quote_before_the_command_is_passed_over() {
-        let bot = "@slipway:chat.test";
+        let text = |body| addressed(body, &names()).text;
+        assert_eq!(text("@slipway:chat.test: status #3"), "status #3");
+        assert_eq!(text("Slipway, mine"), "mine");
+        assert_eq!(text("slipway status #3"), "status #3");
+        assert_eq!(text("Slipway Bot: status #3"), "status #3");
+        assert_eq!(text("slipwayish status #3"), "slipwayish status #3");
         assert_eq!(
-            addressed_text("@slipway:chat.test: status #3", bot),
-            "status #3"
-        );
-        assert_eq!(addressed_text("Slipway, mine", bot), "mine");
-        assert_eq!(addressed_text("slipway status #3", bot), "status #3");
-        assert_eq!(
-            addressed_text("slipwayish status #3", bot),
-            "slipwayish status #3"
-        );
-        assert_eq!(
-            addressed_text(
-                "> <@bob:chat.test> Request #3 waits for review\n> more\n\napprove #3",
-                bot
-            ),
+            text("> <@bob:chat.test> Request #3 waits for review\n> more\n\napprove #3"),
             "approve #3"
         );
-        assert_eq!(addressed_text("> only a quote", bot), "");
-        assert_eq!(addressed_text("héllo", "@é:hs"), "héllo");
+        assert_eq!(text("> only a quote"), "");
+        assert_eq!(addressed("héllo", &bot_names("@é:hs", None)).text, "héllo");
         assert_eq!(
             parse("! approve #1"),
             Ok(Command::Approve {
                 id: id(1),
                 revision: None
             })
+        );
+    }
+
+    #[test]
+    fn a_mention_or_a_bang_addresses_the_bot_a_reply_alone_does_not() {
+        let to_bot = |body| addressed(body, &names()).to_bot;
+        assert!(to_bot("!approve #3"));
+        assert!(to_bot("  ! approve #3"));
+        assert!(to_bot("slipway: approve #3"));
+        assert!(to_bot("@slipway:chat.test approve #3"));
+        assert!(to_bot("> <@slipway:chat.test> Request #3\n\n!approve #3"));
+        assert!(!to_bot("approve #3"));
+        assert!(!to_bot("> <@slipway:chat.test> Request #3\n\napprove #3"));
+        assert!(!to_bot("slipwayish: approve #3"));
+    }
+
+    #[test]
+    fn in_a_shared_room_only_commands_addressed_to_the_bot_are_run() {
+        let shared = |body| read(body, &names(), true);
+        assert_eq!(shared("changes #12 look fine"), Reading::Chatter);
+        assert_eq!(shared("approve #12"), Reading::Chatter);
+        assert_eq!(shared("Reject #12 then, if you must"), Reading::Chatter);
+        assert_eq!(shared("good morning"), Reading::Chatter);
+        assert_eq!(shared("slipway is down again"), Reading::Chatter);
+        assert_eq!(shared("!hello"), Reading::Chatter);
+        assert_eq!(shared("!approve #12"), Reading::Command("!approve #12"));
+        assert_eq!(
+            shared("Slipway: changes #12 more memory"),
+            Reading::Command("changes #12 more memory")
+        );
+        assert_eq!(
+            shared("Slipway Bot: approve #12"),
+            Reading::Command("approve #12")
+        );
+        assert_eq!(
+            shared("> <@bob:chat.test> hm\n\napprove #12"),
+            Reading::Chatter
+        );
+        // A code said to the room was read by the room, addressed or not.
+        assert_eq!(
+            shared("link ABCD-EFGH-JKLM"),
+            Reading::CodeSaidAloud("ABCD-EFGH-JKLM".into())
+        );
+        assert_eq!(
+            shared("!link ABCD-EFGH-JKLM"),
+            Reading::Command("!link ABCD-EFGH-JKLM")
+        );
+    }
+
+    #[test]
+    fn in_a_direct_chat_every_message_is_for_the_bot() {
+        let direct = |body| read(body, &names(), false);
+        assert_eq!(
+            direct("changes #12 look fine"),
+            Reading::Command("changes #12 look fine")
+        );
+        assert_eq!(direct("good morning"), Reading::Command("good morning"));
+        assert_eq!(direct("slipway: mine"), Reading::Command("mine"));
+        assert_eq!(
+            direct("link ABCD-EFGH-JKLM"),
+            Reading::Command("link ABCD-EFGH-JKLM")
         );
     }
 

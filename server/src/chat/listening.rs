@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::Rooms;
+use super::answer::Audience;
 use super::matrix::MatrixClient;
 
 /// How long a room's member count is trusted before it is asked again.
@@ -36,6 +37,14 @@ const INVITE_GRACE_MILLIS: i64 = 60_000;
 /// first sync after the join.
 const INVITES_FOR: Duration = Duration::from_secs(3600);
 
+/// A room of `count` members, the bot among them.
+fn audience_of(count: usize) -> Audience {
+    match count > 2 {
+        true => Audience::Shared,
+        false => Audience::Direct,
+    }
+}
+
 #[derive(Default)]
 pub struct Listening {
     members: HashMap<String, (usize, Instant)>,
@@ -54,28 +63,37 @@ pub struct Listening {
 const STRANGER_TOLD_EVERY: Duration = Duration::from_secs(600);
 
 impl Listening {
-    /// Whether people talk among themselves in `room` (a configured room, or
-    /// one with more than two members): there the bot answers commands only,
-    /// and links no one. A room whose members cannot be read counts as shared.
-    pub async fn is_shared(&mut self, client: &MatrixClient, rooms: &Rooms, room: &str) -> bool {
+    /// Who reads `room`: people talk among themselves in a configured room or
+    /// one with more than two members, and there the bot answers only commands
+    /// addressed to it, and links no one. A room whose members cannot be read now
+    /// is judged by its last known count, and without one it is
+    /// [`Audience::Unknown`]: answered as shared, but a link code sent there is
+    /// neither used to link nor used up on a guess.
+    pub async fn audience(&mut self, client: &MatrixClient, rooms: &Rooms, room: &str) -> Audience {
         if rooms.is_shared(room) {
-            return true;
+            return Audience::Shared;
         }
         if let Some((count, at)) = self.members.get(room)
             && at.elapsed() < MEMBERS_FOR
         {
-            return *count > 2;
+            return audience_of(*count);
         }
         match client.joined_members(room).await {
             Ok(count) => {
                 self.members
                     .insert(room.to_string(), (count, Instant::now()));
-                count > 2
+                audience_of(count)
             }
-            Err(error) => {
-                tracing::warn!(room, %error, "the chat bot cannot read a room's members; it answers commands only there");
-                true
-            }
+            Err(error) => match self.members.get(room) {
+                Some((count, _)) => {
+                    tracing::warn!(room, %error, count, "the chat bot cannot read a room's members; it goes by the last count");
+                    audience_of(*count)
+                }
+                None => {
+                    tracing::warn!(room, %error, "the chat bot cannot read a room's members; it answers there as in a shared room and links no one");
+                    Audience::Unknown
+                }
+            },
         }
     }
 
@@ -195,6 +213,49 @@ mod tests {
         assert!(!listening.tell_stranger("@eve:hs", start + Duration::from_secs(5)));
         assert!(listening.tell_stranger("@mallory:hs", start));
         assert!(listening.tell_stranger("@eve:hs", start + STRANGER_TOLD_EVERY));
+    }
+
+    /// A homeserver that cannot be reached: nothing listens on port 1.
+    fn unreachable() -> Result<MatrixClient, reqwest::Error> {
+        MatrixClient::new("http://127.0.0.1:1", crate::config::Secret::new("t".into()))
+    }
+
+    #[tokio::test]
+    async fn a_room_whose_members_cannot_be_read_is_not_taken_for_shared_or_direct()
+    -> Result<(), reqwest::Error> {
+        let client = unreachable()?;
+        let mut listening = Listening::default();
+        let rooms = Rooms::default();
+        assert_eq!(
+            listening.audience(&client, &rooms, "!new:hs").await,
+            Audience::Unknown
+        );
+        let long_ago = Instant::now()
+            .checked_sub(MEMBERS_FOR * 2)
+            .unwrap_or_else(Instant::now);
+        listening.members.insert("!dm:hs".into(), (2, long_ago));
+        listening.members.insert("!team:hs".into(), (5, long_ago));
+        assert_eq!(
+            listening.audience(&client, &rooms, "!dm:hs").await,
+            Audience::Direct,
+            "the last count, however old, beats a guess"
+        );
+        assert_eq!(
+            listening.audience(&client, &rooms, "!team:hs").await,
+            Audience::Shared
+        );
+        let configured = Rooms {
+            platform: Some("!platform:hs".into()),
+            ..Rooms::default()
+        };
+        assert_eq!(
+            listening
+                .audience(&client, &configured, "!platform:hs")
+                .await,
+            Audience::Shared,
+            "a configured room is shared without asking"
+        );
+        Ok(())
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The few calls of the Matrix client-server API the bot needs, over plain HTTP:
 //! who am I, sync, join, send a text message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -434,12 +434,31 @@ impl MatrixClient {
 
     /// How many people (the bot among them) have joined a room.
     pub async fn joined_members(&self, room: &str) -> Result<usize, MatrixError> {
+        Ok(self.joined_member_ids(room).await?.len())
+    }
+
+    /// Who (the bot among them) has joined a room.
+    pub async fn joined_member_ids(&self, room: &str) -> Result<BTreeSet<String>, MatrixError> {
         let path = format!("/rooms/{}/joined_members", encode(room));
         let body = self.call(self.http.get(self.url(&path))).await?;
         Ok(body
             .get("joined")
             .and_then(Value::as_object)
-            .map_or(0, |joined| joined.len()))
+            .map(|joined| joined.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// A user's display name; `None` when they have set none.
+    pub async fn display_name(&self, user: &str) -> Result<Option<String>, MatrixError> {
+        let path = format!("/profile/{}/displayname", encode(user));
+        match self.call(self.http.get(self.url(&path))).await {
+            Ok(body) => Ok(body
+                .get("displayname")
+                .and_then(Value::as_str)
+                .map(str::to_string)),
+            Err(MatrixError::Refused { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Sends a text message. `txn_id` makes a repeated send (after a timeout, or a

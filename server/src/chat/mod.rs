@@ -16,16 +16,19 @@ mod listening;
 pub mod matrix;
 pub mod notify;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ChatSettings;
 use crate::state::AppState;
 use crate::storage::{self, StorageError, now_millis};
+use answer::Audience;
+use command::Reading;
 use listening::{Listening, Pace};
 use matrix::{Invite, MatrixClient, MatrixError, RoomMessage, SyncBatch};
 
@@ -33,8 +36,9 @@ const SYNC_CURSOR: &str = "sync_token";
 /// Handled event ids are kept this long; the sync token has long moved past them.
 const KEEP_EVENTS_MILLIS: i64 = 7 * 24 * 3600 * 1000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// Invitations waiting to be accepted, at most; more wait for a later sync.
-const MAX_PENDING_JOINS: usize = 64;
+/// How long the joiner pauses before it tries again an invitation the homeserver
+/// could not take (down, or refusing the bot's account as a whole).
+const JOIN_AGAIN_AFTER: Duration = Duration::from_secs(15);
 
 const ENCRYPTED: &str = "I cannot read encrypted messages. Start a chat with me \
 with encryption turned off (in Element: a new direct message, then Room settings → \
@@ -191,46 +195,108 @@ async fn serve(
         }
     };
     let rooms = join_rooms(client, settings).await;
-    tracing::info!(bot, ?rooms, "the chat bot is connected");
+    let names = command::bot_names(&bot, display_name(client, &bot).await.as_deref());
+    tracing::info!(bot, ?names, ?rooms, "the chat bot is connected");
     let notifier = tokio::spawn(notify_loop(
         state.clone(),
         client.clone(),
         rooms.clone(),
+        notify::LinkedRooms::new(&bot),
         settings.clone(),
         stopped.clone(),
     ));
-    let (joins, joiner) = spawn_joiner(client.clone());
+    let invitations = Arc::new(Invitations::default());
+    let joiner = tokio::spawn(join_invitations(client.clone(), invitations.clone()));
     let heard = Heard {
         bot: &bot,
+        names: &names,
         rooms: &rooms,
-        joins: &joins,
+        invitations: &invitations,
     };
     sync_loop(state, settings, client, heard, &mut stopped).await;
     joiner.abort();
     let _ = notifier.await;
 }
 
-/// What the sync loop hears with: who the bot is, its configured rooms, and
-/// where accepted invitations go to be joined.
+/// The bot's display name, which a client's mention of it puts in the text;
+/// read once at start (a rename is heard after a restart).
+async fn display_name(client: &MatrixClient, bot: &str) -> Option<String> {
+    match client.display_name(bot).await {
+        Ok(name) => name,
+        Err(error) => {
+            tracing::warn!(%error, "the chat bot cannot read its display name; mentions by its id and localpart still reach it");
+            None
+        }
+    }
+}
+
+/// What the sync loop hears with: who the bot is and the names it is addressed
+/// by, its configured rooms, and the invitations waiting to be joined.
 #[derive(Clone, Copy)]
 struct Heard<'a> {
     bot: &'a str,
+    names: &'a [String],
     rooms: &'a Rooms,
-    joins: &'a mpsc::Sender<String>,
+    invitations: &'a Invitations,
+}
+
+/// Invitations accepted and not joined yet, each once. A set rather than a
+/// bounded queue: an invitation comes in one sync only, so one that found the
+/// queue full would be lost for good. Only invitations to configured rooms or
+/// from the bot's own homeserver get here, and a room invited to twice is
+/// waiting once.
+#[derive(Default)]
+struct Invitations {
+    waiting: Mutex<BTreeSet<String>>,
+    added: Notify,
+}
+
+impl Invitations {
+    fn add(&self, room: &str) {
+        self.rooms().insert(room.to_string());
+        self.added.notify_one();
+    }
+
+    /// A waiting invitation, taken out of the set.
+    fn take(&self) -> Option<String> {
+        self.rooms().pop_first()
+    }
+
+    /// Waits until an invitation is waiting, and takes it.
+    async fn next(&self) -> String {
+        loop {
+            if let Some(room) = self.take() {
+                return room;
+            }
+            self.added.notified().await;
+        }
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        // The set stays whole whatever a panicking holder did: a plain insert
+        // or removal cannot leave it half-changed.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Accepts invitations one after another, off the sync loop: a join that waits
 /// out the homeserver's rate limit must not keep commands from being answered.
-fn spawn_joiner(client: MatrixClient) -> (mpsc::Sender<String>, JoinHandle<()>) {
-    let (joins, mut pending) = mpsc::channel::<String>(MAX_PENDING_JOINS);
-    let joiner = tokio::spawn(async move {
-        while let Some(room) = pending.recv().await {
-            if let Err(error) = retrying(|| client.join(&room)).await {
+/// One the homeserver could not take now waits again, after a pause.
+async fn join_invitations(client: MatrixClient, invitations: Arc<Invitations>) {
+    loop {
+        let room = invitations.next().await;
+        match retrying(|| client.join(&room)).await {
+            Ok(_) => {}
+            Err(error) if error.is_transient() => {
+                tracing::warn!(room, %error, "the chat bot could not accept an invitation yet; it tries again");
+                invitations.add(&room);
+                tokio::time::sleep(JOIN_AGAIN_AFTER).await;
+            }
+            Err(error) => {
                 tracing::warn!(room, %error, "the chat bot could not accept an invitation");
             }
         }
-    });
-    (joins, joiner)
+    }
 }
 
 /// The server part of a Matrix user id: `example.org` of `@slipway:example.org`.
@@ -352,13 +418,8 @@ async fn handle_batch(
             tracing::info!(room = %invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from another homeserver");
             continue;
         }
-        // An invitation is in one sync only; the joiner tries again through
-        // brief refusals, and a full queue says so.
-        if heard.joins.try_send(invite.room_id.clone()).is_err() {
-            tracing::warn!(room = %invite.room_id, "too many invitations at once; this one is not accepted");
-        } else {
-            listening.invited(&invite.room_id, now_millis());
-        }
+        heard.invitations.add(&invite.room_id);
+        listening.invited(&invite.room_id, now_millis());
     }
     if !first {
         for message in batch.messages.iter().filter(|m| m.sender != heard.bot) {
@@ -385,59 +446,80 @@ async fn handle_message(
     listening: &mut Listening,
     message: &RoomMessage,
 ) -> Result<(), StorageError> {
-    let body = command::addressed_text(&message.body, heard.bot);
-    let shared = listening
-        .is_shared(client, heard.rooms, &message.room_id)
+    let audience = listening
+        .audience(client, heard.rooms, &message.room_id)
         .await;
-    // In a shared room people talk among themselves: only commands are for the
-    // bot, and an encrypted message there is not its business.
-    let for_the_bot = match message.encrypted {
-        true => !shared && listening.first_encrypted(&message.room_id),
-        false => !shared || command::looks_like_command(body),
-    };
-    if !for_the_bot {
+    if message.encrypted {
+        return answer_encrypted(state, client, listening, message, audience).await;
+    }
+    let reading = command::read(&message.body, heard.names, audience.others_may_read());
+    if reading == Reading::Chatter || !claim(state, &message.event_id).await? {
         return Ok(());
     }
-    let mut tx = state.db.write().await?;
-    let claimed = storage::chat::claim_event(&mut tx, &message.event_id).await?;
-    tx.commit().await?;
-    if !claimed {
-        return Ok(());
-    }
-    let reply = if message.encrypted {
-        ENCRYPTED.to_string()
-    } else {
-        match listening.pace(&message.sender, std::time::Instant::now()) {
-            Pace::Allowed => {
-                let asker = answer::Asker {
-                    chat_user: &message.sender,
-                    room_id: &message.room_id,
-                    event_id: &message.event_id,
-                    shared_room: shared,
-                };
-                answer::answer(state, &asker, body).await
-            }
-            Pace::TooFast => format!(
-                "Slow down, please: I run at most {} commands a minute from one person. \
-                 I answer again in a minute.",
-                listening::MAX_COMMANDS_PER_MINUTE
-            ),
-            Pace::Ignored => return Ok(()),
+    let now = Instant::now();
+    let reply = match listening.pace(&message.sender, now) {
+        Pace::Allowed => {
+            let asker = answer::Asker {
+                chat_user: &message.sender,
+                room_id: &message.room_id,
+                event_id: &message.event_id,
+                audience,
+            };
+            answer::reply(state, &asker, reading).await
         }
+        Pace::TooFast => Some(format!(
+            "Slow down, please: I run at most {} commands a minute from one person. \
+             I answer again in a minute.",
+            listening::MAX_COMMANDS_PER_MINUTE
+        )),
+        Pace::Ignored => None,
     };
-    if reply == answer::NOT_LINKED
-        && !listening.tell_stranger(&message.sender, std::time::Instant::now())
-    {
+    let Some(reply) = reply else {
+        return Ok(());
+    };
+    if reply == answer::NOT_LINKED && !listening.tell_stranger(&message.sender, now) {
         return Ok(());
     }
+    send_reply(client, message, &reply).await;
+    Ok(())
+}
+
+/// An encrypted message, which the bot cannot read, is answered once per direct
+/// chat; where others read it is not the bot's business.
+async fn answer_encrypted(
+    state: &AppState,
+    client: &MatrixClient,
+    listening: &mut Listening,
+    message: &RoomMessage,
+    audience: Audience,
+) -> Result<(), StorageError> {
+    if audience != Audience::Direct || !listening.first_encrypted(&message.room_id) {
+        return Ok(());
+    }
+    if claim(state, &message.event_id).await? {
+        send_reply(client, message, ENCRYPTED).await;
+    }
+    Ok(())
+}
+
+/// Claims a message for handling; `false` when it was handled before.
+async fn claim(state: &AppState, event_id: &str) -> Result<bool, StorageError> {
+    let mut tx = state.db.write().await?;
+    let claimed = storage::chat::claim_event(&mut tx, event_id).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Answers a message, once however often it is sent (the transaction id is the
+/// message's); a failure is logged, the person asks again.
+async fn send_reply(client: &MatrixClient, message: &RoomMessage, reply: &str) {
     let txn = format!(
         "slipway-reply-{}",
         hex::encode(&Sha256::digest(message.event_id.as_bytes())[..16])
     );
-    if let Err(error) = send_with_retries(client, &message.room_id, &txn, &reply).await {
+    if let Err(error) = send_with_retries(client, &message.room_id, &txn, reply).await {
         tracing::warn!(room = %message.room_id, %error, "the chat bot could not answer");
     }
-    Ok(())
 }
 
 const SEND_TRIES: u32 = 5;
@@ -491,12 +573,13 @@ async fn notify_loop(
     state: AppState,
     client: MatrixClient,
     rooms: Rooms,
+    mut linked: notify::LinkedRooms,
     settings: ChatSettings,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(settings.max_backoff);
     loop {
-        let pause = match notify::notify_pending(&state, &client, &rooms).await {
+        let pause = match notify::notify_pending(&state, &client, &rooms, &mut linked).await {
             Ok(_) => {
                 backoff.reset();
                 settings.notify_every
@@ -551,6 +634,39 @@ mod tests {
             ["!all:x", "!search:x"]
         );
         assert!(rooms.is_shared("!search:x") && !rooms.is_shared("!direct:x"));
+    }
+
+    #[test]
+    fn every_invitation_waits_its_turn_however_many_come_at_once() {
+        let invitations = Invitations::default();
+        // More at once than the 64 the joiner's queue once held: the rest were lost.
+        for n in 0..200 {
+            invitations.add(&format!("!{n:03}:hs"));
+        }
+        invitations.add("!007:hs");
+        let mut joined = Vec::new();
+        while let Some(room) = invitations.take() {
+            joined.push(room);
+        }
+        let expected: Vec<String> = (0..200).map(|n| format!("!{n:03}:hs")).collect();
+        assert_eq!(joined, expected, "each once, none lost");
+    }
+
+    #[tokio::test]
+    async fn the_joiner_wakes_for_an_invitation_that_comes_while_it_waits() -> Result<(), String> {
+        let invitations = Arc::new(Invitations::default());
+        let waiting = tokio::spawn({
+            let invitations = invitations.clone();
+            async move { invitations.next().await }
+        });
+        tokio::task::yield_now().await;
+        invitations.add("!late:hs");
+        let room = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .map_err(|_| "the joiner slept through an invitation".to_string())?
+            .map_err(|e| e.to_string())?;
+        assert_eq!(room, "!late:hs");
+        Ok(())
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! transition is told once, also across restarts, and no service needs to know
 //! that chat exists.
 
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
@@ -12,12 +15,16 @@ use super::Rooms;
 use super::answer::{request_url, short_hash};
 use super::matrix::{MatrixClient, MatrixError};
 use crate::state::AppState;
-use crate::storage::chat::StateChange;
+use crate::storage::chat::{ChatLink, StateChange};
 use crate::storage::requests::RequestRow;
 use crate::storage::{self, StorageError};
 
 const CURSOR: &str = "audit_position";
 const BATCH: i64 = 50;
+/// How long a requester's room's members are trusted before they are asked
+/// again: short, since a notice sent after someone joined is read by them, yet
+/// a backlog of one person's notices asks once.
+const MEMBERS_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -35,6 +42,7 @@ pub async fn notify_pending(
     state: &AppState,
     client: &MatrixClient,
     rooms: &Rooms,
+    linked: &mut LinkedRooms,
 ) -> Result<usize, NotifyError> {
     crate::audit_chain::seal_pending(&state.db).await?;
     let mut conn = state.db.pool.acquire().await?;
@@ -52,7 +60,7 @@ pub async fn notify_pending(
     let changes = storage::chat::state_changes_after(&mut conn, position, BATCH).await?;
     drop(conn);
     for change in &changes {
-        match tell(state, client, rooms, change).await {
+        match tell(state, client, rooms, linked, change).await {
             Ok(()) => {}
             // A room that refuses the bot (not invited, gone) must not stop every
             // later notice: this one is dropped, loudly.
@@ -92,10 +100,58 @@ async fn post(
     super::send_with_retries(client, room, &txn, text).await
 }
 
+/// The requesters' linked rooms as the notifier last saw them. A room was a
+/// direct chat when it was linked, but others may have joined it since; what is
+/// said about a person's requests (reviewers' comments, the resource's name) is
+/// said there only while the room is still theirs and the bot's alone.
+pub struct LinkedRooms {
+    bot: String,
+    members: HashMap<String, (BTreeSet<String>, Instant)>,
+}
+
+impl LinkedRooms {
+    pub fn new(bot: &str) -> LinkedRooms {
+        LinkedRooms {
+            bot: bot.to_string(),
+            members: HashMap::new(),
+        }
+    }
+
+    /// Whether no one but the bot and the linked person has joined their room.
+    async fn still_private(
+        &mut self,
+        client: &MatrixClient,
+        link: &ChatLink,
+    ) -> Result<bool, MatrixError> {
+        let room = link.room_id.as_str();
+        let fresh = self
+            .members
+            .get(room)
+            .is_some_and(|(_, at)| at.elapsed() < MEMBERS_FOR);
+        if !fresh {
+            let members = client.joined_member_ids(room).await?;
+            self.members.retain(|_, (_, at)| at.elapsed() < MEMBERS_FOR);
+            self.members
+                .insert(room.to_string(), (members, Instant::now()));
+        }
+        Ok(self
+            .members
+            .get(room)
+            .is_some_and(|(members, _)| only_bot_and(members, &self.bot, &link.chat_user)))
+    }
+}
+
+fn only_bot_and(members: &BTreeSet<String>, bot: &str, person: &str) -> bool {
+    members
+        .iter()
+        .all(|member| member == bot || member == person)
+}
+
 async fn tell(
     state: &AppState,
     client: &MatrixClient,
     rooms: &Rooms,
+    linked: &mut LinkedRooms,
     change: &StateChange,
 ) -> Result<(), NotifyError> {
     let Ok(to) = change.to_state.parse::<RequestState>() else {
@@ -105,9 +161,7 @@ async fn tell(
     let Some(request) = storage::requests::get(&mut conn, change.request_id).await? else {
         return Ok(());
     };
-    let requester_room = storage::chat::link_of_user(&mut conn, request.requester_id)
-        .await?
-        .map(|link| link.room_id);
+    let requester_link = storage::chat::link_of_user(&mut conn, request.requester_id).await?;
     let facts = crate::services::facts(state, &request);
     let review_rooms = rooms.for_review(facts.team, facts.offering_team);
     // A backlog told late: a request no longer in review is not offered for one.
@@ -125,10 +179,10 @@ async fn tell(
     // Each room on its own: a requester's room that refuses the bot must not keep
     // the platform room from hearing of a failure.
     let mut refused = None;
-    if let (Some(room), Some(text)) = (
-        &requester_room,
+    if let (Some(link), Some(text)) = (
+        &requester_link,
         requester_notice(state, &request, to, change),
-    ) && let Err(error) = post(client, room, change, "requester", &text).await
+    ) && let Err(error) = tell_requester(client, linked, link, change, &text).await
     {
         if error.is_transient() {
             return Err(error.into());
@@ -145,6 +199,28 @@ async fn tell(
         Some(error) => Err(error.into()),
         None => Ok(()),
     }
+}
+
+/// Posts a requester's notice to their linked room while it is still private;
+/// one others have joined hears nothing more (logged), until the person links
+/// again from a direct chat.
+async fn tell_requester(
+    client: &MatrixClient,
+    linked: &mut LinkedRooms,
+    link: &ChatLink,
+    change: &StateChange,
+    text: &str,
+) -> Result<(), MatrixError> {
+    if !linked.still_private(client, link).await? {
+        tracing::warn!(
+            room = %link.room_id,
+            request = %change.request_id,
+            position = change.position,
+            "a requester's notice is held back: others have joined the room linked as their direct chat"
+        );
+        return Ok(());
+    }
+    post(client, &link.room_id, change, "requester", text).await
 }
 
 /// Posts a review notice to each of its rooms on its own (one that refuses the bot
@@ -229,7 +305,7 @@ fn platform_notice(state: &AppState, request: &RequestRow, change: &StateChange)
         .map(|e| super::command::shorten(e, 500))
         .unwrap_or_else(|| change.detail.clone());
     format!(
-        "Request {} by {} failed: {error}\nAn admin can answer here: retry #{id} or take #{id} (handle it by hand). {}",
+        "Request {} by {} failed: {error}\nAn admin can answer here: !retry #{id} or !take #{id} (handle it by hand). {}",
         about(request),
         request.requester,
         request_url(state, request.id),
@@ -304,11 +380,30 @@ async fn review_notice(
         request_url(state, id)
     ));
     lines.push(format!(
-        "Answer here: approve #{id} · changes #{id} <what to change> · reject #{id} <why>"
+        "Answer here: !approve #{id} · !changes #{id} <what to change> · !reject #{id} <why>"
     ));
     Ok(Some(ReviewNotice {
         text: lines.join("\n"),
         revision: current.revision,
         hash: current.change_set_hash,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_linked_room_is_private_while_only_the_bot_and_its_person_are_in_it() {
+        let members =
+            |ids: &[&str]| -> BTreeSet<String> { ids.iter().map(|id| id.to_string()).collect() };
+        let private = |ids: &[&str]| only_bot_and(&members(ids), "@bot:hs", "@alice:hs");
+        assert!(private(&["@bot:hs", "@alice:hs"]));
+        assert!(private(&["@bot:hs"]), "she left: nobody else reads it");
+        assert!(!private(&["@bot:hs", "@alice:hs", "@mallory:hs"]));
+        assert!(
+            !private(&["@bot:hs", "@mallory:hs"]),
+            "two members, but not hers"
+        );
+    }
 }

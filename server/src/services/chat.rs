@@ -135,16 +135,23 @@ fn chat_meta(chat_user: &str, event_id: &str) -> CallMeta {
     }
 }
 
+/// Whether `code` has the shape of a link code (however it is typed): words
+/// after `link` that do not are not one.
+pub fn looks_like_code(code: &str) -> bool {
+    normalise(code).len() == CODE_CHARS
+}
+
 /// Uses up a link code said where others read it (a shared room): anyone there
 /// could send it to the bot from their own chat account and act as its owner.
-pub async fn burn_code(state: &AppState, code: &str) -> ServiceResult<()> {
-    if normalise(code).len() != CODE_CHARS {
-        return Ok(());
+/// Answers whether it was a code that could still link.
+pub async fn burn_code(state: &AppState, code: &str) -> ServiceResult<bool> {
+    if !looks_like_code(code) {
+        return Ok(false);
     }
     let mut tx = state.db.write().await?;
-    storage::chat::consume_code(&mut tx, &code_hash(code)).await?;
+    let owner = storage::chat::consume_code(&mut tx, &code_hash(code)).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(owner.is_some())
 }
 
 /// Links `chat_user` to the account that issued `code`, which is used up. `room_id`
@@ -168,7 +175,7 @@ pub async fn link(
             "is unknown, expired or already used; get a new one on your account page",
         )])
     };
-    if normalise(code).len() != CODE_CHARS {
+    if !looks_like_code(code) {
         return Err(unknown());
     }
     let mut tx = state.db.write().await?;
