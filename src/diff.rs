@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use similar::{ChangeTag, TextDiff};
+use similar::{ChangeTag, TextDiff, TextDiffConfig};
 
 use crate::render::ChangeSet;
 
@@ -58,6 +58,13 @@ pub struct ParamChange {
 
 const CONTEXT_LINES: usize = 3;
 
+/// How long the line diffs of one change set may search for the shortest
+/// difference: two files with no line in common cost Myers' algorithm the
+/// product of their lengths, billions of steps for a rendered file of a
+/// megabyte. Past the deadline the diff is still right, only coarser.
+#[cfg(not(target_arch = "wasm32"))]
+pub const DIFF_TIME: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One entry per path in either change set, in path order.
 pub fn change_set_diff(before: &ChangeSet, after: &ChangeSet) -> Vec<FileDiff> {
     let find = |set: &ChangeSet, path: &str| {
@@ -72,6 +79,11 @@ pub fn change_set_diff(before: &ChangeSet, after: &ChangeSet) -> Vec<FileDiff> {
         .chain(after.files.iter())
         .map(|f| f.path.as_str())
         .collect();
+    #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
+    let mut config = TextDiff::configure();
+    // The browser has no clock this can read (it only diffs on the server).
+    #[cfg(not(target_arch = "wasm32"))]
+    config.deadline(std::time::Instant::now() + DIFF_TIME);
     paths
         .into_iter()
         .map(|path| {
@@ -86,6 +98,7 @@ pub fn change_set_diff(before: &ChangeSet, after: &ChangeSet) -> Vec<FileDiff> {
             let lines = match status {
                 FileStatus::Unchanged => Vec::new(),
                 _ => line_diff(
+                    &config,
                     old.as_deref().unwrap_or_default(),
                     new.as_deref().unwrap_or_default(),
                 ),
@@ -99,8 +112,8 @@ pub fn change_set_diff(before: &ChangeSet, after: &ChangeSet) -> Vec<FileDiff> {
         .collect()
 }
 
-fn line_diff(old: &str, new: &str) -> Vec<DiffLine> {
-    let diff = TextDiff::from_lines(old, new);
+fn line_diff(config: &TextDiffConfig, old: &str, new: &str) -> Vec<DiffLine> {
+    let diff = config.diff_lines(old, new);
     let mut lines = Vec::new();
     for group in diff.grouped_ops(CONTEXT_LINES) {
         for op in group {

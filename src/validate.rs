@@ -163,8 +163,32 @@ pub fn note_error(field: &str, text: &str) -> Option<FieldError> {
         ));
     }
     text.chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        .then(|| FieldError::new(field, "must not contain control characters"))
+        .any(unfit_in_text)
+        .then(|| FieldError::new(field, UNFIT_TEXT))
+}
+
+/// The rule [`unfit_in_text`] states, as an error message.
+pub const UNFIT_TEXT: &str =
+    "must not contain control characters or invisible direction or spacing marks";
+
+/// A character no text people write to each other needs: a control character
+/// but a line break or a tab, or an invisible mark that reverses or isolates
+/// the direction of what follows or hides between letters, which would make a
+/// comment, a note or a parameter read differently from what is stored
+/// ("Trojan Source"). Joiners (U+200C, U+200D) stay: scripts and emoji use them.
+pub fn unfit_in_text(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 /// The integer a JSON number stands for: `64`, and also `64.0` or `6.4e1`, which
@@ -221,9 +245,7 @@ pub fn holds_nul(value: &Value) -> bool {
 fn control_characters(params: &Value) -> Vec<FieldError> {
     fn holds_one(value: &Value) -> bool {
         match value {
-            Value::String(text) => text
-                .chars()
-                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
+            Value::String(text) => text.chars().any(unfit_in_text),
             Value::Array(items) => items.iter().any(holds_one),
             Value::Object(map) => map.values().any(holds_one),
             _ => false,
@@ -234,7 +256,7 @@ fn control_characters(params: &Value) -> Vec<FieldError> {
     };
     map.iter()
         .filter(|(_, value)| holds_one(value))
-        .map(|(name, _)| FieldError::new(name, "must not contain control characters"))
+        .map(|(name, _)| FieldError::new(name, UNFIT_TEXT))
         .collect()
 }
 

@@ -17,7 +17,7 @@ use slipway_core::views::{
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::ssr::{
-    app_state, keep_draft, optional_user, session, signed_in, take_draft, user_error,
+    app_state, keep_draft, optional_user, reviewer_read, session, signed_in, take_draft, user_error,
 };
 #[cfg(feature = "ssr")]
 use slipway_server::services;
@@ -322,7 +322,8 @@ pub async fn list_filter_choices() -> Result<FilterChoices, AppError> {
 #[server]
 pub async fn fetch_request(id: RequestId) -> Result<RequestDetail, AppError> {
     let (state, user) = signed_in().await?;
-    services::detail::request_detail(&state, &user, id)
+    let read = reviewer_read().await;
+    services::detail::request_detail(&state, &user, id, read)
         .await
         .map_err(user_error)
 }

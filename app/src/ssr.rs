@@ -35,6 +35,11 @@ pub fn portal_router(state: AppState) -> Router {
             provide, shell,
         ))
         .with_state(options)
+        // The API's limit: server functions read their body into arguments
+        // before they know who calls (axum's default would let 2 MiB through).
+        .layer(axum::extract::DefaultBodyLimit::max(
+            slipway_server::api::MAX_BODY_BYTES,
+        ))
         .layer(axum::middleware::from_fn(
             unreadable_calls_are_client_errors,
         ))
@@ -203,13 +208,34 @@ pub async fn session() -> Result<Session, AppError> {
 /// The most of a refused text box kept for the page the browser returns to.
 const MAX_DRAFT_CHARS: usize = 2 * slipway_core::validate::MAX_NOTE_CHARS;
 
+/// Whether this call may count as a reviewer having read the request it shows:
+/// not when another site had the browser load the page (a link or a pop-up of
+/// theirs; the browser says so in `Sec-Fetch-Site`). A browser too old to say,
+/// and a call from the portal's own pages, count.
+pub async fn reviewer_read() -> services::detail::ReviewerRead {
+    use services::detail::ReviewerRead;
+    let Ok(headers) = leptos_axum::extract::<axum::http::HeaderMap>().await else {
+        return ReviewerRead::Counts;
+    };
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("cross-site" | "same-site") => ReviewerRead::DoesNotCount,
+        _ => ReviewerRead::Counts,
+    }
+}
+
+/// The session key of the one kept draft.
+const DRAFT: &str = "draft";
+
 /// Keeps what a refused form had in a text box, for the page the browser is sent
 /// back to: a form posted without script loses its input in that redirect, and
-/// a reviewer's long comment must not be lost to a refusal. Taken once.
+/// a reviewer's long comment must not be lost to a refusal. Taken once. One
+/// draft is kept, the last refused: a draft per key would let one person grow
+/// their session without end (a refused call for every request number), and
+/// every later call reads and writes the session whole.
 pub async fn keep_draft(key: &str, text: &str) {
     let kept: String = text.chars().take(MAX_DRAFT_CHARS).collect();
     if let Ok(session) = session().await
-        && let Err(error) = session.insert(&format!("draft:{key}"), kept).await
+        && let Err(error) = session.insert(DRAFT, (key, kept)).await
     {
         tracing::warn!(%error, "a refused form's text could not be kept");
     }
@@ -217,12 +243,23 @@ pub async fn keep_draft(key: &str, text: &str) {
 
 /// The text [`keep_draft`] kept under `key`, removed from the session. Read
 /// first: a removal marks the session changed, and a page view without a draft
-/// must not write the session back.
+/// for it must not write the session back.
 pub async fn take_draft(key: &str) -> Option<String> {
     let session = session().await.ok()?;
-    let key = format!("draft:{key}");
-    session.get::<String>(&key).await.ok().flatten()?;
-    session.remove::<String>(&key).await.ok().flatten()
+    let (kept_for, _) = session
+        .get::<(String, String)>(DRAFT)
+        .await
+        .ok()
+        .flatten()?;
+    if kept_for != key {
+        return None;
+    }
+    let (_, text) = session
+        .remove::<(String, String)>(DRAFT)
+        .await
+        .ok()
+        .flatten()?;
+    Some(text)
 }
 
 /// The signed-in user, if any; a session whose user no longer exists counts as none.

@@ -1479,3 +1479,30 @@ async fn an_assets_team_opens_an_action_form_from_its_page_and_the_request_shows
     );
     Ok(())
 }
+
+/// A request page another site had the reviewer's browser load (its link or
+/// pop-up) is shown but not counted as read: the requester could otherwise mark
+/// a revision read and hide it from the reviewer's next diff.
+#[tokio::test]
+async fn a_page_another_site_opened_is_not_counted_as_a_reviewers_read() -> TestResult {
+    let app = app().await?;
+    let id = alices_namespace(&app, "ledger", "prod").await?;
+    let mut bob = Browser::new(&app);
+    bob.sign_in("bob", "/").await?;
+    let page = format!("/requests/{id}");
+    for (site, read) in [("cross-site", 0), ("same-site", 0), ("same-origin", 1)] {
+        let answer = bob
+            .send(
+                Request::get(&page)
+                    .header(header::HOST, HOST)
+                    .header(header::ACCEPT, "text/html")
+                    .header("sec-fetch-site", site)
+                    .body(Body::empty())?,
+            )
+            .await?;
+        assert_eq!(answer.status, StatusCode::OK, "{site}");
+        assert!(answer.body.contains("ledger"), "{site}: the page is shown");
+        assert_eq!(app.count("review_views").await?, read, "{site}");
+    }
+    Ok(())
+}

@@ -51,10 +51,31 @@ pub async fn tidy(state: &AppState) {
         Ok(Err(error)) => tracing::warn!(%error, "could not sweep the scratch directories"),
         Err(error) => tracing::warn!(%error, "the scratch sweep stopped"),
     }
+    pack_repository(state).await;
     if state.db.engine == Engine::Sqlite
         && let Err(error) = refresh_statistics(state).await
     {
         tracing::warn!(%error, "could not refresh SQLite's statistics");
+    }
+}
+
+/// Packs the local GitOps repository's loose objects once there are many.
+async fn pack_repository(state: &AppState) {
+    let repo = state.drivers.gitops.clone();
+    let packed = tokio::task::spawn_blocking(move || {
+        repo.pack_loose_objects(crate::drivers::gitops::LOOSE_OBJECTS_LIMIT)
+    })
+    .await;
+    match packed {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(packed))) => tracing::info!(
+            loose_before = packed.loose_before,
+            loose_after = packed.loose_after,
+            took_ms = packed.took.as_millis() as u64,
+            "packed the GitOps repository's loose objects"
+        ),
+        Ok(Err(error)) => tracing::warn!(%error, "could not pack the GitOps repository"),
+        Err(error) => tracing::warn!(%error, "the GitOps repository's upkeep stopped"),
     }
 }
 

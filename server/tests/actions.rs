@@ -140,7 +140,13 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     )
     .await?;
     assert_eq!(app.request_state(scale).await?, RequestState::InReview);
-    let seen = detail::request_detail(state, &bob, scale).await?;
+    let seen = detail::request_detail(
+        state,
+        &bob,
+        scale,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert!(seen.permissions.review);
     assert_eq!(seen.asset_id, Some(asset));
     assert_eq!(seen.summary.type_title, "PostgreSQL database: Resize");
@@ -184,7 +190,13 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     let deployed = head_file(app, cluster)?.ok_or("the cluster is deployed")?;
     assert!(deployed.contains("size: 40Gi"), "{deployed}");
     // What the diff showed stays what it was once the action has run.
-    let after = detail::request_detail(state, &alice, scale).await?;
+    let after = detail::request_detail(
+        state,
+        &alice,
+        scale,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     let kept = after.action.and_then(|a| a.deployed_diff).ok_or("diff")?;
     assert_eq!(kept.files[0].status, FileStatus::Modified);
 
@@ -263,7 +275,14 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     for event in ["asset.action_requested", "asset.updated", "asset.retired"] {
         assert!(history.iter().any(|h| h == event), "{history:?}");
     }
-    let checks = detail::request_detail(state, &alice, retire).await?.checks;
+    let checks = detail::request_detail(
+        state,
+        &alice,
+        retire,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?
+    .checks;
     assert!(
         !checks.is_empty() && checks.iter().all(|c| c.passed),
         "{checks:?}"

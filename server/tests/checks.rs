@@ -169,7 +169,13 @@ async fn submit(app: &TestApp, name: &str, endpoint: &str) -> TestResult<Run> {
 async fn observe(app: &TestApp, id: RequestId) -> TestResult<Run> {
     let alice = app.user("alice").await?;
     let row = app.request(id).await?;
-    let shown = detail::request_detail(&app.state, &alice, id).await?;
+    let shown = detail::request_detail(
+        &app.state,
+        &alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     Ok(Run {
         id,
         state: row.state,

@@ -131,7 +131,13 @@ async fn remote_down_then_back(engine: Engine) -> TestResult {
     );
 
     // The acceptance checks read the files as the remote publishes them.
-    let shown = slipway_server::services::detail::request_detail(&app.state, &alice, id).await?;
+    let shown = slipway_server::services::detail::request_detail(
+        &app.state,
+        &alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert!(!shown.checks.is_empty());
     for check in &shown.checks {
         assert!(check.passed, "{check:?}");
@@ -337,7 +343,13 @@ async fn gitops_then_command(engine: Engine) -> TestResult {
     );
     assert!(steps[1].summary.starts_with("cat exited 0 after "));
     // The request's page and API show them.
-    let shown = slipway_server::services::detail::request_detail(&app.state, &alice, id).await?;
+    let shown = slipway_server::services::detail::request_detail(
+        &app.state,
+        &alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     let shown: Vec<(i64, &str, &str)> = shown
         .steps
         .iter()

@@ -34,6 +34,7 @@ on_both_engines!(
     concurrent_submits_of_one_name_land_once,
     constraint_violations_name_what_clashed,
     audit_events_name_their_channel_address_and_trace,
+    a_page_another_site_opened_does_not_count_as_read,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
 on_both_engines!(@one one_reviewer_approving_twice_at_once_counts_once, super::start_with_two_approvals);
@@ -92,7 +93,13 @@ async fn whole_chain(app: &TestApp) -> TestResult {
         Err(ServiceError::Forbidden(_))
     ));
 
-    let first_look = detail::request_detail(state, &bob, id).await?;
+    let first_look = detail::request_detail(
+        state,
+        &bob,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert!(first_look.permissions.review);
     assert_eq!(
         first_look.review_diff, None,
@@ -116,7 +123,13 @@ async fn whole_chain(app: &TestApp) -> TestResult {
         (RequestState::InReview, 2)
     );
 
-    let second_look = detail::request_detail(state, &bob, id).await?;
+    let second_look = detail::request_detail(
+        state,
+        &bob,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     let diff = second_look
         .review_diff
         .ok_or("bob should see what changed since revision 1")?;
@@ -291,7 +304,13 @@ async fn auto_approve_and_rerun(app: &TestApp) -> TestResult {
     )
     .await?;
     assert_eq!(app.request_state(id).await?, RequestState::Approved);
-    let seen = detail::request_detail(state, &alice, id).await?;
+    let seen = detail::request_detail(
+        state,
+        &alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert_eq!(seen.decisions.len(), 1);
     let decision = &seen.decisions[0];
     assert_eq!(
@@ -1082,7 +1101,7 @@ async fn request_state_is_shown_to_those_who_may_see_the_request(app: &TestApp) 
     refused!(app, detail::request_state(state, &outsider, id), ServiceError::Forbidden(m) => {
         assert!(m.contains("another team"), "{m}");
     });
-    refused!(app, detail::request_detail(state, &outsider, id), ServiceError::Forbidden(_) => {});
+    refused!(app, detail::request_detail(state, &outsider, id, detail::ReviewerRead::Counts), ServiceError::Forbidden(_) => {});
     refused!(app, detail::request_state(state, &alice, RequestId(9_999)), ServiceError::NotFound(_) => {});
     Ok(())
 }
@@ -1375,5 +1394,47 @@ async fn audit_events_name_their_channel_address_and_trace(app: &TestApp) -> Tes
             events: app.count("audit_events").await?
         }
     );
+    Ok(())
+}
+
+/// A reviewer's diff starts at the newest revision they read. A page another
+/// site had their browser load does not count as read: the requester could
+/// otherwise have a revision marked read and hide it from the reviewer's next
+/// diff. And a page read again writes nothing.
+async fn a_page_another_site_opened_does_not_count_as_read(app: &TestApp) -> TestResult {
+    use detail::ReviewerRead;
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    app.namespace(&alice, "prod", "core").await?;
+    let id = requests::submit(
+        state,
+        &alice,
+        &draft("postgres-database", postgres_params("ledger", "prod", 20)),
+    )
+    .await?;
+    detail::request_detail(state, &bob, id, ReviewerRead::Counts).await?;
+    detail::request_detail(state, &bob, id, ReviewerRead::Counts).await?;
+    assert_eq!(app.count("review_views").await?, 1, "read twice, kept once");
+    reviews::decide(state, &bob, id, 1, ReviewDecision::RequestChanges, "more").await?;
+    requests::resubmit(state, &alice, id, &postgres_params("ledger", "prod", 50)).await?;
+    let lured = detail::request_detail(state, &bob, id, ReviewerRead::DoesNotCount).await?;
+    let base = lured.review_diff.map(|d| d.base_revision);
+    assert_eq!(base, Some(1), "the diff is shown all the same");
+    assert_eq!(
+        app.count("review_views").await?,
+        1,
+        "revision 2 not marked read"
+    );
+    // The requester is asked again and sends a small third revision.
+    reviews::decide(state, &bob, id, 2, ReviewDecision::RequestChanges, "hm").await?;
+    requests::resubmit(state, &alice, id, &postgres_params("ledger", "prod", 60)).await?;
+    let read = detail::request_detail(state, &bob, id, ReviewerRead::Counts).await?;
+    let diff = read.review_diff.ok_or("a diff since revision 1")?;
+    assert_eq!(
+        (diff.base_revision, diff.revision),
+        (1, 3),
+        "everything since what bob read, revision 2 included"
+    );
+    assert_eq!(app.count("review_views").await?, 2);
     Ok(())
 }

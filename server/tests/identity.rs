@@ -819,6 +819,14 @@ async fn sessions_end_at_the_absolute_timeout_and_stay_ended() -> TestResult {
         store.load(&record.id).await?.is_none(),
         "past the absolute timeout, however recently used"
     );
+    // Data past the cap is refused, and what was stored stays.
+    let mut grown = record.clone();
+    grown.data.insert(
+        "draft".into(),
+        serde_json::json!("x".repeat(slipway_server::storage::sessions::MAX_SESSION_BYTES)),
+    );
+    assert!(store.save(&grown).await.is_err(), "a session past the cap");
+    assert!(store.create(&mut grown.clone()).await.is_err());
     // A session deleted (signed out) while a request of it runs is not written back.
     store.delete(&record.id).await?;
     store.save(&record).await?;

@@ -370,7 +370,13 @@ async fn cancel_stops_a_running_step_and_fails_the_request(engine: Engine) -> Te
         "stopped: the request was cancelled by alice"
     );
     // Failed, so the platform team sees it and may retry or take it over.
-    let shown = slipway_server::services::detail::request_detail(&app.state, &carol, id).await?;
+    let shown = slipway_server::services::detail::request_detail(
+        &app.state,
+        &carol,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert!(shown.permissions.retry && shown.permissions.take_over);
     operations::retry(&app.state, &carol, id).await?;
     assert_eq!(app.request_state(id).await?, RequestState::Executing);

@@ -275,9 +275,13 @@ async fn steps_and_lines_arrive_as_they_happen_and_resume_after_the_last_seen(
     assert_eq!(later_ids, [events[2].id, events[3].id, events[4].id, None]);
 
     // The page's read model shows the same lines as the stored log.
-    let detail =
-        slipway_server::services::detail::request_detail(&app.state, &app.user("alice").await?, id)
-            .await?;
+    let detail = slipway_server::services::detail::request_detail(
+        &app.state,
+        &app.user("alice").await?,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert_eq!(
         detail.steps[0].log,
         "stdout: starting\nstdout: token is ***\nstdout: finished"
@@ -404,9 +408,13 @@ async fn a_cancelled_run_is_followed_until_its_step_ends(engine: Engine) -> Test
     // A cancel fails a request that is executing.
     assert_eq!(kinds.last(), Some(&("end", "failed")), "{kinds:?}");
     assert!(step_end < kinds.len() - 1, "{kinds:?}");
-    let detail =
-        slipway_server::services::detail::request_detail(&app.state, &app.user("alice").await?, id)
-            .await?;
+    let detail = slipway_server::services::detail::request_detail(
+        &app.state,
+        &app.user("alice").await?,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert_eq!(detail.steps[0].state, "failed");
     assert_eq!(detail.steps[0].summary, "stopped: cancelled by alice");
     assert_eq!(

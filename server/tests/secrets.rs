@@ -110,7 +110,13 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
 
     let id = requests::submit(state, &alice, &draft("postgres-database", params)).await?;
     assert_eq!(app.request_state(id).await?, RequestState::InReview);
-    let first_look = detail::request_detail(state, &bob, id).await?;
+    let first_look = detail::request_detail(
+        state,
+        &bob,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert_eq!(
         first_look.revisions[0].params["owner_password"],
         secret::placeholder("owner_password"),
@@ -129,7 +135,13 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
     let report = requests::precheck(state, &alice, "postgres-database", &revised, Some(id)).await?;
     assert!(report.passed(), "{report:?}");
     requests::resubmit(state, &alice, id, &revised).await?;
-    let second_look = detail::request_detail(state, &bob, id).await?;
+    let second_look = detail::request_detail(
+        state,
+        &bob,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     let diff = second_look.review_diff.clone().ok_or("bob sees a diff")?;
     assert_eq!(
         diff.params
@@ -149,7 +161,13 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
     let handed = secrets::open_revision(state, id, 2).await?;
     assert_eq!(handed.get("owner_password"), Some(CANARY));
     assert_eq!(handed.len(), 1);
-    let after = detail::request_detail(state, &alice, id).await?;
+    let after = detail::request_detail(
+        state,
+        &alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert!(
         after
             .timeline
@@ -165,7 +183,13 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
     // Every read model, as each person sees it.
     for user in [&alice, &bob, &carol] {
         answers.push(serde_json::to_string(
-            &detail::request_detail(state, user, id).await?,
+            &detail::request_detail(
+                state,
+                user,
+                id,
+                slipway_server::services::detail::ReviewerRead::Counts,
+            )
+            .await?,
         )?);
     }
     let asset_id = after.asset_id.ok_or("the request recorded an asset")?;
@@ -428,7 +452,13 @@ async fn a_generated_password_opens_the_new_database_once(
     assert_eq!(app.run_jobs().await?, 1);
     let row = app.request(id).await?;
     assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
-    let seen = detail::request_detail(state, &alice, id).await?;
+    let seen = detail::request_detail(
+        state,
+        &alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     let check = seen.checks.first().ok_or("the check ran")?;
     assert_eq!(
         (check.kind.as_str(), check.passed),
@@ -448,7 +478,13 @@ async fn a_generated_password_opens_the_new_database_once(
         (generated.title.as_str(), &generated.unavailable),
         ("Owner password", &None)
     );
-    let for_carol = detail::request_detail(state, &carol, id).await?;
+    let for_carol = detail::request_detail(
+        state,
+        &carol,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert_eq!(
         for_carol.generated_secrets[0].unavailable.as_deref(),
         Some("only the requester may see a generated secret of the request")
@@ -478,7 +514,13 @@ async fn a_generated_password_opens_the_new_database_once(
         "{:?}",
         again.as_ref().map(|r| r.title.clone())
     );
-    let after = detail::request_detail(state, &alice, id).await?;
+    let after = detail::request_detail(
+        state,
+        &alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     let shown_to = after.generated_secrets[0]
         .shown_to
         .clone()

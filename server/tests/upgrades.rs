@@ -73,7 +73,13 @@ async fn a_template_change_reaches_every_asset_as_a_reviewed_request(app: &TestA
         web.catalog_version, first,
         "an asset records what rendered it"
     );
-    let made = detail::request_detail(&app.state, &alice, web.summary.request_id).await?;
+    let made = detail::request_detail(
+        &app.state,
+        &alice,
+        web.summary.request_id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert!(made.revisions.iter().all(|r| r.catalog_version == first));
     let shown = assets::detail(&app.state, &alice, web.summary.id).await?;
     assert!(shown.templates.is_current() && shown.templates.upgrade_request.is_none());
@@ -192,7 +198,13 @@ async fn check_upgrade_request(
     id: RequestId,
     (asset, current): (AssetId, &str),
 ) -> TestResult {
-    let shown = detail::request_detail(state, alice, id).await?;
+    let shown = detail::request_detail(
+        state,
+        alice,
+        id,
+        slipway_server::services::detail::ReviewerRead::Counts,
+    )
+    .await?;
     assert_eq!(shown.summary.state, RequestState::InReview);
     assert_eq!(shown.summary.requester, "alice");
     let on = shown.action.ok_or("the upgrade acts on an asset")?;

@@ -90,3 +90,22 @@ fn param_changes_list_only_changed_keys() {
     );
     assert!(param_changes(&before, &before).is_empty());
 }
+
+/// Two megabyte-sized files with no line in common: without a deadline Myers'
+/// search takes minutes (the product of their lengths, so this test would hang);
+/// with one, the diff is coarse but whole and comes back in about the deadline.
+#[test]
+fn files_with_nothing_in_common_are_diffed_within_the_deadline() {
+    let old: String = (0..60_000).map(|n| format!("old {n}\n")).collect();
+    let new: String = (0..60_000).map(|n| format!("new {n}\n")).collect();
+    let diff = change_set_diff(&set(&[("big", &old)]), &set(&[("big", &new)]));
+    let lines = &diff[0].lines;
+    assert_eq!(
+        lines.iter().filter(|l| l.tag == LineTag::Removed).count(),
+        60_000
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.tag == LineTag::Added).count(),
+        60_000
+    );
+}

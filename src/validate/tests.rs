@@ -350,6 +350,17 @@ fn notes_are_capped_and_plain() {
         ))
     );
     assert!(note_error("note", "bell \u{7}").is_some());
+    // Reads "approve … ok" on the page while it says something else.
+    for hidden in ["\u{202E}", "\u{2066}", "\u{200F}", "\u{200B}", "\u{FEFF}"] {
+        let error = note_error("comment", &format!("looks {hidden}fine"));
+        assert_eq!(
+            error.map(|e| e.message),
+            Some(UNFIT_TEXT.to_string()),
+            "{hidden:?}"
+        );
+    }
+    // Joiners are writing, not tricks: Persian, and emoji sequences.
+    assert_eq!(note_error("comment", "می\u{200C}خواهم 👩\u{200D}💻"), None);
     // A form sends each line break as \r\n; the browser counted it once.
     let form = format!("{}\r\n{}", "a".repeat(2_000), "b".repeat(1_999));
     assert_eq!(note_text(&form).chars().count(), MAX_NOTE_CHARS);
@@ -364,11 +375,15 @@ fn control_characters_are_refused_in_any_text() {
                         "cpu_limit": 2, "memory_limit_gi": 4, "admins": ["al\u{0}ice"]});
     let errors = v.check(&params);
     assert!(
-        errors.contains(&FieldError::new(
-            "admins",
-            "must not contain control characters"
-        )),
+        errors.contains(&FieldError::new("admins", UNFIT_TEXT)),
         "{errors:?}"
+    );
+    let params = json!({"name": "web", "team": "payments", "environment": "dev",
+                        "cpu_limit": 2, "memory_limit_gi": 4, "admins": ["ali\u{202E}ecb"]});
+    assert!(
+        v.check(&params)
+            .contains(&FieldError::new("admins", UNFIT_TEXT)),
+        "a direction override in a parameter"
     );
 }
 

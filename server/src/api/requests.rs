@@ -157,7 +157,7 @@ pub(super) async fn detail_of(
     caller: &Caller,
     id: RequestId,
 ) -> Result<Json<RequestDetail>, ApiError> {
-    detail::request_detail(state, caller, id)
+    detail::request_detail(state, caller, id, detail::ReviewerRead::Counts)
         .await
         .map(Json)
         .map_err(|e| problem(caller, e))
@@ -444,7 +444,7 @@ async fn review(
 ) -> Result<Json<RequestDetail>, ApiError> {
     scoped(&caller, TokenScope::Review)?;
     let id = RequestId(id);
-    let revision = detail::request_detail(&state, &caller, id)
+    let revision = detail::request_detail(&state, &caller, id, detail::ReviewerRead::Counts)
         .await
         .map_err(|e| problem(&caller, e))?
         .summary

@@ -6,8 +6,10 @@
 mod batch;
 mod handles;
 mod turns;
+mod upkeep;
 
 pub use turns::{PushTurns, Turn};
+pub use upkeep::{LOOSE_OBJECTS_LIMIT, Packed};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1102,7 +1104,7 @@ impl Driver for GitOpsRepo {
 mod tests {
     use super::*;
 
-    fn file(path: &str, content: &str) -> RenderedFile {
+    pub(super) fn file(path: &str, content: &str) -> RenderedFile {
         RenderedFile {
             path: path.into(),
             content: content.into(),

@@ -52,21 +52,34 @@ fn revision_view(state: &AppState, type_name: &str, row: &RevisionRow) -> Revisi
     }
 }
 
+/// Whether showing a request to a reviewer counts as their having read its
+/// current revision, so that their next diff starts from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewerRead {
+    Counts,
+    /// A page another site had the browser load (a link, a pop-up): the
+    /// requester could otherwise mark a revision read for a reviewer who never
+    /// looked, and hide it from their next diff.
+    DoesNotCount,
+}
+
 /// The diff against the newest earlier revision this reviewer saw; records that they
-/// have now seen the current one.
+/// have now seen the current one (a write only the first time).
 async fn review_diff(
     state: &AppState,
     conn: &mut AnyConnection,
-    user: &Caller,
+    (user, read): (&Caller, ReviewerRead),
     request: &RequestRow,
     revisions: &[RevisionRow],
 ) -> ServiceResult<Option<ReviewDiff>> {
-    let base =
-        storage::requests::last_seen_before(conn, request.id, user.id, request.current_revision)
-            .await?;
-    let mut tx = state.db.write().await?;
-    storage::requests::mark_viewed(&mut tx, request.id, user.id, request.current_revision).await?;
-    tx.commit().await?;
+    let (seen_current, base) =
+        storage::requests::seen_by(conn, request.id, user.id, request.current_revision).await?;
+    if !seen_current && read == ReviewerRead::Counts {
+        let mut tx = state.db.write().await?;
+        let revision = request.current_revision;
+        storage::requests::mark_viewed(&mut tx, request.id, user.id, revision).await?;
+        tx.commit().await?;
+    }
     let (Some(base), Some(current)) = (
         base,
         revisions
@@ -254,6 +267,7 @@ pub async fn request_detail(
     state: &AppState,
     user: &Caller,
     id: RequestId,
+    read: ReviewerRead,
 ) -> ServiceResult<RequestDetail> {
     // One moment of the database: a step that ends between reading the cursor
     // and reading the steps would otherwise show its lines twice.
@@ -285,7 +299,7 @@ pub async fn request_detail(
     let permissions = policy::permissions(user, &facts(state, &request));
     let generated_secrets = generated_secret_views(state, &mut conn, user, &request).await?;
     let review_diff = if permissions.review {
-        review_diff(state, &mut conn, user, &request, &revisions).await?
+        review_diff(state, &mut conn, (user, read), &request, &revisions).await?
     } else {
         None
     };

@@ -4,6 +4,8 @@
 //! refreshed from the token's claims on every later one.
 
 use std::collections::HashMap;
+
+use sha2::Digest as _;
 use std::time::{Duration, Instant};
 
 use openidconnect::core::{
@@ -351,27 +353,84 @@ pub fn roles_and_teams(
     (roles, teams)
 }
 
-/// A user name from the token: `preferred_username`, else the e-mail's local part,
-/// else the subject; reduced to the characters user names use elsewhere.
+/// A user name from the token: the first of `preferred_username`, the e-mail's
+/// local part and the subject that still holds a letter or a digit once reduced
+/// to the characters user names use elsewhere (`иван` reduces to nothing, and
+/// its owner's `ivan@…` is a better name than `user`).
 fn base_username(claims: &SlipwayIdTokenClaims) -> String {
-    let raw = claims
-        .preferred_username()
-        .map(|u| u.to_string())
-        .or_else(|| {
-            claims
-                .email()
-                .and_then(|e| e.as_str().split('@').next().map(str::to_string))
-        })
-        .unwrap_or_else(|| claims.subject().to_string());
-    let cleaned: String = raw
-        .chars()
+    first_fit_username([
+        claims.preferred_username().map(|u| u.to_string()),
+        claims
+            .email()
+            .and_then(|e| e.as_str().split('@').next().map(str::to_string)),
+        Some(claims.subject().to_string()),
+    ])
+}
+
+fn first_fit_username(candidates: [Option<String>; 3]) -> String {
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|raw| reduced_username(&raw))
+        .find(|name| name.chars().any(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "user".into())
+}
+
+fn reduced_username(raw: &str) -> String {
+    raw.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .take(40)
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// The longest display name kept from a provider's `name` claim.
+const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+/// The provider's `name` claim as shown on pages and in the audit trail: without
+/// control characters or invisible direction marks, at most 100 characters.
+fn display_name_from(name: Option<String>, base: &str) -> String {
+    let cleaned: String = name
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !slipway_core::validate::unfit_in_text(*c) && !c.is_control())
+        .take(MAX_DISPLAY_NAME_CHARS)
         .collect();
-    if cleaned.is_empty() {
-        "user".into()
-    } else {
-        cleaned.to_lowercase()
+    match cleaned.trim() {
+        "" => base.to_string(),
+        trimmed => trimmed.to_string(),
+    }
+}
+
+/// Numbered names tried before one is made from the subject: a company whose
+/// logins all reduce to one name must not cost a query per account made before.
+const NUMBERED_NAMES: u32 = 20;
+
+/// `base`, else `base-2` … `base-20`, else `base-` and eight hex digits of the
+/// subject's hash (and a counter, should even that be taken).
+async fn free_username(
+    tx: &mut sqlx::AnyConnection,
+    base: &str,
+    subject: &str,
+) -> ServiceResult<String> {
+    let mut numbered = (1..=NUMBERED_NAMES).map(|n| match n {
+        1 => base.to_string(),
+        n => format!("{base}-{n}"),
+    });
+    let digest = format!("{:x}", sha2::Sha256::digest(subject.as_bytes()));
+    let hashed = format!("{base}-{}", digest.get(..8).unwrap_or(&digest));
+    let mut hashed_numbered = (1_u64..).map(|n| match n {
+        1 => hashed.clone(),
+        n => format!("{hashed}-{n}"),
+    });
+    loop {
+        let candidate = match numbered.next() {
+            Some(name) => name,
+            None => hashed_numbered.next().unwrap_or_else(|| hashed.clone()),
+        };
+        if !users::username_taken(tx, &candidate).await? {
+            return Ok(candidate);
+        }
     }
 }
 
@@ -400,12 +459,13 @@ pub async fn sign_in(
         team_terms(state).as_deref(),
     );
     let base = base_username(claims);
-    let display_name = claims
-        .name()
-        .and_then(|n| n.get(None))
-        .map(|n| n.to_string())
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| base.clone());
+    let display_name = display_name_from(
+        claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.to_string()),
+        &base,
+    );
     let mut tx = state.db.write().await?;
     let (id, created) = match users::by_external(&mut tx, &issuer, &subject).await? {
         Some(user) => {
@@ -413,12 +473,7 @@ pub async fn sign_in(
             (user.id, None)
         }
         None => {
-            let mut username = base.clone();
-            let mut n = 1;
-            while users::username_taken(&mut tx, &username).await? {
-                n += 1;
-                username = format!("{base}-{n}");
-            }
+            let username = free_username(&mut tx, &base, &subject).await?;
             let new = NewUser {
                 username: &username,
                 display_name: &display_name,
@@ -534,6 +589,37 @@ mod tests {
             ),
             ..settings()
         }
+    }
+
+    #[test]
+    fn a_user_name_comes_from_the_first_claim_that_has_letters_left() {
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            first_fit_username([some("Ivan.P"), some("ivan"), some("s")]),
+            "ivan.p"
+        );
+        // Cyrillic reduces to nothing, and punctuation alone is no name.
+        assert_eq!(
+            first_fit_username([some("иван.петров"), some("ivan.petrov"), some("s")]),
+            "ivan.petrov"
+        );
+        assert_eq!(
+            first_fit_username([some("иван"), None, some("a1b2-c3")]),
+            "a1b2-c3"
+        );
+        assert_eq!(first_fit_username([some("..."), None, some("--")]), "user");
+    }
+
+    #[test]
+    fn a_display_name_is_cleaned_and_capped() {
+        assert_eq!(
+            display_name_from(Some("Eve \u{202E}nimda".into()), "eve"),
+            "Eve nimda"
+        );
+        assert_eq!(display_name_from(Some(" \u{200B} ".into()), "eve"), "eve");
+        assert_eq!(display_name_from(None, "eve"), "eve");
+        let long = display_name_from(Some("é".repeat(500)), "eve");
+        assert_eq!(long.chars().count(), MAX_DISPLAY_NAME_CHARS);
     }
 
     fn claims(value: Value) -> ProviderClaims {

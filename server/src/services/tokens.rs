@@ -4,7 +4,7 @@
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use slipway_core::validate::FieldError;
+use slipway_core::validate::{self, FieldError};
 use slipway_core::views::{TokenRequest, TokenScope, TokenView};
 
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
@@ -62,11 +62,11 @@ fn check_request(caller: &Caller, request: &TokenRequest) -> ServiceResult<(Stri
             "name",
             format!("must be 1 to {MAX_NAME_CHARS} characters"),
         ));
-    } else if name.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "name",
-            "must not contain control characters",
-        ));
+    } else if name
+        .chars()
+        .any(|c| c.is_control() || validate::unfit_in_text(c))
+    {
+        errors.push(FieldError::new("name", validate::UNFIT_TEXT));
     }
     if request.scopes.is_empty() {
         errors.push(FieldError::new("scopes", "must name at least one scope"));

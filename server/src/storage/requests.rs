@@ -898,22 +898,26 @@ pub async fn mark_viewed(
     Ok(())
 }
 
-/// The newest revision before `revision` that this reviewer has seen.
-pub async fn last_seen_before(
+/// What this reviewer has seen of a request at `revision`: whether they saw
+/// that revision, and the newest revision before it that they saw.
+pub async fn seen_by(
     conn: &mut AnyConnection,
     id: RequestId,
     reviewer: UserId,
     revision: i64,
-) -> Result<Option<i64>, StorageError> {
-    Ok(sqlx::query_scalar(
-        "SELECT MAX(revision) FROM review_views WHERE request_id = $1 AND reviewer_id = $2 \
-         AND revision < $3",
+) -> Result<(bool, Option<i64>), StorageError> {
+    let seen: Vec<i64> = sqlx::query_scalar(
+        "SELECT revision FROM review_views WHERE request_id = $1 AND reviewer_id = $2 \
+         AND revision <= $3 ORDER BY revision DESC LIMIT 2",
     )
     .bind(id.0)
     .bind(reviewer.0)
     .bind(revision)
-    .fetch_one(&mut *conn)
-    .await?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let current = seen.first() == Some(&revision);
+    let before = seen.into_iter().find(|&r| r < revision);
+    Ok((current, before))
 }
 
 pub struct NewCheckResult<'a> {

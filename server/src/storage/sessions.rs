@@ -100,11 +100,27 @@ fn user_agent_of(record: &Record) -> String {
         .collect()
 }
 
+/// The most a session's data may take. A session holds who is signed in, a
+/// sign-in's state and one refused form's text; more is a bug or someone
+/// growing it on purpose, and every call of theirs reads and writes it whole.
+pub const MAX_SESSION_BYTES: usize = 64 * 1024;
+
+fn encoded(record: &Record) -> session_store::Result<String> {
+    let data = serde_json::to_string(&record.data)
+        .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    if data.len() > MAX_SESSION_BYTES {
+        return Err(session_store::Error::Encode(format!(
+            "a session's data would take {} bytes; at most {MAX_SESSION_BYTES} are kept",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = encoded(record)?;
         let now = now_millis();
         // A fresh id collides only by astronomically bad luck; retry instead of overwriting.
         loop {
@@ -135,8 +151,7 @@ impl SessionStore for DbSessionStore {
     /// page) while one of its requests was running must stay ended, not come back.
     /// New sessions always arrive through `create`.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = encoded(record)?;
         sqlx::query(
             "UPDATE sessions SET data = $2, expires_at = $3, user_id = $4, last_seen_at = $5, \
              user_agent = $6 WHERE id = $1",

@@ -46,6 +46,13 @@ impl Handles {
             repo: Some(repo),
         })
     }
+
+    /// Closes the idle handles: the next ones open afresh (after a repack, say).
+    pub(super) fn close_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
 }
 
 impl Deref for Handle<'_> {

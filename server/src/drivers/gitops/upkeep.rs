@@ -1,0 +1,138 @@
+//! Upkeep of the local repository. libgit2 writes every object as a loose file
+//! (nine for a namespace's commit) and never packs them: after a year of
+//! requests the repository would hold about a million files, each read a file
+//! open, and on some filesystems each new one slower to create. git's own
+//! `gc --auto` packs them once there are many (and expires unreachable ones, the
+//! leftovers of groups built again on a moved head, after two weeks), the way it
+//! runs after commits in any clone; this runs it from housekeeping.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{GitOpsError, GitOpsRepo};
+
+/// What one upkeep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packed {
+    /// Loose objects before and after.
+    pub loose_before: u64,
+    pub loose_after: u64,
+    pub took: Duration,
+}
+
+/// git's own default: a repository with more loose objects than this is packed.
+pub const LOOSE_OBJECTS_LIMIT: u64 = 6_700;
+
+impl GitOpsRepo {
+    /// Packs the repository's loose objects once there are more than `limit`
+    /// (git's estimate), with git's `gc --auto`. It holds the locks of building
+    /// and publishing while it runs, so no group is written beside it; readers
+    /// go on (an object moves into a pack before its loose file goes, and libgit2
+    /// looks again in the packs when a file is gone). `None` when nothing was
+    /// to be done.
+    pub fn pack_loose_objects(&self, limit: u64) -> Result<Option<Packed>, GitOpsError> {
+        let loose_before = self.loose_objects()?;
+        if loose_before <= limit {
+            return Ok(None);
+        }
+        let _building = self.build.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let _publishing = self.publish.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let started = Instant::now();
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(&self.path)
+            // In the foreground, so the locks cover it; git's threshold is ours.
+            .args(["-c", "gc.autoDetach=false", "-c"])
+            .arg(format!("gc.auto={limit}"))
+            .args(["gc", "--auto", "--quiet"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.upkeep_error(format!("could not start git: {e}")))?;
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let said = said.lines().last().unwrap_or("no message");
+            return Err(self.upkeep_error(format!("git gc failed ({}): {said}", output.status)));
+        }
+        // Handles opened before the repack would look in the packs they knew.
+        self.handles.close_idle();
+        Ok(Some(Packed {
+            loose_before,
+            loose_after: self.loose_objects()?,
+            took: started.elapsed(),
+        }))
+    }
+
+    /// The loose objects of the repository, counted file by file (256 small
+    /// directories; git's own estimate samples one of them).
+    pub fn loose_objects(&self) -> Result<u64, GitOpsError> {
+        let objects = self.path.join("objects");
+        let mut count = 0;
+        for fan in 0..=255_u8 {
+            let dir = objects.join(format!("{fan:02x}"));
+            match std::fs::read_dir(&dir) {
+                Ok(entries) => count += entries.count() as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(self.upkeep_error(format!("could not read {}: {e}", dir.display())));
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    fn upkeep_error(&self, message: String) -> GitOpsError {
+        self.git_error(git2::Error::from_str(&message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::file;
+    use super::*;
+
+    #[test]
+    fn many_loose_objects_are_packed_and_everything_still_reads()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let repo = GitOpsRepo::open_or_init(&dir.path().join("repo.git"))?;
+        let mut commits = Vec::new();
+        // About 5,000 objects: git's estimate (the objects in one directory of
+        // 256, times 256) sees past a limit of 256 unless that directory holds
+        // fewer than two of them, about 20 expected (once in ten million runs).
+        for n in 0..1000 {
+            let applied = repo.apply(
+                &[file(
+                    &format!("apps/a{n}/manifest.yaml"),
+                    &format!("n: {n}\n"),
+                )],
+                &format!("add a{n}"),
+            )?;
+            commits.push((n, applied.commit));
+        }
+        assert_eq!(repo.pack_loose_objects(100_000)?, None, "under the limit");
+        let before = repo.loose_objects()?;
+        assert!(before > 4_000, "{before} loose objects written");
+        let packed = repo
+            .pack_loose_objects(300)?
+            .ok_or("over the limit, the repository is packed")?;
+        assert_eq!(packed.loose_before, before);
+        assert!(
+            packed.loose_after < before / 10,
+            "{} loose objects left of {before}",
+            packed.loose_after
+        );
+        for (n, commit) in [&commits[0], &commits[500], &commits[999]] {
+            let read = repo.read_file(commit, &format!("apps/a{n}/manifest.yaml"))?;
+            assert_eq!(read.as_deref(), Some(format!("n: {n}\n").as_str()));
+        }
+        let next = repo.apply(&[file("apps/after/manifest.yaml", "x\n")], "after")?;
+        assert_eq!(
+            repo.read_head_file("apps/a7/manifest.yaml")?.as_deref(),
+            Some("n: 7\n"),
+            "the packed history is still the base of new commits ({})",
+            next.commit
+        );
+        assert_eq!(repo.commit_count()?, 1001);
+        Ok(())
+    }
+}
