@@ -153,6 +153,18 @@ pub fn rule_errors(action: &TypeAction, params: &Value, current: &Value) -> Vec<
         .collect()
 }
 
+/// Whether an earlier request of the action, with `earlier` parameters, used the
+/// same values of the action's `unique_by` parameters as `params` (none named:
+/// never).
+pub fn uses_same_unique_values(action: &TypeAction, params: &Value, earlier: &Value) -> bool {
+    !action.unique_by.is_empty()
+        && action.unique_by.iter().all(|name| {
+            params
+                .get(name)
+                .is_some_and(|v| earlier.get(name) == Some(v))
+        })
+}
+
 /// An action works on the asset it names: its parameters must still render the
 /// asset's name.
 pub fn rename_error(asset_name: &str, rendered: Option<&str>) -> Option<FieldError> {

@@ -226,6 +226,37 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         params.get("backup_name").is_none(),
         "an action's own input is not the asset's: {params}"
     );
+    // The same name again would render the same file, commit nothing and
+    // complete without a backup taken: the pre-check refuses it.
+    let again = actions::submit(
+        state,
+        &alice,
+        asset,
+        "backup",
+        &action_draft(json!({"backup_name": "before-42"})),
+    )
+    .await;
+    match again {
+        Err(ServiceError::PrecheckFailed(report)) => {
+            let fields = &report.field_errors;
+            assert_eq!(fields[0].field, "backup_name", "{fields:?}");
+            assert!(
+                fields[0].message.contains(&format!(
+                    "request #{backup} (Back up now) already used backup_name \"before-42\""
+                )),
+                "{fields:?}"
+            );
+        }
+        other => panic!("a backup name used before was taken: {other:?}"),
+    }
+    act(
+        app,
+        &alice,
+        asset,
+        "backup",
+        json!({"backup_name": "before-43"}),
+    )
+    .await?;
     act(
         app,
         &alice,
@@ -238,6 +269,22 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         .ok_or("the restore is committed")?;
     assert!(
         restore.contains("name: payments-ledger-prod.before-42"),
+        "{restore}"
+    );
+    // CloudNativePG reads a cluster's bootstrap only when it creates it: a
+    // second restore names a new cluster, which replaces the first.
+    act(
+        app,
+        &alice,
+        asset,
+        "restore",
+        json!({"backup_name": "before-43"}),
+    )
+    .await?;
+    let restore = head_file(app, "prod/payments/postgres-database/ledger/restore.yaml")?
+        .ok_or("the restore is committed")?;
+    assert!(
+        restore.contains("name: payments-ledger-prod-restore-before-43\n"),
         "{restore}"
     );
     assert!(

@@ -195,3 +195,32 @@ fn a_rule_that_cannot_be_evaluated_refuses_nothing() {
     }
     assert!(rule_errors(&scale, &json!({"storage_gb": 20}), &json!({})).is_empty());
 }
+
+/// A restored cluster is named after its backup (CloudNativePG reads a
+/// cluster's bootstrap only when it creates it), within the 63 characters
+/// Kubernetes allows a name.
+#[test]
+fn a_restore_whose_cluster_name_would_be_too_long_is_refused() {
+    let restore = action("postgres-database", "restore");
+    let mut asset = database();
+    asset["name"] = json!("a-database-name-of-thirty-chars");
+    let params = request_params(&asset, &json!({"backup_name": "nightly-2026-12-06"}));
+    let errors = rule_errors(&restore, &params, &asset);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "backup_name");
+    assert!(errors[0].message.contains("63 characters"), "{errors:?}");
+    let params = request_params(&database(), &json!({"backup_name": "nightly-2026-12-06"}));
+    assert_eq!(rule_errors(&restore, &params, &database()), Vec::new());
+}
+
+#[test]
+fn a_backup_name_is_unique_per_database_and_other_actions_repeat_freely() {
+    let backup = action("postgres-database", "backup");
+    let first = request_params(&database(), &json!({"backup_name": "before-42"}));
+    let same = request_params(&database(), &json!({"backup_name": "before-42"}));
+    let other = request_params(&database(), &json!({"backup_name": "before-43"}));
+    assert!(uses_same_unique_values(&backup, &same, &first));
+    assert!(!uses_same_unique_values(&backup, &other, &first));
+    let scale = action("postgres-database", "scale");
+    assert!(!uses_same_unique_values(&scale, &database(), &database()));
+}

@@ -89,6 +89,10 @@ pub(super) struct ActionFile {
     /// Conditions that refuse the request, read against the asset as it is.
     #[serde(default)]
     pub rules: Vec<ActionRuleFile>,
+    /// Parameters whose values a completed request of the action on the same
+    /// asset may not have used already (a backup's name).
+    #[serde(default)]
+    pub unique_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

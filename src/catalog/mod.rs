@@ -184,6 +184,12 @@ pub struct TypeAction {
     /// that cannot shrink, a major version that cannot go back).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<ActionRule>,
+    /// Parameters of the action whose values, all together, a completed request
+    /// of the action on the same asset may not have used: a second backup under
+    /// a name already taken would render the same file, commit nothing and
+    /// report a backup that was never taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique_by: Vec<String>,
 }
 
 /// A pre-check rule of an action: when `when` (an expression over the request's

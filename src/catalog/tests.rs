@@ -1550,6 +1550,29 @@ fn action_rules_are_checked_where_they_are_written() {
 }
 
 #[test]
+fn unique_by_names_the_actions_own_parameters_once() {
+    let errors = action_errors(
+        "  - name: snap\n    title: Snap\n    description: d\n    parameters:\n      type: object\n      properties:\n        label: { type: string }\n    unique_by: [label, nope, label]\n",
+    );
+    let found: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|(_, p, m)| (p.as_str(), m.as_str()))
+        .collect();
+    assert!(
+        found.iter().any(|(p, m)| *p == "actions[0].unique_by[1]"
+            && m.contains("\"nope\" is not a parameter of the action")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(p, m)| *p == "actions[0].unique_by[2]" && m.contains("named twice")),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+}
+
+#[test]
 fn a_type_file_name_that_is_no_type_name_is_refused() {
     for stem in ["Widget", "wid\"get", "wid get", "1widget", "wid.get"] {
         let text = minimal_type("").replacen("name: widget", &format!("name: {stem:?}"), 1);

@@ -336,13 +336,54 @@ pub(crate) async fn deployed_state(
     Ok(json!({ "params": asset.params, "files": files }))
 }
 
+/// The most completed requests of one action on one asset read for its
+/// `unique_by` rule: years of nightly backups.
+const UNIQUE_BY_LOOKBACK: i64 = 20_000;
+
+/// A completed request of the action on this asset that used the values of the
+/// action's `unique_by` parameters that `params` gives again.
+async fn used_before(
+    conn: &mut AnyConnection,
+    on: ActingOn<'_>,
+    params: &Value,
+) -> ServiceResult<Option<FieldError>> {
+    let Some(field) = on.action.unique_by.first() else {
+        return Ok(None);
+    };
+    let asset = on.asset.summary.id;
+    let earlier =
+        storage::requests::completed_actions(conn, asset, &on.action.name, UNIQUE_BY_LOOKBACK)
+            .await?;
+    let Some((id, _)) = earlier
+        .iter()
+        .find(|(_, earlier)| action::uses_same_unique_values(on.action, params, earlier))
+    else {
+        return Ok(None);
+    };
+    let values: Vec<String> = on
+        .action
+        .unique_by
+        .iter()
+        .map(|name| format!("{name} {}", params.get(name).unwrap_or(&Value::Null)))
+        .collect();
+    Ok(Some(FieldError::new(
+        field,
+        format!(
+            "request #{id} ({}) already used {} on asset #{asset}; each request of this action needs its own",
+            on.action.title,
+            values.join(" and ")
+        ),
+    )))
+}
+
 /// What an action's pre-check adds about its asset: it keeps the asset's name,
-/// waits for another request on the asset to finish, and retires nothing another
-/// active asset still requires.
+/// waits for another request on the asset to finish, gives values of its own
+/// where the action asks for them, and retires nothing another active asset
+/// still requires.
 pub(crate) async fn asset_problems(
     conn: &mut AnyConnection,
     state: &AppState,
-    ty: &ResourceType,
+    (ty, params): (&ResourceType, &Value),
     on: ActingOn<'_>,
     report: &PrecheckReport,
     exclude: Option<RequestId>,
@@ -363,6 +404,7 @@ pub(crate) async fn asset_problems(
             ),
         ));
     }
+    problems.extend(used_before(conn, on, params).await?);
     if on.action.retires {
         let dependents = storage::assets::active_dependents(conn, asset.summary.id).await?;
         if !dependents.is_empty() {

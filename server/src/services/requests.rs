@@ -182,7 +182,7 @@ pub(crate) async fn compute_precheck(
     }
     if let Some(on) = acting_on {
         let problems =
-            super::actions::asset_problems(conn, state, ty, on, &report, exclude).await?;
+            super::actions::asset_problems(conn, state, (ty, params), on, &report, exclude).await?;
         report.field_errors.extend(problems);
         let refused = slipway_core::action::rule_errors(on.action, params, &on.asset.params);
         report.field_errors.extend(refused);

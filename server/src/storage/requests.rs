@@ -695,6 +695,35 @@ pub async fn in_flight_named(
     Ok(id.map(RequestId))
 }
 
+/// The completed requests of `action` on an asset with their parameters, newest
+/// first, at most `limit`.
+pub async fn completed_actions(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    action: &str,
+    limit: i64,
+) -> Result<Vec<(RequestId, Value)>, StorageError> {
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, params FROM requests WHERE asset_id = $1 AND action = $2 AND state = $3 \
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(asset.0)
+    .bind(action)
+    .bind(RequestState::Completed.as_str())
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, params)| {
+            let params = params
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or(Value::Null);
+            (RequestId(id), params)
+        })
+        .collect())
+}
+
 /// Requests in flight that would create an asset of one of `type_names`, oldest
 /// first: the ones that may still require an asset a retirement would take away.
 pub async fn in_flight_creations_of(

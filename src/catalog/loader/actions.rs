@@ -103,6 +103,7 @@ fn build_action(
         errors: &mut found,
     };
     let rules = load_rules(&action.rules, &own, &mut inner);
+    let unique_by = load_unique_by(&action.unique_by, &own, &mut inner);
     let parameters = load_parameters(own, catalog, &mut inner);
     let request_type = build_type(file, removes, catalog, &mut inner);
     let mut reported: Vec<(String, String)> = Vec::new();
@@ -131,7 +132,38 @@ fn build_action(
         parameters,
         request_type,
         rules,
+        unique_by,
     })
+}
+
+/// The parameters a completed request may not have used already: each one of
+/// the action's own, named once.
+fn load_unique_by(names: &[String], own: &Value, fe: &mut FileErrors<'_>) -> Vec<String> {
+    let own_names = own_parameter_names(own);
+    for (j, name) in names.iter().enumerate() {
+        if !own_names.contains(&name.as_str()) {
+            fe.push(
+                format!("unique_by[{j}]"),
+                format!(
+                    "{name:?} is not a parameter of the action (it takes {})",
+                    own_names.join(", ")
+                ),
+            );
+        } else if names[..j].contains(name) {
+            fe.push(
+                format!("unique_by[{j}]"),
+                format!("{name:?} is named twice"),
+            );
+        }
+    }
+    names.to_vec()
+}
+
+fn own_parameter_names(own: &Value) -> Vec<&str> {
+    own.get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default()
 }
 
 /// The action's rules, each expression and message checked, each field one of
@@ -148,11 +180,7 @@ fn load_rules(rules: &[ActionRuleFile], own: &Value, fe: &mut FileErrors<'_>) ->
         );
         return Vec::new();
     }
-    let own_names: Vec<&str> = own
-        .get("properties")
-        .and_then(Value::as_object)
-        .map(|p| p.keys().map(String::as_str).collect())
-        .unwrap_or_default();
+    let own_names = own_parameter_names(own);
     rules
         .iter()
         .enumerate()
@@ -213,6 +241,7 @@ pub(super) fn template_upgrade(
         execute: None,
         checks: None,
         rules: Vec::new(),
+        unique_by: Vec::new(),
     };
     let mut found: Vec<CatalogError> = Vec::new();
     let mut inner = FileErrors {
