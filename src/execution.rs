@@ -28,6 +28,11 @@ const PG_STEP_VARIABLES: [&str; 7] = [
 
 /// Whether beside a PostgreSQL server only the server's settings may set this
 /// variable.
+/// The variable that marks every process of one command run: what the program
+/// starts inherits it, also a process that leaves its group (`setsid`, `ssh -f`),
+/// which the server finds by it and ends with the run.
+pub const STEP_RUN_ENV: &str = "SLIPWAY_STEP_RUN";
+
 pub fn is_pg_connection_variable(name: &str) -> bool {
     name.starts_with("PG") && !PG_STEP_VARIABLES.contains(&name)
 }

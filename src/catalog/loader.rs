@@ -931,6 +931,9 @@ fn reserved_env(name: &str, beside_postgres_server: bool) -> Option<&'static str
     if loader {
         return Some("is the server's to set: it chooses which programs run and what they load");
     }
+    if name == crate::execution::STEP_RUN_ENV {
+        return Some("is the server's to set: it marks the processes of one run, to end them all");
+    }
     // Programs read both spellings of the proxy variables.
     let upper = name.to_ascii_uppercase();
     let proxy = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"].contains(&upper.as_str());

@@ -1084,7 +1084,7 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
   - driver: command
     program: psql
     postgres_server: shared
-    env: { PGHOST: "{{ name }}", PGDATABASE: "{{ name }}", LD_PRELOAD: /tmp/x.so, PATH: /tmp, PGCHANNELBINDING: disable, PGSSLMINPROTOCOLVERSION: TLSv1, PGSSLNEGOTIATION: direct, PGSYSCONFDIR: /tmp, PGAPPNAME: x }
+    env: { PGHOST: "{{ name }}", PGDATABASE: "{{ name }}", LD_PRELOAD: /tmp/x.so, PATH: /tmp, PGCHANNELBINDING: disable, PGSSLMINPROTOCOLVERSION: TLSv1, PGSSLNEGOTIATION: direct, PGSYSCONFDIR: /tmp, PGAPPNAME: x, SLIPWAY_STEP_RUN: mine }
     secret_env: { PGPASSWORD: secret }
 "#,
         ),
@@ -1101,6 +1101,7 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
             "execute[0].env.PGSSLMINPROTOCOLVERSION",
             "execute[0].env.PGSSLNEGOTIATION",
             "execute[0].env.PGSYSCONFDIR",
+            "execute[0].env.SLIPWAY_STEP_RUN",
             "execute[0].secret_env.PGPASSWORD",
         ],
         "PGDATABASE and PGAPPNAME stay the step's own"

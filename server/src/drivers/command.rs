@@ -10,6 +10,8 @@
 //! converge (`kubectl apply`, `tofu apply`, SQL with `IF NOT EXISTS`). The
 //! orchestrator does not run a step again once it is recorded done.
 
+mod escaped;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
 use std::os::fd::OwnedFd;
@@ -656,6 +658,8 @@ fn run_blocking(
             process.env(name, value);
         }
     }
+    let mark = escaped::RunMark::new();
+    process.env(slipway_core::execution::STEP_RUN_ENV, mark.value());
     let program = &command.program;
     let started = Instant::now();
     let mut child = process.spawn().map_err(|e| {
@@ -708,6 +712,7 @@ fn run_blocking(
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
+    let left_running = mark.end_escaped();
     // The readers stop at the end of their stream, or at this.
     let _ = ended.set(Instant::now() + OUTPUT_GRACE);
     let stdout = stdout
@@ -723,6 +728,16 @@ fn run_blocking(
             text.lines()
                 .map(|line| format!("{stream}: {}", scrub_line(line, secrets))),
         );
+    }
+    if left_running > 0 {
+        tracing::warn!(
+            program,
+            left_running,
+            "ended processes a command left running"
+        );
+        log.push(format!(
+            "note: ended {left_running} process(es) that {program} started and left running"
+        ));
     }
     for (stream, drained) in [("stdout", &stdout), ("stderr", &stderr)] {
         if drained.cut {
@@ -1070,7 +1085,8 @@ mod tests {
         );
         assert!(outcome.log.contains(&"stdout: STAGE=dev".to_string()));
         assert!(!outcome.log.iter().any(|l| l.contains("s3cret-canary-91ab")));
-        // Nothing of the server's environment but the basics.
+        // Nothing of the server's environment but the basics (and the run's mark).
+        let step_run = slipway_core::execution::STEP_RUN_ENV;
         for line in &outcome.log {
             let name = line
                 .trim_start_matches("stdout: ")
@@ -1078,7 +1094,7 @@ mod tests {
                 .next()
                 .unwrap_or_default();
             assert!(
-                ["DB_PASSWORD", "STAGE"].contains(&name) || BASE_ENV.contains(&name),
+                ["DB_PASSWORD", "STAGE", step_run].contains(&name) || BASE_ENV.contains(&name),
                 "{line}"
             );
         }
@@ -1306,14 +1322,15 @@ mod tests {
     }
 
     /// A process that leaves the program's group (`setsid`) and keeps its
-    /// output open does not hold the step until its timeout.
+    /// output open does not hold the step until its timeout, and does not run
+    /// on after it.
     #[tokio::test]
     async fn an_escaped_process_holding_the_output_does_not_hold_the_step()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         // The pause lets `setsid` leave the group before the program ends (its
         // group is killed then), also on a loaded machine.
-        let mut escaped = step("sh", &["-c", "setsid sleep 20 & sleep 1; echo ok"]);
+        let mut escaped = step("sh", &["-c", "setsid sleep 29.71 & sleep 1; echo ok"]);
         if let PlannedStep::Command(command) = &mut escaped {
             command.timeout_seconds = Some(15);
         }
@@ -1333,11 +1350,24 @@ mod tests {
             outcome
                 .log
                 .iter()
-                .any(|l| l.starts_with("note: stdout was still open")),
+                .any(|l| l.starts_with("note: ended 1 process(es) that sh started")),
             "{:?}",
             outcome.log
         );
+        assert!(
+            !running("sleep\x0029.71\x00"),
+            "the escaped sleeper runs on"
+        );
         Ok(())
+    }
+
+    /// Whether a process with this command line (arguments NUL-terminated) runs.
+    fn running(cmdline: &str) -> bool {
+        std::fs::read_dir("/proc").is_ok_and(|proc| {
+            proc.flatten().any(|dir| {
+                std::fs::read(dir.path().join("cmdline")).is_ok_and(|c| c == cmdline.as_bytes())
+            })
+        })
     }
 
     /// ...nor does one that keeps writing to it without a pause.
@@ -1345,8 +1375,10 @@ mod tests {
     async fn an_escaped_process_writing_without_pause_does_not_hold_the_step()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        // `timeout` ends the flood by itself after 12 s, whatever the test does.
-        let script = "setsid timeout 12 yes flood & sleep 1; echo ok";
+        // `timeout` ends the flood by itself after 12 s, whatever the test does;
+        // `env -i` drops the run's mark, so the flood is not found and ended
+        // (only the readers' grace ends the step).
+        let script = "setsid env -i timeout 12 yes flood & sleep 1; echo ok";
         let mut escaped = step("sh", &["-c", script]);
         if let PlannedStep::Command(command) = &mut escaped {
             command.timeout_seconds = Some(15);
