@@ -1048,6 +1048,18 @@ async fn a_new_token_is_shown_once_on_its_own_page_and_kept_nowhere() -> TestRes
         assert!(refused.body.contains(says), "{bad:?}: {}", refused.body);
         assert!(refused.body.contains("role=\"alert\""));
     }
+    // A form body past what these forms hold is refused before it is read.
+    let long_name = "n".repeat(slipway_server::http::FORM_BODY_BYTES);
+    let fields_too_long = [("name", long_name.as_str()), ("expires_in_days", "9")];
+    let refused = browser
+        .post_form("/account/tokens/new", &fields_too_long, ORIGIN)
+        .await?;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.body.contains("could not be read (") && refused.body.contains("limit"),
+        "{}",
+        refused.body
+    );
     assert_eq!(app.count("api_tokens").await?, 0);
 
     let shown = browser
@@ -1387,6 +1399,11 @@ async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> 
     assert_eq!(
         header(header::CONTENT_DISPOSITION),
         "attachment; filename=\"catalog-info.yaml\""
+    );
+    assert_eq!(
+        header(header::CACHE_CONTROL),
+        "no-store",
+        "what a session reads stays out of a shared computer's cache"
     );
     let entity: slipway_core::backstage::Entity = serde_norway::from_str(&yaml.body)?;
     assert_eq!(entity.metadata.title, "payments-exported-dev");

@@ -76,7 +76,12 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 /// marked used at most once a minute.
 pub async fn keep_session_alive(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let skip = path.starts_with("/pkg/") || matches!(path, "/healthz" | "/readyz" | "/metrics");
+    // A page left open following a request reconnects its event stream every
+    // minute: that is the browser's doing, not a person's, and must not keep a
+    // session alive past its idle timeout.
+    let skip = path.starts_with("/pkg/")
+        || matches!(path, "/healthz" | "/readyz" | "/metrics")
+        || is_event_stream(&request);
     if !skip && let Some(session) = request.extensions().get::<Session>().cloned() {
         let signed_in = matches!(session.get::<i64>(USER_KEY).await, Ok(Some(_)));
         let seen = session
@@ -94,6 +99,16 @@ pub async fn keep_session_alive(request: Request, next: Next) -> Response {
         }
     }
     next.run(request).await
+}
+
+/// Whether a request asks for a stream of server-sent events.
+fn is_event_stream(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+        || request.uri().path().ends_with("/events")
 }
 
 /// Puts a freshly authenticated user into the session: a new session id (a session
@@ -212,16 +227,28 @@ pub async fn see_other(request: Request, next: Next) -> Response {
 /// Headers every answer carries: no page of the portal may be framed (a hidden
 /// frame could lead a reviewer's click to "Approve"), no answer is sniffed into
 /// another type, and the address of a page does not travel to other sites. A
-/// page (HTML) is not kept by the browser's cache either: on a shared computer,
-/// Back after signing out would show the last person's pages. Headers a handler
-/// set itself (the show-once pages) stay.
+/// page (HTML), and any answer to a call with a cookie or a token, is not kept
+/// by the browser's cache either: on a shared computer, Back after signing out
+/// would show the last person's pages. Headers a handler set itself (the
+/// show-once pages, the static files) stay.
 pub async fn security_headers(request: Request, next: Next) -> Response {
+    // What a person's session or token reads is theirs: not for a shared
+    // computer's disk cache either (a YAML download, API JSON read in a tab).
+    let authenticated = request.headers().contains_key(header::COOKIE)
+        || request.headers().contains_key(header::AUTHORIZATION);
     let mut response = next.run(request).await;
-    let is_page = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/html"));
+        .unwrap_or_default();
+    let is_page = content_type.starts_with("text/html");
+    // The portal's scripts, styles and pictures are the same for everyone (a
+    // browser sends its cookie with them too) and should stay cached.
+    let is_static = ["javascript", "wasm", "text/css", "image/", "font/"]
+        .iter()
+        .any(|kind| content_type.contains(kind));
+    let authenticated = authenticated && !is_static;
     let headers = response.headers_mut();
     let defaults = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -237,7 +264,7 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
             headers.insert(name, HeaderValue::from_static(value));
         }
     }
-    if is_page && !headers.contains_key(header::CACHE_CONTROL) {
+    if (is_page || authenticated) && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
@@ -400,10 +427,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let alive = state.metrics.workers_alive();
     let workers = match state.metrics.claims_failing() {
         _ if alive < wanted => Err(format!("{alive} of {wanted} running")),
-        Some((failing, error)) if failing >= CLAIMS_FAILING_UNREADY => Err(format!(
-            "{alive} of {wanted} running, but they could not claim jobs for {} s: {error}",
-            failing.as_secs()
-        )),
+        Some((failing, error)) if failing >= CLAIMS_FAILING_UNREADY => {
+            tracing::warn!(%error, "readyz: the workers cannot claim jobs");
+            Err(format!(
+                "{alive} of {wanted} running, but they could not claim jobs for {} s (see the log)",
+                failing.as_secs()
+            ))
+        }
         _ => Ok(format!("{alive} of {wanted} running")),
     };
     let ready = database.is_ok() && migrations.is_ok() && workers.is_ok();
@@ -489,7 +519,13 @@ pub fn router() -> Router<AppState> {
             "/account/chat-link/new",
             axum::routing::post(chat_link::create),
         )
+        // These forms hold a name and a few choices; their bodies are read
+        // before the session is (axum's default would let 2 MiB through).
+        .layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_BYTES))
 }
+
+/// The largest body the hand-written forms above take.
+pub const FORM_BODY_BYTES: usize = 16 * 1024;
 
 /// The signed-in portal user behind a session, as a caller of the services.
 pub(crate) async fn session_caller(

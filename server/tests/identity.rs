@@ -595,6 +595,57 @@ async fn a_callback_without_a_started_sign_in_or_with_a_wrong_state_is_refused()
     Ok(())
 }
 
+/// Every refused callback costs an audit row, and one with a sign-in under way
+/// a call to the provider with Slipway's credentials: an address whose
+/// callbacks keep failing is held back like one whose passwords do, without
+/// more rows or calls, while another address still signs in.
+#[tokio::test]
+async fn an_address_whose_callbacks_keep_failing_is_held_back() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut flood = Browser::new(&app);
+    flood.address = Some("198.51.100.7:40000".parse()?);
+    let mut refused = Vec::new();
+    for _ in 0..40 {
+        let answer = flood.get("/auth/oidc/callback?code=x&state=y").await?;
+        refused.push(answer.location().to_string());
+    }
+    let audited = events(&app, "user.sign_in_failed").await?;
+    assert!(
+        (20..=21).contains(&audited),
+        "{audited} failures audited of 40"
+    );
+    assert!(
+        refused
+            .last()
+            .is_some_and(|l| l.starts_with("/login?error=too_many")),
+        "{refused:?}"
+    );
+    // A sign-in under way from that address gets no call to the provider.
+    let started = flood.get("/auth/oidc/start").await?;
+    let url = Url::parse(started.location())?;
+    let state = query(&url, "state")?;
+    let held = flood
+        .get(&format!("/auth/oidc/callback?code=x&state={state}"))
+        .await?;
+    assert!(held.location().starts_with("/login?error=too_many"));
+    assert_eq!(events(&app, "user.sign_in_failed").await?, audited);
+    // Another address signs in.
+    let mut browser = Browser::new(&app);
+    browser.address = Some("203.0.113.20:40000".parse()?);
+    let started = browser.get("/auth/oidc/start").await?;
+    let url = Url::parse(started.location())?;
+    provider.lock().map_err(|_| "poisoned")?.id_token =
+        Some(Token::good().sign(&issuer, &query(&url, "nonce")?)?);
+    let state = query(&url, "state")?;
+    let answer = browser
+        .get(&format!("/auth/oidc/callback?code=x&state={state}"))
+        .await?;
+    assert_eq!(answer.location(), "/catalog");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_provider_that_is_down_gives_a_message_not_an_error() -> TestResult {
     // Nothing listens on port 9 of loopback.

@@ -19,6 +19,9 @@ fn sign_on_message(code: &str) -> Option<&'static str> {
         "account_disabled" => {
             "The sign-in provider knows you, but this Slipway account is disabled. Ask the platform team."
         }
+        "too_many" => {
+            "Too many sign-ins from this address failed lately. Wait a few minutes and try again."
+        }
         "sign_in_failed" => {
             "Single sign-on did not succeed: the provider's answer could not be verified. Try again; if it persists, tell the platform team."
         }

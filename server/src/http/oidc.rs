@@ -15,6 +15,7 @@ use tower_sessions::Session;
 
 use super::sign_in_cookie::SignInCookie;
 use super::{safe_next, start_user_session, user_agent};
+use crate::services::auth::provider_sign_in_wait;
 use crate::services::oidc::{Oidc, OidcError, record_failure, sign_in};
 use crate::state::AppState;
 use crate::storage::now_millis;
@@ -148,6 +149,16 @@ async fn finish(
         }
         to_login(error, &next)
     };
+    // An address locked by its failures gets no call to the provider, nor an
+    // audit row, until its lock ends.
+    match provider_sign_in_wait(app, meta).await {
+        Ok(0) => {}
+        Ok(_) => return to_login("too_many", DEFAULT_NEXT),
+        Err(error) => {
+            tracing::error!(%error, "could not read the sign-in throttle");
+            return to_login("sign_in_failed", DEFAULT_NEXT);
+        }
+    }
     let Some(pending) = routes.cookie.read(headers, now_millis()) else {
         return fail(
             "no sign-in was under way in this browser".into(),

@@ -114,6 +114,45 @@ fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64
     subjects
 }
 
+/// Single sign-on's failures count against the client's address as failed
+/// passwords do: a callback costs an audit row and, with a sign-in under way,
+/// a call to the provider's token endpoint with Slipway's own credentials
+/// (which providers rate-limit per client, so a flood from one address could
+/// lock the whole company out). No address, no count.
+fn provider_subjects(meta: &CallMeta) -> Vec<(String, i64)> {
+    meta.client_addr
+        .as_deref()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+        .map(|address| {
+            vec![(
+                format!("addr:{}", address_group(address)),
+                ADDRESS_FREE_FAILURES,
+            )]
+        })
+        .unwrap_or_default()
+}
+
+/// How long sign-ins through the provider from this caller's address are held
+/// back (0: not at all), read without the writer. A refusal is counted in
+/// the throttled sign-ins' metric.
+pub async fn provider_sign_in_wait(state: &AppState, meta: &CallMeta) -> ServiceResult<i64> {
+    let wait = locked_now(state, &provider_subjects(meta)).await?;
+    if wait > 0 {
+        state.metrics.sign_ins_throttled.inc();
+    }
+    Ok(wait)
+}
+
+/// Counts a failed sign-in through the provider against the caller's address.
+/// False when the address is locked already (nothing counted).
+pub async fn count_provider_failure(state: &AppState, meta: &CallMeta) -> ServiceResult<bool> {
+    let subjects = provider_subjects(meta);
+    if subjects.is_empty() {
+        return Ok(true);
+    }
+    Ok(count_attempt(state, &subjects).await?.is_ok())
+}
+
 /// The address a failure counts against: an IPv4 address, or an IPv6 address's
 /// /64 (one host is commonly given a whole /64 and may send from any address in
 /// it, each of which would otherwise start with free attempts).

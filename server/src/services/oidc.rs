@@ -105,7 +105,15 @@ pub struct Oidc {
     metadata: RwLock<Option<(CoreProviderMetadata, Instant)>>,
     /// When the keys were last read again for an unknown key.
     last_key_refetch: Mutex<Option<Instant>>,
+    /// Held while the discovery document is read, so that one caller reads it
+    /// and the others use the copy they have (or wait for it); it keeps the
+    /// last failure, which spares the provider for [`DISCOVERY_FAILURE_MEMORY`].
+    discovering: Mutex<Option<(Instant, String)>>,
 }
+
+/// How long a failed discovery is taken as the answer: a provider that is down
+/// is not asked again by every sign-in (each waits up to ten seconds).
+const DISCOVERY_FAILURE_MEMORY: Duration = Duration::from_secs(30);
 
 impl Oidc {
     pub fn new(settings: OidcSettings) -> Result<Oidc, String> {
@@ -120,6 +128,7 @@ impl Oidc {
             http,
             metadata: RwLock::new(None),
             last_key_refetch: Mutex::new(None),
+            discovering: Mutex::new(None),
         })
     }
 
@@ -135,17 +144,44 @@ impl Oidc {
 
     /// [`Oidc::provider`], with when that copy was read.
     async fn cached_provider(&self) -> Result<(CoreProviderMetadata, Instant), OidcError> {
-        if let Some((metadata, fetched)) = self.metadata.read().await.as_ref()
+        let cached = self.metadata.read().await.clone();
+        if let Some((metadata, fetched)) = &cached
             && fetched.elapsed() < METADATA_MAX_AGE
         {
             return Ok((metadata.clone(), *fetched));
         }
-        match self.discover().await {
-            Ok(fresh) => Ok(fresh),
-            Err(message) => match self.metadata.read().await.as_ref() {
-                Some((metadata, fetched)) => Ok((metadata.clone(), *fetched)),
-                None => Err(OidcError::Unavailable(message)),
+        // One caller reads the document; with a stale copy at hand the others
+        // go on with it instead of waiting.
+        let mut discovering = match (self.discovering.try_lock(), &cached) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(stale)) => return Ok(stale.clone()),
+            (Err(_), None) => self.discovering.lock().await,
+        };
+        if let Some(fresh) = self.metadata.read().await.clone()
+            && fresh.1.elapsed() < METADATA_MAX_AGE
+        {
+            return Ok(fresh);
+        }
+        let failed_lately = discovering
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < DISCOVERY_FAILURE_MEMORY)
+            .map(|(_, message)| message.clone());
+        let message = match failed_lately {
+            Some(message) => message,
+            None => match self.discover().await {
+                Ok(fresh) => {
+                    *discovering = None;
+                    return Ok(fresh);
+                }
+                Err(message) => {
+                    *discovering = Some((Instant::now(), message.clone()));
+                    message
+                }
             },
+        };
+        match cached {
+            Some(stale) => Ok(stale),
+            None => Err(OidcError::Unavailable(message)),
         }
     }
 
@@ -532,6 +568,12 @@ pub async fn sign_in(
 /// client address and trace id. Nobody is known yet, so the sign-in policy is the
 /// actor; the call came through the portal.
 pub async fn record_failure(state: &AppState, reason: &str, meta: &CallMeta) -> ServiceResult<()> {
+    // Counted against the address first; one that is locked by now is not
+    // audited again (the throttled sign-ins' metric counts it).
+    if !super::auth::count_provider_failure(state, meta).await? {
+        state.metrics.sign_ins_throttled.inc();
+        return Ok(());
+    }
     let mut tx = state.db.write().await?;
     super::record(
         &mut tx,
@@ -564,6 +606,36 @@ mod tests {
             role_map: None,
             team_map: None,
         }
+    }
+
+    /// A provider that is down is asked once, whoever signs in meanwhile: each
+    /// ask can wait ten seconds, and a flood of sign-ins must not become a
+    /// flood of requests to the provider.
+    #[tokio::test]
+    async fn a_provider_that_failed_is_not_asked_again_by_every_sign_in()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Not an HTTP answer: the discovery fails.
+                drop(stream);
+            }
+        });
+        let oidc = Oidc::new(OidcSettings {
+            issuer: format!("http://127.0.0.1:{port}"),
+            ..settings()
+        })?;
+        let attempts = futures_util::future::join_all((0..20).map(|_| oidc.provider())).await;
+        assert!(attempts.iter().all(Result::is_err));
+        for _ in 0..20 {
+            assert!(oidc.provider().await.is_err());
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        Ok(())
     }
 
     fn mapped() -> OidcSettings {
