@@ -76,3 +76,17 @@ test('the signed-in pages pass the WCAG 2.1 AA checks', async ({ browser }) => {
   }
   expect(problems).toEqual([]);
 });
+
+test('a refused submit takes the focus to the first field to fix and says which', async ({ page }) => {
+  await loginAs(page, 'alice');
+  await page.goto('/requests/new/k8s-namespace');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await page.getByLabel('Team').selectOption('payments');
+  const submit = page.getByRole('button', { name: 'Submit request' });
+  await submit.focus();
+  await page.keyboard.press('Enter');
+  // The name is missing: the focus lands on its box, not on the page's top.
+  await expect(page.getByRole('textbox', { name: 'Name', exact: true })).toBeFocused();
+  await expect(page.getByRole('status').filter({ hasText: /fields? needs? fixing: .*name/ })).toBeVisible();
+  await expect(page).toHaveURL(/\/requests\/new\/k8s-namespace$/);
+});

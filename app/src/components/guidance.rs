@@ -4,6 +4,7 @@
 //! in the browser as the requester types. Each hint names its source, is labelled
 //! in words (not by colour alone) and never blocks the submit.
 
+use crate::components::schema_form::focus_first_field;
 use leptos::prelude::*;
 use serde_json::{Map, Value};
 use slipway_core::catalog::ResourceType;
@@ -101,10 +102,13 @@ fn hint_view(hint: Hint, values: RwSignal<Map<String, Value>>) -> impl IntoView 
             let (field, value) = (field.clone(), value.clone());
             move || values.with(|v| v.get(&field) != Some(&value))
         };
+        // The button goes once its value is in: the focus goes to the field,
+        // which reads out its label and its new value.
         let apply = move |_| {
             values.update(|v| {
                 v.insert(field.clone(), value.clone());
-            })
+            });
+            focus_first_field([field.as_str()]);
         };
         move || {
             differs().then(|| {

@@ -112,11 +112,15 @@ pub fn LiveSteps(
         "{} — this page follows the worker by itself.",
         state.label()
     ));
-    Effect::new(move |_| follow(id, after, live, status));
+    let finished = RwSignal::new(false);
+    Effect::new(move |_| follow(id, after, live, (status, finished)));
     view! {
         <section aria-label="Execution steps" class="live-steps">
             <h2>"Execution steps"</h2>
             <p class="notice live" role="status" aria-live="polite">{move || status.get()}</p>
+            <Show when=move || finished.get()>
+                <p><a href=format!("/requests/{id}")>"Show the result"</a></p>
+            </Show>
             <ul class="checks">
                 <For each=move || live.get() key=|step| step.id let:step>
                     <LiveStepItem step />
@@ -191,12 +195,13 @@ mod browser {
     }
 
     /// Opens the event stream and wires its events to the page; the page's life is
-    /// the stream's (the `end` event reloads it).
+    /// the stream's (the `end` event reloads it, or offers to when someone is in
+    /// the page).
     pub(super) fn follow(
         id: RequestId,
         after: i64,
         live: RwSignal<Vec<LiveStep>>,
-        status: RwSignal<String>,
+        (status, finished): (RwSignal<String>, RwSignal<bool>),
     ) {
         use wasm_bindgen::JsCast as _;
         use wasm_bindgen::closure::Closure;
@@ -218,7 +223,17 @@ mod browser {
         let ended = source.clone();
         let on_end = Closure::<dyn FnMut(MessageEvent)>::new(move |_: MessageEvent| {
             ended.close();
-            let _ = window().location().reload();
+            // A reload puts a reader (or a screen reader's place) back at the top
+            // of the page: only when nobody is in it, else they choose.
+            let in_use = document()
+                .active_element()
+                .is_some_and(|element| element.tag_name() != "BODY");
+            if in_use {
+                status.set("The run has ended: show the result to see its outcome.".into());
+                finished.set(true);
+            } else {
+                let _ = window().location().reload();
+            }
         });
         let failed = source.clone();
         // The browser retries a dropped connection by itself; a refusal closes it for good.
@@ -247,4 +262,5 @@ use browser::follow;
 
 /// On the server the island only renders; it follows in the browser.
 #[cfg(not(feature = "hydrate"))]
-fn follow(_: RequestId, _: i64, _: RwSignal<Vec<LiveStep>>, _: RwSignal<String>) {}
+fn follow(_: RequestId, _: i64, _: RwSignal<Vec<LiveStep>>, _: (RwSignal<String>, RwSignal<bool>)) {
+}

@@ -19,7 +19,7 @@ use crate::components::error_notice;
 use crate::components::guidance::GuidancePanel;
 use crate::components::param_checks::{ChecksUnavailable, check_params};
 use crate::components::precheck::PrecheckPanel;
-use crate::components::schema_form::{FormState, SchemaForm};
+use crate::components::schema_form::{FormState, SchemaForm, focus_first_field};
 use crate::error::AppError;
 
 /// How long typing must pause before the server pre-check runs.
@@ -134,6 +134,7 @@ pub fn RequestForm(
             let clean = match check_params(resource_type, params.clone()).await {
                 Ok(found) => {
                     let clean = found.is_empty();
+                    focus_first_field(found.iter().map(|e| e.field.as_str()));
                     form.errors.set(found);
                     clean
                 }
@@ -165,10 +166,15 @@ pub fn RequestForm(
                     <SchemaForm fields form />
                     {move || server_error().map(|e| server_error_view(&e))}
                     <div class="actions">
-                        <button type="submit" class="primary" disabled=move || submitting.get() || has_errors() aria-busy=move || submitting.get().to_string()>
+                        // Not `disabled`: a disabled button drops the keyboard's focus
+                        // (to the page's top) the moment it is pressed; pressed again
+                        // while sending it does nothing, and with errors it checks
+                        // again and takes the focus to the first field to fix.
+                        <button type="submit" class="primary" aria-disabled=move || (submitting.get() || has_errors()).to_string() aria-busy=move || submitting.get().to_string()>
                             {move || if submitting.get() { "Submitting…".to_string() } else { submit_label.clone() }}
                         </button>
-                        {move || has_errors().then(|| view! { <span class="hint" role="status">"Fix the fields marked above to submit."</span> })}
+                        // Always in the page, so that its text is announced when it changes.
+                        <span class="hint" role="status">{move || errors_summary(has_errors(), form)}</span>
                     </div>
                 </fieldset>
                 <aside>
@@ -185,6 +191,27 @@ pub fn RequestForm(
             </div>
         </form>
     }
+}
+
+/// What the form's status line says when fields need fixing: how many, and
+/// which (by their parameters' names).
+fn errors_summary(has_errors: bool, form: FormState) -> String {
+    if !has_errors {
+        return String::new();
+    }
+    form.errors.with(|errors| {
+        let mut fields: Vec<&str> = errors
+            .iter()
+            .map(|e| e.field.as_str())
+            .filter(|f| !f.is_empty())
+            .collect();
+        fields.dedup();
+        match fields.len() {
+            0 => "Fix what is marked above to submit.".to_string(),
+            1 => format!("1 field needs fixing: {}.", fields[0]),
+            n => format!("{n} fields need fixing: {}.", fields.join(", ")),
+        }
+    })
 }
 
 /// Field errors follow every change. The newest check wins: an older one that

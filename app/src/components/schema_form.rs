@@ -223,11 +223,39 @@ fn control(
             }
             .into_any()
         }
-        FieldKind::TextList { .. } => view! {
-            <textarea id=id name=name.clone() rows="3" aria-describedby=described_by aria-invalid=invalid
-                placeholder="One per line"
-                prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur></textarea>
+        FieldKind::TextList { .. } => {
+            // Said beside the box, not only as a placeholder, which a prefilled
+            // box hides and not every screen reader reads.
+            let lines_id = format!("{id}-lines");
+            let described_by = format!("{lines_id} {described_by}");
+            view! {
+                <textarea id=id name=name.clone() rows="3" required=required aria-describedby=described_by aria-invalid=invalid
+                    placeholder="One per line"
+                    prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur></textarea>
+                <p class="help" id=lines_id>"One per line."</p>
+            }
+            .into_any()
         }
-        .into_any(),
     }
+}
+
+/// Moves the keyboard's focus to the first of `fields` the form shows (by its
+/// `field-{name}` id): after a refused submit or an applied suggestion, a
+/// keyboard or screen-reader user lands where the fix is, and hears its label,
+/// value and error. Only in the browser.
+pub fn focus_first_field<'a>(fields: impl IntoIterator<Item = &'a str>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast as _;
+        let element = fields.into_iter().find_map(|name| {
+            document()
+                .get_element_by_id(&format!("field-{name}"))
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+        });
+        if let Some(element) = element {
+            let _ = element.focus();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    drop(fields.into_iter());
 }

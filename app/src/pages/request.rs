@@ -158,7 +158,11 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
     .into_iter()
     .find_map(|value| value.get_untracked().and_then(Result::err));
     let comment_error = refused.as_ref().and_then(|e| e.field("comment"));
-    let other_error = refused.filter(|e| e.field("comment").is_none());
+    let note_error = refused.as_ref().and_then(|e| e.field("note"));
+    let other_error = refused.filter(|e| e.field("comment").is_none() && e.field("note").is_none());
+    // A refused form comes back as a new page: the focus starts at the field to
+    // fix, whose error it then reads out with it.
+    let (comment_invalid, note_invalid) = (comment_error.is_some(), note_error.is_some());
     let hash = detail
         .revisions
         .last()
@@ -176,9 +180,9 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
                     {hidden_id(id)}
                     <input type="hidden" name="revision" value=revision.to_string() />
                     <label for="review-comment">"Comment"</label>
-                    <textarea id="review-comment" name="comment" rows="3" maxlength=MAX_NOTE_CHARS aria-describedby="review-comment-help">{comment_draft}</textarea>
+                    <textarea id="review-comment" name="comment" rows="3" maxlength=MAX_NOTE_CHARS aria-describedby="review-comment-help review-comment-error" aria-invalid=comment_invalid.then_some("true") autofocus=comment_invalid>{comment_draft}</textarea>
                     <p class="help" id="review-comment-help">"Required when you request changes or reject."</p>
-                    <p class="field-error" role="alert">{comment_error}</p>
+                    <p class="field-error" id="review-comment-error" role="alert">{comment_error}</p>
                     <div class="buttons">
                         <button type="submit" class="primary" name="decision" value="approve">"Approve"</button>
                         <button type="submit" name="decision" value="request_changes">"Request changes"</button>
@@ -193,10 +197,11 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
                 <ActionForm action=resolve attr:class="resolve-box">
                     {hidden_id(id)}
                     <label for="resolve-note">"Resolution note"</label>
-                    <textarea id="resolve-note" name="note" rows="3" maxlength=MAX_NOTE_CHARS aria-describedby="resolve-note-help">{note_draft}</textarea>
+                    <textarea id="resolve-note" name="note" rows="3" maxlength=MAX_NOTE_CHARS required=true aria-describedby="resolve-note-help resolve-note-error" aria-invalid=note_invalid.then_some("true") autofocus=note_invalid>{note_draft}</textarea>
                     <p class="help" id="resolve-note-help">
-                        "Resolve when the resource exists now: it is recorded as an asset. Close without an asset when nothing was made, or what a failed run left is cleaned up: its quota and name are freed."
+                        "Required: what was done by hand. Resolve when the resource exists now: it is recorded as an asset. Close without an asset when nothing was made, or what a failed run left is cleaned up: its quota and name are freed."
                     </p>
+                    <p class="field-error" id="resolve-note-error" role="alert">{note_error}</p>
                     <div class="buttons">
                         {p.resolve.then(|| view! { <button type="submit" class="primary" name="outcome" value="resolve">"Resolve"</button> })}
                         {p.abandon.then(|| view! { <button type="submit" class="danger" name="outcome" value="abandon">"Close without an asset"</button> })}
