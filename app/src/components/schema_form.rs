@@ -239,20 +239,23 @@ fn control(
     }
 }
 
-/// Moves the keyboard's focus to the first of `fields` the form shows (by its
-/// `field-{name}` id): after a refused submit or an applied suggestion, a
-/// keyboard or screen-reader user lands where the fix is, and hears its label,
-/// value and error. Only in the browser.
+/// Moves the keyboard's focus to the first of `fields` the page shows, in the
+/// page's order (each control's id is `field-{name}`): after a refused submit or
+/// an applied suggestion, a keyboard or screen-reader user lands where the fix
+/// is, and hears its label, value and error. Only in the browser.
 pub fn focus_first_field<'a>(fields: impl IntoIterator<Item = &'a str>) {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast as _;
-        let element = fields.into_iter().find_map(|name| {
-            document()
-                .get_element_by_id(&format!("field-{name}"))
-                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
-        });
-        if let Some(element) = element {
+        let wanted: Vec<String> = fields.into_iter().map(|f| format!("field-{f}")).collect();
+        let Ok(controls) = document().query_selector_all("[id^='field-']") else {
+            return;
+        };
+        let first = (0..controls.length())
+            .filter_map(|i| controls.item(i))
+            .filter_map(|node| node.dyn_into::<web_sys::HtmlElement>().ok())
+            .find(|element| wanted.contains(&element.id()));
+        if let Some(element) = first {
             let _ = element.focus();
         }
     }
