@@ -161,8 +161,41 @@ pub fn uses_same_unique_values(action: &TypeAction, params: &Value, earlier: &Va
         && action.unique_by.iter().all(|name| {
             params
                 .get(name)
-                .is_some_and(|v| earlier.get(name) == Some(v))
+                .zip(earlier.get(name))
+                .is_some_and(|(given, used)| same_value(given, used))
         })
+}
+
+/// JSON values compared as values: the numbers `1` and `1.0` are one.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// The errors of a request for `action` that are this request's to fix: one on
+/// a parameter the action does not take, whose value is the asset's as
+/// recorded, is the asset's (a value a rule added since refuses, a mark pasted
+/// in long ago), and would otherwise keep every action, a decommission too,
+/// from the asset, naming a field its form does not even show.
+pub fn own_errors(
+    action: &TypeAction,
+    params: &Value,
+    asset_params: &Value,
+    errors: Vec<FieldError>,
+) -> Vec<FieldError> {
+    let own = action.param_names();
+    errors
+        .into_iter()
+        .filter(|e| {
+            let inherited = !e.field.is_empty()
+                && !own.contains(&e.field)
+                && params.get(&e.field).is_some()
+                && params.get(&e.field) == asset_params.get(&e.field);
+            !inherited
+        })
+        .collect()
 }
 
 /// An action works on the asset it names: its parameters must still render the

@@ -58,12 +58,15 @@ pub struct ParamChange {
 
 const CONTEXT_LINES: usize = 3;
 
-/// How long the line diffs of one change set may search for the shortest
-/// difference: two files with no line in common cost Myers' algorithm the
-/// product of their lengths, billions of steps for a rendered file of a
-/// megabyte. Past the deadline the diff is still right, only coarser.
+/// How long the line diff of one file may search for the shortest difference:
+/// two files with no line in common cost Myers' algorithm the product of their
+/// lengths, billions of steps for a rendered file of a megabyte. Past the
+/// deadline the diff is still right, only coarser.
 #[cfg(not(target_arch = "wasm32"))]
 pub const DIFF_TIME: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long all the files of one change set may take together.
+#[cfg(not(target_arch = "wasm32"))]
+pub const DIFF_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One entry per path in either change set, in path order.
 pub fn change_set_diff(before: &ChangeSet, after: &ChangeSet) -> Vec<FileDiff> {
@@ -79,11 +82,18 @@ pub fn change_set_diff(before: &ChangeSet, after: &ChangeSet) -> Vec<FileDiff> {
         .chain(after.files.iter())
         .map(|f| f.path.as_str())
         .collect();
-    #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
-    let mut config = TextDiff::configure();
-    // The browser has no clock this can read (it only diffs on the server).
     #[cfg(not(target_arch = "wasm32"))]
-    config.deadline(std::time::Instant::now() + DIFF_TIME);
+    let all_done_by = std::time::Instant::now() + DIFF_BUDGET;
+    // Each file gets its own time (one costly file must not make every later
+    // one coarse), within the change set's budget.
+    let configured = || {
+        #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
+        let mut config = TextDiff::configure();
+        // The browser has no clock this can read (it only diffs on the server).
+        #[cfg(not(target_arch = "wasm32"))]
+        config.deadline((std::time::Instant::now() + DIFF_TIME).min(all_done_by));
+        config
+    };
     paths
         .into_iter()
         .map(|path| {
@@ -98,7 +108,7 @@ pub fn change_set_diff(before: &ChangeSet, after: &ChangeSet) -> Vec<FileDiff> {
             let lines = match status {
                 FileStatus::Unchanged => Vec::new(),
                 _ => line_diff(
-                    &config,
+                    &configured(),
                     old.as_deref().unwrap_or_default(),
                     new.as_deref().unwrap_or_default(),
                 ),

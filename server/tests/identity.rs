@@ -631,6 +631,12 @@ async fn an_address_whose_callbacks_keep_failing_is_held_back() -> TestResult {
         .await?;
     assert!(held.location().starts_with("/login?error=too_many"));
     assert_eq!(events(&app, "user.sign_in_failed").await?, audited);
+    // The password form stays the way in from that address.
+    let meta = CallMeta {
+        client_addr: Some("198.51.100.7".into()),
+        ..CallMeta::default()
+    };
+    auth::login(&app.state, "carol", "carol-demo-pw", Channel::Portal, &meta).await?;
     // Another address signs in.
     let mut browser = Browser::new(&app);
     browser.address = Some("203.0.113.20:40000".parse()?);

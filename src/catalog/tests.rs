@@ -1553,7 +1553,7 @@ fn action_rules_are_checked_where_they_are_written() {
 #[test]
 fn unique_by_names_the_actions_own_parameters_once() {
     let errors = action_errors(
-        "  - name: snap\n    title: Snap\n    description: d\n    parameters:\n      type: object\n      properties:\n        label: { type: string }\n    unique_by: [label, nope, label]\n",
+        "  - name: snap\n    title: Snap\n    description: d\n    parameters:\n      type: object\n      properties:\n        label: { type: string }\n        token: { type: string, x-secret: true }\n    unique_by: [label, nope, label, token]\n",
     );
     let found: Vec<(&str, &str)> = errors
         .iter()
@@ -1570,7 +1570,13 @@ fn unique_by_names_the_actions_own_parameters_once() {
             .any(|(p, m)| *p == "actions[0].unique_by[2]" && m.contains("named twice")),
         "{found:?}"
     );
-    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(p, m)| *p == "actions[0].unique_by[3]" && m.contains("is a secret")),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 3, "{found:?}");
 }
 
 #[test]

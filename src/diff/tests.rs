@@ -98,7 +98,19 @@ fn param_changes_list_only_changed_keys() {
 fn files_with_nothing_in_common_are_diffed_within_the_deadline() {
     let old: String = (0..60_000).map(|n| format!("old {n}\n")).collect();
     let new: String = (0..60_000).map(|n| format!("new {n}\n")).collect();
-    let diff = change_set_diff(&set(&[("big", &old)]), &set(&[("big", &new)]));
+    // A small edit in another file keeps its fine diff: it gets its own time.
+    let small_old: String = (0..200).map(|n| format!("line {n}\n")).collect();
+    let small_new = small_old.replace("line 100\n", "line one hundred\n");
+    let diff = change_set_diff(
+        &set(&[("big", &old), ("small", &small_old)]),
+        &set(&[("big", &new), ("small", &small_new)]),
+    );
+    let small = &diff[1].lines;
+    assert_eq!(
+        small.iter().filter(|l| l.tag != LineTag::Context).count(),
+        2,
+        "{small:?}"
+    );
     let lines = &diff[0].lines;
     assert_eq!(
         lines.iter().filter(|l| l.tag == LineTag::Removed).count(),

@@ -27,7 +27,8 @@ Reviewers: approve #<id> · changes #<id> <what to change> · reject #<id> <why>
 Platform team: retry #<id> · take #<id>";
 
 pub(crate) const NOT_LINKED: &str = "I do not know you yet. Open your account page in Slipway, \
-get a link code, and send me: link <code>. Until then I can only show help.";
+get a link code, and send me link <code> in a direct chat (a code others read is used up). \
+Until then I can only show help.";
 
 /// Who reads the room a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,7 +519,7 @@ async fn named_revision(
     match glance.change_set_hash {
         Some(hash) if current == revision => Ok((revision, hash)),
         _ => Err(ServiceError::Conflict(format!(
-            "request #{id} is at revision {current}, not {revision}: read it again (status #{id})"
+            "request #{id} is at revision {current}, not {revision}: read it again (!status #{id})"
         ))),
     }
 }

@@ -16,7 +16,7 @@ mod listening;
 pub mod matrix;
 pub mod notify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -247,19 +247,25 @@ struct Heard<'a> {
 /// waiting once.
 #[derive(Default)]
 struct Invitations {
-    waiting: Mutex<BTreeSet<String>>,
+    /// In the order they came; a room tried again goes to the back, so one
+    /// that keeps failing does not hold the others up.
+    waiting: Mutex<VecDeque<String>>,
     added: Notify,
 }
 
 impl Invitations {
     fn add(&self, room: &str) {
-        self.rooms().insert(room.to_string());
+        let mut waiting = self.rooms();
+        if !waiting.iter().any(|r| r == room) {
+            waiting.push_back(room.to_string());
+        }
+        drop(waiting);
         self.added.notify_one();
     }
 
-    /// A waiting invitation, taken out of the set.
+    /// The oldest waiting invitation, taken out of the queue.
     fn take(&self) -> Option<String> {
-        self.rooms().pop_first()
+        self.rooms().pop_front()
     }
 
     /// Waits until an invitation is waiting, and takes it.
@@ -272,7 +278,7 @@ impl Invitations {
         }
     }
 
-    fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
         // The set stays whole whatever a panicking holder did: a plain insert
         // or removal cannot leave it half-changed.
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
@@ -650,6 +656,20 @@ mod tests {
         }
         let expected: Vec<String> = (0..200).map(|n| format!("!{n:03}:hs")).collect();
         assert_eq!(joined, expected, "each once, none lost");
+    }
+
+    #[test]
+    fn an_invitation_tried_again_waits_behind_the_others() {
+        let invitations = Invitations::default();
+        for room in ["!a:hs", "!b:hs", "!c:hs"] {
+            invitations.add(room);
+        }
+        // `!a` failed for now and is tried again: `!b` and `!c` go first.
+        let failing = invitations.take();
+        assert_eq!(failing.as_deref(), Some("!a:hs"));
+        invitations.add("!a:hs");
+        let order: Vec<String> = std::iter::from_fn(|| invitations.take()).collect();
+        assert_eq!(order, ["!b:hs", "!c:hs", "!a:hs"]);
     }
 
     #[tokio::test]

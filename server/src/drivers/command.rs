@@ -677,6 +677,7 @@ fn run_blocking(
         end_group(&child);
         let _ = child.kill();
         let _ = child.wait();
+        mark.end_escaped();
         return Err(DriverError::Retryable(format!(
             "could not read the output of {program:?}: {error}"
         )));
@@ -705,6 +706,9 @@ fn run_blocking(
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
+                end_group(&child);
+                let _ = child.kill();
+                mark.end_escaped();
                 return Err(DriverError::Retryable(format!(
                     "could not wait for {program:?}: {e}"
                 )));

@@ -16,7 +16,7 @@ use tower_sessions::Session;
 use super::sign_in_cookie::SignInCookie;
 use super::{safe_next, start_user_session, user_agent};
 use crate::services::auth::provider_sign_in_wait;
-use crate::services::oidc::{Oidc, OidcError, record_failure, sign_in};
+use crate::services::oidc::{Blame, Oidc, OidcError, record_failure, sign_in};
 use crate::state::AppState;
 use crate::storage::now_millis;
 
@@ -144,7 +144,11 @@ async fn finish(
     let app = &routes.app;
     let fail = |reason: String, error: &'static str, next: String| async move {
         tracing::info!(%reason, "OIDC sign-in refused");
-        if let Err(audit) = record_failure(app, &reason, meta).await {
+        let blame = match error {
+            "provider_unavailable" => Blame::Provider,
+            _ => Blame::Caller,
+        };
+        if let Err(audit) = record_failure(app, &reason, meta, blame).await {
             tracing::error!(%audit, "could not audit a refused sign-in");
         }
         to_login(error, &next)

@@ -115,17 +115,19 @@ fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64
 }
 
 /// Single sign-on's failures count against the client's address as failed
-/// passwords do: a callback costs an audit row and, with a sign-in under way,
-/// a call to the provider's token endpoint with Slipway's own credentials
-/// (which providers rate-limit per client, so a flood from one address could
-/// lock the whole company out). No address, no count.
+/// passwords do, on a count of their own (a lock of one never holds the other
+/// back: the password form stays the way in for an admin while single sign-on
+/// fails): a callback costs an audit row and, with a sign-in under way, a call
+/// to the provider's token endpoint with Slipway's own credentials (which
+/// providers rate-limit per client, so a flood from one address could lock the
+/// whole company out). No address, no count.
 fn provider_subjects(meta: &CallMeta) -> Vec<(String, i64)> {
     meta.client_addr
         .as_deref()
         .and_then(|a| a.parse::<IpAddr>().ok())
         .map(|address| {
             vec![(
-                format!("addr:{}", address_group(address)),
+                format!("sso-addr:{}", address_group(address)),
                 ADDRESS_FREE_FAILURES,
             )]
         })

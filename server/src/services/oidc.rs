@@ -564,13 +564,28 @@ pub async fn sign_in(
     Ok(user)
 }
 
+/// Whose a refused single sign-on is: the caller's (a callback without its
+/// sign-in, a wrong state, a refused code), counted against their address; or
+/// the provider's (it cannot be reached), which counts against no one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Caller,
+    Provider,
+}
+
 /// Audits a sign-in through the provider that did not happen, with the call's
 /// client address and trace id. Nobody is known yet, so the sign-in policy is the
 /// actor; the call came through the portal.
-pub async fn record_failure(state: &AppState, reason: &str, meta: &CallMeta) -> ServiceResult<()> {
+pub async fn record_failure(
+    state: &AppState,
+    reason: &str,
+    meta: &CallMeta,
+    blame: Blame,
+) -> ServiceResult<()> {
     // Counted against the address first; one that is locked by now is not
-    // audited again (the throttled sign-ins' metric counts it).
-    if !super::auth::count_provider_failure(state, meta).await? {
+    // audited again (the throttled sign-ins' metric counts it). A provider
+    // that cannot be reached is nobody's failure at that address.
+    if blame == Blame::Caller && !super::auth::count_provider_failure(state, meta).await? {
         state.metrics.sign_ins_throttled.inc();
         return Ok(());
     }

@@ -169,6 +169,11 @@ pub(crate) async fn compute_precheck(
         });
     }
     let mut report = precheck::evaluate(validator, ty, params, &usages, &found);
+    if let Some(on) = acting_on {
+        let errors = std::mem::take(&mut report.field_errors);
+        report.field_errors =
+            slipway_core::action::own_errors(on.action, params, &on.asset.params, errors);
+    }
     if let Some(on) = counted {
         report.quotas = precheck::action_quota_report(on.ty, &on.asset.params, params, &usages);
     }

@@ -154,6 +154,11 @@ fn load_unique_by(names: &[String], own: &Value, fe: &mut FileErrors<'_>) -> Vec
                 format!("unique_by[{j}]"),
                 format!("{name:?} is named twice"),
             );
+        } else if super::super::schema::is_secret(own, name) {
+            fe.push(
+                format!("unique_by[{j}]"),
+                format!("{name:?} is a secret: its value is not kept to compare with"),
+            );
         }
     }
     names.to_vec()

@@ -7,6 +7,7 @@
 //! (A process that clears its environment, `env -i`, is not found.)
 
 use std::collections::HashSet;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
@@ -35,19 +36,16 @@ impl RunMark {
         let entry = format!("{STEP_RUN_ENV}={}", self.0);
         let mut ended = HashSet::new();
         for _ in 0..LOOKS {
-            let found: Vec<i32> = marked_processes(entry.as_bytes())
+            let found: Vec<Marked> = marked_processes(entry.as_bytes())
                 .into_iter()
-                .filter(|pid| !ended.contains(pid))
+                .filter(|marked| !ended.contains(&marked.pid))
                 .collect();
             if found.is_empty() {
                 break;
             }
-            for pid in found {
-                if let Some(process) = rustix::process::Pid::from_raw(pid) {
-                    // Gone already (ESRCH) is as good as ended.
-                    let _ = rustix::process::kill_process(process, rustix::process::Signal::KILL);
-                }
-                ended.insert(pid);
+            for marked in found {
+                marked.kill();
+                ended.insert(marked.pid);
             }
         }
         wait_until_dead(&ended);
@@ -78,20 +76,52 @@ fn alive(pid: i32) -> bool {
     })
 }
 
+/// A process found carrying the mark, held by a pidfd opened before its
+/// environment was read: the signal reaches that process, never one that was
+/// given its id after it ended.
+struct Marked {
+    pid: i32,
+    handle: Option<OwnedFd>,
+}
+
+impl Marked {
+    fn kill(&self) {
+        use rustix::process::{Pid, Signal, kill_process, pidfd_send_signal};
+        // Gone already (ESRCH) is as good as ended.
+        let _ = match (&self.handle, Pid::from_raw(self.pid)) {
+            (Some(handle), _) => pidfd_send_signal(handle, Signal::KILL),
+            // A kernel without pidfds (before 5.3): by its id, read a moment ago.
+            (None, Some(pid)) => kill_process(pid, Signal::KILL),
+            (None, None) => Ok(()),
+        };
+    }
+}
+
 /// The processes whose environment holds `entry` (those of other users, and
-/// those gone while being read, are passed over).
-fn marked_processes(entry: &[u8]) -> Vec<i32> {
+/// those gone while being read, are passed over; without `/proc`, none).
+fn marked_processes(entry: &[u8]) -> Vec<Marked> {
     let Ok(proc) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     proc.flatten()
         .filter_map(|dir| dir.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|environ| environ.split(|b| *b == 0).any(|var| var == entry))
-                && alive(*pid)
+        .filter(|pid| carries(*pid, entry))
+        .filter_map(|pid| {
+            // Held first, then read again: the mark is then known to be on the
+            // process the handle holds.
+            let handle = rustix::process::Pid::from_raw(pid).and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
+            carries(pid, entry).then_some(Marked { pid, handle })
         })
         .collect()
+}
+
+/// Whether the running process `pid` has `entry` in its environment.
+fn carries(pid: i32, entry: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|environ| environ.split(|b| *b == 0).any(|var| var == entry))
+        && alive(pid)
 }
 
 #[cfg(test)]

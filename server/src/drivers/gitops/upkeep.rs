@@ -22,6 +22,10 @@ pub struct Packed {
 
 /// git's own default: a repository with more loose objects than this is packed.
 pub const LOOSE_OBJECTS_LIMIT: u64 = 6_700;
+/// git's own default: more packs than this are rolled into one.
+const PACKS_LIMIT: usize = 50;
+/// The longest a pack may take while every write waits.
+const GC_TIME_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 impl GitOpsRepo {
     /// Packs the repository's loose objects once there are more than `limit`
@@ -32,26 +36,52 @@ impl GitOpsRepo {
     /// to be done.
     pub fn pack_loose_objects(&self, limit: u64) -> Result<Option<Packed>, GitOpsError> {
         let loose_before = self.loose_objects()?;
-        if loose_before <= limit {
+        // Every fetch from a remote leaves a pack of its own: many packs slow
+        // reads as many files do, and git rolls them into one past this many.
+        if loose_before <= limit && self.packs()? <= PACKS_LIMIT {
             return Ok(None);
         }
         let _building = self.build.lock().map_err(|_| GitOpsError::Poisoned)?;
         let _publishing = self.publish.lock().map_err(|_| GitOpsError::Poisoned)?;
         let started = Instant::now();
-        let output = Command::new("git")
+        let mut git = Command::new("git")
             .arg("-C")
             .arg(&self.path)
-            // In the foreground, so the locks cover it; git's threshold is ours.
+            // In the foreground, so the locks cover it; git's thresholds are ours.
             .args(["-c", "gc.autoDetach=false", "-c"])
             .arg(format!("gc.auto={limit}"))
+            .arg("-c")
+            .arg(format!("gc.autoPackLimit={PACKS_LIMIT}"))
             .args(["gc", "--auto", "--quiet"])
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| self.upkeep_error(format!("could not start git: {e}")))?;
-        if !output.status.success() {
-            let said = String::from_utf8_lossy(&output.stderr);
+        let status = loop {
+            match git.try_wait() {
+                Ok(Some(status)) => break status,
+                // Every write waits while it runs: a git that hangs must not stop
+                // them for good.
+                Ok(None) if started.elapsed() > GC_TIME_LIMIT => {
+                    let _ = git.kill();
+                    let _ = git.wait();
+                    return Err(self.upkeep_error(format!(
+                        "git gc did not finish within {} s and was stopped",
+                        GC_TIME_LIMIT.as_secs()
+                    )));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return Err(self.upkeep_error(format!("could not wait for git: {e}"))),
+            }
+        };
+        if !status.success() {
+            let mut said = String::new();
+            if let Some(mut stderr) = git.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+            }
             let said = said.lines().last().unwrap_or("no message");
-            return Err(self.upkeep_error(format!("git gc failed ({}): {said}", output.status)));
+            return Err(self.upkeep_error(format!("git gc failed ({status}): {said}")));
         }
         // Handles opened before the repack would look in the packs they knew.
         self.handles.close_idle();
@@ -78,6 +108,19 @@ impl GitOpsRepo {
             }
         }
         Ok(count)
+    }
+
+    /// The packs of the repository.
+    fn packs(&self) -> Result<usize, GitOpsError> {
+        let dir = self.path.join("objects").join("pack");
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => Ok(entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .count()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(self.upkeep_error(format!("could not read {}: {e}", dir.display()))),
+        }
     }
 
     fn upkeep_error(&self, message: String) -> GitOpsError {
