@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::catalog::{ResourceType, TypeAction};
 use crate::secret;
 use crate::template;
-use crate::validate::FieldError;
+use crate::validate::{FieldError, ParamValidator};
 
 /// Whether an asset in this state can still be acted on: a retired asset keeps
 /// its history and nothing else.
@@ -198,18 +198,25 @@ pub fn own_errors(
         .collect()
 }
 
-/// An action works on the asset it names: its parameters must still render the
-/// asset's name.
-pub fn rename_error(asset_name: &str, rendered: Option<&str>) -> Option<FieldError> {
-    match rendered {
-        Some(name) if name != asset_name => Some(FieldError::new(
+/// An action works on the asset it names: its parameters must render the same
+/// name as the asset's own do under today's naming template. (The asset keeps
+/// the name it was given, even when the template or the naming rule changed since.)
+pub fn rename_error(
+    validator: &ParamValidator,
+    asset: (&str, &Value),
+    params: &Value,
+) -> Option<FieldError> {
+    let (asset_name, asset_params) = asset;
+    let before = validator.rendered_name(asset_params)?;
+    let after = validator.rendered_name(params)?;
+    (before != after).then(|| {
+        FieldError::new(
             "",
             format!(
-                "the action would rename the resource from {asset_name} to {name}; an action keeps its asset's name"
+                "the action would rename the resource from {asset_name} to {after}; an action keeps its asset's name"
             ),
-        )),
-        _ => None,
-    }
+        )
+    })
 }
 
 #[cfg(test)]

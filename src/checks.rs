@@ -199,8 +199,10 @@ impl AllowedHosts {
     }
 
     /// An allowed name may still resolve to an address no check should reach, such
-    /// as a cloud's metadata service (169.254.169.254): link-local, unspecified,
-    /// multicast and broadcast addresses are refused unless listed themselves.
+    /// as a cloud's metadata service (169.254.169.254, or AWS's IPv6 one, which is
+    /// a unique-local address like any internal service's): link-local,
+    /// unspecified, multicast and broadcast addresses and that one are refused
+    /// unless listed themselves.
     pub fn allows_address(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -211,12 +213,19 @@ impl AllowedHosts {
                 v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
             }
             IpAddr::V6(v6) => {
-                v6.is_unspecified() || v6.is_multicast() || v6.is_unicast_link_local()
+                v6.is_unspecified()
+                    || v6.is_multicast()
+                    || v6.is_unicast_link_local()
+                    || v6 == AWS_METADATA_V6
             }
         };
         !special || self.0.iter().any(|rule| rule.host == ip.to_string())
     }
 }
+
+/// The instance metadata service of AWS over IPv6.
+const AWS_METADATA_V6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 
 #[cfg(test)]
 mod tests;

@@ -252,6 +252,11 @@ fn reviews_for(user: &UserView, request: &RequestFacts<'_>) -> bool {
 /// May this person take this step on this request now? Every service asks this
 /// before it changes anything; the portal and the API ask it to show what is allowed.
 pub fn may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<(), Refusal> {
+    // Whoever may not see a request learns nothing more of it from a refusal
+    // (which teams review it, who may act on it) than that it is not theirs.
+    if verb != Verb::View {
+        who_may(user, Verb::View, request)?;
+    }
     who_may(user, verb, request)?;
     if let Some(action) = verb.action() {
         next_state(request.state, action)?;

@@ -1,7 +1,9 @@
 //! One place that decides how catalog templates and expressions are evaluated,
 //! so the loader's compile check and the renderers cannot drift apart.
 
+use minijinja::value::ValueKind;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Map;
 
 use crate::catalog::ResourceType;
@@ -175,21 +177,73 @@ pub(crate) fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
 /// Renders a template whose output is JSON text (a pipeline's body): every
 /// string it outputs is escaped as the inside of a JSON string, so a quote in a
 /// value stays in `"{{ value }}"` instead of ending it and adding a field. What
-/// `tojson` made is JSON already and goes out as it is.
+/// `tojson` made is JSON already and goes out as it is. Booleans and none are
+/// written as JSON spells them: minijinja's own `True`, `False` and `none` would
+/// make `{"dry_run": {{ flag }}}` invalid JSON.
 pub(crate) fn render_json_str(source: &str, ctx: &Value) -> Result<String, String> {
     let mut env = environment();
-    env.set_formatter(|out, state, value| match value.as_str() {
-        Some(text) if !value.is_safe() => {
-            let quoted = serde_json::Value::from(text).to_string();
-            out.write_str(&quoted[1..quoted.len() - 1]).map_err(|e| {
-                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
-            })
-        }
-        _ => minijinja::escape_formatter(out, state, value),
+    env.set_formatter(|out, state, value| match value.kind() {
+        ValueKind::Bool => write_output(out, if value.is_true() { "true" } else { "false" }),
+        ValueKind::None => write_output(out, "null"),
+        _ => match value.as_str() {
+            Some(text) if !value.is_safe() => {
+                let quoted = serde_json::Value::from(text).to_string();
+                write_output(out, &quoted[1..quoted.len() - 1])
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        },
     });
     // A body may carry a rendered document, so it gets a file's room.
     let template = env.template_from_str(source).map_err(|e| error_text(&e))?;
     render_capped(&template, ctx, MAX_RENDERED_FILE_BYTES)
+}
+
+/// What a value substituted into a URL keeps as it is: RFC 3986's unreserved
+/// characters. Everything else (`/`, `?`, `#`, `@`, `%`, `&`, `=`, a space, …)
+/// is percent-encoded, so a value is one path segment or one query component
+/// and can never reach another endpoint, add a query or name a user.
+const URL_VALUE_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Renders a template whose output is a URL (a pipeline's trigger URL): the
+/// template's own text stays as written, and every value it substitutes is
+/// percent-encoded (see [`URL_VALUE_KEEPS`]), `| safe` or not, so a parameter
+/// like `x/../../other?` stays inside its segment. Booleans are `true` and
+/// `false`; none has no spelling in a URL and is an error. A value of only
+/// dots still makes a `.` or `..` segment: the caller checks the rendered path.
+pub(crate) fn render_url_str(source: &str, ctx: &Value) -> Result<String, String> {
+    let mut env = environment();
+    env.set_formatter(|out, _state, value| {
+        let text = match value.kind() {
+            // `{{ x if y }}` without an else: nothing, as everywhere else.
+            ValueKind::Undefined => return Ok(()),
+            ValueKind::None => {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    "a value in a URL is none; give it a value or leave it out with {% if %}",
+                ));
+            }
+            ValueKind::Bool => if value.is_true() { "true" } else { "false" }.to_string(),
+            _ => match value.as_str() {
+                Some(text) => text.to_string(),
+                None => value.to_string(),
+            },
+        };
+        write_output(
+            out,
+            &utf8_percent_encode(&text, URL_VALUE_KEEPS).to_string(),
+        )
+    });
+    let template = env.template_from_str(source).map_err(|e| error_text(&e))?;
+    render_capped(&template, ctx, MAX_RENDERED_TEXT_BYTES)
+}
+
+fn write_output(out: &mut minijinja::Output<'_>, text: &str) -> Result<(), minijinja::Error> {
+    out.write_str(text)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
 }
 
 pub(crate) fn eval_bool(expression: &str, ctx: &Value) -> Result<bool, String> {
@@ -395,6 +449,55 @@ mod tests {
         let fits = "{{ 'x' * 65536 }}";
         assert_eq!(render_str(fits, &ctx).map(|t| t.len()), Ok(65536));
         assert!(render_str("{{ 'x' * 65537 }}", &ctx).is_err());
+    }
+
+    #[test]
+    fn a_json_body_spells_booleans_and_none_as_json_does() {
+        let ctx = Value::from_serialize(serde_json::json!({
+            "flag": true, "off": false, "nothing": null, "count": 3, "name": "web",
+        }));
+        let source = r#"{"dry_run": {{ flag }}, "off": {{ off }}, "nothing": {{ nothing }}, "count": {{ count }}, "name": "{{ name }}", "not": {{ not flag }}}"#;
+        let body = render_json_str(source, &ctx).unwrap_or_else(|e| panic!("{e}"));
+        let parsed: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+        assert_eq!(
+            parsed,
+            serde_json::json!({
+                "dry_run": true, "off": false, "nothing": null, "count": 3, "name": "web",
+                "not": false,
+            })
+        );
+    }
+
+    #[test]
+    fn a_value_in_a_url_is_percent_encoded_and_the_template_text_stays() {
+        let ctx = Value::from_serialize(serde_json::json!({
+            "name": "x/../../other/dispatches?",
+            "at": "evil.example@ci#frag",
+            "spaced": "a b&c=d%2F",
+            "plain": "Web-1.2_x~",
+            "flag": true,
+            "count": 42,
+            "nothing": null,
+        }));
+        let source = "https://ci.example.com/api/v4/run/{{ name }}/{{ at }}?q={{ spaced }}&p={{ plain }}&dry={{ flag }}&n={{ count }}{{ '/x' | safe }}";
+        assert_eq!(
+            render_url_str(source, &ctx),
+            Ok(
+                "https://ci.example.com/api/v4/run/x%2F..%2F..%2Fother%2Fdispatches%3F/\
+                evil.example%40ci%23frag?q=a%20b%26c%3Dd%252F&p=Web-1.2_x~&dry=true&n=42%2Fx"
+                    .to_string()
+            )
+        );
+        let refused = render_url_str("https://ci.example.com/{{ nothing }}", &ctx);
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("none")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            render_url_str("https://ci.example.com/{{ name if false }}x", &ctx),
+            Ok("https://ci.example.com/x".to_string())
+        );
     }
 
     #[test]

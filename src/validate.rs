@@ -114,6 +114,15 @@ impl ParamValidator {
         &self.ty
     }
 
+    /// What the naming template makes of these parameters, without the naming
+    /// rule: how an action tells whether it would rename its asset even when the
+    /// rule has changed since the asset was named.
+    pub fn rendered_name(&self, params: &Value) -> Option<String> {
+        let params = without_nulls(params);
+        let ctx = template::context(&self.ty, &params, None);
+        template::render_str(&self.ty.naming.template, &ctx).ok()
+    }
+
     pub fn resource_name(&self, params: &Value) -> Result<String, FieldError> {
         self.name_of(&without_nulls(params))
     }

@@ -180,11 +180,24 @@ pub fn router(state: &AppState, portal: Router) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
+/// The programs the command driver starts run as this process's user: without
+/// this, any of them (a module `tofu` fetched, a playbook) could read the
+/// server's environment and memory through `/proc` (the secret key, the tokens,
+/// the database URLs, other runs' passwords). A core dump would hold the same,
+/// so none is written either.
+fn keep_memory_private() {
+    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    if let Err(error) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(%error, "could not keep this process's memory from other processes of its user");
+    }
+}
+
 async fn serve(
     settings: Settings,
     portal: impl FnOnce(AppState) -> Router,
 ) -> Result<(), StartError> {
     tracing::info!(?settings, "starting");
+    keep_memory_private();
     let state = build_state(settings).await?;
     let _workers_lock = lock_sqlite_workers(&state)?;
     let (stop, stopped) = watch::channel(false);
@@ -742,6 +755,14 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_memory_is_kept_from_its_users_other_processes() -> rustix::io::Result<()> {
+        use rustix::process::{DumpableBehavior, dumpable_behavior};
+        keep_memory_private();
+        assert_eq!(dumpable_behavior()?, DumpableBehavior::NotDumpable);
+        Ok(())
+    }
 
     fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(to)?;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use slipway_core::diff::FileStatus;
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::state::RequestState;
-use slipway_core::views::{ActionDraft, ReviewDecision};
+use slipway_core::views::{ActionDraft, ReviewDecision, Role};
 use slipway_server::services::{Caller, ServiceError, actions, assets, detail, requests, reviews};
 use slipway_server::state::AppState;
 use slipway_server::storage;
@@ -432,6 +432,15 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
         ServiceError::PrecheckFailed(report) => assert!(
             report.field_errors.iter().any(|e| e.message.contains(&format!("request #{waiting} in flight"))),
             "{report:?}"));
+    // A requester and reviewer of another team learns only that the request is
+    // not theirs: not that it is a resize, not which teams review it.
+    let zed = stranger(app).await?;
+    for decision in [ReviewDecision::Approve, ReviewDecision::Reject] {
+        refused!(app, reviews::decide(state, &zed, waiting, 1, decision, "no"),
+            ServiceError::Forbidden(message) => assert_eq!(message, format!("request #{waiting}: this request belongs to another team")));
+        refused!(app, reviews::may_decide(state, &zed, waiting, decision),
+            ServiceError::Forbidden(message) => assert!(message.ends_with("belongs to another team"), "{message}"));
+    }
     // Changes requested: the revision gives the action's parameters again.
     reviews::decide(
         state,
@@ -442,6 +451,8 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
         "4 cores",
     )
     .await?;
+    refused!(app, requests::resubmit(state, &zed, waiting, &json!({"zz": 1})),
+        ServiceError::Forbidden(message) => assert!(message.ends_with("belongs to another team"), "{message}"));
     requests::resubmit(
         state,
         &alice,
@@ -489,6 +500,25 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
             report.field_errors.iter().any(|e| e.message.contains("retired")),
             "{report:?}"));
     Ok(())
+}
+
+/// zed: a requester and reviewer of team search, signed in.
+async fn stranger(app: &TestApp) -> TestResult<Caller> {
+    let hash = slipway_server::services::auth::hash_password("zed-demo-pw")?;
+    let mut conn = app.state.db.pool.acquire().await?;
+    storage::users::insert(
+        &mut conn,
+        &storage::users::NewUser {
+            username: "zed",
+            display_name: "Zed",
+            password_hash: Some(&hash),
+            roles: &[Role::Requester, Role::Reviewer],
+            teams: &["search".to_string()],
+        },
+    )
+    .await?;
+    drop(conn);
+    app.user("zed").await
 }
 
 /// A namespace of team payments with `cpu` (any JSON number), approved and made.
@@ -740,5 +770,64 @@ async fn a_dropped_action_holds_no_quota() -> TestResult {
     );
     requests::cancel(&state, &alice, id).await?;
     assert_counters_match_a_recount(&state).await?;
+    Ok(())
+}
+
+/// The catalog's rules change under assets made before: a shorter name limit
+/// and a requirement the database's namespace no longer meets. The assets still
+/// take their actions under the names they have, and a database whose required
+/// namespace is gone is still retired (before, the first failed with an internal
+/// error and the second was refused for ever).
+#[tokio::test]
+async fn assets_keep_their_actions_when_the_types_rules_change() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    common::copy_dir(&common::shipped_catalog(), dir.path())?;
+    let catalog = dir.path().to_path_buf();
+    let Some(app) = TestApp::start_with_catalog(storage::Engine::Sqlite, Some(dir)).await? else {
+        return Ok(());
+    };
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let namespace = asset_of(&app, app.namespace(&alice, "dev", "webshop").await?).await?;
+    let db = requests::submit(
+        &app.state,
+        &alice,
+        &common::draft("postgres-database", postgres_params("cache", "dev", 10)),
+    )
+    .await?;
+    reviews::decide(&app.state, &bob, db, 1, ReviewDecision::Approve, "").await?;
+    app.run_jobs().await?;
+    let database = asset_of(&app, db).await?;
+    let edit = |file: &str, from: &str, to: &str| -> TestResult {
+        let path = catalog.join("types").join(file);
+        let text = std::fs::read_to_string(&path)?;
+        assert!(text.contains(from), "{file} holds {from}");
+        std::fs::write(&path, text.replacen(from, to, 1))?;
+        Ok(())
+    };
+    // payments-webshop-dev is 19 characters.
+    edit("k8s-namespace.yaml", "max_length: 63", "max_length: 12")?;
+    edit(
+        "postgres-database.yaml",
+        "environment: \"{{ environment }}\"\n    description",
+        "environment: \"{{ environment }}-eu\"\n    description",
+    )?;
+    let state = app.restart().await?;
+    let resize = json!({"cpu_limit": 3, "memory_limit_gi": 3});
+    let id = actions::submit(&state, &alice, namespace, "resize", &action_draft(resize)).await?;
+    common::run_jobs_on(&state).await?;
+    assert_eq!(app.request(id).await?.resource_name, "payments-webshop-dev");
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    let retire = action_draft(json!({}));
+    let id = actions::submit(&state, &alice, database, "decommission", &retire).await?;
+    if app.request_state(id).await? == RequestState::InReview {
+        reviews::decide(&state, &bob, id, 1, ReviewDecision::Approve, "").await?;
+    }
+    common::run_jobs_on(&state).await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    // A new namespace is held to the new limit.
+    refused!(app, requests::submit(&state, &alice, &common::draft("k8s-namespace", common::namespace_params("shop", "payments", "dev", 1))),
+        ServiceError::PrecheckFailed(report) => assert!(
+            report.field_errors.iter().any(|e| e.field == "name"), "{report:?}"));
     Ok(())
 }

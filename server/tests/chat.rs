@@ -654,7 +654,7 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
     };
     let bot = &world.bot;
     let (alice, alice_room) = world.linked_person("alice", "alice").await?;
-    let (bob, _) = world.linked_person("bob", "bob").await?;
+    let (bob, bob_room) = world.linked_person("bob", "bob").await?;
     bob.join(&world.review_room).await?;
     let review = world.review_room.as_str();
 
@@ -751,6 +751,35 @@ async fn review_round_from_chat(engine: Engine) -> TestResult {
     assert_eq!(
         world.app.request_state(own_id).await?,
         RequestState::InReview
+    );
+    // The same name again, with a rule broken: the review room hears the rule,
+    // not which request holds the name; bob's direct chat hears both.
+    let again = "request k8s-namespace name=ops team=platform environment=prod memory_limit_gi=999";
+    let aloud = bot
+        .ask(
+            &bob,
+            review,
+            &format!("!{again}"),
+            "The pre-check did not pass",
+        )
+        .await?;
+    assert!(
+        aloud.contains("memory_limit_gi (Memory limit (GiB))"),
+        "{aloud}"
+    );
+    assert!(aloud.contains("in a direct chat"), "{aloud}");
+    assert!(!aloud.contains("taken by"), "{aloud}");
+    assert!(!aloud.contains(&format!("#{own_id}")), "{aloud}");
+    let direct = bot
+        .ask(&bob, &bob_room, again, "The pre-check did not pass")
+        .await?;
+    assert!(
+        direct.contains(&format!("already taken by request #{own_id}")),
+        "{direct}"
+    );
+    assert!(
+        direct.contains("memory_limit_gi (Memory limit (GiB))"),
+        "{direct}"
     );
 
     // Each team's review room hears its team's requests and those of the types
@@ -1528,3 +1557,156 @@ async fn a_link_code_survives_a_room_that_could_not_be_checked(app: &TestApp) ->
 }
 
 on_both_engines!(a_link_code_survives_a_room_that_could_not_be_checked);
+
+/// A failed pre-check where others read (a team's room, a review room) names
+/// only the rules the values sent break: a team's quota figures, which request
+/// holds a name and the asker's teams are for a direct chat, which still hears
+/// it all. A refusal of a step on a request that tells about it (the asker's
+/// standing to it, where it stands) is held back there the same way.
+async fn a_shared_room_hears_no_one_s_quota_names_or_standing(app: &TestApp) -> TestResult {
+    use slipway_server::chat::answer::{
+        Asker, Audience, PRECHECK_HELD_BACK, REFUSAL_HELD_BACK, answer,
+    };
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    for (user, chat_user) in [
+        (&alice, "@alice:chat.test"),
+        (&bob, "@bob:chat.test"),
+        (&app.user("carol").await?, "@carol:chat.test"),
+    ] {
+        let code = chat_service::issue_link_code(state, user).await?;
+        chat_service::link(state, chat_user, "!dm:chat.test", &code.code, "$l").await?;
+    }
+    // Payments holds 124 of its 128 cores: 64 in review, 60 approved in dev.
+    let mut ids = Vec::new();
+    for (user, name, team, environment, cpu) in [
+        (&alice, "ledger", "payments", "prod", 64),
+        (&alice, "batch", "payments", "dev", 60),
+        (&bob, "ops", "platform", "prod", 2),
+    ] {
+        let params = common::namespace_params(name, team, environment, cpu);
+        let draft = common::draft("k8s-namespace", params);
+        ids.push(slipway_server::services::requests::submit(state, user, &draft).await?);
+    }
+    let [ledger, batch, platform] = ids[..] else {
+        return Err("three requests".into());
+    };
+    assert_eq!(app.request_state(batch).await?, RequestState::Approved);
+    let mut events = 0;
+    let mut says = |who: &str, audience, words: &str| {
+        events += 1;
+        let chat_user = format!("@{who}:chat.test");
+        let event_id = format!("$said-{events}");
+        let words = words.to_string();
+        async move {
+            let asker = Asker {
+                chat_user: &chat_user,
+                room_id: "!room:chat.test",
+                event_id: &event_id,
+                audience,
+            };
+            answer(state, &asker, &words).await
+        }
+    };
+
+    let request = "request k8s-namespace name=ledger team=payments environment=prod \
+                   cpu_limit=64 memory_limit_gi=999";
+    let form = "/requests/new/k8s-namespace?name=ledger&team=payments&environment=prod\
+                &cpu_limit=64&memory_limit_gi=999";
+    let direct = says("alice", Audience::Direct, request).await;
+    for part in [
+        "memory_limit_gi (Memory limit (GiB))",
+        "(124 used + 64 requested > 128 ",
+        &format!("already taken by request #{ledger}"),
+        form,
+    ] {
+        assert!(direct.contains(part), "{part:?} missing in {direct}");
+    }
+    for audience in [Audience::Shared, Audience::Unknown] {
+        let shared = says("alice", audience, request).await;
+        for part in [
+            "memory_limit_gi (Memory limit (GiB))",
+            PRECHECK_HELD_BACK,
+            form,
+        ] {
+            assert!(shared.contains(part), "{part:?} missing in {shared}");
+        }
+        let named = shared.replace(PRECHECK_HELD_BACK, "");
+        for private in ["quota", "124", "used", "taken", &format!("#{ledger}")] {
+            assert!(!named.contains(private), "{private:?} said aloud: {shared}");
+        }
+    }
+    // Another team's name: the team rule names her teams; only she reads it.
+    let theirs = "request k8s-namespace name=ops team=platform environment=prod";
+    let direct = says("alice", Audience::Direct, theirs).await;
+    assert!(
+        direct.contains("alice is not a member of team platform"),
+        "{direct}"
+    );
+    let shared = says("alice", Audience::Shared, theirs).await;
+    assert_eq!(
+        shared,
+        format!(
+            "The pre-check did not pass.\n{PRECHECK_HELD_BACK}\nOr finish it in the portal, \
+             filled with what you sent: \
+             /requests/new/k8s-namespace?name=ops&team=platform&environment=prod"
+        )
+    );
+    assert_eq!(app.count("requests").await?, 3);
+
+    // A step refused for the asker's standing, or for where the request stands.
+    slipway_server::services::reviews::decide(
+        state,
+        &bob,
+        ledger,
+        1,
+        slipway_core::views::ReviewDecision::Approve,
+        "",
+    )
+    .await?;
+    for (who, id, words, private) in [
+        ("alice", ledger, "approve", "needs the reviewer role"),
+        (
+            "bob",
+            ledger,
+            "approve",
+            "cannot approve a request that is approved",
+        ),
+        (
+            "bob",
+            ledger,
+            "reject",
+            "cannot reject a request that is approved",
+        ),
+        (
+            "carol",
+            batch,
+            "retry",
+            "cannot retry a request that is approved",
+        ),
+        (
+            "carol",
+            ledger,
+            "take",
+            "cannot take over a request that is approved",
+        ),
+    ] {
+        let words = match words {
+            "approve" if who == "bob" => format!("approve #{id} r1"),
+            "reject" => format!("reject #{id} too big"),
+            _ => format!("{words} #{id}"),
+        };
+        let direct = says(who, Audience::Direct, &words).await;
+        assert!(direct.contains(private), "{words}: {direct}");
+        let shared = says(who, Audience::Shared, &words).await;
+        let held_back = format!("{REFUSAL_HELD_BACK} /requests/{id}");
+        assert_eq!(shared, held_back, "{words}");
+    }
+    // A request she may not see: the refusal says only that, as anywhere.
+    let shared = says("alice", Audience::Shared, &format!("approve #{platform}")).await;
+    assert!(shared.contains("belongs to another team"), "{shared}");
+    assert_eq!(app.request_state(ledger).await?, RequestState::Approved);
+    Ok(())
+}
+
+on_both_engines!(a_shared_room_hears_no_one_s_quota_names_or_standing);

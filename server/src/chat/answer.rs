@@ -7,7 +7,8 @@ use slipway_core::catalog::{FieldKind, FieldSpec, ResourceType};
 use slipway_core::ids::RequestId;
 use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::precheck::PrecheckReport;
-use slipway_core::validate::values_from_text;
+use slipway_core::state::{Action, next_state};
+use slipway_core::validate::{FieldError, values_from_text};
 use slipway_core::views::{RequestDraft, ReviewDecision};
 
 use super::command::{self, Command, ParseError, Reading};
@@ -118,7 +119,13 @@ pub async fn answer(state: &AppState, asker: &Asker<'_>, body: &str) -> String {
             Err(error) => Err(error),
         },
     };
-    outcome.unwrap_or_else(|error| describe_error(&error, asker.event_id))
+    outcome.unwrap_or_else(|error| match error {
+        // Only a request's own answer knows its type's rules: none are named.
+        ServiceError::PrecheckFailed(report) if asker.audience.others_may_read() => {
+            precheck_failed_aloud(&report, None, &[])
+        }
+        error => describe_error(&error, asker.event_id),
+    })
 }
 
 fn not_understood(error: &ParseError, audience: Audience) -> String {
@@ -218,25 +225,76 @@ async fn run(
         Command::Status { id } => status(state, caller, id).await,
         Command::Mine => mine(state, caller).await,
         Command::Approve { id, revision } => {
-            approve(state, caller, asker.audience, id, revision).await
+            let outcome = approve(state, caller, asker.audience, id, revision).await;
+            refusal_aloud(state, caller, asker, id, Action::Approve, outcome).await
         }
         Command::RequestChanges { id, comment } => {
-            decide(state, caller, id, ReviewDecision::RequestChanges, &comment).await
+            let decision = ReviewDecision::RequestChanges;
+            let outcome = decide(state, caller, id, decision, &comment).await;
+            refusal_aloud(state, caller, asker, id, Action::RequestChanges, outcome).await
         }
         Command::Reject { id, comment } => {
-            decide(state, caller, id, ReviewDecision::Reject, &comment).await
+            let outcome = decide(state, caller, id, ReviewDecision::Reject, &comment).await;
+            refusal_aloud(state, caller, asker, id, Action::Reject, outcome).await
         }
         Command::Retry { id } => {
-            operations::retry(state, caller, id).await?;
-            Ok(format!("Request #{id} is queued to run again."))
+            let outcome = operations::retry(state, caller, id)
+                .await
+                .map(|()| format!("Request #{id} is queued to run again."));
+            refusal_aloud(state, caller, asker, id, Action::Retry, outcome).await
         }
         Command::Take { id } => {
-            operations::take_over(state, caller, id).await?;
-            Ok(format!(
-                "You handle request #{id} by hand now; resolve it with a note in the portal: {}",
-                request_url(state, id)
-            ))
+            let outcome = operations::take_over(state, caller, id).await.map(|()| {
+                format!(
+                    "You handle request #{id} by hand now; resolve it with a note in the portal: {}",
+                    request_url(state, id)
+                )
+            });
+            refusal_aloud(state, caller, asker, id, Action::TakeOver, outcome).await
         }
+    }
+}
+
+/// Said where others read instead of a refusal that tells about the request.
+/// One sentence for every such refusal, so the room cannot tell a missing right
+/// from the request's state.
+pub const REFUSAL_HELD_BACK: &str = "Refused. Why tells about the request, and others read \
+this room: send me the same in a direct chat, just you and me, or open";
+
+/// A refusal of a step on a request, as a room others read may hear it. The
+/// policy's refusals tell how the asker stands to the request (the teams it
+/// belongs to and is offered by, who asked for it), and the state machine's
+/// where it stands: what `status` keeps for a direct chat, so they are held
+/// back there too. Kept as they are: a request the asker may not see at all
+/// (its refusal says only that it is not theirs) and the conflicts of a step
+/// that is possible from where the request stands (a revision that moved on,
+/// an approval already given, a run still stopping).
+async fn refusal_aloud(
+    state: &AppState,
+    caller: &Caller,
+    asker: &Asker<'_>,
+    id: RequestId,
+    action: Action,
+    outcome: Result<String, ServiceError>,
+) -> Result<String, ServiceError> {
+    let error = match outcome {
+        Err(error @ (ServiceError::Forbidden(_) | ServiceError::Conflict(_)))
+            if asker.audience.others_may_read() =>
+        {
+            error
+        }
+        other => return other,
+    };
+    let held_back = match services::detail::request_state(state, caller, id).await {
+        Ok(now) => matches!(error, ServiceError::Forbidden(_)) || next_state(now, action).is_err(),
+        // Not the asker's to see, or gone: the refusal says no more than that.
+        Err(ServiceError::Forbidden(_) | ServiceError::NotFound(_)) => false,
+        Err(_) => true,
+    };
+    if held_back {
+        Ok(format!("{REFUSAL_HELD_BACK} {}", request_url(state, id)))
+    } else {
+        Err(error)
     }
 }
 
@@ -355,17 +413,7 @@ fn prefilled_form_url(state: &AppState, ty: &ResourceType, given: &[(String, Str
 /// then quotas and requirements.
 pub fn precheck_failed(report: &PrecheckReport, ty: Option<&ResourceType>) -> String {
     let mut lines = vec!["The pre-check did not pass:".to_string()];
-    for error in &report.field_errors {
-        let title = ty
-            .filter(|_| !error.field.is_empty())
-            .map(|t| format!(" ({})", t.param_title(&error.field)))
-            .unwrap_or_default();
-        if error.field.is_empty() {
-            lines.push(format!("- {}", error.message));
-        } else {
-            lines.push(format!("- {}{title}: {}", error.field, error.message));
-        }
-    }
+    lines.extend(report.field_errors.iter().map(|e| field_error_line(e, ty)));
     for quota in report.quotas.iter().filter(|q| !q.ok) {
         lines.push(format!(
             "- quota: {} ({} used + {} requested > {} {})",
@@ -377,6 +425,81 @@ pub fn precheck_failed(report: &PrecheckReport, ty: Option<&ResourceType>) -> St
     }
     lines.push("Fix it and send the request again.".to_string());
     lines.join("\n")
+}
+
+fn field_error_line(error: &FieldError, ty: Option<&ResourceType>) -> String {
+    match ty.filter(|_| !error.field.is_empty()) {
+        Some(ty) => format!(
+            "- {} ({}): {}",
+            error.field,
+            ty.param_title(&error.field),
+            error.message
+        ),
+        None if error.field.is_empty() => format!("- {}", error.message),
+        None => format!("- {}: {}", error.field, error.message),
+    }
+}
+
+/// Said in every failed pre-check where others read, whatever was held back
+/// (so that the room cannot tell whether anything was).
+pub const PRECHECK_HELD_BACK: &str = "Others read this room, so I name here only what the \
+type's rules find in the values you sent. The rest of the pre-check (quotas, names in use, \
+requirements, your teams) I show in a direct chat, just you and me, and the portal shows it \
+in the form.";
+
+/// A failed pre-check as a room others read may hear it: only the errors of a
+/// field against the type's rules, which the values sent alone decide
+/// (`rule_errors`: the validator's own verdict on them; it reads nothing else).
+/// A team's usage in the quotas, which request or asset holds a name, whether a
+/// required asset exists and the asker's teams are the asker's to read, in a
+/// direct chat or the portal.
+pub fn precheck_failed_aloud(
+    report: &PrecheckReport,
+    ty: Option<&ResourceType>,
+    rule_errors: &[FieldError],
+) -> String {
+    let said: Vec<String> = report
+        .field_errors
+        .iter()
+        .filter(|e| !e.field.is_empty() && rule_errors.contains(e))
+        .map(|e| field_error_line(e, ty))
+        .collect();
+    let mut lines = vec![if said.is_empty() {
+        "The pre-check did not pass.".to_string()
+    } else {
+        "The pre-check did not pass:".to_string()
+    }];
+    lines.extend(said);
+    lines.push(PRECHECK_HELD_BACK.to_string());
+    lines.join("\n")
+}
+
+/// The answer to a request whose pre-check failed: in full to the asker alone,
+/// where others read only what [`precheck_failed_aloud`] may say; both with
+/// the portal's form, filled with what was sent.
+fn precheck_answer(
+    state: &AppState,
+    audience: Audience,
+    ty: &ResourceType,
+    report: &PrecheckReport,
+    (params, given): (&Value, &[(String, String)]),
+) -> String {
+    let said = if audience.others_may_read() {
+        // The catalog's validator, as the pre-check's (the type as offered to
+        // the asker narrows its choices to their teams).
+        let rule_errors = state
+            .catalog
+            .validator(&ty.name)
+            .map(|validator| validator.check(params))
+            .unwrap_or_default();
+        precheck_failed_aloud(report, Some(ty), &rule_errors)
+    } else {
+        precheck_failed(report, Some(ty))
+    };
+    format!(
+        "{said}\nOr finish it in the portal, filled with what you sent: {}",
+        prefilled_form_url(state, ty, given)
+    )
 }
 
 /// Submit keys are at most 100 characters; a Matrix event id is about 44.
@@ -398,11 +521,8 @@ async fn request(
     };
     let report = requests::precheck(state, caller, &ty.name, &params, None).await?;
     if !report.passed() {
-        return Ok(format!(
-            "{}\nOr finish it in the portal, filled with what you sent: {}",
-            precheck_failed(&report, Some(&ty)),
-            prefilled_form_url(state, &ty, given)
-        ));
+        let sent = (&params, given);
+        return Ok(precheck_answer(state, asker.audience, &ty, &report, sent));
     }
     let draft = RequestDraft {
         type_name: ty.name.clone(),
@@ -411,8 +531,10 @@ async fn request(
     };
     let id = match requests::submit(state, caller, &draft).await {
         Ok(id) => id,
+        // Something changed since the pre-check (a name taken, a quota filled).
         Err(ServiceError::PrecheckFailed(report)) => {
-            return Ok(precheck_failed(&report, Some(&ty)));
+            let sent = (&draft.params, given);
+            return Ok(precheck_answer(state, asker.audience, &ty, &report, sent));
         }
         Err(error) => return Err(error),
     };
@@ -482,7 +604,11 @@ async fn approve(
     revision: Option<i64>,
 ) -> Result<String, ServiceError> {
     let bound = match revision {
-        Some(revision) => Some(named_revision(state, caller, id, revision).await?),
+        // The decision's rights first: a revision number is for those who review.
+        Some(revision) => {
+            reviews::may_decide(state, caller, id, ReviewDecision::Approve).await?;
+            Some(named_revision(state, caller, id, revision).await?)
+        }
         None => {
             let mut conn = state.db.pool.acquire().await?;
             storage::chat::review_notice(&mut conn, id).await?
@@ -572,4 +698,151 @@ async fn decide_on(
 
 pub fn short_hash(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use slipway_core::precheck::{DependencyCheck, QuotaCheck};
+
+    use super::*;
+    use crate::catalog_source::{self, LoadedCatalog};
+
+    fn shipped() -> LoadedCatalog {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../catalog"));
+        match catalog_source::load(dir) {
+            Ok(catalog) => catalog,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// What a payments member's `request k8s-namespace` may meet: a rule broken,
+    /// the team's quota full, the name held by a request in flight, a team not
+    /// theirs, a requirement missing.
+    fn failed_everywhere(rule_errors: &[FieldError]) -> PrecheckReport {
+        let mut field_errors = rule_errors.to_vec();
+        field_errors.push(FieldError::new(
+            "",
+            "the resource name payments-x-prod is already taken by request #17",
+        ));
+        field_errors.push(FieldError::new(
+            "team",
+            "alice is not a member of team ledger: you can only ask for your own teams",
+        ));
+        field_errors.push(FieldError::new(
+            "",
+            "asset #9 already has request #23 in flight; one action at a time",
+        ));
+        PrecheckReport {
+            resource_name: Some("payments-x-prod".into()),
+            field_errors,
+            quotas: vec![QuotaCheck {
+                description: "CPU limit (cores) for team payments".into(),
+                used: 120,
+                requested: 64,
+                limit: 128,
+                unit: "cores".into(),
+                ok: false,
+            }],
+            dependencies: vec![DependencyCheck {
+                type_name: "k8s-namespace".into(),
+                description: "a namespace payments-ledger-prod".into(),
+                found: None,
+                ok: false,
+            }],
+            risks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn where_others_read_a_failed_precheck_names_only_the_rules_broken() {
+        let catalog = shipped();
+        let Some(ty) = catalog.resource_type("k8s-namespace") else {
+            panic!("k8s-namespace missing");
+        };
+        let Some(validator) = catalog.validator("k8s-namespace") else {
+            panic!("no validator");
+        };
+        let sent = json!({"name": "x", "team": "payments", "environment": "prod",
+                          "cpu_limit": 99, "memory_limit_gi": 8});
+        let rule_errors = validator.check(&sent);
+        assert!(
+            rule_errors.iter().any(|e| e.field == "cpu_limit")
+                && rule_errors.iter().any(|e| e.field == "name"),
+            "{rule_errors:?}"
+        );
+        let report = failed_everywhere(&rule_errors);
+        let aloud = precheck_failed_aloud(&report, Some(ty), &rule_errors);
+        assert!(
+            aloud.contains("- cpu_limit (CPU limit (cores)): "),
+            "{aloud}"
+        );
+        assert!(aloud.contains("- name (Name): "), "{aloud}");
+        let Some(named) = aloud.strip_suffix(PRECHECK_HELD_BACK) else {
+            panic!("{aloud}");
+        };
+        for private in [
+            "quota",
+            "120",
+            "used",
+            "#17",
+            "#23",
+            "#9",
+            "taken",
+            "in flight",
+            "alice",
+            "ledger",
+            "requirement",
+        ] {
+            assert!(!named.contains(private), "{private:?} said aloud: {aloud}");
+        }
+        // The asker alone reads it all.
+        let direct = precheck_failed(&report, Some(ty));
+        for said in [
+            "- cpu_limit (CPU limit (cores)): ",
+            "- quota: CPU limit (cores) for team payments (120 used + 64 requested > 128 cores)",
+            "- the resource name payments-x-prod is already taken by request #17",
+            "- team (Team): alice is not a member of team ledger",
+            "- asset #9 already has request #23 in flight",
+            "- missing requirement: a namespace payments-ledger-prod",
+        ] {
+            assert!(direct.contains(said), "{said:?} missing: {direct}");
+        }
+    }
+
+    #[test]
+    fn where_others_read_nothing_tells_whether_more_was_held_back() {
+        // Only data the asker may read failed: the room hears no more than that
+        // the pre-check did not pass, in the same words as ever.
+        let report = failed_everywhere(&[]);
+        let aloud = precheck_failed_aloud(&report, None, &[]);
+        assert_eq!(
+            aloud,
+            format!("The pre-check did not pass.\n{PRECHECK_HELD_BACK}")
+        );
+        // An error the rules did not find is not said, whatever field it is on.
+        let on_a_field = FieldError::new("team", "is taken by asset #4");
+        let mut report = failed_everywhere(&[]);
+        report.field_errors.push(on_a_field);
+        let rule = FieldError::new("name", "must match ^[a-z]+$");
+        report.field_errors.push(rule.clone());
+        let aloud = precheck_failed_aloud(&report, None, std::slice::from_ref(&rule));
+        assert_eq!(
+            aloud,
+            format!(
+                "The pre-check did not pass:\n- name: must match ^[a-z]+$\n{PRECHECK_HELD_BACK}"
+            )
+        );
+        // A field-less error is never a rule's on one value, even if listed as one.
+        let whole = FieldError::new("", "the resource name x is already taken by asset #2");
+        let aloud = precheck_failed_aloud(&report, None, &[whole]);
+        assert!(!aloud.contains("asset #2"), "{aloud}");
+    }
+
+    #[test]
+    fn only_a_direct_chat_is_read_by_the_asker_alone() {
+        assert!(!Audience::Direct.others_may_read());
+        assert!(Audience::Shared.others_may_read());
+        assert!(Audience::Unknown.others_may_read());
+    }
 }

@@ -193,6 +193,29 @@ impl Default for GitOpsSettings {
 
 pub const DEFAULT_BRANCH: &str = "main";
 
+/// The most one fetch may bring, and the longest it may take: the idle timeout
+/// alone lets a remote that sends an endless pack fill the disk, or one that
+/// trickles a byte a minute hold every push behind it for good. A GitOps
+/// repository's history is text; its first fetch stays far below both.
+const FETCH_MAX_BYTES: usize = 4 << 30;
+const FETCH_TIME_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// Why a fetch that has `received` bytes after `elapsed` must stop, if it must.
+fn fetch_over_budget(received: usize, elapsed: Duration) -> Option<String> {
+    if received > FETCH_MAX_BYTES {
+        return Some(format!(
+            "the fetch was stopped: the remote sent more than {} GiB",
+            FETCH_MAX_BYTES >> 30
+        ));
+    }
+    (elapsed > FETCH_TIME_LIMIT).then(|| {
+        format!(
+            "the fetch was stopped: it took longer than {} minutes",
+            FETCH_TIME_LIMIT.as_secs() / 60
+        )
+    })
+}
+
 /// A remote repository (git://, http:// or a path) that Argo CD or Flux reads.
 #[derive(Debug, Clone)]
 pub struct RemoteSettings {
@@ -762,15 +785,28 @@ impl GitOpsRepo {
         let mut connection = repo
             .remote_anonymous(&remote.url)
             .map_err(|e| self.remote_error(remote, &e))?;
+        let started = Instant::now();
+        let over_budget = std::cell::Cell::new(None);
         let mut options = FetchOptions::new();
-        options.remote_callbacks(self.callbacks(remote));
+        let mut callbacks = self.callbacks(remote);
+        callbacks.transfer_progress(|progress| {
+            let over = fetch_over_budget(progress.received_bytes(), started.elapsed());
+            let go_on = over.is_none();
+            over_budget.set(over);
+            go_on
+        });
+        options.remote_callbacks(callbacks);
         options.download_tags(git2::AutotagOption::None);
         let refspec = format!("+{}:{}", self.branch_ref, tracking_ref(&self.branch));
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        connection
-            .fetch(&[refspec.as_str()], Some(&mut options), None)
-            .map_err(|e| self.remote_error(remote, &e))?;
+        let fetched = connection.fetch(&[refspec.as_str()], Some(&mut options), None);
+        if let Some(reason) = over_budget.take() {
+            return Err(GitOpsError::Remote {
+                url: remote.url.clone(),
+                message: reason,
+            });
+        }
+        fetched.map_err(|e| self.remote_error(remote, &e))?;
         // The advertisement the fetch worked from is the remote's head at `started`
         // or later.
         if let Ok(heads) = connection.list() {
@@ -1103,6 +1139,17 @@ impl Driver for GitOpsRepo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetch_that_brings_too_much_or_takes_too_long_is_stopped() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(fetch_over_budget(10 << 20, minute), None);
+        assert_eq!(fetch_over_budget(FETCH_MAX_BYTES, FETCH_TIME_LIMIT), None);
+        let flood = fetch_over_budget(FETCH_MAX_BYTES + 1, minute);
+        assert!(flood.is_some_and(|why| why.contains("more than 4 GiB")));
+        let trickle = fetch_over_budget(100, FETCH_TIME_LIMIT + minute);
+        assert!(trickle.is_some_and(|why| why.contains("longer than 15 minutes")));
+    }
 
     pub(super) fn file(path: &str, content: &str) -> RenderedFile {
         RenderedFile {

@@ -9,7 +9,7 @@
 //! crash follows the run it started instead of starting another. The token comes
 //! from the settings by name and is never written to a log, an error or the step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,14 @@ pub const TOKENS_SETTING: &str = "--pipeline-tokens (SLIPWAY_PIPELINE_TOKENS)";
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of an answer an error message quotes.
 const QUOTED: usize = 300;
+/// How much of a status value a line or an error shows: the value is the
+/// CI/CD system's, and may be a megabyte or new at every poll.
+const STATUS_SHOWN: usize = 200;
+/// The status lines one step's log keeps from the start of its polling, and
+/// from its end: a value that changes at every poll of a long deadline would
+/// otherwise add a line each time.
+const FIRST_STATUS_LINES: usize = 20;
+const LAST_STATUS_LINES: usize = 179;
 
 #[derive(Clone)]
 pub struct PipelineDriver {
@@ -105,7 +113,7 @@ impl PipelineDriver {
                 self.unrecorded_runs().remove(&pipeline.run_key);
                 log.push(format!(
                     "following the run an earlier attempt started: {}",
-                    recorded.status_url
+                    shown_url(&recorded.status_url)
                 ));
                 recorded
             }
@@ -117,7 +125,7 @@ impl PipelineDriver {
                         log.push(format!(
                             "an earlier attempt started {} but could not record it; \
                              recording and following it",
-                            started.status_url
+                            shown_url(&started.status_url)
                         ));
                         let (driver, key, run) =
                             (self.clone(), pipeline.run_key.clone(), started.clone());
@@ -131,7 +139,7 @@ impl PipelineDriver {
                                 "recording the pipeline run {} stopped ({e}); it is not \
                                      started again by itself: follow it in the CI/CD system, \
                                      then retry the request or take it over",
-                                started.status_url
+                                shown_url(&started.status_url)
                             ))
                         })??;
                         started
@@ -150,7 +158,10 @@ impl PipelineDriver {
         };
         let value = run.follow(&external, &mut log).await?;
         Ok(StepOutcome {
-            summary: format!("pipeline run {} ended {value}", external.status_url),
+            summary: format!(
+                "pipeline run {} ended {value}",
+                shown_url(&external.status_url)
+            ),
             commit: None,
             log,
         })
@@ -193,7 +204,7 @@ impl PipelineDriver {
                         "the pipeline run {} was started under the key {run_key} but could not be \
                          recorded ({error}); it is not followed, nor started again, by itself: \
                          follow it in the CI/CD system, then retry the request or take it over",
-                        run.status_url
+                        shown_url(&run.status_url)
                     )));
                 }
                 tokio::time::sleep(pause).await;
@@ -286,6 +297,18 @@ impl PipelineDriver {
             .fold(text.to_string(), |text, t| text.replace(t.expose(), "***"))
     }
 
+    /// The start of a remote's answer for a message, scrubbed before it is cut:
+    /// a token that straddles the cut would leave its first part behind.
+    fn quote_answer(&self, body: &str) -> String {
+        quote(&self.scrub(body))
+    }
+
+    /// A status value as a line or an error shows it: scrubbed, then cut.
+    fn shown_status(&self, value: &str) -> String {
+        let line = one_line(&self.scrub(value));
+        cut(&line, STATUS_SHOWN)
+    }
+
     fn scrub_error(&self, error: DriverError) -> DriverError {
         match error {
             DriverError::Retryable(m) => DriverError::Retryable(self.scrub(&m)),
@@ -357,7 +380,7 @@ impl Run<'_> {
             let message = format!(
                 "triggering {method} {place} answered {}: {}",
                 answer.status,
-                quote(&answer.body)
+                self.driver.quote_answer(&answer.body)
             );
             // A busy CI/CD system may take it later; a refusal will not. A gateway
             // that gave up waiting (504), or failed on the way back (502), may
@@ -382,12 +405,13 @@ impl Run<'_> {
                 DriverError::Permanent(format!(
                     "triggered {method} {place} ({}), but {e}; its answer: {}",
                     answer.status,
-                    quote(&answer.body)
+                    self.driver.quote_answer(&answer.body)
                 ))
             })?;
         log.push(format!(
-            "triggered {method} {place}: {}; following {status_url}",
-            answer.status
+            "triggered {method} {place}: {}; following {}",
+            answer.status,
+            shown_url(&status_url)
         ));
         Ok(ExternalRun {
             status_url,
@@ -397,13 +421,33 @@ impl Run<'_> {
 
     /// Polls the run's status until it reads a success or failure value, or the
     /// deadline (counted from the trigger) passes. A status URL that does not
-    /// answer for a while is asked again; the deadline bounds it.
+    /// answer for a while is asked again; the deadline bounds it. The lines it
+    /// adds to `log` are bounded (see [`StatusLines`]).
     async fn follow(
         &self,
         run: &ExternalRun,
         log: &mut Vec<String>,
     ) -> Result<String, DriverError> {
+        let mut lines = StatusLines::default();
+        let ended = self.poll_until_done(run, &mut lines).await;
+        lines.append_to(log);
+        ended
+    }
+
+    async fn poll_until_done(
+        &self,
+        run: &ExternalRun,
+        lines: &mut StatusLines,
+    ) -> Result<String, DriverError> {
         let pipeline = self.pipeline;
+        let place = shown_url(&run.status_url);
+        // The outbound layer's own refusal of a URL it cannot parse quotes it
+        // whole, credentials and all.
+        if let Err(e) = url::Url::parse(&run.status_url) {
+            return Err(DriverError::Permanent(format!(
+                "the status URL {place} is not a URL: {e}"
+            )));
+        }
         let deadline_ms =
             i64::try_from(pipeline.deadline_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut last_seen = String::new();
@@ -417,17 +461,20 @@ impl Run<'_> {
                     let body: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
                     match pipeline.verdict(&body) {
                         PipelineVerdict::Succeeded(value) => {
-                            log.push(format!("status {value}: succeeded"));
+                            let value = self.driver.shown_status(&value);
+                            lines.push(format!("status {value}: succeeded"));
                             return Ok(value);
                         }
                         PipelineVerdict::Failed(value) => {
-                            log.push(format!("status {value}: failed"));
+                            let value = self.driver.shown_status(&value);
+                            lines.push(format!("status {value}: failed"));
                             return Err(DriverError::Permanent(format!(
-                                "pipeline run {} ended {value}",
-                                run.status_url
+                                "pipeline run {place} ended {value}"
                             )));
                         }
-                        PipelineVerdict::Running(value) => format!("status {value}"),
+                        PipelineVerdict::Running(value) => {
+                            format!("status {}", self.driver.shown_status(&value))
+                        }
                     }
                 }
                 Ok(answer) if answer.status >= 500 || answer.status == 429 => {
@@ -435,28 +482,68 @@ impl Run<'_> {
                 }
                 Ok(answer) => {
                     return Err(DriverError::Permanent(format!(
-                        "the status URL {} answered {}: {}",
-                        run.status_url,
+                        "the status URL {place} answered {}: {}",
                         answer.status,
-                        quote(&answer.body)
+                        self.driver.quote_answer(&answer.body)
                     )));
                 }
             };
             if seen != last_seen {
-                log.push(seen.clone());
+                lines.push(seen.clone());
                 last_seen = seen;
             }
             let elapsed = crate::storage::now_millis() - run.started_at;
             if elapsed >= deadline_ms {
                 return Err(DriverError::Permanent(format!(
-                    "pipeline run {} did not finish within {} s (last: {last_seen})",
-                    run.status_url, pipeline.deadline_seconds
+                    "pipeline run {place} did not finish within {} s (last: {last_seen})",
+                    pipeline.deadline_seconds
                 )));
             }
             let left = Duration::from_millis(u64::try_from(deadline_ms - elapsed).unwrap_or(0));
             tokio::time::sleep(Duration::from_secs(pipeline.poll_seconds).min(left)).await;
         }
     }
+}
+
+/// The status lines of one run's polling: the first few and the latest, with
+/// how many between were left out, at most 200 in all.
+#[derive(Default)]
+struct StatusLines {
+    first: Vec<String>,
+    last: VecDeque<String>,
+    left_out: usize,
+}
+
+impl StatusLines {
+    fn push(&mut self, line: String) {
+        if self.first.len() < FIRST_STATUS_LINES {
+            self.first.push(line);
+            return;
+        }
+        if self.last.len() == LAST_STATUS_LINES {
+            self.last.pop_front();
+            self.left_out += 1;
+        }
+        self.last.push_back(line);
+    }
+
+    fn append_to(self, log: &mut Vec<String>) {
+        log.extend(self.first);
+        if self.left_out > 0 {
+            log.push(format!("… {} status lines left out …", self.left_out));
+        }
+        log.extend(self.last);
+    }
+}
+
+/// A status URL for a line, a summary or an error: the CI/CD system chose it,
+/// and its query (`?private_token=…`) or its user part may hold a credential.
+fn shown_url(url: &str) -> String {
+    if let Ok(parsed) = url::Url::parse(url) {
+        return crate::outbound::redacted(&parsed);
+    }
+    // Not a URL to the parser: it is refused before it is polled.
+    PlannedPipeline::redacted_url_text(url)
 }
 
 /// The headers of a call to `url`. The token goes only where the run is
@@ -479,13 +566,28 @@ fn headers_for(
         .collect()
 }
 
-/// The start of an answer, on one line, for an error message.
+/// The start of an answer, on one line, for an error message. Scrub it first
+/// (see [`PipelineDriver::quote_answer`]).
 fn quote(body: &str) -> String {
-    let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(QUOTED) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None if line.is_empty() => "(empty)".into(),
-        None => line,
+    let line = one_line(body);
+    if line.is_empty() {
+        return "(empty)".into();
+    }
+    cut(&line, QUOTED)
+}
+
+/// A remote's text on one line: a line break in it would start a log line of
+/// its own.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At most `max_chars` characters of `text`, cut on a character's boundary,
+/// with "…" where it was cut.
+fn cut(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
     }
 }
 
@@ -711,6 +813,202 @@ mod tests {
         assert!(message.contains("400"), "{message}");
         assert!(message.contains("Authorization: Bearer ***"), "{message}");
         assert!(!message.contains(TOKEN), "{message}");
+        Ok(())
+    }
+
+    /// Serves `app` on loopback; its base URL.
+    async fn serve(app: axum::Router) -> Result<String, std::io::Error> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(base)
+    }
+
+    /// A CI/CD system that starts run 7 and answers its status with `status`,
+    /// given how many polls came before.
+    async fn polled_ci(
+        trigger_answer: impl FnOnce(&str) -> String,
+        status: impl Fn(usize) -> String + Clone + Send + Sync + 'static,
+    ) -> Result<String, std::io::Error> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let polls = Arc::new(AtomicUsize::new(0));
+        let answer = trigger_answer(&base);
+        let app = axum::Router::new()
+            .route("/runs", axum::routing::post(move || async move { answer }))
+            .route(
+                "/runs/7",
+                axum::routing::get(move || async move {
+                    let value = status(polls.fetch_add(1, Ordering::SeqCst));
+                    serde_json::json!({ "status": value }).to_string()
+                }),
+            );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(base)
+    }
+
+    fn changed(step: PlannedStep, change: impl FnOnce(&mut PlannedPipeline)) -> PlannedStep {
+        match step {
+            PlannedStep::Pipeline(mut pipeline) => {
+                change(&mut pipeline);
+                PlannedStep::Pipeline(pipeline)
+            }
+            other => other,
+        }
+    }
+
+    async fn run_to_an_end(base: &str, step: &PlannedStep) -> Result<StepOutcome, DriverError> {
+        let driver = driver_for(base).map_err(DriverError::Permanent)?;
+        run_once(&driver, step, &NoJournal, &CancellationToken::new()).await
+    }
+
+    /// Every 8 characters of the token in turn: none may be left in `text`.
+    fn assert_no_part_of_the_token(text: &str) {
+        for (start, _) in TOKEN.char_indices() {
+            if let Some(part) = TOKEN.get(start..start + 8) {
+                assert!(!text.contains(part), "{part:?} is left in {text}");
+            }
+        }
+    }
+
+    /// The token echoed where the quote is cut: scrubbed before the cut, so not
+    /// even its first characters stay in the error.
+    #[tokio::test]
+    async fn a_token_echoed_across_the_quoting_cut_leaves_no_part_behind()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let body = format!("{}{TOKEN}{}", "x".repeat(QUOTED - 10), "y".repeat(50));
+        let app = axum::Router::new().route(
+            "/runs",
+            axum::routing::post(move || async move { (StatusCode::BAD_REQUEST, body) }),
+        );
+        let base = serve(app).await?;
+        let failed = run_to_an_end(&base, &step_for(&base)).await;
+        let Err(DriverError::Permanent(message)) = &failed else {
+            return Err(format!("{failed:?}").into());
+        };
+        assert!(message.contains("answered 400: xxx"), "{message}");
+        assert_no_part_of_the_token(message);
+        Ok(())
+    }
+
+    /// A status value of half a megabyte is cut in the error that names it.
+    #[tokio::test]
+    async fn a_huge_status_value_is_cut_where_it_is_shown() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let huge = "x".repeat(512 * 1024);
+        let base = polled_ci(|_| r#"{"id": 7}"#.to_string(), move |_| huge.clone()).await?;
+        let step = changed(step_for(&base), |p| p.deadline_seconds = 1);
+        let failed = run_to_an_end(&base, &step).await;
+        let Err(DriverError::Permanent(message)) = &failed else {
+            return Err(format!("{failed:?}").into());
+        };
+        let shown = format!("(last: status {}…)", "x".repeat(STATUS_SHOWN));
+        assert!(message.ends_with(&shown), "{}", cut(message, 1000));
+        assert!(message.chars().count() < 400, "{} chars", message.len());
+        Ok(())
+    }
+
+    /// A status value new at every poll adds a line each time: the log keeps the
+    /// first lines and the latest, each cut, and says how many it left out.
+    #[tokio::test]
+    async fn status_lines_are_cut_and_bounded() -> Result<(), Box<dyn std::error::Error>> {
+        const RUNNING_POLLS: usize = 400;
+        let base = polled_ci(
+            |_| r#"{"id": 7}"#.to_string(),
+            |poll| match poll {
+                n if n < RUNNING_POLLS => format!("{n}-{}", "é".repeat(1000)),
+                _ => "success".to_string(),
+            },
+        )
+        .await?;
+        // Polls as fast as they are answered; the catalog's minimum is a second.
+        let step = changed(step_for(&base), |p| {
+            p.poll_seconds = 0;
+            p.deadline_seconds = 120;
+        });
+        let outcome = run_to_an_end(&base, &step).await?;
+        let log = &outcome.log;
+        let status_lines = FIRST_STATUS_LINES + 1 + LAST_STATUS_LINES;
+        assert_eq!(log.len(), 1 + status_lines, "the trigger's line and 200");
+        let left_out = RUNNING_POLLS + 1 - FIRST_STATUS_LINES - LAST_STATUS_LINES;
+        assert_eq!(
+            log[1 + FIRST_STATUS_LINES],
+            format!("… {left_out} status lines left out …")
+        );
+        assert_eq!(
+            log[1],
+            format!("status 0-{}…", "é".repeat(STATUS_SHOWN - 2))
+        );
+        assert!(
+            log[log.len() - 2].starts_with(&format!("status {}-", RUNNING_POLLS - 1)),
+            "{}",
+            log[log.len() - 2]
+        );
+        assert_eq!(
+            log.last().map(String::as_str),
+            Some("status success: succeeded")
+        );
+        for line in log {
+            assert!(line.chars().count() <= 300, "{line}");
+        }
+        Ok(())
+    }
+
+    /// A status URL the trigger answered with a token in its query, or a user
+    /// and password in it, is shown without them.
+    #[tokio::test]
+    async fn a_status_url_is_shown_without_its_query_or_user()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let secret = "glpat-query-secret";
+        let base = polled_ci(
+            move |base| format!(r#"{{"run_url": "{base}/runs/7?private_token={secret}&x=1"}}"#),
+            |_| "success".to_string(),
+        )
+        .await?;
+        let step = changed(step_for(&base), |p| {
+            p.status_url = "{{ answer.run_url }}".into();
+        });
+        let outcome = run_to_an_end(&base, &step).await?;
+        assert_eq!(
+            outcome.summary,
+            format!("pipeline run {base}/runs/7?… ended success")
+        );
+        assert!(
+            outcome.log[0].ends_with(&format!("; following {base}/runs/7?…")),
+            "{:?}",
+            outcome.log
+        );
+        for line in outcome.log.iter().chain([&outcome.summary]) {
+            assert!(!line.contains(secret), "{line}");
+        }
+
+        let with_user = polled_ci(
+            move |base| {
+                let at = base.replace("http://", "http://deploy:s3cret-pass@");
+                format!(r#"{{"run_url": "{at}/runs/7?private_token={secret}"}}"#)
+            },
+            |_| "success".to_string(),
+        )
+        .await?;
+        let step = changed(step_for(&with_user), |p| {
+            p.status_url = "{{ answer.run_url }}".into();
+        });
+        let failed = run_to_an_end(&with_user, &step).await;
+        let Err(DriverError::Permanent(message)) = &failed else {
+            return Err(format!("{failed:?}").into());
+        };
+        assert!(message.contains("holds credentials"), "{message}");
+        for hidden in ["deploy", "s3cret-pass", secret] {
+            assert!(!message.contains(hidden), "{message}");
+        }
+
+        // Shown without being parsed when it does not parse.
+        let unparsable = "http://deploy:s3cret-pass@ci.example:99999/runs/7?private_token=x";
+        assert_eq!(shown_url(unparsable), "http://ci.example:99999/runs/7…");
         Ok(())
     }
 

@@ -383,26 +383,20 @@ async fn used_before(
 pub(crate) async fn asset_problems(
     conn: &mut AnyConnection,
     state: &AppState,
-    (ty, params): (&ResourceType, &Value),
+    (validator, params): (&ParamValidator, &Value),
     on: ActingOn<'_>,
-    report: &PrecheckReport,
     exclude: Option<RequestId>,
 ) -> ServiceResult<Vec<FieldError>> {
     let asset = on.asset;
-    let mut problems: Vec<FieldError> =
-        action::rename_error(&asset.summary.name, report.resource_name.as_deref())
-            .into_iter()
-            .collect();
+    let named = (asset.summary.name.as_str(), &asset.params);
+    let mut problems: Vec<FieldError> = action::rename_error(validator, named, params)
+        .into_iter()
+        .collect();
+    let type_name = &asset.summary.type_name;
     let busy =
-        storage::requests::in_flight_named(conn, &ty.name, &asset.summary.name, exclude).await?;
+        storage::requests::in_flight_named(conn, type_name, &asset.summary.name, exclude).await?;
     if let Some(other) = busy {
-        problems.push(FieldError::new(
-            "",
-            format!(
-                "asset #{} already has request #{other} in flight; one action at a time, so wait for it to finish",
-                asset.summary.id
-            ),
-        ));
+        problems.push(busy_error(conn, asset, other).await?);
     }
     problems.extend(used_before(conn, on, params).await?);
     if on.action.retires {
@@ -431,6 +425,33 @@ pub(crate) async fn asset_problems(
         }
     }
     Ok(problems)
+}
+
+/// Why an action waits: which request holds the asset, what it does, where it
+/// stands and who may withdraw it.
+async fn busy_error(
+    conn: &mut AnyConnection,
+    asset: &AssetRow,
+    other: RequestId,
+) -> ServiceResult<FieldError> {
+    let holder = storage::requests::get(conn, other).await?;
+    let what = match &holder {
+        Some(r) => format!(
+            " ({} by {}, {})",
+            r.action.as_deref().unwrap_or("its creation"),
+            r.requester,
+            r.state.label()
+        ),
+        None => String::new(),
+    };
+    let who = holder.map_or_else(|| "its requester".to_string(), |r| r.requester);
+    Ok(FieldError::new(
+        "",
+        format!(
+            "asset #{} already has request #{other} in flight{what}; one action at a time: wait for it to finish, or ask {who} or an admin to cancel it",
+            asset.summary.id
+        ),
+    ))
 }
 
 /// Requests in flight (in review, approved, running, failed) that would create

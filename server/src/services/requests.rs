@@ -173,6 +173,14 @@ pub(crate) async fn compute_precheck(
         let errors = std::mem::take(&mut report.field_errors);
         report.field_errors =
             slipway_core::action::own_errors(on.action, params, &on.asset.params, errors);
+        // An action works on its asset under the name the asset has, even one
+        // today's naming rule would no longer give (a shorter limit since).
+        report.resource_name = Some(on.asset.summary.name.clone());
+        if on.action.retires {
+            // What an asset requires is needed to make or change it, not to
+            // retire it: a namespace gone first must not keep its database for ever.
+            report.dependencies.retain(|d| d.ok);
+        }
     }
     if let Some(on) = counted {
         report.quotas = precheck::action_quota_report(on.ty, &on.asset.params, params, &usages);
@@ -187,7 +195,7 @@ pub(crate) async fn compute_precheck(
     }
     if let Some(on) = acting_on {
         let problems =
-            super::actions::asset_problems(conn, state, (ty, params), on, &report, exclude).await?;
+            super::actions::asset_problems(conn, state, (validator, params), on, exclude).await?;
         report.field_errors.extend(problems);
         let refused = slipway_core::action::rule_errors(on.action, params, &on.asset.params);
         report.field_errors.extend(refused);
@@ -793,6 +801,9 @@ pub async fn resubmit(
     storage::requests::serialize_submissions_of(&mut tx, state.db.engine, &turns).await?;
     // Read again under the turn: another writer may have moved it meanwhile.
     let mut request = load_request(&mut tx, id).await?;
+    // Before the request's type or action says anything in an answer: a stranger
+    // learns only that the request is not theirs.
+    super::authorize(state, user, Verb::Revise, &request)?;
     let ty = super::request_type(state, &request)?;
     let validator = state
         .catalog

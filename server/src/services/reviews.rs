@@ -92,9 +92,10 @@ pub async fn decide_on(
     // Two approvals by one reviewer sent at once must not both count.
     storage::requests::lock(&mut tx, state.db.engine, id).await?;
     let mut request = load_request(&mut tx, id).await?;
-    let ty = request_type(state, &request)?;
     let (verb, action) = verb_and_action(decision);
+    // Before anything of the request is read for an answer (its type, say).
     authorize(state, user, verb, &request)?;
+    let ty = request_type(state, &request)?;
     if revision != request.current_revision {
         return Err(ServiceError::Conflict(format!(
             "request #{id} is now at revision {}; you reviewed revision {revision}. Reload and review the new revision",
