@@ -166,6 +166,19 @@ pub fn uses_same_unique_values(action: &TypeAction, params: &Value, earlier: &Va
         })
 }
 
+/// Whether an earlier request, with `earlier` parameters, is the one a request
+/// for `action` with `params` refers to (see [`TypeAction::refers_to`]).
+pub fn is_referred(action: &TypeAction, params: &Value, earlier: &Value) -> bool {
+    action.refers_to.as_ref().is_some_and(|reference| {
+        reference.by.iter().all(|name| {
+            params
+                .get(name)
+                .zip(earlier.get(name))
+                .is_some_and(|(given, used)| same_value(given, used))
+        })
+    })
+}
+
 /// JSON values compared as values: the numbers `1` and `1.0` are one.
 fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {

@@ -129,7 +129,19 @@ pub fn change_set(
     resource_name: &str,
     requires: &[String],
 ) -> Result<ChangeSet, RenderError> {
-    let ctx = template::render_context(ty, params, resource_name, requires);
+    change_set_referring(catalog, ty, params, resource_name, (requires, None))
+}
+
+/// [`change_set`] of an action that refers to an earlier request: its templates
+/// read that request's parameters as `referred`.
+pub fn change_set_referring(
+    catalog: &Catalog,
+    ty: &ResourceType,
+    params: &Value,
+    resource_name: &str,
+    (requires, referred): (&[String], Option<&Value>),
+) -> Result<ChangeSet, RenderError> {
+    let ctx = template::render_context(ty, params, resource_name, (requires, referred));
     let mut env = template::environment();
     for (name, source) in &catalog.templates {
         env.add_template(name, source)
@@ -399,11 +411,18 @@ pub fn check_samples(catalog: &Catalog) -> Vec<crate::catalog::CatalogError> {
     let mut errors = Vec::new();
     for ty in catalog.types.values() {
         let file = format!("types/{}.yaml", ty.name);
-        check_type(catalog, ty, (&file, ""), &mut errors);
-        // Each day-2 action renders as its own request type.
+        check_type(catalog, (ty, None), (&file, ""), &mut errors);
+        // Each day-2 action renders as its own request type; one that refers to
+        // an earlier request sees a sample of that action's parameters.
         for (i, action) in ty.actions.iter().enumerate() {
             let prefix = format!("actions[{i}].");
-            check_type(catalog, &action.request_type, (&file, &prefix), &mut errors);
+            let referred = action
+                .refers_to
+                .as_ref()
+                .and_then(|r| ty.action(&r.action))
+                .map(|r| sample_params(&r.request_type, Fill::Defaults));
+            let sample = (&action.request_type, referred.as_ref());
+            check_type(catalog, sample, (&file, &prefix), &mut errors);
         }
     }
     errors
@@ -411,12 +430,12 @@ pub fn check_samples(catalog: &Catalog) -> Vec<crate::catalog::CatalogError> {
 
 fn check_type(
     catalog: &Catalog,
-    ty: &ResourceType,
+    sample: (&ResourceType, Option<&Value>),
     at: (&str, &str),
     errors: &mut Vec<crate::catalog::CatalogError>,
 ) {
     for fill in [Fill::Defaults, Fill::Everything] {
-        if let Err(error) = check_sample(catalog, ty, fill, at) {
+        if let Err(error) = check_sample(catalog, sample, fill, at) {
             errors.push(error);
             return;
         }
@@ -437,7 +456,7 @@ enum Fill {
 /// is reported in `file` at `prefix` + the failing field.
 fn check_sample(
     catalog: &Catalog,
-    ty: &ResourceType,
+    (ty, referred): (&ResourceType, Option<&Value>),
     fill: Fill,
     (file, prefix): (&str, &str),
 ) -> Result<(), crate::catalog::CatalogError> {
@@ -459,7 +478,8 @@ fn check_sample(
         .iter()
         .map(|r| format!("sample-{}", r.type_name))
         .collect();
-    let change_set = change_set(catalog, ty, &params, name, &requires).map_err(report)?;
+    let change_set =
+        change_set_referring(catalog, ty, &params, name, (&requires, referred)).map_err(report)?;
     let run = crate::execution::RunInfo {
         request_id: 1,
         revision: 1,

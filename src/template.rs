@@ -138,12 +138,13 @@ pub(crate) fn action_context(
     Value::from_serialize(&map)
 }
 
-/// The context output templates see: `context` plus the names of required assets.
+/// The context output templates see: `context` plus the names of required assets
+/// and, for an action that refers to an earlier request, that request's parameters.
 pub(crate) fn render_context(
     ty: &ResourceType,
     params: &serde_json::Value,
     resource_name: &str,
-    requires: &[String],
+    (requires, referred): (&[String], Option<&serde_json::Value>),
 ) -> Value {
     let mut map = match params {
         serde_json::Value::Object(map) => map.clone(),
@@ -153,6 +154,11 @@ pub(crate) fn render_context(
     map.insert("resource_type".into(), ty.name.clone().into());
     map.insert("resource_name".into(), resource_name.into());
     map.insert("requires".into(), requires.to_vec().into());
+    if let Some(referred) = referred {
+        let mut referred = referred.as_object().cloned().unwrap_or_default();
+        secret::for_templates(ty, &mut referred, Some(resource_name));
+        map.insert("referred".into(), serde_json::Value::Object(referred));
+    }
     Value::from_serialize(&map)
 }
 

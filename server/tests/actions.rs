@@ -200,9 +200,13 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
     let kept = after.action.and_then(|a| a.deployed_diff).ok_or("diff")?;
     assert_eq!(kept.files[0].status, FileStatus::Modified);
 
-    // Upgrade, back up (approved by the type's policy), restore.
-    act(app, &alice, asset, "upgrade", json!({"version": "17"})).await?;
-    assert_eq!(asset_params(app, asset).await?["version"], json!("17"));
+    // Back up (approved by the type's policy), upgrade, back up again, restore.
+    // A backup never taken is not restored: it would recover from nothing.
+    refused!(app, actions::submit(state, &alice, asset, "restore", &action_draft(json!({"backup_name": "before-42"}))),
+    ServiceError::PrecheckFailed(report) => {
+        let error = report.field_errors.iter().find(|e| e.field == "backup_name").ok_or("backup_name named")?;
+        assert!(error.message.contains("no completed request of Back up now"), "{}", error.message);
+    });
     let backup = actions::submit(
         state,
         &alice,
@@ -249,6 +253,8 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         }
         other => panic!("a backup name used before was taken: {other:?}"),
     }
+    act(app, &alice, asset, "upgrade", json!({"version": "17"})).await?;
+    assert_eq!(asset_params(app, asset).await?["version"], json!("17"));
     act(
         app,
         &alice,
@@ -271,6 +277,8 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         restore.contains("name: payments-ledger-prod.before-42"),
         "{restore}"
     );
+    // The backup was taken at 16: only 16 recovers it, whatever runs today.
+    assert!(restore.contains("postgresql:16\n"), "{restore}");
     // CloudNativePG reads a cluster's bootstrap only when it creates it: a
     // second restore names a new cluster, which replaces the first.
     act(
@@ -287,6 +295,7 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         restore.contains("name: payments-ledger-prod-restore-before-43\n"),
         "{restore}"
     );
+    assert!(restore.contains("postgresql:17\n"), "{restore}");
     assert!(
         head_file(app, cluster)?.is_some_and(|c| c.contains("postgresql:17")),
         "the restore leaves the cluster as it is"

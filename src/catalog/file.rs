@@ -93,6 +93,17 @@ pub(super) struct ActionFile {
     /// asset may not have used already (a backup's name).
     #[serde(default)]
     pub unique_by: Vec<String>,
+    /// A completed request of another action on the same asset that this one
+    /// needs, found by the values of `by` (a restore needs its backup).
+    #[serde(default)]
+    pub refers_to: Option<ReferenceFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReferenceFile {
+    pub action: String,
+    pub by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

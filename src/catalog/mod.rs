@@ -190,6 +190,21 @@ pub struct TypeAction {
     /// report a backup that was never taken.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unique_by: Vec<String>,
+    /// The completed request of another action on the same asset that a request
+    /// for this one needs: a restore needs the backup it names, taken and done
+    /// (one never taken, or failed, would render a recovery from nothing), and
+    /// its templates read that request's parameters as `referred` (the version
+    /// the backup was taken at, not the asset's today).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refers_to: Option<ActionReference>,
+}
+
+/// Which completed request an action needs: one of `action` on the same asset
+/// whose values of the parameters `by` are the request's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionReference {
+    pub action: String,
+    pub by: Vec<String>,
 }
 
 /// A pre-check rule of an action: when `when` (an expression over the request's

@@ -1580,6 +1580,70 @@ fn unique_by_names_the_actions_own_parameters_once() {
 }
 
 #[test]
+fn refers_to_names_another_action_and_parameters_both_take() {
+    let snap = "  - name: snap\n    title: Snap\n    description: d\n    parameters:\n      type: object\n      properties:\n        label: { type: string }\n";
+    let back = |refers: &str| {
+        format!(
+            "{snap}  - name: back\n    title: Back\n    description: d\n    parameters:\n      type: object\n      required: [label]\n      properties:\n        label: {{ type: string }}\n        other: {{ type: string }}\n        token: {{ type: string, x-secret: true }}\n    refers_to: {refers}\n"
+        )
+    };
+    let found = |refers: &str| -> Vec<(String, String)> {
+        action_errors(&back(refers))
+            .into_iter()
+            .map(|(_, p, m)| (p, m))
+            .collect()
+    };
+    let loaded = Catalog::from_files(&widget_with_actions(&back("{ action: snap, by: [label] }")));
+    let reference = loaded
+        .ok()
+        .and_then(|c| c.resource_type("widget")?.action("back")?.refers_to.clone());
+    assert_eq!(
+        reference,
+        Some(ActionReference {
+            action: "snap".into(),
+            by: vec!["label".into()]
+        })
+    );
+    let wrong = found("{ action: nope, by: [label] }");
+    assert!(
+        wrong.iter().any(|(p, m)| p == "actions[1].refers_to.action"
+            && m.contains("\"nope\" is not an action of the type (it has snap, back)")),
+        "{wrong:?}"
+    );
+    let itself = found("{ action: back, by: [label] }");
+    assert!(
+        itself
+            .iter()
+            .any(|(p, m)| p == "actions[1].refers_to.action" && m.contains("cannot be referred to")),
+        "{itself:?}"
+    );
+    let by = found("{ action: snap, by: [other, token] }");
+    assert!(
+        by.iter().any(|(p, m)| p == "actions[1].refers_to.by[0]"
+            && m.contains("not a parameter of both this action and snap")),
+        "{by:?}"
+    );
+    assert!(
+        by.iter().any(|(p, _)| p == "actions[1].refers_to.by[1]"),
+        "{by:?}"
+    );
+    let optional = action_errors(
+        &back("{ action: snap, by: [label] }").replace("      required: [label]\n", ""),
+    );
+    assert!(
+        optional
+            .iter()
+            .any(|(_, p, m)| p == "actions[1].refers_to.by[0]" && m.contains("required")),
+        "{optional:?}"
+    );
+    let none = found("{ action: snap, by: [] }");
+    assert!(
+        none.iter().any(|(p, _)| p == "actions[1].refers_to.by"),
+        "{none:?}"
+    );
+}
+
+#[test]
 fn a_type_file_name_that_is_no_type_name_is_refused() {
     for stem in ["Widget", "wid\"get", "wid get", "1widget", "wid.get"] {
         let text = minimal_type("").replacen("name: widget", &format!("name: {stem:?}"), 1);

@@ -787,14 +787,24 @@ impl GitOpsRepo {
             .map_err(|e| self.remote_error(remote, &e))?;
         let started = Instant::now();
         let over_budget = std::cell::Cell::new(None);
+        let received = std::cell::Cell::new(0);
+        let within_budget = |bytes: usize| {
+            let over = fetch_over_budget(bytes, started.elapsed());
+            let go_on = over.is_none();
+            if !go_on {
+                over_budget.set(over);
+            }
+            go_on
+        };
         let mut options = FetchOptions::new();
         let mut callbacks = self.callbacks(remote);
         callbacks.transfer_progress(|progress| {
-            let over = fetch_over_budget(progress.received_bytes(), started.elapsed());
-            let go_on = over.is_none();
-            over_budget.set(over);
-            go_on
+            received.set(progress.received_bytes());
+            within_budget(progress.received_bytes())
         });
+        // A remote may also trickle progress messages or stall the negotiation
+        // without sending pack data: the time limit holds there too.
+        callbacks.sideband_progress(|_| within_budget(received.get()));
         options.remote_callbacks(callbacks);
         options.download_tags(git2::AutotagOption::None);
         let refspec = format!("+{}:{}", self.branch_ref, tracking_ref(&self.branch));

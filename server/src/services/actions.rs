@@ -14,6 +14,7 @@ use slipway_core::policy::{self, AssetFacts, Verb};
 use slipway_core::precheck::{self, PrecheckReport};
 use slipway_core::render::{self, ChangeSet, RenderedFile};
 use slipway_core::secret;
+use slipway_core::state::RequestState;
 use slipway_core::validate::{FieldError, ParamValidator};
 use slipway_core::views::{ActionChoice, ActionContext, ActionDraft, ActionForm, DeployedDiff};
 use sqlx::AnyConnection;
@@ -376,6 +377,60 @@ async fn used_before(
     )))
 }
 
+/// The completed request a request for the action refers to (see
+/// `TypeAction::refers_to`), with its parameters: the newest that matches.
+pub(crate) async fn referred_request(
+    conn: &mut AnyConnection,
+    on: ActingOn<'_>,
+    params: &Value,
+) -> ServiceResult<Option<(RequestId, Value)>> {
+    let Some(reference) = &on.action.refers_to else {
+        return Ok(None);
+    };
+    let asset = on.asset.summary.id;
+    let earlier =
+        storage::requests::completed_actions(conn, asset, &reference.action, UNIQUE_BY_LOOKBACK)
+            .await?;
+    Ok(earlier
+        .into_iter()
+        .find(|(_, earlier)| action::is_referred(on.action, params, earlier)))
+}
+
+/// A request that refers to an earlier one that is not there: a restore of a
+/// backup never taken, or one that failed, would recover from nothing.
+async fn missing_reference(
+    conn: &mut AnyConnection,
+    on: ActingOn<'_>,
+    params: &Value,
+) -> ServiceResult<Option<FieldError>> {
+    let Some(reference) = &on.action.refers_to else {
+        return Ok(None);
+    };
+    // A value still missing is reported as required.
+    let given = |name: &String| params.get(name).is_some_and(|v| !v.is_null());
+    if !reference.by.iter().all(given) || referred_request(conn, on, params).await?.is_some() {
+        return Ok(None);
+    }
+    let title = on
+        .ty
+        .action(&reference.action)
+        .map_or(reference.action.as_str(), |a| a.title.as_str());
+    let values: Vec<String> = reference
+        .by
+        .iter()
+        .map(|name| format!("{name} {}", params.get(name).unwrap_or(&Value::Null)))
+        .collect();
+    let field = reference.by.first().map_or("", String::as_str);
+    Ok(Some(FieldError::new(
+        field,
+        format!(
+            "no completed request of {title} on asset #{} has {}: only one that completed can be used",
+            on.asset.summary.id,
+            values.join(" and ")
+        ),
+    )))
+}
+
 /// What an action's pre-check adds about its asset: it keeps the asset's name,
 /// waits for another request on the asset to finish, gives values of its own
 /// where the action asks for them, and retires nothing another active asset
@@ -399,6 +454,7 @@ pub(crate) async fn asset_problems(
         problems.push(busy_error(conn, asset, other).await?);
     }
     problems.extend(used_before(conn, on, params).await?);
+    problems.extend(missing_reference(conn, on, params).await?);
     if on.action.retires {
         let dependents = storage::assets::active_dependents(conn, asset.summary.id).await?;
         if !dependents.is_empty() {
@@ -444,11 +500,21 @@ async fn busy_error(
         ),
         None => String::new(),
     };
-    let who = holder.map_or_else(|| "its requester".to_string(), |r| r.requester);
+    // A failed or manual request is no longer the requester's to cancel.
+    let way_out = match &holder {
+        Some(r) if matches!(r.state, RequestState::Failed | RequestState::Manual) => {
+            "the platform team retries, resolves or abandons it".to_string()
+        }
+        Some(r) => format!(
+            "wait for it to finish, or ask {} or an admin to cancel it",
+            r.requester
+        ),
+        None => "wait for it to finish".to_string(),
+    };
     Ok(FieldError::new(
         "",
         format!(
-            "asset #{} already has request #{other} in flight{what}; one action at a time: wait for it to finish, or ask {who} or an admin to cancel it",
+            "asset #{} already has request #{other} in flight{what}; one action at a time: {way_out}",
             asset.summary.id
         ),
     ))

@@ -185,8 +185,10 @@ pub(crate) async fn compute_precheck(
     if let Some(on) = counted {
         report.quotas = precheck::action_quota_report(on.ty, &on.asset.params, params, &usages);
     }
+    let retiring = acting_on.is_some_and(|on| on.action.retires);
     if let Some(error) = dependency_error
         && report.field_errors.is_empty()
+        && !retiring
     {
         report.field_errors.push(FieldError {
             field: String::new(),
@@ -474,12 +476,18 @@ pub(crate) async fn prepare(
         .iter()
         .filter_map(|d| d.found.clone())
         .collect();
-    let change_set = render::change_set(
+    let referred = match acting_on {
+        Some(on) => super::actions::referred_request(conn, on, &split.params)
+            .await?
+            .map(|(_, params)| params),
+        None => None,
+    };
+    let change_set = render::change_set_referring(
         &state.catalog.catalog,
         ty,
         &split.params,
         &resource_name,
-        &required_assets,
+        (&required_assets, referred.as_ref()),
     )
     .map_err(|e| {
         ServiceError::Invalid(vec![FieldError {

@@ -93,9 +93,11 @@ pub async fn decide_on(
     storage::requests::lock(&mut tx, state.db.engine, id).await?;
     let mut request = load_request(&mut tx, id).await?;
     let (verb, action) = verb_and_action(decision);
-    // Before anything of the request is read for an answer (its type, say).
-    authorize(state, user, verb, &request)?;
+    // Before anything of the request is read for an answer (its type, say); a
+    // type gone from the catalog is then said as such, not as a missing role.
+    authorize(state, user, Verb::View, &request)?;
     let ty = request_type(state, &request)?;
+    authorize(state, user, verb, &request)?;
     if revision != request.current_revision {
         return Err(ServiceError::Conflict(format!(
             "request #{id} is now at revision {}; you reviewed revision {revision}. Reload and review the new revision",

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::file::{ActionFile, ActionRuleFile, CheckFile, TypeFile};
 use super::{FileErrors, build_type, load_parameters};
-use crate::catalog::{ActionRule, Catalog, CatalogError, TypeAction};
+use crate::catalog::{ActionReference, ActionRule, Catalog, CatalogError, TypeAction};
 
 pub(super) fn load_actions(
     base: &TypeFile,
@@ -29,6 +29,8 @@ pub(super) fn load_actions(
     }
     let mut names = BTreeSet::new();
     let retired = retired_paths(base, &declared);
+    // An action may refer to another one declared beside it.
+    let siblings = declared.clone();
     declared
         .into_iter()
         .enumerate()
@@ -38,13 +40,14 @@ pub(super) fn load_actions(
             } else {
                 Vec::new()
             };
-            load_action(base, (i, action, removes), &mut names, catalog, fe)
+            let building = (i, action, removes);
+            load_action((base, &siblings), building, &mut names, catalog, fe)
         })
         .collect()
 }
 
 fn load_action(
-    base: &TypeFile,
+    (base, siblings): (&TypeFile, &[ActionFile]),
     (i, action, removes): (usize, ActionFile, Vec<String>),
     names: &mut BTreeSet<String>,
     catalog: &Catalog,
@@ -52,7 +55,7 @@ fn load_action(
 ) -> Option<TypeAction> {
     let at = |field: &str| format!("actions[{i}].{field}");
     check_words(&action, &at, names, fe);
-    build_action(base, (i, action, removes), catalog, fe)
+    build_action((base, siblings), (i, action, removes), catalog, fe)
 }
 
 /// What retiring an asset removes from the repository: the type's outputs, and
@@ -86,7 +89,7 @@ fn retired_paths(base: &TypeFile, actions: &[ActionFile]) -> Vec<String> {
 /// The action's request type built from the type's file, its problems reported
 /// at the action's path.
 fn build_action(
-    base: &TypeFile,
+    (base, siblings): (&TypeFile, &[ActionFile]),
     (i, action, removes): (usize, ActionFile, Vec<String>),
     catalog: &Catalog,
     fe: &mut FileErrors<'_>,
@@ -104,6 +107,7 @@ fn build_action(
     };
     let rules = load_rules(&action.rules, &own, &mut inner);
     let unique_by = load_unique_by(&action.unique_by, &own, &mut inner);
+    let refers_to = load_reference(siblings, &action, &own, &mut inner);
     let parameters = load_parameters(own, catalog, &mut inner);
     let request_type = build_type(file, removes, catalog, &mut inner);
     let mut reported: Vec<(String, String)> = Vec::new();
@@ -133,6 +137,82 @@ fn build_action(
         request_type,
         rules,
         unique_by,
+        refers_to,
+    })
+}
+
+/// The completed request an action needs: another action of the type, found
+/// by parameters both actions take (the other may take it as the type's).
+fn load_reference(
+    siblings: &[ActionFile],
+    action: &ActionFile,
+    own: &Value,
+    fe: &mut FileErrors<'_>,
+) -> Option<ActionReference> {
+    let reference = action.refers_to.as_ref()?;
+    let Some(referred) = siblings.iter().find(|a| a.name == reference.action) else {
+        let names: Vec<&str> = siblings.iter().map(|a| a.name.as_str()).collect();
+        fe.push(
+            "refers_to.action",
+            format!(
+                "{:?} is not an action of the type (it has {})",
+                reference.action,
+                names.join(", ")
+            ),
+        );
+        return None;
+    };
+    if referred.name == action.name || referred.retires {
+        fe.push(
+            "refers_to.action",
+            format!(
+                "{:?} cannot be referred to: an action refers to another one that leaves its asset in place",
+                reference.action
+            ),
+        );
+    }
+    if reference.by.is_empty() {
+        fe.push(
+            "refers_to.by",
+            "names no parameter: which request is meant?",
+        );
+    }
+    let own_names = own_parameter_names(own);
+    let theirs = referred.parameters.clone().unwrap_or_else(no_parameters);
+    let required: Vec<&str> = own
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for (j, name) in reference.by.iter().enumerate() {
+        let at = format!("refers_to.by[{j}]");
+        let taken_by_both = own_names.contains(&name.as_str())
+            && own_parameter_names(&theirs).contains(&name.as_str());
+        let secret = |schema: &Value| super::super::schema::is_secret(schema, name);
+        if !taken_by_both {
+            fe.push(
+                at,
+                format!(
+                    "{name:?} is not a parameter of both this action and {}",
+                    reference.action
+                ),
+            );
+        } else if secret(own) || secret(&theirs) {
+            fe.push(
+                at,
+                format!("{name:?} is a secret: its value is not kept to compare with"),
+            );
+        } else if !required.contains(&name.as_str()) {
+            // Left out, it would find no request and render no `referred`.
+            fe.push(
+                at,
+                format!("{name:?} must be one of the action's required parameters"),
+            );
+        }
+    }
+    Some(ActionReference {
+        action: reference.action.clone(),
+        by: reference.by.clone(),
     })
 }
 
@@ -247,13 +327,14 @@ pub(super) fn template_upgrade(
         checks: None,
         rules: Vec::new(),
         unique_by: Vec::new(),
+        refers_to: None,
     };
     let mut found: Vec<CatalogError> = Vec::new();
     let mut inner = FileErrors {
         file: fe.file,
         errors: &mut found,
     };
-    let loaded = build_action(base, (0, upgrade, Vec::new()), catalog, &mut inner);
+    let loaded = build_action((base, &[]), (0, upgrade, Vec::new()), catalog, &mut inner);
     // Only a fault of the type itself could fail it, and that is reported already.
     loaded.filter(|_| found.is_empty())
 }
