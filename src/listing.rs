@@ -395,6 +395,14 @@ impl ListQuery {
         if let Some(text) = &mut f.text {
             *text = text.replace(char::is_control, " ");
         }
+        if let (Some(from), Some(to)) = (f.created_from, f.created_to)
+            && from > to
+        {
+            errors.push(FieldError::new(
+                "created_to",
+                format!("{to} is before created_from {from}"),
+            ));
+        }
         if errors.is_empty() {
             Ok(self)
         } else {

@@ -4,11 +4,10 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde_json::Value;
-use slipway_core::catalog::{Dictionary, ResourceType};
+use slipway_core::catalog::ResourceType;
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::listing::{ListPage, ListQuery};
 use slipway_core::precheck::PrecheckReport;
-use slipway_core::state::RequestState;
 use slipway_core::views::{
     ActionDraft, ActionForm, AssetDetail, AssetSummary, AuditEntry, FilterChoices, Menu,
     RequestDetail, RequestDraft, RequestSummary, ReviewDecision, TokenView, TypeSummary, UserView,
@@ -132,13 +131,28 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// The most sessions the account page lists: the newest used. The storage
+/// reads one more, to tell whether there are more.
+pub const SESSIONS_SHOWN: usize = 100;
+
+/// Who the signed-in person is and their sessions, newest used first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionsPageData {
+    pub user: UserView,
+    pub sessions: Vec<SessionView>,
+    /// More sessions are live than the [`SESSIONS_SHOWN`] listed.
+    pub more: bool,
+}
+
 #[server]
-pub async fn my_sessions() -> Result<(UserView, Vec<SessionView>), AppError> {
+pub async fn my_sessions() -> Result<SessionsPageData, AppError> {
     let (state, user) = signed_in().await?;
     let current = session().await?.id().map(|id| id.to_string());
-    let rows = services::auth::sessions(&state, &user, current.as_deref())
+    let mut rows = services::auth::sessions(&state, &user, current.as_deref())
         .await
         .map_err(user_error)?;
+    let more = rows.len() > SESSIONS_SHOWN;
+    rows.truncate(SESSIONS_SHOWN);
     let format = slipway_server::storage::format_millis;
     let sessions = rows
         .into_iter()
@@ -150,7 +164,11 @@ pub async fn my_sessions() -> Result<(UserView, Vec<SessionView>), AppError> {
             current: row.current,
         })
         .collect();
-    Ok((user.user, sessions))
+    Ok(SessionsPageData {
+        user: user.user,
+        sessions,
+        more,
+    })
 }
 
 /// The chat account linked to the signed-in user, if any.
@@ -184,12 +202,12 @@ pub async fn list_types() -> Result<Vec<TypeSummary>, AppError> {
     Ok(services::catalog::list_types(&state, &user))
 }
 
-/// Everything the request form needs: the type, its dictionaries, and a fresh key
-/// that makes a double-clicked submit land once.
+/// Everything the request form needs: the type as a form shows it (its
+/// dictionaries already resolved into its fields), and a fresh key that makes a
+/// double-clicked submit land once.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FormContext {
     pub resource_type: ResourceType,
-    pub dictionaries: Vec<Dictionary>,
     pub submit_key: String,
 }
 
@@ -197,10 +215,9 @@ pub struct FormContext {
 pub async fn load_form_context(type_name: String) -> Result<FormContext, AppError> {
     let (state, user) = signed_in().await?;
     let resource_type =
-        services::catalog::resource_type(&state, &user, &type_name).map_err(user_error)?;
+        services::catalog::form_type(&state, &user, &type_name).map_err(user_error)?;
     Ok(FormContext {
         resource_type,
-        dictionaries: services::catalog::dictionaries(&state, &user),
         submit_key: uuid::Uuid::new_v4().to_string(),
     })
 }
@@ -244,9 +261,10 @@ pub async fn load_action_form(
     action: String,
 ) -> Result<ActionFormContext, AppError> {
     let (state, user) = signed_in().await?;
-    let form = services::actions::form(&state, &user, asset_id, &action)
+    let mut form = services::actions::form(&state, &user, asset_id, &action)
         .await
         .map_err(user_error)?;
+    form.form_type = services::catalog::form_view(form.form_type);
     Ok(ActionFormContext {
         form,
         submit_key: uuid::Uuid::new_v4().to_string(),
@@ -324,14 +342,6 @@ pub async fn fetch_request(id: RequestId) -> Result<RequestDetail, AppError> {
     let (state, user) = signed_in().await?;
     let read = reviewer_read().await;
     services::detail::request_detail(&state, &user, id, read)
-        .await
-        .map_err(user_error)
-}
-
-#[server]
-pub async fn current_state(id: RequestId) -> Result<RequestState, AppError> {
-    let (state, user) = signed_in().await?;
-    services::detail::request_state(&state, &user, id)
         .await
         .map_err(user_error)
 }
@@ -457,7 +467,15 @@ pub async fn flow_metrics(
 /// the token form (`/account/tokens/new`), never kept to be shown here.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokensPageData {
-    pub tokens: Vec<TokenView>,
+    pub tokens: Vec<ListedToken>,
+}
+
+/// A token as its page lists it: one past its expiry stays listed for a while,
+/// but nothing can revoke it any more.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ListedToken {
+    pub token: TokenView,
+    pub expired: bool,
 }
 
 #[server]
@@ -466,6 +484,16 @@ pub async fn tokens_page() -> Result<TokensPageData, AppError> {
     let tokens = services::tokens::list(&state, &user)
         .await
         .map_err(user_error)?;
+    // Both times read `YYYY-MM-DD hh:mm:ss UTC`, all digits in fixed places:
+    // as text, they sort as the moments do.
+    let now = slipway_server::storage::format_millis(slipway_server::storage::now_millis());
+    let tokens = tokens
+        .into_iter()
+        .map(|token| ListedToken {
+            expired: !token.revoked && token.expires_at <= now,
+            token,
+        })
+        .collect();
     Ok(TokensPageData { tokens })
 }
 

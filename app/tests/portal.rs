@@ -7,7 +7,7 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use app::api::{Decide, EndSession, Login, Logout};
+use app::api::{Decide, EndSession, Login, Logout, RevokeToken};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
@@ -420,7 +420,9 @@ async fn people_see_their_sessions_and_end_one_elsewhere() -> TestResult {
     );
 
     let phone_handle: String = sqlx::query_scalar("SELECT handle FROM sessions WHERE id = $1")
-        .bind(phone.session_id())
+        .bind(slipway_server::storage::sessions::stored_key(
+            &phone.session_id(),
+        ))
         .fetch_one(&app.state.db.pool)
         .await?;
     assert!(page.body.contains(&phone_handle));
@@ -1294,6 +1296,10 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
     let refused = alice.get("/metrics/flow").await?;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(!refused.body.contains("<svg"));
+    assert!(
+        !refused.body.contains("Window and type"),
+        "no filters to the refused"
+    );
     Ok(())
 }
 
@@ -1521,5 +1527,281 @@ async fn a_page_another_site_opened_is_not_counted_as_a_reviewers_read() -> Test
         assert!(answer.body.contains("ledger"), "{site}: the page is shown");
         assert_eq!(app.count("review_views").await?, read, "{site}");
     }
+    Ok(())
+}
+
+/// A request form is an island: the type it is given is written into its page.
+/// What reaches a requester is what the form shows and checks, never how the
+/// platform carries a request out (steps, checks, monitoring, review policy).
+#[tokio::test]
+async fn a_requesters_form_pages_carry_nothing_of_how_a_request_is_carried_out() -> TestResult {
+    let app = app().await?;
+    let alice = app.user("alice").await?;
+    let request = app.namespace(&alice, "prod", "plain").await?;
+    let asset: i64 = sqlx::query_scalar("SELECT id FROM assets WHERE request_id = $1")
+        .bind(request.0)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    // From the shipped catalog's steps, checks, monitoring, review and limits.
+    let internals = [
+        "ON_ERROR_STOP",
+        "secret_env",
+        "postgres_server",
+        "SELECT current_user",
+        "pg_stat_database_numbackends",
+        "kube_resourcequota",
+        "cnpg_collector_up",
+        "git-file",
+        "resourcequota.yaml.j2",
+    ];
+    let action_form = format!("/assets/{asset}/actions/resize");
+    for path in [
+        "/requests/new/shared-database",
+        "/requests/new/postgres-database",
+        "/requests/new/k8s-namespace",
+        action_form.as_str(),
+    ] {
+        let page = browser.get(path).await?;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(
+            page.body.contains("<leptos-island"),
+            "{path}: {}",
+            page.body
+        );
+        // The form still gets its naming rule, which the browser checks.
+        assert!(page.body.contains("pattern_description"), "{path}");
+        for internal in internals {
+            assert!(
+                !page.body.contains(internal),
+                "{path} carries {internal:?}: {}",
+                page.body
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A type removed from the catalog keeps its history: its figures, its place in
+/// the type filter and its trend. A window or type refused keeps the filters that
+/// correct it, and a type's link keeps the window.
+#[tokio::test]
+async fn the_flow_metrics_page_keeps_a_retired_type_and_its_filters() -> TestResult {
+    let app = app().await?;
+    alices_namespace(&app, "retiring", "dev").await?;
+    app.run_jobs().await?;
+    app.exec("UPDATE flow_steps SET type_name = 'old-queue'")
+        .await?;
+    let mut carol = Browser::new(&app);
+    carol.sign_in("carol", "/metrics/flow").await?;
+    let page = carol.get("/metrics/flow?weeks=4").await?;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body = &page.body;
+    assert!(body.contains("<option value=\"old-queue\""), "{body}");
+    assert!(
+        body.contains("href=\"?weeks=4&amp;type=old-queue\""),
+        "the type's link keeps the window: {body}"
+    );
+    assert!(
+        body.contains(
+            "<div tabindex=\"0\" role=\"region\" aria-label=\"Flow by type\" class=\"table-scroll\">"
+        ),
+        "{body}"
+    );
+
+    let narrowed = carol.get("/metrics/flow?weeks=4&type=old-queue").await?;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.body);
+    assert!(
+        narrowed.body.contains("Trend by week: old-queue"),
+        "{}",
+        narrowed.body
+    );
+
+    for refused in [
+        "/metrics/flow?weeks=99&type=old-queue",
+        "/metrics/flow?weeks=4&type=Old%20Queue%21",
+    ] {
+        let answer = carol.get(refused).await?;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{refused}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("aria-label=\"Window and type\""),
+            "{refused}: the filters stay: {}",
+            answer.body
+        );
+    }
+    Ok(())
+}
+
+/// A token past its expiry reads "expired", with nothing left to revoke; a
+/// revocation the server refuses comes back to the page and says why.
+#[tokio::test]
+async fn an_expired_token_reads_expired_and_a_refused_revocation_says_why() -> TestResult {
+    use slipway_core::views::{TokenRequest, TokenScope};
+    use slipway_server::services::tokens;
+    let app = app().await?;
+    let token = |name: &str| TokenRequest {
+        name: name.to_string(),
+        scopes: vec![TokenScope::Read],
+        expires_in_days: Some(1),
+    };
+    let alice = app.user("alice").await?;
+    let old = tokens::create(&app.state, &alice, &token("old ci")).await?;
+    tokens::create(&app.state, &alice, &token("live ci")).await?;
+    let bob = app.user("bob").await?;
+    let bobs = tokens::create(&app.state, &bob, &token("bob ci")).await?;
+    let an_hour_ago = slipway_server::storage::now_millis() - 3_600_000;
+    app.exec(&format!(
+        "UPDATE api_tokens SET expires_at = {an_hour_ago} WHERE id = {}",
+        old.token.id
+    ))
+    .await?;
+
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    let page = browser.get("/account/tokens").await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("<span class=\"badge\">expired</span>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("aria-label=\"Revoke old ci\""));
+    assert!(page.body.contains("aria-label=\"Revoke live ci\""));
+    assert!(!page.body.contains("role=\"alert\""));
+
+    // Another person's token is not alice's to revoke.
+    let refused = browser
+        .send(
+            Request::post(RevokeToken::PATH)
+                .header(header::HOST, HOST)
+                .header(header::ORIGIN, ORIGIN)
+                .header(header::REFERER, format!("{ORIGIN}/account/tokens"))
+                .header(header::ACCEPT, "text/html")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form(&[("id", &bobs.token.id.to_string())])))?,
+        )
+        .await?;
+    let back = refused.location().trim_start_matches(ORIGIN).to_string();
+    assert!(
+        back.starts_with("/account/tokens?") && back.contains("__err="),
+        "{back}"
+    );
+    let page = browser.get(&back).await?;
+    assert_eq!(page.status, StatusCode::OK, "{back}");
+    assert!(
+        page.body
+            .contains("<p role=\"alert\" class=\"notice error\">")
+            && page.body.contains("live token"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, Option<i64>>("SELECT revoked_at FROM api_tokens WHERE id = $1")
+            .bind(bobs.token.id)
+            .fetch_one(&app.state.db.pool)
+            .await?,
+        None
+    );
+    Ok(())
+}
+
+/// Years of browsers leave many sessions: the page lists the newest used and says
+/// there are more.
+#[tokio::test]
+async fn the_sessions_page_lists_the_newest_and_says_more_exist() -> TestResult {
+    let app = app().await?;
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in("alice", "/catalog").await?;
+    let page = laptop.get("/account/sessions").await?;
+    assert!(!page.body.contains("sessions-cut"), "{}", page.body);
+
+    let (data, expires_at, user_id, created_at): (String, i64, i64, i64) = sqlx::query_as(
+        "SELECT data, expires_at, user_id, created_at FROM sessions WHERE user_id IS NOT NULL",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    let older = app::api::SESSIONS_SHOWN + 20;
+    for i in 0..older {
+        sqlx::query(
+            "INSERT INTO sessions (id, data, expires_at, user_id, handle, created_at, \
+             last_seen_at, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(format!("older-session-{i}"))
+        .bind(&data)
+        .bind(expires_at)
+        .bind(user_id)
+        .bind(format!("older-handle-{i}"))
+        .bind(created_at)
+        .bind(created_at - 1_000 - i64::try_from(i)?)
+        .bind(format!("Old browser {i}/1.0"))
+        .execute(&app.state.db.pool)
+        .await?;
+    }
+    let page = laptop.get("/account/sessions").await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.body.matches("data-testid=\"session\"").count(),
+        app::api::SESSIONS_SHOWN
+    );
+    assert!(page.body.contains("this browser"), "the newest used");
+    assert!(page.body.contains("Old browser 0/1.0"));
+    assert!(
+        !page
+            .body
+            .contains(&format!("Old browser {}/1.0", older - 1))
+    );
+    assert!(page.body.contains("data-testid=\"sessions-cut\""));
+    Ok(())
+}
+
+/// An asset many others require shows the first relations it reads and says so.
+#[tokio::test]
+async fn an_asset_page_says_when_it_shows_only_some_of_its_relations() -> TestResult {
+    let shown = app::pages::asset::RELATIONS_SHOWN;
+    assert_eq!(
+        i64::try_from(shown)?,
+        slipway_server::storage::assets::RELATIONS_SHOWN,
+        "the page counts what the storage reads"
+    );
+    let app = app().await?;
+    let alice = app.user("alice").await?;
+    let request = app.namespace(&alice, "dev", "hub").await?;
+    let asset: i64 = sqlx::query_scalar("SELECT id FROM assets WHERE request_id = $1")
+        .bind(request.0)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    let path = format!("/assets/{asset}");
+    let page = browser.get(&path).await?;
+    assert!(!page.body.contains("relations-cut"), "{}", page.body);
+
+    for i in 0..shown {
+        app.exec(&format!(
+            "INSERT INTO assets (type_name, name, params, request_id, commit_id, state, \
+             created_at, updated_at) SELECT type_name, name || '-dependant-{i}', params, \
+             request_id, commit_id, state, created_at, updated_at FROM assets WHERE id = {asset}"
+        ))
+        .await?;
+        app.exec(&format!(
+            "INSERT INTO asset_relations (from_asset_id, to_asset_id, kind) \
+             SELECT MAX(id), {asset}, 'requires' FROM assets"
+        ))
+        .await?;
+    }
+    let page = browser.get(&path).await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.body.matches("required by ").count(), shown);
+    assert!(
+        page.body.contains("data-testid=\"relations-cut\""),
+        "{}",
+        page.body
+    );
     Ok(())
 }

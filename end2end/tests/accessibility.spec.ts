@@ -87,6 +87,6 @@ test('a refused submit takes the focus to the first field to fix and says which'
   await page.keyboard.press('Enter');
   // The name is missing: the focus lands on its box, not on the page's top.
   await expect(page.getByRole('textbox', { name: 'Name', exact: true })).toBeFocused();
-  await expect(page.getByRole('status').filter({ hasText: /fields? needs? fixing: .*name/ })).toBeVisible();
+  await expect(page.getByRole('status').filter({ hasText: /fields? needs? fixing: .*Name/ })).toBeVisible();
   await expect(page).toHaveURL(/\/requests\/new\/k8s-namespace$/);
 });

@@ -92,3 +92,28 @@ test('a double-clicked submit creates one request', async ({ page }) => {
   await page.goto('/requests');
   await expect(page.getByRole('row').filter({ hasText: 'payments-twice-staging' })).toHaveCount(1);
 });
+
+test('with script turned off, a requester submits the request form and lands on the request', async ({ browser }) => {
+  const alice = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
+  await loginAs(alice, 'alice');
+  await alice.goto('/requests/new/k8s-namespace');
+  const name = alice.getByRole('textbox', { name: 'Name', exact: true });
+  // Usable at once: nothing waits for a script that never runs.
+  await expect(name).toBeEnabled();
+  await expect(alice.getByRole('spinbutton', { name: 'CPU limit (cores)' })).toHaveValue('4');
+  // Refused by the server: back on the form, the values kept, the field marked.
+  await name.fill('Not Valid');
+  await alice.getByLabel('Team').selectOption('payments');
+  await alice.getByLabel('Environment').selectOption('staging');
+  await alice.getByRole('button', { name: 'Submit request' }).click();
+  await expect(alice).toHaveURL(/\/requests\/new\/k8s-namespace\?/);
+  await expect(name).toHaveValue('Not Valid');
+  await expect(name).toHaveAttribute('aria-invalid', 'true');
+  await expect(alice.locator('#field-name-error')).not.toBeEmpty();
+  await expect(alice.getByRole('status').filter({ hasText: 'fixing: Name' })).toBeVisible();
+  // Fixed and sent again: the request's page.
+  await name.fill('noscript-form');
+  await alice.getByRole('button', { name: 'Submit request' }).click();
+  await expect(alice).toHaveURL(/\/requests\/\d+$/);
+  await expect(alice.getByText('payments-noscript-form-staging').first()).toBeVisible();
+});

@@ -92,6 +92,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
+    if let Some(key) = &secret_key {
+        let shown_url = crate::config::redact_url(&settings.database_url);
+        crate::secrets::check_key_matches(&db, key, shown_url).await?;
+    }
     crate::storage::lookup::sync(&db, &catalog.catalog, Recount::Changed)
         .await
         .map_err(|source| StartError::Database {
@@ -164,7 +168,7 @@ pub fn router(state: &AppState, portal: Router) -> Router {
             crate::audit_chain::nudge_sealer,
         ))
         .layer(crate::http::session_layer(state))
-        .layer(axum::middleware::from_fn(crate::http::call_meta))
+        .layer(from_fn_with_state(state.clone(), crate::http::call_meta))
         .layer(from_fn(crate::http::see_other))
         .layer(from_fn_with_state(
             std::sync::Arc::new(crate::http::form_errors::FormErrorSeal::new(
@@ -190,6 +194,15 @@ fn keep_memory_private() {
     if let Err(error) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
         tracing::warn!(%error, "could not keep this process's memory from other processes of its user");
     }
+}
+
+/// Everything Slipway writes is its own: the SQLite database and its journal
+/// (password hashes, every request's parameters, the audit trail), the GitOps
+/// repository, the command driver's scratch runs, and what the programs it starts
+/// write there (a `terraform.tfstate` holding its variables' secrets) are made
+/// readable by this user only, whatever umask the process was started with.
+fn keep_new_files_private() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 async fn serve(
@@ -597,21 +610,49 @@ pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
 
 async fn user_command(command: crate::config::UserCommand) -> ExitCode {
     use crate::config::UserCommand;
-    let (username, settings, disabled) = match command {
-        UserCommand::Disable { username, settings } => (username, settings, true),
-        UserCommand::Enable { username, settings } => (username, settings, false),
+    let (username, settings, change) = match command {
+        UserCommand::Disable { username, settings } => (username, settings, AccountChange::Disable),
+        UserCommand::Enable { username, settings } => (username, settings, AccountChange::Enable),
+        UserCommand::SetPassword { username, settings } => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!(
+                    "New password for {username} (one line, at least {} characters; it shows as \
+                     you type, so pipe it in to keep it off the screen): ",
+                    crate::services::auth::MIN_PASSWORD_CHARS
+                );
+            }
+            match read_password_line(std::io::stdin().lock()) {
+                Ok(password) => (username, settings, AccountChange::SetPassword(password)),
+                Err(error) => {
+                    eprintln!("slipway: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
     };
     let done = async {
         let settings = settings.check().map_err(|e| e.to_string())?;
         let state = build_state(settings).await.map_err(|e| e.to_string())?;
-        crate::services::auth::set_disabled(&state, &username, disabled)
-            .await
-            .map_err(|e| e.to_string())
+        let said = match &change {
+            AccountChange::Disable | AccountChange::Enable => {
+                let disabled = matches!(change, AccountChange::Disable);
+                crate::services::auth::set_disabled(&state, &username, disabled)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if disabled { "disabled" } else { "enabled" }.to_string()
+            }
+            AccountChange::SetPassword(password) => {
+                let ended = crate::services::auth::set_password(&state, &username, password)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                format!("password set; {ended} sessions ended")
+            }
+        };
+        Ok::<_, String>(said)
     };
     match done.await {
-        Ok(()) => {
-            let what = if disabled { "disabled" } else { "enabled" };
-            println!("{username}: {what}");
+        Ok(said) => {
+            println!("{username}: {said}");
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -619,6 +660,40 @@ async fn user_command(command: crate::config::UserCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `slipway user …` does to the account.
+enum AccountChange {
+    Disable,
+    Enable,
+    SetPassword(String),
+}
+
+/// The longest line read as a password: sign-in takes at most 1024 bytes, and
+/// a line longer than this is no password typed or piped on purpose.
+const MAX_PASSWORD_LINE: u64 = 4096;
+
+/// A new password as one line of `input`, without its line ending (`\n` or
+/// `\r\n`); its length is judged where it is set.
+pub fn read_password_line(input: impl std::io::BufRead) -> Result<String, String> {
+    use std::io::BufRead as _;
+    let mut line = String::new();
+    input
+        .take(MAX_PASSWORD_LINE)
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the new password from standard input: {e}"))?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        return Err(
+            "no password on standard input: give the new password as one line, e.g. \
+             printf '%s\\n' \"$NEW_PASSWORD\" | slipway user set-password NAME"
+                .into(),
+        );
+    }
+    Ok(password.to_string())
 }
 
 async fn request_command(command: crate::config::RequestCommand) -> ExitCode {
@@ -712,6 +787,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
         eprintln!("slipway: cannot limit how long git waits for a remote: {error}");
         return ExitCode::FAILURE;
     }
+    keep_new_files_private();
     let cli = Cli::parse();
     init_tracing(
         matches!(
@@ -755,6 +831,32 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_password_is_one_line_of_standard_input() {
+        assert_eq!(
+            read_password_line("correct horse battery\nrest".as_bytes()).as_deref(),
+            Ok("correct horse battery")
+        );
+        assert_eq!(
+            read_password_line("from windows  \r\n".as_bytes()).as_deref(),
+            Ok("from windows  "),
+            "only the line ending is taken off"
+        );
+        assert_eq!(
+            read_password_line("no newline".as_bytes()).as_deref(),
+            Ok("no newline")
+        );
+        for empty in ["", "\n", "\r\n"] {
+            let refused = read_password_line(empty.as_bytes())
+                .err()
+                .unwrap_or_default();
+            assert!(
+                refused.contains("no password on standard input"),
+                "{empty:?}: {refused}"
+            );
+        }
+    }
 
     #[test]
     fn the_servers_memory_is_kept_from_its_users_other_processes() -> rustix::io::Result<()> {

@@ -1,11 +1,12 @@
 //! Settings from flags, each with an environment twin, checked before anything starts.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use ipnet::IpNet;
 
 use slipway_core::checks::{AllowedHosts, HostRule};
 use slipway_core::views::Role;
@@ -151,17 +152,36 @@ pub enum UserCommand {
     /// settings as `serve`, so it finds the same database.
     Disable {
         /// The account's user name.
+        #[arg(id = ACCOUNT_ARG, value_name = "USERNAME")]
         username: String,
         #[command(flatten)]
         settings: ServeArgs,
     },
     /// Let a disabled account sign in again (its old tokens stay revoked).
     Enable {
+        /// The account's user name.
+        #[arg(id = ACCOUNT_ARG, value_name = "USERNAME")]
+        username: String,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+    /// Set a local account's password, read as one line from standard input
+    /// (`printf '%s\n' "$NEW" | slipway user set-password admin`); at least 12
+    /// characters. The account's sessions end; its API tokens stay. Refused for
+    /// an account that signs in through single sign-on only.
+    SetPassword {
+        /// The account's user name.
+        #[arg(id = ACCOUNT_ARG, value_name = "USERNAME")]
         username: String,
         #[command(flatten)]
         settings: ServeArgs,
     },
 }
+
+/// The id of the account a `user` command names: `username` is the id of
+/// `--gitops-remote-username` among the settings the command also takes, and
+/// two arguments with one id would share their value.
+const ACCOUNT_ARG: &str = "account";
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -1025,6 +1045,13 @@ pub struct IdentityArgs {
     /// nothing. Per process. 0: no limit.
     #[arg(long, env = "SLIPWAY_TOKEN_CALLS_PER_MINUTE", default_value_t = 600)]
     pub token_calls_per_minute: u32,
+    /// The reverse proxies in front of Slipway, as comma-separated addresses or
+    /// networks (10.0.0.0/8, 2001:db8::/32, 192.0.2.10). A call whose TCP peer is
+    /// one of them is counted for sign-in throttling (and audited) under the
+    /// right-most `X-Forwarded-For` address that is not itself a listed proxy;
+    /// from any other peer that header is ignored.
+    #[arg(long, env = "SLIPWAY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// OpenID Connect issuer URL; turns on "Sign in with …". Discovery is read from
     /// <issuer>/.well-known/openid-configuration.
     #[arg(long, env = "SLIPWAY_OIDC_ISSUER")]
@@ -1086,6 +1113,7 @@ impl Default for IdentityArgs {
             session_absolute_timeout: "12h".into(),
             provider_confirmation: "30d".into(),
             token_calls_per_minute: 600,
+            trusted_proxies: Vec::new(),
             oidc_issuer: None,
             oidc_client_id: None,
             oidc_client_secret_file: None,
@@ -1111,6 +1139,7 @@ impl std::fmt::Debug for IdentityArgs {
             .field("session_absolute_timeout", &self.session_absolute_timeout)
             .field("provider_confirmation", &self.provider_confirmation)
             .field("token_calls_per_minute", &self.token_calls_per_minute)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("oidc_issuer", &self.oidc_issuer)
             .field("oidc_client_id", &self.oidc_client_id)
             .field("oidc_client_secret_file", &self.oidc_client_secret_file)
@@ -1302,6 +1331,8 @@ pub struct IdentitySettings {
     pub provider_confirmation: Duration,
     /// API calls per minute and token; 0 for no limit.
     pub token_calls_per_minute: u32,
+    /// The networks of the reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
     pub oidc: Option<OidcSettings>,
 }
 
@@ -1314,6 +1345,7 @@ impl Default for IdentitySettings {
             session_absolute_timeout: Duration::from_secs(12 * 3600),
             provider_confirmation: Duration::from_secs(30 * 86_400),
             token_calls_per_minute: 600,
+            trusted_proxies: Vec::new(),
             oidc: None,
         }
     }
@@ -1537,6 +1569,21 @@ impl ServeArgs {
 
 /// The configured key, from its file or the environment; never both, so nobody
 /// wonders which one encrypts.
+/// The key opens every stored secret: a file others may read is said loudly (not
+/// refused: a Kubernetes secret volume mounts files 0644 unless told otherwise).
+fn warn_if_others_may_read(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the secret key file may be read by other users; make it readable by the server's user only (chmod 600, or defaultMode: 0400 on a Kubernetes secret volume)"
+        );
+    }
+}
+
 pub(crate) fn secret_key(
     file: Option<&Path>,
     text: Option<&str>,
@@ -1553,6 +1600,7 @@ pub(crate) fn secret_key(
                 setting,
                 message: format!("cannot read {}: {e}", path.display()),
             })?;
+            warn_if_others_may_read(path);
             SecretKey::parse(&content)
                 .map(Some)
                 .map_err(|message| SettingError {
@@ -1650,6 +1698,43 @@ fn parse_origin(setting: &'static str, text: &str) -> Result<String, SettingErro
     Ok(url.origin().ascii_serialization())
 }
 
+/// The proxies' networks: each entry a network in CIDR form or a single address
+/// (empty entries, as a trailing comma leaves, are skipped).
+fn trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, SettingError> {
+    const TRUSTED_PROXIES: &str = "--trusted-proxies (SLIPWAY_TRUSTED_PROXIES)";
+    let mut networks = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let network = match entry.parse::<IpNet>() {
+            Ok(network) => network.trunc(),
+            Err(_) => match entry.parse::<IpAddr>() {
+                Ok(address) => IpNet::from(address.to_canonical()),
+                Err(_) => {
+                    return Err(setting_error(
+                        TRUSTED_PROXIES,
+                        format!(
+                            "{entry:?} is neither an address nor a network in CIDR form \
+                             (write e.g. 10.0.0.0/8, 2001:db8::/32 or 192.0.2.10)"
+                        ),
+                    ));
+                }
+            },
+        };
+        // Every peer a proxy: any client could then name the address it is
+        // counted under, and the throttle would hold back nobody.
+        if network.prefix_len() == 0 {
+            return Err(setting_error(
+                TRUSTED_PROXIES,
+                format!(
+                    "{entry:?} trusts every address, which would let any client choose the \
+                     address it is counted under; list the proxies' own networks"
+                ),
+            ));
+        }
+        networks.push(network);
+    }
+    Ok(networks)
+}
+
 impl IdentityArgs {
     pub fn check(self) -> Result<IdentitySettings, SettingError> {
         const PUBLIC_URL: &str = "--public-url (SLIPWAY_PUBLIC_URL)";
@@ -1686,6 +1771,7 @@ impl IdentityArgs {
                 ),
             ));
         }
+        let trusted_proxies = trusted_proxies(&self.trusted_proxies)?;
         let oidc = self.check_oidc(public_origin.as_deref())?;
         if !self.local_accounts && oidc.is_none() {
             return Err(setting_error(
@@ -1700,6 +1786,7 @@ impl IdentityArgs {
             session_absolute_timeout: absolute,
             provider_confirmation,
             token_calls_per_minute: self.token_calls_per_minute,
+            trusted_proxies,
             oidc,
         })
     }
@@ -2387,6 +2474,79 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("github=***"), "{shown}");
+        Ok(())
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() -> Result<(), Box<dyn std::error::Error>> {
+        let cli = Cli::try_parse_from([
+            "slipway",
+            "serve",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.0.2.10,2001:db8::1/32,",
+        ])?;
+        let Command::Serve(serve) = cli.command else {
+            return Err("not parsed as serve".into());
+        };
+        let checked = serve.identity.check()?;
+        let shown: Vec<String> = checked
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.10/32", "2001:db8::/32"]);
+        for (given, says) in [
+            ("10.0.0.0/33", "is neither an address nor a network"),
+            ("proxy.internal", "is neither an address nor a network"),
+            ("0.0.0.0/0", "trusts every address"),
+            ("::/0", "trusts every address"),
+        ] {
+            let message = refusal(IdentityArgs {
+                trusted_proxies: vec!["10.0.0.1".into(), given.into()],
+                ..IdentityArgs::default()
+            });
+            assert!(
+                message.starts_with("--trusted-proxies (SLIPWAY_TRUSTED_PROXIES): ")
+                    && message.contains(given)
+                    && message.contains(says),
+                "{given}: {message}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_user_command_names_its_account_apart_from_the_remotes_user_name()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for command in ["disable", "enable", "set-password"] {
+            let cli = Cli::try_parse_from([
+                "slipway",
+                "user",
+                command,
+                "admin",
+                "--gitops-remote-username",
+                "bot",
+            ])?;
+            let Command::User(
+                UserCommand::Disable { username, settings }
+                | UserCommand::Enable { username, settings }
+                | UserCommand::SetPassword { username, settings },
+            ) = cli.command
+            else {
+                return Err(format!("{command}: not parsed as a user command").into());
+            };
+            assert_eq!(username, "admin", "{command}");
+            assert_eq!(
+                settings.gitops.username.as_deref(),
+                Some("bot"),
+                "{command}"
+            );
+        }
+        let cli = Cli::try_parse_from(["slipway", "user", "set-password", "admin"])?;
+        assert!(matches!(
+            cli.command,
+            Command::User(UserCommand::SetPassword { .. })
+        ));
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod events;
 pub mod form_errors;
 pub mod new_token;
 pub mod oidc;
+pub mod request_form_post;
 pub mod reveal;
 pub mod shown_once;
 pub mod sign_in_cookie;
@@ -20,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use ipnet::IpNet;
 use slipway_core::views::UserView;
 use subtle::ConstantTimeEq as _;
 use tower_sessions::cookie::SameSite;
@@ -153,12 +155,55 @@ pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// The client's address as the listener saw it; `None` when the server was not
-/// started with connection info (tests calling the router directly).
-pub fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
+/// The client's address, which sign-in throttling counts against and the audit
+/// records: the TCP peer's, unless the peer is one of the trusted proxies; then
+/// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy
+/// (each proxy appends the address it was called from, so entries left of
+/// that one are the client's to write). An entry that is not an address stops
+/// the walk at the nearest hop known. `None` when the server was not started
+/// with connection info (tests calling the router directly).
+pub fn client_address(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted_proxies: &[IpNet],
+) -> Option<IpAddr> {
+    let trusted = |address: &IpAddr| trusted_proxies.iter().any(|net| net.contains(address));
+    let mut client = peer?.to_canonical();
+    if !trusted(&client) {
+        return Some(client);
+    }
+    // A proxy appends to the last header line or adds one: read the lines in
+    // order, their entries from the right. A line that is not text is an entry
+    // that is not an address.
+    let entries: Vec<Option<&str>> = headers
+        .get_all(FORWARDED_FOR)
+        .iter()
+        .flat_map(|line| match line.to_str() {
+            Ok(text) => text.split(',').map(Some).collect::<Vec<_>>(),
+            Err(_) => vec![None],
+        })
+        .collect();
+    for entry in entries.into_iter().rev() {
+        match entry.and_then(forwarded_address) {
+            Some(address) if trusted(&address) => client = address,
+            Some(address) => return Some(address),
+            None => break,
+        }
+    }
+    Some(client)
+}
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port (some
+/// proxies write `192.0.2.1:4711` or `[2001:db8::1]:4711`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let address = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()?;
+    Some(address.to_canonical())
 }
 
 /// The `next` target of a sign-in, if it is a path on this site: one leading `/`,
@@ -519,6 +564,18 @@ pub fn router() -> Router<AppState> {
             "/account/chat-link/new",
             axum::routing::post(chat_link::create),
         )
+        .route(
+            "/requests/new/{type_name}/submit",
+            axum::routing::post(request_form_post::submit_new),
+        )
+        .route(
+            "/requests/{id}/edit/submit",
+            axum::routing::post(request_form_post::submit_revision),
+        )
+        .route(
+            "/assets/{id}/actions/{action}/submit",
+            axum::routing::post(request_form_post::submit_action),
+        )
         // These forms hold a name and a few choices; their bodies are read
         // before the session is (axum's default would let 2 MiB through).
         .layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_BYTES))
@@ -590,14 +647,25 @@ fn usable_trace_id(given: Option<&HeaderValue>) -> Option<String> {
 }
 
 /// Gives every HTTP call a trace id (in its log lines, in the `x-trace-id` answer
-/// header, and in the audit events it writes) and notes the client's address.
-pub async fn call_meta(mut request: Request, next: Next) -> Response {
+/// header, and in the audit events it writes) and notes the client's address
+/// (see [`client_address`]).
+pub async fn call_meta(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let trace_id = usable_trace_id(request.headers().get("x-request-id"))
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let client_addr = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+        .map(|ConnectInfo(addr)| addr.ip());
+    let client_addr = client_address(
+        peer,
+        request.headers(),
+        &state.settings.identity.trusted_proxies,
+    )
+    .map(|address| address.to_string());
     request.extensions_mut().insert(CallMeta {
         trace_id: Some(trace_id.clone()),
         client_addr,
@@ -641,6 +709,80 @@ mod tests {
         let kept: Option<String> = session.get("draft:review:5").await?;
         assert_eq!(kept, None);
         Ok(())
+    }
+
+    fn forwarded(entries: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for entry in entries {
+            if let Ok(value) = HeaderValue::from_str(entry) {
+                headers.append(FORWARDED_FOR, value);
+            }
+        }
+        headers
+    }
+
+    fn address(text: &str) -> Option<IpAddr> {
+        text.parse().ok()
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_last_untrusted_hop() {
+        let proxies: Vec<IpNet> = ["10.0.0.0/8", "2001:db8:ff::/48"]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let through_proxy =
+            |entries: &[&str]| client_address(address("10.0.0.5"), &forwarded(entries), &proxies);
+        assert_eq!(through_proxy(&["198.51.100.7"]), address("198.51.100.7"));
+        // Whatever the client wrote to the left is not believed.
+        assert_eq!(
+            through_proxy(&["1.2.3.4, 198.51.100.7"]),
+            address("198.51.100.7")
+        );
+        // A chain of trusted proxies is walked through, over several lines.
+        assert_eq!(
+            through_proxy(&["6.6.6.6, 198.51.100.7", "10.1.1.1, 2001:db8:ff::3"]),
+            address("198.51.100.7")
+        );
+        assert_eq!(
+            through_proxy(&["[2001:db8:1::9]:4711"]),
+            address("2001:db8:1::9")
+        );
+        assert_eq!(
+            through_proxy(&["198.51.100.9:4711"]),
+            address("198.51.100.9")
+        );
+        // Garbage stops the walk at the nearest hop known; no header, the proxy.
+        assert_eq!(
+            through_proxy(&["198.51.100.7, unknown, 10.2.2.2"]),
+            address("10.2.2.2")
+        );
+        assert_eq!(through_proxy(&[]), address("10.0.0.5"));
+        // A proxy reached over IPv6 with a mapped IPv4 address is still the proxy.
+        assert_eq!(
+            client_address(
+                address("::ffff:10.0.0.5"),
+                &forwarded(&["198.51.100.7"]),
+                &proxies
+            ),
+            address("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn from_any_other_peer_x_forwarded_for_is_ignored() {
+        let proxies: Vec<IpNet> = "10.0.0.0/8".parse().into_iter().collect();
+        let headers = forwarded(&["10.0.0.1, 198.51.100.7"]);
+        assert_eq!(
+            client_address(address("203.0.113.20"), &headers, &proxies),
+            address("203.0.113.20")
+        );
+        assert_eq!(
+            client_address(address("10.0.0.5"), &headers, &[]),
+            address("10.0.0.5"),
+            "no trusted proxies, no header believed"
+        );
+        assert_eq!(client_address(None, &headers, &proxies), None);
     }
 
     #[test]

@@ -82,6 +82,12 @@ impl SecretKey {
         okm
     }
 
+    /// What the database records of the key: enough to tell another key from
+    /// this one, nothing to recover it from (a one-way derivation).
+    pub fn check_value(&self) -> String {
+        hex::encode(&self.derive("slipway key check v1")[..16])
+    }
+
     fn to_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.0.as_slice())
     }
@@ -156,6 +162,39 @@ pub fn resolve_key(
             ),
         })
     }
+}
+
+/// Refuses a key other than the one the database's secrets (and the audit
+/// trail's checkpoints) were sealed with; the first start with a key records it.
+pub async fn check_key_matches(
+    db: &crate::storage::Db,
+    key: &SecretKey,
+    shown_url: String,
+) -> Result<(), crate::cli::StartError> {
+    let value = key.check_value();
+    let recorded = async {
+        let mut tx = db.write().await?;
+        let recorded = crate::storage::secrets::recorded_key_check(&mut tx, &value).await?;
+        tx.commit().await?;
+        Ok::<_, crate::storage::StorageError>(recorded)
+    }
+    .await
+    .map_err(|source| crate::cli::StartError::Database {
+        url: shown_url,
+        source,
+    })?;
+    if recorded == value {
+        return Ok(());
+    }
+    Err(SettingError {
+        setting: KEY_SETTING,
+        message: format!(
+            "is not the key this database's secrets and audit checkpoints were sealed with \
+             (its check value is {recorded}, this key's is {value}): start with that key; \
+             a new key cannot open what the old one sealed"
+        ),
+    }
+    .into())
 }
 
 /// One value as stored: the nonce and the ciphertext (with its tag).

@@ -263,6 +263,19 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         json!({"backup_name": "before-43"}),
     )
     .await?;
+    // The database matches the values: the older backup is found past newer
+    // ones however many there are (one row read here, not the history).
+    let mut conn = state.db.pool.acquire().await?;
+    for limit in [1, 5] {
+        let name = json!("before-42");
+        let values = [("backup_name", &name)];
+        let found =
+            storage::requests::completed_actions(&mut conn, asset, "backup", &values, limit)
+                .await?;
+        let ids: Vec<RequestId> = found.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, vec![backup], "limit {limit}");
+    }
+    drop(conn);
     act(
         app,
         &alice,

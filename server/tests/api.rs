@@ -2232,3 +2232,71 @@ async fn a_token_past_its_pace_waits_and_leaves_no_trail() -> TestResult {
     assert_eq!(uses, 3, "refused calls leave no trail");
     Ok(())
 }
+
+/// The type a requester's form gets (the portal's form, the API's type detail)
+/// holds what the form shows and checks, and none of how a request is carried out.
+#[tokio::test]
+async fn a_form_type_holds_what_its_form_checks_and_nothing_it_runs() -> TestResult {
+    use slipway_core::validate::ParamValidator;
+    use slipway_server::services::catalog;
+    let app = TestApp::start(slipway_server::storage::Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let alice = app.user("alice").await?;
+    let names: Vec<String> = app.state.catalog.catalog.types.keys().cloned().collect();
+    assert!(names.len() >= 3, "{names:?}");
+    for name in &names {
+        let full = catalog::resource_type(&app.state, &alice, name)?;
+        let form = catalog::form_type(&app.state, &alice, name)?;
+        assert!(
+            !full.execute.is_empty(),
+            "{name}: the catalog's type runs steps"
+        );
+        let request_types =
+            std::iter::once(&form).chain(form.actions.iter().map(|a| &a.request_type));
+        for ty in request_types {
+            assert!(ty.execute.is_empty(), "{name}: {:?}", ty.execute);
+            assert!(ty.checks.is_empty() && ty.monitoring.is_empty(), "{name}");
+            assert!(ty.outputs.is_empty() && ty.removes.is_empty(), "{name}");
+            assert!(ty.quota.is_empty() && ty.requires.is_empty(), "{name}");
+            assert!(ty.review.approver_role.is_empty(), "{name}");
+        }
+        let text = serde_json::to_string(&form)?;
+        for internal in ["ON_ERROR_STOP", "SELECT current_user", "cnpg_collector_up"] {
+            assert!(!text.contains(internal), "{name} carries {internal}");
+        }
+        // The form keeps what it shows and checks.
+        assert_eq!(
+            (&form.parameters, &form.naming, &form.owner_param),
+            (&full.parameters, &full.naming, &full.owner_param),
+            "{name}"
+        );
+        let actions: Vec<(&str, &serde_json::Value)> = form
+            .actions
+            .iter()
+            .map(|a| (a.name.as_str(), &a.parameters))
+            .collect();
+        let full_actions: Vec<(&str, &serde_json::Value)> = full
+            .actions
+            .iter()
+            .map(|a| (a.name.as_str(), &a.parameters))
+            .collect();
+        assert_eq!(actions, full_actions, "{name}");
+    }
+    // The browser's checks find on the form's type what the server's find.
+    let full = catalog::resource_type(&app.state, &alice, "k8s-namespace")?;
+    let form = catalog::form_type(&app.state, &alice, "k8s-namespace")?;
+    for params in [
+        namespace_params("web", "payments", "dev", 2),
+        namespace_params("Not A Name", "payments", "dev", 2),
+        namespace_params("web", "payments", "dev", 100_000),
+        json!({"name": "x"}),
+    ] {
+        assert_eq!(
+            ParamValidator::new(&form)?.check(&params),
+            ParamValidator::new(&full)?.check(&params),
+            "{params}"
+        );
+    }
+    Ok(())
+}

@@ -35,6 +35,7 @@ on_both_engines!(
     a_forged_checkpoint_is_refused,
     verify_from_a_checkpoint_reads_only_what_follows,
     an_event_left_unsealed_is_caught,
+    an_event_inserted_in_the_past_or_sealed_is_caught,
     list_filters_and_pages,
     portal_pages_go_both_ways_and_filter_by_day,
     every_token_call_is_audited,
@@ -649,6 +650,34 @@ async fn an_event_left_unsealed_is_caught(app: &TestApp) -> TestResult {
             assert!(reason.contains("not sealed"), "{reason}");
         }
         intact => panic!("an old unsealed event must be caught, got {intact:?}"),
+    }
+    Ok(())
+}
+
+/// Whoever may insert rows (the server's own database user) cannot slip an event
+/// into the past of every timeline: one dated long before the event sealed ahead
+/// of it breaks the chain once sealed, and one inserted already sealed is refused.
+async fn an_event_inserted_in_the_past_or_sealed_is_caught(app: &TestApp) -> TestResult {
+    append(app, 3, "test.sealed").await?;
+    let presealed = app
+        .exec(
+            "INSERT INTO audit_events (at, actor, action, target_kind, target_id, detail, \
+             position, prev_hash, hash) VALUES (1000, 'ghost', 'test.forged', 'test', '1', '', \
+             9999, 'a', 'b')",
+        )
+        .await;
+    assert!(presealed.is_err(), "a row inserted sealed was taken");
+    app.exec(
+        "INSERT INTO audit_events (at, actor, action, target_kind, target_id, detail) \
+         VALUES (1000, 'bob', 'request.approve', 'request', '1', 'backdated')",
+    )
+    .await?;
+    match status(app).await? {
+        ChainStatus::Broken { seq, reason, .. } => {
+            assert!(seq.is_some());
+            assert!(reason.contains("an earlier time"), "{reason}");
+        }
+        intact => panic!("a backdated event must be caught, got {intact:?}"),
     }
     Ok(())
 }

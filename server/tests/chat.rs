@@ -878,6 +878,75 @@ async fn a_long_absence_is_read_back_in_full(engine: Engine) -> TestResult {
     adapter.stop().await
 }
 
+/// An invitation the bot heard just before Slipway stopped, and had not joined
+/// yet, is joined after the restart: a later sync does not bring it again.
+async fn an_invitation_heard_before_a_stop_is_joined_after_it(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, _) = world.linked_person("alice", "alice").await?;
+    adapter.stop().await?;
+    let room = alice.create_room(&[&bot.user_id]).await?;
+    // The bot's stored sync token moves past the invitation, as it does when
+    // the sync that brought it was recorded and the join had not happened.
+    let bot_account = Person {
+        user_id: bot.user_id.clone(),
+        token: world.settings.token.expose().to_string(),
+        base: world.synapse.url.clone(),
+        http: reqwest::Client::new(),
+    };
+    let state = &world.app.state;
+    let since: String = sqlx::query_scalar("SELECT value FROM chat_cursors WHERE name = $1")
+        .bind("sync_token")
+        .fetch_one(&state.db.pool)
+        .await?;
+    let synced = bot_account
+        .call(
+            bot_account
+                .http
+                .get(bot_account.url("/sync"))
+                .query(&[("since", since.as_str()), ("timeout", "0")]),
+        )
+        .await?;
+    assert!(
+        synced.pointer(&format!("/rooms/invite/{room}")).is_some(),
+        "the sync that moves the token past brings the invitation: {synced}"
+    );
+    let next = synced
+        .get("next_batch")
+        .and_then(Value::as_str)
+        .ok_or("a next batch")?;
+    let mut tx = state.db.write().await?;
+    slipway_server::storage::chat::set_cursor(&mut tx, "sync_token", next).await?;
+    tx.commit().await?;
+
+    let adapter = Adapter::start(state, &world.settings);
+    let path = format!("/rooms/{}/joined_members", encode(&room));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let members = alice.call(alice.http.get(alice.url(&path))).await?;
+        if members
+            .pointer("/joined")
+            .and_then(|j| j.get(&bot.user_id))
+            .is_some()
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the bot never joined {room}: {members}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    bot.ask(&alice, &room, "status #999", "not found").await?;
+    adapter.stop().await
+}
+
+#[tokio::test]
+async fn an_invitation_heard_before_a_stop_is_joined_after_it_sqlite() -> TestResult {
+    an_invitation_heard_before_a_stop_is_joined_after_it(Engine::Sqlite).await
+}
+
 /// Every replica may be given the chat settings: one holds the bot's lock and
 /// runs it, the other stands by, and takes over when the first stops.
 async fn one_bot_among_replicas(engine: Engine) -> TestResult {

@@ -169,19 +169,19 @@ async fn figures_of_a_scripted_history(app: &TestApp) -> TestResult {
     assert_eq!(this_week.rates, r);
     assert_eq!(m.all.rates, r, "one type: all types are the same");
 
-    // The trend of one type, and a type that does not exist.
+    // The trend of one type, and a name no type could have.
     let one = FlowQuery {
         weeks: Some(2),
         type_name: Some(NS.into()),
     };
     let m = flow_service::flow_metrics(&app.state, &carol, &one).await?;
     assert_eq!((m.weeks, m.trend_type.as_deref()), (2, Some(NS)));
-    let unknown = FlowQuery {
+    let malformed = FlowQuery {
         weeks: None,
-        type_name: Some("no-such-type".into()),
+        type_name: Some("No such type!".into()),
     };
     for bad in [
-        unknown,
+        malformed,
         FlowQuery {
             weeks: Some(53),
             type_name: None,
@@ -192,6 +192,19 @@ async fn figures_of_a_scripted_history(app: &TestApp) -> TestResult {
             other => panic!("{bad:?} must be Invalid, got {other:?}"),
         }
     }
+
+    // A type removed from the catalog: its history, and its trend, are still true.
+    app.exec("UPDATE flow_steps SET type_name = 'retired-queue'")
+        .await?;
+    let retired = FlowQuery {
+        weeks: None,
+        type_name: Some("retired-queue".into()),
+    };
+    let m = flow_service::flow_metrics(&app.state, &carol, &retired).await?;
+    assert_eq!(m.trend_type.as_deref(), Some("retired-queue"));
+    let types: Vec<&str> = m.types.iter().map(|t| t.type_name.as_str()).collect();
+    assert_eq!(types, ["retired-queue"]);
+    assert_eq!(m.trend.last().ok_or("an empty trend")?.rates, r);
     Ok(())
 }
 

@@ -78,12 +78,20 @@ struct ProviderState {
     published: Option<(String, String)>,
     /// How often the JWKS was read.
     jwks_reads: usize,
+    /// The token endpoint's answer while it fails: its status and body.
+    outage: Option<(StatusCode, &'static str)>,
+    /// Where discovery says the token endpoint is; `<issuer>/token` when unset.
+    token_url: Option<String>,
 }
 
 type Shared = Arc<Mutex<ProviderState>>;
 
 async fn discovery(State(shared): State<Shared>) -> Json<serde_json::Value> {
-    let issuer = shared.lock().map(|s| s.issuer.clone()).unwrap_or_default();
+    let (issuer, token_url) = shared
+        .lock()
+        .map(|s| (s.issuer.clone(), s.token_url.clone()))
+        .unwrap_or_default();
+    let token_url = token_url.unwrap_or_else(|| format!("{issuer}/token"));
     let metadata = (|| -> TestResult<CoreProviderMetadata> {
         Ok(CoreProviderMetadata::new(
             IssuerUrl::new(issuer.clone())?,
@@ -94,7 +102,7 @@ async fn discovery(State(shared): State<Shared>) -> Json<serde_json::Value> {
             vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
             EmptyAdditionalProviderMetadata {},
         )
-        .set_token_endpoint(Some(TokenUrl::new(format!("{issuer}/token"))?)))
+        .set_token_endpoint(Some(TokenUrl::new(token_url)?)))
     })();
     Json(
         metadata
@@ -121,23 +129,41 @@ async fn jwks(State(shared): State<Shared>) -> Json<serde_json::Value> {
     Json(set)
 }
 
+/// Hands out the ID token set for it; a code it has no token for is refused as
+/// providers refuse one (`invalid_grant`); during an outage, the outage's answer.
 async fn token(
     State(shared): State<Shared>,
     Form(form): Form<std::collections::HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, StatusCode> {
-    let mut provider = shared
-        .lock()
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(mut provider) = shared.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if let Some((status, body)) = provider.outage {
+        let kind = if body.starts_with('{') {
+            "application/json"
+        } else {
+            "text/html"
+        };
+        return (status, [(header::CONTENT_TYPE, kind)], body).into_response();
+    }
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
     let proven = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier));
     provider.verifier_ok = Some(provider.challenge.as_deref() == Some(proven.as_str()));
-    let id_token = provider.id_token.take().ok_or(StatusCode::BAD_REQUEST)?;
-    Ok(Json(serde_json::json!({
-        "access_token": "access-token",
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "id_token": id_token,
-    })))
+    match provider.id_token.take() {
+        Some(id_token) => Json(serde_json::json!({
+            "access_token": "access-token",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "id_token": id_token,
+        }))
+        .into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": "invalid_grant" })),
+        )
+            .into_response(),
+    }
 }
 
 /// Starts the fake provider; returns its issuer URL and its state.
@@ -187,6 +213,8 @@ struct Browser {
     address: Option<std::net::SocketAddr>,
     /// Sent as `x-request-id`, which becomes the calls' trace id.
     request_id: Option<String>,
+    /// Sent as `X-Forwarded-For`, as a proxy (or a client posing as one) would.
+    forwarded_for: Option<String>,
 }
 
 struct Answer {
@@ -211,7 +239,15 @@ impl Browser {
             cookies: Default::default(),
             address: None,
             request_id: None,
+            forwarded_for: None,
         }
+    }
+
+    /// A browser at `address` (`ip:port`), as the listener sees it.
+    fn at(app: &TestApp, address: &str) -> TestResult<Browser> {
+        let mut browser = Browser::new(app);
+        browser.address = Some(address.parse()?);
+        Ok(browser)
     }
 
     fn cookie_header(&self) -> Option<String> {
@@ -235,6 +271,10 @@ impl Browser {
         };
         let request = match &self.request_id {
             Some(id) => request.header("x-request-id", id),
+            None => request,
+        };
+        let request = match &self.forwarded_for {
+            Some(chain) => request.header("x-forwarded-for", chain),
             None => request,
         };
         let mut request = request.body(body)?;
@@ -595,41 +635,76 @@ async fn a_callback_without_a_started_sign_in_or_with_a_wrong_state_is_refused()
     Ok(())
 }
 
-/// Every refused callback costs an audit row, and one with a sign-in under way
-/// a call to the provider with Slipway's credentials: an address whose
-/// callbacks keep failing is held back like one whose passwords do, without
-/// more rows or calls, while another address still signs in.
+/// A sign-in whose code the provider refuses: started, then called back with
+/// its own state and a code the provider has no token for.
+async fn refused_code(browser: &mut Browser) -> TestResult<Answer> {
+    let started = browser.get("/auth/oidc/start").await?;
+    let url = Url::parse(started.location())?;
+    let state = query(&url, "state")?;
+    browser
+        .get(&format!("/auth/oidc/callback?code=refused&state={state}"))
+        .await
+}
+
+async fn throttled_subjects(app: &TestApp) -> TestResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT subject FROM sign_in_failures ORDER BY subject")
+            .fetch_all(&app.state.db.pool)
+            .await?,
+    )
+}
+
+async fn audited_addresses(app: &TestApp) -> TestResult<Vec<Option<String>>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT client_addr FROM audit_events WHERE action = 'user.sign_in_failed'",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?)
+}
+
+/// A callback whose code goes to the provider costs a call with Slipway's
+/// credentials: an address whose codes keep being refused is held back like
+/// one whose passwords do, without more rows or calls, while another address
+/// still signs in.
 #[tokio::test]
 async fn an_address_whose_callbacks_keep_failing_is_held_back() -> TestResult {
     let (app, issuer, provider) = oidc_app(Engine::Sqlite)
         .await?
         .ok_or("SQLite is always available")?;
-    let mut flood = Browser::new(&app);
-    flood.address = Some("198.51.100.7:40000".parse()?);
+    let mut flood = Browser::at(&app, "198.51.100.7:40000")?;
     let mut refused = Vec::new();
     for _ in 0..40 {
-        let answer = flood.get("/auth/oidc/callback?code=x&state=y").await?;
+        let answer = refused_code(&mut flood).await?;
         refused.push(answer.location().to_string());
     }
     let audited = events(&app, "user.sign_in_failed").await?;
+    assert_eq!(audited, 20, "failures audited of 40: {refused:?}");
     assert!(
-        (20..=21).contains(&audited),
-        "{audited} failures audited of 40"
+        refused[..20]
+            .iter()
+            .all(|l| l.starts_with("/login?error=sign_in_failed")),
+        "{refused:?}"
     );
     assert!(
-        refused
-            .last()
-            .is_some_and(|l| l.starts_with("/login?error=too_many")),
+        refused[20..]
+            .iter()
+            .all(|l| l.starts_with("/login?error=too_many")),
         "{refused:?}"
     );
     // A sign-in under way from that address gets no call to the provider.
     let started = flood.get("/auth/oidc/start").await?;
     let url = Url::parse(started.location())?;
+    provider.lock().map_err(|_| "poisoned")?.id_token =
+        Some(Token::good().sign(&issuer, &query(&url, "nonce")?)?);
     let state = query(&url, "state")?;
     let held = flood
         .get(&format!("/auth/oidc/callback?code=x&state={state}"))
         .await?;
     assert!(held.location().starts_with("/login?error=too_many"));
+    assert!(
+        provider.lock().map_err(|_| "poisoned")?.id_token.is_some(),
+        "the provider was not asked"
+    );
     assert_eq!(events(&app, "user.sign_in_failed").await?, audited);
     // The password form stays the way in from that address.
     let meta = CallMeta {
@@ -638,8 +713,7 @@ async fn an_address_whose_callbacks_keep_failing_is_held_back() -> TestResult {
     };
     auth::login(&app.state, "carol", "carol-demo-pw", Channel::Portal, &meta).await?;
     // Another address signs in.
-    let mut browser = Browser::new(&app);
-    browser.address = Some("203.0.113.20:40000".parse()?);
+    let mut browser = Browser::at(&app, "203.0.113.20:40000")?;
     let started = browser.get("/auth/oidc/start").await?;
     let url = Url::parse(started.location())?;
     provider.lock().map_err(|_| "poisoned")?.id_token =
@@ -650,6 +724,260 @@ async fn an_address_whose_callbacks_keep_failing_is_held_back() -> TestResult {
         .await?;
     assert_eq!(answer.location(), "/catalog");
     Ok(())
+}
+
+/// Callbacks that never reach the provider (no sign-in under way in this
+/// browser, a state that does not match, the provider's error in the query)
+/// are audited but count against no one: any page can send a browser to the
+/// callback with an `<img>`, and behind a proxy every caller shares one address.
+#[tokio::test]
+async fn bare_callbacks_lock_no_one() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut proxy = Browser::at(&app, "10.0.0.5:40000")?;
+    for n in 0..25 {
+        let bare = proxy.get("/auth/oidc/callback?code=x&state=y").await?;
+        assert!(
+            bare.location().starts_with("/login?error=sign_in_expired"),
+            "{n}: {}",
+            bare.location()
+        );
+        proxy.get("/auth/oidc/start").await?;
+        let forged = proxy.get("/auth/oidc/callback?code=x&state=forged").await?;
+        assert!(
+            forged.location().starts_with("/login?error=sign_in_failed"),
+            "{n}: {}",
+            forged.location()
+        );
+        proxy.get("/auth/oidc/start").await?;
+        let denied = proxy.get("/auth/oidc/callback?error=access_denied").await?;
+        assert!(
+            denied
+                .location()
+                .starts_with("/login?error=provider_refused"),
+            "{n}: {}",
+            denied.location()
+        );
+    }
+    // Audited up to a budget of 60 a minute (any page can send browsers here,
+    // and the audit trail is never pruned); 75 in one minute, or across two.
+    let audited = events(&app, "user.sign_in_failed").await?;
+    assert!((60..=75).contains(&audited), "{audited} audited");
+    assert_eq!(throttled_subjects(&app).await?, Vec::<String>::new());
+    // Someone else behind the same address signs in.
+    let mut colleague = Browser::at(&app, "10.0.0.5:40001")?;
+    let answer =
+        sign_in_through_provider(&mut colleague, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    Ok(())
+}
+
+/// An app behind a proxy on 10.0.0.0/8.
+async fn app_behind_proxy() -> TestResult<(TestApp, String, Shared)> {
+    let (issuer, provider) = start_provider().await?;
+    let identity = IdentitySettings {
+        trusted_proxies: vec!["10.0.0.0/8".parse()?],
+        ..oidc_identity(&issuer)
+    };
+    let app = TestApp::start_with_identity(Engine::Sqlite, identity)
+        .await?
+        .ok_or("SQLite is always available")?;
+    Ok((app, issuer, provider))
+}
+
+/// Behind a trusted proxy each client is counted (and audited) under its own
+/// address, the one the proxy appended: a client that keeps failing is held
+/// back, and a colleague behind the same proxy still signs in.
+#[tokio::test]
+async fn behind_a_trusted_proxy_two_clients_are_counted_apart() -> TestResult {
+    let (app, issuer, provider) = app_behind_proxy().await?;
+    let mut guesser = Browser::at(&app, "10.0.0.5:40000")?;
+    // The first entry is the client's own invention; the proxy appended the second.
+    guesser.forwarded_for = Some("192.0.2.1, 198.51.100.7".into());
+    for n in 0..20 {
+        let refused = refused_code(&mut guesser).await?;
+        assert!(
+            refused
+                .location()
+                .starts_with("/login?error=sign_in_failed"),
+            "{n}: {}",
+            refused.location()
+        );
+    }
+    let held = refused_code(&mut guesser).await?;
+    assert!(
+        held.location().starts_with("/login?error=too_many"),
+        "{}",
+        held.location()
+    );
+    assert_eq!(throttled_subjects(&app).await?, ["sso-addr:198.51.100.7"]);
+    assert_eq!(
+        audited_addresses(&app).await?,
+        [Some("198.51.100.7".to_string())]
+    );
+    let mut colleague = Browser::at(&app, "10.0.0.5:40001")?;
+    colleague.forwarded_for = Some("203.0.113.20".into());
+    let answer =
+        sign_in_through_provider(&mut colleague, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    Ok(())
+}
+
+/// A peer that is not a trusted proxy is counted under its own address,
+/// whatever `X-Forwarded-For` it sends.
+#[tokio::test]
+async fn an_untrusted_peers_x_forwarded_for_is_ignored() -> TestResult {
+    let (app, _, _) = app_behind_proxy().await?;
+    let mut direct = Browser::at(&app, "203.0.113.50:40000")?;
+    for n in 0..20 {
+        direct.forwarded_for = Some(format!("198.51.100.{n}"));
+        refused_code(&mut direct).await?;
+    }
+    direct.forwarded_for = Some("198.51.100.200".into());
+    let held = refused_code(&mut direct).await?;
+    assert!(
+        held.location().starts_with("/login?error=too_many"),
+        "{}",
+        held.location()
+    );
+    assert_eq!(throttled_subjects(&app).await?, ["sso-addr:203.0.113.50"]);
+    assert_eq!(
+        audited_addresses(&app).await?,
+        [Some("203.0.113.50".to_string())]
+    );
+    Ok(())
+}
+
+/// A token endpoint that cannot be reached, fails or answers what is not a
+/// token response is the provider's failure: everyone signing in meanwhile is
+/// told so, and nobody is counted for it, however often they try.
+#[tokio::test]
+async fn a_provider_whose_token_endpoint_fails_counts_against_no_one() -> TestResult {
+    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let outages = [
+        (Some((StatusCode::SERVICE_UNAVAILABLE, "")), None),
+        (
+            Some((StatusCode::BAD_GATEWAY, "<html>Bad Gateway</html>")),
+            None,
+        ),
+        (
+            Some((
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"temporarily_unavailable"}"#,
+            )),
+            None,
+        ),
+        (
+            Some((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":"server_error"}"#,
+            )),
+            None,
+        ),
+        // Nothing listens on port 9 of loopback.
+        (None, Some("http://127.0.0.1:9/token".into())),
+    ];
+    for (outage, token_url) in outages {
+        let case = format!("{outage:?} {token_url:?}");
+        {
+            let mut shared = provider.lock().map_err(|_| "poisoned")?;
+            shared.outage = outage;
+            shared.token_url = token_url;
+        }
+        // A new router reads the provider's discovery document afresh.
+        let mut browser = Browser::at(&app, "198.51.100.7:40000")?;
+        for n in 0..21 {
+            let answer = refused_code(&mut browser).await?;
+            assert!(
+                answer
+                    .location()
+                    .starts_with("/login?error=provider_unavailable"),
+                "{case}, attempt {n}: {}",
+                answer.location()
+            );
+        }
+        assert_eq!(
+            throttled_subjects(&app).await?,
+            Vec::<String>::new(),
+            "{case}"
+        );
+    }
+    {
+        let mut shared = provider.lock().map_err(|_| "poisoned")?;
+        shared.outage = None;
+        shared.token_url = None;
+    }
+    let mut browser = Browser::at(&app, "198.51.100.7:40000")?;
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    Ok(())
+}
+
+/// The sessions table holds the SHA-256 of each session id, never the id the
+/// browser presents; the session loads, is listed as the caller's own, and
+/// ends on sign-out all the same.
+async fn a_session_id_is_stored_only_as_its_hash(engine: Engine) -> TestResult {
+    use sha2::Digest as _;
+    let Some((app, issuer, provider)) = oidc_app(engine).await? else {
+        eprintln!("note: {} is not set; skipping", common::POSTGRES_ENV);
+        return Ok(());
+    };
+    let mut browser = Browser::new(&app);
+    let answer = sign_in_through_provider(&mut browser, &issuer, &provider, &Token::good()).await?;
+    assert_eq!(answer.location(), "/requests?mine=1", "{}", answer.body);
+    let raw = browser
+        .cookies
+        .get("slipway_session")
+        .cloned()
+        .ok_or("no session cookie")?;
+    let stored: Vec<(String, i64)> = sqlx::query_as("SELECT id, user_id FROM sessions")
+        .fetch_all(&app.state.db.pool)
+        .await?;
+    let [(key, user_id)] = stored.as_slice() else {
+        return Err(format!("one session expected: {stored:?}").into());
+    };
+    assert_eq!(*key, hex::encode(sha2::Sha256::digest(raw.as_bytes())));
+    let dump = app.dump_database().await?;
+    assert!(!dump.contains(&raw), "the session id is stored somewhere");
+
+    // A request missing from the database: signed in, the answer is 404, not 401.
+    let signed_in = browser.get("/requests/999999/events").await?;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        signed_in.body
+    );
+    let user = auth::user(&app.state, UserId(*user_id))
+        .await?
+        .ok_or("the user")?;
+    let listed = auth::sessions(&app.state, &user, Some(&raw)).await?;
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].current, "the caller's own session is marked");
+    let caller = slipway_server::services::Caller::new(user, Channel::Portal, CallMeta::default());
+    auth::sign_out(&app.state, &caller, &raw).await?;
+    assert_eq!(app.count("sessions").await?, 0);
+    let signed_out = browser.get("/requests/999999/events").await?;
+    assert_eq!(
+        signed_out.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        signed_out.body
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_id_is_stored_only_as_its_hash_sqlite() -> TestResult {
+    a_session_id_is_stored_only_as_its_hash(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_session_id_is_stored_only_as_its_hash_postgres() -> TestResult {
+    a_session_id_is_stored_only_as_its_hash(Engine::Postgres).await
 }
 
 #[tokio::test]
@@ -1115,6 +1443,118 @@ async fn failed_passwords_throttle_the_address_and_the_user_name(app: &TestApp) 
     );
     // Those addresses are not locked: bob signs in from one of them.
     login("bob".into(), "bob-demo-pw".into(), from("192.0.2.0")).await?;
+    Ok(())
+}
+
+on_both_engines!(an_administrator_sets_a_password_and_the_accounts_sessions_end);
+
+/// `slipway user set-password`: a short or empty password is refused, the new
+/// one replaces the old, every session of the account ends, and the change is
+/// audited; an account from the identity provider has no password to set.
+async fn an_administrator_sets_a_password_and_the_accounts_sessions_end(
+    app: &TestApp,
+) -> TestResult {
+    use slipway_server::storage::sessions::{DbSessionStore, USER_KEY};
+    use tower_sessions::SessionStore as _;
+    use tower_sessions::cookie::time::{Duration as SessionDuration, OffsetDateTime};
+    use tower_sessions::session::{Id, Record};
+    let nobody_in_particular = CallMeta::default();
+    let login = |user: &'static str, password: &'static str| {
+        auth::login(
+            &app.state,
+            user,
+            password,
+            Channel::Portal,
+            &nobody_in_particular,
+        )
+    };
+    let alice = login("alice", "alice-demo-pw").await?;
+    // Alice is signed in in some browser.
+    let store = DbSessionStore::new(&app.state.db, Duration::from_secs(3600));
+    let mut record = Record {
+        id: Id::default(),
+        data: [(USER_KEY.to_string(), serde_json::json!(alice.id.0))]
+            .into_iter()
+            .collect(),
+        expiry_date: OffsetDateTime::now_utc() + SessionDuration::hours(1),
+    };
+    store.create(&mut record).await?;
+    assert!(store.load(&record.id).await?.is_some());
+
+    for (given, says) in [
+        ("", "is empty"),
+        ("short-pw", "at least 12 characters"),
+        ("eleven-char", "at least 12 characters"),
+    ] {
+        let refused = auth::set_password(&app.state, "alice", given)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.starts_with("password is ") && refused.contains(says),
+            "{given:?}: {refused}"
+        );
+    }
+    let refused = auth::set_password(&app.state, "nobody", "long enough, surely")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(refused, "an account called \"nobody\" not found");
+    login("alice", "alice-demo-pw").await?;
+
+    let ended = auth::set_password(&app.state, "alice", "twelve chars").await?;
+    assert_eq!(ended, 1);
+    assert!(login("alice", "alice-demo-pw").await.is_err());
+    login("alice", "twelve chars").await?;
+    assert!(
+        store.load(&record.id).await?.is_none(),
+        "her sessions ended"
+    );
+    let audited: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT actor, after_value, detail FROM audit_events WHERE action = 'user.password_set'",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    assert_eq!(
+        audited,
+        [(
+            "policy:admin-command".to_string(),
+            Some("alice".to_string()),
+            "ended 1 sessions".to_string()
+        )]
+    );
+
+    let mut conn = app.state.db.pool.acquire().await?;
+    slipway_server::storage::users::insert_external(
+        &mut conn,
+        &slipway_server::storage::users::NewUser {
+            username: "sso-person",
+            display_name: "From the provider",
+            password_hash: None,
+            roles: &[Role::Requester],
+            teams: &[],
+        },
+        "https://id.example",
+        "subject-1",
+    )
+    .await?;
+    drop(conn);
+    let refused = auth::set_password(&app.state, "sso-person", "long enough, surely")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("signs in through single sign-on only"),
+        "{refused}"
+    );
+    let hash: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'sso-person'")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!(hash, None);
     Ok(())
 }
 

@@ -26,7 +26,28 @@ const CANARY: &str = "canary-5f1c2b9e-secret";
 on_both_engines!(
     a_secret_reaches_the_driver_and_no_other_sink,
     a_secret_opens_only_with_its_key_and_request,
+    a_server_with_another_key_refuses_to_start,
 );
+
+/// A database whose secrets were sealed with one key is not served with another
+/// (a rotated setting, a replica left behind): the start is refused, naming the
+/// setting, before anything is sealed under the second key.
+async fn a_server_with_another_key_refuses_to_start(app: &TestApp) -> TestResult {
+    let mut other = app.settings.clone();
+    other.secret_key = Some(SecretKey::generate());
+    let refused = slipway_server::cli::build_state(other)
+        .await
+        .err()
+        .ok_or("a second key was taken")?
+        .to_string();
+    assert!(
+        refused.starts_with("--secret-key-file (SLIPWAY_SECRET_KEY_FILE) or SLIPWAY_SECRET_KEY: is not the key this database's secrets"),
+        "{refused}"
+    );
+    // The key it was sealed with still starts it.
+    app.restart().await?;
+    Ok(())
+}
 
 /// Everything any test in this binary logs, at every level.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
@@ -152,15 +173,21 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
         "a kept secret is no change"
     );
     answers.push(serde_json::to_string(&second_look)?);
+    // What the driver will be handed is the canary, decrypted for the run.
+    let handed = secrets::open_revision(state, id, 2).await?;
+    assert_eq!(handed.get("owner_password"), Some(CANARY));
+    assert_eq!(handed.len(), 1);
     reviews::decide(state, &bob, id, 2, ReviewDecision::Approve, "").await?;
     assert_eq!(app.run_jobs().await?, 1);
     let row = app.request(id).await?;
     assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
-
-    // What the driver was handed is the canary, decrypted for the run.
-    let handed = secrets::open_revision(state, id, 2).await?;
-    assert_eq!(handed.get("owner_password"), Some(CANARY));
-    assert_eq!(handed.len(), 1);
+    // Done, the request keeps nothing of it, in any revision.
+    let kept: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM request_secrets WHERE request_id = $1")
+            .bind(id.0)
+            .fetch_one(&state.db.pool)
+            .await?;
+    assert_eq!(kept, 0, "a completed request's secrets are forgotten");
     let after = detail::request_detail(
         state,
         &alice,
@@ -508,6 +535,12 @@ async fn a_generated_password_opens_the_new_database_once(
         password.chars().all(|c| c.is_ascii_alphanumeric()),
         "{password}"
     );
+    let kept: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM request_secrets WHERE request_id = $1")
+            .bind(id.0)
+            .fetch_one(&state.db.pool)
+            .await?;
+    assert_eq!(kept, 0, "shown once, the generated password is not kept");
     let again = secrets::reveal_once(state, &alice, id, "owner_password").await;
     assert!(
         matches!(&again, Err(ServiceError::Conflict(m)) if m.contains("was already shown to alice on")),

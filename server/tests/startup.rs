@@ -68,6 +68,25 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         users,
         vec![("admin".to_string(), Role::Admin.as_str().to_string())]
     );
+    // The password is in a file only the server's user may read, not in the log.
+    let file = dir.path().join(auth::INITIAL_ADMIN_PASSWORD_FILE);
+    let written = std::fs::read_to_string(&file)?;
+    let password = written.trim_end_matches('\n');
+    assert_eq!(password.len(), 20, "{written:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    auth::login(
+        &state,
+        "admin",
+        password,
+        slipway_server::services::Channel::Portal,
+        &Default::default(),
+    )
+    .await?;
     let refused = auth::login(
         &state,
         "alice",
@@ -85,6 +104,11 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         .fetch_one(&again.db.pool)
         .await?;
     assert_eq!(count, 1, "a second start creates no second admin");
+    assert_eq!(
+        std::fs::read_to_string(&file)?,
+        written,
+        "a second start writes no new password"
+    );
     Ok(())
 }
 

@@ -112,10 +112,64 @@ pub(super) fn load(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
         }
     }
     check_requirements(&catalog, &type_origin, &unreadable, &mut errors);
+    for ty in catalog.types.values() {
+        if let Some(file) = type_origin.get(&ty.name) {
+            let mut fe = FileErrors {
+                file,
+                errors: &mut errors,
+            };
+            check_defaults(ty, &mut fe);
+        }
+    }
     if errors.is_empty() {
         Ok(catalog)
     } else {
         Err(CatalogErrors(errors))
+    }
+}
+
+/// Every default must pass its own parameter's rule: a form opens with it, and a
+/// chat request or a prefilled link that leaves the field out sends it, so a
+/// requester would be refused over a value they never typed.
+fn check_defaults(ty: &ResourceType, fe: &mut FileErrors<'_>) {
+    let own = |name: &str| ty.has_param(name);
+    report_failing_defaults(ty, "", &own, fe);
+    for (i, action) in ty.actions.iter().enumerate() {
+        let names = action.param_names();
+        let own = |name: &str| names.iter().any(|n| n == name);
+        let prefix = format!("actions[{i}].");
+        report_failing_defaults(&action.request_type, &prefix, &own, fe);
+    }
+}
+
+/// Reports each default of `ty` that its rule refuses, at `prefix` + its path,
+/// for the parameters `own` names (an action's type also holds the asset's).
+fn report_failing_defaults(
+    ty: &ResourceType,
+    prefix: &str,
+    own: &dyn Fn(&str) -> bool,
+    fe: &mut FileErrors<'_>,
+) {
+    let Ok(validator) = crate::validate::ParamValidator::new(ty) else {
+        return; // an invalid schema or naming rule is reported on its own
+    };
+    let defaults = ty.default_params();
+    for error in validator.check(&serde_json::Value::Object(defaults.clone())) {
+        let param = error
+            .field
+            .split(['.', '['])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let Some(value) = defaults.get(&param) else {
+            continue; // a required parameter without a default, reported as such
+        };
+        if own(&param) {
+            fe.push(
+                format!("{prefix}parameters.properties.{param}.default"),
+                format!("the default {value} fails its own rule: {}", error.message),
+            );
+        }
     }
 }
 
@@ -139,6 +193,20 @@ fn parse_yaml<T: DeserializeOwned>(
     content: &str,
     errors: &mut Vec<CatalogError>,
 ) -> Option<T> {
+    // The typed structs take a repeated key in a map of their own (a parameter's
+    // schema, `env`, `headers`) silently, the last one winning: a `maximum` lost
+    // to a merge left-over would let values through unchecked. The plain YAML
+    // value refuses repeated keys at any depth, so it is read first for that.
+    if let Err(error) = serde_norway::from_str::<serde_norway::Value>(content)
+        && error.to_string().contains("duplicate entry")
+    {
+        errors.push(CatalogError {
+            file: file.to_string(),
+            path: String::new(),
+            message: format!("{error}: each key may appear once in a mapping"),
+        });
+        return None;
+    }
     let deserializer = serde_norway::Deserializer::from_str(content);
     match serde_path_to_error::deserialize(deserializer) {
         Ok(value) => Some(value),

@@ -193,6 +193,50 @@ fn yaml_syntax_error_names_line_and_column() {
 }
 
 #[test]
+fn a_key_repeated_in_any_mapping_is_refused() {
+    // A parameter's schema is a free-form map to the typed structs: its
+    // repeated key would silently drop the first rule.
+    let text = minimal_type("").replace(
+        "    size: { type: integer, default: 1 }\n",
+        "    size: { type: integer, maximum: 64, default: 1 }\n    size: { type: integer }\n",
+    );
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    assert!(
+        errors.iter().any(|e| e.file == "types/widget.yaml"
+            && e.message.contains("duplicate entry")
+            && e.message.contains("size")),
+        "{errors:?}"
+    );
+    let env = minimal_type("").replace("title: Widget\n", "title: Widget\ntitle: Gadget\n");
+    let errors = errors_of(&with_file("types/widget.yaml", &env));
+    assert!(
+        errors.iter().any(|e| e.message.contains("duplicate")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_default_that_fails_its_own_rule_is_refused() {
+    let text = minimal_type("").replace(
+        "    size: { type: integer, default: 1 }\n",
+        "    size: { type: integer, minimum: 10, default: 5 }\n    tier: { type: string, enum: [a, b], default: c }\n",
+    );
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        paths.contains(&"parameters.properties.size.default")
+            && paths.contains(&"parameters.properties.tier.default"),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.starts_with("the default 5 fails its own rule")),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn unknown_fields_are_rejected_with_their_path() {
     let text = shipped_text("types/k8s-namespace.yaml")
         .replace("  required: 1\n", "  required: 1\n  quorum: 2\n");

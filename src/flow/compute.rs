@@ -257,6 +257,33 @@ fn week_flow(input: &FlowInput, week: i64, keep: &impl Fn(&str) -> bool) -> Week
     }
 }
 
+impl FlowQuery {
+    /// The type the trend is narrowed to (none for an empty `type`), or why the
+    /// name cannot be a type's. A type removed from the catalog keeps its history
+    /// and its figures, so any well-formed type name is taken, in the catalog or not.
+    pub fn trend_type(&self) -> Result<Option<&str>, String> {
+        match self.type_name.as_deref().filter(|t| !t.is_empty()) {
+            Some(name) if !is_type_name(name) => Err(format!(
+                "{name:?} is not a type name: lowercase letters, digits, '-' and '_', \
+                 starting with a letter, at most {MAX_TYPE_NAME} characters"
+            )),
+            trend_type => Ok(trend_type),
+        }
+    }
+}
+
+/// The longest type name the catalog takes.
+const MAX_TYPE_NAME: usize = 63;
+
+/// Whether `name` is formed as the catalog's type names are (the rule its loader
+/// holds a type's file name to).
+fn is_type_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= MAX_TYPE_NAME
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 /// The whole page's figures. `trend_type` narrows the weekly trend to one type.
 pub fn compute(input: &FlowInput, trend_type: Option<&str>) -> FlowMetrics {
     let mut names: Vec<&str> = input

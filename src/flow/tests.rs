@@ -292,6 +292,23 @@ fn a_query_asks_for_a_bounded_window() {
 }
 
 #[test]
+fn a_query_narrows_to_any_well_formed_type_name() {
+    let query = |name: &str| FlowQuery {
+        weeks: None,
+        type_name: Some(name.to_string()),
+    };
+    assert_eq!(FlowQuery::default().trend_type(), Ok(None));
+    assert_eq!(query("").trend_type(), Ok(None));
+    // In the catalog or removed from it: history keeps the name.
+    for name in ["k8s-namespace", "retired_type", "a", &"x".repeat(63)] {
+        assert_eq!(query(name).trend_type(), Ok(Some(name)), "{name}");
+    }
+    for name in ["K8s", "9lives", "-x", "a b", "a/b", "ä", &"x".repeat(64)] {
+        assert!(query(name).trend_type().is_err(), "{name}");
+    }
+}
+
+#[test]
 fn dates_read_as_calendar_days() {
     assert_eq!(date_of(0), "1970-01-01");
     assert_eq!(date_of(1_795_996_800_000), "2026-11-30");

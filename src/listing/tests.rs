@@ -237,3 +237,20 @@ fn a_flood_of_bad_pairs_gets_a_short_answer() {
         assert!(shown < 400, "{shown} bytes: {:?}", errors[0]);
     }
 }
+
+#[test]
+fn a_query_that_arrives_read_has_its_days_in_order() {
+    let days = |from: &str, to: &str| ListQuery {
+        filter: ListFilter {
+            created_from: Day::parse(from).ok(),
+            created_to: Day::parse(to).ok(),
+            ..ListFilter::default()
+        },
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        fields(days("2025-02-01", "2025-01-01").checked()),
+        ["created_to"]
+    );
+    assert!(days("2025-01-01", "2025-01-01").checked().is_ok());
+}

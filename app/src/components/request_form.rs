@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos::server_fn::error::ServerFnUrlError;
 use leptos::task::spawn_local;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::{AssetId, RequestId};
+use slipway_core::validate::{FieldError, values_from_text};
 use slipway_core::views::{ActionDraft, RequestDraft};
 
 use crate::api::{
@@ -19,7 +21,9 @@ use crate::components::error_notice;
 use crate::components::guidance::GuidancePanel;
 use crate::components::param_checks::{ChecksUnavailable, check_params};
 use crate::components::precheck::PrecheckPanel;
-use crate::components::schema_form::{FormState, SchemaForm, focus_first_field};
+use crate::components::schema_form::{
+    FormState, SchemaForm, adopt_typed_values, focus_first_field,
+};
 use crate::error::AppError;
 
 /// How long typing must pause before the server pre-check runs.
@@ -44,7 +48,35 @@ pub enum FormMode {
     Act { on: ActionOn, submit_key: String },
 }
 
+/// The hidden field that carries the submit key in a post without script
+/// (the server's `request_form_post::SUBMIT_KEY_FIELD`).
+const SUBMIT_KEY_FIELD: &str = "__submit_key";
+/// The query key naming a secret field whose typed value the server dropped
+/// on the way back (the server's `request_form_post::REENTER_KEY`).
+const REENTER_KEY: &str = "__reenter";
+
 impl FormMode {
+    /// Where the form posts without script: its page's path with `/submit`
+    /// after it. The same path names the form in a refusal (`__path`).
+    pub fn action(&self, type_name: &str) -> String {
+        match self {
+            FormMode::New { .. } => format!("/requests/new/{type_name}/submit"),
+            FormMode::Resubmit { id, .. } => format!("/requests/{id}/edit/submit"),
+            FormMode::Act { on, .. } => {
+                format!("/assets/{}/actions/{}/submit", on.asset_id, on.action)
+            }
+        }
+    }
+
+    fn submit_key(&self) -> Option<String> {
+        match self {
+            FormMode::New { submit_key } | FormMode::Act { submit_key, .. } => {
+                Some(submit_key.clone())
+            }
+            FormMode::Resubmit { .. } => None,
+        }
+    }
+
     /// The request left out of its own quota while it is revised.
     fn excluded(&self) -> Option<RequestId> {
         match self {
@@ -81,21 +113,106 @@ impl FormMode {
     }
 }
 
+/// A refusal of the form that the server sent the browser back with, after a
+/// post without script.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentBack {
+    pub error: AppError,
+    /// Secret fields whose typed values were dropped rather than put in the URL.
+    pub reenter: Vec<String>,
+}
+
+impl SentBack {
+    /// The refusal in a page's query, when it is the refusal of the form that
+    /// posts to `action`. (The server takes a refusal it did not sign out of a
+    /// page's URL before the page is rendered.)
+    pub fn from_query(query: &[(String, String)], action: &str) -> Option<SentBack> {
+        let named = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        if named("__path")?.as_str() != action {
+            return None;
+        }
+        let error = ServerFnUrlError::<AppError>::decode_err(named("__err")?);
+        let reenter = query
+            .iter()
+            .filter(|(key, _)| key == REENTER_KEY)
+            .map(|(_, name)| name.clone())
+            .collect();
+        Some(SentBack { error, reenter })
+    }
+
+    /// The fields to mark: those the refusal names, and the secrets to type again.
+    fn field_errors(&self, resource_type: &ResourceType) -> Vec<FieldError> {
+        let mut errors = refused_fields(&self.error);
+        errors.extend(
+            self.reenter
+                .iter()
+                .filter(|name| resource_type.is_secret(name))
+                .map(|name| {
+                    FieldError::new(
+                        name.clone(),
+                        "must be typed again: a secret is never sent back to the form",
+                    )
+                }),
+        );
+        errors
+    }
+}
+
+/// The fields a server's refusal names: a field rule, or a pre-check's.
+fn refused_fields(error: &AppError) -> Vec<FieldError> {
+    match error {
+        AppError::Invalid(errors) => errors.clone(),
+        AppError::PrecheckFailed(report) => report.field_errors.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// `base` with the values a page's query carries for the form's fields laid
+/// over it (the values a refused form was posted with), read as the browser
+/// reads them; a secret never comes from the query.
+pub fn refilled(
+    ty: &ResourceType,
+    mut base: Map<String, Value>,
+    given: &[(String, String)],
+) -> Map<String, Value> {
+    let fields: Vec<String> = ty.fields().into_iter().map(|f| f.name).collect();
+    let known: Vec<(String, String)> = given
+        .iter()
+        .filter(|(key, _)| fields.contains(key))
+        .cloned()
+        .collect();
+    let (read, secrets) = values_from_text(ty, &known);
+    for (name, _) in known.iter().filter(|(name, _)| !secrets.contains(name)) {
+        match read.get(name) {
+            Some(value) => base.insert(name.clone(), value.clone()),
+            None => base.remove(name),
+        };
+    }
+    base
+}
+
 #[island]
 pub fn RequestForm(
     resource_type: ResourceType,
     initial: Map<String, Value>,
     mode: FormMode,
     submit_label: String,
+    /// A refusal the page was sent back with, shown until the next submit.
+    sent_back: Option<SentBack>,
 ) -> impl IntoView {
-    let values = RwSignal::new(initial);
-    let form = FormState {
-        values,
-        touched: RwSignal::new(Vec::new()),
-        errors: RwSignal::new(Vec::new()),
-        show_all: RwSignal::new(false),
-    };
+    let refused = sent_back
+        .as_ref()
+        .map(|s| s.field_errors(&resource_type))
+        .unwrap_or_default();
+    let form = FormState::new(initial, refused);
+    let values = form.values;
     let fields = resource_type.fields();
+    let titles: Vec<(String, String)> = fields
+        .iter()
+        .map(|f| (f.name.clone(), f.title.clone()))
+        .collect();
+    let action = mode.action(&resource_type.name);
+    let submit_key = mode.submit_key();
     let (exclude, acting_on) = (mode.excluded(), mode.acting_on());
     // A day-2 action's form holds only the action's parameters: history guides
     // the forms that ask for a new resource (and their revisions).
@@ -116,7 +233,15 @@ pub fn RequestForm(
         Some(Ok(id)) => {
             let _ = window().location().set_href(&format!("/requests/{id}"));
         }
-        Some(Err(_)) => submitting.set(false),
+        Some(Err(error)) => {
+            // What only the server can judge (a name taken, a quota, a rule
+            // against the asset) marks its fields as the browser's checks do.
+            let refused = refused_fields(&error);
+            focus_first_field(refused.iter().map(|e| e.field.as_str()));
+            form.refused.set(refused);
+            form.show_all.set(true);
+            submitting.set(false);
+        }
         None => {}
     });
     // The checks must have seen exactly these values, so run them once more.
@@ -151,15 +276,34 @@ pub fn RequestForm(
         });
     };
 
-    let live = RwSignal::new(false);
-    Effect::new(move |_| live.set(true));
+    {
+        let fields = fields.clone();
+        Effect::new(move |_| adopt_typed_values(&fields, form));
+    }
+    // The button reads as unavailable while the browser's checks find errors; a
+    // server's refusal alone does not make it so (pressed, it asks the server again).
     let has_errors = move || form.show_all.get() && !form.errors.with(Vec::is_empty);
-    let server_error = move || send.value().get().and_then(Result::err);
+    let earlier = sent_back.map(|s| s.error);
+    let server_error = move || match send.value().get() {
+        Some(outcome) => outcome.err(),
+        None => earlier.clone(),
+    };
+    let summary = move || {
+        if !form.show_all.get() {
+            return String::new();
+        }
+        let local = form.errors.get();
+        let refused = form.refused.get();
+        errors_summary(&titles, local.iter().chain(&refused))
+    };
+    // Without script the form posts to the server, which answers with the
+    // request's page or this page again with the refusal; the island, once
+    // live, submits through its server functions instead (`submit` stops the post).
     view! {
-        <form class="request-form" on:submit=submit novalidate=true>
+        <form class="request-form" method="post" action=action on:submit=submit novalidate=true>
+            {submit_key.map(|key| view! { <input type="hidden" name=SUBMIT_KEY_FIELD value=key /> })}
             <div class="form-columns">
-                // Until the page is live, typed values would be lost and nothing checked.
-                <fieldset class="plain" disabled=move || !live.get()>
+                <fieldset class="plain">
                     {move || checks_missing.get().then(|| view! {
                         <p class="notice" role="status">"The checks could not be loaded into this page; the server checks the request when you submit it."</p>
                     })}
@@ -174,7 +318,7 @@ pub fn RequestForm(
                             {move || if submitting.get() { "Submitting…".to_string() } else { submit_label.clone() }}
                         </button>
                         // Always in the page, so that its text is announced when it changes.
-                        <span class="hint" role="status">{move || errors_summary(has_errors(), form)}</span>
+                        <span class="hint" role="status">{summary}</span>
                     </div>
                 </fieldset>
                 <aside>
@@ -194,24 +338,27 @@ pub fn RequestForm(
 }
 
 /// What the form's status line says when fields need fixing: how many, and
-/// which (by their parameters' names).
-fn errors_summary(has_errors: bool, form: FormState) -> String {
-    if !has_errors {
+/// which, by the titles their labels show, in the page's order (`titles` holds
+/// each field's name and title in that order). A refusal of the whole form, or
+/// of something it does not show (its key), is said in the notice above.
+fn errors_summary<'a>(
+    titles: &[(String, String)],
+    errors: impl Iterator<Item = &'a FieldError>,
+) -> String {
+    let errors: Vec<&FieldError> = errors.collect();
+    if errors.is_empty() {
         return String::new();
     }
-    form.errors.with(|errors| {
-        let mut fields: Vec<&str> = errors
-            .iter()
-            .map(|e| e.field.as_str())
-            .filter(|f| !f.is_empty())
-            .collect();
-        fields.dedup();
-        match fields.len() {
-            0 => "Fix what is marked above to submit.".to_string(),
-            1 => format!("1 field needs fixing: {}.", fields[0]),
-            n => format!("{n} fields need fixing: {}.", fields.join(", ")),
-        }
-    })
+    let shown: Vec<&str> = titles
+        .iter()
+        .filter(|(name, _)| errors.iter().any(|e| &e.field == name))
+        .map(|(_, title)| title.as_str())
+        .collect();
+    match shown.as_slice() {
+        [] => "Fix what is marked above to submit.".to_string(),
+        [one] => format!("1 field needs fixing: {one}."),
+        all => format!("{} fields need fixing: {}.", all.len(), all.join(", ")),
+    }
 }
 
 /// Field errors follow every change. The newest check wins: an older one that
@@ -280,5 +427,77 @@ fn server_error_view(error: &AppError) -> AnyView {
         }
         .into_any(),
         other => error_notice(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn titles() -> Vec<(String, String)> {
+        [("name", "Name"), ("team", "Team"), ("replicas", "Replicas")]
+            .iter()
+            .map(|(name, title)| (name.to_string(), title.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_status_line_names_each_field_once_by_its_title_in_page_order() {
+        let errors = [
+            FieldError::new("replicas", "must be at least 1"),
+            FieldError::new("name", "must match the pattern"),
+            FieldError::new("replicas", "must be at most 9"),
+            FieldError::new("name", "is taken"),
+        ];
+        assert_eq!(
+            errors_summary(&titles(), errors.iter()),
+            "2 fields need fixing: Name, Replicas."
+        );
+        let one = [FieldError::new("team", "is required")];
+        assert_eq!(
+            errors_summary(&titles(), one.iter()),
+            "1 field needs fixing: Team."
+        );
+    }
+
+    #[test]
+    fn the_status_line_says_something_for_every_error_and_nothing_without() {
+        assert_eq!(errors_summary(&titles(), [].iter()), "");
+        let whole = [FieldError::new("", "the quota is used up")];
+        assert_eq!(
+            errors_summary(&titles(), whole.iter()),
+            "Fix what is marked above to submit."
+        );
+        let unknown = [FieldError::new("colour", "is not a field of this form")];
+        assert_eq!(
+            errors_summary(&titles(), unknown.iter()),
+            "Fix what is marked above to submit."
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_read_only_for_its_own_form() {
+        let error = AppError::Invalid(vec![FieldError::new("name", "is taken")]);
+        // Encoded as Leptos encodes a server function's refusal, which the
+        // server's plain handler writes the same way.
+        let mut query: Vec<(String, String)> = ServerFnUrlError::new("/x", error.clone())
+            .to_url("http://portal.test/requests/new/t")
+            .map(|url| {
+                url.query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        query.push((REENTER_KEY.into(), "password".into()));
+        let read = SentBack::from_query(&query, "/x");
+        assert_eq!(
+            read,
+            Some(SentBack {
+                error,
+                reenter: vec!["password".into()]
+            })
+        );
+        assert_eq!(SentBack::from_query(&query, "/another-form"), None);
+        assert_eq!(SentBack::from_query(&[], "/x"), None);
     }
 }

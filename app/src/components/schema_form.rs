@@ -14,22 +14,46 @@ pub struct FormState {
     pub touched: RwSignal<Vec<String>>,
     /// Filled by the checks, which run in the background as values change.
     pub errors: RwSignal<Vec<FieldError>>,
+    /// What the server refused on a submit that the checks here cannot know
+    /// (a name taken, a quota, a rule against the asset). Each stays until its
+    /// field changes; the checks' own results never replace them.
+    pub refused: RwSignal<Vec<FieldError>>,
     /// Set on a submit attempt: from then on every error shows, touched or not.
     pub show_all: RwSignal<bool>,
+    /// False until the island has taken in what was typed before it was live:
+    /// until then the controls keep what the server rendered and the person
+    /// typed, rather than be reset to the values the island started with.
+    pub live: RwSignal<bool>,
 }
 
 impl FormState {
+    /// A form's state, starting from `values`; `refused` is a refusal the
+    /// server sent back with the page, shown at once.
+    pub fn new(values: Map<String, Value>, refused: Vec<FieldError>) -> FormState {
+        FormState {
+            values: RwSignal::new(values),
+            touched: RwSignal::new(Vec::new()),
+            errors: RwSignal::new(Vec::new()),
+            show_all: RwSignal::new(!refused.is_empty()),
+            refused: RwSignal::new(refused),
+            live: RwSignal::new(false),
+        }
+    }
+
     fn error_for(&self, field: &str) -> Option<String> {
         let visible = self.show_all.get() || self.touched.with(|t| t.iter().any(|f| f == field));
         if !visible {
             return None;
         }
-        self.errors.with(|errors| {
+        let first_for = |errors: &Vec<FieldError>| {
             errors
                 .iter()
                 .find(|e| e.field == field)
                 .map(|e| e.message.clone())
-        })
+        };
+        self.errors
+            .with(first_for)
+            .or_else(|| self.refused.with(first_for))
     }
 
     fn touch(&self, field: &str) {
@@ -42,6 +66,13 @@ impl FormState {
     }
 
     fn set(&self, field: &str, value: Value) {
+        // The server judged the old value; its verdict does not hold for the new one.
+        if self
+            .refused
+            .with_untracked(|r| r.iter().any(|e| e.field == field))
+        {
+            self.refused.update(|r| r.retain(|e| e.field != field));
+        }
         self.values.update(|values| {
             if value.is_null() {
                 values.remove(field);
@@ -67,15 +98,26 @@ fn text_of(value: Option<&Value>) -> String {
 
 #[component]
 pub fn SchemaForm(fields: Vec<FieldSpec>, form: FormState) -> impl IntoView {
+    // A page sent back with a refusal takes the keyboard's focus to the first
+    // field the server named, in the page's order, with script or without.
+    let first_refused = form.refused.with_untracked(|refused| {
+        fields
+            .iter()
+            .find(|f| refused.iter().any(|e| e.field == f.name))
+            .map(|f| f.name.clone())
+    });
     view! {
         <div class="schema-form">
-            {fields.into_iter().map(|field| view! { <Field field form /> }).collect_view()}
+            {fields.into_iter().map(|field| {
+                let autofocus = first_refused.as_deref() == Some(field.name.as_str());
+                view! { <Field field form autofocus /> }
+            }).collect_view()}
         </div>
     }
 }
 
 #[component]
-fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
+fn Field(field: FieldSpec, form: FormState, autofocus: bool) -> impl IntoView {
     let id = format!("field-{}", field.name);
     let help_id = format!("{id}-help");
     let error_id = format!("{id}-error");
@@ -90,7 +132,7 @@ fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
         error_id.clone()
     };
     let kind = field.kind.clone();
-    let control = control(&field, &id, &described_by, form, error);
+    let control = control(&field, &id, &described_by, form, error, autofocus);
     let required = field.required && !matches!(kind, FieldKind::Boolean);
     view! {
         <div class="field" class:has-error=move || error.get().is_some()>
@@ -113,10 +155,10 @@ fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
 /// reads as "keep it".
 fn secret_control(
     field: &FieldSpec,
-    id: String,
-    described_by: String,
+    (id, described_by): (String, String),
     form: FormState,
     invalid: impl Fn() -> String + Send + Sync + 'static,
+    autofocus: bool,
 ) -> AnyView {
     let name = field.name.clone();
     let stored = form
@@ -147,24 +189,34 @@ fn secret_control(
     let hint = stored.then_some("Set; leave empty to keep it");
     view! {
         <input type="password" autocomplete="new-password" id=id name=name.clone()
-            required=field.required && !stored placeholder=hint
+            required=field.required && !stored placeholder=hint autofocus=autofocus
             aria-describedby=described_by aria-invalid=invalid
             on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
     }
     .into_any()
 }
 
+/// One field's control. The server renders each with its first value as an
+/// attribute (`value`, `checked`, `selected`, a text area's text), so the form
+/// shows and posts it without script; the island then keeps the control's
+/// property in step with the form's values.
 fn control(
     field: &FieldSpec,
     id: &str,
     described_by: &str,
     form: FormState,
     error: Memo<Option<String>>,
+    autofocus: bool,
 ) -> AnyView {
     let name = field.name.clone();
+    let first = form.values.with_untracked(|v| text_of(v.get(&name)));
     let current = {
         let name = name.clone();
-        move || form.values.with(|v| text_of(v.get(&name)))
+        move || {
+            form.live
+                .get()
+                .then(|| form.values.with(|v| text_of(v.get(&name))))
+        }
     };
     let on_input = {
         let (name, kind) = (name.clone(), field.kind.clone());
@@ -177,32 +229,34 @@ fn control(
     let invalid = move || error.get().is_some().to_string();
     let (id, described_by, required) = (id.to_string(), described_by.to_string(), field.required);
     if field.secret {
-        return secret_control(field, id, described_by, form, invalid);
+        return secret_control(field, (id, described_by), form, invalid, autofocus);
     }
     match &field.kind {
         FieldKind::Text { max_length, .. } => view! {
             <input type="text" id=id name=name.clone() required=required autocomplete="off"
-                maxlength=max_length.map(|m| m.to_string())
+                maxlength=max_length.map(|m| m.to_string()) autofocus=autofocus
                 aria-describedby=described_by aria-invalid=invalid
-                prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
+                value=first prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
         }
         .into_any(),
         FieldKind::Integer { minimum, maximum } => view! {
             <input type="number" inputmode="numeric" id=id name=name.clone() required=required
-                min=minimum.map(|m| m.to_string()) max=maximum.map(|m| m.to_string())
+                min=minimum.map(|m| m.to_string()) max=maximum.map(|m| m.to_string()) autofocus=autofocus
                 aria-describedby=described_by aria-invalid=invalid
-                prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
+                value=first prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
         }
         .into_any(),
         FieldKind::Boolean => {
-            let checked = {
+            let is_checked = {
                 let name = name.clone();
                 move || form.values.with(|v| v.get(&name).and_then(Value::as_bool).unwrap_or(false))
             };
+            let first_checked = is_checked();
+            let checked = move || form.live.get().then(is_checked.clone());
             let name_for_set = name.clone();
             view! {
-                <input type="checkbox" id=id name=name.clone() aria-describedby=described_by
-                    prop:checked=checked
+                <input type="checkbox" id=id name=name.clone() aria-describedby=described_by autofocus=autofocus
+                    checked=first_checked prop:checked=checked
                     on:change=move |ev| { form.set(&name_for_set, Value::Bool(event_target_checked(&ev))); form.touch(&name_for_set); } />
             }
             .into_any()
@@ -215,10 +269,13 @@ fn control(
             };
             let name_for_touch = name.clone();
             view! {
-                <select id=id name=name.clone() required=required aria-describedby=described_by aria-invalid=invalid
+                <select id=id name=name.clone() required=required autofocus=autofocus aria-describedby=described_by aria-invalid=invalid
                     prop:value=current on:change=move |ev| { on_input(event_target_value(&ev)); form.touch(&name_for_touch); }>
                     <option value="" disabled=true selected=move || !has_value()>"Choose…"</option>
-                    {options.into_iter().map(|o| view! { <option value=o.value.clone()>{o.label.clone()}</option> }).collect_view()}
+                    {options.into_iter().map(|o| {
+                        let chosen = o.value == first;
+                        view! { <option value=o.value.clone() selected=chosen>{o.label.clone()}</option> }
+                    }).collect_view()}
                 </select>
             }
             .into_any()
@@ -229,14 +286,63 @@ fn control(
             let lines_id = format!("{id}-lines");
             let described_by = format!("{lines_id} {described_by}");
             view! {
-                <textarea id=id name=name.clone() rows="3" required=required aria-describedby=described_by aria-invalid=invalid
+                <textarea id=id name=name.clone() rows="3" required=required autofocus=autofocus aria-describedby=described_by aria-invalid=invalid
                     placeholder="One per line"
-                    prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur></textarea>
+                    prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur>{first}</textarea>
                 <p class="help" id=lines_id>"One per line."</p>
             }
             .into_any()
         }
     }
+}
+
+/// Takes into the form's values what was typed or chosen in `fields` before the
+/// island was live (the page works, and posts, before its script has loaded),
+/// then lets the island drive the controls. Only in the browser.
+pub fn adopt_typed_values(fields: &[FieldSpec], form: FormState) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast as _;
+        for field in fields {
+            let Some(element) = document().get_element_by_id(&format!("field-{}", field.name))
+            else {
+                continue;
+            };
+            let shown = form.values.with_untracked(|v| text_of(v.get(&field.name)));
+            if let Some(input) = element.dyn_ref::<web_sys::HtmlInputElement>() {
+                if input.type_() == "checkbox" {
+                    let was = form.values.with_untracked(|v| {
+                        v.get(&field.name).and_then(Value::as_bool).unwrap_or(false)
+                    });
+                    if input.checked() != was {
+                        form.set(&field.name, Value::Bool(input.checked()));
+                    }
+                    continue;
+                }
+                let typed = input.value();
+                // A secret field starts empty whatever is stored: only typing counts.
+                let changed = if field.secret {
+                    !typed.is_empty()
+                } else {
+                    typed != shown
+                };
+                if changed {
+                    form.set(&field.name, coerce_form_value(&field.kind, &typed));
+                }
+            } else if let Some(select) = element.dyn_ref::<web_sys::HtmlSelectElement>() {
+                if select.value() != shown {
+                    form.set(&field.name, coerce_form_value(&field.kind, &select.value()));
+                }
+            } else if let Some(area) = element.dyn_ref::<web_sys::HtmlTextAreaElement>()
+                && area.value() != shown
+            {
+                form.set(&field.name, coerce_form_value(&field.kind, &area.value()));
+            }
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (fields, form);
+    form.live.set(true);
 }
 
 /// Moves the keyboard's focus to the first of `fields` the page shows, in the

@@ -1,7 +1,9 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::{EndSession, UnlinkChat, my_chat_link, my_sessions};
+use crate::api::{
+    EndSession, SESSIONS_SHOWN, SessionsPageData, UnlinkChat, my_chat_link, my_sessions,
+};
 use crate::components::{Loading, error_view};
 
 /// Who you are here (roles and teams, as the sign-in gave them) and every browser
@@ -23,7 +25,7 @@ pub fn SessionsPage() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match sessions.await {
-                    Ok((user, sessions)) => {
+                    Ok(SessionsPageData { user, sessions, more }) => {
                         let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
                         let teams = if user.teams.is_empty() { "none".to_string() } else { user.teams.join(", ") };
                         view! {
@@ -60,6 +62,11 @@ pub fn SessionsPage() -> impl IntoView {
                                     }}).collect_view()}
                                 </tbody>
                             </table>
+                            {more.then(|| view! {
+                                <p class="muted" data-testid="sessions-cut">
+                                    {format!("Only the {SESSIONS_SHOWN} sessions used most recently are listed: more browsers are signed in as you.")}
+                                </p>
+                            })}
                         }.into_any()
                     }
                     Err(e) => error_view(e),

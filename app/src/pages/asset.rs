@@ -1,12 +1,22 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use slipway_core::ids::AssetId;
-use slipway_core::views::{ASSET_PAGE_HISTORY, AssetTemplates};
+use slipway_core::views::{ASSET_PAGE_HISTORY, AssetTemplates, RelationView};
 
 use crate::api::fetch_asset;
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
 use crate::pages::request::ParamsTable;
+
+/// The relations an asset's page reads each way (the storage's `RELATIONS_SHOWN`):
+/// active first, then the newest retired.
+pub const RELATIONS_SHOWN: usize = 200;
+
+/// Whether the relations read stop short of all of them in either direction.
+fn relations_cut(relations: &[RelationView]) -> bool {
+    let required_by = relations.iter().filter(|r| r.kind == "required by").count();
+    required_by >= RELATIONS_SHOWN || relations.len() - required_by >= RELATIONS_SHOWN
+}
 
 #[component]
 pub fn AssetPage() -> impl IntoView {
@@ -57,6 +67,12 @@ pub fn AssetPage() -> impl IntoView {
                                         {a.monitoring.into_iter().map(|m| view! { <li><strong>{m.name.clone()}</strong>{format!(" ({})", m.kind)}<br /><code>{m.target.clone()}</code></li> }).collect_view()}
                                     </ul>
                                     <h2>"Relations"</h2>
+                                    {relations_cut(&a.relations).then(|| view! {
+                                        <p class="muted" data-testid="relations-cut">
+                                            {format!("At most {RELATIONS_SHOWN} each way: the active ones first, then the newest retired. All of them: ")}
+                                            <a href="/assets">"the asset search"</a>"."
+                                        </p>
+                                    })}
                                     {if a.relations.is_empty() { view! { <p class="empty">"None."</p> }.into_any() } else { view! {
                                         <ul class="plain">
                                             {a.relations.into_iter().map(|r| view! { <li>{format!("{} ", r.kind)}<a href=format!("/assets/{}", r.asset_id)>{r.asset_name.clone()}</a>{format!(" ({})", r.type_name)}{(r.state == "retired").then(|| view! { " " <span class="badge">"retired"</span> })}</li> }).collect_view()}

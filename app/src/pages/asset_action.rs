@@ -3,11 +3,11 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 use slipway_core::ids::AssetId;
 
 use crate::api::load_action_form;
-use crate::components::request_form::{ActionOn, FormMode, RequestForm};
+use crate::components::request_form::{ActionOn, FormMode, RequestForm, SentBack, refilled};
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
 
@@ -24,6 +24,7 @@ pub fn AssetActionPage() -> impl IntoView {
         let id = id.ok_or_else(|| AppError::NotFound("asset".into()))?;
         load_action_form(id, action).await
     });
+    let query = use_query_map();
     view! {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
@@ -35,6 +36,16 @@ pub fn AssetActionPage() -> impl IntoView {
                             asset_id: form.asset.id,
                             action: form.action.name.clone(),
                         };
+                        let mode = FormMode::Act { on, submit_key: ctx.submit_key };
+                        // Sent back with a refusal: the values it was posted with.
+                        let given: Vec<(String, String)> = query.with_untracked(|q| {
+                            q.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+                        });
+                        let sent_back = SentBack::from_query(&given, &mode.action(&form.form_type.name));
+                        let initial = match sent_back {
+                            Some(_) => refilled(&form.form_type, form.initial, &given),
+                            None => form.initial,
+                        };
                         view! {
                             <Title text=heading.clone() />
                             <h1>{heading}</h1>
@@ -44,10 +55,11 @@ pub fn AssetActionPage() -> impl IntoView {
                                 <p class="notice">"Completing this action removes the resource and retires the asset; its history is kept."</p>
                             })}
                             <RequestForm
-                                initial=form.initial
+                                initial
                                 resource_type=form.form_type
-                                mode=FormMode::Act { on, submit_key: ctx.submit_key }
+                                mode
                                 submit_label=format!("Ask for: {}", form.action.title)
+                                sent_back
                             />
                         }
                         .into_any()

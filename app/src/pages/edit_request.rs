@@ -1,9 +1,10 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 use slipway_core::ids::RequestId;
 
 use crate::api::{fetch_request, load_action_form, load_form_context};
-use crate::components::request_form::{ActionOn, FormMode, RequestForm};
+use crate::components::request_form::{ActionOn, FormMode, RequestForm, SentBack, refilled};
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
 
@@ -39,6 +40,7 @@ pub fn EditRequestPage() -> impl IntoView {
         };
         Ok::<_, AppError>((id, detail, form))
     });
+    let query = use_query_map();
     view! {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
@@ -51,6 +53,17 @@ pub fn EditRequestPage() -> impl IntoView {
                         };
                         let feedback: Vec<_> = detail.decisions.iter().filter(|d| d.decision == "request_changes" && !d.voided).map(|d| (d.decided_by.clone(), d.comment.clone())).collect();
                         let next_revision = detail.summary.revision + 1;
+                        let mode = FormMode::Resubmit { id, on };
+                        // Sent back with a refusal: the values it was posted with,
+                        // over the last revision's (whose stored secrets stay).
+                        let given: Vec<(String, String)> = query.with_untracked(|q| {
+                            q.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+                        });
+                        let sent_back = SentBack::from_query(&given, &mode.action(&resource_type.name));
+                        let initial = match sent_back {
+                            Some(_) => refilled(&resource_type, initial, &given),
+                            None => initial,
+                        };
                         view! {
                             <Title text=format!("Revise request #{id}") />
                             <h1>{format!("Revise request #{id}")}</h1>
@@ -62,8 +75,9 @@ pub fn EditRequestPage() -> impl IntoView {
                             <RequestForm
                                 resource_type
                                 initial
-                                mode=FormMode::Resubmit { id, on }
+                                mode
                                 submit_label="Resubmit".to_string()
+                                sent_back
                             />
                         }
                         .into_any()

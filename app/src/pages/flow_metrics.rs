@@ -10,6 +10,7 @@ use slipway_core::flow::{
 
 use crate::api::flow_metrics;
 use crate::components::{Loading, error_view};
+use crate::error::AppError;
 
 const HOUR_MS: f64 = 3_600_000.0;
 
@@ -56,10 +57,20 @@ pub fn FlowMetricsPage() -> impl IntoView {
             <strong>"touch"</strong>" is time someone or something works on it (executing, verifying, handled by hand). Weeks start on Monday, UTC."</p>
         <Transition fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
-                match metrics.await {
+                let figures = metrics.await;
+                // The filters stay when the figures do not come: a refused window
+                // or type is corrected from the same form (by those who may read them).
+                let refused = matches!(figures, Err(AppError::Unauthenticated | AppError::Forbidden(_)));
+                let types = figures.as_ref().map_or_else(
+                    |_| Vec::new(),
+                    |m| m.types.iter().map(|t| t.type_name.clone()).collect(),
+                );
+                let filters = (!refused).then(|| view! { <Filters query=query.get_untracked() types /> });
+                let shown = match figures {
                     Ok(m) => view! { <FlowView m /> }.into_any(),
                     Err(e) => error_view(e),
-                }
+                };
+                view! { {filters} {shown} }
             })}
         </Transition>
     }
@@ -80,20 +91,23 @@ fn FlowView(m: FlowMetrics) -> impl IntoView {
         date_of(m.until_ms - 1)
     );
     view! {
-        <Filters m=m.clone() />
         <p class="muted">{window}</p>
         <Summary flow=m.all.clone() />
         <Steps flow=focus />
         <Trend m=m.clone() />
-        <TypesTable types=m.types.clone() />
+        <TypesTable types=m.types.clone() weeks=m.weeks />
     }
 }
 
-/// A GET form, so the window and the type land in the address.
+/// A GET form, so the window and the type land in the address: as the address
+/// asks, with the types the figures have (and the one asked for, had it none).
 #[component]
-fn Filters(m: FlowMetrics) -> impl IntoView {
-    let weeks = m.weeks;
-    let chosen = m.trend_type.clone().unwrap_or_default();
+fn Filters(query: FlowQuery, mut types: Vec<String>) -> impl IntoView {
+    let weeks = query.weeks.unwrap_or(DEFAULT_WEEKS);
+    let chosen = query.type_name.unwrap_or_default();
+    if !chosen.is_empty() && !types.contains(&chosen) {
+        types.push(chosen.clone());
+    }
     view! {
         <form method="get" action="" class="filters" aria-label="Window and type">
             <div class="field"><label for="flow-weeks">"Weeks"</label>
@@ -105,9 +119,9 @@ fn Filters(m: FlowMetrics) -> impl IntoView {
             <div class="field"><label for="flow-type">"Type"</label>
                 <select id="flow-type" name="type">
                     <option value="" selected=chosen.is_empty()>"All types"</option>
-                    {m.types.iter().map(|t| {
-                        let name = t.type_name.clone();
-                        view! { <option value=name.clone() selected=name == chosen>{name.clone()}</option> }
+                    {types.into_iter().map(|name| {
+                        let selected = name == chosen;
+                        view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
                     }).collect_view()}
                 </select></div>
             <button type="submit">"Show"</button>

@@ -5,7 +5,7 @@ use slipway_core::catalog::ResourceType;
 use slipway_core::validate::values_from_text;
 
 use crate::api::load_form_context;
-use crate::components::request_form::{FormMode, RequestForm};
+use crate::components::request_form::{FormMode, RequestForm, SentBack};
 use crate::components::{Loading, error_view};
 
 #[component]
@@ -23,6 +23,8 @@ pub fn NewRequestPage() -> impl IntoView {
                         let given: Vec<(String, String)> = query.with_untracked(|q| {
                             q.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
                         });
+                        let mode = FormMode::New { submit_key: ctx.submit_key };
+                        let sent_back = SentBack::from_query(&given, &mode.action(&ctx.resource_type.name));
                         view! {
                             <Title text=format!("Request a {title}") />
                             <h1>{format!("Request a {title}")}</h1>
@@ -30,8 +32,9 @@ pub fn NewRequestPage() -> impl IntoView {
                             <RequestForm
                                 initial=prefilled(&ctx.resource_type, &given)
                                 resource_type=ctx.resource_type
-                                mode=FormMode::New { submit_key: ctx.submit_key }
+                                mode
                                 submit_label="Submit request".to_string()
+                                sent_back
                             />
                         }
                         .into_any()
@@ -45,7 +48,8 @@ pub fn NewRequestPage() -> impl IntoView {
 
 /// The form's first values: the type's defaults, and what a link carries for
 /// its fields (`/requests/new/k8s-namespace?name=web&team=payments`, as the chat
-/// bot sends). A secret or a key the form has no field for is never taken.
+/// bot sends, or as a refused post comes back). A secret or a key the form has
+/// no field for is never taken.
 fn prefilled(
     ty: &ResourceType,
     given: &[(String, String)],

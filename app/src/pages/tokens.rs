@@ -2,17 +2,26 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use slipway_core::views::{TokenScope, TokenView};
+use slipway_core::views::TokenScope;
 
-use crate::api::{RevokeToken, TokensPageData, tokens_page};
+use crate::api::{ListedToken, RevokeToken, TokensPageData, tokens_page};
 use crate::components::{Loading, error_view};
 
 #[component]
 pub fn TokensPage() -> impl IntoView {
-    let data = Resource::new(|| (), |_| tokens_page());
+    let revoke = ServerAction::<RevokeToken>::new();
+    let data = Resource::new(move || revoke.version().get(), |_| tokens_page());
+    let error = move || {
+        revoke
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| e.to_string())
+    };
     view! {
         <Title text="API tokens" />
         <h1>"API tokens"</h1>
+        {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
         <p class="muted">
             "A token lets a pipeline or a script use the "
             <a href="/api-docs">"Slipway API"</a>
@@ -24,7 +33,7 @@ pub fn TokensPage() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(TokensPageData { tokens }) => view! { <TokenTable tokens /> }.into_any(),
+                    Ok(TokensPageData { tokens }) => view! { <TokenTable tokens revoke /> }.into_any(),
                     Err(e) => error_view(e),
                 }
             })}
@@ -74,11 +83,10 @@ fn scope_help(scope: TokenScope) -> &'static str {
 }
 
 #[component]
-fn TokenTable(tokens: Vec<TokenView>) -> impl IntoView {
+fn TokenTable(tokens: Vec<ListedToken>, revoke: ServerAction<RevokeToken>) -> impl IntoView {
     if tokens.is_empty() {
         return view! { <p class="empty">"You have no tokens."</p> }.into_any();
     }
-    let revoke = ServerAction::<RevokeToken>::new();
     view! {
         <table class="list">
             <thead><tr>
@@ -86,7 +94,7 @@ fn TokenTable(tokens: Vec<TokenView>) -> impl IntoView {
                 <th scope="col">"Created"</th><th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"Status"</th>
             </tr></thead>
             <tbody>
-                {tokens.into_iter().map(|t| {
+                {tokens.into_iter().map(|ListedToken { token: t, expired }| {
                     let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
                     view! {
                         <tr>
@@ -98,6 +106,8 @@ fn TokenTable(tokens: Vec<TokenView>) -> impl IntoView {
                             <td>{t.last_used_at.clone().unwrap_or_else(|| "never".into())}</td>
                             <td>{if t.revoked {
                                 view! { <span class="badge">"revoked"</span> }.into_any()
+                            } else if expired {
+                                view! { <span class="badge">"expired"</span> }.into_any()
                             } else {
                                 view! {
                                     <ActionForm action=revoke>

@@ -73,8 +73,8 @@ async fn get_type(
     Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TypeDetail>, ApiError> {
-    let ty = services::catalog::resource_type(&state, &caller, &name)
-        .map_err(|e| problem(&caller, e))?;
+    let ty =
+        services::catalog::form_type(&state, &caller, &name).map_err(|e| problem(&caller, e))?;
     let summary = services::catalog::list_types(&state, &caller)
         .into_iter()
         .find(|t| t.name == ty.name)
@@ -110,8 +110,8 @@ async fn type_schema(
     Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let ty = services::catalog::resource_type(&state, &caller, &name)
-        .map_err(|e| problem(&caller, e))?;
+    let ty =
+        services::catalog::form_type(&state, &caller, &name).map_err(|e| problem(&caller, e))?;
     Ok(Json(ty.parameters))
 }
 

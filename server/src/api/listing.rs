@@ -115,6 +115,10 @@ pub fn parse(
     let mut cursor_as: Option<&'static str> = None;
     for (key, value) in pairs {
         if flags.contains(&key.as_str()) {
+            if read_flags.iter().any(|(flag, _)| flag == key) {
+                errors.push(FieldError::new(key.as_str(), "is given more than once"));
+                continue;
+            }
             match value.trim() {
                 "true" | "1" => read_flags.push((key.clone(), true)),
                 "false" | "0" => read_flags.push((key.clone(), false)),
@@ -291,6 +295,15 @@ mod tests {
         assert_eq!(
             fields(parse(&pairs(&[("text", "x")]), REQUEST_FILTERS, &[])),
             ["text"]
+        );
+        assert_eq!(
+            fields(parse(
+                &pairs(&[("mine", "false"), ("mine", "true")]),
+                REQUEST_FILTERS,
+                &["mine"]
+            )),
+            ["mine"],
+            "a flag given twice is not read as a list"
         );
         let mine = parse(&pairs(&[("mine", "true")]), REQUEST_FILTERS, &["mine"]);
         assert!(mine.is_ok_and(|q| q.flag("mine")));

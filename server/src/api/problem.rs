@@ -222,17 +222,30 @@ impl From<ServiceError> for Problem {
     }
 }
 
+/// The characters of a parser's message kept in an answer: serde quotes the
+/// unknown key or variant it met, which may be as long as the body.
+const PARSER_MESSAGE_CHARS: usize = 300;
+
+/// A parser's message cut to its first characters.
+fn briefly(text: &str) -> String {
+    match text.char_indices().nth(PARSER_MESSAGE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// Body, query and path errors from axum's extractors, said plainly.
 impl From<JsonRejection> for Problem {
     fn from(rejection: JsonRejection) -> Problem {
         match rejection {
             JsonRejection::JsonDataError(e) => {
                 let (field, reason) = field_of(&e);
-                Problem::invalid(vec![FieldError::new(field, reason)])
+                Problem::invalid(vec![FieldError::new(briefly(&field), briefly(&reason))])
             }
-            JsonRejection::JsonSyntaxError(e) => {
-                Problem::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
-            }
+            JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!(
+                "the body is not valid JSON: {}",
+                briefly(&e.body_text())
+            )),
             JsonRejection::MissingJsonContentType(_) => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -284,12 +297,29 @@ fn field_of(error: &axum::extract::rejection::JsonDataError) -> (String, String)
 
 impl From<QueryRejection> for Problem {
     fn from(rejection: QueryRejection) -> Problem {
-        Problem::bad_request(format!("bad query parameters: {}", rejection.body_text()))
+        Problem::bad_request(format!(
+            "bad query parameters: {}",
+            briefly(&rejection.body_text())
+        ))
     }
 }
 
 impl From<PathRejection> for Problem {
     fn from(rejection: PathRejection) -> Problem {
-        Problem::bad_request(format!("bad path: {}", rejection.body_text()))
+        Problem::bad_request(format!("bad path: {}", briefly(&rejection.body_text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parsers_message_is_cut_at_a_character() {
+        assert_eq!(briefly("short"), "short");
+        let long = "é".repeat(PARSER_MESSAGE_CHARS + 50);
+        let cut = briefly(&long);
+        assert_eq!(cut.chars().count(), PARSER_MESSAGE_CHARS + 1);
+        assert!(cut.ends_with('…'));
     }
 }

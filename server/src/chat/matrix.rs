@@ -134,6 +134,18 @@ const GAP_FILTER: &str = r#"{"types":["m.room.message","m.room.encrypted","m.roo
 /// from before the bot joined it are history, never commands.
 const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member"],"limit":100}}}"#;
 
+/// A sync's answer, read.
+fn sync_response(body: Value) -> Result<SyncResponse, MatrixError> {
+    serde_json::from_value(body).map_err(|e| MatrixError::Refused {
+        status: 200,
+        errcode: "M_BAD_JSON".into(),
+        message: format!("a sync answer Slipway cannot read: {e}"),
+    })
+}
+
+/// Invitations only: no room's timeline, state or anything else.
+const INVITES_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"limit":0},"account_data":{"types":[]}}}"#;
+
 /// A timeline event as a message, if it is a text message with a body or an
 /// encrypted one.
 fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
@@ -332,13 +344,7 @@ impl MatrixClient {
             .get(self.url("/sync"))
             .query(&query)
             .timeout(wait + Duration::from_secs(30));
-        let body = self.call(request).await?;
-        let response: SyncResponse =
-            serde_json::from_value(body).map_err(|e| MatrixError::Refused {
-                status: 200,
-                errcode: "M_BAD_JSON".into(),
-                message: format!("a sync answer Slipway cannot read: {e}"),
-            })?;
+        let response = sync_response(self.call(request).await?)?;
         // The first sync only catches up: what came before it is history.
         let mut gaps = BTreeMap::new();
         if let Some(since) = since {
@@ -359,6 +365,21 @@ impl MatrixClient {
             }
         }
         Ok(response.into_batch(gaps, bot))
+    }
+
+    /// The invitations waiting for the bot now. An incremental sync brings an
+    /// invitation once; one heard just before a stop, and not joined by then,
+    /// would otherwise wait for ever. A sync from nothing lists every pending
+    /// invitation; its filter keeps every room's events out of the answer.
+    pub async fn pending_invites(&self, bot: &str) -> Result<Vec<Invite>, MatrixError> {
+        let query = [("timeout", "0"), ("filter", INVITES_FILTER)];
+        let request = self
+            .http
+            .get(self.url("/sync"))
+            .query(&query)
+            .timeout(Duration::from_secs(60));
+        let response = sync_response(self.call(request).await?)?;
+        Ok(response.into_batch(BTreeMap::new(), bot).invites)
     }
 
     /// A room's events from `from` back to the last sync (`to`), oldest first:

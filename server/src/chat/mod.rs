@@ -367,6 +367,10 @@ async fn sync_loop(
 ) {
     let mut backoff = Backoff::new(settings.max_backoff);
     let mut listening = Listening::default();
+    tokio::select! {
+        _ = reread_pending_invites(state, client, heard, &mut listening) => {}
+        _ = stopped.wait_for(|stop| *stop) => return,
+    }
     while !*stopped.borrow() {
         let since = match load_cursor(state).await {
             Ok(since) => since,
@@ -404,6 +408,39 @@ async fn sync_loop(
     }
 }
 
+/// At start, the invitations heard before a stop and not joined yet (a later
+/// sync does not bring them again). Not needed on the first sync ever, which
+/// brings every pending one; a homeserver that cannot answer now is logged, and
+/// the bot goes on with what new syncs bring.
+async fn reread_pending_invites(
+    state: &AppState,
+    client: &MatrixClient,
+    heard: Heard<'_>,
+    listening: &mut Listening,
+) {
+    if !matches!(load_cursor(state).await, Ok(Some(_))) {
+        return;
+    }
+    match client.pending_invites(heard.bot).await {
+        Ok(invites) => accept_invites(heard, listening, &invites),
+        Err(error) => {
+            tracing::warn!(%error, "the chat bot could not read the invitations waiting for it; new ones are still heard");
+        }
+    }
+}
+
+/// Queues the invitations the bot accepts for joining.
+fn accept_invites(heard: Heard<'_>, listening: &mut Listening, invites: &[Invite]) {
+    for invite in invites {
+        if !accepts(invite, heard.bot, heard.rooms) {
+            tracing::info!(room = %invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from another homeserver");
+            continue;
+        }
+        heard.invitations.add(&invite.room_id);
+        listening.invited(&invite.room_id, now_millis());
+    }
+}
+
 async fn load_cursor(state: &AppState) -> Result<Option<String>, StorageError> {
     let mut conn = state.db.pool.acquire().await?;
     storage::chat::cursor(&mut conn, SYNC_CURSOR).await
@@ -419,14 +456,7 @@ async fn handle_batch(
     first: bool,
     batch: &SyncBatch,
 ) -> Result<(), StorageError> {
-    for invite in &batch.invites {
-        if !accepts(invite, heard.bot, heard.rooms) {
-            tracing::info!(room = %invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from another homeserver");
-            continue;
-        }
-        heard.invitations.add(&invite.room_id);
-        listening.invited(&invite.room_id, now_millis());
-    }
+    accept_invites(heard, listening, &batch.invites);
     if !first {
         for message in batch.messages.iter().filter(|m| m.sender != heard.bot) {
             if listening.said_before_invitation(&message.room_id, message.sent_at) {

@@ -15,6 +15,7 @@ mod escaped;
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -505,16 +506,29 @@ pub fn sweep_scratch(scratch_dir: &Path, older_than: Duration) -> std::io::Resul
         Err(error) => return Err(error),
     };
     let mut removed = 0;
-    for entry in entries {
-        let entry = entry?;
-        let is_run = entry.file_name().to_string_lossy().starts_with("run-");
-        let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
-        if is_run && entry.file_type()?.is_dir() && age > older_than {
-            std::fs::remove_dir_all(entry.path())?;
-            removed += 1;
+    // One directory that cannot be removed (a program left a file it made
+    // read-only, say) is logged and passed over: the others still go.
+    for entry in entries.flatten() {
+        match sweep_one(&entry, older_than) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(path = %entry.path().display(), %error, "a left-over scratch directory could not be removed");
+            }
         }
     }
     Ok(removed)
+}
+
+/// Removes one left-over run directory; false when the entry is not one.
+fn sweep_one(entry: &std::fs::DirEntry, older_than: Duration) -> std::io::Result<bool> {
+    let is_run = entry.file_name().to_string_lossy().starts_with("run-");
+    let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+    if is_run && entry.file_type()?.is_dir() && age > older_than {
+        std::fs::remove_dir_all(entry.path())?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 fn prepare_scratch(
@@ -527,7 +541,14 @@ fn prepare_scratch(
     let io = |what: &str, path: &Path, e: std::io::Error| {
         DriverError::Retryable(format!("could not {what} {}: {e}", path.display()))
     };
-    std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+    let scratch_dir = &settings.scratch_dir;
+    std::fs::create_dir_all(scratch_dir).map_err(|e| io("create", scratch_dir, e))?;
+    // The run's files (rendered SQL, a state file the program writes) are this
+    // user's alone, whatever the process's umask.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| io("create", &dir, e))?;
     let scratch = Scratch(dir);
     for file in &command.files {
         // Rendered paths are relative without `..` (the renderer checks), so
@@ -1059,6 +1080,15 @@ mod tests {
             0,
             "the scratch directory is removed"
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_runs_scratch_directory_is_its_users_alone() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let outcome = run(dir.path(), &step("sh", &["-c", "stat -c %a ."])).await?;
+        assert_eq!(outcome.log, ["stdout: 700"]);
         Ok(())
     }
 

@@ -13,9 +13,9 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use hmac::{Hmac, Mac};
-use openidconnect::url::form_urlencoded;
 use rand::Rng;
 use sha2::Sha256;
+use url::form_urlencoded;
 
 use crate::secrets::SecretKey;
 

@@ -9,9 +9,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use openidconnect::url::form_urlencoded;
 use serde::Deserialize;
 use tower_sessions::Session;
+use url::form_urlencoded;
 
 use super::sign_in_cookie::SignInCookie;
 use super::{safe_next, start_user_session, user_agent};
@@ -30,6 +30,38 @@ struct OidcRoutes {
     app: AppState,
     oidc: Arc<Oidc>,
     cookie: Arc<SignInCookie>,
+    unblamed_audits: Arc<AuditBudget>,
+}
+
+/// Refused callbacks that count against no one, audited per minute at most:
+/// any page can send browsers here, and each would otherwise add a row to an
+/// audit trail that is never pruned. Beyond the budget they are only logged.
+const UNBLAMED_AUDITS_PER_MINUTE: u32 = 60;
+
+/// How many of this minute's audit rows are still to be had.
+#[derive(Default)]
+struct AuditBudget {
+    /// The minute (epoch ms / 60,000) and the rows written in it.
+    used: std::sync::Mutex<(i64, u32)>,
+}
+
+impl AuditBudget {
+    /// Takes one row of the budget at `now_ms`; false when the minute's are spent.
+    fn take(&self, now_ms: i64) -> bool {
+        let minute = now_ms.div_euclid(60_000);
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if used.0 != minute {
+            *used = (minute, 0);
+        }
+        if used.1 >= UNBLAMED_AUDITS_PER_MINUTE {
+            return false;
+        }
+        used.1 += 1;
+        true
+    }
 }
 
 /// The OIDC routes when a provider is configured (none otherwise). Discovery starts
@@ -63,6 +95,7 @@ pub fn router(state: &AppState) -> Router {
                 state.settings.secret_key.as_ref(),
                 state.settings.secure_cookies,
             )),
+            unblamed_audits: Arc::default(),
         })
 }
 
@@ -142,12 +175,12 @@ async fn finish(
     query: CallbackQuery,
 ) -> Response {
     let app = &routes.app;
-    let fail = |reason: String, error: &'static str, next: String| async move {
+    let fail = |reason: String, error: &'static str, next: String, blame: Blame| async move {
         tracing::info!(%reason, "OIDC sign-in refused");
-        let blame = match error {
-            "provider_unavailable" => Blame::Provider,
-            _ => Blame::Caller,
-        };
+        if blame == Blame::Nobody && !routes.unblamed_audits.take(now_millis()) {
+            tracing::warn!(%reason, "more refused sign-ins this minute than are audited; this one is only logged");
+            return to_login(error, &next);
+        }
         if let Err(audit) = record_failure(app, &reason, meta, blame).await {
             tracing::error!(%audit, "could not audit a refused sign-in");
         }
@@ -163,11 +196,14 @@ async fn finish(
             return to_login("sign_in_failed", DEFAULT_NEXT);
         }
     }
+    // Until the code goes to the provider, a refusal costs nothing but its
+    // audit row and counts against no one: any page can send a browser here.
     let Some(pending) = routes.cookie.read(headers, now_millis()) else {
         return fail(
             "no sign-in was under way in this browser".into(),
             "sign_in_expired",
             DEFAULT_NEXT.into(),
+            Blame::Nobody,
         )
         .await;
     };
@@ -177,6 +213,7 @@ async fn finish(
             format!("the provider answered {}", short(&error)),
             "provider_refused",
             next,
+            Blame::Nobody,
         )
         .await;
     }
@@ -185,15 +222,24 @@ async fn finish(
             "the provider's answer has no code or state".into(),
             "sign_in_failed",
             next,
+            Blame::Nobody,
         )
         .await;
     };
     let claims = match routes.oidc.verified_claims(&pending, &code, &state).await {
         Ok(claims) => claims,
         Err(OidcError::Unavailable(reason)) => {
-            return fail(reason, "provider_unavailable", next).await;
+            return fail(reason, "provider_unavailable", next, Blame::Provider).await;
         }
-        Err(error) => return fail(error.to_string(), "sign_in_failed", next).await,
+        Err(error @ OidcError::StateMismatch) => {
+            return fail(error.to_string(), "sign_in_failed", next, Blame::Nobody).await;
+        }
+        Err(error @ OidcError::Refused(_)) => {
+            return fail(error.to_string(), "sign_in_failed", next, Blame::Caller).await;
+        }
+        Err(error @ OidcError::Service(_)) => {
+            return fail(error.to_string(), "sign_in_failed", next, Blame::Nobody).await;
+        }
     };
     let user = match sign_in(app, routes.oidc.settings(), &claims, meta).await {
         Ok(user) => user,
@@ -213,4 +259,18 @@ async fn finish(
     tracing::info!(username = %user.username, "signed in through OIDC");
     let target = safe_next(&next).unwrap_or_else(|| DEFAULT_NEXT.into());
     Redirect::to(&target).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unblamed_refusals_are_audited_up_to_a_budget_each_minute() {
+        let budget = AuditBudget::default();
+        let minute = 1_780_000_020_000;
+        let taken = (0..200).filter(|_| budget.take(minute)).count();
+        assert_eq!(taken, UNBLAMED_AUDITS_PER_MINUTE as usize);
+        assert!(budget.take(minute + 60_000), "a new minute, a new budget");
+    }
 }

@@ -338,8 +338,17 @@ pub(crate) async fn deployed_state(
 }
 
 /// The most completed requests of one action on one asset read for its
-/// `unique_by` rule: years of nightly backups.
+/// `unique_by` or `refers_to` rule once the database has matched the values:
+/// more only where a value is one it cannot match (a list).
 const UNIQUE_BY_LOOKBACK: i64 = 20_000;
+
+/// The values `params` gives for `names`, as the database is asked to match them.
+fn given_values<'a>(names: &'a [String], params: &'a Value) -> Vec<(&'a str, &'a Value)> {
+    names
+        .iter()
+        .filter_map(|name| params.get(name).map(|value| (name.as_str(), value)))
+        .collect()
+}
 
 /// A completed request of the action on this asset that used the values of the
 /// action's `unique_by` parameters that `params` gives again.
@@ -352,9 +361,15 @@ async fn used_before(
         return Ok(None);
     };
     let asset = on.asset.summary.id;
-    let earlier =
-        storage::requests::completed_actions(conn, asset, &on.action.name, UNIQUE_BY_LOOKBACK)
-            .await?;
+    let values = given_values(&on.action.unique_by, params);
+    let earlier = storage::requests::completed_actions(
+        conn,
+        asset,
+        &on.action.name,
+        &values,
+        UNIQUE_BY_LOOKBACK,
+    )
+    .await?;
     let Some((id, _)) = earlier
         .iter()
         .find(|(_, earlier)| action::uses_same_unique_values(on.action, params, earlier))
@@ -388,9 +403,15 @@ pub(crate) async fn referred_request(
         return Ok(None);
     };
     let asset = on.asset.summary.id;
-    let earlier =
-        storage::requests::completed_actions(conn, asset, &reference.action, UNIQUE_BY_LOOKBACK)
-            .await?;
+    let values = given_values(&reference.by, params);
+    let earlier = storage::requests::completed_actions(
+        conn,
+        asset,
+        &reference.action,
+        &values,
+        UNIQUE_BY_LOOKBACK,
+    )
+    .await?;
     Ok(earlier
         .into_iter()
         .find(|(_, earlier)| action::is_referred(on.action, params, earlier)))

@@ -117,10 +117,11 @@ fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64
 /// Single sign-on's failures count against the client's address as failed
 /// passwords do, on a count of their own (a lock of one never holds the other
 /// back: the password form stays the way in for an admin while single sign-on
-/// fails): a callback costs an audit row and, with a sign-in under way, a call
-/// to the provider's token endpoint with Slipway's own credentials (which
-/// providers rate-limit per client, so a flood from one address could lock the
-/// whole company out). No address, no count.
+/// fails). Only a code the provider refused (or an ID token that failed the
+/// checks) counts: it cost a call to the provider's token endpoint with
+/// Slipway's own credentials, which providers rate-limit per client, so a flood
+/// of them from one address could lock the whole company out. No address, no
+/// count.
 fn provider_subjects(meta: &CallMeta) -> Vec<(String, i64)> {
     meta.client_addr
         .as_deref()
@@ -633,7 +634,8 @@ const DEMO_USERS: [DemoUser; 3] = [
 ];
 
 /// First start only: demo users in demo mode, otherwise one admin with a generated
-/// password printed once. Later starts find users and do nothing.
+/// password written to [`INITIAL_ADMIN_PASSWORD_FILE`] in the data directory.
+/// Later starts find users and do nothing.
 pub async fn ensure_initial_users(state: &AppState) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
     if users::count(&mut tx).await? > 0 {
@@ -666,13 +668,116 @@ pub async fn ensure_initial_users(state: &AppState) -> ServiceResult<()> {
             teams: &[],
         };
         create_user(state, &mut tx, admin, &password, "first start").await?;
-        // Printed once, on the first start only; the hash is all that is stored.
+        // A log is read by many and kept long: the password goes to a file only
+        // the server's user can read. It is written before the account is
+        // committed: if the write fails, no admin is made and the next start
+        // tries again.
+        let path = state.settings.data_dir.join(INITIAL_ADMIN_PASSWORD_FILE);
+        write_private_file(&path, &password).map_err(|error| {
+            ServiceError::Internal(format!(
+                "cannot write the first admin password to {}: {error}",
+                path.display()
+            ))
+        })?;
         tracing::warn!(
-            "first start: created user admin with password {password} (shown once; change it after signing in)"
+            path = %path.display(),
+            "first start: created user admin; its password is in this file (readable by this \
+             user only). Sign in, then set another with `slipway user set-password admin` \
+             and delete the file"
         );
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The file in the data directory that holds the first admin's password.
+pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Writes `text` (and a newline) to a new file that only this process's user may
+/// read. A file left there before (an earlier start whose set-up failed) is
+/// replaced, not reused: its permissions could be anyone's.
+fn write_private_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{text}")?;
+    file.sync_all()
+}
+
+/// The shortest password `slipway user set-password` takes.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Whether a new password may be set; the refusal says why.
+fn check_new_password(password: &str) -> ServiceResult<()> {
+    let refuse = |message: String| {
+        Err(ServiceError::Invalid(vec![
+            slipway_core::validate::FieldError::new("password", message),
+        ]))
+    };
+    if password.is_empty() {
+        return refuse("is empty; give the new password on one line".into());
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return refuse(format!(
+            "is too short: at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    // Sign-in refuses longer ones unchecked: such a password could never be used.
+    if password.len() > MAX_PASSWORD_BYTES {
+        return refuse(format!("is too long: at most {MAX_PASSWORD_BYTES} bytes"));
+    }
+    if password.chars().any(char::is_control) {
+        return refuse("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Sets a local account's password, for an administrator at the command line
+/// (a forgotten password, the generated first one). Every session of the
+/// account ends, so whoever knew the old password is signed out too; its API
+/// tokens stay (revoke them with `user disable` if the account was taken over).
+/// Refused for an account that signs in only through single sign-on: its
+/// password is the provider's business. Answers how many sessions ended.
+pub async fn set_password(state: &AppState, username: &str, password: &str) -> ServiceResult<u64> {
+    check_new_password(password)?;
+    let hash = hash_password(password)?;
+    let mut tx = state.db.write().await?;
+    let id = match users::set_password(&mut tx, username, &hash).await? {
+        users::PasswordChange::Changed(id) => id,
+        users::PasswordChange::SingleSignOnOnly => {
+            return Err(ServiceError::Forbidden(format!(
+                "{username:?} signs in through single sign-on only and has no password here; \
+                 change it at the identity provider"
+            )));
+        }
+        users::PasswordChange::Missing => {
+            return Err(ServiceError::NotFound(format!(
+                "an account called {username:?}"
+            )));
+        }
+    };
+    let sessions = crate::storage::sessions::end_all_for_user(&mut tx, id).await?;
+    record(
+        &mut tx,
+        state.db.engine,
+        // Whoever runs the command is the machine's administrator, not a user here.
+        &Actor::Policy("admin-command".into()),
+        "user.password_set",
+        ("user", id.to_string()),
+        Some(username.to_string()),
+        format!("ended {sessions} sessions"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sessions)
 }
 
 /// Stores a local account with its password hashed, and audits its creation.
@@ -731,11 +836,15 @@ pub async fn sessions(
 
 /// Ends one of the user's own sessions (another browser, a lost laptop).
 pub async fn end_session(state: &AppState, user: &Caller, handle: &str) -> ServiceResult<()> {
+    let gone = || ServiceError::NotFound("that session (it may have ended already)".into());
+    // Handles are 32 hex digits; anything else names no session (and a NUL in it
+    // is not even comparable on PostgreSQL).
+    if !is_session_handle(handle) {
+        return Err(gone());
+    }
     let mut tx = state.db.write().await?;
     if !crate::storage::sessions::end_for_user(&mut tx, user.id, handle).await? {
-        return Err(ServiceError::NotFound(
-            "that session (it may have ended already)".into(),
-        ));
+        return Err(gone());
     }
     record(
         &mut tx,
@@ -751,9 +860,24 @@ pub async fn end_session(state: &AppState, user: &Caller, handle: &str) -> Servi
     Ok(())
 }
 
+/// What a session's handle looks like (a UUID without dashes).
+fn is_session_handle(handle: &str) -> bool {
+    handle.len() == 32 && handle.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_handle_is_32_hex_digits() {
+        assert!(is_session_handle(
+            &uuid::Uuid::new_v4().simple().to_string()
+        ));
+        for bad in ["", "abc", "a\u{0}", &"g".repeat(32), &"a".repeat(33)] {
+            assert!(!is_session_handle(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn locks_grow_after_the_free_attempts_and_stop_at_fifteen_minutes() {

@@ -1,5 +1,5 @@
 use crate::services::Caller;
-use slipway_core::catalog::{Dictionary, ResourceType};
+use slipway_core::catalog::{Dictionary, ExecutionLimits, ResourceType, ReviewPolicy, TypeAction};
 use slipway_core::policy;
 use slipway_core::views::{Choice, FilterChoices, Menu, TypeSummary, UserView};
 
@@ -34,6 +34,103 @@ pub fn resource_type(state: &AppState, user: &Caller, name: &str) -> ServiceResu
         Some(teams) => ty.for_teams(teams),
         None => ty.clone(),
     })
+}
+
+/// The type as this person's form (and the API's type detail) shows it: see
+/// [`form_view`]. The one way a type leaves the server for a requester.
+pub fn form_type(state: &AppState, user: &Caller, name: &str) -> ServiceResult<ResourceType> {
+    resource_type(state, user, name).map(form_view)
+}
+
+/// A type with only what a form shows and the browser's checks read: the fields
+/// (the parameters' schema), the naming rule, the owner and environment
+/// parameters, the generated secrets a prefilled link may not set, and each
+/// action's own form. Nothing of how the platform carries a request out: no
+/// steps (programs, pipeline URLs and headers), checks (URLs, servers, queries),
+/// monitoring, outputs, quota, requirements, hints, review policy or limits. A
+/// form is an island, so whatever the type holds is written into its page.
+///
+/// Every field is named: a field added to the type stays out until it is
+/// decided here that a form needs it.
+pub fn form_view(ty: ResourceType) -> ResourceType {
+    let ResourceType {
+        name,
+        title,
+        description,
+        owner,
+        owner_param,
+        environment_param,
+        search: _,
+        parameters,
+        naming,
+        quota: _,
+        requires: _,
+        review: _,
+        risk_hints: _,
+        outputs: _,
+        execute: _,
+        limits: _,
+        generated_secrets,
+        checks: _,
+        monitoring: _,
+        removes: _,
+        actions,
+        version,
+    } = ty;
+    ResourceType {
+        name,
+        title,
+        description,
+        owner,
+        owner_param,
+        environment_param,
+        search: Vec::new(),
+        parameters,
+        naming,
+        quota: Vec::new(),
+        requires: Vec::new(),
+        review: ReviewPolicy {
+            approver_role: String::new(),
+            required: 0,
+            auto_approve_when: None,
+        },
+        risk_hints: Vec::new(),
+        outputs: Vec::new(),
+        execute: Vec::new(),
+        limits: ExecutionLimits::default(),
+        generated_secrets,
+        checks: Vec::new(),
+        monitoring: Vec::new(),
+        removes: Vec::new(),
+        actions: actions.into_iter().map(action_form_view).collect(),
+        version,
+    }
+}
+
+/// An action as a form of its type shows it: its name, words and own parameters.
+fn action_form_view(action: TypeAction) -> TypeAction {
+    let TypeAction {
+        name,
+        title,
+        description,
+        retires,
+        parameters,
+        request_type,
+        rules: _,
+        unique_by: _,
+        refers_to: _,
+    } = action;
+    TypeAction {
+        name,
+        title,
+        description,
+        retires,
+        parameters,
+        request_type: form_view(request_type),
+        rules: Vec::new(),
+        unique_by: Vec::new(),
+        refers_to: None,
+    }
 }
 
 /// Which lists the portal's menu offers this person, given the roles this catalog's

@@ -41,15 +41,10 @@ pub async fn flow_metrics(
     let (since, until) = query
         .window(storage::now_millis())
         .map_err(|message| ServiceError::Invalid(vec![FieldError::new("weeks", message)]))?;
-    let trend_type = query.type_name.as_deref().filter(|t| !t.is_empty());
-    if let Some(name) = trend_type
-        && state.catalog.resource_type(name).is_none()
-    {
-        return Err(ServiceError::Invalid(vec![FieldError::new(
-            "type",
-            format!("no resource type is called {name:?}"),
-        )]));
-    }
+    // A type since removed from the catalog is still in the history it made.
+    let trend_type = query
+        .trend_type()
+        .map_err(|message| ServiceError::Invalid(vec![FieldError::new("type", message)]))?;
     // The default window (and shorter ones) reads few enough steps to be read
     // fresh at every view; only longer ones are shared.
     if until - since < flow::DEFAULT_WEEKS {

@@ -211,6 +211,9 @@ pub(crate) async fn transition(
         quota_hold::on_transition(conn, state, request, to, sign).await?;
     }
     record_flow_step(conn, request, (action, to), actor, at).await?;
+    if to.is_terminal() {
+        secrets::forget_given(conn, state, request).await?;
+    }
     append_event(
         conn,
         state.db.engine,

@@ -9,13 +9,14 @@ use sha2::Digest as _;
 use std::time::{Duration, Instant};
 
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, IdToken, IdTokenClaims, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, SignatureVerificationError, TokenResponse, reqwest,
+    AdditionalClaims, AsyncHttpClient as _, AuthorizationCode, ClaimsVerificationError, ClientId,
+    ClientSecret, CsrfToken, HttpClientError, HttpRequest, HttpResponse, IdToken, IdTokenClaims,
+    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    SignatureVerificationError, StandardErrorResponse, TokenResponse, reqwest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -73,9 +74,15 @@ pub enum OidcError {
     /// The provider cannot be reached or answers nonsense: nobody can sign in now.
     #[error("the sign-in provider cannot be reached: {0}")]
     Unavailable(String),
-    /// This attempt is refused (bad token, wrong state, the provider said no).
+    /// The provider refused the code, or its ID token failed the checks.
     #[error("sign-in refused: {0}")]
     Refused(String),
+    /// The state the browser came back with is not the one its sign-in sent:
+    /// refused before anything was asked of the provider.
+    #[error(
+        "sign-in refused: the state returned by the provider does not match this browser's sign-in"
+    )]
+    StateMismatch,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -273,19 +280,28 @@ impl Oidc {
         returned_state: &str,
     ) -> Result<SlipwayIdTokenClaims, OidcError> {
         if !constant_time_eq(returned_state.as_bytes(), pending.state.as_bytes()) {
-            return Err(OidcError::Refused(
-                "the state returned by the provider does not match this browser's sign-in".into(),
-            ));
+            return Err(OidcError::StateMismatch);
         }
         let (metadata, fetched) = self.cached_provider().await?;
         let client = self.client(metadata)?;
+        let http = self.http.clone();
+        let token_call = move |request: HttpRequest| {
+            let http = http.clone();
+            async move {
+                let response = http.call(request).await?;
+                if response.status().is_server_error() {
+                    return Err(TokenCallError::ServerError(response.status()));
+                }
+                Ok::<HttpResponse, TokenCallError>(response)
+            }
+        };
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Unavailable(format!("token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(&self.http)
+            .request_async(&token_call)
             .await
-            .map_err(|e| OidcError::Refused(format!("code exchange: {}", error_chain(&e))))?;
+            .map_err(code_exchange_error)?;
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::Refused("the provider sent no ID token".into()))?;
@@ -312,6 +328,40 @@ impl Oidc {
             verified = verify(&self.client(newer)?);
         }
         verified.map_err(|e| OidcError::Refused(format!("ID token: {}", error_chain(&e))))
+    }
+}
+
+/// Why a call to the token endpoint brought no answer to read.
+#[derive(Debug, thiserror::Error)]
+enum TokenCallError {
+    #[error(transparent)]
+    Http(#[from] HttpClientError<reqwest::Error>),
+    /// Whatever the body of a 5xx says, the provider (or a gateway before it)
+    /// failed, not the person signing in.
+    #[error("the token endpoint answered {0}")]
+    ServerError(openidconnect::http::StatusCode),
+}
+
+/// A failed code exchange, told apart by whose failure it is: a provider that
+/// cannot be reached, answers a server error or sends what is not a token
+/// response is unavailable, and nobody signing in meanwhile is counted for it;
+/// a refusal of the code itself (`invalid_grant` and the like) is the caller's.
+fn code_exchange_error<E: std::error::Error + 'static>(
+    error: RequestTokenError<E, StandardErrorResponse<CoreErrorResponseType>>,
+) -> OidcError {
+    let message = format!("code exchange: {}", error_chain(&error));
+    let provider_failed = match &error {
+        RequestTokenError::Request(_) | RequestTokenError::Parse(..) => true,
+        RequestTokenError::ServerResponse(response) => matches!(
+            response.error().as_ref(),
+            "temporarily_unavailable" | "server_error"
+        ),
+        RequestTokenError::Other(_) => false,
+    };
+    if provider_failed {
+        OidcError::Unavailable(message)
+    } else {
+        OidcError::Refused(message)
     }
 }
 
@@ -564,12 +614,20 @@ pub async fn sign_in(
     Ok(user)
 }
 
-/// Whose a refused single sign-on is: the caller's (a callback without its
-/// sign-in, a wrong state, a refused code), counted against their address; or
-/// the provider's (it cannot be reached), which counts against no one.
+/// Whose a refused single sign-on is, which decides whether it counts against
+/// the caller's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
+    /// The provider refused the code, or its ID token failed the checks: the
+    /// attempt cost a call to the provider with Slipway's credentials, and is
+    /// counted against the address.
     Caller,
+    /// Refused before the provider was asked anything (no sign-in under way in
+    /// this browser, a state that does not match, the provider's own error in
+    /// the query): counted against no one, since any page can send a browser
+    /// here (an `<img>` is enough) and behind a proxy everyone shares an address.
+    Nobody,
+    /// The provider cannot be reached or failed: nobody's failure.
     Provider,
 }
 
@@ -583,8 +641,8 @@ pub async fn record_failure(
     blame: Blame,
 ) -> ServiceResult<()> {
     // Counted against the address first; one that is locked by now is not
-    // audited again (the throttled sign-ins' metric counts it). A provider
-    // that cannot be reached is nobody's failure at that address.
+    // audited again (the throttled sign-ins' metric counts it). Only a refusal
+    // that cost the provider a call counts (see [`Blame`]).
     if blame == Blame::Caller && !super::auth::count_provider_failure(state, meta).await? {
         state.metrics.sign_ins_throttled.inc();
         return Ok(());
@@ -650,6 +708,49 @@ mod tests {
             assert!(oidc.provider().await.is_err());
         }
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_endpoint_that_fails_is_unavailable_and_a_refused_code_is_refused()
+    -> Result<(), Box<dyn std::error::Error>> {
+        type ExchangeError =
+            RequestTokenError<std::io::Error, StandardErrorResponse<CoreErrorResponseType>>;
+        let answered = |code: CoreErrorResponseType| -> ExchangeError {
+            RequestTokenError::ServerResponse(StandardErrorResponse::new(code, None, None))
+        };
+        let not_json = serde_path_to_error::deserialize::<_, serde_json::Value>(
+            &mut serde_json::Deserializer::from_str("<html>Bad Gateway</html>"),
+        )
+        .err()
+        .ok_or("HTML is not JSON")?;
+        let unavailable: Vec<ExchangeError> = vec![
+            RequestTokenError::Request(std::io::Error::other("connection refused")),
+            RequestTokenError::Parse(not_json, b"<html>Bad Gateway</html>".to_vec()),
+            answered(CoreErrorResponseType::Extension(
+                "temporarily_unavailable".into(),
+            )),
+            answered(CoreErrorResponseType::Extension("server_error".into())),
+        ];
+        for error in unavailable {
+            let shown = format!("{error:?}");
+            assert!(
+                matches!(code_exchange_error(error), OidcError::Unavailable(_)),
+                "{shown}"
+            );
+        }
+        let refused: Vec<ExchangeError> = vec![
+            answered(CoreErrorResponseType::InvalidGrant),
+            answered(CoreErrorResponseType::InvalidClient),
+            RequestTokenError::Other("server returned empty error response".into()),
+        ];
+        for error in refused {
+            let shown = format!("{error:?}");
+            assert!(
+                matches!(code_exchange_error(error), OidcError::Refused(_)),
+                "{shown}"
+            );
+        }
         Ok(())
     }
 

@@ -580,13 +580,16 @@ pub(crate) async fn approve_and_enqueue(
 
 const MAX_SUBMIT_KEY: usize = 100;
 
-/// A form's submit key, trimmed and within its length.
+/// A form's submit key, trimmed, within its length and printable (PostgreSQL
+/// cannot even compare a text holding NUL).
 pub(crate) fn checked_submit_key(key: &str) -> ServiceResult<&str> {
     let key = key.trim();
-    if key.is_empty() || key.len() > MAX_SUBMIT_KEY {
+    if key.is_empty() || key.len() > MAX_SUBMIT_KEY || key.chars().any(char::is_control) {
         return Err(ServiceError::Invalid(vec![FieldError {
             field: "submit_key".into(),
-            message: format!("must be 1 to {MAX_SUBMIT_KEY} characters"),
+            message: format!(
+                "must be 1 to {MAX_SUBMIT_KEY} characters, none of them a control character"
+            ),
         }]));
     }
     Ok(key)
@@ -1042,4 +1045,26 @@ pub async fn needing_attention(
         ..RequestList::default()
     };
     visible_page(state, user, Verb::View, &list, page).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submit_key_is_printable_and_bounded() {
+        assert_eq!(checked_submit_key("  k-1  ").ok(), Some("k-1"));
+        for bad in [
+            "",
+            "   ",
+            "a\u{0}",
+            "a\u{1b}[2J",
+            &"k".repeat(MAX_SUBMIT_KEY + 1),
+        ] {
+            match checked_submit_key(bad) {
+                Err(ServiceError::Invalid(errors)) => assert_eq!(errors[0].field, "submit_key"),
+                other => panic!("{bad:?} was taken: {other:?}"),
+            }
+        }
+    }
 }

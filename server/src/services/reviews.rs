@@ -125,7 +125,8 @@ pub async fn decide_on(
         && seen != hash
     {
         return Err(ServiceError::Conflict(format!(
-            "revision {revision} of request #{id} has change set {hash}, not {seen}; reload and review what is there now"
+            "revision {revision} of request #{id} has change set {hash}, not {}; reload and review what is there now",
+            slipway_core::listing::quoted_briefly(seen)
         )));
     }
     let earlier = storage::requests::decisions(&mut tx, id).await?;

@@ -95,6 +95,30 @@ pub(crate) async fn store_generated(
     Ok(())
 }
 
+/// Forgets what a request that reached its end was given in secret (every
+/// revision's values): no driver runs it again, and a value kept for ever is one
+/// more for a leaked key to open. Generated secrets stay until their one showing.
+pub(crate) async fn forget_given(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    request: &crate::storage::requests::RequestRow,
+) -> ServiceResult<()> {
+    // A type gone from the catalog: what it generated is not known, so all stays.
+    let Ok(ty) = super::request_type(state, request) else {
+        return Ok(());
+    };
+    if ty.secret_params().is_empty() && ty.generated_secrets.is_empty() {
+        return Ok(());
+    }
+    let generated: Vec<&str> = ty
+        .generated_secrets
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect();
+    storage::secrets::forget_all_but(conn, request.id, &generated).await?;
+    Ok(())
+}
+
 /// The decrypted secrets of one revision, for the driver that runs it. Keep the
 /// result in memory only.
 pub async fn open_revision(
@@ -166,6 +190,8 @@ pub async fn reveal_once(
             ))
         })?;
     let value = secret_box(state)?.open(id, name, &sealed)?;
+    // Shown once, never again, and the request is done: nothing needs it now.
+    storage::secrets::forget(&mut tx, id, name).await?;
     super::record(
         &mut tx,
         state.db.engine,

@@ -695,24 +695,50 @@ pub async fn in_flight_named(
     Ok(id.map(RequestId))
 }
 
-/// The completed requests of `action` on an asset with their parameters, newest
-/// first, at most `limit`.
+/// The completed requests of `action` on an asset that had `values` (parameter
+/// name and value) among their parameters, with their parameters, newest first, at
+/// most `limit`. Scalar values are matched by the database, so a pre-check reads
+/// only the requests that may match however long the asset's history; the caller
+/// still compares what it reads (`1` and `1.0` are one number to it).
 pub async fn completed_actions(
     conn: &mut AnyConnection,
     asset: AssetId,
     action: &str,
+    values: &[(&str, &Value)],
     limit: i64,
 ) -> Result<Vec<(RequestId, Value)>, StorageError> {
-    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "SELECT id, params FROM requests WHERE asset_id = $1 AND action = $2 AND state = $3 \
-         ORDER BY id DESC LIMIT $4",
-    )
-    .bind(asset.0)
-    .bind(action)
-    .bind(RequestState::Completed.as_str())
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    let postgres = conn.backend_name() == "PostgreSQL";
+    let mut sql = String::from(
+        "SELECT id, params FROM requests WHERE asset_id = $1 AND action = $2 AND state = $3",
+    );
+    let mut binds = Vec::new();
+    for (name, value) in values {
+        let Some(bind) = MatchedValue::of(value, postgres) else {
+            continue;
+        };
+        if !slipway_core::catalog::is_plain_name(name) {
+            continue;
+        }
+        let at = binds.len() + 4;
+        sql.push_str(&match postgres {
+            true => format!(" AND (params::jsonb -> '{name}') = CAST(${at} AS jsonb)"),
+            false => format!(" AND json_extract(params, '$.{name}') = ${at}"),
+        });
+        binds.push(bind);
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", binds.len() + 4));
+    let mut query = sqlx::query_as::<_, (i64, Option<String>)>(&sql)
+        .bind(asset.0)
+        .bind(action)
+        .bind(RequestState::Completed.as_str());
+    for bind in binds {
+        query = match bind {
+            MatchedValue::Text(text) => query.bind(text),
+            MatchedValue::Number(number) => query.bind(number),
+            MatchedValue::Integer(integer) => query.bind(integer),
+        };
+    }
+    let rows = query.bind(limit).fetch_all(&mut *conn).await?;
     Ok(rows
         .into_iter()
         .map(|(id, params)| {
@@ -722,6 +748,29 @@ pub async fn completed_actions(
             (RequestId(id), params)
         })
         .collect())
+}
+
+/// A parameter's value as bound for the database to compare with a stored one:
+/// PostgreSQL compares JSON values (`jsonb` numbers by value); SQLite compares
+/// what `json_extract` gives (text, a number, 1 or 0 for a boolean).
+enum MatchedValue {
+    Text(String),
+    Number(f64),
+    Integer(i64),
+}
+
+impl MatchedValue {
+    /// None for a value the database is not asked to match (null, a list, an
+    /// object): the caller's comparison alone decides those.
+    fn of(value: &Value, postgres: bool) -> Option<Self> {
+        match value {
+            Value::Null | Value::Array(_) | Value::Object(_) => None,
+            _ if postgres => Some(MatchedValue::Text(value.to_string())),
+            Value::String(text) => Some(MatchedValue::Text(text.clone())),
+            Value::Number(number) => number.as_f64().map(MatchedValue::Number),
+            Value::Bool(flag) => Some(MatchedValue::Integer(i64::from(*flag))),
+        }
+    }
 }
 
 /// Requests in flight that would create an asset of one of `type_names`, oldest

@@ -7,6 +7,28 @@ use sqlx::{AnyConnection, Row};
 use super::{StorageError, now_millis};
 use crate::secrets::Sealed;
 
+/// The check value of the key this database's secrets are sealed with: `value`
+/// when this is the first start with a key (it is recorded then), else the one
+/// recorded, for the caller to compare.
+pub async fn recorded_key_check(
+    conn: &mut AnyConnection,
+    value: &str,
+) -> Result<String, StorageError> {
+    sqlx::query(
+        "INSERT INTO secret_key_checks (id, check_value, created_at) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(value)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT check_value FROM secret_key_checks WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
 pub async fn insert(
     conn: &mut AnyConnection,
     request: RequestId,
@@ -84,6 +106,39 @@ pub async fn of_revision(
             Ok((param, sealed))
         })
         .collect()
+}
+
+/// Forgets the sealed values of `request`, every revision's, but those of the
+/// parameters `kept` names; returns how many were forgotten.
+pub async fn forget_all_but(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    kept: &[&str],
+) -> Result<u64, StorageError> {
+    let mut sql = String::from("DELETE FROM request_secrets WHERE request_id = $1");
+    if !kept.is_empty() {
+        let places: Vec<String> = (2..kept.len() + 2).map(|i| format!("${i}")).collect();
+        sql.push_str(&format!(" AND param NOT IN ({})", places.join(", ")));
+    }
+    let mut query = sqlx::query(&sql).bind(request.0);
+    for param in kept {
+        query = query.bind(*param);
+    }
+    Ok(query.execute(&mut *conn).await?.rows_affected())
+}
+
+/// Forgets every revision's sealed value of one parameter of `request`.
+pub async fn forget(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    param: &str,
+) -> Result<u64, StorageError> {
+    let done = sqlx::query("DELETE FROM request_secrets WHERE request_id = $1 AND param = $2")
+        .bind(request.0)
+        .bind(param)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Records that `param` of `request` was shown; false when it already was.

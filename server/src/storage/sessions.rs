@@ -5,10 +5,15 @@
 //! Beside the opaque data, each row carries its user, its start, its last use and
 //! the browser it came from (read from the data the sign-in put there), so people
 //! can list and end their sessions and the absolute timeout holds on the server.
+//!
+//! A row is keyed by the SHA-256 of the session id ([`stored_key`]), never by the
+//! id: the id is the credential, and whoever reads the database or a backup must
+//! not be able to present it.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::Digest as _;
 use slipway_core::ids::UserId;
 use sqlx::{AnyConnection, AnyPool};
 use tower_sessions::session::{Id, Record};
@@ -74,6 +79,14 @@ impl DbSessionStore {
     }
 }
 
+/// The key a session's row is stored under: the SHA-256 of its id, in hex. A
+/// session id is 128 random bits, so a plain hash is as hard to reverse as the
+/// id is to guess, and it takes no secret that a lost key would void. Public
+/// for tests that look a browser's session up in the table.
+pub fn stored_key(session_id: &str) -> String {
+    hex::encode(sha2::Sha256::digest(session_id.as_bytes()))
+}
+
 fn backend(error: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(error.to_string())
 }
@@ -130,7 +143,7 @@ impl SessionStore for DbSessionStore {
                  VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
                  ON CONFLICT (id) DO NOTHING",
             )
-            .bind(record.id.to_string())
+            .bind(stored_key(&record.id.to_string()))
             .bind(&data)
             .bind(expiry_millis(record))
             .bind(user_of(record))
@@ -156,7 +169,7 @@ impl SessionStore for DbSessionStore {
             "UPDATE sessions SET data = $2, expires_at = $3, user_id = $4, last_seen_at = $5, \
              user_agent = $6 WHERE id = $1",
         )
-        .bind(record.id.to_string())
+        .bind(stored_key(&record.id.to_string()))
         .bind(data)
         .bind(expiry_millis(record))
         .bind(user_of(record))
@@ -173,7 +186,7 @@ impl SessionStore for DbSessionStore {
             "SELECT data, expires_at FROM sessions \
              WHERE id = $1 AND expires_at > $2 AND created_at > $3",
         )
-        .bind(id.to_string())
+        .bind(stored_key(&id.to_string()))
         .bind(now_millis())
         .bind(self.started_after())
         .fetch_optional(&self.pool)
@@ -196,7 +209,7 @@ impl SessionStore for DbSessionStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id.to_string())
+            .bind(stored_key(&id.to_string()))
             .execute(&self.writer)
             .await
             .map_err(backend)?;
@@ -214,7 +227,8 @@ pub struct SessionRow {
     pub current: bool,
 }
 
-/// The user's live sessions, newest use first; `current` marks the one with `current_id`.
+/// The user's live sessions, newest use first; `current` marks the one with the
+/// session id `current_id` (the id, not its stored key).
 pub async fn for_user(
     pool: &AnyPool,
     user: UserId,
@@ -222,10 +236,11 @@ pub async fn for_user(
     absolute: Duration,
 ) -> Result<Vec<SessionRow>, StorageError> {
     let absolute = i64::try_from(absolute.as_millis()).unwrap_or(i64::MAX);
+    let current_key = current_id.map(stored_key);
     let rows: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
         "SELECT id, handle, created_at, last_seen_at, user_agent FROM sessions \
          WHERE user_id = $1 AND expires_at > $2 AND created_at > $3 \
-         ORDER BY last_seen_at DESC",
+         ORDER BY last_seen_at DESC LIMIT 101",
     )
     .bind(user.0)
     .bind(now_millis())
@@ -235,8 +250,8 @@ pub async fn for_user(
     Ok(rows
         .into_iter()
         .map(
-            |(id, handle, created_at, last_seen_at, user_agent)| SessionRow {
-                current: current_id == Some(id.as_str()),
+            |(key, handle, created_at, last_seen_at, user_agent)| SessionRow {
+                current: current_key.as_deref() == Some(key.as_str()),
                 handle,
                 created_at,
                 last_seen_at,
@@ -273,7 +288,7 @@ pub async fn end_all_for_user(conn: &mut AnyConnection, user: UserId) -> Result<
 /// already gone.
 pub async fn end_by_id(conn: &mut AnyConnection, id: &str) -> Result<bool, StorageError> {
     let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
-        .bind(id)
+        .bind(stored_key(id))
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() > 0)

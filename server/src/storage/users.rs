@@ -96,6 +96,39 @@ pub async fn set_disabled(
     Ok(id.map(UserId))
 }
 
+/// What setting a password found.
+pub enum PasswordChange {
+    Changed(UserId),
+    /// The account comes from an identity provider: nothing was changed.
+    SingleSignOnOnly,
+    Missing,
+}
+
+/// Replaces a local account's password hash.
+pub async fn set_password(
+    conn: &mut AnyConnection,
+    username: &str,
+    password_hash: &str,
+) -> Result<PasswordChange, StorageError> {
+    let found: Option<(i64, Option<String>)> =
+        sqlx::query_as("SELECT id, external_issuer FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((id, external_issuer)) = found else {
+        return Ok(PasswordChange::Missing);
+    };
+    if external_issuer.is_some() {
+        return Ok(PasswordChange::SingleSignOnOnly);
+    }
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(PasswordChange::Changed(UserId(id)))
+}
+
 pub async fn insert(conn: &mut AnyConnection, user: &NewUser<'_>) -> Result<UserId, StorageError> {
     let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
     let id: i64 = sqlx::query_scalar(

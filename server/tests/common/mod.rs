@@ -115,7 +115,7 @@ pub fn postgres_admin_url() -> TestResult<Option<String>> {
 pub struct TestApp {
     pub state: AppState,
     pub engine: Engine,
-    settings: Settings,
+    pub settings: Settings,
     // Dropped after `state` (fields drop in order): the database, then the files.
     _database: Option<ScratchDatabase>,
     _dir: TempDir,

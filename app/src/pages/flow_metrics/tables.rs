@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use slipway_core::flow::{FlowMetrics, StepKind, TypeFlow, date_of, human_duration, percent};
+use slipway_core::listing::encode;
 
 use super::optional_ms;
 
@@ -59,18 +60,24 @@ pub fn TrendTable(m: FlowMetrics) -> impl IntoView {
     }
 }
 
+/// The page narrowed to one type's trend, in the same window.
+fn type_link(weeks: i64, type_name: &str) -> String {
+    format!("?weeks={weeks}&type={}", encode(type_name))
+}
+
 #[component]
-pub fn TypesTable(types: Vec<TypeFlow>) -> impl IntoView {
+pub fn TypesTable(types: Vec<TypeFlow>, weeks: i64) -> impl IntoView {
     view! {
         <section aria-labelledby="flow-types-h">
             <h2 id="flow-types-h">"By type"</h2>
-            <div class="table-scroll">
+            // Keyboard users scroll a table wider than the screen with the arrow keys.
+            <div class="table-scroll" tabindex="0" role="region" aria-label="Flow by type">
             <table class="list flow-types">
                 <thead><tr><th scope="col">"Type"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Lead time (median / p90)"</th><th scope="col">"Wait"</th><th scope="col">"Touch"</th><th scope="col">"Flow efficiency"</th><th scope="col">"Sent back"</th><th scope="col">"Rounds per reviewed request"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
                 <tbody>
                     {types.into_iter().map(|t| view! {
                         <tr>
-                            <th scope="row"><a href=format!("?type={}", t.type_name)>{t.type_name.clone()}</a></th>
+                            <th scope="row"><a href=type_link(weeks, &t.type_name)>{t.type_name.clone()}</a></th>
                             <td>{t.rates.submitted}</td>
                             <td>{t.rates.completed}</td>
                             <td>{format!("{} / {}", optional_ms(t.lead.median_ms), optional_ms(t.lead.p90_ms))}</td>

@@ -353,6 +353,21 @@ impl Walk<'_> {
                 "content does not match its hash (the row was edited)".into(),
             ));
         }
+        // Events are sealed in the order they were written, each stamped with
+        // the time it was: one far older than the event before it was inserted
+        // with a made-up time, to sit in the past of every timeline.
+        if let Some(before) = self.newest_at
+            && e.at < before - UNSEALED_GRACE_MILLIS
+        {
+            return Err(broken(
+                position,
+                Some(e.seq),
+                format!(
+                    "is dated {} ms before the event sealed ahead of it (an event inserted with an earlier time)",
+                    before - e.at
+                ),
+            ));
+        }
         if let Some(reach) = self.reach
             && reach.position == position
             && reach.hash != hash
