@@ -1698,6 +1698,19 @@ fn parse_origin(setting: &'static str, text: &str) -> Result<String, SettingErro
     Ok(url.origin().ascii_serialization())
 }
 
+/// An IPv4 network written the IPv6 way (`::ffff:10.0.0.0/104`), as the IPv4
+/// network it is: a peer's address is compared in its IPv4 form.
+fn as_peers_are_seen(network: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = network
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Ok(v4) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(v4.trunc());
+    }
+    network
+}
+
 /// The proxies' networks: each entry a network in CIDR form or a single address
 /// (empty entries, as a trailing comma leaves, are skipped).
 fn trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, SettingError> {
@@ -1705,7 +1718,7 @@ fn trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, SettingError> {
     let mut networks = Vec::new();
     for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
         let network = match entry.parse::<IpNet>() {
-            Ok(network) => network.trunc(),
+            Ok(network) => as_peers_are_seen(network.trunc()),
             Err(_) => match entry.parse::<IpAddr>() {
                 Ok(address) => IpNet::from(address.to_canonical()),
                 Err(_) => {
@@ -2483,7 +2496,7 @@ mod tests {
             "slipway",
             "serve",
             "--trusted-proxies",
-            "10.0.0.0/8, 192.0.2.10,2001:db8::1/32,",
+            "10.0.0.0/8, 192.0.2.10,2001:db8::1/32,::ffff:172.16.0.0/108,",
         ])?;
         let Command::Serve(serve) = cli.command else {
             return Err("not parsed as serve".into());
@@ -2494,7 +2507,16 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.10/32", "2001:db8::/32"]);
+        assert_eq!(
+            shown,
+            [
+                "10.0.0.0/8",
+                "192.0.2.10/32",
+                "2001:db8::/32",
+                "172.16.0.0/12"
+            ],
+            "an IPv4 network written the IPv6 way is compared as IPv4"
+        );
         for (given, says) in [
             ("10.0.0.0/33", "is neither an address nor a network"),
             ("proxy.internal", "is neither an address nor a network"),

@@ -165,16 +165,37 @@ pub fn resolve_key(
 }
 
 /// Refuses a key other than the one the database's secrets (and the audit
-/// trail's checkpoints) were sealed with; the first start with a key records it.
+/// trail's checkpoints) were sealed with. The first start with a key records it,
+/// once the key has opened a secret already stored (a database from before the
+/// check, started first with the wrong key, would otherwise record that one).
 pub async fn check_key_matches(
     db: &crate::storage::Db,
     key: &SecretKey,
     shown_url: String,
 ) -> Result<(), crate::cli::StartError> {
     let value = key.check_value();
+    let refusal = |message: String| -> crate::cli::StartError {
+        SettingError {
+            setting: KEY_SETTING,
+            message,
+        }
+        .into()
+    };
     let recorded = async {
         let mut tx = db.write().await?;
-        let recorded = crate::storage::secrets::recorded_key_check(&mut tx, &value).await?;
+        let recorded = match crate::storage::secrets::key_check(&mut tx).await? {
+            Some(recorded) => Some(recorded),
+            None => match crate::storage::secrets::one_sealed(&mut tx).await? {
+                Some((request, param, sealed))
+                    if SecretBox::new(key.clone())
+                        .open(request, &param, &sealed)
+                        .is_err() =>
+                {
+                    None
+                }
+                _ => Some(crate::storage::secrets::record_key_check(&mut tx, &value).await?),
+            },
+        };
         tx.commit().await?;
         Ok::<_, crate::storage::StorageError>(recorded)
     }
@@ -183,18 +204,19 @@ pub async fn check_key_matches(
         url: shown_url,
         source,
     })?;
-    if recorded == value {
-        return Ok(());
-    }
-    Err(SettingError {
-        setting: KEY_SETTING,
-        message: format!(
+    match recorded {
+        Some(recorded) if recorded == value => Ok(()),
+        Some(recorded) => Err(refusal(format!(
             "is not the key this database's secrets and audit checkpoints were sealed with \
              (its check value is {recorded}, this key's is {value}): start with that key; \
              a new key cannot open what the old one sealed"
-        ),
+        ))),
+        None => Err(refusal(
+            "cannot open the secrets this database already holds: start with the key they \
+             were sealed with"
+                .into(),
+        )),
     }
-    .into())
 }
 
 /// One value as stored: the nonce and the ciphertext (with its tag).

@@ -142,32 +142,34 @@ fn check_defaults(ty: &ResourceType, fe: &mut FileErrors<'_>) {
     }
 }
 
-/// Reports each default of `ty` that its rule refuses, at `prefix` + its path,
-/// for the parameters `own` names (an action's type also holds the asset's).
+/// Reports each default of `ty` that its own parameter's rule refuses, at
+/// `prefix` + its path, for the parameters `own` names (an action's type also
+/// holds the asset's). Each is checked against its own property alone: a rule
+/// that spans parameters (`if` one is `prod`, `then` another's minimum) depends
+/// on values the defaults do not give.
 fn report_failing_defaults(
     ty: &ResourceType,
     prefix: &str,
     own: &dyn Fn(&str) -> bool,
     fe: &mut FileErrors<'_>,
 ) {
-    let Ok(validator) = crate::validate::ParamValidator::new(ty) else {
-        return; // an invalid schema or naming rule is reported on its own
+    let Some(properties) = ty.parameters.get("properties").and_then(|p| p.as_object()) else {
+        return;
     };
-    let defaults = ty.default_params();
-    for error in validator.check(&serde_json::Value::Object(defaults.clone())) {
-        let param = error
-            .field
-            .split(['.', '['])
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let Some(value) = defaults.get(&param) else {
-            continue; // a required parameter without a default, reported as such
+    for (param, value) in ty.default_params() {
+        let Some(rule) = properties.get(&param).filter(|_| own(&param)) else {
+            continue;
         };
-        if own(&param) {
+        let schema = serde_json::json!({ "type": "object", "properties": { param.clone(): rule } });
+        // An invalid schema is reported on its own.
+        let Ok(validator) = jsonschema::validator_for(&schema) else {
+            continue;
+        };
+        let instance = serde_json::json!({ param.clone(): value });
+        if let Some(error) = validator.iter_errors(&instance).next() {
             fe.push(
                 format!("{prefix}parameters.properties.{param}.default"),
-                format!("the default {value} fails its own rule: {}", error.message),
+                format!("the default {value} fails its own rule: {error}"),
             );
         }
     }

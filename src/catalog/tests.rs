@@ -234,6 +234,14 @@ fn a_default_that_fails_its_own_rule_is_refused() {
             .any(|e| e.message.starts_with("the default 5 fails its own rule")),
         "{errors:?}"
     );
+    // A rule across parameters depends on values the defaults do not give: the
+    // default 1 is fine for every team but payments.
+    let across = minimal_type("").replace(
+        "  required: [name]\n",
+        "  required: [name]\n  if: { properties: { team: { const: payments } } }\n  then: { properties: { size: { minimum: 2 } } }\n",
+    );
+    let loaded = Catalog::from_files(&with_file("types/widget.yaml", &across));
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
 
 #[test]

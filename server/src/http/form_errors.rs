@@ -49,7 +49,14 @@ impl FormErrorSeal {
     fn mac(&self, refusal: &Refusal<'_>, issued: u64) -> Option<Hmac<Sha256>> {
         // HMAC takes a key of any length: `new_from_slice` does not fail here.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).ok()?;
-        for part in [refusal.page, refusal.form, refusal.error] {
+        let parts = [
+            refusal.page,
+            refusal.form,
+            refusal.error,
+            refusal.rest,
+            refusal.viewer,
+        ];
+        for part in parts {
             mac.update(part.as_bytes());
             mac.update(b"\n");
         }
@@ -84,7 +91,7 @@ impl FormErrorSeal {
     /// The redirect's target with its refusal signed; `None` when it carries none.
     /// A form refused again on a page that shows an earlier refusal has both in
     /// its URL (Leptos appends the new one): only the newest is kept.
-    pub fn signed_location(&self, location: &str, now: u64) -> Option<String> {
+    pub fn signed_location(&self, location: &str, now: u64, viewer: &str) -> Option<String> {
         let (before_fragment, fragment) = split_once_or_all(location, '#');
         let (target, query) = before_fragment.split_once('?')?;
         let pairs = pairs(query);
@@ -95,17 +102,16 @@ impl FormErrorSeal {
                 .find(|(key, _)| key == name)
                 .map(|(_, v)| v.as_str())
         };
+        let rest = rest_of(&pairs);
         let refusal = Refusal {
             page: page_path(target),
             form: newest(FORM).unwrap_or_default(),
             error: newest(ERROR)?,
+            rest: &rest,
+            viewer,
         };
         let signature = self.signature(&refusal, now);
-        let kept = pairs
-            .iter()
-            .filter(|(key, _)| ![ERROR, FORM, SIGNATURE].contains(&key.as_str()));
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(kept)
+        let query = form_urlencoded::Serializer::new(rest.clone())
             .append_pair(FORM, refusal.form)
             .append_pair(ERROR, refusal.error)
             .append_pair(SIGNATURE, &signature)
@@ -116,31 +122,33 @@ impl FormErrorSeal {
 
     /// The query of a request for `page` without a refusal this server did not
     /// sign for that page; `None` when the query may stay as it is.
-    pub fn unsigned_removed(&self, page: &str, query: &str, now: u64) -> Option<String> {
+    pub fn unsigned_removed(
+        &self,
+        page: &str,
+        query: &str,
+        now: u64,
+        viewer: &str,
+    ) -> Option<String> {
         let pairs = pairs(query);
         let named = |name| value(&pairs, name);
         let (error, signature) = (named(ERROR), named(SIGNATURE));
         if error.is_none() && signature.is_none() && named(FORM).is_none() {
             return None;
         }
+        let rest = rest_of(&pairs);
         if let (Some(error), Some(signature)) = (error, signature) {
             let refusal = Refusal {
                 page,
                 form: named(FORM).unwrap_or_default(),
                 error,
+                rest: &rest,
+                viewer,
             };
             if self.is_signed(&refusal, signature, now) {
                 return None;
             }
         }
-        let kept = pairs
-            .iter()
-            .filter(|(key, _)| ![ERROR, FORM, SIGNATURE].contains(&key.as_str()));
-        Some(
-            form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(kept)
-                .finish(),
-        )
+        Some(rest)
     }
 }
 
@@ -155,6 +163,13 @@ struct Refusal<'a> {
     /// The server function that refused.
     form: &'a str,
     error: &'a str,
+    /// The rest of the query (a refused form's values, which its page fills
+    /// the form with), as it was signed.
+    rest: &'a str,
+    /// Whose browser it was made for: a digest of the session cookie's value
+    /// (empty without one). A link made from a refusal of one's own cannot put
+    /// values in someone else's form.
+    viewer: &'a str,
 }
 
 /// The path of a redirect target, which may be a whole URL (Leptos sends the
@@ -178,6 +193,39 @@ fn split_once_or_all(text: &str, at: char) -> (&str, Option<&str>) {
         Some((head, tail)) => (head, Some(tail)),
         None => (text, None),
     }
+}
+
+/// The query's pairs but the refusal's own, in their order, as a query.
+fn rest_of(pairs: &[(String, String)]) -> String {
+    let kept = pairs
+        .iter()
+        .filter(|(key, _)| ![ERROR, FORM, SIGNATURE].contains(&key.as_str()));
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish()
+}
+
+/// A digest of the request's session cookie (either name it may have), empty
+/// without one: what a refusal is bound to.
+fn viewer_of(headers: &axum::http::HeaderMap) -> String {
+    use sha2::Digest as _;
+    let session = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| {
+            [
+                super::session_cookie_name(true),
+                super::session_cookie_name(false),
+            ]
+            .contains(name)
+        })
+        .map(|(_, value)| value);
+    session
+        .map(|value| hex::encode(Sha256::digest(value.as_bytes())))
+        .unwrap_or_default()
 }
 
 fn pairs(query: &str) -> Vec<(String, String)> {
@@ -206,11 +254,11 @@ pub async fn seal_form_errors(
     next: Next,
 ) -> Response {
     let is_page = matches!(*request.method(), Method::GET | Method::HEAD);
-    let cleaned = request
-        .uri()
-        .query()
-        .filter(|_| is_page)
-        .and_then(|query| seal.unsigned_removed(request.uri().path(), query, now_secs()));
+    let viewer = viewer_of(request.headers());
+    let cleaned =
+        request.uri().query().filter(|_| is_page).and_then(|query| {
+            seal.unsigned_removed(request.uri().path(), query, now_secs(), &viewer)
+        });
     if let Some(query) = cleaned {
         // One leading slash: `//evil.example/x` is a path to the server and
         // another site to a browser.
@@ -232,7 +280,7 @@ pub async fn seal_form_errors(
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .filter(|location| posted && location.contains(ERROR))
-        .and_then(|location| seal.signed_location(location, now_secs()));
+        .and_then(|location| seal.signed_location(location, now_secs(), &viewer));
     if let Some(location) = signed.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -256,10 +304,10 @@ mod tests {
     fn a_signed_refusal_stays_on_its_page_for_a_while_and_a_crafted_one_goes() -> TestResult {
         let seal = FormErrorSeal::new(Some(&SecretKey::generate()));
         let redirect = "http://portal.test/requests/7?tab=x&__path=%2Fapi%2Fresolve&__err=eyJGb3JiaWRkZW4iOiJubyJ9";
-        let signed = seal.signed_location(redirect, NOW).ok_or("signed")?;
+        let signed = seal.signed_location(redirect, NOW, "").ok_or("signed")?;
         assert!(signed.starts_with(redirect) && signed.contains("&__errsig="));
         let kept = |location: &str, page: &str, now: u64| {
-            seal.unsigned_removed(page, query_of(location), now)
+            seal.unsigned_removed(page, query_of(location), now, "")
                 .is_none()
         };
         assert!(kept(&signed, PAGE, NOW + 5));
@@ -268,14 +316,14 @@ mod tests {
         assert!(!kept(&signed, PAGE, NOW - 3_600), "from the future");
         // Refused again on that page: the newest refusal alone, signed.
         let again = format!("{signed}&__path=%2Fapi%2Fresolve&__err=bmV3");
-        let resigned = seal.signed_location(&again, NOW).ok_or("signed")?;
+        let resigned = seal.signed_location(&again, NOW, "").ok_or("signed")?;
         assert_eq!(resigned.matches("__err=").count(), 1, "{resigned}");
         assert!(resigned.contains("__err=bmV3"), "{resigned}");
         assert!(kept(&resigned, PAGE, NOW));
         // Crafted: no signature, another's signature, a changed text, a changed
         // form, the signature twice.
         let other = FormErrorSeal::new(Some(&SecretKey::generate()));
-        let foreign = other.signed_location(redirect, NOW).ok_or("signed")?;
+        let foreign = other.signed_location(redirect, NOW, "").ok_or("signed")?;
         let changed = signed.replace(
             "eyJGb3JiaWRkZW4iOiJubyJ9",
             "eyJGb3JiaWRkZW4iOiJjYWxsIHVzIn0",
@@ -284,13 +332,34 @@ mod tests {
         let doubled = format!("{signed}&__errsig=00");
         for crafted in [redirect, &foreign, &changed, &moved, &doubled] {
             let cleaned = seal
-                .unsigned_removed(PAGE, query_of(crafted), NOW)
+                .unsigned_removed(PAGE, query_of(crafted), NOW, "")
                 .ok_or("cleaned")?;
             assert_eq!(cleaned, "tab=x", "{crafted}");
         }
+        // A refused form's values belong to the refusal, and the refusal to the
+        // browser it was made for: values added to the link, or the link opened
+        // in another session, lose it (and with it the values the page would
+        // fill the form with).
+        let bound = seal
+            .signed_location(redirect, NOW, "alice-session")
+            .ok_or("signed")?;
+        let own = |location: &str, viewer: &str| {
+            seal.unsigned_removed(PAGE, query_of(location), NOW, viewer)
+                .is_none()
+        };
+        assert!(own(&bound, "alice-session"));
+        assert!(!own(&bound, "bob-session"), "another browser");
+        assert!(!own(&bound, ""), "signed out");
+        let extended = format!("{bound}&replicas=9");
+        assert!(!own(&extended, "alice-session"), "a value added");
+        let edited = bound.replace("tab=x", "tab=y");
+        assert!(!own(&edited, "alice-session"), "a value changed");
         // Nothing to do for a query without a refusal.
-        assert_eq!(seal.unsigned_removed(PAGE, "next=%2Fassets&q=a", NOW), None);
-        assert_eq!(seal.signed_location("/login?next=%2Fassets", NOW), None);
+        assert_eq!(
+            seal.unsigned_removed(PAGE, "next=%2Fassets&q=a", NOW, ""),
+            None
+        );
+        assert_eq!(seal.signed_location("/login?next=%2Fassets", NOW, ""), None);
         Ok(())
     }
 
@@ -306,7 +375,7 @@ mod tests {
             "__path=%ZZ&__err=%FF%FE",
             &format!("__err={}", "A".repeat(100_000)),
         ] {
-            let cleaned = seal.unsigned_removed(PAGE, query, NOW);
+            let cleaned = seal.unsigned_removed(PAGE, query, NOW, "");
             assert!(
                 cleaned.as_deref().is_some_and(|q| !q.contains("__")),
                 "{query:.40}: {cleaned:?}"

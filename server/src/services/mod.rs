@@ -212,7 +212,7 @@ pub(crate) async fn transition(
     }
     record_flow_step(conn, request, (action, to), actor, at).await?;
     if to.is_terminal() {
-        secrets::forget_given(conn, state, request).await?;
+        secrets::forget_given(conn, state, request, to).await?;
     }
     append_event(
         conn,

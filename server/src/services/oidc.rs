@@ -342,26 +342,26 @@ enum TokenCallError {
     ServerError(openidconnect::http::StatusCode),
 }
 
-/// A failed code exchange, told apart by whose failure it is: a provider that
-/// cannot be reached, answers a server error or sends what is not a token
-/// response is unavailable, and nobody signing in meanwhile is counted for it;
-/// a refusal of the code itself (`invalid_grant` and the like) is the caller's.
+/// A failed code exchange, told apart by whose failure it is. Only a refusal of
+/// the code itself (`invalid_grant`: used, expired, made up) is the caller's.
+/// Everything else is not theirs to count: a provider that cannot be reached,
+/// answers a server error or what is not a token response, or refuses Slipway
+/// itself (`invalid_client` after a secret was rotated at the provider, a rate
+/// limit or a gateway's 4xx without a body); it is logged for the platform team.
 fn code_exchange_error<E: std::error::Error + 'static>(
     error: RequestTokenError<E, StandardErrorResponse<CoreErrorResponseType>>,
 ) -> OidcError {
     let message = format!("code exchange: {}", error_chain(&error));
-    let provider_failed = match &error {
-        RequestTokenError::Request(_) | RequestTokenError::Parse(..) => true,
-        RequestTokenError::ServerResponse(response) => matches!(
-            response.error().as_ref(),
-            "temporarily_unavailable" | "server_error"
-        ),
-        RequestTokenError::Other(_) => false,
-    };
-    if provider_failed {
-        OidcError::Unavailable(message)
-    } else {
+    let code_refused = matches!(
+        &error,
+        RequestTokenError::ServerResponse(response)
+            if *response.error() == CoreErrorResponseType::InvalidGrant
+    );
+    if code_refused {
         OidcError::Refused(message)
+    } else {
+        tracing::error!(%message, "the provider did not exchange a sign-in code for a reason that is not the person's; check the client's settings at the provider");
+        OidcError::Unavailable(message)
     }
 }
 
@@ -731,6 +731,9 @@ mod tests {
                 "temporarily_unavailable".into(),
             )),
             answered(CoreErrorResponseType::Extension("server_error".into())),
+            answered(CoreErrorResponseType::InvalidClient),
+            answered(CoreErrorResponseType::UnauthorizedClient),
+            RequestTokenError::Other("server returned empty error response".into()),
         ];
         for error in unavailable {
             let shown = format!("{error:?}");
@@ -739,11 +742,7 @@ mod tests {
                 "{shown}"
             );
         }
-        let refused: Vec<ExchangeError> = vec![
-            answered(CoreErrorResponseType::InvalidGrant),
-            answered(CoreErrorResponseType::InvalidClient),
-            RequestTokenError::Other("server returned empty error response".into()),
-        ];
+        let refused: Vec<ExchangeError> = vec![answered(CoreErrorResponseType::InvalidGrant)];
         for error in refused {
             let shown = format!("{error:?}");
             assert!(

@@ -97,12 +97,18 @@ pub(crate) async fn store_generated(
 
 /// Forgets what a request that reached its end was given in secret (every
 /// revision's values): no driver runs it again, and a value kept for ever is one
-/// more for a leaked key to open. Generated secrets stay until their one showing.
+/// more for a leaked key to open. A completed request's generated secrets stay
+/// until their one showing; a rejected or cancelled one's can never be shown.
 pub(crate) async fn forget_given(
     conn: &mut sqlx::AnyConnection,
     state: &AppState,
     request: &crate::storage::requests::RequestRow,
+    ended_as: slipway_core::state::RequestState,
 ) -> ServiceResult<()> {
+    if ended_as != slipway_core::state::RequestState::Completed {
+        storage::secrets::forget_all_but(conn, request.id, &[]).await?;
+        return Ok(());
+    }
     // A type gone from the catalog: what it generated is not known, so all stays.
     let Ok(ty) = super::request_type(state, request) else {
         return Ok(());

@@ -7,10 +7,19 @@ use sqlx::{AnyConnection, Row};
 use super::{StorageError, now_millis};
 use crate::secrets::Sealed;
 
-/// The check value of the key this database's secrets are sealed with: `value`
-/// when this is the first start with a key (it is recorded then), else the one
-/// recorded, for the caller to compare.
-pub async fn recorded_key_check(
+/// The check value of the key this database's secrets are sealed with, if one
+/// was recorded.
+pub async fn key_check(conn: &mut AnyConnection) -> Result<Option<String>, StorageError> {
+    Ok(
+        sqlx::query_scalar("SELECT check_value FROM secret_key_checks WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Records `value` as the key's check value unless one is recorded already (a
+/// replica starting at the same moment); returns the one recorded.
+pub async fn record_key_check(
     conn: &mut AnyConnection,
     value: &str,
 ) -> Result<String, StorageError> {
@@ -22,11 +31,37 @@ pub async fn recorded_key_check(
     .bind(now_millis())
     .execute(&mut *conn)
     .await?;
-    Ok(
-        sqlx::query_scalar("SELECT check_value FROM secret_key_checks WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await?,
+    Ok(key_check(conn).await?.unwrap_or_default())
+}
+
+/// One stored sealed value, any: what a key is tried on before it is recorded.
+pub async fn one_sealed(
+    conn: &mut AnyConnection,
+) -> Result<Option<(RequestId, String, Sealed)>, StorageError> {
+    let row = sqlx::query(
+        "SELECT request_id, param, nonce, ciphertext FROM request_secrets \
+         ORDER BY request_id, revision, param LIMIT 1",
     )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let request = RequestId(row.try_get("request_id")?);
+    let param: String = row.try_get("param")?;
+    let decode = |column: &str| -> Result<Vec<u8>, StorageError> {
+        let text: String = row.try_get(column)?;
+        hex::decode(text).map_err(|e| {
+            StorageError::Corrupt(format!(
+                "request_secrets.{column} of request #{request}: {e}"
+            ))
+        })
+    };
+    let sealed = Sealed {
+        nonce: decode("nonce")?,
+        ciphertext: decode("ciphertext")?,
+    };
+    Ok(Some((request, param, sealed)))
 }
 
 pub async fn insert(

@@ -20,7 +20,7 @@ use sqlx::{AnyConnection, Row};
 use super::listing::{Conditions, ListSql};
 
 mod verify;
-use super::{Engine, StorageError, Window, format_millis, now_millis};
+use super::{Engine, POSTGRES_CLOCK, StorageError, Window, format_millis, now_millis};
 pub use verify::{ChainReport, ChainStatus, VerifyFrom, verify, verify_chain};
 
 const GENESIS: &str = "genesis";
@@ -115,30 +115,42 @@ fn chain_hash(prev_hash: &str, content: &HashedContent<'_>) -> String {
 /// chain and its hash come later, from [`seal`].
 pub async fn append(
     conn: &mut AnyConnection,
-    _engine: Engine,
+    engine: Engine,
     event: &NewEvent<'_>,
 ) -> Result<(), StorageError> {
-    sqlx::query(
+    // On PostgreSQL the database's clock stamps the event: replicas' clocks
+    // differ, and the chain is in the order events were written.
+    let (at, first) = match engine {
+        Engine::Postgres => (POSTGRES_CLOCK.to_string(), 1),
+        Engine::Sqlite => ("$1".to_string(), 2),
+    };
+    let places: Vec<String> = (first..first + 13).map(|i| format!("${i}")).collect();
+    let sql = format!(
         "INSERT INTO audit_events (at, actor_id, actor, action, target_kind, target_id, \
          before_value, after_value, detail, channel, client_addr, trace_id, token_id, \
-         channel_user) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(now_millis())
-    .bind(event.actor_id.map(|id| id.0))
-    .bind(event.actor)
-    .bind(event.action)
-    .bind(event.target_kind)
-    .bind(&event.target_id)
-    .bind(event.before.as_deref())
-    .bind(event.after.as_deref())
-    .bind(&event.detail)
-    .bind(&event.origin.channel)
-    .bind(event.origin.client_addr.as_deref())
-    .bind(event.origin.trace_id.as_deref())
-    .bind(event.origin.token_id)
-    .bind(event.origin.channel_user.as_deref())
-    .execute(&mut *conn)
-    .await?;
+         channel_user) VALUES ({at}, {})",
+        places.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    if engine == Engine::Sqlite {
+        query = query.bind(now_millis());
+    }
+    query
+        .bind(event.actor_id.map(|id| id.0))
+        .bind(event.actor)
+        .bind(event.action)
+        .bind(event.target_kind)
+        .bind(&event.target_id)
+        .bind(event.before.as_deref())
+        .bind(event.after.as_deref())
+        .bind(&event.detail)
+        .bind(&event.origin.channel)
+        .bind(event.origin.client_addr.as_deref())
+        .bind(event.origin.trace_id.as_deref())
+        .bind(event.origin.token_id)
+        .bind(event.origin.channel_user.as_deref())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -210,7 +222,8 @@ fn append_many_statement(engine: Engine) -> String {
     };
     let field = |name: &str| match (engine, name) {
         (Engine::Sqlite, _) => format!("json_extract(value, '$.{name}')"),
-        (Engine::Postgres, "at" | "actor_id" | "token_id") => format!("(value->>'{name}')::BIGINT"),
+        (Engine::Postgres, "at") => POSTGRES_CLOCK.to_string(),
+        (Engine::Postgres, "actor_id" | "token_id") => format!("(value->>'{name}')::BIGINT"),
         (Engine::Postgres, _) => format!("value->>'{name}'"),
     };
     let selected: Vec<String> = FIELDS.iter().map(|name| field(name)).collect();

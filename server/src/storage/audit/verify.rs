@@ -306,6 +306,9 @@ async fn read_batches(
     Ok(Ok(()))
 }
 
+/// How much earlier than the event sealed before it an event may be dated.
+const BACKDATED_BEYOND_MILLIS: i64 = 60 * 60 * 1000;
+
 /// How far the reading has come.
 struct Walk<'a> {
     /// The place the next event must have.
@@ -354,10 +357,12 @@ impl Walk<'_> {
             ));
         }
         // Events are sealed in the order they were written, each stamped with
-        // the time it was: one far older than the event before it was inserted
-        // with a made-up time, to sit in the past of every timeline.
+        // the time it was (on PostgreSQL by the database's clock): one far older
+        // than the event before it was inserted with a made-up time, to sit in
+        // the past of every timeline. An hour leaves room for a slow commit and
+        // a clock stepped back.
         if let Some(before) = self.newest_at
-            && e.at < before - UNSEALED_GRACE_MILLIS
+            && e.at < before - BACKDATED_BEYOND_MILLIS
         {
             return Err(broken(
                 position,
