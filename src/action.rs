@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::catalog::{ResourceType, TypeAction};
+use crate::render::ChangeSet;
 use crate::secret;
 use crate::template;
 use crate::validate::{FieldError, ParamValidator};
@@ -50,11 +51,30 @@ pub fn foreign_input(action: &TypeAction, input: &Value) -> Vec<FieldError> {
         .collect()
 }
 
+/// The asset's recorded parameters with the type's defaults under them. A
+/// parameter the type gained after the asset was recorded (a new required one
+/// with a default) takes its default, as a new request's form would give it;
+/// without it every action on the asset, its decommission and template upgrade
+/// too, would be refused on a field the asset never had. Secrets are left out:
+/// a secret's value is given, never defaulted.
+pub fn with_type_defaults(ty: &ResourceType, asset_params: &Value) -> Value {
+    let mut params = ty.default_params();
+    params.retain(|name, _| !ty.is_secret(name));
+    if let Some(recorded) = asset_params.as_object() {
+        for (name, value) in recorded {
+            params.insert(name.clone(), value.clone());
+        }
+    }
+    Value::Object(params)
+}
+
 /// The parameters a request for an action is checked and rendered with: the
-/// asset's recorded parameters with the action's input laid over them. An empty
-/// or null input value leaves the recorded one (a form's untouched secret).
-pub fn request_params(asset_params: &Value, input: &Value) -> Value {
-    let mut merged = asset_params.as_object().cloned().unwrap_or_default();
+/// asset's recorded parameters, over the defaults of its type `ty` (see
+/// [`with_type_defaults`]), with the action's input laid over them. An empty or
+/// null input value leaves the recorded one (a form's untouched secret).
+pub fn request_params(ty: &ResourceType, asset_params: &Value, input: &Value) -> Value {
+    let base = with_type_defaults(ty, asset_params);
+    let mut merged = base.as_object().cloned().unwrap_or_default();
     if let Some(given) = input.as_object() {
         for (name, value) in given {
             let blank = value.is_null() || value.as_str().is_some_and(str::is_empty);
@@ -115,6 +135,44 @@ pub fn recorded_params(ty: &ResourceType, request_params: &Value) -> Value {
         })
         .unwrap_or_default();
     Value::Object(kept)
+}
+
+/// Whether a completed request of `action` renders the asset of type `ty` anew:
+/// it writes the type's own outputs (a resize, the template upgrade), so the
+/// asset's files are the ones its templates make of the request's parameters.
+/// A backup writes a file beside the asset and leaves its files as they were;
+/// a retirement removes them.
+pub fn renders_asset(ty: &ResourceType, action: &TypeAction) -> bool {
+    !action.retires && action.request_type.outputs == ty.outputs
+}
+
+/// The paths an asset's files were last written at (`recorded`) that a change
+/// rendering or retiring it neither writes nor already removes: files the
+/// current templates no longer name, which would otherwise stay in the
+/// repository for good, even after the asset is retired.
+pub fn unwritten_paths(recorded: &[String], change_set: &ChangeSet) -> Vec<String> {
+    recorded
+        .iter()
+        .filter(|path| !change_set.files.iter().any(|f| &f.path == *path))
+        .filter(|path| !change_set.removed.contains(path))
+        .cloned()
+        .collect()
+}
+
+/// Where an asset's files are once a change set that rendered it anew is
+/// applied: every path it wrote, and those of `before` it neither wrote nor
+/// removed (still there, so still the asset's to remove one day).
+pub fn deployed_after(before: &[String], change_set: &ChangeSet) -> Vec<String> {
+    let mut paths: Vec<String> = change_set.files.iter().map(|f| f.path.clone()).collect();
+    paths.extend(
+        before
+            .iter()
+            .filter(|path| !change_set.removed.contains(path))
+            .cloned(),
+    );
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// Secrets the asset holds as placeholders and the action does not take: their
@@ -191,7 +249,10 @@ fn same_value(a: &Value, b: &Value) -> bool {
 /// a parameter the action does not take, whose value is the asset's as
 /// recorded, is the asset's (a value a rule added since refuses, a mark pasted
 /// in long ago), and would otherwise keep every action, a decommission too,
-/// from the asset, naming a field its form does not even show.
+/// from the asset, naming a field its form does not even show. So is one on a
+/// parameter the asset lacks (the type required it since, with no default)
+/// for an action that retires the asset or upgrades its templates: neither can
+/// ask for it, and refusing them would leave the asset stuck as it is.
 pub fn own_errors(
     action: &TypeAction,
     params: &Value,
@@ -199,14 +260,17 @@ pub fn own_errors(
     errors: Vec<FieldError>,
 ) -> Vec<FieldError> {
     let own = action.param_names();
+    let asks_for_nothing_new = action.retires || action.is_upgrade();
     errors
         .into_iter()
         .filter(|e| {
-            let inherited = !e.field.is_empty()
-                && !own.contains(&e.field)
+            let not_shown = !e.field.is_empty() && !own.contains(&e.field);
+            let inherited = not_shown
                 && params.get(&e.field).is_some()
                 && params.get(&e.field) == asset_params.get(&e.field);
-            !inherited
+            let lacked_by_the_asset =
+                asks_for_nothing_new && not_shown && asset_params.get(&e.field).is_none();
+            !(inherited || lacked_by_the_asset)
         })
         .collect()
 }

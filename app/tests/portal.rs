@@ -3,173 +3,20 @@
 //! functions, the sessions page, and sign-out deleting the session.
 #![cfg(feature = "ssr")]
 
+#[allow(dead_code)]
+mod browser;
 #[allow(dead_code, unused_macros)]
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use app::api::{Decide, EndSession, Login, Logout, RevokeToken};
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{Request, StatusCode, header};
+use browser::{Browser, HOST, ORIGIN};
 use common::{TestApp, TestResult};
 use leptos::server_fn::ServerFn;
 use slipway_server::storage::Engine;
 use tower::ServiceExt;
-
-const HOST: &str = "slipway.test";
-const ORIGIN: &str = "http://slipway.test";
-
-struct Browser {
-    router: Router,
-    cookie: Option<String>,
-    /// The address the listener sees this browser at, if any.
-    address: Option<std::net::SocketAddr>,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let v: String = v
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            format!("{k}={v}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-impl Browser {
-    fn new(app: &TestApp) -> Browser {
-        Browser {
-            router: slipway_server::cli::router(
-                &app.state,
-                app::ssr::portal_router(app.state.clone()),
-            ),
-            cookie: None,
-            address: None,
-        }
-    }
-
-    fn session_id(&self) -> String {
-        self.cookie
-            .as_deref()
-            .and_then(|c| c.split_once('='))
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default()
-    }
-
-    async fn send(&mut self, request: Request<Body>) -> TestResult<Answer> {
-        let mut request = request;
-        if let Some(cookie) = &self.cookie {
-            request
-                .headers_mut()
-                .insert(header::COOKIE, cookie.parse()?);
-        }
-        if let Some(address) = self.address {
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(address));
-        }
-        let response = self.router.clone().oneshot(request).await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        if let Some(set) = headers
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-        {
-            let pair = set.split(';').next().unwrap_or_default().to_string();
-            self.cookie = if set.contains("Max-Age=0") {
-                None
-            } else {
-                Some(pair)
-            };
-        }
-        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await?;
-        Ok(Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    }
-
-    async fn get(&mut self, uri: &str) -> TestResult<Answer> {
-        self.send(
-            Request::get(uri)
-                .header(header::HOST, HOST)
-                .header(header::ACCEPT, "text/html")
-                .body(Body::empty())?,
-        )
-        .await
-    }
-
-    /// A form post as a browser sends it from a page of `origin`.
-    async fn post_form(
-        &mut self,
-        path: &str,
-        pairs: &[(&str, &str)],
-        origin: &str,
-    ) -> TestResult<Answer> {
-        self.send(
-            Request::post(path)
-                .header(header::HOST, HOST)
-                .header(header::ORIGIN, origin)
-                .header(header::REFERER, format!("{origin}/login"))
-                .header(header::ACCEPT, "text/html")
-                .header(header::USER_AGENT, "PortalTest/1.0")
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(form(pairs)))?,
-        )
-        .await
-    }
-
-    async fn sign_in(&mut self, user: &str, next: &str) -> TestResult<Answer> {
-        self.sign_in_from(user, next, ORIGIN).await
-    }
-
-    /// Signs a demo user in from a page of `origin`.
-    async fn sign_in_from(&mut self, user: &str, next: &str, origin: &str) -> TestResult<Answer> {
-        let password = format!("{user}-demo-pw");
-        self.post_form(
-            Login::PATH,
-            &[("username", user), ("password", &password), ("next", next)],
-            origin,
-        )
-        .await
-    }
-}
-
-/// Every `Set-Cookie` of an answer.
-fn set_cookies(answer: &Answer) -> Vec<String> {
-    answer
-        .headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect()
-}
 
 async fn signed_in_sessions(app: &TestApp) -> TestResult<i64> {
     Ok(
@@ -506,7 +353,7 @@ async fn behind_an_https_public_url_the_session_cookie_takes_the_host_prefix() -
         .sign_in_from("alice", "/catalog", "https://slipway.test")
         .await?;
     assert!(answer.status.is_redirection(), "{}", answer.status);
-    let cookies = set_cookies(&answer);
+    let cookies = answer.set_cookies();
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let cookie = &cookies[0];
     assert!(cookie.starts_with("__Host-slipway_session="), "{cookie}");
@@ -529,7 +376,7 @@ async fn behind_an_https_public_url_the_session_cookie_takes_the_host_prefix() -
     let app = app_served_at("http://slipway.test").await?;
     let mut browser = Browser::new(&app);
     let answer = browser.sign_in("alice", "/catalog").await?;
-    let cookies = set_cookies(&answer);
+    let cookies = answer.set_cookies();
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let cookie = &cookies[0];
     assert!(cookie.starts_with("slipway_session="), "{cookie}");
@@ -1684,7 +1531,10 @@ async fn an_expired_token_reads_expired_and_a_refused_revocation_says_why() -> T
                 .header(header::REFERER, format!("{ORIGIN}/account/tokens"))
                 .header(header::ACCEPT, "text/html")
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(form(&[("id", &bobs.token.id.to_string())])))?,
+                .body(Body::from(browser::encoded(&[(
+                    "id",
+                    &bobs.token.id.to_string(),
+                )])))?,
         )
         .await?;
     let back = refused.location().trim_start_matches(ORIGIN).to_string();

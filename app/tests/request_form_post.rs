@@ -5,140 +5,23 @@
 //! secret in the URL. A post no form could send is refused and nothing stored.
 #![cfg(feature = "ssr")]
 
+#[allow(dead_code)]
+mod browser;
 #[allow(dead_code, unused_macros)]
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use app::error::AppError;
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::StatusCode;
+use browser::{Browser, ORIGIN, encoded};
 use common::{TestApp, TestResult};
 use leptos::server_fn::error::ServerFnUrlError;
 use slipway_core::ids::RequestId;
 use slipway_core::views::ReviewDecision;
 use slipway_server::services::{requests, reviews};
 use slipway_server::storage::Engine;
-use tower::ServiceExt;
 
-const HOST: &str = "slipway.test";
-const ORIGIN: &str = "http://slipway.test";
 const NEW_NAMESPACE: &str = "/requests/new/k8s-namespace";
-
-struct Browser {
-    router: Router,
-    cookie: Option<String>,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-}
-
-/// `application/x-www-form-urlencoded`, as a browser writes it.
-fn encoded(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let escape = |text: &str| -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
-}
-
-impl Browser {
-    fn new(app: &TestApp) -> Browser {
-        Browser {
-            router: slipway_server::cli::router(
-                &app.state,
-                app::ssr::portal_router(app.state.clone()),
-            ),
-            cookie: None,
-        }
-    }
-
-    async fn send(&mut self, mut request: Request<Body>) -> TestResult<Answer> {
-        if let Some(cookie) = &self.cookie {
-            request
-                .headers_mut()
-                .insert(header::COOKIE, cookie.parse()?);
-        }
-        let response = self.router.clone().oneshot(request).await?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        if let Some(set) = headers
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-        {
-            self.cookie = Some(set.split(';').next().unwrap_or_default().to_string());
-        }
-        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await?;
-        Ok(Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    }
-
-    async fn get(&mut self, uri: &str) -> TestResult<Answer> {
-        let request = Request::get(uri)
-            .header(header::HOST, HOST)
-            .header(header::ACCEPT, "text/html")
-            .body(Body::empty())?;
-        self.send(request).await
-    }
-
-    /// A form post from a page of `origin`, its body as given.
-    async fn post_raw(&mut self, path: &str, body: Vec<u8>, origin: &str) -> TestResult<Answer> {
-        let request = Request::post(path)
-            .header(header::HOST, HOST)
-            .header(header::ORIGIN, origin)
-            .header(header::ACCEPT, "text/html")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body))?;
-        self.send(request).await
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> TestResult<Answer> {
-        self.post_raw(path, encoded(pairs), ORIGIN).await
-    }
-
-    async fn signed_in(app: &TestApp, user: &str) -> TestResult<Browser> {
-        let mut browser = Browser::new(app);
-        let password = format!("{user}-demo-pw");
-        let login = <app::api::Login as leptos::server_fn::ServerFn>::PATH;
-        let answer = browser
-            .post(
-                login,
-                &[
-                    ("username", user),
-                    ("password", &password),
-                    ("next", "/catalog"),
-                ],
-            )
-            .await?;
-        assert!(answer.status.is_redirection(), "sign-in: {}", answer.status);
-        Ok(browser)
-    }
-}
 
 async fn app() -> TestResult<TestApp> {
     Ok(TestApp::start(Engine::Sqlite)
@@ -506,8 +389,16 @@ async fn a_revision_posts_without_script_too() -> TestResult {
         page.body.contains("value=\"api\""),
         "the last revision fills the form"
     );
+    assert!(
+        page.body.contains("name=\"__revision\" value=\"1\""),
+        "the form names the revision it was opened on"
+    );
     let mut form = namespace_form("api", "");
     form.remove(0);
+    // A revise form that does not say which revision it revises is refused.
+    let unknown = alice.post(&action, &form).await?;
+    assert!(names(&refusal_in(unknown.location())?, "revision"));
+    form.push(("__revision", "1"));
     form.retain(|(k, _)| *k != "environment");
     form.push(("environment", "prod"));
     // Too much CPU: the schema refuses, and the page comes back with it marked.
@@ -531,5 +422,32 @@ async fn a_revision_posts_without_script_too() -> TestResult {
     assert_eq!(revised.location(), format!("/requests/{id}"));
     assert_eq!(app.request(id).await?.current_revision, 2);
     assert_eq!(latest_params(&app, id).await?["cpu_limit"], 1);
+
+    // Posted twice (a double click, a reload's "resend"): the second finds the
+    // first's revision and lands on the request, not on a refusal.
+    let twice = alice.post(&action, &form).await?;
+    assert_eq!(twice.location(), format!("/requests/{id}"));
+    assert_eq!(app.request(id).await?.current_revision, 2);
+
+    // A form left open on revision 1 while revision 2 was made and sent back
+    // again: refused, naming both, rather than overwriting revision 2.
+    reviews::decide(
+        &app.state,
+        &bob,
+        id,
+        2,
+        ReviewDecision::RequestChanges,
+        "a little more",
+    )
+    .await?;
+    form.retain(|(k, _)| *k != "cpu_limit");
+    form.push(("cpu_limit", "3"));
+    let stale = alice.post(&action, &form).await?;
+    let error = format!("{:?}", refusal_in(stale.location())?);
+    assert!(
+        error.contains("revision 2") && error.contains("revision 1"),
+        "{error}"
+    );
+    assert_eq!(app.request(id).await?.current_revision, 2);
     Ok(())
 }

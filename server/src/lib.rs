@@ -3,6 +3,7 @@
 //! service layer to their transports.
 
 pub mod api;
+pub mod audit_budget;
 pub mod audit_chain;
 pub mod catalog_source;
 pub mod chat;

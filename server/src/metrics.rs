@@ -55,6 +55,10 @@ pub struct Metrics {
     /// Worker loops of this process that are running (a loop that panicked or
     /// ended is no longer counted).
     workers_alive: Gauge,
+    /// Whether the last scrape could read the database's gauges: during an
+    /// outage the process's own series still answer (workers, takeovers, step
+    /// times are what one looks at then), beside a 0 here.
+    database_up: Gauge,
     /// Since when this process's claims of jobs have failed, and the last error:
     /// workers that cannot claim (a read-only database after a failover, a full
     /// disk) are not ready, however many are alive.
@@ -127,6 +131,12 @@ impl Metrics {
             "Worker loops running in this process",
             workers_alive.clone(),
         );
+        let database_up = Gauge::default();
+        registry.register(
+            "database_up",
+            "Whether the last scrape read the database's gauges (1) or could not reach the database (0)",
+            database_up.clone(),
+        );
         Metrics {
             registry,
             lease_takeovers,
@@ -136,6 +146,7 @@ impl Metrics {
             requests,
             jobs,
             workers_alive,
+            database_up,
             claims_failing: std::sync::Mutex::new(None),
             gauges_read: tokio::sync::Mutex::new(None),
         }
@@ -189,12 +200,24 @@ impl Metrics {
     }
 
     /// The exposition, with the database gauges as read at most
-    /// [`GAUGES_FOR`] ago.
+    /// [`GAUGES_FOR`] ago, or without them (and `database_up` 0) when the
+    /// database cannot be read.
     pub async fn render(&self, db: &Db) -> Result<String, StorageError> {
         let mut read = self.gauges_read.lock().await;
         if read.is_none_or(|at| at.elapsed() >= GAUGES_FOR) {
-            self.read_gauges(db).await?;
-            *read = Some(std::time::Instant::now());
+            match self.read_gauges(db).await {
+                Ok(()) => {
+                    self.database_up.set(1);
+                    *read = Some(std::time::Instant::now());
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the metrics' database gauges could not be read");
+                    // Last read's counts would look current: better none.
+                    self.requests.clear();
+                    self.jobs.clear();
+                    self.database_up.set(0);
+                }
+            }
         }
         let mut text = String::new();
         encode(&mut text, &self.registry)

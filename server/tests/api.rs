@@ -484,6 +484,18 @@ async fn review_round_through_the_api(app: &TestApp) -> TestResult {
         )
         .await?;
     assert_eq!(status, StatusCode::CONFLICT);
+    // A conflict says how things stood then: the same key asks anew, never a
+    // replay of the refusal (a retry is what a conflict asks for).
+    for _ in 0..2 {
+        let answer = api
+            .call(Method::POST, &path, &bob)
+            .header("Idempotency-Key", "stale-hash")
+            .json(&json!({"decision": "approve", "change_set_hash": "0000"}))
+            .send()
+            .await?;
+        assert_eq!(answer.status(), StatusCode::CONFLICT);
+        assert!(answer.headers().get("idempotent-replayed").is_none());
+    }
     let (status, _) = api
         .post(&path, &bob, &json!({"decision": "request_changes", "change_set_hash": hash, "comment": "2 CPUs please"}))
         .await?;

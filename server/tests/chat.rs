@@ -1779,3 +1779,316 @@ async fn a_shared_room_hears_no_one_s_quota_names_or_standing(app: &TestApp) -> 
 }
 
 on_both_engines!(a_shared_room_hears_no_one_s_quota_names_or_standing);
+
+/// A homeserver that knows only what answering a sync batch needs: the members
+/// of the rooms it is given (any other room's cannot be read, as when a
+/// homeserver is overloaded), and sending, which it records. The bot is handed
+/// batches directly, in the order a real sync may bring them.
+struct FakeHomeserver {
+    url: String,
+    /// Each message sent: its room and its content.
+    sent: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl FakeHomeserver {
+    async fn start(members: &[(&str, &[&str])]) -> TestResult<FakeHomeserver> {
+        use axum::extract::Path;
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        use std::sync::{Arc, Mutex};
+
+        let members: Arc<std::collections::HashMap<String, Vec<String>>> = Arc::new(
+            members
+                .iter()
+                .map(|(room, who)| {
+                    (
+                        room.to_string(),
+                        who.iter().map(|w| w.to_string()).collect(),
+                    )
+                })
+                .collect(),
+        );
+        let sent: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let recorded = sent.clone();
+        let router = axum::Router::new()
+            .route(
+                "/_matrix/client/v3/rooms/{room}/joined_members",
+                axum::routing::get(move |Path(room): Path<String>| async move {
+                    match members.get(&room) {
+                        Some(who) => {
+                            let joined: serde_json::Map<String, Value> =
+                                who.iter().map(|w| (w.clone(), json!({}))).collect();
+                            axum::Json(json!({ "joined": joined })).into_response()
+                        }
+                        None => (
+                            StatusCode::BAD_GATEWAY,
+                            axum::Json(json!({ "errcode": "M_UNKNOWN", "error": "overloaded" })),
+                        )
+                            .into_response(),
+                    }
+                }),
+            )
+            .route(
+                "/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}",
+                axum::routing::put(
+                    move |Path((room, _txn)): Path<(String, String)>,
+                          axum::Json(content): axum::Json<Value>| async move {
+                        recorded
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push((room, content));
+                        axum::Json(json!({ "event_id": "$sent" }))
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(FakeHomeserver {
+            url: format!("http://{addr}"),
+            sent,
+        })
+    }
+
+    fn client(&self) -> TestResult<chat::matrix::MatrixClient> {
+        Ok(chat::matrix::MatrixClient::new(
+            &self.url,
+            Secret::new("bot-token".into()),
+        )?)
+    }
+
+    /// The texts sent to `room`; every message sent must mention no one.
+    fn said_in(&self, room: &str) -> TestResult<Vec<String>> {
+        let sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut said = Vec::new();
+        for (to, content) in sent.iter().filter(|(to, _)| to == room) {
+            if content.get("m.mentions") != Some(&json!({})) {
+                return Err(format!("a message to {to} may mention people: {content}").into());
+            }
+            let body = content
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            said.push(body.to_string());
+        }
+        Ok(said)
+    }
+}
+
+fn said(room: &str, event_id: &str, sender: &str, body: &str) -> chat::matrix::RoomMessage {
+    chat::matrix::RoomMessage {
+        room_id: room.into(),
+        event_id: event_id.into(),
+        sender: sender.into(),
+        body: body.into(),
+        encrypted: false,
+        sent_at: 0,
+    }
+}
+
+/// Chat audit events of one action: the channel, the chat user and the target.
+async fn chat_audit(app: &TestApp, action: &str) -> TestResult<Vec<(String, String, String)>> {
+    let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT channel, channel_user, target_id FROM audit_events WHERE action = $1 ORDER BY seq",
+    )
+    .bind(action)
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(channel, chat_user, target)| (channel, chat_user.unwrap_or_default(), target))
+        .collect())
+}
+
+/// A sync brings rooms in the order of their ids. A link code alice read out in
+/// a shared room is used up before any command of the batch runs: mallory, who
+/// sent it from a direct chat whose id sorts first, links to nobody, and alice
+/// is told her code is gone.
+async fn a_code_said_aloud_is_used_up_before_a_direct_chat_links_with_it(
+    app: &TestApp,
+) -> TestResult {
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    let code = chat_service::issue_link_code(state, &alice).await?.code;
+    let homeserver =
+        FakeHomeserver::start(&[("!a:hs", &["@mallory:hs", "@slipway:hs"][..])]).await?;
+    let rooms = chat::Rooms {
+        review: Some("!z:hs".into()),
+        ..chat::Rooms::default()
+    };
+    let batch = chat::matrix::SyncBatch {
+        next_batch: "s1".into(),
+        messages: vec![
+            said("!a:hs", "$mallory", "@mallory:hs", &format!("link {code}")),
+            said("!z:hs", "$alice", "@alice:hs", &format!("link {code}")),
+        ],
+        ..chat::matrix::SyncBatch::default()
+    };
+    chat::hear_batch(state, &homeserver.client()?, "@slipway:hs", &rooms, &batch).await?;
+
+    assert_eq!(chat_service::linked_account(state, &alice).await?, None);
+    let mut conn = state.db.pool.acquire().await?;
+    let mallory =
+        slipway_server::storage::chat::link_of_chat_user(&mut conn, "@mallory:hs").await?;
+    drop(conn);
+    assert!(
+        mallory.is_none(),
+        "mallory linked with a code read out in a shared room"
+    );
+    let late = chat_service::link(state, "@alice:hs", "!dm:hs", &code, "$late").await;
+    assert!(late.is_err(), "the code said aloud still links");
+    let told_alice = homeserver.said_in("!z:hs")?;
+    assert!(
+        told_alice.len() == 1 && told_alice[0].contains("it is used up"),
+        "{told_alice:?}"
+    );
+    let told_mallory = homeserver.said_in("!a:hs")?;
+    assert!(
+        told_mallory.len() == 1 && told_mallory[0].contains("already used"),
+        "{told_mallory:?}"
+    );
+    let alice_id = alice.id.to_string();
+    assert_eq!(
+        chat_audit(app, "chat.link_code_burned").await?,
+        [("chat".to_string(), "@alice:hs".to_string(), alice_id)]
+    );
+    // Mallory's attempt in the batch, and alice's own late one above.
+    let refused: Vec<String> = chat_audit(app, "chat.link_refused")
+        .await?
+        .into_iter()
+        .map(|(channel, chat_user, _)| format!("{channel} {chat_user}"))
+        .collect();
+    assert_eq!(refused, ["chat @mallory:hs", "chat @alice:hs"]);
+    Ok(())
+}
+
+on_both_engines!(a_code_said_aloud_is_used_up_before_a_direct_chat_links_with_it);
+
+/// Words that would be a command in a direct chat, in a room whose members the
+/// homeserver could not list: the bot cannot tell a direct chat from a shared
+/// room, and says so rather than pass over a command in silence. Chatter there
+/// still gets no answer.
+async fn a_command_in_a_room_that_could_not_be_checked_is_answered(app: &TestApp) -> TestResult {
+    let homeserver = FakeHomeserver::start(&[]).await?;
+    let batch = chat::matrix::SyncBatch {
+        next_batch: "s1".into(),
+        messages: vec![
+            said("!dm:hs", "$1", "@bob:hs", "mine"),
+            said("!dm:hs", "$2", "@bob:hs", "thanks, that was quick"),
+        ],
+        ..chat::matrix::SyncBatch::default()
+    };
+    let rooms = chat::Rooms::default();
+    let client = homeserver.client()?;
+    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &batch).await?;
+    let told = homeserver.said_in("!dm:hs")?;
+    assert!(
+        told.len() == 1 && told[0].contains("could not check who else is in this room"),
+        "{told:?}"
+    );
+    // Heard once: the same batch read again (after a restart) is not answered twice.
+    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &batch).await?;
+    assert_eq!(homeserver.said_in("!dm:hs")?.len(), 1);
+    Ok(())
+}
+
+on_both_engines!(a_command_in_a_room_that_could_not_be_checked_is_answered);
+
+/// The notifier's position in the audit log moves forward only, compared as a
+/// number: a notifier whose term ended cannot take it back and have rooms told
+/// again.
+async fn the_notified_position_only_moves_forward(app: &TestApp) -> TestResult {
+    use slipway_server::storage::chat::{advance_cursor, cursor};
+    let mut tx = app.state.db.write().await?;
+    for position in [10, 5, 9] {
+        advance_cursor(&mut tx, "audit_position", position).await?;
+    }
+    assert_eq!(
+        cursor(&mut tx, "audit_position").await?.as_deref(),
+        Some("10")
+    );
+    // "100" sorts before "11" as text.
+    for position in [11, 100, 99] {
+        advance_cursor(&mut tx, "audit_position", position).await?;
+    }
+    assert_eq!(
+        cursor(&mut tx, "audit_position").await?.as_deref(),
+        Some("100")
+    );
+    tx.commit().await?;
+    Ok(())
+}
+
+on_both_engines!(the_notified_position_only_moves_forward);
+
+/// A code used up where others read it, and a link refused, leave an audit
+/// event on the chat channel with the chat account that sent them.
+async fn codes_used_up_and_links_refused_are_audited(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let code = chat_service::issue_link_code(state, &alice).await?.code;
+    let said = chat_service::burn_code(state, &code, "@alice:chat.test", "$said").await?;
+    assert!(said, "a good code said aloud is used up");
+    let again = chat_service::burn_code(state, &code, "@eve:chat.test", "$again").await?;
+    assert!(!again, "a code is used up once");
+    assert_eq!(
+        chat_audit(app, "chat.link_code_burned").await?,
+        [(
+            "chat".to_string(),
+            "@alice:chat.test".to_string(),
+            alice.id.to_string()
+        )]
+    );
+    let guessed = chat_service::link(state, "@eve:chat.test", "!e:chat.test", &code, "$e").await;
+    assert!(guessed.is_err());
+    // An account that may not act now, its code still out (disabling through the
+    // service withdraws its codes; this stands for any standing that refuses).
+    let bob_code = chat_service::issue_link_code(state, &bob).await?.code;
+    let switch_off = |disabled: bool| async move {
+        let mut tx = state.db.write().await?;
+        slipway_server::storage::users::set_disabled(&mut tx, "bob", disabled).await?;
+        tx.commit().await?;
+        TestResult::Ok(())
+    };
+    switch_off(true).await?;
+    let disabled =
+        chat_service::link(state, "@bob:chat.test", "!b:chat.test", &bob_code, "$b").await;
+    assert!(disabled.is_err(), "a disabled account was linked");
+    switch_off(false).await?;
+    let linked =
+        chat_service::link(state, "@bob:chat.test", "!b:chat.test", &bob_code, "$b2").await;
+    assert!(
+        linked.is_ok(),
+        "a refused attempt used the code up: {linked:?}"
+    );
+    let refused = chat_audit(app, "chat.link_refused").await?;
+    assert_eq!(
+        refused,
+        [
+            (
+                "chat".to_string(),
+                "@eve:chat.test".to_string(),
+                String::new()
+            ),
+            (
+                "chat".to_string(),
+                "@bob:chat.test".to_string(),
+                bob.id.to_string()
+            )
+        ]
+    );
+    let traces: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT trace_id FROM audit_events WHERE action = 'chat.link_refused' ORDER BY seq",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    assert_eq!(traces, [Some("$e".to_string()), Some("$b".to_string())]);
+    Ok(())
+}
+
+on_both_engines!(codes_used_up_and_links_refused_are_audited);

@@ -4,11 +4,8 @@
 #[allow(dead_code, unused_macros)]
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use common::git_server::{GitDaemon, git};
-use common::{TestApp, TestResult, draft, namespace_params};
+use common::{TestApp, TestResult, captured_logs, draft, namespace_params};
 use slipway_core::state::RequestState;
 use slipway_server::config::Secret;
 use slipway_server::drivers::gitops::{GitOpsSettings, RemoteCredentials, RemoteSettings};
@@ -16,40 +13,6 @@ use slipway_server::services::requests;
 use slipway_server::storage::{self, Engine};
 
 const PASSWORD: &str = "canary-pw-4b8f19";
-
-/// Everything this test binary logs, at every level, from every thread: a
-/// credential must not appear in it.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .finish();
-        // Another test of this binary may have set it first; the buffer is shared.
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buffer
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut buffer) = self.0.lock() {
-            buffer.extend_from_slice(bytes);
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn a_remote_that_is_down_delays_the_job_which_lands_once_it_is_back_sqlite() -> TestResult {
@@ -233,7 +196,7 @@ async fn remote_down_then_back(engine: Engine) -> TestResult {
         .await?;
         assert_eq!(found, 0, "{table}.{column} holds the password");
     }
-    let logged = String::from_utf8_lossy(&logs.lock().map_err(|_| "log lock")?).into_owned();
+    let logged = logs.text();
     assert!(
         logged.contains("will retry"),
         "the retry was logged: {logged}"
@@ -297,6 +260,77 @@ fn report_catalog() -> TestResult<tempfile::TempDir> {
         "report: {{ resource_name }}\nteam: {{ team }}\n",
     )?;
     Ok(dir)
+}
+
+#[tokio::test]
+async fn a_cancel_while_a_push_is_on_its_way_records_the_commit_that_landed_sqlite() -> TestResult {
+    cancel_during_a_push(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_cancel_while_a_push_is_on_its_way_records_the_commit_that_landed_postgres() -> TestResult
+{
+    cancel_during_a_push(Engine::Postgres).await
+}
+
+/// A push cannot be called back once sent: a cancel (or a timeout) while it is
+/// on its way must not record the step as stopped with nothing made while the
+/// commit lands a moment later for a reconciler to apply.
+async fn cancel_during_a_push(engine: Engine) -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("slow.git", "main")?;
+    let hook = daemon.repo_path("slow.git").join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\nsleep 4\n")?;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    let gitops = GitOpsSettings {
+        branch: "main".into(),
+        remote: Some(RemoteSettings {
+            url: url.clone(),
+            credentials: None,
+        }),
+    };
+    let Some(app) = TestApp::start_configured(engine, None, |settings| {
+        settings.gitops = gitops;
+        // A heartbeat every half second: the worker hears of the cancel mid-push.
+        settings.workers.lease = std::time::Duration::from_millis(1_500);
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let params = namespace_params("slow", "payments", "dev", 2);
+    let id = requests::submit(&app.state, &alice, &draft("k8s-namespace", params)).await?;
+    let state = app.state.clone();
+    let worker =
+        tokio::spawn(async move { slipway_server::orchestrator::run_once(&state, "w").await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut conn = app.state.db.pool.acquire().await?;
+        let steps = storage::jobs::steps_for_request(&mut conn, id).await?;
+        if steps.iter().any(|s| s.state == "running") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the push never started".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    requests::cancel(&app.state, &alice, id).await?;
+    tokio::time::timeout(std::time::Duration::from_secs(60), worker).await???;
+
+    let landed = daemon.log("slow.git", "main")?;
+    assert_eq!(landed.len(), 1, "the push was on its way: {landed:?}");
+    let mut conn = app.state.db.pool.acquire().await?;
+    let steps = storage::jobs::steps_for_request(&mut conn, id).await?;
+    let recorded: Vec<_> = steps.iter().filter_map(|s| s.commit_id.clone()).collect();
+    assert!(
+        recorded.iter().any(|c| landed[0].starts_with(c.as_str())),
+        "the step records the commit that landed: {steps:?}"
+    );
+    Ok(())
 }
 
 #[tokio::test]

@@ -369,5 +369,22 @@ async fn seeded_requests_walk_the_flow_too(app: &TestApp) -> TestResult {
     );
     assert!(m.all.lead.median_ms.is_some_and(|ms| ms > 0));
     assert!(m.all.steps.len() >= 6, "{:?}", m.all.steps);
+    // Each week's rates divide requests by a set that holds them, as the SQL
+    // counts them on either engine.
+    for week in &m.trend {
+        let r = &week.rates;
+        let rates = [
+            r.rework_rate,
+            r.auto_approval_share,
+            r.failure_rate,
+            r.manual_rate,
+        ];
+        assert!(
+            rates.into_iter().flatten().all(|rate| rate <= 1.0),
+            "week {}: {r:?}",
+            week.week_start_ms
+        );
+        assert!(r.sent_back <= r.reviewed && r.failed <= r.executed, "{r:?}");
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod common;
 mod http_git;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -468,6 +469,38 @@ fn a_remote_that_is_down_is_a_retryable_error_that_never_shows_the_password() ->
     let applied = repo.apply(&files, "one")?;
     assert!(applied.created);
     assert_eq!(daemon.log("later.git", "main")?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_push_the_remote_declines_fails_once_with_the_remotes_reason() -> TestResult {
+    let daemon = GitDaemon::running()?;
+    let url = daemon.create_repo("guarded.git", "main")?;
+    // A policy of the remote's (a hook, a protected branch): not a race with
+    // another writer, so pushing again and again changes nothing.
+    let hooks = daemon.repo_path("guarded.git").join("hooks");
+    let tries = hooks.join("tries");
+    let hook = hooks.join("pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho x >> '{}'\necho 'policy: changes to main need a ticket' >&2\nexit 1\n",
+            tries.display()
+        ),
+    )?;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    let local = tempfile::tempdir()?;
+    let repo = GitOpsRepo::open_with(&local.path().join("gitops.git"), &remote(&url))?;
+    let error = repo
+        .apply(&[file("dev/a.yaml", "a: 1\n")], "one")
+        .err()
+        .ok_or("the hook declines every push")?;
+    let text = error.to_string();
+    assert!(matches!(error, GitOpsError::Remote { .. }), "{error:?}");
+    assert!(text.contains("need a ticket"), "the remote's words: {text}");
+    assert_eq!(std::fs::read_to_string(&tries)?.lines().count(), 1);
+    // Nothing landed: the branch was never made.
+    assert!(daemon.log("guarded.git", "main").is_err());
     Ok(())
 }
 

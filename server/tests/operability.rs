@@ -259,12 +259,39 @@ async fn scrapes_at_once_each_get_every_series() -> TestResult {
             let text = scrape.await??;
             for line in [
                 "slipway_jobs{state=\"queued\"} 0",
+                "slipway_database_up 1",
                 "slipway_requests{resource_type=\"k8s-namespace\",state=\"completed\"} 1",
             ] {
                 assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
             }
         }
     }
+    Ok(())
+}
+
+/// A scrape while the database cannot be read still answers the process's own
+/// series, with `database_up` 0 and no counts that would look current.
+#[tokio::test]
+async fn a_scrape_during_a_database_outage_keeps_the_process_series() -> TestResult {
+    let Some(app) = TestApp::start(Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    app.namespace(&alice, "dev", "scraped").await?;
+    let state = &app.state;
+    // The pool that the gauges read through, closed: every read fails at once.
+    state.db.pool.close().await;
+    let outage = state.metrics.render(&state.db).await?;
+    assert!(
+        outage.lines().any(|l| l == "slipway_database_up 0"),
+        "{outage}"
+    );
+    assert!(outage.contains("slipway_workers_alive"), "{outage}");
+    assert!(
+        outage.contains("slipway_job_lease_takeovers_total"),
+        "{outage}"
+    );
+    assert!(!outage.contains("slipway_requests{"), "{outage}");
     Ok(())
 }
 

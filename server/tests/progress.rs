@@ -415,8 +415,10 @@ async fn a_cancelled_run_is_followed_until_its_step_ends(engine: Engine) -> Test
         slipway_server::services::detail::ReviewerRead::Counts,
     )
     .await?;
-    assert_eq!(detail.steps[0].state, "failed");
-    assert_eq!(detail.steps[0].summary, "stopped: cancelled by alice");
+    // The step ended before the worker heard of the cancel (its last step's end
+    // cannot be written with the execution's end any more): what it did is
+    // recorded as it happened, and the job ends cancelled.
+    assert_eq!(detail.steps[0].state, "done", "{:?}", detail.steps[0]);
     assert_eq!(
         detail.job.map(|job| job.state).as_deref(),
         Some("cancelled")

@@ -8,10 +8,10 @@
 mod common;
 
 use slipway_server::storage::Window;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{TestApp, TestResult, draft, dump_repository, files_containing, postgres_params};
+use common::{
+    TestApp, TestResult, captured_logs, draft, dump_repository, files_containing, postgres_params,
+};
 use serde_json::{Value, json};
 use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::secret;
@@ -49,41 +49,6 @@ async fn a_server_with_another_key_refuses_to_start(app: &TestApp) -> TestResult
     Ok(())
 }
 
-/// Everything any test in this binary logs, at every level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let installed = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .try_init();
-        if let Err(error) = installed {
-            eprintln!("note: could not capture logs: {error}");
-        }
-        buffer
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        match self.0.lock() {
-            Ok(mut buffer) => buffer.extend_from_slice(bytes),
-            Err(poisoned) => poisoned.into_inner().extend_from_slice(bytes),
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn with_password(mut params: Value, password: &str) -> Value {
     if let Some(map) = params.as_object_mut() {
         map.insert("owner_password".into(), json!(password));
@@ -104,13 +69,6 @@ fn assert_value_absent(sink: &str, text: &str, value: &str) {
             .collect::<Vec<_>>()
             .join("\n")
     );
-}
-
-fn logged_text(logs: &Mutex<Vec<u8>>) -> String {
-    match logs.lock() {
-        Ok(buffer) => String::from_utf8_lossy(&buffer).into_owned(),
-        Err(poisoned) => String::from_utf8_lossy(&poisoned.into_inner()).into_owned(),
-    }
 }
 
 async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestResult {
@@ -284,7 +242,7 @@ async fn a_secret_reaches_the_driver_and_no_other_sink(app: &TestApp) -> TestRes
     assert!(repository.contains("payments-ledger-prod-owner-password"));
     assert_absent("the GitOps repository", &repository);
 
-    let logged = logged_text(&logs);
+    let logged = logs.text();
     assert!(
         logged.contains(&format!("request_id={id}")) || logged.contains("request submitted"),
         "the log capture works"
@@ -605,7 +563,7 @@ async fn a_generated_password_opens_the_new_database_once(
     assert_value_absent("the database", &app.dump_database().await?, &password);
     let raw = files_containing(&state.settings.data_dir, password.as_bytes())?;
     assert!(raw.is_empty(), "the password is in the raw files {raw:?}");
-    assert_value_absent("the logs", &logged_text(&logs), &password);
+    assert_value_absent("the logs", &logs.text(), &password);
     Ok(())
 }
 

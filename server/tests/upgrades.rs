@@ -17,11 +17,16 @@ use slipway_core::diff::FileStatus;
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::state::RequestState;
 use slipway_core::views::{ActionDraft, ReviewDecision};
-use slipway_server::services::{Caller, actions, assets, detail, reviews, upgrades};
+use slipway_server::services::detail::ReviewerRead;
+use slipway_server::services::{Caller, actions, assets, detail, requests, reviews, upgrades};
 use slipway_server::state::AppState;
 use slipway_server::storage;
 
 on_both_engines!(@one a_template_change_reaches_every_asset_as_a_reviewed_request, crate::start);
+on_both_engines!(@one a_parameter_required_since_is_upgraded_with_its_default, crate::start);
+on_both_engines!(@one an_asset_recorded_behind_after_the_sweep_is_upgraded, crate::start);
+on_both_engines!(@one a_rejected_upgrade_stays_rejected_after_a_backup, crate::start);
+on_both_engines!(@one files_the_templates_no_longer_write_are_removed, crate::start);
 
 const TYPE_FILE: &str = "types/k8s-namespace.yaml";
 const TEMPLATE: &str = "templates/k8s-namespace/namespace.yaml.j2";
@@ -403,5 +408,394 @@ async fn a_version_asked_for_again_after_a_revert_is_upgraded_again() -> TestRes
             "turn {turn}: swept"
         );
     }
+    Ok(())
+}
+
+/// The type file with `cost_center` added to its required parameters, with
+/// "none" as its default, and the namespace template labelled with it.
+fn require_cost_center(catalog: &Path) -> TestResult {
+    edit(catalog, TYPE_FILE, |t| {
+        t.replace(
+            "required: [name, team, environment, cpu_limit, memory_limit_gi]",
+            "required: [name, team, environment, cpu_limit, memory_limit_gi, cost_center]",
+        )
+        .replace(
+            "  properties:\n    name:\n",
+            "  properties:\n    cost_center:\n      type: string\n      default: \"none\"\n    name:\n",
+        )
+    })?;
+    edit(catalog, TEMPLATE, |t| {
+        format!(
+            "{}\n    slipway.io/cost-center: \"{{{{ cost_center }}}}\"\n",
+            t.trim_end()
+        )
+    })
+}
+
+/// A parameter the catalog made required after the assets were recorded takes
+/// its default: the sweep opens the upgrade carrying it, and a decommission is
+/// asked for as before (before, both were refused with "cost_center: is
+/// required", and the sweep failed on every asset at every pass).
+async fn a_parameter_required_since_is_upgraded_with_its_default(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    let web = asset_of(&app.state, app.namespace(&alice, "prod", "web").await?).await?;
+    let old = asset_of(&app.state, app.namespace(&alice, "prod", "old").await?).await?;
+    require_cost_center(&catalog)?;
+    let changed = app.restart().await?;
+    let draft = ActionDraft {
+        params: json!({}),
+        submit_key: "decommission-old".into(),
+    };
+    actions::submit(&changed, &alice, old.summary.id, "decommission", &draft).await?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (report.opened.len(), report.deferred),
+        (1, 1),
+        "web is upgraded; old waits for its decommission: {report:?}"
+    );
+    let mut conn = changed.db.pool.acquire().await?;
+    let upgrade = storage::requests::get(&mut conn, report.opened[0])
+        .await?
+        .ok_or("the upgrade")?;
+    assert_eq!(upgrade.asset_id, Some(web.summary.id));
+    assert_eq!(upgrade.params["cost_center"], json!("none"), "{upgrade:?}");
+    Ok(())
+}
+
+/// A creation still in review when the templates change completes later,
+/// recording the version it was reviewed under: the next sweep reaches it,
+/// though the type was marked swept before the asset existed (before, the mark
+/// made every later pass skip the type, and the asset stayed behind for good).
+async fn an_asset_recorded_behind_after_the_sweep_is_upgraded(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let late = slipway_server::services::requests::submit(
+        &app.state,
+        &alice,
+        &common::draft(
+            "k8s-namespace",
+            common::namespace_params("late", "payments", "prod", 2),
+        ),
+    )
+    .await?;
+    assert_eq!(app.request_state(late).await?, RequestState::InReview);
+    let first = version(&app.state)?;
+    edit(&catalog, TEMPLATE, |t| {
+        format!("{}\n{ADDED_LABEL}", t.trim_end())
+    })?;
+    let changed = app.restart().await?;
+    let current = version(&changed)?;
+    assert_eq!(
+        upgrades::sweep(&changed).await?,
+        upgrades::SweepReport::default(),
+        "no asset yet"
+    );
+    let mut conn = changed.db.pool.acquire().await?;
+    let swept = storage::upgrades::swept_version(&mut conn, "k8s-namespace").await?;
+    assert_eq!(swept.as_deref(), Some(current.as_str()));
+    drop(conn);
+
+    reviews::decide(&changed, &bob, late, 1, ReviewDecision::Approve, "ok").await?;
+    run_jobs_on(&changed).await?;
+    let asset = asset_of(&changed, late).await?;
+    assert_eq!(asset.catalog_version, first, "it runs what was reviewed");
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!((report.opened.len(), report.deferred), (1, 0), "{report:?}");
+    let mut conn = changed.db.pool.acquire().await?;
+    let upgrade = storage::requests::get(&mut conn, report.opened[0])
+        .await?
+        .ok_or("the upgrade")?;
+    assert_eq!(upgrade.asset_id, Some(asset.summary.id));
+    Ok(())
+}
+
+/// An asset whose upgrade is still open is left for a later pass without a
+/// pre-check or a warning: the pass knows why it waits (before, each pass ran
+/// the whole pre-check for it and logged its refusal as a failure).
+#[tokio::test]
+async fn an_open_upgrade_is_waited_for_quietly() -> TestResult {
+    use tracing::instrument::WithSubscriber as _;
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    app.namespace(&alice, "prod", "web").await?;
+    // Another is busy with a resize, so the type is walked again at each sweep.
+    let busy = asset_of(&app.state, app.namespace(&alice, "prod", "busy").await?).await?;
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-busy".into(),
+    };
+    actions::submit(&app.state, &alice, busy.summary.id, "resize", &draft).await?;
+    edit(&catalog, TEMPLATE, |t| {
+        format!("{}\n{ADDED_LABEL}", t.trim_end())
+    })?;
+    let changed = app.restart().await?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!((report.opened.len(), report.deferred), (1, 1), "{report:?}");
+    let before = request_count(&changed).await?;
+    // Log lines written while the sweep runs, for it alone (other tests of the
+    // binary run beside it).
+    let logs = common::CapturedLogs::default();
+    let subscriber = logs.subscriber(tracing::Level::DEBUG);
+    let again = upgrades::sweep(&changed)
+        .with_subscriber(subscriber)
+        .await?;
+    assert_eq!(
+        (again.opened.len(), again.unchanged, again.deferred),
+        (0, 0, 2),
+        "{again:?}"
+    );
+    assert_eq!(request_count(&changed).await?, before);
+    let logged = logs.text();
+    assert!(
+        !logged.contains("no template upgrade for this asset yet"),
+        "{logged}"
+    );
+    Ok(())
+}
+
+/// The key an upgrade is opened under is Slipway's: a member who gives it to
+/// another request is refused naming submit_key, and a request of another action
+/// under it (one stored before the rule), cancelled, does not read as the team
+/// declining the upgrade (before, it kept the upgrade from ever opening).
+#[tokio::test]
+async fn an_upgrades_key_is_not_anyone_elses() -> TestResult {
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    let web = asset_of(&app.state, app.namespace(&alice, "prod", "web").await?).await?;
+    edit(&catalog, TEMPLATE, |t| {
+        format!("{}\n{ADDED_LABEL}", t.trim_end())
+    })?;
+    let changed = app.restart().await?;
+    let key = format!(
+        "template-upgrade-{}-{}-after-{}",
+        web.summary.id,
+        version(&changed)?,
+        web.summary.request_id
+    );
+    for action in ["resize", TypeAction::UPGRADE] {
+        let forged = ActionDraft {
+            params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+            submit_key: key.clone(),
+        };
+        let forged = if action == TypeAction::UPGRADE {
+            ActionDraft {
+                params: json!({}),
+                ..forged
+            }
+        } else {
+            forged
+        };
+        match actions::submit(&changed, &alice, web.summary.id, action, &forged).await {
+            Err(slipway_server::services::ServiceError::Invalid(errors)) => {
+                assert_eq!(errors.len(), 1, "{errors:?}");
+                assert_eq!(errors[0].field, "submit_key");
+                assert!(
+                    errors[0].message.contains("template-upgrade-"),
+                    "{errors:?}"
+                );
+            }
+            other => panic!("{action} under the upgrade's key was taken: {other:?}"),
+        }
+    }
+    // A resize stored under the key before the rule (by another member: one
+    // person's keys are unique to them), then cancelled.
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-web".into(),
+    };
+    let resize = actions::submit(&changed, &alice, web.summary.id, "resize", &draft).await?;
+    slipway_server::services::requests::cancel(&changed, &alice, resize).await?;
+    let other = app.user("bob").await?;
+    sqlx::query("UPDATE requests SET submit_key = $1, requester_id = $2 WHERE id = $3")
+        .bind(&key)
+        .bind(other.id.0)
+        .bind(resize.0)
+        .execute(&changed.db.writer)
+        .await?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (report.opened.len(), report.unchanged, report.deferred),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    Ok(())
+}
+
+/// A database of payments in prod, created and approved; its asset.
+async fn database(app: &TestApp, name: &str) -> TestResult<storage::assets::AssetRow> {
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let created = slipway_server::services::requests::submit(
+        &app.state,
+        &alice,
+        &common::draft(
+            "postgres-database",
+            common::postgres_params(name, "prod", 20),
+        ),
+    )
+    .await?;
+    reviews::decide(&app.state, &bob, created, 1, ReviewDecision::Approve, "").await?;
+    run_jobs_on(&app.state).await?;
+    asset_of(&app.state, created).await
+}
+
+/// A backup writes a file beside the database and renders nothing of it: an
+/// upgrade the reviewer rejected is still the same question after one, and is
+/// not asked again (before, the key named the backup as the upgrade's starting
+/// point, and every backup reopened the rejected upgrade).
+async fn a_rejected_upgrade_stays_rejected_after_a_backup(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    app.namespace(&alice, "prod", "apps").await?;
+    let ledger = database(app, "ledger").await?;
+    edit(
+        &catalog,
+        "templates/postgres-database/cluster.yaml.j2",
+        |t| format!("{}\n# upgraded\n", t.trim_end()),
+    )?;
+    let changed = app.restart().await?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!(report.opened.len(), 1, "{report:?}");
+    reviews::decide(
+        &changed,
+        &bob,
+        report.opened[0],
+        1,
+        ReviewDecision::Reject,
+        "not now",
+    )
+    .await?;
+    let draft = ActionDraft {
+        params: json!({"backup_name": "before-42"}),
+        submit_key: "backup-ledger".into(),
+    };
+    let backup = actions::submit(&changed, &alice, ledger.summary.id, "backup", &draft).await?;
+    if changed_state(&changed, backup).await? == RequestState::InReview {
+        reviews::decide(&changed, &bob, backup, 1, ReviewDecision::Approve, "").await?;
+    }
+    run_jobs_on(&changed).await?;
+    assert_eq!(
+        changed_state(&changed, backup).await?,
+        RequestState::Completed
+    );
+    let before = request_count(&changed).await?;
+    let again = upgrades::sweep(&changed).await?;
+    assert_eq!(
+        (again.opened.len(), again.unchanged, again.deferred),
+        (0, 1, 0),
+        "{again:?}"
+    );
+    assert_eq!(request_count(&changed).await?, before);
+    Ok(())
+}
+
+async fn changed_state(state: &AppState, id: RequestId) -> TestResult<RequestState> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(storage::requests::get(&mut conn, id)
+        .await?
+        .ok_or("the request")?
+        .state)
+}
+
+/// Templates that move a file (the namespace manifest from `namespace.yaml` to
+/// `ns.yaml`): the upgrade writes the new file and removes the old one, and a
+/// decommission removes the file the asset was written at, not only the ones
+/// today's templates name (before, the old files stayed in the repository for
+/// good, applied by the reconcilers with no asset to own them).
+async fn files_the_templates_no_longer_write_are_removed(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    // In dev, where upgrades and decommissions are approved at once.
+    let web = asset_of(&app.state, app.namespace(&alice, "dev", "web").await?).await?;
+    let old = asset_of(&app.state, app.namespace(&alice, "dev", "old").await?).await?;
+    // In prod, where a reviewer may send the upgrade back for a revision.
+    app.namespace(&alice, "prod", "kept").await?;
+    let path = |name: &str, file: &str| format!("dev/payments/k8s-namespace/{name}/{file}");
+    let deployed = |state: &AppState, path: String| -> TestResult<bool> {
+        Ok(state.gitops.read_head_file(&path)?.is_some())
+    };
+    assert!(deployed(&app.state, path("web", "namespace.yaml"))?);
+    edit(&catalog, TYPE_FILE, |t| {
+        t.replace("/namespace.yaml\"", "/ns.yaml\"")
+    })?;
+    let changed = app.restart().await?;
+
+    let draft = ActionDraft {
+        params: json!({}),
+        submit_key: "decommission-old".into(),
+    };
+    let retire = actions::submit(&changed, &alice, old.summary.id, "decommission", &draft).await?;
+    run_jobs_on(&changed).await?;
+    assert_eq!(
+        changed_state(&changed, retire).await?,
+        RequestState::Completed
+    );
+    for file in ["namespace.yaml", "resourcequota.yaml", "rolebinding.yaml"] {
+        assert!(
+            !deployed(&changed, path("old", file))?,
+            "old/{file} is left"
+        );
+    }
+
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!((report.opened.len(), report.deferred), (2, 0), "{report:?}");
+    run_jobs_on(&changed).await?;
+    let mut states = Vec::new();
+    for id in &report.opened {
+        states.push(changed_state(&changed, *id).await?);
+    }
+    assert!(states.contains(&RequestState::Completed), "{states:?}");
+    // The prod upgrade, sent back and revised, still removes the moved file.
+    let in_review = *report
+        .opened
+        .iter()
+        .zip(&states)
+        .find(|(_, s)| **s == RequestState::InReview)
+        .ok_or("the prod upgrade waits for review")?
+        .0;
+    let bob = app.user("bob").await?;
+    let changes = ReviewDecision::RequestChanges;
+    reviews::decide(&changed, &bob, in_review, 1, changes, "again, please").await?;
+    let revised = detail::request_detail(&changed, &alice, in_review, ReviewerRead::DoesNotCount);
+    let first = revised.await?.revisions;
+    let requester = app.user(&first[0].author).await?;
+    requests::resubmit(&changed, &requester, in_review, &json!({})).await?;
+    let shown = detail::request_detail(&changed, &alice, in_review, ReviewerRead::DoesNotCount);
+    let revisions = shown.await?.revisions;
+    let moved = "prod/payments/k8s-namespace/kept/namespace.yaml".to_string();
+    for revision in &revisions {
+        assert!(
+            revision.change_set.removed.contains(&moved),
+            "revision {}: {:?}",
+            revision.revision,
+            revision.change_set.removed
+        );
+    }
+    assert_eq!(revisions.len(), 2);
+    assert!(deployed(&changed, path("web", "ns.yaml"))?);
+    assert!(
+        !deployed(&changed, path("web", "namespace.yaml"))?,
+        "the file the templates no longer write is removed"
+    );
+    let mut conn = changed.db.pool.acquire().await?;
+    let recorded = storage::assets::deployed_paths(&mut conn, web.summary.id)
+        .await?
+        .ok_or("web's paths are recorded")?;
+    assert!(recorded.contains(&path("web", "ns.yaml")), "{recorded:?}");
+    assert!(
+        !recorded.contains(&path("web", "namespace.yaml")),
+        "{recorded:?}"
+    );
+    assert_eq!(
+        upgrades::sweep(&changed).await?,
+        upgrades::SweepReport::default(),
+        "swept"
+    );
     Ok(())
 }

@@ -14,6 +14,13 @@ fn action(type_name: &str, name: &str) -> TypeAction {
     }
 }
 
+fn postgres() -> ResourceType {
+    match shipped_catalog().resource_type("postgres-database") {
+        Some(ty) => ty.clone(),
+        None => panic!("the shipped catalog has postgres-database"),
+    }
+}
+
 fn database() -> serde_json::Value {
     json!({"name": "ledger", "team": "payments", "environment": "prod", "size": "small",
            "storage_gb": 20, "version": "16",
@@ -32,7 +39,11 @@ fn the_form_starts_from_the_asset() {
 #[test]
 fn input_is_laid_over_the_asset_and_only_the_types_parameters_are_recorded() {
     let backup = action("postgres-database", "backup");
-    let merged = request_params(&database(), &json!({"backup_name": "before-42"}));
+    let merged = request_params(
+        &postgres(),
+        &database(),
+        &json!({"backup_name": "before-42"}),
+    );
     assert_eq!(merged["backup_name"], json!("before-42"));
     assert_eq!(merged["size"], json!("small"));
     let catalog = shipped_catalog();
@@ -46,7 +57,7 @@ fn input_is_laid_over_the_asset_and_only_the_types_parameters_are_recorded() {
         input_of(&backup, &merged).get("backup_name"),
         Some(&json!("before-42"))
     );
-    let blank = request_params(&database(), &json!({"size": ""}));
+    let blank = request_params(&postgres(), &database(), &json!({"size": ""}));
     assert_eq!(
         blank["size"],
         json!("small"),
@@ -87,7 +98,7 @@ fn an_action_keeps_its_assets_name() {
         panic!("validator")
     };
     let asset = database();
-    let same = request_params(&asset, &json!({"size": "medium"}));
+    let same = request_params(&postgres(), &asset, &json!({"size": "medium"}));
     assert!(rename_error(&validator, ("payments-ledger-prod", &asset), &same).is_none());
     // Named long ago under another template: today's template makes the same
     // name of the asset's parameters and of the action's, so nothing is renamed.
@@ -163,6 +174,7 @@ fn rules_read_the_asset_as_it_is() {
     let scale = action("postgres-database", "scale");
     let asked = |storage: i64| {
         request_params(
+            &postgres(),
             &database(),
             &json!({"size": "small", "storage_gb": storage}),
         )
@@ -182,7 +194,7 @@ fn rules_read_the_asset_as_it_is() {
     assert!(rule_errors(&scale, &asked(40), &database()).is_empty());
 
     let upgrade = action("postgres-database", "upgrade");
-    let to = |v: &str| request_params(&database(), &json!({"version": v}));
+    let to = |v: &str| request_params(&postgres(), &database(), &json!({"version": v}));
     assert!(rule_errors(&upgrade, &to("17"), &database()).is_empty());
     for back in ["16", "15"] {
         let refused = rule_errors(&upgrade, &to(back), &database());
@@ -219,21 +231,41 @@ fn a_restore_whose_cluster_name_would_be_too_long_is_refused() {
     let restore = action("postgres-database", "restore");
     let mut asset = database();
     asset["name"] = json!("a-database-name-of-thirty-chars");
-    let params = request_params(&asset, &json!({"backup_name": "nightly-2026-12-06"}));
+    let params = request_params(
+        &postgres(),
+        &asset,
+        &json!({"backup_name": "nightly-2026-12-06"}),
+    );
     let errors = rule_errors(&restore, &params, &asset);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].field, "backup_name");
     assert!(errors[0].message.contains("47 characters"), "{errors:?}");
-    let params = request_params(&database(), &json!({"backup_name": "nightly-2026-12-06"}));
+    let params = request_params(
+        &postgres(),
+        &database(),
+        &json!({"backup_name": "nightly-2026-12-06"}),
+    );
     assert_eq!(rule_errors(&restore, &params, &database()), Vec::new());
 }
 
 #[test]
 fn a_backup_name_is_unique_per_database_and_other_actions_repeat_freely() {
     let backup = action("postgres-database", "backup");
-    let first = request_params(&database(), &json!({"backup_name": "before-42"}));
-    let same = request_params(&database(), &json!({"backup_name": "before-42"}));
-    let other = request_params(&database(), &json!({"backup_name": "before-43"}));
+    let first = request_params(
+        &postgres(),
+        &database(),
+        &json!({"backup_name": "before-42"}),
+    );
+    let same = request_params(
+        &postgres(),
+        &database(),
+        &json!({"backup_name": "before-42"}),
+    );
+    let other = request_params(
+        &postgres(),
+        &database(),
+        &json!({"backup_name": "before-43"}),
+    );
     assert!(uses_same_unique_values(&backup, &same, &first));
     assert!(!uses_same_unique_values(&backup, &other, &first));
     let scale = action("postgres-database", "scale");
@@ -254,7 +286,11 @@ fn an_assets_own_values_do_not_fail_its_actions() {
     let scale = action("postgres-database", "scale");
     let mut asset = database();
     asset["extensions"] = json!(["pg\u{200B}crypto"]);
-    let params = request_params(&asset, &json!({"size": "medium", "storage_gb": 40}));
+    let params = request_params(
+        &postgres(),
+        &asset,
+        &json!({"size": "medium", "storage_gb": 40}),
+    );
     let validator = match crate::validate::ParamValidator::new(&scale.request_type) {
         Ok(v) => v,
         Err(e) => panic!("validator: {e}"),
@@ -270,4 +306,131 @@ fn an_assets_own_values_do_not_fail_its_actions() {
     bad["size"] = json!("huge");
     let errors = own_errors(&scale, &bad, &asset, validator.check(&bad));
     assert!(errors.iter().any(|e| e.field == "size"), "{errors:?}");
+}
+
+/// k8s-namespace as a later catalog has it: `cost_center` added to the
+/// required parameters, with `default` as its default (`None`: none).
+fn namespace_requiring_cost_center(default: Option<&str>) -> crate::catalog::Catalog {
+    let path = "types/k8s-namespace.yaml";
+    let default = default.map_or(String::new(), |d| format!("\n      default: {d:?}"));
+    let text = crate::test_support::shipped_text(path)
+        .replace(
+            "required: [name, team, environment, cpu_limit, memory_limit_gi]",
+            "required: [name, team, environment, cpu_limit, memory_limit_gi, cost_center]",
+        )
+        .replace(
+            "  properties:\n    name:\n",
+            &format!("  properties:\n    cost_center:\n      type: string{default}\n    name:\n"),
+        );
+    match crate::catalog::Catalog::from_files(&crate::test_support::with_file(path, &text)) {
+        Ok(catalog) => catalog,
+        Err(errors) => panic!("the edited catalog does not load:\n{errors}"),
+    }
+}
+
+fn namespace_asset() -> serde_json::Value {
+    json!({"name": "web", "team": "payments", "environment": "prod",
+           "cpu_limit": 4, "memory_limit_gi": 8})
+}
+
+/// The errors a request for `action_name` on [`namespace_asset`] still has to
+/// fix, with no input of its own.
+fn errors_acting(catalog: &crate::catalog::Catalog, action_name: &str) -> Vec<FieldError> {
+    let Some(ty) = catalog.resource_type("k8s-namespace") else {
+        panic!("k8s-namespace")
+    };
+    let Some(act) = ty.action(action_name) else {
+        panic!("k8s-namespace has no action {action_name}")
+    };
+    let validator = match crate::validate::ParamValidator::new(&act.request_type) {
+        Ok(v) => v,
+        Err(e) => panic!("validator: {e}"),
+    };
+    let input = if action_name == "resize" {
+        json!({"cpu_limit": 2, "memory_limit_gi": 4})
+    } else {
+        json!({})
+    };
+    let asset = namespace_asset();
+    let params = request_params(ty, &asset, &input);
+    own_errors(act, &params, &asset, validator.check(&params))
+}
+
+/// A parameter the type made required after the asset was recorded takes its
+/// default: every action on the asset still runs (before, each one, the
+/// decommission and the template upgrade too, was refused with
+/// "cost_center: is required").
+#[test]
+fn a_parameter_required_since_takes_its_default() {
+    let catalog = namespace_requiring_cost_center(Some("none"));
+    for name in ["decommission", TypeAction::UPGRADE, "resize"] {
+        assert_eq!(errors_acting(&catalog, name), [], "{name}");
+    }
+    let Some(ty) = catalog.resource_type("k8s-namespace") else {
+        panic!("k8s-namespace")
+    };
+    let params = request_params(ty, &namespace_asset(), &json!({}));
+    assert_eq!(params["cost_center"], json!("none"));
+    assert_eq!(
+        recorded_params(ty, &params)["cost_center"],
+        json!("none"),
+        "the asset records the default once the action completes"
+    );
+    let mut recorded = namespace_asset();
+    recorded["cost_center"] = json!("cc-42");
+    assert_eq!(
+        request_params(ty, &recorded, &json!({}))["cost_center"],
+        json!("cc-42"),
+        "a recorded value stays"
+    );
+}
+
+/// Without a default, retiring the asset or upgrading its templates is not
+/// held up by a field neither can ask for; an action that changes the asset
+/// still names it.
+#[test]
+fn a_parameter_required_since_without_default_blocks_no_retirement_or_upgrade() {
+    let catalog = namespace_requiring_cost_center(None);
+    assert_eq!(errors_acting(&catalog, "decommission"), []);
+    assert_eq!(errors_acting(&catalog, TypeAction::UPGRADE), []);
+    let errors = errors_acting(&catalog, "resize");
+    assert_eq!(errors, [FieldError::new("cost_center", "is required")]);
+}
+
+fn written(paths: &[&str], removed: &[&str]) -> crate::render::ChangeSet {
+    crate::render::ChangeSet {
+        files: paths
+            .iter()
+            .map(|path| crate::render::RenderedFile {
+                path: path.to_string(),
+                content: String::new(),
+            })
+            .collect(),
+        removed: removed.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A file the templates wrote at `a/` and now write at `b/`: the change removes
+/// `a/`, and the asset's files are then at `b/` alone; a path the change neither
+/// writes nor removes stays the asset's.
+#[test]
+fn paths_the_templates_no_longer_write_are_removed() {
+    let recorded = ["a/web.yaml".to_string(), "kept.yaml".to_string()];
+    let upgrade = written(&["b/web.yaml", "kept.yaml"], &[]);
+    assert_eq!(unwritten_paths(&recorded, &upgrade), ["a/web.yaml"]);
+    let mut applied = upgrade.clone();
+    applied.removed = unwritten_paths(&recorded, &upgrade);
+    assert_eq!(
+        deployed_after(&recorded, &applied),
+        ["b/web.yaml", "kept.yaml"]
+    );
+    // A change that only adds keeps what was there.
+    assert_eq!(
+        deployed_after(&recorded, &written(&["b/web.yaml"], &[])),
+        ["a/web.yaml", "b/web.yaml", "kept.yaml"]
+    );
+    // A retirement removes every recorded path it does not remove already.
+    let retire = written(&[], &["kept.yaml"]);
+    assert_eq!(unwritten_paths(&recorded, &retire), ["a/web.yaml"]);
 }

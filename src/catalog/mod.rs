@@ -235,6 +235,13 @@ impl TypeAction {
         self.name == Self::UPGRADE
     }
 
+    /// Whether the action's change set stands for all the asset has deployed
+    /// (its retirement, or its templates rendered again): a file the asset has
+    /// deployed that the change does not write is removed with it.
+    pub fn covers_every_output(&self) -> bool {
+        self.retires || self.is_upgrade()
+    }
+
     /// The form of the action: its request type with only the action's own
     /// parameters, for the generated form and its checks in the browser.
     pub fn form_type(&self) -> ResourceType {

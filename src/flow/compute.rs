@@ -21,6 +21,49 @@ pub struct ActionCountRow {
     pub requests: i64,
 }
 
+/// The set of requests a rate divides by. A rate divides requests that took an
+/// action by requests that took another, each counted in the period the action
+/// happened: a request that entered review on a Friday and was sent back on the
+/// Monday counts in two weeks, so the plain counts of one week can come from
+/// different requests and make a rate over 100%. The set is every request that
+/// took any of the actions in the period, so each rate's requests are within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RateBase {
+    /// Requests a person reviewed in the period: entered review, or sent back
+    /// from a review entered earlier.
+    Reviewed,
+    /// Requests executed in the period: started, retried (each a run of the
+    /// request's steps), or failed or taken over from a run that began earlier.
+    Executed,
+}
+
+impl RateBase {
+    pub const ALL: [RateBase; 2] = [RateBase::Reviewed, RateBase::Executed];
+
+    /// The actions whose requests make up the set.
+    pub fn actions(self) -> &'static [Action] {
+        match self {
+            RateBase::Reviewed => &[Action::EnterReview, Action::RequestChanges],
+            RateBase::Executed => &[
+                Action::StartExecution,
+                Action::Retry,
+                Action::Fail,
+                Action::TakeOver,
+            ],
+        }
+    }
+}
+
+/// How many distinct requests of one type make up a [`RateBase`] in one week (or,
+/// for the totals, over the whole window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateBaseRow {
+    pub type_name: String,
+    pub week: i64,
+    pub base: RateBase,
+    pub requests: i64,
+}
+
 /// A lead-time histogram bucket of the requests one type completed in one week.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeadBucketRow {
@@ -48,6 +91,9 @@ pub struct FlowInput {
     pub steps: Vec<StepBucketRow>,
     pub totals: Vec<ActionCountRow>,
     pub weekly: Vec<ActionCountRow>,
+    /// The rates' request sets over the whole window (`week` ignored), and per week.
+    pub base_totals: Vec<RateBaseRow>,
+    pub base_weekly: Vec<RateBaseRow>,
     pub lead: Vec<LeadBucketRow>,
     pub weekly_steps: Vec<WeekStepRow>,
 }
@@ -60,7 +106,8 @@ pub struct FlowRates {
     pub submitted: i64,
     /// Requests that reached completed, automatically or by hand.
     pub completed: i64,
-    /// Requests that entered review by a person.
+    /// Requests a person reviewed: entered review or were sent back in the
+    /// period (see [`RateBase::Reviewed`]).
     pub reviewed: i64,
     /// Reviewed requests sent back for changes at least once.
     pub sent_back: i64,
@@ -70,7 +117,8 @@ pub struct FlowRates {
     pub auto_approved: i64,
     /// Requests a person approved.
     pub approved_by_person: i64,
-    /// Requests whose execution started.
+    /// Requests executed: started, retried, failed or taken over in the period
+    /// (see [`RateBase::Executed`]).
     pub executed: i64,
     pub failed: i64,
     /// Failed requests taken over for manual handling.
@@ -92,25 +140,34 @@ fn ratio(part: i64, whole: i64) -> Option<f64> {
 }
 
 impl FlowRates {
-    /// The rates of a set of action counts (one type's or all types', one week's or
-    /// the window's).
-    pub fn of<'a>(rows: impl IntoIterator<Item = &'a ActionCountRow>) -> Self {
+    /// The rates of a set of action counts and of the request sets they divide by
+    /// (one type's or all types', one week's or the window's). Each rate's part
+    /// is a subset of its whole, so every rate is at most 1.
+    pub fn of<'a>(
+        rows: impl IntoIterator<Item = &'a ActionCountRow>,
+        bases: impl IntoIterator<Item = &'a RateBaseRow>,
+    ) -> Self {
         let mut requests: BTreeMap<Action, i64> = BTreeMap::new();
         let mut events: BTreeMap<Action, i64> = BTreeMap::new();
         for row in rows {
             *requests.entry(row.action).or_default() += row.requests;
             *events.entry(row.action).or_default() += row.events;
         }
+        let mut in_base: BTreeMap<RateBase, i64> = BTreeMap::new();
+        for row in bases {
+            *in_base.entry(row.base).or_default() += row.requests;
+        }
         let n = |a: Action| requests.get(&a).copied().unwrap_or(0);
+        let base = |b: RateBase| in_base.get(&b).copied().unwrap_or(0);
         let mut r = FlowRates {
             submitted: n(Action::Submit),
             completed: n(Action::VerificationPassed) + n(Action::ResolveManually),
-            reviewed: n(Action::EnterReview),
+            reviewed: base(RateBase::Reviewed),
             sent_back: n(Action::RequestChanges),
             change_rounds: events.get(&Action::RequestChanges).copied().unwrap_or(0),
             auto_approved: n(Action::AutoApprove),
             approved_by_person: n(Action::Approve),
-            executed: n(Action::StartExecution),
+            executed: base(RateBase::Executed),
             failed: n(Action::Fail),
             manual: n(Action::TakeOver),
             ..FlowRates::default()
@@ -220,7 +277,10 @@ fn type_flow(input: &FlowInput, type_name: &str, keep: impl Fn(&str) -> bool) ->
         .collect();
     TypeFlow {
         type_name: type_name.to_string(),
-        rates: FlowRates::of(input.totals.iter().filter(|r| keep(&r.type_name))),
+        rates: FlowRates::of(
+            input.totals.iter().filter(|r| keep(&r.type_name)),
+            input.base_totals.iter().filter(|r| keep(&r.type_name)),
+        ),
         lead: Durations::of(&lead),
         wait_ms,
         touch_ms,
@@ -248,6 +308,10 @@ fn week_flow(input: &FlowInput, week: i64, keep: &impl Fn(&str) -> bool) -> Week
         rates: FlowRates::of(
             input
                 .weekly
+                .iter()
+                .filter(|r| r.week == week && keep(&r.type_name)),
+            input
+                .base_weekly
                 .iter()
                 .filter(|r| r.week == week && keep(&r.type_name)),
         ),

@@ -46,6 +46,30 @@ fn count_actions(records: &[&StepRecord], by_week: bool) -> Vec<ActionCountRow> 
         .collect()
 }
 
+/// Distinct requests per (type, week, rate base): those that took any of the
+/// base's actions.
+fn count_bases(records: &[&StepRecord], by_week: bool) -> Vec<RateBaseRow> {
+    let mut sets: BTreeMap<(String, i64, RateBase), BTreeSet<i64>> = BTreeMap::new();
+    for r in records {
+        let week = if by_week { r.week() } else { 0 };
+        for base in RateBase::ALL {
+            if base.actions().contains(&r.action) {
+                sets.entry((r.type_name.clone(), week, base))
+                    .or_default()
+                    .insert(r.request_id);
+            }
+        }
+    }
+    sets.into_iter()
+        .map(|((type_name, week, base), ids)| RateBaseRow {
+            type_name,
+            week,
+            base,
+            requests: ids.len() as i64,
+        })
+        .collect()
+}
+
 /// The inputs of [`compute`] from the records of the weeks `since..=until`.
 pub fn aggregate(records: &[StepRecord], since_week: i64, until_week: i64) -> FlowInput {
     let window: Vec<&StepRecord> = records
@@ -80,6 +104,8 @@ pub fn aggregate(records: &[StepRecord], since_week: i64, until_week: i64) -> Fl
             .collect(),
         totals: count_actions(&window, false),
         weekly: count_actions(&window, true),
+        base_totals: count_bases(&window, false),
+        base_weekly: count_bases(&window, true),
         lead: lead
             .into_iter()
             .map(|((type_name, week, _), bucket)| LeadBucketRow {

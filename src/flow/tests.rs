@@ -315,3 +315,88 @@ fn dates_read_as_calendar_days() {
     assert_eq!(date_of(951_782_400_000), "2000-02-29");
     assert_eq!(date_of(-1), "1969-12-31");
 }
+
+/// Requests whose steps straddle a Monday: each weekly rate divides requests by
+/// a set that holds them, so none is over 100%, and a retry is an execution
+/// (before, the second week read a 200% rework rate and a 200% failure rate).
+#[test]
+fn weekly_rates_across_a_monday_stay_within_one() {
+    let mut s = Script { records: vec![] };
+    let sunday_night = 6.0 * 24.0 + 22.0;
+    // Entered review on Sunday, sent back on Monday.
+    s.request(
+        1,
+        PG,
+        sunday_night,
+        &[
+            (A::Submit, 0.0),
+            (A::EnterReview, 1.0),
+            (A::RequestChanges, 3.0),
+        ],
+    );
+    // Reviewed and sent back within the second week.
+    s.request(
+        2,
+        PG,
+        sunday_night + 24.0,
+        &[
+            (A::Submit, 0.0),
+            (A::EnterReview, 1.0),
+            (A::RequestChanges, 2.0),
+        ],
+    );
+    // Started on Sunday, failed on Monday, retried and failed again.
+    s.request(
+        3,
+        PG,
+        sunday_night,
+        &[
+            (A::Submit, 0.0),
+            (A::AutoApprove, 0.0),
+            (A::StartExecution, 1.0),
+            (A::Fail, 3.0),
+            (A::Retry, 4.0),
+            (A::Fail, 5.0),
+        ],
+    );
+    // Started, failed and retried to success within the second week.
+    s.request(
+        4,
+        PG,
+        sunday_night + 24.0,
+        &[
+            (A::Submit, 0.0),
+            (A::AutoApprove, 0.0),
+            (A::StartExecution, 1.0),
+            (A::Fail, 2.0),
+            (A::Retry, 3.0),
+            (A::ExecutionSucceeded, 4.0),
+            (A::VerificationPassed, 5.0),
+        ],
+    );
+    let m = compute(&aggregate(&s.records, WEEK0, WEEK0 + 1), None);
+    let monday = &m.trend[1].rates;
+    assert_eq!((monday.sent_back, monday.reviewed), (2, 2));
+    assert_eq!(monday.rework_rate, Some(1.0));
+    assert_eq!((monday.failed, monday.executed), (2, 2));
+    assert_eq!(monday.failure_rate, Some(1.0));
+    let sunday = &m.trend[0].rates;
+    assert_eq!((sunday.sent_back, sunday.reviewed), (0, 1));
+    assert_eq!((sunday.failed, sunday.executed), (0, 1));
+    for week in &m.trend {
+        let r = &week.rates;
+        for rate in [
+            r.rework_rate,
+            r.auto_approval_share,
+            r.failure_rate,
+            r.manual_rate,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert!(rate <= 1.0, "week {}: {r:?}", week.week_start_ms);
+        }
+    }
+    let whole = &m.all.rates;
+    assert_eq!((whole.reviewed, whole.executed), (2, 2));
+}

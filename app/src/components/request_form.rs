@@ -43,7 +43,13 @@ pub enum FormMode {
     New { submit_key: String },
     /// A new revision of a request whose reviewer asked for changes (of a day-2
     /// action on an asset, when `on` says so).
-    Resubmit { id: RequestId, on: Option<ActionOn> },
+    /// `revision` is the one the form was opened on: posted without script, a
+    /// newer one in the meantime is found (a double post, or a stale form).
+    Resubmit {
+        id: RequestId,
+        on: Option<ActionOn>,
+        revision: i64,
+    },
     /// A day-2 action on an asset: the form holds the action's parameters only.
     Act { on: ActionOn, submit_key: String },
 }
@@ -51,6 +57,9 @@ pub enum FormMode {
 /// The hidden field that carries the submit key in a post without script
 /// (the server's `request_form_post::SUBMIT_KEY_FIELD`).
 const SUBMIT_KEY_FIELD: &str = "__submit_key";
+/// The hidden field that carries the revision a revise form was opened on
+/// (the server's `request_form_post::REVISION_FIELD`).
+const REVISION_FIELD: &str = "__revision";
 /// The query key naming a secret field whose typed value the server dropped
 /// on the way back (the server's `request_form_post::REENTER_KEY`).
 const REENTER_KEY: &str = "__reenter";
@@ -74,6 +83,13 @@ impl FormMode {
                 Some(submit_key.clone())
             }
             FormMode::Resubmit { .. } => None,
+        }
+    }
+
+    fn base_revision(&self) -> Option<i64> {
+        match self {
+            FormMode::Resubmit { revision, .. } => Some(*revision),
+            FormMode::New { .. } | FormMode::Act { .. } => None,
         }
     }
 
@@ -213,6 +229,7 @@ pub fn RequestForm(
         .collect();
     let action = mode.action(&resource_type.name);
     let submit_key = mode.submit_key();
+    let base_revision = mode.base_revision();
     let (exclude, acting_on) = (mode.excluded(), mode.acting_on());
     // A day-2 action's form holds only the action's parameters: history guides
     // the forms that ask for a new resource (and their revisions).
@@ -302,6 +319,7 @@ pub fn RequestForm(
     view! {
         <form class="request-form" method="post" action=action on:submit=submit novalidate=true>
             {submit_key.map(|key| view! { <input type="hidden" name=SUBMIT_KEY_FIELD value=key /> })}
+            {base_revision.map(|revision| view! { <input type="hidden" name=REVISION_FIELD value=revision.to_string() /> })}
             <div class="form-columns">
                 <fieldset class="plain">
                     {move || checks_missing.get().then(|| view! {

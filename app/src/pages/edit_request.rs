@@ -53,7 +53,7 @@ pub fn EditRequestPage() -> impl IntoView {
                         };
                         let feedback: Vec<_> = detail.decisions.iter().filter(|d| d.decision == "request_changes" && !d.voided).map(|d| (d.decided_by.clone(), d.comment.clone())).collect();
                         let next_revision = detail.summary.revision + 1;
-                        let mode = FormMode::Resubmit { id, on };
+                        let mode = FormMode::Resubmit { id, on, revision: detail.summary.revision };
                         // Sent back with a refusal: the values it was posted with,
                         // over the last revision's (whose stored secrets stay).
                         let given: Vec<(String, String)> = query.with_untracked(|q| {

@@ -191,7 +191,10 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
     Problem::from(crate::services::ServiceError::Internal(error.to_string())).into()
 }
 
-/// Keeps the answer for replays; a server fault gives the key back so a retry runs anew.
+/// Keeps the answer for replays; a server fault, a conflict or a "too many" gives
+/// the key back so a retry runs anew: they say how things stood at that moment
+/// ("still stopping; try again in a few seconds"), and a retry with the same key
+/// is exactly what they ask for. None of them took effect.
 /// An answer is never turned into an error after the call took effect.
 async fn keep_answer(state: &AppState, held: Held<'_>, response: Response) -> Response {
     let (parts, body) = response.into_parts();
@@ -210,7 +213,7 @@ async fn keep_answer(state: &AppState, held: Held<'_>, response: Response) -> Re
     };
     let stored = async {
         let mut conn = state.db.write().await?;
-        if parts.status.is_server_error() {
+        if answers_the_moment(parts.status) {
             idempotency::release(&mut conn, held).await?;
         } else {
             let answer = answer_to_keep(&parts, &bytes);
@@ -223,6 +226,14 @@ async fn keep_answer(state: &AppState, held: Held<'_>, response: Response) -> Re
         tracing::error!(%error, "could not keep the answer for an Idempotency-Key");
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Whether an answer is about the moment it was given rather than the call, so
+/// a replay of it would be wrong a moment later.
+fn answers_the_moment(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::CONFLICT
+        || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 /// A key as this call holds it: whose, which, and when it was claimed.

@@ -68,7 +68,7 @@ pub struct Asker<'a> {
 }
 
 /// Said where a link code was read by others: nobody may use it now.
-const CODE_USED_UP: &str = "Others read this room, and now that code: it is used up. Get a new \
+pub(crate) const CODE_USED_UP: &str = "Others read this room, and now that code: it is used up. Get a new \
 one on your account page and send me `link <code>` in a direct chat, just you and me: I tell \
 you there how your requests go.";
 
@@ -77,6 +77,12 @@ you there how your requests go.";
 const ROOM_UNCHECKED: &str = "I could not check who else is in this room just now (the chat \
 server did not answer), so I linked nothing and your code is still good: send it again in a \
 minute.";
+
+/// Said to words that would be a command in a direct chat and chatter in a
+/// shared room, where the bot could not tell which the room is: neither run nor
+/// passed over in silence.
+pub(crate) const COMMAND_UNCHECKED: &str = "I could not check who else is in this room just \
+now (the chat server did not answer), so I did not run that: send it again in a minute.";
 
 /// Links in answers point here; relative paths when no public URL is configured.
 fn portal_url(state: &AppState, path: &str) -> String {
@@ -168,7 +174,7 @@ async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String,
     match asker.audience {
         Audience::Direct => {}
         Audience::Shared => {
-            services::chat::burn_code(state, code).await?;
+            services::chat::burn_code(state, code, asker.chat_user, asker.event_id).await?;
             return Ok(CODE_USED_UP.to_string());
         }
         Audience::Unknown => return Ok(ROOM_UNCHECKED.to_string()),
@@ -191,7 +197,8 @@ async fn code_said_aloud(
 ) -> Result<Option<String>, ServiceError> {
     match asker.audience {
         Audience::Shared => {
-            let used_up = services::chat::burn_code(state, code).await?;
+            let used_up =
+                services::chat::burn_code(state, code, asker.chat_user, asker.event_id).await?;
             Ok(used_up.then(|| CODE_USED_UP.to_string()))
         }
         Audience::Unknown if !services::chat::looks_like_code(code) => Ok(None),

@@ -182,6 +182,25 @@ pub fn read<'a>(body: &'a str, names: &[String], shared: bool) -> Reading<'a> {
     }
 }
 
+/// The link code a message reads as (by [`read`]): said aloud, or sent to the
+/// bot as `link <code>`.
+pub fn link_code(reading: &Reading<'_>) -> Option<String> {
+    match reading {
+        Reading::CodeSaidAloud(code) => Some(code.clone()),
+        Reading::Command(text) => match parse(text) {
+            Ok(Command::Link { code }) => Some(code),
+            _ => None,
+        },
+        Reading::Chatter => None,
+    }
+}
+
+/// Whether a message, once a mention of the bot or a reply's quote is passed
+/// over, starts with a command word: in a direct chat it is a command.
+pub fn starts_like_command(body: &str, names: &[String]) -> bool {
+    looks_like_command(addressed(body, names).text)
+}
+
 pub fn parse(message: &str) -> Result<Command, ParseError> {
     if message.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLong);

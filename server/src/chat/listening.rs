@@ -45,9 +45,23 @@ fn audience_of(count: usize) -> Audience {
     }
 }
 
+/// A room's member count as last read.
+struct MemberCount {
+    count: usize,
+    /// When it was read; `None` once the sync showed someone joining or leaving
+    /// since, when it is kept only as the last known count.
+    read_at: Option<Instant>,
+}
+
+impl MemberCount {
+    fn fresh(&self) -> bool {
+        self.read_at.is_some_and(|at| at.elapsed() < MEMBERS_FOR)
+    }
+}
+
 #[derive(Default)]
 pub struct Listening {
-    members: HashMap<String, (usize, Instant)>,
+    members: HashMap<String, MemberCount>,
     senders: HashMap<String, (Instant, u32)>,
     told_encrypted: HashSet<String>,
     /// Rooms invited to lately: from when their messages count, and when the
@@ -73,22 +87,23 @@ impl Listening {
         if rooms.is_shared(room) {
             return Audience::Shared;
         }
-        if let Some((count, at)) = self.members.get(room)
-            && at.elapsed() < MEMBERS_FOR
+        if let Some(known) = self.members.get(room)
+            && known.fresh()
         {
-            return audience_of(*count);
+            return audience_of(known.count);
         }
         match client.joined_members(room).await {
             Ok(count) => {
+                let read_at = Some(Instant::now());
                 self.members
-                    .insert(room.to_string(), (count, Instant::now()));
+                    .insert(room.to_string(), MemberCount { count, read_at });
                 audience_of(count)
             }
             // A stale count that said shared is taken as shared (the safe side);
             // one that said direct may be out of date, since others may have
             // joined meanwhile: then the room is not known.
-            Err(error) => match self.members.get(room) {
-                Some((count, _)) if audience_of(*count) == Audience::Shared => {
+            Err(error) => match self.members.get(room).map(|known| known.count) {
+                Some(count) if audience_of(count) == Audience::Shared => {
                     tracing::warn!(room, %error, count, "the chat bot cannot read a room's members; it goes by the last count");
                     Audience::Shared
                 }
@@ -97,6 +112,17 @@ impl Listening {
                     Audience::Unknown
                 }
             },
+        }
+    }
+
+    /// The sync showed people joining or leaving `rooms`: their member counts
+    /// are read again before the bot next answers there (a direct chat someone
+    /// joined is shared from that moment, not minutes later).
+    pub fn members_changed<'a>(&mut self, rooms: impl IntoIterator<Item = &'a String>) {
+        for room in rooms {
+            if let Some(known) = self.members.get_mut(room) {
+                known.read_at = None;
+            }
         }
     }
 
@@ -236,8 +262,16 @@ mod tests {
         let long_ago = Instant::now()
             .checked_sub(MEMBERS_FOR * 2)
             .unwrap_or_else(Instant::now);
-        listening.members.insert("!dm:hs".into(), (2, long_ago));
-        listening.members.insert("!team:hs".into(), (5, long_ago));
+        let counted = |count, at| MemberCount {
+            count,
+            read_at: Some(at),
+        };
+        listening
+            .members
+            .insert("!dm:hs".into(), counted(2, long_ago));
+        listening
+            .members
+            .insert("!team:hs".into(), counted(5, long_ago));
         assert_eq!(
             listening.audience(&client, &rooms, "!dm:hs").await,
             Audience::Unknown,
@@ -257,6 +291,40 @@ mod tests {
                 .await,
             Audience::Shared,
             "a configured room is shared without asking"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_room_someone_joined_is_counted_again() -> Result<(), reqwest::Error> {
+        // The homeserver is unreachable: a count read again shows as Unknown,
+        // a count kept shows as what it said.
+        let client = unreachable()?;
+        let mut listening = Listening::default();
+        let rooms = Rooms::default();
+        let just_now = |count| MemberCount {
+            count,
+            read_at: Some(Instant::now()),
+        };
+        for (room, count) in [("!dm:hs", 2), ("!other-dm:hs", 2), ("!team:hs", 5)] {
+            listening.members.insert(room.into(), just_now(count));
+        }
+        let changed = ["!dm:hs".to_string(), "!team:hs".to_string()];
+        listening.members_changed(&changed);
+        assert_eq!(
+            listening.audience(&client, &rooms, "!dm:hs").await,
+            Audience::Unknown,
+            "a direct chat someone joined is not taken for direct on its old count"
+        );
+        assert_eq!(
+            listening.audience(&client, &rooms, "!other-dm:hs").await,
+            Audience::Direct,
+            "a room no one joined keeps its count"
+        );
+        assert_eq!(
+            listening.audience(&client, &rooms, "!team:hs").await,
+            Audience::Shared,
+            "a shared room's last count still says shared"
         );
         Ok(())
     }

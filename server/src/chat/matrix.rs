@@ -89,6 +89,10 @@ pub struct SyncBatch {
     pub next_batch: String,
     pub invites: Vec<Invite>,
     pub messages: Vec<RoomMessage>,
+    /// Rooms someone joined or left since the last sync (or whose timeline was
+    /// cut short, so that a change may be in the part not read): what the bot
+    /// knows of who reads them is out of date.
+    pub membership_changed: BTreeSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -146,10 +150,23 @@ fn sync_response(body: Value) -> Result<SyncResponse, MatrixError> {
 /// Invitations only: no room's timeline, state or anything else.
 const INVITES_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"limit":0},"account_data":{"types":[]}}}"#;
 
+/// Whether the event edits an earlier message (`m.replace`): the edit is not a
+/// new command, and Element's edit body (`* approve #12`) is no command at all.
+/// An encrypted edit shows the relation in the clear too.
+fn is_edit(content: &Value) -> bool {
+    content
+        .pointer("/m.relates_to/rel_type")
+        .and_then(Value::as_str)
+        == Some("m.replace")
+}
+
 /// A timeline event as a message, if it is a text message with a body or an
-/// encrypted one.
+/// encrypted one; edits of earlier messages are not read.
 fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
     let content = event.get("content")?;
+    if is_edit(content) {
+        return None;
+    }
     let encrypted = match event.get("type")?.as_str()? {
         "m.room.encrypted" => true,
         "m.room.message" if content.get("msgtype")?.as_str()? == "m.text" => false,
@@ -190,6 +207,16 @@ fn inviter_of(invite: &Value, bot: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether the event changes who is in the room: a membership event other than
+/// a member changing their name or picture (from "join" to "join"). One that does
+/// not say what it changed from counts as a change.
+fn changes_membership(event: &Value) -> bool {
+    let membership = |pointer: &str| event.pointer(pointer).and_then(Value::as_str);
+    event.get("type").and_then(Value::as_str) == Some("m.room.member")
+        && (membership("/content/membership") != Some("join")
+            || membership("/unsigned/prev_content/membership") != Some("join"))
+}
+
 /// Whether the event is the bot joining the room (not a change of its name or
 /// picture, which is a membership event from "join" to "join").
 fn is_own_join(event: &Value, bot: &str) -> bool {
@@ -220,16 +247,16 @@ impl SyncResponse {
     /// The batch, with each room's events before the page (`gaps`, oldest first)
     /// ahead of the page's own.
     fn into_batch(self, mut gaps: BTreeMap<String, Vec<Value>>, bot: &str) -> SyncBatch {
-        let messages = self
-            .rooms
-            .join
-            .iter()
-            .flat_map(|(room, joined)| {
-                let mut events = gaps.remove(room).unwrap_or_default();
-                events.extend(joined.timeline.events.iter().cloned());
-                messages_after_own_join(room, &events, bot)
-            })
-            .collect();
+        let mut messages = Vec::new();
+        let mut membership_changed = BTreeSet::new();
+        for (room, joined) in &self.rooms.join {
+            let mut events = gaps.remove(room).unwrap_or_default();
+            events.extend(joined.timeline.events.iter().cloned());
+            if joined.timeline.limited || events.iter().any(changes_membership) {
+                membership_changed.insert(room.clone());
+            }
+            messages.extend(messages_after_own_join(room, &events, bot));
+        }
         SyncBatch {
             next_batch: self.next_batch,
             invites: self
@@ -242,6 +269,7 @@ impl SyncResponse {
                 })
                 .collect(),
             messages,
+            membership_changed,
         }
     }
 
@@ -490,16 +518,22 @@ impl MatrixClient {
             encode(room),
             encode(txn_id)
         );
-        let content = json!({ "msgtype": "m.text", "body": body });
         self.call(
             self.http
                 .put(self.url(&path))
-                .json(&content)
+                .json(&text_message(body))
                 .timeout(Duration::from_secs(30)),
         )
         .await?;
         Ok(())
     }
+}
+
+/// A text message that mentions no one: a client notifies the people a message
+/// mentions, and the bot's answers and notices quote free text (a requester's
+/// parameters, a reviewer's comment) that may name anyone.
+fn text_message(body: &str) -> Value {
+    json!({ "msgtype": "m.text", "body": body, "m.mentions": {} })
 }
 
 fn encode(segment: &str) -> String {
@@ -683,6 +717,87 @@ mod tests {
             .collect();
         assert_eq!(ids, ["$1", "$2", "$3", "$9"]);
         Ok(())
+    }
+
+    #[test]
+    fn an_edit_is_not_read_as_a_new_command() -> Result<(), serde_json::Error> {
+        let body = json!({
+            "next_batch": "s4",
+            "rooms": { "join": { "!dm:hs": { "timeline": { "events": [
+                { "type": "m.room.message", "event_id": "$1", "sender": "@u:hs",
+                  "content": { "msgtype": "m.text", "body": "request k8s-namespace name=web" } },
+                // Element's edit of $1: a body starting with "* ", the new text aside.
+                { "type": "m.room.message", "event_id": "$2", "sender": "@u:hs",
+                  "content": { "msgtype": "m.text", "body": "* request k8s-namespace name=api",
+                               "m.new_content": { "msgtype": "m.text",
+                                                  "body": "request k8s-namespace name=api" },
+                               "m.relates_to": { "rel_type": "m.replace", "event_id": "$1" } } },
+                { "type": "m.room.encrypted", "event_id": "$3", "sender": "@u:hs",
+                  "content": { "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "…",
+                               "m.relates_to": { "rel_type": "m.replace", "event_id": "$0" } } },
+                // A reply relates to another message too, and is a message of its own.
+                { "type": "m.room.message", "event_id": "$4", "sender": "@u:hs",
+                  "content": { "msgtype": "m.text", "body": "mine",
+                               "m.relates_to": { "m.in_reply_to": { "event_id": "$1" } } } }
+            ] } } } }
+        });
+        let ids: Vec<String> = serde_json::from_value::<SyncResponse>(body)?
+            .into_batch(BTreeMap::new(), "@bot:hs")
+            .messages
+            .into_iter()
+            .map(|m| m.event_id)
+            .collect();
+        assert_eq!(ids, ["$1", "$4"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_names_the_rooms_whose_members_changed() -> Result<(), serde_json::Error> {
+        let member = |who: &str, membership: &str, prev: Option<&str>| {
+            let mut event = json!({ "type": "m.room.member", "event_id": format!("${who}"),
+                                    "sender": who, "state_key": who,
+                                    "content": { "membership": membership } });
+            if let Some(prev) = prev {
+                event["unsigned"] = json!({ "prev_content": { "membership": prev } });
+            }
+            event
+        };
+        let text = json!({ "type": "m.room.message", "event_id": "$t", "sender": "@u:hs",
+                           "content": { "msgtype": "m.text", "body": "mine" } });
+        let body = json!({
+            "next_batch": "s5",
+            "rooms": { "join": {
+                "!joined:hs": { "timeline": { "events": [member("@eve:hs", "join", None)] } },
+                "!left:hs": { "timeline": { "events": [member("@eve:hs", "leave", Some("join"))] } },
+                "!renamed:hs": { "timeline": { "events": [member("@u:hs", "join", Some("join"))] } },
+                "!quiet:hs": { "timeline": { "events": [text.clone()] } },
+                "!cut:hs": { "timeline": { "limited": true, "events": [text] } },
+                "!gap:hs": { "timeline": { "events": [] } }
+            } }
+        });
+        let gaps = BTreeMap::from([(
+            "!gap:hs".to_string(),
+            vec![member("@eve:hs", "invite", None)],
+        )]);
+        let changed = serde_json::from_value::<SyncResponse>(body)?
+            .into_batch(gaps, "@bot:hs")
+            .membership_changed;
+        assert_eq!(
+            changed.into_iter().collect::<Vec<_>>(),
+            ["!cut:hs", "!gap:hs", "!joined:hs", "!left:hs"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_bot_s_messages_mention_no_one() {
+        let message = text_message("Request #3 waits for review: owner=@carol:hs");
+        assert_eq!(message.get("m.mentions"), Some(&json!({})));
+        assert_eq!(message["msgtype"], "m.text");
+        assert_eq!(
+            message["body"],
+            "Request #3 waits for review: owner=@carol:hs"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod listening;
 pub mod matrix;
 pub mod notify;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ChatSettings;
+use crate::services::{self, ServiceError};
 use crate::state::AppState;
 use crate::storage::{self, StorageError, now_millis};
 use answer::Audience;
@@ -197,16 +198,19 @@ async fn serve(
     let rooms = join_rooms(client, settings).await;
     let names = command::bot_names(&bot, display_name(client, &bot).await.as_deref());
     tracing::info!(bot, ?names, ?rooms, "the chat bot is connected");
-    let notifier = tokio::spawn(notify_loop(
+    let mut notifier = TermTask(tokio::spawn(notify_loop(
         state.clone(),
         client.clone(),
         rooms.clone(),
         notify::LinkedRooms::new(&bot),
         settings.clone(),
         stopped.clone(),
-    ));
+    )));
     let invitations = Arc::new(Invitations::default());
-    let joiner = tokio::spawn(join_invitations(client.clone(), invitations.clone()));
+    let joiner = TermTask(tokio::spawn(join_invitations(
+        client.clone(),
+        invitations.clone(),
+    )));
     let heard = Heard {
         bot: &bot,
         names: &names,
@@ -214,8 +218,22 @@ async fn serve(
         invitations: &invitations,
     };
     sync_loop(state, settings, client, heard, &mut stopped).await;
-    joiner.abort();
-    let _ = notifier.await;
+    drop(joiner);
+    // The notifier stops at its next pause; one busy sending finishes first,
+    // within the term's grace (past it, this future is dropped, and it with it).
+    let _ = (&mut notifier.0).await;
+}
+
+/// A task that lives as long as the bot's term: stopped when the term's serving
+/// ends however it ends, finished or dropped after the grace. A dropped
+/// `JoinHandle` leaves its task running, and a notifier of an ended term would
+/// tell rooms beside the next holder of the lock.
+struct TermTask(JoinHandle<()>);
+
+impl Drop for TermTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The bot's display name, which a client's mention of it puts in the text;
@@ -400,7 +418,7 @@ async fn sync_loop(
         let first = since.is_none();
         if let Err(error) = handle_batch(state, client, heard, &mut listening, first, &batch).await
         {
-            tracing::error!(%error, "the chat bot could not record its progress");
+            tracing::error!(%error, "the chat bot could not handle a sync batch; it reads it again");
             if !pause_or_stop(settings.max_backoff, stopped).await {
                 return;
             }
@@ -446,6 +464,36 @@ async fn load_cursor(state: &AppState) -> Result<Option<String>, StorageError> {
     storage::chat::cursor(&mut conn, SYNC_CURSOR).await
 }
 
+/// Handles one sync batch as the sync loop of a bot just started would (nothing
+/// learnt yet of its rooms and senders), and stores its token. For tests, which
+/// hand the bot a batch as a homeserver's sync may bring it.
+#[doc(hidden)]
+pub async fn hear_batch(
+    state: &AppState,
+    client: &MatrixClient,
+    bot: &str,
+    rooms: &Rooms,
+    batch: &SyncBatch,
+) -> Result<(), ServiceError> {
+    let names = command::bot_names(bot, None);
+    let invitations = Invitations::default();
+    let heard = Heard {
+        bot,
+        names: &names,
+        rooms,
+        invitations: &invitations,
+    };
+    handle_batch(
+        state,
+        client,
+        heard,
+        &mut Listening::default(),
+        false,
+        batch,
+    )
+    .await
+}
+
 /// Accepts invitations, answers new messages, and stores the token. The first
 /// sync ever only catches up: old messages are history, not commands.
 async fn handle_batch(
@@ -455,15 +503,17 @@ async fn handle_batch(
     listening: &mut Listening,
     first: bool,
     batch: &SyncBatch,
-) -> Result<(), StorageError> {
+) -> Result<(), ServiceError> {
     accept_invites(heard, listening, &batch.invites);
+    listening.members_changed(&batch.membership_changed);
+    let used_up = use_up_codes_said_aloud(state, client, heard, listening, &batch.messages).await?;
     if !first {
         for message in batch.messages.iter().filter(|m| m.sender != heard.bot) {
             if listening.said_before_invitation(&message.room_id, message.sent_at) {
                 tracing::info!(room = %message.room_id, event = %message.event_id, "the chat bot passes over a message from before its invitation");
                 continue;
             }
-            handle_message(state, client, heard, listening, message).await?;
+            handle_message(state, client, heard, listening, message, &used_up).await?;
         }
     }
     let mut tx = state.db.write().await?;
@@ -475,34 +525,100 @@ async fn handle_batch(
     Ok(())
 }
 
+/// Uses up every link code said where others read in the batch, before any
+/// command of it runs. Messages are handled room by room, and a direct chat
+/// handled first must not link with a code that a shared room has read (its
+/// owner would be told nothing). Every message counts, also one passed over as
+/// history, from before an invitation or over its sender's pace: the others
+/// read it all the same. Answers, for each message that used a code up, whether
+/// to tell its sender so.
+async fn use_up_codes_said_aloud(
+    state: &AppState,
+    client: &MatrixClient,
+    heard: Heard<'_>,
+    listening: &mut Listening,
+    messages: &[RoomMessage],
+) -> Result<HashMap<String, bool>, ServiceError> {
+    let mut used_up = HashMap::new();
+    for message in messages.iter().filter(|m| m.sender != heard.bot) {
+        // Read as where others read: a direct chat's words are found out below.
+        let reading = command::read(&message.body, heard.names, true);
+        let Some(code) = command::link_code(&reading) else {
+            continue;
+        };
+        let audience = listening
+            .audience(client, heard.rooms, &message.room_id)
+            .await;
+        // A room whose members could not be read links no one and uses nothing
+        // up (see `answer::link`).
+        if audience != Audience::Shared {
+            continue;
+        }
+        let (sender, event) = (&message.sender, &message.event_id);
+        let could_link = services::chat::burn_code(state, &code, sender, event).await?;
+        // `link <code>` said to the bot is always answered; a sentence that
+        // merely starts with "link" only when it held a code that could link.
+        let tell = could_link || matches!(reading, Reading::Command(_));
+        used_up.insert(message.event_id.clone(), tell);
+    }
+    Ok(used_up)
+}
+
+/// What the bot makes of a message, given who reads its room.
+#[derive(Debug, PartialEq, Eq)]
+enum Meaning<'a> {
+    Read(Reading<'a>),
+    /// Words that would be a command in a direct chat and chatter in a shared
+    /// room, where the bot could not tell which the room is: it says so, rather
+    /// than pass over a command in silence.
+    Unplaced,
+}
+
+fn meaning_of<'a>(body: &'a str, names: &[String], audience: Audience) -> Meaning<'a> {
+    match command::read(body, names, audience.others_may_read()) {
+        Reading::Chatter
+            if audience == Audience::Unknown && command::starts_like_command(body, names) =>
+        {
+            Meaning::Unplaced
+        }
+        reading => Meaning::Read(reading),
+    }
+}
+
 async fn handle_message(
     state: &AppState,
     client: &MatrixClient,
     heard: Heard<'_>,
     listening: &mut Listening,
     message: &RoomMessage,
-) -> Result<(), StorageError> {
+    used_up: &HashMap<String, bool>,
+) -> Result<(), ServiceError> {
     let audience = listening
         .audience(client, heard.rooms, &message.room_id)
         .await;
     if message.encrypted {
         return answer_encrypted(state, client, listening, message, audience).await;
     }
-    let reading = command::read(&message.body, heard.names, audience.others_may_read());
-    if reading == Reading::Chatter || !claim(state, &message.event_id).await? {
+    let meaning = meaning_of(&message.body, heard.names, audience);
+    if meaning == Meaning::Read(Reading::Chatter) || !claim(state, &message.event_id).await? {
         return Ok(());
     }
     let now = Instant::now();
     let reply = match listening.pace(&message.sender, now) {
-        Pace::Allowed => {
-            let asker = answer::Asker {
-                chat_user: &message.sender,
-                room_id: &message.room_id,
-                event_id: &message.event_id,
-                audience,
-            };
-            answer::reply(state, &asker, reading).await
-        }
+        Pace::Allowed => match (used_up.get(&message.event_id), meaning) {
+            // Its code was used up before the batch's commands ran.
+            (Some(tell), _) => tell.then(|| answer::CODE_USED_UP.to_string()),
+            (None, Meaning::Unplaced) => Some(answer::COMMAND_UNCHECKED.to_string()),
+            (None, Meaning::Read(reading)) => {
+                let asker = answer::Asker {
+                    chat_user: &message.sender,
+                    room_id: &message.room_id,
+                    event_id: &message.event_id,
+                    audience,
+                };
+                answer::reply(state, &asker, reading).await
+            }
+        },
         Pace::TooFast => Some(format!(
             "Slow down, please: I run at most {} commands a minute from one person. \
              I answer again in a minute.",
@@ -528,7 +644,7 @@ async fn answer_encrypted(
     listening: &mut Listening,
     message: &RoomMessage,
     audience: Audience,
-) -> Result<(), StorageError> {
+) -> Result<(), ServiceError> {
     if audience != Audience::Direct || !listening.first_encrypted(&message.room_id) {
         return Ok(());
     }
@@ -716,6 +832,53 @@ mod tests {
             .map_err(|_| "the joiner slept through an invitation".to_string())?
             .map_err(|e| e.to_string())?;
         assert_eq!(room, "!late:hs");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_term_s_tasks_stop_with_it() -> Result<(), String> {
+        let (alive, mut gone) = tokio::sync::mpsc::channel::<()>(1);
+        let task = TermTask(tokio::spawn(async move {
+            let _alive = alive;
+            std::future::pending::<()>().await;
+        }));
+        drop(task);
+        let ended = tokio::time::timeout(Duration::from_secs(5), gone.recv())
+            .await
+            .map_err(|_| "a task of an ended term runs on".to_string())?;
+        assert_eq!(ended, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_command_where_the_members_cannot_be_read_is_answered() -> Result<(), reqwest::Error>
+    {
+        // Nothing listens on port 1: the room's members cannot be read.
+        let client =
+            MatrixClient::new("http://127.0.0.1:1", crate::config::Secret::new("t".into()))?;
+        let audience = Listening::default()
+            .audience(&client, &Rooms::default(), "!dm:hs")
+            .await;
+        assert_eq!(audience, Audience::Unknown);
+        let names = command::bot_names("@slipway:hs", None);
+        let meaning = |body| meaning_of(body, &names, audience);
+        assert_eq!(meaning("approve #12"), Meaning::Unplaced);
+        assert_eq!(
+            meaning("slipway: mine"),
+            Meaning::Read(Reading::Command("mine"))
+        );
+        assert_eq!(meaning("!mine"), Meaning::Read(Reading::Command("!mine")));
+        assert_eq!(meaning("lunch, anyone?"), Meaning::Read(Reading::Chatter));
+        // A code is neither used nor used up there (`answer::link` says so).
+        assert_eq!(
+            meaning("link ABCD-EFGH-JKLM"),
+            Meaning::Read(Reading::CodeSaidAloud("ABCD-EFGH-JKLM".into()))
+        );
+        // Where the room is known, words are what they are.
+        let shared = meaning_of("approve #12", &names, Audience::Shared);
+        assert_eq!(shared, Meaning::Read(Reading::Chatter));
+        let direct = meaning_of("approve #12", &names, Audience::Direct);
+        assert_eq!(direct, Meaning::Read(Reading::Command("approve #12")));
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{in_schema_order, param_text};
@@ -80,15 +81,26 @@ pub async fn notify_pending(
     Ok(changes.len())
 }
 
+/// Moves the position told up to forward only: a notifier of an ended term that
+/// is still finishing a batch must not take it back and have notices told again.
 async fn save_cursor(state: &AppState, position: i64) -> Result<(), NotifyError> {
     let mut tx = state.db.write().await?;
-    storage::chat::set_cursor(&mut tx, CURSOR, &position.to_string()).await?;
+    storage::chat::advance_cursor(&mut tx, CURSOR, position).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// One room message, sent once: the transaction id is derived from the audit
-/// position, so a send repeated after a crash is the same message to the homeserver.
+/// The transaction id of a notice: derived from the audit position, so a send
+/// repeated after a crash is the same message to the homeserver, and from the
+/// room, since a homeserver may take one id as one message whatever the room
+/// (Synapse keys it by room, others by access token alone), and a review notice
+/// goes to several rooms.
+fn notice_txn(room: &str, what: &str, position: i64) -> String {
+    let room_digest = hex::encode(&Sha256::digest(room.as_bytes())[..8]);
+    format!("slipway-{what}-{position}-{room_digest}")
+}
+
+/// One room message, sent once (see [`notice_txn`]).
 async fn post(
     client: &MatrixClient,
     room: &str,
@@ -96,7 +108,7 @@ async fn post(
     what: &str,
     text: &str,
 ) -> Result<(), MatrixError> {
-    let txn = format!("slipway-{what}-{}", change.position);
+    let txn = notice_txn(room, what, change.position);
     super::send_with_retries(client, room, &txn, text).await
 }
 
@@ -392,6 +404,24 @@ async fn review_notice(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_sent_to_several_rooms_is_a_message_of_its_own_in_each() {
+        let review = notice_txn("!reviews:hs", "review", 41);
+        let team = notice_txn("!payments:hs", "review", 41);
+        assert_ne!(review, team, "one transaction id for two rooms");
+        assert_eq!(
+            review,
+            notice_txn("!reviews:hs", "review", 41),
+            "a notice sent again is the same message"
+        );
+        assert_ne!(review, notice_txn("!reviews:hs", "review", 42));
+        assert_ne!(review, notice_txn("!reviews:hs", "requester", 41));
+        assert!(
+            review.starts_with("slipway-review-41-") && review.len() <= 64,
+            "{review}"
+        );
+    }
 
     #[test]
     fn a_linked_room_is_private_while_only_the_bot_and_its_person_are_in_it() {

@@ -364,7 +364,46 @@ impl Building {
 /// A push the remote turned down because its branch moved since the fetch.
 enum Push {
     Landed,
+    /// Another writer's push landed first: apply again on the new head.
     Rejected(String),
+}
+
+/// Whether a remote's refusal of a ref update means only that the branch moved
+/// under the push (git's receive-pack: not a fast-forward, or the ref changed
+/// between its check and its lock), rather than a rule of the remote's.
+fn lost_a_race(status: &str) -> bool {
+    const RACES: [&str; 6] = [
+        "non-fast-forward",
+        "fetch first",
+        "failed to update ref",
+        "failed to lock",
+        "cannot lock ref",
+        "stale info",
+    ];
+    let status = status.to_ascii_lowercase();
+    RACES.iter().any(|race| status.contains(race))
+}
+
+/// The most the remote's own words add to a refusal.
+const REMOTE_WORDS_BYTES: usize = 1024;
+
+/// Keeps the start of what the remote printed while it received a push, up to
+/// [`REMOTE_WORDS_BYTES`], printable and on one line.
+fn keep_remote_words(kept: &mut String, text: &[u8]) {
+    for c in String::from_utf8_lossy(text).chars() {
+        if kept.len() + c.len_utf8() > REMOTE_WORDS_BYTES {
+            return;
+        }
+        match c {
+            '\r' | '\n' => {
+                if !kept.is_empty() && !kept.ends_with(' ') {
+                    kept.push(' ');
+                }
+            }
+            c if c.is_control() => {}
+            c => kept.push(c),
+        }
+    }
 }
 
 impl GitOpsRepo {
@@ -874,6 +913,7 @@ impl GitOpsRepo {
             .remote_anonymous(&remote.url)
             .map_err(|e| self.remote_error(remote, &e))?;
         let refused: RefCell<Option<String>> = RefCell::new(None);
+        let said: RefCell<String> = RefCell::new(String::new());
         let result = {
             let mut callbacks = self.callbacks(remote);
             callbacks.push_update_reference(|_refname, status| {
@@ -881,6 +921,11 @@ impl GitOpsRepo {
                     *refused.borrow_mut() = Some(status.to_string());
                 }
                 Ok(())
+            });
+            // What the remote's hooks print is the reason a person can act on.
+            callbacks.sideband_progress(|text| {
+                keep_remote_words(&mut said.borrow_mut(), text);
+                true
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
@@ -895,7 +940,19 @@ impl GitOpsRepo {
             Err(e) => Err(self.remote_error(remote, &e)),
             // The remote's own check: another push landed between ours and its lock.
             Ok(()) => match refused.into_inner() {
-                Some(reason) => Ok(Push::Rejected(reason)),
+                Some(reason) if lost_a_race(&reason) => Ok(Push::Rejected(reason)),
+                // A hook, a protected branch, a full disk: pushing again changes nothing.
+                Some(reason) => {
+                    let said = said.into_inner();
+                    let message = match said.trim() {
+                        "" => format!("the remote refused the push: {reason}"),
+                        words => {
+                            format!("the remote refused the push: {reason} (it said: {words})")
+                        }
+                    };
+                    let error = git2::Error::from_str(&message);
+                    Err(self.remote_error(remote, &error))
+                }
                 None => Ok(Push::Landed),
             },
         }
@@ -1081,6 +1138,12 @@ fn jittered(delay: Duration) -> Duration {
 impl Driver for GitOpsRepo {
     fn name(&self) -> &'static str {
         "gitops"
+    }
+
+    /// A change handed to the publisher is pushed with its group; the network
+    /// limits (`NETWORK_IDLE_TIMEOUT`, the fetch's budget) bound the wait.
+    fn finishes_once_started(&self) -> bool {
+        true
     }
 
     async fn run(

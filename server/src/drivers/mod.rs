@@ -101,6 +101,15 @@ pub trait Driver: Send + Sync {
     /// The name a type's `execute` step gives, e.g. "gitops".
     fn name(&self) -> &'static str;
 
+    /// Whether a step, once handed to this driver, takes effect whatever the
+    /// job does meanwhile (a push on its way cannot be called back). Such a step
+    /// is not started after a stop, and once started it is waited for rather
+    /// than abandoned on a stop or a timeout, so that what is recorded (its
+    /// commit) is what happened; its own limits bound how long it takes.
+    fn finishes_once_started(&self) -> bool {
+        false
+    }
+
     /// Carries the step out, or finds it already done. Must be idempotent.
     async fn run(
         &self,

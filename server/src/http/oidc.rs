@@ -15,6 +15,7 @@ use url::form_urlencoded;
 
 use super::sign_in_cookie::SignInCookie;
 use super::{safe_next, start_user_session, user_agent};
+use crate::audit_budget::AuditBudget;
 use crate::services::auth::provider_sign_in_wait;
 use crate::services::oidc::{Blame, Oidc, OidcError, record_failure, sign_in};
 use crate::state::AppState;
@@ -37,32 +38,6 @@ struct OidcRoutes {
 /// any page can send browsers here, and each would otherwise add a row to an
 /// audit trail that is never pruned. Beyond the budget they are only logged.
 const UNBLAMED_AUDITS_PER_MINUTE: u32 = 60;
-
-/// How many of this minute's audit rows are still to be had.
-#[derive(Default)]
-struct AuditBudget {
-    /// The minute (epoch ms / 60,000) and the rows written in it.
-    used: std::sync::Mutex<(i64, u32)>,
-}
-
-impl AuditBudget {
-    /// Takes one row of the budget at `now_ms`; false when the minute's are spent.
-    fn take(&self, now_ms: i64) -> bool {
-        let minute = now_ms.div_euclid(60_000);
-        let mut used = self
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if used.0 != minute {
-            *used = (minute, 0);
-        }
-        if used.1 >= UNBLAMED_AUDITS_PER_MINUTE {
-            return false;
-        }
-        used.1 += 1;
-        true
-    }
-}
 
 /// The OIDC routes when a provider is configured (none otherwise). Discovery starts
 /// in the background now, so the first person to sign in does not wait for it.
@@ -95,7 +70,7 @@ pub fn router(state: &AppState) -> Router {
                 state.settings.secret_key.as_ref(),
                 state.settings.secure_cookies,
             )),
-            unblamed_audits: Arc::default(),
+            unblamed_audits: Arc::new(AuditBudget::per_minute(UNBLAMED_AUDITS_PER_MINUTE)),
         })
 }
 
@@ -259,18 +234,4 @@ async fn finish(
     tracing::info!(username = %user.username, "signed in through OIDC");
     let target = safe_next(&next).unwrap_or_else(|| DEFAULT_NEXT.into());
     Redirect::to(&target).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unblamed_refusals_are_audited_up_to_a_budget_each_minute() {
-        let budget = AuditBudget::default();
-        let minute = 1_780_000_020_000;
-        let taken = (0..200).filter(|_| budget.take(minute)).count();
-        assert_eq!(taken, UNBLAMED_AUDITS_PER_MINUTE as usize);
-        assert!(budget.take(minute + 60_000), "a new minute, a new budget");
-    }
 }

@@ -33,6 +33,10 @@ pub const SUBMIT_KEY_FIELD: &str = "__submit_key";
 /// A query key of the way back, once per secret field whose typed value was
 /// dropped rather than put in the URL.
 pub const REENTER_KEY: &str = "__reenter";
+/// The hidden field of the revise form naming the revision it was opened on: a
+/// post whose revision has been superseded is a double post (the same values
+/// again) or a stale form, never a quiet overwrite of the newer revision.
+pub const REVISION_FIELD: &str = "__revision";
 /// What the form's action adds to its page's path.
 pub const SUBMIT_SUFFIX: &str = "/submit";
 
@@ -103,6 +107,10 @@ impl Form {
         !matches!(self, Form::Revision { .. })
     }
 
+    fn needs_base_revision(&self) -> bool {
+        matches!(self, Form::Revision { .. })
+    }
+
     /// The type whose fields the form shows: the requested type, or for a
     /// day-2 action (and its revision) the action's own form.
     async fn form_type(
@@ -148,7 +156,12 @@ impl Form {
         caller: &Caller,
         filled: Filled,
     ) -> Result<RequestId, ServiceError> {
-        let Filled { params, submit_key } = filled;
+        let Filled {
+            params,
+            plain,
+            submit_key,
+            base_revision,
+        } = filled;
         match self {
             Form::New { type_name } => {
                 let draft = RequestDraft {
@@ -158,15 +171,60 @@ impl Form {
                 };
                 services::requests::submit(state, caller, &draft).await
             }
-            Form::Revision { id } => services::requests::resubmit(state, caller, *id, &params)
-                .await
-                .map(|()| *id),
+            Form::Revision { id } => {
+                let base = base_revision.unwrap_or_default();
+                if let Some(done) = revised_since(state, caller, *id, base, &plain).await? {
+                    return Ok(done);
+                }
+                match services::requests::resubmit(state, caller, *id, &params).await {
+                    Ok(()) => Ok(*id),
+                    // Two posts of one form at once: the other one's revision is in.
+                    Err(ServiceError::Conflict(message)) => {
+                        match revised_since(state, caller, *id, base, &plain).await? {
+                            Some(done) => Ok(done),
+                            None => Err(ServiceError::Conflict(message)),
+                        }
+                    }
+                    Err(other) => Err(other),
+                }
+            }
             Form::Action { asset_id, action } => {
                 let draft = ActionDraft { params, submit_key };
                 services::actions::submit(state, caller, *asset_id, action, &draft).await
             }
         }
     }
+}
+
+/// Whether the request has a newer revision than the one the form was opened
+/// on: none (`None`); one with the posted values, a post sent twice (the
+/// request); one with other values, a form gone stale (refused, naming it).
+async fn revised_since(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+    base: i64,
+    posted: &serde_json::Map<String, Value>,
+) -> Result<Option<RequestId>, ServiceError> {
+    let detail =
+        services::detail::request_detail(state, caller, id, ReviewerRead::DoesNotCount).await?;
+    let Some(newest) = detail.revisions.last() else {
+        return Ok(None);
+    };
+    if newest.revision <= base {
+        return Ok(None);
+    }
+    let same = posted
+        .iter()
+        .all(|(name, value)| newest.params.get(name) == Some(value));
+    if same && newest.author == caller.user.username {
+        return Ok(Some(id));
+    }
+    Err(ServiceError::Conflict(format!(
+        "request #{id} was revised (revision {}) after this form was opened on revision {base}; \
+         open it again to revise its newest revision",
+        newest.revision
+    )))
 }
 
 /// A type or action name as one segment of a path: whatever the posted path
@@ -203,7 +261,11 @@ async fn answer(
         let body = body.map_err(unreadable)?;
         let pairs = posted_pairs(&body).map_err(|e| ServiceError::Invalid(vec![e]))?;
         let form_type = form.form_type(state, &caller).await?;
-        let filled = fill(&form_type, pairs, form.needs_submit_key(), &mut way_back)?;
+        let wanted = Wanted {
+            submit_key: form.needs_submit_key(),
+            base_revision: form.needs_base_revision(),
+        };
+        let filled = fill(&form_type, pairs, wanted, &mut way_back)?;
         form.send(state, &caller, filled).await
     };
     match submitted.await {
@@ -272,7 +334,17 @@ fn decoded(raw: &[u8]) -> Result<String, FieldError> {
 /// The parameters and key a form's posted fields make.
 struct Filled {
     params: Value,
+    /// The posted values but the secrets, which a revision stores sealed.
+    plain: serde_json::Map<String, Value>,
     submit_key: String,
+    base_revision: Option<i64>,
+}
+
+/// Which hidden fields a form must post besides its fields.
+#[derive(Clone, Copy)]
+struct Wanted {
+    submit_key: bool,
+    base_revision: bool,
 }
 
 /// Reads the posted fields against the form's fields. Anything the form could
@@ -281,13 +353,14 @@ struct Filled {
 fn fill(
     form_type: &ResourceType,
     pairs: Vec<(String, String)>,
-    needs_submit_key: bool,
+    wanted: Wanted,
     way_back: &mut WayBack,
 ) -> Result<Filled, ServiceError> {
     let fields = form_type.fields();
     let mut problems = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     let mut submit_key = None;
+    let mut base_revision = None;
     let mut text = Vec::new();
     let mut secrets = Vec::new();
     for (name, value) in pairs {
@@ -301,6 +374,10 @@ fn fill(
         seen.push(name.clone());
         if name == SUBMIT_KEY_FIELD {
             submit_key = Some(value);
+            continue;
+        }
+        if name == REVISION_FIELD {
+            base_revision = value.trim().parse::<i64>().ok().filter(|r| *r > 0);
             continue;
         }
         let Some(field) = fields.iter().find(|f| f.name == name) else {
@@ -330,16 +407,23 @@ fn fill(
         }
     }
     let submit_key = submit_key.unwrap_or_default();
-    if needs_submit_key && submit_key.trim().is_empty() {
+    if wanted.submit_key && submit_key.trim().is_empty() {
         problems.push(FieldError::new(
             "submit_key",
             "is missing, so a second post could make a second request; reload the page and submit it again",
+        ));
+    }
+    if wanted.base_revision && base_revision.is_none() {
+        problems.push(FieldError::new(
+            "revision",
+            "is missing or not a revision number, so the form's revision is not known; reload the page and submit it again",
         ));
     }
     if !problems.is_empty() {
         return Err(ServiceError::Invalid(problems));
     }
     let (mut params, _) = values_from_text(form_type, &text);
+    let plain = params.clone();
     // `values_from_text` never takes a secret from text (a chat message, a link);
     // a form's password field is where a secret is typed. Left empty, it keeps
     // the value the request already has.
@@ -351,7 +435,9 @@ fn fill(
     }
     Ok(Filled {
         params: Value::Object(params),
+        plain,
         submit_key,
+        base_revision,
     })
 }
 

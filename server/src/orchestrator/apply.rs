@@ -382,7 +382,7 @@ async fn apply(
     let step_timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
     let mut commit: Option<String> = None;
     let mut summaries = Vec::with_capacity(steps.len());
-    let mut last_end: Option<Tx> = None;
+    let mut last_end: Option<(Tx, FinishedStep)> = None;
     for (index, step) in steps.iter().enumerate() {
         run.check_stop()?;
         let step_index = index as i64;
@@ -397,12 +397,12 @@ async fn apply(
                 let finished = run_step(run, request, ran, &secrets, timeout, &mut start).await?;
                 let mut tx = run.fenced().await?;
                 finished.record(&mut tx, request.id).await?;
+                let outcome = finished.outcome.clone();
                 if index + 1 == steps.len() {
-                    last_end = Some(tx);
+                    last_end = Some((tx, finished));
                 } else {
                     tx.commit().await?;
                 }
-                let outcome = finished.outcome;
                 (step.driver().to_string(), (outcome.summary, outcome.commit))
             }
         };
@@ -415,30 +415,51 @@ async fn apply(
             "; secret parameters handed to the driver, not committed: {handed}"
         ));
     }
-    let mut tx = match last_end {
-        Some(tx) => tx,
-        None => run.fenced().await?,
+    let (mut tx, last_step) = match last_end {
+        Some((tx, finished)) => (tx, Some(finished)),
+        None => (run.fenced().await?, None),
     };
-    if let Some(start) = start.take() {
-        let action = Action::StartExecution;
-        transition(&mut tx, state, request, action, &Actor::Worker, start).await?;
+    let ended = end_execution(&mut tx, state, request, start.take(), &commit, detail).await;
+    if let Err(error) = ended {
+        drop(tx);
+        // The execution cannot end (a cancel moved the request while the last
+        // step ran): what that step did, and the commit it made, still happened.
+        if let Some(last_step) = last_step {
+            let mut tx = run.fenced().await?;
+            last_step.record(&mut tx, request.id).await?;
+            if let Some(commit) = &commit {
+                storage::requests::set_applied_commit(&mut tx, request.id, commit).await?;
+            }
+            tx.commit().await?;
+        }
+        return Err(error);
     }
-    if let Some(commit) = &commit {
-        storage::requests::set_applied_commit(&mut tx, request.id, commit).await?;
-    }
-    transition(
-        &mut tx,
-        state,
-        request,
-        Action::ExecutionSucceeded,
-        &Actor::Worker,
-        detail,
-    )
-    .await?;
     tx.commit().await?;
     if commit.is_some() {
         request.applied_commit = commit;
     }
+    Ok(())
+}
+
+/// Moves the request to executed, recording the commit its steps made, in the
+/// transaction of its last step's end.
+async fn end_execution(
+    tx: &mut Tx,
+    state: &AppState,
+    request: &mut RequestRow,
+    start: Option<String>,
+    commit: &Option<String>,
+    detail: String,
+) -> Result<(), JobError> {
+    if let Some(start) = start {
+        let action = Action::StartExecution;
+        transition(tx, state, request, action, &Actor::Worker, start).await?;
+    }
+    if let Some(commit) = commit {
+        storage::requests::set_applied_commit(tx, request.id, commit).await?;
+    }
+    let action = Action::ExecutionSucceeded;
+    transition(tx, state, request, action, &Actor::Worker, detail).await?;
     Ok(())
 }
 
@@ -506,10 +527,16 @@ async fn run_step(
     let driver = run.state.drivers.for_step(step);
     let step_over = CancellationToken::new();
     let drive = async {
-        let result = tokio::select! {
-            result = driver.run(step, &ctx) => result.map_err(StepFailure::Driver),
-            _ = stop.cancelled() => Err(StepFailure::Stopped),
-            _ = tokio::time::sleep(timeout) => Err(StepFailure::TimedOut),
+        let result = if !driver.finishes_once_started() {
+            tokio::select! {
+                result = driver.run(step, &ctx) => result.map_err(StepFailure::Driver),
+                _ = stop.cancelled() => Err(StepFailure::Stopped),
+                _ = tokio::time::sleep(timeout) => Err(StepFailure::TimedOut),
+            }
+        } else if stop.is_cancelled() {
+            Err(StepFailure::Stopped)
+        } else {
+            driver.run(step, &ctx).await.map_err(StepFailure::Driver)
         };
         // Whatever ended the step, a program it started must end too.
         stop.cancel();

@@ -21,7 +21,7 @@ use sqlx::AnyConnection;
 use tracing::instrument;
 
 use super::requests::{
-    authorize_params, checked_submit_key, compute_precheck, prepare, store_submission,
+    Prepared, authorize_params, checked_submit_key, compute_precheck, prepare, store_submission,
 };
 use super::{Actor, Caller, ServiceError, ServiceResult, record};
 use crate::state::AppState;
@@ -185,7 +185,11 @@ fn merged_input(target: &Target<'_>, input: &Value) -> ServiceResult<Value> {
     if !foreign.is_empty() {
         return Err(ServiceError::Invalid(foreign));
     }
-    Ok(action::request_params(&target.asset.params, input))
+    Ok(action::request_params(
+        target.ty,
+        &target.asset.params,
+        input,
+    ))
 }
 
 /// The pre-check of an action on an asset, as the form shows it while typing;
@@ -208,7 +212,7 @@ pub async fn precheck(
         super::authorize(state, user, Verb::View, &revised)?;
     }
     let foreign = action::foreign_input(target.action, input);
-    let merged = action::request_params(&target.asset.params, input);
+    let merged = action::request_params(target.ty, &target.asset.params, input);
     let ty = &target.action.request_type;
     let split = secret::split(ty, &merged, Some(&target.asset.params));
     let checked = secret::reveal(&split.params, &split.given);
@@ -265,7 +269,7 @@ pub async fn submit(
     let merged = merged_input(&target, &draft.params)?;
     let ty = &target.action.request_type;
     authorize_params(ty, user, Verb::Submit, &merged, None)?;
-    let prepared = prepare(
+    let mut prepared = prepare(
         &mut tx,
         state,
         ty,
@@ -276,6 +280,9 @@ pub async fn submit(
         Some(target.acting_on()),
     )
     .await?;
+    if target.action.covers_every_output() {
+        remove_unwritten(&mut tx, &target.asset, &mut prepared).await?;
+    }
     let deployed = deployed_state(state, &target.asset, &prepared.change_set).await?;
     let on = ActionTarget {
         asset_id,
@@ -305,6 +312,34 @@ pub async fn submit(
     tx.commit().await?;
     state.jobs_ready.notify_one();
     Ok(id)
+}
+
+/// Makes a change that renders the asset again from the current templates (its
+/// template upgrade), or retires it, also remove the files the asset was last
+/// written at that the change does not write: the GitOps driver only writes and
+/// removes what a change set names, so a file the templates no longer make
+/// would stay deployed, unowned, even after the asset is retired. An asset
+/// recorded before its paths were kept has only the current templates' paths
+/// removed.
+pub(crate) async fn remove_unwritten(
+    conn: &mut AnyConnection,
+    asset: &AssetRow,
+    prepared: &mut Prepared,
+) -> ServiceResult<()> {
+    let Some(recorded) = storage::assets::deployed_paths(conn, asset.summary.id).await? else {
+        return Ok(());
+    };
+    let unwritten = action::unwritten_paths(&recorded, &prepared.change_set);
+    if unwritten.is_empty() {
+        return Ok(());
+    }
+    let removed = &mut prepared.change_set.removed;
+    removed.extend(unwritten);
+    removed.sort();
+    removed.dedup();
+    // The approval binds this hash: it must name the removals too.
+    prepared.hash = prepared.change_set.hash();
+    Ok(())
 }
 
 /// What the asset has deployed now, for the files the change touches: the base
@@ -646,7 +681,7 @@ pub(crate) async fn record_outcome(
     };
     // Only an action that writes the type's own outputs renders the asset anew (a
     // backup writes a file beside it): the others leave its catalog version.
-    let catalog_version = if action.request_type.outputs == ty.outputs {
+    let catalog_version = if action::renders_asset(ty, action) {
         revision.catalog_version.as_str()
     } else {
         asset.catalog_version.as_str()
@@ -660,6 +695,19 @@ pub(crate) async fn record_outcome(
         environment: ty.environment(&recorded),
     };
     storage::assets::update_after_action(conn, asset_id, &after).await?;
+    if action::renders_asset(ty, action) {
+        let before = storage::assets::deployed_paths(conn, asset_id)
+            .await?
+            .unwrap_or_default();
+        let now = action::deployed_after(&before, &revision.change_set);
+        storage::assets::set_deployed_paths(conn, asset_id, &now).await?;
+    }
+    // An active asset left behind the type's templates (the action was reviewed
+    // before they changed) must be reached by a sweep that may already have
+    // marked the type done.
+    if !action.retires && catalog_version != ty.version {
+        storage::assets::reopen_sweep(conn, &ty.name).await?;
+    }
     // A retired asset is no longer watched; a changed one is watched as it is now.
     let monitoring = if action.retires {
         storage::quota::adjust(conn, ty, &asset.params, -1).await?;

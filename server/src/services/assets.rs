@@ -139,6 +139,18 @@ pub(crate) async fn record_asset(
     )
     .await?;
     storage::search::index_new_asset(conn, state.db.engine, id, &words).await?;
+    let written: Vec<String> = revision
+        .change_set
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    storage::assets::set_deployed_paths(conn, id, &written).await?;
+    // Reviewed under templates that have changed since: the sweep may have
+    // marked the type done before this asset existed.
+    if revision.catalog_version != ty.version {
+        storage::assets::reopen_sweep(conn, &ty.name).await?;
+    }
     storage::quota::adjust(conn, ty, params, 1).await?;
     let monitoring = render::monitoring(ty, params, &request.resource_name)
         .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?;

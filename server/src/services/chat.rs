@@ -4,10 +4,13 @@
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use slipway_core::ids::UserId;
 use slipway_core::validate::FieldError;
 
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
+use crate::audit_budget::AuditBudget;
 use crate::state::AppState;
+use crate::storage::audit::Origin;
 use crate::storage::chat::ChatLink;
 use crate::storage::{self, now_millis};
 
@@ -141,17 +144,87 @@ pub fn looks_like_code(code: &str) -> bool {
     normalise(code).len() == CODE_CHARS
 }
 
-/// Uses up a link code said where others read it (a shared room): anyone there
-/// could send it to the bot from their own chat account and act as its owner.
-/// Answers whether it was a code that could still link.
-pub async fn burn_code(state: &AppState, code: &str) -> ServiceResult<bool> {
+/// Who acts in a link attempt or a code used up, before any account is known:
+/// the link rule, within the chat message (its sender's chat id and event id).
+fn link_rule(chat_user: &str, event_id: &str) -> Actor {
+    Actor::PolicyInCall {
+        rule: "chat-link".into(),
+        origin: Origin {
+            channel: Channel::Chat.as_str().to_string(),
+            trace_id: Some(event_id.to_string()),
+            channel_user: Some(chat_user.to_string()),
+            ..Origin::default()
+        },
+    }
+}
+
+/// Uses up a link code `chat_user` said where others read it (a shared room):
+/// anyone there could send it to the bot from their own chat account and act as
+/// its owner. Answers whether it was a code that could still link; one that
+/// could is audited against its owner's account.
+pub async fn burn_code(
+    state: &AppState,
+    code: &str,
+    chat_user: &str,
+    event_id: &str,
+) -> ServiceResult<bool> {
     if !looks_like_code(code) {
         return Ok(false);
     }
     let mut tx = state.db.write().await?;
     let owner = storage::chat::consume_code(&mut tx, &code_hash(code)).await?;
+    if let Some(owner) = owner {
+        record(
+            &mut tx,
+            state.db.engine,
+            &link_rule(chat_user, event_id),
+            "chat.link_code_burned",
+            ("user", owner.to_string()),
+            None,
+            "a link code was said where others read it; it is used up".into(),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(owner.is_some())
+}
+
+/// Refused link attempts audited per minute at most: anyone the homeserver lets
+/// write to the bot can send codes, from as many accounts as they like, and each
+/// refusal would otherwise add a row to an audit trail that is never pruned.
+/// Beyond the budget they are only logged.
+const REFUSALS_AUDITED_PER_MINUTE: u32 = 60;
+
+static REFUSALS_AUDITED: AuditBudget = AuditBudget::per_minute(REFUSALS_AUDITED_PER_MINUTE);
+
+/// Audits a refused link attempt in `tx`, within this minute's budget.
+async fn audit_refusal(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    (chat_user, event_id): (&str, &str),
+    account: Option<UserId>,
+    why: &str,
+) -> ServiceResult<()> {
+    if !REFUSALS_AUDITED.take(now_millis()) {
+        tracing::warn!(
+            chat_user,
+            event_id,
+            why,
+            "more refused chat links this minute than are audited; this one is only logged"
+        );
+        return Ok(());
+    }
+    let account = account.map(|id| id.to_string()).unwrap_or_default();
+    record(
+        tx,
+        state.db.engine,
+        &link_rule(chat_user, event_id),
+        "chat.link_refused",
+        ("user", account),
+        None,
+        why.to_string(),
+    )
+    .await
 }
 
 /// Links `chat_user` to the account that issued `code`, which is used up. `room_id`
@@ -175,15 +248,36 @@ pub async fn link(
             "is unknown, expired or already used; get a new one on your account page",
         )])
     };
-    if !looks_like_code(code) {
-        return Err(unknown());
-    }
+    let attempt = (chat_user, event_id);
     let mut tx = state.db.write().await?;
-    let user_id = storage::chat::consume_code(&mut tx, &code_hash(code))
-        .await?
-        .ok_or_else(unknown)?;
-    // The account as it may act now: a disabled one links nothing.
-    let user = super::auth::acting_user(state, &mut tx, user_id).await?;
+    let owner = match looks_like_code(code) {
+        true => storage::chat::consume_code(&mut tx, &code_hash(code)).await?,
+        false => None,
+    };
+    let Some(user_id) = owner else {
+        let why = "the code is unknown, expired or already used";
+        audit_refusal(state, &mut tx, attempt, None, why).await?;
+        tx.commit().await?;
+        return Err(unknown());
+    };
+    // The account as it may act now: a disabled one links nothing. Its code is
+    // not used up (the attempt is undone): an account waiting for its identity
+    // provider's confirmation links with it once confirmed.
+    let user = match super::auth::acting_user(state, &mut tx, user_id).await {
+        Ok(user) => user,
+        Err(refused @ (ServiceError::Forbidden(_) | ServiceError::Unauthenticated)) => {
+            tx.rollback().await?;
+            let mut tx = state.db.write().await?;
+            let why = match &refused {
+                ServiceError::Forbidden(why) => format!("the code's account may not act: {why}"),
+                _ => "the code's account no longer exists".to_string(),
+            };
+            audit_refusal(state, &mut tx, attempt, Some(user_id), &why).await?;
+            tx.commit().await?;
+            return Err(refused);
+        }
+        Err(error) => return Err(error),
+    };
     storage::chat::link(
         &mut tx,
         &ChatLink {

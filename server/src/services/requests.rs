@@ -581,7 +581,9 @@ pub(crate) async fn approve_and_enqueue(
 const MAX_SUBMIT_KEY: usize = 100;
 
 /// A form's submit key, trimmed, within its length and printable (PostgreSQL
-/// cannot even compare a text holding NUL).
+/// cannot even compare a text holding NUL), and not one of the keys the template
+/// upgrades are opened under: those keys are all visible, and a request of
+/// someone's under one, cancelled, would read as the team declining the upgrade.
 pub(crate) fn checked_submit_key(key: &str) -> ServiceResult<&str> {
     let key = key.trim();
     if key.is_empty() || key.len() > MAX_SUBMIT_KEY || key.chars().any(char::is_control) {
@@ -589,6 +591,15 @@ pub(crate) fn checked_submit_key(key: &str) -> ServiceResult<&str> {
             field: "submit_key".into(),
             message: format!(
                 "must be 1 to {MAX_SUBMIT_KEY} characters, none of them a control character"
+            ),
+        }]));
+    }
+    let prefix = super::upgrades::SUBMIT_KEY_PREFIX;
+    if key.starts_with(prefix) {
+        return Err(ServiceError::Invalid(vec![FieldError {
+            field: "submit_key".into(),
+            message: format!(
+                "must not start with {prefix:?}: Slipway opens the template upgrades under such keys"
             ),
         }]));
     }
@@ -842,7 +853,7 @@ pub async fn resubmit(
     };
     authorize_params(ty, user, Verb::Revise, &params, Some(&request))?;
     let previous_revision = request.current_revision;
-    let prepared = prepare(
+    let mut prepared = prepare(
         &mut tx,
         state,
         ty,
@@ -853,6 +864,12 @@ pub async fn resubmit(
         acting_on,
     )
     .await?;
+    // A revised retirement or upgrade removes what its first revision removed.
+    if let (Some(asset), Some(action)) = (asset.as_ref(), action)
+        && action.covers_every_output()
+    {
+        super::actions::remove_unwritten(&mut tx, asset, &mut prepared).await?;
+    }
     let revision = previous_revision + 1;
     storage::requests::insert_revision(
         &mut tx,

@@ -22,7 +22,7 @@ use slipway_core::state::RequestState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::actions::{ActingOn, deployed_state};
+use super::actions::{ActingOn, deployed_state, remove_unwritten};
 use super::requests::{prepare, store_submission};
 use super::{Actor, CallMeta, Caller, Channel, ServiceError, ServiceResult, record};
 use crate::state::AppState;
@@ -34,6 +34,9 @@ use crate::storage::requests::ActionTarget;
 const BATCH: i64 = 200;
 /// The rule named in the audit trail as the upgrades' author.
 const RULE: &str = "template-upgrade";
+/// How the submit key of every upgrade begins; no one else may submit under one
+/// (see `requests::checked_submit_key`).
+pub(crate) const SUBMIT_KEY_PREFIX: &str = "template-upgrade-";
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -159,12 +162,34 @@ async fn look(
     if asset.summary.state != ACTIVE || asset.catalog_version == ty.version {
         return Ok(Err(Outcome::Unchanged));
     }
-    // The key names what the upgrade starts from (the last change the asset
-    // completed) as well as the version it brings: a catalog that goes to V2, back
-    // to V1 and to V2 again asks for V2 twice, from two different assets' states.
-    let from =
-        storage::requests::last_completed_on_asset(&mut conn, id, asset.summary.request_id).await?;
-    let key = format!("template-upgrade-{id}-{}-after-{from}", ty.version);
+    // One request per asset at a time: one busy with another (its own upgrade
+    // among them) waits for a later pass. Asked first, so a pass neither runs
+    // the pre-check that would refuse it nor logs that refusal as a failure.
+    if storage::requests::in_flight_named(&mut conn, &ty.name, &asset.summary.name, None)
+        .await?
+        .is_some()
+    {
+        return Ok(Err(Outcome::Deferred));
+    }
+    // The key names what the upgrade starts from (the last request that rendered
+    // the asset's files) as well as the version it brings: a catalog that goes to
+    // V2, back to V1 and to V2 again asks for V2 twice, from two different
+    // assets' states. A backup or a restore renders nothing of the asset: after
+    // one, a declined upgrade is still the same question, and stays declined.
+    let rendering: Vec<&str> = ty
+        .actions
+        .iter()
+        .filter(|a| slipway_core::action::renders_asset(ty, a))
+        .map(|a| a.name.as_str())
+        .collect();
+    let from = storage::requests::last_rendering_on_asset(
+        &mut conn,
+        id,
+        asset.summary.request_id,
+        &rendering,
+    )
+    .await?;
+    let key = format!("{SUBMIT_KEY_PREFIX}{id}-{}-after-{from}", ty.version);
     // This version's upgrade from this state was opened before and is no longer in
     // flight: the team cancelled it or a reviewer rejected it. That answer stands
     // until the templates or the asset change again; opening it anew would meet the
@@ -192,9 +217,12 @@ async fn declined(
     version: &str,
     key: &str,
 ) -> ServiceResult<bool> {
-    let older_key = format!("template-upgrade-{id}-{version}");
+    let older_key = format!("{SUBMIT_KEY_PREFIX}{id}-{version}");
     for key in [key, older_key.as_str()] {
-        if let Some(earlier) = storage::requests::declined_on_asset_with_key(conn, id, key).await? {
+        let earlier =
+            storage::requests::declined_on_asset_with_key(conn, id, TypeAction::UPGRADE, key)
+                .await?;
+        if let Some(earlier) = earlier {
             tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
             return Ok(true);
         }
@@ -218,18 +246,22 @@ async fn prepare_upgrade(
         ty,
         action: upgrade,
     };
-    let params = &asset.params;
-    prepare(
+    // A parameter the type gained since the asset was recorded renders with its
+    // default, as it would for a new asset, and the upgrade records it.
+    let params = slipway_core::action::with_type_defaults(ty, &asset.params);
+    let mut prepared = prepare(
         conn,
         state,
         &upgrade.request_type,
         validator,
-        params,
+        &params,
         None,
-        Some(params),
+        Some(&asset.params),
         Some(on),
     )
-    .await
+    .await?;
+    remove_unwritten(conn, asset, &mut prepared).await?;
+    Ok(prepared)
 }
 
 /// Renders one asset with the current templates and compares the files with the
@@ -365,14 +397,19 @@ async fn asset_owner(
     Ok(None)
 }
 
-/// Whether every file the change writes is deployed with exactly that content.
+/// Whether every file the change writes is deployed with exactly that content,
+/// and none it removes is still deployed (a file the templates no longer write).
 fn renders_as_deployed(change_set: &ChangeSet, deployed: &Value) -> bool {
     let files: Vec<RenderedFile> = deployed
         .get("files")
         .cloned()
         .and_then(|f| serde_json::from_value(f).ok())
         .unwrap_or_default();
-    change_set.removed.is_empty()
+    let nothing_to_remove = change_set
+        .removed
+        .iter()
+        .all(|path| !files.iter().any(|d| &d.path == path));
+    nothing_to_remove
         && change_set.files.iter().all(|f| {
             files
                 .iter()

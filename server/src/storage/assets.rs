@@ -426,6 +426,52 @@ pub async fn update_after_action(
     Ok(())
 }
 
+/// The GitOps paths the asset's files were last written at; `None` for an asset
+/// recorded before they were kept.
+pub async fn deployed_paths(
+    conn: &mut AnyConnection,
+    id: AssetId,
+) -> Result<Option<Vec<String>>, StorageError> {
+    let text: Option<Option<String>> =
+        sqlx::query_scalar("SELECT deployed_paths FROM assets WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+    text.flatten()
+        .map(|text| parse_json(&text, "deployed paths"))
+        .transpose()
+}
+
+/// Records where the asset's files are now written (sorted, each once).
+pub async fn set_deployed_paths(
+    conn: &mut AnyConnection,
+    id: AssetId,
+    paths: &[String],
+) -> Result<(), StorageError> {
+    let mut paths = paths.to_vec();
+    paths.sort();
+    paths.dedup();
+    sqlx::query("UPDATE assets SET deployed_paths = $1 WHERE id = $2")
+        .bind(to_json(&paths))
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets that every asset of the type met its current catalog version: one
+/// was just recorded with another version (a creation or an action reviewed
+/// before the templates changed completed after the sweep), and the next sweep
+/// must walk the type again to reach it. Called in the transaction that records
+/// the asset, so no sweep can mark the type between the two.
+pub async fn reopen_sweep(conn: &mut AnyConnection, type_name: &str) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM catalog_sweeps WHERE type_name = $1")
+        .bind(type_name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// The active assets that require this one (a database in a namespace), the
 /// oldest ten by name, then how many more: a refusal names a few, not thousands.
 pub async fn active_dependents(

@@ -135,6 +135,7 @@ pub async fn cursor(conn: &mut AnyConnection, name: &str) -> Result<Option<Strin
     )
 }
 
+/// Stores a cursor as it is (the sync token, which only the homeserver can order).
 pub async fn set_cursor(
     conn: &mut AnyConnection,
     name: &str,
@@ -146,6 +147,27 @@ pub async fn set_cursor(
     )
     .bind(name)
     .bind(value)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores a numeric cursor (a position in the audit log) unless it would move
+/// back: a writer that read an older position (a notifier whose term has ended)
+/// cannot undo a newer one's progress. Compared as numbers, not as text.
+pub async fn advance_cursor(
+    conn: &mut AnyConnection,
+    name: &str,
+    position: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO chat_cursors (name, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at \
+         WHERE CAST(chat_cursors.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+    )
+    .bind(name)
+    .bind(position.to_string())
     .bind(now_millis())
     .execute(&mut *conn)
     .await?;

@@ -6,7 +6,8 @@
 use std::str::FromStr;
 
 use slipway_core::flow::{
-    ActionCountRow, Bucket, FlowInput, LeadBucketRow, StepBucketRow, StepRecord, WeekStepRow,
+    ActionCountRow, Bucket, FlowInput, LeadBucketRow, RateBase, RateBaseRow, StepBucketRow,
+    StepRecord, WeekStepRow,
 };
 use slipway_core::state::{Action, RequestState};
 use sqlx::any::AnyRow;
@@ -132,6 +133,46 @@ async fn action_counts(
     Ok(out)
 }
 
+/// Distinct requests per type (and week, or over the whole window) that took any
+/// of a rate base's actions: what the rates divide by. One statement per base,
+/// each an index-only range scan of `flow_steps_by_action`.
+async fn base_counts(
+    pool: &AnyPool,
+    since: i64,
+    until: i64,
+    by_week: bool,
+) -> Result<Vec<RateBaseRow>, StorageError> {
+    let mut out = Vec::new();
+    for base in RateBase::ALL {
+        let actions = base.actions();
+        let placeholders: Vec<String> = (3..actions.len() + 3).map(|i| format!("${i}")).collect();
+        let (week, group) = if by_week {
+            ("week", "type_name, week")
+        } else {
+            ("CAST(0 AS BIGINT) AS week", "type_name")
+        };
+        let sql = format!(
+            "SELECT type_name, {week}, COUNT(DISTINCT request_id) AS requests \
+             FROM flow_steps WHERE week >= $1 AND week <= $2 AND action IN ({}) \
+             GROUP BY {group}",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(since).bind(until);
+        for action in actions {
+            query = query.bind(action.as_str());
+        }
+        for row in &query.fetch_all(pool).await? {
+            out.push(RateBaseRow {
+                type_name: row.try_get("type_name")?,
+                week: row.try_get("week")?,
+                base,
+                requests: row.try_get("requests")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 async fn lead_buckets(
     pool: &AnyPool,
     since: i64,
@@ -191,6 +232,8 @@ pub async fn read(pool: &AnyPool, since: i64, until: i64) -> Result<FlowInput, S
         steps: step_buckets(pool, since, until).await?,
         totals: action_counts(pool, since, until, false).await?,
         weekly: action_counts(pool, since, until, true).await?,
+        base_totals: base_counts(pool, since, until, false).await?,
+        base_weekly: base_counts(pool, since, until, true).await?,
         lead: lead_buckets(pool, since, until).await?,
         weekly_steps: week_steps(pool, since, until).await?,
     })

@@ -807,37 +807,51 @@ pub async fn in_flight_creations_of(
         .collect()
 }
 
-/// The newest request on `asset` submitted under `submit_key` (whoever
-/// submitted it) that was declined: cancelled or rejected.
+/// The newest request of `action` on `asset` submitted under `submit_key`
+/// (whoever submitted it) that was declined: cancelled or rejected. A request
+/// of another action under the same key is not an answer to this one.
 pub async fn declined_on_asset_with_key(
     conn: &mut AnyConnection,
     asset: AssetId,
+    action: &str,
     submit_key: &str,
 ) -> Result<Option<RequestId>, StorageError> {
     let id: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM requests WHERE asset_id = $1 AND submit_key = $2 \
+        "SELECT id FROM requests WHERE asset_id = $1 AND action = $2 AND submit_key = $3 \
          AND state IN ('cancelled', 'rejected') ORDER BY id DESC LIMIT 1",
     )
     .bind(asset.0)
+    .bind(action)
     .bind(submit_key)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id.map(RequestId))
 }
 
-/// The newest request that completed on an asset: its creation, or a later action
-/// or upgrade.
-pub async fn last_completed_on_asset(
+/// The newest request that completed on an asset and rendered its files anew:
+/// its creation, or a later request of one of `rendering` (the actions that
+/// write the type's own outputs, its upgrade among them). A backup, which
+/// writes a file beside the asset, is not one.
+pub async fn last_rendering_on_asset(
     conn: &mut AnyConnection,
     asset: AssetId,
     creation: RequestId,
+    rendering: &[&str],
 ) -> Result<RequestId, StorageError> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(id) FROM requests WHERE asset_id = $1 AND state = 'completed'",
-    )
-    .bind(asset.0)
-    .fetch_one(&mut *conn)
-    .await?;
+    if rendering.is_empty() {
+        return Ok(creation);
+    }
+    let placeholders: Vec<String> = (2..rendering.len() + 2).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT MAX(id) FROM requests WHERE asset_id = $1 AND state = 'completed' \
+         AND action IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_scalar(&sql).bind(asset.0);
+    for action in rendering {
+        query = query.bind(*action);
+    }
+    let id: Option<i64> = query.fetch_one(&mut *conn).await?;
     Ok(id.map_or(creation, RequestId).max(creation))
 }
 

@@ -585,3 +585,59 @@ mod tests {
         );
     }
 }
+
+/// Log lines written into a buffer, for tests that check what was (or was
+/// never) logged. A clone writes into the same buffer.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut buffer = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        let buffer = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+
+    /// A subscriber that writes every event at `level` and above here.
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+}
+
+/// Everything the test binary logs, at every level, from every thread (the
+/// process's subscriber, set by the first test that asks).
+pub fn captured_logs() -> CapturedLogs {
+    static LOGS: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = CapturedLogs::default();
+        if let Err(error) =
+            tracing::subscriber::set_global_default(logs.subscriber(tracing::Level::TRACE))
+        {
+            eprintln!("note: could not capture logs: {error}");
+        }
+        logs
+    })
+    .clone()
+}
