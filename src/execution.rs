@@ -26,15 +26,31 @@ const PG_STEP_VARIABLES: [&str; 7] = [
     "PGTZ",
 ];
 
-/// Whether beside a PostgreSQL server only the server's settings may set this
-/// variable.
 /// The variable that marks every process of one command run: what the program
 /// starts inherits it, also a process that leaves its group (`setsid`, `ssh -f`),
 /// which the server finds by it and ends with the run.
 pub const STEP_RUN_ENV: &str = "SLIPWAY_STEP_RUN";
 
+/// psql's variables that make it read a file of meta-commands or start another
+/// program (a start-up file, a pager, an editor, a shell): beside the admin's
+/// password file, what psql runs is only what the step's checked files say.
+const PSQL_PROGRAM_VARIABLES: [&str; 9] = [
+    "PSQLRC",
+    "PSQL_HISTORY",
+    "PSQL_PAGER",
+    "PAGER",
+    "PSQL_EDITOR",
+    "PSQL_EDITOR_LINENUMBER_ARG",
+    "EDITOR",
+    "VISUAL",
+    "SHELL",
+];
+
+/// Whether beside a PostgreSQL server only the server's settings may set this
+/// variable: where and as whom libpq connects, and what psql loads or starts.
 pub fn is_pg_connection_variable(name: &str) -> bool {
-    name.starts_with("PG") && !PG_STEP_VARIABLES.contains(&name)
+    (name.starts_with("PG") && !PG_STEP_VARIABLES.contains(&name))
+        || PSQL_PROGRAM_VARIABLES.contains(&name)
 }
 
 pub use pipeline::{PipelineVerdict, PlannedPipeline, run_key};
@@ -77,10 +93,15 @@ pub struct PlannedCommand {
     pub env: Vec<(String, String)>,
     /// (variable, secret parameter): the driver sets the variable to the value.
     pub secret_env: Vec<(String, String)>,
+    /// (variable, secret): the driver sets the variable to the secret's
+    /// SCRAM-SHA-256 verifier.
+    pub secret_env_scram: Vec<(String, String)>,
     pub timeout_seconds: Option<u64>,
     /// A PostgreSQL server of the settings whose connection the driver passes
     /// as libpq variables.
     pub postgres_server: Option<String>,
+    /// Exit statuses after which the job is tried again rather than failed.
+    pub retry_exit_codes: Vec<i32>,
 }
 
 impl PlannedStep {
@@ -191,8 +212,14 @@ pub fn plan(
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
+                    secret_env_scram: command
+                        .secret_env_scram
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     timeout_seconds: command.timeout_seconds,
                     postgres_server: command.postgres_server.clone(),
+                    retry_exit_codes: command.retry_exit_codes.clone(),
                 }))
             }
         })

@@ -26,6 +26,7 @@ pub(crate) fn shipped_files() -> Vec<SourceFile> {
         "templates/postgres-database/backup.yaml.j2",
         "templates/postgres-database/restore.yaml.j2",
         "templates/shared-database/create.sql.j2",
+        "templates/shared-database/drop.sql.j2",
     ]
 }
 

@@ -374,6 +374,169 @@ async fn a_generated_password_opens_the_new_database_once_on_postgres() -> TestR
     }
 }
 
+/// A managed server's admin (RDS, Cloud SQL) is no superuser: with CREATEROLE
+/// and CREATEDB alone it makes the role and its database all the same (before,
+/// naming NOSUPERUSER needed a superuser and every request failed), and a role
+/// of Slipway's that was given superuser since is left as it is.
+#[tokio::test]
+async fn a_least_privileged_admin_makes_the_role_and_its_database() -> TestResult {
+    let Some(superuser_url) = common::postgres_admin_url()? else {
+        return Ok(());
+    };
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let admin = format!("admin_{suffix}");
+    let mut admin_url = url::Url::parse(&superuser_url)?;
+    admin_url
+        .set_username(&admin)
+        .map_err(|()| "the test server's URL takes no user name")?;
+    admin_url.set_password(None).map_err(|()| "no password")?;
+    common::admin_sql_now(
+        &superuser_url,
+        vec![format!("CREATE ROLE {admin} LOGIN CREATEROLE CREATEDB")],
+    )?;
+    let name = format!("t{suffix}");
+    let resource = format!("payments_{name}_dev");
+    // Dropped in this order: the database, its role, then the admin.
+    let _admin_cleanup = DroppedRole {
+        admin_url: superuser_url.clone(),
+        role: admin.clone(),
+    };
+    let _cleanup = SharedDatabase {
+        admin_url: superuser_url.clone(),
+        name: resource.clone(),
+    };
+    let servers =
+        slipway_server::postgres_servers::parse_servers(&[format!("shared={admin_url}")])?;
+    let Some(app) = TestApp::start_configured(Engine::Sqlite, None, |settings| {
+        settings.command.allowed = vec!["psql".into()];
+        settings.command.postgres_servers = servers;
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let params =
+        json!({"name": name, "team": "payments", "environment": "dev", "connection_limit": 5});
+    let id = requests::submit(
+        &app.state,
+        &alice,
+        &draft("shared-database", params.clone()),
+    )
+    .await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    let exists = |kind: &'static str| {
+        let (superuser_url, resource) = (superuser_url.clone(), resource.clone());
+        async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&superuser_url).await?;
+            let query = match kind {
+                "database" => "SELECT COUNT(*) FROM pg_database WHERE datname = $1",
+                _ => "SELECT COUNT(*) FROM pg_roles WHERE rolname = $1",
+            };
+            let found: i64 = sqlx::query_scalar(query)
+                .bind(&resource)
+                .fetch_one(&mut conn)
+                .await?;
+            Ok::<bool, sqlx::Error>(found == 1)
+        }
+    };
+    assert!(exists("database").await? && exists("role").await?);
+
+    // Decommissioned by the same admin: both dropped, the asset retired.
+    let asset = {
+        let mut conn = app.state.db.pool.acquire().await?;
+        slipway_server::storage::assets::by_request(&mut conn, id)
+            .await?
+            .ok_or("an asset")?
+    };
+    let retire = slipway_core::views::ActionDraft {
+        params: json!({}),
+        submit_key: format!("retire-{suffix}"),
+    };
+    let retiring = slipway_server::services::actions::submit(
+        &app.state,
+        &alice,
+        asset.summary.id,
+        "decommission",
+        &retire,
+    )
+    .await?;
+    app.run_jobs().await?;
+    let row = app.request(retiring).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    assert!(!exists("database").await? && !exists("role").await?);
+
+    // A role of Slipway's given superuser by hand since: a request of that name
+    // stops before it changes the role.
+    let elevated = format!("t{suffix}b");
+    let elevated_resource = format!("payments_{elevated}_dev");
+    let _elevated_cleanup = SharedDatabase {
+        admin_url: superuser_url.clone(),
+        name: elevated_resource.clone(),
+    };
+    common::admin_sql_now(
+        &superuser_url,
+        vec![
+            format!("CREATE ROLE {elevated_resource} LOGIN SUPERUSER"),
+            format!("COMMENT ON ROLE {elevated_resource} IS 'Made by Slipway'"),
+        ],
+    )?;
+    let params =
+        json!({"name": elevated, "team": "payments", "environment": "dev", "connection_limit": 5});
+    let refused = requests::submit(&app.state, &alice, &draft("shared-database", params)).await?;
+    app.run_jobs().await?;
+    let row = app.request(refused).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    let error = row.last_error.unwrap_or_default();
+    assert!(error.contains("privileges Slipway never gives"), "{error}");
+    Ok(())
+}
+
+/// Drops a role the test made, after what it owns.
+struct DroppedRole {
+    admin_url: String,
+    role: String,
+}
+
+impl Drop for DroppedRole {
+    fn drop(&mut self) {
+        let statements = vec![format!("DROP ROLE IF EXISTS {}", self.role)];
+        if let Err(error) = common::admin_sql_now(&self.admin_url, statements) {
+            eprintln!("note: could not drop {}: {error}", self.role);
+        }
+    }
+}
+
+/// Whether a SCRAM-SHA-256 verifier as PostgreSQL stores it
+/// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`) is one of
+/// `password` (RFC 5802: StoredKey = H(HMAC(Hi(password, salt, i), "Client Key"))).
+fn verifies(stored: &str, password: &str) -> TestResult<bool> {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let rest = stored
+        .strip_prefix("SCRAM-SHA-256$")
+        .ok_or("not a SCRAM verifier")?;
+    let (iterations_and_salt, keys) = rest.split_once('$').ok_or("no keys")?;
+    let (iterations, salt) = iterations_and_salt.split_once(':').ok_or("no salt")?;
+    let (stored_key, _) = keys.split_once(':').ok_or("no server key")?;
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.as_bytes(),
+        &engine.decode(salt)?,
+        iterations.parse()?,
+        &mut salted,
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&salted)?;
+    mac.update(b"Client Key");
+    let client_key = mac.finalize().into_bytes();
+    Ok(engine.encode(sha2::Sha256::digest(client_key)) == stored_key)
+}
+
 /// Drops what a test made on the shared server, even when it failed half-way.
 struct SharedDatabase {
     admin_url: String,
@@ -493,6 +656,17 @@ async fn a_generated_password_opens_the_new_database_once(
         password.chars().all(|c| c.is_ascii_alphanumeric()),
         "{password}"
     );
+    // psql was handed the verifier, never the password: what the server stores
+    // is a verifier of exactly this password (a verifier read as a password
+    // would store a verifier of the verifier).
+    let stored: String = {
+        let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+            .bind(&resource)
+            .fetch_one(&mut admin)
+            .await?
+    };
+    assert!(verifies(&stored, &password)?, "{stored}");
     let kept: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM request_secrets WHERE request_id = $1")
             .bind(id.0)

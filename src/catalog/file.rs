@@ -236,12 +236,18 @@ pub(super) struct StepFile {
     /// command: environment variables holding a secret parameter's value.
     #[serde(default)]
     pub secret_env: Option<BTreeMap<String, String>>,
+    /// command: environment variables holding a secret's SCRAM-SHA-256 verifier.
+    #[serde(default)]
+    pub secret_env_scram: Option<BTreeMap<String, String>>,
     /// command: seconds before the program is stopped.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
     /// command: a PostgreSQL server of the settings, passed as libpq variables.
     #[serde(default)]
     pub postgres_server: Option<String>,
+    /// command: exit statuses that mean "try again later" rather than "failed".
+    #[serde(default)]
+    pub retry_exit_codes: Option<Vec<i32>>,
     /// pipeline: the trigger's HTTP method (default POST).
     #[serde(default)]
     pub method: Option<String>,

@@ -915,7 +915,7 @@ fn load_execute(
 /// A field of another driver is a mistake the author should hear about, not a
 /// setting silently ignored.
 fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
-    let given: [(&str, bool, &str); 22] = [
+    let given: [(&str, bool, &str); 24] = [
         ("outputs", step.outputs.is_some(), "gitops"),
         ("message", step.message.is_some(), "gitops"),
         ("program", step.program.is_some(), "command"),
@@ -923,8 +923,18 @@ fn refuse_foreign_fields(i: usize, step: &StepFile, fe: &mut FileErrors<'_>) {
         ("inputs", step.inputs.is_some(), "command"),
         ("env", step.env.is_some(), "command"),
         ("secret_env", step.secret_env.is_some(), "command"),
+        (
+            "secret_env_scram",
+            step.secret_env_scram.is_some(),
+            "command",
+        ),
         ("timeout_seconds", step.timeout_seconds.is_some(), "command"),
         ("postgres_server", step.postgres_server.is_some(), "command"),
+        (
+            "retry_exit_codes",
+            step.retry_exit_codes.is_some(),
+            "command",
+        ),
         ("method", step.method.is_some(), "pipeline"),
         ("url", step.url.is_some(), "pipeline"),
         ("headers", step.headers.is_some(), "pipeline"),
@@ -1014,7 +1024,7 @@ fn reserved_env(name: &str, beside_postgres_server: bool) -> Option<&'static str
         );
     }
     (beside_postgres_server && crate::execution::is_pg_connection_variable(name)).then_some(
-        "is the PostgreSQL server's to set: where and as whom to connect comes from the server's settings",
+        "is the PostgreSQL server's to set: where and as whom to connect, and what psql loads or starts, come from the server's settings",
     )
 }
 
@@ -1066,27 +1076,37 @@ fn load_command(
         fe.template(format!("execute[{i}].env.{name}"), value);
     }
     let secret_env = step.secret_env.unwrap_or_default();
-    for (name, param) in &secret_env {
-        if !is_env_name(name) {
-            fe.push(
-                format!("execute[{i}].secret_env.{name}"),
-                "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
-            );
-        } else if let Some(why) = reserved_env(name, step.postgres_server.is_some()) {
-            fe.push(format!("execute[{i}].secret_env.{name}"), why);
-        } else if env.contains_key(name) {
-            fe.push(
-                format!("execute[{i}].secret_env.{name}"),
-                "is also set in `env`; give each variable once",
-            );
-        }
-        if !secret_names.contains(param) {
-            fe.push(
-                format!("execute[{i}].secret_env.{name}"),
-                format!(
-                    "{param:?} is neither a secret parameter (x-secret: true) nor a generated secret of this type"
-                ),
-            );
+    let secret_env_scram = step.secret_env_scram.unwrap_or_default();
+    let secret_maps = [
+        ("secret_env", &secret_env, &secret_env_scram),
+        ("secret_env_scram", &secret_env_scram, &secret_env),
+    ];
+    for (field, map, other) in secret_maps {
+        for (name, param) in map {
+            let at = format!("execute[{i}].{field}.{name}");
+            if !is_env_name(name) {
+                fe.push(
+                    at.clone(),
+                    "is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
+                );
+            } else if let Some(why) = reserved_env(name, step.postgres_server.is_some()) {
+                fe.push(at.clone(), why);
+            } else if env.contains_key(name) {
+                fe.push(at.clone(), "is also set in `env`; give each variable once");
+            } else if field == "secret_env_scram" && other.contains_key(name) {
+                fe.push(
+                    at.clone(),
+                    "is also set in `secret_env`; give each variable once",
+                );
+            }
+            if !secret_names.contains(param) {
+                fe.push(
+                    at,
+                    format!(
+                        "{param:?} is neither a secret parameter (x-secret: true) nor a generated secret of this type"
+                    ),
+                );
+            }
         }
     }
     if let Some(server) = &step.postgres_server
@@ -1107,16 +1127,34 @@ fn load_command(
             format!("must be between 1 and {MAX_COMMAND_SECONDS} (a day)"),
         );
     }
+    let retry_exit_codes = step.retry_exit_codes.unwrap_or_default();
+    if retry_exit_codes.len() > MAX_RETRY_EXIT_CODES
+        || retry_exit_codes
+            .iter()
+            .any(|code| !(1..=255).contains(code))
+    {
+        fe.push(
+            format!("execute[{i}].retry_exit_codes"),
+            format!(
+                "must list at most {MAX_RETRY_EXIT_CODES} exit statuses from 1 to 255 (0 is success)"
+            ),
+        );
+    }
     Some(CommandStep {
         program,
         args,
         inputs: step.inputs,
         env,
         secret_env,
+        secret_env_scram,
         timeout_seconds: step.timeout_seconds,
         postgres_server: step.postgres_server,
+        retry_exit_codes,
     })
 }
+
+/// The most exit statuses a command step may list as passing failures.
+const MAX_RETRY_EXIT_CODES: usize = 16;
 
 /// A name the server's settings give a server or a token: plain, never a template.
 pub(super) fn is_setting_name(name: &str) -> bool {

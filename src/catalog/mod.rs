@@ -567,12 +567,24 @@ pub struct CommandStep {
     pub env: BTreeMap<String, String>,
     /// Environment variables holding the value of a secret parameter: name -> parameter.
     pub secret_env: BTreeMap<String, String>,
+    /// Environment variables holding a secret's SCRAM-SHA-256 verifier (what
+    /// PostgreSQL stores of a password), name -> secret: `ALTER ROLE … PASSWORD`
+    /// given the verifier sets the same password without the password itself
+    /// in the statement, which a server may log.
+    #[serde(default)]
+    pub secret_env_scram: BTreeMap<String, String>,
     /// How long the program may run before it is stopped; `None`: the server's default.
     pub timeout_seconds: Option<u64>,
     /// A PostgreSQL server named in the settings, handed to the program as the
     /// libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
     #[serde(default)]
     pub postgres_server: Option<String>,
+    /// Exit statuses that say the program could not do its work for now (psql's
+    /// 2: the connection failed or was lost) rather than that the work failed:
+    /// the job is tried again, within the type's attempts, instead of failing
+    /// the request at once.
+    #[serde(default)]
+    pub retry_exit_codes: Vec<i32>,
 }
 
 impl ExecutionStep {

@@ -54,7 +54,7 @@ fn shipped_catalog_loads() {
         catalog.dictionaries.keys().collect::<Vec<_>>(),
         ["environments", "teams"]
     );
-    assert_eq!(catalog.templates.len(), 7);
+    assert_eq!(catalog.templates.len(), 8);
     let teams = catalog.dictionary("teams").map(|d| d.terms.len());
     assert_eq!(teams, Some(4));
     assert!(catalog.resource_type("nope").is_none());
@@ -860,8 +860,10 @@ fn a_command_step_is_read_with_its_arguments_and_environment() {
             inputs: Some(vec!["k8s-namespace/namespace.yaml.j2".into()]),
             env: [("PGDATABASE".to_string(), "{{ name }}".to_string())].into(),
             secret_env: BTreeMap::new(),
+            secret_env_scram: BTreeMap::new(),
             timeout_seconds: Some(60),
             postgres_server: None,
+            retry_exit_codes: Vec::new(),
         })
     );
 }
@@ -877,7 +879,9 @@ fn a_command_step_is_checked_field_by_field() {
     inputs: [nope]
     env: { "1BAD": "x" }
     secret_env: { PASSWORD: name }
+    secret_env_scram: { VERIFIER: name, PASSWORD: name }
     timeout_seconds: 0
+    retry_exit_codes: [2, 0, 256]
     message: "hi"
   - driver: gitops
     program: psql
@@ -916,8 +920,28 @@ fn a_command_step_is_checked_field_by_field() {
             ),
             err(
                 file,
+                "execute[0].secret_env_scram.PASSWORD",
+                "is also set in `secret_env`; give each variable once"
+            ),
+            err(
+                file,
+                "execute[0].secret_env_scram.PASSWORD",
+                r#""name" is neither a secret parameter (x-secret: true) nor a generated secret of this type"#
+            ),
+            err(
+                file,
+                "execute[0].secret_env_scram.VERIFIER",
+                r#""name" is neither a secret parameter (x-secret: true) nor a generated secret of this type"#
+            ),
+            err(
+                file,
                 "execute[0].timeout_seconds",
                 "must be between 1 and 86400 (a day)"
+            ),
+            err(
+                file,
+                "execute[0].retry_exit_codes",
+                "must list at most 16 exit statuses from 1 to 255 (0 is success)"
             ),
             err(
                 file,
@@ -1136,7 +1160,7 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
   - driver: command
     program: psql
     postgres_server: shared
-    env: { PGHOST: "{{ name }}", PGDATABASE: "{{ name }}", LD_PRELOAD: /tmp/x.so, PATH: /tmp, PGCHANNELBINDING: disable, PGSSLMINPROTOCOLVERSION: TLSv1, PGSSLNEGOTIATION: direct, PGSYSCONFDIR: /tmp, PGAPPNAME: x, SLIPWAY_STEP_RUN: mine }
+    env: { PGHOST: "{{ name }}", PGDATABASE: "{{ name }}", LD_PRELOAD: /tmp/x.so, PATH: /tmp, PGCHANNELBINDING: disable, PGSSLMINPROTOCOLVERSION: TLSv1, PGSSLNEGOTIATION: direct, PGSYSCONFDIR: /tmp, PGAPPNAME: x, SLIPWAY_STEP_RUN: mine, PSQLRC: /tmp/rc, PAGER: less }
     secret_env: { PGPASSWORD: secret }
 "#,
         ),
@@ -1147,12 +1171,14 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
         fields,
         [
             "execute[0].env.LD_PRELOAD",
+            "execute[0].env.PAGER",
             "execute[0].env.PATH",
             "execute[0].env.PGCHANNELBINDING",
             "execute[0].env.PGHOST",
             "execute[0].env.PGSSLMINPROTOCOLVERSION",
             "execute[0].env.PGSSLNEGOTIATION",
             "execute[0].env.PGSYSCONFDIR",
+            "execute[0].env.PSQLRC",
             "execute[0].env.SLIPWAY_STEP_RUN",
             "execute[0].secret_env.PGPASSWORD",
         ],

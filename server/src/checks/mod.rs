@@ -223,8 +223,10 @@ impl Checker<'_> {
             files: Vec::new(),
             env: Vec::new(),
             secret_env: Vec::new(),
+            secret_env_scram: Vec::new(),
             timeout_seconds,
             postgres_server: None,
+            retry_exit_codes: Vec::new(),
         };
         // A job stopped while its checks run drops this future: the guard then
         // ends the program too, instead of leaving it to its own timeout.

@@ -11,6 +11,7 @@
 //! orchestrator does not run a step again once it is recorded done.
 
 mod escaped;
+mod scram;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -139,6 +140,7 @@ impl CommandDriver {
             let passed_password = held_back_from_admin_connection(&mut pass_env);
             passfile = with_admin_connection(&mut command, &mut secrets, server, passed_password);
         }
+        hand_verifiers(&mut command, &mut secrets);
         blank_passed_environment(&settings.pass_env, &mut secrets);
         let stop = stop.clone();
         // Live lines are blanked of everything the program was handed, as its log is.
@@ -299,9 +301,10 @@ fn held_back_from_admin_connection(pass_env: &mut Vec<String>) -> Option<String>
 /// the server's host, but a connection string (`host=db.internal
 /// hostaddr=203.0.113.5`, a `postgres://` URI) given as an argument makes libpq
 /// match the file on `host` while it connects to `hostaddr`, and a psql file can
-/// `\connect` elsewhere or start another program that does. Such an argument or
-/// file is refused before anything runs; the message names the argument's
-/// position or the file's line, never its text (it may hold a secret).
+/// `\connect` elsewhere, start another program that does, or read and write
+/// files on Slipway's host. Such an argument or file is refused before anything
+/// runs; the message names the argument's position or the file's line, never
+/// its text (it may hold a secret).
 fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<(), DriverError> {
     let psql = Path::new(&command.program)
         .file_name()
@@ -311,14 +314,9 @@ fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<()
     let mut options_over = false;
     for (i, arg) in command.args.iter().enumerate() {
         let lower = arg.to_ascii_lowercase();
-        let psql_variable = psql
-            && !options_over
-            && (variable_next && is_psql_assignment(arg)
-                || arg
-                    .strip_prefix("--set=")
-                    .or_else(|| arg.strip_prefix("--variable="))
-                    .or_else(|| arg.strip_prefix("-v").filter(|_| !arg.starts_with("--")))
-                    .is_some_and(is_psql_assignment));
+        let assignment = (psql && !options_over)
+            .then(|| psql_assignment(arg, variable_next))
+            .flatten();
         let was_variable = variable_next;
         variable_next = psql
             && !options_over
@@ -328,7 +326,7 @@ fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<()
         let connection = lower.starts_with("postgres:")
             || lower.starts_with("postgresql:")
             || lower.contains("hostaddr")
-            || (arg.contains('=') && !psql_variable);
+            || (arg.contains('=') && assignment.is_none());
         if connection {
             return Err(DriverError::Permanent(format!(
                 "args[{i}] of the step reads as a libpq connection string (it holds '=' or \
@@ -337,28 +335,49 @@ fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<()
                  or PGDATABASE"
             )));
         }
-    }
-    // psql runs the meta-commands of `-c '\\! cmd'` as of a file.
-    for (i, arg) in command.args.iter().enumerate() {
-        if let Some((_, meta)) = connecting_meta_command(arg) {
+        // A variable's value lands in the file's text wherever it is used.
+        if assignment.is_some_and(|a| a.contains(['\\', '`', '|'])) {
             return Err(DriverError::Permanent(format!(
-                "args[{i}] of the step holds the psql meta-command \\{meta}; beside the \
-                 PostgreSQL server {server:?} a step may not connect elsewhere or start \
-                 another program"
+                "args[{i}] of the step sets a psql variable to a value holding a backslash, a \
+                 backquote or '|'; beside the PostgreSQL server {server:?} a variable holds plain \
+                 text, never what could become a meta-command, a shell command or a pipe"
+            )));
+        }
+    }
+    // psql runs `-c '\! cmd'` as a meta-command: an argument with a backslash is
+    // read as meta-commands, whatever option it belongs to.
+    for (i, arg) in command.args.iter().enumerate() {
+        if let Some(refused) = refused_in_psql_text(arg, false) {
+            return Err(DriverError::Permanent(format!(
+                "args[{i}] of the step holds {}; beside the PostgreSQL server {server:?} {}",
+                refused.what, refused.why
             )));
         }
     }
     for file in &command.files {
-        if let Some((line, meta)) = connecting_meta_command(&file.content) {
+        if let Some(refused) = refused_in_psql_text(&file.content, true) {
             return Err(DriverError::Permanent(format!(
-                "the rendered file {} holds the psql meta-command \\{meta} on line {line}; beside \
-                 the PostgreSQL server {server:?} a step may not connect elsewhere or start \
-                 other programs",
-                file.path
+                "the rendered file {} holds {} on line {}; beside the PostgreSQL server \
+                 {server:?} {}",
+                file.path, refused.what, refused.line, refused.why
             )));
         }
     }
     Ok(())
+}
+
+/// The `NAME=VALUE` a psql argument sets as a variable, if it is one: the
+/// argument after `-v`/`--set`/`--variable` (`variable_next`) or one joined to
+/// them.
+fn psql_assignment(arg: &str, variable_next: bool) -> Option<&str> {
+    let joined = arg
+        .strip_prefix("--set=")
+        .or_else(|| arg.strip_prefix("--variable="))
+        .or_else(|| arg.strip_prefix("-v").filter(|_| !arg.starts_with("--")));
+    [variable_next.then_some(arg), joined]
+        .into_iter()
+        .flatten()
+        .find(|assignment| is_psql_assignment(assignment))
 }
 
 /// libpq's connection keywords: a connection string names only these, so an
@@ -424,43 +443,487 @@ fn is_psql_assignment(text: &str) -> bool {
     })
 }
 
-/// The first psql meta-command in `content` that connects elsewhere or starts
-/// another program, with its line (from 1): `\c`/`\connect` (in any case, also
-/// after `\\` or blanks), `\!`, `\setenv`, output piped to a program
-/// (`\o |…`, `\g |…`, `\w |…`) and `\copy … program`. psql reads a
-/// backslash command anywhere on a line, so every backslash is looked at; one
-/// inside a quoted string is refused too (rare, and safe).
-fn connecting_meta_command(content: &str) -> Option<(usize, String)> {
-    for (n, line) in content.lines().enumerate() {
-        let mut rest = line;
-        while let Some(at) = rest.find('\\') {
-            let after = rest[at + 1..].trim_start_matches(['\\', ' ', '\t']);
-            if after.starts_with('!') {
-                return Some((n + 1, "!".into()));
+/// The meta-commands a psql file or argument beside a server may use: they
+/// set, show and test psql's own variables and branch on them, `\gexec` runs
+/// a query's results as SQL on the same connection, `\pset` and `\timing`
+/// only shape what psql prints (but `\pset pager`: a pager is a program) and
+/// `\conninfo` prints where psql is connected, never the password. Every
+/// other one is refused: they connect (`\c`), run programs (`\!`, `\g |cmd`),
+/// read or write files on Slipway's host (`\i`, `\o`, `\w`, `\copy`,
+/// `\lo_import`, `\s`), set the environment (`\setenv`) or copy query results
+/// into variables (`\gset`), which may then hold a meta-command.
+const ALLOWED_META_COMMANDS: [&str; 14] = [
+    "set", "unset", "getenv", "gexec", "if", "elif", "else", "endif", "echo", "qecho", "warn",
+    "pset", "timing", "conninfo",
+];
+
+/// Why a psql text is refused: what it holds, on which line (from 1), and the
+/// rule it breaks.
+#[derive(Debug, PartialEq)]
+struct PsqlRefusal {
+    line: usize,
+    what: String,
+    why: String,
+}
+
+/// The first thing in a psql text that a step beside a server may not run: a
+/// meta-command off the allow-list or with arguments it may not take, an
+/// unquoted interpolation, or text psql may read otherwise than the lexer
+/// does. `sql` is false for a program's argument, which psql reads as SQL
+/// without interpolating (`-c 'select 1'`) or as a meta-command if it starts
+/// with a backslash: there every backslash starts one.
+fn refused_in_psql_text(text: &str, sql: bool) -> Option<PsqlRefusal> {
+    if !sql && !text.contains('\\') {
+        return None;
+    }
+    psql_items(text, sql).into_iter().find_map(|(line, item)| {
+        let (what, why) = match item {
+            PsqlItem::Meta { name, args } => refused_meta_command(name, args)?,
+            PsqlItem::Unquoted(name) => (
+                format!("the variable :{name} unquoted"),
+                "interpolate variables quoted, :'name' or :\"name\"; an unquoted value is read \
+                 as psql text and may hold a backslash command (a cast is ::, a plain colon \\:)"
+                    .to_string(),
+            ),
+            PsqlItem::Hazard(hazard) => (hazard.what.to_string(), hazard.why.to_string()),
+        };
+        Some(PsqlRefusal { line, what, why })
+    })
+}
+
+/// What is wrong with a meta-command and why, if anything: its name must be
+/// on the allow-list exactly (psql's names are case-sensitive), its arguments
+/// may run nothing, and a variable's name and value are plain text.
+fn refused_meta_command(name: &str, args: &str) -> Option<(String, String)> {
+    if !ALLOWED_META_COMMANDS.contains(&name) {
+        let what = if name.is_empty() {
+            "a backslash with no meta-command name after it".to_string()
+        } else {
+            let shown: String = name.chars().take(24).collect();
+            format!("the psql meta-command \\{shown}")
+        };
+        let allowed: Vec<String> = ALLOWED_META_COMMANDS
+            .iter()
+            .map(|name| format!("\\{name}"))
+            .collect();
+        let why = format!(
+            "a step may not connect elsewhere, start other programs or use files on Slipway's \
+             host; it may use {}",
+            allowed.join(", ")
+        );
+        return Some((what, why));
+    }
+    let what = |detail: &str| format!("the psql meta-command \\{name} {detail}");
+    if args.contains('`') {
+        let why = "psql runs backquoted text as a shell command on Slipway's host";
+        return Some((what("with a `backquoted` command"), why.to_string()));
+    }
+    // Any option but the pager, named plainly (`:x` could name the pager).
+    let plain_option = |option: &str| {
+        option
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !option.to_ascii_lowercase().starts_with("pager")
+    };
+    match name {
+        "set" | "unset" | "getenv" if args.contains(['\\', '|', ':']) => Some((
+            what("with a backslash, '|' or ':' in its arguments"),
+            "a variable holds plain text: a backslash or '|' in its value could become a \
+             meta-command or a pipe where it is used, and ':' interpolates another variable"
+                .to_string(),
+        )),
+        "pset"
+            if !args
+                .split_ascii_whitespace()
+                .next()
+                .is_none_or(plain_option) =>
+        {
+            Some((
+                what("with the option pager, or one not named plainly"),
+                "a pager is a program; name another option plainly (\\pset format csv)".to_string(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// What a psql text holds outside its SQL text, as psql's own lexer reads it.
+/// SQL text is strings (`'…'`, `E'…'`), quoted identifiers, dollar-quoted
+/// bodies and comments: a backslash or a colon in it is just a character.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PsqlItem<'a> {
+    /// A meta-command: its name as psql reads it (up to a blank or a
+    /// backslash) and its arguments' text (up to an unquoted backslash or the
+    /// line's end).
+    Meta { name: &'a str, args: &'a str },
+    /// `:name` in SQL: psql reads the variable's value as more psql text,
+    /// meta-commands and all.
+    Unquoted(&'a str),
+    /// Text psql may read otherwise than this lexer does (or a backquote, of
+    /// no use but to run a shell command); the lexing stops there.
+    Hazard(Hazard),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Hazard {
+    what: &'static str,
+    why: &'static str,
+}
+
+/// The step's PGCLIENTENCODING or SQL (`SET client_encoding`) may switch psql
+/// to SJIS, BIG5, GBK or GB18030, where a byte of a UTF-8 character starts a
+/// two- or four-byte character that takes the ASCII after it, a quote or
+/// backslash included. A `--` comment is safe: it runs to the line's end either
+/// way.
+const NON_ASCII: Hazard = Hazard {
+    what: "a non-ASCII character outside a -- comment",
+    why: "psql reads the text in the session's client encoding, which may make the quote or \
+          backslash after such a character part of it; write it as an escape (U&'caf\\00E9') \
+          or keep it in a -- comment",
+};
+/// `'a\'` ends at the second quote as psql reads it by default, but goes on in
+/// an `E''` string or with standard_conforming_strings off (the step's
+/// PGOPTIONS or a `SET` may turn it off).
+const ESCAPED_QUOTE: Hazard = Hazard {
+    what: "a backslash right before a quote in a string",
+    why: "whether it escapes the quote depends on E'' and on standard_conforming_strings, so \
+          where the string ends is unclear; write a quote in a string as ''",
+};
+/// `1$a$`, `0x1$a$`, `$1_0$a$`: one psql version reads a dollar quote there,
+/// another a number followed by an identifier.
+const DOLLAR_AFTER_NUMBER: Hazard = Hazard {
+    what: "a $ right after a number",
+    why: "psql versions disagree on whether it starts a dollar-quoted string; put a blank \
+          before it",
+};
+/// psql drops the rest of a line after a meta-command that fails (a bad
+/// variable name, a stray `\endif`), so SQL there would be read from another
+/// place than here.
+const SQL_AFTER_META: Hazard = Hazard {
+    what: "SQL after a meta-command on its line",
+    why: "psql drops the rest of the line when a meta-command fails, so where that SQL's \
+          strings start and end is unclear; start it on a new line",
+};
+const BACKQUOTE: Hazard = Hazard {
+    what: "a backquote outside quotes and comments",
+    why: "psql runs backquoted text as a shell command on Slipway's host",
+};
+/// psql reads a line as a C string (a NUL ends it) and its lexer ends a `--`
+/// comment at a carriage return.
+const CONTROL: Hazard = Hazard {
+    what: "a NUL or a carriage return that does not end a line",
+    why: "psql splits or cuts the line there otherwise than this check reads it",
+};
+
+/// psql's blanks: they end a meta-command's name and separate its arguments.
+fn is_psql_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c')
+}
+
+/// A character of a psql variable's name (psql also takes non-ASCII ones,
+/// refused here anyway).
+fn is_variable_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The meta-commands and unquoted interpolations of a psql text with their
+/// lines (from 1), ended by a hazard if one stops the lexing. With `sql` false
+/// (a program's argument) there is no SQL text: every backslash starts
+/// meta-commands.
+fn psql_items(text: &str, sql: bool) -> Vec<(usize, PsqlItem<'_>)> {
+    let mut lexer = PsqlLexer {
+        text,
+        at: 0,
+        line: 1,
+        items: Vec::new(),
+    };
+    let lexed = if sql { lexer.sql() } else { lexer.argument() };
+    if let Err(hazard) = lexed {
+        lexer.items.push((lexer.line, PsqlItem::Hazard(hazard)));
+    }
+    lexer.items
+}
+
+/// psql's lexer (src/fe_utils/psqlscan.l, src/bin/psql/psqlscanslash.l) as far
+/// as it decides what is SQL text and what a meta-command. `at` is a byte
+/// offset, always at an ASCII character or the end: only a `--` comment skips
+/// other characters, and it ends at a line's end.
+struct PsqlLexer<'a> {
+    text: &'a str,
+    at: usize,
+    line: usize,
+    items: Vec<(usize, PsqlItem<'a>)>,
+}
+
+impl<'a> PsqlLexer<'a> {
+    fn peek(&self, ahead: usize) -> Option<u8> {
+        self.text.as_bytes().get(self.at + ahead).copied()
+    }
+
+    fn rest_starts_with(&self, prefix: &[u8]) -> bool {
+        self.text.as_bytes()[self.at..].starts_with(prefix)
+    }
+
+    /// Moves past one character (none at the end), stopping at one psql may
+    /// read otherwise.
+    fn advance(&mut self) -> Result<(), Hazard> {
+        match self.peek(0) {
+            None => Ok(()),
+            Some(0) => Err(CONTROL),
+            Some(b'\r') if self.peek(1) != Some(b'\n') => Err(CONTROL),
+            Some(b) if !b.is_ascii() => Err(NON_ASCII),
+            Some(b) => {
+                self.line += usize::from(b == b'\n');
+                self.at += 1;
+                Ok(())
             }
-            let end = after
-                .find(|c: char| !c.is_ascii_alphabetic())
-                .unwrap_or(after.len());
-            let name = after[..end].to_ascii_lowercase();
-            let args = after[end..].trim_start();
-            // A backquote in a meta-command's arguments runs a shell command.
-            if args.contains('`') {
-                return Some((n + 1, format!("{name} with a `backquoted` command")));
-            }
-            let refused = match name.as_str() {
-                "c" | "connect" | "setenv" | "i" | "include" | "ir" | "include_relative" => true,
-                // `\g (format=csv) |sh`, `\o '|cmd'`: a pipe anywhere in the target.
-                "o" | "out" | "g" | "gx" | "w" | "write" => args.contains('|'),
-                "copy" => args.to_ascii_lowercase().contains("program"),
-                _ => false,
-            };
-            if refused {
-                return Some((n + 1, name));
-            }
-            rest = &after[end..];
         }
     }
-    None
+
+    fn advance_by(&mut self, count: usize) -> Result<(), Hazard> {
+        (0..count).try_for_each(|_| self.advance())
+    }
+
+    /// A file: SQL with meta-commands, as psql's main lexer reads it.
+    fn sql(&mut self) -> Result<(), Hazard> {
+        while let Some(b) = self.peek(0) {
+            match b {
+                b'-' if self.peek(1) == Some(b'-') => self.line_comment()?,
+                b'/' if self.peek(1) == Some(b'*') => self.block_comment()?,
+                b'\'' => self.quoted()?,
+                b'"' => self.double_quoted()?,
+                b'$' => self.dollar()?,
+                b':' => self.colon()?,
+                b'\\' => self.backslash()?,
+                b'`' => return Err(BACKQUOTE),
+                b if b.is_ascii_alphanumeric() || b == b'_' => self.word()?,
+                _ => self.advance()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A program's argument: no SQL text, every backslash starts meta-commands.
+    fn argument(&mut self) -> Result<(), Hazard> {
+        while let Some(b) = self.peek(0) {
+            if b == b'\\' {
+                self.backslash()?;
+            } else {
+                self.advance()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `--` to the end of the line, which psql's lexer sees at a line feed or a
+    /// carriage return.
+    fn line_comment(&mut self) -> Result<(), Hazard> {
+        while let Some(b) = self.peek(0)
+            && b != b'\n'
+            && b != b'\r'
+        {
+            if b == 0 {
+                return Err(CONTROL);
+            }
+            // Past any character: it cannot take the line's end with it.
+            self.at += 1;
+        }
+        Ok(())
+    }
+
+    /// `/* … */`, nested as PostgreSQL nests them.
+    fn block_comment(&mut self) -> Result<(), Hazard> {
+        let mut depth = 0usize;
+        while self.peek(0).is_some() {
+            if self.rest_starts_with(b"/*") {
+                depth += 1;
+                self.advance_by(2)?;
+            } else if self.rest_starts_with(b"*/") {
+                depth -= 1;
+                self.advance_by(2)?;
+                if depth == 0 {
+                    break;
+                }
+            } else {
+                self.advance()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A string in single quotes, whatever its prefix (E, B, X, N, U&): `''` is
+    /// a quote in it. A backslash escapes the quote after it only in an `E''`
+    /// string or with standard_conforming_strings off, so an odd run of
+    /// backslashes before a quote is refused: refusing it, the string ends in
+    /// the same place however psql reads it, and the prefix need not be known.
+    fn quoted(&mut self) -> Result<(), Hazard> {
+        self.advance()?;
+        let mut backslashes = 0;
+        while let Some(b) = self.peek(0) {
+            if b == b'\'' {
+                if backslashes % 2 == 1 {
+                    return Err(ESCAPED_QUOTE);
+                }
+                self.advance()?;
+                if self.peek(0) != Some(b'\'') {
+                    return Ok(());
+                }
+            }
+            backslashes = if b == b'\\' { backslashes + 1 } else { 0 };
+            self.advance()?;
+        }
+        Ok(())
+    }
+
+    /// A quoted identifier (`""` in it lexes as an end and a new start).
+    fn double_quoted(&mut self) -> Result<(), Hazard> {
+        self.advance()?;
+        while let Some(b) = self.peek(0) {
+            self.advance()?;
+            if b == b'"' {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A dollar-quoted body, opaque up to the same `$tag$`; or a `$1`
+    /// parameter; or a lone `$`.
+    fn dollar(&mut self) -> Result<(), Hazard> {
+        let rest = &self.text.as_bytes()[self.at + 1..];
+        let tag = rest
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
+        let parameter = rest.first().is_some_and(u8::is_ascii_digit);
+        if parameter {
+            return self.word();
+        }
+        if rest.get(tag) != Some(&b'$') {
+            return self.advance();
+        }
+        let delimiter = &self.text.as_bytes()[self.at..self.at + tag + 2];
+        self.advance_by(delimiter.len())?;
+        while self.peek(0).is_some() && !self.rest_starts_with(delimiter) {
+            self.advance()?;
+        }
+        self.advance_by(delimiter.len())
+    }
+
+    /// `::` is a cast; `:name` is an unquoted interpolation. (`:'name'` and
+    /// `:"name"` lex as a colon and a quoted string or identifier, which is
+    /// where they end as psql reads them too.)
+    fn colon(&mut self) -> Result<(), Hazard> {
+        match self.peek(1) {
+            Some(b':') => self.advance_by(2),
+            Some(b) if is_variable_char(b) => {
+                let rest = &self.text[self.at + 1..];
+                let length = rest.bytes().take_while(|b| is_variable_char(*b)).count();
+                self.items
+                    .push((self.line, PsqlItem::Unquoted(&rest[..length])));
+                self.advance_by(1 + length)
+            }
+            _ => self.advance(),
+        }
+    }
+
+    /// An identifier or keyword (which may hold `$`), or a number or a `$1`
+    /// parameter: no quote starts inside one. psql versions split `1$a$`,
+    /// `0x1$a$` or `$1_0$a$` differently, one of them starting a dollar quote,
+    /// so a `$` inside a number or parameter is refused.
+    fn word(&mut self) -> Result<(), Hazard> {
+        let identifier = self
+            .peek(0)
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+        self.advance()?;
+        while let Some(b) = self.peek(0)
+            && (is_variable_char(b) || b == b'$')
+        {
+            if b == b'$' && !identifier {
+                return Err(DOLLAR_AFTER_NUMBER);
+            }
+            self.advance()?;
+        }
+        Ok(())
+    }
+
+    /// `\;` and `\:` put a plain `;` or `:` into the SQL; any other backslash
+    /// starts meta-commands.
+    fn backslash(&mut self) -> Result<(), Hazard> {
+        if matches!(self.peek(1), Some(b';' | b':')) {
+            return self.advance_by(2);
+        }
+        self.meta_commands()
+    }
+
+    /// The rest of a line from a meta-command's backslash: more meta-commands,
+    /// each from the unquoted backslash that ends the one before (`\\` between
+    /// two is a mere separator). SQL after them is refused (SQL_AFTER_META).
+    fn meta_commands(&mut self) -> Result<(), Hazard> {
+        loop {
+            self.meta_command()?;
+            if self.rest_starts_with(b"\\\\") {
+                self.advance_by(2)?;
+                while self.peek(0).is_some_and(|b| b != b'\n' && is_psql_blank(b)) {
+                    self.advance()?;
+                }
+            }
+            match (self.peek(0), self.peek(1)) {
+                (None | Some(b'\n'), _) => return Ok(()),
+                (Some(b'\\'), next) if !matches!(next, Some(b';' | b':')) => {}
+                _ => return Err(SQL_AFTER_META),
+            }
+        }
+    }
+
+    /// One meta-command from its backslash. Its name runs to a blank or a
+    /// backslash; its arguments to an unquoted backslash or the line's end,
+    /// where `'…'` quotes (a backslash in them escaping the next character) and
+    /// `"…"` quotes, so a quoted backslash does not end them.
+    fn meta_command(&mut self) -> Result<(), Hazard> {
+        let line = self.line;
+        self.advance()?;
+        let name_start = self.at;
+        while let Some(b) = self.peek(0)
+            && !is_psql_blank(b)
+            && b != b'\\'
+        {
+            self.advance()?;
+        }
+        let name = &self.text[name_start..self.at];
+        let args_start = self.at;
+        let mut quote = None;
+        while let Some(b) = self.peek(0)
+            && b != b'\n'
+            && (quote.is_some() || b != b'\\')
+        {
+            self.advance()?;
+            match quote {
+                None if b == b'\'' || b == b'"' => quote = Some(b),
+                Some(q) if b == q => quote = None,
+                Some(b'\'') if b == b'\\' && self.peek(0) != Some(b'\n') => self.advance()?,
+                _ => {}
+            }
+        }
+        let args = &self.text[args_start..self.at];
+        self.items.push((line, PsqlItem::Meta { name, args }));
+        Ok(())
+    }
+}
+/// Each `secret_env_scram` variable becomes a secret of the run holding the
+/// secret's SCRAM-SHA-256 verifier: set like `secret_env`, and blanked in the
+/// output like the secret itself (a verifier is what an offline guess needs).
+/// A secret that was not given leaves its variable unset.
+fn hand_verifiers(command: &mut PlannedCommand, secrets: &mut SecretValues) {
+    for (name, secret) in std::mem::take(&mut command.secret_env_scram) {
+        let Some(password) = secrets.get(&secret) else {
+            continue;
+        };
+        let verifier = scram::verifier(password);
+        let held_as = format!("{secret} (SCRAM verifier)");
+        secrets.insert(held_as.clone(), verifier);
+        command.secret_env.push((name, held_as));
+    }
 }
 
 /// The shortest value of a passed-on variable that is blanked in output: shorter
@@ -682,6 +1145,7 @@ fn run_blocking(
     let mark = escaped::RunMark::new();
     process.env(slipway_core::execution::STEP_RUN_ENV, mark.value());
     let program = &command.program;
+    let retry_exit_codes = &command.retry_exit_codes;
     let started = Instant::now();
     let mut child = process.spawn().map_err(|e| {
         DriverError::Permanent(format!("could not start the program {program:?}: {e}"))
@@ -795,6 +1259,14 @@ fn run_blocking(
         let code = status
             .code()
             .map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
+        // The step says which statuses mean "not now" (psql's 2: no connection).
+        if status.code().is_some_and(|c| retry_exit_codes.contains(&c)) {
+            return Err(DriverError::Retryable(format!(
+                "{program:?} exited with {code} after {elapsed:.1} s, which the step lists as \
+                 passing (retry_exit_codes); it runs again{}",
+                tail(&log)
+            )));
+        }
         return Err(DriverError::Permanent(format!(
             "{program:?} exited with {code} after {elapsed:.1} s{}",
             tail(&log)
@@ -1036,8 +1508,10 @@ mod tests {
             }],
             env: vec![("STAGE".into(), "dev".into())],
             secret_env: vec![("DB_PASSWORD".into(), "owner_password".into())],
+            secret_env_scram: Vec::new(),
             timeout_seconds: None,
             postgres_server: None,
+            retry_exit_codes: vec![75],
         })
     }
 
@@ -1159,6 +1633,32 @@ mod tests {
         assert_eq!(live, final_log, "the live lines are the log's lines");
         assert!(live.contains(&"stdout: DB_PASSWORD=***".to_string()));
         assert!(!live.iter().any(|l| l.contains("s3cret-canary-91ab")));
+        Ok(())
+    }
+
+    /// A `secret_env_scram` variable holds the verifier, never the password,
+    /// and is blanked in the output like the password.
+    #[tokio::test]
+    async fn a_verifier_is_handed_in_place_of_the_password()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut handed = step(
+            "sh",
+            &[
+                "-c",
+                "case \"$V\" in SCRAM-SHA-256\\$4096:*) echo scram;; esac; echo \"$V\"",
+            ],
+        );
+        if let PlannedStep::Command(command) = &mut handed {
+            command.secret_env_scram = vec![("V".into(), "owner_password".into())];
+        }
+        let outcome = run(dir.path(), &handed).await?;
+        assert_eq!(
+            outcome.log,
+            ["stdout: scram", "stdout: ***"],
+            "{:?}",
+            outcome.log
+        );
         Ok(())
     }
 
@@ -1305,6 +1805,12 @@ mod tests {
             message.starts_with("\"false\" exited with status 1 after "),
             "{message}"
         );
+        // A status the step lists as passing (75 here) is tried again.
+        let passing = run(dir.path(), &step("sh", &["-c", "exit 75"])).await.err();
+        let Some(DriverError::Retryable(message)) = passing else {
+            return Err(format!("expected a retryable error, got {passing:?}").into());
+        };
+        assert!(message.contains("status 75") && message.contains("retry_exit_codes"));
 
         let mut slow = step("sleep", &["20"]);
         if let PlannedStep::Command(command) = &mut slow {
@@ -1487,6 +1993,17 @@ mod tests {
         Ok(())
     }
 
+    /// What the guard says of a file `create.sql` beside the server `shared`
+    /// whose second line on is `content`.
+    fn file_beside_shared_server(content: &str) -> Result<Result<(), DriverError>, String> {
+        let mut command = beside_shared_server("psql", &["-f", "create.sql"])?;
+        command.files = vec![RenderedFile {
+            path: "create.sql".into(),
+            content: format!("create table t (a int);\n{content}"),
+        }];
+        Ok(refuse_other_connections(&command, "shared"))
+    }
+
     #[test]
     fn psql_files_that_connect_elsewhere_or_run_programs_are_refused() -> Result<(), String> {
         for (content, meta) in [
@@ -1495,11 +2012,10 @@ mod tests {
                 "  \\connect -reuse-previous=off host=x hostaddr=y\n",
                 "connect",
             ),
-            ("\\CONNECT db\n", "connect"),
-            ("select 1 \\\\ \\c db\n", "c"),
-            ("\\ \\ connect db\n", "connect"),
+            ("\\CONNECT db\n", "CONNECT"),
             ("select 1; \\c db\n", "c"),
             ("\\! psql 'hostaddr=203.0.113.5'\n", "!"),
+            ("\\!psql\n", "!psql"),
             ("\\setenv PGHOSTADDR 203.0.113.5\n", "setenv"),
             ("select 1 \\g |sh\n", "g"),
             ("\\o | psql\n", "o"),
@@ -1507,42 +2023,326 @@ mod tests {
             ("select 1 \\g (format=csv) |sh\n", "g"),
             ("\\o '|cat'\n", "o"),
             ("\\i /tmp/other.sql\n", "i"),
+            // Files on Slipway's host, and results copied into variables.
+            ("\\o out.txt\n", "o"),
+            ("\\copy t from 'data.csv'\n", "copy"),
+            ("\\lo_import '/etc/passwd'\n", "lo_import"),
+            ("\\lo_export 16401 '/tmp/x'\n", "lo_export"),
+            ("\\w /tmp/query.sql\n", "w"),
+            ("\\s /tmp/history\n", "s"),
+            ("\\cd /tmp\n", "cd"),
+            ("select '\\! id' as x \\gset\n", "gset"),
+            ("\\set x 1 \\gset\n", "gset"),
+            ("\\echo ok \\\\ \\! id\n", "!"),
             ("\\set x `id`\n", "set with a `backquoted` command"),
+            ("\\if `id`\n", "if with a `backquoted` command"),
+            (
+                "\\set x '\\134! env'\n",
+                "set with a backslash, '|' or ':' in its arguments",
+            ),
+            (
+                "\\set t '|sh'\n",
+                "set with a backslash, '|' or ':' in its arguments",
+            ),
+            (
+                "\\set t :other\n",
+                "set with a backslash, '|' or ':' in its arguments",
+            ),
+            (
+                "\\getenv v:x HOME\n",
+                "getenv with a backslash, '|' or ':' in its arguments",
+            ),
+            (
+                "\\pset pager on\n",
+                "pset with the option pager, or one not named plainly",
+            ),
+            (
+                "\\pset :opt on\n",
+                "pset with the option pager, or one not named plainly",
+            ),
         ] {
-            let mut command = beside_shared_server("psql", &["-f", "create.sql"])?;
-            command.files = vec![RenderedFile {
-                path: "create.sql".into(),
-                content: format!("create table t (a int);\n{content}"),
-            }];
-            let Err(DriverError::Permanent(message)) = refuse_other_connections(&command, "shared")
-            else {
+            let Err(DriverError::Permanent(message)) = file_beside_shared_server(content)? else {
                 return Err(format!("{content:?} was not refused"));
             };
-            assert_eq!(
-                message,
-                format!(
-                    "the rendered file create.sql holds the psql meta-command \\{meta} on line 2; \
-                     beside the PostgreSQL server \"shared\" a step may not connect elsewhere or \
-                     start other programs"
-                ),
-                "{content:?}"
+            let expected = format!(
+                "the rendered file create.sql holds the psql meta-command \\{meta} on line 2; \
+                 beside the PostgreSQL server \"shared\" "
             );
+            assert!(message.starts_with(&expected), "{content:?}: {message}");
         }
+        assert_eq!(
+            file_beside_shared_server("\\c other\n")?,
+            Err(DriverError::Permanent(
+                "the rendered file create.sql holds the psql meta-command \\c on line 2; beside \
+                 the PostgreSQL server \"shared\" a step may not connect elsewhere, start other \
+                 programs or use files on Slipway's host; it may use \\set, \\unset, \\getenv, \
+                 \\gexec, \\if, \\elif, \\else, \\endif, \\echo, \\qecho, \\warn, \\pset, \
+                 \\timing, \\conninfo"
+                    .into()
+            ))
+        );
         let command = beside_shared_server("psql", &["-c", "\\! id"])?;
         assert!(
             refuse_other_connections(&command, "shared").is_err(),
             "a -c command is read like a file"
         );
-        for fine in [
-            "\\set ON_ERROR_STOP on\n\\conninfo\n\\cd /tmp\n\\copy t from 'data.csv'\n",
-            "\\o out.txt\nselect 'C:\\config';\n\\gexec\n\\echo connect\n",
+        Ok(())
+    }
+
+    /// What psql would read otherwise than the guard, or as more psql text.
+    #[test]
+    fn psql_text_read_otherwise_or_interpolated_unquoted_is_refused() -> Result<(), String> {
+        for (content, line, what) in [
+            // A pipe through a variable, a backslash command in one.
+            ("\\o :t\nselect 1;\n", 2, "the psql meta-command \\o"),
+            ("select 1;\n:x\n", 3, "the variable :x unquoted"),
+            ("\\getenv v SOME_ENV\n:v\n", 3, "the variable :v unquoted"),
+            ("select :x;\n", 2, "the variable :x unquoted"),
+            ("select a[1:2] from t;\n", 2, "the variable :2 unquoted"),
+            ("select 1:::x;\n", 2, "the variable :x unquoted"),
+            (
+                "select\n'a'\n, 1 \\; select :x;\n",
+                4,
+                "the variable :x unquoted",
+            ),
+            (
+                "select 1 \\\\ \\c db\n",
+                2,
+                "a backslash with no meta-command name after it",
+            ),
+            (
+                "\\ \\ connect db\n",
+                2,
+                "a backslash with no meta-command name after it",
+            ),
+            (
+                "select 1;\n\\\n",
+                3,
+                "a backslash with no meta-command name after it",
+            ),
+            // psql drops the rest of the line after a failing meta-command.
+            (
+                "\\set 1-bad x \\\\ select '\n\\! id\n';\n",
+                2,
+                "SQL after a meta-command on its line",
+            ),
+            (
+                "\\set x 1 \\; select 1;\n",
+                2,
+                "SQL after a meta-command on its line",
+            ),
+            // In E'' strings or with standard_conforming_strings off, \' escapes.
+            (
+                "select 'a\\' \\! id --';\n",
+                2,
+                "a backslash right before a quote in a string",
+            ),
+            (
+                "select E'it\\'s';\n",
+                2,
+                "a backslash right before a quote in a string",
+            ),
+            (
+                "select 'a\\\\\\'';\n",
+                2,
+                "a backslash right before a quote in a string",
+            ),
+            // In SJIS, the byte 0x81 of 'ā' takes the backslash after it.
+            (
+                "select E'ā\\' \\! id --';\n",
+                2,
+                "a non-ASCII character outside a -- comment",
+            ),
+            (
+                "select 'café';\n",
+                2,
+                "a non-ASCII character outside a -- comment",
+            ),
+            (
+                "\\echo café\n",
+                2,
+                "a non-ASCII character outside a -- comment",
+            ),
+            ("select 1$a$ ' $a$;\n", 2, "a $ right after a number"),
+            ("select $1$a$;\n", 2, "a $ right after a number"),
+            (
+                "select `id`;\n",
+                2,
+                "a backquote outside quotes and comments",
+            ),
+            (
+                "select 1; -- x\r\\! id\n",
+                2,
+                "a NUL or a carriage return that does not end a line",
+            ),
+            (
+                "select 1;\0\n",
+                2,
+                "a NUL or a carriage return that does not end a line",
+            ),
+            // Comments nest; a dollar body ends at its own tag only.
+            ("/* /* */ */ \\! id\n", 2, "the psql meta-command \\!"),
+            ("$a$ x $a$ \\! id\n", 2, "the psql meta-command \\!"),
+            ("do $a$ $b$ $a$;\n\\! id\n", 3, "the psql meta-command \\!"),
         ] {
-            let mut command = beside_shared_server("psql", &["-f", "create.sql"])?;
-            command.files[0].content = fine.into();
+            let Err(DriverError::Permanent(message)) = file_beside_shared_server(content)? else {
+                return Err(format!("{content:?} was not refused"));
+            };
+            let expected = format!("the rendered file create.sql holds {what} on line {line}; ");
+            assert!(message.starts_with(&expected), "{content:?}: {message}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn psql_text_with_backslashes_in_sql_text_and_allowed_meta_commands_is_fine()
+    -> Result<(), String> {
+        for fine in [
+            "\\set ON_ERROR_STOP on\n\\conninfo\n\\timing on\n\\pset format csv\n",
+            "select 'C:\\config';\n\\gexec\n\\echo connect\n",
+            "select E'a\\nb', E'C:\\\\', 'C:\\\\', 'it''s', U&'caf\\00E9', x'1F', b'01';\n",
+            "select \"a\\b\" from t; -- \\! id, :x, 'café' and `id`\r\n",
+            "/* \\! id /* nested \\c x */ :x ' still */ select 1;\n",
+            "do $body$ begin raise notice '\\! % :x', 1; end $body$;\ndo $$ select '\\c' $$;\n",
+            "select :'owner', :\"owner\", x::text, \\:name, 1 \\; select a$b$c, $1, $$\\!$$;\n",
+            "select 1 \\gexec\n\\if :{?owner}\n\\echo :owner\n\\elif :flag\n\\else\n\\endif\n",
+            "\\set a 1 \\\\ \\set b 'two words' \\\\\n\\unset a\n\\warn done\n\\qecho done\n",
+            "\\getenv v SOME_ENV\nselect :'v';\n\\echo 'a\\\\' \\\\ \\echo \"b\\\"\n",
+            "select 1.5, 1e3, 1..2, x.$y from t;\n",
+            "select 'a\n\\! in a string\n';\n",
+        ] {
+            assert_eq!(file_beside_shared_server(fine)?, Ok(()), "{fine:?}");
+        }
+        Ok(())
+    }
+
+    /// The shipped `shared-database` type's psql files, rendered, pass the
+    /// guard with the arguments the type gives psql.
+    #[test]
+    fn the_shipped_shared_database_files_pass_the_guard() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog/templates/shared-database");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if !path.to_string_lossy().ends_with(".sql.j2") {
+                continue;
+            }
+            let content = std::fs::read_to_string(&path)?
+                .replace("{{ resource_name }}", "orders_db")
+                .replace("{{ connection_limit }}", "20");
+            let mut command = beside_shared_server(
+                "psql",
+                &[
+                    "--no-psqlrc",
+                    "--quiet",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-f",
+                    "create.sql",
+                ],
+            )?;
+            command.files = vec![RenderedFile {
+                path: "create.sql".into(),
+                content,
+            }];
             assert_eq!(
                 refuse_other_connections(&command, "shared"),
                 Ok(()),
-                "{fine:?}"
+                "{}",
+                path.display()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 1, "no psql file in {}", dir.display());
+        Ok(())
+    }
+
+    /// The lexer yields what lies outside SQL text, with its line.
+    #[test]
+    fn the_psql_lexer_finds_meta_commands_and_unquoted_interpolations() {
+        let text = "select 1 \\gexec\n-- \\c x\nselect :a, ':b', \"c:d\";\n\
+                    \\set x 'y\\\\z' \\\\ \\echo z\n/* :e\n*/ \\endif\n";
+        assert_eq!(
+            psql_items(text, true),
+            vec![
+                (
+                    1,
+                    PsqlItem::Meta {
+                        name: "gexec",
+                        args: ""
+                    }
+                ),
+                (3, PsqlItem::Unquoted("a")),
+                (
+                    4,
+                    PsqlItem::Meta {
+                        name: "set",
+                        args: " x 'y\\\\z' "
+                    }
+                ),
+                (
+                    4,
+                    PsqlItem::Meta {
+                        name: "echo",
+                        args: " z"
+                    }
+                ),
+                (
+                    6,
+                    PsqlItem::Meta {
+                        name: "endif",
+                        args: ""
+                    }
+                ),
+            ]
+        );
+        // An argument has no SQL text: every backslash starts a meta-command.
+        assert_eq!(
+            psql_items("select ':a' \\gexec", false),
+            vec![(
+                1,
+                PsqlItem::Meta {
+                    name: "gexec",
+                    args: ""
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn psql_arguments_hold_no_meta_command_or_variable_off_the_rules() -> Result<(), String> {
+        for (args, refused_at) in [
+            (&["-c", "\\! id"][..], 1),
+            (&["--command=\\! id"][..], 0),
+            (&["-X", "-c\\o /tmp/x"][..], 1),
+            (&["-c", "\\set x '\\134! env'"][..], 1),
+            (&["-v", "t=|sh -c id"][..], 1),
+            (&["--set=x=\\! id"][..], 0),
+            (&["-vx=`id`"][..], 0),
+        ] {
+            let command = beside_shared_server("psql", args)?;
+            let Err(DriverError::Permanent(message)) = refuse_other_connections(&command, "shared")
+            else {
+                return Err(format!("{args:?} was not refused"));
+            };
+            assert!(
+                message.starts_with(&format!("args[{refused_at}] of the step ")),
+                "{args:?}: {message}"
+            );
+            assert!(!message.contains(args[refused_at]), "{message}");
+        }
+        for args in [
+            &["-v", "t=12:30", "-c", "select 1"][..],
+            &["-c", "\\set ON_ERROR_STOP on"][..],
+            &["-c", "select ':x'"][..],
+        ] {
+            let command = beside_shared_server("psql", args)?;
+            assert_eq!(
+                refuse_other_connections(&command, "shared"),
+                Ok(()),
+                "{args:?}"
             );
         }
         Ok(())
