@@ -34,6 +34,8 @@ struct QueueLabels {
 /// How long the gauges read from the database (requests by type and state, the
 /// queue) are reused: a scrape loop reads them at most this often.
 pub const GAUGES_FOR: Duration = Duration::from_secs(5);
+/// How long a scrape waits for the database gauges.
+const GAUGES_WAIT: Duration = Duration::from_secs(2);
 
 /// Step durations from 50 ms to about 14 minutes.
 fn step_buckets() -> Histogram {
@@ -205,12 +207,18 @@ impl Metrics {
     pub async fn render(&self, db: &Db) -> Result<String, StorageError> {
         let mut read = self.gauges_read.lock().await;
         if read.is_none_or(|at| at.elapsed() >= GAUGES_FOR) {
-            match self.read_gauges(db).await {
-                Ok(()) => {
+            // Within a scrape's patience: a pool waits its acquire timeout (10 s,
+            // a scraper's whole budget) for a database that is down.
+            let gauges = tokio::time::timeout(GAUGES_WAIT, self.read_gauges(db)).await;
+            match gauges {
+                Ok(Ok(())) => {
                     self.database_up.set(1);
-                    *read = Some(std::time::Instant::now());
                 }
-                Err(error) => {
+                failed => {
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => format!("no answer within {} s", GAUGES_WAIT.as_secs()),
+                    };
                     tracing::error!(%error, "the metrics' database gauges could not be read");
                     // Last read's counts would look current: better none.
                     self.requests.clear();
@@ -218,6 +226,9 @@ impl Metrics {
                     self.database_up.set(0);
                 }
             }
+            // A failure is remembered as long as a reading: scrapes in a row
+            // during an outage do not each wait for the database.
+            *read = Some(std::time::Instant::now());
         }
         let mut text = String::new();
         encode(&mut text, &self.registry)

@@ -2020,6 +2020,14 @@ async fn the_notified_position_only_moves_forward(app: &TestApp) -> TestResult {
         cursor(&mut tx, "audit_position").await?.as_deref(),
         Some("100")
     );
+    // A damaged value (which the notifier reads as "start at the end") does not
+    // make every later write fail, as a CAST of it did on PostgreSQL.
+    slipway_server::storage::chat::set_cursor(&mut tx, "audit_position", "not-a-number").await?;
+    advance_cursor(&mut tx, "audit_position", 123_456_789_012).await?;
+    assert_eq!(
+        cursor(&mut tx, "audit_position").await?.as_deref(),
+        Some("123456789012")
+    );
     tx.commit().await?;
     Ok(())
 }

@@ -309,6 +309,13 @@ fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<()
     let psql = Path::new(&command.program)
         .file_name()
         .is_some_and(|name| name == "psql");
+    if psql && let Some((i, path)) = psql_path_outside_scratch(&command.args) {
+        return Err(DriverError::Permanent(format!(
+            "args[{i}] of the step has psql read or write {path:?}; beside the PostgreSQL \
+             server {server:?} psql reads and writes only the step's own files, by a relative \
+             path inside its scratch directory (no '/' in front, no '..', no '|' program)"
+        )));
+    }
     // psql's own variables (`-v ON_ERROR_STOP=1`) are assignments, not connections.
     let mut variable_next = false;
     let mut options_over = false;
@@ -364,6 +371,89 @@ fn refuse_other_connections(command: &PlannedCommand, server: &str) -> Result<()
         }
     }
     Ok(())
+}
+
+/// psql's short options that take a value (`psql --help`): in a cluster such as
+/// `-qf x`, the first of them takes the rest of the argument or the next one.
+const PSQL_SHORT_WITH_VALUE: &str = "cdfhLoPpRTUvF";
+/// The options whose value psql opens as a file, or as a program after `|`.
+const PSQL_FILE_SHORT: &str = "foL";
+const PSQL_FILE_LONG: [&str; 3] = ["file", "output", "log-file"];
+/// psql's other long options that take a value (as the next argument when not
+/// joined by `=`).
+const PSQL_VALUE_LONG: [&str; 11] = [
+    "command",
+    "dbname",
+    "set",
+    "variable",
+    "field-separator",
+    "pset",
+    "record-separator",
+    "table-attr",
+    "host",
+    "port",
+    "username",
+];
+
+/// Whether a long option as written names one of `names`: psql (getopt_long)
+/// takes any unambiguous start of a name (`--outp` is `--output`), and one that
+/// could start a file option is read as one (psql refuses the ambiguous ones).
+fn long_option_is(written: &str, names: &[&str]) -> bool {
+    !written.is_empty() && names.iter().any(|name| name.starts_with(written))
+}
+
+/// The first file option (`-f`, `-o`, `-L`, joined, clustered or long) whose
+/// path leaves the scratch directory: absolute (`/proc/self/environ`, the
+/// server's files), with a `..` segment, or a `|program`.
+fn psql_path_outside_scratch(args: &[String]) -> Option<(usize, String)> {
+    let outside = |path: &str| {
+        path.starts_with(['/', '|', '~']) || path.split('/').any(|segment| segment == "..")
+    };
+    let mut value_of_file_option = false;
+    let mut value_of_other_option = false;
+    for (i, arg) in args.iter().enumerate() {
+        if std::mem::take(&mut value_of_file_option) {
+            if outside(arg) {
+                return Some((i, arg.clone()));
+            }
+            continue;
+        }
+        if std::mem::take(&mut value_of_other_option) {
+            continue;
+        }
+        // After `--` come the database and user names, never a file.
+        if arg == "--" {
+            return None;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, joined) = long
+                .split_once('=')
+                .map_or((long, None), |(n, v)| (n, Some(v)));
+            let file = long_option_is(name, &PSQL_FILE_LONG);
+            match joined {
+                Some(value) if file && outside(value) => return Some((i, value.to_string())),
+                Some(_) => {}
+                None if file => value_of_file_option = true,
+                None => value_of_other_option = long_option_is(name, &PSQL_VALUE_LONG),
+            }
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix('-') else {
+            continue;
+        };
+        if let Some(at) = cluster.find(|c| PSQL_SHORT_WITH_VALUE.contains(c)) {
+            let option = cluster[at..].chars().next().unwrap_or_default();
+            let rest = &cluster[at + option.len_utf8()..];
+            let file = PSQL_FILE_SHORT.contains(option);
+            if rest.is_empty() {
+                value_of_file_option = file;
+                value_of_other_option = !file;
+            } else if file && outside(rest) {
+                return Some((i, rest.to_string()));
+            }
+        }
+    }
+    None
 }
 
 /// The `NAME=VALUE` a psql argument sets as a variable, if it is one: the
@@ -1263,7 +1353,7 @@ fn run_blocking(
         if status.code().is_some_and(|c| retry_exit_codes.contains(&c)) {
             return Err(DriverError::Retryable(format!(
                 "{program:?} exited with {code} after {elapsed:.1} s, which the step lists as \
-                 passing (retry_exit_codes); it runs again{}",
+                 transient (retry_exit_codes); it runs again{}",
                 tail(&log)
             )));
         }
@@ -1940,6 +2030,59 @@ mod tests {
         };
         command.postgres_server = Some("shared".into());
         Ok(command)
+    }
+
+    #[test]
+    fn psql_reads_and_writes_only_files_of_its_scratch_directory() -> Result<(), String> {
+        for (args, refused_at) in [
+            (&["-f", "/proc/self/environ"][..], 1),
+            (&["-X", "-f/etc/passwd"][..], 1),
+            (&["-qXf", "../../data/slipway.db"][..], 1),
+            (&["--file=/proc/self/environ"][..], 0),
+            (&["--output", "|sh -c id"][..], 1),
+            (&["-o|cat"][..], 0),
+            (&["-L", "/tmp/psql.log"][..], 1),
+            (&["-f", "create.sql", "--log-file=x/../../y"][..], 2),
+            // getopt_long takes the start of a long option's name.
+            (&["--outp", "|sh -c id"][..], 1),
+            (&["--log", "/tmp/l"][..], 1),
+            (&["--fil", "/proc/self/environ"][..], 1),
+            (&["--fi=/proc/self/environ"][..], 0),
+        ] {
+            let command = beside_shared_server("psql", args)?;
+            let Err(DriverError::Permanent(message)) = refuse_other_connections(&command, "shared")
+            else {
+                return Err(format!("{args:?} was not refused"));
+            };
+            assert!(
+                message.starts_with(&format!(
+                    "args[{refused_at}] of the step has psql read or write"
+                )),
+                "{args:?}: {message}"
+            );
+        }
+        for fine in [
+            &["-X", "-f", "w/create.sql", "-v", "ON_ERROR_STOP=1"][..],
+            &["-c", "select 1", "-o", "out/result.txt"][..],
+            &["-d", "/not/a/file", "-f", "a.sql"][..],
+            &["-f", "a.sql", "--", "/odd-database-name"][..],
+            &[
+                "--command",
+                "select 1",
+                "--dbname",
+                "/odd",
+                "--file",
+                "a.sql",
+            ][..],
+        ] {
+            let command = beside_shared_server("psql", fine)?;
+            assert_eq!(
+                refuse_other_connections(&command, "shared"),
+                Ok(()),
+                "{fine:?}"
+            );
+        }
+        Ok(())
     }
 
     #[test]

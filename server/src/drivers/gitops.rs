@@ -941,7 +941,9 @@ impl GitOpsRepo {
             // The remote's own check: another push landed between ours and its lock.
             Ok(()) => match refused.into_inner() {
                 Some(reason) if lost_a_race(&reason) => Ok(Push::Rejected(reason)),
-                // A hook, a protected branch, a full disk: pushing again changes nothing.
+                // A hook, a protected branch: pushing again changes nothing. (A
+                // remote that cannot write its ref says "failed to update ref" as a
+                // lost race does: that one is pushed again, and ends contended.)
                 Some(reason) => {
                     let said = said.into_inner();
                     let message = match said.trim() {
@@ -1140,8 +1142,8 @@ impl Driver for GitOpsRepo {
         "gitops"
     }
 
-    /// A change handed to the publisher is pushed with its group; the network
-    /// limits (`NETWORK_IDLE_TIMEOUT`, the fetch's budget) bound the wait.
+    /// A change handed to the publisher is pushed with its group, which a cancel
+    /// cannot call back.
     fn finishes_once_started(&self) -> bool {
         true
     }

@@ -104,8 +104,8 @@ pub trait Driver: Send + Sync {
     /// Whether a step, once handed to this driver, takes effect whatever the
     /// job does meanwhile (a push on its way cannot be called back). Such a step
     /// is not started after a stop, and once started it is waited for rather
-    /// than abandoned on a stop or a timeout, so that what is recorded (its
-    /// commit) is what happened; its own limits bound how long it takes.
+    /// than abandoned on a stop, so that what is recorded (its commit) is what
+    /// happened; the step's timeout still bounds the wait.
     fn finishes_once_started(&self) -> bool {
         false
     }

@@ -536,7 +536,13 @@ async fn run_step(
         } else if stop.is_cancelled() {
             Err(StepFailure::Stopped)
         } else {
-            driver.run(step, &ctx).await.map_err(StepFailure::Driver)
+            // Waited for through a stop, but not for ever: past the step's time
+            // (a remote that keeps a push alive without end) the outcome is not
+            // known, and the retry finds whether the change landed.
+            match tokio::time::timeout(timeout, driver.run(step, &ctx)).await {
+                Ok(result) => result.map_err(StepFailure::Driver),
+                Err(_) => Err(StepFailure::TimedOut),
+            }
         };
         // Whatever ended the step, a program it started must end too.
         stop.cancel();

@@ -155,7 +155,9 @@ pub async fn set_cursor(
 
 /// Stores a numeric cursor (a position in the audit log) unless it would move
 /// back: a writer that read an older position (a notifier whose term has ended)
-/// cannot undo a newer one's progress. Compared as numbers, not as text.
+/// cannot undo a newer one's progress. Compared as numbers, not as text: by
+/// length, then by digits (a position is written without leading zeros); a
+/// stored value that is not digits is replaced (a CAST of it would fail).
 pub async fn advance_cursor(
     conn: &mut AnyConnection,
     name: &str,
@@ -164,7 +166,9 @@ pub async fn advance_cursor(
     sqlx::query(
         "INSERT INTO chat_cursors (name, value, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at \
-         WHERE CAST(chat_cursors.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+         WHERE trim(chat_cursors.value, '0123456789') <> '' \
+            OR length(chat_cursors.value) < length(excluded.value) \
+            OR (length(chat_cursors.value) = length(excluded.value) AND chat_cursors.value < excluded.value)",
     )
     .bind(name)
     .bind(position.to_string())

@@ -25,7 +25,12 @@ pub fn verifier(password: &str) -> String {
 fn verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
     // PostgreSQL prepares the password with SASLprep, and uses it as it is
     // when that fails (a password that is not valid UTF-8 text for it).
-    let prepared = stringprep::saslprep(password).unwrap_or(password.into());
+    // An empty result (a password of characters SASLprep maps to nothing) is
+    // refused by PostgreSQL, which then uses the password as it is too.
+    let prepared = match stringprep::saslprep(password) {
+        Ok(prepared) if !prepared.is_empty() => prepared,
+        _ => password.into(),
+    };
     let mut salted = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(prepared.as_bytes(), salt, iterations, &mut salted);
     let client_key = keyed(&salted, b"Client Key");
@@ -57,6 +62,17 @@ mod tests {
         assert_eq!(
             verifier_with("pencil-Abc123", &salt, 4096),
             "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$po9eSzbMvL9Md/M2Zg90aqPEjVICMNox2VzWH0HTZjY=:dR2lUNeFUZCWkVLyYevSIxceOvlomr+JReodPnGAkJM="
+        );
+    }
+
+    #[test]
+    fn a_password_saslprep_empties_is_taken_as_it_is() {
+        // U+00AD (a soft hyphen) maps to nothing: PostgreSQL then hashes the
+        // password's own bytes, and so must this.
+        let salt: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            verifier_with("\u{00AD}", &salt, 4096),
+            "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$SZkxrvFFqAD5aFlZQn4lVuZycZZKMFRT8rog3aIS6/o=:/J5Er/A3ylR51P4oIB5DsbkgDmuvrVlRZVYC6A5U8Zs="
         );
     }
 
