@@ -27,6 +27,14 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
     if host.is_empty() || host.starts_with(':') {
         return Err(format!("{url:?} names no host"));
     }
+    // A value rendered into the host is percent-encoded: one that held a `/`,
+    // `#` or `@` (to move the check to another host) shows here.
+    if host.contains('%') {
+        return Err(format!(
+            "{url:?} names a host with an encoded character: a value in the host holds \
+             something other than letters, digits, '-', '.', '_' and '~'"
+        ));
+    }
     Ok(())
 }
 

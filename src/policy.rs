@@ -392,11 +392,27 @@ pub fn requestable_teams(user: &UserView) -> Option<&[String]> {
 
 /// Whether a generated secret of the request may be shown to this person now: only
 /// to its requester (the one it was made for, not a reviewer nor an admin), only
-/// once the request completed (the resource it opens exists). That it is shown only
-/// once the caller checks with the record of reveals.
+/// while they still act for the request's team (the credential is the team's: one
+/// who left must not take it along, and once shown nobody in the team can get it),
+/// only once the request completed (the resource it opens exists). That it is
+/// shown only once the caller checks with the record of reveals.
 pub fn may_reveal_secret(user: &UserView, request: &RequestFacts<'_>) -> Result<(), Refusal> {
     if request.requester != user.id {
         return no("only the requester may see a generated secret of the request".into());
+    }
+    if !acts_for_team(user, request.team) {
+        let team = request.team.unwrap_or_default();
+        return no(if team == MISSING_TEAM {
+            "the request names no team, though requests of its type belong to one: \
+             its generated secret is shown to no one"
+                .into()
+        } else {
+            format!(
+                "{} no longer belongs to team {team}, so the generated secret is not shown; \
+                 the team should rotate the credential",
+                user.username
+            )
+        });
     }
     if request.state != RequestState::Completed {
         return no(format!(

@@ -150,7 +150,9 @@ pub fn change_set_referring(
     let mut files = Vec::with_capacity(ty.outputs.len());
     let mut outputs = std::collections::BTreeMap::new();
     for (i, output) in ty.outputs.iter().enumerate() {
-        let path = render_path(&format!("outputs[{i}].path"), &output.path, &ctx)?;
+        let what = format!("outputs[{i}].path");
+        let path = render_path(&what, &output.path, &ctx)?;
+        template::check_deployable_path(&path).map_err(|m| fail(&what, m))?;
         let what = format!("templates/{}", output.template);
         let source = env
             .get_template(&output.template)
@@ -292,7 +294,13 @@ fn render_check(
             body_matches,
             deadline_seconds,
         } => {
-            let url = text("url", url)?;
+            // Values are percent-encoded as in a pipeline's URL: a parameter
+            // such as `grafana.internal/api#` must not move the check to
+            // another host the outbound rule allows.
+            let url = template::render_check_url_str(url, ctx)
+                .map_err(|m| fail(field("url"), m))?
+                .trim()
+                .to_string();
             checks::check_http_url(&url).map_err(|m| fail(field("url"), m))?;
             let body_matches = match body_matches {
                 Some(source) => {

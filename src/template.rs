@@ -221,8 +221,27 @@ const URL_VALUE_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
 /// `false`; none has no spelling in a URL and is an error. A value of only
 /// dots still makes a `.` or `..` segment: the caller checks the rendered path.
 pub(crate) fn render_url_str(source: &str, ctx: &Value) -> Result<String, String> {
+    render_url_keeping(source, ctx, URL_VALUE_KEEPS)
+}
+
+/// What a value keeps in a check's URL: also `:`, `[` and `]`, so that a
+/// parameter the catalog means to hold a host and port (`db.internal:8080`,
+/// `[::1]:8080`) still can. What would end the host early (`/`, `?`, `#`, `@`)
+/// is encoded, so `{{ name }}.apps.internal` cannot become another host.
+const CHECK_URL_VALUE_KEEPS: &AsciiSet = &URL_VALUE_KEEPS.remove(b':').remove(b'[').remove(b']');
+
+/// [`render_url_str`] for an `http` check's URL (see [`CHECK_URL_VALUE_KEEPS`]).
+pub(crate) fn render_check_url_str(source: &str, ctx: &Value) -> Result<String, String> {
+    render_url_keeping(source, ctx, CHECK_URL_VALUE_KEEPS)
+}
+
+fn render_url_keeping(
+    source: &str,
+    ctx: &Value,
+    keeps: &'static AsciiSet,
+) -> Result<String, String> {
     let mut env = environment();
-    env.set_formatter(|out, _state, value| {
+    env.set_formatter(move |out, _state, value| {
         let text = match value.kind() {
             // `{{ x if y }}` without an else: nothing, as everywhere else.
             ValueKind::Undefined => return Ok(()),
@@ -238,10 +257,7 @@ pub(crate) fn render_url_str(source: &str, ctx: &Value) -> Result<String, String
                 None => value.to_string(),
             },
         };
-        write_output(
-            out,
-            &utf8_percent_encode(&text, URL_VALUE_KEEPS).to_string(),
-        )
+        write_output(out, &utf8_percent_encode(&text, keeps).to_string())
     });
     let template = env.template_from_str(source).map_err(|e| error_text(&e))?;
     render_capped(&template, ctx, MAX_RENDERED_TEXT_BYTES)
@@ -344,6 +360,44 @@ pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
 /// `is_ntfs_dotgit` and `is_hfs_dotgit` see it: `.git` in any case, with the
 /// trailing dots and spaces NTFS drops (and anything after a `:`, its stream
 /// separator), its 8.3 short name `git~1`, or with code points HFS+ ignores.
+/// Where Slipway commits its own files in the GitOps repository (the audit
+/// trail's checkpoint): no asset's output may be written there.
+pub const RESERVED_DIRECTORY: &str = "audit";
+
+/// A path an asset's file may be deployed at: a [`check_relative_path`] outside
+/// Slipway's own directory, and not one of git's control files, which would
+/// change how every reconciler's clone reads the repository (`.gitattributes`
+/// filters, `.gitmodules` fetching other repositories).
+pub(crate) fn check_deployable_path(path: &str) -> Result<(), String> {
+    let folded = |segment: &str| -> String {
+        segment
+            .chars()
+            .filter(|c| !is_default_ignorable(*c))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    if path
+        .split('/')
+        .next()
+        .is_some_and(|first| folded(first).trim_end_matches(['.', ' ']) == RESERVED_DIRECTORY)
+    {
+        return Err(format!(
+            "the path {path:?} is in {RESERVED_DIRECTORY}/, where Slipway keeps its own files"
+        ));
+    }
+    let control = [".gitattributes", ".gitmodules"];
+    if path.split('/').any(|segment| {
+        let name = folded(segment);
+        control.contains(&name.trim_end_matches(['.', ' ']))
+    }) {
+        return Err(format!(
+            "the path {path:?} names one of git's own files ({})",
+            control.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 fn names_git_directory(segment: &str) -> bool {
     let visible: String = segment
         .chars()
@@ -383,6 +437,30 @@ fn is_default_ignorable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request named `checkpoint` must not write over the audit trail's
+    /// checkpoint, nor a value make a reconciler's clone fetch submodules.
+    #[test]
+    fn deployed_paths_keep_out_of_slipways_directory_and_gits_files() {
+        for good in [
+            "dev/audit/x.yaml",
+            "auditing/x.yaml",
+            "dev/x.gitattributes.yaml",
+        ] {
+            assert_eq!(check_deployable_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "audit/checkpoint.json",
+            "Audit/x.yaml",
+            "audit./x.yaml",
+            "au\u{00AD}dit/x.yaml",
+            ".gitmodules",
+            "dev/.gitattributes",
+            "dev/.GitAttributes ",
+        ] {
+            assert!(check_deployable_path(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn paths_must_stay_inside_the_repository() {

@@ -100,6 +100,7 @@ impl ParamValidator {
             .map(|e| without_secret_value(&self.ty, &params, e))
             .collect();
         errors.extend(control_characters(&params));
+        errors.extend(undeclared_keys(&self.ty, &params));
         match self.name_of(&params) {
             Ok(_) => {}
             // A missing parameter is already reported as required; don't repeat it.
@@ -267,6 +268,31 @@ fn control_characters(params: &Value) -> Vec<FieldError> {
         .filter(|(_, value)| holds_one(value))
         .map(|(name, _)| FieldError::new(name, UNFIT_TEXT))
         .collect()
+}
+
+/// Parameters the type does not declare, refused whatever its schema says:
+/// they would be stored, rendered and shown without a field on any form.
+fn undeclared_keys(ty: &ResourceType, params: &Value) -> Vec<FieldError> {
+    let Value::Object(map) = params else {
+        return Vec::new();
+    };
+    map.keys()
+        .filter(|key| !ty.has_param(key))
+        .map(|key| FieldError::new(shown_key(key), NOT_A_PARAMETER))
+        .collect()
+}
+
+const NOT_A_PARAMETER: &str = "is not a parameter of this type";
+
+/// A key as an error names it: at most 64 characters, escaped when it holds a
+/// character no text may hold (a NUL, a direction mark).
+fn shown_key(key: &str) -> String {
+    let shown: String = key.chars().take(64).collect();
+    if shown.chars().any(unfit_in_text) {
+        shown.escape_default().to_string()
+    } else {
+        shown
+    }
 }
 
 /// A cleared form field arrives as null and means "not given".
@@ -440,7 +466,7 @@ fn describe(error: &ValidationError<'_>, ty: &ResourceType) -> Vec<FieldError> {
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
             .iter()
-            .map(|name| FieldError::new(name, "is not a parameter of this type"))
+            .map(|name| FieldError::new(shown_key(name), NOT_A_PARAMETER))
             .collect(),
         kind => {
             let text = match worded(kind) {

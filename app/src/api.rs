@@ -73,7 +73,9 @@ pub async fn login(
     next: Option<String>,
 ) -> Result<(), AppError> {
     let state = app_state()?;
-    let user = services::auth::login(
+    // The session carries the version of the password checked: one set
+    // meanwhile (`slipway user set-password`) leaves it signed out.
+    let signed_in = services::auth::sign_in(
         &state,
         &username,
         &password,
@@ -87,7 +89,7 @@ pub async fn login(
     let agent = parts
         .as_ref()
         .and_then(|p| slipway_server::http::user_agent(&p.headers));
-    slipway_server::http::start_user_session(&state, &session, &user, agent)
+    slipway_server::http::start_signed_in_session(&state, &session, &signed_in, agent)
         .await
         .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
     // Only paths on this site: an open redirect would let a link send people elsewhere.

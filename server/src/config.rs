@@ -1245,17 +1245,48 @@ fn redact_pair(pair: &str) -> String {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
+/// `postgres://user:secret@host/db?password=secret` →
+/// `postgres://user:***@host/db?password=***`: the URL's password and the query
+/// options a client reads a password from.
+pub fn redact_url(text: &str) -> String {
+    const SECRET_OPTIONS: [&str; 2] = ["password", "sslpassword"];
+    let Ok(mut url) = url::Url::parse(text) else {
+        return redact_unparsed(text);
+    };
+    if url.password().is_some() && url.set_password(Some("***")).is_err() {
+        return redact_unparsed(text);
+    }
+    let secret_query = url
+        .query_pairs()
+        .any(|(key, _)| SECRET_OPTIONS.contains(&key.as_ref()));
+    if secret_query {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if SECRET_OPTIONS.contains(&key.as_ref()) {
+                    "***".to_string()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    // The pairs' encoder writes `***` as `%2A%2A%2A`.
+    url.to_string().replace("%2A%2A%2A", "***")
+}
+
+/// A text no URL parser reads: whatever stands before the last `@` (after a
+/// scheme) goes, and so does any query.
+fn redact_unparsed(text: &str) -> String {
+    let without_query = text.split('?').next().unwrap_or_default();
+    match without_query.rfind('@') {
+        Some(at) => {
+            let start = without_query.find("://").map_or(0, |i| i + 3).min(at);
+            format!("{}***{}", &without_query[..start], &without_query[at..])
         }
-        _ => url.to_string(),
+        None => without_query.to_string(),
     }
 }
 
@@ -1956,6 +1987,36 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(
+            redact_url("sqlite://data/x.db?mode=rwc"),
+            "sqlite://data/x.db?mode=rwc"
+        );
+    }
+
+    /// sqlx also reads a password from the query, and a password may hold an `@`.
+    #[test]
+    fn a_password_in_the_query_or_holding_an_at_is_redacted_too() {
+        for (given, shown) in [
+            (
+                "postgres://slipway@db/slipway?password=hunter2&sslmode=require",
+                "postgres://slipway@db/slipway?password=***&sslmode=require",
+            ),
+            (
+                "postgres://u:p%40ss@db/x?sslpassword=hunter2",
+                "postgres://u:***@db/x?sslpassword=***",
+            ),
+            (
+                "postgres://u:hunter2@db/x?application_name=a@b",
+                "postgres://u:***@db/x?application_name=a@b",
+            ),
+            ("postgres://u:hun ter2@db/x", "postgres://u:***@db/x"),
+            ("not a url u:hunter2@db?password=hunter2", "***@db"),
+            ("postgres://u:hunter2@[::1/x", "postgres://***@[::1/x"),
+        ] {
+            let redacted = redact_url(given);
+            assert!(!redacted.contains("hunter2"), "{redacted}");
+            assert_eq!(redacted, shown, "{given}");
+        }
     }
 
     #[test]

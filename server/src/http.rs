@@ -31,7 +31,7 @@ use tracing::Instrument;
 use crate::services::{CallMeta, Caller, Channel, ServiceError};
 use crate::state::AppState;
 use crate::storage::now_millis;
-use crate::storage::sessions::{DbSessionStore, USER_AGENT_KEY, USER_KEY};
+use crate::storage::sessions::{CREDENTIAL_KEY, DbSessionStore, USER_AGENT_KEY, USER_KEY};
 
 /// The session cookie's name; with Secure cookies it takes the `__Host-` prefix, so
 /// the browser only accepts it from this host, over TLS, for the whole site.
@@ -115,10 +115,58 @@ fn is_event_stream(request: &Request) -> bool {
 
 /// Puts a freshly authenticated user into the session: a new session id (a session
 /// fixed before sign-in is worthless after it), the user, and the browser it is.
+/// The session is bound to the account's password as it is now (see
+/// [`start_signed_in_session`], which binds it to the one the sign-in checked).
 pub async fn start_user_session(
     state: &AppState,
     session: &Session,
     user: &UserView,
+    user_agent: Option<&str>,
+) -> Result<(), tower_sessions::session::Error> {
+    let store_error = |error: crate::storage::StorageError| {
+        tower_sessions::session::Error::Store(tower_sessions::session_store::Error::Backend(
+            error.to_string(),
+        ))
+    };
+    let mut conn = state
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| store_error(e.into()))?;
+    let version = crate::storage::users::credential_version(&mut conn, user.id)
+        .await
+        .map_err(store_error)?
+        .unwrap_or_default();
+    drop(conn);
+    start_session(state, session, user, version, user_agent).await
+}
+
+/// [`start_user_session`] for a password sign-in: the session keeps the version
+/// of the password the sign-in checked, so a `slipway user set-password` that
+/// ended the account's sessions while this sign-in was under way (after it read
+/// the old password) leaves this one signing no one in either.
+pub async fn start_signed_in_session(
+    state: &AppState,
+    session: &Session,
+    signed_in: &crate::services::auth::SignedIn,
+    user_agent: Option<&str>,
+) -> Result<(), tower_sessions::session::Error> {
+    start_session(
+        state,
+        session,
+        &signed_in.user,
+        signed_in.credential_version,
+        user_agent,
+    )
+    .await
+}
+
+async fn start_session(
+    state: &AppState,
+    session: &Session,
+    user: &UserView,
+    credential_version: i64,
     user_agent: Option<&str>,
 ) -> Result<(), tower_sessions::session::Error> {
     forget_another_persons_data(session, user).await?;
@@ -127,6 +175,7 @@ pub async fn start_user_session(
     // idle timeout applies.
     session.set_expiry(Some(signed_in_expiry(state)));
     session.insert(USER_KEY, user.id.0).await?;
+    session.insert(CREDENTIAL_KEY, credential_version).await?;
     session.insert(SEEN_KEY, now_millis()).await?;
     if let Some(agent) = user_agent {
         session.insert(USER_AGENT_KEY, agent).await?;

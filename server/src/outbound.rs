@@ -59,13 +59,26 @@ pub struct OutboundResponse {
     pub url: Url,
 }
 
+/// Well inside a call's time: a lookup or a connect that hangs must end as a
+/// connect error (nothing sent), not as the call's timeout (maybe sent).
+fn connect_budget(call: Duration) -> Duration {
+    (call / 3).min(Duration::from_secs(10))
+}
+
 impl Outbound {
     pub fn new(allowed: AllowedHosts) -> Outbound {
         Outbound { allowed }
     }
 
-    /// The addresses to connect to for `host:port`, or why not.
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
+    /// The addresses to connect to for `host:port`, or why not; a resolver
+    /// that has not answered `within` is unreachable (the lookup runs before
+    /// any connect or request timeout starts).
+    pub async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        within: Duration,
+    ) -> Result<Vec<SocketAddr>, OutboundError> {
         if !self.allowed.allows(host, port) {
             // The list names internal hosts: it goes to the server's log, where
             // the platform team looks, not into a check result every viewer of
@@ -76,10 +89,18 @@ impl Outbound {
             )));
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|e| OutboundError::Unreachable(format!("cannot resolve {host}: {e}")))?
-            .collect();
+        let addresses: Vec<SocketAddr> =
+            match tokio::time::timeout(within, tokio::net::lookup_host((bare, port))).await {
+                Ok(found) => found
+                    .map_err(|e| OutboundError::Unreachable(format!("cannot resolve {host}: {e}")))?
+                    .collect(),
+                Err(_) => {
+                    return Err(OutboundError::Unreachable(format!(
+                        "cannot resolve {host}: no answer from the resolver within {} s",
+                        within.as_secs_f32()
+                    )));
+                }
+            };
         if let Some(refused) = addresses
             .iter()
             .find(|a| !self.allowed.allows_address(a.ip()))
@@ -105,14 +126,14 @@ impl Outbound {
     ) -> Result<OutboundResponse, OutboundError> {
         let url = parse_url(request.url)?;
         let (host, port) = host_and_port(&url)?;
-        let addresses = self.resolve(&host, port).await?;
+        let addresses = self
+            .resolve(&host, port, connect_budget(request.timeout))
+            .await?;
         let mut client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(request.timeout)
-            // Well inside the whole call's time: a connect that hangs must end as
-            // a connect error (nothing sent), not as the call's timeout (maybe sent).
-            .connect_timeout((request.timeout / 3).min(std::time::Duration::from_secs(10)));
+            .connect_timeout(connect_budget(request.timeout));
         if let Some(url::Host::Domain(domain)) = url.host() {
             // Connect to exactly what was checked, not to a second lookup's answer.
             client = client.resolve_to_addrs(domain, &addresses);

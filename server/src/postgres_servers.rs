@@ -86,6 +86,20 @@ impl PostgresServer {
         };
         let options = PgConnectOptions::from_str(text.trim())
             .map_err(|_| "is not a connection URL that PostgreSQL clients accept".to_string())?;
+        // libpq and sqlx read more in the query (`host`, `user`, `password`, …),
+        // which would point a check and a command at different servers.
+        if let Some((key, _)) = url
+            .query_pairs()
+            .find(|(key, _)| !LIBPQ_OPTIONS.iter().any(|(name, _)| name == key))
+        {
+            let taken: Vec<&str> = LIBPQ_OPTIONS.iter().map(|(name, _)| *name).collect();
+            return Err(format!(
+                "has the option {:?}, which is not taken here: give the host, port, user, \
+                 password and database in the URL itself; the options taken are {}",
+                key.chars().take(40).collect::<String>(),
+                taken.join(", ")
+            ));
+        }
         let libpq_options = url
             .query_pairs()
             .filter_map(|(key, value)| {
@@ -195,6 +209,17 @@ mod tests {
             ("x=mysql://root:hunter22@h", "must start with postgres://"),
             ("x=postgres://:hunter22@h/db", "names no user"),
             ("x=not a url hunter22", "is not a URL"),
+            // Where a check and a psql would go apart: libpq reads only the
+            // variables, sqlx also the query.
+            ("x=postgres://a@h/db?host=b", "has the option \"host\""),
+            (
+                "x=postgres://a@h/db?password=hunter22",
+                "has the option \"password\"",
+            ),
+            (
+                "x=postgres://a@h/db?sslmode=require&user=b",
+                "has the option \"user\"",
+            ),
         ] {
             let error = parse_servers(&[given.to_string()]).expect_err(given);
             assert!(error.contains(expected), "{given}: {error}");

@@ -751,6 +751,21 @@ async fn actions_are_held_to_their_types_quota(app: &TestApp) -> TestResult {
             .any(|e| e.message.contains("already taken by request #")),
         "the team's own people are told: {own:?}"
     );
+
+    // Three namespaces fill payments' dev; a pre-check that names a request of
+    // another type as the one revised does not take it out of the count.
+    namespace_with_cpu(app, "dev", "epsilon", json!(1)).await?;
+    let database = common::postgres_params("ledger", "dev", 20);
+    let other_type =
+        requests::submit(state, &alice, &common::draft("postgres-database", database)).await?;
+    let fourth = new_one(1);
+    for revised in [None, Some(other_type)] {
+        let report = requests::precheck(state, &alice, "k8s-namespace", &fourth, revised).await?;
+        assert!(
+            failing_quota(&report).is_some_and(|q| q.contains("3 of 3")),
+            "{revised:?}: {report:?}"
+        );
+    }
     Ok(())
 }
 

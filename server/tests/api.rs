@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{ReviewDecision, Role, TokenRequest, TokenScope};
-use slipway_server::services::{ServiceError, tokens};
+use slipway_server::services::{CallMeta, ServiceError, auth, tokens};
 
 on_both_engines!(
     tokens_authenticate_and_stop_at_once,
@@ -33,6 +33,7 @@ on_both_engines!(
     a_secret_never_comes_back_through_the_api,
     the_command_line_client_submits_and_reads,
     tokens_are_made_and_revoked_through_the_api,
+    a_token_revoked_or_an_account_disabled_mid_call_mints_nothing,
     asset_history_shows_client_and_trace_only_to_audit_readers,
     day_two_actions_through_the_api,
     a_disabled_account_acts_nowhere,
@@ -1609,6 +1610,74 @@ async fn tokens_are_made_and_revoked_through_the_api(app: &TestApp) -> TestResul
     .await?;
     // The child, the grandchild, and the "replayed" token made above.
     assert_eq!(detail, "with the 3 tokens made with it");
+    Ok(())
+}
+
+/// A leaked token let in before its revocation cannot mint a spare after it:
+/// the token it calls with is checked again in the transaction that would make
+/// the new one (before, the child was made, and the revocation had already
+/// followed the chain). A child that got in all the same (a row inserted
+/// meanwhile) never works: a token whose maker ended is refused. And a call let
+/// in before its account was disabled makes no token either.
+async fn a_token_revoked_or_an_account_disabled_mid_call_mints_nothing(
+    app: &TestApp,
+) -> TestResult {
+    use sha2::Digest as _;
+    let alice = app.user("alice").await?;
+    let spare = |name: &str| TokenRequest {
+        name: name.into(),
+        scopes: vec![TokenScope::Admin],
+        expires_in_days: Some(30),
+    };
+    let leaked = tokens::create(&app.state, &alice, &spare("leaked")).await?;
+    let let_in = tokens::authenticate(&app.state, &leaked.secret, CallMeta::default()).await?;
+    tokens::revoke(&app.state, &alice, leaked.token.id).await?;
+    refused!(app, tokens::create(&app.state, &let_in, &spare("spare")),
+        ServiceError::Forbidden(m) => assert!(m.contains("was revoked"), "{m}"));
+    let live_children: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_tokens WHERE parent_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(leaked.token.id)
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(live_children, 0);
+
+    // A live child of a revoked token (as the race left them) is refused.
+    let secret = format!("{}{}", tokens::SECRET_PREFIX, "C".repeat(40));
+    sqlx::query(
+        "INSERT INTO api_tokens (user_id, name, prefix, secret_hash, scopes, created_at, \
+         expires_at, parent_id) VALUES ($1, 'slipped in', 'slw_CCCC', $2, 'admin', $3, $4, $5)",
+    )
+    .bind(alice.id.0)
+    .bind(hex::encode(sha2::Sha256::digest(secret.as_bytes())))
+    .bind(slipway_server::storage::now_millis())
+    .bind(slipway_server::storage::now_millis() + 86_400_000)
+    .bind(leaked.token.id)
+    .execute(&app.state.db.pool)
+    .await?;
+    let slipped = tokens::authenticate(&app.state, &secret, CallMeta::default()).await;
+    assert!(
+        matches!(slipped, Err(ServiceError::Unauthenticated)),
+        "{:?}",
+        slipped.map(|c| c.token_id)
+    );
+
+    // Disabled: neither its token nor its session let in before makes a token.
+    let bob = app.user("bob").await?;
+    let bobs = tokens::create(&app.state, &bob, &spare("bob's")).await?;
+    let bob_api = tokens::authenticate(&app.state, &bobs.secret, CallMeta::default()).await?;
+    auth::set_disabled(&app.state, "bob", true).await?;
+    for caller in [&bob, &bob_api] {
+        refused!(app, tokens::create(&app.state, caller, &spare("after")),
+            ServiceError::Forbidden(m) => assert!(m.contains("disabled"), "{m}"));
+    }
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(bob.id.0)
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(live, 0);
     Ok(())
 }
 

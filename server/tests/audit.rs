@@ -39,6 +39,7 @@ on_both_engines!(
     list_filters_and_pages,
     portal_pages_go_both_ways_and_filter_by_day,
     every_token_call_is_audited,
+    an_export_stops_once_its_token_or_role_is_gone,
     acts_of_rules_keep_the_door_address_and_trace_of_the_call,
     events_appended_together_keep_their_order_and_every_field,
 );
@@ -811,6 +812,86 @@ async fn portal_pages_go_both_ways_and_filter_by_day(app: &TestApp) -> TestResul
     Ok(())
 }
 
+/// A long export asks again before each batch whether its caller still
+/// stands: revoking the token it came with, or taking the audit log's role
+/// away, cuts it off at the next batch (before, it streamed the whole log).
+async fn an_export_stops_once_its_token_or_role_is_gone(app: &TestApp) -> TestResult {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use futures_util::StreamExt as _;
+    use tower::ServiceExt as _;
+    // More than two batches of 500.
+    let origin = Origin {
+        channel: "system".into(),
+        ..Origin::default()
+    };
+    let mut tx = app.state.db.write().await?;
+    for i in 0..1200 {
+        storage::audit::append(
+            &mut tx,
+            app.engine,
+            &NewEvent {
+                origin: &origin,
+                actor_id: None,
+                actor: "tester",
+                action: "test.exported",
+                target_kind: "test",
+                target_id: i.to_string(),
+                before: None,
+                after: None,
+                detail: String::new(),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    let carol = app.user("carol").await?;
+    let all = app.count("audit_events").await?;
+    for cut_off in ["revoked", "role taken away"] {
+        let made = tokens::create(
+            &app.state,
+            &carol,
+            &TokenRequest {
+                name: format!("export {cut_off}"),
+                scopes: vec![TokenScope::Read],
+                expires_in_days: Some(1),
+            },
+        )
+        .await?;
+        let router = slipway_server::cli::router(&app.state, axum::Router::new());
+        let request = Request::get("/api/v1/audit/export")
+            .header(header::HOST, "slipway.test")
+            .header(header::AUTHORIZATION, format!("Bearer {}", made.secret))
+            .body(Body::empty())?;
+        let response = router.oneshot(request).await?;
+        assert_eq!(response.status(), StatusCode::OK, "{cut_off}");
+        let mut body = response.into_body().into_data_stream();
+        let lines = |bytes: &[u8]| bytes.iter().filter(|b| **b == b'\n').count();
+        let first = body.next().await.ok_or("no first batch")??;
+        assert_eq!(lines(&first), 500, "{cut_off}");
+        match cut_off {
+            "revoked" => tokens::revoke(&app.state, &carol, made.token.id).await?,
+            _ => {
+                app.exec("UPDATE users SET roles = 'requester' WHERE username = 'carol'")
+                    .await?;
+            }
+        }
+        let (mut more, mut stopped) = (0, false);
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(bytes) => more += lines(&bytes),
+                Err(_) => {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        assert!(stopped, "{cut_off}: the export ran to its end");
+        assert_eq!(more, 0, "{cut_off}: {more} more of {all} events sent");
+    }
+    Ok(())
+}
+
 /// actor, detail, channel, trace id, token id of a `token.used` event.
 type UseRow = (String, String, Option<String>, Option<String>, Option<i64>);
 
@@ -1060,9 +1141,9 @@ async fn acts_of_rules_keep_the_door_address_and_trace_of_the_call(app: &TestApp
         client_addr: Some("203.0.113.7".into()),
         channel_user: None,
     };
-    let refused = auth::login_from(&app.state, "alice", "wrong", Channel::Portal, &meta).await;
+    let refused = auth::login(&app.state, "alice", "wrong", Channel::Portal, &meta).await;
     assert!(refused.is_err());
-    let refused = auth::login_from(&app.state, "nobody", "wrong", Channel::Api, &meta).await;
+    let refused = auth::login(&app.state, "nobody", "wrong", Channel::Api, &meta).await;
     assert!(refused.is_err());
     assert_eq!(
         origin_of(app, "user.sign_in_failed").await?,

@@ -392,7 +392,7 @@ async fn hostile_targets(engine: Engine) -> TestResult {
     assert_eq!(run.state, RequestState::Failed);
     assert!(
         run.reason.starts_with(
-            r#"acceptance checks: checks[1].url: "http://a b/health/blank" is not a URL"#
+            r#"acceptance checks: checks[1].url: "http://a%20b/health/blank" names a host with an encoded character"#
         ),
         "{}",
         run.reason

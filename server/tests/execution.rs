@@ -252,6 +252,8 @@ fn report_catalog() -> TestResult<tempfile::TempDir> {
         dir.path().join("types/shredder.yaml"),
         REPORT_TYPE
             .replace("name: report\n", "name: shredder\n")
+            // A file is one asset's: the shredder's own directory.
+            .replace("reports/", "shredded/")
             .replace("PROGRAM", "shred"),
     )?;
     std::fs::create_dir_all(dir.path().join("templates/report"))?;

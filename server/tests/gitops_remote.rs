@@ -577,3 +577,44 @@ async fn credentials_from_the_settings_open_an_http_remote_and_never_show() -> T
     assert_eq!(server.log("secured.git", "main")?.len(), 1);
     Ok(())
 }
+
+/// A remote that redirects to another host never gets the credentials sent
+/// there: not by a push, a fetch, nor a look at its head (libgit2 follows an
+/// off-site redirect on a connection's first request unless told not to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_that_redirects_elsewhere_is_not_followed_with_the_credentials() -> TestResult {
+    const TOKEN: &str = "tok-8d1e-canary-token";
+    let elsewhere = http_git::HttpGit::start("slipway", TOKEN).await?;
+    elsewhere.create_repo("taken.git", "main")?;
+    let target = format!("http://localhost:{}", elsewhere.port());
+    let (redirecting, _server) = http_git::redirector(target).await?;
+    let url = format!("{redirecting}/taken.git");
+    let dir = tempfile::tempdir()?;
+    let settings = with_credentials(&url, "slipway", TOKEN);
+    let applied = apply_on(
+        settings.clone(),
+        &dir.path().join("local.git"),
+        vec![file("prod/a.yaml", "a: 1\n")],
+    )
+    .await?;
+    let error = applied.err().ok_or("a redirected remote is refused")?;
+    assert!(matches!(error, GitOpsError::Remote { .. }), "{error:?}");
+    let path = dir.path().join("local.git");
+    let looked = tokio::task::spawn_blocking(move || {
+        GitOpsRepo::open_with(&path, &settings).and_then(|repo| repo.read_published("prod/a.yaml"))
+    })
+    .await?;
+    assert!(looked.is_err(), "the look at the head is refused too");
+    assert_eq!(
+        elsewhere
+            .authorized
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the other host was never sent the credentials"
+    );
+    assert!(
+        elsewhere.log("taken.git", "main").is_err(),
+        "nothing landed there"
+    );
+    Ok(())
+}

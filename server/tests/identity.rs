@@ -1558,6 +1558,76 @@ async fn an_administrator_sets_a_password_and_the_accounts_sessions_end(
     Ok(())
 }
 
+on_both_engines!(a_sign_in_under_way_when_the_password_is_set_signs_no_one_in);
+
+/// Starts a browser session from a sign-in, stores it as the end of the
+/// response would, and answers who a later request of that browser is.
+async fn session_user(
+    app: &TestApp,
+    store: &Arc<slipway_server::storage::sessions::DbSessionStore>,
+    signed_in: Option<&auth::SignedIn>,
+    user: &UserView,
+) -> TestResult<Option<i64>> {
+    use slipway_server::storage::sessions::USER_KEY;
+    use tower_sessions::Session;
+    let session = Session::new(None, store.clone(), None);
+    match signed_in {
+        Some(signed_in) => {
+            slipway_server::http::start_signed_in_session(&app.state, &session, signed_in, None)
+                .await?
+        }
+        None => slipway_server::http::start_user_session(&app.state, &session, user, None).await?,
+    }
+    session.save().await?;
+    let id = session.id().ok_or("the session was stored")?;
+    let later = Session::new(Some(id), store.clone(), None);
+    Ok(later.get::<i64>(USER_KEY).await?)
+}
+
+/// A sign-in that read the old password before `slipway user set-password`
+/// changed it, and stores its session after that command ended the account's
+/// sessions, signs no one in: the session keeps the version of the password
+/// its sign-in checked. Sign-ins with the new password work.
+async fn a_sign_in_under_way_when_the_password_is_set_signs_no_one_in(app: &TestApp) -> TestResult {
+    use slipway_server::storage::sessions::DbSessionStore;
+    let store = Arc::new(DbSessionStore::new(
+        &app.state.db,
+        Duration::from_secs(3600),
+    ));
+    let meta = CallMeta::default();
+    let read = auth::sign_in(&app.state, "alice", "alice-demo-pw", Channel::Portal, &meta).await?;
+    assert_eq!(
+        session_user(app, &store, Some(&read), &read.user).await?,
+        Some(read.user.id.0),
+        "a session from a sign-in signs in"
+    );
+    let ended = auth::set_password(&app.state, "alice", "a brand new password").await?;
+    assert_eq!(ended, 1);
+    assert_eq!(
+        session_user(app, &store, Some(&read), &read.user).await?,
+        None,
+        "a sign-in that checked the old password signs no one in"
+    );
+    let now = auth::sign_in(
+        &app.state,
+        "alice",
+        "a brand new password",
+        Channel::Portal,
+        &meta,
+    )
+    .await?;
+    assert_eq!(
+        session_user(app, &store, Some(&now), &now.user).await?,
+        Some(now.user.id.0)
+    );
+    // Single sign-on starts sessions bound to the account as it is.
+    assert_eq!(
+        session_user(app, &store, None, &now.user).await?,
+        Some(now.user.id.0)
+    );
+    Ok(())
+}
+
 on_both_engines!(
     guesses_sent_at_once_get_no_more_tries_than_one_by_one,
     an_ipv6_host_counts_as_its_whole_64

@@ -649,6 +649,21 @@ async fn a_generated_password_opens_the_new_database_once(
     }
     let unknown = secrets::reveal_once(state, &alice, id, "root_password").await;
     assert!(matches!(unknown, Err(ServiceError::NotFound(_))));
+    // The credential is the team's: a requester who has since left the team
+    // does not take it along (shown once, nobody in the team could get it).
+    app.exec("UPDATE users SET teams = 'search' WHERE username = 'alice'")
+        .await?;
+    let left = app.user("alice").await?;
+    let refused = secrets::reveal_once(state, &left, id, "owner_password").await;
+    assert!(
+        matches!(&refused, Err(ServiceError::Forbidden(m))
+            if m.contains("no longer belongs to team payments") && m.contains("rotate the credential")),
+        "{:?}",
+        refused.as_ref().map(|r| r.title.clone())
+    );
+    app.exec("UPDATE users SET teams = 'payments' WHERE username = 'alice'")
+        .await?;
+    let alice = app.user("alice").await?;
     let revealed = secrets::reveal_once(state, &alice, id, "owner_password").await?;
     let password = revealed.value;
     assert_eq!(password.len(), 32);

@@ -424,6 +424,7 @@ fn load_parameters(
     fe: &mut FileErrors<'_>,
 ) -> serde_json::Value {
     let mut problems: Vec<SchemaProblem> = Vec::new();
+    super::keywords::check_keywords(&parameters, "", &mut problems);
     schema::check_secrets(&parameters, &mut problems);
     schema::resolve_dictionaries(&mut parameters, &catalog.dictionaries, "", &mut problems);
     schema::check_form_shape(&parameters, &mut problems);
@@ -693,7 +694,12 @@ fn lookup_key_problem(ty: &ResourceType, param: &str) -> Option<String> {
         return Some(plain_name_rule(param));
     }
     match schema::property_type(&ty.parameters, param) {
-        Some("string" | "integer") => None,
+        Some("integer") => None,
+        Some("string") if schema::is_shaped(&ty.parameters, param) => None,
+        Some("string") => Some(format!(
+            "parameter {param:?} is free text: `Payments`, `payments` and `payments ` would be \
+             three scopes (or miss a match); give it choices (`enum` or `x-dictionary`) or a `pattern`"
+        )),
         other => Some(format!(
             "parameter {param:?} of type {:?} cannot be matched on; use a string or integer parameter",
             other.unwrap_or("unknown")

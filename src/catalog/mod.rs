@@ -3,6 +3,7 @@
 
 mod fields;
 mod file;
+mod keywords;
 mod loader;
 mod lookup;
 mod pipeline;
@@ -361,6 +362,15 @@ impl ResourceType {
             .get("properties")
             .and_then(|p| p.get(name))
             .is_some()
+    }
+
+    /// Whether a step commits its files to the GitOps repository: only then
+    /// do its assets hold paths there (a pipeline's or a command's files are
+    /// handed to a program, never deployed).
+    pub fn commits_to_gitops(&self) -> bool {
+        self.execute
+            .iter()
+            .any(|step| matches!(step, ExecutionStep::Gitops { .. }))
     }
 }
 

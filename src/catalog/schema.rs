@@ -158,6 +158,20 @@ pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>
         ));
         return;
     };
+    // A request gives only declared parameters (the validator refuses others):
+    // a schema that welcomes more promises what no form shows.
+    for key in [
+        "additionalProperties",
+        "patternProperties",
+        "unevaluatedProperties",
+    ] {
+        if schema.get(key).is_some_and(|v| v != &Value::Bool(false)) {
+            problems.push(problem(
+                key.into(),
+                "a request gives only the parameters under `properties`: leave this out or set it to false",
+            ));
+        }
+    }
     for (name, property) in properties {
         let at = format!("properties.{name}");
         let kind = property.get("type").and_then(Value::as_str);
@@ -179,6 +193,19 @@ pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>
 /// The JSON type a top-level property declares, if any.
 pub(super) fn property_type<'a>(schema: &'a Value, name: &str) -> Option<&'a str> {
     schema.get("properties")?.get(name)?.get("type")?.as_str()
+}
+
+/// Whether a top-level property's values are held to a shape (choices or a
+/// pattern), so that one value is written one way.
+pub(super) fn is_shaped(schema: &Value, name: &str) -> bool {
+    schema
+        .get("properties")
+        .and_then(|p| p.get(name))
+        .is_some_and(|p| {
+            ["enum", "const", "pattern", "x-dictionary"]
+                .iter()
+                .any(|k| p.get(k).is_some())
+        })
 }
 
 /// The top-level properties marked `x-secret: true`.

@@ -278,6 +278,30 @@ fn error_display_omits_empty_path() {
     assert_eq!(all.to_string().lines().count(), 2);
 }
 
+/// A quota's scope compared as text must be written one way, or every
+/// spelling of a team would be a scope of its own.
+#[test]
+fn a_free_text_scope_or_match_is_refused_and_a_shaped_one_taken() {
+    let free = minimal_type("quota:\n  - { per: [region], max_count: 2 }\n")
+        .replace(
+            "    team: { type: string, x-dictionary: teams }",
+            "    team: { type: string, x-dictionary: teams }\n    region: { type: string }",
+        )
+        .replace("required: [name]", "required: [name, region]");
+    let f = "types/widget.yaml";
+    let errors = triples(&errors_of(&with_file(f, &free)));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].1, "quota[0].per[0]");
+    assert!(errors[0].2.contains("is free text"), "{errors:?}");
+    let patterned = free.replace(
+        "region: { type: string }",
+        "region: { type: string, pattern: \"^[a-z]+$\" }",
+    );
+    if let Err(errors) = Catalog::from_files(&with_file(f, &patterned)) {
+        panic!("{errors}");
+    }
+}
+
 #[test]
 fn semantic_errors_are_all_collected() {
     let broken = with_team_required(&minimal_type(
@@ -1567,6 +1591,33 @@ fn a_type_version_follows_its_file_and_the_templates_it_uses() {
         Some(version_of(&with_file("templates/unused.j2", "x"), ns)),
         version
     );
+}
+
+/// A type's version hashes only the templates its outputs name, which holds
+/// because a template cannot take in another: the engine is built without
+/// `include`, `import` and `extends`, and a catalog using them does not load.
+#[test]
+fn a_template_cannot_take_in_another() {
+    let template = "templates/k8s-namespace/namespace.yaml.j2";
+    for tag in [
+        "{% include 'common/labels.j2' %}",
+        "{% import 'common/labels.j2' as labels %}",
+        "{% from 'common/labels.j2' import team %}",
+        "{% extends 'common/labels.j2' %}",
+    ] {
+        let mut files = with_file(template, &(shipped_text(template) + tag + "\n"));
+        files.push(SourceFile {
+            path: "templates/common/labels.j2".into(),
+            content: "# labels\n".into(),
+        });
+        let errors = errors_of(&files);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.file == template && e.message.contains("unknown statement")),
+            "{tag}: {errors:?}"
+        );
+    }
 }
 
 #[test]

@@ -440,7 +440,10 @@ fn a_generated_secret_is_shown_only_to_its_requester_once_completed() {
         for role in Role::ALL {
             for rel in RELS {
                 for state in RequestState::ALL {
-                    let want = matches!(rel, Rel::OwnInTeam | Rel::OwnOutsideTeam)
+                    // A requester who left the team no longer gets it (an
+                    // admin acts for every team).
+                    let want = (rel == Rel::OwnInTeam
+                        || (rel == Rel::OwnOutsideTeam && role == Role::Admin))
                         && state == S::Completed;
                     let got = may_reveal_secret(
                         &person(role, rel),
@@ -451,6 +454,28 @@ fn a_generated_secret_is_shown_only_to_its_requester_once_completed() {
             }
         }
     }
+}
+
+#[test]
+fn a_requester_who_left_the_team_is_told_the_team_should_rotate_the_credential() {
+    let request = request_approved_by(S::Completed, Rel::OwnOutsideTeam, Role::Reviewer);
+    let left = person(Role::Requester, Rel::OwnOutsideTeam);
+    let refused = may_reveal_secret(&left, &request)
+        .err()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let team = request.team.unwrap_or_default();
+    assert!(
+        refused.contains(&format!("no longer belongs to team {team}"))
+            && refused.contains("rotate the credential"),
+        "{refused}"
+    );
+    // Back in the team, it is theirs to see.
+    let back = UserView {
+        teams: vec![team.to_string()],
+        ..left
+    };
+    assert!(may_reveal_secret(&back, &request).is_ok());
 }
 
 #[test]

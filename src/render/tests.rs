@@ -450,14 +450,14 @@ fn checks_of_every_kind_render_and_a_broken_rendering_names_its_field() {
     for (kind, what, says) in [
         (
             CheckKind::Http {
-                url: "{{ name }}".into(),
+                url: "https://{{ name }}.example.com/".into(),
                 status: 200,
                 body_contains: None,
                 body_matches: None,
                 deadline_seconds: 5,
             },
             "checks[0].url",
-            r#""a b" is not a URL: it holds white space"#,
+            r#""https://a%20b.example.com/" names a host with an encoded character"#,
         ),
         (
             CheckKind::Http {
@@ -492,6 +492,43 @@ fn checks_of_every_kind_render_and_a_broken_rendering_names_its_field() {
             }
         }
     }
+    // A value cannot move an HTTP check to another host the outbound rule
+    // allows: it is encoded, and a host holding it is refused.
+    t.checks = vec![CheckSpec {
+        kind: CheckKind::Http {
+            url: "https://{{ name }}.apps.internal/healthz".into(),
+            status: 200,
+            body_contains: None,
+            body_matches: None,
+            deadline_seconds: 5,
+        },
+        description: None,
+    }];
+    for name in [
+        "grafana.internal/api/health#",
+        "grafana.internal?",
+        "x@grafana.internal:443/",
+    ] {
+        let params = json!({"name": name, "team": "payments", "environment": "prod"});
+        match checks(&t, &params, "x") {
+            Ok(c) => panic!("{name}: rendered {c:?}"),
+            Err(e) => assert!(e.message.contains("encoded character"), "{name}: {e}"),
+        }
+    }
+    // In the path a value stays inside its segment.
+    t.checks[0].kind = CheckKind::Http {
+        url: "https://status.internal/{{ name }}".into(),
+        status: 200,
+        body_contains: None,
+        body_matches: None,
+        deadline_seconds: 5,
+    };
+    let params = json!({"name": "a/../admin?x", "team": "payments", "environment": "prod"});
+    let rendered = checks(&t, &params, "x").map_err(|e| e.to_string());
+    assert_eq!(
+        rendered.map(|c| c[0].kind.target()),
+        Ok("https://status.internal/a%2F..%2Fadmin%3Fx".to_string())
+    );
     // A command check's argument from a parameter is never read as an option.
     t.checks = vec![CheckSpec {
         kind: CheckKind::Command {

@@ -98,6 +98,42 @@ fn missing_and_unknown_parameters() {
     assert_eq!(errors.len(), 2, "{errors:?}");
 }
 
+/// A type whose schema leaves `additionalProperties` out still takes only the
+/// parameters it declares: a key with a NUL would otherwise skip the name's
+/// pre-check and reach PostgreSQL's jsonb, which cannot hold it.
+#[test]
+fn undeclared_keys_are_refused_whatever_the_schema_allows() {
+    let mut open = ty("postgres-database");
+    if let Some(map) = open.parameters.as_object_mut() {
+        map.remove("additionalProperties");
+    }
+    let v = match ParamValidator::new(&open) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    };
+    let params = set(
+        set(pg_params(), "\u{0}x", json!("1")),
+        "colour",
+        json!("blue"),
+    );
+    let errors = v.check(&params);
+    assert_eq!(
+        errors,
+        vec![
+            FieldError::new("\\u{0}x", "is not a parameter of this type"),
+            FieldError::new("colour", "is not a parameter of this type"),
+        ]
+    );
+    // With the schema's own refusal too, each key is named once, escaped alike.
+    let errors = validator("postgres-database").check(&set(pg_params(), "a\u{202E}b", json!(1)));
+    assert_eq!(
+        errors,
+        vec![FieldError::new(
+            "a\\u{202e}b",
+            "is not a parameter of this type"
+        )]
+    );
+}
 #[test]
 fn nulls_count_as_absent() {
     let v = validator("postgres-database");

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::extract::{ApiQuery, problem};
 use super::paging::{Page, PageParams};
 use super::problem::{ApiError, Problem};
-use crate::services::{Caller, audit};
+use crate::services::{Caller, ServiceError, audit, tokens};
 use crate::state::AppState;
 use crate::storage::Window;
 
@@ -144,28 +144,46 @@ async fn export_events(
     let first = audit::list(&state, &caller, &filter, Window::first(EXPORT_BATCH))
         .await
         .map_err(|e| problem(&caller, e))?;
-    let stream = futures_util::stream::unfold(Some(first), move |page| {
+    // Each later batch is read only when the client takes it, and only after
+    // the caller is found standing again: a token revoked, an account disabled
+    // or an auditor role taken away while the export runs stops it at the next
+    // batch (the answer is cut off: the client sees an incomplete body, not a
+    // short log that looks whole).
+    let stream = futures_util::stream::unfold(Some(Batch::Read(first)), move |batch| {
         let (state, caller, filter) = (state.clone(), caller.clone(), filter.clone());
         async move {
-            let page = page?;
-            let lines = to_lines(&page.items);
-            let next = match page.next_before {
-                Some(before) => {
+            let page = match batch? {
+                Batch::Read(page) => page,
+                Batch::Before(before) => {
                     let window = Window {
                         before: Some(before),
                         limit: EXPORT_BATCH,
                     };
-                    match audit::list(&state, &caller, &filter, window).await {
-                        Ok(next) => Some(next),
+                    let next = async {
+                        let caller = tokens::still_standing(&state, &caller).await?;
+                        audit::list(&state, &caller, &filter, window).await
+                    };
+                    match next.await {
+                        Ok(page) => page,
                         Err(error) => {
-                            tracing::error!(%error, "audit export stopped early");
+                            if matches!(
+                                error,
+                                ServiceError::Unauthenticated | ServiceError::Forbidden(_)
+                            ) {
+                                tracing::info!(%error, user = %caller.username, "audit export cut off: the caller no longer stands");
+                            } else {
+                                tracing::error!(%error, "audit export stopped early");
+                            }
                             return Some((Err(std::io::Error::other(error.to_string())), None));
                         }
                     }
                 }
-                None => None,
             };
-            Some((Ok::<_, std::io::Error>(lines), next))
+            let lines = to_lines(&page.items);
+            Some((
+                Ok::<_, std::io::Error>(lines),
+                page.next_before.map(Batch::Before),
+            ))
         }
     });
     let mut response = Body::from_stream(stream).into_response();
@@ -174,6 +192,13 @@ async fn export_events(
         HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(response)
+}
+
+/// Where an export stands: a batch read and not yet sent, or the point the next
+/// batch starts before.
+enum Batch {
+    Read(crate::services::Paged<AuditEntry>),
+    Before(i64),
 }
 
 fn to_lines(events: &[AuditEntry]) -> String {

@@ -83,7 +83,7 @@ pub(super) async fn tcp(
     let mut tries = 0;
     loop {
         tries += 1;
-        let last = match outbound.resolve(&host, port).await {
+        let last = match outbound.resolve(&host, port, try_timeout(until)).await {
             Err(OutboundError::Refused(why)) => return (false, why, tries),
             Err(OutboundError::Unreachable(why) | OutboundError::Lost(why)) => why,
             Ok(addresses) => {

@@ -406,6 +406,18 @@ fn keep_remote_words(kept: &mut String, text: &[u8]) {
     }
 }
 
+/// The remote is the one configured, and its credentials go to it alone: an
+/// HTTP remote that redirects elsewhere (libgit2 follows one on the first
+/// request by default) is not followed. Set in the repository's configuration
+/// for the connections that take no options (a look at the remote's head).
+fn refuse_redirects(repo: &Repository) -> Result<(), git2::Error> {
+    let mut config = repo.config()?;
+    if config.get_string("http.followRedirects").ok().as_deref() != Some("false") {
+        config.set_str("http.followRedirects", "false")?;
+    }
+    Ok(())
+}
+
 impl GitOpsRepo {
     /// Opens the repository on the default branch, creating a bare one when the path
     /// does not exist yet.
@@ -441,6 +453,7 @@ impl GitOpsRepo {
         if !head_names_branch {
             repo.set_head(&branch_ref).map_err(git)?;
         }
+        refuse_redirects(&repo).map_err(git)?;
         Ok(GitOpsRepo {
             path: path.to_path_buf(),
             branch: settings.branch.clone(),
@@ -845,6 +858,7 @@ impl GitOpsRepo {
         // without sending pack data: the time limit holds there too.
         callbacks.sideband_progress(|_| within_budget(received.get()));
         options.remote_callbacks(callbacks);
+        options.follow_redirects(git2::RemoteRedirect::None);
         options.download_tags(git2::AutotagOption::None);
         let refspec = format!("+{}:{}", self.branch_ref, tracking_ref(&self.branch));
         self.fetches.fetch_add(1, Ordering::Relaxed);
@@ -868,7 +882,14 @@ impl GitOpsRepo {
     /// The commit the remote's branch points at now, from its ref advertisement
     /// alone (no repository is opened, so no lock is needed).
     fn remote_head(&self, remote: &RemoteSettings) -> Result<Option<git2::Oid>, GitOpsError> {
-        let mut connection = git2::Remote::create_detached(remote.url.as_str())
+        // A handle of its own on the repository, only for its configuration
+        // (no redirects): a detached remote would follow one with the credentials.
+        let repo = Repository::open(&self.path).map_err(|source| GitOpsError::Git {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        let mut connection = repo
+            .remote_anonymous(remote.url.as_str())
             .map_err(|e| self.remote_error(remote, &e))?;
         let listed = connection
             .connect_auth(git2::Direction::Fetch, Some(self.callbacks(remote)), None)
@@ -929,6 +950,7 @@ impl GitOpsRepo {
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
+            options.follow_redirects(git2::RemoteRedirect::None);
             let refspec = format!("{}:{}", self.branch_ref, self.branch_ref);
             connection.push(&[refspec.as_str()], Some(&mut options))
         };

@@ -281,7 +281,7 @@ pub async fn submit(
     )
     .await?;
     if target.action.covers_every_output() {
-        remove_unwritten(&mut tx, &target.asset, &mut prepared).await?;
+        remove_unwritten(&mut tx, ty, &target.asset, &mut prepared).await?;
     }
     let deployed = deployed_state(state, &target.asset, &prepared.change_set).await?;
     let on = ActionTarget {
@@ -323,6 +323,7 @@ pub async fn submit(
 /// removed.
 pub(crate) async fn remove_unwritten(
     conn: &mut AnyConnection,
+    ty: &ResourceType,
     asset: &AssetRow,
     prepared: &mut Prepared,
 ) -> ServiceResult<()> {
@@ -337,6 +338,14 @@ pub(crate) async fn remove_unwritten(
     removed.extend(unwritten);
     removed.sort();
     removed.dedup();
+    // A file recorded here that another asset has written since stays theirs.
+    super::deployed_paths::keep_to_own_paths(
+        conn,
+        ty,
+        Some(asset.summary.id),
+        &mut prepared.change_set,
+    )
+    .await?;
     // The approval binds this hash: it must name the removals too.
     prepared.hash = prepared.change_set.hash();
     Ok(())
@@ -700,7 +709,7 @@ pub(crate) async fn record_outcome(
             .await?
             .unwrap_or_default();
         let now = action::deployed_after(&before, &revision.change_set);
-        storage::assets::set_deployed_paths(conn, asset_id, &now).await?;
+        storage::assets::set_deployed_paths(conn, asset_id, &now, ty.commits_to_gitops()).await?;
     }
     // An active asset left behind the type's templates (the action was reviewed
     // before they changed) must be reached by a sweep that may already have

@@ -145,7 +145,7 @@ pub(crate) async fn record_asset(
         .iter()
         .map(|f| f.path.clone())
         .collect();
-    storage::assets::set_deployed_paths(conn, id, &written).await?;
+    storage::assets::set_deployed_paths(conn, id, &written, ty.commits_to_gitops()).await?;
     // Reviewed under templates that have changed since: the sweep may have
     // marked the type done before this asset existed.
     if revision.catalog_version != ty.version {

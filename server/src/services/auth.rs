@@ -49,7 +49,31 @@ pub async fn login(
     channel: Channel,
     meta: &CallMeta,
 ) -> ServiceResult<UserView> {
-    login_from(state, username, password, channel, meta).await
+    Ok(sign_in_from(state, username, password, channel, meta)
+        .await?
+        .user)
+}
+
+/// A password sign-in that succeeded: the account, and the version of its
+/// password that was checked, for the session to keep (see
+/// [`crate::http::start_signed_in_session`]).
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: UserView,
+    pub credential_version: i64,
+}
+
+/// [`login`], answering with the version of the password it checked: a session
+/// started with it signs no one in once `slipway user set-password` changed the
+/// password, however late the session is stored.
+pub async fn sign_in(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    channel: Channel,
+    meta: &CallMeta,
+) -> ServiceResult<SignedIn> {
+    sign_in_from(state, username, password, channel, meta).await
 }
 
 /// Who signs in before anyone is known: failed attempts are recorded under this
@@ -370,16 +394,16 @@ fn lock_note(locked_for: i64) -> String {
     }
 }
 
-/// Like [`login`], counting failures per user name and per client address (kept in
-/// the database, so the limit holds across replicas): after a few failures the
+/// Counts failures per user name and per client address (kept in the
+/// database, so the limit holds across replicas): after a few failures the
 /// next attempts are refused, unchecked, for a growing while.
-pub async fn login_from(
+async fn sign_in_from(
     state: &AppState,
     username: &str,
     password: &str,
     channel: Channel,
     meta: &CallMeta,
-) -> ServiceResult<UserView> {
+) -> ServiceResult<SignedIn> {
     let client: Option<IpAddr> = meta.client_addr.as_deref().and_then(|a| a.parse().ok());
     if !state.settings.identity.local_accounts {
         return Err(ServiceError::Forbidden(
@@ -480,6 +504,15 @@ pub async fn login_from(
         return Err(ServiceError::Forbidden(WRONG_CREDENTIALS.into()));
     };
     let mut tx = state.db.write().await?;
+    // `slipway user set-password` ran since the password was read: the one
+    // checked is no longer the account's (and its sessions were just ended).
+    if users::credential_version(&mut tx, user.view.id).await? != Some(user.credential_version) {
+        tx.rollback().await?;
+        tracing::info!(username, "sign-in refused: the password changed meanwhile");
+        let why = "the password was changed during the sign-in";
+        refuse(state, username, attempt, why, locked_for).await?;
+        return Err(ServiceError::Forbidden(WRONG_CREDENTIALS.into()));
+    }
     // The attempt counted as a failure is taken back: the user name's count starts
     // again; the address (which others may share) keeps its earlier failures.
     take_back(&mut tx, state, (&subjects, &counted), true).await?;
@@ -495,7 +528,10 @@ pub async fn login_from(
     )
     .await?;
     tx.commit().await?;
-    Ok(user.view)
+    Ok(SignedIn {
+        user: user.view,
+        credential_version: user.credential_version,
+    })
 }
 
 /// Signs out: deletes the session `session_id` on the server and records it, in one

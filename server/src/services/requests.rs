@@ -300,6 +300,9 @@ pub async fn precheck(
         None => None,
     };
     // On a revise form an empty secret keeps the stored one; the check must know it.
+    // Only a request of this type leaves its own quota: another type's request
+    // named here would take its count out of a scope it is not in.
+    let exclude = revised.as_ref().map(|r| r.id);
     let previous = revised
         .filter(|_| !ty.secret_params().is_empty())
         .map(|r| r.params);
@@ -482,7 +485,7 @@ pub(crate) async fn prepare(
             .map(|(_, params)| params),
         None => None,
     };
-    let change_set = render::change_set_referring(
+    let mut change_set = render::change_set_referring(
         &state.catalog.catalog,
         ty,
         &split.params,
@@ -495,6 +498,8 @@ pub(crate) async fn prepare(
             message: format!("the change could not be rendered: {e}"),
         }])
     })?;
+    let acting_on_asset = acting_on.map(|on| on.asset.summary.id);
+    super::deployed_paths::keep_to_own_paths(conn, ty, acting_on_asset, &mut change_set).await?;
     let hash = change_set.hash();
     Ok(Prepared {
         split,
@@ -868,7 +873,7 @@ pub async fn resubmit(
     if let (Some(asset), Some(action)) = (asset.as_ref(), action)
         && action.covers_every_output()
     {
-        super::actions::remove_unwritten(&mut tx, asset, &mut prepared).await?;
+        super::actions::remove_unwritten(&mut tx, ty, asset, &mut prepared).await?;
     }
     let revision = previous_revision + 1;
     storage::requests::insert_revision(

@@ -126,6 +126,22 @@ pub async fn create(
     let prefix: String = secret.chars().take(SHOWN_PREFIX_CHARS).collect();
     let mut tx = state.db.write().await?;
     storage::tokens::take_turn(&mut tx, state.db.engine, caller.id).await?;
+    // What let the caller in may have ended since they were let in: the account
+    // disabled, the token they call with revoked (a leaked one). Checked holding
+    // the rows in this transaction, so a disabling or a revocation that runs now
+    // either ends this token with the others or comes first and refuses it.
+    if !storage::users::lock_enabled(&mut tx, state.db.engine, caller.id).await? {
+        return Err(ServiceError::Forbidden(
+            "this account is disabled; ask the platform team".into(),
+        ));
+    }
+    if let Some(parent) = caller.token_id
+        && !storage::tokens::lock_live(&mut tx, state.db.engine, parent).await?
+    {
+        return Err(ServiceError::Forbidden(
+            "the token you call with was revoked or has expired, so it cannot make another".into(),
+        ));
+    }
     if storage::tokens::live_count(&mut tx, caller.id, now_millis()).await? >= MAX_LIVE_TOKENS {
         return Err(ServiceError::Invalid(vec![FieldError::new(
             "",
@@ -267,6 +283,26 @@ pub async fn authenticate_call(
         super::token_uses::record_use(state, &caller, token.id, call).await?;
     }
     Ok(caller)
+}
+
+/// The caller as they stand now, for a call that outlives a moment (an export
+/// streamed batch after batch): the token they came with still usable (see
+/// [`storage::tokens::usable_by_id`]), the account still allowed to act, with
+/// its roles and teams as they are now. `Unauthenticated` once the token ended;
+/// the account's refusal once it may no longer act.
+pub async fn still_standing(state: &AppState, caller: &Caller) -> ServiceResult<Caller> {
+    let mut conn = state.db.pool.acquire().await?;
+    let mut now = caller.clone();
+    if let Some(id) = caller.token_id {
+        let token = storage::tokens::usable_by_id(&mut conn, id)
+            .await?
+            .filter(|token| token.user_id == caller.user.id)
+            .ok_or(ServiceError::Unauthenticated)?;
+        now.scopes = Some(token.scopes);
+        now.token_expires_at = Some(token.expires_at);
+    }
+    now.user = super::auth::acting_user(state, &mut conn, caller.user.id).await?;
+    Ok(now)
 }
 
 impl Caller {

@@ -260,7 +260,7 @@ async fn prepare_upgrade(
         Some(on),
     )
     .await?;
-    remove_unwritten(conn, asset, &mut prepared).await?;
+    remove_unwritten(conn, &upgrade.request_type, asset, &mut prepared).await?;
     Ok(prepared)
 }
 

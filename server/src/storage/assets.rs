@@ -442,11 +442,14 @@ pub async fn deployed_paths(
         .transpose()
 }
 
-/// Records where the asset's files are now written (sorted, each once).
+/// Records where the asset's files are now written (sorted, each once), and
+/// when its type commits them to the GitOps repository (`holds`), as the paths
+/// it holds in `deployed_files`.
 pub async fn set_deployed_paths(
     conn: &mut AnyConnection,
     id: AssetId,
     paths: &[String],
+    holds: bool,
 ) -> Result<(), StorageError> {
     let mut paths = paths.to_vec();
     paths.sort();
@@ -456,7 +459,84 @@ pub async fn set_deployed_paths(
         .bind(id.0)
         .execute(&mut *conn)
         .await?;
+    sqlx::query("DELETE FROM deployed_files WHERE asset_id = $1")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    let mut keys = std::collections::BTreeSet::new();
+    let held: Vec<&String> = paths
+        .iter()
+        .filter(|p| holds && keys.insert(path_key(p)))
+        .collect();
+    for chunk in held.chunks(PATHS_PER_STATEMENT) {
+        let rows = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO deployed_files (path_key, asset_id, path) VALUES {rows}");
+        let mut insert = sqlx::query(&sql);
+        for path in chunk {
+            insert = insert.bind(path_key(path)).bind(id.0).bind(path.as_str());
+        }
+        insert.execute(&mut *conn).await?;
+    }
     Ok(())
+}
+
+/// Paths bound in one statement: far below both engines' limits on binds.
+const PATHS_PER_STATEMENT: usize = 200;
+
+/// How paths are compared across assets: a checkout on a file system that
+/// ignores case holds one file for `A.yaml` and `a.yaml`. ASCII letters only,
+/// as the migration that filled the table folded them.
+pub fn path_key(path: &str) -> String {
+    path.to_ascii_lowercase()
+}
+
+/// A path another asset deployed: who holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPath {
+    pub path: String,
+    pub asset_id: AssetId,
+    pub type_name: String,
+    pub name: String,
+}
+
+/// Which of `paths` an asset other than `except` deployed and has not retired.
+pub async fn paths_held_by_others(
+    conn: &mut AnyConnection,
+    paths: &[&str],
+    except: Option<AssetId>,
+) -> Result<Vec<HeldPath>, StorageError> {
+    let mut held = Vec::new();
+    for chunk in paths.chunks(PATHS_PER_STATEMENT) {
+        let keys = (0..chunk.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT f.path, a.id, a.type_name, a.name FROM deployed_files f \
+             JOIN assets a ON a.id = f.asset_id \
+             WHERE a.state = $1 AND a.id <> $2 AND f.path_key IN ({keys}) ORDER BY f.path, a.id"
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, String, String)>(&sql)
+            .bind(ACTIVE)
+            .bind(except.map_or(0, |a| a.0));
+        for path in chunk {
+            query = query.bind(path_key(path));
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        held.extend(
+            rows.into_iter()
+                .map(|(path, id, type_name, name)| HeldPath {
+                    path,
+                    asset_id: AssetId(id),
+                    type_name,
+                    name,
+                }),
+        );
+    }
+    Ok(held)
 }
 
 /// Forgets that every asset of the type met its current catalog version: one

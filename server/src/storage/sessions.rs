@@ -25,6 +25,12 @@ use super::{StorageError, now_millis};
 pub const USER_KEY: &str = "user_id";
 /// Session data key: the browser's `User-Agent` at sign-in.
 pub const USER_AGENT_KEY: &str = "user_agent";
+/// Session data key: the version of the account's password the sign-in checked
+/// (`users.credential_version`; none is version 0). A session whose version is
+/// no longer the account's loads as no session: a sign-in that read the password
+/// before `slipway user set-password` changed it signs no one in, even when its
+/// session is stored after that command ended the account's sessions.
+pub const CREDENTIAL_KEY: &str = "credential_version";
 
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
@@ -100,6 +106,21 @@ fn user_of(record: &Record) -> Option<i64> {
         .data
         .get(USER_KEY)
         .and_then(serde_json::Value::as_i64)
+}
+
+/// Whether a session's sign-in checked a password the account no longer has
+/// (`current`: the account's version; none when the session is nobody's or the
+/// account is gone, which the caller's lookup of the user refuses anyway).
+fn signed_in_with_old_credentials(
+    data: &std::collections::HashMap<String, serde_json::Value>,
+    current: Option<i64>,
+) -> bool {
+    let signed_in = data.get(USER_KEY).is_some_and(|v| !v.is_null());
+    let checked = data
+        .get(CREDENTIAL_KEY)
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    signed_in && current.is_some_and(|current| current != checked)
 }
 
 fn user_agent_of(record: &Record) -> String {
@@ -182,9 +203,10 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT data, expires_at FROM sessions \
-             WHERE id = $1 AND expires_at > $2 AND created_at > $3",
+        let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT s.data, s.expires_at, u.credential_version FROM sessions s \
+             LEFT JOIN users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.expires_at > $2 AND s.created_at > $3",
         )
         .bind(stored_key(&id.to_string()))
         .bind(now_millis())
@@ -192,11 +214,14 @@ impl SessionStore for DbSessionStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let Some((data, expires_at)) = row else {
+        let Some((data, expires_at, credential_version)) = row else {
             return Ok(None);
         };
-        let data =
+        let data: std::collections::HashMap<String, serde_json::Value> =
             serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        if signed_in_with_old_credentials(&data, credential_version) {
+            return Ok(None);
+        }
         let expiry_date =
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_at) * 1_000_000)
                 .map_err(|e| session_store::Error::Decode(e.to_string()))?;

@@ -125,20 +125,76 @@ pub async fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<TokenRow>, 
     row.as_ref().map(token_from_row).transpose()
 }
 
-/// A token that may be used now: not revoked, not expired.
+/// A token that may be used now: not revoked, not expired, and made (if it was
+/// made with a token) with a token whose own line is still live: a token minted
+/// with one that was revoked meanwhile never works, whenever its row landed.
 pub async fn usable_by_hash(
     conn: &mut AnyConnection,
     secret_hash: &str,
 ) -> Result<Option<TokenRow>, StorageError> {
-    let row = sqlx::query(&format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens \
-         WHERE secret_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+    let row = sqlx::query(&usable_sql("secret_hash = $1"))
+        .bind(secret_hash)
+        .bind(now_millis())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(token_from_row).transpose()
+}
+
+/// [`usable_by_hash`] by the token's id: whether a call that began with it may
+/// go on (a long export asks again between batches).
+pub async fn usable_by_id(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<TokenRow>, StorageError> {
+    let row = sqlx::query(&usable_sql("id = $1"))
+        .bind(id)
+        .bind(now_millis())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(token_from_row).transpose()
+}
+
+/// The token `which` ($1) names, if usable at $2: its line walks up from it
+/// through the tokens that made it and stops at the first that ended; one that
+/// ended disqualifies it. The line is short: every token in it is one of the
+/// person's live ones.
+fn usable_sql(which: &str) -> String {
+    format!(
+        "WITH RECURSIVE line (id, parent_id, ended) AS ( \
+             SELECT id, parent_id, 0 FROM api_tokens WHERE {which} \
+             UNION ALL \
+             SELECT t.id, t.parent_id, \
+                    CASE WHEN t.revoked_at IS NOT NULL OR t.expires_at <= $2 THEN 1 ELSE 0 END \
+             FROM api_tokens t JOIN line l ON t.id = l.parent_id WHERE l.ended = 0 \
+         ) \
+         SELECT {TOKEN_COLUMNS} FROM api_tokens \
+         WHERE {which} AND revoked_at IS NULL AND expires_at > $2 \
+           AND NOT EXISTS (SELECT 1 FROM line WHERE ended = 1)"
+    )
+}
+
+/// Holds a token's row to the end of the transaction (on PostgreSQL; SQLite has
+/// one writer at a time anyway) and answers whether it is live: not revoked, not
+/// expired. A token made with it in the same transaction is then either seen by
+/// a concurrent revocation (which updates this row first, then follows the
+/// tokens made with it) or refused after it.
+pub async fn lock_live(
+    conn: &mut AnyConnection,
+    engine: super::Engine,
+    id: i64,
+) -> Result<bool, StorageError> {
+    let lock = match engine {
+        super::Engine::Postgres => " FOR UPDATE",
+        super::Engine::Sqlite => "",
+    };
+    let found: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM api_tokens WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2{lock}"
     ))
-    .bind(secret_hash)
+    .bind(id)
     .bind(now_millis())
     .fetch_optional(&mut *conn)
     .await?;
-    row.as_ref().map(token_from_row).transpose()
+    Ok(found.is_some())
 }
 
 /// Records a use, at most once a minute per token so reads stay cheap; true when
@@ -157,8 +213,10 @@ pub async fn touch(conn: &mut AnyConnection, id: i64) -> Result<bool, StorageErr
     Ok(done.rows_affected() == 1)
 }
 
-/// Revokes a token of this user; false when there is no such live token.
-/// Revokes every live token of `user`; answers how many.
+/// Revokes every live token of `user`; answers how many. Whoever calls it
+/// updates the user's row first in the same transaction (disabling the
+/// account): a token being made for the account meanwhile holds that row, so
+/// it is either in before this statement reads or refused after it.
 pub async fn revoke_all(conn: &mut AnyConnection, user: UserId) -> Result<u64, StorageError> {
     let done = sqlx::query(
         "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
@@ -172,19 +230,42 @@ pub async fn revoke_all(conn: &mut AnyConnection, user: UserId) -> Result<u64, S
 
 /// Revokes a live token of `user` and every live token made with it, and with
 /// those, down the chain; answers how many ended (none: no such live token).
+///
+/// The token's own row is updated first, on its own: a token being made with it
+/// holds that row (see [`lock_live`]), so this waits for it to be in, and one
+/// that comes after is refused. The chain is then followed until a pass finds
+/// nothing left live: on PostgreSQL each statement sees what committed before it
+/// began, so a token committed while one pass waited is ended by the next.
 pub async fn revoke(conn: &mut AnyConnection, id: i64, user: UserId) -> Result<u64, StorageError> {
-    let done = sqlx::query(
-        "WITH RECURSIVE chain (id) AS ( \
-             SELECT id FROM api_tokens WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL \
-             UNION SELECT t.id FROM api_tokens t JOIN chain c ON t.parent_id = c.id \
-         ) \
-         UPDATE api_tokens SET revoked_at = $1 \
-         WHERE id IN (SELECT id FROM chain) AND revoked_at IS NULL",
+    let now = now_millis();
+    let root = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
     )
-    .bind(now_millis())
+    .bind(now)
     .bind(id)
     .bind(user.0)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected())
+    if root.rows_affected() == 0 {
+        return Ok(0);
+    }
+    let mut ended = root.rows_affected();
+    loop {
+        let done = sqlx::query(
+            "WITH RECURSIVE chain (id) AS ( \
+                 SELECT id FROM api_tokens WHERE parent_id = $2 \
+                 UNION SELECT t.id FROM api_tokens t JOIN chain c ON t.parent_id = c.id \
+             ) \
+             UPDATE api_tokens SET revoked_at = $1 \
+             WHERE id IN (SELECT id FROM chain) AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(ended);
+        }
+        ended += done.rows_affected();
+    }
 }

@@ -17,6 +17,8 @@ pub struct StoredUser {
     pub password_hash: Option<String>,
     /// Disabled by an administrator: it may not sign in or act at all.
     pub disabled: bool,
+    /// How many times its password was set (see [`credential_version`]).
+    pub credential_version: i64,
 }
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<StoredUser, StorageError> {
@@ -36,10 +38,12 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<StoredUser, StorageError> {
         },
         password_hash: row.try_get("password_hash")?,
         disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        credential_version: row.try_get("credential_version")?,
     })
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, password_hash, roles, teams, disabled_at";
+const USER_COLUMNS: &str =
+    "id, username, display_name, password_hash, roles, teams, disabled_at, credential_version";
 
 /// Whether an account may act now.
 pub enum Standing {
@@ -121,12 +125,55 @@ pub async fn set_password(
     if external_issuer.is_some() {
         return Ok(PasswordChange::SingleSignOnOnly);
     }
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-        .bind(id)
-        .bind(password_hash)
-        .execute(&mut *conn)
-        .await?;
+    // A new version: a sign-in that checked the old password cannot start a
+    // session that outlives this change (see [`credential_version`]).
+    sqlx::query(
+        "UPDATE users SET password_hash = $2, credential_version = credential_version + 1 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(password_hash)
+    .execute(&mut *conn)
+    .await?;
     Ok(PasswordChange::Changed(UserId(id)))
+}
+
+/// How many times the account's password was set, none when there is no such
+/// account: a session keeps the version its sign-in checked the password
+/// against, and signs in no one once the account's version moved on.
+pub async fn credential_version(
+    conn: &mut AnyConnection,
+    id: UserId,
+) -> Result<Option<i64>, StorageError> {
+    Ok(
+        sqlx::query_scalar("SELECT credential_version FROM users WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Holds the account's row to the end of the transaction (PostgreSQL; SQLite has
+/// one writer at a time anyway) and answers whether it may act: not disabled.
+/// Whatever is made for the account in the same transaction is then either
+/// seen by a concurrent disabling (which updates this row first, then ends what
+/// acts as the account) or refused after it.
+pub async fn lock_enabled(
+    conn: &mut AnyConnection,
+    engine: super::Engine,
+    id: UserId,
+) -> Result<bool, StorageError> {
+    let lock = match engine {
+        super::Engine::Postgres => " FOR UPDATE",
+        super::Engine::Sqlite => "",
+    };
+    let found: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL{lock}"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
 }
 
 pub async fn insert(conn: &mut AnyConnection, user: &NewUser<'_>) -> Result<UserId, StorageError> {

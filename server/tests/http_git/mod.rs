@@ -23,6 +23,8 @@ pub struct HttpGit {
     addr: SocketAddr,
     /// Requests turned away for missing or wrong credentials.
     pub refused: Arc<AtomicUsize>,
+    /// Requests that came with the right credentials.
+    pub authorized: Arc<AtomicUsize>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -30,6 +32,7 @@ struct Backend {
     root: PathBuf,
     expected: String,
     refused: Arc<AtomicUsize>,
+    authorized: Arc<AtomicUsize>,
 }
 
 impl HttpGit {
@@ -37,6 +40,7 @@ impl HttpGit {
     pub async fn start(user: &str, password: &str) -> TestResult<HttpGit> {
         let base = tempfile::tempdir()?;
         let refused = Arc::new(AtomicUsize::new(0));
+        let authorized = Arc::new(AtomicUsize::new(0));
         let backend = Arc::new(Backend {
             root: base.path().to_path_buf(),
             expected: format!(
@@ -44,6 +48,7 @@ impl HttpGit {
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
             ),
             refused: refused.clone(),
+            authorized: authorized.clone(),
         });
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -60,8 +65,13 @@ impl HttpGit {
             base,
             addr,
             refused,
+            authorized,
             server,
         })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     pub fn create_repo(&self, name: &str, branch: &str) -> TestResult<String> {
@@ -86,6 +96,30 @@ impl HttpGit {
         )?;
         Ok(out.lines().map(str::to_string).collect())
     }
+}
+
+/// A server that answers every request with a redirect to `target` (the same
+/// path on another host), as a compromised or misconfigured remote would.
+pub async fn redirector(target: String) -> TestResult<(String, tokio::task::JoinHandle<()>)> {
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let location = format!(
+            "{target}{}",
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        async move {
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header("location", location)
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}"), server))
 }
 
 impl Drop for HttpGit {
@@ -114,6 +148,7 @@ impl Backend {
                 .body(Body::empty())
                 .unwrap_or_default();
         }
+        self.authorized.fetch_add(1, Ordering::SeqCst);
         match self.cgi(&method, &uri, &headers, body).await {
             Ok(response) => response,
             Err(error) => Response::builder()
