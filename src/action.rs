@@ -56,12 +56,15 @@ pub fn foreign_input(action: &TypeAction, input: &Value) -> Vec<FieldError> {
 /// with a default) takes its default, as a new request's form would give it;
 /// without it every action on the asset, its decommission and template upgrade
 /// too, would be refused on a field the asset never had. Secrets are left out:
-/// a secret's value is given, never defaulted.
+/// a secret's value is given, never defaulted. A recorded parameter the type
+/// no longer declares (removed or renamed since) is left out too: a request
+/// takes only declared parameters, and the asset's past is not the
+/// requester's to answer for.
 pub fn with_type_defaults(ty: &ResourceType, asset_params: &Value) -> Value {
     let mut params = ty.default_params();
     params.retain(|name, _| !ty.is_secret(name));
     if let Some(recorded) = asset_params.as_object() {
-        for (name, value) in recorded {
+        for (name, value) in recorded.iter().filter(|(name, _)| ty.has_param(name)) {
             params.insert(name.clone(), value.clone());
         }
     }

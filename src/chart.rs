@@ -184,8 +184,21 @@ pub struct Bar {
     pub colour: usize,
 }
 
+/// Room for the bars' labels on the left: at least 150 units, more for a long
+/// label (one that says its kind in words, besides its colour), at most half
+/// the picture.
+fn label_room(bars: &[Bar]) -> f64 {
+    let longest = bars
+        .iter()
+        .map(|b| b.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    (14.0 + 7.0 * longest as f64).clamp(150.0, WIDTH / 2.0)
+}
+
 /// A horizontal bar chart: one labelled row per bar, the value written at its end,
-/// a marker drawn as a tick. `key` names the colours, `marker` what a tick means.
+/// a marker drawn as a tick. `key` names the colours, `marker` what a tick means;
+/// the colour is never all that tells bars apart, so a label says it too.
 pub fn bar_chart(
     frame: &Frame<'_>,
     bars: &[Bar],
@@ -194,7 +207,7 @@ pub fn bar_chart(
 ) -> String {
     let row = 30.0;
     let height = 70.0 + row * bars.len() as f64;
-    let (left, right) = (150.0, WIDTH - 90.0);
+    let (left, right) = (label_room(bars), WIDTH - 90.0);
     let max = bars
         .iter()
         .map(|b| b.value.max(b.marker.unwrap_or(0.0)))
@@ -263,3 +276,38 @@ pub fn bar_chart(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod label_room_tests {
+    use super::*;
+
+    fn bar(label: &str) -> Bar {
+        Bar {
+            label: label.into(),
+            value: 1.0,
+            marker: None,
+            colour: 0,
+        }
+    }
+
+    #[test]
+    fn a_long_label_widens_its_column_so_it_starts_inside_the_picture() {
+        assert_eq!(label_room(&[bar("Approved")]), 150.0);
+        let long = "Changes requested (wait)";
+        let room = label_room(&[bar("Approved"), bar(long)]);
+        // Written right-aligned 8 units left of the bars, at about 7 units a letter.
+        assert!(room - 8.0 - 7.0 * long.len() as f64 >= 0.0, "{room}");
+        assert!(label_room(&[bar(&"x".repeat(200))]) <= WIDTH / 2.0);
+        let fmt = |v: f64| format!("{v:.1} h");
+        let frame = Frame {
+            id: "steps",
+            title: "Time per step",
+            desc: "",
+            format: &fmt,
+            min_top: 0.0,
+        };
+        let svg = bar_chart(&frame, &[bar(long)], &[(0, "wait")], None);
+        assert!(svg.contains(&format!(">{long}</text>")), "{svg}");
+        assert!(svg.contains(&format!("<rect x=\"{room}\"")), "{svg}");
+    }
+}

@@ -393,7 +393,9 @@ pub fn requestable_teams(user: &UserView) -> Option<&[String]> {
 /// Whether a generated secret of the request may be shown to this person now: only
 /// to its requester (the one it was made for, not a reviewer nor an admin), only
 /// while they still act for the request's team (the credential is the team's: one
-/// who left must not take it along, and once shown nobody in the team can get it),
+/// who left must not take it along, and once shown nobody in the team can get it;
+/// a requester who is an admin acts for every team and keeps it, as they could
+/// reach the team's resources anyway),
 /// only once the request completed (the resource it opens exists). That it is
 /// shown only once the caller checks with the record of reveals.
 pub fn may_reveal_secret(user: &UserView, request: &RequestFacts<'_>) -> Result<(), Refusal> {

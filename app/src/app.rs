@@ -112,7 +112,9 @@ fn Header() -> impl IntoView {
                                 {menu.flow_metrics.then(|| view! { <A href="/metrics/flow">"Flow metrics"</A> })}
                             </nav>
                             <div class="who">
-                                <a href="/account/sessions" title="Your account and sessions">{user.display_name.clone()}</a>
+                                // Named for what it leads to, and starting with the name it
+                                // shows (speech input calls a link by the words it sees).
+                                <a href="/account/sessions" aria-label=format!("{}: your account", user.display_name)>{user.display_name.clone()}</a>
                                 <A href="/account/tokens">"API tokens"</A>
                                 <ActionForm action=logout>
                                     <button type="submit" class="link">"Sign out"</button>

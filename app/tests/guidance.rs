@@ -95,6 +95,8 @@ async fn the_new_request_page_shows_guidance_from_the_teams_history() -> TestRes
     assert!(body.contains("Usually chosen"));
     assert!(body.contains("Source: from 5 payments requests for PostgreSQL database"));
     assert!(body.contains("Sent back before"));
+    // A button would do nothing until the form's script is live: none yet.
+    assert!(!body.contains("Use this value"));
     // The reviewer's markup is shown as text, never as markup.
     assert!(!body.contains("<i>Storage</i>"));
     assert!(body.contains("&lt;i&gt;Storage&lt;/i&gt;"));

@@ -1123,6 +1123,9 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
         );
     }
     assert!(body.contains("<th scope=\"row\">Executing</th>"), "{body}");
+    // Wait or touch is said in each bar's label, not by its colour alone.
+    assert!(body.contains(">Executing (touch)</text>"), "{body}");
+    assert!(body.contains(" (wait)</text>"), "{body}");
     assert!(body.contains(">k8s-namespace</a>"), "{body}");
     // Auto-approved, so the one request shows as 100% auto-approved.
     assert!(
@@ -1544,10 +1547,20 @@ async fn an_expired_token_reads_expired_and_a_refused_revocation_says_why() -> T
     );
     let page = browser.get(&back).await?;
     assert_eq!(page.status, StatusCode::OK, "{back}");
+    // Said first, where the focus starts, and in the page's title.
+    let notice = page
+        .body
+        .split("<div")
+        .find(|tag| tag.contains("id=\"tokens-error\""))
+        .ok_or("the refusal's notice")?;
+    assert!(
+        notice.contains("role=\"alert\"") && notice.contains("autofocus"),
+        "{notice}"
+    );
+    assert!(page.body.contains("live token"), "{}", page.body);
     assert!(
         page.body
-            .contains("<p role=\"alert\" class=\"notice error\">")
-            && page.body.contains("live token"),
+            .contains("<title>Error: API tokens · Slipway</title>"),
         "{}",
         page.body
     );

@@ -246,7 +246,14 @@ async fn a_refused_post_comes_back_with_its_values_and_the_field_marked_but_no_s
         .ok_or("the name field")?;
     assert!(name_input.contains("value=\"Bad Name\""), "{name_input}");
     assert!(name_input.contains("aria-invalid=\"true\""), "{name_input}");
-    assert!(name_input.contains("autofocus"), "{name_input}");
+    // The focus starts on the refusal's notice, said before the fields.
+    assert!(!name_input.contains("autofocus"), "{name_input}");
+    let notice = page
+        .body
+        .split("<div")
+        .find(|tag| tag.contains("id=\"form-refusal\""))
+        .ok_or("the refusal's notice")?;
+    assert!(notice.contains("autofocus"), "{notice}");
     let name_error = page
         .body
         .split("<p id=\"field-name-error\"")

@@ -3,7 +3,7 @@
 // sees it with data on it. axe-core comes from npm and is injected from disk.
 import { test, expect, type Page } from '@playwright/test';
 import path from 'node:path';
-import { fillNamespaceForm, loginAs, type DemoUser } from './helpers';
+import { awaitOutcome, fillNamespaceForm, loginAs, type DemoUser } from './helpers';
 
 const AXE_SOURCE = path.join(__dirname, '..', 'node_modules', 'axe-core', 'axe.min.js');
 
@@ -50,7 +50,7 @@ test('the signed-in pages pass the WCAG 2.1 AA checks', async ({ browser }) => {
   await fillNamespaceForm(owner, `a11y-${Date.now() % 100000}`, 'dev');
   await owner.getByRole('button', { name: 'Submit request' }).click();
   await expect(owner).toHaveURL(/\/requests\/\d+$/);
-  await expect(owner.getByText('Completed').first()).toBeVisible({ timeout: 30_000 });
+  await awaitOutcome(owner, 'Completed', 30_000);
   const requestPath = new URL(owner.url()).pathname;
   const assetLink = owner.getByRole('link', { name: /^asset #\d+$/ });
   const assetPath = (await assetLink.getAttribute('href')) ?? '/assets';
@@ -89,4 +89,49 @@ test('a refused submit takes the focus to the first field to fix and says which'
   await expect(page.getByRole('textbox', { name: 'Name', exact: true })).toBeFocused();
   await expect(page.getByRole('status').filter({ hasText: /fields? needs? fixing: .*Name/ })).toBeVisible();
   await expect(page).toHaveURL(/\/requests\/new\/k8s-namespace$/);
+  // The button still works (pressed, it checks again), so it does not read as unavailable.
+  await expect(submit).toHaveAttribute('aria-disabled', 'false');
+});
+
+test('leaving a field with an error says it in the status line', async ({ page }) => {
+  await loginAs(page, 'alice');
+  await page.goto('/requests/new/k8s-namespace');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  const name = page.getByRole('textbox', { name: 'Name', exact: true });
+  await name.fill('Not Valid');
+  // Nothing is said while typing; leaving the field says its label and its error.
+  await expect(page.locator('.request-form .hint[role="status"]')).toHaveText('');
+  await name.blur();
+  await expect(page.locator('.request-form .hint[role="status"]')).toHaveText(/^Name: .+/);
+  await expect(page.locator('#field-name-error')).not.toBeEmpty();
+});
+
+test('the pre-check says its verdict once, in a status line of its own', async ({ page }) => {
+  await loginAs(page, 'alice');
+  await fillNamespaceForm(page, `verdict-${Date.now() % 100000}`, 'dev');
+  const precheck = page.getByRole('region', { name: 'Pre-check' });
+  await expect(precheck).not.toHaveAttribute('aria-live');
+  await expect(page.getByTestId('precheck-status')).toHaveText('Pre-check passed');
+});
+
+test('the end of a followed run is said, and the page is not reloaded', async ({ page }) => {
+  // Carol, an admin, asks for team search: payments' three dev namespaces are
+  // the other specs' to use.
+  await loginAs(page, 'carol');
+  await page.goto('/requests/new/k8s-namespace');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await page.getByRole('textbox', { name: 'Name', exact: true }).fill(`calm-${Date.now() % 100000}`);
+  await page.getByLabel('Team').selectOption('search');
+  await page.getByLabel('Environment').selectOption('dev');
+  await expect(page.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+  await page.getByRole('button', { name: 'Submit request' }).click();
+  await expect(page).toHaveURL(/\/requests\/\d+$/);
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  const following = page.locator('section.live-steps');
+  test.skip((await following.count()) === 0, 'the run ended before the page was shown');
+  // A mark a reload would wipe out.
+  await page.evaluate(() => { (window as unknown as { stayed: boolean }).stayed = true; });
+  await expect(page.getByRole('link', { name: 'Show the result' })).toBeVisible({ timeout: 30_000 });
+  await expect(following.getByRole('status')).toHaveText(/The run has ended/);
+  expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
 });

@@ -2,7 +2,7 @@
 // page, bob reviews the change with its diff against what is deployed and
 // approves it, and the asset records the new size.
 import { test, expect, type Page } from '@playwright/test';
-import { fillNamespaceForm, loginAs } from './helpers';
+import { awaitOutcome, fillNamespaceForm, loginAs } from './helpers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -27,7 +27,7 @@ test('alice scales her database and bob reviews the change with its diff', async
   // The namespace (approved by policy in dev) and the database it holds.
   await fillNamespaceForm(alice, 'books', 'dev');
   await alice.getByRole('button', { name: 'Submit request' }).click();
-  await expect(state(alice)).toHaveText('Completed', { timeout: 20_000 });
+  await awaitOutcome(alice, 'Completed');
   await alice.goto('/requests/new/postgres-database');
   await hydrated(alice);
   await alice.getByRole('textbox', { name: 'Name', exact: true }).fill('books');
@@ -40,7 +40,7 @@ test('alice scales her database and bob reviews the change with its diff', async
   await bob.goto(`/requests/${created}`);
   await hydrated(bob);
   await bob.getByRole('button', { name: 'Approve' }).click();
-  await expect(state(bob)).toHaveText('Completed', { timeout: 20_000 });
+  await awaitOutcome(bob, 'Completed');
 
   // From the asset page, the action's form, filled from the asset.
   await alice.goto(`/requests/${created}`);
@@ -77,7 +77,7 @@ test('alice scales her database and bob reviews the change with its diff', async
   await expect(diff).toContainText('cluster.yaml');
   await expect(diff.locator('pre.diff .add')).toContainText(['40Gi']);
   await bob.getByRole('button', { name: 'Approve' }).click();
-  await expect(state(bob)).toHaveText('Completed', { timeout: 20_000 });
+  await awaitOutcome(bob, 'Completed');
 
   // The asset records the new size, and its history says so.
   await alice.goto(`/requests/${scale}`);

@@ -43,3 +43,19 @@ export async function fillNamespaceForm(page: Page, name: string, environment: s
   await page.getByLabel('Environment').selectOption(environment);
   await expect(page.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
 }
+
+/**
+ * Waits until the request page shows the request in `expected` state. A page that
+ * follows a run live never reloads by itself (a reload would throw a screen reader
+ * back to the top): when the run ends it says so and offers "Show the result",
+ * which this follows, as a person would.
+ */
+export async function awaitOutcome(page: Page, expected: string, timeout = 20_000): Promise<void> {
+  const state = page.getByTestId('request-state').first();
+  const result = page.getByRole('link', { name: 'Show the result' });
+  await expect(state.filter({ hasText: expected }).or(result).first()).toBeVisible({ timeout });
+  if (await result.isVisible()) {
+    await result.click();
+  }
+  await expect(state).toHaveText(expected, { timeout });
+}

@@ -2,7 +2,7 @@
 // database request goes through a live pre-check, one round of changes, a reviewed
 // diff, approval, execution, the CMDB and the audit log.
 import { test, expect, type Page } from '@playwright/test';
-import { loginAs } from './helpers';
+import { awaitOutcome, loginAs } from './helpers';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -36,7 +36,7 @@ test('a namespace in dev is approved by policy and completes', async ({ page }) 
   await expect(precheck.getByTestId('resource-name')).toHaveText('payments-shop-dev');
   await page.getByRole('button', { name: 'Submit request' }).click();
   await expect(page).toHaveURL(/\/requests\/\d+$/);
-  await expect(state(page)).toHaveText('Completed', { timeout: 20_000 });
+  await awaitOutcome(page, 'Completed');
   await expect(page.getByRole('region', { name: 'Decisions' })).toContainText('policy');
   await expect(page.getByRole('link', { name: /asset #\d+/ })).toBeVisible();
   await expect(page.getByTestId('job-runs')).toContainText('Execution job done: 1 run;');
@@ -101,7 +101,7 @@ test('a database request: live pre-check, changes requested, diff, approval, ass
   await expect(diff.getByRole('row', { name: /Storage \(GB\)/ })).toContainText('50');
   await expect(diff.locator('pre.diff .add')).toContainText(['50']);
   await bob.getByRole('button', { name: 'Approve' }).click();
-  await expect(state(bob)).toHaveText('Completed', { timeout: 20_000 });
+  await awaitOutcome(bob, 'Completed');
 
   // The asset is recorded.
   await bob.getByRole('link', { name: /asset #\d+/ }).click();

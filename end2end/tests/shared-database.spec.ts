@@ -4,7 +4,7 @@
 // Runs when scripts/test found PostgreSQL (SLIPWAY_E2E_POSTGRES names it).
 import { execFileSync } from 'node:child_process';
 import { test, expect } from '@playwright/test';
-import { loginAs } from './helpers';
+import { awaitOutcome, loginAs } from './helpers';
 
 const server = process.env.SLIPWAY_E2E_POSTGRES;
 const name = `e2e${Date.now() % 100_000_000}`;
@@ -37,7 +37,7 @@ test('alice gets a real database and sees its owner password exactly once', asyn
   await expect(page).toHaveURL(/\/requests\/\d+$/);
 
   // The page follows the job by itself: psql, then the check that signs in.
-  await expect(page.getByTestId('request-state').first()).toHaveText('Completed', { timeout: 30_000 });
+  await awaitOutcome(page, 'Completed', 30_000);
   const checks = page.getByRole('region', { name: 'Acceptance checks' });
   await expect(checks).toContainText(`${resource} signs in to its database with the generated password — passed`);
   const secrets = page.getByRole('region', { name: 'Generated secrets' });

@@ -18,5 +18,7 @@ INSERT INTO deployed_files (path_key, asset_id, path)
 SELECT translate(paths.value, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
        assets.id, paths.value
   FROM assets, json_array_elements_text(assets.deployed_paths::json) AS paths(value)
- WHERE assets.deployed_paths IS NOT NULL
+ -- Only a JSON array of strings as Slipway writes it (no value here is other,
+ -- but one that were must not stop the upgrade).
+ WHERE assets.deployed_paths ~ '^\[("([^"\\]|\\.)*"(,"([^"\\]|\\.)*")*)?\]$'
 ON CONFLICT DO NOTHING;

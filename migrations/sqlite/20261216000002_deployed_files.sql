@@ -16,4 +16,5 @@ CREATE INDEX deployed_files_by_asset ON deployed_files (asset_id);
 INSERT OR IGNORE INTO deployed_files (path_key, asset_id, path)
 SELECT lower(paths.value), assets.id, paths.value
   FROM assets, json_each(assets.deployed_paths) AS paths
- WHERE assets.deployed_paths IS NOT NULL AND json_valid(assets.deployed_paths);
+ WHERE assets.deployed_paths IS NOT NULL AND json_valid(assets.deployed_paths)
+   AND json_type(assets.deployed_paths) = 'array' AND paths.type = 'text';

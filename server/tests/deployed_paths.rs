@@ -96,8 +96,8 @@ async fn another_assets_file_is_never_written_over_nor_removed(app: &TestApp) ->
     assert!(matches!(upper, Err(ServiceError::Invalid(_))), "{upper:?}");
     assert_eq!(state.drivers.gitops.read_head_file(quota)?, namespace_quota);
 
-    // Two requests in flight at once both pass their pre-checks; once both
-    // are done, retiring the override leaves the namespace's file in place.
+    // Two requests in flight at once both pass their pre-checks: the one
+    // that starts second finds the file taken and fails before writing.
     let beta_quota = "dev/payments/k8s-namespace/beta/resourcequota.yaml";
     let override_id = requests::submit(
         state,
@@ -126,10 +126,40 @@ async fn another_assets_file_is_never_written_over_nor_removed(app: &TestApp) ->
         )
         .await?;
     }
+    let commits = app.gitops_commits()?;
     app.run_jobs().await?;
-    for id in [override_id, namespace_id] {
-        assert_eq!(app.request_state(id).await?, RequestState::Completed);
-    }
+    assert_eq!(
+        app.request_state(override_id).await?,
+        RequestState::Completed
+    );
+    let late = app.request(namespace_id).await?;
+    assert_eq!(late.state, RequestState::Failed);
+    let reason = late.last_error.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("the change writes {beta_quota}, which asset #"))
+            && reason.contains("deployed after this request was checked"),
+        "{reason}"
+    );
+    assert_eq!(
+        app.gitops_commits()?,
+        commits + 1,
+        "only the override's commit"
+    );
+
+    // A file held by two assets (recorded before files had one owner) stays
+    // when either retires.
+    let alpha = slipway_server::storage::assets::active_named(
+        &mut *state.db.pool.acquire().await?,
+        "k8s-namespace",
+        "payments-alpha-dev",
+    )
+    .await?
+    .ok_or("alpha is active")?;
+    app.exec(&format!(
+        "INSERT INTO deployed_files (path_key, asset_id, path) VALUES ('{beta_quota}', {}, '{beta_quota}')",
+        alpha.0
+    ))
+    .await?;
     let retirement = retire(app, override_id).await?;
     let change = app.request(retirement).await?;
     let removed = slipway_server::storage::requests::revision(

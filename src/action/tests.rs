@@ -65,6 +65,20 @@ fn input_is_laid_over_the_asset_and_only_the_types_parameters_are_recorded() {
     );
 }
 
+/// A parameter the catalog dropped since the asset was recorded stays on the
+/// asset, but an action's request does not carry it: it would be refused as
+/// not a parameter of the type, and every action, the decommission and the
+/// template upgrade with it, blocked for good.
+#[test]
+fn a_parameter_the_type_dropped_is_not_carried_into_an_action() {
+    let mut recorded = database();
+    recorded["replication_slots"] = json!(4);
+    let merged = request_params(&postgres(), &recorded, &json!({"size": "large"}));
+    assert!(merged.get("replication_slots").is_none(), "{merged}");
+    assert_eq!(merged["size"], json!("large"));
+    assert_eq!(merged["storage_gb"], json!(20));
+}
+
 #[test]
 fn foreign_input_names_each_field() {
     let scale = action("postgres-database", "scale");

@@ -160,15 +160,21 @@ pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>
     };
     // A request gives only declared parameters (the validator refuses others):
     // a schema that welcomes more promises what no form shows.
+    let welcomes_more = |key: &str| match schema.get(key) {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Object(map)) => key == "patternProperties" && !map.is_empty(),
+        Some(_) => true,
+    };
     for key in [
         "additionalProperties",
         "patternProperties",
         "unevaluatedProperties",
     ] {
-        if schema.get(key).is_some_and(|v| v != &Value::Bool(false)) {
+        if welcomes_more(key) {
             problems.push(problem(
                 key.into(),
-                "a request gives only the parameters under `properties`: leave this out or set it to false",
+                "a request gives only the parameters under `properties`: leave this out \
+                 (or write `additionalProperties: false`)",
             ));
         }
     }
@@ -201,11 +207,35 @@ pub(super) fn is_shaped(schema: &Value, name: &str) -> bool {
     schema
         .get("properties")
         .and_then(|p| p.get(name))
-        .is_some_and(|p| {
-            ["enum", "const", "pattern", "x-dictionary"]
-                .iter()
-                .any(|k| p.get(k).is_some())
-        })
+        .is_some_and(|p| shaped(schema, p, 0))
+}
+
+/// A schema whose values are choices or follow a pattern: directly, through
+/// every alternative of a `oneOf`/`anyOf`, or through a `$ref` into the
+/// schema's own definitions (followed a few levels, never round a cycle).
+fn shaped(root: &Value, property: &Value, depth: usize) -> bool {
+    if depth > 8 {
+        return false;
+    }
+    if ["enum", "const", "pattern", "x-dictionary"]
+        .iter()
+        .any(|k| property.get(k).is_some())
+    {
+        return true;
+    }
+    let alternatives = ["oneOf", "anyOf"].iter().any(|k| {
+        property
+            .get(*k)
+            .and_then(Value::as_array)
+            .is_some_and(|all| !all.is_empty() && all.iter().all(|a| shaped(root, a, depth + 1)))
+    });
+    let referred = property
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|pointer| root.pointer(pointer))
+        .is_some_and(|target| shaped(root, target, depth + 1));
+    alternatives || referred
 }
 
 /// The top-level properties marked `x-secret: true`.

@@ -300,6 +300,16 @@ fn a_free_text_scope_or_match_is_refused_and_a_shaped_one_taken() {
     if let Err(errors) = Catalog::from_files(&with_file(f, &patterned)) {
         panic!("{errors}");
     }
+    // Choices given through alternatives or a definition are choices too.
+    for shaped in [
+        "region: { type: string, oneOf: [{ const: eu }, { const: us }] }",
+        "region: { type: string, $ref: \"#/$defs/region\" }\n  $defs:\n    region: { enum: [eu, us] }",
+    ] {
+        let text = free.replace("region: { type: string }", shaped);
+        if let Err(errors) = Catalog::from_files(&with_file(f, &text)) {
+            panic!("{shaped}: {errors}");
+        }
+    }
 }
 
 #[test]

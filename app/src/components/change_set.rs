@@ -11,15 +11,23 @@ pub fn ChangeSetView(change_set: ChangeSet, hash: String) -> impl IntoView {
     view! {
         <section class="change-set" aria-label="Rendered files">
             <h2>"Rendered files"</h2>
-            <p class="muted">"Change set " <code class="hash" title=hash.clone()>{short(&hash)}</code></p>
+            // The full hash as text, for anyone to read or copy (not in a tooltip).
+            <details class="hash-detail">
+                <summary class="muted">"Change set " <code class="hash">{short(&hash)}</code></summary>
+                <p class="muted">"Full hash: " <code class="hash" data-testid="change-set-hash">{hash.clone()}</code></p>
+            </details>
             {change_set
                 .files
                 .into_iter()
-                .map(|file| view! {
-                    <details class="file">
-                        <summary><code>{file.path.clone()}</code></summary>
-                        <pre><code>{file.content}</code></pre>
-                    </details>
+                .map(|file| {
+                    let label = format!("File {}", file.path);
+                    view! {
+                        <details class="file">
+                            <summary><code>{file.path.clone()}</code></summary>
+                            // Scrolled with the arrow keys, so it takes the focus.
+                            <pre tabindex="0" role="region" aria-label=label><code>{file.content}</code></pre>
+                        </details>
+                    }
                 })
                 .collect_view()}
         </section>
@@ -115,10 +123,11 @@ fn FileDiffView(file: FileDiff) -> impl IntoView {
         FileStatus::Modified => "modified",
         FileStatus::Unchanged => "unchanged",
     };
+    let label = format!("Changes to {}", file.path);
     view! {
         <div class="file-diff">
             <h3><code>{file.path.clone()}</code> " " <span class="muted">{status}</span></h3>
-            <pre class="diff">
+            <pre class="diff" tabindex="0" role="region" aria-label=label>
                 {file.lines.into_iter().map(|line| {
                     let (class, mark) = match line.tag {
                         LineTag::Added => ("add", "+"),

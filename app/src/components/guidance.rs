@@ -12,10 +12,13 @@ use slipway_core::guidance::{Guidance, Hint, HintKind, unusual_values};
 
 use crate::api::load_guidance;
 
+/// `live`: whether the form's island is live; until then (and without script)
+/// a button would do nothing, so none is shown.
 #[component]
 pub fn GuidancePanel(
     resource_type: StoredValue<ResourceType>,
     values: RwSignal<Map<String, Value>>,
+    live: RwSignal<bool>,
 ) -> impl IntoView {
     // Only a change of team fetches again: the rest of the history does not move
     // while the form is being filled in.
@@ -34,7 +37,7 @@ pub fn GuidancePanel(
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 match guidance.await {
-                    Ok(guidance) => view! { <GuidanceList guidance resource_type values /> }.into_any(),
+                    Ok(guidance) => view! { <GuidanceList guidance resource_type values live /> }.into_any(),
                     // Guidance is a courtesy: without it the form works as before.
                     Err(_) => ().into_any(),
                 }
@@ -48,6 +51,7 @@ fn GuidanceList(
     guidance: Guidance,
     resource_type: StoredValue<ResourceType>,
     values: RwSignal<Map<String, Value>>,
+    live: RwSignal<bool>,
 ) -> impl IntoView {
     if guidance.hints.is_empty() && guidance.usual.is_empty() {
         return ().into_any();
@@ -59,7 +63,7 @@ fn GuidanceList(
             .with_value(|ty| guidance.with_value(|g| values.with(|v| unusual_values(ty, g, v))));
         found
             .into_iter()
-            .map(|hint| hint_view(hint, values))
+            .map(|hint| hint_view(hint, values, live))
             .collect_view()
     };
     view! {
@@ -69,7 +73,7 @@ fn GuidanceList(
             // Flagged as the values change, so read out when they appear.
             <ul class="guidance-hints" aria-live="polite">{unusual}</ul>
             <ul class="guidance-hints">
-                {fixed.into_iter().map(|hint| hint_view(hint, values)).collect_view()}
+                {fixed.into_iter().map(|hint| hint_view(hint, values, live)).collect_view()}
             </ul>
         </section>
     }
@@ -92,7 +96,11 @@ fn slug(kind: HintKind) -> &'static str {
     }
 }
 
-fn hint_view(hint: Hint, values: RwSignal<Map<String, Value>>) -> impl IntoView {
+fn hint_view(
+    hint: Hint,
+    values: RwSignal<Map<String, Value>>,
+    live: RwSignal<bool>,
+) -> impl IntoView {
     // The button's own words are short; the hint it belongs to says what it sets.
     let text_id = format!("guidance-{}-{}", slug(hint.kind), hint.field);
     let described_by = text_id.clone();
@@ -110,8 +118,10 @@ fn hint_view(hint: Hint, values: RwSignal<Map<String, Value>>) -> impl IntoView 
             });
             focus_first_field([field.as_str()]);
         };
+        // Only once the form is live: before (or without) its script, a button
+        // here would do nothing when pressed.
         move || {
-            differs().then(|| {
+            (live.get() && differs()).then(|| {
                 view! { <button type="button" aria-describedby=described_by.clone() on:click=apply.clone()>"Use this value"</button> }
             })
         }

@@ -2,7 +2,9 @@
 //! the steps and their logs as stored (that is the page without script); while the
 //! request is in motion an island opens an `EventSource` on
 //! `/requests/{id}/events`, appends each log line to its step as it comes, updates
-//! a step's state when it starts or ends, and reloads the page at the `end` event.
+//! a step's state when it starts or ends, and at the `end` event says so and
+//! offers a link to the result. It never reloads the page by itself: a reload
+//! would throw a screen reader (or a reader's place) back to the page's top.
 //! The browser reconnects by itself and resumes with `Last-Event-ID`.
 
 use leptos::prelude::*;
@@ -28,8 +30,10 @@ pub fn StepsList(steps: Vec<StepView>) -> impl IntoView {
                 <ul class="checks">
                     {steps.into_iter().map(|s| {
                         let head = step_head(s.step, &s.driver, s.attempt, &s.state, &s.summary, Some(&s.started_at));
+                        let label = log_label(s.step, s.attempt);
                         let log = (!s.log.is_empty() && s.log != s.summary).then(|| view! {
-                            <details><summary>"Log"</summary><pre>{s.log}</pre></details>
+                            // Scrolled with the arrow keys, so it takes the focus.
+                            <details><summary>"Log"</summary><pre tabindex="0" role="region" aria-label=label>{s.log}</pre></details>
                         });
                         view! { <li class=state_class(&s.state)>{head}{log}</li> }
                     }).collect_view()}
@@ -45,6 +49,11 @@ fn state_class(state: &str) -> &'static str {
         "failed" => "bad",
         _ => "",
     }
+}
+
+/// The name of a step's log, as a region of the page.
+fn log_label(step: i64, attempt: i64) -> String {
+    format!("Log of step {step}, attempt {attempt}")
 }
 
 fn step_head(
@@ -71,6 +80,8 @@ fn step_head(
 struct LiveStep {
     id: i64,
     head: RwSignal<String>,
+    /// The log's name (its step and attempt).
+    label: RwSignal<String>,
     state: RwSignal<String>,
     log: RwSignal<String>,
 }
@@ -92,6 +103,7 @@ impl LiveStep {
                 &s.summary,
                 Some(&s.started_at),
             )),
+            label: RwSignal::new(log_label(s.step, s.attempt)),
             state: RwSignal::new(s.state.clone()),
             log: RwSignal::new(log),
         }
@@ -140,7 +152,7 @@ fn LiveStepItem(step: LiveStep) -> impl IntoView {
             <Show when=move || has_log.get()>
                 <details open=running>
                     <summary>"Log"</summary>
-                    <pre>{move || step.log.get()}</pre>
+                    <pre tabindex="0" role="region" aria-label=move || step.label.get()>{move || step.log.get()}</pre>
                 </details>
             </Show>
         </li>
@@ -154,7 +166,7 @@ mod browser {
     use slipway_core::ids::RequestId;
     use slipway_core::views::{ProgressEvent, ProgressKind};
 
-    use super::{LiveStep, step_head};
+    use super::{LiveStep, log_label, step_head};
 
     /// Applies one event to the steps shown, and says in the status line what changed.
     fn apply(event: &ProgressEvent, live: RwSignal<Vec<LiveStep>>, status: RwSignal<String>) {
@@ -165,6 +177,7 @@ mod browser {
             let step = LiveStep {
                 id: event.step_id,
                 head: RwSignal::new(String::new()),
+                label: RwSignal::new(log_label(event.step, event.attempt)),
                 state: RwSignal::new(String::new()),
                 log: RwSignal::new(String::new()),
             };
@@ -194,9 +207,10 @@ mod browser {
         }
     }
 
-    /// Opens the event stream and wires its events to the page; the page's life is
-    /// the stream's (the `end` event reloads it, or offers to when someone is in
-    /// the page).
+    /// Opens the event stream and wires its events to the page, until its `end`
+    /// event: then the status line says the run has ended and a link offers the
+    /// result. The page is never reloaded by itself: whoever reads it (a screen
+    /// reader in browse mode included) keeps their place and goes on when ready.
     pub(super) fn follow(
         id: RequestId,
         after: i64,
@@ -223,17 +237,8 @@ mod browser {
         let ended = source.clone();
         let on_end = Closure::<dyn FnMut(MessageEvent)>::new(move |_: MessageEvent| {
             ended.close();
-            // A reload puts a reader (or a screen reader's place) back at the top
-            // of the page: only when nobody is in it, else they choose.
-            let in_use = document()
-                .active_element()
-                .is_some_and(|element| element.tag_name() != "BODY");
-            if in_use {
-                status.set("The run has ended: show the result to see its outcome.".into());
-                finished.set(true);
-            } else {
-                let _ = window().location().reload();
-            }
+            status.set("The run has ended: show the result to see its outcome.".into());
+            finished.set(true);
         });
         let failed = source.clone();
         // The browser retries a dropped connection by itself; a refusal closes it for good.

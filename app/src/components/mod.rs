@@ -12,6 +12,7 @@ pub mod schema_form;
 pub mod tables;
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_location;
 use slipway_core::state::RequestState;
@@ -22,40 +23,101 @@ use crate::error::AppError;
 /// and comes back here afterwards.
 pub fn error_view(error: AppError) -> AnyView {
     match error {
-        AppError::Unauthenticated => {
-            let location = use_location();
-            let mut here = location.pathname.get_untracked();
-            let search = location.search.get_untracked();
-            let search = search.trim_start_matches('?');
-            if !search.is_empty() {
-                here = format!("{here}?{search}");
-            }
-            let target = format!("/login?next={}", encode_path(&here));
-            view! { <Redirect path=target /> }.into_any()
-        }
+        AppError::Unauthenticated => sign_in_redirect(),
         other => error_notice(&other),
     }
 }
 
+/// A page that could not be loaded at all: it still has a title and a heading
+/// (as the page for an unknown address does), which say what went wrong, then
+/// the notice. A missing session goes to the sign-in page.
+pub fn page_error_view(error: AppError) -> AnyView {
+    match error {
+        AppError::Unauthenticated => sign_in_redirect(),
+        other => {
+            let heading = error_heading(&other);
+            view! {
+                <Title text=heading />
+                <h1>{heading}</h1>
+                {error_notice(&other)}
+            }
+            .into_any()
+        }
+    }
+}
+
+/// What a page that failed to load is titled: the kind of error, in words.
+pub fn error_heading(error: &AppError) -> &'static str {
+    match error {
+        AppError::Unauthenticated => "Signed out",
+        AppError::Forbidden(_) => "Not allowed",
+        AppError::NotFound(_) => "Not found",
+        AppError::Invalid(_) => "Not valid",
+        AppError::PrecheckFailed(_) => "Pre-check failed",
+        AppError::Conflict(_) => "Conflict",
+        AppError::Internal(_) | AppError::Transport(_) => "Something went wrong",
+    }
+}
+
+/// A page's title when it came back with a refusal: said first, so that the
+/// title a screen reader reads on arrival already tells that something failed.
+pub fn error_title(title: &str, refused: bool) -> String {
+    if refused {
+        format!("Error: {title}")
+    } else {
+        title.to_string()
+    }
+}
+
+/// Whether the page came back, after a post without script, with a refusal of
+/// one of the server functions at `paths` (the router reads it from the URL).
+pub fn sent_back_by(paths: &[&str]) -> bool {
+    use_context::<leptos::server::ServerActionError>()
+        .is_some_and(|refusal| paths.contains(&refusal.path()))
+}
+
+fn sign_in_redirect() -> AnyView {
+    let location = use_location();
+    let mut here = location.pathname.get_untracked();
+    let search = location.search.get_untracked();
+    let search = search.trim_start_matches('?');
+    if !search.is_empty() {
+        here = format!("{here}?{search}");
+    }
+    let target = format!("/login?next={}", encode_path(&here));
+    view! { <Redirect path=target /> }.into_any()
+}
+
 /// An error as a notice, for places that cannot redirect (islands in the browser).
 pub fn error_notice(error: &AppError) -> AnyView {
+    view! { <div class="notice error" role="alert">{error_words(error)}</div> }.into_any()
+}
+
+/// The notice of a refusal a page came back with (a form posted without
+/// script): the first thing of its form, and where the keyboard's focus starts,
+/// so that a screen reader reads it on arrival rather than the first field's
+/// label. `id` lets a field point at it.
+pub fn refusal_notice(error: &AppError, id: &'static str) -> AnyView {
+    view! {
+        <div class="notice error" role="alert" id=id tabindex="-1" autofocus=true>{error_words(error)}</div>
+    }
+    .into_any()
+}
+
+/// What a notice says about an error.
+pub fn error_words(error: &AppError) -> AnyView {
     match error {
-        AppError::Unauthenticated => view! {
-            <div class="notice error" role="alert">"Your session has ended. " <a href="/login">"Sign in again"</a></div>
+        AppError::Unauthenticated => {
+            view! { "Your session has ended. " <a href="/login">"Sign in again"</a> }.into_any()
         }
-        .into_any(),
-        AppError::Forbidden(message) => view! {
-            <div class="notice error" role="alert"><strong>"Not allowed. "</strong>{message.clone()}</div>
+        AppError::Forbidden(message) => {
+            view! { <strong>"Not allowed. "</strong>{message.clone()} }.into_any()
         }
-        .into_any(),
         // A mistyped or stale link: say what is missing and offer a way on.
-        AppError::NotFound(_) => view! {
-            <div class="notice error" role="alert">{error.to_string()} " " <a href="/catalog">"Go to the catalog"</a></div>
+        AppError::NotFound(_) => {
+            view! { {error.to_string()} " " <a href="/catalog">"Go to the catalog"</a> }.into_any()
         }
-        .into_any(),
-        other => {
-            view! { <div class="notice error" role="alert">{other.to_string()}</div> }.into_any()
-        }
+        other => other.to_string().into_any(),
     }
 }
 

@@ -2,11 +2,13 @@ use leptos::prelude::*;
 use slipway_core::precheck::PrecheckReport;
 
 /// The server's pre-check: the generated name, quota figures, dependencies, risks.
+/// No live region: the request form re-draws it after each pause in typing, and
+/// says its verdict in a status line of its own when that changes.
 #[component]
 pub fn PrecheckPanel(report: PrecheckReport) -> impl IntoView {
     let passed = report.passed();
     view! {
-        <section class="precheck" aria-label="Pre-check" aria-live="polite">
+        <section class="precheck" aria-label="Pre-check">
             <h2>
                 "Pre-check: "
                 {if passed {
@@ -45,6 +47,25 @@ pub fn PrecheckPanel(report: PrecheckReport) -> impl IntoView {
     }
 }
 
+/// The verdict in a few words: passed, or blocked and by how many problems.
+pub fn verdict_text(report: &PrecheckReport) -> String {
+    if report.passed() {
+        return "Pre-check passed".to_string();
+    }
+    let problems = fields_to_fix(report).len()
+        + report
+            .field_errors
+            .iter()
+            .filter(|e| e.field.is_empty())
+            .count()
+        + report.quotas.iter().filter(|q| !q.ok).count()
+        + report.dependencies.iter().filter(|d| !d.ok).count();
+    match problems {
+        1 => "Pre-check blocked: 1 problem".to_string(),
+        n => format!("Pre-check blocked: {n} problems"),
+    }
+}
+
 /// Each field the server refused, with why: the form shows its own checks beside
 /// their fields, but some rules only the server can judge (an action's rules
 /// against its asset, the team boundary), so the verdict says them in full.
@@ -59,4 +80,34 @@ fn fields_to_fix(report: &PrecheckReport) -> Vec<String> {
     seen.into_iter()
         .map(|(field, message)| format!("To fix: {field} {message}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_core::validate::FieldError;
+
+    #[test]
+    fn the_verdict_says_passed_or_how_many_problems_block_it() {
+        let mut report = PrecheckReport {
+            resource_name: None,
+            field_errors: Vec::new(),
+            quotas: Vec::new(),
+            dependencies: Vec::new(),
+            risks: vec!["a risk never blocks".into()],
+        };
+        assert_eq!(verdict_text(&report), "Pre-check passed");
+        report
+            .field_errors
+            .push(FieldError::new("name", "is taken"));
+        assert_eq!(verdict_text(&report), "Pre-check blocked: 1 problem");
+        // The same problem twice is listed, and counted, once.
+        report
+            .field_errors
+            .push(FieldError::new("name", "is taken"));
+        report
+            .field_errors
+            .push(FieldError::new("", "the quota is used up"));
+        assert_eq!(verdict_text(&report), "Pre-check blocked: 2 problems");
+    }
 }

@@ -17,17 +17,21 @@ use slipway_core::views::{ActionDraft, RequestDraft};
 use crate::api::{
     precheck_action, precheck_request, resubmit_request, submit_action, submit_request,
 };
-use crate::components::error_notice;
 use crate::components::guidance::GuidancePanel;
 use crate::components::param_checks::{ChecksUnavailable, check_params};
-use crate::components::precheck::PrecheckPanel;
+use crate::components::precheck::{PrecheckPanel, verdict_text};
 use crate::components::schema_form::{
     FormState, SchemaForm, adopt_typed_values, focus_first_field,
 };
+use crate::components::{error_notice, error_words};
 use crate::error::AppError;
 
 /// How long typing must pause before the server pre-check runs.
 const PRECHECK_DELAY: Duration = Duration::from_millis(250);
+
+/// The id of the notice of a server's refusal, which takes the focus when the
+/// refusal names no field to take it to.
+const REFUSAL_ID: &str = "form-refusal";
 
 /// The asset and the day-2 action a form asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,18 +163,22 @@ impl SentBack {
     /// The fields to mark: those the refusal names, and the secrets to type again.
     fn field_errors(&self, resource_type: &ResourceType) -> Vec<FieldError> {
         let mut errors = refused_fields(&self.error);
-        errors.extend(
-            self.reenter
-                .iter()
-                .filter(|name| resource_type.is_secret(name))
-                .map(|name| {
-                    FieldError::new(
-                        name.clone(),
-                        "must be typed again: a secret is never sent back to the form",
-                    )
-                }),
-        );
+        errors.extend(self.to_type_again(resource_type));
         errors
+    }
+
+    /// The secret fields whose values were dropped on the way back.
+    fn to_type_again(&self, resource_type: &ResourceType) -> Vec<FieldError> {
+        self.reenter
+            .iter()
+            .filter(|name| resource_type.is_secret(name))
+            .map(|name| {
+                FieldError::new(
+                    name.clone(),
+                    "must be typed again: a secret is never sent back to the form",
+                )
+            })
+            .collect()
     }
 }
 
@@ -220,6 +228,11 @@ pub fn RequestForm(
         .as_ref()
         .map(|s| s.field_errors(&resource_type))
         .unwrap_or_default();
+    // The refusal the page came back with, and the secrets to type again.
+    let earlier = sent_back.map(|s| {
+        let again = s.to_type_again(&resource_type);
+        (s.error, again)
+    });
     let form = FormState::new(initial, refused);
     let values = form.values;
     let fields = resource_type.fields();
@@ -253,8 +266,12 @@ pub fn RequestForm(
         Some(Err(error)) => {
             // What only the server can judge (a name taken, a quota, a rule
             // against the asset) marks its fields as the browser's checks do.
+            // A refusal that names no field of the form takes the focus to its
+            // notice, which says it (and is in view to a sighted keyboard user).
             let refused = refused_fields(&error);
-            focus_first_field(refused.iter().map(|e| e.field.as_str()));
+            if !focus_first_field(refused.iter().map(|e| e.field.as_str())) {
+                focus_refusal();
+            }
             form.refused.set(refused);
             form.show_all.set(true);
             submitting.set(false);
@@ -265,6 +282,7 @@ pub fn RequestForm(
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         form.show_all.set(true);
+        form.left.set(None);
         if submitting.get_untracked() {
             return;
         }
@@ -297,22 +315,30 @@ pub fn RequestForm(
         let fields = fields.clone();
         Effect::new(move |_| adopt_typed_values(&fields, form));
     }
-    // The button reads as unavailable while the browser's checks find errors; a
-    // server's refusal alone does not make it so (pressed, it asks the server again).
-    let has_errors = move || form.show_all.get() && !form.errors.with(Vec::is_empty);
-    let earlier = sent_back.map(|s| s.error);
+    // A page that came back refused starts with the focus on the notice.
+    let came_back = earlier.is_some();
     let server_error = move || match send.value().get() {
-        Some(outcome) => outcome.err(),
+        Some(outcome) => outcome.err().map(|e| (e, Vec::new())),
         None => earlier.clone(),
     };
-    let summary = move || {
+    let notice_titles = titles.clone();
+    // The status line: the error of the field just left, else (after a submit)
+    // which fields need fixing. A memo, so that it changes (and is read out)
+    // only when what it says does.
+    let status = Memo::new(move |_| {
+        if let Some(name) = form.left.get()
+            && let Some(message) = form.error_for(&name)
+        {
+            return left_field_status(&titles, &name, &message);
+        }
         if !form.show_all.get() {
             return String::new();
         }
         let local = form.errors.get();
         let refused = form.refused.get();
         errors_summary(&titles, local.iter().chain(&refused))
-    };
+    });
+    let verdict = precheck_announcement(report);
     // Without script the form posts to the server, which answers with the
     // request's page or this page again with the refusal; the island, once
     // live, submits through its server functions instead (`submit` stops the post).
@@ -322,24 +348,30 @@ pub fn RequestForm(
             {base_revision.map(|revision| view! { <input type="hidden" name=REVISION_FIELD value=revision.to_string() /> })}
             <div class="form-columns">
                 <fieldset class="plain">
+                    // First, before the fields: a refusal is the first thing read.
+                    {move || server_error().map(|(e, again)| server_error_view(&e, &again, &notice_titles, came_back))}
                     {move || checks_missing.get().then(|| view! {
                         <p class="notice" role="status">"The checks could not be loaded into this page; the server checks the request when you submit it."</p>
                     })}
                     <SchemaForm fields form />
-                    {move || server_error().map(|e| server_error_view(&e))}
                     <div class="actions">
                         // Not `disabled`: a disabled button drops the keyboard's focus
-                        // (to the page's top) the moment it is pressed; pressed again
-                        // while sending it does nothing, and with errors it checks
-                        // again and takes the focus to the first field to fix.
-                        <button type="submit" class="primary" aria-disabled=move || (submitting.get() || has_errors()).to_string() aria-busy=move || submitting.get().to_string()>
+                        // (to the page's top) the moment it is pressed. Unavailable
+                        // only while sending (pressed again, it does nothing); with
+                        // errors it still works: it checks again and takes the focus
+                        // to the first field to fix, and the status line says which.
+                        <button type="submit" class="primary" aria-disabled=move || submitting.get().to_string() aria-busy=move || submitting.get().to_string()>
                             {move || if submitting.get() { "Submitting…".to_string() } else { submit_label.clone() }}
                         </button>
                         // Always in the page, so that its text is announced when it changes.
-                        <span class="hint" role="status">{summary}</span>
+                        <span class="hint" role="status">{move || status.get()}</span>
                     </div>
                 </fieldset>
                 <aside>
+                    // The pre-check's verdict for a screen reader, said when it
+                    // changes; the panel itself is re-drawn after each pause in
+                    // typing, which would be read out in pieces.
+                    <p class="sr-only" role="status" data-testid="precheck-status">{move || verdict.get()}</p>
                     <Transition fallback=|| view! { <p class="loading" role="status">"Checking…"</p> }>
                         {move || Suspend::new(async move {
                             match report.await {
@@ -348,7 +380,7 @@ pub fn RequestForm(
                             }
                         })}
                     </Transition>
-                    {guided.then(|| view! { <GuidancePanel resource_type values /> })}
+                    {guided.then(|| view! { <GuidancePanel resource_type values live=form.live /> })}
                 </aside>
             </div>
         </form>
@@ -377,6 +409,56 @@ fn errors_summary<'a>(
         [one] => format!("1 field needs fixing: {one}."),
         all => format!("{} fields need fixing: {}.", all.len(), all.join(", ")),
     }
+}
+
+/// What the status line says when the person leaves a field with an error:
+/// the field's label, then the error, as beside the field.
+fn left_field_status(titles: &[(String, String)], name: &str, message: &str) -> String {
+    let title = titles
+        .iter()
+        .find(|(field, _)| field == name)
+        .map_or(name, |(_, title)| title.as_str());
+    format!("{title}: {message}")
+}
+
+/// The pre-check's verdict in words, said only when it changes: not the first
+/// one (the panel shows it with the page), nor the same one again after each
+/// pause in typing.
+fn precheck_announcement(
+    report: Resource<Result<slipway_core::precheck::PrecheckReport, AppError>>,
+) -> RwSignal<String> {
+    let said = RwSignal::new(String::new());
+    let verdict = Memo::new(move |_| {
+        report
+            .get()
+            .and_then(Result::ok)
+            .map(|report| verdict_text(&report))
+    });
+    Effect::new(move |before: Option<Option<String>>| {
+        let before = before.flatten();
+        let now = verdict.get();
+        if let (Some(before), Some(now)) = (&before, &now)
+            && before != now
+        {
+            said.set(now.clone());
+        }
+        now.or(before)
+    });
+    said
+}
+
+/// Moves the keyboard's focus to the notice of a refusal, once it is drawn.
+fn focus_refusal() {
+    #[cfg(feature = "hydrate")]
+    request_animation_frame(|| {
+        use wasm_bindgen::JsCast as _;
+        if let Some(notice) = document()
+            .get_element_by_id(REFUSAL_ID)
+            .and_then(|element| element.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = notice.focus();
+        }
+    });
 }
 
 /// Field errors follow every change. The newest check wins: an older one that
@@ -435,17 +517,56 @@ fn server_precheck(
     )
 }
 
-fn server_error_view(error: &AppError) -> AnyView {
-    match error {
+/// The notice of a server's refusal: what was refused and, field by field,
+/// what to fix (each a link to its field), with the secrets to type again.
+/// `focus`: the page came back with it, so the focus starts on it.
+fn server_error_view(
+    error: &AppError,
+    again: &[FieldError],
+    titles: &[(String, String)],
+    focus: bool,
+) -> AnyView {
+    let content = match error {
         AppError::PrecheckFailed(report) => view! {
-            <div class="notice error" role="alert">
-                <p>"The server refused the request: its pre-check did not pass."</p>
-                <PrecheckPanel report=(**report).clone() />
-            </div>
+            <p>"The server refused the request: its pre-check did not pass."</p>
+            <PrecheckPanel report=(**report).clone() />
+            {fields_to_fix(again, titles)}
         }
         .into_any(),
-        other => error_notice(other),
+        AppError::Invalid(errors) => {
+            let all: Vec<FieldError> = errors.iter().chain(again).cloned().collect();
+            view! {
+                <p>"The server refused the request. To fix:"</p>
+                {fields_to_fix(&all, titles)}
+            }
+            .into_any()
+        }
+        other => view! { {error_words(other)} {fields_to_fix(again, titles)} }.into_any(),
+    };
+    view! {
+        <div class="notice error" role="alert" id=REFUSAL_ID tabindex="-1" autofocus=focus>{content}</div>
     }
+    .into_any()
+}
+
+/// A list of field errors, each under its field's title and a link to the
+/// field; one the form has no field for is said as the server said it.
+fn fields_to_fix(errors: &[FieldError], titles: &[(String, String)]) -> Option<AnyView> {
+    (!errors.is_empty()).then(|| {
+        let items = errors
+            .iter()
+            .map(|error| {
+                match titles.iter().find(|(name, _)| *name == error.field) {
+                    Some((name, title)) => view! {
+                        <li><a href=format!("#field-{name}")>{format!("{title}: {}", error.message)}</a></li>
+                    }
+                    .into_any(),
+                    None => view! { <li>{error.to_string()}</li> }.into_any(),
+                }
+            })
+            .collect_view();
+        view! { <ul class="to-fix">{items}</ul> }.into_any()
+    })
 }
 
 #[cfg(test)]
@@ -490,6 +611,19 @@ mod tests {
         assert_eq!(
             errors_summary(&titles(), unknown.iter()),
             "Fix what is marked above to submit."
+        );
+    }
+
+    #[test]
+    fn leaving_a_field_says_its_label_and_its_error() {
+        assert_eq!(
+            left_field_status(&titles(), "replicas", "must be at least 1"),
+            "Replicas: must be at least 1"
+        );
+        // A field without a title in the list is named as the form names it.
+        assert_eq!(
+            left_field_status(&titles(), "colour", "is not known"),
+            "colour: is not known"
         );
     }
 

@@ -24,6 +24,9 @@ pub struct FormState {
     /// until then the controls keep what the server rendered and the person
     /// typed, rather than be reset to the values the island started with.
     pub live: RwSignal<bool>,
+    /// The field the person last left: the form's status line says its error
+    /// (once on leaving, not at each keystroke), until that field changes.
+    pub left: RwSignal<Option<String>>,
 }
 
 impl FormState {
@@ -37,10 +40,12 @@ impl FormState {
             show_all: RwSignal::new(!refused.is_empty()),
             refused: RwSignal::new(refused),
             live: RwSignal::new(false),
+            left: RwSignal::new(None),
         }
     }
 
-    fn error_for(&self, field: &str) -> Option<String> {
+    /// The error shown beside `field`, if any.
+    pub fn error_for(&self, field: &str) -> Option<String> {
         let visible = self.show_all.get() || self.touched.with(|t| t.iter().any(|f| f == field));
         if !visible {
             return None;
@@ -65,7 +70,27 @@ impl FormState {
         }
     }
 
+    /// The person left `field`: its error shows from now on, and the status
+    /// line says it.
+    fn leave(&self, field: &str) {
+        self.touch(field);
+        if self
+            .left
+            .with_untracked(|left| left.as_deref() != Some(field))
+        {
+            self.left.set(Some(field.to_string()));
+        }
+    }
+
     fn set(&self, field: &str, value: Value) {
+        // Typing again in the field the status line speaks of: it falls silent
+        // rather than follow each keystroke.
+        if self
+            .left
+            .with_untracked(|left| left.as_deref() == Some(field))
+        {
+            self.left.set(None);
+        }
         // The server judged the old value; its verdict does not hold for the new one.
         if self
             .refused
@@ -96,28 +121,30 @@ fn text_of(value: Option<&Value>) -> String {
     }
 }
 
+/// Whether a field's label carries the required mark.
+fn marked_required(field: &FieldSpec) -> bool {
+    field.required && !matches!(field.kind, FieldKind::Boolean)
+}
+
+/// The form's fields. A page sent back with a refusal starts with the focus on
+/// the refusal's notice (see the request form), never on a field.
 #[component]
 pub fn SchemaForm(fields: Vec<FieldSpec>, form: FormState) -> impl IntoView {
-    // A page sent back with a refusal takes the keyboard's focus to the first
-    // field the server named, in the page's order, with script or without.
-    let first_refused = form.refused.with_untracked(|refused| {
-        fields
-            .iter()
-            .find(|f| refused.iter().any(|e| e.field == f.name))
-            .map(|f| f.name.clone())
-    });
+    let any_required = fields.iter().any(marked_required);
     view! {
         <div class="schema-form">
-            {fields.into_iter().map(|field| {
-                let autofocus = first_refused.as_deref() == Some(field.name.as_str());
-                view! { <Field field form autofocus /> }
-            }).collect_view()}
+            // What the mark beside a label means, said once. (Each required
+            // control says so itself to a screen reader: the mark is hidden from it.)
+            {any_required.then(|| view! {
+                <p class="help required-note" aria-hidden="true"><span class="required">"*"</span>" required"</p>
+            })}
+            {fields.into_iter().map(|field| view! { <Field field form /> }).collect_view()}
         </div>
     }
 }
 
 #[component]
-fn Field(field: FieldSpec, form: FormState, autofocus: bool) -> impl IntoView {
+fn Field(field: FieldSpec, form: FormState) -> impl IntoView {
     let id = format!("field-{}", field.name);
     let help_id = format!("{id}-help");
     let error_id = format!("{id}-error");
@@ -131,9 +158,8 @@ fn Field(field: FieldSpec, form: FormState, autofocus: bool) -> impl IntoView {
     } else {
         error_id.clone()
     };
-    let kind = field.kind.clone();
-    let control = control(&field, &id, &described_by, form, error, autofocus);
-    let required = field.required && !matches!(kind, FieldKind::Boolean);
+    let control = control(&field, &id, &described_by, form, error);
+    let required = marked_required(&field);
     view! {
         <div class="field" class:has-error=move || error.get().is_some()>
             <label for=id.clone()>
@@ -158,7 +184,6 @@ fn secret_control(
     (id, described_by): (String, String),
     form: FormState,
     invalid: impl Fn() -> String + Send + Sync + 'static,
-    autofocus: bool,
 ) -> AnyView {
     let name = field.name.clone();
     let stored = form
@@ -184,12 +209,12 @@ fn secret_control(
     };
     let on_blur = {
         let name = name.clone();
-        move |_| form.touch(&name)
+        move |_| form.leave(&name)
     };
     let hint = stored.then_some("Set; leave empty to keep it");
     view! {
         <input type="password" autocomplete="new-password" id=id name=name.clone()
-            required=field.required && !stored placeholder=hint autofocus=autofocus
+            required=field.required && !stored placeholder=hint
             aria-describedby=described_by aria-invalid=invalid
             on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
     }
@@ -206,7 +231,6 @@ fn control(
     described_by: &str,
     form: FormState,
     error: Memo<Option<String>>,
-    autofocus: bool,
 ) -> AnyView {
     let name = field.name.clone();
     let first = form.values.with_untracked(|v| text_of(v.get(&name)));
@@ -224,24 +248,24 @@ fn control(
     };
     let on_blur = {
         let name = name.clone();
-        move |_| form.touch(&name)
+        move |_| form.leave(&name)
     };
     let invalid = move || error.get().is_some().to_string();
     let (id, described_by, required) = (id.to_string(), described_by.to_string(), field.required);
     if field.secret {
-        return secret_control(field, (id, described_by), form, invalid, autofocus);
+        return secret_control(field, (id, described_by), form, invalid);
     }
     match &field.kind {
         FieldKind::Text { max_length, .. } => view! {
             <input type="text" id=id name=name.clone() required=required autocomplete="off"
-                maxlength=max_length.map(|m| m.to_string()) autofocus=autofocus
+                maxlength=max_length.map(|m| m.to_string())
                 aria-describedby=described_by aria-invalid=invalid
                 value=first prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
         }
         .into_any(),
         FieldKind::Integer { minimum, maximum } => view! {
             <input type="number" inputmode="numeric" id=id name=name.clone() required=required
-                min=minimum.map(|m| m.to_string()) max=maximum.map(|m| m.to_string()) autofocus=autofocus
+                min=minimum.map(|m| m.to_string()) max=maximum.map(|m| m.to_string())
                 aria-describedby=described_by aria-invalid=invalid
                 value=first prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur />
         }
@@ -255,8 +279,8 @@ fn control(
             let checked = move || form.live.get().then(is_checked.clone());
             let name_for_set = name.clone();
             view! {
-                <input type="checkbox" id=id name=name.clone() aria-describedby=described_by autofocus=autofocus
-                    checked=first_checked prop:checked=checked
+                <input type="checkbox" id=id name=name.clone() aria-describedby=described_by aria-invalid=invalid
+                    checked=first_checked prop:checked=checked on:blur=on_blur
                     on:change=move |ev| { form.set(&name_for_set, Value::Bool(event_target_checked(&ev))); form.touch(&name_for_set); } />
             }
             .into_any()
@@ -269,8 +293,8 @@ fn control(
             };
             let name_for_touch = name.clone();
             view! {
-                <select id=id name=name.clone() required=required autofocus=autofocus aria-describedby=described_by aria-invalid=invalid
-                    prop:value=current on:change=move |ev| { on_input(event_target_value(&ev)); form.touch(&name_for_touch); }>
+                <select id=id name=name.clone() required=required aria-describedby=described_by aria-invalid=invalid
+                    prop:value=current on:change=move |ev| { on_input(event_target_value(&ev)); form.touch(&name_for_touch); } on:blur=on_blur>
                     <option value="" disabled=true selected=move || !has_value()>"Choose…"</option>
                     {options.into_iter().map(|o| {
                         let chosen = o.value == first;
@@ -286,7 +310,7 @@ fn control(
             let lines_id = format!("{id}-lines");
             let described_by = format!("{lines_id} {described_by}");
             view! {
-                <textarea id=id name=name.clone() rows="3" required=required autofocus=autofocus aria-describedby=described_by aria-invalid=invalid
+                <textarea id=id name=name.clone() rows="3" required=required aria-describedby=described_by aria-invalid=invalid
                     placeholder="One per line"
                     prop:value=current on:input=move |ev| on_input(event_target_value(&ev)) on:blur=on_blur>{first}</textarea>
                 <p class="help" id=lines_id>"One per line."</p>
@@ -349,22 +373,27 @@ pub fn adopt_typed_values(fields: &[FieldSpec], form: FormState) {
 /// page's order (each control's id is `field-{name}`): after a refused submit or
 /// an applied suggestion, a keyboard or screen-reader user lands where the fix
 /// is, and hears its label, value and error. Only in the browser.
-pub fn focus_first_field<'a>(fields: impl IntoIterator<Item = &'a str>) {
+/// Says whether it found one to focus.
+pub fn focus_first_field<'a>(fields: impl IntoIterator<Item = &'a str>) -> bool {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast as _;
         let wanted: Vec<String> = fields.into_iter().map(|f| format!("field-{f}")).collect();
         let Ok(controls) = document().query_selector_all("[id^='field-']") else {
-            return;
+            return false;
         };
         let first = (0..controls.length())
             .filter_map(|i| controls.item(i))
             .filter_map(|node| node.dyn_into::<web_sys::HtmlElement>().ok())
             .find(|element| wanted.contains(&element.id()));
-        if let Some(element) = first {
-            let _ = element.focus();
+        match first {
+            Some(element) => element.focus().is_ok(),
+            None => false,
         }
     }
     #[cfg(not(feature = "hydrate"))]
-    drop(fields.into_iter());
+    {
+        drop(fields.into_iter());
+        false
+    }
 }

@@ -3,17 +3,21 @@ use slipway_core::views::RequestSummary;
 
 use crate::components::StateBadge;
 
+/// A list of requests; `caption` names the table (visually, the page's heading
+/// does), so that a screen reader's list of tables tells them apart.
 #[component]
 pub fn RequestTable(
     requests: Vec<RequestSummary>,
     #[prop(optional)] show_requester: bool,
     empty: String,
+    #[prop(into)] caption: String,
 ) -> impl IntoView {
     if requests.is_empty() {
         return view! { <p class="empty">{empty}</p> }.into_any();
     }
     view! {
         <table class="list">
+            <caption class="sr-only">{caption}</caption>
             <thead>
                 <tr>
                     <th scope="col">"Request"</th>

@@ -4,24 +4,23 @@ use leptos_meta::Title;
 use crate::api::{
     EndSession, SESSIONS_SHOWN, SessionsPageData, UnlinkChat, my_chat_link, my_sessions,
 };
-use crate::components::{Loading, error_view};
+use crate::components::{Loading, error_title, error_view, refusal_notice};
 
 /// Who you are here (roles and teams, as the sign-in gave them) and every browser
 /// signed in as you, each of which you can sign out from here.
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let end = ServerAction::<EndSession>::new();
+    let unlink = ServerAction::<UnlinkChat>::new();
     let sessions = Resource::new(move || end.version().get(), |_| my_sessions());
-    let error = move || {
-        end.value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| e.to_string())
-    };
+    // A refused form comes back as a new page: its notice is the first thing
+    // after the heading, the focus starts on it, and the title says "Error".
+    let refusal = move || end.value().get().and_then(Result::err);
+    let refused = move || refusal().is_some() || unlink.value().with(|v| matches!(v, Some(Err(_))));
     view! {
-        <Title text="Your sessions" />
+        <Title text=move || error_title("Your sessions", refused()) />
         <h1>"Your sessions"</h1>
-        {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
+        {move || refusal().map(|e| refusal_notice(&e, "sessions-error"))}
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match sessions.await {
@@ -79,7 +78,7 @@ pub fn SessionsPage() -> impl IntoView {
             "and status questions there, as you. Link your chat account once with a code "
             "that works for 15 minutes; it is shown on the next page only."
         </p>
-        <ChatLink />
+        <ChatLink unlink />
         // A plain form: the code is shown on a page of its own, never kept to show again.
         <form method="post" action="/account/chat-link/new" class="chat-link-form">
             <button type="submit" data-testid="chat-link">"Get a chat link code"</button>
@@ -89,18 +88,11 @@ pub fn SessionsPage() -> impl IntoView {
 
 /// The chat account that acts as you, and the way to stop it.
 #[component]
-fn ChatLink() -> impl IntoView {
-    let unlink = ServerAction::<UnlinkChat>::new();
+fn ChatLink(unlink: ServerAction<UnlinkChat>) -> impl IntoView {
     let link = Resource::new(move || unlink.version().get(), |_| my_chat_link());
-    let error = move || {
-        unlink
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| e.to_string())
-    };
+    let refusal = move || unlink.value().get().and_then(Result::err);
     view! {
-        {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
+        {move || refusal().map(|e| refusal_notice(&e, "chat-link-error"))}
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match link.await {

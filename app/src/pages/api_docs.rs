@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
 
-use crate::components::{Loading, error_view};
+use crate::components::{Loading, page_error_view};
 use crate::error::AppError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,12 +150,11 @@ fn reference_from(document: &serde_json::Value) -> ApiReference {
 pub fn ApiDocsPage() -> impl IntoView {
     let reference = Resource::new(|| (), |_| fetch_api_reference());
     view! {
-        <Title text="API reference" />
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match reference.await {
-                    Ok(reference) => view! { <Reference reference /> }.into_any(),
-                    Err(e) => error_view(e),
+                    Ok(reference) => view! { <Title text="API reference" /><Reference reference /> }.into_any(),
+                    Err(e) => page_error_view(e),
                 }
             })}
         </Suspense>
@@ -216,6 +215,7 @@ fn Endpoint(endpoint: ApiEndpoint) -> impl IntoView {
             {(!endpoint.summary.is_empty()).then(|| view! { <p>{endpoint.summary.clone()}</p> })}
             {(!endpoint.parameters.is_empty()).then(|| view! {
                 <table class="list">
+                    <caption class="sr-only">{format!("Parameters of {} {}", endpoint.method, endpoint.path)}</caption>
                     <thead><tr><th scope="col">"Parameter"</th><th scope="col">"In"</th><th scope="col">"Required"</th><th scope="col">"Meaning"</th></tr></thead>
                     <tbody>
                         {endpoint.parameters.iter().map(|p| view! {

@@ -4,7 +4,7 @@ use slipway_core::ids::AssetId;
 use slipway_core::views::{ASSET_PAGE_HISTORY, AssetTemplates, RelationView};
 
 use crate::api::fetch_asset;
-use crate::components::{Loading, error_view};
+use crate::components::{Loading, page_error_view};
 use crate::error::AppError;
 use crate::pages::request::ParamsTable;
 
@@ -96,7 +96,7 @@ pub fn AssetPage() -> impl IntoView {
                         }
                         .into_any()
                     }
-                    Err(e) => error_view(e),
+                    Err(e) => page_error_view(e),
                 }
             })}
         </Suspense>

@@ -8,7 +8,7 @@ use slipway_core::ids::AssetId;
 
 use crate::api::load_action_form;
 use crate::components::request_form::{ActionOn, FormMode, RequestForm, SentBack, refilled};
-use crate::components::{Loading, error_view};
+use crate::components::{Loading, error_title, page_error_view};
 use crate::error::AppError;
 
 #[component]
@@ -46,8 +46,9 @@ pub fn AssetActionPage() -> impl IntoView {
                             Some(_) => refilled(&form.form_type, form.initial, &given),
                             None => form.initial,
                         };
+                        let page_title = error_title(&heading, sent_back.is_some());
                         view! {
-                            <Title text=heading.clone() />
+                            <Title text=page_title />
                             <h1>{heading}</h1>
                             <p class="muted">{form.action.description.clone()}" "
                                 <a href=format!("/assets/{}", form.asset.id)>{format!("Asset #{}", form.asset.id)}</a></p>
@@ -64,7 +65,7 @@ pub fn AssetActionPage() -> impl IntoView {
                         }
                         .into_any()
                     }
-                    Err(e) => error_view(e),
+                    Err(e) => page_error_view(e),
                 }
             })}
         </Suspense>

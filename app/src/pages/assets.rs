@@ -37,6 +37,7 @@ pub fn AssetsPage() -> impl IntoView {
                         }
                         (Ok(page), Ok(query)) => view! {
                             <table class="list">
+                                <caption class="sr-only">"Assets"</caption>
                                 <thead><tr><th scope="col">"Asset"</th><th scope="col">"Type"</th><th scope="col">"Name"</th><th scope="col">"State"</th><th scope="col">"Request"</th><th scope="col">"Created"</th></tr></thead>
                                 <tbody>
                                     {page.items.into_iter().map(|a| view! {

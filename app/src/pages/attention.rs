@@ -33,7 +33,7 @@ pub fn AttentionPage() -> impl IntoView {
                         (Ok(page), Ok(query)) => {
                             let empty = empty_text(&query, "Nothing has failed.");
                             view! {
-                                <RequestTable requests=page.items show_requester=true empty />
+                                <RequestTable requests=page.items show_requester=true empty caption="Requests that need attention" />
                                 <Pager query newer=page.newer older=page.older what="requests needing attention" />
                             }.into_any()
                         }

@@ -89,17 +89,28 @@ fn AuditTable(events: Vec<AuditEntry>) -> impl IntoView {
                         <td>{e.seq}</td>
                         <td>{e.at.clone()}</td>
                         <td>{e.actor.clone()}</td>
-                        <td title=e.trace_id.clone().map(|t| format!("trace {t}")).unwrap_or_default()>
+                        <td>
                             {e.channel.clone().unwrap_or_default()}
                             {e.channel_user.clone().or(e.client_addr.clone()).map(|a| view! { <br /><span class="muted">{a}</span> })}
+                            // As text, not in a tooltip that neither a keyboard nor a touch reaches.
+                            {e.trace_id.clone().map(|t| view! {
+                                <details class="cell-more"><summary>"Trace"</summary><code>{t}</code></details>
+                            })}
                         </td>
                         <td><code>{e.action.clone()}</code></td>
                         <td>{e.target.clone()}</td>
                         <td>{match (e.before.clone(), e.after.clone()) { (Some(b), Some(a)) => format!("{b} → {a}"), (None, Some(a)) => a, (Some(b), None) => b, _ => String::new() }}</td>
                         <td class="detail">{e.detail.clone()}</td>
                         <td>{match e.hash.clone() {
-                            Some(hash) => view! { <code title=format!("position {}: {hash}", e.position.unwrap_or_default())>{hash.chars().take(10).collect::<String>()}</code> }.into_any(),
-                            None => view! { <span class="muted" title="written; its place in the hash chain follows in a moment">"sealing…"</span> }.into_any(),
+                            Some(hash) => view! {
+                                <details class="cell-more">
+                                    <summary><code>{hash.chars().take(10).collect::<String>()}</code><span class="sr-only">" (the full hash)"</span></summary>
+                                    <span>{format!("Position {} in the chain: ", e.position.unwrap_or_default())}</span><code>{hash}</code>
+                                </details>
+                            }.into_any(),
+                            None => view! {
+                                <span class="muted">"sealing…"<span class="sr-only">" written; its place in the hash chain follows in a moment"</span></span>
+                            }.into_any(),
                         }}</td>
                     </tr>
                 }).collect_view()}

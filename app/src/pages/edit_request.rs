@@ -5,7 +5,7 @@ use slipway_core::ids::RequestId;
 
 use crate::api::{fetch_request, load_action_form, load_form_context};
 use crate::components::request_form::{ActionOn, FormMode, RequestForm, SentBack, refilled};
-use crate::components::{Loading, error_view};
+use crate::components::{Loading, error_title, page_error_view};
 use crate::error::AppError;
 
 /// The requester's side of "changes requested": the same form, filled with the last
@@ -64,8 +64,9 @@ pub fn EditRequestPage() -> impl IntoView {
                             Some(_) => refilled(&resource_type, initial, &given),
                             None => initial,
                         };
+                        let page_title = error_title(&format!("Revise request #{id}"), sent_back.is_some());
                         view! {
-                            <Title text=format!("Revise request #{id}") />
+                            <Title text=page_title />
                             <h1>{format!("Revise request #{id}")}</h1>
                             {feedback.into_iter().map(|(who, comment)| view! {
                                 <blockquote class="feedback"><p class="written">{comment}</p><footer>{format!("— {who}, reviewer")}</footer></blockquote>
@@ -82,7 +83,7 @@ pub fn EditRequestPage() -> impl IntoView {
                         }
                         .into_any()
                     }
-                    Err(e) => error_view(e),
+                    Err(e) => page_error_view(e),
                 }
             })}
         </Suspense>

@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{Login, sign_in_options};
-use crate::components::{Loading, error_notice};
+use crate::components::{Loading, error_notice, error_title, refusal_notice};
 
 /// The messages a failed single sign-on comes back with; the URL carries only the
 /// code, so a link cannot put its own words on this page.
@@ -56,28 +56,32 @@ pub fn LoginPage() -> impl IntoView {
                 .map(str::to_string),
         )
     });
-    let error = move || {
-        login
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| e.to_string())
-    };
+    // A refused sign-in comes back as a new page: the refusal is said first and
+    // takes the focus (a screen reader reads it on arrival), the fields point at
+    // it, and the page's title starts with "Error".
+    let error = login.value().get_untracked().and_then(Result::err);
+    let refused = error.is_some() || sign_on_error.is_some();
+    let described_by = error.is_some().then_some("login-error");
     let sso_href = if next.is_empty() {
         "/auth/oidc/start".to_string()
     } else {
         format!("/auth/oidc/start?next={}", encode_query_value(&next))
     };
     view! {
-        <Title text="Sign in" />
+        <Title text=error_title("Sign in", refused) />
         <div class="login">
             <h1>"Sign in to Slipway"</h1>
             <p class="muted">"Request platform resources, review changes, and see what exists."</p>
-            {sign_on_error.map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
+            {sign_on_error.map(|e| {
+                // A refused sign-in's own notice takes the focus when there is one.
+                let focus = error.is_none();
+                view! { <p class="notice error" role="alert" id="sign-on-error" tabindex="-1" autofocus=focus>{e}</p> }
+            })}
             <Suspense fallback=|| view! { <Loading /> }>
                 {move || {
                     let next = next.clone();
                     let sso_href = sso_href.clone();
+                    let error = error.clone();
                     Suspend::new(async move {
                         match options.await {
                             Ok(options) => view! {
@@ -86,16 +90,18 @@ pub fn LoginPage() -> impl IntoView {
                                 })}
                                 {options.local_accounts.then(|| view! {
                                     <ActionForm action=login>
+                                        {error.as_ref().map(|e| refusal_notice(e, "login-error"))}
                                         <input type="hidden" name="next" value=next.clone() />
                                         <div class="field">
                                             <label for="username">"User name"</label>
-                                            <input id="username" name="username" type="text" autocomplete="username" required=true autofocus=true />
+                                            <input id="username" name="username" type="text" autocomplete="username" required=true
+                                                autofocus=!refused aria-describedby=described_by />
                                         </div>
                                         <div class="field">
                                             <label for="password">"Password"</label>
-                                            <input id="password" name="password" type="password" autocomplete="current-password" required=true />
+                                            <input id="password" name="password" type="password" autocomplete="current-password" required=true
+                                                aria-describedby=described_by />
                                         </div>
-                                        {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
                                         <button type="submit" class="primary">"Sign in"</button>
                                     </ActionForm>
                                 })}

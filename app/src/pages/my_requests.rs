@@ -33,7 +33,7 @@ pub fn MyRequestsPage() -> impl IntoView {
                         (Ok(page), Ok(query)) => {
                             let empty = empty_text(&query, "You have no requests yet. Start from the catalog.");
                             view! {
-                                <RequestTable requests=page.items empty />
+                                <RequestTable requests=page.items empty caption="My requests" />
                                 <Pager query newer=page.newer older=page.older what="requests" />
                             }.into_any()
                         }

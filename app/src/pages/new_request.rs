@@ -6,7 +6,7 @@ use slipway_core::validate::values_from_text;
 
 use crate::api::load_form_context;
 use crate::components::request_form::{FormMode, RequestForm, SentBack};
-use crate::components::{Loading, error_view};
+use crate::components::{Loading, error_title, page_error_view};
 
 #[component]
 pub fn NewRequestPage() -> impl IntoView {
@@ -25,8 +25,9 @@ pub fn NewRequestPage() -> impl IntoView {
                         });
                         let mode = FormMode::New { submit_key: ctx.submit_key };
                         let sent_back = SentBack::from_query(&given, &mode.action(&ctx.resource_type.name));
+                        let page_title = error_title(&format!("Request a {title}"), sent_back.is_some());
                         view! {
-                            <Title text=format!("Request a {title}") />
+                            <Title text=page_title />
                             <h1>{format!("Request a {title}")}</h1>
                             <p class="muted">{ctx.resource_type.description.clone()}</p>
                             <RequestForm
@@ -39,7 +40,7 @@ pub fn NewRequestPage() -> impl IntoView {
                         }
                         .into_any()
                     }
-                    Err(e) => error_view(e),
+                    Err(e) => page_error_view(e),
                 }
             })}
         </Suspense>

@@ -2,6 +2,7 @@
 //! the viewer may take (review, revise, cancel, retry, take over, resolve).
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use serde_json::Value;
 use slipway_core::ids::RequestId;
@@ -17,7 +18,9 @@ use crate::components::change_set::{ChangeSetView, DeployedDiffView, ReviewDiffV
 use crate::components::flow::FlowSteps;
 use crate::components::live_progress::{LiveSteps, StepsList, in_motion};
 use crate::components::precheck::PrecheckPanel;
-use crate::components::{Loading, StateBadge, error_view};
+use crate::components::{
+    Loading, StateBadge, error_title, page_error_view, refusal_notice, sent_back_by,
+};
 use crate::error::AppError;
 
 #[component]
@@ -50,7 +53,7 @@ pub fn RequestPage() -> impl IntoView {
                 let drafts = drafts.await;
                 match detail.await {
                     Ok(detail) => view! { <RequestView detail drafts /> }.into_any(),
-                    Err(e) => error_view(e),
+                    Err(e) => page_error_view(e),
                 }
             })}
         </Suspense>
@@ -68,8 +71,16 @@ fn RequestView(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
         .as_ref()
         .map(|r| r.params.clone())
         .unwrap_or(Value::Null);
+    // Came back with a refusal of one of its forms (posted without script).
+    let refused = sent_back_by(&[
+        Decide::PATH,
+        CancelRequest::PATH,
+        RetryRequest::PATH,
+        TakeOverRequest::PATH,
+        ResolveRequest::PATH,
+    ]);
     view! {
-        <Title text=format!("Request #{}", s.id) />
+        <Title text=error_title(&format!("Request #{}", s.id), refused) />
         <div class="request-head">
             <h1>{format!("Request #{}: {} ", s.id, detail.type_title)}<code>{s.resource_name.clone()}</code></h1>
             <StateBadge state=s.state />
@@ -168,11 +179,20 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
         .last()
         .map(|r| r.change_set_hash.clone())
         .unwrap_or_default();
-    let any =
-        p.review || p.resubmit || p.cancel || p.retry || p.take_over || p.resolve || p.abandon;
+    // A refusal shows even when nothing is left to do (a request cancelled meanwhile).
+    let any = p.review
+        || p.resubmit
+        || p.cancel
+        || p.retry
+        || p.take_over
+        || p.resolve
+        || p.abandon
+        || other_error.is_some();
     any.then(|| view! {
         <section class="actions-panel" aria-label="Actions">
-            {other_error.map(|e| view! { <p class="notice error" role="alert">{e.to_string()}</p> })}
+            // A refusal that names neither box: first in the panel, and where the
+            // focus starts on the page it came back to.
+            {other_error.map(|e| refusal_notice(&e, "actions-error"))}
             {p.review.then(|| view! {
                 <ActionForm action=review attr:class="review-box">
                     <h2>"Your review"</h2>

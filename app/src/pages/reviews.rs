@@ -32,7 +32,7 @@ pub fn ReviewQueuePage() -> impl IntoView {
                         (Ok(page), Ok(query)) => {
                             let empty = empty_text(&query, "Nothing waits for you.");
                             view! {
-                                <RequestTable requests=page.items show_requester=true empty />
+                                <RequestTable requests=page.items show_requester=true empty caption="Requests waiting for review" />
                                 <Pager query newer=page.newer older=page.older what="the review queue" />
                             }.into_any()
                         }

@@ -5,23 +5,19 @@ use leptos_meta::Title;
 use slipway_core::views::TokenScope;
 
 use crate::api::{ListedToken, RevokeToken, TokensPageData, tokens_page};
-use crate::components::{Loading, error_view};
+use crate::components::{Loading, error_title, error_view, refusal_notice};
 
 #[component]
 pub fn TokensPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeToken>::new();
     let data = Resource::new(move || revoke.version().get(), |_| tokens_page());
-    let error = move || {
-        revoke
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| e.to_string())
-    };
+    // A refused revocation comes back as a new page: its notice is the first
+    // thing after the heading, and the focus starts on it.
+    let refusal = move || revoke.value().get().and_then(Result::err);
     view! {
-        <Title text="API tokens" />
+        <Title text=move || error_title("API tokens", refusal().is_some()) />
         <h1>"API tokens"</h1>
-        {move || error().map(|e| view! { <p class="notice error" role="alert">{e}</p> })}
+        {move || refusal().map(|e| refusal_notice(&e, "tokens-error"))}
         <p class="muted">
             "A token lets a pipeline or a script use the "
             <a href="/api-docs">"Slipway API"</a>
@@ -89,6 +85,7 @@ fn TokenTable(tokens: Vec<ListedToken>, revoke: ServerAction<RevokeToken>) -> im
     }
     view! {
         <table class="list">
+            <caption class="sr-only">"Your API tokens"</caption>
             <thead><tr>
                 <th scope="col">"Name"</th><th scope="col">"Token"</th><th scope="col">"Scopes"</th>
                 <th scope="col">"Created"</th><th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"Status"</th>

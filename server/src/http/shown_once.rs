@@ -20,9 +20,9 @@ const PAGE: &str = r#"<!DOCTYPE html>
 <main class="page reveal-page">
 <h1>{{ heading }}</h1>
 {% if value is defined %}
-<p class="notice">{{ advice }}</p>
+<p class="notice" id="secret-advice">{{ advice }}</p>
 <label for="secret-value">{{ title }}</label>
-<input id="secret-value" class="secret-value" type="text" readonly value="{{ value }}" autocomplete="off" spellcheck="false" autofocus data-testid="shown-once">
+<input id="secret-value" class="secret-value" type="text" readonly value="{{ value }}" autocomplete="off" spellcheck="false" autofocus aria-describedby="secret-advice" data-testid="shown-once">
 {% else %}
 <p class="notice error" role="alert">{{ error }}</p>
 {% endif %}

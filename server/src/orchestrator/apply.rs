@@ -379,6 +379,16 @@ async fn apply(
         info,
     )
     .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
+    if start.is_some() {
+        let mut conn = state.db.pool.acquire().await?;
+        let change_set = &approved.revision.change_set;
+        let on = request.asset_id;
+        if let Some(why) =
+            services::deployed_paths::written_over_since(&mut conn, ty, on, change_set).await?
+        {
+            return Err(JobError::Permanent(why));
+        }
+    }
     let step_timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
     let mut commit: Option<String> = None;
     let mut summaries = Vec::with_capacity(steps.len());

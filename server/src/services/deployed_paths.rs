@@ -44,13 +44,45 @@ pub(crate) async fn keep_to_own_paths(
     if let Some(holder) = change_set.files.iter().find_map(|f| held_by(&f.path)) {
         return Err(ServiceError::Invalid(vec![FieldError::new(
             "",
-            format!(
-                "the change would write {}, a file of asset #{} ({} {}): two assets cannot \
-                 deploy one file; choose other values, or retire that asset first",
-                holder.path, holder.asset_id, holder.type_name, holder.name
-            ),
+            written_over(holder),
         )]));
     }
-    change_set.removed.retain(|path| held_by(path).is_none());
+    // Removals compare exact paths: on the repository `Foo.yaml` and
+    // `foo.yaml` are two files, and a retirement must remove its own.
+    change_set
+        .removed
+        .retain(|path| !held.iter().any(|h| &h.path == path));
     Ok(())
+}
+
+fn written_over(holder: &HeldPath) -> String {
+    format!(
+        "the change would write {}, a file of asset #{} ({} {}): two assets cannot \
+         deploy one file; choose other values, or retire that asset first",
+        holder.path, holder.asset_id, holder.type_name, holder.name
+    )
+}
+
+/// Why an approved change must not start: a file it writes was deployed by
+/// another asset since it was checked (two requests in flight for one file,
+/// or one approved long after its pre-check). Checked as the execution starts,
+/// before anything is written.
+pub(crate) async fn written_over_since(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    acting_on: Option<AssetId>,
+    change_set: &ChangeSet,
+) -> ServiceResult<Option<String>> {
+    if !ty.commits_to_gitops() || change_set.files.is_empty() {
+        return Ok(None);
+    }
+    let paths: Vec<&str> = change_set.files.iter().map(|f| f.path.as_str()).collect();
+    let held = assets::paths_held_by_others(conn, &paths, acting_on).await?;
+    Ok(held.first().map(|holder| {
+        format!(
+            "the change writes {}, which asset #{} ({} {}) deployed after this request was \
+             checked: two assets cannot deploy one file; nothing was written",
+            holder.path, holder.asset_id, holder.type_name, holder.name
+        )
+    }))
 }

@@ -9,7 +9,7 @@ pub mod auth;
 mod caller;
 pub mod catalog;
 pub mod chat;
-mod deployed_paths;
+pub(crate) mod deployed_paths;
 pub mod detail;
 mod error;
 pub mod flow;

@@ -483,6 +483,31 @@ pub async fn set_deployed_paths(
     Ok(())
 }
 
+/// Assets of types whose steps commit nothing to the GitOps repository hold
+/// no path there (the migration that filled `deployed_files` could not tell
+/// the types apart; a type's steps may also have changed since).
+pub async fn forget_paths_of_types(
+    conn: &mut AnyConnection,
+    types: &[&str],
+) -> Result<(), StorageError> {
+    for chunk in types.chunks(PATHS_PER_STATEMENT) {
+        let names = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "DELETE FROM deployed_files WHERE asset_id IN \
+             (SELECT id FROM assets WHERE type_name IN ({names}))"
+        );
+        let mut delete = sqlx::query(&sql);
+        for name in chunk {
+            delete = delete.bind(*name);
+        }
+        delete.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Paths bound in one statement: far below both engines' limits on binds.
 const PATHS_PER_STATEMENT: usize = 200;
 

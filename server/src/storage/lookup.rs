@@ -134,6 +134,13 @@ pub async fn sync(db: &Db, catalog: &Catalog, counters: Recount) -> Result<usize
         }
     }
     fill_listing_columns(&mut tx, db.engine, catalog).await?;
+    let deploys_nothing: Vec<&str> = catalog
+        .types
+        .values()
+        .filter(|ty| !ty.commits_to_gitops())
+        .map(|ty| ty.name.as_str())
+        .collect();
+    super::assets::forget_paths_of_types(&mut tx, &deploys_nothing).await?;
     let recounted = super::quota::recount(&mut tx, db.engine, catalog, counters).await?;
     tx.commit().await?;
     Ok(recounted)

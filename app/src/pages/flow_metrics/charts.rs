@@ -21,14 +21,23 @@ fn steps_svg(flow: &TypeFlow) -> String {
         .steps
         .iter()
         .map(|s| Bar {
-            label: s.step.label().to_string(),
+            // Wait or touch in words, not by the bar's colour alone.
+            label: format!(
+                "{} ({})",
+                s.step.label(),
+                if s.kind == StepKind::Touch {
+                    "touch"
+                } else {
+                    "wait"
+                }
+            ),
             value: s.durations.median_ms.map_or(0.0, hours),
             marker: s.durations.p90_ms.map(hours),
             colour: usize::from(s.kind == StepKind::Touch),
         })
         .collect();
     let desc = format!(
-        "For {}: the median time a request spends in each step, as a bar coloured by wait or touch, with a tick at the 90th percentile. The table below holds the same figures.",
+        "For {}: the median time a request spends in each step, as a bar labelled and coloured by wait or touch, with a tick at the 90th percentile. The table below holds the same figures.",
         flow.type_name
     );
     let frame = Frame {
