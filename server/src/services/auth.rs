@@ -49,7 +49,7 @@ pub async fn login(
     channel: Channel,
     meta: &CallMeta,
 ) -> ServiceResult<UserView> {
-    Ok(sign_in_from(state, username, password, channel, meta)
+    Ok(sign_in(state, username, password, channel, meta)
         .await?
         .user)
 }
@@ -61,19 +61,6 @@ pub async fn login(
 pub struct SignedIn {
     pub user: UserView,
     pub credential_version: i64,
-}
-
-/// [`login`], answering with the version of the password it checked: a session
-/// started with it signs no one in once `slipway user set-password` changed the
-/// password, however late the session is stored.
-pub async fn sign_in(
-    state: &AppState,
-    username: &str,
-    password: &str,
-    channel: Channel,
-    meta: &CallMeta,
-) -> ServiceResult<SignedIn> {
-    sign_in_from(state, username, password, channel, meta).await
 }
 
 /// Who signs in before anyone is known: failed attempts are recorded under this
@@ -394,10 +381,13 @@ fn lock_note(locked_for: i64) -> String {
     }
 }
 
-/// Counts failures per user name and per client address (kept in the
-/// database, so the limit holds across replicas): after a few failures the
-/// next attempts are refused, unchecked, for a growing while.
-async fn sign_in_from(
+/// [`login`], answering with the version of the password it checked: a session
+/// started with it signs no one in once `slipway user set-password` changed the
+/// password, however late the session is stored. Counts failures per user name
+/// and per client address (kept in the database, so the limit holds across
+/// replicas): after a few failures the next attempts are refused, unchecked,
+/// for a growing while.
+pub async fn sign_in(
     state: &AppState,
     username: &str,
     password: &str,
