@@ -113,25 +113,3 @@ test('the pre-check says its verdict once, in a status line of its own', async (
   await expect(precheck).not.toHaveAttribute('aria-live');
   await expect(page.getByTestId('precheck-status')).toHaveText('Pre-check passed');
 });
-
-test('the end of a followed run is said, and the page is not reloaded', async ({ page }) => {
-  // Carol, an admin, asks for team search: payments' three dev namespaces are
-  // the other specs' to use.
-  await loginAs(page, 'carol');
-  await page.goto('/requests/new/k8s-namespace');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-  await page.getByRole('textbox', { name: 'Name', exact: true }).fill(`calm-${Date.now() % 100000}`);
-  await page.getByLabel('Team').selectOption('search');
-  await page.getByLabel('Environment').selectOption('dev');
-  await expect(page.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
-  await page.getByRole('button', { name: 'Submit request' }).click();
-  await expect(page).toHaveURL(/\/requests\/\d+$/);
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-  const following = page.locator('section.live-steps');
-  test.skip((await following.count()) === 0, 'the run ended before the page was shown');
-  // A mark a reload would wipe out.
-  await page.evaluate(() => { (window as unknown as { stayed: boolean }).stayed = true; });
-  await expect(page.getByRole('link', { name: 'Show the result' })).toBeVisible({ timeout: 30_000 });
-  await expect(following.getByRole('status')).toHaveText(/The run has ended/);
-  expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
-});

@@ -2,13 +2,15 @@
 // alice asks for one in dev (approved by policy), watches psql and the sign-in
 // check run on the request page, and is shown the generated owner password once.
 // Runs when scripts/test found PostgreSQL (SLIPWAY_E2E_POSTGRES names it).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { test, expect } from '@playwright/test';
 import { awaitOutcome, loginAs } from './helpers';
 
 const server = process.env.SLIPWAY_E2E_POSTGRES;
 const name = `e2e${Date.now() % 100_000_000}`;
 const resource = `payments_${name}_dev`;
+const slowName = `slow${Date.now() % 100_000_000}`;
+const slowResource = `payments_${slowName}_dev`;
 
 if (!server && process.env.CI === 'true') {
   throw new Error('CI=true but SLIPWAY_E2E_POSTGRES is not set: the shared database must be tested');
@@ -17,7 +19,7 @@ test.skip(!server, 'SLIPWAY_E2E_POSTGRES is not set: no PostgreSQL server to cre
 
 test.afterAll(() => {
   if (!server) return;
-  for (const sql of [`DROP DATABASE IF EXISTS ${resource} WITH (FORCE)`, `DROP ROLE IF EXISTS ${resource}`]) {
+  for (const sql of [resource, slowResource].flatMap((r) => [`DROP DATABASE IF EXISTS ${r} WITH (FORCE)`, `DROP ROLE IF EXISTS ${r}`])) {
     execFileSync('psql', ['--no-psqlrc', '-q', '-d', server, '-c', sql]);
   }
 });
@@ -53,4 +55,39 @@ test('alice gets a real database and sees its owner password exactly once', asyn
   await page.getByRole('link', { name: /Back to request #\d+/ }).click();
   await expect(secrets).toContainText('it was shown to alice on');
   await expect(secrets.getByRole('button')).toHaveCount(0);
+});
+
+test('the end of a followed run is said, and the page is not reloaded', async ({ page }) => {
+  // Another session holds an uncommitted role of the database's name: psql's
+  // CREATE ROLE waits for it, so the run is in motion for seconds whatever the
+  // machine's pace, and the page is shown while it runs.
+  const holder = spawn('psql', ['--no-psqlrc', '-q', '-d', server!, '-c',
+    `BEGIN; CREATE ROLE ${slowResource}; SELECT pg_sleep(8); ROLLBACK;`]);
+  try {
+    await expect.poll(() => execFileSync('psql', ['--no-psqlrc', '-tAq', '-d', server!, '-c',
+      "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(8)%' AND pid <> pg_backend_pid()"]).toString().trim()).toBe('1');
+    await loginAs(page, 'alice');
+    await page.goto('/requests/new/shared-database');
+    await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+    await page.getByRole('textbox', { name: 'Name', exact: true }).fill(slowName);
+    await page.getByLabel('Team').selectOption('payments');
+    await page.getByLabel('Environment').selectOption('dev');
+    await expect(page.getByRole('region', { name: 'Pre-check' }).getByTestId('precheck-verdict')).toHaveText('passed');
+    await page.getByRole('button', { name: 'Submit request' }).click();
+    await expect(page).toHaveURL(/\/requests\/\d+$/);
+    await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+    const following = page.locator('section.live-steps');
+    await expect(following).toHaveCount(1);
+    // A mark a reload would wipe out.
+    await page.evaluate(() => { (window as unknown as { stayed: boolean }).stayed = true; });
+    await expect(following.getByRole('status')).not.toHaveText(/The run has ended/);
+    await expect(page.getByRole('link', { name: 'Show the result' })).toBeVisible({ timeout: 30_000 });
+    await expect(following.getByRole('status')).toHaveText(/The run has ended/);
+    expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+    await page.getByRole('link', { name: 'Show the result' }).click();
+    await expect(page.getByRole('region', { name: 'Acceptance checks' }))
+      .toContainText(`${slowResource} signs in to its database with the generated password — passed`);
+  } finally {
+    holder.kill();
+  }
 });

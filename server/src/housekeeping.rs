@@ -1,6 +1,6 @@
 //! Housekeeping, at start and every ten minutes: what a year of use would
-//! otherwise pile up or slow down. Each chore is logged and skipped on error;
-//! none of them is needed for correctness, only for size and speed.
+//! otherwise pile up or slow down, and what data recorded by older versions
+//! lacks. Each chore is logged and skipped on error (and tried again next time).
 
 use std::time::Duration;
 
@@ -50,6 +50,14 @@ pub async fn tidy(state: &AppState) {
         Ok(Ok(dirs)) => tracing::info!(dirs, "removed scratch directories left by killed runs"),
         Ok(Err(error)) => tracing::warn!(%error, "could not sweep the scratch directories"),
         Err(error) => tracing::warn!(%error, "the scratch sweep stopped"),
+    }
+    match crate::services::deployed_paths::recover_unrecorded(state).await {
+        Ok(0) => {}
+        Ok(assets) => tracing::info!(
+            assets,
+            "recorded the files of assets recorded before files had one owner"
+        ),
+        Err(error) => tracing::warn!(%error, "could not record the files of older assets"),
     }
     pack_repository(state).await;
     if state.db.engine == Engine::Sqlite

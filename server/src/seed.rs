@@ -392,7 +392,7 @@ async fn seed_request(
     }
     if final_state == RequestState::Completed {
         let commit = format!("{:040x}", rng.random::<u128>());
-        storage::assets::insert(
+        let asset = storage::assets::insert(
             tx,
             &NewAsset {
                 type_name: &ty.name,
@@ -407,6 +407,10 @@ async fn seed_request(
             },
         )
         .await?;
+        // As the orchestrator records them: a year of seeded assets leaves the
+        // housekeeping nothing to recover.
+        let written: Vec<String> = change_set.files.iter().map(|f| f.path.clone()).collect();
+        storage::assets::set_deployed_paths(tx, asset, &written, ty.commits_to_gitops()).await?;
         events.push(("request.execution_succeeded", format!("committed {commit}")));
         events.push(("asset.record", resource_name.clone()));
         one.assets += 1;

@@ -11,7 +11,7 @@ use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::ActionDraft;
 use slipway_server::services::{ServiceError, actions, requests};
-use slipway_server::storage::Engine;
+use slipway_server::storage::{Engine, path_claims};
 
 /// A quota override written where a namespace keeps its own resource quota:
 /// its path does not follow its own name, so it can meet another asset's file.
@@ -114,18 +114,7 @@ async fn another_assets_file_is_never_written_over_nor_removed(app: &TestApp) ->
         ),
     )
     .await?;
-    if app.request_state(namespace_id).await? == RequestState::InReview {
-        let bob = app.user("bob").await?;
-        slipway_server::services::reviews::decide(
-            state,
-            &bob,
-            namespace_id,
-            1,
-            slipway_core::views::ReviewDecision::Approve,
-            "ok",
-        )
-        .await?;
-    }
+    approve_if_in_review(app, namespace_id).await?;
     let commits = app.gitops_commits()?;
     app.run_jobs().await?;
     assert_eq!(
@@ -199,6 +188,159 @@ async fn another_assets_file_is_never_written_over_nor_removed(app: &TestApp) ->
     Ok(())
 }
 
+/// Two requests for one file whose executions overlap: each claims the file
+/// as its execution starts, and the second waits for the first's claim and
+/// finds it, instead of both passing their checks before either recorded its
+/// asset.
+async fn overlapping_executions_claim_a_file_once(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    app.run_jobs().await?;
+    let alice = app.user("alice").await?;
+    let quota = "dev/payments/k8s-namespace/gamma/resourcequota.yaml";
+    let namespace_id = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "k8s-namespace",
+            common::namespace_params("gamma", "payments", "dev", 2),
+        ),
+    )
+    .await?;
+    approve_if_in_review(app, namespace_id).await?;
+    // Spelled in other letters: one file on a checkout that ignores case.
+    let override_id = requests::submit(
+        state,
+        &alice,
+        &draft("quota-override", override_params("six", "GAMMA")),
+    )
+    .await?;
+
+    // The override's execution starts: its claim, in a transaction still open.
+    let mut first = state.db.write().await?;
+    let upper = "dev/payments/k8s-namespace/GAMMA/resourcequota.yaml";
+    assert_eq!(
+        path_claims::claim(&mut first, override_id, &[upper]).await?,
+        None
+    );
+    let db = state.db.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = db.write().await?;
+        let claimed = path_claims::claim(&mut tx, namespace_id, &[quota]).await?;
+        tx.rollback().await?;
+        Ok::<_, slipway_server::storage::StorageError>(claimed)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second claim waits for the first"
+    );
+    first.commit().await?;
+    let held = second.await??.ok_or("the second claim finds the first")?;
+    assert_eq!(held.request_id, override_id);
+    assert_eq!(held.path, upper);
+
+    // The namespace's job comes first: it fails before writing anything,
+    // naming the request that deploys the file; the override then lands.
+    let commits = app.gitops_commits()?;
+    app.run_jobs().await?;
+    let late = app.request(namespace_id).await?;
+    assert_eq!(late.state, RequestState::Failed);
+    let reason = late.last_error.unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "the change writes {upper}, which request #{override_id} (approved) is deploying"
+        )),
+        "{reason}"
+    );
+    assert_eq!(
+        app.request_state(override_id).await?,
+        RequestState::Completed
+    );
+    assert_eq!(app.gitops_commits()?, commits + 1);
+
+    // Once the override is retired, its completed request's claim binds no
+    // more: the next claimer takes it over.
+    retire(app, override_id).await?;
+    let mut tx = state.db.write().await?;
+    assert_eq!(
+        path_claims::claim(&mut tx, namespace_id, &[quota]).await?,
+        None
+    );
+    tx.commit().await?;
+    let holder: i64 = sqlx::query_scalar("SELECT request_id FROM path_claims WHERE path_key = $1")
+        .bind(quota)
+        .fetch_one(&state.db.pool)
+        .await?;
+    assert_eq!(holder, namespace_id.0);
+    Ok(())
+}
+
+/// An asset recorded before files had one owner held none: the upkeep at
+/// start records them from the change set that last rendered it.
+async fn older_assets_hold_their_files_once_recovered(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    app.namespace(&alice, "staging", "epsilon").await?;
+    let asset = slipway_server::storage::assets::active_named(
+        &mut *state.db.pool.acquire().await?,
+        "k8s-namespace",
+        "payments-epsilon-staging",
+    )
+    .await?
+    .ok_or("epsilon is active")?;
+    let held = |id: i64| format!("SELECT COUNT(*) FROM deployed_files WHERE asset_id = {id}");
+    let before: i64 = sqlx::query_scalar(&held(asset.0))
+        .fetch_one(&state.db.pool)
+        .await?;
+    assert_eq!(before, 3, "a namespace deploys three files");
+    // As recorded before session 27's migration.
+    app.exec(&format!(
+        "UPDATE assets SET deployed_paths = NULL WHERE id = {}",
+        asset.0
+    ))
+    .await?;
+    app.exec(&format!(
+        "DELETE FROM deployed_files WHERE asset_id = {}",
+        asset.0
+    ))
+    .await?;
+    let recovered = slipway_server::services::deployed_paths::recover_unrecorded(state).await?;
+    assert_eq!(recovered, 1);
+    let after: i64 = sqlx::query_scalar(&held(asset.0))
+        .fetch_one(&state.db.pool)
+        .await?;
+    assert_eq!(after, 3);
+    let refused = requests::submit(
+        state,
+        &alice,
+        &draft(
+            "quota-override",
+            json!({"name": "eight", "team": "payments", "environment": "staging", "namespace": "epsilon"}),
+        ),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(ServiceError::Invalid(_))),
+        "{refused:?}"
+    );
+    // Once recorded, nothing is left to recover.
+    assert_eq!(
+        slipway_server::services::deployed_paths::recover_unrecorded(state).await?,
+        0
+    );
+    Ok(())
+}
+
+/// A namespace over its team's quota waits for a reviewer: bob approves it.
+async fn approve_if_in_review(app: &TestApp, id: RequestId) -> TestResult {
+    if app.request_state(id).await? == RequestState::InReview {
+        let bob = app.user("bob").await?;
+        let approve = slipway_core::views::ReviewDecision::Approve;
+        slipway_server::services::reviews::decide(&app.state, &bob, id, 1, approve, "ok").await?;
+    }
+    Ok(())
+}
+
 /// Decommissions the asset a completed request made; the retirement's request.
 async fn retire(app: &TestApp, made_by: RequestId) -> TestResult<RequestId> {
     let state = &app.state;
@@ -222,6 +364,8 @@ async fn retire(app: &TestApp, made_by: RequestId) -> TestResult<RequestId> {
 async fn files_belong_to_one_asset_on_sqlite() -> TestResult {
     if let Some(app) = start(Engine::Sqlite).await? {
         another_assets_file_is_never_written_over_nor_removed(&app).await?;
+        overlapping_executions_claim_a_file_once(&app).await?;
+        older_assets_hold_their_files_once_recovered(&app).await?;
     }
     Ok(())
 }
@@ -230,6 +374,8 @@ async fn files_belong_to_one_asset_on_sqlite() -> TestResult {
 async fn files_belong_to_one_asset_on_postgres() -> TestResult {
     if let Some(app) = start(Engine::Postgres).await? {
         another_assets_file_is_never_written_over_nor_removed(&app).await?;
+        overlapping_executions_claim_a_file_once(&app).await?;
+        older_assets_hold_their_files_once_recovered(&app).await?;
     }
     Ok(())
 }

@@ -1098,10 +1098,11 @@ async fn request_state_is_shown_to_those_who_may_see_the_request(app: &TestApp) 
         before,
         "asking for the state wrote something"
     );
-    refused!(app, detail::request_state(state, &outsider, id), ServiceError::Forbidden(m) => {
-        assert!(m.contains("another team"), "{m}");
+    // To an outsider it answers as a missing request does: nothing tells it exists.
+    refused!(app, detail::request_state(state, &outsider, id), ServiceError::NotFound(m) => {
+        assert_eq!(m, format!("request #{id}"));
     });
-    refused!(app, detail::request_detail(state, &outsider, id, detail::ReviewerRead::Counts), ServiceError::Forbidden(_) => {});
+    refused!(app, detail::request_detail(state, &outsider, id, detail::ReviewerRead::Counts), ServiceError::NotFound(_) => {});
     refused!(app, detail::request_state(state, &alice, RequestId(9_999)), ServiceError::NotFound(_) => {});
     Ok(())
 }

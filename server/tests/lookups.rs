@@ -317,6 +317,13 @@ async fn seeded_data_spans_every_state_and_counts_right(app: &TestApp) -> TestRe
             .fetch_one(&app.state.db.pool)
             .await?;
     assert_eq!(unindexed, 0);
+    // Each seeded asset holds its files, as one the orchestrator recorded.
+    let pathless: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM assets WHERE deployed_paths IS NULL")
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!(pathless, 0);
+    assert!(app.count("deployed_files").await? > 0);
     // The seed sealed what it wrote, as a year-old log is.
     let mut conn = app.state.db.pool.acquire().await?;
     assert!(!storage::audit::has_unsealed(&mut conn).await?);

@@ -300,10 +300,11 @@ async fn only_those_who_may_view_the_request_follow_it(engine: Engine) -> TestRe
     let http = reqwest::Client::new();
     let url = format!("{base}/api/v1/requests/{id}/events");
 
-    // Bob reviews for other teams: this request is none of his business.
+    // Bob reviews for other teams: this request is none of his business, and
+    // answers him as a missing one.
     let bob = token(&app, "bob").await?;
     let refused = http.get(&url).bearer_auth(&bob).send().await?;
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
     let body = refused.text().await?;
     assert!(!body.contains("event:") && !body.contains(CANARY), "{body}");
 

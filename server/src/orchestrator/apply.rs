@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use rand::Rng as _;
+use slipway_core::catalog::ResourceType;
 use slipway_core::execution::{self, PlannedStep, RunInfo};
 use slipway_core::ids::RequestId;
-use slipway_core::render;
+use slipway_core::render::{self, ChangeSet};
 use slipway_core::secret::SecretValues;
 use slipway_core::state::{Action, RequestState, next_state};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -345,7 +346,7 @@ async fn apply(
     run: &Run<'_>,
     request: &mut RequestRow,
     approved: &Approved,
-    mut start: Option<String>,
+    start: Option<String>,
 ) -> Result<(), JobError> {
     let state = run.state;
     let secrets = secrets_for_run(state, request).await?;
@@ -379,16 +380,11 @@ async fn apply(
         info,
     )
     .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
-    if start.is_some() {
-        let mut conn = state.db.pool.acquire().await?;
-        let change_set = &approved.revision.change_set;
-        let on = request.asset_id;
-        if let Some(why) =
-            services::deployed_paths::written_over_since(&mut conn, ty, on, change_set).await?
-        {
-            return Err(JobError::Permanent(why));
-        }
-    }
+    let mut start = start.map(|detail| Start {
+        detail,
+        ty,
+        change_set: &approved.revision.change_set,
+    });
     let step_timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
     let mut commit: Option<String> = None;
     let mut summaries = Vec::with_capacity(steps.len());
@@ -451,19 +447,53 @@ async fn apply(
     Ok(())
 }
 
+/// The start of an approved request's execution, written in the transaction
+/// of its first step's start (or, with no step, of the end of execution).
+struct Start<'a> {
+    detail: String,
+    ty: &'a ResourceType,
+    change_set: &'a ChangeSet,
+}
+
+impl Start<'_> {
+    /// Claims the files the change writes and moves the request to executing;
+    /// a file another request or asset deploys fails the job before anything
+    /// is written (the caller's transaction rolls back, claiming nothing).
+    async fn record(
+        self,
+        tx: &mut Tx,
+        state: &AppState,
+        request: &mut RequestRow,
+    ) -> Result<(), JobError> {
+        let claimed = services::deployed_paths::claim_files(
+            tx,
+            self.ty,
+            request.id,
+            request.asset_id,
+            self.change_set,
+        )
+        .await?;
+        if let Some(why) = claimed {
+            return Err(JobError::Permanent(why));
+        }
+        let action = Action::StartExecution;
+        transition(tx, state, request, action, &Actor::Worker, self.detail).await?;
+        Ok(())
+    }
+}
+
 /// Moves the request to executed, recording the commit its steps made, in the
 /// transaction of its last step's end.
 async fn end_execution(
     tx: &mut Tx,
     state: &AppState,
     request: &mut RequestRow,
-    start: Option<String>,
+    start: Option<Start<'_>>,
     commit: &Option<String>,
     detail: String,
 ) -> Result<(), JobError> {
     if let Some(start) = start {
-        let action = Action::StartExecution;
-        transition(tx, state, request, action, &Actor::Worker, start).await?;
+        start.record(tx, state, request).await?;
     }
     if let Some(commit) = commit {
         storage::requests::set_applied_commit(tx, request.id, commit).await?;
@@ -494,13 +524,12 @@ async fn run_step(
     (step_index, step): (i64, &PlannedStep),
     secrets: &SecretValues,
     timeout: Duration,
-    start: &mut Option<String>,
+    start: &mut Option<Start<'_>>,
 ) -> Result<FinishedStep, JobError> {
     let step_id = {
         let mut tx = run.fenced().await?;
-        if let Some(detail) = start.take() {
-            let action = Action::StartExecution;
-            transition(&mut tx, run.state, request, action, &Actor::Worker, detail).await?;
+        if let Some(start) = start.take() {
+            start.record(&mut tx, run.state, request).await?;
         }
         let id = jobs::start_step(
             &mut tx,

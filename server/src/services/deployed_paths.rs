@@ -3,14 +3,18 @@
 //! retiring either would delete both. A change is checked against the files
 //! other assets deployed before it is stored.
 
+use slipway_core::action;
 use slipway_core::catalog::ResourceType;
-use slipway_core::ids::AssetId;
+use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::render::ChangeSet;
 use slipway_core::validate::FieldError;
 use sqlx::AnyConnection;
 
 use super::{ServiceError, ServiceResult};
-use crate::storage::assets::{self, HeldPath, path_key};
+use crate::state::AppState;
+use crate::storage::assets::{self, HeldPath, UnrecordedAsset, path_key};
+use crate::storage::path_claims;
+use crate::storage::requests;
 
 /// Refuses a change that writes a file another active asset deployed, and
 /// takes out of its removals the files another asset holds (a retirement or
@@ -63,13 +67,16 @@ fn written_over(holder: &HeldPath) -> String {
     )
 }
 
-/// Why an approved change must not start: a file it writes was deployed by
-/// another asset since it was checked (two requests in flight for one file,
-/// or one approved long after its pre-check). Checked as the execution starts,
-/// before anything is written.
-pub(crate) async fn written_over_since(
+/// Claims the files an approved change writes for its request, as its
+/// execution starts and in that transaction, and says why it must not start:
+/// another request in flight deploys one of them (two requests for one file
+/// whose executions overlap), or another asset deployed one since the change
+/// was checked (approved long after its pre-check). On refusal the caller rolls
+/// back, so the request claims nothing.
+pub(crate) async fn claim_files(
     conn: &mut AnyConnection,
     ty: &ResourceType,
+    request: RequestId,
     acting_on: Option<AssetId>,
     change_set: &ChangeSet,
 ) -> ServiceResult<Option<String>> {
@@ -77,6 +84,17 @@ pub(crate) async fn written_over_since(
         return Ok(None);
     }
     let paths: Vec<&str> = change_set.files.iter().map(|f| f.path.as_str()).collect();
+    if let Some(claim) = path_claims::claim(conn, request, &paths).await? {
+        let state = claim
+            .state
+            .map(|s| format!(" ({})", s.label().to_lowercase()))
+            .unwrap_or_default();
+        return Ok(Some(format!(
+            "the change writes {}, which request #{}{state} is deploying: two assets \
+             cannot deploy one file; nothing was written",
+            claim.path, claim.request_id
+        )));
+    }
     let held = assets::paths_held_by_others(conn, &paths, acting_on).await?;
     Ok(held.first().map(|holder| {
         format!(
@@ -85,4 +103,64 @@ pub(crate) async fn written_over_since(
             holder.path, holder.asset_id, holder.type_name, holder.name
         )
     }))
+}
+
+/// Assets recorded per batch while their paths are recovered.
+const RECOVERED_PER_TRANSACTION: i64 = 200;
+
+/// Records the deployed paths of active assets recorded before they were kept
+/// (before 2026-12-15): those held no file, so a request could still write over
+/// theirs. Their files are the change set of the last request that rendered the
+/// asset (its creation, or a later action writing the type's outputs, as an
+/// upgrade does). An asset whose type left the catalog, or whose request lacks
+/// its approved revision, stays as it was. Returns how many were recorded.
+pub async fn recover_unrecorded(state: &AppState) -> ServiceResult<usize> {
+    let mut after = AssetId(0);
+    let mut recorded = 0;
+    loop {
+        let mut tx = state.db.write().await?;
+        let batch =
+            assets::without_deployed_paths(&mut tx, after, RECOVERED_PER_TRANSACTION).await?;
+        let Some(last) = batch.last() else {
+            return Ok(recorded);
+        };
+        after = last.id;
+        for asset in &batch {
+            let Some(ty) = state.catalog.catalog.types.get(&asset.type_name) else {
+                continue;
+            };
+            let Some(paths) = last_rendered_paths(&mut tx, ty, asset).await? else {
+                continue;
+            };
+            let holds = ty.commits_to_gitops();
+            if assets::fill_deployed_paths(&mut tx, asset.id, &paths, holds).await? {
+                recorded += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+}
+
+async fn last_rendered_paths(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    asset: &UnrecordedAsset,
+) -> ServiceResult<Option<Vec<String>>> {
+    let rendering: Vec<&str> = ty
+        .actions
+        .iter()
+        .filter(|a| action::renders_asset(ty, a))
+        .map(|a| a.name.as_str())
+        .collect();
+    let last =
+        requests::last_rendering_on_asset(conn, asset.id, asset.created_by, &rendering).await?;
+    let Some(approved) = requests::get(conn, last)
+        .await?
+        .and_then(|r| r.approved_revision)
+    else {
+        return Ok(None);
+    };
+    Ok(requests::revision(conn, last, approved)
+        .await?
+        .map(|r| r.change_set.files.into_iter().map(|f| f.path).collect()))
 }

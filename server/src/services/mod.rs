@@ -9,7 +9,7 @@ pub mod auth;
 mod caller;
 pub mod catalog;
 pub mod chat;
-pub(crate) mod deployed_paths;
+pub mod deployed_paths;
 pub mod detail;
 mod error;
 pub mod flow;
@@ -173,8 +173,18 @@ pub(crate) fn authorize(
     verb: Verb,
     request: &RequestRow,
 ) -> ServiceResult<()> {
-    policy::may(user, verb, &facts(state, request))
+    let facts = facts(state, request);
+    // Another team's request answers as a missing one does: a refusal would
+    // tell that the id exists, and whose it is.
+    if policy::may(user, Verb::View, &facts).is_err() {
+        return Err(not_found(request.id));
+    }
+    policy::may(user, verb, &facts)
         .map_err(|refusal| ServiceError::from_refusal(refusal, &format!("request #{}", request.id)))
+}
+
+fn not_found(id: RequestId) -> ServiceError {
+    ServiceError::NotFound(format!("request #{id}"))
 }
 
 pub(crate) async fn load_request(
@@ -183,7 +193,7 @@ pub(crate) async fn load_request(
 ) -> ServiceResult<RequestRow> {
     storage::requests::get(conn, id)
         .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("request #{id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 /// The one place a request changes state: the state machine decides, the row moves

@@ -459,6 +459,76 @@ pub async fn set_deployed_paths(
         .bind(id.0)
         .execute(&mut *conn)
         .await?;
+    hold_paths(conn, id, &paths, holds).await
+}
+
+/// Records an asset's deployed paths as [`set_deployed_paths`] does, only if
+/// none are recorded yet (false otherwise: a change to the asset recorded
+/// them meanwhile, and those are newer).
+pub async fn fill_deployed_paths(
+    conn: &mut AnyConnection,
+    id: AssetId,
+    paths: &[String],
+    holds: bool,
+) -> Result<bool, StorageError> {
+    let mut paths = paths.to_vec();
+    paths.sort();
+    paths.dedup();
+    let filled = sqlx::query(
+        "UPDATE assets SET deployed_paths = $1 WHERE id = $2 AND deployed_paths IS NULL",
+    )
+    .bind(to_json(&paths))
+    .bind(id.0)
+    .execute(&mut *conn)
+    .await?;
+    if filled.rows_affected() == 0 {
+        return Ok(false);
+    }
+    hold_paths(conn, id, &paths, holds).await?;
+    Ok(true)
+}
+
+/// An active asset recorded before its deployed paths were kept.
+#[derive(Debug, Clone)]
+pub struct UnrecordedAsset {
+    pub id: AssetId,
+    pub type_name: String,
+    pub created_by: RequestId,
+}
+
+/// Active assets without recorded paths after `after`, in id order.
+pub async fn without_deployed_paths(
+    conn: &mut AnyConnection,
+    after: AssetId,
+    limit: i64,
+) -> Result<Vec<UnrecordedAsset>, StorageError> {
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT id, type_name, request_id FROM assets \
+         WHERE deployed_paths IS NULL AND state = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(ACTIVE)
+    .bind(after.0)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, type_name, created_by)| UnrecordedAsset {
+            id: AssetId(id),
+            type_name,
+            created_by: RequestId(created_by),
+        })
+        .collect())
+}
+
+/// The asset's rows in `deployed_files`: its paths when its type commits them
+/// to the GitOps repository (`holds`), none otherwise.
+async fn hold_paths(
+    conn: &mut AnyConnection,
+    id: AssetId,
+    paths: &[String],
+    holds: bool,
+) -> Result<(), StorageError> {
     sqlx::query("DELETE FROM deployed_files WHERE asset_id = $1")
         .bind(id.0)
         .execute(&mut *conn)

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod jobs;
 pub(crate) mod listing;
 pub mod lookup;
+pub mod path_claims;
 pub mod pipeline_runs;
 pub mod progress;
 pub mod push_turns;
