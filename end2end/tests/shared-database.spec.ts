@@ -59,13 +59,16 @@ test('alice gets a real database and sees its owner password exactly once', asyn
 
 test('the end of a followed run is said, and the page is not reloaded', async ({ page }) => {
   // Another session holds an uncommitted role of the database's name: psql's
-  // CREATE ROLE waits for it, so the run is in motion for seconds whatever the
-  // machine's pace, and the page is shown while it runs.
+  // CREATE ROLE waits for it, so the run stays in motion until the test lets it
+  // go, whatever the machine's pace.
+  const holding = 'SELECT pg_sleep(120)';
   const holder = spawn('psql', ['--no-psqlrc', '-q', '-d', server!, '-c',
-    `BEGIN; CREATE ROLE ${slowResource}; SELECT pg_sleep(8); ROLLBACK;`]);
+    `BEGIN; CREATE ROLE ${slowResource}; ${holding}; ROLLBACK;`]);
+  const psql = (sql: string) =>
+    execFileSync('psql', ['--no-psqlrc', '-tAq', '-d', server!, '-c', sql]).toString().trim();
+  const others = `FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%${holding}%' AND pid <> pg_backend_pid()`;
   try {
-    await expect.poll(() => execFileSync('psql', ['--no-psqlrc', '-tAq', '-d', server!, '-c',
-      "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(8)%' AND pid <> pg_backend_pid()"]).toString().trim()).toBe('1');
+    await expect.poll(() => psql(`SELECT count(*) ${others}`)).toBe('1');
     await loginAs(page, 'alice');
     await page.goto('/requests/new/shared-database');
     await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
@@ -81,6 +84,8 @@ test('the end of a followed run is said, and the page is not reloaded', async ({
     // A mark a reload would wipe out.
     await page.evaluate(() => { (window as unknown as { stayed: boolean }).stayed = true; });
     await expect(following.getByRole('status')).not.toHaveText(/The run has ended/);
+    // Let the run go on: the holding transaction is cancelled and rolls back.
+    expect(psql(`SELECT count(*) FROM (SELECT pg_cancel_backend(pid) ${others}) AS cancelled`)).toBe('1');
     await expect(page.getByRole('link', { name: 'Show the result' })).toBeVisible({ timeout: 30_000 });
     await expect(following.getByRole('status')).toHaveText(/The run has ended/);
     expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
@@ -88,6 +93,8 @@ test('the end of a followed run is said, and the page is not reloaded', async ({
     await expect(page.getByRole('region', { name: 'Acceptance checks' }))
       .toContainText(`${slowResource} signs in to its database with the generated password — passed`);
   } finally {
+    // A test that stopped early leaves no session holding the role.
+    psql(`SELECT count(pg_cancel_backend(pid)) ${others}`);
     holder.kill();
   }
 });

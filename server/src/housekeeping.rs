@@ -1,6 +1,6 @@
 //! Housekeeping, at start and every ten minutes: what a year of use would
-//! otherwise pile up or slow down, and what data recorded by older versions
-//! lacks. Each chore is logged and skipped on error (and tried again next time).
+//! otherwise pile up or slow down; at start, also what data recorded by older
+//! versions lacks. Each chore is logged and skipped on error.
 
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ const KEEP_PROGRESS_MS: i64 = 24 * 60 * 60 * 1000;
 /// Runs the chores now and then every ten minutes, until shutdown.
 pub fn spawn(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
+        recover_deployed_paths(&state).await;
         loop {
             tidy(&state).await;
             tokio::select! {
@@ -23,6 +24,18 @@ pub fn spawn(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) 
             }
         }
     });
+}
+
+/// What older versions did not record, recovered once at start.
+async fn recover_deployed_paths(state: &AppState) {
+    match crate::services::deployed_paths::recover_unrecorded(state).await {
+        Ok(0) => {}
+        Ok(assets) => tracing::info!(
+            assets,
+            "recorded the files of assets recorded before files had one owner"
+        ),
+        Err(error) => tracing::warn!(%error, "could not record the files of older assets"),
+    }
 }
 
 /// Every chore once.
@@ -50,14 +63,6 @@ pub async fn tidy(state: &AppState) {
         Ok(Ok(dirs)) => tracing::info!(dirs, "removed scratch directories left by killed runs"),
         Ok(Err(error)) => tracing::warn!(%error, "could not sweep the scratch directories"),
         Err(error) => tracing::warn!(%error, "the scratch sweep stopped"),
-    }
-    match crate::services::deployed_paths::recover_unrecorded(state).await {
-        Ok(0) => {}
-        Ok(assets) => tracing::info!(
-            assets,
-            "recorded the files of assets recorded before files had one owner"
-        ),
-        Err(error) => tracing::warn!(%error, "could not record the files of older assets"),
     }
     pack_repository(state).await;
     if state.db.engine == Engine::Sqlite

@@ -257,6 +257,18 @@ async fn overlapping_executions_claim_a_file_once(app: &TestApp) -> TestResult {
         RequestState::Completed
     );
     assert_eq!(app.gitops_commits()?, commits + 1);
+    // Retried, it claims again and is refused again: it never held the file.
+    let carol = app.user("carol").await?;
+    slipway_server::services::operations::retry(state, &carol, namespace_id).await?;
+    app.run_jobs().await?;
+    let retried = app.request(namespace_id).await?;
+    assert_eq!(retried.state, RequestState::Failed);
+    let reason = retried.last_error.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("the change writes {upper}, which asset #")),
+        "{reason}"
+    );
+    assert_eq!(app.gitops_commits()?, commits + 1);
 
     // Once the override is retired, its completed request's claim binds no
     // more: the next claimer takes it over.

@@ -380,8 +380,10 @@ async fn apply(
         info,
     )
     .map_err(|e| JobError::Permanent(format!("the execution steps: {e}")))?;
-    let mut start = start.map(|detail| Start {
-        detail,
+    // Every run claims its files before its first step, a retry too: a request
+    // refused at its start, or failed before it, holds no claim.
+    let mut start = Some(Start {
+        detail: start,
         ty,
         change_set: &approved.revision.change_set,
     });
@@ -447,18 +449,21 @@ async fn apply(
     Ok(())
 }
 
-/// The start of an approved request's execution, written in the transaction
-/// of its first step's start (or, with no step, of the end of execution).
+/// The start of a run, written in the transaction of its first step's start
+/// (or, with no step left, of the end of execution): its claim on the files the
+/// change writes and, for an approved request, the move to executing (`detail`).
 struct Start<'a> {
-    detail: String,
+    detail: Option<String>,
     ty: &'a ResourceType,
     change_set: &'a ChangeSet,
 }
 
 impl Start<'_> {
-    /// Claims the files the change writes and moves the request to executing;
-    /// a file another request or asset deploys fails the job before anything
-    /// is written (the caller's transaction rolls back, claiming nothing).
+    /// Claims the files the change writes and moves an approved request to
+    /// executing; a file another request or asset deploys fails the job before
+    /// anything is written (the caller's transaction rolls back, claiming
+    /// nothing). A request's own claims are its own: a run after a crash or a
+    /// retry finds them and goes on.
     async fn record(
         self,
         tx: &mut Tx,
@@ -476,8 +481,10 @@ impl Start<'_> {
         if let Some(why) = claimed {
             return Err(JobError::Permanent(why));
         }
-        let action = Action::StartExecution;
-        transition(tx, state, request, action, &Actor::Worker, self.detail).await?;
+        if let Some(detail) = self.detail {
+            let action = Action::StartExecution;
+            transition(tx, state, request, action, &Actor::Worker, detail).await?;
+        }
         Ok(())
     }
 }

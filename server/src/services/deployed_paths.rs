@@ -7,13 +7,14 @@ use slipway_core::action;
 use slipway_core::catalog::ResourceType;
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::render::ChangeSet;
+use slipway_core::state::RequestState;
 use slipway_core::validate::FieldError;
 use sqlx::AnyConnection;
 
 use super::{ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::storage::assets::{self, HeldPath, UnrecordedAsset, path_key};
-use crate::storage::path_claims;
+use crate::storage::path_claims::{self, ClaimedPath};
 use crate::storage::requests;
 
 /// Refuses a change that writes a file another active asset deployed, and
@@ -85,15 +86,7 @@ pub(crate) async fn claim_files(
     }
     let paths: Vec<&str> = change_set.files.iter().map(|f| f.path.as_str()).collect();
     if let Some(claim) = path_claims::claim(conn, request, &paths).await? {
-        let state = claim
-            .state
-            .map(|s| format!(" ({})", s.label().to_lowercase()))
-            .unwrap_or_default();
-        return Ok(Some(format!(
-            "the change writes {}, which request #{}{state} is deploying: two assets \
-             cannot deploy one file; nothing was written",
-            claim.path, claim.request_id
-        )));
+        return Ok(Some(claimed_elsewhere(&claim)));
     }
     let held = assets::paths_held_by_others(conn, &paths, acting_on).await?;
     Ok(held.first().map(|holder| {
@@ -105,35 +98,62 @@ pub(crate) async fn claim_files(
     }))
 }
 
+fn claimed_elsewhere(claim: &ClaimedPath) -> String {
+    let (path, holder) = (&claim.path, claim.request_id);
+    let two = "two assets cannot deploy one file; nothing was written";
+    match claim.state {
+        Some(state @ (RequestState::Failed | RequestState::Manual)) => format!(
+            "the change writes {path}, which request #{holder} ({}) may have deployed: {two}; \
+             the platform team retries, resolves or abandons that request first",
+            state.label().to_lowercase()
+        ),
+        Some(state) => format!(
+            "the change writes {path}, which request #{holder} ({}) is deploying: {two}",
+            state.label().to_lowercase()
+        ),
+        None => format!("the change writes {path}, which request #{holder} is deploying: {two}"),
+    }
+}
+
 /// Assets recorded per batch while their paths are recovered.
 const RECOVERED_PER_TRANSACTION: i64 = 200;
 
 /// Records the deployed paths of active assets recorded before they were kept
 /// (before 2026-12-15): those held no file, so a request could still write over
-/// theirs. Their files are the change set of the last request that rendered the
-/// asset (its creation, or a later action writing the type's outputs, as an
-/// upgrade does). An asset whose type left the catalog, or whose request lacks
-/// its approved revision, stays as it was. Returns how many were recorded.
+/// theirs. An asset's files are those of its creation's change set, carried
+/// through every later request that rendered it anew (an upgrade, a resize), in
+/// the order they completed, as they were recorded since. Candidates are read
+/// on a reader; only the filling takes the writer. An asset whose type left the
+/// catalog, or whose history cannot be read, stays as it was (logged). Run once
+/// at start; returns how many were recorded.
 pub async fn recover_unrecorded(state: &AppState) -> ServiceResult<usize> {
     let mut after = AssetId(0);
     let mut recorded = 0;
     loop {
-        let mut tx = state.db.write().await?;
+        let mut conn = state.db.pool.acquire().await?;
         let batch =
-            assets::without_deployed_paths(&mut tx, after, RECOVERED_PER_TRANSACTION).await?;
+            assets::without_deployed_paths(&mut conn, after, RECOVERED_PER_TRANSACTION).await?;
         let Some(last) = batch.last() else {
             return Ok(recorded);
         };
         after = last.id;
+        let mut found = Vec::with_capacity(batch.len());
         for asset in &batch {
             let Some(ty) = state.catalog.catalog.types.get(&asset.type_name) else {
                 continue;
             };
-            let Some(paths) = last_rendered_paths(&mut tx, ty, asset).await? else {
-                continue;
-            };
-            let holds = ty.commits_to_gitops();
-            if assets::fill_deployed_paths(&mut tx, asset.id, &paths, holds).await? {
+            match rendered_paths(&mut conn, ty, asset).await {
+                Ok(Some(paths)) => found.push((asset.id, paths, ty.commits_to_gitops())),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(asset_id = %asset.id, %error, "could not read the files an older asset deployed");
+                }
+            }
+        }
+        drop(conn);
+        let mut tx = state.db.write().await?;
+        for (id, paths, holds) in &found {
+            if assets::fill_deployed_paths(&mut tx, *id, paths, *holds).await? {
                 recorded += 1;
             }
         }
@@ -141,26 +161,27 @@ pub async fn recover_unrecorded(state: &AppState) -> ServiceResult<usize> {
     }
 }
 
-async fn last_rendered_paths(
+/// The asset's files after its creation and each later rendering; `None`
+/// when the creation's approved change set is gone.
+async fn rendered_paths(
     conn: &mut AnyConnection,
     ty: &ResourceType,
     asset: &UnrecordedAsset,
 ) -> ServiceResult<Option<Vec<String>>> {
+    let Some(created) = requests::approved_change_set(conn, asset.created_by).await? else {
+        return Ok(None);
+    };
+    let mut paths: Vec<String> = created.files.into_iter().map(|f| f.path).collect();
     let rendering: Vec<&str> = ty
         .actions
         .iter()
         .filter(|a| action::renders_asset(ty, a))
         .map(|a| a.name.as_str())
         .collect();
-    let last =
-        requests::last_rendering_on_asset(conn, asset.id, asset.created_by, &rendering).await?;
-    let Some(approved) = requests::get(conn, last)
-        .await?
-        .and_then(|r| r.approved_revision)
-    else {
-        return Ok(None);
-    };
-    Ok(requests::revision(conn, last, approved)
-        .await?
-        .map(|r| r.change_set.files.into_iter().map(|f| f.path).collect()))
+    for request in requests::renderings_on_asset(conn, asset.id, &rendering).await? {
+        if let Some(change_set) = requests::approved_change_set(conn, request).await? {
+            paths = action::deployed_after(&paths, &change_set);
+        }
+    }
+    Ok(Some(paths))
 }

@@ -59,7 +59,11 @@ pub async fn claim(
         insert_missing(conn, request, chunk).await?;
     }
     for chunk in keyed.chunks(PATHS_PER_STATEMENT) {
-        for other in claimed_by_others(conn, request, chunk).await? {
+        let mut others = claimed_by_others(conn, request, chunk).await?;
+        // Taken over in the order the inserts went (the database's collation
+        // may order keys otherwise).
+        others.sort_by_key(|other| path_key(&other.path));
+        for other in others {
             if binds(other.state) {
                 return Ok(Some(other));
             }
@@ -70,11 +74,10 @@ pub async fn claim(
                 .unwrap_or(other.path.as_str());
             if !take_over(conn, request, &key, path, other.request_id).await? {
                 // Another request took it over first, in a transaction that
-                // has committed since.
-                return Ok(Some(ClaimedPath {
-                    state: None,
-                    ..other
-                }));
+                // has committed since: that one holds it now.
+                let entry = [(key, path)];
+                let now = claimed_by_others(conn, request, &entry).await?;
+                return Ok(Some(now.into_iter().next().unwrap_or(other)));
             }
         }
     }

@@ -855,6 +855,46 @@ pub async fn last_rendering_on_asset(
     Ok(id.map_or(creation, RequestId).max(creation))
 }
 
+/// The requests that completed on an asset and rendered its files anew (of
+/// `rendering`, the actions writing the type's own outputs), in the order they
+/// completed: a request's `updated_at` moves only with its state.
+pub async fn renderings_on_asset(
+    conn: &mut AnyConnection,
+    asset: AssetId,
+    rendering: &[&str],
+) -> Result<Vec<RequestId>, StorageError> {
+    if rendering.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (2..rendering.len() + 2).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id FROM requests WHERE asset_id = $1 AND state = 'completed' \
+         AND action IN ({}) ORDER BY updated_at, id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_scalar(&sql).bind(asset.0);
+    for action in rendering {
+        query = query.bind(*action);
+    }
+    let ids: Vec<i64> = query.fetch_all(&mut *conn).await?;
+    Ok(ids.into_iter().map(RequestId).collect())
+}
+
+/// The change set of a request's approved revision, if it has one.
+pub async fn approved_change_set(
+    conn: &mut AnyConnection,
+    id: RequestId,
+) -> Result<Option<ChangeSet>, StorageError> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT v.change_set FROM request_revisions v JOIN requests r \
+         ON r.id = v.request_id AND v.revision = r.approved_revision WHERE r.id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    text.map(|t| parse_json(&t, "change set")).transpose()
+}
+
 /// What holds a resource name of a type: an asset (whatever its state: a retired
 /// one keeps its name) or else the oldest request in flight for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
