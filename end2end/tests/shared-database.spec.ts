@@ -66,7 +66,7 @@ test('the end of a followed run is said, and the page is not reloaded', async ({
     `BEGIN; CREATE ROLE ${slowResource}; ${holding}; ROLLBACK;`]);
   const psql = (sql: string) =>
     execFileSync('psql', ['--no-psqlrc', '-tAq', '-d', server!, '-c', sql]).toString().trim();
-  const others = `FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%${holding}%' AND pid <> pg_backend_pid()`;
+  const others = `FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%CREATE ROLE ${slowResource};%' AND pid <> pg_backend_pid()`;
   try {
     await expect.poll(() => psql(`SELECT count(*) ${others}`)).toBe('1');
     await loginAs(page, 'alice');
@@ -94,7 +94,10 @@ test('the end of a followed run is said, and the page is not reloaded', async ({
       .toContainText(`${slowResource} signs in to its database with the generated password — passed`);
   } finally {
     // A test that stopped early leaves no session holding the role.
-    psql(`SELECT count(pg_cancel_backend(pid)) ${others}`);
-    holder.kill();
+    try {
+      psql(`SELECT count(pg_cancel_backend(pid)) ${others}`);
+    } finally {
+      holder.kill();
+    }
   }
 });

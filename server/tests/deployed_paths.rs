@@ -340,6 +340,7 @@ async fn older_assets_hold_their_files_once_recovered(app: &TestApp) -> TestResu
         slipway_server::services::deployed_paths::recover_unrecorded(state).await?,
         0
     );
+
     Ok(())
 }
 

@@ -27,6 +27,7 @@ on_both_engines!(@one a_parameter_required_since_is_upgraded_with_its_default, c
 on_both_engines!(@one an_asset_recorded_behind_after_the_sweep_is_upgraded, crate::start);
 on_both_engines!(@one a_rejected_upgrade_stays_rejected_after_a_backup, crate::start);
 on_both_engines!(@one files_the_templates_no_longer_write_are_removed, crate::start);
+on_both_engines!(@one an_older_asset_upgraded_before_its_files_were_recovered_leaves_none, crate::start);
 
 const TYPE_FILE: &str = "types/k8s-namespace.yaml";
 const TEMPLATE: &str = "templates/k8s-namespace/namespace.yaml.j2";
@@ -796,6 +797,54 @@ async fn files_the_templates_no_longer_write_are_removed(app: &TestApp) -> TestR
         upgrades::sweep(&changed).await?,
         upgrades::SweepReport::default(),
         "swept"
+    );
+    Ok(())
+}
+
+/// An asset recorded before its files were kept, upgraded before the recovery
+/// at start reached it: its files are read from its history, so the upgrade
+/// still removes the one the templates moved (before, it was left in the
+/// repository, unowned) and records the files it now has.
+async fn an_older_asset_upgraded_before_its_files_were_recovered_leaves_none(
+    app: &TestApp,
+) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    let legacy = asset_of(&app.state, app.namespace(&alice, "dev", "legacy").await?).await?;
+    let id = legacy.summary.id.0;
+    app.exec(&format!(
+        "UPDATE assets SET deployed_paths = NULL WHERE id = {id}"
+    ))
+    .await?;
+    app.exec(&format!("DELETE FROM deployed_files WHERE asset_id = {id}"))
+        .await?;
+    edit(&catalog, TYPE_FILE, |t| {
+        t.replace("/namespace.yaml\"", "/ns.yaml\"")
+    })?;
+    let changed = app.restart().await?;
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!(report.opened.len(), 1, "{report:?}");
+    run_jobs_on(&changed).await?;
+    assert_eq!(
+        changed_state(&changed, report.opened[0]).await?,
+        RequestState::Completed
+    );
+    let moved = "dev/payments/k8s-namespace/legacy/namespace.yaml";
+    assert!(
+        changed.gitops.read_head_file(moved)?.is_none(),
+        "the file the templates no longer write is removed"
+    );
+    let mut conn = changed.db.pool.acquire().await?;
+    let recorded = storage::assets::deployed_paths(&mut conn, legacy.summary.id)
+        .await?
+        .ok_or("legacy's paths are recorded")?;
+    assert_eq!(
+        recorded,
+        [
+            "dev/payments/k8s-namespace/legacy/ns.yaml",
+            "dev/payments/k8s-namespace/legacy/resourcequota.yaml",
+            "dev/payments/k8s-namespace/legacy/rolebinding.yaml",
+        ]
     );
     Ok(())
 }

@@ -386,6 +386,7 @@ async fn apply(
         detail: start,
         ty,
         change_set: &approved.revision.change_set,
+        steps_ran: !done.is_empty(),
     });
     let step_timeout = Duration::from_secs(ty.limits.step_timeout_seconds);
     let mut commit: Option<String> = None;
@@ -456,6 +457,8 @@ struct Start<'a> {
     detail: Option<String>,
     ty: &'a ResourceType,
     change_set: &'a ChangeSet,
+    /// Steps of this revision ran in an earlier run (one that crashed).
+    steps_ran: bool,
 }
 
 impl Start<'_> {
@@ -473,9 +476,9 @@ impl Start<'_> {
         let claimed = services::deployed_paths::claim_files(
             tx,
             self.ty,
-            request.id,
-            request.asset_id,
+            (request.id, request.asset_id),
             self.change_set,
+            self.steps_ran,
         )
         .await?;
         if let Some(why) = claimed {

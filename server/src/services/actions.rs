@@ -319,15 +319,15 @@ pub async fn submit(
 /// written at that the change does not write: the GitOps driver only writes and
 /// removes what a change set names, so a file the templates no longer make
 /// would stay deployed, unowned, even after the asset is retired. An asset
-/// recorded before its paths were kept has only the current templates' paths
-/// removed.
+/// recorded before its paths were kept, and not recovered yet, has them read
+/// from its history.
 pub(crate) async fn remove_unwritten(
     conn: &mut AnyConnection,
     ty: &ResourceType,
     asset: &AssetRow,
     prepared: &mut Prepared,
 ) -> ServiceResult<()> {
-    let Some(recorded) = storage::assets::deployed_paths(conn, asset.summary.id).await? else {
+    let Some(recorded) = super::deployed_paths::last_written(conn, ty, asset).await? else {
         return Ok(());
     };
     let unwritten = action::unwritten_paths(&recorded, &prepared.change_set);
@@ -705,7 +705,7 @@ pub(crate) async fn record_outcome(
     };
     storage::assets::update_after_action(conn, asset_id, &after).await?;
     if action::renders_asset(ty, action) {
-        let before = storage::assets::deployed_paths(conn, asset_id)
+        let before = super::deployed_paths::last_written(conn, ty, &asset)
             .await?
             .unwrap_or_default();
         let now = action::deployed_after(&before, &revision.change_set);

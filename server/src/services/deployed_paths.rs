@@ -68,8 +68,9 @@ fn written_over(holder: &HeldPath) -> String {
     )
 }
 
-/// Claims the files an approved change writes for its request, as its
-/// execution starts and in that transaction, and says why it must not start:
+/// Claims the files an approved change writes for its request, as a run of
+/// its execution starts and in that transaction, and says why it must not go
+/// on (`steps_ran`: steps of it ran before, so something may be written):
 /// another request in flight deploys one of them (two requests for one file
 /// whose executions overlap), or another asset deployed one since the change
 /// was checked (approved long after its pre-check). On refusal the caller rolls
@@ -77,30 +78,37 @@ fn written_over(holder: &HeldPath) -> String {
 pub(crate) async fn claim_files(
     conn: &mut AnyConnection,
     ty: &ResourceType,
-    request: RequestId,
-    acting_on: Option<AssetId>,
+    (request, acting_on): (RequestId, Option<AssetId>),
     change_set: &ChangeSet,
+    steps_ran: bool,
 ) -> ServiceResult<Option<String>> {
     if !ty.commits_to_gitops() || change_set.files.is_empty() {
         return Ok(None);
     }
+    // A run resumed after a crash, or a request in flight when claims began,
+    // may have run steps before this check.
+    let two = match steps_ran {
+        false => "two assets cannot deploy one file; nothing was written",
+        true => {
+            "two assets cannot deploy one file; the steps that ran before stay as they did, and nothing more is run"
+        }
+    };
     let paths: Vec<&str> = change_set.files.iter().map(|f| f.path.as_str()).collect();
     if let Some(claim) = path_claims::claim(conn, request, &paths).await? {
-        return Ok(Some(claimed_elsewhere(&claim)));
+        return Ok(Some(claimed_elsewhere(&claim, two)));
     }
     let held = assets::paths_held_by_others(conn, &paths, acting_on).await?;
     Ok(held.first().map(|holder| {
         format!(
             "the change writes {}, which asset #{} ({} {}) deployed after this request was \
-             checked: two assets cannot deploy one file; nothing was written",
+             checked: {two}",
             holder.path, holder.asset_id, holder.type_name, holder.name
         )
     }))
 }
 
-fn claimed_elsewhere(claim: &ClaimedPath) -> String {
+fn claimed_elsewhere(claim: &ClaimedPath, two: &str) -> String {
     let (path, holder) = (&claim.path, claim.request_id);
-    let two = "two assets cannot deploy one file; nothing was written";
     match claim.state {
         Some(state @ (RequestState::Failed | RequestState::Manual)) => format!(
             "the change writes {path}, which request #{holder} ({}) may have deployed: {two}; \
@@ -125,7 +133,8 @@ const RECOVERED_PER_TRANSACTION: i64 = 200;
 /// the order they completed, as they were recorded since. Candidates are read
 /// on a reader; only the filling takes the writer. An asset whose type left the
 /// catalog, or whose history cannot be read, stays as it was (logged). Run once
-/// at start; returns how many were recorded.
+/// at start, beside the workers (an action completing on such an asset first
+/// reads the same history); returns how many were recorded.
 pub async fn recover_unrecorded(state: &AppState) -> ServiceResult<usize> {
     let mut after = AssetId(0);
     let mut recorded = 0;
@@ -140,11 +149,14 @@ pub async fn recover_unrecorded(state: &AppState) -> ServiceResult<usize> {
         let mut found = Vec::with_capacity(batch.len());
         for asset in &batch {
             let Some(ty) = state.catalog.catalog.types.get(&asset.type_name) else {
+                tracing::info!(asset_id = %asset.id, type_name = %asset.type_name, "an older asset of a type the catalog no longer has: its files stay unrecorded");
                 continue;
             };
             match rendered_paths(&mut conn, ty, asset).await {
                 Ok(Some(paths)) => found.push((asset.id, paths, ty.commits_to_gitops())),
-                Ok(None) => {}
+                Ok(None) => {
+                    tracing::info!(asset_id = %asset.id, "an older asset whose creation has no approved change set: its files stay unrecorded");
+                }
                 Err(error) => {
                     tracing::warn!(asset_id = %asset.id, %error, "could not read the files an older asset deployed");
                 }
@@ -159,6 +171,26 @@ pub async fn recover_unrecorded(state: &AppState) -> ServiceResult<usize> {
         }
         tx.commit().await?;
     }
+}
+
+/// The paths an asset's files were last written at: as recorded, or for an
+/// asset recorded before they were kept (and not recovered yet: the recovery
+/// at start runs beside the workers) from its history. `None` when neither is
+/// known.
+pub(crate) async fn last_written(
+    conn: &mut AnyConnection,
+    ty: &ResourceType,
+    asset: &crate::storage::assets::AssetRow,
+) -> ServiceResult<Option<Vec<String>>> {
+    if let Some(paths) = assets::deployed_paths(conn, asset.summary.id).await? {
+        return Ok(Some(paths));
+    }
+    let unrecorded = UnrecordedAsset {
+        id: asset.summary.id,
+        type_name: ty.name.clone(),
+        created_by: asset.summary.request_id,
+    };
+    rendered_paths(conn, ty, &unrecorded).await
 }
 
 /// The asset's files after its creation and each later rendering; `None`

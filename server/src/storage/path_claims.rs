@@ -64,24 +64,45 @@ pub async fn claim(
         // may order keys otherwise).
         others.sort_by_key(|other| path_key(&other.path));
         for other in others {
-            if binds(other.state) {
-                return Ok(Some(other));
-            }
             let key = path_key(&other.path);
             let path = chunk
                 .iter()
-                .find_map(|(k, path)| (*k == key).then_some(*path))
-                .unwrap_or(other.path.as_str());
-            if !take_over(conn, request, &key, path, other.request_id).await? {
-                // Another request took it over first, in a transaction that
-                // has committed since: that one holds it now.
-                let entry = [(key, path)];
-                let now = claimed_by_others(conn, request, &entry).await?;
-                return Ok(Some(now.into_iter().next().unwrap_or(other)));
+                .find_map(|(k, path)| (*k == key).then(|| path.to_string()))
+                .unwrap_or_else(|| other.path.clone());
+            if let Some(held) = take_over_unless_bound(conn, request, (&key, &path), other).await? {
+                return Ok(Some(held));
             }
         }
     }
     Ok(None)
+}
+
+/// Takes over a claim whose request no longer deploys. Another claimer may
+/// take it over first, in a transaction that has committed since: then the
+/// claim is read again, and taken over once more if that one, too, has ended
+/// since; at the next loss the claim is answered as held.
+async fn take_over_unless_bound(
+    conn: &mut AnyConnection,
+    request: RequestId,
+    (key, path): (&str, &str),
+    mut holder: ClaimedPath,
+) -> Result<Option<ClaimedPath>, StorageError> {
+    for _ in 0..2 {
+        if binds(holder.state) {
+            return Ok(Some(holder));
+        }
+        if take_over(conn, request, key, path, holder.request_id).await? {
+            return Ok(None);
+        }
+        let entry = [(key.to_string(), path)];
+        match claimed_by_others(conn, request, &entry).await?.pop() {
+            Some(now) => holder = now,
+            // Claims are never deleted: not reached; refused rather than run
+            // without a claim.
+            None => return Ok(Some(holder)),
+        }
+    }
+    Ok(Some(holder))
 }
 
 async fn insert_missing(
