@@ -107,6 +107,13 @@ test('carol opens the flow metrics: charts with a table beside them', async ({ p
   const charts = page.locator('figure.chart svg[role="img"]');
   await expect(charts.first()).toBeVisible();
   expect(await charts.count()).toBeGreaterThan(0);
+  // The trend's charts say in words what they show: the wait and touch line adds
+  // up every request's hours, far above the median lead time beside it.
+  await expect(page.locator('figure.chart figcaption')).toContainText([
+    'Median lead time, by week',
+    'Wait and touch, by week: the hours of all requests added up',
+    'Sent back, auto-approved, failed and handled by hand, by week',
+  ]);
   // Beside each chart, a table for screen readers and whoever prefers numbers.
   await page.getByText('Table: time per step').first().click();
   await expect(page.locator('details[open] table').first()).toBeVisible();

@@ -29,6 +29,9 @@ use crate::storage::{self, StorageError, Tx};
 const BATCH: usize = 1_000;
 const DAY_MILLIS: i64 = 86_400_000;
 
+/// Days before now that the seeded year ends: longer than any request's path.
+const SETTLED_DAYS: i64 = 7;
+
 /// Where a year of requests ends up, in per mille.
 const STATE_MIX: [(RequestState, u32); 10] = [
     (RequestState::Completed, 700),
@@ -98,7 +101,9 @@ pub async fn seed(state: &AppState, plan: SeedPlan) -> Result<Seeded, SeedError>
     let people = people(state).await?;
     let mut rng = StdRng::seed_from_u64(2026);
     let mut seeded = Seeded::default();
-    let year_ago = storage::now_millis() - 365 * DAY_MILLIS;
+    // The year ends a week ago: a request's steps take up to a few days after
+    // its submit, and none may end after now.
+    let year_ago = storage::now_millis() - (365 + SETTLED_DAYS) * DAY_MILLIS;
     let step = (365 * DAY_MILLIS) / plan.requests.max(1) as i64;
     let mut last_reported = 0;
     while seeded.requests < plan.requests {
@@ -296,7 +301,18 @@ async fn seed_request(
         .catalog
         .validator(&ty.name)
         .ok_or_else(|| SeedError::Catalog(format!("no validator for {}", ty.name)))?;
-    let report = precheck::evaluate(validator, ty, &params, &[], &[]);
+    // As the pre-check read it when the request was made: room in every quota
+    // (the seed keeps within them only loosely) and what it requires in place.
+    let room = vec![precheck::QuotaUsage::default(); precheck::quota_queries(ty, &params).len()];
+    let in_place: Vec<precheck::DependencyFound> = precheck::dependency_queries(ty, &params)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|_| precheck::DependencyFound {
+            asset_name: Some(format!("{team}-seeded")),
+            retired_by: None,
+        })
+        .collect();
+    let report = precheck::evaluate(validator, ty, &params, &room, &in_place);
     let invalid = |problem: String| SeedError::Parameters {
         type_name: ty.name.clone(),
         problem,

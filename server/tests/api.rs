@@ -338,6 +338,28 @@ async fn create_is_idempotent_and_reads_back(app: &TestApp) -> TestResult {
     assert!(borrowed.headers().get("idempotent-replayed").is_none());
     assert_eq!(app.snapshot().await?, before);
 
+    // Nor to alice once she has left the team the first call was made for: the
+    // answer showed that team's request. Back in the team, it is replayed again.
+    app.exec("UPDATE users SET teams = 'search' WHERE username = 'alice'")
+        .await?;
+    let before = app.snapshot().await?;
+    let moved = send(&body, "key-1").await?;
+    assert_eq!(moved.status(), StatusCode::FORBIDDEN);
+    assert!(moved.headers().get("idempotent-replayed").is_none());
+    let moved: Value = moved.json().await?;
+    assert!(
+        moved["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("(team payments)") && !d.contains("payments-idem-dev")),
+        "{moved}"
+    );
+    assert_eq!(app.snapshot().await?, before);
+    app.exec("UPDATE users SET teams = 'payments' WHERE username = 'alice'")
+        .await?;
+    let back = send(&body, "key-1").await?;
+    assert_eq!(back.status(), StatusCode::CREATED);
+    assert!(back.headers().get("idempotent-replayed").is_some());
+
     // Keys belong to the caller: bob's key-1 is his own.
     let bob = token(app, "bob", ALL).await?;
     let response = api

@@ -297,6 +297,24 @@ async fn seeded_data_spans_every_state_and_counts_right(app: &TestApp) -> TestRe
     .fetch_one(&app.state.db.pool)
     .await?;
     assert_eq!(unlabelled, 0);
+    // A year of use lies in the past: no step of it ends after now.
+    let now = slipway_server::storage::now_millis();
+    let future: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM requests WHERE updated_at > $1) \
+         + (SELECT COUNT(*) FROM flow_steps WHERE at > $1)",
+    )
+    .bind(now)
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(future, 0, "seeded rows dated after now");
+    // Every revision went in on a pre-check that passed, as a real one does.
+    let reports: Vec<String> = sqlx::query_scalar("SELECT precheck FROM request_revisions")
+        .fetch_all(&app.state.db.pool)
+        .await?;
+    for report in &reports {
+        let report: slipway_core::precheck::PrecheckReport = serde_json::from_str(report)?;
+        assert!(report.passed(), "{report:?}");
+    }
     // Every seeded event names the person it is about, as the audit filter reads it
     // (alice's history included), never a placeholder.
     let misnamed: i64 = sqlx::query_scalar(

@@ -72,10 +72,14 @@ on_both_engines!(
 /// that took it over: its end neither frees the key (a third try would then run
 /// beside the retry) nor writes its answer over the retry's.
 async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult {
-    use slipway_server::storage::idempotency::{self, Claim, StoredAnswer};
+    use slipway_server::storage::idempotency::{self, CallPrint, Claim, StoredAnswer};
+    const PRINT: CallPrint = CallPrint {
+        fingerprint: "print",
+        rights: "role:requester",
+    };
     let user = app.user("alice").await?.id;
     let mut tx = app.state.db.write().await?;
-    let Claim::Fresh(first) = idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?
+    let Claim::Fresh(first) = idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?
     else {
         return Err("a new key is fresh".into());
     };
@@ -86,7 +90,7 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
     )
     .execute(&mut *tx)
     .await?;
-    let Claim::Fresh(second) = idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?
+    let Claim::Fresh(second) = idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?
     else {
         return Err("a stale key is taken over".into());
     };
@@ -100,7 +104,7 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
     };
     idempotency::finish(&mut tx, (user, "slow", first), &answer).await?;
     assert_eq!(
-        idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?,
+        idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?,
         Claim::Running,
         "the retry still holds it"
     );
@@ -110,7 +114,7 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
         ..answer
     };
     idempotency::finish(&mut tx, (user, "slow", second), &answer).await?;
-    let Claim::Replay(kept) = idempotency::claim(&mut tx, user, "slow", "print", 60_000).await?
+    let Claim::Replay(kept) = idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?
     else {
         return Err("the retry's answer is kept".into());
     };

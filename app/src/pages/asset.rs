@@ -63,9 +63,11 @@ pub fn AssetPage() -> impl IntoView {
                                 </section>
                                 <section aria-label="Monitoring">
                                     <h2>"Monitoring"</h2>
-                                    <ul class="plain">
-                                        {a.monitoring.into_iter().map(|m| view! { <li><strong>{m.name.clone()}</strong>{format!(" ({})", m.kind)}<br /><code>{m.target.clone()}</code></li> }).collect_view()}
-                                    </ul>
+                                    {if a.monitoring.is_empty() { view! { <p class="empty">"None recorded."</p> }.into_any() } else { view! {
+                                        <ul class="plain">
+                                            {a.monitoring.into_iter().map(|m| view! { <li><strong>{m.name.clone()}</strong>{format!(" ({})", m.kind)}<br /><code>{m.target.clone()}</code></li> }).collect_view()}
+                                        </ul>
+                                    }.into_any() }}
                                     <h2>"Relations"</h2>
                                     {relations_cut(&a.relations).then(|| view! {
                                         <p class="muted" data-testid="relations-cut">
@@ -89,9 +91,11 @@ pub fn AssetPage() -> impl IntoView {
                                         " (for its readers), or "<code>{format!("GET /api/v1/assets/{}/history", a.summary.id)}</code>"."
                                     </p>
                                 })}
-                                <ol class="timeline">
-                                    {a.history.into_iter().map(|e| view! { <li><time>{e.at.clone()}</time>" "<span class="what">{format!("{} by {}", e.action, e.actor)}</span><p class="detail">{e.detail.clone()}</p></li> }).collect_view()}
-                                </ol>
+                                {if a.history.is_empty() { view! { <p class="empty">"No events recorded."</p> }.into_any() } else { view! {
+                                    <ol class="timeline">
+                                        {a.history.into_iter().map(|e| view! { <li><time>{e.at.clone()}</time>" "<span class="what">{format!("{} by {}", e.action, e.actor)}</span><p class="detail">{e.detail.clone()}</p></li> }).collect_view()}
+                                    </ol>
+                                }.into_any() }}
                             </section>
                         }
                         .into_any()

@@ -14,7 +14,7 @@ use super::MAX_BODY_BYTES;
 use super::problem::{ApiError, Problem};
 use crate::services::Caller;
 use crate::state::AppState;
-use crate::storage::idempotency::{self, Claim, StoredAnswer};
+use crate::storage::idempotency::{self, CallPrint, Claim, StoredAnswer};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -143,9 +143,26 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         }
     };
     let print = fingerprint(&state, &caller, (&parts.method, parts.uri.path()), &bytes);
-    let claimed_at = match claim(&state, &caller, &key, &print).await {
+    let rights = idempotency::rights_of(&caller.user.roles, &caller.user.teams);
+    let call = CallPrint {
+        fingerprint: &print,
+        rights: &rights,
+    };
+    let claimed_at = match claim(&state, &caller, &key, call).await {
         Ok(Claim::Fresh(claimed_at)) => claimed_at,
         Ok(Claim::Replay(answer)) => return replay(answer),
+        Ok(Claim::RightsLost(lost)) => {
+            return Problem::new(
+                StatusCode::FORBIDDEN,
+                "idempotency-key-rights-lost",
+                format!(
+                    "this Idempotency-Key's first call was made with rights you no longer hold \
+                     ({}); its answer is not shown again",
+                    lost.join(", ")
+                ),
+            )
+            .into_response();
+        }
         Ok(Claim::Mismatch) => {
             return Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -174,13 +191,13 @@ async fn claim(
     state: &AppState,
     caller: &Caller,
     key: &str,
-    print: &str,
+    call: CallPrint<'_>,
 ) -> Result<Claim, ApiError> {
     // A write transaction, not a pooled connection: on SQLite that takes its turn
     // among the writers instead of polling for the lock (which starved a claim for
     // seconds behind the audit writers under load).
     let mut tx = state.db.write().await.map_err(internal)?;
-    let claim = idempotency::claim(&mut tx, caller.id, key, print, STALE_AFTER_MS)
+    let claim = idempotency::claim(&mut tx, caller.id, key, call, STALE_AFTER_MS)
         .await
         .map_err(internal)?;
     tx.commit().await.map_err(internal)?;

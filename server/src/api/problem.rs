@@ -48,6 +48,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "This Idempotency-Key was used with another request. Use a new key.",
     ),
     (
+        "idempotency-key-rights-lost",
+        "This Idempotency-Key's first call was made with a role or a team the caller no longer holds, so its answer is not shown again. Read the resource it made, if it may still be seen, or use a new key.",
+    ),
+    (
         "internal",
         "A fault on the server. Quote the trace id to the platform team.",
     ),

@@ -1,6 +1,7 @@
 //! Stored answers to Idempotency-Key requests.
 
 use slipway_core::ids::UserId;
+use slipway_core::views::Role;
 use sqlx::{AnyConnection, Row};
 
 use super::{StorageError, now_millis};
@@ -16,6 +17,9 @@ pub enum Claim {
     Replay(StoredAnswer),
     /// The same key with another payload.
     Mismatch,
+    /// A finished call with the same payload, made with roles or teams the caller
+    /// no longer holds (named): its answer is not shown again.
+    RightsLost(Vec<String>),
     /// The first call with this key is still running.
     Running,
 }
@@ -29,6 +33,39 @@ pub struct StoredAnswer {
     pub body: String,
 }
 
+/// What identifies a call: its payload's fingerprint, and the rights it is made
+/// with, one `role:…` or `team:…` per line (see [`rights_of`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CallPrint<'a> {
+    pub fingerprint: &'a str,
+    pub rights: &'a str,
+}
+
+/// The rights a call is made with, as a key keeps them: sorted, one per line.
+pub fn rights_of(roles: &[Role], teams: &[String]) -> String {
+    let mut lines: Vec<String> = roles
+        .iter()
+        .map(|r| format!("role:{}", r.as_str()))
+        .chain(teams.iter().map(|t| format!("team:{t}")))
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines.join("\n")
+}
+
+/// What of `kept` (the first call's rights) `now` lacks. An admin holds every
+/// role and acts for every team, so lacks nothing.
+fn rights_lost(kept: &str, now: &str) -> Vec<String> {
+    let held: Vec<&str> = now.lines().collect();
+    if held.contains(&"role:admin") {
+        return Vec::new();
+    }
+    kept.lines()
+        .filter(|line| !line.is_empty() && !held.contains(line))
+        .map(|line| line.replacen(':', " ", 1))
+        .collect()
+}
+
 /// Takes the key for this call, or says what holds it. A call that has run longer
 /// than `stale_after_ms` is taken to have died with its process, and the key is
 /// taken over (the services' own duplicate checks still guard what it did).
@@ -36,25 +73,26 @@ pub async fn claim(
     conn: &mut AnyConnection,
     user: UserId,
     key: &str,
-    fingerprint: &str,
+    call: CallPrint<'_>,
     stale_after_ms: i64,
 ) -> Result<Claim, StorageError> {
     let now = now_millis();
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at) \
-         VALUES ($1, $2, $3, 'running', $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, rights) \
+         VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(user.0)
     .bind(key)
-    .bind(fingerprint)
+    .bind(call.fingerprint)
     .bind(now)
+    .bind(call.rights)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(Claim::Fresh(now));
     }
     let Some(row) = sqlx::query(
-        "SELECT fingerprint, state, status, content_type, location, body, created_at \
+        "SELECT fingerprint, state, status, content_type, location, body, created_at, rights \
          FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
     )
     .bind(user.0)
@@ -66,11 +104,16 @@ pub async fn claim(
         return Ok(Claim::Running);
     };
     let stored_fingerprint: String = row.try_get("fingerprint")?;
-    if stored_fingerprint != fingerprint {
+    if stored_fingerprint != call.fingerprint {
         return Ok(Claim::Mismatch);
     }
     let state: String = row.try_get("state")?;
     if state == "done" {
+        let kept: Option<String> = row.try_get("rights")?;
+        let lost = rights_lost(kept.as_deref().unwrap_or_default(), call.rights);
+        if !lost.is_empty() {
+            return Ok(Claim::RightsLost(lost));
+        }
         let status: Option<i64> = row.try_get("status")?;
         return Ok(Claim::Replay(StoredAnswer {
             status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
@@ -150,4 +193,44 @@ pub async fn purge_before(conn: &mut AnyConnection, cutoff: i64) -> Result<u64, 
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_are_lost_only_when_one_held_then_is_gone() {
+        let then = rights_of(
+            &[Role::Requester, Role::Reviewer],
+            &["payments".into(), "dba".into()],
+        );
+        assert_eq!(
+            then,
+            "role:requester\nrole:reviewer\nteam:dba\nteam:payments"
+        );
+        assert!(rights_lost(&then, &then).is_empty());
+        let more = rights_of(
+            &[Role::Requester, Role::Reviewer, Role::Auditor],
+            &["payments".into(), "dba".into(), "web".into()],
+        );
+        assert!(
+            rights_lost(&then, &more).is_empty(),
+            "a right gained loses none"
+        );
+        let fewer = rights_of(&[Role::Requester], &["dba".into()]);
+        assert_eq!(
+            rights_lost(&then, &fewer),
+            ["role reviewer", "team payments"]
+        );
+        let admin = rights_of(&[Role::Admin], &[]);
+        assert!(
+            rights_lost(&then, &admin).is_empty(),
+            "an admin holds them all"
+        );
+        assert!(
+            rights_lost("", &fewer).is_empty(),
+            "a key kept before rights were"
+        );
+    }
 }

@@ -11,9 +11,15 @@ use super::{hours, read_hours, read_percent};
 const MIN_HOURS: f64 = 1.0 / 60.0;
 
 /// The chart is our own markup with every text escaped, so it goes in as HTML.
+/// A caption says in words what a chart without a heading of its own shows.
 #[component]
-fn Chart(svg: String) -> impl IntoView {
-    view! { <figure class="chart" inner_html=svg></figure> }
+fn Chart(svg: String, #[prop(optional)] caption: Option<&'static str>) -> impl IntoView {
+    view! {
+        <figure class="chart">
+            {caption.map(|text| view! { <figcaption>{text}</figcaption> })}
+            <div inner_html=svg></div>
+        </figure>
+    }
 }
 
 fn steps_svg(flow: &TypeFlow) -> String {
@@ -160,16 +166,24 @@ fn rates_svg(m: &FlowMetrics, labels: &[String]) -> String {
 pub fn Trend(m: FlowMetrics) -> impl IntoView {
     let labels = week_labels(&m);
     let whose = m.trend_type.clone().unwrap_or_else(|| "all types".into());
+    // The wait and touch lines add up every request's hours, so a week's
+    // figure reads far above the median lead time beside it: the caption says so.
     let charts = [
-        lead_svg(&m, &labels),
-        time_svg(&m, &labels),
-        rates_svg(&m, &labels),
+        ("Median lead time, by week", lead_svg(&m, &labels)),
+        (
+            "Wait and touch, by week: the hours of all requests added up",
+            time_svg(&m, &labels),
+        ),
+        (
+            "Sent back, auto-approved, failed and handled by hand, by week",
+            rates_svg(&m, &labels),
+        ),
     ];
     view! {
         <section aria-labelledby="flow-trend-h">
             <h2 id="flow-trend-h">{format!("Trend by week: {whose}")}</h2>
             <div class="charts">
-                {charts.into_iter().map(|svg| view! { <Chart svg /> }).collect_view()}
+                {charts.into_iter().map(|(caption, svg)| view! { <Chart svg caption /> }).collect_view()}
             </div>
             <details>
                 <summary>"Table: the trend by week"</summary>

@@ -39,7 +39,7 @@ pub fn TrendTable(m: FlowMetrics) -> impl IntoView {
     view! {
         <table class="list flow-trend">
             <caption class="sr-only">"The trend by week"</caption>
-            <thead><tr><th scope="col">"Week of"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Median lead time"</th><th scope="col">"Wait"</th><th scope="col">"Touch"</th><th scope="col">"Sent back"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
+            <thead><tr><th scope="col">"Week of"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Median lead time"</th><th scope="col">"Wait (all requests)"</th><th scope="col">"Touch (all requests)"</th><th scope="col">"Sent back"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
             <tbody>
                 {m.trend.into_iter().map(|w| view! {
                     <tr>
@@ -73,7 +73,7 @@ pub fn TypesTable(types: Vec<TypeFlow>, weeks: i64) -> impl IntoView {
             // Keyboard users scroll a table wider than the screen with the arrow keys.
             <div class="table-scroll" tabindex="0" role="region" aria-label="Flow by type">
             <table class="list flow-types">
-                <thead><tr><th scope="col">"Type"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Lead time (median / p90)"</th><th scope="col">"Wait"</th><th scope="col">"Touch"</th><th scope="col">"Flow efficiency"</th><th scope="col">"Sent back"</th><th scope="col">"Rounds per reviewed request"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
+                <thead><tr><th scope="col">"Type"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Lead time (median / p90)"</th><th scope="col">"Wait (all requests)"</th><th scope="col">"Touch (all requests)"</th><th scope="col">"Flow efficiency"</th><th scope="col">"Sent back"</th><th scope="col">"Rounds per reviewed request"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
                 <tbody>
                     {types.into_iter().map(|t| view! {
                         <tr>
