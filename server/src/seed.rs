@@ -406,6 +406,7 @@ async fn seed_request(
             String::new(),
         ));
     }
+    let mut created = None;
     if final_state == RequestState::Completed {
         let commit = format!("{:040x}", rng.random::<u128>());
         let asset = storage::assets::insert(
@@ -428,7 +429,11 @@ async fn seed_request(
         let written: Vec<String> = change_set.files.iter().map(|f| f.path.clone()).collect();
         storage::assets::set_deployed_paths(tx, asset, &written, ty.commits_to_gitops()).await?;
         events.push(("request.execution_succeeded", format!("committed {commit}")));
-        events.push(("asset.record", resource_name.clone()));
+        // As the orchestrator records it: on the asset, so its page shows it.
+        created = Some((
+            asset,
+            format!("{} from request #{id} at commit {commit}", ty.name),
+        ));
         one.assets += 1;
     }
     storage::requests::backdate(tx, id, at, at + rng.random_range(1..72) * 3_600_000).await?;
@@ -442,9 +447,15 @@ async fn seed_request(
         rng,
     )
     .await?;
+    let actor = (requester, people.name(requester));
     for (action, detail) in &events {
-        let actor = (requester, people.name(requester));
-        append(tx, state, actor, action, id, detail).await?;
+        let target = ("request", id.to_string());
+        append(tx, state, actor, (action, target), detail).await?;
+        one.audit_events += 1;
+    }
+    if let Some((asset, detail)) = created {
+        let target = ("asset", asset.to_string());
+        append(tx, state, actor, ("asset.created", target), &detail).await?;
         one.audit_events += 1;
     }
     Ok(one)
@@ -568,8 +579,7 @@ async fn append(
     tx: &mut Tx,
     state: &AppState,
     (actor_id, actor): (UserId, &str),
-    action: &str,
-    id: RequestId,
+    (action, (target_kind, target_id)): (&str, (&str, String)),
     detail: &str,
 ) -> Result<(), StorageError> {
     let origin = Origin {
@@ -584,8 +594,8 @@ async fn append(
             actor_id: Some(actor_id),
             actor,
             action,
-            target_kind: "request",
-            target_id: id.to_string(),
+            target_kind,
+            target_id,
             before: None,
             after: None,
             detail: detail.to_string(),

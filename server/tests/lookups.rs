@@ -329,6 +329,15 @@ async fn seeded_data_spans_every_state_and_counts_right(app: &TestApp) -> TestRe
             .fetch_one(&app.state.db.pool)
             .await?;
     assert!(by_alice > 100, "alice acted {by_alice} times");
+    // Each asset's history starts with its creation, as the orchestrator records it.
+    let without_history: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM assets a WHERE NOT EXISTS (SELECT 1 FROM audit_events e \
+         WHERE e.target_kind = 'asset' AND e.target_id = CAST(a.id AS TEXT) \
+         AND e.action = 'asset.created')",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert_eq!(without_history, 0);
     // The seed indexed the assets for search before the planner counted them.
     let unindexed: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM assets WHERE search_text IS NULL")
