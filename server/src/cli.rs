@@ -239,8 +239,6 @@ async fn serve(
             source,
         })?;
     tracing::info!("Slipway listens on http://{addr}");
-    // The peer address feeds the per-address sign-in throttle.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     // The signal stops the workers from claiming at once, while the listener
     // finishes the calls in flight: both wind down side by side.
     let streams_stop = state.shutdown.clone();
@@ -249,12 +247,13 @@ async fn serve(
         let _ = stop.send(true);
         streams_stop.cancel();
     });
-    let mut listener_stop = stopped.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = listener_stop.wait_for(|stop| *stop).await;
-        })
-        .await;
+    // The peer address (for the per-address sign-in throttle) is each
+    // connection's; the calls in flight at a shutdown get the workers' grace.
+    let limits = crate::http::listen::Limits {
+        header_read: crate::http::listen::HEADER_READ_TIMEOUT,
+        grace: state.settings.workers.shutdown_grace,
+    };
+    crate::http::listen::serve(listener, app, stopped.clone(), limits).await;
     let _ = worker.await;
     let _ = token_uses.await;
     let _ = audit.await;
@@ -269,10 +268,7 @@ async fn serve(
             abort.abort();
         }
     }
-    served.map_err(|source| StartError::Listen {
-        addr: addr.to_string(),
-        source,
-    })
+    Ok(())
 }
 
 /// How long a shutdown waits for the chat bot to finish what it is doing.

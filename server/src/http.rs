@@ -5,6 +5,7 @@ pub mod catalog_info;
 pub mod chat_link;
 pub mod events;
 pub mod form_errors;
+pub mod listen;
 pub mod new_token;
 pub mod oidc;
 pub mod request_form_post;
