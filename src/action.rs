@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{ResourceType, TypeAction};
-use crate::render::ChangeSet;
+use crate::catalog::{ExecutionStep, ResourceType, TypeAction};
+use crate::render::{ChangeSet, RenderedFile};
 use crate::secret;
 use crate::template;
 use crate::validate::{FieldError, ParamValidator};
@@ -147,6 +147,30 @@ pub fn recorded_params(ty: &ResourceType, request_params: &Value) -> Value {
 /// a retirement removes them.
 pub fn renders_asset(ty: &ResourceType, action: &TypeAction) -> bool {
     !action.retires && action.request_type.outputs == ty.outputs
+}
+
+/// Whether a change of `action` would leave everything as it is: its steps only
+/// commit files to the GitOps repository (no command or pipeline that acts
+/// beyond them), it removes nothing, and every file it writes is deployed with
+/// that content already. Such a request would be reviewed and run for nothing,
+/// and hold the asset from its other actions meanwhile.
+pub fn changes_nothing(
+    action: &TypeAction,
+    change_set: &ChangeSet,
+    deployed: &[RenderedFile],
+) -> bool {
+    let steps = &action.request_type.execute;
+    let only_commits = !steps.is_empty()
+        && steps
+            .iter()
+            .all(|step| matches!(step, ExecutionStep::Gitops { .. }));
+    only_commits
+        && change_set.removed.is_empty()
+        && change_set.files.iter().all(|file| {
+            deployed
+                .iter()
+                .any(|d| d.path == file.path && d.content == file.content)
+        })
 }
 
 /// The paths an asset's files were last written at (`recorded`) that a change

@@ -254,9 +254,7 @@ impl FlowQuery {
     pub fn window(&self, now_ms: i64) -> Result<(i64, i64), String> {
         let weeks = self.weeks.unwrap_or(DEFAULT_WEEKS);
         if !(1..=MAX_WEEKS).contains(&weeks) {
-            return Err(format!(
-                "weeks must be between 1 and {MAX_WEEKS}, got {weeks}"
-            ));
+            return Err(format!("must be between 1 and {MAX_WEEKS}, got {weeks}"));
         }
         let until = week_of(now_ms);
         Ok((until - weeks + 1, until))

@@ -1283,6 +1283,21 @@ async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> 
         "{}",
         gone.body
     );
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    // An id that cannot be one is as missing, with the same status.
+    for path in [
+        "/assets/abc",
+        "/assets/1e3",
+        "/assets/abc/actions/resize",
+        "/requests/abc",
+        "/requests/1.5",
+        "/requests/99999999999999999999",
+        "/requests/abc/edit",
+    ] {
+        let page = browser.get(path).await?;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.body.contains("Not found"), "{path}: {}", page.body);
+    }
     Ok(())
 }
 

@@ -557,11 +557,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// gets an answer; the comparison takes the same time however much matches.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.settings.metrics_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let given = crate::api::bearer(&headers).unwrap_or_default();
         let matches: bool = given.as_bytes().ct_eq(token.expose().as_bytes()).into();
         if !matches {
             return (
@@ -696,6 +692,16 @@ fn usable_trace_id(given: Option<&HeaderValue>) -> Option<String> {
     plain.then(|| text.to_string())
 }
 
+tokio::task_local! {
+    /// The trace id of the HTTP call being answered.
+    static CALL_TRACE: String;
+}
+
+/// The trace id of the HTTP call this code answers, if it answers one.
+pub fn current_trace_id() -> Option<String> {
+    CALL_TRACE.try_with(Clone::clone).ok()
+}
+
 /// Gives every HTTP call a trace id (in its log lines, in the `x-trace-id` answer
 /// header, and in the audit events it writes) and notes the client's address
 /// (see [`client_address`]).
@@ -722,7 +728,10 @@ pub async fn call_meta(
         channel_user: None,
     });
     let span = tracing::info_span!("call", trace_id = %trace_id);
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = CALL_TRACE
+        .scope(trace_id.clone(), next.run(request))
+        .instrument(span)
+        .await;
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         response.headers_mut().insert(TRACE_HEADER, value);
     }

@@ -374,6 +374,10 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         other => panic!("a retired asset must refuse, got {other:?}"),
     }
     assert_eq!(app.snapshot().await?, before);
+    // Another team's retired asset is refused as another team's.
+    let outsider = stranger(app).await?;
+    refused!(app, actions::submit(state, &outsider, asset, "scale", &action_draft(json!({"size": "large", "storage_gb": 40}))),
+        ServiceError::Forbidden(message) => assert!(message.contains("not a member of team payments"), "{message}"));
     Ok(())
 }
 
@@ -398,6 +402,20 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
         (&json!(6), &json!(12))
     );
     assert!(head_file(app, quota)?.is_some_and(|q| q.contains("limits.cpu: \"6\"")));
+    // Asked again for what it has, it is refused: a request that changes no file
+    // would be reviewed and run for nothing, and hold the asset meanwhile; so is
+    // the template upgrade of an asset on the current templates.
+    let same = action_draft(json!({"cpu_limit": 6, "memory_limit_gi": 12}));
+    refused!(app, actions::submit(state, &alice, dev, "resize", &same),
+    ServiceError::Invalid(errors) => assert!(
+        errors[0].message.contains(&format!("would leave asset #{dev} as it is deployed")),
+        "{errors:?}"
+    ));
+    refused!(app, actions::submit(state, &alice, dev, "upgrade-templates", &action_draft(json!({}))),
+    ServiceError::Invalid(errors) => assert!(
+        errors[0].message.contains("rendered by the current templates of k8s-namespace already"),
+        "{errors:?}"
+    ));
     act(
         app,
         &alice,

@@ -150,6 +150,14 @@ async fn tokens_authenticate_and_stop_at_once(app: &TestApp) -> TestResult {
     }
     let (status, _) = answer(api.http.get(format!("{}/me", api.base))).await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The scheme's name is read in any case, as HTTP defines it.
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let call = api
+            .http
+            .get(format!("{}/me", api.base))
+            .header("Authorization", format!("{scheme} {secret}"));
+        assert_eq!(answer(call).await?.0, StatusCode::OK, "{scheme}");
+    }
 
     // Revoked: refused on the next call.
     let alice = app.user("alice").await?;
@@ -686,6 +694,11 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
             !problem["detail"].as_str().unwrap_or_default().is_empty(),
             "{problem}"
         );
+        // Every problem names its call's trace, one refused before a handler too.
+        assert!(
+            problem["trace_id"].is_string(),
+            "POST {path} {shown}: {problem}"
+        );
     }
     // Too large is one answer, with or without an Idempotency-Key.
     let mut kinds = Vec::new();
@@ -722,6 +735,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
             "{query}: {problem}"
         );
         assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+        assert!(problem["trace_id"].is_string(), "{query}: {problem}");
     }
     let (status, _) = api.get("/no/such/thing", &alice).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -735,6 +749,20 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
     )
     .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A missing field is named, at the top of the body and deeper in it.
+    for (path, body, field) in [
+        ("/requests", json!({"type": "k8s-namespace"}), "params"),
+        (
+            reviews.as_str(),
+            json!({"change_set_hash": "x"}),
+            "decision",
+        ),
+    ] {
+        let (status, problem) = api.post(path, &alice, &body).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        assert_eq!(problem["errors"][0]["message"], "is required", "{problem}");
+    }
     // A field error names the field and its rule.
     let (status, problem) = api
         .post("/requests", &alice, &json!({"type": "k8s-namespace", "params": namespace_params("Bad Name", "payments", "dev", 1)}))

@@ -1454,7 +1454,19 @@ async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
     use slipway_server::chat::answer::{Asker, Audience, answer};
     let state = &app.state;
     let bob = app.user("bob").await?;
+    // A new code replaces the one before: asked for again and again, one is kept.
+    let replaced = chat_service::issue_link_code(state, &bob).await?;
     let code = chat_service::issue_link_code(state, &bob).await?;
+    assert_eq!(app.count("chat_link_codes").await?, 1);
+    let stale = chat_service::link(
+        state,
+        "@bob:chat.test",
+        "!b:chat.test",
+        &replaced.code,
+        "$r",
+    )
+    .await;
+    assert!(stale.is_err(), "a replaced code still linked");
     chat_service::link(state, "@bob:chat.test", "!b:chat.test", &code.code, "$l").await?;
     assert_eq!(
         chat_service::linked_account(state, &bob).await?.as_deref(),

@@ -142,6 +142,16 @@ pub fn route_id() -> impl Fn() -> Option<i64> + Clone + Send + Sync + 'static {
     move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()))
 }
 
+/// What a page asked for by an id that cannot be one (`/requests/abc`) shows:
+/// "not found", answered with the 404 a missing id gets.
+pub fn unknown_id(what: &str) -> AppError {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    AppError::NotFound(what.into())
+}
+
 #[component]
 pub fn StateBadge(state: RequestState) -> impl IntoView {
     view! { <span class=format!("badge state-{}", state.as_str()) data-testid="request-state">{state.label()}</span> }

@@ -5,7 +5,6 @@ use slipway_core::views::{ASSET_PAGE_HISTORY, AssetTemplates, RelationView};
 
 use crate::api::fetch_asset;
 use crate::components::{Loading, page_error_view};
-use crate::error::AppError;
 use crate::pages::request::ParamsTable;
 
 /// The relations an asset's page reads each way (the storage's `RELATIONS_SHOWN`):
@@ -25,7 +24,7 @@ pub fn AssetPage() -> impl IntoView {
     let asset = Resource::new(id, |id| async move {
         match id {
             Some(id) => fetch_asset(id).await,
-            None => Err(AppError::NotFound("asset".into())),
+            None => Err(crate::components::unknown_id("asset")),
         }
     });
     view! {

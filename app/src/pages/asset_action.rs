@@ -9,7 +9,6 @@ use slipway_core::ids::AssetId;
 use crate::api::load_action_form;
 use crate::components::request_form::{ActionOn, FormMode, RequestForm, SentBack, refilled};
 use crate::components::{Loading, error_title, page_error_view};
-use crate::error::AppError;
 
 #[component]
 pub fn AssetActionPage() -> impl IntoView {
@@ -21,7 +20,7 @@ pub fn AssetActionPage() -> impl IntoView {
         })
     };
     let context = Resource::new(target, |(id, action)| async move {
-        let id = id.ok_or_else(|| AppError::NotFound("asset".into()))?;
+        let id = id.ok_or_else(|| crate::components::unknown_id("asset"))?;
         load_action_form(id, action).await
     });
     let query = use_query_map();

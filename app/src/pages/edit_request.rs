@@ -15,7 +15,7 @@ pub fn EditRequestPage() -> impl IntoView {
     let raw_id = crate::components::route_id();
     let id = move || raw_id().map(RequestId);
     let loaded = Resource::new(id, |id| async move {
-        let id = id.ok_or_else(|| AppError::NotFound("request".into()))?;
+        let id = id.ok_or_else(|| crate::components::unknown_id("request"))?;
         let detail = fetch_request(id).await?;
         let form = match &detail.action {
             // A day-2 action is revised on the action's own form.

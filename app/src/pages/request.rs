@@ -21,7 +21,6 @@ use crate::components::precheck::PrecheckPanel;
 use crate::components::{
     Loading, StateBadge, error_title, page_error_view, refusal_notice, sent_back_by,
 };
-use crate::error::AppError;
 
 #[component]
 pub fn RequestPage() -> impl IntoView {
@@ -32,7 +31,7 @@ pub fn RequestPage() -> impl IntoView {
         |id| async move {
             match id {
                 Some(id) => fetch_request(id).await,
-                None => Err(AppError::NotFound("request".into())),
+                None => Err(crate::components::unknown_id("request")),
             }
         },
     );

@@ -259,13 +259,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .cloned()
         .unwrap_or_default();
     let trace_id = meta.trace_id.clone();
-    let secret = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .map(str::to_string);
+    let secret = bearer(request.headers()).map(str::to_string);
     let Some(secret) = secret else {
         return Problem::from(crate::services::ServiceError::Unauthenticated)
             .with_trace(trace_id)
@@ -292,4 +286,14 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         }
         Err(error) => Problem::from(error).with_trace(trace_id).into_response(),
     }
+}
+
+/// The credential of an `Authorization: Bearer …` header; the scheme's name is
+/// read in any case, as HTTP defines it (RFC 9110, 11.1).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
 }

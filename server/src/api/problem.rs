@@ -165,7 +165,12 @@ impl IntoResponse for ApiError {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        // Every problem names its call's trace, also one made before a handler
+        // had the call's metadata (a body or query that did not parse).
+        if self.trace_id.is_none() {
+            self.trace_id = crate::http::current_trace_id();
+        }
         let status = self.status_code();
         let retry_after = self.retry_after;
         let mut response = (status, Json(self)).into_response();
@@ -290,13 +295,26 @@ fn field_of(error: &axum::extract::rejection::JsonDataError) -> (String, String)
         Some(located) => {
             let path = located.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            (path, located.inner().to_string())
+            let reason = located.inner().to_string();
+            // serde names a missing field in its message, and the path stops at
+            // the object that lacks it: the field is the one to name.
+            match missing_field(&reason) {
+                Some(missing) if path.is_empty() => (missing.to_string(), "is required".into()),
+                Some(missing) => (format!("{path}.{missing}"), "is required".into()),
+                None => (path, reason),
+            }
         }
         None => (
             String::new(),
             format!("the body does not fit: {}", error.body_text()),
         ),
     }
+}
+
+/// The field serde's "missing field `x`" names.
+fn missing_field(reason: &str) -> Option<&str> {
+    let (name, _) = reason.strip_prefix("missing field `")?.split_once('`')?;
+    Some(name)
 }
 
 impl From<QueryRejection> for Problem {

@@ -123,15 +123,22 @@ fn facts<'a>(ty: &'a ResourceType, asset: &'a AssetRow) -> AssetFacts<'a> {
 
 /// The one rule, with a retired asset a conflict (it exists; its state forbids).
 fn authorize(user: &Caller, ty: &ResourceType, asset: &AssetRow) -> ServiceResult<()> {
+    let refused =
+        |refusal| ServiceError::from_refusal(refusal, &format!("asset #{}", asset.summary.id));
     if !action::is_actionable(&asset.summary.state) {
+        // Whose asset it is comes first: another team's is refused as such,
+        // retired or not.
+        let as_active = AssetFacts {
+            state: action::ACTIVE,
+            ..facts(ty, asset)
+        };
+        policy::may_act_on(user, &as_active).map_err(refused)?;
         return Err(ServiceError::Conflict(format!(
             "asset #{} is {}: it keeps its history but takes no more actions",
             asset.summary.id, asset.summary.state
         )));
     }
-    policy::may_act_on(user, &facts(ty, asset)).map_err(|refusal| {
-        ServiceError::from_refusal(refusal, &format!("asset #{}", asset.summary.id))
-    })
+    policy::may_act_on(user, &facts(ty, asset)).map_err(refused)
 }
 
 fn choice(action: &TypeAction) -> ActionChoice {
@@ -283,7 +290,9 @@ pub async fn submit(
     if target.action.covers_every_output() {
         remove_unwritten(&mut tx, ty, &target.asset, &mut prepared).await?;
     }
-    let deployed = deployed_state(state, &target.asset, &prepared.change_set).await?;
+    let files = deployed_files(state, &prepared.change_set).await?;
+    refuse_changing_nothing(&target, &prepared.change_set, &files)?;
+    let deployed = json!({ "params": target.asset.params, "files": files });
     let on = ActionTarget {
         asset_id,
         action: name,
@@ -359,6 +368,41 @@ pub(crate) async fn deployed_state(
     asset: &AssetRow,
     change_set: &ChangeSet,
 ) -> ServiceResult<Value> {
+    let files = deployed_files(state, change_set).await?;
+    Ok(json!({ "params": asset.params, "files": files }))
+}
+
+/// An action asked for that would change nothing is refused: the template
+/// upgrade of an asset its templates did not leave behind, or values the asset
+/// has already (see [`action::changes_nothing`]).
+fn refuse_changing_nothing(
+    target: &Target<'_>,
+    change_set: &ChangeSet,
+    deployed: &[RenderedFile],
+) -> ServiceResult<()> {
+    let asset = &target.asset;
+    let nothing = if target.action.is_upgrade() && asset.catalog_version == target.ty.version {
+        format!(
+            "asset #{} is rendered by the current templates of {} already: there is nothing to upgrade",
+            asset.summary.id, target.ty.name
+        )
+    } else if action::changes_nothing(target.action, change_set, deployed) {
+        format!(
+            "{} would leave asset #{} as it is deployed (it has these values already): change a value, or ask for nothing",
+            target.action.title, asset.summary.id
+        )
+    } else {
+        return Ok(());
+    };
+    Err(ServiceError::Invalid(vec![FieldError::new("", nothing)]))
+}
+
+/// The files at the paths a change set writes or removes, as the GitOps
+/// repository's branch holds them now.
+async fn deployed_files(
+    state: &AppState,
+    change_set: &ChangeSet,
+) -> ServiceResult<Vec<RenderedFile>> {
     let paths: Vec<String> = change_set
         .files
         .iter()
@@ -366,7 +410,7 @@ pub(crate) async fn deployed_state(
         .chain(change_set.removed.iter().cloned())
         .collect();
     let repo = state.drivers.gitops.clone();
-    let files = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut files = Vec::new();
         for path in paths {
             if let Some(content) = repo.read_head_file(&path)? {
@@ -377,8 +421,7 @@ pub(crate) async fn deployed_state(
     })
     .await
     .map_err(|e| ServiceError::Internal(format!("reading the GitOps repository stopped: {e}")))?
-    .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    Ok(json!({ "params": asset.params, "files": files }))
+    .map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
 /// The most completed requests of one action on one asset read for its

@@ -26,10 +26,12 @@ pub fn list_types(state: &AppState, _user: &Caller) -> Vec<TypeSummary> {
 /// The type as this person's form shows it: the owning-team field offers only the
 /// teams they may ask for.
 pub fn resource_type(state: &AppState, user: &Caller, name: &str) -> ServiceResult<ResourceType> {
-    let ty = state
-        .catalog
-        .resource_type(name)
-        .ok_or_else(|| ServiceError::NotFound(format!("resource type {name:?}")))?;
+    let ty = state.catalog.resource_type(name).ok_or_else(|| {
+        ServiceError::NotFound(format!(
+            "resource type {}",
+            slipway_core::listing::quoted_briefly(name)
+        ))
+    })?;
     Ok(match policy::requestable_teams(user) {
         Some(teams) => ty.for_teams(teams),
         None => ty.clone(),

@@ -26,10 +26,12 @@ pub async fn for_form(
     team: Option<&str>,
 ) -> ServiceResult<Guidance> {
     policy::may_request(user).map_err(ServiceError::refused)?;
-    let ty = state
-        .catalog
-        .resource_type(type_name)
-        .ok_or_else(|| ServiceError::NotFound(format!("resource type {type_name:?}")))?;
+    let ty = state.catalog.resource_type(type_name).ok_or_else(|| {
+        ServiceError::NotFound(format!(
+            "resource type {}",
+            slipway_core::listing::quoted_briefly(type_name)
+        ))
+    })?;
     let Some(team) = team_of(ty, user, team)? else {
         return Ok(Guidance {
             type_name: ty.name.clone(),
@@ -80,7 +82,11 @@ fn known_team(ty: &ResourceType, param: &str, team: &str) -> ServiceResult<()> {
     } else {
         Err(ServiceError::Invalid(vec![FieldError::new(
             "team",
-            format!("{param} offers no such team"),
+            format!(
+                "{} is not a team that {} offers",
+                slipway_core::listing::quoted_briefly(team),
+                ty.name
+            ),
         )]))
     }
 }

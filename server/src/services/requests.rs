@@ -45,10 +45,12 @@ pub(crate) fn type_and_validator<'a>(
     state: &'a AppState,
     type_name: &str,
 ) -> ServiceResult<(&'a ResourceType, &'a ParamValidator)> {
-    let ty = state
-        .catalog
-        .resource_type(type_name)
-        .ok_or_else(|| ServiceError::NotFound(format!("resource type {type_name:?}")))?;
+    let ty = state.catalog.resource_type(type_name).ok_or_else(|| {
+        ServiceError::NotFound(format!(
+            "resource type {}",
+            slipway_core::listing::quoted_briefly(type_name)
+        ))
+    })?;
     let validator = state
         .catalog
         .validator(type_name)

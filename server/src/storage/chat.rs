@@ -18,15 +18,12 @@ pub async fn insert_code(
     code_hash: &str,
     expires_at: i64,
 ) -> Result<(), StorageError> {
-    // The user's codes that can no longer be used go as a new one comes: the
-    // table holds only what may still link an account.
-    sqlx::query(
-        "DELETE FROM chat_link_codes WHERE user_id = $1 AND (expires_at < $2 OR used_at IS NOT NULL)",
-    )
-    .bind(user.0)
-    .bind(now_millis())
-    .execute(&mut *conn)
-    .await?;
+    // A new code replaces the user's earlier ones, used or not: one code at a
+    // time may link an account, and asking again and again keeps one row.
+    sqlx::query("DELETE FROM chat_link_codes WHERE user_id = $1")
+        .bind(user.0)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "INSERT INTO chat_link_codes (code_hash, user_id, created_at, expires_at) \
          VALUES ($1, $2, $3, $4)",
