@@ -149,22 +149,34 @@ pub fn renders_asset(ty: &ResourceType, action: &TypeAction) -> bool {
     !action.retires && action.request_type.outputs == ty.outputs
 }
 
-/// Whether a change of `action` would leave everything as it is: its steps only
-/// commit files to the GitOps repository (no command or pipeline that acts
-/// beyond them), it removes nothing, and every file it writes is deployed with
-/// that content already. Such a request would be reviewed and run for nothing,
-/// and hold the asset from its other actions meanwhile.
+/// Whether a request for `action` would leave the asset as it is: the action
+/// neither retires the asset nor upgrades its templates (that records the new
+/// version), asks for the values the asset has (`asset_params`, over the type's
+/// defaults, against the request's), its steps only commit files to the GitOps
+/// repository (no command or pipeline that acts beyond them), it removes nothing,
+/// and every file it writes is deployed with that content already. Such a
+/// request would be reviewed and run for nothing, and hold the asset from its
+/// other actions meanwhile.
 pub fn changes_nothing(
-    action: &TypeAction,
+    (ty, action): (&ResourceType, &TypeAction),
+    (asset_params, request_params): (&Value, &Value),
     change_set: &ChangeSet,
     deployed: &[RenderedFile],
 ) -> bool {
+    if action.retires || action.is_upgrade() {
+        return false;
+    }
+    let has = with_type_defaults(ty, asset_params);
+    let same_values = input_of(action, request_params)
+        .iter()
+        .all(|(name, value)| has.get(name) == Some(value));
     let steps = &action.request_type.execute;
     let only_commits = !steps.is_empty()
         && steps
             .iter()
             .all(|step| matches!(step, ExecutionStep::Gitops { .. }));
-    only_commits
+    same_values
+        && only_commits
         && change_set.removed.is_empty()
         && change_set.files.iter().all(|file| {
             deployed

@@ -408,7 +408,7 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
     let same = action_draft(json!({"cpu_limit": 6, "memory_limit_gi": 12}));
     refused!(app, actions::submit(state, &alice, dev, "resize", &same),
     ServiceError::Invalid(errors) => assert!(
-        errors[0].message.contains(&format!("would leave asset #{dev} as it is deployed")),
+        errors[0].message.contains(&format!("would leave asset #{dev} as it is")),
         "{errors:?}"
     ));
     refused!(app, actions::submit(state, &alice, dev, "upgrade-templates", &action_draft(json!({}))),
@@ -493,6 +493,14 @@ async fn namespace_actions_and_refusals(app: &TestApp) -> TestResult {
     .await?;
     refused!(app, requests::resubmit(state, &zed, waiting, &json!({"zz": 1})),
         ServiceError::NotFound(message) => assert_eq!(message, format!("request #{waiting}")));
+    // Revised back to what the asset has, it would change nothing: refused.
+    let has = asset_params(app, prod).await?;
+    let same = json!({"cpu_limit": has["cpu_limit"], "memory_limit_gi": has["memory_limit_gi"]});
+    refused!(app, requests::resubmit(state, &alice, waiting, &same),
+    ServiceError::Invalid(errors) => assert!(
+        errors[0].message.contains(&format!("would leave asset #{prod} as it is")),
+        "{errors:?}"
+    ));
     requests::resubmit(
         state,
         &alice,

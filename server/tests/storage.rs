@@ -90,7 +90,13 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
     )
     .execute(&mut *tx)
     .await?;
-    let Claim::Fresh(second) = idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?
+    // The retry is made with other rights than the dead call: they are the
+    // ones its answer is kept for.
+    let retry = CallPrint {
+        rights: "role:requester\nteam:payments",
+        ..PRINT
+    };
+    let Claim::Fresh(second) = idempotency::claim(&mut tx, user, "slow", retry, 60_000).await?
     else {
         return Err("a stale key is taken over".into());
     };
@@ -114,11 +120,16 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
         ..answer
     };
     idempotency::finish(&mut tx, (user, "slow", second), &answer).await?;
-    let Claim::Replay(kept) = idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?
+    let Claim::Replay(kept) = idempotency::claim(&mut tx, user, "slow", retry, 60_000).await?
     else {
         return Err("the retry's answer is kept".into());
     };
     assert_eq!((kept.status, kept.body.as_str()), (201, "the retry's"));
+    // Out of the team the retry was made for, its answer is not shown again.
+    assert_eq!(
+        idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?,
+        Claim::RightsLost(vec!["team payments".into()])
+    );
     tx.commit().await?;
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! The HTTP listener: axum's router served connection by connection on hyper,
-//! with two limits `axum::serve` does not set. A client gets a time limit to send
-//! a request's headers (one that sends half a request and waits would otherwise
-//! hold its connection, and a shutdown, for ever), and a shutdown waits for the
-//! calls in flight only as long as the grace the settings give it.
+//! The HTTP listener: axum's router served connection by connection on hyper's
+//! HTTP/1, with two limits `axum::serve` does not set. A client gets a time
+//! limit to send a request's headers (one that sends half a request and waits
+//! would otherwise hold its connection, and a shutdown, for ever), and a
+//! shutdown waits for the calls in flight only as long as the grace the
+//! settings give it, then drops the connections still open.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,17 +11,21 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tower::{Service, ServiceExt};
 
-/// How long a client may take to send a request's headers, from its first byte
-/// (or, on a kept-alive connection, from the end of the answer before).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request's headers, from connecting or,
+/// on a kept-alive connection, from the answer before: so also how long an idle
+/// kept-alive connection stays open. Longer than the 60 s a reverse proxy or a
+/// load balancer keeps its idle connections to the server (nginx, AWS's), so the
+/// proxy, not Slipway, closes one: a proxy that reused a connection just as the
+/// server closed it would answer its caller 502.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The listener's time limits.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +37,7 @@ pub struct Limits {
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then finishes the calls
-/// in flight for at most the grace and closes what is still open.
+/// in flight for at most the grace and drops the connections still open.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -40,13 +45,12 @@ pub async fn serve(
     limits: Limits,
 ) {
     let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let (closing, closed) = watch::channel(false);
+    let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -60,6 +64,7 @@ pub async fn serve(
             },
             () = stopping(&mut stop) => break,
         };
+        while connections.try_join_next().is_some() {}
         let service = match ServiceExt::<SocketAddr>::ready(&mut make).await {
             Ok(make) => make.call(peer).await,
             Err(never) => match never {},
@@ -70,33 +75,38 @@ pub async fn serve(
         };
         let service =
             service.map_request(|request: Request<Incoming>| request.map(axum::body::Body::new));
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            // hyper's limit counts from a request's first byte: a client that
-            // connects and sends nothing gets the same time to begin.
-            let mut first = [0u8; 1];
-            let begun = tokio::time::timeout(limits.header_read, stream.peek(&mut first)).await;
-            if !matches!(begun, Ok(Ok(1))) {
-                return;
-            }
-            let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
-            if let Err(error) = watcher.watch(connection).await {
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
+        let mut closed = closed.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stopping(&mut closed) => {
+                    // The call in flight finishes; an idle connection closes now.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = closing.send(true);
+    let finished = tokio::time::timeout(limits.grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
         tracing::warn!(
             grace = ?limits.grace,
-            "connections still open when the shutdown grace ran out are closed"
+            open = connections.len(),
+            "connections still open when the shutdown grace ran out are dropped"
         );
+        connections.shutdown().await;
     }
 }
 
@@ -168,6 +178,27 @@ mod tests {
         );
         stop.send(true)?;
         served.await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_closes_idle_connections_at_once() -> TestResult {
+        let limits = Limits {
+            header_read: Duration::from_secs(3600),
+            grace: Duration::from_secs(3600),
+        };
+        let (addr, stop, served) = started(limits).await?;
+        let _silent = TcpStream::connect(addr).await?;
+        let mut kept = TcpStream::connect(addr).await?;
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+        let mut answer = [0u8; 256];
+        let read = kept.read(&mut answer).await?;
+        assert!(String::from_utf8_lossy(&answer[..read]).ends_with("fine"));
+        stop.send(true)?;
+        // Neither waits for the hour's grace: nothing of theirs is in flight.
+        tokio::time::timeout(Duration::from_secs(20), served).await??;
+        let answer = until_closed(&mut kept, "a kept-alive connection").await;
+        assert!(answer.is_empty(), "{answer}");
         Ok(())
     }
 

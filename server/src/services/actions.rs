@@ -291,7 +291,7 @@ pub async fn submit(
         remove_unwritten(&mut tx, ty, &target.asset, &mut prepared).await?;
     }
     let files = deployed_files(state, &prepared.change_set).await?;
-    refuse_changing_nothing(&target, &prepared.change_set, &files)?;
+    refuse_changing_nothing(target.acting_on(), &merged, &prepared.change_set, &files)?;
     let deployed = json!({ "params": target.asset.params, "files": files });
     let on = ActionTarget {
         asset_id,
@@ -373,22 +373,25 @@ pub(crate) async fn deployed_state(
 }
 
 /// An action asked for that would change nothing is refused: the template
-/// upgrade of an asset its templates did not leave behind, or values the asset
-/// has already (see [`action::changes_nothing`]).
-fn refuse_changing_nothing(
-    target: &Target<'_>,
+/// upgrade of an asset its templates did not leave behind, or the values the
+/// asset has already (see [`action::changes_nothing`]).
+pub(crate) fn refuse_changing_nothing(
+    target: ActingOn<'_>,
+    request_params: &Value,
     change_set: &ChangeSet,
     deployed: &[RenderedFile],
 ) -> ServiceResult<()> {
-    let asset = &target.asset;
+    let asset = target.asset;
+    let asked = (target.ty, target.action);
     let nothing = if target.action.is_upgrade() && asset.catalog_version == target.ty.version {
         format!(
             "asset #{} is rendered by the current templates of {} already: there is nothing to upgrade",
             asset.summary.id, target.ty.name
         )
-    } else if action::changes_nothing(target.action, change_set, deployed) {
+    } else if action::changes_nothing(asked, (&asset.params, request_params), change_set, deployed)
+    {
         format!(
-            "{} would leave asset #{} as it is deployed (it has these values already): change a value, or ask for nothing",
+            "{} would leave asset #{} as it is (it has these values, and every file is deployed as it would be written): change a value",
             target.action.title, asset.summary.id
         )
     } else {
@@ -399,7 +402,7 @@ fn refuse_changing_nothing(
 
 /// The files at the paths a change set writes or removes, as the GitOps
 /// repository's branch holds them now.
-async fn deployed_files(
+pub(crate) async fn deployed_files(
     state: &AppState,
     change_set: &ChangeSet,
 ) -> ServiceResult<Vec<RenderedFile>> {

@@ -877,6 +877,11 @@ pub async fn resubmit(
     {
         super::actions::remove_unwritten(&mut tx, ty, asset, &mut prepared).await?;
     }
+    // Revised back to what the asset has, an action would change nothing.
+    if let Some(on) = acting_on {
+        let files = super::actions::deployed_files(state, &prepared.change_set).await?;
+        super::actions::refuse_changing_nothing(on, &params, &prepared.change_set, &files)?;
+    }
     let revision = previous_revision + 1;
     storage::requests::insert_revision(
         &mut tx,

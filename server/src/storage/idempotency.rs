@@ -126,14 +126,16 @@ pub async fn claim(
     }
     let created_at: i64 = row.try_get("created_at")?;
     if created_at < now - stale_after_ms {
+        // The retry's answer is kept for the rights the retry is made with.
         let taken = sqlx::query(
-            "UPDATE idempotency_keys SET created_at = $1 \
+            "UPDATE idempotency_keys SET created_at = $1, rights = $5 \
              WHERE user_id = $2 AND idem_key = $3 AND state = 'running' AND created_at = $4",
         )
         .bind(now)
         .bind(user.0)
         .bind(key)
         .bind(created_at)
+        .bind(call.rights)
         .execute(&mut *conn)
         .await?;
         if taken.rows_affected() == 1 {
