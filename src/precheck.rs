@@ -116,9 +116,14 @@ fn unreadable_value(rule: &QuotaRule, params: &Value) -> Option<(String, &'stati
 
 /// A failing line for every rule a given value keeps from being counted: a rule
 /// that cannot be read must block, never be passed over.
-fn unreadable_quota_lines(ty: &ResourceType, params: &Value) -> Vec<QuotaCheck> {
+fn unreadable_quota_lines(
+    ty: &ResourceType,
+    params: &Value,
+    refused: &[FieldError],
+) -> Vec<QuotaCheck> {
     ty.quota
         .iter()
+        .filter(|rule| !counts_a_refused_field(rule, refused))
         .filter_map(|rule| {
             let (field, why) = unreadable_value(rule, params)?;
             let (limit, unit) = match (&rule.sum, rule.max, rule.max_count) {
@@ -212,7 +217,8 @@ pub fn evaluate(
     quota_usage: &[QuotaUsage],
     deps: &[DependencyFound],
 ) -> PrecheckReport {
-    let quotas = quota_report(ty, params, quota_usage);
+    let field_errors = validator.check(params);
+    let quotas = quota_report(ty, params, quota_usage, &field_errors);
     let dependencies = match dependency_queries(ty, params) {
         Ok(queries) => queries
             .iter()
@@ -223,7 +229,7 @@ pub fn evaluate(
     };
     PrecheckReport {
         resource_name: validator.resource_name(params).ok(),
-        field_errors: validator.check(params),
+        field_errors,
         quotas,
         dependencies,
         risks: risk_hints(ty, params),
@@ -231,15 +237,41 @@ pub fn evaluate(
 }
 
 /// The quota lines of these parameters under the type's rules, given what each
-/// rule's scope holds besides them (in the order of [`quota_queries`]).
-pub fn quota_report(ty: &ResourceType, params: &Value, usages: &[QuotaUsage]) -> Vec<QuotaCheck> {
+/// rule's scope holds besides them (in the order of [`quota_queries`]). A rule
+/// that counts a field with an error of its own (`refused`) has no line: the
+/// field's error already blocks and says what is wrong, and a line would count
+/// a value that is never stored (a negative size "freeing" quota).
+pub fn quota_report(
+    ty: &ResourceType,
+    params: &Value,
+    usages: &[QuotaUsage],
+    refused: &[FieldError],
+) -> Vec<QuotaCheck> {
     let mut lines: Vec<QuotaCheck> = quota_queries(ty, params)
         .iter()
         .zip(usages.iter().map(Some).chain(std::iter::repeat(None)))
+        .filter(|(query, _)| !query_counts_a_refused_field(ty, query, refused))
         .flat_map(|(query, usage)| quota_checks(ty, params, query, usage, None))
         .collect();
-    lines.extend(unreadable_quota_lines(ty, params));
+    lines.extend(unreadable_quota_lines(ty, params, refused));
     lines
+}
+
+/// Whether a rule scopes or sums a field that has an error of its own.
+fn counts_a_refused_field(rule: &QuotaRule, refused: &[FieldError]) -> bool {
+    refused
+        .iter()
+        .any(|error| rule.per.contains(&error.field) || rule.sum.as_ref() == Some(&error.field))
+}
+
+fn query_counts_a_refused_field(
+    ty: &ResourceType,
+    query: &QuotaQuery,
+    refused: &[FieldError],
+) -> bool {
+    ty.quota
+        .get(query.rule_index)
+        .is_some_and(|rule| counts_a_refused_field(rule, refused))
 }
 
 /// The quota lines of a day-2 action that takes an asset from `asset` to
@@ -252,11 +284,13 @@ pub fn action_quota_report(
     asset: &Value,
     params: &Value,
     usages: &[QuotaUsage],
+    refused: &[FieldError],
 ) -> Vec<QuotaCheck> {
     let held_now = quota_queries(ty, asset);
     let mut lines: Vec<QuotaCheck> = quota_queries(ty, params)
         .iter()
         .zip(usages.iter().map(Some).chain(std::iter::repeat(None)))
+        .filter(|(query, _)| !query_counts_a_refused_field(ty, query, refused))
         .flat_map(|(query, usage)| {
             let held = held_now
                 .iter()
@@ -273,7 +307,7 @@ pub fn action_quota_report(
             quota_checks(ty, params, query, usage, held.or(Some(Held::NOTHING)))
         })
         .collect();
-    lines.extend(unreadable_quota_lines(ty, params));
+    lines.extend(unreadable_quota_lines(ty, params, refused));
     lines
 }
 

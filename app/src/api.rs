@@ -173,13 +173,24 @@ pub async fn my_sessions() -> Result<SessionsPageData, AppError> {
     })
 }
 
+/// Whether ChatOps is set up here, and the chat account linked to the user.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChatLinkView {
+    pub chat_on: bool,
+    pub account: Option<String>,
+}
+
 /// The chat account linked to the signed-in user, if any.
 #[server]
-pub async fn my_chat_link() -> Result<Option<String>, AppError> {
+pub async fn my_chat_link() -> Result<ChatLinkView, AppError> {
     let (state, user) = signed_in().await?;
-    services::chat::linked_account(&state, &user)
+    let account = services::chat::linked_account(&state, &user)
         .await
-        .map_err(user_error)
+        .map_err(user_error)?;
+    Ok(ChatLinkView {
+        chat_on: services::chat::chat_is_on(&state),
+        account,
+    })
 }
 
 #[server]

@@ -50,14 +50,27 @@ impl FromServerFnError for AppError {
     /// crafted post chose on the page it returns to.
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {
-            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
-                #[cfg(feature = "ssr")]
-                tracing::info!(error = %value, "a form's fields could not be read");
-                AppError::Transport(
-                    "the form's fields could not be read; reload the page and try again".into(),
-                )
-            }
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => unreadable_fields(value),
+            // On the server nothing but a call's arguments is deserialized: a
+            // JSON-encoded server function reports arguments it could not read
+            // so ("deserializing server function results" would mislead).
+            #[cfg(feature = "ssr")]
+            ServerFnErrorErr::Deserialization(_) => unreadable_fields(value),
             other => AppError::Transport(other.to_string()),
         }
     }
+}
+
+/// What a call whose body is over the size limit is told (the server answers it 413).
+pub const FORM_TOO_LARGE: &str = "the form is too large to read; shorten what you entered";
+
+fn unreadable_fields(error: ServerFnErrorErr) -> AppError {
+    let message = error.to_string();
+    #[cfg(feature = "ssr")]
+    tracing::info!(%message, "a form's fields could not be read");
+    // axum's body limit says "length limit exceeded".
+    if message.contains("length limit") {
+        return AppError::Transport(FORM_TOO_LARGE.into());
+    }
+    AppError::Transport("the form's fields could not be read; reload the page and try again".into())
 }

@@ -133,11 +133,12 @@ async fn unreadable_calls_are_client_errors(
         .await
         .unwrap_or_default();
     if let Ok(AppError::Transport(message)) = serde_json::from_slice::<AppError>(&bytes) {
-        parts.status = if message.contains("length limit") {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        parts.status =
+            if message == crate::error::FORM_TOO_LARGE || message.contains("length limit") {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
     }
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }

@@ -49,6 +49,25 @@ async fn signed_out_pages_answer_with_real_redirects() -> TestResult {
     assert_eq!(filtered.status, StatusCode::SEE_OTHER);
     assert_eq!(filtered.location(), "/login?next=/assets%3Fteam=payments");
 
+    // A query that does not read is no reason to skip signing in: the redirect
+    // comes first, on every page of lists.
+    for page in [
+        "/assets?limit=x",
+        "/requests?state=sleeping",
+        "/reviews?created_from=2026-13-01",
+        "/attention?before=0",
+        "/audit?actor=%00",
+    ] {
+        let answer = browser.get(page).await?;
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{page}: {}",
+            answer.body
+        );
+        assert!(answer.location().starts_with("/login?next="), "{page}");
+    }
+
     let login = browser.get("/login?next=/catalog").await?;
     assert_eq!(login.status, StatusCode::OK);
     assert!(
@@ -107,6 +126,16 @@ async fn a_sign_in_posted_from_another_site_is_refused() -> TestResult {
         )
         .await?;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let trace = answer
+        .headers
+        .get("x-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no trace id header")?;
+    assert!(
+        answer.body.contains(&format!("quote trace {trace}")),
+        "{}",
+        answer.body
+    );
     assert_eq!(signed_in_sessions(&app).await?, 0);
     Ok(())
 }
@@ -1027,6 +1056,35 @@ async fn a_chat_link_code_is_shown_once_and_links_once() -> TestResult {
         .await?;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.count("chat_link_codes").await?, 1);
+    Ok(())
+}
+
+/// Without ChatOps set up, the account page offers no chat link code (nothing
+/// could take it) and says why; a post made anyway makes none.
+#[tokio::test]
+async fn no_chat_link_code_is_offered_without_chatops() -> TestResult {
+    let app = TestApp::start_configured(Engine::Sqlite, None, |settings| settings.chat = None)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    let page = browser.get("/account/sessions").await?;
+    assert!(
+        !page.body.contains("/account/chat-link/new"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("not connected to a chat"),
+        "{}",
+        page.body
+    );
+    let refused = browser
+        .post_form("/account/chat-link/new", &[], ORIGIN)
+        .await?;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(refused.body.contains("not set up"), "{}", refused.body);
+    assert_eq!(app.count("chat_link_codes").await?, 0);
     Ok(())
 }
 

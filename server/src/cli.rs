@@ -168,6 +168,11 @@ pub fn router(state: &AppState, portal: Router) -> Router {
             crate::audit_chain::nudge_sealer,
         ))
         .layer(crate::http::session_layer(state))
+        // Inside the call's trace, so a refusal names the trace id to quote.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::http::refuse_cross_origin,
+        ))
         .layer(from_fn_with_state(state.clone(), crate::http::call_meta))
         .layer(from_fn(crate::http::see_other))
         .layer(from_fn_with_state(
@@ -175,10 +180,6 @@ pub fn router(state: &AppState, portal: Router) -> Router {
                 state.settings.secret_key.as_ref(),
             )),
             crate::http::form_errors::seal_form_errors,
-        ))
-        .layer(from_fn_with_state(
-            state.clone(),
-            crate::http::refuse_cross_origin,
         ))
         .layer(from_fn(crate::http::security_headers))
         .layer(TraceLayer::new_for_http())

@@ -388,9 +388,12 @@ pub async fn refuse_cross_origin(
             )
             .into_response();
         }
+        let quote = current_trace_id()
+            .map(|id| format!(" If it persists, quote trace {id} to the platform team."))
+            .unwrap_or_default();
         return (
             StatusCode::FORBIDDEN,
-            format!("Refused: {reason}. Reload the page from this site and try again.\n"),
+            format!("Refused: {reason}. Reload the page from this site and try again.{quote}\n"),
         )
             .into_response();
     }

@@ -677,6 +677,8 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
         ("/requests", json!({"type": "k8s-namespace", "params": {"name": "ok", "team": "payments", "environment": "dev", "cpu_limit": "many", "memory_limit_gi": 1}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
         ("/requests", json!({"type": "nope", "params": {}}).to_string(), StatusCode::NOT_FOUND),
         ("/requests", json!({"type": "k8s-namespace", "params": [1, 2]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        // JSON allows a number no float holds: a value out of range, named.
+        ("/requests", r#"{"type": "k8s-namespace", "params": {"cpu_limit": 1e400}}"#.into(), StatusCode::UNPROCESSABLE_ENTITY),
         (&reviews, json!({"decision": "maybe", "change_set_hash": "x"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
         (&reviews, json!({"decision": "approve"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
         ("/requests/abc/cancel", String::new(), StatusCode::BAD_REQUEST),
@@ -700,6 +702,12 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
             "POST {path} {shown}: {problem}"
         );
     }
+    let out_of_range = r#"{"type": "k8s-namespace", "params": {"cpu_limit": 1e400}}"#;
+    let (_, problem) = answer(raw("/requests", out_of_range.into())).await?;
+    assert_eq!(
+        problem["errors"][0]["field"], "params.cpu_limit",
+        "{problem}"
+    );
     // Too large is one answer, with or without an Idempotency-Key.
     let mut kinds = Vec::new();
     for key in [None, Some("too-large")] {
@@ -1868,6 +1876,15 @@ async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) 
         ("/audit?actor=%00", "actor"),
         (&format!("/audit?target={long}"), "target"),
         ("/audit/export?action=a%0Ab", "action"),
+        // Queries read field by field: each refusal names its parameter.
+        ("/audit?limit=many", "limit"),
+        ("/audit?created_from=yesterday", "created_from"),
+        ("/audit?actor=a&actor=b", "actor"),
+        ("/audit?sort=newest", "sort"),
+        ("/audit/export?limit=5", "limit"),
+        ("/metrics/flow?weeks=x", "weeks"),
+        ("/metrics/flow?weeks=99999999999999999999", "weeks"),
+        ("/metrics/flow?color=red", "color"),
     ] {
         let who = if path.starts_with("/requests/attention") || path.starts_with("/audit") {
             &carol

@@ -18,7 +18,7 @@ use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_server::chat;
 use slipway_server::config::{ChatSettings, Secret};
-use slipway_server::services::chat as chat_service;
+use slipway_server::services::{ServiceError, chat as chat_service};
 use slipway_server::storage::Engine;
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -1456,7 +1456,27 @@ async fn an_unlinked_chat_account_acts_as_no_one(app: &TestApp) -> TestResult {
     let bob = app.user("bob").await?;
     // A new code replaces the one before: asked for again and again, one is kept.
     let replaced = chat_service::issue_link_code(state, &bob).await?;
+    chat_service::issue_link_code(state, &bob).await?;
+    assert_eq!(app.count("chat_link_codes").await?, 1);
+    // Asked for at the same instant, still one.
+    let many: Vec<_> = (0..8)
+        .map(|_| chat_service::issue_link_code(state, &bob))
+        .collect();
+    for issued in futures_util::future::join_all(many).await {
+        issued?;
+    }
+    assert_eq!(app.count("chat_link_codes").await?, 1);
     let code = chat_service::issue_link_code(state, &bob).await?;
+    // Without ChatOps set up there is nothing to link to: no code is made.
+    let mut chat_off = state.clone();
+    let mut settings = (*state.settings).clone();
+    settings.chat = None;
+    chat_off.settings = std::sync::Arc::new(settings);
+    let refused = chat_service::issue_link_code(&chat_off, &bob).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::Conflict(m)) if m.contains("not set up")),
+        "{refused:?}"
+    );
     assert_eq!(app.count("chat_link_codes").await?, 1);
     let stale = chat_service::link(
         state,

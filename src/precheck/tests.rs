@@ -108,6 +108,38 @@ fn quotas_are_evaluated_against_usage() {
     assert!(!report.passed());
 }
 
+/// A summed field with an error of its own (negative, or not a number) has no
+/// quota line beside that error: the error blocks and says what is wrong, and a
+/// line would count a value never stored (a negative size "freeing" quota).
+#[test]
+fn a_refused_field_is_not_counted_again() {
+    let t = ty("postgres-database");
+    let usage = [
+        QuotaUsage { count: 4, sum: 0 },
+        QuotaUsage { count: 9, sum: 950 },
+    ];
+    for storage in [json!(-500), json!("many"), json!(1.5)] {
+        let mut params = pg("prod", true);
+        params["storage_gb"] = storage.clone();
+        let report = evaluate(&validator(&t), &t, &params, &usage, &[]);
+        assert!(!report.passed(), "{storage}: {report:?}");
+        assert!(
+            report.field_errors.iter().any(|e| e.field == "storage_gb"),
+            "{storage}: {report:?}"
+        );
+        let lines: Vec<&str> = report
+            .quotas
+            .iter()
+            .map(|q| q.description.as_str())
+            .collect();
+        assert_eq!(
+            lines,
+            ["team payments, environment prod: 4 of 5 requests used, this request makes 5"],
+            "{storage}"
+        );
+    }
+}
+
 #[test]
 fn missing_usage_fails_closed() {
     let t = ty("postgres-database");
@@ -220,7 +252,9 @@ fn field_errors_block_but_other_rules_still_run() {
         &[DependencyFound::default()],
     );
     assert_eq!(report.field_errors.len(), 1);
-    assert_eq!(report.quotas.len(), 2);
+    // The count rule still runs; the storage sum, over a refused value, does not.
+    assert_eq!(report.quotas.len(), 1);
+    assert_eq!(report.quotas[0].unit, "requests");
     assert_eq!(report.dependencies.len(), 1);
     assert!(!report.passed());
 }
@@ -255,7 +289,7 @@ fn an_action_is_checked_by_what_it_adds() {
         QuotaUsage { count: 2, sum: 0 },
         QuotaUsage { count: 5, sum: 100 },
     ];
-    let grow = action_quota_report(&t, &ns(20), &ns(29), &besides);
+    let grow = action_quota_report(&t, &ns(20), &ns(29), &besides, &[]);
     assert_eq!(
         grow.iter().map(|q| q.ok).collect::<Vec<_>>(),
         [true, false],
@@ -271,14 +305,14 @@ fn an_action_is_checked_by_what_it_adds() {
         QuotaUsage { count: 3, sum: 0 },
         QuotaUsage { count: 5, sum: 120 },
     ];
-    let shrink = action_quota_report(&t, &ns(20), &ns(10), &over);
+    let shrink = action_quota_report(&t, &ns(20), &ns(10), &over, &[]);
     assert!(shrink.iter().all(|q| q.ok), "{shrink:?}");
-    let same = action_quota_report(&t, &ns(20), &ns(20), &over);
+    let same = action_quota_report(&t, &ns(20), &ns(20), &over, &[]);
     assert!(same.iter().all(|q| q.ok), "{same:?}");
-    let grows = action_quota_report(&t, &ns(20), &ns(21), &over);
+    let grows = action_quota_report(&t, &ns(20), &ns(21), &over, &[]);
     assert!(!grows[1].ok, "{grows:?}");
     // A usage the server did not send still fails closed.
-    let unknown = action_quota_report(&t, &ns(20), &ns(10), &[]);
+    let unknown = action_quota_report(&t, &ns(20), &ns(10), &[], &[]);
     assert!(unknown.iter().all(|q| !q.ok), "{unknown:?}");
 }
 
@@ -293,7 +327,7 @@ fn a_whole_number_written_as_a_decimal_is_summed() {
         .collect();
     assert_eq!(sums, ["cpu_limit"], "the sum rule is not skipped");
     let usage = [QuotaUsage::default(), QuotaUsage { count: 1, sum: 100 }];
-    let report = quota_report(&t, &params, &usage);
+    let report = quota_report(&t, &params, &usage, &[]);
     assert_eq!(report[1].requested, 64);
     assert!(!report[1].ok);
 }
@@ -334,7 +368,7 @@ fn a_rule_whose_value_cannot_be_read_fails_instead_of_being_skipped() {
     for too_large in [json!(9_223_372_036_854_775_808_u64), json!(1e300)] {
         let params = json!({"name": "web", "team": "payments", "environment": "dev",
                             "cpu_limit": too_large, "memory_limit_gi": 4});
-        let report = quota_report(&t, &params, &usage);
+        let report = quota_report(&t, &params, &usage, &[]);
         let failing: Vec<&QuotaCheck> = report.iter().filter(|q| !q.ok).collect();
         assert_eq!(failing.len(), 1, "{report:?}");
         assert_eq!(
@@ -345,14 +379,14 @@ fn a_rule_whose_value_cannot_be_read_fails_instead_of_being_skipped() {
         assert_eq!(failing[0].limit, 128);
         let asset = json!({"name": "web", "team": "payments", "environment": "dev",
                            "cpu_limit": 4, "memory_limit_gi": 4});
-        let action = action_quota_report(&t, &asset, &params, &usage);
+        let action = action_quota_report(&t, &asset, &params, &usage, &[]);
         assert!(action.iter().any(|q| !q.ok), "{action:?}");
         let report = evaluate(&validator(&t), &t, &params, &usage, &[]);
         assert!(!report.passed(), "{report:?}");
     }
     let listed_team = json!({"name": "web", "team": ["payments"], "environment": "dev",
                              "cpu_limit": 4, "memory_limit_gi": 4});
-    let report = quota_report(&t, &listed_team, &usage);
+    let report = quota_report(&t, &listed_team, &usage, &[]);
     let failing: Vec<&str> = report
         .iter()
         .filter(|q| !q.ok)

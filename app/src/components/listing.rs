@@ -8,7 +8,7 @@ use slipway_core::listing::{Cursor, ListQuery, Param, SizeRule};
 use slipway_core::state::RequestState;
 use slipway_core::views::{Choice, FilterChoices};
 
-use crate::api::list_filter_choices;
+use crate::api::{current_user, list_filter_choices};
 use crate::error::AppError;
 
 /// The query parameters a list page reads from its URL; any other is ignored.
@@ -67,6 +67,25 @@ pub fn url_query_of(
             });
             ListQuery::parse(pairs, &accepted, SizeRule::Clamp).map_err(AppError::Invalid)
         })
+    }
+}
+
+/// Loads a list for the query read from the URL. A query that does not read is
+/// shown as an error only to someone signed in: a signed-out visitor is sent to
+/// sign in first, as on any page of lists.
+pub async fn load_list<T, F>(
+    query: Result<ListQuery, AppError>,
+    load: impl FnOnce(ListQuery) -> F,
+) -> Result<T, AppError>
+where
+    F: Future<Output = Result<T, AppError>>,
+{
+    match query {
+        Ok(query) => load(query).await,
+        Err(refusal) => match current_user().await? {
+            Some(_) => Err(refusal),
+            None => Err(AppError::Unauthenticated),
+        },
     }
 }
 

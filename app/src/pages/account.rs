@@ -2,8 +2,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::{
-    EndSession, SESSIONS_SHOWN, SessionsPageData, UnlinkChat, my_chat_link, my_sessions,
+    ChatLinkView, EndSession, SESSIONS_SHOWN, SessionsPageData, UnlinkChat, my_chat_link,
+    my_sessions,
 };
+
+/// Said where the link code would be offered, on a server without ChatOps.
+const CHAT_OFF_WORDS: &str =
+    "This server is not connected to a chat: there is no chat bot to link an account to yet.";
 use crate::components::{Loading, error_title, error_view, refusal_notice};
 
 /// Who you are here (roles and teams, as the sign-in gave them) and every browser
@@ -79,10 +84,6 @@ pub fn SessionsPage() -> impl IntoView {
             "that works for 15 minutes; it is shown on the next page only."
         </p>
         <ChatLink unlink />
-        // A plain form: the code is shown on a page of its own, never kept to show again.
-        <form method="post" action="/account/chat-link/new" class="chat-link-form">
-            <button type="submit" data-testid="chat-link">"Get a chat link code"</button>
-        </form>
     }
 }
 
@@ -96,13 +97,27 @@ fn ChatLink(unlink: ServerAction<UnlinkChat>) -> impl IntoView {
         <Suspense fallback=|| view! { <Loading /> }>
             {move || Suspend::new(async move {
                 match link.await {
-                    Ok(Some(account)) => view! {
-                        <ActionForm action=unlink attr:class="chat-unlink-form">
-                            <p data-testid="chat-linked">"Linked to " <code>{account}</code> ": its messages to the bot act as you."</p>
-                            <button type="submit" class="danger" data-testid="chat-unlink">"Unlink this chat account"</button>
-                        </ActionForm>
+                    Ok(ChatLinkView { chat_on, account }) => view! {
+                        {match account {
+                            Some(account) => view! {
+                                <ActionForm action=unlink attr:class="chat-unlink-form">
+                                    <p data-testid="chat-linked">"Linked to " <code>{account}</code> ": its messages to the bot act as you."</p>
+                                    <button type="submit" class="danger" data-testid="chat-unlink">"Unlink this chat account"</button>
+                                </ActionForm>
+                            }.into_any(),
+                            None => view! { <p class="muted" data-testid="chat-linked">"No chat account is linked."</p> }.into_any(),
+                        }}
+                        {if chat_on {
+                            // A plain form: the code is shown on a page of its own, never kept to show again.
+                            view! {
+                                <form method="post" action="/account/chat-link/new" class="chat-link-form">
+                                    <button type="submit" data-testid="chat-link">"Get a chat link code"</button>
+                                </form>
+                            }.into_any()
+                        } else {
+                            view! { <p class="muted" data-testid="chat-off">{CHAT_OFF_WORDS}</p> }.into_any()
+                        }}
                     }.into_any(),
-                    Ok(None) => view! { <p class="muted" data-testid="chat-linked">"No chat account is linked."</p> }.into_any(),
                     Err(e) => error_view(e),
                 }
             })}

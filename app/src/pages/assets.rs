@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::list_assets;
-use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, url_query};
+use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, load_list, url_query};
 use crate::components::{Loading, error_view};
 
 const FILTERS: FilterSet = FilterSet {
@@ -13,10 +13,7 @@ const FILTERS: FilterSet = FilterSet {
 #[component]
 pub fn AssetsPage() -> impl IntoView {
     let query = url_query(FILTERS);
-    let assets = Resource::new(
-        query.clone(),
-        |query| async move { list_assets(query?).await },
-    );
+    let assets = Resource::new(query.clone(), |query| load_list(query, list_assets));
     let form_query = query.clone();
     view! {
         <Title text="Assets" />

@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use slipway_core::policy::NEEDS_ATTENTION;
 
 use crate::api::needing_attention;
-use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, url_query};
+use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, load_list, url_query};
 use crate::components::tables::RequestTable;
 use crate::components::{Loading, error_view};
 
@@ -16,9 +16,7 @@ const FILTERS: FilterSet = FilterSet {
 #[component]
 pub fn AttentionPage() -> impl IntoView {
     let query = url_query(FILTERS);
-    let requests = Resource::new(query.clone(), |query| async move {
-        needing_attention(query?).await
-    });
+    let requests = Resource::new(query.clone(), |query| load_list(query, needing_attention));
     let form_query = query.clone();
     view! {
         <Title text="Needs attention" />

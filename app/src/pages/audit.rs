@@ -4,7 +4,7 @@ use slipway_core::listing::{ListQuery, Param};
 use slipway_core::views::AuditEntry;
 
 use crate::api::audit_log;
-use crate::components::listing::{Pager, empty_text, url_query_of};
+use crate::components::listing::{Pager, empty_text, load_list, url_query_of};
 use crate::components::{Loading, error_view};
 
 const AUDIT_PARAMS: &[Param] = &[
@@ -21,10 +21,7 @@ const AUDIT_PARAMS: &[Param] = &[
 #[component]
 pub fn AuditPage() -> impl IntoView {
     let query = url_query_of(AUDIT_PARAMS.to_vec());
-    let events = Resource::new(
-        query.clone(),
-        |query| async move { audit_log(query?).await },
-    );
+    let events = Resource::new(query.clone(), |query| load_list(query, audit_log));
     let form_query = query.clone();
     view! {
         <Title text="Audit log" />

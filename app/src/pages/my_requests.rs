@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use slipway_core::state::RequestState;
 
 use crate::api::my_requests;
-use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, url_query};
+use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, load_list, url_query};
 use crate::components::tables::RequestTable;
 use crate::components::{Loading, error_view};
 
@@ -15,10 +15,7 @@ const FILTERS: FilterSet = FilterSet {
 #[component]
 pub fn MyRequestsPage() -> impl IntoView {
     let query = url_query(FILTERS);
-    let requests = Resource::new(
-        query.clone(),
-        |query| async move { my_requests(query?).await },
-    );
+    let requests = Resource::new(query.clone(), |query| load_list(query, my_requests));
     let form_query = query.clone();
     view! {
         <Title text="My requests" />

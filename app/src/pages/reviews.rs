@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::review_queue;
-use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, url_query};
+use crate::components::listing::{FilterSet, ListFilters, Pager, empty_text, load_list, url_query};
 use crate::components::tables::RequestTable;
 use crate::components::{Loading, error_view};
 
@@ -14,10 +14,7 @@ const FILTERS: FilterSet = FilterSet {
 #[component]
 pub fn ReviewQueuePage() -> impl IntoView {
     let query = url_query(FILTERS);
-    let queue = Resource::new(
-        query.clone(),
-        |query| async move { review_queue(query?).await },
-    );
+    let queue = Resource::new(query.clone(), |query| load_list(query, review_queue));
     let form_query = query.clone();
     view! {
         <Title text="Review queue" />

@@ -22,7 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GuidanceParams {
-    /// The team the request is for; by default the caller's only team.
+    /// The team the request is for; by default the caller's only team (a caller in several names one).
     pub team: Option<String>,
 }
 
@@ -33,7 +33,7 @@ pub struct GuidanceParams {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller may not ask for that team", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The type offers no such team; `errors` names `team`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The type offers no such team, or the caller is in several teams and named none; `errors` names `team`", body = Problem, content_type = "application/problem+json"),
     ))]
 /// Guidance from the history of the caller's team for a new request of the type.
 async fn type_guidance(

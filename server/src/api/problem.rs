@@ -251,10 +251,16 @@ impl From<JsonRejection> for Problem {
                 let (field, reason) = field_of(&e);
                 Problem::invalid(vec![FieldError::new(briefly(&field), briefly(&reason))])
             }
-            JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!(
-                "the body is not valid JSON: {}",
-                briefly(&e.body_text())
-            )),
+            JsonRejection::JsonSyntaxError(e) => match out_of_range_number(&e) {
+                Some(field) => Problem::invalid(vec![FieldError::new(
+                    briefly(&field),
+                    "is a number too large to hold (at most about 1.8e308)",
+                )]),
+                None => Problem::bad_request(format!(
+                    "the body is not valid JSON: {}",
+                    briefly(&e.body_text())
+                )),
+            },
             JsonRejection::MissingJsonContentType(_) => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -281,17 +287,7 @@ impl From<JsonRejection> for Problem {
 /// The field a body failed on (its path, `params.replicas`, empty for the body as
 /// a whole) and serde's reason, without axum's preamble.
 fn field_of(error: &axum::extract::rejection::JsonDataError) -> (String, String) {
-    // axum wraps serde's error twice (its own error type, then the rejection).
-    let mut source = std::error::Error::source(error);
-    let mut located = None;
-    while let Some(cause) = source {
-        located = cause.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>();
-        if located.is_some() {
-            break;
-        }
-        source = cause.source();
-    }
-    match located {
+    match cause_of::<serde_path_to_error::Error<serde_json::Error>>(error) {
         Some(located) => {
             let path = located.path().to_string();
             let path = if path == "." { String::new() } else { path };
@@ -311,19 +307,91 @@ fn field_of(error: &axum::extract::rejection::JsonDataError) -> (String, String)
     }
 }
 
-/// The field serde's "missing field `x`" names.
-fn missing_field(reason: &str) -> Option<&str> {
-    let (name, _) = reason.strip_prefix("missing field `")?.split_once('`')?;
-    Some(name)
+/// The first cause of `error` that is a `T` (axum wraps serde's error twice: its
+/// own error type, then the rejection).
+fn cause_of<T: std::error::Error + 'static>(error: &dyn std::error::Error) -> Option<&T> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
+        }
+        source = cause.source();
+    }
+    None
 }
 
+/// Where a body holds a number JSON allows but no float can (`1e400`): it is
+/// well-formed JSON with a value out of range, which serde counts as syntax.
+fn out_of_range_number(error: &axum::extract::rejection::JsonSyntaxError) -> Option<String> {
+    let located = cause_of::<serde_path_to_error::Error<serde_json::Error>>(error)?;
+    if !located
+        .inner()
+        .to_string()
+        .starts_with("number out of range")
+    {
+        return None;
+    }
+    let path = located.path().to_string();
+    Some(if path == "." { "body".into() } else { path })
+}
+
+/// The field serde's "missing field `x`" names.
+fn missing_field(reason: &str) -> Option<&str> {
+    quoted_after(reason, "missing field `")
+}
+
+/// A query that did not read is a 422 naming its parameter, as a list's query
+/// is; only a query axum could not even split is a 400.
 impl From<QueryRejection> for Problem {
     fn from(rejection: QueryRejection) -> Problem {
-        Problem::bad_request(format!(
-            "bad query parameters: {}",
-            briefly(&rejection.body_text())
-        ))
+        match query_field_of(&rejection) {
+            Some((field, reason)) => {
+                Problem::invalid(vec![FieldError::new(briefly(&field), briefly(&reason))])
+            }
+            None => Problem::bad_request(format!(
+                "bad query parameters: {}",
+                briefly(&rejection.body_text())
+            )),
+        }
     }
+}
+
+/// The query parameter a query failed on, and the rule it broke in words.
+fn query_field_of(rejection: &QueryRejection) -> Option<(String, String)> {
+    type Located = serde_path_to_error::Error<serde_urlencoded::de::Error>;
+    let QueryRejection::FailedToDeserializeQueryString(failed) = rejection else {
+        return None;
+    };
+    let located = cause_of::<Located>(failed)?;
+    let path = located.path().to_string();
+    let reason = located.inner().to_string();
+    if let Some(unknown) = quoted_after(&reason, "unknown field `") {
+        let known = reason
+            .split_once(", expected ")
+            .map(|(_, known)| format!(" (it takes {})", known.replace("one of ", "")))
+            .unwrap_or_default();
+        return Some((
+            unknown.to_string(),
+            format!("is not a parameter of this call{known}"),
+        ));
+    }
+    if let Some(twice) = quoted_after(&reason, "duplicate field `") {
+        return Some((twice.to_string(), "is given more than once".into()));
+    }
+    let reason = match reason.as_str() {
+        "invalid digit found in string" => "is not a whole number".to_string(),
+        "number too large to fit in target type" => "is too large".to_string(),
+        "number too small to fit in target type" => "is too small".to_string(),
+        "cannot parse integer from empty string" => "is empty; give a whole number".to_string(),
+        _ => reason,
+    };
+    Some((path, reason))
+}
+
+/// The name serde quotes right after `prefix` ("unknown field `x`, …").
+fn quoted_after<'a>(reason: &'a str, prefix: &str) -> Option<&'a str> {
+    let (name, _) = reason.strip_prefix(prefix)?.split_once('`')?;
+    Some(name)
 }
 
 impl From<PathRejection> for Problem {

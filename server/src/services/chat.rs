@@ -57,6 +57,10 @@ fn new_code() -> String {
 /// Issues a one-time code that links the caller's chat account: the code is stored
 /// only as a hash and expires after [`CODE_LIFETIME_MILLIS`].
 pub async fn issue_link_code(state: &AppState, caller: &Caller) -> ServiceResult<LinkCode> {
+    // A code nobody could send anywhere would only be a credential lying about.
+    if !chat_is_on(state) {
+        return Err(ServiceError::Conflict(CHAT_OFF.into()));
+    }
     let code = new_code();
     let expires_at = now_millis() + CODE_LIFETIME_MILLIS;
     let mut tx = state.db.write().await?;
@@ -76,6 +80,15 @@ pub async fn issue_link_code(state: &AppState, caller: &Caller) -> ServiceResult
 }
 
 /// The chat account linked to the caller, if any.
+/// What the portal says where a chat link code would be offered.
+pub const CHAT_OFF: &str =
+    "ChatOps is not set up on this server: there is no chat bot to link an account to";
+
+/// Whether this server's settings name a chat homeserver for the bot.
+pub fn chat_is_on(state: &AppState) -> bool {
+    state.settings.chat.is_some()
+}
+
 pub async fn linked_account(state: &AppState, caller: &Caller) -> ServiceResult<Option<String>> {
     let mut conn = state.db.pool.acquire().await?;
     let link = storage::chat::link_of_user(&mut conn, caller.id).await?;

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::storage;
 
 /// The hints for a new request of `type_name` for `team` (by default the caller's
-/// only team). A type without an owning team, or no team to speak of, has none.
+/// only team). A type without an owning team has none.
 #[instrument(skip_all, fields(type_name = %type_name))]
 pub async fn for_form(
     state: &AppState,
@@ -46,8 +46,8 @@ pub async fn for_form(
 
 /// The team whose history answers: the one asked for, if the caller may ask for it
 /// (the submit rule, so an admin may look at any team's), else the caller's only
-/// team. `None` when the type names no owning team or the caller has several and
-/// named none.
+/// team. `None` when the type names no owning team; a caller in several teams (or
+/// none) who named none is asked to.
 fn team_of(ty: &ResourceType, user: &Caller, asked: Option<&str>) -> ServiceResult<Option<String>> {
     let Some(owner) = &ty.owner_param else {
         return Ok(None);
@@ -56,7 +56,13 @@ fn team_of(ty: &ResourceType, user: &Caller, asked: Option<&str>) -> ServiceResu
         Some(team) => team.to_string(),
         None => match user.teams.as_slice() {
             [only] => only.clone(),
-            _ => return Ok(None),
+            [] => return Err(team_required("name the team the request is for")),
+            several => {
+                return Err(team_required(&format!(
+                    "you are in several teams ({}): name the one the request is for",
+                    several.join(", ")
+                )));
+            }
         },
     };
     known_team(ty, &owner.param, &team)?;
@@ -66,6 +72,10 @@ fn team_of(ty: &ResourceType, user: &Caller, asked: Option<&str>) -> ServiceResu
         ServiceError::from_refusal(refusal, &format!("guidance for team {team}"))
     })?;
     Ok(Some(team))
+}
+
+fn team_required(rule: &str) -> ServiceError {
+    ServiceError::Invalid(vec![FieldError::new("team", rule)])
 }
 
 /// A team the type's owning-team field offers (its dictionary), or, for a free-text

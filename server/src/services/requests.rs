@@ -185,7 +185,13 @@ pub(crate) async fn compute_precheck(
         }
     }
     if let Some(on) = counted {
-        report.quotas = precheck::action_quota_report(on.ty, &on.asset.params, params, &usages);
+        report.quotas = precheck::action_quota_report(
+            on.ty,
+            &on.asset.params,
+            params,
+            &usages,
+            &report.field_errors,
+        );
     }
     let retiring = acting_on.is_some_and(|on| on.action.retires);
     if let Some(error) = dependency_error

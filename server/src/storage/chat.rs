@@ -18,15 +18,14 @@ pub async fn insert_code(
     code_hash: &str,
     expires_at: i64,
 ) -> Result<(), StorageError> {
-    // A new code replaces the user's earlier ones, used or not: one code at a
-    // time may link an account, and asking again and again keeps one row.
-    sqlx::query("DELETE FROM chat_link_codes WHERE user_id = $1")
-        .bind(user.0)
-        .execute(&mut *conn)
-        .await?;
+    // A new code replaces the user's earlier one, used or not: one code at a
+    // time may link an account. One statement on the unique user index, so two
+    // calls at the same instant leave one row on either engine.
     sqlx::query(
         "INSERT INTO chat_link_codes (code_hash, user_id, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4)",
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id) DO UPDATE SET code_hash = excluded.code_hash, \
+         created_at = excluded.created_at, expires_at = excluded.expires_at, used_at = NULL",
     )
     .bind(code_hash)
     .bind(user.0)

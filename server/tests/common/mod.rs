@@ -10,7 +10,7 @@ use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_core::views::{RequestDraft, ReviewDecision};
 use slipway_server::AppState;
-use slipway_server::config::{IdentitySettings, Settings};
+use slipway_server::config::{ChatSettings, IdentitySettings, Secret, Settings};
 use slipway_server::drivers::gitops::GitOpsSettings;
 use slipway_server::services::{CallMeta, Caller, Channel, auth, requests, reviews};
 use slipway_server::storage::requests::RequestRow;
@@ -222,7 +222,12 @@ impl TestApp {
             audit_checkpoint_interval: std::time::Duration::from_secs(600),
             upgrade_sweep_interval: std::time::Duration::from_secs(3600),
             identity,
-            chat: None,
+            // Set up as on a server with a homeserver (no bot runs in a test), so
+            // chat link codes are offered; a test of ChatOps off sets `None`.
+            chat: Some(ChatSettings::new(
+                "http://127.0.0.1:9".into(),
+                Secret::new("test-bot-token".into()),
+            )),
         };
         configure(&mut settings);
         let state = slipway_server::cli::build_state(settings.clone()).await?;
