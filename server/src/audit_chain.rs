@@ -77,6 +77,10 @@ pub enum AuditError {
         "the audit chain is broken at position {position} ({reason}): no checkpoint is signed over it; run `slipway audit verify`"
     )]
     Broken { position: i64, reason: String },
+    #[error(
+        "the secret key was rotated: this server's key no longer signs checkpoints here; restart it with the new key"
+    )]
+    KeyRotated,
 }
 
 fn signed_message(position: i64, hash: &str, at: i64) -> Vec<u8> {
@@ -87,6 +91,8 @@ fn signed_message(position: i64, hash: &str, at: i64) -> Vec<u8> {
 #[derive(Clone)]
 pub struct CheckpointSigner {
     key: Arc<SigningKey>,
+    /// The secret key's check value, as the database records the key in use.
+    key_check: String,
 }
 
 impl std::fmt::Debug for CheckpointSigner {
@@ -99,6 +105,7 @@ impl CheckpointSigner {
     pub fn new(secret: &SecretKey) -> CheckpointSigner {
         CheckpointSigner {
             key: Arc::new(SigningKey::from_bytes(&secret.derive(KEY_LABEL))),
+            key_check: secret.check_value(),
         }
     }
 
@@ -247,6 +254,14 @@ pub async fn checkpoint(
     seal_pending(db).await?;
     let verifier = signer.verifier();
     let mut conn = db.pool.acquire().await.map_err(StorageError::from)?;
+    // A checkpoint signed with a key rotated away would read as forged to every
+    // server started with the new one.
+    if storage::secrets::key_check(&mut conn)
+        .await?
+        .is_some_and(|recorded| recorded != signer.key_check)
+    {
+        return Err(AuditError::KeyRotated);
+    }
     let stored = storage::audit::latest_checkpoint(&mut conn)
         .await?
         .filter(|c| verifier.is_signed(c));

@@ -426,6 +426,50 @@ async fn audit_tools(args: &AuditArgs) -> Result<AuditTools, String> {
     Ok(AuditTools { db, gitops, key })
 }
 
+/// `slipway secrets rotate-key`: see [`crate::services::key_rotation`].
+async fn rotate_key(args: &AuditArgs, new_key_file: &std::path::Path) -> Result<String, String> {
+    let url = args.database_url();
+    // A server running the workers on a SQLite file holds this lock: it would go
+    // on sealing with the old key.
+    let _workers = lock_sqlite_file_workers(&url)
+        .map_err(|e| format!("{e}; stop every server before rotating the key"))?;
+    let tools = audit_tools(args).await?;
+    let old = tools.key.ok_or(
+        "no current key: give the one in use with --secret-key-file or SLIPWAY_SECRET_KEY",
+    )?;
+    let new = crate::secrets::SecretKey::read_file(new_key_file)?;
+    let gitops = match tools.gitops {
+        Some(gitops) => gitops,
+        None => GitOpsRepo::open_with(&args.gitops_repo(), &args.gitops_settings())
+            .map_err(|e| e.to_string())?,
+    };
+    let rotated = crate::services::key_rotation::rotate(&tools.db, &gitops, &old, &new)
+        .await
+        .map_err(|e| e.to_string())?;
+    let demo_file = args.data_dir.join(crate::secrets::DEMO_KEY_FILE);
+    let mut said = format!(
+        "secret key rotated: {} sealed values re-encrypted; key check value {} → {}; \
+         checkpoint public key now {}",
+        rotated.resealed, rotated.old_check, rotated.new_check, rotated.public_key
+    );
+    if let Some(c) = &rotated.checkpoint {
+        said.push_str(&format!(
+            "\nthe new key signed the audit chain at position {} (hash {})",
+            c.position, c.hash
+        ));
+    }
+    // Demo mode reads its key from the data directory: it now holds the new one.
+    if args.secret_key_file.is_none() && args.secret_key.is_none() && demo_file.exists() {
+        crate::secrets::replace_key_file(&demo_file, &new)?;
+        said.push_str(&format!("\n{} now holds the new key", demo_file.display()));
+    } else {
+        said.push_str(
+            "\nstart every server with the new key (--secret-key-file or SLIPWAY_SECRET_KEY)",
+        );
+    }
+    Ok(said)
+}
+
 async fn audit_command(command: AuditCommand) -> ExitCode {
     use crate::audit_chain::{self, CheckpointSigner, CheckpointVerifier};
     use crate::storage::audit::ChainStatus;
@@ -789,7 +833,11 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     init_tracing(
         matches!(
             cli.command,
-            Command::Token(_) | Command::User(_) | Command::Request(_) | Command::Audit(_)
+            Command::Token(_)
+                | Command::User(_)
+                | Command::Request(_)
+                | Command::Audit(_)
+                | Command::Secrets(_)
         ),
         cli.log_format,
     );
@@ -809,6 +857,18 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
         Command::Dev(command) => dev_command(command).await,
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
         Command::Audit(command) => audit_command(command).await,
+        Command::Secrets(crate::config::SecretsCommand::RotateKey { args, new_key_file }) => {
+            match rotate_key(&args, &new_key_file).await {
+                Ok(said) => {
+                    println!("{said}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("slipway: the key was NOT rotated: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let result = match args.check() {
                 Ok(settings) => serve(settings, portal).await,

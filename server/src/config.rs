@@ -47,6 +47,10 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Work with the secret key that seals secret parameters and signs audit
+    /// checkpoints.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Work with personal API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -215,6 +219,22 @@ pub enum AuditCommand {
     PublicKey {
         #[command(flatten)]
         args: AuditArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every secret parameter under a new key and move the database to
+    /// it; the audit chain is verified under the old key first and then vouched
+    /// for by a checkpoint the new key signs. Stop every server first, then start
+    /// them with the new key. The current key comes from the usual settings.
+    RotateKey {
+        #[command(flatten)]
+        args: AuditArgs,
+        /// A file holding the new 32-byte key (64 hex digits or base64), e.g.
+        /// from `head -c 32 /dev/urandom | base64`.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
     },
 }
 

@@ -92,6 +92,13 @@ impl SecretKey {
         base64::engine::general_purpose::STANDARD.encode(self.0.as_slice())
     }
 
+    /// Reads a key file.
+    pub fn read_file(path: &Path) -> Result<SecretKey, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        SecretKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// Reads the key file, or (demo mode) creates it with a new key, readable by
     /// its owner only.
     pub fn load_or_create(path: &Path) -> Result<SecretKey, String> {
@@ -121,6 +128,26 @@ impl SecretKey {
             Err(e) => Err(format!("cannot write {}: {e}", path.display())),
         }
     }
+}
+
+/// Writes `key` to the key file at `path` in place of the one there: a new file
+/// beside it, readable by its owner only and flushed, then renamed over it, so
+/// the file holds one whole key or the other at any moment.
+pub fn replace_key_file(path: &Path, key: &SecretKey) -> Result<(), String> {
+    use std::io::Write;
+    let fresh = path.with_extension("new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&fresh)
+        .and_then(|mut file| {
+            writeln!(file, "{}", key.to_base64())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&fresh, path))
+        .map_err(|e| format!("cannot write the new key to {}: {e}", path.display()))
 }
 
 /// The key the server runs with: the configured one; in demo mode one generated
@@ -244,6 +271,8 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct SecretBox {
     key: SecretKey,
+    /// The key's check value, as the database records the key in use.
+    check: String,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -259,7 +288,13 @@ fn associated_data(request: RequestId, param: &str) -> Vec<u8> {
 
 impl SecretBox {
     pub fn new(key: SecretKey) -> SecretBox {
-        SecretBox { key }
+        let check = key.check_value();
+        SecretBox { key, check }
+    }
+
+    /// The check value of the key this box seals with.
+    pub fn check_value(&self) -> &str {
+        &self.check
     }
 
     /// A keyed digest (HMAC-SHA-256): equal inputs give equal digests, yet a stored

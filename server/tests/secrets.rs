@@ -27,7 +27,141 @@ on_both_engines!(
     a_secret_reaches_the_driver_and_no_other_sink,
     a_secret_opens_only_with_its_key_and_request,
     a_server_with_another_key_refuses_to_start,
+    a_rotated_key_opens_every_secret_and_carries_the_audit_chain,
 );
+
+/// `slipway secrets rotate-key`: every sealed value opens with the new key and
+/// no longer with the old one; the database starts with the new key only; the
+/// audit chain, checkpointed under the old key, verifies under the new one; a
+/// server left running with the old key seals and signs nothing more; a refused
+/// rotation (the same key, a key that is not the current one) changes nothing.
+async fn a_rotated_key_opens_every_secret_and_carries_the_audit_chain(app: &TestApp) -> TestResult {
+    use slipway_server::audit_chain::{self, AuditError, CheckpointSigner, VerifyOptions};
+    use slipway_server::services::key_rotation::{RotateError, rotate};
+    use slipway_server::storage::audit::ChainStatus;
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    app.namespace(&alice, "dev", "core").await?;
+    let mut ids = Vec::new();
+    for name in ["rota", "rotb"] {
+        let params = with_password(postgres_params(name, "dev", 20), CANARY);
+        ids.push(requests::submit(state, &alice, &draft("postgres-database", params)).await?);
+    }
+    let old = SecretKey::read_file(
+        &app.settings
+            .data_dir
+            .join(slipway_server::secrets::DEMO_KEY_FILE),
+    )?;
+    let old_signer = CheckpointSigner::new(&old);
+    audit_chain::checkpoint(&state.db, &state.gitops, &old_signer)
+        .await?
+        .ok_or("no checkpoint")?;
+    let before = app.snapshot().await?;
+
+    let same = rotate(&state.db, &state.gitops, &old, &old).await;
+    assert!(matches!(same, Err(RotateError::SameKey)), "{same:?}");
+    let stranger = rotate(
+        &state.db,
+        &state.gitops,
+        &SecretKey::generate(),
+        &SecretKey::generate(),
+    )
+    .await;
+    assert!(stranger.is_err(), "a key not in use rotated: {stranger:?}");
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "a refused rotation changed something"
+    );
+
+    let new = SecretKey::generate();
+    let rotated = rotate(&state.db, &state.gitops, &old, &new).await?;
+    assert_eq!(rotated.resealed as i64, app.count("request_secrets").await?);
+    assert!(rotated.resealed >= 2, "{rotated:?}");
+    assert_eq!(rotated.new_check, new.check_value());
+    let signed = rotated.checkpoint.ok_or("no checkpoint by the new key")?;
+    let new_verifier = CheckpointSigner::new(&new).verifier();
+    assert!(new_verifier.is_signed(&signed));
+
+    // The database starts with the new key, and no longer with the old one.
+    let mut with_new = app.settings.clone();
+    with_new.secret_key = Some(new.clone());
+    let fresh = slipway_server::cli::build_state(with_new).await?;
+    let mut with_old = app.settings.clone();
+    with_old.secret_key = Some(old.clone());
+    assert!(
+        slipway_server::cli::build_state(with_old).await.is_err(),
+        "the old key still starts it"
+    );
+    for id in &ids {
+        let opened = secrets::open_revision(&fresh, *id, 1).await?;
+        assert_eq!(opened.get("owner_password"), Some(CANARY));
+        let stale = secrets::open_revision(state, *id, 1).await;
+        assert!(matches!(stale, Err(ServiceError::Conflict(_))), "{stale:?}");
+    }
+
+    // A server left running with the old key seals and signs nothing more.
+    let params = with_password(postgres_params("rotc", "dev", 20), CANARY);
+    let refused = requests::submit(state, &alice, &draft("postgres-database", params)).await;
+    assert!(
+        matches!(refused, Err(ServiceError::Internal(ref m)) if m.contains("rotated")),
+        "{refused:?}"
+    );
+    let unsigned = audit_chain::checkpoint(&state.db, &state.gitops, &old_signer).await;
+    assert!(
+        matches!(unsigned, Err(AuditError::KeyRotated)),
+        "{unsigned:?}"
+    );
+    let params = with_password(postgres_params("rotd", "dev", 20), CANARY);
+    let sealed_anew = requests::submit(&fresh, &alice, &draft("postgres-database", params)).await?;
+    assert_eq!(
+        secrets::open_revision(&fresh, sealed_anew, 1)
+            .await?
+            .get("owner_password"),
+        Some(CANARY)
+    );
+
+    // The chain verifies under the new key up to the checkpoint it signed.
+    let verified = audit_chain::verify(
+        &fresh.db,
+        Some(&fresh.gitops),
+        Some(&new_verifier),
+        VerifyOptions::default(),
+    )
+    .await?;
+    assert!(
+        matches!(verified.report.status, ChainStatus::Intact { .. }),
+        "{:?}",
+        verified.report
+    );
+    let (reached, _) = verified.reached.ok_or("no checkpoint reached")?;
+    assert!(reached.position >= signed.position);
+    let old_verifier = old_signer.verifier();
+    assert!(
+        audit_chain::verify(
+            &fresh.db,
+            Some(&fresh.gitops),
+            Some(&old_verifier),
+            VerifyOptions::default()
+        )
+        .await
+        .is_err(),
+        "the old key still vouches"
+    );
+    let events = audit::list(
+        &fresh,
+        &app.user("carol").await?,
+        &AuditFilter {
+            action: Some("secrets.key_rotated".into()),
+            ..AuditFilter::default()
+        },
+        Window::first(10),
+    )
+    .await?;
+    assert_eq!(events.items.len(), 1);
+    assert!(!events.items[0].detail.contains(CANARY));
+    Ok(())
+}
 
 /// A database whose secrets were sealed with one key is not served with another
 /// (a rotated setting, a replica left behind): the start is refused, naming the

@@ -14,6 +14,7 @@ pub mod detail;
 mod error;
 pub mod flow;
 pub mod guidance;
+pub mod key_rotation;
 pub mod oidc;
 pub mod operations;
 mod quota_hold;

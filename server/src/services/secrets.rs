@@ -31,6 +31,22 @@ fn secret_box(state: &AppState) -> ServiceResult<&SecretBox> {
     })
 }
 
+/// A server still running with a key rotated away since (`slipway secrets
+/// rotate-key`) would seal values that the new key cannot open: it refuses, and
+/// the log says to restart it with the new key.
+async fn ensure_current_key(conn: &mut AnyConnection, secrets: &SecretBox) -> ServiceResult<()> {
+    match storage::secrets::key_check(conn).await? {
+        Some(recorded) if recorded != secrets.check_value() => {
+            Err(ServiceError::Internal(format!(
+                "the secret key was rotated (the database's key check value is {recorded}, \
+                 this server's is {}): restart this server with the new key",
+                secrets.check_value()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Seals the values given in this revision and copies forward the ones kept from
 /// `previous_revision`, in the caller's transaction.
 pub(crate) async fn store(
@@ -46,6 +62,7 @@ pub(crate) async fn store(
     }
     if !split.given.is_empty() {
         let secrets = secret_box(state)?;
+        ensure_current_key(conn, secrets).await?;
         for (param, value) in split.given.iter() {
             let sealed = secrets.seal(request, param, value)?;
             storage::secrets::insert(conn, request, revision, param, &sealed).await?;
@@ -87,8 +104,10 @@ pub(crate) async fn store_generated(
             None => false,
         };
         if !kept {
+            let secrets = secret_box(state)?;
+            ensure_current_key(conn, secrets).await?;
             let value = Alphanumeric.sample_string(&mut rand::rng(), generated.length);
-            let sealed = secret_box(state)?.seal(request, &generated.name, &value)?;
+            let sealed = secrets.seal(request, &generated.name, &value)?;
             storage::secrets::insert(conn, request, revision, &generated.name, &sealed).await?;
         }
     }

@@ -34,6 +34,95 @@ pub async fn record_key_check(
     Ok(key_check(conn).await?.unwrap_or_default())
 }
 
+/// Moves the recorded key check value to a new key's (a key rotation, in the
+/// transaction that re-seals every secret).
+pub async fn replace_key_check(conn: &mut AnyConnection, value: &str) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO secret_key_checks (id, check_value, created_at) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO UPDATE SET check_value = excluded.check_value, \
+         created_at = excluded.created_at",
+    )
+    .bind(value)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Where a sealed value is kept: request, revision and parameter.
+pub type SealedPlace = (RequestId, i64, String);
+
+/// Up to `limit` sealed values after `after`, in the order of their place.
+pub async fn sealed_page(
+    conn: &mut AnyConnection,
+    after: Option<&SealedPlace>,
+    limit: i64,
+) -> Result<Vec<(SealedPlace, Sealed)>, StorageError> {
+    let (request, revision, param) =
+        after
+            .map(|(r, v, p)| (r.0, *v, p.as_str()))
+            .unwrap_or((i64::MIN, i64::MIN, ""));
+    let rows = sqlx::query(
+        "SELECT request_id, revision, param, nonce, ciphertext FROM request_secrets \
+         WHERE request_id > $1 OR (request_id = $1 AND (revision > $2 \
+            OR (revision = $2 AND param > $3))) \
+         ORDER BY request_id, revision, param LIMIT $4",
+    )
+    .bind(request)
+    .bind(revision)
+    .bind(param)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let place: SealedPlace = (
+                RequestId(row.try_get("request_id")?),
+                row.try_get("revision")?,
+                row.try_get("param")?,
+            );
+            let sealed = sealed_of(row, &place)?;
+            Ok((place, sealed))
+        })
+        .collect()
+}
+
+/// Puts `sealed` in place of the value kept at `place`.
+pub async fn reseal(
+    conn: &mut AnyConnection,
+    place: &SealedPlace,
+    sealed: &Sealed,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE request_secrets SET nonce = $1, ciphertext = $2 \
+         WHERE request_id = $3 AND revision = $4 AND param = $5",
+    )
+    .bind(hex::encode(&sealed.nonce))
+    .bind(hex::encode(&sealed.ciphertext))
+    .bind(place.0.0)
+    .bind(place.1)
+    .bind(&place.2)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn sealed_of(row: &sqlx::any::AnyRow, place: &SealedPlace) -> Result<Sealed, StorageError> {
+    let decode = |column: &str| -> Result<Vec<u8>, StorageError> {
+        let text: String = row.try_get(column)?;
+        hex::decode(text).map_err(|e| {
+            StorageError::Corrupt(format!(
+                "request_secrets.{column} of request #{}, revision {}, {}: {e}",
+                place.0, place.1, place.2
+            ))
+        })
+    };
+    Ok(Sealed {
+        nonce: decode("nonce")?,
+        ciphertext: decode("ciphertext")?,
+    })
+}
+
 /// One stored sealed value, any: what a key is tried on before it is recorded.
 pub async fn one_sealed(
     conn: &mut AnyConnection,
