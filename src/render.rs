@@ -208,6 +208,9 @@ pub fn check_syntax(file: &RenderedFile) -> Result<(), RenderError> {
             .err()
             .map(|e| format!("is not valid JSON: {e}"))
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        if let Some(why) = crate::catalog::nesting::too_deep(&file.content) {
+            return Err(fail(&file.path, format!("is not YAML to apply: it {why}")));
+        }
         // Manifests often hold several documents separated by `---`; each must parse.
         serde_norway::Deserializer::from_str(&file.content)
             .enumerate()

@@ -14,6 +14,10 @@ use crate::secret;
 /// error naming the limit instead of holding a runtime thread for minutes.
 pub const TEMPLATE_FUEL: u64 = 2_000_000;
 
+/// How deep a rendering may nest (a loop or a condition counts 1); the shipped
+/// templates nest a few levels.
+pub const TEMPLATE_RECURSION_LIMIT: usize = 48;
+
 /// The most one rendered output file may hold. Fuel counts instructions, not
 /// bytes: `{{ "x" * 50000000 }}` in a loop is a few instructions and gigabytes.
 pub const MAX_RENDERED_FILE_BYTES: usize = 1024 * 1024;
@@ -92,6 +96,13 @@ fn describe_bytes(bytes: usize) -> String {
 pub(crate) fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
     env.set_fuel(Some(TEMPLATE_FUEL));
+    // Fuel counts steps, not bytes: a value that doubles at each step reaches
+    // gigabytes in thirty. A template cannot repeat a step on its own result:
+    // `namespace()`, the one way to carry a value out of a loop's iteration, is
+    // not offered (macros, the other, are not compiled in), and nesting stops at
+    // a few dozen levels.
+    env.remove_global("namespace");
+    env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Outputs are YAML and paths, never HTML: escaping would corrupt them.
     env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -163,6 +174,12 @@ pub(crate) fn render_context(
 }
 
 pub(crate) fn error_text(err: &minijinja::Error) -> String {
+    if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!(
+            "the template ran past the {TEMPLATE_FUEL} steps a rendering may take (a loop \
+             too long, or a loop in a loop)"
+        );
+    }
     let mut text = err.to_string();
     if let Some(detail) = err.detail()
         && !text.contains(detail)
@@ -510,7 +527,23 @@ mod tests {
         // No output: the size limit would stop a loop that writes first.
         let nested = "{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}";
         let error = render_str(nested, &ctx).err().unwrap_or_default();
-        assert!(error.contains("fuel"), "{error}");
+        assert!(error.contains("2000000 steps"), "{error}");
+    }
+
+    /// Doubling a value step after step is a few steps and gigabytes: neither
+    /// way to repeat a step on its own result is open to a template.
+    #[test]
+    fn a_template_cannot_double_a_value_step_after_step() {
+        let ctx = Value::from_serialize(serde_json::json!({"n": 40}));
+        let through_a_loop = r#"{% set ns = namespace(s="xxxxxxxx") %}{% for i in range(n) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"#;
+        let error = render_str(through_a_loop, &ctx).err().unwrap_or_default();
+        assert!(error.contains("namespace"), "{error}");
+        let through_a_macro = r#"{% macro grow(s, k) %}{% if k > 0 %}{{ grow(s ~ s, k - 1) }}{% endif %}{% endmacro %}{{ grow("xxxxxxxx", n) }}"#;
+        let error = render_str(through_a_macro, &ctx).err().unwrap_or_default();
+        assert!(error.contains("unknown statement macro"), "{error}");
+        // Doubling within one iteration is as long as the template's own text.
+        let within = r#"{% for i in range(n) %}{% set s = "ab" ~ "ab" %}{{ s }}{% endfor %}"#;
+        assert_eq!(render_str(within, &ctx).map(|s| s.len()), Ok(160));
     }
 
     #[test]

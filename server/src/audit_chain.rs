@@ -25,6 +25,7 @@ use crate::drivers::gitops::{GitOpsError, GitOpsRepo};
 use crate::secrets::SecretKey;
 use crate::state::AppState;
 use crate::storage::audit::{ChainPoint, ChainReport, Checkpoint, VerifyFrom};
+use crate::storage::secrets::KeyCheckLock;
 use crate::storage::{self, Db, StorageError, format_millis, now_millis};
 
 /// Where checkpoints are committed in the GitOps repository.
@@ -254,14 +255,6 @@ pub async fn checkpoint(
     seal_pending(db).await?;
     let verifier = signer.verifier();
     let mut conn = db.pool.acquire().await.map_err(StorageError::from)?;
-    // A checkpoint signed with a key rotated away would read as forged to every
-    // server started with the new one.
-    if storage::secrets::key_check(&mut conn)
-        .await?
-        .is_some_and(|recorded| recorded != signer.key_check)
-    {
-        return Err(AuditError::KeyRotated);
-    }
     let stored = storage::audit::latest_checkpoint(&mut conn)
         .await?
         .filter(|c| verifier.is_signed(c));
@@ -298,6 +291,14 @@ pub async fn checkpoint(
         (Some(head), _) => {
             let signed = signer.sign(&head, now_millis());
             let mut tx = db.write().await?;
+            // A checkpoint signed with a key rotated away would read as forged to
+            // every server started with the new one. The key check row stays
+            // locked until this commits, so a rotation cannot slip in between.
+            let recorded =
+                storage::secrets::key_check_locked(&mut tx, db.engine, KeyCheckLock::Share).await?;
+            if recorded.is_some_and(|recorded| recorded != signer.key_check) {
+                return Err(AuditError::KeyRotated);
+            }
             storage::audit::insert_checkpoint(&mut tx, &signed).await?;
             tx.commit().await.map_err(StorageError::from)?;
             signed

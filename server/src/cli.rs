@@ -202,6 +202,17 @@ fn keep_memory_private() {
 /// repository, the command driver's scratch runs, and what the programs it starts
 /// write there (a `terraform.tfstate` holding its variables' secrets) are made
 /// readable by this user only, whatever umask the process was started with.
+/// A command's output line: a reader that went away (`| head`) ends the output
+/// quietly instead of the panic `println!` makes of a closed pipe.
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => eprintln!("slipway: cannot write the output: {e}"),
+    }
+}
+
 fn keep_new_files_private() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
@@ -387,7 +398,7 @@ fn check_catalog(dir: &std::path::Path) -> ExitCode {
                 }
                 return ExitCode::FAILURE;
             }
-            println!(
+            say!(
                 "{}: a valid catalog with {} dictionaries, {} resource types and {} templates",
                 dir.display(),
                 loaded.catalog.dictionaries.len(),
@@ -426,48 +437,112 @@ async fn audit_tools(args: &AuditArgs) -> Result<AuditTools, String> {
     Ok(AuditTools { db, gitops, key })
 }
 
-/// `slipway secrets rotate-key`: see [`crate::services::key_rotation`].
-async fn rotate_key(args: &AuditArgs, new_key_file: &std::path::Path) -> Result<String, String> {
-    let url = args.database_url();
-    // A server running the workers on a SQLite file holds this lock: it would go
-    // on sealing with the old key.
-    let _workers = lock_sqlite_file_workers(&url)
-        .map_err(|e| format!("{e}; stop every server before rotating the key"))?;
-    let tools = audit_tools(args).await?;
-    let old = tools.key.ok_or(
-        "no current key: give the one in use with --secret-key-file or SLIPWAY_SECRET_KEY",
-    )?;
-    let new = crate::secrets::SecretKey::read_file(new_key_file)?;
-    let gitops = match tools.gitops {
-        Some(gitops) => gitops,
-        None => GitOpsRepo::open_with(&args.gitops_repo(), &args.gitops_settings())
-            .map_err(|e| e.to_string())?,
+/// `slipway secrets rotate-key`: see [`crate::services::key_rotation`]. Up to
+/// the database's commit nothing has changed; after it, the database opens with
+/// the new key only, and a step that fails then is said as such.
+async fn rotate_key(args: &AuditArgs, new_key_file: &std::path::Path) -> ExitCode {
+    use crate::services::key_rotation::{RESEAL_BATCH, reseal, sign_over};
+    let not_rotated = |error: String| {
+        eprintln!("slipway: the key was NOT rotated; nothing changed: {error}");
+        ExitCode::FAILURE
     };
-    let rotated = crate::services::key_rotation::rotate(&tools.db, &gitops, &old, &new)
-        .await
-        .map_err(|e| e.to_string())?;
-    let demo_file = args.data_dir.join(crate::secrets::DEMO_KEY_FILE);
-    let mut said = format!(
-        "secret key rotated: {} sealed values re-encrypted; key check value {} → {}; \
-         checkpoint public key now {}",
-        rotated.resealed, rotated.old_check, rotated.new_check, rotated.public_key
-    );
-    if let Some(c) = &rotated.checkpoint {
-        said.push_str(&format!(
-            "\nthe new key signed the audit chain at position {} (hash {})",
-            c.position, c.hash
-        ));
-    }
-    // Demo mode reads its key from the data directory: it now holds the new one.
-    if args.secret_key_file.is_none() && args.secret_key.is_none() && demo_file.exists() {
-        crate::secrets::replace_key_file(&demo_file, &new)?;
-        said.push_str(&format!("\n{} now holds the new key", demo_file.display()));
-    } else {
-        said.push_str(
-            "\nstart every server with the new key (--secret-key-file or SLIPWAY_SECRET_KEY)",
+    let url = args.database_url();
+    // A server running the workers on a SQLite file holds this lock.
+    let _workers = match lock_sqlite_file_workers(&url) {
+        Ok(lock) => lock,
+        Err(_) => {
+            return not_rotated(
+                "a slipway server runs on this SQLite database: stop every server first".into(),
+            );
+        }
+    };
+    let tools = match audit_tools(args).await {
+        Ok(tools) => tools,
+        Err(error) => return not_rotated(error),
+    };
+    let Some(old) = tools.key else {
+        return not_rotated(
+            "no current key: give the one in use with --secret-key-file or SLIPWAY_SECRET_KEY"
+                .into(),
         );
+    };
+    let new = match crate::secrets::SecretKey::read_file(new_key_file) {
+        Ok(new) => new,
+        Err(error) => return not_rotated(error),
+    };
+    let gitops = match tools.gitops {
+        Some(gitops) => Ok(gitops),
+        None => GitOpsRepo::open_with(&args.gitops_repo(), &args.gitops_settings())
+            .map_err(|e| e.to_string()),
+    };
+    let gitops = match gitops {
+        Ok(gitops) => gitops,
+        Err(error) => return not_rotated(error),
+    };
+    // Demo mode reads its key from the data directory: the new key is written
+    // beside it first (an unwritable directory stops here) and moved in at once
+    // after the commit.
+    let demo_file = (args.secret_key_file.is_none() && args.secret_key.is_none())
+        .then(|| args.data_dir.join(crate::secrets::DEMO_KEY_FILE))
+        .filter(|file| file.exists());
+    let staged = match demo_file
+        .as_deref()
+        .map(|f| crate::secrets::stage_key_file(f, &new))
+    {
+        Some(Err(error)) => return not_rotated(error),
+        Some(Ok(staged)) => Some(staged),
+        None => None,
+    };
+    let resealed = match reseal(&tools.db, &gitops, (&old, &new), RESEAL_BATCH).await {
+        Ok(resealed) => resealed,
+        Err(error) => {
+            if let Some(staged) = &staged {
+                let _ = std::fs::remove_file(staged);
+            }
+            return not_rotated(error.to_string());
+        }
+    };
+    say!(
+        "secret key rotated: {} sealed values re-encrypted; key check value {} → {}",
+        resealed.resealed,
+        resealed.old_check,
+        resealed.new_check
+    );
+    let mut failed = false;
+    match (&staged, &demo_file) {
+        (Some(staged), Some(file)) => match crate::secrets::put_staged_key(staged, file) {
+            Ok(()) => say!("{} now holds the new key", file.display()),
+            Err(error) => {
+                failed = true;
+                eprintln!(
+                    "slipway: {error}; do it by hand: the database opens with the new key only"
+                );
+            }
+        },
+        _ => say!("start every server with the new key (--secret-key-file or SLIPWAY_SECRET_KEY)"),
     }
-    Ok(said)
+    let signer = crate::audit_chain::CheckpointSigner::new(&new);
+    match sign_over(&tools.db, &gitops, &new).await {
+        Ok(Some(c)) => say!(
+            "the new key signed the audit chain at position {} (hash {}); its public key: {}",
+            c.position,
+            c.hash,
+            signer.verifier().to_hex()
+        ),
+        Ok(None) => say!("checkpoint public key now {}", signer.verifier().to_hex()),
+        Err(error) => {
+            failed = true;
+            eprintln!(
+                "slipway: the key WAS rotated, but the new key's audit checkpoint failed: {error}; \
+                 finish with `slipway audit checkpoint` given the new key"
+            );
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 async fn audit_command(command: AuditCommand) -> ExitCode {
@@ -480,7 +555,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
     match command {
         AuditCommand::PublicKey { args } => match args.secret_key() {
             Ok(Some(key)) => {
-                println!("{}", CheckpointSigner::new(&key).verifier().to_hex());
+                say!("{}", CheckpointSigner::new(&key).verifier().to_hex());
                 ExitCode::SUCCESS
             }
             Ok(None) => fail(audit_chain::AuditError::NoKey.to_string()),
@@ -503,7 +578,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
             };
             match audit_chain::checkpoint(&tools.db, &gitops, &CheckpointSigner::new(&key)).await {
                 Ok(Some(c)) => {
-                    println!(
+                    say!(
                         "audit checkpoint: position {}, hash {}, signed {}; in the database and {} ({})",
                         c.position,
                         c.hash,
@@ -514,7 +589,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Ok(None) => {
-                    println!("the audit log is empty: nothing to checkpoint");
+                    say!("the audit log is empty: nothing to checkpoint");
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(format!("cannot write the checkpoint: {error}")),
@@ -558,7 +633,7 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
                 eprintln!("note: {note}");
             }
             if verified.sealed > 0 {
-                println!("sealed {} pending events first", verified.sealed);
+                say!("sealed {} pending events first", verified.sealed);
             }
             match &verified.report.status {
                 ChainStatus::Intact { events } => {
@@ -569,13 +644,13 @@ async fn audit_command(command: AuditCommand) -> ExitCode {
                             format!("the checkpoint at position {}", c.position)
                         });
                     let head = verified.report.head.as_ref().map_or(0, |h| h.position);
-                    println!(
+                    say!(
                         "audit log intact: {events} events read from {from} to position {head} in {:.2} s ({:.0} events/s), every hash matches",
                         verified.elapsed.as_secs_f64(),
                         verified.rate()
                     );
                     if let Some((c, source)) = &verified.reached {
-                        println!(
+                        say!(
                             "it reaches the newest signed checkpoint (position {}, {}, in {source})",
                             c.position,
                             crate::storage::format_millis(c.at)
@@ -693,7 +768,7 @@ async fn user_command(command: crate::config::UserCommand) -> ExitCode {
     };
     match done.await {
         Ok(said) => {
-            println!("{username}: {said}");
+            say!("{username}: {said}");
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -757,7 +832,7 @@ async fn request_command(command: crate::config::RequestCommand) -> ExitCode {
     };
     match answer {
         Ok(value) => {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
             );
@@ -798,7 +873,7 @@ async fn dev_command(command: crate::config::DevCommand) -> ExitCode {
     };
     match seeded.await {
         Ok((seeded, took)) => {
-            println!(
+            say!(
                 "seeded {} requests, {} assets and {} audit events in {:.1} s",
                 seeded.requests,
                 seeded.assets,
@@ -844,7 +919,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
     match cli.command {
         Command::Token(command) => match create_token(command).await {
             Ok(secret) => {
-                println!("{secret}");
+                say!("{secret}");
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -858,16 +933,7 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
         Command::Audit(command) => audit_command(command).await,
         Command::Secrets(crate::config::SecretsCommand::RotateKey { args, new_key_file }) => {
-            match rotate_key(&args, &new_key_file).await {
-                Ok(said) => {
-                    println!("{said}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("slipway: the key was NOT rotated: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+            rotate_key(&args, &new_key_file).await
         }
         Command::Serve(args) => {
             let result = match args.check() {

@@ -30,6 +30,11 @@ pub enum ClientError {
     BadParam(String),
     #[error("--param {0}: given twice")]
     DuplicateParam(String),
+    #[error("{setting}: {message}")]
+    BadSetting {
+        setting: &'static str,
+        message: String,
+    },
     #[error("cannot reach {url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
     #[error("{status}: {detail}")]
@@ -63,14 +68,47 @@ pub fn params_of(pairs: &[String]) -> Result<Value, ClientError> {
     Ok(Value::Object(params))
 }
 
+impl ApiArgs {
+    /// The URL and the token as they can be sent, or which of them is wrong:
+    /// said before anything is sent (reqwest's own words, "builder error", name
+    /// neither).
+    fn check(&self) -> Result<(), ClientError> {
+        let url_problem = match reqwest::Url::parse(&self.url) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                Some("must start with http:// or https://".to_string())
+            }
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("names no host".into()),
+            Ok(_) => None,
+            Err(error) => Some(format!("is not a URL: {error}")),
+        };
+        if let Some(message) = url_problem {
+            return Err(ClientError::BadSetting {
+                setting: "--url (SLIPWAY_URL)",
+                message,
+            });
+        }
+        let token = self.token.trim();
+        if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(ClientError::BadSetting {
+                setting: "--token (SLIPWAY_TOKEN)",
+                message: "must be the token as shown when it was made: letters, digits and \
+                          punctuation, no spaces or line breaks"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 fn endpoint(api: &ApiArgs, path: &str) -> String {
     format!("{}/api/v1{path}", api.url.trim_end_matches('/'))
 }
 
 /// The answer's JSON, or the problem it reports said in one line per field.
 async fn answer(api: &ApiArgs, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+    api.check()?;
     let response = request
-        .bearer_auth(&api.token)
+        .bearer_auth(api.token.trim())
         .send()
         .await
         .map_err(|source| ClientError::Unreachable {
@@ -137,6 +175,30 @@ mod tests {
         assert!(params_of(&["novalue".into()]).is_err());
         assert!(params_of(&["=x".into()]).is_err());
         assert!(params_of(&["a=1".into(), "a=2".into()]).is_err());
+    }
+
+    #[test]
+    fn a_bad_url_or_token_is_named_before_anything_is_sent() {
+        let api = |url: &str, token: &str| ApiArgs {
+            url: url.into(),
+            token: token.into(),
+        };
+        assert!(api("http://127.0.0.1:3000", "slw_abc").check().is_ok());
+        for (url, token, setting) in [
+            ("javascript:x", "slw_abc", "SLIPWAY_URL"),
+            ("not a url", "slw_abc", "SLIPWAY_URL"),
+            ("file:///etc/passwd", "slw_abc", "SLIPWAY_URL"),
+            ("http://127.0.0.1:3000", "slw_x\nX: 1", "SLIPWAY_TOKEN"),
+            ("http://127.0.0.1:3000", "", "SLIPWAY_TOKEN"),
+            ("http://127.0.0.1:3000", "slw é", "SLIPWAY_TOKEN"),
+        ] {
+            let said = api(url, token)
+                .check()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(said.contains(setting), "{url} {token:?}: {said}");
+        }
     }
 
     #[test]

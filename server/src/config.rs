@@ -1702,9 +1702,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?} has no unit; write e.g. 30m, 8h or 1d"))?;
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let number: u64 = number.parse().map_err(|e: std::num::ParseIntError| {
+        if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) {
+            format!("{text:?} is longer than the 3650 days (ten years) a duration may be")
+        } else {
+            format!("{text:?} does not start with a whole number")
+        }
+    })?;
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
@@ -2746,7 +2750,12 @@ mod tests {
             parse_duration("3650d"),
             Ok(Duration::from_secs(3650 * 86_400))
         );
-        for too_long in ["3651d", "999999999999d", "18446744073709551615s"] {
+        for too_long in [
+            "3651d",
+            "999999999999d",
+            "18446744073709551615s",
+            "99999999999999999999h",
+        ] {
             assert_eq!(
                 parse_duration(too_long),
                 Err(format!(

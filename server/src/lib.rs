@@ -2,6 +2,14 @@
 //! server-only; the portal (`app`) and, later, the REST API and ChatOps adapt the
 //! service layer to their transports.
 
+/// `println!` for a command's output, quiet when the reader went away (see
+/// [`cli::say`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say(format_args!($($arg)*))
+    };
+}
+
 pub mod api;
 pub mod audit_budget;
 pub mod audit_chain;

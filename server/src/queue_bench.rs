@@ -21,7 +21,7 @@ const NOOP_JOB: &str = "noop";
 pub async fn run(settings: ServeArgs, count: u32, slots: u16) -> ExitCode {
     match measure(settings, count, slots).await {
         Ok(report) => {
-            println!("{report}");
+            say!("{report}");
             ExitCode::SUCCESS
         }
         Err(error) => {

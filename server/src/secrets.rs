@@ -4,7 +4,7 @@
 //! no longer opens.
 
 use sha2::Digest as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -130,24 +130,45 @@ impl SecretKey {
     }
 }
 
-/// Writes `key` to the key file at `path` in place of the one there: a new file
-/// beside it, readable by its owner only and flushed, then renamed over it, so
-/// the file holds one whole key or the other at any moment.
-pub fn replace_key_file(path: &Path, key: &SecretKey) -> Result<(), String> {
+/// Writes `key` to a new file beside the key file at `path` (`secret.new`),
+/// readable by its owner only and flushed, for [`put_staged_key`] to move over
+/// it: the key file then holds one whole key or the other at any moment.
+pub fn stage_key_file(path: &Path, key: &SecretKey) -> Result<PathBuf, String> {
     use std::io::Write;
-    let fresh = path.with_extension("new");
+    let staged = path.with_extension("new");
+    let failed =
+        |e: std::io::Error| format!("cannot write the new key to {}: {e}", staged.display());
+    // A file left by an earlier run keeps its own mode: made anew, it is 0600.
+    match std::fs::remove_file(&staged) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(&fresh)
-        .and_then(|mut file| {
-            writeln!(file, "{}", key.to_base64())?;
-            file.sync_all()
+    let mut file = options.open(&staged).map_err(failed)?;
+    writeln!(file, "{}", key.to_base64()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    Ok(staged)
+}
+
+/// Moves a staged key file over the key file, and flushes the directory so the
+/// move outlasts a crash.
+pub fn put_staged_key(staged: &Path, path: &Path) -> Result<(), String> {
+    std::fs::rename(staged, path)
+        .and_then(|()| match path.parent() {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
         })
-        .and_then(|()| std::fs::rename(&fresh, path))
-        .map_err(|e| format!("cannot write the new key to {}: {e}", path.display()))
+        .map_err(|e| {
+            format!(
+                "cannot move the new key from {} to {}: {e}",
+                staged.display(),
+                path.display()
+            )
+        })
 }
 
 /// The key the server runs with: the configured one; in demo mode one generated

@@ -708,6 +708,26 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
         problem["errors"][0]["field"], "params.cpu_limit",
         "{problem}"
     );
+    // A key given twice is refused, at any depth, naming it: serde would keep
+    // the last, past whatever read the first.
+    for (body, field) in [
+        (
+            r#"{"type": "k8s-namespace", "params": {"name": "big", "team": "payments", "environment": "dev", "cpu_limit": 2, "memory_limit_gi": 4, "name": "x"}}"#,
+            "params.name",
+        ),
+        (
+            r#"{"type": "k8s-namespace", "type": "postgres-database", "params": {}}"#,
+            "type",
+        ),
+    ] {
+        let (status, problem) = answer(raw("/requests", body.into())).await?;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
     // Too large is one answer, with or without an Idempotency-Key.
     let mut kinds = Vec::new();
     for key in [None, Some("too-large")] {
@@ -1878,6 +1898,10 @@ async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) 
         ("/audit/export?action=a%0Ab", "action"),
         // Queries read field by field: each refusal names its parameter.
         ("/audit?limit=many", "limit"),
+        ("/audit?limit=0", "limit"),
+        ("/audit?limit=201", "limit"),
+        ("/audit?cursor=abc", "cursor"),
+        ("/requests/1/events?after=abc", "after"),
         ("/audit?created_from=yesterday", "created_from"),
         ("/audit?actor=a&actor=b", "actor"),
         ("/audit?sort=newest", "sort"),

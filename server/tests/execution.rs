@@ -9,7 +9,7 @@ use common::{TestApp, TestResult, captured_logs, draft, namespace_params};
 use slipway_core::state::RequestState;
 use slipway_server::config::Secret;
 use slipway_server::drivers::gitops::{GitOpsSettings, RemoteCredentials, RemoteSettings};
-use slipway_server::services::requests;
+use slipway_server::services::{ServiceError, requests};
 use slipway_server::storage::{self, Engine};
 
 const PASSWORD: &str = "canary-pw-4b8f19";
@@ -393,9 +393,25 @@ async fn gitops_then_command(engine: Engine) -> TestResult {
         .collect();
     assert_eq!(shown, [(1, "gitops", "done"), (2, "command", "done")]);
 
-    // A program the settings do not allow: the commit lands, the command step
-    // fails for good, the request fails with the reason.
-    let id = requests::submit(&app.state, &alice, &draft("shredder", params)).await?;
+    // A program the settings do not allow: the type cannot be requested here,
+    // in the pre-check's words, before any review.
+    let refused = requests::submit(&app.state, &alice, &draft("shredder", params.clone())).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::Conflict(m))
+            if m.contains("cannot be requested on this Slipway yet")
+                && m.contains("\"shred\" is not allowed")),
+        "{refused:?}"
+    );
+    let report = requests::precheck(&app.state, &alice, "shredder", &params, None).await?;
+    assert!(!report.passed(), "{report:?}");
+    // One asked for while the allow-list still had it (the setting changed since):
+    // the commit lands, the command step fails for good, the request fails with
+    // the reason.
+    let mut allowing = app.state.clone();
+    let mut command = app.settings.command.clone();
+    command.allowed.push("shred".into());
+    allowing.drivers.command = slipway_server::drivers::command::CommandDriver::new(command);
+    let id = requests::submit(&allowing, &alice, &draft("shredder", params)).await?;
     app.run_jobs().await?;
     let row = app.request(id).await?;
     assert_eq!(row.state, RequestState::Failed);

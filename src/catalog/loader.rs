@@ -195,6 +195,14 @@ fn parse_yaml<T: DeserializeOwned>(
     content: &str,
     errors: &mut Vec<CatalogError>,
 ) -> Option<T> {
+    if let Some(why) = super::nesting::too_deep(content) {
+        errors.push(CatalogError {
+            file: file.to_string(),
+            path: String::new(),
+            message: why,
+        });
+        return None;
+    }
     // The typed structs take a repeated key in a map of their own (a parameter's
     // schema, `env`, `headers`) silently, the last one winning: a `maximum` lost
     // to a merge left-over would let values through unchecked. The plain YAML

@@ -6,6 +6,7 @@ mod file;
 mod keywords;
 mod loader;
 mod lookup;
+pub mod nesting;
 mod pipeline;
 mod schema;
 mod version;

@@ -192,6 +192,25 @@ fn yaml_syntax_error_names_line_and_column() {
     );
 }
 
+/// A file of deep brackets is refused before the parser (whose time grows with
+/// the square of the depth) reads it, naming the file.
+#[test]
+fn a_file_nesting_too_deep_is_refused_before_it_is_parsed() {
+    let text = format!(
+        "{}x: {}{}\n",
+        minimal_type(""),
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let errors = errors_of(&with_file("types/widget.yaml", &text));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.file == "types/widget.yaml" && e.message.contains("nests deeper than 256")),
+        "{errors:?}"
+    );
+}
+
 #[test]
 fn a_key_repeated_in_any_mapping_is_refused() {
     // A parameter's schema is a free-form map to the typed structs: its

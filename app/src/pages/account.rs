@@ -5,11 +5,11 @@ use crate::api::{
     ChatLinkView, EndSession, SESSIONS_SHOWN, SessionsPageData, UnlinkChat, my_chat_link,
     my_sessions,
 };
+use crate::components::{Loading, error_title, error_view, refusal_notice};
 
 /// Said where the link code would be offered, on a server without ChatOps.
 const CHAT_OFF_WORDS: &str =
     "This server is not connected to a chat: there is no chat bot to link an account to yet.";
-use crate::components::{Loading, error_title, error_view, refusal_notice};
 
 /// Who you are here (roles and teams, as the sign-in gave them) and every browser
 /// signed in as you, each of which you can sign out from here.

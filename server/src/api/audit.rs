@@ -101,7 +101,7 @@ pub struct AuditPage {
         (status = 200, description = "Events, newest first", body = AuditPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A filter breaks its rule (control characters, too long)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown, given twice or of the wrong kind, a filter breaks its rule (control characters, too long), or the limit or cursor is out of range; `errors` names it", body = Problem, content_type = "application/problem+json"),
     ))]
 /// List audit events, newest first.
 async fn list_events(
@@ -130,8 +130,9 @@ const EXPORT_BATCH: i64 = 500;
     params(AuditExportQuery),
     responses(
         (status = 200, description = "Every matching event, newest first, one JSON object per line", content_type = "application/x-ndjson", body = String),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A filter breaks its rule (control characters, too long)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown, given twice or of the wrong kind, a filter breaks its rule (control characters, too long), or the limit or cursor is out of range; `errors` names it", body = Problem, content_type = "application/problem+json"),
     ))]
 /// Export every matching audit event as JSON Lines.
 async fn export_events(

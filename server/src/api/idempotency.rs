@@ -80,10 +80,34 @@ fn fingerprint(
     data.push(b' ');
     data.extend_from_slice(path.as_bytes());
     data.push(b'\n');
-    data.extend_from_slice(body);
+    data.extend_from_slice(&canonical_body(body));
     match &state.secrets {
         Some(secrets) => secrets.digest(&data),
         None => hex::encode(Sha256::digest(&data)),
+    }
+}
+
+/// A JSON body as the same call is written by any client: keys in order, no
+/// white space between tokens (a retry re-serialised by another library, with
+/// spaces after colons or its keys in another order, is the same call). A body
+/// that is not JSON is taken byte for byte.
+fn canonical_body(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => serde_json::to_vec(&sorted(value)).unwrap_or_else(|_| body.to_vec()),
+        Err(_) => body.to_vec(),
+    }
+}
+
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut pairs: Vec<(String, Value)> = map.into_iter().collect();
+            pairs.sort_by(|(a, _), (b, _)| a.cmp(b));
+            Value::Object(pairs.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
     }
 }
 
@@ -317,6 +341,28 @@ mod tests {
             .expect("a plain response builds");
         let (parts, ()) = response.into_parts();
         (parts, Bytes::from(vec![b'x'; size]))
+    }
+
+    #[test]
+    fn a_json_body_is_the_same_call_however_it_is_spaced_or_ordered() {
+        let first = br#"{"params":{"cpu_limit":31,"memory_limit_gi":4}}"#;
+        for same in [
+            &br#"{"params": {"cpu_limit": 31, "memory_limit_gi": 4}}"#[..],
+            br#"{ "params" : { "memory_limit_gi" : 4 , "cpu_limit" : 31 } }"#,
+            b"{\n  \"params\": {\n    \"cpu_limit\": 31,\n    \"memory_limit_gi\": 4\n  }\n}\n",
+        ] {
+            assert_eq!(canonical_body(first), canonical_body(same));
+        }
+        for other in [
+            &br#"{"params":{"cpu_limit":32,"memory_limit_gi":4}}"#[..],
+            br#"{"params":{"cpu_limit":"31","memory_limit_gi":4}}"#,
+            br#"{"params":[{"cpu_limit":31},{"memory_limit_gi":4}]}"#,
+        ] {
+            assert_ne!(canonical_body(first), canonical_body(other));
+        }
+        // Lists keep their order; a body that is not JSON is taken as it is.
+        assert_ne!(canonical_body(b"[1,2]"), canonical_body(b"[2,1]"));
+        assert_eq!(canonical_body(b"not json"), b"not json".to_vec());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use slipway_core::validate::FieldError;
+
 use super::problem::{ApiError, Problem};
 use crate::services::Paged;
 use crate::storage::Window;
@@ -26,9 +28,11 @@ impl PageParams {
     pub fn window(&self) -> Result<Window, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(
-                Problem::bad_request(format!("limit must be from 1 to {MAX_LIMIT}")).into(),
-            );
+            return Err(Problem::invalid(vec![FieldError::new(
+                "limit",
+                format!("must be from 1 to {MAX_LIMIT}"),
+            )])
+            .into());
         }
         let before = match self.cursor.as_deref() {
             None | Some("") => None,
@@ -44,9 +48,10 @@ fn parse_cursor(cursor: &str) -> Result<i64, ApiError> {
         .and_then(|n| n.parse::<i64>().ok())
         .filter(|n| *n > 0)
         .ok_or_else(|| {
-            Problem::bad_request(
-                "cursor is not one this API gave out; use the next_cursor of the previous page",
-            )
+            Problem::invalid(vec![FieldError::new(
+                "cursor",
+                "is not one this API gave out; use the next_cursor of the previous page",
+            )])
             .into()
         })
 }

@@ -294,10 +294,22 @@ fn field_of(error: &axum::extract::rejection::JsonDataError) -> (String, String)
             let reason = located.inner().to_string();
             // serde names a missing field in its message, and the path stops at
             // the object that lacks it: the field is the one to name.
-            match missing_field(&reason) {
-                Some(missing) if path.is_empty() => (missing.to_string(), "is required".into()),
-                Some(missing) => (format!("{path}.{missing}"), "is required".into()),
-                None => (path, reason),
+            let named = |field: &str| {
+                if path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                }
+            };
+            if let Some(missing) = missing_field(&reason) {
+                (named(missing), "is required".into())
+            } else if let Some(twice) = quoted_after(&reason, "duplicate field `") {
+                (
+                    named(twice),
+                    "is given twice: each key may appear once in an object".into(),
+                )
+            } else {
+                (path, reason)
             }
         }
         None => (
@@ -365,6 +377,9 @@ fn query_field_of(rejection: &QueryRejection) -> Option<(String, String)> {
     let located = cause_of::<Located>(failed)?;
     let path = located.path().to_string();
     let reason = located.inner().to_string();
+    if let Some(missing) = quoted_after(&reason, "missing field `") {
+        return Some((missing.to_string(), "is required".into()));
+    }
     if let Some(unknown) = quoted_after(&reason, "unknown field `") {
         let known = reason
             .split_once(", expected ")
@@ -385,7 +400,8 @@ fn query_field_of(rejection: &QueryRejection) -> Option<(String, String)> {
         "cannot parse integer from empty string" => "is empty; give a whole number".to_string(),
         _ => reason,
     };
-    Some((path, reason))
+    // An error about the query as a whole names no parameter: a plain 400 then.
+    (path != ".").then_some((path, reason))
 }
 
 /// The name serde quotes right after `prefix` ("unknown field `x`, …").

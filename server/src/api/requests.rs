@@ -318,6 +318,7 @@ pub struct EventsQuery {
          body = ProgressEvent),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown, given twice or not a whole number; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many streams open: eight per person, 256 per server",
          body = Problem, content_type = "application/problem+json"),
     ))]

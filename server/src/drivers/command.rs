@@ -114,17 +114,8 @@ impl CommandDriver {
         stop: &CancellationToken,
         progress: &ProgressLines,
     ) -> Result<StepOutcome, DriverError> {
-        if !self.settings.allowed.iter().any(|p| p == &command.program) {
-            let allowed = if self.settings.allowed.is_empty() {
-                "none".to_string()
-            } else {
-                self.settings.allowed.join(", ")
-            };
-            return Err(DriverError::Permanent(format!(
-                "the program {:?} is not allowed by the server's --command-allow (SLIPWAY_COMMAND_ALLOW) setting; allowed: {allowed}",
-                command.program
-            )));
-        }
+        self.allows(&command.program)
+            .map_err(DriverError::Permanent)?;
         for file in &command.files {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
@@ -162,6 +153,21 @@ impl CommandDriver {
     /// How long a program may run when its step or check gives no timeout.
     pub fn default_timeout(&self) -> Duration {
         self.settings.default_timeout
+    }
+
+    /// Whether the allow-list lets `program` run, or why not.
+    pub fn allows(&self, program: &str) -> Result<(), String> {
+        if self.settings.allowed.iter().any(|p| p == program) {
+            return Ok(());
+        }
+        let allowed = if self.settings.allowed.is_empty() {
+            "none".to_string()
+        } else {
+            self.settings.allowed.join(", ")
+        };
+        Err(format!(
+            "the program {program:?} is not allowed by the server's --command-allow (SLIPWAY_COMMAND_ALLOW) setting; allowed: {allowed}"
+        ))
     }
 
     /// The server a step or check names, or why there is none.

@@ -79,7 +79,6 @@ pub async fn issue_link_code(state: &AppState, caller: &Caller) -> ServiceResult
     Ok(LinkCode { code, expires_at })
 }
 
-/// The chat account linked to the caller, if any.
 /// What the portal says where a chat link code would be offered.
 pub const CHAT_OFF: &str =
     "ChatOps is not set up on this server: there is no chat bot to link an account to";
@@ -89,6 +88,7 @@ pub fn chat_is_on(state: &AppState) -> bool {
     state.settings.chat.is_some()
 }
 
+/// The chat account linked to the caller, if any.
 pub async fn linked_account(state: &AppState, caller: &Caller) -> ServiceResult<Option<String>> {
     let mut conn = state.db.pool.acquire().await?;
     let link = storage::chat::link_of_user(&mut conn, caller.id).await?;

@@ -5,34 +5,30 @@
 //! checkpoint the new key signs, so verification goes on with the new key alone.
 //!
 //! Run it with every server stopped. A server still running with the old key
-//! refuses to seal a secret or sign a checkpoint once the key has moved on, and
-//! cannot open what the new key sealed: it has to be restarted with the new key.
-
-use slipway_core::ids::RequestId;
+//! refuses to seal a secret or sign a checkpoint once the key has moved on (on
+//! PostgreSQL the key check row is locked against it while the rotation runs),
+//! and a value it cannot open is its fault, not the value's: its jobs wait for a
+//! server with the new key. It has to be restarted with the new key.
 
 use super::{Actor, ServiceError, record};
 use crate::audit_chain::{self, AuditError, CheckpointSigner, VerifyOptions};
 use crate::drivers::gitops::GitOpsRepo;
 use crate::secrets::{SecretBox, SecretError, SecretKey};
 use crate::storage::audit::{ChainStatus, Checkpoint};
+use crate::storage::secrets::{KeyCheckLock, SealedPlace};
 use crate::storage::{self, Db, StorageError};
 
 /// Sealed values re-sealed per read: the rotation's memory stays small on a
 /// database of any size (the transaction is one all the same).
-const RESEAL_BATCH: i64 = 500;
+pub const RESEAL_BATCH: i64 = 500;
 
-/// What a rotation did.
+/// What the rotation's transaction did.
 #[derive(Debug)]
-pub struct Rotated {
+pub struct Resealed {
     /// Sealed values re-encrypted under the new key.
     pub resealed: u64,
     pub old_check: String,
     pub new_check: String,
-    /// The checkpoint the new key signed over the verified chain (none while the
-    /// audit log is empty).
-    pub checkpoint: Option<Checkpoint>,
-    /// The new key's checkpoint public key, for `slipway audit verify --public-key`.
-    pub public_key: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +36,11 @@ pub enum RotateError {
     #[error("the new key is the key in use: give a new one")]
     SameKey,
     #[error(
-        "the current key (--secret-key-file or SLIPWAY_SECRET_KEY) is not the one this database is sealed with"
+        "the current key (--secret-key-file or SLIPWAY_SECRET_KEY) is not the one this database is sealed with (its check value is {recorded}, this key's is {given})"
     )]
-    NotTheCurrentKey,
+    NotTheCurrentKey { recorded: String, given: String },
     #[error(
-        "the audit chain is broken at position {position} ({reason}): a checkpoint signed by the new key would vouch for it; nothing was changed (run `slipway audit verify`)"
+        "the audit chain is broken at position {position} ({reason}): a checkpoint signed by the new key would vouch for it (run `slipway audit verify`)"
     )]
     BrokenChain { position: i64, reason: String },
     #[error("{0}")]
@@ -57,31 +53,34 @@ pub enum RotateError {
     Service(#[from] ServiceError),
 }
 
-/// Moves the database from `old` to `new`: see the module's documentation.
-pub async fn rotate(
+/// The first step, all or nothing: checks that `old` is the database's key and
+/// that the audit chain is whole under it, then in one transaction re-seals every
+/// value with `new` and records `new` as the database's key. Once it returns Ok
+/// the database opens with `new` only; [`sign_over`] is the second step.
+/// `batch` is how many sealed values are read at a time ([`RESEAL_BATCH`]).
+pub async fn reseal(
     db: &Db,
     gitops: &GitOpsRepo,
-    old: &SecretKey,
-    new: &SecretKey,
-) -> Result<Rotated, RotateError> {
+    (old, new): (&SecretKey, &SecretKey),
+    batch: i64,
+) -> Result<Resealed, RotateError> {
     let (old_check, new_check) = (old.check_value(), new.check_value());
     if old_check == new_check {
         return Err(RotateError::SameKey);
     }
+    let mut conn = db.pool.acquire().await.map_err(StorageError::from)?;
+    let recorded = storage::secrets::key_check(&mut conn).await?;
+    drop(conn);
+    is_current(recorded, &old_check)?;
     verify_chain_under(db, gitops, old).await?;
     let mut tx = db.write().await?;
-    if storage::secrets::key_check(&mut tx)
-        .await?
-        .is_some_and(|recorded| recorded != old_check)
-    {
-        return Err(RotateError::NotTheCurrentKey);
-    }
-    let resealed = reseal_all(
-        &mut tx,
-        &SecretBox::new(old.clone()),
-        &SecretBox::new(new.clone()),
-    )
-    .await?;
+    // Held to the commit: a server sealing a value or signing a checkpoint
+    // meanwhile waits, then finds the new key recorded and refuses.
+    let recorded =
+        storage::secrets::key_check_locked(&mut tx, db.engine, KeyCheckLock::Update).await?;
+    is_current(recorded, &old_check)?;
+    let boxes = (SecretBox::new(old.clone()), SecretBox::new(new.clone()));
+    let resealed = reseal_all(&mut tx, &boxes, batch.max(1)).await?;
     storage::secrets::replace_key_check(&mut tx, &new_check).await?;
     record(
         &mut tx,
@@ -96,15 +95,32 @@ pub async fn rotate(
     )
     .await?;
     tx.commit().await.map_err(StorageError::from)?;
-    let signer = CheckpointSigner::new(new);
-    let checkpoint = audit_chain::checkpoint(db, gitops, &signer).await?;
-    Ok(Rotated {
+    Ok(Resealed {
         resealed,
         old_check,
         new_check,
-        checkpoint,
-        public_key: signer.verifier().to_hex(),
     })
+}
+
+/// The second step: the new key signs a checkpoint of the chain, so that
+/// `audit verify` goes on with the new key alone. Run again (or `slipway audit
+/// checkpoint` with the new key) if it failed after [`reseal`].
+pub async fn sign_over(
+    db: &Db,
+    gitops: &GitOpsRepo,
+    new: &SecretKey,
+) -> Result<Option<Checkpoint>, AuditError> {
+    audit_chain::checkpoint(db, gitops, &CheckpointSigner::new(new)).await
+}
+
+fn is_current(recorded: Option<String>, old_check: &str) -> Result<(), RotateError> {
+    match recorded {
+        Some(recorded) if recorded != old_check => Err(RotateError::NotTheCurrentKey {
+            recorded,
+            given: old_check.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The chain must be whole under the old key before the new key signs over it.
@@ -124,16 +140,16 @@ async fn verify_chain_under(
     }
 }
 
-/// Opens every sealed value with `old` and seals it with `new`, in place.
+/// Opens every sealed value with the old box and seals it with the new, in place.
 async fn reseal_all(
     conn: &mut sqlx::AnyConnection,
-    old: &SecretBox,
-    new: &SecretBox,
+    (old, new): &(SecretBox, SecretBox),
+    batch: i64,
 ) -> Result<u64, RotateError> {
     let mut resealed = 0;
-    let mut after: Option<(RequestId, i64, String)> = None;
+    let mut after: Option<SealedPlace> = None;
     loop {
-        let page = storage::secrets::sealed_page(conn, after.as_ref(), RESEAL_BATCH).await?;
+        let page = storage::secrets::sealed_page(conn, after.as_ref(), batch).await?;
         let Some((last, _)) = page.last() else {
             return Ok(resealed);
         };

@@ -407,10 +407,29 @@ fn runs_here(state: &AppState, ty: &ResourceType) -> ServiceResult<()> {
 }
 
 /// Why requests of this type cannot be carried out by this server, if they cannot:
-/// the type names a PostgreSQL server the settings do not have, or generates a
-/// secret without a key to keep it. The catalog, the pre-check and the submit all
-/// say it in these words.
+/// the type runs a program the allow-list does not let run, names a PostgreSQL
+/// server the settings do not have, or generates a secret without a key to keep
+/// it. The catalog, the pre-check and the submit all say it in these words.
 pub(crate) fn unavailable_here(state: &AppState, ty: &ResourceType) -> Option<String> {
+    let title = &ty.title;
+    let programs = ty
+        .execute
+        .iter()
+        .filter_map(|step| match step {
+            ExecutionStep::Command(command) => Some(command.program.as_str()),
+            _ => None,
+        })
+        .chain(ty.checks.iter().filter_map(|check| match &check.kind {
+            CheckKind::Command { program, .. } => Some(program.as_str()),
+            _ => None,
+        }));
+    for program in programs {
+        if let Err(why) = state.drivers.command.allows(program) {
+            return Some(format!(
+                "{title} cannot be requested on this Slipway yet: {why}; ask the platform team"
+            ));
+        }
+    }
     let servers = ty
         .execute
         .iter()
@@ -422,7 +441,6 @@ pub(crate) fn unavailable_here(state: &AppState, ty: &ResourceType) -> Option<St
             CheckKind::Postgres { server, .. } => Some(server.as_str()),
             _ => None,
         }));
-    let title = &ty.title;
     for server in servers {
         if let Err(why) = state.drivers.command.postgres_server(server) {
             return Some(format!(

@@ -13,6 +13,7 @@ use super::{Actor, Caller, ServiceError, ServiceResult, authorize, load_request,
 use crate::secrets::{SecretBox, SecretError};
 use crate::state::AppState;
 use crate::storage;
+use crate::storage::secrets::KeyCheckLock;
 use slipway_core::policy::{self, Verb};
 
 impl From<SecretError> for ServiceError {
@@ -34,16 +35,42 @@ fn secret_box(state: &AppState) -> ServiceResult<&SecretBox> {
 /// A server still running with a key rotated away since (`slipway secrets
 /// rotate-key`) would seal values that the new key cannot open: it refuses, and
 /// the log says to restart it with the new key.
-async fn ensure_current_key(conn: &mut AnyConnection, secrets: &SecretBox) -> ServiceResult<()> {
-    match storage::secrets::key_check(conn).await? {
+/// The key check row stays shared-locked until the caller's transaction ends, so
+/// a rotation waits for this write, or this write for the rotation.
+async fn ensure_current_key(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    secrets: &SecretBox,
+) -> ServiceResult<()> {
+    let recorded =
+        storage::secrets::key_check_locked(conn, state.db.engine, KeyCheckLock::Share).await?;
+    match recorded {
         Some(recorded) if recorded != secrets.check_value() => {
-            Err(ServiceError::Internal(format!(
-                "the secret key was rotated (the database's key check value is {recorded}, \
-                 this server's is {}): restart this server with the new key",
-                secrets.check_value()
-            )))
+            Err(rotated_away(&recorded, secrets))
         }
         _ => Ok(()),
+    }
+}
+
+fn rotated_away(recorded: &str, secrets: &SecretBox) -> ServiceError {
+    ServiceError::Internal(format!(
+        "the secret key was rotated (the database's key check value is {recorded}, this \
+         server's is {}): restart this server with the new key",
+        secrets.check_value()
+    ))
+}
+
+/// A value that does not open on a server whose key was rotated away is the
+/// server's fault, not the value's: said so, and a worker retries the job (on a
+/// server with the new key) instead of failing the request for good.
+async fn unopened(state: &AppState, secrets: &SecretBox, error: SecretError) -> ServiceError {
+    let recorded = match state.db.pool.acquire().await {
+        Ok(mut conn) => storage::secrets::key_check(&mut conn).await.ok().flatten(),
+        Err(_) => None,
+    };
+    match recorded {
+        Some(recorded) if recorded != secrets.check_value() => rotated_away(&recorded, secrets),
+        _ => error.into(),
     }
 }
 
@@ -60,9 +87,9 @@ pub(crate) async fn store(
     if split.given.is_empty() && split.kept.is_empty() {
         return Ok(());
     }
+    ensure_current_key(conn, state, secret_box(state)?).await?;
     if !split.given.is_empty() {
         let secrets = secret_box(state)?;
-        ensure_current_key(conn, secrets).await?;
         for (param, value) in split.given.iter() {
             let sealed = secrets.seal(request, param, value)?;
             storage::secrets::insert(conn, request, revision, param, &sealed).await?;
@@ -95,6 +122,9 @@ pub(crate) async fn store_generated(
     revision: i64,
     previous_revision: Option<i64>,
 ) -> ServiceResult<()> {
+    if !ty.generated_secrets.is_empty() {
+        ensure_current_key(conn, state, secret_box(state)?).await?;
+    }
     for generated in &ty.generated_secrets {
         let kept = match previous_revision {
             Some(from) => {
@@ -105,7 +135,6 @@ pub(crate) async fn store_generated(
         };
         if !kept {
             let secrets = secret_box(state)?;
-            ensure_current_key(conn, secrets).await?;
             let value = Alphanumeric.sample_string(&mut rand::rng(), generated.length);
             let sealed = secrets.seal(request, &generated.name, &value)?;
             storage::secrets::insert(conn, request, revision, &generated.name, &sealed).await?;
@@ -160,7 +189,10 @@ pub async fn open_revision(
     }
     let secrets = secret_box(state)?;
     for (param, sealed) in &sealed {
-        values.insert(param.clone(), secrets.open(request, param, sealed)?);
+        match secrets.open(request, param, sealed) {
+            Ok(value) => values.insert(param.clone(), value),
+            Err(error) => return Err(unopened(state, secrets, error).await),
+        };
     }
     Ok(values)
 }
@@ -214,7 +246,11 @@ pub async fn reveal_once(
                 "request #{id} holds no {name:?}: it was made before its type generated one"
             ))
         })?;
-    let value = secret_box(state)?.open(id, name, &sealed)?;
+    let secrets = secret_box(state)?;
+    let value = match secrets.open(id, name, &sealed) {
+        Ok(value) => value,
+        Err(error) => return Err(unopened(state, secrets, error).await),
+    };
     // Shown once, never again, and the request is done: nothing needs it now.
     storage::secrets::forget(&mut tx, id, name).await?;
     super::record(

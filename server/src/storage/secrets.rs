@@ -4,7 +4,7 @@
 use slipway_core::ids::RequestId;
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, now_millis};
+use super::{Engine, StorageError, now_millis};
 use crate::secrets::Sealed;
 
 /// The check value of the key this database's secrets are sealed with, if one
@@ -32,6 +32,34 @@ pub async fn record_key_check(
     .execute(&mut *conn)
     .await?;
     Ok(key_check(conn).await?.unwrap_or_default())
+}
+
+/// How a read of the key check takes its row on PostgreSQL: shared by every
+/// writer of a sealed value, exclusive for a key rotation, so that neither seals
+/// under a key the other is replacing. SQLite's writers take turns anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheckLock {
+    Share,
+    Update,
+}
+
+/// The recorded key check value, its row locked as `lock` says until the
+/// transaction ends.
+pub async fn key_check_locked(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    lock: KeyCheckLock,
+) -> Result<Option<String>, StorageError> {
+    let sql = match (engine, lock) {
+        (Engine::Sqlite, _) => "SELECT check_value FROM secret_key_checks WHERE id = 1",
+        (Engine::Postgres, KeyCheckLock::Share) => {
+            "SELECT check_value FROM secret_key_checks WHERE id = 1 FOR SHARE"
+        }
+        (Engine::Postgres, KeyCheckLock::Update) => {
+            "SELECT check_value FROM secret_key_checks WHERE id = 1 FOR UPDATE"
+        }
+    };
+    Ok(sqlx::query_scalar(sql).fetch_optional(&mut *conn).await?)
 }
 
 /// Moves the recorded key check value to a new key's (a key rotation, in the
@@ -62,10 +90,10 @@ pub async fn sealed_page(
         after
             .map(|(r, v, p)| (r.0, *v, p.as_str()))
             .unwrap_or((i64::MIN, i64::MIN, ""));
+    // A row value comparison, which both engines read along the primary key.
     let rows = sqlx::query(
         "SELECT request_id, revision, param, nonce, ciphertext FROM request_secrets \
-         WHERE request_id > $1 OR (request_id = $1 AND (revision > $2 \
-            OR (revision = $2 AND param > $3))) \
+         WHERE (request_id, revision, param) > ($1, $2, $3) \
          ORDER BY request_id, revision, param LIMIT $4",
     )
     .bind(request)
