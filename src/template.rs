@@ -97,10 +97,10 @@ pub(crate) fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
     env.set_fuel(Some(TEMPLATE_FUEL));
     // Fuel counts steps, not bytes: a value that doubles at each step reaches
-    // gigabytes in thirty. A template cannot repeat a step on its own result:
-    // `namespace()`, the one way to carry a value out of a loop's iteration, is
-    // not offered (macros, the other, are not compiled in), and nesting stops at
-    // a few dozen levels.
+    // gigabytes in thirty. A loop a parameter lengthens cannot carry a value
+    // from one iteration to the next: `namespace()`, the one way to, is not
+    // offered (macros are not compiled in). What a template builds in a few
+    // steps of its own text is its authors' to review, as `catalog check` shows.
     env.remove_global("namespace");
     env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
     env.set_undefined_behavior(UndefinedBehavior::Strict);

@@ -197,22 +197,27 @@ fn keep_memory_private() {
     }
 }
 
-/// Everything Slipway writes is its own: the SQLite database and its journal
-/// (password hashes, every request's parameters, the audit trail), the GitOps
-/// repository, the command driver's scratch runs, and what the programs it starts
-/// write there (a `terraform.tfstate` holding its variables' secrets) are made
-/// readable by this user only, whatever umask the process was started with.
 /// A command's output line: a reader that went away (`| head`) ends the output
-/// quietly instead of the panic `println!` makes of a closed pipe.
+/// quietly instead of the panic `println!` makes of a closed pipe; any other
+/// failure to write (a full disk under `> token.txt`) ends the command with a
+/// failure, never a success whose output was lost.
 pub(crate) fn say(line: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     match writeln!(std::io::stdout().lock(), "{line}") {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => eprintln!("slipway: cannot write the output: {e}"),
+        Err(e) => {
+            eprintln!("slipway: cannot write the output: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
+/// Everything Slipway writes is its own: the SQLite database and its journal
+/// (password hashes, every request's parameters, the audit trail), the GitOps
+/// repository, the command driver's scratch runs, and what the programs it starts
+/// write there (a `terraform.tfstate` holding its variables' secrets) are made
+/// readable by this user only, whatever umask the process was started with.
 fn keep_new_files_private() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
@@ -441,7 +446,7 @@ async fn audit_tools(args: &AuditArgs) -> Result<AuditTools, String> {
 /// the database's commit nothing has changed; after it, the database opens with
 /// the new key only, and a step that fails then is said as such.
 async fn rotate_key(args: &AuditArgs, new_key_file: &std::path::Path) -> ExitCode {
-    use crate::services::key_rotation::{RESEAL_BATCH, reseal, sign_over};
+    use crate::services::key_rotation::{RESEAL_BATCH, RotateError, reseal, sign_over};
     let not_rotated = |error: String| {
         eprintln!("slipway: the key was NOT rotated; nothing changed: {error}");
         ExitCode::FAILURE
@@ -450,11 +455,12 @@ async fn rotate_key(args: &AuditArgs, new_key_file: &std::path::Path) -> ExitCod
     // A server running the workers on a SQLite file holds this lock.
     let _workers = match lock_sqlite_file_workers(&url) {
         Ok(lock) => lock,
-        Err(_) => {
+        Err(StartError::WorkersLock { reason, .. }) if reason.starts_with("another slipway") => {
             return not_rotated(
                 "a slipway server runs on this SQLite database: stop every server first".into(),
             );
         }
+        Err(error) => return not_rotated(error.to_string()),
     };
     let tools = match audit_tools(args).await {
         Ok(tools) => tools,
@@ -482,7 +488,12 @@ async fn rotate_key(args: &AuditArgs, new_key_file: &std::path::Path) -> ExitCod
     // Demo mode reads its key from the data directory: the new key is written
     // beside it first (an unwritable directory stops here) and moved in at once
     // after the commit.
-    let demo_file = (args.secret_key_file.is_none() && args.secret_key.is_none())
+    let configured = args.secret_key_file.is_some()
+        || args
+            .secret_key
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty());
+    let demo_file = (!configured)
         .then(|| args.data_dir.join(crate::secrets::DEMO_KEY_FILE))
         .filter(|file| file.exists());
     let staged = match demo_file
@@ -493,21 +504,24 @@ async fn rotate_key(args: &AuditArgs, new_key_file: &std::path::Path) -> ExitCod
         Some(Ok(staged)) => Some(staged),
         None => None,
     };
-    let resealed = match reseal(&tools.db, &gitops, (&old, &new), RESEAL_BATCH).await {
-        Ok(resealed) => resealed,
+    match reseal(&tools.db, &gitops, (&old, &new), RESEAL_BATCH).await {
+        Ok(resealed) => say!(
+            "secret key rotated: {} sealed values re-encrypted; key check value {} → {}",
+            resealed.resealed,
+            resealed.old_check,
+            resealed.new_check
+        ),
+        // A run that stopped after its commit, run again: the rest is finished.
+        Err(RotateError::NotTheCurrentKey { recorded, .. }) if recorded == new.check_value() => {
+            say!("the database is on the new key already; finishing the rotation")
+        }
         Err(error) => {
             if let Some(staged) = &staged {
                 let _ = std::fs::remove_file(staged);
             }
             return not_rotated(error.to_string());
         }
-    };
-    say!(
-        "secret key rotated: {} sealed values re-encrypted; key check value {} → {}",
-        resealed.resealed,
-        resealed.old_check,
-        resealed.new_check
-    );
+    }
     let mut failed = false;
     match (&staged, &demo_file) {
         (Some(staged), Some(file)) => match crate::secrets::put_staged_key(staged, file) {

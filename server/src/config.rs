@@ -1704,7 +1704,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|e: std::num::ParseIntError| {
         if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) {
-            format!("{text:?} is longer than the 3650 days (ten years) a duration may be")
+            format!(
+                "{text:?} is longer than the {MAX_DURATION_DAYS} days (ten years) a duration may be"
+            )
         } else {
             format!("{text:?} does not start with a whole number")
         }

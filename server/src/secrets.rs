@@ -157,15 +157,22 @@ pub fn stage_key_file(path: &Path, key: &SecretKey) -> Result<PathBuf, String> {
 /// Moves a staged key file over the key file, and flushes the directory so the
 /// move outlasts a crash.
 pub fn put_staged_key(staged: &Path, path: &Path) -> Result<(), String> {
-    std::fs::rename(staged, path)
-        .and_then(|()| match path.parent() {
-            Some(dir) => std::fs::File::open(dir)?.sync_all(),
-            None => Ok(()),
-        })
+    std::fs::rename(staged, path).map_err(|e| {
+        format!(
+            "cannot move the new key from {} to {}: {e}",
+            staged.display(),
+            path.display()
+        )
+    })?;
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
         .map_err(|e| {
             format!(
-                "cannot move the new key from {} to {}: {e}",
-                staged.display(),
+                "{} holds the new key, but its directory could not be flushed: {e}",
                 path.display()
             )
         })

@@ -6,12 +6,16 @@
 /// The deepest nesting a catalog file or a rendered manifest may have.
 pub const MAX_NESTING: usize = 256;
 
-/// Why `text` is refused, if it nests deeper than [`MAX_NESTING`]: brackets in
-/// quoted strings and comments do not count.
+/// Why `text` is refused, if it nests deeper than [`MAX_NESTING`]. Erring
+/// towards counting: a quote opens a string only where a flow collection expects
+/// a value (after `[`, `{`, `,` or `:`), as the parser reads it, so a quote inside
+/// a plain or block scalar hides nothing; brackets in a string outside a flow
+/// collection count (a false refusal needs hundreds of them unbalanced).
 pub fn too_deep(text: &str) -> Option<String> {
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
     let mut escaped = false;
+    let mut expects_value = false;
     let mut previous = '\n';
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -25,8 +29,7 @@ pub fn too_deep(text: &str) -> Option<String> {
             Some(open) if c == open => quote = None,
             Some(_) => {}
             None => match c {
-                // A quote opens a string only where a value starts: `it's` is text.
-                '"' | '\'' if starts_value(previous) => quote = Some(c),
+                '"' | '\'' if depth > 0 && expects_value => quote = Some(c),
                 '#' if previous.is_whitespace() => skip_line(&mut chars),
                 '[' | '{' => {
                     depth += 1;
@@ -40,13 +43,12 @@ pub fn too_deep(text: &str) -> Option<String> {
                 _ => {}
             },
         }
+        if quote.is_none() && !c.is_whitespace() {
+            expects_value = matches!(c, '[' | '{' | ',' | ':');
+        }
         previous = c;
     }
     None
-}
-
-fn starts_value(previous: char) -> bool {
-    previous.is_whitespace() || matches!(previous, '[' | '{' | ',' | ':' | '-')
 }
 
 fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
@@ -70,14 +72,24 @@ mod tests {
         let fine = format!("x: {}{}", "[".repeat(256), "]".repeat(256));
         assert_eq!(too_deep(&fine), None);
         for quoted in [
-            format!("x: \"{}\"", "[".repeat(1000)),
-            format!("x: '{}'", "[".repeat(1000)),
-            format!("x: 'it''s {}'", "{".repeat(1000)),
-            format!("x: \"a \\\" {}\"", "[".repeat(1000)),
+            format!("x: [\"{}\", '{}']", "[".repeat(1000), "{".repeat(1000)),
+            format!("x: ['it''s {}']", "{".repeat(1000)),
+            format!("x: [\"a \\\" {}\"]", "[".repeat(1000)),
+            format!("x: {{a: \"{}\"}}", "[".repeat(1000)),
             format!("# {}\nx: 1", "[".repeat(1000)),
-            format!("x: it's [a]\ny: \"{}\"", "[".repeat(1000)),
         ] {
             assert_eq!(too_deep(&quoted), None, "{quoted:.60}");
+        }
+        // A quote that opens no string hides nothing after it.
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        for hiding in [
+            format!("a: b \"\nc: {deep}"),
+            format!("a: |\n  '\nc: {deep}"),
+            format!("[x \", {deep}]"),
+            format!("[ -\" {deep}]"),
+            format!("[\"]\", {}]", "[\"]\", ".repeat(300)),
+        ] {
+            assert!(too_deep(&hiding).is_some(), "{hiding:.60}");
         }
     }
 }

@@ -6,9 +6,10 @@
 //!
 //! Run it with every server stopped. A server still running with the old key
 //! refuses to seal a secret or sign a checkpoint once the key has moved on (on
-//! PostgreSQL the key check row is locked against it while the rotation runs),
-//! and a value it cannot open is its fault, not the value's: its jobs wait for a
-//! server with the new key. It has to be restarted with the new key.
+//! PostgreSQL the key record is locked against it while the rotation runs), and
+//! a value it cannot open is said to be its fault, not the value's (its workers
+//! still use up a job's attempts on it, as on any server fault). It has to be
+//! restarted with the new key.
 
 use super::{Actor, ServiceError, record};
 use crate::audit_chain::{self, AuditError, CheckpointSigner, VerifyOptions};

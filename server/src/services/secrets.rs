@@ -61,16 +61,18 @@ fn rotated_away(recorded: &str, secrets: &SecretBox) -> ServiceError {
 }
 
 /// A value that does not open on a server whose key was rotated away is the
-/// server's fault, not the value's: said so, and a worker retries the job (on a
-/// server with the new key) instead of failing the request for good.
+/// server's fault, not the value's: said so (a server fault, which a worker
+/// retries, rather than a conflict, which fails the request at once). A key
+/// record that cannot be read is a server fault too.
 async fn unopened(state: &AppState, secrets: &SecretBox, error: SecretError) -> ServiceError {
     let recorded = match state.db.pool.acquire().await {
-        Ok(mut conn) => storage::secrets::key_check(&mut conn).await.ok().flatten(),
-        Err(_) => None,
+        Ok(mut conn) => storage::secrets::key_check(&mut conn).await,
+        Err(e) => Err(e.into()),
     };
     match recorded {
-        Some(recorded) if recorded != secrets.check_value() => rotated_away(&recorded, secrets),
-        _ => error.into(),
+        Ok(Some(recorded)) if recorded != secrets.check_value() => rotated_away(&recorded, secrets),
+        Ok(_) => error.into(),
+        Err(e) => ServiceError::Internal(format!("{error}; the key record could not be read: {e}")),
     }
 }
 

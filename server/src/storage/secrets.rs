@@ -34,32 +34,35 @@ pub async fn record_key_check(
     Ok(key_check(conn).await?.unwrap_or_default())
 }
 
-/// How a read of the key check takes its row on PostgreSQL: shared by every
-/// writer of a sealed value, exclusive for a key rotation, so that neither seals
-/// under a key the other is replacing. SQLite's writers take turns anyway.
+/// How a read of the key check holds the key on PostgreSQL until its transaction
+/// ends: shared by every writer of a sealed value and every checkpoint, alone for
+/// a key rotation, so that neither seals under a key the other is replacing.
+/// SQLite's writers take turns anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyCheckLock {
     Share,
     Update,
 }
 
-/// The recorded key check value, its row locked as `lock` says until the
+/// The advisory lock standing for the key (a lock, not the row's own: shared
+/// row locks on one hot row cost PostgreSQL a multixact and a WAL write each).
+const KEY_LOCK: i64 = 7105007;
+
+/// The recorded key check value, the key held as `lock` says until the
 /// transaction ends.
 pub async fn key_check_locked(
     conn: &mut AnyConnection,
     engine: Engine,
     lock: KeyCheckLock,
 ) -> Result<Option<String>, StorageError> {
-    let sql = match (engine, lock) {
-        (Engine::Sqlite, _) => "SELECT check_value FROM secret_key_checks WHERE id = 1",
-        (Engine::Postgres, KeyCheckLock::Share) => {
-            "SELECT check_value FROM secret_key_checks WHERE id = 1 FOR SHARE"
-        }
-        (Engine::Postgres, KeyCheckLock::Update) => {
-            "SELECT check_value FROM secret_key_checks WHERE id = 1 FOR UPDATE"
-        }
-    };
-    Ok(sqlx::query_scalar(sql).fetch_optional(&mut *conn).await?)
+    if engine == Engine::Postgres {
+        let sql = match lock {
+            KeyCheckLock::Share => "SELECT pg_advisory_xact_lock_shared($1)",
+            KeyCheckLock::Update => "SELECT pg_advisory_xact_lock($1)",
+        };
+        sqlx::query(sql).bind(KEY_LOCK).execute(&mut *conn).await?;
+    }
+    key_check(conn).await
 }
 
 /// Moves the recorded key check value to a new key's (a key rotation, in the
