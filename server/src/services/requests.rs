@@ -412,41 +412,30 @@ fn runs_here(state: &AppState, ty: &ResourceType) -> ServiceResult<()> {
 /// it. The catalog, the pre-check and the submit all say it in these words.
 pub(crate) fn unavailable_here(state: &AppState, ty: &ResourceType) -> Option<String> {
     let title = &ty.title;
-    let programs = ty
-        .execute
-        .iter()
-        .filter_map(|step| match step {
-            ExecutionStep::Command(command) => Some(command.program.as_str()),
-            _ => None,
-        })
+    let command = &state.drivers.command;
+    let steps = ty.execute.iter().filter_map(|step| match step {
+        ExecutionStep::Command(step) => Some(step),
+        _ => None,
+    });
+    // Each program a step or a check runs, then each server one names.
+    let programs = steps
+        .clone()
+        .map(|step| command.allows(&step.program))
         .chain(ty.checks.iter().filter_map(|check| match &check.kind {
-            CheckKind::Command { program, .. } => Some(program.as_str()),
+            CheckKind::Command { program, .. } => Some(command.allows(program)),
             _ => None,
         }));
-    for program in programs {
-        if let Err(why) = state.drivers.command.allows(program) {
-            return Some(format!(
-                "{title} cannot be requested on this Slipway yet: {why}; ask the platform team"
-            ));
-        }
-    }
-    let servers = ty
-        .execute
-        .iter()
-        .filter_map(|step| match step {
-            ExecutionStep::Command(command) => command.postgres_server.as_deref(),
-            _ => None,
-        })
+    let servers = steps
+        .filter_map(|step| step.postgres_server.as_deref())
         .chain(ty.checks.iter().filter_map(|check| match &check.kind {
             CheckKind::Postgres { server, .. } => Some(server.as_str()),
             _ => None,
-        }));
-    for server in servers {
-        if let Err(why) = state.drivers.command.postgres_server(server) {
-            return Some(format!(
-                "{title} cannot be requested on this Slipway yet: {why}; ask the platform team"
-            ));
-        }
+        }))
+        .map(|server| command.postgres_server(server).map(drop));
+    if let Some(why) = programs.chain(servers).find_map(Result::err) {
+        return Some(format!(
+            "{title} cannot be requested on this Slipway yet: {why}; ask the platform team"
+        ));
     }
     if !ty.generated_secrets.is_empty() && state.secrets.is_none() {
         return Some(format!(
