@@ -1351,10 +1351,26 @@ async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> 
         "/requests/1.5",
         "/requests/99999999999999999999",
         "/requests/abc/edit",
+        "/assets/abc/catalog-info.yaml",
+        "/assets/1.5/catalog-info.yaml",
     ] {
         let page = browser.get(path).await?;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
         assert!(page.body.contains("Not found"), "{path}: {}", page.body);
+    }
+    // So are the forms' own addresses, posted to.
+    for path in [
+        "/requests/abc/edit/submit",
+        "/assets/abc/actions/resize/submit",
+        "/requests/abc/secrets/key/reveal",
+    ] {
+        let page = browser.post_form(path, &[], ORIGIN).await?;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            page.body.contains("page not found"),
+            "{path}: {}",
+            page.body
+        );
     }
     Ok(())
 }

@@ -814,7 +814,7 @@ pub struct CommandArgs {
     )]
     pub allow: Vec<String>,
     /// Variables of the server's environment handed on to every command, comma-
-    /// separated (e.g. PGPASSWORD,KUBECONFIG); PATH, HOME and LANG always are.
+    /// separated (e.g. PGPASSWORD,KUBECONFIG); PATH, HOME, LANG, LC_ALL and TZ always are.
     #[arg(
         long = "command-pass-env",
         env = "SLIPWAY_COMMAND_PASS_ENV",

@@ -8,6 +8,7 @@ pub mod form_errors;
 pub mod listen;
 pub mod new_token;
 pub mod oidc;
+pub mod page_path;
 pub mod request_form_post;
 pub mod reveal;
 pub mod shown_once;
@@ -29,6 +30,8 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tracing::Instrument;
 
+use crate::api::extract::{ApiPath, ApiQuery};
+use crate::api::problem::Problem;
 use crate::services::{CallMeta, Caller, Channel, ServiceError};
 use crate::state::AppState;
 use crate::storage::now_millis;
@@ -652,6 +655,7 @@ pub(crate) async fn session_caller(
 
 /// Where a page starts following a request's events (see [`events::resume_point`]).
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FollowQuery {
     pub after: Option<i64>,
 }
@@ -661,8 +665,8 @@ pub struct FollowQuery {
 async fn portal_progress(
     State(state): State<AppState>,
     session: Session,
-    axum::extract::Path(id): axum::extract::Path<i64>,
-    axum::extract::Query(query): axum::extract::Query<FollowQuery>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<FollowQuery>,
     headers: HeaderMap,
     meta: Option<axum::Extension<CallMeta>>,
 ) -> Response {
@@ -673,12 +677,18 @@ async fn portal_progress(
         let after = events::resume_point(&headers, query.after);
         events::progress_stream(state, caller, slipway_core::ids::RequestId(id), after).await
     };
-    match answer.await {
-        Ok(stream) => stream.into_response(),
-        Err(error) => crate::api::problem::Problem::from(error)
-            .with_trace(trace_id)
-            .into_response(),
-    }
+    let problem = match answer.await {
+        Ok(stream) => return stream.into_response(),
+        // A browser follows with its session cookie: the API's advice (send
+        // a token) would be wrong here.
+        Err(ServiceError::Unauthenticated) => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in to follow this request",
+        ),
+        Err(error) => Problem::from(error),
+    };
+    problem.with_trace(trace_id).into_response()
 }
 
 pub const TRACE_HEADER: &str = "x-trace-id";

@@ -1927,6 +1927,15 @@ async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) 
         );
         assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
     }
+    // Someone the call is not for is told that first, whatever the query.
+    for path in [
+        "/reviews?state=in_review",
+        "/audit?limit=many",
+        "/audit/export?limit=5",
+    ] {
+        let (status, problem) = api.get(path, &alice).await?;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {problem}");
+    }
 
     // The document says so.
     let document = serde_json::to_value(slipway_server::api::openapi())?;

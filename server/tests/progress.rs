@@ -324,6 +324,31 @@ async fn only_those_who_may_view_the_request_follow_it(engine: Engine) -> TestRe
         .send()
         .await?;
     assert_eq!(portal.status(), StatusCode::UNAUTHORIZED);
+    let advice = portal.text().await?;
+    assert!(advice.contains("sign in to follow"), "{advice}");
+    assert!(
+        !advice.contains("Bearer"),
+        "a browser is not told to send a token: {advice}"
+    );
+
+    // An address or a resume point that does not read is a problem naming it,
+    // not the router's plain text.
+    let not_a_number = http
+        .get(format!("{base}/requests/abc/events"))
+        .send()
+        .await?;
+    assert_eq!(not_a_number.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        not_a_number.headers()["content-type"],
+        "application/problem+json"
+    );
+    let after = http
+        .get(format!("{base}/requests/{id}/events?after=x"))
+        .send()
+        .await?;
+    assert_eq!(after.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem = after.text().await?;
+    assert!(problem.contains("\"after\""), "{problem}");
 
     // Carol (platform) may see every request: the whole story, then the end.
     let carol = token(&app, "carol").await?;

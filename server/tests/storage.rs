@@ -133,3 +133,24 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
     tx.commit().await?;
     Ok(())
 }
+
+/// A PostgreSQL server that is not there is said at once, by host and port and
+/// in the connection's own words, never with the URL's password.
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_reason() -> TestResult {
+    // Port 1 on loopback: nothing listens there, so the connection is refused.
+    let started = std::time::Instant::now();
+    let refused = slipway_server::storage::Db::connect("postgres://slipway:hunter2@127.0.0.1:1/x")
+        .await
+        .err()
+        .ok_or("nothing listens on port 1")?
+        .to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{refused}"
+    );
+    assert!(refused.contains("127.0.0.1:1"), "{refused}");
+    assert!(refused.to_lowercase().contains("refused"), "{refused}");
+    assert!(!refused.contains("hunter2"), "{refused}");
+    Ok(())
+}

@@ -107,8 +107,10 @@ pub struct AuditPage {
 async fn list_events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiQuery(query): ApiQuery<AuditQuery>,
+    query: Result<ApiQuery<AuditQuery>, ApiError>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    audit::may_read(&caller).map_err(|e| problem(&caller, e))?;
+    let ApiQuery(query) = query?;
     let window = PageParams {
         cursor: query.cursor.clone(),
         limit: query.limit,
@@ -138,8 +140,10 @@ const EXPORT_BATCH: i64 = 500;
 async fn export_events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiQuery(query): ApiQuery<AuditExportQuery>,
+    query: Result<ApiQuery<AuditExportQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
+    audit::may_read(&caller).map_err(|e| problem(&caller, e))?;
+    let ApiQuery(query) = query?;
     let filter = query.filter();
     // The first batch is read before answering, so a refusal is a proper 403.
     let first = audit::list(&state, &caller, &filter, Window::first(EXPORT_BATCH))

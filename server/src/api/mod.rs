@@ -9,7 +9,7 @@ mod assets;
 mod audit;
 mod backstage;
 mod catalog;
-mod extract;
+pub(crate) mod extract;
 mod guidance;
 pub mod idempotency;
 mod listing;

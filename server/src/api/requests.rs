@@ -265,8 +265,10 @@ async fn needing_attention(
 async fn review_queue(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
+    query: Result<ApiQuery<Vec<(String, String)>>, ApiError>,
 ) -> Result<Json<RequestPage>, ApiError> {
+    reviews::may_open_queue(&state, &caller).map_err(|e| problem(&caller, e))?;
+    let ApiQuery(pairs) = query?;
     let parsed = listing::parse(&pairs, listing::QUEUE_FILTERS, &[])?;
     let ListQuery { filter, page } = &parsed.query;
     let found = reviews::queue(&state, &caller, filter, *page)

@@ -1,12 +1,13 @@
 //! Assets as Backstage `catalog-info.yaml`: the portal's download (the session's
 //! user), and the pieces the REST API's export shares with it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use slipway_core::ids::AssetId;
 use tower_sessions::Session;
 
+use super::page_path::PagePath;
 use super::session_caller;
 use crate::services::{CallMeta, ServiceError, assets};
 use crate::state::AppState;
@@ -57,7 +58,7 @@ pub fn yaml_answer(body: impl Into<axum::body::Body>, attachment: bool) -> Respo
 pub async fn download(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
     headers: HeaderMap,
     meta: Option<axum::Extension<CallMeta>>,
 ) -> Response {

@@ -9,8 +9,8 @@
 //! asks for it again.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
@@ -22,6 +22,7 @@ use slipway_core::views::{ActionDraft, RequestDraft};
 use tower_sessions::Session;
 use url::form_urlencoded;
 
+use super::page_path::PagePath;
 use super::session_caller;
 use crate::services::detail::ReviewerRead;
 use crate::services::{self, CallMeta, Caller, ServiceError};
@@ -45,7 +46,7 @@ pub async fn submit_new(
     State(state): State<AppState>,
     session: Session,
     meta: Option<axum::Extension<CallMeta>>,
-    Path(type_name): Path<String>,
+    PagePath(type_name): PagePath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     answer(&state, &session, meta, Form::New { type_name }, body).await
@@ -56,7 +57,7 @@ pub async fn submit_revision(
     State(state): State<AppState>,
     session: Session,
     meta: Option<axum::Extension<CallMeta>>,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = Form::Revision { id: RequestId(id) };
@@ -68,7 +69,7 @@ pub async fn submit_action(
     State(state): State<AppState>,
     session: Session,
     meta: Option<axum::Extension<CallMeta>>,
-    Path((asset_id, action)): Path<(i64, String)>,
+    PagePath((asset_id, action)): PagePath<(i64, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = Form::Action {

@@ -1,11 +1,12 @@
 //! The one time a generated secret is shown: a plain form post from the request
 //! page, answered with a page of its own.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use slipway_core::ids::RequestId;
 use tower_sessions::Session;
 
+use super::page_path::PagePath;
 use super::session_caller;
 use super::shown_once::{self, Back, Shown};
 use crate::services::{CallMeta, secrets};
@@ -18,7 +19,7 @@ const ADVICE: &str = "Shown this once: copy it now, into a password manager or t
 pub async fn reveal(
     State(state): State<AppState>,
     session: Session,
-    Path((id, name)): Path<(i64, String)>,
+    PagePath((id, name)): PagePath<(i64, String)>,
     meta: Option<axum::Extension<CallMeta>>,
 ) -> Response {
     let id = RequestId(id);

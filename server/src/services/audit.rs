@@ -8,13 +8,19 @@ use crate::audit_chain::{self, AuditError};
 use crate::state::AppState;
 use crate::storage::{self, Window, audit::ChainStatus};
 
+/// Whether `user` may read the audit log: asked first, so that someone who
+/// may not is told so before anything about the query they sent.
+pub fn may_read(user: &Caller) -> ServiceResult<()> {
+    policy::may_see_audit(user).map_err(ServiceError::refused)
+}
+
 pub async fn list(
     state: &AppState,
     user: &Caller,
     filter: &AuditFilter,
     window: Window,
 ) -> ServiceResult<Paged<AuditEntry>> {
-    policy::may_see_audit(user).map_err(ServiceError::refused)?;
+    may_read(user)?;
     // The portal's rules for the same filters (no control characters, names
     // within their length): PostgreSQL cannot even compare a text holding NUL.
     let query = ListQuery {

@@ -93,6 +93,8 @@ pub enum StorageError {
     Corrupt(String),
     #[error("database: beginning a transaction stopped: {0}")]
     Interrupted(String),
+    #[error("the database at {at} could not be reached: {reason}")]
+    Unreachable { at: String, reason: String },
 }
 
 /// The connection pools and the engine behind them. `pool` serves reads (and, on
@@ -158,6 +160,46 @@ fn spawn_checkpointer(readers: AnyPool) {
     });
 }
 
+/// How long start-up waits for the database server's first answer.
+const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// One connection made before the pool is: the pool retries a refused
+/// connection until its acquire timeout and then says only "pool timed out",
+/// where the connection's own error (refused, no such host, a password the
+/// server turned down) is what the person starting Slipway needs.
+async fn first_connection(url: &str, options: &AnyConnectOptions) -> Result<(), StorageError> {
+    use sqlx::Connection as _;
+    // Named by host and port only: the URL may hold a password.
+    let at = url::Url::parse(url)
+        .ok()
+        .map(|u| {
+            let host = u.host_str().unwrap_or("localhost").to_string();
+            u.port()
+                .map_or(host.clone(), |port| format!("{host}:{port}"))
+        })
+        .unwrap_or_else(|| "DATABASE_URL".into());
+    let unreachable = |reason: String| StorageError::Unreachable {
+        at: at.clone(),
+        reason,
+    };
+    match tokio::time::timeout(
+        FIRST_CONNECT_WAIT,
+        sqlx::AnyConnection::connect_with(options),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(unreachable(error.to_string())),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s",
+            FIRST_CONNECT_WAIT.as_secs()
+        ))),
+    }
+}
+
 impl Db {
     /// Connects and applies the engine's migrations.
     pub async fn connect(url: &str) -> Result<Db, StorageError> {
@@ -180,6 +222,7 @@ impl Db {
                 (readers, writer)
             }
             Engine::Postgres => {
+                first_connection(url, &options).await?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
