@@ -15,11 +15,11 @@ mod pipeline;
 /// `PG*` variable (where and as whom to connect, TLS and channel binding, a
 /// password, service or config file) is the server's settings' alone: a step
 /// that could set one could send the admin's credentials elsewhere or weaken how
-/// they travel.
-const PG_STEP_VARIABLES: [&str; 7] = [
+/// they travel. `PGAPPNAME` is the run's own: the server finds the run's
+/// sessions by it, to end them when the run is stopped.
+const PG_STEP_VARIABLES: [&str; 6] = [
     "PGDATABASE",
     "PGOPTIONS",
-    "PGAPPNAME",
     "PGCONNECT_TIMEOUT",
     "PGCLIENTENCODING",
     "PGDATESTYLE",

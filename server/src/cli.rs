@@ -142,7 +142,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         token_pace,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: tokio_util::sync::CancellationToken::new(),
-        streams: Arc::default(),
+        streams: crate::services::slots::Slots::new(&crate::services::slots::PROGRESS_STREAMS),
+        downloads: crate::services::slots::Slots::new(&crate::services::slots::DOWNLOADS),
         flow_figures: Arc::default(),
         password_checks: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, usize::from),

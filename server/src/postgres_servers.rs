@@ -136,6 +136,16 @@ impl PostgresServer {
         env
     }
 
+    /// The admin connection itself (its password from the URL, else `fallback`),
+    /// for what Slipway does on the server on its own behalf.
+    pub fn admin(&self, fallback: Option<&str>) -> PgConnectOptions {
+        let options = self.options.clone().application_name("slipway");
+        match (self.password(), fallback) {
+            (None, Some(password)) => options.password(password),
+            _ => options,
+        }
+    }
+
     /// A connection to `database` on this server as `user`, keeping the URL's options.
     pub fn connect_as(&self, user: &str, password: &str, database: &str) -> PgConnectOptions {
         self.options

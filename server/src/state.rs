@@ -46,7 +46,9 @@ pub struct AppState {
     /// end then, or the graceful shutdown would wait on them forever.
     pub shutdown: CancellationToken,
     /// The live progress streams open now, bounded in all and per person.
-    pub streams: Arc<crate::http::events::StreamSlots>,
+    pub streams: Arc<crate::services::slots::Slots>,
+    /// The bulk downloads being sent now, bounded in all and per person.
+    pub downloads: Arc<crate::services::slots::Slots>,
     /// Flow metrics computed in the last minute.
     pub flow_figures: Arc<crate::services::flow::FlowFigures>,
     /// Password checks running now, at most one per core: each costs tens of

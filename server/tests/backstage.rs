@@ -223,6 +223,26 @@ async fn the_feed_holds_every_active_asset_page_by_page(app: &TestApp) -> TestRe
         after = page.next;
     }
     assert_eq!(parse_stream(&paged)?, feed);
+
+    // Two feeds being sent to one person are all they get at once: a third
+    // waits its turn (429), and a feed ended gives its place back.
+    let state = &app.state;
+    let first = assets::backstage_feed(state.clone(), alice.clone(), api.base.clone()).await?;
+    let second = assets::backstage_feed(state.clone(), alice.clone(), api.base.clone()).await?;
+    let (status, _, problem) = api
+        .get("/api/v1/backstage/catalog-info.yaml", Some(&secret))
+        .await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+    assert!(problem.contains("at most 2 at once"), "{problem}");
+    let carol = app.user("carol").await?;
+    let others = assets::backstage_feed(state.clone(), carol, api.base.clone()).await;
+    assert!(others.is_ok(), "another person is not held up");
+    drop((first, second));
+    assert_eq!(
+        api.entities("/api/v1/backstage/catalog-info.yaml", &secret)
+            .await?,
+        feed
+    );
     Ok(())
 }
 

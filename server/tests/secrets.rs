@@ -1051,3 +1051,107 @@ fn scram_verifies(verifier: &str, password: &str) -> TestResult<bool> {
     let client_key = hmac(&salted, b"Client Key")?;
     Ok(Sha256::digest(&client_key).as_slice() == b64.decode(stored_key)?.as_slice())
 }
+
+/// A step stopped while its statement runs on the PostgreSQL server (here it
+/// waits for a lock) has that statement ended there too: killing psql alone
+/// leaves the server to finish it once the lock is free, long after the step
+/// was reported stopped (a cancelled decommission dropping the database anyway).
+#[tokio::test]
+async fn a_stopped_psql_step_ends_what_it_sent_to_the_server() -> TestResult {
+    use slipway_core::execution::PlannedCommand;
+    use slipway_core::render::RenderedFile;
+    use slipway_server::drivers::command::{CommandDriver, CommandSettings};
+    use slipway_server::drivers::progress::ProgressLines;
+    use sqlx::Connection as _;
+
+    let Some(admin_url) = common::postgres_admin_url()? else {
+        return Ok(());
+    };
+    let table = format!(
+        "stop_probe_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut holder = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::query(&format!("CREATE TABLE {table} (n int)"))
+        .execute(&mut holder)
+        .await?;
+    let mut lock = holder.begin().await?;
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *lock)
+        .await?;
+
+    let scratch = tempfile::tempdir()?;
+    let driver = CommandDriver::new(CommandSettings {
+        allowed: vec!["psql".into()],
+        pass_env: Vec::new(),
+        default_timeout: std::time::Duration::from_secs(60),
+        scratch_dir: scratch.path().to_path_buf(),
+        postgres_servers: slipway_server::postgres_servers::parse_servers(&[format!(
+            "shared={admin_url}"
+        )])?,
+    });
+    let command = PlannedCommand {
+        program: "psql".into(),
+        args: [
+            "--no-psqlrc",
+            "--quiet",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "insert.sql",
+        ]
+        .map(String::from)
+        .to_vec(),
+        files: vec![RenderedFile {
+            path: "insert.sql".into(),
+            content: format!("INSERT INTO {table} VALUES (1);\n"),
+        }],
+        env: Vec::new(),
+        secret_env: Vec::new(),
+        secret_env_scram: Vec::new(),
+        timeout_seconds: None,
+        postgres_server: Some("shared".into()),
+        retry_exit_codes: Vec::new(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        cancel.cancel();
+    });
+    let stopped = driver
+        .run_command(
+            &command,
+            &secret::SecretValues::new(),
+            &stop,
+            &ProgressLines::discard(),
+        )
+        .await
+        .err()
+        .ok_or("the insert waits for the lock until the step is stopped")?
+        .to_string();
+    assert!(stopped.contains("was stopped after"), "{stopped}");
+    assert!(
+        stopped.contains("1 session(s) it had opened on the PostgreSQL server were ended"),
+        "{stopped}"
+    );
+
+    // The lock is free now: an insert left waiting on the server would run.
+    lock.commit().await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut holder)
+        .await?;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'slipway-step-%'",
+    )
+    .fetch_one(&mut holder)
+    .await?;
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&mut holder)
+        .await?;
+    holder.close().await?;
+    assert_eq!(rows, 0, "the stopped step's insert never ran");
+    assert_eq!(left, 0, "no session of a step is left on the server");
+    Ok(())
+}

@@ -1226,6 +1226,7 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
             "execute[0].env.LD_PRELOAD",
             "execute[0].env.PAGER",
             "execute[0].env.PATH",
+            "execute[0].env.PGAPPNAME",
             "execute[0].env.PGCHANNELBINDING",
             "execute[0].env.PGHOST",
             "execute[0].env.PGSSLMINPROTOCOLVERSION",
@@ -1235,7 +1236,7 @@ fn a_command_cannot_choose_its_loader_or_redirect_the_admin_connection() {
             "execute[0].env.SLIPWAY_STEP_RUN",
             "execute[0].secret_env.PGPASSWORD",
         ],
-        "PGDATABASE and PGAPPNAME stay the step's own"
+        "PGDATABASE stays the step's own"
     );
 }
 

@@ -134,6 +134,7 @@ const EXPORT_BATCH: i64 = 500;
         (status = 200, description = "Every matching event, newest first, one JSON object per line", content_type = "application/x-ndjson", body = String),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many exports being sent: two per person, six per server (the Backstage feed counts too)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is unknown, given twice or of the wrong kind, a filter breaks its rule (control characters, too long), or the limit or cursor is out of range; `errors` names it", body = Problem, content_type = "application/problem+json"),
     ))]
 /// Export every matching audit event as JSON Lines.
@@ -145,6 +146,11 @@ async fn export_events(
     audit::may_read(&caller).map_err(|e| problem(&caller, e))?;
     let ApiQuery(query) = query?;
     let filter = query.filter();
+    // Held until the last batch is sent (or the client goes away).
+    let slot = state
+        .downloads
+        .take(&caller.username)
+        .map_err(|e| problem(&caller, e))?;
     // The first batch is read before answering, so a refusal is a proper 403.
     let first = audit::list(&state, &caller, &filter, Window::first(EXPORT_BATCH))
         .await
@@ -156,6 +162,7 @@ async fn export_events(
     // short log that looks whole).
     let stream = futures_util::stream::unfold(Some(Batch::Read(first)), move |batch| {
         let (state, caller, filter) = (state.clone(), caller.clone(), filter.clone());
+        let _held = &slot;
         async move {
             let page = match batch? {
                 Batch::Read(page) => page,

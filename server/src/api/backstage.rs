@@ -45,6 +45,7 @@ async fn asset_entity(
 #[utoipa::path(get, path = "/api/v1/backstage/catalog-info.yaml", tag = "backstage",
     responses(
         (status = 200, description = "Every active asset as a Backstage `Resource` entity, oldest first, in one multi-document YAML stream (`---` before each). Assets that are no longer active are left out, so Backstage marks their entities orphaned. A stream of documents has no single schema (each document is a `BackstageEntity`), so none is declared.", content_type = "application/yaml"),
+        (status = 429, description = "Too many exports being sent: two per person, six per server (the audit export counts too)", body = Problem, content_type = "application/problem+json"),
     ))]
 /// Every active asset, for a Backstage catalog location (`type: url`).
 async fn entity_feed(

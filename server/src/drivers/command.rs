@@ -12,6 +12,7 @@
 
 mod escaped;
 mod scram;
+mod server_sessions;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::progress::{ProgressLines, scrub_line};
 use super::{Driver, DriverError, StepContext, StepOutcome};
 use crate::postgres_servers::{self, PostgresServer};
+use server_sessions::RunSessions;
 
 /// What commands may run and with what, from the server's settings.
 #[derive(Debug, Clone)]
@@ -125,18 +127,23 @@ impl CommandDriver {
         let mut secrets = secrets.clone();
         let mut passfile = None;
         let mut pass_env = settings.pass_env.clone();
+        let mut sessions = None;
         if let Some(name) = &command.postgres_server {
             let server = self.postgres_server(name).map_err(DriverError::Permanent)?;
             refuse_other_connections(&command, name)?;
             let passed_password = held_back_from_admin_connection(&mut pass_env);
+            let run_sessions = RunSessions::new(server, passed_password.clone());
             passfile = with_admin_connection(&mut command, &mut secrets, server, passed_password);
+            let application_name = run_sessions.application_name().to_string();
+            command.env.push(("PGAPPNAME".into(), application_name));
+            sessions = Some(run_sessions);
         }
         hand_verifiers(&mut command, &mut secrets);
         blank_passed_environment(&settings.pass_env, &mut secrets);
         let stop = stop.clone();
         // Live lines are blanked of everything the program was handed, as its log is.
         let progress = progress.blanking(secrets.clone());
-        tokio::task::spawn_blocking(move || {
+        let ran = tokio::task::spawn_blocking(move || {
             let handed = Handed {
                 command: &command,
                 passfile: passfile.as_deref(),
@@ -145,7 +152,14 @@ impl CommandDriver {
             run_blocking(&settings, &handed, &secrets, &stop, &progress)
         })
         .await
-        .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?
+        .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?;
+        match (ran, sessions) {
+            (Err(Stopped::Killed(error)), Some(sessions)) => {
+                Err(error.noted(&sessions.end().await))
+            }
+            (Err(Stopped::Killed(error) | Stopped::Ended(error)), _) => Err(error),
+            (Ok(outcome), _) => Ok(outcome),
+        }
     }
 }
 
@@ -1188,13 +1202,27 @@ struct Handed<'a> {
 /// (`setsid`, `ssh -f`) may hold them open for ever.
 pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
+/// How a run that did not succeed ended: its program was killed (past its
+/// time, the job stopped, or it could not be waited for), or it ended of
+/// itself or never started.
+enum Stopped {
+    Killed(DriverError),
+    Ended(DriverError),
+}
+
+impl From<DriverError> for Stopped {
+    fn from(error: DriverError) -> Stopped {
+        Stopped::Ended(error)
+    }
+}
+
 fn run_blocking(
     settings: &CommandSettings,
     handed: &Handed<'_>,
     secrets: &SecretValues,
     stop: &CancellationToken,
     progress: &ProgressLines,
-) -> Result<StepOutcome, DriverError> {
+) -> Result<StepOutcome, Stopped> {
     let Handed {
         command,
         passfile,
@@ -1259,9 +1287,9 @@ fn run_blocking(
         let _ = child.kill();
         let _ = child.wait();
         mark.end_escaped();
-        return Err(DriverError::Retryable(format!(
+        return Err(Stopped::Killed(DriverError::Retryable(format!(
             "could not read the output of {program:?}: {error}"
-        )));
+        ))));
     }
     let ended = Arc::new(std::sync::OnceLock::new());
     let [stdout, stderr] = pipes;
@@ -1290,9 +1318,9 @@ fn run_blocking(
                 end_group(&child);
                 let _ = child.kill();
                 mark.end_escaped();
-                return Err(DriverError::Retryable(format!(
+                return Err(Stopped::Killed(DriverError::Retryable(format!(
                     "could not wait for {program:?}: {e}"
-                )));
+                ))));
             }
         }
     };
@@ -1340,16 +1368,16 @@ fn run_blocking(
     }
     let Some(status) = status else {
         if stop.is_cancelled() {
-            return Err(DriverError::Retryable(format!(
+            return Err(Stopped::Killed(DriverError::Retryable(format!(
                 "{program:?} was stopped after {elapsed:.1} s{}",
                 tail(&log)
-            )));
+            ))));
         }
-        return Err(DriverError::Retryable(format!(
+        return Err(Stopped::Killed(DriverError::Retryable(format!(
             "{program:?} did not finish within {} s and was stopped{}",
             timeout.as_secs(),
             tail(&log)
-        )));
+        ))));
     };
     if !status.success() {
         let code = status
@@ -1361,12 +1389,14 @@ fn run_blocking(
                 "{program:?} exited with {code} after {elapsed:.1} s, which the step lists as \
                  transient (retry_exit_codes); it runs again{}",
                 tail(&log)
-            )));
+            ))
+            .into());
         }
         return Err(DriverError::Permanent(format!(
             "{program:?} exited with {code} after {elapsed:.1} s{}",
             tail(&log)
-        )));
+        ))
+        .into());
     }
     Ok(StepOutcome {
         summary: format!("{program} exited 0 after {elapsed:.1} s"),

@@ -96,6 +96,16 @@ pub enum DriverError {
     Permanent(String),
 }
 
+impl DriverError {
+    /// The same error with `note` after its message.
+    pub fn noted(self, note: &str) -> DriverError {
+        match self {
+            DriverError::Retryable(message) => DriverError::Retryable(message + note),
+            DriverError::Permanent(message) => DriverError::Permanent(message + note),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Driver: Send + Sync {
     /// The name a type's `execute` step gives, e.g. "gitops".

@@ -6,9 +6,7 @@
 //! settled and every event was sent; it also ends when the server shuts down and
 //! after a while (clients reconnect and resume).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -21,7 +19,7 @@ use slipway_core::views::{ProgressEnd, ProgressEvent};
 use tokio::time::Instant;
 
 use crate::services::detail::{self, ProgressPage};
-use crate::services::{Caller, ServiceError, ServiceResult};
+use crate::services::{Caller, ServiceResult};
 use crate::state::AppState;
 
 /// How often a stream asks the database for what is new.
@@ -36,75 +34,6 @@ pub const MAX_STREAM_LIFE: Duration = Duration::from_secs(60);
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// The header a reconnecting `EventSource` sends.
 pub const LAST_EVENT_ID: &str = "last-event-id";
-
-/// The most progress streams one process keeps open, and one person: each polls
-/// the database, so a thousand idle tabs (or a client opening streams in a loop)
-/// must not starve the portal and the workers of connections.
-pub const MAX_STREAMS: usize = 256;
-pub const MAX_STREAMS_PER_PERSON: usize = 8;
-
-/// The open progress streams, counted per person.
-#[derive(Debug, Default)]
-pub struct StreamSlots {
-    open: Mutex<HashMap<String, usize>>,
-}
-
-/// One open stream's place, given back when the stream ends (however it ends).
-pub struct StreamSlot {
-    slots: Arc<StreamSlots>,
-    person: String,
-}
-
-impl StreamSlots {
-    /// A place for one more stream of `person`, or the reason there is none.
-    pub fn take(self: &Arc<Self>, person: &str) -> ServiceResult<StreamSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = open.values().sum();
-        let theirs = open.get(person).copied().unwrap_or(0);
-        if theirs >= MAX_STREAMS_PER_PERSON {
-            return Err(ServiceError::TooMany(
-                format!(
-                    "you follow {theirs} requests live already (at most {MAX_STREAMS_PER_PERSON}); close one, or reload the page later"
-                ),
-                None,
-            ));
-        }
-        if total >= MAX_STREAMS {
-            return Err(ServiceError::TooMany(
-                format!(
-                    "{total} live progress streams are open on this server (at most {MAX_STREAMS}); try again in a minute"
-                ),
-                None,
-            ));
-        }
-        open.insert(person.to_string(), theirs + 1);
-        Ok(StreamSlot {
-            slots: Arc::clone(self),
-            person: person.to_string(),
-        })
-    }
-
-    /// Streams open now, in all.
-    pub fn open(&self) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .sum()
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.person) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.person);
-            }
-        }
-    }
-}
 
 /// Where a stream starts: after the `Last-Event-ID` of a reconnect, else after
 /// `after` (a page starts after the events it already shows), else at the start.
@@ -148,7 +77,7 @@ pub async fn progress_stream(
 
 struct Follower {
     /// Held while the stream lives.
-    _slot: StreamSlot,
+    _slot: crate::services::slots::Slot,
     state: AppState,
     caller: Caller,
     id: RequestId,
@@ -236,15 +165,14 @@ fn end_event(state: RequestState) -> Option<Event> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::services::ServiceError;
+    use crate::services::slots::{PROGRESS_STREAMS, Slot, Slots};
 
     #[test]
     fn streams_are_bounded_per_person_and_in_all() {
-        let slots = Arc::new(StreamSlots::default());
-        let mine: Vec<StreamSlot> = (0..MAX_STREAMS_PER_PERSON)
-            .filter_map(|_| slots.take("alice").ok())
-            .collect();
-        assert_eq!(mine.len(), MAX_STREAMS_PER_PERSON);
+        let slots = Slots::new(&PROGRESS_STREAMS);
+        let mine: Vec<Slot> = (0..8).filter_map(|_| slots.take("alice").ok()).collect();
+        assert_eq!(mine.len(), 8);
         let refused = slots.take("alice").err().map(|e| e.to_string());
         assert!(
             refused.is_some_and(|m| m.contains("at most 8")),
@@ -254,10 +182,10 @@ mod tests {
         assert!(bobs.is_ok(), "others are not held up");
         drop(mine);
         assert_eq!(slots.open(), 1, "ended streams give their places back");
-        let many: Vec<StreamSlot> = (0..MAX_STREAMS)
+        let many: Vec<Slot> = (0..256)
             .filter_map(|n| slots.take(&format!("user-{n}")).ok())
             .collect();
-        assert_eq!(many.len(), MAX_STREAMS - 1);
+        assert_eq!(many.len(), 255);
         assert!(matches!(
             slots.take("carol"),
             Err(ServiceError::TooMany(..))

@@ -288,9 +288,12 @@ pub async fn backstage_feed(
     user: Caller,
     slipway_url: String,
 ) -> ServiceResult<impl Stream<Item = ServiceResult<String>> + Send + 'static> {
+    // Held until the last page is sent (or the client goes away).
+    let slot = state.downloads.take(&user.username)?;
     let first = backstage_feed_page(&state, &user, &slipway_url, AssetId(0), FEED_PAGE).await?;
     let rest = stream::unfold(first.next, move |after| {
         let (state, user, url) = (state.clone(), user.clone(), slipway_url.clone());
+        let _held = &slot;
         async move {
             let page = backstage_feed_page(&state, &user, &url, after?, FEED_PAGE).await;
             match page {

@@ -21,6 +21,7 @@ mod quota_hold;
 pub mod requests;
 pub mod reviews;
 pub mod secrets;
+pub mod slots;
 pub mod token_pace;
 pub mod token_uses;
 pub mod tokens;

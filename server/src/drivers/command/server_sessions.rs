@@ -1,0 +1,99 @@
+//! The sessions a step opens on its PostgreSQL server (`postgres_server`).
+//! Killing the program does not stop what it had sent: the server runs a
+//! statement to its end whether or not its client is still there, so a
+//! `DROP DATABASE` waiting for a lock would drop the database long after the
+//! step was reported stopped. Each run's sessions carry an application name of
+//! their own, by which a run that was stopped ends them on the server too.
+
+use std::time::Duration;
+
+use rand::Rng as _;
+use sqlx::{Connection as _, PgConnection};
+
+use crate::postgres_servers::PostgresServer;
+
+/// How long ending a run's sessions may take, connecting included.
+const END_WAIT: Duration = Duration::from_secs(10);
+/// How often the server is asked whether the ended sessions are gone.
+const GONE_POLL: Duration = Duration::from_millis(50);
+
+pub struct RunSessions {
+    server: PostgresServer,
+    /// The operator's passed-on `PGPASSWORD`, for a server whose URL has none.
+    password: Option<String>,
+    name: String,
+}
+
+impl RunSessions {
+    pub fn new(server: &PostgresServer, password: Option<String>) -> RunSessions {
+        RunSessions {
+            server: server.clone(),
+            password,
+            name: format!("slipway-step-{:032x}", rand::rng().random::<u128>()),
+        }
+    }
+
+    /// The `application_name` the run's program connects with (`PGAPPNAME`).
+    pub fn application_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Ends every session of this run still open on the server and waits until
+    /// they are gone (their transactions rolled back); returns a sentence for the
+    /// step's error saying what was done, or that it could not be.
+    pub async fn end(&self) -> String {
+        match tokio::time::timeout(END_WAIT, self.terminate()).await {
+            Ok(Ok(0)) => String::new(),
+            Ok(Ok(ended)) => format!(
+                "; {ended} session(s) it had opened on the PostgreSQL server were ended there \
+                 (what they had not committed was rolled back)"
+            ),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, session = %self.name, "could not end a stopped step's sessions on its PostgreSQL server");
+                format!(
+                    "; its sessions on the PostgreSQL server could not be ended ({error}): \
+                     a statement it sent may still complete there"
+                )
+            }
+            Err(_) => {
+                tracing::warn!(session = %self.name, "ending a stopped step's sessions on its PostgreSQL server took too long");
+                format!(
+                    "; its sessions on the PostgreSQL server were not ended within {} s: \
+                     a statement it sent may still complete there",
+                    END_WAIT.as_secs()
+                )
+            }
+        }
+    }
+
+    async fn terminate(&self) -> Result<usize, sqlx::Error> {
+        let options = self.server.admin(self.password.as_deref());
+        let mut conn = PgConnection::connect_with(&options).await?;
+        // The call is in the select list, which is computed only for the rows
+        // the WHERE kept: beside the name in the WHERE, the planner may call it
+        // first, on every session of the server.
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut conn)
+        .await?;
+        let ended = ended.into_iter().filter(|&ended| ended).count();
+        // A terminated backend rolls back before it leaves the list.
+        loop {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(&self.name)
+            .fetch_one(&mut conn)
+            .await?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(GONE_POLL).await;
+        }
+        let _ = conn.close().await;
+        Ok(ended)
+    }
+}
