@@ -302,17 +302,31 @@ pub fn own_errors(
     let asks_for_nothing_new = action.retires || action.is_upgrade();
     errors
         .into_iter()
-        .filter(|e| {
+        .filter_map(|e| {
             let not_shown = !e.field.is_empty() && !own.contains(&e.field);
             let inherited = not_shown
                 && params.get(&e.field).is_some()
                 && params.get(&e.field) == asset_params.get(&e.field);
-            let lacked_by_the_asset =
-                asks_for_nothing_new && not_shown && asset_params.get(&e.field).is_none();
-            !(inherited || lacked_by_the_asset)
+            let lacked_by_the_asset = not_shown && asset_params.get(&e.field).is_none();
+            if inherited || (lacked_by_the_asset && asks_for_nothing_new) {
+                return None;
+            }
+            // The requester cannot fix a field the action's form does not
+            // show: say whose fix it is.
+            Some(if lacked_by_the_asset {
+                let message = format!("{} ({LACKED_SINCE})", e.message);
+                FieldError::new(e.field, message)
+            } else {
+                e
+            })
         })
         .collect()
 }
+
+/// What is said of a parameter the type asks for since the asset was recorded.
+pub const LACKED_SINCE: &str = "the type asks for it since this asset was recorded, with no \
+    default, and this action's form cannot give it: the platform team must give it a default \
+    in the catalog";
 
 /// An action works on the asset it names: its parameters must render the same
 /// name as the asset's own do under today's naming template. (The asset keeps

@@ -357,16 +357,23 @@ fn name_value(param: Param, value: &str) -> Result<String, FieldError> {
     }
 }
 
+/// An id a page starts at. `after` may be 0, before the first row: the page
+/// before an empty one at the start of a list (`before=1`) starts there.
 fn id_value(param: Param, value: &str) -> Result<i64, FieldError> {
-    value.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-        FieldError::new(
-            param.name(),
-            format!(
-                "{} is not an id: use the id of a row on the page you come from",
-                quoted_briefly(value)
-            ),
-        )
-    })
+    let least = if matches!(param, Param::After) { 0 } else { 1 };
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= least)
+        .ok_or_else(|| {
+            FieldError::new(
+                param.name(),
+                format!(
+                    "{} is not an id: use the id of a row on the page you come from",
+                    quoted_briefly(value)
+                ),
+            )
+        })
 }
 
 impl ListQuery {
@@ -517,7 +524,7 @@ impl ListQuery {
         if cursors > 1 {
             errors.push(FieldError::new(
                 "after",
-                "give before or after, not both: a page starts at one place",
+                "cannot be given with before: a page starts at one place",
             ));
         }
         if let (Some(from), Some(to)) = (query.filter.created_from, query.filter.created_to)

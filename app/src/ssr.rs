@@ -44,6 +44,29 @@ pub fn portal_router(state: AppState) -> Router {
             unreadable_calls_are_client_errors,
         ))
         .layer(axum::middleware::from_fn(render_to_the_end))
+        .layer(axum::middleware::from_fn(no_file_has_such_a_name))
+}
+
+/// The longest file name the site's files may have (the file system's limit).
+const LONGEST_FILE_NAME: usize = 255;
+
+/// A path with a part longer than any file name names no page and no file: it
+/// is answered as missing before the static files are looked in, where the file
+/// system's "file name too long" would be logged as a server error at every
+/// call anyone cares to make.
+async fn no_file_has_such_a_name(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let too_long = request
+        .uri()
+        .path()
+        .split('/')
+        .any(|part| part.len() > LONGEST_FILE_NAME);
+    if too_long {
+        return slipway_server::http::page_path::not_found();
+    }
+    next.run(request).await
 }
 
 /// A page's content security policy: only scripts that carry this render's nonce
@@ -151,6 +174,7 @@ fn status_for(error: &ServiceError) -> u16 {
         ServiceError::Invalid(_) | ServiceError::PrecheckFailed(_) => 422,
         ServiceError::Conflict(_) => 409,
         ServiceError::TooMany(..) => 429,
+        ServiceError::Unavailable(_) => 503,
         ServiceError::Internal(_) => 500,
     }
 }
@@ -170,7 +194,9 @@ pub fn user_error(error: ServiceError) -> AppError {
         ServiceError::NotFound(m) => AppError::NotFound(m),
         ServiceError::Invalid(fields) => AppError::Invalid(fields),
         ServiceError::PrecheckFailed(report) => AppError::PrecheckFailed(report),
-        ServiceError::Conflict(m) | ServiceError::TooMany(m, _) => AppError::Conflict(m),
+        ServiceError::Conflict(m) | ServiceError::TooMany(m, _) | ServiceError::Unavailable(m) => {
+            AppError::Conflict(m)
+        }
         ServiceError::Internal(message) => {
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
             tracing::error!(reference, %message, "internal error");

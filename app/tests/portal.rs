@@ -1358,6 +1358,10 @@ async fn the_asset_page_links_its_catalog_info_and_the_link_downloads_yaml() -> 
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
         assert!(page.body.contains("Not found"), "{path}: {}", page.body);
     }
+    // A name longer than any file's is missing too, not a file system error.
+    let long = format!("/pkg/{}", "x".repeat(300));
+    let page = browser.get(&long).await?;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
     // So are the forms' own addresses, posted to.
     for path in [
         "/requests/abc/edit/submit",

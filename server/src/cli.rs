@@ -296,6 +296,16 @@ const CHAT_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// `drivers::gitops::turns`); on SQLite one process pushes.
 fn with_push_turns(gitops: GitOpsRepo, db: &Db, settings: &Settings) -> GitOpsRepo {
     let Some(remote) = &settings.gitops.remote else {
+        if db.engine == crate::storage::Engine::Postgres && settings.workers.workers > 0 {
+            // Nothing tells this process that others share its database: each
+            // would commit to a repository of its own, and compare a change
+            // with files another replica's repository holds.
+            tracing::warn!(
+                repository = %settings.gitops_repo.display(),
+                "commits go to this process's own repository: replicas that share this \
+                 PostgreSQL database need one --gitops-remote (SLIPWAY_GITOPS_REMOTE)"
+            );
+        }
         return gitops;
     };
     if db.engine != crate::storage::Engine::Postgres {

@@ -1927,6 +1927,18 @@ async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) 
         );
         assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
     }
+    // The page before an empty one at the start of a list is the list's
+    // oldest rows: its cursor, as given out, is taken back.
+    let (status, empty) = api.get("/requests?before=1", &alice).await?;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty["items"], serde_json::json!([]));
+    assert_eq!(empty["prev_cursor"], "a0", "{empty}");
+    let (status, back) = api.get("/requests?mine=true&cursor=a0", &alice).await?;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(ids(&back), made.iter().rev().copied().collect::<Vec<_>>());
+    let (status, by_id) = api.get("/requests?mine=true&after=0", &alice).await?;
+    assert_eq!(status, StatusCode::OK, "{by_id}");
+    assert_eq!(back["items"], by_id["items"]);
     // Someone the call is not for is told that first, whatever the query.
     for path in [
         "/reviews?state=in_review",

@@ -624,6 +624,13 @@ async fn asset_search_finds_words_and_survives_any_input(app: &TestApp) -> TestR
         "two words: name and orders"
     );
     assert_eq!(search(app, &alice, &many).await?, ["payments-orders-dev"]);
+    // A text with no word in it searches for nothing, whatever separates its
+    // nothing: control characters, punctuation and symbols alike.
+    let all = search(app, &alice, "").await?;
+    assert_eq!(all.len(), 3, "{all:?}");
+    for text in ["*", "\u{0}", "\u{1}\u{2}", "{}[]", "🦀🦀", "\u{202e}"] {
+        assert_eq!(search(app, &alice, text).await?, all, "{text:?}");
+    }
     Ok(())
 }
 

@@ -295,6 +295,47 @@ async fn a_scrape_during_a_database_outage_keeps_the_process_series() -> TestRes
     Ok(())
 }
 
+/// A call while the database cannot answer is a 503 that asks to come back
+/// (`Retry-After`) and says nothing was changed, not a server fault.
+#[tokio::test]
+async fn a_call_during_a_database_outage_is_asked_to_come_back() -> TestResult {
+    use slipway_core::views::{TokenRequest, TokenScope};
+    let Some(app) = TestApp::start(Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let made = slipway_server::services::tokens::create(
+        &app.state,
+        &alice,
+        &TokenRequest {
+            name: "outage".into(),
+            scopes: vec![TokenScope::Read],
+            expires_in_days: Some(1),
+        },
+    )
+    .await?;
+    let router = slipway_server::cli::router(&app.state, axum::Router::new());
+    app.state.db.pool.close().await;
+    app.state.db.writer.close().await;
+    let request = Request::get("/api/v1/requests")
+        .header(header::HOST, "slipway.test")
+        .header(header::AUTHORIZATION, format!("Bearer {}", made.secret))
+        .body(Body::empty())?;
+    let response = router.oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await?;
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("cannot be reached right now"), "{text}");
+    Ok(())
+}
+
 /// Workers that are alive but cannot claim a job (a database that refuses the
 /// writes: read-only after a failover, a full disk; here a trigger refuses every
 /// change to the queue) are not ready once that has lasted ten seconds, and

@@ -412,6 +412,59 @@ async fn a_version_asked_for_again_after_a_revert_is_upgraded_again() -> TestRes
     Ok(())
 }
 
+/// A catalog rolled back to a version it was swept at before brings back every
+/// asset upgraded meanwhile: the sweep of the newer version could not finish
+/// (an asset was busy), and the mark of the older one must not stand for it
+/// (before, the rollback's sweep found the older mark and walked nothing, so
+/// the upgraded assets stayed on the newer templates).
+#[tokio::test]
+async fn a_rollback_to_a_version_swept_before_brings_back_the_upgraded_assets() -> TestResult {
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    let web = asset_of(&app.state, app.namespace(&alice, "dev", "web").await?).await?;
+    let busy = asset_of(&app.state, app.namespace(&alice, "prod", "busy").await?).await?;
+    let original_version = version(&app.state)?;
+    assert_eq!(
+        upgrades::sweep(&app.state).await?,
+        upgrades::SweepReport::default()
+    );
+    let mut conn = app.state.db.pool.acquire().await?;
+    let swept = storage::upgrades::swept_version(&mut conn, "k8s-namespace").await?;
+    assert_eq!(swept.as_deref(), Some(original_version.as_str()));
+    drop(conn);
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-busy".into(),
+    };
+    actions::submit(&app.state, &alice, busy.summary.id, "resize", &draft).await?;
+
+    let original = std::fs::read_to_string(catalog.join(TEMPLATE))?;
+    std::fs::write(
+        catalog.join(TEMPLATE),
+        format!("{}\n{ADDED_LABEL}", original.trim_end()),
+    )?;
+    let newer = app.restart().await?;
+    let report = upgrades::sweep(&newer).await?;
+    assert_eq!((report.opened.len(), report.deferred), (1, 1), "{report:?}");
+    run_jobs_on(&newer).await?;
+    let upgraded = asset_of(&newer, web.summary.request_id).await?;
+    assert_eq!(upgraded.catalog_version, version(&newer)?);
+
+    std::fs::write(catalog.join(TEMPLATE), &original)?;
+    let rolled_back = app.restart().await?;
+    assert_eq!(version(&rolled_back)?, original_version);
+    // The busy asset never left the older version: only the upgraded one moves.
+    let report = upgrades::sweep(&rolled_back).await?;
+    assert_eq!((report.opened.len(), report.deferred), (1, 0), "{report:?}");
+    run_jobs_on(&rolled_back).await?;
+    let back = asset_of(&rolled_back, web.summary.request_id).await?;
+    assert_eq!(back.catalog_version, original_version);
+    Ok(())
+}
+
 /// The type file with `cost_center` added to its required parameters, with
 /// "none" as its default, and the namespace template labelled with it.
 fn require_cost_center(catalog: &Path) -> TestResult {

@@ -408,7 +408,13 @@ fn a_parameter_required_since_without_default_blocks_no_retirement_or_upgrade() 
     assert_eq!(errors_acting(&catalog, "decommission"), []);
     assert_eq!(errors_acting(&catalog, TypeAction::UPGRADE), []);
     let errors = errors_acting(&catalog, "resize");
-    assert_eq!(errors, [FieldError::new("cost_center", "is required")]);
+    assert_eq!(
+        errors,
+        [FieldError::new(
+            "cost_center",
+            format!("is required ({LACKED_SINCE})")
+        )]
+    );
 }
 
 fn written(paths: &[&str], removed: &[&str]) -> crate::render::ChangeSet {

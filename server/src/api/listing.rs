@@ -187,12 +187,17 @@ fn cursor_param(value: &str) -> Result<Option<(&'static str, i64)>, FieldError> 
     } else {
         None
     };
-    parsed.filter(|(_, id)| *id > 0).map(Some).ok_or_else(|| {
-        FieldError::new(
-            "cursor",
-            "is not one this API gave out; use the next_cursor or prev_cursor of a page",
-        )
-    })
+    // `a0` is the page before an empty one at the start of a list.
+    let least = |side: &str| if side == "after" { 0 } else { 1 };
+    parsed
+        .filter(|(side, id)| *id >= least(side))
+        .map(Some)
+        .ok_or_else(|| {
+            FieldError::new(
+                "cursor",
+                "is not one this API gave out; use the next_cursor or prev_cursor of a page",
+            )
+        })
 }
 
 /// One page of a list, newest first, as each endpoint's page type carries it.

@@ -78,6 +78,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "Send a valid, unexpired, unrevoked API token as `Authorization: Bearer <token>`.",
     ),
     (
+        "unavailable",
+        "The database cannot be reached right now (restarting, failing over, out of connections); nothing was changed. Try again after `Retry-After` seconds, with the same Idempotency-Key for a create.",
+    ),
+    (
         "unsupported-media-type",
         "Send the body as JSON with `Content-Type: application/json`.",
     ),
@@ -148,6 +152,9 @@ impl Problem {
     }
 }
 
+/// The seconds a client is asked to wait while the database cannot answer.
+const UNAVAILABLE_RETRY_AFTER: u64 = 5;
+
 /// What a handler fails with: a problem document, boxed so results stay small.
 #[derive(Debug)]
 pub struct ApiError(pub Box<Problem>);
@@ -217,6 +224,10 @@ impl From<ServiceError> for Problem {
             ServiceError::TooMany(m, wait) => Problem {
                 retry_after: wait.map(|w| w.as_secs().max(1)),
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many", m)
+            },
+            ServiceError::Unavailable(m) => Problem {
+                retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+                ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             },
             ServiceError::Internal(message) => {
                 // Logged once here, inside the call's span (which carries the trace id).

@@ -484,7 +484,9 @@ fn refusal(error: ServiceError, trace_id: Option<&str>) -> String {
         ServiceError::NotFound(what) => json!({ "NotFound": what }),
         ServiceError::Invalid(fields) => json!({ "Invalid": fields }),
         ServiceError::PrecheckFailed(report) => json!({ "PrecheckFailed": report }),
-        ServiceError::Conflict(message) | ServiceError::TooMany(message, _) => {
+        ServiceError::Conflict(message)
+        | ServiceError::TooMany(message, _)
+        | ServiceError::Unavailable(message) => {
             json!({ "Conflict": message })
         }
         ServiceError::Internal(message) => {

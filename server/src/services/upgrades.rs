@@ -103,12 +103,18 @@ async fn sweep_type(
     report: &mut SweepReport,
 ) -> ServiceResult<()> {
     let mut conn = state.db.pool.acquire().await?;
-    if storage::upgrades::swept_version(&mut conn, &ty.name)
-        .await?
-        .as_deref()
-        == Some(&ty.version)
-    {
-        return Ok(());
+    match storage::upgrades::swept_version(&mut conn, &ty.name).await? {
+        Some(swept) if swept == ty.version => return Ok(()),
+        // The mark of another version stops standing the moment the catalog
+        // leaves it: assets are upgraded off it from now on, so a catalog
+        // rolled back to it later must walk them again (a pass that cannot
+        // finish would otherwise leave the old mark to say they never moved).
+        Some(_) => {
+            let mut tx = state.db.write().await?;
+            storage::assets::reopen_sweep(&mut tx, &ty.name).await?;
+            tx.commit().await?;
+        }
+        None => {}
     }
     // An upgrade this server could not carry out (a program the allow-list lacks,
     // a server the settings do not name) waits for the settings, said once a

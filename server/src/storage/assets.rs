@@ -131,21 +131,19 @@ pub async fn active_named(
     Ok(id.map(AssetId))
 }
 
-/// The SQL of a page of assets, or `None` when the search has no word to find.
-fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
+/// The SQL of a page of assets. A search text with no word in it (only
+/// spaces, punctuation, symbols or control characters, all of them separators
+/// between words) searches for nothing, as an empty one does.
+fn list_sql(engine: Engine, filter: &ListFilter) -> ListSql<'static> {
     let mut c = Conditions::default();
     listing::filter_conditions(&mut c, "a", filter);
     let (mut from, mut id, mut windowed) = ("assets a", "a.id", None);
-    if let Some(text) = filter
+    let words = filter
         .text
         .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        let words = slipway_core::listing::search_words(text);
-        if words.is_empty() {
-            return None;
-        }
+        .map(slipway_core::listing::search_words)
+        .unwrap_or_default();
+    if !words.is_empty() {
         let matches = super::search::matches(engine, &mut c, &words);
         match engine {
             Engine::Sqlite => {
@@ -155,14 +153,14 @@ fn list_sql(engine: Engine, filter: &ListFilter) -> Option<ListSql<'static>> {
             Engine::Postgres => windowed = Some(matches),
         }
     }
-    Some(ListSql {
+    ListSql {
         columns: "a.id, a.type_name, a.name, a.params, a.request_id, a.commit_id, a.state, a.created_at, \
                   a.catalog_version",
         from,
         id,
         conditions: c,
         windowed,
-    })
+    }
 }
 
 /// One page of assets, newest first.
@@ -172,18 +170,14 @@ pub async fn list(
     filter: &ListFilter,
     page: PageRequest,
 ) -> Result<ListPage<AssetSummary>, StorageError> {
-    match list_sql(engine, filter) {
-        Some(sql) => {
-            sql.page(
-                conn,
-                page,
-                |r| asset_from_row(r).map(|a| a.summary),
-                |a| a.id.0,
-            )
-            .await
-        }
-        None => Ok(ListPage::empty()),
-    }
+    list_sql(engine, filter)
+        .page(
+            conn,
+            page,
+            |r| asset_from_row(r).map(|a| a.summary),
+            |a| a.id.0,
+        )
+        .await
 }
 
 /// How the database reads that page (`EXPLAIN`), for tests and operators.
@@ -193,10 +187,7 @@ pub async fn list_plan(
     filter: &ListFilter,
     page: PageRequest,
 ) -> Result<String, StorageError> {
-    match list_sql(engine, filter) {
-        Some(sql) => sql.plan(conn, engine, page).await,
-        None => Ok(String::new()),
-    }
+    list_sql(engine, filter).plan(conn, engine, page).await
 }
 
 pub async fn insert_relation(
