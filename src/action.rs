@@ -313,7 +313,7 @@ pub fn own_errors(
             }
             // The requester cannot fix a field the action's form does not
             // show: say whose fix it is.
-            Some(if lacked_by_the_asset {
+            Some(if lacked_by_the_asset && e.message == "is required" {
                 let message = format!("{} ({LACKED_SINCE})", e.message);
                 FieldError::new(e.field, message)
             } else {

@@ -91,7 +91,7 @@ pub async fn login(
         .and_then(|p| slipway_server::http::user_agent(&p.headers));
     slipway_server::http::start_signed_in_session(&state, &session, &signed_in, agent)
         .await
-        .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
+        .map_err(|e| user_error(slipway_server::http::session_failed(e)))?;
     // Only paths on this site: an open redirect would let a link send people elsewhere.
     let target = next
         .as_deref()
@@ -117,7 +117,7 @@ pub async fn logout() -> Result<(), AppError> {
     session
         .flush()
         .await
-        .map_err(|e| user_error(services::ServiceError::Internal(format!("session: {e}"))))?;
+        .map_err(|e| user_error(slipway_server::http::session_failed(e)))?;
     leptos_axum::redirect("/login");
     Ok(())
 }

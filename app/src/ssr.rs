@@ -174,7 +174,7 @@ fn status_for(error: &ServiceError) -> u16 {
         ServiceError::Invalid(_) | ServiceError::PrecheckFailed(_) => 422,
         ServiceError::Conflict(_) => 409,
         ServiceError::TooMany(..) => 429,
-        ServiceError::Unavailable(_) => 503,
+        ServiceError::Unavailable(..) => 503,
         ServiceError::Internal(_) => 500,
     }
 }
@@ -194,9 +194,9 @@ pub fn user_error(error: ServiceError) -> AppError {
         ServiceError::NotFound(m) => AppError::NotFound(m),
         ServiceError::Invalid(fields) => AppError::Invalid(fields),
         ServiceError::PrecheckFailed(report) => AppError::PrecheckFailed(report),
-        ServiceError::Conflict(m) | ServiceError::TooMany(m, _) | ServiceError::Unavailable(m) => {
-            AppError::Conflict(m)
-        }
+        ServiceError::Conflict(m)
+        | ServiceError::TooMany(m, _)
+        | ServiceError::Unavailable(m, _) => AppError::Conflict(m),
         ServiceError::Internal(message) => {
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
             tracing::error!(reference, %message, "internal error");
@@ -295,7 +295,7 @@ pub async fn optional_user(state: &AppState) -> Result<Option<UserView>, AppErro
     let id: Option<i64> = session
         .get(SESSION_USER)
         .await
-        .map_err(|e| user_error(ServiceError::Internal(format!("session: {e}"))))?;
+        .map_err(|e| user_error(slipway_server::http::session_failed(e)))?;
     let Some(id) = id else { return Ok(None) };
     services::auth::user(state, UserId(id))
         .await

@@ -1761,3 +1761,27 @@ async fn an_asset_page_says_when_it_shows_only_some_of_its_relations() -> TestRe
     );
     Ok(())
 }
+
+/// A page asked for while the database cannot answer says so, with 503: the
+/// session itself cannot be read then, and that is an outage, not a fault.
+#[tokio::test]
+async fn a_page_during_a_database_outage_asks_to_come_back() -> TestResult {
+    let app = app().await?;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("alice", "/catalog").await?;
+    app.state.db.pool.close().await;
+    app.state.db.writer.close().await;
+    let page = browser.get("/requests").await?;
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("cannot be reached right now"),
+        "{}",
+        page.body
+    );
+    Ok(())
+}

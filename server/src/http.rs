@@ -636,6 +636,22 @@ pub fn router() -> Router<AppState> {
 /// The largest body the hand-written forms above take.
 pub const FORM_BODY_BYTES: usize = 16 * 1024;
 
+/// A session that could not be read or written: the database out of reach is
+/// said as such (503, try again); anything else is a fault.
+pub fn session_failed(error: tower_sessions::session::Error) -> ServiceError {
+    use tower_sessions::session::Error;
+    use tower_sessions::session_store::Error as StoreError;
+    if let Error::Store(StoreError::Backend(message)) = &error
+        && let Some(cause) = message.strip_prefix(crate::storage::sessions::UNAVAILABLE_MARK)
+    {
+        return ServiceError::Unavailable(
+            crate::services::DATABASE_UNAVAILABLE.into(),
+            cause.to_string(),
+        );
+    }
+    ServiceError::Internal(format!("session: {error}"))
+}
+
 /// The signed-in portal user behind a session, as a caller of the services.
 pub(crate) async fn session_caller(
     state: &AppState,
@@ -645,7 +661,7 @@ pub(crate) async fn session_caller(
     let user_id = session
         .get::<i64>(USER_KEY)
         .await
-        .map_err(|e| ServiceError::Internal(format!("session: {e}")))?
+        .map_err(session_failed)?
         .ok_or(ServiceError::Unauthenticated)?;
     let user = crate::services::auth::user(state, slipway_core::ids::UserId(user_id))
         .await?

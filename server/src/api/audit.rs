@@ -198,7 +198,8 @@ async fn export_events(
             ))
         }
     });
-    let mut response = Body::from_stream(stream).into_response();
+    let mut response =
+        Body::from_stream(super::stalled::ending_when_stalled(stream)).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),

@@ -65,5 +65,8 @@ async fn entity_feed(
             std::io::Error::other(error.to_string())
         })
     });
-    Ok(yaml_answer(Body::from_stream(body), false))
+    Ok(yaml_answer(
+        Body::from_stream(super::stalled::ending_when_stalled(body)),
+        false,
+    ))
 }

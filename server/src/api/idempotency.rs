@@ -225,16 +225,17 @@ async fn claim(
     // A write transaction, not a pooled connection: on SQLite that takes its turn
     // among the writers instead of polling for the lock (which starved a claim for
     // seconds behind the audit writers under load).
-    let mut tx = state.db.write().await.map_err(internal)?;
+    let mut tx = state.db.write().await.map_err(failed)?;
     let claim = idempotency::claim(&mut tx, caller.id, key, call, STALE_AFTER_MS)
         .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+        .map_err(failed)?;
+    tx.commit().await.map_err(failed)?;
     Ok(claim)
 }
 
-fn internal(error: impl std::fmt::Display) -> ApiError {
-    Problem::from(crate::services::ServiceError::Internal(error.to_string())).into()
+/// A claim that could not be read or written: an outage (503) or a fault.
+fn failed(error: impl Into<crate::services::ServiceError>) -> ApiError {
+    Problem::from(error.into()).into()
 }
 
 /// Keeps the answer for replays; a server fault, a conflict or a "too many" gives

@@ -41,9 +41,9 @@ macro_rules! list_query_doc {
             /// Rows older than this id: the `before` of the previous answer (the next page).
             #[param(minimum = 1)]
             pub before: Option<i64>,
-            /// Rows newer than this id: the `after` of the previous answer (the previous page).
-            /// Not together with `before`.
-            #[param(minimum = 1)]
+            /// Rows newer than this id: the `after` of the previous answer (the previous page;
+            /// 0 is before the first row). Not together with `before`.
+            #[param(minimum = 0)]
             pub after: Option<i64>,
             /// The `next_cursor` or `prev_cursor` of the previous answer (the same as
             /// `before` or `after`).

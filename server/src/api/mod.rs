@@ -17,6 +17,7 @@ mod metrics;
 mod paging;
 pub mod problem;
 mod requests;
+mod stalled;
 
 use axum::Router;
 use axum::extract::{Request, State};

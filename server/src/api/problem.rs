@@ -225,7 +225,7 @@ impl From<ServiceError> for Problem {
                 retry_after: wait.map(|w| w.as_secs().max(1)),
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many", m)
             },
-            ServiceError::Unavailable(m) => Problem {
+            ServiceError::Unavailable(m, _) => Problem {
                 retry_after: Some(UNAVAILABLE_RETRY_AFTER),
                 ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             },

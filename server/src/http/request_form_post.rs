@@ -486,7 +486,7 @@ fn refusal(error: ServiceError, trace_id: Option<&str>) -> String {
         ServiceError::PrecheckFailed(report) => json!({ "PrecheckFailed": report }),
         ServiceError::Conflict(message)
         | ServiceError::TooMany(message, _)
-        | ServiceError::Unavailable(message) => {
+        | ServiceError::Unavailable(message, _) => {
             json!({ "Conflict": message })
         }
         ServiceError::Internal(message) => {

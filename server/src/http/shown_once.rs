@@ -92,7 +92,7 @@ fn refusal(error: ServiceError) -> (StatusCode, String) {
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::Conflict(_) => StatusCode::CONFLICT,
         ServiceError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
-        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Invalid(_) | ServiceError::PrecheckFailed(_) => StatusCode::BAD_REQUEST,
         ServiceError::Internal(message) => {
             tracing::error!(%message, "a secret could not be shown");

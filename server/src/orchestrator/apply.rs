@@ -45,9 +45,9 @@ enum JobError {
 impl From<ServiceError> for JobError {
     fn from(error: ServiceError) -> Self {
         if error.is_transient() {
-            JobError::Retryable(error.to_string())
+            JobError::Retryable(error.cause())
         } else {
-            JobError::Permanent(error.to_string())
+            JobError::Permanent(error.cause())
         }
     }
 }

@@ -25,17 +25,18 @@ pub enum ServiceError {
     /// the wait, when it is known).
     #[error("{0}")]
     TooMany(String, Option<std::time::Duration>),
-    /// The database cannot be reached or written now (down, restarting, read-only
-    /// after a failover, out of connections): the same call may succeed shortly.
+    /// The database cannot be reached now (down, restarting, out of
+    /// connections): the same call may succeed shortly. What the caller is told,
+    /// and the cause, for the log and a job's record.
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(String, String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 /// What a caller is told while the database cannot answer.
 pub const DATABASE_UNAVAILABLE: &str =
-    "the database cannot be reached right now; nothing was changed, try again in a moment";
+    "the database cannot be reached right now; try again in a moment";
 
 fn describe_precheck(report: &PrecheckReport) -> String {
     let mut problems: Vec<String> = report
@@ -83,8 +84,17 @@ impl ServiceError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ServiceError::Internal(_) | ServiceError::Unavailable(_)
+            ServiceError::Internal(_) | ServiceError::Unavailable(..)
         )
+    }
+
+    /// What a job records of the error: the cause itself where the caller is
+    /// told less.
+    pub fn cause(&self) -> String {
+        match self {
+            ServiceError::Unavailable(_, cause) => format!("the database cannot answer: {cause}"),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -123,28 +133,11 @@ impl From<sqlx::Error> for ServiceError {
                 _ => {}
             }
         }
-        if database_unavailable(&error) {
+        if crate::storage::database_unavailable(&error) {
             tracing::warn!(%error, "the database cannot answer");
-            return ServiceError::Unavailable(DATABASE_UNAVAILABLE.into());
+            return ServiceError::Unavailable(DATABASE_UNAVAILABLE.into(), error.to_string());
         }
         ServiceError::Internal(error.to_string())
-    }
-}
-
-/// Whether `error` says the database is out of reach for now rather than that
-/// this call was wrong: no connection (refused, lost, none free in time), a
-/// server shutting down or starting, out of connections, or read-only (a
-/// standby after a failover).
-fn database_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // PostgreSQL's classes 08 (connection exception) and 57 (operator
-            // intervention: shutdown, starting up), 53300 (too many
-            // connections) and 25006 (read-only transaction).
-            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
-        }),
-        _ => false,
     }
 }
 

@@ -28,7 +28,7 @@ pub mod tokens;
 pub mod upgrades;
 
 pub use caller::{CallMeta, Caller, Channel};
-pub use error::{ServiceError, ServiceResult};
+pub use error::{DATABASE_UNAVAILABLE, ServiceError, ServiceResult};
 
 use slipway_core::catalog::ResourceType;
 use slipway_core::flow::{ActorKind, StepRecord, lead_time};

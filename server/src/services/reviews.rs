@@ -18,16 +18,16 @@ use crate::state::AppState;
 use crate::storage::requests::{NewDecision, RequestList};
 use crate::storage::{self};
 
-/// Requests waiting for this reviewer, newest first: in review, of a type they may
-/// approve, not their own. Whoever holds the role some type's review asks for opens
-/// it. The SQL reads only requests in review that their teams offer or ask for; the
-/// policy decides on each.
 /// Whether `user` reviews anything here: asked first, so that someone who
 /// does not is told so before anything about the query they sent.
 pub fn may_open_queue(state: &AppState, user: &Caller) -> ServiceResult<()> {
     policy::may_open_review_queue(user, type_facts(state)).map_err(ServiceError::refused)
 }
 
+/// Requests waiting for this reviewer, newest first: in review, of a type they may
+/// approve, not their own. Whoever holds the role some type's review asks for opens
+/// it. The SQL reads only requests in review that their teams offer or ask for; the
+/// policy decides on each.
 pub async fn queue(
     state: &AppState,
     user: &Caller,

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{ServiceError, ServiceResult};
 
@@ -17,6 +18,9 @@ pub struct SlotKind {
     pub theirs_full: fn(usize, usize) -> String,
     /// The refusal when the process holds `total` already.
     pub all_full: fn(usize, usize) -> String,
+    /// How long a refused caller is asked to wait, when a place is likely to
+    /// come free by then.
+    pub retry_after: Option<Duration>,
 }
 
 /// The most progress streams one process keeps open, and one person: each
@@ -34,6 +38,7 @@ pub const PROGRESS_STREAMS: SlotKind = SlotKind {
             "{total} live progress streams are open on this server (at most {most}); try again in a minute"
         )
     },
+    retry_after: None,
 };
 
 /// The bulk downloads (the Backstage feed, the audit export) one process sends
@@ -52,6 +57,7 @@ pub const DOWNLOADS: SlotKind = SlotKind {
             "{total} exports are being sent by this server (at most {most} at once); try again in a minute"
         )
     },
+    retry_after: Some(Duration::from_secs(10)),
 };
 
 /// The open answers of one kind, counted per person.
@@ -84,11 +90,11 @@ impl Slots {
         let theirs = open.get(person).copied().unwrap_or(0);
         if theirs >= kind.per_person {
             let message = (kind.theirs_full)(theirs, kind.per_person);
-            return Err(ServiceError::TooMany(message, None));
+            return Err(ServiceError::TooMany(message, kind.retry_after));
         }
         if total >= kind.total {
             let message = (kind.all_full)(total, kind.total);
-            return Err(ServiceError::TooMany(message, None));
+            return Err(ServiceError::TooMany(message, kind.retry_after));
         }
         open.insert(person.to_string(), theirs + 1);
         Ok(Slot {
@@ -128,6 +134,7 @@ mod tests {
         total: 3,
         theirs_full: |n, most| format!("yours: {n} of {most}"),
         all_full: |n, most| format!("all: {n} of {most}"),
+        retry_after: None,
     };
 
     #[test]

@@ -109,9 +109,9 @@ async fn sweep_type(
         // leaves it: assets are upgraded off it from now on, so a catalog
         // rolled back to it later must walk them again (a pass that cannot
         // finish would otherwise leave the old mark to say they never moved).
-        Some(_) => {
+        Some(swept) => {
             let mut tx = state.db.write().await?;
-            storage::assets::reopen_sweep(&mut tx, &ty.name).await?;
+            storage::upgrades::forget_swept(&mut tx, &ty.name, &swept).await?;
             tx.commit().await?;
         }
         None => {}

@@ -160,6 +160,37 @@ fn spawn_checkpointer(readers: AnyPool) {
     });
 }
 
+/// Whether `error` says the database is out of reach for now rather than that
+/// this call was wrong: no connection (refused, lost, none free in time), a
+/// server shutting down or starting, or out of connections.
+pub fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL's codes for a server out of reach: the connection exceptions
+/// but a protocol violation (a client's bug), the shutdowns and start-up, and
+/// too many connections. A read-only transaction (25006) is not among them:
+/// a standby says it, and so would a write slipped into a read-only snapshot.
+fn unavailable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "08000"
+            | "08001"
+            | "08003"
+            | "08004"
+            | "08006"
+            | "08007"
+            | "57P01"
+            | "57P02"
+            | "57P03"
+            | "53300"
+    )
+}
+
 /// How long start-up waits for the database server's first answer.
 const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
@@ -182,21 +213,37 @@ async fn first_connection(url: &str, options: &AnyConnectOptions) -> Result<(), 
         at: at.clone(),
         reason,
     };
-    match tokio::time::timeout(
-        FIRST_CONNECT_WAIT,
-        sqlx::AnyConnection::connect_with(options),
-    )
-    .await
-    {
-        Ok(Ok(connection)) => {
-            let _ = connection.close().await;
-            Ok(())
+    // A server still starting (it refuses connections, or says it is starting
+    // up) is waited for, as when Slipway and PostgreSQL start together; any
+    // other refusal (a password, a database that does not exist) is final.
+    let deadline = tokio::time::Instant::now() + FIRST_CONNECT_WAIT;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let error =
+            match tokio::time::timeout(left, sqlx::AnyConnection::connect_with(options)).await {
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                    return Ok(());
+                }
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "no answer within {} s",
+                        FIRST_CONNECT_WAIT.as_secs()
+                    )));
+                }
+            };
+        let starting = match &error {
+            sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+            _ => false,
+        };
+        if !starting || tokio::time::Instant::now() + pause >= deadline {
+            return Err(unreachable(error.to_string()));
         }
-        Ok(Err(error)) => Err(unreachable(error.to_string())),
-        Err(_) => Err(unreachable(format!(
-            "no answer within {} s",
-            FIRST_CONNECT_WAIT.as_secs()
-        ))),
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -421,4 +468,22 @@ pub async fn take_turn(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_out_of_reach_is_told_from_a_call_gone_wrong() {
+        for code in ["08006", "08001", "57P01", "57P03", "53300"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // A protocol violation, a read-only transaction, a unique violation.
+        for code in ["08P01", "25006", "23505", "42P01"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+        assert!(database_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!database_unavailable(&sqlx::Error::RowNotFound));
+    }
 }

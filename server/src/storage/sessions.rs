@@ -93,7 +93,14 @@ pub fn stored_key(session_id: &str) -> String {
     hex::encode(sha2::Sha256::digest(session_id.as_bytes()))
 }
 
-fn backend(error: impl std::fmt::Display) -> session_store::Error {
+/// How a store error says that the database could not answer, so that the
+/// caller can tell an outage (503) from a fault (see `http::session_failed`).
+pub const UNAVAILABLE_MARK: &str = "the database cannot answer: ";
+
+fn backend(error: sqlx::Error) -> session_store::Error {
+    if super::database_unavailable(&error) {
+        return session_store::Error::Backend(format!("{UNAVAILABLE_MARK}{error}"));
+    }
     session_store::Error::Backend(error.to_string())
 }
 

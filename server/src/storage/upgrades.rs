@@ -21,6 +21,21 @@ pub async fn swept_version(
     )
 }
 
+/// Forgets the mark of `version` (and only it: another replica may have just
+/// marked the type for the catalog's current one).
+pub async fn forget_swept(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    version: &str,
+) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM catalog_sweeps WHERE type_name = $1 AND version = $2")
+        .bind(type_name)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Records that every asset of the type has met `version`.
 pub async fn set_swept(
     conn: &mut AnyConnection,

@@ -43,7 +43,9 @@ impl RunSessions {
     /// step's error saying what was done, or that it could not be.
     pub async fn end(&self) -> String {
         match tokio::time::timeout(END_WAIT, self.terminate()).await {
-            Ok(Ok(0)) => String::new(),
+            Ok(Ok(0)) => "; no session of it was left on the PostgreSQL server (a program that \
+                           connects without PGAPPNAME is not found this way)"
+                .to_string(),
             Ok(Ok(ended)) => format!(
                 "; {ended} session(s) it had opened on the PostgreSQL server were ended there \
                  (what they had not committed was rolled back)"
