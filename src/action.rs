@@ -328,6 +328,20 @@ pub const LACKED_SINCE: &str = "the type asks for it since this asset was record
     default, and this action's form cannot give it: the platform team must give it a default \
     in the catalog";
 
+/// The parameters the type requires with no default that `params` lacks:
+/// what a request on an asset recorded before they were asked for cannot
+/// render, for an action whose form cannot give them (see [`own_errors`]).
+pub fn lacked_required(validator: &ParamValidator, params: &Value) -> Vec<String> {
+    validator
+        .check(params)
+        .into_iter()
+        .filter(|e| {
+            e.message == "is required" && !e.field.is_empty() && params.get(&e.field).is_none()
+        })
+        .map(|e| e.field)
+        .collect()
+}
+
 /// An action works on the asset it names: its parameters must render the same
 /// name as the asset's own do under today's naming template. (The asset keeps
 /// the name it was given, even when the template or the naming rule changed since.)

@@ -564,6 +564,11 @@ async fn list_pages_link_newer_and_older_and_keep_their_filters_in_the_url() -> 
     let bad = browser.get("/requests?created_from=someday").await?;
     assert!(bad.body.contains("created_from"), "{}", bad.body);
     assert!(bad.body.contains("role=\"alert\""));
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "as the API answers it"
+    );
 
     // The other lists take the same links and filters.
     app.run_jobs().await?;
@@ -642,6 +647,7 @@ async fn list_pages_link_newer_and_older_and_keep_their_filters_in_the_url() -> 
     );
     let bad = carol.get("/audit?created_from=someday").await?;
     assert!(bad.body.contains("created_from") && bad.body.contains("role=\"alert\""));
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     Ok(())
 }
 

@@ -402,29 +402,66 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn check_catalog(dir: &std::path::Path) -> ExitCode {
-    match catalog_source::load(dir) {
-        Ok(loaded) => {
-            // Loading checks each file; rendering every type shows what its
-            // templates make of real values.
-            let broken = slipway_core::render::check_samples(&loaded.catalog);
-            if !broken.is_empty() {
-                for error in &broken {
-                    eprintln!("{error}");
-                }
-                return ExitCode::FAILURE;
-            }
-            say!(
-                "{}: a valid catalog with {} dictionaries, {} resource types and {} templates",
-                dir.display(),
-                loaded.catalog.dictionaries.len(),
-                loaded.catalog.types.len(),
-                loaded.catalog.templates.len()
-            );
-            ExitCode::SUCCESS
-        }
+/// `slipway catalog check`: the catalog alone, then, when `against` names a
+/// database, what it would leave stranded there.
+pub async fn check_catalog(dir: &std::path::Path, against: Option<&str>) -> ExitCode {
+    let loaded = match catalog_source::load(dir) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Loading checks each file; rendering every type shows what its templates
+    // make of real values.
+    let broken = slipway_core::render::check_samples(&loaded.catalog);
+    if !broken.is_empty() {
+        for error in &broken {
+            eprintln!("{error}");
+        }
+        return ExitCode::FAILURE;
+    }
+    say!(
+        "{}: a valid catalog with {} dictionaries, {} resource types and {} templates",
+        dir.display(),
+        loaded.catalog.dictionaries.len(),
+        loaded.catalog.types.len(),
+        loaded.catalog.templates.len()
+    );
+    match against {
+        Some(url) => check_against(&loaded, url).await,
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// What `loaded` would strand in the database at `url`, read over one
+/// connection that runs no migration.
+async fn check_against(loaded: &catalog_source::LoadedCatalog, url: &str) -> ExitCode {
+    use sqlx::Connection as _;
+    let shown = crate::config::redact_url(url);
+    let found = async {
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres")) {
+            return Err(crate::storage::StorageError::UnsupportedUrl(shown.clone()));
+        }
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        let found = crate::stranded::stranded(&mut conn, loaded).await?;
+        let _ = conn.close().await;
+        Ok(found)
+    };
+    match found.await {
+        Ok(found) if found.is_empty() => {
+            say!("against {shown}: this catalog leaves nothing recorded there stranded");
+            ExitCode::SUCCESS
+        }
+        Ok(found) => {
+            for finding in &found {
+                eprintln!("against {shown}: {finding}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("against {shown}: the database could not be read: {error}");
             ExitCode::FAILURE
         }
     }
@@ -955,7 +992,9 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
         Command::User(command) => user_command(command).await,
         Command::Request(command) => request_command(command).await,
         Command::Dev(command) => dev_command(command).await,
-        Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
+        Command::Catalog(CatalogCommand::Check { dir, against }) => {
+            check_catalog(&dir, against.as_deref()).await
+        }
         Command::Audit(command) => audit_command(command).await,
         Command::Secrets(crate::config::SecretsCommand::RotateKey { args, new_key_file }) => {
             rotate_key(&args, &new_key_file).await
@@ -1028,11 +1067,11 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn catalog_check_renders_every_type_and_refuses_broken_output()
+    #[tokio::test]
+    async fn catalog_check_renders_every_type_and_refuses_broken_output()
     -> Result<(), Box<dyn std::error::Error>> {
         let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
-        assert_eq!(check_catalog(&shipped), ExitCode::SUCCESS);
+        assert_eq!(check_catalog(&shipped, None).await, ExitCode::SUCCESS);
         let dir = tempfile::tempdir()?;
         copy_dir(&shipped, dir.path())?;
         // Loads fine (the template compiles), but renders YAML that does not parse.
@@ -1041,7 +1080,7 @@ mod tests {
             "kind: Namespace\nmetadata: {name: {{ resource_name }}\n",
         )?;
         assert!(catalog_source::load(dir.path()).is_ok());
-        assert_eq!(check_catalog(dir.path()), ExitCode::FAILURE);
+        assert_eq!(check_catalog(dir.path(), None).await, ExitCode::FAILURE);
         Ok(())
     }
 }

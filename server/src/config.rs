@@ -326,14 +326,33 @@ impl AuditArgs {
     }
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum CatalogCommand {
     /// Load a catalog and report every problem in it; exit status 1 if there is one.
     Check {
         /// The catalog directory (default: ./catalog).
         #[arg(default_value = "catalog")]
         dir: PathBuf,
+        /// A Slipway database (sqlite://… or postgres://…) to check the catalog
+        /// against: what it would leave stranded there (types or actions gone
+        /// while assets or open requests are of them, parameters now required
+        /// with no default that active assets lack), each a problem. Only read,
+        /// never migrated.
+        #[arg(long, value_name = "DATABASE_URL")]
+        against: Option<String>,
     },
+}
+
+impl std::fmt::Debug for CatalogCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogCommand::Check { dir, against } => f
+                .debug_struct("Check")
+                .field("dir", dir)
+                .field("against", &against.as_deref().map(redact_url))
+                .finish(),
+        }
+    }
 }
 
 #[derive(Clone, Args)]

@@ -32,5 +32,6 @@ pub mod seed;
 pub mod services;
 pub mod state;
 pub mod storage;
+pub mod stranded;
 
 pub use state::AppState;

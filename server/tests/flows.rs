@@ -37,6 +37,7 @@ on_both_engines!(
     a_page_another_site_opened_does_not_count_as_read,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
+on_both_engines!(@one a_request_whose_type_left_the_catalog_is_turned_down_by_an_admin, super::start_with_redis_catalog);
 on_both_engines!(@one one_reviewer_approving_twice_at_once_counts_once, super::start_with_two_approvals);
 
 /// Audit actions on one target, oldest first.
@@ -707,6 +708,58 @@ async fn start_with_redis_catalog(engine: Engine) -> TestResult<Option<TestApp>>
         REDIS_TEMPLATE,
     )?;
     TestApp::start_with_catalog(engine, Some(dir)).await
+}
+
+/// A request in review whose type then leaves the catalog can no longer be
+/// approved, nor reviewed by the type's reviewers, who no longer see it: it
+/// shows in an admin's review queue instead, and an admin rejects it (before,
+/// it waited in review where nobody looked until its requester cancelled it).
+async fn a_request_whose_type_left_the_catalog_is_turned_down_by_an_admin(
+    app: &TestApp,
+) -> TestResult {
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let params =
+        json!({"name": "sessions", "team": "payments", "environment": "prod", "memory_mb": 512});
+    let id = requests::submit(&app.state, &alice, &draft("redis-cache", params)).await?;
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    std::fs::remove_file(app.state.settings.catalog.join("types/redis-cache.yaml"))?;
+    let state = &app.restart().await?;
+    let carol = app.user("carol").await?;
+    let queued = |items: Vec<slipway_core::views::RequestSummary>| items.iter().any(|r| r.id == id);
+    let first = PageRequest::first(100);
+    let for_bob = reviews::queue(state, &bob, &ListFilter::default(), first).await?;
+    assert!(!queued(for_bob.items), "no role reviews it any more");
+    let for_carol = reviews::queue(state, &carol, &ListFilter::default(), first).await?;
+    assert!(queued(for_carol.items), "an admin's queue shows it");
+
+    let gone = "resource type redis-cache is no longer in the catalog";
+    for decision in [ReviewDecision::Approve, ReviewDecision::RequestChanges] {
+        let refused = reviews::decide(state, &carol, id, 1, decision, "why").await;
+        assert!(
+            matches!(&refused, Err(ServiceError::Conflict(m)) if m == gone),
+            "{refused:?}"
+        );
+    }
+    // Nothing names bob's role for it any more: to him it is another team's.
+    for decision in [ReviewDecision::Approve, ReviewDecision::Reject] {
+        let refused = reviews::decide(state, &bob, id, 1, decision, "why").await;
+        assert!(
+            matches!(&refused, Err(ServiceError::NotFound(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    reviews::decide(
+        state,
+        &carol,
+        id,
+        1,
+        ReviewDecision::Reject,
+        "redis-cache was retired from the catalog",
+    )
+    .await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Rejected);
+    Ok(())
 }
 
 async fn extra_type_from_yaml_only(app: &TestApp) -> TestResult {

@@ -17,6 +17,7 @@ use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::secret;
 use slipway_core::state::RequestState;
 use slipway_core::views::{AuditFilter, ReviewDecision};
+use slipway_server::drivers::{DriverError, ExternalRun, StepContext, StepJournal};
 use slipway_server::secrets::{SecretBox, SecretKey};
 use slipway_server::services::{ServiceError, assets, audit, detail, requests, reviews, secrets};
 use slipway_server::storage::Engine;
@@ -744,6 +745,19 @@ async fn a_generated_password_opens_the_new_database_once(
     assert_eq!(app.run_jobs().await?, 1);
     let row = app.request(id).await?;
     assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    // The psql step's sessions carried a name recorded for the step, by which
+    // an attempt resumed on another replica would end what this one left.
+    let mut conn = state.db.pool.acquire().await?;
+    let named: Vec<String> =
+        sqlx::query_scalar("SELECT application_name FROM step_sessions WHERE request_id = $1")
+            .bind(id.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    drop(conn);
+    assert!(
+        named.len() == 1 && named[0].len() == 45 && named[0].starts_with("slipway-step-"),
+        "{named:?}"
+    );
     let seen = detail::request_detail(
         state,
         &alice,
@@ -1058,9 +1072,6 @@ fn scram_verifies(verifier: &str, password: &str) -> TestResult<bool> {
 /// was reported stopped (a cancelled decommission dropping the database anyway).
 #[tokio::test]
 async fn a_stopped_psql_step_ends_what_it_sent_to_the_server() -> TestResult {
-    use slipway_core::execution::PlannedCommand;
-    use slipway_core::render::RenderedFile;
-    use slipway_server::drivers::command::{CommandDriver, CommandSettings};
     use slipway_server::drivers::progress::ProgressLines;
     use sqlx::Connection as _;
 
@@ -1081,50 +1092,24 @@ async fn a_stopped_psql_step_ends_what_it_sent_to_the_server() -> TestResult {
         .await?;
 
     let scratch = tempfile::tempdir()?;
-    let driver = CommandDriver::new(CommandSettings {
-        allowed: vec!["psql".into()],
-        pass_env: Vec::new(),
-        default_timeout: std::time::Duration::from_secs(60),
-        scratch_dir: scratch.path().to_path_buf(),
-        postgres_servers: slipway_server::postgres_servers::parse_servers(&[format!(
-            "shared={admin_url}"
-        )])?,
-    });
-    let command = PlannedCommand {
-        program: "psql".into(),
-        args: [
-            "--no-psqlrc",
-            "--quiet",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "insert.sql",
-        ]
-        .map(String::from)
-        .to_vec(),
-        files: vec![RenderedFile {
-            path: "insert.sql".into(),
-            content: format!("INSERT INTO {table} VALUES (1);\n"),
-        }],
-        env: Vec::new(),
-        secret_env: Vec::new(),
-        secret_env_scram: Vec::new(),
-        timeout_seconds: None,
-        postgres_server: Some("shared".into()),
-        retry_exit_codes: Vec::new(),
-    };
+    let driver = psql_driver(scratch.path(), &admin_url)?;
+    let command = psql_beside_shared(&format!("INSERT INTO {table} VALUES (1);\n"));
     let stop = tokio_util::sync::CancellationToken::new();
     let cancel = stop.clone();
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         cancel.cancel();
     });
+    let journal = NamedSessions::fresh();
     let stopped = driver
         .run_command(
             &command,
-            &secret::SecretValues::new(),
-            &stop,
-            &ProgressLines::discard(),
+            &StepContext {
+                secrets: &secret::SecretValues::new(),
+                stop: &stop,
+                progress: &ProgressLines::discard(),
+                journal: &journal,
+            },
         )
         .await
         .err()
@@ -1142,16 +1127,188 @@ async fn a_stopped_psql_step_ends_what_it_sent_to_the_server() -> TestResult {
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
         .fetch_one(&mut holder)
         .await?;
-    let left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'slipway-step-%'",
-    )
-    .fetch_one(&mut holder)
-    .await?;
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&journal.name)
+            .fetch_one(&mut holder)
+            .await?;
     sqlx::query(&format!("DROP TABLE {table}"))
         .execute(&mut holder)
         .await?;
     holder.close().await?;
     assert_eq!(rows, 0, "the stopped step's insert never ran");
     assert_eq!(left, 0, "no session of a step is left on the server");
+    Ok(())
+}
+
+fn psql_driver(
+    scratch: &std::path::Path,
+    admin_url: &str,
+) -> TestResult<slipway_server::drivers::command::CommandDriver> {
+    use slipway_server::drivers::command::{CommandDriver, CommandSettings};
+    Ok(CommandDriver::new(CommandSettings {
+        allowed: vec!["psql".into()],
+        pass_env: Vec::new(),
+        default_timeout: std::time::Duration::from_secs(60),
+        scratch_dir: scratch.to_path_buf(),
+        postgres_servers: slipway_server::postgres_servers::parse_servers(&[format!(
+            "shared={admin_url}"
+        )])?,
+    }))
+}
+
+/// A psql step beside the server named `shared`, running `sql` from a file.
+fn psql_beside_shared(sql: &str) -> slipway_core::execution::PlannedCommand {
+    slipway_core::execution::PlannedCommand {
+        program: "psql".into(),
+        args: [
+            "--no-psqlrc",
+            "--quiet",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "step.sql",
+        ]
+        .map(String::from)
+        .to_vec(),
+        files: vec![slipway_core::render::RenderedFile {
+            path: "step.sql".into(),
+            content: sql.to_string(),
+        }],
+        env: Vec::new(),
+        secret_env: Vec::new(),
+        secret_env_scram: Vec::new(),
+        timeout_seconds: None,
+        postgres_server: Some("shared".into()),
+        retry_exit_codes: Vec::new(),
+    }
+}
+
+/// A step's journal that hands out one known session name, as recorded by an
+/// earlier attempt of the step or by this one.
+struct NamedSessions {
+    name: String,
+    earlier: bool,
+}
+
+impl NamedSessions {
+    fn fresh() -> NamedSessions {
+        NamedSessions {
+            name: format!("slipway-step-{}", uuid::Uuid::new_v4().simple()),
+            earlier: false,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl StepJournal for NamedSessions {
+    async fn recall(&self) -> Result<Option<ExternalRun>, DriverError> {
+        Ok(None)
+    }
+
+    async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
+        std::sync::Arc::new(NamedSessions {
+            name: self.name.clone(),
+            earlier: self.earlier,
+        })
+    }
+
+    async fn session_name(&self, _fresh: &str) -> Result<(String, bool), DriverError> {
+        Ok((self.name.clone(), self.earlier))
+    }
+}
+
+/// A replica killed mid-step cannot end what its psql sent: the server runs the
+/// statement on once it can (here once a lock is free). The attempt that
+/// resumes the job ends the sessions of the step's name first, so the two runs
+/// never overlap and what the dead one had not committed is rolled back.
+#[tokio::test]
+async fn a_resumed_psql_step_first_ends_what_the_killed_attempt_left_running() -> TestResult {
+    use slipway_server::drivers::progress::ProgressLines;
+    use sqlx::Connection as _;
+    use sqlx::postgres::PgConnectOptions;
+
+    let Some(admin_url) = common::postgres_admin_url()? else {
+        return Ok(());
+    };
+    let table = format!(
+        "resume_probe_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut holder = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::query(&format!("CREATE TABLE {table} (n int)"))
+        .execute(&mut holder)
+        .await?;
+    let mut lock = holder.begin().await?;
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *lock)
+        .await?;
+    // The killed attempt's statement, still waiting on the server.
+    let journal = NamedSessions {
+        earlier: true,
+        ..NamedSessions::fresh()
+    };
+    let options: PgConnectOptions = admin_url.parse()?;
+    let mut orphan =
+        sqlx::PgConnection::connect_with(&options.application_name(&journal.name)).await?;
+    let insert = format!("INSERT INTO {table} VALUES (1)");
+    let orphaned = tokio::spawn(async move { sqlx::query(&insert).execute(&mut orphan).await });
+    let mut watcher = sqlx::PgConnection::connect(&admin_url).await?;
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
+    for _ in 0..100 {
+        let seen: i64 = sqlx::query_scalar(waiting)
+            .bind(&journal.name)
+            .fetch_one(&mut watcher)
+            .await?;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let scratch = tempfile::tempdir()?;
+    let driver = psql_driver(scratch.path(), &admin_url)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (progress, mut lines) = ProgressLines::channel(secret::SecretValues::new());
+    let outcome = driver
+        .run_command(
+            &psql_beside_shared("SELECT 1;\n"),
+            &StepContext {
+                secrets: &secret::SecretValues::new(),
+                stop: &stop,
+                progress: &progress,
+                journal: &journal,
+            },
+        )
+        .await?;
+    let live: Vec<String> = std::iter::from_fn(|| lines.try_recv().ok()).collect();
+    assert!(
+        live.iter().any(|line| line
+            == "ended 1 session(s) an earlier attempt of this step left on the PostgreSQL \
+                server (what they had not committed was rolled back)"),
+        "{live:?} {outcome:?}"
+    );
+    let ended = orphaned.await?;
+    assert!(ended.is_err(), "the orphaned insert was ended: {ended:?}");
+
+    lock.commit().await?;
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut holder)
+        .await?;
+    let left: i64 = sqlx::query_scalar(waiting)
+        .bind(&journal.name)
+        .fetch_one(&mut watcher)
+        .await?;
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&mut holder)
+        .await?;
+    holder.close().await?;
+    watcher.close().await?;
+    assert_eq!(rows, 0, "the killed attempt's insert never ran");
+    assert_eq!(left, 0, "no session of the step is left on the server");
     Ok(())
 }

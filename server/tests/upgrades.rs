@@ -24,6 +24,8 @@ use slipway_server::storage;
 
 on_both_engines!(@one a_template_change_reaches_every_asset_as_a_reviewed_request, crate::start);
 on_both_engines!(@one a_parameter_required_since_is_upgraded_with_its_default, crate::start);
+on_both_engines!(@one a_parameter_required_since_without_a_default_is_named, crate::start);
+on_both_engines!(@one a_catalog_check_against_the_database_names_what_it_would_strand, crate::start);
 on_both_engines!(@one an_asset_recorded_behind_after_the_sweep_is_upgraded, crate::start);
 on_both_engines!(@one a_rejected_upgrade_stays_rejected_after_a_backup, crate::start);
 on_both_engines!(@one files_the_templates_no_longer_write_are_removed, crate::start);
@@ -514,6 +516,104 @@ async fn a_parameter_required_since_is_upgraded_with_its_default(app: &TestApp) 
         .ok_or("the upgrade")?;
     assert_eq!(upgrade.asset_id, Some(web.summary.id));
     assert_eq!(upgrade.params["cost_center"], json!("none"), "{upgrade:?}");
+    Ok(())
+}
+
+/// A parameter the catalog made required since, with no default, cannot be
+/// rendered for the assets recorded before: the sweep leaves each for a later
+/// pass and says which parameter it lacks and whose fix it is (before, the
+/// template's "undefined value" was all it said).
+async fn a_parameter_required_since_without_a_default_is_named(app: &TestApp) -> TestResult {
+    use tracing::instrument::WithSubscriber as _;
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let alice = app.user("alice").await?;
+    let web = asset_of(&app.state, app.namespace(&alice, "prod", "web").await?).await?;
+    require_cost_center(&catalog)?;
+    edit(&catalog, TYPE_FILE, |t| {
+        t.replace("      default: \"none\"\n", "")
+    })?;
+    let changed = app.restart().await?;
+    let before = request_count(&changed).await?;
+    let logs = common::CapturedLogs::default();
+    let report = upgrades::sweep(&changed)
+        .with_subscriber(logs.subscriber(tracing::Level::WARN))
+        .await?;
+    assert_eq!((report.opened.len(), report.deferred), (0, 1), "{report:?}");
+    assert_eq!(request_count(&changed).await?, before);
+    let logged = logs.text();
+    let line = logged
+        .lines()
+        .find(|line| line.contains("no template upgrade for this asset yet"))
+        .ok_or(logged.clone())?;
+    assert!(
+        line.contains(&format!("asset_id={}", web.summary.id))
+            && line.contains(&format!(
+                "the asset has no cost_center ({})",
+                slipway_core::action::LACKED_SINCE
+            )),
+        "{line}"
+    );
+    Ok(())
+}
+
+/// `slipway catalog check --against` a database names, before the catalog is
+/// deployed, what it would leave stranded there: a type gone while assets and
+/// requests are of it, a parameter now required with no default that assets
+/// lack. It reads only, and a database it cannot read fails the check.
+async fn a_catalog_check_against_the_database_names_what_it_would_strand(
+    app: &TestApp,
+) -> TestResult {
+    use std::process::ExitCode;
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let url = app.settings.database_url.clone();
+    let alice = app.user("alice").await?;
+    let web = asset_of(&app.state, app.namespace(&alice, "prod", "web").await?).await?;
+    database(app, "ledger").await?;
+    let open = requests::submit(
+        &app.state,
+        &alice,
+        &common::draft(
+            "postgres-database",
+            common::postgres_params("orders", "prod", 20),
+        ),
+    )
+    .await?;
+    assert_eq!(app.request_state(open).await?, RequestState::InReview);
+    let check = |dir: PathBuf, against: String| async move {
+        slipway_server::cli::check_catalog(&dir, Some(&against)).await
+    };
+    assert_eq!(check(catalog.clone(), url.clone()).await, ExitCode::SUCCESS);
+
+    require_cost_center(&catalog)?;
+    edit(&catalog, TYPE_FILE, |t| {
+        t.replace("      default: \"none\"\n", "")
+    })?;
+    std::fs::remove_file(catalog.join("types/postgres-database.yaml"))?;
+    let before = app.snapshot().await?;
+    let loaded = slipway_server::catalog_source::load(&catalog)?;
+    let mut conn = app.state.db.pool.acquire().await?;
+    let found = slipway_server::stranded::stranded(&mut conn, &loaded).await?;
+    drop(conn);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with(
+            "the type postgres-database is not in this catalog, but 1 active asset(s) and 1 \
+             open request(s) are of it: its assets take no action any more"
+        ),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with(&format!(
+            "1 active asset(s) of k8s-namespace (#{} {}) have no cost_center, which the type \
+             now requires with no default",
+            web.summary.id, web.summary.name
+        )),
+        "{found:#?}"
+    );
+    assert_eq!(check(catalog.clone(), url).await, ExitCode::FAILURE);
+    let missing = "sqlite:///nonexistent-dir/slipway.db".to_string();
+    assert_eq!(check(catalog, missing).await, ExitCode::FAILURE);
+    assert_eq!(app.snapshot().await?, before, "the check changed nothing");
     Ok(())
 }
 

@@ -195,6 +195,25 @@ fn a_review_policy_with_an_unknown_role_lets_nobody_review() {
         ..request(S::InReview, Rel::Stranger)
     };
     assert!(may(&admin, Verb::Approve, &facts).is_err());
+    assert!(may(&admin, Verb::RequestChanges, &facts).is_err());
+    // Left in review for ever otherwise: an admin turns it down, and only an admin.
+    assert_eq!(may(&admin, Verb::Reject, &facts), Ok(()));
+    for role in [
+        Role::Reviewer,
+        Role::Platform,
+        Role::Requester,
+        Role::Auditor,
+    ] {
+        let other = person(role, Rel::OfferingTeam);
+        assert!(may(&other, Verb::Reject, &facts).is_err(), "{role:?}");
+    }
+    let own = RequestFacts {
+        approver_role: None,
+        ..request(S::InReview, Rel::OwnInTeam)
+    };
+    let admin_requester = person(Role::Admin, Rel::OwnInTeam);
+    assert!(may(&admin_requester, Verb::Reject, &own).is_err());
+    assert!(permissions(&admin, &facts).review);
 }
 
 #[test]

@@ -71,8 +71,8 @@ pub fn url_query_of(
 }
 
 /// Loads a list for the query read from the URL. A query that does not read is
-/// shown as an error only to someone signed in: a signed-out visitor is sent to
-/// sign in first, as on any page of lists.
+/// shown as an error only to someone signed in (answered 422, as the API answers
+/// it): a signed-out visitor is sent to sign in first, as on any page of lists.
 pub async fn load_list<T, F>(
     query: Result<ListQuery, AppError>,
     load: impl FnOnce(ListQuery) -> F,
@@ -83,7 +83,13 @@ where
     match query {
         Ok(query) => load(query).await,
         Err(refusal) => match current_user().await? {
-            Some(_) => Err(refusal),
+            Some(_) => {
+                #[cfg(feature = "ssr")]
+                if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                    response.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+                }
+                Err(refusal)
+            }
             None => Err(AppError::Unauthenticated),
         },
     }

@@ -14,9 +14,9 @@ use slipway_core::execution::PlannedCommand;
 use slipway_core::render::{ChangeSet, RenderedCheck};
 use slipway_core::secret::SecretValues;
 
-use crate::drivers::ProgressLines;
 use crate::drivers::command::CommandDriver;
 use crate::drivers::gitops::GitOpsRepo;
+use crate::drivers::{ProgressLines, StepContext};
 use crate::outbound::Outbound;
 use tokio_util::sync::CancellationToken;
 
@@ -244,9 +244,7 @@ impl Checker<'_> {
             .command
             .run_command(
                 &command,
-                &SecretValues::new(),
-                &stop,
-                &ProgressLines::discard(),
+                &StepContext::outside_a_job(&SecretValues::new(), &stop, &ProgressLines::discard()),
             )
             .await
         {

@@ -101,8 +101,7 @@ impl Driver for CommandDriver {
                 step.driver()
             )));
         };
-        self.run_command(command, ctx.secrets, ctx.stop, ctx.progress)
-            .await
+        self.run_command(command, ctx).await
     }
 }
 
@@ -112,9 +111,7 @@ impl CommandDriver {
     pub async fn run_command(
         &self,
         command: &PlannedCommand,
-        secrets: &SecretValues,
-        stop: &CancellationToken,
-        progress: &ProgressLines,
+        ctx: &StepContext<'_>,
     ) -> Result<StepOutcome, DriverError> {
         self.allows(&command.program)
             .map_err(DriverError::Permanent)?;
@@ -124,7 +121,7 @@ impl CommandDriver {
         refuse_overriding_passed_environment(command, &self.settings.pass_env)?;
         let settings = self.settings.clone();
         let mut command = command.clone();
-        let mut secrets = secrets.clone();
+        let mut secrets = ctx.secrets.clone();
         let mut passfile = None;
         let mut pass_env = settings.pass_env.clone();
         let mut sessions = None;
@@ -132,7 +129,9 @@ impl CommandDriver {
             let server = self.postgres_server(name).map_err(DriverError::Permanent)?;
             refuse_other_connections(&command, name)?;
             let passed_password = held_back_from_admin_connection(&mut pass_env);
-            let run_sessions = RunSessions::new(server, passed_password.clone());
+            let run_sessions =
+                RunSessions::of_step(server, passed_password.clone(), ctx.journal, ctx.progress)
+                    .await?;
             passfile = with_admin_connection(&mut command, &mut secrets, server, passed_password);
             let application_name = run_sessions.application_name().to_string();
             command.env.push(("PGAPPNAME".into(), application_name));
@@ -140,9 +139,9 @@ impl CommandDriver {
         }
         hand_verifiers(&mut command, &mut secrets);
         blank_passed_environment(&settings.pass_env, &mut secrets);
-        let stop = stop.clone();
+        let stop = ctx.stop.clone();
         // Live lines are blanked of everything the program was handed, as its log is.
-        let progress = progress.blanking(secrets.clone());
+        let progress = ctx.progress.blanking(secrets.clone());
         let ran = tokio::task::spawn_blocking(move || {
             let handed = Handed {
                 command: &command,
@@ -1819,7 +1818,10 @@ mod tests {
         let stop = CancellationToken::new();
         let (progress, mut lines) = ProgressLines::channel(secrets.clone());
         let outcome = driver
-            .run_command(&command, &secrets, &stop, &progress)
+            .run_command(
+                &command,
+                &StepContext::outside_a_job(&secrets, &stop, &progress),
+            )
             .await?;
         let live: Vec<String> = std::iter::from_fn(|| lines.try_recv().ok()).collect();
         let path = std::env::var("PATH")?;
@@ -2541,7 +2543,10 @@ mod tests {
         let command = beside_shared_server("printf", &["%s", "host=x hostaddr=y"])?;
         let stop = CancellationToken::new();
         let refused = driver
-            .run_command(&command, &secrets(), &stop, &ProgressLines::discard())
+            .run_command(
+                &command,
+                &StepContext::outside_a_job(&secrets(), &stop, &ProgressLines::discard()),
+            )
             .await;
         assert!(
             matches!(&refused, Err(DriverError::Permanent(m)) if m.starts_with("args[1] ")),
@@ -2550,7 +2555,10 @@ mod tests {
         let mut elsewhere = command.clone();
         elsewhere.postgres_server = None;
         let outcome = driver
-            .run_command(&elsewhere, &secrets(), &stop, &ProgressLines::discard())
+            .run_command(
+                &elsewhere,
+                &StepContext::outside_a_job(&secrets(), &stop, &ProgressLines::discard()),
+            )
             .await?;
         assert_eq!(outcome.log, ["stdout: host=x hostaddr=y"]);
         Ok(())
@@ -2589,7 +2597,10 @@ mod tests {
         command.env.clear();
         command.secret_env = vec![("KUBE_TOKEN".into(), "owner_password".into())];
         let refused = driver
-            .run_command(&command, &secrets(), &stop, &ProgressLines::discard())
+            .run_command(
+                &command,
+                &StepContext::outside_a_job(&secrets(), &stop, &ProgressLines::discard()),
+            )
             .await;
         assert!(
             matches!(&refused, Err(DriverError::Permanent(m)) if m.starts_with("the step sets KUBE_TOKEN,")),

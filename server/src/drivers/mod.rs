@@ -34,6 +34,23 @@ pub struct StepContext<'a> {
     pub journal: &'a dyn StepJournal,
 }
 
+impl<'a> StepContext<'a> {
+    /// For a program run outside a job (an acceptance check), which has
+    /// nothing to resume.
+    pub fn outside_a_job(
+        secrets: &'a SecretValues,
+        stop: &'a CancellationToken,
+        progress: &'a ProgressLines,
+    ) -> StepContext<'a> {
+        StepContext {
+            secrets,
+            stop,
+            progress,
+            journal: &NoJournal,
+        }
+    }
+}
+
 /// A run a step started somewhere else, as recorded for the step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalRun {
@@ -53,6 +70,11 @@ pub trait StepJournal: Send + Sync {
     /// The same journal, owned: for work that must finish even when the step
     /// is stopped (a run started must be recorded).
     fn detached(&self) -> std::sync::Arc<dyn StepJournal>;
+    /// The name this step's sessions on its PostgreSQL server carry, the same
+    /// for every attempt: the first attempt's `fresh` one, recorded before it
+    /// connects. True when an earlier attempt recorded it: what that attempt
+    /// sent may still be running there.
+    async fn session_name(&self, fresh: &str) -> Result<(String, bool), DriverError>;
 }
 
 /// For a step run outside a job, which has nothing to resume.
@@ -70,6 +92,10 @@ impl StepJournal for NoJournal {
 
     fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
         std::sync::Arc::new(NoJournal)
+    }
+
+    async fn session_name(&self, fresh: &str) -> Result<(String, bool), DriverError> {
+        Ok((fresh.to_string(), false))
     }
 }
 

@@ -710,6 +710,10 @@ mod tests {
                 tries: self.tries.clone(),
             })
         }
+
+        async fn session_name(&self, _fresh: &str) -> Result<(String, bool), DriverError> {
+            Err(DriverError::Retryable("the database is down".into()))
+        }
     }
 
     /// A run started but never recorded is not started again by a later attempt

@@ -7,6 +7,7 @@ use slipway_core::policy;
 use slipway_core::validate::FieldError;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Caller, ServiceError, ServiceResult};
@@ -20,11 +21,33 @@ use crate::storage;
 /// changes none of them much.
 pub const FIGURES_FOR: Duration = Duration::from_secs(15);
 
-/// Figures computed lately, by window and trend type. One computation at a time:
-/// people opening the page together wait for one reading, not one each.
+/// Figures computed lately, by window and trend type. One computation at a time
+/// per window: people opening the page together wait for one reading, not one
+/// each, and someone opening another window does not wait for theirs.
 #[derive(Debug, Default)]
 pub struct FlowFigures {
-    computed: tokio::sync::Mutex<HashMap<Window, (Instant, FlowMetrics)>>,
+    windows: std::sync::Mutex<HashMap<Window, Arc<tokio::sync::Mutex<Figures>>>>,
+}
+
+/// A window's figures and when they were computed; `None` until they are.
+type Figures = Option<(Instant, FlowMetrics)>;
+
+impl FlowFigures {
+    /// The place of a window's figures, made when first asked for; the places
+    /// of windows whose figures are too old to show are let go.
+    fn place(&self, key: Window) -> Arc<tokio::sync::Mutex<Figures>> {
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        windows.retain(|_, place| {
+            Arc::strong_count(place) > 1
+                || place
+                    .try_lock()
+                    .is_ok_and(|f| f.as_ref().is_some_and(|(at, _)| at.elapsed() < FIGURES_FOR))
+        });
+        windows.entry(key).or_default().clone()
+    }
 }
 
 /// The weeks asked for (first, last) and the trend's type.
@@ -51,16 +74,48 @@ pub async fn flow_metrics(
         let input = storage::flow::read(&state.db.pool, since, until).await?;
         return Ok(flow::compute(&input, trend_type));
     }
-    let key = (since, until, trend_type.map(str::to_string));
-    let mut computed = state.flow_figures.computed.lock().await;
-    if let Some((at, figures)) = computed.get(&key)
+    let place = state
+        .flow_figures
+        .place((since, until, trend_type.map(str::to_string)));
+    let mut computed = place.lock().await;
+    if let Some((at, figures)) = computed.as_ref()
         && at.elapsed() < FIGURES_FOR
     {
         return Ok(figures.clone());
     }
     let input = storage::flow::read(&state.db.pool, since, until).await?;
     let figures = flow::compute(&input, trend_type);
-    computed.retain(|_, (at, _)| at.elapsed() < FIGURES_FOR);
-    computed.insert(key, (Instant::now(), figures.clone()));
+    *computed = Some((Instant::now(), figures.clone()));
     Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_being_computed_holds_up_only_itself() {
+        let figures = FlowFigures::default();
+        let year = figures.place((0, 52, None));
+        let computing = year.try_lock();
+        assert!(computing.is_ok());
+        assert!(figures.place((0, 26, None)).try_lock().is_ok());
+        assert!(figures.place((0, 52, None)).try_lock().is_err());
+        assert!(
+            figures
+                .place((0, 52, Some("k8s-namespace".into())))
+                .try_lock()
+                .is_ok()
+        );
+        drop(computing);
+        drop(year);
+        // Nothing computed and nobody waiting: the places are let go.
+        figures.place((1, 2, None));
+        let kept = figures
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        assert_eq!(kept, 1);
+    }
 }

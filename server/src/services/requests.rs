@@ -508,9 +508,23 @@ pub(crate) async fn prepare(
         (&required_assets, referred.as_ref()),
     )
     .map_err(|e| {
+        let mut message = format!("the change could not be rendered: {e}");
+        // An upgrade or a retirement renders what the asset lacks without
+        // asking for it (see `own_errors`): name it, and whose fix it is.
+        let lacked = match acting_on {
+            Some(_) => slipway_core::action::lacked_required(validator, &checked),
+            None => Vec::new(),
+        };
+        if !lacked.is_empty() {
+            message.push_str(&format!(
+                "; the asset has no {} ({})",
+                lacked.join(", "),
+                slipway_core::action::LACKED_SINCE
+            ));
+        }
         ServiceError::Invalid(vec![FieldError {
             field: String::new(),
-            message: format!("the change could not be rendered: {e}"),
+            message,
         }])
     })?;
     let acting_on_asset = acting_on.map(|on| on.asset.summary.id);

@@ -45,7 +45,10 @@ pub async fn queue(
         reach: policy::review_reach(user, type_facts(state)),
         ..RequestList::default()
     };
-    visible_page(state, user, Verb::Approve, &list, page).await
+    // Whoever may approve a request may reject it; an admin may also reject
+    // one that no role reviews any more (its type left the catalog), which the
+    // queue shows them rather than leave it waiting where no one looks.
+    visible_page(state, user, Verb::Reject, &list, page).await
 }
 
 fn verb_and_action(decision: ReviewDecision) -> (Verb, Action) {
@@ -101,8 +104,12 @@ pub async fn decide_on(
     let (verb, action) = verb_and_action(decision);
     // Before anything of the request is read for an answer (its type, say); a
     // type gone from the catalog is then said as such, not as a missing role.
+    // A rejection needs nothing of the type: an admin turns down a request
+    // whose type left the catalog.
     authorize(state, user, Verb::View, &request)?;
-    let ty = request_type(state, &request)?;
+    if decision != ReviewDecision::Reject {
+        request_type(state, &request)?;
+    }
     authorize(state, user, verb, &request)?;
     if revision != request.current_revision {
         return Err(ServiceError::Conflict(format!(
@@ -162,6 +169,7 @@ pub async fn decide_on(
     .await?;
     let actor = Actor::User(user.clone());
     if decision == ReviewDecision::Approve {
+        let ty = request_type(state, &request)?;
         let approvals = 1 + earlier
             .iter()
             .filter(|d| !d.voided && d.revision == revision && d.decision == "approve")

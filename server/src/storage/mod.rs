@@ -24,6 +24,7 @@ pub mod requests;
 pub mod search;
 pub mod secrets;
 pub mod sessions;
+pub mod stranding;
 pub mod throttle;
 pub mod tokens;
 pub mod upgrades;

@@ -1,4 +1,6 @@
-//! The CI/CD runs pipeline steps started, one per step of a revision.
+//! What a step's attempts leave for the next one, per step of a revision: the
+//! CI/CD run a pipeline step started, the name a command step's sessions carry
+//! on its PostgreSQL server.
 
 use slipway_core::ids::RequestId;
 use sqlx::{AnyConnection, Row};
@@ -75,4 +77,35 @@ pub async fn forget(
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// The application name the sessions of a command step carry on its PostgreSQL
+/// server: the one the step's first attempt recorded (`fresh` when this is the
+/// first), and whether an earlier attempt had recorded it.
+pub async fn session_name(
+    conn: &mut AnyConnection,
+    key: StepKey,
+    fresh: &str,
+) -> Result<(String, bool), StorageError> {
+    sqlx::query(
+        "INSERT INTO step_sessions (request_id, revision, step_index, application_name) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (request_id, revision, step_index) DO NOTHING",
+    )
+    .bind(key.request_id.0)
+    .bind(key.revision)
+    .bind(key.step_index)
+    .bind(fresh)
+    .execute(&mut *conn)
+    .await?;
+    let recorded: String = sqlx::query_scalar(
+        "SELECT application_name FROM step_sessions \
+         WHERE request_id = $1 AND revision = $2 AND step_index = $3",
+    )
+    .bind(key.request_id.0)
+    .bind(key.revision)
+    .bind(key.step_index)
+    .fetch_one(&mut *conn)
+    .await?;
+    let earlier = recorded != fresh;
+    Ok((recorded, earlier))
 }

@@ -3,13 +3,18 @@
 //! statement to its end whether or not its client is still there, so a
 //! `DROP DATABASE` waiting for a lock would drop the database long after the
 //! step was reported stopped. Each run's sessions carry an application name of
-//! their own, by which a run that was stopped ends them on the server too.
+//! their own, by which a run that was stopped ends them on the server too. The
+//! name is the step's, the same for every attempt: a replica killed mid-step
+//! cannot end anything, so the attempt that resumes the job on another replica
+//! ends what the killed one left before it runs the step again.
 
 use std::time::Duration;
 
 use rand::Rng as _;
 use sqlx::{Connection as _, PgConnection};
 
+use crate::drivers::progress::ProgressLines;
+use crate::drivers::{DriverError, StepJournal};
 use crate::postgres_servers::PostgresServer;
 
 /// How long ending a run's sessions may take, connecting included.
@@ -25,12 +30,27 @@ pub struct RunSessions {
 }
 
 impl RunSessions {
-    pub fn new(server: &PostgresServer, password: Option<String>) -> RunSessions {
-        RunSessions {
+    /// The sessions of a step's run, named as the step's journal recorded; when
+    /// an earlier attempt recorded the name, whatever that attempt left on the
+    /// server is ended first (and the step waits for a later attempt if that
+    /// cannot be done, rather than overlap with it).
+    pub async fn of_step(
+        server: &PostgresServer,
+        password: Option<String>,
+        journal: &dyn StepJournal,
+        progress: &ProgressLines,
+    ) -> Result<RunSessions, DriverError> {
+        let fresh = format!("slipway-step-{:032x}", rand::rng().random::<u128>());
+        let (name, earlier) = journal.session_name(&fresh).await?;
+        let sessions = RunSessions {
             server: server.clone(),
             password,
-            name: format!("slipway-step-{:032x}", rand::rng().random::<u128>()),
+            name,
+        };
+        if earlier {
+            sessions.end_earlier(progress).await?;
         }
+        Ok(sessions)
     }
 
     /// The `application_name` the run's program connects with (`PGAPPNAME`).
@@ -66,6 +86,26 @@ impl RunSessions {
                 )
             }
         }
+    }
+
+    async fn end_earlier(&self, progress: &ProgressLines) -> Result<(), DriverError> {
+        let unended = match tokio::time::timeout(END_WAIT, self.terminate()).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(ended)) => {
+                tracing::info!(ended, session = %self.name, "ended the sessions an earlier attempt of a step left on its PostgreSQL server");
+                progress.line(&format!(
+                    "ended {ended} session(s) an earlier attempt of this step left on the \
+                     PostgreSQL server (what they had not committed was rolled back)"
+                ));
+                return Ok(());
+            }
+            Ok(Err(error)) => format!("could not be ended ({error})"),
+            Err(_) => format!("were not ended within {} s", END_WAIT.as_secs()),
+        };
+        Err(DriverError::Retryable(format!(
+            "the sessions an earlier attempt of this step opened on the PostgreSQL server \
+             {unended}: the step runs again once they are, so that the two never overlap"
+        )))
     }
 
     async fn terminate(&self) -> Result<usize, sqlx::Error> {
