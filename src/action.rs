@@ -328,6 +328,20 @@ pub const LACKED_SINCE: &str = "the type asks for it since this asset was record
     default, and this action's form cannot give it: the platform team must give it a default \
     in the catalog";
 
+/// The same of a secret, which takes no default.
+pub const LACKED_SECRET_SINCE: &str = "the type asks for this secret since this asset was \
+    recorded, and this action's form cannot give it: a secret takes no default, so the \
+    platform team must make it optional in the catalog";
+
+/// What is said of `param`, which `ty` asks for since an asset was recorded.
+pub fn lacked_since(ty: &ResourceType, param: &str) -> &'static str {
+    if ty.is_secret(param) {
+        LACKED_SECRET_SINCE
+    } else {
+        LACKED_SINCE
+    }
+}
+
 /// The parameters the type requires with no default that `params` lacks:
 /// what a request on an asset recorded before they were asked for cannot
 /// render, for an action whose form cannot give them (see [`own_errors`]).

@@ -308,9 +308,9 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
         }
         Verb::Approve | Verb::Reject | Verb::RequestChanges => {
             let Some(role) = request.approver_role else {
-                // No role reviews it any more (its type left the catalog, or
-                // its review names a role no longer known): it would wait in
-                // review for ever. An admin may turn it down, which needs
+                // No role reviews it any more (its type or action left the
+                // catalog; the loader refuses an unknown role): it would wait
+                // in review for ever. An admin may turn it down, which needs
                 // nothing of the type.
                 if verb == Verb::Reject && user.has(ADMIN) && !own {
                     return Ok(());
@@ -379,6 +379,8 @@ pub fn permissions(user: &UserView, request: &RequestFacts<'_>) -> Permissions {
     let can = |verb| may(user, verb, request).is_ok();
     Permissions {
         review: Verb::ALL.into_iter().filter(|v| v.is_review()).any(can),
+        approve: can(Verb::Approve),
+        request_changes: can(Verb::RequestChanges),
         resubmit: can(Verb::Revise),
         cancel: can(Verb::Cancel),
         retry: can(Verb::Retry),

@@ -347,7 +347,12 @@ pub struct ReviewDiff {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Permissions {
+    /// Any review decision: approve, request changes or reject.
     pub review: bool,
+    /// Approve (a request whose type left the catalog can only be rejected).
+    pub approve: bool,
+    /// Request changes.
+    pub request_changes: bool,
     pub resubmit: bool,
     pub cancel: bool,
     pub retry: bool,

@@ -648,6 +648,27 @@ async fn list_pages_link_newer_and_older_and_keep_their_filters_in_the_url() -> 
     let bad = carol.get("/audit?created_from=someday").await?;
     assert!(bad.body.contains("created_from") && bad.body.contains("role=\"alert\""));
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Someone the list is not for is told so first, as on the API.
+    let mut alice = Browser::new(&app);
+    alice.sign_in("alice", "/catalog").await?;
+    for page in [
+        "/audit?created_from=someday",
+        "/attention?state=sleeping",
+        "/reviews?limit=x&created_to=never",
+    ] {
+        let refused = alice.get(page).await?;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{page}: {}",
+            refused.body
+        );
+        assert!(
+            refused.body.contains("Not allowed. "),
+            "{page}: {}",
+            refused.body
+        );
+    }
     Ok(())
 }
 
@@ -1204,11 +1225,31 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
     assert!(narrowed.body.contains("Trend by week: k8s-namespace"));
     let bad = carol.get("/metrics/flow?weeks=99").await?;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    // Named as the API names it (before, "abc" read as 0: "got 0").
+    let unread = carol.get("/metrics/flow?weeks=abc").await?;
+    assert_eq!(
+        unread.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unread.body
+    );
+    assert!(
+        unread.body.contains("is not a whole number") && !unread.body.contains("got 0"),
+        "{}",
+        unread.body
+    );
 
     let mut alice = Browser::new(&app);
     alice.sign_in("alice", "/metrics/flow").await?;
     let refused = alice.get("/metrics/flow").await?;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let refused_first = alice.get("/metrics/flow?weeks=abc").await?;
+    assert_eq!(
+        refused_first.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        refused_first.body
+    );
     assert!(!refused.body.contains("<svg"));
     assert!(
         !refused.body.contains("Window and type"),

@@ -50,12 +50,26 @@ pub enum StartError {
     },
 }
 
+/// The log target of sqlx's PostgreSQL URL parsing, kept to errors.
+const QUIET_URL_PARSE: &str = "sqlx_postgres::options::parse=error";
+
+/// What is logged: `RUST_LOG`'s filter when set, else ours. Either way sqlx's
+/// note of a connection URL's parameter it does not know is not, since it
+/// carries the value (`sslpassword=…`).
+fn log_filter(from_env: Option<tracing_subscriber::EnvFilter>) -> tracing_subscriber::EnvFilter {
+    let filter = from_env.unwrap_or_else(|| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_sessions=warn")
+    });
+    match QUIET_URL_PARSE.parse() {
+        Ok(quiet) => filter.add_directive(quiet),
+        Err(_) => filter,
+    }
+}
+
 /// `to_stderr` keeps standard output clean for a command whose output is read by a
 /// script (a token's secret).
 fn init_tracing(to_stderr: bool, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_sessions=warn")
-    });
+    let filter = log_filter(tracing_subscriber::EnvFilter::try_from_default_env().ok());
     let fmt = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match (format, to_stderr) {
         (LogFormat::Text, false) => fmt.try_init(),
@@ -435,19 +449,16 @@ pub async fn check_catalog(dir: &std::path::Path, against: Option<&str>) -> Exit
 }
 
 /// What `loaded` would strand in the database at `url`, read over one
-/// connection that runs no migration.
+/// read-only connection that runs no migration.
 async fn check_against(loaded: &catalog_source::LoadedCatalog, url: &str) -> ExitCode {
     use sqlx::Connection as _;
     let shown = crate::config::redact_url(url);
     let found = async {
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres")) {
-            return Err(crate::storage::StorageError::UnsupportedUrl(shown.clone()));
-        }
         sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        let mut conn = read_only_connection(url, &shown).await?;
         let found = crate::stranded::stranded(&mut conn, loaded).await?;
         let _ = conn.close().await;
-        Ok(found)
+        Ok::<_, crate::storage::StorageError>(found)
     };
     match found.await {
         Ok(found) if found.is_empty() => {
@@ -465,6 +476,30 @@ async fn check_against(loaded: &catalog_source::LoadedCatalog, url: &str) -> Exi
             ExitCode::FAILURE
         }
     }
+}
+
+/// A connection that cannot write: SQLite opened read-only whatever mode the
+/// URL asks for (a server's `mode=rwc` would create a missing file), and
+/// PostgreSQL with every transaction read-only.
+async fn read_only_connection(
+    url: &str,
+    shown: &str,
+) -> Result<sqlx::AnyConnection, crate::storage::StorageError> {
+    use sqlx::Connection as _;
+    if url.starts_with("sqlite:") {
+        let file = url.split('?').next().unwrap_or(url);
+        return Ok(sqlx::AnyConnection::connect(&format!("{file}?mode=ro")).await?);
+    }
+    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return Err(crate::storage::StorageError::UnsupportedUrl(
+            shown.to_string(),
+        ));
+    }
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    sqlx::query("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 /// The database, the GitOps repository (when it exists) and the key the audit
@@ -1017,6 +1052,42 @@ pub async fn main(portal: impl FnOnce(AppState) -> Router) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_database_urls_unknown_parameter_is_never_logged_with_its_value() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut lines) = self.0.lock() {
+                    lines.extend_from_slice(bytes);
+                }
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for from_env in [None, Some("trace")] {
+            let lines = Lines::default();
+            let writer = lines.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(super::log_filter(
+                    from_env.map(tracing_subscriber::EnvFilter::new),
+                ))
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::warn!(target: "sqlx_postgres::options::parse", key = "sslpassword", value = "KeyPass2", "ignoring unrecognized connect parameter");
+                tracing::warn!(target: "sqlx_postgres::other", "kept");
+            });
+            let logged = lines.0.lock().map(|l| l.clone()).unwrap_or_default();
+            let logged = String::from_utf8_lossy(&logged);
+            assert!(!logged.contains("KeyPass2"), "{from_env:?}: {logged}");
+            assert!(logged.contains("kept"), "{from_env:?}: {logged}");
+        }
+    }
+
     use super::*;
 
     #[test]

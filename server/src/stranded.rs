@@ -19,6 +19,9 @@ use crate::storage::stranding;
 const BATCH: i64 = 500;
 /// Assets named in a finding beside its count.
 const NAMED: usize = 3;
+/// How the open requests of a type or action gone from the catalog end.
+const WAYS_OUT: &str = "an admin rejects those in review, the requester or an admin cancels \
+    those not yet run, and the platform team closes failed ones without an asset";
 
 /// What the database holds that `catalog` would strand, one sentence each;
 /// empty when nothing is.
@@ -26,8 +29,11 @@ pub async fn stranded(
     conn: &mut AnyConnection,
     catalog: &LoadedCatalog,
 ) -> Result<Vec<String>, StorageError> {
-    let assets = stranding::active_assets_by_type(conn).await?;
-    let requests = stranding::open_requests_by_type(conn).await?;
+    // Sorted here, not in SQL: the engines' collations order names differently.
+    let mut assets = stranding::active_assets_by_type(conn).await?;
+    let mut requests = stranding::open_requests_by_type(conn).await?;
+    assets.sort();
+    requests.sort();
     let mut found = Vec::new();
     let mut gone: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for (type_name, count) in &assets {
@@ -44,9 +50,8 @@ pub async fn stranded(
                 {
                     found.push(format!(
                         "the action {action} of {type_name} is not in this catalog, but {count} \
-                         open request(s) ask for it: they can be neither approved nor run (an \
-                         admin rejects those in review; the requester or an admin cancels the \
-                         others)"
+                         open request(s) ask for it: they can be neither approved nor run \
+                         ({WAYS_OUT})"
                     ));
                 }
             }
@@ -56,8 +61,8 @@ pub async fn stranded(
         found.push(format!(
             "the type {type_name} is not in this catalog, but {assets} active asset(s) and \
              {requests} open request(s) are of it: its assets take no action any more (not \
-             even a decommission) and are no longer upgraded (an admin rejects its requests \
-             in review; the requester or an admin cancels the others)"
+             even a decommission) and are no longer upgraded, and its requests can be neither \
+             approved nor run ({WAYS_OUT})"
         ));
     }
     for (type_name, _) in &assets {
@@ -85,9 +90,9 @@ async fn lacking(
         after = last.id;
         for asset in &batch {
             let params = with_type_defaults(ty, &asset.params);
-            // A secret is never recorded with the asset: its absence says nothing.
-            let lacked = lacked_required(validator, &params);
-            for param in lacked.into_iter().filter(|p| !ty.is_secret(p)) {
+            // A secret the asset was given is recorded as a placeholder: one
+            // missing is one the type asks for since.
+            for param in lacked_required(validator, &params) {
                 let (count, named) = by_param.entry(param).or_default();
                 *count += 1;
                 if named.len() < NAMED {
@@ -100,10 +105,15 @@ async fn lacking(
         .into_iter()
         .map(|(param, (count, named))| {
             let more = if count > named.len() { ", …" } else { "" };
+            let fix = if ty.is_secret(&param) {
+                format!("make {param} optional (a secret takes no default)")
+            } else {
+                format!("give {param} a default")
+            };
             format!(
                 "{count} active asset(s) of {} ({}{more}) have no {param}, which the type now \
                  requires with no default: their template upgrades cannot render it and their \
-                 actions cannot ask for it; give {param} a default",
+                 actions cannot ask for it; {fix}",
                 ty.name,
                 named.join(", ")
             )

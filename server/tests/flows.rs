@@ -739,7 +739,20 @@ async fn a_request_whose_type_left_the_catalog_is_turned_down_by_an_admin(
             matches!(&refused, Err(ServiceError::Conflict(m)) if m == gone),
             "{refused:?}"
         );
+        // Chat asks before it decides, and is told the same.
+        let asked = reviews::may_decide(state, &carol, id, decision).await;
+        assert!(
+            matches!(&asked, Err(ServiceError::Conflict(m)) if m == gone),
+            "{asked:?}"
+        );
     }
+    reviews::may_decide(state, &carol, id, ReviewDecision::Reject).await?;
+    let seen = detail::request_detail(state, &carol, id, detail::ReviewerRead::Counts).await?;
+    let offered = &seen.permissions;
+    assert!(
+        offered.review && !offered.approve && !offered.request_changes,
+        "{offered:?}"
+    );
     // Nothing names bob's role for it any more: to him it is another team's.
     for decision in [ReviewDecision::Approve, ReviewDecision::Reject] {
         let refused = reviews::decide(state, &bob, id, 1, decision, "why").await;

@@ -97,6 +97,42 @@ fn a_push_lands_and_a_clone_checks_out_the_branch_with_the_files() -> TestResult
     Ok(())
 }
 
+/// A remote on a path, new and empty, advertises no reference at all: the
+/// first push to it lands (before, git2 0.20 built a slice from the null list
+/// libgit2 hands back for it, which aborted a debug build and was undefined
+/// behaviour in a release one: RUSTSEC-2026-0183).
+#[test]
+fn the_first_push_to_an_empty_remote_on_a_path_lands() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let bare = dir.path().join("remote.git");
+    git(
+        dir.path(),
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch",
+            "main",
+            "remote.git",
+        ],
+    )?;
+    let url = bare.display().to_string();
+    let repo = GitOpsRepo::open_with(&dir.path().join("gitops.git"), &remote(&url))?;
+    let landed = repo.apply(
+        &[file(
+            "dev/payments/ns/web/namespace.yaml",
+            "kind: Namespace\n",
+        )],
+        "k8s-namespace payments-web-dev",
+    )?;
+    assert!(landed.created);
+    assert_eq!(
+        git(&bare, &["rev-parse", "refs/heads/main"])?,
+        landed.commit
+    );
+    Ok(())
+}
+
 #[test]
 fn the_local_head_names_the_configured_branch_in_new_and_old_repositories() -> TestResult {
     let dir = tempfile::tempdir()?;

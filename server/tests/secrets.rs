@@ -17,7 +17,7 @@ use slipway_core::listing::{ListFilter, PageRequest};
 use slipway_core::secret;
 use slipway_core::state::RequestState;
 use slipway_core::views::{AuditFilter, ReviewDecision};
-use slipway_server::drivers::{DriverError, ExternalRun, StepContext, StepJournal};
+use slipway_server::drivers::{StepContext, StepSessions};
 use slipway_server::secrets::{SecretBox, SecretKey};
 use slipway_server::services::{ServiceError, assets, audit, detail, requests, reviews, secrets};
 use slipway_server::storage::Engine;
@@ -749,15 +749,30 @@ async fn a_generated_password_opens_the_new_database_once(
     // an attempt resumed on another replica would end what this one left.
     let mut conn = state.db.pool.acquire().await?;
     let named: Vec<String> =
-        sqlx::query_scalar("SELECT application_name FROM step_sessions WHERE request_id = $1")
+        sqlx::query_scalar("SELECT name_prefix FROM step_sessions WHERE request_id = $1")
             .bind(id.0)
             .fetch_all(&mut *conn)
             .await?;
-    drop(conn);
     assert!(
-        named.len() == 1 && named[0].len() == 45 && named[0].starts_with("slipway-step-"),
+        named.len() == 1 && named[0].len() == 37 && named[0].starts_with("slipway-step-"),
         "{named:?}"
     );
+    // A later attempt (a retry, a job resumed elsewhere) is handed the same
+    // prefix, and told that an earlier attempt recorded it.
+    let step_index: i64 =
+        sqlx::query_scalar("SELECT step_index FROM step_sessions WHERE request_id = $1")
+            .bind(id.0)
+            .fetch_one(&mut *conn)
+            .await?;
+    let key = slipway_server::storage::pipeline_runs::StepKey {
+        request_id: id,
+        revision: 1,
+        step_index,
+    };
+    let again =
+        slipway_server::storage::pipeline_runs::session_prefix(&mut conn, key, "other").await?;
+    assert_eq!(again, (named[0].clone(), true));
+    drop(conn);
     let seen = detail::request_detail(
         state,
         &alice,
@@ -1100,15 +1115,17 @@ async fn a_stopped_psql_step_ends_what_it_sent_to_the_server() -> TestResult {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         cancel.cancel();
     });
-    let journal = NamedSessions::fresh();
+    let sessions = first_attempt();
     let stopped = driver
         .run_command(
             &command,
             &StepContext {
-                secrets: &secret::SecretValues::new(),
-                stop: &stop,
-                progress: &ProgressLines::discard(),
-                journal: &journal,
+                sessions: Some(&sessions),
+                ..StepContext::outside_a_job(
+                    &secret::SecretValues::new(),
+                    &stop,
+                    &ProgressLines::discard(),
+                )
             },
         )
         .await
@@ -1129,7 +1146,7 @@ async fn a_stopped_psql_step_ends_what_it_sent_to_the_server() -> TestResult {
         .await?;
     let left: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
-            .bind(&journal.name)
+            .bind(sessions.application_name())
             .fetch_one(&mut holder)
             .await?;
     sqlx::query(&format!("DROP TABLE {table}"))
@@ -1184,41 +1201,12 @@ fn psql_beside_shared(sql: &str) -> slipway_core::execution::PlannedCommand {
     }
 }
 
-/// A step's journal that hands out one known session name, as recorded by an
-/// earlier attempt of the step or by this one.
-struct NamedSessions {
-    name: String,
-    earlier: bool,
-}
-
-impl NamedSessions {
-    fn fresh() -> NamedSessions {
-        NamedSessions {
-            name: format!("slipway-step-{}", uuid::Uuid::new_v4().simple()),
-            earlier: false,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl StepJournal for NamedSessions {
-    async fn recall(&self) -> Result<Option<ExternalRun>, DriverError> {
-        Ok(None)
-    }
-
-    async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
-        std::sync::Arc::new(NamedSessions {
-            name: self.name.clone(),
-            earlier: self.earlier,
-        })
-    }
-
-    async fn session_name(&self, _fresh: &str) -> Result<(String, bool), DriverError> {
-        Ok((self.name.clone(), self.earlier))
+/// A first attempt of a step run beside a server, as a job names it.
+fn first_attempt() -> StepSessions {
+    StepSessions {
+        prefix: StepSessions::fresh_prefix(),
+        attempt: 1,
+        earlier: false,
     }
 }
 
@@ -1248,20 +1236,23 @@ async fn a_resumed_psql_step_first_ends_what_the_killed_attempt_left_running() -
         .execute(&mut *lock)
         .await?;
     // The killed attempt's statement, still waiting on the server.
-    let journal = NamedSessions {
+    let killed = first_attempt();
+    let resumed = StepSessions {
+        attempt: 2,
         earlier: true,
-        ..NamedSessions::fresh()
+        ..killed.clone()
     };
     let options: PgConnectOptions = admin_url.parse()?;
     let mut orphan =
-        sqlx::PgConnection::connect_with(&options.application_name(&journal.name)).await?;
+        sqlx::PgConnection::connect_with(&options.application_name(&killed.application_name()))
+            .await?;
     let insert = format!("INSERT INTO {table} VALUES (1)");
     let orphaned = tokio::spawn(async move { sqlx::query(&insert).execute(&mut orphan).await });
     let mut watcher = sqlx::PgConnection::connect(&admin_url).await?;
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
     for _ in 0..100 {
         let seen: i64 = sqlx::query_scalar(waiting)
-            .bind(&journal.name)
+            .bind(killed.application_name())
             .fetch_one(&mut watcher)
             .await?;
         if seen == 1 {
@@ -1278,10 +1269,8 @@ async fn a_resumed_psql_step_first_ends_what_the_killed_attempt_left_running() -
         .run_command(
             &psql_beside_shared("SELECT 1;\n"),
             &StepContext {
-                secrets: &secret::SecretValues::new(),
-                stop: &stop,
-                progress: &progress,
-                journal: &journal,
+                sessions: Some(&resumed),
+                ..StepContext::outside_a_job(&secret::SecretValues::new(), &stop, &progress)
             },
         )
         .await?;
@@ -1299,10 +1288,11 @@ async fn a_resumed_psql_step_first_ends_what_the_killed_attempt_left_running() -
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
         .fetch_one(&mut holder)
         .await?;
-    let left: i64 = sqlx::query_scalar(waiting)
-        .bind(&journal.name)
-        .fetch_one(&mut watcher)
-        .await?;
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1")
+            .bind(format!("{}-%", killed.prefix))
+            .fetch_one(&mut watcher)
+            .await?;
     sqlx::query(&format!("DROP TABLE {table}"))
         .execute(&mut holder)
         .await?;
@@ -1310,5 +1300,77 @@ async fn a_resumed_psql_step_first_ends_what_the_killed_attempt_left_running() -
     watcher.close().await?;
     assert_eq!(rows, 0, "the killed attempt's insert never ran");
     assert_eq!(left, 0, "no session of the step is left on the server");
+    Ok(())
+}
+
+/// A job does not await a step it stops: the orchestrator drops the step's
+/// future on a cancel, the type's step timeout or a lost lease. What the
+/// step's psql sent is ended on the server all the same (before, only a step
+/// that ran into the command's own timeout ended it, and a cancelled request
+/// let its statement run on once the lock was free).
+#[tokio::test]
+async fn a_psql_step_its_job_stops_has_what_it_sent_ended() -> TestResult {
+    use slipway_server::drivers::progress::ProgressLines;
+    use sqlx::Connection as _;
+
+    let Some(admin_url) = common::postgres_admin_url()? else {
+        return Ok(());
+    };
+    let table = format!(
+        "drop_probe_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut holder = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::query(&format!("CREATE TABLE {table} (n int)"))
+        .execute(&mut holder)
+        .await?;
+    let mut lock = holder.begin().await?;
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *lock)
+        .await?;
+
+    let scratch = tempfile::tempdir()?;
+    let driver = psql_driver(scratch.path(), &admin_url)?;
+    let command = psql_beside_shared(&format!("INSERT INTO {table} VALUES (1);\n"));
+    let sessions = first_attempt();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let secrets = secret::SecretValues::new();
+    let progress = ProgressLines::discard();
+    let ctx = StepContext {
+        sessions: Some(&sessions),
+        ..StepContext::outside_a_job(&secrets, &stop, &progress)
+    };
+    // As the orchestrator runs a step: raced against its stop, and dropped.
+    let raced = tokio::select! {
+        ran = driver.run_command(&command, &ctx) => Err(format!("the step ended by itself: {ran:?}")),
+        () = tokio::time::sleep(std::time::Duration::from_millis(1500)) => Ok(()),
+    };
+    stop.cancel();
+    raced?;
+    let mut watcher = sqlx::PgConnection::connect(&admin_url).await?;
+    let mut left: i64 = -1;
+    for _ in 0..200 {
+        left =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(sessions.application_name())
+                .fetch_one(&mut watcher)
+                .await?;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    lock.commit().await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut holder)
+        .await?;
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&mut holder)
+        .await?;
+    holder.close().await?;
+    watcher.close().await?;
+    assert_eq!(left, 0, "the dropped step's session was ended");
+    assert_eq!(rows, 0, "the dropped step's insert never ran");
     Ok(())
 }

@@ -612,7 +612,13 @@ async fn a_catalog_check_against_the_database_names_what_it_would_strand(
     );
     assert_eq!(check(catalog.clone(), url).await, ExitCode::FAILURE);
     let missing = "sqlite:///nonexistent-dir/slipway.db".to_string();
-    assert_eq!(check(catalog, missing).await, ExitCode::FAILURE);
+    assert_eq!(check(catalog.clone(), missing).await, ExitCode::FAILURE);
+    // A server's own URL asks to create a missing file: the check does not.
+    let dir = tempfile::tempdir()?;
+    let absent = dir.path().join("slipway.db");
+    let creating = format!("sqlite://{}?mode=rwc", absent.display());
+    assert_eq!(check(catalog, creating).await, ExitCode::FAILURE);
+    assert!(!absent.exists(), "the check created a database file");
     assert_eq!(app.snapshot().await?, before, "the check changed nothing");
     Ok(())
 }

@@ -213,14 +213,15 @@ fn a_review_policy_with_an_unknown_role_lets_nobody_review() {
     };
     let admin_requester = person(Role::Admin, Rel::OwnInTeam);
     assert!(may(&admin_requester, Verb::Reject, &own).is_err());
-    assert!(permissions(&admin, &facts).review);
+    let offered = permissions(&admin, &facts);
+    assert!(offered.review && !offered.approve && !offered.request_changes);
 }
 
 #[test]
 fn permissions_follow_may() {
     let reviewer = person(Role::Reviewer, Rel::OfferingTeam);
     let p = permissions(&reviewer, &request(S::InReview, Rel::OfferingTeam));
-    assert!(p.review && !p.cancel && !p.resubmit && !p.retry);
+    assert!(p.review && p.approve && p.request_changes && !p.cancel && !p.resubmit && !p.retry);
     let own = person(Role::Requester, Rel::OwnInTeam);
     let p = permissions(&own, &request(S::ChangesRequested, Rel::OwnInTeam));
     assert!(p.resubmit && p.cancel && !p.review);

@@ -8,7 +8,7 @@ use slipway_core::listing::{Cursor, ListQuery, Param, SizeRule};
 use slipway_core::state::RequestState;
 use slipway_core::views::{Choice, FilterChoices};
 
-use crate::api::{current_user, list_filter_choices};
+use crate::api::list_filter_choices;
 use crate::error::AppError;
 
 /// The query parameters a list page reads from its URL; any other is ignored.
@@ -71,8 +71,10 @@ pub fn url_query_of(
 }
 
 /// Loads a list for the query read from the URL. A query that does not read is
-/// shown as an error only to someone signed in (answered 422, as the API answers
-/// it): a signed-out visitor is sent to sign in first, as on any page of lists.
+/// named (answered 422, as the API answers it) only to someone the list is
+/// for: the list's own gate is asked first, by loading its first page, so a
+/// signed-out visitor is sent to sign in and someone the list is not for is
+/// told so (403), as on the API, before anything about their query.
 pub async fn load_list<T, F>(
     query: Result<ListQuery, AppError>,
     load: impl FnOnce(ListQuery) -> F,
@@ -82,16 +84,10 @@ where
 {
     match query {
         Ok(query) => load(query).await,
-        Err(refusal) => match current_user().await? {
-            Some(_) => {
-                #[cfg(feature = "ssr")]
-                if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                    response.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
-                }
-                Err(refusal)
-            }
-            None => Err(AppError::Unauthenticated),
-        },
+        Err(refusal) => {
+            load(ListQuery::default()).await?;
+            Err(crate::components::unreadable_query(refusal))
+        }
     }
 }
 

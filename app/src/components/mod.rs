@@ -142,6 +142,16 @@ pub fn route_id() -> impl Fn() -> Option<i64> + Clone + Send + Sync + 'static {
     move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()))
 }
 
+/// A query in the address that does not read, answered 422 as the API answers
+/// it (asked only once the page's own gate let the caller in).
+pub fn unreadable_query(refusal: AppError) -> AppError {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    refusal
+}
+
 /// What a page asked for by an id that cannot be one (`/requests/abc`) shows:
 /// "not found", answered with the 404 a missing id gets.
 pub fn unknown_id(what: &str) -> AppError {

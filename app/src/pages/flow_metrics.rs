@@ -11,6 +11,7 @@ use slipway_core::flow::{
 use crate::api::flow_metrics;
 use crate::components::{Loading, error_view};
 use crate::error::AppError;
+use slipway_core::validate::FieldError;
 
 const HOUR_MS: f64 = 3_600_000.0;
 
@@ -30,25 +31,42 @@ fn optional_ms(ms: Option<i64>) -> String {
     ms.map_or_else(|| "–".to_string(), human_duration)
 }
 
-/// The query in the address: `?weeks=12&type=k8s-namespace`. A `weeks` that is not
-/// a number is passed on as 0, which the service names as out of range.
-fn query_from_url() -> Memo<FlowQuery> {
+/// The query in the address: `?weeks=12&type=k8s-namespace`, or why it does not
+/// read (a `weeks` that is not a whole number, named as the API names it).
+fn query_from_url() -> Memo<Result<FlowQuery, AppError>> {
     let map = use_query_map();
     Memo::new(move |_| {
-        map.with(|m| FlowQuery {
-            weeks: m.get("weeks").map(|w| w.parse().unwrap_or(0)),
-            type_name: m.get("type").filter(|t| !t.is_empty()),
+        map.with(|m| {
+            let weeks = match m.get("weeks") {
+                None => None,
+                Some(w) => Some(w.parse().map_err(|_| {
+                    AppError::Invalid(vec![FieldError::new("weeks", "is not a whole number")])
+                })?),
+            };
+            Ok(FlowQuery {
+                weeks,
+                type_name: m.get("type").filter(|t| !t.is_empty()),
+            })
         })
     })
+}
+
+/// The figures the query asks for. A query that does not read is named (422)
+/// only to someone the page is for: the service's gate is asked first.
+async fn figures_for(query: Result<FlowQuery, AppError>) -> Result<FlowMetrics, AppError> {
+    match query {
+        Ok(query) => flow_metrics(query).await,
+        Err(refusal) => {
+            flow_metrics(FlowQuery::default()).await?;
+            Err(crate::components::unreadable_query(refusal))
+        }
+    }
 }
 
 #[component]
 pub fn FlowMetricsPage() -> impl IntoView {
     let query = query_from_url();
-    let metrics = Resource::new(
-        move || query.get(),
-        |q| async move { flow_metrics(q).await },
-    );
+    let metrics = Resource::new(move || query.get(), figures_for);
     view! {
         <Title text="Flow metrics" />
         <h1>"Flow metrics"</h1>
@@ -65,7 +83,7 @@ pub fn FlowMetricsPage() -> impl IntoView {
                     |_| Vec::new(),
                     |m| m.types.iter().map(|t| t.type_name.clone()).collect(),
                 );
-                let filters = (!refused).then(|| view! { <Filters query=query.get_untracked() types /> });
+                let filters = (!refused).then(|| view! { <Filters query=query.get_untracked().unwrap_or_default() types /> });
                 let shown = match figures {
                     Ok(m) => view! { <FlowView m /> }.into_any(),
                     Err(e) => error_view(e),

@@ -195,7 +195,11 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
             {p.review.then(|| view! {
                 <ActionForm action=review attr:class="review-box">
                     <h2>"Your review"</h2>
-                    <p class="muted">{format!("You approve exactly revision {revision}, change set {}.", short(&hash))}</p>
+                    <p class="muted">{if p.approve {
+                        format!("You approve exactly revision {revision}, change set {}.", short(&hash))
+                    } else {
+                        "No role reviews this request any more (its type or action left the catalog): it can only be rejected.".to_string()
+                    }}</p>
                     {hidden_id(id)}
                     <input type="hidden" name="revision" value=revision.to_string() />
                     <label for="review-comment">"Comment"</label>
@@ -203,8 +207,8 @@ fn Actions(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
                     <p class="help" id="review-comment-help">"Required when you request changes or reject."</p>
                     <p class="field-error" id="review-comment-error" role="alert">{comment_error}</p>
                     <div class="buttons">
-                        <button type="submit" class="primary" name="decision" value="approve">"Approve"</button>
-                        <button type="submit" name="decision" value="request_changes">"Request changes"</button>
+                        {p.approve.then(|| view! { <button type="submit" class="primary" name="decision" value="approve">"Approve"</button> })}
+                        {p.request_changes.then(|| view! { <button type="submit" name="decision" value="request_changes">"Request changes"</button> })}
                         <button type="submit" class="danger" name="decision" value="reject">"Reject"</button>
                     </div>
                 </ActionForm>

@@ -130,7 +130,7 @@ impl CommandDriver {
             refuse_other_connections(&command, name)?;
             let passed_password = held_back_from_admin_connection(&mut pass_env);
             let run_sessions =
-                RunSessions::of_step(server, passed_password.clone(), ctx.journal, ctx.progress)
+                RunSessions::of_step(server, passed_password.clone(), ctx.sessions, ctx.progress)
                     .await?;
             passfile = with_admin_connection(&mut command, &mut secrets, server, passed_password);
             let application_name = run_sessions.application_name().to_string();
@@ -153,11 +153,19 @@ impl CommandDriver {
         .await
         .map_err(|e| DriverError::Retryable(format!("the command driver stopped: {e}")))?;
         match (ran, sessions) {
-            (Err(Stopped::Killed(error)), Some(sessions)) => {
+            (Err(Stopped::Killed(error)), Some(mut sessions)) => {
                 Err(error.noted(&sessions.end().await))
             }
-            (Err(Stopped::Killed(error) | Stopped::Ended(error)), _) => Err(error),
-            (Ok(outcome), _) => Ok(outcome),
+            (ran, sessions) => {
+                // The program ended by itself: nothing of it is left to end.
+                if let Some(mut sessions) = sessions {
+                    sessions.disarm();
+                }
+                match ran {
+                    Err(Stopped::Killed(error) | Stopped::Ended(error)) => Err(error),
+                    Ok(outcome) => Ok(outcome),
+                }
+            }
         }
     }
 }
@@ -1657,6 +1665,7 @@ mod tests {
                     stop: &stop,
                     progress: &ProgressLines::discard(),
                     journal: &super::super::NoJournal,
+                    sessions: None,
                 },
             )
             .await
@@ -1746,6 +1755,7 @@ mod tests {
             stop: &stop,
             progress: &progress,
             journal: &super::super::NoJournal,
+            sessions: None,
         };
         let outcome = driver(dir.path()).run(&step("env", &[]), &ctx).await?;
         let mut live = Vec::new();
@@ -2579,6 +2589,7 @@ mod tests {
                     stop: &stop,
                     progress: &ProgressLines::discard(),
                     journal: &super::super::NoJournal,
+                    sessions: None,
                 },
             )
             .await;

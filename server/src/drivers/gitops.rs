@@ -448,7 +448,12 @@ impl GitOpsRepo {
         let head_names_branch = repo
             .find_reference("HEAD")
             .ok()
-            .and_then(|head| head.symbolic_target().map(|t| t == branch_ref))
+            .and_then(|head| {
+                head.symbolic_target()
+                    .ok()
+                    .flatten()
+                    .map(|t| t == branch_ref)
+            })
             .unwrap_or(false);
         if !head_names_branch {
             repo.set_head(&branch_ref).map_err(git)?;

@@ -32,6 +32,9 @@ pub struct StepContext<'a> {
     /// Where a driver that starts something outside (a CI/CD run) records it, so
     /// that a later attempt of the same step follows it instead of starting another.
     pub journal: &'a dyn StepJournal,
+    /// For a step run beside a PostgreSQL server in a job: how its sessions
+    /// there are named. `None` outside a job (a name of the run's own).
+    pub sessions: Option<&'a StepSessions>,
 }
 
 impl<'a> StepContext<'a> {
@@ -47,6 +50,7 @@ impl<'a> StepContext<'a> {
             stop,
             progress,
             journal: &NoJournal,
+            sessions: None,
         }
     }
 }
@@ -70,11 +74,35 @@ pub trait StepJournal: Send + Sync {
     /// The same journal, owned: for work that must finish even when the step
     /// is stopped (a run started must be recorded).
     fn detached(&self) -> std::sync::Arc<dyn StepJournal>;
-    /// The name this step's sessions on its PostgreSQL server carry, the same
-    /// for every attempt: the first attempt's `fresh` one, recorded before it
-    /// connects. True when an earlier attempt recorded it: what that attempt
-    /// sent may still be running there.
-    async fn session_name(&self, fresh: &str) -> Result<(String, bool), DriverError>;
+}
+
+/// The application names a step's sessions on its PostgreSQL server carry: a
+/// prefix recorded for the step of the revision by its first attempt, then the
+/// attempt's own step record, so that each attempt ends only its own sessions
+/// when it is stopped, and a later one finds every earlier one's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSessions {
+    pub prefix: String,
+    /// The attempt's step record (`job_steps.id`).
+    pub attempt: i64,
+    /// Whether an earlier attempt recorded the prefix: what it sent may still
+    /// be running there.
+    pub earlier: bool,
+}
+
+impl StepSessions {
+    /// A new prefix: `slipway-step-` and 24 hex digits (a name, with the
+    /// attempt, stays within PostgreSQL's 63 bytes).
+    pub fn fresh_prefix() -> String {
+        use rand::Rng as _;
+        let bits: u128 = rand::rng().random::<u128>() >> 32;
+        format!("slipway-step-{bits:024x}")
+    }
+
+    /// This attempt's `application_name` (`PGAPPNAME`).
+    pub fn application_name(&self) -> String {
+        format!("{}-{}", self.prefix, self.attempt)
+    }
 }
 
 /// For a step run outside a job, which has nothing to resume.
@@ -92,10 +120,6 @@ impl StepJournal for NoJournal {
 
     fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
         std::sync::Arc::new(NoJournal)
-    }
-
-    async fn session_name(&self, fresh: &str) -> Result<(String, bool), DriverError> {
-        Ok((fresh.to_string(), false))
     }
 }
 

@@ -683,6 +683,7 @@ mod tests {
             stop,
             progress: &ProgressLines::discard(),
             journal,
+            sessions: None,
         };
         driver.run(step, &ctx).await
     }
@@ -709,10 +710,6 @@ mod tests {
             Arc::new(Unwritable {
                 tries: self.tries.clone(),
             })
-        }
-
-        async fn session_name(&self, _fresh: &str) -> Result<(String, bool), DriverError> {
-            Err(DriverError::Retryable("the database is down".into()))
         }
     }
 

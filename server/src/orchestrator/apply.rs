@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use super::{JobControl, StopReason};
-use crate::drivers::{DriverError, ProgressLines, StepContext, StepOutcome};
+use crate::drivers::{DriverError, ProgressLines, StepContext, StepOutcome, StepSessions};
 use crate::services::{self, Actor, ServiceError, load_request, request_type, transition};
 use crate::state::AppState;
 use crate::storage::jobs::{self, JobRow};
-use crate::storage::pipeline_runs::StepKey;
+use crate::storage::pipeline_runs::{self, StepKey};
 use crate::storage::requests::{RequestRow, RevisionRow};
 use crate::storage::{self, StorageError, Tx};
 
@@ -525,6 +525,30 @@ fn timeout_of(step: &PlannedStep, step_timeout: Duration) -> Duration {
     }
 }
 
+/// How the sessions of a step run beside a PostgreSQL server are named: recorded
+/// in the fenced transaction that starts the attempt, so an attempt whose lease
+/// was taken over never names (nor ends) sessions of the one that took it.
+async fn sessions_beside_a_server(
+    tx: &mut sqlx::AnyConnection,
+    key: StepKey,
+    step: &PlannedStep,
+    step_id: i64,
+) -> Result<Option<StepSessions>, JobError> {
+    let PlannedStep::Command(command) = step else {
+        return Ok(None);
+    };
+    if command.postgres_server.is_none() {
+        return Ok(None);
+    }
+    let fresh = StepSessions::fresh_prefix();
+    let (prefix, earlier) = pipeline_runs::session_prefix(tx, key, &fresh).await?;
+    Ok(Some(StepSessions {
+        prefix,
+        attempt: step_id,
+        earlier,
+    }))
+}
+
 /// Runs one step through its driver, within the type's step timeout and until the
 /// job is told to stop, and records the attempt: a row when it starts, its end,
 /// summary and log when it ends however it ends.
@@ -536,7 +560,12 @@ async fn run_step(
     timeout: Duration,
     start: &mut Option<Start<'_>>,
 ) -> Result<FinishedStep, JobError> {
-    let step_id = {
+    let key = StepKey {
+        request_id: request.id,
+        revision: request.current_revision,
+        step_index,
+    };
+    let (step_id, sessions) = {
         let mut tx = run.fenced().await?;
         if let Some(start) = start.take() {
             start.record(&mut tx, run.state, request).await?;
@@ -553,24 +582,19 @@ async fn run_step(
             },
         )
         .await?;
+        let sessions = sessions_beside_a_server(&mut tx, key, step, id).await?;
         tx.commit().await?;
-        id
+        (id, sessions)
     };
     let stop = run.control.step_token();
     let (progress, lines) = ProgressLines::channel(secrets.clone());
-    let journal = journal::RunJournal::new(
-        run.state.db.clone(),
-        StepKey {
-            request_id: request.id,
-            revision: request.current_revision,
-            step_index,
-        },
-    );
+    let journal = journal::RunJournal::new(run.state.db.clone(), key);
     let ctx = StepContext {
         secrets,
         stop: &stop,
         progress: &progress,
         journal: &journal,
+        sessions: sessions.as_ref(),
     };
     let started = std::time::Instant::now();
     let driver = run.state.drivers.for_step(step);

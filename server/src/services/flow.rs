@@ -23,10 +23,26 @@ pub const FIGURES_FOR: Duration = Duration::from_secs(15);
 
 /// Figures computed lately, by window and trend type. One computation at a time
 /// per window: people opening the page together wait for one reading, not one
-/// each, and someone opening another window does not wait for theirs.
-#[derive(Debug, Default)]
+/// each, and someone opening another window does not wait for theirs (up to
+/// [`READ_AT_ONCE`] windows are read at once).
+#[derive(Debug)]
 pub struct FlowFigures {
     windows: std::sync::Mutex<HashMap<Window, Arc<tokio::sync::Mutex<Figures>>>>,
+    /// Long windows read at once, whichever they are: each reads every step of
+    /// its weeks, and a few callers varying the window must not take every core.
+    reading: tokio::sync::Semaphore,
+}
+
+/// How many long windows are read at once on a replica.
+const READ_AT_ONCE: usize = 2;
+
+impl Default for FlowFigures {
+    fn default() -> FlowFigures {
+        FlowFigures {
+            windows: std::sync::Mutex::default(),
+            reading: tokio::sync::Semaphore::new(READ_AT_ONCE),
+        }
+    }
 }
 
 /// A window's figures and when they were computed; `None` until they are.
@@ -83,6 +99,12 @@ pub async fn flow_metrics(
     {
         return Ok(figures.clone());
     }
+    let _reading = state
+        .flow_figures
+        .reading
+        .acquire()
+        .await
+        .map_err(|e| ServiceError::Internal(format!("flow figures: {e}")))?;
     let input = storage::flow::read(&state.db.pool, since, until).await?;
     let figures = flow::compute(&input, trend_type);
     *computed = Some((Instant::now(), figures.clone()));

@@ -45,7 +45,9 @@ pub async fn retry(state: &AppState, user: &Caller, id: RequestId) -> ServiceRes
     .await?;
     storage::requests::set_error(&mut tx, id, None).await?;
     // Steps that succeeded stay done; a pipeline run that failed (or ran out of
-    // time) is not followed again: the retry starts a new one.
+    // time) is not followed again: the retry starts a new one. The prefix of a
+    // step's session names is kept, so the retry first ends whatever the failed
+    // run left on a PostgreSQL server.
     storage::pipeline_runs::forget(&mut tx, id, request.current_revision).await?;
     let ty = super::request_type(state, &request)?;
     enqueue_apply(&mut tx, ty, id).await?;

@@ -515,11 +515,10 @@ pub(crate) async fn prepare(
             Some(_) => slipway_core::action::lacked_required(validator, &checked),
             None => Vec::new(),
         };
-        if !lacked.is_empty() {
+        for param in &lacked {
             message.push_str(&format!(
-                "; the asset has no {} ({})",
-                lacked.join(", "),
-                slipway_core::action::LACKED_SINCE
+                "; the asset has no {param} ({})",
+                slipway_core::action::lacked_since(ty, param)
             ));
         }
         ServiceError::Invalid(vec![FieldError {

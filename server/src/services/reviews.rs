@@ -83,7 +83,25 @@ pub async fn may_decide(
 ) -> ServiceResult<()> {
     let mut conn = state.db.pool.acquire().await?;
     let request = load_request(&mut conn, id).await?;
+    refused_for_a_type_gone(state, user, decision, &request)?;
     authorize(state, user, verb_and_action(decision).0, &request)
+}
+
+/// Before anything of the request is read for an answer (its type, say); a
+/// type gone from the catalog is then said as such, not as a missing role. A
+/// rejection needs nothing of the type: an admin turns down a request whose
+/// type left the catalog.
+fn refused_for_a_type_gone(
+    state: &AppState,
+    user: &Caller,
+    decision: ReviewDecision,
+    request: &storage::requests::RequestRow,
+) -> ServiceResult<()> {
+    authorize(state, user, Verb::View, request)?;
+    if decision != ReviewDecision::Reject {
+        request_type(state, request)?;
+    }
+    Ok(())
 }
 
 /// [`decide`], bound to the change set the reviewer saw: a different one is a conflict.
@@ -102,14 +120,7 @@ pub async fn decide_on(
     storage::requests::lock(&mut tx, state.db.engine, id).await?;
     let mut request = load_request(&mut tx, id).await?;
     let (verb, action) = verb_and_action(decision);
-    // Before anything of the request is read for an answer (its type, say); a
-    // type gone from the catalog is then said as such, not as a missing role.
-    // A rejection needs nothing of the type: an admin turns down a request
-    // whose type left the catalog.
-    authorize(state, user, Verb::View, &request)?;
-    if decision != ReviewDecision::Reject {
-        request_type(state, &request)?;
-    }
+    refused_for_a_type_gone(state, user, decision, &request)?;
     authorize(state, user, verb, &request)?;
     if revision != request.current_revision {
         return Err(ServiceError::Conflict(format!(

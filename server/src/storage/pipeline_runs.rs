@@ -79,16 +79,16 @@ pub async fn forget(
     Ok(done.rows_affected())
 }
 
-/// The application name the sessions of a command step carry on its PostgreSQL
-/// server: the one the step's first attempt recorded (`fresh` when this is the
-/// first), and whether an earlier attempt had recorded it.
-pub async fn session_name(
+/// The prefix of the application names a command step's sessions carry on its
+/// PostgreSQL server: the one the step's first attempt recorded (`fresh` when
+/// this is the first), and whether an earlier attempt had recorded it.
+pub async fn session_prefix(
     conn: &mut AnyConnection,
     key: StepKey,
     fresh: &str,
 ) -> Result<(String, bool), StorageError> {
     sqlx::query(
-        "INSERT INTO step_sessions (request_id, revision, step_index, application_name) \
+        "INSERT INTO step_sessions (request_id, revision, step_index, name_prefix) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (request_id, revision, step_index) DO NOTHING",
     )
     .bind(key.request_id.0)
@@ -98,7 +98,7 @@ pub async fn session_name(
     .execute(&mut *conn)
     .await?;
     let recorded: String = sqlx::query_scalar(
-        "SELECT application_name FROM step_sessions \
+        "SELECT name_prefix FROM step_sessions \
          WHERE request_id = $1 AND revision = $2 AND step_index = $3",
     )
     .bind(key.request_id.0)

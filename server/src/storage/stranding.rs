@@ -14,8 +14,7 @@ pub async fn active_assets_by_type(
     conn: &mut AnyConnection,
 ) -> Result<Vec<(String, i64)>, StorageError> {
     let rows = sqlx::query(
-        "SELECT type_name, COUNT(*) AS n FROM assets WHERE state = $1 \
-         GROUP BY type_name ORDER BY type_name",
+        "SELECT type_name, COUNT(*) AS n FROM assets WHERE state = $1 GROUP BY type_name",
     )
     .bind(ACTIVE)
     .fetch_all(&mut *conn)
@@ -36,7 +35,7 @@ pub async fn open_requests_by_type(
         .collect();
     let rows = sqlx::query(&format!(
         "SELECT type_name, action, COUNT(*) AS n FROM requests WHERE state IN ({}) \
-         GROUP BY type_name, action ORDER BY type_name, action",
+         GROUP BY type_name, action",
         listing::literals(&open)
     ))
     .fetch_all(&mut *conn)

@@ -1,6 +1,5 @@
 //! The step record drivers keep across a job's attempts, in the database: the
-//! CI/CD run a pipeline step started, read back when the job resumes, and the
-//! name a command step's sessions carry on its PostgreSQL server.
+//! CI/CD run a pipeline step started, read back when the job resumes.
 
 use async_trait::async_trait;
 
@@ -57,14 +56,5 @@ impl StepJournal for RunJournal {
 
     fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
         std::sync::Arc::new(self.clone())
-    }
-
-    async fn session_name(&self, fresh: &str) -> Result<(String, bool), DriverError> {
-        let mut tx = self.db.write().await.map_err(retryable)?;
-        let named = pipeline_runs::session_name(&mut tx, self.key, fresh)
-            .await
-            .map_err(retryable)?;
-        tx.commit().await.map_err(retryable)?;
-        Ok(named)
     }
 }
