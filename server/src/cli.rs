@@ -456,7 +456,15 @@ async fn check_against(loaded: &catalog_source::LoadedCatalog, url: &str) -> Exi
     let found = async {
         sqlx::any::install_default_drivers();
         let mut conn = read_only_connection(url, &shown).await?;
-        let found = crate::stranded::stranded(&mut conn, loaded).await?;
+        // One snapshot: counts and assets read from a live database agree.
+        let begin = if url.starts_with("sqlite:") {
+            "BEGIN"
+        } else {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        };
+        let mut snapshot = conn.begin_with(begin).await?;
+        let found = crate::stranded::stranded(&mut snapshot, loaded).await?;
+        snapshot.rollback().await?;
         let _ = conn.close().await;
         Ok::<_, crate::storage::StorageError>(found)
     };
@@ -480,7 +488,8 @@ async fn check_against(loaded: &catalog_source::LoadedCatalog, url: &str) -> Exi
 
 /// A connection that cannot write: SQLite opened read-only whatever mode the
 /// URL asks for (a server's `mode=rwc` would create a missing file), and
-/// PostgreSQL with every transaction read-only.
+/// PostgreSQL with every transaction read-only (the check's own transaction
+/// says so too, for a pooler that does not keep a session's settings).
 async fn read_only_connection(
     url: &str,
     shown: &str,

@@ -1912,7 +1912,10 @@ async fn lists_take_filters_both_cursors_and_name_bad_parameters(app: &TestApp) 
         ("/metrics/flow?weeks=99999999999999999999", "weeks"),
         ("/metrics/flow?color=red", "color"),
     ] {
-        let who = if path.starts_with("/requests/attention") || path.starts_with("/audit") {
+        let who = if path.starts_with("/requests/attention")
+            || path.starts_with("/audit")
+            || path.starts_with("/metrics")
+        {
             &carol
         } else if path.starts_with("/reviews") {
             &bob

@@ -242,6 +242,9 @@ async fn only_the_platform_team_and_auditors_read_them(app: &TestApp) -> TestRes
         );
         let (status, body) = api_get(app, "/metrics/flow", developer).await?;
         assert_eq!(status, StatusCode::FORBIDDEN, "{developer}: {body}");
+        // Told so before anything about the query, as the page does.
+        let (status, body) = api_get(app, "/metrics/flow?weeks=abc&bogus=1", developer).await?;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{developer}: {body}");
     }
     let (status, body) = api_get(app, "/metrics/flow?weeks=4", "carol").await?;
     assert_eq!(status, StatusCode::OK, "{body}");

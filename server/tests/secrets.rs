@@ -1243,11 +1243,21 @@ async fn a_resumed_psql_step_first_ends_what_the_killed_attempt_left_running() -
         ..killed.clone()
     };
     let options: PgConnectOptions = admin_url.parse()?;
-    let mut orphan =
-        sqlx::PgConnection::connect_with(&options.application_name(&killed.application_name()))
-            .await?;
+    let mut orphan = sqlx::PgConnection::connect_with(
+        &options.clone().application_name(&killed.application_name()),
+    )
+    .await?;
     let insert = format!("INSERT INTO {table} VALUES (1)");
     let orphaned = tokio::spawn(async move { sqlx::query(&insert).execute(&mut orphan).await });
+    // A later attempt's session (the one that took over a stalled attempt's
+    // lease) is not the resumed attempt's to end.
+    let later = StepSessions {
+        attempt: 3,
+        ..killed.clone()
+    };
+    let mut newer =
+        sqlx::PgConnection::connect_with(&options.application_name(&later.application_name()))
+            .await?;
     let mut watcher = sqlx::PgConnection::connect(&admin_url).await?;
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
     for _ in 0..100 {
@@ -1283,6 +1293,9 @@ async fn a_resumed_psql_step_first_ends_what_the_killed_attempt_left_running() -
     );
     let ended = orphaned.await?;
     assert!(ended.is_err(), "the orphaned insert was ended: {ended:?}");
+    let alive: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut newer).await?;
+    assert_eq!(alive, 1, "a later attempt's session stays");
+    newer.close().await?;
 
     lock.commit().await?;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))

@@ -43,8 +43,10 @@ pub struct FlowParams {
 async fn flow_metrics(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiQuery(params): ApiQuery<FlowParams>,
+    params: Result<ApiQuery<FlowParams>, ApiError>,
 ) -> Result<Json<FlowMetrics>, ApiError> {
+    flow::may_see(&caller).map_err(|e| problem(&caller, e))?;
+    let ApiQuery(params) = params?;
     let query = FlowQuery {
         weeks: params.weeks,
         type_name: params.type_name,

@@ -69,6 +69,12 @@ impl FlowFigures {
 /// The weeks asked for (first, last) and the trend's type.
 type Window = (i64, i64, Option<String>);
 
+/// Whether the flow metrics are for `caller`: asked first, so that someone
+/// they are not for is told so before anything about their query.
+pub fn may_see(caller: &Caller) -> ServiceResult<()> {
+    policy::may_see_flow_metrics(caller).map_err(ServiceError::refused)
+}
+
 /// The figures of the window the query asks for (the last 12 weeks by default).
 #[tracing::instrument(skip_all, fields(weeks = ?query.weeks, type_name = ?query.type_name))]
 pub async fn flow_metrics(
@@ -76,7 +82,7 @@ pub async fn flow_metrics(
     caller: &Caller,
     query: &FlowQuery,
 ) -> ServiceResult<FlowMetrics> {
-    policy::may_see_flow_metrics(caller).map_err(ServiceError::refused)?;
+    may_see(caller)?;
     let (since, until) = query
         .window(storage::now_millis())
         .map_err(|message| ServiceError::Invalid(vec![FieldError::new("weeks", message)]))?;

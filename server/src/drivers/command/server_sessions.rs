@@ -37,8 +37,9 @@ pub struct RunSessions {
     /// The operator's passed-on `PGPASSWORD`, for a server whose URL has none.
     password: Option<String>,
     name: String,
-    /// The prefix of every attempt's name, for a step run in a job.
-    step_prefix: Option<String>,
+    /// The prefix of every attempt's name and this attempt's step record, for
+    /// a step run in a job.
+    step: Option<(String, i64)>,
     /// Whether the sessions still need ending when this is dropped: until the
     /// program has ended by itself or they were ended.
     armed: bool,
@@ -55,19 +56,21 @@ impl RunSessions {
         step: Option<&StepSessions>,
         progress: &ProgressLines,
     ) -> Result<RunSessions, DriverError> {
-        let sessions = RunSessions {
+        let mut sessions = RunSessions {
             server: server.clone(),
             password,
             name: match step {
                 Some(step) => step.application_name(),
                 None => format!("{}-0", StepSessions::fresh_prefix()),
             },
-            step_prefix: step.map(|s| s.prefix.clone()),
-            armed: true,
+            step: step.map(|s| (s.prefix.clone(), s.attempt)),
+            // Nothing of this attempt runs before the earlier ones are ended.
+            armed: false,
         };
         if step.is_some_and(|s| s.earlier) {
             sessions.end_earlier(progress).await?;
         }
+        sessions.armed = true;
         Ok(sessions)
     }
 
@@ -134,11 +137,13 @@ impl RunSessions {
     }
 
     async fn terminate(&self, whose: Whose) -> Result<usize, sqlx::Error> {
-        // Own: the exact name. Earlier: every name of the step's prefix but
-        // this attempt's (the prefix is hex: no LIKE wildcard in it).
-        let (pattern, except) = match (whose, &self.step_prefix) {
-            (Whose::Own, _) => (self.name.clone(), String::new()),
-            (Whose::Earlier, Some(prefix)) => (format!("{prefix}-%"), self.name.clone()),
+        let matching = match (whose, &self.step) {
+            (Whose::Own, _) => Matching::Name(self.name.clone()),
+            (Whose::Earlier, Some((prefix, attempt))) => Matching::Below {
+                pattern: format!("{prefix}-%"),
+                from: i32::try_from(prefix.len() + 2).unwrap_or(i32::MAX),
+                below: *attempt,
+            },
             (Whose::Earlier, None) => return Ok(0),
         };
         let options = self.server.admin(self.password.as_deref());
@@ -146,27 +151,30 @@ impl RunSessions {
         // The call is in the select list, which is computed only for the rows
         // the WHERE kept: beside the name in the WHERE, the planner may call it
         // first, on every session of the server.
-        let ended: Vec<bool> = sqlx::query_scalar(
+        let terminate = format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name LIKE $1 AND application_name <> $2 \
-             AND pid <> pg_backend_pid()",
-        )
-        .bind(&pattern)
-        .bind(&except)
-        .fetch_all(&mut conn)
-        .await?;
-        let ended = ended.into_iter().filter(|&ended| ended).count();
-        // A terminated backend rolls back before it leaves the list.
+             WHERE {} AND pid <> pg_backend_pid()",
+            matching.condition()
+        );
+        let left = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE {}",
+            matching.condition()
+        );
+        let mut ended = 0;
+        // Ended again at every pass until none is left: a program whose step
+        // was dropped is killed a moment later and may open another session
+        // meanwhile. A terminated backend rolls back before it leaves the list.
         loop {
-            let left: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE application_name LIKE $1 AND application_name <> $2",
-            )
-            .bind(&pattern)
-            .bind(&except)
-            .fetch_one(&mut conn)
-            .await?;
-            if left == 0 {
+            let terminated: Vec<bool> = matching
+                .bound(sqlx::query_scalar(&terminate))
+                .fetch_all(&mut conn)
+                .await?;
+            ended += terminated.into_iter().filter(|&ended| ended).count();
+            let remaining: i64 = matching
+                .bound(sqlx::query_scalar(&left))
+                .fetch_one(&mut conn)
+                .await?;
+            if remaining == 0 {
                 break;
             }
             tokio::time::sleep(GONE_POLL).await;
@@ -181,8 +189,49 @@ impl RunSessions {
             server: self.server.clone(),
             password: self.password.clone(),
             name: self.name.clone(),
-            step_prefix: self.step_prefix.clone(),
+            step: self.step.clone(),
             armed: false,
+        }
+    }
+}
+
+/// The sessions a termination is for, as matched on the server.
+enum Matching {
+    /// One attempt's own name.
+    Name(String),
+    /// The names of a step's attempts below this one (a stalled attempt must
+    /// not end the one that took its lease over). The prefix is hex: no LIKE
+    /// wildcard in it; `from` is where the attempt's number starts.
+    Below {
+        pattern: String,
+        from: i32,
+        below: i64,
+    },
+}
+
+type PgScalar<'q, O> = sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+impl Matching {
+    fn condition(&self) -> &'static str {
+        match self {
+            Matching::Name(_) => "application_name = $1",
+            // The CASE keeps the cast from ever reading a name that is not a number.
+            Matching::Below { .. } => {
+                "application_name LIKE $1 AND CASE WHEN substr(application_name, $2) ~ \
+                 '^[0-9]{1,18}$' THEN CAST(substr(application_name, $2) AS BIGINT) < $3 \
+                 ELSE false END"
+            }
+        }
+    }
+
+    fn bound<'q, O>(&'q self, query: PgScalar<'q, O>) -> PgScalar<'q, O> {
+        match self {
+            Matching::Name(name) => query.bind(name),
+            Matching::Below {
+                pattern,
+                from,
+                below,
+            } => query.bind(pattern).bind(*from).bind(*below),
         }
     }
 }
