@@ -300,11 +300,22 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
             Ok(())
         }
         Verb::Cancel => {
-            if own || user.has(ADMIN) {
-                Ok(())
-            } else {
-                no("only the requester or an admin can cancel a request".into())
+            if user.has(ADMIN) {
+                return Ok(());
             }
+            if !own {
+                return no("only the requester or an admin can cancel a request".into());
+            }
+            // Someone who left the team could otherwise stop a change of the
+            // team's asset half way (a cancel while it runs leaves it failed).
+            if request.team != Some(MISSING_TEAM) && !acts_for_team(user, request.team) {
+                return no(format!(
+                    "{} is no longer a member of team {}: the team's reviewers reject it, or an admin cancels it",
+                    user.username,
+                    request.team.unwrap_or_default()
+                ));
+            }
+            Ok(())
         }
         Verb::Approve | Verb::Reject | Verb::RequestChanges => {
             let Some(role) = request.approver_role else {

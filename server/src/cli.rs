@@ -122,6 +122,12 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
             url: crate::config::redact_url(&settings.database_url),
             source,
         })?;
+    crate::storage::type_versions::record(&db, &catalog.catalog)
+        .await
+        .map_err(|source| StartError::Database {
+            url: crate::config::redact_url(&settings.database_url),
+            source,
+        })?;
     let gitops = with_push_turns(
         GitOpsRepo::open_with(&settings.gitops_repo, &settings.gitops)?,
         &db,

@@ -23,6 +23,7 @@ on_both_engines!(
     a_completed_database_exports_with_owner_lifecycle_dependency_and_links,
     the_feed_holds_every_active_asset_page_by_page,
     unknown_assets_missing_tokens_and_scopes_are_refused,
+    a_feed_stops_when_its_reader_is_disabled,
 );
 
 struct Api {
@@ -243,6 +244,41 @@ async fn the_feed_holds_every_active_asset_page_by_page(app: &TestApp) -> TestRe
             .await?,
         feed
     );
+    Ok(())
+}
+
+/// A feed is read page by page under its reader's rights as they are when each
+/// page is read: an account disabled while its feed is being sent gets no page
+/// after that (before, the stream ran on to its last page).
+async fn a_feed_stops_when_its_reader_is_disabled(app: &TestApp) -> TestResult {
+    use futures_util::StreamExt as _;
+    let (namespace, _) = namespace_and_database(app).await?;
+    let asset = asset_of(app, namespace).await?;
+    // A second page's worth of copies of one asset, each under its own name.
+    app.exec(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+         INSERT INTO assets (type_name, name, params, request_id, commit_id, state, \
+         created_at, updated_at, team, environment, catalog_version) \
+         SELECT a.type_name, a.name || '-copy-' || CAST(n.i AS TEXT), a.params, a.request_id, \
+         a.commit_id, a.state, a.created_at, a.updated_at, a.team, a.environment, \
+         a.catalog_version FROM assets a, n WHERE a.id = {asset}",
+        assets::FEED_PAGE
+    ))
+    .await?;
+    let alice = app.user("alice").await?;
+    let base = "http://slipway.example".to_string();
+    let mut feed = Box::pin(assets::backstage_feed(app.state.clone(), alice, base).await?);
+    let first = feed.next().await.ok_or("a first page")??;
+    assert!(first.contains("slipway.dev/asset-id"), "{first}");
+    app.exec("UPDATE users SET disabled_at = 1 WHERE username = 'alice'")
+        .await?;
+    let second = feed
+        .next()
+        .await
+        .ok_or("an answer where the second page was")?;
+    let refused = second.expect_err("no page for a disabled account");
+    assert!(refused.to_string().contains("disabled"), "{refused}");
+    assert!(feed.next().await.is_none(), "the stream ends there");
     Ok(())
 }
 

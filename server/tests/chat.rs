@@ -1194,6 +1194,40 @@ async fn failures_reach_the_platform_room(engine: Engine) -> TestResult {
     adapter.stop().await
 }
 
+/// Bob rejects request `id` with a comment naming the ledger team; then carol's
+/// request is approved at once (dev). The notifier tells in order, so once
+/// carol hears hers, the rejection was handled.
+async fn rejected_before_carols_request(
+    world: &World,
+    id: RequestId,
+    (carol, carol_room): (&Person, &str),
+) -> TestResult {
+    let state = &world.app.state;
+    let bob = world.app.user("bob").await?;
+    slipway_server::services::reviews::decide(
+        state,
+        &bob,
+        id,
+        1,
+        slipway_core::views::ReviewDecision::Reject,
+        "the ledger team owns this name",
+    )
+    .await?;
+    let carol_portal = world.app.user("carol").await?;
+    let dev = common::namespace_params("tools", "platform", "dev", 1);
+    slipway_server::services::requests::submit(
+        state,
+        &carol_portal,
+        &common::draft("k8s-namespace", dev),
+    )
+    .await?;
+    world
+        .bot
+        .expect(carol, carol_room, 0, "is approved")
+        .await?;
+    Ok(())
+}
+
 /// Someone joins a requester's linked room after she linked it as her direct
 /// chat: what the bot would tell her there (a reviewer's comment, the resource's
 /// name) is held back, while other people's notices go on.
@@ -1208,7 +1242,7 @@ async fn a_linked_room_others_joined_hears_no_more_notices(engine: Engine) -> Te
     alice.invite(&alice_room, &mallory.user_id).await?;
     mallory.join(&alice_room).await?;
     let state = &world.app.state;
-    let (alice_portal, bob) = (world.app.user("alice").await?, world.app.user("bob").await?);
+    let alice_portal = world.app.user("alice").await?;
     let prod = common::namespace_params("web", "payments", "prod", 2);
     let id = slipway_server::services::requests::submit(
         state,
@@ -1216,32 +1250,53 @@ async fn a_linked_room_others_joined_hears_no_more_notices(engine: Engine) -> Te
         &common::draft("k8s-namespace", prod),
     )
     .await?;
-    slipway_server::services::reviews::decide(
-        state,
-        &bob,
-        id,
-        1,
-        slipway_core::views::ReviewDecision::Reject,
-        "the ledger team owns this name",
-    )
-    .await?;
-    // Carol's request is approved at once (dev), after alice's was rejected: the
-    // notifier tells in order, so once carol hears hers, alice's was handled.
-    let carol_portal = world.app.user("carol").await?;
-    let dev = common::namespace_params("tools", "platform", "dev", 1);
-    slipway_server::services::requests::submit(
-        state,
-        &carol_portal,
-        &common::draft("k8s-namespace", dev),
-    )
-    .await?;
-    bot.expect(&carol, &carol_room, 0, "is approved").await?;
+    rejected_before_carols_request(&world, id, (&carol, &carol_room)).await?;
     let heard = mallory.messages_from(&alice_room, &bot.user_id).await?;
     assert!(
         heard.iter().all(|m| !m.contains("ledger team")),
         "a notice went to a room others had joined: {heard:#?}"
     );
     adapter.stop().await
+}
+
+/// A requester whose identity provider has not confirmed her account lately (she
+/// left the company) may no longer ask for anything in chat, and hears nothing
+/// more of her requests there either: not the reviewer's comment on the one she
+/// left open.
+async fn a_lapsed_account_hears_no_more_notices(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, alice_room) = world.linked_person("alice", "alice").await?;
+    let (carol, carol_room) = world.linked_person("carol", "carol").await?;
+    let state = &world.app.state;
+    let alice_portal = world.app.user("alice").await?;
+    let prod = common::namespace_params("web", "payments", "prod", 2);
+    let id = slipway_server::services::requests::submit(
+        state,
+        &alice_portal,
+        &common::draft("k8s-namespace", prod),
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE users SET external_issuer = 'https://idp.example', \
+         external_subject = 'alice-subject', confirmed_at = 0 WHERE username = 'alice'",
+    )
+    .execute(&state.db.pool)
+    .await?;
+    rejected_before_carols_request(&world, id, (&carol, &carol_room)).await?;
+    let heard = alice.messages_from(&alice_room, &bot.user_id).await?;
+    assert!(
+        heard.iter().all(|m| !m.contains("ledger team")),
+        "a lapsed account heard a reviewer's comment: {heard:#?}"
+    );
+    adapter.stop().await
+}
+
+#[tokio::test]
+async fn a_lapsed_account_hears_no_more_notices_sqlite() -> TestResult {
+    a_lapsed_account_hears_no_more_notices(Engine::Sqlite).await
 }
 
 #[tokio::test]

@@ -133,6 +133,42 @@ fn the_first_push_to_an_empty_remote_on_a_path_lands() -> TestResult {
     Ok(())
 }
 
+/// A remote that advertises a ref whose name is not UTF-8 (anyone who may push
+/// there can make one) is read past, by a writer fetching after its push was
+/// turned down and by a check reading the remote's head: git2's own reading of
+/// the names panicked, with the repository's locks held.
+#[test]
+fn a_ref_name_that_is_not_utf8_on_the_remote_is_read_past() -> TestResult {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir()?;
+    let bare = dir.path().join("remote.git");
+    let init = [
+        "init",
+        "--quiet",
+        "--bare",
+        "--initial-branch",
+        "main",
+        "remote.git",
+    ];
+    git(dir.path(), &init)?;
+    let url = bare.display().to_string();
+    let first = GitOpsRepo::open_with(&dir.path().join("one.git"), &remote(&url))?;
+    let landed = first.apply(&[file("a.yaml", "a: 1\n")], "one")?;
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    std::fs::write(
+        bare.join("refs/heads").join(odd),
+        format!("{}\n", landed.commit),
+    )?;
+    let second = GitOpsRepo::open_with(&dir.path().join("two.git"), &remote(&url))?;
+    let later = second.apply(&[file("b.yaml", "b: 2\n")], "two")?;
+    assert!(later.created);
+    assert!(second.fetches() >= 1, "the second writer fetched");
+    let published = first.read_published("b.yaml")?;
+    assert_eq!(published.commit.as_deref(), Some(later.commit.as_str()));
+    assert_eq!(published.content.as_deref(), Some("b: 2\n"));
+    Ok(())
+}
+
 #[test]
 fn the_local_head_names_the_configured_branch_in_new_and_old_repositories() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -27,6 +27,7 @@ on_both_engines!(@one a_parameter_required_since_is_upgraded_with_its_default, c
 on_both_engines!(@one a_parameter_required_since_without_a_default_is_named, crate::start);
 on_both_engines!(@one a_catalog_check_against_the_database_names_what_it_would_strand, crate::start);
 on_both_engines!(@one an_asset_recorded_behind_after_the_sweep_is_upgraded, crate::start);
+on_both_engines!(@one a_change_reviewed_before_a_new_check_is_verified_as_reviewed, crate::start);
 on_both_engines!(@one a_rejected_upgrade_stays_rejected_after_a_backup, crate::start);
 on_both_engines!(@one files_the_templates_no_longer_write_are_removed, crate::start);
 on_both_engines!(@one an_older_asset_upgraded_before_its_files_were_recovered_leaves_none, crate::start);
@@ -414,6 +415,78 @@ async fn a_version_asked_for_again_after_a_revert_is_upgraded_again() -> TestRes
     Ok(())
 }
 
+/// An upgrade waiting in review when the catalog leaves its version (a template
+/// change rolled back) cannot be approved, and the next sweep cancels it; when
+/// the catalog comes back to that version, the upgrade is opened again (the
+/// sweep's cancel is not the team declining it).
+#[tokio::test]
+async fn an_upgrade_to_a_version_the_catalog_left_is_superseded() -> TestResult {
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let web = asset_of(&app.state, app.namespace(&alice, "prod", "web").await?).await?;
+    let original = std::fs::read_to_string(catalog.join(TEMPLATE))?;
+    let labelled = format!("{}\n{ADDED_LABEL}", original.trim_end());
+    std::fs::write(catalog.join(TEMPLATE), &labelled)?;
+    let newer = app.restart().await?;
+    let report = upgrades::sweep(&newer).await?;
+    assert_eq!(report.opened.len(), 1, "{report:?}");
+    let upgrade = report.opened[0];
+    assert_eq!(
+        changed_state(&newer, upgrade).await?,
+        RequestState::InReview
+    );
+
+    std::fs::write(catalog.join(TEMPLATE), &original)?;
+    let rolled_back = app.restart().await?;
+    let refused = reviews::decide(
+        &rolled_back,
+        &bob,
+        upgrade,
+        1,
+        ReviewDecision::Approve,
+        "ok",
+    )
+    .await
+    .expect_err("an upgrade to a version the catalog left is not approved");
+    assert!(
+        refused.to_string().contains("which the catalog has left"),
+        "{refused}"
+    );
+    let report = upgrades::sweep(&rolled_back).await?;
+    assert_eq!(report.superseded, vec![upgrade], "{report:?}");
+    assert!(report.opened.is_empty(), "the asset is on this version");
+    assert_eq!(
+        changed_state(&rolled_back, upgrade).await?,
+        RequestState::Cancelled
+    );
+    assert_eq!(
+        upgrades::sweep(&rolled_back).await?,
+        upgrades::SweepReport::default()
+    );
+
+    std::fs::write(catalog.join(TEMPLATE), &labelled)?;
+    let again = app.restart().await?;
+    let report = upgrades::sweep(&again).await?;
+    assert_eq!(report.opened.len(), 1, "opened again: {report:?}");
+    assert_ne!(report.opened[0], upgrade);
+    reviews::decide(
+        &again,
+        &bob,
+        report.opened[0],
+        1,
+        ReviewDecision::Approve,
+        "ok",
+    )
+    .await?;
+    run_jobs_on(&again).await?;
+    let now = asset_of(&again, web.summary.request_id).await?;
+    assert_eq!(now.catalog_version, version(&again)?);
+    Ok(())
+}
+
 /// A catalog rolled back to a version it was swept at before brings back every
 /// asset upgraded meanwhile: the sweep of the newer version could not finish
 /// (an asset was busy), and the mark of the older one must not stand for it
@@ -667,6 +740,75 @@ async fn an_asset_recorded_behind_after_the_sweep_is_upgraded(app: &TestApp) -> 
         .await?
         .ok_or("the upgrade")?;
     assert_eq!(upgrade.asset_id, Some(asset.summary.id));
+    Ok(())
+}
+
+/// The catalog gains a file and its check while a resize waits in review: the
+/// approved resize writes the files that were reviewed and is verified by the
+/// checks of the version that rendered them (before, by today's: the new
+/// file's check failed it, as it would any retry, though nothing was wrong).
+async fn a_change_reviewed_before_a_new_check_is_verified_as_reviewed(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let api = asset_of(&app.state, app.namespace(&alice, "prod", "api").await?).await?;
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-api".into(),
+    };
+    let resize = actions::submit(&app.state, &alice, api.summary.id, "resize", &draft).await?;
+    let reviewed = version(&app.state)?;
+    let policy = "{{ environment }}/{{ team }}/k8s-namespace/{{ name }}/networkpolicy.yaml";
+    edit(&catalog, TYPE_FILE, |t| {
+        t.replacen(
+            "outputs:\n",
+            &format!(
+                "outputs:\n  - path: \"{policy}\"\n    template: k8s-namespace/networkpolicy.yaml.j2\n"
+            ),
+            1,
+        )
+        .replacen(
+            "checks:\n",
+            &format!("checks:\n  - kind: git-file\n    path: \"{policy}\"\n"),
+            1,
+        )
+    })?;
+    std::fs::write(
+        catalog.join("templates/k8s-namespace/networkpolicy.yaml.j2"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny\n  namespace: {{ resource_name }}\nspec:\n  podSelector: {}\n",
+    )?;
+    let changed = app.restart().await?;
+    assert_ne!(version(&changed)?, reviewed, "the catalog moved on");
+    reviews::decide(&changed, &bob, resize, 1, ReviewDecision::Approve, "fine").await?;
+    run_jobs_on(&changed).await?;
+    let mut conn = changed.db.pool.acquire().await?;
+    let row = storage::requests::get(&mut conn, resize)
+        .await?
+        .ok_or("the resize")?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    let checked: Vec<String> = sqlx::query_scalar(
+        "SELECT target FROM check_results WHERE request_id = $1 ORDER BY target",
+    )
+    .bind(resize.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    assert_eq!(
+        checked.len(),
+        3,
+        "the reviewed version's checks: {checked:?}"
+    );
+    assert!(
+        checked.iter().all(|t| !t.contains("networkpolicy")),
+        "{checked:?}"
+    );
+    let path = "prod/payments/k8s-namespace/api/networkpolicy.yaml";
+    assert_eq!(
+        changed.gitops.read_head_file(path)?,
+        None,
+        "not reviewed, not written"
+    );
+    // The next sweep brings the asset to today's version, with the new file.
+    let report = upgrades::sweep(&changed).await?;
+    assert_eq!(report.opened.len(), 1, "{report:?}");
     Ok(())
 }
 

@@ -67,7 +67,7 @@ fn relations_for(verb: Verb, role: Role, approver: Role) -> &'static [Rel] {
         (Verb::Submit | Verb::Revise, R::Requester) => &[Rel::OwnInTeam],
         (Verb::Submit | Verb::Revise, R::Admin) => OWN,
         (Verb::Cancel, R::Admin) => EVERYONE,
-        (Verb::Cancel, _) => OWN,
+        (Verb::Cancel, _) => &[Rel::OwnInTeam],
         (Verb::Approve | Verb::Reject | Verb::RequestChanges, R::Admin) => {
             &[Rel::TeamMate, Rel::OfferingTeam, Rel::Stranger]
         }

@@ -529,11 +529,13 @@ impl MatrixClient {
     }
 }
 
-/// A text message that mentions no one: a client notifies the people a message
+/// A notice that mentions no one: a client notifies the people a message
 /// mentions, and the bot's answers and notices quote free text (a requester's
-/// parameters, a reviewer's comment) that may name anyone.
+/// parameters, a reviewer's comment) that may name anyone. `m.notice`, as bots
+/// write: another bot answering text in the room (an away message, a support
+/// bot) does not answer a notice, so the two never talk to each other in a loop.
 fn text_message(body: &str) -> Value {
-    json!({ "msgtype": "m.text", "body": body, "m.mentions": {} })
+    json!({ "msgtype": "m.notice", "body": body, "m.mentions": {} })
 }
 
 fn encode(segment: &str) -> String {
@@ -793,7 +795,7 @@ mod tests {
     fn the_bot_s_messages_mention_no_one() {
         let message = text_message("Request #3 waits for review: owner=@carol:hs");
         assert_eq!(message.get("m.mentions"), Some(&json!({})));
-        assert_eq!(message["msgtype"], "m.text");
+        assert_eq!(message["msgtype"], "m.notice");
         assert_eq!(
             message["body"],
             "Request #3 waits for review: owner=@carol:hs"

@@ -173,7 +173,10 @@ async fn tell(
     let Some(request) = storage::requests::get(&mut conn, change.request_id).await? else {
         return Ok(());
     };
-    let requester_link = storage::chat::link_of_user(&mut conn, request.requester_id).await?;
+    let requester_link = match storage::chat::link_of_user(&mut conn, request.requester_id).await? {
+        Some(link) if still_acting(state, &mut conn, &request).await? => Some(link),
+        _ => None,
+    };
     let facts = crate::services::facts(state, &request);
     let review_rooms = rooms.for_review(facts.team, facts.offering_team);
     // A backlog told late: a request no longer in review is not offered for one.
@@ -210,6 +213,24 @@ async fn tell(
     match refused {
         Some(error) => Err(error.into()),
         None => Ok(()),
+    }
+}
+
+/// Whether the requester's account may still act (not disabled, and, signing in
+/// through the identity provider, confirmed by it lately): a person the
+/// provider removed hears nothing more of their requests in chat (reviewers'
+/// comments among it), as they can no longer ask for anything there.
+async fn still_acting(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    request: &RequestRow,
+) -> Result<bool, NotifyError> {
+    use crate::services::ServiceError;
+    match crate::services::auth::acting_user(state, conn, request.requester_id).await {
+        Ok(_) => Ok(true),
+        Err(ServiceError::Unauthenticated | ServiceError::Forbidden(_)) => Ok(false),
+        // The database could not answer: the notice is told at a later poll.
+        Err(other) => Err(StorageError::Interrupted(other.to_string()).into()),
     }
 }
 

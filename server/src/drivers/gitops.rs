@@ -3,6 +3,7 @@
 //! to a remote one. Committing content the branch already holds creates no commit,
 //! which makes a re-run job harmless.
 
+mod advertised;
 mod batch;
 mod handles;
 mod turns;
@@ -13,7 +14,7 @@ pub use upkeep::{LOOSE_OBJECTS_LIMIT, Packed};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -52,6 +53,26 @@ pub unsafe fn limit_network_waits(connect: Duration, idle: Duration) -> Result<(
         git2::opts::set_server_timeout_in_milliseconds(millis(idle))?;
     }
     Ok(())
+}
+
+/// Takes a lock whose last holder may have panicked (a bug, or a library's panic
+/// on a remote's answer it did not expect) over instead of refusing: what the
+/// locks guard is a hint rebuilt from the repository and the remote (`reset`
+/// forgets it), and a poisoned lock would refuse every later change, and every
+/// job behind it, until a restart.
+fn taken_over<T>(mutex: &Mutex<T>, reset: impl FnOnce(&mut T)) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            tracing::error!(
+                "a GitOps repository lock was held by a call that panicked; taken over"
+            );
+            let mut guard = poisoned.into_inner();
+            reset(&mut guard);
+            mutex.clear_poison();
+            guard
+        }
+    }
 }
 
 /// A secret may reach a path, a file or the commit message only through a bug in a
@@ -99,7 +120,7 @@ pub enum GitOpsError {
         branch: String,
         attempts: u32,
     },
-    #[error("GitOps repository lock poisoned by an earlier panic")]
+    #[error("the change was dropped by a call that panicked while writing it; it is tried again")]
     Poisoned,
     #[error(
         "refusing to commit {path}: it would contain the value of the secret parameter {param}; a template must refer to a secret, never hold it"
@@ -571,7 +592,7 @@ impl GitOpsRepo {
     /// log writer fills the next buffer while the last is flushed), and the group
     /// is pushed, with everything queued until then, once that push has ended.
     fn apply_queued(&self) -> Result<(), GitOpsError> {
-        let mut built = self.build.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let mut built = taken_over(&self.build, |built| *built = None);
         let group = self.queue.take()?;
         if group.is_empty() {
             return Ok(());
@@ -648,7 +669,11 @@ impl GitOpsRepo {
             match self.publish.try_lock() {
                 Ok(guard) => break guard,
                 Err(std::sync::TryLockError::WouldBlock) => {}
-                Err(std::sync::TryLockError::Poisoned(_)) => return Err(GitOpsError::Poisoned),
+                Err(std::sync::TryLockError::Poisoned(held)) => {
+                    // Let go first: `taken_over` locks again.
+                    drop(held);
+                    break taken_over(&self.publish, |_| {});
+                }
             }
             self.queue.wait(PUSH_WATCH)?;
             building.add(self, repo, self.queue.take()?);
@@ -877,9 +902,8 @@ impl GitOpsRepo {
         fetched.map_err(|e| self.remote_error(remote, &e))?;
         // The advertisement the fetch worked from is the remote's head at `started`
         // or later.
-        if let Ok(heads) = connection.list() {
-            let head = heads.iter().find(|head| head.name() == self.branch_ref);
-            self.seen.mark(started, head.map(|head| head.oid()));
+        if let Ok(head) = advertised::advertised(&mut connection, &self.branch_ref) {
+            self.seen.mark(started, head);
         }
         Ok(())
     }
@@ -898,13 +922,7 @@ impl GitOpsRepo {
             .map_err(|e| self.remote_error(remote, &e))?;
         let listed = connection
             .connect_auth(git2::Direction::Fetch, Some(self.callbacks(remote)), None)
-            .and_then(|connected| {
-                Ok(connected
-                    .list()?
-                    .iter()
-                    .find(|head| head.name() == self.branch_ref)
-                    .map(|head| head.oid()))
-            });
+            .and_then(|mut connected| advertised::advertised(connected.remote(), &self.branch_ref));
         listed.map_err(|e| self.remote_error(remote, &e))
     }
 
@@ -922,7 +940,7 @@ impl GitOpsRepo {
         if let Some(head) = self.seen.since(asked) {
             return Ok(head);
         }
-        let mut last_look = self.look.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let mut last_look = taken_over(&self.look, |look| *look = None);
         let next_look = last_look.map_or(asked, |at| at + LOOK_GAP);
         if let Some(head) = self.seen.wait_since(asked, next_look) {
             return Ok(head);
@@ -1124,7 +1142,7 @@ impl GitOpsRepo {
         if held(&*self.handles.take().map_err(|e| self.git_error(e))?) {
             return Ok(());
         }
-        let _guard = self.publish.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let _guard = taken_over(&self.publish, |_| {});
         let repo = self.handles.take().map_err(|e| self.git_error(e))?;
         if !held(&repo) {
             self.fetch(&repo, remote)?;
@@ -1258,6 +1276,46 @@ mod tests {
             path: path.into(),
             content: content.into(),
         }
+    }
+
+    #[test]
+    fn a_lock_held_by_a_call_that_panicked_is_taken_over() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let bare = dir.path().join("remote.git");
+        Repository::init_opts(
+            &bare,
+            git2::RepositoryInitOptions::new()
+                .bare(true)
+                .initial_head("main"),
+        )?;
+        let settings = GitOpsSettings {
+            branch: "main".into(),
+            remote: Some(RemoteSettings {
+                url: bare.display().to_string(),
+                credentials: None,
+            }),
+        };
+        let repo = GitOpsRepo::open_with(&dir.path().join("gitops.git"), &settings)?;
+        repo.apply(&[file("a.yaml", "a: 1\n")], "first")?;
+        // A call that panics holding the locks (as git2 does on a ref name it
+        // cannot read) poisons them.
+        let (build, publish) = (repo.build.clone(), repo.publish.clone());
+        let panicked = std::thread::spawn(move || {
+            let _building = build.lock();
+            let _publishing = publish.lock();
+            panic!("a library's panic while a group is written");
+        })
+        .join();
+        assert!(panicked.is_err() && repo.publish.is_poisoned() && repo.build.is_poisoned());
+        let later = repo.apply(&[file("b.yaml", "b: 2\n")], "second")?;
+        assert!(later.created, "the next change is written");
+        assert!(!repo.publish.is_poisoned() && !repo.build.is_poisoned());
+        assert_eq!(
+            repo.read_published("a.yaml")?.content.as_deref(),
+            Some("a: 1\n")
+        );
+        Ok(())
     }
 
     #[test]

@@ -291,6 +291,56 @@ fn start_detail(job: &JobRow) -> String {
 /// The approved revision as the job runs it, its change set's hash checked.
 struct Approved {
     revision: RevisionRow,
+    /// The type as the catalog version that rendered the revision defined it,
+    /// when the catalog has moved on since: the reviewed change runs by that
+    /// version's steps and is verified by its checks.
+    reviewed_type: Option<ResourceType>,
+}
+
+impl Approved {
+    /// The type the job runs the change as: the version that rendered it.
+    fn request_type<'a>(
+        &'a self,
+        state: &'a AppState,
+        request: &RequestRow,
+    ) -> Result<&'a ResourceType, JobError> {
+        // A type gone from the catalog runs nothing, whatever version made it.
+        let current = request_type(state, request)?;
+        Ok(self.reviewed_type.as_ref().unwrap_or(current))
+    }
+}
+
+/// The definition of the catalog version that rendered `revision`, when it is
+/// not today's and was recorded; `None` runs it as today's catalog says (a
+/// revision from before versions were recorded).
+async fn reviewed_type(
+    conn: &mut sqlx::AnyConnection,
+    current: &ResourceType,
+    request: &RequestRow,
+    revision: &RevisionRow,
+) -> Result<Option<ResourceType>, JobError> {
+    if revision.catalog_version == current.version || revision.catalog_version.is_empty() {
+        return Ok(None);
+    }
+    let Some(ty) =
+        storage::type_versions::definition(conn, &request.type_name, &revision.catalog_version)
+            .await?
+    else {
+        tracing::warn!(
+            request_id = %request.id,
+            version = %revision.catalog_version,
+            "the catalog version that rendered this change was not recorded; it runs as today's catalog says"
+        );
+        return Ok(None);
+    };
+    Ok(match request.action.as_deref() {
+        None => Some(ty),
+        Some(action) => ty
+            .actions
+            .into_iter()
+            .find(|a| a.name == action)
+            .map(|a| a.request_type),
+    })
 }
 
 /// The change set the approval names, refusing any whose hash differs from the one
@@ -328,7 +378,12 @@ async fn approved_revision(state: &AppState, request: &RequestRow) -> Result<App
             "refusing to apply: the parameters' hash {params_hash} differs from the approved hash {approved}"
         )));
     }
-    Ok(Approved { revision: stored })
+    let current = request_type(state, request)?;
+    let reviewed_type = reviewed_type(&mut conn, current, request, &stored).await?;
+    Ok(Approved {
+        revision: stored,
+        reviewed_type,
+    })
 }
 
 /// The secrets of the approved revision, decrypted for the drivers of this run only:
@@ -351,7 +406,7 @@ async fn apply(
     let state = run.state;
     let secrets = secrets_for_run(state, request).await?;
     let handed = secrets.names().collect::<Vec<_>>().join(", ");
-    let ty = request_type(state, request)?;
+    let ty = approved.request_type(state, request)?;
     let (done, round) = {
         let mut conn = state.db.pool.acquire().await?;
         let done = jobs::done_steps(&mut conn, request.id, request.current_revision).await?;

@@ -295,7 +295,13 @@ pub async fn backstage_feed(
         let (state, user, url) = (state.clone(), user.clone(), slipway_url.clone());
         let _held = &slot;
         async move {
-            let page = backstage_feed_page(&state, &user, &url, after?, FEED_PAGE).await;
+            let after = after?;
+            // Each page under the caller's rights as they are when it is read: a
+            // token revoked, or an account disabled, mid-stream ends the stream.
+            let page = match super::tokens::still_standing(&state, &user).await {
+                Ok(user) => backstage_feed_page(&state, &user, &url, after, FEED_PAGE).await,
+                Err(error) => Err(error),
+            };
             match page {
                 Ok(page) => Some((Ok(page.yaml), page.next)),
                 Err(error) => Some((Err(error), None)),

@@ -104,6 +104,29 @@ fn refused_for_a_type_gone(
     Ok(())
 }
 
+/// A template upgrade brings an asset to the catalog version that rendered it;
+/// once the catalog has left that version (rolled back, or replaced by a fix)
+/// approving it would deploy templates no longer wanted. The sweep cancels it
+/// and opens the upgrade to today's version.
+fn refused_for_a_version_left(
+    state: &AppState,
+    request: &storage::requests::RequestRow,
+    reviewed: &storage::requests::RevisionRow,
+) -> ServiceResult<()> {
+    if request.action.as_deref() != Some(slipway_core::catalog::TypeAction::UPGRADE) {
+        return Ok(());
+    }
+    let ty = request_type(state, request)?;
+    if reviewed.catalog_version == ty.version {
+        return Ok(());
+    }
+    Err(ServiceError::Conflict(format!(
+        "request #{} upgrades {} to catalog version {}, which the catalog has left (it is at {} now); \
+         the template upgrade sweep cancels it and opens the upgrade to the current version",
+        request.id, request.resource_name, reviewed.catalog_version, ty.version
+    )))
+}
+
 /// [`decide`], bound to the change set the reviewer saw: a different one is a conflict.
 #[instrument(skip_all, fields(request_id = %id, decision = decision.as_str()))]
 pub async fn decide_on(
@@ -152,6 +175,9 @@ pub async fn decide_on(
             "revision {revision} of request #{id} has change set {hash}, not {}; reload and review what is there now",
             slipway_core::listing::quoted_briefly(seen)
         )));
+    }
+    if decision == ReviewDecision::Approve {
+        refused_for_a_version_left(state, &request, &reviewed)?;
     }
     let earlier = storage::requests::decisions(&mut tx, id).await?;
     if decision == ReviewDecision::Approve

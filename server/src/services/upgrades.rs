@@ -18,7 +18,7 @@ use slipway_core::catalog::{ResourceType, TypeAction};
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::policy::{self, RequestFacts, Verb};
 use slipway_core::render::{ChangeSet, RenderedFile};
-use slipway_core::state::RequestState;
+use slipway_core::state::{Action, RequestState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -48,6 +48,9 @@ pub struct SweepReport {
     /// Assets left for a later sweep (busy with another request, or failing to
     /// render: each is logged with why).
     pub deferred: u64,
+    /// Upgrades opened for another catalog version, still waiting for a
+    /// decision, cancelled: the catalog left their version.
+    pub superseded: Vec<RequestId>,
 }
 
 enum Outcome {
@@ -116,6 +119,9 @@ async fn sweep_type(
         }
         None => {}
     }
+    report
+        .superseded
+        .extend(cancel_superseded(state, ty).await?);
     // An upgrade this server could not carry out (a program the allow-list lacks,
     // a server the settings do not name) waits for the settings, said once a
     // pass rather than once an asset.
@@ -148,6 +154,40 @@ async fn sweep_type(
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// Cancels the type's upgrades opened for a catalog version it has left and
+/// still waiting for a decision: approved, one would deploy the templates of a
+/// version rolled back, or replaced by a fix. The asset's turn comes again in
+/// this pass, for the version the catalog is at. One already approved runs.
+async fn cancel_superseded(state: &AppState, ty: &ResourceType) -> ServiceResult<Vec<RequestId>> {
+    let mut tx = state.db.write().await?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
+    let waiting = storage::upgrades::superseded(&mut tx, &ty.name, &ty.version).await?;
+    let actor = Actor::Policy(RULE.to_string());
+    let mut cancelled = Vec::with_capacity(waiting.len());
+    for id in waiting {
+        storage::requests::lock(&mut tx, state.db.engine, id).await?;
+        let mut request = super::load_request(&mut tx, id).await?;
+        if !matches!(
+            request.state,
+            RequestState::Submitted | RequestState::InReview | RequestState::ChangesRequested
+        ) {
+            continue;
+        }
+        let note = format!(
+            "superseded: the templates of {} are at catalog version {} now; the upgrade to it is opened instead",
+            ty.name, ty.version
+        );
+        super::transition(&mut tx, state, &mut request, Action::Cancel, &actor, note).await?;
+        storage::upgrades::release_key(&mut tx, id).await?;
+        cancelled.push(id);
+    }
+    tx.commit().await?;
+    if !cancelled.is_empty() {
+        tracing::info!(type_name = %ty.name, cancelled = cancelled.len(), "superseded template upgrades cancelled");
+    }
+    Ok(cancelled)
 }
 
 /// What one asset looks like against the current templates, worked out before

@@ -27,6 +27,7 @@ pub mod sessions;
 pub mod stranding;
 pub mod throttle;
 pub mod tokens;
+pub mod type_versions;
 pub mod upgrades;
 pub mod users;
 

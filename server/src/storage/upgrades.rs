@@ -108,3 +108,40 @@ pub async fn waiting_upgrade(
     .fetch_optional(&mut *conn)
     .await?)
 }
+
+/// Template upgrades of `type_name` still waiting for a decision whose change
+/// set was rendered by another catalog version than `version`.
+pub async fn superseded(
+    conn: &mut AnyConnection,
+    type_name: &str,
+    version: &str,
+) -> Result<Vec<slipway_core::ids::RequestId>, StorageError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT r.id FROM requests r JOIN request_revisions v \
+         ON v.request_id = r.id AND v.revision = r.current_revision \
+         WHERE r.type_name = $1 AND r.action = $2 \
+         AND r.state IN ('submitted', 'in_review', 'changes_requested') \
+         AND v.catalog_version <> $3 ORDER BY r.id",
+    )
+    .bind(type_name)
+    .bind(slipway_core::catalog::TypeAction::UPGRADE)
+    .bind(version)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids.into_iter().map(slipway_core::ids::RequestId).collect())
+}
+
+/// Frees a superseded upgrade's submit key: cancelled by the sweep, not by
+/// the team, it must not read as the team's answer to that version's upgrade
+/// when the catalog comes back to it.
+pub async fn release_key(
+    conn: &mut AnyConnection,
+    id: slipway_core::ids::RequestId,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE requests SET submit_key = submit_key || $1 WHERE id = $2")
+        .bind(format!("~superseded-{id}"))
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

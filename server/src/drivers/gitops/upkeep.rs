@@ -47,8 +47,8 @@ impl GitOpsRepo {
         if loose_before <= limit && self.packs()? <= PACKS_LIMIT {
             return Ok(None);
         }
-        let _building = self.build.lock().map_err(|_| GitOpsError::Poisoned)?;
-        let _publishing = self.publish.lock().map_err(|_| GitOpsError::Poisoned)?;
+        let _building = super::taken_over(&self.build, |built| *built = None);
+        let _publishing = super::taken_over(&self.publish, |_| {});
         let started = Instant::now();
         // Loose objects go into the roll-up whether or not a branch reaches
         // them (no walk of the history); `-d` then removes the loose files and

@@ -13,7 +13,7 @@ use slipway_core::state::Action;
 use super::{Approved, Done, JobError, Run};
 use crate::checks::{CheckOutcome, Checker, RETRY_INTERVAL, time_limit};
 use crate::services::assets::record_asset;
-use crate::services::{Actor, request_type, transition};
+use crate::services::{Actor, transition};
 use crate::storage;
 use crate::storage::jobs;
 use crate::storage::requests::{NewCheckResult, RequestRow};
@@ -31,7 +31,7 @@ pub(super) async fn verify(
     approved: &Approved,
 ) -> Result<Done, JobError> {
     let state = run.state;
-    let ty = request_type(state, request)?;
+    let ty = approved.request_type(state, request)?;
     let checks = render::checks(ty, &approved.revision.params, &request.resource_name)
         .map_err(|e| JobError::Permanent(format!("acceptance checks: {e}")))?;
     // Opened only when a check signs in with one, and only for this run.

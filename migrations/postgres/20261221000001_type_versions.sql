@@ -1,0 +1,13 @@
+-- Each catalog version of a type as it was loaded: its definition (steps,
+-- checks, monitoring items, limits) in JSON, recorded at start by every
+-- process, once per version. A change set is reviewed as one version rendered
+-- it; a job that runs after the catalog moved on runs and verifies it by that
+-- version's steps and checks, not by today's (a check added for a file the
+-- reviewed change never wrote would fail it).
+CREATE TABLE type_versions (
+    type_name   TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    definition  TEXT NOT NULL,
+    recorded_at BIGINT NOT NULL,
+    PRIMARY KEY (type_name, version)
+);
