@@ -310,7 +310,7 @@ fn who_may(user: &UserView, verb: Verb, request: &RequestFacts<'_>) -> Result<()
             // team's asset half way (a cancel while it runs leaves it failed).
             if request.team != Some(MISSING_TEAM) && !acts_for_team(user, request.team) {
                 return no(format!(
-                    "{} is no longer a member of team {}: the team's reviewers reject it, or an admin cancels it",
+                    "{} is no longer a member of team {}: an admin cancels it",
                     user.username,
                     request.team.unwrap_or_default()
                 ));

@@ -427,60 +427,72 @@ async fn an_upgrade_to_a_version_the_catalog_left_is_superseded() -> TestResult 
     let catalog: PathBuf = app.state.settings.catalog.clone();
     let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
     let web = asset_of(&app.state, app.namespace(&alice, "prod", "web").await?).await?;
+    let api = asset_of(&app.state, app.namespace(&alice, "prod", "api").await?).await?;
     let original = std::fs::read_to_string(catalog.join(TEMPLATE))?;
     let labelled = format!("{}\n{ADDED_LABEL}", original.trim_end());
     std::fs::write(catalog.join(TEMPLATE), &labelled)?;
     let newer = app.restart().await?;
+    // alice asks for api's upgrade herself, under a key of her own.
+    let own = ActionDraft {
+        params: json!({}),
+        submit_key: "mine-api".into(),
+    };
+    let hers = actions::submit(&newer, &alice, api.summary.id, TypeAction::UPGRADE, &own).await?;
     let report = upgrades::sweep(&newer).await?;
     assert_eq!(report.opened.len(), 1, "{report:?}");
     let upgrade = report.opened[0];
-    assert_eq!(
-        changed_state(&newer, upgrade).await?,
-        RequestState::InReview
-    );
+    let waiting = changed_state(&newer, upgrade).await?;
+    assert_eq!(waiting, RequestState::InReview);
+    // A replica still on the older catalog (a rolling deploy) leaves the sweep
+    // to the version started last.
+    let older_replica = upgrades::sweep(&app.state).await?;
+    assert_eq!(older_replica, upgrades::SweepReport::default());
+    assert_eq!(changed_state(&newer, upgrade).await?, waiting);
 
     std::fs::write(catalog.join(TEMPLATE), &original)?;
     let rolled_back = app.restart().await?;
-    let refused = reviews::decide(
-        &rolled_back,
-        &bob,
-        upgrade,
-        1,
-        ReviewDecision::Approve,
-        "ok",
-    )
-    .await
-    .expect_err("an upgrade to a version the catalog left is not approved");
+    let earlier_start = upgrades::sweep(&newer).await?;
+    assert_eq!(
+        earlier_start,
+        upgrades::SweepReport::default(),
+        "the newer catalog's replica, started earlier, leaves it too"
+    );
+    let approve = ReviewDecision::Approve;
+    let refused = reviews::decide(&rolled_back, &bob, upgrade, 1, approve, "ok")
+        .await
+        .expect_err("an upgrade to a version the catalog left is not approved");
     assert!(
         refused.to_string().contains("which the catalog has left"),
         "{refused}"
     );
     let report = upgrades::sweep(&rolled_back).await?;
-    assert_eq!(report.superseded, vec![upgrade], "{report:?}");
-    assert!(report.opened.is_empty(), "the asset is on this version");
+    assert_eq!(report.superseded, vec![hers, upgrade], "{report:?}");
+    assert!(report.opened.is_empty(), "the assets are on this version");
+    let cancelled = changed_state(&rolled_back, upgrade).await?;
+    assert_eq!(cancelled, RequestState::Cancelled);
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT submit_key FROM requests WHERE id IN ($1, $2) ORDER BY id")
+            .bind(hers.0)
+            .bind(upgrade.0)
+            .fetch_all(&rolled_back.db.pool)
+            .await?;
+    let freed = format!("template-upgrade-superseded-{upgrade}");
     assert_eq!(
-        changed_state(&rolled_back, upgrade).await?,
-        RequestState::Cancelled
+        keys,
+        ["mine-api".to_string(), freed],
+        "only the sweep's own key is freed, into its reserved space"
     );
-    assert_eq!(
-        upgrades::sweep(&rolled_back).await?,
-        upgrades::SweepReport::default()
-    );
+    let swept = upgrades::sweep(&rolled_back).await?;
+    assert_eq!(swept, upgrades::SweepReport::default());
 
     std::fs::write(catalog.join(TEMPLATE), &labelled)?;
     let again = app.restart().await?;
     let report = upgrades::sweep(&again).await?;
-    assert_eq!(report.opened.len(), 1, "opened again: {report:?}");
-    assert_ne!(report.opened[0], upgrade);
-    reviews::decide(
-        &again,
-        &bob,
-        report.opened[0],
-        1,
-        ReviewDecision::Approve,
-        "ok",
-    )
-    .await?;
+    assert_eq!(report.opened.len(), 2, "opened again: {report:?}");
+    assert!(!report.opened.contains(&upgrade));
+    for opened in &report.opened {
+        reviews::decide(&again, &bob, *opened, 1, approve, "ok").await?;
+    }
     run_jobs_on(&again).await?;
     let now = asset_of(&again, web.summary.request_id).await?;
     assert_eq!(now.catalog_version, version(&again)?);
@@ -771,6 +783,11 @@ async fn a_change_reviewed_before_a_new_check_is_verified_as_reviewed(app: &Test
             &format!("checks:\n  - kind: git-file\n    path: \"{policy}\"\n"),
             1,
         )
+        .replacen(
+            "monitoring:\n",
+            "monitoring:\n  - name: \"{{ resource_name }} network policy\"\n    kind: grafana-dashboard\n    target: \"/d/np?ns={{ resource_name }}\"\n",
+            1,
+        )
     })?;
     std::fs::write(
         catalog.join("templates/k8s-namespace/networkpolicy.yaml.j2"),
@@ -795,6 +812,15 @@ async fn a_change_reviewed_before_a_new_check_is_verified_as_reviewed(app: &Test
         checked.len(),
         3,
         "the reviewed version's checks: {checked:?}"
+    );
+    let watched: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM monitoring_items WHERE asset_id = $1 ORDER BY name")
+            .bind(api.summary.id.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    assert!(
+        watched.len() == 2 && watched.iter().all(|n| !n.contains("network policy")),
+        "the reviewed version's monitoring items: {watched:?}"
     );
     assert!(
         checked.iter().all(|t| !t.contains("networkpolicy")),

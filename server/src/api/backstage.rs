@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::extract::{ApiPath, problem};
 use super::problem::{ApiError, Problem};
 use crate::http::catalog_info::{slipway_url, yaml_answer};
-use crate::services::{Caller, assets};
+use crate::services::{Caller, ServiceError, assets};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -61,7 +61,14 @@ async fn entity_feed(
     // reads an error, never a shortened catalog it would take as complete.
     let body = pages.map(|page| {
         page.map_err(|error| {
-            tracing::error!(%error, "Backstage feed stopped early");
+            if matches!(
+                error,
+                ServiceError::Unauthenticated | ServiceError::Forbidden(_)
+            ) {
+                tracing::info!(%error, "Backstage feed cut off: the reader no longer stands");
+            } else {
+                tracing::error!(%error, "Backstage feed stopped early");
+            }
             std::io::Error::other(error.to_string())
         })
     });

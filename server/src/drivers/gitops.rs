@@ -975,7 +975,17 @@ impl GitOpsRepo {
             options.remote_callbacks(callbacks);
             options.follow_redirects(git2::RemoteRedirect::None);
             let refspec = format!("{}:{}", self.branch_ref, self.branch_ref);
-            connection.push(&[refspec.as_str()], Some(&mut options))
+            // git2 reads the remote's status of each ref as UTF-8 and panics on
+            // other bytes (the remote's own words): an answer of the remote's
+            // that cannot be read, not a reason to unwind through the locks.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                connection.push(&[refspec.as_str()], Some(&mut options))
+            }))
+            .unwrap_or_else(|_| {
+                Err(git2::Error::from_str(
+                    "the remote answered the push with a status that is not UTF-8 text",
+                ))
+            })
         };
         match result {
             // libgit2 finds the remote ahead of what was fetched before it sends.

@@ -291,10 +291,11 @@ fn start_detail(job: &JobRow) -> String {
 /// The approved revision as the job runs it, its change set's hash checked.
 struct Approved {
     revision: RevisionRow,
-    /// The type as the catalog version that rendered the revision defined it,
-    /// when the catalog has moved on since: the reviewed change runs by that
-    /// version's steps and is verified by its checks.
-    reviewed_type: Option<ResourceType>,
+    /// The type (with its actions) as the catalog version that rendered the
+    /// revision defined it, when the catalog has moved on since: the reviewed
+    /// change runs by that version's steps, is verified by its checks and is
+    /// recorded by its monitoring items.
+    reviewed: Option<ResourceType>,
 }
 
 impl Approved {
@@ -306,41 +307,44 @@ impl Approved {
     ) -> Result<&'a ResourceType, JobError> {
         // A type gone from the catalog runs nothing, whatever version made it.
         let current = request_type(state, request)?;
-        Ok(self.reviewed_type.as_ref().unwrap_or(current))
+        let Some(base) = &self.reviewed else {
+            return Ok(current);
+        };
+        Ok(match request.action.as_deref() {
+            None => base,
+            Some(action) => base
+                .action(action)
+                .map_or(current, |action| &action.request_type),
+        })
     }
 }
 
 /// The definition of the catalog version that rendered `revision`, when it is
 /// not today's and was recorded; `None` runs it as today's catalog says (a
-/// revision from before versions were recorded).
+/// revision from before versions were recorded, or one recorded by a build
+/// whose definitions this one cannot read).
 async fn reviewed_type(
     conn: &mut sqlx::AnyConnection,
     current: &ResourceType,
     request: &RequestRow,
     revision: &RevisionRow,
 ) -> Result<Option<ResourceType>, JobError> {
-    if revision.catalog_version == current.version || revision.catalog_version.is_empty() {
+    let version = &revision.catalog_version;
+    if *version == current.version || version.is_empty() {
         return Ok(None);
     }
-    let Some(ty) =
-        storage::type_versions::definition(conn, &request.type_name, &revision.catalog_version)
-            .await?
-    else {
-        tracing::warn!(
-            request_id = %request.id,
-            version = %revision.catalog_version,
-            "the catalog version that rendered this change was not recorded; it runs as today's catalog says"
-        );
-        return Ok(None);
+    let why = match storage::type_versions::definition(conn, &request.type_name, version).await {
+        Ok(Some(ty)) => return Ok(Some(ty)),
+        Ok(None) => "was not recorded".to_string(),
+        Err(StorageError::Corrupt(error)) => format!("cannot be read by this build ({error})"),
+        Err(other) => return Err(other.into()),
     };
-    Ok(match request.action.as_deref() {
-        None => Some(ty),
-        Some(action) => ty
-            .actions
-            .into_iter()
-            .find(|a| a.name == action)
-            .map(|a| a.request_type),
-    })
+    tracing::warn!(
+        request_id = %request.id,
+        %version,
+        "the catalog version that rendered this change {why}; it runs as today's catalog says"
+    );
+    Ok(None)
 }
 
 /// The change set the approval names, refusing any whose hash differs from the one
@@ -379,10 +383,10 @@ async fn approved_revision(state: &AppState, request: &RequestRow) -> Result<App
         )));
     }
     let current = request_type(state, request)?;
-    let reviewed_type = reviewed_type(&mut conn, current, request, &stored).await?;
+    let reviewed = reviewed_type(&mut conn, current, request, &stored).await?;
     Ok(Approved {
         revision: stored,
-        reviewed_type,
+        reviewed,
     })
 }
 

@@ -710,8 +710,7 @@ pub(crate) async fn revision_params(
 pub(crate) async fn record_outcome(
     state: &AppState,
     conn: &mut AnyConnection,
-    request: &RequestRow,
-    revision: &RevisionRow,
+    (request, revision, reviewed): (&RequestRow, &RevisionRow, Option<&ResourceType>),
     commit: &str,
     actor: &Actor,
 ) -> ServiceResult<AssetId> {
@@ -721,7 +720,9 @@ pub(crate) async fn record_outcome(
     let asset = storage::assets::get(conn, asset_id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("asset #{asset_id}")))?;
-    let ty = asset_type(state, &asset)?;
+    // What ran, by the version that rendered it; quota counters by today's rules.
+    let today = asset_type(state, &asset)?;
+    let ty = reviewed.unwrap_or(today);
     let action = declared(ty, request.action.as_deref().unwrap_or_default())?;
     let recorded = action::recorded_params(ty, &revision.params);
     let (new_state, event) = if action.retires {
@@ -760,17 +761,17 @@ pub(crate) async fn record_outcome(
     // An active asset left behind the type's templates (the action was reviewed
     // before they changed) must be reached by a sweep that may already have
     // marked the type done.
-    if !action.retires && catalog_version != ty.version {
+    if !action.retires && catalog_version != today.version {
         storage::assets::reopen_sweep(conn, &ty.name).await?;
     }
     // A retired asset is no longer watched; a changed one is watched as it is now.
     let monitoring = if action.retires {
-        storage::quota::adjust(conn, ty, &asset.params, -1).await?;
+        storage::quota::adjust(conn, today, &asset.params, -1).await?;
         Vec::new()
     } else {
         // What the request held of the increase passes to the asset itself.
-        storage::quota::reserve(conn, ty, (&asset.params, &request.params), -1).await?;
-        storage::quota::replace(conn, ty, &asset.params, &recorded).await?;
+        storage::quota::reserve(conn, today, (&asset.params, &request.params), -1).await?;
+        storage::quota::replace(conn, today, &asset.params, &recorded).await?;
         render::monitoring(ty, &recorded, &asset.summary.name)
             .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?
     };

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt as _};
 use slipway_core::backstage::{self, ExportedAsset};
+use slipway_core::catalog::ResourceType;
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::listing::{ListFilter, ListPage, PageRequest, indexed_words};
 use slipway_core::policy;
@@ -101,21 +102,27 @@ pub async fn detail(state: &AppState, user: &Caller, id: AssetId) -> ServiceResu
 }
 
 /// Records the asset a completed request made, once: a re-run finds it and returns it.
+/// `reviewed` is the type as the catalog version that rendered the revision
+/// defined it, when that is not today's: what the asset is recorded with
+/// (its monitoring items, the files it holds) follows what ran. Quota counters
+/// follow today's rules, which they are counted by.
 pub(crate) async fn record_asset(
     state: &AppState,
     conn: &mut AnyConnection,
-    (request, revision): (&RequestRow, &RevisionRow),
+    (request, revision, reviewed): (&RequestRow, &RevisionRow, Option<&ResourceType>),
     commit: &str,
     actor: &Actor,
 ) -> ServiceResult<AssetId> {
     if let Some(existing) = storage::assets::by_request(conn, request.id).await? {
         return Ok(existing.summary.id);
     }
-    let ty = request_type(state, request)?;
+    let today = request_type(state, request)?;
     // A day-2 action changes the asset it acts on instead of making one.
     if request.asset_id.is_some() {
-        return super::actions::record_outcome(state, conn, request, revision, commit, actor).await;
+        let ran = (request, revision, reviewed);
+        return super::actions::record_outcome(state, conn, ran, commit, actor).await;
     }
+    let ty = reviewed.unwrap_or(today);
     let params = &revision.params;
     let words = indexed_words(
         Some(ty),
@@ -148,10 +155,10 @@ pub(crate) async fn record_asset(
     storage::assets::set_deployed_paths(conn, id, &written, ty.commits_to_gitops()).await?;
     // Reviewed under templates that have changed since: the sweep may have
     // marked the type done before this asset existed.
-    if revision.catalog_version != ty.version {
+    if revision.catalog_version != today.version {
         storage::assets::reopen_sweep(conn, &ty.name).await?;
     }
-    storage::quota::adjust(conn, ty, params, 1).await?;
+    storage::quota::adjust(conn, today, params, 1).await?;
     let monitoring = render::monitoring(ty, params, &request.resource_name)
         .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?;
     storage::assets::insert_monitoring(conn, id, &monitoring).await?;

@@ -149,7 +149,7 @@ pub async fn resolve(
     let revision = storage::requests::revision(&mut tx, id, request.current_revision)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("request #{id} has no current revision")))?;
-    record_asset(state, &mut tx, (&request, &revision), &commit, &actor).await?;
+    record_asset(state, &mut tx, (&request, &revision, None), &commit, &actor).await?;
     tx.commit().await?;
     Ok(())
 }

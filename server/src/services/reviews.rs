@@ -84,7 +84,14 @@ pub async fn may_decide(
     let mut conn = state.db.pool.acquire().await?;
     let request = load_request(&mut conn, id).await?;
     refused_for_a_type_gone(state, user, decision, &request)?;
-    authorize(state, user, verb_and_action(decision).0, &request)
+    authorize(state, user, verb_and_action(decision).0, &request)?;
+    if decision == ReviewDecision::Approve
+        && let Some(reviewed) =
+            storage::requests::revision(&mut conn, id, request.current_revision).await?
+    {
+        refused_for_a_version_left(state, &request, &reviewed)?;
+    }
+    Ok(())
 }
 
 /// Before anything of the request is read for an answer (its type, say); a

@@ -89,14 +89,23 @@ pub fn spawn(
 
 /// Compares every asset behind its type's catalog version with what the current
 /// templates render, opening an upgrade request where they differ.
+/// A type whose pass fails is logged and the others are swept all the same;
+/// the first failure is returned once they have been.
 pub async fn sweep(state: &AppState) -> ServiceResult<SweepReport> {
     let mut report = SweepReport::default();
+    let mut failed = None;
     for ty in state.catalog.catalog.types.values() {
-        if let Some(upgrade) = ty.action(TypeAction::UPGRADE) {
-            sweep_type(state, ty, upgrade, &mut report).await?;
+        if let Some(upgrade) = ty.action(TypeAction::UPGRADE)
+            && let Err(error) = sweep_type(state, ty, upgrade, &mut report).await
+        {
+            tracing::error!(type_name = %ty.name, %error, "the template upgrade sweep of this type stopped");
+            failed.get_or_insert(error);
         }
     }
-    Ok(report)
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(report),
+    }
 }
 
 async fn sweep_type(
@@ -106,6 +115,14 @@ async fn sweep_type(
     report: &mut SweepReport,
 ) -> ServiceResult<()> {
     let mut conn = state.db.pool.acquire().await?;
+    // Replicas running two catalogs at once (a rolling deploy, a canary) would
+    // undo each other's upgrades: those started with an older one leave the
+    // sweep to the version started last.
+    let last = storage::type_versions::last_started(&mut conn, &ty.name).await?;
+    if last.as_ref().is_some_and(|last| *last != ty.version) {
+        tracing::info!(type_name = %ty.name, version = %ty.version, "a replica started since with another catalog version sweeps this type");
+        return Ok(());
+    }
     match storage::upgrades::swept_version(&mut conn, &ty.name).await? {
         Some(swept) if swept == ty.version => return Ok(()),
         // The mark of another version stops standing the moment the catalog
@@ -161,33 +178,49 @@ async fn sweep_type(
 /// version rolled back, or replaced by a fix. The asset's turn comes again in
 /// this pass, for the version the catalog is at. One already approved runs.
 async fn cancel_superseded(state: &AppState, ty: &ResourceType) -> ServiceResult<Vec<RequestId>> {
-    let mut tx = state.db.write().await?;
-    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
-    let waiting = storage::upgrades::superseded(&mut tx, &ty.name, &ty.version).await?;
-    let actor = Actor::Policy(RULE.to_string());
+    let waiting = {
+        let mut conn = state.db.pool.acquire().await?;
+        storage::upgrades::superseded(&mut conn, &ty.name, &ty.version).await?
+    };
     let mut cancelled = Vec::with_capacity(waiting.len());
     for id in waiting {
-        storage::requests::lock(&mut tx, state.db.engine, id).await?;
-        let mut request = super::load_request(&mut tx, id).await?;
-        if !matches!(
-            request.state,
-            RequestState::Submitted | RequestState::InReview | RequestState::ChangesRequested
-        ) {
-            continue;
+        if cancel_one_superseded(state, ty, id).await? {
+            cancelled.push(id);
         }
-        let note = format!(
-            "superseded: the templates of {} are at catalog version {} now; the upgrade to it is opened instead",
-            ty.name, ty.version
-        );
-        super::transition(&mut tx, state, &mut request, Action::Cancel, &actor, note).await?;
-        storage::upgrades::release_key(&mut tx, id).await?;
-        cancelled.push(id);
     }
-    tx.commit().await?;
     if !cancelled.is_empty() {
         tracing::info!(type_name = %ty.name, cancelled = cancelled.len(), "superseded template upgrades cancelled");
     }
     Ok(cancelled)
+}
+
+/// Cancels one superseded upgrade, in a transaction of its own under the
+/// type's submission turn; false when it is no longer waiting (a reviewer
+/// decided, the requester cancelled it).
+async fn cancel_one_superseded(
+    state: &AppState,
+    ty: &ResourceType,
+    id: RequestId,
+) -> ServiceResult<bool> {
+    let mut tx = state.db.write().await?;
+    storage::requests::serialize_submissions(&mut tx, state.db.engine, &ty.name).await?;
+    storage::requests::lock(&mut tx, state.db.engine, id).await?;
+    let mut request = super::load_request(&mut tx, id).await?;
+    if !matches!(
+        request.state,
+        RequestState::Submitted | RequestState::InReview | RequestState::ChangesRequested
+    ) {
+        return Ok(false);
+    }
+    let note = format!(
+        "superseded: the templates of {} are at catalog version {} now; the upgrade to it is opened instead",
+        ty.name, ty.version
+    );
+    let actor = Actor::Policy(RULE.to_string());
+    super::transition(&mut tx, state, &mut request, Action::Cancel, &actor, note).await?;
+    storage::upgrades::release_key(&mut tx, id, SUBMIT_KEY_PREFIX).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// What one asset looks like against the current templates, worked out before

@@ -1,25 +1,40 @@
 //! The definition of every catalog version of a type seen at start
 //! (`type_versions`), so a change set reviewed under one version is run and
-//! verified by it after the catalog moved on.
+//! verified by it after the catalog moved on; and which version a process
+//! started with last.
 
 use slipway_core::catalog::{Catalog, ResourceType};
 use sqlx::AnyConnection;
 
 use super::{Db, StorageError, now_millis, parse_json, to_json};
 
-/// Records the definition of each type of `catalog` at its version; a version
-/// already recorded (by another replica, or an earlier start) is left as it is.
+/// Records the definition of each type of `catalog` at its version (one
+/// already recorded, by another replica or an earlier start, is kept as it
+/// was) and that a process started with it now.
 pub async fn record(db: &Db, catalog: &Catalog) -> Result<(), StorageError> {
     let mut tx = db.write().await?;
+    let now = now_millis();
     for ty in catalog.types.values() {
+        let started = sqlx::query(
+            "UPDATE type_versions SET started_at = $3 WHERE type_name = $1 AND version = $2",
+        )
+        .bind(&ty.name)
+        .bind(&ty.version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if started.rows_affected() > 0 {
+            continue;
+        }
         sqlx::query(
-            "INSERT INTO type_versions (type_name, version, definition, recorded_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (type_name, version) DO NOTHING",
+            "INSERT INTO type_versions (type_name, version, definition, recorded_at, started_at) \
+             VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (type_name, version) DO UPDATE SET started_at = excluded.started_at",
         )
         .bind(&ty.name)
         .bind(&ty.version)
         .bind(to_json(ty))
-        .bind(now_millis())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
     }
@@ -42,4 +57,38 @@ pub async fn definition(
     .await?;
     text.map(|t| parse_json(&t, "a recorded type version"))
         .transpose()
+}
+
+/// The version of the type a process started with last, if any did.
+pub async fn last_started(
+    conn: &mut AnyConnection,
+    type_name: &str,
+) -> Result<Option<String>, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT version FROM type_versions WHERE type_name = $1 \
+         ORDER BY started_at DESC, version LIMIT 1",
+    )
+    .bind(type_name)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorded definition is the type itself again: a job runs the reviewed
+    /// version by it, steps, checks, actions and all.
+    #[test]
+    fn every_shipped_type_reads_back_as_it_was_recorded() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+        let loaded = crate::catalog_source::load(&shipped)?;
+        assert!(!loaded.catalog.types.is_empty());
+        for ty in loaded.catalog.types.values() {
+            let back: ResourceType = parse_json(&to_json(ty), "a recorded type version")?;
+            assert_eq!(&back, ty, "{} reads back otherwise", ty.name);
+        }
+        Ok(())
+    }
 }

@@ -133,14 +133,18 @@ pub async fn superseded(
 
 /// Frees a superseded upgrade's submit key: cancelled by the sweep, not by
 /// the team, it must not read as the team's answer to that version's upgrade
-/// when the catalog comes back to it.
+/// when the catalog comes back to it. Only a key the sweep gave it (one with
+/// the sweep's `prefix`, which no one else may submit under) is renamed, into
+/// the same reserved space: a person's own key stays theirs, and idempotent.
 pub async fn release_key(
     conn: &mut AnyConnection,
     id: slipway_core::ids::RequestId,
+    prefix: &str,
 ) -> Result<(), StorageError> {
-    sqlx::query("UPDATE requests SET submit_key = submit_key || $1 WHERE id = $2")
-        .bind(format!("~superseded-{id}"))
+    sqlx::query("UPDATE requests SET submit_key = $1 WHERE id = $2 AND submit_key LIKE $3")
+        .bind(format!("{prefix}superseded-{id}"))
         .bind(id.0)
+        .bind(format!("{prefix}%"))
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -109,7 +109,7 @@ pub(super) async fn verify(
         record_asset(
             state,
             &mut tx,
-            (request, &approved.revision),
+            (request, &approved.revision, approved.reviewed.as_ref()),
             &commit,
             &Actor::Worker,
         )
