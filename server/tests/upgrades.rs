@@ -496,6 +496,16 @@ async fn an_upgrade_to_a_version_the_catalog_left_is_superseded() -> TestResult 
     run_jobs_on(&again).await?;
     let now = asset_of(&again, web.summary.request_id).await?;
     assert_eq!(now.catalog_version, version(&again)?);
+    // The older catalog's replica waits for the newer one while it sweeps, and
+    // no longer once its replicas have stopped (a canary taken down).
+    let waiting = upgrades::sweep(&rolled_back).await?;
+    assert_eq!(waiting, upgrades::SweepReport::default());
+    sqlx::query("UPDATE type_versions SET swept_at = 0 WHERE version = $1")
+        .bind(version(&again)?)
+        .execute(&again.db.pool)
+        .await?;
+    let alone = upgrades::sweep(&rolled_back).await?;
+    assert_eq!(alone.opened.len(), 2, "{alone:?}");
     Ok(())
 }
 

@@ -229,14 +229,9 @@ async fn still_acting(
     match crate::services::auth::acting_user(state, conn, request.requester_id).await {
         Ok(_) => Ok(true),
         Err(ServiceError::Unauthenticated | ServiceError::Forbidden(_)) => Ok(false),
-        // The database could not answer: the notice is told at a later poll.
-        Err(ServiceError::Unavailable(_, cause)) => Err(StorageError::Interrupted(cause).into()),
-        // A fault that a later poll would meet again (an unreadable account)
-        // must not hold up every notice after this one: this one is not told.
-        Err(other) => {
-            tracing::error!(request = %request.id, error = %other, "a requester's notice is not told: their account could not be read");
-            Ok(false)
-        }
+        // The database could not answer (down, a statement timeout): the
+        // notice is told at a later poll.
+        Err(other) => Err(StorageError::Interrupted(other.to_string()).into()),
     }
 }
 

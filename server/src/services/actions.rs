@@ -764,22 +764,29 @@ pub(crate) async fn record_outcome(
     if !action.retires && catalog_version != today.version {
         storage::assets::reopen_sweep(conn, &ty.name).await?;
     }
-    // A retired asset is no longer watched; a changed one is watched as it is now.
-    let monitoring = if action.retires {
+    // The counters move as today's rules count them (a recount at start
+    // follows today's catalog, whether the action retires among it).
+    let retires_today = today.action(&action.name).is_some_and(|a| a.retires);
+    if retires_today {
         storage::quota::adjust(conn, today, &asset.params, -1).await?;
-        Vec::new()
     } else {
         // What the request held of the increase passes to the asset itself.
         storage::quota::reserve(conn, today, (&asset.params, &request.params), -1).await?;
         storage::quota::replace(conn, today, &asset.params, &recorded).await?;
+    }
+    // A retired asset is no longer watched; a changed one is watched as it is now.
+    let monitoring = if action.retires {
+        Vec::new()
+    } else {
         render::monitoring(ty, &recorded, &asset.summary.name)
             .map_err(|e| ServiceError::Internal(format!("monitoring items: {e}")))?
     };
     storage::assets::replace_monitoring(conn, asset_id, &monitoring).await?;
+    // Indexed as today's catalog says what is searched (as `search::sync` does).
     let words = indexed_words(
-        Some(ty),
+        Some(today),
         &asset.summary.name,
-        ty.owning_team(&recorded),
+        today.owning_team(&recorded),
         &recorded,
     );
     storage::search::index_asset(conn, state.db.engine, asset_id, &words).await?;

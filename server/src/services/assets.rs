@@ -124,10 +124,11 @@ pub(crate) async fn record_asset(
     }
     let ty = reviewed.unwrap_or(today);
     let params = &revision.params;
+    // Indexed as today's catalog says what is searched (as `search::sync` does).
     let words = indexed_words(
-        Some(ty),
+        Some(today),
         &request.resource_name,
-        ty.owning_team(params),
+        today.owning_team(params),
         params,
     );
     let id = storage::assets::insert(

@@ -114,15 +114,23 @@ async fn sweep_type(
     upgrade: &TypeAction,
     report: &mut SweepReport,
 ) -> ServiceResult<()> {
-    let mut conn = state.db.pool.acquire().await?;
     // Replicas running two catalogs at once (a rolling deploy, a canary) would
-    // undo each other's upgrades: those started with an older one leave the
-    // sweep to the version started last.
-    let last = storage::type_versions::last_started(&mut conn, &ty.name).await?;
-    if last.as_ref().is_some_and(|last| *last != ty.version) {
-        tracing::info!(type_name = %ty.name, version = %ty.version, "a replica started since with another catalog version sweeps this type");
+    // undo each other's upgrades: those whose version another one started
+    // after, and still sweeping lately, leave the sweep to it.
+    let alive_after = storage::now_millis().saturating_sub(still_sweeping_within(state));
+    let elsewhere = {
+        let mut tx = state.db.write().await?;
+        let versions = (ty.name.as_str(), ty.version.as_str());
+        let elsewhere =
+            storage::type_versions::sweeping_elsewhere(&mut tx, versions, alive_after).await?;
+        tx.commit().await?;
+        elsewhere
+    };
+    if elsewhere {
+        tracing::info!(type_name = %ty.name, version = %ty.version, "replicas started since with another catalog version sweep this type");
         return Ok(());
     }
+    let mut conn = state.db.pool.acquire().await?;
     match storage::upgrades::swept_version(&mut conn, &ty.name).await? {
         Some(swept) if swept == ty.version => return Ok(()),
         // The mark of another version stops standing the moment the catalog
@@ -173,6 +181,14 @@ async fn sweep_type(
     Ok(())
 }
 
+/// How long a version's replicas count as sweeping after their last pass:
+/// three passes, and at least ten minutes.
+fn still_sweeping_within(state: &AppState) -> i64 {
+    let every = state.settings.upgrade_sweep_interval * 3;
+    let window = every.max(Duration::from_secs(600));
+    i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Cancels the type's upgrades opened for a catalog version it has left and
 /// still waiting for a decision: approved, one would deploy the templates of a
 /// version rolled back, or replaced by a fix. The asset's turn comes again in
@@ -210,6 +226,11 @@ async fn cancel_one_superseded(
         request.state,
         RequestState::Submitted | RequestState::InReview | RequestState::ChangesRequested
     ) {
+        return Ok(false);
+    }
+    // Revised since it was listed, its new revision rendered by today's version.
+    let current = storage::requests::revision(&mut tx, id, request.current_revision).await?;
+    if current.is_none_or(|revision| revision.catalog_version == ty.version) {
         return Ok(false);
     }
     let note = format!(

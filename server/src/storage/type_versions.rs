@@ -59,18 +59,34 @@ pub async fn definition(
         .transpose()
 }
 
-/// The version of the type a process started with last, if any did.
-pub async fn last_started(
+/// Records that a process with `version` of the type sweeps now, and answers
+/// whether another version started after this one (by `started`, this
+/// version's start) was swept with since `alive_after`: that one's replicas
+/// sweep, this one's leave it to them. A version whose processes stopped
+/// sweeping (a canary taken down, a start that failed) is not waited for.
+pub async fn sweeping_elsewhere(
     conn: &mut AnyConnection,
-    type_name: &str,
-) -> Result<Option<String>, StorageError> {
-    Ok(sqlx::query_scalar(
-        "SELECT version FROM type_versions WHERE type_name = $1 \
-         ORDER BY started_at DESC, version LIMIT 1",
+    (type_name, version): (&str, &str),
+    alive_after: i64,
+) -> Result<bool, StorageError> {
+    sqlx::query("UPDATE type_versions SET swept_at = $3 WHERE type_name = $1 AND version = $2")
+        .bind(type_name)
+        .bind(version)
+        .bind(now_millis())
+        .execute(&mut *conn)
+        .await?;
+    let newer: Option<String> = sqlx::query_scalar(
+        "SELECT other.version FROM type_versions other JOIN type_versions mine \
+         ON mine.type_name = other.type_name AND mine.version = $2 \
+         WHERE other.type_name = $1 AND other.version <> $2 \
+         AND other.started_at > mine.started_at AND other.swept_at > $3 LIMIT 1",
     )
     .bind(type_name)
+    .bind(version)
+    .bind(alive_after)
     .fetch_optional(&mut *conn)
-    .await?)
+    .await?;
+    Ok(newer.is_some())
 }
 
 #[cfg(test)]

@@ -141,11 +141,16 @@ pub async fn release_key(
     id: slipway_core::ids::RequestId,
     prefix: &str,
 ) -> Result<(), StorageError> {
-    sqlx::query("UPDATE requests SET submit_key = $1 WHERE id = $2 AND submit_key LIKE $3")
-        .bind(format!("{prefix}superseded-{id}"))
-        .bind(id.0)
-        .bind(format!("{prefix}%"))
-        .execute(&mut *conn)
-        .await?;
+    // Compared byte for byte: SQLite's LIKE ignores case, and `Template-Upgrade-x`
+    // is a person's key.
+    sqlx::query(
+        "UPDATE requests SET submit_key = $1 WHERE id = $2 \
+         AND substr(submit_key, 1, length(CAST($3 AS TEXT))) = $3",
+    )
+    .bind(format!("{prefix}superseded-{id}"))
+    .bind(id.0)
+    .bind(prefix)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
