@@ -184,7 +184,10 @@ pub fn change_set_referring(
     }
     let mut removed = Vec::with_capacity(ty.removes.len());
     for (i, source) in ty.removes.iter().enumerate() {
-        let path = render_path(&format!("removes[{i}]"), source, &ctx)?;
+        let what = format!("removes[{i}]");
+        let path = render_path(&what, source, &ctx)?;
+        // Removing Slipway's own files or git's is as harmful as writing them.
+        template::check_deployable_path(&path).map_err(|m| fail(&what, m))?;
         if !files.iter().any(|f| f.path == path) && !removed.contains(&path) {
             removed.push(path);
         }
@@ -195,6 +198,13 @@ pub fn change_set_referring(
         outputs,
         removed,
     })
+}
+
+/// Whether a change set may write or remove `path`: relative, inside the
+/// repository, outside Slipway's own directory and none of git's control files.
+pub fn check_deployable_path(path: &str) -> Result<(), String> {
+    template::check_relative_path(path)?;
+    template::check_deployable_path(path)
 }
 
 /// A rendered file whose name says it is YAML or JSON must parse as such, before

@@ -94,6 +94,10 @@ test('a link from chat opens the form filled with what was sent, never a secret'
   await expect(page.getByLabel('Team')).toHaveValue('payments');
   await expect(page.getByRole('spinbutton', { name: 'Storage (GB)' })).toHaveValue('40');
   await expect(page.getByLabel('Owner password')).toHaveValue('');
+  // The person submitting is told which fields the link filled in (not the secret).
+  const notice = page.getByTestId('filled-from-link');
+  await expect(notice).toContainText('Name, Team, Storage (GB)');
+  await expect(notice).not.toContainText('password');
 });
 
 test('carol opens the flow metrics: charts with a table beside them', async ({ page }) => {

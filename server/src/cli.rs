@@ -287,10 +287,7 @@ async fn serve(
     });
     // The peer address (for the per-address sign-in throttle) is each
     // connection's; the calls in flight at a shutdown get the workers' grace.
-    let limits = crate::http::listen::Limits {
-        header_read: crate::http::listen::HEADER_READ_TIMEOUT,
-        grace: state.settings.workers.shutdown_grace,
-    };
+    let limits = crate::http::listen::Limits::serving(state.settings.workers.shutdown_grace);
     crate::http::listen::serve(listener, app, stopped.clone(), limits).await;
     let _ = worker.await;
     let _ = token_uses.await;

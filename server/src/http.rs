@@ -3,6 +3,7 @@
 
 pub mod catalog_info;
 pub mod chat_link;
+pub mod deadline_body;
 pub mod events;
 pub mod form_errors;
 pub mod listen;

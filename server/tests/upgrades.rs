@@ -18,7 +18,9 @@ use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::state::RequestState;
 use slipway_core::views::{ActionDraft, ReviewDecision};
 use slipway_server::services::detail::ReviewerRead;
-use slipway_server::services::{Caller, actions, assets, detail, requests, reviews, upgrades};
+use slipway_server::services::{
+    Caller, actions, assets, detail, operations, requests, reviews, upgrades,
+};
 use slipway_server::state::AppState;
 use slipway_server::storage;
 
@@ -28,6 +30,7 @@ on_both_engines!(@one a_parameter_required_since_without_a_default_is_named, cra
 on_both_engines!(@one a_catalog_check_against_the_database_names_what_it_would_strand, crate::start);
 on_both_engines!(@one an_asset_recorded_behind_after_the_sweep_is_upgraded, crate::start);
 on_both_engines!(@one a_change_reviewed_before_a_new_check_is_verified_as_reviewed, crate::start);
+on_both_engines!(@one a_request_resolved_by_hand_is_recorded_as_reviewed, crate::start);
 on_both_engines!(@one a_rejected_upgrade_stays_rejected_after_a_backup, crate::start);
 on_both_engines!(@one files_the_templates_no_longer_write_are_removed, crate::start);
 on_both_engines!(@one an_older_asset_upgraded_before_its_files_were_recovered_leaves_none, crate::start);
@@ -765,22 +768,10 @@ async fn an_asset_recorded_behind_after_the_sweep_is_upgraded(app: &TestApp) -> 
     Ok(())
 }
 
-/// The catalog gains a file and its check while a resize waits in review: the
-/// approved resize writes the files that were reviewed and is verified by the
-/// checks of the version that rendered them (before, by today's: the new
-/// file's check failed it, as it would any retry, though nothing was wrong).
-async fn a_change_reviewed_before_a_new_check_is_verified_as_reviewed(app: &TestApp) -> TestResult {
-    let catalog: PathBuf = app.state.settings.catalog.clone();
-    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
-    let api = asset_of(&app.state, app.namespace(&alice, "prod", "api").await?).await?;
-    let draft = ActionDraft {
-        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
-        submit_key: "resize-api".into(),
-    };
-    let resize = actions::submit(&app.state, &alice, api.summary.id, "resize", &draft).await?;
-    let reviewed = version(&app.state)?;
+/// The namespace type gains a network policy file, its check and a monitoring item.
+fn add_a_network_policy(catalog: &Path) -> TestResult {
     let policy = "{{ environment }}/{{ team }}/k8s-namespace/{{ name }}/networkpolicy.yaml";
-    edit(&catalog, TYPE_FILE, |t| {
+    edit(catalog, TYPE_FILE, |t| {
         t.replacen(
             "outputs:\n",
             &format!(
@@ -803,6 +794,24 @@ async fn a_change_reviewed_before_a_new_check_is_verified_as_reviewed(app: &Test
         catalog.join("templates/k8s-namespace/networkpolicy.yaml.j2"),
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny\n  namespace: {{ resource_name }}\nspec:\n  podSelector: {}\n",
     )?;
+    Ok(())
+}
+
+/// The catalog gains a file and its check while a resize waits in review: the
+/// approved resize writes the files that were reviewed and is verified by the
+/// checks of the version that rendered them (before, by today's: the new
+/// file's check failed it, as it would any retry, though nothing was wrong).
+async fn a_change_reviewed_before_a_new_check_is_verified_as_reviewed(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let api = asset_of(&app.state, app.namespace(&alice, "prod", "api").await?).await?;
+    let draft = ActionDraft {
+        params: json!({"cpu_limit": 3, "memory_limit_gi": 6}),
+        submit_key: "resize-api".into(),
+    };
+    let resize = actions::submit(&app.state, &alice, api.summary.id, "resize", &draft).await?;
+    let reviewed = version(&app.state)?;
+    add_a_network_policy(&catalog)?;
     let changed = app.restart().await?;
     assert_ne!(version(&changed)?, reviewed, "the catalog moved on");
     reviews::decide(&changed, &bob, resize, 1, ReviewDecision::Approve, "fine").await?;
@@ -845,6 +854,47 @@ async fn a_change_reviewed_before_a_new_check_is_verified_as_reviewed(app: &Test
     // The next sweep brings the asset to today's version, with the new file.
     let report = upgrades::sweep(&changed).await?;
     assert_eq!(report.opened.len(), 1, "{report:?}");
+    Ok(())
+}
+
+/// A request reviewed before the catalog gained a monitoring item, failed and
+/// resolved by hand, is recorded by what was reviewed, as a job records what it
+/// ran (before, by today's catalog: its asset watched a network policy nobody
+/// wrote).
+async fn a_request_resolved_by_hand_is_recorded_as_reviewed(app: &TestApp) -> TestResult {
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob, carol) = (
+        app.user("alice").await?,
+        app.user("bob").await?,
+        app.user("carol").await?,
+    );
+    let params = common::namespace_params("ledger", "payments", "prod", 2);
+    let id = requests::submit(&app.state, &alice, &common::draft("k8s-namespace", params)).await?;
+    let reviewed = version(&app.state)?;
+    add_a_network_policy(&catalog)?;
+    let changed = app.restart().await?;
+    assert_ne!(version(&changed)?, reviewed, "the catalog moved on");
+    reviews::decide(&changed, &bob, id, 1, ReviewDecision::Approve, "fine").await?;
+    // An approved hash that matches nothing: the worker refuses to apply.
+    sqlx::query("UPDATE requests SET approved_hash = 'tampered' WHERE id = $1")
+        .bind(id.0)
+        .execute(&changed.db.pool)
+        .await?;
+    run_jobs_on(&changed).await?;
+    assert_eq!(changed_state(&changed, id).await?, RequestState::Failed);
+    operations::take_over(&changed, &carol, id).await?;
+    operations::resolve(&changed, &carol, id, "made by hand").await?;
+    let asset = asset_of(&changed, id).await?;
+    assert_eq!(asset.catalog_version, reviewed);
+    let watched: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM monitoring_items WHERE asset_id = $1 ORDER BY name")
+            .bind(asset.summary.id.0)
+            .fetch_all(&changed.db.pool)
+            .await?;
+    assert!(
+        !watched.is_empty() && watched.iter().all(|n| !n.contains("network policy")),
+        "the reviewed version's monitoring items: {watched:?}"
+    );
     Ok(())
 }
 

@@ -547,3 +547,33 @@ fn checks_of_every_kind_render_and_a_broken_rendering_names_its_field() {
         }
     }
 }
+
+/// A removal is held to the rules of a written file: one rendered into
+/// Slipway's own directory (a team called `audit`) or at one of git's files is
+/// refused, naming the entry (before, only its syntax was checked, and a
+/// retirement could delete the audit checkpoint).
+#[test]
+fn a_removal_of_slipways_or_gits_own_files_is_refused() {
+    let catalog = shipped_catalog();
+    let mut t = ty("k8s-namespace");
+    for (i, path) in [
+        "{{ team }}/checkpoint.json",
+        "{{ environment }}/.gitattributes",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        t.removes = vec!["dev/kept.yaml".into(), path.into()];
+        let params = json!({"name": "checkout", "team": "audit", "environment": "prod",
+               "cpu_limit": 8, "memory_limit_gi": 16, "admins": ["alice"]});
+        let err = change_set(&catalog, &t, &params, "n", &[]).err();
+        assert_eq!(
+            err.as_ref().map(|e| e.what.as_str()),
+            Some("removes[1]"),
+            "case {i}: {err:?}"
+        );
+    }
+    assert!(check_deployable_path("audit/checkpoint.json").is_err());
+    assert!(check_deployable_path("../x.yaml").is_err());
+    assert!(check_deployable_path("prod/payments/x.yaml").is_ok());
+}

@@ -26,10 +26,14 @@ pub fn NewRequestPage() -> impl IntoView {
                         let mode = FormMode::New { submit_key: ctx.submit_key };
                         let sent_back = SentBack::from_query(&given, &mode.action(&ctx.resource_type.name));
                         let page_title = error_title(&format!("Request a {title}"), sent_back.is_some());
+                        let from_link = (sent_back.is_none())
+                            .then(|| from_link_notice(&ctx.resource_type, &given))
+                            .flatten();
                         view! {
                             <Title text=page_title />
                             <h1>{format!("Request a {title}")}</h1>
                             <p class="muted">{ctx.resource_type.description.clone()}</p>
+                            {from_link.map(|text| view! { <p class="notice" data-testid="filled-from-link">{text}</p> })}
                             <RequestForm
                                 initial=prefilled(&ctx.resource_type, &given)
                                 resource_type=ctx.resource_type
@@ -62,4 +66,23 @@ fn prefilled(
         .cloned()
         .collect();
     values_from_text(ty, &known).0
+}
+
+/// Says which fields a link filled in: anyone can make such a link (the chat
+/// bot does, and so could someone who wants an admin of their choosing in a
+/// colleague's request), so the person submitting is told to check them.
+fn from_link_notice(ty: &ResourceType, given: &[(String, String)]) -> Option<String> {
+    let fields = ty.fields();
+    let labels: Vec<String> = fields
+        .iter()
+        .filter(|f| !f.secret && given.iter().any(|(key, _)| *key == f.name))
+        .map(|f| f.title.clone())
+        .collect();
+    (!labels.is_empty()).then(|| {
+        format!(
+            "The link you followed filled in {}; check {} before you submit.",
+            labels.join(", "),
+            if labels.len() == 1 { "it" } else { "them" }
+        )
+    })
 }

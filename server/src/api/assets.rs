@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slipway_core::ids::AssetId;
@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::extract::{ApiJson, ApiPath, ApiQuery, problem};
 use super::listing::{self, ListAnswer, list_query_doc};
 use super::problem::{ApiError, Problem};
-use super::requests::{detail_of, scoped, submit_key};
+use super::requests::{after_change, scoped, submit_key};
 use crate::services::{Caller, actions, assets};
 use crate::state::AppState;
 
@@ -57,6 +57,7 @@ fn no_params() -> Value {
     ),
     request_body = ActionBody,
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 201, description = "Created: a request for the action on the asset; Location names it", body = RequestDetail),
         (status = 403, description = "The asset belongs to another team, or the caller may not ask for requests", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such asset, or its type declares no such action", body = Problem, content_type = "application/problem+json"),
@@ -81,12 +82,7 @@ async fn request_action(
     let request = actions::submit(&state, &caller, AssetId(id), &action, &draft)
         .await
         .map_err(|e| problem(&caller, e))?;
-    let Json(detail) = detail_of(&state, &caller, request).await?;
-    let mut response = (StatusCode::CREATED, Json(detail)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/requests/{request}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    after_change(&state, &caller, request, StatusCode::CREATED).await
 }
 
 list_query_doc! {

@@ -163,6 +163,35 @@ pub(super) async fn detail_of(
         .map_err(|e| problem(caller, e))
 }
 
+/// The answer to a call whose change is committed: the request's detail (with
+/// `Location` when it was created), or, when that cannot be read right now (the
+/// database busy or away a moment), `303 See Other` to it. A 5xx would say the
+/// call failed: the Idempotency-Key would be given back, and its retry would
+/// meet the change the call made ("cannot revise a request in review").
+pub(super) async fn after_change(
+    state: &AppState,
+    caller: &Caller,
+    id: RequestId,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(&format!("/api/v1/requests/{id}")).ok();
+    let mut response = match detail::request_detail(state, caller, id, detail::ReviewerRead::Counts)
+        .await
+    {
+        Ok(detail) => (status, Json(detail)).into_response(),
+        Err(error) if error.is_transient() => {
+            tracing::warn!(request_id = %id, %error, "changed, but its detail could not be read; answered with a link to it");
+            StatusCode::SEE_OTHER.into_response()
+        }
+        Err(error) => return Err(problem(caller, error)),
+    };
+    let links = status == StatusCode::CREATED || response.status() == StatusCode::SEE_OTHER;
+    if let Some(location) = location.filter(|_| links) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
 /// The idempotency key doubles as the submit key, so even a crash between storing
 /// the request and keeping the answer cannot make a retry create a second one.
 pub(super) fn submit_key(headers: &HeaderMap) -> String {
@@ -177,6 +206,7 @@ pub(super) fn submit_key(headers: &HeaderMap) -> String {
     request_body = NewRequestBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry replay the first answer")),
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 201, description = "Created; Location names it", body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
@@ -199,12 +229,7 @@ async fn create_request(
     let id = requests::submit(&state, &caller, &draft)
         .await
         .map_err(|e| problem(&caller, e))?;
-    let Json(detail) = detail_of(&state, &caller, id).await?;
-    let mut response = (StatusCode::CREATED, Json(detail)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/requests/{id}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    after_change(&state, &caller, id, StatusCode::CREATED).await
 }
 
 #[utoipa::path(get, path = "/api/v1/requests", tag = "requests",
@@ -387,6 +412,7 @@ async fn dry_run(
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = RevisionBody,
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 200, description = "The new revision is in review again", body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -399,17 +425,18 @@ async fn revise(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<RevisionBody>,
-) -> Result<Json<RequestDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Request)?;
     requests::resubmit(&state, &caller, RequestId(id), &body.params)
         .await
         .map_err(|e| problem(&caller, e))?;
-    detail_of(&state, &caller, RequestId(id)).await
+    after_change(&state, &caller, RequestId(id), StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/cancel", tag = "requests",
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 200, body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -420,18 +447,19 @@ async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<RequestDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Request)?;
     requests::cancel(&state, &caller, RequestId(id))
         .await
         .map_err(|e| problem(&caller, e))?;
-    detail_of(&state, &caller, RequestId(id)).await
+    after_change(&state, &caller, RequestId(id), StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/reviews", tag = "reviews",
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = ReviewBody,
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 200, body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -444,7 +472,7 @@ async fn review(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ReviewBody>,
-) -> Result<Json<RequestDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Review)?;
     let id = RequestId(id);
     let revision = detail::request_detail(&state, &caller, id, detail::ReviewerRead::Counts)
@@ -463,12 +491,13 @@ async fn review(
     )
     .await
     .map_err(|e| problem(&caller, e))?;
-    detail_of(&state, &caller, id).await
+    after_change(&state, &caller, id, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/claim", tag = "operations",
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 200, description = "Taken over for manual handling", body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -479,18 +508,19 @@ async fn claim(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<RequestDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Admin)?;
     operations::take_over(&state, &caller, RequestId(id))
         .await
         .map_err(|e| problem(&caller, e))?;
-    detail_of(&state, &caller, RequestId(id)).await
+    after_change(&state, &caller, RequestId(id), StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/resolve", tag = "operations",
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = ResolveBody,
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 200, description = "Completed by hand; the asset is recorded", body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -503,18 +533,19 @@ async fn resolve(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ResolveBody>,
-) -> Result<Json<RequestDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Admin)?;
     operations::resolve(&state, &caller, RequestId(id), &body.note)
         .await
         .map_err(|e| problem(&caller, e))?;
-    detail_of(&state, &caller, RequestId(id)).await
+    after_change(&state, &caller, RequestId(id), StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/abandon", tag = "operations",
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = AbandonBody,
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 200, description = "Closed without an asset; its quota and name are free again", body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -527,17 +558,18 @@ async fn abandon(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AbandonBody>,
-) -> Result<Json<RequestDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Admin)?;
     operations::abandon(&state, &caller, RequestId(id), &body.note)
         .await
         .map_err(|e| problem(&caller, e))?;
-    detail_of(&state, &caller, RequestId(id)).await
+    after_change(&state, &caller, RequestId(id), StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/requests/{id}/retry", tag = "operations",
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
+        (status = 303, description = "Done, but its detail could not be read just now: read it at Location"),
         (status = 200, description = "Queued for another attempt", body = RequestDetail),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -548,10 +580,10 @@ async fn retry(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<RequestDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Admin)?;
     operations::retry(&state, &caller, RequestId(id))
         .await
         .map_err(|e| problem(&caller, e))?;
-    detail_of(&state, &caller, RequestId(id)).await
+    after_change(&state, &caller, RequestId(id), StatusCode::OK).await
 }

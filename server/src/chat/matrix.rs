@@ -22,6 +22,9 @@ pub enum MatrixError {
     },
     #[error("the homeserver cannot be reached: {0}")]
     Transport(#[from] reqwest::Error),
+    /// Past what the bot reads of one answer; tried again later, as a fault.
+    #[error("the homeserver's answer is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 impl MatrixError {
@@ -32,7 +35,9 @@ impl MatrixError {
     /// while its token was bad must wait for a good one, not be dropped.
     pub fn is_transient(&self) -> bool {
         match self {
-            MatrixError::RateLimited(_) | MatrixError::Transport(_) => true,
+            MatrixError::RateLimited(_) | MatrixError::Transport(_) | MatrixError::TooLarge(_) => {
+                true
+            }
             MatrixError::Refused {
                 status, errcode, ..
             } => {
@@ -299,6 +304,23 @@ fn retry_after(headers: &reqwest::header::HeaderMap, body: &Value) -> Duration {
     Duration::from_millis(from_body.or(from_header).unwrap_or(1000).clamp(50, 300_000))
 }
 
+/// The most of a homeserver's answer read: a sync of the bot's few rooms since
+/// its last one is far smaller, and a homeserver that is faulty (or not one)
+/// must not make the bot hold hundreds of megabytes.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// The answer's body, or `None` past [`MAX_ANSWER_BYTES`] (not read further).
+async fn read_capped(response: &mut reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 impl MatrixClient {
     pub fn new(homeserver: &str, token: Secret) -> Result<MatrixClient, reqwest::Error> {
         // Every call ends within a bound (a sync sets its own, longer one): a
@@ -320,10 +342,13 @@ impl MatrixClient {
 
     /// Sends and reads the JSON answer; a refusal keeps the homeserver's errcode.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, MatrixError> {
-        let response = request.bearer_auth(self.token.expose()).send().await?;
+        let mut response = request.bearer_auth(self.token.expose()).send().await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body: Value = match read_capped(&mut response).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            None => return Err(MatrixError::TooLarge(MAX_ANSWER_BYTES)),
+        };
         if status.as_u16() == 429 {
             return Err(MatrixError::RateLimited(retry_after(&headers, &body)));
         }

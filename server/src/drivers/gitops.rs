@@ -1224,6 +1224,14 @@ impl Driver for GitOpsRepo {
         for file in files {
             render::check_syntax(file).map_err(|e| DriverError::Permanent(e.to_string()))?;
         }
+        // And where it goes: a change set stored before a path rule was made (or
+        // a path recorded then, removed by an upgrade) must not touch Slipway's
+        // own files or git's.
+        let paths = files.iter().map(|f| f.path.as_str());
+        for path in paths.chain(removed.iter().map(String::as_str)) {
+            render::check_deployable_path(path)
+                .map_err(|m| DriverError::Permanent(format!("refusing to commit: {m}")))?;
+        }
         let place = self.place();
         ctx.progress.line(&if removed.is_empty() {
             format!("committing {} file(s) to {place}", files.len())

@@ -319,34 +319,6 @@ impl Approved {
     }
 }
 
-/// The definition of the catalog version that rendered `revision`, when it is
-/// not today's and was recorded; `None` runs it as today's catalog says (a
-/// revision from before versions were recorded, or one recorded by a build
-/// whose definitions this one cannot read).
-async fn reviewed_type(
-    conn: &mut sqlx::AnyConnection,
-    current: &ResourceType,
-    request: &RequestRow,
-    revision: &RevisionRow,
-) -> Result<Option<ResourceType>, JobError> {
-    let version = &revision.catalog_version;
-    if *version == current.version || version.is_empty() {
-        return Ok(None);
-    }
-    let why = match storage::type_versions::definition(conn, &request.type_name, version).await {
-        Ok(Some(ty)) => return Ok(Some(ty)),
-        Ok(None) => "was not recorded".to_string(),
-        Err(StorageError::Corrupt(error)) => format!("cannot be read by this build ({error})"),
-        Err(other) => return Err(other.into()),
-    };
-    tracing::warn!(
-        request_id = %request.id,
-        %version,
-        "the catalog version that rendered this change {why}; it runs as today's catalog says"
-    );
-    Ok(None)
-}
-
 /// The change set the approval names, refusing any whose hash differs from the one
 /// approved: the reviewer approved those bytes, not whatever is stored now.
 async fn approved_revision(state: &AppState, request: &RequestRow) -> Result<Approved, JobError> {
@@ -382,8 +354,7 @@ async fn approved_revision(state: &AppState, request: &RequestRow) -> Result<App
             "refusing to apply: the parameters' hash {params_hash} differs from the approved hash {approved}"
         )));
     }
-    let current = request_type(state, request)?;
-    let reviewed = reviewed_type(&mut conn, current, request, &stored).await?;
+    let reviewed = services::reviewed_type(state, &mut conn, request, &stored).await?;
     Ok(Approved {
         revision: stored,
         reviewed,

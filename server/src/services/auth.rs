@@ -79,9 +79,14 @@ pub(crate) fn sign_in_actor(channel: Channel, meta: &CallMeta) -> Actor {
     }
 }
 
-/// Free attempts per user name before a lock, and per client address (higher:
-/// many people may share one address behind a NAT or proxy).
+/// Free attempts per user name from one client address before a lock, per user
+/// name from anywhere (higher: five guesses from one address no longer lock the
+/// account for everyone, which let anyone keep any account, an admin's too,
+/// locked with a few requests an hour, while guesses spread over many
+/// addresses still meet a limit), and per client address (higher: many people
+/// may share one address behind a NAT or proxy).
 const USER_FREE_FAILURES: i64 = 5;
+const USER_ANYWHERE_FREE_FAILURES: i64 = 50;
 const ADDRESS_FREE_FAILURES: i64 = 20;
 /// Failures older than this are forgotten.
 const FAILURE_WINDOW_MS: i64 = 30 * 60 * 1000;
@@ -112,17 +117,16 @@ fn wait_message(wait_ms: i64) -> String {
 }
 
 fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64)> {
-    let mut subjects = vec![(
-        format!("user:{}", username.to_lowercase()),
-        USER_FREE_FAILURES,
-    )];
-    if let Some(address) = client {
-        subjects.push((
-            format!("addr:{}", address_group(address)),
-            ADDRESS_FREE_FAILURES,
-        ));
-    }
-    subjects
+    let user = format!("user:{}", username.to_lowercase());
+    let Some(address) = client else {
+        return vec![(user, USER_FREE_FAILURES)];
+    };
+    let group = address_group(address);
+    vec![
+        (format!("{user}@{group}"), USER_FREE_FAILURES),
+        (user, USER_ANYWHERE_FREE_FAILURES),
+        (format!("addr:{group}"), ADDRESS_FREE_FAILURES),
+    ]
 }
 
 /// Single sign-on's failures count against the client's address as failed

@@ -45,8 +45,9 @@ impl Default for FlowFigures {
     }
 }
 
-/// A window's figures and when they were computed; `None` until they are.
-type Figures = Option<(Instant, FlowMetrics)>;
+/// A window's figures, when they were computed and the newest flow step then
+/// (for windows shown only as fresh as the steps); `None` until they are.
+type Figures = Option<(Instant, Option<i64>, FlowMetrics)>;
 
 impl FlowFigures {
     /// The place of a window's figures, made when first asked for; the places
@@ -58,9 +59,10 @@ impl FlowFigures {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         windows.retain(|_, place| {
             Arc::strong_count(place) > 1
-                || place
-                    .try_lock()
-                    .is_ok_and(|f| f.as_ref().is_some_and(|(at, _)| at.elapsed() < FIGURES_FOR))
+                || place.try_lock().is_ok_and(|f| {
+                    f.as_ref()
+                        .is_some_and(|(at, _, _)| at.elapsed() < FIGURES_FOR)
+                })
         });
         windows.entry(key).or_default().clone()
     }
@@ -90,18 +92,24 @@ pub async fn flow_metrics(
     let trend_type = query
         .trend_type()
         .map_err(|message| ServiceError::Invalid(vec![FieldError::new("type", message)]))?;
-    // The default window (and shorter ones) reads few enough steps to be read
-    // fresh at every view; only longer ones are shared.
-    if until - since < flow::DEFAULT_WEEKS {
-        let input = storage::flow::read(&state.db.pool, since, until).await?;
-        return Ok(flow::compute(&input, trend_type));
-    }
+    // The default window (and shorter ones) is shown as fresh as the steps:
+    // again only while no step was recorded since (one read of the newest
+    // step's id), so people opening the page together share one reading
+    // without anyone seeing figures older than the last change. Longer ones
+    // are shared for [`FIGURES_FOR`] whatever happened meanwhile.
+    let fresh_only = until - since < flow::DEFAULT_WEEKS;
     let place = state
         .flow_figures
         .place((since, until, trend_type.map(str::to_string)));
     let mut computed = place.lock().await;
-    if let Some((at, figures)) = computed.as_ref()
+    let newest = if fresh_only {
+        storage::flow::newest_step(&state.db.pool).await?
+    } else {
+        None
+    };
+    if let Some((at, stamp, figures)) = computed.as_ref()
         && at.elapsed() < FIGURES_FOR
+        && (!fresh_only || *stamp == newest)
     {
         return Ok(figures.clone());
     }
@@ -113,7 +121,7 @@ pub async fn flow_metrics(
         .map_err(|e| ServiceError::Internal(format!("flow figures: {e}")))?;
     let input = storage::flow::read(&state.db.pool, since, until).await?;
     let figures = flow::compute(&input, trend_type);
-    *computed = Some((Instant::now(), figures.clone()));
+    *computed = Some((Instant::now(), newest, figures.clone()));
     Ok(figures)
 }
 

@@ -40,8 +40,8 @@ use sqlx::AnyConnection;
 
 use crate::state::AppState;
 use crate::storage::audit::{NewEvent, Origin};
-use crate::storage::requests::RequestRow;
-use crate::storage::{self, Engine, Window};
+use crate::storage::requests::{RequestRow, RevisionRow};
+use crate::storage::{self, Engine, StorageError, Window};
 
 /// One page of a list, and the key the next page starts before (none at the end).
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +123,36 @@ impl Actor {
 /// The types of the catalog as the policy's list-level rules read them.
 pub(crate) fn type_facts(state: &AppState) -> impl Iterator<Item = TypeFacts<'_>> {
     state.catalog.catalog.types.values().map(TypeFacts::new)
+}
+
+/// The type as the catalog version that rendered `revision` defined it, when
+/// that is not today's and was recorded: a reviewed change is run, verified and
+/// recorded by what was reviewed. `None` goes by today's catalog (a revision
+/// from before versions were recorded, or one recorded by a build whose
+/// definitions this one cannot read).
+pub(crate) async fn reviewed_type(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    request: &RequestRow,
+    revision: &RevisionRow,
+) -> ServiceResult<Option<ResourceType>> {
+    let current = request_type(state, request)?;
+    let version = &revision.catalog_version;
+    if *version == current.version || version.is_empty() {
+        return Ok(None);
+    }
+    let why = match storage::type_versions::definition(conn, &request.type_name, version).await {
+        Ok(Some(ty)) => return Ok(Some(ty)),
+        Ok(None) => "was not recorded".to_string(),
+        Err(StorageError::Corrupt(error)) => format!("cannot be read by this build ({error})"),
+        Err(other) => return Err(other.into()),
+    };
+    tracing::warn!(
+        request_id = %request.id,
+        %version,
+        "the catalog version that rendered this change {why}; it runs as today's catalog says"
+    );
+    Ok(None)
 }
 
 /// The catalog entry of a stored request; a type removed from the catalog since is a

@@ -149,7 +149,10 @@ pub async fn resolve(
     let revision = storage::requests::revision(&mut tx, id, request.current_revision)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("request #{id} has no current revision")))?;
-    record_asset(state, &mut tx, (&request, &revision, None), &commit, &actor).await?;
+    // Recorded by what was reviewed, as a job records what it ran.
+    let reviewed = super::reviewed_type(state, &mut tx, &request, &revision).await?;
+    let ran = (&request, &revision, reviewed.as_ref());
+    record_asset(state, &mut tx, ran, &commit, &actor).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -117,12 +117,15 @@ async fn sweep_type(
     // Replicas running two catalogs at once (a rolling deploy, a canary) would
     // undo each other's upgrades: those whose version another one started
     // after, and still sweeping lately, leave the sweep to it.
-    let alive_after = storage::now_millis().saturating_sub(still_sweeping_within(state));
     let elsewhere = {
         let mut tx = state.db.write().await?;
         let versions = (ty.name.as_str(), ty.version.as_str());
-        let elsewhere =
-            storage::type_versions::sweeping_elsewhere(&mut tx, versions, alive_after).await?;
+        let elsewhere = storage::type_versions::sweeping_elsewhere(
+            (&mut tx, state.db.engine),
+            versions,
+            still_sweeping_within(state),
+        )
+        .await?;
         tx.commit().await?;
         elsewhere
     };

@@ -136,7 +136,7 @@ pub async fn active_named(
 /// between words) searches for nothing, as an empty one does.
 fn list_sql(engine: Engine, filter: &ListFilter) -> ListSql<'static> {
     let mut c = Conditions::default();
-    listing::filter_conditions(&mut c, "a", filter);
+    listing::filter_conditions(&mut c, ("assets", "a"), filter);
     let (mut from, mut id, mut windowed) = ("assets a", "a.id", None);
     let words = filter
         .text

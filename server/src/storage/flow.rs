@@ -224,6 +224,14 @@ async fn week_steps(
         .collect()
 }
 
+/// The id of the newest flow step: figures computed when it was the newest
+/// still stand. One step into the primary key.
+pub async fn newest_step(pool: &AnyPool) -> Result<Option<i64>, StorageError> {
+    Ok(sqlx::query_scalar("SELECT MAX(id) FROM flow_steps")
+        .fetch_one(pool)
+        .await?)
+}
+
 /// The aggregates of the weeks `since..=until`, ready for `flow::compute`.
 pub async fn read(pool: &AnyPool, since: i64, until: i64) -> Result<FlowInput, StorageError> {
     Ok(FlowInput {

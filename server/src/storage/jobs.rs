@@ -119,12 +119,13 @@ pub async fn claim_due(
         // BEGIN IMMEDIATE already made this transaction the only writer.
         Engine::Sqlite => "",
     };
+    // The states are written into the statement, as the partial index `jobs_due`
+    // names them: bound as parameters, no engine could tell it serves the query.
     let due: Vec<(i64, String, Option<String>)> = sqlx::query_as(&format!(
-        "SELECT id, state, lease_owner FROM jobs WHERE state IN ($1, $2) AND run_after <= $3 \
-         ORDER BY run_after, id LIMIT $4{lock}"
+        "SELECT id, state, lease_owner FROM jobs WHERE state IN ({}) AND run_after <= $1 \
+         ORDER BY run_after, id LIMIT $2{lock}",
+        super::listing::literals(&[QUEUED, RUNNING])
     ))
-    .bind(QUEUED)
-    .bind(RUNNING)
     .bind(now)
     .bind(owners.len() as i64)
     .fetch_all(&mut *conn)

@@ -283,7 +283,7 @@ impl RequestList<'_> {
             }
             c.push(format!("({})", any.join(" OR ")));
         }
-        listing::filter_conditions(&mut c, "r", &self.filter);
+        listing::filter_conditions(&mut c, ("requests", "r"), &self.filter);
         Some(ListSql {
             columns: request_columns!(),
             from: request_from!(),
@@ -316,6 +316,30 @@ pub async fn list(
     Ok(merge(pages, page))
 }
 
+/// The most lists one page is read from: one per team or type a person's
+/// reach names (each read from its `(column, id)` index in order, where an
+/// `IN` of several made both engines read every row of them and sort it), as
+/// long as the parts stay this few.
+const MOST_PARTS: usize = 24;
+
+/// A reach as one reach per team, per type, or per team and type it names.
+fn single_values(reach: &Reach) -> Vec<Reach> {
+    let one = |name: &String| vec![name.clone()];
+    match reach {
+        Reach::Requester(id) => vec![Reach::Requester(*id)],
+        Reach::Teams(teams) => teams.iter().map(|t| Reach::Teams(one(t))).collect(),
+        Reach::Types(types) => types.iter().map(|t| Reach::Types(one(t))).collect(),
+        Reach::TeamsOfTypes(teams, types) => teams
+            .iter()
+            .flat_map(|team| {
+                types
+                    .iter()
+                    .map(move |ty| Reach::TeamsOfTypes(one(team), one(ty)))
+            })
+            .collect(),
+    }
+}
+
 /// The lists, each of one state and one reach, whose rows together are the list's.
 fn parts_of<'a>(list: &RequestList<'a>) -> Vec<RequestList<'a>> {
     let states: Vec<&'a [RequestState]> = match list.states.len() > 1 && list.filter.state.is_none()
@@ -324,8 +348,16 @@ fn parts_of<'a>(list: &RequestList<'a>) -> Vec<RequestList<'a>> {
         false => vec![list.states],
     };
     let reaches: Vec<Option<Vec<Reach>>> = match &list.reach {
-        Some(reach) if reach.len() > 1 => reach.iter().map(|r| Some(vec![r.clone()])).collect(),
-        other => vec![other.clone()],
+        Some(reach) => {
+            let single: Vec<Reach> = reach.iter().flat_map(single_values).collect();
+            let parts = if single.len() * states.len() <= MOST_PARTS {
+                single
+            } else {
+                reach.clone()
+            };
+            parts.into_iter().map(|r| Some(vec![r])).collect()
+        }
+        None => vec![None],
     };
     let mut parts = Vec::with_capacity(states.len() * reaches.len());
     for states in &states {

@@ -6,14 +6,16 @@
 use slipway_core::catalog::{Catalog, ResourceType};
 use sqlx::AnyConnection;
 
-use super::{Db, StorageError, now_millis, parse_json, to_json};
+use super::{Db, Engine, StorageError, lease_clock, parse_json, to_json};
 
 /// Records the definition of each type of `catalog` at its version (one
 /// already recorded, by another replica or an earlier start, is kept as it
-/// was) and that a process started with it now.
+/// was) and that a process started with it now. Times are the database's
+/// clock (on PostgreSQL), as leases are: which version started after which, and
+/// which still sweeps, is then read alike by replicas whose clocks disagree.
 pub async fn record(db: &Db, catalog: &Catalog) -> Result<(), StorageError> {
     let mut tx = db.write().await?;
-    let now = now_millis();
+    let now = lease_clock(&mut tx, db.engine).await?;
     for ty in catalog.types.values() {
         let started = sqlx::query(
             "UPDATE type_versions SET started_at = $3 WHERE type_name = $1 AND version = $2",
@@ -61,20 +63,23 @@ pub async fn definition(
 
 /// Records that a process with `version` of the type sweeps now, and answers
 /// whether another version started after this one (by `started`, this
-/// version's start) was swept with since `alive_after`: that one's replicas
-/// sweep, this one's leave it to them. A version whose processes stopped
-/// sweeping (a canary taken down, a start that failed) is not waited for.
+/// version's start) was swept with in the last `alive_within` milliseconds:
+/// that one's replicas sweep, this one's leave it to them. A version whose
+/// processes stopped sweeping (a canary taken down, a start that failed) is not
+/// waited for.
 pub async fn sweeping_elsewhere(
-    conn: &mut AnyConnection,
+    (conn, engine): (&mut AnyConnection, Engine),
     (type_name, version): (&str, &str),
-    alive_after: i64,
+    alive_within: i64,
 ) -> Result<bool, StorageError> {
+    let now = lease_clock(&mut *conn, engine).await?;
     sqlx::query("UPDATE type_versions SET swept_at = $3 WHERE type_name = $1 AND version = $2")
         .bind(type_name)
         .bind(version)
-        .bind(now_millis())
+        .bind(now)
         .execute(&mut *conn)
         .await?;
+    let alive_after = now.saturating_sub(alive_within);
     let newer: Option<String> = sqlx::query_scalar(
         "SELECT other.version FROM type_versions other JOIN type_versions mine \
          ON mine.type_name = other.type_name AND mine.version = $2 \

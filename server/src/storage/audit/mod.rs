@@ -320,7 +320,7 @@ impl StoredEvent {
 }
 
 /// The conditions of an audit list: each filter given (blank ones are none), so
-/// each is served by its index in seq order, and the days by the index on `at`.
+/// each is served by its index in seq order, and the days as a range of seq.
 fn conditions(filter: &ListFilter) -> Conditions {
     let blank = |value: &Option<String>| {
         value
@@ -348,14 +348,11 @@ fn conditions(filter: &ListFilter) -> Conditions {
             c.push(format!("{column} = {mark}"));
         }
     }
-    if let Some(from) = filter.created_from {
-        let mark = c.int(from.start_millis());
-        c.push(format!("at >= {mark}"));
-    }
-    if let Some(to) = filter.created_to {
-        let mark = c.int(to.end_millis());
-        c.push(format!("at < {mark}"));
-    }
+    let days = (
+        filter.created_from.map(|d| d.start_millis()),
+        filter.created_to.map(|d| d.end_millis()),
+    );
+    super::listing::time_window(&mut c, ("audit_events", "", "seq", "at"), days);
     c
 }
 
