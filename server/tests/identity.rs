@@ -1767,7 +1767,7 @@ async fn an_ipv6_host_counts_as_its_whole_64(app: &TestApp) -> TestResult {
     drop(busy);
     let counted: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM sign_in_failures \
-         WHERE subject IN ('user:alice', 'user:alice@192.0.2.99', 'addr:192.0.2.99')",
+         WHERE subject IN ('user:alice', 'user-at:192.0.2.99|alice', 'addr:192.0.2.99')",
     )
     .fetch_one(&app.state.db.pool)
     .await?;

@@ -73,9 +73,18 @@ fn prefilled(
 /// colleague's request), so the person submitting is told to check them.
 fn from_link_notice(ty: &ResourceType, given: &[(String, String)]) -> Option<String> {
     let fields = ty.fields();
+    let linked: Vec<(String, String)> = given
+        .iter()
+        .filter(|(key, value)| {
+            !value.trim().is_empty() && fields.iter().any(|f| !f.secret && f.name == *key)
+        })
+        .cloned()
+        .collect();
+    // Only what the form took: a value it could not read is not filled in.
+    let taken = values_from_text(ty, &linked).0;
     let labels: Vec<String> = fields
         .iter()
-        .filter(|f| !f.secret && given.iter().any(|(key, _)| *key == f.name))
+        .filter(|f| linked.iter().any(|(key, _)| *key == f.name) && taken.contains_key(&f.name))
         .map(|f| f.title.clone())
         .collect();
     (!labels.is_empty()).then(|| {

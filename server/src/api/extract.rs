@@ -77,7 +77,7 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 
 /// A body past the limit is 413; one that could not be read at all (the client
 /// went away mid-body) says so.
-fn unread(error: axum::Error) -> Problem {
+pub(super) fn unread(error: axum::Error) -> Problem {
     if error.to_string().contains("length limit") {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -162,14 +162,8 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!("the body must be at most {MAX_BODY_BYTES} bytes"),
-            )
-            .into_response();
-        }
+        // Too large, too slow or cut off: said as the handlers' own reads say it.
+        Err(error) => return super::extract::unread(error).into_response(),
     };
     let print = fingerprint(&state, &caller, (&parts.method, parts.uri.path()), &bytes);
     let rights = idempotency::rights_of(&caller.user.roles, &caller.user.teams);

@@ -142,6 +142,11 @@ const GAP_FILTER: &str = r#"{"types":["m.room.message","m.room.encrypted","m.roo
 /// bounded number per room and sync, and membership changes: a room's messages
 /// from before the bot joined it are history, never commands.
 const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member"],"limit":100}}}"#;
+/// The same with a few events per room, for a sync whose answer was too large
+/// (rooms full of the largest messages): the rest of each room is read back as
+/// a gap, page by page. Asked again in full, the same answer would be too large
+/// for ever, and the bot deaf.
+const SMALL_SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member"],"limit":5}}}"#;
 
 /// A sync's answer, read.
 fn sync_response(body: Value) -> Result<SyncResponse, MatrixError> {
@@ -388,16 +393,27 @@ impl MatrixClient {
         bot: &str,
     ) -> Result<SyncBatch, MatrixError> {
         let wait_ms = wait.as_millis().to_string();
-        let mut query = vec![("timeout", wait_ms.as_str()), ("filter", SYNC_FILTER)];
-        if let Some(since) = since {
-            query.push(("since", since));
-        }
-        let request = self
-            .http
-            .get(self.url("/sync"))
-            .query(&query)
-            .timeout(wait + Duration::from_secs(30));
-        let response = sync_response(self.call(request).await?)?;
+        let request = |filter: &'static str| {
+            let mut query = vec![("timeout", wait_ms.as_str()), ("filter", filter)];
+            if let Some(since) = since {
+                query.push(("since", since));
+            }
+            self.http
+                .get(self.url("/sync"))
+                .query(&query)
+                .timeout(wait + Duration::from_secs(30))
+        };
+        let answer = match self.call(request(SYNC_FILTER)).await {
+            Err(MatrixError::TooLarge(most)) => {
+                tracing::warn!(
+                    most,
+                    "a sync answer was too large; asked again for fewer events per room"
+                );
+                self.call(request(SMALL_SYNC_FILTER)).await?
+            }
+            other => other?,
+        };
+        let response = sync_response(answer)?;
         // The first sync only catches up: what came before it is history.
         let mut gaps = BTreeMap::new();
         if let Some(since) = since {
@@ -825,6 +841,35 @@ mod tests {
             message["body"],
             "Request #3 waits for review: owner=@carol:hs"
         );
+    }
+
+    /// A homeserver whose sync answer is past what the bot reads (rooms full of
+    /// the largest messages) is asked again for fewer events per room, instead of
+    /// the same answer for ever; the rest of each room is read back as a gap.
+    #[tokio::test]
+    async fn a_sync_answer_too_large_is_asked_again_smaller()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use axum::extract::Query;
+        use std::collections::HashMap;
+        let sync = |Query(query): Query<HashMap<String, String>>| async move {
+            let filter = query.get("filter").cloned().unwrap_or_default();
+            if filter.contains("\"limit\":100") {
+                return "x".repeat(MAX_ANSWER_BYTES + 1);
+            }
+            json!({"next_batch": "s2", "rooms": {"join": {}}}).to_string()
+        };
+        let app = axum::Router::new().route("/_matrix/client/v3/sync", axum::routing::get(sync));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let served = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = MatrixClient::new(
+            &format!("http://{addr}"),
+            crate::config::Secret::new("t".into()),
+        )?;
+        let batch = client.sync(Some("s1"), Duration::ZERO, "@bot:hs").await?;
+        assert_eq!(batch.next_batch, "s2");
+        served.abort();
+        Ok(())
     }
 
     #[test]

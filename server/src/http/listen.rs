@@ -61,15 +61,23 @@ impl Limits {
     }
 }
 
+/// The most connections served at once, however many descriptors there are.
+const MOST_CONNECTIONS: u64 = 65_536;
+
 /// Half the file descriptors the process may open, after raising its limit as
-/// far as the system lets it (often from 1,024 to many more): the other half is
-/// for the database, git, commands and files. At least 64, at most 65,536.
+/// far as the system lets it (often from 1,024), up to what the cap needs
+/// (commands and git inherit the limit, and some walk every descriptor it
+/// allows when they start): the other half is for the database, git, commands
+/// and files. At least 64, at most [`MOST_CONNECTIONS`].
 fn connection_cap() -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
+    let wanted = limit
+        .maximum
+        .map_or(2 * MOST_CONNECTIONS, |most| most.min(2 * MOST_CONNECTIONS));
+    if limit.current.is_some_and(|current| current < wanted) {
         let raised = Rlimit {
-            current: limit.maximum,
+            current: Some(wanted),
             maximum: limit.maximum,
         };
         if let Err(error) = setrlimit(Resource::Nofile, raised) {
@@ -77,9 +85,7 @@ fn connection_cap() -> usize {
         }
     }
     let open_files = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    usize::try_from(open_files / 2)
-        .unwrap_or(usize::MAX)
-        .clamp(64, 65_536)
+    usize::try_from((open_files / 2).clamp(64, MOST_CONNECTIONS)).unwrap_or(64)
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then finishes the calls

@@ -339,7 +339,17 @@ pub(crate) async fn remove_unwritten(
     let Some(recorded) = super::deployed_paths::last_written(conn, ty, asset).await? else {
         return Ok(());
     };
-    let unwritten = action::unwritten_paths(&recorded, &prepared.change_set);
+    let mut unwritten = action::unwritten_paths(&recorded, &prepared.change_set);
+    // A path recorded before the path rules held it (in Slipway's own
+    // directory, at one of git's files) is left where it is: the driver
+    // refuses to touch it, and the change would fail after its review.
+    unwritten.retain(|path| match render::check_deployable_path(path) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(asset_id = %asset.summary.id, %why, "a recorded file is not removed");
+            false
+        }
+    });
     if unwritten.is_empty() {
         return Ok(());
     }

@@ -117,13 +117,16 @@ fn wait_message(wait_ms: i64) -> String {
 }
 
 fn throttle_subjects(username: &str, client: Option<IpAddr>) -> Vec<(String, i64)> {
-    let user = format!("user:{}", username.to_lowercase());
+    let name = username.to_lowercase();
+    let user = format!("user:{name}");
     let Some(address) = client else {
         return vec![(user, USER_FREE_FAILURES)];
     };
     let group = address_group(address);
+    // A prefix of its own, the group first (it never holds a `|`): no user
+    // name can make another's subject (`alice@10.0.0.1` was `user:` too).
     vec![
-        (format!("{user}@{group}"), USER_FREE_FAILURES),
+        (format!("user-at:{group}|{name}"), USER_FREE_FAILURES),
         (user, USER_ANYWHERE_FREE_FAILURES),
         (format!("addr:{group}"), ADDRESS_FREE_FAILURES),
     ]

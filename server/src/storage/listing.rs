@@ -340,8 +340,10 @@ pub(crate) fn filter_conditions(
 }
 
 /// How far apart two rows written one after the other may be stamped, against
-/// their order: a transaction's length, a clock stepped back.
-const CLOCK_SLACK_MS: i64 = 60 * 60 * 1000;
+/// their order: a transaction's length, a clock stepped back, replicas' clocks
+/// apart (a row is stamped when it is inserted, by its id's order). A day is far
+/// past any of them, and costs a page a day's rows more to walk at most.
+const CLOCK_SLACK_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Keeps the rows of `table` whose `time` is in `[from, to)`, as bounds on its
 /// `id` besides: a page walks an id index (the table's own, or a filter's

@@ -504,6 +504,10 @@ pub async fn set_revision(
 
 /// Moves a request (and its asset) back in time: for `slipway dev seed`, which
 /// lays a year of history down in minutes.
+/// Dates a seeded request and its asset back. The asset is stamped with the
+/// request's creation, not its completion: seeds make assets in the order of
+/// their requests, so their times follow their ids as the product's do (a
+/// list's days are read as a range of ids, see `listing::time_window`).
 pub async fn backdate(
     conn: &mut AnyConnection,
     id: RequestId,
@@ -516,7 +520,8 @@ pub async fn backdate(
         .bind(id.0)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE assets SET created_at = $1, updated_at = $1 WHERE request_id = $2")
+    sqlx::query("UPDATE assets SET created_at = $1, updated_at = $2 WHERE request_id = $3")
+        .bind(created_at)
         .bind(updated_at)
         .bind(id.0)
         .execute(&mut *conn)
