@@ -12,6 +12,10 @@ const EVERY: Duration = Duration::from_secs(600);
 /// every finished step keeps its own log.
 const KEEP_PROGRESS_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// A finished step's output (up to 64 KiB of each stream) is kept half a year;
+/// then only its state and summary are, as the audit log keeps what happened.
+pub const KEEP_STEP_LOGS_MS: i64 = 183 * 24 * 60 * 60 * 1000;
+
 /// Runs the chores now and then every ten minutes, until shutdown.
 pub fn spawn(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
@@ -49,6 +53,11 @@ pub async fn tidy(state: &AppState) {
         Ok(0) => {}
         Ok(lines) => tracing::info!(lines, "forgot live progress lines older than a day"),
         Err(error) => tracing::warn!(%error, "could not forget old progress lines"),
+    }
+    match storage::jobs::trim_logs_before(&state.db, now - KEEP_STEP_LOGS_MS).await {
+        Ok(0) => {}
+        Ok(steps) => tracing::info!(steps, "emptied the logs of steps older than half a year"),
+        Err(error) => tracing::warn!(%error, "could not empty old step logs"),
     }
     let scratch = state.settings.command.scratch_dir.clone();
     let swept = tokio::task::spawn_blocking(move || {

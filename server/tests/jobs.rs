@@ -144,6 +144,7 @@ macro_rules! on_both_engines {
 }
 
 on_both_engines!(
+    old_step_logs_are_emptied_and_their_summaries_kept,
     a_long_step_keeps_its_lease,
     a_lapsed_lease_is_taken_over_and_the_old_worker_writes_nothing,
     cancel_stops_a_running_step_and_fails_the_request,
@@ -781,5 +782,44 @@ async fn leases_run_on_the_database_clock_on_postgres() -> TestResult {
         .fetch_one(&app.state.db.pool)
         .await?;
     assert!(ahead(run_after) > 50 * 60 * 1000, "{}", ahead(run_after));
+    Ok(())
+}
+
+/// Half a year on, a step's log is emptied (its state and summary stay); a
+/// newer step keeps its log, and a second sweep has nothing left to do.
+async fn old_step_logs_are_emptied_and_their_summaries_kept(engine: Engine) -> TestResult {
+    let Some(app) = TestApp::start(engine).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let (old, new) = (
+        app.namespace(&alice, "dev", "old-one").await?,
+        app.namespace(&alice, "dev", "new-one").await?,
+    );
+    let half_a_year = slipway_server::housekeeping::KEEP_STEP_LOGS_MS;
+    app.exec(&format!(
+        "UPDATE job_steps SET started_at = started_at - {half_a_year} - 1000, \
+         log = 'committed 3 files' WHERE request_id = {old}"
+    ))
+    .await?;
+    app.exec(&format!(
+        "UPDATE job_steps SET log = 'committed 3 files' WHERE request_id = {new}"
+    ))
+    .await?;
+    let trimmed = jobs::trim_logs_before(&app.state.db, now_millis() - half_a_year).await?;
+    assert!(trimmed >= 1, "{trimmed}");
+    let logs: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT request_id, state, summary, log FROM job_steps ORDER BY id")
+            .fetch_all(&app.state.db.pool)
+            .await?;
+    for (request, state, summary, log) in &logs {
+        assert!(!summary.is_empty() && !state.is_empty());
+        let expected_empty = *request == old.0;
+        assert_eq!(log.is_empty(), expected_empty, "#{request}: {log:?}");
+    }
+    assert_eq!(
+        jobs::trim_logs_before(&app.state.db, now_millis() - half_a_year).await?,
+        0
+    );
     Ok(())
 }

@@ -1066,8 +1066,39 @@ struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+        if let Err(error) = remove_tree(&self.0) {
             tracing::warn!(%error, dir = %self.0.display(), "could not remove a scratch directory");
+        }
+    }
+}
+
+/// Removes a run's directory, also where its program took the write
+/// permission off a directory inside it (`chmod -w`, a tool's cache): without
+/// it nothing in there could be unlinked, and the sweep would warn about the
+/// same directory every round for ever. Links are not followed: a symbolic
+/// link is removed, never what it points to.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    make_writable(dir);
+    std::fs::remove_dir_all(dir)
+}
+
+/// Gives the owner full rights on `dir` and every directory under it.
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mode = meta.permissions().mode() | 0o700;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            make_writable(&entry.path());
         }
     }
 }
@@ -1105,7 +1136,7 @@ fn sweep_one(entry: &std::fs::DirEntry, older_than: Duration) -> std::io::Result
     let is_run = entry.file_name().to_string_lossy().starts_with("run-");
     let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
     if is_run && entry.file_type()?.is_dir() && age > older_than {
-        std::fs::remove_dir_all(entry.path())?;
+        remove_tree(&entry.path())?;
         return Ok(true);
     }
     Ok(false)

@@ -21,6 +21,10 @@ const MAX_CALL_CHARS: usize = 300;
 const EAGER_BATCH: usize = 256;
 /// How long a queued use waits at most.
 const TICK: Duration = Duration::from_millis(200);
+/// Uses queued at most: past them (the database has refused writes for a
+/// while, a full disk, while reads still answer) a call is refused rather than
+/// made unrecorded, or queued in memory without end.
+const MOST_PENDING: usize = 50_000;
 
 struct TokenUse {
     caller: Caller,
@@ -55,6 +59,15 @@ impl UseLog {
         }
     }
 
+    /// Queues a use unless `most` wait already; how many wait with it.
+    fn push_within(&self, token_use: TokenUse, most: usize) -> Option<usize> {
+        let mut pending = match self.pending.lock() {
+            Ok(pending) => pending,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        queued_within(&mut pending, token_use, most)
+    }
+
     fn push(&self, token_use: TokenUse) -> usize {
         let mut pending = match self.pending.lock() {
             Ok(pending) => pending,
@@ -63,6 +76,15 @@ impl UseLog {
         pending.push(token_use);
         pending.len()
     }
+}
+
+/// Adds `item` to `queue` unless `most` wait already; how many wait then.
+fn queued_within<T>(queue: &mut Vec<T>, item: T, most: usize) -> Option<usize> {
+    if queue.len() >= most {
+        return None;
+    }
+    queue.push(item);
+    Some(queue.len())
 }
 
 /// Records one call made with `token` by `caller`.
@@ -81,8 +103,18 @@ pub async fn record_use(
     if !log.writer_running.load(Ordering::Acquire) {
         return write(state, &[token_use]).await;
     }
-    if log.push(token_use) >= EAGER_BATCH {
-        log.wake.notify_one();
+    match log.push_within(token_use, MOST_PENDING) {
+        Some(queued) if queued >= EAGER_BATCH => log.wake.notify_one(),
+        Some(_) => {}
+        None => {
+            log.wake.notify_one();
+            return Err(ServiceError::Unavailable(
+                "calls made with API tokens cannot be written to the audit log just now; \
+                 try again shortly"
+                    .into(),
+                format!("{MOST_PENDING} token uses wait to be written"),
+            ));
+        }
     }
     Ok(())
 }
@@ -130,6 +162,8 @@ pub fn spawn_writer(
         .writer_running
         .store(true, Ordering::Release);
     tokio::spawn(async move {
+        // An outage fails every tick: said once, then once a minute.
+        let mut said_at: Option<std::time::Instant> = None;
         loop {
             let stopping = tokio::select! {
                 () = state.token_uses.wake.notified() => false,
@@ -143,8 +177,14 @@ pub fn spawn_writer(
                     .store(false, Ordering::Release);
             }
             let batch = state.token_uses.take();
-            if let Err(error) = write_or_requeue(&state, batch).await {
-                tracing::error!(%error, "token uses could not be written to the audit log; will try again");
+            match write_or_requeue(&state, batch).await {
+                Ok(()) => said_at = None,
+                Err(error) => {
+                    if said_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                        tracing::error!(%error, "token uses could not be written to the audit log; will try again");
+                        said_at = Some(std::time::Instant::now());
+                    }
+                }
             }
             if stopping {
                 break;
@@ -170,4 +210,17 @@ async fn write_or_requeue(state: &AppState, batch: Vec<TokenUse>) -> Result<(), 
         rest = later;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_takes_no_more() {
+        let mut queue = vec![1, 2];
+        assert_eq!(queued_within(&mut queue, 3, 3), Some(3));
+        assert_eq!(queued_within(&mut queue, 4, 3), None);
+        assert_eq!(queue, [1, 2, 3]);
+    }
 }

@@ -678,3 +678,38 @@ pub async fn steps_for_request(
     .await?;
     rows.iter().map(step_from_row).collect()
 }
+
+/// Logs emptied per transaction when old step logs are trimmed.
+const TRIM_BATCH: i64 = 2000;
+
+/// Empties the logs of steps started before `before`, keeping their state and
+/// summary (what the request page and the audit say of them): a year of steps
+/// kept up to 128 KiB of output each, gigabytes in the database. A batch per
+/// transaction, so a writer is never held long; the steps still holding a log
+/// are found by their own index, so each sweep reads only those. Returns how
+/// many logs were emptied.
+pub async fn trim_logs_before(db: &super::Db, before: i64) -> Result<u64, StorageError> {
+    let mut conn = db.pool.acquire().await?;
+    let cut = super::last_id_before(&mut conn, ("job_steps", "started_at"), before).await?;
+    drop(conn);
+    let Some(cut) = cut else {
+        return Ok(0);
+    };
+    let mut trimmed = 0;
+    loop {
+        let mut tx = db.write().await?;
+        let done = sqlx::query(
+            "UPDATE job_steps SET log = '' WHERE id IN \
+             (SELECT id FROM job_steps WHERE log <> '' AND id <= $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(cut)
+        .bind(TRIM_BATCH)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        trimmed += done.rows_affected();
+        if done.rows_affected() < TRIM_BATCH as u64 {
+            return Ok(trimmed);
+        }
+    }
+}

@@ -411,6 +411,46 @@ pub fn lease_clock_sql(conn: &AnyConnection) -> Option<&'static str> {
     (conn.backend_name() == "PostgreSQL").then_some(POSTGRES_CLOCK)
 }
 
+/// The id of the last row of `table` stamped (`time`) before `before`, if any,
+/// where ids grow with time: the first row at or after an id, by the primary
+/// key, tells which side of the cut that id is on, so the id range is halved a
+/// few dozen times instead of the old rows being walked. `table` and `time` are
+/// the code's own names, never input.
+pub(crate) async fn last_id_before(
+    conn: &mut AnyConnection,
+    (table, time): (&str, &str),
+    before: i64,
+) -> Result<Option<i64>, StorageError> {
+    let (low, high): (Option<i64>, Option<i64>) =
+        sqlx::query_as(&format!("SELECT MIN(id), MAX(id) FROM {table}"))
+            .fetch_one(&mut *conn)
+            .await?;
+    let (Some(mut low), Some(mut high)) = (low, high) else {
+        return Ok(None);
+    };
+    let at_or_after = async |conn: &mut AnyConnection, id: i64| {
+        sqlx::query_as::<_, (i64, i64)>(&format!(
+            "SELECT id, {time} FROM {table} WHERE id >= $1 ORDER BY id LIMIT 1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+    };
+    match at_or_after(conn, low).await? {
+        Some((_, at)) if at < before => {}
+        _ => return Ok(None),
+    }
+    // Invariant: the line at or after `low` is old; the one after `high` is not.
+    while low < high {
+        let middle = low + (high - low + 1) / 2;
+        match at_or_after(conn, middle).await? {
+            Some((id, at)) if at < before => low = id,
+            _ => high = middle - 1,
+        }
+    }
+    Ok(Some(low))
+}
+
 pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64

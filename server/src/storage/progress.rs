@@ -136,42 +136,6 @@ pub async fn lines_of_step(
     .await?)
 }
 
-/// The id of the last line written before `before`, if any: the first line at or
-/// after an id, by the primary key, tells which side of the cut that id is on.
-async fn last_written_before(
-    conn: &mut AnyConnection,
-    before: i64,
-) -> Result<Option<i64>, StorageError> {
-    let (low, high): (Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT MIN(id), MAX(id) FROM request_progress")
-            .fetch_one(&mut *conn)
-            .await?;
-    let (Some(mut low), Some(mut high)) = (low, high) else {
-        return Ok(None);
-    };
-    let at_or_after = async |conn: &mut AnyConnection, id: i64| {
-        sqlx::query_as::<_, (i64, i64)>(
-            "SELECT id, created_at FROM request_progress WHERE id >= $1 ORDER BY id LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-    };
-    match at_or_after(conn, low).await? {
-        Some((_, at)) if at < before => {}
-        _ => return Ok(None),
-    }
-    // Invariant: the line at or after `low` is old; the one after `high` is not.
-    while low < high {
-        let middle = low + (high - low + 1) / 2;
-        match at_or_after(conn, middle).await? {
-            Some((id, at)) if at < before => low = id,
-            _ => high = middle - 1,
-        }
-    }
-    Ok(Some(low))
-}
-
 /// Rows deleted per transaction when old progress is forgotten.
 const FORGET_BATCH: i64 = 5000;
 
@@ -182,7 +146,7 @@ const FORGET_BATCH: i64 = 5000;
 /// and everything up to it goes by the primary key. Returns how many rows went.
 pub async fn forget_before(db: &super::Db, before: i64) -> Result<u64, StorageError> {
     let mut conn = db.pool.acquire().await?;
-    let cut = last_written_before(&mut conn, before).await?;
+    let cut = super::last_id_before(&mut conn, ("request_progress", "created_at"), before).await?;
     drop(conn);
     let Some(cut) = cut else {
         return Ok(0);
