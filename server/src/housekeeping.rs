@@ -9,7 +9,7 @@ use crate::storage::{self, Engine, StorageError, now_millis};
 
 const EVERY: Duration = Duration::from_secs(600);
 /// Live progress lines are kept a day: a page following a step reads them, and
-/// every finished step keeps its own log.
+/// a finished step keeps its own log (for [`KEEP_STEP_LOGS_MS`]).
 const KEEP_PROGRESS_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// A finished step's output (up to 64 KiB of each stream) is kept half a year;

@@ -7,7 +7,7 @@
 //! once.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -36,6 +36,9 @@ struct TokenUse {
 #[derive(Default)]
 pub struct UseLog {
     pending: Mutex<Vec<TokenUse>>,
+    /// Uses queued and not written yet, those a failed write put back
+    /// included: what the cap counts.
+    unwritten: AtomicUsize,
     wake: Notify,
     writer_running: AtomicBool,
 }
@@ -59,15 +62,6 @@ impl UseLog {
         }
     }
 
-    /// Queues a use unless `most` wait already; how many wait with it.
-    fn push_within(&self, token_use: TokenUse, most: usize) -> Option<usize> {
-        let mut pending = match self.pending.lock() {
-            Ok(pending) => pending,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        queued_within(&mut pending, token_use, most)
-    }
-
     fn push(&self, token_use: TokenUse) -> usize {
         let mut pending = match self.pending.lock() {
             Ok(pending) => pending,
@@ -78,13 +72,28 @@ impl UseLog {
     }
 }
 
-/// Adds `item` to `queue` unless `most` wait already; how many wait then.
-fn queued_within<T>(queue: &mut Vec<T>, item: T, most: usize) -> Option<usize> {
-    if queue.len() >= most {
-        return None;
+/// Whether `unwritten` uses leave room for one more.
+fn has_room(unwritten: usize) -> bool {
+    unwritten < MOST_PENDING
+}
+
+/// Refuses a call with a token while the audit log cannot keep up: asked
+/// before the call is counted against the person's pace, so a refused call
+/// costs none of it.
+pub fn room_for_a_use(state: &AppState) -> ServiceResult<()> {
+    let log = &state.token_uses;
+    if !log.writer_running.load(Ordering::Acquire)
+        || has_room(log.unwritten.load(Ordering::Acquire))
+    {
+        return Ok(());
     }
-    queue.push(item);
-    Some(queue.len())
+    log.wake.notify_one();
+    Err(ServiceError::Unavailable(
+        "calls made with API tokens cannot be written to the audit log just now; \
+         try again shortly"
+            .into(),
+        format!("{MOST_PENDING} token uses wait to be written"),
+    ))
 }
 
 /// Records one call made with `token` by `caller`.
@@ -103,18 +112,10 @@ pub async fn record_use(
     if !log.writer_running.load(Ordering::Acquire) {
         return write(state, &[token_use]).await;
     }
-    match log.push_within(token_use, MOST_PENDING) {
-        Some(queued) if queued >= EAGER_BATCH => log.wake.notify_one(),
-        Some(_) => {}
-        None => {
-            log.wake.notify_one();
-            return Err(ServiceError::Unavailable(
-                "calls made with API tokens cannot be written to the audit log just now; \
-                 try again shortly"
-                    .into(),
-                format!("{MOST_PENDING} token uses wait to be written"),
-            ));
-        }
+    room_for_a_use(state)?;
+    log.unwritten.fetch_add(1, Ordering::AcqRel);
+    if log.push(token_use) >= EAGER_BATCH {
+        log.wake.notify_one();
     }
     Ok(())
 }
@@ -184,6 +185,10 @@ pub fn spawn_writer(
                         tracing::error!(%error, "token uses could not be written to the audit log; will try again");
                         said_at = Some(std::time::Instant::now());
                     }
+                    // Not at once again, however many calls woke it meanwhile.
+                    if !stopping {
+                        tokio::time::sleep(TICK).await;
+                    }
                 }
             }
             if stopping {
@@ -207,6 +212,10 @@ async fn write_or_requeue(state: &AppState, batch: Vec<TokenUse>) -> Result<(), 
             }
             return Err(error);
         }
+        state
+            .token_uses
+            .unwritten
+            .fetch_sub(rest.len(), Ordering::AcqRel);
         rest = later;
     }
     Ok(())
@@ -217,10 +226,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_queue_takes_no_more() {
-        let mut queue = vec![1, 2];
-        assert_eq!(queued_within(&mut queue, 3, 3), Some(3));
-        assert_eq!(queued_within(&mut queue, 4, 3), None);
-        assert_eq!(queue, [1, 2, 3]);
+    fn the_cap_counts_every_use_not_written() {
+        assert!(has_room(MOST_PENDING - 1));
+        assert!(!has_room(MOST_PENDING));
     }
 }

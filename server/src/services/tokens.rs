@@ -268,6 +268,7 @@ pub async fn authenticate_call(
         token_expires_at: Some(token.expires_at),
     };
     if !call.is_empty() {
+        super::token_uses::room_for_a_use(state)?;
         // Per person, not per token: one person may hold many tokens.
         if let Err(wait) = state.token_pace.call(caller.user.id.0) {
             tracing::warn!(token_id = token.id, user = %caller.user.username, "API calls faster than their pace");

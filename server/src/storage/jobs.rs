@@ -695,17 +695,28 @@ pub async fn trim_logs_before(db: &super::Db, before: i64) -> Result<u64, Storag
     let Some(cut) = cut else {
         return Ok(0);
     };
+    // SQLite weighs its partial index against walking the ids (statistics an
+    // emptied log does not change): told, it reads only the steps still holding one.
+    let index = match db.engine {
+        Engine::Sqlite => " INDEXED BY job_steps_with_log",
+        Engine::Postgres => "",
+    };
+    // The cut is an upper bound: a step stamped far off (a replica's clock
+    // gone wrong) could move it, and the time keeps anything newer.
+    let sql = format!(
+        "UPDATE job_steps SET log = '' WHERE id IN \
+         (SELECT id FROM job_steps{index} WHERE log <> '' AND id <= $1 AND started_at < $3 \
+         ORDER BY id LIMIT $2)"
+    );
     let mut trimmed = 0;
     loop {
         let mut tx = db.write().await?;
-        let done = sqlx::query(
-            "UPDATE job_steps SET log = '' WHERE id IN \
-             (SELECT id FROM job_steps WHERE log <> '' AND id <= $1 ORDER BY id LIMIT $2)",
-        )
-        .bind(cut)
-        .bind(TRIM_BATCH)
-        .execute(&mut *tx)
-        .await?;
+        let done = sqlx::query(&sql)
+            .bind(cut)
+            .bind(TRIM_BATCH)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         trimmed += done.rows_affected();
         if done.rows_affected() < TRIM_BATCH as u64 {
