@@ -405,6 +405,10 @@ pub struct RequestDetail {
     /// asset had deployed; absent for a request that creates an asset.
     #[serde(default)]
     pub action: Option<ActionContext>,
+    /// Sent back for changes: when the request is closed unless revised before
+    /// (absent in other states, or where the server keeps such requests).
+    #[serde(default)]
+    pub closes_unrevised_at: Option<String>,
 }
 
 /// A day-2 action a person may take on an asset, as the asset page offers it.

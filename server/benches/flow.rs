@@ -39,6 +39,7 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         secret_key: None,
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         upgrade_sweep_interval: std::time::Duration::from_secs(3600),
+        close_unrevised_after: None,
         identity: Default::default(),
         chat: None,
     };

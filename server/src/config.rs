@@ -410,6 +410,11 @@ pub struct ServeArgs {
     /// d; at least a minute). It also runs at every start.
     #[arg(long, env = "SLIPWAY_UPGRADE_SWEEP_INTERVAL", default_value = "1h")]
     pub upgrade_sweep_interval: String,
+    /// A request sent back for changes and not revised for this long is
+    /// cancelled, so it stops holding its name and its team's quota (s, m, h or
+    /// d; at least an hour; `off` keeps it for ever).
+    #[arg(long, env = "SLIPWAY_CLOSE_UNREVISED_AFTER", default_value = "30d")]
+    pub close_unrevised_after: String,
     #[command(flatten)]
     pub identity: IdentityArgs,
     #[command(flatten)]
@@ -1221,6 +1226,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("upgrade_sweep_interval", &self.upgrade_sweep_interval)
+            .field("close_unrevised_after", &self.close_unrevised_after)
             .field("identity", &self.identity)
             .field("chat", &self.chat)
             .finish()
@@ -1364,6 +1370,9 @@ pub struct Settings {
     pub audit_checkpoint_interval: Duration,
     /// How often the server looks for assets whose templates changed.
     pub upgrade_sweep_interval: Duration,
+    /// How long a request sent back for changes waits for a revision before it
+    /// is cancelled; `None`: for ever.
+    pub close_unrevised_after: Option<Duration>,
     pub identity: IdentitySettings,
     /// The chat bot's homeserver and rooms; `None` when ChatOps is off.
     pub chat: Option<ChatSettings>,
@@ -1537,6 +1546,7 @@ impl std::fmt::Debug for Settings {
             .field("secret_key", &self.secret_key)
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("upgrade_sweep_interval", &self.upgrade_sweep_interval)
+            .field("close_unrevised_after", &self.close_unrevised_after)
             .field("identity", &self.identity)
             .field("chat", &self.chat)
             .finish()
@@ -1606,6 +1616,13 @@ impl ServeArgs {
                     message,
                 )
             })?;
+        let close_unrevised_after =
+            close_unrevised_after(&self.close_unrevised_after).map_err(|message| {
+                setting_error(
+                    "--close-unrevised-after (SLIPWAY_CLOSE_UNREVISED_AFTER)",
+                    message,
+                )
+            })?;
         let identity = self.identity.check()?;
         // People reach an https:// public URL over TLS (maybe through a proxy that
         // ends it): the cookie must then never travel in the clear.
@@ -1631,6 +1648,7 @@ impl ServeArgs {
             secret_key,
             audit_checkpoint_interval,
             upgrade_sweep_interval,
+            close_unrevised_after,
             identity,
             chat: self.chat.check()?,
         })
@@ -1714,6 +1732,24 @@ fn setting_error(setting: &'static str, message: impl Into<String>) -> SettingEr
 /// A sweep reads every asset of every type: more often than this is a load, not
 /// a faster upgrade.
 const MIN_UPGRADE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Shorter, and a request sent back for changes would be closed before its
+/// requester had a working day to read the comment.
+const MIN_CLOSE_UNREVISED_AFTER: Duration = Duration::from_secs(3600);
+
+/// `--close-unrevised-after`: a duration of at least an hour, or `off`.
+fn close_unrevised_after(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let after = parse_duration(text)?;
+    if after < MIN_CLOSE_UNREVISED_AFTER {
+        return Err(format!(
+            "{text:?} is too short: a requester needs time to revise, so at least 1h (or off)"
+        ));
+    }
+    Ok(Some(after))
+}
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -1998,6 +2034,19 @@ impl IdentityArgs {
             }
         }
         let role_map = parse_claim_map(ROLE_MAP_SETTING, &self.oidc_role_map, |v| v, role_target)?;
+        // Unmapped, a claim value that is a role's name grants it. Teams and
+        // groups are often made by their members (GitLab, Entra ID): from the
+        // claim that names them, a group someone calls `admin` must not make
+        // them Slipway's admin.
+        if role_map.is_none() && self.oidc_roles_claim.trim() == self.oidc_teams_claim.trim() {
+            return Err(setting_error(
+                ROLE_MAP_SETTING,
+                format!(
+                    "is required when roles come from the teams' claim ({:?}): list the values that grant each role, e.g. slipway-admins=admin",
+                    self.oidc_teams_claim.trim()
+                ),
+            ));
+        }
         // Group paths come with and without their leading `/`: both match.
         let team_map = parse_claim_map(
             TEAM_MAP_SETTING,
@@ -2294,6 +2343,7 @@ mod tests {
             secret_key: None,
             audit_checkpoint_interval: "10m".into(),
             upgrade_sweep_interval: "1h".into(),
+            close_unrevised_after: "30d".into(),
             identity: IdentityArgs::default(),
             chat: ChatArgs::default(),
         })
@@ -2545,6 +2595,14 @@ mod tests {
                 ROLE_MAP_SETTING,
                 "--oidc-issuer (SLIPWAY_OIDC_ISSUER) is not",
             ),
+            (
+                IdentityArgs {
+                    oidc_roles_claim: "groups".into(),
+                    ..identity()
+                },
+                ROLE_MAP_SETTING,
+                "is required when roles come from the teams' claim (\"groups\")",
+            ),
         ] {
             let message = refusal(args);
             assert!(
@@ -2762,6 +2820,22 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         for bad in ["", "8", "h", "0m", "8 h", "8w", "-1h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unrevised_requests_close_after_an_hour_at_the_soonest_or_never() {
+        assert_eq!(
+            close_unrevised_after("30d"),
+            Ok(Some(Duration::from_secs(30 * 86_400)))
+        );
+        assert_eq!(
+            close_unrevised_after("1h"),
+            Ok(Some(Duration::from_secs(3600)))
+        );
+        assert_eq!(close_unrevised_after(" OFF "), Ok(None));
+        for bad in ["59m", "1s", "0d", "never", "", "-1d", "3651d"] {
+            assert!(close_unrevised_after(bad).is_err(), "{bad:?}");
         }
     }
 

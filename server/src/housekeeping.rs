@@ -16,6 +16,11 @@ const KEEP_PROGRESS_MS: i64 = 24 * 60 * 60 * 1000;
 /// then only its state and summary are, as the audit log keeps what happened.
 pub const KEEP_STEP_LOGS_MS: i64 = 183 * 24 * 60 * 60 * 1000;
 
+/// An API token that ended (expired or revoked) is kept a year, then deleted;
+/// the token list shows those ended in the last 30 days, the audit log what
+/// each did for as long as it is kept.
+pub const KEEP_ENDED_TOKENS_MS: i64 = 366 * 24 * 60 * 60 * 1000;
+
 /// Runs the chores now and then every ten minutes, until shutdown.
 pub fn spawn(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
@@ -58,6 +63,19 @@ pub async fn tidy(state: &AppState) {
         Ok(0) => {}
         Ok(steps) => tracing::info!(steps, "emptied the logs of steps older than half a year"),
         Err(error) => tracing::warn!(%error, "could not empty old step logs"),
+    }
+    match storage::tokens::forget_ended_before(&state.db, now - KEEP_ENDED_TOKENS_MS).await {
+        Ok(0) => {}
+        Ok(tokens) => tracing::info!(tokens, "deleted API tokens that ended over a year ago"),
+        Err(error) => tracing::warn!(%error, "could not delete long-ended API tokens"),
+    }
+    if let Some(after) = state.settings.close_unrevised_after {
+        let before = now - i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        match crate::services::requests::close_unrevised(state, before).await {
+            Ok(0) => {}
+            Ok(requests) => tracing::info!(requests, "closed requests left unrevised"),
+            Err(error) => tracing::warn!(%error, "could not close requests left unrevised"),
+        }
     }
     let scratch = state.settings.command.scratch_dir.clone();
     let swept = tokio::task::spawn_blocking(move || {

@@ -691,7 +691,7 @@ async fn portal_progress(
     let trace_id = meta.trace_id.clone();
     let answer = async {
         let caller = session_caller(&state, &session, Some(meta)).await?;
-        let after = events::resume_point(&headers, query.after);
+        let after = events::resume_point(&headers, query.after)?;
         events::progress_stream(state, caller, slipway_core::ids::RequestId(id), after).await
     };
     let problem = match answer.await {

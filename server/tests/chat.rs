@@ -1228,9 +1228,11 @@ async fn rejected_before_carols_request(
     Ok(())
 }
 
-/// Someone joins a requester's linked room after she linked it as her direct
-/// chat: what the bot would tell her there (a reviewer's comment, the resource's
-/// name) is held back, while other people's notices go on.
+/// Someone is invited to a requester's linked room after she linked it as her
+/// direct chat: what the bot would tell her there (a reviewer's comment, the
+/// resource's name) is held back, while other people's notices go on. Held back
+/// from the invitation on, not from the join: once in, the invited person reads
+/// the room's history.
 async fn a_linked_room_others_joined_hears_no_more_notices(engine: Engine) -> TestResult {
     let Some((world, adapter)) = World::start(engine).await? else {
         return Ok(());
@@ -1240,7 +1242,6 @@ async fn a_linked_room_others_joined_hears_no_more_notices(engine: Engine) -> Te
     let (carol, carol_room) = world.linked_person("carol", "carol").await?;
     let mallory = world.synapse.register("mallory").await?;
     alice.invite(&alice_room, &mallory.user_id).await?;
-    mallory.join(&alice_room).await?;
     let state = &world.app.state;
     let alice_portal = world.app.user("alice").await?;
     let prod = common::namespace_params("web", "payments", "prod", 2);
@@ -1251,6 +1252,7 @@ async fn a_linked_room_others_joined_hears_no_more_notices(engine: Engine) -> Te
     )
     .await?;
     rejected_before_carols_request(&world, id, (&carol, &carol_room)).await?;
+    mallory.join(&alice_room).await?;
     let heard = mallory.messages_from(&alice_room, &bot.user_id).await?;
     assert!(
         heard.iter().all(|m| !m.contains("ledger team")),
@@ -1355,8 +1357,9 @@ async fn restarts_mid_conversation_postgres() -> TestResult {
 }
 
 /// The answer layer without a homeserver: an approval typed in chat is bound to
-/// the revision and change set the review room was shown, so a revision that
-/// arrived since (and was not yet shown) is a conflict, not a blind approval.
+/// the revision and change set the room it was typed in was shown, so a
+/// revision that arrived since (and was not yet shown there) is a conflict, not
+/// a blind approval, and a room shown nothing binds nothing.
 async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> TestResult {
     use slipway_server::chat::answer::{Asker, Audience, answer};
     let state = &app.state;
@@ -1385,7 +1388,7 @@ async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> T
         .remove(0);
     slipway_server::storage::chat::set_review_notice(
         &mut conn,
-        id,
+        (id, "!reviews:chat.test"),
         shown.current_revision,
         &revision_one.change_set_hash,
     )
@@ -1423,12 +1426,23 @@ async fn approval_is_bound_to_what_the_review_room_was_shown(app: &TestApp) -> T
         .remove(1);
     slipway_server::storage::chat::set_review_notice(
         &mut conn,
-        id,
+        (id, "!reviews:chat.test"),
         2,
         &revision_two.change_set_hash,
     )
     .await?;
     drop(conn);
+    // What the review room was shown binds nothing typed elsewhere: in his
+    // direct chat, which was shown no notice, bob is asked to name the revision.
+    let elsewhere = Asker {
+        room_id: "!dm:chat.test",
+        event_id: "$approve-in-dm",
+        audience: Audience::Direct,
+        ..asker
+    };
+    let prompt = answer(state, &elsewhere, &format!("approve #{id}")).await;
+    assert!(prompt.contains(&format!("approve #{id} r2")), "{prompt}");
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
     let approved = answer(state, &asker, &format!("approve #{id}")).await;
     assert!(approved.contains("approved (revision 2"), "{approved}");
     assert_eq!(app.request_state(id).await?, RequestState::Approved);
@@ -1902,13 +1916,18 @@ impl FakeHomeserver {
         let recorded = sent.clone();
         let router = axum::Router::new()
             .route(
-                "/_matrix/client/v3/rooms/{room}/joined_members",
+                "/_matrix/client/v3/rooms/{room}/members",
                 axum::routing::get(move |Path(room): Path<String>| async move {
                     match members.get(&room) {
                         Some(who) => {
-                            let joined: serde_json::Map<String, Value> =
-                                who.iter().map(|w| (w.clone(), json!({}))).collect();
-                            axum::Json(json!({ "joined": joined })).into_response()
+                            let chunk: Vec<Value> = who
+                                .iter()
+                                .map(|w| {
+                                    json!({ "type": "m.room.member", "state_key": w,
+                                                 "content": { "membership": "join" } })
+                                })
+                                .collect();
+                            axum::Json(json!({ "chunk": chunk })).into_response()
                         }
                         None => (
                             StatusCode::BAD_GATEWAY,

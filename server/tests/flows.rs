@@ -35,6 +35,7 @@ on_both_engines!(
     constraint_violations_name_what_clashed,
     audit_events_name_their_channel_address_and_trace,
     a_page_another_site_opened_does_not_count_as_read,
+    a_request_left_unrevised_is_closed_and_frees_its_name,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
 on_both_engines!(@one a_request_whose_type_left_the_catalog_is_turned_down_by_an_admin, super::start_with_redis_catalog);
@@ -1503,5 +1504,76 @@ async fn a_page_another_site_opened_does_not_count_as_read(app: &TestApp) -> Tes
         "everything since what bob read, revision 2 included"
     );
     assert_eq!(app.count("review_views").await?, 2);
+    Ok(())
+}
+
+/// A request sent back for changes and not revised within the setting's time is
+/// cancelled by policy, with the reason in its history, and its name is free
+/// again; one sent back more recently stays; a second pass closes nothing.
+async fn a_request_left_unrevised_is_closed_and_frees_its_name(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    app.namespace(&alice, "prod", "core").await?;
+    let mut sent_back = Vec::new();
+    for name in ["ledger", "recent"] {
+        let id = requests::submit(
+            state,
+            &alice,
+            &draft("postgres-database", postgres_params(name, "prod", 20)),
+        )
+        .await?;
+        reviews::decide(
+            state,
+            &bob,
+            id,
+            1,
+            ReviewDecision::RequestChanges,
+            "smaller",
+        )
+        .await?;
+        sent_back.push(id);
+    }
+    let [left, recent] = sent_back[..] else {
+        return Err("two requests".into());
+    };
+    let day = 86_400_000_i64;
+    sqlx::query("UPDATE requests SET updated_at = updated_at - $1 WHERE id = $2")
+        .bind(31 * day)
+        .bind(left.0)
+        .execute(&state.db.pool)
+        .await?;
+    let month_ago = storage::now_millis() - 30 * day;
+    assert_eq!(requests::close_unrevised(state, month_ago).await?, 1);
+    assert_eq!(app.request_state(left).await?, RequestState::Cancelled);
+    assert_eq!(
+        app.request_state(recent).await?,
+        RequestState::ChangesRequested
+    );
+    assert_eq!(requests::close_unrevised(state, month_ago).await?, 0);
+    let (actor, detail): (String, String) = sqlx::query_as(
+        "SELECT actor, detail FROM audit_events \
+         WHERE target_kind = 'request' AND target_id = $1 AND action = 'request.cancel'",
+    )
+    .bind(left.0.to_string())
+    .fetch_one(&state.db.pool)
+    .await?;
+    assert_eq!(actor, "policy:close-unrevised");
+    assert!(
+        detail.contains("changes were requested 31 days ago"),
+        "{detail}"
+    );
+    // The name is free again; the one still waiting for its revision holds its own.
+    let again = requests::submit(
+        state,
+        &alice,
+        &draft("postgres-database", postgres_params("ledger", "prod", 20)),
+    )
+    .await?;
+    assert_eq!(app.request_state(again).await?, RequestState::InReview);
+    refused!(app, requests::submit(
+        state,
+        &alice,
+        &draft("postgres-database", postgres_params("recent", "prod", 20)),
+    ), ServiceError::PrecheckFailed(_) => {});
     Ok(())
 }

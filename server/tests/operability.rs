@@ -238,6 +238,84 @@ async fn housekeeping_forgets_what_a_year_would_pile_up(engine: Engine) -> TestR
     Ok(())
 }
 
+#[tokio::test]
+async fn tokens_ended_over_a_year_ago_are_deleted_sqlite() -> TestResult {
+    tokens_ended_over_a_year_ago_are_deleted(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn tokens_ended_over_a_year_ago_are_deleted_postgres() -> TestResult {
+    tokens_ended_over_a_year_ago_are_deleted(Engine::Postgres).await
+}
+
+/// Expired or revoked over a year ago: deleted. Ended since, or live: kept. A
+/// long-ended token that a live token was made with is kept while that one is
+/// (its end is what keeps the other unusable), and goes after it.
+async fn tokens_ended_over_a_year_ago_are_deleted(engine: Engine) -> TestResult {
+    let Some(app) = TestApp::start(engine).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let now = slipway_server::storage::now_millis();
+    let day = 24 * 60 * 60 * 1000_i64;
+    let long_ago = now - slipway_server::housekeeping::KEEP_ENDED_TOKENS_MS - day;
+    let insert =
+        async |name: &str, expires_at: i64, revoked_at: Option<i64>, parent: Option<i64>| {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO api_tokens (user_id, name, prefix, secret_hash, scopes, created_at, \
+             expires_at, revoked_at, parent_id) \
+             VALUES ($1, $2, 'slw_x', $3, 'read', $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(alice.id.0)
+            .bind(name)
+            .bind(format!("hash of {name}"))
+            .bind(long_ago - 30 * day)
+            .bind(expires_at)
+            .bind(revoked_at)
+            .bind(parent)
+            .fetch_one(&app.state.db.pool)
+            .await
+        };
+    insert("expired long ago", long_ago, None, None).await?;
+    insert("revoked long ago", now + day, Some(long_ago), None).await?;
+    insert("expired last month", now - 30 * day, None, None).await?;
+    insert("live", now + day, None, None).await?;
+    let parent = insert("parent, expired long ago", long_ago, None, None).await?;
+    let child = insert("made with the parent", now + day, None, Some(parent)).await?;
+    let names = async || {
+        sqlx::query_scalar::<_, String>("SELECT name FROM api_tokens ORDER BY id")
+            .fetch_all(&app.state.db.pool)
+            .await
+    };
+    slipway_server::housekeeping::tidy(&app.state).await;
+    assert_eq!(
+        names().await?,
+        [
+            "expired last month",
+            "live",
+            "parent, expired long ago",
+            "made with the parent"
+        ]
+    );
+    let mut conn = app.state.db.pool.acquire().await?;
+    assert!(
+        slipway_server::storage::tokens::usable_by_id(&mut conn, child)
+            .await?
+            .is_none(),
+        "the kept parent's end still stops the token made with it"
+    );
+    drop(conn);
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
+        .bind(long_ago)
+        .bind(child)
+        .execute(&app.state.db.pool)
+        .await?;
+    slipway_server::housekeeping::tidy(&app.state).await;
+    slipway_server::housekeeping::tidy(&app.state).await;
+    assert_eq!(names().await?, ["expired last month", "live"]);
+    Ok(())
+}
+
 /// Scrapes at once (a pair of Prometheus servers) each get every series: the
 /// gauges read from the database are rebuilt and encoded by one scrape at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

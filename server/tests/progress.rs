@@ -274,6 +274,24 @@ async fn steps_and_lines_arrive_as_they_happen_and_resume_after_the_last_seen(
     let later_ids: Vec<Option<i64>> = later.iter().map(|e| e.id).collect();
     assert_eq!(later_ids, [events[2].id, events[3].id, events[4].id, None]);
 
+    // A garbled or negative `Last-Event-ID` is refused, naming the header,
+    // rather than starting over and sending what the client has shown.
+    for garbled in ["12abc", "-3", "99999999999999999999"] {
+        let refused = http
+            .get(&url)
+            .bearer_auth(&alice)
+            .header("Last-Event-ID", garbled)
+            .send()
+            .await?;
+        assert_eq!(refused.status(), 422, "{garbled}");
+        let problem: Value = refused.json().await?;
+        assert_eq!(
+            problem["errors"][0]["field"],
+            json!("Last-Event-ID"),
+            "{problem}"
+        );
+    }
+
     // The page's read model shows the same lines as the stored log.
     let detail = slipway_server::services::detail::request_detail(
         &app.state,
@@ -362,9 +380,35 @@ async fn only_those_who_may_view_the_request_follow_it(engine: Engine) -> TestRe
     assert_eq!(seen.len(), 6, "{seen:?}");
     assert!(!raw.contains(CANARY));
 
+    // A stream whose token is revoked while it is open ends within the time its
+    // caller's standing is checked again, not after its whole minute.
+    let waiting = submit_chatter(&app, "waiting").await?;
+    let alice = token(&app, "alice").await?;
+    let mut followed = http
+        .get(format!("{base}/api/v1/requests/{waiting}/events"))
+        .bearer_auth(&alice)
+        .send()
+        .await?;
+    assert_eq!(followed.status(), StatusCode::OK);
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = 'alice live token'")
+        .bind(slipway_server::storage::now_millis())
+        .execute(&app.state.db.pool)
+        .await?;
+    let stopped = tokio::time::timeout(
+        slipway_server::http::events::STANDING_CHECKED_EVERY * 3,
+        async {
+            while followed.chunk().await?.is_some() {}
+            Ok::<(), reqwest::Error>(())
+        },
+    )
+    .await;
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "a revoked token's stream ends within its standing's check"
+    );
+
     // A stream of a request that waits for its worker ends when the server shuts
     // down, so that the graceful shutdown does not wait on it.
-    let waiting = submit_chatter(&app, "waiting").await?;
     let mut open = http
         .get(format!("{base}/api/v1/requests/{waiting}/events"))
         .bearer_auth(&carol)

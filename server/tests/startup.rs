@@ -57,6 +57,7 @@ async fn outside_demo_mode_the_first_start_creates_one_admin() -> TestResult {
         secret_key: Some(slipway_server::secrets::SecretKey::generate()),
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         upgrade_sweep_interval: std::time::Duration::from_secs(3600),
+        close_unrevised_after: None,
         identity: Default::default(),
         chat: None,
     };
@@ -135,6 +136,7 @@ async fn outside_demo_mode_a_catalog_with_secrets_needs_a_key() -> TestResult {
         secret_key: None,
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         upgrade_sweep_interval: std::time::Duration::from_secs(3600),
+        close_unrevised_after: None,
         identity: Default::default(),
         chat: None,
     };
@@ -179,6 +181,7 @@ async fn demo_mode_generates_the_key_once_and_reuses_it() -> TestResult {
         secret_key: None,
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         upgrade_sweep_interval: std::time::Duration::from_secs(3600),
+        close_unrevised_after: None,
         identity: Default::default(),
         chat: None,
     };

@@ -88,6 +88,7 @@ fn RequestView(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
         <FlowSteps state=s.state />
         {detail.last_error.clone().map(|e| view! { <div class="notice error" role="alert"><strong>"Failed: "</strong>{e}</div> })}
         {detail.manual_owner.clone().map(|o| view! { <div class="notice">{format!("Handled by hand by {o}.")}</div> })}
+        {detail.closes_unrevised_at.clone().map(|at| view! { <div class="notice" data-testid="closes-unrevised">{format!("Changes were requested. Unless it is revised by {at}, this request is closed then, and its name and quota are freed.")}</div> })}
         {match &detail.action {
             Some(on) => view! { <div class="notice" data-testid="acts-on">{format!("{}: a day-2 action on ", on.action.title)}<a href=format!("/assets/{}", on.asset_id)>{format!("asset #{} {}", on.asset_id, on.asset_name)}</a></div> }.into_any(),
             None => detail.asset_id.map(|a| view! { <div class="notice ok">"Recorded as " <a href=format!("/assets/{a}")>{format!("asset #{a}")}</a></div> }).into_any(),

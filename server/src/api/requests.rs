@@ -345,7 +345,7 @@ pub struct EventsQuery {
          body = ProgressEvent),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is unknown, given twice or not a whole number; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown, given twice or not a whole number, or `Last-Event-ID` is not an event id; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many streams open: eight per person, 256 per server",
          body = Problem, content_type = "application/problem+json"),
     ))]
@@ -357,7 +357,8 @@ async fn request_events(
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let after = crate::http::events::resume_point(&headers, query.after);
+    let after = crate::http::events::resume_point(&headers, query.after)
+        .map_err(|e| problem(&caller, e))?;
     let stream = crate::http::events::progress_stream(state, caller.clone(), RequestId(id), after)
         .await
         .map_err(|e| problem(&caller, e))?;

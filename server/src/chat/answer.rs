@@ -232,16 +232,17 @@ async fn run(
         Command::Status { id } => status(state, caller, id).await,
         Command::Mine => mine(state, caller).await,
         Command::Approve { id, revision } => {
-            let outcome = approve(state, caller, asker.audience, id, revision).await;
+            let outcome = approve(state, caller, asker, id, revision).await;
             refusal_aloud(state, caller, asker, id, Action::Approve, outcome).await
         }
         Command::RequestChanges { id, comment } => {
             let decision = ReviewDecision::RequestChanges;
-            let outcome = decide(state, caller, id, decision, &comment).await;
+            let outcome = decide(state, caller, asker, (id, decision), &comment).await;
             refusal_aloud(state, caller, asker, id, Action::RequestChanges, outcome).await
         }
         Command::Reject { id, comment } => {
-            let outcome = decide(state, caller, id, ReviewDecision::Reject, &comment).await;
+            let decision = ReviewDecision::Reject;
+            let outcome = decide(state, caller, asker, (id, decision), &comment).await;
             refusal_aloud(state, caller, asker, id, Action::Reject, outcome).await
         }
         Command::Retry { id } => {
@@ -599,14 +600,15 @@ async fn mine(state: &AppState, caller: &Caller) -> Result<String, ServiceError>
 }
 
 /// An approval bound to what the reviewer read: the revision named in the
-/// command, else the last review notice the review room was shown. With neither
-/// (no review room, or a request in review before the bot started) nothing is
-/// approved: the bot shows the revision and asks for it by number, so no one
-/// approves a revision that came after the one they read.
+/// command, else the last review notice shown in the room the command was
+/// typed in. With neither (a direct chat, a room the notice never reached, a
+/// request in review before the bot started) nothing is approved: the bot shows
+/// the revision and asks for it by number, so no one approves a revision that
+/// came after the one they read, or one another room was shown.
 async fn approve(
     state: &AppState,
     caller: &Caller,
-    audience: Audience,
+    asker: &Asker<'_>,
     id: RequestId,
     revision: Option<i64>,
 ) -> Result<String, ServiceError> {
@@ -618,7 +620,7 @@ async fn approve(
         }
         None => {
             let mut conn = state.db.pool.acquire().await?;
-            storage::chat::review_notice(&mut conn, id).await?
+            storage::chat::review_notice(&mut conn, (id, asker.room_id)).await?
         }
     };
     match bound {
@@ -633,7 +635,7 @@ async fn approve(
                  — then, to approve exactly that revision: {}approve #{id} r{revision}",
                 short_hash(&hash),
                 request_url(state, id),
-                audience.command_prefix()
+                asker.audience.command_prefix()
             ))
         }
     }
@@ -657,18 +659,18 @@ async fn named_revision(
     }
 }
 
-/// Sending back or rejecting is bound to the last review notice, or without one
-/// to the current revision (neither applies anything).
+/// Sending back or rejecting is bound to the last review notice shown in the
+/// room, or without one to the current revision (neither applies anything).
 async fn decide(
     state: &AppState,
     caller: &Caller,
-    id: RequestId,
-    decision: ReviewDecision,
+    asker: &Asker<'_>,
+    (id, decision): (RequestId, ReviewDecision),
     comment: &str,
 ) -> Result<String, ServiceError> {
     let notice = {
         let mut conn = state.db.pool.acquire().await?;
-        storage::chat::review_notice(&mut conn, id).await?
+        storage::chat::review_notice(&mut conn, (id, asker.room_id)).await?
     };
     let shown = match notice {
         Some(shown) => shown,

@@ -92,7 +92,7 @@ impl Listening {
         {
             return audience_of(known.count);
         }
-        match client.joined_members(room).await {
+        match client.reader_count(room).await {
             Ok(count) => {
                 let read_at = Some(Instant::now());
                 self.members

@@ -522,20 +522,33 @@ impl MatrixClient {
             })
     }
 
-    /// How many people (the bot among them) have joined a room.
-    pub async fn joined_members(&self, room: &str) -> Result<usize, MatrixError> {
-        Ok(self.joined_member_ids(room).await?.len())
+    /// How many people (the bot among them) may read a room (see [`Self::reader_ids`]).
+    pub async fn reader_count(&self, room: &str) -> Result<usize, MatrixError> {
+        Ok(self.reader_ids(room).await?.len())
     }
 
-    /// Who (the bot among them) has joined a room.
-    pub async fn joined_member_ids(&self, room: &str) -> Result<BTreeSet<String>, MatrixError> {
-        let path = format!("/rooms/{}/joined_members", encode(room));
-        let body = self.call(self.http.get(self.url(&path))).await?;
-        Ok(body
-            .get("joined")
-            .and_then(Value::as_object)
-            .map(|joined| joined.keys().cloned().collect())
-            .unwrap_or_default())
+    /// Who (the bot among them) may read a room: those who joined it, and those
+    /// invited or knocking, who read its history once they are let in. A direct
+    /// chat the person invited a third into is no longer direct, though the
+    /// third has not joined yet.
+    pub async fn reader_ids(&self, room: &str) -> Result<BTreeSet<String>, MatrixError> {
+        let path = format!("/rooms/{}/members", encode(room));
+        let request = self
+            .http
+            .get(self.url(&path))
+            .query(&[("not_membership", "leave")]);
+        let body = self.call(request).await?;
+        let events = body.get("chunk").and_then(Value::as_array);
+        Ok(events
+            .into_iter()
+            .flatten()
+            .filter(|event| {
+                let membership = event.pointer("/content/membership").and_then(Value::as_str);
+                matches!(membership, Some("join" | "invite" | "knock"))
+            })
+            .filter_map(|event| event.get("state_key").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect())
     }
 
     /// A user's display name; `None` when they have set none.

@@ -129,7 +129,8 @@ impl LinkedRooms {
         }
     }
 
-    /// Whether no one but the bot and the linked person has joined their room.
+    /// Whether no one but the bot and the linked person has joined their room or
+    /// is invited to it.
     async fn still_private(
         &mut self,
         client: &MatrixClient,
@@ -141,7 +142,7 @@ impl LinkedRooms {
             .get(room)
             .is_some_and(|(_, at)| at.elapsed() < MEMBERS_FOR);
         if !fresh {
-            let members = client.joined_member_ids(room).await?;
+            let members = client.reader_ids(room).await?;
             self.members.retain(|_, (_, at)| at.elapsed() < MEMBERS_FOR);
             self.members
                 .insert(room.to_string(), (members, Instant::now()));
@@ -258,9 +259,11 @@ async fn tell_requester(
 }
 
 /// Posts a review notice to each of its rooms on its own (one that refuses the bot
-/// does not keep the others from hearing), and records it as shown once a room
-/// accepted it: a chat approval binds to what a room was shown, and a notice
-/// every room refused was shown to no one.
+/// does not keep the others from hearing), and records it as shown in each room
+/// that accepted it, as soon as it did: an approval typed in a room binds to
+/// what that room was shown, so a room that waits out a rate limit keeps its
+/// older notice (and approving there meets the newer revision as a conflict)
+/// without keeping the first room's reviewers from approving what they read.
 async fn tell_reviewers(
     state: &AppState,
     client: &MatrixClient,
@@ -269,25 +272,19 @@ async fn tell_reviewers(
     notice: &ReviewNotice,
 ) -> Result<(), NotifyError> {
     let mut refused = None;
-    let mut recorded = false;
     for room in rooms {
         match post(client, room, change, "review", &notice.text).await {
-            // Recorded once the first room shows it, not after the others: a
-            // room that waits out a rate limit must not keep the first room's
-            // reviewers from approving what they read.
-            Ok(()) if !recorded => {
+            Ok(()) => {
                 let mut tx = state.db.write().await?;
                 storage::chat::set_review_notice(
                     &mut tx,
-                    change.request_id,
+                    (change.request_id, room),
                     notice.revision,
                     &notice.hash,
                 )
                 .await?;
                 tx.commit().await?;
-                recorded = true;
             }
-            Ok(()) => {}
             Err(error) if error.is_transient() => return Err(error.into()),
             Err(error) => refused = Some(error),
         }

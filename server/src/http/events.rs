@@ -27,9 +27,13 @@ pub const POLL_EVERY: Duration = Duration::from_millis(400);
 /// The most events one poll sends; more are sent by the next poll at once.
 pub const MAX_EVENTS_PER_POLL: i64 = 200;
 /// How long one stream lives before the client is made to reconnect (and be
-/// authorised again): a revoked token, a disabled account or a person moved out
-/// of the team stops following within a minute.
+/// authorised again from its session or token).
 pub const MAX_STREAM_LIFE: Duration = Duration::from_secs(60);
+/// How often a stream asks again whether its caller still stands (the token
+/// usable, the account allowed to act, with its teams as they are now): a
+/// revoked token, a disabled account or a person moved out of the team stops
+/// following within this long, not a stream's whole life.
+pub const STANDING_CHECKED_EVERY: Duration = Duration::from_secs(5);
 /// How long a browser waits before it reconnects a stream that ended early.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// The header a reconnecting `EventSource` sends.
@@ -37,14 +41,26 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Where a stream starts: after the `Last-Event-ID` of a reconnect, else after
 /// `after` (a page starts after the events it already shows), else at the start.
-pub fn resume_point(headers: &HeaderMap, after: Option<i64>) -> i64 {
-    headers
-        .get(LAST_EVENT_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .or(after)
-        .unwrap_or(0)
-        .max(0)
+/// A `Last-Event-ID` that is not an event id is refused: starting over instead
+/// would send a client events it has shown already, silently.
+pub fn resume_point(headers: &HeaderMap, after: Option<i64>) -> ServiceResult<i64> {
+    let Some(given) = headers.get(LAST_EVENT_ID) else {
+        return Ok(after.unwrap_or(0).max(0));
+    };
+    // A browser's `EventSource` sends an empty one when no event had an id yet.
+    let text = given.to_str().map(str::trim).unwrap_or("garbled");
+    if text.is_empty() {
+        return Ok(after.unwrap_or(0).max(0));
+    }
+    match text.parse::<i64>() {
+        Ok(id) if id >= 0 => Ok(id),
+        _ => Err(crate::services::ServiceError::Invalid(vec![
+            slipway_core::validate::FieldError::new(
+                "Last-Event-ID",
+                "must be the id of an event this stream sent (a whole number, 0 or more)",
+            ),
+        ])),
+    }
 }
 
 /// The events of request `id` after event `after`, as `caller` may view them. The
@@ -68,6 +84,7 @@ pub async fn progress_stream(
         first: Some(first),
         full: false,
         ended: false,
+        standing_checked: Instant::now(),
     };
     let events = stream::unfold(follower, next_events)
         .flat_map(stream::iter)
@@ -89,6 +106,8 @@ struct Follower {
     full: bool,
     ended: bool,
     deadline: Instant,
+    /// When the caller was last found still standing.
+    standing_checked: Instant,
 }
 
 /// The next events to send, none when this poll found nothing new, or the end
@@ -113,6 +132,18 @@ async fn next_events(mut follower: Follower) -> Option<(Vec<Event>, Follower)> {
             }
             if Instant::now() >= follower.deadline || follower.state.shutdown.is_cancelled() {
                 return None;
+            }
+            if follower.standing_checked.elapsed() >= STANDING_CHECKED_EVERY {
+                match crate::services::tokens::still_standing(&follower.state, &follower.caller)
+                    .await
+                {
+                    Ok(now) => follower.caller = now,
+                    Err(error) => {
+                        tracing::info!(%error, request_id = %follower.id, "a progress stream's caller no longer stands");
+                        return None;
+                    }
+                }
+                follower.standing_checked = Instant::now();
             }
             let polled = detail::progress_after(
                 &follower.state,

@@ -374,5 +374,16 @@ pub async fn request_detail(
             .unwrap_or_default(),
         generated_secrets,
         action,
+        closes_unrevised_at: closes_unrevised_at(state, &request),
+    })
+}
+
+/// When a request waiting for its revision is closed (see
+/// [`super::requests::close_unrevised`]), in the page's words.
+fn closes_unrevised_at(state: &AppState, request: &RequestRow) -> Option<String> {
+    let after = state.settings.close_unrevised_after?;
+    (request.state == RequestState::ChangesRequested).then(|| {
+        let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        format_millis(request.updated_at.saturating_add(after))
     })
 }

@@ -1004,6 +1004,50 @@ pub async fn cancel(state: &AppState, user: &Caller, id: RequestId) -> ServiceRe
     Ok(())
 }
 
+/// The policy that closes a request nobody revised, as the audit and the
+/// request's history name it.
+pub const CLOSE_UNREVISED_RULE: &str = "close-unrevised";
+
+/// Requests closed per pass of [`close_unrevised`]; the next pass, ten
+/// minutes on, closes more.
+const CLOSE_UNREVISED_BATCH: i64 = 200;
+
+/// Cancels the requests sent back for changes and not revised since `before`
+/// (milliseconds): each held its name and its team's quota while nobody meant
+/// to finish it. Each in a transaction of its own, as a policy: the requester
+/// reads why in the request's history, is told as for any cancel, and submits
+/// it again when ready. A request revised or cancelled meanwhile (here or by
+/// another replica) is left as it is. Returns how many were closed.
+pub async fn close_unrevised(state: &AppState, before: i64) -> ServiceResult<u64> {
+    let candidates = {
+        let mut conn = state.db.pool.acquire().await?;
+        storage::requests::unrevised_since(&mut conn, before, CLOSE_UNREVISED_BATCH).await?
+    };
+    let actor = Actor::Policy(CLOSE_UNREVISED_RULE.to_string());
+    let mut closed = 0;
+    for id in candidates {
+        let mut tx = state.db.write().await?;
+        let mut request = load_request(&mut tx, id).await?;
+        if request.state != RequestState::ChangesRequested || request.updated_at >= before {
+            continue;
+        }
+        let waited = (storage::now_millis() - request.updated_at) / 86_400_000;
+        let note = format!(
+            "closed: changes were requested {waited} days ago and no revision came; \
+             submit it again when it is ready"
+        );
+        match transition(&mut tx, state, &mut request, Action::Cancel, &actor, note).await {
+            Ok(_) => {
+                tx.commit().await?;
+                closed += 1;
+            }
+            Err(ServiceError::Conflict(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(closed)
+}
+
 pub(crate) fn summary(state: &AppState, row: &RequestRow) -> RequestSummary {
     RequestSummary {
         id: row.id,

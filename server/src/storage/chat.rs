@@ -196,19 +196,22 @@ pub async fn forget_events(conn: &mut AnyConnection, before: i64) -> Result<u64,
     Ok(done.rows_affected())
 }
 
+/// Records that `room` was shown `revision` of `request` for review, with its
+/// change set's hash (a later notice in the same room replaces it).
 pub async fn set_review_notice(
     conn: &mut AnyConnection,
-    request: RequestId,
+    (request, room): (RequestId, &str),
     revision: i64,
     change_set_hash: &str,
 ) -> Result<(), StorageError> {
     sqlx::query(
-        "INSERT INTO chat_review_notices (request_id, revision, change_set_hash, posted_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO UPDATE SET \
+        "INSERT INTO chat_review_notices (request_id, room_id, revision, change_set_hash, posted_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, room_id) DO UPDATE SET \
          revision = excluded.revision, change_set_hash = excluded.change_set_hash, \
          posted_at = excluded.posted_at",
     )
     .bind(request.0)
+    .bind(room)
     .bind(revision)
     .bind(change_set_hash)
     .bind(now_millis())
@@ -217,15 +220,18 @@ pub async fn set_review_notice(
     Ok(())
 }
 
-/// The revision and change-set hash the last review notice of `request` showed.
+/// The revision and change-set hash the last review notice of `request` in
+/// `room` showed; none where that room was shown none.
 pub async fn review_notice(
     conn: &mut AnyConnection,
-    request: RequestId,
+    (request, room): (RequestId, &str),
 ) -> Result<Option<(i64, String)>, StorageError> {
     let row = sqlx::query(
-        "SELECT revision, change_set_hash FROM chat_review_notices WHERE request_id = $1",
+        "SELECT revision, change_set_hash FROM chat_review_notices \
+         WHERE request_id = $1 AND room_id = $2",
     )
     .bind(request.0)
+    .bind(room)
     .fetch_optional(&mut *conn)
     .await?;
     row.map(|r| Ok((r.try_get("revision")?, r.try_get("change_set_hash")?)))

@@ -705,22 +705,8 @@ pub async fn trim_logs_before(db: &super::Db, before: i64) -> Result<u64, Storag
     // gone wrong) could move it, and the time keeps anything newer.
     let sql = format!(
         "UPDATE job_steps SET log = '' WHERE id IN \
-         (SELECT id FROM job_steps{index} WHERE log <> '' AND id <= $1 AND started_at < $3 \
-         ORDER BY id LIMIT $2)"
+         (SELECT id FROM job_steps{index} WHERE log <> '' AND id <= $1 AND started_at < $2 \
+         ORDER BY id LIMIT $3)"
     );
-    let mut trimmed = 0;
-    loop {
-        let mut tx = db.write().await?;
-        let done = sqlx::query(&sql)
-            .bind(cut)
-            .bind(TRIM_BATCH)
-            .bind(before)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        trimmed += done.rows_affected();
-        if done.rows_affected() < TRIM_BATCH as u64 {
-            return Ok(trimmed);
-        }
-    }
+    super::in_batches(db, &sql, &[cut, before], TRIM_BATCH).await
 }

@@ -451,6 +451,32 @@ pub(crate) async fn last_id_before(
     Ok(Some(low))
 }
 
+/// Runs `sql` again and again, each time in a write transaction of its own,
+/// until it changes fewer rows than `batch`: a chore over many old rows never
+/// holds the writer long. `values` are bound as `$1…` in order, then `batch`
+/// as the last; `sql` is the code's own, never input. Returns the rows changed.
+pub(crate) async fn in_batches(
+    db: &Db,
+    sql: &str,
+    values: &[i64],
+    batch: i64,
+) -> Result<u64, StorageError> {
+    let mut changed = 0;
+    loop {
+        let mut tx = db.write().await?;
+        let mut query = sqlx::query(sql);
+        for value in values {
+            query = query.bind(*value);
+        }
+        let done = query.bind(batch).execute(&mut *tx).await?;
+        tx.commit().await?;
+        changed += done.rows_affected();
+        if done.rows_affected() < batch as u64 {
+            return Ok(changed);
+        }
+    }
+}
+
 pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64

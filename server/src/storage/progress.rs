@@ -151,21 +151,12 @@ pub async fn forget_before(db: &super::Db, before: i64) -> Result<u64, StorageEr
     let Some(cut) = cut else {
         return Ok(0);
     };
-    let mut forgotten = 0;
-    loop {
-        let mut tx = db.write().await?;
-        let done = sqlx::query(
-            "DELETE FROM request_progress WHERE id IN \
-             (SELECT id FROM request_progress WHERE id <= $1 ORDER BY id LIMIT $2)",
-        )
-        .bind(cut)
-        .bind(FORGET_BATCH)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        forgotten += done.rows_affected();
-        if done.rows_affected() < FORGET_BATCH as u64 {
-            return Ok(forgotten);
-        }
-    }
+    super::in_batches(
+        db,
+        "DELETE FROM request_progress WHERE id IN \
+         (SELECT id FROM request_progress WHERE id <= $1 ORDER BY id LIMIT $2)",
+        &[cut],
+        FORGET_BATCH,
+    )
+    .await
 }

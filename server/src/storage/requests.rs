@@ -689,6 +689,24 @@ pub(super) fn in_flight_list() -> String {
     names.join(", ")
 }
 
+/// Requests sent back for changes and left there since before `before`, oldest
+/// first, at most `limit`: read from the state's own index (few wait there).
+pub async fn unrevised_since(
+    conn: &mut AnyConnection,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<RequestId>, StorageError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM requests WHERE state = 'changes_requested' AND updated_at < $1 \
+         ORDER BY id LIMIT $2",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids.into_iter().map(RequestId).collect())
+}
+
 /// An in-flight request that retires the asset (by one of `actions`), if any.
 pub async fn retiring(
     conn: &mut AnyConnection,

@@ -269,3 +269,25 @@ pub async fn revoke(conn: &mut AnyConnection, id: i64, user: UserId) -> Result<u
         ended += done.rows_affected();
     }
 }
+
+/// Tokens deleted per transaction when long-ended ones are forgotten.
+const FORGET_BATCH: i64 = 2000;
+
+/// Deletes the tokens that ended (expired or revoked) before `before`: a CI
+/// script that makes a token per job leaves thousands a year. What each did
+/// stays in the audit log, which names the token by id. A token another token
+/// was made with is kept while that one is: its end is what keeps the other
+/// unusable (see [`usable_sql`]). Returns how many went.
+pub async fn forget_ended_before(db: &super::Db, before: i64) -> Result<u64, StorageError> {
+    let mut forgotten = 0;
+    for ended in ["expires_at", "revoked_at"] {
+        let sql = format!(
+            "DELETE FROM api_tokens WHERE id IN (SELECT t.id FROM api_tokens t \
+             WHERE t.{ended} < $1 \
+               AND NOT EXISTS (SELECT 1 FROM api_tokens c WHERE c.parent_id = t.id) \
+             LIMIT $2)"
+        );
+        forgotten += super::in_batches(db, &sql, &[before], FORGET_BATCH).await?;
+    }
+    Ok(forgotten)
+}

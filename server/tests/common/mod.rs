@@ -221,6 +221,7 @@ impl TestApp {
             secret_key: None,
             audit_checkpoint_interval: std::time::Duration::from_secs(600),
             upgrade_sweep_interval: std::time::Duration::from_secs(3600),
+            close_unrevised_after: None,
             identity,
             // Set up as on a server with a homeserver (no bot runs in a test), so
             // chat link codes are offered; a test of ChatOps off sets `None`.
