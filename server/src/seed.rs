@@ -241,6 +241,10 @@ fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> Option<&'a T> {
     }
 }
 
+/// How long a seeded request sent back for changes may have waited: the
+/// default of `--close-unrevised-after`, less a margin for its revision time.
+const UNREVISED_KEPT_MS: i64 = 25 * 24 * 60 * 60 * 1000;
+
 fn pick_state(rng: &mut StdRng) -> RequestState {
     let mut roll = rng.random_range(0..1000u32);
     for (state, share) in STATE_MIX {
@@ -341,7 +345,14 @@ async fn seed_request(
         .copied()
         .ok_or_else(|| SeedError::Catalog(format!("no requester for team {team}")))?;
     let reviewer = people.reviewers.get(&ty.owner).copied();
-    let final_state = pick_state(rng);
+    let final_state = match pick_state(rng) {
+        // What a year of use leaves: one sent back long ago was closed by the
+        // housekeeping (`--close-unrevised-after`), not left waiting.
+        RequestState::ChangesRequested if storage::now_millis() - at > UNREVISED_KEPT_MS => {
+            RequestState::Cancelled
+        }
+        picked => picked,
+    };
     let id = storage::requests::insert(
         tx,
         &NewRequest {
