@@ -79,8 +79,9 @@ test('a database request: live pre-check, changes requested, diff, approval, ass
   await bob.getByRole('button', { name: 'Request changes' }).click();
   await expect(state(bob)).toHaveText('Changes requested');
 
-  // The requester revises it.
+  // The requester revises it; her page says by when, before it is closed.
   await alice.goto(`/requests/${id}`);
+  await expect(alice.getByTestId('closes-unrevised')).toContainText(/Unless it is revised by \d{4}-\d{2}-\d{2}/);
   await alice.getByRole('link', { name: 'Edit and resubmit' }).click();
   await hydrated(alice);
   await expect(alice.getByText('Please give it 50 GB of storage.', { exact: true })).toBeVisible();

@@ -376,6 +376,53 @@ async fn a_declined_upgrade_stays_declined_for_its_version() -> TestResult {
     Ok(())
 }
 
+/// An upgrade sent back for changes and left unrevised is not closed as other
+/// requests are: the sweep opened it (closing it would read as the team's
+/// answer to it, and the asset would stay behind unnoticed), and it holds no
+/// name; the asset's page keeps saying an upgrade waits.
+#[tokio::test]
+async fn an_upgrade_left_unrevised_waits_on() -> TestResult {
+    let Some(app) = start(slipway_server::storage::Engine::Sqlite).await? else {
+        return Ok(());
+    };
+    let catalog: PathBuf = app.state.settings.catalog.clone();
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    app.namespace(&alice, "prod", "web").await?;
+    edit(&catalog, TEMPLATE, |t| {
+        format!("{}\n{ADDED_LABEL}", t.trim_end())
+    })?;
+    let changed = app.restart().await?;
+    let report = upgrades::sweep(&changed).await?;
+    let [upgrade] = report.opened[..] else {
+        return Err(format!("one upgrade: {report:?}").into());
+    };
+    reviews::decide(
+        &changed,
+        &bob,
+        upgrade,
+        1,
+        ReviewDecision::RequestChanges,
+        "later",
+    )
+    .await?;
+    let month = 31 * 24 * 60 * 60 * 1000_i64;
+    sqlx::query("UPDATE requests SET updated_at = updated_at - $1 WHERE id = $2")
+        .bind(month)
+        .bind(upgrade.0)
+        .execute(&changed.db.pool)
+        .await?;
+    let cut = storage::now_millis() - 30 * 24 * 60 * 60 * 1000;
+    assert_eq!(
+        slipway_server::services::requests::close_unrevised(&changed, cut).await?,
+        0
+    );
+    assert_eq!(
+        changed_state(&changed, upgrade).await?,
+        RequestState::ChangesRequested
+    );
+    Ok(())
+}
+
 /// A catalog that goes to V2, back to V1 and to V2 again asks each asset for V2
 /// twice: the second upgrade opens and runs like the first (before, its key was
 /// the first's, so the sweep failed on the asset at every pass and never marked

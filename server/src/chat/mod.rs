@@ -198,11 +198,13 @@ async fn serve(
     let rooms = join_rooms(client, settings).await;
     let names = command::bot_names(&bot, display_name(client, &bot).await.as_deref());
     tracing::info!(bot, ?names, ?rooms, "the chat bot is connected");
+    let linked = notify::LinkedRooms::new(&bot);
+    let membership_news = linked.news();
     let mut notifier = TermTask(tokio::spawn(notify_loop(
         state.clone(),
         client.clone(),
         rooms.clone(),
-        notify::LinkedRooms::new(&bot),
+        linked,
         settings.clone(),
         stopped.clone(),
     )));
@@ -216,6 +218,7 @@ async fn serve(
         names: &names,
         rooms: &rooms,
         invitations: &invitations,
+        membership_news: &membership_news,
     };
     sync_loop(state, settings, client, heard, &mut stopped).await;
     drop(joiner);
@@ -256,6 +259,7 @@ struct Heard<'a> {
     names: &'a [String],
     rooms: &'a Rooms,
     invitations: &'a Invitations,
+    membership_news: &'a notify::MembershipNews,
 }
 
 /// Invitations accepted and not joined yet, each once. A set rather than a
@@ -477,11 +481,13 @@ pub async fn hear_batch(
 ) -> Result<(), ServiceError> {
     let names = command::bot_names(bot, None);
     let invitations = Invitations::default();
+    let membership_news = notify::LinkedRooms::new(bot).news();
     let heard = Heard {
         bot,
         names: &names,
         rooms,
         invitations: &invitations,
+        membership_news: &membership_news,
     };
     handle_batch(
         state,
@@ -506,6 +512,7 @@ async fn handle_batch(
 ) -> Result<(), ServiceError> {
     accept_invites(heard, listening, &batch.invites);
     listening.members_changed(&batch.membership_changed);
+    heard.membership_news.changed(&batch.membership_changed);
     let used_up = use_up_codes_said_aloud(state, client, heard, listening, &batch.messages).await?;
     if !first {
         for message in batch.messages.iter().filter(|m| m.sender != heard.bot) {

@@ -4,6 +4,7 @@
 //! that chat exists.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -118,15 +119,45 @@ async fn post(
 /// said there only while the room is still theirs and the bot's alone.
 pub struct LinkedRooms {
     bot: String,
-    members: HashMap<String, (BTreeSet<String>, Instant)>,
+    members: Arc<Mutex<RoomMembers>>,
+}
+
+type RoomMembers = HashMap<String, (BTreeSet<String>, Instant)>;
+
+/// What the sync loop tells the notifier: rooms whose members changed (someone
+/// joined, left or was invited) are read again before their next notice, not
+/// after the members' 10 s.
+#[derive(Clone)]
+pub struct MembershipNews(Arc<Mutex<RoomMembers>>);
+
+impl MembershipNews {
+    pub fn changed<'a>(&self, rooms: impl IntoIterator<Item = &'a String>) {
+        let mut members = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for room in rooms {
+            members.remove(room);
+        }
+    }
 }
 
 impl LinkedRooms {
     pub fn new(bot: &str) -> LinkedRooms {
         LinkedRooms {
             bot: bot.to_string(),
-            members: HashMap::new(),
+            members: Arc::default(),
         }
+    }
+
+    /// The handle the sync loop marks changed rooms with.
+    pub fn news(&self) -> MembershipNews {
+        MembershipNews(self.members.clone())
+    }
+
+    fn known(&self, room: &str) -> Option<BTreeSet<String>> {
+        let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members
+            .get(room)
+            .filter(|(_, at)| at.elapsed() < MEMBERS_FOR)
+            .map(|(readers, _)| readers.clone())
     }
 
     /// Whether no one but the bot and the linked person has joined their room or
@@ -137,20 +168,17 @@ impl LinkedRooms {
         link: &ChatLink,
     ) -> Result<bool, MatrixError> {
         let room = link.room_id.as_str();
-        let fresh = self
-            .members
-            .get(room)
-            .is_some_and(|(_, at)| at.elapsed() < MEMBERS_FOR);
-        if !fresh {
-            let members = client.reader_ids(room).await?;
-            self.members.retain(|_, (_, at)| at.elapsed() < MEMBERS_FOR);
-            self.members
-                .insert(room.to_string(), (members, Instant::now()));
-        }
-        Ok(self
-            .members
-            .get(room)
-            .is_some_and(|(members, _)| only_bot_and(members, &self.bot, &link.chat_user)))
+        let readers = match self.known(room) {
+            Some(readers) => readers,
+            None => {
+                let readers = client.reader_ids(room).await?;
+                let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+                members.retain(|_, (_, at)| at.elapsed() < MEMBERS_FOR);
+                members.insert(room.to_string(), (readers.clone(), Instant::now()));
+                readers
+            }
+        };
+        Ok(only_bot_and(&readers, &self.bot, &link.chat_user))
     }
 }
 
@@ -324,6 +352,10 @@ fn requester_notice(
         RequestState::Failed => Some(format!(
             "Request {about} failed; the platform team is told. {url}"
         )),
+        // The requester cancels their own; one a policy closed is news to them.
+        RequestState::Cancelled if actor.starts_with("policy:") => {
+            Some(format!("Request {about} was {detail}. {url}"))
+        }
         _ => None,
     }
 }

@@ -382,7 +382,8 @@ pub async fn request_detail(
 /// [`super::requests::close_unrevised`]), in the page's words.
 fn closes_unrevised_at(state: &AppState, request: &RequestRow) -> Option<String> {
     let after = state.settings.close_unrevised_after?;
-    (request.state == RequestState::ChangesRequested).then(|| {
+    let upgrade = request.action.as_deref() == Some(slipway_core::catalog::TypeAction::UPGRADE);
+    (request.state == RequestState::ChangesRequested && !upgrade).then(|| {
         let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
         format_millis(request.updated_at.saturating_add(after))
     })

@@ -1014,14 +1014,16 @@ const CLOSE_UNREVISED_BATCH: i64 = 200;
 
 /// Cancels the requests sent back for changes and not revised since `before`
 /// (milliseconds): each held its name and its team's quota while nobody meant
-/// to finish it. Each in a transaction of its own, as a policy: the requester
-/// reads why in the request's history, is told as for any cancel, and submits
+/// to finish it. Template upgrades wait on (see
+/// [`storage::requests::unrevised_since`]). Each in a transaction of its own, as a policy: the requester
+/// reads why in the request's history (and in chat, when linked), and submits
 /// it again when ready. A request revised or cancelled meanwhile (here or by
 /// another replica) is left as it is. Returns how many were closed.
 pub async fn close_unrevised(state: &AppState, before: i64) -> ServiceResult<u64> {
     let candidates = {
         let mut conn = state.db.pool.acquire().await?;
-        storage::requests::unrevised_since(&mut conn, before, CLOSE_UNREVISED_BATCH).await?
+        let kept = slipway_core::catalog::TypeAction::UPGRADE;
+        storage::requests::unrevised_since(&mut conn, before, (kept, CLOSE_UNREVISED_BATCH)).await?
     };
     let actor = Actor::Policy(CLOSE_UNREVISED_RULE.to_string());
     let mut closed = 0;
@@ -1042,7 +1044,11 @@ pub async fn close_unrevised(state: &AppState, before: i64) -> ServiceResult<u64
                 closed += 1;
             }
             Err(ServiceError::Conflict(_)) => {}
-            Err(error) => return Err(error),
+            Err(error) if error.is_transient() => return Err(error),
+            // One that cannot be closed must not hold up the others behind it.
+            Err(error) => {
+                tracing::warn!(%error, request_id = %id, "could not close a request left unrevised")
+            }
         }
     }
     Ok(closed)

@@ -690,18 +690,21 @@ pub(super) fn in_flight_list() -> String {
 }
 
 /// Requests sent back for changes and left there since before `before`, oldest
-/// first, at most `limit`: read from the state's own index (few wait there).
+/// first, at most `limit`, but `kept` action's (a template upgrade: the sweep
+/// opened it, nobody's name or quota waits on it, and closing it would read as
+/// the team's answer to it): read from the state's own index (few wait there).
 pub async fn unrevised_since(
     conn: &mut AnyConnection,
     before: i64,
-    limit: i64,
+    (kept, limit): (&str, i64),
 ) -> Result<Vec<RequestId>, StorageError> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM requests WHERE state = 'changes_requested' AND updated_at < $1 \
-         ORDER BY id LIMIT $2",
+         AND (action IS NULL OR action <> $3) ORDER BY id LIMIT $2",
     )
     .bind(before)
     .bind(limit)
+    .bind(kept)
     .fetch_all(&mut *conn)
     .await?;
     Ok(ids.into_iter().map(RequestId).collect())

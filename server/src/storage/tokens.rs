@@ -285,7 +285,7 @@ pub async fn forget_ended_before(db: &super::Db, before: i64) -> Result<u64, Sto
             "DELETE FROM api_tokens WHERE id IN (SELECT t.id FROM api_tokens t \
              WHERE t.{ended} < $1 \
                AND NOT EXISTS (SELECT 1 FROM api_tokens c WHERE c.parent_id = t.id) \
-             LIMIT $2)"
+             ORDER BY t.id LIMIT $2)"
         );
         forgotten += super::in_batches(db, &sql, &[before], FORGET_BATCH).await?;
     }
