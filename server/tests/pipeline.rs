@@ -585,11 +585,12 @@ async fn trigger_outlives_a_stop(engine: Engine) -> TestResult {
     worker.await??;
     let recorded = async {
         loop {
-            let runs: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM pipeline_runs WHERE request_id = $1")
-                    .bind(id.0)
-                    .fetch_one(&app.state.db.pool)
-                    .await?;
+            let runs: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pipeline_runs WHERE request_id = $1 AND status_url <> ''",
+            )
+            .bind(id.0)
+            .fetch_one(&app.state.db.pool)
+            .await?;
             if runs == 1 {
                 return TestResult::Ok(());
             }
@@ -602,6 +603,53 @@ async fn trigger_outlives_a_stop(engine: Engine) -> TestResult {
     app.run_jobs().await?;
     assert_eq!(app.request_state(id).await?, RequestState::Completed);
     assert_eq!(ci.lock().map_err(|_| "lock")?.triggers.len(), 1, "one run");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_attempt_that_died_before_its_record_triggers_nothing_sqlite() -> TestResult {
+    died_between_intent_and_record(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn an_attempt_that_died_before_its_record_triggers_nothing_postgres() -> TestResult {
+    died_between_intent_and_record(Engine::Postgres).await
+}
+
+/// A worker that recorded it was about to trigger the run and died (or lost its
+/// job) before a run was recorded may have started one: the next attempt sends
+/// no trigger, and the request fails with what to look for; a retry by a person
+/// starts a new run under a new key.
+async fn died_between_intent_and_record(engine: Engine) -> TestResult {
+    let (address, ci) = start_ci().await?;
+    let Some(app) = start(engine, address).await? else {
+        return Ok(());
+    };
+    let id = submit(&app, "github-job", "intended", "success").await?;
+    let revision = app.request(id).await?.current_revision;
+    sqlx::query(
+        "INSERT INTO pipeline_runs (request_id, revision, step_index, status_url, started_at) \
+         VALUES ($1, $2, 0, '', $3)",
+    )
+    .bind(id.0)
+    .bind(revision)
+    .bind(storage::now_millis())
+    .execute(&app.state.db.pool)
+    .await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Failed);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains("one may have started") && error.contains("look for that run"),
+        "{error}"
+    );
+    assert_eq!(ci.lock().map_err(|_| "lock")?.triggers.len(), 0);
+    let carol = app.user("carol").await?;
+    slipway_server::services::operations::retry(&app.state, &carol, id).await?;
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Completed);
+    assert_eq!(ci.lock().map_err(|_| "lock")?.triggers.len(), 1);
     Ok(())
 }
 

@@ -787,7 +787,10 @@ async fn a_generated_password_opens_the_new_database_once(
         "{check:?}"
     );
     assert!(
-        check.detail.contains(&format!("read \"{resource}\"")),
+        check.detail.contains(&format!("read \"{resource}\""))
+            && check
+                .detail
+                .contains("the stored password is the one given"),
         "{}",
         check.detail
     );

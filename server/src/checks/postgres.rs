@@ -37,11 +37,27 @@ pub(super) async fn postgres(check: &PostgresCheck<'_>, interval: Duration) -> (
                 ),
                 _ => {
                     let read = read.map_or_else(|| "no row".to_string(), |r| format!("{r:?}"));
-                    return (
-                        true,
-                        format!("{target}: signed in, the query read {read}"),
-                        tries,
-                    );
+                    let signed_in = format!("{target}: signed in, the query read {read}");
+                    return match stored_password(check).await {
+                        StoredPassword::Matches => (
+                            true,
+                            format!("{signed_in}; the stored password is the one given"),
+                            tries,
+                        ),
+                        StoredPassword::Differs => (
+                            false,
+                            format!(
+                                "{signed_in}, but the role's stored password is not the one the \
+                                 request gave (the server let it in without asking for it)"
+                            ),
+                            tries,
+                        ),
+                        StoredPassword::Unread(why) => (
+                            true,
+                            format!("{signed_in}; the stored password was not compared ({why})"),
+                            tries,
+                        ),
+                    };
                 }
             },
             Ok(Err(error)) => format!("{target}: {error}"),
@@ -68,4 +84,47 @@ async fn one_try(check: &PostgresCheck<'_>) -> Result<Option<String>, sqlx::Erro
         Some(row) => row.try_get::<Option<String>, _>(0),
         None => Ok(None),
     }
+}
+
+enum StoredPassword {
+    Matches,
+    Differs,
+    Unread(String),
+}
+
+/// Compares the role's stored password with the one the request holds, over the
+/// server's admin connection: a server whose rules let the role in without a
+/// password (`trust`, `peer`) signs it in with any, so signing in alone proves
+/// nothing of the password given to the requester. An admin that may not read
+/// `pg_authid` (a managed server's) leaves it unread, said in the result.
+async fn stored_password(check: &PostgresCheck<'_>) -> StoredPassword {
+    let read = async {
+        let mut conn = PgConnection::connect_with(&check.server.admin(None)).await?;
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+                .bind(check.user)
+                .fetch_optional(&mut conn)
+                .await?;
+        let _ = conn.close().await;
+        Ok::<_, sqlx::Error>(stored.flatten())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(Ok(Some(stored)))
+            if crate::drivers::command::scram::matches(&stored, check.password) =>
+        {
+            StoredPassword::Matches
+        }
+        Ok(Ok(_)) => StoredPassword::Differs,
+        Ok(Err(error)) => StoredPassword::Unread(first_line(&error.to_string())),
+        Err(_) => StoredPassword::Unread("the admin connection did not answer in time".into()),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
 }

@@ -11,7 +11,7 @@
 //! orchestrator does not run a step again once it is recorded done.
 
 mod escaped;
-mod scram;
+pub(crate) mod scram;
 mod server_sessions;
 
 use std::collections::BTreeMap;

@@ -64,11 +64,26 @@ pub struct ExternalRun {
     pub started_at: i64,
 }
 
+/// What an earlier attempt of a step left of its run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recalled {
+    /// No attempt came as far as triggering it.
+    Nothing,
+    /// An attempt was about to trigger it and no run was recorded: it may have
+    /// started (the attempt died or lost its job between the two).
+    Intended,
+    /// The run it started.
+    Started(ExternalRun),
+}
+
 /// The record of one step of one revision, kept across the job's attempts.
 #[async_trait]
 pub trait StepJournal: Send + Sync {
-    /// The run an earlier attempt of this step started, if any.
-    async fn recall(&self) -> Result<Option<ExternalRun>, DriverError>;
+    /// What an earlier attempt of this step left.
+    async fn recall(&self) -> Result<Recalled, DriverError>;
+    /// Records that this attempt is about to trigger the run, while it still
+    /// holds its job; false when an earlier attempt came as far (recall it).
+    async fn intend(&self) -> Result<bool, DriverError>;
     /// Records the run before it is followed; the first record stays.
     async fn remember(&self, run: &ExternalRun) -> Result<(), DriverError>;
     /// The same journal, owned: for work that must finish even when the step
@@ -110,8 +125,12 @@ pub struct NoJournal;
 
 #[async_trait]
 impl StepJournal for NoJournal {
-    async fn recall(&self) -> Result<Option<ExternalRun>, DriverError> {
-        Ok(None)
+    async fn recall(&self) -> Result<Recalled, DriverError> {
+        Ok(Recalled::Nothing)
+    }
+
+    async fn intend(&self) -> Result<bool, DriverError> {
+        Ok(true)
     }
 
     async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {

@@ -4,9 +4,13 @@
 //!
 //! Idempotence: the trigger carries an `Idempotency-Key` that is the same for
 //! every attempt of the step (request, revision, step), which templates can also
-//! put into the body (an Argo Workflow's name, a workflow input). The run's
-//! status URL is recorded before anything is polled, so a job resumed after a
-//! crash follows the run it started instead of starting another. The token comes
+//! put into the body (an Argo Workflow's name, a workflow input). Before the
+//! trigger goes out, the attempt records that it is about to send it, in a
+//! transaction that checks it still holds the job; the run's status URL is
+//! recorded over that before anything is polled. A job resumed after a crash
+//! follows the run it started instead of starting another, and one that finds
+//! the intent without a run (a crash or a lost lease between the two) starts
+//! none: a person looks for it, as GitHub and GitLab ignore the key. The token comes
 //! from the settings by name and is never written to a log, an error or the step.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -18,7 +22,7 @@ use reqwest::Method;
 use serde_json::Value;
 use slipway_core::execution::{PipelineVerdict, PlannedPipeline, PlannedStep};
 
-use super::{Driver, DriverError, ExternalRun, StepContext, StepOutcome};
+use super::{Driver, DriverError, ExternalRun, Recalled, StepContext, StepOutcome};
 use crate::config::Secret;
 use crate::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 
@@ -108,52 +112,25 @@ impl PipelineDriver {
             headers: &headers,
         };
         let mut log = Vec::new();
-        let external = match ctx.journal.recall().await? {
-            Some(recorded) => {
-                self.unrecorded_runs().remove(&pipeline.run_key);
-                log.push(format!(
-                    "following the run an earlier attempt started: {}",
-                    shown_url(&recorded.status_url)
-                ));
-                recorded
+        let recalled = ctx.journal.recall().await?;
+        let external = match self.earlier_run(recalled, pipeline, ctx, &mut log).await? {
+            Some(run) => run,
+            // Intended while this attempt holds the job: no other attempt sends
+            // the trigger, and one after it finds the intent if this one dies.
+            None if ctx.journal.intend().await? => {
+                let (started, lines) = self.trigger_and_remember(pipeline, &headers, ctx).await?;
+                log.extend(lines);
+                match ctx.journal.recall().await? {
+                    Recalled::Started(recorded) => recorded,
+                    _ => started,
+                }
             }
+            // Another attempt came as far meanwhile.
             None => {
-                let unrecorded = self.unrecorded_runs().get(&pipeline.run_key).cloned();
-                let started = match unrecorded {
-                    // Started here, but its record could not be written then.
-                    Some(started) => {
-                        log.push(format!(
-                            "an earlier attempt started {} but could not record it; \
-                             recording and following it",
-                            shown_url(&started.status_url)
-                        ));
-                        let (driver, key, run) =
-                            (self.clone(), pipeline.run_key.clone(), started.clone());
-                        let (journal, stop) = (ctx.journal.detached(), ctx.stop.clone());
-                        tokio::spawn(
-                            async move { driver.remember(&key, &run, journal, &stop).await },
-                        )
-                        .await
-                        .map_err(|e| {
-                            DriverError::Permanent(format!(
-                                "recording the pipeline run {} stopped ({e}); it is not \
-                                     started again by itself: follow it in the CI/CD system, \
-                                     then retry the request or take it over",
-                                shown_url(&started.status_url)
-                            ))
-                        })??;
-                        started
-                    }
-                    None => {
-                        let (started, lines) =
-                            self.trigger_and_remember(pipeline, &headers, ctx).await?;
-                        log.extend(lines);
-                        started
-                    }
-                };
-                // Another worker's run may have been recorded first: that one is
-                // followed (the first record stays), not this one.
-                ctx.journal.recall().await?.unwrap_or(started)
+                let recalled = ctx.journal.recall().await?;
+                self.earlier_run(recalled, pipeline, ctx, &mut log)
+                    .await?
+                    .ok_or_else(|| may_have_started(&pipeline.run_key))?
             }
         };
         let value = run.follow(&external, &mut log).await?;
@@ -165,6 +142,55 @@ impl PipelineDriver {
             commit: None,
             log,
         })
+    }
+
+    /// The run an earlier attempt of the step started, to follow instead of
+    /// triggering one; none when no attempt came as far as triggering. One that
+    /// was about to and left no record may have started a run: unless this
+    /// process knows it (its record failed), a person looks for it.
+    async fn earlier_run(
+        &self,
+        recalled: Recalled,
+        pipeline: &PlannedPipeline,
+        ctx: &StepContext<'_>,
+        log: &mut Vec<String>,
+    ) -> Result<Option<ExternalRun>, DriverError> {
+        match recalled {
+            Recalled::Nothing => Ok(None),
+            Recalled::Started(recorded) => {
+                self.unrecorded_runs().remove(&pipeline.run_key);
+                log.push(format!(
+                    "following the run an earlier attempt started: {}",
+                    shown_url(&recorded.status_url)
+                ));
+                Ok(Some(recorded))
+            }
+            Recalled::Intended => {
+                let unrecorded = self.unrecorded_runs().get(&pipeline.run_key).cloned();
+                let Some(started) = unrecorded else {
+                    return Err(may_have_started(&pipeline.run_key));
+                };
+                // Started here, but its record could not be written then.
+                log.push(format!(
+                    "an earlier attempt started {} but could not record it; \
+                     recording and following it",
+                    shown_url(&started.status_url)
+                ));
+                let (driver, key, run) = (self.clone(), pipeline.run_key.clone(), started.clone());
+                let (journal, stop) = (ctx.journal.detached(), ctx.stop.clone());
+                tokio::spawn(async move { driver.remember(&key, &run, journal, &stop).await })
+                    .await
+                    .map_err(|e| {
+                        DriverError::Permanent(format!(
+                            "recording the pipeline run {} stopped ({e}); it is not \
+                             started again by itself: follow it in the CI/CD system, \
+                             then retry the request or take it over",
+                            shown_url(&started.status_url)
+                        ))
+                    })??;
+                Ok(Some(started))
+            }
+        }
     }
 
     fn unrecorded_runs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ExternalRun>> {
@@ -536,6 +562,19 @@ impl StatusLines {
     }
 }
 
+/// An attempt was about to trigger the run and left no record of one: its
+/// process ended, or another worker took the job over, between the two. The
+/// CI/CD system may have started a run (GitHub and GitLab start a second one
+/// for the same key), so none is triggered again by itself.
+fn may_have_started(run_key: &str) -> DriverError {
+    DriverError::Permanent(format!(
+        "an earlier attempt of this step was about to trigger its run under the key {run_key} \
+         when it stopped (its process ended, or another worker took the job over), and no run \
+         was recorded: one may have started. It is not sent again by itself; look for that run \
+         in the CI/CD system, then retry the request or take it over"
+    ))
+}
+
 /// A status URL for a line, a summary or an error: the CI/CD system chose it,
 /// and its query (`?private_token=…`) or its user part may hold a credential.
 fn shown_url(url: &str) -> String {
@@ -688,15 +727,30 @@ mod tests {
         driver.run(step, &ctx).await
     }
 
-    /// A journal whose database is down: nothing is ever recorded.
+    /// A journal whose database went down after the intent was written: no
+    /// run is ever recorded.
     struct Unwritable {
         tries: Arc<Mutex<u32>>,
+        intended: Arc<Mutex<bool>>,
     }
 
     #[async_trait]
     impl StepJournal for Unwritable {
-        async fn recall(&self) -> Result<Option<ExternalRun>, DriverError> {
-            Ok(None)
+        async fn recall(&self) -> Result<Recalled, DriverError> {
+            match self.intended.lock().map(|i| *i) {
+                Ok(true) => Ok(Recalled::Intended),
+                _ => Ok(Recalled::Nothing),
+            }
+        }
+
+        async fn intend(&self) -> Result<bool, DriverError> {
+            let mut intended = self
+                .intended
+                .lock()
+                .map_err(|_| DriverError::Retryable("lock".into()))?;
+            let first = !*intended;
+            *intended = true;
+            Ok(first)
         }
 
         async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {
@@ -709,8 +763,33 @@ mod tests {
         fn detached(&self) -> Arc<dyn StepJournal> {
             Arc::new(Unwritable {
                 tries: self.tries.clone(),
+                intended: self.intended.clone(),
             })
         }
+    }
+
+    /// An attempt that finds an earlier one's intent and no run (that one died,
+    /// or lost its job, between the two) triggers none: a person looks for it.
+    #[tokio::test]
+    async fn an_intent_left_without_a_run_triggers_none() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let (base, triggers) = ci(StatusCode::OK).await?;
+        let driver = driver_for(&base)?;
+        let step = step_for(&base);
+        let journal = Unwritable {
+            tries: Arc::default(),
+            intended: Arc::new(Mutex::new(true)),
+        };
+        let failed = run_once(&driver, &step, &journal, &CancellationToken::new()).await;
+        let Err(DriverError::Permanent(message)) = &failed else {
+            return Err(format!("{failed:?}").into());
+        };
+        assert!(
+            message.contains("one may have started") && message.contains("slipway-1-1-0"),
+            "{message}"
+        );
+        assert_eq!(triggers.load(Ordering::SeqCst), 0);
+        Ok(())
     }
 
     /// A run started but never recorded is not started again by a later attempt
@@ -723,6 +802,7 @@ mod tests {
         let step = step_for(&base);
         let journal = Unwritable {
             tries: Arc::default(),
+            intended: Arc::default(),
         };
         let status_url = format!("{base}/runs/7");
         for attempt in 0..2 {

@@ -618,7 +618,8 @@ async fn run_step(
     };
     let stop = run.control.step_token();
     let (progress, lines) = ProgressLines::channel(secrets.clone());
-    let journal = journal::RunJournal::new(run.state.db.clone(), key);
+    let holder = (run.job.id, run.worker.to_string());
+    let journal = journal::RunJournal::new(run.state.db.clone(), key, holder);
     let ctx = StepContext {
         secrets,
         stop: &stop,

@@ -43,8 +43,30 @@ pub async fn find(
     .transpose()
 }
 
-/// Records the run; a second record for the same step keeps the first (two
-/// workers that both triggered follow the run recorded first).
+/// The status URL of a run about to be triggered: not known yet.
+pub const INTENDED: &str = "";
+
+/// Records that an attempt is about to trigger the step's run (a row with no
+/// status URL yet), unless an earlier attempt did. True when this one did: it
+/// may send the trigger; a later attempt that finds the row without a URL knows
+/// a run may have started and does not start another.
+pub async fn intend(conn: &mut AnyConnection, key: StepKey, at: i64) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "INSERT INTO pipeline_runs (request_id, revision, step_index, status_url, started_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, revision, step_index) DO NOTHING",
+    )
+    .bind(key.request_id.0)
+    .bind(key.revision)
+    .bind(key.step_index)
+    .bind(INTENDED)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the run over its intent; a second record for the same step keeps
+/// the first (two workers that both triggered follow the run recorded first).
 pub async fn record(
     conn: &mut AnyConnection,
     key: StepKey,
@@ -52,7 +74,9 @@ pub async fn record(
 ) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO pipeline_runs (request_id, revision, step_index, status_url, started_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, revision, step_index) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, revision, step_index) DO UPDATE \
+         SET status_url = excluded.status_url, started_at = excluded.started_at \
+         WHERE pipeline_runs.status_url = ''",
     )
     .bind(key.request_id.0)
     .bind(key.revision)

@@ -22,6 +22,26 @@ pub fn verifier(password: &str) -> String {
     verifier_with(password, &salt, ITERATIONS)
 }
 
+/// Whether `stored` (a role's `rolpassword`) is a SCRAM-SHA-256 verifier of
+/// `password`: computed again with its own salt and iterations. False for any
+/// other form (an MD5 hash, a plain password, none).
+pub fn matches(stored: &str, password: &str) -> bool {
+    let Some(rest) = stored.strip_prefix("SCRAM-SHA-256$") else {
+        return false;
+    };
+    let Some((iterations, rest)) = rest.split_once(':') else {
+        return false;
+    };
+    let Some((salt, _keys)) = rest.split_once('$') else {
+        return false;
+    };
+    // PostgreSQL's own bound; a verifier past it was not written by a server.
+    let (Ok(iterations), Ok(salt)) = (iterations.parse::<u32>(), STANDARD.decode(salt)) else {
+        return false;
+    };
+    (1..=1_000_000).contains(&iterations) && verifier_with(password, &salt, iterations) == stored
+}
+
 fn verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
     // PostgreSQL prepares the password with SASLprep, and uses it as it is
     // when that fails (a password that is not valid UTF-8 text for it).
@@ -74,6 +94,22 @@ mod tests {
             verifier_with("\u{00AD}", &salt, 4096),
             "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$SZkxrvFFqAD5aFlZQn4lVuZycZZKMFRT8rog3aIS6/o=:/J5Er/A3ylR51P4oIB5DsbkgDmuvrVlRZVYC6A5U8Zs="
         );
+    }
+
+    #[test]
+    fn a_stored_verifier_is_matched_only_by_its_password() {
+        let stored = verifier("pencil-Abc123");
+        assert!(matches(&stored, "pencil-Abc123"));
+        assert!(!matches(&stored, "pencil-Abc124"));
+        for other in [
+            "",
+            "md5c2a3b1f0e9d8c7b6a5f4e3d2c1b0a9f8",
+            "SCRAM-SHA-256$x:AAEC$a:b",
+            "SCRAM-SHA-256$4096:not base64!$a:b",
+            "SCRAM-SHA-256$4000000000:AAECAwQFBgcICQoLDA0ODw==$a:b",
+        ] {
+            assert!(!matches(other, "pencil-Abc123"), "{other}");
+        }
     }
 
     #[test]
