@@ -294,6 +294,13 @@ fn ci_catalog(base: &str) -> TestResult<tempfile::TempDir> {
             .replace("NAME", name)
             .replace("STEP", &step)
             .replace("BASE", base);
+        // GitHub's again, with time to cancel it while it runs.
+        if name == "github-job" {
+            let patient = text
+                .replace("name: github-job", "name: patient-job")
+                .replace("deadline_seconds: 3", "deadline_seconds: 120");
+            std::fs::write(dir.path().join("types/patient-job.yaml"), patient)?;
+        }
         std::fs::write(dir.path().join(format!("types/{name}.yaml")), text)?;
     }
     std::fs::create_dir_all(dir.path().join("templates/job"))?;
@@ -650,6 +657,61 @@ async fn died_between_intent_and_record(engine: Engine) -> TestResult {
     app.run_jobs().await?;
     assert_eq!(app.request_state(id).await?, RequestState::Completed);
     assert_eq!(ci.lock().map_err(|_| "lock")?.triggers.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retry_after_a_cancel_follows_the_run_still_going_sqlite() -> TestResult {
+    retry_after_cancel_follows_its_run(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_retry_after_a_cancel_follows_the_run_still_going_postgres() -> TestResult {
+    retry_after_cancel_follows_its_run(Engine::Postgres).await
+}
+
+/// A cancel stops Slipway's job, not the CI/CD run it started: a retry then
+/// follows that run to its end instead of starting a second one beside it
+/// (a run seen to fail is not followed again: see `runs_to_an_end`).
+async fn retry_after_cancel_follows_its_run(engine: Engine) -> TestResult {
+    let (address, ci) = start_ci().await?;
+    let Some(app) = start(engine, address).await? else {
+        return Ok(());
+    };
+    let id = submit(&app, "patient-job", "cancelled", "never").await?;
+    let worker = {
+        let state = app.state.clone();
+        tokio::spawn(async move { slipway_server::orchestrator::run_once(&state, "w").await })
+    };
+    let polled = async {
+        while !ci
+            .lock()
+            .is_ok_and(|ci| ci.runs.iter().any(|r| r.polls >= 1))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), polled).await?;
+    let alice = app.user("alice").await?;
+    requests::cancel(&app.state, &alice, id).await?;
+    tokio::time::timeout(Duration::from_secs(60), worker).await???;
+    assert_eq!(app.request_state(id).await?, RequestState::Failed);
+    // The run goes on in the CI/CD system, and succeeds there.
+    if let Ok(mut ci) = ci.lock() {
+        for run in &mut ci.runs {
+            run.outcome = "success".into();
+        }
+    }
+    let carol = app.user("carol").await?;
+    slipway_server::services::operations::retry(&app.state, &carol, id).await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    assert_eq!(
+        ci.lock().map_err(|_| "lock")?.triggers.len(),
+        1,
+        "no second run"
+    );
     Ok(())
 }
 

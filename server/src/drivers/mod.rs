@@ -86,6 +86,8 @@ pub trait StepJournal: Send + Sync {
     async fn intend(&self) -> Result<bool, DriverError>;
     /// Records the run before it is followed; the first record stays.
     async fn remember(&self, run: &ExternalRun) -> Result<(), DriverError>;
+    /// Records that the run was seen to end: a retry starts a new one.
+    async fn ended(&self) -> Result<(), DriverError>;
     /// The same journal, owned: for work that must finish even when the step
     /// is stopped (a run started must be recorded).
     fn detached(&self) -> std::sync::Arc<dyn StepJournal>;
@@ -134,6 +136,10 @@ impl StepJournal for NoJournal {
     }
 
     async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn ended(&self) -> Result<(), DriverError> {
         Ok(())
     }
 

@@ -133,7 +133,11 @@ impl PipelineDriver {
                     .ok_or_else(|| may_have_started(&pipeline.run_key))?
             }
         };
-        let value = run.follow(&external, &mut log).await?;
+        let ended = run.follow(&external, &mut log).await;
+        // Seen to end, a run is not followed by a retry, which starts a new
+        // one; one whose following a cancel cut short (this future dropped) is.
+        ctx.journal.ended().await?;
+        let value = ended?;
         Ok(StepOutcome {
             summary: format!(
                 "pipeline run {} ended {value}",
@@ -758,6 +762,10 @@ mod tests {
                 *tries += 1;
             }
             Err(DriverError::Retryable("the database is down".into()))
+        }
+
+        async fn ended(&self) -> Result<(), DriverError> {
+            Ok(())
         }
 
         fn detached(&self) -> Arc<dyn StepJournal> {

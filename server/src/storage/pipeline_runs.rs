@@ -88,18 +88,39 @@ pub async fn record(
     Ok(())
 }
 
-/// Forgets the runs recorded for a revision's steps: a retry after a failure
-/// starts new ones (under new keys) instead of following the runs that failed.
+/// Records that the step saw its run end (its verdict, or its deadline passed).
+pub async fn end(conn: &mut AnyConnection, key: StepKey, at: i64) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE pipeline_runs SET ended_at = $4 \
+         WHERE request_id = $1 AND revision = $2 AND step_index = $3 AND ended_at IS NULL",
+    )
+    .bind(key.request_id.0)
+    .bind(key.revision)
+    .bind(key.step_index)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets the runs of a revision's steps that ended, and the intents that
+/// left no run: a retry after a failure starts new ones (under new keys)
+/// instead of following runs that failed. A run whose following was cut short
+/// (a cancel while it ran) stays, and the retry follows it to its end rather
+/// than starting a second beside it.
 pub async fn forget(
     conn: &mut AnyConnection,
     request_id: RequestId,
     revision: i64,
 ) -> Result<u64, StorageError> {
-    let done = sqlx::query("DELETE FROM pipeline_runs WHERE request_id = $1 AND revision = $2")
-        .bind(request_id.0)
-        .bind(revision)
-        .execute(&mut *conn)
-        .await?;
+    let done = sqlx::query(
+        "DELETE FROM pipeline_runs WHERE request_id = $1 AND revision = $2 \
+         AND (ended_at IS NOT NULL OR status_url = '')",
+    )
+    .bind(request_id.0)
+    .bind(revision)
+    .execute(&mut *conn)
+    .await?;
     Ok(done.rows_affected())
 }
 

@@ -79,6 +79,15 @@ impl StepJournal for RunJournal {
         Ok(())
     }
 
+    async fn ended(&self) -> Result<(), DriverError> {
+        let mut tx = self.db.write().await.map_err(retryable)?;
+        pipeline_runs::end(&mut tx, self.key, now_millis())
+            .await
+            .map_err(retryable)?;
+        tx.commit().await.map_err(retryable)?;
+        Ok(())
+    }
+
     fn detached(&self) -> std::sync::Arc<dyn StepJournal> {
         std::sync::Arc::new(self.clone())
     }
