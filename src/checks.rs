@@ -213,7 +213,7 @@ impl AllowedHosts {
     /// unless listed themselves.
     pub fn allows_address(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V6(v6) => embedded_ipv4(v6).map_or(ip, IpAddr::V4),
             v4 => v4,
         };
         let special = match ip {
@@ -229,6 +229,23 @@ impl AllowedHosts {
         };
         !special || self.0.iter().any(|rule| rule.host == ip.to_string())
     }
+}
+
+/// The IPv4 address an IPv6 one carries and reaches: IPv4-mapped
+/// (`::ffff:a.b.c.d`), through NAT64's well-known prefix (`64:ff9b::a.b.c.d`,
+/// RFC 6052: a gateway connects to the IPv4 address), or the deprecated
+/// IPv4-compatible form (`::a.b.c.d`, not `::` or `::1`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let segments = v6.segments();
+    let zero_middle = segments[2..6].iter().all(|s| *s == 0);
+    let nat64 = segments[0] == 0x64 && segments[1] == 0xff9b && zero_middle;
+    let compatible = segments[0] == 0 && segments[1] == 0 && zero_middle;
+    let last = (u32::from(segments[6]) << 16) | u32::from(segments[7]);
+    // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+    (nat64 || (compatible && last > 1)).then(|| std::net::Ipv4Addr::from(last))
 }
 
 /// The instance metadata service of AWS over IPv6.

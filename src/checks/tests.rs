@@ -99,12 +99,19 @@ fn metadata_and_other_special_addresses_need_listing_by_address() {
         "224.0.0.1",
         "fe80::1",
         "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::169.254.169.254",
+        "::169.254.169.254",
         "fd00:ec2::254",
     ] {
         let ip: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{e}"));
         assert!(!by_name.allows_address(ip), "{ip} allowed");
     }
     assert!(by_name.allows_address(IpAddr::from([127, 0, 0, 1])));
+    for ordinary in ["::1", "64:ff9b::a01:203", "2001:db8::1"] {
+        let ip: IpAddr = ordinary.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(by_name.allows_address(ip), "{ip} refused");
+    }
     assert!(by_name.allows_address(IpAddr::from([10, 1, 2, 3])));
     let other_unique_local: IpAddr = "fd00:ec2::253".parse().unwrap_or_else(|e| panic!("{e}"));
     assert!(by_name.allows_address(other_unique_local));
