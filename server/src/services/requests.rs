@@ -1015,9 +1015,9 @@ const CLOSE_UNREVISED_BATCH: i64 = 200;
 /// Cancels the requests sent back for changes and not revised since `before`
 /// (milliseconds): each held its name and its team's quota while nobody meant
 /// to finish it. Template upgrades wait on (see
-/// [`storage::requests::unrevised_since`]). Each in a transaction of its own, as a policy: the requester
-/// reads why in the request's history (and in chat, when linked), and submits
-/// it again when ready. A request revised or cancelled meanwhile (here or by
+/// [`storage::requests::unrevised_since`]). Each in a transaction of its own,
+/// as a policy: the requester reads why in the request's history (and in chat,
+/// when linked), and submits it again when ready. A request revised or cancelled meanwhile (here or by
 /// another replica) is left as it is. Returns how many were closed.
 pub async fn close_unrevised(state: &AppState, before: i64) -> ServiceResult<u64> {
     let candidates = {
