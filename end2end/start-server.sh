@@ -59,6 +59,7 @@ SLIPWAY_OIDC_CLIENT_SECRET="$oidc_secret" "$bin" serve --demo \
   --public-url "http://127.0.0.1:$port" \
   --oidc-issuer "http://127.0.0.1:$oidc_port" \
   --oidc-client-id slipway-e2e \
+  --oidc-teams-as-named true \
   --oidc-name "Slipway test IdP" &
 child=$!
 wait "$child"

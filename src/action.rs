@@ -152,7 +152,9 @@ pub fn renders_asset(ty: &ResourceType, action: &TypeAction) -> bool {
 /// Whether a request for `action` would leave the asset as it is: the action
 /// neither retires the asset nor upgrades its templates (that records the new
 /// version), asks for the values the asset has (`asset_params`, over the type's
-/// defaults, against the request's), its steps only commit files to the GitOps
+/// defaults, against the request's; the action's inputs that are not the
+/// type's parameters, as a restore's backup, count by the files they
+/// render alone: restoring the backup restored last again), its steps only commit files to the GitOps
 /// repository (no command or pipeline that acts beyond them), it removes nothing,
 /// and every file it writes is deployed with that content already. Such a
 /// request would be reviewed and run for nothing, and hold the asset from its
@@ -166,9 +168,12 @@ pub fn changes_nothing(
     if action.retires || action.is_upgrade() {
         return false;
     }
+    // Only the asset's own parameters are recorded on it: an action's own input
+    // (which backup to restore) changes the asset through its files alone.
     let has = with_type_defaults(ty, asset_params);
     let same_values = input_of(action, request_params)
         .iter()
+        .filter(|(name, _)| ty.has_param(name))
         .all(|(name, value)| has.get(name) == Some(value));
     let steps = &action.request_type.execute;
     let only_commits = !steps.is_empty()

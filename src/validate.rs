@@ -185,19 +185,34 @@ pub const UNFIT_TEXT: &str =
 /// but a line break or a tab, or an invisible mark that reverses or isolates
 /// the direction of what follows or hides between letters, which would make a
 /// comment, a note or a parameter read differently from what is stored
-/// ("Trojan Source"). Joiners (U+200C, U+200D) stay: scripts and emoji use them.
+/// ("Trojan Source"): the format characters, tag characters (which can carry a
+/// whole hidden text), and the fillers and separators that draw as nothing.
+/// Joiners (U+200C, U+200D) and variation selectors stay: scripts and emoji
+/// use them.
 pub fn unfit_in_text(c: char) -> bool {
     (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         || matches!(
             c,
-            '\u{061C}'
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
                 | '\u{200B}'
                 | '\u{200E}'
                 | '\u{200F}'
                 | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{3164}'
                 | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E007F}'
         )
 }
 
@@ -257,7 +272,10 @@ fn control_characters(params: &Value) -> Vec<FieldError> {
         match value {
             Value::String(text) => text.chars().any(unfit_in_text),
             Value::Array(items) => items.iter().any(holds_one),
-            Value::Object(map) => map.values().any(holds_one),
+            // A free-form object's keys are rendered and shown as its values are.
+            Value::Object(map) => map
+                .iter()
+                .any(|(key, value)| key.chars().any(unfit_in_text) || holds_one(value)),
             _ => false,
         }
     }

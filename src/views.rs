@@ -533,6 +533,28 @@ pub struct AssetTemplates {
     pub rendered_by: String,
     pub current: String,
     pub upgrade_request: Option<RequestId>,
+    /// When the templates moved on and no upgrade waits: why not.
+    #[serde(default)]
+    pub no_upgrade: Option<NoUpgrade>,
+}
+
+/// Why an asset whose templates moved on has no upgrade request waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum NoUpgrade {
+    /// The type is no longer in the catalog.
+    TypeRemoved,
+    /// The asset is retired: nothing renders it again.
+    Retired,
+    /// The type has no template upgrade action: an action that renders the
+    /// asset anew brings it to the current templates.
+    NotOffered,
+    /// The team cancelled, or a reviewer rejected, this very upgrade: it is
+    /// asked again when the templates or the asset change.
+    Declined { request: RequestId },
+    /// The next sweep opens one (another request of the asset may be in flight).
+    NotYet,
 }
 
 impl AssetTemplates {

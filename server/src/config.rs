@@ -1146,6 +1146,12 @@ pub struct IdentityArgs {
     /// the catalog's teams dictionary. When given, only listed values grant teams.
     #[arg(long, env = "SLIPWAY_OIDC_TEAM_MAP", value_delimiter = ',')]
     pub oidc_team_map: Vec<String>,
+    /// Without a team map, take the teams claim's values as team names: only
+    /// where nobody but the provider's administrators makes its groups (where
+    /// people make their own, as on GitLab or Entra ID, anyone could name a group
+    /// `payments` and join that team).
+    #[arg(long, env = "SLIPWAY_OIDC_TEAMS_AS_NAMED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oidc_teams_as_named: bool,
 }
 
 impl Default for IdentityArgs {
@@ -1169,6 +1175,7 @@ impl Default for IdentityArgs {
             oidc_teams_claim: "groups".into(),
             oidc_role_map: Vec::new(),
             oidc_team_map: Vec::new(),
+            oidc_teams_as_named: false,
         }
     }
 }
@@ -1198,6 +1205,7 @@ impl std::fmt::Debug for IdentityArgs {
             .field("oidc_teams_claim", &self.oidc_teams_claim)
             .field("oidc_role_map", &self.oidc_role_map)
             .field("oidc_team_map", &self.oidc_team_map)
+            .field("oidc_teams_as_named", &self.oidc_teams_as_named)
             .finish()
     }
 }
@@ -2054,6 +2062,15 @@ impl IdentityArgs {
             |v| v.trim_start_matches('/'),
             team_target,
         )?;
+        if team_map.is_none() && !self.oidc_teams_as_named {
+            return Err(setting_error(
+                TEAM_MAP_SETTING,
+                format!(
+                    "is required: list the values of the {:?} claim that grant each team, e.g. grp-payments=payments; or, where only the provider's administrators make its groups, take them as team names with --oidc-teams-as-named true (SLIPWAY_OIDC_TEAMS_AS_NAMED)",
+                    self.oidc_teams_claim.trim()
+                ),
+            ));
+        }
         Ok(Some(OidcSettings {
             issuer,
             client_id,
@@ -2385,6 +2402,7 @@ mod tests {
             oidc_issuer: Some("https://id.example.com/realms/main".into()),
             oidc_client_id: Some("slipway".into()),
             public_url: Some("https://slipway.example.com".into()),
+            oidc_teams_as_named: true,
             ..IdentityArgs::default()
         }
     }
@@ -2602,6 +2620,14 @@ mod tests {
                 },
                 ROLE_MAP_SETTING,
                 "is required when roles come from the teams' claim (\"groups\")",
+            ),
+            (
+                IdentityArgs {
+                    oidc_teams_as_named: false,
+                    ..identity()
+                },
+                TEAM_MAP_SETTING,
+                "is required: list the values of the \"groups\" claim",
             ),
         ] {
             let message = refusal(args);

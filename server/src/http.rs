@@ -450,8 +450,11 @@ fn same_origin_check(state: &AppState, request: &Request) -> Result<(), String> 
     }
 }
 
-/// Same origin: the configured public origin exactly, or the request's own host
-/// (over https when cookies are Secure, as the site is then served over TLS).
+/// Same origin: the configured public origin exactly when there is one, else the
+/// request's own host (over https when cookies are Secure, as the site is then
+/// served over TLS). With a public origin the `Host` header is not trusted: a
+/// page on a name rebound to this server's address (DNS rebinding) sends its own
+/// name as both `Origin` and `Host`.
 pub fn origin_allowed(
     claimed: &str,
     public_origin: Option<&str>,
@@ -461,8 +464,8 @@ pub fn origin_allowed(
     if claimed == "null" {
         return false;
     }
-    if public_origin.is_some_and(|p| p.eq_ignore_ascii_case(claimed)) {
-        return true;
+    if let Some(public) = public_origin {
+        return public.eq_ignore_ascii_case(claimed);
     }
     let Some(host) = host else { return false };
     let (scheme, authority) = match claimed.split_once("://") {
@@ -667,7 +670,11 @@ pub(crate) async fn session_caller(
     let user = crate::services::auth::user(state, slipway_core::ids::UserId(user_id))
         .await?
         .ok_or(ServiceError::Unauthenticated)?;
-    Ok(Caller::new(user, Channel::Portal, meta.unwrap_or_default()))
+    let mut caller = Caller::new(user, Channel::Portal, meta.unwrap_or_default());
+    caller.session_key = session
+        .id()
+        .map(|id| crate::storage::sessions::stored_key(&id.to_string()));
+    Ok(caller)
 }
 
 /// Where a page starts following a request's events (see [`events::resume_point`]).
@@ -740,12 +747,20 @@ pub async fn call_meta(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let trace_id = usable_trace_id(request.headers().get("x-request-id"))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
+    // A trusted proxy's id ties its log to ours; anyone else's would let a client
+    // file its calls under another call's trace in the audit log.
+    let trusted_proxies = &state.settings.identity.trusted_proxies;
+    let from_proxy = peer
+        .map(|peer| peer.to_canonical())
+        .is_some_and(|peer| trusted_proxies.iter().any(|net| net.contains(&peer)));
+    let trace_id = from_proxy
+        .then(|| usable_trace_id(request.headers().get("x-request-id")))
+        .flatten()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let client_addr = client_address(
         peer,
         request.headers(),
@@ -960,6 +975,13 @@ mod tests {
             Some("https://slipway.example"),
             Some("10.0.0.5:3000"),
             true
+        ));
+        // A rebound name sends itself as Origin and Host alike.
+        assert!(!origin_allowed(
+            "http://evil.example:3000",
+            Some("https://slipway.example"),
+            Some("evil.example:3000"),
+            false
         ));
     }
 }

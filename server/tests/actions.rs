@@ -313,6 +313,15 @@ async fn every_database_action_walks_the_flow(app: &TestApp) -> TestResult {
         head_file(app, cluster)?.is_some_and(|c| c.contains("postgresql:17")),
         "the restore leaves the cluster as it is"
     );
+    // The backup restored last, restored again, would commit nothing and leave
+    // that cluster as it is (CloudNativePG bootstraps a cluster once): refused,
+    // not completed as if it had restored something.
+    let again = action_draft(json!({"backup_name": "before-43"}));
+    refused!(app, actions::submit(state, &alice, asset, "restore", &again),
+    ServiceError::Invalid(errors) => assert!(
+        errors[0].message.contains(&format!("would leave asset #{asset} as it is")),
+        "{errors:?}"
+    ));
 
     // Decommission removes the cluster through the driver and retires the asset.
     let watched = assets::detail(state, &alice, asset).await?.monitoring;

@@ -290,6 +290,23 @@ async fn create_is_idempotent_and_reads_back(app: &TestApp) -> TestResult {
             .json(body)
             .send()
     };
+    // A refused call did nothing and holds its key for nothing: the same key
+    // with the call put right (a content type, a valid name) is a new try.
+    let bare = api
+        .call(Method::POST, "/requests", &secret)
+        .header("Idempotency-Key", "key-1")
+        .body(serde_json::to_vec(&body)?)
+        .send()
+        .await?;
+    assert_eq!(bare.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let invalid = send(&new_namespace("Not A Name!", "dev"), "key-1").await?;
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let invalid: Value = invalid.json().await?;
+    assert_ne!(
+        invalid["errors"][0]["field"], "Idempotency-Key",
+        "{invalid}"
+    );
+    assert_eq!(app.count("idempotency_keys").await?, 0);
     let first = send(&body, "key-1").await?;
     assert_eq!(first.status(), StatusCode::CREATED);
     let location = first
@@ -1651,6 +1668,16 @@ async fn tokens_are_made_and_revoked_through_the_api(app: &TestApp) -> TestResul
     .fetch_one(&app.state.db.pool)
     .await?;
     assert!(new_expiry.parse::<i64>()? <= admin_expiry.parse::<i64>()?);
+    // The audit says when it ends, and that its maker cut it short.
+    let created: String = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE action = 'token.created' AND after_value = 'replayed'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await?;
+    assert!(
+        created.contains("with the token it was made with (366 days were asked)"),
+        "{created}"
+    );
     let stored = app.dump_database().await?;
     assert!(!stored.contains(&secret), "a token's secret is stored");
     assert!(!stored.contains(&secret[4..]), "a token's secret is stored");

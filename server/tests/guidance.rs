@@ -117,6 +117,22 @@ async fn the_teams_most_chosen_value_is_offered(app: &TestApp) -> TestResult {
         past(app, "payments", &with(json!({"size": "medium"})), 3).await?;
     }
     past(app, "payments", &with(json!({})), 3).await?;
+    // Values reviewers refused or the team withdrew were not chosen in the end.
+    for state in [
+        "rejected",
+        "cancelled",
+        "rejected",
+        "cancelled",
+        "rejected",
+        "rejected",
+    ] {
+        let id = past(app, "payments", &with(json!({"size": "large"})), 2).await?;
+        sqlx::query("UPDATE requests SET state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(id)
+            .execute(&app.state.db.pool)
+            .await?;
+    }
     let guidance = guidance_for(app, "alice", None).await?;
     assert_eq!(guidance.team.as_deref(), Some("payments"));
     assert_eq!(guidance.requests, 6);

@@ -1353,11 +1353,18 @@ async fn a_rotated_signing_key_is_read_at_once() -> TestResult {
 
 #[tokio::test]
 async fn a_refused_sign_in_is_audited_with_its_address_and_trace_id() -> TestResult {
-    let (app, issuer, provider) = oidc_app(Engine::Sqlite)
+    let (issuer, provider) = start_provider().await?;
+    let identity = IdentitySettings {
+        trusted_proxies: vec!["10.0.0.0/8".parse()?],
+        ..oidc_identity(&issuer)
+    };
+    let app = TestApp::start_with_identity(Engine::Sqlite, identity)
         .await?
         .ok_or("SQLite is always available")?;
+    // Through the proxy, which names the client and the call's trace id.
     let mut browser = Browser::new(&app);
-    browser.address = Some("203.0.113.9:50000".parse()?);
+    browser.address = Some("10.1.2.3:50000".parse()?);
+    browser.forwarded_for = Some("203.0.113.9".into());
     browser.request_id = Some("trace-refused-oidc".into());
     let expired = Token {
         expires_in: chrono::Duration::minutes(-10),
@@ -1390,6 +1397,21 @@ async fn a_refused_sign_in_is_audited_with_its_address_and_trace_id() -> TestRes
         )
     );
     assert!(row.4.starts_with("oidc: "), "{}", row.4);
+
+    // A client that reaches the server itself does not choose its trace id: it
+    // would file its calls under another call's.
+    let mut direct = Browser::new(&app);
+    direct.address = Some("203.0.113.10:50000".parse()?);
+    direct.request_id = Some("trace-refused-oidc".into());
+    sign_in_through_provider(&mut direct, &issuer, &provider, &expired).await?;
+    let traces: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT trace_id FROM audit_events WHERE action = 'user.sign_in_failed' \
+         AND client_addr = '203.0.113.10'",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await?;
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert_ne!(traces[0].as_deref(), Some("trace-refused-oidc"));
     Ok(())
 }
 
@@ -1844,5 +1866,44 @@ async fn a_pending_sign_in_is_short_lived_and_a_disabled_account_stays_out() -> 
         answer.location()
     );
     assert_eq!(signed_in_sessions(&app).await?, 0);
+    Ok(())
+}
+
+/// A move to single sign-on turns local accounts off: what a local account
+/// already holds (the bootstrap admin's API token, a demo user's session) acts
+/// no more.
+#[tokio::test]
+async fn local_accounts_turned_off_act_no_more() -> TestResult {
+    use slipway_core::views::{TokenRequest, TokenScope};
+    use slipway_server::services::{ServiceError, tokens};
+    let (app, _issuer, _provider) = oidc_app(Engine::Sqlite)
+        .await?
+        .ok_or("SQLite is always available")?;
+    let alice = app.user("alice").await?;
+    let request = TokenRequest {
+        name: "before the move".into(),
+        scopes: vec![TokenScope::Read],
+        expires_in_days: Some(30),
+    };
+    let made = tokens::create(&app.state, &alice, &request).await?;
+    let meta = CallMeta::default();
+    assert!(
+        tokens::authenticate(&app.state, &made.secret, meta.clone())
+            .await
+            .is_ok()
+    );
+
+    let mut settings = app.settings.clone();
+    settings.identity.local_accounts = false;
+    let moved = slipway_server::cli::build_state(settings).await?;
+    let refused = tokens::authenticate(&moved, &made.secret, meta).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::Forbidden(why)) if why.contains("local accounts are turned off")),
+        "{refused:?}"
+    );
+    assert!(
+        auth::user(&moved, alice.id).await?.is_none(),
+        "a session of alice's"
+    );
     Ok(())
 }

@@ -91,6 +91,47 @@ async fn serve(app: &TestApp) -> TestResult<String> {
     Ok(format!("http://{addr}"))
 }
 
+/// Whether an open stream ends (its caller no longer standing) within a few of
+/// the server's checks of its caller.
+async fn ends_within_a_standing_check(mut followed: reqwest::Response) -> bool {
+    let stopped = tokio::time::timeout(
+        slipway_server::http::events::STANDING_CHECKED_EVERY * 3,
+        async {
+            while followed.chunk().await?.is_some() {}
+            Ok::<(), reqwest::Error>(())
+        },
+    )
+    .await;
+    matches!(stopped, Ok(Ok(())))
+}
+
+/// A portal session of `user`, stored as a sign-in stores it; its id (the
+/// cookie's value).
+async fn portal_session(app: &TestApp, user: &str) -> TestResult<String> {
+    use slipway_server::storage::sessions::{CREDENTIAL_KEY, DbSessionStore, USER_KEY};
+    use tower_sessions::SessionStore as _;
+    let (id, version): (i64, i64) =
+        sqlx::query_as("SELECT id, credential_version FROM users WHERE username = $1")
+            .bind(user)
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    let mut record = tower_sessions::session::Record {
+        id: tower_sessions::session::Id::default(),
+        data: [
+            (USER_KEY.to_string(), serde_json::json!(id)),
+            (CREDENTIAL_KEY.to_string(), serde_json::json!(version)),
+        ]
+        .into_iter()
+        .collect(),
+        expiry_date: tower_sessions::cookie::time::OffsetDateTime::now_utc()
+            + tower_sessions::cookie::time::Duration::hours(1),
+    };
+    DbSessionStore::new(&app.state.db, Duration::from_secs(3600))
+        .create(&mut record)
+        .await?;
+    Ok(record.id.to_string())
+}
+
 async fn token(app: &TestApp, user: &str) -> TestResult<String> {
     let caller = app.user(user).await?;
     let request = TokenRequest {
@@ -384,7 +425,7 @@ async fn only_those_who_may_view_the_request_follow_it(engine: Engine) -> TestRe
     // caller's standing is checked again, not after its whole minute.
     let waiting = submit_chatter(&app, "waiting").await?;
     let alice = token(&app, "alice").await?;
-    let mut followed = http
+    let followed = http
         .get(format!("{base}/api/v1/requests/{waiting}/events"))
         .bearer_auth(&alice)
         .send()
@@ -394,17 +435,28 @@ async fn only_those_who_may_view_the_request_follow_it(engine: Engine) -> TestRe
         .bind(slipway_server::storage::now_millis())
         .execute(&app.state.db.pool)
         .await?;
-    let stopped = tokio::time::timeout(
-        slipway_server::http::events::STANDING_CHECKED_EVERY * 3,
-        async {
-            while followed.chunk().await?.is_some() {}
-            Ok::<(), reqwest::Error>(())
-        },
-    )
-    .await;
     assert!(
-        matches!(stopped, Ok(Ok(()))),
+        ends_within_a_standing_check(followed).await,
         "a revoked token's stream ends within its standing's check"
+    );
+
+    // So does the portal's stream of a session signed out in another tab.
+    let session = portal_session(&app, "alice").await?;
+    let followed = http
+        .get(format!("{base}/requests/{waiting}/events"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("slipway_session={session}"),
+        )
+        .send()
+        .await?;
+    assert_eq!(followed.status(), StatusCode::OK);
+    let mut conn = app.state.db.pool.acquire().await?;
+    assert!(slipway_server::storage::sessions::end_by_id(&mut conn, &session).await?);
+    drop(conn);
+    assert!(
+        ends_within_a_standing_check(followed).await,
+        "a signed-out session's stream ends within its standing's check"
     );
 
     // A stream of a request that waits for its worker ends when the server shuts

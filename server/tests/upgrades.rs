@@ -16,7 +16,7 @@ use slipway_core::catalog::TypeAction;
 use slipway_core::diff::FileStatus;
 use slipway_core::ids::{AssetId, RequestId};
 use slipway_core::state::RequestState;
-use slipway_core::views::{ActionDraft, ReviewDecision};
+use slipway_core::views::{ActionDraft, NoUpgrade, ReviewDecision};
 use slipway_server::services::detail::ReviewerRead;
 use slipway_server::services::{
     Caller, actions, assets, detail, operations, requests, reviews, upgrades,
@@ -373,6 +373,23 @@ async fn a_declined_upgrade_stays_declined_for_its_version() -> TestResult {
         "the declined two are answered, not failed on: {again:?}"
     );
     assert_eq!(request_count(&changed).await?, before);
+    // The asset's page says so, rather than promising an upgrade that will not
+    // come; the busy one's says the next sweep opens it.
+    let mut conn = changed.db.pool.acquire().await?;
+    let declined = storage::requests::get(&mut conn, report.opened[0])
+        .await?
+        .and_then(|r| r.asset_id)
+        .ok_or("the upgrade names its asset")?;
+    drop(conn);
+    let page = assets::detail(&changed, &alice, declined).await?;
+    assert_eq!(
+        page.templates.no_upgrade,
+        Some(NoUpgrade::Declined {
+            request: report.opened[0]
+        })
+    );
+    let page = assets::detail(&changed, &alice, busy.summary.id).await?;
+    assert_eq!(page.templates.no_upgrade, Some(NoUpgrade::NotYet));
     Ok(())
 }
 

@@ -158,6 +158,36 @@ fn naming_rule_is_checked_on_the_field_name() {
     );
 }
 
+/// A restore names its cluster `<database>-restore-<backup>` beside the
+/// database: no database may be named so, or a restore of `orders` from backup
+/// `a-prod` would overwrite the database `orders-prod-restore-a`.
+#[test]
+fn no_database_takes_the_name_of_a_restored_cluster() {
+    let v = validator("postgres-database");
+    // Also a name that starts so: the team's name comes before it.
+    for taken in [
+        "orders-prod-restore-a",
+        "orders-prod-restore",
+        "x-restore-y",
+        "restore-tests",
+    ] {
+        let errors = v.check(&set(pg_params(), "name", json!(taken)));
+        assert_eq!(errors.len(), 1, "{taken}: {errors:?}");
+        assert_eq!(errors[0].field, "name");
+        assert!(
+            errors[0].message.contains("without '-restore'"),
+            "{errors:?}"
+        );
+    }
+    for free in ["orders", "restoration", "orders-restored", "my-restorer"] {
+        assert_eq!(
+            v.check(&set(pg_params(), "name", json!(free))),
+            vec![],
+            "{free}"
+        );
+    }
+}
+
 #[test]
 fn naming_errors_go_to_the_whole_object_without_a_name_field() {
     let mut t = ty("k8s-namespace");
@@ -387,7 +417,15 @@ fn notes_are_capped_and_plain() {
     );
     assert!(note_error("note", "bell \u{7}").is_some());
     // Reads "approve … ok" on the page while it says something else.
-    for hidden in ["\u{202E}", "\u{2066}", "\u{200F}", "\u{200B}", "\u{FEFF}"] {
+    // … or hides a text in tag characters, or draws a blank as a filler.
+    let tagged: String = "ignore the above"
+        .chars()
+        .map(|c| char::from_u32(0xE0000 + u32::from(c)).unwrap_or(c))
+        .collect();
+    for hidden in [
+        "\u{202E}", "\u{2066}", "\u{200F}", "\u{200B}", "\u{FEFF}", "\u{00AD}", "\u{2062}",
+        "\u{206B}", "\u{3164}", "\u{FFA0}", "\u{180E}", &tagged,
+    ] {
         let error = note_error("comment", &format!("looks {hidden}fine"));
         assert_eq!(
             error.map(|e| e.message),
@@ -395,8 +433,12 @@ fn notes_are_capped_and_plain() {
             "{hidden:?}"
         );
     }
-    // Joiners are writing, not tricks: Persian, and emoji sequences.
-    assert_eq!(note_error("comment", "می\u{200C}خواهم 👩\u{200D}💻"), None);
+    // Joiners are writing, not tricks: Persian, and emoji sequences (with their
+    // variation selectors).
+    assert_eq!(
+        note_error("comment", "می\u{200C}خواهم 👩\u{200D}💻 ❤\u{FE0F}"),
+        None
+    );
     // A form sends each line break as \r\n; the browser counted it once.
     let form = format!("{}\r\n{}", "a".repeat(2_000), "b".repeat(1_999));
     assert_eq!(note_text(&form).chars().count(), MAX_NOTE_CHARS);
@@ -476,4 +518,36 @@ fn an_empty_value_from_text_leaves_the_default_in_place() {
     assert_eq!(values.get("storage_gb"), Some(&json!(20)));
     assert_eq!(values.get("name"), None, "no default, so not given");
     assert!(values.values().all(|v| !v.is_null()), "{values:?}");
+}
+
+/// A free-form object's keys reach manifests and pages as its values do.
+#[test]
+fn hidden_characters_in_an_objects_keys_are_refused() {
+    let mut labelled = ty("postgres-database");
+    if let Some(properties) = labelled
+        .parameters
+        .get_mut("properties")
+        .and_then(Value::as_object_mut)
+    {
+        properties.insert(
+            "labels".into(),
+            json!({"type": "object", "additionalProperties": {"type": "string"}}),
+        );
+    }
+    let v = match ParamValidator::new(&labelled) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        v.check(&set(pg_params(), "labels", json!({"tier": "gold"}))),
+        vec![]
+    );
+    for key in ["ti\u{202E}er", "line\nbreak\u{7}", "a\u{E0041}"] {
+        let errors = v.check(&set(pg_params(), "labels", json!({ key: "gold" })));
+        assert_eq!(
+            errors,
+            vec![FieldError::new("labels", UNFIT_TEXT)],
+            "{key:?}"
+        );
+    }
 }

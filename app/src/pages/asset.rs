@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use slipway_core::ids::AssetId;
-use slipway_core::views::{ASSET_PAGE_HISTORY, AssetTemplates, RelationView};
+use slipway_core::views::{ASSET_PAGE_HISTORY, AssetTemplates, NoUpgrade, RelationView};
 
 use crate::api::fetch_asset;
 use crate::components::{Loading, page_error_view};
@@ -106,6 +106,29 @@ pub fn AssetPage() -> impl IntoView {
     }
 }
 
+/// Why no upgrade waits for an asset whose templates moved on, in words.
+fn no_upgrade_text(templates: &AssetTemplates) -> String {
+    let now = &templates.current;
+    match templates.no_upgrade {
+        Some(NoUpgrade::TypeRemoved) => {
+            " — its type is no longer in the catalog: its files stay as they are.".to_string()
+        }
+        Some(NoUpgrade::Retired) => " — it is retired: nothing renders it again.".to_string(),
+        Some(NoUpgrade::NotOffered) => format!(
+            " — the templates are now at {now}; its type offers no template upgrade, so an \
+             action that renders it anew brings it to them."
+        ),
+        Some(NoUpgrade::Declined { request }) => format!(
+            " — the templates are now at {now}; their upgrade was declined (request #{request}) \
+             and is asked again when the templates or the asset change."
+        ),
+        Some(NoUpgrade::NotYet) | None => format!(
+            " — the templates are now at {now}; the next upgrade sweep opens a request (after \
+             any other request of this asset in flight)."
+        ),
+    }
+}
+
 /// Which catalog version rendered the asset, and whether an upgrade waits.
 #[component]
 fn TemplatesNotice(templates: AssetTemplates) -> impl IntoView {
@@ -121,10 +144,7 @@ fn TemplatesNotice(templates: AssetTemplates) -> impl IntoView {
                 <a href=format!("/requests/{id}")>{format!("upgrade request #{id}")}</a>" waits."</span>
         }
         .into_any(),
-        (false, None) => view! {
-            <span>{format!(" — the templates are now at {}; no upgrade is open yet.", templates.current)}</span>
-        }
-        .into_any(),
+        (false, None) => view! { <span>{no_upgrade_text(&templates)}</span> }.into_any(),
     };
     view! {
         <p data-testid="asset-templates">"Rendered by " {rendered_by} {status}</p>

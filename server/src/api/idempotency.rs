@@ -92,8 +92,8 @@ fn fingerprint(
 /// spaces after colons or its keys in another order, is the same call). A body
 /// that is not JSON is taken byte for byte.
 fn canonical_body(body: &[u8]) -> Vec<u8> {
-    // A key given twice is refused (422, kept for the key): parsed, it would
-    // read as the body without the first value, whose retry then met that 422.
+    // A body with a key given twice is refused (422): parsed, it would read as
+    // the body without the first value, and a retry of it must not match that.
     if super::extract::repeated_key(body).is_some() {
         return body.to_vec();
     }
@@ -254,11 +254,11 @@ async fn keep_answer(state: &AppState, held: Held<'_>, response: Response) -> Re
     };
     let stored = async {
         let mut conn = state.db.write().await?;
-        if answers_the_moment(parts.status) {
-            idempotency::release(&mut conn, held).await?;
-        } else {
+        if kept_for_the_key(parts.status) {
             let answer = answer_to_keep(&parts, &bytes);
             idempotency::finish(&mut conn, held, &answer).await?;
+        } else {
+            idempotency::release(&mut conn, held).await?;
         }
         conn.commit().await?;
         Ok::<(), crate::storage::StorageError>(())
@@ -269,12 +269,14 @@ async fn keep_answer(state: &AppState, held: Held<'_>, response: Response) -> Re
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Whether an answer is about the moment it was given rather than the call, so
-/// a replay of it would be wrong a moment later.
-fn answers_the_moment(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::CONFLICT
-        || status == StatusCode::TOO_MANY_REQUESTS
+/// Whether an answer is kept for its key and replayed: only that of a call that
+/// did what it asked. A refusal changed nothing, and what it says (a missing
+/// content type, a name that breaks a rule, a quota full now, a right not held
+/// yet, a conflict, a pace, a fault) may not hold a moment later: the same key
+/// then runs afresh, as a client retrying with it after putting the call right
+/// expects.
+fn kept_for_the_key(status: StatusCode) -> bool {
+    status.is_success()
 }
 
 /// A key as this call holds it: whose, which, and when it was claimed.

@@ -13,6 +13,7 @@
 mod escaped;
 pub(crate) mod scram;
 mod server_sessions;
+mod supervisor;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -1207,26 +1208,6 @@ fn hand_password_file(process: &mut Command, line: &str) -> Result<OwnedFd, Driv
     Ok(memfd)
 }
 
-/// The program is killed when the thread that started it (which waits for it)
-/// goes, the server killed with it: otherwise a program of a server that died
-/// would run on beside the attempt of the replica that took the job over.
-fn ends_with_its_server(process: &mut Command) {
-    use std::os::unix::process::CommandExt as _;
-    let server = rustix::process::getpid();
-    // SAFETY: between fork and exec the closure makes only two system calls,
-    // both async-signal-safe, and allocates nothing.
-    unsafe {
-        process.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // The server may have died before the line above: then nobody waits.
-            if rustix::process::getppid() != Some(server) {
-                return Err(std::io::ErrorKind::BrokenPipe.into());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// What a program is handed: the command, the admin's password file line (beside
 /// a PostgreSQL server) and the names of the operator's variables it gets.
 struct Handed<'a> {
@@ -1268,10 +1249,10 @@ fn run_blocking(
     } = *handed;
     let scratch = prepare_scratch(settings, command)?;
     let mut process = Command::new(&command.program);
-    // Its own process group: whatever it starts (a shell's children, ansible's
-    // workers) ends with it, and no orphan keeps its output pipes open.
-    std::os::unix::process::CommandExt::process_group(&mut process, 0);
-    ends_with_its_server(&mut process);
+    // Its own process group, led by a supervisor: whatever it starts (a shell's
+    // children, ansible's workers) ends with it and with the server, and no
+    // orphan keeps its output pipes open.
+    supervisor::supervise(&mut process);
     process
         .args(&command.args)
         .current_dir(&scratch.0)
@@ -1887,24 +1868,6 @@ mod tests {
             "in memory, nothing on disk: {passfile}"
         );
         assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
-        Ok(())
-    }
-
-    /// A program outlives neither the server nor the thread that waits for it.
-    #[test]
-    fn a_program_ends_when_the_thread_that_started_it_goes()
-    -> Result<(), Box<dyn std::error::Error>> {
-        use std::os::unix::process::ExitStatusExt as _;
-        let mut child = std::thread::spawn(|| {
-            let mut process = Command::new("sleep");
-            process.arg("30");
-            ends_with_its_server(&mut process);
-            process.spawn()
-        })
-        .join()
-        .map_err(|_| "the starting thread panicked")??;
-        let status = child.wait()?;
-        assert_eq!(status.signal(), Some(9), "{status:?}");
         Ok(())
     }
 

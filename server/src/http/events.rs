@@ -32,8 +32,8 @@ pub const MAX_STREAM_LIFE: Duration = Duration::from_secs(60);
 /// How often a stream asks again whether its caller still stands (the token
 /// usable, the account allowed to act, with its teams as they are now): a
 /// revoked token, a disabled account or a person moved out of the team stops
-/// following within this long, not a stream's whole life. (A portal session
-/// signed out elsewhere is asked for at the next reconnect, within the life.)
+/// following within this long, not a stream's whole life; so does a portal
+/// session signed out in another tab or ended from the sessions page.
 pub const STANDING_CHECKED_EVERY: Duration = Duration::from_secs(5);
 /// How long a browser waits before it reconnects a stream that ended early.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);

@@ -20,7 +20,7 @@ use crate::services::Caller;
 use crate::services::requests::find_required_asset;
 use crate::state::AppState;
 use crate::storage;
-use crate::storage::assets::{ExportRow, NewAsset};
+use crate::storage::assets::{AssetRow, ExportRow, NewAsset};
 use crate::storage::requests::{RequestRow, RevisionRow};
 
 /// A page of the CMDB, newest first, narrowed by type, team, environment, time
@@ -84,20 +84,35 @@ pub async fn detail(state: &AppState, user: &Caller, id: AssetId) -> ServiceResu
             .map(|t| t.param_titles())
             .unwrap_or_default(),
         actions: super::actions::choices(state, user, &asset),
-        templates: AssetTemplates {
-            current: state
-                .catalog
-                .resource_type(&asset.summary.type_name)
-                .map(|t| t.version.clone())
-                .unwrap_or_default(),
-            upgrade_request: storage::upgrades::waiting_upgrade(&mut conn, id)
-                .await?
-                .map(RequestId),
-            rendered_by: asset.catalog_version,
-        },
+        templates: templates(state, &mut conn, &asset).await?,
         params: asset.params,
         commit_id: asset.commit_id,
         summary: asset.summary,
+    })
+}
+
+/// Which templates rendered the asset, the current ones, and the upgrade that
+/// waits, or why none does.
+async fn templates(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    asset: &AssetRow,
+) -> ServiceResult<AssetTemplates> {
+    let ty = state.catalog.resource_type(&asset.summary.type_name);
+    let current = ty.map(|t| t.version.clone()).unwrap_or_default();
+    let upgrade_request = storage::upgrades::waiting_upgrade(conn, asset.summary.id)
+        .await?
+        .map(RequestId);
+    let no_upgrade = if upgrade_request.is_none() && asset.catalog_version != current {
+        Some(super::upgrades::why_none_waits(conn, ty, asset).await?)
+    } else {
+        None
+    };
+    Ok(AssetTemplates {
+        rendered_by: asset.catalog_version.clone(),
+        current,
+        upgrade_request,
+        no_upgrade,
     })
 }
 

@@ -568,7 +568,9 @@ pub async fn user(state: &AppState, id: UserId) -> ServiceResult<Option<UserView
 }
 
 /// The account as it may act now through a session, a token or chat: refused
-/// when an administrator disabled it, or when its roles come from an identity
+/// when an administrator disabled it, when it is a local account and local
+/// accounts were turned off (a move to single sign-on must not leave the
+/// bootstrap admin's tokens working), or when its roles come from an identity
 /// provider that has not confirmed them within the configured time.
 pub(crate) async fn acting_user(
     state: &AppState,
@@ -580,11 +582,17 @@ pub(crate) async fn acting_user(
     // which would move the cut-off into the future and refuse everyone.
     let window_millis = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     let confirmed_after = now_millis().saturating_sub(window_millis);
-    match users::standing(conn, id, confirmed_after).await? {
+    let local_accounts = state.settings.identity.local_accounts;
+    match users::standing(conn, id, (confirmed_after, local_accounts)).await? {
         users::Standing::Acting(user) => Ok(user),
         users::Standing::Missing => Err(ServiceError::Unauthenticated),
         users::Standing::Disabled => Err(ServiceError::Forbidden(
             "this account is disabled; ask the platform team".into(),
+        )),
+        users::Standing::LocalTurnedOff => Err(ServiceError::Forbidden(
+            "local accounts are turned off here (--local-accounts false): this account's \
+             sessions, tokens and chat link act no more; sign in through single sign-on"
+                .into(),
         )),
         users::Standing::Unconfirmed => Err(ServiceError::Forbidden(format!(
             "your roles and teams come from the identity provider, which has not confirmed them \

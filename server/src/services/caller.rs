@@ -49,6 +49,9 @@ pub struct Caller {
     /// When the token expires (milliseconds since the epoch): a token it makes may
     /// not outlive it.
     pub token_expires_at: Option<i64>,
+    /// The stored key of the portal session the call came with (its hash, never
+    /// the id itself): a call that outlives a moment asks whether it still stands.
+    pub session_key: Option<String>,
 }
 
 impl Caller {
@@ -60,6 +63,7 @@ impl Caller {
             token_id: None,
             scopes: None,
             token_expires_at: None,
+            session_key: None,
         }
     }
 

@@ -99,10 +99,23 @@ fn check_request(caller: &Caller, request: &TokenRequest) -> ServiceResult<(Stri
 }
 
 /// When a new token expires: after `days`, but never after the token that makes it
-/// (a token must not mint a longer-lived one).
-fn expiry(caller: &Caller, days: u32) -> i64 {
+/// (a token must not mint a longer-lived one). Also whether that cut it short.
+fn expiry(caller: &Caller, days: u32) -> (i64, bool) {
     let asked = now_millis() + i64::from(days) * DAY_MILLIS;
-    caller.token_expires_at.map_or(asked, |cap| asked.min(cap))
+    match caller.token_expires_at {
+        Some(cap) if cap < asked => (cap, true),
+        _ => (asked, false),
+    }
+}
+
+/// How the audit records a new token's end: what it is, not only what was asked.
+fn expiry_text(days: u32, (expires_at, capped): (i64, bool)) -> String {
+    let at = storage::format_millis(expires_at);
+    if capped {
+        format!("expires {at}, with the token it was made with ({days} days were asked)")
+    } else {
+        format!("expires in {days} days, {at}")
+    }
 }
 
 /// A token just made, with its secret: the caller shows it once and keeps it nowhere.
@@ -150,6 +163,7 @@ pub async fn create(
             ),
         )]));
     }
+    let expires = expiry(caller, days);
     let id = storage::tokens::insert(
         &mut tx,
         &NewTokenRow {
@@ -158,7 +172,7 @@ pub async fn create(
             prefix: &prefix,
             secret_hash: &secret_hash(&secret),
             scopes: &scopes,
-            expires_at: expiry(caller, days),
+            expires_at: expires.0,
             parent_id: caller.token_id,
         },
     )
@@ -172,8 +186,9 @@ pub async fn create(
         ("token", id.to_string()),
         Some(name),
         format!(
-            "{prefix}…, scopes {}, expires in {days} days",
-            scope_names.join(",")
+            "{prefix}…, scopes {}, {}",
+            scope_names.join(","),
+            expiry_text(days, expires)
         ),
     )
     .await?;
@@ -266,6 +281,7 @@ pub async fn authenticate_call(
         token_id: Some(token.id),
         scopes: Some(token.scopes),
         token_expires_at: Some(token.expires_at),
+        session_key: None,
     };
     if !call.is_empty() {
         super::token_uses::room_for_a_use(state)?;
@@ -288,12 +304,19 @@ pub async fn authenticate_call(
 
 /// The caller as they stand now, for a call that outlives a moment (an export
 /// streamed batch after batch): the token they came with still usable (see
-/// [`storage::tokens::usable_by_id`]), the account still allowed to act, with
-/// its roles and teams as they are now. `Unauthenticated` once the token ended;
-/// the account's refusal once it may no longer act.
+/// [`storage::tokens::usable_by_id`]) or the portal session still signed in,
+/// the account still allowed to act, with its roles and teams as they are now.
+/// `Unauthenticated` once the token or the session ended; the account's refusal
+/// once it may no longer act.
 pub async fn still_standing(state: &AppState, caller: &Caller) -> ServiceResult<Caller> {
     let mut conn = state.db.pool.acquire().await?;
     let mut now = caller.clone();
+    if let Some(key) = &caller.session_key {
+        let absolute = state.settings.identity.session_absolute_timeout;
+        if !storage::sessions::still_signed_in(&mut conn, key, caller.user.id, absolute).await? {
+            return Err(ServiceError::Unauthenticated);
+        }
+    }
     if let Some(id) = caller.token_id {
         let token = storage::tokens::usable_by_id(&mut conn, id)
             .await?

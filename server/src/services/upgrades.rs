@@ -286,25 +286,12 @@ async fn look(
     // V2, back to V1 and to V2 again asks for V2 twice, from two different
     // assets' states. A backup or a restore renders nothing of the asset: after
     // one, a declined upgrade is still the same question, and stays declined.
-    let rendering: Vec<&str> = ty
-        .actions
-        .iter()
-        .filter(|a| slipway_core::action::renders_asset(ty, a))
-        .map(|a| a.name.as_str())
-        .collect();
-    let from = storage::requests::last_rendering_on_asset(
-        &mut conn,
-        id,
-        asset.summary.request_id,
-        &rendering,
-    )
-    .await?;
-    let key = format!("{SUBMIT_KEY_PREFIX}{id}-{}-after-{from}", ty.version);
+    let key = upgrade_key(&mut conn, ty, &asset).await?;
     // This version's upgrade from this state was opened before and is no longer in
     // flight: the team cancelled it or a reviewer rejected it. That answer stands
     // until the templates or the asset change again; opening it anew would meet the
     // same key.
-    if declined(&mut conn, id, &ty.version, &key).await? {
+    if declined(&mut conn, id, &ty.version, &key).await?.is_some() {
         return Ok(Err(Outcome::Unchanged));
     }
     let prepared = prepare_upgrade(&mut conn, state, ty, upgrade, &asset).await?;
@@ -319,14 +306,41 @@ async fn look(
     }))
 }
 
-/// Whether the team declined this upgrade (its key; or, for an upgrade opened
-/// before keys named the asset's last change, the version alone).
+/// The submit key of the upgrade of `asset` to the current templates. It names
+/// what the upgrade starts from (the last request that rendered the asset's
+/// files) as well as the version it brings: a catalog that goes to V2, back to
+/// V1 and to V2 again asks for V2 twice, from two different assets' states. A
+/// backup or a restore renders nothing of the asset: after one, a declined
+/// upgrade is still the same question, and stays declined.
+async fn upgrade_key(
+    conn: &mut sqlx::AnyConnection,
+    ty: &ResourceType,
+    asset: &AssetRow,
+) -> ServiceResult<String> {
+    let rendering: Vec<&str> = ty
+        .actions
+        .iter()
+        .filter(|a| slipway_core::action::renders_asset(ty, a))
+        .map(|a| a.name.as_str())
+        .collect();
+    let id = asset.summary.id;
+    let from =
+        storage::requests::last_rendering_on_asset(conn, id, asset.summary.request_id, &rendering)
+            .await?;
+    Ok(format!(
+        "{SUBMIT_KEY_PREFIX}{id}-{}-after-{from}",
+        ty.version
+    ))
+}
+
+/// The request by which the team declined this upgrade (its key; or, for an
+/// upgrade opened before keys named the asset's last change, the version alone).
 async fn declined(
     conn: &mut sqlx::AnyConnection,
     id: AssetId,
     version: &str,
     key: &str,
-) -> ServiceResult<bool> {
+) -> ServiceResult<Option<RequestId>> {
     let older_key = format!("{SUBMIT_KEY_PREFIX}{id}-{version}");
     for key in [key, older_key.as_str()] {
         let earlier =
@@ -334,10 +348,37 @@ async fn declined(
                 .await?;
         if let Some(earlier) = earlier {
             tracing::debug!(asset_id = %id, request = %earlier, "this template upgrade was declined");
-            return Ok(true);
+            return Ok(Some(earlier));
         }
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// Why `asset`, whose templates are not the current ones, has no upgrade
+/// waiting (for its page: "no upgrade is open yet" would promise one that may
+/// never come).
+pub(crate) async fn why_none_waits(
+    conn: &mut sqlx::AnyConnection,
+    ty: Option<&ResourceType>,
+    asset: &AssetRow,
+) -> ServiceResult<slipway_core::views::NoUpgrade> {
+    use slipway_core::views::NoUpgrade;
+    let Some(ty) = ty else {
+        return Ok(NoUpgrade::TypeRemoved);
+    };
+    if asset.summary.state != ACTIVE {
+        return Ok(NoUpgrade::Retired);
+    }
+    if ty.action(TypeAction::UPGRADE).is_none() {
+        return Ok(NoUpgrade::NotOffered);
+    }
+    let key = upgrade_key(conn, ty, asset).await?;
+    Ok(
+        match declined(conn, asset.summary.id, &ty.version, &key).await? {
+            Some(request) => NoUpgrade::Declined { request },
+            None => NoUpgrade::NotYet,
+        },
+    )
 }
 
 async fn prepare_upgrade(
@@ -407,7 +448,10 @@ async fn upgrade_one(
         return Ok(Outcome::Deferred);
     }
     // Declined since it was looked at (another replica opened it, the team cancelled).
-    if declined(&mut tx, id, &ty.version, &looked.key).await? {
+    if declined(&mut tx, id, &ty.version, &looked.key)
+        .await?
+        .is_some()
+    {
         return Ok(Outcome::Unchanged);
     }
     if looked.as_deployed {

@@ -16,7 +16,7 @@ const MAX_SENT_BACK: i64 = 200;
 
 /// The team's requests of the type (creations, not day-2 actions) within the
 /// window, newest first.
-const RECENT: &str = "SELECT id, params FROM requests \
+const RECENT: &str = "SELECT id, params, state FROM requests \
      WHERE team = $1 AND type_name = $2 AND action IS NULL AND created_at >= $3 \
      ORDER BY created_at DESC LIMIT $4";
 
@@ -36,6 +36,9 @@ fn sent_back_sql(count: usize) -> String {
     )
 }
 
+/// The states of requests whose values were not chosen in the end.
+const NOT_CHOSEN: [&str; 2] = ["rejected", "cancelled"];
+
 /// The start of the window, in milliseconds.
 fn since() -> i64 {
     now_millis() - i64::from(WINDOW_DAYS) * DAY_MS
@@ -48,26 +51,29 @@ pub async fn history(
     team: &str,
 ) -> Result<History, StorageError> {
     let recent = recent(conn, type_name, team).await?;
-    let ids: Vec<i64> = recent.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = recent.iter().map(|(id, _, _)| *id).collect();
     Ok(History {
         team: team.to_string(),
+        // What reviewers refused or the team withdrew was not chosen in the end:
+        // it would be offered as "usually chosen". (Their send-backs still count.)
         // Parameters that are not readable JSON objects are left out rather than
         // failing the form.
         params: recent
             .iter()
-            .filter_map(|(_, text)| serde_json::from_str::<Value>(text.as_deref()?).ok())
+            .filter(|(_, _, state)| !NOT_CHOSEN.contains(&state.as_str()))
+            .filter_map(|(_, text, _)| serde_json::from_str::<Value>(text.as_deref()?).ok())
             .filter(Value::is_object)
             .collect(),
         sent_back: sent_back(conn, &ids).await?,
     })
 }
 
-/// The ids and parameter texts of the recent requests.
+/// The ids, parameter texts and states of the recent requests.
 async fn recent(
     conn: &mut AnyConnection,
     type_name: &str,
     team: &str,
-) -> Result<Vec<(i64, Option<String>)>, StorageError> {
+) -> Result<Vec<(i64, Option<String>, String)>, StorageError> {
     Ok(sqlx::query_as(RECENT)
         .bind(team)
         .bind(type_name)

@@ -316,6 +316,36 @@ pub async fn end_all_for_user(conn: &mut AnyConnection, user: UserId) -> Result<
     Ok(done.rows_affected())
 }
 
+/// Whether the session stored under `key` is still `user`'s to use: not signed
+/// out or ended from the sessions page, not past its idle or absolute end, and
+/// signed in with the password the account has now (as [`SessionStore::load`]
+/// reads it).
+pub async fn still_signed_in(
+    conn: &mut AnyConnection,
+    key: &str,
+    user: UserId,
+    absolute: Duration,
+) -> Result<bool, StorageError> {
+    let absolute = i64::try_from(absolute.as_millis()).unwrap_or(i64::MAX);
+    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT s.data, u.credential_version FROM sessions s \
+         LEFT JOIN users u ON u.id = s.user_id \
+         WHERE s.id = $1 AND s.user_id = $2 AND s.expires_at > $3 AND s.created_at > $4",
+    )
+    .bind(key)
+    .bind(user.0)
+    .bind(now_millis())
+    .bind(now_millis().saturating_sub(absolute))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((data, credential_version)) = row else {
+        return Ok(false);
+    };
+    let data: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_str(&data).unwrap_or_default();
+    Ok(!signed_in_with_old_credentials(&data, credential_version))
+}
+
 /// Deletes the session with this id (its own user signing out); false when it was
 /// already gone.
 pub async fn end_by_id(conn: &mut AnyConnection, id: &str) -> Result<bool, StorageError> {

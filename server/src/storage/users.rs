@@ -53,15 +53,18 @@ pub enum Standing {
     /// Its roles come from an identity provider that has not confirmed them
     /// (by a sign-in there) since the given time.
     Unconfirmed,
+    /// A local account (password sign-in) while local accounts are turned off.
+    LocalTurnedOff,
     Missing,
 }
 
-/// The account as it may act now: not disabled, and (for an account from an
-/// identity provider) confirmed by a sign-in there at `confirmed_after` or later.
+/// The account as it may act now: not disabled, a local account only while
+/// `local_accounts` are on, and (for an account from an identity provider)
+/// confirmed by a sign-in there at `confirmed_after` or later.
 pub async fn standing(
     conn: &mut AnyConnection,
     id: UserId,
-    confirmed_after: i64,
+    (confirmed_after, local_accounts): (i64, bool),
 ) -> Result<Standing, StorageError> {
     let row = sqlx::query(&format!(
         "SELECT {USER_COLUMNS}, external_issuer, COALESCE(confirmed_at, created_at) AS confirmed \
@@ -78,6 +81,8 @@ pub async fn standing(
     let confirmed: i64 = row.try_get("confirmed")?;
     Ok(if user.disabled {
         Standing::Disabled
+    } else if external.is_none() && !local_accounts {
+        Standing::LocalTurnedOff
     } else if external.is_some() && confirmed < confirmed_after {
         Standing::Unconfirmed
     } else {
