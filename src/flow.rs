@@ -163,6 +163,9 @@ impl Durations {
 mod compute;
 pub use compute::*;
 
+mod waiting;
+pub use waiting::*;
+
 #[cfg(test)]
 mod tests;
 

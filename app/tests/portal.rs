@@ -1217,6 +1217,47 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
         body.contains("<dt>Auto-approved</dt><dd>100%</dd>"),
         "{body}"
     );
+    // Completed: nothing is in the flow now, and nothing is drawn for it.
+    assert!(body.contains("No request is in the flow now."), "{body}");
+
+    // A request left in review for three days waits now, in a table and a chart,
+    // before any window's figures count its time in review.
+    let stuck = alices_namespace(&app, "stuck", "prod").await?;
+    let entered = slipway_server::storage::now_millis() - 3 * 24 * 3_600_000;
+    app.exec(&format!(
+        "UPDATE requests SET updated_at = {entered} WHERE id = {stuck}"
+    ))
+    .await?;
+    let page = carol.get("/metrics/flow?weeks=4").await?;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body = &page.body;
+    assert!(body.contains("Waiting now: all types"), "{body}");
+    assert!(body.contains("class=\"list flow-waiting\""), "{body}");
+    assert!(
+        body.contains(
+            "<th scope=\"row\">In review</th><td>wait</td><td>1</td><td>3.0 d</td><td>3.0 d</td>"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("aria-labelledby=\"flow-waiting-title flow-waiting-desc\""),
+        "{body}"
+    );
+    assert!(body.contains(">In review (wait): 1</text>"), "{body}");
+    assert_eq!(body.matches("<svg").count(), 5, "{body}");
+    assert!(body.contains("Times left in the window"), "{body}");
+    // Narrowed to a type, the section shows that type's requests.
+    let narrowed = carol
+        .get("/metrics/flow?weeks=4&type=k8s-namespace")
+        .await?;
+    assert!(
+        narrowed.body.contains("Waiting now: k8s-namespace")
+            && narrowed
+                .body
+                .contains("<td>wait</td><td>1</td><td>3.0 d</td>"),
+        "{}",
+        narrowed.body
+    );
 
     let narrowed = carol
         .get("/metrics/flow?weeks=4&type=k8s-namespace")

@@ -187,6 +187,9 @@ impl FlowRates {
 pub struct StepFlow {
     pub step: RequestState,
     pub kind: StepKind,
+    /// The stays in the step that ended in the window: `count` is how many
+    /// times a request left it then. A request still in the step is not
+    /// counted here until it leaves; [`WaitingNow`] shows it meanwhile.
     pub durations: Durations,
 }
 
@@ -198,11 +201,14 @@ pub struct TypeFlow {
     pub rates: FlowRates,
     /// From first submit to completed, for the requests completed in the window.
     pub lead: Durations,
-    /// Time spent waiting, summed over every step of the window.
+    /// Time spent waiting, summed over every stay in a step that ended in the
+    /// window, whatever became of the request (cancelled and rejected ones too).
     pub wait_ms: i64,
     /// Time spent being worked on, summed likewise.
     pub touch_ms: i64,
-    /// touch / (wait + touch).
+    /// touch_ms / (wait_ms + touch_ms): the share of the time in steps that ended
+    /// in the window that someone or something worked on the request. Not a share
+    /// of the lead times: it counts every request's steps, completed or not.
     pub flow_efficiency: Option<f64>,
     /// The steps in flow order, those visited in the window only.
     pub steps: Vec<StepFlow>,
@@ -234,6 +240,9 @@ pub struct FlowMetrics {
     pub all: TypeFlow,
     pub types: Vec<TypeFlow>,
     pub trend: Vec<WeekFlow>,
+    /// The requests in each step now: not of the window, read afresh at every
+    /// view ([`compute`] leaves it empty; the service fills it).
+    pub waiting: WaitingNow,
 }
 
 /// Sums a step's time into wait or touch.
@@ -374,5 +383,6 @@ pub fn compute(input: &FlowInput, trend_type: Option<&str>) -> FlowMetrics {
         all: type_flow(input, "all", |_| true),
         types,
         trend,
+        waiting: WaitingNow::default(),
     }
 }

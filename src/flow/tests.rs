@@ -400,3 +400,141 @@ fn weekly_rates_across_a_monday_stay_within_one() {
     let whole = &m.all.rates;
     assert_eq!((whole.reviewed, whole.executed), (2, 2));
 }
+
+const DAY: i64 = 24 * H;
+const NOW: i64 = 1_795_996_800_000;
+
+fn open(state: RequestState, type_name: &str, age_ms: i64) -> OpenRequest {
+    OpenRequest {
+        state,
+        type_name: type_name.into(),
+        entered_at: NOW - age_ms,
+    }
+}
+
+fn waiting_of(requests: &[OpenRequest]) -> WaitingNow {
+    waiting_now(&rank(requests), NOW)
+}
+
+fn in_step(t: &TypeWaiting, state: RequestState) -> WaitingStep {
+    match t.steps.iter().find(|s| s.step == state) {
+        Some(s) => *s,
+        None => panic!("no step {state} in {t:?}"),
+    }
+}
+
+#[test]
+fn nothing_in_the_flow_waits_nowhere() {
+    let w = waiting_of(&[]);
+    assert_eq!(w.at_ms, NOW);
+    assert!(w.types.is_empty());
+    let steps: Vec<RequestState> = w.all.steps.iter().map(|s| s.step).collect();
+    assert_eq!(steps, STEPS, "every step, empty ones too, in flow order");
+    for s in &w.all.steps {
+        assert_eq!((s.requests, s.oldest_ms, s.median_ms), (0, None, None));
+    }
+    assert_eq!(w.all.requests(), 0);
+    assert_eq!(WaitingNow::default().all.steps.len(), STEPS.len());
+}
+
+#[test]
+fn a_request_left_in_review_waits_there_with_its_age() {
+    let w = waiting_of(&[open(S::InReview, PG, 35 * DAY)]);
+    let review = in_step(&w.all, S::InReview);
+    assert_eq!(review.kind, StepKind::Wait);
+    assert_eq!(review.requests, 1);
+    assert_eq!(review.oldest_ms, Some(35 * DAY));
+    assert_eq!(review.median_ms, Some(35 * DAY));
+    assert_eq!(w.all.requests(), 1, "no other step holds it");
+    assert_eq!(w.types.len(), 1);
+    assert_eq!(w.of_type(Some(PG)), w.types[0]);
+    assert_eq!(in_step(&w.of_type(Some(PG)), S::InReview), review);
+    // A type with nothing in the flow reads as every step empty.
+    assert_eq!(w.of_type(Some(NS)).requests(), 0);
+    assert_eq!(w.of_type(Some(NS)).steps.len(), STEPS.len());
+    assert_eq!(w.of_type(None), w.all);
+}
+
+#[test]
+fn ages_are_per_type_and_for_all_types() {
+    let w = waiting_of(&[
+        open(S::InReview, PG, 3 * DAY),
+        open(S::InReview, NS, 9 * DAY),
+        open(S::InReview, NS, H),
+        open(S::Executing, NS, 10_000),
+        // Entered after the clock read now (a clock stepped back): no time yet.
+        open(S::Approved, PG, -H),
+    ]);
+    let all = in_step(&w.all, S::InReview);
+    assert_eq!(
+        (all.requests, all.oldest_ms, all.median_ms),
+        (3, Some(9 * DAY), Some(3 * DAY))
+    );
+    let ns = in_step(&w.of_type(Some(NS)), S::InReview);
+    assert_eq!(ns.requests, 2);
+    assert_eq!(ns.oldest_ms, Some(9 * DAY));
+    assert_eq!(ns.median_ms, Some((9 * DAY + H) / 2));
+    let executing = in_step(&w.all, S::Executing);
+    assert_eq!(
+        (executing.kind, executing.oldest_ms),
+        (StepKind::Touch, Some(10_000))
+    );
+    assert_eq!(in_step(&w.all, S::Approved).oldest_ms, Some(0));
+    assert_eq!(w.all.requests(), 5);
+    let names: Vec<&str> = w.types.iter().map(|t| t.type_name.as_str()).collect();
+    assert_eq!(names, [NS, PG]);
+}
+
+#[test]
+fn the_median_is_the_middle_age_or_the_mean_of_the_middle_two() {
+    let odd = waiting_of(&[1, 2, 10].map(|d| open(S::Failed, PG, d * DAY)));
+    let failed = in_step(&odd.all, S::Failed);
+    assert_eq!(
+        (failed.requests, failed.median_ms, failed.oldest_ms),
+        (3, Some(2 * DAY), Some(10 * DAY))
+    );
+    let even = waiting_of(&[10, 1, 4, 2].map(|d| open(S::Failed, PG, d * DAY)));
+    let failed = in_step(&even.all, S::Failed);
+    assert_eq!(
+        (failed.requests, failed.median_ms, failed.oldest_ms),
+        (4, Some(3 * DAY), Some(10 * DAY))
+    );
+    let two = waiting_of(&[1, 2].map(|d| open(S::Manual, PG, d * H)));
+    assert_eq!(in_step(&two.all, S::Manual).median_ms, Some(3 * H / 2));
+}
+
+#[test]
+fn the_storage_returns_only_the_oldest_and_the_middle_ranks() {
+    let kept = |of: i64| -> Vec<i64> { (1..=of).filter(|&n| is_kept_rank(n, of)).collect() };
+    assert_eq!(kept(1), [1]);
+    assert_eq!(kept(2), [1, 2]);
+    assert_eq!(kept(3), [1, 2]);
+    assert_eq!(kept(4), [1, 2, 3]);
+    assert_eq!(kept(5), [1, 3]);
+    assert_eq!(kept(1000), [1, 500, 501]);
+    let many: Vec<OpenRequest> = (0..1000).map(|i| open(S::InReview, PG, i * H)).collect();
+    // Three rows of the type's line and three of all types'.
+    assert_eq!(rank(&many).len(), 6);
+    let review = in_step(&waiting_of(&many).all, S::InReview);
+    assert_eq!((review.requests, review.oldest_ms), (1000, Some(999 * H)));
+    assert_eq!(review.median_ms, Some(999 * H / 2));
+}
+
+#[test]
+fn drafts_and_ended_requests_are_not_in_the_flow() {
+    let w = waiting_of(&[
+        open(S::Draft, PG, 300 * DAY),
+        open(S::Completed, PG, DAY),
+        open(S::Rejected, PG, DAY),
+        open(S::Cancelled, PG, DAY),
+    ]);
+    assert_eq!(w.all.requests(), 0);
+    assert!(w.types.is_empty());
+    for state in RequestState::ALL {
+        assert_eq!(
+            is_in_flow(state),
+            !state.is_terminal() && state != S::Draft,
+            "{state}"
+        );
+    }
+}

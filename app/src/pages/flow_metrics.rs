@@ -108,7 +108,10 @@ fn FlowView(m: FlowMetrics) -> impl IntoView {
         date_of(m.since_ms),
         date_of(m.until_ms - 1)
     );
+    let waiting = m.waiting.of_type(m.trend_type.as_deref());
+    let whose = m.trend_type.clone().unwrap_or_else(|| "all types".into());
     view! {
+        <Waiting waiting whose />
         <p class="muted">{window}</p>
         <Summary flow=m.all.clone() />
         <Steps flow=focus />
@@ -156,7 +159,7 @@ fn Summary(flow: TypeFlow) -> impl IntoView {
         ("Median lead time", optional_ms(flow.lead.median_ms)),
         ("Lead time, 90th percentile", optional_ms(flow.lead.p90_ms)),
         (
-            "Flow efficiency (touch ÷ all)",
+            "Flow efficiency (touch ÷ (wait + touch))",
             percent(flow.flow_efficiency),
         ),
         ("Sent back for changes", percent(r.rework_rate)),
@@ -178,5 +181,5 @@ fn Summary(flow: TypeFlow) -> impl IntoView {
 
 mod charts;
 mod tables;
-use charts::{Steps, Trend};
+use charts::{Steps, Trend, Waiting};
 use tables::TypesTable;

@@ -1,5 +1,6 @@
 //! The flow metrics: wait, touch and lead times, rework, auto-approval, failure and
-//! manual-handling rates per type and step, with a weekly trend.
+//! manual-handling rates per type and step, with a weekly trend, and the requests
+//! waiting in each step now.
 
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -34,7 +35,7 @@ pub struct FlowParams {
 #[utoipa::path(get, path = "/api/v1/metrics/flow", tag = "metrics",
     params(FlowParams),
     responses(
-        (status = 200, description = "The figures of the window, per type and for all types, with the weekly trend", body = FlowMetrics),
+        (status = 200, description = "The figures of the window, per type and for all types, with the weekly trend; and `waiting`, the requests in each step now, which is not of the window", body = FlowMetrics),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is unknown or its value is wrong (weeks out of range, an unknown type); `errors` names it", body = Problem, content_type = "application/problem+json"),

@@ -77,7 +77,8 @@ pub fn may_see(caller: &Caller) -> ServiceResult<()> {
     policy::may_see_flow_metrics(caller).map_err(ServiceError::refused)
 }
 
-/// The figures of the window the query asks for (the last 12 weeks by default).
+/// The figures of the window the query asks for (the last 12 weeks by default),
+/// with the requests in each step now.
 #[tracing::instrument(skip_all, fields(weeks = ?query.weeks, type_name = ?query.type_name))]
 pub async fn flow_metrics(
     state: &AppState,
@@ -92,15 +93,27 @@ pub async fn flow_metrics(
     let trend_type = query
         .trend_type()
         .map_err(|message| ServiceError::Invalid(vec![FieldError::new("type", message)]))?;
+    let mut figures = window_figures(state, (since, until, trend_type.map(str::to_string))).await?;
+    // Read at every view, outside the window's cache: the figure is of this
+    // moment, not of a window (a window's cached figures would carry it stale for
+    // up to [`FIGURES_FOR`], and each window would hold its own copy of the same
+    // thing). Its read is one range of an index over the open requests only,
+    // cheap enough for every view.
+    let rows = storage::flow::waiting(&state.db.pool).await?;
+    figures.waiting = flow::waiting_now(&rows, storage::now_millis());
+    Ok(figures)
+}
+
+/// A window's figures: computed afresh, or shared with whoever asked lately.
+async fn window_figures(state: &AppState, key: Window) -> ServiceResult<FlowMetrics> {
+    let (since, until) = (key.0, key.1);
     // The default window (and shorter ones) is shown as fresh as the steps:
     // again only while no step was recorded since (one read of the newest
     // step's id), so people opening the page together share one reading
     // without anyone seeing figures older than the last change. Longer ones
     // are shared for [`FIGURES_FOR`] whatever happened meanwhile.
     let fresh_only = until - since < flow::DEFAULT_WEEKS;
-    let place = state
-        .flow_figures
-        .place((since, until, trend_type.map(str::to_string)));
+    let place = state.flow_figures.place(key.clone());
     let mut computed = place.lock().await;
     let newest = if fresh_only {
         storage::flow::newest_step(&state.db.pool).await?
@@ -120,7 +133,7 @@ pub async fn flow_metrics(
         .await
         .map_err(|e| ServiceError::Internal(format!("flow figures: {e}")))?;
     let input = storage::flow::read(&state.db.pool, since, until).await?;
-    let figures = flow::compute(&input, trend_type);
+    let figures = flow::compute(&input, key.2.as_deref());
     *computed = Some((Instant::now(), newest, figures.clone()));
     Ok(figures)
 }

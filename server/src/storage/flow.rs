@@ -6,14 +6,14 @@
 use std::str::FromStr;
 
 use slipway_core::flow::{
-    ActionCountRow, Bucket, FlowInput, LeadBucketRow, RateBase, RateBaseRow, StepBucketRow,
-    StepRecord, WeekStepRow,
+    ActionCountRow, Bucket, FlowInput, LeadBucketRow, RateBase, RateBaseRow, STEPS, StepBucketRow,
+    StepRecord, WaitingRow, WeekStepRow, is_kept_rank,
 };
 use slipway_core::state::{Action, RequestState};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::StorageError;
+use super::{Engine, StorageError};
 
 /// Writes one transition; called by the service layer's `transition` in the same
 /// transaction as the state change and its audit event.
@@ -245,4 +245,85 @@ pub async fn read(pool: &AnyPool, since: i64, until: i64) -> Result<FlowInput, S
         lead: lead_buckets(pool, since, until).await?,
         weekly_steps: week_steps(pool, since, until).await?,
     })
+}
+
+/// Each step's open requests ranked by when they entered it (oldest first),
+/// within their type and among all types, keeping only the ranks
+/// `flow::is_kept_rank` names: the oldest and the middle one or two. One read of
+/// `requests_state_entered` over the steps' entries only (the ended requests,
+/// most of the table, are not read), so it costs the same at 100k requests as
+/// at 100; the ranking sorts the open requests, not the table.
+fn waiting_sql() -> String {
+    let steps: Vec<String> = (1..=STEPS.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT state, type_name, entered_at, nth_of_type, of_type, nth, n FROM ( \
+           SELECT state, type_name, updated_at AS entered_at, \
+             ROW_NUMBER() OVER (PARTITION BY state, type_name ORDER BY updated_at) AS nth_of_type, \
+             COUNT(*) OVER (PARTITION BY state, type_name) AS of_type, \
+             ROW_NUMBER() OVER (PARTITION BY state ORDER BY updated_at) AS nth, \
+             COUNT(*) OVER (PARTITION BY state) AS n \
+           FROM requests WHERE state IN ({}) \
+         ) ranked \
+         WHERE nth_of_type = 1 OR 2 * nth_of_type BETWEEN of_type AND of_type + 2 \
+           OR nth = 1 OR 2 * nth BETWEEN n AND n + 2",
+        steps.join(", ")
+    )
+}
+
+/// The statement with the steps bound.
+fn waiting_query(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    STEPS
+        .into_iter()
+        .fold(sqlx::query(sql), |query, step| query.bind(step.as_str()))
+}
+
+/// The ranked rows `flow::waiting_now` turns into the "waiting now" figures.
+pub async fn waiting(pool: &AnyPool) -> Result<Vec<WaitingRow>, StorageError> {
+    let mut out = Vec::new();
+    for row in &waiting_query(&waiting_sql()).fetch_all(pool).await? {
+        let step = state(row, "state")?;
+        let type_name: String = row.try_get("type_name")?;
+        let entered_at: i64 = row.try_get("entered_at")?;
+        // Each row may hold the kept rank of its type's line, of all types' or both.
+        let ranks = [
+            (
+                Some(type_name),
+                row.try_get("nth_of_type")?,
+                row.try_get("of_type")?,
+            ),
+            (None, row.try_get("nth")?, row.try_get("n")?),
+        ];
+        for (type_name, nth, of) in ranks {
+            if is_kept_rank(nth, of) {
+                out.push(WaitingRow {
+                    step,
+                    type_name,
+                    nth,
+                    of,
+                    entered_at,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How the database reads the "waiting now" figures (`EXPLAIN`), for tests and
+/// operators: it should name `requests_state_entered` and read no table whole.
+pub async fn waiting_plan(
+    conn: &mut AnyConnection,
+    engine: Engine,
+) -> Result<String, StorageError> {
+    let (explain, column) = match engine {
+        Engine::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+        Engine::Postgres => ("EXPLAIN", "QUERY PLAN"),
+    };
+    let sql = format!("{explain} {}", waiting_sql());
+    let lines: Vec<String> = waiting_query(&sql)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(column))
+        .collect::<Result<_, _>>()?;
+    Ok(lines.join("\n"))
 }

@@ -3,7 +3,9 @@
 
 use leptos::prelude::*;
 use slipway_core::chart::{Bar, Frame, Series, bar_chart, line_chart};
-use slipway_core::flow::{FlowMetrics, FlowRates, StepKind, TypeFlow, WeekFlow, date_of};
+use slipway_core::flow::{
+    FlowMetrics, FlowRates, StepKind, TypeFlow, TypeWaiting, WeekFlow, date_of,
+};
 
 use super::{hours, read_hours, read_percent};
 
@@ -79,6 +81,78 @@ pub fn Steps(flow: TypeFlow) -> impl IntoView {
                     </details>
                 }.into_any()
             }}
+        </section>
+    }
+}
+
+fn waiting_svg(waiting: &TypeWaiting, whose: &str) -> String {
+    let bars: Vec<Bar> = waiting
+        .steps
+        .iter()
+        .filter(|s| s.requests > 0)
+        .map(|s| Bar {
+            label: format!(
+                "{} ({}): {}",
+                s.step.label(),
+                if s.kind == StepKind::Touch {
+                    "touch"
+                } else {
+                    "wait"
+                },
+                s.requests
+            ),
+            value: s.median_ms.map_or(0.0, hours),
+            marker: s.oldest_ms.map(hours),
+            colour: usize::from(s.kind == StepKind::Touch),
+        })
+        .collect();
+    let desc = format!(
+        "For {}: each step holding requests now, labelled with wait or touch and how many requests, as a bar of the median time they have been in it so far, with a tick at the oldest. The table above holds the same figures.",
+        whose
+    );
+    let frame = Frame {
+        id: "flow-waiting",
+        title: "Time in the step so far",
+        desc: &desc,
+        format: &read_hours,
+        min_top: MIN_HOURS,
+    };
+    bar_chart(
+        &frame,
+        &bars,
+        &[(0, "wait (median)"), (1, "touch (median)")],
+        Some("oldest"),
+    )
+}
+
+/// What is in the flow at this moment, whatever the window: the figures below
+/// count a step only once a request leaves it, so a request stuck in review
+/// shows here first.
+#[component]
+pub fn Waiting(waiting: TypeWaiting, whose: String) -> impl IntoView {
+    let title = format!("Waiting now: {whose}");
+    let total = waiting.requests();
+    let body = if total == 0 {
+        view! { <p class="empty">"No request is in the flow now."</p> }.into_any()
+    } else {
+        let svg = waiting_svg(&waiting, &whose);
+        let count = if total == 1 {
+            "1 request is in the flow now.".to_string()
+        } else {
+            format!("{total} requests are in the flow now.")
+        };
+        view! {
+            <p>{count}</p>
+            <super::tables::WaitingTable waiting whose />
+            <Chart svg />
+        }
+        .into_any()
+    };
+    view! {
+        <section aria-labelledby="flow-waiting-h">
+            <h2 id="flow-waiting-h">{title}</h2>
+            <p class="muted">"The requests in each step at this moment and how long they have been in it. Not of the window: read afresh at every view. The figures further down count a step's time only once a request leaves it."</p>
+            {body}
         </section>
     }
 }

@@ -2,7 +2,9 @@
 //! the per-type comparison.
 
 use leptos::prelude::*;
-use slipway_core::flow::{FlowMetrics, StepKind, TypeFlow, date_of, human_duration, percent};
+use slipway_core::flow::{
+    FlowMetrics, StepKind, TypeFlow, TypeWaiting, date_of, human_duration, percent,
+};
 use slipway_core::listing::encode;
 
 use super::optional_ms;
@@ -16,17 +18,46 @@ pub fn StepsTable(flow: TypeFlow) -> impl IntoView {
     view! {
         <table class="list flow-steps">
             <caption class="sr-only">{format!("Time per step for {}", flow.type_name)}</caption>
-            <thead><tr><th scope="col">"Step"</th><th scope="col">"Kind"</th><th scope="col">"Times entered"</th><th scope="col">"Median"</th><th scope="col">"90th percentile"</th><th scope="col">"Mean"</th><th scope="col">"Total"</th></tr></thead>
+            <thead><tr><th scope="col">"Step"</th><th scope="col">"Kind"</th><th scope="col">"Times left in the window"</th><th scope="col">"Median"</th><th scope="col">"90th percentile"</th><th scope="col">"Mean"</th><th scope="col">"Total"</th></tr></thead>
             <tbody>
                 {flow.steps.into_iter().map(|s| view! {
                     <tr>
                         <th scope="row">{s.step.label()}</th>
-                        <td>{match s.kind { StepKind::Wait => "wait", StepKind::Touch => "touch" }}</td>
+                        <td>{kind(s.kind)}</td>
                         <td>{s.durations.count}</td>
                         <td>{optional_ms(s.durations.median_ms)}</td>
                         <td>{optional_ms(s.durations.p90_ms)}</td>
                         <td>{optional_ms(s.durations.mean_ms)}</td>
                         <td>{human_duration(s.durations.total_ms)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+fn kind(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Wait => "wait",
+        StepKind::Touch => "touch",
+    }
+}
+
+/// Every step of the flow, empty ones too: "none in review" is news as well.
+#[component]
+pub fn WaitingTable(waiting: TypeWaiting, whose: String) -> impl IntoView {
+    view! {
+        <table class="list flow-waiting">
+            <caption class="sr-only">{format!("Requests in each step now, and how long they have been in it, for {whose}")}</caption>
+            <thead><tr><th scope="col">"Step"</th><th scope="col">"Kind"</th><th scope="col">"Requests now"</th><th scope="col">"Oldest"</th><th scope="col">"Median"</th></tr></thead>
+            <tbody>
+                {waiting.steps.into_iter().map(|s| view! {
+                    <tr>
+                        <th scope="row">{s.step.label()}</th>
+                        <td>{kind(s.kind)}</td>
+                        <td>{s.requests}</td>
+                        <td>{optional_ms(s.oldest_ms)}</td>
+                        <td>{optional_ms(s.median_ms)}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
