@@ -166,6 +166,9 @@ pub use compute::*;
 mod waiting;
 pub use waiting::*;
 
+mod what;
+pub use what::*;
+
 #[cfg(test)]
 mod tests;
 
@@ -214,7 +217,7 @@ pub fn lead_time(to: RequestState, first_submit_at: Option<i64>, at: i64) -> Opt
 }
 
 mod reference;
-pub use reference::aggregate;
+pub use reference::{aggregate, aggregate_of};
 
 /// A duration as a person reads it: milliseconds, seconds, minutes, hours or
 /// days, one decimal where it helps. Steps a machine does take well under a
@@ -244,12 +247,15 @@ pub fn percent(share: Option<f64>) -> String {
 }
 
 /// What a metrics page asks for: how many weeks back (this one included; 12 by
-/// default, at most 52), and optionally the one type whose trend to draw.
+/// default, at most 52), optionally the one type whose trend to draw, and what
+/// its requests do (creations unless an action is named: see [`What`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowQuery {
     pub weeks: Option<i64>,
     #[serde(rename = "type")]
     pub type_name: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
 }
 
 impl FlowQuery {

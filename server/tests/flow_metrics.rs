@@ -16,8 +16,8 @@ use slipway_core::flow::{
 };
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
-use slipway_core::views::{ReviewDecision, TokenRequest, TokenScope};
-use slipway_server::services::{ServiceError, flow as flow_service, operations, requests};
+use slipway_core::views::{ActionDraft, ReviewDecision, TokenRequest, TokenScope};
+use slipway_server::services::{ServiceError, actions, flow as flow_service, operations, requests};
 use slipway_server::services::{reviews, tokens};
 use slipway_server::storage::{self, Engine};
 use sqlx::Row;
@@ -30,6 +30,9 @@ on_both_engines!(
     seeded_requests_walk_the_flow_too,
     a_request_left_in_review_waits_now_until_decided,
     waiting_now_reads_its_index_at_100k_requests,
+    creations_and_actions_are_counted_apart,
+    another_type_or_action_of_a_window_reads_nothing_again,
+    the_window_reads_its_covering_indexes_at_scale,
 );
 
 const NS: &str = "k8s-namespace";
@@ -177,18 +180,21 @@ async fn figures_of_a_scripted_history(app: &TestApp) -> TestResult {
     let one = FlowQuery {
         weeks: Some(2),
         type_name: Some(NS.into()),
+        action: None,
     };
     let m = flow_service::flow_metrics(&app.state, &carol, &one).await?;
     assert_eq!((m.weeks, m.trend_type.as_deref()), (2, Some(NS)));
     let malformed = FlowQuery {
         weeks: None,
         type_name: Some("No such type!".into()),
+        action: None,
     };
     for bad in [
         malformed,
         FlowQuery {
             weeks: Some(53),
             type_name: None,
+            action: None,
         },
     ] {
         match flow_service::flow_metrics(&app.state, &carol, &bad).await {
@@ -198,11 +204,14 @@ async fn figures_of_a_scripted_history(app: &TestApp) -> TestResult {
     }
 
     // A type removed from the catalog: its history, and its trend, are still true.
+    // (Renamed in place, the steps are not new ones: a window read before the
+    // rename would be used again, so another window is asked.)
     app.exec("UPDATE flow_steps SET type_name = 'retired-queue'")
         .await?;
     let retired = FlowQuery {
-        weeks: None,
+        weeks: Some(3),
         type_name: Some("retired-queue".into()),
+        action: None,
     };
     let m = flow_service::flow_metrics(&app.state, &carol, &retired).await?;
     assert_eq!(m.trend_type.as_deref(), Some("retired-queue"));
@@ -265,13 +274,23 @@ async fn only_the_platform_team_and_auditors_read_them(app: &TestApp) -> TestRes
     Ok(())
 }
 
-/// (request, from, to, action, actor kind, at, lead?) of every stored step.
-type Step = (i64, String, String, String, String, i64, bool);
+/// (request, from, to, action, actor kind, at, lead?, request action) of every
+/// stored step.
+type Step = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    bool,
+    Option<String>,
+);
 
 async fn stored_steps(app: &TestApp) -> TestResult<Vec<Step>> {
     let rows = sqlx::query(
         "SELECT request_id, from_state, to_state, action, actor_kind, at, lead_ms, \
-         duration_ms, bucket FROM flow_steps ORDER BY request_id, at, id",
+         duration_ms, bucket, request_action FROM flow_steps ORDER BY request_id, at, id",
     )
     .fetch_all(&app.state.db.pool)
     .await?;
@@ -292,19 +311,21 @@ async fn stored_steps(app: &TestApp) -> TestResult<Vec<Step>> {
             row.try_get("actor_kind")?,
             row.try_get("at")?,
             lead.is_some(),
+            row.try_get("request_action")?,
         ));
     }
     Ok(steps)
 }
 
-/// The backfill statements of this engine's migration (from its "Backfill" note on).
-fn backfill_sql(engine: Engine) -> TestResult<Vec<String>> {
+/// The backfill statements of this engine's migration `name` (from its
+/// "Backfill" note on).
+fn backfill_sql(engine: Engine, name: &str) -> TestResult<Vec<String>> {
     let dir = match engine {
         Engine::Sqlite => "sqlite",
         Engine::Postgres => "postgres",
     };
     let path = format!(
-        "{}/../migrations/{dir}/20261206000001_flow_metrics.sql",
+        "{}/../migrations/{dir}/{name}.sql",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(path)?;
@@ -324,13 +345,27 @@ fn backfill_sql(engine: Engine) -> TestResult<Vec<String>> {
         .collect())
 }
 
+/// The migrations that fill `flow_steps`: the steps from the audit log, then
+/// what each step's request does from the requests.
+const BACKFILLS: [&str; 2] = [
+    "20261206000001_flow_metrics",
+    "20261225000001_flow_steps_request_action",
+];
+
 async fn the_backfill_rebuilds_the_steps_from_the_audit_log(app: &TestApp) -> TestResult {
     scripted_history(app).await?;
+    resized_namespace(app).await?;
     let written = stored_steps(app).await?;
     assert!(written.len() > 20, "{written:?}");
+    assert!(
+        written.iter().any(|w| w.7.as_deref() == Some("resize")),
+        "{written:?}"
+    );
     app.exec("DELETE FROM flow_steps").await?;
-    for statement in backfill_sql(app.state.db.engine)? {
-        app.exec(&statement).await?;
+    for migration in BACKFILLS {
+        for statement in backfill_sql(app.state.db.engine, migration)? {
+            app.exec(&statement).await?;
+        }
     }
     let rebuilt = stored_steps(app).await?;
     assert_eq!(rebuilt.len(), written.len());
@@ -338,10 +373,15 @@ async fn the_backfill_rebuilds_the_steps_from_the_audit_log(app: &TestApp) -> Te
         // The audit event's clock is read a moment after the step's.
         assert!((w.5 - r.5).abs() < 1000, "{w:?} vs {r:?}");
         assert_eq!(
-            (&w.0, &w.1, &w.2, &w.3, &w.4, w.6),
-            (&r.0, &r.1, &r.2, &r.3, &r.4, r.6)
+            (&w.0, &w.1, &w.2, &w.3, &w.4, w.6, &w.7),
+            (&r.0, &r.1, &r.2, &r.3, &r.4, r.6, &r.7)
         );
     }
+    // Run again (an interrupted migration retried), it writes the same values.
+    for statement in backfill_sql(app.state.db.engine, BACKFILLS[1])? {
+        app.exec(&statement).await?;
+    }
+    assert_eq!(stored_steps(app).await?, rebuilt);
     Ok(())
 }
 
@@ -363,6 +403,7 @@ async fn seeded_requests_walk_the_flow_too(app: &TestApp) -> TestResult {
     let year = FlowQuery {
         weeks: Some(52),
         type_name: None,
+        action: None,
     };
     let m = flow_service::flow_metrics(&app.state, &carol, &year).await?;
     let r = m.all.rates;
@@ -422,6 +463,7 @@ async fn a_request_left_in_review_waits_now_until_decided(app: &TestApp) -> Test
         let query = FlowQuery {
             weeks: Some(weeks),
             type_name: None,
+            action: None,
         };
         let m = flow_service::flow_metrics(&app.state, &carol, &query).await?;
         assert!(
@@ -454,6 +496,7 @@ async fn a_request_left_in_review_waits_now_until_decided(app: &TestApp) -> Test
     let year = FlowQuery {
         weeks: Some(52),
         type_name: None,
+        action: None,
     };
     let shared = flow_service::flow_metrics(&app.state, &carol, &year).await?;
     assert_eq!(
@@ -560,6 +603,254 @@ async fn waiting_now_reads_its_index_at_100k_requests(app: &TestApp) -> TestResu
         read.all.requests(),
         20_000,
         "drafts and ended requests left out"
+    );
+    Ok(())
+}
+
+/// A namespace made in dev (approved by the type's policy) and resized there,
+/// the resize approved by the same policy: (creation, resize).
+async fn resized_namespace(app: &TestApp) -> TestResult<(RequestId, RequestId)> {
+    let alice = app.user("alice").await?;
+    let created = app.namespace(&alice, "dev", "web").await?;
+    let mut conn = app.state.db.pool.acquire().await?;
+    let asset = storage::assets::by_request(&mut conn, created)
+        .await?
+        .ok_or("the namespace recorded an asset")?
+        .summary
+        .id;
+    drop(conn);
+    let draft = ActionDraft {
+        params: serde_json::json!({"cpu_limit": 6, "memory_limit_gi": 12}),
+        submit_key: uuid::Uuid::new_v4().to_string(),
+    };
+    let resize = actions::submit(&app.state, &alice, asset, "resize", &draft).await?;
+    app.run_jobs().await?;
+    assert_eq!(app.request_state(resize).await?, RequestState::Completed);
+    Ok((created, resize))
+}
+
+fn asking(type_name: Option<&str>, action: Option<&str>) -> FlowQuery {
+    FlowQuery {
+        weeks: None,
+        type_name: type_name.map(str::to_string),
+        action: action.map(str::to_string),
+    }
+}
+
+fn row_of<'a>(m: &'a FlowMetrics, action: Option<&str>) -> TestResult<&'a TypeFlow> {
+    Ok(m.types
+        .iter()
+        .find(|t| t.type_name == NS && t.action.as_deref() == action)
+        .ok_or_else(|| format!("no row for {action:?} in {:?}", m.types))?)
+}
+
+/// A resize is recorded as a resize, not as one more namespace: the comparison
+/// has a row for the type's creations and one for its resizes, and the focus,
+/// the trend and all types' figures count what the query asks (creations by
+/// default), in the service and the REST API alike.
+async fn creations_and_actions_are_counted_apart(app: &TestApp) -> TestResult {
+    scripted_history(app).await?;
+    let (created, resize) = resized_namespace(app).await?;
+    let whats: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT DISTINCT request_id, request_action FROM flow_steps")
+            .fetch_all(&app.state.db.pool)
+            .await?;
+    for (request, what) in &whats {
+        let expected = (*request == resize.0).then(|| "resize".to_string());
+        assert_eq!(what, &expected, "request {request} (created {created})");
+    }
+    let carol = app.user("carol").await?;
+    let m = flow_service::flow_metrics(&app.state, &carol, &asking(Some(NS), None)).await?;
+    let (creations, resizes) = (row_of(&m, None)?, row_of(&m, Some("resize"))?);
+    assert_eq!((creations.rates.submitted, resizes.rates.submitted), (5, 1));
+    assert_eq!(resizes.rates.auto_approval_share, Some(1.0));
+    assert_eq!(m.types.len(), 2, "{:?}", m.types);
+    assert_eq!((m.action.as_deref(), m.all.rates.submitted), (None, 5));
+    assert_eq!(m.focus.rates, creations.rates);
+    assert_eq!(
+        m.trend.last().ok_or("an empty trend")?.rates,
+        creations.rates
+    );
+
+    let m =
+        flow_service::flow_metrics(&app.state, &carol, &asking(Some(NS), Some("resize"))).await?;
+    assert_eq!(m.action.as_deref(), Some("resize"));
+    assert_eq!((m.focus.rates, m.focus.lead), (resizes.rates, resizes.lead));
+    assert_eq!(m.trend.last().ok_or("an empty trend")?.rates.submitted, 1);
+    let every = flow_service::flow_metrics(&app.state, &carol, &asking(None, Some("*"))).await?;
+    assert_eq!(every.all.rates.submitted, 6);
+
+    let (status, body) = api_get(
+        app,
+        "/metrics/flow?type=k8s-namespace&action=resize",
+        "carol",
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["action"], "resize");
+    assert_eq!(body["focus"]["rates"]["submitted"], 1);
+    assert_eq!(body["types"][1]["action"], "resize", "{body}");
+    let (status, body) = api_get(app, "/metrics/flow?action=", "carol").await?;
+    assert_eq!((status, &body["action"]), (StatusCode::OK, &Value::Null));
+    let document = serde_json::to_value(slipway_server::api::openapi())?;
+    let params = &document["paths"]["/api/v1/metrics/flow"]["get"]["parameters"];
+    assert!(
+        params
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "action")),
+        "{params}"
+    );
+    hostile_actions_are_named(app).await
+}
+
+/// Malformed, oversized and hostile `action` values are refused with the field
+/// named (422), by the service and the REST API, and never echoed whole.
+async fn hostile_actions_are_named(app: &TestApp) -> TestResult {
+    let carol = app.user("carol").await?;
+    let long = "a".repeat(5_000);
+    for hostile in [
+        "Resize",
+        "re size",
+        "**",
+        "-x",
+        "../../etc",
+        "a\0b",
+        "<b>",
+        "é",
+        &long,
+    ] {
+        match flow_service::flow_metrics(&app.state, &carol, &asking(None, Some(hostile))).await {
+            Err(ServiceError::Invalid(fields)) => {
+                assert_eq!(fields.len(), 1);
+                assert_eq!(fields[0].field, "action");
+                assert!(fields[0].message.len() < 400, "{}", fields[0].message);
+            }
+            other => panic!("{hostile:?} must be Invalid, got {other:?}"),
+        }
+    }
+    let encoded_long = format!("/metrics/flow?action={long}");
+    for query in [
+        "/metrics/flow?action=Resize",
+        "/metrics/flow?action=%27%3B%20DROP%20TABLE%20flow_steps%3B--",
+        "/metrics/flow?action=%00",
+        "/metrics/flow?action=%E2%80%AEresize",
+        "/metrics/flow?type=k8s-namespace&action=**",
+        encoded_long.as_str(),
+    ] {
+        let (status, body) = api_get(app, query, "carol").await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["errors"][0]["field"], "action", "{query}: {body}");
+    }
+    // Given twice, it is not read as either: refused, never a server error.
+    let (status, body) = api_get(app, "/metrics/flow?action=resize&action=backup", "carol").await?;
+    assert!(status.is_client_error(), "{status}: {body}");
+    Ok(())
+}
+
+/// Every type and action of a window come from one reading of its steps: a
+/// year's window is read once however many of its types and actions are shown,
+/// and the default window once while no step is recorded, again after one is.
+async fn another_type_or_action_of_a_window_reads_nothing_again(app: &TestApp) -> TestResult {
+    scripted_history(app).await?;
+    resized_namespace(app).await?;
+    let carol = app.user("carol").await?;
+    let figures = &app.state.flow_figures;
+    let views = [
+        (None, None),
+        (Some(NS), None),
+        (Some(NS), Some("resize")),
+        (None, Some("*")),
+        (Some("postgres-database"), Some("backup")),
+    ];
+    for weeks in [52, 12] {
+        let before = figures.reads();
+        let mut seen = Vec::new();
+        for (type_name, action) in views {
+            let query = FlowQuery {
+                weeks: Some(weeks),
+                ..asking(type_name, action)
+            };
+            let m = flow_service::flow_metrics(&app.state, &carol, &query).await?;
+            seen.push(m.types);
+        }
+        assert_eq!(figures.reads(), before + 1, "{weeks} weeks");
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "one reading");
+    }
+    // A step recorded: the default window reads again, once.
+    submit(app, "epsilon", "dev").await?;
+    let before = figures.reads();
+    for (type_name, action) in views {
+        flow_service::flow_metrics(&app.state, &carol, &asking(type_name, action)).await?;
+    }
+    assert_eq!(figures.reads(), before + 1);
+    Ok(())
+}
+
+/// 150,000 steps over three years, two thirds of them of day-2 actions: every
+/// statement a window reads is a range of one covering index (on SQLite for a
+/// year's window too), not a read of the table.
+async fn the_window_reads_its_covering_indexes_at_scale(app: &TestApp) -> TestResult {
+    submit(app, "bulk", "prod").await?;
+    let numbers = match app.engine {
+        Engine::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150000) "
+        }
+        Engine::Postgres => "WITH n(i) AS (SELECT generate_series(CAST(1 AS BIGINT), 150000)) ",
+    };
+    let now = storage::now_millis();
+    app.exec(&format!(
+        "INSERT INTO flow_steps (request_id, type_name, request_action, from_state, to_state, \
+         action, actor_kind, entered_at, at, week, duration_ms, bucket, lead_ms, lead_bucket) \
+         {numbers} SELECT (SELECT MIN(id) FROM requests), \
+         CASE i % 3 WHEN 0 THEN 'postgres-database' WHEN 1 THEN '{NS}' ELSE 'shared-database' END, \
+         CASE (i / 3) % 3 WHEN 0 THEN 'backup' WHEN 1 THEN 'resize' ELSE NULL END, \
+         CASE i % 4 WHEN 0 THEN 'submitted' WHEN 1 THEN 'in_review' WHEN 2 THEN 'approved' \
+         ELSE 'executing' END, 'completed', \
+         CASE i % 5 WHEN 0 THEN 'submit' WHEN 1 THEN 'enter_review' WHEN 2 THEN 'approve' \
+         WHEN 3 THEN 'start_execution' ELSE 'verification_passed' END, 'person', \
+         {now} - i * 600000, {now} - i * 600000 + i, {week} - i / 1000, i, i % 300, \
+         CASE i % 5 WHEN 4 THEN i ELSE NULL END, CASE i % 5 WHEN 4 THEN i % 300 ELSE NULL END \
+         FROM n",
+        week = flow::week_of(now),
+    ))
+    .await?;
+    if app.engine == Engine::Postgres {
+        // What a live table has had done by autovacuum: statistics and the
+        // visibility map an index-only scan relies on.
+        app.exec("VACUUM ANALYZE flow_steps").await?;
+    }
+    let this_week = flow::week_of(now);
+    let mut windows = vec![(this_week - 11, this_week)];
+    if app.engine == Engine::Sqlite {
+        windows.push((this_week - 51, this_week));
+    }
+    let mut conn = app.state.db.pool.acquire().await?;
+    for window in windows {
+        let plans = storage::flow::read_plans(&mut conn, app.engine, window).await?;
+        assert_eq!(plans.len(), 9);
+        let index_only = match app.engine {
+            Engine::Sqlite => "USING COVERING INDEX flow_steps_by_",
+            Engine::Postgres => "Index Only Scan using flow_steps_by_",
+        };
+        for plan in plans {
+            assert!(plan.contains(index_only), "{plan}");
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+            for line in plan.lines() {
+                assert!(
+                    !line.contains("SCAN flow_steps") || line.contains("COVERING INDEX"),
+                    "reads the table:\n{plan}"
+                );
+            }
+        }
+    }
+    drop(conn);
+    let carol = app.user("carol").await?;
+    let m =
+        flow_service::flow_metrics(&app.state, &carol, &asking(Some(NS), Some("backup"))).await?;
+    assert!(m.focus.rates.submitted > 0, "{:?}", m.focus.rates);
+    assert!(
+        m.types.len() >= 9,
+        "three types, each made, backed up and resized"
     );
     Ok(())
 }

@@ -6,6 +6,8 @@ use super::*;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepBucketRow {
     pub type_name: String,
+    /// The day-2 action of the rows' requests; `None` for creations.
+    pub request_action: Option<String>,
     pub step: RequestState,
     pub bucket: Bucket,
 }
@@ -15,6 +17,8 @@ pub struct StepBucketRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionCountRow {
     pub type_name: String,
+    /// The day-2 action of the rows' requests; `None` for creations.
+    pub request_action: Option<String>,
     pub week: i64,
     pub action: Action,
     pub events: i64,
@@ -59,6 +63,8 @@ impl RateBase {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateBaseRow {
     pub type_name: String,
+    /// The day-2 action of the rows' requests; `None` for creations.
+    pub request_action: Option<String>,
     pub week: i64,
     pub base: RateBase,
     pub requests: i64,
@@ -68,6 +74,8 @@ pub struct RateBaseRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeadBucketRow {
     pub type_name: String,
+    /// The day-2 action of the rows' requests; `None` for creations.
+    pub request_action: Option<String>,
     pub week: i64,
     pub bucket: Bucket,
 }
@@ -76,10 +84,35 @@ pub struct LeadBucketRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeekStepRow {
     pub type_name: String,
+    /// The day-2 action of the rows' requests; `None` for creations.
+    pub request_action: Option<String>,
     pub week: i64,
     pub step: RequestState,
     pub total_ms: i64,
 }
+
+/// The rows of one type and one "what" (see [`What`]): what every figure
+/// selects its rows by.
+trait Keyed {
+    fn key(&self) -> (&str, Option<&str>);
+}
+
+macro_rules! keyed {
+    ($($row:ty),*) => {$(
+        impl Keyed for $row {
+            fn key(&self) -> (&str, Option<&str>) {
+                (&self.type_name, self.request_action.as_deref())
+            }
+        }
+    )*};
+}
+keyed!(
+    StepBucketRow,
+    ActionCountRow,
+    RateBaseRow,
+    LeadBucketRow,
+    WeekStepRow
+);
 
 /// Everything the storage reads for one page: the window is `since_week` up to and
 /// including `until_week`. `totals` counts over the whole window (its `week` is
@@ -198,6 +231,9 @@ pub struct StepFlow {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TypeFlow {
     pub type_name: String,
+    /// What the figures count: `None` for creations, a day-2 action's name, or
+    /// `*` for every request (see [`What`]).
+    pub action: Option<String>,
     pub rates: FlowRates,
     /// From first submit to completed, for the requests completed in the window.
     pub lead: Durations,
@@ -237,7 +273,16 @@ pub struct FlowMetrics {
     pub weeks: i64,
     /// The type the trend follows; `None` for all types.
     pub trend_type: Option<String>,
+    /// What `all`, `focus` and `trend` count: `None` for creations, a day-2
+    /// action's name, or `*` for every request.
+    pub action: Option<String>,
+    /// All types together, of what `action` says.
     pub all: TypeFlow,
+    /// The trend's type (or all types), of what `action` says: the steps and
+    /// lead times the trend goes with.
+    pub focus: TypeFlow,
+    /// One entry per type and what its requests do: its creations, and each of
+    /// its day-2 actions apart, whatever `action` says.
     pub types: Vec<TypeFlow>,
     pub trend: Vec<WeekFlow>,
     /// The requests in each step now: not of the window, read afresh at every
@@ -254,15 +299,25 @@ fn split_time(step: RequestState, total_ms: i64, wait: &mut i64, touch: &mut i64
     }
 }
 
-/// The figures of the rows `keep` selects (one type, or all).
-fn type_flow(input: &FlowInput, type_name: &str, keep: impl Fn(&str) -> bool) -> TypeFlow {
+/// Which rows a figure counts, by their type and their requests' day-2 action.
+type Keep<'a> = dyn Fn((&str, Option<&str>)) -> bool + 'a;
+
+fn kept<'a, R: Keyed>(rows: &'a [R], keep: &'a Keep<'_>) -> impl Iterator<Item = &'a R> {
+    rows.iter().filter(move |r| keep(r.key()))
+}
+
+/// The figures of the rows `keep` selects (one type and what, or all types),
+/// named `type_name` and `action`.
+fn type_flow(
+    input: &FlowInput,
+    (type_name, action): (&str, Option<String>),
+    keep: &Keep<'_>,
+) -> TypeFlow {
     let mut steps = Vec::new();
     let (mut wait_ms, mut touch_ms) = (0, 0);
     for step in STEPS {
-        let buckets: Vec<Bucket> = input
-            .steps
-            .iter()
-            .filter(|r| r.step == step && keep(&r.type_name))
+        let buckets: Vec<Bucket> = kept(&input.steps, keep)
+            .filter(|r| r.step == step)
             .map(|r| r.bucket)
             .collect();
         let durations = Durations::of(&buckets);
@@ -278,18 +333,11 @@ fn type_flow(input: &FlowInput, type_name: &str, keep: impl Fn(&str) -> bool) ->
             });
         }
     }
-    let lead: Vec<Bucket> = input
-        .lead
-        .iter()
-        .filter(|r| keep(&r.type_name))
-        .map(|r| r.bucket)
-        .collect();
+    let lead: Vec<Bucket> = kept(&input.lead, keep).map(|r| r.bucket).collect();
     TypeFlow {
         type_name: type_name.to_string(),
-        rates: FlowRates::of(
-            input.totals.iter().filter(|r| keep(&r.type_name)),
-            input.base_totals.iter().filter(|r| keep(&r.type_name)),
-        ),
+        action,
+        rates: FlowRates::of(kept(&input.totals, keep), kept(&input.base_totals, keep)),
         lead: Durations::of(&lead),
         wait_ms,
         touch_ms,
@@ -299,35 +347,30 @@ fn type_flow(input: &FlowInput, type_name: &str, keep: impl Fn(&str) -> bool) ->
 }
 
 /// One week of the trend, of the rows `keep` selects.
-fn week_flow(input: &FlowInput, week: i64, keep: &impl Fn(&str) -> bool) -> WeekFlow {
-    let lead: Vec<Bucket> = input
-        .lead
-        .iter()
-        .filter(|r| r.week == week && keep(&r.type_name))
+fn week_flow(input: &FlowInput, week: i64, keep: &Keep<'_>) -> WeekFlow {
+    let lead: Vec<Bucket> = kept(&input.lead, keep)
+        .filter(|r| r.week == week)
         .map(|r| r.bucket)
         .collect();
     let (mut wait_ms, mut touch_ms) = (0, 0);
-    for r in &input.weekly_steps {
-        if r.week == week && keep(&r.type_name) {
-            split_time(r.step, r.total_ms, &mut wait_ms, &mut touch_ms);
-        }
+    for r in kept(&input.weekly_steps, keep).filter(|r| r.week == week) {
+        split_time(r.step, r.total_ms, &mut wait_ms, &mut touch_ms);
     }
     WeekFlow {
         week_start_ms: week_start(week),
         rates: FlowRates::of(
-            input
-                .weekly
-                .iter()
-                .filter(|r| r.week == week && keep(&r.type_name)),
-            input
-                .base_weekly
-                .iter()
-                .filter(|r| r.week == week && keep(&r.type_name)),
+            kept(&input.weekly, keep).filter(|r| r.week == week),
+            kept(&input.base_weekly, keep).filter(|r| r.week == week),
         ),
         lead_median_ms: quantile(&lead, 0.5),
         wait_ms,
         touch_ms,
     }
+}
+
+/// Cuts a value from outside to a length an error message may repeat.
+pub(crate) fn shown(value: &str, max: usize) -> String {
+    value.chars().take(max + 1).collect()
 }
 
 impl FlowQuery {
@@ -337,8 +380,10 @@ impl FlowQuery {
     pub fn trend_type(&self) -> Result<Option<&str>, String> {
         match self.type_name.as_deref().filter(|t| !t.is_empty()) {
             Some(name) if !is_type_name(name) => Err(format!(
-                "{name:?} is not a type name: lowercase letters, digits, '-' and '_', \
-                 starting with a letter, at most {MAX_TYPE_NAME} characters"
+                "{:?} is not a type name: lowercase letters, digits, '-' and '_', \
+                 starting with a letter, at most {MAX_TYPE_NAME} characters",
+                // A hostile value is not echoed whole into the answer.
+                shown(name, MAX_TYPE_NAME)
             )),
             trend_type => Ok(trend_type),
         }
@@ -357,30 +402,51 @@ fn is_type_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-/// The whole page's figures. `trend_type` narrows the weekly trend to one type.
-pub fn compute(input: &FlowInput, trend_type: Option<&str>) -> FlowMetrics {
-    let mut names: Vec<&str> = input
+/// Every (type, day-2 action) the window has rows of, creations first in each
+/// type (`None` orders before any name).
+fn pairs(input: &FlowInput) -> Vec<(&str, Option<&str>)> {
+    let mut pairs: Vec<(&str, Option<&str>)> = input
         .totals
         .iter()
-        .map(|r| r.type_name.as_str())
-        .chain(input.steps.iter().map(|r| r.type_name.as_str()))
+        .map(Keyed::key)
+        .chain(input.steps.iter().map(Keyed::key))
         .collect();
-    names.sort_unstable();
-    names.dedup();
-    let types = names
-        .iter()
-        .map(|name| type_flow(input, name, |t| t == *name))
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// The whole page's figures: per type and what its requests do, and all types
+/// together. `trend_type` narrows the trend and the focus to one type, `what`
+/// narrows them and all types' figures to creations, one action or every request.
+pub fn compute(input: &FlowInput, trend_type: Option<&str>, what: &What) -> FlowMetrics {
+    let types = pairs(input)
+        .into_iter()
+        .map(|(name, action)| {
+            let keep = |key: (&str, Option<&str>)| key == (name, action);
+            type_flow(input, (name, action.map(str::to_string)), &keep)
+        })
         .collect();
-    let keep = |t: &str| trend_type.is_none_or(|want| want == t);
+    let of_what = |key: (&str, Option<&str>)| what.counts(key.1);
+    let all = type_flow(input, ("all", what.as_param()), &of_what);
+    let in_focus = |key: (&str, Option<&str>)| {
+        trend_type.is_none_or(|want| want == key.0) && what.counts(key.1)
+    };
+    let focus = match trend_type {
+        Some(name) => type_flow(input, (name, what.as_param()), &in_focus),
+        None => all.clone(),
+    };
     let trend = (input.since_week..=input.until_week)
-        .map(|week| week_flow(input, week, &keep))
+        .map(|week| week_flow(input, week, &in_focus))
         .collect();
     FlowMetrics {
         since_ms: week_start(input.since_week),
         until_ms: week_start(input.until_week + 1),
         weeks: input.until_week - input.since_week + 1,
         trend_type: trend_type.map(str::to_string),
-        all: type_flow(input, "all", |_| true),
+        action: what.as_param(),
+        all,
+        focus,
         types,
         trend,
         waiting: WaitingNow::default(),

@@ -113,7 +113,11 @@ fn history() -> Vec<StepRecord> {
 }
 
 fn metrics(trend_type: Option<&str>) -> FlowMetrics {
-    compute(&aggregate(&history(), WEEK0, WEEK0 + 1), trend_type)
+    compute(
+        &aggregate(&history(), WEEK0, WEEK0 + 1),
+        trend_type,
+        &What::Creations,
+    )
 }
 
 fn of<'a>(m: &'a FlowMetrics, name: &str) -> &'a TypeFlow {
@@ -209,7 +213,11 @@ fn the_trend_follows_one_type_when_asked() {
 
 #[test]
 fn records_outside_the_window_are_left_out() {
-    let m = compute(&aggregate(&history(), WEEK0 + 1, WEEK0 + 1), None);
+    let m = compute(
+        &aggregate(&history(), WEEK0 + 1, WEEK0 + 1),
+        None,
+        &What::Creations,
+    );
     assert_eq!(m.types.len(), 1);
     assert_eq!(m.all.rates.submitted, 1);
     assert_eq!(m.all.lead.count, 0);
@@ -279,13 +287,13 @@ fn a_query_asks_for_a_bounded_window() {
     assert_eq!(FlowQuery::default().window(now), Ok((WEEK0 - 11, WEEK0)));
     let one = FlowQuery {
         weeks: Some(1),
-        type_name: None,
+        ..FlowQuery::default()
     };
     assert_eq!(one.window(now), Ok((WEEK0, WEEK0)));
     for weeks in [0, -3, 53] {
         let q = FlowQuery {
             weeks: Some(weeks),
-            type_name: None,
+            ..FlowQuery::default()
         };
         assert!(q.window(now).is_err(), "{weeks}");
     }
@@ -294,8 +302,8 @@ fn a_query_asks_for_a_bounded_window() {
 #[test]
 fn a_query_narrows_to_any_well_formed_type_name() {
     let query = |name: &str| FlowQuery {
-        weeks: None,
         type_name: Some(name.to_string()),
+        ..FlowQuery::default()
     };
     assert_eq!(FlowQuery::default().trend_type(), Ok(None));
     assert_eq!(query("").trend_type(), Ok(None));
@@ -374,7 +382,11 @@ fn weekly_rates_across_a_monday_stay_within_one() {
             (A::VerificationPassed, 5.0),
         ],
     );
-    let m = compute(&aggregate(&s.records, WEEK0, WEEK0 + 1), None);
+    let m = compute(
+        &aggregate(&s.records, WEEK0, WEEK0 + 1),
+        None,
+        &What::Creations,
+    );
     let monday = &m.trend[1].rates;
     assert_eq!((monday.sent_back, monday.reviewed), (2, 2));
     assert_eq!(monday.rework_rate, Some(1.0));
@@ -537,4 +549,157 @@ fn drafts_and_ended_requests_are_not_in_the_flow() {
             "{state}"
         );
     }
+}
+
+/// `history()` with six daily backups of a database on top: each auto-approved
+/// and done in seconds, as a team's backups are.
+fn with_backups() -> (Vec<StepRecord>, std::collections::BTreeMap<i64, String>) {
+    let mut s = Script { records: history() };
+    let mut day_two = std::collections::BTreeMap::new();
+    for day in 0..6 {
+        let id = 100 + day;
+        s.request(
+            id,
+            PG,
+            24.0 * day as f64,
+            &[
+                (A::Submit, 0.0),
+                (A::AutoApprove, 0.0),
+                (A::StartExecution, 0.001),
+                (A::ExecutionSucceeded, 0.002),
+                (A::VerificationPassed, 0.003),
+            ],
+        );
+        day_two.insert(id, "backup".to_string());
+    }
+    (s.records, day_two)
+}
+
+fn what_metrics(trend_type: Option<&str>, what: &What) -> FlowMetrics {
+    let (records, day_two) = with_backups();
+    compute(
+        &aggregate_of(&records, &day_two, WEEK0, WEEK0 + 1),
+        trend_type,
+        what,
+    )
+}
+
+fn row<'a>(m: &'a FlowMetrics, name: &str, action: Option<&str>) -> &'a TypeFlow {
+    match m
+        .types
+        .iter()
+        .find(|t| t.type_name == name && t.action.as_deref() == action)
+    {
+        Some(t) => t,
+        None => panic!("no figures for {name} {action:?}"),
+    }
+}
+
+/// Daily backups leave a database's creation figures as they were: the
+/// comparison has a row per type and what, and by default the trend, the steps
+/// and all types' figures are of creations.
+#[test]
+fn backups_do_not_hide_how_long_a_creation_takes() {
+    let m = what_metrics(Some(PG), &What::Creations);
+    let created = row(&m, PG, None);
+    assert_eq!(created, of(&metrics(None), PG), "as with no backups at all");
+    assert_eq!(created.rates.auto_approval_share, Some(0.0));
+    assert_eq!(created.lead.median_ms, Some(12 * H));
+    let backups = row(&m, PG, Some("backup"));
+    assert_eq!(backups.rates.submitted, 6);
+    assert_eq!(backups.rates.auto_approval_share, Some(1.0));
+    assert!(backups.lead.median_ms.is_some_and(|ms| ms < 60_000));
+    let listed: Vec<(&str, Option<&str>)> = m
+        .types
+        .iter()
+        .map(|t| (t.type_name.as_str(), t.action.as_deref()))
+        .collect();
+    assert_eq!(listed, [(NS, None), (PG, None), (PG, Some("backup"))]);
+    // The focus, the trend and all types count creations only.
+    assert_eq!(
+        (m.action.as_deref(), m.focus.action.as_deref()),
+        (None, None)
+    );
+    assert_eq!(m.focus.lead, created.lead);
+    assert_eq!(m.trend[0].rates.auto_approved, 0);
+    assert_eq!(m.all.rates.submitted, 4);
+    assert_eq!(m.all.rates.auto_approval_share, Some(1.0 / 3.0));
+}
+
+#[test]
+fn one_action_or_every_request_when_asked() {
+    let backup = What::Action("backup".into());
+    let m = what_metrics(Some(PG), &backup);
+    assert_eq!(m.action.as_deref(), Some("backup"));
+    assert_eq!(m.focus, {
+        let mut b = row(&m, PG, Some("backup")).clone();
+        b.type_name = PG.into();
+        b
+    });
+    assert_eq!(m.trend[0].rates.auto_approved, 6);
+    assert_eq!(m.all.rates.submitted, 6, "all types' backups");
+    let every = what_metrics(None, &What::Every);
+    assert_eq!(every.action.as_deref(), Some(EVERY));
+    assert_eq!(every.all.rates.submitted, 10);
+    assert_eq!(every.focus, every.all);
+    assert_eq!(every.types.len(), 3, "the rows stay apart");
+    // An action no request took: nothing, not everything.
+    let none = what_metrics(Some(PG), &What::Action("restore".into()));
+    assert_eq!(none.focus.rates.submitted, 0);
+    assert!(none.trend.iter().all(|w| w.rates.submitted == 0));
+    assert_eq!(label_of(None), "creations");
+    assert_eq!(What::Every.label(), "every request");
+    assert_eq!(backup.label(), "backup");
+}
+
+#[test]
+fn a_query_names_creations_an_action_or_every_request() {
+    let query = |action: Option<&str>| FlowQuery {
+        action: action.map(str::to_string),
+        ..FlowQuery::default()
+    };
+    assert_eq!(query(None).what(), Ok(What::Creations));
+    assert_eq!(query(Some("")).what(), Ok(What::Creations));
+    assert_eq!(query(Some("*")).what(), Ok(What::Every));
+    // Declared today or removed since: history keeps the name.
+    for name in ["backup", "upgrade-templates", "scale2", &"a".repeat(32)] {
+        assert_eq!(
+            query(Some(name)).what(),
+            Ok(What::Action(name.into())),
+            "{name}"
+        );
+    }
+    let long = "a".repeat(10_000);
+    for hostile in [
+        "Backup",
+        "back up",
+        "-x",
+        "x-",
+        "9x",
+        "back_up",
+        "**",
+        "*backup",
+        "../etc",
+        "%00",
+        "a\0b",
+        "'; DROP TABLE flow_steps; --",
+        "ä",
+        "<script>",
+        &"a".repeat(33),
+        &long,
+    ] {
+        let Err(why) = query(Some(hostile)).what() else {
+            panic!("{hostile:?} must be refused");
+        };
+        assert!(
+            why.len() < 400,
+            "a hostile value is cut: {} bytes",
+            why.len()
+        );
+    }
+    let type_query = FlowQuery {
+        type_name: Some(long),
+        ..FlowQuery::default()
+    };
+    assert!(type_query.trend_type().is_err_and(|why| why.len() < 400));
 }

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use slipway_core::flow::{
-    DEFAULT_WEEKS, FlowMetrics, FlowQuery, TypeFlow, date_of, human_duration, percent,
+    DEFAULT_WEEKS, EVERY, FlowMetrics, FlowQuery, TypeFlow, date_of, human_duration, label_of,
+    percent,
 };
 
 use crate::api::flow_metrics;
@@ -31,8 +32,9 @@ fn optional_ms(ms: Option<i64>) -> String {
     ms.map_or_else(|| "–".to_string(), human_duration)
 }
 
-/// The query in the address: `?weeks=12&type=k8s-namespace`, or why it does not
-/// read (a `weeks` that is not a whole number, named as the API names it).
+/// The query in the address: `?weeks=12&type=k8s-namespace&action=backup`, or
+/// why it does not read (a `weeks` that is not a whole number, named as the API
+/// names it). The type and the action are checked by the service, as the API's.
 fn query_from_url() -> Memo<Result<FlowQuery, AppError>> {
     let map = use_query_map();
     Memo::new(move |_| {
@@ -46,6 +48,7 @@ fn query_from_url() -> Memo<Result<FlowQuery, AppError>> {
             Ok(FlowQuery {
                 weeks,
                 type_name: m.get("type").filter(|t| !t.is_empty()),
+                action: m.get("action").filter(|a| !a.is_empty()),
             })
         })
     })
@@ -79,11 +82,8 @@ pub fn FlowMetricsPage() -> impl IntoView {
                 // The filters stay when the figures do not come: a refused window
                 // or type is corrected from the same form (by those who may read them).
                 let refused = matches!(figures, Err(AppError::Unauthenticated | AppError::Forbidden(_)));
-                let types = figures.as_ref().map_or_else(
-                    |_| Vec::new(),
-                    |m| m.types.iter().map(|t| t.type_name.clone()).collect(),
-                );
-                let filters = (!refused).then(|| view! { <Filters query=query.get_untracked().unwrap_or_default() types /> });
+                let seen = figures.as_ref().map_or_else(|_| Seen::default(), Seen::of);
+                let filters = (!refused).then(|| view! { <Filters query=query.get_untracked().unwrap_or_default() seen /> });
                 let shown = match figures {
                     Ok(m) => view! { <FlowView m /> }.into_any(),
                     Err(e) => error_view(e),
@@ -94,14 +94,14 @@ pub fn FlowMetricsPage() -> impl IntoView {
     }
 }
 
+/// What a heading says the figures are of: a type (or all types) and what its
+/// requests do.
+fn whose(type_name: Option<&str>, action: Option<&str>) -> String {
+    format!("{}, {}", type_name.unwrap_or("all types"), label_of(action))
+}
+
 #[component]
 fn FlowView(m: FlowMetrics) -> impl IntoView {
-    let focus = m
-        .trend_type
-        .as_ref()
-        .and_then(|t| m.types.iter().find(|f| &f.type_name == t))
-        .cloned()
-        .unwrap_or_else(|| m.all.clone());
     let window = format!(
         "{} weeks, {} to {}",
         m.weeks,
@@ -109,25 +109,67 @@ fn FlowView(m: FlowMetrics) -> impl IntoView {
         date_of(m.until_ms - 1)
     );
     let waiting = m.waiting.of_type(m.trend_type.as_deref());
-    let whose = m.trend_type.clone().unwrap_or_else(|| "all types".into());
+    // Waiting now reads the requests themselves, per type: creations and
+    // actions together.
+    let waiting_whose = m.trend_type.clone().unwrap_or_else(|| "all types".into());
+    let focus_whose = whose(m.trend_type.as_deref(), m.action.as_deref());
     view! {
-        <Waiting waiting whose />
+        <Waiting waiting whose=waiting_whose />
         <p class="muted">{window}</p>
         <Summary flow=m.all.clone() />
-        <Steps flow=focus />
+        <Steps flow=m.focus.clone() whose=focus_whose />
         <Trend m=m.clone() />
         <TypesTable types=m.types.clone() weeks=m.weeks />
     }
 }
 
-/// A GET form, so the window and the type land in the address: as the address
-/// asks, with the types the figures have (and the one asked for, had it none).
+/// The types and the actions the window's figures have, for the filters.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    types: Vec<String>,
+    actions: Vec<String>,
+}
+
+impl Seen {
+    fn of(m: &FlowMetrics) -> Seen {
+        let mut seen = Seen::default();
+        for t in &m.types {
+            // The actions of the chosen type only, when one is: another type's
+            // action would show nothing.
+            let of_chosen = m
+                .trend_type
+                .as_ref()
+                .is_none_or(|chosen| chosen == &t.type_name);
+            if let (Some(action), true) = (&t.action, of_chosen) {
+                seen.actions.push(action.clone());
+            }
+            seen.types.push(t.type_name.clone());
+        }
+        for list in [&mut seen.types, &mut seen.actions] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        seen
+    }
+}
+
+/// A GET form, so the window, the type and what its requests do land in the
+/// address: as the address asks, with the types and actions the figures have
+/// (and the ones asked for, had they none).
 #[component]
-fn Filters(query: FlowQuery, mut types: Vec<String>) -> impl IntoView {
+fn Filters(query: FlowQuery, seen: Seen) -> impl IntoView {
     let weeks = query.weeks.unwrap_or(DEFAULT_WEEKS);
     let chosen = query.type_name.unwrap_or_default();
+    let Seen {
+        mut types,
+        mut actions,
+    } = seen;
     if !chosen.is_empty() && !types.contains(&chosen) {
         types.push(chosen.clone());
+    }
+    let action = query.action.unwrap_or_default();
+    if !action.is_empty() && action != EVERY && !actions.contains(&action) {
+        actions.push(action.clone());
     }
     view! {
         <form method="get" action="" class="filters" aria-label="Window and type">
@@ -144,6 +186,15 @@ fn Filters(query: FlowQuery, mut types: Vec<String>) -> impl IntoView {
                         let selected = name == chosen;
                         view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
                     }).collect_view()}
+                </select></div>
+            <div class="field"><label for="flow-action">"What"</label>
+                <select id="flow-action" name="action">
+                    <option value="" selected=action.is_empty()>"Creations"</option>
+                    {actions.into_iter().map(|name| {
+                        let selected = name == action;
+                        view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
+                    }).collect_view()}
+                    <option value=EVERY selected=action == EVERY>"Every request (creations and actions)"</option>
                 </select></div>
             <button type="submit">"Show"</button>
         </form>
@@ -167,9 +218,10 @@ fn Summary(flow: TypeFlow) -> impl IntoView {
         ("Failed", percent(r.failure_rate)),
         ("Handled by hand", percent(r.manual_rate)),
     ];
+    let heading = format!("All types, {}", label_of(flow.action.as_deref()));
     view! {
         <section aria-labelledby="flow-summary">
-            <h2 id="flow-summary">"All types"</h2>
+            <h2 id="flow-summary">{heading}</h2>
             <dl class="figures">
                 {figures.into_iter().map(|(name, value)| view! {
                     <div><dt>{name}</dt><dd>{value}</dd></div>

@@ -30,15 +30,22 @@ pub struct FlowParams {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub type_name: Option<String>,
+    /// What the requests counted in `all`, `focus` and `trend` do: absent (or
+    /// empty) for creations, a day-2 action's name (`backup`, `resize`,
+    /// `upgrade-templates`…) for the requests of that action, or `*` for every
+    /// request together. `types` lists each type's creations and each of its
+    /// actions apart whatever this says.
+    #[param(max_length = 32, example = "backup")]
+    pub action: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/metrics/flow", tag = "metrics",
     params(FlowParams),
     responses(
-        (status = 200, description = "The figures of the window, per type and for all types, with the weekly trend; and `waiting`, the requests in each step now, which is not of the window", body = FlowMetrics),
+        (status = 200, description = "The figures of the window: per type and what its requests do (`types`: creations and each day-2 action apart), for all types and for the chosen type (`all`, `focus`: of what `action` asks, creations by default), with the weekly trend; and `waiting`, the requests in each step now, which is not of the window", body = FlowMetrics),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is unknown or its value is wrong (weeks out of range, an unknown type); `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is unknown or its value is wrong (weeks out of range, a malformed type or action name); `errors` names it", body = Problem, content_type = "application/problem+json"),
     ))]
 /// Flow metrics per type and per step over a window of weeks.
 async fn flow_metrics(
@@ -51,6 +58,7 @@ async fn flow_metrics(
     let query = FlowQuery {
         weeks: params.weeks,
         type_name: params.type_name,
+        action: params.action,
     };
     flow::flow_metrics(&state, &caller, &query)
         .await

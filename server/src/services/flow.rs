@@ -2,35 +2,47 @@
 //! platform team and auditors. The portal's page and `GET /api/v1/metrics/flow`
 //! both ask this one function.
 
-use slipway_core::flow::{self, FlowMetrics, FlowQuery};
+use slipway_core::flow::{self, FlowInput, FlowMetrics, FlowQuery, What};
 use slipway_core::policy;
 use slipway_core::validate::FieldError;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Caller, ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::storage;
 
-/// How long the figures of a window longer than the default are shown again: a
-/// year's window reads every flow step of the year (about a second and a half
+/// How long the steps read for a window longer than the default are used again:
+/// a year's window reads every flow step of the year (about a second and a half
 /// at 700,000 on SQLite), so people opening it together, or paging between its
-/// views, share one reading; the figures are weekly ones, a few seconds old
-/// changes none of them much.
+/// types and actions, share one reading; the figures are weekly ones, a few
+/// seconds old changes none of them much.
 pub const FIGURES_FOR: Duration = Duration::from_secs(15);
 
-/// Figures computed lately, by window and trend type. One computation at a time
-/// per window: people opening the page together wait for one reading, not one
-/// each, and someone opening another window does not wait for theirs (up to
+/// The most windows whose readings are kept at once. A reading of a year holds
+/// its aggregate rows (per type, request action, week and step: a few thousand),
+/// so a handful bound the memory; a window beyond them lets go of the one read
+/// longest ago that nobody is using.
+const KEPT_WINDOWS: usize = 6;
+
+/// The steps read lately, by window: every type's and action's figures are
+/// computed from one reading of the window, so following another type or action
+/// in the same window does not read again. One reading at a time per window:
+/// people opening the page together wait for one reading, not one each, and
+/// someone opening another window does not wait for theirs (up to
 /// [`READ_AT_ONCE`] windows are read at once).
 #[derive(Debug)]
 pub struct FlowFigures {
-    windows: std::sync::Mutex<HashMap<Window, Arc<tokio::sync::Mutex<Figures>>>>,
+    windows: std::sync::Mutex<HashMap<Window, Arc<tokio::sync::Mutex<Reading>>>>,
     /// Long windows read at once, whichever they are: each reads every step of
     /// its weeks, and a few callers varying the window must not take every core.
     reading: tokio::sync::Semaphore,
+    /// How many times a window's steps were read: for tests and operators, who
+    /// can tell a page served from a reading from one that read.
+    reads: AtomicU64,
 }
 
 /// How many long windows are read at once on a replica.
@@ -41,35 +53,67 @@ impl Default for FlowFigures {
         FlowFigures {
             windows: std::sync::Mutex::default(),
             reading: tokio::sync::Semaphore::new(READ_AT_ONCE),
+            reads: AtomicU64::new(0),
         }
     }
 }
 
-/// A window's figures, when they were computed and the newest flow step then
-/// (for windows shown only as fresh as the steps); `None` until they are.
-type Figures = Option<(Instant, Option<i64>, FlowMetrics)>;
+/// A window's steps as read, when they were read and the newest flow step then
+/// (for windows used only as fresh as the steps); `None` until they are.
+type Reading = Option<(Instant, Option<i64>, Arc<FlowInput>)>;
+
+/// The place of one window's reading.
+type Place = Arc<tokio::sync::Mutex<Reading>>;
+
+/// When an idle place's reading was made (inner `None`: nothing was read), or
+/// `None` while someone holds or waits for the place: only an idle place may
+/// be let go.
+fn idle(place: &Place) -> Option<Option<Instant>> {
+    if Arc::strong_count(place) > 1 {
+        return None;
+    }
+    place
+        .try_lock()
+        .ok()
+        .map(|r| r.as_ref().map(|(at, _, _)| *at))
+}
 
 impl FlowFigures {
-    /// The place of a window's figures, made when first asked for; the places
-    /// of windows whose figures are too old to show are let go.
-    fn place(&self, key: Window) -> Arc<tokio::sync::Mutex<Figures>> {
+    /// The place of a window's reading, made when first asked for. The places of
+    /// windows whose readings are too old to use are let go, and beyond
+    /// [`KEPT_WINDOWS`] the idle ones read longest ago.
+    fn place(&self, key: Window) -> Place {
         let mut windows = self
             .windows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        windows.retain(|_, place| {
-            Arc::strong_count(place) > 1
-                || place.try_lock().is_ok_and(|f| {
-                    f.as_ref()
-                        .is_some_and(|(at, _, _)| at.elapsed() < FIGURES_FOR)
-                })
+        windows.retain(|_, place| match idle(place) {
+            Some(read) => read.is_some_and(|at| at.elapsed() < FIGURES_FOR),
+            None => true,
         });
+        if !windows.contains_key(&key) {
+            while windows.len() >= KEPT_WINDOWS {
+                let oldest = windows
+                    .iter()
+                    .filter_map(|(k, place)| idle(place).map(|read| (read, *k)))
+                    .min();
+                // Every kept window is in use: this one is kept beside them, and
+                // let go as soon as it is not.
+                let Some((_, oldest)) = oldest else { break };
+                windows.remove(&oldest);
+            }
+        }
         windows.entry(key).or_default().clone()
+    }
+
+    /// How many times a window's steps were read since the server started.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 }
 
-/// The weeks asked for (first, last) and the trend's type.
-type Window = (i64, i64, Option<String>);
+/// The weeks asked for: first and last.
+type Window = (i64, i64);
 
 /// Whether the flow metrics are for `caller`: asked first, so that someone
 /// they are not for is told so before anything about their query.
@@ -77,25 +121,37 @@ pub fn may_see(caller: &Caller) -> ServiceResult<()> {
     policy::may_see_flow_metrics(caller).map_err(ServiceError::refused)
 }
 
+/// The window, the trend's type and what its requests do, as the query asks
+/// (each named in the refusal when it cannot be read).
+fn read_query(query: &FlowQuery) -> ServiceResult<(Window, Option<&str>, What)> {
+    let invalid = |field: &'static str| {
+        move |message: String| ServiceError::Invalid(vec![FieldError::new(field, message)])
+    };
+    let window = query
+        .window(storage::now_millis())
+        .map_err(invalid("weeks"))?;
+    // A type since removed from the catalog is still in the history it made;
+    // so is an action.
+    let trend_type = query.trend_type().map_err(invalid("type"))?;
+    let what = query.what().map_err(invalid("action"))?;
+    Ok((window, trend_type, what))
+}
+
 /// The figures of the window the query asks for (the last 12 weeks by default),
-/// with the requests in each step now.
-#[tracing::instrument(skip_all, fields(weeks = ?query.weeks, type_name = ?query.type_name))]
+/// of the requests it asks for (creations by default), with the requests in
+/// each step now.
+#[tracing::instrument(skip_all, fields(weeks = ?query.weeks, type_name = ?query.type_name, action = ?query.action))]
 pub async fn flow_metrics(
     state: &AppState,
     caller: &Caller,
     query: &FlowQuery,
 ) -> ServiceResult<FlowMetrics> {
     may_see(caller)?;
-    let (since, until) = query
-        .window(storage::now_millis())
-        .map_err(|message| ServiceError::Invalid(vec![FieldError::new("weeks", message)]))?;
-    // A type since removed from the catalog is still in the history it made.
-    let trend_type = query
-        .trend_type()
-        .map_err(|message| ServiceError::Invalid(vec![FieldError::new("type", message)]))?;
-    let mut figures = window_figures(state, (since, until, trend_type.map(str::to_string))).await?;
+    let (window, trend_type, what) = read_query(query)?;
+    let input = window_input(state, window).await?;
+    let mut figures = flow::compute(&input, trend_type, &what);
     // Read at every view, outside the window's cache: the figure is of this
-    // moment, not of a window (a window's cached figures would carry it stale for
+    // moment, not of a window (a window's cached reading would carry it stale for
     // up to [`FIGURES_FOR`], and each window would hold its own copy of the same
     // thing). Its read is one range of an index over the open requests only,
     // cheap enough for every view.
@@ -104,27 +160,27 @@ pub async fn flow_metrics(
     Ok(figures)
 }
 
-/// A window's figures: computed afresh, or shared with whoever asked lately.
-async fn window_figures(state: &AppState, key: Window) -> ServiceResult<FlowMetrics> {
-    let (since, until) = (key.0, key.1);
-    // The default window (and shorter ones) is shown as fresh as the steps:
+/// A window's steps: read afresh, or shared with whoever asked lately, for any
+/// type and action.
+async fn window_input(state: &AppState, (since, until): Window) -> ServiceResult<Arc<FlowInput>> {
+    // The default window (and shorter ones) is used as fresh as the steps:
     // again only while no step was recorded since (one read of the newest
     // step's id), so people opening the page together share one reading
     // without anyone seeing figures older than the last change. Longer ones
     // are shared for [`FIGURES_FOR`] whatever happened meanwhile.
     let fresh_only = until - since < flow::DEFAULT_WEEKS;
-    let place = state.flow_figures.place(key.clone());
-    let mut computed = place.lock().await;
+    let place = state.flow_figures.place((since, until));
+    let mut read = place.lock().await;
     let newest = if fresh_only {
         storage::flow::newest_step(&state.db.pool).await?
     } else {
         None
     };
-    if let Some((at, stamp, figures)) = computed.as_ref()
+    if let Some((at, stamp, input)) = read.as_ref()
         && at.elapsed() < FIGURES_FOR
         && (!fresh_only || *stamp == newest)
     {
-        return Ok(figures.clone());
+        return Ok(Arc::clone(input));
     }
     let _reading = state
         .flow_figures
@@ -132,10 +188,10 @@ async fn window_figures(state: &AppState, key: Window) -> ServiceResult<FlowMetr
         .acquire()
         .await
         .map_err(|e| ServiceError::Internal(format!("flow figures: {e}")))?;
-    let input = storage::flow::read(&state.db.pool, since, until).await?;
-    let figures = flow::compute(&input, key.2.as_deref());
-    *computed = Some((Instant::now(), newest, figures.clone()));
-    Ok(figures)
+    let input = Arc::new(storage::flow::read(&state.db.pool, since, until).await?);
+    state.flow_figures.reads.fetch_add(1, Ordering::Relaxed);
+    *read = Some((Instant::now(), newest, Arc::clone(&input)));
+    Ok(input)
 }
 
 #[cfg(test)]
@@ -143,28 +199,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_being_computed_holds_up_only_itself() {
+    fn a_window_being_read_holds_up_only_itself() {
         let figures = FlowFigures::default();
-        let year = figures.place((0, 52, None));
+        let year = figures.place((0, 52));
         let computing = year.try_lock();
         assert!(computing.is_ok());
-        assert!(figures.place((0, 26, None)).try_lock().is_ok());
-        assert!(figures.place((0, 52, None)).try_lock().is_err());
-        assert!(
-            figures
-                .place((0, 52, Some("k8s-namespace".into())))
-                .try_lock()
-                .is_ok()
-        );
+        assert!(figures.place((0, 26)).try_lock().is_ok());
+        assert!(figures.place((0, 52)).try_lock().is_err());
         drop(computing);
         drop(year);
-        // Nothing computed and nobody waiting: the places are let go.
-        figures.place((1, 2, None));
-        let kept = figures
+        // Nothing read and nobody waiting: the places are let go.
+        figures.place((1, 2));
+        assert_eq!(kept(&figures), 1);
+    }
+
+    fn kept(figures: &FlowFigures) -> usize {
+        figures
             .windows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len();
-        assert_eq!(kept, 1);
+            .len()
+    }
+
+    /// Fills a window's place with a reading made now.
+    fn read_now(figures: &FlowFigures, key: Window) {
+        let place = figures.place(key);
+        let mut reading = place.try_lock();
+        if let Ok(reading) = reading.as_mut() {
+            **reading = Some((Instant::now(), None, Arc::default()));
+        }
+    }
+
+    #[test]
+    fn a_handful_of_windows_are_kept_and_those_in_use_stay() {
+        let figures = FlowFigures::default();
+        for weeks in 1..=20 {
+            read_now(&figures, (100 - weeks + 1, 100));
+        }
+        assert_eq!(kept(&figures), KEPT_WINDOWS);
+        // The newest readings are the ones kept.
+        let place = figures.place((100 - 19, 100));
+        let reading = place.try_lock();
+        assert!(reading.as_ref().is_ok_and(|r| r.is_some()));
+        drop(reading);
+        // Windows in use are never let go, even beyond the bound.
+        let held: Vec<Place> = (0..KEPT_WINDOWS as i64 + 2)
+            .map(|i| figures.place((i, 200)))
+            .collect();
+        assert!(kept(&figures) >= held.len());
+        drop(held);
+        drop(place);
+        read_now(&figures, (7, 7));
+        assert!(kept(&figures) <= KEPT_WINDOWS);
     }
 }

@@ -16,12 +16,17 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use super::{Engine, StorageError};
 
 /// Writes one transition; called by the service layer's `transition` in the same
-/// transaction as the state change and its audit event.
+/// transaction as the state change and its audit event. What the request does
+/// (`request_action`: its day-2 action, NULL for a creation) is read from the
+/// request itself, one step into its primary key: every writer (the services,
+/// the seed) records it alike, and it agrees with the backfill, which reads the
+/// same column.
 pub async fn record(conn: &mut AnyConnection, step: &StepRecord) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO flow_steps (request_id, type_name, from_state, to_state, action, actor_kind, \
-         entered_at, at, week, duration_ms, bucket, lead_ms, lead_bucket) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         entered_at, at, week, duration_ms, bucket, lead_ms, lead_bucket, request_action) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         (SELECT r.action FROM requests r WHERE r.id = $1))",
     )
     .bind(step.request_id)
     .bind(&step.type_name)
@@ -69,24 +74,134 @@ fn bucket(row: &AnyRow) -> Result<Bucket, StorageError> {
     })
 }
 
+/// The type and the day-2 action (`None` for a creation) every read groups by.
+fn group(row: &AnyRow) -> Result<(String, Option<String>), StorageError> {
+    Ok((row.try_get("type_name")?, row.try_get("request_action")?))
+}
+
+/// The statements a window's figures are read with. Each groups by type and
+/// request action over `week BETWEEN $1 AND $2`, and reads one covering index
+/// (the migration `flow_steps_request_action` made them): the tests check the
+/// plans at scale.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    Steps,
+    /// Action counts over the whole window, or per week.
+    Actions {
+        by_week: bool,
+    },
+    /// A rate base's distinct requests over the whole window, or per week.
+    Base {
+        base: RateBase,
+        by_week: bool,
+    },
+    Lead,
+    WeekSteps,
+}
+
+impl Read {
+    const ALL: [Read; 9] = [
+        Read::Steps,
+        Read::Actions { by_week: false },
+        Read::Actions { by_week: true },
+        Read::Base {
+            base: RateBase::Reviewed,
+            by_week: false,
+        },
+        Read::Base {
+            base: RateBase::Reviewed,
+            by_week: true,
+        },
+        Read::Base {
+            base: RateBase::Executed,
+            by_week: false,
+        },
+        Read::Base {
+            base: RateBase::Executed,
+            by_week: true,
+        },
+        Read::Lead,
+        Read::WeekSteps,
+    ];
+
+    fn sql(self) -> String {
+        const IN_WINDOW: &str = "FROM flow_steps WHERE week >= $1 AND week <= $2";
+        let week = |by_week: bool| {
+            if by_week {
+                ("week", ", week")
+            } else {
+                ("CAST(0 AS BIGINT) AS week", "")
+            }
+        };
+        match self {
+            Read::Steps => format!(
+                "SELECT type_name, request_action, from_state, bucket, COUNT(*) AS n, \
+                 CAST(SUM(duration_ms) AS BIGINT) AS total_ms {IN_WINDOW} \
+                 GROUP BY type_name, request_action, from_state, bucket"
+            ),
+            Read::Actions { by_week } => {
+                let (select, group) = week(by_week);
+                format!(
+                    "SELECT type_name, request_action, {select}, action, COUNT(*) AS events, \
+                     COUNT(DISTINCT request_id) AS requests {IN_WINDOW} \
+                     GROUP BY type_name, request_action{group}, action"
+                )
+            }
+            Read::Base { base, by_week } => {
+                let (select, group) = week(by_week);
+                // The actions are this build's own names, never a caller's: quoted
+                // in the text, so every statement binds the window alone.
+                let actions: Vec<String> = base
+                    .actions()
+                    .iter()
+                    .map(|a| format!("'{}'", a.as_str()))
+                    .collect();
+                format!(
+                    "SELECT type_name, request_action, {select}, \
+                     COUNT(DISTINCT request_id) AS requests {IN_WINDOW} \
+                     AND action IN ({}) GROUP BY type_name, request_action{group}",
+                    actions.join(", ")
+                )
+            }
+            Read::Lead => format!(
+                "SELECT type_name, request_action, week, lead_bucket AS bucket, COUNT(*) AS n, \
+                 CAST(SUM(lead_ms) AS BIGINT) AS total_ms {IN_WINDOW} AND lead_ms IS NOT NULL \
+                 GROUP BY type_name, request_action, week, lead_bucket"
+            ),
+            Read::WeekSteps => format!(
+                "SELECT type_name, request_action, week, from_state, \
+                 CAST(SUM(duration_ms) AS BIGINT) AS total_ms {IN_WINDOW} \
+                 GROUP BY type_name, request_action, week, from_state"
+            ),
+        }
+    }
+
+    async fn rows(
+        self,
+        pool: &AnyPool,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<AnyRow>, StorageError> {
+        Ok(sqlx::query(&self.sql())
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool)
+            .await?)
+    }
+}
+
 async fn step_buckets(
     pool: &AnyPool,
     since: i64,
     until: i64,
 ) -> Result<Vec<StepBucketRow>, StorageError> {
-    let rows = sqlx::query(
-        "SELECT type_name, from_state, bucket, COUNT(*) AS n, CAST(SUM(duration_ms) AS BIGINT) AS total_ms \
-         FROM flow_steps WHERE week >= $1 AND week <= $2 \
-         GROUP BY type_name, from_state, bucket",
-    )
-    .bind(since)
-    .bind(until)
-    .fetch_all(pool)
-    .await?;
+    let rows = Read::Steps.rows(pool, since, until).await?;
     rows.iter()
         .map(|row| {
+            let (type_name, request_action) = group(row)?;
             Ok(StepBucketRow {
-                type_name: row.try_get("type_name")?,
+                type_name,
+                request_action,
                 step: state(row, "from_state")?,
                 bucket: bucket(row)?,
             })
@@ -94,27 +209,15 @@ async fn step_buckets(
         .collect()
 }
 
-/// Events and distinct requests per action and type, per week or (`by_week`
-/// false) over the whole window.
+/// Events and distinct requests per action, type and request action, per week
+/// or (`by_week` false) over the whole window.
 async fn action_counts(
     pool: &AnyPool,
     since: i64,
     until: i64,
     by_week: bool,
 ) -> Result<Vec<ActionCountRow>, StorageError> {
-    let sql = if by_week {
-        "SELECT type_name, week, action, COUNT(*) AS events, COUNT(DISTINCT request_id) AS requests \
-         FROM flow_steps WHERE week >= $1 AND week <= $2 GROUP BY type_name, week, action"
-    } else {
-        "SELECT type_name, CAST(0 AS BIGINT) AS week, action, COUNT(*) AS events, \
-         COUNT(DISTINCT request_id) AS requests \
-         FROM flow_steps WHERE week >= $1 AND week <= $2 GROUP BY type_name, action"
-    };
-    let rows = sqlx::query(sql)
-        .bind(since)
-        .bind(until)
-        .fetch_all(pool)
-        .await?;
+    let rows = Read::Actions { by_week }.rows(pool, since, until).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let action: String = row.try_get("action")?;
@@ -122,8 +225,10 @@ async fn action_counts(
         let Ok(action) = Action::from_str(&action) else {
             continue;
         };
+        let (type_name, request_action) = group(row)?;
         out.push(ActionCountRow {
-            type_name: row.try_get("type_name")?,
+            type_name,
+            request_action,
             week: row.try_get("week")?,
             action,
             events: row.try_get("events")?,
@@ -133,9 +238,10 @@ async fn action_counts(
     Ok(out)
 }
 
-/// Distinct requests per type (and week, or over the whole window) that took any
-/// of a rate base's actions: what the rates divide by. One statement per base,
-/// each an index-only range scan of `flow_steps_by_action`.
+/// Distinct requests per type and request action (and week, or over the whole
+/// window) that took any of a rate base's actions: what the rates divide by.
+/// One statement per base, each an index-only range scan of
+/// `flow_steps_by_action`.
 async fn base_counts(
     pool: &AnyPool,
     since: i64,
@@ -144,26 +250,12 @@ async fn base_counts(
 ) -> Result<Vec<RateBaseRow>, StorageError> {
     let mut out = Vec::new();
     for base in RateBase::ALL {
-        let actions = base.actions();
-        let placeholders: Vec<String> = (3..actions.len() + 3).map(|i| format!("${i}")).collect();
-        let (week, group) = if by_week {
-            ("week", "type_name, week")
-        } else {
-            ("CAST(0 AS BIGINT) AS week", "type_name")
-        };
-        let sql = format!(
-            "SELECT type_name, {week}, COUNT(DISTINCT request_id) AS requests \
-             FROM flow_steps WHERE week >= $1 AND week <= $2 AND action IN ({}) \
-             GROUP BY {group}",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(since).bind(until);
-        for action in actions {
-            query = query.bind(action.as_str());
-        }
-        for row in &query.fetch_all(pool).await? {
+        let read = Read::Base { base, by_week };
+        for row in &read.rows(pool, since, until).await? {
+            let (type_name, request_action) = group(row)?;
             out.push(RateBaseRow {
-                type_name: row.try_get("type_name")?,
+                type_name,
+                request_action,
                 week: row.try_get("week")?,
                 base,
                 requests: row.try_get("requests")?,
@@ -178,20 +270,13 @@ async fn lead_buckets(
     since: i64,
     until: i64,
 ) -> Result<Vec<LeadBucketRow>, StorageError> {
-    let rows = sqlx::query(
-        "SELECT type_name, week, lead_bucket AS bucket, COUNT(*) AS n, \
-         CAST(SUM(lead_ms) AS BIGINT) AS total_ms \
-         FROM flow_steps WHERE week >= $1 AND week <= $2 AND lead_ms IS NOT NULL \
-         GROUP BY type_name, week, lead_bucket",
-    )
-    .bind(since)
-    .bind(until)
-    .fetch_all(pool)
-    .await?;
+    let rows = Read::Lead.rows(pool, since, until).await?;
     rows.iter()
         .map(|row| {
+            let (type_name, request_action) = group(row)?;
             Ok(LeadBucketRow {
-                type_name: row.try_get("type_name")?,
+                type_name,
+                request_action,
                 week: row.try_get("week")?,
                 bucket: bucket(row)?,
             })
@@ -204,18 +289,13 @@ async fn week_steps(
     since: i64,
     until: i64,
 ) -> Result<Vec<WeekStepRow>, StorageError> {
-    let rows = sqlx::query(
-        "SELECT type_name, week, from_state, CAST(SUM(duration_ms) AS BIGINT) AS total_ms \
-         FROM flow_steps WHERE week >= $1 AND week <= $2 GROUP BY type_name, week, from_state",
-    )
-    .bind(since)
-    .bind(until)
-    .fetch_all(pool)
-    .await?;
+    let rows = Read::WeekSteps.rows(pool, since, until).await?;
     rows.iter()
         .map(|row| {
+            let (type_name, request_action) = group(row)?;
             Ok(WeekStepRow {
-                type_name: row.try_get("type_name")?,
+                type_name,
+                request_action,
                 week: row.try_get("week")?,
                 step: state(row, "from_state")?,
                 total_ms: row.try_get("total_ms")?,
@@ -232,7 +312,8 @@ pub async fn newest_step(pool: &AnyPool) -> Result<Option<i64>, StorageError> {
         .await?)
 }
 
-/// The aggregates of the weeks `since..=until`, ready for `flow::compute`.
+/// The aggregates of the weeks `since..=until`, ready for `flow::compute`: every
+/// type and request action, whatever one page shows of them.
 pub async fn read(pool: &AnyPool, since: i64, until: i64) -> Result<FlowInput, StorageError> {
     Ok(FlowInput {
         since_week: since,
@@ -245,6 +326,44 @@ pub async fn read(pool: &AnyPool, since: i64, until: i64) -> Result<FlowInput, S
         lead: lead_buckets(pool, since, until).await?,
         weekly_steps: week_steps(pool, since, until).await?,
     })
+}
+
+/// How the database reads each statement of [`read`] (`EXPLAIN`, one plan per
+/// statement), for tests and operators: each should name one of the covering
+/// indexes and read no table whole.
+pub async fn read_plans(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    (since, until): (i64, i64),
+) -> Result<Vec<String>, StorageError> {
+    let mut plans = Vec::new();
+    for read in Read::ALL {
+        let sql = format!("{} {}", explain(engine).0, read.sql());
+        let rows = sqlx::query(&sql)
+            .bind(since)
+            .bind(until)
+            .fetch_all(&mut *conn)
+            .await?;
+        plans.push(plan_text(&rows, engine)?);
+    }
+    Ok(plans)
+}
+
+/// The `EXPLAIN` of an engine, and the column its plan's lines are in.
+fn explain(engine: Engine) -> (&'static str, &'static str) {
+    match engine {
+        Engine::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+        Engine::Postgres => ("EXPLAIN", "QUERY PLAN"),
+    }
+}
+
+fn plan_text(rows: &[AnyRow], engine: Engine) -> Result<String, StorageError> {
+    let column = explain(engine).1;
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(column))
+        .collect::<Result<_, _>>()?;
+    Ok(lines.join("\n"))
 }
 
 /// Each step's open requests ranked by when they entered it (oldest first),
@@ -314,16 +433,7 @@ pub async fn waiting_plan(
     conn: &mut AnyConnection,
     engine: Engine,
 ) -> Result<String, StorageError> {
-    let (explain, column) = match engine {
-        Engine::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
-        Engine::Postgres => ("EXPLAIN", "QUERY PLAN"),
-    };
-    let sql = format!("{explain} {}", waiting_sql());
-    let lines: Vec<String> = waiting_query(&sql)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(column))
-        .collect::<Result<_, _>>()?;
-    Ok(lines.join("\n"))
+    let sql = format!("{} {}", explain(engine).0, waiting_sql());
+    let rows = waiting_query(&sql).fetch_all(&mut *conn).await?;
+    plan_text(&rows, engine)
 }

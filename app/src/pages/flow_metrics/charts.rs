@@ -24,7 +24,7 @@ fn Chart(svg: String, #[prop(optional)] caption: Option<&'static str>) -> impl I
     }
 }
 
-fn steps_svg(flow: &TypeFlow) -> String {
+fn steps_svg(flow: &TypeFlow, whose: &str) -> String {
     let bars: Vec<Bar> = flow
         .steps
         .iter()
@@ -45,8 +45,7 @@ fn steps_svg(flow: &TypeFlow) -> String {
         })
         .collect();
     let desc = format!(
-        "For {}: the median time a request spends in each step, as a bar labelled and coloured by wait or touch, with a tick at the 90th percentile. The table below holds the same figures.",
-        flow.type_name
+        "For {whose}: the median time a request spends in each step, as a bar labelled and coloured by wait or touch, with a tick at the 90th percentile. The table below holds the same figures."
     );
     let frame = Frame {
         id: "flow-steps",
@@ -64,9 +63,9 @@ fn steps_svg(flow: &TypeFlow) -> String {
 }
 
 #[component]
-pub fn Steps(flow: TypeFlow) -> impl IntoView {
-    let svg = steps_svg(&flow);
-    let title = format!("Time per step: {}", flow.type_name);
+pub fn Steps(flow: TypeFlow, whose: String) -> impl IntoView {
+    let svg = steps_svg(&flow, &whose);
+    let title = format!("Time per step: {whose}");
     view! {
         <section aria-labelledby="flow-steps-h">
             <h2 id="flow-steps-h">{title}</h2>
@@ -77,7 +76,7 @@ pub fn Steps(flow: TypeFlow) -> impl IntoView {
                     <Chart svg />
                     <details>
                         <summary>"Table: time per step"</summary>
-                        <super::tables::StepsTable flow />
+                        <super::tables::StepsTable flow whose />
                     </details>
                 }.into_any()
             }}
@@ -239,7 +238,7 @@ fn rates_svg(m: &FlowMetrics, labels: &[String]) -> String {
 #[component]
 pub fn Trend(m: FlowMetrics) -> impl IntoView {
     let labels = week_labels(&m);
-    let whose = m.trend_type.clone().unwrap_or_else(|| "all types".into());
+    let whose = super::whose(m.trend_type.as_deref(), m.action.as_deref());
     // The wait and touch lines add up every request's hours, so a week's
     // figure reads far above the median lead time beside it: the caption says so.
     let charts = [

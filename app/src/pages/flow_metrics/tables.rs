@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use slipway_core::flow::{
-    FlowMetrics, StepKind, TypeFlow, TypeWaiting, date_of, human_duration, percent,
+    FlowMetrics, StepKind, TypeFlow, TypeWaiting, date_of, human_duration, label_of, percent,
 };
 use slipway_core::listing::encode;
 
@@ -14,10 +14,10 @@ fn ratio(value: Option<f64>) -> String {
 }
 
 #[component]
-pub fn StepsTable(flow: TypeFlow) -> impl IntoView {
+pub fn StepsTable(flow: TypeFlow, whose: String) -> impl IntoView {
     view! {
         <table class="list flow-steps">
-            <caption class="sr-only">{format!("Time per step for {}", flow.type_name)}</caption>
+            <caption class="sr-only">{format!("Time per step for {whose}")}</caption>
             <thead><tr><th scope="col">"Step"</th><th scope="col">"Kind"</th><th scope="col">"Times left in the window"</th><th scope="col">"Median"</th><th scope="col">"90th percentile"</th><th scope="col">"Mean"</th><th scope="col">"Total"</th></tr></thead>
             <tbody>
                 {flow.steps.into_iter().map(|s| view! {
@@ -91,9 +91,11 @@ pub fn TrendTable(m: FlowMetrics) -> impl IntoView {
     }
 }
 
-/// The page narrowed to one type's trend, in the same window.
-fn type_link(weeks: i64, type_name: &str) -> String {
-    format!("?weeks={weeks}&type={}", encode(type_name))
+/// The page narrowed to one type's trend, of its creations (the default, so no
+/// `action`) or of one of its actions, in the same window.
+fn type_link(weeks: i64, type_name: &str, action: Option<&str>) -> String {
+    let what = action.map_or_else(String::new, |a| format!("&action={}", encode(a)));
+    format!("?weeks={weeks}&type={}{what}", encode(type_name))
 }
 
 #[component]
@@ -101,14 +103,19 @@ pub fn TypesTable(types: Vec<TypeFlow>, weeks: i64) -> impl IntoView {
     view! {
         <section aria-labelledby="flow-types-h">
             <h2 id="flow-types-h">"By type"</h2>
+            // A type's creations and each of its day-2 actions have a row of
+            // their own: a backup done in seconds says nothing of how long a
+            // new database takes, and counted together it would hide it.
+            <p class="muted">"Each type's creations, and each action on its assets (resize, backup…), counted apart."</p>
             // Keyboard users scroll a table wider than the screen with the arrow keys.
             <div class="table-scroll" tabindex="0" role="region" aria-label="Flow by type">
             <table class="list flow-types">
-                <thead><tr><th scope="col">"Type"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Lead time (median / p90)"</th><th scope="col">"Wait (all requests)"</th><th scope="col">"Touch (all requests)"</th><th scope="col">"Flow efficiency"</th><th scope="col">"Sent back"</th><th scope="col">"Rounds per reviewed request"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
+                <thead><tr><th scope="col">"Type"</th><th scope="col">"What"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Lead time (median / p90)"</th><th scope="col">"Wait (all requests)"</th><th scope="col">"Touch (all requests)"</th><th scope="col">"Flow efficiency"</th><th scope="col">"Sent back"</th><th scope="col">"Rounds per reviewed request"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
                 <tbody>
                     {types.into_iter().map(|t| view! {
                         <tr>
-                            <th scope="row"><a href=type_link(weeks, &t.type_name)>{t.type_name.clone()}</a></th>
+                            <th scope="row"><a href=type_link(weeks, &t.type_name, t.action.as_deref())>{t.type_name.clone()}</a></th>
+                            <td>{label_of(t.action.as_deref())}</td>
                             <td>{t.rates.submitted}</td>
                             <td>{t.rates.completed}</td>
                             <td>{format!("{} / {}", optional_ms(t.lead.median_ms), optional_ms(t.lead.p90_ms))}</td>
