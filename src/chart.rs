@@ -72,7 +72,7 @@ fn open(out: &mut String, frame: &Frame<'_>, height: f64) {
     let _ = write!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {WIDTH} {height}\" \
-         role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" {FONT}>\
+         role=\"img\" aria-labelledby=\"{id}-title\" aria-describedby=\"{id}-desc\" {FONT}>\
          <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
         escape(frame.title),
         escape(frame.desc),

@@ -186,21 +186,20 @@ pub const UNFIT_TEXT: &str =
 /// the direction of what follows or hides between letters, which would make a
 /// comment, a note or a parameter read differently from what is stored
 /// ("Trojan Source"): the format characters, tag characters (which can carry a
-/// whole hidden text), and the fillers and separators that draw as nothing.
-/// Joiners (U+200C, U+200D) and variation selectors stay: scripts and emoji
-/// use them.
+/// whole hidden text; the price is the few subdivision flags built of them),
+/// and the fillers and separators that draw as nothing. Joiners (U+200C,
+/// U+200D), variation selectors, the soft hyphen (pasted from documents) and
+/// the Mongolian vowel separator stay: writing uses them.
 pub fn unfit_in_text(c: char) -> bool {
     (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         || matches!(
             c,
-            '\u{00AD}'
-                | '\u{034F}'
+            '\u{034F}'
                 | '\u{061C}'
                 | '\u{115F}'
                 | '\u{1160}'
                 | '\u{17B4}'
                 | '\u{17B5}'
-                | '\u{180E}'
                 | '\u{200B}'
                 | '\u{200E}'
                 | '\u{200F}'

@@ -553,6 +553,10 @@ pub enum NoUpgrade {
     /// The team cancelled, or a reviewer rejected, this very upgrade: it is
     /// asked again when the templates or the asset change.
     Declined { request: RequestId },
+    /// No one who asked for the asset may ask for it now (they left its team,
+    /// their account was disabled, local accounts were turned off): the sweep
+    /// opens the upgrade for one of them only. Someone of the team asks for it.
+    NoOwner,
     /// The next sweep opens one (another request of the asset may be in flight).
     NotYet,
 }

@@ -1195,7 +1195,9 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
     assert_eq!(body.matches("<svg").count(), 4, "{body}");
     for id in ["flow-steps", "flow-lead", "flow-time", "flow-rates"] {
         assert!(
-            body.contains(&format!("aria-labelledby=\"{id}-title {id}-desc\"")),
+            body.contains(&format!(
+                "aria-labelledby=\"{id}-title\" aria-describedby=\"{id}-desc\""
+            )),
             "{id}: {body}"
         );
     }
@@ -1240,7 +1242,9 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
         "{body}"
     );
     assert!(
-        body.contains("aria-labelledby=\"flow-waiting-title flow-waiting-desc\""),
+        body.contains(
+            "aria-labelledby=\"flow-waiting-title\" aria-describedby=\"flow-waiting-desc\""
+        ),
         "{body}"
     );
     assert!(body.contains(">In review (wait): 1</text>"), "{body}");
@@ -1264,6 +1268,71 @@ async fn the_flow_metrics_page_draws_its_charts_with_tables_beside_them() -> Tes
         .await?;
     assert_eq!(narrowed.status, StatusCode::OK);
     assert!(narrowed.body.contains("Trend by week: k8s-namespace"));
+    // A type's creations by default, each of its actions on its own row and when
+    // asked for, and every request together when asked for.
+    assert!(
+        narrowed
+            .body
+            .contains("Trend by week: k8s-namespace, creations")
+            && narrowed
+                .body
+                .contains("Time per step: k8s-namespace, creations"),
+        "{}",
+        narrowed.body
+    );
+    assert!(
+        narrowed.body.contains("<th scope=\"col\">What</th>")
+            && narrowed.body.contains("<td>creations</td>"),
+        "{}",
+        narrowed.body
+    );
+    assert!(
+        narrowed
+            .body
+            .contains("<label for=\"flow-action\">What</label>")
+            && narrowed.body.contains("<option value=\"*\""),
+        "{}",
+        narrowed.body
+    );
+    let resizes = carol
+        .get("/metrics/flow?weeks=4&type=k8s-namespace&action=resize")
+        .await?;
+    assert_eq!(resizes.status, StatusCode::OK, "{}", resizes.body);
+    assert!(
+        resizes
+            .body
+            .contains("Trend by week: k8s-namespace, resize")
+            && resizes.body.contains("<option value=\"resize\" selected"),
+        "{}",
+        resizes.body
+    );
+    let every = carol.get("/metrics/flow?weeks=4&action=*").await?;
+    assert_eq!(every.status, StatusCode::OK, "{}", every.body);
+    assert!(
+        every.body.contains("All types, every request"),
+        "{}",
+        every.body
+    );
+    for hostile in [
+        "/metrics/flow?weeks=4&action=Re%20Size",
+        "/metrics/flow?weeks=4&type=k8s-namespace&action=%3Cscript%3E",
+        "/metrics/flow?weeks=4&action=%27%3B--",
+    ] {
+        let answer = carol.get(hostile).await?;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{hostile}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("is not an action name")
+                && answer.body.contains("aria-label=\"Window and type\"")
+                && !answer.body.contains("<script>"),
+            "{hostile}: {}",
+            answer.body
+        );
+    }
     let bad = carol.get("/metrics/flow?weeks=99").await?;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     // Named as the API names it (before, "abc" read as 0: "got 0").

@@ -820,8 +820,21 @@ pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
         crate::storage::users::by_username(&mut conn, &user).await?
     };
     let stored = stored.ok_or_else(|| TokenError::NoSuchUser(user.clone()))?;
+    // A token of an account that may not act (disabled, a local one while local
+    // accounts are off) would answer 403 to its every call: refused here, saying why.
+    let view = {
+        let mut conn = state
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(crate::storage::StorageError::from)?;
+        crate::services::auth::acting_user(&state, &mut conn, stored.view.id)
+            .await
+            .map_err(TokenError::Service)?
+    };
     // The command line is its own door: the audit event says so.
-    let caller = Caller::new(stored.view, Channel::System, CallMeta::default());
+    let caller = Caller::new(view, Channel::System, CallMeta::default());
     let request = TokenRequest {
         name,
         scopes,

@@ -325,6 +325,9 @@ async fn an_upgrade_goes_to_someone_who_may_still_ask_for_the_asset() -> TestRes
         version(&changed)?,
         "solo still waits"
     );
+    // Its page says why, and who may help, rather than promise the next sweep.
+    let page = assets::detail(&changed, &dave, solo.summary.id).await?;
+    assert_eq!(page.templates.no_upgrade, Some(NoUpgrade::NoOwner));
     Ok(())
 }
 

@@ -29,7 +29,9 @@ fn a_line_chart_describes_itself_and_draws_each_series() {
     );
     assert!(svg.starts_with("<svg"));
     assert!(svg.ends_with("</svg>"));
-    assert!(svg.contains("role=\"img\" aria-labelledby=\"lead-title lead-desc\""));
+    assert!(
+        svg.contains("role=\"img\" aria-labelledby=\"lead-title\" aria-describedby=\"lead-desc\"")
+    );
     assert!(svg.contains("<title id=\"lead-title\">Lead time &lt;median&gt;</title>"));
     assert!(svg.contains("<desc id=\"lead-desc\">Weekly median &amp; more</desc>"));
     assert_eq!(svg.matches("<polyline").count(), 2);

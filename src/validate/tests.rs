@@ -423,8 +423,8 @@ fn notes_are_capped_and_plain() {
         .map(|c| char::from_u32(0xE0000 + u32::from(c)).unwrap_or(c))
         .collect();
     for hidden in [
-        "\u{202E}", "\u{2066}", "\u{200F}", "\u{200B}", "\u{FEFF}", "\u{00AD}", "\u{2062}",
-        "\u{206B}", "\u{3164}", "\u{FFA0}", "\u{180E}", &tagged,
+        "\u{202E}", "\u{2066}", "\u{200F}", "\u{200B}", "\u{FEFF}", "\u{2062}", "\u{206B}",
+        "\u{3164}", "\u{FFA0}", &tagged,
     ] {
         let error = note_error("comment", &format!("looks {hidden}fine"));
         assert_eq!(
@@ -434,7 +434,11 @@ fn notes_are_capped_and_plain() {
         );
     }
     // Joiners are writing, not tricks: Persian, and emoji sequences (with their
-    // variation selectors).
+    // variation selectors); so are a soft hyphen and Mongolian's vowel separator.
+    assert_eq!(
+        note_error("comment", "hyphen\u{00AD}ation ᠨᠠ\u{180E}ᠠ"),
+        None
+    );
     assert_eq!(
         note_error("comment", "می\u{200C}خواهم 👩\u{200D}💻 ❤\u{FE0F}"),
         None

@@ -66,12 +66,24 @@ fn GuidanceList(
             .map(|hint| hint_view(hint, values, live))
             .collect_view()
     };
+    // The hints quote the value being typed, so a live list would speak at every
+    // keystroke: only a change in how many values are unusual is read out.
+    let unusual_count = Memo::new(move |_| {
+        resource_type.with_value(|ty| {
+            guidance.with_value(|g| values.with(|v| unusual_values(ty, g, v).len()))
+        })
+    });
+    let announced = move || match unusual_count.get() {
+        0 => String::new(),
+        1 => "1 unusual value: see the guidance from history".to_string(),
+        n => format!("{n} unusual values: see the guidance from history"),
+    };
     view! {
         <section class="guidance" aria-label="Guidance from history" data-testid="guidance">
             <h2>"Guidance from history"</h2>
             <p class="help">"From your team's past requests of this type. Suggestions only: none of them stops you submitting."</p>
-            // Flagged as the values change, so read out when they appear.
-            <ul class="guidance-hints" aria-live="polite">{unusual}</ul>
+            <p class="sr-only" role="status">{announced}</p>
+            <ul class="guidance-hints">{unusual}</ul>
             <ul class="guidance-hints">
                 {fixed.into_iter().map(|hint| hint_view(hint, values, live)).collect_view()}
             </ul>

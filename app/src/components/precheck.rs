@@ -26,7 +26,7 @@ pub fn PrecheckPanel(report: PrecheckReport) -> impl IntoView {
                     let pct = if q.limit > 0 { ((q.used + q.requested) * 100 / q.limit).clamp(0, 100) } else { 100 };
                     view! {
                         <li class=class>
-                            <span>{format!("Quota: {}", q.description)}</span>
+                            <span>{format!("Quota: {}: {}", q.description, if q.ok { "within quota" } else { "over quota" })}</span>
                             <span class="meter" role="img" aria-label=format!("{} of {} {}", q.used + q.requested, q.limit, q.unit)>
                                 <span class="fill" style=format!("width:{pct}%")></span>
                             </span>

@@ -386,8 +386,16 @@ pub fn focus_first_field<'a>(fields: impl IntoIterator<Item = &'a str>) -> bool 
             .filter_map(|i| controls.item(i))
             .filter_map(|node| node.dyn_into::<web_sys::HtmlElement>().ok())
             .find(|element| wanted.contains(&element.id()));
+        // Focused at the next frame, once the errors set beside this call are
+        // drawn: focused now, a screen reader would read the field as valid,
+        // without the error it is there for.
         match first {
-            Some(element) => element.focus().is_ok(),
+            Some(element) => {
+                request_animation_frame(move || {
+                    let _ = element.focus();
+                });
+                true
+            }
             None => false,
         }
     }

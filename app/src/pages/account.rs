@@ -40,7 +40,7 @@ pub fn SessionsPage() -> impl IntoView {
                             </dl>
                             <table class="table">
                                 <caption class="muted">"Browsers signed in as you. Ending a session signs that browser out at its next request."</caption>
-                                <thead><tr><th>"Browser"</th><th>"Signed in"</th><th>"Last used"</th><th><span class="sr-only">"Action"</span></th></tr></thead>
+                                <thead><tr><th scope="col">"Browser"</th><th scope="col">"Signed in"</th><th scope="col">"Last used"</th><th scope="col"><span class="sr-only">"Action"</span></th></tr></thead>
                                 <tbody>
                                     {sessions.into_iter().map(|s| {
                                         let browser = if s.user_agent.is_empty() { "unknown".to_string() } else { s.user_agent.clone() };

@@ -219,7 +219,7 @@ fn Endpoint(endpoint: ApiEndpoint) -> impl IntoView {
                     <thead><tr><th scope="col">"Parameter"</th><th scope="col">"In"</th><th scope="col">"Required"</th><th scope="col">"Meaning"</th></tr></thead>
                     <tbody>
                         {endpoint.parameters.iter().map(|p| view! {
-                            <tr><td><code>{p.name.clone()}</code></td><td>{p.location.clone()}</td><td>{if p.required { "yes" } else { "no" }}</td><td>{p.description.clone()}</td></tr>
+                            <tr><th scope="row"><code>{p.name.clone()}</code></th><td>{p.location.clone()}</td><td>{if p.required { "yes" } else { "no" }}</td><td>{p.description.clone()}</td></tr>
                         }).collect_view()}
                     </tbody>
                 </table>

@@ -58,8 +58,9 @@ pub fn AssetPage() -> impl IntoView {
                             <div class="two-columns">
                                 <section aria-label="Parameters">
                                     <h2>"Parameters"</h2>
-                                    <ParamsTable params=a.params.clone() titles=a.param_titles.clone() />
+                                    <ParamsTable params=a.params.clone() titles=a.param_titles.clone() caption="The asset's parameters".to_string() />
                                 </section>
+                                <div>
                                 <section aria-label="Monitoring">
                                     <h2>"Monitoring"</h2>
                                     {if a.monitoring.is_empty() { view! { <p class="empty">"None recorded."</p> }.into_any() } else { view! {
@@ -67,6 +68,8 @@ pub fn AssetPage() -> impl IntoView {
                                             {a.monitoring.into_iter().map(|m| view! { <li><strong>{m.name.clone()}</strong>{format!(" ({})", m.kind)}<br /><code>{m.target.clone()}</code></li> }).collect_view()}
                                         </ul>
                                     }.into_any() }}
+                                </section>
+                                <section aria-label="Relations">
                                     <h2>"Relations"</h2>
                                     {relations_cut(&a.relations).then(|| view! {
                                         <p class="muted" data-testid="relations-cut">
@@ -80,6 +83,7 @@ pub fn AssetPage() -> impl IntoView {
                                         </ul>
                                     }.into_any() }}
                                 </section>
+                                </div>
                             </div>
                             <section aria-label="History">
                                 <h2>"History"</h2>
@@ -121,6 +125,11 @@ fn no_upgrade_text(templates: &AssetTemplates) -> String {
         Some(NoUpgrade::Declined { request }) => format!(
             " — the templates are now at {now}; their upgrade was declined (request #{request}) \
              and is asked again when the templates or the asset change."
+        ),
+        Some(NoUpgrade::NoOwner) => format!(
+            " — the templates are now at {now}; no one who asked for this asset may ask for \
+             it now, so no upgrade is opened on its own: someone of its team asks for it \
+             among its actions."
         ),
         Some(NoUpgrade::NotYet) | None => format!(
             " — the templates are now at {now}; the next upgrade sweep opens a request (after \

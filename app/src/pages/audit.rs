@@ -63,8 +63,8 @@ fn AuditFilters(query: ListQuery) -> impl IntoView {
     view! {
         <form method="get" action="" class="filters" role="search" aria-label="Filters">
             <div class="field"><label for="audit-actor">"Actor"</label><input id="audit-actor" name="actor" value=text(&f.actor) /></div>
-            <div class="field"><label for="audit-action">"Action"</label><input id="audit-action" name="action" placeholder="request.approve" value=text(&f.action) /></div>
-            <div class="field"><label for="audit-target">"Target"</label><input id="audit-target" name="target" placeholder="request:12" value=text(&f.target) /></div>
+            <div class="field"><label for="audit-action">"Action"</label><input id="audit-action" name="action" placeholder="request.approve" aria-describedby="audit-action-help" value=text(&f.action) /><span class="help" id="audit-action-help">"e.g. request.approve"</span></div>
+            <div class="field"><label for="audit-target">"Target"</label><input id="audit-target" name="target" placeholder="request:12" aria-describedby="audit-target-help" value=text(&f.target) /><span class="help" id="audit-target-help">"kind:id, e.g. request:12"</span></div>
             <div class="field"><label for="audit-from">"From"</label><input id="audit-from" type="date" name="created_from" value=day(f.created_from) /></div>
             <div class="field"><label for="audit-to">"To"</label><input id="audit-to" type="date" name="created_to" value=day(f.created_to) /></div>
             <button type="submit">"Filter"</button>
@@ -79,6 +79,7 @@ fn AuditTable(events: Vec<AuditEntry>) -> impl IntoView {
         // Keyboard users scroll a table wider than the screen with the arrow keys.
         <div class="table-scroll" tabindex="0" role="region" aria-label="Audit events">
         <table class="list audit">
+            <caption class="sr-only">"Audit events, newest first"</caption>
             <thead><tr><th scope="col">"#"</th><th scope="col">"Time"</th><th scope="col">"Actor"</th><th scope="col">"Via"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Change"</th><th scope="col">"Detail"</th><th scope="col">"Hash"</th></tr></thead>
             <tbody>
                 {events.into_iter().map(|e| view! {

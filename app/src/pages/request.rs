@@ -99,7 +99,7 @@ fn RequestView(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
         <div class="two-columns">
             <section aria-label="Parameters">
                 <h2>"Parameters"</h2>
-                <ParamsTable params titles=detail.param_titles.clone() />
+                <ParamsTable params titles=detail.param_titles.clone() caption="The request's parameters".to_string() />
             </section>
             {current.as_ref().map(|r| view! { <PrecheckPanel report=r.precheck.clone() /> })}
         </div>
@@ -124,9 +124,10 @@ fn RequestView(detail: RequestDetail, drafts: Drafts) -> impl IntoView {
     }
 }
 
-/// A request's parameters, each under its title from the schema.
+/// A request's parameters, each under its title from the schema; `caption` names
+/// the table (a page may show several: the current ones, each revision's).
 #[component]
-pub fn ParamsTable(params: Value, titles: Vec<ParamTitle>) -> impl IntoView {
+pub fn ParamsTable(params: Value, titles: Vec<ParamTitle>, caption: String) -> impl IntoView {
     let rows: Vec<(String, String)> = params
         .as_object()
         .map(|m| {
@@ -138,6 +139,7 @@ pub fn ParamsTable(params: Value, titles: Vec<ParamTitle>) -> impl IntoView {
         .unwrap_or_default();
     view! {
         <table class="kv">
+            <caption class="sr-only">{caption}</caption>
             <tbody>
                 {rows.into_iter().map(|(k, v)| view! { <tr><th scope="row">{k}</th><td>{v}</td></tr> }).collect_view()}
             </tbody>
@@ -338,7 +340,7 @@ fn Revisions(detail: RequestDetail) -> impl IntoView {
                                 {format!("Revision {} by {} on {} · change set ", r.revision, r.author, r.created_at)}
                                 <code>{short(&r.change_set_hash)}</code>
                             </summary>
-                            <ParamsTable params=r.params titles=titles.clone() />
+                            <ParamsTable params=r.params titles=titles.clone() caption=format!("Parameters of revision {}", r.revision) />
                         </details>
                     </li>
                 }).collect_view()}

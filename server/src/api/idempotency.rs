@@ -270,13 +270,14 @@ async fn keep_answer(state: &AppState, held: Held<'_>, response: Response) -> Re
 }
 
 /// Whether an answer is kept for its key and replayed: only that of a call that
-/// did what it asked. A refusal changed nothing, and what it says (a missing
-/// content type, a name that breaks a rule, a quota full now, a right not held
-/// yet, a conflict, a pace, a fault) may not hold a moment later: the same key
-/// then runs afresh, as a client retrying with it after putting the call right
-/// expects.
+/// did what it asked (a success, or the `303` of a change committed whose
+/// answer could not be read back). A refusal changed nothing, and what it says
+/// (a missing content type, a name that breaks a rule, a quota full now, a
+/// right not held yet, a conflict, a pace, a fault) may not hold a moment
+/// later: the same key then runs afresh, as a client retrying with it after
+/// putting the call right expects.
 fn kept_for_the_key(status: StatusCode) -> bool {
-    status.is_success()
+    status.is_success() || status == StatusCode::SEE_OTHER
 }
 
 /// A key as this call holds it: whose, which, and when it was claimed.

@@ -1248,11 +1248,23 @@ fn run_blocking(
         pass_env,
     } = *handed;
     let scratch = prepare_scratch(settings, command)?;
-    let mut process = Command::new(&command.program);
+    // The PATH the program is looked up in: the step's, else the server's.
+    let path = command
+        .env
+        .iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| std::ffi::OsString::from(value))
+        .or_else(|| std::env::var_os("PATH"));
+    supervisor::locate(&command.program, path.as_deref()).map_err(|why| {
+        DriverError::Permanent(format!(
+            "could not start the program {:?}: {why}",
+            command.program
+        ))
+    })?;
     // Its own process group, led by a supervisor: whatever it starts (a shell's
     // children, ansible's workers) ends with it and with the server, and no
     // orphan keeps its output pipes open.
-    supervisor::supervise(&mut process);
+    let mut process = supervisor::command(&command.program);
     process
         .args(&command.args)
         .current_dir(&scratch.0)
@@ -1322,6 +1334,7 @@ fn run_blocking(
         match child.try_wait() {
             Ok(Some(status)) => {
                 end_group(&child);
+                group_gone(&child);
                 break Some(status);
             }
             Ok(None) if started.elapsed() >= timeout || stop.is_cancelled() => {
@@ -1330,6 +1343,7 @@ fn run_blocking(
                     tracing::warn!(%error, program, "could not kill a command past its timeout");
                 }
                 let _ = child.wait();
+                group_gone(&child);
                 break None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
@@ -1433,6 +1447,25 @@ fn end_group(child: &std::process::Child) {
     if let Some(group) = group {
         // A group already gone answers ESRCH: nothing was left to end.
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+}
+
+/// How long the group's killed processes are waited for.
+const GROUP_DEATH_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (a while) until no process is left in the program's group once it
+/// was killed and its supervisor collected: a process killed a moment ago
+/// still shows its environment, and would be counted as one that escaped.
+fn group_gone(child: &std::process::Child) {
+    let Some(group) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    let deadline = Instant::now() + GROUP_DEATH_WAIT;
+    while rustix::process::test_kill_process_group(group).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -104,7 +104,7 @@ async fn templates(
         .await?
         .map(RequestId);
     let no_upgrade = if upgrade_request.is_none() && asset.catalog_version != current {
-        Some(super::upgrades::why_none_waits(conn, ty, asset).await?)
+        Some(super::upgrades::why_none_waits(state, conn, ty, asset).await?)
     } else {
         None
     };

@@ -358,6 +358,7 @@ async fn declined(
 /// waiting (for its page: "no upgrade is open yet" would promise one that may
 /// never come).
 pub(crate) async fn why_none_waits(
+    state: &AppState,
     conn: &mut sqlx::AnyConnection,
     ty: Option<&ResourceType>,
     asset: &AssetRow,
@@ -369,16 +370,17 @@ pub(crate) async fn why_none_waits(
     if asset.summary.state != ACTIVE {
         return Ok(NoUpgrade::Retired);
     }
-    if ty.action(TypeAction::UPGRADE).is_none() {
+    let Some(upgrade) = ty.action(TypeAction::UPGRADE) else {
         return Ok(NoUpgrade::NotOffered);
-    }
+    };
     let key = upgrade_key(conn, ty, asset).await?;
-    Ok(
-        match declined(conn, asset.summary.id, &ty.version, &key).await? {
-            Some(request) => NoUpgrade::Declined { request },
-            None => NoUpgrade::NotYet,
-        },
-    )
+    if let Some(request) = declined(conn, asset.summary.id, &ty.version, &key).await? {
+        return Ok(NoUpgrade::Declined { request });
+    }
+    Ok(match asset_owner(state, conn, asset, upgrade).await? {
+        Some(_) => NoUpgrade::NotYet,
+        None => NoUpgrade::NoOwner,
+    })
 }
 
 async fn prepare_upgrade(

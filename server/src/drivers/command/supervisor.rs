@@ -2,143 +2,99 @@
 //! nor does anything it started. The kernel's parent-death signal reaches the
 //! direct child only: a `sh` wrapper killed with the server would leave its
 //! `tofu apply` running beside the attempt of the replica that took the job over.
-//! So the direct child is a small supervisor, forked off before the program's
-//! `exec`: it leads the program's process group, waits for the program, and ends
-//! the whole group when the server goes.
+//! So the direct child is a small supervisor that leads the program's process
+//! group, waits for the program, and ends the whole group when the server goes.
 //!
-//! Everything here runs between `fork` and `exec` of a multi-threaded server, so
-//! it makes only async-signal-safe system calls and allocates nothing.
+//! The supervisor is the system's `/bin/sh` running [`SCRIPT`], not a fork of the
+//! server: a fork that never execs keeps a copy-on-write image of the server,
+//! which grows by every page the server writes for as long as the program runs.
 
+use std::ffi::OsStr;
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Makes `process` start under a supervisor: the child the server holds (and
-/// waits for, and kills) is the supervisor, which exits as its program did.
-/// Both share the process group and everything else std sets up before the
-/// pre-exec steps; those steps registered before this one run before the fork
-/// (the program inherits their effect), those registered after it in the
-/// program alone.
-pub(super) fn supervise(process: &mut Command) {
+/// The shell the supervisor runs in.
+const SHELL: &str = "/bin/sh";
+
+/// The supervisor, given the program and its arguments as `"$@"`. On SIGTERM it
+/// ends the group only when the server is gone (its parent changed, or the
+/// server's death signal came while its parent was reparented): a `systemctl
+/// stop` sends SIGTERM to every process, and the program, which has its own,
+/// stops as it chooses within the server's shutdown grace. It exits as the
+/// program did: with its status, or by its signal (no core file: a dump is
+/// nobody's to read). The program runs in the background so that the trap runs
+/// at once; `wait` returns early for the trap, so it is asked again. `PWD`,
+/// which the shell exports, is none of the program's.
+const SCRIPT: &str = r#"ulimit -c 0
+unset PWD
+server=$PPID
+trap 'read -r _ _ _ parent _ < /proc/$$/stat; [ "$parent" = "$server" ] || kill -KILL 0' TERM
+"$@" &
+program=$!
+while :; do
+  wait "$program"
+  status=$?
+  kill -0 "$program" 2>/dev/null || break
+done
+trap - TERM
+if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then
+  kill -s "$(kill -l "$status")" $$
+fi
+exit "$status"
+"#;
+
+/// The name the supervisor shows as (`$0`, and in `ps`).
+const NAME: &str = "slipway-step";
+
+/// A command that runs `program` under a supervisor; the caller adds its
+/// arguments. The child the server holds (and waits for, and kills) is the
+/// supervisor, which leads the process group and exits as the program did.
+pub(super) fn command(program: &str) -> Command {
+    let mut process = Command::new(SHELL);
+    process.arg("-c").arg(SCRIPT).arg(NAME).arg(program);
     process.process_group(0);
-    let server = rustix::process::getpid().as_raw_nonzero().get();
-    // SAFETY: the closure runs in the forked child and only makes
-    // async-signal-safe calls (see `start`); it allocates nothing.
-    unsafe {
-        process.pre_exec(move || start(server));
-    }
+    ends_with_its_server(&mut process);
+    process
 }
 
-/// In the forked child: forks again; the program's side returns to `exec`, the
-/// supervisor's side never returns.
-fn start(server: libc::pid_t) -> std::io::Result<()> {
-    // SAFETY: plain system calls on values owned here.
+/// The supervisor is told (SIGTERM, which it traps) when the thread that started
+/// it, which waits for it, goes: with the server, or alone.
+fn ends_with_its_server(process: &mut Command) {
+    let server = rustix::process::getpid();
+    // SAFETY: between fork and exec the closure makes only two system calls,
+    // both async-signal-safe, and allocates nothing.
     unsafe {
-        let mut watched: libc::sigset_t = std::mem::zeroed();
-        let mut before: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut watched);
-        libc::sigaddset(&mut watched, libc::SIGCHLD);
-        libc::sigaddset(&mut watched, libc::SIGTERM);
-        // Blocked before the death signal is asked for and the program started,
-        // so neither its signal nor the program's end can slip by unseen.
-        check(libc::pthread_sigmask(
-            libc::SIG_BLOCK,
-            &watched,
-            &mut before,
-        ))?;
-        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM))?;
-        // The server may have died before the line above: then nobody waits.
-        if libc::getppid() != server {
-            return Err(std::io::ErrorKind::BrokenPipe.into());
-        }
-        let supervisor = libc::getpid();
-        let program = libc::fork();
-        if program < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if program == 0 {
-            // The program: it also dies at once should its supervisor.
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-            if libc::getppid() != supervisor {
+        process.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+            // The server may have died before the line above: then nobody waits.
+            if rustix::process::getppid() != Some(server) {
                 return Err(std::io::ErrorKind::BrokenPipe.into());
             }
-            check(libc::pthread_sigmask(
-                libc::SIG_SETMASK,
-                &before,
-                std::ptr::null_mut(),
-            ))?;
-            return Ok(());
-        }
-        watch(program, &watched)
+            Ok(())
+        });
     }
 }
 
-/// The supervisor's life: it lets go of every descriptor (the server reads the
-/// program's output and learns that `exec` succeeded only when every copy is
-/// closed), then waits for the program's end or the server's.
-///
-/// SAFETY: async-signal-safe system calls only; never returns.
-unsafe fn watch(program: libc::pid_t, watched: &libc::sigset_t) -> ! {
-    unsafe {
-        close_every_descriptor();
-        loop {
-            let signal = libc::sigwaitinfo(watched, std::ptr::null_mut());
-            if signal == libc::SIGTERM {
-                // The server (or the thread that waits for the program) went:
-                // the whole group goes, this supervisor with it.
-                libc::kill(0, libc::SIGKILL);
-                libc::_exit(137);
-            }
-            let mut status = 0;
-            if libc::waitpid(program, &mut status, libc::WNOHANG) == program {
-                end_as(status);
-            }
-        }
+/// Where `program` is found with this `PATH` (as the shell will look it up),
+/// or why it cannot be run: asked before the supervisor starts, so that a
+/// missing program is said as such rather than as the shell's exit status 127.
+pub(super) fn locate(program: &str, path: Option<&OsStr>) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return runnable(Path::new(program))
+            .then(|| PathBuf::from(program))
+            .ok_or_else(|| "no such executable file".to_string());
     }
+    let path = path.ok_or("PATH is not set, and the program is named without a path")?;
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| runnable(candidate))
+        .ok_or_else(|| format!("not found in PATH ({})", path.to_string_lossy()))
 }
 
-/// Exits as the program ended: with its status, or by its signal (without the
-/// core dump some signals make: that would be a copy of the server's memory).
-///
-/// SAFETY: async-signal-safe system calls only; never returns.
-unsafe fn end_as(status: libc::c_int) -> ! {
-    unsafe {
-        if libc::WIFSIGNALED(status) {
-            let signal = libc::WTERMSIG(status);
-            let no_core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            libc::signal(signal, libc::SIG_DFL);
-            let mut only: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut only);
-            libc::sigaddset(&mut only, signal);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &only, std::ptr::null_mut());
-            libc::kill(libc::getpid(), signal);
-            libc::_exit(128 + signal);
-        }
-        libc::_exit(libc::WEXITSTATUS(status));
-    }
-}
-
-/// SAFETY: closes descriptors this process will not use again.
-unsafe fn close_every_descriptor() {
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-            // Kernels before 5.9: the usual range is enough, nothing else opens here.
-            for fd in 0..4096 {
-                libc::close(fd);
-            }
-        }
-    }
-}
-
-fn check(result: libc::c_int) -> std::io::Result<()> {
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+fn runnable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -157,34 +113,85 @@ mod tests {
         })
     }
 
-    /// A wrapper's background child, still in the group, ends with the thread
-    /// (as it would with the server): the direct child alone would have.
-    #[test]
-    fn what_the_program_started_ends_when_the_thread_that_started_it_goes()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let (mut supervisor, grandchild) = std::thread::spawn(|| {
-            let mut process = Command::new("sh");
-            process
-                .args(["-c", "sleep 60 & echo $!; wait"])
-                .stdout(Stdio::piped());
-            supervise(&mut process);
-            let mut child = process.spawn()?;
-            let mut line = String::new();
-            let stdout = child.stdout.take().ok_or("no stdout")?;
-            std::io::BufReader::new(stdout).read_line(&mut line)?;
-            let grandchild: i32 = line.trim().parse()?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((child, grandchild))
-        })
-        .join()
-        .map_err(|_| "the starting thread panicked")?
-        .map_err(|e| e.to_string())?;
-        let status = supervisor.wait()?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while alive(grandchild) && Instant::now() < deadline {
+    fn gone_within(pid: i32, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(!alive(grandchild), "sleep {grandchild} outlived its server");
-        assert_eq!(status.signal(), Some(9), "{status:?}");
+        !alive(pid)
+    }
+
+    /// Set for the copy of this test binary that plays the server.
+    const SERVER_ROLE: &str = "SLIPWAY_TEST_SUPERVISED_SERVER";
+
+    /// Plays the server: starts a wrapper whose background child stays in the
+    /// group, prints that child's pid (the wrapper does) and waits to be killed.
+    #[test]
+    #[ignore = "the server that what_a_program_started_ends_when_its_server_is_killed kills"]
+    fn a_server_to_kill() -> Result<(), Box<dyn std::error::Error>> {
+        if std::env::var_os(SERVER_ROLE).is_none() {
+            return Ok(());
+        }
+        let mut process = command("sh");
+        process.args(["-c", "sleep 60 & echo \"grandchild $!\"; wait"]);
+        let _supervisor = process.spawn()?;
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(())
+    }
+
+    /// A wrapper's background child, still in the group, ends when the server is
+    /// SIGKILLed: the parent-death signal alone would reach the wrapper only.
+    #[test]
+    fn what_a_program_started_ends_when_its_server_is_killed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut server = Command::new(std::env::current_exe()?)
+            .args([
+                "--exact",
+                "drivers::command::supervisor::tests::a_server_to_kill",
+            ])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env(SERVER_ROLE, "1")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = server.stdout.take().ok_or("no stdout")?;
+        let grandchild: i32 = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            // The test harness may have begun the line with the test's name.
+            .find_map(|line| line.split("grandchild ").nth(1)?.trim().parse().ok())
+            .ok_or("the server started no program")?;
+        assert!(alive(grandchild));
+        server.kill()?;
+        server.wait()?;
+        assert!(
+            gone_within(grandchild, Duration::from_secs(5)),
+            "sleep {grandchild} outlived its server"
+        );
+        Ok(())
+    }
+
+    /// A SIGTERM from elsewhere (a `systemctl stop` signals every process) is the
+    /// program's to answer: the supervisor waits on, and the server's shutdown
+    /// grace decides.
+    #[test]
+    fn a_sigterm_while_the_server_lives_leaves_the_program_be()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut process = command("sh");
+        process
+            .args([
+                "-c",
+                "trap 'echo asked' TERM; echo ready; sleep 1; echo done",
+            ])
+            .stdout(Stdio::piped());
+        let mut child = process.spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        assert_eq!(lines.next().transpose()?.as_deref(), Some("ready"));
+        let supervisor = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(supervisor, rustix::process::Signal::TERM)?;
+        let rest: Vec<String> = lines.collect::<Result<_, _>>()?;
+        assert_eq!(rest, ["done"], "the program ran to its end");
+        assert!(child.wait()?.success());
         Ok(())
     }
 
@@ -192,39 +199,54 @@ mod tests {
     #[test]
     fn the_supervisor_ends_as_its_program_did() -> Result<(), Box<dyn std::error::Error>> {
         let run = |script: &str| {
-            let mut process = Command::new("sh");
+            let mut process = command("sh");
             process.args(["-c", script]);
-            supervise(&mut process);
             process.spawn()?.wait()
         };
         assert_eq!(run("exit 0")?.code(), Some(0));
         assert_eq!(run("exit 3")?.code(), Some(3));
-        assert_eq!(run("kill -TERM $$")?.signal(), Some(libc::SIGTERM));
-        assert_eq!(run("kill -USR1 $$")?.signal(), Some(libc::SIGUSR1));
+        assert_eq!(run("exit 2")?.code(), Some(2));
+        use rustix::process::Signal;
+        for (script, signal) in [
+            ("kill -TERM $$", Signal::TERM),
+            ("kill -USR1 $$", Signal::USR1),
+            ("kill -KILL $$", Signal::KILL),
+        ] {
+            assert_eq!(run(script)?.signal(), Some(signal.as_raw()), "{script}");
+        }
         Ok(())
     }
 
-    /// A program that cannot start is reported as before: the server's `spawn`
-    /// fails with the reason, and returns at once rather than when some
-    /// supervisor exits.
-    #[test]
-    fn a_program_that_cannot_start_is_an_error_of_spawn() {
-        let mut process = Command::new("/nonexistent/program");
-        supervise(&mut process);
-        let error = process.spawn().err().map(|e| e.kind());
-        assert_eq!(error, Some(std::io::ErrorKind::NotFound));
-    }
-
-    /// The program's output reaches the server, and ends when the program does
-    /// though the supervisor held a copy.
+    /// The program's output reaches the server, and ends when the program does.
     #[test]
     fn output_ends_with_the_program() -> Result<(), Box<dyn std::error::Error>> {
-        let mut process = Command::new("sh");
-        process.args(["-c", "echo hello"]).stdout(Stdio::piped());
-        supervise(&mut process);
+        let mut process = command("echo");
+        process.arg("hello").stdout(Stdio::piped());
         let output = process.spawn()?.wait_with_output()?;
         assert_eq!(output.stdout, b"hello\n");
         assert!(output.status.success());
+        Ok(())
+    }
+
+    #[test]
+    fn a_program_is_located_as_the_shell_would() -> Result<(), Box<dyn std::error::Error>> {
+        let path = std::env::var_os("PATH");
+        assert!(locate("sh", path.as_deref()).is_ok_and(|p| p.ends_with("sh")));
+        assert!(locate("/bin/sh", None).is_ok());
+        let missing = locate("no-such-program-here", Some(OsStr::new("/bin:/usr/bin")));
+        assert_eq!(
+            missing.err().as_deref(),
+            Some("not found in PATH (/bin:/usr/bin)")
+        );
+        let dir = tempfile::tempdir()?;
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "text")?;
+        assert!(
+            locate(&plain.to_string_lossy(), None).is_err(),
+            "not executable"
+        );
+        assert!(locate("/bin", None).is_err(), "a directory");
+        assert!(locate("sh", None).is_err());
         Ok(())
     }
 }
