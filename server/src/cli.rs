@@ -248,6 +248,13 @@ async fn serve(
     portal: impl FnOnce(AppState) -> Router,
 ) -> Result<(), StartError> {
     tracing::info!(?settings, "starting");
+    if rustix::process::getpid().is_init() {
+        // Orphans come to PID 1 to be reaped: a command step's program whose
+        // supervisor was killed at its timeout would stay a zombie here.
+        tracing::warn!(
+            "running as PID 1: run Slipway under an init (docker run --init, tini) so that              the programs of command steps that were stopped are reaped"
+        );
+    }
     keep_memory_private();
     let state = build_state(settings).await?;
     let _workers_lock = lock_sqlite_workers(&state)?;

@@ -25,7 +25,15 @@ pub const KEEP_ENDED_TOKENS_MS: i64 = 366 * 24 * 60 * 60 * 1000;
 pub fn spawn(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
         recover_deployed_paths(&state).await;
+        // At start and once more a pass later: a replica still on the previous
+        // build (a rolling deploy) records flow steps without what their request
+        // does, until it is replaced.
+        let mut catch_up = 2;
         loop {
+            if catch_up > 0 {
+                fill_flow_step_actions(&state).await;
+                catch_up -= 1;
+            }
             tidy(&state).await;
             tokio::select! {
                 _ = tokio::time::sleep(EVERY) => {}
@@ -44,6 +52,21 @@ async fn recover_deployed_paths(state: &AppState) {
             "recorded the files of assets recorded before files had one owner"
         ),
         Err(error) => tracing::warn!(%error, "could not record the files of older assets"),
+    }
+}
+
+/// Flow steps of day-2 requests recorded without their action, filled in.
+async fn fill_flow_step_actions(state: &AppState) {
+    let filled = async {
+        let mut conn = state.db.write().await?;
+        let filled = storage::flow::fill_request_actions(&mut conn).await?;
+        conn.commit().await?;
+        Ok::<u64, StorageError>(filled)
+    };
+    match filled.await {
+        Ok(0) => {}
+        Ok(steps) => tracing::info!(steps, "recorded what their requests do on older flow steps"),
+        Err(error) => tracing::warn!(%error, "could not fill in the flow steps' request actions"),
     }
 }
 

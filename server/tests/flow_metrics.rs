@@ -382,6 +382,19 @@ async fn the_backfill_rebuilds_the_steps_from_the_audit_log(app: &TestApp) -> Te
         app.exec(&statement).await?;
     }
     assert_eq!(stored_steps(app).await?, rebuilt);
+    // Steps a replica on the previous build recorded without what their request
+    // does are filled in by the housekeeping, and only those.
+    app.exec("UPDATE flow_steps SET request_action = NULL")
+        .await?;
+    let mut conn = app.state.db.write().await?;
+    let filled = slipway_server::storage::flow::fill_request_actions(&mut conn).await?;
+    conn.commit().await?;
+    assert!(filled > 0);
+    assert_eq!(stored_steps(app).await?, rebuilt);
+    let mut conn = app.state.db.write().await?;
+    let again = slipway_server::storage::flow::fill_request_actions(&mut conn).await?;
+    conn.commit().await?;
+    assert_eq!(again, 0, "filled ones are not written again");
     Ok(())
 }
 

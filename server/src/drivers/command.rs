@@ -1413,11 +1413,19 @@ fn run_blocking(
         ))));
     };
     if !status.success() {
-        let code = status
-            .code()
-            .map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
+        use std::os::unix::process::ExitStatusExt as _;
+        // A signal reads as a shell reports it (128 + its number), so that a
+        // step may list it as transient as a wrapper script's status would be.
+        let (code, as_status) = match (status.code(), status.signal()) {
+            (Some(c), _) => (format!("status {c}"), Some(c)),
+            (None, Some(signal)) => (
+                format!("signal {signal} (status {})", 128 + signal),
+                Some(128 + signal),
+            ),
+            (None, None) => ("a signal".to_string(), None),
+        };
         // The step says which statuses mean "not now" (psql's 2: no connection).
-        if status.code().is_some_and(|c| retry_exit_codes.contains(&c)) {
+        if as_status.is_some_and(|c| retry_exit_codes.contains(&c)) {
             return Err(DriverError::Retryable(format!(
                 "{program:?} exited with {code} after {elapsed:.1} s, which the step lists as \
                  transient (retry_exit_codes); it runs again{}",

@@ -21,6 +21,21 @@ use super::{Engine, StorageError};
 /// request itself, one step into its primary key: every writer (the services,
 /// the seed) records it alike, and it agrees with the backfill, which reads the
 /// same column.
+/// Fills in what their request does on the steps of day-2 requests recorded
+/// without it (by a replica on a build before `request_action`); returns how
+/// many. Creations' steps are NULL and stay so; filled ones are not written.
+pub async fn fill_request_actions(conn: &mut AnyConnection) -> Result<u64, StorageError> {
+    let done = sqlx::query(
+        "UPDATE flow_steps SET request_action = \
+         (SELECT r.action FROM requests r WHERE r.id = flow_steps.request_id) \
+         WHERE request_action IS NULL \
+         AND request_id IN (SELECT id FROM requests WHERE action IS NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn record(conn: &mut AnyConnection, step: &StepRecord) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO flow_steps (request_id, type_name, from_state, to_state, action, actor_kind, \

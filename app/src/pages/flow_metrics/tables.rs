@@ -110,11 +110,13 @@ pub fn TypesTable(types: Vec<TypeFlow>, weeks: i64) -> impl IntoView {
             // Keyboard users scroll a table wider than the screen with the arrow keys.
             <div class="table-scroll" tabindex="0" role="region" aria-label="Flow by type">
             <table class="list flow-types">
+                <caption class="sr-only">"Flow figures by type and by what its requests do"</caption>
                 <thead><tr><th scope="col">"Type"</th><th scope="col">"What"</th><th scope="col">"Submitted"</th><th scope="col">"Completed"</th><th scope="col">"Lead time (median / p90)"</th><th scope="col">"Wait (all requests)"</th><th scope="col">"Touch (all requests)"</th><th scope="col">"Flow efficiency"</th><th scope="col">"Sent back"</th><th scope="col">"Rounds per reviewed request"</th><th scope="col">"Auto-approved"</th><th scope="col">"Failed"</th><th scope="col">"By hand"</th></tr></thead>
                 <tbody>
                     {types.into_iter().map(|t| view! {
                         <tr>
-                            <th scope="row"><a href=type_link(weeks, &t.type_name, t.action.as_deref())>{t.type_name.clone()}</a></th>
+                            // Each of a type's rows links elsewhere: its name says which.
+                            <th scope="row"><a href=type_link(weeks, &t.type_name, t.action.as_deref()) aria-label=format!("{}, {}", t.type_name, label_of(t.action.as_deref()))>{t.type_name.clone()}</a></th>
                             <td>{label_of(t.action.as_deref())}</td>
                             <td>{t.rates.submitted}</td>
                             <td>{t.rates.completed}</td>

@@ -18,29 +18,38 @@ use std::process::Command;
 const SHELL: &str = "/bin/sh";
 
 /// The supervisor, given the program and its arguments as `"$@"`. On SIGTERM it
-/// ends the group only when the server is gone (its parent changed, or the
-/// server's death signal came while its parent was reparented): a `systemctl
-/// stop` sends SIGTERM to every process, and the program, which has its own,
-/// stops as it chooses within the server's shutdown grace. It exits as the
-/// program did: with its status, or by its signal (no core file: a dump is
-/// nobody's to read). The program runs in the background so that the trap runs
-/// at once; `wait` returns early for the trap, so it is asked again. `PWD`,
-/// which the shell exports, is none of the program's.
+/// ends the group only when the server is gone (its parent changed): a
+/// `systemctl stop` sends SIGTERM to every process, and the program, which has
+/// its own, stops as it chooses within the server's shutdown grace. It exits as
+/// the program did: with its status, or by its signal when that signal ends a
+/// process (a status 147 is not turned into a SIGSTOP that would leave it
+/// stopped); no core file (a dump is nobody's to read).
+///
+/// The program runs in the background so that the trap runs at once; a `wait`
+/// the trap cut short is asked again, and returns the status kept for the
+/// program (`kill -0` would race its end). It is started through `env`: as a
+/// file found in PATH (never a shell builtin of the same name, `echo`,
+/// `printf`), with SIGINT and SIGQUIT as they should be (a shell starts its
+/// background jobs ignoring them). `PWD`, which the shell exports, is none of
+/// the program's.
 const SCRIPT: &str = r#"ulimit -c 0
 unset PWD
 server=$PPID
-trap 'read -r _ _ _ parent _ < /proc/$$/stat; [ "$parent" = "$server" ] || kill -KILL 0' TERM
-"$@" &
+trapped=
+trap 'trapped=1; read -r _ _ _ parent _ < /proc/$$/stat; [ "$parent" = "$server" ] || kill -KILL 0' TERM
+exec /usr/bin/env --default-signal=INT,QUIT -- "$@" &
 program=$!
 while :; do
+  trapped=
   wait "$program"
   status=$?
-  kill -0 "$program" 2>/dev/null || break
+  [ -n "$trapped" ] || break
 done
 trap - TERM
-if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then
-  kill -s "$(kill -l "$status")" $$
-fi
+case $((status - 128)) in
+  1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|24|25|26|27|29|30|31)
+    kill -s "$(kill -l "$status")" $$ ;;
+esac
 exit "$status"
 "#;
 
@@ -52,7 +61,12 @@ const NAME: &str = "slipway-step";
 /// supervisor, which leads the process group and exits as the program did.
 pub(super) fn command(program: &str) -> Command {
     let mut process = Command::new(SHELL);
-    process.arg("-c").arg(SCRIPT).arg(NAME).arg(program);
+    process
+        .arg0(NAME)
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(NAME)
+        .arg(program);
     process.process_group(0);
     ends_with_its_server(&mut process);
     process
@@ -213,6 +227,62 @@ mod tests {
             ("kill -KILL $$", Signal::KILL),
         ] {
             assert_eq!(run(script)?.signal(), Some(signal.as_raw()), "{script}");
+        }
+        Ok(())
+    }
+
+    /// A status that reads as a stopping signal (147: SIGSTOP) is a status: the
+    /// supervisor does not stop itself and leave the server waiting.
+    #[test]
+    fn a_status_like_a_stopping_signal_is_kept() -> Result<(), Box<dyn std::error::Error>> {
+        for status in [147, 148, 149, 150, 128, 255] {
+            let mut process = command("sh");
+            process.args(["-c", &format!("exit {status}")]);
+            assert_eq!(process.spawn()?.wait()?.code(), Some(status));
+        }
+        Ok(())
+    }
+
+    /// The program is the file found in PATH, never a shell builtin of its name,
+    /// and it starts with SIGINT and SIGQUIT as a program started directly does.
+    #[test]
+    fn the_program_is_the_file_with_default_signals() -> Result<(), Box<dyn std::error::Error>> {
+        let mut printf = command("printf");
+        printf.args(["%q", "a b"]).stdout(Stdio::piped());
+        let output = printf.spawn()?.wait_with_output()?;
+        assert_eq!(output.stdout, b"'a b'", "coreutils' printf, not dash's");
+        let mut signals = command("grep");
+        signals
+            .args(["SigIgn", "/proc/self/status"])
+            .stdout(Stdio::piped());
+        let output = signals.spawn()?.wait_with_output()?;
+        let line = String::from_utf8(output.stdout)?;
+        let ignored = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16)?;
+        // Bit n - 1 for signal n: SIGINT is 2, SIGQUIT 3.
+        assert_eq!(ignored & 0b110, 0, "{line}");
+        Ok(())
+    }
+
+    /// A SIGTERM sent to every process of the group while the program ends of
+    /// itself (on that very signal) still reports how the program ended.
+    #[test]
+    fn the_programs_status_survives_a_sigterm_to_the_group()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for round in 0..40 {
+            let mut process = command("sh");
+            process
+                .args([
+                    "-c",
+                    "trap 'exit 3' TERM; echo ready; while :; do sleep 0.01; done",
+                ])
+                .stdout(Stdio::piped());
+            let mut child = process.spawn()?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            assert_eq!(lines.next().transpose()?.as_deref(), Some("ready"));
+            let group = rustix::process::Pid::from_child(&child);
+            rustix::process::kill_process_group(group, rustix::process::Signal::TERM)?;
+            assert_eq!(child.wait()?.code(), Some(3), "round {round}");
         }
         Ok(())
     }
