@@ -910,6 +910,16 @@ impl CommandArgs {
                     ),
                 ));
             }
+            // The step's supervisor is a POSIX shell, which passes on no other
+            // name: such a variable would silently never arrive.
+            if !is_portable_variable_name(name) {
+                return Err(setting_error(
+                    PASS_ENV,
+                    format!(
+                        "{name:?} is not a name a program can be handed: letters, digits and '_', not starting with a digit"
+                    ),
+                ));
+            }
         }
         let default_timeout = parse_duration(&self.timeout)
             .map_err(|m| setting_error("--command-timeout (SLIPWAY_COMMAND_TIMEOUT)", m))?;
@@ -2086,6 +2096,15 @@ impl IdentityArgs {
     }
 }
 
+/// A variable name every POSIX shell passes on to the programs it starts.
+fn is_portable_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2338,6 +2357,24 @@ mod tests {
             error.starts_with("--command-pass-env (SLIPWAY_COMMAND_PASS_ENV): "),
             "{error}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn pass_env_names_are_ones_a_shell_passes_on() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        for bad in ["MY-TOKEN", "a.b", "1ST", "ÄPFEL"] {
+            let mut serve = args(dir.path())?;
+            serve.command.pass_env = vec![bad.into()];
+            let error = serve.check().err().ok_or("expected a refusal")?.to_string();
+            assert!(
+                error.contains("is not a name a program can be handed"),
+                "{error}"
+            );
+        }
+        let mut serve = args(dir.path())?;
+        serve.command.pass_env = vec!["KUBECONFIG".into(), "_X1".into()];
+        assert!(serve.check().is_ok());
         Ok(())
     }
 
