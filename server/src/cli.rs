@@ -817,18 +817,6 @@ pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
         .collect::<Result<Vec<_>, _>>()?;
     let settings = settings.check().map_err(StartError::from)?;
     let state = build_state(settings).await?;
-    let stored = {
-        let mut conn = state
-            .db
-            .pool
-            .acquire()
-            .await
-            .map_err(crate::storage::StorageError::from)?;
-        crate::storage::users::by_username(&mut conn, &user).await?
-    };
-    let stored = stored.ok_or_else(|| TokenError::NoSuchUser(user.clone()))?;
-    // A token of an account that may not act (disabled, a local one while local
-    // accounts are off) would answer 403 to its every call: refused here, saying why.
     let view = {
         let mut conn = state
             .db
@@ -836,6 +824,12 @@ pub async fn create_token(command: TokenCommand) -> Result<String, TokenError> {
             .acquire()
             .await
             .map_err(crate::storage::StorageError::from)?;
+        let stored = crate::storage::users::by_username(&mut conn, &user)
+            .await?
+            .ok_or_else(|| TokenError::NoSuchUser(user.clone()))?;
+        // A token of an account that may not act (disabled, a local one while
+        // local accounts are off) would answer 403 to its every call: refused
+        // here, saying why.
         crate::services::auth::acting_user(&state, &mut conn, stored.view.id)
             .await
             .map_err(TokenError::Service)?

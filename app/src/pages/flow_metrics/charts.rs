@@ -24,21 +24,20 @@ fn Chart(svg: String, #[prop(optional)] caption: Option<&'static str>) -> impl I
     }
 }
 
+/// Wait or touch in words, not by a bar's colour alone.
+fn kind_word(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Touch => "touch",
+        StepKind::Wait => "wait",
+    }
+}
+
 fn steps_svg(flow: &TypeFlow, whose: &str) -> String {
     let bars: Vec<Bar> = flow
         .steps
         .iter()
         .map(|s| Bar {
-            // Wait or touch in words, not by the bar's colour alone.
-            label: format!(
-                "{} ({})",
-                s.step.label(),
-                if s.kind == StepKind::Touch {
-                    "touch"
-                } else {
-                    "wait"
-                }
-            ),
+            label: format!("{} ({})", s.step.label(), kind_word(s.kind)),
             value: s.durations.median_ms.map_or(0.0, hours),
             marker: s.durations.p90_ms.map(hours),
             colour: usize::from(s.kind == StepKind::Touch),
@@ -90,16 +89,7 @@ fn waiting_svg(waiting: &TypeWaiting, whose: &str) -> String {
         .iter()
         .filter(|s| s.requests > 0)
         .map(|s| Bar {
-            label: format!(
-                "{} ({}): {}",
-                s.step.label(),
-                if s.kind == StepKind::Touch {
-                    "touch"
-                } else {
-                    "wait"
-                },
-                s.requests
-            ),
+            label: format!("{} ({}): {}", s.step.label(), kind_word(s.kind), s.requests),
             value: s.median_ms.map_or(0.0, hours),
             marker: s.oldest_ms.map(hours),
             colour: usize::from(s.kind == StepKind::Touch),
