@@ -26,9 +26,13 @@ pub fn spawn(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) 
     tokio::spawn(async move {
         recover_deployed_paths(&state).await;
         // At start and once more a pass later: a replica still on the previous
-        // build (a rolling deploy) records flow steps without what their request
-        // does, until it is replaced.
-        let mut catch_up = 2;
+        // build (a rolling deploy, so PostgreSQL only: SQLite has one process)
+        // records flow steps without what their request does, until replaced.
+        let mut catch_up = if state.db.engine == Engine::Postgres {
+            2
+        } else {
+            0
+        };
         loop {
             if catch_up > 0 {
                 fill_flow_step_actions(&state).await;
