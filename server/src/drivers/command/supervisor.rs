@@ -184,23 +184,30 @@ mod tests {
         Ok(())
     }
 
+    type Lines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+    /// A shell `script` under the supervisor, once it has said `ready`; the rest
+    /// of its output to read.
+    fn started_ready(
+        script: &str,
+    ) -> Result<(std::process::Child, Lines), Box<dyn std::error::Error>> {
+        let mut process = command("sh");
+        process.args(["-c", script]).stdout(Stdio::piped());
+        let mut child = process.spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        assert_eq!(lines.next().transpose()?.as_deref(), Some("ready"));
+        Ok((child, lines))
+    }
+
     /// A SIGTERM from elsewhere (a `systemctl stop` signals every process) is the
     /// program's to answer: the supervisor waits on, and the server's shutdown
     /// grace decides.
     #[test]
     fn a_sigterm_while_the_server_lives_leaves_the_program_be()
     -> Result<(), Box<dyn std::error::Error>> {
-        let mut process = command("sh");
-        process
-            .args([
-                "-c",
-                "trap 'echo asked' TERM; echo ready; sleep 1; echo done",
-            ])
-            .stdout(Stdio::piped());
-        let mut child = process.spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        assert_eq!(lines.next().transpose()?.as_deref(), Some("ready"));
+        let (mut child, lines) =
+            started_ready("trap 'echo asked' TERM; echo ready; sleep 1; echo done")?;
         let supervisor = rustix::process::Pid::from_child(&child);
         rustix::process::kill_process(supervisor, rustix::process::Signal::TERM)?;
         let rest: Vec<String> = lines.collect::<Result<_, _>>()?;
@@ -269,17 +276,8 @@ mod tests {
     fn the_programs_status_survives_a_sigterm_to_the_group()
     -> Result<(), Box<dyn std::error::Error>> {
         for round in 0..40 {
-            let mut process = command("sh");
-            process
-                .args([
-                    "-c",
-                    "trap 'exit 3' TERM; echo ready; while :; do sleep 0.01; done",
-                ])
-                .stdout(Stdio::piped());
-            let mut child = process.spawn()?;
-            let stdout = child.stdout.take().ok_or("no stdout")?;
-            let mut lines = std::io::BufReader::new(stdout).lines();
-            assert_eq!(lines.next().transpose()?.as_deref(), Some("ready"));
+            let (mut child, _lines) =
+                started_ready("trap 'exit 3' TERM; echo ready; while :; do sleep 0.01; done")?;
             let group = rustix::process::Pid::from_child(&child);
             rustix::process::kill_process_group(group, rustix::process::Signal::TERM)?;
             assert_eq!(child.wait()?.code(), Some(3), "round {round}");
