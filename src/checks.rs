@@ -206,28 +206,44 @@ impl AllowedHosts {
             .any(|rule| rule.host == host && rule.port.is_none_or(|p| p == port))
     }
 
-    /// An allowed name may still resolve to an address no check should reach, such
-    /// as a cloud's metadata service (169.254.169.254, or AWS's IPv6 one, which is
-    /// a unique-local address like any internal service's): link-local,
-    /// unspecified, multicast and broadcast addresses and that one are refused
-    /// unless listed themselves.
+    /// An allowed name may still resolve to an address no check should reach: a
+    /// cloud's metadata service (169.254.169.254; Alibaba's 100.100.100.200 in
+    /// the shared address space; AWS's and Google's IPv6 ones, unique-local
+    /// addresses like any internal service's), or this host's own services on
+    /// loopback, where a rebound or wildcard name would carry a pipeline's token.
+    /// Those, and unspecified, "this network", multicast and broadcast
+    /// addresses, are refused unless listed themselves.
     pub fn allows_address(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => embedded_ipv4(v6).map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        let special = match ip {
-            IpAddr::V4(v4) => {
-                v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
-            }
-            IpAddr::V6(v6) => {
-                v6.is_unspecified()
-                    || v6.is_multicast()
-                    || v6.is_unicast_link_local()
-                    || v6 == AWS_METADATA_V6
-            }
-        };
-        !special || self.0.iter().any(|rule| rule.host == ip.to_string())
+        !is_special(ip) || self.0.iter().any(|rule| rule.host == ip.to_string())
+    }
+}
+
+/// Addresses reached only when the allow-list names them: see
+/// [`AllowedHosts::allows_address`].
+fn is_special(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [first, second, ..] = v4.octets();
+            let this_network = first == 0;
+            let shared_space = first == 100 && (64..128).contains(&second);
+            v4.is_link_local()
+                || v4.is_loopback()
+                || this_network
+                || shared_space
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+                || METADATA_V6.contains(&v6)
+        }
     }
 }
 
@@ -248,9 +264,11 @@ fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     (nat64 || (compatible && last > 1)).then(|| std::net::Ipv4Addr::from(last))
 }
 
-/// The instance metadata service of AWS over IPv6.
-const AWS_METADATA_V6: std::net::Ipv6Addr =
-    std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+/// The instance metadata services of AWS and Google Cloud over IPv6.
+const METADATA_V6: [std::net::Ipv6Addr; 2] = [
+    std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+    std::net::Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254),
+];
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::catalog::{QuotaRule, ResourceType};
 use crate::template;
-use crate::validate::{FieldError, ParamValidator, whole_number};
+use crate::validate::{FieldError, ParamValidator, oversized, whole_number};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuotaQuery {
@@ -144,7 +144,11 @@ fn unreadable_quota_lines(
 
 /// One query per rule whose scope parameters (and summed parameter) this request has.
 /// A rule with a given but unreadable value has none; [`quota_report`] fails it.
+/// Parameters over the size limit have none: nothing looks them up.
 pub fn quota_queries(ty: &ResourceType, params: &Value) -> Vec<QuotaQuery> {
+    if oversized(params).is_some() {
+        return Vec::new();
+    }
     ty.quota
         .iter()
         .enumerate()
@@ -166,10 +170,15 @@ pub fn quota_queries(ty: &ResourceType, params: &Value) -> Vec<QuotaQuery> {
         .collect()
 }
 
+/// The assets the type requires, as lookups rendered from these parameters;
+/// an error for parameters over the size limit, which are never rendered.
 pub fn dependency_queries(
     ty: &ResourceType,
     params: &Value,
 ) -> Result<Vec<DependencyQuery>, String> {
+    if let Some(too_large) = oversized(params) {
+        return Err(too_large.message);
+    }
     let ctx = template::context(ty, params, None);
     ty.requires
         .iter()
@@ -191,8 +200,12 @@ pub fn dependency_queries(
         .collect()
 }
 
-/// Hints whose condition holds; a hint whose parameters are missing stays silent.
+/// Hints whose condition holds; a hint whose parameters are missing stays silent,
+/// and parameters over the size limit are not read.
 pub fn risk_hints(ty: &ResourceType, params: &Value) -> Vec<String> {
+    if oversized(params).is_some() {
+        return Vec::new();
+    }
     let ctx = template::context(ty, params, None);
     ty.risk_hints
         .iter()
@@ -201,11 +214,15 @@ pub fn risk_hints(ty: &ResourceType, params: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Only an expression that evaluates cleanly to true approves: errors never do.
+/// Only an expression that evaluates cleanly to true approves: errors never do,
+/// nor parameters over the size limit (never read).
 pub fn auto_approves(ty: &ResourceType, params: &Value) -> bool {
     let Some(when) = &ty.review.auto_approve_when else {
         return false;
     };
+    if oversized(params).is_some() {
+        return false;
+    }
     let ctx = template::context(ty, params, None);
     template::eval_bool(when, &ctx) == Ok(true)
 }
@@ -217,6 +234,17 @@ pub fn evaluate(
     quota_usage: &[QuotaUsage],
     deps: &[DependencyFound],
 ) -> PrecheckReport {
+    // Parameters over the size limit are refused before any rule, lookup or
+    // template reads them: each one's cost grows with the input.
+    if let Some(too_large) = oversized(params) {
+        return PrecheckReport {
+            resource_name: None,
+            field_errors: vec![too_large],
+            quotas: Vec::new(),
+            dependencies: Vec::new(),
+            risks: Vec::new(),
+        };
+    }
     let field_errors = validator.check(params);
     let quotas = quota_report(ty, params, quota_usage, &field_errors);
     let dependencies = match dependency_queries(ty, params) {
@@ -390,22 +418,25 @@ fn quota_check(
             ok: false,
         };
     };
-    let total = used.saturating_add(requested);
+    // A total past what 64 bits hold is past any limit (a saturated sum would
+    // equal a limit of i64::MAX and pass).
+    let total = used.checked_add(requested);
+    let shown = total.map_or_else(|| format!("more than {}", i64::MAX), |t| t.to_string());
     QuotaCheck {
         // An action's usage leaves its asset out: the line says so, or "60 of
         // 128 used" would read wrong beside an asset that holds 60 itself.
         description: if on_asset {
             format!(
-                "{scope}: {used} of {limit} {unit} used besides this asset, this change makes {total}"
+                "{scope}: {used} of {limit} {unit} used besides this asset, this change makes {shown}"
             )
         } else {
-            format!("{scope}: {used} of {limit} {unit} used, this request makes {total}")
+            format!("{scope}: {used} of {limit} {unit} used, this request makes {shown}")
         },
         used,
         requested,
         limit,
         unit,
-        ok: total <= limit,
+        ok: total.is_some_and(|total| total <= limit),
     }
 }
 

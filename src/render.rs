@@ -207,6 +207,12 @@ pub fn check_deployable_path(path: &str) -> Result<(), String> {
     template::check_deployable_path(path)
 }
 
+/// A path a file may be written at inside a directory of its own (a command
+/// step's scratch directory): relative, without `..`, no control character.
+pub fn check_relative_path(path: &str) -> Result<(), String> {
+    template::check_relative_path(path)
+}
+
 /// A rendered file whose name says it is YAML or JSON must parse as such, before
 /// a reviewer sees it and again before a driver applies it: a template that
 /// produces broken YAML fails here, naming the file, not in Argo CD an hour later.
@@ -218,7 +224,9 @@ pub fn check_syntax(file: &RenderedFile) -> Result<(), RenderError> {
             .err()
             .map(|e| format!("is not valid JSON: {e}"))
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-        if let Some(why) = crate::catalog::nesting::too_deep(&file.content) {
+        // Deep brackets and aliases cost the parser far more than their size:
+        // refused before it reads them.
+        if let Some(why) = crate::catalog::nesting::refusal(&file.content) {
             return Err(fail(&file.path, format!("is not YAML to apply: it {why}")));
         }
         // Manifests often hold several documents separated by `---`; each must parse.

@@ -73,7 +73,7 @@ impl std::fmt::Debug for ParamValidator {
 
 impl ParamValidator {
     pub fn new(ty: &ResourceType) -> Result<ParamValidator, String> {
-        let schema = jsonschema::validator_for(&ty.parameters)
+        let schema = compile_schema(&ty.parameters)
             .map_err(|e| format!("the parameters schema of {:?} is invalid: {e}", ty.name))?;
         let name_rule = NameRule::new(&ty.naming)
             .map_err(|e| format!("the naming rule of {:?}: {e}", ty.name))?;
@@ -187,9 +187,12 @@ pub const UNFIT_TEXT: &str =
 /// comment, a note or a parameter read differently from what is stored
 /// ("Trojan Source"): the format characters, tag characters (which can carry a
 /// whole hidden text; the price is the few subdivision flags built of them),
-/// and the fillers and separators that draw as nothing. Joiners (U+200C,
-/// U+200D), variation selectors, the soft hyphen (pasted from documents) and
-/// the Mongolian vowel separator stay: writing uses them.
+/// and the fillers and separators that draw as nothing; and the Unicode line
+/// and paragraph separators (U+2028, U+2029), which are no line break to the
+/// checks that allow `\n` yet start a new line where the text is shown, so a
+/// value could add a line of its own to a message that quotes it. Joiners
+/// (U+200C, U+200D), variation selectors, the soft hyphen (pasted from
+/// documents) and the Mongolian vowel separator stay: writing uses them.
 pub fn unfit_in_text(c: char) -> bool {
     (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         || matches!(
@@ -203,6 +206,8 @@ pub fn unfit_in_text(c: char) -> bool {
                 | '\u{200B}'
                 | '\u{200E}'
                 | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
                 | '\u{202A}'..='\u{202E}'
                 | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{206F}'
@@ -365,8 +370,20 @@ pub(crate) fn without_secret_value(
     }
 }
 
-/// The whole-object error for parameters over [`MAX_PARAMS_BYTES`].
-fn oversized(params: &Value) -> Option<FieldError> {
+/// Compiles a JSON Schema the way every rule of Slipway's is compiled. `format`
+/// is checked: under draft 2020-12 (the default) JSON Schema only notes it, so
+/// `format: email` would let any text through. A format the engine does not
+/// know fails the compile instead of checking nothing.
+pub fn compile_schema(schema: &Value) -> Result<Validator, ValidationError<'static>> {
+    jsonschema::options()
+        .should_validate_formats(true)
+        .should_ignore_unknown_formats(false)
+        .build(schema)
+}
+
+/// The whole-object error for parameters over [`MAX_PARAMS_BYTES`]. Callers
+/// check it before anything else reads the parameters (a lookup, a render).
+pub fn oversized(params: &Value) -> Option<FieldError> {
     let size = serde_json::to_string(params).map_or(usize::MAX, |json| json.len());
     (size > MAX_PARAMS_BYTES).then(|| {
         FieldError::new(
@@ -422,7 +439,7 @@ pub struct NameRule {
 impl NameRule {
     pub fn new(naming: &Naming) -> Result<NameRule, String> {
         let schema = serde_json::json!({ "type": "string", "pattern": naming.pattern });
-        let pattern = jsonschema::validator_for(&schema)
+        let pattern = compile_schema(&schema)
             .map_err(|e| format!("{:?} is not a valid pattern: {e}", naming.pattern))?;
         Ok(NameRule {
             pattern,
@@ -619,3 +636,18 @@ pub fn coerce_form_value(kind: &FieldKind, raw: &str) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod separator_tests {
+    use super::*;
+
+    #[test]
+    fn line_and_paragraph_separators_are_unfit_in_text() {
+        assert!(unfit_in_text('\u{2028}') && unfit_in_text('\u{2029}'));
+        assert!(!unfit_in_text('\n') && !unfit_in_text('\t') && !unfit_in_text('é'));
+        assert_eq!(
+            note_error("note", "fine\u{2029}Request #9 is approved."),
+            Some(FieldError::new("note", UNFIT_TEXT))
+        );
+    }
+}

@@ -194,6 +194,12 @@ pub fn load(dir: &Path) -> Result<LoadedCatalog, CatalogLoadError> {
             dir: shown.clone(),
             message: e.to_string(),
         })?;
+    if let Some(message) = no_types(dir, &files) {
+        return Err(CatalogLoadError::Read {
+            dir: shown,
+            message,
+        });
+    }
     let catalog = Catalog::from_files(&files).map_err(|errors| CatalogLoadError::Invalid {
         dir: shown.clone(),
         errors,
@@ -219,6 +225,40 @@ pub fn load(dir: &Path) -> Result<LoadedCatalog, CatalogLoadError> {
         validators,
         action_validators,
     })
+}
+
+/// [`load`], then every type rendered with sample values as `slipway catalog
+/// check` renders them: a server refuses to start on a catalog the check
+/// refuses (a template whose output does not parse), with the same report.
+pub fn load_and_render(dir: &Path) -> Result<LoadedCatalog, CatalogLoadError> {
+    let loaded = load(dir)?;
+    let broken = slipway_core::render::check_samples(&loaded.catalog);
+    if broken.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(CatalogLoadError::Invalid {
+            dir: dir.display().to_string(),
+            errors: CatalogErrors(broken),
+        })
+    }
+}
+
+/// Why the files read hold no catalog: a directory without `types/` (a
+/// setting that names the wrong folder, a checkout not made yet) would
+/// otherwise load as a valid catalog offering nothing.
+fn no_types(dir: &Path, files: &[SourceFile]) -> Option<String> {
+    if files.iter().any(|f| f.path.starts_with("types/")) {
+        return None;
+    }
+    let what = if dir.join("types").is_dir() {
+        "its types/ folder holds no resource type"
+    } else {
+        "it has no types/ folder"
+    };
+    Some(format!(
+        "{what}: a catalog directory holds types/<name>.yaml (one file per resource type), \
+         with dictionaries/ and templates/ beside it; is this the catalog's directory?"
+    ))
 }
 
 #[cfg(test)]
@@ -322,6 +362,73 @@ mod tests {
                 )
             );
             std::fs::remove_file(root.join(misnamed))?;
+        }
+        Ok(())
+    }
+
+    /// A directory that is not a catalog (a wrong setting, an empty checkout)
+    /// is refused, saying what a catalog holds, rather than loaded as one that
+    /// offers nothing.
+    #[test]
+    fn a_directory_without_types_is_no_catalog() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let error = load(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            error,
+            format!(
+                "catalog {}: it has no types/ folder: a catalog directory holds \
+                 types/<name>.yaml (one file per resource type), with dictionaries/ and \
+                 templates/ beside it; is this the catalog's directory?",
+                dir.path().display()
+            )
+        );
+        std::fs::create_dir_all(dir.path().join("types"))?;
+        std::fs::write(dir.path().join("types/README.md"), "# types")?;
+        let error = load(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("its types/ folder holds no resource type"),
+            "{error}"
+        );
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+        assert!(load_and_render(&shipped).is_ok());
+        Ok(())
+    }
+
+    /// What `catalog check` refuses, the server refuses to start on.
+    #[test]
+    fn a_catalog_whose_samples_do_not_render_is_refused() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+        let dir = tempfile::tempdir()?;
+        copy(&shipped, dir.path())?;
+        std::fs::write(
+            dir.path().join("templates/k8s-namespace/namespace.yaml.j2"),
+            "kind: Namespace\nmetadata: {name: {{ resource_name }}\n",
+        )?;
+        assert!(load(dir.path()).is_ok());
+        let error = load_and_render(dir.path()).err().map(|e| e.to_string());
+        let error = error.unwrap_or_default();
+        assert!(error.contains("has errors:"), "{error}");
+        assert!(error.contains("types/k8s-namespace.yaml"), "{error}");
+        Ok(())
+    }
+
+    fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), target)?;
+            }
         }
         Ok(())
     }

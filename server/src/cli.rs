@@ -66,6 +66,34 @@ fn log_filter(from_env: Option<tracing_subscriber::EnvFilter>) -> tracing_subscr
     }
 }
 
+/// The teams an OIDC team map grants must be terms of the catalog's `teams`
+/// dictionary; beside a catalog without one, a map would grant teams that no
+/// type, quota or review knows.
+fn check_team_map(
+    oidc: Option<&crate::config::OidcSettings>,
+    catalog_dir: &std::path::Path,
+    catalog: &slipway_core::catalog::Catalog,
+) -> Result<(), StartError> {
+    let Some(oidc) = oidc else {
+        return Ok(());
+    };
+    match catalog.dictionary("teams") {
+        Some(teams) => {
+            let known: Vec<String> = teams.terms.iter().map(|t| t.key.clone()).collect();
+            Ok(oidc.check_team_map(&known)?)
+        }
+        None if oidc.team_map.is_some() => Err(StartError::Setting(crate::config::SettingError {
+            setting: crate::config::TEAM_MAP_SETTING,
+            message: format!(
+                "the catalog {} has no teams dictionary (dictionaries/teams.yaml) to hold \
+                 the teams this map grants",
+                catalog_dir.display()
+            ),
+        })),
+        None => Ok(()),
+    }
+}
+
 /// `to_stderr` keeps standard output clean for a command whose output is read by a
 /// script (a token's secret).
 fn init_tracing(to_stderr: bool, format: LogFormat) {
@@ -87,13 +115,14 @@ fn init_tracing(to_stderr: bool, format: LogFormat) {
 /// Builds everything a server needs from checked settings: catalog, database with
 /// migrations, GitOps repository, first users.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
-    let catalog = catalog_source::load(&settings.catalog)?;
-    if let Some(oidc) = &settings.identity.oidc
-        && let Some(teams) = catalog.catalog.dictionary("teams")
-    {
-        let known: Vec<String> = teams.terms.iter().map(|t| t.key.clone()).collect();
-        oidc.check_team_map(&known)?;
-    }
+    // What `catalog check` refuses (a template whose output does not parse)
+    // is refused here too, before anything is served from it.
+    let catalog = catalog_source::load_and_render(&settings.catalog)?;
+    check_team_map(
+        settings.identity.oidc.as_ref(),
+        &settings.catalog,
+        &catalog.catalog,
+    )?;
     let secret_key = crate::secrets::resolve_key(
         settings.secret_key.as_ref(),
         settings.demo,
@@ -1161,6 +1190,39 @@ mod tests {
                 std::fs::copy(entry.path(), target)?;
             }
         }
+        Ok(())
+    }
+
+    /// A team map beside a catalog without a teams dictionary would grant
+    /// teams nothing knows: the start stops, naming the setting.
+    #[test]
+    fn a_team_map_needs_the_catalogs_teams() -> Result<(), Box<dyn std::error::Error>> {
+        let identity = |map: &[&str]| {
+            crate::config::IdentityArgs {
+                public_url: Some("http://slipway.test".into()),
+                oidc_issuer: Some("http://127.0.0.1:9".into()),
+                oidc_client_id: Some("slipway".into()),
+                oidc_client_secret: Some("client-secret".into()),
+                oidc_team_map: map.iter().map(|p| p.to_string()).collect(),
+                oidc_teams_as_named: map.is_empty(),
+                ..crate::config::IdentityArgs::default()
+            }
+            .check()
+        };
+        let bare = slipway_core::catalog::Catalog::default();
+        let dir = std::path::Path::new("/srv/catalog");
+        let mapped = identity(&["grp-payments=payments"])?;
+        let error = check_team_map(mapped.oidc.as_ref(), dir, &bare).err();
+        assert_eq!(
+            error.map(|e| e.to_string()).unwrap_or_default(),
+            "--oidc-team-map (SLIPWAY_OIDC_TEAM_MAP): the catalog /srv/catalog has no teams \
+             dictionary (dictionaries/teams.yaml) to hold the teams this map grants"
+        );
+        let unmapped = identity(&[])?;
+        assert!(check_team_map(unmapped.oidc.as_ref(), dir, &bare).is_ok());
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+        let loaded = catalog_source::load(&shipped)?;
+        assert!(check_team_map(mapped.oidc.as_ref(), dir, &loaded.catalog).is_ok());
         Ok(())
     }
 

@@ -453,6 +453,14 @@ pub struct ChatArgs {
         env = "SLIPWAY_MATRIX_TEAM_REVIEW_ROOMS"
     )]
     pub team_review_rooms: Option<String>,
+    /// The homeservers whose accounts may link to Slipway and give the bot
+    /// commands, by server name (`example.org`, `chat.example.org:8448`),
+    /// separated by spaces or commas; the bot's own homeserver when not set.
+    #[arg(
+        long = "matrix-allowed-servers",
+        env = "SLIPWAY_MATRIX_ALLOWED_SERVERS"
+    )]
+    pub allowed_servers: Option<String>,
 }
 
 const TEAM_REVIEW_ROOMS_SETTING: &str =
@@ -547,6 +555,36 @@ fn team_review_rooms(value: Option<String>) -> Result<BTreeMap<String, String>, 
     Ok(rooms)
 }
 
+const ALLOWED_SERVERS_SETTING: &str = "--matrix-allowed-servers (SLIPWAY_MATRIX_ALLOWED_SERVERS)";
+
+/// Server names (a host name or address, and a port), each once.
+fn allowed_servers(value: Option<String>) -> Result<Vec<String>, SettingError> {
+    let mut servers: Vec<String> = Vec::new();
+    let text = value.unwrap_or_default();
+    for server in text.split(|c: char| c == ',' || c.is_whitespace()) {
+        if server.is_empty() {
+            continue;
+        }
+        let name_ok = server.len() <= 255
+            && server
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !name_ok {
+            return Err(setting_error(
+                ALLOWED_SERVERS_SETTING,
+                format!(
+                    "{:?} is not a server name (example.org, or example.org:8448)",
+                    shorten_setting(server)
+                ),
+            ));
+        }
+        if !servers.iter().any(|s| s.eq_ignore_ascii_case(server)) {
+            servers.push(server.to_ascii_lowercase());
+        }
+    }
+    Ok(servers)
+}
+
 const MATRIX_HOMESERVER_SETTING: &str = "--matrix-homeserver (SLIPWAY_MATRIX_HOMESERVER)";
 const MATRIX_TOKEN_SETTING: &str = "--matrix-token (SLIPWAY_MATRIX_TOKEN)";
 
@@ -607,6 +645,7 @@ impl ChatArgs {
             "--matrix-platform-room (SLIPWAY_MATRIX_PLATFORM_ROOM)",
         )?;
         settings.team_review_rooms = team_review_rooms(self.team_review_rooms)?;
+        settings.allowed_servers = allowed_servers(self.allowed_servers)?;
         Ok(Some(settings))
     }
 }
@@ -629,6 +668,9 @@ pub struct ChatSettings {
     pub notify_every: Duration,
     /// The longest pause between tries while the homeserver does not answer.
     pub max_backoff: Duration,
+    /// The homeservers whose accounts may link and give commands (server
+    /// names, lowercased); empty: the bot's own homeserver alone.
+    pub allowed_servers: Vec<String>,
 }
 
 impl ChatSettings {
@@ -643,6 +685,7 @@ impl ChatSettings {
             sync_wait: Duration::from_secs(30),
             notify_every: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
+            allowed_servers: Vec::new(),
         }
     }
 }
@@ -1263,6 +1306,7 @@ impl std::fmt::Debug for ChatArgs {
             .field("review_room", &self.review_room)
             .field("platform_room", &self.platform_room)
             .field("team_review_rooms", &self.team_review_rooms)
+            .field("allowed_servers", &self.allowed_servers)
             .finish()
     }
 }
@@ -2934,6 +2978,32 @@ mod chat_settings_tests {
             token: token.map(str::to_string),
             ..ChatArgs::default()
         }
+    }
+
+    #[test]
+    fn the_servers_allowed_to_command_the_bot_are_server_names()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let with = |servers: &str| ChatArgs {
+            allowed_servers: Some(servers.into()),
+            ..args("https://m.example.org", Some("t"))
+        };
+        let settings = with("example.org, Chat.Example.org:8448 example.org")
+            .check()?
+            .ok_or("chat is on")?;
+        assert_eq!(
+            settings.allowed_servers,
+            ["example.org", "chat.example.org:8448"]
+        );
+        let default = args("https://m.example.org", Some("t"))
+            .check()?
+            .ok_or("on")?;
+        assert!(default.allowed_servers.is_empty(), "the bot's own server");
+        let error = with("example.org, @eve:evil.org")
+            .check()
+            .err()
+            .ok_or("refused")?;
+        assert_eq!(error.setting, ALLOWED_SERVERS_SETTING);
+        Ok(())
     }
 
     #[test]

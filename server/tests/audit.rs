@@ -813,6 +813,14 @@ async fn portal_pages_go_both_ways_and_filter_by_day(app: &TestApp) -> TestResul
         ),
         (
             ListFilter {
+                actor: Some("x".into()),
+                target: Some("token".into()),
+                ..ListFilter::default()
+            },
+            "audit_actor_kind",
+        ),
+        (
+            ListFilter {
                 target: Some("token".into()),
                 action: Some("y".into()),
                 ..ListFilter::default()

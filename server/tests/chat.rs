@@ -221,6 +221,14 @@ impl Person {
         Ok(())
     }
 
+    /// Sets a state event of `room` (empty state key), as its creator may.
+    async fn set_state(&self, room: &str, kind: &str, content: Value) -> TestResult {
+        let path = format!("/rooms/{}/state/{kind}/", encode(room));
+        self.call(self.http.put(self.url(&path)).json(&content))
+            .await?;
+        Ok(())
+    }
+
     async fn say(&self, room: &str, text: &str) -> TestResult<String> {
         let txn = uuid::Uuid::new_v4().simple().to_string();
         let body = self
@@ -1296,6 +1304,54 @@ async fn a_lapsed_account_hears_no_more_notices(engine: Engine) -> TestResult {
     adapter.stop().await
 }
 
+/// Alice opens the history of her linked direct chat to anyone: from then on
+/// the bot answers there as where others read, saying why, links no one there
+/// (using the code up), and holds back her notices, telling her once why.
+async fn a_linked_room_opened_to_the_world_hears_nothing_private(engine: Engine) -> TestResult {
+    let Some((world, adapter)) = World::start(engine).await? else {
+        return Ok(());
+    };
+    let bot = &world.bot;
+    let (alice, alice_room) = world.linked_person("alice", "alice").await?;
+    let (carol, carol_room) = world.linked_person("carol", "carol").await?;
+    let submitted = bot
+        .ask(&alice, &alice_room, PROD_NAMESPACE, "Pre-check passed")
+        .await?;
+    let id = world.request_id_in(&submitted).await?;
+    let readable = json!({ "history_visibility": "world_readable" });
+    alice
+        .set_state(&alice_room, "m.room.history_visibility", readable)
+        .await?;
+    let why = "This room is not private: anyone may read its history";
+    let mine = bot.ask(&alice, &alice_room, "mine", why).await?;
+    assert!(!mine.contains("payments-web-prod"), "{mine}");
+    let caller = world.app.user("alice").await?;
+    let code = chat_service::issue_link_code(&world.app.state, &caller).await?;
+    let link = format!("link {}", code.code);
+    let used_up = bot.ask(&alice, &alice_room, &link, "it is used up").await?;
+    assert!(
+        used_up.starts_with(why) && !used_up.contains(&code.code),
+        "{used_up}"
+    );
+    rejected_before_carols_request(&world, id, (&carol, &carol_room)).await?;
+    let heard = alice.messages_from(&alice_room, &bot.user_id).await?;
+    assert!(
+        heard.iter().all(|m| !m.contains("ledger team")),
+        "a notice went to a room anyone may read: {heard:#?}"
+    );
+    let told = heard
+        .iter()
+        .filter(|m| m.contains("I hold it back here"))
+        .count();
+    assert_eq!(told, 1, "{heard:#?}");
+    adapter.stop().await
+}
+
+#[tokio::test]
+async fn a_linked_room_opened_to_the_world_hears_nothing_private_sqlite() -> TestResult {
+    a_linked_room_opened_to_the_world_hears_nothing_private(Engine::Sqlite).await
+}
+
 #[tokio::test]
 async fn a_lapsed_account_hears_no_more_notices_sqlite() -> TestResult {
     a_lapsed_account_hears_no_more_notices(Engine::Sqlite).await
@@ -1892,7 +1948,13 @@ struct FakeHomeserver {
     url: String,
     /// Each message sent: its room and its content.
     sent: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    /// State events of the rooms it knows, by room and type: a room without
+    /// one has the spec's defaults (invite-only, history shared with members).
+    state: RoomStates,
 }
+
+type RoomStates =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Value>>>;
 
 impl FakeHomeserver {
     async fn start(members: &[(&str, &[&str])]) -> TestResult<FakeHomeserver> {
@@ -1914,7 +1976,35 @@ impl FakeHomeserver {
         );
         let sent: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
         let recorded = sent.clone();
+        let state: RoomStates = Arc::default();
+        let (known, states) = (members.clone(), state.clone());
         let router = axum::Router::new()
+            .route(
+                "/_matrix/client/v3/rooms/{room}/state/{kind}/",
+                axum::routing::get(
+                    move |Path((room, kind)): Path<(String, String)>| async move {
+                        if !known.contains_key(&room) {
+                            let overloaded =
+                                json!({ "errcode": "M_UNKNOWN", "error": "overloaded" });
+                            return (StatusCode::BAD_GATEWAY, axum::Json(overloaded))
+                                .into_response();
+                        }
+                        let content = states
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .get(&(room, kind))
+                            .cloned();
+                        match content {
+                            Some(content) => axum::Json(content).into_response(),
+                            None => {
+                                let missing =
+                                    json!({ "errcode": "M_NOT_FOUND", "error": "no such state" });
+                                (StatusCode::NOT_FOUND, axum::Json(missing)).into_response()
+                            }
+                        }
+                    },
+                ),
+            )
             .route(
                 "/_matrix/client/v3/rooms/{room}/members",
                 axum::routing::get(move |Path(room): Path<String>| async move {
@@ -1958,7 +2048,16 @@ impl FakeHomeserver {
         Ok(FakeHomeserver {
             url: format!("http://{addr}"),
             sent,
+            state,
         })
+    }
+
+    /// Sets a state event of `room` (its content), as its members may.
+    fn set_state(&self, room: &str, kind: &str, content: Value) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((room.to_string(), kind.to_string()), content);
     }
 
     fn client(&self) -> TestResult<chat::matrix::MatrixClient> {
@@ -1995,8 +2094,18 @@ fn said(room: &str, event_id: &str, sender: &str, body: &str) -> chat::matrix::R
         event_id: event_id.into(),
         sender: sender.into(),
         body: body.into(),
+        shown: None,
         encrypted: false,
         sent_at: 0,
+    }
+}
+
+/// A sync batch of `messages`.
+fn batch_of(messages: Vec<chat::matrix::RoomMessage>) -> chat::matrix::SyncBatch {
+    chat::matrix::SyncBatch {
+        next_batch: "s1".into(),
+        messages,
+        ..chat::matrix::SyncBatch::default()
     }
 }
 
@@ -2209,3 +2318,411 @@ async fn codes_used_up_and_links_refused_are_audited(app: &TestApp) -> TestResul
 }
 
 on_both_engines!(codes_used_up_and_links_refused_are_audited);
+
+/// Links the chat account `chat_user` to the Slipway user `name`, with `room`
+/// as their direct chat, as a `link` there does.
+async fn linked(app: &TestApp, name: &str, chat_user: &str, room: &str) -> TestResult {
+    let caller = app.user(name).await?;
+    let code = chat_service::issue_link_code(&app.state, &caller)
+        .await?
+        .code;
+    chat_service::link(&app.state, chat_user, room, &code, &format!("$link-{name}")).await?;
+    Ok(())
+}
+
+/// Alice's production namespace, waiting for review.
+async fn alices_request(app: &TestApp) -> TestResult<RequestId> {
+    let alice = app.user("alice").await?;
+    let prod = common::namespace_params("web", "payments", "prod", 2);
+    let draft = common::draft("k8s-namespace", prod);
+    Ok(slipway_server::services::requests::submit(&app.state, &alice, &draft).await?)
+}
+
+/// A room of two whose history anyone may read, or that anyone may join, is
+/// no direct chat: whoever peeks or joins later reads what the bot says. There
+/// the bot says nothing that is the asker's alone, links no one (and uses the
+/// code up), and says why; the asker's direct chat hears it all.
+async fn a_room_of_two_open_to_others_hears_nothing_private(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let homeserver = FakeHomeserver::start(&[
+        ("!peek:hs", &["@alice:hs", "@slipway:hs"][..]),
+        ("!public:hs", &["@bob:hs", "@slipway:hs"][..]),
+        ("!dm:hs", &["@alice:hs", "@slipway:hs"][..]),
+    ])
+    .await?;
+    let world_readable = json!({ "history_visibility": "world_readable" });
+    homeserver.set_state("!peek:hs", "m.room.history_visibility", world_readable);
+    let public = json!({ "join_rule": "public" });
+    homeserver.set_state("!public:hs", "m.room.join_rules", public);
+    linked(app, "alice", "@alice:hs", "!dm:hs").await?;
+    let id = alices_request(app).await?;
+    let bob = app.user("bob").await?;
+    let bob_code = chat_service::issue_link_code(state, &bob).await?.code;
+    let batch = batch_of(vec![
+        said("!peek:hs", "$mine", "@alice:hs", "mine"),
+        said("!peek:hs", "$status", "@alice:hs", &format!("status #{id}")),
+        said(
+            "!public:hs",
+            "$link",
+            "@bob:hs",
+            &format!("link {bob_code}"),
+        ),
+        said("!dm:hs", "$mine-dm", "@alice:hs", "mine"),
+    ]);
+    let (client, rooms) = (homeserver.client()?, chat::Rooms::default());
+    chat::hear_batch(state, &client, "@slipway:hs", &rooms, &batch).await?;
+
+    let told_alice = homeserver.said_in("!peek:hs")?;
+    assert_eq!(told_alice.len(), 2, "{told_alice:?}");
+    for told in &told_alice {
+        let why = "This room is not private: anyone may read its history without joining.";
+        assert!(told.starts_with(why), "{told}");
+        assert!(told.contains("in a direct chat, just you and me"), "{told}");
+        assert!(
+            !told.contains("In review") && !told.contains("payments-web"),
+            "{told}"
+        );
+    }
+    let told_bob = homeserver.said_in("!public:hs")?;
+    assert_eq!(told_bob.len(), 1, "{told_bob:?}");
+    assert!(
+        told_bob[0].contains("people may join it without an invitation")
+            && told_bob[0].contains("it is used up")
+            && !told_bob[0].contains(&bob_code),
+        "{told_bob:?}"
+    );
+    assert_eq!(chat_service::linked_account(state, &bob).await?, None);
+    let late = chat_service::link(state, "@bob:hs", "!bob-dm:hs", &bob_code, "$late").await;
+    assert!(late.is_err(), "a code said in an open room still links");
+    // Her direct chat hears it all, and no note.
+    let told_dm = homeserver.said_in("!dm:hs")?;
+    assert!(
+        told_dm.len() == 1 && told_dm[0].starts_with(&format!("Your latest requests:\n- #{id}")),
+        "{told_dm:?}"
+    );
+    Ok(())
+}
+
+on_both_engines!(a_room_of_two_open_to_others_hears_nothing_private);
+
+/// Alice's linked room is opened to the public: what the bot would tell her
+/// (a reviewer's comment) is held back, and she is told once why, with
+/// nothing of it; carol's private room hears her news. Private again (the sync
+/// tells of the change), it hears her notices again.
+async fn a_linked_room_opened_to_others_hears_why_not_what(app: &TestApp) -> TestResult {
+    use slipway_core::views::ReviewDecision;
+    let state = &app.state;
+    let homeserver = FakeHomeserver::start(&[
+        ("!alice:hs", &["@alice:hs", "@slipway:hs"][..]),
+        ("!carol:hs", &["@carol:hs", "@slipway:hs"][..]),
+    ])
+    .await?;
+    linked(app, "alice", "@alice:hs", "!alice:hs").await?;
+    linked(app, "carol", "@carol:hs", "!carol:hs").await?;
+    let (client, rooms) = (homeserver.client()?, chat::Rooms::default());
+    let mut notices = chat::notify::LinkedRooms::new("@slipway:hs");
+    // The first call starts at the end of the log.
+    chat::notify::notify_pending(state, &client, &rooms, &mut notices).await?;
+    let public = json!({ "join_rule": "public" });
+    homeserver.set_state("!alice:hs", "m.room.join_rules", public);
+    let id = alices_request(app).await?;
+    let bob = app.user("bob").await?;
+    let comment = "the ledger team owns this name";
+    slipway_server::services::reviews::decide(state, &bob, id, 1, ReviewDecision::Reject, comment)
+        .await?;
+    let (alice, carol) = (app.user("alice").await?, app.user("carol").await?);
+    let dev = |name| {
+        common::draft(
+            "k8s-namespace",
+            common::namespace_params(name, "payments", "dev", 1),
+        )
+    };
+    slipway_server::services::requests::submit(state, &alice, &dev("api")).await?;
+    let tools = common::namespace_params("tools", "platform", "dev", 1);
+    slipway_server::services::requests::submit(
+        state,
+        &carol,
+        &common::draft("k8s-namespace", tools),
+    )
+    .await?;
+    while chat::notify::notify_pending(state, &client, &rooms, &mut notices).await? > 0 {}
+
+    let told_alice = homeserver.said_in("!alice:hs")?;
+    assert_eq!(told_alice.len(), 1, "told once: {told_alice:?}");
+    assert!(
+        told_alice[0].contains("people may join this room without an invitation")
+            && !told_alice[0].contains("ledger")
+            && !told_alice[0].contains(&format!("#{id}")),
+        "{told_alice:?}"
+    );
+    let told_carol = homeserver.said_in("!carol:hs")?;
+    assert!(
+        told_carol.iter().any(|t| t.contains("is approved")),
+        "{told_carol:?}"
+    );
+
+    homeserver.set_state(
+        "!alice:hs",
+        "m.room.join_rules",
+        json!({ "join_rule": "invite" }),
+    );
+    notices.news().changed(&["!alice:hs".to_string()]);
+    slipway_server::services::requests::submit(state, &alice, &dev("batch")).await?;
+    while chat::notify::notify_pending(state, &client, &rooms, &mut notices).await? > 0 {}
+    let told_alice = homeserver.said_in("!alice:hs")?;
+    assert!(
+        told_alice.len() == 2 && told_alice[1].contains("is approved"),
+        "{told_alice:?}"
+    );
+    Ok(())
+}
+
+on_both_engines!(a_linked_room_opened_to_others_hears_why_not_what);
+
+/// A link code pasted where others read, bare or inside a sentence, in the
+/// body or in what the message's HTML shows, is used up, and its sender is
+/// told so without the code; chatter with no live code gets no answer and
+/// writes nothing. In a direct chat a bare code is the sender's own business.
+async fn a_code_pasted_anywhere_where_others_read_is_used_up(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let homeserver = FakeHomeserver::start(&[
+        (
+            "!team:hs",
+            &["@alice:hs", "@bob:hs", "@carol:hs", "@slipway:hs"][..],
+        ),
+        ("!dm:hs", &["@bob:hs", "@slipway:hs"][..]),
+    ])
+    .await?;
+    let code_of = |name: &'static str| async move {
+        let caller = app.user(name).await?;
+        TestResult::<String>::Ok(chat_service::issue_link_code(state, &caller).await?.code)
+    };
+    let (alice_code, carol_code) = (code_of("alice").await?, code_of("carol").await?);
+    let mut in_html = said(
+        "!team:hs",
+        "$html",
+        "@carol:hs",
+        "my code is in the formatting",
+    );
+    let html = format!(
+        "my code is in the <code>{}</code>",
+        carol_code.to_lowercase()
+    );
+    in_html.shown = Some(chat::formatted::visible_text(&html));
+    let batch = batch_of(vec![
+        said(
+            "!team:hs",
+            "$pasted",
+            "@alice:hs",
+            &format!("oops, that was {alice_code}, sorry"),
+        ),
+        said(
+            "!team:hs",
+            "$chatter",
+            "@bob:hs",
+            "unmanageable deploys again",
+        ),
+        in_html,
+    ]);
+    let (client, rooms) = (homeserver.client()?, chat::Rooms::default());
+    chat::hear_batch(state, &client, "@slipway:hs", &rooms, &batch).await?;
+    let told = homeserver.said_in("!team:hs")?;
+    assert_eq!(told.len(), 2, "{told:?}");
+    for (told, code) in told.iter().zip([&alice_code, &carol_code]) {
+        let bare = code.replace('-', "");
+        assert!(told.contains("it is used up"), "{told}");
+        assert!(
+            !told.contains(code.as_str()) && !told.contains(&bare),
+            "{told}"
+        );
+    }
+    assert_eq!(app.count("chat_events").await?, 2, "chatter is not claimed");
+    assert_eq!(chat_audit(app, "chat.link_code_burned").await?.len(), 2);
+    for (code, room) in [(&alice_code, "!a:hs"), (&carol_code, "!c:hs")] {
+        let late = chat_service::link(state, "@x:hs", room, code, "$late").await;
+        assert!(late.is_err(), "a code pasted in a shared room still links");
+    }
+    // Bob's bare code in his direct chat is not used up: it links him there.
+    let bob_code = code_of("bob").await?;
+    let batch = batch_of(vec![
+        said("!dm:hs", "$bare", "@bob:hs", &bob_code),
+        said("!dm:hs", "$link", "@bob:hs", &format!("link {bob_code}")),
+    ]);
+    chat::hear_batch(state, &client, "@slipway:hs", &rooms, &batch).await?;
+    let told_bob = homeserver.said_in("!dm:hs")?;
+    assert!(
+        told_bob.last().is_some_and(|t| t.contains("you are bob")),
+        "{told_bob:?}"
+    );
+    Ok(())
+}
+
+on_both_engines!(a_code_pasted_anywhere_where_others_read_is_used_up);
+
+/// A message whose HTML shows harmless words over a body that approves (one
+/// forwarded by a reviewer) is not run, and the reviewer is told why; the same
+/// command whose HTML shows what it says is.
+async fn a_message_whose_html_shows_other_words_is_not_run(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let homeserver = FakeHomeserver::start(&[]).await?;
+    linked(app, "bob", "@bob:hs", "!bob:hs").await?;
+    let id = alices_request(app).await?;
+    let approve = format!("!approve #{id} r1");
+    let html = |shown: &str| Some(chat::formatted::visible_text(shown));
+    let mut forwarded = said("!reviews:hs", "$forwarded", "@bob:hs", &approve);
+    forwarded.shown = html("<p>nice work, <em>thanks</em>!</p>");
+    let rooms = chat::Rooms {
+        review: Some("!reviews:hs".into()),
+        ..chat::Rooms::default()
+    };
+    let client = homeserver.client()?;
+    chat::hear_batch(
+        state,
+        &client,
+        "@slipway:hs",
+        &rooms,
+        &batch_of(vec![forwarded]),
+    )
+    .await?;
+    let told = homeserver.said_in("!reviews:hs")?;
+    assert!(
+        told.len() == 1 && told[0].contains("formatted text and its plain text differ"),
+        "{told:?}"
+    );
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    let mut typed = said("!reviews:hs", "$typed", "@bob:hs", &approve);
+    typed.shown = html(&format!("<p><strong>!approve</strong> #{id} r1</p>"));
+    chat::hear_batch(
+        state,
+        &client,
+        "@slipway:hs",
+        &rooms,
+        &batch_of(vec![typed]),
+    )
+    .await?;
+    assert_eq!(app.request_state(id).await?, RequestState::Approved);
+    Ok(())
+}
+
+on_both_engines!(a_message_whose_html_shows_other_words_is_not_run);
+
+/// Someone floods the bot past its pace: the commands over it are not run,
+/// and write nothing (not even the claim of their event), so a flood of an
+/// unlinked account costs one row per command it may run, and two answers.
+async fn a_flood_past_the_pace_writes_nothing(app: &TestApp) -> TestResult {
+    let homeserver = FakeHomeserver::start(&[("!dm:hs", &["@eve:hs", "@slipway:hs"][..])]).await?;
+    let flood: Vec<_> = (0..50)
+        .map(|n| said("!dm:hs", &format!("${n}"), "@eve:hs", "mine"))
+        .collect();
+    let (client, rooms) = (homeserver.client()?, chat::Rooms::default());
+    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &batch_of(flood)).await?;
+    // One person may run 20 commands a minute.
+    assert_eq!(app.count("chat_events").await?, 20);
+    let told = homeserver.said_in("!dm:hs")?;
+    assert!(
+        told.len() == 2
+            && told[0].contains("I do not know you yet")
+            && told[1].contains("Slow down"),
+        "{told:?}"
+    );
+    Ok(())
+}
+
+on_both_engines!(a_flood_past_the_pace_writes_nothing);
+
+/// One process at a time holds the bot's lock, on either engine (SQLite: a
+/// lock file beside the database, which a second process, one serving pages
+/// only among them, waits for); the other takes it once the first lets go.
+/// On PostgreSQL the lock's session has server-side TCP keepalives, so a dead
+/// host's session, and the lock with it, ends within seconds.
+async fn one_bot_lock_among_processes(app: &TestApp) -> TestResult {
+    let replica = app.restart().await?;
+    let (stop, mut stopped) = watch::channel(false);
+    let mut first = chat::take_bot_lock(&app.state, &mut stopped)
+        .await
+        .ok_or("the first process took no lock")?;
+    let mut standing_by = stop.subscribe();
+    let second = tokio::spawn(async move {
+        chat::take_bot_lock(&replica, &mut standing_by)
+            .await
+            .is_some()
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!second.is_finished(), "a second process took the lock");
+    if let Some(session) = first.session() {
+        for (name, value) in [
+            ("tcp_keepalives_idle", "10"),
+            ("tcp_keepalives_interval", "5"),
+            ("tcp_keepalives_count", "3"),
+        ] {
+            let set: String = sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *session)
+                .await?;
+            assert_eq!(set, value, "{name}");
+        }
+        let version: String = sqlx::query_scalar("SELECT current_setting('server_version_num')")
+            .fetch_one(&mut *session)
+            .await?;
+        if version.parse::<i64>()? >= 140_000 {
+            let check: String = sqlx::query_scalar(
+                "SELECT setting FROM pg_settings WHERE name = 'client_connection_check_interval'",
+            )
+            .fetch_one(&mut *session)
+            .await?;
+            assert_eq!(check, "5000");
+        }
+    }
+    drop(first);
+    let took = tokio::time::timeout(Duration::from_secs(10), second).await??;
+    assert!(took, "the standby did not take the lock let go");
+    drop(stop);
+    Ok(())
+}
+
+on_both_engines!(one_bot_lock_among_processes);
+
+/// An account of a homeserver not allowed to command (by default any but the
+/// bot's own) is told so once, and nothing it sends is run or written down; a
+/// link code it reads out where others read is used up all the same.
+async fn another_homeserver_s_account_commands_nothing(app: &TestApp) -> TestResult {
+    let homeserver = FakeHomeserver::start(&[
+        ("!dm:hs", &["@eve:evil.example", "@slipway:hs"][..]),
+        (
+            "!team:hs",
+            &["@eve:evil.example", "@bob:hs", "@slipway:hs"][..],
+        ),
+    ])
+    .await?;
+    let alice = app.user("alice").await?;
+    let code = chat_service::issue_link_code(&app.state, &alice)
+        .await?
+        .code;
+    let eve = "@eve:evil.example";
+    let batch = batch_of(vec![
+        said("!dm:hs", "$1", eve, "mine"),
+        said("!dm:hs", "$2", eve, &format!("link {code}")),
+        said("!team:hs", "$3", eve, &format!("alice's code is {code}")),
+    ]);
+    let (client, rooms) = (homeserver.client()?, chat::Rooms::default());
+    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &batch).await?;
+    let told = homeserver.said_in("!dm:hs")?;
+    assert!(
+        told.len() == 1 && told[0].contains("only from accounts on hs,"),
+        "{told:?}"
+    );
+    let mut conn = app.state.db.pool.acquire().await?;
+    let linked = slipway_server::storage::chat::link_of_chat_user(&mut conn, eve).await?;
+    drop(conn);
+    assert!(linked.is_none(), "an account of another homeserver linked");
+    assert_eq!(chat_audit(app, "chat.link_code_burned").await?.len(), 1);
+    let told_team = homeserver.said_in("!team:hs")?;
+    assert!(
+        told_team.len() == 1 && told_team[0].contains("it is used up"),
+        "{told_team:?}"
+    );
+    assert_eq!(app.count("chat_events").await?, 1, "only the code's answer");
+    Ok(())
+}
+
+on_both_engines!(another_homeserver_s_account_commands_nothing);

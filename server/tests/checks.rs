@@ -35,7 +35,9 @@ parameters:
   properties:
     name: { type: string, title: Name, pattern: "^[a-z][a-z0-9-]{1,20}$" }
     team: { type: string, title: Team, x-dictionary: teams }
-    endpoint: { type: string, title: Endpoint }
+    # The default gives `catalog check` (and the server's start) an address to
+    # render the tcp check with.
+    endpoint: { type: string, title: Endpoint, default: "localhost:8080" }
 naming:
   template: "{{ team }}-{{ name }}"
 review:
@@ -144,7 +146,7 @@ fn service_catalog() -> TestResult<tempfile::TempDir> {
     std::fs::create_dir_all(dir.path().join("templates/service"))?;
     std::fs::write(
         dir.path().join("templates/service/service.yaml.j2"),
-        "service: {{ resource_name }}\nendpoint: \"{{ endpoint }}\"\n",
+        "service: {{ resource_name }}\nendpoint: {{ endpoint | tojson }}\n",
     )?;
     Ok(dir)
 }

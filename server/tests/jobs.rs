@@ -145,6 +145,7 @@ macro_rules! on_both_engines {
 
 on_both_engines!(
     old_step_logs_are_emptied_and_their_summaries_kept,
+    a_request_page_carries_the_logs_of_its_newest_attempts_only,
     a_long_step_keeps_its_lease,
     a_lapsed_lease_is_taken_over_and_the_old_worker_writes_nothing,
     cancel_stops_a_running_step_and_fails_the_request,
@@ -787,6 +788,46 @@ async fn leases_run_on_the_database_clock_on_postgres() -> TestResult {
 
 /// Half a year on, a step's log is emptied (its state and summary stay); a
 /// newer step keeps its log, and a second sweep has nothing left to do.
+/// A request retried for months keeps every attempt's state and summary on its
+/// page, but only the newest attempts' logs (up to 128 KiB each): 60 attempts
+/// carry 20 logs, the newest.
+async fn a_request_page_carries_the_logs_of_its_newest_attempts_only(engine: Engine) -> TestResult {
+    let Some(app) = TestApp::start(engine).await? else {
+        return Ok(());
+    };
+    let alice = app.user("alice").await?;
+    let id = app.namespace(&alice, "dev", "retried").await?;
+    for _ in 0..20 {
+        app.exec(&format!(
+            "INSERT INTO job_steps (job_id, request_id, revision, step_index, driver, attempt, \
+             state, summary, log, started_at) SELECT job_id, request_id, revision, step_index, \
+             driver, attempt, state, summary, 'an attempt''s output', started_at FROM job_steps \
+             WHERE request_id = {id} AND id = (SELECT MIN(id) FROM job_steps WHERE request_id = {id})"
+        ))
+        .await?;
+    }
+    app.exec(&format!(
+        "UPDATE job_steps SET log = 'an attempt''s output' WHERE request_id = {id}"
+    ))
+    .await?;
+    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_steps WHERE request_id = $1")
+        .bind(id.0)
+        .fetch_one(&app.state.db.pool)
+        .await?;
+    assert!(all > jobs::STEPS_WITH_LOGS, "{all}");
+    let steps = steps_of(&app, id).await?;
+    assert_eq!(steps.len() as i64, all, "every attempt is listed");
+    let cut = steps.len() - jobs::STEPS_WITH_LOGS as usize;
+    assert!(
+        steps[..cut]
+            .iter()
+            .all(|s| s.log.is_empty() && !s.summary.is_empty())
+    );
+    assert!(steps[cut..].iter().all(|s| s.log == "an attempt's output"));
+    assert!(steps.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    Ok(())
+}
+
 async fn old_step_logs_are_emptied_and_their_summaries_kept(engine: Engine) -> TestResult {
     let Some(app) = TestApp::start(engine).await? else {
         return Ok(());

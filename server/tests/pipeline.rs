@@ -50,6 +50,10 @@ struct Ci {
     triggers: Vec<String>,
     /// How long Argo's trigger takes to answer (after it is received).
     trigger_delay: Duration,
+    /// How many triggers still to turn away as busy (503), starting nothing.
+    busy_for: u32,
+    /// The triggers turned away.
+    turned_away: u32,
 }
 
 type Shared = Arc<Mutex<Ci>>;
@@ -82,6 +86,11 @@ fn trigger(ci: &Shared, flavour: Flavour, headers: &HeaderMap, body: &str) -> Re
     let Ok(mut ci) = ci.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    if ci.busy_for > 0 {
+        ci.busy_for -= 1;
+        ci.turned_away += 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, "busy, try later").into_response();
+    }
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -715,6 +724,43 @@ async fn retry_after_cancel_follows_its_run(engine: Engine) -> TestResult {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_trigger_turned_away_as_busy_is_sent_again_sqlite() -> TestResult {
+    busy_then_started(Engine::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_trigger_turned_away_as_busy_is_sent_again_postgres() -> TestResult {
+    busy_then_started(Engine::Postgres).await
+}
+
+/// A CI/CD system that answers "busy" (503) started nothing: the attempt takes
+/// its intent back, and the next attempt triggers the run and follows it to its
+/// end, one run in all (left behind, the intent made the retry fail as "a run
+/// may have started").
+async fn busy_then_started(engine: Engine) -> TestResult {
+    let (address, ci) = start_ci().await?;
+    let Some(app) = start(engine, address).await? else {
+        return Ok(());
+    };
+    ci.lock().map_err(|_| "lock")?.busy_for = 1;
+    let id = submit(&app, "github-job", "busy", "success").await?;
+    app.run_jobs().await?;
+    assert_eq!(ci.lock().map_err(|_| "lock")?.turned_away, 1);
+    let intents: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pipeline_runs WHERE request_id = $1")
+            .bind(id.0)
+            .fetch_one(&app.state.db.pool)
+            .await?;
+    assert_eq!(intents, 0, "the intent was taken back");
+    app.exec("UPDATE jobs SET run_after = 0").await?;
+    app.run_jobs().await?;
+    let row = app.request(id).await?;
+    assert_eq!(row.state, RequestState::Completed, "{:?}", row.last_error);
+    assert_eq!(ci.lock().map_err(|_| "lock")?.triggers.len(), 1, "one run");
+    Ok(())
+}
+
 /// A trigger whose answer is lost (the connection closes after the request went
 /// out, as a CI/CD system that restarts or a proxy that gives up would leave it)
 /// may have started a run, and GitHub and GitLab start a second one for the same
@@ -771,5 +817,30 @@ async fn a_trigger_whose_answer_is_lost_is_not_sent_again() -> TestResult {
         "{error}"
     );
     assert_eq!(*received.lock().map_err(|e| e.to_string())?, 1);
+    Ok(())
+}
+
+/// A step whose token the settings do not name is refused before the request
+/// is made, in the words of a program the allow-list lacks, instead of failing
+/// when it runs after its review.
+#[tokio::test]
+async fn a_token_the_settings_do_not_name_is_refused_up_front() -> TestResult {
+    let catalog = ci_catalog("http://127.0.0.1:9")?;
+    let app = TestApp::start_configured(Engine::Sqlite, Some(catalog), |_| {})
+        .await?
+        .ok_or("SQLite")?;
+    let error = submit(&app, "github-job", "early", "success")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains(
+            "CI job cannot be requested on this Slipway yet: its pipeline step sends the token \
+             \"ci\", which the server's --pipeline-tokens (SLIPWAY_PIPELINE_TOKENS) setting \
+             does not name; ask the platform team"
+        ),
+        "{error}"
+    );
     Ok(())
 }

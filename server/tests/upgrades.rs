@@ -633,7 +633,8 @@ async fn a_rollback_to_a_version_swept_before_brings_back_the_upgraded_assets() 
 }
 
 /// The type file with `cost_center` added to its required parameters, with
-/// "none" as its default, and the namespace template labelled with it.
+/// "none" as its default and a pattern (free text may not be written into a
+/// manifest as it is), and the namespace template labelled with it.
 fn require_cost_center(catalog: &Path) -> TestResult {
     edit(catalog, TYPE_FILE, |t| {
         t.replace(
@@ -642,7 +643,7 @@ fn require_cost_center(catalog: &Path) -> TestResult {
         )
         .replace(
             "  properties:\n    name:\n",
-            "  properties:\n    cost_center:\n      type: string\n      default: \"none\"\n    name:\n",
+            "  properties:\n    cost_center:\n      type: string\n      pattern: \"^[a-z0-9-]+$\"\n      default: \"none\"\n    name:\n",
         )
     })?;
     edit(catalog, TEMPLATE, |t| {

@@ -106,34 +106,58 @@ const NAMED_SCHEMAS: &[&str] = &[
     "properties",
 ];
 
+/// Slipway's marks that only a parameter itself carries: the form, the
+/// secret store and the pages read them on a top-level property, nowhere else.
+const ON_PARAMETERS_ONLY: &[&str] = &["x-enum-titles", "x-secret"];
+
+/// Where in the parameters schema a word stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The parameters object itself.
+    Root,
+    /// A parameter: a property directly under the root's `properties`.
+    Parameter,
+    /// Anywhere deeper (`items`, `allOf`, `$defs`, a nested property, …).
+    Within,
+}
+
 /// Refuses any word of the schema, at any depth, that neither JSON Schema nor
-/// Slipway reads; values that are data (`enum`, `default`, `examples`, …) are
-/// not looked into.
+/// Slipway reads, and a mark of Slipway's where nothing reads it; values that
+/// are data (`enum`, `default`, `examples`, …) are not looked into.
 pub(super) fn check_keywords(schema: &Value, path: &str, problems: &mut Vec<SchemaProblem>) {
+    check_at(schema, path, Place::Root, problems);
+}
+
+fn check_at(schema: &Value, path: &str, place: Place, problems: &mut Vec<SchemaProblem>) {
     let Value::Object(map) = schema else {
         return;
     };
     for (key, value) in map {
         let at = join(path, key);
-        if !JSON_SCHEMA.contains(&key.as_str()) && !SLIPWAY.contains(&key.as_str()) {
-            problems.push(SchemaProblem {
-                path: at,
-                message: unknown_keyword(key),
-            });
+        if let Some(message) = misplaced(key, place) {
+            problems.push(SchemaProblem { path: at, message });
             continue;
         }
         let key = key.as_str();
+        let within = |child: &Value, at: &str, problems: &mut Vec<SchemaProblem>| {
+            // Only the root's own `properties` hold parameters.
+            let place = match (place, key) {
+                (Place::Root, "properties") => Place::Parameter,
+                _ => Place::Within,
+            };
+            check_at(child, at, place, problems);
+        };
         if ONE_SCHEMA.contains(&key) && value.is_object() {
-            check_keywords(value, &at, problems);
+            within(value, &at, problems);
         }
         if let (true, Some(items)) = (SCHEMA_LIST.contains(&key), value.as_array()) {
             for (i, item) in items.iter().enumerate() {
-                check_keywords(item, &format!("{at}[{i}]"), problems);
+                within(item, &format!("{at}[{i}]"), problems);
             }
         }
         if let (true, Some(named)) = (NAMED_SCHEMAS.contains(&key), value.as_object()) {
             for (name, child) in named {
-                check_keywords(child, &join(&at, name), problems);
+                within(child, &join(&at, name), problems);
             }
         }
         if key == "dependencies"
@@ -141,10 +165,26 @@ pub(super) fn check_keywords(schema: &Value, path: &str, problems: &mut Vec<Sche
         {
             // Draft 4 to 7: a list of names (data) or a schema.
             for (name, child) in named.iter().filter(|(_, c)| c.is_object()) {
-                check_keywords(child, &join(&at, name), problems);
+                within(child, &join(&at, name), problems);
             }
         }
     }
+}
+
+/// Why `key` may not stand at `place`: a word nothing reads, or a mark that is
+/// read on a parameter only (a nested `x-secret: true` would leave the value it
+/// means to hide in plain text on every page).
+fn misplaced(key: &str, place: Place) -> Option<String> {
+    if !JSON_SCHEMA.contains(&key) && !SLIPWAY.contains(&key) {
+        return Some(unknown_keyword(key));
+    }
+    (ON_PARAMETERS_ONLY.contains(&key) && place != Place::Parameter).then(|| {
+        format!(
+            "`{key}` is read only directly on a parameter (parameters.properties.<name>), \
+             not inside `items`, `allOf`, definitions or nested properties: here it would do \
+             nothing; put it on the parameter itself"
+        )
+    })
 }
 
 fn unknown_keyword(key: &str) -> String {
@@ -244,6 +284,45 @@ mod tests {
             "$defs": { "small": { "type": "string", "minLength": 1 } }
         }));
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    /// `x-secret` and `x-enum-titles` are read on a parameter only: deeper, a
+    /// "secret" would be shown and stored in plain text.
+    #[test]
+    fn parameter_marks_are_refused_anywhere_but_on_a_parameter() {
+        let mut found = problems_of(json!({
+            "type": "object",
+            "x-secret": true,
+            "properties": {
+                "password": { "type": "string", "x-secret": true },
+                "tokens": { "type": "array", "items": { "type": "string", "x-secret": true } },
+                "key": { "type": "string", "allOf": [{ "x-secret": true }] },
+                "size": { "type": "string", "enum": ["s"], "x-enum-titles": ["Small"] },
+                "sizes": { "type": "array", "items": { "enum": ["s"], "x-enum-titles": ["S"] } }
+            },
+            "$defs": { "hidden": { "type": "string", "x-secret": true } },
+            "if": { "properties": { "size": { "x-secret": true } } }
+        }));
+        found.sort();
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$defs.hidden.x-secret",
+                "if.properties.size.x-secret",
+                "properties.key.allOf[0].x-secret",
+                "properties.sizes.items.x-enum-titles",
+                "properties.tokens.items.x-secret",
+                "x-secret",
+            ]
+        );
+        assert!(
+            found[0]
+                .1
+                .starts_with("`x-secret` is read only directly on a parameter"),
+            "{}",
+            found[0].1
+        );
     }
 
     #[test]

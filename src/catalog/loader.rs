@@ -19,6 +19,7 @@ use crate::views::Role;
 mod actions;
 mod checks;
 mod pipeline;
+mod splicing;
 
 /// Errors found in one file, tagged with that file's path.
 struct FileErrors<'a> {
@@ -112,6 +113,7 @@ pub(super) fn load(files: &[SourceFile]) -> Result<Catalog, CatalogErrors> {
         }
     }
     check_requirements(&catalog, &type_origin, &unreadable, &mut errors);
+    check_requirement_cycles(&catalog, &type_origin, &mut errors);
     for ty in catalog.types.values() {
         if let Some(file) = type_origin.get(&ty.name) {
             let mut fe = FileErrors {
@@ -162,7 +164,7 @@ fn report_failing_defaults(
         };
         let schema = serde_json::json!({ "type": "object", "properties": { param.clone(): rule } });
         // An invalid schema is reported on its own.
-        let Ok(validator) = jsonschema::validator_for(&schema) else {
+        let Ok(validator) = crate::validate::compile_schema(&schema) else {
             continue;
         };
         let instance = serde_json::json!({ param.clone(): value });
@@ -195,7 +197,9 @@ fn parse_yaml<T: DeserializeOwned>(
     content: &str,
     errors: &mut Vec<CatalogError>,
 ) -> Option<T> {
-    if let Some(why) = super::nesting::too_deep(content) {
+    // Deep brackets and aliases cost the parser far more than the file's size
+    // (the duplicate-key pass below would expand every alias): refused unread.
+    if let Some(why) = super::nesting::refusal(content) {
         errors.push(CatalogError {
             file: file.to_string(),
             path: String::new(),
@@ -542,6 +546,7 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         fe.template(format!("risk_hints[{i}].message"), &hint.message);
     }
     check_outputs(ty, catalog, fe);
+    splicing::check_free_text(ty, catalog, fe);
     check_output_names(ty, fe);
     for (i, item) in ty.monitoring.iter().enumerate() {
         fe.template(format!("monitoring[{i}].name"), &item.name);
@@ -550,10 +555,19 @@ fn check_type(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
     }
 }
 
-/// The owning-team parameter must exist and draw from a dictionary that also knows
-/// the team offering the type.
+/// The dictionary the offering team of a type without `owner_param` must be in.
+const TEAMS_DICTIONARY: &str = "teams";
+
+/// The team offering the type (`owner`) must be one the catalog knows: its
+/// reviewers review the type's requests, so a misspelled team would leave them
+/// to no one. With an owning-team parameter, the parameter must exist and draw
+/// from a dictionary of teams that knows the offering team; without one, the
+/// `teams` dictionary must know it.
 fn check_owner(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
-    let Some(owner) = &ty.owner_param else { return };
+    let Some(owner) = &ty.owner_param else {
+        check_offering_team(ty, catalog, TEAMS_DICTIONARY, fe);
+        return;
+    };
     if !ty.has_param(&owner.param) {
         fe.push(
             "owner_param",
@@ -585,18 +599,46 @@ fn check_owner(ty: &ResourceType, catalog: &Catalog, fe: &mut FileErrors<'_>) {
         return;
     }
     // An unknown dictionary is reported where the parameter names it.
-    let Some(teams) = catalog.dictionary(&owner.dictionary) else {
-        return;
-    };
-    if !teams.terms.iter().any(|t| t.key == ty.owner) {
+    if catalog.dictionary(&owner.dictionary).is_some() {
+        check_offering_team(ty, catalog, &owner.dictionary, fe);
+    }
+}
+
+/// `owner` must be a term of the dictionary `name`.
+fn check_offering_team(ty: &ResourceType, catalog: &Catalog, name: &str, fe: &mut FileErrors<'_>) {
+    let Some(teams) = catalog.dictionary(name) else {
         fe.push(
             "owner",
             format!(
-                "{:?} is not a team of the dictionary {:?}",
-                ty.owner, owner.dictionary
+                "{:?} cannot be checked: the catalog has no dictionary {name:?} \
+                 (dictionaries/{name}.yaml) of the teams that offer and review types",
+                ty.owner
             ),
         );
+        return;
+    };
+    if teams.terms.iter().any(|t| t.key == ty.owner) {
+        return;
     }
+    let mut message = format!("{:?} is not a team of the dictionary {name:?}", ty.owner);
+    if ty.owner_param.is_none() {
+        // Beside an owner parameter the dictionary is the author's own choice;
+        // here it is implied, so say which teams it has and why it matters.
+        let mut known: Vec<&str> = teams
+            .terms
+            .iter()
+            .map(|t| t.key.as_str())
+            .take(20)
+            .collect();
+        if teams.terms.len() > known.len() {
+            known.push("…");
+        }
+        message.push_str(&format!(
+            " (its teams: {}): the offering team's reviewers review the type's requests",
+            known.join(", ")
+        ));
+    }
+    fe.push("owner", message);
 }
 
 /// Names templates are given beside the parameters (`template::context`,
@@ -752,7 +794,24 @@ fn check_listing(ty: &ResourceType, fe: &mut FileErrors<'_>) {
     }
 }
 
+/// Usage is counted in signed 64-bit integers: a larger limit could never be
+/// told apart from a total that overflowed.
+fn check_quota_limits(i: usize, rule: &QuotaRule, fe: &mut FileErrors<'_>) {
+    for (field, limit) in [("max_count", rule.max_count), ("max", rule.max)] {
+        if limit.is_some_and(|limit| i64::try_from(limit).is_err()) {
+            fe.push(
+                format!("quota[{i}].{field}"),
+                format!(
+                    "must be at most {}: usage is counted in 64-bit integers",
+                    i64::MAX
+                ),
+            );
+        }
+    }
+}
+
 fn check_quota(ty: &ResourceType, i: usize, rule: &QuotaRule, fe: &mut FileErrors<'_>) {
+    check_quota_limits(i, rule, fe);
     for (j, param) in rule.per.iter().enumerate() {
         if !ty.has_param(param) {
             fe.push(
@@ -1309,6 +1368,65 @@ fn check_requirements(
                     fe.push(format!("requires[{i}].match.{param}"), problem);
                 }
             }
+        }
+    }
+}
+
+/// Types that require each other round a circle (or a type that requires
+/// itself) can never be made: each needs an asset of the next to exist first.
+/// Each circle is reported once, at the requirement that closes it, with the
+/// types in order. A depth-first walk with its own stack: a catalog of many
+/// types in a chain must not overflow the thread's.
+fn check_requirement_cycles(
+    catalog: &Catalog,
+    origin: &BTreeMap<String, &str>,
+    errors: &mut Vec<CatalogError>,
+) {
+    // Types on the walk's current path, and types whose walk is over.
+    let mut open: Vec<(&str, usize)> = Vec::new();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    for start in catalog.types.keys() {
+        if done.contains(start.as_str()) {
+            continue;
+        }
+        open.push((start.as_str(), 0));
+        while let Some(&(name, next)) = open.last() {
+            let required = catalog.types.get(name).and_then(|t| t.requires.get(next));
+            let Some(requirement) = required else {
+                done.insert(name);
+                open.pop();
+                continue;
+            };
+            if let Some(last) = open.last_mut() {
+                last.1 += 1;
+            }
+            let target = requirement.type_name.as_str();
+            if let Some(at) = open.iter().position(|(n, _)| *n == target) {
+                let circle: Vec<&str> = open[at..].iter().map(|(n, _)| *n).collect();
+                let file = origin.get(name).copied().unwrap_or_default();
+                let mut fe = FileErrors { file, errors };
+                fe.push(format!("requires[{next}].type"), circle_message(&circle));
+            } else if !done.contains(target) && catalog.types.contains_key(target) {
+                open.push((target, 0));
+            }
+        }
+    }
+}
+
+/// "types a → b → a require each other: …", or the same of one type.
+fn circle_message(circle: &[&str]) -> String {
+    match circle {
+        [only] => format!(
+            "type {only} requires itself: no asset of it could ever be made, as the first \
+             would need another to exist already"
+        ),
+        _ => {
+            let round: Vec<&str> = circle.iter().chain(circle.first()).copied().collect();
+            format!(
+                "types {} require each other: no asset of them could ever be made, as each \
+                 needs an asset of the next to exist first",
+                round.join(" → ")
+            )
         }
     }
 }

@@ -109,11 +109,31 @@ pub(super) fn check_valid(schema: &Value, problems: &mut Vec<SchemaProblem>) {
         Err(error) => problems.push(problem(String::new(), error.to_string())),
     }
     if problems.len() == before
-        && let Err(error) = jsonschema::validator_for(schema)
+        && let Err(error) = crate::validate::compile_schema(schema)
     {
-        let path = pointer_to_path(error.schema_path().as_str());
-        problems.push(problem(path, format!("invalid JSON Schema: {error}")));
+        let pointer = error.schema_path().as_str();
+        let message = match schema.pointer(pointer) {
+            Some(format) if error.to_string().starts_with("Unknown format") => {
+                unknown_format(format)
+            }
+            _ => format!("invalid JSON Schema: {error}"),
+        };
+        problems.push(problem(pointer_to_path(pointer), message));
     }
+}
+
+/// The formats the schema engine checks as Slipway builds it: without its
+/// `idna` feature (for the server and the browser alike), so `idn-email` and
+/// `idn-hostname` are not among them.
+const KNOWN_FORMATS: &str = "date, date-time, duration, email, hostname, ipv4, ipv6, iri, \
+     iri-reference, json-pointer, regex, relative-json-pointer, time, uri, uri-reference, \
+     uri-template, uuid";
+
+fn unknown_format(format: &Value) -> String {
+    format!(
+        "{format} is not a format Slipway checks (it checks {KNOWN_FORMATS}): the value \
+         would be taken unchecked; use one of those, or a `pattern`"
+    )
 }
 
 fn is_bundled_draft(uri: &str) -> bool {
@@ -236,6 +256,37 @@ fn shaped(root: &Value, property: &Value, depth: usize) -> bool {
         .and_then(|pointer| root.pointer(pointer))
         .is_some_and(|target| shaped(root, target, depth + 1));
     alternatives || referred
+}
+
+/// Formats whose values hold neither a quote nor a line break.
+const PLAIN_FORMATS: &[&str] = &[
+    "date",
+    "date-time",
+    "time",
+    "duration",
+    "ipv4",
+    "ipv6",
+    "uuid",
+    "hostname",
+];
+
+/// Whether a top-level property takes free text: a string, or a list of
+/// strings, held to no choices, pattern or format that leaves out quotes and
+/// line breaks.
+pub(super) fn is_free_text(schema: &Value, name: &str) -> bool {
+    let Some(property) = schema.get("properties").and_then(|p| p.get(name)) else {
+        return false;
+    };
+    let text = match property.get("type").and_then(Value::as_str) {
+        Some("string") => property,
+        Some("array") => property.get("items").unwrap_or(&Value::Null),
+        _ => return false,
+    };
+    let plain_format = text
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| PLAIN_FORMATS.contains(&f));
+    !plain_format && !shaped(schema, text, 0)
 }
 
 /// The top-level properties marked `x-secret: true`.

@@ -1059,6 +1059,63 @@ fn execution_limits_default_and_stay_in_range() {
     );
 }
 
+/// A header the HTTP client owns (the virtual host, the framing, a proxy's) is
+/// refused in `headers` and as the token's header: from a template, a
+/// requester's value would pick another host behind the allowed address, the
+/// token going with it.
+#[test]
+fn a_pipeline_step_may_not_set_what_http_owns() {
+    for (headers, token_header, field) in [
+        (
+            r#"{ Host: "{{ resource_name }}.ci" }"#,
+            "Authorization",
+            "headers.Host",
+        ),
+        (
+            r#"{ "Transfer-Encoding": chunked }"#,
+            "Authorization",
+            "headers.Transfer-Encoding",
+        ),
+        (
+            r#"{ "X-Forwarded-Host": ci }"#,
+            "Authorization",
+            "headers.X-Forwarded-Host",
+        ),
+        (
+            r#"{ connection: close }"#,
+            "Authorization",
+            "headers.connection",
+        ),
+        ("{}", "Host", "token_header"),
+        ("{}", "Content-Length", "token_header"),
+        ("{}", "bad header", "token_header"),
+        ("{}", "Cookie", "token_header"),
+    ] {
+        let files = with_file(
+            "types/widget.yaml",
+            &minimal_type(&format!(
+                r#"execute:
+  - driver: pipeline
+    url: "https://ci.example/dispatch"
+    headers: {headers}
+    token: ci
+    token_header: "{token_header}"
+    status_url: "{{{{ location }}}}"
+    status_pointer: /status
+    success: [success]
+    failure: [failure]
+"#
+            )),
+        );
+        let errors = triples(&errors_of(&files));
+        let path = format!("execute[0].{field}");
+        assert!(
+            errors.len() == 1 && errors[0].1 == path,
+            "{headers} / {token_header}: {errors:?}"
+        );
+    }
+}
+
 #[test]
 fn a_pipeline_step_is_checked_field_by_field() {
     let files = with_file(
@@ -1996,3 +2053,5 @@ fn a_parameter_may_not_take_a_template_name_or_be_no_identifier() {
     let fine = with_property("_internal_note2");
     assert!(Catalog::from_files(&with_file(f, &fine)).is_ok());
 }
+
+mod integrity;

@@ -103,18 +103,36 @@ fn metadata_and_other_special_addresses_need_listing_by_address() {
         "64:ff9b::169.254.169.254",
         "::169.254.169.254",
         "fd00:ec2::254",
+        "fd20:ce::254",
+        "127.0.0.1",
+        "127.8.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "0.1.2.3",
+        "100.100.100.200",
+        "100.64.0.1",
+        "100.127.255.254",
     ] {
         let ip: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{e}"));
         assert!(!by_name.allows_address(ip), "{ip} allowed");
     }
-    assert!(by_name.allows_address(IpAddr::from([127, 0, 0, 1])));
-    for ordinary in ["::1", "64:ff9b::a01:203", "2001:db8::1"] {
+    for ordinary in [
+        "64:ff9b::a01:203",
+        "2001:db8::1",
+        "100.63.255.255",
+        "100.128.0.1",
+        "192.168.1.10",
+    ] {
         let ip: IpAddr = ordinary.parse().unwrap_or_else(|e| panic!("{e}"));
         assert!(by_name.allows_address(ip), "{ip} refused");
     }
     assert!(by_name.allows_address(IpAddr::from([10, 1, 2, 3])));
     let other_unique_local: IpAddr = "fd00:ec2::253".parse().unwrap_or_else(|e| panic!("{e}"));
     assert!(by_name.allows_address(other_unique_local));
-    let by_address = allowed(&["169.254.169.254"]);
+    let by_address = allowed(&["169.254.169.254", "127.0.0.1", "[::1]"]);
     assert!(by_address.allows_address(IpAddr::from([169, 254, 169, 254])));
+    // Loopback is reached when the setting names that address itself.
+    assert!(by_address.allows_address(IpAddr::from([127, 0, 0, 1])));
+    assert!(by_address.allows_address("::1".parse().unwrap_or_else(|e| panic!("{e}"))));
+    assert!(!by_address.allows_address(IpAddr::from([127, 0, 0, 2])));
 }

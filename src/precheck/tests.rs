@@ -398,3 +398,57 @@ fn a_rule_whose_value_cannot_be_read_fails_instead_of_being_skipped() {
             2]
     );
 }
+
+/// A total past what 64 bits hold is past the limit, even a limit of
+/// i64::MAX (a saturated sum would equal it and pass).
+#[test]
+fn a_total_that_overflows_is_over_the_limit() {
+    let over = quota_check(
+        "overall",
+        (Some(i64::MAX - 1), 5),
+        i64::MAX,
+        "GB".into(),
+        false,
+    );
+    assert!(!over.ok, "{over:?}");
+    assert_eq!(
+        over.description,
+        "overall: 9223372036854775806 of 9223372036854775807 GB used, this request makes more \
+         than 9223372036854775807"
+    );
+    let exact = quota_check(
+        "overall",
+        (Some(i64::MAX - 5), 5),
+        i64::MAX,
+        "GB".into(),
+        false,
+    );
+    assert!(exact.ok, "{exact:?}");
+}
+
+/// Parameters over the size limit get one error and nothing else: no quota
+/// lookups, no requirement lookups, no rendered name, hint or policy.
+#[test]
+fn oversized_parameters_reach_no_rule() {
+    let t = ty("postgres-database");
+    let mut params = pg("prod", true);
+    if let Some(map) = params.as_object_mut() {
+        map.insert(
+            "name".into(),
+            json!("a".repeat(crate::validate::MAX_PARAMS_BYTES)),
+        );
+    }
+    assert!(quota_queries(&t, &params).is_empty());
+    assert!(dependency_queries(&t, &params).is_err());
+    assert!(risk_hints(&t, &params).is_empty());
+    assert!(!auto_approves(&t, &params));
+    let report = evaluate(&validator(&t), &t, &params, &[], &[]);
+    assert_eq!(report.field_errors.len(), 1, "{report:?}");
+    assert!(
+        report.field_errors[0]
+            .message
+            .starts_with("the parameters take")
+    );
+    assert!(report.quotas.is_empty() && report.dependencies.is_empty());
+    assert!(report.risks.is_empty() && report.resource_name.is_none());
+}

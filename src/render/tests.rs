@@ -312,6 +312,22 @@ fn yaml_and_json_files_must_parse_and_others_are_taken_as_they_are() {
     assert!(json.starts_with("x/Y.JSON: is not valid JSON: "), "{json}");
 }
 
+/// An alias repeats its anchor's whole value: a few rendered lines could
+/// stand for millions of values in every reader of the manifest, Slipway's
+/// own parse first. Refused, with the line, before the parser reads it.
+#[test]
+fn a_rendered_manifest_with_anchors_or_aliases_is_refused() {
+    let bomb = "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n";
+    let error = check_syntax(&file("a/b.yaml", bomb)).err();
+    let error = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.starts_with("a/b.yaml: is not YAML to apply: it sets the anchor `&a` (line 1)"),
+        "{error}"
+    );
+    let quoted = "cmd: \"a && b\"\nglob: '*.txt'\nscript: |\n  ls *.txt && echo done\n";
+    assert_eq!(check_syntax(&file("a/b.yaml", quoted)), Ok(()));
+}
+
 #[test]
 fn a_template_rendering_broken_yaml_is_refused_before_it_is_stored() {
     let files = crate::test_support::with_file(

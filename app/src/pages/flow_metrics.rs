@@ -109,12 +109,11 @@ fn FlowView(m: FlowMetrics) -> impl IntoView {
         date_of(m.until_ms - 1)
     );
     let waiting = m.waiting.of_type(m.trend_type.as_deref());
-    // Waiting now reads the requests themselves, per type: creations and
-    // actions together.
-    let waiting_whose = m.trend_type.clone().unwrap_or_else(|| "all types".into());
+    // Waiting now counts what the rest of the page counts (creations, an
+    // action or every request), of the type followed or of all.
     let focus_whose = whose(m.trend_type.as_deref(), m.action.as_deref());
     view! {
-        <Waiting waiting whose=waiting_whose />
+        <Waiting waiting whose=focus_whose.clone() />
         <p class="muted">{window}</p>
         <Summary flow=m.all.clone() />
         <Steps flow=m.focus.clone() whose=focus_whose />

@@ -12,6 +12,7 @@ use slipway_core::validate::{FieldError, values_from_text};
 use slipway_core::views::{RequestDraft, ReviewDecision};
 
 use super::command::{self, Command, ParseError, Reading};
+use super::matrix::Opening;
 use crate::services::{self, Caller, ServiceError, catalog, operations, requests, reviews};
 use crate::state::AppState;
 use crate::storage;
@@ -34,8 +35,14 @@ Until then I can only show help.";
 /// Who reads the room a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
-    /// The asker and the bot only.
+    /// The asker and the bot only, in a room nobody else may join or read
+    /// without an invitation.
     Direct,
+    /// The asker and the bot only so far, but the room lets others join it
+    /// without an invitation, or anyone read its history: whoever comes later
+    /// reads what is said now. Every message is for the bot (nobody else talks
+    /// here), and it answers as where others read.
+    Open(Opening),
     /// Others too: a configured room, or one of more than two members.
     Shared,
     /// Its members could not be read (the homeserver failed to say): the bot
@@ -49,13 +56,44 @@ impl Audience {
         self != Audience::Direct
     }
 
-    /// What a command typed here starts with: where others read, `!`, so that the
-    /// bot can tell it from people talking among themselves.
+    /// Whether people talk among themselves here, so that only a command
+    /// addressed to the bot is one.
+    pub fn addressed_only(self) -> bool {
+        matches!(self, Audience::Shared | Audience::Unknown)
+    }
+
+    /// What a command typed here starts with: where people talk among
+    /// themselves, `!`, so that the bot can tell it from their talk.
     pub fn command_prefix(self) -> &'static str {
-        match self {
-            Audience::Direct => "",
-            Audience::Shared | Audience::Unknown => "!",
+        match self.addressed_only() {
+            true => "!",
+            false => "",
         }
+    }
+}
+
+/// Why the bot holds back here what is the asker's alone, in a room of two that
+/// is open to more: said with every answer there, so that the asker knows what
+/// to change.
+pub fn open_room_note(opening: Opening) -> String {
+    let why = match opening {
+        Opening::Joinable => "people may join it without an invitation",
+        Opening::WorldReadable => "anyone may read its history without joining",
+    };
+    format!(
+        "This room is not private: {why}. So I answer here as in a room others \
+         read, and tell what is yours alone (your requests, pre-check details, reviewers' \
+         comments) only in a direct chat that is invite-only and whose history is not \
+         open to everyone."
+    )
+}
+
+/// The answer as said in a room of `audience`: in an open room, with why it
+/// holds less.
+pub fn as_said_in(audience: Audience, reply: String) -> String {
+    match audience {
+        Audience::Open(opening) => format!("{}\n{reply}", open_room_note(opening)),
+        _ => reply,
     }
 }
 
@@ -71,6 +109,13 @@ pub struct Asker<'a> {
 pub(crate) const CODE_USED_UP: &str = "Others read this room, and now that code: it is used up. Get a new \
 one on your account page and send me `link <code>` in a direct chat, just you and me: I tell \
 you there how your requests go.";
+
+/// Said to a message whose HTML shows other words than its plain body, which
+/// is what the bot would run: a forwarded message could look harmless and
+/// approve as whoever forwarded it.
+pub(crate) const FORMATTING_DIFFERS: &str = "This message's formatted text and its plain \
+text differ, so I did not run it: what you see is not what I would run. Send the command \
+again as plain text (in Element: /plain before it).";
 
 /// Said where the bot could not tell who reads the room: it neither links (the
 /// room may be shared) nor uses the code up (it may be a direct chat).
@@ -173,7 +218,7 @@ async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String,
     // hiccup must not cost the person their code.
     match asker.audience {
         Audience::Direct => {}
-        Audience::Shared => {
+        Audience::Shared | Audience::Open(_) => {
             services::chat::burn_code(state, code, asker.chat_user, asker.event_id).await?;
             return Ok(CODE_USED_UP.to_string());
         }
@@ -196,7 +241,7 @@ async fn code_said_aloud(
     code: &str,
 ) -> Result<Option<String>, ServiceError> {
     match asker.audience {
-        Audience::Shared => {
+        Audience::Shared | Audience::Open(_) => {
             let used_up =
                 services::chat::burn_code(state, code, asker.chat_user, asker.event_id).await?;
             Ok(used_up.then(|| CODE_USED_UP.to_string()))
@@ -547,7 +592,10 @@ async fn request(
         Err(error) => return Err(error),
     };
     let request_state = services::detail::request_state(state, caller, id).await?;
-    let name = report.resource_name.unwrap_or_default();
+    let name = command::shorten(
+        report.resource_name.as_deref().unwrap_or_default(),
+        ECHOED_NAME_CHARS,
+    );
     Ok(format!(
         "Pre-check passed. Request #{id} ({} {name}) is submitted: {}. {}",
         ty.title,
@@ -559,13 +607,15 @@ async fn request(
 async fn status(state: &AppState, caller: &Caller, id: RequestId) -> Result<String, ServiceError> {
     let glance = services::detail::request_glance(state, caller, id).await?;
     let summary = &glance.summary;
+    // Names people chose are echoed on one line: a name or a requester's
+    // display text must not add a line that reads as the bot's.
     let mut text = format!(
         "Request #{id}: {} {} — {} (revision {}, by {}, updated {}).",
         summary.type_title,
-        summary.resource_name,
+        command::shorten(&summary.resource_name, ECHOED_NAME_CHARS),
         summary.state.label(),
         summary.revision,
-        summary.requester,
+        command::shorten(&summary.requester, ECHOED_NAME_CHARS),
         summary.updated_at
     );
     if let Some(error) = &glance.last_error {
@@ -592,7 +642,7 @@ async fn mine(state: &AppState, caller: &Caller) -> Result<String, ServiceError>
             "- #{} {} {} — {}",
             r.id,
             r.type_name,
-            r.resource_name,
+            command::shorten(&r.resource_name, ECHOED_NAME_CHARS),
             r.state.label()
         ));
     }
@@ -704,6 +754,10 @@ async fn decide_on(
         short_hash(&hash)
     ))
 }
+
+/// The most of a resource name or a requester's name an answer or a notice
+/// echoes (names are far shorter; a longer one is cut, not refused).
+pub const ECHOED_NAME_CHARS: usize = 200;
 
 pub fn short_hash(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
@@ -853,5 +907,25 @@ mod tests {
         assert!(!Audience::Direct.others_may_read());
         assert!(Audience::Shared.others_may_read());
         assert!(Audience::Unknown.others_may_read());
+        for opening in [Opening::Joinable, Opening::WorldReadable] {
+            let open = Audience::Open(opening);
+            assert!(open.others_may_read());
+            assert!(!open.addressed_only(), "nobody else talks there yet");
+            assert_eq!(open.command_prefix(), "");
+        }
+    }
+
+    #[test]
+    fn an_answer_in_an_open_room_says_why_it_holds_back() {
+        let said = as_said_in(Audience::Open(Opening::WorldReadable), "Refused.".into());
+        assert!(said.starts_with("This room is not private: anyone may read its history"));
+        assert!(said.ends_with("\nRefused."), "{said}");
+        let joinable = as_said_in(Audience::Open(Opening::Joinable), String::new());
+        assert!(
+            joinable.contains("join it without an invitation"),
+            "{joinable}"
+        );
+        assert_eq!(as_said_in(Audience::Shared, "x".into()), "x");
+        assert_eq!(as_said_in(Audience::Direct, "x".into()), "x");
     }
 }

@@ -232,13 +232,22 @@ pub fn parse(message: &str) -> Result<Command, ParseError> {
     }
 }
 
-/// `text` cut to `max` characters, for echoing input back safely.
+/// `text` cut to `max` characters, for echoing input back safely: on one line
+/// (no control character, no Unicode line or paragraph separator) and without
+/// the invisible marks that make text read differently from what it is, so a
+/// value quoted in a notice cannot add a line that looks like the bot's own.
 pub fn shorten(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    let mut out: String = text.chars().filter(|c| fit_to_echo(*c)).take(max).collect();
     if text.chars().count() > max {
         out.push('…');
     }
     out
+}
+
+fn fit_to_echo(c: char) -> bool {
+    !(c.is_control()
+        || slipway_core::validate::unfit_in_text(c)
+        || matches!(c, '\u{2028}' | '\u{2029}'))
 }
 
 fn one_word(rest: &str, usage: &'static str) -> Result<String, ParseError> {
@@ -653,6 +662,17 @@ mod tests {
             other => panic!("expected unknown, got {other:?}"),
         };
         assert!(echoed.chars().count() <= 41);
+    }
+
+    #[test]
+    fn what_is_echoed_stays_on_one_line_and_shows_what_it_is() {
+        let echoed = shorten(
+            "web\u{2028}Request #9 is approved\u{2029}.\n\u{202E}x\u{200B}y",
+            100,
+        );
+        assert_eq!(echoed, "webRequest #9 is approved.xy");
+        assert_eq!(shorten("abcdef", 3), "abc…");
+        assert_eq!(shorten("zwj 👩\u{200D}💻 é", 20), "zwj 👩\u{200D}💻 é");
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! What the bot keeps in memory while it listens: which rooms are shared (more
-//! people in them than one asker and the bot), who sends commands too fast, and
-//! where it already said that it cannot read encrypted messages. None of it
-//! needs to outlive the process: after a restart it is learnt again.
+//! people in them than one asker and the bot) or open (others may join or read
+//! them), who sends commands too fast, and where it already said that it cannot
+//! read encrypted messages. None of it needs to outlive the process: after a
+//! restart it is learnt again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::Rooms;
 use super::answer::Audience;
-use super::matrix::MatrixClient;
+use super::matrix::{MatrixClient, MatrixError, Opening};
 
-/// How long a room's member count is trusted before it is asked again.
+/// How long a room's member count and opening are trusted before they are
+/// asked again (the sync tells of a change sooner: see `members_changed`).
 const MEMBERS_FOR: Duration = Duration::from_secs(300);
 /// Commands one person may send in a minute; more are not run.
 pub const MAX_COMMANDS_PER_MINUTE: u32 = 20;
@@ -37,23 +39,47 @@ const INVITE_GRACE_MILLIS: i64 = 60_000;
 /// first sync after the join.
 const INVITES_FOR: Duration = Duration::from_secs(3600);
 
-/// A room of `count` members, the bot among them.
-fn audience_of(count: usize) -> Audience {
-    match count > 2 {
-        true => Audience::Shared,
-        false => Audience::Direct,
+/// A room of `count` members, the bot among them, and `opening` (read only
+/// for a room of two: a room of more is shared whoever else may come).
+fn audience_of(count: usize, opening: Option<Opening>) -> Audience {
+    match (count > 2, opening) {
+        (true, _) => Audience::Shared,
+        (false, Some(opening)) => Audience::Open(opening),
+        (false, None) => Audience::Direct,
     }
 }
 
-/// A room's member count as last read.
+/// A room's member count (and, for a room of two, its opening) as last read.
 struct MemberCount {
     count: usize,
-    /// When it was read; `None` once the sync showed someone joining or leaving
-    /// since, when it is kept only as the last known count.
+    opening: Option<Opening>,
+    /// When it was read; `None` once the sync showed someone joining or leaving,
+    /// or the room's join rule or history visibility changing, since: it is then
+    /// kept only as the last known count.
     read_at: Option<Instant>,
 }
 
+/// Reads who may read `room`: its members, and for a room of two whether
+/// others may join it or read its history (a room of two that is open is no
+/// direct chat: whoever comes later reads it).
+async fn read_room(client: &MatrixClient, room: &str) -> Result<MemberCount, MatrixError> {
+    let count = client.reader_count(room).await?;
+    let opening = match count > 2 {
+        true => None,
+        false => client.opening(room).await?,
+    };
+    Ok(MemberCount {
+        count,
+        opening,
+        read_at: Some(Instant::now()),
+    })
+}
+
 impl MemberCount {
+    fn audience(&self) -> Audience {
+        audience_of(self.count, self.opening)
+    }
+
     fn fresh(&self) -> bool {
         self.read_at.is_some_and(|at| at.elapsed() < MEMBERS_FOR)
     }
@@ -79,8 +105,10 @@ const STRANGER_TOLD_EVERY: Duration = Duration::from_secs(600);
 impl Listening {
     /// Who reads `room`: people talk among themselves in a configured room or
     /// one with more than two members, and there the bot answers only commands
-    /// addressed to it, and links no one. A room whose members cannot be read now
-    /// is judged by its last known count, and without one it is
+    /// addressed to it, and links no one. A room of two that others may join or
+    /// read is [`Audience::Open`]: no one links there either, and what is the
+    /// asker's alone is not said. A room whose members or opening cannot be read
+    /// now is judged by its last known count, and without one it is
     /// [`Audience::Unknown`]: answered as shared, but a link code sent there is
     /// neither used to link nor used up on a guess.
     pub async fn audience(&mut self, client: &MatrixClient, rooms: &Rooms, room: &str) -> Audience {
@@ -90,20 +118,19 @@ impl Listening {
         if let Some(known) = self.members.get(room)
             && known.fresh()
         {
-            return audience_of(known.count);
+            return known.audience();
         }
-        match client.reader_count(room).await {
-            Ok(count) => {
-                let read_at = Some(Instant::now());
-                self.members
-                    .insert(room.to_string(), MemberCount { count, read_at });
-                audience_of(count)
+        match read_room(client, room).await {
+            Ok(read) => {
+                let audience = read.audience();
+                self.members.insert(room.to_string(), read);
+                audience
             }
             // A stale count that said shared is taken as shared (the safe side);
-            // one that said direct may be out of date, since others may have
-            // joined meanwhile: then the room is not known.
+            // one that said direct or open may be out of date, since others may
+            // have joined meanwhile: then the room is not known.
             Err(error) => match self.members.get(room).map(|known| known.count) {
-                Some(count) if audience_of(count) == Audience::Shared => {
+                Some(count) if audience_of(count, None) == Audience::Shared => {
                     tracing::warn!(room, %error, count, "the chat bot cannot read a room's members; it goes by the last count");
                     Audience::Shared
                 }
@@ -115,9 +142,10 @@ impl Listening {
         }
     }
 
-    /// The sync showed people joining or leaving `rooms`: their member counts
-    /// are read again before the bot next answers there (a direct chat someone
-    /// joined is shared from that moment, not minutes later).
+    /// The sync showed people joining or leaving `rooms`, or their join rule or
+    /// history visibility changing: they are read again before the bot next
+    /// answers there (a direct chat someone joined, or opened to the public, is
+    /// no longer direct from that moment, not minutes later).
     pub fn members_changed<'a>(&mut self, rooms: impl IntoIterator<Item = &'a String>) {
         for room in rooms {
             if let Some(known) = self.members.get_mut(room) {
@@ -264,6 +292,7 @@ mod tests {
             .unwrap_or_else(Instant::now);
         let counted = |count, at| MemberCount {
             count,
+            opening: None,
             read_at: Some(at),
         };
         listening
@@ -304,6 +333,7 @@ mod tests {
         let rooms = Rooms::default();
         let just_now = |count| MemberCount {
             count,
+            opening: None,
             read_at: Some(Instant::now()),
         };
         for (room, count) in [("!dm:hs", 2), ("!other-dm:hs", 2), ("!team:hs", 5)] {
@@ -325,6 +355,49 @@ mod tests {
             listening.audience(&client, &rooms, "!team:hs").await,
             Audience::Shared,
             "a shared room's last count still says shared"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_room_of_two_open_to_others_is_no_direct_chat() {
+        assert_eq!(audience_of(2, None), Audience::Direct);
+        assert_eq!(audience_of(1, None), Audience::Direct);
+        let peekable = audience_of(2, Some(Opening::WorldReadable));
+        assert_eq!(peekable, Audience::Open(Opening::WorldReadable));
+        let joinable = audience_of(2, Some(Opening::Joinable));
+        assert_eq!(joinable, Audience::Open(Opening::Joinable));
+        assert_eq!(audience_of(3, Some(Opening::Joinable)), Audience::Shared);
+    }
+
+    #[tokio::test]
+    async fn an_open_room_counted_long_ago_is_not_known() -> Result<(), reqwest::Error> {
+        let client = unreachable()?;
+        let mut listening = Listening::default();
+        let long_ago = Instant::now()
+            .checked_sub(MEMBERS_FOR * 2)
+            .unwrap_or_else(Instant::now);
+        let open = MemberCount {
+            count: 2,
+            opening: Some(Opening::Joinable),
+            read_at: Some(long_ago),
+        };
+        listening.members.insert("!open:hs".into(), open);
+        let fresh = MemberCount {
+            count: 2,
+            opening: Some(Opening::WorldReadable),
+            read_at: Some(Instant::now()),
+        };
+        listening.members.insert("!peek:hs".into(), fresh);
+        let rooms = Rooms::default();
+        assert_eq!(
+            listening.audience(&client, &rooms, "!open:hs").await,
+            Audience::Unknown,
+            "others may have joined it since"
+        );
+        assert_eq!(
+            listening.audience(&client, &rooms, "!peek:hs").await,
+            Audience::Open(Opening::WorldReadable)
         );
         Ok(())
     }

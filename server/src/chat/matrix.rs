@@ -72,12 +72,60 @@ pub struct RoomMessage {
     pub event_id: String,
     pub sender: String,
     pub body: String,
+    /// What its HTML `formatted_body` shows, when it has one: a client displays
+    /// that, and the bot runs `body` only where the two say the same.
+    pub shown: Option<super::formatted::Shown>,
     /// An end-to-end encrypted message: the bot cannot read it (its body is
     /// empty) and says so once.
     pub encrypted: bool,
     /// When the homeserver received it (milliseconds since the epoch; 0 when the
     /// event does not say).
     pub sent_at: i64,
+}
+
+impl RoomMessage {
+    /// Whether the message shows one text and says another (see
+    /// [`super::formatted`]): it is not run.
+    pub fn formatting_differs(&self) -> bool {
+        self.shown
+            .as_ref()
+            .is_some_and(|shown| super::formatted::differs(&self.body, shown))
+    }
+
+    /// The texts others read in the message: its body and what its HTML shows.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.body.as_str()).chain(self.shown.as_ref().map(|s| s.text.as_str()))
+    }
+}
+
+/// Why a room's messages may be read by more than its members: its join rule
+/// lets people in without an invitation, or its history is open to anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// `public`, `restricted` (members of another room join at will) or
+    /// `knock_restricted`, or a rule Slipway does not know.
+    Joinable,
+    /// History visibility `world_readable`: anyone may read it without joining.
+    WorldReadable,
+}
+
+/// A room's opening from its join rule and history visibility, `None` for
+/// either state event when the room has none (the spec's defaults then: join
+/// rule `invite`, history `shared`). `None` when only its members read it.
+pub fn opening_of(join_rules: Option<&Value>, history: Option<&Value>) -> Option<Opening> {
+    let history = history.and_then(|c| c.get("history_visibility"));
+    if history.and_then(Value::as_str) == Some("world_readable") {
+        return Some(Opening::WorldReadable);
+    }
+    // Content without a rule is read as `invite`, as homeservers do; a rule
+    // that is not a string, or one not known, counts as open (the safe side).
+    match join_rules.and_then(|c| c.get("join_rule")) {
+        None => None,
+        Some(rule) => match rule.as_str() {
+            Some("invite" | "knock" | "private") => None,
+            _ => Some(Opening::Joinable),
+        },
+    }
 }
 
 /// An invitation to a room, and who sent it (when the invite shows it).
@@ -136,17 +184,18 @@ struct Timeline {
 /// Pages of a room's gap read back after a limited sync, at most: a bot that was
 /// away for long answers the newest thousand messages of a room and logs the rest.
 const MAX_GAP_PAGES: usize = 10;
-const GAP_FILTER: &str = r#"{"types":["m.room.message","m.room.encrypted","m.room.member"]}"#;
+const GAP_FILTER: &str = r#"{"types":["m.room.message","m.room.encrypted","m.room.member","m.room.join_rules","m.room.history_visibility"]}"#;
 
 /// The bot reads text messages (and notices encrypted ones it cannot read), a
-/// bounded number per room and sync, and membership changes: a room's messages
-/// from before the bot joined it are history, never commands.
-const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member"],"limit":100}}}"#;
+/// bounded number per room and sync, membership changes (a room's messages
+/// from before the bot joined it are history, never commands), and changes of
+/// who else may join or read a room.
+const SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member","m.room.join_rules","m.room.history_visibility"],"limit":100}}}"#;
 /// The same with a few events per room, for a sync whose answer was too large
 /// (rooms full of the largest messages): the rest of each room is read back as
 /// a gap, page by page. Asked again in full, the same answer would be too large
 /// for ever, and the bot deaf.
-const SMALL_SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member"],"limit":5}}}"#;
+const SMALL_SYNC_FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"ephemeral":{"types":[]},"state":{"types":[]},"timeline":{"types":["m.room.message","m.room.encrypted","m.room.member","m.room.join_rules","m.room.history_visibility"],"limit":5}}}"#;
 
 /// A sync's answer, read.
 fn sync_response(body: Value) -> Result<SyncResponse, MatrixError> {
@@ -191,12 +240,23 @@ fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
         event_id: event.get("event_id")?.as_str()?.to_string(),
         sender: event.get("sender")?.as_str()?.to_string(),
         body,
+        shown: shown_html(content),
         encrypted,
         sent_at: event
             .get("origin_server_ts")
             .and_then(Value::as_i64)
             .unwrap_or(0),
     })
+}
+
+/// What a message's HTML shows, when it has HTML (a `formatted_body` in the
+/// only format the spec defines).
+fn shown_html(content: &Value) -> Option<super::formatted::Shown> {
+    if content.get("format").and_then(Value::as_str) != Some("org.matrix.custom.html") {
+        return None;
+    }
+    let html = content.get("formatted_body")?.as_str()?;
+    Some(super::formatted::visible_text(html))
 }
 
 /// Who sent an invitation: the sender of the membership event that invites the
@@ -217,14 +277,20 @@ fn inviter_of(invite: &Value, bot: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Whether the event changes who is in the room: a membership event other than
-/// a member changing their name or picture (from "join" to "join"). One that does
-/// not say what it changed from counts as a change.
-fn changes_membership(event: &Value) -> bool {
+/// Whether the event changes who may read the room: a membership event other
+/// than a member changing their name or picture (from "join" to "join"; one
+/// that does not say what it changed from counts as a change), or a change of
+/// its join rule or history visibility.
+fn changes_readers(event: &Value) -> bool {
     let membership = |pointer: &str| event.pointer(pointer).and_then(Value::as_str);
-    event.get("type").and_then(Value::as_str) == Some("m.room.member")
-        && (membership("/content/membership") != Some("join")
-            || membership("/unsigned/prev_content/membership") != Some("join"))
+    match event.get("type").and_then(Value::as_str) {
+        Some("m.room.member") => {
+            membership("/content/membership") != Some("join")
+                || membership("/unsigned/prev_content/membership") != Some("join")
+        }
+        Some("m.room.join_rules" | "m.room.history_visibility") => true,
+        _ => false,
+    }
 }
 
 /// Whether the event is the bot joining the room (not a change of its name or
@@ -262,7 +328,7 @@ impl SyncResponse {
         for (room, joined) in &self.rooms.join {
             let mut events = gaps.remove(room).unwrap_or_default();
             events.extend(joined.timeline.events.iter().cloned());
-            if joined.timeline.limited || events.iter().any(changes_membership) {
+            if joined.timeline.limited || events.iter().any(changes_readers) {
                 membership_changed.insert(room.clone());
             }
             messages.extend(messages_after_own_join(room, &events, bot));
@@ -527,6 +593,31 @@ impl MatrixClient {
         Ok(self.reader_ids(room).await?.len())
     }
 
+    /// Whether people beyond a room's members may read it (see [`opening_of`]):
+    /// a room of two is a private chat only when neither its join rule nor its
+    /// history lets others in.
+    pub async fn opening(&self, room: &str) -> Result<Option<Opening>, MatrixError> {
+        let join_rules = self.state(room, "m.room.join_rules").await?;
+        let history = self.state(room, "m.room.history_visibility").await?;
+        Ok(opening_of(join_rules.as_ref(), history.as_ref()))
+    }
+
+    /// The content of a room's state event of `kind` (empty state key); `None`
+    /// when the room has none. Any other refusal is an error: a room whose
+    /// state cannot be read is not taken for a private one.
+    async fn state(&self, room: &str, kind: &str) -> Result<Option<Value>, MatrixError> {
+        let path = format!("/rooms/{}/state/{kind}/", encode(room));
+        match self.call(self.http.get(self.url(&path))).await {
+            Ok(content) => Ok(Some(content)),
+            Err(MatrixError::Refused {
+                status: 404,
+                errcode,
+                ..
+            }) if errcode == "M_NOT_FOUND" => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Who (the bot among them) may read a room: those who joined it, and those
     /// invited or knocking, who read its history once they are let in. A direct
     /// chat the person invited a third into is no longer direct, though the
@@ -655,6 +746,7 @@ mod tests {
                     event_id: "$1".into(),
                     sender: "@u:hs".into(),
                     body: "help".into(),
+                    shown: None,
                     encrypted: false,
                     sent_at: 1_700_000_000_000,
                 },
@@ -663,6 +755,7 @@ mod tests {
                     event_id: "$5".into(),
                     sender: "@u:hs".into(),
                     body: String::new(),
+                    shown: None,
                     encrypted: true,
                     sent_at: 0,
                 }
@@ -828,7 +921,13 @@ mod tests {
                 "!renamed:hs": { "timeline": { "events": [member("@u:hs", "join", Some("join"))] } },
                 "!quiet:hs": { "timeline": { "events": [text.clone()] } },
                 "!cut:hs": { "timeline": { "limited": true, "events": [text] } },
-                "!gap:hs": { "timeline": { "events": [] } }
+                "!gap:hs": { "timeline": { "events": [] } },
+                "!opened:hs": { "timeline": { "events": [
+                    { "type": "m.room.join_rules", "event_id": "$j", "sender": "@u:hs",
+                      "state_key": "", "content": { "join_rule": "public" } }] } },
+                "!peekable:hs": { "timeline": { "events": [
+                    { "type": "m.room.history_visibility", "event_id": "$h", "sender": "@u:hs",
+                      "state_key": "", "content": { "history_visibility": "world_readable" } }] } }
             } }
         });
         let gaps = BTreeMap::from([(
@@ -840,9 +939,68 @@ mod tests {
             .membership_changed;
         assert_eq!(
             changed.into_iter().collect::<Vec<_>>(),
-            ["!cut:hs", "!gap:hs", "!joined:hs", "!left:hs"]
+            [
+                "!cut:hs",
+                "!gap:hs",
+                "!joined:hs",
+                "!left:hs",
+                "!opened:hs",
+                "!peekable:hs"
+            ]
         );
         Ok(())
+    }
+
+    #[test]
+    fn a_room_is_open_when_its_join_rule_or_its_history_lets_others_in() {
+        let rule = |r: Value| Some(json!({ "join_rule": r }));
+        let seen = |h: &str| Some(json!({ "history_visibility": h }));
+        let opening = |j: Option<Value>, h: Option<Value>| opening_of(j.as_ref(), h.as_ref());
+        for closed in ["invite", "knock", "private"] {
+            assert_eq!(
+                opening(rule(json!(closed)), seen("shared")),
+                None,
+                "{closed}"
+            );
+        }
+        for open in ["public", "restricted", "knock_restricted", "something_new"] {
+            let found = opening(rule(json!(open)), seen("joined"));
+            assert_eq!(found, Some(Opening::Joinable), "{open}");
+        }
+        assert_eq!(opening(rule(json!(7)), None), Some(Opening::Joinable));
+        // Absent state: the spec's defaults, invite-only and shared history.
+        assert_eq!(opening(None, None), None);
+        assert_eq!(opening(Some(json!({})), Some(json!({}))), None);
+        let peekable = opening(rule(json!("invite")), seen("world_readable"));
+        assert_eq!(peekable, Some(Opening::WorldReadable));
+        let both = opening(rule(json!("public")), seen("world_readable"));
+        assert_eq!(both, Some(Opening::WorldReadable));
+    }
+
+    #[test]
+    fn an_html_message_keeps_what_it_shows() {
+        let event = |content: Value| {
+            json!({ "type": "m.room.message", "event_id": "$1", "sender": "@u:hs",
+                    "content": content })
+        };
+        let forwarded = event(json!({ "msgtype": "m.text", "body": "!approve #12",
+            "format": "org.matrix.custom.html", "formatted_body": "<p>nice work</p>" }));
+        let message = message_of("!r:hs", &forwarded);
+        assert!(
+            message
+                .as_ref()
+                .is_some_and(RoomMessage::formatting_differs)
+        );
+        let texts: Vec<&str> = message.iter().flat_map(RoomMessage::texts).collect();
+        assert_eq!(texts, ["!approve #12", "nice work"]);
+        let same = event(json!({ "msgtype": "m.text", "body": "!approve **#12**",
+            "format": "org.matrix.custom.html", "formatted_body": "!approve <b>#12</b>" }));
+        let message = message_of("!r:hs", &same);
+        assert!(message.is_some_and(|m| !m.formatting_differs()));
+        // Another format, or none, is not HTML: the body is what shows.
+        let other = event(json!({ "msgtype": "m.text", "body": "!approve #12",
+            "format": "text/markdown", "formatted_body": "nice work" }));
+        assert!(message_of("!r:hs", &other).is_some_and(|m| m.shown.is_none()));
     }
 
     #[test]

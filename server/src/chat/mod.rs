@@ -11,12 +11,13 @@
 
 pub mod answer;
 pub mod command;
+pub mod formatted;
 mod leader;
 mod listening;
 pub mod matrix;
 pub mod notify;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,32 @@ pub struct Rooms {
 }
 
 impl Rooms {
+    /// Every configured room, as its id or, until it is resolved, its alias.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        let shared = self.review.iter_mut().chain(self.platform.iter_mut());
+        shared.chain(self.teams.values_mut())
+    }
+
+    /// The configured aliases whose rooms' ids are not known yet (each once).
+    fn unresolved(&self) -> Vec<String> {
+        let shared = self.review.iter().chain(self.platform.iter());
+        let mut aliases: Vec<String> = shared
+            .chain(self.teams.values())
+            .filter(|room| room.starts_with('#'))
+            .cloned()
+            .collect();
+        aliases.sort();
+        aliases.dedup();
+        aliases
+    }
+
+    /// The room `alias` stands for is `id`, wherever it is configured.
+    fn resolved(&mut self, alias: &str, id: &str) {
+        for room in self.all_mut().filter(|room| *room == alias) {
+            *room = id.to_string();
+        }
+    }
+
     fn is_shared(&self, room: &str) -> bool {
         self.review.as_deref() == Some(room)
             || self.platform.as_deref() == Some(room)
@@ -131,6 +158,20 @@ async fn pause_or_stop(pause: Duration, stopped: &mut watch::Receiver<bool>) -> 
     !stop && !*stopped.borrow()
 }
 
+/// The right to run the bot, as a replica holds it while its bot runs.
+#[doc(hidden)]
+pub use leader::Leadership as BotLock;
+
+/// Waits for the bot's lock as a replica's bot does; `None` when told to stop
+/// first. For tests, which take it as two replicas would.
+#[doc(hidden)]
+pub async fn take_bot_lock(
+    state: &AppState,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<BotLock> {
+    leader::acquire(state, stopped).await
+}
+
 /// How long a bot whose term ended may take to finish what it is doing.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
@@ -198,12 +239,20 @@ async fn serve(
     let rooms = join_rooms(client, settings).await;
     let names = command::bot_names(&bot, display_name(client, &bot).await.as_deref());
     tracing::info!(bot, ?names, ?rooms, "the chat bot is connected");
+    let unresolved = !rooms.unresolved().is_empty();
+    let (resolved, configured) = watch::channel(rooms.clone());
+    let _resolver = unresolved.then(|| {
+        TermTask(tokio::spawn(resolve_aliases_later(
+            client.clone(),
+            resolved,
+        )))
+    });
     let linked = notify::LinkedRooms::new(&bot);
     let membership_news = linked.news();
     let mut notifier = TermTask(tokio::spawn(notify_loop(
         state.clone(),
         client.clone(),
-        rooms.clone(),
+        configured.clone(),
         linked,
         settings.clone(),
         stopped.clone(),
@@ -219,8 +268,9 @@ async fn serve(
         rooms: &rooms,
         invitations: &invitations,
         membership_news: &membership_news,
+        allowed: &settings.allowed_servers,
     };
-    sync_loop(state, settings, client, heard, &mut stopped).await;
+    sync_loop(state, settings, client, (heard, &configured), &mut stopped).await;
     drop(joiner);
     // The notifier stops at its next pause; one busy sending finishes first,
     // within the term's grace (past it, this future is dropped, and it with it).
@@ -260,12 +310,14 @@ struct Heard<'a> {
     rooms: &'a Rooms,
     invitations: &'a Invitations,
     membership_news: &'a notify::MembershipNews,
+    /// The homeservers whose accounts may link and command (empty: the bot's).
+    allowed: &'a [String],
 }
 
 /// Invitations accepted and not joined yet, each once. A set rather than a
 /// bounded queue: an invitation comes in one sync only, so one that found the
 /// queue full would be lost for good. Only invitations to configured rooms or
-/// from the bot's own homeserver get here, and a room invited to twice is
+/// from an allowed homeserver get here, and a room invited to twice is
 /// waiting once.
 #[derive(Default)]
 struct Invitations {
@@ -332,15 +384,41 @@ fn server_of(user: &str) -> Option<&str> {
     user.split_once(':').map(|(_, server)| server)
 }
 
+/// Whether `user` is on a homeserver whose accounts may link and command: one
+/// of `allowed`, or without a list the bot's own. Anyone on a homeserver that
+/// federates with the bot's can write to it; who they are is only as sure as
+/// their homeserver is trusted.
+fn from_allowed_server(user: &str, bot: &str, allowed: &[String]) -> bool {
+    let Some(server) = server_of(user) else {
+        return false;
+    };
+    match allowed.is_empty() {
+        true => server_of(bot).is_some_and(|own| own.eq_ignore_ascii_case(server)),
+        false => allowed.iter().any(|a| a.eq_ignore_ascii_case(server)),
+    }
+}
+
 /// Whether the bot accepts an invitation: to a configured room, or from someone
-/// on its own homeserver (anyone on any server could otherwise pull it into rooms
-/// it would answer in).
-fn accepts(invite: &Invite, bot: &str, rooms: &Rooms) -> bool {
+/// on an allowed homeserver (anyone on any server could otherwise pull it into
+/// rooms it would answer in).
+fn accepts(invite: &Invite, bot: &str, rooms: &Rooms, allowed: &[String]) -> bool {
     if rooms.is_shared(&invite.room_id) {
         return true;
     }
-    let inviter = invite.inviter.as_deref().and_then(server_of);
-    inviter.is_some() && inviter == server_of(bot)
+    let inviter = invite.inviter.as_deref();
+    inviter.is_some_and(|inviter| from_allowed_server(inviter, bot, allowed))
+}
+
+/// Said, once in a while, to an account of a homeserver not allowed to command.
+fn other_server(bot: &str, allowed: &[String]) -> String {
+    let servers = match allowed.is_empty() {
+        true => server_of(bot).unwrap_or_default().to_string(),
+        false => allowed.join(", "),
+    };
+    format!(
+        "I take commands only from accounts on {servers}, and yours is on another \
+         homeserver: use the Slipway portal."
+    )
 }
 
 /// Joins the configured rooms (the bot must be invited to a private one first).
@@ -361,7 +439,9 @@ async fn join_rooms(client: &MatrixClient, settings: &ChatSettings) -> Rooms {
     rooms
 }
 
-/// A configured room's id, joined when the bot may.
+/// A configured room's id, joined when the bot may; an alias that cannot be
+/// resolved now stays as it is, and is resolved later (see
+/// [`resolve_aliases_later`]).
 async fn join_room(client: &MatrixClient, room: &str) -> String {
     match retrying(|| client.join(room)).await {
         Ok(id) => id,
@@ -371,7 +451,7 @@ async fn join_room(client: &MatrixClient, room: &str) -> String {
             // room is known (and joined) once the bot is invited.
             match room.starts_with('#') {
                 true => client.resolve_alias(room).await.unwrap_or_else(|error| {
-                    tracing::error!(room, %error, "the chat bot cannot resolve a configured room's alias");
+                    tracing::error!(room, %error, "the chat bot cannot resolve a configured room's alias yet; it tries again");
                     room.to_string()
                 }),
                 false => room.to_string(),
@@ -380,11 +460,60 @@ async fn join_room(client: &MatrixClient, room: &str) -> String {
     }
 }
 
+/// How long the bot waits before it asks again for the rooms of configured
+/// aliases it could not resolve.
+const RESOLVE_AGAIN_AFTER: Duration = Duration::from_secs(30);
+
+/// Resolves, again and again, the configured aliases that could not be
+/// resolved at start (the homeserver down, the alias not made yet), and hands
+/// each room id found to the sync loop and the notifier: a notice to an alias
+/// fails, and without this every one would be dropped until a restart.
+async fn resolve_aliases_later(client: MatrixClient, rooms: watch::Sender<Rooms>) {
+    loop {
+        tokio::time::sleep(RESOLVE_AGAIN_AFTER).await;
+        let mut now = rooms.borrow().clone();
+        let left = resolve_aliases(&client, &mut now).await;
+        rooms.send_replace(now);
+        if left == 0 {
+            return;
+        }
+    }
+}
+
+/// Resolves the aliases in `rooms` whose ids are not known, and joins each room
+/// found where the bot may already (its invitation may have come while the
+/// alias was not known, and been passed over); answers how many are left.
+async fn resolve_aliases(client: &MatrixClient, rooms: &mut Rooms) -> usize {
+    let mut left = 0;
+    for alias in rooms.unresolved() {
+        match client.resolve_alias(&alias).await {
+            Ok(id) => {
+                tracing::info!(
+                    alias,
+                    room = id,
+                    "the chat bot resolved a configured room's alias"
+                );
+                if let Err(error) = client.join(&id).await {
+                    tracing::info!(room = id, %error, "the chat bot joins the room once it is invited");
+                }
+                rooms.resolved(&alias, &id);
+            }
+            Err(error) => {
+                tracing::warn!(alias, %error, "the chat bot still cannot resolve a configured room's alias");
+                left += 1;
+            }
+        }
+    }
+    left
+}
+
+/// Syncs until told to stop. `configured` brings the configured rooms as
+/// their aliases are resolved; each batch is heard with them as they are then.
 async fn sync_loop(
     state: &AppState,
     settings: &ChatSettings,
     client: &MatrixClient,
-    heard: Heard<'_>,
+    (heard, configured): (Heard<'_>, &watch::Receiver<Rooms>),
     stopped: &mut watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(settings.max_backoff);
@@ -420,6 +549,11 @@ async fn sync_loop(
         };
         backoff.reset();
         let first = since.is_none();
+        let rooms = configured.borrow().clone();
+        let heard = Heard {
+            rooms: &rooms,
+            ..heard
+        };
         if let Err(error) = handle_batch(state, client, heard, &mut listening, first, &batch).await
         {
             tracing::error!(%error, "the chat bot could not handle a sync batch; it reads it again");
@@ -454,8 +588,8 @@ async fn reread_pending_invites(
 /// Queues the invitations the bot accepts for joining.
 fn accept_invites(heard: Heard<'_>, listening: &mut Listening, invites: &[Invite]) {
     for invite in invites {
-        if !accepts(invite, heard.bot, heard.rooms) {
-            tracing::info!(room = %invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from another homeserver");
+        if !accepts(invite, heard.bot, heard.rooms, heard.allowed) {
+            tracing::info!(room = %invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from a homeserver not allowed");
             continue;
         }
         heard.invitations.add(&invite.room_id);
@@ -488,6 +622,7 @@ pub async fn hear_batch(
         rooms,
         invitations: &invitations,
         membership_news: &membership_news,
+        allowed: &[],
     };
     handle_batch(
         state,
@@ -537,36 +672,42 @@ async fn handle_batch(
 /// handled first must not link with a code that a shared room has read (its
 /// owner would be told nothing). Every message counts, also one passed over as
 /// history, from before an invitation or over its sender's pace: the others
-/// read it all the same. Answers, for each message that used a code up, whether
-/// to tell its sender so.
+/// read it all the same; and every code-shaped word of it, in its body or in
+/// what its HTML shows, not only one after `link`. Answers the messages whose
+/// sender is told that their code is used up, instead of an answer.
 async fn use_up_codes_said_aloud(
     state: &AppState,
     client: &MatrixClient,
     heard: Heard<'_>,
     listening: &mut Listening,
     messages: &[RoomMessage],
-) -> Result<HashMap<String, bool>, ServiceError> {
-    let mut used_up = HashMap::new();
+) -> Result<HashSet<String>, ServiceError> {
+    let mut used_up = HashSet::new();
     for message in messages.iter().filter(|m| m.sender != heard.bot) {
+        let codes: Vec<String> = message.texts().flat_map(services::chat::codes_in).collect();
         // Read as where others read: a direct chat's words are found out below.
-        let reading = command::read(&message.body, heard.names, true);
-        let Some(code) = command::link_code(&reading) else {
+        let link_word = command::link_code(&command::read(&message.body, heard.names, true));
+        if codes.is_empty() && link_word.is_none() {
             continue;
-        };
+        }
         let audience = listening
             .audience(client, heard.rooms, &message.room_id)
             .await;
-        // A room whose members could not be read links no one and uses nothing
-        // up (see `answer::link`).
-        if audience != Audience::Shared {
+        // A direct chat is its sender's own; a room whose members could not be
+        // read links no one and uses nothing up (see `answer::link`).
+        if !matches!(audience, Audience::Shared | Audience::Open(_)) {
             continue;
         }
         let (sender, event) = (&message.sender, &message.event_id);
-        let could_link = services::chat::burn_code(state, &code, sender, event).await?;
-        // `link <code>` said to the bot is always answered; a sentence that
-        // merely starts with "link" only when it held a code that could link.
-        let tell = could_link || matches!(reading, Reading::Command(_));
-        used_up.insert(message.event_id.clone(), tell);
+        let could_link = services::chat::burn_codes(state, &codes, sender, event).await?;
+        // `link …` said to the bot is always answered; any other message only
+        // when it held a code that could still link (said in passing, the
+        // sender may not know they gave it away).
+        let reading = command::read(&message.body, heard.names, audience.addressed_only());
+        let asked_to_link = link_word.is_some() && matches!(reading, Reading::Command(_));
+        if could_link || asked_to_link {
+            used_up.insert(message.event_id.clone());
+        }
     }
     Ok(used_up)
 }
@@ -582,7 +723,7 @@ enum Meaning<'a> {
 }
 
 fn meaning_of<'a>(body: &'a str, names: &[String], audience: Audience) -> Meaning<'a> {
-    match command::read(body, names, audience.others_may_read()) {
+    match command::read(body, names, audience.addressed_only()) {
         Reading::Chatter
             if audience == Audience::Unknown && command::starts_like_command(body, names) =>
         {
@@ -598,7 +739,7 @@ async fn handle_message(
     heard: Heard<'_>,
     listening: &mut Listening,
     message: &RoomMessage,
-    used_up: &HashMap<String, bool>,
+    used_up: &HashSet<String>,
 ) -> Result<(), ServiceError> {
     let audience = listening
         .audience(client, heard.rooms, &message.room_id)
@@ -607,25 +748,33 @@ async fn handle_message(
         return answer_encrypted(state, client, listening, message, audience).await;
     }
     let meaning = meaning_of(&message.body, heard.names, audience);
-    if meaning == Meaning::Read(Reading::Chatter) || !claim(state, &message.event_id).await? {
+    let gave_code_away = used_up.contains(&message.event_id);
+    if meaning == Meaning::Read(Reading::Chatter) && !gave_code_away {
         return Ok(());
     }
+    // Neither linked nor run, nor written down: told why once in a while.
+    if !gave_code_away && !from_allowed_server(&message.sender, heard.bot, heard.allowed) {
+        if listening.tell_stranger(&message.sender, Instant::now()) {
+            let why = other_server(heard.bot, heard.allowed);
+            send_reply(client, message, &answer::as_said_in(audience, why)).await;
+        }
+        return Ok(());
+    }
+    // The pace before the claim: a flood past it writes nothing, not even the
+    // claims of messages that are not run. (A batch read again after a failure
+    // counts its messages again; at worst a person is asked to slow down.)
     let now = Instant::now();
     let reply = match listening.pace(&message.sender, now) {
-        Pace::Allowed => match (used_up.get(&message.event_id), meaning) {
-            // Its code was used up before the batch's commands ran.
-            (Some(tell), _) => tell.then(|| answer::CODE_USED_UP.to_string()),
-            (None, Meaning::Unplaced) => Some(answer::COMMAND_UNCHECKED.to_string()),
-            (None, Meaning::Read(reading)) => {
-                let asker = answer::Asker {
-                    chat_user: &message.sender,
-                    room_id: &message.room_id,
-                    event_id: &message.event_id,
-                    audience,
-                };
-                answer::reply(state, &asker, reading).await
-            }
-        },
+        Pace::Allowed if !claim(state, &message.event_id).await? => return Ok(()),
+        Pace::Allowed => {
+            let asker = answer::Asker {
+                chat_user: &message.sender,
+                room_id: &message.room_id,
+                event_id: &message.event_id,
+                audience,
+            };
+            reply_to(state, &asker, message, meaning, gave_code_away).await
+        }
         Pace::TooFast => Some(format!(
             "Slow down, please: I run at most {} commands a minute from one person. \
              I answer again in a minute.",
@@ -639,12 +788,34 @@ async fn handle_message(
     if reply == answer::NOT_LINKED && !listening.tell_stranger(&message.sender, now) {
         return Ok(());
     }
-    send_reply(client, message, &reply).await;
+    send_reply(client, message, &answer::as_said_in(audience, reply)).await;
     Ok(())
 }
 
-/// An encrypted message, which the bot cannot read, is answered once per direct
-/// chat; where others read it is not the bot's business.
+/// What the bot answers a message it claimed, if anything.
+async fn reply_to(
+    state: &AppState,
+    asker: &answer::Asker<'_>,
+    message: &RoomMessage,
+    meaning: Meaning<'_>,
+    gave_code_away: bool,
+) -> Option<String> {
+    if gave_code_away {
+        // Its code was used up before the batch's commands ran.
+        return Some(answer::CODE_USED_UP.to_string());
+    }
+    if message.formatting_differs() {
+        return Some(answer::FORMATTING_DIFFERS.to_string());
+    }
+    match meaning {
+        Meaning::Unplaced => Some(answer::COMMAND_UNCHECKED.to_string()),
+        Meaning::Read(reading) => answer::reply(state, asker, reading).await,
+    }
+}
+
+/// An encrypted message, which the bot cannot read, is answered once per room
+/// of two (a direct chat, or one open to others: the answer tells nothing of
+/// anyone); where others talk it is not the bot's business.
 async fn answer_encrypted(
     state: &AppState,
     client: &MatrixClient,
@@ -652,7 +823,8 @@ async fn answer_encrypted(
     message: &RoomMessage,
     audience: Audience,
 ) -> Result<(), ServiceError> {
-    if audience != Audience::Direct || !listening.first_encrypted(&message.room_id) {
+    let of_two = matches!(audience, Audience::Direct | Audience::Open(_));
+    if !of_two || !listening.first_encrypted(&message.room_id) {
         return Ok(());
     }
     if claim(state, &message.event_id).await? {
@@ -731,13 +903,15 @@ where
 async fn notify_loop(
     state: AppState,
     client: MatrixClient,
-    rooms: Rooms,
+    configured: watch::Receiver<Rooms>,
     mut linked: notify::LinkedRooms,
     settings: ChatSettings,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(settings.max_backoff);
     loop {
+        // As they are now: an alias resolved since the last poll is heard.
+        let rooms = configured.borrow().clone();
         let pause = match notify::notify_pending(&state, &client, &rooms, &mut linked).await {
             Ok(_) => {
                 backoff.reset();
@@ -887,6 +1061,103 @@ mod tests {
         let direct = meaning_of("approve #12", &names, Audience::Direct);
         assert_eq!(direct, Meaning::Read(Reading::Command("approve #12")));
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_alias_not_resolved_at_start_is_resolved_later()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use axum::extract::Path;
+        use axum::http::StatusCode;
+        use serde_json::json;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // The directory fails the first time it is asked (the homeserver was
+        // down at start), then answers; the bot is not invited yet.
+        let asked = Arc::new(AtomicUsize::new(0));
+        let directory = move |Path(alias): Path<String>| {
+            let first = asked.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                match (first, alias.as_str()) {
+                    (false, "#reviews:hs") => (
+                        StatusCode::OK,
+                        axum::Json(json!({"room_id": "!reviews:hs"})),
+                    ),
+                    _ => (
+                        StatusCode::BAD_GATEWAY,
+                        axum::Json(json!({"errcode": "M_UNKNOWN"})),
+                    ),
+                }
+            }
+        };
+        let refused = || async {
+            (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({"errcode": "M_FORBIDDEN"})),
+            )
+        };
+        let app = axum::Router::new()
+            .route(
+                "/_matrix/client/v3/directory/room/{alias}",
+                axum::routing::get(directory),
+            )
+            .route(
+                "/_matrix/client/v3/join/{room}",
+                axum::routing::post(refused),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let served = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = MatrixClient::new(
+            &format!("http://{addr}"),
+            crate::config::Secret::new("t".into()),
+        )?;
+        let mut rooms = Rooms {
+            review: Some("#reviews:hs".into()),
+            platform: Some("!platform:hs".into()),
+            teams: BTreeMap::from([("payments".to_string(), "#reviews:hs".to_string())]),
+        };
+        assert_eq!(rooms.unresolved(), ["#reviews:hs"]);
+        assert_eq!(resolve_aliases(&client, &mut rooms).await, 1);
+        assert_eq!(rooms.review.as_deref(), Some("#reviews:hs"));
+        assert_eq!(resolve_aliases(&client, &mut rooms).await, 0);
+        assert_eq!(rooms.review.as_deref(), Some("!reviews:hs"));
+        assert_eq!(
+            rooms.teams.get("payments").map(String::as_str),
+            Some("!reviews:hs")
+        );
+        assert_eq!(rooms.platform.as_deref(), Some("!platform:hs"));
+        assert!(rooms.unresolved().is_empty() && rooms.is_shared("!reviews:hs"));
+        served.abort();
+        Ok(())
+    }
+
+    #[test]
+    fn only_allowed_homeservers_link_and_command() {
+        let own = |user| from_allowed_server(user, "@slipway:example.org", &[]);
+        assert!(own("@alice:example.org") && own("@alice:EXAMPLE.org"));
+        assert!(!own("@eve:evil.org") && !own("@eve:example.org.evil") && !own("no-server"));
+        let listed = ["example.org".to_string(), "partner.org:8448".to_string()];
+        let allowed = |user| from_allowed_server(user, "@slipway:example.org", &listed);
+        assert!(allowed("@bob:partner.org:8448") && allowed("@alice:example.org"));
+        assert!(!allowed("@bob:partner.org") && !allowed("@eve:evil.org"));
+        let invite = |inviter: &str| Invite {
+            room_id: "!dm:x".into(),
+            inviter: Some(inviter.into()),
+        };
+        let rooms = Rooms::default();
+        assert!(accepts(
+            &invite("@bob:partner.org:8448"),
+            "@slipway:example.org",
+            &rooms,
+            &listed
+        ));
+        assert!(!accepts(
+            &invite("@eve:evil.org"),
+            "@slipway:example.org",
+            &rooms,
+            &listed
+        ));
+        let told = other_server("@slipway:example.org", &[]);
+        assert!(told.contains("accounts on example.org,"), "{told}");
     }
 
     #[test]

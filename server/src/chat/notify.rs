@@ -3,7 +3,7 @@
 //! transition is told once, also across restarts, and no service needs to know
 //! that chat exists.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use slipway_core::views::{in_schema_order, param_text};
 
 use super::Rooms;
 use super::answer::{request_url, short_hash};
-use super::matrix::{MatrixClient, MatrixError};
+use super::matrix::{MatrixClient, MatrixError, Opening};
 use crate::state::AppState;
 use crate::storage::chat::{ChatLink, StateChange};
 use crate::storage::requests::RequestRow;
@@ -114,15 +114,52 @@ async fn post(
 }
 
 /// The requesters' linked rooms as the notifier last saw them. A room was a
-/// direct chat when it was linked, but others may have joined it since; what is
-/// said about a person's requests (reviewers' comments, the resource's name) is
-/// said there only while the room is still theirs and the bot's alone.
+/// direct chat when it was linked, but others may have joined it since, or it
+/// may have been opened (to join without an invitation, or its history to
+/// anyone); what is said about a person's requests (reviewers' comments, the
+/// resource's name) is said there only while the room is still theirs and the
+/// bot's alone.
 pub struct LinkedRooms {
     bot: String,
     members: Arc<Mutex<RoomMembers>>,
+    /// Open rooms already told why their notices are held back (once while the
+    /// process lives; again once the room was private in between).
+    told_open: HashSet<String>,
 }
 
-type RoomMembers = HashMap<String, (BTreeSet<String>, Instant)>;
+/// Who may read a room, and when it was read.
+type RoomMembers = HashMap<String, (RoomReaders, Instant)>;
+
+#[derive(Clone)]
+struct RoomReaders {
+    members: BTreeSet<String>,
+    opening: Option<Opening>,
+}
+
+/// Whether a linked room may hear its person's notices.
+#[derive(Debug, PartialEq, Eq)]
+enum Privacy {
+    Private,
+    /// Someone but the bot and the person has joined it or is invited.
+    OthersIn,
+    /// Only they are in it, but others may join it or read its history.
+    Open(Opening),
+}
+
+/// Told once, in place of the notices, in an open room: why they are held
+/// back, and nothing of them.
+fn held_back_in_open_room(opening: Opening) -> String {
+    let why = match opening {
+        Opening::Joinable => "people may join this room without an invitation",
+        Opening::WorldReadable => "anyone may read this room's history without joining",
+    };
+    format!(
+        "I have news of your Slipway requests, but I hold it back here: {why}, so it is \
+         no private chat. Start a direct chat with me that is invite-only and whose history \
+         is not open to everyone, and link it with a new code from your account page; until \
+         then, follow your requests in the portal."
+    )
+}
 
 /// What the sync loop tells the notifier: rooms whose members changed (someone
 /// joined, left or was invited) are read again before their next notice, not
@@ -144,6 +181,7 @@ impl LinkedRooms {
         LinkedRooms {
             bot: bot.to_string(),
             members: Arc::default(),
+            told_open: HashSet::new(),
         }
     }
 
@@ -152,7 +190,7 @@ impl LinkedRooms {
         MembershipNews(self.members.clone())
     }
 
-    fn known(&self, room: &str) -> Option<BTreeSet<String>> {
+    fn known(&self, room: &str) -> Option<RoomReaders> {
         let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
         members
             .get(room)
@@ -161,24 +199,35 @@ impl LinkedRooms {
     }
 
     /// Whether no one but the bot and the linked person has joined their room or
-    /// is invited to it.
-    async fn still_private(
+    /// is invited to it, and no one else may join it or read its history.
+    async fn privacy(
         &mut self,
         client: &MatrixClient,
         link: &ChatLink,
-    ) -> Result<bool, MatrixError> {
+    ) -> Result<Privacy, MatrixError> {
         let room = link.room_id.as_str();
         let readers = match self.known(room) {
             Some(readers) => readers,
             None => {
-                let readers = client.reader_ids(room).await?;
+                let readers = RoomReaders {
+                    members: client.reader_ids(room).await?,
+                    opening: client.opening(room).await?,
+                };
                 let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
                 members.retain(|_, (_, at)| at.elapsed() < MEMBERS_FOR);
                 members.insert(room.to_string(), (readers.clone(), Instant::now()));
                 readers
             }
         };
-        Ok(only_bot_and(&readers, &self.bot, &link.chat_user))
+        Ok(privacy_of(&readers, &self.bot, &link.chat_user))
+    }
+}
+
+fn privacy_of(readers: &RoomReaders, bot: &str, person: &str) -> Privacy {
+    match (only_bot_and(&readers.members, bot, person), readers.opening) {
+        (false, _) => Privacy::OthersIn,
+        (true, Some(opening)) => Privacy::Open(opening),
+        (true, None) => Privacy::Private,
     }
 }
 
@@ -266,7 +315,8 @@ async fn still_acting(
 
 /// Posts a requester's notice to their linked room while it is still private;
 /// one others have joined hears nothing more (logged), until the person links
-/// again from a direct chat.
+/// again from a direct chat. One opened to others hears, once, why its notices
+/// are held back, and nothing of them.
 async fn tell_requester(
     client: &MatrixClient,
     linked: &mut LinkedRooms,
@@ -274,16 +324,30 @@ async fn tell_requester(
     change: &StateChange,
     text: &str,
 ) -> Result<(), MatrixError> {
-    if !linked.still_private(client, link).await? {
-        tracing::warn!(
-            room = %link.room_id,
-            request = %change.request_id,
-            position = change.position,
-            "a requester's notice is held back: others have joined the room linked as their direct chat"
-        );
-        return Ok(());
-    }
-    post(client, &link.room_id, change, "requester", text).await
+    let room = link.room_id.as_str();
+    let why = match linked.privacy(client, link).await? {
+        Privacy::Private => {
+            linked.told_open.remove(room);
+            return post(client, room, change, "requester", text).await;
+        }
+        Privacy::OthersIn => "others have joined the room linked as their direct chat",
+        Privacy::Open(opening) => {
+            if !linked.told_open.contains(room) {
+                let note = held_back_in_open_room(opening);
+                post(client, room, change, "held-back", &note).await?;
+                linked.told_open.insert(room.to_string());
+            }
+            "the room linked as their direct chat is open to people not in it"
+        }
+    };
+    tracing::warn!(
+        room,
+        request = %change.request_id,
+        position = change.position,
+        why,
+        "a requester's notice is held back"
+    );
+    Ok(())
 }
 
 /// Posts a review notice to each of its rooms on its own (one that refuses the bot
@@ -327,8 +391,16 @@ async fn tell_reviewers(
 fn about(request: &RequestRow) -> String {
     format!(
         "#{} ({} {})",
-        request.id, request.type_name, request.resource_name
+        request.id,
+        request.type_name,
+        echoed(&request.resource_name)
     )
+}
+
+/// A name people chose (a resource's, a requester's), as a notice quotes it: on
+/// one line, so it cannot add a line that reads as the bot's own.
+fn echoed(name: &str) -> String {
+    super::command::shorten(name, super::answer::ECHOED_NAME_CHARS)
 }
 
 /// What the requester hears of a transition, if anything.
@@ -370,7 +442,7 @@ fn platform_notice(state: &AppState, request: &RequestRow, change: &StateChange)
     format!(
         "Request {} by {} failed: {error}\nAn admin can answer here: !retry #{id} or !take #{id} (handle it by hand). {}",
         about(request),
-        request.requester,
+        echoed(&request.requester),
         request_url(state, request.id),
         id = request.id
     )
@@ -423,7 +495,9 @@ async fn review_notice(
         .map_or(request.type_name.as_str(), |t| t.title.as_str());
     let mut lines = vec![format!(
         "Request #{id} waits for review: {title} {} (revision {}), requested by {}.",
-        request.resource_name, current.revision, request.requester
+        echoed(&request.resource_name),
+        current.revision,
+        echoed(&request.requester)
     )];
     lines.push("Parameters:".to_string());
     lines.extend(shown_params(state, request, &current.params));
@@ -471,6 +545,35 @@ mod tests {
         assert!(
             review.starts_with("slipway-review-41-") && review.len() <= 64,
             "{review}"
+        );
+    }
+
+    #[test]
+    fn a_linked_room_open_to_others_is_not_private() {
+        let readers = |opening| RoomReaders {
+            members: ["@bot:hs", "@alice:hs"].map(String::from).into(),
+            opening,
+        };
+        let privacy = |opening| privacy_of(&readers(opening), "@bot:hs", "@alice:hs");
+        assert_eq!(privacy(None), Privacy::Private);
+        assert_eq!(
+            privacy(Some(Opening::WorldReadable)),
+            Privacy::Open(Opening::WorldReadable)
+        );
+        assert_eq!(
+            privacy(Some(Opening::Joinable)),
+            Privacy::Open(Opening::Joinable)
+        );
+        let mut crowded = readers(Some(Opening::Joinable));
+        crowded.members.insert("@mallory:hs".into());
+        assert_eq!(
+            privacy_of(&crowded, "@bot:hs", "@alice:hs"),
+            Privacy::OthersIn
+        );
+        let note = held_back_in_open_room(Opening::WorldReadable);
+        assert!(
+            note.contains("anyone may read this room's history"),
+            "{note}"
         );
     }
 

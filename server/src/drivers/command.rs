@@ -1163,8 +1163,13 @@ fn prepare_scratch(
         .map_err(|e| io("create", &dir, e))?;
     let scratch = Scratch(dir);
     for file in &command.files {
-        // Rendered paths are relative without `..` (the renderer checks), so
-        // they stay inside the scratch directory.
+        // Rendered paths are relative without `..`, so they stay inside the
+        // scratch directory. The renderer checks; checked again here, as the
+        // GitOps driver does, because what is stored may be older than the
+        // check (and an absolute path would replace the directory).
+        render::check_relative_path(&file.path).map_err(|why| {
+            DriverError::Permanent(format!("the file {:?} cannot be written: {why}", file.path))
+        })?;
         let path = scratch.0.join(&file.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
@@ -1705,6 +1710,33 @@ mod tests {
         let mut secrets = SecretValues::new();
         secrets.insert("owner_password", "s3cret-canary-91ab");
         secrets
+    }
+
+    /// A stored change set older than the renderer's checks (or altered in the
+    /// database) cannot write outside the run's scratch directory.
+    #[tokio::test]
+    async fn a_file_path_leaving_the_scratch_directory_is_refused()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let outside = dir.path().join("outside.sql");
+        for path in [
+            outside.display().to_string(),
+            "../outside.sql".into(),
+            "a/../../x".into(),
+        ] {
+            let PlannedStep::Command(mut command) = step("cat", &["dev/payments/db/create.yaml"])
+            else {
+                return Err("a command step".into());
+            };
+            command.files[0].path = path.clone();
+            let refused = run(&dir.path().join("scratch"), &PlannedStep::Command(command)).await;
+            let Err(DriverError::Permanent(message)) = &refused else {
+                return Err(format!("{path}: {refused:?}").into());
+            };
+            assert!(message.contains("cannot be written"), "{message}");
+        }
+        assert!(!outside.exists());
+        Ok(())
     }
 
     async fn run(dir: &Path, step: &PlannedStep) -> Result<StepOutcome, DriverError> {

@@ -221,6 +221,12 @@ pub const DEFAULT_BRANCH: &str = "main";
 const FETCH_MAX_BYTES: usize = 4 << 30;
 const FETCH_TIME_LIMIT: Duration = Duration::from_secs(15 * 60);
 
+/// The longest a push may take where the remote gives libgit2 a chance to stop
+/// it (its advertisement before the pack goes, its progress messages after):
+/// a remote that trickles a byte a minute would otherwise hold the publish
+/// lock, and every step waiting on it, for good.
+const PUSH_TIME_LIMIT: Duration = Duration::from_secs(5 * 60);
+
 /// Why a fetch that has `received` bytes after `elapsed` must stop, if it must.
 fn fetch_over_budget(received: usize, elapsed: Duration) -> Option<String> {
     if received > FETCH_MAX_BYTES {
@@ -958,6 +964,13 @@ impl GitOpsRepo {
             .map_err(|e| self.remote_error(remote, &e))?;
         let refused: RefCell<Option<String>> = RefCell::new(None);
         let said: RefCell<String> = RefCell::new(String::new());
+        let started = Instant::now();
+        let too_long = std::cell::Cell::new(false);
+        let within_time = || {
+            let go_on = started.elapsed() <= PUSH_TIME_LIMIT;
+            too_long.set(too_long.get() || !go_on);
+            go_on
+        };
         let result = {
             let mut callbacks = self.callbacks(remote);
             callbacks.push_update_reference(|_refname, status| {
@@ -966,10 +979,17 @@ impl GitOpsRepo {
                 }
                 Ok(())
             });
+            callbacks.push_negotiation(|_| {
+                if within_time() {
+                    Ok(())
+                } else {
+                    Err(git2::Error::from_str("the push took too long"))
+                }
+            });
             // What the remote's hooks print is the reason a person can act on.
             callbacks.sideband_progress(|text| {
                 keep_remote_words(&mut said.borrow_mut(), text);
-                true
+                within_time()
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
@@ -987,6 +1007,17 @@ impl GitOpsRepo {
                 ))
             })
         };
+        // Stopped for its time, the push failed (a push that completed anyway
+        // is taken as it ended).
+        if too_long.get() && result.is_err() {
+            return Err(GitOpsError::Remote {
+                url: remote.url.clone(),
+                message: format!(
+                    "the push was stopped: it took longer than {} minutes",
+                    PUSH_TIME_LIMIT.as_secs() / 60
+                ),
+            });
+        }
         match result {
             // libgit2 finds the remote ahead of what was fetched before it sends.
             Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
@@ -1044,7 +1075,13 @@ impl GitOpsRepo {
         }
         for path in &change.removed {
             // Removing what is not there is an error in libgit2; here it is done.
-            if baseline.get_path(Path::new(path)).is_ok() {
+            // Only a file is removed: a folder at the path (another writer's,
+            // or a template that rendered a folder's name) holds files this
+            // change does not own.
+            let is_file = baseline
+                .get_path(Path::new(path))
+                .is_ok_and(|entry| entry.kind() == Some(git2::ObjectType::Blob));
+            if is_file {
                 update.remove(path.as_str());
             }
         }
@@ -1333,6 +1370,36 @@ mod tests {
             repo.read_published("a.yaml")?.content.as_deref(),
             Some("a: 1\n")
         );
+        Ok(())
+    }
+
+    /// A removal names files: a path that is a folder (a template that rendered
+    /// a folder's name, or another writer's folder where a file was) keeps every
+    /// file in it.
+    #[test]
+    fn removing_a_path_that_is_a_folder_keeps_its_files() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let repo = GitOpsRepo::open_or_init(&dir.path().join("gitops.git"))?;
+        let none = SecretValues::default();
+        repo.apply(
+            &[
+                file("dev/payments/a.yaml", "a: 1\n"),
+                file("dev/payments/b.yaml", "b: 2\n"),
+                file("dev/c.yaml", "c: 3\n"),
+            ],
+            "three files",
+        )?;
+        repo.apply_change(
+            &[],
+            &["dev/payments".to_string(), "dev/c.yaml".to_string()],
+            "remove a folder and a file",
+            &none,
+        )?;
+        for kept in ["dev/payments/a.yaml", "dev/payments/b.yaml"] {
+            assert!(repo.read_published(kept)?.content.is_some(), "{kept}");
+        }
+        assert_eq!(repo.read_published("dev/c.yaml")?.content, None);
         Ok(())
     }
 

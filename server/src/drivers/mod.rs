@@ -84,6 +84,10 @@ pub trait StepJournal: Send + Sync {
     /// Records that this attempt is about to trigger the run, while it still
     /// holds its job; false when an earlier attempt came as far (recall it).
     async fn intend(&self) -> Result<bool, DriverError>;
+    /// Takes this attempt's intent back: its trigger is known not to have gone
+    /// out (no connection was made, or the CI/CD system answered that it was
+    /// busy), so the next attempt may send it.
+    async fn withdraw(&self) -> Result<(), DriverError>;
     /// Records the run before it is followed; the first record stays.
     async fn remember(&self, run: &ExternalRun) -> Result<(), DriverError>;
     /// Records that the run was seen to end: a retry starts a new one.
@@ -133,6 +137,10 @@ impl StepJournal for NoJournal {
 
     async fn intend(&self) -> Result<bool, DriverError> {
         Ok(true)
+    }
+
+    async fn withdraw(&self) -> Result<(), DriverError> {
+        Ok(())
     }
 
     async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {

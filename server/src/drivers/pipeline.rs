@@ -295,13 +295,31 @@ impl PipelineDriver {
         let (journal, stop) = (ctx.journal.detached(), ctx.stop.clone());
         let run_key = pipeline.run_key.clone();
         let task = tokio::spawn(async move {
+            // A cancel that came as the intent was written sends nothing.
+            if stop.is_cancelled() {
+                journal.withdraw().await?;
+                return Err(DriverError::Retryable(
+                    "the step was stopped before its trigger went out".into(),
+                ));
+            }
             let run = Run {
                 driver: &driver,
                 pipeline: &pipeline,
                 headers: &headers,
             };
             let mut log = Vec::new();
-            let started = run.trigger(&mut log).await?;
+            let started = match run.trigger(&mut log).await {
+                Ok(started) => started,
+                // Only a trigger that never went out (no connection) or that the
+                // system turned away as busy is one to retry: the intent goes,
+                // or the next attempt would take it for a run that may have
+                // started.
+                Err(DriverError::Retryable(why)) => {
+                    journal.withdraw().await?;
+                    return Err(DriverError::Retryable(why));
+                }
+                Err(error) => return Err(error),
+            };
             driver
                 .unrecorded_runs()
                 .insert(pipeline.run_key.clone(), started.clone());
@@ -755,6 +773,13 @@ mod tests {
             let first = !*intended;
             *intended = true;
             Ok(first)
+        }
+
+        async fn withdraw(&self) -> Result<(), DriverError> {
+            if let Ok(mut intended) = self.intended.lock() {
+                *intended = false;
+            }
+            Ok(())
         }
 
         async fn remember(&self, _run: &ExternalRun) -> Result<(), DriverError> {

@@ -462,6 +462,11 @@ async fn used_before(
     };
     let asset = on.asset.summary.id;
     let values = given_values(&on.action.unique_by, params);
+    // Only a request giving every one of them can use them again (a form
+    // still being filled in gives none): no need to read the history.
+    if values.len() < on.action.unique_by.len() {
+        return Ok(None);
+    }
     let earlier = storage::requests::completed_actions(
         conn,
         asset,

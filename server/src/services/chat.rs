@@ -184,9 +184,67 @@ pub async fn burn_code(
     if !looks_like_code(code) {
         return Ok(false);
     }
+    burn_codes(state, &[code.to_string()], chat_user, event_id).await
+}
+
+/// The most code-shaped words of one message that are looked up: far more
+/// than any message a person writes holds, and a bound on the work a message
+/// built of nothing else asks for.
+const MAX_CODES_IN_MESSAGE: usize = 4096;
+
+/// Every word of `text` that has a link code's shape, as [`normalise`] reads
+/// it: twelve characters of the code's alphabet, in one run of letters and
+/// digits or over runs that follow each other (`ABCD-EFGH-JKLM`, `abcd efgh
+/// jklm`, `ABCDEFGHJKLM`), and no part of a longer word. Each once.
+pub fn codes_in(text: &str) -> Vec<String> {
+    let runs: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|run| !run.is_empty())
+        .collect();
+    let mut found = std::collections::BTreeSet::new();
+    for start in 0..runs.len() {
+        if found.len() == MAX_CODES_IN_MESSAGE {
+            tracing::warn!("a chat message holds more code-shaped words than are looked up");
+            break;
+        }
+        // Runs are added whole, so a candidate starts and ends where words do;
+        // one passes twelve characters at the twelfth run at the latest.
+        let mut candidate = String::new();
+        for run in &runs[start..] {
+            candidate.push_str(run);
+            if candidate.len() >= CODE_CHARS {
+                break;
+            }
+        }
+        let candidate = candidate.to_ascii_uppercase();
+        if candidate.len() == CODE_CHARS && candidate.bytes().all(|b| CODE_ALPHABET.contains(&b)) {
+            found.insert(candidate);
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Uses up every link code in `codes` (as [`codes_in`] finds them in what
+/// `chat_user` said where others read it: a shared room, or one open to people
+/// not in it yet), wherever in the message it stood: a bare code pasted into a
+/// sentence is read as well as `link <code>`. Answers whether any of them could
+/// still link; each that could is audited against its owner's account. No code
+/// writes nothing.
+pub async fn burn_codes(
+    state: &AppState,
+    codes: &[String],
+    chat_user: &str,
+    event_id: &str,
+) -> ServiceResult<bool> {
+    let mut hashes: Vec<String> = codes.iter().map(|code| code_hash(code)).collect();
+    hashes.sort();
+    hashes.dedup();
+    if hashes.is_empty() {
+        return Ok(false);
+    }
     let mut tx = state.db.write().await?;
-    let owner = storage::chat::consume_code(&mut tx, &code_hash(code)).await?;
-    if let Some(owner) = owner {
+    let owners = storage::chat::consume_codes(&mut tx, &hashes).await?;
+    for owner in &owners {
         record(
             &mut tx,
             state.db.engine,
@@ -199,7 +257,7 @@ pub async fn burn_code(
         .await?;
     }
     tx.commit().await?;
-    Ok(owner.is_some())
+    Ok(!owners.is_empty())
 }
 
 /// Refused link attempts audited per minute at most: anyone the homeserver lets
@@ -325,6 +383,33 @@ mod tests {
         assert_eq!(code.len(), CODE_CHARS + 2);
         assert_eq!(normalise(&code).len(), CODE_CHARS);
         assert!(normalise(&code).bytes().all(|b| CODE_ALPHABET.contains(&b)));
+    }
+
+    #[test]
+    fn every_code_shaped_word_of_a_message_is_found() {
+        let found = |text: &str| codes_in(text);
+        assert_eq!(found("ABCD-EFGH-JKLM"), ["ABCDEFGHJKLM"]);
+        assert_eq!(
+            found("here is mine: abcd efgh jklm, thanks!"),
+            ["ABCDEFGHJKLM"]
+        );
+        assert_eq!(found("link AB-CDEF-GHJK-LM now"), ["ABCDEFGHJKLM"]);
+        assert_eq!(found("code\u{2028}ABCDEFGHJKLM."), ["ABCDEFGHJKLM"]);
+        // Part of a longer word, or off the alphabet (0, 1, I, O), is no code.
+        assert!(found("XABCDEFGHJKLM ABCDEFGHJKL0 ABCD-EFGH-IJKL").is_empty());
+        assert!(found("unrelated chatter about the deploy").is_empty());
+        assert!(found("").is_empty());
+        let twice = found("ABCD-EFGH-JKLM or abcdefghjklm");
+        assert_eq!(twice, ["ABCDEFGHJKLM"], "each once");
+    }
+
+    #[test]
+    fn a_message_of_nothing_but_codes_is_looked_up_within_a_bound() {
+        let many = (0..20_000)
+            .map(|_| new_code())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(codes_in(&many).len(), MAX_CODES_IN_MESSAGE);
     }
 
     #[test]

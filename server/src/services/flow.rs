@@ -155,7 +155,7 @@ pub async fn flow_metrics(
     // up to [`FIGURES_FOR`], and each window would hold its own copy of the same
     // thing). Its read is one range of an index over the open requests only,
     // cheap enough for every view.
-    let rows = storage::flow::waiting(&state.db.pool).await?;
+    let rows = storage::flow::waiting(&state.db.pool, &what).await?;
     figures.waiting = flow::waiting_now(&rows, storage::now_millis());
     Ok(figures)
 }

@@ -408,8 +408,9 @@ fn runs_here(state: &AppState, ty: &ResourceType) -> ServiceResult<()> {
 
 /// Why requests of this type cannot be carried out by this server, if they cannot:
 /// the type runs a program the allow-list does not let run, names a PostgreSQL
-/// server the settings do not have, or generates a secret without a key to keep
-/// it. The catalog, the pre-check and the submit all say it in these words.
+/// server or a pipeline token the settings do not have, or generates a secret
+/// without a key to keep it. The catalog, the pre-check and the submit all say
+/// it in these words.
 pub(crate) fn unavailable_here(state: &AppState, ty: &ResourceType) -> Option<String> {
     let title = &ty.title;
     let command = &state.drivers.command;
@@ -432,7 +433,8 @@ pub(crate) fn unavailable_here(state: &AppState, ty: &ResourceType) -> Option<St
             _ => None,
         }))
         .map(|server| command.postgres_server(server).map(drop));
-    if let Some(why) = programs.chain(servers).find_map(Result::err) {
+    let unknown = programs.chain(servers).find_map(Result::err);
+    if let Some(why) = unknown.or_else(|| missing_pipeline_token(state, ty)) {
         return Some(format!(
             "{title} cannot be requested on this Slipway yet: {why}; ask the platform team"
         ));
@@ -444,6 +446,26 @@ pub(crate) fn unavailable_here(state: &AppState, ty: &ResourceType) -> Option<St
         ));
     }
     None
+}
+
+/// A `pipeline` step's token the settings do not name: the step would fail
+/// when it runs, after the request's review, instead of before it.
+fn missing_pipeline_token(state: &AppState, ty: &ResourceType) -> Option<String> {
+    let tokens = &state.settings.outbound.pipeline_tokens;
+    ty.execute
+        .iter()
+        .filter_map(|step| match step {
+            ExecutionStep::Pipeline(step) => step.token.as_ref(),
+            _ => None,
+        })
+        .find(|token| !tokens.contains_key(&token.name))
+        .map(|token| {
+            format!(
+                "its pipeline step sends the token {:?}, which the server's {} setting does not name",
+                token.name,
+                crate::drivers::pipeline::TOKENS_SETTING
+            )
+        })
 }
 
 /// The same refusal as a line of the pre-check, so the form says it before the

@@ -54,6 +54,34 @@ pub async fn consume_code(
     Ok(user.map(UserId))
 }
 
+/// How many hashes one statement of [`consume_codes`] names: well within
+/// either engine's limit on a statement's parameters.
+const CODES_PER_STATEMENT: usize = 200;
+
+/// [`consume_code`] for many hashes at once (every code-shaped word of a
+/// message): whose codes were used up, one entry per code.
+pub async fn consume_codes(
+    conn: &mut AnyConnection,
+    code_hashes: &[String],
+) -> Result<Vec<UserId>, StorageError> {
+    let now = now_millis();
+    let mut owners = Vec::new();
+    for chunk in code_hashes.chunks(CODES_PER_STATEMENT) {
+        let places: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
+        let sql = format!(
+            "UPDATE chat_link_codes SET used_at = $1 \
+             WHERE used_at IS NULL AND expires_at > $1 AND code_hash IN ({}) RETURNING user_id",
+            places.join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(now);
+        for hash in chunk {
+            query = query.bind(hash);
+        }
+        owners.extend(query.fetch_all(&mut *conn).await?.into_iter().map(UserId));
+    }
+    Ok(owners)
+}
+
 /// Links `chat_user` to `user`, replacing any earlier link of either.
 pub async fn link(conn: &mut AnyConnection, link: &ChatLink) -> Result<(), StorageError> {
     sqlx::query("DELETE FROM chat_links WHERE chat_user = $1 OR user_id = $2")

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use slipway_core::flow::{
     ActionCountRow, Bucket, FlowInput, LeadBucketRow, RateBase, RateBaseRow, STEPS, StepBucketRow,
-    StepRecord, WaitingRow, WeekStepRow, is_kept_rank,
+    StepRecord, WaitingRow, WeekStepRow, What, is_kept_rank,
 };
 use slipway_core::state::{Action, RequestState};
 use sqlx::any::AnyRow;
@@ -15,12 +15,6 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::{Engine, StorageError};
 
-/// Writes one transition; called by the service layer's `transition` in the same
-/// transaction as the state change and its audit event. What the request does
-/// (`request_action`: its day-2 action, NULL for a creation) is read from the
-/// request itself, one step into its primary key: every writer (the services,
-/// the seed) records it alike, and it agrees with the backfill, which reads the
-/// same column.
 /// Fills in what their request does on the steps of day-2 requests recorded
 /// without it (by a replica on a build before `request_action`); returns how
 /// many. Creations' steps are NULL and stay so; filled ones are not written.
@@ -36,6 +30,12 @@ pub async fn fill_request_actions(conn: &mut AnyConnection) -> Result<u64, Stora
     Ok(done.rows_affected())
 }
 
+/// Writes one transition; called by the service layer's `transition` in the same
+/// transaction as the state change and its audit event. What the request does
+/// (`request_action`: its day-2 action, NULL for a creation) is read from the
+/// request itself, one step into its primary key: every writer (the services,
+/// the seed) records it alike, and it agrees with the backfill, which reads the
+/// same column.
 pub async fn record(conn: &mut AnyConnection, step: &StepRecord) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO flow_steps (request_id, type_name, from_state, to_state, action, actor_kind, \
@@ -381,14 +381,19 @@ fn plan_text(rows: &[AnyRow], engine: Engine) -> Result<String, StorageError> {
     Ok(lines.join("\n"))
 }
 
-/// Each step's open requests ranked by when they entered it (oldest first),
-/// within their type and among all types, keeping only the ranks
+/// Each step's open requests that do `what` ranked by when they entered it
+/// (oldest first), within their type and among all types, keeping only the ranks
 /// `flow::is_kept_rank` names: the oldest and the middle one or two. One read of
 /// `requests_state_entered` over the steps' entries only (the ended requests,
 /// most of the table, are not read), so it costs the same at 100k requests as
 /// at 100; the ranking sorts the open requests, not the table.
-fn waiting_sql() -> String {
+fn waiting_sql(what: &What) -> String {
     let steps: Vec<String> = (1..=STEPS.len()).map(|i| format!("${i}")).collect();
+    let doing = match what {
+        What::Creations => " AND action IS NULL".to_string(),
+        What::Action(_) => format!(" AND action = ${}", STEPS.len() + 1),
+        What::Every => String::new(),
+    };
     format!(
         "SELECT state, type_name, entered_at, nth_of_type, of_type, nth, n FROM ( \
            SELECT state, type_name, updated_at AS entered_at, \
@@ -396,7 +401,7 @@ fn waiting_sql() -> String {
              COUNT(*) OVER (PARTITION BY state, type_name) AS of_type, \
              ROW_NUMBER() OVER (PARTITION BY state ORDER BY updated_at) AS nth, \
              COUNT(*) OVER (PARTITION BY state) AS n \
-           FROM requests WHERE state IN ({}) \
+           FROM requests WHERE state IN ({}){doing} \
          ) ranked \
          WHERE nth_of_type = 1 OR 2 * nth_of_type BETWEEN of_type AND of_type + 2 \
            OR nth = 1 OR 2 * nth BETWEEN n AND n + 2",
@@ -404,17 +409,26 @@ fn waiting_sql() -> String {
     )
 }
 
-/// The statement with the steps bound.
-fn waiting_query(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
-    STEPS
+/// The statement with the steps, and the action `what` names, bound.
+fn waiting_query<'q>(
+    sql: &'q str,
+    what: &'q What,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let query = STEPS
         .into_iter()
-        .fold(sqlx::query(sql), |query, step| query.bind(step.as_str()))
+        .fold(sqlx::query(sql), |query, step| query.bind(step.as_str()));
+    match what {
+        What::Action(name) => query.bind(name.as_str()),
+        What::Creations | What::Every => query,
+    }
 }
 
-/// The ranked rows `flow::waiting_now` turns into the "waiting now" figures.
-pub async fn waiting(pool: &AnyPool) -> Result<Vec<WaitingRow>, StorageError> {
+/// The ranked rows `flow::waiting_now` turns into the "waiting now" figures, of
+/// the requests that do `what`.
+pub async fn waiting(pool: &AnyPool, what: &What) -> Result<Vec<WaitingRow>, StorageError> {
     let mut out = Vec::new();
-    for row in &waiting_query(&waiting_sql()).fetch_all(pool).await? {
+    let sql = waiting_sql(what);
+    for row in &waiting_query(&sql, what).fetch_all(pool).await? {
         let step = state(row, "state")?;
         let type_name: String = row.try_get("type_name")?;
         let entered_at: i64 = row.try_get("entered_at")?;
@@ -447,8 +461,9 @@ pub async fn waiting(pool: &AnyPool) -> Result<Vec<WaitingRow>, StorageError> {
 pub async fn waiting_plan(
     conn: &mut AnyConnection,
     engine: Engine,
+    what: &What,
 ) -> Result<String, StorageError> {
-    let sql = format!("{} {}", explain(engine).0, waiting_sql());
-    let rows = waiting_query(&sql).fetch_all(&mut *conn).await?;
+    let sql = format!("{} {}", explain(engine).0, waiting_sql(what));
+    let rows = waiting_query(&sql, what).fetch_all(&mut *conn).await?;
     plan_text(&rows, engine)
 }

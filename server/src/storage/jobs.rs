@@ -665,15 +665,26 @@ pub async fn done_steps(
     rows.iter().map(step_from_row).collect()
 }
 
-/// Every step attempt of a request, oldest first.
+/// The newest step attempts of a request whose logs its page carries.
+pub const STEPS_WITH_LOGS: i64 = 20;
+
+/// Every step attempt of a request, oldest first; only the newest
+/// [`STEPS_WITH_LOGS`] with their logs. A log holds up to 128 KiB, and a request
+/// retried for months would otherwise carry megabytes of old attempts' output
+/// into every view of its page (their state and summary stay).
 pub async fn steps_for_request(
     conn: &mut AnyConnection,
     request_id: RequestId,
 ) -> Result<Vec<StepRow>, StorageError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {STEP_COLUMNS} FROM job_steps WHERE request_id = $1 ORDER BY id"
-    ))
+    let rows = sqlx::query(
+        "SELECT id, job_id, revision, step_index, driver, attempt, state, summary, \
+         CASE WHEN id >= COALESCE((SELECT MIN(id) FROM (SELECT id FROM job_steps \
+         WHERE request_id = $1 ORDER BY id DESC LIMIT $2) newest), 0) \
+         THEN log ELSE '' END AS log, commit_id, started_at, finished_at \
+         FROM job_steps WHERE request_id = $1 ORDER BY id",
+    )
     .bind(request_id.0)
+    .bind(STEPS_WITH_LOGS)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(step_from_row).collect()

@@ -65,6 +65,21 @@ pub async fn intend(conn: &mut AnyConnection, key: StepKey, at: i64) -> Result<b
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes the step's intent while it names no run: its trigger did not go
+/// out. A run recorded meanwhile (another attempt's) stays.
+pub async fn withdraw(conn: &mut AnyConnection, key: StepKey) -> Result<(), StorageError> {
+    sqlx::query(
+        "DELETE FROM pipeline_runs \
+         WHERE request_id = $1 AND revision = $2 AND step_index = $3 AND status_url = ''",
+    )
+    .bind(key.request_id.0)
+    .bind(key.revision)
+    .bind(key.step_index)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Records the run over its intent; a second record for the same step keeps
 /// the first (two workers that both triggered follow the run recorded first).
 pub async fn record(

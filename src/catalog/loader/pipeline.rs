@@ -42,6 +42,13 @@ pub(super) fn load_pipeline(i: usize, step: StepFile, fe: &mut FileErrors<'_>) -
             );
         }
         let header = step.token_header.unwrap_or_else(|| "Authorization".into());
+        if !is_header_name(&header) {
+            fe.push(field("token_header"), "is not a valid HTTP header name");
+        } else if let Some(why) = owned_by_http(&header) {
+            fe.push(field("token_header"), why);
+        } else if ["cookie", "idempotency-key"].contains(&header.to_ascii_lowercase().as_str()) {
+            fe.push(field("token_header"), "is set by the driver");
+        }
         let prefix = step.token_prefix.unwrap_or_else(|| {
             if header.eq_ignore_ascii_case("authorization") {
                 "Bearer ".into()
@@ -116,12 +123,10 @@ fn check_headers(
 ) {
     for (name, value) in headers {
         let path = format!("execute[{i}].headers.{name}");
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
-        {
+        if !is_header_name(name) {
             fe.push(path, "is not a valid HTTP header name");
+        } else if let Some(why) = owned_by_http(name) {
+            fe.push(path, why);
         } else if [
             "authorization",
             "private-token",
@@ -140,6 +145,43 @@ fn check_headers(
             fe.template(path, value);
         }
     }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+/// Headers the HTTP client sets from the URL and the body, or that steer a
+/// proxy or the connection: set from a template, a requester's value could
+/// pick another virtual host behind the allowed address (the token going with
+/// it) or split the request.
+fn owned_by_http(name: &str) -> Option<&'static str> {
+    const OWNED: [&str; 15] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "proxy-authorization",
+        "proxy-connection",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+    ];
+    OWNED
+        .contains(&name.to_ascii_lowercase().as_str())
+        .then_some(
+            "is set by the HTTP client from the URL and the body (or steers a proxy or the \
+         connection); it cannot be set here",
+        )
 }
 
 fn bounded(

@@ -63,6 +63,15 @@ impl StepJournal for RunJournal {
         Ok(intended)
     }
 
+    async fn withdraw(&self) -> Result<(), DriverError> {
+        let mut tx = self.db.write().await.map_err(retryable)?;
+        pipeline_runs::withdraw(&mut tx, self.key)
+            .await
+            .map_err(retryable)?;
+        tx.commit().await.map_err(retryable)?;
+        Ok(())
+    }
+
     async fn remember(&self, run: &ExternalRun) -> Result<(), DriverError> {
         let mut tx = self.db.write().await.map_err(retryable)?;
         pipeline_runs::record(
