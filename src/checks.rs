@@ -207,18 +207,26 @@ impl AllowedHosts {
     }
 
     /// An allowed name may still resolve to an address no check should reach: a
-    /// cloud's metadata service (169.254.169.254; Alibaba's 100.100.100.200 in
-    /// the shared address space; AWS's and Google's IPv6 ones, unique-local
-    /// addresses like any internal service's), or this host's own services on
-    /// loopback, where a rebound or wildcard name would carry a pipeline's token.
-    /// Those, and unspecified, "this network", multicast and broadcast
-    /// addresses, are refused unless listed themselves.
+    /// cloud's metadata service (169.254.169.254; Alibaba's 100.100.100.200;
+    /// AWS's and Google's IPv6 ones, unique-local addresses like any internal
+    /// service's), or this host's own services on loopback, where a rebound or
+    /// wildcard name would carry a pipeline's token. Those, and unspecified,
+    /// "this network", multicast and broadcast addresses, are refused unless
+    /// listed themselves.
     pub fn allows_address(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => embedded_ipv4(v6).map_or(ip, IpAddr::V4),
             v4 => v4,
         };
         !is_special(ip) || self.0.iter().any(|rule| rule.host == ip.to_string())
+    }
+
+    /// [`Self::allows_address`] for an address `host` (an allowed host, as the
+    /// URL names it) resolved to: `localhost` names loopback and nothing else,
+    /// so its loopback addresses are reached where another name's are not.
+    pub fn allows_address_of(&self, host: &str, ip: IpAddr) -> bool {
+        let local = normal_host(host.trim_start_matches('[').trim_end_matches(']')) == "localhost";
+        (local && ip.to_canonical().is_loopback()) || self.allows_address(ip)
     }
 }
 
@@ -227,13 +235,13 @@ impl AllowedHosts {
 fn is_special(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [first, second, ..] = v4.octets();
-            let this_network = first == 0;
-            let shared_space = first == 100 && (64..128).contains(&second);
+            // The rest of the shared address space (100.64.0.0/10) is where
+            // carrier NAT, Tailscale and some clusters' pods live: reachable.
+            let this_network = v4.octets()[0] == 0;
             v4.is_link_local()
                 || v4.is_loopback()
                 || this_network
-                || shared_space
+                || v4 == ALIBABA_METADATA
                 || v4.is_multicast()
                 || v4.is_broadcast()
         }
@@ -263,6 +271,9 @@ fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     // `::` and `::1` are IPv6's own unspecified and loopback addresses.
     (nat64 || (compatible && last > 1)).then(|| std::net::Ipv4Addr::from(last))
 }
+
+/// Alibaba Cloud's instance metadata service.
+const ALIBABA_METADATA: std::net::Ipv4Addr = std::net::Ipv4Addr::new(100, 100, 100, 200);
 
 /// The instance metadata services of AWS and Google Cloud over IPv6.
 const METADATA_V6: [std::net::Ipv6Addr; 2] = [

@@ -225,8 +225,8 @@ pub fn check_syntax(file: &RenderedFile) -> Result<(), RenderError> {
             .map(|e| format!("is not valid JSON: {e}"))
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
         // Deep brackets and aliases cost the parser far more than their size:
-        // refused before it reads them.
-        if let Some(why) = crate::catalog::nesting::refusal(&file.content) {
+        // refused, or bounded, before it reads them.
+        if let Some(why) = crate::catalog::nesting::manifest_refusal(&file.content) {
             return Err(fail(&file.path, format!("is not YAML to apply: it {why}")));
         }
         // Manifests often hold several documents separated by `---`; each must parse.

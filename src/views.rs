@@ -176,6 +176,10 @@ pub struct StepView {
     pub summary: String,
     /// The driver's log lines (a command's output), secrets blanked.
     pub log: String,
+    /// Whether the log was left out: a request's page carries the logs of its
+    /// newest 20 step attempts only, the older ones with their summary.
+    #[serde(default)]
+    pub log_omitted: bool,
     pub commit: Option<String>,
     pub started_at: String,
 }

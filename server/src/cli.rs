@@ -115,9 +115,8 @@ fn init_tracing(to_stderr: bool, format: LogFormat) {
 /// Builds everything a server needs from checked settings: catalog, database with
 /// migrations, GitOps repository, first users.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
-    // What `catalog check` refuses (a template whose output does not parse)
-    // is refused here too, before anything is served from it.
-    let catalog = catalog_source::load_and_render(&settings.catalog)?;
+    // What `catalog check`'s sample render finds is logged here too.
+    let (catalog, _) = catalog_source::load_and_render(&settings.catalog)?;
     check_team_map(
         settings.identity.oidc.as_ref(),
         &settings.catalog,

@@ -103,10 +103,10 @@ impl Outbound {
             };
         if let Some(refused) = addresses
             .iter()
-            .find(|a| !self.allowed.allows_address(a.ip()))
+            .find(|a| !self.allowed.allows_address_of(host, a.ip()))
         {
             return Err(OutboundError::Refused(format!(
-                "{host} resolves to {}, a link-local, unspecified or multicast address that is reached only when {ALLOW_SETTING} lists that address itself",
+                "{host} resolves to {}, a loopback, link-local, metadata-service, unspecified or multicast address that is reached only when {ALLOW_SETTING} lists that address itself (loopback also as `localhost`)",
                 refused.ip()
             )));
         }

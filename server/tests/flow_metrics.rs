@@ -564,7 +564,7 @@ async fn open_requests(app: &TestApp, what: &What) -> TestResult<Vec<OpenRequest
 }
 
 /// At 100k requests (a fifth of them in the flow, with ties in their times, a
-/// seventh of them day-2 actions) the figures come from `requests_state_entered`
+/// seventh of them day-2 actions) the figures come from `requests_state_entered_action`
 /// without reading the table whole, and agree with the plain reference ranking
 /// of every request, for creations, one action and every request alike.
 async fn waiting_now_reads_its_index_at_100k_requests(app: &TestApp) -> TestResult {
@@ -596,7 +596,7 @@ async fn waiting_now_reads_its_index_at_100k_requests(app: &TestApp) -> TestResu
     let whats = [What::Creations, What::Action("resize".into()), What::Every];
     for what in &whats {
         let plan = storage::flow::waiting_plan(&mut conn, app.engine, what).await?;
-        assert!(plan.contains("requests_state_entered"), "{plan}");
+        assert!(plan.contains("requests_state_entered_action"), "{plan}");
         assert!(!plan.contains("Seq Scan"), "{plan}");
         for line in plan.lines() {
             // SQLite: a SCAN of the table without an index reads it whole (a SCAN

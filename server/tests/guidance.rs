@@ -400,7 +400,7 @@ async fn the_reads_use_their_index_at_100k_requests(app: &TestApp) -> TestResult
     // By time within the team and type, or (for a pair this rare) the few rows
     // of the pair by `(team, type_name, id)` and sorted.
     assert!(
-        plans[0].contains("requests_team_type_created")
+        plans[0].contains("requests_team_type_creations")
             || plans[0].contains("requests_team_type_id"),
         "{}",
         plans[0]

@@ -50,7 +50,7 @@ struct Ci {
     triggers: Vec<String>,
     /// How long Argo's trigger takes to answer (after it is received).
     trigger_delay: Duration,
-    /// How many triggers still to turn away as busy (503), starting nothing.
+    /// How many triggers still to turn away as rate-limited (429), starting nothing.
     busy_for: u32,
     /// The triggers turned away.
     turned_away: u32,
@@ -89,7 +89,7 @@ fn trigger(ci: &Shared, flavour: Flavour, headers: &HeaderMap, body: &str) -> Re
     if ci.busy_for > 0 {
         ci.busy_for -= 1;
         ci.turned_away += 1;
-        return (StatusCode::SERVICE_UNAVAILABLE, "busy, try later").into_response();
+        return (StatusCode::TOO_MANY_REQUESTS, "rate limited, try later").into_response();
     }
     let key = headers
         .get("idempotency-key")
@@ -725,16 +725,16 @@ async fn retry_after_cancel_follows_its_run(engine: Engine) -> TestResult {
 }
 
 #[tokio::test]
-async fn a_trigger_turned_away_as_busy_is_sent_again_sqlite() -> TestResult {
+async fn a_trigger_turned_away_by_a_rate_limit_is_sent_again_sqlite() -> TestResult {
     busy_then_started(Engine::Sqlite).await
 }
 
 #[tokio::test]
-async fn a_trigger_turned_away_as_busy_is_sent_again_postgres() -> TestResult {
+async fn a_trigger_turned_away_by_a_rate_limit_is_sent_again_postgres() -> TestResult {
     busy_then_started(Engine::Postgres).await
 }
 
-/// A CI/CD system that answers "busy" (503) started nothing: the attempt takes
+/// A CI/CD system that answers "rate limited" (429) started nothing: the attempt takes
 /// its intent back, and the next attempt triggers the run and follows it to its
 /// end, one run in all (left behind, the intent made the retry fail as "a run
 /// may have started").

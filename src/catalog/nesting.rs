@@ -25,9 +25,34 @@ pub const MAX_NESTING: usize = 256;
 
 /// Why `text` is refused before it is parsed, if it is: its flow collections
 /// nest deeper than [`MAX_NESTING`], or it has an anchor or an alias. The
-/// reason reads after "it" and names the line.
+/// reason reads after "it" and names the line. For catalog files, which the
+/// server reads whole into memory at start.
 pub fn refusal(text: &str) -> Option<String> {
-    Scanner::new(text).run().err()
+    Scanner::new(text, Aliases::Refused).run().err()
+}
+
+/// The most aliases a rendered manifest may use.
+pub const MAX_ALIASES: usize = 32;
+
+/// [`refusal`] for a rendered manifest, which may use anchors as CI and
+/// Compose files do (`<<: *defaults`): their cost is bounded instead. Each
+/// alias replays its anchor's value, so at most [`MAX_ALIASES`] of them, and no
+/// anchor may follow an alias: an anchored value holding aliases of one
+/// holding aliases, and so on, is how a few lines stand for billions of
+/// values. (One level is left, an anchor set before the aliases inside it:
+/// at most 16 × 16 replays of a value.)
+pub fn manifest_refusal(text: &str) -> Option<String> {
+    Scanner::new(text, Aliases::Bounded { used: 0 }).run().err()
+}
+
+/// What the scan does with anchors and aliases.
+enum Aliases {
+    Refused,
+    /// Allowed within [`MAX_ALIASES`], all anchors before the first alias;
+    /// `used` counts the aliases so far.
+    Bounded {
+        used: usize,
+    },
 }
 
 /// The longest anchor name a message quotes.
@@ -61,10 +86,11 @@ struct Scanner<'a> {
     key_allowed: bool,
     /// The possible simple key of block context, if any.
     block_key: Option<Mark>,
+    aliases: Aliases,
 }
 
 impl<'a> Scanner<'a> {
-    fn new(text: &'a str) -> Scanner<'a> {
+    fn new(text: &'a str, aliases: Aliases) -> Scanner<'a> {
         // libyaml's reader drops a byte order mark that starts the text, taking
         // no column for it (one at the start of a later line takes one).
         let pos = if text.as_bytes().starts_with(BOM) {
@@ -82,6 +108,7 @@ impl<'a> Scanner<'a> {
             indents: Vec::new(),
             key_allowed: true,
             block_key: None,
+            aliases,
         }
     }
 
@@ -354,11 +381,28 @@ impl<'a> Scanner<'a> {
         } else {
             format!("sets the anchor `&{shown}`")
         };
-        Err(format!(
-            "{what} (line {line}): YAML anchors and aliases are not accepted, as an alias \
-             repeats its anchor's whole value and a few lines of them can stand for millions \
-             of values; write each value out where it is used"
-        ))
+        let why = match &mut self.aliases {
+            Aliases::Refused => "YAML anchors and aliases are not accepted, as an alias repeats \
+                 its anchor's whole value and a few lines of them can stand for millions of \
+                 values; write each value out where it is used"
+                .to_string(),
+            Aliases::Bounded { used } if alias => {
+                *used += 1;
+                if *used <= MAX_ALIASES {
+                    return Ok(());
+                }
+                format!(
+                    "more than {MAX_ALIASES} aliases are not accepted, as each repeats its \
+                     anchor's whole value"
+                )
+            }
+            Aliases::Bounded { used: 0 } => return Ok(()),
+            Aliases::Bounded { .. } => "an anchor after an alias is not accepted, as an \
+                 anchored value holding aliases, repeated, can stand for millions of values; \
+                 set every anchor before the first alias"
+                .to_string(),
+        };
+        Err(format!("{what} (line {line}): {why}"))
     }
 
     /// `!tag`, `!handle!suffix` or `!<verbatim>`: its characters are those of a URI.

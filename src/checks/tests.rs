@@ -110,8 +110,6 @@ fn metadata_and_other_special_addresses_need_listing_by_address() {
         "::ffff:127.0.0.1",
         "0.1.2.3",
         "100.100.100.200",
-        "100.64.0.1",
-        "100.127.255.254",
     ] {
         let ip: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{e}"));
         assert!(!by_name.allows_address(ip), "{ip} allowed");
@@ -119,8 +117,8 @@ fn metadata_and_other_special_addresses_need_listing_by_address() {
     for ordinary in [
         "64:ff9b::a01:203",
         "2001:db8::1",
-        "100.63.255.255",
-        "100.128.0.1",
+        "100.64.0.1",
+        "100.101.7.9",
         "192.168.1.10",
     ] {
         let ip: IpAddr = ordinary.parse().unwrap_or_else(|e| panic!("{e}"));
@@ -135,4 +133,13 @@ fn metadata_and_other_special_addresses_need_listing_by_address() {
     assert!(by_address.allows_address(IpAddr::from([127, 0, 0, 1])));
     assert!(by_address.allows_address("::1".parse().unwrap_or_else(|e| panic!("{e}"))));
     assert!(!by_address.allows_address(IpAddr::from([127, 0, 0, 2])));
+    // `localhost` names loopback: its own addresses are reached, while another
+    // allowed name that resolves to loopback (rebound) is not.
+    let local = allowed(&["localhost:8080", "ci.example"]);
+    let v6_loopback: IpAddr = "::1".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert!(local.allows_address_of("localhost", IpAddr::from([127, 0, 0, 1])));
+    assert!(local.allows_address_of("LocalHost.", v6_loopback));
+    assert!(!local.allows_address_of("ci.example", IpAddr::from([127, 0, 0, 1])));
+    assert!(!local.allows_address_of("localhost", IpAddr::from([169, 254, 169, 254])));
+    assert!(local.allows_address_of("ci.example", IpAddr::from([10, 0, 0, 7])));
 }

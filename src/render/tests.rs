@@ -312,18 +312,29 @@ fn yaml_and_json_files_must_parse_and_others_are_taken_as_they_are() {
     assert!(json.starts_with("x/Y.JSON: is not valid JSON: "), "{json}");
 }
 
-/// An alias repeats its anchor's whole value: a few rendered lines could
-/// stand for millions of values in every reader of the manifest, Slipway's
-/// own parse first. Refused, with the line, before the parser reads it.
+/// A manifest may use anchors as CI and Compose files do, within bounds: an
+/// alias repeats its anchor's whole value, so a chain of anchored values
+/// holding aliases of each other (a few lines standing for millions of values
+/// in every reader of the manifest, Slipway's own parse first) and more than
+/// 32 aliases are refused, with the line, before the parser reads them.
 #[test]
-fn a_rendered_manifest_with_anchors_or_aliases_is_refused() {
-    let bomb = "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n";
+fn a_rendered_manifest_bounds_its_aliases() {
+    let bomb = "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\nd: [*c, *c, *c]\n";
     let error = check_syntax(&file("a/b.yaml", bomb)).err();
     let error = error.map(|e| e.to_string()).unwrap_or_default();
     assert!(
-        error.starts_with("a/b.yaml: is not YAML to apply: it sets the anchor `&a` (line 1)"),
+        error.starts_with("a/b.yaml: is not YAML to apply: it sets the anchor `&c` (line 3)"),
         "{error}"
     );
+    let ci = ".defaults: &defaults\n  image: alpine\n  tags: [k8s]\nbuild:\n  <<: *defaults\n  \
+              script: [make]\ntest:\n  <<: *defaults\n  script: [make test]\n";
+    assert_eq!(check_syntax(&file("ci.yaml", ci)), Ok(()));
+    let many: String = std::iter::once("a: &a [x]\n".to_string())
+        .chain((0..=crate::catalog::nesting::MAX_ALIASES).map(|i| format!("k{i}: *a\n")))
+        .collect();
+    let error = check_syntax(&file("a/b.yaml", &many)).err();
+    let error = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("more than 32 aliases"), "{error}");
     let quoted = "cmd: \"a && b\"\nglob: '*.txt'\nscript: |\n  ls *.txt && echo done\n";
     assert_eq!(check_syntax(&file("a/b.yaml", quoted)), Ok(()));
 }

@@ -35,7 +35,10 @@ pub fn StepsList(steps: Vec<StepView>) -> impl IntoView {
                             // Scrolled with the arrow keys, so it takes the focus.
                             <details><summary>"Log"</summary><pre tabindex="0" role="region" aria-label=label>{s.log}</pre></details>
                         });
-                        view! { <li class=state_class(&s.state)>{head}{log}</li> }
+                        let omitted = s.log_omitted.then(|| view! {
+                            <p class="muted">"Log not shown: a request's page carries the logs of its newest 20 step attempts."</p>
+                        });
+                        view! { <li class=state_class(&s.state)>{head}{log}{omitted}</li> }
                     }).collect_view()}
                 </ul>
             </section>

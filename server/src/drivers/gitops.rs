@@ -1007,9 +1007,10 @@ impl GitOpsRepo {
                 ))
             })
         };
-        // Stopped for its time, the push failed (a push that completed anyway
-        // is taken as it ended).
-        if too_long.get() && result.is_err() {
+        // Stopped for its time, the push failed (a push that completed anyway,
+        // or that the remote turned down as behind, is taken as it ended).
+        let stopped = matches!(&result, Err(e) if e.code() != git2::ErrorCode::NotFastForward);
+        if too_long.get() && stopped {
             return Err(GitOpsError::Remote {
                 url: remote.url.clone(),
                 message: format!(

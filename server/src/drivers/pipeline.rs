@@ -311,7 +311,7 @@ impl PipelineDriver {
             let started = match run.trigger(&mut log).await {
                 Ok(started) => started,
                 // Only a trigger that never went out (no connection) or that the
-                // system turned away as busy is one to retry: the intent goes,
+                // system rate-limited is one to retry: the intent goes,
                 // or the next attempt would take it for a run that may have
                 // started.
                 Err(DriverError::Retryable(why)) => {
@@ -430,13 +430,15 @@ impl Run<'_> {
                 answer.status,
                 self.driver.quote_answer(&answer.body)
             );
-            // A busy CI/CD system may take it later; a refusal will not. A gateway
-            // that gave up waiting (504), or failed on the way back (502), may
-            // have passed the trigger on, and a CI/CD system that broke (500)
-            // may have started the run before it did.
+            // A rate limit (429) is a CI/CD system's own "not now": nothing
+            // started, and it may take the trigger later; a refusal will not.
+            // Any 5xx may come from a gateway or proxy that passed the trigger
+            // on before giving up (a 503 "upstream reset", a 504), or from a
+            // system that broke after starting the run (500): sending it again
+            // could start a second run.
             return Err(match answer.status {
-                500 | 502 | 504 => self.maybe_started(&message),
-                429 | 500.. => DriverError::Retryable(message),
+                429 => DriverError::Retryable(message),
+                500.. => self.maybe_started(&message),
                 _ => DriverError::Permanent(message),
             });
         }
@@ -868,14 +870,16 @@ mod tests {
         Ok(())
     }
 
-    /// An answer that may mean the trigger was passed on (a 500, a 502, a 504)
-    /// is not sent again; a busy system's (503) is worth another attempt.
+    /// An answer that may mean the trigger was passed on (any 5xx: a proxy's
+    /// 503 may come after it passed the trigger on) is not sent again; a rate
+    /// limit (429) is worth another attempt.
     #[tokio::test]
     async fn a_trigger_that_may_have_been_passed_on_is_not_retried()
     -> Result<(), Box<dyn std::error::Error>> {
         for status in [
             StatusCode::INTERNAL_SERVER_ERROR,
             StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
             StatusCode::GATEWAY_TIMEOUT,
         ] {
             let (base, _) = ci(status).await?;
@@ -894,7 +898,7 @@ mod tests {
                 "{message}"
             );
         }
-        let (base, _) = ci(StatusCode::SERVICE_UNAVAILABLE).await?;
+        let (base, _) = ci(StatusCode::TOO_MANY_REQUESTS).await?;
         let failed = run_once(
             &driver_for(&base)?,
             &step_for(&base),

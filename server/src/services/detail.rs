@@ -253,6 +253,7 @@ async fn step_views(
             state: s.state,
             summary: s.summary,
             log,
+            log_omitted: s.log_omitted,
             commit: s.commit_id,
             started_at: format_millis(s.started_at),
         });

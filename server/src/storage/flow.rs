@@ -384,7 +384,7 @@ fn plan_text(rows: &[AnyRow], engine: Engine) -> Result<String, StorageError> {
 /// Each step's open requests that do `what` ranked by when they entered it
 /// (oldest first), within their type and among all types, keeping only the ranks
 /// `flow::is_kept_rank` names: the oldest and the middle one or two. One read of
-/// `requests_state_entered` over the steps' entries only (the ended requests,
+/// `requests_state_entered_action` over the steps' entries only (the ended requests,
 /// most of the table, are not read), so it costs the same at 100k requests as
 /// at 100; the ranking sorts the open requests, not the table.
 fn waiting_sql(what: &What) -> String {
@@ -457,7 +457,7 @@ pub async fn waiting(pool: &AnyPool, what: &What) -> Result<Vec<WaitingRow>, Sto
 }
 
 /// How the database reads the "waiting now" figures (`EXPLAIN`), for tests and
-/// operators: it should name `requests_state_entered` and read no table whole.
+/// operators: it should name `requests_state_entered_action` and read no table whole.
 pub async fn waiting_plan(
     conn: &mut AnyConnection,
     engine: Engine,

@@ -1,6 +1,6 @@
 //! The history guidance reads: a team's recent requests of one type and the review
 //! comments that sent them back. The first read takes the last [`MAX_REQUESTS`]
-//! requests within [`WINDOW_DAYS`], walking the `requests_team_type_created`
+//! requests within [`WINDOW_DAYS`], walking the `requests_team_type_creations`
 //! index backwards; the second looks those requests' decisions up by id on
 //! `decisions_request`. Neither cost grows with the tables.
 
@@ -105,7 +105,7 @@ async fn sent_back(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<SentBack
 }
 
 /// How the database answers both reads (`EXPLAIN`), for tests and operators: the
-/// first should name `requests_team_type_created`, the second `decisions_request`.
+/// first should name `requests_team_type_creations`, the second `decisions_request`.
 /// `team` and `type_name` as a form would ask; the second read for as many ids as
 /// it may get.
 pub async fn plans(

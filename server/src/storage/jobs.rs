@@ -556,6 +556,10 @@ pub struct StepRow {
     pub state: String,
     pub summary: String,
     pub log: String,
+    /// Whether `log` was left out as too old to carry (see
+    /// [`steps_for_request`]); an empty log otherwise is one with no output,
+    /// or emptied by the housekeeping.
+    pub log_omitted: bool,
     pub commit_id: Option<String>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -579,6 +583,7 @@ fn step_from_row(row: &sqlx::any::AnyRow) -> Result<StepRow, StorageError> {
         state: row.try_get("state")?,
         summary: row.try_get("summary")?,
         log: row.try_get("log")?,
+        log_omitted: false,
         commit_id: row.try_get("commit_id")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
@@ -687,7 +692,14 @@ pub async fn steps_for_request(
     .bind(STEPS_WITH_LOGS)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(step_from_row).collect()
+    let mut steps: Vec<StepRow> = rows.iter().map(step_from_row).collect::<Result<_, _>>()?;
+    // The same attempts the statement left the log out of: all but the newest.
+    let kept = usize::try_from(STEPS_WITH_LOGS).unwrap_or(usize::MAX);
+    let omitted = steps.len().saturating_sub(kept);
+    for step in &mut steps[..omitted] {
+        step.log_omitted = true;
+    }
+    Ok(steps)
 }
 
 /// Logs emptied per transaction when old step logs are trimmed.

@@ -158,14 +158,14 @@ fn the_offering_team_must_be_a_team_without_an_owner_parameter_too() {
         .into_iter()
         .filter(|f| f.path != "dictionaries/teams.yaml")
         .collect();
-    let errors = errors_of(&files);
-    let found = messages_at(&errors, "owner");
-    assert!(
-        found
-            .iter()
-            .any(|m| m.contains("the catalog has no dictionary \"teams\"")),
-        "{errors:?}"
-    );
+    // Without a teams dictionary (teams named by the identity provider's
+    // groups) there is nothing to check the owner against.
+    let errors = Catalog::from_files(&files).err();
+    let found = errors
+        .as_ref()
+        .map(|e| messages_at(&e.0, "owner"))
+        .unwrap_or_default();
+    assert!(found.is_empty(), "{errors:?}");
 }
 
 /// A type whose `note` parameter is written by `template` into `out`.
