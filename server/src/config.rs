@@ -453,9 +453,10 @@ pub struct ChatArgs {
         env = "SLIPWAY_MATRIX_TEAM_REVIEW_ROOMS"
     )]
     pub team_review_rooms: Option<String>,
-    /// The homeservers whose accounts may link to Slipway and give the bot
-    /// commands, by server name (`example.org`, `chat.example.org:8448`),
-    /// separated by spaces or commas; the bot's own homeserver when not set.
+    /// Homeservers whose accounts may link to Slipway and give the bot
+    /// commands besides the bot's own (always allowed), by server name
+    /// (`partner.example`, `chat.example.org:8448`, `[2001:db8::1]:8448`),
+    /// separated by spaces or commas.
     #[arg(
         long = "matrix-allowed-servers",
         env = "SLIPWAY_MATRIX_ALLOWED_SERVERS"
@@ -557,7 +558,7 @@ fn team_review_rooms(value: Option<String>) -> Result<BTreeMap<String, String>, 
 
 const ALLOWED_SERVERS_SETTING: &str = "--matrix-allowed-servers (SLIPWAY_MATRIX_ALLOWED_SERVERS)";
 
-/// Server names (a host name or address, and a port), each once.
+/// Server names (a host name or address, and a port), each once, lowercased.
 fn allowed_servers(value: Option<String>) -> Result<Vec<String>, SettingError> {
     let mut servers: Vec<String> = Vec::new();
     let text = value.unwrap_or_default();
@@ -565,15 +566,12 @@ fn allowed_servers(value: Option<String>) -> Result<Vec<String>, SettingError> {
         if server.is_empty() {
             continue;
         }
-        let name_ok = server.len() <= 255
-            && server
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-        if !name_ok {
+        if !is_server_name(server) {
             return Err(setting_error(
                 ALLOWED_SERVERS_SETTING,
                 format!(
-                    "{:?} is not a server name (example.org, or example.org:8448)",
+                    "{:?} is not a server name (example.org, example.org:8448, 192.0.2.7 \
+                     or [2001:db8::1]:8448)",
                     shorten_setting(server)
                 ),
             ));
@@ -583,6 +581,47 @@ fn allowed_servers(value: Option<String>) -> Result<Vec<String>, SettingError> {
         }
     }
     Ok(servers)
+}
+
+/// A Matrix server name: a DNS name, an IPv4 address or an IPv6 address in
+/// brackets, with an optional port (1 to 65535), as user ids carry it after
+/// their `:`.
+fn is_server_name(server: &str) -> bool {
+    let (host_ok, after_host) = match server.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, rest)) => (address.parse::<std::net::Ipv6Addr>().is_ok(), rest),
+            None => return false,
+        },
+        None => {
+            let end = server.find(':').unwrap_or(server.len());
+            let host = &server[..end];
+            let ipv4 = host.parse::<std::net::Ipv4Addr>().is_ok();
+            (ipv4 || is_dns_name(host), &server[end..])
+        }
+    };
+    let port_ok = match after_host.strip_prefix(':') {
+        Some(port) => {
+            (1..=5).contains(&port.len())
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => after_host.is_empty(),
+    };
+    host_ok && port_ok
+}
+
+/// Labels of letters, digits and inner hyphens, 1 to 63 characters each,
+/// separated by dots; 255 characters at most.
+fn is_dns_name(host: &str) -> bool {
+    host.len() <= 255
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 const MATRIX_HOMESERVER_SETTING: &str = "--matrix-homeserver (SLIPWAY_MATRIX_HOMESERVER)";
@@ -668,8 +707,8 @@ pub struct ChatSettings {
     pub notify_every: Duration,
     /// The longest pause between tries while the homeserver does not answer.
     pub max_backoff: Duration,
-    /// The homeservers whose accounts may link and give commands (server
-    /// names, lowercased); empty: the bot's own homeserver alone.
+    /// The homeservers whose accounts may link and give commands besides the
+    /// bot's own, which always may (server names, lowercased).
     pub allowed_servers: Vec<String>,
 }
 
@@ -3004,6 +3043,51 @@ mod chat_settings_tests {
             .ok_or("refused")?;
         assert_eq!(error.setting, ALLOWED_SERVERS_SETTING);
         Ok(())
+    }
+
+    #[test]
+    fn a_server_name_is_a_host_name_or_an_address_with_an_optional_port() {
+        for good in [
+            "example.org",
+            "chat.example.org:8448",
+            "localhost",
+            "xn--bcher-kva.example",
+            "192.0.2.7",
+            "192.0.2.7:8448",
+            "[2001:db8::1]",
+            "[2001:db8::1]:8448",
+            "[::1]:1",
+            "a1.b-c.d:65535",
+        ] {
+            assert!(is_server_name(good), "{good}");
+        }
+        for bad in [
+            ":::",
+            "[",
+            "]",
+            "[]",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[example.org]",
+            "[::1]:99999",
+            "example.org:",
+            "example.org:0",
+            "example.org:65536",
+            "example.org:80:80",
+            "example.org:+80",
+            ".example.org",
+            "example.org.",
+            "exa..mple.org",
+            "-example.org",
+            "example-.org",
+            "ex_ample.org",
+            "example.org/path",
+            &format!("{}.org", "a".repeat(64)),
+            &"a.".repeat(130),
+        ] {
+            assert!(!is_server_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use slipway_core::ids::RequestId;
 use slipway_core::state::RequestState;
 use slipway_server::chat;
+use slipway_server::chat::formatted::Sent;
 use slipway_server::config::{ChatSettings, Secret};
 use slipway_server::services::{ServiceError, chat as chat_service};
 use slipway_server::storage::Engine;
@@ -1322,15 +1323,16 @@ async fn a_linked_room_opened_to_the_world_hears_nothing_private(engine: Engine)
     alice
         .set_state(&alice_room, "m.room.history_visibility", readable)
         .await?;
-    let why = "This room is not private: anyone may read its history";
+    let why = "This room is not private: anyone may read this room's history";
     let mine = bot.ask(&alice, &alice_room, "mine", why).await?;
     assert!(!mine.contains("payments-web-prod"), "{mine}");
     let caller = world.app.user("alice").await?;
     let code = chat_service::issue_link_code(&world.app.state, &caller).await?;
     let link = format!("link {}", code.code);
     let used_up = bot.ask(&alice, &alice_room, &link, "it is used up").await?;
+    // Told once why: the next answer there is the answer alone.
     assert!(
-        used_up.starts_with(why) && !used_up.contains(&code.code),
+        !used_up.contains(why) && !used_up.contains(&code.code),
         "{used_up}"
     );
     rejected_before_carols_request(&world, id, (&carol, &carol_room)).await?;
@@ -1946,8 +1948,8 @@ on_both_engines!(a_shared_room_hears_no_one_s_quota_names_or_standing);
 /// batches directly, in the order a real sync may bring them.
 struct FakeHomeserver {
     url: String,
-    /// Each message sent: its room and its content.
-    sent: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    /// Each message sent: its room, its transaction id and its content.
+    sent: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>,
     /// State events of the rooms it knows, by room and type: a room without
     /// one has the spec's defaults (invite-only, history shared with members).
     state: RoomStates,
@@ -1974,7 +1976,7 @@ impl FakeHomeserver {
                 })
                 .collect(),
         );
-        let sent: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
         let recorded = sent.clone();
         let state: RoomStates = Arc::default();
         let (known, states) = (members.clone(), state.clone());
@@ -2030,12 +2032,12 @@ impl FakeHomeserver {
             .route(
                 "/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}",
                 axum::routing::put(
-                    move |Path((room, _txn)): Path<(String, String)>,
+                    move |Path((room, txn)): Path<(String, String)>,
                           axum::Json(content): axum::Json<Value>| async move {
                         recorded
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push((room, content));
+                            .push((room, txn, content));
                         axum::Json(json!({ "event_id": "$sent" }))
                     },
                 ),
@@ -2074,7 +2076,7 @@ impl FakeHomeserver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut said = Vec::new();
-        for (to, content) in sent.iter().filter(|(to, _)| to == room) {
+        for (to, _, content) in sent.iter().filter(|(to, _, _)| to == room) {
             if content.get("m.mentions") != Some(&json!({})) {
                 return Err(format!("a message to {to} may mention people: {content}").into());
             }
@@ -2085,6 +2087,20 @@ impl FakeHomeserver {
             said.push(body.to_string());
         }
         Ok(said)
+    }
+
+    /// The transaction ids of the messages sent to `room`, in order: a
+    /// homeserver takes a second message with one of them for a repeat of the
+    /// first, and drops it.
+    fn txns_in(&self, room: &str) -> Vec<String> {
+        let sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sent.iter()
+            .filter(|(to, _, _)| to == room)
+            .map(|(_, txn, _)| txn.clone())
+            .collect()
     }
 }
 
@@ -2374,9 +2390,11 @@ async fn a_room_of_two_open_to_others_hears_nothing_private(app: &TestApp) -> Te
 
     let told_alice = homeserver.said_in("!peek:hs")?;
     assert_eq!(told_alice.len(), 2, "{told_alice:?}");
+    // Why the room is not private is said once, before the first answer.
+    let why = "This room is not private: anyone may read this room's history without joining.";
+    assert!(told_alice[0].starts_with(why), "{told_alice:?}");
+    assert!(!told_alice[1].contains("not private"), "{told_alice:?}");
     for told in &told_alice {
-        let why = "This room is not private: anyone may read its history without joining.";
-        assert!(told.starts_with(why), "{told}");
         assert!(told.contains("in a direct chat, just you and me"), "{told}");
         assert!(
             !told.contains("In review") && !told.contains("payments-web"),
@@ -2386,7 +2404,7 @@ async fn a_room_of_two_open_to_others_hears_nothing_private(app: &TestApp) -> Te
     let told_bob = homeserver.said_in("!public:hs")?;
     assert_eq!(told_bob.len(), 1, "{told_bob:?}");
     assert!(
-        told_bob[0].contains("people may join it without an invitation")
+        told_bob[0].contains("people may join this room without an invitation")
             && told_bob[0].contains("it is used up")
             && !told_bob[0].contains(&bob_code),
         "{told_bob:?}"
@@ -2508,7 +2526,7 @@ async fn a_code_pasted_anywhere_where_others_read_is_used_up(app: &TestApp) -> T
         "my code is in the <code>{}</code>",
         carol_code.to_lowercase()
     );
-    in_html.shown = Some(chat::formatted::visible_text(&html));
+    in_html.shown = Some(chat::formatted::visible_text(&html, Sent::Alone));
     let batch = batch_of(vec![
         said(
             "!team:hs",
@@ -2568,7 +2586,7 @@ async fn a_message_whose_html_shows_other_words_is_not_run(app: &TestApp) -> Tes
     linked(app, "bob", "@bob:hs", "!bob:hs").await?;
     let id = alices_request(app).await?;
     let approve = format!("!approve #{id} r1");
-    let html = |shown: &str| Some(chat::formatted::visible_text(shown));
+    let html = |shown: &str| Some(chat::formatted::visible_text(shown, Sent::Alone));
     let mut forwarded = said("!reviews:hs", "$forwarded", "@bob:hs", &approve);
     forwarded.shown = html("<p>nice work, <em>thanks</em>!</p>");
     let rooms = chat::Rooms {
@@ -2590,6 +2608,25 @@ async fn a_message_whose_html_shows_other_words_is_not_run(app: &TestApp) -> Tes
         "{told:?}"
     );
     assert_eq!(app.request_state(id).await?, RequestState::InReview);
+    // Raw text a client hides: `</style>` does not end a `<script>`, and
+    // Element shows only "nice work" under a body that rejects.
+    let reject = format!("!reject #{id} nice work");
+    let mut hidden = said("!reviews:hs", "$hidden", "@bob:hs", &reject);
+    hidden.shown = html(&format!("<script></style>!reject #{id} </script>nice work"));
+    chat::hear_batch(
+        state,
+        &client,
+        "@slipway:hs",
+        &rooms,
+        &batch_of(vec![hidden]),
+    )
+    .await?;
+    let told = homeserver.said_in("!reviews:hs")?;
+    assert!(
+        told.len() == 2 && told[1].contains("formatted text and its plain text differ"),
+        "{told:?}"
+    );
+    assert_eq!(app.request_state(id).await?, RequestState::InReview);
     let mut typed = said("!reviews:hs", "$typed", "@bob:hs", &approve);
     typed.shown = html(&format!("<p><strong>!approve</strong> #{id} r1</p>"));
     chat::hear_batch(
@@ -2607,17 +2644,20 @@ async fn a_message_whose_html_shows_other_words_is_not_run(app: &TestApp) -> Tes
 on_both_engines!(a_message_whose_html_shows_other_words_is_not_run);
 
 /// Someone floods the bot past its pace: the commands over it are not run,
-/// and write nothing (not even the claim of their event), so a flood of an
-/// unlinked account costs one row per command it may run, and two answers.
-async fn a_flood_past_the_pace_writes_nothing(app: &TestApp) -> TestResult {
+/// and cost no write transaction each (they are claimed in one statement with
+/// the batch), so a flood of an unlinked account costs one transaction per
+/// command it may run, one for the batch, and two answers. Read again, the
+/// flood runs and says nothing more.
+async fn a_flood_past_the_pace_is_claimed_with_its_batch(app: &TestApp) -> TestResult {
     let homeserver = FakeHomeserver::start(&[("!dm:hs", &["@eve:hs", "@slipway:hs"][..])]).await?;
     let flood: Vec<_> = (0..50)
         .map(|n| said("!dm:hs", &format!("${n}"), "@eve:hs", "mine"))
         .collect();
     let (client, rooms) = (homeserver.client()?, chat::Rooms::default());
-    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &batch_of(flood)).await?;
-    // One person may run 20 commands a minute.
-    assert_eq!(app.count("chat_events").await?, 20);
+    let flood = batch_of(flood);
+    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &flood).await?;
+    // One person may run 20 commands a minute; the other 30 are claimed unrun.
+    assert_eq!(app.count("chat_events").await?, 50);
     let told = homeserver.said_in("!dm:hs")?;
     assert!(
         told.len() == 2
@@ -2625,10 +2665,112 @@ async fn a_flood_past_the_pace_writes_nothing(app: &TestApp) -> TestResult {
             && told[1].contains("Slow down"),
         "{told:?}"
     );
+    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &flood).await?;
+    assert_eq!(homeserver.said_in("!dm:hs")?.len(), 2, "a flood read again");
     Ok(())
 }
 
-on_both_engines!(a_flood_past_the_pace_writes_nothing);
+on_both_engines!(a_flood_past_the_pace_is_claimed_with_its_batch);
+
+/// Bob sends more commands in a minute than the pace allows: the one over it
+/// is told to slow down, the rest passed over. The batch read again (after a
+/// failure, or by the replica that takes over, whose pace starts afresh) runs
+/// none of them: they were claimed. And the "slow down" is a message of its
+/// own, not one the answer's transaction id would make the homeserver drop.
+async fn a_command_held_back_by_the_pace_never_runs_later(app: &TestApp) -> TestResult {
+    let homeserver = FakeHomeserver::start(&[("!bob:hs", &["@bob:hs", "@slipway:hs"][..])]).await?;
+    linked(app, "bob", "@bob:hs", "!bob:hs").await?;
+    let claimed_before = app.count("chat_events").await?;
+    let commands: Vec<_> = (0..22)
+        .map(|n| said("!bob:hs", &format!("$mine-{n}"), "@bob:hs", "mine"))
+        .collect();
+    let held_back = batch_of(commands[20..].to_vec());
+    let (client, rooms) = (homeserver.client()?, chat::Rooms::default());
+    let all = batch_of(commands);
+    chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, &all).await?;
+    let told = homeserver.said_in("!bob:hs")?;
+    assert_eq!(told.len(), 21, "{told:?}");
+    assert!(
+        told[..20]
+            .iter()
+            .all(|t| t.contains("You have no requests yet"))
+    );
+    assert!(told[20].contains("Slow down"), "{told:?}");
+    assert_eq!(app.count("chat_events").await?, claimed_before + 22);
+    for again in [&all, &held_back] {
+        chat::hear_batch(&app.state, &client, "@slipway:hs", &rooms, again).await?;
+    }
+    assert_eq!(
+        homeserver.said_in("!bob:hs")?.len(),
+        21,
+        "a held-back command ran"
+    );
+    let txns = homeserver.txns_in("!bob:hs");
+    let distinct: std::collections::HashSet<&String> = txns.iter().collect();
+    assert_eq!(distinct.len(), txns.len(), "{txns:?}");
+    assert!(txns[20].starts_with("slipway-slow-down-"), "{txns:?}");
+    Ok(())
+}
+
+on_both_engines!(a_command_held_back_by_the_pace_never_runs_later);
+
+/// A shared room's chatter has code-shaped words ("we need the new db" reads
+/// as WENEEDTHENEW): they are looked up with a read, and without a live code
+/// among them nothing is written. Here every write to the codes waits for a
+/// transaction the test holds, and the lookup returns all the same; a live
+/// code is still used up.
+async fn chatter_with_code_shaped_words_writes_nothing(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let alice = app.user("alice").await?;
+    let code = chat_service::issue_link_code(state, &alice).await?.code;
+    let chatter = chat_service::codes_in("we need the new db before the release");
+    assert!(!chatter.is_empty(), "the chatter has code-shaped words");
+    let mut holding = state.db.write().await?;
+    if state.db.engine == Engine::Postgres {
+        // Reads go on; an UPDATE of the table waits.
+        sqlx::query("LOCK TABLE chat_link_codes IN EXCLUSIVE MODE")
+            .execute(&mut *holding)
+            .await?;
+    }
+    let burn = chat_service::burn_codes(state, &chatter, "@bob:hs", "$chatter");
+    let burned = tokio::time::timeout(Duration::from_secs(5), burn).await;
+    holding.rollback().await?;
+    assert!(
+        matches!(burned, Ok(Ok(false))),
+        "chatter waited for a write: {burned:?}"
+    );
+    let said = chat_service::codes_in(&format!("oops: {code}"));
+    let used_up = chat_service::burn_codes(state, &said, "@alice:hs", "$oops").await?;
+    assert!(used_up, "a live code said aloud is used up");
+    Ok(())
+}
+
+on_both_engines!(chatter_with_code_shaped_words_writes_nothing);
+
+/// The servers allowed to command are the bot's own and those listed: linked
+/// accounts of any other (linked before the list left their server out) are
+/// counted at start, for one warning.
+async fn links_of_servers_not_allowed_are_counted(app: &TestApp) -> TestResult {
+    linked(app, "alice", "@alice:hs", "!a:hs").await?;
+    linked(app, "bob", "@bob:partner.example", "!b:hs").await?;
+    linked(app, "carol", "@carol:old.example:8448", "!c:hs").await?;
+    let count = |allowed: &'static [&'static str]| async move {
+        let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        TestResult::<usize>::Ok(
+            chat::links_of_servers_not_allowed(&app.state, "@slipway:hs", &allowed).await?,
+        )
+    };
+    assert_eq!(count(&[]).await?, 2);
+    assert_eq!(
+        count(&["partner.example"]).await?,
+        1,
+        "the bot's own is allowed"
+    );
+    assert_eq!(count(&["partner.example", "old.example:8448"]).await?, 0);
+    Ok(())
+}
+
+on_both_engines!(links_of_servers_not_allowed_are_counted);
 
 /// One process at a time holds the bot's lock, on either engine (SQLite: a
 /// lock file beside the database, which a second process, one serving pages

@@ -72,28 +72,34 @@ impl Audience {
     }
 }
 
+/// Why a room of two is no private chat: the one wording of answers and
+/// notices.
+pub fn not_private_because(opening: Opening) -> &'static str {
+    match opening {
+        Opening::Joinable => "people may join this room without an invitation",
+        Opening::WorldReadable => "anyone may read this room's history without joining",
+    }
+}
+
 /// Why the bot holds back here what is the asker's alone, in a room of two that
-/// is open to more: said with every answer there, so that the asker knows what
-/// to change.
+/// is open to more, so that the asker knows what to change: said before the
+/// first answer there (see `Listening::open_note`).
 pub fn open_room_note(opening: Opening) -> String {
-    let why = match opening {
-        Opening::Joinable => "people may join it without an invitation",
-        Opening::WorldReadable => "anyone may read its history without joining",
-    };
     format!(
-        "This room is not private: {why}. So I answer here as in a room others \
+        "This room is not private: {}. So I answer here as in a room others \
          read, and tell what is yours alone (your requests, pre-check details, reviewers' \
          comments) only in a direct chat that is invite-only and whose history is not \
-         open to everyone."
+         open to everyone.",
+        not_private_because(opening)
     )
 }
 
-/// The answer as said in a room of `audience`: in an open room, with why it
-/// holds less.
-pub fn as_said_in(audience: Audience, reply: String) -> String {
-    match audience {
-        Audience::Open(opening) => format!("{}\n{reply}", open_room_note(opening)),
-        _ => reply,
+/// The answer, after the note on why the room is not private when there is
+/// one to say.
+pub fn with_open_note(note: Option<Opening>, reply: String) -> String {
+    match note {
+        Some(opening) => format!("{}\n{reply}", open_room_note(opening)),
+        None => reply,
     }
 }
 
@@ -111,11 +117,12 @@ one on your account page and send me `link <code>` in a direct chat, just you an
 you there how your requests go.";
 
 /// Said to a message whose HTML shows other words than its plain body, which
-/// is what the bot would run: a forwarded message could look harmless and
-/// approve as whoever forwarded it.
+/// is what the bot would run, or holds markup a client may hide: a forwarded
+/// message could look harmless and approve as whoever forwarded it.
 pub(crate) const FORMATTING_DIFFERS: &str = "This message's formatted text and its plain \
-text differ, so I did not run it: what you see is not what I would run. Send the command \
-again as plain text (in Element: /plain before it).";
+text differ, or its formatting may hide part of it, so I did not run it: what you see \
+might not be what I would run. Send the command again as plain text (in Element: /plain \
+before it).";
 
 /// Said where the bot could not tell who reads the room: it neither links (the
 /// room may be shared) nor uses the code up (it may be a direct chat).
@@ -226,9 +233,11 @@ async fn link(state: &AppState, asker: &Asker<'_>, code: &str) -> Result<String,
     }
     let caller =
         services::chat::link(state, asker.chat_user, asker.room_id, code, asker.event_id).await?;
+    // A display name is the person's own words: on one line, like any name echoed.
     Ok(format!(
         "Linked: in Slipway you are {} ({}). I will tell you here how your requests go.",
-        caller.username, caller.display_name
+        command::shorten(&caller.username, ECHOED_NAME_CHARS),
+        command::shorten(&caller.display_name, ECHOED_NAME_CHARS)
     ))
 }
 
@@ -917,15 +926,16 @@ mod tests {
 
     #[test]
     fn an_answer_in_an_open_room_says_why_it_holds_back() {
-        let said = as_said_in(Audience::Open(Opening::WorldReadable), "Refused.".into());
-        assert!(said.starts_with("This room is not private: anyone may read its history"));
+        let said = with_open_note(Some(Opening::WorldReadable), "Refused.".into());
+        assert!(said.starts_with(
+            "This room is not private: anyone may read this room's history without joining."
+        ));
         assert!(said.ends_with("\nRefused."), "{said}");
-        let joinable = as_said_in(Audience::Open(Opening::Joinable), String::new());
+        let joinable = with_open_note(Some(Opening::Joinable), String::new());
         assert!(
-            joinable.contains("join it without an invitation"),
+            joinable.contains("people may join this room without an invitation"),
             "{joinable}"
         );
-        assert_eq!(as_said_in(Audience::Shared, "x".into()), "x");
-        assert_eq!(as_said_in(Audience::Direct, "x".into()), "x");
+        assert_eq!(with_open_note(None, "x".into()), "x");
     }
 }

@@ -119,14 +119,7 @@ pub struct Addressed<'a> {
 
 /// Reads who a message is said to; `names` as [`bot_names`] gives them.
 pub fn addressed<'a>(body: &'a str, names: &[String]) -> Addressed<'a> {
-    let mut text = body;
-    if text.starts_with('>') {
-        text = match text.find("\n\n") {
-            Some(end) => &text[end + 2..],
-            None => "",
-        };
-    }
-    let text = text.trim_start();
+    let text = after_reply_quote(body).trim_start();
     for name in names {
         let Some(head) = text.get(..name.len()) else {
             continue;
@@ -146,6 +139,19 @@ pub fn addressed<'a>(body: &'a str, names: &[String]) -> Addressed<'a> {
     Addressed {
         text,
         to_bot: text.starts_with('!'),
+    }
+}
+
+/// `body` after a reply's quoted fallback: its leading `>` lines and the blank
+/// line after them (nothing when no blank line ends them). Always a suffix of
+/// `body`.
+pub fn after_reply_quote(body: &str) -> &str {
+    if !body.starts_with('>') {
+        return body;
+    }
+    match body.find("\n\n") {
+        Some(end) => &body[end + 2..],
+        None => "",
     }
 }
 
@@ -237,11 +243,44 @@ pub fn parse(message: &str) -> Result<Command, ParseError> {
 /// the invisible marks that make text read differently from what it is, so a
 /// value quoted in a notice cannot add a line that looks like the bot's own.
 pub fn shorten(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().filter(|c| fit_to_echo(*c)).take(max).collect();
-    if text.chars().count() > max {
+    // The mark says that something was cut: of what is echoed, not of the
+    // invisible characters left out.
+    let mut fit = text.chars().filter(|c| fit_to_echo(*c));
+    let mut out: String = fit.by_ref().take(max).collect();
+    if fit.next().is_some() {
         out.push('…');
     }
     out
+}
+
+/// [`shorten`] for text written on several lines (a reviewer's comment): its
+/// lines (a line feed, a carriage return and line feed, or a lone carriage
+/// return end one), each echoed on its own, at most `max` characters in all
+/// (the line breaks not counted). No line is empty, and none holds a control
+/// character or a Unicode line or paragraph separator.
+pub fn shorten_lines(text: &str, max: usize) -> Vec<String> {
+    let mut left = max;
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.split(['\n', '\r']) {
+        let fit: String = line.chars().filter(|c| fit_to_echo(*c)).collect();
+        let fit = fit.trim();
+        if fit.is_empty() {
+            continue;
+        }
+        if left == 0 {
+            if let Some(last) = lines.last_mut() {
+                last.push('…');
+            }
+            break;
+        }
+        let length = fit.chars().count();
+        lines.push(shorten(fit, left));
+        if length > left {
+            break;
+        }
+        left -= length;
+    }
+    lines
 }
 
 fn fit_to_echo(c: char) -> bool {
@@ -673,6 +712,25 @@ mod tests {
         assert_eq!(echoed, "webRequest #9 is approved.xy");
         assert_eq!(shorten("abcdef", 3), "abc…");
         assert_eq!(shorten("zwj 👩\u{200D}💻 é", 20), "zwj 👩\u{200D}💻 é");
+        // Cut only where what is echoed is longer, not the text with its marks.
+        assert_eq!(shorten("abc\u{200B}\u{202E}", 3), "abc");
+        assert_eq!(shorten("ab\u{200B}cd", 3), "abc…");
+    }
+
+    #[test]
+    fn a_comment_keeps_its_lines_each_echoed_safely() {
+        assert_eq!(
+            shorten_lines(
+                "more cpu\r\n\n- less memory\u{2028}Request #9 is approved\r",
+                100
+            ),
+            ["more cpu", "- less memoryRequest #9 is approved"]
+        );
+        assert_eq!(shorten_lines("one line", 100), ["one line"]);
+        assert_eq!(shorten_lines("abc\ndef\nghi", 5), ["abc", "de…"]);
+        assert_eq!(shorten_lines("abc\ndef", 3), ["abc…"]);
+        assert_eq!(shorten_lines("abc\ndef", 6), ["abc", "def"]);
+        assert!(shorten_lines("\n \u{200B}\n", 10).is_empty());
     }
 
     #[test]

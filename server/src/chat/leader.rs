@@ -103,25 +103,46 @@ async fn acquire_file(path: &Path, stopped: &mut watch::Receiver<bool>) -> Optio
     }
 }
 
-/// The chat bot's lock file of the SQLite database a `sqlite://` URL names,
+/// The chat bot's lock file of the SQLite database a `sqlite:` URL names,
 /// beside the workers' one (`<database>.chat.lock`); none for an in-memory
 /// database.
 fn lock_path(database_url: &str) -> Option<PathBuf> {
-    let rest = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return None;
-    }
+    let path = sqlite_file(database_url)?;
     // The file itself, not the name it was given by: a process that names it
     // through a symbolic link or another relative path finds the same lock.
-    let path = PathBuf::from(path);
     let mut lock = std::fs::canonicalize(&path)
         .unwrap_or(path)
         .into_os_string();
     lock.push(".chat.lock");
     Some(PathBuf::from(lock))
+}
+
+/// The file a `sqlite:` URL opens, read as sqlx reads it (the URL parsed,
+/// its scheme and query taken off, the rest percent-decoded: `my%20db.sqlite`
+/// is `my db.sqlite`, which two processes must find under one lock); none for
+/// an in-memory database (`:memory:`, or `mode=memory` whatever the name),
+/// which no other process can open.
+fn sqlite_file(database_url: &str) -> Option<PathBuf> {
+    // As `AnyConnectOptions` does first: the URL as the `url` crate writes it.
+    let url = url::Url::parse(database_url).ok()?;
+    if url.scheme() != "sqlite" {
+        return None;
+    }
+    let in_memory = url
+        .query_pairs()
+        .any(|(key, value)| key == "mode" && value == "memory");
+    let rest = url
+        .as_str()
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let database = rest.split('?').next().unwrap_or_default();
+    if in_memory || database.is_empty() || database == ":memory:" {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(database)
+        .decode_utf8()
+        .ok()?;
+    Some(PathBuf::from(decoded.as_ref()))
 }
 
 /// Takes the lock file, as the workers' lock is taken (an exclusive `flock`,
@@ -247,6 +268,40 @@ mod tests {
         assert_eq!(lock_path("sqlite://"), None);
         assert_eq!(lock_path("postgres://db/slipway"), None);
         Ok(())
+    }
+
+    #[test]
+    fn the_database_file_is_read_from_its_url_as_sqlx_reads_it() {
+        let file = |url: &str| sqlite_file(url).map(|p| p.display().to_string());
+        assert_eq!(
+            file("sqlite:my%20db.sqlite").as_deref(),
+            Some("my db.sqlite")
+        );
+        assert_eq!(file("sqlite:my db.sqlite").as_deref(), Some("my db.sqlite"));
+        assert_eq!(
+            file("sqlite:///var/lib/slipway/a%3Fb%23c.db?mode=rwc").as_deref(),
+            Some("/var/lib/slipway/a?b#c.db")
+        );
+        assert_eq!(
+            file("sqlite://slipway.db?mode=rwc").as_deref(),
+            Some("slipway.db")
+        );
+        // In memory: no other process can reach it, and no lock is taken.
+        for memory in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite::memory:?cache=shared",
+            "sqlite://shared?mode=memory",
+            "sqlite:shared?cache=shared&mode=memory",
+            "sqlite://?mode=memory",
+        ] {
+            assert_eq!(file(memory), None, "{memory}");
+        }
+        assert_eq!(
+            file("sqlite:%FF.db"),
+            None,
+            "not UTF-8: sqlx refuses it too"
+        );
     }
 
     #[test]

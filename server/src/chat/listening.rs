@@ -95,6 +95,8 @@ pub struct Listening {
     invited: HashMap<String, (i64, Instant)>,
     /// People the bot does not know, and when it last told them how to link.
     strangers: HashMap<String, Instant>,
+    /// Open rooms already told why the bot holds back there.
+    told_open: HashSet<String>,
 }
 
 /// How often one person the bot does not know is told how to link: every
@@ -202,6 +204,23 @@ impl Listening {
                 self.strangers.insert(sender.to_string(), now);
                 true
             }
+        }
+    }
+
+    /// Why the bot holds back in `room`, to say before its answer there: the
+    /// first time it answers in a room open to others (once while the process
+    /// lives, as the notifier's note; again once the room was private or shared
+    /// in between). Said with every answer, it buried the answers, "slow down"
+    /// among them.
+    pub fn open_note(&mut self, room: &str, audience: Audience) -> Option<Opening> {
+        match audience {
+            Audience::Open(opening) => self.told_open.insert(room.to_string()).then_some(opening),
+            Audience::Direct | Audience::Shared => {
+                self.told_open.remove(room);
+                None
+            }
+            // Not known now: neither said nor forgotten.
+            Audience::Unknown => None,
         }
     }
 
@@ -400,6 +419,28 @@ mod tests {
             Audience::Open(Opening::WorldReadable)
         );
         Ok(())
+    }
+
+    #[test]
+    fn an_open_room_is_told_why_once_until_it_was_private() {
+        let mut listening = Listening::default();
+        let open = Audience::Open(Opening::Joinable);
+        assert_eq!(listening.open_note("!a:hs", open), Some(Opening::Joinable));
+        assert_eq!(listening.open_note("!a:hs", open), None, "said once");
+        assert_eq!(listening.open_note("!a:hs", Audience::Unknown), None);
+        assert_eq!(listening.open_note("!a:hs", open), None);
+        let peekable = Audience::Open(Opening::WorldReadable);
+        assert_eq!(
+            listening.open_note("!b:hs", peekable),
+            Some(Opening::WorldReadable),
+            "each room its own"
+        );
+        assert_eq!(listening.open_note("!a:hs", Audience::Direct), None);
+        assert_eq!(
+            listening.open_note("!a:hs", open),
+            Some(Opening::Joinable),
+            "opened again"
+        );
     }
 
     #[test]

@@ -84,12 +84,13 @@ pub struct RoomMessage {
 }
 
 impl RoomMessage {
-    /// Whether the message shows one text and says another (see
-    /// [`super::formatted`]): it is not run.
-    pub fn formatting_differs(&self) -> bool {
+    /// Whether the message shows one text and runs another (see
+    /// [`super::formatted`]), read as addressed to a bot of `names`: it is
+    /// not run.
+    pub fn formatting_differs(&self, names: &[String]) -> bool {
         self.shown
             .as_ref()
-            .is_some_and(|shown| super::formatted::differs(&self.body, shown))
+            .is_some_and(|shown| super::formatted::differs(&self.body, shown, names))
     }
 
     /// The texts others read in the message: its body and what its HTML shows.
@@ -250,13 +251,19 @@ fn message_of(room_id: &str, event: &Value) -> Option<RoomMessage> {
 }
 
 /// What a message's HTML shows, when it has HTML (a `formatted_body` in the
-/// only format the spec defines).
+/// only format the spec defines). Only a reply may hide a quoted fallback.
 fn shown_html(content: &Value) -> Option<super::formatted::Shown> {
+    use super::formatted::Sent;
     if content.get("format").and_then(Value::as_str) != Some("org.matrix.custom.html") {
         return None;
     }
     let html = content.get("formatted_body")?.as_str()?;
-    Some(super::formatted::visible_text(html))
+    let replied_to = content.pointer("/m.relates_to/m.in_reply_to/event_id");
+    let sent = match replied_to.and_then(Value::as_str) {
+        Some(_) => Sent::AsReply,
+        None => Sent::Alone,
+    };
+    Some(super::formatted::visible_text(html, sent))
 }
 
 /// Who sent an invitation: the sender of the membership event that invites the
@@ -985,18 +992,39 @@ mod tests {
         };
         let forwarded = event(json!({ "msgtype": "m.text", "body": "!approve #12",
             "format": "org.matrix.custom.html", "formatted_body": "<p>nice work</p>" }));
-        let message = message_of("!r:hs", &forwarded);
-        assert!(
+        let names = super::super::command::bot_names("@bot:hs", None);
+        let differs = |message: &Option<RoomMessage>| {
             message
                 .as_ref()
-                .is_some_and(RoomMessage::formatting_differs)
-        );
+                .is_some_and(|m| m.formatting_differs(&names))
+        };
+        let message = message_of("!r:hs", &forwarded);
+        assert!(differs(&message));
         let texts: Vec<&str> = message.iter().flat_map(RoomMessage::texts).collect();
         assert_eq!(texts, ["!approve #12", "nice work"]);
-        let same = event(json!({ "msgtype": "m.text", "body": "!approve **#12**",
-            "format": "org.matrix.custom.html", "formatted_body": "!approve <b>#12</b>" }));
+        let same = event(
+            json!({ "msgtype": "m.text", "body": "!changes #12 **more** cpu",
+            "format": "org.matrix.custom.html",
+            "formatted_body": "!changes #12 <b>more</b> cpu" }),
+        );
         let message = message_of("!r:hs", &same);
-        assert!(message.is_some_and(|m| !m.formatting_differs()));
+        assert!(message.is_some() && !differs(&message));
+        // A quoted fallback is hidden only in a reply.
+        let fallback = |relates_to: Value| {
+            event(
+                json!({ "msgtype": "m.text", "body": "> <@bot:hs> Request #12\n\n!approve #12",
+                "format": "org.matrix.custom.html",
+                "formatted_body": "<mx-reply><blockquote>Request #12</blockquote></mx-reply>!approve #12",
+                "m.relates_to": relates_to }),
+            )
+        };
+        let reply = message_of(
+            "!r:hs",
+            &fallback(json!({ "m.in_reply_to": { "event_id": "$0" } })),
+        );
+        assert!(reply.is_some() && !differs(&reply));
+        let posing = message_of("!r:hs", &fallback(json!({})));
+        assert!(differs(&posing));
         // Another format, or none, is not HTML: the body is what shows.
         let other = event(json!({ "msgtype": "m.text", "body": "!approve #12",
             "format": "text/markdown", "formatted_body": "nice work" }));

@@ -6,8 +6,9 @@
 //! claimed in the database before its command runs, so after a restart (of Slipway
 //! or of the homeserver) the bot resumes where it was and never runs a command
 //! twice. A command whose process dies between the claim and the answer is lost
-//! (at most once): the person sees no answer and asks again. Errors and 429s back
-//! off, up to the configured pause.
+//! (at most once): the person sees no answer and asks again. A command held back
+//! by the pace is claimed too (in one statement for the batch), so it never runs
+//! later. Errors and 429s back off, up to the configured pause.
 
 pub mod answer;
 pub mod command;
@@ -236,6 +237,7 @@ async fn serve(
             }
         }
     };
+    warn_of_links_not_allowed(state, &bot, &settings.allowed_servers).await;
     let rooms = join_rooms(client, settings).await;
     let names = command::bot_names(&bot, display_name(client, &bot).await.as_deref());
     tracing::info!(bot, ?names, ?rooms, "the chat bot is connected");
@@ -310,7 +312,7 @@ struct Heard<'a> {
     rooms: &'a Rooms,
     invitations: &'a Invitations,
     membership_news: &'a notify::MembershipNews,
-    /// The homeservers whose accounts may link and command (empty: the bot's).
+    /// The homeservers whose accounts may link and command, besides the bot's.
     allowed: &'a [String],
 }
 
@@ -384,17 +386,61 @@ fn server_of(user: &str) -> Option<&str> {
     user.split_once(':').map(|(_, server)| server)
 }
 
-/// Whether `user` is on a homeserver whose accounts may link and command: one
-/// of `allowed`, or without a list the bot's own. Anyone on a homeserver that
-/// federates with the bot's can write to it; who they are is only as sure as
-/// their homeserver is trusted.
+/// Whether `user` is on a homeserver whose accounts may link and command: the
+/// bot's own, or one of `allowed` (the setting adds servers: listing a
+/// partner's must not lock out the bot's own people). Anyone on a homeserver
+/// that federates with the bot's can write to it; who they are is only as
+/// sure as their homeserver is trusted.
 fn from_allowed_server(user: &str, bot: &str, allowed: &[String]) -> bool {
     let Some(server) = server_of(user) else {
         return false;
     };
-    match allowed.is_empty() {
-        true => server_of(bot).is_some_and(|own| own.eq_ignore_ascii_case(server)),
-        false => allowed.iter().any(|a| a.eq_ignore_ascii_case(server)),
+    let own = server_of(bot).is_some_and(|own| own.eq_ignore_ascii_case(server));
+    own || allowed.iter().any(|a| a.eq_ignore_ascii_case(server))
+}
+
+/// The homeservers whose accounts may command: the bot's own first, then the
+/// listed ones, each once.
+fn allowed_servers<'a>(bot: &'a str, allowed: &'a [String]) -> Vec<&'a str> {
+    let mut servers: Vec<&str> = server_of(bot).into_iter().collect();
+    for server in allowed {
+        if !servers.iter().any(|s| s.eq_ignore_ascii_case(server)) {
+            servers.push(server);
+        }
+    }
+    servers
+}
+
+/// How many linked chat accounts are on a homeserver not allowed to command
+/// (linked before `--matrix-allowed-servers` left their server out, or while
+/// the setting replaced the bot's own server).
+#[doc(hidden)]
+pub async fn links_of_servers_not_allowed(
+    state: &AppState,
+    bot: &str,
+    allowed: &[String],
+) -> Result<usize, StorageError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let linked = storage::chat::linked_chat_users(&mut conn).await?;
+    Ok(linked
+        .iter()
+        .filter(|user| !from_allowed_server(user, bot, allowed))
+        .count())
+}
+
+/// Warns, once a term, of linked accounts that can no longer command: nothing
+/// else tells the operator that their people are turned away.
+async fn warn_of_links_not_allowed(state: &AppState, bot: &str, allowed: &[String]) {
+    match links_of_servers_not_allowed(state, bot, allowed).await {
+        Ok(0) => {}
+        Ok(count) => tracing::warn!(
+            count,
+            "linked chat accounts are on homeservers --matrix-allowed-servers does not list; \
+             the bot answers them that it takes no commands from their server until it is listed"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "the chat bot could not count the linked accounts of homeservers not allowed");
+        }
     }
 }
 
@@ -411,10 +457,7 @@ fn accepts(invite: &Invite, bot: &str, rooms: &Rooms, allowed: &[String]) -> boo
 
 /// Said, once in a while, to an account of a homeserver not allowed to command.
 fn other_server(bot: &str, allowed: &[String]) -> String {
-    let servers = match allowed.is_empty() {
-        true => server_of(bot).unwrap_or_default().to_string(),
-        false => allowed.join(", "),
-    };
+    let servers = allowed_servers(bot, allowed).join(", ");
     format!(
         "I take commands only from accounts on {servers}, and yours is on another \
          homeserver: use the Slipway portal."
@@ -649,21 +692,61 @@ async fn handle_batch(
     listening.members_changed(&batch.membership_changed);
     heard.membership_news.changed(&batch.membership_changed);
     let used_up = use_up_codes_said_aloud(state, client, heard, listening, &batch.messages).await?;
-    if !first {
-        for message in batch.messages.iter().filter(|m| m.sender != heard.bot) {
-            if listening.said_before_invitation(&message.room_id, message.sent_at) {
-                tracing::info!(room = %message.room_id, event = %message.event_id, "the chat bot passes over a message from before its invitation");
-                continue;
-            }
-            handle_message(state, client, heard, listening, message, &used_up).await?;
+    let mut held_back = Vec::new();
+    let handled = match first {
+        true => Ok(()),
+        false => {
+            let messages = (&batch.messages[..], &used_up);
+            handle_messages(state, client, heard, listening, messages, &mut held_back).await
+        }
+    };
+    if handled.is_err() && held_back.is_empty() {
+        return handled;
+    }
+    // The messages held back by the pace are claimed in one statement, with
+    // the token, and also when a later message failed: a batch read again
+    // (after that failure, or by the next replica to hold the lock) must not
+    // run one of them then, unasked, nor a second copy the person re-sent.
+    let mut tx = state.db.write().await?;
+    storage::chat::claim_events(&mut tx, &held_back).await?;
+    if handled.is_ok() {
+        storage::chat::set_cursor(&mut tx, SYNC_CURSOR, &batch.next_batch).await?;
+        if !batch.messages.is_empty() {
+            storage::chat::forget_events(&mut tx, now_millis() - KEEP_EVENTS_MILLIS).await?;
         }
     }
-    let mut tx = state.db.write().await?;
-    storage::chat::set_cursor(&mut tx, SYNC_CURSOR, &batch.next_batch).await?;
-    if !batch.messages.is_empty() {
-        storage::chat::forget_events(&mut tx, now_millis() - KEEP_EVENTS_MILLIS).await?;
-    }
     tx.commit().await?;
+    handled
+}
+
+/// Handles the batch's messages from others, in order; pushes to `held_back`
+/// the events the pace held back, to be claimed with the batch. Messages
+/// handled before (a batch read again) are passed over before the pace
+/// counts them.
+async fn handle_messages(
+    state: &AppState,
+    client: &MatrixClient,
+    heard: Heard<'_>,
+    listening: &mut Listening,
+    (messages, used_up): (&[RoomMessage], &HashSet<String>),
+    held_back: &mut Vec<String>,
+) -> Result<(), ServiceError> {
+    let from_others: Vec<&RoomMessage> =
+        messages.iter().filter(|m| m.sender != heard.bot).collect();
+    let handled_before = handled_before(state, &from_others).await?;
+    for message in from_others {
+        if handled_before.contains(&message.event_id) {
+            continue;
+        }
+        if listening.said_before_invitation(&message.room_id, message.sent_at) {
+            tracing::info!(room = %message.room_id, event = %message.event_id, "the chat bot passes over a message from before its invitation");
+            continue;
+        }
+        let outcome = handle_message(state, client, heard, listening, message, used_up).await?;
+        if outcome == Outcome::HeldBack {
+            held_back.push(message.event_id.clone());
+        }
+    }
     Ok(())
 }
 
@@ -733,6 +816,28 @@ fn meaning_of<'a>(body: &'a str, names: &[String], audience: Audience) -> Meanin
     }
 }
 
+/// Which of `messages` were claimed before: one read for the batch.
+async fn handled_before(
+    state: &AppState,
+    messages: &[&RoomMessage],
+) -> Result<HashSet<String>, StorageError> {
+    if messages.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<&str> = messages.iter().map(|m| m.event_id.as_str()).collect();
+    let mut conn = state.db.pool.acquire().await?;
+    storage::chat::handled_events(&mut conn, &ids).await
+}
+
+/// What became of a message the sync loop heard.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Answered, run, or passed over for good (chatter, a stranger's).
+    Done,
+    /// Over its sender's pace: not run, and to be claimed with the batch.
+    HeldBack,
+}
+
 async fn handle_message(
     state: &AppState,
     client: &MatrixClient,
@@ -740,71 +845,96 @@ async fn handle_message(
     listening: &mut Listening,
     message: &RoomMessage,
     used_up: &HashSet<String>,
-) -> Result<(), ServiceError> {
+) -> Result<Outcome, ServiceError> {
     let audience = listening
         .audience(client, heard.rooms, &message.room_id)
         .await;
     if message.encrypted {
-        return answer_encrypted(state, client, listening, message, audience).await;
+        answer_encrypted(state, client, listening, message, audience).await?;
+        return Ok(Outcome::Done);
     }
     let meaning = meaning_of(&message.body, heard.names, audience);
     let gave_code_away = used_up.contains(&message.event_id);
     if meaning == Meaning::Read(Reading::Chatter) && !gave_code_away {
-        return Ok(());
+        return Ok(Outcome::Done);
     }
+    let heard_in = (message, audience);
     // Neither linked nor run, nor written down: told why once in a while.
     if !gave_code_away && !from_allowed_server(&message.sender, heard.bot, heard.allowed) {
         if listening.tell_stranger(&message.sender, Instant::now()) {
             let why = other_server(heard.bot, heard.allowed);
-            send_reply(client, message, &answer::as_said_in(audience, why)).await;
+            say(client, listening, heard_in, Said::OtherServer, why).await;
         }
-        return Ok(());
+        return Ok(Outcome::Done);
     }
-    // The pace before the claim: a flood past it writes nothing, not even the
-    // claims of messages that are not run. (A batch read again after a failure
-    // counts its messages again; at worst a person is asked to slow down.)
+    // The pace before the claim: a flood past it costs no write transaction
+    // per message; its held-back events are claimed in one with the batch.
     let now = Instant::now();
-    let reply = match listening.pace(&message.sender, now) {
-        Pace::Allowed if !claim(state, &message.event_id).await? => return Ok(()),
-        Pace::Allowed => {
-            let asker = answer::Asker {
-                chat_user: &message.sender,
-                room_id: &message.room_id,
-                event_id: &message.event_id,
-                audience,
-            };
-            reply_to(state, &asker, message, meaning, gave_code_away).await
-        }
-        Pace::TooFast => Some(format!(
-            "Slow down, please: I run at most {} commands a minute from one person. \
-             I answer again in a minute.",
-            listening::MAX_COMMANDS_PER_MINUTE
-        )),
-        Pace::Ignored => None,
+    if !within_pace(client, listening, heard_in, now).await {
+        return Ok(Outcome::HeldBack);
+    }
+    if !claim(state, &message.event_id).await? {
+        return Ok(Outcome::Done);
+    }
+    let asker = answer::Asker {
+        chat_user: &message.sender,
+        room_id: &message.room_id,
+        event_id: &message.event_id,
+        audience,
     };
-    let Some(reply) = reply else {
-        return Ok(());
+    let reading = (meaning, heard.names);
+    let Some(reply) = reply_to(state, &asker, message, reading, gave_code_away).await else {
+        return Ok(Outcome::Done);
     };
     if reply == answer::NOT_LINKED && !listening.tell_stranger(&message.sender, now) {
-        return Ok(());
+        return Ok(Outcome::Done);
     }
-    send_reply(client, message, &answer::as_said_in(audience, reply)).await;
-    Ok(())
+    say(client, listening, heard_in, Said::Answer, reply).await;
+    Ok(Outcome::Done)
 }
 
-/// What the bot answers a message it claimed, if anything.
+/// Counts a command against its sender's pace; `false` when it is held back
+/// (the first one over it in a minute is answered "slow down").
+async fn within_pace(
+    client: &MatrixClient,
+    listening: &mut Listening,
+    (message, audience): (&RoomMessage, Audience),
+    now: Instant,
+) -> bool {
+    match listening.pace(&message.sender, now) {
+        Pace::Allowed => true,
+        Pace::TooFast => {
+            let heard_in = (message, audience);
+            say(client, listening, heard_in, Said::SlowDown, slow_down()).await;
+            false
+        }
+        Pace::Ignored => false,
+    }
+}
+
+fn slow_down() -> String {
+    format!(
+        "Slow down, please: I run at most {} commands a minute from one person. \
+         I answer again in a minute.",
+        listening::MAX_COMMANDS_PER_MINUTE
+    )
+}
+
+/// What the bot answers a message it claimed, if anything. `names` are the
+/// bot's: the message is read as addressed to it when its formatting is
+/// checked.
 async fn reply_to(
     state: &AppState,
     asker: &answer::Asker<'_>,
     message: &RoomMessage,
-    meaning: Meaning<'_>,
+    (meaning, names): (Meaning<'_>, &[String]),
     gave_code_away: bool,
 ) -> Option<String> {
     if gave_code_away {
         // Its code was used up before the batch's commands ran.
         return Some(answer::CODE_USED_UP.to_string());
     }
-    if message.formatting_differs() {
+    if message.formatting_differs(names) {
         return Some(answer::FORMATTING_DIFFERS.to_string());
     }
     match meaning {
@@ -828,7 +958,7 @@ async fn answer_encrypted(
         return Ok(());
     }
     if claim(state, &message.event_id).await? {
-        send_reply(client, message, ENCRYPTED).await;
+        send_reply(client, message, Said::Encrypted, ENCRYPTED).await;
     }
     Ok(())
 }
@@ -841,13 +971,51 @@ async fn claim(state: &AppState, event_id: &str) -> Result<bool, StorageError> {
     Ok(claimed)
 }
 
-/// Answers a message, once however often it is sent (the transaction id is the
-/// message's); a failure is logged, the person asks again.
-async fn send_reply(client: &MatrixClient, message: &RoomMessage, reply: &str) {
-    let txn = format!(
-        "slipway-reply-{}",
-        hex::encode(&Sha256::digest(message.event_id.as_bytes())[..16])
-    );
+/// Which of the bot's replies to a message one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// The command's answer (or help, or why it was not run).
+    Answer,
+    /// Over the pace.
+    SlowDown,
+    /// From a homeserver not allowed to command.
+    OtherServer,
+    /// Encrypted, so not read.
+    Encrypted,
+}
+
+/// The transaction id of a reply to `event_id`: the same for every send of
+/// one reply (so a repeated send is one message), another for another reply to
+/// the same message, which the homeserver would otherwise take for a repeat
+/// and drop. Answers keep the ids they had before replies were told apart.
+fn reply_txn(event_id: &str, said: Said) -> String {
+    let kind = match said {
+        Said::Answer => "reply",
+        Said::SlowDown => "slow-down",
+        Said::OtherServer => "other-server",
+        Said::Encrypted => "encrypted",
+    };
+    let digest = hex::encode(&Sha256::digest(event_id.as_bytes())[..16]);
+    format!("slipway-{kind}-{digest}")
+}
+
+/// Replies in the message's room, saying first, in a room open to others, why
+/// the bot holds back there (once per room, see [`Listening::open_note`]).
+async fn say(
+    client: &MatrixClient,
+    listening: &mut Listening,
+    (message, audience): (&RoomMessage, Audience),
+    said: Said,
+    reply: String,
+) {
+    let note = listening.open_note(&message.room_id, audience);
+    send_reply(client, message, said, &answer::with_open_note(note, reply)).await;
+}
+
+/// Answers a message, once however often it is sent (see [`reply_txn`]); a
+/// failure is logged, the person asks again.
+async fn send_reply(client: &MatrixClient, message: &RoomMessage, said: Said, reply: &str) {
+    let txn = reply_txn(&message.event_id, said);
     if let Err(error) = send_with_retries(client, &message.room_id, &txn, reply).await {
         tracing::warn!(room = %message.room_id, %error, "the chat bot could not answer");
     }
@@ -1135,10 +1303,22 @@ mod tests {
         let own = |user| from_allowed_server(user, "@slipway:example.org", &[]);
         assert!(own("@alice:example.org") && own("@alice:EXAMPLE.org"));
         assert!(!own("@eve:evil.org") && !own("@eve:example.org.evil") && !own("no-server"));
-        let listed = ["example.org".to_string(), "partner.org:8448".to_string()];
+        // The setting adds servers: the bot's own stays allowed beside them.
+        let listed = ["partner.org:8448".to_string()];
         let allowed = |user| from_allowed_server(user, "@slipway:example.org", &listed);
         assert!(allowed("@bob:partner.org:8448") && allowed("@alice:example.org"));
         assert!(!allowed("@bob:partner.org") && !allowed("@eve:evil.org"));
+        let told = other_server("@slipway:example.org", &listed);
+        assert!(
+            told.contains("accounts on example.org, partner.org:8448,"),
+            "{told}"
+        );
+        let twice = ["example.org".to_string(), "partner.org:8448".to_string()];
+        assert_eq!(
+            other_server("@slipway:example.org", &twice),
+            told,
+            "each server once"
+        );
         let invite = |inviter: &str| Invite {
             room_id: "!dm:x".into(),
             inviter: Some(inviter.into()),
@@ -1158,6 +1338,31 @@ mod tests {
         ));
         let told = other_server("@slipway:example.org", &[]);
         assert!(told.contains("accounts on example.org,"), "{told}");
+    }
+
+    #[test]
+    fn each_reply_to_one_message_is_a_message_of_its_own() {
+        let kinds = [
+            Said::Answer,
+            Said::SlowDown,
+            Said::OtherServer,
+            Said::Encrypted,
+        ];
+        let txns: HashSet<String> = kinds.iter().map(|k| reply_txn("$e", *k)).collect();
+        assert_eq!(txns.len(), kinds.len(), "{txns:?}");
+        assert_eq!(
+            reply_txn("$e", Said::SlowDown),
+            reply_txn("$e", Said::SlowDown)
+        );
+        assert_ne!(reply_txn("$e", Said::Answer), reply_txn("$f", Said::Answer));
+        // Answers keep their earlier ids: one sent just before an upgrade is
+        // still the same message when sent again after it.
+        let earlier = format!(
+            "slipway-reply-{}",
+            hex::encode(&Sha256::digest(b"$e")[..16])
+        );
+        assert_eq!(reply_txn("$e", Said::Answer), earlier);
+        assert!(txns.iter().all(|txn| txn.len() <= 64), "{txns:?}");
     }
 
     #[test]

@@ -149,10 +149,7 @@ enum Privacy {
 /// Told once, in place of the notices, in an open room: why they are held
 /// back, and nothing of them.
 fn held_back_in_open_room(opening: Opening) -> String {
-    let why = match opening {
-        Opening::Joinable => "people may join this room without an invitation",
-        Opening::WorldReadable => "anyone may read this room's history without joining",
-    };
+    let why = super::answer::not_private_because(opening);
     format!(
         "I have news of your Slipway requests, but I hold it back here: {why}, so it is \
          no private chat. Start a direct chat with me that is invite-only and whose history \
@@ -411,34 +408,55 @@ fn requester_notice(
     change: &StateChange,
 ) -> Option<String> {
     let (about, url) = (about(request), request_url(state, request.id));
-    let (actor, detail) = (&change.actor, &change.detail);
+    // Who acted, and their comment, are people's words: echoed safely.
+    let (actor, detail) = (echoed(&change.actor), &change.detail);
     match to {
         RequestState::Completed => Some(format!("Request {about} is completed. {url}")),
-        RequestState::ChangesRequested => Some(format!(
-            "{actor} asks for changes to request {about}: {detail}. Revise it in the portal: {url}"
+        RequestState::ChangesRequested => Some(with_comment(
+            &format!("{actor} asks for changes to request {about}"),
+            detail,
+            &format!("Revise it in the portal: {url}"),
         )),
-        RequestState::Rejected => {
-            Some(format!("{actor} rejected request {about}: {detail}. {url}"))
-        }
+        RequestState::Rejected => Some(with_comment(
+            &format!("{actor} rejected request {about}"),
+            detail,
+            &url,
+        )),
         RequestState::Approved => Some(format!("Request {about} is approved by {actor}.")),
         RequestState::Failed => Some(format!(
             "Request {about} failed; the platform team is told. {url}"
         )),
         // The requester cancels their own; one a policy closed is news to them.
-        RequestState::Cancelled if actor.starts_with("policy:") => {
-            Some(format!("Request {about} was {detail}. {url}"))
-        }
+        RequestState::Cancelled if change.actor.starts_with("policy:") => Some(format!(
+            "Request {about} was {}. {url}",
+            super::command::shorten(detail, MAX_COMMENT_CHARS)
+        )),
         _ => None,
+    }
+}
+
+/// The most of a reviewer's comment a notice quotes.
+const MAX_COMMENT_CHARS: usize = 1000;
+
+/// `head`, a reviewer's `comment` and `tail` as one notice: a comment of one
+/// line after a colon, one of several lines as a quoted block (`> ` before each
+/// line), so that a line of it cannot read as a line of the bot's own.
+fn with_comment(head: &str, comment: &str, tail: &str) -> String {
+    let lines = super::command::shorten_lines(comment, MAX_COMMENT_CHARS);
+    match lines.as_slice() {
+        [] => format!("{head}. {tail}"),
+        [line] => format!("{head}: {line}. {tail}"),
+        lines => {
+            let quoted: Vec<String> = lines.iter().map(|line| format!("> {line}")).collect();
+            format!("{head}:\n{}\n{tail}", quoted.join("\n"))
+        }
     }
 }
 
 /// A failure as the platform room sees it: why, and what an admin can answer.
 fn platform_notice(state: &AppState, request: &RequestRow, change: &StateChange) -> String {
-    let error = request
-        .last_error
-        .as_deref()
-        .map(|e| super::command::shorten(e, 500))
-        .unwrap_or_else(|| change.detail.clone());
+    let error = request.last_error.as_deref().unwrap_or(&change.detail);
+    let error = super::command::shorten(error, 500);
     format!(
         "Request {} by {} failed: {error}\nAn admin can answer here: !retry #{id} or !take #{id} (handle it by hand). {}",
         about(request),
@@ -509,7 +527,8 @@ async fn review_notice(
     };
     lines.push(format!("Pre-check: {verdict}."));
     for risk in &report.risks {
-        lines.push(format!("  risk: {risk}"));
+        // A risk may quote the values sent: on one line, like them.
+        lines.push(format!("  risk: {}", super::command::shorten(risk, 300)));
     }
     lines.push(format!(
         "Change set {} — review it with the diff: {}",
@@ -575,6 +594,23 @@ mod tests {
             note.contains("anyone may read this room's history"),
             "{note}"
         );
+    }
+
+    #[test]
+    fn a_comment_is_quoted_so_that_no_line_of_it_reads_as_the_bot_s() {
+        let one = with_comment("bob rejected request #3", "too big\u{2028}", "/requests/3");
+        assert_eq!(one, "bob rejected request #3: too big. /requests/3");
+        let many = with_comment(
+            "bob asks for changes to request #3",
+            "please:\n- more cpu\r\nRequest #3 is approved by carol.\u{2029}x",
+            "Revise it in the portal: /requests/3",
+        );
+        assert_eq!(
+            many,
+            "bob asks for changes to request #3:\n> please:\n> - more cpu\n\
+             > Request #3 is approved by carol.x\nRevise it in the portal: /requests/3"
+        );
+        assert_eq!(with_comment("h", "\n", "t"), "h. t");
     }
 
     #[test]

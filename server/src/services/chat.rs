@@ -228,8 +228,13 @@ pub fn codes_in(text: &str) -> Vec<String> {
 /// `chat_user` said where others read it: a shared room, or one open to people
 /// not in it yet), wherever in the message it stood: a bare code pasted into a
 /// sentence is read as well as `link <code>`. Answers whether any of them could
-/// still link; each that could is audited against its owner's account. No code
-/// writes nothing.
+/// still link; each that could is audited against its owner's account.
+///
+/// Ordinary chatter has code-shaped words ("we need the new db" reads as
+/// `WENEEDTHENEW`), so the hashes are looked up with a read first, and a write
+/// transaction is opened only for those of a live code: a shared room's talk
+/// writes nothing. The update in it stays the judge (a code used or expired
+/// between the two is not used up twice).
 pub async fn burn_codes(
     state: &AppState,
     codes: &[String],
@@ -242,8 +247,15 @@ pub async fn burn_codes(
     if hashes.is_empty() {
         return Ok(false);
     }
+    let live = {
+        let mut conn = state.db.pool.acquire().await?;
+        storage::chat::live_codes(&mut conn, &hashes).await?
+    };
+    if live.is_empty() {
+        return Ok(false);
+    }
     let mut tx = state.db.write().await?;
-    let owners = storage::chat::consume_codes(&mut tx, &hashes).await?;
+    let owners = storage::chat::consume_codes(&mut tx, &live).await?;
     for owner in &owners {
         record(
             &mut tx,

@@ -54,9 +54,41 @@ pub async fn consume_code(
     Ok(user.map(UserId))
 }
 
-/// How many hashes one statement of [`consume_codes`] names: well within
-/// either engine's limit on a statement's parameters.
+/// How many hashes or event ids one statement names: well within either
+/// engine's limit on a statement's parameters.
 const CODES_PER_STATEMENT: usize = 200;
+
+/// `$from, $from+1, …` for `count` parameters.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which of `code_hashes` are of codes that could still link (unused and
+/// unexpired): a read, so that a message without a live code (the chatter of a
+/// shared room, whose words may have a code's shape) writes nothing.
+pub async fn live_codes(
+    conn: &mut AnyConnection,
+    code_hashes: &[String],
+) -> Result<Vec<String>, StorageError> {
+    let now = now_millis();
+    let mut live = Vec::new();
+    for chunk in code_hashes.chunks(CODES_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT code_hash FROM chat_link_codes \
+             WHERE used_at IS NULL AND expires_at > $1 AND code_hash IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(now);
+        for hash in chunk {
+            query = query.bind(hash);
+        }
+        live.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(live)
+}
 
 /// [`consume_code`] for many hashes at once (every code-shaped word of a
 /// message): whose codes were used up, one entry per code.
@@ -67,11 +99,10 @@ pub async fn consume_codes(
     let now = now_millis();
     let mut owners = Vec::new();
     for chunk in code_hashes.chunks(CODES_PER_STATEMENT) {
-        let places: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
         let sql = format!(
             "UPDATE chat_link_codes SET used_at = $1 \
              WHERE used_at IS NULL AND expires_at > $1 AND code_hash IN ({}) RETURNING user_id",
-            places.join(", ")
+            placeholders(2, chunk.len())
         );
         let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(now);
         for hash in chunk {
@@ -130,6 +161,14 @@ pub async fn link_of_user(
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(link_from_row).transpose()
+}
+
+/// Every linked chat account (their servers are checked against the allowed
+/// ones at the bot's start).
+pub async fn linked_chat_users(conn: &mut AnyConnection) -> Result<Vec<String>, StorageError> {
+    Ok(sqlx::query_scalar("SELECT chat_user FROM chat_links")
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// Removes the user's chat link; answers the chat account it linked, if any.
@@ -213,6 +252,51 @@ pub async fn claim_event(conn: &mut AnyConnection, event_id: &str) -> Result<boo
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Claims many events at once (those the pace held back, which are never run):
+/// one statement per [`CODES_PER_STATEMENT`] events, not a transaction each.
+pub async fn claim_events(
+    conn: &mut AnyConnection,
+    event_ids: &[String],
+) -> Result<(), StorageError> {
+    let now = now_millis();
+    for chunk in event_ids.chunks(CODES_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| format!("(${}, $1)", n + 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO chat_events (event_id, handled_at) VALUES {} \
+             ON CONFLICT (event_id) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for event_id in chunk {
+            query = query.bind(event_id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Which of `event_ids` were claimed before (a read).
+pub async fn handled_events(
+    conn: &mut AnyConnection,
+    event_ids: &[&str],
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    let mut handled = std::collections::HashSet::new();
+    for chunk in event_ids.chunks(CODES_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT event_id FROM chat_events WHERE event_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for event_id in chunk {
+            query = query.bind(*event_id);
+        }
+        handled.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(handled)
 }
 
 /// Forgets handled events older than `before`: the sync token has long passed them.
