@@ -342,10 +342,16 @@ pub fn quoted_briefly(text: &str) -> String {
 }
 
 fn name_value(param: Param, value: &str) -> Result<String, FieldError> {
-    if value.chars().any(char::is_control) {
+    // A filter from a link is shown back as the selected choice: text that
+    // turns its reading direction round or draws as nothing would let whoever
+    // wrote the link choose what someone's list says it shows.
+    if value
+        .chars()
+        .any(|c| c.is_control() || crate::validate::unfit_in_text(c))
+    {
         Err(FieldError::new(
             param.name(),
-            "must not hold control characters",
+            "must not hold control characters or invisible or direction-changing ones",
         ))
     } else if value.chars().count() > MAX_NAME_CHARS {
         Err(FieldError::new(

@@ -33,12 +33,33 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The document's title for a page's own. `leptos_meta` writes it into the
+/// server's HTML as it is, and a page's title may hold what a requester typed
+/// (an asset's name) or a catalog wrote: `&` and `<` are escaped here, so
+/// `</title>` in a name is text, not markup. (In the browser the title is set
+/// as text through the DOM: nothing to escape there.)
+fn page_title(page: String) -> String {
+    let title = if page.is_empty() {
+        "Slipway".to_string()
+    } else {
+        format!("{page} · Slipway")
+    };
+    if cfg!(feature = "ssr") {
+        title
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    } else {
+        title
+    }
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
         <Stylesheet id="leptos" href="/pkg/slipway.css" />
-        <Title formatter=|page: String| if page.is_empty() { "Slipway".to_string() } else { format!("{page} · Slipway") } />
+        <Title formatter=page_title />
         <Router>
             <a class="skip-link" href="#main">"Skip to content"</a>
             <Header />
@@ -125,5 +146,19 @@ fn Header() -> impl IntoView {
                 })}
             </Suspense>
         </header>
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod title_tests {
+    use super::page_title;
+
+    #[test]
+    fn a_title_holds_markup_as_text() {
+        assert_eq!(page_title(String::new()), "Slipway");
+        assert_eq!(
+            page_title("Asset x</title><meta http-equiv=refresh>&amp;".into()),
+            "Asset x&lt;/title&gt;&lt;meta http-equiv=refresh&gt;&amp;amp; · Slipway"
+        );
     }
 }

@@ -67,7 +67,7 @@ pub const FORM_TOO_LARGE: &str = "the form is too large to read; shorten what yo
 fn unreadable_fields(error: ServerFnErrorErr) -> AppError {
     let message = error.to_string();
     #[cfg(feature = "ssr")]
-    tracing::info!(%message, "a form's fields could not be read");
+    tracing::info!(?message, "a form's fields could not be read");
     // axum's body limit says "length limit exceeded".
     if message.contains("length limit") {
         return AppError::Transport(FORM_TOO_LARGE.into());

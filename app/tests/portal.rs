@@ -170,6 +170,10 @@ async fn pages_may_not_be_framed_nor_kept_in_a_cache() -> TestResult {
         // page carries it (a script without it would be blocked: the page's
         // islands would not come alive).
         let policy = header(header::CONTENT_SECURITY_POLICY);
+        // A form markup injection slipped in could not post elsewhere.
+        assert!(policy.contains("form-action 'self'"), "{path}: {policy}");
+        // Plain http (the tests' server): no HSTS, which would lock it out.
+        assert_eq!(header(header::STRICT_TRANSPORT_SECURITY), "", "{path}");
         let nonce = policy
             .split("'nonce-")
             .nth(1)

@@ -230,7 +230,10 @@ pub fn router(state: &AppState, portal: Router) -> Router {
             )),
             crate::http::form_errors::seal_form_errors,
         ))
-        .layer(from_fn(crate::http::security_headers))
+        .layer(from_fn_with_state(
+            state.settings.secure_cookies,
+            crate::http::security_headers,
+        ))
         .layer(TraceLayer::new_for_http())
 }
 
@@ -387,7 +390,7 @@ pub fn lock_sqlite_workers(state: &AppState) -> Result<Option<std::fs::File>, St
 /// The workers' lock of the SQLite file a `sqlite://` URL names (none for an
 /// in-memory database).
 pub fn lock_sqlite_file_workers(database_url: &str) -> Result<Option<std::fs::File>, StartError> {
-    let Some(db_path) = sqlite_file(database_url) else {
+    let Some(db_path) = crate::storage::sqlite_file(database_url) else {
         return Ok(None);
     };
     // The file itself, not the name it was given by: a second process that names it
@@ -418,15 +421,6 @@ pub fn lock_sqlite_file_workers(database_url: &str) -> Result<Option<std::fs::Fi
             reason: source.to_string(),
         }),
     }
-}
-
-/// The file of a `sqlite://path?…` URL; none for an in-memory database.
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 async fn shutdown_signal() {

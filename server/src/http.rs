@@ -330,7 +330,16 @@ pub async fn see_other(request: Request, next: Next) -> Response {
 /// by the browser's cache either: on a shared computer, Back after signing out
 /// would show the last person's pages. Headers a handler set itself (the
 /// show-once pages, the static files) stay.
-pub async fn security_headers(request: Request, next: Next) -> Response {
+///
+/// Behind TLS (`secure_cookies`, which an https:// public URL turns on) the
+/// browser is also told to come back over https only (HSTS, a year): a first
+/// visit typed as `http://` on a hostile network would otherwise be the one a
+/// man in the middle keeps in the clear.
+pub async fn security_headers(
+    axum::extract::State(behind_tls): axum::extract::State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
     // What a person's session or token reads is theirs: not for a shared
     // computer's disk cache either (a YAML download, API JSON read in a tab).
     let authenticated = request.headers().contains_key(header::COOKIE)
@@ -362,6 +371,12 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         if !headers.contains_key(&name) {
             headers.insert(name, HeaderValue::from_static(value));
         }
+    }
+    if behind_tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     if (is_page || authenticated) && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -786,6 +801,36 @@ pub async fn call_meta(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// HSTS only where the portal is reached over TLS: sent over plain http
+    /// (a demo on a laptop) it would lock the browser out of that host.
+    #[tokio::test]
+    async fn https_only_is_asked_behind_tls_alone() -> Result<(), axum::Error> {
+        use tower::ServiceExt;
+        for behind_tls in [false, true] {
+            let app = axum::Router::new()
+                .route("/", axum::routing::get(|| async { "ok" }))
+                .layer(axum::middleware::from_fn_with_state(
+                    behind_tls,
+                    security_headers,
+                ));
+            let request = Request::builder()
+                .uri("/")
+                .body(axum::body::Body::empty())
+                .map_err(axum::Error::new)?;
+            let response = app.oneshot(request).await.map_err(axum::Error::new)?;
+            let hsts = response.headers().get(header::STRICT_TRANSPORT_SECURITY);
+            assert_eq!(
+                hsts.and_then(|v| v.to_str().ok()),
+                behind_tls.then_some("max-age=31536000")
+            );
+            assert_eq!(
+                response.headers().get(header::X_FRAME_OPTIONS),
+                Some(&HeaderValue::from_static("DENY"))
+            );
+        }
+        Ok(())
+    }
 
     fn person(id: i64) -> UserView {
         UserView {

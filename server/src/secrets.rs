@@ -309,6 +309,21 @@ impl std::fmt::Debug for SecretBox {
     }
 }
 
+/// The label the digests' key is derived under (see [`SecretKey::derive`]).
+const DIGEST_KEY_LABEL: &str = "slipway payload digest v1";
+
+fn hmac_hex(key: &[u8], data: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    match <Hmac<sha2::Sha256> as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(data);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        // HMAC takes a key of any length; this arm is never taken.
+        Err(_) => hex::encode(sha2::Sha256::digest(data)),
+    }
+}
+
 /// Binds a ciphertext to where it belongs.
 fn associated_data(request: RequestId, param: &str) -> Vec<u8> {
     format!("slipway request secret\0{}\0{param}", request.0).into_bytes()
@@ -327,17 +342,16 @@ impl SecretBox {
 
     /// A keyed digest (HMAC-SHA-256): equal inputs give equal digests, yet a stored
     /// digest confirms no guess about its input (a password inside a request body)
-    /// to someone without the key.
+    /// to someone without the key. Keyed with a key derived for digests, never
+    /// the one that seals secrets: one key, one purpose.
     pub fn digest(&self, data: &[u8]) -> String {
-        use hmac::{Hmac, Mac};
-        match <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.key.0.as_slice()) {
-            Ok(mut mac) => {
-                mac.update(data);
-                hex::encode(mac.finalize().into_bytes())
-            }
-            // HMAC takes a key of any length; this arm is never taken.
-            Err(_) => hex::encode(sha2::Sha256::digest(data)),
-        }
+        hmac_hex(&self.key.derive(DIGEST_KEY_LABEL), data)
+    }
+
+    /// The digest builds before 2026-12-08 made, keyed with the sealing key
+    /// itself: only compared with, while digests they stored are still kept.
+    pub fn earlier_digest(&self, data: &[u8]) -> String {
+        hmac_hex(self.key.0.as_slice(), data)
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -432,6 +446,24 @@ mod tests {
             )
         );
         Ok(())
+    }
+
+    /// One key, one purpose: a digest is not keyed with the sealing key, so
+    /// nothing learned of one use helps against the other.
+    #[test]
+    fn digests_are_keyed_apart_from_sealing() {
+        let key = SecretKey::generate();
+        let secrets = SecretBox::new(key.clone());
+        let digest = secrets.digest(b"payload");
+        assert_eq!(digest, secrets.digest(b"payload"));
+        assert_ne!(digest, secrets.digest(b"payload."));
+        assert_ne!(digest, secrets.earlier_digest(b"payload"));
+        assert_eq!(digest, hmac_hex(&key.derive(DIGEST_KEY_LABEL), b"payload"));
+        assert_eq!(
+            secrets.earlier_digest(b"payload"),
+            hmac_hex(key.0.as_slice(), b"payload")
+        );
+        assert_eq!(digest.len(), 64);
     }
 
     #[test]

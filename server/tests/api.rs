@@ -519,7 +519,7 @@ async fn review_round_through_the_api(app: &TestApp) -> TestResult {
         .post(
             &path,
             &alice,
-            &json!({"decision": "approve", "change_set_hash": hash}),
+            &json!({"decision": "approve", "revision": 1, "change_set_hash": hash}),
         )
         .await?;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -528,7 +528,7 @@ async fn review_round_through_the_api(app: &TestApp) -> TestResult {
         .post(
             &path,
             &bob,
-            &json!({"decision": "approve", "change_set_hash": "0000"}),
+            &json!({"decision": "approve", "revision": 1, "change_set_hash": "0000"}),
         )
         .await?;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -538,14 +538,14 @@ async fn review_round_through_the_api(app: &TestApp) -> TestResult {
         let answer = api
             .call(Method::POST, &path, &bob)
             .header("Idempotency-Key", "stale-hash")
-            .json(&json!({"decision": "approve", "change_set_hash": "0000"}))
+            .json(&json!({"decision": "approve", "revision": 1, "change_set_hash": "0000"}))
             .send()
             .await?;
         assert_eq!(answer.status(), StatusCode::CONFLICT);
         assert!(answer.headers().get("idempotent-replayed").is_none());
     }
     let (status, _) = api
-        .post(&path, &bob, &json!({"decision": "request_changes", "change_set_hash": hash, "comment": "2 CPUs please"}))
+        .post(&path, &bob, &json!({"decision": "request_changes", "revision": 1, "change_set_hash": hash, "comment": "2 CPUs please"}))
         .await?;
     assert_eq!(status, StatusCode::OK);
     let (status, revised) = api
@@ -571,7 +571,7 @@ async fn review_round_through_the_api(app: &TestApp) -> TestResult {
         .post(
             &path,
             &bob,
-            &json!({"decision": "approve", "change_set_hash": hash}),
+            &json!({"decision": "approve", "revision": 1, "change_set_hash": hash}),
         )
         .await?;
     assert_eq!(
@@ -579,11 +579,35 @@ async fn review_round_through_the_api(app: &TestApp) -> TestResult {
         StatusCode::CONFLICT,
         "the old change set must not be approvable"
     );
+    let (status, _) = api
+        .post(
+            &path,
+            &bob,
+            &json!({"decision": "approve", "revision": 1, "change_set_hash": new_hash}),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a decision names the revision it was made on, whatever the hash"
+    );
+    let (status, problem) = api
+        .post(
+            &path,
+            &bob,
+            &json!({"decision": "approve", "revision": current, "change_set_hash": hash}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        !problem.to_string().contains(&new_hash),
+        "a refusal does not tell the hash to send: {problem}"
+    );
     let (status, approved) = api
         .post(
             &path,
             &bob,
-            &json!({"decision": "approve", "change_set_hash": new_hash}),
+            &json!({"decision": "approve", "revision": current, "change_set_hash": new_hash}),
         )
         .await?;
     assert_eq!(status, StatusCode::OK);
@@ -804,6 +828,11 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(app: &TestApp) -> TestResu
             json!({"change_set_hash": "x"}),
             "decision",
         ),
+        (
+            reviews.as_str(),
+            json!({"decision": "approve", "change_set_hash": "x"}),
+            "revision",
+        ),
     ] {
         let (status, problem) = api.post(path, &alice, &body).await?;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
@@ -939,7 +968,7 @@ async fn who_may_call_what(app: &TestApp) -> TestResult {
             &alice,
             "POST",
             format!("/requests/{id}/reviews"),
-            json!({"decision": "approve", "change_set_hash": hash}),
+            json!({"decision": "approve", "revision": 1, "change_set_hash": hash}),
             StatusCode::FORBIDDEN,
         ),
         (
@@ -1199,7 +1228,7 @@ async fn a_secret_never_comes_back_through_the_api(app: &TestApp) -> TestResult 
             .post(
                 &format!("/requests/{namespace_id}/reviews"),
                 &bob,
-                &json!({"decision": "approve", "change_set_hash": hash}),
+                &json!({"decision": "approve", "revision": 1, "change_set_hash": hash}),
             )
             .await?;
         assert_eq!(status, StatusCode::OK);
@@ -1233,7 +1262,7 @@ async fn a_secret_never_comes_back_through_the_api(app: &TestApp) -> TestResult 
     let hash = created["revisions"][0]["change_set_hash"].clone();
     let (status, text) = raw(api
         .call(Method::POST, &format!("/requests/{id}/reviews"), &bob)
-        .json(&json!({"decision": "approve", "change_set_hash": hash})))
+        .json(&json!({"decision": "approve", "revision": 1, "change_set_hash": hash})))
     .await?;
     assert_eq!(status, StatusCode::OK, "{text}");
     answers.push(("POST reviews".into(), status, text));
@@ -1393,7 +1422,7 @@ async fn role_by_endpoint_matrix(app: &TestApp) -> TestResult {
         (
             "reviews",
             RequestState::InReview,
-            json!({"decision": "reject", "change_set_hash": "", "comment": "no"}),
+            json!({"decision": "reject", "revision": 1, "change_set_hash": "", "comment": "no"}),
             &["bob", "carol"],
         ),
         (
@@ -1426,6 +1455,7 @@ async fn role_by_endpoint_matrix(app: &TestApp) -> TestResult {
             if endpoint == "reviews" {
                 let (_, detail) = api.get(&format!("/requests/{id}"), &callers[2].1).await?;
                 body["change_set_hash"] = detail["revisions"][0]["change_set_hash"].clone();
+                body["revision"] = detail["revisions"][0]["revision"].clone();
             }
             if endpoint == "revisions" {
                 body["params"]["name"] = json!(format!("m{n}"));
@@ -2096,7 +2126,8 @@ async fn a_type_the_platform_role_approves_is_reviewed_from_the_platform_queue(
     assert_eq!(page["items"], json!([]));
     let (_, detail) = api.get(&format!("/requests/{id}"), &pia).await?;
     let hash = detail["revisions"][0]["change_set_hash"].clone();
-    let decision = json!({"decision": "approve", "change_set_hash": hash, "comment": "ok"});
+    let decision =
+        json!({"decision": "approve", "revision": 1, "change_set_hash": hash, "comment": "ok"});
     let (status, refused) = api
         .post(&format!("/requests/{id}/reviews"), &bob, &decision)
         .await?;

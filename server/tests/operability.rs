@@ -148,6 +148,20 @@ async fn a_second_process_on_one_sqlite_file_runs_no_workers() -> TestResult {
         slipway_server::cli::lock_sqlite_file_workers(&through_link).is_err(),
         "a link to the same file finds the same lock"
     );
+    // Nor one that spells the file's name percent-encoded, as sqlx reads it.
+    let encoded: Vec<String> = file
+        .split('/')
+        .map(|part| part.bytes().map(|b| format!("%{b:02X}")).collect())
+        .collect();
+    let encoded = format!("sqlite://{}?mode=rwc", encoded.join("/"));
+    assert!(
+        slipway_server::cli::lock_sqlite_file_workers(&encoded).is_err(),
+        "{encoded} is the same file"
+    );
+    // An in-memory database is no file another process could open: no lock.
+    assert!(
+        slipway_server::cli::lock_sqlite_file_workers("sqlite://shared.db?mode=memory")?.is_none()
+    );
     // Once the first process is gone, a new one may run them.
     drop(first);
     assert!(slipway_server::cli::lock_sqlite_workers(&second)?.is_some());

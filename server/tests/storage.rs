@@ -75,6 +75,7 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
     use slipway_server::storage::idempotency::{self, CallPrint, Claim, StoredAnswer};
     const PRINT: CallPrint = CallPrint {
         fingerprint: "print",
+        earlier_fingerprint: None,
         rights: "role:requester",
     };
     let user = app.user("alice").await?.id;
@@ -129,6 +130,32 @@ async fn a_key_taken_over_is_the_newer_calls_alone(app: &TestApp) -> TestResult 
     assert_eq!(
         idempotency::claim(&mut tx, user, "slow", PRINT, 60_000).await?,
         Claim::RightsLost(vec!["team payments".into()])
+    );
+    // A key first used on an earlier build, which fingerprinted the call
+    // another way, still matches the same call made now; another call not.
+    let earlier = CallPrint {
+        fingerprint: "earlier build's print",
+        ..PRINT
+    };
+    let Claim::Fresh(_) = idempotency::claim(&mut tx, user, "upgrade", earlier, 60_000).await?
+    else {
+        return Err("a new key is fresh".into());
+    };
+    let now = CallPrint {
+        earlier_fingerprint: Some("earlier build's print"),
+        ..PRINT
+    };
+    assert_eq!(
+        idempotency::claim(&mut tx, user, "upgrade", now, 60_000).await?,
+        Claim::Running
+    );
+    let other = CallPrint {
+        earlier_fingerprint: Some("another call"),
+        ..PRINT
+    };
+    assert_eq!(
+        idempotency::claim(&mut tx, user, "upgrade", other, 60_000).await?,
+        Claim::Mismatch
     );
     tx.commit().await?;
     Ok(())

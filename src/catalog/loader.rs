@@ -303,6 +303,7 @@ fn load_type(
         ty.actions = actions::load_actions(&raw, declared, catalog, &mut fe);
         ty.actions
             .extend(actions::template_upgrade(&raw, catalog, &mut fe));
+        splicing::check_referred_free_text(&ty, catalog, &mut fe);
     }
     ty.version = super::version::type_version(content, &ty, &catalog.templates);
     for action in &mut ty.actions {

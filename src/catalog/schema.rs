@@ -258,37 +258,6 @@ fn shaped(root: &Value, property: &Value, depth: usize) -> bool {
     alternatives || referred
 }
 
-/// Formats whose values hold neither a quote nor a line break.
-const PLAIN_FORMATS: &[&str] = &[
-    "date",
-    "date-time",
-    "time",
-    "duration",
-    "ipv4",
-    "ipv6",
-    "uuid",
-    "hostname",
-];
-
-/// Whether a top-level property takes free text: a string, or a list of
-/// strings, held to no choices, pattern or format that leaves out quotes and
-/// line breaks.
-pub(super) fn is_free_text(schema: &Value, name: &str) -> bool {
-    let Some(property) = schema.get("properties").and_then(|p| p.get(name)) else {
-        return false;
-    };
-    let text = match property.get("type").and_then(Value::as_str) {
-        Some("string") => property,
-        Some("array") => property.get("items").unwrap_or(&Value::Null),
-        _ => return false,
-    };
-    let plain_format = text
-        .get("format")
-        .and_then(Value::as_str)
-        .is_some_and(|f| PLAIN_FORMATS.contains(&f));
-    !plain_format && !shaped(schema, text, 0)
-}
-
 /// The top-level properties marked `x-secret: true`.
 pub(super) fn secret_params(schema: &Value) -> Vec<String> {
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {

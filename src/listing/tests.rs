@@ -254,3 +254,17 @@ fn a_query_that_arrives_read_has_its_days_in_order() {
     );
     assert!(days("2025-01-01", "2025-01-01").checked().is_ok());
 }
+
+/// A filter from a link is shown back as the list's selected choice: it may not
+/// turn its reading direction round or draw as nothing.
+#[test]
+fn a_filter_may_not_hold_invisible_or_direction_changing_text() {
+    for hostile in ["\u{202e}nimda", "pay\u{200b}ments", "a\u{2066}b", "x\u{7}"] {
+        assert_eq!(
+            fields(parse(&[("team", hostile)], SizeRule::Clamp)),
+            ["team"],
+            "{hostile:?}"
+        );
+    }
+    assert!(parse(&[("team", "zahlungsverkehr-ä")], SizeRule::Clamp).is_ok());
+}

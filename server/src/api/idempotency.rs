@@ -66,12 +66,14 @@ pub fn key_of(request: &Request) -> Result<Option<String>, ApiError> {
 /// came with. Keys belong to the user, but an answer is replayed only to the
 /// credential that earned it: another token of the same user, one without the
 /// scope the call needs, gets "used with another request" instead of the answer.
+/// Also returns the fingerprint an earlier build made of the same call (see
+/// [`CallPrint::earlier_fingerprint`]).
 fn fingerprint(
     state: &AppState,
     caller: &Caller,
     (method, path): (&Method, &str),
     body: &Bytes,
-) -> String {
+) -> (String, Option<String>) {
     let mut data = Vec::with_capacity(body.len() + path.len() + 32);
     if let Some(token) = caller.token_id {
         data.extend_from_slice(format!("token {token}\n").as_bytes());
@@ -82,8 +84,8 @@ fn fingerprint(
     data.push(b'\n');
     data.extend_from_slice(&canonical_body(body));
     match &state.secrets {
-        Some(secrets) => secrets.digest(&data),
-        None => hex::encode(Sha256::digest(&data)),
+        Some(secrets) => (secrets.digest(&data), Some(secrets.earlier_digest(&data))),
+        None => (hex::encode(Sha256::digest(&data)), None),
     }
 }
 
@@ -165,10 +167,11 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         // Too large, too slow or cut off: said as the handlers' own reads say it.
         Err(error) => return super::extract::unread(error).into_response(),
     };
-    let print = fingerprint(&state, &caller, (&parts.method, parts.uri.path()), &bytes);
+    let (print, earlier) = fingerprint(&state, &caller, (&parts.method, parts.uri.path()), &bytes);
     let rights = idempotency::rights_of(&caller.user.roles, &caller.user.teams);
     let call = CallPrint {
         fingerprint: &print,
+        earlier_fingerprint: earlier.as_deref(),
         rights: &rights,
     };
     let claimed_at = match claim(&state, &caller, &key, call).await {

@@ -77,8 +77,12 @@ pub struct RevisionBody {
 #[serde(deny_unknown_fields)]
 pub struct ReviewBody {
     pub decision: ReviewDecision,
-    /// The change-set hash of the revision you reviewed (`revisions[].change_set_hash`);
-    /// a request that has moved on since is a 409, never a decision on unseen content.
+    /// The revision you reviewed (`revisions[].revision`; `summary.revision` is
+    /// the current one): a request that has moved on since is a 409, never a
+    /// decision on unseen content, even when its files render the same (a
+    /// revision may change only what a pipeline or command step is given).
+    pub revision: i64,
+    /// The change-set hash of that revision (`revisions[].change_set_hash`).
     pub change_set_hash: String,
     /// Required when rejecting or requesting changes.
     #[serde(default)]
@@ -476,16 +480,11 @@ async fn review(
 ) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Review)?;
     let id = RequestId(id);
-    let revision = detail::request_detail(&state, &caller, id, detail::ReviewerRead::Counts)
-        .await
-        .map_err(|e| problem(&caller, e))?
-        .summary
-        .revision;
     reviews::decide_on(
         &state,
         &caller,
         id,
-        revision,
+        body.revision,
         body.decision,
         &body.comment,
         Some(&body.change_set_hash),

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::pause_or_stop;
 use crate::state::AppState;
-use crate::storage::{Engine, StorageError};
+use crate::storage::{Engine, StorageError, sqlite_file};
 
 /// Taken only by chat bots, for as long as their session lives (the other keys
 /// of 7105xxx are the sealer's, submissions', and the catalog syncs').
@@ -115,34 +115,6 @@ fn lock_path(database_url: &str) -> Option<PathBuf> {
         .into_os_string();
     lock.push(".chat.lock");
     Some(PathBuf::from(lock))
-}
-
-/// The file a `sqlite:` URL opens, read as sqlx reads it (the URL parsed,
-/// its scheme and query taken off, the rest percent-decoded: `my%20db.sqlite`
-/// is `my db.sqlite`, which two processes must find under one lock); none for
-/// an in-memory database (`:memory:`, or `mode=memory` whatever the name),
-/// which no other process can open.
-fn sqlite_file(database_url: &str) -> Option<PathBuf> {
-    // As `AnyConnectOptions` does first: the URL as the `url` crate writes it.
-    let url = url::Url::parse(database_url).ok()?;
-    if url.scheme() != "sqlite" {
-        return None;
-    }
-    let in_memory = url
-        .query_pairs()
-        .any(|(key, value)| key == "mode" && value == "memory");
-    let rest = url
-        .as_str()
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
-    let database = rest.split('?').next().unwrap_or_default();
-    if in_memory || database.is_empty() || database == ":memory:" {
-        return None;
-    }
-    let decoded = percent_encoding::percent_decode_str(database)
-        .decode_utf8()
-        .ok()?;
-    Some(PathBuf::from(decoded.as_ref()))
 }
 
 /// Takes the lock file, as the workers' lock is taken (an exclusive `flock`,

@@ -632,7 +632,7 @@ async fn reread_pending_invites(
 fn accept_invites(heard: Heard<'_>, listening: &mut Listening, invites: &[Invite]) {
     for invite in invites {
         if !accepts(invite, heard.bot, heard.rooms, heard.allowed) {
-            tracing::info!(room = %invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from a homeserver not allowed");
+            tracing::info!(room = ?invite.room_id, inviter = ?invite.inviter, "the chat bot passes over an invitation from a homeserver not allowed");
             continue;
         }
         heard.invitations.add(&invite.room_id);

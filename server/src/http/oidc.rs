@@ -121,9 +121,36 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-/// Audit text from the request is cut short: it is the caller's to choose.
-fn short(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+/// The error codes of OAuth 2.0 (RFC 6749, 4.1.2.1) and OpenID Connect Core
+/// (3.1.2.6) a provider sends back to the callback.
+const PROVIDER_ERRORS: &[&str] = &[
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "interaction_required",
+    "login_required",
+    "account_selection_required",
+    "consent_required",
+    "invalid_request_uri",
+    "invalid_request_object",
+    "request_not_supported",
+    "request_uri_not_supported",
+    "registration_not_supported",
+];
+
+/// The provider's error as the audit trail records it: one of the standard
+/// codes, or a note that it was none. Anyone can open the callback with an
+/// `error` of their own after starting a sign-in, so its text is never
+/// recorded: it would read as an event of the audit trail's own.
+fn provider_error(error: &str) -> String {
+    match PROVIDER_ERRORS.iter().find(|code| **code == error) {
+        Some(code) => (*code).to_string(),
+        None => "an error code that is not OAuth's or OpenID Connect's".to_string(),
+    }
 }
 
 /// The provider's answer; whatever it is, the sign-in's cookie is used up.
@@ -185,7 +212,7 @@ async fn finish(
     let next = pending.next.clone();
     if let Some(error) = query.error {
         return fail(
-            format!("the provider answered {}", short(&error)),
+            format!("the provider answered {}", provider_error(&error)),
             "provider_refused",
             next,
             Blame::Nobody,
@@ -234,4 +261,26 @@ async fn finish(
     tracing::info!(username = %user.username, "signed in through OIDC");
     let target = safe_next(&next).unwrap_or_else(|| DEFAULT_NEXT.into());
     Redirect::to(&target).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provider_error;
+
+    #[test]
+    fn only_a_standard_error_code_reaches_the_audit_trail() {
+        assert_eq!(provider_error("access_denied"), "access_denied");
+        for hostile in [
+            "access_denied\u{202e}nimda",
+            "x; user.sign_in alice succeeded",
+            "ACCESS_DENIED",
+            "",
+        ] {
+            let recorded = provider_error(hostile);
+            assert_eq!(
+                recorded,
+                "an error code that is not OAuth's or OpenID Connect's"
+            );
+        }
+    }
 }

@@ -175,11 +175,13 @@ pub async fn decide_on(
         })?;
     let hash = reviewed.change_set_hash.clone();
     // A caller that names the change set it saw decides on exactly that one.
+    // The hash it should have named is not told: a caller that may decide but
+    // not read (a review-only token) would send it back unseen.
     if let Some(seen) = seen_hash
         && seen != hash
     {
         return Err(ServiceError::Conflict(format!(
-            "revision {revision} of request #{id} has change set {hash}, not {}; reload and review what is there now",
+            "revision {revision} of request #{id} has another change set than {}; reload and review what is there now",
             slipway_core::listing::quoted_briefly(seen)
         )));
     }

@@ -38,6 +38,10 @@ pub struct StoredAnswer {
 #[derive(Debug, Clone, Copy)]
 pub struct CallPrint<'a> {
     pub fingerprint: &'a str,
+    /// The same call's fingerprint as a build before 2026-12-08 wrote it (keyed
+    /// with the secret key itself, not a key derived for fingerprints): a key
+    /// first used on such a replica, or before an upgrade, still matches.
+    pub earlier_fingerprint: Option<&'a str>,
     pub rights: &'a str,
 }
 
@@ -104,7 +108,9 @@ pub async fn claim(
         return Ok(Claim::Running);
     };
     let stored_fingerprint: String = row.try_get("fingerprint")?;
-    if stored_fingerprint != call.fingerprint {
+    if stored_fingerprint != call.fingerprint
+        && Some(stored_fingerprint.as_str()) != call.earlier_fingerprint
+    {
         return Ok(Claim::Mismatch);
     }
     let state: String = row.try_get("state")?;

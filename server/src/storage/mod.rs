@@ -538,6 +538,35 @@ pub async fn take_turn(
     Ok(())
 }
 
+/// The file a `sqlite:` URL opens, read as sqlx reads it (the URL parsed,
+/// its scheme and query taken off, the rest percent-decoded: `my%20db.sqlite`
+/// is `my db.sqlite`, which two processes must find under one lock); none for
+/// an in-memory database (`:memory:`, or `mode=memory` whatever the name),
+/// which no other process can open. The workers' and the chat bot's locks
+/// beside the file are found by it.
+pub fn sqlite_file(database_url: &str) -> Option<std::path::PathBuf> {
+    // As `AnyConnectOptions` does first: the URL as the `url` crate writes it.
+    let url = url::Url::parse(database_url).ok()?;
+    if url.scheme() != "sqlite" {
+        return None;
+    }
+    let in_memory = url
+        .query_pairs()
+        .any(|(key, value)| key == "mode" && value == "memory");
+    let rest = url
+        .as_str()
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let database = rest.split('?').next().unwrap_or_default();
+    if in_memory || database.is_empty() || database == ":memory:" {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(database)
+        .decode_utf8()
+        .ok()?;
+    Some(std::path::PathBuf::from(decoded.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,3 +236,113 @@ fn free_text_written_into_yaml_or_sql_is_refused() {
         assert!(Catalog::from_files(&files).is_ok(), "{note} {template}");
     }
 }
+
+/// A widget with a `snap` action writing `snap` and a `back` action, which
+/// refers to it, writing `back` (both YAML templates).
+fn snapping(snap: &str, back: &str) -> Vec<SourceFile> {
+    let actions = "actions:\n  - name: snap\n    title: Snap\n    description: d\n    parameters:\n      type: object\n      required: [label]\n      properties:\n        label: { type: string }\n        kind: { type: string, enum: [full, quick] }\n    outputs:\n      - { name: snap, path: \"w/{{ name }}/snap.yaml\", template: widget/snap.yaml.j2 }\n  - name: back\n    title: Back\n    description: d\n    parameters:\n      type: object\n      required: [label]\n      properties:\n        label: { type: string, pattern: \"^[a-z]+$\" }\n    refers_to: { action: snap, by: [label] }\n    outputs:\n      - { name: back, path: \"w/{{ name }}/back.yaml\", template: widget/back.yaml.j2 }\n";
+    let mut files = widget(actions);
+    for (name, content) in [("snap", snap), ("back", back)] {
+        files.push(SourceFile {
+            path: format!("templates/widget/{name}.yaml.j2"),
+            content: content.into(),
+        });
+    }
+    files
+}
+
+#[test]
+fn actions_and_what_they_refer_to_are_held_to_the_same() {
+    let safe_snap = "label: {{ label | tojson }}\n";
+    let errors = errors_of(&snapping("label: \"{{ label }}\"\n", "kind: x\n"));
+    let found = messages_at(&errors, "actions[0].parameters.properties.label");
+    assert_eq!(found.len(), 1, "{errors:?}");
+    assert!(
+        found[0].contains("templates/widget/snap.yaml.j2 writes it"),
+        "{found:?}"
+    );
+    // The restore reads the backup's label, free text there, as it is.
+    let errors = errors_of(&snapping(safe_snap, "from: {{ referred.label }}\n"));
+    let found = messages_at(&errors, "actions[0].parameters.properties.label");
+    assert_eq!(found.len(), 1, "{errors:?}");
+    assert!(
+        found[0].contains("templates/widget/back.yaml.j2 writes it as `referred.label`")
+            && found[0].contains("`{{ referred.label | tojson }}`"),
+        "{found:?}"
+    );
+    for back in [
+        "from: {{ referred.label | tojson }}\nkind: {{ referred.kind }}\n",
+        "{% if referred.label %}labelled: true{% endif %}\n",
+        "all: {{ referred | tojson }}\nown: {{ label }}\n",
+    ] {
+        let files = snapping(safe_snap, back);
+        assert!(Catalog::from_files(&files).is_ok(), "{back}");
+    }
+    for back in [
+        "from: {{ referred['label'] }}\n",
+        "{% set r = referred %}from: {{ r.label }}\n",
+    ] {
+        let errors = errors_of(&snapping(safe_snap, back));
+        let found = messages_at(&errors, "actions[0].parameters.properties.label");
+        assert_eq!(found.len(), 1, "{back}: {errors:?}");
+    }
+}
+
+#[test]
+fn a_pattern_must_keep_a_value_to_what_its_file_may_hold() {
+    for (note, template, out, says) in [
+        (
+            "{ type: string, pattern: \"[a-z]+\" }",
+            "note: \"{{ note }}\"\n",
+            "yaml",
+            "does not hold the whole value",
+        ),
+        (
+            "{ type: string, pattern: \"^[^\\\"]*$\" }",
+            "note: \"{{ note }}\"\n",
+            "yaml",
+            "lets through",
+        ),
+        (
+            "{ type: string, pattern: \"^[a-z ]+$\" }",
+            "CREATE ROLE {{ note }};\n",
+            "sql",
+            "lets through ' '",
+        ),
+        (
+            "{ type: string }",
+            "echo {{ note | tojson }}\n",
+            "sh",
+            "into a script or settings file",
+        ),
+        (
+            "{ type: string, pattern: \"^[a-z$(){}]+$\" }",
+            "name = \"{{ note }}\"\n",
+            "tf",
+            "lets through '$'",
+        ),
+        (
+            "{ type: string, pattern: \"^-?[a-z]+$\" }",
+            "tool {{ note }}\n",
+            "sh",
+            "start with '-'",
+        ),
+    ] {
+        let errors = errors_of(&noting(note, template, out));
+        let found = messages_at(&errors, "parameters.properties.note");
+        assert_eq!(found.len(), 1, "{note} {out}: {errors:?}");
+        assert!(found[0].contains(says), "{note} {out}: {found:?}");
+    }
+    for (note, template, out) in [
+        ("{ type: string }", "name = {{ note | tojson }}\n", "toml"),
+        (
+            "{ type: string, pattern: \"^[a-z][a-z0-9-]*$\" }",
+            "resource \"x\" \"{{ note }}\" {}\n",
+            "tf",
+        ),
+        ("{ type: string }", "Note: {{ note }}\n", "md"),
+    ] {
+        let files = noting(note, template, out);
+        assert!(Catalog::from_files(&files).is_ok(), "{note} {out}");
+    }
+}

@@ -11,7 +11,10 @@ fn only_tojson_and_conditions_leave_free_text_safe() {
         "{% raw %}{{ note }}{% endraw %}{{ note | tojson }}",
     ];
     for source in safe {
-        assert!(written_safely(source, "note", Holds::Data), "{source}");
+        assert!(
+            written_safely(source, ("note", None), Holds::Data),
+            "{source}"
+        );
     }
     let unsafe_ = [
         "name: \"{{ note }}\"\n",
@@ -25,17 +28,20 @@ fn only_tojson_and_conditions_leave_free_text_safe() {
         "",
     ];
     for source in unsafe_ {
-        assert!(!written_safely(source, "note", Holds::Data), "{source}");
+        assert!(
+            !written_safely(source, ("note", None), Holds::Data),
+            "{source}"
+        );
     }
     // A JSON string is no quoting in SQL.
     assert!(!written_safely(
         "\\set owner {{ note | tojson }}",
-        "note",
+        ("note", None),
         Holds::Sql
     ));
     assert!(written_safely(
         "{% if note %}-- noted{% endif %}",
-        "note",
+        ("note", None),
         Holds::Sql
     ));
 }
