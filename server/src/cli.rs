@@ -977,10 +977,7 @@ async fn request_command(command: crate::config::RequestCommand) -> ExitCode {
     };
     match answer {
         Ok(value) => {
-            say!(
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
-            );
+            say!("{}", client::terminal_json(&value));
             ExitCode::SUCCESS
         }
         Err(error) => {

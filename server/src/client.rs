@@ -120,16 +120,55 @@ async fn answer(api: &ApiArgs, request: reqwest::RequestBuilder) -> Result<Value
     if status.is_success() {
         return Ok(body);
     }
-    let mut detail = body["detail"].as_str().unwrap_or("no details").to_string();
+    let mut detail = shown(body["detail"].as_str().unwrap_or("no details"));
     for error in body["errors"].as_array().into_iter().flatten() {
-        let field = error["field"].as_str().unwrap_or_default();
-        let message = error["message"].as_str().unwrap_or_default();
+        let field = shown(error["field"].as_str().unwrap_or_default());
+        let message = shown(error["message"].as_str().unwrap_or_default());
         detail.push_str(&format!("\n  {field}: {message}"));
     }
     Err(ClientError::Refused {
         status: status.as_u16(),
         detail,
     })
+}
+
+/// Whether a character of an answer may reach a terminal as it is: not a
+/// control character (an escape sequence retitles, recolours or rewrites the
+/// screen; C1's CSI does on some terminals) nor one that turns text round or
+/// draws as nothing. An answer quotes what people typed, and the server named
+/// by `--url` is not necessarily one's own.
+fn shows_as_is(c: char) -> bool {
+    !(c.is_control() || slipway_core::validate::unfit_in_text(c))
+}
+
+/// A refusal's text for the terminal: each character that may not reach it
+/// as it is written as its escape (`\u{1b}`); line breaks stay.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' => "\n".to_string(),
+            c if shows_as_is(c) => c.to_string(),
+            c => c.escape_unicode().to_string(),
+        })
+        .collect()
+}
+
+/// An answer as the terminal is given it: pretty JSON in which every
+/// character that may not reach a terminal as it is (serde_json escapes C0's
+/// controls only) is a `\uXXXX` escape, which reads as the same JSON.
+pub fn terminal_json(value: &Value) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' || shows_as_is(c) {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// Submits a request; a retry with the same idempotency key makes no second one.
@@ -199,6 +238,26 @@ mod tests {
                 .unwrap_or_default();
             assert!(said.contains(setting), "{url} {token:?}: {said}");
         }
+    }
+
+    /// A hostile answer (an escape sequence in a parameter, C1's CSI, a
+    /// direction mark) reaches the terminal escaped, and the JSON reads the same.
+    #[test]
+    fn an_answer_reaches_the_terminal_escaped() -> Result<(), serde_json::Error> {
+        let hostile = "a\u{1b}]0;owned\u{7}b\u{9b}31mc\u{202e}d\u{e0041}";
+        let value = serde_json::json!({ "name": hostile, "ok": "zahlungsverkehr ä" });
+        let printed = terminal_json(&value);
+        assert!(
+            printed.chars().all(|c| c == '\n' || shows_as_is(c)),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("\\u009b") && printed.contains("\\u202e"),
+            "{printed}"
+        );
+        assert_eq!(serde_json::from_str::<Value>(&printed)?, value);
+        assert_eq!(shown("x\u{1b}[2Jy\nz"), "x\\u{1b}[2Jy\nz");
+        Ok(())
     }
 
     #[test]
