@@ -115,10 +115,21 @@ pub struct Bucket {
 }
 
 /// Nearest-rank quantile (0 < q <= 1) of a histogram, read as the mean of the
-/// bucket the rank falls in. `None` for an empty histogram.
+/// bucket the rank falls in. `None` for an empty histogram. A bucket may come
+/// in parts (one per week): they are one bucket, whatever their order.
 pub fn quantile(buckets: &[Bucket], q: f64) -> Option<i64> {
-    let mut sorted: Vec<Bucket> = buckets.iter().copied().filter(|b| b.count > 0).collect();
-    sorted.sort_by_key(|b| b.bucket);
+    let mut parts: Vec<Bucket> = buckets.iter().copied().filter(|b| b.count > 0).collect();
+    parts.sort_by_key(|b| b.bucket);
+    let mut sorted: Vec<Bucket> = Vec::with_capacity(parts.len());
+    for part in parts {
+        match sorted.last_mut() {
+            Some(last) if last.bucket == part.bucket => {
+                last.count += part.count;
+                last.total_ms += part.total_ms;
+            }
+            _ => sorted.push(part),
+        }
+    }
     let n: i64 = sorted.iter().map(|b| b.count).sum();
     if n == 0 {
         return None;
@@ -162,6 +173,9 @@ impl Durations {
 
 mod compute;
 pub use compute::*;
+
+mod join;
+pub use join::{CountedTwice, join};
 
 mod waiting;
 pub use waiting::*;

@@ -37,6 +37,10 @@ const KEPT_WINDOWS: usize = 6;
 #[derive(Debug)]
 pub struct FlowFigures {
     windows: std::sync::Mutex<HashMap<Window, Arc<tokio::sync::Mutex<Reading>>>>,
+    /// The closed weeks of the windows read as fresh as the steps: a week that
+    /// has ended gains no steps, so only the current week is read at each
+    /// change (see [`CLOSED_WEEKS_FOR`]).
+    closed: tokio::sync::Mutex<HashMap<Window, (Instant, Arc<FlowInput>)>>,
     /// Long windows read at once, whichever they are: each reads every step of
     /// its weeks, and a few callers varying the window must not take every core.
     reading: tokio::sync::Semaphore,
@@ -45,6 +49,12 @@ pub struct FlowFigures {
     reads: AtomicU64,
 }
 
+/// How long the closed weeks of a window are used again. They gain no steps,
+/// but a replica whose clock runs behind records its steps in the week its
+/// clock says, and a transaction begun before the week turned commits after:
+/// read again now and then, such a step counts within minutes.
+pub const CLOSED_WEEKS_FOR: Duration = Duration::from_secs(600);
+
 /// How many long windows are read at once on a replica.
 const READ_AT_ONCE: usize = 2;
 
@@ -52,6 +62,7 @@ impl Default for FlowFigures {
     fn default() -> FlowFigures {
         FlowFigures {
             windows: std::sync::Mutex::default(),
+            closed: tokio::sync::Mutex::default(),
             reading: tokio::sync::Semaphore::new(READ_AT_ONCE),
             reads: AtomicU64::new(0),
         }
@@ -188,9 +199,49 @@ async fn window_input(state: &AppState, (since, until): Window) -> ServiceResult
         .acquire()
         .await
         .map_err(|e| ServiceError::Internal(format!("flow figures: {e}")))?;
-    let input = Arc::new(storage::flow::read(&state.db.pool, since, until).await?);
+    let this_week = flow::week_of(storage::now_millis());
+    let input = if fresh_only && since < this_week && this_week <= until {
+        Arc::new(joined_input(state, (since, until), this_week).await?)
+    } else {
+        Arc::new(storage::flow::read(&state.db.pool, since, until).await?)
+    };
     state.flow_figures.reads.fetch_add(1, Ordering::Relaxed);
     *read = Some((Instant::now(), newest, Arc::clone(&input)));
+    Ok(input)
+}
+
+/// A window read as its closed weeks (kept, see [`CLOSED_WEEKS_FOR`]) and the
+/// weeks from `this_week`: what a step changes is read, not the whole window
+/// (a tenth of it for the default twelve weeks).
+async fn joined_input(
+    state: &AppState,
+    (since, until): Window,
+    this_week: i64,
+) -> ServiceResult<FlowInput> {
+    let closed = closed_weeks(state, (since, this_week - 1)).await?;
+    let pool = &state.db.pool;
+    let current = storage::flow::read(pool, this_week, until).await?;
+    let twice = storage::flow::counted_twice(pool, (since, this_week, until)).await?;
+    Ok(flow::join(&closed, current, &twice))
+}
+
+/// The closed weeks' aggregates, read when not kept or kept too long.
+async fn closed_weeks(state: &AppState, window: Window) -> ServiceResult<Arc<FlowInput>> {
+    let mut closed = state.flow_figures.closed.lock().await;
+    closed.retain(|_, (at, _)| at.elapsed() < CLOSED_WEEKS_FOR);
+    if let Some((_, input)) = closed.get(&window) {
+        return Ok(Arc::clone(input));
+    }
+    let input = Arc::new(storage::flow::read(&state.db.pool, window.0, window.1).await?);
+    if closed.len() >= KEPT_WINDOWS
+        && let Some(oldest) = closed
+            .iter()
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(k, _)| *k)
+    {
+        closed.remove(&oldest);
+    }
+    closed.insert(window, (Instant::now(), Arc::clone(&input)));
     Ok(input)
 }
 

@@ -6,8 +6,8 @@
 use std::str::FromStr;
 
 use slipway_core::flow::{
-    ActionCountRow, Bucket, FlowInput, LeadBucketRow, RateBase, RateBaseRow, STEPS, StepBucketRow,
-    StepRecord, WaitingRow, WeekStepRow, What, is_kept_rank,
+    ActionCountRow, Bucket, CountedTwice, FlowInput, LeadBucketRow, RateBase, RateBaseRow, STEPS,
+    StepBucketRow, StepRecord, WaitingRow, WeekStepRow, What, is_kept_rank,
 };
 use slipway_core::state::{Action, RequestState};
 use sqlx::any::AnyRow;
@@ -343,6 +343,90 @@ pub async fn read(pool: &AnyPool, since: i64, until: i64) -> Result<FlowInput, S
     })
 }
 
+/// The requests a whole-window distinct count of the weeks `since..=until`
+/// finds on both sides of `split` (the closed weeks before it and the weeks from
+/// it): per type, request action and action, and per rate base. Reads the
+/// steps of the weeks from `split` (one week, as [`flow::join`] is used), each
+/// looking up its request's earlier steps on `flow_steps_request`.
+pub async fn counted_twice(
+    pool: &AnyPool,
+    (since, split, until): (i64, i64, i64),
+) -> Result<CountedTwice, StorageError> {
+    let mut twice = CountedTwice::default();
+    for row in &bind_split(sqlx::query(&twice_sql(None)), (since, split, until))
+        .fetch_all(pool)
+        .await?
+    {
+        let action: String = row.try_get("action")?;
+        let Ok(action) = Action::from_str(&action) else {
+            continue;
+        };
+        let (type_name, request_action) = group(row)?;
+        twice.actions.push(ActionCountRow {
+            type_name,
+            request_action,
+            week: 0,
+            action,
+            events: 0,
+            requests: row.try_get("requests")?,
+        });
+    }
+    for base in RateBase::ALL {
+        let sql = twice_sql(Some(base));
+        for row in &bind_split(sqlx::query(&sql), (since, split, until))
+            .fetch_all(pool)
+            .await?
+        {
+            let (type_name, request_action) = group(row)?;
+            twice.bases.push(RateBaseRow {
+                type_name,
+                request_action,
+                week: 0,
+                base,
+                requests: row.try_get("requests")?,
+            });
+        }
+    }
+    Ok(twice)
+}
+
+fn bind_split<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    (since, split, until): (i64, i64, i64),
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query.bind(since).bind(split).bind(until)
+}
+
+/// Requests with a step of the same action (`base` None), or of any of a
+/// base's actions, on both sides of the split.
+fn twice_sql(base: Option<RateBase>) -> String {
+    const LATER: &str = "FROM flow_steps f WHERE f.week >= $2 AND f.week <= $3";
+    const EARLIER: &str = "SELECT 1 FROM flow_steps g WHERE g.request_id = f.request_id \
+         AND g.week >= $1 AND g.week < $2";
+    match base {
+        None => format!(
+            "SELECT type_name, request_action, action, COUNT(DISTINCT request_id) AS requests \
+             {LATER} AND EXISTS ({EARLIER} AND g.action = f.action) \
+             GROUP BY type_name, request_action, action"
+        ),
+        Some(base) => {
+            // This build's own action names, never a caller's (as in `Read::Base`).
+            let actions: Vec<String> = base
+                .actions()
+                .iter()
+                .map(|a| format!("'{}'", a.as_str()))
+                .collect();
+            let actions = actions.join(", ");
+            format!(
+                "SELECT type_name, request_action, COUNT(DISTINCT request_id) AS requests \
+                 {LATER} AND f.action IN ({actions}) \
+                 AND EXISTS ({EARLIER} AND g.action IN ({actions})) \
+                 GROUP BY type_name, request_action"
+            )
+        }
+    }
+}
+
 /// How the database reads each statement of [`read`] (`EXPLAIN`, one plan per
 /// statement), for tests and operators: each should name one of the covering
 /// indexes and read no table whole.
@@ -357,6 +441,25 @@ pub async fn read_plans(
         let rows = sqlx::query(&sql)
             .bind(since)
             .bind(until)
+            .fetch_all(&mut *conn)
+            .await?;
+        plans.push(plan_text(&rows, engine)?);
+    }
+    Ok(plans)
+}
+
+/// How the database reads each statement of [`counted_twice`] (`EXPLAIN`):
+/// the later weeks on a covering index, each request's earlier steps by
+/// `flow_steps_by_request_action`.
+pub async fn counted_twice_plans(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    split: (i64, i64, i64),
+) -> Result<Vec<String>, StorageError> {
+    let mut plans = Vec::new();
+    for base in [None, Some(RateBase::Reviewed), Some(RateBase::Executed)] {
+        let sql = format!("{} {}", explain(engine).0, twice_sql(base));
+        let rows = bind_split(sqlx::query(&sql), split)
             .fetch_all(&mut *conn)
             .await?;
         plans.push(plan_text(&rows, engine)?);

@@ -313,14 +313,34 @@ fn tags(source: &str) -> Vec<Tag<'_>> {
         match opening {
             "{{" => found.push(Tag::Expression(body)),
             "{%" if body.split_whitespace().next() == Some("raw") => {
-                // Everything to `endraw` is text.
-                rest = rest.find("endraw").map_or("", |at| &rest[at..]);
+                // Everything to the `{% endraw %}` tag is text, as the
+                // template engine reads it (not to the word anywhere).
+                rest = after_endraw(rest);
             }
             "{%" => found.push(Tag::Statement(body)),
             _ => {}
         }
     }
     found
+}
+
+/// What follows the first `{% endraw %}` tag (with its whitespace control,
+/// `{%- endraw -%}`); nothing when there is none.
+fn after_endraw(text: &str) -> &str {
+    let mut rest = text;
+    while let Some(start) = rest.find("{%") {
+        let body = rest[start + 2..]
+            .trim_start_matches(['-', '+'])
+            .trim_start();
+        if let Some(after) = body.strip_prefix("endraw") {
+            let after = after.trim_start().trim_start_matches(['-', '+']);
+            if let Some(tail) = after.strip_prefix("%}") {
+                return tail;
+            }
+        }
+        rest = &rest[start + 2..];
+    }
+    ""
 }
 
 /// Where `close` ends a tag's body; in code (`strings`), a `}}` inside a

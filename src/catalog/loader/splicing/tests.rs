@@ -9,6 +9,7 @@ fn only_tojson_and_conditions_leave_free_text_safe() {
         // Text, comments, strings and attributes named alike are not the variable.
         "note: {{ note | tojson }} {# {{ note }} #} {{ 'note' }} {{ x.note }}\n",
         "{% raw %}{{ note }}{% endraw %}{{ note | tojson }}",
+        "{% raw -%} {{ note }} {%- endraw %}{{ note | tojson }}",
     ];
     for source in safe {
         assert!(
@@ -26,6 +27,9 @@ fn only_tojson_and_conditions_leave_free_text_safe() {
         "{{ \"}}\" ~ note }}",
         // Read where no tag shows it: taken as unsafe.
         "",
+        // The raw block ends at its `{% endraw %}` tag, not at the word: what
+        // follows is read as the engine reads it.
+        "{% if note %}{% endif %}\n# {% raw %}endraw {{ \"{% endraw %}\n\nname: {{ note }}\n# \" }}\n",
     ];
     for source in unsafe_ {
         assert!(

@@ -68,12 +68,8 @@ fn unsafe_values(root: &Value, property: &Value, holds: Holds, depth: usize) -> 
     if let Some(None) = alternatives {
         return None;
     }
-    let referred = property
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix('#'))
-        .and_then(|pointer| root.pointer(pointer))
-        .map(|target| unsafe_values(root, target, holds, depth + 1));
+    let referred =
+        followed_ref(root, property).map(|target| unsafe_values(root, target, holds, depth + 1));
     if let Some(None) = referred {
         return None;
     }
@@ -83,6 +79,19 @@ fn unsafe_values(root: &Value, property: &Value, holds: Holds, depth: usize) -> 
         .flatten()
         .next()
         .or_else(|| Some(FREE.into()))
+}
+
+/// The schema a `$ref` names, where it is read as the validator reads it: a
+/// plain JSON pointer into the root schema. A pointer with escapes (`%61` is
+/// `a` to the validator) or an `$id` on the way (which moves where the pointer
+/// starts) is not followed, and the property counts as free text.
+fn followed_ref<'a>(root: &'a Value, property: &Value) -> Option<&'a Value> {
+    let pointer = property.get("$ref")?.as_str()?.strip_prefix('#')?;
+    if pointer.contains('%') || property.get("$id").is_some() {
+        return None;
+    }
+    root.pointer(pointer)
+        .filter(|target| target.get("$id").is_none())
 }
 
 /// A host name may hold `--` (`xn--…`), which starts a comment in SQL.
@@ -95,13 +104,20 @@ fn plain_format(format: &str, holds: Holds) -> bool {
 fn unsafe_pattern(pattern: &str, holds: Holds) -> Option<String> {
     let unreadable = || {
         Some(format!(
-            "has a pattern ({pattern:?}) this check cannot read (look-arounds and \
-             back-references are beyond it), so it counts as free text"
+            "has a pattern ({pattern:?}) this check cannot read (look-arounds, \
+             back-references and inline flags such as `(?x)` are beyond it), so it counts \
+             as free text"
         ))
     };
     let Ok(translated) = jsonschema_regex::to_rust_regex(pattern) else {
         return unreadable();
     };
+    // Inline flags are no ECMA-262 and the engines read some apart: under
+    // `(?x)` the parser read here takes `#` in a class for a comment, the
+    // validator's for a `#`.
+    if has_inline_flags(&translated) {
+        return unreadable();
+    }
     let Ok(hir) = regex_syntax::Parser::new().parse(&translated) else {
         return unreadable();
     };
@@ -131,6 +147,36 @@ fn unsafe_pattern(pattern: &str, holds: Holds) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether a pattern sets flags inline (`(?x)`, `(?i:…)`); true too when it
+/// cannot be parsed.
+fn has_inline_flags(pattern: &str) -> bool {
+    use regex_syntax::ast::{self, Ast, GroupKind, Visitor};
+    struct Flags(bool);
+    impl Visitor for Flags {
+        type Output = bool;
+        type Err = ();
+        fn finish(self) -> Result<bool, ()> {
+            Ok(self.0)
+        }
+        fn visit_pre(&mut self, ast: &Ast) -> Result<(), ()> {
+            match ast {
+                Ast::Flags(_) => self.0 = true,
+                Ast::Group(group) => {
+                    if let GroupKind::NonCapturing(flags) = &group.kind {
+                        self.0 |= !flags.items.is_empty();
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+    match ast::parse::Parser::new().parse(pattern) {
+        Ok(parsed) => ast::visit(&parsed, Flags(false)).unwrap_or(true),
+        Err(_) => true,
+    }
 }
 
 /// The first character of the ranges that `allowed` refuses.
