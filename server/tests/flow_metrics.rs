@@ -901,21 +901,6 @@ async fn the_window_reads_its_covering_indexes_at_scale(app: &TestApp) -> TestRe
     Ok(())
 }
 
-/// Rows of each list in one order, so two readings of the same figures compare.
-fn in_order(mut input: flow::FlowInput) -> flow::FlowInput {
-    fn by_debug<T: std::fmt::Debug>(rows: &mut [T]) {
-        rows.sort_by_cached_key(|row| format!("{row:?}"));
-    }
-    by_debug(&mut input.steps);
-    by_debug(&mut input.totals);
-    by_debug(&mut input.weekly);
-    by_debug(&mut input.base_totals);
-    by_debug(&mut input.base_weekly);
-    by_debug(&mut input.lead);
-    by_debug(&mut input.weekly_steps);
-    input
-}
-
 /// The default window is read as its closed weeks (kept) and the current one:
 /// joined, the parts are the window read whole, distinct requests counted once
 /// however their steps fall on the two sides; and the page says the same.
@@ -977,7 +962,7 @@ async fn a_window_read_in_two_parts_is_the_window_read_whole(app: &TestApp) -> T
         "requests on both sides: {twice:?}"
     );
     let joined = flow::join(&closed, current, &twice);
-    assert_eq!(in_order(joined.clone()), in_order(whole.clone()));
+    assert_eq!(joined.clone().in_order(), whole.clone().in_order());
     let every = What::Every;
     assert_eq!(
         flow::compute(&joined, None, &every),

@@ -38,6 +38,24 @@ pub fn join(closed: &FlowInput, current: FlowInput, twice: &CountedTwice) -> Flo
     }
 }
 
+impl FlowInput {
+    /// Each list's rows in one order, so that two readings of the same figures
+    /// (the database's order is its own) compare equal.
+    pub fn in_order(mut self) -> FlowInput {
+        fn by_debug<T: std::fmt::Debug>(rows: &mut [T]) {
+            rows.sort_by_cached_key(|row| format!("{row:?}"));
+        }
+        by_debug(&mut self.steps);
+        by_debug(&mut self.totals);
+        by_debug(&mut self.weekly);
+        by_debug(&mut self.base_totals);
+        by_debug(&mut self.base_weekly);
+        by_debug(&mut self.lead);
+        by_debug(&mut self.weekly_steps);
+        self
+    }
+}
+
 /// Rows per week: the parts' weeks are apart, so their rows are too.
 fn concat<T: Clone>(closed: &[T], current: Vec<T>) -> Vec<T> {
     let mut all = closed.to_vec();

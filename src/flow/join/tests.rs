@@ -103,21 +103,6 @@ fn counted_twice(
     }
 }
 
-/// Each list in one order, so two readings of the same figures compare equal.
-fn sorted(mut input: FlowInput) -> FlowInput {
-    fn by_debug<T: std::fmt::Debug>(rows: &mut [T]) {
-        rows.sort_by_cached_key(|row| format!("{row:?}"));
-    }
-    by_debug(&mut input.steps);
-    by_debug(&mut input.totals);
-    by_debug(&mut input.weekly);
-    by_debug(&mut input.base_totals);
-    by_debug(&mut input.base_weekly);
-    by_debug(&mut input.lead);
-    by_debug(&mut input.weekly_steps);
-    input
-}
-
 #[test]
 fn a_window_joined_from_its_parts_is_the_window_read_whole() {
     let (records, day_two) = records();
@@ -132,7 +117,11 @@ fn a_window_joined_from_its_parts_is_the_window_read_whole() {
             "the data must have requests on both sides"
         );
         let joined = join(&closed, current, &twice);
-        assert_eq!(sorted(joined), sorted(whole.clone()), "split at {split}");
+        assert_eq!(
+            joined.in_order(),
+            whole.clone().in_order(),
+            "split at {split}"
+        );
         // What the figures say is the same too.
         assert_eq!(
             compute(
