@@ -69,7 +69,11 @@ async fn fill_flow_step_actions(state: &AppState) {
     };
     match filled.await {
         Ok(0) => {}
-        Ok(steps) => tracing::info!(steps, "recorded what their requests do on older flow steps"),
+        Ok(steps) => {
+            tracing::info!(steps, "recorded what their requests do on older flow steps");
+            // The flow page's kept weeks counted those steps as creations.
+            state.flow_figures.forget_closed_weeks();
+        }
         Err(error) => tracing::warn!(%error, "could not fill in the flow steps' request actions"),
     }
 }

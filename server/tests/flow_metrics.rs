@@ -943,6 +943,19 @@ async fn a_window_read_in_two_parts_is_the_window_read_whole(app: &TestApp) -> T
             b = i % 50,
         ));
     }
+    // One request whose earlier steps were recorded as a creation's (an older
+    // replica's, before its request action was filled in) and whose steps of
+    // this week as a resize's, for the same actions: two groups, each counting it.
+    for (week, request_action) in [(this_week - 3, "NULL"), (this_week, "'resize'")] {
+        for action in ["enter_review", "start_execution"] {
+            values.push(format!(
+                "({id}, '{NS}', {request_action}, 'in_review', 'approved', '{action}', \
+                 'person', {at}, {at}, {week}, 5, 3, NULL, NULL)",
+                id = ids[0],
+                at = flow::week_start(week) + 1,
+            ));
+        }
+    }
     app.exec(&format!(
         "INSERT INTO flow_steps (request_id, type_name, request_action, from_state, to_state, \
          action, actor_kind, entered_at, at, week, duration_ms, bucket, lead_ms, lead_bucket) \
@@ -975,11 +988,34 @@ async fn a_window_read_in_two_parts_is_the_window_read_whole(app: &TestApp) -> T
     let expected = flow::compute(&whole, None, &every);
     assert_eq!(shown.types, expected.types);
     assert_eq!(shown.all, expected.all);
-    // A step recorded this week counts at once.
+    // A step recorded this week counts at once, the closed weeks kept.
+    let figures = &app.state.flow_figures;
+    let closed_reads = figures.closed_reads();
     submit(app, "split-late", "prod").await?;
     let after = flow_service::flow_metrics(&app.state, &carol, &query).await?;
     let now_whole = storage::flow::read(pool, since, until).await?;
     assert_eq!(after.all, flow::compute(&now_whole, None, &every).all);
     assert_ne!(after.all, shown.all);
+    assert_eq!(
+        figures.closed_reads(),
+        closed_reads,
+        "the closed weeks kept"
+    );
+    // A step that lands in a closed week late (a transaction begun before the
+    // week turned) is seen at the next view: the closed weeks are read again.
+    app.exec(&format!(
+        "INSERT INTO flow_steps (request_id, type_name, request_action, from_state, to_state, \
+         action, actor_kind, entered_at, at, week, duration_ms, bucket, lead_ms, lead_bucket) \
+         VALUES ({id}, '{NS}', NULL, 'submitted', 'in_review', 'submit', 'person', {at}, {at}, \
+         {week}, 1, 1, NULL, NULL)",
+        id = ids[1],
+        week = this_week - 1,
+        at = flow::week_start(this_week - 1) + 5,
+    ))
+    .await?;
+    let late = flow_service::flow_metrics(&app.state, &carol, &query).await?;
+    let late_whole = storage::flow::read(pool, since, until).await?;
+    assert_eq!(late.all, flow::compute(&late_whole, None, &every).all);
+    assert_eq!(figures.closed_reads(), closed_reads + 1);
     Ok(())
 }

@@ -240,6 +240,19 @@ fn a_quantile_stays_within_its_bucket() {
     }];
     assert_eq!(quantile(&spread, 0.5), Some(102));
     assert_eq!(quantile(&[], 0.5), None);
+    // One bucket in parts (one per week) is one bucket, in any order: the
+    // rank falls in it, and its mean is that of all its parts.
+    let b = bucket_of(1000);
+    let part = |count, total_ms| Bucket {
+        bucket: b,
+        count,
+        total_ms,
+    };
+    let parts = [part(1, 1000), part(3, 3300), part(1, 1100)];
+    let mut backwards = parts;
+    backwards.reverse();
+    assert_eq!(quantile(&parts, 0.5), Some(1080));
+    assert_eq!(quantile(&backwards, 0.5), Some(1080));
     assert_eq!(bucket_of(0), 0);
     assert_eq!(bucket_of(-5), 0);
 }

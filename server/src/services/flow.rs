@@ -40,20 +40,28 @@ pub struct FlowFigures {
     /// The closed weeks of the windows read as fresh as the steps: a week that
     /// has ended gains no steps, so only the current week is read at each
     /// change (see [`CLOSED_WEEKS_FOR`]).
-    closed: tokio::sync::Mutex<HashMap<Window, (Instant, Arc<FlowInput>)>>,
+    closed: std::sync::Mutex<HashMap<Window, ClosedWeeks>>,
     /// Long windows read at once, whichever they are: each reads every step of
     /// its weeks, and a few callers varying the window must not take every core.
     reading: tokio::sync::Semaphore,
     /// How many times a window's steps were read: for tests and operators, who
     /// can tell a page served from a reading from one that read.
     reads: AtomicU64,
+    /// How many times closed weeks were read for a window read in parts.
+    closed_reads: AtomicU64,
 }
 
 /// How long the closed weeks of a window are used again. They gain no steps,
-/// but a replica whose clock runs behind records its steps in the week its
-/// clock says, and a transaction begun before the week turned commits after:
-/// read again now and then, such a step counts within minutes.
+/// save one a replica whose clock runs behind records in the week its clock
+/// says, or a transaction begun before the week turned commits after: the
+/// count of their steps is compared at each use, and read again on any change.
+/// The time bounds what a count cannot see: the request actions filled in on
+/// older steps (see `housekeeping`, which also lets the kept weeks go).
 pub const CLOSED_WEEKS_FOR: Duration = Duration::from_secs(600);
+
+/// A window's closed weeks as read: when, how many steps they held, and their
+/// aggregates.
+type ClosedWeeks = (Instant, i64, Arc<FlowInput>);
 
 /// How many long windows are read at once on a replica.
 const READ_AT_ONCE: usize = 2;
@@ -62,9 +70,10 @@ impl Default for FlowFigures {
     fn default() -> FlowFigures {
         FlowFigures {
             windows: std::sync::Mutex::default(),
-            closed: tokio::sync::Mutex::default(),
+            closed: std::sync::Mutex::default(),
             reading: tokio::sync::Semaphore::new(READ_AT_ONCE),
             reads: AtomicU64::new(0),
+            closed_reads: AtomicU64::new(0),
         }
     }
 }
@@ -115,6 +124,50 @@ impl FlowFigures {
             }
         }
         windows.entry(key).or_default().clone()
+    }
+
+    /// A window's closed weeks, when kept and not kept too long.
+    fn closed_weeks(&self, window: Window) -> Option<ClosedWeeks> {
+        let mut closed = self
+            .closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        closed.retain(|_, (at, _, _)| at.elapsed() < CLOSED_WEEKS_FOR);
+        closed.get(&window).cloned()
+    }
+
+    /// Keeps a window's closed weeks, letting go of the ones read longest ago
+    /// beyond [`KEPT_WINDOWS`].
+    fn keep_closed_weeks(&self, window: Window, weeks: ClosedWeeks) {
+        let mut closed = self
+            .closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while closed.len() >= KEPT_WINDOWS && !closed.contains_key(&window) {
+            let Some(oldest) = closed
+                .iter()
+                .min_by_key(|(_, (at, ..))| *at)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            closed.remove(&oldest);
+        }
+        closed.insert(window, weeks);
+    }
+
+    /// Lets go of every window's kept closed weeks: their steps were changed
+    /// in place (the request actions filled in on older steps).
+    pub fn forget_closed_weeks(&self) {
+        self.closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// How many times the closed weeks of a window read in parts were read.
+    pub fn closed_reads(&self) -> u64 {
+        self.closed_reads.load(Ordering::Relaxed)
     }
 
     /// How many times a window's steps were read since the server started.
@@ -225,23 +278,26 @@ async fn joined_input(
     Ok(flow::join(&closed, current, &twice))
 }
 
-/// The closed weeks' aggregates, read when not kept or kept too long.
+/// The closed weeks' aggregates: kept while they hold the steps they held
+/// when read and for at most [`CLOSED_WEEKS_FOR`], else read again. The lock
+/// is not held while reading (a reading of other weeks is not held up by it).
 async fn closed_weeks(state: &AppState, window: Window) -> ServiceResult<Arc<FlowInput>> {
-    let mut closed = state.flow_figures.closed.lock().await;
-    closed.retain(|_, (at, _)| at.elapsed() < CLOSED_WEEKS_FOR);
-    if let Some((_, input)) = closed.get(&window) {
-        return Ok(Arc::clone(input));
-    }
-    let input = Arc::new(storage::flow::read(&state.db.pool, window.0, window.1).await?);
-    if closed.len() >= KEPT_WINDOWS
-        && let Some(oldest) = closed
-            .iter()
-            .min_by_key(|(_, (at, _))| *at)
-            .map(|(k, _)| *k)
+    let pool = &state.db.pool;
+    let steps = storage::flow::steps_in(pool, window.0, window.1).await?;
+    let kept = state.flow_figures.closed_weeks(window);
+    if let Some((_, held, input)) = kept
+        && held == steps
     {
-        closed.remove(&oldest);
+        return Ok(input);
     }
-    closed.insert(window, (Instant::now(), Arc::clone(&input)));
+    let input = Arc::new(storage::flow::read(pool, window.0, window.1).await?);
+    state
+        .flow_figures
+        .closed_reads
+        .fetch_add(1, Ordering::Relaxed);
+    state
+        .flow_figures
+        .keep_closed_weeks(window, (Instant::now(), steps, Arc::clone(&input)));
     Ok(input)
 }
 
