@@ -607,6 +607,24 @@ pub fn values_from_text(
     (values, secrets)
 }
 
+/// A number box's text as JSON, read as the number box and the API read it:
+/// `1.0` and `1e3` are the integers 1 and 1000, a fraction or a number past 64
+/// bits stays a number (the schema then names the rule it breaks: an integer,
+/// a maximum); `NaN`, `inf` and `1e400` are no number.
+fn form_number(text: &str) -> Option<Value> {
+    if let Ok(whole) = text.parse::<i64>() {
+        return Some(Value::from(whole));
+    }
+    let number = text.parse::<f64>().ok().filter(|n| n.is_finite())?;
+    // Within ±2^53 every whole f64 is exact, so the cast is too.
+    let exact = number.fract() == 0.0 && number.abs() <= 9_007_199_254_740_992.0;
+    Some(if exact {
+        Value::from(number as i64)
+    } else {
+        Value::from(number)
+    })
+}
+
 /// Turns what a form field holds into JSON. Text that is not a number stays
 /// text, so the schema reports "must be an integer" instead of losing the input.
 /// An empty field becomes null, which validation treats as "not given".
@@ -614,9 +632,9 @@ pub fn coerce_form_value(kind: &FieldKind, raw: &str) -> Value {
     let trimmed = raw.trim();
     match kind {
         FieldKind::Integer { .. } if trimmed.is_empty() => Value::Null,
-        FieldKind::Integer { .. } => trimmed
-            .parse::<i64>()
-            .map_or_else(|_| Value::String(raw.to_string()), Value::from),
+        FieldKind::Integer { .. } => {
+            form_number(trimmed).unwrap_or_else(|| Value::String(raw.to_string()))
+        }
         FieldKind::Boolean => match trimmed {
             "true" | "on" | "yes" => Value::Bool(true),
             "false" | "off" | "no" | "" => Value::Bool(false),

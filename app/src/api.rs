@@ -318,9 +318,9 @@ pub async fn submit_request(draft: RequestDraft) -> Result<RequestId, AppError> 
 }
 
 #[server(input = Json)]
-pub async fn resubmit_request(id: RequestId, params: Value) -> Result<(), AppError> {
+pub async fn resubmit_request(id: RequestId, revision: i64, params: Value) -> Result<(), AppError> {
     let (state, user) = signed_in().await?;
-    services::requests::resubmit(&state, &user, id, &params)
+    services::requests::resubmit_from(&state, &user, (id, Some(revision)), &params)
         .await
         .map_err(user_error)
 }

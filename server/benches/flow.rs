@@ -40,7 +40,11 @@ async fn state_in(dir: &std::path::Path) -> Result<AppState, Box<dyn Error>> {
         audit_checkpoint_interval: std::time::Duration::from_secs(600),
         upgrade_sweep_interval: std::time::Duration::from_secs(3600),
         close_unrevised_after: None,
-        identity: Default::default(),
+        // The pre-checks are measured, not paced.
+        identity: slipway_server::config::IdentitySettings {
+            checks_per_minute: 0,
+            ..Default::default()
+        },
         chat: None,
     };
     Ok(build_state(settings).await?)

@@ -165,6 +165,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
     let token_pace = Arc::new(crate::services::token_pace::TokenPace::new(
         settings.identity.token_calls_per_minute,
     ));
+    let check_pace = Arc::new(crate::services::token_pace::TokenPace::new(
+        settings.identity.checks_per_minute,
+    ));
     let state = AppState {
         db,
         leases,
@@ -188,6 +191,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartError> {
         audit_pending: Arc::new(Notify::new()),
         token_uses: Arc::default(),
         token_pace,
+        check_pace,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: tokio_util::sync::CancellationToken::new(),
         streams: crate::services::slots::Slots::new(&crate::services::slots::PROGRESS_STREAMS),

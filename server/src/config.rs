@@ -1181,6 +1181,11 @@ pub struct IdentityArgs {
     /// nothing. Per process. 0: no limit.
     #[arg(long, env = "SLIPWAY_TOKEN_CALLS_PER_MINUTE", default_value_t = 600)]
     pub token_calls_per_minute: u32,
+    /// Pre-checks one person may run in a minute (the form's live check, the
+    /// API's, chat's; all at once, if they come so); past it a check is answered
+    /// 429 with Retry-After and reads nothing. Per process. 0: no limit.
+    #[arg(long, env = "SLIPWAY_CHECKS_PER_MINUTE", default_value_t = 600)]
+    pub checks_per_minute: u32,
     /// The reverse proxies in front of Slipway, as comma-separated addresses or
     /// networks (10.0.0.0/8, 2001:db8::/32, 192.0.2.10). A call whose TCP peer is
     /// one of them is counted for sign-in throttling (and audited) under the
@@ -1255,6 +1260,7 @@ impl Default for IdentityArgs {
             session_absolute_timeout: "12h".into(),
             provider_confirmation: "30d".into(),
             token_calls_per_minute: 600,
+            checks_per_minute: 600,
             trusted_proxies: Vec::new(),
             oidc_issuer: None,
             oidc_client_id: None,
@@ -1282,6 +1288,7 @@ impl std::fmt::Debug for IdentityArgs {
             .field("session_absolute_timeout", &self.session_absolute_timeout)
             .field("provider_confirmation", &self.provider_confirmation)
             .field("token_calls_per_minute", &self.token_calls_per_minute)
+            .field("checks_per_minute", &self.checks_per_minute)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("oidc_issuer", &self.oidc_issuer)
             .field("oidc_client_id", &self.oidc_client_id)
@@ -1511,6 +1518,8 @@ pub struct IdentitySettings {
     pub provider_confirmation: Duration,
     /// API calls per minute and token; 0 for no limit.
     pub token_calls_per_minute: u32,
+    /// Pre-checks per minute and person; 0 for no limit.
+    pub checks_per_minute: u32,
     /// The networks of the reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub oidc: Option<OidcSettings>,
@@ -1525,6 +1534,7 @@ impl Default for IdentitySettings {
             session_absolute_timeout: Duration::from_secs(12 * 3600),
             provider_confirmation: Duration::from_secs(30 * 86_400),
             token_calls_per_minute: 600,
+            checks_per_minute: 600,
             trusted_proxies: Vec::new(),
             oidc: None,
         }
@@ -2012,6 +2022,7 @@ impl IdentityArgs {
             session_absolute_timeout: absolute,
             provider_confirmation,
             token_calls_per_minute: self.token_calls_per_minute,
+            checks_per_minute: self.checks_per_minute,
             trusted_proxies,
             oidc,
         })

@@ -38,6 +38,9 @@ pub struct AppState {
     pub token_uses: Arc<crate::services::token_uses::UseLog>,
     /// How fast each API token may call.
     pub token_pace: Arc<crate::services::token_pace::TokenPace>,
+    /// How fast one person's pre-checks may come (the form's live check, the
+    /// API's and chat's): each reads names, quotas and requirements.
+    pub check_pace: Arc<crate::services::token_pace::TokenPace>,
     /// Signs audit checkpoints; none when no secret key is configured.
     pub audit_signer: Option<CheckpointSigner>,
     /// What `/metrics` reports.

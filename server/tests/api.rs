@@ -548,11 +548,22 @@ async fn review_round_through_the_api(app: &TestApp) -> TestResult {
         .post(&path, &bob, &json!({"decision": "request_changes", "revision": 1, "change_set_hash": hash, "comment": "2 CPUs please"}))
         .await?;
     assert_eq!(status, StatusCode::OK);
+    // A revision names the one it revises: one made from another is refused.
+    let revisions = format!("/requests/{id}/revisions");
+    let params = namespace_params("reviewed", "payments", "prod", 2);
+    let (status, stale) = api
+        .post(
+            &revisions,
+            &alice,
+            &json!({"params": params, "revision": 7}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{stale}");
     let (status, revised) = api
         .post(
-            &format!("/requests/{id}/revisions"),
+            &revisions,
             &alice,
-            &json!({"params": namespace_params("reviewed", "payments", "prod", 2)}),
+            &json!({"params": params, "revision": 1}),
         )
         .await?;
     assert_eq!(status, StatusCode::OK, "{revised}");

@@ -36,6 +36,8 @@ on_both_engines!(
     audit_events_name_their_channel_address_and_trace,
     a_page_another_site_opened_does_not_count_as_read,
     a_request_left_unrevised_is_closed_and_frees_its_name,
+    a_revision_made_from_a_stale_form_is_refused,
+    pre_checks_keep_to_a_pace_per_person,
 );
 on_both_engines!(@one extra_type_from_yaml_only, super::start_with_redis_catalog);
 on_both_engines!(@one a_request_whose_type_left_the_catalog_is_turned_down_by_an_admin, super::start_with_redis_catalog);
@@ -1462,6 +1464,85 @@ async fn audit_events_name_their_channel_address_and_trace(app: &TestApp) -> Tes
             events: app.count("audit_events").await?
         }
     );
+    Ok(())
+}
+
+/// A revision names the one it was made from: a form opened on revision 2 and
+/// sent after a revision 3 (another tab) and another round of review is
+/// refused and changes nothing, never a quiet overwrite of revision 3.
+async fn a_revision_made_from_a_stale_form_is_refused(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    app.namespace(&alice, "prod", "core").await?;
+    let id = requests::submit(
+        state,
+        &alice,
+        &draft("postgres-database", postgres_params("ledger", "prod", 20)),
+    )
+    .await?;
+    let changes = ReviewDecision::RequestChanges;
+    reviews::decide(state, &bob, id, 1, changes, "more").await?;
+    let opened_on = 1;
+    requests::resubmit_from(
+        state,
+        &alice,
+        (id, Some(opened_on)),
+        &postgres_params("ledger", "prod", 50),
+    )
+    .await?;
+    reviews::decide(state, &bob, id, 2, changes, "even more").await?;
+    let before = app.snapshot().await?;
+    let stale = requests::resubmit_from(
+        state,
+        &alice,
+        (id, Some(opened_on)),
+        &postgres_params("ledger", "prod", 30),
+    )
+    .await;
+    match stale {
+        Err(ServiceError::Conflict(message)) => {
+            assert!(message.contains("revision 2 now, not 1"), "{message}")
+        }
+        other => return Err(format!("a stale form must be refused: {other:?}").into()),
+    }
+    assert_eq!(app.snapshot().await?, before, "nothing changed");
+    requests::resubmit_from(
+        state,
+        &alice,
+        (id, Some(2)),
+        &postgres_params("ledger", "prod", 60),
+    )
+    .await?;
+    assert_eq!(app.request(id).await?.current_revision, 3);
+    Ok(())
+}
+
+/// A script looping on the pre-check is held to a pace (each check reads
+/// names, quotas and requirements); another person checks on unhindered.
+async fn pre_checks_keep_to_a_pace_per_person(app: &TestApp) -> TestResult {
+    let state = &app.state;
+    let (alice, bob) = (app.user("alice").await?, app.user("bob").await?);
+    let params = namespace_params("paced", "payments", "dev", 1);
+    // A minute's worth at once, and a few more as the pace refills (ten a
+    // second); then a refusal saying when to come back.
+    let pace = u64::from(state.settings.identity.checks_per_minute);
+    let mut passed = 0;
+    let refusal = loop {
+        match requests::precheck(state, &alice, "k8s-namespace", &params, None).await {
+            Ok(_) if passed < 2 * pace => passed += 1,
+            other => break other,
+        }
+    };
+    match refusal {
+        Err(ServiceError::TooMany(message, Some(wait))) => {
+            assert!(message.contains("pre-checks in a minute"), "{message}");
+            assert!(wait <= std::time::Duration::from_secs(60));
+        }
+        other => return Err(format!("past the pace: {other:?}").into()),
+    }
+    assert!(passed >= pace, "{passed} passed");
+    let theirs = namespace_params("paced", "platform", "dev", 1);
+    requests::precheck(state, &bob, "k8s-namespace", &theirs, None).await?;
     Ok(())
 }
 

@@ -213,6 +213,15 @@ pub(super) fn check_form_shape(schema: &Value, problems: &mut Vec<SchemaProblem>
                 "must be one of string, integer, boolean or array (of strings)",
             )),
         }
+        // The form shows choices as a list of text and sends the one picked
+        // as text: an integer's or a boolean's choices could never be sent.
+        if matches!(kind, Some("integer" | "boolean")) && property.get("enum").is_some() {
+            problems.push(problem(
+                format!("{at}.enum"),
+                "choices are for `type: string` parameters (the form sends the one picked \
+                 as text); write the choices as strings, or use `minimum`/`maximum` for a number",
+            ));
+        }
     }
 }
 

@@ -621,6 +621,28 @@ fn unknown_dictionary_and_unsupported_property_types() {
     );
 }
 
+/// The form sends a choice as text: an integer's or a boolean's choices are
+/// refused at load, where they would have refused every request.
+#[test]
+fn choices_of_a_number_or_a_yes_no_are_refused() {
+    for (size, kind) in [
+        ("{ type: integer, enum: [1, 3, 5], default: 1 }", "integer"),
+        ("{ type: boolean, enum: [true] }", "boolean"),
+    ] {
+        let text = minimal_type("").replace(
+            "size: { type: integer, default: 1 }",
+            &format!("size: {size}"),
+        );
+        let errors = errors_of(&with_file("types/widget.yaml", &text));
+        let found: Vec<_> = triples(&errors)
+            .into_iter()
+            .filter(|(_, path, _)| path == "parameters.properties.size.enum")
+            .collect();
+        assert_eq!(found.len(), 1, "{kind}: {errors:?}");
+        assert!(found[0].2.contains("`type: string`"), "{found:?}");
+    }
+}
+
 #[test]
 fn duplicate_dictionary_keys() {
     let text = "name: colours\ntitle: Colours\nterms:\n  - { key: red, title: Red }\n  - { key: red, title: Rouge }\n";

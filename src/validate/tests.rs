@@ -262,7 +262,20 @@ fn coerce_form_values() {
         maximum: None,
     };
     assert_eq!(coerce_form_value(&int, " 42 "), json!(42));
-    assert_eq!(coerce_form_value(&int, "4.5"), json!("4.5"));
+    // As a number box and the API read it: whole numbers written otherwise
+    // are integers; a fraction stays a number the schema refuses by name.
+    assert_eq!(coerce_form_value(&int, "4.5"), json!(4.5));
+    assert_eq!(coerce_form_value(&int, "20.0"), json!(20));
+    assert_eq!(coerce_form_value(&int, "1e3"), json!(1000));
+    assert_eq!(coerce_form_value(&int, "-0"), json!(0));
+    assert_eq!(coerce_form_value(&int, "99999999999999999999"), json!(1e20));
+    for no_number in ["NaN", "inf", "1e400", "０１", "1,5", "x"] {
+        assert_eq!(
+            coerce_form_value(&int, no_number),
+            json!(no_number),
+            "{no_number}"
+        );
+    }
     assert_eq!(coerce_form_value(&int, ""), Value::Null);
     assert_eq!(coerce_form_value(&FieldKind::Boolean, "true"), json!(true));
     assert_eq!(

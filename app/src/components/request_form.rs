@@ -97,6 +97,23 @@ impl FormMode {
         }
     }
 
+    /// A revise form sent back with a refusal: the revision it was opened on,
+    /// as posted (`__revision`), not the newest one, so a stale form stays
+    /// refused instead of one click from overwriting the newer revision.
+    pub fn opened_on(self, given: &[(String, String)]) -> FormMode {
+        let posted = given
+            .iter()
+            .find(|(key, _)| key == REVISION_FIELD)
+            .and_then(|(_, value)| value.trim().parse::<i64>().ok())
+            .filter(|revision| *revision > 0);
+        match (self, posted) {
+            (FormMode::Resubmit { id, on, .. }, Some(revision)) => {
+                FormMode::Resubmit { id, on, revision }
+            }
+            (mode, _) => mode,
+        }
+    }
+
     /// The request left out of its own quota while it is revised.
     fn excluded(&self) -> Option<RequestId> {
         match self {
@@ -124,7 +141,9 @@ impl FormMode {
                 };
                 submit_request(draft).await
             }
-            FormMode::Resubmit { id, .. } => resubmit_request(id, params).await.map(|()| id),
+            FormMode::Resubmit { id, revision, .. } => {
+                resubmit_request(id, revision, params).await.map(|()| id)
+            }
             FormMode::Act { on, submit_key } => {
                 let draft = ActionDraft { params, submit_key };
                 submit_action(on.asset_id, on.action, draft).await

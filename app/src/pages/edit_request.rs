@@ -53,13 +53,17 @@ pub fn EditRequestPage() -> impl IntoView {
                         };
                         let feedback: Vec<_> = detail.decisions.iter().filter(|d| d.decision == "request_changes" && !d.voided).map(|d| (d.decided_by.clone(), d.comment.clone())).collect();
                         let next_revision = detail.summary.revision + 1;
-                        let mode = FormMode::Resubmit { id, on, revision: detail.summary.revision };
+                        let mut mode = FormMode::Resubmit { id, on, revision: detail.summary.revision };
                         // Sent back with a refusal: the values it was posted with,
                         // over the last revision's (whose stored secrets stay).
                         let given: Vec<(String, String)> = query.with_untracked(|q| {
                             q.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
                         });
                         let sent_back = SentBack::from_query(&given, &mode.action(&resource_type.name));
+                        // ...and the revision it was opened on: a stale form stays stale.
+                        if sent_back.is_some() {
+                            mode = mode.opened_on(&given);
+                        }
                         let initial = match sent_back {
                             Some(_) => refilled(&resource_type, initial, &given),
                             None => initial,

@@ -71,6 +71,11 @@ pub struct PrecheckBody {
 pub struct RevisionBody {
     /// The complete new parameters.
     pub params: Value,
+    /// The revision these parameters revise (`summary.revision` when read): a
+    /// request revised since is a 409, never a quiet overwrite of the newer
+    /// revision. Without it, the newest revision is revised.
+    #[serde(default)]
+    pub revision: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -432,9 +437,14 @@ async fn revise(
     ApiJson(body): ApiJson<RevisionBody>,
 ) -> Result<Response, ApiError> {
     scoped(&caller, TokenScope::Request)?;
-    requests::resubmit(&state, &caller, RequestId(id), &body.params)
-        .await
-        .map_err(|e| problem(&caller, e))?;
+    requests::resubmit_from(
+        &state,
+        &caller,
+        (RequestId(id), body.revision),
+        &body.params,
+    )
+    .await
+    .map_err(|e| problem(&caller, e))?;
     after_change(&state, &caller, RequestId(id), StatusCode::OK).await
 }
 

@@ -177,7 +177,9 @@ impl Form {
                 if let Some(done) = revised_since(state, caller, *id, base, &plain).await? {
                     return Ok(done);
                 }
-                match services::requests::resubmit(state, caller, *id, &params).await {
+                match services::requests::resubmit_from(state, caller, (*id, Some(base)), &params)
+                    .await
+                {
                     Ok(()) => Ok(*id),
                     // Two posts of one form at once: the other one's revision is in.
                     Err(ServiceError::Conflict(message)) => {
@@ -379,6 +381,10 @@ fn fill(
         }
         if name == REVISION_FIELD {
             base_revision = value.trim().parse::<i64>().ok().filter(|r| *r > 0);
+            // Sent back with a refusal, the form still says the revision it
+            // was opened on: a stale form stays stale, not one click from
+            // overwriting the newer revision with its values.
+            way_back.values.push((name, value));
             continue;
         }
         let Some(field) = fields.iter().find(|f| f.name == name) else {

@@ -210,14 +210,24 @@ pub async fn precheck(
     input: &Value,
     exclude: Option<RequestId>,
 ) -> ServiceResult<PrecheckReport> {
+    super::requests::paced_check(state, user)?;
     let mut conn = state.db.pool.acquire().await?;
     let target = target(state, &mut conn, asset_id, name).await?;
     authorize(user, target.ty, &target.asset)?;
-    if let Some(id) = exclude {
-        // As for a new request: only a request the caller may see is left out.
-        let revised = super::load_request(&mut conn, id).await?;
-        super::authorize(state, user, Verb::View, &revised)?;
-    }
+    // As for a new request: only a request the caller may see is left out, and
+    // only this asset's request for this action (another's would take its
+    // count out of scopes it is not in, and the answer would pass a request
+    // the submit then refuses).
+    let exclude = match exclude {
+        Some(id) => {
+            let revised = super::load_request(&mut conn, id).await?;
+            super::authorize(state, user, Verb::View, &revised)?;
+            let ours = revised.asset_id == Some(asset_id)
+                && revised.action.as_deref() == Some(target.action.name.as_str());
+            ours.then_some(id)
+        }
+        None => None,
+    };
     let foreign = action::foreign_input(target.action, input);
     let merged = action::request_params(target.ty, &target.asset.params, input);
     let ty = &target.action.request_type;

@@ -118,6 +118,24 @@ async fn usages(
     Ok(used)
 }
 
+/// Counts one pre-check of the caller's; past `--checks-per-minute`, refused
+/// with when to try again, having read nothing. A form checked as someone
+/// types sends a few a second at most, while a script looping on the check
+/// would take the database's connections from everyone else's pages and the
+/// workers.
+pub(crate) fn paced_check(state: &AppState, user: &Caller) -> ServiceResult<()> {
+    state.check_pace.call(user.user.id.0).map_err(|wait| {
+        ServiceError::TooMany(
+            format!(
+                "you ran more than {} pre-checks in a minute; wait {} s",
+                state.check_pace.per_minute(),
+                wait.as_secs().max(1)
+            ),
+            Some(wait),
+        )
+    })
+}
+
 /// Runs every rule of the pre-check against the current data. `exclude` leaves the
 /// request being revised out of its own quota.
 pub(crate) async fn compute_precheck(
@@ -295,6 +313,7 @@ pub async fn precheck(
     exclude: Option<RequestId>,
 ) -> ServiceResult<PrecheckReport> {
     policy::may_request(user).map_err(ServiceError::refused)?;
+    paced_check(state, user)?;
     let (ty, validator) = type_and_validator(state, type_name)?;
     let mut conn = state.db.pool.acquire().await?;
     // The request being revised must be one the caller may see: comparing answers
@@ -863,10 +882,23 @@ pub(crate) async fn store_submission(
 
 /// The requester's answer to "changes requested": a new revision, earlier approvals void.
 #[instrument(skip_all, fields(request_id = %id))]
+/// A new revision of request `id`, of its newest revision whichever it is.
 pub async fn resubmit(
     state: &AppState,
     user: &Caller,
     id: RequestId,
+    params: &Value,
+) -> ServiceResult<()> {
+    resubmit_from(state, user, (id, None), params).await
+}
+
+/// A new revision of request `id`; with `base`, only while `base` is its
+/// newest revision (the one the form was opened on): a form gone stale is
+/// refused, never a quiet overwrite of the revision made since.
+pub async fn resubmit_from(
+    state: &AppState,
+    user: &Caller,
+    (id, base): (RequestId, Option<i64>),
     params: &Value,
 ) -> ServiceResult<()> {
     let mut tx = state.db.write().await?;
@@ -881,6 +913,15 @@ pub async fn resubmit(
     // Before the request's type or action says anything in an answer: a stranger
     // learns only that the request is not theirs.
     super::authorize(state, user, Verb::Revise, &request)?;
+    if let Some(base) = base
+        && base != request.current_revision
+    {
+        return Err(ServiceError::Conflict(format!(
+            "request #{id} is at revision {} now, not {base}, which this revision was made \
+             from; open it again to revise its newest revision",
+            request.current_revision
+        )));
+    }
     let ty = super::request_type(state, &request)?;
     let validator = state
         .catalog
